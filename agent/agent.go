@@ -1,0 +1,381 @@
+// Package agent is the store daemon of loyalty edge sync: it answers the point of sale (scan a
+// member QR, earn, redeem, reverse) from a local replica, online or offline, and writes every
+// change as a ledger delta to a transactional outbox that the sync client delivers to the hub.
+//
+// Guarantees kept here: a delta is durable in the same transaction as its local effect before
+// the POS gets an answer; a POS retry with the same order id gets the first answer; an offline
+// redemption never takes the balance this store can see (last synced balance plus its own pending
+// deltas) below zero.
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"time"
+
+	"github.com/loyalty-edge-sync/loyalty"
+	"github.com/loyalty-edge-sync/loyalty/qr"
+	lsync "github.com/loyalty-edge-sync/loyalty/sync"
+)
+
+// Syncer is the agent's view of its sync client (lsync.Client).
+type Syncer interface {
+	// Kick says the outbox has new deltas.
+	Kick()
+	// Subscribe fetches a member from the hub into the replica. EUNAVAILABLE when offline.
+	Subscribe(ctx context.Context, member string) (*loyalty.Member, error)
+	// Status reports the connection state.
+	Status() lsync.Status
+}
+
+// Agent answers the point of sale from the local replica.
+type Agent struct {
+	Store   Store
+	StoreID string
+	Sync    Syncer
+	Logger  *slog.Logger
+	Now     func() time.Time
+	// LookupTimeout bounds how long a scan of a member unknown to the replica waits for the hub.
+	LookupTimeout time.Duration
+}
+
+// New returns an Agent for store id on s.
+func New(id string, s Store, sync Syncer) *Agent {
+	return &Agent{Store: s, StoreID: id, Sync: sync, Logger: slog.Default(), Now: time.Now, LookupTimeout: 500 * time.Millisecond}
+}
+
+// ScanRequest is the body of POST /v1/scan.
+type ScanRequest struct {
+	QR string `json:"qr"`
+}
+
+// ScanResult is what the cashier sees after scanning a member QR.
+type ScanResult struct {
+	Member     loyalty.Member   `json:"member"`
+	Known      bool             `json:"known"`   // false: the member is new to this store and the hub was not reachable
+	Balance    int64            `json:"balance"` // synced balance plus this store's pending deltas
+	Pending    int64            `json:"pending"` // points of this store's deltas not yet confirmed by the hub
+	Offline    bool             `json:"offline"`
+	Affordable []loyalty.Reward `json:"affordable_rewards"`
+}
+
+// Scan verifies a member QR offline and returns the member, balance and affordable rewards.
+func (a *Agent) Scan(ctx context.Context, req ScanRequest) (ScanResult, error) {
+	c, err := a.verify(ctx, req.QR)
+	if err != nil {
+		return ScanResult{}, err
+	}
+	if c.Type != qr.TypeMember {
+		return ScanResult{}, loyalty.Errorf(loyalty.EINVALID, "this is a voucher; use it with a redeem call")
+	}
+	a.lookup(ctx, c.Member)
+	var res ScanResult
+	err = a.Store.View(ctx, func(tx Tx) error {
+		m, known, bal, pending, err := a.balance(ctx, tx, c.Member)
+		if err != nil {
+			return err
+		}
+		p, err := tx.Program(ctx)
+		if err != nil {
+			return err
+		}
+		res = ScanResult{Member: m, Known: known, Balance: bal, Pending: pending, Offline: !a.Sync.Status().Online, Affordable: []loyalty.Reward{}}
+		for _, r := range p.Rewards {
+			if r.PointsCost <= bal {
+				res.Affordable = append(res.Affordable, r)
+			}
+		}
+		return nil
+	})
+	return res, err
+}
+
+// lookup fetches a member the replica does not hold yet, if the hub answers quickly. Failure is
+// fine: a signed QR is enough to earn offline.
+func (a *Agent) lookup(ctx context.Context, member string) {
+	var known bool
+	a.Store.View(ctx, func(tx Tx) error {
+		_, err := tx.Member(ctx, member)
+		known = err == nil
+		return nil
+	})
+	if known || !a.Sync.Status().Online {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, a.LookupTimeout)
+	defer cancel()
+	if _, err := a.Sync.Subscribe(ctx, member); err != nil {
+		a.Logger.Info("member lookup at the hub failed; going on with the QR alone", slog.String("member", member), slog.Any("err", err))
+	}
+}
+
+// balance returns what this store knows of a member: the replica row (or a bare one for a
+// member new to the store), whether it was known, and balance = synced + pending.
+func (a *Agent) balance(ctx context.Context, tx Tx, id string) (m loyalty.Member, known bool, balance, pending int64, err error) {
+	m, err = tx.Member(ctx, id)
+	if loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
+		m, err = loyalty.Member{ID: id}, nil
+	} else if err == nil {
+		known = true
+	}
+	if err != nil {
+		return m, false, 0, 0, err
+	}
+	if pending, err = tx.PendingPoints(ctx, id); err != nil {
+		return m, false, 0, 0, err
+	}
+	return m, known, m.Balance + pending, pending, nil
+}
+
+func (a *Agent) verify(ctx context.Context, token string) (qr.Claims, error) {
+	if token == "" {
+		return qr.Claims{}, loyalty.Errorf(loyalty.EINVALID, "qr is required: the text of the scanned code")
+	}
+	var keys []qr.PublicKey
+	err := a.Store.View(ctx, func(tx Tx) error {
+		var err error
+		keys, err = tx.Keys(ctx)
+		return err
+	})
+	if err != nil {
+		return qr.Claims{}, err
+	}
+	if len(keys) == 0 {
+		return qr.Claims{}, loyalty.Errorf(loyalty.EUNAVAILABLE, "this store has never synced with the hub, so it cannot check QR codes yet")
+	}
+	v := qr.Verifier{Keys: keys, Now: a.Now}
+	return v.Verify(token)
+}
+
+// memberOf resolves the member of a POS call: a verified QR token, or an id in the replica.
+func (a *Agent) memberOf(ctx context.Context, token, id string) (string, error) {
+	if token != "" {
+		c, err := a.verify(ctx, token)
+		if err != nil {
+			return "", err
+		}
+		if c.Type != qr.TypeMember {
+			return "", loyalty.Errorf(loyalty.EINVALID, "this is a voucher, not a member code; send it as \"voucher\"")
+		}
+		return c.Member, nil
+	}
+	if id == "" {
+		return "", loyalty.Errorf(loyalty.EINVALID, "qr (the scanned member code) or member_id is required")
+	}
+	err := a.Store.View(ctx, func(tx Tx) error {
+		_, err := tx.Member(ctx, id)
+		return err
+	})
+	if loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
+		return "", loyalty.Errorf(loyalty.ENOTFOUND, "member %s is not known at this store; scan the member's QR code instead", id)
+	}
+	return id, err
+}
+
+// once runs a POS operation exactly once per (op, order id), in one transaction with the deltas
+// it writes. A retry with the same body returns the first answer; a different body with the same
+// order id is ECONFLICT. Refusals are not remembered, so a refused call can be retried.
+func (a *Agent) once(ctx context.Context, op, orderID string, req any, fn func(Tx) (loyalty.Receipt, error)) (loyalty.Receipt, error) {
+	if err := loyalty.ValidateOrderID(orderID); err != nil {
+		return loyalty.Receipt{}, err
+	}
+	hash := loyalty.RequestHash(req)
+	var out loyalty.Receipt
+	var fresh bool
+	err := a.Store.Update(ctx, func(tx Tx) error {
+		prev, resp, found, err := tx.PosResult(ctx, op, orderID)
+		if err != nil {
+			return err
+		}
+		if found {
+			if prev != hash {
+				return loyalty.Errorf(loyalty.ECONFLICT, "order %s already has a different %s; use a new order id", orderID, op)
+			}
+			return json.Unmarshal(resp, &out)
+		}
+		if out, err = fn(tx); err != nil {
+			return err
+		}
+		out.OrderID, out.Offline = orderID, !a.Sync.Status().Online
+		b, err := json.Marshal(out)
+		if err != nil {
+			return err
+		}
+		fresh = true
+		return tx.SavePosResult(ctx, op, orderID, hash, b, a.Now())
+	})
+	if err == nil && fresh {
+		a.Sync.Kick()
+	}
+	return out, err
+}
+
+func (a *Agent) newDelta(member string, kind loyalty.Kind, orderID, terminal string) loyalty.Delta {
+	d := loyalty.Delta{ID: loyalty.NewDeltaID(), Store: a.StoreID, Terminal: terminal, Member: member, Kind: kind,
+		OrderID: orderID, OccurredAt: a.Now()}
+	d.Normalize()
+	return d
+}
+
+// Earn awards points for a sale under the program this store last synced.
+func (a *Agent) Earn(ctx context.Context, req loyalty.EarnRequest) (loyalty.Receipt, error) {
+	member, err := a.memberOf(ctx, req.QR, req.MemberID)
+	if err != nil {
+		return loyalty.Receipt{}, err
+	}
+	return a.once(ctx, "earn", req.OrderID, req, func(tx Tx) (loyalty.Receipt, error) {
+		p, err := tx.Program(ctx)
+		if err != nil {
+			return loyalty.Receipt{}, err
+		}
+		pts, err := p.EarnPoints(int64(req.Amount), req.Currency)
+		if err != nil {
+			return loyalty.Receipt{}, err
+		}
+		d := a.newDelta(member, loyalty.KindEarn, req.OrderID, req.Terminal)
+		d.Points, d.Amount, d.Currency, d.RuleVersion = pts, int64(req.Amount), req.Currency, p.Version
+		return a.write(ctx, tx, d)
+	})
+}
+
+// write stores one delta and answers with the balance after it.
+func (a *Agent) write(ctx context.Context, tx Tx, ds ...loyalty.Delta) (loyalty.Receipt, error) {
+	r := loyalty.Receipt{Deltas: []string{}}
+	for _, d := range ds {
+		if err := d.Validate(); err != nil {
+			return r, err
+		}
+		if err := tx.InsertDelta(ctx, d, a.Now()); err != nil {
+			return r, err
+		}
+		r.Member, r.Points = d.Member, r.Points+d.Points
+		r.Deltas = append(r.Deltas, d.ID)
+	}
+	_, _, bal, _, err := a.balance(ctx, tx, r.Member)
+	r.Balance = bal
+	return r, err
+}
+
+// Redeem spends points on a reward, or uses a hub-issued voucher. Offline, the balance it checks
+// is the last synced balance plus this store's pending deltas, and it never goes below zero.
+func (a *Agent) Redeem(ctx context.Context, req loyalty.RedeemRequest) (loyalty.Receipt, error) {
+	if req.Voucher != "" {
+		return a.useVoucher(ctx, req)
+	}
+	if req.RewardID == "" {
+		return loyalty.Receipt{}, loyalty.Errorf(loyalty.EINVALID, "reward_id or voucher is required")
+	}
+	member, err := a.memberOf(ctx, req.QR, req.MemberID)
+	if err != nil {
+		return loyalty.Receipt{}, err
+	}
+	return a.once(ctx, "redeem", req.OrderID, req, func(tx Tx) (loyalty.Receipt, error) {
+		p, err := tx.Program(ctx)
+		if err != nil {
+			return loyalty.Receipt{}, err
+		}
+		r, err := p.Reward(req.RewardID)
+		if err != nil {
+			return loyalty.Receipt{}, err
+		}
+		_, _, bal, _, err := a.balance(ctx, tx, member)
+		if err != nil {
+			return loyalty.Receipt{}, err
+		}
+		if bal < r.PointsCost {
+			return loyalty.Receipt{}, loyalty.Errorf(loyalty.EINSUFFICIENT, "member has %d points; %s costs %d", bal, r.Name, r.PointsCost)
+		}
+		d := a.newDelta(member, loyalty.KindRedeem, req.OrderID, req.Terminal)
+		d.Points, d.Reward, d.RuleVersion = -r.PointsCost, r.ID, p.Version
+		rc, err := a.write(ctx, tx, d)
+		rc.Reward = &r
+		return rc, err
+	})
+}
+
+func (a *Agent) useVoucher(ctx context.Context, req loyalty.RedeemRequest) (loyalty.Receipt, error) {
+	c, err := a.verify(ctx, req.Voucher)
+	if err != nil {
+		return loyalty.Receipt{}, err
+	}
+	if c.Type != qr.TypeVoucher {
+		return loyalty.Receipt{}, loyalty.Errorf(loyalty.EINVALID, "this is a member code, not a voucher")
+	}
+	return a.once(ctx, "redeem", req.OrderID, req, func(tx Tx) (loyalty.Receipt, error) {
+		if order, err := tx.VoucherUse(ctx, c.Voucher); err != nil {
+			return loyalty.Receipt{}, err
+		} else if order != "" {
+			return loyalty.Receipt{}, loyalty.Errorf(loyalty.ECONFLICT, "voucher already used at this store (order %s)", order)
+		}
+		p, err := tx.Program(ctx)
+		if err != nil {
+			return loyalty.Receipt{}, err
+		}
+		d := a.newDelta(c.Member, loyalty.KindRedeem, req.OrderID, req.Terminal)
+		d.Voucher, d.Reward, d.RuleVersion = c.Voucher, c.Reward, p.Version
+		rc, err := a.write(ctx, tx, d)
+		if r, rerr := p.Reward(c.Reward); rerr == nil {
+			rc.Reward = &r
+		}
+		return rc, err
+	})
+}
+
+// Reverse undoes everything an order earned and redeemed at this store (a void or a full
+// refund). Reversing an earn can take a balance below zero; the hub flags that for review.
+func (a *Agent) Reverse(ctx context.Context, req loyalty.ReverseRequest) (loyalty.Receipt, error) {
+	return a.once(ctx, "reverse", req.OrderID, req, func(tx Tx) (loyalty.Receipt, error) {
+		ds, err := tx.OrderDeltas(ctx, req.OrderID)
+		if err != nil {
+			return loyalty.Receipt{}, err
+		}
+		var rev []loyalty.Delta
+		for _, d := range ds {
+			if d.Kind != loyalty.KindEarn && d.Kind != loyalty.KindRedeem {
+				continue
+			}
+			if by, err := tx.ReversalOf(ctx, d.ID); err != nil {
+				return loyalty.Receipt{}, err
+			} else if by != "" {
+				continue
+			}
+			r := a.newDelta(d.Member, loyalty.KindReverse, req.OrderID, req.Terminal)
+			r.Points, r.Reverses, r.RuleVersion = -d.Points, d.ID, d.RuleVersion
+			rev = append(rev, r)
+		}
+		if len(rev) == 0 {
+			return loyalty.Receipt{}, loyalty.Errorf(loyalty.ENOTFOUND, "order %s has no loyalty activity at this store to reverse", req.OrderID)
+		}
+		return a.write(ctx, tx, rev...)
+	})
+}
+
+// Status is the body of GET /v1/status.
+type Status struct {
+	Store string `json:"store"`
+	lsync.Status
+	Stats
+}
+
+// Status reports whether the store is online, its outbox, last sync and clock offset.
+func (a *Agent) Status(ctx context.Context) (Status, error) {
+	s := Status{Store: a.StoreID, Status: a.Sync.Status()}
+	err := a.Store.View(ctx, func(tx Tx) error {
+		var err error
+		s.Stats, err = tx.Stats(ctx)
+		return err
+	})
+	return s, err
+}
+
+// Rejected lists deltas the hub refused, for review.
+func (a *Agent) Rejected(ctx context.Context, limit int) ([]RejectedDelta, error) {
+	var out []RejectedDelta
+	err := a.Store.View(ctx, func(tx Tx) error {
+		var err error
+		out, err = tx.Rejected(ctx, limit)
+		return err
+	})
+	return out, err
+}

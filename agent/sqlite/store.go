@@ -1,0 +1,368 @@
+// Package sqlite is the agent's local replica and outbox on SQLite (modernc.org/sqlite, pure Go),
+// in WAL mode with synchronous FULL so that an approved sale survives a crash or a power cut.
+package sqlite
+
+import (
+	"context"
+	"crypto/ed25519"
+	"database/sql"
+	"embed"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"strconv"
+	"time"
+
+	"github.com/loyalty-edge-sync/loyalty"
+	"github.com/loyalty-edge-sync/loyalty/agent"
+	"github.com/loyalty-edge-sync/loyalty/internal/sqlitedb"
+	"github.com/loyalty-edge-sync/loyalty/qr"
+	lsync "github.com/loyalty-edge-sync/loyalty/sync"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Store implements agent.Store on a SQLite file.
+type Store struct {
+	db *sqlitedb.DB
+}
+
+var _ agent.Store = (*Store)(nil)
+var _ agent.Tx = (*tx)(nil)
+
+// Open opens or creates the replica at path and migrates it.
+func Open(ctx context.Context, path string) (*Store, error) {
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	db, err := sqlitedb.Open(ctx, path, sub)
+	if err != nil {
+		return nil, err
+	}
+	return &Store{db: db}, nil
+}
+
+// Path returns the database file's path.
+func (s *Store) Path() string { return s.db.Path }
+
+// Close implements agent.Store.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Update implements agent.Store.
+func (s *Store) Update(ctx context.Context, fn func(agent.Tx) error) error {
+	return s.db.Update(ctx, func(t *sql.Tx) error { return fn(&tx{t}) })
+}
+
+// View implements agent.Store.
+func (s *Store) View(ctx context.Context, fn func(agent.Tx) error) error {
+	return s.db.View(ctx, func(t *sql.Tx) error { return fn(&tx{t}) })
+}
+
+type tx struct{ *sql.Tx }
+
+func (t *tx) meta(ctx context.Context, key string) (string, error) {
+	var v string
+	err := t.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return v, err
+}
+
+func (t *tx) setMeta(ctx context.Context, key, value string) error {
+	_, err := t.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value)
+	return err
+}
+
+func (t *tx) Member(ctx context.Context, id string) (loyalty.Member, error) {
+	m := loyalty.Member{ID: id}
+	err := t.QueryRowContext(ctx, `SELECT email, name, tier, balance, version FROM members WHERE id = ?`, id).
+		Scan(&m.Email, &m.Name, &m.Tier, &m.Balance, &m.Version)
+	if errors.Is(err, sql.ErrNoRows) {
+		return m, loyalty.Errorf(loyalty.ENOTFOUND, "member %s is not in this store's replica", id)
+	}
+	return m, err
+}
+
+func (t *tx) PendingPoints(ctx context.Context, member string) (int64, error) {
+	var sum int64
+	err := t.QueryRowContext(ctx, `SELECT COALESCE(SUM(points), 0) FROM deltas WHERE member = ? AND state = 'pending'`, member).Scan(&sum)
+	return sum, err
+}
+
+func (t *tx) Program(ctx context.Context) (loyalty.Program, error) {
+	var p loyalty.Program
+	v, err := t.meta(ctx, "program")
+	if err != nil {
+		return p, err
+	}
+	if v == "" {
+		return p, loyalty.Errorf(loyalty.EUNAVAILABLE, "this store has not received the loyalty program from the hub yet; check its connection")
+	}
+	return p, json.Unmarshal([]byte(v), &p)
+}
+
+func (t *tx) Keys(ctx context.Context) ([]qr.PublicKey, error) {
+	rows, err := t.QueryContext(ctx, `SELECT kid, public_key, not_after FROM keys`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []qr.PublicKey
+	for rows.Next() {
+		var k qr.PublicKey
+		var pub []byte
+		var notAfter int64
+		if err := rows.Scan(&k.ID, &pub, &notAfter); err != nil {
+			return nil, err
+		}
+		k.Key = ed25519.PublicKey(pub)
+		if notAfter != 0 {
+			k.NotAfter = time.UnixMilli(notAfter).UTC()
+		}
+		out = append(out, k)
+	}
+	return out, rows.Err()
+}
+
+func (t *tx) InsertDelta(ctx context.Context, d loyalty.Delta, at time.Time) error {
+	b, err := json.Marshal(d)
+	if err != nil {
+		return err
+	}
+	_, err = t.ExecContext(ctx, `INSERT INTO deltas (id, member, kind, points, order_id, reverses, voucher, body, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, d.ID, d.Member, d.Kind, d.Points, d.OrderID, d.Reverses, d.Voucher, string(b), at.UnixMilli())
+	return err
+}
+
+func (t *tx) OrderDeltas(ctx context.Context, orderID string) ([]loyalty.Delta, error) {
+	rows, err := t.QueryContext(ctx, `SELECT body FROM deltas WHERE order_id = ? AND state != 'rejected' ORDER BY seq`, orderID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []loyalty.Delta
+	for rows.Next() {
+		var body string
+		var d loyalty.Delta
+		if err := rows.Scan(&body); err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal([]byte(body), &d); err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+func (t *tx) single(ctx context.Context, q string, arg string) (string, error) {
+	var v string
+	err := t.QueryRowContext(ctx, q, arg).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return v, err
+}
+
+func (t *tx) ReversalOf(ctx context.Context, id string) (string, error) {
+	return t.single(ctx, `SELECT id FROM deltas WHERE reverses = ? AND state != 'rejected' LIMIT 1`, id)
+}
+
+func (t *tx) VoucherUse(ctx context.Context, voucher string) (string, error) {
+	return t.single(ctx, `SELECT d.order_id FROM deltas d WHERE d.voucher = ? AND d.kind = 'redeem' AND d.state != 'rejected'
+		AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id AND r.state != 'rejected') LIMIT 1`, voucher)
+}
+
+func (t *tx) PosResult(ctx context.Context, op, orderID string) (string, []byte, bool, error) {
+	var hash, resp string
+	err := t.QueryRowContext(ctx, `SELECT hash, response FROM pos_requests WHERE op = ? AND order_id = ?`, op, orderID).Scan(&hash, &resp)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil, false, nil
+	}
+	return hash, []byte(resp), err == nil, err
+}
+
+func (t *tx) SavePosResult(ctx context.Context, op, orderID, hash string, response []byte, at time.Time) error {
+	_, err := t.ExecContext(ctx, `INSERT INTO pos_requests (op, order_id, hash, response, at) VALUES (?, ?, ?, ?, ?)`,
+		op, orderID, hash, string(response), at.UnixMilli())
+	return err
+}
+
+func (t *tx) Stats(ctx context.Context) (agent.Stats, error) {
+	var s agent.Stats
+	err := t.QueryRowContext(ctx, `SELECT
+		(SELECT COUNT(*) FROM deltas WHERE state = 'pending'),
+		(SELECT COUNT(*) FROM deltas WHERE state = 'rejected'),
+		(SELECT COUNT(*) FROM members)`).Scan(&s.Outbox, &s.Rejected, &s.Members)
+	if err != nil {
+		return s, err
+	}
+	if s.Cursor, err = t.cursor(ctx); err != nil {
+		return s, err
+	}
+	if p, err := t.Program(ctx); err == nil {
+		s.ProgramVersion = p.Version
+	}
+	return s, nil
+}
+
+func (t *tx) Rejected(ctx context.Context, limit int) ([]agent.RejectedDelta, error) {
+	rows, err := t.QueryContext(ctx, `SELECT body, code, message FROM deltas WHERE state = 'rejected' ORDER BY seq DESC LIMIT ?`, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []agent.RejectedDelta{}
+	for rows.Next() {
+		var r agent.RejectedDelta
+		var body string
+		if err := rows.Scan(&body, &r.Code, &r.Message); err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal([]byte(body), &r.Delta); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+func (t *tx) cursor(ctx context.Context) (int64, error) {
+	v, err := t.meta(ctx, "cursor")
+	if err != nil || v == "" {
+		return 0, err
+	}
+	return strconv.ParseInt(v, 10, 64)
+}
+
+// setMember stores a member if version is newer than the replica's copy. An ack carries only
+// a balance (details false), which must not wipe the name and tier the feed delivered.
+func (t *tx) setMember(ctx context.Context, m loyalty.Member, details bool) error {
+	q := `INSERT INTO members (id, email, name, tier, balance, version) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET email = excluded.email, name = excluded.name, tier = excluded.tier,
+			balance = excluded.balance, version = excluded.version
+		WHERE excluded.version > members.version`
+	if !details {
+		q = `INSERT INTO members (id, email, name, tier, balance, version) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET balance = excluded.balance, version = excluded.version
+		WHERE excluded.version > members.version`
+	}
+	_, err := t.ExecContext(ctx, q, m.ID, m.Email, m.Name, m.Tier, m.Balance, m.Version)
+	return err
+}
+
+// --- lsync.ClientHandler ---
+
+// Cursor implements lsync.ClientHandler.
+func (s *Store) Cursor(ctx context.Context) (int64, error) {
+	var c int64
+	err := s.db.View(ctx, func(t *sql.Tx) error {
+		var err error
+		c, err = (&tx{t}).cursor(ctx)
+		return err
+	})
+	return c, err
+}
+
+// Pending implements lsync.ClientHandler.
+func (s *Store) Pending(ctx context.Context, after int64, limit int) ([]lsync.Outgoing, error) {
+	rows, err := s.db.R.QueryContext(ctx, `SELECT seq, body FROM deltas WHERE state = 'pending' AND seq > ? ORDER BY seq LIMIT ?`, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []lsync.Outgoing
+	for rows.Next() {
+		var o lsync.Outgoing
+		var body string
+		if err := rows.Scan(&o.Seq, &body); err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal([]byte(body), &o.Delta); err != nil {
+			return nil, err
+		}
+		out = append(out, o)
+	}
+	return out, rows.Err()
+}
+
+// PendingCount implements lsync.ClientHandler.
+func (s *Store) PendingCount(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.db.R.QueryRowContext(ctx, `SELECT COUNT(*) FROM deltas WHERE state = 'pending'`).Scan(&n)
+	return n, err
+}
+
+// ApplyAck implements lsync.ClientHandler: acknowledged deltas leave the outbox and balances
+// move to the hub's, in one transaction, so a delta is never counted both as pending and in the
+// synced balance.
+func (s *Store) ApplyAck(ctx context.Context, ack *lsync.Ack) error {
+	return s.db.Update(ctx, func(t *sql.Tx) error {
+		x := &tx{t}
+		for _, r := range ack.Results {
+			var err error
+			switch r.Status {
+			case lsync.StatusApplied, lsync.StatusDuplicate:
+				_, err = t.ExecContext(ctx, `UPDATE deltas SET state = 'acked', hub_seq = ? WHERE id = ? AND state = 'pending'`, r.Seq, r.DeltaID)
+			case lsync.StatusRejected:
+				_, err = t.ExecContext(ctx, `UPDATE deltas SET state = 'rejected', code = ?, message = ? WHERE id = ? AND state = 'pending'`,
+					r.Code, r.Message, r.DeltaID)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		for _, b := range ack.Balances {
+			if err := x.setMember(ctx, loyalty.Member{ID: b.Member, Balance: b.Balance, Version: b.Version}, false); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// ApplyChanges implements lsync.ClientHandler.
+func (s *Store) ApplyChanges(ctx context.Context, ch *lsync.Changes) error {
+	return s.db.Update(ctx, func(t *sql.Tx) error {
+		x := &tx{t}
+		for _, m := range ch.Members {
+			if err := x.setMember(ctx, m, true); err != nil {
+				return err
+			}
+		}
+		if ch.Program != nil {
+			cur, err := x.Program(ctx)
+			if err != nil && loyalty.ErrorCode(err) != loyalty.EUNAVAILABLE {
+				return err
+			}
+			if ch.Program.Version > cur.Version {
+				b, err := json.Marshal(ch.Program)
+				if err != nil {
+					return err
+				}
+				if err := x.setMeta(ctx, "program", string(b)); err != nil {
+					return err
+				}
+			}
+		}
+		for _, k := range ch.Keys {
+			var notAfter int64
+			if !k.NotAfter.IsZero() {
+				notAfter = k.NotAfter.UnixMilli()
+			}
+			if _, err := t.ExecContext(ctx, `INSERT INTO keys (kid, public_key, not_after) VALUES (?, ?, ?)
+				ON CONFLICT (kid) DO UPDATE SET not_after = excluded.not_after`, k.ID, []byte(k.Key), notAfter); err != nil {
+				return err
+			}
+		}
+		return x.setMeta(ctx, "cursor", strconv.FormatInt(ch.Cursor, 10))
+	})
+}
+
+// ApplyMember implements lsync.ClientHandler.
+func (s *Store) ApplyMember(ctx context.Context, m *loyalty.Member) error {
+	return s.db.Update(ctx, func(t *sql.Tx) error { return (&tx{t}).setMember(ctx, *m, true) })
+}

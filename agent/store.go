@@ -1,0 +1,68 @@
+package agent
+
+import (
+	"context"
+	"time"
+
+	"github.com/loyalty-edge-sync/loyalty"
+	"github.com/loyalty-edge-sync/loyalty/qr"
+	lsync "github.com/loyalty-edge-sync/loyalty/sync"
+)
+
+// Store is the agent's local replica and outbox. It also serves the sync client
+// (lsync.ClientHandler), so acknowledgements and change-feed pages are applied in the same
+// database as the POS writes.
+type Store interface {
+	lsync.ClientHandler
+	// Update runs fn in one durable write transaction, committed if fn returns nil.
+	Update(ctx context.Context, fn func(Tx) error) error
+	// View runs fn in a read transaction.
+	View(ctx context.Context, fn func(Tx) error) error
+	Close() error
+}
+
+// Tx is the set of storage operations available inside a transaction.
+type Tx interface {
+	// Member returns a member of the replica with their balance as last synced. ENOTFOUND.
+	Member(ctx context.Context, id string) (loyalty.Member, error)
+	// PendingPoints returns the sum of points of the member's deltas not yet acknowledged.
+	PendingPoints(ctx context.Context, member string) (int64, error)
+	// Program returns the program as last synced. ENOTFOUND before the first sync.
+	Program(ctx context.Context) (loyalty.Program, error)
+	// Keys returns the hub's public keys as last synced.
+	Keys(ctx context.Context) ([]qr.PublicKey, error)
+
+	// InsertDelta writes a delta into the local ledger and the outbox.
+	InsertDelta(ctx context.Context, d loyalty.Delta, at time.Time) error
+	// OrderDeltas returns this store's deltas for an order, oldest first.
+	OrderDeltas(ctx context.Context, orderID string) ([]loyalty.Delta, error)
+	// ReversalOf returns the id of the local delta that reverses id, or "".
+	ReversalOf(ctx context.Context, id string) (string, error)
+	// VoucherUse returns the order that used a voucher at this store, or "".
+	VoucherUse(ctx context.Context, voucher string) (string, error)
+
+	// PosResult returns the stored answer to an earlier POS call with the same operation and order id.
+	PosResult(ctx context.Context, op, orderID string) (hash string, response []byte, found bool, err error)
+	SavePosResult(ctx context.Context, op, orderID, hash string, response []byte, at time.Time) error
+
+	// Stats summarises the replica for the status call.
+	Stats(ctx context.Context) (Stats, error)
+	// Rejected returns deltas the hub refused, newest first.
+	Rejected(ctx context.Context, limit int) ([]RejectedDelta, error)
+}
+
+// Stats summarises the replica.
+type Stats struct {
+	Outbox         int64 `json:"outbox"`   // deltas waiting for the hub
+	Rejected       int64 `json:"rejected"` // deltas the hub refused, kept for review
+	Members        int64 `json:"members"`
+	Cursor         int64 `json:"cursor"`
+	ProgramVersion int64 `json:"program_version"`
+}
+
+// RejectedDelta is a delta the hub refused, with its reason.
+type RejectedDelta struct {
+	Delta   loyalty.Delta `json:"delta"`
+	Code    string        `json:"code"`
+	Message string        `json:"message"`
+}

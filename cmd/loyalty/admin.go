@@ -1,0 +1,288 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
+
+	"github.com/loyalty-edge-sync/loyalty"
+	"github.com/loyalty-edge-sync/loyalty/hub"
+	hubsqlite "github.com/loyalty-edge-sync/loyalty/hub/sqlite"
+	"github.com/loyalty-edge-sync/loyalty/qr"
+	lsync "github.com/loyalty-edge-sync/loyalty/sync"
+)
+
+func protocolVersions() []int { return lsync.Versions }
+
+// withHub opens the hub's database from the hub configuration (the same file, env and flags
+// as `loyalty hub`), runs fn and closes it. It works whether or not the hub is running: SQLite
+// in WAL mode takes one writer at a time, and the running hub notices the change within its
+// poll interval and tells the agents.
+func withHub(cmd *cobra.Command, fn func(ctx context.Context, h *hub.Hub) error) error {
+	var cfg HubConfig
+	if err := loadConfig(cmd, DefaultHubConfig(), &cfg); err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	s, err := hubsqlite.Open(ctx, cfg.Database)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	h := hub.New(s)
+	h.MemberTokenTTL, h.VoucherTokenTTL = cfg.QR.MemberTTL, cfg.QR.VoucherTTL
+	if err := h.Init(ctx); err != nil {
+		return err
+	}
+	return fn(ctx, h)
+}
+
+func printJSON(v any) error {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func adminCommands() []*cobra.Command {
+	store := &cobra.Command{Use: "store", Short: "Manage stores (on the hub's database)"}
+	add := &cobra.Command{
+		Use:   "add",
+		Short: "Register a store and print its token (shown once)",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, _ := cmd.Flags().GetString("id")
+			name, _ := cmd.Flags().GetString("name")
+			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
+				_, token, err := h.CreateStore(ctx, id, name)
+				if err != nil {
+					return err
+				}
+				fmt.Printf("store %s registered. Its token (shown once; give it to the agent as LOYALTY_TOKEN):\n%s\n", id, token)
+				return nil
+			})
+		},
+	}
+	token := &cobra.Command{
+		Use:   "token",
+		Short: "Issue a new token for a store; the old one stops working",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, _ := cmd.Flags().GetString("id")
+			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
+				t, err := h.RotateStoreToken(ctx, id)
+				if err == nil {
+					fmt.Println(t)
+				}
+				return err
+			})
+		},
+	}
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List stores",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
+				s, err := h.Stores(ctx)
+				if err != nil {
+					return err
+				}
+				return printJSON(s)
+			})
+		},
+	}
+	for _, c := range []*cobra.Command{add, token} {
+		c.Flags().String("id", "", "store id (letters, digits, . _ -)")
+		c.MarkFlagRequired("id")
+	}
+	add.Flags().String("name", "", "display name")
+	for _, c := range []*cobra.Command{add, token, list} {
+		hubFlags(c)
+	}
+	store.AddCommand(add, token, list)
+
+	member := &cobra.Command{Use: "member", Short: "Manage members (on the hub's database)"}
+	madd := &cobra.Command{
+		Use:   "add",
+		Short: "Add a member and print it",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var m loyalty.Member
+			m.ID, _ = cmd.Flags().GetString("id")
+			m.Email, _ = cmd.Flags().GetString("email")
+			m.Name, _ = cmd.Flags().GetString("name")
+			m.HomeStore, _ = cmd.Flags().GetString("home-store")
+			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
+				out, err := h.CreateMember(ctx, m)
+				if err != nil {
+					return err
+				}
+				return printJSON(out)
+			})
+		},
+	}
+	madd.Flags().String("id", "", "member id (generated if empty)")
+	madd.Flags().String("email", "", "email address")
+	madd.Flags().String("name", "", "name")
+	madd.Flags().String("home-store", "", "store whose replica should hold this member")
+	mshow := &cobra.Command{
+		Use:   "show",
+		Short: "Print a member with their ledger",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, _ := cmd.Flags().GetString("id")
+			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
+				v, err := h.Member(ctx, id, 100)
+				if err != nil {
+					return err
+				}
+				return printJSON(v)
+			})
+		},
+	}
+	mqr := &cobra.Command{
+		Use:   "qr",
+		Short: "Print a member's signed QR token; with --png, write the QR code as a PNG file",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, _ := cmd.Flags().GetString("id")
+			out, _ := cmd.Flags().GetString("png")
+			size, _ := cmd.Flags().GetInt("size")
+			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
+				token, err := h.MemberToken(ctx, id)
+				if err != nil {
+					return err
+				}
+				if out != "" {
+					png, err := qr.PNG(token, size)
+					if err != nil {
+						return err
+					}
+					if err := os.WriteFile(out, png, 0o644); err != nil {
+						return err
+					}
+				}
+				fmt.Println(token)
+				return nil
+			})
+		},
+	}
+	mqr.Flags().String("png", "", "write the QR code to this PNG file")
+	mqr.Flags().Int("size", qr.DefaultPNGSize, "PNG width and height in pixels")
+	for _, c := range []*cobra.Command{mshow, mqr} {
+		c.Flags().String("id", "", "member id")
+		c.MarkFlagRequired("id")
+	}
+	for _, c := range []*cobra.Command{madd, mshow, mqr} {
+		hubFlags(c)
+	}
+	member.AddCommand(madd, mshow, mqr)
+
+	program := &cobra.Command{Use: "program", Short: "Show or publish the loyalty program"}
+	pshow := &cobra.Command{
+		Use:   "show",
+		Short: "Print the current program",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
+				p, err := h.Program(ctx)
+				if err != nil {
+					return err
+				}
+				return printJSON(p)
+			})
+		},
+	}
+	pset := &cobra.Command{
+		Use:   "set",
+		Short: "Publish a new program version from a file (YAML or JSON; see configs/program.yaml)",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			file, _ := cmd.Flags().GetString("file")
+			p, err := readProgram(file)
+			if err != nil {
+				return err
+			}
+			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
+				out, err := h.SetProgram(ctx, p)
+				if err != nil {
+					return err
+				}
+				return printJSON(out)
+			})
+		},
+	}
+	pset.Flags().String("file", "", "program file")
+	pset.MarkFlagRequired("file")
+	hubFlags(pshow)
+	hubFlags(pset)
+	program.AddCommand(pshow, pset)
+
+	keys := &cobra.Command{Use: "keys", Short: "Manage QR signing keys"}
+	rotate := &cobra.Command{
+		Use:   "rotate",
+		Short: "Create a new signing key; older keys keep verifying until retired",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
+				k, err := h.RotateKey(ctx)
+				if err != nil {
+					return err
+				}
+				return printJSON(k)
+			})
+		},
+	}
+	retire := &cobra.Command{
+		Use:   "retire",
+		Short: "Stop accepting tokens signed by a key after a time",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			kid, _ := cmd.Flags().GetString("kid")
+			after, _ := cmd.Flags().GetDuration("after")
+			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
+				return h.RetireKey(ctx, kid, time.Now().Add(after))
+			})
+		},
+	}
+	retire.Flags().String("kid", "", "key id")
+	retire.Flags().Duration("after", 0, "grace period before tokens signed with it are refused")
+	retire.MarkFlagRequired("kid")
+	hubFlags(rotate)
+	hubFlags(retire)
+	keys.AddCommand(rotate, retire)
+
+	check := &cobra.Command{
+		Use:   "check",
+		Short: "Verify that every member's balance equals the sum of their ledger",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
+				r, err := h.Check(ctx)
+				if err != nil {
+					return err
+				}
+				printJSON(r)
+				if len(r.Mismatches) > 0 {
+					return fmt.Errorf("%d balances do not match their ledger", len(r.Mismatches))
+				}
+				return nil
+			})
+		},
+	}
+	hubFlags(check)
+	return []*cobra.Command{store, member, program, keys, check}
+}
+
+// readProgram reads a program file through viper, so YAML, TOML and JSON all work.
+func readProgram(path string) (loyalty.Program, error) {
+	var p loyalty.Program
+	v := viper.New()
+	v.SetConfigFile(path)
+	if err := v.ReadInConfig(); err != nil {
+		return p, fmt.Errorf("read program %s: %w", path, err)
+	}
+	// Round-trip through JSON so the program's json tags are the one schema.
+	b, err := json.Marshal(v.AllSettings())
+	if err != nil {
+		return p, err
+	}
+	if err := json.Unmarshal(b, &p); err != nil {
+		return p, fmt.Errorf("program %s: %w", path, err)
+	}
+	return p, p.Validate()
+}

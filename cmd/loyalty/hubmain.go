@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/loyalty-edge-sync/loyalty/hub"
+	hubsqlite "github.com/loyalty-edge-sync/loyalty/hub/sqlite"
+	lsync "github.com/loyalty-edge-sync/loyalty/sync"
+	"github.com/loyalty-edge-sync/loyalty/sync/ws"
+)
+
+// HubMain is a running hub: storage, logic, sync server and HTTP API. The `hub` command, the
+// demo and end-to-end tests all start hubs through it.
+type HubMain struct {
+	Config HubConfig
+	Logger *slog.Logger
+
+	Store *hubsqlite.Store
+	Hub   *hub.Hub
+	Sync  *lsync.Server
+	HTTP  *hub.Server
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+}
+
+// Open opens the database, binds the port and starts serving. On error nothing is left running.
+func (m *HubMain) Open(ctx context.Context) (err error) {
+	if m.Logger == nil {
+		m.Logger = m.Config.Log.Logger()
+	}
+	c := m.Config
+	if m.Store, err = hubsqlite.Open(ctx, c.Database); err != nil {
+		return err
+	}
+	m.Hub = hub.New(m.Store)
+	m.Hub.Logger = m.Logger
+	m.Hub.MemberTokenTTL, m.Hub.VoucherTokenTTL = c.QR.MemberTTL, c.QR.VoucherTTL
+	if err := m.Hub.Init(ctx); err != nil {
+		m.Store.Close()
+		return fmt.Errorf("init hub: %w", err)
+	}
+	m.Sync = lsync.NewServer(m.Hub)
+	m.Sync.Logger = m.Logger
+	m.Sync.HeartbeatInterval, m.Sync.HelloTimeout = c.Sync.Heartbeat, c.Sync.HelloTimeout
+	m.Sync.MaxBatch, m.Sync.MaxMessageBytes = c.Sync.MaxBatch, c.Sync.MaxMessageBytes
+	m.Hub.OnChange = m.Sync.Notify
+	up := &ws.Upgrader{Options: ws.Options{ReadLimit: int64(c.Sync.MaxMessageBytes), PingInterval: c.Sync.Heartbeat}}
+	m.HTTP = &hub.Server{Hub: m.Hub, Sync: m.Sync, Addr: c.Listen, AdminKey: c.AdminAPIKey, Logger: m.Logger, Upgrade: up.Upgrade}
+	if err := m.HTTP.Open(); err != nil {
+		m.Sync.Close()
+		m.Store.Close()
+		return err
+	}
+	ctx, m.cancel = context.WithCancel(context.Background())
+	m.wg.Add(1)
+	go m.poll(ctx)
+	m.Logger.Info("hub listening", slog.String("url", m.HTTP.URL()), slog.String("database", m.Store.Path()))
+	return nil
+}
+
+// poll notices changes made by other processes on the same database (the admin commands, other
+// hub processes) and tells connected agents.
+func (m *HubMain) poll(ctx context.Context) {
+	defer m.wg.Done()
+	t := time.NewTicker(m.Config.Sync.PollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			var v int64
+			err := m.Store.View(ctx, func(tx hub.Tx) error {
+				var err error
+				v, err = tx.CurrentVersion(ctx)
+				return err
+			})
+			if err == nil {
+				m.Sync.Notify(v)
+			}
+		}
+	}
+}
+
+// Close stops serving and closes the database. It is safe to call more than once.
+func (m *HubMain) Close() error {
+	var err error
+	m.once.Do(func() {
+		if m.cancel != nil {
+			m.cancel()
+		}
+		m.wg.Wait()
+		if m.HTTP != nil {
+			err = m.HTTP.Close()
+		}
+		if m.Store != nil {
+			if e := m.Store.Close(); e != nil && err == nil {
+				err = e
+			}
+		}
+	})
+	return err
+}

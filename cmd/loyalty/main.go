@@ -1,0 +1,133 @@
+// Command loyalty runs loyalty edge sync: the central hub, the store agent, the demo, and the
+// operator's admin commands. See README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/loyalty-edge-sync/loyalty"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop() // a second signal now kills the process at once
+	}()
+	if err := rootCommand().ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "error:", formatError(err))
+		os.Exit(1)
+	}
+}
+
+func formatError(err error) string {
+	var e *loyalty.Error
+	if errors.As(err, &e) {
+		return e.Error()
+	}
+	return err.Error()
+}
+
+func rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "loyalty",
+		Short:         "Offline-first loyalty at the point of sale: a central hub and in-store agents",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(hubCommand(), agentCommand(), demoCommand(), benchCommand(), versionCommand())
+	root.AddCommand(adminCommands()...)
+	return root
+}
+
+func versionCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version and the sync protocol versions spoken",
+		Run: func(cmd *cobra.Command, args []string) {
+			fmt.Printf("loyalty %s (sync protocol %v)\n", version, protocolVersions())
+		},
+	}
+}
+
+func hubCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "hub",
+		Short: "Run the central hub (HTTP API and agent websocket endpoint)",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var cfg HubConfig
+			if err := loadConfig(cmd, DefaultHubConfig(), &cfg); err != nil {
+				return err
+			}
+			if err := cfg.Validate(); err != nil {
+				return fmt.Errorf("invalid configuration: %w", err)
+			}
+			if check, _ := cmd.Flags().GetBool("check-config"); check {
+				printConfig(cfg)
+				return nil
+			}
+			m := &HubMain{Config: cfg}
+			if err := m.Open(cmd.Context()); err != nil {
+				return err
+			}
+			<-cmd.Context().Done()
+			m.Logger.Info("shutting down")
+			return m.Close()
+		},
+	}
+	hubFlags(cmd)
+	cmd.Flags().Bool("check-config", false, "validate and print the configuration, then exit")
+	cmd.Flags().String("listen", "", "address for the HTTP API and websockets (host:port)")
+	cmd.Flags().String("admin-api-key", "", "admin API key (prefer LOYALTY_ADMIN_API_KEY)")
+	return cmd
+}
+
+// hubFlags adds the flags every command that opens the hub's database takes.
+func hubFlags(cmd *cobra.Command) {
+	cmd.Flags().String("config", "", "config file (YAML, TOML or JSON); see configs/hub.yaml")
+	cmd.Flags().String("database", "", "hub SQLite database file")
+}
+
+func agentCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run a store agent (POS API on loopback, local replica, sync with the hub)",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var cfg AgentConfig
+			if err := loadConfig(cmd, DefaultAgentConfig(), &cfg); err != nil {
+				return err
+			}
+			if err := cfg.Validate(); err != nil {
+				return fmt.Errorf("invalid configuration: %w", err)
+			}
+			if check, _ := cmd.Flags().GetBool("check-config"); check {
+				printConfig(cfg)
+				return nil
+			}
+			m := &AgentMain{Config: cfg}
+			if err := m.Open(cmd.Context()); err != nil {
+				return err
+			}
+			<-cmd.Context().Done()
+			m.Logger.Info("shutting down")
+			return m.Close()
+		},
+	}
+	cmd.Flags().String("config", "", "config file (YAML, TOML or JSON); see configs/agent.yaml")
+	cmd.Flags().Bool("check-config", false, "validate and print the configuration, then exit")
+	cmd.Flags().String("store-id", "", "this store's id, as registered at the hub")
+	cmd.Flags().String("hub-url", "", "the hub's websocket URL (ws://host:port/v1/sync)")
+	cmd.Flags().String("listen", "", "address of the POS API (host:port; keep it on loopback)")
+	cmd.Flags().String("database", "", "replica SQLite database file")
+	return cmd
+}

@@ -1,0 +1,142 @@
+package loyalty
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"time"
+)
+
+// Kind is what a ledger delta does to a member's balance.
+type Kind string
+
+// Delta kinds.
+const (
+	KindEarn    Kind = "earn"    // points for a sale; Points >= 0
+	KindRedeem  Kind = "redeem"  // points spent on a reward, or a voucher used; Points <= 0
+	KindReverse Kind = "reverse" // undoes an earlier earn or redeem (refund, void); Points = -original
+	KindAdjust  Kind = "adjust"  // an operator's correction or a migration; only the hub mints these
+)
+
+// Limits on sizes that every side enforces the same way.
+const (
+	MaxIDLength = 128               // delta, member, store, order, reward and voucher ids
+	MaxAmount   = 1_000_000_000_000 // largest sale amount in minor units (10 billion of a 2-decimal currency)
+	MaxPoints   = 1_000_000_000     // largest absolute points value of one delta
+)
+
+// OnlineStore is the store id of deltas made through the hub's online API (e-commerce, member
+// app). No real store may use it.
+const OnlineStore = "online"
+
+// Delta is one immutable ledger entry. It is minted where it happened (a store's agent or the
+// hub's online API) with a globally unique id, written durably there first, and applied by the hub
+// exactly once however often it is delivered.
+type Delta struct {
+	ID          string    `json:"id"`
+	Store       string    `json:"store"`
+	Terminal    string    `json:"terminal,omitempty"`
+	Member      string    `json:"member"`
+	Kind        Kind      `json:"kind"`
+	Points      int64     `json:"points"`             // signed effect on the balance
+	Amount      int64     `json:"amount,omitempty"`   // sale amount in integer minor units (cents)
+	Currency    string    `json:"currency,omitempty"` // ISO 4217 code of Amount
+	Reward      string    `json:"reward,omitempty"`
+	Voucher     string    `json:"voucher,omitempty"`
+	OrderID     string    `json:"order_id,omitempty"`
+	Reverses    string    `json:"reverses,omitempty"` // id of the delta a reverse undoes
+	RuleVersion int64     `json:"rule_version,omitempty"`
+	OccurredAt  time.Time `json:"occurred_at"` // device clock where it happened, UTC, millisecond precision
+}
+
+// NewDeltaID returns a new globally unique delta id (128 random bits, base32).
+func NewDeltaID() string {
+	return "d" + rand.Text()
+}
+
+// Normalize puts fields into the canonical form in which they are hashed and stored: time in
+// UTC truncated to milliseconds.
+func (d *Delta) Normalize() {
+	d.OccurredAt = d.OccurredAt.UTC().Truncate(time.Millisecond)
+}
+
+// Hash returns a digest of the delta's content. Two deliveries of the same delta have the same
+// hash; a different delta that reuses an id has a different one.
+func (d Delta) Hash() string {
+	d.Normalize()
+	b, _ := json.Marshal(d) // cannot fail: plain fields only
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// Validate checks a delta's shape: ids, kind, and the sign of points for its kind. It does not
+// look anything up. It returns EINVALID.
+func (d *Delta) Validate() error {
+	switch {
+	case d.ID == "" || len(d.ID) > MaxIDLength:
+		return Errorf(EINVALID, "delta id must be 1 to %d characters", MaxIDLength)
+	case d.Store == "" || len(d.Store) > MaxIDLength:
+		return Errorf(EINVALID, "delta %s: store id must be 1 to %d characters", d.ID, MaxIDLength)
+	case d.Member == "" || len(d.Member) > MaxIDLength:
+		return Errorf(EINVALID, "delta %s: member id must be 1 to %d characters", d.ID, MaxIDLength)
+	case len(d.Terminal) > MaxIDLength || len(d.OrderID) > MaxIDLength || len(d.Reward) > MaxIDLength ||
+		len(d.Voucher) > MaxIDLength || len(d.Reverses) > MaxIDLength:
+		return Errorf(EINVALID, "delta %s: ids must be at most %d characters", d.ID, MaxIDLength)
+	case d.OccurredAt.IsZero():
+		return Errorf(EINVALID, "delta %s: occurred_at is required", d.ID)
+	case d.Points > MaxPoints || d.Points < -MaxPoints:
+		return Errorf(EINVALID, "delta %s: points %d out of range", d.ID, d.Points)
+	case d.Amount < 0 || d.Amount > MaxAmount:
+		return Errorf(EINVALID, "delta %s: amount must be 0 to %d minor units", d.ID, int64(MaxAmount))
+	}
+	switch d.Kind {
+	case KindEarn:
+		if d.Points < 0 {
+			return Errorf(EINVALID, "delta %s: an earn cannot take points away", d.ID)
+		}
+		if err := ValidateCurrency(d.Currency); err != nil {
+			return Errorf(EINVALID, "delta %s: %s", d.ID, ErrorMessage(err))
+		}
+	case KindRedeem:
+		if d.Points > 0 {
+			return Errorf(EINVALID, "delta %s: a redemption cannot add points", d.ID)
+		}
+		if d.Reward == "" && d.Voucher == "" {
+			return Errorf(EINVALID, "delta %s: a redemption names a reward or a voucher", d.ID)
+		}
+	case KindReverse:
+		if d.Reverses == "" {
+			return Errorf(EINVALID, "delta %s: a reverse names the delta it reverses", d.ID)
+		}
+	case KindAdjust:
+	default:
+		return Errorf(EINVALID, "delta %s: unknown kind %q (want earn, redeem, reverse or adjust)", d.ID, d.Kind)
+	}
+	return nil
+}
+
+// ValidateCurrency checks that code looks like an ISO 4217 code: three upper-case letters.
+func ValidateCurrency(code string) error {
+	if len(code) != 3 {
+		return Errorf(EINVALID, "currency must be a 3-letter ISO 4217 code such as EUR, got %q", code)
+	}
+	for _, c := range code {
+		if c < 'A' || c > 'Z' {
+			return Errorf(EINVALID, "currency must be a 3-letter ISO 4217 code such as EUR, got %q", code)
+		}
+	}
+	return nil
+}
+
+// Member is a loyalty member as the hub knows them (and as an agent last synced them).
+type Member struct {
+	ID        string    `json:"id"`
+	Email     string    `json:"email,omitempty"`
+	Name      string    `json:"name,omitempty"`
+	HomeStore string    `json:"home_store,omitempty"`
+	Tier      string    `json:"tier,omitempty"`
+	Balance   int64     `json:"balance"`
+	Version   int64     `json:"version"` // hub change sequence of the last change to this member
+	CreatedAt time.Time `json:"created_at,omitzero"`
+}

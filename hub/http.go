@@ -1,0 +1,225 @@
+package hub
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/loyalty-edge-sync/loyalty"
+	"github.com/loyalty-edge-sync/loyalty/internal/jsonapi"
+	"github.com/loyalty-edge-sync/loyalty/qr"
+	lsync "github.com/loyalty-edge-sync/loyalty/sync"
+)
+
+// Server serves the hub's HTTP API (docs/API.md) and the agents' websocket endpoint /v1/sync.
+type Server struct {
+	Hub      *Hub
+	Sync     *lsync.Server
+	Addr     string
+	AdminKey string // required on every /v1 call except /v1/sync, as "Authorization: Bearer <key>"
+	Logger   *slog.Logger
+	// Upgrade turns a request into a sync connection (sync/ws.Upgrader.Upgrade).
+	Upgrade func(http.ResponseWriter, *http.Request) (lsync.Conn, error)
+
+	ln  net.Listener
+	srv *http.Server
+}
+
+// Open binds the port (an error if it is in use) and starts serving.
+func (s *Server) Open() error {
+	if s.AdminKey == "" {
+		return loyalty.Errorf(loyalty.EINVALID, "an admin API key is required (admin_api_key, or LOYALTY_ADMIN_API_KEY)")
+	}
+	ln, err := net.Listen("tcp", s.Addr)
+	if err != nil {
+		return fmt.Errorf("hub listen: %w", err)
+	}
+	s.ln = ln
+	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go s.srv.Serve(ln)
+	return nil
+}
+
+// URL returns the base http URL of the running server.
+func (s *Server) URL() string { return "http://" + s.ln.Addr().String() }
+
+// ListenAddr returns the bound address (host:port), useful when Addr asked for port 0.
+func (s *Server) ListenAddr() string { return s.ln.Addr().String() }
+
+// SyncURL returns the websocket URL agents connect to.
+func (s *Server) SyncURL() string { return "ws://" + s.ln.Addr().String() + "/v1/sync" }
+
+// Close ends agent sessions and stops the server. It is safe to call more than once.
+func (s *Server) Close() error {
+	if s.srv == nil {
+		return nil
+	}
+	s.Sync.Close() // hijacked websocket connections are not tracked by Shutdown
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.srv.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Handler returns the API's routes.
+func (s *Server) Handler() http.Handler {
+	h := s.Hub
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		jsonapi.Write(w, http.StatusOK, map[string]any{"ok": true, "stores_connected": s.Sync.Sessions()})
+	})
+	mux.HandleFunc("GET /v1/sync", s.serveSync)
+
+	admin := http.NewServeMux()
+	admin.HandleFunc("POST /v1/stores", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			ID   string `json:"id"`
+			Name string `json:"name"`
+		}
+		if s.decode(w, r, &req) {
+			st, token, err := h.CreateStore(r.Context(), req.ID, req.Name)
+			s.reply(w, r, http.StatusCreated, map[string]any{"store": st, "token": token}, err)
+		}
+	})
+	admin.HandleFunc("GET /v1/stores", func(w http.ResponseWriter, r *http.Request) {
+		out, err := h.Stores(r.Context())
+		s.reply(w, r, http.StatusOK, out, err)
+	})
+	admin.HandleFunc("POST /v1/stores/{id}/token", func(w http.ResponseWriter, r *http.Request) {
+		token, err := h.RotateStoreToken(r.Context(), r.PathValue("id"))
+		s.reply(w, r, http.StatusOK, map[string]string{"store": r.PathValue("id"), "token": token}, err)
+	})
+	admin.HandleFunc("POST /v1/members", func(w http.ResponseWriter, r *http.Request) {
+		var m loyalty.Member
+		if s.decode(w, r, &m) {
+			out, err := h.CreateMember(r.Context(), m)
+			s.reply(w, r, http.StatusCreated, out, err)
+		}
+	})
+	admin.HandleFunc("GET /v1/members/{id}", func(w http.ResponseWriter, r *http.Request) {
+		limit, _ := strconv.Atoi(r.URL.Query().Get("ledger"))
+		if limit <= 0 || limit > 1000 {
+			limit = 50
+		}
+		out, err := h.Member(r.Context(), r.PathValue("id"), limit)
+		s.reply(w, r, http.StatusOK, out, err)
+	})
+	admin.HandleFunc("GET /v1/members/{id}/qr", func(w http.ResponseWriter, r *http.Request) {
+		token, err := h.MemberToken(r.Context(), r.PathValue("id"))
+		s.reply(w, r, http.StatusOK, map[string]string{"member_id": r.PathValue("id"), "token": token}, err)
+	})
+	admin.HandleFunc("GET /v1/members/{id}/qr.png", func(w http.ResponseWriter, r *http.Request) {
+		token, err := h.MemberToken(r.Context(), r.PathValue("id"))
+		if err != nil {
+			jsonapi.Error(w, r, s.Logger, err)
+			return
+		}
+		size, _ := strconv.Atoi(r.URL.Query().Get("size"))
+		if size < 0 || size > 2048 {
+			size = 0
+		}
+		png, err := qr.PNG(token, size)
+		if err != nil {
+			jsonapi.Error(w, r, s.Logger, err)
+			return
+		}
+		w.Header().Set("Content-Type", "image/png")
+		w.Write(png)
+	})
+	admin.HandleFunc("GET /v1/program", func(w http.ResponseWriter, r *http.Request) {
+		p, err := h.Program(r.Context())
+		s.reply(w, r, http.StatusOK, p, err)
+	})
+	admin.HandleFunc("PUT /v1/program", func(w http.ResponseWriter, r *http.Request) {
+		var p loyalty.Program
+		if s.decode(w, r, &p) {
+			out, err := h.SetProgram(r.Context(), p)
+			s.reply(w, r, http.StatusOK, out, err)
+		}
+	})
+	admin.HandleFunc("GET /v1/rewards", func(w http.ResponseWriter, r *http.Request) {
+		p, err := h.Program(r.Context())
+		s.reply(w, r, http.StatusOK, p.Rewards, err)
+	})
+	admin.HandleFunc("POST /v1/earn", call(s, h.Earn))
+	admin.HandleFunc("POST /v1/redeem", call(s, h.Redeem))
+	admin.HandleFunc("POST /v1/reverse", call(s, h.Reverse))
+	admin.HandleFunc("POST /v1/vouchers", call(s, h.IssueVoucher))
+	admin.HandleFunc("GET /v1/conflicts", func(w http.ResponseWriter, r *http.Request) {
+		out, err := h.Conflicts(r.Context(), 500)
+		s.reply(w, r, http.StatusOK, out, err)
+	})
+	admin.HandleFunc("GET /v1/rejections", func(w http.ResponseWriter, r *http.Request) {
+		out, err := h.Rejections(r.Context(), 500)
+		s.reply(w, r, http.StatusOK, out, err)
+	})
+	admin.HandleFunc("GET /v1/check", func(w http.ResponseWriter, r *http.Request) {
+		out, err := h.Check(r.Context())
+		s.reply(w, r, http.StatusOK, out, err)
+	})
+	admin.HandleFunc("POST /v1/keys/rotate", func(w http.ResponseWriter, r *http.Request) {
+		k, err := h.RotateKey(r.Context())
+		s.reply(w, r, http.StatusOK, k, err)
+	})
+	admin.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		jsonapi.Error(w, r, s.Logger, loyalty.Errorf(loyalty.ENOTFOUND, "no such endpoint %s %s; see docs/API.md", r.Method, r.URL.Path))
+	})
+	mux.Handle("/", s.auth(admin))
+	return mux
+}
+
+func (s *Server) auth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte("Bearer "+s.AdminKey)) != 1 {
+			jsonapi.Error(w, r, s.Logger, loyalty.Errorf(loyalty.EUNAUTHORIZED, "missing or wrong API key (Authorization: Bearer <admin_api_key>)"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) serveSync(w http.ResponseWriter, r *http.Request) {
+	conn, err := s.Upgrade(w, r)
+	if err != nil {
+		s.Logger.Info("websocket upgrade failed", slog.String("remote", r.RemoteAddr), slog.Any("err", err))
+		return
+	}
+	if err := s.Sync.Serve(r.Context(), conn); err != nil && !errors.Is(err, context.Canceled) {
+		s.Logger.Info("agent session ended", slog.String("remote", r.RemoteAddr), slog.Any("err", err))
+	}
+}
+
+func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	if err := jsonapi.Decode(w, r, v); err != nil {
+		jsonapi.Error(w, r, s.Logger, err)
+		return false
+	}
+	return true
+}
+
+func (s *Server) reply(w http.ResponseWriter, r *http.Request, status int, v any, err error) {
+	if err != nil {
+		jsonapi.Error(w, r, s.Logger, err)
+		return
+	}
+	jsonapi.Write(w, status, v)
+}
+
+// call adapts a JSON-in, JSON-out hub call to an HTTP handler.
+func call[Req, Resp any](s *Server, fn func(context.Context, Req) (Resp, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var req Req
+		if s.decode(w, r, &req) {
+			resp, err := fn(r.Context(), req)
+			s.reply(w, r, http.StatusOK, resp, err)
+		}
+	}
+}

@@ -1,0 +1,942 @@
+// Package hub is the central service of loyalty edge sync: the authoritative ledger and
+// balances, deduplication and exactly-once apply of deltas pushed by store agents, the change
+// feed that keeps agents' replicas current, the online channel (earn and redeem from e-commerce or
+// a member app), and the operator's admin API.
+//
+// The logic here runs inside transactions of a Store (hub/sqlite; a PostgreSQL backend can
+// implement the same interface). Transport is the sync package's Server, which calls Hub through
+// the lsync.Handler interface.
+package hub
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/loyalty-edge-sync/loyalty"
+	"github.com/loyalty-edge-sync/loyalty/qr"
+	lsync "github.com/loyalty-edge-sync/loyalty/sync"
+)
+
+// Hub is the central service. Set the exported fields before use.
+type Hub struct {
+	Store           Store
+	Logger          *slog.Logger
+	Now             func() time.Time
+	MemberTokenTTL  time.Duration // lifetime of member QR tokens; 0: no expiry
+	VoucherTokenTTL time.Duration // lifetime of voucher tokens
+	// OnChange is called after every commit that agents must see, with the new change version.
+	OnChange func(version int64)
+
+	healthMu sync.Mutex
+	health   map[string]Health
+}
+
+var _ lsync.Handler = (*Hub)(nil)
+
+// New returns a Hub on s with default settings.
+func New(s Store) *Hub {
+	return &Hub{
+		Store:           s,
+		Logger:          slog.Default(),
+		Now:             time.Now,
+		MemberTokenTTL:  2 * 365 * 24 * time.Hour,
+		VoucherTokenTTL: 90 * 24 * time.Hour,
+		health:          make(map[string]Health),
+	}
+}
+
+// Init makes sure the hub has a program and a signing key, creating the defaults on first start.
+func (h *Hub) Init(ctx context.Context) error {
+	return h.update(ctx, func(tx Tx) error {
+		if _, _, err := tx.Program(ctx); loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
+			v, err := tx.NextVersion(ctx)
+			if err != nil {
+				return err
+			}
+			if err := tx.InsertProgram(ctx, loyalty.DefaultProgram(), v); err != nil {
+				return err
+			}
+		} else if err != nil {
+			return err
+		}
+		if _, err := tx.SigningKey(ctx); loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
+			return h.insertNewKey(ctx, tx)
+		} else if err != nil {
+			return err
+		}
+		return nil
+	})
+}
+
+// update runs fn in a write transaction and reports the newest change version to OnChange.
+func (h *Hub) update(ctx context.Context, fn func(Tx) error) error {
+	var before int64
+	var after int64
+	err := h.Store.Update(ctx, func(tx Tx) error {
+		var err error
+		if before, err = tx.CurrentVersion(ctx); err != nil {
+			return err
+		}
+		if err := fn(tx); err != nil {
+			return err
+		}
+		after, err = tx.CurrentVersion(ctx)
+		return err
+	})
+	if err == nil && after > before && h.OnChange != nil {
+		h.OnChange(after)
+	}
+	return err
+}
+
+// --- sync.Handler ---------------------------------------------------------------------------
+
+// Authenticate implements lsync.Handler. Tokens are stored as SHA-256 hashes and compared in
+// constant time.
+func (h *Hub) Authenticate(ctx context.Context, store, token string) error {
+	var s StoreInfo
+	err := h.Store.View(ctx, func(tx Tx) error {
+		var err error
+		s, err = tx.StoreInfo(ctx, store)
+		return err
+	})
+	refused := loyalty.Errorf(loyalty.EUNAUTHORIZED,
+		"store %q: unknown store or wrong token; check the agent's token (an operator can issue a new one with `loyalty store token --id %s`)", store, store)
+	if loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
+		return refused
+	} else if err != nil {
+		return err
+	}
+	if subtle.ConstantTimeCompare([]byte(hashToken(token)), []byte(s.TokenHash)) != 1 {
+		return refused
+	}
+	return nil
+}
+
+// Push implements lsync.Handler: the batch is applied in one transaction.
+func (h *Hub) Push(ctx context.Context, store string, deltas []loyalty.Delta) (*lsync.Ack, error) {
+	var ack *lsync.Ack
+	err := h.update(ctx, func(tx Tx) error {
+		a := h.newApplier(tx)
+		ack = &lsync.Ack{Results: make([]lsync.Result, 0, len(deltas))}
+		for _, d := range deltas {
+			r, err := a.apply(ctx, store, d)
+			if err != nil {
+				return fmt.Errorf("delta %s: %w", d.ID, err)
+			}
+			ack.Results = append(ack.Results, r)
+		}
+		var err error
+		ack.Balances, err = a.finish(ctx)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ack, nil
+}
+
+// Pull implements lsync.Handler. It reads one snapshot: the members in store's scope changed
+// after cursor, the program and the keys if they changed, and the cursor to resume from.
+func (h *Hub) Pull(ctx context.Context, store string, cursor int64, limit int) (*lsync.Changes, error) {
+	ch := &lsync.Changes{}
+	err := h.Store.View(ctx, func(tx Tx) error {
+		upTo, err := tx.CurrentVersion(ctx)
+		if err != nil {
+			return err
+		}
+		if ch.Members, err = tx.MembersSince(ctx, store, cursor, limit); err != nil {
+			return err
+		}
+		if len(ch.Members) == limit {
+			ch.More = true
+			upTo = ch.Members[len(ch.Members)-1].Version
+		}
+		p, pv, err := tx.Program(ctx)
+		if err != nil {
+			return err
+		}
+		if pv > cursor && pv <= upTo {
+			ch.Program = &p
+		}
+		keys, err := tx.PublicKeys(ctx)
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			if k.Version > cursor && k.Version <= upTo {
+				ch.Keys = append(ch.Keys, k.PublicKey)
+			}
+		}
+		ch.Cursor = max(upTo, cursor)
+		return nil
+	})
+	return ch, err
+}
+
+// Subscribe implements lsync.Handler.
+func (h *Hub) Subscribe(ctx context.Context, store, member string) (*loyalty.Member, error) {
+	var m loyalty.Member
+	err := h.Store.Update(ctx, func(tx Tx) error {
+		var err error
+		if m, err = tx.Member(ctx, member); err != nil {
+			return err
+		}
+		return tx.Subscribe(ctx, store, member)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// Seen implements lsync.Handler. Health is kept in memory and written to the store when a
+// store connects or disconnects, so heartbeats from thousands of stores cost no writes.
+func (h *Hub) Seen(ctx context.Context, store string, s lsync.Health) error {
+	h.healthMu.Lock()
+	prev, known := h.health[store]
+	cur := Health{Connected: s.Connected, LastSeen: s.At, ClockOffsetMS: s.ClockOffsetMS, Outbox: s.Outbox}
+	if !s.Connected || s.ClockOffsetMS == 0 && s.Outbox == 0 {
+		cur.ClockOffsetMS, cur.Outbox = prev.ClockOffsetMS, prev.Outbox
+	}
+	h.health[store] = cur
+	h.healthMu.Unlock()
+	if known && prev.Connected == cur.Connected {
+		return nil
+	}
+	return h.Store.Update(ctx, func(tx Tx) error { return tx.SetStoreHealth(ctx, store, cur) })
+}
+
+// --- applying deltas ------------------------------------------------------------------------
+
+// applier applies deltas within one transaction and tracks the balances they change, so a batch
+// stamps each member once with a new version.
+type applier struct {
+	*Hub
+	tx       Tx
+	balances map[string]int64
+	order    []string
+}
+
+func (h *Hub) newApplier(tx Tx) *applier {
+	return &applier{Hub: h, tx: tx, balances: make(map[string]int64)}
+}
+
+// apply applies one delta pushed by store. Rule violations become a rejected Result, recorded
+// for review; only storage failures return an error.
+func (a *applier) apply(ctx context.Context, store string, d loyalty.Delta) (lsync.Result, error) {
+	d.Normalize()
+	hash := d.Hash()
+	if e, err := a.tx.Delta(ctx, d.ID); err == nil {
+		if e.Hash == hash {
+			return lsync.Result{DeltaID: d.ID, Status: lsync.StatusDuplicate, Seq: e.Seq}, nil
+		}
+		a.Logger.Warn("delta id reused for different content", slog.String("store", store), slog.String("delta", d.ID))
+		return a.reject(ctx, store, d, loyalty.Errorf(loyalty.EDUPLICATE,
+			"delta id %s was already applied (seq %d) with different content; this delta was not applied", d.ID, e.Seq))
+	} else if loyalty.ErrorCode(err) != loyalty.ENOTFOUND {
+		return lsync.Result{}, err
+	}
+	if err := a.check(ctx, store, &d); loyalty.ErrorCode(err) == loyalty.EINTERNAL {
+		return lsync.Result{}, err
+	} else if err != nil {
+		return a.reject(ctx, store, d, err)
+	}
+	bal, err := a.balance(ctx, d.Member)
+	if err != nil {
+		return lsync.Result{}, err
+	}
+	seq, inserted, err := a.tx.InsertDelta(ctx, d, hash, a.Now())
+	if err != nil {
+		return lsync.Result{}, err
+	} else if !inserted {
+		return lsync.Result{DeltaID: d.ID, Status: lsync.StatusDuplicate, Seq: seq}, nil
+	}
+	bal += d.Points
+	a.balances[d.Member] = bal
+	if store != loyalty.OnlineStore {
+		if err := a.tx.Subscribe(ctx, store, d.Member); err != nil {
+			return lsync.Result{}, err
+		}
+	}
+	if err := a.conflicts(ctx, store, d, bal); err != nil {
+		return lsync.Result{}, err
+	}
+	return lsync.Result{DeltaID: d.ID, Status: lsync.StatusApplied, Seq: seq}, nil
+}
+
+// check validates a delta against the hub's state. It returns EINVALID, ENOTFOUND,
+// EUNAUTHORIZED or ECONFLICT for deltas that must not be applied.
+func (a *applier) check(ctx context.Context, store string, d *loyalty.Delta) error {
+	if err := d.Validate(); err != nil {
+		return err
+	}
+	if d.Store != store {
+		return loyalty.Errorf(loyalty.EUNAUTHORIZED, "store %s cannot push deltas as store %s", store, d.Store)
+	}
+	if d.Kind == loyalty.KindAdjust {
+		return loyalty.Errorf(loyalty.EUNAUTHORIZED, "only the hub makes adjustments; store %s pushed one", store)
+	}
+	if _, err := a.tx.Member(ctx, d.Member); err != nil {
+		return err
+	}
+	switch d.Kind {
+	case loyalty.KindEarn:
+		p, err := a.tx.ProgramVersion(ctx, d.RuleVersion)
+		if err != nil {
+			return err
+		}
+		want, err := p.EarnPoints(d.Amount, d.Currency)
+		if err != nil {
+			return err
+		}
+		if want != d.Points {
+			return loyalty.Errorf(loyalty.EINVALID, "a sale of %d %s earns %d points under rule version %d, not %d",
+				d.Amount, d.Currency, want, d.RuleVersion, d.Points)
+		}
+	case loyalty.KindRedeem:
+		if d.Voucher != "" {
+			v, err := a.tx.Voucher(ctx, d.Voucher)
+			if err != nil {
+				return err
+			}
+			if v.Member != d.Member {
+				return loyalty.Errorf(loyalty.EINVALID, "voucher %s belongs to member %s, not %s", v.ID, v.Member, d.Member)
+			}
+			if d.Points != 0 {
+				return loyalty.Errorf(loyalty.EINVALID, "a voucher was paid for when issued; its use costs 0 points, not %d", -d.Points)
+			}
+			return nil
+		}
+		p, err := a.tx.ProgramVersion(ctx, d.RuleVersion)
+		if err != nil {
+			return err
+		}
+		r, err := p.Reward(d.Reward)
+		if err != nil {
+			return err
+		}
+		if d.Points != -r.PointsCost {
+			return loyalty.Errorf(loyalty.EINVALID, "reward %s costs %d points under rule version %d, not %d",
+				r.ID, r.PointsCost, d.RuleVersion, -d.Points)
+		}
+	case loyalty.KindReverse:
+		orig, err := a.tx.Delta(ctx, d.Reverses)
+		if loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
+			return loyalty.Errorf(loyalty.ENOTFOUND, "delta %s reverses %s, which the hub never applied", d.ID, d.Reverses)
+		} else if err != nil {
+			return err
+		}
+		switch {
+		case orig.Member != d.Member:
+			return loyalty.Errorf(loyalty.EINVALID, "delta %s reverses a delta of another member", d.ID)
+		case orig.Kind != loyalty.KindEarn && orig.Kind != loyalty.KindRedeem:
+			return loyalty.Errorf(loyalty.EINVALID, "only earn and redeem deltas can be reversed, not %s", orig.Kind)
+		case d.Points != -orig.Points:
+			return loyalty.Errorf(loyalty.EINVALID, "reversing %d points takes %d, not %d", orig.Points, -orig.Points, d.Points)
+		}
+		if by, err := a.tx.ReversalOf(ctx, orig.ID); err != nil {
+			return err
+		} else if by != "" {
+			return loyalty.Errorf(loyalty.ECONFLICT, "delta %s was already reversed by %s", orig.ID, by)
+		}
+	}
+	return nil
+}
+
+// conflicts records what an applied delta broke. Offline events physically happened, so they
+// are applied; the conflict is flagged for review instead.
+func (a *applier) conflicts(ctx context.Context, store string, d loyalty.Delta, balance int64) error {
+	if d.Points < 0 && balance < 0 {
+		c := Conflict{Kind: ConflictOverdraft, Member: d.Member, Store: store, Deltas: []string{d.ID},
+			Amount: min(-balance, -d.Points), Detail: fmt.Sprintf("%s took the balance to %d", d.Kind, balance), At: a.Now(), Flagged: true}
+		if err := a.tx.InsertConflict(ctx, c); err != nil {
+			return err
+		}
+	}
+	if d.Kind == loyalty.KindRedeem && d.Voucher != "" {
+		uses, err := a.tx.VoucherUses(ctx, d.Voucher)
+		if err != nil {
+			return err
+		}
+		if len(uses) > 1 {
+			c := Conflict{Kind: ConflictVoucherReuse, Member: d.Member, Store: store, Deltas: uses,
+				Amount: int64(len(uses) - 1), Detail: fmt.Sprintf("voucher %s used %d times", d.Voucher, len(uses)), At: a.Now(), Flagged: true}
+			if err := a.tx.InsertConflict(ctx, c); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (a *applier) reject(ctx context.Context, store string, d loyalty.Delta, err error) (lsync.Result, error) {
+	e := loyalty.AsError(err)
+	if ierr := a.tx.InsertRejection(ctx, Rejection{Delta: d, Store: store, Code: e.Code, Message: e.Message, At: a.Now()}); ierr != nil {
+		return lsync.Result{}, ierr
+	}
+	return lsync.Result{DeltaID: d.ID, Status: lsync.StatusRejected, Code: e.Code, Message: e.Message}, nil
+}
+
+func (a *applier) balance(ctx context.Context, member string) (int64, error) {
+	if b, ok := a.balances[member]; ok {
+		return b, nil
+	}
+	m, err := a.tx.Member(ctx, member)
+	if err != nil {
+		return 0, err
+	}
+	a.balances[member] = m.Balance
+	a.order = append(a.order, member)
+	return m.Balance, nil
+}
+
+// finish writes every changed balance with a new change version.
+func (a *applier) finish(ctx context.Context) ([]lsync.Balance, error) {
+	out := make([]lsync.Balance, 0, len(a.order))
+	for _, m := range a.order {
+		v, err := a.tx.NextVersion(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if err := a.tx.SetBalance(ctx, m, a.balances[m], v); err != nil {
+			return nil, err
+		}
+		out = append(out, lsync.Balance{Member: m, Balance: a.balances[m], Version: v})
+	}
+	return out, nil
+}
+
+// --- admin --------------------------------------------------------------------------------
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+func validID(what, id string) error {
+	if !idPattern.MatchString(id) {
+		return loyalty.Errorf(loyalty.EINVALID, "%s id %q must be 1 to 64 letters, digits, dots, dashes or underscores", what, id)
+	}
+	return nil
+}
+
+func hashToken(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+// CreateStore registers a store and returns its token. The token is shown once: the hub keeps
+// only its hash.
+func (h *Hub) CreateStore(ctx context.Context, id, name string) (StoreInfo, string, error) {
+	if err := validID("store", id); err != nil {
+		return StoreInfo{}, "", err
+	}
+	if id == loyalty.OnlineStore {
+		return StoreInfo{}, "", loyalty.Errorf(loyalty.EINVALID, "store id %q is reserved for the online channel", id)
+	}
+	if name == "" {
+		name = id
+	}
+	token := rand.Text() + rand.Text()
+	s := StoreInfo{ID: id, Name: name, TokenHash: hashToken(token), CreatedAt: h.Now().UTC()}
+	err := h.Store.Update(ctx, func(tx Tx) error { return tx.InsertStore(ctx, s) })
+	return s, token, err
+}
+
+// RotateStoreToken issues a new token for a store; the old one stops working at once.
+func (h *Hub) RotateStoreToken(ctx context.Context, id string) (string, error) {
+	token := rand.Text() + rand.Text()
+	err := h.Store.Update(ctx, func(tx Tx) error { return tx.SetStoreToken(ctx, id, hashToken(token)) })
+	return token, err
+}
+
+// Stores lists the stores with their sync health.
+func (h *Hub) Stores(ctx context.Context) ([]StoreInfo, error) {
+	var out []StoreInfo
+	err := h.Store.View(ctx, func(tx Tx) error {
+		var err error
+		out, err = tx.Stores(ctx)
+		return err
+	})
+	h.healthMu.Lock()
+	defer h.healthMu.Unlock()
+	for i := range out {
+		if hl, ok := h.health[out[i].ID]; ok {
+			out[i].Health = hl
+		}
+	}
+	return out, err
+}
+
+// CreateMember adds a member. An empty id gets a generated one. The member starts at zero points
+// and is in its home store's replica scope.
+func (h *Hub) CreateMember(ctx context.Context, m loyalty.Member) (loyalty.Member, error) {
+	if m.ID == "" {
+		m.ID = "m" + strings.ToLower(rand.Text()[:12])
+	}
+	if err := validID("member", m.ID); err != nil {
+		return m, err
+	}
+	m.Email = strings.ToLower(strings.TrimSpace(m.Email))
+	if m.Email != "" && (!strings.Contains(m.Email, "@") || len(m.Email) > 254) {
+		return m, loyalty.Errorf(loyalty.EINVALID, "email %q is not an email address", m.Email)
+	}
+	m.Balance, m.CreatedAt = 0, h.Now().UTC()
+	err := h.update(ctx, func(tx Tx) error {
+		if m.HomeStore != "" {
+			if _, err := tx.StoreInfo(ctx, m.HomeStore); err != nil {
+				return loyalty.Errorf(loyalty.EINVALID, "home store %q is not registered", m.HomeStore)
+			}
+		}
+		var err error
+		if m.Version, err = tx.NextVersion(ctx); err != nil {
+			return err
+		}
+		if err := tx.InsertMember(ctx, m); err != nil {
+			return err
+		}
+		if m.HomeStore != "" {
+			return tx.Subscribe(ctx, m.HomeStore, m.ID)
+		}
+		return nil
+	})
+	return m, err
+}
+
+// MemberView is a member with their recent ledger.
+type MemberView struct {
+	loyalty.Member
+	Ledger []LedgerEntry `json:"ledger"`
+}
+
+// Member returns a member and their newest ledger entries.
+func (h *Hub) Member(ctx context.Context, id string, ledger int) (MemberView, error) {
+	var v MemberView
+	err := h.Store.View(ctx, func(tx Tx) error {
+		var err error
+		if v.Member, err = tx.Member(ctx, id); err != nil {
+			return err
+		}
+		v.Ledger, err = tx.Ledger(ctx, id, ledger)
+		return err
+	})
+	return v, err
+}
+
+// MemberToken returns a signed member QR token.
+func (h *Hub) MemberToken(ctx context.Context, id string) (string, error) {
+	var token string
+	err := h.Store.View(ctx, func(tx Tx) error {
+		if _, err := tx.Member(ctx, id); err != nil {
+			return err
+		}
+		k, err := tx.SigningKey(ctx)
+		if err != nil {
+			return err
+		}
+		now := h.Now()
+		c := qr.Claims{Type: qr.TypeMember, Member: id, IssuedAt: now.Unix()}
+		if h.MemberTokenTTL > 0 {
+			c.Expires = now.Add(h.MemberTokenTTL).Unix()
+		}
+		token, err = qr.Sign(k, c)
+		return err
+	})
+	return token, err
+}
+
+// Program returns the current program.
+func (h *Hub) Program(ctx context.Context) (loyalty.Program, error) {
+	var p loyalty.Program
+	err := h.Store.View(ctx, func(tx Tx) error {
+		var err error
+		p, _, err = tx.Program(ctx)
+		return err
+	})
+	return p, err
+}
+
+// SetProgram publishes a new version of the program. Its Version is assigned by the hub.
+func (h *Hub) SetProgram(ctx context.Context, p loyalty.Program) (loyalty.Program, error) {
+	if err := p.Validate(); err != nil {
+		return p, err
+	}
+	err := h.update(ctx, func(tx Tx) error {
+		cur, _, err := tx.Program(ctx)
+		if err != nil {
+			return err
+		}
+		p.Version = cur.Version + 1
+		v, err := tx.NextVersion(ctx)
+		if err != nil {
+			return err
+		}
+		return tx.InsertProgram(ctx, p, v)
+	})
+	return p, err
+}
+
+// RotateKey creates a new signing key. Older keys keep verifying until retired.
+func (h *Hub) RotateKey(ctx context.Context) (qr.PublicKey, error) {
+	var k qr.PrivateKey
+	err := h.update(ctx, func(tx Tx) error {
+		if err := h.insertNewKey(ctx, tx); err != nil {
+			return err
+		}
+		var err error
+		k, err = tx.SigningKey(ctx)
+		return err
+	})
+	return k.Public(), err
+}
+
+// RetireKey sets the time after which tokens signed by key id are refused everywhere.
+func (h *Hub) RetireKey(ctx context.Context, id string, at time.Time) error {
+	return h.update(ctx, func(tx Tx) error {
+		v, err := tx.NextVersion(ctx)
+		if err != nil {
+			return err
+		}
+		return tx.RetireKey(ctx, id, at, v)
+	})
+}
+
+func (h *Hub) insertNewKey(ctx context.Context, tx Tx) error {
+	k, err := qr.NewKey()
+	if err != nil {
+		return err
+	}
+	v, err := tx.NextVersion(ctx)
+	if err != nil {
+		return err
+	}
+	return tx.InsertKey(ctx, k, v)
+}
+
+// Conflicts returns the newest recorded conflicts.
+func (h *Hub) Conflicts(ctx context.Context, limit int) ([]Conflict, error) {
+	var out []Conflict
+	err := h.Store.View(ctx, func(tx Tx) error {
+		var err error
+		out, err = tx.Conflicts(ctx, limit)
+		return err
+	})
+	return out, err
+}
+
+// Rejections returns the newest rejected deltas.
+func (h *Hub) Rejections(ctx context.Context, limit int) ([]Rejection, error) {
+	var out []Rejection
+	err := h.Store.View(ctx, func(tx Tx) error {
+		var err error
+		out, err = tx.Rejections(ctx, limit)
+		return err
+	})
+	return out, err
+}
+
+// CheckReport is the result of Check.
+type CheckReport struct {
+	Members    int      `json:"members"`
+	Points     int64    `json:"points"` // sum of all balances
+	Mismatches []string `json:"mismatches"`
+}
+
+// Check verifies that every member's balance equals the sum of their ledger.
+func (h *Hub) Check(ctx context.Context) (CheckReport, error) {
+	r := CheckReport{Mismatches: []string{}}
+	err := h.Store.View(ctx, func(tx Tx) error {
+		after := ""
+		for {
+			ms, err := tx.Members(ctx, after, 1000)
+			if err != nil || len(ms) == 0 {
+				return err
+			}
+			for _, m := range ms {
+				sum, err := tx.LedgerSum(ctx, m.ID)
+				if err != nil {
+					return err
+				}
+				r.Members++
+				r.Points += m.Balance
+				if sum != m.Balance {
+					r.Mismatches = append(r.Mismatches, fmt.Sprintf("%s: balance %d, ledger %d", m.ID, m.Balance, sum))
+				}
+			}
+			after = ms[len(ms)-1].ID
+		}
+	})
+	return r, err
+}
+
+// --- online channel -------------------------------------------------------------------------
+
+// online runs an online-channel operation once per (op, order id): a retry with the same body
+// gets the first result; the same order id with a different body is ECONFLICT. Only successful
+// results are remembered, so a refused call can be retried after fixing its cause.
+func (h *Hub) online(ctx context.Context, op, orderID string, req any, fn func(*applier) (any, error), out any) error {
+	if err := loyalty.ValidateOrderID(orderID); err != nil {
+		return err
+	}
+	hash := loyalty.RequestHash(req)
+	return h.update(ctx, func(tx Tx) error {
+		prevHash, resp, found, err := tx.Idempotent(ctx, op, orderID)
+		if err != nil {
+			return err
+		}
+		if found {
+			if prevHash != hash {
+				return loyalty.Errorf(loyalty.ECONFLICT, "order_id %s was already used for a different %s request", orderID, op)
+			}
+			return json.Unmarshal(resp, out)
+		}
+		a := h.newApplier(tx)
+		res, err := fn(a)
+		if err != nil {
+			return err
+		}
+		if _, err := a.finish(ctx); err != nil {
+			return err
+		}
+		b, err := json.Marshal(res)
+		if err != nil {
+			return err
+		}
+		if err := tx.SaveIdempotent(ctx, op, orderID, hash, b, h.Now()); err != nil {
+			return err
+		}
+		return json.Unmarshal(b, out)
+	})
+}
+
+// applyOnline applies a delta minted by the online channel and fails with the rejection's code
+// if it breaks a rule (the online channel can still say no, unlike an offline store). The
+// rejection apply recorded is rolled back with the rest of the refused request.
+func (a *applier) applyOnline(ctx context.Context, d loyalty.Delta) error {
+	r, err := a.apply(ctx, loyalty.OnlineStore, d)
+	if err != nil {
+		return err
+	}
+	if r.Status != lsync.StatusApplied {
+		return loyalty.Errorf(r.Code, "%s", r.Message)
+	}
+	return nil
+}
+
+// resolveMember finds the member of an online request from a QR token or an id.
+func (a *applier) resolveMember(ctx context.Context, token, id string) (loyalty.Member, error) {
+	if token != "" {
+		c, err := a.verify(ctx, token)
+		if err != nil {
+			return loyalty.Member{}, err
+		}
+		if c.Type != qr.TypeMember {
+			return loyalty.Member{}, loyalty.Errorf(loyalty.EINVALID, "this is a voucher code, not a member code")
+		}
+		id = c.Member
+	}
+	if id == "" {
+		return loyalty.Member{}, loyalty.Errorf(loyalty.EINVALID, "member_id or qr is required")
+	}
+	return a.tx.Member(ctx, id)
+}
+
+func (a *applier) verify(ctx context.Context, token string) (qr.Claims, error) {
+	keys, err := a.tx.PublicKeys(ctx)
+	if err != nil {
+		return qr.Claims{}, err
+	}
+	v := qr.Verifier{Now: a.Now}
+	for _, k := range keys {
+		v.Keys = append(v.Keys, k.PublicKey)
+	}
+	return v.Verify(token)
+}
+
+func (a *applier) newDelta(req string, m loyalty.Member, kind loyalty.Kind, terminal string) loyalty.Delta {
+	return loyalty.Delta{ID: loyalty.NewDeltaID(), Store: loyalty.OnlineStore, Terminal: terminal, Member: m.ID,
+		Kind: kind, OrderID: req, OccurredAt: a.Now()}
+}
+
+// Earn awards points for an online sale.
+func (h *Hub) Earn(ctx context.Context, req loyalty.EarnRequest) (loyalty.Receipt, error) {
+	var out loyalty.Receipt
+	err := h.online(ctx, "earn", req.OrderID, req, func(a *applier) (any, error) {
+		m, err := a.resolveMember(ctx, req.QR, req.MemberID)
+		if err != nil {
+			return nil, err
+		}
+		p, _, err := a.tx.Program(ctx)
+		if err != nil {
+			return nil, err
+		}
+		pts, err := p.EarnPoints(int64(req.Amount), req.Currency)
+		if err != nil {
+			return nil, err
+		}
+		d := a.newDelta(req.OrderID, m, loyalty.KindEarn, req.Terminal)
+		d.Points, d.Amount, d.Currency, d.RuleVersion = pts, int64(req.Amount), req.Currency, p.Version
+		if err := a.applyOnline(ctx, d); err != nil {
+			return nil, err
+		}
+		return loyalty.Receipt{OrderID: req.OrderID, Member: m.ID, Deltas: []string{d.ID}, Points: pts, Balance: a.balances[m.ID]}, nil
+	}, &out)
+	return out, err
+}
+
+// Redeem spends points on a reward, or uses a voucher, online. Unlike an offline store, the
+// online channel refuses a redemption the balance cannot cover (EINSUFFICIENT) or a voucher that
+// was already used (ECONFLICT).
+func (h *Hub) Redeem(ctx context.Context, req loyalty.RedeemRequest) (loyalty.Receipt, error) {
+	var out loyalty.Receipt
+	err := h.online(ctx, "redeem", req.OrderID, req, func(a *applier) (any, error) {
+		if req.Voucher != "" {
+			return a.useVoucher(ctx, req)
+		}
+		m, err := a.resolveMember(ctx, req.QR, req.MemberID)
+		if err != nil {
+			return nil, err
+		}
+		d, r, err := a.payReward(ctx, req, m)
+		if err != nil {
+			return nil, err
+		}
+		return loyalty.Receipt{OrderID: req.OrderID, Member: m.ID, Deltas: []string{d.ID}, Points: d.Points, Balance: a.balances[m.ID], Reward: &r}, nil
+	}, &out)
+	return out, err
+}
+
+// payReward applies a redeem delta for req.RewardID if the member can afford it.
+func (a *applier) payReward(ctx context.Context, req loyalty.RedeemRequest, m loyalty.Member) (loyalty.Delta, loyalty.Reward, error) {
+	p, _, err := a.tx.Program(ctx)
+	if err != nil {
+		return loyalty.Delta{}, loyalty.Reward{}, err
+	}
+	r, err := p.Reward(req.RewardID)
+	if err != nil {
+		return loyalty.Delta{}, r, err
+	}
+	bal, err := a.balance(ctx, m.ID)
+	if err != nil {
+		return loyalty.Delta{}, r, err
+	}
+	if bal < r.PointsCost {
+		return loyalty.Delta{}, r, loyalty.Errorf(loyalty.EINSUFFICIENT, "member %s has %d points; %s costs %d", m.ID, bal, r.Name, r.PointsCost)
+	}
+	d := a.newDelta(req.OrderID, m, loyalty.KindRedeem, req.Terminal)
+	d.Points, d.Reward, d.RuleVersion = -r.PointsCost, r.ID, p.Version
+	return d, r, a.applyOnline(ctx, d)
+}
+
+func (a *applier) useVoucher(ctx context.Context, req loyalty.RedeemRequest) (any, error) {
+	c, err := a.verify(ctx, req.Voucher)
+	if err != nil {
+		return nil, err
+	}
+	if c.Type != qr.TypeVoucher {
+		return nil, loyalty.Errorf(loyalty.EINVALID, "this is a member code, not a voucher")
+	}
+	uses, err := a.tx.VoucherUses(ctx, c.Voucher)
+	if err != nil {
+		return nil, err
+	}
+	if len(uses) > 0 {
+		return nil, loyalty.Errorf(loyalty.ECONFLICT, "voucher %s was already used (delta %s)", c.Voucher, uses[0])
+	}
+	m, err := a.tx.Member(ctx, c.Member)
+	if err != nil {
+		return nil, err
+	}
+	d := a.newDelta(req.OrderID, m, loyalty.KindRedeem, req.Terminal)
+	d.Voucher, d.Reward = c.Voucher, c.Reward
+	if err := a.applyOnline(ctx, d); err != nil {
+		return nil, err
+	}
+	bal, err := a.balance(ctx, m.ID)
+	if err != nil {
+		return nil, err
+	}
+	return loyalty.Receipt{OrderID: req.OrderID, Member: m.ID, Deltas: []string{d.ID}, Balance: bal}, nil
+}
+
+// VoucherReceipt is the answer to IssueVoucher.
+type VoucherReceipt struct {
+	loyalty.Receipt
+	Voucher Voucher `json:"voucher"`
+}
+
+// IssueVoucher spends a member's points on a reward now and returns a signed single-use voucher
+// token that any store can accept offline.
+func (h *Hub) IssueVoucher(ctx context.Context, req loyalty.RedeemRequest) (VoucherReceipt, error) {
+	var out VoucherReceipt
+	err := h.online(ctx, "voucher", req.OrderID, req, func(a *applier) (any, error) {
+		m, err := a.resolveMember(ctx, req.QR, req.MemberID)
+		if err != nil {
+			return nil, err
+		}
+		d, r, err := a.payReward(ctx, req, m)
+		if err != nil {
+			return nil, err
+		}
+		k, err := a.tx.SigningKey(ctx)
+		if err != nil {
+			return nil, err
+		}
+		now := a.Now().UTC()
+		v := Voucher{ID: "v" + strings.ToLower(rand.Text()[:16]), Member: m.ID, Reward: r.ID, DeltaID: d.ID,
+			CreatedAt: now, ExpiresAt: now.Add(a.VoucherTokenTTL)}
+		if v.Token, err = qr.Sign(k, qr.Claims{Type: qr.TypeVoucher, Member: m.ID, Voucher: v.ID, Reward: r.ID,
+			IssuedAt: now.Unix(), Expires: v.ExpiresAt.Unix()}); err != nil {
+			return nil, err
+		}
+		if err := a.tx.InsertVoucher(ctx, v); err != nil {
+			return nil, err
+		}
+		return VoucherReceipt{Receipt: loyalty.Receipt{OrderID: req.OrderID, Member: m.ID, Deltas: []string{d.ID},
+			Points: d.Points, Balance: a.balances[m.ID], Reward: &r}, Voucher: v}, nil
+	}, &out)
+	return out, err
+}
+
+// Reverse undoes every earn and redeem of an online order that is not reversed yet.
+func (h *Hub) Reverse(ctx context.Context, req loyalty.ReverseRequest) (loyalty.Receipt, error) {
+	var out loyalty.Receipt
+	err := h.online(ctx, "reverse", req.OrderID, req, func(a *applier) (any, error) {
+		entries, err := a.tx.OrderDeltas(ctx, loyalty.OnlineStore, req.OrderID)
+		if err != nil {
+			return nil, err
+		}
+		rc := loyalty.Receipt{OrderID: req.OrderID, Deltas: []string{}}
+		for _, e := range entries {
+			if e.Kind != loyalty.KindEarn && e.Kind != loyalty.KindRedeem {
+				continue
+			}
+			if by, err := a.tx.ReversalOf(ctx, e.ID); err != nil {
+				return nil, err
+			} else if by != "" {
+				continue
+			}
+			d := a.newDelta(req.OrderID, loyalty.Member{ID: e.Member}, loyalty.KindReverse, req.Terminal)
+			d.Points, d.Reverses = -e.Points, e.ID
+			if err := a.applyOnline(ctx, d); err != nil {
+				return nil, err
+			}
+			rc.Member, rc.Points = e.Member, rc.Points+d.Points
+			rc.Deltas = append(rc.Deltas, d.ID)
+			rc.Balance = a.balances[e.Member]
+		}
+		if len(rc.Deltas) == 0 {
+			return nil, loyalty.Errorf(loyalty.ENOTFOUND, "online order %s has nothing left to reverse", req.OrderID)
+		}
+		return rc, nil
+	}, &out)
+	return out, err
+}

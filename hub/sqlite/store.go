@@ -1,0 +1,486 @@
+// Package sqlite is the hub's embedded storage on SQLite (modernc.org/sqlite, pure Go).
+package sqlite
+
+import (
+	"context"
+	"crypto/ed25519"
+	"database/sql"
+	"embed"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"strings"
+	"time"
+
+	"github.com/loyalty-edge-sync/loyalty"
+	"github.com/loyalty-edge-sync/loyalty/hub"
+	"github.com/loyalty-edge-sync/loyalty/internal/sqlitedb"
+	"github.com/loyalty-edge-sync/loyalty/qr"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Store implements hub.Store on a SQLite file.
+type Store struct {
+	db *sqlitedb.DB
+}
+
+var _ hub.Store = (*Store)(nil)
+var _ hub.Tx = (*tx)(nil)
+
+// Open opens or creates the hub database at path and migrates it.
+func Open(ctx context.Context, path string) (*Store, error) {
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	db, err := sqlitedb.Open(ctx, path, sub)
+	if err != nil {
+		return nil, err
+	}
+	return &Store{db: db}, nil
+}
+
+// Path returns the database file's path.
+func (s *Store) Path() string { return s.db.Path }
+
+// Close implements hub.Store.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Update implements hub.Store.
+func (s *Store) Update(ctx context.Context, fn func(hub.Tx) error) error {
+	return s.db.Update(ctx, func(t *sql.Tx) error { return fn(&tx{t}) })
+}
+
+// View implements hub.Store.
+func (s *Store) View(ctx context.Context, fn func(hub.Tx) error) error {
+	return s.db.View(ctx, func(t *sql.Tx) error { return fn(&tx{t}) })
+}
+
+type tx struct{ *sql.Tx }
+
+func ms(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+func fromMS(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(v).UTC()
+}
+
+func notFound(err error, format string, args ...any) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return loyalty.Errorf(loyalty.ENOTFOUND, format, args...)
+	}
+	return err
+}
+
+func (t *tx) NextVersion(ctx context.Context) (int64, error) {
+	var v int64
+	err := t.QueryRowContext(ctx, `UPDATE counters SET value = value + 1 WHERE name = 'version' RETURNING value`).Scan(&v)
+	return v, err
+}
+
+func (t *tx) CurrentVersion(ctx context.Context) (int64, error) {
+	var v int64
+	err := t.QueryRowContext(ctx, `SELECT value FROM counters WHERE name = 'version'`).Scan(&v)
+	return v, err
+}
+
+func (t *tx) InsertStore(ctx context.Context, s hub.StoreInfo) error {
+	res, err := t.ExecContext(ctx, `INSERT INTO stores (id, name, token_hash, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+		s.ID, s.Name, s.TokenHash, ms(s.CreatedAt))
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return loyalty.Errorf(loyalty.EDUPLICATE, "store %s already exists", s.ID)
+	}
+	return nil
+}
+
+const storeCols = `id, name, token_hash, created_at, connected, last_seen, clock_offset_ms, outbox`
+
+func scanStore(row interface{ Scan(...any) error }) (hub.StoreInfo, error) {
+	var s hub.StoreInfo
+	var created, seen int64
+	err := row.Scan(&s.ID, &s.Name, &s.TokenHash, &created, &s.Health.Connected, &seen, &s.Health.ClockOffsetMS, &s.Health.Outbox)
+	s.CreatedAt, s.Health.LastSeen = fromMS(created), fromMS(seen)
+	return s, err
+}
+
+func (t *tx) StoreInfo(ctx context.Context, id string) (hub.StoreInfo, error) {
+	s, err := scanStore(t.QueryRowContext(ctx, `SELECT `+storeCols+` FROM stores WHERE id = ?`, id))
+	return s, notFound(err, "no store %q", id)
+}
+
+func (t *tx) Stores(ctx context.Context) ([]hub.StoreInfo, error) {
+	rows, err := t.QueryContext(ctx, `SELECT `+storeCols+` FROM stores ORDER BY id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []hub.StoreInfo{}
+	for rows.Next() {
+		s, err := scanStore(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+func (t *tx) SetStoreToken(ctx context.Context, id, hash string) error {
+	res, err := t.ExecContext(ctx, `UPDATE stores SET token_hash = ? WHERE id = ?`, hash, id)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return loyalty.Errorf(loyalty.ENOTFOUND, "no store %q", id)
+	}
+	return nil
+}
+
+func (t *tx) SetStoreHealth(ctx context.Context, id string, h hub.Health) error {
+	_, err := t.ExecContext(ctx, `UPDATE stores SET connected = ?, last_seen = ?, clock_offset_ms = ?, outbox = ? WHERE id = ?`,
+		h.Connected, ms(h.LastSeen), h.ClockOffsetMS, h.Outbox, id)
+	return err
+}
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func (t *tx) InsertMember(ctx context.Context, m loyalty.Member) error {
+	var n int
+	if err := t.QueryRowContext(ctx, `SELECT COUNT(*) FROM members WHERE id = ? OR (email IS NOT NULL AND email = ?)`, m.ID, nullable(m.Email)).Scan(&n); err != nil {
+		return err
+	}
+	if n > 0 {
+		return loyalty.Errorf(loyalty.EDUPLICATE, "a member with id %s or email %s already exists", m.ID, m.Email)
+	}
+	_, err := t.ExecContext(ctx, `INSERT INTO members (id, email, name, home_store, tier, balance, version, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		m.ID, nullable(m.Email), m.Name, m.HomeStore, m.Tier, m.Balance, m.Version, ms(m.CreatedAt))
+	return err
+}
+
+const memberCols = `m.id, COALESCE(m.email, ''), m.name, m.home_store, m.tier, m.balance, m.version, m.created_at`
+
+func scanMember(row interface{ Scan(...any) error }) (loyalty.Member, error) {
+	var m loyalty.Member
+	var created int64
+	err := row.Scan(&m.ID, &m.Email, &m.Name, &m.HomeStore, &m.Tier, &m.Balance, &m.Version, &created)
+	m.CreatedAt = fromMS(created)
+	return m, err
+}
+
+func (t *tx) Member(ctx context.Context, id string) (loyalty.Member, error) {
+	m, err := scanMember(t.QueryRowContext(ctx, `SELECT `+memberCols+` FROM members m WHERE id = ?`, id))
+	return m, notFound(err, "member %s is not known to the hub", id)
+}
+
+func (t *tx) SetBalance(ctx context.Context, member string, balance, version int64) error {
+	_, err := t.ExecContext(ctx, `UPDATE members SET balance = ?, version = ? WHERE id = ?`, balance, version, member)
+	return err
+}
+
+func (t *tx) Subscribe(ctx context.Context, store, member string) error {
+	_, err := t.ExecContext(ctx, `INSERT INTO member_stores (store, member) VALUES (?, ?) ON CONFLICT DO NOTHING`, store, member)
+	return err
+}
+
+func (t *tx) queryMembers(ctx context.Context, q string, args ...any) ([]loyalty.Member, error) {
+	rows, err := t.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []loyalty.Member
+	for rows.Next() {
+		m, err := scanMember(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+func (t *tx) MembersSince(ctx context.Context, store string, cursor int64, limit int) ([]loyalty.Member, error) {
+	return t.queryMembers(ctx, `SELECT `+memberCols+` FROM members m JOIN member_stores s ON s.member = m.id AND s.store = ?
+		WHERE m.version > ? ORDER BY m.version LIMIT ?`, store, cursor, limit)
+}
+
+func (t *tx) Members(ctx context.Context, after string, limit int) ([]loyalty.Member, error) {
+	return t.queryMembers(ctx, `SELECT `+memberCols+` FROM members m WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
+}
+
+func (t *tx) InsertDelta(ctx context.Context, d loyalty.Delta, hash string, receivedAt time.Time) (int64, bool, error) {
+	res, err := t.ExecContext(ctx, `INSERT INTO deltas (id, hash, store, terminal, member, kind, points, amount, currency, reward, voucher,
+		order_id, reverses, rule_version, occurred_at, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO NOTHING`,
+		d.ID, hash, d.Store, d.Terminal, d.Member, d.Kind, d.Points, d.Amount, d.Currency, d.Reward, d.Voucher,
+		d.OrderID, d.Reverses, d.RuleVersion, ms(d.OccurredAt), ms(receivedAt))
+	if err != nil {
+		return 0, false, err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		e, err := t.Delta(ctx, d.ID)
+		return e.Seq, false, err
+	}
+	seq, err := res.LastInsertId()
+	return seq, true, err
+}
+
+const deltaCols = `seq, id, hash, store, terminal, member, kind, points, amount, currency, reward, voucher, order_id, reverses,
+	rule_version, occurred_at, received_at`
+
+func scanDelta(row interface{ Scan(...any) error }) (hub.LedgerEntry, error) {
+	var e hub.LedgerEntry
+	var occurred, received int64
+	err := row.Scan(&e.Seq, &e.ID, &e.Hash, &e.Store, &e.Terminal, &e.Member, &e.Kind, &e.Points, &e.Amount, &e.Currency,
+		&e.Reward, &e.Voucher, &e.OrderID, &e.Reverses, &e.RuleVersion, &occurred, &received)
+	e.OccurredAt, e.ReceivedAt = fromMS(occurred), fromMS(received)
+	return e, err
+}
+
+func (t *tx) Delta(ctx context.Context, id string) (hub.LedgerEntry, error) {
+	e, err := scanDelta(t.QueryRowContext(ctx, `SELECT `+deltaCols+` FROM deltas WHERE id = ?`, id))
+	return e, notFound(err, "no delta %s", id)
+}
+
+func (t *tx) queryDeltas(ctx context.Context, q string, args ...any) ([]hub.LedgerEntry, error) {
+	rows, err := t.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []hub.LedgerEntry{}
+	for rows.Next() {
+		e, err := scanDelta(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+func (t *tx) Ledger(ctx context.Context, member string, limit int) ([]hub.LedgerEntry, error) {
+	return t.queryDeltas(ctx, `SELECT `+deltaCols+` FROM deltas WHERE member = ? ORDER BY seq DESC LIMIT ?`, member, limit)
+}
+
+func (t *tx) LedgerSum(ctx context.Context, member string) (int64, error) {
+	var sum int64
+	err := t.QueryRowContext(ctx, `SELECT COALESCE(SUM(points), 0) FROM deltas WHERE member = ?`, member).Scan(&sum)
+	return sum, err
+}
+
+func (t *tx) ReversalOf(ctx context.Context, id string) (string, error) {
+	var by string
+	err := t.QueryRowContext(ctx, `SELECT id FROM deltas WHERE reverses = ? LIMIT 1`, id).Scan(&by)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return by, err
+}
+
+func (t *tx) OrderDeltas(ctx context.Context, store, orderID string) ([]hub.LedgerEntry, error) {
+	return t.queryDeltas(ctx, `SELECT `+deltaCols+` FROM deltas WHERE store = ? AND order_id = ? ORDER BY seq`, store, orderID)
+}
+
+func (t *tx) VoucherUses(ctx context.Context, voucher string) ([]string, error) {
+	rows, err := t.QueryContext(ctx, `SELECT d.id FROM deltas d WHERE d.voucher = ? AND d.kind = 'redeem'
+		AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id) ORDER BY d.seq`, voucher)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+func (t *tx) InsertVoucher(ctx context.Context, v hub.Voucher) error {
+	_, err := t.ExecContext(ctx, `INSERT INTO vouchers (id, member, reward, delta_id, token, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		v.ID, v.Member, v.Reward, v.DeltaID, v.Token, ms(v.CreatedAt), ms(v.ExpiresAt))
+	return err
+}
+
+func (t *tx) Voucher(ctx context.Context, id string) (hub.Voucher, error) {
+	var v hub.Voucher
+	var created, expires int64
+	err := t.QueryRowContext(ctx, `SELECT id, member, reward, delta_id, token, created_at, expires_at FROM vouchers WHERE id = ?`, id).
+		Scan(&v.ID, &v.Member, &v.Reward, &v.DeltaID, &v.Token, &created, &expires)
+	v.CreatedAt, v.ExpiresAt = fromMS(created), fromMS(expires)
+	return v, notFound(err, "no voucher %s", id)
+}
+
+func (t *tx) InsertRejection(ctx context.Context, r hub.Rejection) error {
+	b, err := json.Marshal(r.Delta)
+	if err != nil {
+		return err
+	}
+	_, err = t.ExecContext(ctx, `INSERT INTO rejections (delta_id, store, delta, code, message, at) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (delta_id) DO UPDATE SET code = excluded.code, message = excluded.message, at = excluded.at`,
+		r.Delta.ID, r.Store, string(b), r.Code, r.Message, ms(r.At))
+	return err
+}
+
+func (t *tx) Rejections(ctx context.Context, limit int) ([]hub.Rejection, error) {
+	rows, err := t.QueryContext(ctx, `SELECT store, delta, code, message, at FROM rejections ORDER BY at DESC LIMIT ?`, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []hub.Rejection{}
+	for rows.Next() {
+		var r hub.Rejection
+		var body string
+		var at int64
+		if err := rows.Scan(&r.Store, &body, &r.Code, &r.Message, &at); err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal([]byte(body), &r.Delta); err != nil {
+			return nil, err
+		}
+		r.At = fromMS(at)
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+func (t *tx) InsertConflict(ctx context.Context, c hub.Conflict) error {
+	_, err := t.ExecContext(ctx, `INSERT INTO conflicts (kind, member, store, deltas, amount, detail, at, flagged) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		c.Kind, c.Member, c.Store, strings.Join(c.Deltas, ","), c.Amount, c.Detail, ms(c.At), c.Flagged)
+	return err
+}
+
+func (t *tx) Conflicts(ctx context.Context, limit int) ([]hub.Conflict, error) {
+	rows, err := t.QueryContext(ctx, `SELECT id, kind, member, store, deltas, amount, detail, at, flagged FROM conflicts ORDER BY id DESC LIMIT ?`, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []hub.Conflict{}
+	for rows.Next() {
+		var c hub.Conflict
+		var deltas string
+		var at int64
+		if err := rows.Scan(&c.ID, &c.Kind, &c.Member, &c.Store, &deltas, &c.Amount, &c.Detail, &at, &c.Flagged); err != nil {
+			return nil, err
+		}
+		c.Deltas, c.At = strings.Split(deltas, ","), fromMS(at)
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+func (t *tx) Program(ctx context.Context) (loyalty.Program, int64, error) {
+	var body string
+	var cv int64
+	err := t.QueryRowContext(ctx, `SELECT body, change_version FROM programs ORDER BY version DESC LIMIT 1`).Scan(&body, &cv)
+	if err != nil {
+		return loyalty.Program{}, 0, notFound(err, "no program yet")
+	}
+	var p loyalty.Program
+	return p, cv, json.Unmarshal([]byte(body), &p)
+}
+
+func (t *tx) ProgramVersion(ctx context.Context, v int64) (loyalty.Program, error) {
+	var body string
+	if err := t.QueryRowContext(ctx, `SELECT body FROM programs WHERE version = ?`, v).Scan(&body); err != nil {
+		return loyalty.Program{}, notFound(err, "rule version %d is unknown to the hub", v)
+	}
+	var p loyalty.Program
+	return p, json.Unmarshal([]byte(body), &p)
+}
+
+func (t *tx) InsertProgram(ctx context.Context, p loyalty.Program, changeVersion int64) error {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	_, err = t.ExecContext(ctx, `INSERT INTO programs (version, body, change_version) VALUES (?, ?, ?)`, p.Version, string(b), changeVersion)
+	return err
+}
+
+func (t *tx) InsertKey(ctx context.Context, k qr.PrivateKey, changeVersion int64) error {
+	_, err := t.ExecContext(ctx, `INSERT INTO signing_keys (kid, private_key, not_after, created_seq, change_version) VALUES (?, ?, ?, ?, ?)`,
+		k.ID, []byte(k.Key), ms(k.NotAfter), changeVersion, changeVersion)
+	return err
+}
+
+func (t *tx) SigningKey(ctx context.Context) (qr.PrivateKey, error) {
+	var k qr.PrivateKey
+	var priv []byte
+	var notAfter int64
+	err := t.QueryRowContext(ctx, `SELECT kid, private_key, not_after FROM signing_keys WHERE not_after = 0 ORDER BY created_seq DESC LIMIT 1`).
+		Scan(&k.ID, &priv, &notAfter)
+	if err != nil {
+		return k, notFound(err, "no active signing key: rotate one in with `loyalty keys rotate`")
+	}
+	k.Key, k.NotAfter = ed25519.PrivateKey(priv), fromMS(notAfter)
+	return k, nil
+}
+
+func (t *tx) PublicKeys(ctx context.Context) ([]hub.VersionedKey, error) {
+	rows, err := t.QueryContext(ctx, `SELECT kid, private_key, not_after, change_version FROM signing_keys ORDER BY created_seq`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []hub.VersionedKey
+	for rows.Next() {
+		var k qr.PrivateKey
+		var priv []byte
+		var notAfter, v int64
+		if err := rows.Scan(&k.ID, &priv, &notAfter, &v); err != nil {
+			return nil, err
+		}
+		k.Key, k.NotAfter = ed25519.PrivateKey(priv), fromMS(notAfter)
+		out = append(out, hub.VersionedKey{PublicKey: k.Public(), Version: v})
+	}
+	return out, rows.Err()
+}
+
+func (t *tx) RetireKey(ctx context.Context, id string, notAfter time.Time, changeVersion int64) error {
+	res, err := t.ExecContext(ctx, `UPDATE signing_keys SET not_after = ?, change_version = ? WHERE kid = ?`, ms(notAfter), changeVersion, id)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return loyalty.Errorf(loyalty.ENOTFOUND, "no signing key %q", id)
+	}
+	return nil
+}
+
+func (t *tx) Idempotent(ctx context.Context, scope, key string) (string, []byte, bool, error) {
+	var hash, resp string
+	err := t.QueryRowContext(ctx, `SELECT hash, response FROM idempotency WHERE scope = ? AND key = ?`, scope, key).Scan(&hash, &resp)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil, false, nil
+	}
+	return hash, []byte(resp), err == nil, err
+}
+
+func (t *tx) SaveIdempotent(ctx context.Context, scope, key, hash string, response []byte, at time.Time) error {
+	_, err := t.ExecContext(ctx, `INSERT INTO idempotency (scope, key, hash, response, at) VALUES (?, ?, ?, ?, ?)`, scope, key, hash, string(response), ms(at))
+	return err
+}

@@ -1,0 +1,158 @@
+package hub
+
+import (
+	"context"
+	"time"
+
+	"github.com/loyalty-edge-sync/loyalty"
+	"github.com/loyalty-edge-sync/loyalty/qr"
+)
+
+// Store is the hub's durable storage. The hub's logic runs inside its transactions; an
+// implementation (hub/sqlite, later hub/postgres) only stores and finds rows.
+type Store interface {
+	// Update runs fn in one serializable write transaction, committed if fn returns nil.
+	Update(ctx context.Context, fn func(Tx) error) error
+	// View runs fn in a read transaction that sees one consistent snapshot.
+	View(ctx context.Context, fn func(Tx) error) error
+	Close() error
+}
+
+// Tx is the set of storage operations available inside a transaction. Methods that find one
+// thing return ENOTFOUND when it is not there; inserts of an existing id return EDUPLICATE.
+type Tx interface {
+	// NextVersion advances the hub's change sequence and returns the new value. Every change an
+	// agent must see (member, program, key) is stamped with one.
+	NextVersion(ctx context.Context) (int64, error)
+	// CurrentVersion returns the change sequence's current value.
+	CurrentVersion(ctx context.Context) (int64, error)
+
+	InsertStore(ctx context.Context, s StoreInfo) error
+	StoreInfo(ctx context.Context, id string) (StoreInfo, error)
+	Stores(ctx context.Context) ([]StoreInfo, error)
+	SetStoreToken(ctx context.Context, id, tokenHash string) error
+	SetStoreHealth(ctx context.Context, id string, h Health) error
+
+	// InsertMember returns EDUPLICATE if the id or the email is taken.
+	InsertMember(ctx context.Context, m loyalty.Member) error
+	Member(ctx context.Context, id string) (loyalty.Member, error)
+	SetBalance(ctx context.Context, member string, balance, version int64) error
+	// Subscribe puts member in store's replica scope. It is idempotent.
+	Subscribe(ctx context.Context, store, member string) error
+	// MembersSince returns members in store's scope with a version after cursor, oldest first.
+	MembersSince(ctx context.Context, store string, cursor int64, limit int) ([]loyalty.Member, error)
+	// Members returns members in id order after the given id, for checks and exports.
+	Members(ctx context.Context, after string, limit int) ([]loyalty.Member, error)
+
+	// InsertDelta adds d to the ledger unless its id is there already. It returns the ledger
+	// sequence number and whether it inserted.
+	InsertDelta(ctx context.Context, d loyalty.Delta, hash string, receivedAt time.Time) (seq int64, inserted bool, err error)
+	// Delta returns a ledger entry by delta id.
+	Delta(ctx context.Context, id string) (LedgerEntry, error)
+	// Ledger returns a member's ledger, newest first, at most limit entries.
+	Ledger(ctx context.Context, member string, limit int) ([]LedgerEntry, error)
+	// LedgerSum returns the sum of a member's ledger points.
+	LedgerSum(ctx context.Context, member string) (int64, error)
+	// ReversalOf returns the id of the delta that reverses id, or "" if none does.
+	ReversalOf(ctx context.Context, id string) (string, error)
+	// OrderDeltas returns the deltas of one order at one store (OnlineStore for the online channel).
+	OrderDeltas(ctx context.Context, store, orderID string) ([]LedgerEntry, error)
+	// VoucherUses returns the ids of redeem deltas that used the voucher.
+	VoucherUses(ctx context.Context, voucher string) ([]string, error)
+
+	InsertVoucher(ctx context.Context, v Voucher) error
+	Voucher(ctx context.Context, id string) (Voucher, error)
+
+	InsertRejection(ctx context.Context, r Rejection) error
+	Rejections(ctx context.Context, limit int) ([]Rejection, error)
+	InsertConflict(ctx context.Context, c Conflict) error
+	Conflicts(ctx context.Context, limit int) ([]Conflict, error)
+
+	// Program returns the newest program and the change version it was published at.
+	Program(ctx context.Context) (loyalty.Program, int64, error)
+	// ProgramVersion returns the program with rule version v.
+	ProgramVersion(ctx context.Context, v int64) (loyalty.Program, error)
+	InsertProgram(ctx context.Context, p loyalty.Program, changeVersion int64) error
+
+	InsertKey(ctx context.Context, k qr.PrivateKey, changeVersion int64) error
+	// SigningKey returns the newest key that is not retired.
+	SigningKey(ctx context.Context) (qr.PrivateKey, error)
+	// PublicKeys returns every key with the change version it was last changed at.
+	PublicKeys(ctx context.Context) ([]VersionedKey, error)
+	RetireKey(ctx context.Context, id string, notAfter time.Time, changeVersion int64) error
+
+	// Idempotent returns the stored result of an earlier request with this scope and key.
+	Idempotent(ctx context.Context, scope, key string) (hash string, response []byte, found bool, err error)
+	SaveIdempotent(ctx context.Context, scope, key, hash string, response []byte, at time.Time) error
+}
+
+// StoreInfo is a retail store registered with the hub.
+type StoreInfo struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	TokenHash string    `json:"-"`
+	CreatedAt time.Time `json:"created_at"`
+	Health    Health    `json:"health"`
+}
+
+// Health is a store's sync health as the hub last saw it.
+type Health struct {
+	Connected     bool      `json:"connected"`
+	LastSeen      time.Time `json:"last_seen,omitzero"`
+	ClockOffsetMS int64     `json:"clock_offset_ms"`
+	Outbox        int64     `json:"outbox"`
+}
+
+// LedgerEntry is an applied delta with the hub's sequence number.
+type LedgerEntry struct {
+	loyalty.Delta
+	Seq        int64     `json:"seq"`
+	Hash       string    `json:"-"`
+	ReceivedAt time.Time `json:"received_at"`
+}
+
+// Voucher is a reward a member paid for online, to be used once, online or in a store.
+type Voucher struct {
+	ID        string    `json:"id"`
+	Member    string    `json:"member_id"`
+	Reward    string    `json:"reward_id"`
+	DeltaID   string    `json:"delta_id"` // the redeem delta that paid for it
+	Token     string    `json:"token"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// Rejection is a delta the hub refused to apply, kept for review.
+type Rejection struct {
+	Delta   loyalty.Delta `json:"delta"`
+	Store   string        `json:"store"`
+	Code    string        `json:"code"`
+	Message string        `json:"message"`
+	At      time.Time     `json:"at"`
+}
+
+// Conflict kinds.
+const (
+	ConflictOverdraft    = "overdraft"     // a delta took a balance below zero
+	ConflictVoucherReuse = "voucher_reuse" // a single-use voucher was used more than once
+)
+
+// Conflict is an offline event that broke a rule. The delta was applied (it physically
+// happened); the conflict is recorded and flagged for review.
+type Conflict struct {
+	ID      int64     `json:"id"`
+	Kind    string    `json:"kind"`
+	Member  string    `json:"member_id"`
+	Store   string    `json:"store"`
+	Deltas  []string  `json:"delta_ids"`
+	Amount  int64     `json:"amount"` // points overdrawn, or the number of extra uses
+	Detail  string    `json:"detail"`
+	At      time.Time `json:"at"`
+	Flagged bool      `json:"flagged"`
+}
+
+// VersionedKey is a public key and the change version it was last changed at.
+type VersionedKey struct {
+	qr.PublicKey
+	Version int64
+}

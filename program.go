@@ -1,0 +1,105 @@
+package loyalty
+
+import "fmt"
+
+// Program is one version of the loyalty program's rules: how points are earned and what they buy.
+// Every delta records the Version it was computed under. Agents receive new versions through the
+// sync protocol and evaluate them with this same code.
+type Program struct {
+	Version  int64    `json:"version"`
+	Currency string   `json:"currency"`
+	Earn     EarnRule `json:"earn"`
+	Rewards  []Reward `json:"rewards"`
+}
+
+// EarnRule awards PointsPerUnit points for every whole currency unit spent. A currency unit is
+// UnitMinor minor units (100 cents for EUR or USD, 1 for JPY).
+//
+// Rounding: points are rounded down, so 12.99 EUR at 1 point per EUR earns 12 points. Partial
+// units are not carried over to the next sale.
+type EarnRule struct {
+	PointsPerUnit int64 `json:"points_per_unit"`
+	UnitMinor     int64 `json:"unit_minor"`
+}
+
+// Reward is an item of the reward catalogue.
+type Reward struct {
+	ID         string `json:"id"`
+	Name       string `json:"name"`
+	PointsCost int64  `json:"points_cost"`
+	Kind       string `json:"kind"`            // amount_off, free_product, ...: what the POS applies
+	Value      int64  `json:"value,omitempty"` // minor units off, for amount_off
+}
+
+// DefaultProgram is the program a new hub starts with: 1 point per euro and three rewards.
+func DefaultProgram() Program {
+	return Program{
+		Version:  1,
+		Currency: "EUR",
+		Earn:     EarnRule{PointsPerUnit: 1, UnitMinor: 100},
+		Rewards: []Reward{
+			{ID: "coffee", Name: "Free coffee", PointsCost: 50, Kind: "free_product"},
+			{ID: "five-off", Name: "5.00 EUR off", PointsCost: 100, Kind: "amount_off", Value: 500},
+			{ID: "tote", Name: "Tote bag", PointsCost: 250, Kind: "free_product"},
+		},
+	}
+}
+
+// Validate checks that the program is complete and consistent. It returns EINVALID.
+func (p *Program) Validate() error {
+	if err := ValidateCurrency(p.Currency); err != nil {
+		return err
+	}
+	if p.Earn.UnitMinor <= 0 || p.Earn.UnitMinor > 10_000 {
+		return Errorf(EINVALID, "earn.unit_minor must be 1 to 10000 (100 for cents)")
+	}
+	if p.Earn.PointsPerUnit < 0 || p.Earn.PointsPerUnit > 1000 {
+		return Errorf(EINVALID, "earn.points_per_unit must be 0 to 1000")
+	}
+	seen := make(map[string]bool, len(p.Rewards))
+	for i, r := range p.Rewards {
+		switch {
+		case r.ID == "" || len(r.ID) > MaxIDLength:
+			return Errorf(EINVALID, "rewards[%d]: id must be 1 to %d characters", i, MaxIDLength)
+		case seen[r.ID]:
+			return Errorf(EINVALID, "rewards[%d]: id %q is used twice", i, r.ID)
+		case r.PointsCost <= 0 || r.PointsCost > MaxPoints:
+			return Errorf(EINVALID, "reward %q: points_cost must be a positive whole number", r.ID)
+		case r.Name == "":
+			return Errorf(EINVALID, "reward %q: name is required", r.ID)
+		case r.Value < 0:
+			return Errorf(EINVALID, "reward %q: value cannot be negative", r.ID)
+		}
+		seen[r.ID] = true
+	}
+	return nil
+}
+
+// EarnPoints returns the points a sale of amount minor units earns, rounded down.
+// It returns EINVALID for a negative or oversized amount or a currency the program does not use.
+func (p *Program) EarnPoints(amount int64, currency string) (int64, error) {
+	if amount < 0 {
+		return 0, Errorf(EINVALID, "amount cannot be negative; use /v1/reverse for a refund")
+	} else if amount > MaxAmount {
+		return 0, Errorf(EINVALID, "amount %d is larger than the maximum of %d minor units", amount, int64(MaxAmount))
+	} else if currency != p.Currency {
+		return 0, Errorf(EINVALID, "this program earns on %s, not %q", p.Currency, currency)
+	}
+	// amount <= 1e12 and PointsPerUnit <= 1000, so the product fits in an int64.
+	return amount * p.Earn.PointsPerUnit / p.Earn.UnitMinor, nil
+}
+
+// Reward returns the reward with the given id, or ENOTFOUND.
+func (p *Program) Reward(id string) (Reward, error) {
+	for _, r := range p.Rewards {
+		if r.ID == id {
+			return r, nil
+		}
+	}
+	return Reward{}, Errorf(ENOTFOUND, "no reward %q in the catalogue (program version %d)", id, p.Version)
+}
+
+// String describes the earn rule for people.
+func (r EarnRule) String() string {
+	return fmt.Sprintf("%d point(s) per %d minor units, rounded down", r.PointsPerUnit, r.UnitMinor)
+}

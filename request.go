@@ -1,0 +1,95 @@
+package loyalty
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"strconv"
+	"strings"
+)
+
+// Money is an amount in integer minor units (cents). Its JSON form must be a whole, non-negative
+// number: 1250 means 12.50 EUR. 12.5, -3, "12" and 1e3 are refused with EINVALID.
+type Money int64
+
+// UnmarshalJSON implements json.Unmarshaler with messages a POS developer can act on.
+func (m *Money) UnmarshalJSON(b []byte) error {
+	s := string(bytes.TrimSpace(b))
+	if s == "null" {
+		return Errorf(EINVALID, "amount is required, in minor units (1250 for 12.50)")
+	}
+	if strings.HasPrefix(s, `"`) {
+		return Errorf(EINVALID, "amount must be a JSON number of minor units (1250 for 12.50), not a string")
+	}
+	if strings.ContainsAny(s, ".eE") {
+		return Errorf(EINVALID, "amount %s is not a whole number: send minor units (1250 for 12.50)", s)
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return Errorf(EINVALID, "amount %s is not a whole number of minor units", s)
+	}
+	if n < 0 {
+		return Errorf(EINVALID, "amount cannot be negative; use /v1/reverse for a refund")
+	}
+	if n > MaxAmount {
+		return Errorf(EINVALID, "amount %d is larger than the maximum of %d minor units", n, int64(MaxAmount))
+	}
+	*m = Money(n)
+	return nil
+}
+
+// EarnRequest awards points for a sale. OrderID is the idempotency key.
+type EarnRequest struct {
+	OrderID  string `json:"order_id"`
+	Terminal string `json:"terminal,omitempty"`
+	QR       string `json:"qr,omitempty"`        // the scanned member token; or
+	MemberID string `json:"member_id,omitempty"` // a member id typed in or known to the POS
+	Amount   Money  `json:"amount"`
+	Currency string `json:"currency"`
+}
+
+// RedeemRequest spends points on a reward, or uses a voucher. OrderID is the idempotency key.
+type RedeemRequest struct {
+	OrderID  string `json:"order_id"`
+	Terminal string `json:"terminal,omitempty"`
+	QR       string `json:"qr,omitempty"`
+	MemberID string `json:"member_id,omitempty"`
+	RewardID string `json:"reward_id,omitempty"`
+	Voucher  string `json:"voucher,omitempty"` // a scanned voucher token, instead of QR and RewardID
+}
+
+// ReverseRequest undoes everything an order earned and redeemed (a void or a full refund).
+type ReverseRequest struct {
+	OrderID  string `json:"order_id"`
+	Terminal string `json:"terminal,omitempty"`
+}
+
+// Receipt is the answer to an earn, redeem or reverse: what changed and the balance after it.
+type Receipt struct {
+	OrderID string   `json:"order_id"`
+	Member  string   `json:"member_id"`
+	Deltas  []string `json:"delta_ids"`
+	Points  int64    `json:"points"`            // net points of this call: positive earned, negative spent
+	Balance int64    `json:"balance"`           // balance after the call as this side sees it
+	Reward  *Reward  `json:"reward,omitempty"`  // for a redemption: what the POS must apply
+	Offline bool     `json:"offline,omitempty"` // answered by a store agent that could not reach the hub
+}
+
+// ValidateOrderID checks an idempotency key. It returns EINVALID.
+func ValidateOrderID(id string) error {
+	if id == "" {
+		return Errorf(EINVALID, "order_id is required: it is the idempotency key that makes retries safe")
+	} else if len(id) > MaxIDLength {
+		return Errorf(EINVALID, "order_id must be at most %d characters", MaxIDLength)
+	}
+	return nil
+}
+
+// RequestHash returns a digest of a request body, to tell a retry (same body) from a different
+// request that reuses its idempotency key.
+func RequestHash(v any) string {
+	b, _ := json.Marshal(v) // request types have plain fields only
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}

@@ -1,0 +1,493 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/loyalty-edge-sync/loyalty"
+)
+
+// ClientHandler is what the agent provides to its sync client. Methods are called from the
+// client's session goroutine only, one at a time.
+type ClientHandler interface {
+	// Cursor returns the change-feed cursor the replica has reached.
+	Cursor(ctx context.Context) (int64, error)
+	// Pending returns up to limit outbox deltas with a local sequence number after seq, oldest first.
+	Pending(ctx context.Context, after int64, limit int) ([]Outgoing, error)
+	// PendingCount returns the number of deltas not yet acknowledged.
+	PendingCount(ctx context.Context) (int64, error)
+	// ApplyAck durably records the hub's acknowledgement: acknowledged deltas leave the outbox and
+	// balances move to the hub's, in one transaction.
+	ApplyAck(ctx context.Context, ack *Ack) error
+	// ApplyChanges durably applies a page of the change feed and advances the cursor, in one transaction.
+	ApplyChanges(ctx context.Context, ch *Changes) error
+	// ApplyMember stores a member the hub sent in reply to Subscribe.
+	ApplyMember(ctx context.Context, m *loyalty.Member) error
+}
+
+// Outgoing is an outbox delta with its local sequence number.
+type Outgoing struct {
+	Seq   int64
+	Delta loyalty.Delta
+}
+
+// Faults injects failures for tests and the demo. The zero value injects nothing.
+type Faults struct {
+	// DuplicatePush sends every push batch twice, so every delta is delivered at least twice.
+	DuplicatePush bool
+	// BeforeAck runs when an ack arrives, before the agent records it. If it returns an error
+	// the session ends at once with the ack unrecorded, as if the agent died between the hub's
+	// commit and its own: the deltas stay in the outbox and are pushed again.
+	BeforeAck func(*Ack) error
+}
+
+// Status is a snapshot of the client's connection state.
+type Status struct {
+	Online          bool          `json:"online"`
+	Version         int           `json:"protocol_version,omitempty"`
+	ConnectedAt     time.Time     `json:"connected_at,omitzero"`
+	LastSync        time.Time     `json:"last_sync,omitzero"` // last change-feed page or ack applied
+	LastError       string        `json:"last_error,omitempty"`
+	ClockOffset     time.Duration `json:"-"`
+	ClockOffsetMS   int64         `json:"clock_offset_ms"` // hub clock minus agent clock
+	Sessions        int           `json:"sessions"`        // sessions opened since start
+	DeltasPushed    int64         `json:"deltas_pushed"`
+	DeltasConfirmed int64         `json:"deltas_confirmed"` // acknowledged applied or duplicate
+	Duplicates      int64         `json:"duplicates"`       // acknowledged as applied earlier: redeliveries the hub ignored
+}
+
+// Client is the agent side of the protocol: it keeps one session open to the hub, reconnecting
+// with exponential backoff and jitter, pushes the outbox and pulls the change feed.
+type Client struct {
+	URL     string
+	Store   string
+	Token   string
+	Dialer  Dialer
+	Handler ClientHandler
+	Logger  *slog.Logger
+	Now     func() time.Time
+
+	AgentVersion      string
+	MinBackoff        time.Duration
+	MaxBackoff        time.Duration
+	HeartbeatInterval time.Duration // used until the hub's welcome says otherwise
+	RequestTimeout    time.Duration // handshake and subscribe replies
+	BatchSize         int           // deltas per push
+	Window            int           // pushes in flight before waiting for acks
+	Faults            Faults
+
+	kick  chan struct{}
+	calls chan *call
+
+	mu     sync.Mutex
+	status Status
+}
+
+type call struct {
+	member string
+	reply  chan callResult
+}
+
+type callResult struct {
+	m   *loyalty.Member
+	err error
+}
+
+// NewClient returns a Client with default settings.
+func NewClient(url, store, token string, d Dialer, h ClientHandler) *Client {
+	return &Client{
+		URL: url, Store: store, Token: token, Dialer: d, Handler: h,
+		Logger:            slog.Default(),
+		Now:               time.Now,
+		MinBackoff:        250 * time.Millisecond,
+		MaxBackoff:        30 * time.Second,
+		HeartbeatInterval: 10 * time.Second,
+		RequestTimeout:    10 * time.Second,
+		BatchSize:         250,
+		Window:            4,
+		kick:              make(chan struct{}, 1),
+		calls:             make(chan *call),
+	}
+}
+
+// Kick tells the client that the outbox has new deltas. It never blocks.
+func (c *Client) Kick() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Status returns a snapshot of the connection state.
+func (c *Client) Status() Status {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.status
+	s.ClockOffsetMS = s.ClockOffset.Milliseconds()
+	return s
+}
+
+func (c *Client) update(fn func(*Status)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fn(&c.status)
+}
+
+// Subscribe asks the hub for a member not yet in the replica. It returns EUNAVAILABLE at once
+// when offline, ENOTFOUND when the hub does not know the member.
+func (c *Client) Subscribe(ctx context.Context, member string) (*loyalty.Member, error) {
+	if !c.Status().Online {
+		return nil, loyalty.Errorf(loyalty.EUNAVAILABLE, "the store is offline")
+	}
+	cl := &call{member: member, reply: make(chan callResult, 1)}
+	select {
+	case c.calls <- cl:
+	case <-ctx.Done():
+		return nil, loyalty.Errorf(loyalty.EUNAVAILABLE, "the hub did not answer in time")
+	}
+	select {
+	case r := <-cl.reply:
+		return r.m, r.err
+	case <-ctx.Done():
+		return nil, loyalty.Errorf(loyalty.EUNAVAILABLE, "the hub did not answer in time")
+	}
+}
+
+// Run keeps a session open until ctx is done. It returns ctx's error.
+func (c *Client) Run(ctx context.Context) error {
+	backoff := c.MinBackoff
+	for {
+		start := c.Now()
+		err := c.session(ctx)
+		c.update(func(s *Status) {
+			s.Online = false
+			if err != nil && ctx.Err() == nil {
+				s.LastError = err.Error()
+			}
+		})
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if c.Now().Sub(start) > 2*c.MaxBackoff {
+			backoff = c.MinBackoff // the session was healthy for a while: start over
+		}
+		// Full jitter: thousands of stores reconnecting after a regional outage spread out.
+		wait := time.Duration(rand.Int64N(int64(backoff))) + c.MinBackoff/2
+		c.Logger.Warn("sync session ended; reconnecting", slog.Any("err", err), slog.Duration("in", wait))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		backoff = min(2*backoff, c.MaxBackoff)
+	}
+}
+
+// clientSession is the state of one connection.
+type clientSession struct {
+	*Client
+	conn         Conn
+	nextID       uint64
+	pushedSeq    int64 // highest outbox seq sent in this session
+	inflight     int   // pushes sent and not yet acked
+	initialDone  bool  // the whole outbox as of connect has been sent, so pulls are safe
+	pulling      bool
+	wantPull     bool
+	cursor       int64
+	calls        map[uint64]*call
+	batchSize    int
+	maxBytes     int
+	lastReceived time.Time
+}
+
+func (c *Client) session(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	conn, err := c.Dialer.Dial(ctx, c.URL)
+	if err != nil {
+		return fmt.Errorf("dial %s: %w", c.URL, err)
+	}
+	rd := startReader(ctx, conn)
+	s := &clientSession{Client: c, conn: conn, calls: make(map[uint64]*call), batchSize: c.BatchSize, maxBytes: 1 << 20}
+	defer func() {
+		conn.Close()
+		cancel()
+		<-rd.done
+		for _, cl := range s.calls {
+			cl.reply <- callResult{err: loyalty.Errorf(loyalty.EUNAVAILABLE, "connection to the hub lost")}
+		}
+	}()
+	heartbeat, err := s.handshake(ctx, rd)
+	if err != nil {
+		return err
+	}
+	if s.cursor, err = c.Handler.Cursor(ctx); err != nil {
+		return err
+	}
+	// The whole outbox goes out before the first pull. See docs/PROTOCOL.md, "Ordering".
+	if err := s.pushMore(ctx); err != nil {
+		return err
+	}
+	ticker := time.NewTicker(heartbeat)
+	defer ticker.Stop()
+	s.lastReceived = c.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.kick:
+			if err := s.pushMore(ctx); err != nil {
+				return err
+			}
+		case cl := <-c.calls:
+			s.nextID++
+			s.calls[s.nextID] = cl
+			if err := s.send(ctx, &Message{Type: TypeSubscribe, ID: s.nextID, Subscribe: &Subscribe{Member: cl.member}}); err != nil {
+				return err
+			}
+		case <-ticker.C:
+			if silent := c.Now().Sub(s.lastReceived); silent > 3*heartbeat {
+				return fmt.Errorf("hub silent for %s", silent.Round(time.Millisecond))
+			}
+			n, err := c.Handler.PendingCount(ctx)
+			if err != nil {
+				return err
+			}
+			st := c.Status()
+			ping := &Ping{SentAt: unixMilli(c.Now()), ClockOffsetMS: st.ClockOffset.Milliseconds(), Outbox: n}
+			if err := s.send(ctx, &Message{Type: TypePing, Ping: ping}); err != nil {
+				return err
+			}
+		case b, ok := <-rd.msgs:
+			if !ok {
+				return rd.err
+			}
+			s.lastReceived = c.Now()
+			if err := s.handle(ctx, b); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (s *clientSession) handshake(ctx context.Context, rd *reader) (time.Duration, error) {
+	sent := s.Now()
+	hello := &Hello{Versions: Versions, Store: s.Store, Token: s.Token, AgentVersion: s.AgentVersion, SentAt: unixMilli(sent)}
+	if err := s.send(ctx, &Message{Type: TypeHello, Hello: hello}); err != nil {
+		return 0, err
+	}
+	timer := time.NewTimer(s.RequestTimeout)
+	defer timer.Stop()
+	var b []byte
+	select {
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-timer.C:
+		return 0, fmt.Errorf("no welcome within %s", s.RequestTimeout)
+	case msg, ok := <-rd.msgs:
+		if !ok {
+			return 0, fmt.Errorf("handshake: %w", rd.err)
+		}
+		b = msg
+	}
+	m, err := Decode(b)
+	if err != nil {
+		return 0, err
+	}
+	switch m.Type {
+	case TypeError:
+		return 0, fmt.Errorf("hub refused the session: %w", m.Error)
+	case TypeWelcome:
+	default:
+		return 0, fmt.Errorf("expected welcome, got %s", m.Type)
+	}
+	w := m.Welcome
+	recv := s.Now()
+	if w.MaxBatch > 0 && w.MaxBatch < s.batchSize {
+		s.batchSize = w.MaxBatch
+	}
+	if w.MaxMessageBytes > 0 {
+		s.maxBytes = w.MaxMessageBytes
+	}
+	heartbeat := s.HeartbeatInterval
+	if w.HeartbeatMillis > 0 {
+		heartbeat = time.Duration(w.HeartbeatMillis) * time.Millisecond
+	}
+	s.update(func(st *Status) {
+		st.Online = true
+		st.Version = w.Version
+		st.ConnectedAt = recv
+		st.LastError = ""
+		st.Sessions++
+		st.ClockOffset = clockOffset(sent, recv, w.HubTime)
+	})
+	s.Logger.Info("connected to hub", slog.Int("version", w.Version), slog.Duration("clock_offset", s.Status().ClockOffset))
+	return heartbeat, nil
+}
+
+// clockOffset estimates hub clock minus agent clock from a request sent at sent and answered at
+// recv (agent clock) with the hub's clock reading hub: the hub read its clock halfway, on average.
+func clockOffset(sent, recv time.Time, hub int64) time.Duration {
+	mid := sent.Add(recv.Sub(sent) / 2)
+	return time.UnixMilli(hub).Sub(mid)
+}
+
+func (s *clientSession) handle(ctx context.Context, b []byte) error {
+	m, err := Decode(b)
+	if err != nil {
+		return err
+	}
+	switch m.Type {
+	case TypeAck:
+		if s.Faults.BeforeAck != nil {
+			if err := s.Faults.BeforeAck(m.Ack); err != nil {
+				return err
+			}
+		}
+		if err := s.Handler.ApplyAck(ctx, m.Ack); err != nil {
+			return fmt.Errorf("apply ack: %w", err)
+		}
+		var confirmed, dups int64
+		for _, r := range m.Ack.Results {
+			if r.Status == StatusDuplicate {
+				dups++
+			}
+			if r.Status != StatusRejected {
+				confirmed++
+			} else {
+				s.Logger.Error("hub rejected a delta; it is kept in the agent's rejected list",
+					slog.String("delta", r.DeltaID), slog.String("code", r.Code), slog.String("reason", r.Message))
+			}
+		}
+		s.update(func(st *Status) { st.LastSync = s.Now(); st.DeltasConfirmed += confirmed; st.Duplicates += dups })
+		if s.inflight > 0 {
+			s.inflight--
+		}
+		return s.pushMore(ctx)
+	case TypeChanges:
+		if err := s.Handler.ApplyChanges(ctx, m.Changes); err != nil {
+			return fmt.Errorf("apply changes: %w", err)
+		}
+		s.cursor = m.Changes.Cursor
+		s.pulling = false
+		s.update(func(st *Status) { st.LastSync = s.Now() })
+		if m.Changes.More || s.wantPull {
+			return s.pull(ctx)
+		}
+		return nil
+	case TypeNotify:
+		if m.Notify.Cursor > s.cursor {
+			return s.pull(ctx)
+		}
+		return nil
+	case TypeMember:
+		cl := s.calls[m.ID]
+		delete(s.calls, m.ID)
+		err := s.Handler.ApplyMember(ctx, m.Member)
+		if cl != nil {
+			cl.reply <- callResult{m: m.Member, err: err}
+		}
+		return err
+	case TypePong:
+		recv := s.Now()
+		s.update(func(st *Status) { st.ClockOffset = clockOffset(time.UnixMilli(m.Pong.SentAt), recv, m.Pong.HubTime) })
+		return nil
+	case TypeError:
+		if cl := s.calls[m.ID]; m.ID != 0 && cl != nil {
+			delete(s.calls, m.ID)
+			cl.reply <- callResult{err: m.Error}
+			return nil
+		}
+		return fmt.Errorf("hub ended the session: %w", m.Error)
+	default:
+		return fmt.Errorf("unexpected %s from hub", m.Type)
+	}
+}
+
+// pull asks for the next page of changes unless one is in flight or the initial push is not done.
+func (s *clientSession) pull(ctx context.Context) error {
+	if s.pulling || !s.initialDone {
+		s.wantPull = true
+		return nil
+	}
+	s.pulling, s.wantPull = true, false
+	s.nextID++
+	return s.send(ctx, &Message{Type: TypePull, ID: s.nextID, Pull: &Pull{Cursor: s.cursor, Limit: s.batchSize}})
+}
+
+// pushMore sends outbox deltas not yet sent in this session, keeping at most Window pushes in
+// flight. The first time it finds nothing left to send it makes the session's first pull.
+func (s *clientSession) pushMore(ctx context.Context) error {
+	for s.inflight < max(s.Window, 1) {
+		batch, err := s.Handler.Pending(ctx, s.pushedSeq, s.batchSize)
+		if err != nil {
+			return fmt.Errorf("read outbox: %w", err)
+		}
+		if len(batch) == 0 {
+			break
+		}
+		if err := s.push(ctx, batch); err != nil {
+			return err
+		}
+	}
+	if !s.initialDone && s.inflight < max(s.Window, 1) {
+		s.initialDone = true
+		return s.pull(ctx)
+	}
+	return nil
+}
+
+// push sends one batch, halving it until it fits the hub's message size limit.
+func (s *clientSession) push(ctx context.Context, batch []Outgoing) error {
+	for {
+		deltas := make([]loyalty.Delta, len(batch))
+		for i, o := range batch {
+			deltas[i] = o.Delta
+		}
+		s.nextID++
+		b, err := Encode(&Message{Type: TypePush, ID: s.nextID, Push: &Push{Deltas: deltas}})
+		if err != nil {
+			return err
+		}
+		if len(b) > s.maxBytes && len(batch) > 1 {
+			batch = batch[:len(batch)/2]
+			continue
+		}
+		copies := 1
+		if s.Faults.DuplicatePush {
+			copies = 2
+		}
+		for range copies {
+			if err := s.conn.Write(ctx, b); err != nil {
+				return err
+			}
+			s.inflight++
+		}
+		s.pushedSeq = batch[len(batch)-1].Seq
+		s.update(func(st *Status) { st.DeltasPushed += int64(len(batch)) })
+		return nil
+	}
+}
+
+func (s *clientSession) send(ctx context.Context, m *Message) error {
+	b, err := Encode(m)
+	if err != nil {
+		return err
+	}
+	if err := s.conn.Write(ctx, b); err != nil {
+		return fmt.Errorf("send %s: %w", m.Type, err)
+	}
+	return nil
+}
+
+// IsRefusal reports whether err is the hub refusing the session (bad token, unknown version)
+// rather than a network failure.
+func IsRefusal(err error) bool {
+	var e *loyalty.Error
+	return errors.As(err, &e) && (e.Code == loyalty.EUNAUTHORIZED || e.Code == loyalty.EVERSION)
+}

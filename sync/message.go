@@ -1,0 +1,217 @@
+// Package sync is the wire protocol between store agents and the hub: message types, version
+// negotiation, batching, cursors, and the client (agent) and server (hub) session state machines.
+// docs/PROTOCOL.md describes it for people; this package is its reference implementation.
+//
+// The package shadows the standard library's sync; import it as lsync.
+//
+// Transport is abstracted by Conn (one message in, one message out); sync/ws implements it over
+// gorilla websockets. Storage is abstracted by ClientHandler and Handler, which the agent and the
+// hub implement.
+package sync
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/loyalty-edge-sync/loyalty"
+	"github.com/loyalty-edge-sync/loyalty/qr"
+)
+
+// Version is the newest protocol version this code speaks.
+const Version = 1
+
+// Versions lists every protocol version this code speaks, newest first.
+var Versions = []int{1}
+
+// Message types.
+const (
+	TypeHello     = "hello"     // agent → hub: first message, authenticates the store
+	TypeWelcome   = "welcome"   // hub → agent: the negotiated version and session parameters
+	TypePush      = "push"      // agent → hub: a batch of deltas
+	TypeAck       = "ack"       // hub → agent: per-delta results of one push, after commit
+	TypePull      = "pull"      // agent → hub: send me changes after this cursor
+	TypeChanges   = "changes"   // hub → agent: members, program and keys after the cursor
+	TypeNotify    = "notify"    // hub → agent: there are changes up to this cursor
+	TypeSubscribe = "subscribe" // agent → hub: add this member to my replica, send it now
+	TypeMember    = "member"    // hub → agent: reply to subscribe
+	TypePing      = "ping"      // agent → hub: heartbeat with the agent's health
+	TypePong      = "pong"      // hub → agent: heartbeat reply with the hub's clock
+	TypeError     = "error"     // either way: a request failed, or the session is refused
+)
+
+// Message is the envelope of every websocket text frame: a JSON object with a type, an optional
+// request id (echoed in the reply) and exactly one body field named after the type.
+type Message struct {
+	Type      string          `json:"type"`
+	ID        uint64          `json:"id,omitempty"`
+	Hello     *Hello          `json:"hello,omitempty"`
+	Welcome   *Welcome        `json:"welcome,omitempty"`
+	Push      *Push           `json:"push,omitempty"`
+	Ack       *Ack            `json:"ack,omitempty"`
+	Pull      *Pull           `json:"pull,omitempty"`
+	Changes   *Changes        `json:"changes,omitempty"`
+	Notify    *Notify         `json:"notify,omitempty"`
+	Subscribe *Subscribe      `json:"subscribe,omitempty"`
+	Member    *loyalty.Member `json:"member,omitempty"`
+	Ping      *Ping           `json:"ping,omitempty"`
+	Pong      *Pong           `json:"pong,omitempty"`
+	Error     *loyalty.Error  `json:"error,omitempty"`
+}
+
+// Hello opens a session. Token authenticates Store.
+type Hello struct {
+	Versions     []int  `json:"versions"`
+	Store        string `json:"store"`
+	Token        string `json:"token"`
+	AgentVersion string `json:"agent_version,omitempty"`
+	SentAt       int64  `json:"sent_at"` // agent clock, unix milliseconds
+}
+
+// Welcome accepts a session.
+type Welcome struct {
+	Version         int    `json:"version"`
+	Store           string `json:"store"`
+	HubTime         int64  `json:"hub_time"` // hub clock, unix milliseconds
+	HeartbeatMillis int64  `json:"heartbeat_ms"`
+	MaxBatch        int    `json:"max_batch"`
+	MaxMessageBytes int    `json:"max_message_bytes"`
+}
+
+// Push carries deltas minted at the agent's store, oldest first.
+type Push struct {
+	Deltas []loyalty.Delta `json:"deltas"`
+}
+
+// Delta statuses in an Ack.
+const (
+	StatusApplied   = "applied"   // applied now, durably
+	StatusDuplicate = "duplicate" // applied earlier; this delivery changed nothing
+	StatusRejected  = "rejected"  // never applied; Code and Message say why; the agent keeps it for review
+)
+
+// Ack reports the outcome of every delta in one Push, sent after the hub committed them.
+type Ack struct {
+	Results  []Result  `json:"results"`
+	Balances []Balance `json:"balances"`
+}
+
+// Result is the outcome of one delta.
+type Result struct {
+	DeltaID string `json:"delta_id"`
+	Status  string `json:"status"`
+	Seq     int64  `json:"seq,omitempty"` // hub ledger sequence number, for applied and duplicate
+	Code    string `json:"code,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+// Balance is a member's authoritative balance as of Version.
+type Balance struct {
+	Member  string `json:"member"`
+	Balance int64  `json:"balance"`
+	Version int64  `json:"version"`
+}
+
+// Pull asks for changes after Cursor.
+type Pull struct {
+	Cursor int64 `json:"cursor"`
+	Limit  int   `json:"limit,omitempty"`
+}
+
+// Changes carries everything in the store's scope that changed after the pull's cursor, up to
+// Cursor. More is true when the agent should pull again straight away.
+type Changes struct {
+	Cursor  int64            `json:"cursor"`
+	More    bool             `json:"more"`
+	Members []loyalty.Member `json:"members,omitempty"`
+	Program *loyalty.Program `json:"program,omitempty"`
+	Keys    []qr.PublicKey   `json:"keys,omitempty"`
+}
+
+// Notify tells the agent there are changes up to Cursor.
+type Notify struct {
+	Cursor int64 `json:"cursor"`
+}
+
+// Subscribe asks the hub to add Member to the store's replica scope and return it.
+type Subscribe struct {
+	Member string `json:"member"`
+}
+
+// Ping is the agent's heartbeat. It carries its health, which the hub records for reports.
+type Ping struct {
+	SentAt        int64 `json:"sent_at"`         // agent clock, unix milliseconds
+	ClockOffsetMS int64 `json:"clock_offset_ms"` // hub clock minus agent clock, as last measured
+	Outbox        int64 `json:"outbox"`          // deltas not yet acknowledged
+}
+
+// Pong answers a Ping.
+type Pong struct {
+	SentAt  int64 `json:"sent_at"`  // echoed from the ping
+	HubTime int64 `json:"hub_time"` // hub clock, unix milliseconds
+}
+
+// Encode marshals a message.
+func Encode(m *Message) ([]byte, error) {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", m.Type, err)
+	}
+	return b, nil
+}
+
+// Decode parses a message and checks that it carries the body its type needs. It returns EINVALID.
+func Decode(b []byte) (*Message, error) {
+	var m Message
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, loyalty.Errorf(loyalty.EINVALID, "malformed message: %v", err)
+	}
+	var ok bool
+	switch m.Type {
+	case TypeHello:
+		ok = m.Hello != nil
+	case TypeWelcome:
+		ok = m.Welcome != nil
+	case TypePush:
+		ok = m.Push != nil
+	case TypeAck:
+		ok = m.Ack != nil
+	case TypePull:
+		ok = m.Pull != nil
+	case TypeChanges:
+		ok = m.Changes != nil
+	case TypeNotify:
+		ok = m.Notify != nil
+	case TypeSubscribe:
+		ok = m.Subscribe != nil
+	case TypeMember:
+		ok = m.Member != nil
+	case TypePing:
+		ok = m.Ping != nil
+	case TypePong:
+		ok = m.Pong != nil
+	case TypeError:
+		ok = m.Error != nil
+	default:
+		return nil, loyalty.Errorf(loyalty.EINVALID, "unknown message type %q", m.Type)
+	}
+	if !ok {
+		return nil, loyalty.Errorf(loyalty.EINVALID, "%s message without its %s body", m.Type, m.Type)
+	}
+	return &m, nil
+}
+
+// Negotiate picks the newest version both sides speak. It returns EVERSION if there is none.
+func Negotiate(theirs []int) (int, error) {
+	for _, ours := range Versions {
+		for _, v := range theirs {
+			if v == ours {
+				return v, nil
+			}
+		}
+	}
+	return 0, loyalty.Errorf(loyalty.EVERSION,
+		"agent speaks protocol versions %v, hub speaks %v: upgrade the older side", theirs, Versions)
+}
+
+func unixMilli(t time.Time) int64 { return t.UnixMilli() }

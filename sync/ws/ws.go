@@ -1,0 +1,252 @@
+// Package ws implements the sync protocol's Conn over gorilla websockets.
+//
+// Each connection has exactly one reader goroutine and one writer goroutine; every send goes
+// through the writer's queue. The reader enforces a read limit (an oversized message ends the
+// connection with close code 1009) and a read deadline that pongs and messages extend; the writer
+// sends pings and gives every write a deadline. A peer that stops reading fills the send queue
+// and is disconnected rather than waited on.
+package ws
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/loyalty-edge-sync/loyalty"
+	lsync "github.com/loyalty-edge-sync/loyalty/sync"
+)
+
+// Defaults for Options.
+const (
+	DefaultReadLimit    = 1 << 20
+	DefaultPingInterval = 15 * time.Second
+	DefaultWriteTimeout = 10 * time.Second
+	DefaultQueue        = 64
+)
+
+// Options tunes a connection. The zero value means the defaults.
+type Options struct {
+	ReadLimit    int64         // largest message accepted, in bytes
+	PingInterval time.Duration // websocket pings; the peer is dropped after 2.5 intervals of silence
+	WriteTimeout time.Duration // per write
+	Queue        int           // messages waiting to be written before the peer counts as too slow
+}
+
+func (o Options) withDefaults() Options {
+	if o.ReadLimit <= 0 {
+		o.ReadLimit = DefaultReadLimit
+	}
+	if o.PingInterval <= 0 {
+		o.PingInterval = DefaultPingInterval
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = DefaultWriteTimeout
+	}
+	if o.Queue <= 0 {
+		o.Queue = DefaultQueue
+	}
+	return o
+}
+
+// Conn is a websocket connection carrying sync messages.
+type Conn struct {
+	ws   *websocket.Conn
+	opts Options
+
+	in   chan []byte
+	out  chan []byte
+	done chan struct{}
+	wg   sync.WaitGroup
+
+	once sync.Once
+	mu   sync.Mutex
+	err  error
+}
+
+var _ lsync.Conn = (*Conn)(nil)
+
+func newConn(c *websocket.Conn, opts Options) *Conn {
+	opts = opts.withDefaults()
+	conn := &Conn{ws: c, opts: opts, in: make(chan []byte, 16), out: make(chan []byte, opts.Queue), done: make(chan struct{})}
+	c.SetReadLimit(opts.ReadLimit)
+	conn.wg.Add(2)
+	go conn.readLoop()
+	go conn.writeLoop()
+	return conn
+}
+
+func (c *Conn) fail(err error) {
+	c.mu.Lock()
+	if c.err == nil {
+		c.err = err
+	}
+	c.mu.Unlock()
+	c.once.Do(func() { close(c.done) })
+}
+
+// Err returns why the connection ended, or nil while it is open.
+func (c *Conn) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+func (c *Conn) readLoop() {
+	defer c.wg.Done()
+	silence := c.opts.PingInterval * 5 / 2
+	c.ws.SetReadDeadline(time.Now().Add(silence))
+	c.ws.SetPongHandler(func(string) error { return c.ws.SetReadDeadline(time.Now().Add(silence)) })
+	for {
+		typ, b, err := c.ws.ReadMessage()
+		if err != nil {
+			c.fail(readError(err))
+			return
+		}
+		c.ws.SetReadDeadline(time.Now().Add(silence))
+		if typ != websocket.TextMessage {
+			continue
+		}
+		select {
+		case c.in <- b:
+		case <-c.done:
+			return
+		}
+	}
+}
+
+// readError turns websocket errors into errors an operator can act on.
+func readError(err error) error {
+	switch {
+	case errors.Is(err, websocket.ErrReadLimit):
+		return loyalty.Errorf(loyalty.ETOOLARGE, "peer sent a message over the read limit; connection closed")
+	case websocket.IsCloseError(err, websocket.CloseMessageTooBig):
+		return loyalty.Errorf(loyalty.ETOOLARGE, "peer closed the connection: our message was over its read limit")
+	}
+	return fmt.Errorf("read: %w", err)
+}
+
+func (c *Conn) writeLoop() {
+	defer c.wg.Done()
+	ping := time.NewTicker(c.opts.PingInterval)
+	defer ping.Stop()
+	for {
+		select {
+		case <-c.done:
+			// Best effort: tell the peer we are going; the connection may already be gone.
+			c.ws.WriteControl(websocket.CloseMessage,
+				websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+			c.ws.Close()
+			return
+		case b := <-c.out:
+			c.ws.SetWriteDeadline(time.Now().Add(c.opts.WriteTimeout))
+			if err := c.ws.WriteMessage(websocket.TextMessage, b); err != nil {
+				c.fail(fmt.Errorf("write: %w", err))
+			}
+		case <-ping.C:
+			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.opts.WriteTimeout)); err != nil {
+				c.fail(fmt.Errorf("ping: %w", err))
+			}
+		}
+	}
+}
+
+// Read implements lsync.Conn.
+func (c *Conn) Read(ctx context.Context) ([]byte, error) {
+	select {
+	case b := <-c.in:
+		return b, nil
+	case <-c.done:
+		// Deliver messages that arrived before the connection ended.
+		select {
+		case b := <-c.in:
+			return b, nil
+		default:
+			return nil, c.Err()
+		}
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Write implements lsync.Conn. A full queue means the peer is not reading: the connection is
+// closed rather than waited on.
+func (c *Conn) Write(ctx context.Context, b []byte) error {
+	select {
+	case <-c.done:
+		return c.Err()
+	default:
+	}
+	select {
+	case c.out <- b:
+		return nil
+	case <-c.done:
+		return c.Err()
+	case <-ctx.Done():
+		return ctx.Err()
+	default:
+		err := fmt.Errorf("peer too slow: %d messages waiting", c.opts.Queue)
+		c.fail(err)
+		return err
+	}
+}
+
+// Close implements lsync.Conn. It flushes nothing: callers that need a message delivered wait
+// for the peer's reply before closing.
+func (c *Conn) Close() error {
+	c.fail(lsync.ErrClosed)
+	c.ws.Close() // unblocks the reader
+	c.wg.Wait()
+	return nil
+}
+
+// Dialer dials hub websockets.
+type Dialer struct {
+	Options Options
+	Header  http.Header
+	Timeout time.Duration
+}
+
+var _ lsync.Dialer = (*Dialer)(nil)
+
+// Dial implements lsync.Dialer.
+func (d *Dialer) Dial(ctx context.Context, url string) (lsync.Conn, error) {
+	timeout := d.Timeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	wd := websocket.Dialer{HandshakeTimeout: timeout, Proxy: http.ProxyFromEnvironment}
+	c, resp, err := wd.DialContext(ctx, url, d.Header)
+	if err != nil {
+		if resp != nil {
+			return nil, fmt.Errorf("websocket handshake: %s: %w", resp.Status, err)
+		}
+		return nil, err
+	}
+	return newConn(c, d.Options), nil
+}
+
+// Upgrader accepts agent websockets on the hub.
+type Upgrader struct {
+	Options Options
+}
+
+// Upgrade upgrades an HTTP request to a sync connection. On failure it has already answered
+// the request with an HTTP error.
+func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request) (lsync.Conn, error) {
+	up := websocket.Upgrader{
+		ReadBufferSize:  4096,
+		WriteBufferSize: 4096,
+		// Agents are not browsers; an Origin header means a browser page is trying to connect.
+		CheckOrigin: func(r *http.Request) bool { return r.Header.Get("Origin") == "" },
+	}
+	c, err := up.Upgrade(w, r, nil)
+	if err != nil {
+		return nil, err
+	}
+	return newConn(c, u.Options), nil
+}
