@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	mrand "math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -22,6 +21,7 @@ import (
 	"github.com/loyalty-edge-sync/loyalty/agent"
 	agentsqlite "github.com/loyalty-edge-sync/loyalty/agent/sqlite"
 	"github.com/loyalty-edge-sync/loyalty/hub"
+	"github.com/loyalty-edge-sync/loyalty/internal/faultnet"
 	lsync "github.com/loyalty-edge-sync/loyalty/sync"
 )
 
@@ -121,7 +121,7 @@ type demo struct {
 	cfgs    map[string]AgentConfig
 	members []string
 	tokens  map[string]string // member -> QR token
-	link    *link
+	link    *faultnet.Link
 
 	approved []string // every delta id a cashier or the online channel was told about
 	sum      DemoSummary
@@ -194,7 +194,7 @@ func (d *demo) setup(ctx context.Context) error {
 	h := d.hub.Hub
 
 	var err error
-	if d.link, err = newLink(d.hubCfg.Listen); err != nil {
+	if d.link, err = faultnet.NewLink(d.hubCfg.Listen); err != nil {
 		return err
 	}
 	d.agents, d.cfgs, d.tokens = map[string]*AgentMain{}, map[string]AgentConfig{}, map[string]string{}
@@ -542,95 +542,4 @@ func (d *demo) verify(ctx context.Context) error {
 	d.sum.Conflicts = len(conflicts)
 	d.sum.BalancesMatch = len(d.sum.Mismatches) == 0
 	return nil
-}
-
-// link is a TCP proxy on 127.0.0.1 standing in for a store's network connection: Cut drops
-// every connection and refuses new ones until Heal.
-type link struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	down   bool
-	conns  map[net.Conn]struct{}
-	wg     sync.WaitGroup
-}
-
-func newLink(target string) (*link, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	l := &link{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
-	l.wg.Add(1)
-	go l.accept()
-	return l, nil
-}
-
-func (l *link) Addr() string { return l.ln.Addr().String() }
-
-func (l *link) accept() {
-	defer l.wg.Done()
-	for {
-		c, err := l.ln.Accept()
-		if err != nil {
-			return
-		}
-		l.mu.Lock()
-		down := l.down
-		l.mu.Unlock()
-		if down {
-			c.Close()
-			continue
-		}
-		up, err := net.Dial("tcp", l.target)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		l.track(c, up)
-		l.wg.Add(2)
-		go l.pipe(c, up)
-		go l.pipe(up, c)
-	}
-}
-
-func (l *link) track(cs ...net.Conn) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, c := range cs {
-		l.conns[c] = struct{}{}
-	}
-}
-
-func (l *link) pipe(dst, src net.Conn) {
-	defer l.wg.Done()
-	io.Copy(dst, src)
-	dst.Close()
-	src.Close()
-}
-
-// Cut drops all connections and refuses new ones.
-func (l *link) Cut() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.down = true
-	for c := range l.conns {
-		c.Close()
-	}
-	clear(l.conns)
-}
-
-// Heal accepts connections again.
-func (l *link) Heal() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.down = false
-}
-
-// Close stops the link and waits for its goroutines.
-func (l *link) Close() error {
-	err := l.ln.Close()
-	l.Cut()
-	l.wg.Wait()
-	return err
 }

@@ -1,0 +1,151 @@
+package loyalty_test
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/loyalty-edge-sync/loyalty"
+)
+
+func TestMoney_UnmarshalJSON(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want int64
+		code string
+	}{
+		{`1250`, 1250, ""},
+		{`0`, 0, ""},
+		{`1000000000000`, 1_000_000_000_000, ""},
+		{`1000000000001`, 0, loyalty.EINVALID},
+		{`12.5`, 0, loyalty.EINVALID},
+		{`12.0`, 0, loyalty.EINVALID},
+		{`1e3`, 0, loyalty.EINVALID},
+		{`-1`, 0, loyalty.EINVALID},
+		{`"1250"`, 0, loyalty.EINVALID},
+		{`null`, 0, loyalty.EINVALID},
+		{`99999999999999999999`, 0, loyalty.EINVALID},
+	} {
+		var v struct{ Amount loyalty.Money }
+		err := json.Unmarshal([]byte(`{"Amount":`+tt.in+`}`), &v)
+		if got := loyalty.ErrorCode(err); got != tt.code {
+			t.Errorf("%s: code %q, want %q (err %v)", tt.in, got, tt.code, err)
+		}
+		if err == nil && int64(v.Amount) != tt.want {
+			t.Errorf("%s: got %d, want %d", tt.in, v.Amount, tt.want)
+		}
+	}
+}
+
+func TestProgram_EarnPoints(t *testing.T) {
+	p := loyalty.DefaultProgram() // 1 point per 1.00 EUR
+	for _, tt := range []struct {
+		amount   int64
+		currency string
+		want     int64
+		code     string
+	}{
+		{0, "EUR", 0, ""},
+		{99, "EUR", 0, ""},    // below one unit: rounded down to nothing
+		{100, "EUR", 1, ""},   // exactly one unit
+		{1299, "EUR", 12, ""}, // 12.99 earns 12
+		{1300, "EUR", 13, ""},
+		{loyalty.MaxAmount, "EUR", loyalty.MaxAmount / 100, ""},
+		{-1, "EUR", 0, loyalty.EINVALID},
+		{loyalty.MaxAmount + 1, "EUR", 0, loyalty.EINVALID},
+		{100, "USD", 0, loyalty.EINVALID},
+	} {
+		got, err := p.EarnPoints(tt.amount, tt.currency)
+		if code := loyalty.ErrorCode(err); code != tt.code {
+			t.Errorf("EarnPoints(%d, %s): code %q, want %q", tt.amount, tt.currency, code, tt.code)
+		} else if got != tt.want {
+			t.Errorf("EarnPoints(%d, %s) = %d, want %d", tt.amount, tt.currency, got, tt.want)
+		}
+	}
+	yen := loyalty.Program{Currency: "JPY", Earn: loyalty.EarnRule{PointsPerUnit: 3, UnitMinor: 1}}
+	if got, _ := yen.EarnPoints(250, "JPY"); got != 750 {
+		t.Errorf("3 points per yen on 250 JPY = %d, want 750", got)
+	}
+}
+
+func TestProgram_Validate(t *testing.T) {
+	ok := loyalty.DefaultProgram()
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("default program: %v", err)
+	}
+	for name, mutate := range map[string]func(*loyalty.Program){
+		"currency":        func(p *loyalty.Program) { p.Currency = "euro" },
+		"unit zero":       func(p *loyalty.Program) { p.Earn.UnitMinor = 0 },
+		"negative rate":   func(p *loyalty.Program) { p.Earn.PointsPerUnit = -1 },
+		"duplicate id":    func(p *loyalty.Program) { p.Rewards = append(p.Rewards, p.Rewards[0]) },
+		"free reward":     func(p *loyalty.Program) { p.Rewards[0].PointsCost = 0 },
+		"nameless reward": func(p *loyalty.Program) { p.Rewards[0].Name = "" },
+	} {
+		p := loyalty.DefaultProgram()
+		mutate(&p)
+		if code := loyalty.ErrorCode(p.Validate()); code != loyalty.EINVALID {
+			t.Errorf("%s: code %q, want EINVALID", name, code)
+		}
+	}
+}
+
+func validDelta() loyalty.Delta {
+	return loyalty.Delta{ID: loyalty.NewDeltaID(), Store: "s1", Member: "m1", Kind: loyalty.KindEarn, Points: 12,
+		Amount: 1299, Currency: "EUR", OccurredAt: time.Date(2026, 11, 22, 10, 0, 0, 123456789, time.UTC)}
+}
+
+func TestDelta_Validate(t *testing.T) {
+	if d := validDelta(); d.Validate() != nil {
+		t.Fatalf("valid delta refused: %v", d.Validate())
+	}
+	for name, mutate := range map[string]func(*loyalty.Delta){
+		"no id":              func(d *loyalty.Delta) { d.ID = "" },
+		"no store":           func(d *loyalty.Delta) { d.Store = "" },
+		"no member":          func(d *loyalty.Delta) { d.Member = "" },
+		"no time":            func(d *loyalty.Delta) { d.OccurredAt = time.Time{} },
+		"negative earn":      func(d *loyalty.Delta) { d.Points = -1 },
+		"negative amount":    func(d *loyalty.Delta) { d.Amount = -1 },
+		"bad currency":       func(d *loyalty.Delta) { d.Currency = "eur" },
+		"unknown kind":       func(d *loyalty.Delta) { d.Kind = "gift" },
+		"positive redeem":    func(d *loyalty.Delta) { d.Kind, d.Reward = loyalty.KindRedeem, "coffee" },
+		"redeem of nothing":  func(d *loyalty.Delta) { d.Kind, d.Points = loyalty.KindRedeem, -50 },
+		"reverse of nothing": func(d *loyalty.Delta) { d.Kind = loyalty.KindReverse },
+		"huge points":        func(d *loyalty.Delta) { d.Points = loyalty.MaxPoints + 1 },
+		"long id":            func(d *loyalty.Delta) { d.OrderID = string(make([]byte, loyalty.MaxIDLength+1)) },
+	} {
+		d := validDelta()
+		mutate(&d)
+		if code := loyalty.ErrorCode(d.Validate()); code != loyalty.EINVALID {
+			t.Errorf("%s: code %q, want EINVALID", name, code)
+		}
+	}
+}
+
+func TestDelta_Hash(t *testing.T) {
+	a := validDelta()
+	b := a
+	b.OccurredAt = a.OccurredAt.In(time.FixedZone("CET", 3600)).Add(400 * time.Microsecond) // same instant at ms precision
+	if a.Hash() != b.Hash() {
+		t.Error("the same delta hashes differently after a time zone change or sub-millisecond noise")
+	}
+	c := a
+	c.Points++
+	if a.Hash() == c.Hash() {
+		t.Error("different points, same hash")
+	}
+	if loyalty.NewDeltaID() == loyalty.NewDeltaID() {
+		t.Error("two delta ids are equal")
+	}
+}
+
+func TestErrorCode(t *testing.T) {
+	if got := loyalty.ErrorCode(nil); got != "" {
+		t.Errorf("nil: %q", got)
+	}
+	if got := loyalty.ErrorCode(json.Unmarshal([]byte("{"), &struct{}{})); got != loyalty.EINTERNAL {
+		t.Errorf("plain error: %q, want EINTERNAL", got)
+	}
+	if got := loyalty.ErrorMessage(json.Unmarshal([]byte("{"), &struct{}{})); got == "" || got == "unexpected end of JSON input" {
+		t.Errorf("plain error message leaks or is empty: %q", got)
+	}
+}

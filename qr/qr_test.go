@@ -1,0 +1,139 @@
+package qr_test
+
+import (
+	"encoding/base64"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/loyalty-edge-sync/loyalty"
+	"github.com/loyalty-edge-sync/loyalty/qr"
+)
+
+var now = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+
+func mustKey(t *testing.T) qr.PrivateKey {
+	t.Helper()
+	k, err := qr.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func mustSign(t *testing.T, k qr.PrivateKey, c qr.Claims) string {
+	t.Helper()
+	s, err := qr.Sign(k, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestVerify(t *testing.T) {
+	k := mustKey(t)
+	other := mustKey(t)
+	member := qr.Claims{Type: qr.TypeMember, Member: "m1", IssuedAt: now.Unix(), Expires: now.Add(time.Hour).Unix()}
+	good := mustSign(t, k, member)
+	v := qr.Verifier{Keys: []qr.PublicKey{k.Public()}, Now: func() time.Time { return now }}
+
+	got, err := v.Verify(good)
+	if err != nil {
+		t.Fatalf("valid token refused: %v", err)
+	}
+	if got != member {
+		t.Errorf("claims: got %+v, want %+v", got, member)
+	}
+
+	parts := strings.Split(good, ".")
+	forged := qr.Claims{Type: qr.TypeMember, Member: "m2", IssuedAt: now.Unix()}
+	body, _ := base64.RawURLEncoding.DecodeString(parts[2])
+	altered := strings.Replace(string(body), `"m1"`, `"m2"`, 1)
+	for name, tc := range map[string]struct {
+		token string
+		want  string // part of the message
+	}{
+		"altered payload":   {parts[0] + "." + parts[1] + "." + base64.RawURLEncoding.EncodeToString([]byte(altered)) + "." + parts[3], "altered"},
+		"altered signature": {good[:len(good)-2] + "AA", "altered"},
+		"truncated":         {good[:len(good)/2], ""},
+		"missing signature": {strings.Join(parts[:3], "."), "cut short"},
+		"unknown key":       {mustSign(t, other, forged), "unknown key"},
+		"other key, same kid": {func() string {
+			o := other
+			o.ID = k.ID
+			return mustSign(t, o, forged)
+		}(), "altered"},
+		"expired":    {mustSign(t, k, qr.Claims{Type: qr.TypeMember, Member: "m1", Expires: now.Add(-time.Second).Unix()}), "expired"},
+		"not ours":   {"https://example.com/promo", "not a loyalty"},
+		"empty":      {"", "not a loyalty"},
+		"too long":   {strings.Repeat("A", qr.MaxTokenLength+1), "too long"},
+		"wrong type": {mustSign(t, k, qr.Claims{Type: qr.TypeVoucher, Member: "m1"}), "no voucher id"},
+	} {
+		_, err := v.Verify(tc.token)
+		if code := loyalty.ErrorCode(err); code != loyalty.EINVALID {
+			t.Errorf("%s: code %q, want EINVALID", name, code)
+			continue
+		}
+		if !strings.Contains(loyalty.ErrorMessage(err), tc.want) {
+			t.Errorf("%s: message %q does not say %q", name, loyalty.ErrorMessage(err), tc.want)
+		}
+	}
+}
+
+func TestVerify_RetiredKey(t *testing.T) {
+	k := mustKey(t)
+	token := mustSign(t, k, qr.Claims{Type: qr.TypeMember, Member: "m1"})
+	pub := k.Public()
+	pub.NotAfter = now.Add(time.Hour)
+	v := qr.Verifier{Keys: []qr.PublicKey{pub}, Now: func() time.Time { return now }}
+	if _, err := v.Verify(token); err != nil {
+		t.Fatalf("before retirement: %v", err)
+	}
+	v.Now = func() time.Time { return now.Add(2 * time.Hour) }
+	if _, err := v.Verify(token); loyalty.ErrorCode(err) != loyalty.EINVALID {
+		t.Fatalf("after retirement: %v, want EINVALID", err)
+	}
+}
+
+func TestSign_Rejects(t *testing.T) {
+	k := mustKey(t)
+	if _, err := qr.Sign(k, qr.Claims{Type: "x", Member: "m1"}); loyalty.ErrorCode(err) != loyalty.EINVALID {
+		t.Errorf("unknown type: %v", err)
+	}
+	k.ID = "a.b"
+	if _, err := qr.Sign(k, qr.Claims{Type: qr.TypeMember, Member: "m1"}); loyalty.ErrorCode(err) != loyalty.EINVALID {
+		t.Errorf("dotted key id: %v", err)
+	}
+}
+
+// TestPNG_DecodesWithZbar renders a token and reads it back with an independent QR reader.
+// CI installs zbar-tools; elsewhere the test is skipped with a loud reason if zbarimg is missing.
+func TestPNG_DecodesWithZbar(t *testing.T) {
+	zbar, err := exec.LookPath("zbarimg")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("zbarimg is required in CI (apt-get install zbar-tools)")
+		}
+		t.Skip("SKIPPED: zbarimg not installed (apt-get install zbar-tools); the PNG was not checked with an independent reader")
+	}
+	k := mustKey(t)
+	token := mustSign(t, k, qr.Claims{Type: qr.TypeMember, Member: "member-with-a-long-id-0123456789", IssuedAt: now.Unix(), Expires: now.Add(2 * 365 * 24 * time.Hour).Unix()})
+	png, err := qr.PNG(token, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "member.png")
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(zbar, "--quiet", "--raw", path).Output()
+	if err != nil {
+		t.Fatalf("zbarimg: %v", err)
+	}
+	if got := strings.TrimSpace(string(out)); got != token {
+		t.Fatalf("decoded %q, want %q", got, token)
+	}
+}

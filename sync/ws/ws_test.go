@@ -1,0 +1,137 @@
+package ws_test
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/loyalty-edge-sync/loyalty"
+	lsync "github.com/loyalty-edge-sync/loyalty/sync"
+	"github.com/loyalty-edge-sync/loyalty/sync/ws"
+)
+
+// serve starts a websocket server on 127.0.0.1 whose connections go to accepted.
+func serve(t *testing.T, opts ws.Options) (url string, accepted chan lsync.Conn) {
+	t.Helper()
+	accepted = make(chan lsync.Conn, 1)
+	up := &ws.Upgrader{Options: opts}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := up.Upgrade(w, r)
+		if err != nil {
+			return
+		}
+		accepted <- c
+	}))
+	t.Cleanup(srv.Close)
+	return "ws" + strings.TrimPrefix(srv.URL, "http"), accepted
+}
+
+func dial(t *testing.T, url string, opts ws.Options) lsync.Conn {
+	t.Helper()
+	c, err := (&ws.Dialer{Options: opts}).Dial(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestRoundTripInOrder(t *testing.T) {
+	url, accepted := serve(t, ws.Options{})
+	c := dial(t, url, ws.Options{})
+	s := <-accepted
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for i := range 50 {
+		if err := c.Write(ctx, []byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 50 {
+		b, err := s.Read(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(b, []byte{byte(i)}) {
+			t.Fatalf("message %d = %v: out of order", i, b)
+		}
+	}
+}
+
+func TestOversizedMessageEndsConnection(t *testing.T) {
+	url, accepted := serve(t, ws.Options{ReadLimit: 1024})
+	c := dial(t, url, ws.Options{})
+	s := <-accepted
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.Write(ctx, bytes.Repeat([]byte("x"), 4096)); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Read(ctx)
+	if code := loyalty.ErrorCode(err); code != loyalty.ETOOLARGE {
+		t.Fatalf("server read: %v, want ETOOLARGE", err)
+	}
+	// The sender learns why: the close frame says the message was too big.
+	_, err = c.Read(ctx)
+	if code := loyalty.ErrorCode(err); code != loyalty.ETOOLARGE {
+		t.Fatalf("client read: %v, want ETOOLARGE", err)
+	}
+}
+
+// TestSlowPeerIsDisconnected: a peer that never reads fills the send queue; the writer gives up
+// on it instead of blocking the session forever.
+func TestSlowPeerIsDisconnected(t *testing.T) {
+	url, accepted := serve(t, ws.Options{Queue: 4, WriteTimeout: 200 * time.Millisecond})
+	dial(t, url, ws.Options{}) // never reads
+	s := <-accepted
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	big := bytes.Repeat([]byte("y"), 256<<10)
+	var err error
+	for i := 0; i < 10000 && err == nil; i++ {
+		err = s.Write(ctx, big)
+	}
+	if err == nil {
+		t.Fatal("writes to a peer that never reads never failed")
+	}
+}
+
+func TestCloseIsIdempotentAndEndsRead(t *testing.T) {
+	url, accepted := serve(t, ws.Options{})
+	c := dial(t, url, ws.Options{})
+	s := <-accepted
+	s.Close()
+	s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := c.Read(ctx); err == nil {
+		t.Fatal("read from a closed peer succeeded")
+	}
+	if err := s.Write(ctx, []byte("late")); err == nil {
+		t.Fatal("write after close succeeded")
+	}
+}
+
+func TestPingKeepsIdleConnectionAlive(t *testing.T) {
+	opts := ws.Options{PingInterval: 40 * time.Millisecond}
+	url, accepted := serve(t, opts)
+	c := dial(t, url, opts)
+	s := <-accepted
+	defer s.Close()
+	time.Sleep(300 * time.Millisecond) // several read deadlines (2.5 ping intervals) pass with no data
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.Write(ctx, []byte("still here")); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := s.Read(ctx); err != nil || string(b) != "still here" {
+		t.Fatalf("idle connection died: %q, %v", b, err)
+	}
+}
