@@ -1,11 +1,12 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -209,16 +210,17 @@ func flatten(prefix string, v reflect.Value) map[string]any {
 	return out
 }
 
-// printConfig writes the resolved configuration as JSON with secrets masked.
+// printConfig writes the resolved configuration, one dotted key per line (the names used in
+// config files; LOYALTY_ plus the key in upper case with dots as underscores in the
+// environment), with secrets masked.
 func printConfig(cfg any) {
-	b, _ := json.Marshal(cfg)
-	var m map[string]any
-	json.Unmarshal(b, &m)
-	for _, k := range []string{"AdminAPIKey", "Token", "POSToken"} {
-		if s, ok := m[k].(string); ok && s != "" {
-			m[k] = "***"
+	kv := flatten("", reflect.ValueOf(cfg))
+	keys := slices.Sorted(maps.Keys(kv))
+	for _, k := range keys {
+		v := fmt.Sprint(kv[k])
+		if (k == "admin_api_key" || k == "token" || k == "pos_token") && v != "" {
+			v = "***"
 		}
+		fmt.Printf("%s: %s\n", k, v)
 	}
-	out, _ := json.MarshalIndent(m, "", "  ")
-	fmt.Println(string(out))
 }
