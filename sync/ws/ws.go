@@ -137,9 +137,7 @@ func (c *Conn) writeLoop() {
 	for {
 		select {
 		case <-c.done:
-			// Best effort: tell the peer we are going; the connection may already be gone.
-			c.ws.WriteControl(websocket.CloseMessage,
-				websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+			c.flush()
 			c.ws.Close()
 			return
 		case b := <-c.out:
@@ -151,6 +149,24 @@ func (c *Conn) writeLoop() {
 			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.opts.WriteTimeout)); err != nil {
 				c.fail(fmt.Errorf("ping: %w", err))
 			}
+		}
+	}
+}
+
+// flush sends what is still queued (such as an error frame explaining why the session ends)
+// and a close frame, within one second in all: best effort, as the peer may already be gone.
+func (c *Conn) flush() {
+	deadline := time.Now().Add(time.Second)
+	c.ws.SetWriteDeadline(deadline)
+	for {
+		select {
+		case b := <-c.out:
+			if c.ws.WriteMessage(websocket.TextMessage, b) != nil {
+				return
+			}
+		default:
+			c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), deadline)
+			return
 		}
 	}
 }
@@ -195,11 +211,10 @@ func (c *Conn) Write(ctx context.Context, b []byte) error {
 	}
 }
 
-// Close implements lsync.Conn. It flushes nothing: callers that need a message delivered wait
-// for the peer's reply before closing.
+// Close implements lsync.Conn. Messages already queued are still sent (for at most a second)
+// before the close frame.
 func (c *Conn) Close() error {
-	c.fail(lsync.ErrClosed)
-	c.ws.Close() // unblocks the reader
+	c.fail(lsync.ErrClosed) // the writer flushes, then closes the socket, which ends the reader
 	c.wg.Wait()
 	return nil
 }

@@ -135,3 +135,27 @@ func TestPingKeepsIdleConnectionAlive(t *testing.T) {
 		t.Fatalf("idle connection died: %q, %v", b, err)
 	}
 }
+
+// TestCloseFlushesQueuedMessages: a message written just before Close (the hub's error frame
+// refusing a session) still reaches the peer.
+func TestCloseFlushesQueuedMessages(t *testing.T) {
+	url, accepted := serve(t, ws.Options{})
+	c := dial(t, url, ws.Options{})
+	s := <-accepted
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for range 20 {
+		if err := s.Write(ctx, []byte(`{"type":"error"}`)); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		b, err := c.Read(ctx)
+		if err != nil || string(b) != `{"type":"error"}` {
+			t.Fatalf("last message before close: %q, %v", b, err)
+		}
+		c.Close()
+		c = dial(t, url, ws.Options{})
+		s = <-accepted
+	}
+	s.Close()
+}
