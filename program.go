@@ -1,6 +1,9 @@
 package loyalty
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
 // Program is one version of the loyalty program's rules: how points are earned and what they buy.
 // Every delta records the Version it was computed under. Agents receive new versions through the
@@ -27,9 +30,12 @@ type Reward struct {
 	ID         string `json:"id"`
 	Name       string `json:"name"`
 	PointsCost int64  `json:"points_cost"`
-	Kind       string `json:"kind"`            // amount_off, free_product, ...: what the POS applies
-	Value      int64  `json:"value,omitempty"` // minor units off, for amount_off
+	Kind       string `json:"kind"`            // one of RewardKinds: what the POS applies
+	Value      int64  `json:"value,omitempty"` // minor units for amount_off and gift_card; percent for percent_off
 }
+
+// RewardKinds are the kinds of reward a POS knows how to apply.
+var RewardKinds = []string{"amount_off", "percent_off", "free_product", "free_shipping", "gift_card"}
 
 // DefaultProgram is the program a new hub starts with: 1 point per euro and three rewards.
 func DefaultProgram() Program {
@@ -67,6 +73,12 @@ func (p *Program) Validate() error {
 			return Errorf(EINVALID, "reward %q: points_cost must be a positive whole number", r.ID)
 		case r.Name == "":
 			return Errorf(EINVALID, "reward %q: name is required", r.ID)
+		case !slices.Contains(RewardKinds, r.Kind):
+			return Errorf(EINVALID, "reward %q: kind %q is not one of %v", r.ID, r.Kind, RewardKinds)
+		case (r.Kind == "amount_off" || r.Kind == "gift_card") && r.Value <= 0:
+			return Errorf(EINVALID, "reward %q: a %s needs a value in minor units", r.ID, r.Kind)
+		case r.Kind == "percent_off" && (r.Value < 1 || r.Value > 100):
+			return Errorf(EINVALID, "reward %q: a percent_off value is 1 to 100", r.ID)
 		case r.Value < 0:
 			return Errorf(EINVALID, "reward %q: value cannot be negative", r.ID)
 		}

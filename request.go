@@ -86,6 +86,25 @@ func ValidateOrderID(id string) error {
 	return nil
 }
 
+// Validate checks an earn request's fields that need no lookup. It returns EINVALID.
+func (r *EarnRequest) Validate() error {
+	if err := ValidateOrderID(r.OrderID); err != nil {
+		return err
+	}
+	if r.Amount <= 0 {
+		return Errorf(EINVALID, "amount is required: the sale total in minor units (1299 for 12.99), more than 0")
+	}
+	return ValidateCurrency(r.Currency)
+}
+
+// IdempotencyConflict is the error for an order id reused with a different request body.
+func IdempotencyConflict(op, orderID string) error {
+	if op == "reverse" {
+		return Errorf(ECONFLICT, "order %s was already reversed by a different request; the first reversal stands", orderID)
+	}
+	return Errorf(ECONFLICT, "order %s already has a different %s request: a retry must send the same body, a new sale needs a new order id", orderID, op)
+}
+
 // RequestHash returns a digest of a request body, to tell a retry (same body) from a different
 // request that reuses its idempotency key.
 func RequestHash(v any) string {

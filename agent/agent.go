@@ -175,7 +175,9 @@ func (a *Agent) memberOf(ctx context.Context, token, id string) (string, error) 
 
 // once runs a POS operation exactly once per (op, order id), in one transaction with the deltas
 // it writes. A retry with the same body returns the first answer; a different body with the same
-// order id is ECONFLICT. Refusals are not remembered, so a refused call can be retried.
+// order id is ECONFLICT. Refusals are not remembered, so a refused call can be retried. Callers
+// pass the request with its QR token replaced by the member id it names, so a retry with a
+// freshly refreshed code is still the same request.
 func (a *Agent) once(ctx context.Context, op, orderID string, req any, fn func(Tx) (loyalty.Receipt, error)) (loyalty.Receipt, error) {
 	if err := loyalty.ValidateOrderID(orderID); err != nil {
 		return loyalty.Receipt{}, err
@@ -190,7 +192,7 @@ func (a *Agent) once(ctx context.Context, op, orderID string, req any, fn func(T
 		}
 		if found {
 			if prev != hash {
-				return loyalty.Errorf(loyalty.ECONFLICT, "order %s already has a different %s; use a new order id", orderID, op)
+				return loyalty.IdempotencyConflict(op, orderID)
 			}
 			return json.Unmarshal(resp, &out)
 		}
@@ -220,10 +222,14 @@ func (a *Agent) newDelta(member string, kind loyalty.Kind, orderID, terminal str
 
 // Earn awards points for a sale under the program this store last synced.
 func (a *Agent) Earn(ctx context.Context, req loyalty.EarnRequest) (loyalty.Receipt, error) {
+	if err := req.Validate(); err != nil {
+		return loyalty.Receipt{}, err
+	}
 	member, err := a.memberOf(ctx, req.QR, req.MemberID)
 	if err != nil {
 		return loyalty.Receipt{}, err
 	}
+	req.QR, req.MemberID = "", member
 	return a.once(ctx, "earn", req.OrderID, req, func(tx Tx) (loyalty.Receipt, error) {
 		p, err := tx.Program(ctx)
 		if err != nil {
@@ -270,6 +276,7 @@ func (a *Agent) Redeem(ctx context.Context, req loyalty.RedeemRequest) (loyalty.
 	if err != nil {
 		return loyalty.Receipt{}, err
 	}
+	req.QR, req.MemberID = "", member
 	return a.once(ctx, "redeem", req.OrderID, req, func(tx Tx) (loyalty.Receipt, error) {
 		p, err := tx.Program(ctx)
 		if err != nil {

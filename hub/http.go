@@ -98,16 +98,23 @@ func (s *Server) Handler() http.Handler {
 		s.reply(w, r, http.StatusOK, map[string]string{"store": r.PathValue("id"), "token": token}, err)
 	})
 	admin.HandleFunc("POST /v1/members", func(w http.ResponseWriter, r *http.Request) {
-		var m loyalty.Member
-		if s.decode(w, r, &m) {
-			out, err := h.CreateMember(r.Context(), m)
+		// Only these fields: a balance is earned, never set by creating a member.
+		var req struct {
+			ID        string `json:"id"`
+			Email     string `json:"email"`
+			Name      string `json:"name"`
+			HomeStore string `json:"home_store"`
+		}
+		if s.decode(w, r, &req) {
+			out, err := h.CreateMember(r.Context(), loyalty.Member{ID: req.ID, Email: req.Email, Name: req.Name, HomeStore: req.HomeStore})
 			s.reply(w, r, http.StatusCreated, out, err)
 		}
 	})
 	admin.HandleFunc("GET /v1/members/{id}", func(w http.ResponseWriter, r *http.Request) {
-		limit, _ := strconv.Atoi(r.URL.Query().Get("ledger"))
-		if limit <= 0 || limit > 1000 {
-			limit = 50
+		limit, err := intParam(r, "ledger", 50, 0, 1000)
+		if err != nil {
+			jsonapi.Error(w, r, s.Logger, err)
+			return
 		}
 		out, err := h.Member(r.Context(), r.PathValue("id"), limit)
 		s.reply(w, r, http.StatusOK, out, err)
@@ -122,9 +129,10 @@ func (s *Server) Handler() http.Handler {
 			jsonapi.Error(w, r, s.Logger, err)
 			return
 		}
-		size, _ := strconv.Atoi(r.URL.Query().Get("size"))
-		if size < 0 || size > 2048 {
-			size = 0
+		size, err := intParam(r, "size", qr.DefaultPNGSize, 128, 2048)
+		if err != nil {
+			jsonapi.Error(w, r, s.Logger, err)
+			return
 		}
 		png, err := qr.PNG(token, size)
 		if err != nil {
@@ -174,6 +182,19 @@ func (s *Server) Handler() http.Handler {
 	})
 	mux.Handle("/", s.auth(admin))
 	return mux
+}
+
+// intParam reads an optional integer query parameter within [lo, hi]. It returns EINVALID.
+func intParam(r *http.Request, name string, def, lo, hi int) (int, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return 0, loyalty.Errorf(loyalty.EINVALID, "%s must be a whole number from %d to %d", name, lo, hi)
+	}
+	return n, nil
 }
 
 func (s *Server) auth(next http.Handler) http.Handler {

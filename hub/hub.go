@@ -301,7 +301,7 @@ func (a *applier) check(ctx context.Context, store string, d *loyalty.Delta) err
 			return err
 		}
 		if want != d.Points {
-			return loyalty.Errorf(loyalty.EINVALID, "a sale of %d %s earns %d points under rule version %d, not %d",
+			return loyalty.Errorf(loyalty.EINVALID, "a sale of %d minor units of %s earns %d points under rule version %d, not %d",
 				d.Amount, d.Currency, want, d.RuleVersion, d.Points)
 		}
 	case loyalty.KindRedeem:
@@ -365,6 +365,15 @@ func (a *applier) conflicts(ctx context.Context, store string, d loyalty.Delta, 
 		}
 	}
 	if d.Kind == loyalty.KindRedeem && d.Voucher != "" {
+		if v, err := a.tx.Voucher(ctx, d.Voucher); err != nil {
+			return err
+		} else if !v.VoidedAt.IsZero() {
+			c := Conflict{Kind: ConflictVoucherVoid, Member: d.Member, Store: store, Deltas: []string{d.ID, v.DeltaID},
+				Amount: 1, Detail: fmt.Sprintf("voucher %s was used after its purchase was refunded", d.Voucher), At: a.Now(), Flagged: true}
+			if err := a.tx.InsertConflict(ctx, c); err != nil {
+				return err
+			}
+		}
 		uses, err := a.tx.VoucherUses(ctx, d.Voucher)
 		if err != nil {
 			return err
@@ -446,7 +455,7 @@ func (h *Hub) CreateStore(ctx context.Context, id, name string) (StoreInfo, stri
 		name = id
 	}
 	token := rand.Text() + rand.Text()
-	s := StoreInfo{ID: id, Name: name, TokenHash: hashToken(token), CreatedAt: h.Now().UTC()}
+	s := StoreInfo{ID: id, Name: name, TokenHash: hashToken(token), CreatedAt: h.Now().UTC().Truncate(time.Millisecond)}
 	err := h.Store.Update(ctx, func(tx Tx) error { return tx.InsertStore(ctx, s) })
 	return s, token, err
 }
@@ -489,7 +498,7 @@ func (h *Hub) CreateMember(ctx context.Context, m loyalty.Member) (loyalty.Membe
 	if m.Email != "" && (!strings.Contains(m.Email, "@") || len(m.Email) > 254) {
 		return m, loyalty.Errorf(loyalty.EINVALID, "email %q is not an email address", m.Email)
 	}
-	m.Balance, m.CreatedAt = 0, h.Now().UTC()
+	m.Balance, m.CreatedAt = 0, h.Now().UTC().Truncate(time.Millisecond)
 	err := h.update(ctx, func(tx Tx) error {
 		if m.HomeStore != "" {
 			if _, err := tx.StoreInfo(ctx, m.HomeStore); err != nil {
@@ -694,7 +703,7 @@ func (h *Hub) online(ctx context.Context, op, orderID string, req any, fn func(*
 		}
 		if found {
 			if prevHash != hash {
-				return loyalty.Errorf(loyalty.ECONFLICT, "order_id %s was already used for a different %s request", orderID, op)
+				return loyalty.IdempotencyConflict(op, orderID)
 			}
 			return json.Unmarshal(resp, out)
 		}
@@ -731,47 +740,64 @@ func (a *applier) applyOnline(ctx context.Context, d loyalty.Delta) error {
 	return nil
 }
 
-// resolveMember finds the member of an online request from a QR token or an id.
-func (a *applier) resolveMember(ctx context.Context, token, id string) (loyalty.Member, error) {
-	if token != "" {
-		c, err := a.verify(ctx, token)
+// claims verifies a token with the hub's public keys.
+func (h *Hub) claims(ctx context.Context, token, want string) (qr.Claims, error) {
+	var c qr.Claims
+	err := h.Store.View(ctx, func(tx Tx) error {
+		keys, err := tx.PublicKeys(ctx)
 		if err != nil {
-			return loyalty.Member{}, err
+			return err
 		}
-		if c.Type != qr.TypeMember {
-			return loyalty.Member{}, loyalty.Errorf(loyalty.EINVALID, "this is a voucher code, not a member code")
+		v := qr.Verifier{Now: h.Now}
+		for _, k := range keys {
+			v.Keys = append(v.Keys, k.PublicKey)
 		}
-		id = c.Member
+		c, err = v.Verify(token)
+		return err
+	})
+	if err == nil && c.Type != want {
+		if want == qr.TypeMember {
+			return c, loyalty.Errorf(loyalty.EINVALID, "this is a voucher code, not a member code")
+		}
+		return c, loyalty.Errorf(loyalty.EINVALID, "this is a member code, not a voucher")
+	}
+	return c, err
+}
+
+// memberOf resolves the member of an online request from a QR token or an id. Whether the
+// member exists is checked inside the request's transaction.
+func (h *Hub) memberOf(ctx context.Context, token, id string) (string, error) {
+	if token != "" {
+		c, err := h.claims(ctx, token, qr.TypeMember)
+		if err != nil {
+			return "", err
+		}
+		return c.Member, nil
 	}
 	if id == "" {
-		return loyalty.Member{}, loyalty.Errorf(loyalty.EINVALID, "member_id or qr is required")
+		return "", loyalty.Errorf(loyalty.EINVALID, "member_id or qr is required")
 	}
-	return a.tx.Member(ctx, id)
+	return id, nil
 }
 
-func (a *applier) verify(ctx context.Context, token string) (qr.Claims, error) {
-	keys, err := a.tx.PublicKeys(ctx)
-	if err != nil {
-		return qr.Claims{}, err
-	}
-	v := qr.Verifier{Now: a.Now}
-	for _, k := range keys {
-		v.Keys = append(v.Keys, k.PublicKey)
-	}
-	return v.Verify(token)
-}
-
-func (a *applier) newDelta(req string, m loyalty.Member, kind loyalty.Kind, terminal string) loyalty.Delta {
-	return loyalty.Delta{ID: loyalty.NewDeltaID(), Store: loyalty.OnlineStore, Terminal: terminal, Member: m.ID,
-		Kind: kind, OrderID: req, OccurredAt: a.Now()}
+func (a *applier) newDelta(orderID, member string, kind loyalty.Kind, terminal string) loyalty.Delta {
+	return loyalty.Delta{ID: loyalty.NewDeltaID(), Store: loyalty.OnlineStore, Terminal: terminal, Member: member,
+		Kind: kind, OrderID: orderID, OccurredAt: a.Now()}
 }
 
 // Earn awards points for an online sale.
 func (h *Hub) Earn(ctx context.Context, req loyalty.EarnRequest) (loyalty.Receipt, error) {
 	var out loyalty.Receipt
-	err := h.online(ctx, "earn", req.OrderID, req, func(a *applier) (any, error) {
-		m, err := a.resolveMember(ctx, req.QR, req.MemberID)
-		if err != nil {
+	if err := req.Validate(); err != nil {
+		return out, err
+	}
+	member, err := h.memberOf(ctx, req.QR, req.MemberID)
+	if err != nil {
+		return out, err
+	}
+	req.QR, req.MemberID = "", member // a retry with a refreshed code is the same request
+	err = h.online(ctx, "earn", req.OrderID, req, func(a *applier) (any, error) {
+		if _, err := a.tx.Member(ctx, member); err != nil {
 			return nil, err
 		}
 		p, _, err := a.tx.Program(ctx)
@@ -782,40 +808,53 @@ func (h *Hub) Earn(ctx context.Context, req loyalty.EarnRequest) (loyalty.Receip
 		if err != nil {
 			return nil, err
 		}
-		d := a.newDelta(req.OrderID, m, loyalty.KindEarn, req.Terminal)
+		d := a.newDelta(req.OrderID, member, loyalty.KindEarn, req.Terminal)
 		d.Points, d.Amount, d.Currency, d.RuleVersion = pts, int64(req.Amount), req.Currency, p.Version
 		if err := a.applyOnline(ctx, d); err != nil {
 			return nil, err
 		}
-		return loyalty.Receipt{OrderID: req.OrderID, Member: m.ID, Deltas: []string{d.ID}, Points: pts, Balance: a.balances[m.ID]}, nil
+		return loyalty.Receipt{OrderID: req.OrderID, Member: member, Deltas: []string{d.ID}, Points: pts, Balance: a.balances[member]}, nil
 	}, &out)
 	return out, err
 }
 
 // Redeem spends points on a reward, or uses a voucher, online. Unlike an offline store, the
 // online channel refuses a redemption the balance cannot cover (EINSUFFICIENT) or a voucher that
-// was already used (ECONFLICT).
+// was already used or cancelled (ECONFLICT).
 func (h *Hub) Redeem(ctx context.Context, req loyalty.RedeemRequest) (loyalty.Receipt, error) {
 	var out loyalty.Receipt
-	err := h.online(ctx, "redeem", req.OrderID, req, func(a *applier) (any, error) {
-		if req.Voucher != "" {
-			return a.useVoucher(ctx, req)
+	if err := loyalty.ValidateOrderID(req.OrderID); err != nil {
+		return out, err
+	}
+	if req.Voucher != "" {
+		c, err := h.claims(ctx, req.Voucher, qr.TypeVoucher)
+		if err != nil {
+			return out, err
 		}
-		m, err := a.resolveMember(ctx, req.QR, req.MemberID)
+		req.Voucher = c.Voucher
+		err = h.online(ctx, "redeem", req.OrderID, req, func(a *applier) (any, error) { return a.useVoucher(ctx, req, c) }, &out)
+		return out, err
+	}
+	if req.RewardID == "" {
+		return out, loyalty.Errorf(loyalty.EINVALID, "reward_id or voucher is required")
+	}
+	member, err := h.memberOf(ctx, req.QR, req.MemberID)
+	if err != nil {
+		return out, err
+	}
+	req.QR, req.MemberID = "", member
+	err = h.online(ctx, "redeem", req.OrderID, req, func(a *applier) (any, error) {
+		d, r, err := a.payReward(ctx, req, member)
 		if err != nil {
 			return nil, err
 		}
-		d, r, err := a.payReward(ctx, req, m)
-		if err != nil {
-			return nil, err
-		}
-		return loyalty.Receipt{OrderID: req.OrderID, Member: m.ID, Deltas: []string{d.ID}, Points: d.Points, Balance: a.balances[m.ID], Reward: &r}, nil
+		return loyalty.Receipt{OrderID: req.OrderID, Member: member, Deltas: []string{d.ID}, Points: d.Points, Balance: a.balances[member], Reward: &r}, nil
 	}, &out)
 	return out, err
 }
 
 // payReward applies a redeem delta for req.RewardID if the member can afford it.
-func (a *applier) payReward(ctx context.Context, req loyalty.RedeemRequest, m loyalty.Member) (loyalty.Delta, loyalty.Reward, error) {
+func (a *applier) payReward(ctx context.Context, req loyalty.RedeemRequest, member string) (loyalty.Delta, loyalty.Reward, error) {
 	p, _, err := a.tx.Program(ctx)
 	if err != nil {
 		return loyalty.Delta{}, loyalty.Reward{}, err
@@ -824,47 +863,47 @@ func (a *applier) payReward(ctx context.Context, req loyalty.RedeemRequest, m lo
 	if err != nil {
 		return loyalty.Delta{}, r, err
 	}
-	bal, err := a.balance(ctx, m.ID)
+	bal, err := a.balance(ctx, member)
 	if err != nil {
 		return loyalty.Delta{}, r, err
 	}
 	if bal < r.PointsCost {
-		return loyalty.Delta{}, r, loyalty.Errorf(loyalty.EINSUFFICIENT, "member %s has %d points; %s costs %d", m.ID, bal, r.Name, r.PointsCost)
+		return loyalty.Delta{}, r, loyalty.Errorf(loyalty.EINSUFFICIENT, "member %s has %d points; %s costs %d", member, bal, r.Name, r.PointsCost)
 	}
-	d := a.newDelta(req.OrderID, m, loyalty.KindRedeem, req.Terminal)
+	d := a.newDelta(req.OrderID, member, loyalty.KindRedeem, req.Terminal)
 	d.Points, d.Reward, d.RuleVersion = -r.PointsCost, r.ID, p.Version
 	return d, r, a.applyOnline(ctx, d)
 }
 
-func (a *applier) useVoucher(ctx context.Context, req loyalty.RedeemRequest) (any, error) {
-	c, err := a.verify(ctx, req.Voucher)
+func (a *applier) useVoucher(ctx context.Context, req loyalty.RedeemRequest, c qr.Claims) (any, error) {
+	v, err := a.tx.Voucher(ctx, c.Voucher)
 	if err != nil {
 		return nil, err
 	}
-	if c.Type != qr.TypeVoucher {
-		return nil, loyalty.Errorf(loyalty.EINVALID, "this is a member code, not a voucher")
+	if !v.VoidedAt.IsZero() {
+		return nil, loyalty.Errorf(loyalty.ECONFLICT, "voucher %s was cancelled: the order that bought it was refunded", v.ID)
 	}
-	uses, err := a.tx.VoucherUses(ctx, c.Voucher)
+	uses, err := a.tx.VoucherUses(ctx, v.ID)
 	if err != nil {
 		return nil, err
 	}
 	if len(uses) > 0 {
-		return nil, loyalty.Errorf(loyalty.ECONFLICT, "voucher %s was already used (delta %s)", c.Voucher, uses[0])
+		return nil, loyalty.Errorf(loyalty.ECONFLICT, "voucher %s was already used (delta %s)", v.ID, uses[0])
 	}
-	m, err := a.tx.Member(ctx, c.Member)
+	p, _, err := a.tx.Program(ctx)
 	if err != nil {
 		return nil, err
 	}
-	d := a.newDelta(req.OrderID, m, loyalty.KindRedeem, req.Terminal)
-	d.Voucher, d.Reward = c.Voucher, c.Reward
+	d := a.newDelta(req.OrderID, v.Member, loyalty.KindRedeem, req.Terminal)
+	d.Voucher, d.Reward, d.RuleVersion = v.ID, v.Reward, p.Version
 	if err := a.applyOnline(ctx, d); err != nil {
 		return nil, err
 	}
-	bal, err := a.balance(ctx, m.ID)
-	if err != nil {
-		return nil, err
+	rc := loyalty.Receipt{OrderID: req.OrderID, Member: v.Member, Deltas: []string{d.ID}, Balance: a.balances[v.Member]}
+	if r, err := p.Reward(v.Reward); err == nil {
+		rc.Reward = &r
 	}
-	return loyalty.Receipt{OrderID: req.OrderID, Member: m.ID, Deltas: []string{d.ID}, Balance: bal}, nil
+	return rc, nil
 }
 
 // VoucherReceipt is the answer to IssueVoucher.
@@ -877,12 +916,19 @@ type VoucherReceipt struct {
 // token that any store can accept offline.
 func (h *Hub) IssueVoucher(ctx context.Context, req loyalty.RedeemRequest) (VoucherReceipt, error) {
 	var out VoucherReceipt
-	err := h.online(ctx, "voucher", req.OrderID, req, func(a *applier) (any, error) {
-		m, err := a.resolveMember(ctx, req.QR, req.MemberID)
-		if err != nil {
-			return nil, err
-		}
-		d, r, err := a.payReward(ctx, req, m)
+	if err := loyalty.ValidateOrderID(req.OrderID); err != nil {
+		return out, err
+	}
+	if req.RewardID == "" || req.Voucher != "" {
+		return out, loyalty.Errorf(loyalty.EINVALID, "a voucher is bought with reward_id (and member_id or qr)")
+	}
+	member, err := h.memberOf(ctx, req.QR, req.MemberID)
+	if err != nil {
+		return out, err
+	}
+	req.QR, req.MemberID = "", member
+	err = h.online(ctx, "voucher", req.OrderID, req, func(a *applier) (any, error) {
+		d, r, err := a.payReward(ctx, req, member)
 		if err != nil {
 			return nil, err
 		}
@@ -890,25 +936,29 @@ func (h *Hub) IssueVoucher(ctx context.Context, req loyalty.RedeemRequest) (Vouc
 		if err != nil {
 			return nil, err
 		}
-		now := a.Now().UTC()
-		v := Voucher{ID: "v" + strings.ToLower(rand.Text()[:16]), Member: m.ID, Reward: r.ID, DeltaID: d.ID,
+		now := a.Now().UTC().Truncate(time.Millisecond)
+		v := Voucher{ID: "v" + strings.ToLower(rand.Text()[:16]), Member: member, Reward: r.ID, DeltaID: d.ID,
 			CreatedAt: now, ExpiresAt: now.Add(a.VoucherTokenTTL)}
-		if v.Token, err = qr.Sign(k, qr.Claims{Type: qr.TypeVoucher, Member: m.ID, Voucher: v.ID, Reward: r.ID,
+		if v.Token, err = qr.Sign(k, qr.Claims{Type: qr.TypeVoucher, Member: member, Voucher: v.ID, Reward: r.ID,
 			IssuedAt: now.Unix(), Expires: v.ExpiresAt.Unix()}); err != nil {
 			return nil, err
 		}
 		if err := a.tx.InsertVoucher(ctx, v); err != nil {
 			return nil, err
 		}
-		return VoucherReceipt{Receipt: loyalty.Receipt{OrderID: req.OrderID, Member: m.ID, Deltas: []string{d.ID},
-			Points: d.Points, Balance: a.balances[m.ID], Reward: &r}, Voucher: v}, nil
+		return VoucherReceipt{Receipt: loyalty.Receipt{OrderID: req.OrderID, Member: member, Deltas: []string{d.ID},
+			Points: d.Points, Balance: a.balances[member], Reward: &r}, Voucher: v}, nil
 	}, &out)
 	return out, err
 }
 
-// Reverse undoes every earn and redeem of an online order that is not reversed yet.
+// Reverse undoes every earn and redeem of an online order that is not reversed yet. Refunding the
+// purchase of a voucher cancels the voucher; if it was used already, the refund is refused.
 func (h *Hub) Reverse(ctx context.Context, req loyalty.ReverseRequest) (loyalty.Receipt, error) {
 	var out loyalty.Receipt
+	if err := loyalty.ValidateOrderID(req.OrderID); err != nil {
+		return out, err
+	}
 	err := h.online(ctx, "reverse", req.OrderID, req, func(a *applier) (any, error) {
 		entries, err := a.tx.OrderDeltas(ctx, loyalty.OnlineStore, req.OrderID)
 		if err != nil {
@@ -924,7 +974,10 @@ func (h *Hub) Reverse(ctx context.Context, req loyalty.ReverseRequest) (loyalty.
 			} else if by != "" {
 				continue
 			}
-			d := a.newDelta(req.OrderID, loyalty.Member{ID: e.Member}, loyalty.KindReverse, req.Terminal)
+			if err := a.voidVoucherOf(ctx, e.ID); err != nil {
+				return nil, err
+			}
+			d := a.newDelta(req.OrderID, e.Member, loyalty.KindReverse, req.Terminal)
 			d.Points, d.Reverses = -e.Points, e.ID
 			if err := a.applyOnline(ctx, d); err != nil {
 				return nil, err
@@ -939,4 +992,22 @@ func (h *Hub) Reverse(ctx context.Context, req loyalty.ReverseRequest) (loyalty.
 		return rc, nil
 	}, &out)
 	return out, err
+}
+
+// voidVoucherOf cancels the voucher that delta paid for, if any, before the payment is refunded.
+func (a *applier) voidVoucherOf(ctx context.Context, delta string) error {
+	v, err := a.tx.VoucherPaidBy(ctx, delta)
+	if loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	uses, err := a.tx.VoucherUses(ctx, v.ID)
+	if err != nil {
+		return err
+	}
+	if len(uses) > 0 {
+		return loyalty.Errorf(loyalty.ECONFLICT, "voucher %s bought by this order was already used, so its points cannot be refunded", v.ID)
+	}
+	return a.tx.VoidVoucher(ctx, v.ID, a.Now())
 }

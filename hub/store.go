@@ -62,6 +62,10 @@ type Tx interface {
 
 	InsertVoucher(ctx context.Context, v Voucher) error
 	Voucher(ctx context.Context, id string) (Voucher, error)
+	// VoucherPaidBy returns the voucher that a redeem delta paid for.
+	VoucherPaidBy(ctx context.Context, delta string) (Voucher, error)
+	// VoidVoucher cancels a voucher; later uses are conflicts.
+	VoidVoucher(ctx context.Context, id string, at time.Time) error
 
 	InsertRejection(ctx context.Context, r Rejection) error
 	Rejections(ctx context.Context, limit int) ([]Rejection, error)
@@ -120,6 +124,7 @@ type Voucher struct {
 	Token     string    `json:"token"`
 	CreatedAt time.Time `json:"created_at"`
 	ExpiresAt time.Time `json:"expires_at"`
+	VoidedAt  time.Time `json:"voided_at,omitzero"` // set when the order that bought it was refunded
 }
 
 // Rejection is a delta the hub refused to apply, kept for review.
@@ -135,6 +140,7 @@ type Rejection struct {
 const (
 	ConflictOverdraft    = "overdraft"     // a delta took a balance below zero
 	ConflictVoucherReuse = "voucher_reuse" // a single-use voucher was used more than once
+	ConflictVoucherVoid  = "voucher_void"  // a voucher was used after the order that bought it was refunded
 )
 
 // Conflict is an offline event that broke a rule. The delta was applied (it physically

@@ -129,5 +129,6 @@ func agentCommand() *cobra.Command {
 	cmd.Flags().String("hub-url", "", "the hub's websocket URL (ws://host:port/v1/sync)")
 	cmd.Flags().String("listen", "", "address of the POS API (host:port; keep it on loopback)")
 	cmd.Flags().String("database", "", "replica SQLite database file")
+	cmd.Flags().String("pos-token", "", "bearer token the POS must send (prefer LOYALTY_POS_TOKEN)")
 	return cmd
 }

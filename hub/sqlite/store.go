@@ -162,14 +162,17 @@ func nullable(s string) any {
 }
 
 func (t *tx) InsertMember(ctx context.Context, m loyalty.Member) error {
-	var n int
-	if err := t.QueryRowContext(ctx, `SELECT COUNT(*) FROM members WHERE id = ? OR (email IS NOT NULL AND email = ?)`, m.ID, nullable(m.Email)).Scan(&n); err != nil {
+	var taken string
+	err := t.QueryRowContext(ctx, `SELECT CASE WHEN id = ? THEN 'id' ELSE 'email' END FROM members WHERE id = ? OR email = ? LIMIT 1`,
+		m.ID, m.ID, nullable(m.Email)).Scan(&taken)
+	if err == nil && taken == "id" {
+		return loyalty.Errorf(loyalty.EDUPLICATE, "member id %s is taken", m.ID)
+	} else if err == nil {
+		return loyalty.Errorf(loyalty.EDUPLICATE, "email %s belongs to another member", m.Email)
+	} else if !errors.Is(err, sql.ErrNoRows) {
 		return err
 	}
-	if n > 0 {
-		return loyalty.Errorf(loyalty.EDUPLICATE, "a member with id %s or email %s already exists", m.ID, m.Email)
-	}
-	_, err := t.ExecContext(ctx, `INSERT INTO members (id, email, name, home_store, tier, balance, version, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err = t.ExecContext(ctx, `INSERT INTO members (id, email, name, home_store, tier, balance, version, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 		m.ID, nullable(m.Email), m.Name, m.HomeStore, m.Tier, m.Balance, m.Version, ms(m.CreatedAt))
 	return err
 }
@@ -323,13 +326,28 @@ func (t *tx) InsertVoucher(ctx context.Context, v hub.Voucher) error {
 	return err
 }
 
-func (t *tx) Voucher(ctx context.Context, id string) (hub.Voucher, error) {
+func (t *tx) voucher(ctx context.Context, where string, arg string) (hub.Voucher, error) {
 	var v hub.Voucher
-	var created, expires int64
-	err := t.QueryRowContext(ctx, `SELECT id, member, reward, delta_id, token, created_at, expires_at FROM vouchers WHERE id = ?`, id).
-		Scan(&v.ID, &v.Member, &v.Reward, &v.DeltaID, &v.Token, &created, &expires)
-	v.CreatedAt, v.ExpiresAt = fromMS(created), fromMS(expires)
+	var created, expires, voided int64
+	err := t.QueryRowContext(ctx, `SELECT id, member, reward, delta_id, token, created_at, expires_at, voided_at FROM vouchers WHERE `+where, arg).
+		Scan(&v.ID, &v.Member, &v.Reward, &v.DeltaID, &v.Token, &created, &expires, &voided)
+	v.CreatedAt, v.ExpiresAt, v.VoidedAt = fromMS(created), fromMS(expires), fromMS(voided)
+	return v, err
+}
+
+func (t *tx) Voucher(ctx context.Context, id string) (hub.Voucher, error) {
+	v, err := t.voucher(ctx, "id = ?", id)
 	return v, notFound(err, "no voucher %s", id)
+}
+
+func (t *tx) VoucherPaidBy(ctx context.Context, delta string) (hub.Voucher, error) {
+	v, err := t.voucher(ctx, "delta_id = ?", delta)
+	return v, notFound(err, "delta %s paid for no voucher", delta)
+}
+
+func (t *tx) VoidVoucher(ctx context.Context, id string, at time.Time) error {
+	_, err := t.ExecContext(ctx, `UPDATE vouchers SET voided_at = ? WHERE id = ?`, ms(at), id)
+	return err
 }
 
 func (t *tx) InsertRejection(ctx context.Context, r hub.Rejection) error {

@@ -70,7 +70,9 @@ func Decode(w http.ResponseWriter, r *http.Request, v any) error {
 func Write(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false) // messages say <admin_api_key>, not \u003cadmin_api_key\u003e
+	enc.Encode(v)
 }
 
 // ErrorBody is the JSON body of every error response.

@@ -9,6 +9,7 @@ package ws
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -258,6 +259,12 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request) (lsync.Conn, 
 		WriteBufferSize: 4096,
 		// Agents are not browsers; an Origin header means a browser page is trying to connect.
 		CheckOrigin: func(r *http.Request) bool { return r.Header.Get("Origin") == "" },
+		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(status)
+			json.NewEncoder(w).Encode(map[string]*loyalty.Error{"error": loyalty.Errorf(loyalty.EINVALID,
+				"this is the agents' websocket endpoint (docs/PROTOCOL.md): %v", reason)})
+		},
 	}
 	c, err := up.Upgrade(w, r, nil)
 	if err != nil {

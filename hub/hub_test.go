@@ -1,0 +1,395 @@
+package hub_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/loyalty-edge-sync/loyalty"
+	"github.com/loyalty-edge-sync/loyalty/hub"
+	hubsqlite "github.com/loyalty-edge-sync/loyalty/hub/sqlite"
+	lsync "github.com/loyalty-edge-sync/loyalty/sync"
+)
+
+var t0 = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+
+// openHub returns an initialised hub on a temporary SQLite file, with stores s1 and s2 and
+// members m1 (home s1) and m2 (home s2).
+func openHub(tb testing.TB) *hub.Hub {
+	tb.Helper()
+	ctx := context.Background()
+	s, err := hubsqlite.Open(ctx, filepath.Join(tb.TempDir(), "hub.db"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	h := hub.New(s)
+	h.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	h.Now = func() time.Time { return t0 }
+	if err := h.Init(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	for _, id := range []string{"s1", "s2"} {
+		if _, _, err := h.CreateStore(ctx, id, ""); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	for i, home := range []string{"s1", "s2"} {
+		if _, err := h.CreateMember(ctx, loyalty.Member{ID: fmt.Sprintf("m%d", i+1), HomeStore: home}); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return h
+}
+
+func earn(store, member string, amount int64) loyalty.Delta {
+	return loyalty.Delta{ID: loyalty.NewDeltaID(), Store: store, Member: member, Kind: loyalty.KindEarn,
+		Points: amount / 100, Amount: amount, Currency: "EUR", RuleVersion: 1, OccurredAt: t0}
+}
+
+func redeem(store, member, reward string, cost int64) loyalty.Delta {
+	return loyalty.Delta{ID: loyalty.NewDeltaID(), Store: store, Member: member, Kind: loyalty.KindRedeem,
+		Points: -cost, Reward: reward, RuleVersion: 1, OccurredAt: t0}
+}
+
+func pushOK(t *testing.T, h *hub.Hub, store string, ds ...loyalty.Delta) *lsync.Ack {
+	t.Helper()
+	ack, err := h.Push(context.Background(), store, ds)
+	if err != nil {
+		t.Fatalf("push: %v", err)
+	}
+	if len(ack.Results) != len(ds) {
+		t.Fatalf("ack has %d results for %d deltas", len(ack.Results), len(ds))
+	}
+	return ack
+}
+
+func balance(t *testing.T, h *hub.Hub, member string) int64 {
+	t.Helper()
+	v, err := h.Member(context.Background(), member, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v.Balance
+}
+
+func mustCheck(t *testing.T, h *hub.Hub) {
+	t.Helper()
+	r, err := h.Check(context.Background())
+	if err != nil || len(r.Mismatches) > 0 {
+		t.Fatalf("balances vs ledger: %+v, %v", r, err)
+	}
+}
+
+func TestPush_ExactlyOnce(t *testing.T) {
+	h := openHub(t)
+	d := earn("s1", "m1", 1299)
+	ack := pushOK(t, h, "s1", d)
+	if r := ack.Results[0]; r.Status != lsync.StatusApplied || r.Seq == 0 {
+		t.Fatalf("first delivery: %+v", r)
+	}
+	if len(ack.Balances) != 1 || ack.Balances[0].Balance != 12 || ack.Balances[0].Version == 0 {
+		t.Fatalf("ack balances: %+v", ack.Balances)
+	}
+	for range 3 {
+		again := pushOK(t, h, "s1", d)
+		if r := again.Results[0]; r.Status != lsync.StatusDuplicate || r.Seq != ack.Results[0].Seq {
+			t.Fatalf("redelivery: %+v, want duplicate with seq %d", r, ack.Results[0].Seq)
+		}
+	}
+	// The same delta twice in one batch is applied once too.
+	d2 := earn("s1", "m1", 500)
+	both := pushOK(t, h, "s1", d2, d2)
+	if both.Results[0].Status != lsync.StatusApplied || both.Results[1].Status != lsync.StatusDuplicate {
+		t.Fatalf("same delta twice in a batch: %+v", both.Results)
+	}
+	if got := balance(t, h, "m1"); got != 17 {
+		t.Errorf("balance %d, want 17", got)
+	}
+	mustCheck(t, h)
+}
+
+func TestPush_Rejections(t *testing.T) {
+	h := openHub(t)
+	applied := earn("s1", "m1", 10000)
+	pushOK(t, h, "s1", applied)
+	altered := applied
+	altered.Points = 1000
+	wrongPoints := earn("s1", "m1", 1000)
+	wrongPoints.Points = 11
+	unknownVersion := earn("s1", "m1", 1000)
+	unknownVersion.RuleVersion = 9
+	wrongCost := redeem("s1", "m1", "coffee", 10)
+	adjust := earn("s1", "m1", 0)
+	adjust.Kind = loyalty.KindAdjust
+	reverseOther := loyalty.Delta{ID: loyalty.NewDeltaID(), Store: "s1", Member: "m2", Kind: loyalty.KindReverse,
+		Points: -100, Reverses: applied.ID, OccurredAt: t0}
+	reverseWrong := loyalty.Delta{ID: loyalty.NewDeltaID(), Store: "s1", Member: "m1", Kind: loyalty.KindReverse,
+		Points: -5, Reverses: applied.ID, OccurredAt: t0}
+	for _, tt := range []struct {
+		name  string
+		store string
+		d     loyalty.Delta
+		code  string
+	}{
+		{"id reused for other content", "s1", altered, loyalty.EDUPLICATE},
+		{"pushed as another store", "s2", earn("s1", "m1", 100), loyalty.EUNAUTHORIZED},
+		{"adjustment from a store", "s1", adjust, loyalty.EUNAUTHORIZED},
+		{"unknown member", "s1", earn("s1", "nobody", 100), loyalty.ENOTFOUND},
+		{"points the rule does not give", "s1", wrongPoints, loyalty.EINVALID},
+		{"unknown rule version", "s1", unknownVersion, loyalty.ENOTFOUND},
+		{"unknown reward", "s1", redeem("s1", "m1", "yacht", 50), loyalty.ENOTFOUND},
+		{"wrong reward cost", "s1", wrongCost, loyalty.EINVALID},
+		{"reverse of another member's delta", "s1", reverseOther, loyalty.EINVALID},
+		{"reverse with the wrong amount", "s1", reverseWrong, loyalty.EINVALID},
+		{"malformed", "s1", loyalty.Delta{ID: "x", Store: "s1", Member: "m1", Kind: "gift", OccurredAt: t0}, loyalty.EINVALID},
+	} {
+		ack := pushOK(t, h, tt.store, tt.d)
+		if r := ack.Results[0]; r.Status != lsync.StatusRejected || r.Code != tt.code {
+			t.Errorf("%s: %+v, want rejected %s", tt.name, r, tt.code)
+		}
+	}
+	if got := balance(t, h, "m1"); got != 100 {
+		t.Errorf("rejections changed the balance: %d, want 100", got)
+	}
+	rej, err := h.Rejections(context.Background(), 100)
+	if err != nil || len(rej) != 11 {
+		t.Errorf("rejections kept: %d, %v; want 11", len(rej), err)
+	}
+	mustCheck(t, h)
+}
+
+func TestPush_ReverseOnce(t *testing.T) {
+	h := openHub(t)
+	d := earn("s1", "m1", 5000)
+	pushOK(t, h, "s1", d)
+	rev := loyalty.Delta{ID: loyalty.NewDeltaID(), Store: "s1", Member: "m1", Kind: loyalty.KindReverse, Points: -50, Reverses: d.ID, OccurredAt: t0}
+	if r := pushOK(t, h, "s1", rev).Results[0]; r.Status != lsync.StatusApplied {
+		t.Fatalf("reverse: %+v", r)
+	}
+	rev2 := rev
+	rev2.ID = loyalty.NewDeltaID()
+	if r := pushOK(t, h, "s1", rev2).Results[0]; r.Code != loyalty.ECONFLICT {
+		t.Fatalf("second reverse: %+v, want ECONFLICT", r)
+	}
+	if got := balance(t, h, "m1"); got != 0 {
+		t.Errorf("balance %d, want 0", got)
+	}
+}
+
+// TestPush_OfflineOverdraftIsAppliedAndFlagged: two stores, each offline, redeem against the
+// same points. Both redemptions happened, so both apply; the overdraft is a recorded conflict.
+func TestPush_OfflineOverdraftIsAppliedAndFlagged(t *testing.T) {
+	h := openHub(t)
+	pushOK(t, h, "s1", earn("s1", "m1", 6000)) // 60 points
+	a := pushOK(t, h, "s1", redeem("s1", "m1", "coffee", 50))
+	b := pushOK(t, h, "s2", redeem("s2", "m1", "coffee", 50))
+	if a.Results[0].Status != lsync.StatusApplied || b.Results[0].Status != lsync.StatusApplied {
+		t.Fatalf("offline redemptions must apply: %+v %+v", a.Results, b.Results)
+	}
+	if got := balance(t, h, "m1"); got != -40 {
+		t.Errorf("balance %d, want -40", got)
+	}
+	cs, err := h.Conflicts(context.Background(), 10)
+	if err != nil || len(cs) != 1 {
+		t.Fatalf("conflicts: %+v, %v", cs, err)
+	}
+	if c := cs[0]; c.Kind != hub.ConflictOverdraft || c.Member != "m1" || c.Store != "s2" || c.Amount != 40 || !c.Flagged {
+		t.Errorf("conflict: %+v", c)
+	}
+	mustCheck(t, h)
+}
+
+func TestOnline_Idempotency(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	req := loyalty.EarnRequest{OrderID: "web-1", MemberID: "m1", Amount: 2599, Currency: "EUR"}
+	first, err := h.Earn(ctx, req)
+	if err != nil || first.Points != 25 || first.Balance != 25 {
+		t.Fatalf("earn: %+v, %v", first, err)
+	}
+	again, err := h.Earn(ctx, req)
+	if err != nil || fmt.Sprint(again) != fmt.Sprint(first) {
+		t.Fatalf("retry: %+v, %v; want %+v", again, err, first)
+	}
+	req.Amount = 100
+	if _, err := h.Earn(ctx, req); loyalty.ErrorCode(err) != loyalty.ECONFLICT {
+		t.Fatalf("same order, other body: %v, want ECONFLICT", err)
+	}
+	// A refusal is not remembered: the same call succeeds once the member can afford it.
+	r := loyalty.RedeemRequest{OrderID: "web-2", MemberID: "m1", RewardID: "coffee"}
+	if _, err := h.Redeem(ctx, r); loyalty.ErrorCode(err) != loyalty.EINSUFFICIENT {
+		t.Fatalf("redeem with 25 points: %v, want EINSUFFICIENT", err)
+	}
+	if _, err := h.Earn(ctx, loyalty.EarnRequest{OrderID: "web-3", MemberID: "m1", Amount: 3000, Currency: "EUR"}); err != nil {
+		t.Fatal(err)
+	}
+	if rc, err := h.Redeem(ctx, r); err != nil || rc.Balance != 5 {
+		t.Fatalf("redeem with 55 points: %+v, %v", rc, err)
+	}
+	if got := balance(t, h, "m1"); got != 5 {
+		t.Errorf("balance %d, want 5", got)
+	}
+	rc, err := h.Reverse(ctx, loyalty.ReverseRequest{OrderID: "web-1"})
+	if err != nil || rc.Points != -25 {
+		t.Fatalf("reverse: %+v, %v", rc, err)
+	}
+	if _, err := h.Reverse(ctx, loyalty.ReverseRequest{OrderID: "web-404"}); loyalty.ErrorCode(err) != loyalty.ENOTFOUND {
+		t.Errorf("reverse of unknown order: %v", err)
+	}
+	mustCheck(t, h)
+}
+
+// TestVoucher_ReuseAcrossChannels: a voucher used online is refused online a second time, but
+// a store that was offline and accepted it too gets its use applied and flagged.
+func TestVoucher_ReuseAcrossChannels(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	if _, err := h.Earn(ctx, loyalty.EarnRequest{OrderID: "w1", MemberID: "m1", Amount: 10000, Currency: "EUR"}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := h.IssueVoucher(ctx, loyalty.RedeemRequest{OrderID: "w2", MemberID: "m1", RewardID: "five-off"})
+	if err != nil || v.Balance != 0 || v.Voucher.Token == "" {
+		t.Fatalf("issue voucher: %+v, %v", v, err)
+	}
+	if _, err := h.Redeem(ctx, loyalty.RedeemRequest{OrderID: "w3", Voucher: v.Voucher.Token}); err != nil {
+		t.Fatalf("use online: %v", err)
+	}
+	if _, err := h.Redeem(ctx, loyalty.RedeemRequest{OrderID: "w4", Voucher: v.Voucher.Token}); loyalty.ErrorCode(err) != loyalty.ECONFLICT {
+		t.Fatalf("second online use: %v, want ECONFLICT", err)
+	}
+	store := loyalty.Delta{ID: loyalty.NewDeltaID(), Store: "s2", Member: "m1", Kind: loyalty.KindRedeem, Voucher: v.Voucher.ID,
+		Reward: "five-off", RuleVersion: 1, OccurredAt: t0}
+	if r := pushOK(t, h, "s2", store).Results[0]; r.Status != lsync.StatusApplied {
+		t.Fatalf("offline use at a store: %+v", r)
+	}
+	cs, _ := h.Conflicts(ctx, 10)
+	if len(cs) != 1 || cs[0].Kind != hub.ConflictVoucherReuse || len(cs[0].Deltas) != 2 {
+		t.Fatalf("conflicts: %+v", cs)
+	}
+	mustCheck(t, h)
+}
+
+// TestPull_ScopeAndPaging: a store sees its own members, pages through them in version order,
+// and the cursor never skips a change.
+func TestPull_ScopeAndPaging(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	for i := range 7 {
+		if _, err := h.CreateMember(ctx, loyalty.Member{ID: fmt.Sprintf("x%d", i), HomeStore: "s1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[string]bool{}
+	var cursor int64
+	var program, keys int
+	for pages := 0; ; pages++ {
+		ch, err := h.Pull(ctx, "s1", cursor, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ch.Cursor < cursor {
+			t.Fatalf("cursor went back from %d to %d", cursor, ch.Cursor)
+		}
+		for _, m := range ch.Members {
+			if m.Version <= cursor || m.Version > ch.Cursor {
+				t.Errorf("member %s version %d outside (%d, %d]", m.ID, m.Version, cursor, ch.Cursor)
+			}
+			seen[m.ID] = true
+		}
+		if ch.Program != nil {
+			program++
+		}
+		keys += len(ch.Keys)
+		cursor = ch.Cursor
+		if !ch.More {
+			break
+		}
+		if pages > 10 {
+			t.Fatal("paging does not end")
+		}
+	}
+	if len(seen) != 8 || seen["m2"] {
+		t.Errorf("store s1 saw %v, want m1 and x0..x6 only", seen)
+	}
+	if program != 1 || keys != 1 {
+		t.Errorf("program sent %d times, keys %d; want 1 and 1", program, keys)
+	}
+	// A sale at s1 brings m2 into s1's scope, with full details on the next pull.
+	pushOK(t, h, "s1", earn("s1", "m2", 700))
+	ch, _ := h.Pull(ctx, "s1", cursor, 100)
+	if len(ch.Members) != 1 || ch.Members[0].ID != "m2" || ch.Members[0].Balance != 7 {
+		t.Errorf("after a sale at s1: %+v", ch.Members)
+	}
+	// Nothing new: the cursor stays and nothing is sent.
+	again, _ := h.Pull(ctx, "s1", ch.Cursor, 100)
+	if len(again.Members) != 0 || again.Program != nil || again.Cursor != ch.Cursor {
+		t.Errorf("empty pull: %+v", again)
+	}
+}
+
+func TestAuthenticate(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	_, token, err := h.CreateStore(ctx, "s3", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Authenticate(ctx, "s3", token); err != nil {
+		t.Fatalf("right token: %v", err)
+	}
+	for _, c := range []struct{ store, token string }{{"s3", "wrong"}, {"s3", ""}, {"s1", token}, {"nope", token}} {
+		if err := h.Authenticate(ctx, c.store, c.token); loyalty.ErrorCode(err) != loyalty.EUNAUTHORIZED {
+			t.Errorf("%s with %q: %v, want EUNAUTHORIZED", c.store, c.token, err)
+		}
+	}
+	newToken, err := h.RotateStoreToken(ctx, "s3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Authenticate(ctx, "s3", token); loyalty.ErrorCode(err) != loyalty.EUNAUTHORIZED {
+		t.Error("old token still works after rotation")
+	}
+	if err := h.Authenticate(ctx, "s3", newToken); err != nil {
+		t.Errorf("new token: %v", err)
+	}
+	if _, _, err := h.CreateStore(ctx, "online", ""); loyalty.ErrorCode(err) != loyalty.EINVALID {
+		t.Errorf("reserved store id: %v", err)
+	}
+	if _, _, err := h.CreateStore(ctx, "s3", ""); loyalty.ErrorCode(err) != loyalty.EDUPLICATE {
+		t.Errorf("duplicate store: %v", err)
+	}
+}
+
+func TestSetProgram_NewVersionEarnsUnderItsRules(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	p := loyalty.DefaultProgram()
+	p.Earn.PointsPerUnit = 2
+	got, err := h.SetProgram(ctx, p)
+	if err != nil || got.Version != 2 {
+		t.Fatalf("set program: %+v, %v", got, err)
+	}
+	// An offline store still on version 1 earns under version 1; both are accepted.
+	old := earn("s1", "m1", 1000)
+	now := earn("s1", "m1", 1000)
+	now.Points, now.RuleVersion = 20, 2
+	ack := pushOK(t, h, "s1", old, now)
+	for _, r := range ack.Results {
+		if r.Status != lsync.StatusApplied {
+			t.Errorf("%+v", r)
+		}
+	}
+	if b := balance(t, h, "m1"); b != 30 {
+		t.Errorf("balance %d, want 30", b)
+	}
+	bad := loyalty.DefaultProgram()
+	bad.Rewards[1].ID = bad.Rewards[0].ID
+	if _, err := h.SetProgram(ctx, bad); loyalty.ErrorCode(err) != loyalty.EINVALID {
+		t.Errorf("contradictory program: %v, want EINVALID", err)
+	}
+}
