@@ -1,0 +1,270 @@
+package agent_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"path/filepath"
+	gosync "sync"
+	"testing"
+	"time"
+
+	"github.com/loyalty-edge-sync/loyalty"
+	"github.com/loyalty-edge-sync/loyalty/agent"
+	agentsqlite "github.com/loyalty-edge-sync/loyalty/agent/sqlite"
+	"github.com/loyalty-edge-sync/loyalty/qr"
+	lsync "github.com/loyalty-edge-sync/loyalty/sync"
+)
+
+var now = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+
+// fakeSync is the unit seam for the sync client: offline unless told otherwise.
+type fakeSync struct {
+	mu     gosync.Mutex
+	online bool
+	kicks  int
+}
+
+func (f *fakeSync) Kick() { f.mu.Lock(); f.kicks++; f.mu.Unlock() }
+func (f *fakeSync) Subscribe(ctx context.Context, m string) (*loyalty.Member, error) {
+	return nil, loyalty.Errorf(loyalty.EUNAVAILABLE, "offline")
+}
+func (f *fakeSync) Status() lsync.Status { f.mu.Lock(); defer f.mu.Unlock(); return lsync.Status{Online: f.online} }
+
+type testAgent struct {
+	*agent.Agent
+	store *agentsqlite.Store
+	path  string
+	sync  *fakeSync
+	key   qr.PrivateKey
+}
+
+// newTestAgent opens an agent on a temporary replica that has synced the default program, one
+// signing key and member m1 with 120 points.
+func newTestAgent(tb testing.TB) *testAgent {
+	tb.Helper()
+	ctx := context.Background()
+	path := filepath.Join(tb.TempDir(), "agent.db")
+	s, err := agentsqlite.Open(ctx, path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	k, err := qr.NewKey()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p := loyalty.DefaultProgram()
+	if err := s.ApplyChanges(ctx, &lsync.Changes{Cursor: 10, Program: &p, Keys: []qr.PublicKey{k.Public()},
+		Members: []loyalty.Member{{ID: "m1", Name: "Ann", Balance: 120, Version: 5}}}); err != nil {
+		tb.Fatal(err)
+	}
+	fs := &fakeSync{}
+	a := agent.New("s1", s, fs)
+	a.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	a.Now = func() time.Time { return now }
+	return &testAgent{Agent: a, store: s, path: path, sync: fs, key: k}
+}
+
+func (ta *testAgent) token(tb testing.TB, member string) string {
+	tb.Helper()
+	t, err := qr.Sign(ta.key, qr.Claims{Type: qr.TypeMember, Member: member})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return t
+}
+
+func (ta *testAgent) scan(tb testing.TB, member string) agent.ScanResult {
+	tb.Helper()
+	r, err := ta.Scan(context.Background(), agent.ScanRequest{QR: ta.token(tb, member)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return r
+}
+
+func TestEarn_OfflineBalanceIsSyncedPlusPending(t *testing.T) {
+	ta := newTestAgent(t)
+	ctx := context.Background()
+	r, err := ta.Earn(ctx, loyalty.EarnRequest{OrderID: "o1", QR: ta.token(t, "m1"), Amount: 1299, Currency: "EUR"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Points != 12 || r.Balance != 132 || !r.Offline || len(r.Deltas) != 1 {
+		t.Errorf("receipt %+v, want 12 points, balance 132, offline", r)
+	}
+	s := ta.scan(t, "m1")
+	if s.Balance != 132 || s.Pending != 12 || !s.Known || !s.Offline {
+		t.Errorf("scan %+v", s)
+	}
+	if ta.sync.kicks != 1 {
+		t.Errorf("sync kicked %d times, want 1", ta.sync.kicks)
+	}
+}
+
+func TestEarn_RetryReturnsFirstAnswer(t *testing.T) {
+	ta := newTestAgent(t)
+	ctx := context.Background()
+	req := loyalty.EarnRequest{OrderID: "o1", QR: ta.token(t, "m1"), Amount: 1000, Currency: "EUR"}
+	first, err := ta.Earn(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ta.sync.online = true // the answer must not change with the connection
+	req.QR = ta.token(t, "m1")
+	again, err := ta.Earn(ctx, req) // a refreshed code for the same member is the same request
+	b1, _ := json.Marshal(first)
+	b2, _ := json.Marshal(again)
+	if err != nil || string(b1) != string(b2) {
+		t.Fatalf("retry: %s, %v; want %s", b2, err, b1)
+	}
+	req.Amount = 2000
+	if _, err := ta.Earn(ctx, req); loyalty.ErrorCode(err) != loyalty.ECONFLICT {
+		t.Fatalf("same order, other amount: %v, want ECONFLICT", err)
+	}
+	if s := ta.scan(t, "m1"); s.Balance != 130 {
+		t.Errorf("balance %d, want 130: the retry and the conflict changed nothing", s.Balance)
+	}
+}
+
+func TestRedeem_NeverBelowZeroOffline(t *testing.T) {
+	ta := newTestAgent(t)
+	ctx := context.Background()
+	tok := ta.token(t, "m1")
+	// 120 points: two coffees (50 each) pass, the third would take the balance to -30.
+	for i, want := range []string{"", "", loyalty.EINSUFFICIENT} {
+		_, err := ta.Redeem(ctx, loyalty.RedeemRequest{OrderID: "r" + string(rune('1'+i)), QR: tok, RewardID: "coffee"})
+		if got := loyalty.ErrorCode(err); got != want {
+			t.Fatalf("redemption %d: %q, want %q (%v)", i+1, got, want, err)
+		}
+	}
+	if s := ta.scan(t, "m1"); s.Balance != 20 {
+		t.Errorf("balance %d, want 20", s.Balance)
+	}
+	// A member this store has never seen can earn with a signed QR but cannot redeem points
+	// the store cannot see.
+	stranger := ta.token(t, "m9")
+	if _, err := ta.Redeem(ctx, loyalty.RedeemRequest{OrderID: "r9", QR: stranger, RewardID: "coffee"}); loyalty.ErrorCode(err) != loyalty.EINSUFFICIENT {
+		t.Errorf("stranger redeem: %v, want EINSUFFICIENT", err)
+	}
+	r, err := ta.Earn(ctx, loyalty.EarnRequest{OrderID: "e9", QR: stranger, Amount: 5000, Currency: "EUR"})
+	if err != nil || r.Balance != 50 {
+		t.Errorf("stranger earn: %+v, %v", r, err)
+	}
+	if s := ta.scan(t, "m9"); s.Known || s.Balance != 50 || len(s.Affordable) != 1 {
+		t.Errorf("stranger scan: %+v", s)
+	}
+}
+
+func TestReverse(t *testing.T) {
+	ta := newTestAgent(t)
+	ctx := context.Background()
+	tok := ta.token(t, "m1")
+	if _, err := ta.Earn(ctx, loyalty.EarnRequest{OrderID: "o1", QR: tok, Amount: 3000, Currency: "EUR"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ta.Redeem(ctx, loyalty.RedeemRequest{OrderID: "o1", QR: tok, RewardID: "five-off"}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := ta.Reverse(ctx, loyalty.ReverseRequest{OrderID: "o1"})
+	if err != nil || r.Points != 70 || len(r.Deltas) != 2 || r.Balance != 120 {
+		t.Fatalf("reverse: %+v, %v; want +70 over 2 deltas back to 120", r, err)
+	}
+	again, err := ta.Reverse(ctx, loyalty.ReverseRequest{OrderID: "o1"})
+	if err != nil || again.Deltas[0] != r.Deltas[0] {
+		t.Fatalf("retried reverse: %+v, %v; want the first answer", again, err)
+	}
+	if _, err := ta.Reverse(ctx, loyalty.ReverseRequest{OrderID: "nope"}); loyalty.ErrorCode(err) != loyalty.ENOTFOUND {
+		t.Errorf("unknown order: %v", err)
+	}
+	if s := ta.scan(t, "m1"); s.Balance != 120 {
+		t.Errorf("balance %d, want 120", s.Balance)
+	}
+}
+
+// TestAck_MovesDeltasFromPendingToSynced: after an ack the balance is the hub's, and a delta is
+// never counted both as pending and in the synced balance.
+func TestAck_MovesDeltasFromPendingToSynced(t *testing.T) {
+	ta := newTestAgent(t)
+	ctx := context.Background()
+	r1, _ := ta.Earn(ctx, loyalty.EarnRequest{OrderID: "o1", MemberID: "m1", Amount: 1000, Currency: "EUR"})
+	r2, _ := ta.Earn(ctx, loyalty.EarnRequest{OrderID: "o2", MemberID: "m1", Amount: 2000, Currency: "EUR"})
+	out, err := ta.store.Pending(ctx, 0, 10)
+	if err != nil || len(out) != 2 || out[0].Delta.ID != r1.Deltas[0] || out[1].Seq <= out[0].Seq {
+		t.Fatalf("outbox: %+v, %v", out, err)
+	}
+	// The hub applied o1 and rejected o2; another store's sale also moved the balance (+5).
+	ack := &lsync.Ack{
+		Results:  []lsync.Result{{DeltaID: r1.Deltas[0], Status: lsync.StatusApplied, Seq: 7}, {DeltaID: r2.Deltas[0], Status: lsync.StatusRejected, Code: "EINVALID", Message: "test"}},
+		Balances: []lsync.Balance{{Member: "m1", Balance: 135, Version: 9}},
+	}
+	if err := ta.store.ApplyAck(ctx, ack); err != nil {
+		t.Fatal(err)
+	}
+	if s := ta.scan(t, "m1"); s.Balance != 135 || s.Pending != 0 {
+		t.Errorf("after ack: balance %d pending %d, want 135 and 0", s.Balance, s.Pending)
+	}
+	st, _ := ta.Status(ctx)
+	if st.Outbox != 0 || st.Rejected != 1 {
+		t.Errorf("status: %+v", st.Stats)
+	}
+	rej, _ := ta.Rejected(ctx, 10)
+	if len(rej) != 1 || rej[0].Delta.ID != r2.Deltas[0] || rej[0].Code != "EINVALID" {
+		t.Errorf("rejected: %+v", rej)
+	}
+	// An older balance (a late ack or feed page) never takes the member back in time.
+	ta.store.ApplyChanges(ctx, &lsync.Changes{Cursor: 11, Members: []loyalty.Member{{ID: "m1", Balance: 1, Version: 8}}})
+	if s := ta.scan(t, "m1"); s.Balance != 135 || s.Member.Name != "Ann" {
+		t.Errorf("after a stale page: %+v", s)
+	}
+	// A repeated ack changes nothing.
+	if err := ta.store.ApplyAck(ctx, ack); err != nil {
+		t.Fatal(err)
+	}
+	if s := ta.scan(t, "m1"); s.Balance != 135 {
+		t.Errorf("after a repeated ack: %d", s.Balance)
+	}
+}
+
+// TestOutboxSurvivesReopen: what the cashier saw approved is on disk.
+func TestOutboxSurvivesReopen(t *testing.T) {
+	ta := newTestAgent(t)
+	ctx := context.Background()
+	r, err := ta.Earn(ctx, loyalty.EarnRequest{OrderID: "o1", MemberID: "m1", Amount: 1000, Currency: "EUR"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ta.store.Close()
+	s, err := agentsqlite.Open(ctx, ta.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	out, err := s.Pending(ctx, 0, 10)
+	if err != nil || len(out) != 1 || out[0].Delta.ID != r.Deltas[0] || out[0].Delta.Points != 10 {
+		t.Fatalf("after reopen: %+v, %v", out, err)
+	}
+	if c, _ := s.Cursor(ctx); c != 10 {
+		t.Errorf("cursor %d, want 10", c)
+	}
+}
+
+func TestNeverSynced(t *testing.T) {
+	ctx := context.Background()
+	s, err := agentsqlite.Open(ctx, filepath.Join(t.TempDir(), "a.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	a := agent.New("s1", s, &fakeSync{})
+	_, err = a.Earn(ctx, loyalty.EarnRequest{OrderID: "o1", QR: "LES1.k.x.y", Amount: 100, Currency: "EUR"})
+	if loyalty.ErrorCode(err) != loyalty.EUNAVAILABLE {
+		t.Errorf("earn before the first sync: %v, want EUNAVAILABLE", err)
+	}
+	_, err = a.Earn(ctx, loyalty.EarnRequest{OrderID: "o1", MemberID: "m1", Amount: 100, Currency: "EUR"})
+	if loyalty.ErrorCode(err) != loyalty.ENOTFOUND {
+		t.Errorf("earn by id before the first sync: %v, want ENOTFOUND", err)
+	}
+}
