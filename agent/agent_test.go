@@ -32,7 +32,7 @@ func (f *fakeSync) Subscribe(ctx context.Context, m string) (*loyalty.Member, er
 }
 func (f *fakeSync) Status() lsync.Status { f.mu.Lock(); defer f.mu.Unlock(); return lsync.Status{Online: f.online} }
 
-type testAgent struct {
+type replicaAgent struct {
 	*agent.Agent
 	store *agentsqlite.Store
 	path  string
@@ -42,7 +42,7 @@ type testAgent struct {
 
 // newTestAgent opens an agent on a temporary replica that has synced the default program, one
 // signing key and member m1 with 120 points.
-func newTestAgent(tb testing.TB) *testAgent {
+func newTestAgent(tb testing.TB) *replicaAgent {
 	tb.Helper()
 	ctx := context.Background()
 	path := filepath.Join(tb.TempDir(), "agent.db")
@@ -64,10 +64,10 @@ func newTestAgent(tb testing.TB) *testAgent {
 	a := agent.New("s1", s, fs)
 	a.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	a.Now = func() time.Time { return now }
-	return &testAgent{Agent: a, store: s, path: path, sync: fs, key: k}
+	return &replicaAgent{Agent: a, store: s, path: path, sync: fs, key: k}
 }
 
-func (ta *testAgent) token(tb testing.TB, member string) string {
+func (ta *replicaAgent) token(tb testing.TB, member string) string {
 	tb.Helper()
 	t, err := qr.Sign(ta.key, qr.Claims{Type: qr.TypeMember, Member: member})
 	if err != nil {
@@ -76,7 +76,7 @@ func (ta *testAgent) token(tb testing.TB, member string) string {
 	return t
 }
 
-func (ta *testAgent) scan(tb testing.TB, member string) agent.ScanResult {
+func (ta *replicaAgent) scan(tb testing.TB, member string) agent.ScanResult {
 	tb.Helper()
 	r, err := ta.Scan(context.Background(), agent.ScanRequest{QR: ta.token(tb, member)})
 	if err != nil {

@@ -223,13 +223,29 @@ func (h *Hub) Seen(ctx context.Context, store string, s lsync.Health) error {
 // stamps each member once with a new version.
 type applier struct {
 	*Hub
-	tx       Tx
-	balances map[string]int64
-	order    []string
+	tx         Tx
+	balances   map[string]int64
+	order      []string
+	programs   map[int64]*loyalty.Program // rule versions are immutable once published
+	subscribed map[[2]string]bool
 }
 
 func (h *Hub) newApplier(tx Tx) *applier {
-	return &applier{Hub: h, tx: tx, balances: make(map[string]int64)}
+	return &applier{Hub: h, tx: tx, balances: make(map[string]int64), programs: make(map[int64]*loyalty.Program),
+		subscribed: make(map[[2]string]bool)}
+}
+
+// program returns rule version v, read once per transaction.
+func (a *applier) program(ctx context.Context, v int64) (*loyalty.Program, error) {
+	if p, ok := a.programs[v]; ok {
+		return p, nil
+	}
+	p, err := a.tx.ProgramVersion(ctx, v)
+	if err != nil {
+		return nil, err
+	}
+	a.programs[v] = &p
+	return &p, nil
 }
 
 // apply applies one delta pushed by store. Rule violations become a rejected Result, recorded
@@ -264,10 +280,11 @@ func (a *applier) apply(ctx context.Context, store string, d loyalty.Delta) (lsy
 	}
 	bal += d.Points
 	a.balances[d.Member] = bal
-	if store != loyalty.OnlineStore {
+	if key := [2]string{store, d.Member}; store != loyalty.OnlineStore && !a.subscribed[key] {
 		if err := a.tx.Subscribe(ctx, store, d.Member); err != nil {
 			return lsync.Result{}, err
 		}
+		a.subscribed[key] = true
 	}
 	if err := a.conflicts(ctx, store, d, bal); err != nil {
 		return lsync.Result{}, err
@@ -287,12 +304,12 @@ func (a *applier) check(ctx context.Context, store string, d *loyalty.Delta) err
 	if d.Kind == loyalty.KindAdjust {
 		return loyalty.Errorf(loyalty.EUNAUTHORIZED, "only the hub makes adjustments; store %s pushed one", store)
 	}
-	if _, err := a.tx.Member(ctx, d.Member); err != nil {
+	if _, err := a.balance(ctx, d.Member); err != nil {
 		return err
 	}
 	switch d.Kind {
 	case loyalty.KindEarn:
-		p, err := a.tx.ProgramVersion(ctx, d.RuleVersion)
+		p, err := a.program(ctx, d.RuleVersion)
 		if err != nil {
 			return err
 		}
@@ -318,7 +335,7 @@ func (a *applier) check(ctx context.Context, store string, d *loyalty.Delta) err
 			}
 			return nil
 		}
-		p, err := a.tx.ProgramVersion(ctx, d.RuleVersion)
+		p, err := a.program(ctx, d.RuleVersion)
 		if err != nil {
 			return err
 		}

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"io/fs"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/loyalty-edge-sync/loyalty"
@@ -25,7 +26,8 @@ var migrations embed.FS
 
 // Store implements agent.Store on a SQLite file.
 type Store struct {
-	db *sqlitedb.DB
+	db      *sqlitedb.DB
+	program atomic.Pointer[loyalty.Program] // the synced program, parsed once; replaced after the commit that changes it
 }
 
 var _ agent.Store = (*Store)(nil)
@@ -52,15 +54,18 @@ func (s *Store) Close() error { return s.db.Close() }
 
 // Update implements agent.Store.
 func (s *Store) Update(ctx context.Context, fn func(agent.Tx) error) error {
-	return s.db.Update(ctx, func(t *sql.Tx) error { return fn(&tx{t}) })
+	return s.db.Update(ctx, func(t *sqlitedb.Tx) error { return fn(&tx{t, s}) })
 }
 
 // View implements agent.Store.
 func (s *Store) View(ctx context.Context, fn func(agent.Tx) error) error {
-	return s.db.View(ctx, func(t *sql.Tx) error { return fn(&tx{t}) })
+	return s.db.View(ctx, func(t *sqlitedb.Tx) error { return fn(&tx{t, s}) })
 }
 
-type tx struct{ *sql.Tx }
+type tx struct {
+	*sqlitedb.Tx
+	s *Store
+}
 
 func (t *tx) meta(ctx context.Context, key string) (string, error) {
 	var v string
@@ -93,6 +98,9 @@ func (t *tx) PendingPoints(ctx context.Context, member string) (int64, error) {
 }
 
 func (t *tx) Program(ctx context.Context) (loyalty.Program, error) {
+	if p := t.s.program.Load(); p != nil {
+		return *p, nil
+	}
 	var p loyalty.Program
 	v, err := t.meta(ctx, "program")
 	if err != nil {
@@ -101,7 +109,11 @@ func (t *tx) Program(ctx context.Context) (loyalty.Program, error) {
 	if v == "" {
 		return p, loyalty.Errorf(loyalty.EUNAVAILABLE, "this store has not received the loyalty program from the hub yet; check its connection")
 	}
-	return p, json.Unmarshal([]byte(v), &p)
+	if err := json.Unmarshal([]byte(v), &p); err != nil {
+		return p, err
+	}
+	t.s.program.Store(&p)
+	return p, nil
 }
 
 func (t *tx) Keys(ctx context.Context) ([]qr.PublicKey, error) {
@@ -259,9 +271,9 @@ func (t *tx) setMember(ctx context.Context, m loyalty.Member, details bool) erro
 // Cursor implements lsync.ClientHandler.
 func (s *Store) Cursor(ctx context.Context) (int64, error) {
 	var c int64
-	err := s.db.View(ctx, func(t *sql.Tx) error {
+	err := s.db.View(ctx, func(t *sqlitedb.Tx) error {
 		var err error
-		c, err = (&tx{t}).cursor(ctx)
+		c, err = (&tx{t, s}).cursor(ctx)
 		return err
 	})
 	return c, err
@@ -300,8 +312,8 @@ func (s *Store) PendingCount(ctx context.Context) (int64, error) {
 // move to the hub's, in one transaction, so a delta is never counted both as pending and in the
 // synced balance.
 func (s *Store) ApplyAck(ctx context.Context, ack *lsync.Ack) error {
-	return s.db.Update(ctx, func(t *sql.Tx) error {
-		x := &tx{t}
+	return s.db.Update(ctx, func(t *sqlitedb.Tx) error {
+		x := &tx{t, s}
 		for _, r := range ack.Results {
 			var err error
 			switch r.Status {
@@ -326,8 +338,9 @@ func (s *Store) ApplyAck(ctx context.Context, ack *lsync.Ack) error {
 
 // ApplyChanges implements lsync.ClientHandler.
 func (s *Store) ApplyChanges(ctx context.Context, ch *lsync.Changes) error {
-	return s.db.Update(ctx, func(t *sql.Tx) error {
-		x := &tx{t}
+	var newer bool
+	err := s.db.Update(ctx, func(t *sqlitedb.Tx) error {
+		x := &tx{t, s}
 		for _, m := range ch.Members {
 			if err := x.setMember(ctx, m, true); err != nil {
 				return err
@@ -346,6 +359,7 @@ func (s *Store) ApplyChanges(ctx context.Context, ch *lsync.Changes) error {
 				if err := x.setMeta(ctx, "program", string(b)); err != nil {
 					return err
 				}
+				newer = true
 			}
 		}
 		for _, k := range ch.Keys {
@@ -360,9 +374,13 @@ func (s *Store) ApplyChanges(ctx context.Context, ch *lsync.Changes) error {
 		}
 		return x.setMeta(ctx, "cursor", strconv.FormatInt(ch.Cursor, 10))
 	})
+	if err == nil && newer {
+		s.program.Store(ch.Program)
+	}
+	return err
 }
 
 // ApplyMember implements lsync.ClientHandler.
 func (s *Store) ApplyMember(ctx context.Context, m *loyalty.Member) error {
-	return s.db.Update(ctx, func(t *sql.Tx) error { return (&tx{t}).setMember(ctx, *m, true) })
+	return s.db.Update(ctx, func(t *sqlitedb.Tx) error { return (&tx{t, s}).setMember(ctx, *m, true) })
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -117,7 +116,7 @@ func runBench(ctx context.Context, earns, deltas int) (BenchResult, error) {
 	// Baseline 2: bare batched inserts with dedup.
 	t0 := time.Now()
 	for i := 0; i < deltas; i += r.BatchSize {
-		err := bare.Update(ctx, func(tx *sql.Tx) error {
+		err := bare.Update(ctx, func(tx *sqlitedb.Tx) error {
 			for j := i; j < min(i+r.BatchSize, deltas); j++ {
 				if _, err := tx.ExecContext(ctx, `INSERT INTO t (id, body) VALUES (?, ?) ON CONFLICT (id) DO NOTHING`,
 					fmt.Sprint("b", j), `{"kind":"earn","points":12}`); err != nil {

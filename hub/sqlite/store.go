@@ -50,15 +50,15 @@ func (s *Store) Close() error { return s.db.Close() }
 
 // Update implements hub.Store.
 func (s *Store) Update(ctx context.Context, fn func(hub.Tx) error) error {
-	return s.db.Update(ctx, func(t *sql.Tx) error { return fn(&tx{t}) })
+	return s.db.Update(ctx, func(t *sqlitedb.Tx) error { return fn(&tx{t}) })
 }
 
 // View implements hub.Store.
 func (s *Store) View(ctx context.Context, fn func(hub.Tx) error) error {
-	return s.db.View(ctx, func(t *sql.Tx) error { return fn(&tx{t}) })
+	return s.db.View(ctx, func(t *sqlitedb.Tx) error { return fn(&tx{t}) })
 }
 
-type tx struct{ *sql.Tx }
+type tx struct{ *sqlitedb.Tx }
 
 func ms(t time.Time) int64 {
 	if t.IsZero() {

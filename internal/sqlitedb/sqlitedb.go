@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -25,6 +26,100 @@ type DB struct {
 	W    *sql.DB // writes: one connection, BEGIN IMMEDIATE
 	R    *sql.DB // reads: several connections, read-only
 	Path string
+
+	wStmts, rStmts *stmtCache
+}
+
+// Tx is a transaction whose queries use prepared statements, cached per query text: preparing
+// is otherwise the largest cost of a small SQLite statement.
+type Tx struct {
+	*sql.Tx
+	cache *stmtCache
+}
+
+// ExecContext runs q with a cached prepared statement.
+func (t *Tx) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	if st := t.cache.get(q); st != nil {
+		return t.Tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+	}
+	return t.Tx.ExecContext(ctx, q, args...)
+}
+
+// QueryContext runs q with a cached prepared statement.
+func (t *Tx) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	if st := t.cache.get(q); st != nil {
+		return t.Tx.StmtContext(ctx, st).QueryContext(ctx, args...)
+	}
+	return t.Tx.QueryContext(ctx, q, args...)
+}
+
+// QueryRowContext runs q with a cached prepared statement.
+func (t *Tx) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+	if st := t.cache.get(q); st != nil {
+		return t.Tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
+	}
+	return t.Tx.QueryRowContext(ctx, q, args...)
+}
+
+// stmtCache holds prepared statements of one pool. A query seen for the first time inside a
+// transaction runs unprepared and is prepared after the transaction ends: the writer pool has a
+// single connection, which the transaction holds, so preparing inside it would deadlock.
+type stmtCache struct {
+	db   *sql.DB
+	mu   sync.RWMutex
+	m    map[string]*sql.Stmt
+	want map[string]bool
+}
+
+func newStmtCache(db *sql.DB) *stmtCache {
+	return &stmtCache{db: db, m: map[string]*sql.Stmt{}, want: map[string]bool{}}
+}
+
+func (c *stmtCache) get(q string) *sql.Stmt {
+	c.mu.RLock()
+	st := c.m[q]
+	c.mu.RUnlock()
+	if st == nil {
+		c.mu.Lock()
+		c.want[q] = true
+		c.mu.Unlock()
+	}
+	return st
+}
+
+// prepareWanted prepares the queries seen since the last call. Call it outside any transaction.
+// No lock is held while preparing, which waits for a connection: a transaction holding the
+// writer connection may be asking the cache for a statement at that moment.
+func (c *stmtCache) prepareWanted(ctx context.Context) {
+	c.mu.Lock()
+	var queries []string
+	for q := range c.want {
+		queries = append(queries, q)
+		delete(c.want, q)
+	}
+	c.mu.Unlock()
+	for _, q := range queries {
+		st, err := c.db.PrepareContext(ctx, q)
+		if err != nil {
+			continue // it runs unprepared, as before
+		}
+		c.mu.Lock()
+		if _, ok := c.m[q]; ok {
+			st.Close()
+		} else {
+			c.m[q] = st
+		}
+		c.mu.Unlock()
+	}
+}
+
+func (c *stmtCache) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for q, st := range c.m {
+		st.Close()
+		delete(c.m, q)
+	}
 }
 
 // DSN returns the data source name for path with the project's pragmas: WAL, synchronous FULL
@@ -71,12 +166,17 @@ func Open(ctx context.Context, path string, migrations fs.FS) (*DB, error) {
 	}
 	r.SetMaxOpenConns(4)
 	db.R = r
+	db.wStmts, db.rStmts = newStmtCache(w), newStmtCache(r)
 	return db, nil
 }
 
 // Close closes both pools.
 func (db *DB) Close() error {
 	var err error
+	if db.wStmts != nil {
+		db.wStmts.close()
+		db.rStmts.close()
+	}
 	if db.R != nil {
 		err = db.R.Close()
 	}
@@ -87,28 +187,32 @@ func (db *DB) Close() error {
 }
 
 // Update runs fn in a write transaction and commits it if fn returns nil.
-func (db *DB) Update(ctx context.Context, fn func(*sql.Tx) error) error {
-	return inTx(ctx, db.W, nil, fn)
+func (db *DB) Update(ctx context.Context, fn func(*Tx) error) error {
+	return inTx(ctx, db.W, nil, db.wStmts, fn)
 }
 
 // View runs fn in a read transaction, which sees one consistent snapshot.
-func (db *DB) View(ctx context.Context, fn func(*sql.Tx) error) error {
-	return inTx(ctx, db.R, &sql.TxOptions{ReadOnly: true}, fn)
+func (db *DB) View(ctx context.Context, fn func(*Tx) error) error {
+	return inTx(ctx, db.R, &sql.TxOptions{ReadOnly: true}, db.rStmts, fn)
 }
 
-func inTx(ctx context.Context, pool *sql.DB, opts *sql.TxOptions, fn func(*sql.Tx) error) error {
-	tx, err := pool.BeginTx(ctx, opts)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	defer tx.Rollback()
-	if err := fn(tx); err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
+func inTx(ctx context.Context, pool *sql.DB, opts *sql.TxOptions, cache *stmtCache, fn func(*Tx) error) error {
+	err := func() error {
+		tx, err := pool.BeginTx(ctx, opts)
+		if err != nil {
+			return fmt.Errorf("begin: %w", err)
+		}
+		defer tx.Rollback()
+		if err := fn(&Tx{Tx: tx, cache: cache}); err != nil {
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("commit: %w", err)
+		}
+		return nil
+	}()
+	cache.prepareWanted(context.WithoutCancel(ctx))
+	return err
 }
 
 func (db *DB) migrate(ctx context.Context, fsys fs.FS) error {
@@ -121,7 +225,8 @@ func (db *DB) migrate(ctx context.Context, fsys fs.FS) error {
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		err := db.Update(ctx, func(tx *sql.Tx) error {
+		err := inTx(ctx, db.W, nil, newStmtCache(db.W), func(t *Tx) error {
+			tx := t.Tx // migrations run raw DDL once; nothing to cache
 			var n int
 			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE name = ?`, name).Scan(&n); err != nil || n > 0 {
 				return err
