@@ -62,7 +62,10 @@ type ScanResult struct {
 
 // Scan verifies a member QR offline and returns the member, balance and affordable rewards.
 func (a *Agent) Scan(ctx context.Context, req ScanRequest) (ScanResult, error) {
-	c, err := a.verify(ctx, req.QR)
+	c, v, err := a.authentic(ctx, req.QR)
+	if err == nil {
+		err = v.Current(c)
+	}
 	if err != nil {
 		return ScanResult{}, err
 	}
@@ -128,9 +131,11 @@ func (a *Agent) balance(ctx context.Context, tx Tx, id string) (m loyalty.Member
 	return m, known, m.Balance + pending, pending, nil
 }
 
-func (a *Agent) verify(ctx context.Context, token string) (qr.Claims, error) {
+// authentic checks a QR token's signature with the keys this store last synced. Whether it is
+// still current (not expired) is checked separately, and only for a new request.
+func (a *Agent) authentic(ctx context.Context, token string) (qr.Claims, *qr.Verifier, error) {
 	if token == "" {
-		return qr.Claims{}, loyalty.Errorf(loyalty.EINVALID, "qr is required: the text of the scanned code")
+		return qr.Claims{}, nil, loyalty.Errorf(loyalty.EINVALID, "qr is required: the text of the scanned code")
 	}
 	var keys []qr.PublicKey
 	err := a.Store.View(ctx, func(tx Tx) error {
@@ -139,38 +144,58 @@ func (a *Agent) verify(ctx context.Context, token string) (qr.Claims, error) {
 		return err
 	})
 	if err != nil {
-		return qr.Claims{}, err
+		return qr.Claims{}, nil, err
 	}
 	if len(keys) == 0 {
-		return qr.Claims{}, loyalty.Errorf(loyalty.EUNAVAILABLE, "this store has never synced with the hub, so it cannot check QR codes yet")
+		return qr.Claims{}, nil, loyalty.Errorf(loyalty.EUNAVAILABLE, "this store has never synced with the hub, so it cannot check QR codes yet")
 	}
-	v := qr.Verifier{Keys: keys, Now: a.Now}
-	return v.Verify(token)
+	v := &qr.Verifier{Keys: keys, Now: a.Now}
+	c, err := v.Authentic(token)
+	return c, v, err
 }
 
-// memberOf resolves the member of a POS call: a verified QR token, or an id in the replica.
-func (a *Agent) memberOf(ctx context.Context, token, id string) (string, error) {
+// identity is the member of a POS call: named by a signed code or by an id in the replica.
+type identity struct {
+	member string
+	claims qr.Claims
+	v      *qr.Verifier // nil when named by id
+}
+
+// current checks that the code is still valid. It runs only for a new request, so that a retry
+// of a call approved just before the code expired gets its first answer.
+func (i identity) current() error {
+	if i.v == nil {
+		return nil
+	}
+	return i.v.Current(i.claims)
+}
+
+// identify resolves the member of a POS call: a QR token with a valid signature, or an id in
+// the replica.
+func (a *Agent) identify(ctx context.Context, token, id, want string) (identity, error) {
 	if token != "" {
-		c, err := a.verify(ctx, token)
+		c, v, err := a.authentic(ctx, token)
 		if err != nil {
-			return "", err
+			return identity{}, err
 		}
-		if c.Type != qr.TypeMember {
-			return "", loyalty.Errorf(loyalty.EINVALID, "this is a voucher, not a member code; send it as \"voucher\"")
+		if c.Type != want && want == qr.TypeMember {
+			return identity{}, loyalty.Errorf(loyalty.EINVALID, "this is a voucher, not a member code; send it as \"voucher\"")
+		} else if c.Type != want {
+			return identity{}, loyalty.Errorf(loyalty.EINVALID, "this is a member code, not a voucher")
 		}
-		return c.Member, nil
+		return identity{member: c.Member, claims: c, v: v}, nil
 	}
 	if id == "" {
-		return "", loyalty.Errorf(loyalty.EINVALID, "qr (the scanned member code) or member_id is required")
+		return identity{}, loyalty.Errorf(loyalty.EINVALID, "qr (the scanned member code) or member_id is required")
 	}
 	err := a.Store.View(ctx, func(tx Tx) error {
 		_, err := tx.Member(ctx, id)
 		return err
 	})
 	if loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
-		return "", loyalty.Errorf(loyalty.ENOTFOUND, "member %s is not known at this store; scan the member's QR code instead", id)
+		return identity{}, loyalty.Errorf(loyalty.ENOTFOUND, "member %s is not known at this store; scan the member's QR code instead", id)
 	}
-	return id, err
+	return identity{member: id}, err
 }
 
 // once runs a POS operation exactly once per (op, order id), in one transaction with the deltas
@@ -225,12 +250,16 @@ func (a *Agent) Earn(ctx context.Context, req loyalty.EarnRequest) (loyalty.Rece
 	if err := req.Validate(); err != nil {
 		return loyalty.Receipt{}, err
 	}
-	member, err := a.memberOf(ctx, req.QR, req.MemberID)
+	who, err := a.identify(ctx, req.QR, req.MemberID, qr.TypeMember)
 	if err != nil {
 		return loyalty.Receipt{}, err
 	}
+	member := who.member
 	req.QR, req.MemberID = "", member
 	return a.once(ctx, "earn", req.OrderID, req, func(tx Tx) (loyalty.Receipt, error) {
+		if err := who.current(); err != nil {
+			return loyalty.Receipt{}, err
+		}
 		p, err := tx.Program(ctx)
 		if err != nil {
 			return loyalty.Receipt{}, err
@@ -272,12 +301,16 @@ func (a *Agent) Redeem(ctx context.Context, req loyalty.RedeemRequest) (loyalty.
 	if req.RewardID == "" {
 		return loyalty.Receipt{}, loyalty.Errorf(loyalty.EINVALID, "reward_id or voucher is required")
 	}
-	member, err := a.memberOf(ctx, req.QR, req.MemberID)
+	who, err := a.identify(ctx, req.QR, req.MemberID, qr.TypeMember)
 	if err != nil {
 		return loyalty.Receipt{}, err
 	}
+	member := who.member
 	req.QR, req.MemberID = "", member
 	return a.once(ctx, "redeem", req.OrderID, req, func(tx Tx) (loyalty.Receipt, error) {
+		if err := who.current(); err != nil {
+			return loyalty.Receipt{}, err
+		}
 		p, err := tx.Program(ctx)
 		if err != nil {
 			return loyalty.Receipt{}, err
@@ -302,14 +335,16 @@ func (a *Agent) Redeem(ctx context.Context, req loyalty.RedeemRequest) (loyalty.
 }
 
 func (a *Agent) useVoucher(ctx context.Context, req loyalty.RedeemRequest) (loyalty.Receipt, error) {
-	c, err := a.verify(ctx, req.Voucher)
+	who, err := a.identify(ctx, req.Voucher, "", qr.TypeVoucher)
 	if err != nil {
 		return loyalty.Receipt{}, err
 	}
-	if c.Type != qr.TypeVoucher {
-		return loyalty.Receipt{}, loyalty.Errorf(loyalty.EINVALID, "this is a member code, not a voucher")
-	}
+	c := who.claims
+	req.Voucher = c.Voucher
 	return a.once(ctx, "redeem", req.OrderID, req, func(tx Tx) (loyalty.Receipt, error) {
+		if err := who.current(); err != nil {
+			return loyalty.Receipt{}, err
+		}
 		if order, err := tx.VoucherUse(ctx, c.Voucher); err != nil {
 			return loyalty.Receipt{}, err
 		} else if order != "" {

@@ -30,7 +30,11 @@ func (f *fakeSync) Kick() { f.mu.Lock(); f.kicks++; f.mu.Unlock() }
 func (f *fakeSync) Subscribe(ctx context.Context, m string) (*loyalty.Member, error) {
 	return nil, loyalty.Errorf(loyalty.EUNAVAILABLE, "offline")
 }
-func (f *fakeSync) Status() lsync.Status { f.mu.Lock(); defer f.mu.Unlock(); return lsync.Status{Online: f.online} }
+func (f *fakeSync) Status() lsync.Status {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return lsync.Status{Online: f.online}
+}
 
 type replicaAgent struct {
 	*agent.Agent

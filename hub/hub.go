@@ -224,14 +224,15 @@ func (h *Hub) Seen(ctx context.Context, store string, s lsync.Health) error {
 type applier struct {
 	*Hub
 	tx         Tx
-	balances   map[string]int64
-	order      []string
+	balances   map[string]int64 // members read in this transaction, with their running balance
+	order      []string         // members whose balance changed, in the order they first changed
+	changed    map[string]bool
 	programs   map[int64]*loyalty.Program // rule versions are immutable once published
 	subscribed map[[2]string]bool
 }
 
 func (h *Hub) newApplier(tx Tx) *applier {
-	return &applier{Hub: h, tx: tx, balances: make(map[string]int64), programs: make(map[int64]*loyalty.Program),
+	return &applier{Hub: h, tx: tx, balances: make(map[string]int64), changed: make(map[string]bool), programs: make(map[int64]*loyalty.Program),
 		subscribed: make(map[[2]string]bool)}
 }
 
@@ -280,6 +281,10 @@ func (a *applier) apply(ctx context.Context, store string, d loyalty.Delta) (lsy
 	}
 	bal += d.Points
 	a.balances[d.Member] = bal
+	if !a.changed[d.Member] {
+		a.changed[d.Member] = true
+		a.order = append(a.order, d.Member) // stamped with a new version in finish
+	}
 	if key := [2]string{store, d.Member}; store != loyalty.OnlineStore && !a.subscribed[key] {
 		if err := a.tx.Subscribe(ctx, store, d.Member); err != nil {
 			return lsync.Result{}, err
@@ -423,7 +428,6 @@ func (a *applier) balance(ctx context.Context, member string) (int64, error) {
 		return 0, err
 	}
 	a.balances[member] = m.Balance
-	a.order = append(a.order, member)
 	return m.Balance, nil
 }
 
@@ -757,44 +761,43 @@ func (a *applier) applyOnline(ctx context.Context, d loyalty.Delta) error {
 	return nil
 }
 
-// claims verifies a token with the hub's public keys.
-func (h *Hub) claims(ctx context.Context, token, want string) (qr.Claims, error) {
+// authentic checks a token's signature with the hub's public keys and its type. Whether it is
+// still current is checked by the returned func, only for a new request, so that a retry of a
+// call approved just before the code expired gets its first answer.
+func (h *Hub) authentic(ctx context.Context, token, want string) (qr.Claims, func() error, error) {
 	var c qr.Claims
+	v := &qr.Verifier{Now: h.Now}
 	err := h.Store.View(ctx, func(tx Tx) error {
 		keys, err := tx.PublicKeys(ctx)
 		if err != nil {
 			return err
 		}
-		v := qr.Verifier{Now: h.Now}
 		for _, k := range keys {
 			v.Keys = append(v.Keys, k.PublicKey)
 		}
-		c, err = v.Verify(token)
+		c, err = v.Authentic(token)
 		return err
 	})
 	if err == nil && c.Type != want {
 		if want == qr.TypeMember {
-			return c, loyalty.Errorf(loyalty.EINVALID, "this is a voucher code, not a member code")
+			return c, nil, loyalty.Errorf(loyalty.EINVALID, "this is a voucher code, not a member code")
 		}
-		return c, loyalty.Errorf(loyalty.EINVALID, "this is a member code, not a voucher")
+		return c, nil, loyalty.Errorf(loyalty.EINVALID, "this is a member code, not a voucher")
 	}
-	return c, err
+	return c, func() error { return v.Current(c) }, err
 }
 
 // memberOf resolves the member of an online request from a QR token or an id. Whether the
-// member exists is checked inside the request's transaction.
-func (h *Hub) memberOf(ctx context.Context, token, id string) (string, error) {
+// member exists is checked inside the request's transaction, as is whether the code is current.
+func (h *Hub) memberOf(ctx context.Context, token, id string) (string, func() error, error) {
 	if token != "" {
-		c, err := h.claims(ctx, token, qr.TypeMember)
-		if err != nil {
-			return "", err
-		}
-		return c.Member, nil
+		c, current, err := h.authentic(ctx, token, qr.TypeMember)
+		return c.Member, current, err
 	}
 	if id == "" {
-		return "", loyalty.Errorf(loyalty.EINVALID, "member_id or qr is required")
+		return "", nil, loyalty.Errorf(loyalty.EINVALID, "member_id or qr is required")
 	}
-	return id, nil
+	return id, func() error { return nil }, nil
 }
 
 func (a *applier) newDelta(orderID, member string, kind loyalty.Kind, terminal string) loyalty.Delta {
@@ -808,12 +811,15 @@ func (h *Hub) Earn(ctx context.Context, req loyalty.EarnRequest) (loyalty.Receip
 	if err := req.Validate(); err != nil {
 		return out, err
 	}
-	member, err := h.memberOf(ctx, req.QR, req.MemberID)
+	member, current, err := h.memberOf(ctx, req.QR, req.MemberID)
 	if err != nil {
 		return out, err
 	}
 	req.QR, req.MemberID = "", member // a retry with a refreshed code is the same request
 	err = h.online(ctx, "earn", req.OrderID, req, func(a *applier) (any, error) {
+		if err := current(); err != nil {
+			return nil, err
+		}
 		if _, err := a.tx.Member(ctx, member); err != nil {
 			return nil, err
 		}
@@ -844,23 +850,31 @@ func (h *Hub) Redeem(ctx context.Context, req loyalty.RedeemRequest) (loyalty.Re
 		return out, err
 	}
 	if req.Voucher != "" {
-		c, err := h.claims(ctx, req.Voucher, qr.TypeVoucher)
+		c, current, err := h.authentic(ctx, req.Voucher, qr.TypeVoucher)
 		if err != nil {
 			return out, err
 		}
 		req.Voucher = c.Voucher
-		err = h.online(ctx, "redeem", req.OrderID, req, func(a *applier) (any, error) { return a.useVoucher(ctx, req, c) }, &out)
+		err = h.online(ctx, "redeem", req.OrderID, req, func(a *applier) (any, error) {
+			if err := current(); err != nil {
+				return nil, err
+			}
+			return a.useVoucher(ctx, req, c)
+		}, &out)
 		return out, err
 	}
 	if req.RewardID == "" {
 		return out, loyalty.Errorf(loyalty.EINVALID, "reward_id or voucher is required")
 	}
-	member, err := h.memberOf(ctx, req.QR, req.MemberID)
+	member, current, err := h.memberOf(ctx, req.QR, req.MemberID)
 	if err != nil {
 		return out, err
 	}
 	req.QR, req.MemberID = "", member
 	err = h.online(ctx, "redeem", req.OrderID, req, func(a *applier) (any, error) {
+		if err := current(); err != nil {
+			return nil, err
+		}
 		d, r, err := a.payReward(ctx, req, member)
 		if err != nil {
 			return nil, err
@@ -939,12 +953,15 @@ func (h *Hub) IssueVoucher(ctx context.Context, req loyalty.RedeemRequest) (Vouc
 	if req.RewardID == "" || req.Voucher != "" {
 		return out, loyalty.Errorf(loyalty.EINVALID, "a voucher is bought with reward_id (and member_id or qr)")
 	}
-	member, err := h.memberOf(ctx, req.QR, req.MemberID)
+	member, current, err := h.memberOf(ctx, req.QR, req.MemberID)
 	if err != nil {
 		return out, err
 	}
 	req.QR, req.MemberID = "", member
 	err = h.online(ctx, "voucher", req.OrderID, req, func(a *applier) (any, error) {
+		if err := current(); err != nil {
+			return nil, err
+		}
 		d, r, err := a.payReward(ctx, req, member)
 		if err != nil {
 			return nil, err

@@ -45,6 +45,7 @@ type Claims struct {
 	Reward   string `json:"r,omitempty"` // reward the voucher is for
 	IssuedAt int64  `json:"iat"`         // unix seconds
 	Expires  int64  `json:"exp"`         // unix seconds
+	KeyID    string `json:"-"`           // the key that signed it, set by Authentic
 }
 
 // PublicKey is a verification key as replicated to agents.
@@ -102,6 +103,16 @@ type Verifier struct {
 // Verify checks a token's format, signature, key and expiry, and returns its claims. Every
 // failure is EINVALID with a message a cashier can act on.
 func (v *Verifier) Verify(token string) (Claims, error) {
+	c, err := v.Authentic(token)
+	if err != nil {
+		return c, err
+	}
+	return c, v.Current(c)
+}
+
+// Authentic checks that a token is well formed and signed by a known key, whether or not it is
+// still current. A POS retry of a call approved before the code expired is still the same call.
+func (v *Verifier) Authentic(token string) (Claims, error) {
 	token = strings.TrimSpace(token)
 	if len(token) > MaxTokenLength {
 		return Claims{}, loyalty.Errorf(loyalty.EINVALID, "this is not a loyalty QR code (too long)")
@@ -111,12 +122,7 @@ func (v *Verifier) Verify(token string) (Claims, error) {
 		return Claims{}, loyalty.Errorf(loyalty.EINVALID, "this is not a loyalty QR code, or it was cut short; scan it again")
 	}
 	kid, payload, sigText := parts[1], parts[2], parts[3]
-	var key *PublicKey
-	for i := range v.Keys {
-		if v.Keys[i].ID == kid {
-			key = &v.Keys[i]
-		}
-	}
+	key := v.key(kid)
 	if key == nil {
 		return Claims{}, loyalty.Errorf(loyalty.EINVALID,
 			"QR code signed by unknown key %q: it is forged, or this store has not synced the newest keys", kid)
@@ -137,17 +143,34 @@ func (v *Verifier) Verify(token string) (Claims, error) {
 	if c.Type == TypeVoucher && c.Voucher == "" {
 		return Claims{}, loyalty.Errorf(loyalty.EINVALID, "voucher QR code has no voucher id")
 	}
+	c.KeyID = kid
+	return c, nil
+}
+
+// Current checks that authentic claims are still valid now: not expired, and their key not retired.
+func (v *Verifier) Current(c Claims) error {
 	now := time.Now()
 	if v.Now != nil {
 		now = v.Now()
 	}
-	if !key.NotAfter.IsZero() && now.After(key.NotAfter) {
-		return Claims{}, loyalty.Errorf(loyalty.EINVALID, "QR code signed with key %q, which was retired on %s; ask the member for a fresh code",
-			kid, key.NotAfter.UTC().Format(time.DateOnly))
+	if key := v.key(c.KeyID); key == nil {
+		return loyalty.Errorf(loyalty.EINVALID, "QR code signed by unknown key %q", c.KeyID)
+	} else if !key.NotAfter.IsZero() && now.After(key.NotAfter) {
+		return loyalty.Errorf(loyalty.EINVALID, "QR code signed with key %q, which was retired on %s; ask the member for a fresh code",
+			c.KeyID, key.NotAfter.UTC().Format(time.DateOnly))
 	}
 	if c.Expires != 0 && now.Unix() >= c.Expires {
-		return Claims{}, loyalty.Errorf(loyalty.EINVALID, "QR code expired on %s; ask the member to refresh it in the app",
+		return loyalty.Errorf(loyalty.EINVALID, "QR code expired on %s; ask the member to refresh it in the app",
 			time.Unix(c.Expires, 0).UTC().Format(time.DateOnly))
 	}
-	return c, nil
+	return nil
+}
+
+func (v *Verifier) key(kid string) *PublicKey {
+	for i := range v.Keys {
+		if v.Keys[i].ID == kid {
+			return &v.Keys[i]
+		}
+	}
+	return nil
 }

@@ -44,8 +44,10 @@ func TestVerify(t *testing.T) {
 	if err != nil {
 		t.Fatalf("valid token refused: %v", err)
 	}
-	if got != member {
-		t.Errorf("claims: got %+v, want %+v", got, member)
+	want := member
+	want.KeyID = k.ID
+	if got != want {
+		t.Errorf("claims: got %+v, want %+v", got, want)
 	}
 
 	parts := strings.Split(good, ".")
@@ -135,5 +137,23 @@ func TestPNG_DecodesWithZbar(t *testing.T) {
 	}
 	if got := strings.TrimSpace(string(out)); got != token {
 		t.Fatalf("decoded %q, want %q", got, token)
+	}
+}
+
+// TestAuthenticIgnoresExpiry: an expired code is still authentic (a POS retry of a call approved
+// before it expired is the same call) but no longer current.
+func TestAuthenticIgnoresExpiry(t *testing.T) {
+	k := mustKey(t)
+	token := mustSign(t, k, qr.Claims{Type: qr.TypeMember, Member: "m1", Expires: now.Add(-time.Minute).Unix()})
+	v := qr.Verifier{Keys: []qr.PublicKey{k.Public()}, Now: func() time.Time { return now }}
+	c, err := v.Authentic(token)
+	if err != nil || c.Member != "m1" || c.KeyID != k.ID {
+		t.Fatalf("Authentic: %+v, %v", c, err)
+	}
+	if err := v.Current(c); loyalty.ErrorCode(err) != loyalty.EINVALID {
+		t.Errorf("Current: %v, want EINVALID", err)
+	}
+	if _, err := v.Authentic(token[:len(token)-3] + "AAA"); loyalty.ErrorCode(err) != loyalty.EINVALID {
+		t.Errorf("Authentic of an altered token: %v, want EINVALID", err)
 	}
 }
