@@ -48,6 +48,17 @@ type Delta struct {
 	Reverses    string    `json:"reverses,omitempty"` // id of the delta a reverse undoes
 	RuleVersion int64     `json:"rule_version,omitempty"`
 	OccurredAt  time.Time `json:"occurred_at"` // device clock where it happened, UTC, millisecond precision
+	// ClockOffsetMS is the hub clock minus the device clock as last measured where the delta was
+	// made; OccurredAt plus it is the event time that period limits use.
+	ClockOffsetMS int64 `json:"clock_offset_ms,omitempty"`
+	// Leases names, per budget id, the quota lease a store spent this delta from.
+	Leases map[string]string `json:"leases,omitempty"`
+}
+
+// EventTime is when the delta happened on the hub's clock: the device time corrected by the
+// clock offset measured at the store's last handshake or heartbeat.
+func (d *Delta) EventTime() time.Time {
+	return d.OccurredAt.Add(time.Duration(d.ClockOffsetMS) * time.Millisecond)
 }
 
 // NewDeltaID returns a new globally unique delta id (128 random bits, base32).

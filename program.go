@@ -9,10 +9,12 @@ import (
 // Every delta records the Version it was computed under. Agents receive new versions through the
 // sync protocol and evaluate them with this same code.
 type Program struct {
-	Version  int64    `json:"version"`
-	Currency string   `json:"currency"`
-	Earn     EarnRule `json:"earn"`
-	Rewards  []Reward `json:"rewards"`
+	Version      int64         `json:"version"`
+	Currency     string        `json:"currency"`
+	Earn         EarnRule      `json:"earn"`
+	Rewards      []Reward      `json:"rewards"`
+	Budgets      []Budget      `json:"budgets,omitempty"`
+	MemberLimits []MemberLimit `json:"member_limits,omitempty"`
 }
 
 // EarnRule awards PointsPerUnit points for every whole currency unit spent. A currency unit is
@@ -32,6 +34,13 @@ type Reward struct {
 	PointsCost int64  `json:"points_cost"`
 	Kind       string `json:"kind"`            // one of RewardKinds: what the POS applies
 	Value      int64  `json:"value,omitempty"` // minor units for amount_off and gift_card; percent for percent_off
+	// Offline is the offline redemption policy: allow (default), deny, or limit to OfflineMax
+	// redemptions per member per day at a store while it cannot reach the hub.
+	Offline    string `json:"offline,omitempty"`
+	OfflineMax int64  `json:"offline_max,omitempty"`
+	// Disabled is the kill switch: no store or channel may redeem the reward. Connected stores
+	// stop within a second; offline stores when their budget leases or offline window expire.
+	Disabled bool `json:"disabled,omitempty"`
 }
 
 // RewardKinds are the kinds of reward a POS knows how to apply.
@@ -84,7 +93,7 @@ func (p *Program) Validate() error {
 		}
 		seen[r.ID] = true
 	}
-	return nil
+	return validateBudgets(p)
 }
 
 // EarnPoints returns the points a sale of amount minor units earns, rounded down.

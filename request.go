@@ -57,6 +57,8 @@ type RedeemRequest struct {
 	MemberID string `json:"member_id,omitempty"`
 	RewardID string `json:"reward_id,omitempty"`
 	Voucher  string `json:"voucher,omitempty"` // a scanned voucher token, instead of QR and RewardID
+	// OrderAmount is the order total the reward is used on, in minor units (for order_value budgets).
+	OrderAmount Money `json:"order_amount,omitempty"`
 }
 
 // ReverseRequest undoes everything an order earned and redeemed (a void or a full refund).

@@ -11,6 +11,8 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"slices"
 	"log/slog"
 	"time"
 
@@ -27,6 +29,9 @@ type Syncer interface {
 	Subscribe(ctx context.Context, member string) (*loyalty.Member, error)
 	// Status reports the connection state.
 	Status() lsync.Status
+	// Refresh pulls from the hub now and waits for the answer (new leases, program). EUNAVAILABLE
+	// when offline.
+	Refresh(ctx context.Context) error
 }
 
 // Agent answers the point of sale from the local replica.
@@ -203,11 +208,26 @@ func (a *Agent) identify(ctx context.Context, token, id, want string) (identity,
 // order id is ECONFLICT. Refusals are not remembered, so a refused call can be retried. Callers
 // pass the request with its QR token replaced by the member id it names, so a retry with a
 // freshly refreshed code is still the same request.
-func (a *Agent) once(ctx context.Context, op, orderID string, req any, fn func(Tx) (loyalty.Receipt, error)) (loyalty.Receipt, error) {
+func (a *Agent) once(ctx context.Context, op, orderID string, req any, fn func(Tx, bool) (loyalty.Receipt, error)) (loyalty.Receipt, error) {
 	if err := loyalty.ValidateOrderID(orderID); err != nil {
 		return loyalty.Receipt{}, err
 	}
+	out, err := a.onceTx(ctx, op, orderID, req, fn)
+	if errors.Is(err, errNeedQuota) && a.Sync.Status().Online {
+		// Online with too little quota: ask the hub for a refill and try once more.
+		rctx, cancel := context.WithTimeout(ctx, a.LookupTimeout)
+		rerr := a.Sync.Refresh(rctx)
+		cancel()
+		if rerr == nil {
+			out, err = a.onceTx(ctx, op, orderID, req, fn)
+		}
+	}
+	return out, err
+}
+
+func (a *Agent) onceTx(ctx context.Context, op, orderID string, req any, fn func(Tx, bool) (loyalty.Receipt, error)) (loyalty.Receipt, error) {
 	hash := loyalty.RequestHash(req)
+	offline := !a.Sync.Status().Online
 	var out loyalty.Receipt
 	var fresh bool
 	err := a.Store.Update(ctx, func(tx Tx) error {
@@ -221,10 +241,10 @@ func (a *Agent) once(ctx context.Context, op, orderID string, req any, fn func(T
 			}
 			return json.Unmarshal(resp, &out)
 		}
-		if out, err = fn(tx); err != nil {
+		if out, err = fn(tx, offline); err != nil {
 			return err
 		}
-		out.OrderID, out.Offline = orderID, !a.Sync.Status().Online
+		out.OrderID, out.Offline = orderID, offline
 		b, err := json.Marshal(out)
 		if err != nil {
 			return err
@@ -240,7 +260,7 @@ func (a *Agent) once(ctx context.Context, op, orderID string, req any, fn func(T
 
 func (a *Agent) newDelta(member string, kind loyalty.Kind, orderID, terminal string) loyalty.Delta {
 	d := loyalty.Delta{ID: loyalty.NewDeltaID(), Store: a.StoreID, Terminal: terminal, Member: member, Kind: kind,
-		OrderID: orderID, OccurredAt: a.Now()}
+		OrderID: orderID, OccurredAt: a.Now(), ClockOffsetMS: a.Sync.Status().ClockOffsetMS}
 	d.Normalize()
 	return d
 }
@@ -256,7 +276,7 @@ func (a *Agent) Earn(ctx context.Context, req loyalty.EarnRequest) (loyalty.Rece
 	}
 	member := who.member
 	req.QR, req.MemberID = "", member
-	return a.once(ctx, "earn", req.OrderID, req, func(tx Tx) (loyalty.Receipt, error) {
+	return a.once(ctx, "earn", req.OrderID, req, func(tx Tx, offline bool) (loyalty.Receipt, error) {
 		if err := who.current(); err != nil {
 			return loyalty.Receipt{}, err
 		}
@@ -270,18 +290,23 @@ func (a *Agent) Earn(ctx context.Context, req loyalty.EarnRequest) (loyalty.Rece
 		}
 		d := a.newDelta(member, loyalty.KindEarn, req.OrderID, req.Terminal)
 		d.Points, d.Amount, d.Currency, d.RuleVersion = pts, int64(req.Amount), req.Currency, p.Version
-		return a.write(ctx, tx, d)
+		return a.write(ctx, tx, &p, offline, d)
 	})
 }
 
-// write stores one delta and answers with the balance after it.
-func (a *Agent) write(ctx context.Context, tx Tx, ds ...loyalty.Delta) (loyalty.Receipt, error) {
+// write stores deltas, with what they spend of the store's budget leases, and answers with the
+// balance after them.
+func (a *Agent) write(ctx context.Context, tx Tx, p *loyalty.Program, offline bool, ds ...loyalty.Delta) (loyalty.Receipt, error) {
 	r := loyalty.Receipt{Deltas: []string{}}
 	for _, d := range ds {
+		use, err := a.spend(ctx, tx, p, &d, offline)
+		if err != nil {
+			return r, err
+		}
 		if err := d.Validate(); err != nil {
 			return r, err
 		}
-		if err := tx.InsertDelta(ctx, d, a.Now()); err != nil {
+		if err := tx.InsertDelta(ctx, d, a.Now(), use, offline); err != nil {
 			return r, err
 		}
 		r.Member, r.Points = d.Member, r.Points+d.Points
@@ -290,6 +315,93 @@ func (a *Agent) write(ctx context.Context, tx Tx, ds ...loyalty.Delta) (loyalty.
 	_, _, bal, _, err := a.balance(ctx, tx, r.Member)
 	r.Balance = bal
 	return r, err
+}
+
+// errNeedQuota marks an EBUDGET refusal that a lease refill from the hub could lift.
+var errNeedQuota = errors.New("need quota")
+
+type quotaError struct{ err *loyalty.Error }
+
+func (e quotaError) Error() string   { return e.err.Error() }
+func (e quotaError) Unwrap() []error { return []error{e.err, errNeedQuota} }
+
+// spend checks that d may happen at this store now (kill switch, offline policy) and picks the
+// leases it spends for each budget it touches. The store spends only quota the hub leased to it
+// and only until the lease's TTL, so budgets hold while stores are offline.
+func (a *Agent) spend(ctx context.Context, tx Tx, p *loyalty.Program, d *loyalty.Delta, offline bool) ([]LeaseUse, error) {
+	var orig *loyalty.Delta
+	if d.Kind == loyalty.KindReverse {
+		ds, err := tx.OrderDeltas(ctx, d.OrderID)
+		if err != nil {
+			return nil, err
+		}
+		for i := range ds {
+			if ds[i].ID == d.Reverses {
+				orig = &ds[i]
+			}
+		}
+	}
+	if d.Kind == loyalty.KindRedeem {
+		r, err := p.Reward(d.Reward)
+		if err != nil {
+			return nil, err
+		}
+		if r.Disabled {
+			return nil, loyalty.Errorf(loyalty.EBUDGET, "%s is switched off by the loyalty team", r.Name)
+		}
+		if offline && r.Offline == loyalty.OfflineDeny {
+			return nil, loyalty.Errorf(loyalty.EUNAVAILABLE, "%s can only be redeemed while the store is online", r.Name)
+		}
+		if offline && r.Offline == loyalty.OfflineLimit {
+			n, err := tx.OfflineRedemptions(ctx, d.Member, r.ID, loyalty.PeriodStart(loyalty.PeriodDay, a.Now()))
+			if err != nil {
+				return nil, err
+			}
+			if n >= r.OfflineMax {
+				return nil, loyalty.Errorf(loyalty.EBUDGET, "while offline a member may redeem %s %d time(s) a day at this store", r.Name, r.OfflineMax)
+			}
+		}
+	}
+	leases, err := tx.Leases(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var use []LeaseUse
+	for _, b := range p.BudgetsFor(d) {
+		x := b.Consumption(p, d, orig)
+		if x < 0 && orig != nil {
+			// A reversal gives quota back to the lease the original spent, if the store still holds it.
+			if id := orig.Leases[b.ID]; id != "" && slices.ContainsFunc(leases, func(l Lease) bool { return l.ID == id }) {
+				use = append(use, LeaseUse{Lease: id, Budget: b.ID, Amount: x})
+			}
+			continue
+		} else if x <= 0 {
+			continue
+		}
+		i := slices.IndexFunc(leases, func(l Lease) bool {
+			return l.Budget == b.ID && l.State == "active" && a.Now().Before(l.ValidUntil)
+		})
+		if i < 0 {
+			return nil, quotaError{loyalty.Errorf(loyalty.EBUDGET,
+				"this store holds no quota of budget %s right now (offline too long, or the budget is used up); try again when online", b.ID)}
+		}
+		spent, err := tx.LeaseSpent(ctx, leases[i].ID)
+		if err != nil {
+			return nil, err
+		}
+		if spent+x > leases[i].Granted {
+			return nil, quotaError{loyalty.Errorf(loyalty.EBUDGET,
+				"this store's share of budget %s is used up (%d of %d); the hub refills it while the store is online", b.ID, spent, leases[i].Granted)}
+		}
+		use = append(use, LeaseUse{Lease: leases[i].ID, Budget: b.ID, Amount: x})
+	}
+	if len(use) > 0 {
+		d.Leases = map[string]string{}
+		for _, u := range use {
+			d.Leases[u.Budget] = u.Lease
+		}
+	}
+	return use, nil
 }
 
 // Redeem spends points on a reward, or uses a hub-issued voucher. Offline, the balance it checks
@@ -307,7 +419,7 @@ func (a *Agent) Redeem(ctx context.Context, req loyalty.RedeemRequest) (loyalty.
 	}
 	member := who.member
 	req.QR, req.MemberID = "", member
-	return a.once(ctx, "redeem", req.OrderID, req, func(tx Tx) (loyalty.Receipt, error) {
+	return a.once(ctx, "redeem", req.OrderID, req, func(tx Tx, offline bool) (loyalty.Receipt, error) {
 		if err := who.current(); err != nil {
 			return loyalty.Receipt{}, err
 		}
@@ -328,7 +440,8 @@ func (a *Agent) Redeem(ctx context.Context, req loyalty.RedeemRequest) (loyalty.
 		}
 		d := a.newDelta(member, loyalty.KindRedeem, req.OrderID, req.Terminal)
 		d.Points, d.Reward, d.RuleVersion = -r.PointsCost, r.ID, p.Version
-		rc, err := a.write(ctx, tx, d)
+		d.Amount = int64(req.OrderAmount)
+		rc, err := a.write(ctx, tx, &p, offline, d)
 		rc.Reward = &r
 		return rc, err
 	})
@@ -341,7 +454,7 @@ func (a *Agent) useVoucher(ctx context.Context, req loyalty.RedeemRequest) (loya
 	}
 	c := who.claims
 	req.Voucher = c.Voucher
-	return a.once(ctx, "redeem", req.OrderID, req, func(tx Tx) (loyalty.Receipt, error) {
+	return a.once(ctx, "redeem", req.OrderID, req, func(tx Tx, offline bool) (loyalty.Receipt, error) {
 		if err := who.current(); err != nil {
 			return loyalty.Receipt{}, err
 		}
@@ -356,7 +469,8 @@ func (a *Agent) useVoucher(ctx context.Context, req loyalty.RedeemRequest) (loya
 		}
 		d := a.newDelta(c.Member, loyalty.KindRedeem, req.OrderID, req.Terminal)
 		d.Voucher, d.Reward, d.RuleVersion = c.Voucher, c.Reward, p.Version
-		rc, err := a.write(ctx, tx, d)
+		d.Amount = int64(req.OrderAmount)
+		rc, err := a.write(ctx, tx, &p, offline, d)
 		if r, rerr := p.Reward(c.Reward); rerr == nil {
 			rc.Reward = &r
 		}
@@ -367,7 +481,7 @@ func (a *Agent) useVoucher(ctx context.Context, req loyalty.RedeemRequest) (loya
 // Reverse undoes everything an order earned and redeemed at this store (a void or a full
 // refund). Reversing an earn can take a balance below zero; the hub flags that for review.
 func (a *Agent) Reverse(ctx context.Context, req loyalty.ReverseRequest) (loyalty.Receipt, error) {
-	return a.once(ctx, "reverse", req.OrderID, req, func(tx Tx) (loyalty.Receipt, error) {
+	return a.once(ctx, "reverse", req.OrderID, req, func(tx Tx, offline bool) (loyalty.Receipt, error) {
 		ds, err := tx.OrderDeltas(ctx, req.OrderID)
 		if err != nil {
 			return loyalty.Receipt{}, err
@@ -383,13 +497,17 @@ func (a *Agent) Reverse(ctx context.Context, req loyalty.ReverseRequest) (loyalt
 				continue
 			}
 			r := a.newDelta(d.Member, loyalty.KindReverse, req.OrderID, req.Terminal)
-			r.Points, r.Reverses, r.RuleVersion = -d.Points, d.ID, d.RuleVersion
+			r.Points, r.Reverses, r.RuleVersion, r.Reward = -d.Points, d.ID, d.RuleVersion, d.Reward
 			rev = append(rev, r)
 		}
 		if len(rev) == 0 {
 			return loyalty.Receipt{}, loyalty.Errorf(loyalty.ENOTFOUND, "order %s has no loyalty activity at this store to reverse", req.OrderID)
 		}
-		return a.write(ctx, tx, rev...)
+		p, err := tx.Program(ctx)
+		if err != nil {
+			return loyalty.Receipt{}, err
+		}
+		return a.write(ctx, tx, &p, offline, rev...)
 	})
 }
 

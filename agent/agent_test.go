@@ -27,6 +27,9 @@ type fakeSync struct {
 }
 
 func (f *fakeSync) Kick() { f.mu.Lock(); f.kicks++; f.mu.Unlock() }
+func (f *fakeSync) Refresh(ctx context.Context) error {
+	return loyalty.Errorf(loyalty.EUNAVAILABLE, "offline")
+}
 func (f *fakeSync) Subscribe(ctx context.Context, m string) (*loyalty.Member, error) {
 	return nil, loyalty.Errorf(loyalty.EUNAVAILABLE, "offline")
 }

@@ -43,6 +43,9 @@ func (s *offlineSyncer) Subscribe(context.Context, string) (*loyalty.Member, err
 	return nil, loyalty.Errorf(loyalty.EUNAVAILABLE, "the store is offline")
 }
 func (s *offlineSyncer) Status() lsync.Status { return lsync.Status{LastError: "offline"} }
+func (s *offlineSyncer) Refresh(ctx context.Context) error {
+	return loyalty.Errorf(loyalty.EUNAVAILABLE, "offline")
+}
 
 // manualClock is a clock that tests move by hand.
 type manualClock struct{ ms atomic.Int64 }

@@ -32,8 +32,16 @@ type Tx interface {
 	// Keys returns the hub's public keys as last synced.
 	Keys(ctx context.Context) ([]qr.PublicKey, error)
 
-	// InsertDelta writes a delta into the local ledger and the outbox.
-	InsertDelta(ctx context.Context, d loyalty.Delta, at time.Time) error
+	// InsertDelta writes a delta into the local ledger and the outbox, with what it spends of
+	// each lease, and whether it was approved offline.
+	InsertDelta(ctx context.Context, d loyalty.Delta, at time.Time, use []LeaseUse, offline bool) error
+	// Leases returns the budget leases as last received, with when each stops being usable.
+	Leases(ctx context.Context) ([]Lease, error)
+	// LeaseSpent returns what this store's deltas (not rejected by the hub) spent of a lease.
+	LeaseSpent(ctx context.Context, lease string) (int64, error)
+	// OfflineRedemptions counts a member's redemptions of a reward approved offline at this store
+	// since a time.
+	OfflineRedemptions(ctx context.Context, member, reward string, since time.Time) (int64, error)
 	// OrderDeltas returns this store's deltas for an order, oldest first.
 	OrderDeltas(ctx context.Context, orderID string) ([]loyalty.Delta, error)
 	// ReversalOf returns the id of the local delta that reverses id, or "".
@@ -49,6 +57,22 @@ type Tx interface {
 	Stats(ctx context.Context) (Stats, error)
 	// Rejected returns deltas the hub refused, newest first.
 	Rejected(ctx context.Context, limit int) ([]RejectedDelta, error)
+}
+
+// Lease is budget quota this store may spend without the hub.
+type Lease struct {
+	ID         string    `json:"id"`
+	Budget     string    `json:"budget"`
+	Granted    int64     `json:"granted"`
+	State      string    `json:"state"`
+	ValidUntil time.Time `json:"valid_until,omitzero"` // zero: not renewed since the agent started
+}
+
+// LeaseUse is what one delta spends of one lease.
+type LeaseUse struct {
+	Lease  string
+	Budget string
+	Amount int64
 }
 
 // Stats summarises the replica.

@@ -36,6 +36,11 @@ type Hub struct {
 	VoucherTokenTTL time.Duration // lifetime of voucher tokens
 	// OnChange is called after every commit that agents must see, with the new change version.
 	OnChange func(version int64)
+	Lease    LeaseConfig
+	// Faults breaks the hub on purpose, for the simulator's test that its checker catches it.
+	Faults struct {
+		IgnoreOutstanding bool // grant leases and accept online spending as if no quota were leased out
+	}
 
 	healthMu sync.Mutex
 	health   map[string]Health
@@ -51,6 +56,7 @@ func New(s Store) *Hub {
 		Now:             time.Now,
 		MemberTokenTTL:  2 * 365 * 24 * time.Hour,
 		VoucherTokenTTL: 90 * 24 * time.Hour,
+		Lease:           DefaultLeaseConfig(),
 		health:          make(map[string]Health),
 	}
 }
@@ -150,7 +156,7 @@ func (h *Hub) Push(ctx context.Context, store string, deltas []loyalty.Delta) (*
 // after cursor, the program and the keys if they changed, and the cursor to resume from.
 func (h *Hub) Pull(ctx context.Context, store string, cursor int64, limit int) (*lsync.Changes, error) {
 	ch := &lsync.Changes{}
-	err := h.Store.View(ctx, func(tx Tx) error {
+	err := h.Store.Update(ctx, func(tx Tx) error {
 		upTo, err := tx.CurrentVersion(ctx)
 		if err != nil {
 			return err
@@ -179,7 +185,10 @@ func (h *Hub) Pull(ctx context.Context, store string, cursor int64, limit int) (
 			}
 		}
 		ch.Cursor = max(upTo, cursor)
-		return nil
+		if !ch.More {
+			ch.Leases, err = h.newApplier(tx).leases(ctx, store)
+		}
+		return err
 	})
 	return ch, err
 }
@@ -229,6 +238,7 @@ type applier struct {
 	changed    map[string]bool
 	programs   map[int64]*loyalty.Program // rule versions are immutable once published
 	subscribed map[[2]string]bool
+	cur        *loyalty.Program // the newest program, for budgets and limits
 }
 
 func (h *Hub) newApplier(tx Tx) *applier {
@@ -292,6 +302,9 @@ func (a *applier) apply(ctx context.Context, store string, d loyalty.Delta) (lsy
 		a.subscribed[key] = true
 	}
 	if err := a.conflicts(ctx, store, d, bal); err != nil {
+		return lsync.Result{}, err
+	}
+	if err := a.account(ctx, store, d); err != nil {
 		return lsync.Result{}, err
 	}
 	return lsync.Result{DeltaID: d.ID, Status: lsync.StatusApplied, Seq: seq}, nil
@@ -751,6 +764,11 @@ func (h *Hub) online(ctx context.Context, op, orderID string, req any, fn func(*
 // if it breaks a rule (the online channel can still say no, unlike an offline store). The
 // rejection apply recorded is rolled back with the rest of the refused request.
 func (a *applier) applyOnline(ctx context.Context, d loyalty.Delta) error {
+	if d.Kind == loyalty.KindRedeem {
+		if err := a.allow(ctx, d); err != nil {
+			return err
+		}
+	}
 	r, err := a.apply(ctx, loyalty.OnlineStore, d)
 	if err != nil {
 		return err

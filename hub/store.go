@@ -85,6 +85,25 @@ type Tx interface {
 	PublicKeys(ctx context.Context) ([]VersionedKey, error)
 	RetireKey(ctx context.Context, id string, notAfter time.Time, changeVersion int64) error
 
+	// BudgetSpent returns what a budget has spent.
+	BudgetSpent(ctx context.Context, budget string) (int64, error)
+	// AddBudgetSpent adds x (negative for a reversal) to a budget's spending.
+	AddBudgetSpent(ctx context.Context, budget string, x int64) error
+	// Outstanding returns the quota leased to stores and not yet spent or settled for a budget.
+	Outstanding(ctx context.Context, budget string) (int64, error)
+	// Leases returns a store's leases that are not settled.
+	Leases(ctx context.Context, store string) ([]Lease, error)
+	// BudgetLeases returns a budget's leases that are not settled.
+	BudgetLeases(ctx context.Context, budget string) ([]Lease, error)
+	// ExpiredLeases returns active leases whose expiry is before t.
+	ExpiredLeases(ctx context.Context, t time.Time) ([]Lease, error)
+	Lease(ctx context.Context, id string) (Lease, error)
+	// PutLease inserts or updates a lease and records the event that changed it.
+	PutLease(ctx context.Context, l Lease, e LeaseEvent) error
+	// MemberRedemptions counts a member's redemptions (of reward, or of any reward if empty) with an
+	// event time at or after since, not counting reversed ones.
+	MemberRedemptions(ctx context.Context, member, reward string, since time.Time) (int64, error)
+
 	// Idempotent returns the stored result of an earlier request with this scope and key.
 	Idempotent(ctx context.Context, scope, key string) (hash string, response []byte, found bool, err error)
 	SaveIdempotent(ctx context.Context, scope, key, hash string, response []byte, at time.Time) error
@@ -141,6 +160,10 @@ const (
 	ConflictOverdraft    = "overdraft"     // a delta took a balance below zero
 	ConflictVoucherReuse = "voucher_reuse" // a single-use voucher was used more than once
 	ConflictVoucherVoid  = "voucher_void"  // a voucher was used after the order that bought it was refunded
+	ConflictMemberLimit  = "member_limit"  // an offline redemption broke a per-member limit
+	ConflictDisabled     = "disabled"      // an offline store redeemed a reward switched off before it heard
+	ConflictUnleased     = "unleased"      // a store spent a budget without a lease (an old or faulty agent)
+	ConflictOverBudget   = "over_budget"   // spent plus outstanding went over a limit: a bug, never expected
 )
 
 // Conflict is an offline event that broke a rule. The delta was applied (it physically
@@ -155,6 +178,43 @@ type Conflict struct {
 	Detail  string    `json:"detail"`
 	At      time.Time `json:"at"`
 	Flagged bool      `json:"flagged"`
+}
+
+// Lease states.
+const (
+	LeaseActive  = "active"  // the store may spend it until its TTL
+	LeaseEnded   = "ended"   // expired or revoked: no more spending; the unspent part stays reserved until settled
+	LeaseSettled = "settled" // the store's spending under it is known; the unspent part went back to the budget
+)
+
+// Lease is quota of a budget that a store may spend without asking the hub.
+type Lease struct {
+	ID        string    `json:"id"`
+	Store     string    `json:"store"`
+	Budget    string    `json:"budget"`
+	Granted   int64     `json:"granted"`
+	Consumed  int64     `json:"consumed"`
+	State     string    `json:"state"`
+	ExpiresAt time.Time `json:"expires_at"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Outstanding is the quota still reserved for the store.
+func (l Lease) Outstanding() int64 {
+	if l.State == LeaseSettled {
+		return 0
+	}
+	return max(l.Granted-l.Consumed, 0)
+}
+
+// LeaseEvent is one ledgered change of a lease.
+type LeaseEvent struct {
+	Lease  string    `json:"lease"`
+	Store  string    `json:"store"`
+	Budget string    `json:"budget"`
+	Kind   string    `json:"kind"` // grant, refill, expire, revoke, settle
+	Amount int64     `json:"amount"`
+	At     time.Time `json:"at"`
 }
 
 // VersionedKey is a public key and the change version it was last changed at.

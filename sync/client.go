@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -89,7 +91,7 @@ type Client struct {
 }
 
 type call struct {
-	member string
+	member string // subscribe to this member; empty: refresh (pull now)
 	reply  chan callResult
 }
 
@@ -158,6 +160,26 @@ func (c *Client) Subscribe(ctx context.Context, member string) (*loyalty.Member,
 	}
 }
 
+// Refresh pulls the change feed now and waits until it is applied (new program, leases). It
+// returns EUNAVAILABLE at once when offline.
+func (c *Client) Refresh(ctx context.Context) error {
+	if !c.Status().Online {
+		return loyalty.Errorf(loyalty.EUNAVAILABLE, "the store is offline")
+	}
+	cl := &call{reply: make(chan callResult, 1)}
+	select {
+	case c.calls <- cl:
+	case <-ctx.Done():
+		return loyalty.Errorf(loyalty.EUNAVAILABLE, "the hub did not answer in time")
+	}
+	select {
+	case r := <-cl.reply:
+		return r.err
+	case <-ctx.Done():
+		return loyalty.Errorf(loyalty.EUNAVAILABLE, "the hub did not answer in time")
+	}
+}
+
 // Run keeps a session open until ctx is done. It returns ctx's error.
 func (c *Client) Run(ctx context.Context) error {
 	backoff := c.MinBackoff
@@ -200,6 +222,7 @@ type clientSession struct {
 	wantPull     bool
 	cursor       int64
 	calls        map[uint64]*call
+	refreshes    []*call // waiting for the next complete change-feed answer
 	batchSize    int
 	maxBytes     int
 	lastReceived time.Time
@@ -218,7 +241,7 @@ func (c *Client) session(ctx context.Context) error {
 		conn.Close()
 		cancel()
 		<-rd.done
-		for _, cl := range s.calls {
+		for _, cl := range append(slices.Collect(maps.Values(s.calls)), s.refreshes...) {
 			cl.reply <- callResult{err: loyalty.Errorf(loyalty.EUNAVAILABLE, "connection to the hub lost")}
 		}
 	}()
@@ -245,6 +268,13 @@ func (c *Client) session(ctx context.Context) error {
 				return err
 			}
 		case cl := <-c.calls:
+			if cl.member == "" {
+				s.refreshes = append(s.refreshes, cl)
+				if err := s.pull(ctx); err != nil {
+					return err
+				}
+				continue
+			}
 			s.nextID++
 			s.calls[s.nextID] = cl
 			if err := s.send(ctx, &Message{Type: TypeSubscribe, ID: s.nextID, Subscribe: &Subscribe{Member: cl.member}}); err != nil {
@@ -261,6 +291,10 @@ func (c *Client) session(ctx context.Context) error {
 			st := c.Status()
 			ping := &Ping{SentAt: unixMilli(c.Now()), ClockOffsetMS: st.ClockOffset.Milliseconds(), Outbox: n}
 			if err := s.send(ctx, &Message{Type: TypePing, Ping: ping}); err != nil {
+				return err
+			}
+			// Pulling on every heartbeat renews the store's budget leases while it is connected.
+			if err := s.pull(ctx); err != nil {
 				return err
 			}
 		case b, ok := <-rd.msgs:
@@ -379,6 +413,10 @@ func (s *clientSession) handle(ctx context.Context, b []byte) error {
 		if m.Changes.More || s.wantPull {
 			return s.pull(ctx)
 		}
+		for _, cl := range s.refreshes {
+			cl.reply <- callResult{}
+		}
+		s.refreshes = nil
 		return nil
 	case TypeNotify:
 		if m.Notify.Cursor > s.cursor {

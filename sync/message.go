@@ -126,6 +126,19 @@ type Changes struct {
 	Members []loyalty.Member `json:"members,omitempty"`
 	Program *loyalty.Program `json:"program,omitempty"`
 	Keys    []qr.PublicKey   `json:"keys,omitempty"`
+	// Leases is the complete list of the store's budget leases as of this page; a lease not in it
+	// is settled and must not be spent. Nil means "unchanged" (a page that is not the last).
+	Leases []Lease `json:"leases"`
+}
+
+// Lease is budget quota the store may spend without asking the hub, until TTLMillis after it
+// received this message (on its monotonic clock), and only while State is active.
+type Lease struct {
+	ID        string `json:"id"`
+	Budget    string `json:"budget"`
+	Granted   int64  `json:"granted"`
+	State     string `json:"state"` // active, or ended (revoked or expired): spend no more
+	TTLMillis int64  `json:"ttl_ms"`
 }
 
 // Notify tells the agent there are changes up to Cursor.

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"io/fs"
 	"strconv"
+	gosync "sync"
 	"sync/atomic"
 	"time"
 
@@ -28,6 +29,12 @@ var migrations embed.FS
 type Store struct {
 	db      *sqlitedb.DB
 	program atomic.Pointer[loyalty.Program] // the synced program, parsed once; replaced after the commit that changes it
+
+	// Now is the clock that stamps when leases arrive; a lease is usable for its TTL from then.
+	// time.Now carries a monotonic reading, so wall-clock jumps do not stretch a lease.
+	Now       func() time.Time
+	mu        gosync.Mutex
+	leaseSeen map[string]time.Time // in memory only: after a restart, leases wait for renewal
 }
 
 var _ agent.Store = (*Store)(nil)
@@ -43,7 +50,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{db: db}, nil
+	return &Store{db: db, Now: time.Now, leaseSeen: map[string]time.Time{}}, nil
 }
 
 // Path returns the database file's path.
@@ -139,14 +146,61 @@ func (t *tx) Keys(ctx context.Context) ([]qr.PublicKey, error) {
 	return out, rows.Err()
 }
 
-func (t *tx) InsertDelta(ctx context.Context, d loyalty.Delta, at time.Time) error {
+func (t *tx) InsertDelta(ctx context.Context, d loyalty.Delta, at time.Time, use []agent.LeaseUse, offline bool) error {
 	b, err := json.Marshal(d)
 	if err != nil {
 		return err
 	}
-	_, err = t.ExecContext(ctx, `INSERT INTO deltas (id, member, kind, points, order_id, reverses, voucher, body, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, d.ID, d.Member, d.Kind, d.Points, d.OrderID, d.Reverses, d.Voucher, string(b), at.UnixMilli())
-	return err
+	_, err = t.ExecContext(ctx, `INSERT INTO deltas (id, member, kind, points, order_id, reverses, voucher, body, created_at, offline, reward)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, d.ID, d.Member, d.Kind, d.Points, d.OrderID, d.Reverses, d.Voucher, string(b),
+		at.UnixMilli(), offline, d.Reward)
+	if err != nil {
+		return err
+	}
+	for _, u := range use {
+		if _, err := t.ExecContext(ctx, `INSERT INTO lease_use (delta_id, lease, budget, amount) VALUES (?, ?, ?, ?)`,
+			d.ID, u.Lease, u.Budget, u.Amount); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *tx) Leases(ctx context.Context) ([]agent.Lease, error) {
+	rows, err := t.QueryContext(ctx, `SELECT id, budget, granted, state, ttl_ms FROM leases ORDER BY budget, id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []agent.Lease
+	t.s.mu.Lock()
+	defer t.s.mu.Unlock()
+	for rows.Next() {
+		var l agent.Lease
+		var ttl int64
+		if err := rows.Scan(&l.ID, &l.Budget, &l.Granted, &l.State, &ttl); err != nil {
+			return nil, err
+		}
+		if seen, ok := t.s.leaseSeen[l.ID]; ok {
+			l.ValidUntil = seen.Add(time.Duration(ttl) * time.Millisecond)
+		}
+		out = append(out, l)
+	}
+	return out, rows.Err()
+}
+
+func (t *tx) LeaseSpent(ctx context.Context, lease string) (int64, error) {
+	var n int64
+	err := t.QueryRowContext(ctx, `SELECT COALESCE(SUM(u.amount), 0) FROM lease_use u JOIN deltas d ON d.id = u.delta_id
+		WHERE u.lease = ? AND d.state != 'rejected'`, lease).Scan(&n)
+	return n, err
+}
+
+func (t *tx) OfflineRedemptions(ctx context.Context, member, reward string, since time.Time) (int64, error) {
+	var n int64
+	err := t.QueryRowContext(ctx, `SELECT COUNT(*) FROM deltas WHERE member = ? AND kind = 'redeem' AND reward = ? AND offline = 1
+		AND state != 'rejected' AND created_at >= ?`, member, reward, since.UnixMilli()).Scan(&n)
+	return n, err
 }
 
 func (t *tx) OrderDeltas(ctx context.Context, orderID string) ([]loyalty.Delta, error) {
@@ -372,10 +426,30 @@ func (s *Store) ApplyChanges(ctx context.Context, ch *lsync.Changes) error {
 				return err
 			}
 		}
+		if ch.Leases != nil {
+			if _, err := t.ExecContext(ctx, `DELETE FROM leases`); err != nil {
+				return err
+			}
+			for _, l := range ch.Leases {
+				if _, err := t.ExecContext(ctx, `INSERT INTO leases (id, budget, granted, state, ttl_ms) VALUES (?, ?, ?, ?, ?)`,
+					l.ID, l.Budget, l.Granted, l.State, l.TTLMillis); err != nil {
+					return err
+				}
+			}
+		}
 		return x.setMeta(ctx, "cursor", strconv.FormatInt(ch.Cursor, 10))
 	})
 	if err == nil && newer {
 		s.program.Store(ch.Program)
+	}
+	if err == nil && ch.Leases != nil {
+		now := s.Now()
+		s.mu.Lock()
+		clear(s.leaseSeen)
+		for _, l := range ch.Leases {
+			s.leaseSeen[l.ID] = now
+		}
+		s.mu.Unlock()
 	}
 	return err
 }

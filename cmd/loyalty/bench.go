@@ -225,7 +225,7 @@ func runBench(ctx context.Context, earns, deltas int) (BenchResult, error) {
 	for i := 0; i < deltas; i += r.BatchSize {
 		err := a2.Store.Update(ctx, func(tx agentTx) error {
 			for j := i; j < min(i+r.BatchSize, deltas); j++ {
-				if err := tx.InsertDelta(ctx, mk(j, "bench2"), now); err != nil {
+				if err := tx.InsertDelta(ctx, mk(j, "bench2"), now, nil, true); err != nil {
 					return err
 				}
 			}

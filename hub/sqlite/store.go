@@ -230,10 +230,10 @@ func (t *tx) Members(ctx context.Context, after string, limit int) ([]loyalty.Me
 
 func (t *tx) InsertDelta(ctx context.Context, d loyalty.Delta, hash string, receivedAt time.Time) (int64, bool, error) {
 	res, err := t.ExecContext(ctx, `INSERT INTO deltas (id, hash, store, terminal, member, kind, points, amount, currency, reward, voucher,
-		order_id, reverses, rule_version, occurred_at, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		order_id, reverses, rule_version, occurred_at, received_at, event_at, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO NOTHING`,
 		d.ID, hash, d.Store, d.Terminal, d.Member, d.Kind, d.Points, d.Amount, d.Currency, d.Reward, d.Voucher,
-		d.OrderID, d.Reverses, d.RuleVersion, ms(d.OccurredAt), ms(receivedAt))
+		d.OrderID, d.Reverses, d.RuleVersion, ms(d.OccurredAt), ms(receivedAt), ms(d.EventTime()), deltaExtras(d))
 	if err != nil {
 		return 0, false, err
 	}
@@ -246,14 +246,18 @@ func (t *tx) InsertDelta(ctx context.Context, d loyalty.Delta, hash string, rece
 }
 
 const deltaCols = `seq, id, hash, store, terminal, member, kind, points, amount, currency, reward, voucher, order_id, reverses,
-	rule_version, occurred_at, received_at`
+	rule_version, occurred_at, received_at, body`
 
 func scanDelta(row interface{ Scan(...any) error }) (hub.LedgerEntry, error) {
 	var e hub.LedgerEntry
 	var occurred, received int64
+	var extras string
 	err := row.Scan(&e.Seq, &e.ID, &e.Hash, &e.Store, &e.Terminal, &e.Member, &e.Kind, &e.Points, &e.Amount, &e.Currency,
-		&e.Reward, &e.Voucher, &e.OrderID, &e.Reverses, &e.RuleVersion, &occurred, &received)
+		&e.Reward, &e.Voucher, &e.OrderID, &e.Reverses, &e.RuleVersion, &occurred, &received, &extras)
 	e.OccurredAt, e.ReceivedAt = fromMS(occurred), fromMS(received)
+	if err == nil && extras != "" {
+		err = json.Unmarshal([]byte(extras), &e.Delta)
+	}
 	return e, err
 }
 
@@ -501,4 +505,103 @@ func (t *tx) Idempotent(ctx context.Context, scope, key string) (string, []byte,
 func (t *tx) SaveIdempotent(ctx context.Context, scope, key, hash string, response []byte, at time.Time) error {
 	_, err := t.ExecContext(ctx, `INSERT INTO idempotency (scope, key, hash, response, at) VALUES (?, ?, ?, ?, ?)`, scope, key, hash, string(response), ms(at))
 	return err
+}
+
+// deltaExtras stores the delta fields without a column of their own (clock offset, leases) so
+// that a ledger entry reproduces the delta exactly.
+func deltaExtras(d loyalty.Delta) string {
+	if d.ClockOffsetMS == 0 && len(d.Leases) == 0 {
+		return ""
+	}
+	b, _ := json.Marshal(struct {
+		ClockOffsetMS int64             `json:"clock_offset_ms,omitempty"`
+		Leases        map[string]string `json:"leases,omitempty"`
+	}{d.ClockOffsetMS, d.Leases})
+	return string(b)
+}
+
+func (t *tx) BudgetSpent(ctx context.Context, budget string) (int64, error) {
+	var v int64
+	err := t.QueryRowContext(ctx, `SELECT spent FROM budget_usage WHERE budget = ?`, budget).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	return v, err
+}
+
+func (t *tx) AddBudgetSpent(ctx context.Context, budget string, x int64) error {
+	_, err := t.ExecContext(ctx, `INSERT INTO budget_usage (budget, spent) VALUES (?, ?)
+		ON CONFLICT (budget) DO UPDATE SET spent = spent + excluded.spent`, budget, x)
+	return err
+}
+
+func (t *tx) Outstanding(ctx context.Context, budget string) (int64, error) {
+	var v int64
+	err := t.QueryRowContext(ctx, `SELECT COALESCE(SUM(MAX(granted - consumed, 0)), 0) FROM leases WHERE budget = ? AND state != 'settled'`, budget).Scan(&v)
+	return v, err
+}
+
+const leaseCols = `id, store, budget, granted, consumed, state, expires_at, created_at`
+
+func (t *tx) queryLeases(ctx context.Context, q string, args ...any) ([]hub.Lease, error) {
+	rows, err := t.QueryContext(ctx, `SELECT `+leaseCols+` FROM leases WHERE `+q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []hub.Lease
+	for rows.Next() {
+		var l hub.Lease
+		var exp, created int64
+		if err := rows.Scan(&l.ID, &l.Store, &l.Budget, &l.Granted, &l.Consumed, &l.State, &exp, &created); err != nil {
+			return nil, err
+		}
+		l.ExpiresAt, l.CreatedAt = fromMS(exp), fromMS(created)
+		out = append(out, l)
+	}
+	return out, rows.Err()
+}
+
+func (t *tx) Leases(ctx context.Context, store string) ([]hub.Lease, error) {
+	return t.queryLeases(ctx, `store = ? AND state != 'settled' ORDER BY created_at, id`, store)
+}
+
+func (t *tx) BudgetLeases(ctx context.Context, budget string) ([]hub.Lease, error) {
+	return t.queryLeases(ctx, `budget = ? AND state != 'settled' ORDER BY store, id`, budget)
+}
+
+func (t *tx) ExpiredLeases(ctx context.Context, at time.Time) ([]hub.Lease, error) {
+	return t.queryLeases(ctx, `state = 'active' AND expires_at < ? ORDER BY id`, ms(at))
+}
+
+func (t *tx) Lease(ctx context.Context, id string) (hub.Lease, error) {
+	ls, err := t.queryLeases(ctx, `id = ?`, id)
+	if err != nil {
+		return hub.Lease{}, err
+	}
+	if len(ls) == 0 {
+		return hub.Lease{}, loyalty.Errorf(loyalty.ENOTFOUND, "no lease %s", id)
+	}
+	return ls[0], nil
+}
+
+func (t *tx) PutLease(ctx context.Context, l hub.Lease, e hub.LeaseEvent) error {
+	_, err := t.ExecContext(ctx, `INSERT INTO leases (`+leaseCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET granted = excluded.granted, consumed = excluded.consumed, state = excluded.state,
+			expires_at = excluded.expires_at`,
+		l.ID, l.Store, l.Budget, l.Granted, l.Consumed, l.State, ms(l.ExpiresAt), ms(l.CreatedAt))
+	if err != nil || e.Kind == "" {
+		return err
+	}
+	_, err = t.ExecContext(ctx, `INSERT INTO lease_events (lease, store, budget, kind, amount, at) VALUES (?, ?, ?, ?, ?, ?)`,
+		e.Lease, e.Store, e.Budget, e.Kind, e.Amount, ms(e.At))
+	return err
+}
+
+func (t *tx) MemberRedemptions(ctx context.Context, member, reward string, since time.Time) (int64, error) {
+	var n int64
+	err := t.QueryRowContext(ctx, `SELECT COUNT(*) FROM deltas d WHERE d.member = ? AND d.kind = 'redeem' AND d.event_at >= ?
+		AND (? = '' OR d.reward = ?) AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id)`,
+		member, ms(since), reward, reward).Scan(&n)
+	return n, err
 }

@@ -1,0 +1,157 @@
+package loyalty
+
+import (
+	"slices"
+	"time"
+)
+
+// Budget metrics: what a budget counts.
+const (
+	MetricRedemptions  = "redemptions"   // number of redemptions (a reversed one gives its unit back)
+	MetricDiscount     = "discount"      // minor units of discount given by amount_off and gift_card rewards
+	MetricOrderValue   = "order_value"   // minor units of the orders a reward was redeemed on
+	MetricPointsIssued = "points_issued" // points earned
+)
+
+// Budget is a chain-wide limit. The hub enforces it exactly: online calls are refused when it is
+// used up, and stores spend only the quota the hub leased to them, so even stores that are
+// offline for hours cannot overspend it together.
+type Budget struct {
+	ID     string `json:"id"`
+	Metric string `json:"metric"`
+	Reward string `json:"reward,omitempty"` // limit one reward; empty: every reward (or every earn, for points_issued)
+	Limit  int64  `json:"limit"`
+}
+
+// Consumption returns how much of the budget d uses under program p: positive for a redemption
+// or earn it covers, negative for the reverse of one, zero otherwise. orig is the reversed delta
+// for a reverse, and is ignored otherwise.
+func (b Budget) Consumption(p *Program, d, orig *Delta) int64 {
+	sign := int64(1)
+	if d.Kind == KindReverse {
+		if orig == nil {
+			return 0
+		}
+		sign, d = -1, orig
+	}
+	switch {
+	case b.Metric == MetricPointsIssued && d.Kind == KindEarn:
+		return sign * d.Points
+	case d.Kind != KindRedeem || (b.Reward != "" && b.Reward != d.Reward) || d.Reward == "":
+		return 0
+	}
+	switch b.Metric {
+	case MetricRedemptions:
+		return sign
+	case MetricOrderValue:
+		return sign * d.Amount
+	case MetricDiscount:
+		r, err := p.Reward(d.Reward)
+		if err == nil && (r.Kind == "amount_off" || r.Kind == "gift_card") {
+			return sign * r.Value
+		}
+	}
+	return 0
+}
+
+// Offline redemption policies of a reward.
+const (
+	OfflineAllow = "allow" // a store may redeem it offline (within its budget leases)
+	OfflineDeny  = "deny"  // only while the store can reach the hub
+	OfflineLimit = "limit" // offline, at most OfflineMax redemptions per member per day at a store
+)
+
+// Periods of per-member limits.
+const (
+	PeriodDay   = "day"
+	PeriodWeek  = "week"
+	PeriodMonth = "month"
+	PeriodTotal = "total"
+)
+
+// MemberLimit caps how often one member may redeem a reward (or any reward) in a period.
+type MemberLimit struct {
+	Reward string `json:"reward,omitempty"` // empty: every reward
+	Period string `json:"period"`
+	Max    int64  `json:"max"`
+}
+
+// PeriodStart returns the start of the period containing t, in UTC: midnight, Monday midnight,
+// the first of the month, or the zero time for PeriodTotal.
+func PeriodStart(period string, t time.Time) time.Time {
+	t = t.UTC()
+	day := time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+	switch period {
+	case PeriodDay:
+		return day
+	case PeriodWeek:
+		return day.AddDate(0, 0, -((int(day.Weekday()) + 6) % 7))
+	case PeriodMonth:
+		return time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)
+	}
+	return time.Time{}
+}
+
+// BudgetsFor returns the budgets a delta can consume.
+func (p *Program) BudgetsFor(d *Delta) []Budget {
+	var out []Budget
+	for _, b := range p.Budgets {
+		if b.Metric == MetricPointsIssued && (d.Kind == KindEarn || d.Kind == KindReverse) {
+			out = append(out, b)
+		} else if b.Metric != MetricPointsIssued && (d.Kind == KindRedeem || d.Kind == KindReverse) && (b.Reward == "" || b.Reward == d.Reward || d.Kind == KindReverse) {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+func validateBudgets(p *Program) error {
+	seen := map[string]bool{}
+	metrics := []string{MetricRedemptions, MetricDiscount, MetricOrderValue, MetricPointsIssued}
+	for i, b := range p.Budgets {
+		switch {
+		case b.ID == "" || len(b.ID) > MaxIDLength:
+			return Errorf(EINVALID, "budgets[%d]: id must be 1 to %d characters", i, MaxIDLength)
+		case seen[b.ID]:
+			return Errorf(EINVALID, "budgets[%d]: id %q is used twice", i, b.ID)
+		case !slices.Contains(metrics, b.Metric):
+			return Errorf(EINVALID, "budget %q: metric %q is not one of %v", b.ID, b.Metric, metrics)
+		case b.Limit < 0:
+			return Errorf(EINVALID, "budget %q: limit cannot be negative", b.ID)
+		case b.Metric == MetricPointsIssued && b.Reward != "":
+			return Errorf(EINVALID, "budget %q: a points_issued budget counts earns, so it names no reward", b.ID)
+		}
+		if b.Reward != "" {
+			if _, err := p.Reward(b.Reward); err != nil {
+				return Errorf(EINVALID, "budget %q: no reward %q in the program", b.ID, b.Reward)
+			}
+		}
+		seen[b.ID] = true
+	}
+	periods := []string{PeriodDay, PeriodWeek, PeriodMonth, PeriodTotal}
+	for i, l := range p.MemberLimits {
+		switch {
+		case !slices.Contains(periods, l.Period):
+			return Errorf(EINVALID, "member_limits[%d]: period %q is not one of %v", i, l.Period, periods)
+		case l.Max < 0:
+			return Errorf(EINVALID, "member_limits[%d]: max cannot be negative", i)
+		}
+		if l.Reward != "" {
+			if _, err := p.Reward(l.Reward); err != nil {
+				return Errorf(EINVALID, "member_limits[%d]: no reward %q in the program", i, l.Reward)
+			}
+		}
+	}
+	for _, r := range p.Rewards {
+		switch r.Offline {
+		case "", OfflineAllow, OfflineDeny:
+		case OfflineLimit:
+			if r.OfflineMax <= 0 {
+				return Errorf(EINVALID, "reward %q: offline \"limit\" needs offline_max > 0 (redemptions per member per day)", r.ID)
+			}
+		default:
+			return Errorf(EINVALID, "reward %q: offline must be allow, deny or limit, not %q", r.ID, r.Offline)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,371 @@
+package hub
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/loyalty-edge-sync/loyalty"
+	lsync "github.com/loyalty-edge-sync/loyalty/sync"
+)
+
+// LeaseConfig sizes and times budget leases.
+type LeaseConfig struct {
+	TTL time.Duration // how long a store may spend a lease without hearing from the hub
+	// Margin is added to TTL before the hub counts a lease as expired, to cover message transit
+	// and clock rate differences: a store's own expiry always comes first.
+	Margin time.Duration
+	Min    int64   // smallest lease granted
+	Share  float64 // a lease is sized to this share of the limit, or twice the store's use, if larger
+}
+
+// DefaultLeaseConfig returns the defaults: 15 minute leases with a 1 minute margin, sized to 5%
+// of the limit.
+func DefaultLeaseConfig() LeaseConfig {
+	return LeaseConfig{TTL: 15 * time.Minute, Margin: time.Minute, Min: 1, Share: 0.05}
+}
+
+// account records what an applied delta spends of each budget, against the lease the store
+// names, and the conflicts it causes. An offline event physically happened, so it is applied even
+// when it breaks a limit: the break is recorded and flagged instead.
+func (a *applier) account(ctx context.Context, store string, d loyalty.Delta) error {
+	p, err := a.current(ctx)
+	if err != nil {
+		return err
+	}
+	var orig *loyalty.Delta
+	if d.Kind == loyalty.KindReverse {
+		e, err := a.tx.Delta(ctx, d.Reverses)
+		if err != nil {
+			return err
+		}
+		orig = &e.Delta
+	}
+	flag := func(kind string, amount int64, detail string, args ...any) error {
+		return a.tx.InsertConflict(ctx, Conflict{Kind: kind, Member: d.Member, Store: store, Deltas: []string{d.ID},
+			Amount: amount, Detail: fmt.Sprintf(detail, args...), At: a.Now(), Flagged: true})
+	}
+	for _, b := range p.BudgetsFor(&d) {
+		x := b.Consumption(p, &d, orig)
+		if x == 0 {
+			continue
+		}
+		if err := a.tx.AddBudgetSpent(ctx, b.ID, x); err != nil {
+			return err
+		}
+		if id := d.Leases[b.ID]; id != "" && store != loyalty.OnlineStore {
+			l, err := a.tx.Lease(ctx, id)
+			if loyalty.ErrorCode(err) == loyalty.ENOTFOUND || err == nil && (l.Store != store || l.Budget != b.ID) {
+				if err := flag(ConflictUnleased, x, "budget %s spent from lease %s, which is not this store's lease for it", b.ID, id); err != nil {
+					return err
+				}
+			} else if err != nil {
+				return err
+			} else {
+				l.Consumed += x
+				if err := a.tx.PutLease(ctx, l, LeaseEvent{}); err != nil {
+					return err
+				}
+			}
+		} else if store != loyalty.OnlineStore && x > 0 {
+			if err := flag(ConflictUnleased, x, "budget %s spent without a lease", b.ID); err != nil {
+				return err
+			}
+		}
+		if x > 0 {
+			spent, out, err := a.usage(ctx, b.ID)
+			if err != nil {
+				return err
+			}
+			if spent+out > b.Limit {
+				if err := flag(ConflictOverBudget, spent+out-b.Limit, "budget %s: spent %d + leased %d > limit %d", b.ID, spent, out, b.Limit); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if d.Kind != loyalty.KindRedeem || store == loyalty.OnlineStore {
+		return nil
+	}
+	if r, err := p.Reward(d.Reward); err == nil && r.Disabled {
+		if err := flag(ConflictDisabled, 1, "reward %s was switched off; the store had not heard yet", r.ID); err != nil {
+			return err
+		}
+	}
+	for _, l := range p.MemberLimits {
+		if l.Reward != "" && l.Reward != d.Reward {
+			continue
+		}
+		n, err := a.tx.MemberRedemptions(ctx, d.Member, l.Reward, loyalty.PeriodStart(l.Period, d.EventTime()))
+		if err != nil {
+			return err
+		}
+		if n > l.Max {
+			if err := flag(ConflictMemberLimit, n-l.Max, "%d redemptions of %s per %s, limit %d", n, orAny(l.Reward), l.Period, l.Max); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func orAny(reward string) string {
+	if reward == "" {
+		return "any reward"
+	}
+	return reward
+}
+
+// allow checks an online redemption against the kill switch, per-member limits and budgets,
+// before it is applied. It returns EBUDGET.
+func (a *applier) allow(ctx context.Context, d loyalty.Delta) error {
+	p, err := a.current(ctx)
+	if err != nil {
+		return err
+	}
+	if r, err := p.Reward(d.Reward); err == nil && r.Disabled {
+		return loyalty.Errorf(loyalty.EBUDGET, "reward %s is switched off", r.Name)
+	}
+	for _, l := range p.MemberLimits {
+		if l.Reward != "" && l.Reward != d.Reward {
+			continue
+		}
+		n, err := a.tx.MemberRedemptions(ctx, d.Member, l.Reward, loyalty.PeriodStart(l.Period, d.EventTime()))
+		if err != nil {
+			return err
+		}
+		if n+1 > l.Max {
+			return loyalty.Errorf(loyalty.EBUDGET, "member %s already redeemed %s %d time(s) this %s; the limit is %d",
+				d.Member, orAny(l.Reward), n, l.Period, l.Max)
+		}
+	}
+	for _, b := range p.BudgetsFor(&d) {
+		x := b.Consumption(p, &d, nil)
+		if x <= 0 {
+			continue
+		}
+		spent, out, err := a.usage(ctx, b.ID)
+		if err != nil {
+			return err
+		}
+		if spent+out+x > b.Limit {
+			return loyalty.Errorf(loyalty.EBUDGET, "budget %s is used up: %d of %d spent, %d held by stores", b.ID, spent, b.Limit, out)
+		}
+	}
+	return nil
+}
+
+// usage returns what a budget has spent and what is leased out and unspent.
+func (a *applier) usage(ctx context.Context, budget string) (spent, outstanding int64, err error) {
+	if spent, err = a.tx.BudgetSpent(ctx, budget); err != nil {
+		return 0, 0, err
+	}
+	if a.Faults.IgnoreOutstanding {
+		return spent, 0, nil
+	}
+	outstanding, err = a.tx.Outstanding(ctx, budget)
+	return spent, outstanding, err
+}
+
+// current returns the newest program, read once per transaction.
+func (a *applier) current(ctx context.Context) (*loyalty.Program, error) {
+	if a.cur == nil {
+		p, _, err := a.tx.Program(ctx)
+		if err != nil {
+			return nil, err
+		}
+		a.cur = &p
+	}
+	return a.cur, nil
+}
+
+// leases settles, renews, revokes and grants a store's leases. It runs at the store's pull,
+// which by the protocol's ordering comes after the store pushed its whole outbox: everything
+// spent under its leases so far is known, so ended leases can be settled exactly.
+func (a *applier) leases(ctx context.Context, store string) ([]lsync.Lease, error) {
+	p, err := a.current(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now := a.Now()
+	cfg := a.Lease
+	ls, err := a.tx.Leases(ctx, store)
+	if err != nil {
+		return nil, err
+	}
+	held := map[string]*Lease{}
+	for i := range ls {
+		l := &ls[i]
+		ev := LeaseEvent{Lease: l.ID, Store: store, Budget: l.Budget, At: now}
+		b := budgetByID(p, l.Budget)
+		switch {
+		case l.State == LeaseEnded:
+			ev.Kind, ev.Amount = "settle", l.Outstanding()
+			l.State = LeaseSettled
+		case b == nil || disabled(p, b):
+			ev.Kind, ev.Amount = "revoke", l.Outstanding()
+			l.State = LeaseEnded
+		case l.ExpiresAt.Sub(now) < cfg.TTL/2:
+			l.ExpiresAt = now.Add(cfg.TTL + cfg.Margin) // renewal: not ledgered, it moves no quota
+		default:
+			held[l.Budget] = l
+			continue
+		}
+		if err := a.tx.PutLease(ctx, *l, ev); err != nil {
+			return nil, err
+		}
+		if l.State == LeaseActive {
+			held[l.Budget] = l
+		}
+	}
+	for i := range p.Budgets {
+		b := &p.Budgets[i]
+		if disabled(p, b) {
+			continue
+		}
+		l := held[b.ID]
+		target := max(cfg.Min, int64(float64(b.Limit)*cfg.Share))
+		if l != nil {
+			target = max(target, 2*l.Consumed) // sized from recent use
+			if l.Granted-l.Consumed >= target/2 && l.Granted > l.Consumed {
+				continue
+			}
+		}
+		spent, out, err := a.usage(ctx, b.ID)
+		if err != nil {
+			return nil, err
+		}
+		have := int64(0)
+		if l != nil {
+			have = l.Granted - l.Consumed
+		}
+		grant := min(target-have, b.Limit-spent-out)
+		if grant <= 0 {
+			continue
+		}
+		kind := "refill"
+		if l == nil {
+			l = &Lease{ID: "l" + strings.ToLower(loyalty.NewDeltaID()[1:17]), Store: store, Budget: b.ID, State: LeaseActive, CreatedAt: now}
+			held[b.ID], kind = l, "grant"
+		}
+		l.Granted += grant
+		l.ExpiresAt = now.Add(cfg.TTL + cfg.Margin)
+		if err := a.tx.PutLease(ctx, *l, LeaseEvent{Lease: l.ID, Store: store, Budget: b.ID, Kind: kind, Amount: grant, At: now}); err != nil {
+			return nil, err
+		}
+	}
+	out := []lsync.Lease{}
+	ls, err = a.tx.Leases(ctx, store)
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range ls {
+		out = append(out, lsync.Lease{ID: l.ID, Budget: l.Budget, Granted: l.Granted, State: l.State, TTLMillis: cfg.TTL.Milliseconds()})
+	}
+	return out, nil
+}
+
+func budgetByID(p *loyalty.Program, id string) *loyalty.Budget {
+	for i := range p.Budgets {
+		if p.Budgets[i].ID == id {
+			return &p.Budgets[i]
+		}
+	}
+	return nil
+}
+
+// disabled reports whether a budget's reward is switched off: its leases are revoked.
+func disabled(p *loyalty.Program, b *loyalty.Budget) bool {
+	if b.Reward == "" {
+		return false
+	}
+	r, err := p.Reward(b.Reward)
+	return err != nil || r.Disabled
+}
+
+// ExpireLeases ends the active leases of stores that have not renewed them within TTL plus the
+// margin. Their unspent quota stays reserved until the store reconnects and its spending is
+// known (see docs/BUDGETS.md), or an operator writes the store off.
+func (h *Hub) ExpireLeases(ctx context.Context) (int, error) {
+	n := 0
+	err := h.update(ctx, func(tx Tx) error {
+		ls, err := tx.ExpiredLeases(ctx, h.Now())
+		if err != nil {
+			return err
+		}
+		for _, l := range ls {
+			l.State = LeaseEnded
+			if err := tx.PutLease(ctx, l, LeaseEvent{Lease: l.ID, Store: l.Store, Budget: l.Budget, Kind: "expire", Amount: l.Outstanding(), At: h.Now()}); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	return n, err
+}
+
+// WriteOff settles the ended leases of a store that will not come back (a closed store, a lost
+// device): their unspent quota returns to the budgets. Whatever the store spent offline and never
+// delivered is then unaccounted for; that is the operator's call.
+func (h *Hub) WriteOff(ctx context.Context, store string) (int64, error) {
+	var returned int64
+	err := h.update(ctx, func(tx Tx) error {
+		ls, err := tx.Leases(ctx, store)
+		if err != nil {
+			return err
+		}
+		for _, l := range ls {
+			if l.State != LeaseEnded {
+				return loyalty.Errorf(loyalty.ECONFLICT, "lease %s of store %s is still active until %s; write off after it expires",
+					l.ID, store, l.ExpiresAt.Format(time.RFC3339))
+			}
+			returned += l.Outstanding()
+			l.State = LeaseSettled
+			if err := tx.PutLease(ctx, l, LeaseEvent{Lease: l.ID, Store: store, Budget: l.Budget, Kind: "writeoff", Amount: l.Outstanding(), At: h.Now()}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return returned, err
+}
+
+// BudgetStatus is a budget with what it has spent and what stores hold.
+type BudgetStatus struct {
+	loyalty.Budget
+	Spent       int64   `json:"spent"`
+	Outstanding int64   `json:"outstanding"` // leased to stores, not yet spent or settled
+	Available   int64   `json:"available"`   // limit - spent - outstanding
+	Leases      []Lease `json:"leases"`
+}
+
+// Budgets reports every budget of the current program.
+func (h *Hub) Budgets(ctx context.Context) ([]BudgetStatus, error) {
+	var out []BudgetStatus
+	err := h.Store.View(ctx, func(tx Tx) error {
+		p, _, err := tx.Program(ctx)
+		if err != nil {
+			return err
+		}
+		for _, b := range p.Budgets {
+			s := BudgetStatus{Budget: b, Leases: []Lease{}}
+			if s.Spent, err = tx.BudgetSpent(ctx, b.ID); err != nil {
+				return err
+			}
+			if s.Outstanding, err = tx.Outstanding(ctx, b.ID); err != nil {
+				return err
+			}
+			ls, err := tx.BudgetLeases(ctx, b.ID)
+			if err != nil {
+				return err
+			}
+			s.Leases = append(s.Leases, ls...)
+			s.Available = b.Limit - s.Spent - s.Outstanding
+			out = append(out, s)
+		}
+		return nil
+	})
+	return out, err
+}
