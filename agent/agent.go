@@ -12,8 +12,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"slices"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/loyalty-edge-sync/loyalty"

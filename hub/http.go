@@ -169,6 +169,14 @@ func (s *Server) Handler() http.Handler {
 		out, err := h.Rejections(r.Context(), 500)
 		s.reply(w, r, http.StatusOK, out, err)
 	})
+	admin.HandleFunc("GET /v1/budgets", func(w http.ResponseWriter, r *http.Request) {
+		out, err := h.Budgets(r.Context())
+		s.reply(w, r, http.StatusOK, out, err)
+	})
+	admin.HandleFunc("POST /v1/stores/{id}/writeoff", func(w http.ResponseWriter, r *http.Request) {
+		n, err := h.WriteOff(r.Context(), r.PathValue("id"))
+		s.reply(w, r, http.StatusOK, map[string]any{"store": r.PathValue("id"), "returned": n}, err)
+	})
 	admin.HandleFunc("GET /v1/check", func(w http.ResponseWriter, r *http.Request) {
 		out, err := h.Check(r.Context())
 		s.reply(w, r, http.StatusOK, out, err)

@@ -265,7 +265,39 @@ func adminCommands() []*cobra.Command {
 		},
 	}
 	hubFlags(check)
-	return []*cobra.Command{store, member, program, keys, check}
+	budgets := &cobra.Command{
+		Use:   "budgets",
+		Short: "Show every budget: limit, spent, quota leased to stores",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
+				b, err := h.Budgets(ctx)
+				if err != nil {
+					return err
+				}
+				return printJSON(b)
+			})
+		},
+	}
+	hubFlags(budgets)
+	writeoff := &cobra.Command{
+		Use:   "writeoff",
+		Short: "Return the expired, unsettled quota of a store that will not come back",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, _ := cmd.Flags().GetString("id")
+			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
+				n, err := h.WriteOff(ctx, id)
+				if err == nil {
+					fmt.Printf("store %s: %d units of quota returned to their budgets\n", id, n)
+				}
+				return err
+			})
+		},
+	}
+	writeoff.Flags().String("id", "", "store id")
+	writeoff.MarkFlagRequired("id")
+	hubFlags(writeoff)
+	store.AddCommand(writeoff)
+	return []*cobra.Command{store, member, program, keys, check, budgets}
 }
 
 // readProgram reads a program file through viper, so YAML, TOML and JSON all work.

@@ -22,6 +22,15 @@ type HubConfig struct {
 	Log         LogConfig     `mapstructure:"log"`
 	Sync        HubSyncConfig `mapstructure:"sync"`
 	QR          QRConfig      `mapstructure:"qr"`
+	Leases      LeaseConfig   `mapstructure:"leases"`
+}
+
+// LeaseConfig sizes and times budget quota leases (docs/BUDGETS.md).
+type LeaseConfig struct {
+	TTL    time.Duration `mapstructure:"ttl"`
+	Margin time.Duration `mapstructure:"margin"`
+	Min    int64         `mapstructure:"min"`
+	Share  float64       `mapstructure:"share"`
 }
 
 // HubSyncConfig tunes agent sessions.
@@ -81,7 +90,8 @@ func DefaultHubConfig() HubConfig {
 		Log:      LogConfig{Level: "info", Format: "text"},
 		Sync: HubSyncConfig{Heartbeat: 10 * time.Second, HelloTimeout: 10 * time.Second, MaxBatch: 500,
 			MaxMessageBytes: 1 << 20, PollInterval: time.Second},
-		QR: QRConfig{MemberTTL: 2 * 365 * 24 * time.Hour, VoucherTTL: 90 * 24 * time.Hour},
+		QR:     QRConfig{MemberTTL: 2 * 365 * 24 * time.Hour, VoucherTTL: 90 * 24 * time.Hour},
+		Leases: LeaseConfig{TTL: 15 * time.Minute, Margin: time.Minute, Min: 1, Share: 0.05},
 	}
 }
 
@@ -102,6 +112,14 @@ func (c HubConfig) Validate() error {
 		return fmt.Errorf("sync.max_message_bytes must be at least 65536")
 	case c.QR.VoucherTTL <= 0:
 		return fmt.Errorf("qr.voucher_ttl must be positive")
+	case c.Leases.TTL < time.Second || c.Leases.TTL < 3*c.Sync.Heartbeat:
+		return fmt.Errorf("leases.ttl must be at least 1s and at least 3x sync.heartbeat, so connected stores renew in time")
+	case c.Leases.Margin < 0:
+		return fmt.Errorf("leases.margin cannot be negative")
+	case c.Leases.Min < 1:
+		return fmt.Errorf("leases.min must be at least 1")
+	case c.Leases.Share <= 0 || c.Leases.Share > 1:
+		return fmt.Errorf("leases.share must be more than 0 and at most 1")
 	}
 	return c.Log.Validate()
 }

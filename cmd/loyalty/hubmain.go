@@ -41,6 +41,7 @@ func (m *HubMain) Open(ctx context.Context) (err error) {
 	m.Hub = hub.New(m.Store)
 	m.Hub.Logger = m.Logger
 	m.Hub.MemberTokenTTL, m.Hub.VoucherTokenTTL = c.QR.MemberTTL, c.QR.VoucherTTL
+	m.Hub.Lease = hub.LeaseConfig{TTL: c.Leases.TTL, Margin: c.Leases.Margin, Min: c.Leases.Min, Share: c.Leases.Share}
 	if err := m.Hub.Init(ctx); err != nil {
 		m.Store.Close()
 		return fmt.Errorf("init hub: %w", err)
@@ -65,7 +66,7 @@ func (m *HubMain) Open(ctx context.Context) (err error) {
 }
 
 // poll notices changes made by other processes on the same database (the admin commands, other
-// hub processes) and tells connected agents.
+// hub processes) and tells connected agents, and ends the leases of stores that stopped renewing.
 func (m *HubMain) poll(ctx context.Context) {
 	defer m.wg.Done()
 	t := time.NewTicker(m.Config.Sync.PollInterval)
@@ -83,6 +84,11 @@ func (m *HubMain) poll(ctx context.Context) {
 			})
 			if err == nil {
 				m.Sync.Notify(v)
+			}
+			if n, err := m.Hub.ExpireLeases(ctx); err != nil {
+				m.Logger.Warn("expire leases", slog.Any("err", err))
+			} else if n > 0 {
+				m.Logger.Info("leases expired; their unspent quota waits for the stores to report", slog.Int("leases", n))
 			}
 		}
 	}

@@ -45,7 +45,7 @@ func rootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(hubCommand(), agentCommand(), demoCommand(), benchCommand(), versionCommand())
+	root.AddCommand(hubCommand(), agentCommand(), demoCommand(), simCommand(), benchCommand(), versionCommand())
 	root.AddCommand(adminCommands()...)
 	return root
 }

@@ -31,11 +31,16 @@ var _ hub.Tx = (*tx)(nil)
 
 // Open opens or creates the hub database at path and migrates it.
 func Open(ctx context.Context, path string) (*Store, error) {
+	return OpenWith(ctx, path, sqlitedb.Options{})
+}
+
+// OpenWith is Open with options (sqlitedb.Options.NoSync, for the simulator).
+func OpenWith(ctx context.Context, path string, opts sqlitedb.Options) (*Store, error) {
 	sub, err := fs.Sub(migrations, "migrations")
 	if err != nil {
 		return nil, err
 	}
-	db, err := sqlitedb.Open(ctx, path, sub)
+	db, err := sqlitedb.OpenWith(ctx, path, sub, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -122,12 +122,23 @@ func (c *stmtCache) close() {
 	}
 }
 
+// Options tunes how a database is opened.
+type Options struct {
+	// NoSync turns fsync off (synchronous OFF): a crash of the process loses nothing, a power
+	// cut may. For the simulator and benchmarks of logic only; never for real data.
+	NoSync bool
+}
+
 // DSN returns the data source name for path with the project's pragmas: WAL, synchronous FULL
 // (a committed transaction survives a power cut), foreign keys, and a busy timeout.
-func DSN(path string, readOnly bool) string {
+func DSN(path string, readOnly bool, opts Options) string {
+	sync := "FULL"
+	if opts.NoSync {
+		sync = "OFF"
+	}
 	q := url.Values{}
 	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", "synchronous(FULL)")
+	q.Add("_pragma", "synchronous("+sync+")")
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "busy_timeout(10000)")
 	if readOnly {
@@ -142,6 +153,11 @@ func DSN(path string, readOnly bool) string {
 // *.sql file, in name order, each once, each in its own transaction, recorded in the
 // schema_migrations table.
 func Open(ctx context.Context, path string, migrations fs.FS) (*DB, error) {
+	return OpenWith(ctx, path, migrations, Options{})
+}
+
+// OpenWith is Open with options.
+func OpenWith(ctx context.Context, path string, migrations fs.FS, opts Options) (*DB, error) {
 	if path == "" || path == ":memory:" {
 		return nil, fmt.Errorf("sqlite: a file path is required (in-memory databases are not shared across connections)")
 	}
@@ -149,7 +165,7 @@ func Open(ctx context.Context, path string, migrations fs.FS) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlite path: %w", err)
 	}
-	w, err := sql.Open("sqlite", DSN(abs, false))
+	w, err := sql.Open("sqlite", DSN(abs, false, opts))
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", abs, err)
 	}
@@ -159,7 +175,7 @@ func Open(ctx context.Context, path string, migrations fs.FS) (*DB, error) {
 		w.Close()
 		return nil, fmt.Errorf("migrate %s: %w", abs, err)
 	}
-	r, err := sql.Open("sqlite", DSN(abs, true))
+	r, err := sql.Open("sqlite", DSN(abs, true, opts))
 	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("open %s: %w", abs, err)
