@@ -117,18 +117,18 @@ func orAny(reward string) string {
 	return reward
 }
 
-// allow checks an online redemption against the kill switch, per-member limits and budgets,
-// before it is applied. It returns EBUDGET.
+// allow checks an online earn or redemption against the kill switch, per-member limits and
+// budgets, before it is applied. It returns EBUDGET.
 func (a *applier) allow(ctx context.Context, d loyalty.Delta) error {
 	p, err := a.current(ctx)
 	if err != nil {
 		return err
 	}
-	if r, err := p.Reward(d.Reward); err == nil && r.Disabled {
+	if r, err := p.Reward(d.Reward); err == nil && r.Disabled && d.Kind == loyalty.KindRedeem {
 		return loyalty.Errorf(loyalty.EBUDGET, "reward %s is switched off", r.Name)
 	}
 	for _, l := range p.MemberLimits {
-		if l.Reward != "" && l.Reward != d.Reward {
+		if d.Kind != loyalty.KindRedeem || l.Reward != "" && l.Reward != d.Reward {
 			continue
 		}
 		n, err := a.tx.MemberRedemptions(ctx, d.Member, l.Reward, loyalty.PeriodStart(l.Period, d.EventTime()))
@@ -180,10 +180,10 @@ func (a *applier) current(ctx context.Context) (*loyalty.Program, error) {
 	return a.cur, nil
 }
 
-// leases settles, renews, revokes and grants a store's leases. It runs at the store's pull,
-// which by the protocol's ordering comes after the store pushed its whole outbox: everything
-// spent under its leases so far is known, so ended leases can be settled exactly.
-func (a *applier) leases(ctx context.Context, store string) ([]lsync.Lease, error) {
+// leases settles, renews, revokes and grants a store's leases at its pull. Ended leases are
+// settled only when the pull is flushed (every delta the store had made was pushed before it, and
+// the hub applies a session's messages in order): then everything spent under them is known.
+func (a *applier) leases(ctx context.Context, store string, flushed bool) ([]lsync.Lease, error) {
 	p, err := a.current(ctx)
 	if err != nil {
 		return nil, err
@@ -200,6 +200,8 @@ func (a *applier) leases(ctx context.Context, store string) ([]lsync.Lease, erro
 		ev := LeaseEvent{Lease: l.ID, Store: store, Budget: l.Budget, At: now}
 		b := budgetByID(p, l.Budget)
 		switch {
+		case l.State == LeaseEnded && !flushed:
+			continue
 		case l.State == LeaseEnded:
 			ev.Kind, ev.Amount = "settle", l.Outstanding()
 			l.State = LeaseSettled
@@ -261,7 +263,10 @@ func (a *applier) leases(ctx context.Context, store string) ([]lsync.Lease, erro
 		return nil, err
 	}
 	for _, l := range ls {
-		out = append(out, lsync.Lease{ID: l.ID, Budget: l.Budget, Granted: l.Granted, State: l.State, TTLMillis: cfg.TTL.Milliseconds()})
+		// The store may spend until the hub's expiry less the margin: its own expiry always
+		// comes first, however long the message takes (up to the margin).
+		ttl := max(l.ExpiresAt.Sub(now)-cfg.Margin, 0)
+		out = append(out, lsync.Lease{ID: l.ID, Budget: l.Budget, Granted: l.Granted, State: l.State, TTLMillis: ttl.Milliseconds()})
 	}
 	return out, nil
 }

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -36,7 +37,9 @@ type Hub struct {
 	VoucherTokenTTL time.Duration // lifetime of voucher tokens
 	// OnChange is called after every commit that agents must see, with the new change version.
 	OnChange func(version int64)
-	Lease    LeaseConfig
+	// OnTokenRotated is called after a store's token is replaced, to end its live session.
+	OnTokenRotated func(store string)
+	Lease          LeaseConfig
 	// Faults breaks the hub on purpose, for the simulator's test that its checker catches it.
 	Faults struct {
 		IgnoreOutstanding bool // grant leases and accept online spending as if no quota were leased out
@@ -154,7 +157,8 @@ func (h *Hub) Push(ctx context.Context, store string, deltas []loyalty.Delta) (*
 
 // Pull implements lsync.Handler. It reads one snapshot: the members in store's scope changed
 // after cursor, the program and the keys if they changed, and the cursor to resume from.
-func (h *Hub) Pull(ctx context.Context, store string, cursor int64, limit int) (*lsync.Changes, error) {
+func (h *Hub) Pull(ctx context.Context, store string, req lsync.Pull) (*lsync.Changes, error) {
+	cursor, limit := req.Cursor, req.Limit
 	ch := &lsync.Changes{}
 	err := h.Store.Update(ctx, func(tx Tx) error {
 		upTo, err := tx.CurrentVersion(ctx)
@@ -186,7 +190,7 @@ func (h *Hub) Pull(ctx context.Context, store string, cursor int64, limit int) (
 		}
 		ch.Cursor = max(upTo, cursor)
 		if !ch.More {
-			ch.Leases, err = h.newApplier(tx).leases(ctx, store)
+			ch.Leases, err = h.newApplier(tx).leases(ctx, store, req.Flushed)
 		}
 		return err
 	})
@@ -236,6 +240,7 @@ type applier struct {
 	balances   map[string]int64 // members read in this transaction, with their running balance
 	order      []string         // members whose balance changed, in the order they first changed
 	changed    map[string]bool
+	reported   []string                   // members of duplicates, whose balance the ack reports as it is
 	programs   map[int64]*loyalty.Program // rule versions are immutable once published
 	subscribed map[[2]string]bool
 	cur        *loyalty.Program // the newest program, for budgets and limits
@@ -266,6 +271,7 @@ func (a *applier) apply(ctx context.Context, store string, d loyalty.Delta) (lsy
 	hash := d.Hash()
 	if e, err := a.tx.Delta(ctx, d.ID); err == nil {
 		if e.Hash == hash {
+			a.report(d.Member)
 			return lsync.Result{DeltaID: d.ID, Status: lsync.StatusDuplicate, Seq: e.Seq}, nil
 		}
 		a.Logger.Warn("delta id reused for different content", slog.String("store", store), slog.String("delta", d.ID))
@@ -373,6 +379,8 @@ func (a *applier) check(ctx context.Context, store string, d *loyalty.Delta) err
 			return err
 		}
 		switch {
+		case orig.Store != store:
+			return loyalty.Errorf(loyalty.EUNAUTHORIZED, "store %s cannot reverse delta %s of %s; refunds of other channels go through the hub", store, orig.ID, orig.Store)
 		case orig.Member != d.Member:
 			return loyalty.Errorf(loyalty.EINVALID, "delta %s reverses a delta of another member", d.ID)
 		case orig.Kind != loyalty.KindEarn && orig.Kind != loyalty.KindRedeem:
@@ -444,9 +452,29 @@ func (a *applier) balance(ctx context.Context, member string) (int64, error) {
 	return m.Balance, nil
 }
 
-// finish writes every changed balance with a new change version.
+// report asks finish to include a member's balance in the ack although this batch did not change
+// it: a duplicate's effect is in the balance, and the agent must see that balance when the delta
+// leaves its outbox, or it would show the member short until its next pull.
+func (a *applier) report(member string) {
+	if !slices.Contains(a.reported, member) {
+		a.reported = append(a.reported, member)
+	}
+}
+
+// finish writes every changed balance with a new change version, and returns those and the
+// balances of reported members.
 func (a *applier) finish(ctx context.Context) ([]lsync.Balance, error) {
 	out := make([]lsync.Balance, 0, len(a.order))
+	for _, id := range a.reported {
+		if a.changed[id] {
+			continue
+		}
+		m, err := a.tx.Member(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, lsync.Balance{Member: id, Balance: m.Balance, Version: m.Version})
+	}
 	for _, m := range a.order {
 		v, err := a.tx.NextVersion(ctx)
 		if err != nil {
@@ -494,10 +522,15 @@ func (h *Hub) CreateStore(ctx context.Context, id, name string) (StoreInfo, stri
 	return s, token, err
 }
 
-// RotateStoreToken issues a new token for a store; the old one stops working at once.
+// RotateStoreToken issues a new token for a store; the old one stops working at once, and a
+// session opened with it is ended (when rotated through this hub process; a rotation by the
+// admin command takes effect at the store's next connection).
 func (h *Hub) RotateStoreToken(ctx context.Context, id string) (string, error) {
 	token := rand.Text() + rand.Text()
 	err := h.Store.Update(ctx, func(tx Tx) error { return tx.SetStoreToken(ctx, id, hashToken(token)) })
+	if err == nil && h.OnTokenRotated != nil {
+		h.OnTokenRotated(id)
+	}
 	return token, err
 }
 
@@ -764,10 +797,8 @@ func (h *Hub) online(ctx context.Context, op, orderID string, req any, fn func(*
 // if it breaks a rule (the online channel can still say no, unlike an offline store). The
 // rejection apply recorded is rolled back with the rest of the refused request.
 func (a *applier) applyOnline(ctx context.Context, d loyalty.Delta) error {
-	if d.Kind == loyalty.KindRedeem {
-		if err := a.allow(ctx, d); err != nil {
-			return err
-		}
+	if err := a.allow(ctx, d); err != nil {
+		return err
 	}
 	r, err := a.apply(ctx, loyalty.OnlineStore, d)
 	if err != nil {
@@ -920,7 +951,7 @@ func (a *applier) payReward(ctx context.Context, req loyalty.RedeemRequest, memb
 		return loyalty.Delta{}, r, loyalty.Errorf(loyalty.EINSUFFICIENT, "member %s has %d points; %s costs %d", member, bal, r.Name, r.PointsCost)
 	}
 	d := a.newDelta(req.OrderID, member, loyalty.KindRedeem, req.Terminal)
-	d.Points, d.Reward, d.RuleVersion = -r.PointsCost, r.ID, p.Version
+	d.Points, d.Reward, d.RuleVersion, d.Amount = -r.PointsCost, r.ID, p.Version, int64(req.OrderAmount)
 	return d, r, a.applyOnline(ctx, d)
 }
 
@@ -944,7 +975,7 @@ func (a *applier) useVoucher(ctx context.Context, req loyalty.RedeemRequest, c q
 		return nil, err
 	}
 	d := a.newDelta(req.OrderID, v.Member, loyalty.KindRedeem, req.Terminal)
-	d.Voucher, d.Reward, d.RuleVersion = v.ID, v.Reward, p.Version
+	d.Voucher, d.Reward, d.RuleVersion, d.Amount = v.ID, v.Reward, p.Version, int64(req.OrderAmount)
 	if err := a.applyOnline(ctx, d); err != nil {
 		return nil, err
 	}

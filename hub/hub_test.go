@@ -288,7 +288,7 @@ func TestPull_ScopeAndPaging(t *testing.T) {
 	var cursor int64
 	var program, keys int
 	for pages := 0; ; pages++ {
-		ch, err := h.Pull(ctx, "s1", cursor, 3)
+		ch, err := h.Pull(ctx, "s1", lsync.Pull{Cursor: cursor, Limit: 3, Flushed: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -321,12 +321,12 @@ func TestPull_ScopeAndPaging(t *testing.T) {
 	}
 	// A sale at s1 brings m2 into s1's scope, with full details on the next pull.
 	pushOK(t, h, "s1", earn("s1", "m2", 700))
-	ch, _ := h.Pull(ctx, "s1", cursor, 100)
+	ch, _ := h.Pull(ctx, "s1", lsync.Pull{Cursor: cursor, Limit: 100, Flushed: true})
 	if len(ch.Members) != 1 || ch.Members[0].ID != "m2" || ch.Members[0].Balance != 7 {
 		t.Errorf("after a sale at s1: %+v", ch.Members)
 	}
 	// Nothing new: the cursor stays and nothing is sent.
-	again, _ := h.Pull(ctx, "s1", ch.Cursor, 100)
+	again, _ := h.Pull(ctx, "s1", lsync.Pull{Cursor: ch.Cursor, Limit: 100, Flushed: true})
 	if len(again.Members) != 0 || again.Program != nil || again.Cursor != ch.Cursor {
 		t.Errorf("empty pull: %+v", again)
 	}

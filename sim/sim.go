@@ -517,7 +517,7 @@ func (w *world) syncWith(ctx context.Context, s *store, faults bool) error {
 		return err
 	}
 	for {
-		ch, err := w.hub.Pull(ctx, s.id, cursor, 1+w.rng.IntN(10))
+		ch, err := w.hub.Pull(ctx, s.id, lsync.Pull{Cursor: cursor, Limit: 1 + w.rng.IntN(10), Flushed: true})
 		if err != nil {
 			return err
 		}

@@ -16,8 +16,8 @@ import (
 // on any broken guarantee, printing the seed that broke it.
 func TestSeeds(t *testing.T) {
 	n, first := 300, uint64(1)
-	if testing.Short() {
-		n = 30
+	if testing.Short() || raceEnabled {
+		n = 40
 	}
 	if v, err := strconv.Atoi(os.Getenv("SIM_SEEDS")); err == nil {
 		n = v

@@ -213,19 +213,18 @@ func (c *Client) Run(ctx context.Context) error {
 // clientSession is the state of one connection.
 type clientSession struct {
 	*Client
-	conn         Conn
-	nextID       uint64
-	pushedSeq    int64 // highest outbox seq sent in this session
-	inflight     int   // pushes sent and not yet acked
-	initialDone  bool  // the whole outbox as of connect has been sent, so pulls are safe
-	pulling      bool
-	wantPull     bool
-	cursor       int64
-	calls        map[uint64]*call
-	refreshes    []*call // waiting for the next complete change-feed answer
-	batchSize    int
-	maxBytes     int
-	lastReceived time.Time
+	conn        Conn
+	nextID      uint64
+	pushedSeq   int64 // highest outbox seq sent in this session
+	inflight    int   // pushes sent and not yet acked
+	initialDone bool  // the whole outbox as of connect has been sent, so pulls are safe
+	pulling     bool
+	wantPull    bool
+	cursor      int64
+	calls       map[uint64]*call
+	refreshes   []*call // waiting for the next complete change-feed answer
+	batchSize   int
+	maxBytes    int
 }
 
 func (c *Client) session(ctx context.Context) error {
@@ -258,7 +257,6 @@ func (c *Client) session(ctx context.Context) error {
 	}
 	ticker := time.NewTicker(heartbeat)
 	defer ticker.Stop()
-	s.lastReceived = c.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -281,8 +279,18 @@ func (c *Client) session(ctx context.Context) error {
 				return err
 			}
 		case <-ticker.C:
-			if silent := c.Now().Sub(s.lastReceived); silent > 3*heartbeat {
-				return fmt.Errorf("hub silent for %s", silent.Round(time.Millisecond))
+			if silent := time.Since(lastHeard(conn, rd)); silent > 3*heartbeat {
+				select {
+				case b, ok := <-rd.msgs: // waiting while we were busy: the hub is alive
+					if !ok {
+						return rd.err
+					}
+					if err := s.handle(ctx, b); err != nil {
+						return err
+					}
+				case <-time.After(min(heartbeat, time.Second)):
+					return fmt.Errorf("hub silent for %s", silent.Round(time.Millisecond))
+				}
 			}
 			n, err := c.Handler.PendingCount(ctx)
 			if err != nil {
@@ -301,7 +309,6 @@ func (c *Client) session(ctx context.Context) error {
 			if !ok {
 				return rd.err
 			}
-			s.lastReceived = c.Now()
 			if err := s.handle(ctx, b); err != nil {
 				return err
 			}
@@ -410,13 +417,15 @@ func (s *clientSession) handle(ctx context.Context, b []byte) error {
 		s.cursor = m.Changes.Cursor
 		s.pulling = false
 		s.update(func(st *Status) { st.LastSync = s.Now() })
+		if !m.Changes.More {
+			for _, cl := range s.refreshes {
+				cl.reply <- callResult{}
+			}
+			s.refreshes = nil
+		}
 		if m.Changes.More || s.wantPull {
 			return s.pull(ctx)
 		}
-		for _, cl := range s.refreshes {
-			cl.reply <- callResult{}
-		}
-		s.refreshes = nil
 		return nil
 	case TypeNotify:
 		if m.Notify.Cursor > s.cursor {
@@ -455,7 +464,11 @@ func (s *clientSession) pull(ctx context.Context) error {
 	}
 	s.pulling, s.wantPull = true, false
 	s.nextID++
-	return s.send(ctx, &Message{Type: TypePull, ID: s.nextID, Pull: &Pull{Cursor: s.cursor, Limit: s.batchSize}})
+	unsent, err := s.Handler.Pending(ctx, s.pushedSeq, 1)
+	if err != nil {
+		return fmt.Errorf("read outbox: %w", err)
+	}
+	return s.send(ctx, &Message{Type: TypePull, ID: s.nextID, Pull: &Pull{Cursor: s.cursor, Limit: s.batchSize, Flushed: len(unsent) == 0}})
 }
 
 // pushMore sends outbox deltas not yet sent in this session, keeping at most Window pushes in

@@ -3,6 +3,8 @@ package sync
 import (
 	"context"
 	"errors"
+	"sync/atomic"
+	"time"
 )
 
 // Conn is one message-oriented connection between an agent and the hub. Implementations
@@ -27,6 +29,23 @@ type Dialer interface {
 // ErrClosed is returned by a Conn used after Close.
 var ErrClosed = errors.New("connection closed")
 
+// Hearer is implemented by a Conn that knows when it last heard from its peer, counting
+// transport-level pings and pongs: a peer busy with a long request still answers those.
+type Hearer interface {
+	LastHeard() time.Time
+}
+
+// lastHeard returns when the peer was last heard from.
+func lastHeard(conn Conn, rd *reader) time.Time {
+	t := time.Unix(0, rd.last.Load())
+	if h, ok := conn.(Hearer); ok {
+		if ht := h.LastHeard(); ht.After(t) {
+			t = ht
+		}
+	}
+	return t
+}
+
 // reader pumps conn.Read into a channel so that a session can select on messages, timers and
 // signals at once. It is owned by the session that starts it: the session closes the Conn (which
 // ends Read) and then waits on done.
@@ -34,10 +53,12 @@ type reader struct {
 	msgs chan []byte
 	err  error // set before msgs is closed
 	done chan struct{}
+	last atomic.Int64 // unix nanoseconds of the last message read
 }
 
 func startReader(ctx context.Context, conn Conn) *reader {
 	r := &reader{msgs: make(chan []byte), done: make(chan struct{})}
+	r.last.Store(time.Now().UnixNano())
 	go func() {
 		defer close(r.done)
 		defer close(r.msgs)
@@ -47,6 +68,7 @@ func startReader(ctx context.Context, conn Conn) *reader {
 				r.err = err
 				return
 			}
+			r.last.Store(time.Now().UnixNano())
 			select {
 			case r.msgs <- b:
 			case <-ctx.Done():

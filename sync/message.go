@@ -116,6 +116,9 @@ type Balance struct {
 type Pull struct {
 	Cursor int64 `json:"cursor"`
 	Limit  int   `json:"limit,omitempty"`
+	// Flushed says every delta the agent had made when it sent this pull was pushed before it in
+	// this session, so the hub knows all it spent of its leases and may settle ended ones.
+	Flushed bool `json:"flushed,omitempty"`
 }
 
 // Changes carries everything in the store's scope that changed after the pull's cursor, up to

@@ -21,8 +21,9 @@ type Handler interface {
 	// Deltas that break a rule are rejected in the Ack, not returned as an error; an error means
 	// nothing was applied.
 	Push(ctx context.Context, store string, deltas []loyalty.Delta) (*Ack, error)
-	// Pull returns the changes in store's scope after cursor, at most limit members.
-	Pull(ctx context.Context, store string, cursor int64, limit int) (*Changes, error)
+	// Pull returns the changes in store's scope after req.Cursor, at most req.Limit members, and
+	// the store's leases.
+	Pull(ctx context.Context, store string, req Pull) (*Changes, error)
 	// Subscribe adds member to store's replica scope and returns it. It returns ENOTFOUND.
 	Subscribe(ctx context.Context, store, member string) (*loyalty.Member, error)
 	// Seen records a store's sync health: connected or not, its clock offset and outbox length.
@@ -79,6 +80,7 @@ type serverSession struct {
 	store  string
 	notify chan struct{}
 	cancel context.CancelFunc
+	done   chan struct{} // closed when the session has fully ended
 }
 
 // Notify tells every session that the hub's change feed has reached cursor, so connected
@@ -144,22 +146,37 @@ func (s *Server) Serve(ctx context.Context, conn Conn) error {
 		return fmt.Errorf("handshake: %w", err)
 	}
 	log := s.Logger.With(slog.String("store", store))
-	ss := &serverSession{store: store, notify: make(chan struct{}, 1), cancel: cancel}
+	ss := &serverSession{store: store, notify: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
+	defer close(ss.done)
 	s.register(ss)
 	defer s.unregister(ss)
 	s.seen(ctx, store, Health{Connected: true, Version: version})
 	defer s.seen(context.WithoutCancel(ctx), store, Health{Connected: false})
 	log.Info("agent connected", slog.Int("version", version))
 
-	silence := 3 * s.HeartbeatInterval
-	idle := time.NewTimer(silence)
-	defer idle.Stop()
+	heartbeat := s.HeartbeatInterval
+	silence := 3 * heartbeat
+	tick := time.NewTicker(heartbeat)
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-idle.C:
-			return fmt.Errorf("store %s silent for %s", store, silence)
+		case <-tick.C:
+			if quiet := s.Now().Sub(lastHeard(conn, rd)); quiet > silence {
+				// A message waiting while the session was busy is a sign of life, not silence.
+				select {
+				case b, ok := <-rd.msgs:
+					if !ok {
+						return rd.err
+					}
+					if err := s.handle(ctx, conn, store, b); err != nil {
+						return s.ended(ctx, conn, err)
+					}
+				case <-time.After(min(heartbeat, time.Second)):
+					return fmt.Errorf("store %s silent for %s", store, quiet.Round(time.Millisecond))
+				}
+			}
 		case <-ss.notify:
 			if err := s.send(ctx, conn, &Message{Type: TypeNotify, Notify: &Notify{Cursor: s.cursor.Load()}}); err != nil {
 				return err
@@ -168,15 +185,19 @@ func (s *Server) Serve(ctx context.Context, conn Conn) error {
 			if !ok {
 				return rd.err
 			}
-			idle.Reset(silence)
 			if err := s.handle(ctx, conn, store, b); err != nil {
-				if code := loyalty.ErrorCode(err); code != loyalty.EINTERNAL {
-					s.sendError(ctx, conn, 0, err)
-				}
-				return err
+				return s.ended(ctx, conn, err)
 			}
 		}
 	}
+}
+
+// ended tells the agent why its session ends, unless the reason is internal, and returns it.
+func (s *Server) ended(ctx context.Context, conn Conn, err error) error {
+	if code := loyalty.ErrorCode(err); code != loyalty.EINTERNAL {
+		s.sendError(ctx, conn, 0, err)
+	}
+	return err
 }
 
 func (s *Server) handshake(ctx context.Context, conn Conn, rd *reader) (store string, version int, err error) {
@@ -237,11 +258,11 @@ func (s *Server) handle(ctx context.Context, conn Conn, store string, b []byte) 
 		}
 		return s.send(ctx, conn, &Message{Type: TypeAck, ID: m.ID, Ack: ack})
 	case TypePull:
-		limit := m.Pull.Limit
-		if limit <= 0 || limit > s.MaxBatch {
-			limit = s.MaxBatch
+		req := *m.Pull
+		if req.Limit <= 0 || req.Limit > s.MaxBatch {
+			req.Limit = s.MaxBatch
 		}
-		ch, err := s.Handler.Pull(ctx, store, m.Pull.Cursor, limit)
+		ch, err := s.Handler.Pull(ctx, store, req)
 		if err != nil {
 			return fmt.Errorf("pull: %w", err)
 		}
@@ -269,13 +290,27 @@ func (s *Server) seen(ctx context.Context, store string, h Health) {
 	}
 }
 
+// register makes ss the store's one live session. The newest connection wins: an older session
+// is ended and waited for, so the two never call the Handler for the same store at once.
 func (s *Server) register(ss *serverSession) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if old := s.sessions[ss.store]; old != nil {
-		old.cancel() // a store has one live session: the newest connection wins
-	}
+	old := s.sessions[ss.store]
 	s.sessions[ss.store] = ss
+	s.mu.Unlock()
+	if old != nil {
+		old.cancel()
+		<-old.done
+	}
+}
+
+// Disconnect ends a store's live session, if any: after its token was replaced, say.
+func (s *Server) Disconnect(store string) {
+	s.mu.Lock()
+	ss := s.sessions[store]
+	s.mu.Unlock()
+	if ss != nil {
+		ss.cancel()
+	}
 }
 
 func (s *Server) unregister(ss *serverSession) {

@@ -89,10 +89,10 @@ func (h *hubFake) Push(ctx context.Context, store string, ds []loyalty.Delta) (*
 	return ack, nil
 }
 
-func (h *hubFake) Pull(ctx context.Context, store string, cursor int64, limit int) (*lsync.Changes, error) {
+func (h *hubFake) Pull(ctx context.Context, store string, req lsync.Pull) (*lsync.Changes, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.calls = append(h.calls, fmt.Sprintf("pull %d", cursor))
+	h.calls = append(h.calls, fmt.Sprintf("pull %d", req.Cursor))
 	return &lsync.Changes{Cursor: h.version}, nil
 }
 

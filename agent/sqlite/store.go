@@ -124,7 +124,9 @@ func (t *tx) Program(ctx context.Context) (loyalty.Program, error) {
 	if err := json.Unmarshal([]byte(v), &p); err != nil {
 		return p, err
 	}
-	t.s.program.Store(&p)
+	// Fill an empty cache only: this transaction's snapshot may be older than a program that
+	// ApplyChanges has just committed and cached.
+	t.s.program.CompareAndSwap(nil, &p)
 	return p, nil
 }
 
@@ -310,12 +312,13 @@ func (t *tx) cursor(ctx context.Context) (int64, error) {
 }
 
 // setMember stores a member if version is newer than the replica's copy. An ack carries only
-// a balance (details false), which must not wipe the name and tier the feed delivered.
+// a balance (details false), which must not wipe the name and tier the feed delivered; the feed's
+// details win at an equal version (an ack may have stored the bare balance of that version first).
 func (t *tx) setMember(ctx context.Context, m loyalty.Member, details bool) error {
 	q := `INSERT INTO members (id, email, name, tier, balance, version) VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET email = excluded.email, name = excluded.name, tier = excluded.tier,
 			balance = excluded.balance, version = excluded.version
-		WHERE excluded.version > members.version`
+		WHERE excluded.version >= members.version`
 	if !details {
 		q = `INSERT INTO members (id, email, name, tier, balance, version) VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET balance = excluded.balance, version = excluded.version

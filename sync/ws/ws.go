@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -64,10 +65,14 @@ type Conn struct {
 	done chan struct{}
 	wg   sync.WaitGroup
 
-	once sync.Once
-	mu   sync.Mutex
-	err  error
+	once  sync.Once
+	mu    sync.Mutex
+	err   error
+	heard atomic.Int64 // unix nanoseconds of the last frame from the peer, pings and pongs included
 }
+
+// LastHeard implements lsync.Hearer: a busy peer's transport still answers pings.
+func (c *Conn) LastHeard() time.Time { return time.Unix(0, c.heard.Load()) }
 
 var _ lsync.Conn = (*Conn)(nil)
 
@@ -100,15 +105,27 @@ func (c *Conn) Err() error {
 func (c *Conn) readLoop() {
 	defer c.wg.Done()
 	silence := c.opts.PingInterval * 5 / 2
-	c.ws.SetReadDeadline(time.Now().Add(silence))
-	c.ws.SetPongHandler(func(string) error { return c.ws.SetReadDeadline(time.Now().Add(silence)) })
+	heard := func() {
+		c.heard.Store(time.Now().UnixNano())
+		c.ws.SetReadDeadline(time.Now().Add(silence))
+	}
+	heard()
+	c.ws.SetPongHandler(func(string) error { heard(); return nil })
+	c.ws.SetPingHandler(func(data string) error {
+		heard()
+		err := c.ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(c.opts.WriteTimeout))
+		if errors.Is(err, websocket.ErrCloseSent) {
+			return nil
+		}
+		return err
+	})
 	for {
 		typ, b, err := c.ws.ReadMessage()
 		if err != nil {
 			c.fail(readError(err))
 			return
 		}
-		c.ws.SetReadDeadline(time.Now().Add(silence))
+		heard()
 		if typ != websocket.TextMessage {
 			continue
 		}

@@ -1,0 +1,270 @@
+package hub_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/loyalty-edge-sync/loyalty"
+	"github.com/loyalty-edge-sync/loyalty/hub"
+	lsync "github.com/loyalty-edge-sync/loyalty/sync"
+)
+
+// withProgram publishes a program built from the default one.
+func withProgram(t *testing.T, h *hub.Hub, edit func(*loyalty.Program)) {
+	t.Helper()
+	p := loyalty.DefaultProgram()
+	edit(&p)
+	if _, err := h.SetProgram(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func fund(t *testing.T, h *hub.Hub, member string, points int64) {
+	t.Helper()
+	if _, err := h.Earn(context.Background(), loyalty.EarnRequest{OrderID: fmt.Sprintf("fund-%s-%d", member, points), MemberID: member,
+		Amount: loyalty.Money(points * 100), Currency: "EUR"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBudgetBoundaries: for every metric, the redemption that reaches the limit passes and the
+// next one is refused with EBUDGET.
+func TestBudgetBoundaries(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		budget loyalty.Budget
+		reward string
+		amount loyalty.Money // order amount of each redemption
+		passes int           // redemptions that fit exactly
+	}{
+		{"total redemptions", loyalty.Budget{ID: "b", Metric: loyalty.MetricRedemptions, Reward: "coffee", Limit: 3}, "coffee", 0, 3},
+		{"redemptions of any reward", loyalty.Budget{ID: "b", Metric: loyalty.MetricRedemptions, Limit: 2}, "coffee", 0, 2},
+		{"total discount", loyalty.Budget{ID: "b", Metric: loyalty.MetricDiscount, Limit: 1500}, "five-off", 0, 3},
+		{"total order value", loyalty.Budget{ID: "b", Metric: loyalty.MetricOrderValue, Reward: "coffee", Limit: 10000}, "coffee", 2500, 4},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := openHub(t)
+			ctx := context.Background()
+			withProgram(t, h, func(p *loyalty.Program) { p.Budgets = []loyalty.Budget{tt.budget} })
+			fund(t, h, "m1", 10000)
+			for i := range tt.passes + 1 {
+				_, err := h.Redeem(ctx, loyalty.RedeemRequest{OrderID: fmt.Sprint("r", i), MemberID: "m1", RewardID: tt.reward, OrderAmount: tt.amount})
+				if i < tt.passes && err != nil {
+					t.Fatalf("redemption %d of %d: %v", i+1, tt.passes, err)
+				}
+				if i == tt.passes && loyalty.ErrorCode(err) != loyalty.EBUDGET {
+					t.Fatalf("redemption %d, over the limit: %v, want EBUDGET", i+1, err)
+				}
+			}
+			bs, _ := h.Budgets(ctx)
+			if bs[0].Spent != tt.budget.Limit || bs[0].Available != 0 {
+				t.Errorf("budget after: %+v", bs[0])
+			}
+			// A refund gives the budget back.
+			if _, err := h.Reverse(ctx, loyalty.ReverseRequest{OrderID: "r0"}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := h.Redeem(ctx, loyalty.RedeemRequest{OrderID: "again", MemberID: "m1", RewardID: tt.reward, OrderAmount: tt.amount}); err != nil {
+				t.Errorf("after a refund: %v", err)
+			}
+		})
+	}
+}
+
+func TestBudget_PointsIssued(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	withProgram(t, h, func(p *loyalty.Program) {
+		p.Budgets = []loyalty.Budget{{ID: "pts", Metric: loyalty.MetricPointsIssued, Limit: 100}}
+	})
+	if _, err := h.Earn(ctx, loyalty.EarnRequest{OrderID: "e1", MemberID: "m1", Amount: 10000, Currency: "EUR"}); err != nil {
+		t.Fatalf("earning exactly the limit: %v", err)
+	}
+	if _, err := h.Earn(ctx, loyalty.EarnRequest{OrderID: "e2", MemberID: "m1", Amount: 100, Currency: "EUR"}); loyalty.ErrorCode(err) != loyalty.EBUDGET {
+		t.Fatalf("one point over: %v, want EBUDGET", err)
+	}
+	if _, err := h.Earn(ctx, loyalty.EarnRequest{OrderID: "e3", MemberID: "m1", Amount: 99, Currency: "EUR"}); err != nil {
+		t.Errorf("an earn of 0 points spends nothing: %v", err)
+	}
+}
+
+// TestMemberLimitBoundaries: the Nth redemption in a period passes, the N+1th is refused, and
+// the next period starts over. Periods use the event time, in UTC.
+func TestMemberLimitBoundaries(t *testing.T) {
+	for _, tt := range []struct {
+		period string
+		start  time.Time // inside a period
+		next   time.Time // the first instant of the next period
+	}{
+		{loyalty.PeriodDay, time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC), time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)},
+		{loyalty.PeriodWeek, time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC), time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC)}, // Mondays
+		{loyalty.PeriodMonth, time.Date(2026, 11, 30, 23, 59, 0, 0, time.UTC), time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)},
+		{loyalty.PeriodTotal, time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), time.Time{}},
+	} {
+		t.Run(tt.period, func(t *testing.T) {
+			h := openHub(t)
+			ctx := context.Background()
+			now := tt.start
+			h.Now = func() time.Time { return now }
+			withProgram(t, h, func(p *loyalty.Program) {
+				p.MemberLimits = []loyalty.MemberLimit{{Reward: "coffee", Period: tt.period, Max: 2}}
+			})
+			fund(t, h, "m1", 1000)
+			redeem := func(order string) error {
+				_, err := h.Redeem(ctx, loyalty.RedeemRequest{OrderID: order, MemberID: "m1", RewardID: "coffee"})
+				return err
+			}
+			if err := redeem("a"); err != nil {
+				t.Fatal(err)
+			}
+			if err := redeem("b"); err != nil {
+				t.Fatalf("2nd of 2: %v", err)
+			}
+			if err := redeem("c"); loyalty.ErrorCode(err) != loyalty.EBUDGET {
+				t.Fatalf("3rd of 2: %v, want EBUDGET", err)
+			}
+			if _, err := h.Redeem(ctx, loyalty.RedeemRequest{OrderID: "d", MemberID: "m1", RewardID: "five-off"}); err != nil {
+				t.Errorf("another reward is not limited: %v", err)
+			}
+			if tt.next.IsZero() {
+				return
+			}
+			now = tt.next.Add(-time.Millisecond)
+			if err := redeem("e"); loyalty.ErrorCode(err) != loyalty.EBUDGET {
+				t.Fatalf("last instant of the period: %v, want EBUDGET", err)
+			}
+			now = tt.next
+			if err := redeem("f"); err != nil {
+				t.Fatalf("first instant of the next period: %v", err)
+			}
+		})
+	}
+}
+
+func TestKillSwitch_Online(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	fund(t, h, "m1", 1000)
+	withProgram(t, h, func(p *loyalty.Program) { p.Rewards[0].Disabled = true })
+	if _, err := h.Redeem(ctx, loyalty.RedeemRequest{OrderID: "r1", MemberID: "m1", RewardID: "coffee"}); loyalty.ErrorCode(err) != loyalty.EBUDGET {
+		t.Fatalf("switched-off reward: %v, want EBUDGET", err)
+	}
+	if _, err := h.Redeem(ctx, loyalty.RedeemRequest{OrderID: "r2", MemberID: "m1", RewardID: "five-off"}); err != nil {
+		t.Errorf("other rewards go on: %v", err)
+	}
+}
+
+// TestLeases: a store's lease never takes a budget past its limit, is renewed while the store
+// pulls, ends at TTL + margin when it does not, is settled exactly at the store's next pull, and is
+// revoked by the kill switch.
+func TestLeases(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	now := t0
+	h.Now = func() time.Time { return now }
+	h.Lease = hub.LeaseConfig{TTL: 10 * time.Minute, Margin: time.Minute, Min: 1, Share: 0.5}
+	withProgram(t, h, func(p *loyalty.Program) {
+		p.Budgets = []loyalty.Budget{{ID: "coffees", Metric: loyalty.MetricRedemptions, Reward: "coffee", Limit: 6}}
+	})
+	pull := func(store string) []string {
+		t.Helper()
+		ch, err := h.Pull(ctx, store, lsync.Pull{Cursor: 0, Limit: 100, Flushed: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, l := range ch.Leases {
+			out = append(out, fmt.Sprintf("%s:%d:%s", l.Budget, l.Granted, l.State))
+		}
+		return out
+	}
+	status := func() hub.BudgetStatus {
+		bs, err := h.Budgets(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bs[0]
+	}
+	if got := fmt.Sprint(pull("s1")); got != "[coffees:3:active]" {
+		t.Fatalf("s1 lease: %s", got)
+	}
+	if got := fmt.Sprint(pull("s2")); got != "[coffees:3:active]" {
+		t.Fatalf("s2 lease: %s", got)
+	}
+	if s := status(); s.Outstanding != 6 || s.Available != 0 {
+		t.Fatalf("all quota leased: %+v", s)
+	}
+	// Nothing is left for online redemptions.
+	fund(t, h, "m1", 1000)
+	if _, err := h.Redeem(ctx, loyalty.RedeemRequest{OrderID: "web", MemberID: "m1", RewardID: "coffee"}); loyalty.ErrorCode(err) != loyalty.EBUDGET {
+		t.Fatalf("online with everything leased: %v, want EBUDGET", err)
+	}
+	// s1 spends 2 of its 3 offline, then goes dark; s2 keeps pulling.
+	var s1Lease string
+	for _, l := range mustLeases(t, h, "s1") {
+		s1Lease = l.ID
+	}
+	for i := range 2 {
+		d := redeem("s1", "m1", "coffee", 50)
+		d.Leases = map[string]string{"coffees": s1Lease}
+		d.ID = fmt.Sprint("x", i)
+		pushOK(t, h, "s1", d)
+	}
+	if s := status(); s.Spent != 2 || s.Outstanding != 4 {
+		t.Fatalf("after s1 spent 2: %+v", s)
+	}
+	now = now.Add(7 * time.Minute)
+	pull("s2") // renews s2 (less than TTL/2 left)
+	now = now.Add(5 * time.Minute)
+	if n, err := h.ExpireLeases(ctx); err != nil || n != 1 {
+		t.Fatalf("expire after 12 minutes: %d, %v; want s1's lease only", n, err)
+	}
+	// s1's unspent 1 stays reserved until s1 reports: it may have spent it offline.
+	if s := status(); s.Spent+s.Outstanding != 6 {
+		t.Fatalf("expired lease returned early: %+v", s)
+	}
+	if _, err := h.WriteOff(ctx, "s2"); loyalty.ErrorCode(err) != loyalty.ECONFLICT {
+		t.Errorf("write-off of a store with an active lease: %v", err)
+	}
+	// s1 comes back having spent its last one offline; its next pull settles the lease exactly.
+	d := redeem("s1", "m1", "coffee", 50)
+	d.Leases = map[string]string{"coffees": s1Lease}
+	pushOK(t, h, "s1", d)
+	if got := fmt.Sprint(pull("s1")); got != "[]" {
+		t.Fatalf("s1's leases after settling (nothing left to grant): %s", got)
+	}
+	if s := status(); s.Spent != 3 || s.Outstanding != 3 || s.Spent+s.Outstanding > s.Limit {
+		t.Fatalf("after settling: %+v", s)
+	}
+	// The kill switch revokes s2's lease at its next pull.
+	withProgram(t, h, func(p *loyalty.Program) {
+		p.Budgets = []loyalty.Budget{{ID: "coffees", Metric: loyalty.MetricRedemptions, Reward: "coffee", Limit: 6}}
+		p.Rewards[0].Disabled = true
+	})
+	if got := fmt.Sprint(pull("s2")); got != "[coffees:3:ended]" {
+		t.Fatalf("s2 after the kill switch: %s", got)
+	}
+	pull("s2") // next pull: the store pushed what it spent before it heard; settle
+	if s := status(); s.Outstanding != 0 || s.Spent != 3 {
+		t.Fatalf("after revoking and settling: %+v", s)
+	}
+}
+
+func mustLeases(t *testing.T, h *hub.Hub, store string) []hub.Lease {
+	t.Helper()
+	bs, err := h.Budgets(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []hub.Lease
+	for _, b := range bs {
+		for _, l := range b.Leases {
+			if l.Store == store {
+				out = append(out, l)
+			}
+		}
+	}
+	return out
+}
