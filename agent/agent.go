@@ -418,6 +418,7 @@ func (a *Agent) Redeem(ctx context.Context, req loyalty.RedeemRequest) (loyalty.
 		return loyalty.Receipt{}, err
 	}
 	member := who.member
+	a.lookup(ctx, member) // a member new to this store: fetch their balance while online
 	req.QR, req.MemberID = "", member
 	return a.once(ctx, "redeem", req.OrderID, req, func(tx Tx, offline bool) (loyalty.Receipt, error) {
 		if err := who.current(); err != nil {
@@ -516,6 +517,7 @@ type Status struct {
 	Store string `json:"store"`
 	lsync.Status
 	Stats
+	Leases []Lease `json:"leases"` // budget quota this store may spend, and until when
 }
 
 // Status reports whether the store is online, its outbox, last sync and clock offset.
@@ -523,7 +525,13 @@ func (a *Agent) Status(ctx context.Context) (Status, error) {
 	s := Status{Store: a.StoreID, Status: a.Sync.Status()}
 	err := a.Store.View(ctx, func(tx Tx) error {
 		var err error
-		s.Stats, err = tx.Stats(ctx)
+		if s.Stats, err = tx.Stats(ctx); err != nil {
+			return err
+		}
+		s.Leases, err = tx.Leases(ctx)
+		if s.Leases == nil {
+			s.Leases = []Lease{}
+		}
 		return err
 	})
 	return s, err

@@ -3,6 +3,7 @@ package agent_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -273,5 +274,120 @@ func TestNeverSynced(t *testing.T) {
 	_, err = a.Earn(ctx, loyalty.EarnRequest{OrderID: "o1", MemberID: "m1", Amount: 100, Currency: "EUR"})
 	if loyalty.ErrorCode(err) != loyalty.ENOTFOUND {
 		t.Errorf("earn by id before the first sync: %v, want ENOTFOUND", err)
+	}
+}
+
+// offlineBudget gives the replica a program with a coffee budget and a lease of granted
+// coffees valid for ttl from now, and fake clocks for the agent and the store.
+func offlineBudget(t *testing.T, ta *replicaAgent, granted int64, ttl time.Duration, edit func(*loyalty.Program)) *time.Time {
+	t.Helper()
+	clock := now
+	ta.Now = func() time.Time { return clock }
+	ta.store.Now = func() time.Time { return clock }
+	p := loyalty.DefaultProgram()
+	p.Version = 2
+	p.Budgets = []loyalty.Budget{{ID: "coffees", Metric: loyalty.MetricRedemptions, Reward: "coffee", Limit: 100}}
+	if edit != nil {
+		edit(&p)
+	}
+	err := ta.store.ApplyChanges(context.Background(), &lsync.Changes{Cursor: 11, Program: &p,
+		Leases:  []lsync.Lease{{ID: "L1", Budget: "coffees", Granted: granted, State: "active", TTLMillis: ttl.Milliseconds()}},
+		Members: []loyalty.Member{{ID: "m1", Name: "Ann", Balance: 10000, Version: 6}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &clock
+}
+
+func TestOfflineLeaseBoundary(t *testing.T) {
+	ta := newTestAgent(t)
+	ctx := context.Background()
+	clock := offlineBudget(t, ta, 3, 10*time.Minute, nil)
+	tok := ta.token(t, "m1")
+	for i := range 4 {
+		_, err := ta.Redeem(ctx, loyalty.RedeemRequest{OrderID: fmt.Sprint("c", i), QR: tok, RewardID: "coffee"})
+		if i < 3 && err != nil {
+			t.Fatalf("coffee %d of a lease of 3: %v", i+1, err)
+		}
+		if i == 3 && loyalty.ErrorCode(err) != loyalty.EBUDGET {
+			t.Fatalf("coffee 4 of a lease of 3: %v, want EBUDGET", err)
+		}
+	}
+	// A refund gives a unit back to the lease.
+	if _, err := ta.Reverse(ctx, loyalty.ReverseRequest{OrderID: "c0"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ta.Redeem(ctx, loyalty.RedeemRequest{OrderID: "c9", QR: tok, RewardID: "coffee"}); err != nil {
+		t.Fatalf("after a refund: %v", err)
+	}
+	// Other rewards are not in the budget.
+	if _, err := ta.Redeem(ctx, loyalty.RedeemRequest{OrderID: "f1", QR: tok, RewardID: "five-off"}); err != nil {
+		t.Errorf("a reward outside the budget: %v", err)
+	}
+	// Each redemption names the lease it spent.
+	out, _ := ta.store.Pending(ctx, 0, 100)
+	for _, o := range out {
+		if o.Delta.Reward == "coffee" && o.Delta.Leases["coffees"] != "L1" {
+			t.Errorf("delta %s spent no lease: %+v", o.Delta.ID, o.Delta.Leases)
+		}
+	}
+	_ = clock
+}
+
+func TestOfflineLeaseExpires(t *testing.T) {
+	ta := newTestAgent(t)
+	ctx := context.Background()
+	clock := offlineBudget(t, ta, 10, 10*time.Minute, nil)
+	tok := ta.token(t, "m1")
+	*clock = clock.Add(10*time.Minute - time.Millisecond)
+	if _, err := ta.Redeem(ctx, loyalty.RedeemRequest{OrderID: "a", QR: tok, RewardID: "coffee"}); err != nil {
+		t.Fatalf("last instant of the lease: %v", err)
+	}
+	*clock = clock.Add(time.Millisecond)
+	if _, err := ta.Redeem(ctx, loyalty.RedeemRequest{OrderID: "b", QR: tok, RewardID: "coffee"}); loyalty.ErrorCode(err) != loyalty.EBUDGET {
+		t.Fatalf("at the lease's TTL: %v, want EBUDGET", err)
+	}
+}
+
+func TestOfflinePolicies(t *testing.T) {
+	ta := newTestAgent(t)
+	ctx := context.Background()
+	clock := offlineBudget(t, ta, 10, time.Hour, func(p *loyalty.Program) {
+		p.Rewards[1].Offline, p.Rewards[1].OfflineMax = loyalty.OfflineLimit, 2 // five-off
+		p.Rewards[2].Offline = loyalty.OfflineDeny                              // tote
+	})
+	tok := ta.token(t, "m1")
+	redeem := func(order, reward string) error {
+		_, err := ta.Redeem(ctx, loyalty.RedeemRequest{OrderID: order, QR: tok, RewardID: reward})
+		return err
+	}
+	if err := redeem("t1", "tote"); loyalty.ErrorCode(err) != loyalty.EUNAVAILABLE {
+		t.Errorf("online-only reward offline: %v, want EUNAVAILABLE", err)
+	}
+	if err := redeem("f1", "five-off"); err != nil {
+		t.Fatal(err)
+	}
+	if err := redeem("f2", "five-off"); err != nil {
+		t.Fatalf("2nd of 2 offline today: %v", err)
+	}
+	if err := redeem("f3", "five-off"); loyalty.ErrorCode(err) != loyalty.EBUDGET {
+		t.Fatalf("3rd of 2 offline today: %v, want EBUDGET", err)
+	}
+	*clock = loyalty.PeriodStart(loyalty.PeriodDay, *clock).Add(24 * time.Hour) // midnight UTC
+	if err := redeem("f4", "five-off"); err != nil {
+		t.Errorf("the next day: %v", err)
+	}
+	ta.sync.online = true
+	if err := redeem("t2", "tote"); err != nil {
+		t.Errorf("online-only reward online: %v", err)
+	}
+}
+
+func TestKillSwitchAtTheStore(t *testing.T) {
+	ta := newTestAgent(t)
+	offlineBudget(t, ta, 10, time.Hour, func(p *loyalty.Program) { p.Rewards[0].Disabled = true })
+	_, err := ta.Redeem(context.Background(), loyalty.RedeemRequest{OrderID: "k", QR: ta.token(t, "m1"), RewardID: "coffee"})
+	if loyalty.ErrorCode(err) != loyalty.EBUDGET {
+		t.Fatalf("switched-off reward: %v, want EBUDGET", err)
 	}
 }

@@ -179,14 +179,15 @@ type world struct {
 	order    int
 	expected map[string]int64 // per member: sum of every receipt's points
 	approved map[string]bool  // every delta id a receipt reported
+	hubEnv   []string         // extra environment for the hub
 }
 
 func (w *world) startHub() {
-	w.hub = start(w.t, w.bin, "hub", []string{
+	w.hub = start(w.t, w.bin, "hub", append([]string{
 		"LOYALTY_ADMIN_API_KEY=" + w.key,
 		"LOYALTY_SYNC_HEARTBEAT=1s",
 		"LOYALTY_SYNC_POLL_INTERVAL=200ms",
-	}, "hub", "--listen", w.hubAddr, "--database", filepath.Join(w.dir, "hub.db"))
+	}, w.hubEnv...), "hub", "--listen", w.hubAddr, "--database", filepath.Join(w.dir, "hub.db"))
 	eventually(w.t, 20*time.Second, "hub healthy", func() (bool, string) {
 		return call(w.t, "GET", "http://"+w.hubAddr+"/healthz", "", nil, nil) == 200, "no answer"
 	})

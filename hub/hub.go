@@ -222,6 +222,11 @@ func (h *Hub) Seen(ctx context.Context, store string, s lsync.Health) error {
 	if !s.Connected || s.ClockOffsetMS == 0 && s.Outbox == 0 {
 		cur.ClockOffsetMS, cur.Outbox = prev.ClockOffsetMS, prev.Outbox
 	}
+	cur.ClockSkewed = time.Duration(max(cur.ClockOffsetMS, -cur.ClockOffsetMS))*time.Millisecond > MaxClockSkew
+	if cur.ClockSkewed && !prev.ClockSkewed {
+		h.Logger.Warn("store clock is far off the hub's; its event times are corrected by the measured offset",
+			slog.String("store", store), slog.Int64("clock_offset_ms", cur.ClockOffsetMS))
+	}
 	h.health[store] = cur
 	h.healthMu.Unlock()
 	if known && prev.Connected == cur.Connected {

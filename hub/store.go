@@ -123,8 +123,13 @@ type Health struct {
 	Connected     bool      `json:"connected"`
 	LastSeen      time.Time `json:"last_seen,omitzero"`
 	ClockOffsetMS int64     `json:"clock_offset_ms"`
+	ClockSkewed   bool      `json:"clock_skewed"` // more than MaxClockSkew off the hub's clock
 	Outbox        int64     `json:"outbox"`
 }
+
+// MaxClockSkew is how far a store's clock may be off before it is reported. Period limits use
+// the corrected event time either way.
+const MaxClockSkew = 5 * time.Minute
 
 // LedgerEntry is an applied delta with the hub's sequence number.
 type LedgerEntry struct {
