@@ -76,6 +76,39 @@ type MemberLimit struct {
 	Max    int64  `json:"max"`
 }
 
+// RulePurchase is the earn rule of points for a sale (EarnRule). Later action rules (signup,
+// review, social follow) have their own ids.
+const RulePurchase = "purchase"
+
+// EarnCap caps the points one member earns from one earn rule in a period: "at most 100 points
+// for social actions per month".
+type EarnCap struct {
+	Rule      string `json:"rule"`
+	Period    string `json:"period"`
+	MaxPoints int64  `json:"max_points"`
+}
+
+// CapEarn reduces points so that a member who already earned earned points from rule in each cap's
+// period stays within every cap. earned maps a period to what was earned in it.
+func (p *Program) CapEarn(rule string, points int64, earned func(period string) int64) int64 {
+	for _, c := range p.EarnCaps {
+		if c.Rule == rule {
+			points = min(points, max(c.MaxPoints-earned(c.Period), 0))
+		}
+	}
+	return points
+}
+
+// HasEarnCap reports whether any cap applies to rule.
+func (p *Program) HasEarnCap(rule string) bool {
+	for _, c := range p.EarnCaps {
+		if c.Rule == rule {
+			return true
+		}
+	}
+	return false
+}
+
 // PeriodStart returns the start of the period containing t, in UTC: midnight, Monday midnight,
 // the first of the month, or the zero time for PeriodTotal.
 func PeriodStart(period string, t time.Time) time.Time {
@@ -140,6 +173,16 @@ func validateBudgets(p *Program) error {
 			if _, err := p.Reward(l.Reward); err != nil {
 				return Errorf(EINVALID, "member_limits[%d]: no reward %q in the program", i, l.Reward)
 			}
+		}
+	}
+	for i, c := range p.EarnCaps {
+		switch {
+		case c.Rule != RulePurchase:
+			return Errorf(EINVALID, "earn_caps[%d]: unknown earn rule %q (the rules are: %s)", i, c.Rule, RulePurchase)
+		case !slices.Contains(periods, c.Period):
+			return Errorf(EINVALID, "earn_caps[%d]: period %q is not one of %v", i, c.Period, periods)
+		case c.MaxPoints < 0:
+			return Errorf(EINVALID, "earn_caps[%d]: max_points cannot be negative", i)
 		}
 	}
 	for _, r := range p.Rewards {

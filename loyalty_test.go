@@ -149,3 +149,54 @@ func TestErrorCode(t *testing.T) {
 		t.Errorf("plain error message leaks or is empty: %q", got)
 	}
 }
+
+func TestPeriodStart(t *testing.T) {
+	at := time.Date(2026, 11, 22, 15, 4, 5, 0, time.UTC) // a Sunday
+	for _, tt := range []struct {
+		period string
+		at     time.Time
+		want   time.Time
+	}{
+		{loyalty.PeriodDay, at, time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)},
+		{loyalty.PeriodWeek, at, time.Date(2026, 11, 16, 0, 0, 0, 0, time.UTC)},                                            // Monday
+		{loyalty.PeriodWeek, time.Date(2026, 11, 16, 0, 0, 0, 0, time.UTC), time.Date(2026, 11, 16, 0, 0, 0, 0, time.UTC)}, // Monday itself
+		{loyalty.PeriodMonth, at, time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)},
+		{loyalty.PeriodMonth, time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{loyalty.PeriodTotal, at, time.Time{}},
+		{loyalty.PeriodDay, time.Date(2026, 11, 22, 23, 30, 0, 0, time.FixedZone("X", -3600)), time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)}, // UTC
+	} {
+		if got := loyalty.PeriodStart(tt.period, tt.at); !got.Equal(tt.want) {
+			t.Errorf("PeriodStart(%s, %s) = %s, want %s", tt.period, tt.at, got, tt.want)
+		}
+	}
+}
+
+func TestProgram_ValidateLimits(t *testing.T) {
+	for name, mutate := range map[string]func(*loyalty.Program){
+		"unknown metric": func(p *loyalty.Program) { p.Budgets = []loyalty.Budget{{ID: "b", Metric: "hugs", Limit: 1}} },
+		"budget reward": func(p *loyalty.Program) {
+			p.Budgets = []loyalty.Budget{{ID: "b", Metric: "redemptions", Reward: "yacht"}}
+		},
+		"negative limit": func(p *loyalty.Program) { p.Budgets = []loyalty.Budget{{ID: "b", Metric: "redemptions", Limit: -1}} },
+		"points with a reward": func(p *loyalty.Program) {
+			p.Budgets = []loyalty.Budget{{ID: "b", Metric: "points_issued", Reward: "coffee"}}
+		},
+		"duplicate budget": func(p *loyalty.Program) {
+			p.Budgets = []loyalty.Budget{{ID: "b", Metric: "redemptions"}, {ID: "b", Metric: "discount"}}
+		},
+		"member limit period": func(p *loyalty.Program) { p.MemberLimits = []loyalty.MemberLimit{{Period: "fortnight", Max: 1}} },
+		"offline limit of 0":  func(p *loyalty.Program) { p.Rewards[0].Offline = loyalty.OfflineLimit },
+		"offline policy":      func(p *loyalty.Program) { p.Rewards[0].Offline = "sometimes" },
+		"earn cap rule": func(p *loyalty.Program) {
+			p.EarnCaps = []loyalty.EarnCap{{Rule: "social", Period: "day", MaxPoints: 1}}
+		},
+		"reward kind":      func(p *loyalty.Program) { p.Rewards[0].Kind = "hug" },
+		"percent over 100": func(p *loyalty.Program) { p.Rewards[0].Kind, p.Rewards[0].Value = "percent_off", 101 },
+	} {
+		p := loyalty.DefaultProgram()
+		mutate(&p)
+		if code := loyalty.ErrorCode(p.Validate()); code != loyalty.EINVALID {
+			t.Errorf("%s: code %q, want EINVALID", name, code)
+		}
+	}
+}

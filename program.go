@@ -15,6 +15,7 @@ type Program struct {
 	Rewards      []Reward      `json:"rewards"`
 	Budgets      []Budget      `json:"budgets,omitempty"`
 	MemberLimits []MemberLimit `json:"member_limits,omitempty"`
+	EarnCaps     []EarnCap     `json:"earn_caps,omitempty"`
 }
 
 // EarnRule awards PointsPerUnit points for every whole currency unit spent. A currency unit is

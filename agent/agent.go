@@ -288,6 +288,19 @@ func (a *Agent) Earn(ctx context.Context, req loyalty.EarnRequest) (loyalty.Rece
 		if err != nil {
 			return loyalty.Receipt{}, err
 		}
+		// Earn caps, with what this store can see: its own awards to the member in the period
+		// (other stores' arrive at the hub, which flags a breach as an earn_cap conflict).
+		var cerr error
+		pts = p.CapEarn(loyalty.RulePurchase, pts, func(period string) int64 {
+			n, err := tx.Earned(ctx, member, loyalty.PeriodStart(period, a.Now()))
+			if err != nil {
+				cerr = err
+			}
+			return n
+		})
+		if cerr != nil {
+			return loyalty.Receipt{}, cerr
+		}
 		d := a.newDelta(member, loyalty.KindEarn, req.OrderID, req.Terminal)
 		d.Points, d.Amount, d.Currency, d.RuleVersion = pts, int64(req.Amount), req.Currency, p.Version
 		return a.write(ctx, tx, &p, offline, d)

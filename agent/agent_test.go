@@ -391,3 +391,27 @@ func TestKillSwitchAtTheStore(t *testing.T) {
 		t.Fatalf("switched-off reward: %v, want EBUDGET", err)
 	}
 }
+
+func TestEarnCapAtTheStore(t *testing.T) {
+	ta := newTestAgent(t)
+	ctx := context.Background()
+	offlineBudget(t, ta, 10, time.Hour, func(p *loyalty.Program) {
+		p.EarnCaps = []loyalty.EarnCap{{Rule: loyalty.RulePurchase, Period: loyalty.PeriodDay, MaxPoints: 100}}
+	})
+	for _, c := range []struct {
+		order string
+		want  int64
+	}{{"a", 70}, {"b", 30}, {"c", 0}} {
+		r, err := ta.Earn(ctx, loyalty.EarnRequest{OrderID: c.order, MemberID: "m1", Amount: 7000, Currency: "EUR"})
+		if err != nil || r.Points != c.want {
+			t.Errorf("earn %s: %+v, %v; want %d points", c.order, r, err, c.want)
+		}
+	}
+	// A refund of an earn makes room again.
+	if _, err := ta.Reverse(ctx, loyalty.ReverseRequest{OrderID: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := ta.Earn(ctx, loyalty.EarnRequest{OrderID: "d", MemberID: "m1", Amount: 5000, Currency: "EUR"}); r.Points != 50 {
+		t.Errorf("after refunding 70: %d points, want 50", r.Points)
+	}
+}

@@ -39,6 +39,8 @@ type Tx interface {
 	Leases(ctx context.Context) ([]Lease, error)
 	// LeaseSpent returns what this store's deltas (not rejected by the hub) spent of a lease.
 	LeaseSpent(ctx context.Context, lease string) (int64, error)
+	// Earned sums the points this store awarded a member (less reversals) since a time.
+	Earned(ctx context.Context, member string, since time.Time) (int64, error)
 	// OfflineRedemptions counts a member's redemptions of a reward approved offline at this store
 	// since a time.
 	OfflineRedemptions(ctx context.Context, member, reward string, since time.Time) (int64, error)

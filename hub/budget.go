@@ -85,6 +85,22 @@ func (a *applier) account(ctx context.Context, store string, d loyalty.Delta) er
 			}
 		}
 	}
+	if d.Kind == loyalty.KindEarn && store != loyalty.OnlineStore {
+		for _, c := range p.EarnCaps {
+			if c.Rule != loyalty.RulePurchase {
+				continue
+			}
+			n, err := a.tx.MemberEarned(ctx, d.Member, loyalty.PeriodStart(c.Period, d.EventTime()))
+			if err != nil {
+				return err
+			}
+			if n > c.MaxPoints {
+				if err := flag(ConflictEarnCap, n-c.MaxPoints, "%d points earned from %s per %s, cap %d", n, c.Rule, c.Period, c.MaxPoints); err != nil {
+					return err
+				}
+			}
+		}
+	}
 	if d.Kind != loyalty.KindRedeem || store == loyalty.OnlineStore {
 		return nil
 	}
@@ -373,4 +389,17 @@ func (h *Hub) Budgets(ctx context.Context) ([]BudgetStatus, error) {
 		return nil
 	})
 	return out, err
+}
+
+// capEarn applies the program's earn caps to an online earn, exactly.
+func (a *applier) capEarn(ctx context.Context, p *loyalty.Program, member string, points int64) (int64, error) {
+	var err error
+	capped := p.CapEarn(loyalty.RulePurchase, points, func(period string) int64 {
+		n, e := a.tx.MemberEarned(ctx, member, loyalty.PeriodStart(period, a.Now()))
+		if e != nil {
+			err = e
+		}
+		return n
+	})
+	return capped, err
 }

@@ -268,3 +268,56 @@ func mustLeases(t *testing.T, h *hub.Hub, store string) []hub.Lease {
 	}
 	return out
 }
+
+// TestEarnCapBoundary: at most 100 points a day from purchases. Online the cap is exact: the
+// earn that crosses it is reduced, the next earns nothing, the next day starts over. Stores
+// offline together may pass it; the hub applies their earns and flags an earn_cap conflict.
+func TestEarnCapBoundary(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	now := time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC)
+	h.Now = func() time.Time { return now }
+	withProgram(t, h, func(p *loyalty.Program) {
+		p.EarnCaps = []loyalty.EarnCap{{Rule: loyalty.RulePurchase, Period: loyalty.PeriodDay, MaxPoints: 100}}
+	})
+	earnOnline := func(order string, amount loyalty.Money) int64 {
+		t.Helper()
+		r, err := h.Earn(ctx, loyalty.EarnRequest{OrderID: order, MemberID: "m1", Amount: amount, Currency: "EUR"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Points
+	}
+	for _, c := range []struct {
+		order  string
+		amount loyalty.Money
+		want   int64
+	}{{"a", 6000, 60}, {"b", 4000, 40}, {"c", 100, 0}} {
+		if got := earnOnline(c.order, c.amount); got != c.want {
+			t.Errorf("earn %s of %d: %d points, want %d", c.order, c.amount, got, c.want)
+		}
+	}
+	now = time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
+	if got := earnOnline("d", 100); got != 1 {
+		t.Errorf("the next day: %d points, want 1", got)
+	}
+	// Two offline stores each award m2 80 points the same day.
+	for i, store := range []string{"s1", "s2"} {
+		d := earn(store, "m2", 8000)
+		d.OccurredAt = now
+		d.RuleVersion = 2
+		if r := pushOK(t, h, store, d).Results[0]; r.Status != "applied" {
+			t.Fatalf("offline earn %d: %+v", i, r)
+		}
+	}
+	cs, _ := h.Conflicts(ctx, 10)
+	if len(cs) != 1 || cs[0].Kind != hub.ConflictEarnCap || cs[0].Member != "m2" || cs[0].Amount != 60 {
+		t.Errorf("conflicts: %+v", cs)
+	}
+	// A store cannot award more than the rule gives, cap or not.
+	d := earn("s1", "m3", 100)
+	d.Points, d.RuleVersion = 5, 2
+	if r := pushOK(t, h, "s1", d).Results[0]; r.Code != loyalty.ENOTFOUND && r.Code != loyalty.EINVALID {
+		t.Errorf("earn above the rule under a cap: %+v", r)
+	}
+}

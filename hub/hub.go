@@ -346,6 +346,10 @@ func (a *applier) check(ctx context.Context, store string, d *loyalty.Delta) err
 		if err != nil {
 			return err
 		}
+		// Under an earn cap a store may award less: it caps with what it can see of the member.
+		if p.HasEarnCap(loyalty.RulePurchase) && d.Points <= want {
+			return nil
+		}
 		if want != d.Points {
 			return loyalty.Errorf(loyalty.EINVALID, "a sale of %d minor units of %s earns %d points under rule version %d, not %d",
 				d.Amount, d.Currency, want, d.RuleVersion, d.Points)
@@ -883,6 +887,9 @@ func (h *Hub) Earn(ctx context.Context, req loyalty.EarnRequest) (loyalty.Receip
 		}
 		pts, err := p.EarnPoints(int64(req.Amount), req.Currency)
 		if err != nil {
+			return nil, err
+		}
+		if pts, err = a.capEarn(ctx, &p, member, pts); err != nil {
 			return nil, err
 		}
 		d := a.newDelta(req.OrderID, member, loyalty.KindEarn, req.Terminal)

@@ -104,6 +104,10 @@ type Tx interface {
 	// event time at or after since, not counting reversed ones.
 	MemberRedemptions(ctx context.Context, member, reward string, since time.Time) (int64, error)
 
+	// MemberEarned sums a member's earned points (less reversals of them) with an event time at or
+	// after since.
+	MemberEarned(ctx context.Context, member string, since time.Time) (int64, error)
+
 	// Idempotent returns the stored result of an earlier request with this scope and key.
 	Idempotent(ctx context.Context, scope, key string) (hash string, response []byte, found bool, err error)
 	SaveIdempotent(ctx context.Context, scope, key, hash string, response []byte, at time.Time) error
@@ -166,6 +170,7 @@ const (
 	ConflictVoucherReuse = "voucher_reuse" // a single-use voucher was used more than once
 	ConflictVoucherVoid  = "voucher_void"  // a voucher was used after the order that bought it was refunded
 	ConflictMemberLimit  = "member_limit"  // an offline redemption broke a per-member limit
+	ConflictEarnCap      = "earn_cap"      // stores offline together awarded more than an earn cap
 	ConflictDisabled     = "disabled"      // an offline store redeemed a reward switched off before it heard
 	ConflictUnleased     = "unleased"      // a store spent a budget without a lease (an old or faulty agent)
 	ConflictOverBudget   = "over_budget"   // spent plus outstanding went over a limit: a bug, never expected

@@ -466,3 +466,11 @@ func (s *Store) ApplyChanges(ctx context.Context, ch *lsync.Changes) error {
 func (s *Store) ApplyMember(ctx context.Context, m *loyalty.Member) error {
 	return s.db.Update(ctx, func(t *sqlitedb.Tx) error { return (&tx{t, s}).setMember(ctx, *m, true) })
 }
+
+func (t *tx) Earned(ctx context.Context, member string, since time.Time) (int64, error) {
+	var n int64
+	err := t.QueryRowContext(ctx, `SELECT COALESCE(SUM(points), 0) FROM deltas d WHERE member = ? AND state != 'rejected'
+		AND created_at >= ? AND (kind = 'earn' OR kind = 'reverse' AND points < 0 AND EXISTS
+			(SELECT 1 FROM deltas o WHERE o.id = d.reverses AND o.kind = 'earn'))`, member, since.UnixMilli()).Scan(&n)
+	return n, err
+}

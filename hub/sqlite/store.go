@@ -610,3 +610,11 @@ func (t *tx) MemberRedemptions(ctx context.Context, member, reward string, since
 		member, ms(since), reward, reward).Scan(&n)
 	return n, err
 }
+
+func (t *tx) MemberEarned(ctx context.Context, member string, since time.Time) (int64, error) {
+	var n int64
+	err := t.QueryRowContext(ctx, `SELECT COALESCE(SUM(d.points), 0) - COALESCE((SELECT SUM(-r.points) FROM deltas r
+			JOIN deltas o ON o.id = r.reverses WHERE r.member = ? AND o.kind = 'earn' AND o.event_at >= ?), 0)
+		FROM deltas d WHERE d.member = ? AND d.kind = 'earn' AND d.event_at >= ?`, member, ms(since), member, ms(since)).Scan(&n)
+	return n, err
+}
