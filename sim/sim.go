@@ -198,6 +198,7 @@ func Program() loyalty.Program {
 		{ID: "points", Metric: loyalty.MetricPointsIssued, Limit: 40000},
 	}
 	p.MemberLimits = []loyalty.MemberLimit{{Reward: "five-off", Period: loyalty.PeriodWeek, Max: 3}}
+	p.EarnCaps = []loyalty.EarnCap{{Rule: loyalty.RulePurchase, Period: loyalty.PeriodDay, MaxPoints: 600}}
 	return p
 }
 
