@@ -177,8 +177,8 @@ func validateBudgets(p *Program) error {
 	}
 	for i, c := range p.EarnCaps {
 		switch {
-		case c.Rule != RulePurchase:
-			return Errorf(EINVALID, "earn_caps[%d]: unknown earn rule %q (the rules are: %s)", i, c.Rule, RulePurchase)
+		case !slices.Contains(p.earnRules(), c.Rule):
+			return Errorf(EINVALID, "earn_caps[%d]: unknown earn rule %q (the rules are: %v)", i, c.Rule, p.earnRules())
 		case !slices.Contains(periods, c.Period):
 			return Errorf(EINVALID, "earn_caps[%d]: period %q is not one of %v", i, c.Period, periods)
 		case c.MaxPoints < 0:

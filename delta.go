@@ -17,6 +17,7 @@ const (
 	KindRedeem  Kind = "redeem"  // points spent on a reward, or a voucher used; Points <= 0
 	KindReverse Kind = "reverse" // undoes an earlier earn or redeem (refund, void); Points = -original
 	KindAdjust  Kind = "adjust"  // an operator's correction or a migration; only the hub mints these
+	KindTier    Kind = "tier"    // a tier change (0 points), minted by the hub
 )
 
 // Limits on sizes that every side enforces the same way.
@@ -27,8 +28,12 @@ const (
 )
 
 // OnlineStore is the store id of deltas made through the hub's online API (e-commerce, member
-// app). No real store may use it.
-const OnlineStore = "online"
+// app). HubStore is the store id of deltas the hub makes itself (tier changes). No real store may
+// use either.
+const (
+	OnlineStore = "online"
+	HubStore    = "hub"
+)
 
 // Delta is one immutable ledger entry. It is minted where it happened (a store's agent or the
 // hub's online API) with a globally unique id, written durably there first, and applied by the hub
@@ -53,6 +58,18 @@ type Delta struct {
 	ClockOffsetMS int64 `json:"clock_offset_ms,omitempty"`
 	// Leases names, per budget id, the quota lease a store spent this delta from.
 	Leases map[string]string `json:"leases,omitempty"`
+
+	// What an earn was computed from, so the hub can compute it again: the order lines, the rule
+	// ("" for purchases, or an action id), and the member's tier and country and the store's time
+	// zone as the store saw them. Punches are the punch card units the order added; PunchRewards
+	// the cards it filled (free rewards given at the till).
+	Lines        []Line           `json:"lines,omitempty"`
+	Rule         string           `json:"rule,omitempty"`
+	Tier         string           `json:"tier,omitempty"`
+	Country      string           `json:"country,omitempty"`
+	TimeZone     string           `json:"tz,omitempty"`
+	Punches      map[string]int64 `json:"punches,omitempty"`
+	PunchRewards []string         `json:"punch_rewards,omitempty"`
 }
 
 // EventTime is when the delta happened on the hub's clock: the device time corrected by the
@@ -120,7 +137,7 @@ func (d *Delta) Validate() error {
 		if d.Reverses == "" {
 			return Errorf(EINVALID, "delta %s: a reverse names the delta it reverses", d.ID)
 		}
-	case KindAdjust:
+	case KindAdjust, KindTier:
 	default:
 		return Errorf(EINVALID, "delta %s: unknown kind %q (want earn, redeem, reverse or adjust)", d.ID, d.Kind)
 	}
@@ -142,12 +159,14 @@ func ValidateCurrency(code string) error {
 
 // Member is a loyalty member as the hub knows them (and as an agent last synced them).
 type Member struct {
-	ID        string    `json:"id"`
-	Email     string    `json:"email,omitempty"`
-	Name      string    `json:"name,omitempty"`
-	HomeStore string    `json:"home_store,omitempty"`
-	Tier      string    `json:"tier,omitempty"`
-	Balance   int64     `json:"balance"`
-	Version   int64     `json:"version"` // hub change sequence of the last change to this member
-	CreatedAt time.Time `json:"created_at,omitzero"`
+	ID        string           `json:"id"`
+	Email     string           `json:"email,omitempty"`
+	Name      string           `json:"name,omitempty"`
+	HomeStore string           `json:"home_store,omitempty"`
+	Country   string           `json:"country,omitempty"` // ISO 3166 alpha-2, for campaign segments
+	Tier      string           `json:"tier,omitempty"`
+	Punches   map[string]int64 `json:"punches,omitempty"` // punch card units bought so far, per card
+	Balance   int64            `json:"balance"`
+	Version   int64            `json:"version"` // hub change sequence of the last change to this member
+	CreatedAt time.Time        `json:"created_at,omitzero"`
 }

@@ -16,6 +16,12 @@ type Program struct {
 	Budgets      []Budget      `json:"budgets,omitempty"`
 	MemberLimits []MemberLimit `json:"member_limits,omitempty"`
 	EarnCaps     []EarnCap     `json:"earn_caps,omitempty"`
+
+	CategoryRates []CategoryRate `json:"category_rates,omitempty"`
+	Tiers         *TierRules     `json:"tiers,omitempty"`
+	Campaigns     []Campaign     `json:"campaigns,omitempty"`
+	PunchCards    []PunchCard    `json:"punch_cards,omitempty"`
+	Actions       []ActionRule   `json:"actions,omitempty"`
 }
 
 // EarnRule awards PointsPerUnit points for every whole currency unit spent. A currency unit is
@@ -93,6 +99,9 @@ func (p *Program) Validate() error {
 			return Errorf(EINVALID, "reward %q: value cannot be negative", r.ID)
 		}
 		seen[r.ID] = true
+	}
+	if err := validateRules(p); err != nil {
+		return err
 	}
 	return validateBudgets(p)
 }

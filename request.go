@@ -47,6 +47,7 @@ type EarnRequest struct {
 	MemberID string `json:"member_id,omitempty"` // a member id typed in or known to the POS
 	Amount   Money  `json:"amount"`
 	Currency string `json:"currency"`
+	Lines    []Line `json:"lines,omitempty"` // optional: for category rates and punch cards; they must add up to amount
 }
 
 // RedeemRequest spends points on a reward, or uses a voucher. OrderID is the idempotency key.
@@ -76,6 +77,10 @@ type Receipt struct {
 	Balance int64    `json:"balance"`           // balance after the call as this side sees it
 	Reward  *Reward  `json:"reward,omitempty"`  // for a redemption: what the POS must apply
 	Offline bool     `json:"offline,omitempty"` // answered by a store agent that could not reach the hub
+	// Earn is how an earn's points were made up (base, tier, campaigns), and PunchRewards the
+	// punch cards the order filled: free rewards the POS gives now.
+	Earn         *EarnResult `json:"earn,omitempty"`
+	PunchRewards []Reward    `json:"punch_rewards,omitempty"`
 }
 
 // ValidateOrderID checks an idempotency key. It returns EINVALID.

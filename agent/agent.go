@@ -43,6 +43,28 @@ type Agent struct {
 	Now     func() time.Time
 	// LookupTimeout bounds how long a scan of a member unknown to the replica waits for the hub.
 	LookupTimeout time.Duration
+	// Location is the store's time zone, in which campaign days and hours are read.
+	Location *time.Location
+}
+
+func (a *Agent) location() *time.Location {
+	if a.Location == nil {
+		return time.UTC
+	}
+	return a.Location
+}
+
+// punchRewards lists the rewards of the punch cards an order filled.
+func punchRewards(p *loyalty.Program, cards []string) []loyalty.Reward {
+	var out []loyalty.Reward
+	for _, id := range cards {
+		if c, ok := p.PunchCard(id); ok {
+			if r, err := p.Reward(c.Reward); err == nil {
+				out = append(out, r)
+			}
+		}
+	}
+	return out
 }
 
 // New returns an Agent for store id on s.
@@ -284,10 +306,29 @@ func (a *Agent) Earn(ctx context.Context, req loyalty.EarnRequest) (loyalty.Rece
 		if err != nil {
 			return loyalty.Receipt{}, err
 		}
-		pts, err := p.EarnPoints(int64(req.Amount), req.Currency)
+		d := a.newDelta(member, loyalty.KindEarn, req.OrderID, req.Terminal)
+		m, _, _, _, err := a.balance(ctx, tx, member)
 		if err != nil {
 			return loyalty.Receipt{}, err
 		}
+		pending, err := tx.PendingPunches(ctx, member)
+		if err != nil {
+			return loyalty.Receipt{}, err
+		}
+		punches := map[string]int64{}
+		for card, n := range m.Punches {
+			punches[card] += n
+		}
+		for card, n := range pending {
+			punches[card] += n
+		}
+		m.Punches = punches
+		res, err := p.ComputeEarn(loyalty.EarnInput{Member: m, Amount: int64(req.Amount), Currency: req.Currency, Lines: req.Lines,
+			At: d.EventTime(), Location: a.location()})
+		if err != nil {
+			return loyalty.Receipt{}, err
+		}
+		pts := res.Points
 		// Earn caps, with what this store can see: its own awards to the member in the period
 		// (other stores' arrive at the hub, which flags a breach as an earn_cap conflict).
 		var cerr error
@@ -301,9 +342,13 @@ func (a *Agent) Earn(ctx context.Context, req loyalty.EarnRequest) (loyalty.Rece
 		if cerr != nil {
 			return loyalty.Receipt{}, cerr
 		}
-		d := a.newDelta(member, loyalty.KindEarn, req.OrderID, req.Terminal)
 		d.Points, d.Amount, d.Currency, d.RuleVersion = pts, int64(req.Amount), req.Currency, p.Version
-		return a.write(ctx, tx, &p, offline, d)
+		d.Lines, d.Tier, d.Country, d.TimeZone = req.Lines, m.Tier, m.Country, a.location().String()
+		d.Punches, d.PunchRewards = res.Punches, res.PunchRewards
+		rc, err := a.write(ctx, tx, &p, offline, d)
+		rc.Earn = &res
+		rc.PunchRewards = punchRewards(&p, res.PunchRewards)
+		return rc, err
 	})
 }
 

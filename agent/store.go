@@ -27,6 +27,8 @@ type Tx interface {
 	Member(ctx context.Context, id string) (loyalty.Member, error)
 	// PendingPoints returns the sum of points of the member's deltas not yet acknowledged.
 	PendingPoints(ctx context.Context, member string) (int64, error)
+	// PendingPunches returns the punch card units of the member's deltas not yet acknowledged.
+	PendingPunches(ctx context.Context, member string) (map[string]int64, error)
 	// Program returns the program as last synced. ENOTFOUND before the first sync.
 	Program(ctx context.Context) (loyalty.Program, error)
 	// Keys returns the hub's public keys as last synced.

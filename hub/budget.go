@@ -90,7 +90,7 @@ func (a *applier) account(ctx context.Context, store string, d loyalty.Delta) er
 			if c.Rule != loyalty.RulePurchase {
 				continue
 			}
-			n, err := a.tx.MemberEarned(ctx, d.Member, loyalty.PeriodStart(c.Period, d.EventTime()))
+			n, err := a.tx.MemberEarned(ctx, d.Member, "", loyalty.PeriodStart(c.Period, d.EventTime()))
 			if err != nil {
 				return err
 			}
@@ -391,15 +391,23 @@ func (h *Hub) Budgets(ctx context.Context) ([]BudgetStatus, error) {
 	return out, err
 }
 
-// capEarn applies the program's earn caps to an online earn, exactly.
-func (a *applier) capEarn(ctx context.Context, p *loyalty.Program, member string, points int64) (int64, error) {
+// capEarn applies the program's earn caps for rule to an online earn, exactly.
+func (a *applier) capEarn(ctx context.Context, p *loyalty.Program, member, rule string, points int64) (int64, error) {
 	var err error
-	capped := p.CapEarn(loyalty.RulePurchase, points, func(period string) int64 {
-		n, e := a.tx.MemberEarned(ctx, member, loyalty.PeriodStart(period, a.Now()))
+	capped := p.CapEarn(rule, points, func(period string) int64 {
+		n, e := a.tx.MemberEarned(ctx, member, ruleColumn(rule), loyalty.PeriodStart(period, a.Now()))
 		if e != nil {
 			err = e
 		}
 		return n
 	})
 	return capped, err
+}
+
+// ruleColumn is how a rule is stored on deltas: "" for purchases.
+func ruleColumn(rule string) string {
+	if rule == loyalty.RulePurchase {
+		return ""
+	}
+	return rule
 }

@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -44,6 +45,9 @@ type Hub struct {
 	Faults struct {
 		IgnoreOutstanding bool // grant leases and accept online spending as if no quota were leased out
 	}
+
+	// TierChanges counts tier upgrades and downgrades since the hub started (for the demo and metrics).
+	TierChanges int64
 
 	healthMu sync.Mutex
 	health   map[string]Health
@@ -245,14 +249,17 @@ type applier struct {
 	balances   map[string]int64 // members read in this transaction, with their running balance
 	order      []string         // members whose balance changed, in the order they first changed
 	changed    map[string]bool
-	reported   []string                   // members of duplicates, whose balance the ack reports as it is
-	programs   map[int64]*loyalty.Program // rule versions are immutable once published
+	reported   []string                    // members of duplicates, whose balance the ack reports as it is
+	members    map[string]loyalty.Member   // as read at the start of the transaction
+	punches    map[string]map[string]int64 // running punch card counts
+	programs   map[int64]*loyalty.Program  // rule versions are immutable once published
 	subscribed map[[2]string]bool
 	cur        *loyalty.Program // the newest program, for budgets and limits
 }
 
 func (h *Hub) newApplier(tx Tx) *applier {
 	return &applier{Hub: h, tx: tx, balances: make(map[string]int64), changed: make(map[string]bool), programs: make(map[int64]*loyalty.Program),
+		members: make(map[string]loyalty.Member), punches: make(map[string]map[string]int64),
 		subscribed: make(map[[2]string]bool)}
 }
 
@@ -302,6 +309,12 @@ func (a *applier) apply(ctx context.Context, store string, d loyalty.Delta) (lsy
 	}
 	bal += d.Points
 	a.balances[d.Member] = bal
+	if len(d.Punches) > 0 {
+		ps := a.punches[d.Member]
+		for card, n := range d.Punches {
+			ps[card] += n
+		}
+	}
 	if !a.changed[d.Member] {
 		a.changed[d.Member] = true
 		a.order = append(a.order, d.Member) // stamped with a new version in finish
@@ -330,8 +343,11 @@ func (a *applier) check(ctx context.Context, store string, d *loyalty.Delta) err
 	if d.Store != store {
 		return loyalty.Errorf(loyalty.EUNAUTHORIZED, "store %s cannot push deltas as store %s", store, d.Store)
 	}
-	if d.Kind == loyalty.KindAdjust {
-		return loyalty.Errorf(loyalty.EUNAUTHORIZED, "only the hub makes adjustments; store %s pushed one", store)
+	if d.Kind == loyalty.KindAdjust || d.Kind == loyalty.KindTier {
+		return loyalty.Errorf(loyalty.EUNAUTHORIZED, "only the hub makes %s deltas; store %s pushed one", d.Kind, store)
+	}
+	if d.Kind == loyalty.KindEarn && d.Rule != "" && store != loyalty.OnlineStore {
+		return loyalty.Errorf(loyalty.EUNAUTHORIZED, "stores award points for sales; action %q goes through the hub's API", d.Rule)
 	}
 	if _, err := a.balance(ctx, d.Member); err != nil {
 		return err
@@ -342,16 +358,30 @@ func (a *applier) check(ctx context.Context, store string, d *loyalty.Delta) err
 		if err != nil {
 			return err
 		}
-		want, err := p.EarnPoints(d.Amount, d.Currency)
+		if d.Rule != "" {
+			act, err := p.Action(d.Rule)
+			if err != nil {
+				return err
+			}
+			if d.Points > act.Points {
+				return loyalty.Errorf(loyalty.EINVALID, "action %s gives %d points, not %d", act.ID, act.Points, d.Points)
+			}
+			return nil
+		}
+		res, err := recompute(p, d)
 		if err != nil {
 			return err
 		}
+		if !maps.Equal(res.Punches, d.Punches) {
+			return loyalty.Errorf(loyalty.EINVALID, "the order's lines punch %v, the delta says %v", res.Punches, d.Punches)
+		}
+		want := res.Points
 		// Under an earn cap a store may award less: it caps with what it can see of the member.
 		if p.HasEarnCap(loyalty.RulePurchase) && d.Points <= want {
 			return nil
 		}
 		if want != d.Points {
-			return loyalty.Errorf(loyalty.EINVALID, "a sale of %d minor units of %s earns %d points under rule version %d, not %d",
+			return loyalty.Errorf(loyalty.EINVALID, "this sale of %d minor units of %s earns %d points under rule version %d, not %d",
 				d.Amount, d.Currency, want, d.RuleVersion, d.Points)
 		}
 	case loyalty.KindRedeem:
@@ -406,6 +436,25 @@ func (a *applier) check(ctx context.Context, store string, d *loyalty.Delta) err
 	return nil
 }
 
+// recompute computes a store's earn again from what the delta says the store saw: its lines,
+// the member's tier and country, the store's time zone and the event time. An offline store's
+// earn under the program version it had is accepted as long as that version gives the same.
+func recompute(p *loyalty.Program, d *loyalty.Delta) (loyalty.EarnResult, error) {
+	loc := time.UTC
+	if d.TimeZone != "" {
+		l, err := time.LoadLocation(d.TimeZone)
+		if err != nil {
+			return loyalty.EarnResult{}, loyalty.Errorf(loyalty.EINVALID, "unknown time zone %q", d.TimeZone)
+		}
+		loc = l
+	}
+	if d.Tier != "" && (p.Tiers == nil || !slices.ContainsFunc(p.Tiers.Tiers, func(t loyalty.Tier) bool { return t.ID == d.Tier })) {
+		return loyalty.EarnResult{}, loyalty.Errorf(loyalty.EINVALID, "no tier %q in rule version %d", d.Tier, p.Version)
+	}
+	return p.ComputeEarn(loyalty.EarnInput{Member: loyalty.Member{Tier: d.Tier, Country: d.Country}, Amount: d.Amount,
+		Currency: d.Currency, Lines: d.Lines, At: d.EventTime(), Location: loc})
+}
+
 // conflicts records what an applied delta broke. Offline events physically happened, so they
 // are applied; the conflict is flagged for review instead.
 func (a *applier) conflicts(ctx context.Context, store string, d loyalty.Delta, balance int64) error {
@@ -458,6 +507,11 @@ func (a *applier) balance(ctx context.Context, member string) (int64, error) {
 		return 0, err
 	}
 	a.balances[member] = m.Balance
+	a.members[member] = m
+	a.punches[member] = maps.Clone(m.Punches)
+	if a.punches[member] == nil {
+		a.punches[member] = map[string]int64{}
+	}
 	return m.Balance, nil
 }
 
@@ -485,6 +539,9 @@ func (a *applier) finish(ctx context.Context) ([]lsync.Balance, error) {
 		out = append(out, lsync.Balance{Member: id, Balance: m.Balance, Version: m.Version})
 	}
 	for _, m := range a.order {
+		if err := a.memberState(ctx, m); err != nil {
+			return nil, err
+		}
 		v, err := a.tx.NextVersion(ctx)
 		if err != nil {
 			return nil, err
@@ -495,6 +552,37 @@ func (a *applier) finish(ctx context.Context) ([]lsync.Balance, error) {
 		out = append(out, lsync.Balance{Member: m, Balance: a.balances[m], Version: v})
 	}
 	return out, nil
+}
+
+// memberState writes a changed member's punch counts and tier. A tier change is a ledgered
+// delta of kind tier, made by the hub.
+func (a *applier) memberState(ctx context.Context, member string) error {
+	p, err := a.current(ctx)
+	if err != nil {
+		return err
+	}
+	m := a.members[member]
+	tier := m.Tier
+	if p.Tiers != nil && len(p.Tiers.Tiers) > 0 {
+		q, err := a.tx.Qualifying(ctx, member, p.Tiers.Basis, p.Tiers.WindowStart(a.Now()))
+		if err != nil {
+			return err
+		}
+		tier = p.Tiers.TierFor(q).ID
+	}
+	if tier != m.Tier {
+		d := loyalty.Delta{ID: loyalty.NewDeltaID(), Store: loyalty.HubStore, Member: member, Kind: loyalty.KindTier,
+			Tier: tier, RuleVersion: p.Version, OccurredAt: a.Now()}
+		d.Normalize()
+		if _, _, err := a.tx.InsertDelta(ctx, d, d.Hash(), a.Now()); err != nil {
+			return err
+		}
+		a.TierChanges++
+	}
+	if tier != m.Tier || !maps.Equal(a.punches[member], m.Punches) {
+		return a.tx.SetMemberState(ctx, member, tier, a.punches[member])
+	}
+	return nil
 }
 
 // --- admin --------------------------------------------------------------------------------
@@ -878,26 +966,39 @@ func (h *Hub) Earn(ctx context.Context, req loyalty.EarnRequest) (loyalty.Receip
 		if err := current(); err != nil {
 			return nil, err
 		}
-		if _, err := a.tx.Member(ctx, member); err != nil {
+		if _, err := a.balance(ctx, member); err != nil {
 			return nil, err
 		}
+		m := a.members[member]
 		p, _, err := a.tx.Program(ctx)
 		if err != nil {
 			return nil, err
 		}
-		pts, err := p.EarnPoints(int64(req.Amount), req.Currency)
+		d := a.newDelta(req.OrderID, member, loyalty.KindEarn, req.Terminal)
+		res, err := p.ComputeEarn(loyalty.EarnInput{Member: m, Amount: int64(req.Amount), Currency: req.Currency, Lines: req.Lines,
+			At: d.EventTime(), Location: time.UTC})
 		if err != nil {
 			return nil, err
 		}
-		if pts, err = a.capEarn(ctx, &p, member, pts); err != nil {
+		pts, err := a.capEarn(ctx, &p, member, loyalty.RulePurchase, res.Points)
+		if err != nil {
 			return nil, err
 		}
-		d := a.newDelta(req.OrderID, member, loyalty.KindEarn, req.Terminal)
 		d.Points, d.Amount, d.Currency, d.RuleVersion = pts, int64(req.Amount), req.Currency, p.Version
+		d.Lines, d.Tier, d.Country, d.TimeZone, d.Punches, d.PunchRewards = req.Lines, m.Tier, m.Country, "UTC", res.Punches, res.PunchRewards
 		if err := a.applyOnline(ctx, d); err != nil {
 			return nil, err
 		}
-		return loyalty.Receipt{OrderID: req.OrderID, Member: member, Deltas: []string{d.ID}, Points: pts, Balance: a.balances[member]}, nil
+		var rewards []loyalty.Reward
+		for _, id := range res.PunchRewards {
+			if c, ok := p.PunchCard(id); ok {
+				if r, err := p.Reward(c.Reward); err == nil {
+					rewards = append(rewards, r)
+				}
+			}
+		}
+		return loyalty.Receipt{OrderID: req.OrderID, Member: member, Deltas: []string{d.ID}, Points: pts, Balance: a.balances[member],
+			Earn: &res, PunchRewards: rewards}, nil
 	}, &out)
 	return out, err
 }

@@ -2,6 +2,7 @@ package hub_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -213,7 +214,7 @@ func TestOnline_Idempotency(t *testing.T) {
 		t.Fatalf("earn: %+v, %v", first, err)
 	}
 	again, err := h.Earn(ctx, req)
-	if err != nil || fmt.Sprint(again) != fmt.Sprint(first) {
+	if a, b := mustJSON(again), mustJSON(first); err != nil || a != b {
 		t.Fatalf("retry: %+v, %v; want %+v", again, err, first)
 	}
 	req.Amount = 100
@@ -392,4 +393,9 @@ func TestSetProgram_NewVersionEarnsUnderItsRules(t *testing.T) {
 	if _, err := h.SetProgram(ctx, bad); loyalty.ErrorCode(err) != loyalty.EINVALID {
 		t.Errorf("contradictory program: %v, want EINVALID", err)
 	}
+}
+
+func mustJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
 }

@@ -104,9 +104,14 @@ type Tx interface {
 	// event time at or after since, not counting reversed ones.
 	MemberRedemptions(ctx context.Context, member, reward string, since time.Time) (int64, error)
 
-	// MemberEarned sums a member's earned points (less reversals of them) with an event time at or
-	// after since.
-	MemberEarned(ctx context.Context, member string, since time.Time) (int64, error)
+	// SetMemberState records a member's tier and punch card counts.
+	SetMemberState(ctx context.Context, member, tier string, punches map[string]int64) error
+	// Qualifying sums what counts toward a member's tier (basis spend: order amounts; points: points
+	// earned from purchases) with an event time at or after since, not counting reversed earns.
+	Qualifying(ctx context.Context, member, basis string, since time.Time) (int64, error)
+	// MemberEarned sums a member's points earned under rule ("" for purchases, or an action id),
+	// less reversals of them, with an event time at or after since.
+	MemberEarned(ctx context.Context, member, rule string, since time.Time) (int64, error)
 
 	// Idempotent returns the stored result of an earlier request with this scope and key.
 	Idempotent(ctx context.Context, scope, key string) (hash string, response []byte, found bool, err error)

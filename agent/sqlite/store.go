@@ -95,12 +95,34 @@ func (t *tx) setMeta(ctx context.Context, key, value string) error {
 
 func (t *tx) Member(ctx context.Context, id string) (loyalty.Member, error) {
 	m := loyalty.Member{ID: id}
-	err := t.QueryRowContext(ctx, `SELECT email, name, tier, balance, version FROM members WHERE id = ?`, id).
-		Scan(&m.Email, &m.Name, &m.Tier, &m.Balance, &m.Version)
+	var punches string
+	err := t.QueryRowContext(ctx, `SELECT email, name, tier, country, punches, balance, version FROM members WHERE id = ?`, id).
+		Scan(&m.Email, &m.Name, &m.Tier, &m.Country, &punches, &m.Balance, &m.Version)
 	if errors.Is(err, sql.ErrNoRows) {
 		return m, loyalty.Errorf(loyalty.ENOTFOUND, "member %s is not in this store's replica", id)
+	} else if err == nil && punches != "" {
+		err = json.Unmarshal([]byte(punches), &m.Punches)
 	}
 	return m, err
+}
+
+func (t *tx) PendingPunches(ctx context.Context, member string) (map[string]int64, error) {
+	rows, err := t.QueryContext(ctx, `SELECT p.card, SUM(p.units) FROM delta_punches p JOIN deltas d ON d.id = p.delta_id
+		WHERE d.member = ? AND d.state = 'pending' GROUP BY p.card`, member)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var card string
+		var n int64
+		if err := rows.Scan(&card, &n); err != nil {
+			return nil, err
+		}
+		out[card] = n
+	}
+	return out, rows.Err()
 }
 
 func (t *tx) PendingPoints(ctx context.Context, member string) (int64, error) {
@@ -167,6 +189,11 @@ func (t *tx) InsertDelta(ctx context.Context, d loyalty.Delta, at time.Time, use
 	for _, u := range use {
 		if _, err := t.ExecContext(ctx, `INSERT INTO lease_use (delta_id, lease, budget, amount) VALUES (?, ?, ?, ?)`,
 			d.ID, u.Lease, u.Budget, u.Amount); err != nil {
+			return err
+		}
+	}
+	for card, n := range d.Punches {
+		if _, err := t.ExecContext(ctx, `INSERT INTO delta_punches (delta_id, card, units) VALUES (?, ?, ?)`, d.ID, card, n); err != nil {
 			return err
 		}
 	}
@@ -315,16 +342,21 @@ func (t *tx) cursor(ctx context.Context) (int64, error) {
 // a balance (details false), which must not wipe the name and tier the feed delivered; the feed's
 // details win at an equal version (an ack may have stored the bare balance of that version first).
 func (t *tx) setMember(ctx context.Context, m loyalty.Member, details bool) error {
-	q := `INSERT INTO members (id, email, name, tier, balance, version) VALUES (?, ?, ?, ?, ?, ?)
+	q := `INSERT INTO members (id, email, name, tier, country, punches, balance, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET email = excluded.email, name = excluded.name, tier = excluded.tier,
-			balance = excluded.balance, version = excluded.version
+			country = excluded.country, punches = excluded.punches, balance = excluded.balance, version = excluded.version
 		WHERE excluded.version >= members.version`
 	if !details {
-		q = `INSERT INTO members (id, email, name, tier, balance, version) VALUES (?, ?, ?, ?, ?, ?)
+		q = `INSERT INTO members (id, email, name, tier, country, punches, balance, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET balance = excluded.balance, version = excluded.version
 		WHERE excluded.version > members.version`
 	}
-	_, err := t.ExecContext(ctx, q, m.ID, m.Email, m.Name, m.Tier, m.Balance, m.Version)
+	punches := ""
+	if len(m.Punches) > 0 {
+		b, _ := json.Marshal(m.Punches)
+		punches = string(b)
+	}
+	_, err := t.ExecContext(ctx, q, m.ID, m.Email, m.Name, m.Tier, m.Country, punches, m.Balance, m.Version)
 	return err
 }
 

@@ -177,18 +177,22 @@ func (t *tx) InsertMember(ctx context.Context, m loyalty.Member) error {
 	} else if !errors.Is(err, sql.ErrNoRows) {
 		return err
 	}
-	_, err = t.ExecContext(ctx, `INSERT INTO members (id, email, name, home_store, tier, balance, version, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		m.ID, nullable(m.Email), m.Name, m.HomeStore, m.Tier, m.Balance, m.Version, ms(m.CreatedAt))
+	_, err = t.ExecContext(ctx, `INSERT INTO members (id, email, name, home_store, tier, country, balance, version, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		m.ID, nullable(m.Email), m.Name, m.HomeStore, m.Tier, m.Country, m.Balance, m.Version, ms(m.CreatedAt))
 	return err
 }
 
-const memberCols = `m.id, COALESCE(m.email, ''), m.name, m.home_store, m.tier, m.balance, m.version, m.created_at`
+const memberCols = `m.id, COALESCE(m.email, ''), m.name, m.home_store, m.tier, m.country, m.punches, m.balance, m.version, m.created_at`
 
 func scanMember(row interface{ Scan(...any) error }) (loyalty.Member, error) {
 	var m loyalty.Member
 	var created int64
-	err := row.Scan(&m.ID, &m.Email, &m.Name, &m.HomeStore, &m.Tier, &m.Balance, &m.Version, &created)
+	var punches string
+	err := row.Scan(&m.ID, &m.Email, &m.Name, &m.HomeStore, &m.Tier, &m.Country, &punches, &m.Balance, &m.Version, &created)
 	m.CreatedAt = fromMS(created)
+	if err == nil && punches != "" {
+		err = json.Unmarshal([]byte(punches), &m.Punches)
+	}
 	return m, err
 }
 
@@ -235,10 +239,10 @@ func (t *tx) Members(ctx context.Context, after string, limit int) ([]loyalty.Me
 
 func (t *tx) InsertDelta(ctx context.Context, d loyalty.Delta, hash string, receivedAt time.Time) (int64, bool, error) {
 	res, err := t.ExecContext(ctx, `INSERT INTO deltas (id, hash, store, terminal, member, kind, points, amount, currency, reward, voucher,
-		order_id, reverses, rule_version, occurred_at, received_at, event_at, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		order_id, reverses, rule_version, occurred_at, received_at, event_at, body, rule) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO NOTHING`,
 		d.ID, hash, d.Store, d.Terminal, d.Member, d.Kind, d.Points, d.Amount, d.Currency, d.Reward, d.Voucher,
-		d.OrderID, d.Reverses, d.RuleVersion, ms(d.OccurredAt), ms(receivedAt), ms(d.EventTime()), deltaExtras(d))
+		d.OrderID, d.Reverses, d.RuleVersion, ms(d.OccurredAt), ms(receivedAt), ms(d.EventTime()), deltaExtras(d), d.Rule)
 	if err != nil {
 		return 0, false, err
 	}
@@ -515,14 +519,25 @@ func (t *tx) SaveIdempotent(ctx context.Context, scope, key, hash string, respon
 // deltaExtras stores the delta fields without a column of their own (clock offset, leases) so
 // that a ledger entry reproduces the delta exactly.
 func deltaExtras(d loyalty.Delta) string {
-	if d.ClockOffsetMS == 0 && len(d.Leases) == 0 {
+	x := deltaExtra{d.ClockOffsetMS, d.Leases, d.Lines, d.Rule, d.Tier, d.Country, d.TimeZone, d.Punches, d.PunchRewards}
+	b, _ := json.Marshal(x)
+	if string(b) == "{}" {
 		return ""
 	}
-	b, _ := json.Marshal(struct {
-		ClockOffsetMS int64             `json:"clock_offset_ms,omitempty"`
-		Leases        map[string]string `json:"leases,omitempty"`
-	}{d.ClockOffsetMS, d.Leases})
 	return string(b)
+}
+
+// deltaExtra holds the delta fields stored as JSON, with the delta's own names.
+type deltaExtra struct {
+	ClockOffsetMS int64             `json:"clock_offset_ms,omitempty"`
+	Leases        map[string]string `json:"leases,omitempty"`
+	Lines         []loyalty.Line    `json:"lines,omitempty"`
+	Rule          string            `json:"rule,omitempty"`
+	Tier          string            `json:"tier,omitempty"`
+	Country       string            `json:"country,omitempty"`
+	TimeZone      string            `json:"tz,omitempty"`
+	Punches       map[string]int64  `json:"punches,omitempty"`
+	PunchRewards  []string          `json:"punch_rewards,omitempty"`
 }
 
 func (t *tx) BudgetSpent(ctx context.Context, budget string) (int64, error) {
@@ -611,10 +626,32 @@ func (t *tx) MemberRedemptions(ctx context.Context, member, reward string, since
 	return n, err
 }
 
-func (t *tx) MemberEarned(ctx context.Context, member string, since time.Time) (int64, error) {
+func (t *tx) MemberEarned(ctx context.Context, member, rule string, since time.Time) (int64, error) {
 	var n int64
 	err := t.QueryRowContext(ctx, `SELECT COALESCE(SUM(d.points), 0) - COALESCE((SELECT SUM(-r.points) FROM deltas r
-			JOIN deltas o ON o.id = r.reverses WHERE r.member = ? AND o.kind = 'earn' AND o.event_at >= ?), 0)
-		FROM deltas d WHERE d.member = ? AND d.kind = 'earn' AND d.event_at >= ?`, member, ms(since), member, ms(since)).Scan(&n)
+			JOIN deltas o ON o.id = r.reverses WHERE r.member = ? AND o.kind = 'earn' AND o.rule = ? AND o.event_at >= ?), 0)
+		FROM deltas d WHERE d.member = ? AND d.kind = 'earn' AND d.rule = ? AND d.event_at >= ?`,
+		member, rule, ms(since), member, rule, ms(since)).Scan(&n)
+	return n, err
+}
+
+func (t *tx) SetMemberState(ctx context.Context, member, tier string, punches map[string]int64) error {
+	p := ""
+	if len(punches) > 0 {
+		b, _ := json.Marshal(punches)
+		p = string(b)
+	}
+	_, err := t.ExecContext(ctx, `UPDATE members SET tier = ?, punches = ? WHERE id = ?`, tier, p, member)
+	return err
+}
+
+func (t *tx) Qualifying(ctx context.Context, member, basis string, since time.Time) (int64, error) {
+	col := "amount"
+	if basis == loyalty.BasisPoints {
+		col = "points"
+	}
+	var n int64
+	err := t.QueryRowContext(ctx, `SELECT COALESCE(SUM(d.`+col+`), 0) FROM deltas d WHERE d.member = ? AND d.kind = 'earn' AND d.rule = ''
+		AND d.event_at >= ? AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id)`, member, ms(since)).Scan(&n)
 	return n, err
 }

@@ -1,0 +1,385 @@
+package loyalty
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Line is one line of an order: what the POS sold. Lines are optional; without them an order is
+// one line of its amount with no category.
+type Line struct {
+	SKU      string `json:"sku,omitempty"`
+	Category string `json:"category,omitempty"`
+	Qty      int64  `json:"qty"`
+	Amount   int64  `json:"amount"` // minor units for the whole line
+}
+
+// CategoryRate earns a different number of points per currency unit on one product category.
+type CategoryRate struct {
+	Category      string `json:"category"`
+	PointsPerUnit int64  `json:"points_per_unit"`
+}
+
+// Tier is a VIP level, entered when the qualifying total reaches Threshold.
+type Tier struct {
+	ID         string `json:"id"`
+	Name       string `json:"name"`
+	Threshold  int64  `json:"threshold"`  // minor units spent, or points earned, in the window
+	Multiplier int64  `json:"multiplier"` // earn multiplier in thousandths: 1000 = 1x, 1500 = 1.5x
+}
+
+// Tier bases and windows.
+const (
+	BasisSpend        = "spend"
+	BasisPoints       = "points"
+	WindowLifetime    = "lifetime"
+	WindowCalendar    = "calendar_year"
+	WindowRolling12M  = "rolling_12m"
+	multiplierOne     = 1000
+	maxMultiplier     = 10 * multiplierOne
+	maxCampaignLength = 366 * 24 * time.Hour
+)
+
+// TierRules places members in tiers by what they spent or earned over a window. A member's tier
+// is recomputed when their total changes and when the window moves on: a member whose rolling or
+// calendar-year total falls below their tier's threshold is downgraded (requalification).
+type TierRules struct {
+	Basis  string `json:"basis"`
+	Window string `json:"window"`
+	Tiers  []Tier `json:"tiers"` // ascending thresholds; the first is the entry tier (threshold 0)
+}
+
+// TierFor returns the tier a qualifying total earns, or the zero Tier if there are no tiers.
+func (r *TierRules) TierFor(total int64) Tier {
+	var t Tier
+	for _, tier := range r.Tiers {
+		if total >= tier.Threshold {
+			t = tier
+		}
+	}
+	return t
+}
+
+// WindowStart returns the start of the qualifying window containing t.
+func (r *TierRules) WindowStart(t time.Time) time.Time {
+	t = t.UTC()
+	switch r.Window {
+	case WindowCalendar:
+		return time.Date(t.Year(), 1, 1, 0, 0, 0, 0, time.UTC)
+	case WindowRolling12M:
+		return t.AddDate(-1, 0, 0)
+	}
+	return time.Time{}
+}
+
+// Segment selects members by tier and attributes. Empty lists match everyone.
+type Segment struct {
+	Tiers     []string `json:"tiers,omitempty"`
+	Countries []string `json:"countries,omitempty"`
+}
+
+func (s Segment) matches(m *Member) bool {
+	return (len(s.Tiers) == 0 || slices.Contains(s.Tiers, m.Tier)) &&
+		(len(s.Countries) == 0 || slices.Contains(s.Countries, m.Country))
+}
+
+// Campaign is a bonus over a time window, on given days and hours in the store's time zone,
+// for a segment of members.
+type Campaign struct {
+	ID         string    `json:"id"`
+	Name       string    `json:"name"`
+	Start      time.Time `json:"start"`                // inclusive
+	End        time.Time `json:"end"`                  // exclusive
+	Days       []string  `json:"days,omitempty"`       // mon..sun in the store's time zone; empty: every day
+	From       string    `json:"from,omitempty"`       // HH:MM local time, inclusive; empty: all day
+	To         string    `json:"to,omitempty"`         // HH:MM local time, exclusive
+	Multiplier int64     `json:"multiplier,omitempty"` // thousandths, applied to base points: 2000 = double points
+	Bonus      int64     `json:"bonus,omitempty"`      // fixed points per qualifying order
+	MinAmount  int64     `json:"min_amount,omitempty"` // order minimum for the campaign, minor units
+	Segment    Segment   `json:"segment,omitzero"`
+	Disabled   bool      `json:"disabled,omitempty"`
+}
+
+var weekdays = []string{"sun", "mon", "tue", "wed", "thu", "fri", "sat"}
+
+// activeAt reports whether the campaign runs at instant t seen in location loc.
+func (c *Campaign) activeAt(t time.Time, loc *time.Location) bool {
+	if c.Disabled || t.Before(c.Start) || !t.Before(c.End) {
+		return false
+	}
+	local := t.In(loc)
+	if len(c.Days) > 0 && !slices.Contains(c.Days, weekdays[local.Weekday()]) {
+		return false
+	}
+	if c.From == "" {
+		return true
+	}
+	hm := local.Format("15:04")
+	if c.From <= c.To {
+		return hm >= c.From && hm < c.To
+	}
+	return hm >= c.From || hm < c.To // a window over midnight, such as 22:00-02:00
+}
+
+// PunchCard gives a free reward after buying Buy qualifying units (by SKU or category).
+type PunchCard struct {
+	ID       string `json:"id"`
+	Name     string `json:"name"`
+	SKU      string `json:"sku,omitempty"`
+	Category string `json:"category,omitempty"`
+	Buy      int64  `json:"buy"`
+	Reward   string `json:"reward"` // the reward given free when the card is full
+}
+
+// ActionRule awards points for something a member does outside a sale: signing up, a birthday,
+// a product review, a social follow, a newsletter sign-up, or a custom event posted through the
+// hub's API. Caps per member per period go in EarnCaps with the action's id as the rule.
+type ActionRule struct {
+	ID     string `json:"id"`
+	Points int64  `json:"points"`
+	// MaxTimes caps how often one member is awarded it per Period (0: no limit).
+	MaxTimes int64  `json:"max_times,omitempty"`
+	Period   string `json:"period,omitempty"`
+}
+
+// EarnInput is everything the earn computation depends on. The agent and the hub build it from
+// the same fields of the delta, so both compute the same result.
+type EarnInput struct {
+	Member   Member         // tier, country and punch counts as the computing side knows them
+	Amount   int64          // order total, minor units
+	Currency string         // must be the program's
+	Lines    []Line         // optional
+	At       time.Time      // event time
+	Location *time.Location // the store's time zone; nil: UTC
+}
+
+// EarnResult is the computed earn of one order.
+type EarnResult struct {
+	Base          int64            `json:"base"`           // from the rates, before multipliers
+	TierBonus     int64            `json:"tier_bonus"`     // added by the tier multiplier
+	CampaignBonus int64            `json:"campaign_bonus"` // added by campaigns (multiplier and fixed bonuses)
+	Points        int64            `json:"points"`         // total, before earn caps
+	Campaigns     []string         `json:"campaigns,omitempty"`
+	Punches       map[string]int64 `json:"punches,omitempty"`       // units punched per card
+	PunchRewards  []string         `json:"punch_rewards,omitempty"` // cards filled by this order: rewards to give now
+}
+
+// ComputeEarn computes the points and punches of an order under the program. It is the one place the
+// rules are evaluated, by the agent offline and by the hub online and when it checks a store's
+// delta. Combination rule: base points from the rates (each line rounded down); times the
+// member's tier multiplier; times the single best campaign multiplier (campaign multipliers do
+// not stack); plus every matching campaign's fixed bonus; the total is rounded down once.
+func (p *Program) ComputeEarn(in EarnInput) (EarnResult, error) {
+	var r EarnResult
+	if in.Amount < 0 || in.Amount > MaxAmount {
+		return r, Errorf(EINVALID, "amount must be 0 to %d minor units", int64(MaxAmount))
+	}
+	if in.Currency != p.Currency {
+		return r, Errorf(EINVALID, "this program earns on %s, not %q", p.Currency, in.Currency)
+	}
+	lines := in.Lines
+	if len(lines) == 0 {
+		lines = []Line{{Qty: 1, Amount: in.Amount}}
+	}
+	var sum int64
+	for i, l := range lines {
+		if l.Amount < 0 || l.Qty < 0 || l.Qty > 1_000_000 || len(l.SKU) > MaxIDLength || len(l.Category) > MaxIDLength {
+			return r, Errorf(EINVALID, "lines[%d]: amount and qty must be non-negative, ids at most %d characters", i, MaxIDLength)
+		}
+		sum += l.Amount
+		rate := p.Earn.PointsPerUnit
+		for _, c := range p.CategoryRates {
+			if c.Category == l.Category && l.Category != "" {
+				rate = c.PointsPerUnit
+			}
+		}
+		r.Base += l.Amount * rate / p.Earn.UnitMinor
+	}
+	if sum != in.Amount {
+		return r, Errorf(EINVALID, "the lines add up to %d, the amount is %d", sum, in.Amount)
+	}
+	tierMul := int64(multiplierOne)
+	if p.Tiers != nil {
+		for _, t := range p.Tiers.Tiers {
+			if t.ID == in.Member.Tier && t.Multiplier > 0 {
+				tierMul = t.Multiplier
+			}
+		}
+	}
+	loc := in.Location
+	if loc == nil {
+		loc = time.UTC
+	}
+	campMul, bonus := int64(multiplierOne), int64(0)
+	for i := range p.Campaigns {
+		c := &p.Campaigns[i]
+		if !c.activeAt(in.At, loc) || !c.Segment.matches(&in.Member) || in.Amount < c.MinAmount {
+			continue
+		}
+		r.Campaigns = append(r.Campaigns, c.ID)
+		if c.Multiplier > campMul {
+			campMul = c.Multiplier
+		}
+		bonus += c.Bonus
+	}
+	// base * tier / 1000 * campaign / 1000, in one rounding: base <= 1e15, multipliers <= 1e4 each.
+	withTier := r.Base * tierMul / multiplierOne
+	total := r.Base*tierMul/multiplierOne*campMul/multiplierOne + bonus
+	r.TierBonus = withTier - r.Base
+	r.CampaignBonus = total - withTier
+	r.Points = total
+	for _, card := range p.PunchCards {
+		var units int64
+		for _, l := range lines {
+			if card.SKU != "" && l.SKU == card.SKU || card.Category != "" && l.Category == card.Category {
+				units += l.Qty
+			}
+		}
+		if units == 0 {
+			continue
+		}
+		if r.Punches == nil {
+			r.Punches = map[string]int64{}
+		}
+		r.Punches[card.ID] = units
+		have := in.Member.Punches[card.ID]
+		for n := (have+units)/card.Buy - have/card.Buy; n > 0; n-- {
+			r.PunchRewards = append(r.PunchRewards, card.ID)
+		}
+	}
+	return r, nil
+}
+
+// PunchCard returns the punch card with the given id.
+func (p *Program) PunchCard(id string) (PunchCard, bool) {
+	for _, c := range p.PunchCards {
+		if c.ID == id {
+			return c, true
+		}
+	}
+	return PunchCard{}, false
+}
+
+// Action returns the action rule with the given id, or ENOTFOUND.
+func (p *Program) Action(id string) (ActionRule, error) {
+	for _, a := range p.Actions {
+		if a.ID == id {
+			return a, nil
+		}
+	}
+	return ActionRule{}, Errorf(ENOTFOUND, "no action rule %q in the program", id)
+}
+
+// earnRules lists the ids EarnCaps may name: purchases and every action.
+func (p *Program) earnRules() []string {
+	out := []string{RulePurchase}
+	for _, a := range p.Actions {
+		out = append(out, a.ID)
+	}
+	return out
+}
+
+func validateRules(p *Program) error {
+	for i, c := range p.CategoryRates {
+		if c.Category == "" || c.PointsPerUnit < 0 || c.PointsPerUnit > 1000 {
+			return Errorf(EINVALID, "category_rates[%d]: a category and 0 to 1000 points per unit", i)
+		}
+	}
+	if t := p.Tiers; t != nil {
+		if t.Basis != BasisSpend && t.Basis != BasisPoints {
+			return Errorf(EINVALID, "tiers.basis must be spend or points, not %q", t.Basis)
+		}
+		if !slices.Contains([]string{WindowLifetime, WindowCalendar, WindowRolling12M}, t.Window) {
+			return Errorf(EINVALID, "tiers.window must be lifetime, calendar_year or rolling_12m, not %q", t.Window)
+		}
+		seen := map[string]bool{}
+		for i, tier := range t.Tiers {
+			switch {
+			case tier.ID == "" || seen[tier.ID]:
+				return Errorf(EINVALID, "tiers[%d]: ids must be present and unique", i)
+			case i == 0 && tier.Threshold != 0:
+				return Errorf(EINVALID, "tiers[0] is the entry tier: its threshold must be 0")
+			case i > 0 && tier.Threshold <= t.Tiers[i-1].Threshold:
+				return Errorf(EINVALID, "tier %q: thresholds must rise (%d after %d)", tier.ID, tier.Threshold, t.Tiers[i-1].Threshold)
+			case tier.Multiplier < multiplierOne || tier.Multiplier > maxMultiplier:
+				return Errorf(EINVALID, "tier %q: multiplier must be 1000 (1x) to %d", tier.ID, maxMultiplier)
+			}
+			seen[tier.ID] = true
+		}
+	}
+	ids := map[string]bool{}
+	for _, c := range p.Campaigns {
+		switch {
+		case c.ID == "" || ids[c.ID]:
+			return Errorf(EINVALID, "campaign ids must be present and unique (%q)", c.ID)
+		case !c.End.After(c.Start):
+			return Errorf(EINVALID, "campaign %q: end must be after start", c.ID)
+		case c.End.Sub(c.Start) > maxCampaignLength:
+			return Errorf(EINVALID, "campaign %q: at most a year long", c.ID)
+		case c.Multiplier != 0 && (c.Multiplier < multiplierOne || c.Multiplier > maxMultiplier):
+			return Errorf(EINVALID, "campaign %q: multiplier must be 1000 (1x) to %d", c.ID, maxMultiplier)
+		case c.Multiplier == 0 && c.Bonus <= 0:
+			return Errorf(EINVALID, "campaign %q gives nothing: set a multiplier or a bonus", c.ID)
+		case c.Bonus < 0 || c.Bonus > MaxPoints || c.MinAmount < 0:
+			return Errorf(EINVALID, "campaign %q: bonus and min_amount cannot be negative", c.ID)
+		case (c.From == "") != (c.To == ""):
+			return Errorf(EINVALID, "campaign %q: give both from and to, or neither", c.ID)
+		}
+		if c.From != "" {
+			for _, hm := range []string{c.From, c.To} {
+				if _, err := time.Parse("15:04", hm); err != nil {
+					return Errorf(EINVALID, "campaign %q: hours are HH:MM, not %q", c.ID, hm)
+				}
+			}
+			if c.From == c.To {
+				return Errorf(EINVALID, "campaign %q: from and to are the same time", c.ID)
+			}
+		}
+		for _, d := range c.Days {
+			if !slices.Contains(weekdays, d) {
+				return Errorf(EINVALID, "campaign %q: days are %s, not %q", c.ID, strings.Join(weekdays, ","), d)
+			}
+		}
+		for _, t := range c.Segment.Tiers {
+			if p.Tiers == nil || !slices.ContainsFunc(p.Tiers.Tiers, func(x Tier) bool { return x.ID == t }) {
+				return Errorf(EINVALID, "campaign %q: segment names tier %q, which does not exist", c.ID, t)
+			}
+		}
+		ids[c.ID] = true
+	}
+	cards := map[string]bool{}
+	for _, c := range p.PunchCards {
+		switch {
+		case c.ID == "" || cards[c.ID]:
+			return Errorf(EINVALID, "punch card ids must be present and unique (%q)", c.ID)
+		case (c.SKU == "") == (c.Category == ""):
+			return Errorf(EINVALID, "punch card %q: give a sku or a category, not both", c.ID)
+		case c.Buy < 1:
+			return Errorf(EINVALID, "punch card %q: buy must be at least 1", c.ID)
+		}
+		if _, err := p.Reward(c.Reward); err != nil {
+			return Errorf(EINVALID, "punch card %q: no reward %q in the program", c.ID, c.Reward)
+		}
+		cards[c.ID] = true
+	}
+	acts := map[string]bool{RulePurchase: true}
+	for _, a := range p.Actions {
+		switch {
+		case a.ID == "" || acts[a.ID]:
+			return Errorf(EINVALID, "action ids must be present, unique and not %q (%q)", RulePurchase, a.ID)
+		case a.Points <= 0 || a.Points > MaxPoints:
+			return Errorf(EINVALID, "action %q: points must be positive", a.ID)
+		case a.MaxTimes < 0 || a.MaxTimes > 0 && !slices.Contains([]string{PeriodDay, PeriodWeek, PeriodMonth, PeriodTotal}, a.Period):
+			return Errorf(EINVALID, "action %q: max_times needs a period (day, week, month, total)", a.ID)
+		}
+		acts[a.ID] = true
+	}
+	return nil
+}
+
+// Describe is a one-line account of an earn for a receipt or a log.
+func (r EarnResult) Describe() string {
+	return fmt.Sprintf("%d base + %d tier + %d campaign = %d", r.Base, r.TierBonus, r.CampaignBonus, r.Points)
+}
