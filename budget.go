@@ -39,6 +39,8 @@ func (b Budget) Consumption(p *Program, d, orig *Delta) int64 {
 		return sign * d.Points
 	case d.Kind != KindRedeem || (b.Reward != "" && b.Reward != d.Reward) || d.Reward == "":
 		return 0
+	case d.Voucher != "":
+		return 0 // a voucher counted when it was bought; using it counts nothing more
 	}
 	switch b.Metric {
 	case MetricRedemptions:
@@ -197,4 +199,35 @@ func validateBudgets(p *Program) error {
 		}
 	}
 	return nil
+}
+
+// Unit is the most one redemption or earn can use of the budget, as far as the program tells:
+// a lease smaller than that could never be spent.
+func (b Budget) Unit(p *Program) int64 {
+	switch b.Metric {
+	case MetricRedemptions:
+		return 1
+	case MetricDiscount:
+		var u int64
+		for _, r := range p.Rewards {
+			if (b.Reward == "" || b.Reward == r.ID) && (r.Kind == "amount_off" || r.Kind == "gift_card") {
+				u = max(u, r.Value)
+			}
+		}
+		return u
+	}
+	return 1
+}
+
+// PeriodName says a period in words: "today", "this week", "this month", "in total".
+func PeriodName(period string) string {
+	switch period {
+	case PeriodDay:
+		return "today"
+	case PeriodWeek:
+		return "this week"
+	case PeriodMonth:
+		return "this month"
+	}
+	return "in total"
 }

@@ -112,7 +112,7 @@ func (a *Agent) Scan(ctx context.Context, req ScanRequest) (ScanResult, error) {
 		}
 		res = ScanResult{Member: m, Known: known, Balance: bal, Pending: pending, Offline: !a.Sync.Status().Online, Affordable: []loyalty.Reward{}}
 		for _, r := range p.Rewards {
-			if r.PointsCost <= bal {
+			if r.PointsCost <= bal && !r.Disabled {
 				res.Affordable = append(res.Affordable, r)
 			}
 		}
@@ -399,7 +399,7 @@ func (a *Agent) spend(ctx context.Context, tx Tx, p *loyalty.Program, d *loyalty
 			}
 		}
 	}
-	if d.Kind == loyalty.KindRedeem {
+	if d.Kind == loyalty.KindRedeem && d.Voucher == "" { // a voucher was paid for; its reward may have left the catalogue
 		r, err := p.Reward(d.Reward)
 		if err != nil {
 			return nil, err

@@ -110,7 +110,7 @@ func (a *applier) account(ctx context.Context, store string, d loyalty.Delta) er
 		}
 	}
 	for _, l := range p.MemberLimits {
-		if l.Reward != "" && l.Reward != d.Reward {
+		if d.Voucher != "" || l.Reward != "" && l.Reward != d.Reward {
 			continue
 		}
 		n, err := a.tx.MemberRedemptions(ctx, d.Member, l.Reward, loyalty.PeriodStart(l.Period, d.EventTime()))
@@ -144,7 +144,7 @@ func (a *applier) allow(ctx context.Context, d loyalty.Delta) error {
 		return loyalty.Errorf(loyalty.EBUDGET, "reward %s is switched off", r.Name)
 	}
 	for _, l := range p.MemberLimits {
-		if d.Kind != loyalty.KindRedeem || l.Reward != "" && l.Reward != d.Reward {
+		if d.Kind != loyalty.KindRedeem || d.Voucher != "" || l.Reward != "" && l.Reward != d.Reward {
 			continue
 		}
 		n, err := a.tx.MemberRedemptions(ctx, d.Member, l.Reward, loyalty.PeriodStart(l.Period, d.EventTime()))
@@ -152,8 +152,8 @@ func (a *applier) allow(ctx context.Context, d loyalty.Delta) error {
 			return err
 		}
 		if n+1 > l.Max {
-			return loyalty.Errorf(loyalty.EBUDGET, "member %s already redeemed %s %d time(s) this %s; the limit is %d",
-				d.Member, orAny(l.Reward), n, l.Period, l.Max)
+			return loyalty.Errorf(loyalty.EBUDGET, "member %s has redeemed %s %d time(s) %s; the limit is %d",
+				d.Member, orAny(l.Reward), n, loyalty.PeriodName(l.Period), l.Max)
 		}
 	}
 	for _, b := range p.BudgetsFor(&d) {
@@ -243,10 +243,11 @@ func (a *applier) leases(ctx context.Context, store string, flushed bool) ([]lsy
 			continue
 		}
 		l := held[b.ID]
-		target := max(cfg.Min, int64(float64(b.Limit)*cfg.Share))
+		unit := b.Unit(p) // a lease must hold at least one redemption's worth
+		target := max(cfg.Min, int64(float64(b.Limit)*cfg.Share), unit)
 		if l != nil {
 			target = max(target, 2*l.Consumed) // sized from recent use
-			if l.Granted-l.Consumed >= target/2 && l.Granted > l.Consumed {
+			if have := l.Granted - l.Consumed; have >= max(target/2, unit) {
 				continue
 			}
 		}
@@ -328,11 +329,14 @@ func (h *Hub) ExpireLeases(ctx context.Context) (int, error) {
 }
 
 // WriteOff settles the ended leases of a store that will not come back (a closed store, a lost
-// device): their unspent quota returns to the budgets. Whatever the store spent offline and never
+// device): their unspent quota returns to the budgets. It returns what went back, per budget. Whatever the store spent offline and never
 // delivered is then unaccounted for; that is the operator's call.
-func (h *Hub) WriteOff(ctx context.Context, store string) (int64, error) {
-	var returned int64
+func (h *Hub) WriteOff(ctx context.Context, store string) (map[string]int64, error) {
+	returned := map[string]int64{}
 	err := h.update(ctx, func(tx Tx) error {
+		if _, err := tx.StoreInfo(ctx, store); err != nil {
+			return err
+		}
 		ls, err := tx.Leases(ctx, store)
 		if err != nil {
 			return err
@@ -342,7 +346,7 @@ func (h *Hub) WriteOff(ctx context.Context, store string) (int64, error) {
 				return loyalty.Errorf(loyalty.ECONFLICT, "lease %s of store %s is still active until %s; write off after it expires",
 					l.ID, store, l.ExpiresAt.Format(time.RFC3339))
 			}
-			returned += l.Outstanding()
+			returned[l.Budget] += l.Outstanding()
 			l.State = LeaseSettled
 			if err := tx.PutLease(ctx, l, LeaseEvent{Lease: l.ID, Store: store, Budget: l.Budget, Kind: "writeoff", Amount: l.Outstanding(), At: h.Now()}); err != nil {
 				return err

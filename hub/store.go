@@ -101,7 +101,8 @@ type Tx interface {
 	// PutLease inserts or updates a lease and records the event that changed it.
 	PutLease(ctx context.Context, l Lease, e LeaseEvent) error
 	// MemberRedemptions counts a member's redemptions (of reward, or of any reward if empty) with an
-	// event time at or after since, not counting reversed ones.
+	// event time at or after since, not counting reversed ones nor uses of vouchers (a voucher
+	// counted when it was bought).
 	MemberRedemptions(ctx context.Context, member, reward string, since time.Time) (int64, error)
 
 	// SetMemberState records a member's tier and punch card counts.

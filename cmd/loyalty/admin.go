@@ -286,10 +286,11 @@ func adminCommands() []*cobra.Command {
 			id, _ := cmd.Flags().GetString("id")
 			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
 				n, err := h.WriteOff(ctx, id)
-				if err == nil {
-					fmt.Printf("store %s: %d units of quota returned to their budgets\n", id, n)
+				if err != nil {
+					return err
 				}
-				return err
+				fmt.Printf("store %s: quota returned to its budgets:\n", id)
+				return printJSON(n)
 			})
 		},
 	}

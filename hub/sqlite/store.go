@@ -621,7 +621,7 @@ func (t *tx) PutLease(ctx context.Context, l hub.Lease, e hub.LeaseEvent) error 
 func (t *tx) MemberRedemptions(ctx context.Context, member, reward string, since time.Time) (int64, error) {
 	var n int64
 	err := t.QueryRowContext(ctx, `SELECT COUNT(*) FROM deltas d WHERE d.member = ? AND d.kind = 'redeem' AND d.event_at >= ?
-		AND (? = '' OR d.reward = ?) AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id)`,
+		AND d.voucher = '' AND (? = '' OR d.reward = ?) AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id)`,
 		member, ms(since), reward, reward).Scan(&n)
 	return n, err
 }
