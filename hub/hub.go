@@ -570,7 +570,9 @@ func (a *applier) memberState(ctx context.Context, member string) error {
 		}
 		tier = p.Tiers.TierFor(q).ID
 	}
-	if tier != m.Tier {
+	// Placing a member in the entry tier for the first time is not a change worth a ledger entry.
+	entry := m.Tier == "" && p.Tiers != nil && len(p.Tiers.Tiers) > 0 && tier == p.Tiers.Tiers[0].ID
+	if tier != m.Tier && !entry {
 		d := loyalty.Delta{ID: loyalty.NewDeltaID(), Store: loyalty.HubStore, Member: member, Kind: loyalty.KindTier,
 			Tier: tier, RuleVersion: p.Version, OccurredAt: a.Now()}
 		d.Normalize()

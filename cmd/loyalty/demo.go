@@ -87,6 +87,9 @@ type DemoSummary struct {
 	AgentRestarts      int      `json:"agent_restarts"`
 	HubRestarts        int      `json:"hub_restarts"`
 	Conflicts          int      `json:"conflicts"`
+	TierUpgrades       int      `json:"tier_upgrades"`         // tier changes the hub ledgered
+	CampaignBonus      int64    `json:"campaign_bonus_points"` // points added by bonus campaigns at the tills
+	PunchRewards       int      `json:"punch_rewards"`         // punch cards filled at the tills: free rewards given
 	Mismatches         []string `json:"mismatches"`
 	DurationMS         int64    `json:"duration_ms"`
 }
@@ -101,11 +104,12 @@ func (s DemoSummary) human() string {
   deltas approved %d (offline: %d sales, %d redemptions), applied at the hub %d
   POS retries %d (all answered with the first result: %v)
   redeliveries ignored by the hub %d, agent restarts %d, hub restarts %d
+  program: %d tier upgrades, %d campaign bonus points, %d punch-card rewards
   lost %d, conflicts flagged %d, balances match %v
 %s
 `, s.Seed, float64(s.DurationMS)/1000, s.Stores, s.Members, s.DeltasCreated, s.OfflineSales, s.OfflineRedemptions,
 		s.DeltasApplied, s.POSRetries, s.RetriesMatched, s.DuplicatesIgnored, s.AgentRestarts, s.HubRestarts,
-		s.Lost, s.Conflicts, s.BalancesMatch, verdict)
+		s.TierUpgrades, s.CampaignBonus, s.PunchRewards, s.Lost, s.Conflicts, s.BalancesMatch, verdict)
 }
 
 type demo struct {
@@ -192,6 +196,9 @@ func (d *demo) setup(ctx context.Context) error {
 	}
 	d.hubCfg.Listen = d.hub.HTTP.ListenAddr() // restart on the same port
 	h := d.hub.Hub
+	if _, err := h.SetProgram(ctx, demoProgram(time.Now())); err != nil {
+		return err
+	}
 
 	var err error
 	if d.link, err = faultnet.NewLink(d.hubCfg.Listen); err != nil {
@@ -233,6 +240,8 @@ func (d *demo) setup(ctx context.Context) error {
 	}
 	d.sum.Members = len(d.members)
 	d.say("Hub on %s; stores north and south; %d members with signed QR codes.", d.hubCfg.Listen, len(d.members))
+	d.say("Program: 1 point per euro, 3 per euro on coffee; Silver from 300 EUR spent (1.5x), Gold from 1000 EUR (2x);")
+	d.say("opening-week double points running now; espresso punch card: buy 5, the next coffee is free.")
 	return d.waitSynced(ctx)
 }
 
@@ -318,8 +327,14 @@ func (d *demo) nextOrder(store string) string {
 // sale rings up a sale of a random member at store and returns whether it was approved offline.
 func (d *demo) sale(store string) (offline bool, err error) {
 	m := d.members[d.rng.IntN(len(d.members))]
+	espressos := d.rng.Int64N(3)
+	rest := 500 + d.rng.Int64N(15000)
+	lines := []loyalty.Line{{SKU: "groceries", Qty: 1, Amount: rest}}
+	if espressos > 0 {
+		lines = append(lines, loyalty.Line{SKU: "espresso", Category: "coffee", Qty: espressos, Amount: 250 * espressos})
+	}
 	req := loyalty.EarnRequest{OrderID: d.nextOrder(store), Terminal: "till-1", QR: d.tokens[m],
-		Amount: loyalty.Money(500 + d.rng.Int64N(15000)), Currency: "EUR"}
+		Amount: loyalty.Money(rest + 250*espressos), Currency: "EUR", Lines: lines}
 	var r loyalty.Receipt
 	status, err := d.pos(store, "/v1/earn", req, &r)
 	if err != nil {
@@ -328,6 +343,18 @@ func (d *demo) sale(store string) (offline bool, err error) {
 		return false, fmt.Errorf("earn at %s: HTTP %d", store, status)
 	}
 	d.approved = append(d.approved, r.Deltas...)
+	if r.Earn != nil {
+		if r.Earn.CampaignBonus > 0 && d.sum.CampaignBonus == 0 {
+			d.say("   %s at %s: %s points (%s)", r.OrderID, store, fmt.Sprint(r.Points), r.Earn.Describe())
+		}
+		d.sum.CampaignBonus += r.Earn.CampaignBonus
+	}
+	for _, rw := range r.PunchRewards {
+		if d.sum.PunchRewards == 0 {
+			d.say("   %s filled the espresso card at %s: give them a %s", m, store, rw.Name)
+		}
+		d.sum.PunchRewards++
+	}
 	return r.Offline, nil
 }
 
@@ -508,7 +535,13 @@ func (d *demo) verify(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			d.sum.DeltasApplied += len(n)
+			for _, e := range n {
+				if e.Kind == loyalty.KindTier {
+					d.sum.TierUpgrades++ // made by the hub, not by a till: not in deltas_applied
+				} else {
+					d.sum.DeltasApplied++
+				}
+			}
 		}
 		return nil
 	})
@@ -535,6 +568,15 @@ func (d *demo) verify(ctx context.Context) error {
 			}
 		}
 	}
+	tiers := map[string]int{}
+	for _, m := range d.members {
+		hm, err := h.Member(ctx, m, 0)
+		if err != nil {
+			return err
+		}
+		tiers[hm.Tier]++
+	}
+	d.say("\nTiers after the day: %d Member, %d Silver, %d Gold (%d upgrades ledgered by the hub)", tiers["member"], tiers["silver"], tiers["gold"], d.sum.TierUpgrades)
 	conflicts, err := h.Conflicts(ctx, 1000)
 	if err != nil {
 		return err
@@ -542,4 +584,20 @@ func (d *demo) verify(ctx context.Context) error {
 	d.sum.Conflicts = len(conflicts)
 	d.sum.BalancesMatch = len(d.sum.Mismatches) == 0
 	return nil
+}
+
+// demoProgram is the demo's loyalty program: category rates, tiers, a campaign running now and a
+// punch card.
+func demoProgram(now time.Time) loyalty.Program {
+	p := loyalty.DefaultProgram()
+	p.CategoryRates = []loyalty.CategoryRate{{Category: "coffee", PointsPerUnit: 3}}
+	p.Tiers = &loyalty.TierRules{Basis: loyalty.BasisSpend, Window: loyalty.WindowRolling12M, Tiers: []loyalty.Tier{
+		{ID: "member", Name: "Member", Threshold: 0, Multiplier: 1000},
+		{ID: "silver", Name: "Silver", Threshold: 30000, Multiplier: 1500},
+		{ID: "gold", Name: "Gold", Threshold: 100000, Multiplier: 2000},
+	}}
+	p.Campaigns = []loyalty.Campaign{{ID: "opening-week", Name: "Opening week: double points",
+		Start: now.Add(-time.Hour).UTC().Truncate(time.Second), End: now.Add(6 * time.Hour).UTC().Truncate(time.Second), Multiplier: 2000}}
+	p.PunchCards = []loyalty.PunchCard{{ID: "espresso", Name: "Espresso card", SKU: "espresso", Buy: 5, Reward: "coffee"}}
+	return p
 }
