@@ -62,6 +62,14 @@ type RedeemRequest struct {
 	OrderAmount Money `json:"order_amount,omitempty"`
 }
 
+// ActionRequest awards an action rule's points (a review, a social follow, a custom event).
+// OrderID is the idempotency key: the id of the event in the system that reports it.
+type ActionRequest struct {
+	OrderID  string `json:"order_id"`
+	MemberID string `json:"member_id"`
+	Action   string `json:"action"`
+}
+
 // ReverseRequest undoes everything an order earned and redeemed (a void or a full refund).
 type ReverseRequest struct {
 	OrderID  string `json:"order_id"`

@@ -321,3 +321,99 @@ func TestEarnCapBoundary(t *testing.T) {
 		t.Errorf("earn above the rule under a cap: %+v", r)
 	}
 }
+
+// TestActions: signup points on creation; a review at most twice a month; a social follow
+// capped at 30 points a month however many times it is posted; a retry is the first answer.
+func TestActions(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	now := time.Date(2026, 11, 10, 12, 0, 0, 0, time.UTC)
+	h.Now = func() time.Time { return now }
+	withProgram(t, h, func(p *loyalty.Program) {
+		p.Actions = []loyalty.ActionRule{{ID: "signup", Points: 100}, {ID: "review", Points: 20, MaxTimes: 2, Period: loyalty.PeriodMonth},
+			{ID: "social_follow", Points: 20}}
+		p.EarnCaps = []loyalty.EarnCap{{Rule: "social_follow", Period: loyalty.PeriodMonth, MaxPoints: 30}}
+	})
+	m, err := h.CreateMember(ctx, loyalty.Member{ID: "new"})
+	if err != nil || m.Balance != 100 {
+		t.Fatalf("signup: %+v, %v", m, err)
+	}
+	act := func(order, action string) (loyalty.Receipt, error) {
+		return h.Action(ctx, loyalty.ActionRequest{OrderID: order, MemberID: "new", Action: action})
+	}
+	for i, want := range []string{"", "", loyalty.EBUDGET} {
+		if _, err := act(fmt.Sprint("review-", i), "review"); loyalty.ErrorCode(err) != want {
+			t.Fatalf("review %d: %v, want %q", i+1, err, want)
+		}
+	}
+	if r, err := act("review-0", "review"); err != nil || r.Points != 20 {
+		t.Errorf("retry of the first review: %+v, %v", r, err)
+	}
+	for i, want := range []int64{20, 10, 0} {
+		if r, err := act(fmt.Sprint("follow-", i), "social_follow"); err != nil || r.Points != want {
+			t.Errorf("follow %d: %+v, %v; want %d points", i+1, r, err, want)
+		}
+	}
+	now = time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	if _, err := act("review-dec", "review"); err != nil {
+		t.Errorf("a review the next month: %v", err)
+	}
+	if _, err := act("x", "dance"); loyalty.ErrorCode(err) != loyalty.ENOTFOUND {
+		t.Errorf("unknown action: %v", err)
+	}
+	mustCheck(t, h)
+}
+
+// TestTiers: crossing the exact threshold upgrades (a ledgered tier delta, then the multiplier
+// applies); a year without spending downgrades at requalification; a store claiming a tier the
+// program does not have is refused.
+func TestTiers(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	now := time.Date(2026, 1, 10, 12, 0, 0, 0, time.UTC)
+	h.Now = func() time.Time { return now }
+	withProgram(t, h, func(p *loyalty.Program) {
+		p.Tiers = &loyalty.TierRules{Basis: loyalty.BasisSpend, Window: loyalty.WindowRolling12M, Tiers: []loyalty.Tier{
+			{ID: "member", Threshold: 0, Multiplier: 1000}, {ID: "silver", Threshold: 30000, Multiplier: 1500}}}
+	})
+	earn := func(order string, amount loyalty.Money) loyalty.Receipt {
+		t.Helper()
+		r, err := h.Earn(ctx, loyalty.EarnRequest{OrderID: order, MemberID: "m1", Amount: amount, Currency: "EUR"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	tier := func() string { v, _ := h.Member(ctx, "m1", 0); return v.Tier }
+	earn("a", 29999)
+	if got := tier(); got != "member" {
+		t.Fatalf("one cent below the threshold: %s", got)
+	}
+	earn("b", 1)
+	if got := tier(); got != "silver" {
+		t.Fatalf("at the threshold: %s, want silver", got)
+	}
+	if r := earn("c", 1000); r.Points != 15 || r.Earn.TierBonus != 5 {
+		t.Errorf("silver earns 1.5x: %+v", r.Earn)
+	}
+	v, _ := h.Member(ctx, "m1", 100)
+	tierDeltas := 0
+	for _, e := range v.Ledger {
+		if e.Kind == loyalty.KindTier {
+			tierDeltas++
+		}
+	}
+	if tierDeltas != 1 {
+		t.Errorf("%d tier deltas in the ledger, want 1 (the upgrade; entry placement is not ledgered)", tierDeltas)
+	}
+	now = now.AddDate(1, 1, 0) // 13 months without a purchase
+	if n, err := h.Requalify(ctx); err != nil || n != 1 || tier() != "member" {
+		t.Errorf("requalify after a quiet year: %d changed, %v, tier %s", n, err, tier())
+	}
+	d := loyalty.Delta{ID: loyalty.NewDeltaID(), Store: "s1", Member: "m1", Kind: loyalty.KindEarn, Points: 20, Amount: 1000,
+		Currency: "EUR", Tier: "platinum", RuleVersion: 2, OccurredAt: now}
+	if r := pushOK(t, h, "s1", d).Results[0]; r.Code != loyalty.EINVALID {
+		t.Errorf("a store claiming tier platinum: %+v", r)
+	}
+	mustCheck(t, h)
+}

@@ -161,6 +161,7 @@ func (s *Server) Handler() http.Handler {
 	admin.HandleFunc("POST /v1/redeem", call(s, h.Redeem))
 	admin.HandleFunc("POST /v1/reverse", call(s, h.Reverse))
 	admin.HandleFunc("POST /v1/vouchers", call(s, h.IssueVoucher))
+	admin.HandleFunc("POST /v1/actions", call(s, h.Action))
 	admin.HandleFunc("GET /v1/conflicts", func(w http.ResponseWriter, r *http.Request) {
 		out, err := h.Conflicts(r.Context(), 500)
 		s.reply(w, r, http.StatusOK, out, err)

@@ -683,7 +683,20 @@ func (h *Hub) CreateMember(ctx context.Context, m loyalty.Member) (loyalty.Membe
 		}
 		return nil
 	})
-	return m, err
+	if err != nil {
+		return m, err
+	}
+	// A program with a signup action welcomes the new member with its points.
+	if p, perr := h.Program(ctx); perr == nil {
+		if _, aerr := p.Action("signup"); aerr == nil {
+			r, err := h.Action(ctx, loyalty.ActionRequest{OrderID: "signup-" + m.ID, MemberID: m.ID, Action: "signup"})
+			if err != nil {
+				return m, fmt.Errorf("signup points: %w", err)
+			}
+			m.Balance = r.Balance
+		}
+	}
+	return m, nil
 }
 
 // MemberView is a member with their recent ledger.
@@ -1208,4 +1221,97 @@ func (a *applier) voidVoucherOf(ctx context.Context, delta string) error {
 		return loyalty.Errorf(loyalty.ECONFLICT, "voucher %s bought by this order was already used, so its points cannot be refunded", v.ID)
 	}
 	return a.tx.VoidVoucher(ctx, v.ID, a.Now())
+}
+
+// Action awards an action rule's points: signup, birthday, review, social follow, newsletter, or
+// a custom event. It is refused with EBUDGET once the member had it max_times in the rule's
+// period, and reduced by the earn caps that name the action.
+func (h *Hub) Action(ctx context.Context, req loyalty.ActionRequest) (loyalty.Receipt, error) {
+	var out loyalty.Receipt
+	if err := loyalty.ValidateOrderID(req.OrderID); err != nil {
+		return out, err
+	}
+	if req.MemberID == "" || req.Action == "" {
+		return out, loyalty.Errorf(loyalty.EINVALID, "member_id and action are required")
+	}
+	err := h.online(ctx, "action", req.OrderID, req, func(a *applier) (any, error) {
+		if _, err := a.balance(ctx, req.MemberID); err != nil {
+			return nil, err
+		}
+		p, _, err := a.tx.Program(ctx)
+		if err != nil {
+			return nil, err
+		}
+		act, err := p.Action(req.Action)
+		if err != nil {
+			return nil, err
+		}
+		if act.MaxTimes > 0 {
+			n, err := a.tx.RuleCount(ctx, req.MemberID, act.ID, loyalty.PeriodStart(act.Period, a.Now()))
+			if err != nil {
+				return nil, err
+			}
+			if n >= act.MaxTimes {
+				return nil, loyalty.Errorf(loyalty.EBUDGET, "member %s already had %s %d time(s) %s; the limit is %d",
+					req.MemberID, act.ID, n, loyalty.PeriodName(act.Period), act.MaxTimes)
+			}
+		}
+		pts, err := a.capEarn(ctx, &p, req.MemberID, act.ID, act.Points)
+		if err != nil {
+			return nil, err
+		}
+		d := a.newDelta(req.OrderID, req.MemberID, loyalty.KindEarn, "")
+		d.Points, d.Rule, d.RuleVersion, d.Currency = pts, act.ID, p.Version, p.Currency
+		if err := a.applyOnline(ctx, d); err != nil {
+			return nil, err
+		}
+		return loyalty.Receipt{OrderID: req.OrderID, Member: req.MemberID, Deltas: []string{d.ID}, Points: pts, Balance: a.balances[req.MemberID]}, nil
+	}, &out)
+	return out, err
+}
+
+// Requalify recomputes every member's tier, so members whose rolling or calendar-year total fell
+// below their tier's threshold are downgraded even without new activity. The hub runs it
+// periodically; it returns how many tiers changed.
+func (h *Hub) Requalify(ctx context.Context) (int, error) {
+	after, changed := "", 0
+	for {
+		var ms []loyalty.Member
+		if err := h.Store.View(ctx, func(tx Tx) error {
+			var err error
+			ms, err = tx.Members(ctx, after, 200)
+			return err
+		}); err != nil || len(ms) == 0 {
+			return changed, err
+		}
+		for _, m := range ms {
+			err := h.update(ctx, func(tx Tx) error {
+				a := h.newApplier(tx)
+				bal, err := a.balance(ctx, m.ID)
+				if err != nil {
+					return err
+				}
+				before := a.members[m.ID].Tier
+				if err := a.memberState(ctx, m.ID); err != nil {
+					return err
+				}
+				now, err := tx.Member(ctx, m.ID)
+				if err != nil || now.Tier == before {
+					return err
+				}
+				if before != "" {
+					changed++ // not the first placement in the entry tier
+				}
+				v, err := tx.NextVersion(ctx) // agents must learn the new tier
+				if err != nil {
+					return err
+				}
+				return tx.SetBalance(ctx, m.ID, bal, v)
+			})
+			if err != nil {
+				return changed, err
+			}
+		}
+		after = ms[len(ms)-1].ID
+	}
 }

@@ -110,6 +110,9 @@ type Tx interface {
 	// Qualifying sums what counts toward a member's tier (basis spend: order amounts; points: points
 	// earned from purchases) with an event time at or after since, not counting reversed earns.
 	Qualifying(ctx context.Context, member, basis string, since time.Time) (int64, error)
+	// RuleCount counts a member's earns under an action rule with an event time at or after since,
+	// not counting reversed ones.
+	RuleCount(ctx context.Context, member, rule string, since time.Time) (int64, error)
 	// MemberEarned sums a member's points earned under rule ("" for purchases, or an action id),
 	// less reversals of them, with an event time at or after since.
 	MemberEarned(ctx context.Context, member, rule string, since time.Time) (int64, error)

@@ -67,11 +67,13 @@ func (m *HubMain) Open(ctx context.Context) (err error) {
 }
 
 // poll notices changes made by other processes on the same database (the admin commands, other
-// hub processes) and tells connected agents, and ends the leases of stores that stopped renewing.
+// hub processes) and tells connected agents, ends the leases of stores that stopped renewing, and
+// hourly requalifies tiers (downgrades of members whose window total fell).
 func (m *HubMain) poll(ctx context.Context) {
 	defer m.wg.Done()
 	t := time.NewTicker(m.Config.Sync.PollInterval)
 	defer t.Stop()
+	requalified := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -85,6 +87,14 @@ func (m *HubMain) poll(ctx context.Context) {
 			})
 			if err == nil {
 				m.Sync.Notify(v)
+			}
+			if time.Since(requalified) > time.Hour {
+				requalified = time.Now()
+				if n, err := m.Hub.Requalify(ctx); err != nil {
+					m.Logger.Warn("requalify tiers", slog.Any("err", err))
+				} else if n > 0 {
+					m.Logger.Info("tiers requalified", slog.Int("changed", n))
+				}
 			}
 			if n, err := m.Hub.ExpireLeases(ctx); err != nil {
 				m.Logger.Warn("expire leases", slog.Any("err", err))

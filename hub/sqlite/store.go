@@ -655,3 +655,10 @@ func (t *tx) Qualifying(ctx context.Context, member, basis string, since time.Ti
 		AND d.event_at >= ? AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id)`, member, ms(since)).Scan(&n)
 	return n, err
 }
+
+func (t *tx) RuleCount(ctx context.Context, member, rule string, since time.Time) (int64, error) {
+	var n int64
+	err := t.QueryRowContext(ctx, `SELECT COUNT(*) FROM deltas d WHERE d.member = ? AND d.kind = 'earn' AND d.rule = ? AND d.event_at >= ?
+		AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id)`, member, rule, ms(since)).Scan(&n)
+	return n, err
+}
