@@ -104,9 +104,10 @@ func (s *Server) Handler() http.Handler {
 			Email     string `json:"email"`
 			Name      string `json:"name"`
 			HomeStore string `json:"home_store"`
+			Country   string `json:"country"`
 		}
 		if s.decode(w, r, &req) {
-			out, err := h.CreateMember(r.Context(), loyalty.Member{ID: req.ID, Email: req.Email, Name: req.Name, HomeStore: req.HomeStore})
+			out, err := h.CreateMember(r.Context(), loyalty.Member{ID: req.ID, Email: req.Email, Name: req.Name, HomeStore: req.HomeStore, Country: req.Country})
 			s.reply(w, r, http.StatusCreated, out, err)
 		}
 	})

@@ -664,6 +664,9 @@ func (h *Hub) CreateMember(ctx context.Context, m loyalty.Member) (loyalty.Membe
 	if m.Email != "" && (!strings.Contains(m.Email, "@") || len(m.Email) > 254) {
 		return m, loyalty.Errorf(loyalty.EINVALID, "email %q is not an email address", m.Email)
 	}
+	if m.Country != "" && (len(m.Country) != 2 || strings.ToUpper(m.Country) != m.Country) {
+		return m, loyalty.Errorf(loyalty.EINVALID, "country must be an ISO 3166 two-letter code such as DE, got %q", m.Country)
+	}
 	m.Balance, m.CreatedAt = 0, h.Now().UTC().Truncate(time.Millisecond)
 	err := h.update(ctx, func(tx Tx) error {
 		if m.HomeStore != "" {

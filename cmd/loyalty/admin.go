@@ -113,6 +113,7 @@ func adminCommands() []*cobra.Command {
 			m.Email, _ = cmd.Flags().GetString("email")
 			m.Name, _ = cmd.Flags().GetString("name")
 			m.HomeStore, _ = cmd.Flags().GetString("home-store")
+			m.Country, _ = cmd.Flags().GetString("country")
 			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
 				out, err := h.CreateMember(ctx, m)
 				if err != nil {
@@ -126,6 +127,7 @@ func adminCommands() []*cobra.Command {
 	madd.Flags().String("email", "", "email address")
 	madd.Flags().String("name", "", "name")
 	madd.Flags().String("home-store", "", "store whose replica should hold this member")
+	madd.Flags().String("country", "", "ISO 3166 two-letter country, for campaign segments")
 	mshow := &cobra.Command{
 		Use:   "show",
 		Short: "Print a member with their ledger",

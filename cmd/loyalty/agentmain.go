@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/loyalty-edge-sync/loyalty/agent"
 	agentsqlite "github.com/loyalty-edge-sync/loyalty/agent/sqlite"
@@ -63,6 +64,10 @@ func (m *AgentMain) Open(ctx context.Context) (err error) {
 	}
 	m.Agent = agent.New(c.StoreID, m.Store, m.Client)
 	m.Agent.Logger, m.Agent.LookupTimeout = m.Logger, c.Sync.LookupTimeout
+	if m.Agent.Location, err = time.LoadLocation(c.TimeZone); err != nil {
+		m.Store.Close()
+		return fmt.Errorf("timezone: %w", err)
+	}
 	m.HTTP = agent.NewServer(m.Agent, c.Listen)
 	m.HTTP.Logger, m.HTTP.POSToken = m.Logger, c.POSToken
 	if err := m.HTTP.Open(); err != nil {

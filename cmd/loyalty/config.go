@@ -62,6 +62,7 @@ type AgentConfig struct {
 	Listen   string          `mapstructure:"listen"`
 	Database string          `mapstructure:"database"`
 	POSToken string          `mapstructure:"pos_token"`
+	TimeZone string          `mapstructure:"timezone"`
 	Log      LogConfig       `mapstructure:"log"`
 	Sync     AgentSyncConfig `mapstructure:"sync"`
 	Faults   FaultConfig     `mapstructure:"faults"`
@@ -130,6 +131,7 @@ func DefaultAgentConfig() AgentConfig {
 		HubURL:   "ws://127.0.0.1:8080/v1/sync",
 		Listen:   "127.0.0.1:8081",
 		Database: "agent.db",
+		TimeZone: "UTC",
 		Log:      LogConfig{Level: "info", Format: "text"},
 		Sync: AgentSyncConfig{MinBackoff: 250 * time.Millisecond, MaxBackoff: 30 * time.Second, BatchSize: 250,
 			LookupTimeout: 500 * time.Millisecond, MaxMessageBytes: 1 << 20},
@@ -153,6 +155,9 @@ func (c AgentConfig) Validate() error {
 		return fmt.Errorf("sync.min_backoff must be positive and at most sync.max_backoff")
 	case c.Sync.BatchSize < 1:
 		return fmt.Errorf("sync.batch_size must be positive")
+	}
+	if _, err := time.LoadLocation(c.TimeZone); err != nil {
+		return fmt.Errorf("timezone must be an IANA zone such as Europe/Berlin, got %q", c.TimeZone)
 	}
 	return c.Log.Validate()
 }

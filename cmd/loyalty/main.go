@@ -130,5 +130,6 @@ func agentCommand() *cobra.Command {
 	cmd.Flags().String("listen", "", "address of the POS API (host:port; keep it on loopback)")
 	cmd.Flags().String("database", "", "replica SQLite database file")
 	cmd.Flags().String("pos-token", "", "bearer token the POS must send (prefer LOYALTY_POS_TOKEN)")
+	cmd.Flags().String("timezone", "", "the store's IANA time zone, for campaign days and hours (e.g. Europe/Berlin)")
 	return cmd
 }
