@@ -242,7 +242,7 @@ func (t *tx) InsertDelta(ctx context.Context, d loyalty.Delta, hash string, rece
 		order_id, reverses, rule_version, occurred_at, received_at, event_at, body, rule) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO NOTHING`,
 		d.ID, hash, d.Store, d.Terminal, d.Member, d.Kind, d.Points, d.Amount, d.Currency, d.Reward, d.Voucher,
-		d.OrderID, d.Reverses, d.RuleVersion, ms(d.OccurredAt), ms(receivedAt), ms(d.EventTime()), deltaExtras(d), d.Rule)
+		d.OrderID, d.Reverses, d.RuleVersion, ms(d.OccurredAt), ms(receivedAt), ms(d.EventTime()), deltaBody(d), d.Rule)
 	if err != nil {
 		return 0, false, err
 	}
@@ -516,28 +516,11 @@ func (t *tx) SaveIdempotent(ctx context.Context, scope, key, hash string, respon
 	return err
 }
 
-// deltaExtras stores the delta fields without a column of their own (clock offset, leases) so
-// that a ledger entry reproduces the delta exactly.
-func deltaExtras(d loyalty.Delta) string {
-	x := deltaExtra{d.ClockOffsetMS, d.Leases, d.Lines, d.Rule, d.Tier, d.Country, d.TimeZone, d.Punches, d.PunchRewards}
-	b, _ := json.Marshal(x)
-	if string(b) == "{}" {
-		return ""
-	}
+// deltaBody stores the whole delta as JSON beside its columns, so that a ledger entry
+// reproduces every field of the delta, including those without a column (lines, leases, …).
+func deltaBody(d loyalty.Delta) string {
+	b, _ := json.Marshal(d)
 	return string(b)
-}
-
-// deltaExtra holds the delta fields stored as JSON, with the delta's own names.
-type deltaExtra struct {
-	ClockOffsetMS int64             `json:"clock_offset_ms,omitempty"`
-	Leases        map[string]string `json:"leases,omitempty"`
-	Lines         []loyalty.Line    `json:"lines,omitempty"`
-	Rule          string            `json:"rule,omitempty"`
-	Tier          string            `json:"tier,omitempty"`
-	Country       string            `json:"country,omitempty"`
-	TimeZone      string            `json:"tz,omitempty"`
-	Punches       map[string]int64  `json:"punches,omitempty"`
-	PunchRewards  []string          `json:"punch_rewards,omitempty"`
 }
 
 func (t *tx) BudgetSpent(ctx context.Context, budget string) (int64, error) {
