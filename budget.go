@@ -49,8 +49,12 @@ func (b Budget) Consumption(p *Program, d, orig *Delta) int64 {
 		return sign * d.Amount
 	case MetricDiscount:
 		r, err := p.Reward(d.Reward)
-		if err == nil && (r.Kind == "amount_off" || r.Kind == "gift_card") {
+		if err == nil && r.Kind == "gift_card" {
 			return sign * r.Value
+		} else if err == nil && (r.Kind == "amount_off" && d.Amount == 0) {
+			return sign * r.Value
+		} else if err == nil {
+			return sign * r.Discount(d.Amount)
 		}
 	}
 	return 0
@@ -210,8 +214,13 @@ func (b Budget) Unit(p *Program) int64 {
 	case MetricDiscount:
 		var u int64
 		for _, r := range p.Rewards {
-			if (b.Reward == "" || b.Reward == r.ID) && (r.Kind == "amount_off" || r.Kind == "gift_card") {
-				u = max(u, r.Value)
+			if b.Reward == "" || b.Reward == r.ID {
+				switch r.Kind {
+				case "amount_off", "gift_card":
+					u = max(u, r.Value)
+				case "percent_off":
+					u = max(u, r.MaxValue)
+				}
 			}
 		}
 		return u

@@ -48,6 +48,40 @@ type Reward struct {
 	// Disabled is the kill switch: no store or channel may redeem the reward. Connected stores
 	// stop within a second; offline stores when their budget leases or offline window expire.
 	Disabled bool `json:"disabled,omitempty"`
+	// MaxValue caps a percent_off reward's discount, in minor units (0: no cap).
+	MaxValue int64 `json:"max_value,omitempty"`
+	// MinOrder is the smallest order (order_amount, minor units) the reward may be used on.
+	MinOrder int64 `json:"min_order,omitempty"`
+	// Tiers, if set, restricts the reward to members of these tiers.
+	Tiers []string `json:"tiers,omitempty"`
+}
+
+// Discount returns the minor units a reward takes off an order of orderAmount: its value for
+// amount_off, the percentage (capped by MaxValue) for percent_off, nothing for the others.
+func (r Reward) Discount(orderAmount int64) int64 {
+	switch r.Kind {
+	case "amount_off":
+		return min(r.Value, orderAmount)
+	case "percent_off":
+		d := orderAmount * r.Value / 100
+		if r.MaxValue > 0 {
+			d = min(d, r.MaxValue)
+		}
+		return d
+	}
+	return 0
+}
+
+// Redeemable checks that a member of tier may use the reward on an order of orderAmount (0: the
+// POS did not say). It returns EINVALID with a message for the cashier.
+func (r Reward) Redeemable(tier string, orderAmount int64) error {
+	if len(r.Tiers) > 0 && !slices.Contains(r.Tiers, tier) {
+		return Errorf(EINVALID, "%s is for %v members only", r.Name, r.Tiers)
+	}
+	if r.MinOrder > 0 && orderAmount < r.MinOrder {
+		return Errorf(EINVALID, "%s needs an order of at least %d minor units (send order_amount)", r.Name, r.MinOrder)
+	}
+	return nil
 }
 
 // RewardKinds are the kinds of reward a POS knows how to apply.
@@ -95,8 +129,15 @@ func (p *Program) Validate() error {
 			return Errorf(EINVALID, "reward %q: a %s needs a value in minor units", r.ID, r.Kind)
 		case r.Kind == "percent_off" && (r.Value < 1 || r.Value > 100):
 			return Errorf(EINVALID, "reward %q: a percent_off value is 1 to 100", r.ID)
-		case r.Value < 0:
-			return Errorf(EINVALID, "reward %q: value cannot be negative", r.ID)
+		case r.Value < 0 || r.MaxValue < 0 || r.MinOrder < 0:
+			return Errorf(EINVALID, "reward %q: value, max_value and min_order cannot be negative", r.ID)
+		case r.MaxValue > 0 && r.Kind != "percent_off":
+			return Errorf(EINVALID, "reward %q: max_value caps percent_off rewards only", r.ID)
+		}
+		for _, t := range r.Tiers {
+			if p.Tiers == nil || !slices.ContainsFunc(p.Tiers.Tiers, func(x Tier) bool { return x.ID == t }) {
+				return Errorf(EINVALID, "reward %q: tier %q does not exist", r.ID, t)
+			}
 		}
 		seen[r.ID] = true
 	}

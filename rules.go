@@ -16,9 +16,11 @@ type Line struct {
 	Amount   int64  `json:"amount"` // minor units for the whole line
 }
 
-// CategoryRate earns a different number of points per currency unit on one product category.
+// CategoryRate earns a different number of points per currency unit on one product (SKU) or
+// one category. A product's rate wins over its category's.
 type CategoryRate struct {
-	Category      string `json:"category"`
+	Category      string `json:"category,omitempty"`
+	SKU           string `json:"sku,omitempty"`
 	PointsPerUnit int64  `json:"points_per_unit"`
 }
 
@@ -191,7 +193,12 @@ func (p *Program) ComputeEarn(in EarnInput) (EarnResult, error) {
 		sum += l.Amount
 		rate := p.Earn.PointsPerUnit
 		for _, c := range p.CategoryRates {
-			if c.Category == l.Category && l.Category != "" {
+			if c.SKU == "" && c.Category == l.Category && l.Category != "" {
+				rate = c.PointsPerUnit
+			}
+		}
+		for _, c := range p.CategoryRates {
+			if c.SKU != "" && c.SKU == l.SKU {
 				rate = c.PointsPerUnit
 			}
 		}
@@ -283,8 +290,8 @@ func (p *Program) earnRules() []string {
 
 func validateRules(p *Program) error {
 	for i, c := range p.CategoryRates {
-		if c.Category == "" || c.PointsPerUnit < 0 || c.PointsPerUnit > 1000 {
-			return Errorf(EINVALID, "category_rates[%d]: a category and 0 to 1000 points per unit", i)
+		if (c.Category == "") == (c.SKU == "") || c.PointsPerUnit < 0 || c.PointsPerUnit > 1000 {
+			return Errorf(EINVALID, "category_rates[%d]: a category or a sku (not both), and 0 to 1000 points per unit", i)
 		}
 	}
 	if t := p.Tiers; t != nil {

@@ -178,3 +178,36 @@ func TestProgram_ValidateRules(t *testing.T) {
 	}
 	_ = fmt.Sprint()
 }
+
+func TestRewards(t *testing.T) {
+	pct := loyalty.Reward{ID: "p", Name: "20% off", Kind: "percent_off", Value: 20, MaxValue: 1000}
+	for _, tt := range []struct{ order, want int64 }{{0, 0}, {2500, 500}, {5000, 1000}, {9000, 1000}} {
+		if got := pct.Discount(tt.order); got != tt.want {
+			t.Errorf("20%% off capped at 10.00 on %d: %d, want %d", tt.order, got, tt.want)
+		}
+	}
+	off := loyalty.Reward{ID: "o", Name: "5 off", Kind: "amount_off", Value: 500, MinOrder: 2000, Tiers: []string{"gold"}}
+	if off.Discount(300) != 300 {
+		t.Error("amount_off takes at most the order")
+	}
+	for _, tt := range []struct {
+		tier  string
+		order int64
+		ok    bool
+	}{{"gold", 2000, true}, {"gold", 1999, false}, {"silver", 5000, false}} {
+		if err := off.Redeemable(tt.tier, tt.order); (err == nil) != tt.ok {
+			t.Errorf("%s on %d: %v, want ok=%v", tt.tier, tt.order, err, tt.ok)
+		}
+	}
+	p := richProgram()
+	p.CategoryRates = append(p.CategoryRates, loyalty.CategoryRate{SKU: "espresso", PointsPerUnit: 5})
+	r, err := p.ComputeEarn(loyalty.EarnInput{Amount: 200, Currency: "EUR", At: time.Date(2026, 11, 18, 10, 0, 0, 0, time.UTC),
+		Lines: []loyalty.Line{{SKU: "espresso", Category: "coffee", Qty: 1, Amount: 100}, {Category: "coffee", Qty: 1, Amount: 100}}})
+	if err != nil || r.Base != 5+3 {
+		t.Errorf("a product's rate wins over its category's: %+v, %v", r, err)
+	}
+	p.Rewards = append(p.Rewards, loyalty.Reward{ID: "vip", Name: "VIP gift", PointsCost: 10, Kind: "free_product", Tiers: []string{"platinum"}})
+	if loyalty.ErrorCode(p.Validate()) != loyalty.EINVALID {
+		t.Error("a tier-only reward naming an unknown tier was accepted")
+	}
+}

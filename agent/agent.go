@@ -497,6 +497,13 @@ func (a *Agent) Redeem(ctx context.Context, req loyalty.RedeemRequest) (loyalty.
 		if bal < r.PointsCost {
 			return loyalty.Receipt{}, loyalty.Errorf(loyalty.EINSUFFICIENT, "member has %d points; %s costs %d", bal, r.Name, r.PointsCost)
 		}
+		m, _, _, _, err := a.balance(ctx, tx, member)
+		if err != nil {
+			return loyalty.Receipt{}, err
+		}
+		if err := r.Redeemable(m.Tier, int64(req.OrderAmount)); err != nil {
+			return loyalty.Receipt{}, err
+		}
 		d := a.newDelta(member, loyalty.KindRedeem, req.OrderID, req.Terminal)
 		d.Points, d.Reward, d.RuleVersion = -r.PointsCost, r.ID, p.Version
 		d.Amount = int64(req.OrderAmount)

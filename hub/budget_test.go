@@ -417,3 +417,23 @@ func TestTiers(t *testing.T) {
 	}
 	mustCheck(t, h)
 }
+
+// TestClockSkewReported: a store whose clock is more than MaxClockSkew off is flagged.
+func TestClockSkewReported(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	for store, offset := range map[string]time.Duration{"s1": 2 * time.Second, "s2": -(hub.MaxClockSkew + time.Minute)} {
+		if err := h.Seen(ctx, store, lsync.Health{Connected: true, At: t0, ClockOffsetMS: offset.Milliseconds()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stores, err := h.Stores(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range stores {
+		if want := s.ID == "s2"; s.Health.ClockSkewed != want {
+			t.Errorf("%s: clock_skewed %v (offset %dms), want %v", s.ID, s.Health.ClockSkewed, s.Health.ClockOffsetMS, want)
+		}
+	}
+}

@@ -1081,6 +1081,9 @@ func (a *applier) payReward(ctx context.Context, req loyalty.RedeemRequest, memb
 	if bal < r.PointsCost {
 		return loyalty.Delta{}, r, loyalty.Errorf(loyalty.EINSUFFICIENT, "member %s has %d points; %s costs %d", member, bal, r.Name, r.PointsCost)
 	}
+	if err := r.Redeemable(a.members[member].Tier, int64(req.OrderAmount)); err != nil {
+		return loyalty.Delta{}, r, err
+	}
 	d := a.newDelta(req.OrderID, member, loyalty.KindRedeem, req.Terminal)
 	d.Points, d.Reward, d.RuleVersion, d.Amount = -r.PointsCost, r.ID, p.Version, int64(req.OrderAmount)
 	return d, r, a.applyOnline(ctx, d)
