@@ -18,6 +18,7 @@ const (
 	KindReverse Kind = "reverse" // undoes an earlier earn or redeem (refund, void); Points = -original
 	KindAdjust  Kind = "adjust"  // an operator's correction or a migration; only the hub mints these
 	KindTier    Kind = "tier"    // a tier change (0 points), minted by the hub
+	KindExpire  Kind = "expire"  // points that expired (negative), minted by the hub
 )
 
 // Limits on sizes that every side enforces the same way.
@@ -137,7 +138,7 @@ func (d *Delta) Validate() error {
 		if d.Reverses == "" {
 			return Errorf(EINVALID, "delta %s: a reverse names the delta it reverses", d.ID)
 		}
-	case KindAdjust, KindTier:
+	case KindAdjust, KindTier, KindExpire:
 	default:
 		return Errorf(EINVALID, "delta %s: unknown kind %q (want earn, redeem, reverse or adjust)", d.ID, d.Kind)
 	}

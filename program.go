@@ -22,6 +22,7 @@ type Program struct {
 	Campaigns     []Campaign     `json:"campaigns,omitempty"`
 	PunchCards    []PunchCard    `json:"punch_cards,omitempty"`
 	Actions       []ActionRule   `json:"actions,omitempty"`
+	Expiry        *Expiry        `json:"expiry,omitempty"`
 }
 
 // EarnRule awards PointsPerUnit points for every whole currency unit spent. A currency unit is

@@ -146,6 +146,20 @@ type ActionRule struct {
 	Period   string `json:"period,omitempty"`
 }
 
+// Expiry makes points expire after a member's inactivity: AfterDays days with no earn or
+// redemption take the whole balance to zero with a ledgered expire delta. Members within
+// RemindDays of that are listed as expiring soon, for reminders.
+type Expiry struct {
+	Mode       string `json:"mode"` // inactivity (expiry per earned lot is not built yet)
+	AfterDays  int    `json:"after_days"`
+	RemindDays int    `json:"remind_days,omitempty"`
+}
+
+// ExpiresAt returns when the points of a member last active at last expire.
+func (e *Expiry) ExpiresAt(last time.Time) time.Time {
+	return last.AddDate(0, 0, e.AfterDays)
+}
+
 // EarnInput is everything the earn computation depends on. The agent and the hub build it from
 // the same fields of the delta, so both compute the same result.
 type EarnInput struct {
@@ -370,6 +384,16 @@ func validateRules(p *Program) error {
 			return Errorf(EINVALID, "punch card %q: no reward %q in the program", c.ID, c.Reward)
 		}
 		cards[c.ID] = true
+	}
+	if e := p.Expiry; e != nil {
+		switch {
+		case e.Mode != "inactivity":
+			return Errorf(EINVALID, "expiry.mode must be inactivity (expiry per earned lot is not available yet), not %q", e.Mode)
+		case e.AfterDays < 1:
+			return Errorf(EINVALID, "expiry.after_days must be at least 1")
+		case e.RemindDays < 0 || e.RemindDays >= e.AfterDays:
+			return Errorf(EINVALID, "expiry.remind_days must be 0 to after_days - 1")
+		}
 	}
 	acts := map[string]bool{RulePurchase: true}
 	for _, a := range p.Actions {

@@ -437,3 +437,44 @@ func TestClockSkewReported(t *testing.T) {
 		}
 	}
 }
+
+// TestExpiryOnTheDay: points expire exactly after_days after the last earn or redemption; the
+// member is listed as expiring soon remind_days before; activity starts the clock again.
+func TestExpiryOnTheDay(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	h.Now = func() time.Time { return now }
+	withProgram(t, h, func(p *loyalty.Program) {
+		p.Expiry = &loyalty.Expiry{Mode: "inactivity", AfterDays: 30, RemindDays: 7}
+	})
+	fund(t, h, "m1", 100) // last activity: now
+	fund(t, h, "m2", 100)
+	expires := now.AddDate(0, 0, 30)
+	now = expires.AddDate(0, 0, -7)
+	if n, soon, err := h.ExpirePoints(ctx); err != nil || n != 0 || len(soon) != 2 {
+		t.Fatalf("7 days before: expired %d, soon %+v, %v", n, soon, err)
+	}
+	if _, err := h.Redeem(ctx, loyalty.RedeemRequest{OrderID: "keep", MemberID: "m2", RewardID: "coffee"}); err != nil {
+		t.Fatal(err) // m2 is active again
+	}
+	now = expires.Add(-time.Millisecond)
+	if n, _, _ := h.ExpirePoints(ctx); n != 0 {
+		t.Fatalf("a millisecond before: %d expired", n)
+	}
+	now = expires
+	if n, _, err := h.ExpirePoints(ctx); err != nil || n != 1 {
+		t.Fatalf("on the day: %d expired, %v", n, err)
+	}
+	if b := balance(t, h, "m1"); b != 0 {
+		t.Errorf("m1 after expiry: %d", b)
+	}
+	if b := balance(t, h, "m2"); b != 50 {
+		t.Errorf("m2, active 23 days ago: %d, want 50", b)
+	}
+	v, _ := h.Member(ctx, "m1", 10)
+	if v.Ledger[0].Kind != loyalty.KindExpire || v.Ledger[0].Points != -100 {
+		t.Errorf("ledger: %+v", v.Ledger[0])
+	}
+	mustCheck(t, h)
+}

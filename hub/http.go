@@ -179,6 +179,13 @@ func (s *Server) Handler() http.Handler {
 		n, err := h.WriteOff(r.Context(), r.PathValue("id"))
 		s.reply(w, r, http.StatusOK, map[string]any{"store": r.PathValue("id"), "returned": n}, err)
 	})
+	admin.HandleFunc("GET /v1/expiring", func(w http.ResponseWriter, r *http.Request) {
+		_, soon, err := h.ExpirePoints(r.Context())
+		if soon == nil {
+			soon = []Expiring{}
+		}
+		s.reply(w, r, http.StatusOK, soon, err)
+	})
 	admin.HandleFunc("GET /v1/check", func(w http.ResponseWriter, r *http.Request) {
 		out, err := h.Check(r.Context())
 		s.reply(w, r, http.StatusOK, out, err)

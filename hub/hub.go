@@ -343,7 +343,7 @@ func (a *applier) check(ctx context.Context, store string, d *loyalty.Delta) err
 	if d.Store != store {
 		return loyalty.Errorf(loyalty.EUNAUTHORIZED, "store %s cannot push deltas as store %s", store, d.Store)
 	}
-	if d.Kind == loyalty.KindAdjust || d.Kind == loyalty.KindTier {
+	if (d.Kind == loyalty.KindAdjust || d.Kind == loyalty.KindTier || d.Kind == loyalty.KindExpire) && store != loyalty.HubStore {
 		return loyalty.Errorf(loyalty.EUNAUTHORIZED, "only the hub makes %s deltas; store %s pushed one", d.Kind, store)
 	}
 	if d.Kind == loyalty.KindEarn && d.Rule != "" && store != loyalty.OnlineStore {
@@ -609,8 +609,8 @@ func (h *Hub) CreateStore(ctx context.Context, id, name string) (StoreInfo, stri
 	if err := validID("store", id); err != nil {
 		return StoreInfo{}, "", err
 	}
-	if id == loyalty.OnlineStore {
-		return StoreInfo{}, "", loyalty.Errorf(loyalty.EINVALID, "store id %q is reserved for the online channel", id)
+	if id == loyalty.OnlineStore || id == loyalty.HubStore {
+		return StoreInfo{}, "", loyalty.Errorf(loyalty.EINVALID, "store id %q is reserved for the hub's own deltas", id)
 	}
 	if name == "" {
 		name = id
@@ -1316,6 +1316,70 @@ func (h *Hub) Requalify(ctx context.Context) (int, error) {
 			})
 			if err != nil {
 				return changed, err
+			}
+		}
+		after = ms[len(ms)-1].ID
+	}
+}
+
+// Expiring is a member whose points expire soon.
+type Expiring struct {
+	Member    string    `json:"member_id"`
+	Balance   int64     `json:"balance"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// ExpirePoints applies the program's expiry: a member inactive for expiry.after_days loses their
+// balance with a ledgered expire delta. It returns the members it expired and those expiring within
+// expiry.remind_days, for reminders. Without an expiry rule it does nothing.
+func (h *Hub) ExpirePoints(ctx context.Context) (expired int, soon []Expiring, err error) {
+	p, err := h.Program(ctx)
+	if err != nil || p.Expiry == nil {
+		return 0, nil, err
+	}
+	now := h.Now()
+	after := ""
+	for {
+		var ms []loyalty.Member
+		if err := h.Store.View(ctx, func(tx Tx) error {
+			var err error
+			ms, err = tx.Members(ctx, after, 200)
+			return err
+		}); err != nil || len(ms) == 0 {
+			return expired, soon, err
+		}
+		for _, m := range ms {
+			if m.Balance <= 0 {
+				continue
+			}
+			err := h.update(ctx, func(tx Tx) error {
+				a := h.newApplier(tx)
+				bal, err := a.balance(ctx, m.ID)
+				if err != nil || bal <= 0 {
+					return err
+				}
+				last, err := tx.LastActivity(ctx, m.ID)
+				if err != nil || last.IsZero() {
+					return err
+				}
+				at := p.Expiry.ExpiresAt(last)
+				if now.Before(at) {
+					if !now.Before(at.AddDate(0, 0, -p.Expiry.RemindDays)) {
+						soon = append(soon, Expiring{Member: m.ID, Balance: bal, ExpiresAt: at})
+					}
+					return nil
+				}
+				d := loyalty.Delta{ID: loyalty.NewDeltaID(), Store: loyalty.HubStore, Member: m.ID, Kind: loyalty.KindExpire,
+					Points: -bal, RuleVersion: p.Version, OccurredAt: now}
+				if _, err := a.apply(ctx, loyalty.HubStore, d); err != nil {
+					return err
+				}
+				expired++
+				_, err = a.finish(ctx)
+				return err
+			})
+			if err != nil {
+				return expired, soon, err
 			}
 		}
 		after = ms[len(ms)-1].ID

@@ -95,6 +95,11 @@ func (m *HubMain) poll(ctx context.Context) {
 				} else if n > 0 {
 					m.Logger.Info("tiers requalified", slog.Int("changed", n))
 				}
+				if n, soon, err := m.Hub.ExpirePoints(ctx); err != nil {
+					m.Logger.Warn("expire points", slog.Any("err", err))
+				} else if n > 0 || len(soon) > 0 {
+					m.Logger.Info("points expiry", slog.Int("expired", n), slog.Int("expiring_soon", len(soon)))
+				}
 			}
 			if n, err := m.Hub.ExpireLeases(ctx); err != nil {
 				m.Logger.Warn("expire leases", slog.Any("err", err))

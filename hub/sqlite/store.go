@@ -645,3 +645,9 @@ func (t *tx) RuleCount(ctx context.Context, member, rule string, since time.Time
 		AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id)`, member, rule, ms(since)).Scan(&n)
 	return n, err
 }
+
+func (t *tx) LastActivity(ctx context.Context, member string) (time.Time, error) {
+	var at int64
+	err := t.QueryRowContext(ctx, `SELECT COALESCE(MAX(event_at), 0) FROM deltas WHERE member = ? AND kind IN ('earn', 'redeem')`, member).Scan(&at)
+	return fromMS(at), err
+}
