@@ -23,6 +23,7 @@ type Program struct {
 	PunchCards    []PunchCard    `json:"punch_cards,omitempty"`
 	Actions       []ActionRule   `json:"actions,omitempty"`
 	Expiry        *Expiry        `json:"expiry,omitempty"`
+	Referral      *Referral      `json:"referral,omitempty"`
 }
 
 // EarnRule awards PointsPerUnit points for every whole currency unit spent. A currency unit is

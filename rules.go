@@ -146,6 +146,17 @@ type ActionRule struct {
 	Period   string `json:"period,omitempty"`
 }
 
+// RuleReferral is the earn rule of referral bonuses.
+const RuleReferral = "referral"
+
+// Referral rewards both sides when a referred member makes a first qualifying purchase: the new
+// member gets Give points, the referrer Get points ("give X, get X").
+type Referral struct {
+	Give      int64 `json:"give"`
+	Get       int64 `json:"get"`
+	MinAmount int64 `json:"min_amount,omitempty"` // smallest qualifying purchase, minor units
+}
+
 // Expiry makes points expire after a member's inactivity: AfterDays days with no earn or
 // redemption take the whole balance to zero with a ledgered expire delta. Members within
 // RemindDays of that are listed as expiring soon, for reminders.
@@ -385,6 +396,9 @@ func validateRules(p *Program) error {
 		}
 		cards[c.ID] = true
 	}
+	if r := p.Referral; r != nil && (r.Give < 0 || r.Get < 0 || r.Give+r.Get == 0 || r.Give > MaxPoints || r.Get > MaxPoints || r.MinAmount < 0) {
+		return Errorf(EINVALID, "referral: give and get are points (not negative, not both 0), min_amount not negative")
+	}
 	if e := p.Expiry; e != nil {
 		switch {
 		case e.Mode != "inactivity":
@@ -395,7 +409,7 @@ func validateRules(p *Program) error {
 			return Errorf(EINVALID, "expiry.remind_days must be 0 to after_days - 1")
 		}
 	}
-	acts := map[string]bool{RulePurchase: true}
+	acts := map[string]bool{RulePurchase: true, RuleReferral: true}
 	for _, a := range p.Actions {
 		switch {
 		case a.ID == "" || acts[a.ID]:

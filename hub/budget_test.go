@@ -478,3 +478,42 @@ func TestExpiryOnTheDay(t *testing.T) {
 	}
 	mustCheck(t, h)
 }
+
+// TestReferral: give 50, get 100 at the referred member's first purchase of at least 20.00, from
+// a store; never twice; self-referral and unknown codes refused.
+func TestReferral(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	withProgram(t, h, func(p *loyalty.Program) { p.Referral = &loyalty.Referral{Give: 50, Get: 100, MinAmount: 2000} })
+	if _, err := h.CreateMember(ctx, loyalty.Member{ID: "ann", Email: "ann@example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	for name, m := range map[string]loyalty.Member{
+		"self, same email": {ID: "ann2", Email: "ANN@example.com", ReferredBy: "ann"},
+		"unknown code":     {ID: "bob", ReferredBy: "nobody"},
+	} {
+		if _, err := h.CreateMember(ctx, m); loyalty.ErrorCode(err) != loyalty.EINVALID {
+			t.Errorf("%s: %v, want EINVALID", name, err)
+		}
+	}
+	if _, err := h.CreateMember(ctx, loyalty.Member{ID: "bea", Email: "bea@example.com", ReferredBy: "ann", HomeStore: "s1"}); err != nil {
+		t.Fatal(err)
+	}
+	// A small purchase does not qualify; the first qualifying one, at a store, pays both once.
+	pushOK(t, h, "s1", earn("s1", "bea", 1999))
+	if b := balance(t, h, "ann"); b != 0 {
+		t.Fatalf("after a 19.99 purchase: referrer has %d", b)
+	}
+	pushOK(t, h, "s1", earn("s1", "bea", 2000))
+	pushOK(t, h, "s1", earn("s1", "bea", 5000))
+	if a, b := balance(t, h, "ann"), balance(t, h, "bea"); a != 100 || b != 19+20+50+50 {
+		t.Errorf("after qualifying: ann %d (want 100), bea %d (want 139)", a, b)
+	}
+	// A store cannot mint referral bonuses.
+	d := earn("s1", "bea", 0)
+	d.Rule, d.Points = loyalty.RuleReferral, 50
+	if r := pushOK(t, h, "s1", d).Results[0]; r.Code != loyalty.EUNAUTHORIZED {
+		t.Errorf("a store's referral delta: %+v", r)
+	}
+	mustCheck(t, h)
+}

@@ -105,9 +105,11 @@ func (s *Server) Handler() http.Handler {
 			Name      string `json:"name"`
 			HomeStore string `json:"home_store"`
 			Country   string `json:"country"`
+			Referred  string `json:"referred_by"` // the referrer's member id (their referral code)
 		}
 		if s.decode(w, r, &req) {
-			out, err := h.CreateMember(r.Context(), loyalty.Member{ID: req.ID, Email: req.Email, Name: req.Name, HomeStore: req.HomeStore, Country: req.Country})
+			out, err := h.CreateMember(r.Context(), loyalty.Member{ID: req.ID, Email: req.Email, Name: req.Name, HomeStore: req.HomeStore,
+				Country: req.Country, ReferredBy: req.Referred})
 			s.reply(w, r, http.StatusCreated, out, err)
 		}
 	})

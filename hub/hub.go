@@ -331,6 +331,9 @@ func (a *applier) apply(ctx context.Context, store string, d loyalty.Delta) (lsy
 	if err := a.account(ctx, store, d); err != nil {
 		return lsync.Result{}, err
 	}
+	if err := a.referral(ctx, d); err != nil {
+		return lsync.Result{}, err
+	}
 	return lsync.Result{DeltaID: d.ID, Status: lsync.StatusApplied, Seq: seq}, nil
 }
 
@@ -346,7 +349,7 @@ func (a *applier) check(ctx context.Context, store string, d *loyalty.Delta) err
 	if (d.Kind == loyalty.KindAdjust || d.Kind == loyalty.KindTier || d.Kind == loyalty.KindExpire) && store != loyalty.HubStore {
 		return loyalty.Errorf(loyalty.EUNAUTHORIZED, "only the hub makes %s deltas; store %s pushed one", d.Kind, store)
 	}
-	if d.Kind == loyalty.KindEarn && d.Rule != "" && store != loyalty.OnlineStore {
+	if d.Kind == loyalty.KindEarn && d.Rule != "" && store != loyalty.OnlineStore && store != loyalty.HubStore {
 		return loyalty.Errorf(loyalty.EUNAUTHORIZED, "stores award points for sales; action %q goes through the hub's API", d.Rule)
 	}
 	if _, err := a.balance(ctx, d.Member); err != nil {
@@ -357,6 +360,12 @@ func (a *applier) check(ctx context.Context, store string, d *loyalty.Delta) err
 		p, err := a.program(ctx, d.RuleVersion)
 		if err != nil {
 			return err
+		}
+		if d.Rule == loyalty.RuleReferral {
+			if store != loyalty.HubStore || p.Referral == nil || (d.Points != p.Referral.Give && d.Points != p.Referral.Get) {
+				return loyalty.Errorf(loyalty.EUNAUTHORIZED, "only the hub awards referral bonuses, as the program sets them")
+			}
+			return nil
 		}
 		if d.Rule != "" {
 			act, err := p.Action(d.Rule)
@@ -664,6 +673,18 @@ func (h *Hub) CreateMember(ctx context.Context, m loyalty.Member) (loyalty.Membe
 	if m.Email != "" && (!strings.Contains(m.Email, "@") || len(m.Email) > 254) {
 		return m, loyalty.Errorf(loyalty.EINVALID, "email %q is not an email address", m.Email)
 	}
+	if m.ReferredBy != "" {
+		ref, err := h.Member(ctx, m.ReferredBy, 0)
+		if loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
+			return m, loyalty.Errorf(loyalty.EINVALID, "referral code %q belongs to no member", m.ReferredBy)
+		} else if err != nil {
+			return m, err
+		}
+		if ref.ID == m.ID || ref.Email != "" && strings.EqualFold(ref.Email, strings.TrimSpace(m.Email)) {
+			return m, loyalty.Errorf(loyalty.EINVALID, "a member cannot refer themselves")
+		}
+	}
+	m.ReferralPaid = false
 	if m.Country != "" && (len(m.Country) != 2 || strings.ToUpper(m.Country) != m.Country) {
 		return m, loyalty.Errorf(loyalty.EINVALID, "country must be an ISO 3166 two-letter code such as DE, got %q", m.Country)
 	}
@@ -1384,4 +1405,44 @@ func (h *Hub) ExpirePoints(ctx context.Context) (expired int, soon []Expiring, e
 		}
 		after = ms[len(ms)-1].ID
 	}
+}
+
+// referral pays the "give X, get X" bonus at a referred member's first qualifying purchase, from
+// any store or channel: two hub-made earn deltas, once.
+func (a *applier) referral(ctx context.Context, d loyalty.Delta) error {
+	if d.Kind != loyalty.KindEarn || d.Rule != "" {
+		return nil
+	}
+	m := a.members[d.Member]
+	if m.ReferredBy == "" || m.ReferralPaid {
+		return nil
+	}
+	p, err := a.current(ctx)
+	if err != nil || p.Referral == nil || d.Amount < p.Referral.MinAmount {
+		return err
+	}
+	if err := a.tx.SetReferralPaid(ctx, m.ID); err != nil {
+		return err
+	}
+	m.ReferralPaid = true
+	a.members[m.ID] = m
+	for _, bonus := range []struct {
+		member string
+		points int64
+	}{{m.ID, p.Referral.Give}, {m.ReferredBy, p.Referral.Get}} {
+		if bonus.points == 0 {
+			continue
+		}
+		b := loyalty.Delta{ID: loyalty.NewDeltaID(), Store: loyalty.HubStore, Member: bonus.member, Kind: loyalty.KindEarn,
+			Rule: loyalty.RuleReferral, Points: bonus.points, Currency: p.Currency, RuleVersion: p.Version, OccurredAt: a.Now(),
+			OrderID: "referral-" + m.ID}
+		r, err := a.apply(ctx, loyalty.HubStore, b)
+		if err != nil {
+			return err
+		}
+		if r.Status != lsync.StatusApplied {
+			return fmt.Errorf("referral bonus for %s: %s %s", bonus.member, r.Code, r.Message)
+		}
+	}
+	return nil
 }

@@ -110,6 +110,8 @@ type Tx interface {
 	// Qualifying sums what counts toward a member's tier (basis spend: order amounts; points: points
 	// earned from purchases) with an event time at or after since, not counting reversed earns.
 	Qualifying(ctx context.Context, member, basis string, since time.Time) (int64, error)
+	// SetReferralPaid records that a referred member's referral bonus was given.
+	SetReferralPaid(ctx context.Context, member string) error
 	// LastActivity returns the event time of a member's last earn or redemption (zero if none).
 	LastActivity(ctx context.Context, member string) (time.Time, error)
 	// RuleCount counts a member's earns under an action rule with an event time at or after since,

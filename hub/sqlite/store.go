@@ -177,18 +177,21 @@ func (t *tx) InsertMember(ctx context.Context, m loyalty.Member) error {
 	} else if !errors.Is(err, sql.ErrNoRows) {
 		return err
 	}
-	_, err = t.ExecContext(ctx, `INSERT INTO members (id, email, name, home_store, tier, country, balance, version, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		m.ID, nullable(m.Email), m.Name, m.HomeStore, m.Tier, m.Country, m.Balance, m.Version, ms(m.CreatedAt))
+	_, err = t.ExecContext(ctx, `INSERT INTO members (id, email, name, home_store, tier, country, balance, version, created_at, referred_by)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		m.ID, nullable(m.Email), m.Name, m.HomeStore, m.Tier, m.Country, m.Balance, m.Version, ms(m.CreatedAt), m.ReferredBy)
 	return err
 }
 
-const memberCols = `m.id, COALESCE(m.email, ''), m.name, m.home_store, m.tier, m.country, m.punches, m.balance, m.version, m.created_at`
+const memberCols = `m.id, COALESCE(m.email, ''), m.name, m.home_store, m.tier, m.country, m.punches, m.balance, m.version, m.created_at,
+	m.referred_by, m.referral_paid`
 
 func scanMember(row interface{ Scan(...any) error }) (loyalty.Member, error) {
 	var m loyalty.Member
 	var created int64
 	var punches string
-	err := row.Scan(&m.ID, &m.Email, &m.Name, &m.HomeStore, &m.Tier, &m.Country, &punches, &m.Balance, &m.Version, &created)
+	err := row.Scan(&m.ID, &m.Email, &m.Name, &m.HomeStore, &m.Tier, &m.Country, &punches, &m.Balance, &m.Version, &created,
+		&m.ReferredBy, &m.ReferralPaid)
 	m.CreatedAt = fromMS(created)
 	if err == nil && punches != "" {
 		err = json.Unmarshal([]byte(punches), &m.Punches)
@@ -650,4 +653,9 @@ func (t *tx) LastActivity(ctx context.Context, member string) (time.Time, error)
 	var at int64
 	err := t.QueryRowContext(ctx, `SELECT COALESCE(MAX(event_at), 0) FROM deltas WHERE member = ? AND kind IN ('earn', 'redeem')`, member).Scan(&at)
 	return fromMS(at), err
+}
+
+func (t *tx) SetReferralPaid(ctx context.Context, member string) error {
+	_, err := t.ExecContext(ctx, `UPDATE members SET referral_paid = 1 WHERE id = ?`, member)
+	return err
 }
