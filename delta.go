@@ -168,9 +168,9 @@ type Member struct {
 	Tier      string           `json:"tier,omitempty"`
 	Punches   map[string]int64 `json:"punches,omitempty"` // punch card units bought so far, per card
 	// ReferredBy is the member who referred this one; ReferralPaid says the bonus was given.
-	ReferredBy   string `json:"referred_by,omitempty"`
-	ReferralPaid bool   `json:"referral_paid,omitempty"`
-	Balance   int64            `json:"balance"`
-	Version   int64            `json:"version"` // hub change sequence of the last change to this member
-	CreatedAt time.Time        `json:"created_at,omitzero"`
+	ReferredBy   string    `json:"referred_by,omitempty"`
+	ReferralPaid bool      `json:"referral_paid,omitempty"`
+	Balance      int64     `json:"balance"`
+	Version      int64     `json:"version"` // hub change sequence of the last change to this member
+	CreatedAt    time.Time `json:"created_at,omitzero"`
 }

@@ -56,6 +56,25 @@ type Reward struct {
 	MinOrder int64 `json:"min_order,omitempty"`
 	// Tiers, if set, restricts the reward to members of these tiers.
 	Tiers []string `json:"tiers,omitempty"`
+	// Stackable rewards may be combined with other stackable rewards on one order; a reward that
+	// is not stackable is the only one on its order.
+	Stackable bool `json:"stackable,omitempty"`
+}
+
+// Stacks checks that a reward may join the rewards already redeemed on an order. It returns
+// EINVALID naming the conflict.
+func (p *Program) Stacks(reward string, already []string) error {
+	if len(already) == 0 {
+		return nil
+	}
+	r, _ := p.Reward(reward)
+	for _, id := range already {
+		o, _ := p.Reward(id)
+		if !r.Stackable || !o.Stackable {
+			return Errorf(EINVALID, "%q cannot be combined with %q on one order; use another order or make both stackable", reward, id)
+		}
+	}
+	return nil
 }
 
 // Discount returns the minor units a reward takes off an order of orderAmount: its value for

@@ -231,29 +231,38 @@ func (a *Agent) identify(ctx context.Context, token, id, want string) (identity,
 // pass the request with its QR token replaced by the member id it names, so a retry with a
 // freshly refreshed code is still the same request.
 func (a *Agent) once(ctx context.Context, op, orderID string, req any, fn func(Tx, bool) (loyalty.Receipt, error)) (loyalty.Receipt, error) {
+	return a.onceFor(ctx, op, orderID, "", req, fn)
+}
+
+// onceFor is once for one part of an order (a reward): the key is the order id and the part.
+func (a *Agent) onceFor(ctx context.Context, op, orderID, part string, req any, fn func(Tx, bool) (loyalty.Receipt, error)) (loyalty.Receipt, error) {
 	if err := loyalty.ValidateOrderID(orderID); err != nil {
 		return loyalty.Receipt{}, err
 	}
-	out, err := a.onceTx(ctx, op, orderID, req, fn)
+	key := orderID
+	if part != "" {
+		key += "/" + part
+	}
+	out, err := a.onceTx(ctx, op, orderID, key, req, fn)
 	if errors.Is(err, errNeedQuota) && a.Sync.Status().Online {
 		// Online with too little quota: ask the hub for a refill and try once more.
 		rctx, cancel := context.WithTimeout(ctx, a.LookupTimeout)
 		rerr := a.Sync.Refresh(rctx)
 		cancel()
 		if rerr == nil {
-			out, err = a.onceTx(ctx, op, orderID, req, fn)
+			out, err = a.onceTx(ctx, op, orderID, key, req, fn)
 		}
 	}
 	return out, err
 }
 
-func (a *Agent) onceTx(ctx context.Context, op, orderID string, req any, fn func(Tx, bool) (loyalty.Receipt, error)) (loyalty.Receipt, error) {
+func (a *Agent) onceTx(ctx context.Context, op, orderID, key string, req any, fn func(Tx, bool) (loyalty.Receipt, error)) (loyalty.Receipt, error) {
 	hash := loyalty.RequestHash(req)
 	offline := !a.Sync.Status().Online
 	var out loyalty.Receipt
 	var fresh bool
 	err := a.Store.Update(ctx, func(tx Tx) error {
-		prev, resp, found, err := tx.PosResult(ctx, op, orderID)
+		prev, resp, found, err := tx.PosResult(ctx, op, key)
 		if err != nil {
 			return err
 		}
@@ -272,7 +281,7 @@ func (a *Agent) onceTx(ctx context.Context, op, orderID string, req any, fn func
 			return err
 		}
 		fresh = true
-		return tx.SavePosResult(ctx, op, orderID, hash, b, a.Now())
+		return tx.SavePosResult(ctx, op, key, hash, b, a.Now())
 	})
 	if err == nil && fresh {
 		a.Sync.Kick()
@@ -478,7 +487,8 @@ func (a *Agent) Redeem(ctx context.Context, req loyalty.RedeemRequest) (loyalty.
 	member := who.member
 	a.lookup(ctx, member) // a member new to this store: fetch their balance while online
 	req.QR, req.MemberID = "", member
-	return a.once(ctx, "redeem", req.OrderID, req, func(tx Tx, offline bool) (loyalty.Receipt, error) {
+	// Each reward on an order is its own idempotent call: an order may carry stackable rewards.
+	return a.onceFor(ctx, "redeem", req.OrderID, req.RewardID, req, func(tx Tx, offline bool) (loyalty.Receipt, error) {
 		if err := who.current(); err != nil {
 			return loyalty.Receipt{}, err
 		}
@@ -488,6 +498,9 @@ func (a *Agent) Redeem(ctx context.Context, req loyalty.RedeemRequest) (loyalty.
 		}
 		r, err := p.Reward(req.RewardID)
 		if err != nil {
+			return loyalty.Receipt{}, err
+		}
+		if err := a.stacks(ctx, tx, &p, req.OrderID, r.ID); err != nil {
 			return loyalty.Receipt{}, err
 		}
 		_, _, bal, _, err := a.balance(ctx, tx, member)
@@ -520,7 +533,7 @@ func (a *Agent) useVoucher(ctx context.Context, req loyalty.RedeemRequest) (loya
 	}
 	c := who.claims
 	req.Voucher = c.Voucher
-	return a.once(ctx, "redeem", req.OrderID, req, func(tx Tx, offline bool) (loyalty.Receipt, error) {
+	return a.onceFor(ctx, "redeem", req.OrderID, c.Voucher, req, func(tx Tx, offline bool) (loyalty.Receipt, error) {
 		if err := who.current(); err != nil {
 			return loyalty.Receipt{}, err
 		}
@@ -542,6 +555,25 @@ func (a *Agent) useVoucher(ctx context.Context, req loyalty.RedeemRequest) (loya
 		}
 		return rc, err
 	})
+}
+
+// stacks checks the program's stacking rule against the rewards already redeemed on an order.
+func (a *Agent) stacks(ctx context.Context, tx Tx, p *loyalty.Program, orderID, reward string) error {
+	ds, err := tx.OrderDeltas(ctx, orderID)
+	if err != nil {
+		return err
+	}
+	var already []string
+	for _, d := range ds {
+		if d.Kind == loyalty.KindRedeem && d.Reward != "" {
+			if by, err := tx.ReversalOf(ctx, d.ID); err != nil {
+				return err
+			} else if by == "" {
+				already = append(already, d.Reward)
+			}
+		}
+	}
+	return p.Stacks(reward, already)
 }
 
 // Reverse undoes everything an order earned and redeemed at this store (a void or a full

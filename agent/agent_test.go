@@ -415,3 +415,33 @@ func TestEarnCapAtTheStore(t *testing.T) {
 		t.Errorf("after refunding 70: %d points, want 50", r.Points)
 	}
 }
+
+// TestStacking: two stackable rewards combine on one order; a third, not stackable, is refused
+// there; each reward's retry is its own first answer.
+func TestStacking(t *testing.T) {
+	ta := newTestAgent(t)
+	ctx := context.Background()
+	offlineBudget(t, ta, 10, time.Hour, func(p *loyalty.Program) {
+		p.Budgets = nil
+		p.Rewards[0].Stackable, p.Rewards[1].Stackable = true, true
+	})
+	redeem := func(reward string) (loyalty.Receipt, error) {
+		return ta.Redeem(ctx, loyalty.RedeemRequest{OrderID: "o1", MemberID: "m1", RewardID: reward})
+	}
+	first, err := redeem("coffee")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := redeem("five-off"); err != nil {
+		t.Fatalf("a second stackable reward: %v", err)
+	}
+	if _, err := redeem("tote"); loyalty.ErrorCode(err) != loyalty.EINVALID {
+		t.Fatalf("a non-stackable reward on the same order: %v, want EINVALID", err)
+	}
+	if again, err := redeem("coffee"); err != nil || again.Deltas[0] != first.Deltas[0] {
+		t.Errorf("retry of the first reward: %+v, %v", again, err)
+	}
+	if _, err := ta.Redeem(ctx, loyalty.RedeemRequest{OrderID: "o2", MemberID: "m1", RewardID: "tote"}); err != nil {
+		t.Errorf("the tote on its own order: %v", err)
+	}
+}

@@ -558,7 +558,7 @@ func TestOnlineRetries(t *testing.T) {
 		{"redeem", "/v1/redeem",
 			`{"order_id":"r-redeem","member_id":"alice","reward_id":"coffee"}`,
 			`{"order_id":"r-redeem","member_id":"alice","reward_id":"coffee"}`,
-			`{"order_id":"r-redeem","member_id":"alice","reward_id":"five-off"}`},
+			`{"order_id":"r-redeem","member_id":"bob","reward_id":"coffee"}`}, // same key (order, reward), other body
 		{"voucher", "/v1/vouchers",
 			`{"order_id":"r-voucher","member_id":"alice","reward_id":"coffee"}`,
 			`{"order_id":"r-voucher","member_id":"alice","reward_id":"coffee"}`,

@@ -895,7 +895,12 @@ func (h *Hub) Check(ctx context.Context) (CheckReport, error) {
 // gets the first result; the same order id with a different body is ECONFLICT. Only successful
 // results are remembered, so a refused call can be retried after fixing its cause.
 func (h *Hub) online(ctx context.Context, op, orderID string, req any, fn func(*applier) (any, error), out any) error {
-	if err := loyalty.ValidateOrderID(orderID); err != nil {
+	if i := strings.IndexByte(orderID, '\x00'); i >= 0 { // order id and part, see onlinePart
+		if err := loyalty.ValidateOrderID(orderID[:i]); err != nil {
+			return err
+		}
+		orderID = orderID[:i] + "/" + orderID[i+1:]
+	} else if err := loyalty.ValidateOrderID(orderID); err != nil {
 		return err
 	}
 	hash := loyalty.RequestHash(req)
@@ -1056,7 +1061,7 @@ func (h *Hub) Redeem(ctx context.Context, req loyalty.RedeemRequest) (loyalty.Re
 			return out, err
 		}
 		req.Voucher = c.Voucher
-		err = h.online(ctx, "redeem", req.OrderID, req, func(a *applier) (any, error) {
+		err = h.online(ctx, "redeem", onlinePart(req.OrderID, c.Voucher), req, func(a *applier) (any, error) {
 			if err := current(); err != nil {
 				return nil, err
 			}
@@ -1072,8 +1077,12 @@ func (h *Hub) Redeem(ctx context.Context, req loyalty.RedeemRequest) (loyalty.Re
 		return out, err
 	}
 	req.QR, req.MemberID = "", member
-	err = h.online(ctx, "redeem", req.OrderID, req, func(a *applier) (any, error) {
+	// Each reward on an order is its own idempotent call: an order may carry stackable rewards.
+	err = h.online(ctx, "redeem", onlinePart(req.OrderID, req.RewardID), req, func(a *applier) (any, error) {
 		if err := current(); err != nil {
+			return nil, err
+		}
+		if err := a.stacks(ctx, req.OrderID, req.RewardID); err != nil {
 			return nil, err
 		}
 		d, r, err := a.payReward(ctx, req, member)
@@ -1446,3 +1455,30 @@ func (a *applier) referral(ctx context.Context, d loyalty.Delta) error {
 	}
 	return nil
 }
+
+// stacks checks the program's stacking rule against the rewards already redeemed online on an order.
+func (a *applier) stacks(ctx context.Context, orderID, reward string) error {
+	p, err := a.current(ctx)
+	if err != nil {
+		return err
+	}
+	es, err := a.tx.OrderDeltas(ctx, loyalty.OnlineStore, orderID)
+	if err != nil {
+		return err
+	}
+	var already []string
+	for _, e := range es {
+		if e.Kind == loyalty.KindRedeem && e.Reward != "" {
+			if by, err := a.tx.ReversalOf(ctx, e.ID); err != nil {
+				return err
+			} else if by == "" {
+				already = append(already, e.Reward)
+			}
+		}
+	}
+	return p.Stacks(reward, already)
+}
+
+// onlinePart names one part (a reward) of an online order as an idempotency key: each reward on
+// an order is its own idempotent call. online validates the order id part on its own.
+func onlinePart(orderID, part string) string { return orderID + "\x00" + part }
