@@ -427,8 +427,9 @@ func TestPOSBadInput(t *testing.T) {
 		// Idempotency keys reused for a different request.
 		{"earn order reused other amount", "/v1/earn", `{"order_id":"o-earn","qr":"` + aliceQR + `","amount":9999,"currency":"EUR"}`, 409, loyalty.ECONFLICT},
 		{"earn order reused other member", "/v1/earn", `{"order_id":"o-earn","member_id":"bob","amount":1250,"currency":"EUR"}`, 409, loyalty.ECONFLICT},
-		{"redeem order reused other reward", "/v1/redeem", `{"order_id":"o-redeem","member_id":"alice","reward_id":"coffee"}`, 409, loyalty.ECONFLICT},
-		{"voucher order reused for a reward", "/v1/redeem", `{"order_id":"o-voucher","member_id":"alice","reward_id":"coffee"}`, 409, loyalty.ECONFLICT},
+		// A second reward on an order is a new redemption; rewards that are not stackable stand alone.
+		{"second reward on an order, not stackable", "/v1/redeem", `{"order_id":"o-redeem","member_id":"alice","reward_id":"coffee"}`, 400, loyalty.EINVALID},
+		{"a reward on a voucher's order, not stackable", "/v1/redeem", `{"order_id":"o-voucher","member_id":"alice","reward_id":"coffee"}`, 400, loyalty.EINVALID},
 
 		// Routes.
 		{"unknown endpoint", "/v1/points", `{}`, 404, loyalty.ENOTFOUND},
@@ -482,7 +483,7 @@ func TestPOSRetries(t *testing.T) {
 		{"redeem", "/v1/redeem",
 			`{"order_id":"r-redeem","member_id":"alice","reward_id":"coffee"}`,
 			`{"order_id":"r-redeem","member_id":"alice","reward_id":"coffee"}`,
-			`{"order_id":"r-redeem","member_id":"alice","reward_id":"five-off"}`},
+			`{"order_id":"r-redeem","member_id":"bob","reward_id":"coffee"}`}, // same key (order, reward), other body
 		{"voucher", "/v1/redeem",
 			`{"order_id":"r-voucher","voucher":"` + voucher + `"}`,
 			`{"order_id":"r-voucher","voucher":"` + voucher + `"}`,
