@@ -2,6 +2,7 @@ package loyalty
 
 import (
 	"fmt"
+	"math/big"
 	"slices"
 	"strings"
 	"time"
@@ -256,9 +257,9 @@ func (p *Program) ComputeEarn(in EarnInput) (EarnResult, error) {
 		}
 		bonus += c.Bonus
 	}
-	// base * tier / 1000 * campaign / 1000, in one rounding: base <= 1e15, multipliers <= 1e4 each.
-	withTier := r.Base * tierMul / multiplierOne
-	total := r.Base*tierMul/multiplierOne*campMul/multiplierOne + bonus
+	// base × tier × campaign, rounded down once, in exact arithmetic (the product can pass int64).
+	withTier := mulDiv(r.Base, tierMul, multiplierOne)
+	total := mulDiv(r.Base, tierMul*campMul, multiplierOne*multiplierOne) + bonus
 	r.TierBonus = withTier - r.Base
 	r.CampaignBonus = total - withTier
 	r.Points = total
@@ -361,7 +362,7 @@ func validateRules(p *Program) error {
 		}
 		if c.From != "" {
 			for _, hm := range []string{c.From, c.To} {
-				if _, err := time.Parse("15:04", hm); err != nil {
+				if _, err := time.Parse("15:04", hm); err != nil || len(hm) != 5 {
 					return Errorf(EINVALID, "campaign %q: hours are HH:MM, not %q", c.ID, hm)
 				}
 			}
@@ -387,7 +388,7 @@ func validateRules(p *Program) error {
 		case c.ID == "" || cards[c.ID]:
 			return Errorf(EINVALID, "punch card ids must be present and unique (%q)", c.ID)
 		case (c.SKU == "") == (c.Category == ""):
-			return Errorf(EINVALID, "punch card %q: give a sku or a category, not both", c.ID)
+			return Errorf(EINVALID, "punch card %q: give exactly one of sku and category", c.ID)
 		case c.Buy < 1:
 			return Errorf(EINVALID, "punch card %q: buy must be at least 1", c.ID)
 		}
@@ -427,4 +428,10 @@ func validateRules(p *Program) error {
 // Describe is a one-line account of an earn for a receipt or a log.
 func (r EarnResult) Describe() string {
 	return fmt.Sprintf("%d base + %d tier + %d campaign = %d", r.Base, r.TierBonus, r.CampaignBonus, r.Points)
+}
+
+// mulDiv returns a*b/c rounded down, exactly, for non-negative a, b and positive c.
+func mulDiv(a, b, c int64) int64 {
+	x := new(big.Int).Mul(big.NewInt(a), big.NewInt(b))
+	return x.Quo(x, big.NewInt(c)).Int64()
 }

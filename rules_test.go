@@ -211,3 +211,22 @@ func TestRewards(t *testing.T) {
 		t.Error("a tier-only reward naming an unknown tier was accepted")
 	}
 }
+
+// TestComputeEarn_RoundsOnce: base 49 at 1.5x and 2x is 147 exactly, not 73 then 146.
+func TestComputeEarn_RoundsOnce(t *testing.T) {
+	p := richProgram()
+	p.Campaigns = []loyalty.Campaign{{ID: "x", Start: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), End: time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC),
+		Multiplier: 2000}, {ID: "y", Start: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), End: time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC), Bonus: 25}}
+	r, err := p.ComputeEarn(loyalty.EarnInput{Member: loyalty.Member{Tier: "silver"}, Amount: 4999, Currency: "EUR", At: time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)})
+	if err != nil || r.Points != 172 || r.Base+r.TierBonus+r.CampaignBonus != 172 {
+		t.Errorf("49 x 1.5 x 2 + 25: %+v, %v; want 172", r, err)
+	}
+	huge, err := p.ComputeEarn(loyalty.EarnInput{Member: loyalty.Member{Tier: "gold"}, Amount: loyalty.MaxAmount, Currency: "EUR", At: time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)})
+	if err != nil || huge.Points != loyalty.MaxAmount/100*4+25 {
+		t.Errorf("the largest order at 2x and 2x: %d, %v", huge.Points, err)
+	}
+	p.Campaigns[0].From, p.Campaigns[0].To = "9:00", "17:00"
+	if loyalty.ErrorCode(p.Validate()) != loyalty.EINVALID {
+		t.Error("an hour written 9:00 (not 09:00) was accepted")
+	}
+}

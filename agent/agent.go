@@ -54,6 +54,18 @@ func (a *Agent) location() *time.Location {
 	return a.Location
 }
 
+// negate returns the punch counts with their signs turned, or nil.
+func negate(punches map[string]int64) map[string]int64 {
+	if len(punches) == 0 {
+		return nil
+	}
+	out := make(map[string]int64, len(punches))
+	for card, n := range punches {
+		out[card] = -n
+	}
+	return out
+}
+
 // punchRewards lists the rewards of the punch cards an order filled.
 func punchRewards(p *loyalty.Program, cards []string) []loyalty.Reward {
 	var out []loyalty.Reward
@@ -306,6 +318,7 @@ func (a *Agent) Earn(ctx context.Context, req loyalty.EarnRequest) (loyalty.Rece
 		return loyalty.Receipt{}, err
 	}
 	member := who.member
+	a.lookup(ctx, member) // a member new to this store: their tier and country count, while online
 	req.QR, req.MemberID = "", member
 	return a.once(ctx, "earn", req.OrderID, req, func(tx Tx, offline bool) (loyalty.Receipt, error) {
 		if err := who.current(); err != nil {
@@ -596,6 +609,7 @@ func (a *Agent) Reverse(ctx context.Context, req loyalty.ReverseRequest) (loyalt
 			}
 			r := a.newDelta(d.Member, loyalty.KindReverse, req.OrderID, req.Terminal)
 			r.Points, r.Reverses, r.RuleVersion, r.Reward = -d.Points, d.ID, d.RuleVersion, d.Reward
+			r.Punches = negate(d.Punches) // a refund takes its punches back
 			rev = append(rev, r)
 		}
 		if len(rev) == 0 {

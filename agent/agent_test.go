@@ -445,3 +445,32 @@ func TestStacking(t *testing.T) {
 		t.Errorf("the tote on its own order: %v", err)
 	}
 }
+
+// TestRefundTakesPunchesBack: a refunded order's punch card units no longer count.
+func TestRefundTakesPunchesBack(t *testing.T) {
+	ta := newTestAgent(t)
+	ctx := context.Background()
+	offlineBudget(t, ta, 10, time.Hour, func(p *loyalty.Program) {
+		p.Budgets = nil
+		p.PunchCards = []loyalty.PunchCard{{ID: "card", SKU: "espresso", Buy: 5, Reward: "coffee"}}
+	})
+	buy := func(order string, n int64) loyalty.Receipt {
+		t.Helper()
+		r, err := ta.Earn(ctx, loyalty.EarnRequest{OrderID: order, MemberID: "m1", Amount: loyalty.Money(250 * n), Currency: "EUR",
+			Lines: []loyalty.Line{{SKU: "espresso", Qty: n, Amount: 250 * n}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	buy("a", 3)
+	if _, err := ta.Reverse(ctx, loyalty.ReverseRequest{OrderID: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	if r := buy("b", 4); len(r.PunchRewards) != 0 {
+		t.Errorf("3 refunded + 4 bought filled a card of 5: %+v", r.PunchRewards)
+	}
+	if r := buy("c", 1); len(r.PunchRewards) != 1 {
+		t.Errorf("the 5th unit kept: %+v", r.PunchRewards)
+	}
+}

@@ -95,7 +95,7 @@ func (a *applier) account(ctx context.Context, store string, d loyalty.Delta) er
 				return err
 			}
 			if n > c.MaxPoints {
-				if err := flag(ConflictEarnCap, n-c.MaxPoints, "%d points earned from %s per %s, cap %d", n, c.Rule, c.Period, c.MaxPoints); err != nil {
+				if err := flag(ConflictEarnCap, min(n-c.MaxPoints, d.Points), "%d points earned from %s per %s, cap %d", n, c.Rule, c.Period, c.MaxPoints); err != nil {
 					return err
 				}
 			}
@@ -104,7 +104,7 @@ func (a *applier) account(ctx context.Context, store string, d loyalty.Delta) er
 	if d.Kind != loyalty.KindRedeem || store == loyalty.OnlineStore {
 		return nil
 	}
-	if r, err := p.Reward(d.Reward); err == nil && r.Disabled {
+	if r, err := p.Reward(d.Reward); err == nil && r.Disabled && d.Voucher == "" {
 		if err := flag(ConflictDisabled, 1, "reward %s was switched off; the store had not heard yet", r.ID); err != nil {
 			return err
 		}
@@ -140,8 +140,8 @@ func (a *applier) allow(ctx context.Context, d loyalty.Delta) error {
 	if err != nil {
 		return err
 	}
-	if r, err := p.Reward(d.Reward); err == nil && r.Disabled && d.Kind == loyalty.KindRedeem {
-		return loyalty.Errorf(loyalty.EBUDGET, "reward %s is switched off", r.Name)
+	if r, err := p.Reward(d.Reward); err == nil && r.Disabled && d.Kind == loyalty.KindRedeem && d.Voucher == "" {
+		return loyalty.Errorf(loyalty.EBUDGET, "reward %s is switched off", r.Name) // a paid voucher is still honoured
 	}
 	for _, l := range p.MemberLimits {
 		if d.Kind != loyalty.KindRedeem || d.Voucher != "" || l.Reward != "" && l.Reward != d.Reward {

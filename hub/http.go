@@ -182,7 +182,7 @@ func (s *Server) Handler() http.Handler {
 		s.reply(w, r, http.StatusOK, map[string]any{"store": r.PathValue("id"), "returned": n}, err)
 	})
 	admin.HandleFunc("GET /v1/expiring", func(w http.ResponseWriter, r *http.Request) {
-		_, soon, err := h.ExpirePoints(r.Context())
+		soon, err := h.ExpiringSoon(r.Context())
 		if soon == nil {
 			soon = []Expiring{}
 		}

@@ -435,6 +435,8 @@ func (a *applier) check(ctx context.Context, store string, d *loyalty.Delta) err
 			return loyalty.Errorf(loyalty.EINVALID, "only earn and redeem deltas can be reversed, not %s", orig.Kind)
 		case d.Points != -orig.Points:
 			return loyalty.Errorf(loyalty.EINVALID, "reversing %d points takes %d, not %d", orig.Points, -orig.Points, d.Points)
+		case len(d.Punches) > 0 && !maps.EqualFunc(d.Punches, orig.Punches, func(a, b int64) bool { return a == -b }):
+			return loyalty.Errorf(loyalty.EINVALID, "a reversal takes back exactly the punches of the order")
 		}
 		if by, err := a.tx.ReversalOf(ctx, orig.ID); err != nil {
 			return err
@@ -710,17 +712,20 @@ func (h *Hub) CreateMember(ctx context.Context, m loyalty.Member) (loyalty.Membe
 	if err != nil {
 		return m, err
 	}
-	// A program with a signup action welcomes the new member with its points.
+	// A program with a signup action welcomes the new member with its points. The member exists
+	// either way: points a budget or cap refuses are simply not given.
 	if p, perr := h.Program(ctx); perr == nil {
 		if _, aerr := p.Action("signup"); aerr == nil {
-			r, err := h.Action(ctx, loyalty.ActionRequest{OrderID: "signup-" + m.ID, MemberID: m.ID, Action: "signup"})
-			if err != nil {
+			_, err := h.Action(ctx, loyalty.ActionRequest{OrderID: "signup-" + m.ID, MemberID: m.ID, Action: "signup"})
+			if code := loyalty.ErrorCode(err); code == loyalty.EINTERNAL {
 				return m, fmt.Errorf("signup points: %w", err)
+			} else if err != nil {
+				h.Logger.Info("no signup points", slog.String("member", m.ID), slog.String("reason", loyalty.ErrorMessage(err)))
 			}
-			m.Balance = r.Balance
 		}
 	}
-	return m, nil
+	v, err := h.Member(ctx, m.ID, 0)
+	return v.Member, err
 }
 
 // MemberView is a member with their recent ledger.
@@ -1226,6 +1231,12 @@ func (h *Hub) Reverse(ctx context.Context, req loyalty.ReverseRequest) (loyalty.
 			}
 			d := a.newDelta(req.OrderID, e.Member, loyalty.KindReverse, req.Terminal)
 			d.Points, d.Reverses = -e.Points, e.ID
+			for card, n := range e.Punches {
+				if d.Punches == nil {
+					d.Punches = map[string]int64{}
+				}
+				d.Punches[card] = -n
+			}
 			if err := a.applyOnline(ctx, d); err != nil {
 				return nil, err
 			}
@@ -1363,6 +1374,17 @@ type Expiring struct {
 // balance with a ledgered expire delta. It returns the members it expired and those expiring within
 // expiry.remind_days, for reminders. Without an expiry rule it does nothing.
 func (h *Hub) ExpirePoints(ctx context.Context) (expired int, soon []Expiring, err error) {
+	return h.expirePoints(ctx, true)
+}
+
+// ExpiringSoon lists members whose points expire within the program's remind_days, changing
+// nothing.
+func (h *Hub) ExpiringSoon(ctx context.Context) ([]Expiring, error) {
+	_, soon, err := h.expirePoints(ctx, false)
+	return soon, err
+}
+
+func (h *Hub) expirePoints(ctx context.Context, apply bool) (expired int, soon []Expiring, err error) {
 	p, err := h.Program(ctx)
 	if err != nil || p.Expiry == nil {
 		return 0, nil, err
@@ -1393,8 +1415,8 @@ func (h *Hub) ExpirePoints(ctx context.Context) (expired int, soon []Expiring, e
 					return err
 				}
 				at := p.Expiry.ExpiresAt(last)
-				if now.Before(at) {
-					if !now.Before(at.AddDate(0, 0, -p.Expiry.RemindDays)) {
+				if now.Before(at) || !apply {
+					if now.Before(at) && !now.Before(at.AddDate(0, 0, -p.Expiry.RemindDays)) {
 						soon = append(soon, Expiring{Member: m.ID, Balance: bal, ExpiresAt: at})
 					}
 					return nil
