@@ -1321,7 +1321,39 @@ func (h *Hub) Action(ctx context.Context, req loyalty.ActionRequest) (loyalty.Re
 // below their tier's threshold are downgraded even without new activity. The hub runs it
 // periodically; it returns how many tiers changed.
 func (h *Hub) Requalify(ctx context.Context) (int, error) {
-	after, changed := "", 0
+	changed := 0
+	err := h.eachMember(ctx, func(m loyalty.Member) error {
+		return h.update(ctx, func(tx Tx) error {
+			a := h.newApplier(tx)
+			bal, err := a.balance(ctx, m.ID)
+			if err != nil {
+				return err
+			}
+			before := a.members[m.ID].Tier
+			if err := a.memberState(ctx, m.ID); err != nil {
+				return err
+			}
+			now, err := tx.Member(ctx, m.ID)
+			if err != nil || now.Tier == before {
+				return err
+			}
+			if before != "" {
+				changed++ // not the first placement in the entry tier
+			}
+			v, err := tx.NextVersion(ctx) // agents must learn the new tier
+			if err != nil {
+				return err
+			}
+			return tx.SetBalance(ctx, m.ID, bal, v)
+		})
+	})
+	return changed, err
+}
+
+// eachMember calls fn for every member, in id order, a page at a time; it stops at fn's first
+// error. Each page is read in its own snapshot, so fn may write.
+func (h *Hub) eachMember(ctx context.Context, fn func(loyalty.Member) error) error {
+	after := ""
 	for {
 		var ms []loyalty.Member
 		if err := h.Store.View(ctx, func(tx Tx) error {
@@ -1329,34 +1361,11 @@ func (h *Hub) Requalify(ctx context.Context) (int, error) {
 			ms, err = tx.Members(ctx, after, 200)
 			return err
 		}); err != nil || len(ms) == 0 {
-			return changed, err
+			return err
 		}
 		for _, m := range ms {
-			err := h.update(ctx, func(tx Tx) error {
-				a := h.newApplier(tx)
-				bal, err := a.balance(ctx, m.ID)
-				if err != nil {
-					return err
-				}
-				before := a.members[m.ID].Tier
-				if err := a.memberState(ctx, m.ID); err != nil {
-					return err
-				}
-				now, err := tx.Member(ctx, m.ID)
-				if err != nil || now.Tier == before {
-					return err
-				}
-				if before != "" {
-					changed++ // not the first placement in the entry tier
-				}
-				v, err := tx.NextVersion(ctx) // agents must learn the new tier
-				if err != nil {
-					return err
-				}
-				return tx.SetBalance(ctx, m.ID, bal, v)
-			})
-			if err != nil {
-				return changed, err
+			if err := fn(m); err != nil {
+				return err
 			}
 		}
 		after = ms[len(ms)-1].ID
@@ -1390,52 +1399,38 @@ func (h *Hub) expirePoints(ctx context.Context, apply bool) (expired int, soon [
 		return 0, nil, err
 	}
 	now := h.Now()
-	after := ""
-	for {
-		var ms []loyalty.Member
-		if err := h.Store.View(ctx, func(tx Tx) error {
-			var err error
-			ms, err = tx.Members(ctx, after, 200)
-			return err
-		}); err != nil || len(ms) == 0 {
-			return expired, soon, err
+	err = h.eachMember(ctx, func(m loyalty.Member) error {
+		if m.Balance <= 0 {
+			return nil
 		}
-		for _, m := range ms {
-			if m.Balance <= 0 {
-				continue
-			}
-			err := h.update(ctx, func(tx Tx) error {
-				a := h.newApplier(tx)
-				bal, err := a.balance(ctx, m.ID)
-				if err != nil || bal <= 0 {
-					return err
-				}
-				last, err := tx.LastActivity(ctx, m.ID)
-				if err != nil || last.IsZero() {
-					return err
-				}
-				at := p.Expiry.ExpiresAt(last)
-				if now.Before(at) || !apply {
-					if now.Before(at) && !now.Before(at.AddDate(0, 0, -p.Expiry.RemindDays)) {
-						soon = append(soon, Expiring{Member: m.ID, Balance: bal, ExpiresAt: at})
-					}
-					return nil
-				}
-				d := loyalty.Delta{ID: loyalty.NewDeltaID(), Store: loyalty.HubStore, Member: m.ID, Kind: loyalty.KindExpire,
-					Points: -bal, RuleVersion: p.Version, OccurredAt: now}
-				if _, err := a.apply(ctx, loyalty.HubStore, d); err != nil {
-					return err
-				}
-				expired++
-				_, err = a.finish(ctx)
+		return h.update(ctx, func(tx Tx) error {
+			a := h.newApplier(tx)
+			bal, err := a.balance(ctx, m.ID)
+			if err != nil || bal <= 0 {
 				return err
-			})
-			if err != nil {
-				return expired, soon, err
 			}
-		}
-		after = ms[len(ms)-1].ID
-	}
+			last, err := tx.LastActivity(ctx, m.ID)
+			if err != nil || last.IsZero() {
+				return err
+			}
+			at := p.Expiry.ExpiresAt(last)
+			if now.Before(at) || !apply {
+				if now.Before(at) && !now.Before(at.AddDate(0, 0, -p.Expiry.RemindDays)) {
+					soon = append(soon, Expiring{Member: m.ID, Balance: bal, ExpiresAt: at})
+				}
+				return nil
+			}
+			d := loyalty.Delta{ID: loyalty.NewDeltaID(), Store: loyalty.HubStore, Member: m.ID, Kind: loyalty.KindExpire,
+				Points: -bal, RuleVersion: p.Version, OccurredAt: now}
+			if _, err := a.apply(ctx, loyalty.HubStore, d); err != nil {
+				return err
+			}
+			expired++
+			_, err = a.finish(ctx)
+			return err
+		})
+	})
+	return expired, soon, err
 }
 
 // referral pays the "give X, get X" bonus at a referred member's first qualifying purchase, from
