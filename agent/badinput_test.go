@@ -7,7 +7,6 @@ package agent_test
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -24,7 +23,9 @@ import (
 	agentsqlite "github.com/loyalty-edge-sync/loyalty/agent/sqlite"
 	"github.com/loyalty-edge-sync/loyalty/hub"
 	hubsqlite "github.com/loyalty-edge-sync/loyalty/hub/sqlite"
+	"github.com/loyalty-edge-sync/loyalty/internal/jsonapi/jsonapitest"
 	"github.com/loyalty-edge-sync/loyalty/qr"
+	"github.com/loyalty-edge-sync/loyalty/qr/qrtest"
 	lsync "github.com/loyalty-edge-sync/loyalty/sync"
 	"github.com/loyalty-edge-sync/loyalty/sync/ws"
 )
@@ -81,7 +82,7 @@ func MustOpenPOSAgent(tb testing.TB, posToken string) *posAgent {
 	}
 	tb.Cleanup(func() { st.Close() })
 	ta := &posAgent{Store: st, Sync: &offlineSyncer{}, Clock: newManualClock(time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)),
-		Key: biNewKey(tb), Retired: biNewKey(tb)}
+		Key: qrtest.Key(tb), Retired: qrtest.Key(tb)}
 	ta.Retired.NotAfter = ta.Clock.Now().Add(-24 * time.Hour)
 	prog := loyalty.DefaultProgram()
 	err = st.ApplyChanges(ctx, &lsync.Changes{Cursor: 10, Program: &prog,
@@ -104,58 +105,19 @@ func MustOpenPOSAgent(tb testing.TB, posToken string) *posAgent {
 	return ta
 }
 
-func biNewKey(tb testing.TB) qr.PrivateKey {
-	tb.Helper()
-	k, err := qr.NewKey()
-	if err != nil {
-		tb.Fatalf("new key: %v", err)
-	}
-	return k
-}
-
-func biSign(tb testing.TB, k qr.PrivateKey, c qr.Claims) string {
-	tb.Helper()
-	tok, err := qr.Sign(k, c)
-	if err != nil {
-		tb.Fatalf("sign: %v", err)
-	}
-	return tok
-}
-
 // memberQR returns a member token valid for an hour on the agent's clock.
 func (ta *posAgent) memberQR(tb testing.TB, member string) string {
 	tb.Helper()
 	now := ta.Clock.Now()
-	return biSign(tb, ta.Key, qr.Claims{Type: qr.TypeMember, Member: member, IssuedAt: now.Unix(), Expires: now.Add(time.Hour).Unix()})
+	return qrtest.Sign(tb, ta.Key, qr.Claims{Type: qr.TypeMember, Member: member, IssuedAt: now.Unix(), Expires: now.Add(time.Hour).Unix()})
 }
 
 // voucherQR returns a voucher token valid for an hour on the agent's clock.
 func (ta *posAgent) voucherQR(tb testing.TB, id, member, reward string) string {
 	tb.Helper()
 	now := ta.Clock.Now()
-	return biSign(tb, ta.Key, qr.Claims{Type: qr.TypeVoucher, Member: member, Voucher: id, Reward: reward,
+	return qrtest.Sign(tb, ta.Key, qr.Claims{Type: qr.TypeVoucher, Member: member, Voucher: id, Reward: reward,
 		IssuedAt: now.Unix(), Expires: now.Add(time.Hour).Unix()})
-}
-
-// biAlterClaims re-encodes a token's payload with fn applied and keeps the original signature.
-func biAlterClaims(tb testing.TB, token string, fn func(*qr.Claims)) string {
-	tb.Helper()
-	parts := strings.Split(token, ".")
-	if len(parts) != 4 {
-		tb.Fatalf("token %q has %d parts, want 4", token, len(parts))
-	}
-	b, err := base64.RawURLEncoding.DecodeString(parts[2])
-	if err != nil {
-		tb.Fatalf("decode payload: %v", err)
-	}
-	var c qr.Claims
-	if err := json.Unmarshal(b, &c); err != nil {
-		tb.Fatalf("decode claims: %v", err)
-	}
-	fn(&c)
-	b, _ = json.Marshal(c)
-	parts[2] = base64.RawURLEncoding.EncodeToString(b)
-	return strings.Join(parts, ".")
 }
 
 // badMemberTokens returns member tokens for alice that the agent must refuse, by name.
@@ -164,24 +126,12 @@ func (ta *posAgent) badMemberTokens(tb testing.TB) map[string]string {
 	good := ta.memberQR(tb, "alice")
 	now := ta.Clock.Now()
 	claims := qr.Claims{Type: qr.TypeMember, Member: "alice", IssuedAt: now.Unix(), Expires: now.Add(time.Hour).Unix()}
-	sameKid := biNewKey(tb)
-	sameKid.ID = ta.Key.ID
-	parts := strings.Split(good, ".")
-	return map[string]string{
-		"forged unknown key": biSign(tb, biNewKey(tb), claims),
-		"forged same kid":    biSign(tb, sameKid, claims),
-		"altered member":     biAlterClaims(tb, good, func(c *qr.Claims) { c.Member = "bob" }),
-		"altered expiry":     biAlterClaims(tb, good, func(c *qr.Claims) { c.Expires += 3600 }),
-		"altered type":       biAlterClaims(tb, good, func(c *qr.Claims) { c.Type, c.Voucher = qr.TypeVoucher, "v1" }),
-		"truncated":          good[:len(good)-6],
-		"truncated at dot":   strings.Join(parts[:3], "."),
-		"expired": biSign(tb, ta.Key, qr.Claims{Type: qr.TypeMember, Member: "alice",
-			IssuedAt: now.Add(-48 * time.Hour).Unix(), Expires: now.Add(-time.Second).Unix()}),
-		"retired key":  biSign(tb, ta.Retired, claims),
-		"not a token":  "hello",
-		"too long":     good + strings.Repeat("A", qr.MaxTokenLength),
-		"wrong prefix": "LES2" + strings.TrimPrefix(good, qr.Prefix),
-	}
+	bad := qrtest.Refused(tb, ta.Key, good, "alice", now)
+	bad["altered type"] = qrtest.Alter(tb, good, func(c *qr.Claims) { c.Type, c.Voucher = qr.TypeVoucher, "v1" })
+	bad["expired"] = qrtest.Sign(tb, ta.Key, qr.Claims{Type: qr.TypeMember, Member: "alice",
+		IssuedAt: now.Add(-48 * time.Hour).Unix(), Expires: now.Add(-time.Second).Unix()})
+	bad["retired key"] = qrtest.Sign(tb, ta.Retired, claims)
+	return bad
 }
 
 var biHTTPClient = &http.Client{Timeout: biTimeout}
@@ -230,28 +180,6 @@ func mustPOS(tb testing.TB, base, path, body string, out any) []byte {
 		}
 	}
 	return b
-}
-
-// biAssertError checks that an HTTP answer is the JSON error {"error":{"code","message"}} with the
-// given code, a non-empty message and the given status.
-func biAssertError(tb testing.TB, status int, body []byte, wantStatus int, wantCode string) {
-	tb.Helper()
-	var eb struct {
-		Error *loyalty.Error `json:"error"`
-	}
-	if err := json.Unmarshal(body, &eb); err != nil || eb.Error == nil {
-		tb.Errorf("got status %d body %q, want a JSON error body with code %s", status, body, wantCode)
-		return
-	}
-	if got, want := eb.Error.Code, wantCode; got != want {
-		tb.Errorf("got code %s (%q), want %s", got, eb.Error.Message, want)
-	}
-	if got, want := status, wantStatus; got != want {
-		tb.Errorf("got status %d, want %d (code %s)", got, want, eb.Error.Code)
-	}
-	if eb.Error.Message == "" {
-		tb.Errorf("error %s has an empty message; want one saying what to fix", eb.Error.Code)
-	}
 }
 
 func biJSON(v any) string {
@@ -353,9 +281,9 @@ func TestPOSBadInput(t *testing.T) {
 	carolQR := ta.memberQR(t, "carol") // signed, but not in this store's replica
 	voucher := ta.voucherQR(t, "v-fresh", "alice", "coffee")
 	now := ta.Clock.Now()
-	expiredVoucher := biSign(t, ta.Key, qr.Claims{Type: qr.TypeVoucher, Member: "alice", Voucher: "v-old", Reward: "coffee",
+	expiredVoucher := qrtest.Sign(t, ta.Key, qr.Claims{Type: qr.TypeVoucher, Member: "alice", Voucher: "v-old", Reward: "coffee",
 		IssuedAt: now.Add(-48 * time.Hour).Unix(), Expires: now.Add(-time.Second).Unix()})
-	forgedVoucher := biSign(t, biNewKey(t), qr.Claims{Type: qr.TypeVoucher, Member: "alice", Voucher: "v-forged", Reward: "tote",
+	forgedVoucher := qrtest.Sign(t, qrtest.Key(t), qr.Claims{Type: qr.TypeVoucher, Member: "alice", Voucher: "v-forged", Reward: "tote",
 		IssuedAt: now.Unix()})
 
 	earn := func(fields string) string {
@@ -413,7 +341,7 @@ func TestPOSBadInput(t *testing.T) {
 		{"voucher used twice", "/v1/redeem", `{"order_id":"o-bad","voucher":"` + usedVoucher + `"}`, 409, loyalty.ECONFLICT},
 		{"expired voucher", "/v1/redeem", `{"order_id":"o-bad","voucher":"` + expiredVoucher + `"}`, 400, loyalty.EINVALID},
 		{"forged voucher", "/v1/redeem", `{"order_id":"o-bad","voucher":"` + forgedVoucher + `"}`, 400, loyalty.EINVALID},
-		{"altered voucher reward", "/v1/redeem", `{"order_id":"o-bad","voucher":` + biJSON(biAlterClaims(t, voucher, func(c *qr.Claims) { c.Reward = "tote" })) + `}`, 400, loyalty.EINVALID},
+		{"altered voucher reward", "/v1/redeem", `{"order_id":"o-bad","voucher":` + biJSON(qrtest.Alter(t, voucher, func(c *qr.Claims) { c.Reward = "tote" })) + `}`, 400, loyalty.EINVALID},
 		{"member token as voucher", "/v1/redeem", `{"order_id":"o-bad","voucher":"` + aliceQR + `"}`, 400, loyalty.EINVALID},
 		{"voucher token as member earn", "/v1/earn", `{"order_id":"o-bad","qr":"` + voucher + `","amount":100,"currency":"EUR"}`, 400, loyalty.EINVALID},
 		{"voucher token as member redeem", "/v1/redeem", `{"order_id":"o-bad","qr":"` + voucher + `","reward_id":"coffee"}`, 400, loyalty.EINVALID},
@@ -445,13 +373,13 @@ func TestPOSBadInput(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			status, body := ta.do(t, tt.path, tt.body)
-			biAssertError(t, status, body, tt.status, tt.code)
+			jsonapitest.AssertError(t, status, body, tt.status, tt.code)
 			assertPOSState(t, ta.state(t), before)
 		})
 	}
 	t.Run("wrong method", func(t *testing.T) {
 		status, body := posDo(t, ta.HTTP.URL(), "GET", "/v1/earn", "", "")
-		biAssertError(t, status, body, http.StatusNotFound, loyalty.ENOTFOUND)
+		jsonapitest.AssertError(t, status, body, http.StatusNotFound, loyalty.ENOTFOUND)
 		assertPOSState(t, ta.state(t), before)
 	})
 
@@ -508,7 +436,7 @@ func TestPOSRetries(t *testing.T) {
 			assertPOSState(t, ta.state(t), before)
 
 			status, body := ta.do(t, tt.path, tt.different)
-			biAssertError(t, status, body, http.StatusConflict, loyalty.ECONFLICT)
+			jsonapitest.AssertError(t, status, body, http.StatusConflict, loyalty.ECONFLICT)
 			assertPOSState(t, ta.state(t), before)
 		})
 	}
@@ -519,7 +447,7 @@ func TestPOSRetries(t *testing.T) {
 func resignMemberQR(tb testing.TB, ta *posAgent, member string) string {
 	tb.Helper()
 	now := ta.Clock.Now().Add(time.Second)
-	return biSign(tb, ta.Key, qr.Claims{Type: qr.TypeMember, Member: member, IssuedAt: now.Unix(), Expires: now.Add(time.Hour).Unix()})
+	return qrtest.Sign(tb, ta.Key, qr.Claims{Type: qr.TypeMember, Member: member, IssuedAt: now.Unix(), Expires: now.Add(time.Hour).Unix()})
 }
 
 // TestPOSRetryAfterTokenExpiry: a POS retry of an approved call must get the first answer even if
@@ -528,8 +456,8 @@ func resignMemberQR(tb testing.TB, ta *posAgent, member string) string {
 func TestPOSRetryAfterTokenExpiry(t *testing.T) {
 	ta := MustOpenPOSAgent(t, "")
 	now := ta.Clock.Now()
-	member := biSign(t, ta.Key, qr.Claims{Type: qr.TypeMember, Member: "alice", IssuedAt: now.Unix(), Expires: now.Add(time.Minute).Unix()})
-	voucher := biSign(t, ta.Key, qr.Claims{Type: qr.TypeVoucher, Member: "alice", Voucher: "v-x", Reward: "coffee",
+	member := qrtest.Sign(t, ta.Key, qr.Claims{Type: qr.TypeMember, Member: "alice", IssuedAt: now.Unix(), Expires: now.Add(time.Minute).Unix()})
+	voucher := qrtest.Sign(t, ta.Key, qr.Claims{Type: qr.TypeVoucher, Member: "alice", Voucher: "v-x", Reward: "coffee",
 		IssuedAt: now.Unix(), Expires: now.Add(time.Minute).Unix()})
 	calls := []struct{ path, body string }{
 		{"/v1/earn", `{"order_id":"x-earn","qr":"` + member + `","amount":1250,"currency":"EUR"}`},
@@ -557,7 +485,7 @@ func TestPOSToken(t *testing.T) {
 	for _, auth := range []string{"", "Bearer wrong", "pos-secret", "Bearer pos-secret-2", "Basic pos-secret"} {
 		t.Run(biJSON(auth), func(t *testing.T) {
 			status, body := posDo(t, ta.HTTP.URL(), "POST", "/v1/earn", `{"order_id":"o-1","member_id":"alice","amount":100,"currency":"EUR"}`, auth)
-			biAssertError(t, status, body, http.StatusUnauthorized, loyalty.EUNAUTHORIZED)
+			jsonapitest.AssertError(t, status, body, http.StatusUnauthorized, loyalty.EUNAUTHORIZED)
 			assertPOSState(t, ta.state(t), before)
 		})
 	}
@@ -583,12 +511,12 @@ func TestPOSNeverSynced(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Close() })
-	k := biNewKey(t)
-	tok := biSign(t, k, qr.Claims{Type: qr.TypeMember, Member: "alice", IssuedAt: time.Now().Unix()})
+	k := qrtest.Key(t)
+	tok := qrtest.Sign(t, k, qr.Claims{Type: qr.TypeMember, Member: "alice", IssuedAt: time.Now().Unix()})
 	status, body := posDo(t, srv.URL(), "POST", "/v1/scan", `{"qr":"`+tok+`"}`, "")
-	biAssertError(t, status, body, http.StatusServiceUnavailable, loyalty.EUNAVAILABLE)
+	jsonapitest.AssertError(t, status, body, http.StatusServiceUnavailable, loyalty.EUNAVAILABLE)
 	status, body = posDo(t, srv.URL(), "POST", "/v1/earn", `{"order_id":"o-1","qr":"`+tok+`","amount":100,"currency":"EUR"}`, "")
-	biAssertError(t, status, body, http.StatusServiceUnavailable, loyalty.EUNAVAILABLE)
+	jsonapitest.AssertError(t, status, body, http.StatusServiceUnavailable, loyalty.EUNAVAILABLE)
 	n, err := st.PendingCount(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -731,8 +659,8 @@ func TestSyncedAgentBadInput(t *testing.T) {
 	})
 	base := sa.HTTP.URL()
 	now := time.Now()
-	expired := biSign(t, hk, qr.Claims{Type: qr.TypeMember, Member: "alice", IssuedAt: now.Add(-time.Hour).Unix(), Expires: now.Add(-time.Minute).Unix()})
-	forged := biSign(t, biNewKey(t), qr.Claims{Type: qr.TypeMember, Member: "alice", IssuedAt: now.Unix()})
+	expired := qrtest.Sign(t, hk, qr.Claims{Type: qr.TypeMember, Member: "alice", IssuedAt: now.Add(-time.Hour).Unix(), Expires: now.Add(-time.Minute).Unix()})
+	forged := qrtest.Sign(t, qrtest.Key(t), qr.Claims{Type: qr.TypeMember, Member: "alice", IssuedAt: now.Unix()})
 
 	// Good calls, then bad ones, then good ones again.
 	first := mustPOS(t, base, "/v1/earn", `{"order_id":"pos-1","qr":"`+aliceQR+`","amount":1999,"currency":"EUR"}`, nil)
@@ -742,7 +670,7 @@ func TestSyncedAgentBadInput(t *testing.T) {
 		code             string
 	}{
 		{"forged qr", "/v1/earn", `{"order_id":"pos-x","qr":"` + forged + `","amount":100,"currency":"EUR"}`, 400, loyalty.EINVALID},
-		{"altered qr", "/v1/earn", `{"order_id":"pos-x","qr":` + biJSON(biAlterClaims(t, aliceQR, func(c *qr.Claims) { c.Member = "bob" })) + `,"amount":100,"currency":"EUR"}`, 400, loyalty.EINVALID},
+		{"altered qr", "/v1/earn", `{"order_id":"pos-x","qr":` + biJSON(qrtest.Alter(t, aliceQR, func(c *qr.Claims) { c.Member = "bob" })) + `,"amount":100,"currency":"EUR"}`, 400, loyalty.EINVALID},
 		{"truncated qr", "/v1/scan", `{"qr":"` + aliceQR[:len(aliceQR)/2] + `"}`, 400, loyalty.EINVALID},
 		{"expired qr", "/v1/scan", `{"qr":"` + expired + `"}`, 400, loyalty.EINVALID},
 		{"voucher as member", "/v1/earn", `{"order_id":"pos-x","qr":"` + vr.Voucher.Token + `","amount":100,"currency":"EUR"}`, 400, loyalty.EINVALID},
@@ -757,7 +685,7 @@ func TestSyncedAgentBadInput(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			status, body := posDo(t, base, "POST", tt.path, tt.body, "")
-			biAssertError(t, status, body, tt.status, tt.code)
+			jsonapitest.AssertError(t, status, body, tt.status, tt.code)
 		})
 	}
 	if again := mustPOS(t, base, "/v1/earn", `{"order_id":"pos-1","qr":"`+aliceQR+`","amount":1999,"currency":"EUR"}`, nil); string(again) != string(first) {
@@ -815,7 +743,7 @@ func TestSyncedAgentWrongToken(t *testing.T) {
 	}
 	sa := mustOpenSyncedPOSAgent(t, rh, "s1", "not-the-token")
 	// Feed the replica by hand, as a store restored from a backup would have it.
-	k := biNewKey(t)
+	k := qrtest.Key(t)
 	prog := loyalty.DefaultProgram()
 	if err := sa.Store.ApplyChanges(ctx, &lsync.Changes{Program: &prog, Keys: []qr.PublicKey{k.Public()},
 		Members: []loyalty.Member{{ID: "alice", Balance: 100, Version: 1}}}); err != nil {

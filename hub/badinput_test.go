@@ -7,7 +7,6 @@ package hub_test
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,7 +25,9 @@ import (
 	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/hub"
 	hubsqlite "github.com/loyalty-edge-sync/loyalty/hub/sqlite"
+	"github.com/loyalty-edge-sync/loyalty/internal/jsonapi/jsonapitest"
 	"github.com/loyalty-edge-sync/loyalty/qr"
+	"github.com/loyalty-edge-sync/loyalty/qr/qrtest"
 	lsync "github.com/loyalty-edge-sync/loyalty/sync"
 	"github.com/loyalty-edge-sync/loyalty/sync/ws"
 )
@@ -140,28 +141,6 @@ func (th *biTestHub) mustDo(tb testing.TB, method, path, body string, out any) [
 	return b
 }
 
-// biAssertError checks that an HTTP answer is the JSON error {"error":{"code","message"}} with the
-// given code, a non-empty message and the given status.
-func biAssertError(tb testing.TB, status int, body []byte, wantStatus int, wantCode string) {
-	tb.Helper()
-	var eb struct {
-		Error *loyalty.Error `json:"error"`
-	}
-	if err := json.Unmarshal(body, &eb); err != nil || eb.Error == nil {
-		tb.Errorf("got status %d body %q, want a JSON error body with code %s", status, body, wantCode)
-		return
-	}
-	if got, want := eb.Error.Code, wantCode; got != want {
-		tb.Errorf("got code %s (%q), want %s", got, eb.Error.Message, want)
-	}
-	if got, want := status, wantStatus; got != want {
-		tb.Errorf("got status %d, want %d (code %s)", got, want, eb.Error.Code)
-	}
-	if eb.Error.Message == "" {
-		tb.Errorf("error %s has an empty message; want one saying what to fix", eb.Error.Code)
-	}
-}
-
 // biHubState is what a bad call must not change.
 type biHubState struct {
 	Members    map[string]string // GET /v1/members/{id}?ledger=1000 without its change version: profile, balance, ledger
@@ -253,45 +232,6 @@ func (th *biTestHub) signingKey(tb testing.TB) qr.PrivateKey {
 	return k
 }
 
-func biSign(tb testing.TB, k qr.PrivateKey, c qr.Claims) string {
-	tb.Helper()
-	tok, err := qr.Sign(k, c)
-	if err != nil {
-		tb.Fatalf("sign: %v", err)
-	}
-	return tok
-}
-
-func biNewKey(tb testing.TB) qr.PrivateKey {
-	tb.Helper()
-	k, err := qr.NewKey()
-	if err != nil {
-		tb.Fatalf("new key: %v", err)
-	}
-	return k
-}
-
-// biAlterClaims re-encodes a token's payload with fn applied and keeps the original signature.
-func biAlterClaims(tb testing.TB, token string, fn func(*qr.Claims)) string {
-	tb.Helper()
-	parts := strings.Split(token, ".")
-	if len(parts) != 4 {
-		tb.Fatalf("token %q has %d parts, want 4", token, len(parts))
-	}
-	b, err := base64.RawURLEncoding.DecodeString(parts[2])
-	if err != nil {
-		tb.Fatalf("decode payload: %v", err)
-	}
-	var c qr.Claims
-	if err := json.Unmarshal(b, &c); err != nil {
-		tb.Fatalf("decode claims: %v", err)
-	}
-	fn(&c)
-	b, _ = json.Marshal(c)
-	parts[2] = base64.RawURLEncoding.EncodeToString(b)
-	return strings.Join(parts, ".")
-}
-
 func biJSON(v any) string {
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -354,27 +294,13 @@ func (fx *badFixture) badTokens(tb testing.TB) map[string]string {
 	tb.Helper()
 	hk := fx.signingKey(tb)
 	now := time.Now()
-	other := biNewKey(tb)
-	sameKid := biNewKey(tb)
-	sameKid.ID = hk.ID
-	claims := qr.Claims{Type: qr.TypeMember, Member: "alice", IssuedAt: now.Unix(), Expires: now.Add(time.Hour).Unix()}
-	parts := strings.Split(fx.AliceQR, ".")
-	return map[string]string{
-		"forged unknown key": biSign(tb, other, claims),
-		"forged same kid":    biSign(tb, sameKid, claims),
-		"altered member":     biAlterClaims(tb, fx.AliceQR, func(c *qr.Claims) { c.Member = "bob" }),
-		"altered expiry":     biAlterClaims(tb, fx.AliceQR, func(c *qr.Claims) { c.Expires += 3600 }),
-		"truncated":          fx.AliceQR[:len(fx.AliceQR)-6],
-		"truncated at dot":   strings.Join(parts[:3], "."),
-		"expired": biSign(tb, hk, qr.Claims{Type: qr.TypeMember, Member: "alice",
-			IssuedAt: now.Add(-48 * time.Hour).Unix(), Expires: now.Add(-time.Hour).Unix()}),
-		"not a token":  "hello",
-		"too long":     fx.AliceQR + strings.Repeat("A", qr.MaxTokenLength),
-		"wrong prefix": "LES2" + strings.TrimPrefix(fx.AliceQR, qr.Prefix),
-		"expired voucher": biSign(tb, hk, qr.Claims{Type: qr.TypeVoucher, Member: "alice", Voucher: fx.Voucher.ID,
-			Reward: "coffee", IssuedAt: now.Add(-48 * time.Hour).Unix(), Expires: now.Add(-time.Hour).Unix()}),
-		"ghost member": biSign(tb, hk, qr.Claims{Type: qr.TypeMember, Member: "ghost", IssuedAt: now.Unix()}),
-	}
+	bad := qrtest.Refused(tb, hk, fx.AliceQR, "alice", now)
+	bad["expired"] = qrtest.Sign(tb, hk, qr.Claims{Type: qr.TypeMember, Member: "alice",
+		IssuedAt: now.Add(-48 * time.Hour).Unix(), Expires: now.Add(-time.Hour).Unix()})
+	bad["expired voucher"] = qrtest.Sign(tb, hk, qr.Claims{Type: qr.TypeVoucher, Member: "alice", Voucher: fx.Voucher.ID,
+		Reward: "coffee", IssuedAt: now.Add(-48 * time.Hour).Unix(), Expires: now.Add(-time.Hour).Unix()})
+	bad["ghost member"] = qrtest.Sign(tb, hk, qr.Claims{Type: qr.TypeMember, Member: "ghost", IssuedAt: now.Unix()})
+	return bad
 }
 
 func TestOnlineBadInput(t *testing.T) {
@@ -481,7 +407,7 @@ func TestOnlineBadInput(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			status, body := fx.do(t, tt.method, tt.path, tt.body)
-			biAssertError(t, status, body, tt.status, tt.code)
+			jsonapitest.AssertError(t, status, body, tt.status, tt.code)
 			fx.assertState(t, before)
 		})
 	}
@@ -507,7 +433,7 @@ func TestAdminAuth(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			status, body := biHTTPDo(t, "POST", th.HTTP.URL()+"/v1/stores", `{"id":"evil"}`, tt.auth)
-			biAssertError(t, status, body, http.StatusUnauthorized, loyalty.EUNAUTHORIZED)
+			jsonapitest.AssertError(t, status, body, http.StatusUnauthorized, loyalty.EUNAUTHORIZED)
 			stores, err := th.Hub.Stores(context.Background())
 			if err != nil {
 				t.Fatal(err)
@@ -533,7 +459,7 @@ func TestCreateMemberCannotMintPoints(t *testing.T) {
 			t.Errorf("got created balance %d, want %d", got, want)
 		}
 	} else {
-		biAssertError(t, status, body, http.StatusBadRequest, loyalty.EINVALID)
+		jsonapitest.AssertError(t, status, body, http.StatusBadRequest, loyalty.EINVALID)
 	}
 	if got, want := th.state(t).Points, int64(0); got != want {
 		t.Errorf("got %d points in all balances, want %d", got, want)
@@ -583,7 +509,7 @@ func TestOnlineRetries(t *testing.T) {
 			fx.assertState(t, before)
 
 			status, body := fx.do(t, "POST", tt.path, tt.different)
-			biAssertError(t, status, body, http.StatusConflict, loyalty.ECONFLICT)
+			jsonapitest.AssertError(t, status, body, http.StatusConflict, loyalty.ECONFLICT)
 			fx.assertState(t, before)
 
 			// The conflict did not replace the remembered answer.
@@ -601,8 +527,8 @@ func TestOnlineRetryAfterTokenExpiry(t *testing.T) {
 	fx := newBadFixture(t)
 	hk := fx.signingKey(t)
 	now := fx.Clock.Now()
-	member := biSign(t, hk, qr.Claims{Type: qr.TypeMember, Member: "alice", IssuedAt: now.Unix(), Expires: now.Add(time.Minute).Unix()})
-	voucher := biSign(t, hk, qr.Claims{Type: qr.TypeVoucher, Member: "alice", Voucher: fx.Voucher.ID, Reward: "coffee",
+	member := qrtest.Sign(t, hk, qr.Claims{Type: qr.TypeMember, Member: "alice", IssuedAt: now.Unix(), Expires: now.Add(time.Minute).Unix()})
+	voucher := qrtest.Sign(t, hk, qr.Claims{Type: qr.TypeVoucher, Member: "alice", Voucher: fx.Voucher.ID, Reward: "coffee",
 		IssuedAt: now.Unix(), Expires: now.Add(time.Minute).Unix()})
 	calls := []struct{ path, body string }{
 		{"/v1/earn", `{"order_id":"x-earn","qr":"` + member + `","amount":1250,"currency":"EUR"}`},
@@ -1171,7 +1097,7 @@ func TestSyncUpgradeRefusals(t *testing.T) {
 	})
 	t.Run("plain GET", func(t *testing.T) {
 		status, body := biHTTPDo(t, "GET", th.HTTP.URL()+"/v1/sync", "", "")
-		biAssertError(t, status, body, http.StatusBadRequest, loyalty.EINVALID)
+		jsonapitest.AssertError(t, status, body, http.StatusBadRequest, loyalty.EINVALID)
 	})
 }
 
@@ -1187,7 +1113,7 @@ func TestReverseVoucherPurchase(t *testing.T) {
 	status, body := fx.do(t, "POST", "/v1/reverse", `{"order_id":"buy-1"}`)
 	if status != http.StatusOK {
 		// Refusing to refund an issued voucher is also safe; then nothing may have changed.
-		biAssertError(t, status, body, http.StatusConflict, loyalty.ECONFLICT)
+		jsonapitest.AssertError(t, status, body, http.StatusConflict, loyalty.ECONFLICT)
 		fx.assertState(t, before)
 		return
 	}
@@ -1196,7 +1122,7 @@ func TestReverseVoucherPurchase(t *testing.T) {
 		t.Errorf("after the refund: got %d points in all balances, want %d", got, want)
 	}
 	status, body = fx.do(t, "POST", "/v1/redeem", `{"order_id":"use-1","voucher":"`+vr.Voucher.Token+`"}`)
-	biAssertError(t, status, body, http.StatusConflict, loyalty.ECONFLICT)
+	jsonapitest.AssertError(t, status, body, http.StatusConflict, loyalty.ECONFLICT)
 	fx.assertState(t, refunded)
 
 	// A voucher already used: its purchase can no longer be refunded.
@@ -1204,6 +1130,6 @@ func TestReverseVoucherPurchase(t *testing.T) {
 	fx.mustDo(t, "POST", "/v1/redeem", `{"order_id":"use-2","voucher":"`+vr.Voucher.Token+`"}`, nil)
 	used := fx.state(t, fx.Members...)
 	status, body = fx.do(t, "POST", "/v1/reverse", `{"order_id":"buy-2"}`)
-	biAssertError(t, status, body, http.StatusConflict, loyalty.ECONFLICT)
+	jsonapitest.AssertError(t, status, body, http.StatusConflict, loyalty.ECONFLICT)
 	fx.assertState(t, used)
 }

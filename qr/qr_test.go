@@ -11,33 +11,16 @@ import (
 
 	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/qr"
+	"github.com/loyalty-edge-sync/loyalty/qr/qrtest"
 )
 
 var now = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 
-func mustKey(t *testing.T) qr.PrivateKey {
-	t.Helper()
-	k, err := qr.NewKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-func mustSign(t *testing.T, k qr.PrivateKey, c qr.Claims) string {
-	t.Helper()
-	s, err := qr.Sign(k, c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
 func TestVerify(t *testing.T) {
-	k := mustKey(t)
-	other := mustKey(t)
+	k := qrtest.Key(t)
+	other := qrtest.Key(t)
 	member := qr.Claims{Type: qr.TypeMember, Member: "m1", IssuedAt: now.Unix(), Expires: now.Add(time.Hour).Unix()}
-	good := mustSign(t, k, member)
+	good := qrtest.Sign(t, k, member)
 	v := qr.Verifier{Keys: []qr.PublicKey{k.Public()}, Now: func() time.Time { return now }}
 
 	got, err := v.Verify(good)
@@ -62,17 +45,17 @@ func TestVerify(t *testing.T) {
 		"altered signature": {good[:len(good)-2] + "AA", "altered"},
 		"truncated":         {good[:len(good)/2], ""},
 		"missing signature": {strings.Join(parts[:3], "."), "cut short"},
-		"unknown key":       {mustSign(t, other, forged), "unknown key"},
+		"unknown key":       {qrtest.Sign(t, other, forged), "unknown key"},
 		"other key, same kid": {func() string {
 			o := other
 			o.ID = k.ID
-			return mustSign(t, o, forged)
+			return qrtest.Sign(t, o, forged)
 		}(), "altered"},
-		"expired":    {mustSign(t, k, qr.Claims{Type: qr.TypeMember, Member: "m1", Expires: now.Add(-time.Second).Unix()}), "expired"},
+		"expired":    {qrtest.Sign(t, k, qr.Claims{Type: qr.TypeMember, Member: "m1", Expires: now.Add(-time.Second).Unix()}), "expired"},
 		"not ours":   {"https://example.com/promo", "not a loyalty"},
 		"empty":      {"", "not a loyalty"},
 		"too long":   {strings.Repeat("A", qr.MaxTokenLength+1), "too long"},
-		"wrong type": {mustSign(t, k, qr.Claims{Type: qr.TypeVoucher, Member: "m1"}), "no voucher id"},
+		"wrong type": {qrtest.Sign(t, k, qr.Claims{Type: qr.TypeVoucher, Member: "m1"}), "no voucher id"},
 	} {
 		_, err := v.Verify(tc.token)
 		if code := loyalty.ErrorCode(err); code != loyalty.EINVALID {
@@ -86,8 +69,8 @@ func TestVerify(t *testing.T) {
 }
 
 func TestVerify_RetiredKey(t *testing.T) {
-	k := mustKey(t)
-	token := mustSign(t, k, qr.Claims{Type: qr.TypeMember, Member: "m1"})
+	k := qrtest.Key(t)
+	token := qrtest.Sign(t, k, qr.Claims{Type: qr.TypeMember, Member: "m1"})
 	pub := k.Public()
 	pub.NotAfter = now.Add(time.Hour)
 	v := qr.Verifier{Keys: []qr.PublicKey{pub}, Now: func() time.Time { return now }}
@@ -101,7 +84,7 @@ func TestVerify_RetiredKey(t *testing.T) {
 }
 
 func TestSign_Rejects(t *testing.T) {
-	k := mustKey(t)
+	k := qrtest.Key(t)
 	if _, err := qr.Sign(k, qr.Claims{Type: "x", Member: "m1"}); loyalty.ErrorCode(err) != loyalty.EINVALID {
 		t.Errorf("unknown type: %v", err)
 	}
@@ -121,8 +104,8 @@ func TestPNG_DecodesWithZbar(t *testing.T) {
 		}
 		t.Skip("SKIPPED: zbarimg not installed (apt-get install zbar-tools); the PNG was not checked with an independent reader")
 	}
-	k := mustKey(t)
-	token := mustSign(t, k, qr.Claims{Type: qr.TypeMember, Member: "member-with-a-long-id-0123456789", IssuedAt: now.Unix(), Expires: now.Add(2 * 365 * 24 * time.Hour).Unix()})
+	k := qrtest.Key(t)
+	token := qrtest.Sign(t, k, qr.Claims{Type: qr.TypeMember, Member: "member-with-a-long-id-0123456789", IssuedAt: now.Unix(), Expires: now.Add(2 * 365 * 24 * time.Hour).Unix()})
 	png, err := qr.PNG(token, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -143,8 +126,8 @@ func TestPNG_DecodesWithZbar(t *testing.T) {
 // TestAuthenticIgnoresExpiry: an expired code is still authentic (a POS retry of a call approved
 // before it expired is the same call) but no longer current.
 func TestAuthenticIgnoresExpiry(t *testing.T) {
-	k := mustKey(t)
-	token := mustSign(t, k, qr.Claims{Type: qr.TypeMember, Member: "m1", Expires: now.Add(-time.Minute).Unix()})
+	k := qrtest.Key(t)
+	token := qrtest.Sign(t, k, qr.Claims{Type: qr.TypeMember, Member: "m1", Expires: now.Add(-time.Minute).Unix()})
 	v := qr.Verifier{Keys: []qr.PublicKey{k.Public()}, Now: func() time.Time { return now }}
 	c, err := v.Authentic(token)
 	if err != nil || c.Member != "m1" || c.KeyID != k.ID {
