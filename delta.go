@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"time"
+	"unicode/utf8"
 )
 
 // Kind is what a ledger delta does to a member's balance.
@@ -21,12 +22,26 @@ const (
 	KindExpire  Kind = "expire"  // points that expired (negative), minted by the hub
 )
 
-// Limits on sizes that every side enforces the same way.
+// Limits on sizes and numbers that every side enforces the same way. They bound every
+// computation with money and points, so none can overflow an int64: an order of MaxLines lines of
+// MaxAmount at the highest rate, tier and campaign multipliers is still far below 2^63, and
+// anything over MaxPoints is refused before it reaches a balance.
 const (
-	MaxIDLength = 128               // delta, member, store, order, reward and voucher ids
-	MaxAmount   = 1_000_000_000_000 // largest sale amount in minor units (10 billion of a 2-decimal currency)
-	MaxPoints   = 1_000_000_000     // largest absolute points value of one delta
+	MaxIDLength = 128                   // delta, member, store, order, reward and voucher ids, in characters
+	MaxAmount   = 1_000_000_000_000     // largest sale or line amount in minor units (10 billion of a 2-decimal currency)
+	MaxPoints   = 1_000_000_000_000     // largest absolute points value of one delta
+	MaxBalance  = 1_000_000_000_000_000 // largest balance a member may reach
+	MaxLines    = 1000                  // most lines in one order
+	MaxQty      = 1_000_000             // most units on one order line
 )
+
+// ValidText reports whether s is valid UTF-8 of at most max characters (runes). Invalid UTF-8 is
+// refused rather than repaired: JSON decoding would turn different invalid ids into the same one.
+func ValidText(s string, max int) bool {
+	return utf8.ValidString(s) && utf8.RuneCountInString(s) <= max
+}
+
+func validID(id string) bool { return id != "" && ValidText(id, MaxIDLength) }
 
 // OnlineStore is the store id of deltas made through the hub's online API (e-commerce, member
 // app). HubStore is the store id of deltas the hub makes itself (tier changes). No real store may
@@ -99,51 +114,61 @@ func (d Delta) Hash() string {
 	return hex.EncodeToString(sum[:])
 }
 
-// Validate checks a delta's shape: ids, kind, and the sign of points for its kind. It does not
-// look anything up. It returns EINVALID.
+// Validate checks a delta's shape: ids, kind, bounds, and the sign of points for its kind. It
+// does not look anything up. It returns EINVALID; messages name no internal ids, so they can go
+// back to a POS or a store as they are.
 func (d *Delta) Validate() error {
 	switch {
-	case d.ID == "" || len(d.ID) > MaxIDLength:
-		return Errorf(EINVALID, "delta id must be 1 to %d characters", MaxIDLength)
-	case d.Store == "" || len(d.Store) > MaxIDLength:
-		return Errorf(EINVALID, "delta %s: store id must be 1 to %d characters", d.ID, MaxIDLength)
-	case d.Member == "" || len(d.Member) > MaxIDLength:
-		return Errorf(EINVALID, "delta %s: member id must be 1 to %d characters", d.ID, MaxIDLength)
-	case len(d.Terminal) > MaxIDLength || len(d.OrderID) > MaxIDLength || len(d.Reward) > MaxIDLength ||
-		len(d.Voucher) > MaxIDLength || len(d.Reverses) > MaxIDLength:
-		return Errorf(EINVALID, "delta %s: ids must be at most %d characters", d.ID, MaxIDLength)
+	case !validID(d.ID):
+		return Errorf(EINVALID, "delta id must be 1 to %d characters of UTF-8", MaxIDLength)
+	case !validID(d.Store):
+		return Errorf(EINVALID, "store id must be 1 to %d characters of UTF-8", MaxIDLength)
+	case !validID(d.Member):
+		return Errorf(EINVALID, "member id must be 1 to %d characters of UTF-8", MaxIDLength)
+	case !ValidText(d.Terminal, MaxIDLength) || !ValidText(d.OrderID, MaxIDLength) || !ValidText(d.Reward, MaxIDLength) ||
+		!ValidText(d.Voucher, MaxIDLength) || !ValidText(d.Reverses, MaxIDLength) || !ValidText(d.Rule, MaxIDLength) ||
+		!ValidText(d.Tier, MaxIDLength) || !ValidText(d.Country, MaxIDLength) || !ValidText(d.TimeZone, MaxIDLength):
+		return Errorf(EINVALID, "terminal, order, reward, voucher, rule, tier, country and time zone ids must be UTF-8 of at most %d characters", MaxIDLength)
 	case d.OccurredAt.IsZero():
-		return Errorf(EINVALID, "delta %s: occurred_at is required", d.ID)
+		return Errorf(EINVALID, "occurred_at is required")
 	case d.Points > MaxPoints || d.Points < -MaxPoints:
-		return Errorf(EINVALID, "delta %s: points %d out of range", d.ID, d.Points)
+		return Errorf(EINVALID, "%d points is more than one change may carry (at most %d either way)", d.Points, int64(MaxPoints))
 	case d.Amount < 0 || d.Amount > MaxAmount:
-		return Errorf(EINVALID, "delta %s: amount must be 0 to %d minor units", d.ID, int64(MaxAmount))
+		return Errorf(EINVALID, "amount must be 0 to %d minor units", int64(MaxAmount))
+	case d.ClockOffsetMS > maxOffsetMS || d.ClockOffsetMS < -maxOffsetMS:
+		return Errorf(EINVALID, "clock offset of %d ms is beyond any real clock's error", d.ClockOffsetMS)
+	case len(d.Lines) > MaxLines || len(d.Punches) > MaxLines || len(d.PunchRewards) > MaxLines || len(d.Leases) > MaxLines:
+		return Errorf(EINVALID, "at most %d lines, punch cards and leases", MaxLines)
 	}
 	switch d.Kind {
 	case KindEarn:
 		if d.Points < 0 {
-			return Errorf(EINVALID, "delta %s: an earn cannot take points away", d.ID)
+			return Errorf(EINVALID, "an earn cannot take points away")
 		}
 		if err := ValidateCurrency(d.Currency); err != nil {
-			return Errorf(EINVALID, "delta %s: %s", d.ID, ErrorMessage(err))
+			return err
 		}
 	case KindRedeem:
 		if d.Points > 0 {
-			return Errorf(EINVALID, "delta %s: a redemption cannot add points", d.ID)
+			return Errorf(EINVALID, "a redemption cannot add points")
 		}
 		if d.Reward == "" && d.Voucher == "" {
-			return Errorf(EINVALID, "delta %s: a redemption names a reward or a voucher", d.ID)
+			return Errorf(EINVALID, "a redemption names a reward or a voucher")
 		}
 	case KindReverse:
 		if d.Reverses == "" {
-			return Errorf(EINVALID, "delta %s: a reverse names the delta it reverses", d.ID)
+			return Errorf(EINVALID, "a reversal names the change it reverses")
 		}
 	case KindAdjust, KindTier, KindExpire:
 	default:
-		return Errorf(EINVALID, "delta %s: unknown kind %q (want earn, redeem, reverse or adjust)", d.ID, d.Kind)
+		return Errorf(EINVALID, "unknown kind %q (want earn, redeem, reverse or adjust)", d.Kind)
 	}
 	return nil
 }
+
+// maxOffsetMS bounds a delta's clock offset (ten years): past that, EventTime's arithmetic could
+// overflow, and no real clock is that wrong. The hub checks the event time itself far more tightly.
+const maxOffsetMS = 10 * 366 * 24 * 3600 * 1000
 
 // ValidateCurrency checks that code looks like an ISO 4217 code: three upper-case letters.
 func ValidateCurrency(code string) error {

@@ -105,6 +105,29 @@ func (r Reward) Redeemable(tier string, orderAmount int64) error {
 	return nil
 }
 
+// CheckOrderAmount checks that a redemption of reward says the order's amount where its budgets
+// depend on it: a percent_off reward's discount is a share of the order, and an order_value
+// budget counts the order. Leaving the amount out would otherwise spend nothing of them. It
+// returns EINVALID.
+func (p *Program) CheckOrderAmount(reward string, orderAmount int64) error {
+	if orderAmount > 0 {
+		return nil
+	}
+	r, err := p.Reward(reward)
+	if err != nil {
+		return nil // the caller reports the unknown reward
+	}
+	if r.Kind == "percent_off" {
+		return Errorf(EINVALID, "%s is a share of the order: send order_amount, the order total in minor units", r.Name)
+	}
+	for _, b := range p.Budgets {
+		if b.Metric == MetricOrderValue && (b.Reward == "" || b.Reward == reward) {
+			return Errorf(EINVALID, "%s counts toward a budget of order value: send order_amount, the order total in minor units", r.Name)
+		}
+	}
+	return nil
+}
+
 // RewardKinds are the kinds of reward a POS knows how to apply.
 var RewardKinds = []string{"amount_off", "percent_off", "free_product", "free_shipping", "gift_card"}
 

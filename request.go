@@ -95,8 +95,8 @@ type Receipt struct {
 func ValidateOrderID(id string) error {
 	if id == "" {
 		return Errorf(EINVALID, "order_id is required: it is the idempotency key that makes retries safe")
-	} else if len(id) > MaxIDLength {
-		return Errorf(EINVALID, "order_id must be at most %d characters", MaxIDLength)
+	} else if !ValidText(id, MaxIDLength) {
+		return Errorf(EINVALID, "order_id must be at most %d characters of UTF-8", MaxIDLength)
 	}
 	return nil
 }

@@ -2,7 +2,9 @@ package loyalty
 
 import (
 	"fmt"
+	"math"
 	"math/big"
+	"math/bits"
 	"slices"
 	"strings"
 	"time"
@@ -207,14 +209,24 @@ func (p *Program) ComputeEarn(in EarnInput) (EarnResult, error) {
 	if in.Currency != p.Currency {
 		return r, Errorf(EINVALID, "this program earns on %s, not %q", p.Currency, in.Currency)
 	}
+	if len(in.Lines) > MaxLines {
+		return r, Errorf(EINVALID, "an order has at most %d lines, this one has %d", MaxLines, len(in.Lines))
+	}
 	lines := in.Lines
 	if len(lines) == 0 {
 		lines = []Line{{Qty: 1, Amount: in.Amount}}
 	}
+	// Every line amount is at most MaxAmount and there are at most MaxLines lines, so neither the
+	// sum nor a line's amount × rate (rates are at most 1000) can overflow; mulDiv checks anyway.
 	var sum int64
 	for i, l := range lines {
-		if l.Amount < 0 || l.Qty < 0 || l.Qty > 1_000_000 || len(l.SKU) > MaxIDLength || len(l.Category) > MaxIDLength {
-			return r, Errorf(EINVALID, "lines[%d]: amount and qty must be non-negative, ids at most %d characters", i, MaxIDLength)
+		switch {
+		case l.Amount < 0 || l.Amount > MaxAmount:
+			return r, Errorf(EINVALID, "lines[%d]: amount must be 0 to %d minor units", i, int64(MaxAmount))
+		case l.Qty < 0 || l.Qty > MaxQty:
+			return r, Errorf(EINVALID, "lines[%d]: qty must be 0 to %d", i, MaxQty)
+		case !ValidText(l.SKU, MaxIDLength) || !ValidText(l.Category, MaxIDLength):
+			return r, Errorf(EINVALID, "lines[%d]: sku and category must be UTF-8 of at most %d characters", i, MaxIDLength)
 		}
 		sum += l.Amount
 		rate := p.Earn.PointsPerUnit
@@ -228,7 +240,11 @@ func (p *Program) ComputeEarn(in EarnInput) (EarnResult, error) {
 				rate = c.PointsPerUnit
 			}
 		}
-		r.Base += l.Amount * rate / p.Earn.UnitMinor
+		base, ok := mulDiv(l.Amount, rate, p.Earn.UnitMinor)
+		if !ok || base > MaxPoints {
+			return r, tooManyPoints(base)
+		}
+		r.Base += base
 	}
 	if sum != in.Amount {
 		return r, Errorf(EINVALID, "the lines add up to %d, the amount is %d", sum, in.Amount)
@@ -255,11 +271,15 @@ func (p *Program) ComputeEarn(in EarnInput) (EarnResult, error) {
 		if c.Multiplier > campMul {
 			campMul = c.Multiplier
 		}
-		bonus += c.Bonus
+		bonus = min(bonus+c.Bonus, MaxPoints+1) // each bonus is at most MaxPoints: no overflow
 	}
 	// base × tier × campaign, rounded down once, in exact arithmetic (the product can pass int64).
-	withTier := mulDiv(r.Base, tierMul, multiplierOne)
-	total := mulDiv(r.Base, tierMul*campMul, multiplierOne*multiplierOne) + bonus
+	withTier, ok1 := mulDiv(r.Base, tierMul, multiplierOne)
+	total, ok2 := mulDiv(r.Base, tierMul*campMul, multiplierOne*multiplierOne)
+	if !ok1 || !ok2 || total > MaxPoints || bonus > MaxPoints-total {
+		return r, tooManyPoints(max(total, bonus))
+	}
+	total += bonus
 	r.TierBonus = withTier - r.Base
 	r.CampaignBonus = total - withTier
 	r.Points = total
@@ -277,8 +297,12 @@ func (p *Program) ComputeEarn(in EarnInput) (EarnResult, error) {
 			r.Punches = map[string]int64{}
 		}
 		r.Punches[card.ID] = units
-		have := in.Member.Punches[card.ID]
-		for n := (have+units)/card.Buy - have/card.Buy; n > 0; n-- {
+		have := max(in.Member.Punches[card.ID], 0)
+		n := (have+units)/card.Buy - have/card.Buy
+		if n > int64(MaxLines-len(r.PunchRewards)) {
+			return r, Errorf(EINVALID, "this order would fill %d %q cards; one order fills at most %d", n, card.Name, MaxLines)
+		}
+		for ; n > 0; n-- {
 			r.PunchRewards = append(r.PunchRewards, card.ID)
 		}
 	}
@@ -430,8 +454,23 @@ func (r EarnResult) Describe() string {
 	return fmt.Sprintf("%d base + %d tier + %d campaign = %d", r.Base, r.TierBonus, r.CampaignBonus, r.Points)
 }
 
-// mulDiv returns a*b/c rounded down, exactly, for non-negative a, b and positive c.
-func mulDiv(a, b, c int64) int64 {
+// mulDiv returns a*b/c rounded down, exactly, for non-negative a, b and positive c, and whether
+// the result fits in an int64.
+func mulDiv(a, b, c int64) (int64, bool) {
+	if c <= 0 || a < 0 || b < 0 {
+		return 0, false
+	}
+	if hi, lo := bits.Mul64(uint64(a), uint64(b)); hi == 0 {
+		q := lo / uint64(c)
+		return int64(q), q <= math.MaxInt64
+	}
 	x := new(big.Int).Mul(big.NewInt(a), big.NewInt(b))
-	return x.Quo(x, big.NewInt(c)).Int64()
+	x.Quo(x, big.NewInt(c))
+	return x.Int64(), x.IsInt64()
+}
+
+// tooManyPoints is the refusal of an order that would earn more than one delta may carry.
+func tooManyPoints(points int64) error {
+	return Errorf(EINVALID, "this order would earn %d points or more, over the most one order may earn (%d); check the amount and the lines",
+		points, int64(MaxPoints))
 }

@@ -1,0 +1,144 @@
+package loyalty_test
+
+import (
+	"math/big"
+	"testing"
+	"time"
+
+	"github.com/loyalty-edge-sync/loyalty"
+)
+
+// fuzzProgram is the example program's shape: category and product rates (one of them 0), tiers
+// up to 3x, and a double-points campaign with a fixed bonus.
+func fuzzProgram() loyalty.Program {
+	p := loyalty.DefaultProgram()
+	p.CategoryRates = []loyalty.CategoryRate{{Category: "coffee", PointsPerUnit: 3}, {SKU: "decaf-250g", PointsPerUnit: 0}, {Category: "big", PointsPerUnit: 1000}}
+	p.Tiers = &loyalty.TierRules{Basis: loyalty.BasisSpend, Window: loyalty.WindowLifetime, Tiers: []loyalty.Tier{
+		{ID: "base", Threshold: 0, Multiplier: 1000}, {ID: "gold", Threshold: 100_000, Multiplier: 3000}, {ID: "max", Threshold: 200_000, Multiplier: 10_000}}}
+	p.Campaigns = []loyalty.Campaign{
+		{ID: "double", Start: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), End: time.Date(2026, 12, 31, 0, 0, 0, 0, time.UTC), Multiplier: 10_000, Bonus: 999_999_999_999},
+		{ID: "bonus", Start: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), End: time.Date(2026, 12, 31, 0, 0, 0, 0, time.UTC), Bonus: 50},
+	}
+	return p
+}
+
+// referenceEarn computes an order's points in unbounded math/big arithmetic, the way the
+// combination rule is written down: each line's amount × rate / unit rounded down, summed; times
+// the tier and the best campaign multiplier, rounded down once; plus every campaign's bonus.
+// It reports whether the inputs are within the documented limits.
+func referenceEarn(p *loyalty.Program, amount int64, lines []loyalty.Line, tierMul, campMul int64, bonus int64) (*big.Int, bool) {
+	within := amount >= 0 && amount <= loyalty.MaxAmount && len(lines) <= loyalty.MaxLines
+	if len(lines) == 0 {
+		lines = []loyalty.Line{{Qty: 1, Amount: amount}}
+	}
+	sum, base := new(big.Int), new(big.Int)
+	for _, l := range lines {
+		if l.Amount < 0 || l.Amount > loyalty.MaxAmount || l.Qty < 0 || l.Qty > loyalty.MaxQty {
+			within = false
+		}
+		rate := p.Earn.PointsPerUnit
+		for _, c := range p.CategoryRates {
+			if c.SKU == "" && c.Category != "" && c.Category == l.Category {
+				rate = c.PointsPerUnit
+			}
+		}
+		for _, c := range p.CategoryRates {
+			if c.SKU != "" && c.SKU == l.SKU {
+				rate = c.PointsPerUnit
+			}
+		}
+		sum.Add(sum, big.NewInt(l.Amount))
+		x := new(big.Int).Mul(big.NewInt(l.Amount), big.NewInt(rate))
+		base.Add(base, x.Quo(x, big.NewInt(p.Earn.UnitMinor)))
+	}
+	if sum.Cmp(big.NewInt(amount)) != 0 {
+		within = false
+	}
+	total := new(big.Int).Mul(base, big.NewInt(tierMul*campMul))
+	total.Quo(total, big.NewInt(1_000_000))
+	total.Add(total, big.NewInt(bonus))
+	return total, within
+}
+
+// FuzzComputeEarn checks the earn computation against the math/big reference: inside the limits
+// both agree exactly; outside them, or past MaxPoints, the computation refuses with EINVALID and
+// never answers with a wrapped-around number.
+func FuzzComputeEarn(f *testing.F) {
+	// The crafted orders of the overflow report: they "added up" after wrapping around in int64.
+	f.Add(int64(1000), "coffee", "", int64(6148914707903183872), "", "decaf-250g", int64(9223372036854775807), "", "decaf-250g", int64(3074457328951592937), uint8(0), false)
+	f.Add(int64(2), "", "", int64(9223372036854775807), "", "", int64(9223372036854775807), "", "", int64(4), uint8(0), false)
+	f.Add(int64(1299), "coffee", "", int64(1000), "", "", int64(299), "", "", int64(0), uint8(1), true)
+	f.Add(int64(loyalty.MaxAmount), "", "", int64(loyalty.MaxAmount), "", "", int64(0), "", "", int64(0), uint8(2), true)
+	f.Add(int64(loyalty.MaxAmount), "big", "", int64(loyalty.MaxAmount), "", "", int64(0), "", "", int64(0), uint8(2), true)
+	f.Add(int64(500), "", "decaf-250g", int64(500), "", "", int64(0), "", "", int64(0), uint8(0), false)
+	f.Fuzz(func(t *testing.T, amount int64, cat1, sku1 string, a1 int64, cat2, sku2 string, a2 int64, cat3, sku3 string, a3 int64, tier uint8, inCampaign bool) {
+		p := fuzzProgram()
+		tiers := []string{"base", "gold", "max", "unknown"}
+		m := loyalty.Member{Tier: tiers[int(tier)%len(tiers)]}
+		lines := []loyalty.Line{{SKU: sku1, Category: cat1, Qty: 1, Amount: a1}, {SKU: sku2, Category: cat2, Qty: 1, Amount: a2}, {SKU: sku3, Category: cat3, Qty: 1, Amount: a3}}
+		for len(lines) > 0 && lines[len(lines)-1].Amount == 0 && lines[len(lines)-1].Category == "" && lines[len(lines)-1].SKU == "" {
+			lines = lines[:len(lines)-1]
+		}
+		at := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+		tierMul, campMul, bonus := int64(1000), int64(1000), int64(0)
+		switch m.Tier {
+		case "gold":
+			tierMul = 3000
+		case "max":
+			tierMul = 10_000
+		}
+		if inCampaign {
+			at = time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+			campMul, bonus = 10_000, 999_999_999_999+50
+		}
+		got, err := p.ComputeEarn(loyalty.EarnInput{Member: m, Amount: amount, Currency: "EUR", Lines: lines, At: at})
+		want, within := referenceEarn(&p, amount, lines, tierMul, campMul, bonus)
+		for _, l := range lines {
+			if !loyalty.ValidText(l.SKU, loyalty.MaxIDLength) || !loyalty.ValidText(l.Category, loyalty.MaxIDLength) {
+				within = false
+			}
+		}
+		fits := want.IsInt64() && want.Int64() <= loyalty.MaxPoints
+		switch {
+		case within && fits:
+			if err != nil {
+				t.Fatalf("amount %d lines %+v: refused (%v), reference earns %s", amount, lines, err, want)
+			}
+			if got.Points != want.Int64() {
+				t.Fatalf("amount %d lines %+v tier %s: %d points, reference %s", amount, lines, m.Tier, got.Points, want)
+			}
+		case err == nil:
+			t.Fatalf("amount %d lines %+v: answered %d points; want EINVALID (within limits %v, reference %s)", amount, lines, got.Points, within, want)
+		case loyalty.ErrorCode(err) != loyalty.EINVALID:
+			t.Fatalf("amount %d lines %+v: code %s, want EINVALID", amount, lines, loyalty.ErrorCode(err))
+		}
+		if err == nil && (got.Points < 0 || got.Points > loyalty.MaxPoints) {
+			t.Fatalf("points %d out of bounds", got.Points)
+		}
+	})
+}
+
+// TestCraftedOverflowOrders is finding 1 of the authority review: lines whose amounts wrap around
+// in int64 "added up" to the order amount and earned 500,000,000 points.
+func TestCraftedOverflowOrders(t *testing.T) {
+	p := fuzzProgram()
+	for name, lines := range map[string][]loyalty.Line{
+		"wraps to 1000": {{Category: "coffee", Qty: 1, Amount: 6148914707903183872}, {SKU: "decaf-250g", Qty: 1, Amount: 9223372036854775807}, {SKU: "decaf-250g", Qty: 1, Amount: 3074457328951592937}},
+		"MaxInt64 twice plus 4 is 2": {{Qty: 1, Amount: 9223372036854775807}, {Qty: 1, Amount: 9223372036854775807}, {Qty: 1, Amount: 4}},
+	} {
+		amount := int64(1000)
+		if name == "MaxInt64 twice plus 4 is 2" {
+			amount = 2
+		}
+		res, err := p.ComputeEarn(loyalty.EarnInput{Amount: amount, Currency: "EUR", Lines: lines})
+		if loyalty.ErrorCode(err) != loyalty.EINVALID {
+			t.Errorf("%s: got %d points, err %v; want EINVALID", name, res.Points, err)
+		}
+	}
+	// The documented maximum amount earns at the default rate.
+	d := loyalty.DefaultProgram()
+	res, err := d.ComputeEarn(loyalty.EarnInput{Amount: loyalty.MaxAmount, Currency: "EUR"})
+	if err != nil || res.Points != loyalty.MaxAmount/100 {
+		t.Errorf("the maximum amount: %d points, %v; want %d", res.Points, err, int64(loyalty.MaxAmount/100))
+	}
+}
