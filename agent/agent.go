@@ -43,15 +43,25 @@ type Agent struct {
 	Now     func() time.Time
 	// LookupTimeout bounds how long a scan of a member unknown to the replica waits for the hub.
 	LookupTimeout time.Duration
-	// Location is the store's time zone, in which campaign days and hours are read.
+	// Location is the store's time zone, in which campaign days and hours are read, until the
+	// hub has sent the store's registered zone: from then on the hub's zone is used (the hub
+	// reads campaigns in it too when it checks the store's earns).
 	Location *time.Location
 }
 
-func (a *Agent) location() *time.Location {
-	if a.Location == nil {
-		return time.UTC
+// location returns the store's time zone: the one the hub last sent, or Location before that.
+func (a *Agent) location(ctx context.Context, tx Tx) (*time.Location, error) {
+	tz, err := tx.TimeZone(ctx)
+	if err != nil {
+		return nil, err
 	}
-	return a.Location
+	if tz != "" {
+		return time.LoadLocation(tz) // cached by the time package
+	}
+	if a.Location == nil {
+		return time.UTC, nil
+	}
+	return a.Location, nil
 }
 
 // negate returns the punch counts with their signs turned, or nil.
@@ -345,8 +355,12 @@ func (a *Agent) Earn(ctx context.Context, req loyalty.EarnRequest) (loyalty.Rece
 			punches[card] += n
 		}
 		m.Punches = punches
+		loc, err := a.location(ctx, tx)
+		if err != nil {
+			return loyalty.Receipt{}, err
+		}
 		res, err := p.ComputeEarn(loyalty.EarnInput{Member: m, Amount: int64(req.Amount), Currency: req.Currency, Lines: req.Lines,
-			At: d.EventTime(), Location: a.location()})
+			At: d.EventTime(), Location: loc})
 		if err != nil {
 			return loyalty.Receipt{}, err
 		}
@@ -365,7 +379,7 @@ func (a *Agent) Earn(ctx context.Context, req loyalty.EarnRequest) (loyalty.Rece
 			return loyalty.Receipt{}, cerr
 		}
 		d.Points, d.Amount, d.Currency, d.RuleVersion = pts, int64(req.Amount), req.Currency, p.Version
-		d.Lines, d.Tier, d.Country, d.TimeZone = req.Lines, m.Tier, m.Country, a.location().String()
+		d.Lines, d.Tier, d.Country, d.TimeZone = req.Lines, m.Tier, m.Country, loc.String()
 		d.Punches, d.PunchRewards = res.Punches, res.PunchRewards
 		rc, err := a.write(ctx, tx, &p, offline, d)
 		rc.Earn = &res
@@ -528,6 +542,9 @@ func (a *Agent) Redeem(ctx context.Context, req loyalty.RedeemRequest) (loyalty.
 			return loyalty.Receipt{}, err
 		}
 		if err := r.Redeemable(m.Tier, int64(req.OrderAmount)); err != nil {
+			return loyalty.Receipt{}, err
+		}
+		if err := p.CheckOrderAmount(r.ID, int64(req.OrderAmount)); err != nil {
 			return loyalty.Receipt{}, err
 		}
 		d := a.newDelta(member, loyalty.KindRedeem, req.OrderID, req.Terminal)

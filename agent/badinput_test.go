@@ -316,7 +316,10 @@ func TestPOSBadInput(t *testing.T) {
 		{"missing amount", "/v1/earn", earn(`"terminal":"t1"`), 400, loyalty.EINVALID},
 		{"amount over max", "/v1/earn", earn(`"amount":1000000000001`), 400, loyalty.EINVALID},
 		{"amount overflows int64", "/v1/earn", earn(`"amount":99999999999999999999`), 400, loyalty.EINVALID},
-		{"amount earning over max points", "/v1/earn", earn(`"amount":1000000000000`), 400, loyalty.EINVALID},
+		{"lines that wrap around in int64", "/v1/earn", earn(`"amount":2,"lines":[{"qty":1,"amount":9223372036854775807},{"qty":1,"amount":9223372036854775807},{"qty":1,"amount":4}]`), 400, loyalty.EINVALID},
+		{"crafted category lines worth 500,000,000 points", "/v1/earn", earn(`"amount":1000,"lines":[{"category":"coffee","qty":1,"amount":6148914707903183872},{"sku":"decaf-250g","qty":1,"amount":9223372036854775807},{"sku":"decaf-250g","qty":1,"amount":3074457328951592937}]`), 400, loyalty.EINVALID},
+		{"a line over the maximum amount", "/v1/earn", earn(`"amount":100,"lines":[{"qty":1,"amount":1000000000001},{"qty":1,"amount":-999999999901}]`), 400, loyalty.EINVALID},
+		{"invalid UTF-8 order id", "/v1/earn", "{\"order_id\":\"X-\xff\xfe\",\"member_id\":\"alice\",\"currency\":\"EUR\",\"amount\":100}", 400, loyalty.EINVALID},
 		{"wrong currency", "/v1/earn", `{"order_id":"o-bad","member_id":"alice","amount":100,"currency":"USD"}`, 400, loyalty.EINVALID},
 		{"no currency", "/v1/earn", `{"order_id":"o-bad","member_id":"alice","amount":100}`, 400, loyalty.EINVALID},
 

@@ -31,6 +31,8 @@ type Tx interface {
 	PendingPunches(ctx context.Context, member string) (map[string]int64, error)
 	// Program returns the program as last synced. ENOTFOUND before the first sync.
 	Program(ctx context.Context) (loyalty.Program, error)
+	// TimeZone returns the store's time zone as the hub last sent it ("" before the first sync).
+	TimeZone(ctx context.Context) (string, error)
 	// Keys returns the hub's public keys as last synced.
 	Keys(ctx context.Context) ([]qr.PublicKey, error)
 

@@ -301,7 +301,8 @@ func TestEarnCapBoundary(t *testing.T) {
 	if got := earnOnline("d", 100); got != 1 {
 		t.Errorf("the next day: %d points, want 1", got)
 	}
-	// Two offline stores each award m2 80 points the same day.
+	// Two offline stores, which had version 2, each award m2 80 points the same day.
+	syncStores(t, h)
 	for i, store := range []string{"s1", "s2"} {
 		d := earn(store, "m2", 8000)
 		d.OccurredAt = now

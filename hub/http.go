@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"cmp"
 	"context"
 	"crypto/subtle"
 	"errors"
@@ -81,17 +82,27 @@ func (s *Server) Handler() http.Handler {
 	admin := http.NewServeMux()
 	admin.HandleFunc("POST /v1/stores", func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
-			ID   string `json:"id"`
-			Name string `json:"name"`
+			ID       string `json:"id"`
+			Name     string `json:"name"`
+			TimeZone string `json:"timezone"`
 		}
 		if s.decode(w, r, &req) {
-			st, token, err := h.CreateStore(r.Context(), req.ID, req.Name)
+			st, token, err := h.CreateStoreIn(r.Context(), req.ID, req.Name, req.TimeZone)
 			s.reply(w, r, http.StatusCreated, map[string]any{"store": st, "token": token}, err)
 		}
 	})
 	admin.HandleFunc("GET /v1/stores", func(w http.ResponseWriter, r *http.Request) {
 		out, err := h.Stores(r.Context())
 		s.reply(w, r, http.StatusOK, out, err)
+	})
+	admin.HandleFunc("PUT /v1/stores/{id}/timezone", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			TimeZone string `json:"timezone"`
+		}
+		if s.decode(w, r, &req) {
+			err := h.SetStoreZone(r.Context(), r.PathValue("id"), req.TimeZone)
+			s.reply(w, r, http.StatusOK, map[string]string{"store": r.PathValue("id"), "timezone": cmp.Or(req.TimeZone, "UTC")}, err)
+		}
 	})
 	admin.HandleFunc("POST /v1/stores/{id}/token", func(w http.ResponseWriter, r *http.Request) {
 		token, err := h.RotateStoreToken(r.Context(), r.PathValue("id"))

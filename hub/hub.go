@@ -9,6 +9,7 @@
 package hub
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -46,11 +47,28 @@ type Hub struct {
 		IgnoreOutstanding bool // grant leases and accept online spending as if no quota were leased out
 	}
 
+	// Claims bounds the event times the hub accepts from stores (see checkClaims).
+	Claims ClaimLimits
+
 	// TierChanges counts tier upgrades and downgrades since the hub started (for the demo and metrics).
 	TierChanges int64
 
 	healthMu sync.Mutex
 	health   map[string]Health
+	floors   map[string]time.Time // per store: the earliest event time accepted in its current session
+}
+
+// ClaimLimits bounds the event time a store may give a delta. The hub accepts an event time
+// from Backdate before the end of the store's previous session (a store that was connected would
+// have delivered anything older then) up to MaxFuture after the hub's clock.
+type ClaimLimits struct {
+	Backdate  time.Duration
+	MaxFuture time.Duration
+}
+
+// DefaultClaimLimits returns the defaults: an hour of backdating, ten minutes of clock error.
+func DefaultClaimLimits() ClaimLimits {
+	return ClaimLimits{Backdate: time.Hour, MaxFuture: 10 * time.Minute}
 }
 
 var _ lsync.Handler = (*Hub)(nil)
@@ -64,7 +82,9 @@ func New(s Store) *Hub {
 		MemberTokenTTL:  2 * 365 * 24 * time.Hour,
 		VoucherTokenTTL: 90 * 24 * time.Hour,
 		Lease:           DefaultLeaseConfig(),
+		Claims:          DefaultClaimLimits(),
 		health:          make(map[string]Health),
+		floors:          make(map[string]time.Time),
 	}
 }
 
@@ -76,7 +96,7 @@ func (h *Hub) Init(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			if err := tx.InsertProgram(ctx, loyalty.DefaultProgram(), v); err != nil {
+			if err := tx.InsertProgram(ctx, loyalty.DefaultProgram(), v, h.Now()); err != nil {
 				return err
 			}
 		} else if err != nil {
@@ -136,8 +156,48 @@ func (h *Hub) Authenticate(ctx context.Context, store, token string) error {
 	return nil
 }
 
-// Push implements lsync.Handler: the batch is applied in one transaction.
+// Push implements lsync.Handler: the batch is applied in one transaction. If that fails, the
+// deltas are applied one at a time, and one that fails on its own twice is set aside as a
+// rejection (EINTERNAL) for an operator, so it cannot stall the store's outbox behind it. The
+// rejection keeps the whole delta: nothing is lost.
 func (h *Hub) Push(ctx context.Context, store string, deltas []loyalty.Delta) (*lsync.Ack, error) {
+	ack, err := h.push(ctx, store, deltas)
+	if err == nil || len(deltas) == 0 || ctx.Err() != nil {
+		return ack, err
+	}
+	h.Logger.Warn("a push failed; applying its deltas one at a time", slog.String("store", store), slog.Any("err", err))
+	ack = &lsync.Ack{Results: make([]lsync.Result, 0, len(deltas)), Balances: []lsync.Balance{}}
+	for _, d := range deltas {
+		one, err := h.push(ctx, store, []loyalty.Delta{d})
+		if err != nil && ctx.Err() == nil {
+			one, err = h.push(ctx, store, []loyalty.Delta{d})
+		}
+		if err != nil && ctx.Err() == nil {
+			h.Logger.Error("delta set aside: it cannot be applied", slog.String("store", store), slog.String("delta", d.ID), slog.Any("err", err))
+			one, err = h.quarantine(ctx, store, d)
+		}
+		if err != nil {
+			return nil, err // storage is down: the store retries the whole push later
+		}
+		ack.Results = append(ack.Results, one.Results...)
+		ack.Balances = append(ack.Balances, one.Balances...)
+	}
+	return ack, nil
+}
+
+// quarantine records a delta that cannot be applied as a rejection, in a transaction of its own.
+func (h *Hub) quarantine(ctx context.Context, store string, d loyalty.Delta) (*lsync.Ack, error) {
+	var r lsync.Result
+	err := h.update(ctx, func(tx Tx) error {
+		var err error
+		r, err = h.newApplier(tx).reject(ctx, store, d, loyalty.Errorf(loyalty.EINTERNAL,
+			"the hub could not apply this change (an internal error; the details are in the hub's log); it is set aside for an operator"))
+		return err
+	})
+	return &lsync.Ack{Results: []lsync.Result{r}, Balances: []lsync.Balance{}}, err
+}
+
+func (h *Hub) push(ctx context.Context, store string, deltas []loyalty.Delta) (*lsync.Ack, error) {
 	var ack *lsync.Ack
 	err := h.update(ctx, func(tx Tx) error {
 		a := h.newApplier(tx)
@@ -193,8 +253,17 @@ func (h *Hub) Pull(ctx context.Context, store string, req lsync.Pull) (*lsync.Ch
 			}
 		}
 		ch.Cursor = max(upTo, cursor)
+		if err := tx.MarkSent(ctx, store, ch.Cursor); err != nil {
+			return err
+		}
 		if !ch.More {
+			info, err := tx.StoreInfo(ctx, store)
+			if err != nil {
+				return err
+			}
+			ch.TimeZone = cmp.Or(info.TimeZone, "UTC")
 			ch.Leases, err = h.newApplier(tx).leases(ctx, store, req.Flushed)
+			return err
 		}
 		return err
 	})
@@ -222,6 +291,21 @@ func (h *Hub) Subscribe(ctx context.Context, store, member string) (*loyalty.Mem
 func (h *Hub) Seen(ctx context.Context, store string, s lsync.Health) error {
 	h.healthMu.Lock()
 	prev, known := h.health[store]
+	if s.Connected && !prev.Connected {
+		h.healthMu.Unlock()
+		last := prev.LastSeen // when the previous session ended
+		if !known {
+			if err := h.Store.View(ctx, func(tx Tx) error {
+				info, err := tx.StoreInfo(ctx, store)
+				last = later(info.CreatedAt, info.Health.LastSeen)
+				return err
+			}); err != nil {
+				return err
+			}
+		}
+		h.healthMu.Lock()
+		h.floors[store] = last.Add(-h.Claims.Backdate)
+	}
 	cur := Health{Connected: s.Connected, LastSeen: s.At, ClockOffsetMS: s.ClockOffsetMS, Outbox: s.Outbox}
 	if !s.Connected || s.ClockOffsetMS == 0 && s.Outbox == 0 {
 		cur.ClockOffsetMS, cur.Outbox = prev.ClockOffsetMS, prev.Outbox
@@ -254,13 +338,14 @@ type applier struct {
 	punches    map[string]map[string]int64 // running punch card counts
 	programs   map[int64]*loyalty.Program  // rule versions are immutable once published
 	subscribed map[[2]string]bool
+	stores     map[string]StoreInfo
 	cur        *loyalty.Program // the newest program, for budgets and limits
 }
 
 func (h *Hub) newApplier(tx Tx) *applier {
 	return &applier{Hub: h, tx: tx, balances: make(map[string]int64), changed: make(map[string]bool), programs: make(map[int64]*loyalty.Program),
 		members: make(map[string]loyalty.Member), punches: make(map[string]map[string]int64),
-		subscribed: make(map[[2]string]bool)}
+		subscribed: make(map[[2]string]bool), stores: make(map[string]StoreInfo)}
 }
 
 // program returns rule version v, read once per transaction.
@@ -281,6 +366,11 @@ func (a *applier) program(ctx context.Context, v int64) (*loyalty.Program, error
 func (a *applier) apply(ctx context.Context, store string, d loyalty.Delta) (lsync.Result, error) {
 	d.Normalize()
 	hash := d.Hash()
+	// Who may push this delta is settled before deduplication: a store that re-pushes another
+	// store's delta id learns nothing about it, not even that it exists.
+	if err := a.identity(store, &d); err != nil {
+		return a.reject(ctx, store, d, err)
+	}
 	if e, err := a.tx.Delta(ctx, d.ID); err == nil {
 		if e.Hash == hash {
 			a.report(d.Member)
@@ -288,7 +378,7 @@ func (a *applier) apply(ctx context.Context, store string, d loyalty.Delta) (lsy
 		}
 		a.Logger.Warn("delta id reused for different content", slog.String("store", store), slog.String("delta", d.ID))
 		return a.reject(ctx, store, d, loyalty.Errorf(loyalty.EDUPLICATE,
-			"delta id %s was already applied (seq %d) with different content; this delta was not applied", d.ID, e.Seq))
+			"delta id %s was already used for a different change; this one was not applied", d.ID))
 	} else if loyalty.ErrorCode(err) != loyalty.ENOTFOUND {
 		return lsync.Result{}, err
 	}
@@ -337,14 +427,14 @@ func (a *applier) apply(ctx context.Context, store string, d loyalty.Delta) (lsy
 	return lsync.Result{DeltaID: d.ID, Status: lsync.StatusApplied, Seq: seq}, nil
 }
 
-// check validates a delta against the hub's state. It returns EINVALID, ENOTFOUND,
-// EUNAUTHORIZED or ECONFLICT for deltas that must not be applied.
-func (a *applier) check(ctx context.Context, store string, d *loyalty.Delta) error {
+// identity checks a delta's shape and that store may push it at all. It returns EINVALID or
+// EUNAUTHORIZED.
+func (a *applier) identity(store string, d *loyalty.Delta) error {
 	if err := d.Validate(); err != nil {
 		return err
 	}
 	if d.Store != store {
-		return loyalty.Errorf(loyalty.EUNAUTHORIZED, "store %s cannot push deltas as store %s", store, d.Store)
+		return loyalty.Errorf(loyalty.EUNAUTHORIZED, "store %s cannot push changes as another store", store)
 	}
 	if (d.Kind == loyalty.KindAdjust || d.Kind == loyalty.KindTier || d.Kind == loyalty.KindExpire) && store != loyalty.HubStore {
 		return loyalty.Errorf(loyalty.EUNAUTHORIZED, "only the hub makes %s deltas; store %s pushed one", d.Kind, store)
@@ -352,8 +442,24 @@ func (a *applier) check(ctx context.Context, store string, d *loyalty.Delta) err
 	if d.Kind == loyalty.KindEarn && d.Rule != "" && store != loyalty.OnlineStore && store != loyalty.HubStore {
 		return loyalty.Errorf(loyalty.EUNAUTHORIZED, "stores award points for sales; action %q goes through the hub's API", d.Rule)
 	}
-	if _, err := a.balance(ctx, d.Member); err != nil {
+	return nil
+}
+
+// check validates a delta against the hub's state. It returns EINVALID, ENOTFOUND,
+// EUNAUTHORIZED, EBUDGET or ECONFLICT for deltas that must not be applied.
+func (a *applier) check(ctx context.Context, store string, d *loyalty.Delta) error {
+	bal, err := a.balance(ctx, d.Member)
+	if err != nil {
 		return err
+	}
+	if d.Points > 0 && bal > loyalty.MaxBalance-d.Points {
+		return loyalty.Errorf(loyalty.EINVALID, "this change would take the member's balance over %d points", int64(loyalty.MaxBalance))
+	}
+	var claims *verified
+	if store != loyalty.OnlineStore && store != loyalty.HubStore {
+		if claims, err = a.checkClaims(ctx, store, d); err != nil {
+			return err
+		}
 	}
 	switch d.Kind {
 	case loyalty.KindEarn:
@@ -377,7 +483,11 @@ func (a *applier) check(ctx context.Context, store string, d *loyalty.Delta) err
 			}
 			return nil
 		}
-		res, err := recompute(p, d)
+		loc := time.UTC
+		if claims != nil {
+			loc = claims.loc
+		}
+		res, err := recompute(p, d, loc)
 		if err != nil {
 			return err
 		}
@@ -419,6 +529,9 @@ func (a *applier) check(ctx context.Context, store string, d *loyalty.Delta) err
 			return loyalty.Errorf(loyalty.EINVALID, "reward %s costs %d points under rule version %d, not %d",
 				r.ID, r.PointsCost, d.RuleVersion, -d.Points)
 		}
+		if err := p.CheckOrderAmount(r.ID, d.Amount); err != nil {
+			return err
+		}
 	case loyalty.KindReverse:
 		orig, err := a.tx.Delta(ctx, d.Reverses)
 		if loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
@@ -447,18 +560,11 @@ func (a *applier) check(ctx context.Context, store string, d *loyalty.Delta) err
 	return nil
 }
 
-// recompute computes a store's earn again from what the delta says the store saw: its lines,
-// the member's tier and country, the store's time zone and the event time. An offline store's
-// earn under the program version it had is accepted as long as that version gives the same.
-func recompute(p *loyalty.Program, d *loyalty.Delta) (loyalty.EarnResult, error) {
-	loc := time.UTC
-	if d.TimeZone != "" {
-		l, err := time.LoadLocation(d.TimeZone)
-		if err != nil {
-			return loyalty.EarnResult{}, loyalty.Errorf(loyalty.EINVALID, "unknown time zone %q", d.TimeZone)
-		}
-		loc = l
-	}
+// recompute computes a store's earn again from the delta's lines, the member's tier and
+// country (verified by checkClaims), the store's registered time zone loc and the event time.
+// An offline store's earn under the program version it had is accepted as long as that version
+// gives the same.
+func recompute(p *loyalty.Program, d *loyalty.Delta, loc *time.Location) (loyalty.EarnResult, error) {
 	if d.Tier != "" && (p.Tiers == nil || !slices.ContainsFunc(p.Tiers.Tiers, func(t loyalty.Tier) bool { return t.ID == d.Tier })) {
 		return loyalty.EarnResult{}, loyalty.Errorf(loyalty.EINVALID, "no tier %q in rule version %d", d.Tier, p.Version)
 	}
@@ -617,6 +723,17 @@ func hashToken(token string) string {
 // CreateStore registers a store and returns its token. The token is shown once: the hub keeps
 // only its hash.
 func (h *Hub) CreateStore(ctx context.Context, id, name string) (StoreInfo, string, error) {
+	return h.CreateStoreIn(ctx, id, name, "")
+}
+
+// CreateStoreIn registers a store in time zone tz (an IANA name; "" is UTC) and returns its token.
+func (h *Hub) CreateStoreIn(ctx context.Context, id, name, tz string) (StoreInfo, string, error) {
+	if tz == "UTC" {
+		tz = ""
+	}
+	if _, err := time.LoadLocation(tz); err != nil || strings.EqualFold(tz, "local") {
+		return StoreInfo{}, "", loyalty.Errorf(loyalty.EINVALID, "time zone %q is not an IANA time zone name such as Europe/Berlin", tz)
+	}
 	if err := validID("store", id); err != nil {
 		return StoreInfo{}, "", err
 	}
@@ -627,9 +744,33 @@ func (h *Hub) CreateStore(ctx context.Context, id, name string) (StoreInfo, stri
 		name = id
 	}
 	token := rand.Text() + rand.Text()
-	s := StoreInfo{ID: id, Name: name, TokenHash: hashToken(token), CreatedAt: h.Now().UTC().Truncate(time.Millisecond)}
-	err := h.Store.Update(ctx, func(tx Tx) error { return tx.InsertStore(ctx, s) })
+	s := StoreInfo{ID: id, Name: name, TokenHash: hashToken(token), CreatedAt: h.Now().UTC().Truncate(time.Millisecond), TimeZone: tz}
+	err := h.Store.Update(ctx, func(tx Tx) error {
+		if err := tx.InsertStore(ctx, s); err != nil {
+			return err
+		}
+		return tx.SetStoreZone(ctx, id, tz)
+	})
 	return s, token, err
+}
+
+// SetStoreZone registers a store's time zone (an IANA name such as Europe/Berlin; "" or UTC for
+// UTC). Campaign days and hours of the store's sales are read in it, and the store's agent
+// receives it at its next sync.
+func (h *Hub) SetStoreZone(ctx context.Context, id, tz string) error {
+	if tz == "UTC" {
+		tz = ""
+	}
+	if _, err := time.LoadLocation(tz); err != nil || strings.EqualFold(tz, "local") {
+		return loyalty.Errorf(loyalty.EINVALID, "time zone %q is not an IANA time zone name such as Europe/Berlin", tz)
+	}
+	return h.update(ctx, func(tx Tx) error {
+		if err := tx.SetStoreZone(ctx, id, tz); err != nil {
+			return err
+		}
+		_, err := tx.NextVersion(ctx) // the store's agent must pull it
+		return err
+	})
 }
 
 // RotateStoreToken issues a new token for a store; the old one stops working at once, and a
@@ -796,7 +937,7 @@ func (h *Hub) SetProgram(ctx context.Context, p loyalty.Program) (loyalty.Progra
 		if err != nil {
 			return err
 		}
-		return tx.InsertProgram(ctx, p, v)
+		return tx.InsertProgram(ctx, p, v, h.Now())
 	})
 	return p, err
 }
@@ -1117,6 +1258,9 @@ func (a *applier) payReward(ctx context.Context, req loyalty.RedeemRequest, memb
 		return loyalty.Delta{}, r, loyalty.Errorf(loyalty.EINSUFFICIENT, "member %s has %d points; %s costs %d", member, bal, r.Name, r.PointsCost)
 	}
 	if err := r.Redeemable(a.members[member].Tier, int64(req.OrderAmount)); err != nil {
+		return loyalty.Delta{}, r, err
+	}
+	if err := p.CheckOrderAmount(r.ID, int64(req.OrderAmount)); err != nil {
 		return loyalty.Delta{}, r, err
 	}
 	d := a.newDelta(req.OrderID, member, loyalty.KindRedeem, req.Terminal)

@@ -44,7 +44,19 @@ func openHub(tb testing.TB) *hub.Hub {
 			tb.Fatal(err)
 		}
 	}
+	syncStores(tb, h)
 	return h
+}
+
+// syncStores pulls the change feed for s1 and s2, as their agents would: the hub accepts only
+// rule versions it has sent a store.
+func syncStores(tb testing.TB, h *hub.Hub) {
+	tb.Helper()
+	for _, id := range []string{"s1", "s2"} {
+		if _, err := h.Pull(context.Background(), id, lsync.Pull{Limit: 1000}); err != nil {
+			tb.Fatal(err)
+		}
+	}
 }
 
 func earn(store, member string, amount int64) loyalty.Delta {
@@ -375,6 +387,7 @@ func TestSetProgram_NewVersionEarnsUnderItsRules(t *testing.T) {
 	if err != nil || got.Version != 2 {
 		t.Fatalf("set program: %+v, %v", got, err)
 	}
+	syncStores(t, h)
 	// An offline store still on version 1 earns under version 1; both are accepted.
 	old := earn("s1", "m1", 1000)
 	now := earn("s1", "m1", 1000)

@@ -32,6 +32,12 @@ type Tx interface {
 	Stores(ctx context.Context) ([]StoreInfo, error)
 	SetStoreToken(ctx context.Context, id, tokenHash string) error
 	SetStoreHealth(ctx context.Context, id string, h Health) error
+	// SetStoreZone sets a store's registered time zone (an IANA name; "" is UTC).
+	SetStoreZone(ctx context.Context, id, tz string) error
+	// MarkSent records that the change feed up to cursor was sent to store (it only moves forward).
+	MarkSent(ctx context.Context, store string, cursor int64) error
+	// TierChanges returns up to limit of a member's tier changes at or before until, newest first.
+	TierChanges(ctx context.Context, member string, until time.Time, limit int) ([]TierChange, error)
 
 	// InsertMember returns EDUPLICATE if the id or the email is taken.
 	InsertMember(ctx context.Context, m loyalty.Member) error
@@ -76,7 +82,9 @@ type Tx interface {
 	Program(ctx context.Context) (loyalty.Program, int64, error)
 	// ProgramVersion returns the program with rule version v.
 	ProgramVersion(ctx context.Context, v int64) (loyalty.Program, error)
-	InsertProgram(ctx context.Context, p loyalty.Program, changeVersion int64) error
+	InsertProgram(ctx context.Context, p loyalty.Program, changeVersion int64, at time.Time) error
+	// ProgramPublished returns the change version and the time at which rule version v was published.
+	ProgramPublished(ctx context.Context, v int64) (changeVersion int64, at time.Time, err error)
 
 	InsertKey(ctx context.Context, k qr.PrivateKey, changeVersion int64) error
 	// SigningKey returns the newest key that is not retired.
@@ -132,7 +140,19 @@ type StoreInfo struct {
 	Name      string    `json:"name"`
 	TokenHash string    `json:"-"`
 	CreatedAt time.Time `json:"created_at"`
-	Health    Health    `json:"health"`
+	// TimeZone is the store's registered IANA time zone ("" is UTC): the one campaign days and
+	// hours are read in for its sales, whatever its deltas say.
+	TimeZone string `json:"timezone,omitempty"`
+	// SentCursor is the newest change-feed cursor the hub sent the store: the rule versions it
+	// can have used.
+	SentCursor int64  `json:"-"`
+	Health     Health `json:"health"`
+}
+
+// TierChange is one tier delta of a member's history.
+type TierChange struct {
+	At   time.Time
+	Tier string
 }
 
 // Health is a store's sync health as the hub last saw it.

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/qr"
@@ -132,6 +133,9 @@ type Changes struct {
 	// Leases is the complete list of the store's budget leases as of this page; a lease not in it
 	// is settled and must not be spent. Nil means "unchanged" (a page that is not the last).
 	Leases []Lease `json:"leases"`
+	// TimeZone is the store's registered time zone, in which its agent reads campaign days and
+	// hours (the hub reads them in it too, whatever a delta says). Sent with the last page.
+	TimeZone string `json:"tz,omitempty"`
 }
 
 // Lease is budget quota the store may spend without asking the hub, until TTLMillis after it
@@ -177,10 +181,20 @@ func Encode(m *Message) ([]byte, error) {
 }
 
 // Decode parses a message and checks that it carries the body its type needs. It returns EINVALID.
+//
+// Text must be valid UTF-8 and every escaped UTF-16 surrogate must be paired: JSON decoding
+// would silently turn each invalid byte and each unpaired surrogate into U+FFFD, so two different
+// ids (a delta's, a member's) could arrive as one.
 func Decode(b []byte) (*Message, error) {
+	if !utf8.Valid(b) {
+		return nil, loyalty.Errorf(loyalty.EINVALID, "malformed message: not valid UTF-8 text")
+	}
 	var m Message
 	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, loyalty.Errorf(loyalty.EINVALID, "malformed message: %v", err)
+	}
+	if !pairedSurrogates(b) {
+		return nil, loyalty.Errorf(loyalty.EINVALID, "malformed message: a \\u escape of half a UTF-16 surrogate pair")
 	}
 	var ok bool
 	switch m.Type {
@@ -215,6 +229,48 @@ func Decode(b []byte) (*Message, error) {
 		return nil, loyalty.Errorf(loyalty.EINVALID, "%s message without its %s body", m.Type, m.Type)
 	}
 	return &m, nil
+}
+
+// pairedSurrogates reports whether every \u escape of a UTF-16 surrogate in the JSON text b is a
+// high surrogate followed at once by an escaped low one, as JSON needs for a character beyond
+// U+FFFF. b must be valid JSON, where a backslash only ever starts an escape inside a string.
+func pairedSurrogates(b []byte) bool {
+	hex4 := func(i int) rune { // the 4 hex digits of a \u escape at b[i:]; -1 if there is none
+		if i+6 > len(b) || b[i] != '\\' || b[i+1] != 'u' {
+			return -1
+		}
+		var r rune
+		for _, c := range b[i+2 : i+6] {
+			switch {
+			case '0' <= c && c <= '9':
+				r = r<<4 | rune(c-'0')
+			case 'a' <= c && c <= 'f':
+				r = r<<4 | rune(c-'a'+10)
+			case 'A' <= c && c <= 'F':
+				r = r<<4 | rune(c-'A'+10)
+			default:
+				return -1
+			}
+		}
+		return r
+	}
+	for i := 0; i < len(b); i++ {
+		if b[i] != '\\' {
+			continue
+		}
+		switch r := hex4(i); {
+		case 0xD800 <= r && r < 0xDC00: // high surrogate: an escaped low one must follow
+			if lo := hex4(i + 6); lo < 0xDC00 || lo >= 0xE000 {
+				return false
+			}
+			i += 11
+		case 0xDC00 <= r && r < 0xE000: // low surrogate alone
+			return false
+		default:
+			i++ // skip the escaped character, which may be a backslash
+		}
+	}
+	return true
 }
 
 // Negotiate picks the newest version both sides speak. It returns EVERSION if there is none.

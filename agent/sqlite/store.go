@@ -79,6 +79,8 @@ type tx struct {
 	s *Store
 }
 
+func (t *tx) TimeZone(ctx context.Context) (string, error) { return t.meta(ctx, "tz") }
+
 func (t *tx) meta(ctx context.Context, key string) (string, error) {
 	var v string
 	err := t.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&v)
@@ -463,6 +465,11 @@ func (s *Store) ApplyChanges(ctx context.Context, ch *lsync.Changes) error {
 			}
 			if _, err := t.ExecContext(ctx, `INSERT INTO keys (kid, public_key, not_after) VALUES (?, ?, ?)
 				ON CONFLICT (kid) DO UPDATE SET not_after = excluded.not_after`, k.ID, []byte(k.Key), notAfter); err != nil {
+				return err
+			}
+		}
+		if ch.TimeZone != "" {
+			if err := x.setMeta(ctx, "tz", ch.TimeZone); err != nil {
 				return err
 			}
 		}

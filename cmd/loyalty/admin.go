@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -56,8 +57,9 @@ func adminCommands() []*cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, _ := cmd.Flags().GetString("id")
 			name, _ := cmd.Flags().GetString("name")
+			tz, _ := cmd.Flags().GetString("timezone")
 			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
-				_, token, err := h.CreateStore(ctx, id, name)
+				_, token, err := h.CreateStoreIn(ctx, id, name, tz)
 				if err != nil {
 					return err
 				}
@@ -93,15 +95,33 @@ func adminCommands() []*cobra.Command {
 			})
 		},
 	}
-	for _, c := range []*cobra.Command{add, token} {
+	zone := &cobra.Command{
+		Use:   "zone",
+		Short: "Set a store's time zone (campaign days and hours are read in it); its agent learns it at its next sync",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, _ := cmd.Flags().GetString("id")
+			tz, _ := cmd.Flags().GetString("timezone")
+			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
+				if err := h.SetStoreZone(ctx, id, tz); err != nil {
+					return err
+				}
+				fmt.Printf("store %s is in time zone %s\n", id, cmp.Or(tz, "UTC"))
+				return nil
+			})
+		},
+	}
+	for _, c := range []*cobra.Command{add, token, zone} {
 		c.Flags().String("id", "", "store id (letters, digits, . _ -)")
 		c.MarkFlagRequired("id")
 	}
 	add.Flags().String("name", "", "display name")
-	for _, c := range []*cobra.Command{add, token, list} {
+	for _, c := range []*cobra.Command{add, zone} {
+		c.Flags().String("timezone", "", "the store's IANA time zone, such as Europe/Berlin (default UTC)")
+	}
+	for _, c := range []*cobra.Command{add, token, list, zone} {
 		hubFlags(c)
 	}
-	store.AddCommand(add, token, list)
+	store.AddCommand(add, token, list, zone)
 
 	member := &cobra.Command{Use: "member", Short: "Manage members (on the hub's database)"}
 	madd := &cobra.Command{

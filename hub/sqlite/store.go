@@ -110,12 +110,13 @@ func (t *tx) InsertStore(ctx context.Context, s hub.StoreInfo) error {
 	return nil
 }
 
-const storeCols = `id, name, token_hash, created_at, connected, last_seen, clock_offset_ms, outbox`
+const storeCols = `id, name, token_hash, created_at, connected, last_seen, clock_offset_ms, outbox, tz, sent_cursor`
 
 func scanStore(row interface{ Scan(...any) error }) (hub.StoreInfo, error) {
 	var s hub.StoreInfo
 	var created, seen int64
-	err := row.Scan(&s.ID, &s.Name, &s.TokenHash, &created, &s.Health.Connected, &seen, &s.Health.ClockOffsetMS, &s.Health.Outbox)
+	err := row.Scan(&s.ID, &s.Name, &s.TokenHash, &created, &s.Health.Connected, &seen, &s.Health.ClockOffsetMS, &s.Health.Outbox,
+		&s.TimeZone, &s.SentCursor)
 	s.CreatedAt, s.Health.LastSeen = fromMS(created), fromMS(seen)
 	return s, err
 }
@@ -157,6 +158,53 @@ func (t *tx) SetStoreHealth(ctx context.Context, id string, h hub.Health) error 
 	_, err := t.ExecContext(ctx, `UPDATE stores SET connected = ?, last_seen = ?, clock_offset_ms = ?, outbox = ? WHERE id = ?`,
 		h.Connected, ms(h.LastSeen), h.ClockOffsetMS, h.Outbox, id)
 	return err
+}
+
+func (t *tx) SetStoreZone(ctx context.Context, id, tz string) error {
+	res, err := t.ExecContext(ctx, `UPDATE stores SET tz = ? WHERE id = ?`, tz, id)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return loyalty.Errorf(loyalty.ENOTFOUND, "no store %q", id)
+	}
+	return nil
+}
+
+func (t *tx) MarkSent(ctx context.Context, store string, cursor int64) error {
+	_, err := t.ExecContext(ctx, `UPDATE stores SET sent_cursor = ? WHERE id = ? AND sent_cursor < ?`, cursor, store, cursor)
+	return err
+}
+
+func (t *tx) TierChanges(ctx context.Context, member string, until time.Time, limit int) ([]hub.TierChange, error) {
+	rows, err := t.QueryContext(ctx, `SELECT event_at, body FROM deltas WHERE member = ? AND kind = 'tier' AND event_at <= ?
+		ORDER BY event_at DESC, seq DESC LIMIT ?`, member, ms(until), limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []hub.TierChange
+	for rows.Next() {
+		var at int64
+		var body string
+		if err := rows.Scan(&at, &body); err != nil {
+			return nil, err
+		}
+		var d loyalty.Delta
+		if err := json.Unmarshal([]byte(body), &d); err != nil {
+			return nil, err
+		}
+		out = append(out, hub.TierChange{At: fromMS(at), Tier: d.Tier})
+	}
+	return out, rows.Err()
+}
+
+func (t *tx) ProgramPublished(ctx context.Context, v int64) (int64, time.Time, error) {
+	var cv, at int64
+	if err := t.QueryRowContext(ctx, `SELECT change_version, published_at FROM programs WHERE version = ?`, v).Scan(&cv, &at); err != nil {
+		return 0, time.Time{}, notFound(err, "rule version %d is unknown to the hub", v)
+	}
+	return cv, fromMS(at), nil
 }
 
 func nullable(s string) any {
@@ -446,12 +494,13 @@ func (t *tx) ProgramVersion(ctx context.Context, v int64) (loyalty.Program, erro
 	return p, json.Unmarshal([]byte(body), &p)
 }
 
-func (t *tx) InsertProgram(ctx context.Context, p loyalty.Program, changeVersion int64) error {
+func (t *tx) InsertProgram(ctx context.Context, p loyalty.Program, changeVersion int64, at time.Time) error {
 	b, err := json.Marshal(p)
 	if err != nil {
 		return err
 	}
-	_, err = t.ExecContext(ctx, `INSERT INTO programs (version, body, change_version) VALUES (?, ?, ?)`, p.Version, string(b), changeVersion)
+	_, err = t.ExecContext(ctx, `INSERT INTO programs (version, body, change_version, published_at) VALUES (?, ?, ?, ?)`,
+		p.Version, string(b), changeVersion, ms(at))
 	return err
 }
 

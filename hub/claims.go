@@ -1,0 +1,216 @@
+package hub
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/loyalty-edge-sync/loyalty"
+)
+
+// verified is what checkClaims established about a store's delta.
+type verified struct {
+	loc *time.Location // the store's registered time zone
+}
+
+// checkClaims verifies what a store says about a delta instead of believing it (docs/PROTOCOL.md,
+// "What the hub verifies"):
+//
+//   - the event time lies between the store's floor (the end of its previous session, less
+//     Claims.Backdate) and the hub's clock plus Claims.MaxFuture;
+//   - the rule version was sent to the store, was published by the event time, and had not been
+//     replaced before the store's floor (an older version that pays more cannot be chosen);
+//   - an earn's tier is one the member held in the hub's history between the floor and the event
+//     time (a stale tier the store had is accepted) or "" (a member the store did not know), and
+//     its country is the member's or "";
+//   - campaigns are read in the store's registered time zone, whatever the delta says;
+//   - a redemption says the order amount where its budgets depend on it;
+//   - every budget the delta spends under its rule version names a lease of this store for that
+//     budget, granted by the event time, not expired at it, not settled, and not overdrawn.
+//
+// A delta that fails is rejected: no balance or budget moves, and the store and operators see
+// it in their rejection lists.
+func (a *applier) checkClaims(ctx context.Context, store string, d *loyalty.Delta) (*verified, error) {
+	info, err := a.storeInfo(ctx, store)
+	if err != nil {
+		return nil, err
+	}
+	floor, err := a.floor(ctx, info)
+	if err != nil {
+		return nil, err
+	}
+	now, at := a.Now(), d.EventTime()
+	switch {
+	case at.After(now.Add(a.Claims.MaxFuture)):
+		return nil, loyalty.Errorf(loyalty.EINVALID, "this change is dated %s, after the hub's clock (%s) by more than %s: the store's clock is wrong",
+			at.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), a.Claims.MaxFuture)
+	case at.Before(floor):
+		return nil, loyalty.Errorf(loyalty.EINVALID, "this change is dated %s, before this store's previous sync (less %s): a change made then would have been delivered then",
+			at.UTC().Format(time.RFC3339), a.Claims.Backdate)
+	}
+	if d.Kind == loyalty.KindEarn || d.Kind == loyalty.KindRedeem {
+		if err := a.checkVersion(ctx, info, d.RuleVersion, floor, at); err != nil {
+			return nil, err
+		}
+	}
+	loc := time.UTC
+	if info.TimeZone != "" {
+		if loc, err = time.LoadLocation(info.TimeZone); err != nil {
+			return nil, err // registered zones are checked when set
+		}
+	}
+	if d.Kind == loyalty.KindEarn {
+		m := a.members[d.Member]
+		if d.Country != "" && d.Country != m.Country {
+			return nil, loyalty.Errorf(loyalty.EINVALID, "the member's country is not %q", d.Country)
+		}
+		if d.Tier != "" {
+			held, err := a.tiersHeld(ctx, m, d.RuleVersion, floor, at)
+			if err != nil {
+				return nil, err
+			}
+			if !slices.Contains(held, d.Tier) {
+				return nil, loyalty.Errorf(loyalty.EINVALID, "the member was not in tier %q when this sale happened, nor when the store last synced", d.Tier)
+			}
+		}
+	}
+	if err := a.checkLeases(ctx, store, d, at); err != nil {
+		return nil, err
+	}
+	return &verified{loc: loc}, nil
+}
+
+// floor returns the earliest event time the hub accepts from a store now: the end of its
+// previous session, less Claims.Backdate. Anything a connected store made before that would
+// have been delivered in that session.
+func (a *applier) floor(ctx context.Context, info StoreInfo) (time.Time, error) {
+	a.healthMu.Lock()
+	f, ok := a.floors[info.ID]
+	a.healthMu.Unlock()
+	if ok {
+		return f, nil
+	}
+	last := info.CreatedAt // no session seen by this process: the store's record says
+	if !info.Health.Connected {
+		last = later(last, info.Health.LastSeen)
+	}
+	return last.Add(-a.Claims.Backdate), nil
+}
+
+// checkVersion checks that rule version v can have been the store's at event time at.
+func (a *applier) checkVersion(ctx context.Context, info StoreInfo, v int64, floor, at time.Time) error {
+	cv, published, err := a.tx.ProgramPublished(ctx, v)
+	if loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
+		return loyalty.Errorf(loyalty.ENOTFOUND, "rule version %d does not exist", v)
+	} else if err != nil {
+		return err
+	}
+	switch {
+	case cv > info.SentCursor:
+		return loyalty.Errorf(loyalty.EINVALID, "rule version %d was never sent to this store", v)
+	case published.After(at.Add(a.Claims.MaxFuture)):
+		return loyalty.Errorf(loyalty.EINVALID, "rule version %d was published after this change happened", v)
+	}
+	_, replaced, err := a.tx.ProgramPublished(ctx, v+1)
+	if loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
+		return nil // v is the newest
+	} else if err != nil {
+		return err
+	}
+	if replaced.Before(floor) {
+		return loyalty.Errorf(loyalty.EINVALID, "rule version %d was replaced before this store's previous sync; the store had a newer one", v)
+	}
+	return nil
+}
+
+// tiersHeld returns the tiers a member held at some time between from and to, by the hub's
+// history of tier deltas, under rule version v (whose entry tier a member is placed in without a
+// ledgered change).
+func (a *applier) tiersHeld(ctx context.Context, m loyalty.Member, v int64, from, to time.Time) ([]string, error) {
+	p, err := a.program(ctx, v)
+	if err != nil {
+		return nil, err
+	}
+	var held []string
+	if p.Tiers != nil && len(p.Tiers.Tiers) > 0 {
+		held = append(held, p.Tiers.Tiers[0].ID)
+	}
+	const history = 100 // tier changes are rare; older ones than this do not matter to a store's window
+	all, err := a.tx.TierChanges(ctx, m.ID, to.Add(365*24*time.Hour*100), history)
+	if err != nil {
+		return nil, err
+	}
+	if len(all) == 0 {
+		return append(held, m.Tier), nil // never changed: as created or imported
+	}
+	for _, c := range all { // newest first
+		if c.At.After(to) {
+			continue
+		}
+		held = append(held, c.Tier)
+		if !c.At.After(from) {
+			break // the tier the member had at from
+		}
+	}
+	return held, nil
+}
+
+// checkLeases checks the leases a store's delta spends from. Budgets the delta's rule version
+// did not have are left to account, which records the spend as unleased: an honest store that
+// had not heard of the budget yet.
+func (a *applier) checkLeases(ctx context.Context, store string, d *loyalty.Delta, at time.Time) error {
+	if d.Kind != loyalty.KindEarn && d.Kind != loyalty.KindRedeem {
+		return nil // a reversal gives quota back
+	}
+	p, err := a.program(ctx, d.RuleVersion)
+	if err != nil {
+		return err
+	}
+	for _, b := range p.BudgetsFor(d) {
+		x := b.Consumption(p, d, nil)
+		if x <= 0 {
+			continue
+		}
+		id := d.Leases[b.ID]
+		if id == "" {
+			return loyalty.Errorf(loyalty.EBUDGET, "this change spends budget %s without naming the store's lease for it", b.ID)
+		}
+		l, err := a.tx.Lease(ctx, id)
+		if loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
+			return loyalty.Errorf(loyalty.EBUDGET, "this change spends budget %s from a lease the hub never granted this store", b.ID)
+		} else if err != nil {
+			return err
+		}
+		switch {
+		case l.Store != store || l.Budget != b.ID:
+			return loyalty.Errorf(loyalty.EBUDGET, "this change spends budget %s from a lease the hub never granted this store", b.ID)
+		case l.State == LeaseSettled:
+			return loyalty.Errorf(loyalty.EBUDGET, "this change spends budget %s from a lease that was already settled", b.ID)
+		case at.Before(l.CreatedAt.Add(-a.Lease.Margin)) || at.After(l.ExpiresAt):
+			return loyalty.Errorf(loyalty.EBUDGET, "this change spends budget %s from a lease that was not active when it happened", b.ID)
+		case l.Consumed+x > l.Granted:
+			return loyalty.Errorf(loyalty.EBUDGET, "this change overdraws the store's lease of budget %s (%d + %d of %d)", b.ID, l.Consumed, x, l.Granted)
+		}
+	}
+	return nil
+}
+
+// storeInfo returns a store's record, read once per transaction.
+func (a *applier) storeInfo(ctx context.Context, store string) (StoreInfo, error) {
+	if s, ok := a.stores[store]; ok {
+		return s, nil
+	}
+	s, err := a.tx.StoreInfo(ctx, store)
+	if err != nil {
+		return s, err
+	}
+	a.stores[store] = s
+	return s, nil
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
