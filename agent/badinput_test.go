@@ -147,6 +147,9 @@ func posDo(tb testing.TB, base, method, path, body, auth string) (int, []byte) {
 	if err != nil {
 		tb.Fatalf("new request: %v", err)
 	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	if auth != "" {
 		req.Header.Set("Authorization", auth)
 	}

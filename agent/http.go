@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/loyalty-edge-sync/loyalty"
@@ -16,11 +18,23 @@ import (
 
 // Server serves the POS-facing JSON API (docs/API.md). It is meant for loopback: the POS runs on
 // the same machine or store LAN. Set POSToken to require "Authorization: Bearer <token>".
+//
+// Any web page open in a browser on the store's PC can send requests to the POS API, so the
+// server answers only requests that name it, in the Host header, by a name a web page cannot
+// point at it (see AllowedHosts), and takes only bodies declared as JSON. Open refuses to listen
+// beyond loopback without a POSToken unless InsecureLAN is set (see CheckExposure).
 type Server struct {
 	Agent    *Agent
 	Addr     string
 	POSToken string
-	Logger   *slog.Logger
+	// AllowedHosts are further names (or IP addresses) the POS may call the API by, such as the
+	// store PC's LAN name. Always accepted: localhost, loopback addresses and the host of Addr
+	// when it is a specific name or address; when Addr is on all interfaces (0.0.0.0, ::, or no
+	// host), also this machine's own addresses. Ports and case do not matter.
+	AllowedHosts []string
+	// InsecureLAN lets Open listen beyond loopback without a POSToken, with a warning in the log.
+	InsecureLAN bool
+	Logger      *slog.Logger
 
 	ln  net.Listener
 	srv *http.Server
@@ -31,8 +45,150 @@ func NewServer(a *Agent, addr string) *Server {
 	return &Server{Agent: a, Addr: addr, Logger: slog.Default()}
 }
 
-// Open binds the port (an error if it is in use) and starts serving.
+// CheckExposure refuses a POS API reachable from other machines without a POS token: addr
+// (host:port) whose host is not localhost or a loopback address, when token is empty. Anything
+// on the store's network, or any web page in a browser there, could then award and redeem
+// points. insecureLAN overrides the refusal, for a network the operator vouches for.
+func CheckExposure(addr, token string, insecureLAN bool) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("listen %q is not a valid host:port for the POS API (for example 127.0.0.1:8081): %w", addr, err)
+	}
+	if isLoopbackHost(host) || token != "" || insecureLAN {
+		return nil
+	}
+	where := "on all network interfaces"
+	if host != "" && !isUnspecified(host) {
+		where = "on " + host + ", which is not loopback"
+	}
+	return fmt.Errorf("refusing to serve the POS API %s (listen %s) without a POS token: any device on the "+
+		"network, or any web page open in a browser there, could award and redeem points. Either keep it on "+
+		"this machine (listen: 127.0.0.1:PORT; LOYALTY_LISTEN, --listen), or set a token that the POS must send "+
+		"(pos_token; LOYALTY_POS_TOKEN, --pos-token), or, on a network you control, accept the risk "+
+		"(pos_insecure_lan: true; LOYALTY_POS_INSECURE_LAN=true, --pos-insecure-lan)", where, addr)
+}
+
+// isLoopbackHost reports whether a listen host is localhost or a loopback address.
+func isLoopbackHost(host string) bool {
+	host = canonicalHost(host)
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Unmap().IsLoopback()
+}
+
+func isUnspecified(host string) bool {
+	a, err := netip.ParseAddr(canonicalHost(host))
+	return err == nil && a.Unmap().IsUnspecified()
+}
+
+// canonicalHost lower-cases a host, drops one trailing dot and IPv6 brackets and zone.
+func canonicalHost(h string) string {
+	h = strings.ToLower(strings.TrimSuffix(h, "."))
+	h = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
+	if i := strings.IndexByte(h, '%'); i >= 0 && strings.Contains(h, ":") {
+		h = h[:i] // an IPv6 zone (fe80::1%eth0)
+	}
+	return h
+}
+
+// hostOnly returns the host of a Host header or an AllowedHosts entry, without its port.
+func hostOnly(h string) string {
+	if strings.HasPrefix(h, "[") { // [v6] or [v6]:port
+		if i := strings.IndexByte(h, ']'); i > 0 {
+			return canonicalHost(h[:i+1])
+		}
+		return canonicalHost(h)
+	}
+	if strings.Count(h, ":") == 1 { // name:port or v4:port; a bare v6 address has more colons
+		h = h[:strings.IndexByte(h, ':')]
+	}
+	return canonicalHost(h)
+}
+
+// hostPolicy decides which Host headers the POS API answers to, against DNS rebinding: a web
+// page on a domain its owner re-points at 127.0.0.1 reaches the API with the browser's blessing
+// as same-origin, but still sends its own domain as Host.
+type hostPolicy struct {
+	names map[string]bool
+	addrs map[netip.Addr]bool
+	// anyLocal: listening on all interfaces, so this machine's own addresses are accepted too.
+	anyLocal bool
+}
+
+func newHostPolicy(listen string, extra []string) *hostPolicy {
+	p := &hostPolicy{names: map[string]bool{"localhost": true}, addrs: map[netip.Addr]bool{}}
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		host = listen
+	}
+	if host == "" || isUnspecified(host) {
+		p.anyLocal = true
+	} else {
+		p.add(host)
+	}
+	for _, h := range extra {
+		p.add(hostOnly(strings.TrimSpace(h)))
+	}
+	return p
+}
+
+func (p *hostPolicy) add(host string) {
+	host = canonicalHost(host)
+	if a, err := netip.ParseAddr(host); err == nil {
+		p.addrs[a.Unmap()] = true
+	} else if host != "" {
+		p.names[host] = true
+	}
+}
+
+// allows reports whether the API answers a request with this Host header.
+func (p *hostPolicy) allows(r *http.Request) bool {
+	host := hostOnly(r.Host)
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return p.names[host]
+	}
+	a = a.Unmap()
+	if a.IsLoopback() || p.addrs[a] {
+		return true
+	}
+	if !p.anyLocal || a.IsUnspecified() {
+		return false
+	}
+	// An address of this machine: first the one the request came in on, then every interface's
+	// (read per request, so an address from DHCP after start-up counts).
+	if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		if ap, err := netip.ParseAddrPort(la.String()); err == nil && ap.Addr().Unmap().WithZone("") == a {
+			return true
+		}
+	}
+	ifas, err := net.InterfaceAddrs()
+	if err != nil {
+		return false
+	}
+	for _, ifa := range ifas {
+		if n, ok := ifa.(*net.IPNet); ok {
+			if ia, ok := netip.AddrFromSlice(n.IP); ok && ia.Unmap() == a {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Open binds the port (an error if it is in use) and starts serving. It refuses an address
+// beyond loopback without a POSToken unless InsecureLAN is set (CheckExposure).
 func (s *Server) Open() error {
+	if err := CheckExposure(s.Addr, s.POSToken, s.InsecureLAN); err != nil {
+		return err
+	}
+	if CheckExposure(s.Addr, s.POSToken, false) != nil {
+		s.logger().Warn("INSECURE: the POS API is reachable from the network WITHOUT a POS token (pos_insecure_lan is set): "+
+			"any device on the network can award and redeem points. Set pos_token, or listen on 127.0.0.1",
+			slog.String("listen", s.Addr))
+	}
 	ln, err := net.Listen("tcp", s.Addr)
 	if err != nil {
 		return fmt.Errorf("pos api listen: %w", err)
@@ -41,6 +197,13 @@ func (s *Server) Open() error {
 	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	go s.srv.Serve(ln)
 	return nil
+}
+
+func (s *Server) logger() *slog.Logger {
+	if s.Logger == nil {
+		return slog.Default()
+	}
+	return s.Logger
 }
 
 // URL returns the base URL of the running server.
@@ -60,7 +223,7 @@ func (s *Server) Close() error {
 	return err
 }
 
-// Handler returns the API's routes.
+// Handler returns the API's routes, behind the Host check and the POS token.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/scan", handle(s, s.Agent.Scan))
@@ -76,15 +239,34 @@ func (s *Server) Handler() http.Handler {
 		s.reply(w, r, out, err)
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		jsonapi.Error(w, r, s.Logger, loyalty.Errorf(loyalty.ENOTFOUND, "no such endpoint %s %s; see docs/API.md", r.Method, r.URL.Path))
+		jsonapi.Error(w, r, s.logger(), loyalty.Errorf(loyalty.ENOTFOUND, "no such endpoint %s %s; see docs/API.md", r.Method, r.URL.Path))
 	})
-	return s.auth(mux)
+	return s.checkHost(newHostPolicy(s.Addr, s.AllowedHosts), s.auth(mux))
+}
+
+// checkHost refuses a request whose Host header does not name this agent (DNS rebinding).
+func (s *Server) checkHost(p *hostPolicy, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !p.allows(r) {
+			host := hostOnly(r.Host)
+			if len(host) > 100 {
+				host = host[:100] + "..."
+			}
+			s.logger().Warn("refused a POS API request for a host name this agent does not answer to; if the POS uses it, add it to pos_allowed_hosts",
+				slog.String("host", host), slog.String("remote", r.RemoteAddr), slog.String("path", r.URL.Path))
+			jsonapi.Error(w, r, s.logger(), jsonapi.WithStatus(http.StatusForbidden, loyalty.Errorf(loyalty.EUNAUTHORIZED,
+				"this agent does not answer to the host name %q: call it as localhost or 127.0.0.1, or have the operator "+
+					"add the name to pos_allowed_hosts (LOYALTY_POS_ALLOWED_HOSTS) in the agent's configuration", host)))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 func (s *Server) auth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if s.POSToken != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte("Bearer "+s.POSToken)) != 1 {
-			jsonapi.Error(w, r, s.Logger, loyalty.Errorf(loyalty.EUNAUTHORIZED, "missing or wrong POS token (Authorization: Bearer ...)"))
+			jsonapi.Error(w, r, s.logger(), loyalty.Errorf(loyalty.EUNAUTHORIZED, "missing or wrong POS token (Authorization: Bearer ...)"))
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -93,7 +275,7 @@ func (s *Server) auth(next http.Handler) http.Handler {
 
 func (s *Server) reply(w http.ResponseWriter, r *http.Request, v any, err error) {
 	if err != nil {
-		jsonapi.Error(w, r, s.Logger, err)
+		jsonapi.Error(w, r, s.logger(), err)
 		return
 	}
 	jsonapi.Write(w, http.StatusOK, v)
@@ -104,7 +286,7 @@ func handle[Req, Resp any](s *Server, fn func(context.Context, Req) (Resp, error
 	return func(w http.ResponseWriter, r *http.Request) {
 		var req Req
 		if err := jsonapi.Decode(w, r, &req); err != nil {
-			jsonapi.Error(w, r, s.Logger, err)
+			jsonapi.Error(w, r, s.logger(), err)
 			return
 		}
 		resp, err := fn(r.Context(), req)

@@ -40,6 +40,10 @@ func (m *AgentMain) Open(ctx context.Context) (err error) {
 	}
 	c := m.Config
 	m.Logger = m.Logger.With(slog.String("store", c.StoreID))
+	// Before anything is opened: a POS API open to the network without a token is refused.
+	if err := agent.CheckExposure(c.Listen, c.POSToken, c.POSInsecureLAN); err != nil {
+		return err
+	}
 	if m.Store, err = agentsqlite.Open(ctx, c.Database); err != nil {
 		return err
 	}
@@ -70,6 +74,7 @@ func (m *AgentMain) Open(ctx context.Context) (err error) {
 	}
 	m.HTTP = agent.NewServer(m.Agent, c.Listen)
 	m.HTTP.Logger, m.HTTP.POSToken = m.Logger, c.POSToken
+	m.HTTP.AllowedHosts, m.HTTP.InsecureLAN = c.POSAllowedHosts, c.POSInsecureLAN
 	if err := m.HTTP.Open(); err != nil {
 		m.Store.Close()
 		return err
@@ -80,7 +85,8 @@ func (m *AgentMain) Open(ctx context.Context) (err error) {
 		defer m.wg.Done()
 		m.Client.Run(ctx)
 	}()
-	m.Logger.Info("agent listening", slog.String("pos_api", m.HTTP.URL()), slog.String("hub", c.HubURL), slog.String("database", m.Store.Path()))
+	m.Logger.Info("agent listening", slog.String("pos_api", m.HTTP.URL()), slog.Any("pos_allowed_hosts", c.POSAllowedHosts),
+		slog.String("hub", c.HubURL), slog.String("database", m.Store.Path()))
 	return nil
 }
 

@@ -12,6 +12,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
+
+	"github.com/loyalty-edge-sync/loyalty/agent"
 )
 
 // HubConfig configures `loyalty hub` and the admin commands that work on the hub's database.
@@ -66,6 +68,12 @@ type AgentConfig struct {
 	Log      LogConfig       `mapstructure:"log"`
 	Sync     AgentSyncConfig `mapstructure:"sync"`
 	Faults   FaultConfig     `mapstructure:"faults"`
+
+	// POSAllowedHosts are further names the POS may call the agent by (the Host header), besides
+	// localhost, loopback addresses and the host of listen; see agent.Server.AllowedHosts.
+	POSAllowedHosts []string `mapstructure:"pos_allowed_hosts"`
+	// POSInsecureLAN lets the POS API listen beyond loopback without a pos_token (agent.CheckExposure).
+	POSInsecureLAN bool `mapstructure:"pos_insecure_lan"`
 }
 
 // AgentSyncConfig tunes the agent's sync client.
@@ -155,6 +163,15 @@ func (c AgentConfig) Validate() error {
 		return fmt.Errorf("sync.min_backoff must be positive and at most sync.max_backoff")
 	case c.Sync.BatchSize < 1:
 		return fmt.Errorf("sync.batch_size must be positive")
+	}
+	for _, h := range c.POSAllowedHosts {
+		if h = strings.TrimSpace(h); h == "" || strings.ContainsAny(h, "*/ \t") {
+			return fmt.Errorf("pos_allowed_hosts: each entry is a host name or IP address the POS calls the agent by, "+
+				"without wildcards (a comma-separated list in LOYALTY_POS_ALLOWED_HOSTS), got %q", h)
+		}
+	}
+	if err := agent.CheckExposure(c.Listen, c.POSToken, c.POSInsecureLAN); err != nil {
+		return err
 	}
 	if _, err := time.LoadLocation(c.TimeZone); err != nil {
 		return fmt.Errorf("timezone must be an IANA zone such as Europe/Berlin, got %q", c.TimeZone)

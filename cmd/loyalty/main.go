@@ -130,6 +130,8 @@ func agentCommand() *cobra.Command {
 	cmd.Flags().String("listen", "", "address of the POS API (host:port; keep it on loopback)")
 	cmd.Flags().String("database", "", "replica SQLite database file")
 	cmd.Flags().String("pos-token", "", "bearer token the POS must send (prefer LOYALTY_POS_TOKEN)")
+	cmd.Flags().StringSlice("pos-allowed-hosts", nil, "further host names the POS calls the agent by (comma-separated); others are refused")
+	cmd.Flags().Bool("pos-insecure-lan", false, "serve the POS API beyond loopback without a POS token (logs a warning)")
 	cmd.Flags().String("timezone", "", "the store's IANA time zone, for campaign days and hours (e.g. Europe/Berlin)")
 	return cmd
 }

@@ -1,0 +1,402 @@
+package hub_test
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/loyalty-edge-sync/loyalty"
+	"github.com/loyalty-edge-sync/loyalty/hub"
+	lsync "github.com/loyalty-edge-sync/loyalty/sync"
+)
+
+// The tests of this file push what a hostile store would, through the hub's Push (the method the
+// sync server calls for a store's session), and check that nothing moves: no balance, no budget.
+
+// mustReject pushes d as store and requires a rejection with code, and no change to any balance
+// or budget.
+func mustReject(t *testing.T, h *hub.Hub, store string, d loyalty.Delta, code string) lsync.Result {
+	t.Helper()
+	before := snapshot(t, h)
+	ack := pushOK(t, h, store, d)
+	r := ack.Results[0]
+	if r.Status != lsync.StatusRejected || r.Code != code {
+		t.Errorf("%s: got %s %s (%s), want rejected %s", d.ID, r.Status, r.Code, r.Message, code)
+	}
+	if len(ack.Balances) != 0 {
+		t.Errorf("a rejected delta reported balances %+v", ack.Balances)
+	}
+	if after := snapshot(t, h); after != before {
+		t.Errorf("a rejected delta moved balances or budgets:\nbefore %s\nafter  %s", before, after)
+	}
+	return r
+}
+
+func mustApply(t *testing.T, h *hub.Hub, store string, d loyalty.Delta) {
+	t.Helper()
+	if r := pushOK(t, h, store, d).Results[0]; r.Status != lsync.StatusApplied {
+		t.Fatalf("%s: got %s %s (%s), want applied", d.ID, r.Status, r.Code, r.Message)
+	}
+}
+
+// snapshot describes every balance and budget figure, for before/after comparisons.
+func snapshot(t *testing.T, h *hub.Hub) string {
+	t.Helper()
+	var b strings.Builder
+	for _, m := range []string{"m1", "m2"} {
+		b.WriteString(m + "=" + itoa(balance(t, h, m)) + " ")
+	}
+	bs, err := h.Budgets(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range bs {
+		b.WriteString(x.ID + ":" + itoa(x.Spent) + "/" + itoa(x.Outstanding) + " ")
+		for _, l := range x.Leases {
+			b.WriteString(l.ID + "=" + itoa(l.Consumed) + " ")
+		}
+	}
+	return b.String()
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// Finding 1: lines whose amounts wrap around in int64 "added up" to the order amount and the hub
+// applied a store's 500,000,000-point earn.
+func TestAuthority_OverflowingLines(t *testing.T) {
+	h := openHub(t)
+	withProgram(t, h, func(p *loyalty.Program) {
+		p.CategoryRates = []loyalty.CategoryRate{{Category: "coffee", PointsPerUnit: 3}, {SKU: "decaf-250g", PointsPerUnit: 0}}
+	})
+	syncStores(t, h)
+	d := earn("s1", "m1", 1000)
+	d.RuleVersion, d.Points = 2, 500_000_000
+	d.Lines = []loyalty.Line{{Category: "coffee", Qty: 1, Amount: 6148914707903183872}, {SKU: "decaf-250g", Qty: 1, Amount: 9223372036854775807},
+		{SKU: "decaf-250g", Qty: 1, Amount: 3074457328951592937}}
+	mustReject(t, h, "s1", d, loyalty.EINVALID)
+	d2 := earn("s1", "m1", 2)
+	d2.Points = 0
+	d2.Lines = []loyalty.Line{{Qty: 1, Amount: 9223372036854775807}, {Qty: 1, Amount: 9223372036854775807}, {Qty: 1, Amount: 4}}
+	mustReject(t, h, "s1", d2, loyalty.EINVALID)
+}
+
+// Finding 2: a store's delta claiming the gold tier (3x) for a base member was applied.
+func TestAuthority_ForgedTier(t *testing.T) {
+	h := openHub(t)
+	withProgram(t, h, func(p *loyalty.Program) {
+		p.Tiers = &loyalty.TierRules{Basis: loyalty.BasisSpend, Window: loyalty.WindowLifetime, Tiers: []loyalty.Tier{
+			{ID: "base", Threshold: 0, Multiplier: 1000}, {ID: "gold", Threshold: 1_000_000, Multiplier: 3000}}}
+	})
+	syncStores(t, h)
+	forged := earn("s1", "m1", 1000)
+	forged.RuleVersion, forged.Tier, forged.Points = 2, "gold", 30
+	r := mustReject(t, h, "s1", forged, loyalty.EINVALID)
+	if !strings.Contains(r.Message, "tier") {
+		t.Errorf("message %q does not say what was wrong", r.Message)
+	}
+	honest := earn("s1", "m1", 1000)
+	honest.RuleVersion, honest.Tier, honest.Points = 2, "base", 10
+	mustApply(t, h, "s1", honest)
+	unknown := earn("s1", "m1", 1000) // a member the store did not know: no tier
+	unknown.RuleVersion, unknown.Points = 2, 10
+	mustApply(t, h, "s1", unknown)
+	country := earn("s1", "m1", 1000)
+	country.RuleVersion, country.Points, country.Country = 2, 10, "FR"
+	mustReject(t, h, "s1", country, loyalty.EINVALID)
+}
+
+// A stale tier, the one the member had when the store last synced, is accepted.
+func TestAuthority_StaleTierAccepted(t *testing.T) {
+	h := openHub(t)
+	now := t0
+	h.Now = func() time.Time { return now }
+	withProgram(t, h, func(p *loyalty.Program) {
+		p.Tiers = &loyalty.TierRules{Basis: loyalty.BasisSpend, Window: loyalty.WindowLifetime, Tiers: []loyalty.Tier{
+			{ID: "base", Threshold: 0, Multiplier: 1000}, {ID: "gold", Threshold: 10_000, Multiplier: 2000}}}
+	})
+	syncStores(t, h)
+	now = t0.Add(10 * time.Minute)
+	if _, err := h.Earn(context.Background(), loyalty.EarnRequest{OrderID: "big", MemberID: "m1", Amount: 20_000, Currency: "EUR"}); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := h.Member(context.Background(), "m1", 0); v.Tier != "gold" {
+		t.Fatalf("m1 is %q, want gold", v.Tier)
+	}
+	// s1 was offline and still had m1 in base: its sale after the upgrade is accepted as it is.
+	stale := earn("s1", "m1", 1000)
+	stale.RuleVersion, stale.Tier, stale.Points, stale.OccurredAt = 2, "base", 10, now.Add(time.Minute)
+	mustApply(t, h, "s1", stale)
+	// Gold before the upgrade is a tier m1 never had then.
+	early := earn("s1", "m1", 1000)
+	early.RuleVersion, early.Tier, early.Points, early.OccurredAt = 2, "gold", 20, t0.Add(-30*time.Minute)
+	mustReject(t, h, "s1", early, loyalty.EINVALID)
+}
+
+// Finding 2: an earn dated ten years ahead through its clock offset was applied.
+func TestAuthority_EventTimeWindow(t *testing.T) {
+	h := openHub(t)
+	future := earn("s1", "m1", 1000)
+	future.ClockOffsetMS = (10 * 365 * 24 * time.Hour).Milliseconds()
+	mustReject(t, h, "s1", future, loyalty.EINVALID)
+	ahead := earn("s1", "m1", 1000)
+	ahead.OccurredAt = t0.Add(time.Hour)
+	mustReject(t, h, "s1", ahead, loyalty.EINVALID)
+	// Before the store's previous sync (here: its registration) less the backdate allowance.
+	old := earn("s1", "m1", 1000)
+	old.OccurredAt = t0.Add(-2 * time.Hour)
+	mustReject(t, h, "s1", old, loyalty.EINVALID)
+	// A few minutes of clock error either way is fine.
+	ok := earn("s1", "m1", 1000)
+	ok.OccurredAt = t0.Add(5 * time.Minute)
+	mustApply(t, h, "s1", ok)
+}
+
+// The floor moves with the store's sessions: after a session ends, a change dated before its end
+// (less the allowance) is refused at the next one.
+func TestAuthority_FloorFollowsSessions(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	now := t0
+	h.Now = func() time.Time { return now }
+	h.Seen(ctx, "s1", lsync.Health{Connected: true, At: now})
+	now = t0.Add(5 * time.Hour)
+	h.Seen(ctx, "s1", lsync.Health{Connected: false, At: now})
+	now = t0.Add(8 * time.Hour)
+	h.Seen(ctx, "s1", lsync.Health{Connected: true, At: now})
+	during := earn("s1", "m1", 1000)
+	during.OccurredAt = t0.Add(2 * time.Hour) // while the store was connected: it would have arrived then
+	mustReject(t, h, "s1", during, loyalty.EINVALID)
+	offline := earn("s1", "m1", 1000)
+	offline.OccurredAt = t0.Add(6 * time.Hour) // during the outage
+	mustApply(t, h, "s1", offline)
+}
+
+// Finding 2: a store could pick the time zone that pays the most. The hub reads campaigns in the
+// store's registered zone, whatever the delta says.
+func TestAuthority_TimeZoneIsTheRegisteredOne(t *testing.T) {
+	h := openHub(t)
+	withProgram(t, h, func(p *loyalty.Program) {
+		// 19:00 to 20:00 local: t0 (10:00 UTC) is 19:00 in Tokyo.
+		p.Campaigns = []loyalty.Campaign{{ID: "evening", Name: "Evening", Start: t0.Add(-24 * time.Hour), End: t0.Add(24 * time.Hour),
+			From: "19:00", To: "20:00", Multiplier: 2000}}
+	})
+	syncStores(t, h)
+	forged := earn("s1", "m1", 1000)
+	forged.RuleVersion, forged.TimeZone, forged.Points = 2, "Asia/Tokyo", 20
+	mustReject(t, h, "s1", forged, loyalty.EINVALID)
+	if err := h.SetStoreZone(context.Background(), "s1", "Asia/Tokyo"); err != nil {
+		t.Fatal(err)
+	}
+	syncStores(t, h)
+	mustApply(t, h, "s1", forged)
+	if err := h.SetStoreZone(context.Background(), "s1", "Mars/Olympus"); loyalty.ErrorCode(err) != loyalty.EINVALID {
+		t.Errorf("unknown zone: %v, want EINVALID", err)
+	}
+}
+
+// Finding 2: a store could pick a rule version it was never sent, or an old one that pays more.
+func TestAuthority_RuleVersions(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	now := t0
+	h.Now = func() time.Time { return now }
+	h.Seen(ctx, "s1", lsync.Health{Connected: true, At: now})
+	now = t0.Add(time.Hour)
+	withProgram(t, h, func(p *loyalty.Program) { p.Earn.PointsPerUnit = 2 })
+	unsent := earn("s1", "m1", 1000)
+	unsent.RuleVersion, unsent.Points, unsent.OccurredAt = 2, 20, now
+	mustReject(t, h, "s1", unsent, loyalty.EINVALID)
+	none := earn("s1", "m1", 1000)
+	none.RuleVersion = 99
+	mustReject(t, h, "s1", none, loyalty.ENOTFOUND)
+	syncStores(t, h)
+	mustApply(t, h, "s1", unsent)
+
+	// Version 1 was replaced an hour in. A session that ended at 5h moves the floor to 4h: a
+	// change made after that under version 1 is a store choosing the old rules.
+	withProgram(t, h, func(p *loyalty.Program) { p.Earn.PointsPerUnit = 1 }) // version 3 pays less than 2
+	syncStores(t, h)
+	now = t0.Add(5 * time.Hour)
+	h.Seen(ctx, "s1", lsync.Health{Connected: false, At: now})
+	now = t0.Add(6 * time.Hour)
+	h.Seen(ctx, "s1", lsync.Health{Connected: true, At: now})
+	old := earn("s1", "m1", 1000)
+	old.RuleVersion, old.Points, old.OccurredAt = 2, 20, now
+	mustReject(t, h, "s1", old, loyalty.EINVALID)
+	cur := earn("s1", "m1", 1000)
+	cur.RuleVersion, cur.Points, cur.OccurredAt = 3, 10, now
+	mustApply(t, h, "s1", cur)
+}
+
+// Finding 3: a percent-off reward redeemed without order_amount consumed nothing of a discount
+// budget.
+func TestAuthority_PercentOffNeedsTheOrderAmount(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	withProgram(t, h, func(p *loyalty.Program) {
+		p.Rewards = append(p.Rewards, loyalty.Reward{ID: "twenty", Name: "20% off", PointsCost: 10, Kind: "percent_off", Value: 20, MaxValue: 5000})
+		p.Budgets = []loyalty.Budget{{ID: "disc", Metric: loyalty.MetricDiscount, Limit: 100_000}}
+	})
+	fund(t, h, "m1", 100)
+	_, err := h.Redeem(ctx, loyalty.RedeemRequest{OrderID: "w1", MemberID: "m1", RewardID: "twenty"})
+	if loyalty.ErrorCode(err) != loyalty.EINVALID || !strings.Contains(loyalty.ErrorMessage(err), "order_amount") {
+		t.Errorf("online without order_amount: %v, want EINVALID naming order_amount", err)
+	}
+	if _, err := h.Redeem(ctx, loyalty.RedeemRequest{OrderID: "w2", MemberID: "m1", RewardID: "twenty", OrderAmount: 10_000}); err != nil {
+		t.Fatal(err)
+	}
+	bs, _ := h.Budgets(ctx)
+	if bs[0].Spent != 2000 {
+		t.Errorf("discount spent %d, want 2000", bs[0].Spent)
+	}
+	// A store's redemption without the order amount is refused too.
+	h.Pull(ctx, "s1", lsync.Pull{Limit: 1000})
+	ls := mustLeases(t, h, "s1")
+	d := redeem("s1", "m1", "twenty", 10)
+	d.RuleVersion, d.Leases = 2, map[string]string{"disc": ls[0].ID}
+	mustReject(t, h, "s1", d, loyalty.EINVALID)
+}
+
+// Finding 3: the hub did not check that the lease a delta spends from belongs to the store, was
+// active at the delta's event time, or is not overdrawn.
+func TestAuthority_Leases(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	now := t0
+	h.Now = func() time.Time { return now }
+	withProgram(t, h, func(p *loyalty.Program) {
+		p.Budgets = []loyalty.Budget{{ID: "coffees", Metric: loyalty.MetricRedemptions, Reward: "coffee", Limit: 40}}
+	})
+	fund(t, h, "m1", 1000)
+	for _, s := range []string{"s1", "s2"} {
+		if _, err := h.Pull(ctx, s, lsync.Pull{Limit: 1000}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l1, l2 := mustLeases(t, h, "s1")[0], mustLeases(t, h, "s2")[0]
+	coffee := func(lease string) loyalty.Delta {
+		d := redeem("s1", "m1", "coffee", 50)
+		d.RuleVersion, d.OccurredAt = 2, now
+		if lease != "" {
+			d.Leases = map[string]string{"coffees": lease}
+		}
+		return d
+	}
+	mustReject(t, h, "s1", coffee(l2.ID), loyalty.EBUDGET)            // another store's lease
+	mustReject(t, h, "s1", coffee(""), loyalty.EBUDGET)               // no lease at all
+	mustReject(t, h, "s1", coffee("lnotalease0000"), loyalty.EBUDGET) // a lease that never was
+	for i := int64(0); i < l1.Granted; i++ {
+		mustApply(t, h, "s1", coffee(l1.ID))
+	}
+	mustReject(t, h, "s1", coffee(l1.ID), loyalty.EBUDGET) // overdrawn
+	// After the lease's expiry at the hub, a redemption dated then is not covered by it.
+	now = l1.ExpiresAt.Add(5 * time.Minute)
+	late := coffee(l1.ID)
+	late.OccurredAt = l1.ExpiresAt.Add(time.Minute)
+	mustReject(t, h, "s1", late, loyalty.EBUDGET)
+}
+
+// Finding 4: dedup ran before the store check, so a store re-pushing another store's delta id was
+// told "duplicate" and received that member's balance.
+func TestAuthority_CrossStoreReplay(t *testing.T) {
+	h := openHub(t)
+	d := earn("s1", "m1", 1000)
+	mustApply(t, h, "s1", d)
+	r := mustReject(t, h, "s2", d, loyalty.EUNAUTHORIZED)
+	if strings.Contains(r.Message, d.ID) || strings.Contains(r.Message, "s1") {
+		t.Errorf("the refusal %q tells the other store about the delta", r.Message)
+	}
+	as2 := d
+	as2.Store = "s2"
+	r = mustReject(t, h, "s2", as2, loyalty.EDUPLICATE)
+	if strings.Contains(r.Message, "seq") || strings.Contains(r.Message, "m1") {
+		t.Errorf("the refusal %q tells the other store about the delta", r.Message)
+	}
+}
+
+// failingStore is a hub Store whose transactions fail to insert one delta: a poison delta.
+type failingStore struct {
+	hub.Store
+	poison string
+}
+
+type failingTx struct {
+	hub.Tx
+	poison string
+}
+
+func (s failingStore) Update(ctx context.Context, fn func(hub.Tx) error) error {
+	return s.Store.Update(ctx, func(tx hub.Tx) error { return fn(failingTx{tx, s.poison}) })
+}
+
+func (t failingTx) InsertDelta(ctx context.Context, d loyalty.Delta, hash string, at time.Time) (int64, bool, error) {
+	if d.ID == t.poison {
+		return 0, false, errors.New("disk I/O error (simulated)")
+	}
+	return t.Tx.InsertDelta(ctx, d, hash, at)
+}
+
+// Finding 7: a delta whose apply fails with an internal error rolled back its whole batch, and
+// the agent re-sent it for ever, so nothing behind it arrived.
+func TestAuthority_PoisonDeltaIsSetAside(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	a, poison, b := earn("s1", "m1", 1000), earn("s1", "m1", 2000), earn("s1", "m1", 3000)
+	h.Store = failingStore{h.Store, poison.ID}
+	ack := pushOK(t, h, "s1", a, poison, b)
+	want := []string{lsync.StatusApplied, lsync.StatusRejected, lsync.StatusApplied}
+	for i, r := range ack.Results {
+		if r.Status != want[i] {
+			t.Errorf("result %d: %s %s %s, want %s", i, r.Status, r.Code, r.Message, want[i])
+		}
+	}
+	if ack.Results[1].Code != loyalty.EINTERNAL || strings.Contains(ack.Results[1].Message, "disk") {
+		t.Errorf("poison result %+v: want EINTERNAL without internal details", ack.Results[1])
+	}
+	if got := balance(t, h, "m1"); got != 40 {
+		t.Errorf("balance %d, want 40 (the deltas around the poison one)", got)
+	}
+	rs, err := h.Rejections(ctx, 10)
+	if err != nil || len(rs) != 1 || rs[0].Delta.ID != poison.ID || rs[0].Delta.Amount != 2000 {
+		t.Errorf("rejections %+v, %v: want the whole poison delta kept for an operator", rs, err)
+	}
+	// A later push of the same batch changes nothing more.
+	again := pushOK(t, h, "s1", a, b)
+	for _, r := range again.Results {
+		if r.Status != lsync.StatusDuplicate {
+			t.Errorf("redelivery: %+v", r)
+		}
+	}
+	mustCheck(t, h)
+}
+
+// A balance cannot be taken past MaxBalance, however many maximal earns arrive.
+func TestAuthority_BalanceBound(t *testing.T) {
+	h := openHub(t)
+	withProgram(t, h, func(p *loyalty.Program) { p.Earn.PointsPerUnit = 100 }) // MaxAmount earns MaxPoints
+	syncStores(t, h)
+	n := int64(loyalty.MaxBalance / loyalty.MaxPoints)
+	for sent := int64(0); sent <= n; {
+		var ds []loyalty.Delta
+		for ; len(ds) < 100 && sent <= n; sent++ {
+			d := earn("s1", "m1", loyalty.MaxAmount)
+			d.RuleVersion, d.Points = 2, loyalty.MaxPoints
+			ds = append(ds, d)
+		}
+		for _, r := range pushOK(t, h, "s1", ds...).Results {
+			if r.Status == lsync.StatusRejected {
+				if r.Code != loyalty.EINVALID {
+					t.Fatalf("over the balance bound: %+v", r)
+				}
+				if b := balance(t, h, "m1"); b > loyalty.MaxBalance {
+					t.Fatalf("balance %d over %d", b, int64(loyalty.MaxBalance))
+				}
+				return
+			}
+		}
+	}
+	t.Fatalf("the balance passed MaxBalance without a rejection")
+}
