@@ -123,7 +123,7 @@ func FuzzComputeEarn(f *testing.F) {
 func TestCraftedOverflowOrders(t *testing.T) {
 	p := fuzzProgram()
 	for name, lines := range map[string][]loyalty.Line{
-		"wraps to 1000": {{Category: "coffee", Qty: 1, Amount: 6148914707903183872}, {SKU: "decaf-250g", Qty: 1, Amount: 9223372036854775807}, {SKU: "decaf-250g", Qty: 1, Amount: 3074457328951592937}},
+		"wraps to 1000":              {{Category: "coffee", Qty: 1, Amount: 6148914707903183872}, {SKU: "decaf-250g", Qty: 1, Amount: 9223372036854775807}, {SKU: "decaf-250g", Qty: 1, Amount: 3074457328951592937}},
 		"MaxInt64 twice plus 4 is 2": {{Qty: 1, Amount: 9223372036854775807}, {Qty: 1, Amount: 9223372036854775807}, {Qty: 1, Amount: 4}},
 	} {
 		amount := int64(1000)

@@ -127,9 +127,12 @@ func (v *Verifier) Authentic(token string) (Claims, error) {
 		return Claims{}, loyalty.Errorf(loyalty.EINVALID,
 			"QR code signed by unknown key %q: it is forged, or this store has not synced the newest keys", kid)
 	}
+	// The signature must be in the one text Sign writes for it: the decoder skips line breaks
+	// and the spare low bits of the last character, so other texts decode to the same bytes, and
+	// a token that is not, character for character, the one the hub signed must not verify.
 	sig, err := base64.RawURLEncoding.DecodeString(sigText)
-	if err != nil || len(sig) != ed25519.SignatureSize || len(key.Key) != ed25519.PublicKeySize ||
-		!ed25519.Verify(key.Key, []byte(Prefix+"."+kid+"."+payload), sig) {
+	if err != nil || len(sig) != ed25519.SignatureSize || base64.RawURLEncoding.EncodeToString(sig) != sigText ||
+		len(key.Key) != ed25519.PublicKeySize || !ed25519.Verify(key.Key, []byte(Prefix+"."+kid+"."+payload), sig) {
 		return Claims{}, loyalty.Errorf(loyalty.EINVALID, "QR code is altered or damaged (signature check failed); do not accept it")
 	}
 	b, err := base64.RawURLEncoding.DecodeString(payload)
