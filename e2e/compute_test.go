@@ -122,7 +122,8 @@ func TestAgentAndHubComputeTheSame(t *testing.T) {
 	if _, err := h.SetProgram(ctx, randomProgram(rng, start)); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := h.CreateStore(ctx, "s1", ""); err != nil {
+	// The store is in Berlin: its agent learns the zone from the hub, which reads campaigns in it too.
+	if _, _, err := h.CreateStoreIn(ctx, "s1", "", "Europe/Berlin"); err != nil {
 		t.Fatal(err)
 	}
 	// Members in every tier and country; their tiers stay put (thresholds are far away).
@@ -141,14 +142,14 @@ func TestAgentAndHubComputeTheSame(t *testing.T) {
 		}
 		members = append(members, m.ID)
 	}
-	newAgent := func(name string, loc *time.Location) (*agent.Agent, *agentsqlite.Store) {
+	newAgent := func(name, store string, loc *time.Location) (*agent.Agent, *agentsqlite.Store) {
 		st, err := agentsqlite.Open(ctx, filepath.Join(dir, name+".db"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { st.Close() })
 		for cur := int64(0); ; {
-			ch, err := h.Pull(ctx, "s1", lsync.Pull{Cursor: cur, Limit: 100, Flushed: true})
+			ch, err := h.Pull(ctx, store, lsync.Pull{Cursor: cur, Limit: 100, Flushed: true})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -159,7 +160,7 @@ func TestAgentAndHubComputeTheSame(t *testing.T) {
 				break
 			}
 		}
-		a := agent.New("s1", st, offlineSync{})
+		a := agent.New(store, st, offlineSync{})
 		a.Logger, a.Now, a.Location = quiet, func() time.Time { return now }, loc
 		return a, st
 	}
@@ -167,7 +168,7 @@ func TestAgentAndHubComputeTheSame(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, st := newAgent("berlin", berlin)
+	store, st := newAgent("berlin", "s1", berlin)
 	var want int64
 	campaigns := 0
 	orders, online := 3000, 800
@@ -187,6 +188,7 @@ func TestAgentAndHubComputeTheSame(t *testing.T) {
 			campaigns++
 		}
 	}
+	now = start.Add(14 * 24 * time.Hour) // the store comes back online after the last sale
 	for after := int64(0); ; {
 		out, err := st.Pending(ctx, after, 500)
 		if err != nil {
@@ -227,7 +229,15 @@ func TestAgentAndHubComputeTheSame(t *testing.T) {
 	}
 
 	// Online: an agent in UTC (the hub's online zone) and the hub earn the same orders.
-	utc, _ := newAgent("utc", time.UTC)
+	if _, _, err := h.CreateStore(ctx, "s2", ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range members {
+		if _, err := h.Subscribe(ctx, "s2", m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	utc, _ := newAgent("utc", "s2", berlin) // the hub's zone for s2, UTC, wins over the agent's own
 	mismatches := 0
 	for i := range online {
 		now = start.Add(time.Duration(rng.Int64N(14*24*3600)) * time.Second)
