@@ -153,14 +153,20 @@ func posDo(tb testing.TB, base, method, path, body, auth string) (int, []byte) {
 	if auth != "" {
 		req.Header.Set("Authorization", auth)
 	}
+	return posRoundTrip(tb, req)
+}
+
+// posRoundTrip sends a request to the POS API and returns the status and the raw body.
+func posRoundTrip(tb testing.TB, req *http.Request) (int, []byte) {
+	tb.Helper()
 	resp, err := biHTTPClient.Do(req)
 	if err != nil {
-		tb.Fatalf("%s %s: %v", method, path, err)
+		tb.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		tb.Fatalf("%s %s: read body: %v", method, path, err)
+		tb.Fatalf("%s %s: read body: %v", req.Method, req.URL.Path, err)
 	}
 	return resp.StatusCode, b
 }

@@ -39,16 +39,7 @@ func secDo(tb testing.TB, base, method, path, body string, hdr map[string]string
 			req.Header.Set(k, v)
 		}
 	}
-	resp, err := biHTTPClient.Do(req)
-	if err != nil {
-		tb.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		tb.Fatalf("%s %s: read body: %v", method, path, err)
-	}
-	return resp.StatusCode, b
+	return posRoundTrip(tb, req)
 }
 
 const jsonCT = "application/json"
