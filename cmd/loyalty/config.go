@@ -25,6 +25,14 @@ type HubConfig struct {
 	Sync        HubSyncConfig `mapstructure:"sync"`
 	QR          QRConfig      `mapstructure:"qr"`
 	Leases      LeaseConfig   `mapstructure:"leases"`
+	Claims      ClaimsConfig  `mapstructure:"claims"`
+}
+
+// ClaimsConfig bounds the event times the hub accepts from stores (docs/PROTOCOL.md, "What the
+// hub verifies").
+type ClaimsConfig struct {
+	Backdate  time.Duration `mapstructure:"backdate"`
+	MaxFuture time.Duration `mapstructure:"max_future"`
 }
 
 // LeaseConfig sizes and times budget quota leases (docs/BUDGETS.md).
@@ -101,6 +109,7 @@ func DefaultHubConfig() HubConfig {
 			MaxMessageBytes: 1 << 20, PollInterval: time.Second},
 		QR:     QRConfig{MemberTTL: 2 * 365 * 24 * time.Hour, VoucherTTL: 90 * 24 * time.Hour},
 		Leases: LeaseConfig{TTL: 15 * time.Minute, Margin: time.Minute, Min: 1, Share: 0.05},
+		Claims: ClaimsConfig{Backdate: time.Hour, MaxFuture: 10 * time.Minute},
 	}
 }
 
@@ -129,6 +138,10 @@ func (c HubConfig) Validate() error {
 		return fmt.Errorf("leases.min must be at least 1")
 	case c.Leases.Share <= 0 || c.Leases.Share > 1:
 		return fmt.Errorf("leases.share must be more than 0 and at most 1")
+	case c.Claims.Backdate < 3*c.Sync.Heartbeat || c.Claims.Backdate > 7*24*time.Hour:
+		return fmt.Errorf("claims.backdate must be at least 3x sync.heartbeat (a session's end is noticed that late) and at most 168h")
+	case c.Claims.MaxFuture < time.Minute || c.Claims.MaxFuture > 24*time.Hour:
+		return fmt.Errorf("claims.max_future must be 1m to 24h")
 	}
 	return c.Log.Validate()
 }
