@@ -209,6 +209,9 @@ func run(t *testing.T, c *lsync.Client) {
 	t.Cleanup(func() { cancel(); <-done })
 }
 
+// eventually waits until cond holds: the state it checks is reached by goroutines the test does
+// not step (the client's session loop). The sleep only paces the polling; nothing is asserted
+// about time, and the 10 s deadline only turns a hang into a failure.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -216,7 +219,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
-		time.Sleep(2 * time.Millisecond)
+		time.Sleep(2 * time.Millisecond) // poll interval, not synchronisation
 	}
 }
 
@@ -278,7 +281,12 @@ func TestClient_CrashBeforeAckRedelivers(t *testing.T) {
 		return nil
 	}
 	run(t, c)
-	eventually(t, "outbox drained", func() bool { n, _ := a.PendingCount(context.Background()); return n == 0 })
+	// The client records an ack in its outbox (ApplyAck) before it counts it in its status, so an
+	// empty outbox alone does not mean the counts below are final: wait for both.
+	eventually(t, "outbox drained and its acks counted", func() bool {
+		n, _ := a.PendingCount(context.Background())
+		return n == 0 && c.Status().DeltasConfirmed >= 3
+	})
 	if got := c.Status().Sessions; got < 2 {
 		t.Errorf("sessions = %d, want a reconnect after the crash", got)
 	}

@@ -119,13 +119,25 @@ func TestCloseIsIdempotentAndEndsRead(t *testing.T) {
 	}
 }
 
+// TestPingKeepsIdleConnectionAlive: with no data either way, pings and pongs keep extending
+// both sides' read deadlines. Time passing is the scenario; the test does not sleep for it but
+// waits until each side has heard its peer later than two read deadlines after both were set,
+// which it can only do if pings extended them (a side whose deadline expired hears nothing more).
 func TestPingKeepsIdleConnectionAlive(t *testing.T) {
-	opts := ws.Options{PingInterval: 40 * time.Millisecond}
+	const interval = 100 * time.Millisecond
+	const silence = interval * 5 / 2 // each side's read deadline after the last frame it heard
+	opts := ws.Options{PingInterval: interval}
 	url, accepted := serve(t, opts)
 	c := dial(t, url, opts)
 	s := <-accepted
 	defer s.Close()
-	time.Sleep(300 * time.Millisecond) // several read deadlines (2.5 ping intervals) pass with no data
+	set := time.Now() // both connections exist: their first read deadlines are before set+silence
+	for name, conn := range map[string]lsync.Conn{"client": c, "server": s} {
+		heard := conn.(lsync.Hearer)
+		waitUntil(t, name+" to hear its peer after two read deadlines", func() (bool, error) {
+			return heard.LastHeard().After(set.Add(2 * silence)), conn.(interface{ Err() error }).Err()
+		})
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := c.Write(ctx, []byte("still here")); err != nil {
@@ -133,6 +145,25 @@ func TestPingKeepsIdleConnectionAlive(t *testing.T) {
 	}
 	if b, err := s.Read(ctx); err != nil || string(b) != "still here" {
 		t.Fatalf("idle connection died: %q, %v", b, err)
+	}
+}
+
+// waitUntil polls cond until it holds. It fails the test at once if cond reports an error, and
+// after 10 seconds (a hang) otherwise. The poll interval only paces the checks.
+func waitUntil(t *testing.T, what string, cond func() (bool, error)) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ok, err := cond()
+		switch {
+		case ok:
+			return
+		case err != nil:
+			t.Fatalf("waiting for %s: %v", what, err)
+		case time.Now().After(deadline):
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
