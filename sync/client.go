@@ -240,19 +240,13 @@ func (c *Client) session(ctx context.Context) error {
 		conn.Close()
 		cancel()
 		<-rd.done
-		for _, cl := range append(slices.Collect(maps.Values(s.calls)), s.refreshes...) {
-			cl.reply <- callResult{err: loyalty.Errorf(loyalty.EUNAVAILABLE, "connection to the hub lost")}
-		}
+		s.end()
 	}()
 	heartbeat, err := s.handshake(ctx, rd)
 	if err != nil {
 		return err
 	}
-	if s.cursor, err = c.Handler.Cursor(ctx); err != nil {
-		return err
-	}
-	// The whole outbox goes out before the first pull. See docs/PROTOCOL.md, "Ordering".
-	if err := s.pushMore(ctx); err != nil {
+	if err := s.start(ctx); err != nil {
 		return err
 	}
 	ticker := time.NewTicker(heartbeat)
@@ -292,17 +286,7 @@ func (c *Client) session(ctx context.Context) error {
 					return fmt.Errorf("hub silent for %s", silent.Round(time.Millisecond))
 				}
 			}
-			n, err := c.Handler.PendingCount(ctx)
-			if err != nil {
-				return err
-			}
-			st := c.Status()
-			ping := &Ping{SentAt: unixMilli(c.Now()), ClockOffsetMS: st.ClockOffset.Milliseconds(), Outbox: n}
-			if err := s.send(ctx, &Message{Type: TypePing, Ping: ping}); err != nil {
-				return err
-			}
-			// Pulling on every heartbeat renews the store's budget leases while it is connected.
-			if err := s.pull(ctx); err != nil {
+			if err := s.heartbeat(ctx); err != nil {
 				return err
 			}
 		case b, ok := <-rd.msgs:
@@ -316,10 +300,42 @@ func (c *Client) session(ctx context.Context) error {
 	}
 }
 
+// start begins a session after the welcome: the whole outbox goes out before the first pull (see
+// docs/PROTOCOL.md, "Ordering").
+func (s *clientSession) start(ctx context.Context) error {
+	var err error
+	if s.cursor, err = s.Handler.Cursor(ctx); err != nil {
+		return err
+	}
+	return s.pushMore(ctx)
+}
+
+// heartbeat pings the hub with the agent's health and pulls, which renews the store's budget
+// leases while it is connected.
+func (s *clientSession) heartbeat(ctx context.Context) error {
+	n, err := s.Handler.PendingCount(ctx)
+	if err != nil {
+		return err
+	}
+	st := s.Status()
+	ping := &Ping{SentAt: unixMilli(s.Now()), ClockOffsetMS: st.ClockOffset.Milliseconds(), Outbox: n}
+	if err := s.send(ctx, &Message{Type: TypePing, Ping: ping}); err != nil {
+		return err
+	}
+	return s.pull(ctx)
+}
+
+// end fails every call still waiting for the hub.
+func (s *clientSession) end() {
+	for _, cl := range append(slices.Collect(maps.Values(s.calls)), s.refreshes...) {
+		cl.reply <- callResult{err: loyalty.Errorf(loyalty.EUNAVAILABLE, "connection to the hub lost")}
+	}
+	s.calls, s.refreshes = map[uint64]*call{}, nil
+}
+
 func (s *clientSession) handshake(ctx context.Context, rd *reader) (time.Duration, error) {
-	sent := s.Now()
-	hello := &Hello{Versions: Versions, Store: s.Store, Token: s.Token, AgentVersion: s.AgentVersion, SentAt: unixMilli(sent)}
-	if err := s.send(ctx, &Message{Type: TypeHello, Hello: hello}); err != nil {
+	sent, err := s.hello(ctx)
+	if err != nil {
 		return 0, err
 	}
 	timer := time.NewTimer(s.RequestTimeout)
@@ -336,6 +352,18 @@ func (s *clientSession) handshake(ctx context.Context, rd *reader) (time.Duratio
 		}
 		b = msg
 	}
+	return s.welcome(b, sent)
+}
+
+// hello opens the session; it returns when it was sent, on the agent's clock.
+func (s *clientSession) hello(ctx context.Context) (time.Time, error) {
+	sent := s.Now()
+	hello := &Hello{Versions: Versions, Store: s.Store, Token: s.Token, AgentVersion: s.AgentVersion, SentAt: unixMilli(sent)}
+	return sent, s.send(ctx, &Message{Type: TypeHello, Hello: hello})
+}
+
+// welcome takes the hub's answer to hello, sent at sent, and returns the heartbeat interval.
+func (s *clientSession) welcome(b []byte, sent time.Time) (time.Duration, error) {
 	m, err := Decode(b)
 	if err != nil {
 		return 0, err

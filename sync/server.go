@@ -215,6 +215,11 @@ func (s *Server) handshake(ctx context.Context, conn Conn, rd *reader) (store st
 		}
 		b = msg
 	}
+	return s.hello(ctx, conn, b)
+}
+
+// hello authenticates a session's first message and answers it with the welcome.
+func (s *Server) hello(ctx context.Context, conn Conn, b []byte) (store string, version int, err error) {
 	m, err := Decode(b)
 	if err != nil {
 		return "", 0, err
