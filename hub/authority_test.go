@@ -400,3 +400,44 @@ func TestAuthority_BalanceBound(t *testing.T) {
 	}
 	t.Fatalf("the balance passed MaxBalance without a rejection")
 }
+
+// During a long session a flushed pull moves the floor: everything made before it was pushed
+// before it, so a change dated hours before it is a backdated one.
+func TestAuthority_FlushedPullMovesTheFloor(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	now := t0
+	h.Now = func() time.Time { return now }
+	h.Seen(ctx, "s1", lsync.Health{Connected: true, At: now})
+	now = t0.Add(5 * time.Hour)
+	if _, err := h.Pull(ctx, "s1", lsync.Pull{Limit: 1000, Flushed: true}); err != nil {
+		t.Fatal(err)
+	}
+	old := earn("s1", "m1", 1000)
+	old.OccurredAt = t0.Add(2 * time.Hour)
+	mustReject(t, h, "s1", old, loyalty.EINVALID)
+	recent := earn("s1", "m1", 1000)
+	recent.OccurredAt = now.Add(-30 * time.Minute) // within the allowance for clock error
+	mustApply(t, h, "s1", recent)
+}
+
+// A store that received a newer rule version cannot go on using the old one once the allowance
+// has passed, even within one session.
+func TestAuthority_OldVersionAfterTheNewOneArrived(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	now := t0
+	h.Now = func() time.Time { return now }
+	h.Seen(ctx, "s1", lsync.Health{Connected: true, At: now})
+	withProgram(t, h, func(p *loyalty.Program) { p.Earn.PointsPerUnit = 2 })
+	now = t0.Add(time.Minute)
+	syncStores(t, h) // s1 receives version 2 now
+	soon := earn("s1", "m1", 1000)
+	soon.OccurredAt = now.Add(10 * time.Minute) // an old agent finishing a sale under version 1
+	now = now.Add(11 * time.Minute)
+	mustApply(t, h, "s1", soon)
+	late := earn("s1", "m1", 1000)
+	now = t0.Add(3 * time.Hour)
+	late.OccurredAt = now
+	mustReject(t, h, "s1", late, loyalty.EINVALID)
+}

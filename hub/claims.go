@@ -97,6 +97,17 @@ func (a *applier) floor(ctx context.Context, info StoreInfo) (time.Time, error) 
 	return last.Add(-a.Claims.Backdate), nil
 }
 
+// flushed records a flushed pull from store: everything the store had made was pushed before it,
+// so whatever it pushes later happened after it. The store's floor moves up to now, less
+// Claims.Backdate.
+func (h *Hub) flushed(store string) {
+	h.healthMu.Lock()
+	defer h.healthMu.Unlock()
+	if f, ok := h.floors[store]; ok {
+		h.floors[store] = later(f, h.Now().Add(-h.Claims.Backdate))
+	}
+}
+
 // checkVersion checks that rule version v can have been the store's at event time at.
 func (a *applier) checkVersion(ctx context.Context, info StoreInfo, v int64, floor, at time.Time) error {
 	cv, published, err := a.tx.ProgramPublished(ctx, v)
@@ -117,8 +128,8 @@ func (a *applier) checkVersion(ctx context.Context, info StoreInfo, v int64, flo
 	} else if err != nil {
 		return err
 	}
-	if replaced.Before(floor) {
-		return loyalty.Errorf(loyalty.EINVALID, "rule version %d was replaced before this store's previous sync; the store had a newer one", v)
+	if replaced.Before(floor) || v < info.ProgramSent && at.After(info.ProgramSentAt.Add(a.Claims.Backdate)) {
+		return loyalty.Errorf(loyalty.EINVALID, "rule version %d was replaced, and this store had received a newer one before this change happened", v)
 	}
 	return nil
 }

@@ -253,8 +253,15 @@ func (h *Hub) Pull(ctx context.Context, store string, req lsync.Pull) (*lsync.Ch
 			}
 		}
 		ch.Cursor = max(upTo, cursor)
-		if err := tx.MarkSent(ctx, store, ch.Cursor); err != nil {
+		var sent int64
+		if ch.Program != nil {
+			sent = ch.Program.Version
+		}
+		if err := tx.MarkSent(ctx, store, ch.Cursor, sent, h.Now()); err != nil {
 			return err
+		}
+		if req.Flushed {
+			h.flushed(store)
 		}
 		if !ch.More {
 			info, err := tx.StoreInfo(ctx, store)

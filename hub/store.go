@@ -34,8 +34,9 @@ type Tx interface {
 	SetStoreHealth(ctx context.Context, id string, h Health) error
 	// SetStoreZone sets a store's registered time zone (an IANA name; "" is UTC).
 	SetStoreZone(ctx context.Context, id, tz string) error
-	// MarkSent records that the change feed up to cursor was sent to store (it only moves forward).
-	MarkSent(ctx context.Context, store string, cursor int64) error
+	// MarkSent records that the change feed up to cursor was sent to store, and rule version
+	// program with it at time at (program 0: none). Both only move forward.
+	MarkSent(ctx context.Context, store string, cursor, program int64, at time.Time) error
 	// TierChanges returns up to limit of a member's tier changes at or before until, newest first.
 	TierChanges(ctx context.Context, member string, until time.Time, limit int) ([]TierChange, error)
 
@@ -145,8 +146,11 @@ type StoreInfo struct {
 	TimeZone string `json:"timezone,omitempty"`
 	// SentCursor is the newest change-feed cursor the hub sent the store: the rule versions it
 	// can have used.
-	SentCursor int64  `json:"-"`
-	Health     Health `json:"health"`
+	SentCursor int64 `json:"-"`
+	// ProgramSent is the newest rule version sent to the store, at ProgramSentAt.
+	ProgramSent   int64     `json:"-"`
+	ProgramSentAt time.Time `json:"-"`
+	Health        Health    `json:"health"`
 }
 
 // TierChange is one tier delta of a member's history.

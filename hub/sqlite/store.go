@@ -110,14 +110,15 @@ func (t *tx) InsertStore(ctx context.Context, s hub.StoreInfo) error {
 	return nil
 }
 
-const storeCols = `id, name, token_hash, created_at, connected, last_seen, clock_offset_ms, outbox, tz, sent_cursor`
+const storeCols = `id, name, token_hash, created_at, connected, last_seen, clock_offset_ms, outbox, tz, sent_cursor, program_sent,
+	program_sent_at`
 
 func scanStore(row interface{ Scan(...any) error }) (hub.StoreInfo, error) {
 	var s hub.StoreInfo
-	var created, seen int64
+	var created, seen, programAt int64
 	err := row.Scan(&s.ID, &s.Name, &s.TokenHash, &created, &s.Health.Connected, &seen, &s.Health.ClockOffsetMS, &s.Health.Outbox,
-		&s.TimeZone, &s.SentCursor)
-	s.CreatedAt, s.Health.LastSeen = fromMS(created), fromMS(seen)
+		&s.TimeZone, &s.SentCursor, &s.ProgramSent, &programAt)
+	s.CreatedAt, s.Health.LastSeen, s.ProgramSentAt = fromMS(created), fromMS(seen), fromMS(programAt)
 	return s, err
 }
 
@@ -171,8 +172,12 @@ func (t *tx) SetStoreZone(ctx context.Context, id, tz string) error {
 	return nil
 }
 
-func (t *tx) MarkSent(ctx context.Context, store string, cursor int64) error {
-	_, err := t.ExecContext(ctx, `UPDATE stores SET sent_cursor = ? WHERE id = ? AND sent_cursor < ?`, cursor, store, cursor)
+func (t *tx) MarkSent(ctx context.Context, store string, cursor, program int64, at time.Time) error {
+	if _, err := t.ExecContext(ctx, `UPDATE stores SET sent_cursor = ? WHERE id = ? AND sent_cursor < ?`, cursor, store, cursor); err != nil {
+		return err
+	}
+	_, err := t.ExecContext(ctx, `UPDATE stores SET program_sent = ?, program_sent_at = ? WHERE id = ? AND program_sent < ?`,
+		program, ms(at), store, program)
 	return err
 }
 
