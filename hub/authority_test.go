@@ -154,24 +154,31 @@ func TestAuthority_EventTimeWindow(t *testing.T) {
 	mustApply(t, h, "s1", ok)
 }
 
-// The floor moves with the store's sessions: after a session ends, a change dated before its end
-// (less the allowance) is refused at the next one.
-func TestAuthority_FloorFollowsSessions(t *testing.T) {
+// The floor moves with the store's flushed pulls, not with its sessions: a session cut before
+// the outbox was all pushed proves nothing, and the rest of the outbox arrives later.
+func TestAuthority_FloorFollowsFlushedPulls(t *testing.T) {
 	h := openHub(t)
 	ctx := context.Background()
 	now := t0
 	h.Now = func() time.Time { return now }
+	offline := earn("s1", "m1", 1000)
+	offline.OccurredAt = t0.Add(time.Hour) // made during an outage
 	h.Seen(ctx, "s1", lsync.Health{Connected: true, At: now})
 	now = t0.Add(5 * time.Hour)
-	h.Seen(ctx, "s1", lsync.Health{Connected: false, At: now})
+	h.Seen(ctx, "s1", lsync.Health{Connected: false, At: now}) // a session cut before it pushed
 	now = t0.Add(8 * time.Hour)
-	h.Seen(ctx, "s1", lsync.Health{Connected: true, At: now})
-	during := earn("s1", "m1", 1000)
-	during.OccurredAt = t0.Add(2 * time.Hour) // while the store was connected: it would have arrived then
-	mustReject(t, h, "s1", during, loyalty.EINVALID)
-	offline := earn("s1", "m1", 1000)
-	offline.OccurredAt = t0.Add(6 * time.Hour) // during the outage
 	mustApply(t, h, "s1", offline)
+	if _, err := h.Pull(ctx, "s1", lsync.Pull{Limit: 1000, Flushed: true}); err != nil {
+		t.Fatal(err)
+	}
+	backdated := earn("s1", "m1", 1000)
+	backdated.OccurredAt = t0.Add(2 * time.Hour) // before the flushed pull: it would have come before it
+	mustReject(t, h, "s1", backdated, loyalty.EINVALID)
+	// However the store behaves, nothing older than claims.max_offline is accepted.
+	h.Claims.MaxOffline = 4 * time.Hour
+	ancient := earn("s2", "m2", 1000)
+	ancient.OccurredAt = t0.Add(3 * time.Hour)
+	mustReject(t, h, "s2", ancient, loyalty.EINVALID)
 }
 
 // Finding 2: a store could pick the time zone that pays the most. The hub reads campaigns in the

@@ -16,8 +16,8 @@ type verified struct {
 // checkClaims verifies what a store says about a delta instead of believing it (docs/PROTOCOL.md,
 // "What the hub verifies"):
 //
-//   - the event time lies between the store's floor (the end of its previous session, less
-//     Claims.Backdate) and the hub's clock plus Claims.MaxFuture;
+//   - the event time lies between the store's floor (its last flushed pull, less Claims.Backdate,
+//     and no earlier than Claims.MaxOffline ago) and the hub's clock plus Claims.MaxFuture;
 //   - the rule version was sent to the store, was published by the event time, and had not been
 //     replaced before the store's floor (an older version that pays more cannot be chosen);
 //   - an earn's tier is one the member held in the hub's history between the floor and the event
@@ -45,8 +45,8 @@ func (a *applier) checkClaims(ctx context.Context, store string, d *loyalty.Delt
 		return nil, loyalty.Errorf(loyalty.EINVALID, "this change is dated %s, after the hub's clock (%s) by more than %s: the store's clock is wrong",
 			at.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), a.Claims.MaxFuture)
 	case at.Before(floor):
-		return nil, loyalty.Errorf(loyalty.EINVALID, "this change is dated %s, before this store's previous sync (less %s): a change made then would have been delivered then",
-			at.UTC().Format(time.RFC3339), a.Claims.Backdate)
+		return nil, loyalty.Errorf(loyalty.EINVALID, "this change is dated %s, before this store's last complete sync (less %s) or more than %s ago: a change made then would have been delivered then",
+			at.UTC().Format(time.RFC3339), a.Claims.Backdate, a.Claims.MaxOffline)
 	}
 	if d.Kind == loyalty.KindEarn || d.Kind == loyalty.KindRedeem {
 		if err := a.checkVersion(ctx, info, d.RuleVersion, floor, at); err != nil {
@@ -80,32 +80,13 @@ func (a *applier) checkClaims(ctx context.Context, store string, d *loyalty.Delt
 	return &verified{loc: loc}, nil
 }
 
-// floor returns the earliest event time the hub accepts from a store now: the end of its
-// previous session, less Claims.Backdate. Anything a connected store made before that would
-// have been delivered in that session.
+// floor returns the earliest event time the hub accepts from a store now: its last flushed
+// pull (or its registration), less Claims.Backdate, and no earlier than Claims.MaxOffline ago.
+// Everything the store had made before a flushed pull was pushed before it, in the same ordered
+// session, so a new delta dated earlier is a backdated one.
 func (a *applier) floor(ctx context.Context, info StoreInfo) (time.Time, error) {
-	a.healthMu.Lock()
-	f, ok := a.floors[info.ID]
-	a.healthMu.Unlock()
-	if ok {
-		return f, nil
-	}
-	last := info.CreatedAt // no session seen by this process: the store's record says
-	if !info.Health.Connected {
-		last = later(last, info.Health.LastSeen)
-	}
-	return last.Add(-a.Claims.Backdate), nil
-}
-
-// flushed records a flushed pull from store: everything the store had made was pushed before it,
-// so whatever it pushes later happened after it. The store's floor moves up to now, less
-// Claims.Backdate.
-func (h *Hub) flushed(store string) {
-	h.healthMu.Lock()
-	defer h.healthMu.Unlock()
-	if f, ok := h.floors[store]; ok {
-		h.floors[store] = later(f, h.Now().Add(-h.Claims.Backdate))
-	}
+	f := later(info.CreatedAt, info.FlushedAt).Add(-a.Claims.Backdate)
+	return later(f, a.Now().Add(-a.Claims.MaxOffline)), nil
 }
 
 // checkVersion checks that rule version v can have been the store's at event time at.

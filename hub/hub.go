@@ -55,20 +55,21 @@ type Hub struct {
 
 	healthMu sync.Mutex
 	health   map[string]Health
-	floors   map[string]time.Time // per store: the earliest event time accepted in its current session
 }
 
-// ClaimLimits bounds the event time a store may give a delta. The hub accepts an event time
-// from Backdate before the end of the store's previous session (a store that was connected would
-// have delivered anything older then) up to MaxFuture after the hub's clock.
+// ClaimLimits bounds the event time a store may give a delta: from Backdate before the store's
+// last flushed pull (everything it had made then was pushed before it), and no more than
+// MaxOffline before the hub's clock, up to MaxFuture after the hub's clock.
 type ClaimLimits struct {
-	Backdate  time.Duration
-	MaxFuture time.Duration
+	Backdate   time.Duration
+	MaxOffline time.Duration
+	MaxFuture  time.Duration
 }
 
-// DefaultClaimLimits returns the defaults: an hour of backdating, ten minutes of clock error.
+// DefaultClaimLimits returns the defaults: an hour of backdating, 30 days offline, ten minutes of
+// clock error.
 func DefaultClaimLimits() ClaimLimits {
-	return ClaimLimits{Backdate: time.Hour, MaxFuture: 10 * time.Minute}
+	return ClaimLimits{Backdate: time.Hour, MaxOffline: 30 * 24 * time.Hour, MaxFuture: 10 * time.Minute}
 }
 
 var _ lsync.Handler = (*Hub)(nil)
@@ -84,7 +85,6 @@ func New(s Store) *Hub {
 		Lease:           DefaultLeaseConfig(),
 		Claims:          DefaultClaimLimits(),
 		health:          make(map[string]Health),
-		floors:          make(map[string]time.Time),
 	}
 }
 
@@ -261,7 +261,9 @@ func (h *Hub) Pull(ctx context.Context, store string, req lsync.Pull) (*lsync.Ch
 			return err
 		}
 		if req.Flushed {
-			h.flushed(store)
+			if err := tx.MarkFlushed(ctx, store, h.Now()); err != nil {
+				return err
+			}
 		}
 		if !ch.More {
 			info, err := tx.StoreInfo(ctx, store)
@@ -298,21 +300,6 @@ func (h *Hub) Subscribe(ctx context.Context, store, member string) (*loyalty.Mem
 func (h *Hub) Seen(ctx context.Context, store string, s lsync.Health) error {
 	h.healthMu.Lock()
 	prev, known := h.health[store]
-	if s.Connected && !prev.Connected {
-		h.healthMu.Unlock()
-		last := prev.LastSeen // when the previous session ended
-		if !known {
-			if err := h.Store.View(ctx, func(tx Tx) error {
-				info, err := tx.StoreInfo(ctx, store)
-				last = later(info.CreatedAt, info.Health.LastSeen)
-				return err
-			}); err != nil {
-				return err
-			}
-		}
-		h.healthMu.Lock()
-		h.floors[store] = last.Add(-h.Claims.Backdate)
-	}
 	cur := Health{Connected: s.Connected, LastSeen: s.At, ClockOffsetMS: s.ClockOffsetMS, Outbox: s.Outbox}
 	if !s.Connected || s.ClockOffsetMS == 0 && s.Outbox == 0 {
 		cur.ClockOffsetMS, cur.Outbox = prev.ClockOffsetMS, prev.Outbox

@@ -37,6 +37,9 @@ type Tx interface {
 	// MarkSent records that the change feed up to cursor was sent to store, and rule version
 	// program with it at time at (program 0: none). Both only move forward.
 	MarkSent(ctx context.Context, store string, cursor, program int64, at time.Time) error
+	// MarkFlushed records a flushed pull from store at time at: everything the store had made
+	// then was pushed before it. It only moves forward, and may lag by a minute.
+	MarkFlushed(ctx context.Context, store string, at time.Time) error
 	// TierChanges returns up to limit of a member's tier changes at or before until, newest first.
 	TierChanges(ctx context.Context, member string, until time.Time, limit int) ([]TierChange, error)
 
@@ -150,6 +153,8 @@ type StoreInfo struct {
 	// ProgramSent is the newest rule version sent to the store, at ProgramSentAt.
 	ProgramSent   int64     `json:"-"`
 	ProgramSentAt time.Time `json:"-"`
+	// FlushedAt is when the store last pulled with everything it had made pushed before.
+	FlushedAt time.Time `json:"-"`
 	Health        Health    `json:"health"`
 }
 

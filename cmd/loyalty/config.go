@@ -31,8 +31,9 @@ type HubConfig struct {
 // ClaimsConfig bounds the event times the hub accepts from stores (docs/PROTOCOL.md, "What the
 // hub verifies").
 type ClaimsConfig struct {
-	Backdate  time.Duration `mapstructure:"backdate"`
-	MaxFuture time.Duration `mapstructure:"max_future"`
+	Backdate   time.Duration `mapstructure:"backdate"`
+	MaxOffline time.Duration `mapstructure:"max_offline"`
+	MaxFuture  time.Duration `mapstructure:"max_future"`
 }
 
 // LeaseConfig sizes and times budget quota leases (docs/BUDGETS.md).
@@ -109,7 +110,7 @@ func DefaultHubConfig() HubConfig {
 			MaxMessageBytes: 1 << 20, PollInterval: time.Second},
 		QR:     QRConfig{MemberTTL: 2 * 365 * 24 * time.Hour, VoucherTTL: 90 * 24 * time.Hour},
 		Leases: LeaseConfig{TTL: 15 * time.Minute, Margin: time.Minute, Min: 1, Share: 0.05},
-		Claims: ClaimsConfig{Backdate: time.Hour, MaxFuture: 10 * time.Minute},
+		Claims: ClaimsConfig{Backdate: time.Hour, MaxOffline: 30 * 24 * time.Hour, MaxFuture: 10 * time.Minute},
 	}
 }
 
@@ -138,8 +139,10 @@ func (c HubConfig) Validate() error {
 		return fmt.Errorf("leases.min must be at least 1")
 	case c.Leases.Share <= 0 || c.Leases.Share > 1:
 		return fmt.Errorf("leases.share must be more than 0 and at most 1")
-	case c.Claims.Backdate < 3*c.Sync.Heartbeat || c.Claims.Backdate > 7*24*time.Hour:
-		return fmt.Errorf("claims.backdate must be at least 3x sync.heartbeat (a session's end is noticed that late) and at most 168h")
+	case c.Claims.Backdate < time.Minute || c.Claims.Backdate > 7*24*time.Hour:
+		return fmt.Errorf("claims.backdate must be 1m to 168h")
+	case c.Claims.MaxOffline < c.Leases.TTL || c.Claims.MaxOffline < c.Claims.Backdate:
+		return fmt.Errorf("claims.max_offline must be at least leases.ttl and claims.backdate")
 	case c.Claims.MaxFuture < time.Minute || c.Claims.MaxFuture > 24*time.Hour:
 		return fmt.Errorf("claims.max_future must be 1m to 24h")
 	}

@@ -42,7 +42,7 @@ func (m *HubMain) Open(ctx context.Context) (err error) {
 	m.Hub.Logger = m.Logger
 	m.Hub.MemberTokenTTL, m.Hub.VoucherTokenTTL = c.QR.MemberTTL, c.QR.VoucherTTL
 	m.Hub.Lease = hub.LeaseConfig{TTL: c.Leases.TTL, Margin: c.Leases.Margin, Min: c.Leases.Min, Share: c.Leases.Share}
-	m.Hub.Claims = hub.ClaimLimits{Backdate: c.Claims.Backdate, MaxFuture: c.Claims.MaxFuture}
+	m.Hub.Claims = hub.ClaimLimits{Backdate: c.Claims.Backdate, MaxOffline: c.Claims.MaxOffline, MaxFuture: c.Claims.MaxFuture}
 	if err := m.Hub.Init(ctx); err != nil {
 		m.Store.Close()
 		return fmt.Errorf("init hub: %w", err)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,7 +23,14 @@ late messages, agent crashes between the hub's commit and the ack, hub restarts,
 kill switches. After every step it checks that no budget's spent + leased quota exceeds its limit;
 after healing, that nothing was lost or applied twice, that every view converged, that every
 conflict was recorded and that offline limits held. A failing seed is printed with the invariant it
-broke and replays exactly with --seed.`,
+broke and replays exactly with --seed.
+
+Hostile stores (--hostile, 2 by default) are extra registered stores that push forged deltas
+through the hub's Push, each forging one claim: a tier, a country, an event time, a time zone with
+a campaign, a rule version, a budget lease, amounts, lines or points, another store's delta or
+identity, a reversal, invalid UTF-8, a kind only the hub makes. Every forged delta must be
+rejected, and no balance, ledger, budget or lease may move; their honest deltas must be applied.
+--forgeries and --skip-forgeries choose the kinds (comma-separated names, listed in the summary).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			n, _ := cmd.Flags().GetInt("seeds")
 			first, _ := cmd.Flags().GetUint64("seed")
@@ -30,20 +38,34 @@ broke and replays exactly with --seed.`,
 			stores, _ := cmd.Flags().GetInt("stores")
 			workers, _ := cmd.Flags().GetInt("parallel")
 			broken, _ := cmd.Flags().GetBool("broken")
+			hostile, _ := cmd.Flags().GetInt("hostile")
+			only, _ := cmd.Flags().GetStringSlice("forgeries")
+			skip, _ := cmd.Flags().GetStringSlice("skip-forgeries")
 			if cmd.Flags().Changed("seed") && !cmd.Flags().Changed("seeds") {
 				n = 1
 			}
 			cfg := sim.DefaultConfig(0)
-			cfg.Steps, cfg.Stores, cfg.Broken = steps, stores, broken
+			cfg.Steps, cfg.Stores, cfg.Broken, cfg.Hostile = steps, stores, broken, hostile
+			kinds, err := forgeryKinds(only, skip)
+			if err != nil {
+				return err
+			}
+			cfg.Forgeries = kinds
 			var mu sync.Mutex
 			var total sim.Stats
+			var offTarget []string
 			failed, done := 0, 0
 			start := time.Now()
-			err := sim.RunSeeds(cmd.Context(), cfg, first, n, workers, func(r *sim.Result) {
+			err = sim.RunSeeds(cmd.Context(), cfg, first, n, workers, func(r *sim.Result) {
 				mu.Lock()
 				defer mu.Unlock()
 				done++
 				addStats(&total, r.Stats)
+				for _, o := range r.OffTarget {
+					if len(offTarget) < 5 {
+						offTarget = append(offTarget, fmt.Sprintf("seed %d %s", r.Seed, o))
+					}
+				}
 				if len(r.Violations) > 0 {
 					failed++
 					fmt.Printf("FAIL seed %d (replay: loyalty sim --seed %d):\n", r.Seed, r.Seed)
@@ -71,6 +93,26 @@ conflicts recorded %d
 				total.Deltas, total.Crashes, total.HubRestarts, total.Partitions, total.DuplicatePushes, total.LateRedeliveries, total.KillSwitches,
 				total.OfflineAttempts, total.OfflineApproved, share, total.OfflineNoQuota, total.OfflinePolicy, total.OfflineNoPoints,
 				total.StrandedBeforeHeal, float64(total.StrandedBeforeHeal)/float64(max(done, 1)), total.StrandedAfter, total.Conflicts)
+			if hostile > 0 {
+				fmt.Printf(`hostile stores %d per run: %d sessions, %d forged deltas in %d pushes; applied %d (must be 0), pushes that moved the hub's state %d (must be 0)
+  refused for their forgery %d, for another reason %d; their honest deltas %d (all must be applied)
+  per forgery, tried/refused for it/applied:
+`, hostile, total.HostileSessions, total.HostileForged, total.HostilePushes, total.HostileApplied, total.HostileMoved,
+					total.HostileForged-total.HostileApplied-total.HostileOffTarget, total.HostileOffTarget, total.HostileControls)
+				for i, f := range sim.Forgeries() {
+					mark := " "
+					if total.ForgedApplied[f] > 0 {
+						mark = "!"
+					}
+					fmt.Printf("  %s%-21s %5d/%5d/%d", mark, f, total.Forged[f], total.ForgedOnTarget[f], total.ForgedApplied[f])
+					if i%3 == 2 || i == len(sim.Forgeries())-1 {
+						fmt.Println()
+					}
+				}
+				for _, o := range offTarget {
+					fmt.Printf("  refused for another reason: %s\n", o)
+				}
+			}
 			if failed > 0 {
 				return fmt.Errorf("%d of %d seeds broke an invariant", failed, done)
 			}
@@ -83,7 +125,40 @@ conflicts recorded %d
 	cmd.Flags().Int("stores", sim.DefaultConfig(0).Stores, "stores per run")
 	cmd.Flags().Int("parallel", runtime.NumCPU(), "runs at once")
 	cmd.Flags().Bool("broken", false, "break the hub on purpose (leases not counted) to see the checker catch it")
+	cmd.Flags().Int("hostile", sim.DefaultConfig(0).Hostile, "hostile stores per run, pushing forged deltas (0: none)")
+	cmd.Flags().StringSlice("forgeries", nil, "only these kinds of forgery (comma-separated; default: all)")
+	cmd.Flags().StringSlice("skip-forgeries", nil, "not these kinds of forgery (comma-separated)")
 	return cmd
+}
+
+// forgeryKinds returns the forgeries named in only (all if empty) less those in skip.
+func forgeryKinds(only, skip []string) ([]sim.Forgery, error) {
+	kinds := sim.Forgeries()
+	if len(only) > 0 {
+		kinds = kinds[:0:0]
+		for _, name := range only {
+			f, err := sim.ParseForgery(strings.TrimSpace(name))
+			if err != nil {
+				return nil, err
+			}
+			kinds = append(kinds, f)
+		}
+	}
+	for _, name := range skip {
+		f, err := sim.ParseForgery(strings.TrimSpace(name))
+		if err != nil {
+			return nil, err
+		}
+		for i := len(kinds) - 1; i >= 0; i-- {
+			if kinds[i] == f {
+				kinds = append(kinds[:i], kinds[i+1:]...)
+			}
+		}
+	}
+	if len(kinds) == 0 {
+		return nil, fmt.Errorf("--forgeries and --skip-forgeries leave no kind of forgery")
+	}
+	return kinds, nil
 }
 
 func addStats(t *sim.Stats, s sim.Stats) {
@@ -103,4 +178,14 @@ func addStats(t *sim.Stats, s sim.Stats) {
 	t.DuplicatePushes += s.DuplicatePushes
 	t.LateRedeliveries += s.LateRedeliveries
 	t.KillSwitches += s.KillSwitches
+	t.HostileSessions += s.HostileSessions
+	t.HostilePushes += s.HostilePushes
+	t.HostileForged += s.HostileForged
+	t.HostileApplied += s.HostileApplied
+	t.HostileMoved += s.HostileMoved
+	t.HostileOffTarget += s.HostileOffTarget
+	t.HostileControls += s.HostileControls
+	t.Forged.Add(s.Forged)
+	t.ForgedOnTarget.Add(s.ForgedOnTarget)
+	t.ForgedApplied.Add(s.ForgedApplied)
 }

@@ -111,14 +111,14 @@ func (t *tx) InsertStore(ctx context.Context, s hub.StoreInfo) error {
 }
 
 const storeCols = `id, name, token_hash, created_at, connected, last_seen, clock_offset_ms, outbox, tz, sent_cursor, program_sent,
-	program_sent_at`
+	program_sent_at, flushed_at`
 
 func scanStore(row interface{ Scan(...any) error }) (hub.StoreInfo, error) {
 	var s hub.StoreInfo
-	var created, seen, programAt int64
+	var created, seen, programAt, flushed int64
 	err := row.Scan(&s.ID, &s.Name, &s.TokenHash, &created, &s.Health.Connected, &seen, &s.Health.ClockOffsetMS, &s.Health.Outbox,
-		&s.TimeZone, &s.SentCursor, &s.ProgramSent, &programAt)
-	s.CreatedAt, s.Health.LastSeen, s.ProgramSentAt = fromMS(created), fromMS(seen), fromMS(programAt)
+		&s.TimeZone, &s.SentCursor, &s.ProgramSent, &programAt, &flushed)
+	s.CreatedAt, s.Health.LastSeen, s.ProgramSentAt, s.FlushedAt = fromMS(created), fromMS(seen), fromMS(programAt), fromMS(flushed)
 	return s, err
 }
 
@@ -178,6 +178,12 @@ func (t *tx) MarkSent(ctx context.Context, store string, cursor, program int64, 
 	}
 	_, err := t.ExecContext(ctx, `UPDATE stores SET program_sent = ?, program_sent_at = ? WHERE id = ? AND program_sent < ?`,
 		program, ms(at), store, program)
+	return err
+}
+
+func (t *tx) MarkFlushed(ctx context.Context, store string, at time.Time) error {
+	// At most one write a minute per store: the floor it sets may lag by that much.
+	_, err := t.ExecContext(ctx, `UPDATE stores SET flushed_at = ? WHERE id = ? AND flushed_at < ?`, ms(at), store, ms(at.Add(-time.Minute)))
 	return err
 }
 
