@@ -535,7 +535,7 @@ func (a *applier) check(ctx context.Context, store string, d *loyalty.Delta) err
 		}
 		switch {
 		case orig.Store != store:
-			return loyalty.Errorf(loyalty.EUNAUTHORIZED, "store %s cannot reverse delta %s of %s; refunds of other channels go through the hub", store, orig.ID, orig.Store)
+			return loyalty.Errorf(loyalty.EUNAUTHORIZED, "a store reverses only its own changes; refunds of other stores and channels go through the hub")
 		case orig.Member != d.Member:
 			return loyalty.Errorf(loyalty.EINVALID, "delta %s reverses a delta of another member", d.ID)
 		case orig.Kind != loyalty.KindEarn && orig.Kind != loyalty.KindRedeem:
@@ -1275,7 +1275,7 @@ func (a *applier) useVoucher(ctx context.Context, req loyalty.RedeemRequest, c q
 		return nil, err
 	}
 	if len(uses) > 0 {
-		return nil, loyalty.Errorf(loyalty.ECONFLICT, "voucher %s was already used (delta %s)", v.ID, uses[0])
+		return nil, loyalty.Errorf(loyalty.ECONFLICT, "voucher %s was already used", v.ID)
 	}
 	p, _, err := a.tx.Program(ctx)
 	if err != nil {
