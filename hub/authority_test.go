@@ -448,3 +448,22 @@ func TestAuthority_OldVersionAfterTheNewOneArrived(t *testing.T) {
 	late.OccurredAt = now
 	mustReject(t, h, "s1", late, loyalty.EINVALID)
 }
+
+// A store that first synced after version 2 was published never had version 1, although
+// version 1 is older than everything it was sent.
+func TestAuthority_VersionNeverReceived(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	withProgram(t, h, func(p *loyalty.Program) { p.Earn.PointsPerUnit = 2 })
+	if _, _, err := h.CreateStore(ctx, "s3", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Pull(ctx, "s3", lsync.Pull{Limit: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	v1 := earn("s3", "m1", 1000)
+	mustReject(t, h, "s3", v1, loyalty.EINVALID)
+	v2 := earn("s3", "m1", 1000)
+	v2.RuleVersion, v2.Points = 2, 20
+	mustApply(t, h, "s3", v2)
+}

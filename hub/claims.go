@@ -89,28 +89,27 @@ func (a *applier) floor(ctx context.Context, info StoreInfo) (time.Time, error) 
 	return later(f, a.Now().Add(-a.Claims.MaxOffline)), nil
 }
 
-// checkVersion checks that rule version v can have been the store's at event time at.
+// checkVersion checks that rule version v can have been the store's at event time at: the hub
+// sent it to the store, it was published by then, and the store had not received a newer one more
+// than Claims.Backdate before it.
 func (a *applier) checkVersion(ctx context.Context, info StoreInfo, v int64, floor, at time.Time) error {
-	cv, published, err := a.tx.ProgramPublished(ctx, v)
+	_, published, err := a.tx.ProgramPublished(ctx, v)
 	if loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
 		return loyalty.Errorf(loyalty.ENOTFOUND, "rule version %d does not exist", v)
 	} else if err != nil {
 		return err
 	}
+	sent, err := a.tx.ProgramsSent(ctx, info.ID, v, 2)
+	if err != nil {
+		return err
+	}
 	switch {
-	case cv > info.SentCursor:
+	case len(sent) == 0 || sent[0].Version != v:
 		return loyalty.Errorf(loyalty.EINVALID, "rule version %d was never sent to this store", v)
 	case published.After(at.Add(a.Claims.MaxFuture)):
 		return loyalty.Errorf(loyalty.EINVALID, "rule version %d was published after this change happened", v)
-	}
-	_, replaced, err := a.tx.ProgramPublished(ctx, v+1)
-	if loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
-		return nil // v is the newest
-	} else if err != nil {
-		return err
-	}
-	if replaced.Before(floor) || v < info.ProgramSent && at.After(info.ProgramSentAt.Add(a.Claims.Backdate)) {
-		return loyalty.Errorf(loyalty.EINVALID, "rule version %d was replaced, and this store had received a newer one before this change happened", v)
+	case len(sent) == 2 && at.After(sent[1].At.Add(a.Claims.Backdate)):
+		return loyalty.Errorf(loyalty.EINVALID, "rule version %d was replaced: this store had received version %d before this change happened", v, sent[1].Version)
 	}
 	return nil
 }

@@ -253,12 +253,10 @@ func (h *Hub) Pull(ctx context.Context, store string, req lsync.Pull) (*lsync.Ch
 			}
 		}
 		ch.Cursor = max(upTo, cursor)
-		var sent int64
 		if ch.Program != nil {
-			sent = ch.Program.Version
-		}
-		if err := tx.MarkSent(ctx, store, ch.Cursor, sent, h.Now()); err != nil {
-			return err
+			if err := tx.MarkProgramSent(ctx, store, ch.Program.Version, h.Now()); err != nil {
+				return err
+			}
 		}
 		if req.Flushed {
 			if err := tx.MarkFlushed(ctx, store, h.Now()); err != nil {

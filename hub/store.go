@@ -34,9 +34,11 @@ type Tx interface {
 	SetStoreHealth(ctx context.Context, id string, h Health) error
 	// SetStoreZone sets a store's registered time zone (an IANA name; "" is UTC).
 	SetStoreZone(ctx context.Context, id, tz string) error
-	// MarkSent records that the change feed up to cursor was sent to store, and rule version
-	// program with it at time at (program 0: none). Both only move forward.
-	MarkSent(ctx context.Context, store string, cursor, program int64, at time.Time) error
+	// MarkProgramSent records that rule version was sent to store at time at (the first time counts).
+	MarkProgramSent(ctx context.Context, store string, version int64, at time.Time) error
+	// ProgramsSent returns up to limit rule versions from version from on that were sent to store,
+	// oldest first.
+	ProgramsSent(ctx context.Context, store string, from int64, limit int) ([]SentProgram, error)
 	// MarkFlushed records a flushed pull from store at time at: everything the store had made
 	// then was pushed before it. It only moves forward, and may lag by a minute.
 	MarkFlushed(ctx context.Context, store string, at time.Time) error
@@ -147,15 +149,15 @@ type StoreInfo struct {
 	// TimeZone is the store's registered IANA time zone ("" is UTC): the one campaign days and
 	// hours are read in for its sales, whatever its deltas say.
 	TimeZone string `json:"timezone,omitempty"`
-	// SentCursor is the newest change-feed cursor the hub sent the store: the rule versions it
-	// can have used.
-	SentCursor int64 `json:"-"`
-	// ProgramSent is the newest rule version sent to the store, at ProgramSentAt.
-	ProgramSent   int64     `json:"-"`
-	ProgramSentAt time.Time `json:"-"`
 	// FlushedAt is when the store last pulled with everything it had made pushed before.
 	FlushedAt time.Time `json:"-"`
 	Health        Health    `json:"health"`
+}
+
+// SentProgram is a rule version the hub sent a store, and when.
+type SentProgram struct {
+	Version int64
+	At      time.Time
 }
 
 // TierChange is one tier delta of a member's history.

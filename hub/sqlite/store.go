@@ -110,15 +110,14 @@ func (t *tx) InsertStore(ctx context.Context, s hub.StoreInfo) error {
 	return nil
 }
 
-const storeCols = `id, name, token_hash, created_at, connected, last_seen, clock_offset_ms, outbox, tz, sent_cursor, program_sent,
-	program_sent_at, flushed_at`
+const storeCols = `id, name, token_hash, created_at, connected, last_seen, clock_offset_ms, outbox, tz, flushed_at`
 
 func scanStore(row interface{ Scan(...any) error }) (hub.StoreInfo, error) {
 	var s hub.StoreInfo
-	var created, seen, programAt, flushed int64
+	var created, seen, flushed int64
 	err := row.Scan(&s.ID, &s.Name, &s.TokenHash, &created, &s.Health.Connected, &seen, &s.Health.ClockOffsetMS, &s.Health.Outbox,
-		&s.TimeZone, &s.SentCursor, &s.ProgramSent, &programAt, &flushed)
-	s.CreatedAt, s.Health.LastSeen, s.ProgramSentAt, s.FlushedAt = fromMS(created), fromMS(seen), fromMS(programAt), fromMS(flushed)
+		&s.TimeZone, &flushed)
+	s.CreatedAt, s.Health.LastSeen, s.FlushedAt = fromMS(created), fromMS(seen), fromMS(flushed)
 	return s, err
 }
 
@@ -172,13 +171,30 @@ func (t *tx) SetStoreZone(ctx context.Context, id, tz string) error {
 	return nil
 }
 
-func (t *tx) MarkSent(ctx context.Context, store string, cursor, program int64, at time.Time) error {
-	if _, err := t.ExecContext(ctx, `UPDATE stores SET sent_cursor = ? WHERE id = ? AND sent_cursor < ?`, cursor, store, cursor); err != nil {
-		return err
-	}
-	_, err := t.ExecContext(ctx, `UPDATE stores SET program_sent = ?, program_sent_at = ? WHERE id = ? AND program_sent < ?`,
-		program, ms(at), store, program)
+func (t *tx) MarkProgramSent(ctx context.Context, store string, version int64, at time.Time) error {
+	_, err := t.ExecContext(ctx, `INSERT INTO store_programs (store, version, sent_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
+		store, version, ms(at))
 	return err
+}
+
+func (t *tx) ProgramsSent(ctx context.Context, store string, from int64, limit int) ([]hub.SentProgram, error) {
+	rows, err := t.QueryContext(ctx, `SELECT version, sent_at FROM store_programs WHERE store = ? AND version >= ? ORDER BY version LIMIT ?`,
+		store, from, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []hub.SentProgram
+	for rows.Next() {
+		var p hub.SentProgram
+		var at int64
+		if err := rows.Scan(&p.Version, &at); err != nil {
+			return nil, err
+		}
+		p.At = fromMS(at)
+		out = append(out, p)
+	}
+	return out, rows.Err()
 }
 
 func (t *tx) MarkFlushed(ctx context.Context, store string, at time.Time) error {

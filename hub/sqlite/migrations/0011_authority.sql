@@ -1,11 +1,17 @@
 -- The hub verifies what a store claims (docs/PROTOCOL.md, "What the hub verifies"):
--- a store's registered time zone, the newest change-feed cursor the hub has sent it (so it knows
--- which rule versions the store had), when each rule version was published, and a store's tier
--- history read by time.
+-- a store's registered time zone, its last flushed pull, which rule versions the hub sent it and
+-- when, when each rule version was published, and a member's tier history read by time.
 ALTER TABLE stores ADD COLUMN tz TEXT NOT NULL DEFAULT '';
-ALTER TABLE stores ADD COLUMN sent_cursor INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE stores ADD COLUMN program_sent INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE stores ADD COLUMN program_sent_at INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE stores ADD COLUMN flushed_at INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE store_programs (
+	store   TEXT NOT NULL,
+	version INTEGER NOT NULL,
+	sent_at INTEGER NOT NULL,
+	PRIMARY KEY (store, version)
+) WITHOUT ROWID;
 ALTER TABLE programs ADD COLUMN published_at INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX deltas_member_tier ON deltas (member, event_at) WHERE kind = 'tier';
+-- Stores that synced before this version had every rule version they could have used: counted
+-- as sent when this migration ran.
+INSERT INTO store_programs (store, version, sent_at)
+	SELECT s.id, p.version, CAST(strftime('%s', 'now') AS INTEGER) * 1000 FROM stores s, programs p;
