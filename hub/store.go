@@ -151,7 +151,7 @@ type StoreInfo struct {
 	TimeZone string `json:"timezone,omitempty"`
 	// FlushedAt is when the store last pulled with everything it had made pushed before.
 	FlushedAt time.Time `json:"-"`
-	Health        Health    `json:"health"`
+	Health    Health    `json:"health"`
 }
 
 // SentProgram is a rule version the hub sent a store, and when.
