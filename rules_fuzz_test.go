@@ -2,6 +2,7 @@ package loyalty_test
 
 import (
 	"math/big"
+	"strings"
 	"testing"
 	"time"
 
@@ -140,5 +141,30 @@ func TestCraftedOverflowOrders(t *testing.T) {
 	res, err := d.ComputeEarn(loyalty.EarnInput{Amount: loyalty.MaxAmount, Currency: "EUR"})
 	if err != nil || res.Points != loyalty.MaxAmount/100 {
 		t.Errorf("the maximum amount: %d points, %v; want %d", res.Points, err, int64(loyalty.MaxAmount/100))
+	}
+}
+
+// TestIDLimitsCountCharacters is finding 5 of the authority review: order ids were measured in
+// bytes although the API says characters, and invalid UTF-8 was silently repaired, merging two
+// different ids into one.
+func TestIDLimitsCountCharacters(t *testing.T) {
+	if err := loyalty.ValidateOrderID(strings.Repeat("é", loyalty.MaxIDLength)); err != nil {
+		t.Errorf("128 two-byte characters: %v, want accepted", err)
+	}
+	if err := loyalty.ValidateOrderID(strings.Repeat("é", loyalty.MaxIDLength+1)); loyalty.ErrorCode(err) != loyalty.EINVALID {
+		t.Errorf("129 characters: %v, want EINVALID", err)
+	}
+	for _, id := range []string{"X-\xff\xfe", "X-\xfe\xff"} {
+		if err := loyalty.ValidateOrderID(id); loyalty.ErrorCode(err) != loyalty.EINVALID {
+			t.Errorf("order id %q: %v, want EINVALID", id, err)
+		}
+	}
+	d := loyalty.Delta{ID: "d1", Store: "s1", Member: "m1", Kind: loyalty.KindEarn, Currency: "EUR", OccurredAt: time.Now(), Points: loyalty.MaxPoints}
+	if err := d.Validate(); err != nil {
+		t.Errorf("the most points a delta may carry: %v", err)
+	}
+	d.Points++
+	if err := d.Validate(); loyalty.ErrorCode(err) != loyalty.EINVALID || strings.Contains(loyalty.ErrorMessage(err), "d1") {
+		t.Errorf("one point more: %v, want EINVALID naming no delta id", err)
 	}
 }
