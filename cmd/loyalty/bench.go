@@ -18,6 +18,7 @@ import (
 
 	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/internal/sqlitedb"
+	lsync "github.com/loyalty-edge-sync/loyalty/sync"
 )
 
 func benchCommand() *cobra.Command {
@@ -215,6 +216,14 @@ func runBench(ctx context.Context, earns, deltas int) (BenchResult, error) {
 	if err != nil {
 		return r, err
 	}
+	// The store synced once before it went offline: the hub accepts only rule versions it sent it.
+	for cursor, more := int64(0), true; more; {
+		ch, err := h.Pull(ctx, "bench2", lsync.Pull{Cursor: cursor, Limit: 500})
+		if err != nil {
+			return r, err
+		}
+		cursor, more = ch.Cursor, ch.More
+	}
 	ac2 := ac
 	ac2.StoreID, ac2.Token, ac2.Database = "bench2", token2, filepath.Join(dir, "agent2.db")
 	ac2.HubURL = "ws://127.0.0.1:1/v1/sync" // unreachable while we fill the outbox
@@ -250,5 +259,9 @@ func runBench(ctx context.Context, earns, deltas int) (BenchResult, error) {
 		return r, err
 	}
 	r.WireIngestPerSec = float64(deltas) / time.Since(t0).Seconds()
+	// Every delta of both ingests was applied: a rejected one leaves the outbox too.
+	if rs, err := h.Rejections(ctx, 1); err != nil || len(rs) > 0 {
+		return r, fmt.Errorf("the hub rejected bench deltas (%v): %+v", err, rs)
+	}
 	return r, nil
 }
