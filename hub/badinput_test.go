@@ -912,6 +912,16 @@ func TestSyncPushRejects(t *testing.T) {
 		{"delta id reused, other member", biEarn("d-seed", "s1", "bob", 5000), loyalty.EDUPLICATE},
 		{"delta id reused, other time", mod(biEarn("d-seed", "s1", "alice", 5000), func(d *loyalty.Delta) { d.OccurredAt = d.OccurredAt.Add(time.Second) }), loyalty.EDUPLICATE},
 		{"delta id reused, other kind", biRedeem("d-seed", "s1", "alice", "coffee", 50), loyalty.EDUPLICATE},
+		// Claims the hub verifies instead of believing (docs/PROTOCOL.md, "What the hub verifies").
+		{"forged tier", mod(e, func(d *loyalty.Delta) { d.Tier, d.Points = "gold", 30 }), loyalty.EINVALID},
+		{"forged country", mod(e, func(d *loyalty.Delta) { d.Country = "ZZ" }), loyalty.EINVALID},
+		{"dated ten years ahead by its clock offset", mod(e, func(d *loyalty.Delta) { d.ClockOffsetMS = (3650 * 24 * time.Hour).Milliseconds() }), loyalty.EINVALID},
+		{"dated an hour ahead", mod(e, func(d *loyalty.Delta) { d.OccurredAt = d.OccurredAt.Add(time.Hour) }), loyalty.EINVALID},
+		{"dated a year back", mod(e, func(d *loyalty.Delta) { d.OccurredAt = d.OccurredAt.AddDate(-1, 0, 0) }), loyalty.EINVALID},
+		{"lines that wrap around in int64", mod(e, func(d *loyalty.Delta) {
+			d.Amount, d.Points = 2, 0
+			d.Lines = []loyalty.Line{{Qty: 1, Amount: 9223372036854775807}, {Qty: 1, Amount: 9223372036854775807}, {Qty: 1, Amount: 4}}
+		}), loyalty.EINVALID},
 	}
 	rejected := make(map[string]bool) // rejection records are kept per delta id
 	for i, tt := range tests {
