@@ -8,6 +8,10 @@
 // package's session state machines call, keeping the protocol's ordering rule (the whole outbox
 // goes out before the first pull of a session). The session machines themselves, with their
 // goroutines and timers, are tested separately in package sync and end to end.
+//
+// Hostile stores (hostile.go) run alongside the honest ones: registered stores that push forged
+// deltas through the same Hub.Push. None of their forgeries may be applied or move a balance, a
+// ledger or a budget.
 package sim
 
 import (
@@ -41,11 +45,15 @@ type Config struct {
 	// Broken makes the hub ignore quota already leased out when it grants leases and accepts
 	// online spending, so tests can show that the checker catches an overspend.
 	Broken bool
+	// Hostile is how many extra registered stores push forged deltas (see hostile.go); 0: none.
+	Hostile int
+	// Forgeries are the kinds of forgery hostile stores draw from; empty: all.
+	Forgeries []Forgery
 }
 
-// DefaultConfig returns a run of 3 stores, 6 members and 200 steps.
+// DefaultConfig returns a run of 3 stores, 2 hostile stores, 6 members and 200 steps.
 func DefaultConfig(seed uint64) Config {
-	return Config{Seed: seed, Stores: 3, Members: 6, Steps: 200}
+	return Config{Seed: seed, Stores: 3, Members: 6, Steps: 200, Hostile: 2}
 }
 
 // Result is what one run found.
@@ -53,6 +61,9 @@ type Result struct {
 	Seed       uint64   `json:"seed"`
 	Violations []string `json:"violations"`
 	Stats      Stats    `json:"stats"`
+	// OffTarget lists (up to 20) forged deltas the hub refused for another reason than their
+	// forgery: safe, but the forgery did not test what it meant to.
+	OffTarget []string `json:"off_target,omitempty"`
 }
 
 // Stats counts what happened in a run.
@@ -73,6 +84,18 @@ type Stats struct {
 	DuplicatePushes    int   `json:"duplicate_pushes"`
 	LateRedeliveries   int   `json:"late_redeliveries"`
 	KillSwitches       int   `json:"kill_switches"`
+
+	// Hostile stores (hostile.go).
+	HostileSessions  int           `json:"hostile_sessions"`
+	HostilePushes    int           `json:"hostile_pushes"`     // pushes of forged deltas
+	HostileForged    int           `json:"hostile_forged"`     // forged deltas in them
+	HostileApplied   int           `json:"hostile_applied"`    // forged deltas the hub applied or called duplicates: must be 0
+	HostileMoved     int           `json:"hostile_moved"`      // hostile pushes after which a balance, ledger or budget had moved: must be 0
+	HostileOffTarget int           `json:"hostile_off_target"` // forged deltas rejected for another reason than their forgery
+	HostileControls  int           `json:"hostile_controls"`   // honest deltas the hostile stores pushed too (must be applied)
+	Forged           ForgeryCounts `json:"forged"`             // forged deltas per kind
+	ForgedOnTarget   ForgeryCounts `json:"forged_on_target"`   // of which rejected for the forged claim itself
+	ForgedApplied    ForgeryCounts `json:"forged_applied"`     // of which applied: must be all 0
 }
 
 const leaseTTL, leaseMargin = 10 * time.Minute, 30 * time.Second
@@ -138,6 +161,10 @@ type world struct {
 	offline  map[[3]string]int64
 	late     []lateBatch
 	order    int
+
+	over     map[string]bool // budgets over their limit at the last check
+	hostile  []*hostile
+	programs map[int64]*loyalty.Program // rule versions, read once
 }
 
 func (w *world) clock() time.Time { return w.now }
@@ -164,7 +191,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	w := &world{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)), dir: dir,
 		now: time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC), res: &Result{Seed: cfg.Seed, Violations: []string{}},
-		tokens: map[string]string{}, approved: map[string]bool{}, expected: map[string]int64{}, offline: map[[3]string]int64{}}
+		tokens: map[string]string{}, approved: map[string]bool{}, expected: map[string]int64{}, offline: map[[3]string]int64{},
+		over: map[string]bool{}}
 	defer w.close()
 	if err := w.setup(ctx); err != nil {
 		return nil, err
@@ -174,6 +202,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		w.now = w.now.Add(time.Duration(1+w.rng.IntN(5)) * time.Second)
 		if err := w.step(ctx); err != nil {
 			return nil, fmt.Errorf("seed %d step %d: %w", cfg.Seed, w.res.Stats.Steps, err)
+		}
+		if len(w.hostile) > 0 && w.rng.IntN(100) < hostileRate {
+			if err := w.hostileSession(ctx, w.hostile[w.rng.IntN(len(w.hostile))]); err != nil {
+				return nil, fmt.Errorf("seed %d step %d (hostile): %w", cfg.Seed, w.res.Stats.Steps, err)
+			}
 		}
 		if err := w.checkBudgets(ctx); err != nil {
 			return nil, err
@@ -186,12 +219,23 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 }
 
 // Program is the simulated loyalty program: budgets small enough to run out, an offline limit
-// and an online-only reward.
+// and an online-only reward; tiers members climb during a run and a daytime campaign (read in
+// each store's registered time zone), so forged tiers and time zones have something to gain; and
+// a percent-off reward, which the simulated tills never offer (they send no order amount) but a
+// hostile store can try to redeem without one.
 func Program() loyalty.Program {
 	p := loyalty.DefaultProgram()
 	p.Rewards[0].Offline = loyalty.OfflineAllow                             // coffee, 50
 	p.Rewards[1].Offline, p.Rewards[1].OfflineMax = loyalty.OfflineLimit, 1 // five-off, 100
 	p.Rewards[2].Offline = loyalty.OfflineDeny                              // tote, 250
+	p.Rewards = append(p.Rewards, loyalty.Reward{ID: "ten-pct", Name: "10% off", PointsCost: 150, Kind: "percent_off", Value: 10, MaxValue: 500})
+	p.Tiers = &loyalty.TierRules{Basis: loyalty.BasisSpend, Window: loyalty.WindowLifetime, Tiers: []loyalty.Tier{
+		{ID: "bronze", Name: "Bronze", Threshold: 0, Multiplier: 1000},
+		{ID: "silver", Name: "Silver", Threshold: 60000, Multiplier: 1250},
+		{ID: "gold", Name: "Gold", Threshold: 250000, Multiplier: 1500},
+	}}
+	p.Campaigns = []loyalty.Campaign{{ID: "daytime", Name: "Daytime bonus", Start: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC),
+		End: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC), From: "06:00", To: "20:00", Multiplier: 1500}}
 	p.Budgets = []loyalty.Budget{
 		{ID: "coffee-count", Metric: loyalty.MetricRedemptions, Reward: "coffee", Limit: 12},
 		{ID: "discount", Metric: loyalty.MetricDiscount, Limit: 3000},
@@ -261,7 +305,8 @@ func (w *world) setup(ctx context.Context) error {
 		w.stores = append(w.stores, s)
 	}
 	for i := range w.cfg.Members {
-		m, err := w.hub.CreateMember(ctx, loyalty.Member{ID: fmt.Sprintf("m%d", i+1), HomeStore: w.stores[i%len(w.stores)].id})
+		m, err := w.hub.CreateMember(ctx, loyalty.Member{ID: fmt.Sprintf("m%d", i+1), HomeStore: w.stores[i%len(w.stores)].id,
+			Country: countries[i%len(countries)]})
 		if err != nil {
 			return err
 		}
@@ -280,8 +325,10 @@ func (w *world) setup(ctx context.Context) error {
 			return err
 		}
 	}
-	return nil
+	return w.setupHostile(ctx)
 }
+
+var countries = []string{"FR", "DE", "NL"}
 
 func (w *world) record(r loyalty.Receipt) {
 	if len(r.Deltas) > 0 && w.approved[r.Deltas[0]] {
@@ -560,15 +607,18 @@ func (w *world) redeliver(ctx context.Context) error {
 }
 
 // checkBudgets checks the escrow invariant: spent + outstanding leases <= limit, for every budget.
+// A budget over its limit is reported when it goes over, not again at every step it stays over.
 func (w *world) checkBudgets(ctx context.Context) error {
 	bs, err := w.hub.Budgets(ctx)
 	if err != nil {
 		return err
 	}
 	for _, b := range bs {
-		if b.Spent+b.Outstanding > b.Limit {
+		over := b.Spent+b.Outstanding > b.Limit
+		if over && !w.over[b.ID] {
 			w.violate("budget %s: spent %d + outstanding %d > limit %d", b.ID, b.Spent, b.Outstanding, b.Limit)
 		}
+		w.over[b.ID] = over
 	}
 	return nil
 }
@@ -609,6 +659,11 @@ func (w *world) finish(ctx context.Context) error {
 				return err
 			}
 		}
+		for _, h := range w.hostile {
+			if err := w.hostilePull(ctx, h); err != nil {
+				return err
+			}
+		}
 		if round == 0 {
 			w.now = w.now.Add(leaseTTL + leaseMargin + time.Second)
 			if _, err := w.hub.ExpireLeases(ctx); err != nil {
@@ -640,6 +695,11 @@ func (w *world) finish(ctx context.Context) error {
 				return err
 			}
 			left += n
+		}
+		for _, h := range w.hostile {
+			if err := w.hostilePull(ctx, h); err != nil {
+				return err
+			}
 		}
 		if err := version(&after); err != nil {
 			return err
@@ -681,8 +741,14 @@ func (w *world) checkEnd(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			ledger += len(es)
 			for _, e := range es {
+				if e.Kind == loyalty.KindTier && e.Store == loyalty.HubStore {
+					if e.Points != 0 {
+						w.violate("tier change %s of %s moved %d points", e.ID, m, e.Points)
+					}
+					continue // the hub's own record of a tier change, not a delta anyone approved
+				}
+				ledger++
 				if e.Voucher != "" && e.Kind == loyalty.KindRedeem {
 					if by, err := tx.ReversalOf(ctx, e.ID); err != nil {
 						return err

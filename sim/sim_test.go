@@ -85,3 +85,62 @@ func TestReplayIsDeterministic(t *testing.T) {
 		t.Fatalf("seed 42 twice:\n%+v\n%+v", a.Stats, b.Stats)
 	}
 }
+
+// TestHostileStores runs a few dozen seeds in which hostile stores push forged deltas (every
+// kind of sim.Forgeries) through the hub's Push. None may be applied nor move a balance, a ledger
+// or a budget; their honest deltas must be applied; and every kind must have been tried and
+// refused for its own forgery at least once, so a forgery that never runs, or that the hub
+// refuses for another reason than the claim it forges, fails the test too.
+func TestHostileStores(t *testing.T) {
+	n := 36
+	if raceEnabled {
+		n = 12
+	}
+	cfg := sim.DefaultConfig(0)
+	if cfg.Hostile == 0 {
+		cfg.Hostile = 2
+	}
+	var mu sync.Mutex
+	var total sim.Stats
+	var offTarget []string
+	err := sim.RunSeeds(context.Background(), cfg, 1, n, runtime.NumCPU(), func(r *sim.Result) {
+		mu.Lock()
+		defer mu.Unlock()
+		total.HostileForged += r.Stats.HostileForged
+		total.HostileApplied += r.Stats.HostileApplied
+		total.HostileMoved += r.Stats.HostileMoved
+		total.HostileControls += r.Stats.HostileControls
+		total.HostileOffTarget += r.Stats.HostileOffTarget
+		total.Forged.Add(r.Stats.Forged)
+		total.ForgedOnTarget.Add(r.Stats.ForgedOnTarget)
+		total.ForgedApplied.Add(r.Stats.ForgedApplied)
+		offTarget = append(offTarget, r.OffTarget...)
+		if len(r.Violations) > 0 {
+			t.Errorf("seed %d broke %d invariant(s); replay with `loyalty sim --seed %d`:\n  %s",
+				r.Seed, len(r.Violations), r.Seed, strings.Join(r.Violations[:min(5, len(r.Violations))], "\n  "))
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if total.HostileApplied > 0 || total.HostileMoved > 0 {
+		t.Errorf("%d forged deltas applied, %d hostile pushes moved the hub's state", total.HostileApplied, total.HostileMoved)
+	}
+	if total.HostileControls == 0 {
+		t.Error("the hostile stores pushed no honest deltas")
+	}
+	for _, f := range sim.Forgeries() {
+		switch {
+		case total.Forged[f] == 0:
+			t.Errorf("forgery %s was never tried in %d seeds", f, n)
+		case total.ForgedOnTarget[f] == 0 && total.ForgedApplied[f] == 0:
+			t.Errorf("forgery %s was tried %d times but never refused for what it forges", f, total.Forged[f])
+		}
+		t.Logf("%-21s tried %4d, refused for it %4d, applied %d", f, total.Forged[f], total.ForgedOnTarget[f], total.ForgedApplied[f])
+	}
+	for _, o := range offTarget[:min(len(offTarget), 5)] {
+		t.Logf("refused for another reason: %s", o)
+	}
+	t.Logf("seeds 1..%d: %d forged deltas, %d applied, %d refused for another reason than their forgery; %d honest deltas from hostile stores",
+		n, total.HostileForged, total.HostileApplied, total.HostileOffTarget, total.HostileControls)
+}
