@@ -27,12 +27,19 @@ func pipe() (*pipeConn, *pipeConn) {
 	return &pipeConn{in: a, out: b, done: done, once: once}, &pipeConn{in: b, out: a, done: done, once: once}
 }
 
+// Read returns the next message. Messages written before the connection was closed are read
+// first, as over TCP: a peer that writes an error and closes is heard saying why.
 func (p *pipeConn) Read(ctx context.Context) ([]byte, error) {
 	select {
 	case b := <-p.in:
 		return b, nil
 	case <-p.done:
-		return nil, io.EOF
+		select {
+		case b := <-p.in:
+			return b, nil
+		default:
+			return nil, io.EOF
+		}
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
