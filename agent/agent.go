@@ -311,11 +311,30 @@ func (a *Agent) onceTx(ctx context.Context, op, orderID, key string, req any, fn
 	return out, err
 }
 
-func (a *Agent) newDelta(member string, kind loyalty.Kind, orderID, terminal string) loyalty.Delta {
+func (a *Agent) newDelta(ctx context.Context, tx Tx, member string, kind loyalty.Kind, orderID, terminal string) (loyalty.Delta, error) {
+	offset, err := a.clockOffset(ctx, tx)
 	d := loyalty.Delta{ID: loyalty.NewDeltaID(), Store: a.StoreID, Terminal: terminal, Member: member, Kind: kind,
-		OrderID: orderID, OccurredAt: a.Now(), ClockOffsetMS: a.Sync.Status().ClockOffsetMS}
+		OrderID: orderID, OccurredAt: a.Now(), ClockOffsetMS: offset}
 	d.Normalize()
-	return d
+	return d, err
+}
+
+// clockOffset returns the hub clock minus this device's clock: as measured in this process's
+// sessions, and kept in the replica so that an agent restarted while offline still dates its
+// deltas on the hub's clock (the hub refuses dates far from it).
+func (a *Agent) clockOffset(ctx context.Context, tx Tx) (int64, error) {
+	kept, err := tx.ClockOffset(ctx)
+	if err != nil {
+		return 0, err
+	}
+	st := a.Sync.Status()
+	if st.Sessions == 0 { // not measured since this agent started
+		return kept, nil
+	}
+	if st.ClockOffsetMS != kept {
+		return st.ClockOffsetMS, tx.SetClockOffset(ctx, st.ClockOffsetMS)
+	}
+	return kept, nil
 }
 
 // Earn awards points for a sale under the program this store last synced.
@@ -338,7 +357,10 @@ func (a *Agent) Earn(ctx context.Context, req loyalty.EarnRequest) (loyalty.Rece
 		if err != nil {
 			return loyalty.Receipt{}, err
 		}
-		d := a.newDelta(member, loyalty.KindEarn, req.OrderID, req.Terminal)
+		d, err := a.newDelta(ctx, tx, member, loyalty.KindEarn, req.OrderID, req.Terminal)
+		if err != nil {
+			return loyalty.Receipt{}, err
+		}
 		m, _, _, _, err := a.balance(ctx, tx, member)
 		if err != nil {
 			return loyalty.Receipt{}, err
@@ -547,7 +569,10 @@ func (a *Agent) Redeem(ctx context.Context, req loyalty.RedeemRequest) (loyalty.
 		if err := p.CheckOrderAmount(r.ID, int64(req.OrderAmount)); err != nil {
 			return loyalty.Receipt{}, err
 		}
-		d := a.newDelta(member, loyalty.KindRedeem, req.OrderID, req.Terminal)
+		d, err := a.newDelta(ctx, tx, member, loyalty.KindRedeem, req.OrderID, req.Terminal)
+		if err != nil {
+			return loyalty.Receipt{}, err
+		}
 		d.Points, d.Reward, d.RuleVersion = -r.PointsCost, r.ID, p.Version
 		d.Amount = int64(req.OrderAmount)
 		rc, err := a.write(ctx, tx, &p, offline, d)
@@ -576,7 +601,10 @@ func (a *Agent) useVoucher(ctx context.Context, req loyalty.RedeemRequest) (loya
 		if err != nil {
 			return loyalty.Receipt{}, err
 		}
-		d := a.newDelta(c.Member, loyalty.KindRedeem, req.OrderID, req.Terminal)
+		d, err := a.newDelta(ctx, tx, c.Member, loyalty.KindRedeem, req.OrderID, req.Terminal)
+		if err != nil {
+			return loyalty.Receipt{}, err
+		}
 		d.Voucher, d.Reward, d.RuleVersion = c.Voucher, c.Reward, p.Version
 		d.Amount = int64(req.OrderAmount)
 		rc, err := a.write(ctx, tx, &p, offline, d)
@@ -624,7 +652,10 @@ func (a *Agent) Reverse(ctx context.Context, req loyalty.ReverseRequest) (loyalt
 			} else if by != "" {
 				continue
 			}
-			r := a.newDelta(d.Member, loyalty.KindReverse, req.OrderID, req.Terminal)
+			r, err := a.newDelta(ctx, tx, d.Member, loyalty.KindReverse, req.OrderID, req.Terminal)
+			if err != nil {
+				return loyalty.Receipt{}, err
+			}
 			r.Points, r.Reverses, r.RuleVersion, r.Reward = -d.Points, d.ID, d.RuleVersion, d.Reward
 			r.Punches = negate(d.Punches) // a refund takes its punches back
 			rev = append(rev, r)

@@ -25,6 +25,7 @@ type fakeSync struct {
 	mu     gosync.Mutex
 	online bool
 	kicks  int
+	status lsync.Status // sessions and clock offset, when a test sets them
 }
 
 func (f *fakeSync) Kick() { f.mu.Lock(); f.kicks++; f.mu.Unlock() }
@@ -37,7 +38,9 @@ func (f *fakeSync) Subscribe(ctx context.Context, m string) (*loyalty.Member, er
 func (f *fakeSync) Status() lsync.Status {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return lsync.Status{Online: f.online}
+	st := f.status
+	st.Online = f.online
+	return st
 }
 
 type replicaAgent struct {
@@ -472,5 +475,32 @@ func TestRefundTakesPunchesBack(t *testing.T) {
 	}
 	if r := buy("c", 1); len(r.PunchRewards) != 1 {
 		t.Errorf("the 5th unit kept: %+v", r.PunchRewards)
+	}
+}
+
+// TestClockOffsetSurvivesARestart: an agent restarted while offline dates its deltas with the
+// clock offset it last measured, not with none: the hub refuses dates far from its own clock.
+func TestClockOffsetSurvivesARestart(t *testing.T) {
+	ta := newTestAgent(t)
+	ctx := context.Background()
+	hour := time.Hour.Milliseconds()
+	ta.sync.status = lsync.Status{Sessions: 1, ClockOffsetMS: -hour} // this PC runs an hour fast
+	r, err := ta.Earn(ctx, loyalty.EarnRequest{OrderID: "o1", MemberID: "m1", Amount: 1000, Currency: "EUR"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ta.sync.status = lsync.Status{} // restarted, not connected since
+	r2, err := ta.Earn(ctx, loyalty.EarnRequest{OrderID: "o2", MemberID: "m1", Amount: 1000, Currency: "EUR"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := ta.store.Pending(ctx, 0, 10)
+	if err != nil || len(out) != 2 {
+		t.Fatalf("pending %d, %v", len(out), err)
+	}
+	for i, id := range []string{r.Deltas[0], r2.Deltas[0]} {
+		if out[i].Delta.ID != id || out[i].Delta.ClockOffsetMS != -hour {
+			t.Errorf("delta %d: offset %d ms, want %d", i, out[i].Delta.ClockOffsetMS, -hour)
+		}
 	}
 }

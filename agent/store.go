@@ -33,6 +33,10 @@ type Tx interface {
 	Program(ctx context.Context) (loyalty.Program, error)
 	// TimeZone returns the store's time zone as the hub last sent it ("" before the first sync).
 	TimeZone(ctx context.Context) (string, error)
+	// ClockOffset returns the hub clock minus the device clock as last measured, in ms (0: never).
+	ClockOffset(ctx context.Context) (int64, error)
+	// SetClockOffset keeps a newly measured clock offset.
+	SetClockOffset(ctx context.Context, ms int64) error
 	// Keys returns the hub's public keys as last synced.
 	Keys(ctx context.Context) ([]qr.PublicKey, error)
 

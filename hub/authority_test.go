@@ -226,6 +226,7 @@ func TestAuthority_RuleVersions(t *testing.T) {
 	// change made after that under version 1 is a store choosing the old rules.
 	withProgram(t, h, func(p *loyalty.Program) { p.Earn.PointsPerUnit = 1 }) // version 3 pays less than 2
 	syncStores(t, h)
+	syncStores(t, h) // the next pull shows the store had the answer that carried version 3
 	now = t0.Add(5 * time.Hour)
 	h.Seen(ctx, "s1", lsync.Health{Connected: false, At: now})
 	now = t0.Add(6 * time.Hour)
@@ -438,7 +439,8 @@ func TestAuthority_OldVersionAfterTheNewOneArrived(t *testing.T) {
 	h.Seen(ctx, "s1", lsync.Health{Connected: true, At: now})
 	withProgram(t, h, func(p *loyalty.Program) { p.Earn.PointsPerUnit = 2 })
 	now = t0.Add(time.Minute)
-	syncStores(t, h) // s1 receives version 2 now
+	syncStores(t, h) // s1 is sent version 2 now...
+	syncStores(t, h) // ...and its next pull shows it had it
 	soon := earn("s1", "m1", 1000)
 	soon.OccurredAt = now.Add(10 * time.Minute) // an old agent finishing a sale under version 1
 	now = now.Add(11 * time.Minute)
@@ -466,4 +468,67 @@ func TestAuthority_VersionNeverReceived(t *testing.T) {
 	v2 := earn("s3", "m1", 1000)
 	v2.RuleVersion, v2.Points = 2, 20
 	mustApply(t, h, "s3", v2)
+}
+
+// A store cannot stay on an old rule version by naming a cursor past the program's: the hub sends
+// the current program to a store it never sent it to, and a version's replacement counts from the
+// store's next pull.
+func TestAuthority_CursorCannotHideANewVersion(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	now := t0
+	h.Now = func() time.Time { return now }
+	withProgram(t, h, func(p *loyalty.Program) { p.Earn.PointsPerUnit = 2 })
+	ch, err := h.Pull(ctx, "s1", lsync.Pull{Cursor: 1 << 62, Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ch.Program == nil || ch.Program.Version != 2 {
+		t.Fatalf("a pull past the cursor got program %+v, want version 2", ch.Program)
+	}
+	h.Pull(ctx, "s1", lsync.Pull{Cursor: 1 << 62, Limit: 10}) // it had the answer
+	now = t0.Add(2 * time.Hour)
+	old := earn("s1", "m1", 1000)
+	old.OccurredAt = now
+	mustReject(t, h, "s1", old, loyalty.EINVALID)
+}
+
+// A session's first pull comes after its whole outbox, so it moves the floor to the session's
+// start even from a store that never says its pulls are flushed.
+func TestAuthority_SessionStartIsAFloor(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	now := t0.Add(10 * time.Hour)
+	h.Now = func() time.Time { return now }
+	h.Seen(ctx, "s1", lsync.Health{Connected: true, At: now})
+	if _, err := h.Pull(ctx, "s1", lsync.Pull{Limit: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	back := earn("s1", "m1", 1000)
+	back.OccurredAt = now.Add(-3 * time.Hour)
+	mustReject(t, h, "s1", back, loyalty.EINVALID)
+	recent := earn("s1", "m1", 1000)
+	recent.OccurredAt = now.Add(-time.Minute)
+	mustApply(t, h, "s1", recent)
+}
+
+// Punch cards change only with a sale and its refund, by exactly the sale's units.
+func TestAuthority_PunchesOnlyFromSales(t *testing.T) {
+	h := openHub(t)
+	withProgram(t, h, func(p *loyalty.Program) {
+		p.PunchCards = []loyalty.PunchCard{{ID: "beans", Name: "Beans", Category: "beans", Buy: 5, Reward: "coffee"}}
+	})
+	syncStores(t, h)
+	fund(t, h, "m1", 500)
+	r := redeem("s1", "m1", "coffee", 50)
+	r.RuleVersion, r.Punches = 2, map[string]int64{"beans": 9_000_000_000_000_000_000}
+	mustReject(t, h, "s1", r, loyalty.EINVALID)
+	sale := earn("s1", "m1", 1000)
+	sale.RuleVersion, sale.Lines, sale.Punches = 2, []loyalty.Line{{Category: "beans", Qty: 3, Amount: 1000}}, map[string]int64{"beans": 3}
+	mustApply(t, h, "s1", sale)
+	refund := loyalty.Delta{ID: loyalty.NewDeltaID(), Store: "s1", Member: "m1", Kind: loyalty.KindReverse, Points: -sale.Points,
+		Reverses: sale.ID, RuleVersion: 2, OccurredAt: t0}
+	mustReject(t, h, "s1", refund, loyalty.EINVALID) // keeps the punches of a refunded sale
+	refund.Punches = map[string]int64{"beans": -3}
+	mustApply(t, h, "s1", refund)
 }

@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"time"
@@ -53,11 +54,11 @@ func (a *applier) checkClaims(ctx context.Context, store string, d *loyalty.Delt
 			return nil, err
 		}
 	}
-	loc := time.UTC
-	if info.TimeZone != "" {
-		if loc, err = time.LoadLocation(info.TimeZone); err != nil {
-			return nil, err // registered zones are checked when set
-		}
+	// A store registered before stores had zones ("") is read in the zone its agent was
+	// configured with, as before, until an operator registers its zone.
+	loc, err := time.LoadLocation(cmp.Or(info.TimeZone, d.TimeZone))
+	if err != nil {
+		return nil, loyalty.Errorf(loyalty.EINVALID, "unknown time zone %q", cmp.Or(info.TimeZone, d.TimeZone))
 	}
 	if d.Kind == loyalty.KindEarn {
 		m := a.members[d.Member]
@@ -80,18 +81,37 @@ func (a *applier) checkClaims(ctx context.Context, store string, d *loyalty.Delt
 	return &verified{loc: loc}, nil
 }
 
-// floor returns the earliest event time the hub accepts from a store now: its last flushed
-// pull (or its registration), less Claims.Backdate, and no earlier than Claims.MaxOffline ago.
-// Everything the store had made before a flushed pull was pushed before it, in the same ordered
-// session, so a new delta dated earlier is a backdated one.
+// floor returns the earliest event time the hub accepts from a store now: the later of its
+// registration and its last flushed pull (or the start of its last session with a pull: the whole
+// outbox goes out before a session's first pull), less Claims.Backdate for clock error, and never
+// earlier than Claims.MaxOffline ago.
 func (a *applier) floor(ctx context.Context, info StoreInfo) (time.Time, error) {
 	f := later(info.CreatedAt, info.FlushedAt).Add(-a.Claims.Backdate)
 	return later(f, a.Now().Add(-a.Claims.MaxOffline)), nil
 }
 
+// markFlushed records, at a store's last page of changes, what the pull proves: everything the
+// store had made was pushed before it if it says so (flushed), and in any case everything it had
+// made before its session started.
+func (h *Hub) markFlushed(ctx context.Context, tx Tx, store string, flushed bool) error {
+	at := time.Time{}
+	if flushed {
+		at = h.Now()
+	} else {
+		h.healthMu.Lock()
+		at = h.started[store]
+		h.healthMu.Unlock()
+	}
+	if at.IsZero() {
+		return nil
+	}
+	return tx.MarkFlushed(ctx, store, at)
+}
+
 // checkVersion checks that rule version v can have been the store's at event time at: the hub
 // sent it to the store, it was published by then, and the store had not received a newer one more
-// than Claims.Backdate before it.
+// than Claims.Backdate before it (received: the store pulled again after the answer that carried
+// it, which it does only once it has that answer).
 func (a *applier) checkVersion(ctx context.Context, info StoreInfo, v int64, floor, at time.Time) error {
 	_, published, err := a.tx.ProgramPublished(ctx, v)
 	if loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
@@ -108,7 +128,7 @@ func (a *applier) checkVersion(ctx context.Context, info StoreInfo, v int64, flo
 		return loyalty.Errorf(loyalty.EINVALID, "rule version %d was never sent to this store", v)
 	case published.After(at.Add(a.Claims.MaxFuture)):
 		return loyalty.Errorf(loyalty.EINVALID, "rule version %d was published after this change happened", v)
-	case len(sent) == 2 && at.After(sent[1].At.Add(a.Claims.Backdate)):
+	case len(sent) == 2 && !sent[1].Received.IsZero() && at.After(sent[1].Received.Add(a.Claims.Backdate)):
 		return loyalty.Errorf(loyalty.EINVALID, "rule version %d was replaced: this store had received version %d before this change happened", v, sent[1].Version)
 	}
 	return nil

@@ -9,7 +9,6 @@
 package hub
 
 import (
-	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -55,6 +54,7 @@ type Hub struct {
 
 	healthMu sync.Mutex
 	health   map[string]Health
+	started  map[string]time.Time // per store: when its live session started
 }
 
 // ClaimLimits bounds the event time a store may give a delta: from Backdate before the store's
@@ -85,6 +85,7 @@ func New(s Store) *Hub {
 		Lease:           DefaultLeaseConfig(),
 		Claims:          DefaultClaimLimits(),
 		health:          make(map[string]Health),
+		started:         make(map[string]time.Time),
 	}
 }
 
@@ -253,22 +254,32 @@ func (h *Hub) Pull(ctx context.Context, store string, req lsync.Pull) (*lsync.Ch
 			}
 		}
 		ch.Cursor = max(upTo, cursor)
+		// This pull shows the store received the answer to its previous one; the current program
+		// goes to a store that was never sent it, whatever cursor the store names.
+		if err := tx.ProgramsReceived(ctx, store, h.Now()); err != nil {
+			return err
+		}
+		if ch.Program == nil && !ch.More {
+			if sent, err := tx.ProgramsSent(ctx, store, p.Version, 1); err != nil {
+				return err
+			} else if len(sent) == 0 {
+				ch.Program = &p
+			}
+		}
 		if ch.Program != nil {
 			if err := tx.MarkProgramSent(ctx, store, ch.Program.Version, h.Now()); err != nil {
 				return err
 			}
 		}
-		if req.Flushed {
-			if err := tx.MarkFlushed(ctx, store, h.Now()); err != nil {
+		if !ch.More {
+			if err := h.markFlushed(ctx, tx, store, req.Flushed); err != nil {
 				return err
 			}
-		}
-		if !ch.More {
 			info, err := tx.StoreInfo(ctx, store)
 			if err != nil {
 				return err
 			}
-			ch.TimeZone = cmp.Or(info.TimeZone, "UTC")
+			ch.TimeZone = info.TimeZone // "" for a store registered before zones were: its agent keeps its own
 			ch.Leases, err = h.newApplier(tx).leases(ctx, store, req.Flushed)
 			return err
 		}
@@ -308,6 +319,11 @@ func (h *Hub) Seen(ctx context.Context, store string, s lsync.Health) error {
 			slog.String("store", store), slog.Int64("clock_offset_ms", cur.ClockOffsetMS))
 	}
 	h.health[store] = cur
+	if s.Connected && !prev.Connected {
+		h.started[store] = s.At
+	} else if !s.Connected {
+		delete(h.started, store)
+	}
 	h.healthMu.Unlock()
 	if known && prev.Connected == cur.Connected {
 		return nil
@@ -447,6 +463,9 @@ func (a *applier) check(ctx context.Context, store string, d *loyalty.Delta) err
 	if d.Points > 0 && bal > loyalty.MaxBalance-d.Points {
 		return loyalty.Errorf(loyalty.EINVALID, "this change would take the member's balance over %d points", int64(loyalty.MaxBalance))
 	}
+	if len(d.Punches) > 0 && d.Kind != loyalty.KindEarn && d.Kind != loyalty.KindReverse {
+		return loyalty.Errorf(loyalty.EINVALID, "only a sale or its refund changes punch cards")
+	}
 	var claims *verified
 	if store != loyalty.OnlineStore && store != loyalty.HubStore {
 		if claims, err = a.checkClaims(ctx, store, d); err != nil {
@@ -540,7 +559,7 @@ func (a *applier) check(ctx context.Context, store string, d *loyalty.Delta) err
 			return loyalty.Errorf(loyalty.EINVALID, "only earn and redeem deltas can be reversed, not %s", orig.Kind)
 		case d.Points != -orig.Points:
 			return loyalty.Errorf(loyalty.EINVALID, "reversing %d points takes %d, not %d", orig.Points, -orig.Points, d.Points)
-		case len(d.Punches) > 0 && !maps.EqualFunc(d.Punches, orig.Punches, func(a, b int64) bool { return a == -b }):
+		case len(d.Punches) != len(orig.Punches) || !maps.EqualFunc(d.Punches, orig.Punches, func(a, b int64) bool { return a == -b }):
 			return loyalty.Errorf(loyalty.EINVALID, "a reversal takes back exactly the punches of the order")
 		}
 		if by, err := a.tx.ReversalOf(ctx, orig.ID); err != nil {
@@ -720,8 +739,8 @@ func (h *Hub) CreateStore(ctx context.Context, id, name string) (StoreInfo, stri
 
 // CreateStoreIn registers a store in time zone tz (an IANA name; "" is UTC) and returns its token.
 func (h *Hub) CreateStoreIn(ctx context.Context, id, name, tz string) (StoreInfo, string, error) {
-	if tz == "UTC" {
-		tz = ""
+	if tz == "" {
+		tz = "UTC"
 	}
 	if _, err := time.LoadLocation(tz); err != nil || strings.EqualFold(tz, "local") {
 		return StoreInfo{}, "", loyalty.Errorf(loyalty.EINVALID, "time zone %q is not an IANA time zone name such as Europe/Berlin", tz)
@@ -750,10 +769,10 @@ func (h *Hub) CreateStoreIn(ctx context.Context, id, name, tz string) (StoreInfo
 // UTC). Campaign days and hours of the store's sales are read in it, and the store's agent
 // receives it at its next sync.
 func (h *Hub) SetStoreZone(ctx context.Context, id, tz string) error {
-	if tz == "UTC" {
-		tz = ""
+	if tz == "" {
+		tz = "UTC"
 	}
-	if _, err := time.LoadLocation(tz); err != nil || strings.EqualFold(tz, "local") {
+	if _, err := time.LoadLocation(tz); err != nil || strings.EqualFold(tz, "local") || len(tz) > loyalty.MaxIDLength {
 		return loyalty.Errorf(loyalty.EINVALID, "time zone %q is not an IANA time zone name such as Europe/Berlin", tz)
 	}
 	return h.update(ctx, func(tx Tx) error {

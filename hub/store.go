@@ -36,6 +36,9 @@ type Tx interface {
 	SetStoreZone(ctx context.Context, id, tz string) error
 	// MarkProgramSent records that rule version was sent to store at time at (the first time counts).
 	MarkProgramSent(ctx context.Context, store string, version int64, at time.Time) error
+	// ProgramsReceived records that store received every rule version sent to it so far: it
+	// pulled again, which it does only after the answer to its previous pull.
+	ProgramsReceived(ctx context.Context, store string, at time.Time) error
 	// ProgramsSent returns up to limit rule versions from version from on that were sent to store,
 	// oldest first.
 	ProgramsSent(ctx context.Context, store string, from int64, limit int) ([]SentProgram, error)
@@ -154,10 +157,12 @@ type StoreInfo struct {
 	Health    Health    `json:"health"`
 }
 
-// SentProgram is a rule version the hub sent a store, and when.
+// SentProgram is a rule version the hub sent a store, when, and when the store's next pull
+// showed it had received it (zero: not yet).
 type SentProgram struct {
-	Version int64
-	At      time.Time
+	Version  int64
+	At       time.Time
+	Received time.Time
 }
 
 // TierChange is one tier delta of a member's history.

@@ -81,6 +81,18 @@ type tx struct {
 
 func (t *tx) TimeZone(ctx context.Context) (string, error) { return t.meta(ctx, "tz") }
 
+func (t *tx) ClockOffset(ctx context.Context) (int64, error) {
+	v, err := t.meta(ctx, "clock_offset_ms")
+	if err != nil || v == "" {
+		return 0, err
+	}
+	return strconv.ParseInt(v, 10, 64)
+}
+
+func (t *tx) SetClockOffset(ctx context.Context, ms int64) error {
+	return t.setMeta(ctx, "clock_offset_ms", strconv.FormatInt(ms, 10))
+}
+
 func (t *tx) meta(ctx context.Context, key string) (string, error) {
 	var v string
 	err := t.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&v)

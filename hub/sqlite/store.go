@@ -177,9 +177,14 @@ func (t *tx) MarkProgramSent(ctx context.Context, store string, version int64, a
 	return err
 }
 
+func (t *tx) ProgramsReceived(ctx context.Context, store string, at time.Time) error {
+	_, err := t.ExecContext(ctx, `UPDATE store_programs SET received_at = ? WHERE store = ? AND received_at = 0`, ms(at), store)
+	return err
+}
+
 func (t *tx) ProgramsSent(ctx context.Context, store string, from int64, limit int) ([]hub.SentProgram, error) {
-	rows, err := t.QueryContext(ctx, `SELECT version, sent_at FROM store_programs WHERE store = ? AND version >= ? ORDER BY version LIMIT ?`,
-		store, from, limit)
+	rows, err := t.QueryContext(ctx, `SELECT version, sent_at, received_at FROM store_programs WHERE store = ? AND version >= ?
+		ORDER BY version LIMIT ?`, store, from, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -187,11 +192,11 @@ func (t *tx) ProgramsSent(ctx context.Context, store string, from int64, limit i
 	var out []hub.SentProgram
 	for rows.Next() {
 		var p hub.SentProgram
-		var at int64
-		if err := rows.Scan(&p.Version, &at); err != nil {
+		var at, received int64
+		if err := rows.Scan(&p.Version, &at, &received); err != nil {
 			return nil, err
 		}
-		p.At = fromMS(at)
+		p.At, p.Received = fromMS(at), fromMS(received)
 		out = append(out, p)
 	}
 	return out, rows.Err()
