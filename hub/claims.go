@@ -146,18 +146,19 @@ func (a *applier) tiersHeld(ctx context.Context, m loyalty.Member, v int64, from
 	if p.Tiers != nil && len(p.Tiers.Tiers) > 0 {
 		held = append(held, p.Tiers.Tiers[0].ID)
 	}
-	const history = 100 // tier changes are rare; older ones than this do not matter to a store's window
-	all, err := a.tx.TierChanges(ctx, m.ID, to.Add(365*24*time.Hour*100), history)
+	const history = 100 // tier changes are rare; a window holds far fewer than this
+	all, err := a.tx.TierChanges(ctx, m.ID, to, history)
 	if err != nil {
 		return nil, err
 	}
 	if len(all) == 0 {
+		ever, err := a.tx.TierChanges(ctx, m.ID, a.Now().Add(a.Claims.MaxFuture), 1)
+		if err != nil || len(ever) > 0 {
+			return held, err // changed only after to: in the entry tier until then
+		}
 		return append(held, m.Tier), nil // never changed: as created or imported
 	}
-	for _, c := range all { // newest first
-		if c.At.After(to) {
-			continue
-		}
+	for _, c := range all { // newest first, none after to
 		held = append(held, c.Tier)
 		if !c.At.After(from) {
 			break // the tier the member had at from

@@ -520,8 +520,13 @@ func (a *applier) check(ctx context.Context, store string, d *loyalty.Delta) err
 			if err != nil {
 				return err
 			}
-			if v.Member != d.Member {
-				return loyalty.Errorf(loyalty.EINVALID, "voucher %s belongs to member %s, not %s", v.ID, v.Member, d.Member)
+			switch {
+			case v.Member != d.Member:
+				return loyalty.Errorf(loyalty.EINVALID, "voucher %s belongs to another member", v.ID)
+			case d.Reward != "" && d.Reward != v.Reward:
+				return loyalty.Errorf(loyalty.EINVALID, "voucher %s is for %s, not %s", v.ID, v.Reward, d.Reward)
+			case store != loyalty.OnlineStore && d.EventTime().After(v.ExpiresAt.Add(a.Claims.MaxFuture)):
+				return loyalty.Errorf(loyalty.EINVALID, "voucher %s had expired when it was used", v.ID)
 			}
 			if d.Points != 0 {
 				return loyalty.Errorf(loyalty.EINVALID, "a voucher was paid for when issued; its use costs 0 points, not %d", -d.Points)
@@ -542,6 +547,9 @@ func (a *applier) check(ctx context.Context, store string, d *loyalty.Delta) err
 		}
 		if err := p.CheckOrderAmount(r.ID, d.Amount); err != nil {
 			return err
+		}
+		if r.MinOrder > 0 && d.Amount < r.MinOrder {
+			return loyalty.Errorf(loyalty.EINVALID, "%s needs an order of at least %d minor units", r.Name, r.MinOrder)
 		}
 	case loyalty.KindReverse:
 		orig, err := a.tx.Delta(ctx, d.Reverses)

@@ -196,21 +196,25 @@ type hostile struct {
 	version  int64               // the newest rule version a pull brought it
 	pulledAt time.Time           // its last pull
 	received map[int64]time.Time // rule versions a pull brought it, and when
-	leaseIDs []string            // every lease the hub granted it
-	own      []loyalty.Delta
-	reversed map[string]bool
-	orders   int
+	// confirmed holds, for each version a pull brought, the time of the store's next pull: the
+	// hub counts a version received only then (an answer lost with the link does not count).
+	confirmed map[int64]time.Time
+	leaseIDs  []string // every lease the hub granted it
+	own       []loyalty.Delta
+	reversed  map[string]bool
+	orders    int
 }
 
-// newer returns the first rule version newer than v that a pull brought the store, and when.
+// newer returns the first rule version newer than v that the store is known to have received
+// (a later pull confirmed it), and when.
 func (h *hostile) newer(v int64) (int64, time.Time, bool) {
 	best := int64(0)
-	for u := range h.received {
+	for u := range h.confirmed {
 		if u > v && (best == 0 || u < best) {
 			best = u
 		}
 	}
-	return best, h.received[best], best != 0
+	return best, h.confirmed[best], best != 0
 }
 
 // had reports whether the store can have made a delta under rule version v at event time at:
@@ -293,7 +297,8 @@ func (w *world) setupHostile(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		h := &hostile{id: id, zone: zone, loc: loc, created: info.CreatedAt, received: map[int64]time.Time{}, reversed: map[string]bool{}}
+		h := &hostile{id: id, zone: zone, loc: loc, created: info.CreatedAt, received: map[int64]time.Time{},
+			confirmed: map[int64]time.Time{}, reversed: map[string]bool{}}
 		if err := w.hostilePull(ctx, h); err != nil {
 			return err
 		}
@@ -304,6 +309,11 @@ func (w *world) setupHostile(ctx context.Context) error {
 
 // hostilePull pulls like an agent whose outbox is empty: its leases are renewed and settled.
 func (w *world) hostilePull(ctx context.Context, h *hostile) error {
+	for v := range h.received {
+		if _, ok := h.confirmed[v]; !ok {
+			h.confirmed[v] = w.now
+		}
+	}
 	for {
 		ch, err := w.hub.Pull(ctx, h.id, lsync.Pull{Cursor: h.cursor, Limit: 1000, Flushed: true})
 		if err != nil {
