@@ -94,7 +94,7 @@ func TestReplayIsDeterministic(t *testing.T) {
 func TestHostileStores(t *testing.T) {
 	n := 36
 	if raceEnabled {
-		n = 8
+		n = 12
 	}
 	cfg := sim.DefaultConfig(0)
 	if cfg.Hostile == 0 {
