@@ -616,7 +616,7 @@ func biWaitFor(tb testing.TB, what string, cond func() bool) {
 		if time.Now().After(deadline) {
 			tb.Fatalf("gave up waiting for %s", what)
 		}
-		time.Sleep(10 * time.Millisecond) // poll interval: the loop waits for cond, never for time
+		<-time.After(10 * time.Millisecond) // paces the polling of the condition above; nothing waits for time itself
 	}
 }
 

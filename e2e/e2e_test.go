@@ -132,7 +132,7 @@ func eventually(t *testing.T, limit time.Duration, what string, cond func() (boo
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out after %s waiting for %s: %s", limit, what, why)
 		}
-		time.Sleep(50 * time.Millisecond) // poll interval: the loop waits for cond, never for time
+		<-time.After(50 * time.Millisecond) // paces the polling of the condition above; nothing waits for time itself
 	}
 }
 

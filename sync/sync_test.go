@@ -226,7 +226,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
-		time.Sleep(2 * time.Millisecond) // poll interval, not synchronisation
+		<-time.After(2 * time.Millisecond) // paces the polling of the condition above; nothing waits for time itself
 	}
 }
 

@@ -153,6 +153,8 @@ func TestPingKeepsIdleConnectionAlive(t *testing.T) {
 func waitUntil(t *testing.T, what string, cond func() (bool, error)) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
+	tick := time.NewTicker(5 * time.Millisecond) // paces the checks; nothing waits for time itself
+	defer tick.Stop()
 	for {
 		ok, err := cond()
 		switch {
@@ -163,7 +165,7 @@ func waitUntil(t *testing.T, what string, cond func() (bool, error)) {
 		case time.Now().After(deadline):
 			t.Fatalf("timed out waiting for %s", what)
 		}
-		time.Sleep(5 * time.Millisecond)
+		<-tick.C
 	}
 }
 
