@@ -532,3 +532,61 @@ func TestAuthority_PunchesOnlyFromSales(t *testing.T) {
 	refund.Punches = map[string]int64{"beans": -3}
 	mustApply(t, h, "s1", refund)
 }
+
+// Finding 3: a reversal gave quota back to whatever lease it named, in whatever budget the
+// current program counted, so a store could refund a redemption into a budget it was never
+// charged to (or into a fresh lease) and spend the room again. The hub now gives back exactly what
+// the reversed delta was charged, to the lease it was charged from.
+func TestAuthority_ReversalGivesBackWhatWasCharged(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	withProgram(t, h, func(p *loyalty.Program) {
+		p.Budgets = []loyalty.Budget{{ID: "coffees", Metric: loyalty.MetricRedemptions, Reward: "coffee", Limit: 40}}
+	})
+	fund(t, h, "m1", 1000)
+	if _, err := h.Pull(ctx, "s1", lsync.Pull{Limit: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	l1 := mustLeases(t, h, "s1")[0]
+	d := redeem("s1", "m1", "coffee", 50)
+	d.RuleVersion, d.Leases = 2, map[string]string{"coffees": l1.ID}
+	mustApply(t, h, "s1", d)
+
+	// The program now also counts every redemption in a new budget, and the store holds a lease of it.
+	withProgram(t, h, func(p *loyalty.Program) {
+		p.Budgets = []loyalty.Budget{
+			{ID: "coffees", Metric: loyalty.MetricRedemptions, Reward: "coffee", Limit: 40},
+			{ID: "all", Metric: loyalty.MetricRedemptions, Limit: 100},
+		}
+	})
+	if _, err := h.Pull(ctx, "s1", lsync.Pull{Limit: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	var all hub.Lease
+	for _, l := range mustLeases(t, h, "s1") {
+		if l.Budget == "all" {
+			all = l
+		}
+	}
+	if all.ID == "" {
+		t.Fatal("the store was leased nothing of the new budget")
+	}
+	r := loyalty.Delta{ID: loyalty.NewDeltaID(), Store: "s1", Member: "m1", Kind: loyalty.KindReverse, Points: 50,
+		Reverses: d.ID, RuleVersion: 3, OccurredAt: t0, Leases: map[string]string{"coffees": all.ID, "all": all.ID}}
+	mustApply(t, h, "s1", r)
+
+	bs, err := h.Budgets(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range bs {
+		if b.Spent != 0 {
+			t.Errorf("budget %s spent %d after the refund, want 0", b.ID, b.Spent)
+		}
+		for _, l := range b.Leases {
+			if l.Consumed != 0 {
+				t.Errorf("lease of %s consumed %d after the refund, want 0", b.ID, l.Consumed)
+			}
+		}
+	}
+}

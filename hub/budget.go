@@ -30,30 +30,26 @@ func DefaultLeaseConfig() LeaseConfig {
 // names, and the conflicts it causes. An offline event physically happened, so it is applied even
 // when it breaks a limit: the break is recorded and flagged instead.
 func (a *applier) account(ctx context.Context, store string, d loyalty.Delta) error {
+	if d.Kind == loyalty.KindReverse {
+		return a.refund(ctx, d)
+	}
 	p, err := a.current(ctx)
 	if err != nil {
 		return err
-	}
-	var orig *loyalty.Delta
-	if d.Kind == loyalty.KindReverse {
-		e, err := a.tx.Delta(ctx, d.Reverses)
-		if err != nil {
-			return err
-		}
-		orig = &e.Delta
 	}
 	flag := func(kind string, amount int64, detail string, args ...any) error {
 		return a.tx.InsertConflict(ctx, Conflict{Kind: kind, Member: d.Member, Store: store, Deltas: []string{d.ID},
 			Amount: amount, Detail: fmt.Sprintf(detail, args...), At: a.Now(), Flagged: true})
 	}
 	for _, b := range p.BudgetsFor(&d) {
-		x := b.Consumption(p, &d, orig)
-		if x == 0 {
+		x := b.Consumption(p, &d, nil)
+		if x <= 0 {
 			continue
 		}
 		if err := a.tx.AddBudgetSpent(ctx, b.ID, x); err != nil {
 			return err
 		}
+		charge := Charge{Delta: d.ID, Budget: b.ID, Amount: x}
 		if id := d.Leases[b.ID]; id != "" && store != loyalty.OnlineStore {
 			l, err := a.tx.Lease(ctx, id)
 			if loyalty.ErrorCode(err) == loyalty.ENOTFOUND || err == nil && (l.Store != store || l.Budget != b.ID) {
@@ -67,21 +63,23 @@ func (a *applier) account(ctx context.Context, store string, d loyalty.Delta) er
 				if err := a.tx.PutLease(ctx, l, LeaseEvent{}); err != nil {
 					return err
 				}
+				charge.Lease = id
 			}
-		} else if store != loyalty.OnlineStore && x > 0 {
+		} else if store != loyalty.OnlineStore {
 			if err := flag(ConflictUnleased, x, "budget %s spent without a lease", b.ID); err != nil {
 				return err
 			}
 		}
-		if x > 0 {
-			spent, out, err := a.usage(ctx, b.ID)
-			if err != nil {
+		if err := a.tx.InsertCharge(ctx, charge); err != nil {
+			return err
+		}
+		spent, out, err := a.usage(ctx, b.ID)
+		if err != nil {
+			return err
+		}
+		if spent+out > b.Limit {
+			if err := flag(ConflictOverBudget, spent+out-b.Limit, "budget %s: spent %d + leased %d > limit %d", b.ID, spent, out, b.Limit); err != nil {
 				return err
-			}
-			if spent+out > b.Limit {
-				if err := flag(ConflictOverBudget, spent+out-b.Limit, "budget %s: spent %d + leased %d > limit %d", b.ID, spent, out, b.Limit); err != nil {
-					return err
-				}
 			}
 		}
 	}
@@ -124,6 +122,63 @@ func (a *applier) account(ctx context.Context, store string, d loyalty.Delta) er
 		}
 	}
 	return nil
+}
+
+// refund gives back what the delta a reversal undoes was charged: exactly the recorded charges,
+// to the budgets and the lease they were counted against, whatever the program says now and
+// whatever lease the reversal names. A lease already settled keeps its figures: its unspent
+// quota went back when it settled, and the budget's spending still drops by the charge.
+func (a *applier) refund(ctx context.Context, d loyalty.Delta) error {
+	charges, err := a.tx.Charges(ctx, d.Reverses)
+	if loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
+		charges, err = a.legacyCharges(ctx, d.Reverses)
+	}
+	if err != nil {
+		return err
+	}
+	for _, c := range charges {
+		if err := a.tx.AddBudgetSpent(ctx, c.Budget, -c.Amount); err != nil {
+			return err
+		}
+		if c.Lease == "" {
+			continue
+		}
+		l, err := a.tx.Lease(ctx, c.Lease)
+		if err != nil {
+			return err
+		}
+		if l.State != LeaseSettled {
+			l.Consumed = max(l.Consumed-c.Amount, 0)
+			if err := a.tx.PutLease(ctx, l, LeaseEvent{}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// legacyCharges works out what a delta applied before the hub recorded charges was charged, from
+// the current program and the leases it names.
+func (a *applier) legacyCharges(ctx context.Context, id string) ([]Charge, error) {
+	p, err := a.current(ctx)
+	if err != nil {
+		return nil, err
+	}
+	e, err := a.tx.Delta(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	var cs []Charge
+	for _, b := range p.BudgetsFor(&e.Delta) {
+		if x := b.Consumption(p, &e.Delta, nil); x > 0 {
+			c := Charge{Delta: id, Budget: b.ID, Amount: x}
+			if l, err := a.tx.Lease(ctx, e.Leases[b.ID]); err == nil && l.Store == e.Store && l.Budget == b.ID {
+				c.Lease = l.ID
+			}
+			cs = append(cs, c)
+		}
+	}
+	return cs, nil
 }
 
 func orAny(reward string) string {

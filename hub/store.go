@@ -106,6 +106,11 @@ type Tx interface {
 	BudgetSpent(ctx context.Context, budget string) (int64, error)
 	// AddBudgetSpent adds x (negative for a reversal) to a budget's spending.
 	AddBudgetSpent(ctx context.Context, budget string, x int64) error
+	// InsertCharge records what an applied delta charged to a budget, and from which lease.
+	InsertCharge(ctx context.Context, c Charge) error
+	// Charges returns what an applied delta charged to budgets (none: an empty list). It returns
+	// ENOTFOUND for a delta applied before the hub recorded charges.
+	Charges(ctx context.Context, delta string) ([]Charge, error)
 	// Outstanding returns the quota leased to stores and not yet spent or settled for a budget.
 	Outstanding(ctx context.Context, budget string) (int64, error)
 	// Leases returns a store's leases that are not settled.
@@ -190,6 +195,15 @@ type LedgerEntry struct {
 	Seq        int64     `json:"seq"`
 	Hash       string    `json:"-"`
 	ReceivedAt time.Time `json:"received_at"`
+}
+
+// Charge is what one applied delta spent of one budget: positive for an earn or redemption the
+// budget covers. Lease is the store's lease it was counted against, or "".
+type Charge struct {
+	Delta  string
+	Budget string
+	Lease  string
+	Amount int64
 }
 
 // Voucher is a reward a member paid for online, to be used once, online or in a store.

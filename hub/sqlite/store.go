@@ -622,6 +622,36 @@ func (t *tx) AddBudgetSpent(ctx context.Context, budget string, x int64) error {
 	return err
 }
 
+func (t *tx) InsertCharge(ctx context.Context, c hub.Charge) error {
+	_, err := t.ExecContext(ctx, `INSERT INTO budget_charges (delta, budget, lease, amount) VALUES (?, ?, ?, ?)
+		ON CONFLICT (delta, budget) DO UPDATE SET amount = amount + excluded.amount`, c.Delta, c.Budget, c.Lease, c.Amount)
+	return err
+}
+
+func (t *tx) Charges(ctx context.Context, delta string) ([]hub.Charge, error) {
+	var seq, from int64
+	err := t.QueryRowContext(ctx, `SELECT d.seq, c.value FROM deltas d, counters c WHERE d.id = ? AND c.name = 'charges_from'`, delta).Scan(&seq, &from)
+	if errors.Is(err, sql.ErrNoRows) || err == nil && seq <= from {
+		return nil, loyalty.Errorf(loyalty.ENOTFOUND, "no charges recorded for %s", delta)
+	} else if err != nil {
+		return nil, err
+	}
+	rows, err := t.QueryContext(ctx, `SELECT budget, lease, amount FROM budget_charges WHERE delta = ? ORDER BY budget`, delta)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	cs := []hub.Charge{}
+	for rows.Next() {
+		c := hub.Charge{Delta: delta}
+		if err := rows.Scan(&c.Budget, &c.Lease, &c.Amount); err != nil {
+			return nil, err
+		}
+		cs = append(cs, c)
+	}
+	return cs, rows.Err()
+}
+
 func (t *tx) Outstanding(ctx context.Context, budget string) (int64, error) {
 	var v int64
 	err := t.QueryRowContext(ctx, `SELECT COALESCE(SUM(MAX(granted - consumed, 0)), 0) FROM leases WHERE budget = ? AND state != 'settled'`, budget).Scan(&v)
