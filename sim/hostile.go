@@ -203,6 +203,7 @@ type hostile struct {
 	own       []loyalty.Delta
 	reversed  map[string]bool
 	orders    int
+	wire      *wire // its session, while one is open
 }
 
 // newer returns the first rule version newer than v that the store is known to have received
@@ -289,10 +290,11 @@ func (w *world) setupHostile(ctx context.Context) error {
 		}
 		zone := zones[w.rng.IntN(len(zones))]
 		id := fmt.Sprintf("x%d", i+1)
-		info, _, err := w.hub.CreateStoreIn(ctx, id, "hostile "+id, zone)
+		info, token, err := w.hub.CreateStoreIn(ctx, id, "hostile "+id, zone)
 		if err != nil {
 			return err
 		}
+		w.storeTokens[id] = token
 		loc, err := time.LoadLocation(zone)
 		if err != nil {
 			return err
@@ -307,15 +309,24 @@ func (w *world) setupHostile(ctx context.Context) error {
 	return nil
 }
 
-// hostilePull pulls like an agent whose outbox is empty: its leases are renewed and settled.
+// hostilePull pulls like an agent whose outbox is empty: its leases are renewed and settled. It
+// pulls in the store's open session, or in one of its own.
 func (w *world) hostilePull(ctx context.Context, h *hostile) error {
+	if h.wire == nil {
+		c, err := w.dial(ctx, h.id)
+		if err != nil {
+			return err
+		}
+		h.wire = c
+		defer func() { h.wire.close(ctx); h.wire = nil }()
+	}
 	for v := range h.received {
 		if _, ok := h.confirmed[v]; !ok {
 			h.confirmed[v] = w.now
 		}
 	}
 	for {
-		ch, err := w.hub.Pull(ctx, h.id, lsync.Pull{Cursor: h.cursor, Limit: 1000, Flushed: true})
+		ch, err := h.wire.pull(ctx, lsync.Pull{Cursor: h.cursor, Limit: 1000, Flushed: true})
 		if err != nil {
 			return err
 		}
@@ -342,9 +353,12 @@ func (w *world) hostilePull(ctx context.Context, h *hostile) error {
 // forged ones, and disconnects.
 func (w *world) hostileSession(ctx context.Context, h *hostile) error {
 	w.res.Stats.HostileSessions++
-	if err := w.hub.Seen(ctx, h.id, lsync.Health{Connected: true, At: w.now}); err != nil {
+	c, err := w.dial(ctx, h.id)
+	if err != nil {
 		return err
 	}
+	h.wire = c
+	defer func() { h.wire.close(ctx); h.wire = nil }()
 	if err := w.hostilePull(ctx, h); err != nil {
 		return err
 	}
@@ -378,7 +392,7 @@ func (w *world) hostileSession(ctx context.Context, h *hostile) error {
 		}
 	}
 	h.lastEnd = w.now
-	return w.hub.Seen(ctx, h.id, lsync.Health{Connected: false, At: w.now})
+	return nil
 }
 
 // openSession reads what the session needs from the hub. A real attacker learns the same from
@@ -617,7 +631,7 @@ func (w *world) reversal(s *session, orig loyalty.Delta) loyalty.Delta {
 func (w *world) pushControl(ctx context.Context, s *session, d loyalty.Delta) error {
 	w.res.Stats.HostileControls++
 	s.snap = nil
-	ack, err := w.hub.Push(ctx, s.h.id, []loyalty.Delta{d})
+	ack, err := s.h.wire.push(ctx, []loyalty.Delta{d})
 	if err != nil {
 		return err
 	}
@@ -1271,8 +1285,21 @@ func (w *world) othersDeltas(ctx context.Context, s *session, storeKinds bool) (
 // --- the checker ----------------------------------------------------------------------------
 
 // pushForged pushes forged deltas in one batch and checks that the hub refused every one and
-// that nothing moved.
+// that nothing moved. Text that is not UTF-8 goes out raw, in a push of its own: the hub refuses
+// such a message whole and ends the session, and the store connects again.
 func (w *world) pushForged(ctx context.Context, s *session, batch []forged) error {
+	var rest []forged
+	for _, f := range batch {
+		if f.kind != InvalidUTF8 {
+			rest = append(rest, f)
+		} else if err := w.pushBatch(ctx, s, []forged{f}, true); err != nil {
+			return err
+		}
+	}
+	return w.pushBatch(ctx, s, rest, false)
+}
+
+func (w *world) pushBatch(ctx context.Context, s *session, batch []forged, raw bool) error {
 	if len(batch) == 0 {
 		return nil
 	}
@@ -1289,8 +1316,18 @@ func (w *world) pushForged(ctx context.Context, s *session, batch []forged) erro
 	}
 	w.res.Stats.HostilePushes++
 	w.res.Stats.HostileForged += len(batch)
-	ack, err := w.hub.Push(ctx, s.h.id, ds)
-	if err != nil {
+	ack, err := s.h.wire.pushBytes(ctx, ds, raw)
+	if code := loyalty.ErrorCode(err); err != nil && code != loyalty.EINTERNAL && code != "" {
+		// The hub refused the message whole and ended the session: every delta in it is refused.
+		ack = &lsync.Ack{}
+		for _, d := range ds {
+			ack.Results = append(ack.Results, lsync.Result{DeltaID: d.ID, Status: lsync.StatusRejected, Code: code, Message: loyalty.ErrorMessage(err)})
+		}
+		s.h.wire.close(ctx)
+		if s.h.wire, err = w.dial(ctx, s.h.id); err != nil {
+			return err
+		}
+	} else if err != nil {
 		return err
 	}
 	if len(ack.Results) != len(batch) {

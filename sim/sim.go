@@ -3,19 +3,20 @@
 // the guarantees of DESIGN.md after every step and after healing.
 //
 // Everything happens on one goroutine, in an order drawn from a seeded random generator, so a
-// failing seed replays exactly. The network is simulated at the message level: a store's session
-// pushes its outbox through the hub's Push and pulls through Pull, the same methods the sync
-// package's session state machines call, keeping the protocol's ordering rule (the whole outbox
-// goes out before the first pull of a session). The session machines themselves, with their
-// goroutines and timers, are tested separately in package sync and end to end.
+// failing seed replays exactly. The network is simulated at the message level: each store's
+// session runs the real sync client and server state machines (sync.Client.Step and
+// sync.Server.Step), and the simulator carries every encoded message from one to the other, or
+// loses, repeats or delays it. Only the goroutines and timers of Run and Serve are left out; they
+// are tested in package sync and end to end.
 //
-// Hostile stores (hostile.go) run alongside the honest ones: registered stores that push forged
-// deltas through the same Hub.Push. None of their forgeries may be applied or move a balance, a
-// ledger or a budget.
+// Hostile stores (hostile.go) run alongside the honest ones: registered stores that speak the
+// protocol themselves (wire.go) and push forged deltas through the same server. None of their
+// forgeries may be applied or move a balance, a ledger or a budget.
 package sim
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -137,9 +138,10 @@ func (s *store) Refresh(ctx context.Context) error {
 	return s.w.syncWith(ctx, s, false)
 }
 
+// lateBatch is a copy of a push message that reaches the hub again later, in another session.
 type lateBatch struct {
-	store  string
-	deltas []loyalty.Delta
+	store string
+	msg   []byte
 }
 
 type world struct {
@@ -150,7 +152,10 @@ type world struct {
 	res    *Result
 	hubDB  *hubsqlite.Store
 	hub    *hub.Hub
+	server *lsync.Server
 	stores []*store
+
+	storeTokens map[string]string
 
 	members  []string
 	tokens   map[string]string
@@ -191,7 +196,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	w := &world{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)), dir: dir,
 		now: time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC), res: &Result{Seed: cfg.Seed, Violations: []string{}},
-		tokens: map[string]string{}, approved: map[string]bool{}, expected: map[string]int64{}, offline: map[[3]string]int64{},
+		tokens: map[string]string{}, storeTokens: map[string]string{}, approved: map[string]bool{}, expected: map[string]int64{}, offline: map[[3]string]int64{},
 		over: map[string]bool{}}
 	defer w.close()
 	if err := w.setup(ctx); err != nil {
@@ -259,7 +264,9 @@ func (w *world) openHub(ctx context.Context) error {
 		s.Close()
 		return err
 	}
-	w.hubDB, w.hub = s, h
+	srv := lsync.NewServer(h)
+	srv.Logger, srv.Now = quiet, w.clock
+	w.hubDB, w.hub, w.server = s, h, srv
 	return nil
 }
 
@@ -281,6 +288,9 @@ func (w *world) close() {
 			s.st.Close()
 		}
 	}
+	if w.server != nil {
+		w.server.Close()
+	}
 	if w.hubDB != nil {
 		w.hubDB.Close()
 	}
@@ -295,9 +305,11 @@ func (w *world) setup(ctx context.Context) error {
 	}
 	for i := range w.cfg.Stores {
 		id := fmt.Sprintf("s%d", i+1)
-		if _, _, err := w.hub.CreateStore(ctx, id, ""); err != nil {
+		_, token, err := w.hub.CreateStore(ctx, id, "")
+		if err != nil {
 			return err
 		}
+		w.storeTokens[id] = token
 		s := &store{id: id, path: filepath.Join(w.dir, id+".db"), link: true, w: w}
 		if err := w.openStore(ctx, s); err != nil {
 			return err
@@ -397,6 +409,7 @@ func (w *world) step(ctx context.Context) error {
 	case n < 92:
 		return w.crash(ctx, w.pick())
 	case n < 93:
+		w.server.Close()
 		w.hubDB.Close()
 		w.res.Stats.HubRestarts++
 		return w.openHub(ctx)
@@ -511,72 +524,95 @@ func (w *world) crash(ctx context.Context, s *store) error {
 	return w.openStore(ctx, s)
 }
 
-// sync runs one session for a connected store: the whole outbox goes out, then the change feed
-// comes in. Faults: a push delivered twice, a copy kept for a late redelivery, or the agent
-// dying after the hub's commit and before it records the ack.
+// sync runs one session for a connected store, with faults.
 func (w *world) sync(ctx context.Context, s *store) error { return w.syncWith(ctx, s, true) }
 
+// errDied ends a session as if the agent died between the hub's commit and recording the ack.
+var errDied = errors.New("the agent died before it recorded the ack")
+
+// syncWith runs one session between store s and the hub through the real sync state machines
+// (sync.Client and sync.Server, stepped by hand over mailboxes): hello and welcome, the whole
+// outbox in pushes of a random size, then pulls until the change feed has nothing more. With
+// faults, a push may reach the hub twice (the second answer is lost), a copy of it may be kept to
+// arrive late in another session, or the agent may die after the hub's commit and before it
+// records the ack.
 func (w *world) syncWith(ctx context.Context, s *store, faults bool) error {
 	if !s.link {
 		return nil
 	}
-	var after int64
-	for {
-		out, err := s.st.Pending(ctx, after, 1+w.rng.IntN(20))
-		if err != nil {
-			return err
-		}
-		if len(out) == 0 {
-			break
-		}
-		ds := make([]loyalty.Delta, len(out))
-		for i, o := range out {
-			ds[i] = o.Delta
-		}
-		ack, err := w.hub.Push(ctx, s.id, ds)
-		if err != nil {
-			return err
-		}
+	c := lsync.NewClient("sim://"+s.id, s.id, w.storeTokens[s.id], nil, s.st)
+	c.Logger, c.Now, c.BatchSize, c.AgentVersion = quiet, w.clock, 1+w.rng.IntN(20), "sim"
+	c.Faults.BeforeAck = func(ack *lsync.Ack) error {
 		w.checkAck(s, ack, false)
-		n := 100
-		if faults {
-			n = w.rng.IntN(100)
+		if faults && w.rng.IntN(100) < 3 {
+			return errDied
 		}
-		switch {
-		case n < 5:
-			w.res.Stats.DuplicatePushes++
-			again, err := w.hub.Push(ctx, s.id, ds)
-			if err != nil {
-				return err
-			}
-			w.checkAck(s, again, true)
-		case n < 8:
-			w.late = append(w.late, lateBatch{store: s.id, deltas: ds})
-		case n < 11:
-			return w.crash(ctx, s) // the ack is lost with the agent
-		}
-		if err := s.st.ApplyAck(ctx, ack); err != nil {
-			return err
-		}
-		after = out[len(out)-1].Seq
+		return nil
 	}
-	cursor, err := s.st.Cursor(ctx)
+	toHub, toAgent := &lsync.Mailbox{}, &lsync.Mailbox{}
+	cs, err := c.Step(ctx, toHub)
 	if err != nil {
 		return err
 	}
+	defer cs.Close()
+	ss := w.server.Step(toAgent)
+	defer ss.Close(ctx)
+	var down [][]byte
 	for {
-		ch, err := w.hub.Pull(ctx, s.id, lsync.Pull{Cursor: cursor, Limit: 1 + w.rng.IntN(10), Flushed: true})
-		if err != nil {
-			return err
+		up := toHub.Take()
+		for _, b := range up {
+			if err := ss.Deliver(ctx, b); err != nil {
+				return fmt.Errorf("store %s: the hub ended the session: %w", s.id, err)
+			}
+			down = append(down, toAgent.Take()...)
+			if !faults {
+				continue
+			}
+			switch n := w.rng.IntN(100); {
+			case n < 5 && isPush(b):
+				w.res.Stats.DuplicatePushes++
+				if err := ss.Deliver(ctx, b); err != nil {
+					return fmt.Errorf("store %s: the hub ended the session on a repeated push: %w", s.id, err)
+				}
+				w.checkAnswers(s, toAgent.Take())
+			case n < 8 && isPush(b):
+				w.late = append(w.late, lateBatch{store: s.id, msg: b})
+			}
 		}
-		if err := s.st.ApplyChanges(ctx, ch); err != nil {
-			return err
-		}
-		cursor = ch.Cursor
-		if !ch.More {
+		if len(up) == 0 && len(down) == 0 {
 			return nil
 		}
+		for len(down) > 0 {
+			b := down[0]
+			down = down[1:]
+			if err := cs.Deliver(ctx, b); errors.Is(err, errDied) {
+				cs.Close()
+				ss.Close(ctx)
+				return w.crash(ctx, s)
+			} else if err != nil {
+				return fmt.Errorf("store %s: the agent ended the session: %w", s.id, err)
+			}
+		}
 	}
+}
+
+func isPush(b []byte) bool {
+	m, err := lsync.Decode(b)
+	return err == nil && m.Type == lsync.TypePush
+}
+
+// checkAnswers checks the hub's answers to a push delivered again: one ack, every delta a duplicate.
+func (w *world) checkAnswers(s *store, answers [][]byte) {
+	if len(answers) != 1 {
+		w.violate("store %s: a repeated push was answered with %d messages", s.id, len(answers))
+		return
+	}
+	m, err := lsync.Decode(answers[0])
+	if err != nil || m.Type != lsync.TypeAck {
+		w.violate("store %s: a repeated push was answered with %s (%v)", s.id, answers[0], err)
+		return
+	}
+	w.checkAck(s, m.Ack, true)
 }
 
 func (w *world) checkAck(s *store, ack *lsync.Ack, redelivery bool) {
@@ -598,11 +634,21 @@ func (w *world) redeliver(ctx context.Context) error {
 	b := w.late[i]
 	w.late = append(w.late[:i], w.late[i+1:]...)
 	w.res.Stats.LateRedeliveries++
-	ack, err := w.hub.Push(ctx, b.store, b.deltas)
+	return w.deliverLate(ctx, b)
+}
+
+// deliverLate delivers a kept copy of a push in a session of its own, as a connection the store
+// had given up on would, and checks that the hub applies none of it again.
+func (w *world) deliverLate(ctx context.Context, b lateBatch) error {
+	c, err := w.dial(ctx, b.store)
 	if err != nil {
 		return err
 	}
-	w.checkAck(&store{id: b.store}, ack, true)
+	defer c.close(ctx)
+	if err := c.ss.Deliver(ctx, b.msg); err != nil {
+		return fmt.Errorf("store %s: the hub ended the session on a late push: %w", b.store, err)
+	}
+	w.checkAnswers(&store{id: b.store}, c.box.Take())
 	return nil
 }
 
@@ -646,11 +692,9 @@ func (w *world) finish(ctx context.Context) error {
 		return err
 	}
 	for _, b := range w.late {
-		ack, err := w.hub.Push(ctx, b.store, b.deltas)
-		if err != nil {
+		if err := w.deliverLate(ctx, b); err != nil {
 			return err
 		}
-		w.checkAck(&store{id: b.store}, ack, true)
 	}
 	for round := range 2 {
 		for _, s := range w.stores {
