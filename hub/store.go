@@ -21,6 +21,12 @@ type Store interface {
 // Tx is the set of storage operations available inside a transaction. Methods that find one
 // thing return ENOTFOUND when it is not there; inserts of an existing id return EDUPLICATE.
 type Tx interface {
+	// Epoch returns the hub database's epoch: a random number drawn when the database was
+	// created and drawn again when it is restored from a backup (NewEpoch). Agents that meet a
+	// new epoch know the hub may have lost what they sent since the backup.
+	Epoch(ctx context.Context) (int64, error)
+	// NewEpoch draws a new epoch and returns it.
+	NewEpoch(ctx context.Context) (int64, error)
 	// NextVersion advances the hub's change sequence and returns the new value. Every change an
 	// agent must see (member, program, key) is stamped with one.
 	NextVersion(ctx context.Context) (int64, error)
