@@ -11,6 +11,7 @@ const (
 	EINVALID      = "EINVALID"      // the request is malformed or breaks a rule; fix the input
 	ENOTFOUND     = "ENOTFOUND"     // the member, reward, order or store does not exist
 	EUNAUTHORIZED = "EUNAUTHORIZED" // wrong or missing token or API key, or acting as someone else
+	EFORBIDDEN    = "EFORBIDDEN"    // a valid API key whose scope does not allow the call
 	EDUPLICATE    = "EDUPLICATE"    // the same id was already used for different content
 	ECONFLICT     = "ECONFLICT"     // the request contradicts an earlier one (idempotency key reuse, voucher reuse)
 	EINSUFFICIENT = "EINSUFFICIENT" // the member does not have enough points

@@ -483,15 +483,32 @@ func (a *Agent) spend(ctx context.Context, tx Tx, p *loyalty.Program, d *loyalty
 		return nil, err
 	}
 	var use []LeaseUse
+	if d.Kind == loyalty.KindReverse {
+		// A reversal gives back exactly what the original spent, to the leases it spent from that
+		// the store still holds, as the hub does: whatever the program says by now.
+		if orig == nil {
+			return nil, nil
+		}
+		spent, err := tx.LeaseUses(ctx, orig.ID)
+		if err != nil {
+			return nil, err
+		}
+		for _, u := range spent {
+			if u.Amount > 0 && slices.ContainsFunc(leases, func(l Lease) bool { return l.ID == u.Lease }) {
+				use = append(use, LeaseUse{Lease: u.Lease, Budget: u.Budget, Amount: -u.Amount})
+			}
+		}
+		if len(use) > 0 {
+			d.Leases = map[string]string{}
+			for _, u := range use {
+				d.Leases[u.Budget] = u.Lease
+			}
+		}
+		return use, nil
+	}
 	for _, b := range p.BudgetsFor(d) {
 		x := b.Consumption(p, d, orig)
-		if x < 0 && orig != nil {
-			// A reversal gives quota back to the lease the original spent, if the store still holds it.
-			if id := orig.Leases[b.ID]; id != "" && slices.ContainsFunc(leases, func(l Lease) bool { return l.ID == id }) {
-				use = append(use, LeaseUse{Lease: id, Budget: b.ID, Amount: x})
-			}
-			continue
-		} else if x <= 0 {
+		if x <= 0 {
 			continue
 		}
 		i := slices.IndexFunc(leases, func(l Lease) bool {

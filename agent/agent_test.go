@@ -504,3 +504,71 @@ func TestClockOffsetSurvivesARestart(t *testing.T) {
 		}
 	}
 }
+
+// TestEpoch_RestoredHubGetsWhatItLost: a hub restored from a backup names a new epoch. The
+// replica then puts back in the outbox what it made since the time the hub names (even what was
+// acknowledged), without changing what the cashier sees, starts its change feed over, and drops
+// the old epoch's leases. The same epoch again changes nothing.
+func TestEpoch_RestoredHubGetsWhatItLost(t *testing.T) {
+	ta := newTestAgent(t)
+	ctx := context.Background()
+	clock := offlineBudget(t, ta, 3, 10*time.Minute, nil)
+	if err := ta.store.Epoch(ctx, 111, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	earn := func(order string) loyalty.Receipt {
+		*clock = clock.Add(time.Minute)
+		r, err := ta.Earn(ctx, loyalty.EarnRequest{OrderID: order, MemberID: "m1", Amount: 1000, Currency: "EUR"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	r1 := earn("o1")
+	since := clock.Add(30 * time.Second)
+	r2 := earn("o2")
+	balance := ta.scan(t, "m1").Balance
+	err := ta.store.ApplyAck(ctx, &lsync.Ack{
+		Results:  []lsync.Result{{DeltaID: r1.Deltas[0], Status: lsync.StatusApplied, Seq: 1}, {DeltaID: r2.Deltas[0], Status: lsync.StatusApplied, Seq: 2}},
+		Balances: []lsync.Balance{{Member: "m1", Balance: balance, Version: 9}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ta.store.Epoch(ctx, 111, since); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := ta.store.PendingCount(ctx); n != 0 {
+		t.Fatalf("the same epoch again put %d deltas back in the outbox", n)
+	}
+
+	if err := ta.store.Epoch(ctx, 222, since); err != nil {
+		t.Fatal(err)
+	}
+	out, err := ta.store.Pending(ctx, 0, 10)
+	if err != nil || len(out) != 1 || out[0].Delta.ID != r2.Deltas[0] {
+		t.Fatalf("outbox after a new epoch: %+v, %v; want the delta made since the hub's time (o2) alone", out, err)
+	}
+	if s := ta.scan(t, "m1"); s.Balance != balance || s.Pending != r2.Points {
+		t.Errorf("after a new epoch the cashier sees balance %d (pending %d), want %d (pending %d)", s.Balance, s.Pending, balance, r2.Points)
+	}
+	if c, _ := ta.store.Cursor(ctx); c != 0 {
+		t.Errorf("cursor %d after a new epoch, want 0 (the change feed starts over)", c)
+	}
+	st, err := ta.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Leases) != 0 {
+		t.Errorf("leases of the old epoch kept: %+v", st.Leases)
+	}
+	// Once the hub acknowledges it again, nothing more goes back on the next session.
+	if err := ta.store.ApplyAck(ctx, &lsync.Ack{Results: []lsync.Result{{DeltaID: r2.Deltas[0], Status: lsync.StatusApplied, Seq: 5}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ta.store.Epoch(ctx, 222, since); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := ta.store.PendingCount(ctx); n != 0 {
+		t.Errorf("%d deltas back in the outbox at the next session of the same epoch", n)
+	}
+}

@@ -24,6 +24,7 @@ import (
 	"github.com/loyalty-edge-sync/loyalty/hub"
 	hubsqlite "github.com/loyalty-edge-sync/loyalty/hub/sqlite"
 	"github.com/loyalty-edge-sync/loyalty/internal/jsonapi/jsonapitest"
+	"github.com/loyalty-edge-sync/loyalty/internal/seal"
 	"github.com/loyalty-edge-sync/loyalty/qr"
 	"github.com/loyalty-edge-sync/loyalty/qr/qrtest"
 	lsync "github.com/loyalty-edge-sync/loyalty/sync"
@@ -556,6 +557,7 @@ func mustOpenBIHub(tb testing.TB) *biHub {
 	}
 	tb.Cleanup(func() { st.Close() })
 	h := hub.New(st)
+	h.KEK = seal.NewRandom()
 	h.Logger = biLogger
 	if err := h.Init(ctx); err != nil {
 		tb.Fatalf("init hub: %v", err)
@@ -655,12 +657,8 @@ func TestSyncedAgentBadInput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var hk qr.PrivateKey
-	if err := rh.Store.View(ctx, func(tx hub.Tx) error {
-		var err error
-		hk, err = tx.SigningKey(ctx)
-		return err
-	}); err != nil {
+	hk, err := rh.Hub.SigningKey(ctx)
+	if err != nil {
 		t.Fatal(err)
 	}
 

@@ -47,6 +47,8 @@ type Tx interface {
 	Leases(ctx context.Context) ([]Lease, error)
 	// LeaseSpent returns what this store's deltas (not rejected by the hub) spent of a lease.
 	LeaseSpent(ctx context.Context, lease string) (int64, error)
+	// LeaseUses returns what one delta spent of each lease.
+	LeaseUses(ctx context.Context, delta string) ([]LeaseUse, error)
 	// Earned sums the points this store awarded a member (less reversals) since a time.
 	Earned(ctx context.Context, member string, since time.Time) (int64, error)
 	// OfflineRedemptions counts a member's redemptions of a reward approved offline at this store

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	mrand "math/rand/v2"
 	"net/http"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -28,7 +27,7 @@ func newWorld(t *testing.T, hubEnv []string, stores ...string) (*world, map[stri
 		var created struct {
 			Token string `json:"token"`
 		}
-		if s := call(t, "POST", "http://"+w.hubAddr+"/v1/stores", w.key, map[string]string{"id": id}, &created); s != 201 {
+		if s := call(t, "POST", w.api()+"/v1/stores", w.key, map[string]string{"id": id}, &created); s != 201 {
 			t.Fatalf("create store: HTTP %d", s)
 		}
 		l, err := faultnet.NewLink(w.hubAddr)
@@ -38,16 +37,14 @@ func newWorld(t *testing.T, hubEnv []string, stores ...string) (*world, map[stri
 		t.Cleanup(func() { l.Close() })
 		links[id] = l
 		w.addrs[id] = freePort(t)
-		w.env[id] = []string{"LOYALTY_STORE_ID=" + id, "LOYALTY_TOKEN=" + created.Token, "LOYALTY_HUB_URL=ws://" + l.Addr() + "/v1/sync",
-			"LOYALTY_LISTEN=" + w.addrs[id], "LOYALTY_DATABASE=" + filepath.Join(w.dir, id+".db"),
-			"LOYALTY_SYNC_MIN_BACKOFF=50ms", "LOYALTY_SYNC_MAX_BACKOFF=300ms"}
+		w.env[id] = append(w.agentEnv(id, created.Token, l.Addr()), "LOYALTY_SYNC_MIN_BACKOFF=50ms", "LOYALTY_SYNC_MAX_BACKOFF=300ms")
 	}
 	return w, links
 }
 
 func (w *world) member(id string, points int64) {
 	w.t.Helper()
-	api := "http://" + w.hubAddr
+	api := w.api()
 	if s := call(w.t, "POST", api+"/v1/members", w.key, map[string]string{"id": id}, nil); s != 201 {
 		w.t.Fatalf("create member: HTTP %d", s)
 	}
@@ -81,7 +78,7 @@ func (w *world) redeemOnce(store, member, reward string) (loyalty.Receipt, int) 
 func (w *world) budgets() []hub.BudgetStatus {
 	w.t.Helper()
 	var bs []hub.BudgetStatus
-	if s := call(w.t, "GET", "http://"+w.hubAddr+"/v1/budgets", w.key, nil, &bs); s != 200 {
+	if s := call(w.t, "GET", w.api()+"/v1/budgets", w.key, nil, &bs); s != 200 {
 		w.t.Fatalf("budgets: HTTP %d", s)
 	}
 	return bs
@@ -96,7 +93,7 @@ func TestBudgetWithStoresOffline(t *testing.T) {
 	}
 	const N = 6
 	w, links := newWorld(t, []string{"LOYALTY_LEASES_TTL=3s", "LOYALTY_LEASES_MARGIN=1s", "LOYALTY_LEASES_SHARE=0.25"}, "a", "b", "c")
-	api := "http://" + w.hubAddr
+	api := w.api()
 	p := loyalty.DefaultProgram()
 	p.Budgets = []loyalty.Budget{{ID: "coffee-campaign", Metric: loyalty.MetricRedemptions, Reward: "coffee", Limit: N}}
 	if s := call(t, "PUT", api+"/v1/program", w.key, p, nil); s != 200 {
@@ -205,7 +202,7 @@ func TestBudgetWithStoresOffline(t *testing.T) {
 func (w *world) inLedger(delta string) bool {
 	for _, m := range w.members {
 		var v hub.MemberView
-		call(w.t, "GET", "http://"+w.hubAddr+"/v1/members/"+m+"?ledger=1000", w.key, nil, &v)
+		call(w.t, "GET", w.api()+"/v1/members/"+m+"?ledger=1000", w.key, nil, &v)
 		for _, e := range v.Ledger {
 			if e.ID == delta {
 				return true
@@ -231,7 +228,7 @@ func TestKillSwitchReachesConnectedStore(t *testing.T) {
 	p := loyalty.DefaultProgram()
 	p.Rewards[0].Disabled = true
 	start := time.Now()
-	if s := call(t, "PUT", "http://"+w.hubAddr+"/v1/program", w.key, p, nil); s != 200 {
+	if s := call(t, "PUT", w.api()+"/v1/program", w.key, p, nil); s != 200 {
 		t.Fatalf("kill switch: HTTP %d", s)
 	}
 	eventually(t, 5*time.Second, "the store refuses the switched-off reward", func() (bool, string) {

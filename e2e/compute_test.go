@@ -18,6 +18,7 @@ import (
 	agentsqlite "github.com/loyalty-edge-sync/loyalty/agent/sqlite"
 	"github.com/loyalty-edge-sync/loyalty/hub"
 	hubsqlite "github.com/loyalty-edge-sync/loyalty/hub/sqlite"
+	"github.com/loyalty-edge-sync/loyalty/internal/seal"
 	lsync "github.com/loyalty-edge-sync/loyalty/sync"
 )
 
@@ -112,6 +113,7 @@ func TestAgentAndHubComputeTheSame(t *testing.T) {
 	}
 	defer hs.Close()
 	h := hub.New(hs)
+	h.KEK = seal.NewRandom()
 	h.Logger = quiet
 	start := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)
 	now := start

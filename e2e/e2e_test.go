@@ -149,7 +149,7 @@ func call(t *testing.T, method, url, key string, body, out any) int {
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := httpClient(t).Do(req)
 	if err != nil {
 		return 0
 	}
@@ -183,13 +183,16 @@ type world struct {
 }
 
 func (w *world) startHub() {
+	cert, key, _ := w.tlsFiles()
 	w.hub = start(w.t, w.bin, "hub", append([]string{
 		"LOYALTY_ADMIN_API_KEY=" + w.key,
 		"LOYALTY_SYNC_HEARTBEAT=1s",
 		"LOYALTY_SYNC_POLL_INTERVAL=200ms",
+		"LOYALTY_TLS_CERT_FILE=" + cert,
+		"LOYALTY_TLS_KEY_FILE=" + key,
 	}, w.hubEnv...), "hub", "--listen", w.hubAddr, "--database", filepath.Join(w.dir, "hub.db"))
 	eventually(w.t, 20*time.Second, "hub healthy", func() (bool, string) {
-		return call(w.t, "GET", "http://"+w.hubAddr+"/healthz", "", nil, nil) == 200, "no answer"
+		return call(w.t, "GET", w.api()+"/healthz", "", nil, nil) == 200, "no answer"
 	})
 }
 
@@ -281,7 +284,7 @@ func TestEndToEnd(t *testing.T) {
 		agents: map[string]*proc{}, addrs: map[string]string{}, env: map[string][]string{}, tokens: map[string]string{},
 		rng: mrand.New(mrand.NewPCG(seed, seed)), expected: map[string]int64{}, approved: map[string]bool{}}
 	w.startHub()
-	api := "http://" + w.hubAddr
+	api := w.api()
 
 	// Links we can cut, for the offline store and for the store we crash mid-sync.
 	links := map[string]*faultnet.Link{}
@@ -293,7 +296,7 @@ func TestEndToEnd(t *testing.T) {
 		if s := call(t, "POST", api+"/v1/stores", w.key, map[string]string{"id": id}, &created); s != 201 {
 			t.Fatalf("create store %s: HTTP %d", id, s)
 		}
-		hubURL := "ws://" + w.hubAddr + "/v1/sync"
+		hubAddr := w.hubAddr
 		if id != "a" {
 			l, err := faultnet.NewLink(w.hubAddr)
 			if err != nil {
@@ -301,15 +304,13 @@ func TestEndToEnd(t *testing.T) {
 			}
 			t.Cleanup(func() { l.Close() })
 			links[id] = l
-			hubURL = "ws://" + l.Addr() + "/v1/sync"
+			hubAddr = l.Addr()
 		}
 		w.addrs[id] = freePort(t)
-		w.env[id] = []string{
-			"LOYALTY_STORE_ID=" + id, "LOYALTY_TOKEN=" + created.Token, "LOYALTY_HUB_URL=" + hubURL,
-			"LOYALTY_LISTEN=" + w.addrs[id], "LOYALTY_DATABASE=" + filepath.Join(w.dir, id+".db"),
+		w.env[id] = append(w.agentEnv(id, created.Token, hubAddr),
 			"LOYALTY_SYNC_MIN_BACKOFF=50ms", "LOYALTY_SYNC_MAX_BACKOFF=500ms",
 			"LOYALTY_FAULTS_DUPLICATE_PUSH=true", // every delta is delivered at least twice
-		}
+		)
 	}
 	for i := range 9 {
 		m := loyalty.Member{ID: fmt.Sprintf("m%d", i)}

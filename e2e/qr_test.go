@@ -54,8 +54,7 @@ func TestMemberQRFromBinary(t *testing.T) {
 	w := &world{t: t, bin: bin, dir: dir, key: "0123456789abcdef0123", hubAddr: freePort(t), agents: map[string]*proc{},
 		addrs: map[string]string{"s1": freePort(t)}, env: map[string][]string{}}
 	w.startHub()
-	w.env["s1"] = []string{"LOYALTY_STORE_ID=s1", "LOYALTY_TOKEN=" + token, "LOYALTY_HUB_URL=ws://" + w.hubAddr + "/v1/sync",
-		"LOYALTY_LISTEN=" + w.addrs["s1"], "LOYALTY_DATABASE=" + filepath.Join(dir, "s1.db")}
+	w.env["s1"] = w.agentEnv("s1", token, w.hubAddr)
 	w.startAgent("s1")
 	w.waitAgentUp("s1")
 	if code := w.hub.stop(syscall.SIGTERM); code != 0 {

@@ -13,6 +13,7 @@ import (
 	agentsqlite "github.com/loyalty-edge-sync/loyalty/agent/sqlite"
 	"github.com/loyalty-edge-sync/loyalty/hub"
 	hubsqlite "github.com/loyalty-edge-sync/loyalty/hub/sqlite"
+	"github.com/loyalty-edge-sync/loyalty/internal/seal"
 	lsync "github.com/loyalty-edge-sync/loyalty/sync"
 )
 
@@ -36,6 +37,7 @@ func openHub(t *testing.T, path string) (*hub.Hub, *hubsqlite.Store) {
 		t.Fatal(err)
 	}
 	h := hub.New(s)
+	h.KEK = seal.NewRandom()
 	h.Logger = quiet
 	if err := h.Init(context.Background()); err != nil {
 		t.Fatal(err)

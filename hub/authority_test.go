@@ -2,6 +2,7 @@ package hub_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"strconv"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/hub"
+	hubsqlite "github.com/loyalty-edge-sync/loyalty/hub/sqlite"
 	lsync "github.com/loyalty-edge-sync/loyalty/sync"
 )
 
@@ -587,6 +589,70 @@ func TestAuthority_ReversalGivesBackWhatWasCharged(t *testing.T) {
 			if l.Consumed != 0 {
 				t.Errorf("lease of %s consumed %d after the refund, want 0", b.ID, l.Consumed)
 			}
+		}
+	}
+}
+
+// A reversal of a delta the hub applied before it recorded charges gives back what the program
+// of that time counted, not what today's program would: a budget added since gains no room.
+func TestAuthority_LegacyReversalUsesTheProgramOfItsTime(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	now := t0
+	h.Now = func() time.Time { return now }
+	tick := func() { now = now.Add(time.Second) }
+	withProgram(t, h, func(p *loyalty.Program) {
+		p.Budgets = []loyalty.Budget{{ID: "coffees", Metric: loyalty.MetricRedemptions, Reward: "coffee", Limit: 40}}
+	})
+	tick()
+	fund(t, h, "m1", 1000)
+	if _, err := h.Pull(ctx, "s1", lsync.Pull{Limit: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	l1 := mustLeases(t, h, "s1")[0]
+	old := redeem("s1", "m1", "coffee", 50)
+	old.RuleVersion, old.OccurredAt, old.Leases = 2, now, map[string]string{"coffees": l1.ID}
+	mustApply(t, h, "s1", old)
+
+	// As if that redemption had been applied by a version that recorded no charges.
+	db, err := sql.Open("sqlite", h.Store.(*hubsqlite.Store).Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`UPDATE counters SET value = (SELECT MAX(seq) FROM deltas) WHERE name = 'charges_from'`); err != nil {
+		t.Fatal(err)
+	}
+
+	tick()
+	withProgram(t, h, func(p *loyalty.Program) {
+		p.Budgets = []loyalty.Budget{
+			{ID: "coffees", Metric: loyalty.MetricRedemptions, Reward: "coffee", Limit: 40},
+			{ID: "all", Metric: loyalty.MetricRedemptions, Limit: 100},
+		}
+	})
+	tick()
+	if _, err := h.Pull(ctx, "s1", lsync.Pull{Limit: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	leases := map[string]string{}
+	for _, l := range mustLeases(t, h, "s1") {
+		leases[l.Budget] = l.ID
+	}
+	fresh := redeem("s1", "m1", "coffee", 50)
+	fresh.RuleVersion, fresh.OccurredAt, fresh.Leases = 3, now, leases
+	mustApply(t, h, "s1", fresh)
+
+	tick()
+	mustApply(t, h, "s1", loyalty.Delta{ID: loyalty.NewDeltaID(), Store: "s1", Member: "m1", Kind: loyalty.KindReverse, Points: 50,
+		Reverses: old.ID, RuleVersion: 3, OccurredAt: now})
+	bs, err := h.Budgets(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range bs {
+		if b.Spent != 1 {
+			t.Errorf("budget %s spent %d after the refund of the old redemption, want 1 (the new one)", b.ID, b.Spent)
 		}
 	}
 }

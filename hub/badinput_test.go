@@ -26,6 +26,7 @@ import (
 	"github.com/loyalty-edge-sync/loyalty/hub"
 	hubsqlite "github.com/loyalty-edge-sync/loyalty/hub/sqlite"
 	"github.com/loyalty-edge-sync/loyalty/internal/jsonapi/jsonapitest"
+	"github.com/loyalty-edge-sync/loyalty/internal/seal"
 	"github.com/loyalty-edge-sync/loyalty/qr"
 	"github.com/loyalty-edge-sync/loyalty/qr/qrtest"
 	lsync "github.com/loyalty-edge-sync/loyalty/sync"
@@ -72,6 +73,7 @@ func MustOpenBIHub(tb testing.TB) *biTestHub {
 	clock := &biClock{}
 	clock.ms.Store(time.Now().UnixMilli())
 	h := hub.New(st)
+	h.KEK = seal.NewRandom()
 	h.Logger, h.Now = log, clock.Now
 	if err := h.Init(ctx); err != nil {
 		tb.Fatalf("init hub: %v", err)
@@ -219,13 +221,7 @@ func (th *biTestHub) assertState(tb testing.TB, want biHubState) {
 // signingKey returns the hub's current private key, to mint tokens the hub would not (expired).
 func (th *biTestHub) signingKey(tb testing.TB) qr.PrivateKey {
 	tb.Helper()
-	ctx := context.Background()
-	var k qr.PrivateKey
-	err := th.Store.View(ctx, func(tx hub.Tx) error {
-		var err error
-		k, err = tx.SigningKey(ctx)
-		return err
-	})
+	k, err := th.Hub.SigningKey(context.Background())
 	if err != nil {
 		tb.Fatalf("signing key: %v", err)
 	}

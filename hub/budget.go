@@ -52,7 +52,18 @@ func (a *applier) account(ctx context.Context, store string, d loyalty.Delta) er
 		charge := Charge{Delta: d.ID, Budget: b.ID, Amount: x}
 		if id := d.Leases[b.ID]; id != "" && store != loyalty.OnlineStore {
 			l, err := a.tx.Lease(ctx, id)
-			if loyalty.ErrorCode(err) == loyalty.ENOTFOUND || err == nil && (l.Store != store || l.Budget != b.ID) {
+			lost := false
+			if loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
+				if lost, err = a.lostLease(ctx, d.EventTime()); err != nil {
+					return err
+				}
+				err = loyalty.Errorf(loyalty.ENOTFOUND, "no lease %s", id)
+			}
+			if lost {
+				if err := flag(ConflictRestore, x, "budget %s spent from lease %s, granted before the hub was restored from a backup and lost with it", b.ID, id); err != nil {
+					return err
+				}
+			} else if loyalty.ErrorCode(err) == loyalty.ENOTFOUND || err == nil && (l.Store != store || l.Budget != b.ID) {
 				if err := flag(ConflictUnleased, x, "budget %s spent from lease %s, which is not this store's lease for it", b.ID, id); err != nil {
 					return err
 				}
@@ -137,7 +148,12 @@ func (a *applier) refund(ctx context.Context, d loyalty.Delta) error {
 		return err
 	}
 	for _, c := range charges {
-		if err := a.tx.AddBudgetSpent(ctx, c.Budget, -c.Amount); err != nil {
+		// Never below zero: what a budget never counted cannot be given back.
+		spent, err := a.tx.BudgetSpent(ctx, c.Budget)
+		if err != nil {
+			return err
+		}
+		if err := a.tx.AddBudgetSpent(ctx, c.Budget, -min(c.Amount, max(spent, 0))); err != nil {
 			return err
 		}
 		if c.Lease == "" {
@@ -157,26 +173,46 @@ func (a *applier) refund(ctx context.Context, d loyalty.Delta) error {
 	return nil
 }
 
-// legacyCharges works out what a delta applied before the hub recorded charges was charged, from
-// the current program and the leases it names.
+// legacyCharges works out what a delta applied before the hub recorded charges was charged: as
+// the program the hub had when it received the delta counts it, from the leases it names.
 func (a *applier) legacyCharges(ctx context.Context, id string) ([]Charge, error) {
-	p, err := a.current(ctx)
-	if err != nil {
-		return nil, err
-	}
 	e, err := a.tx.Delta(ctx, id)
 	if err != nil {
 		return nil, err
 	}
+	cur, err := a.current(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p := cur
+	for v := cur.Version; v > 1; v-- {
+		_, at, err := a.tx.ProgramPublished(ctx, v)
+		if err != nil {
+			return nil, err
+		}
+		if !at.After(e.ReceivedAt) { // published before the delta arrived (or before the hub recorded when)
+			break
+		}
+		if p, err = a.program(ctx, v-1); err != nil {
+			return nil, err
+		}
+	}
 	var cs []Charge
 	for _, b := range p.BudgetsFor(&e.Delta) {
-		if x := b.Consumption(p, &e.Delta, nil); x > 0 {
-			c := Charge{Delta: id, Budget: b.ID, Amount: x}
-			if l, err := a.tx.Lease(ctx, e.Leases[b.ID]); err == nil && l.Store == e.Store && l.Budget == b.ID {
-				c.Lease = l.ID
-			}
-			cs = append(cs, c)
+		x := b.Consumption(p, &e.Delta, nil)
+		if x <= 0 {
+			continue
 		}
+		c := Charge{Delta: id, Budget: b.ID, Amount: x}
+		if lease := e.Leases[b.ID]; lease != "" {
+			l, err := a.tx.Lease(ctx, lease)
+			if err == nil && l.Store == e.Store && l.Budget == b.ID {
+				c.Lease = l.ID
+			} else if err != nil && loyalty.ErrorCode(err) != loyalty.ENOTFOUND {
+				return nil, err
+			}
+		}
+		cs = append(cs, c)
 	}
 	return cs, nil
 }

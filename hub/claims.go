@@ -189,6 +189,11 @@ func (a *applier) checkLeases(ctx context.Context, store string, d *loyalty.Delt
 		}
 		l, err := a.tx.Lease(ctx, id)
 		if loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
+			if lost, err := a.lostLease(ctx, at); err != nil {
+				return err
+			} else if lost {
+				continue // account flags it as a restore conflict
+			}
 			return loyalty.Errorf(loyalty.EBUDGET, "this change spends budget %s from a lease the hub never granted this store", b.ID)
 		} else if err != nil {
 			return err

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/internal/jsonapi"
@@ -134,6 +135,9 @@ func (s *Server) Handler() http.Handler {
 	})
 	admin.HandleFunc("POST /v1/stores/{id}/writeoff", func(w http.ResponseWriter, r *http.Request) {
 		n, err := h.WriteOff(r.Context(), r.PathValue("id"))
+		if err == nil { // WriteOff runs its own transaction: audited right after it succeeds
+			h.RecordAudit(r.Context(), AuditStoreWriteOff, r.PathValue("id"), WriteOffDetail(n))
+		}
 		s.reply(w, r, http.StatusOK, map[string]any{"store": r.PathValue("id"), "returned": n}, err)
 	})
 	admin.HandleFunc("GET /v1/expiring", func(w http.ResponseWriter, r *http.Request) {
@@ -150,6 +154,33 @@ func (s *Server) Handler() http.Handler {
 	admin.HandleFunc("POST /v1/keys/rotate", func(w http.ResponseWriter, r *http.Request) {
 		k, err := h.RotateKey(r.Context())
 		s.reply(w, r, http.StatusOK, k, err)
+	})
+	admin.HandleFunc("POST /v1/api-keys", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Name  string `json:"name"`
+			Scope Scope  `json:"scope"`
+		}
+		if s.decode(w, r, &req) {
+			k, err := h.CreateAPIKey(r.Context(), req.Name, req.Scope)
+			s.reply(w, r, http.StatusCreated, k, err)
+		}
+	})
+	admin.HandleFunc("GET /v1/api-keys", func(w http.ResponseWriter, r *http.Request) {
+		out, err := h.APIKeys(r.Context())
+		s.reply(w, r, http.StatusOK, out, err)
+	})
+	admin.HandleFunc("DELETE /v1/api-keys/{id}", func(w http.ResponseWriter, r *http.Request) {
+		k, err := h.RevokeAPIKey(r.Context(), r.PathValue("id"))
+		s.reply(w, r, http.StatusOK, k, err)
+	})
+	admin.HandleFunc("GET /v1/audit", func(w http.ResponseWriter, r *http.Request) {
+		limit, err := intParam(r, "limit", 100, 1, MaxAuditLimit)
+		if err != nil {
+			jsonapi.Error(w, r, s.Logger, err)
+			return
+		}
+		out, err := h.Audit(r.Context(), limit)
+		s.reply(w, r, http.StatusOK, out, err)
 	})
 	admin.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		jsonapi.Error(w, r, s.Logger, loyalty.Errorf(loyalty.ENOTFOUND, "no such endpoint %s %s; see docs/API.md", r.Method, r.URL.Path))
@@ -171,17 +202,62 @@ func intParam(r *http.Request, name string, def, lo, hi int) (int, error) {
 	return n, nil
 }
 
-func (s *Server) auth(next http.Handler) http.Handler {
+// auth authenticates every request to routes (401 EUNAUTHORIZED without a valid key), checks
+// that the key's scope may call the route it is for (403 EFORBIDDEN; see routeScopes), and
+// serves it with the key's Actor in the context, for the audit trail.
+func (s *Server) auth(routes *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte("Bearer "+s.AdminKey)) != 1 {
-			jsonapi.Error(w, r, s.Logger, loyalty.Errorf(loyalty.EUNAUTHORIZED, "missing or wrong API key (Authorization: Bearer <admin_api_key>)"))
+		actor, err := s.authenticate(r)
+		if err != nil {
+			jsonapi.Error(w, r, s.Logger, err)
 			return
 		}
-		next.ServeHTTP(w, r)
+		// The pattern routes will serve r with. "" and "/" are no endpoint (a redirect, or the
+		// 404 answer), open to any valid key; a pattern missing from routeScopes is admin-only.
+		if _, pattern := routes.Handler(r); pattern != "" && pattern != "/" && !actor.Scope.Allows(pattern) {
+			jsonapi.Error(w, r, s.Logger, loyalty.Errorf(loyalty.EFORBIDDEN,
+				"this API key has scope %s; %s needs a key with scope %s; ask an operator for one (loyalty apikey add)",
+				actor.Scope, pattern, scopeList(routeScopes[pattern])))
+			return
+		}
+		routes.ServeHTTP(w, r.WithContext(WithActor(r.Context(), actor)))
 	})
 }
 
+// authenticate returns who sent r: the bootstrap key admin_api_key (compared in constant time),
+// or an API key of the hub's database that is not revoked.
+func (s *Server) authenticate(r *http.Request) (Actor, error) {
+	secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || secret == "" {
+		return Actor{}, errWrongKey
+	}
+	if s.AdminKey != "" && subtle.ConstantTimeCompare([]byte(secret), []byte(s.AdminKey)) == 1 {
+		return ConfigActor, nil
+	}
+	k, err := s.Hub.AuthenticateAPIKey(r.Context(), secret)
+	if err != nil {
+		return Actor{}, err
+	}
+	return k.Actor(), nil
+}
+
+// scopeList names the scopes a route's routeScopes entry allows, for a message: "admin", or
+// "report (or admin)".
+func scopeList(scopes []Scope) string {
+	var names []string
+	for _, sc := range scopes {
+		names = append(names, string(sc))
+	}
+	if len(names) == 0 {
+		return string(ScopeAdmin)
+	}
+	return strings.Join(names, " or ") + " (or admin)"
+}
+
 func (s *Server) serveSync(w http.ResponseWriter, r *http.Request) {
+	if s.refuseSync(w, r) { // at http.max_sync_sessions: 503 EUNAVAILABLE (server.go)
+		return
+	}
 	conn, err := s.Upgrade(w, r)
 	if err != nil {
 		s.Logger.Info("websocket upgrade failed", slog.String("remote", r.RemoteAddr), slog.Any("err", err))

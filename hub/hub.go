@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/loyalty-edge-sync/loyalty"
+	"github.com/loyalty-edge-sync/loyalty/internal/seal"
 	"github.com/loyalty-edge-sync/loyalty/qr"
 	lsync "github.com/loyalty-edge-sync/loyalty/sync"
 )
@@ -48,6 +49,9 @@ type Hub struct {
 
 	// Claims bounds the event times the hub accepts from stores (see checkClaims).
 	Claims ClaimLimits
+
+	// KEK seals the QR signing keys in the database (keys.go). Init fails without it.
+	KEK *seal.Box
 
 	// TierChanges counts tier upgrades and downgrades since the hub started (for the demo and metrics).
 	TierChanges int64
@@ -89,8 +93,12 @@ func New(s Store) *Hub {
 	}
 }
 
-// Init makes sure the hub has a program and a signing key, creating the defaults on first start.
+// Init makes sure the hub has a program and a signing key, creating the defaults on first start,
+// and that its signing keys are sealed under KEK and open with it.
 func (h *Hub) Init(ctx context.Context) error {
+	if h.KEK == nil {
+		return loyalty.Errorf(loyalty.EINVALID, "the hub needs a key-encryption key to seal its QR signing keys: set keys.kek_file (or keys.kek)")
+	}
 	return h.update(ctx, func(tx Tx) error {
 		if _, _, err := tx.Program(ctx); loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
 			v, err := tx.NextVersion(ctx)
@@ -108,7 +116,7 @@ func (h *Hub) Init(ctx context.Context) error {
 		} else if err != nil {
 			return err
 		}
-		return nil
+		return h.sealKeys(ctx, tx)
 	})
 }
 
@@ -768,7 +776,10 @@ func (h *Hub) CreateStoreIn(ctx context.Context, id, name, tz string) (StoreInfo
 		if err := tx.InsertStore(ctx, s); err != nil {
 			return err
 		}
-		return tx.SetStoreZone(ctx, id, tz)
+		if err := tx.SetStoreZone(ctx, id, tz); err != nil {
+			return err
+		}
+		return h.audit(ctx, tx, AuditStoreAdd, id, fmt.Sprintf("name %q, time zone %s", name, tz))
 	})
 	return s, token, err
 }
@@ -787,8 +798,10 @@ func (h *Hub) SetStoreZone(ctx context.Context, id, tz string) error {
 		if err := tx.SetStoreZone(ctx, id, tz); err != nil {
 			return err
 		}
-		_, err := tx.NextVersion(ctx) // the store's agent must pull it
-		return err
+		if _, err := tx.NextVersion(ctx); err != nil { // the store's agent must pull it
+			return err
+		}
+		return h.audit(ctx, tx, AuditStoreTimeZone, id, "time zone "+tz)
 	})
 }
 
@@ -797,7 +810,12 @@ func (h *Hub) SetStoreZone(ctx context.Context, id, tz string) error {
 // admin command takes effect at the store's next connection).
 func (h *Hub) RotateStoreToken(ctx context.Context, id string) (string, error) {
 	token := rand.Text() + rand.Text()
-	err := h.Store.Update(ctx, func(tx Tx) error { return tx.SetStoreToken(ctx, id, hashToken(token)) })
+	err := h.Store.Update(ctx, func(tx Tx) error {
+		if err := tx.SetStoreToken(ctx, id, hashToken(token)); err != nil {
+			return err
+		}
+		return h.audit(ctx, tx, AuditStoreToken, id, "new token issued; the old one stopped working")
+	})
 	if err == nil && h.OnTokenRotated != nil {
 		h.OnTokenRotated(id)
 	}
@@ -865,9 +883,11 @@ func (h *Hub) CreateMember(ctx context.Context, m loyalty.Member) (loyalty.Membe
 			return err
 		}
 		if m.HomeStore != "" {
-			return tx.Subscribe(ctx, m.HomeStore, m.ID)
+			if err := tx.Subscribe(ctx, m.HomeStore, m.ID); err != nil {
+				return err
+			}
 		}
-		return nil
+		return h.audit(ctx, tx, AuditMemberAdd, m.ID, "home store "+orNone(m.HomeStore)) // no email or name: personal data
 	})
 	if err != nil {
 		return m, err
@@ -915,7 +935,7 @@ func (h *Hub) MemberToken(ctx context.Context, id string) (string, error) {
 		if _, err := tx.Member(ctx, id); err != nil {
 			return err
 		}
-		k, err := tx.SigningKey(ctx)
+		k, err := h.signingKey(ctx, tx)
 		if err != nil {
 			return err
 		}
@@ -956,7 +976,10 @@ func (h *Hub) SetProgram(ctx context.Context, p loyalty.Program) (loyalty.Progra
 		if err != nil {
 			return err
 		}
-		return tx.InsertProgram(ctx, p, v, h.Now())
+		if err := tx.InsertProgram(ctx, p, v, h.Now()); err != nil {
+			return err
+		}
+		return h.audit(ctx, tx, AuditProgramPublish, "program", fmt.Sprintf("rule version %d, %d rewards", p.Version, len(p.Rewards)))
 	})
 	return p, err
 }
@@ -969,8 +992,10 @@ func (h *Hub) RotateKey(ctx context.Context) (qr.PublicKey, error) {
 			return err
 		}
 		var err error
-		k, err = tx.SigningKey(ctx)
-		return err
+		if k, err = h.signingKey(ctx, tx); err != nil {
+			return err
+		}
+		return h.audit(ctx, tx, AuditSigningKeyRotate, k.ID, "new QR signing key")
 	})
 	return k.Public(), err
 }
@@ -982,7 +1007,10 @@ func (h *Hub) RetireKey(ctx context.Context, id string, at time.Time) error {
 		if err != nil {
 			return err
 		}
-		return tx.RetireKey(ctx, id, at, v)
+		if err := tx.RetireKey(ctx, id, at, v); err != nil {
+			return err
+		}
+		return h.audit(ctx, tx, AuditSigningKeyRetire, id, "tokens it signed are refused after "+at.UTC().Format(time.RFC3339))
 	})
 }
 
@@ -995,7 +1023,7 @@ func (h *Hub) insertNewKey(ctx context.Context, tx Tx) error {
 	if err != nil {
 		return err
 	}
-	return tx.InsertKey(ctx, k, v)
+	return tx.InsertKey(ctx, h.sealKey(k), v)
 }
 
 // Conflicts returns the newest recorded conflicts.
@@ -1347,7 +1375,7 @@ func (h *Hub) IssueVoucher(ctx context.Context, req loyalty.RedeemRequest) (Vouc
 		if err != nil {
 			return nil, err
 		}
-		k, err := a.tx.SigningKey(ctx)
+		k, err := a.signingKey(ctx, a.tx)
 		if err != nil {
 			return nil, err
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/hub"
 	hubsqlite "github.com/loyalty-edge-sync/loyalty/hub/sqlite"
+	"github.com/loyalty-edge-sync/loyalty/internal/seal"
 	lsync "github.com/loyalty-edge-sync/loyalty/sync"
 )
 
@@ -29,6 +30,7 @@ func openHub(tb testing.TB) *hub.Hub {
 	}
 	tb.Cleanup(func() { s.Close() })
 	h := hub.New(s)
+	h.KEK = seal.NewRandom()
 	h.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	h.Now = func() time.Time { return t0 }
 	if err := h.Init(ctx); err != nil {

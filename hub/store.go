@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"crypto/ed25519"
 	"time"
 
 	"github.com/loyalty-edge-sync/loyalty"
@@ -22,11 +23,12 @@ type Store interface {
 // thing return ENOTFOUND when it is not there; inserts of an existing id return EDUPLICATE.
 type Tx interface {
 	// Epoch returns the hub database's epoch: a random number drawn when the database was
-	// created and drawn again when it is restored from a backup (NewEpoch). Agents that meet a
-	// new epoch know the hub may have lost what they sent since the backup.
-	Epoch(ctx context.Context) (int64, error)
-	// NewEpoch draws a new epoch and returns it.
-	NewEpoch(ctx context.Context) (int64, error)
+	// created and drawn again when it is restored from a backup (NewEpoch), and when it was last
+	// restored (zero: never). Agents that meet a new epoch know the hub may have lost what they
+	// sent since the backup.
+	Epoch(ctx context.Context) (epoch int64, restoredAt time.Time, err error)
+	// NewEpoch draws a new epoch, records that the database was restored at at, and returns it.
+	NewEpoch(ctx context.Context, at time.Time) (int64, error)
 	// NextVersion advances the hub's change sequence and returns the new value. Every change an
 	// agent must see (member, program, key) is stamped with one.
 	NextVersion(ctx context.Context) (int64, error)
@@ -101,9 +103,15 @@ type Tx interface {
 	// ProgramPublished returns the change version and the time at which rule version v was published.
 	ProgramPublished(ctx context.Context, v int64) (changeVersion int64, at time.Time, err error)
 
-	InsertKey(ctx context.Context, k qr.PrivateKey, changeVersion int64) error
+	// InsertKey stores a new QR signing key, its private half sealed.
+	InsertKey(ctx context.Context, k StoredKey, changeVersion int64) error
 	// SigningKey returns the newest key that is not retired.
-	SigningKey(ctx context.Context) (qr.PrivateKey, error)
+	SigningKey(ctx context.Context) (StoredKey, error)
+	// Keys returns every signing key, oldest first.
+	Keys(ctx context.Context) ([]StoredKey, error)
+	// ResealKey replaces a key's sealed private half (a new key-encryption key, or a key stored in
+	// clear by an older version).
+	ResealKey(ctx context.Context, id string, sealed []byte) error
 	// PublicKeys returns every key with the change version it was last changed at.
 	PublicKeys(ctx context.Context) ([]VersionedKey, error)
 	RetireKey(ctx context.Context, id string, notAfter time.Time, changeVersion int64) error
@@ -152,6 +160,8 @@ type Tx interface {
 	// Idempotent returns the stored result of an earlier request with this scope and key.
 	Idempotent(ctx context.Context, scope, key string) (hash string, response []byte, found bool, err error)
 	SaveIdempotent(ctx context.Context, scope, key, hash string, response []byte, at time.Time) error
+
+	AccessTx // API keys and the audit trail
 }
 
 // StoreInfo is a retail store registered with the hub.
@@ -243,6 +253,7 @@ const (
 	ConflictDisabled     = "disabled"      // an offline store redeemed a reward switched off before it heard
 	ConflictUnleased     = "unleased"      // a store spent a budget without a lease (an old or faulty agent)
 	ConflictOverBudget   = "over_budget"   // spent plus outstanding went over a limit: a bug, never expected
+	ConflictRestore      = "restore"       // spent from a lease the hub granted and then lost when it was restored from a backup
 )
 
 // Conflict is an offline event that broke a rule. The delta was applied (it physically
@@ -297,7 +308,35 @@ type LeaseEvent struct {
 }
 
 // VersionedKey is a public key and the change version it was last changed at.
+// StoredKey is a QR signing key as the hub stores it: the public half in clear, the private seed
+// sealed under the hub's key-encryption key (internal/seal), so that a copy of the database alone
+// cannot sign a token.
+type StoredKey struct {
+	ID       string
+	Public   ed25519.PublicKey
+	Sealed   []byte
+	NotAfter time.Time
+}
+
 type VersionedKey struct {
 	qr.PublicKey
 	Version int64
+}
+
+// AccessTx stores the HTTP API's keys and the audit trail of admin changes (apikeys.go, audit.go).
+type AccessTx interface {
+	// InsertAPIKey returns EDUPLICATE if the id or the hash is taken.
+	InsertAPIKey(ctx context.Context, k APIKey) error
+	// APIKey returns a key by id.
+	APIKey(ctx context.Context, id string) (APIKey, error)
+	// APIKeyByHash returns the key whose secret has this hash (revoked keys too).
+	APIKeyByHash(ctx context.Context, hash string) (APIKey, error)
+	// APIKeys returns every key, oldest first.
+	APIKeys(ctx context.Context) ([]APIKey, error)
+	// RevokeAPIKey sets a key's revocation time.
+	RevokeAPIKey(ctx context.Context, id string, at time.Time) error
+	// InsertAudit appends an entry to the audit trail; its Seq is assigned.
+	InsertAudit(ctx context.Context, e AuditEntry) error
+	// Audit returns up to limit audit entries, newest first.
+	Audit(ctx context.Context, limit int) ([]AuditEntry, error)
 }

@@ -20,7 +20,7 @@ import (
 )
 
 // Hostile stores are registered stores whose agent was replaced by an attacker: they push
-// hand-made deltas through the same Hub.Push the sync server calls for every store, each forging
+// hand-made deltas to the hub's real sync server in messages they write themselves (wire.go), each forging
 // one claim the hub must verify (docs/PROTOCOL.md, "What the hub verifies"). Everything else about
 // a forged delta is what an honest store would send, so the hub can only refuse it for the forged
 // claim; whether it did is counted (ForgedOnTarget), and a rejection for another reason is
@@ -318,7 +318,12 @@ func (w *world) hostilePull(ctx context.Context, h *hostile) error {
 			return err
 		}
 		h.wire = c
-		defer func() { h.wire.close(ctx); h.wire = nil }()
+		defer func() {
+			if h.wire != nil {
+				h.wire.close(ctx)
+				h.wire = nil
+			}
+		}()
 	}
 	for v := range h.received {
 		if _, ok := h.confirmed[v]; !ok {
@@ -358,7 +363,12 @@ func (w *world) hostileSession(ctx context.Context, h *hostile) error {
 		return err
 	}
 	h.wire = c
-	defer func() { h.wire.close(ctx); h.wire = nil }()
+	defer func() {
+		if h.wire != nil {
+			h.wire.close(ctx)
+			h.wire = nil
+		}
+	}()
 	if err := w.hostilePull(ctx, h); err != nil {
 		return err
 	}
@@ -1317,18 +1327,20 @@ func (w *world) pushBatch(ctx context.Context, s *session, batch []forged, raw b
 	w.res.Stats.HostilePushes++
 	w.res.Stats.HostileForged += len(batch)
 	ack, err := s.h.wire.pushBytes(ctx, ds, raw)
-	if code := loyalty.ErrorCode(err); err != nil && code != loyalty.EINTERNAL && code != "" {
-		// The hub refused the message whole and ended the session: every delta in it is refused.
+	if refusal, ok := s.h.wire.refusal(); raw && err != nil && ok {
+		// The hub refused the message whole, told the store why and ended the session: every
+		// delta in it is refused for that reason.
 		ack = &lsync.Ack{}
 		for _, d := range ds {
-			ack.Results = append(ack.Results, lsync.Result{DeltaID: d.ID, Status: lsync.StatusRejected, Code: code, Message: loyalty.ErrorMessage(err)})
+			ack.Results = append(ack.Results, lsync.Result{DeltaID: d.ID, Status: lsync.StatusRejected, Code: refusal.Code, Message: refusal.Message})
 		}
 		s.h.wire.close(ctx)
+		s.h.wire = nil
 		if s.h.wire, err = w.dial(ctx, s.h.id); err != nil {
 			return err
 		}
 	} else if err != nil {
-		return err
+		return fmt.Errorf("hostile store %s: the hub ended the session on a push of forged deltas %v: %w", s.h.id, ds, err)
 	}
 	if len(ack.Results) != len(batch) {
 		w.violate("seed %d: hostile store %s pushed %d forged deltas, the ack has %d results", w.cfg.Seed, s.h.id, len(batch), len(ack.Results))

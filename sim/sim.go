@@ -32,6 +32,7 @@ import (
 	agentsqlite "github.com/loyalty-edge-sync/loyalty/agent/sqlite"
 	"github.com/loyalty-edge-sync/loyalty/hub"
 	hubsqlite "github.com/loyalty-edge-sync/loyalty/hub/sqlite"
+	"github.com/loyalty-edge-sync/loyalty/internal/seal"
 	"github.com/loyalty-edge-sync/loyalty/internal/sqlitedb"
 	lsync "github.com/loyalty-edge-sync/loyalty/sync"
 )
@@ -118,24 +119,35 @@ func (s *store) Kick() {}
 // Status implements agent.Syncer.
 func (s *store) Status() lsync.Status { return lsync.Status{Online: s.link} }
 
-// Subscribe implements agent.Syncer.
+// Subscribe implements agent.Syncer: a subscribe message in a session of its own. The agent's
+// deadline is dropped: the simulated network runs in virtual time, and a real-time deadline would
+// make a seed's outcome depend on how busy the machine is.
 func (s *store) Subscribe(ctx context.Context, member string) (*loyalty.Member, error) {
 	if !s.link {
 		return nil, loyalty.Errorf(loyalty.EUNAVAILABLE, "offline")
 	}
-	m, err := s.w.hub.Subscribe(ctx, s.id, member)
+	ctx = context.WithoutCancel(ctx)
+	c, err := s.w.dial(ctx, s.id)
 	if err != nil {
 		return nil, err
 	}
-	return m, s.st.ApplyMember(ctx, m)
+	defer c.close(ctx)
+	r, err := c.call(ctx, &lsync.Message{Type: lsync.TypeSubscribe, Subscribe: &lsync.Subscribe{Member: member}})
+	if err != nil {
+		return nil, err
+	}
+	if r.Type != lsync.TypeMember {
+		return nil, fmt.Errorf("a subscribe answered with %s", r.Type)
+	}
+	return r.Member, s.st.ApplyMember(ctx, r.Member)
 }
 
-// Refresh implements agent.Syncer.
+// Refresh implements agent.Syncer: a session without faults, in virtual time (see Subscribe).
 func (s *store) Refresh(ctx context.Context) error {
 	if !s.link {
 		return loyalty.Errorf(loyalty.EUNAVAILABLE, "offline")
 	}
-	return s.w.syncWith(ctx, s, false)
+	return s.w.syncWith(context.WithoutCancel(ctx), s, false)
 }
 
 // lateBatch is a copy of a push message that reaches the hub again later, in another session.
@@ -156,6 +168,7 @@ type world struct {
 	stores []*store
 
 	storeTokens map[string]string
+	kek         *seal.Box // the hub's key-encryption key, across restarts
 
 	members  []string
 	tokens   map[string]string
@@ -196,7 +209,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	w := &world{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)), dir: dir,
 		now: time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC), res: &Result{Seed: cfg.Seed, Violations: []string{}},
-		tokens: map[string]string{}, storeTokens: map[string]string{}, approved: map[string]bool{}, expected: map[string]int64{}, offline: map[[3]string]int64{},
+		tokens: map[string]string{}, storeTokens: map[string]string{}, kek: seal.NewRandom(), approved: map[string]bool{}, expected: map[string]int64{}, offline: map[[3]string]int64{},
 		over: map[string]bool{}}
 	defer w.close()
 	if err := w.setup(ctx); err != nil {
@@ -257,7 +270,7 @@ func (w *world) openHub(ctx context.Context) error {
 		return err
 	}
 	h := hub.New(s)
-	h.Logger, h.Now = quiet, w.clock
+	h.Logger, h.Now, h.KEK = quiet, w.clock, w.kek
 	h.Lease = hub.LeaseConfig{TTL: leaseTTL, Margin: leaseMargin, Min: 1, Share: 0.1}
 	h.Faults.IgnoreOutstanding = w.cfg.Broken
 	if err := h.Init(ctx); err != nil {
@@ -558,34 +571,58 @@ func (w *world) syncWith(ctx context.Context, s *store, faults bool) error {
 	ss := w.server.Step(toAgent)
 	defer ss.Close(ctx)
 	var down [][]byte
+	pushes, acks, more := 0, 0, true // the session must answer every push and end its pulls on a last page
 	for {
 		up := toHub.Take()
 		for _, b := range up {
+			m, err := lsync.Decode(b)
+			if err != nil {
+				return fmt.Errorf("store %s: the agent sent a message it cannot decode: %w", s.id, err)
+			}
 			if err := ss.Deliver(ctx, b); err != nil {
 				return fmt.Errorf("store %s: the hub ended the session: %w", s.id, err)
 			}
 			down = append(down, toAgent.Take()...)
+			if m.Type != lsync.TypePush {
+				continue
+			}
+			pushes++
 			if !faults {
 				continue
 			}
 			switch n := w.rng.IntN(100); {
-			case n < 5 && isPush(b):
+			case n < 5:
 				w.res.Stats.DuplicatePushes++
 				if err := ss.Deliver(ctx, b); err != nil {
 					return fmt.Errorf("store %s: the hub ended the session on a repeated push: %w", s.id, err)
 				}
 				w.checkAnswers(s, toAgent.Take())
-			case n < 8 && isPush(b):
+			case n < 8:
 				w.late = append(w.late, lateBatch{store: s.id, msg: b})
 			}
 		}
 		if len(up) == 0 && len(down) == 0 {
+			if acks != pushes || more {
+				w.violate("store %s: a session went quiet with %d of %d pushes answered and the change feed unfinished (%v)", s.id, acks, pushes, more)
+			}
 			return nil
 		}
 		for len(down) > 0 {
 			b := down[0]
 			down = down[1:]
+			if m, err := lsync.Decode(b); err == nil && m.Type == lsync.TypeAck {
+				acks++
+			} else if err == nil && m.Type == lsync.TypeChanges {
+				more = m.Changes.More
+			}
 			if err := cs.Deliver(ctx, b); errors.Is(err, errDied) {
+				// The hub committed the pushes answered after this ack too: their results are
+				// checked, though the agent never records them.
+				for _, b := range down {
+					if m, err := lsync.Decode(b); err == nil && m.Type == lsync.TypeAck {
+						w.checkAck(s, m.Ack, false)
+					}
+				}
 				cs.Close()
 				ss.Close(ctx)
 				return w.crash(ctx, s)
@@ -594,11 +631,6 @@ func (w *world) syncWith(ctx context.Context, s *store, faults bool) error {
 			}
 		}
 	}
-}
-
-func isPush(b []byte) bool {
-	m, err := lsync.Decode(b)
-	return err == nil && m.Type == lsync.TypePush
 }
 
 // checkAnswers checks the hub's answers to a push delivered again: one ack, every delta a duplicate.

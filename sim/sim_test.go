@@ -87,7 +87,7 @@ func TestReplayIsDeterministic(t *testing.T) {
 }
 
 // TestHostileStores runs a few dozen seeds in which hostile stores push forged deltas (every
-// kind of sim.Forgeries) through the hub's Push. None may be applied nor move a balance, a ledger
+// kind of sim.Forgeries) to the hub's sync server. None may be applied nor move a balance, a ledger
 // or a budget; their honest deltas must be applied; and every kind must have been tried and
 // refused for its own forgery at least once, so a forgery that never runs, or that the hub
 // refuses for another reason than the claim it forges, fails the test too.

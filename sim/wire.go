@@ -19,7 +19,9 @@ type wire struct {
 	next uint64
 }
 
-// dial opens a session for store: hello with its token, and the hub's welcome.
+// dial opens a session for store: hello with its token, and the hub's welcome. The store must
+// have no other session open: the server ends an older session of the same store and waits for
+// it, which a stepped session only ends on close.
 func (w *world) dial(ctx context.Context, store string) (*wire, error) {
 	box := &lsync.Mailbox{}
 	c := &wire{ss: w.server.Step(box), box: box}
@@ -53,7 +55,7 @@ func (c *wire) call(ctx context.Context, m *lsync.Message) (*lsync.Message, erro
 // send delivers raw bytes and returns the hub's one answer.
 func (c *wire) send(ctx context.Context, b []byte) (*lsync.Message, error) {
 	if err := c.ss.Deliver(ctx, b); err != nil {
-		return nil, err
+		return nil, err // the session ended; refusal reads what the store was told
 	}
 	out := c.box.Take()
 	if len(out) != 1 {
@@ -106,6 +108,16 @@ func (c *wire) pull(ctx context.Context, p lsync.Pull) (*lsync.Changes, error) {
 		return nil, fmt.Errorf("a pull answered with %s", r.Type)
 	}
 	return r.Changes, nil
+}
+
+// refusal returns the error message the hub sent the store when it ended the session.
+func (c *wire) refusal() (*loyalty.Error, bool) {
+	for _, b := range c.box.Take() {
+		if m, err := lsync.Decode(b); err == nil && m.Type == lsync.TypeError {
+			return m.Error, true
+		}
+	}
+	return nil, false
 }
 
 // close ends the session, as a dropped connection does.

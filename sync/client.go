@@ -30,6 +30,12 @@ type ClientHandler interface {
 	ApplyChanges(ctx context.Context, ch *Changes) error
 	// ApplyMember stores a member the hub sent in reply to Subscribe.
 	ApplyMember(ctx context.Context, m *loyalty.Member) error
+	// Epoch is called at every session's start with the hub's epoch, before anything is pushed
+	// or pulled. If the replica last saw another epoch, the hub was restored from a backup: the
+	// handler puts every delta it made since since (its own clock) back in the outbox, even
+	// acknowledged ones, starts the change feed over (cursor 0), and drops its leases, in one
+	// transaction. It records the epoch in any case.
+	Epoch(ctx context.Context, epoch int64, since time.Time) error
 }
 
 // Outgoing is an outbox delta with its local sequence number.
@@ -225,6 +231,8 @@ type clientSession struct {
 	refreshes   []*call // waiting for the next complete change-feed answer
 	batchSize   int
 	maxBytes    int
+	epoch       int64     // the hub's, from the welcome (0: a hub that names none)
+	resendSince time.Time // agent clock
 }
 
 func (c *Client) session(ctx context.Context) error {
@@ -303,6 +311,11 @@ func (c *Client) session(ctx context.Context) error {
 // start begins a session after the welcome: the whole outbox goes out before the first pull (see
 // docs/PROTOCOL.md, "Ordering").
 func (s *clientSession) start(ctx context.Context) error {
+	if s.epoch != 0 {
+		if err := s.Handler.Epoch(ctx, s.epoch, s.resendSince); err != nil {
+			return fmt.Errorf("record the hub's epoch: %w", err)
+		}
+	}
 	var err error
 	if s.cursor, err = s.Handler.Cursor(ctx); err != nil {
 		return err
@@ -395,6 +408,10 @@ func (s *clientSession) welcome(b []byte, sent time.Time) (time.Duration, error)
 		st.Sessions++
 		st.ClockOffset = clockOffset(sent, recv, w.HubTime)
 	})
+	s.epoch = w.Epoch
+	if w.ResendSince != 0 {
+		s.resendSince = time.UnixMilli(w.ResendSince).Add(-s.Status().ClockOffset) // on the agent's clock
+	}
 	s.Logger.Info("connected to hub", slog.Int("version", w.Version), slog.Duration("clock_offset", s.Status().ClockOffset))
 	return heartbeat, nil
 }

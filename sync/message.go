@@ -77,6 +77,11 @@ type Welcome struct {
 	HeartbeatMillis int64  `json:"heartbeat_ms"`
 	MaxBatch        int    `json:"max_batch"`
 	MaxMessageBytes int    `json:"max_message_bytes"`
+	// Epoch names the hub database's life: a new one means it was restored from a backup and may
+	// have lost what agents sent since. ResendSince (hub clock, unix milliseconds) is then from
+	// when on the agent sends again what the hub acknowledged (docs/PROTOCOL.md, "Restore").
+	Epoch       int64 `json:"epoch,omitempty"`
+	ResendSince int64 `json:"resend_since,omitempty"`
 }
 
 // Push carries deltas minted at the agent's store, oldest first.

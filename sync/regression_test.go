@@ -11,6 +11,7 @@ import (
 	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/hub"
 	hubsqlite "github.com/loyalty-edge-sync/loyalty/hub/sqlite"
+	"github.com/loyalty-edge-sync/loyalty/internal/seal"
 	lsync "github.com/loyalty-edge-sync/loyalty/sync"
 )
 
@@ -23,6 +24,7 @@ func rvHub(t *testing.T) *hub.Hub {
 	}
 	t.Cleanup(func() { s.Close() })
 	h := hub.New(s)
+	h.KEK = seal.NewRandom()
 	h.Logger = quiet
 	if err := h.Init(ctx); err != nil {
 		t.Fatal(err)

@@ -28,6 +28,9 @@ type Handler interface {
 	Subscribe(ctx context.Context, store, member string) (*loyalty.Member, error)
 	// Seen records a store's sync health: connected or not, its clock offset and outbox length.
 	Seen(ctx context.Context, store string, h Health) error
+	// Epoch returns the hub database's epoch and, for store, from when on it must send again
+	// what was acknowledged if it last saw another epoch (Welcome.Epoch).
+	Epoch(ctx context.Context, store string) (epoch int64, resendSince time.Time, err error)
 }
 
 // Health is what the hub learns about a store's sync state.
@@ -233,6 +236,10 @@ func (s *Server) hello(ctx context.Context, conn Conn, b []byte) (store string, 
 	if err := s.Handler.Authenticate(ctx, h.Store, h.Token); err != nil {
 		return "", 0, err
 	}
+	epoch, since, err := s.Handler.Epoch(ctx, h.Store)
+	if err != nil {
+		return "", 0, err
+	}
 	w := &Welcome{
 		Version:         version,
 		Store:           h.Store,
@@ -240,6 +247,8 @@ func (s *Server) hello(ctx context.Context, conn Conn, b []byte) (store string, 
 		HeartbeatMillis: s.HeartbeatInterval.Milliseconds(),
 		MaxBatch:        s.MaxBatch,
 		MaxMessageBytes: s.MaxMessageBytes,
+		Epoch:           epoch,
+		ResendSince:     unixMilli(since),
 	}
 	return h.Store, version, s.send(ctx, conn, &Message{Type: TypeWelcome, ID: m.ID, Welcome: w})
 }

@@ -148,3 +148,20 @@ func TestStep_WrongTokenIsRefused(t *testing.T) {
 		t.Fatal("online after a refusal")
 	}
 }
+
+// TestStep_EpochBeforeAnything: the welcome names the hub's epoch, and the agent is told it
+// before any ack or change reaches it (so a restored hub's epoch can put deltas back in the
+// outbox for this very session).
+func TestStep_EpochBeforeAnything(t *testing.T) {
+	h, a, _, cs, ss, toHub, toAgent := stepPair(t, 3, "secret")
+	h.epoch = 42
+	if err := exchange(t, cs, ss, toHub, toAgent); err != nil {
+		t.Fatal(err)
+	}
+	if len(a.epochs) != 1 || a.epochs[0] != 42 {
+		t.Fatalf("the agent was told epochs %v, want [42]", a.epochs)
+	}
+	if len(h.calls) == 0 || h.calls[0] != "push d001" {
+		t.Fatalf("hub calls %v", h.calls)
+	}
+}

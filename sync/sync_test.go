@@ -68,6 +68,11 @@ type hubFake struct {
 	applied map[string]bool
 	version int64
 	token   string
+	epoch   int64
+}
+
+func (h *hubFake) Epoch(ctx context.Context, store string) (int64, time.Time, error) {
+	return h.epoch, time.UnixMilli(1_700_000_000_000), nil
 }
 
 func (h *hubFake) log(s string) { h.mu.Lock(); h.calls = append(h.calls, s); h.mu.Unlock() }
@@ -119,6 +124,7 @@ type agentFake struct {
 	acked   map[string]int
 	cursor  int64
 	members map[string]loyalty.Member
+	epochs  []int64 // every epoch a session reported, in order
 }
 
 func newAgentFake(n int) *agentFake {
@@ -145,6 +151,16 @@ func (a *agentFake) Pending(ctx context.Context, after int64, limit int) ([]lsyn
 		}
 	}
 	return out, nil
+}
+
+func (a *agentFake) Epoch(ctx context.Context, epoch int64, since time.Time) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.acked) > 0 || a.cursor != 0 {
+		epoch = -epoch // told too late: after an ack or a page of changes
+	}
+	a.epochs = append(a.epochs, epoch)
+	return nil
 }
 
 func (a *agentFake) PendingCount(ctx context.Context) (int64, error) {

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io/fs"
+	"log/slog"
 	"strconv"
 	gosync "sync"
 	"sync/atomic"
@@ -33,6 +34,7 @@ type Store struct {
 	// Now is the clock that stamps when leases arrive; a lease is usable for its TTL from then.
 	// time.Now carries a monotonic reading, so wall-clock jumps do not stretch a lease.
 	Now       func() time.Time
+	Logger    *slog.Logger // says when the hub was restored (Epoch)
 	mu        gosync.Mutex
 	leaseSeen map[string]time.Time // in memory only: after a restart, leases wait for renewal
 }
@@ -55,7 +57,7 @@ func OpenWith(ctx context.Context, path string, opts sqlitedb.Options) (*Store, 
 	if err != nil {
 		return nil, err
 	}
-	return &Store{db: db, Now: time.Now, leaseSeen: map[string]time.Time{}}, nil
+	return &Store{db: db, Now: time.Now, Logger: slog.Default(), leaseSeen: map[string]time.Time{}}, nil
 }
 
 // Path returns the database file's path.
@@ -242,6 +244,23 @@ func (t *tx) LeaseSpent(ctx context.Context, lease string) (int64, error) {
 	err := t.QueryRowContext(ctx, `SELECT COALESCE(SUM(u.amount), 0) FROM lease_use u JOIN deltas d ON d.id = u.delta_id
 		WHERE u.lease = ? AND d.state != 'rejected'`, lease).Scan(&n)
 	return n, err
+}
+
+func (t *tx) LeaseUses(ctx context.Context, delta string) ([]agent.LeaseUse, error) {
+	rows, err := t.QueryContext(ctx, `SELECT lease, budget, amount FROM lease_use WHERE delta_id = ? ORDER BY budget`, delta)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []agent.LeaseUse
+	for rows.Next() {
+		var u agent.LeaseUse
+		if err := rows.Scan(&u.Lease, &u.Budget, &u.Amount); err != nil {
+			return nil, err
+		}
+		out = append(out, u)
+	}
+	return out, rows.Err()
 }
 
 func (t *tx) OfflineRedemptions(ctx context.Context, member, reward string, since time.Time) (int64, error) {
@@ -441,6 +460,46 @@ func (s *Store) ApplyAck(ctx context.Context, ack *lsync.Ack) error {
 			}
 		}
 		return nil
+	})
+}
+
+// Epoch implements lsync.ClientHandler. When the hub's epoch is not the one this replica last
+// saw, the hub was restored from a backup and may have lost what it acknowledged since: every
+// delta made since since goes back in the outbox (the hub applies what it lost and answers
+// duplicate for the rest), the members' synced balances drop by those deltas so that what a
+// cashier sees (synced + pending) does not change, the change feed starts over, and the leases of
+// the old epoch are dropped (the hub grants new ones at the next pull). One transaction.
+func (s *Store) Epoch(ctx context.Context, epoch int64, since time.Time) error {
+	return s.db.Update(ctx, func(t *sqlitedb.Tx) error {
+		x := &tx{t, s}
+		seen, err := x.meta(ctx, "hub_epoch")
+		if err != nil {
+			return err
+		}
+		now := strconv.FormatInt(epoch, 10)
+		if seen == now {
+			return nil
+		}
+		if seen != "" {
+			if _, err := t.ExecContext(ctx, `UPDATE members SET balance = balance - (SELECT COALESCE(SUM(d.points), 0) FROM deltas d
+				WHERE d.member = members.id AND d.state = 'acked' AND d.created_at >= ?)`, since.UnixMilli()); err != nil {
+				return err
+			}
+			res, err := t.ExecContext(ctx, `UPDATE deltas SET state = 'pending', hub_seq = 0 WHERE state = 'acked' AND created_at >= ?`, since.UnixMilli())
+			if err != nil {
+				return err
+			}
+			n, _ := res.RowsAffected()
+			if _, err := t.ExecContext(ctx, `DELETE FROM leases`); err != nil {
+				return err
+			}
+			if err := x.setMeta(ctx, "cursor", "0"); err != nil {
+				return err
+			}
+			s.Logger.Warn("the hub was restored from a backup: sending again what it acknowledged since then, and syncing from the start",
+				slog.Int64("deltas", n), slog.Time("since", since))
+		}
+		return x.setMeta(ctx, "hub_epoch", now)
 	})
 }
 

@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
+	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -29,7 +31,7 @@ func withHub(cmd *cobra.Command, fn func(ctx context.Context, h *hub.Hub) error)
 	if err := loadConfig(cmd, DefaultHubConfig(), &cfg); err != nil {
 		return err
 	}
-	ctx := cmd.Context()
+	ctx := hub.WithActor(cmd.Context(), hub.CLIActor) // admin changes are audited as key id "cli"
 	s, err := hubsqlite.Open(ctx, cfg.Database)
 	if err != nil {
 		return err
@@ -37,6 +39,9 @@ func withHub(cmd *cobra.Command, fn func(ctx context.Context, h *hub.Hub) error)
 	defer s.Close()
 	h := hub.New(s)
 	h.MemberTokenTTL, h.VoucherTokenTTL = cfg.QR.MemberTTL, cfg.QR.VoucherTTL
+	if h.KEK, err = openKEK(ctx, cfg, s, slog.Default()); err != nil {
+		return err
+	}
 	if err := h.Init(ctx); err != nil {
 		return err
 	}
@@ -268,6 +273,7 @@ func adminCommands() []*cobra.Command {
 	hubFlags(rotate)
 	hubFlags(retire)
 	keys.AddCommand(rotate, retire)
+	keys.AddCommand(kekCommands()...)
 
 	check := &cobra.Command{
 		Use:   "check",
@@ -311,6 +317,7 @@ func adminCommands() []*cobra.Command {
 				if err != nil {
 					return err
 				}
+				h.RecordAudit(ctx, hub.AuditStoreWriteOff, id, hub.WriteOffDetail(n)) // WriteOff runs its own transaction: audited right after
 				fmt.Printf("store %s: quota returned to its budgets:\n", id)
 				return printJSON(n)
 			})
@@ -320,7 +327,101 @@ func adminCommands() []*cobra.Command {
 	writeoff.MarkFlagRequired("id")
 	hubFlags(writeoff)
 	store.AddCommand(writeoff)
-	return []*cobra.Command{store, member, program, keys, check, budgets}
+	return append(append([]*cobra.Command{store, member, program, keys, check, budgets}, accessCommands()...), backupCommands()...)
+}
+
+// accessCommands are `loyalty apikey add/list/revoke` (the HTTP API's keys; the QR signing keys
+// are `loyalty keys`) and `loyalty audit`.
+func accessCommands() []*cobra.Command {
+	apikey := &cobra.Command{Use: "apikey", Short: "Manage the hub HTTP API's keys and their scopes (admin, online, report)"}
+	add := &cobra.Command{
+		Use:   "add",
+		Short: "Create an API key with a scope and print it (shown once)",
+		Long: `Create an API key for the hub's HTTP API and print it. The key is shown only this once: the hub
+keeps its SHA-256 hash. Scopes: admin (every endpoint), online (the web shop or member app: earn,
+redeem, reverse, vouchers, actions, reading a member and their QR code, the program), report
+(read-only: stores, budgets, conflicts, rejections, check, expiring, program, members, audit).
+See docs/API.md for the exact table.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, _ := cmd.Flags().GetString("name")
+			scope, _ := cmd.Flags().GetString("scope")
+			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
+				k, err := h.CreateAPIKey(ctx, name, hub.Scope(scope))
+				if err != nil {
+					return err
+				}
+				fmt.Printf("API key %s (%q, scope %s) created. The key (shown once; send it as Authorization: Bearer <key>):\n%s\n",
+					k.ID, k.Name, k.Scope, k.Key)
+				return nil
+			})
+		},
+	}
+	add.Flags().String("name", "", "what the key is for, such as \"web shop\"")
+	add.Flags().String("scope", "", "admin, online or report")
+	add.MarkFlagRequired("name")
+	add.MarkFlagRequired("scope")
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List the API keys, revoked ones included (never the keys themselves)",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
+				ks, err := h.APIKeys(ctx)
+				if err != nil {
+					return err
+				}
+				return printJSON(ks)
+			})
+		},
+	}
+	revoke := &cobra.Command{
+		Use:   "revoke",
+		Short: "Revoke an API key; a running hub refuses it from its next request",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, _ := cmd.Flags().GetString("id")
+			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
+				k, err := h.RevokeAPIKey(ctx, id)
+				if err != nil {
+					return err
+				}
+				fmt.Printf("API key %s (%q, scope %s) is revoked since %s\n", k.ID, k.Name, k.Scope, k.RevokedAt.Format(time.RFC3339))
+				return nil
+			})
+		},
+	}
+	revoke.Flags().String("id", "", "the key's id, as loyalty apikey list shows it")
+	revoke.MarkFlagRequired("id")
+	for _, c := range []*cobra.Command{add, list, revoke} {
+		hubFlags(c)
+	}
+	apikey.AddCommand(add, list, revoke)
+
+	audit := &cobra.Command{
+		Use:   "audit",
+		Short: "Print the audit trail of admin changes, newest first: when, which key, what, on what",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			limit, _ := cmd.Flags().GetInt("limit")
+			asJSON, _ := cmd.Flags().GetBool("json")
+			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
+				es, err := h.Audit(ctx, limit)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(es)
+				}
+				tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+				fmt.Fprintln(tw, "AT\tKEY\tACTION\tTARGET\tDETAIL")
+				for _, e := range es {
+					fmt.Fprintf(tw, "%s\t%s (%s)\t%s\t%s\t%s\n", e.At.Format(time.RFC3339), e.KeyID, e.KeyName, e.Action, e.Target, e.Detail)
+				}
+				return tw.Flush()
+			})
+		},
+	}
+	audit.Flags().Int("limit", 100, fmt.Sprintf("how many entries, newest first (1 to %d)", hub.MaxAuditLimit))
+	audit.Flags().Bool("json", false, "print JSON")
+	hubFlags(audit)
+	return []*cobra.Command{apikey, audit}
 }
 
 // readProgram reads a program file through viper, so YAML, TOML and JSON all work.

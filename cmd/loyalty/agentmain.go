@@ -2,9 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -44,13 +49,27 @@ func (m *AgentMain) Open(ctx context.Context) (err error) {
 	if err := agent.CheckExposure(c.Listen, c.POSToken, c.POSInsecureLAN); err != nil {
 		return err
 	}
+	// Nor is a hub reached unencrypted across a network, or through a CA file that cannot be read.
+	if err := checkHubURL(c.HubURL, c.AllowInsecureWS, c.TLS.CAFile); err != nil {
+		return err
+	}
+	tlsConf, err := c.TLS.clientConfig()
+	if err != nil {
+		return err
+	}
+	if u, _ := url.Parse(c.HubURL); u.Scheme == "ws" && !isLoopbackHost(u.Hostname()) {
+		m.Logger.Warn("allow_insecure_ws: syncing with the hub over plain ws:// across the network; the store token and every sale travel unencrypted",
+			slog.String("hub", c.HubURL))
+	}
 	if m.Store, err = agentsqlite.Open(ctx, c.Database); err != nil {
 		return err
 	}
+	m.Store.Logger = m.Logger
 	d := m.Dialer
 	if d == nil {
-		d = &ws.Dialer{Options: ws.Options{ReadLimit: int64(c.Sync.MaxMessageBytes)}}
+		d = &ws.Dialer{Options: ws.Options{ReadLimit: int64(c.Sync.MaxMessageBytes)}, TLS: tlsConf}
 	}
+	d = hintDialer{Dialer: d, caFile: c.TLS.CAFile}
 	m.Client = lsync.NewClient(c.HubURL, c.StoreID, c.Token, d, m.Store)
 	m.Client.Logger, m.Client.AgentVersion = m.Logger, version
 	m.Client.MinBackoff, m.Client.MaxBackoff, m.Client.BatchSize = c.Sync.MinBackoff, c.Sync.MaxBackoff, c.Sync.BatchSize
@@ -88,6 +107,67 @@ func (m *AgentMain) Open(ctx context.Context) (err error) {
 	m.Logger.Info("agent listening", slog.String("pos_api", m.HTTP.URL()), slog.Any("pos_allowed_hosts", c.POSAllowedHosts),
 		slog.String("hub", c.HubURL), slog.String("database", m.Store.Path()))
 	return nil
+}
+
+// clientConfig returns the TLS configuration for a wss:// hub: the CA in ca_file, or the
+// system's trusted CAs; TLS 1.2 or newer.
+func (c AgentTLSConfig) clientConfig() (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.CAFile == "" {
+		return tc, nil
+	}
+	b, err := os.ReadFile(c.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls.ca_file: %w: give the PEM file of the CA that issued the hub's certificate (LOYALTY_TLS_CA_FILE)", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("tls.ca_file %s holds no PEM certificate: give the CA certificate (-----BEGIN CERTIFICATE-----) that issued the hub's certificate", c.CAFile)
+	}
+	tc.RootCAs = pool
+	return tc, nil
+}
+
+// hintDialer adds to a failed connection what the operator should do about it. The error shows
+// in the agent's log and as last_error in its status (GET /v1/status).
+type hintDialer struct {
+	lsync.Dialer
+	caFile string
+}
+
+func (d hintDialer) Dial(ctx context.Context, url string) (lsync.Conn, error) {
+	c, err := d.Dialer.Dial(ctx, url)
+	if err != nil {
+		return nil, dialHint(err, d.caFile)
+	}
+	return c, nil
+}
+
+func dialHint(err error, caFile string) error {
+	var (
+		unknownCA x509.UnknownAuthorityError
+		wrongHost x509.HostnameError
+		invalid   x509.CertificateInvalidError
+		notTLS    tls.RecordHeaderError
+		refused   *ws.HandshakeError
+	)
+	switch {
+	case errors.As(err, &unknownCA):
+		issuer := "a CA this machine trusts"
+		if caFile != "" {
+			issuer = "the CA in tls.ca_file " + caFile
+		}
+		return fmt.Errorf("%w: the hub's certificate is not issued by %s; set tls.ca_file (LOYALTY_TLS_CA_FILE) to the PEM certificate of the CA that issued it", err, issuer)
+	case errors.As(err, &wrongHost):
+		return fmt.Errorf("%w: the hub's certificate is not issued for the host in hub_url; use a host name the certificate names, or reissue it for this one", err)
+	case errors.As(err, &invalid):
+		return fmt.Errorf("%w: the hub's certificate is not valid now (expired, or this machine's clock is wrong); renew it at the hub, which takes the new files without a restart", err)
+	case errors.As(err, &notTLS):
+		return fmt.Errorf("%w: the hub does not serve TLS at this address; give it tls.cert_file and tls.key_file, or use a ws:// hub_url if it serves plain HTTP on loopback", err)
+	case errors.As(err, &refused) && strings.Contains(refused.Body, "HTTPS server"):
+		return fmt.Errorf("%w: the hub serves TLS; use a wss:// hub_url", err)
+	}
+	return err
 }
 
 // Close stops syncing and serving and closes the replica. It is safe to call more than once.

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
+	"net/url"
 	"os"
 	"reflect"
 	"slices"
@@ -14,6 +16,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/loyalty-edge-sync/loyalty/agent"
+	"github.com/loyalty-edge-sync/loyalty/hub"
 )
 
 // HubConfig configures `loyalty hub` and the admin commands that work on the hub's database.
@@ -26,6 +29,34 @@ type HubConfig struct {
 	QR          QRConfig      `mapstructure:"qr"`
 	Leases      LeaseConfig   `mapstructure:"leases"`
 	Claims      ClaimsConfig  `mapstructure:"claims"`
+	HTTP        HubHTTPConfig `mapstructure:"http"`
+	TLS         HubTLSConfig  `mapstructure:"tls"`
+	Keys        KeysConfig    `mapstructure:"keys"`
+}
+
+// KeysConfig says where the key-encryption key that seals the QR signing keys comes from.
+type KeysConfig struct {
+	KEK     string `mapstructure:"kek"`      // base64 of 32 bytes; takes precedence over kek_file
+	KEKFile string `mapstructure:"kek_file"` // default: the database's path with .kek for .db
+}
+
+// HubHTTPConfig bounds the hub's HTTP server (hub.Limits). The timeouts govern HTTP requests;
+// a sync session, once upgraded to a websocket, has its own deadlines (sync.heartbeat).
+type HubHTTPConfig struct {
+	ReadHeaderTimeout time.Duration `mapstructure:"read_header_timeout"`
+	ReadTimeout       time.Duration `mapstructure:"read_timeout"`
+	WriteTimeout      time.Duration `mapstructure:"write_timeout"`
+	IdleTimeout       time.Duration `mapstructure:"idle_timeout"`
+	MaxHeaderBytes    int           `mapstructure:"max_header_bytes"`
+	MaxConnections    int           `mapstructure:"max_connections"`
+	MaxSyncSessions   int           `mapstructure:"max_sync_sessions"`
+}
+
+// HubTLSConfig gives the hub its certificate: with both files set it serves HTTPS and wss://,
+// and takes a replaced pair at the next TLS handshake, without a restart.
+type HubTLSConfig struct {
+	CertFile string `mapstructure:"cert_file"` // PEM: the certificate, then any intermediates
+	KeyFile  string `mapstructure:"key_file"`  // PEM: its private key
 }
 
 // ClaimsConfig bounds the event times the hub accepts from stores (docs/PROTOCOL.md, "What the
@@ -83,6 +114,18 @@ type AgentConfig struct {
 	POSAllowedHosts []string `mapstructure:"pos_allowed_hosts"`
 	// POSInsecureLAN lets the POS API listen beyond loopback without a pos_token (agent.CheckExposure).
 	POSInsecureLAN bool `mapstructure:"pos_insecure_lan"`
+
+	// TLS says which CA the hub's certificate must come from (wss:// hub_url).
+	TLS AgentTLSConfig `mapstructure:"tls"`
+	// AllowInsecureWS lets hub_url be plain ws:// to a host other than loopback (checkHubURL).
+	AllowInsecureWS bool `mapstructure:"allow_insecure_ws"`
+}
+
+// AgentTLSConfig configures how the agent checks the hub's certificate.
+type AgentTLSConfig struct {
+	// CAFile is a PEM file of the CA certificate(s) the hub's certificate must be issued by;
+	// empty: the system's trusted CAs.
+	CAFile string `mapstructure:"ca_file"`
 }
 
 // AgentSyncConfig tunes the agent's sync client.
@@ -111,7 +154,43 @@ func DefaultHubConfig() HubConfig {
 		QR:     QRConfig{MemberTTL: 2 * 365 * 24 * time.Hour, VoucherTTL: 90 * 24 * time.Hour},
 		Leases: LeaseConfig{TTL: 15 * time.Minute, Margin: time.Minute, Min: 1, Share: 0.05},
 		Claims: ClaimsConfig{Backdate: time.Hour, MaxOffline: 30 * 24 * time.Hour, MaxFuture: 10 * time.Minute},
+		HTTP:   defaultHubHTTP(),
 	}
+}
+
+// defaultHubHTTP returns the HTTP server's production limits (hub.DefaultLimits).
+func defaultHubHTTP() HubHTTPConfig {
+	l := hub.DefaultLimits()
+	return HubHTTPConfig{ReadHeaderTimeout: l.ReadHeaderTimeout, ReadTimeout: l.ReadTimeout, WriteTimeout: l.WriteTimeout,
+		IdleTimeout: l.IdleTimeout, MaxHeaderBytes: l.MaxHeaderBytes, MaxConnections: l.MaxConnections, MaxSyncSessions: l.MaxSyncSessions}
+}
+
+// Limits returns the HTTP server's limits for hub.Server.
+func (c HubHTTPConfig) Limits() hub.Limits {
+	return hub.Limits{ReadHeaderTimeout: c.ReadHeaderTimeout, ReadTimeout: c.ReadTimeout, WriteTimeout: c.WriteTimeout,
+		IdleTimeout: c.IdleTimeout, MaxHeaderBytes: c.MaxHeaderBytes, MaxConnections: c.MaxConnections, MaxSyncSessions: c.MaxSyncSessions}
+}
+
+// Validate reports the first problem with the HTTP server's limits.
+func (c HubHTTPConfig) Validate() error {
+	switch {
+	case c.ReadHeaderTimeout < time.Second:
+		return fmt.Errorf("http.read_header_timeout must be at least 1s (default %s)", defaultHubHTTP().ReadHeaderTimeout)
+	case c.ReadTimeout < c.ReadHeaderTimeout:
+		return fmt.Errorf("http.read_timeout must be at least http.read_header_timeout (%s): it includes reading the headers", c.ReadHeaderTimeout)
+	case c.WriteTimeout < time.Second:
+		return fmt.Errorf("http.write_timeout must be at least 1s (default %s); raise it if large API answers (GET /v1/check) are cut off", defaultHubHTTP().WriteTimeout)
+	case c.IdleTimeout < time.Second:
+		return fmt.Errorf("http.idle_timeout must be at least 1s (default %s)", defaultHubHTTP().IdleTimeout)
+	case c.MaxHeaderBytes < 4<<10 || c.MaxHeaderBytes > 1<<20:
+		return fmt.Errorf("http.max_header_bytes must be 4096 to 1048576, got %d", c.MaxHeaderBytes)
+	case c.MaxSyncSessions < 1:
+		return fmt.Errorf("http.max_sync_sessions must be at least 1 (the number of stores that may be connected at once)")
+	case c.MaxConnections <= c.MaxSyncSessions:
+		return fmt.Errorf("http.max_connections (%d) must be more than http.max_sync_sessions (%d), so the HTTP API stays reachable when every session is in use",
+			c.MaxConnections, c.MaxSyncSessions)
+	}
+	return nil
 }
 
 // Validate reports the first problem with c.
@@ -145,6 +224,12 @@ func (c HubConfig) Validate() error {
 		return fmt.Errorf("claims.max_offline must be at least leases.ttl and claims.backdate")
 	case c.Claims.MaxFuture < time.Minute || c.Claims.MaxFuture > 24*time.Hour:
 		return fmt.Errorf("claims.max_future must be 1m to 24h")
+	case (c.TLS.CertFile == "") != (c.TLS.KeyFile == ""):
+		return fmt.Errorf("tls.cert_file and tls.key_file must be set together (LOYALTY_TLS_CERT_FILE, LOYALTY_TLS_KEY_FILE): " +
+			"the hub's PEM certificate, intermediates included, and its private key; leave both empty to serve plain HTTP")
+	}
+	if err := c.HTTP.Validate(); err != nil {
+		return err
 	}
 	return c.Log.Validate()
 }
@@ -180,6 +265,9 @@ func (c AgentConfig) Validate() error {
 	case c.Sync.BatchSize < 1:
 		return fmt.Errorf("sync.batch_size must be positive")
 	}
+	if err := checkHubURL(c.HubURL, c.AllowInsecureWS, c.TLS.CAFile); err != nil {
+		return err
+	}
 	for _, h := range c.POSAllowedHosts {
 		if h = strings.TrimSpace(h); h == "" || strings.ContainsAny(h, "*/ \t") {
 			return fmt.Errorf("pos_allowed_hosts: each entry is a host name or IP address the POS calls the agent by, "+
@@ -193,6 +281,36 @@ func (c AgentConfig) Validate() error {
 		return fmt.Errorf("timezone must be an IANA zone such as Europe/Berlin, got %q", c.TimeZone)
 	}
 	return c.Log.Validate()
+}
+
+// checkHubURL refuses a hub_url that would carry the store token and every sale unencrypted
+// across a network: plain ws:// to a host other than loopback (127.0.0.0/8, ::1, localhost),
+// unless allow_insecure_ws is set. AgentConfig.Validate and AgentMain.Open both call it.
+func checkHubURL(hubURL string, allowInsecure bool, caFile string) error {
+	u, err := url.Parse(hubURL)
+	if err != nil || u.Hostname() == "" || (u.Scheme != "ws" && u.Scheme != "wss") {
+		return fmt.Errorf("hub_url must be a ws:// or wss:// URL with a host, such as wss://hub.example.com/v1/sync, got %q", hubURL)
+	}
+	switch {
+	case u.Scheme == "wss":
+		return nil
+	case caFile != "":
+		return fmt.Errorf("tls.ca_file is set but hub_url %q is plain ws://, so no certificate would be checked: use a wss:// hub_url", hubURL)
+	case isLoopbackHost(u.Hostname()) || allowInsecure:
+		return nil
+	}
+	return fmt.Errorf("hub_url %q is plain ws:// to %s, which is not this machine: the store token and every sale would cross the network unencrypted. "+
+		"Use a wss:// hub_url (the hub serves TLS with tls.cert_file and tls.key_file; if a private CA issued its certificate, set tls.ca_file here, LOYALTY_TLS_CA_FILE), "+
+		"or, only on a network you trust, set allow_insecure_ws: true (LOYALTY_ALLOW_INSECURE_WS=true, --allow-insecure-ws)", hubURL, u.Hostname())
+}
+
+// isLoopbackHost reports whether host is localhost or a loopback address.
+func isLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Validate reports a bad log level or format.
@@ -274,7 +392,7 @@ func printConfig(cfg any) {
 	keys := slices.Sorted(maps.Keys(kv))
 	for _, k := range keys {
 		v := fmt.Sprint(kv[k])
-		if (k == "admin_api_key" || k == "token" || k == "pos_token") && v != "" {
+		if (k == "admin_api_key" || k == "token" || k == "pos_token" || k == "keys.kek") && v != "" {
 			v = "***"
 		}
 		fmt.Printf("%s: %s\n", k, v)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"time"
 
@@ -40,6 +41,10 @@ func (m *HubMain) Open(ctx context.Context) (err error) {
 	}
 	m.Hub = hub.New(m.Store)
 	m.Hub.Logger = m.Logger
+	if m.Hub.KEK, err = openKEK(ctx, c, m.Store, m.Logger); err != nil {
+		m.Store.Close()
+		return err
+	}
 	m.Hub.MemberTokenTTL, m.Hub.VoucherTokenTTL = c.QR.MemberTTL, c.QR.VoucherTTL
 	m.Hub.Lease = hub.LeaseConfig{TTL: c.Leases.TTL, Margin: c.Leases.Margin, Min: c.Leases.Min, Share: c.Leases.Share}
 	m.Hub.Claims = hub.ClaimLimits{Backdate: c.Claims.Backdate, MaxOffline: c.Claims.MaxOffline, MaxFuture: c.Claims.MaxFuture}
@@ -54,17 +59,29 @@ func (m *HubMain) Open(ctx context.Context) (err error) {
 	m.Hub.OnChange = m.Sync.Notify
 	m.Hub.OnTokenRotated = m.Sync.Disconnect
 	up := &ws.Upgrader{Options: ws.Options{ReadLimit: int64(c.Sync.MaxMessageBytes), PingInterval: c.Sync.Heartbeat}}
-	m.HTTP = &hub.Server{Hub: m.Hub, Sync: m.Sync, Addr: c.Listen, AdminKey: c.AdminAPIKey, Logger: m.Logger, Upgrade: up.Upgrade}
+	m.HTTP = &hub.Server{Hub: m.Hub, Sync: m.Sync, Addr: c.Listen, AdminKey: c.AdminAPIKey, Logger: m.Logger, Upgrade: up.Upgrade,
+		Limits: c.HTTP.Limits(), TLSCertFile: c.TLS.CertFile, TLSKeyFile: c.TLS.KeyFile}
 	if err := m.HTTP.Open(); err != nil {
 		m.Sync.Close()
 		m.Store.Close()
 		return err
+	}
+	if !m.HTTP.TLS() && !loopbackListen(m.HTTP.ListenAddr()) {
+		m.Logger.Warn("the hub serves plain HTTP beyond loopback: agents refuse a ws:// hub_url off loopback unless allow_insecure_ws is set, "+
+			"and store tokens and the admin key cross the network unencrypted; set tls.cert_file and tls.key_file, or put a TLS terminator in front",
+			slog.String("listen", m.HTTP.ListenAddr()))
 	}
 	ctx, m.cancel = context.WithCancel(context.Background())
 	m.wg.Add(1)
 	go m.poll(ctx)
 	m.Logger.Info("hub listening", slog.String("url", m.HTTP.URL()), slog.String("database", m.Store.Path()))
 	return nil
+}
+
+// loopbackListen reports whether a bound address (host:port) is on loopback only.
+func loopbackListen(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	return err == nil && isLoopbackHost(host)
 }
 
 // poll notices changes made by other processes on the same database (the admin commands, other

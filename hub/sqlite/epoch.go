@@ -4,20 +4,33 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"time"
 )
 
-func (t *tx) Epoch(ctx context.Context) (int64, error) {
-	var v int64
-	err := t.QueryRowContext(ctx, `SELECT value FROM counters WHERE name = 'epoch'`).Scan(&v)
-	return v, err
+func (t *tx) Epoch(ctx context.Context) (int64, time.Time, error) {
+	var v, at int64
+	err := t.QueryRowContext(ctx, `SELECT value, COALESCE((SELECT value FROM counters WHERE name = 'restored_at'), 0)
+		FROM counters WHERE name = 'epoch'`).Scan(&v, &at)
+	return v, fromMS(at), err
 }
 
-func (t *tx) NewEpoch(ctx context.Context) (int64, error) {
+func (t *tx) NewEpoch(ctx context.Context, at time.Time) (int64, error) {
 	var b [8]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return 0, err
 	}
 	v := int64(binary.BigEndian.Uint64(b[:])>>11) + 1 // below 2^53: exact in JSON numbers
-	_, err := t.ExecContext(ctx, `UPDATE counters SET value = ? WHERE name = 'epoch'`, v)
+	if _, err := t.ExecContext(ctx, `UPDATE counters SET value = ? WHERE name = 'epoch'`, v); err != nil {
+		return 0, err
+	}
+	_, err := t.ExecContext(ctx, `INSERT INTO counters (name, value) VALUES ('restored_at', ?)
+		ON CONFLICT (name) DO UPDATE SET value = excluded.value`, ms(at))
 	return v, err
+}
+
+// Backup writes a consistent copy of the database to path (VACUUM INTO), while the hub runs.
+// path must not exist.
+func (s *Store) Backup(ctx context.Context, path string) error {
+	_, err := s.db.W.ExecContext(ctx, `VACUUM INTO ?`, path)
+	return err
 }

@@ -10,41 +10,79 @@ import (
 	"github.com/loyalty-edge-sync/loyalty/qr"
 )
 
-func (t *tx) InsertKey(ctx context.Context, k qr.PrivateKey, changeVersion int64) error {
-	_, err := t.ExecContext(ctx, `INSERT INTO signing_keys (kid, private_key, not_after, created_seq, change_version) VALUES (?, ?, ?, ?, ?)`,
-		k.ID, []byte(k.Key), ms(k.NotAfter), changeVersion, changeVersion)
-	return err
-}
+// The signing_keys table holds each key's public half and its private half as the hub gives it:
+// sealed (hub.StoredKey). Rows written by versions before sealing hold the clear private key
+// until the hub reseals them at start.
 
-func (t *tx) SigningKey(ctx context.Context) (qr.PrivateKey, error) {
-	var k qr.PrivateKey
-	var priv []byte
+const keyCols = `kid, public_key, private_key, not_after`
+
+func scanKey(sc interface{ Scan(...any) error }, extra ...any) (hub.StoredKey, error) {
+	var k hub.StoredKey
+	var pub []byte
 	var notAfter int64
-	err := t.QueryRowContext(ctx, `SELECT kid, private_key, not_after FROM signing_keys WHERE not_after = 0 ORDER BY created_seq DESC LIMIT 1`).
-		Scan(&k.ID, &priv, &notAfter)
-	if err != nil {
-		return k, notFound(err, "no active signing key: rotate one in with `loyalty keys rotate`")
+	if err := sc.Scan(append([]any{&k.ID, &pub, &k.Sealed, &notAfter}, extra...)...); err != nil {
+		return k, err
 	}
-	k.Key, k.NotAfter = ed25519.PrivateKey(priv), fromMS(notAfter)
+	k.Public, k.NotAfter = ed25519.PublicKey(pub), fromMS(notAfter)
 	return k, nil
 }
 
+func (t *tx) InsertKey(ctx context.Context, k hub.StoredKey, changeVersion int64) error {
+	_, err := t.ExecContext(ctx, `INSERT INTO signing_keys (kid, public_key, private_key, not_after, created_seq, change_version) VALUES (?, ?, ?, ?, ?, ?)`,
+		k.ID, []byte(k.Public), k.Sealed, ms(k.NotAfter), changeVersion, changeVersion)
+	return err
+}
+
+func (t *tx) SigningKey(ctx context.Context) (hub.StoredKey, error) {
+	k, err := scanKey(t.QueryRowContext(ctx, `SELECT `+keyCols+` FROM signing_keys WHERE not_after = 0 ORDER BY created_seq DESC LIMIT 1`))
+	if err != nil {
+		return k, notFound(err, "no active signing key: rotate one in with `loyalty keys rotate`")
+	}
+	return k, nil
+}
+
+func (t *tx) Keys(ctx context.Context) ([]hub.StoredKey, error) {
+	rows, err := t.QueryContext(ctx, `SELECT `+keyCols+` FROM signing_keys ORDER BY created_seq`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []hub.StoredKey
+	for rows.Next() {
+		k, err := scanKey(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, k)
+	}
+	return out, rows.Err()
+}
+
+func (t *tx) ResealKey(ctx context.Context, id string, sealed []byte) error {
+	res, err := t.ExecContext(ctx, `UPDATE signing_keys SET private_key = ? WHERE kid = ?`, sealed, id)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return loyalty.Errorf(loyalty.ENOTFOUND, "no signing key %q", id)
+	}
+	return nil
+}
+
 func (t *tx) PublicKeys(ctx context.Context) ([]hub.VersionedKey, error) {
-	rows, err := t.QueryContext(ctx, `SELECT kid, private_key, not_after, change_version FROM signing_keys ORDER BY created_seq`)
+	rows, err := t.QueryContext(ctx, `SELECT `+keyCols+`, change_version FROM signing_keys ORDER BY created_seq`)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	var out []hub.VersionedKey
 	for rows.Next() {
-		var k qr.PrivateKey
-		var priv []byte
-		var notAfter, v int64
-		if err := rows.Scan(&k.ID, &priv, &notAfter, &v); err != nil {
+		var v int64
+		k, err := scanKey(rows, &v)
+		if err != nil {
 			return nil, err
 		}
-		k.Key, k.NotAfter = ed25519.PrivateKey(priv), fromMS(notAfter)
-		out = append(out, hub.VersionedKey{PublicKey: k.Public(), Version: v})
+		out = append(out, hub.VersionedKey{PublicKey: qr.PublicKey{ID: k.ID, Key: k.Public, NotAfter: k.NotAfter}, Version: v})
 	}
 	return out, rows.Err()
 }
@@ -59,4 +97,3 @@ func (t *tx) RetireKey(ctx context.Context, id string, notAfter time.Time, chang
 	}
 	return nil
 }
-

@@ -571,18 +571,18 @@ func (t *tx) AddBudgetSpent(ctx context.Context, budget string, x int64) error {
 }
 
 func (t *tx) InsertCharge(ctx context.Context, c hub.Charge) error {
-	_, err := t.ExecContext(ctx, `INSERT INTO budget_charges (delta, budget, lease, amount) VALUES (?, ?, ?, ?)
-		ON CONFLICT (delta, budget) DO UPDATE SET amount = amount + excluded.amount`, c.Delta, c.Budget, c.Lease, c.Amount)
+	_, err := t.ExecContext(ctx, `INSERT INTO budget_charges (delta, budget, lease, amount) VALUES (?, ?, ?, ?)`, c.Delta, c.Budget, c.Lease, c.Amount)
 	return err
 }
 
 func (t *tx) Charges(ctx context.Context, delta string) ([]hub.Charge, error) {
 	var seq, from int64
-	err := t.QueryRowContext(ctx, `SELECT d.seq, c.value FROM deltas d, counters c WHERE d.id = ? AND c.name = 'charges_from'`, delta).Scan(&seq, &from)
-	if errors.Is(err, sql.ErrNoRows) || err == nil && seq <= from {
+	err := t.QueryRowContext(ctx, `SELECT (SELECT seq FROM deltas WHERE id = ?), value FROM counters WHERE name = 'charges_from'`, delta).Scan(&seq, &from)
+	if err != nil {
+		return nil, err // no charges_from: a database the migration did not run on
+	}
+	if seq <= from {
 		return nil, loyalty.Errorf(loyalty.ENOTFOUND, "no charges recorded for %s", delta)
-	} else if err != nil {
-		return nil, err
 	}
 	rows, err := t.QueryContext(ctx, `SELECT budget, lease, amount FROM budget_charges WHERE delta = ? ORDER BY budget`, delta)
 	if err != nil {

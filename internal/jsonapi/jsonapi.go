@@ -27,6 +27,8 @@ func Status(code string) int {
 		return http.StatusBadRequest
 	case loyalty.EUNAUTHORIZED:
 		return http.StatusUnauthorized
+	case loyalty.EFORBIDDEN:
+		return http.StatusForbidden
 	case loyalty.ENOTFOUND:
 		return http.StatusNotFound
 	case loyalty.EDUPLICATE, loyalty.ECONFLICT:

@@ -9,10 +9,13 @@ package ws
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -242,6 +245,9 @@ type Dialer struct {
 	Options Options
 	Header  http.Header
 	Timeout time.Duration
+	// TLS configures wss:// connections: RootCAs nil means the system's roots. MinVersion is
+	// raised to TLS 1.2 if lower. Nil means the system's roots and TLS 1.2 or newer.
+	TLS *tls.Config
 }
 
 var _ lsync.Dialer = (*Dialer)(nil)
@@ -252,16 +258,39 @@ func (d *Dialer) Dial(ctx context.Context, url string) (lsync.Conn, error) {
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}
-	wd := websocket.Dialer{HandshakeTimeout: timeout, Proxy: http.ProxyFromEnvironment}
+	tc := &tls.Config{}
+	if d.TLS != nil {
+		tc = d.TLS.Clone()
+	}
+	tc.MinVersion = max(tc.MinVersion, tls.VersionTLS12)
+	tc.NextProtos = nil // a websocket is HTTP/1.1
+	wd := websocket.Dialer{HandshakeTimeout: timeout, Proxy: http.ProxyFromEnvironment, TLSClientConfig: tc}
 	c, resp, err := wd.DialContext(ctx, url, d.Header)
 	if err != nil {
 		if resp != nil {
-			return nil, fmt.Errorf("websocket handshake: %s: %w", resp.Status, err)
+			// The answer's body says why (the hub's JSON error, or a plain HTTP server saying
+			// it expected TLS); gorilla keeps its first kilobyte.
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+			if why := strings.TrimSpace(string(b)); why != "" {
+				return nil, &HandshakeError{Status: resp.StatusCode, Body: why, err: fmt.Errorf("websocket handshake: %s: %s: %w", resp.Status, why, err)}
+			}
+			return nil, &HandshakeError{Status: resp.StatusCode, err: fmt.Errorf("websocket handshake: %s: %w", resp.Status, err)}
 		}
 		return nil, err
 	}
 	return newConn(c, d.Options), nil
 }
+
+// HandshakeError is a websocket handshake the server answered with an HTTP status other than
+// 101: Status and the start of the answer's Body say why.
+type HandshakeError struct {
+	Status int
+	Body   string
+	err    error
+}
+
+func (e *HandshakeError) Error() string { return e.err.Error() }
+func (e *HandshakeError) Unwrap() error { return e.err }
 
 // Upgrader accepts agent websockets on the hub.
 type Upgrader struct {
@@ -287,5 +316,9 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request) (lsync.Conn, 
 	if err != nil {
 		return nil, err
 	}
+	// The HTTP server's read and write timeouts left deadlines on the connection; they must not
+	// end a long-lived session. From here on the connection's own deadlines apply: the reader's
+	// silence deadline, extended by every frame, and a deadline per write.
+	c.NetConn().SetDeadline(time.Time{})
 	return newConn(c, u.Options), nil
 }

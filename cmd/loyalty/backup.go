@@ -1,0 +1,180 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/loyalty-edge-sync/loyalty/hub"
+	hubsqlite "github.com/loyalty-edge-sync/loyalty/hub/sqlite"
+	"github.com/loyalty-edge-sync/loyalty/internal/seal"
+)
+
+// backupCommands are `loyalty backup` and `loyalty restore` (README, "Backup and restore").
+func backupCommands() []*cobra.Command {
+	backup := &cobra.Command{
+		Use:   "backup",
+		Short: "Write a consistent copy of the hub's database to a new file, while the hub runs",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			to, _ := cmd.Flags().GetString("to")
+			if _, err := os.Stat(to); err == nil {
+				return fmt.Errorf("%s exists: a backup goes to a new file", to)
+			}
+			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
+				if err := h.Store.(*hubsqlite.Store).Backup(ctx, to); err != nil {
+					return fmt.Errorf("backup to %s: %w", to, err)
+				}
+				fmt.Printf("backed up to %s. It holds no key that can sign QR codes: keep the key-encryption key (keys.kek_file) backed up apart from it.\n", to)
+				return nil
+			})
+		},
+	}
+	backup.Flags().String("to", "", "the new file to write")
+	backup.MarkFlagRequired("to")
+	hubFlags(backup)
+
+	restore := &cobra.Command{
+		Use:   "restore",
+		Short: "Replace the hub's database with a backup (the hub must be stopped); agents then send again what it lost",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			from, _ := cmd.Flags().GetString("from")
+			var cfg HubConfig
+			if err := loadConfig(cmd, DefaultHubConfig(), &cfg); err != nil {
+				return err
+			}
+			epoch, err := restoreHub(cmd.Context(), cfg, from)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("restored %s from %s; new epoch %d. Start the hub: each agent sends again what the hub lost when it next connects.\n"+
+				"Online channels: send again every call made since the backup was taken (each is applied once).\n", cfg.Database, from, epoch)
+			return nil
+		},
+	}
+	restore.Flags().String("from", "", "the backup file (written by `loyalty backup`)")
+	restore.MarkFlagRequired("from")
+	hubFlags(restore)
+	return []*cobra.Command{backup, restore}
+}
+
+// restoreHub puts a copy of the backup at the database's path (the old database and its WAL are
+// kept beside it, renamed), checks that it opens with the hub's key-encryption key, and draws a
+// new epoch in it.
+func restoreHub(ctx context.Context, cfg HubConfig, from string) (int64, error) {
+	if _, err := os.Stat(from); err != nil {
+		return 0, fmt.Errorf("backup: %w", err)
+	}
+	tmp := cfg.Database + ".restoring"
+	os.Remove(tmp)
+	if err := copyFile(from, tmp); err != nil {
+		return 0, fmt.Errorf("copy the backup: %w", err)
+	}
+	defer os.Remove(tmp)
+	s, err := hubsqlite.Open(ctx, tmp)
+	if err != nil {
+		return 0, fmt.Errorf("%s is not a hub database: %w", from, err)
+	}
+	h := hub.New(s)
+	if h.KEK, err = openKEK(ctx, cfg, s, nil); err != nil {
+		s.Close()
+		return 0, err
+	}
+	if err := h.Init(ctx); err != nil {
+		s.Close()
+		return 0, err
+	}
+	epoch, err := h.Restored(ctx)
+	if cerr := s.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return 0, err
+	}
+	// The replaced database is kept, not deleted: it may hold what the backup lacks.
+	old := cfg.Database + ".before-restore"
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		if err := os.Rename(cfg.Database+suffix, old+suffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return 0, err
+		}
+	}
+	if err := os.Rename(tmp, cfg.Database); err != nil {
+		return 0, err
+	}
+	return epoch, syncDir(filepath.Dir(cfg.Database))
+}
+
+func copyFile(from, to string) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// kekCommands are `loyalty keys kek` and `loyalty keys rekey`.
+func kekCommands() []*cobra.Command {
+	kek := &cobra.Command{
+		Use:   "kek",
+		Short: "Print a new random key-encryption key (base64), for keys.kek or a keys.kek_file",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			fmt.Println(seal.Generate())
+			return nil
+		},
+	}
+	rekey := &cobra.Command{
+		Use:   "rekey",
+		Short: "Seal the signing keys under a new key-encryption key (stop the hub first; then point keys.kek_file at the new file)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path, _ := cmd.Flags().GetString("new-kek-file")
+			next, err := seal.LoadFile(path)
+			if err != nil {
+				return fmt.Errorf("--new-kek-file: %w (make one with `loyalty keys kek > FILE`)", err)
+			}
+			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
+				n, err := h.Rekey(ctx, next)
+				if err != nil {
+					return err
+				}
+				fmt.Printf("%d signing keys sealed under the key-encryption key %s (fingerprint %s). Set keys.kek_file to it before the hub starts again; keep the old one until every backup sealed under it is gone.\n",
+					n, path, next.Fingerprint())
+				return nil
+			})
+		},
+	}
+	rekey.Flags().String("new-kek-file", "", "file holding the new key-encryption key")
+	rekey.MarkFlagRequired("new-kek-file")
+	hubFlags(rekey)
+	return []*cobra.Command{kek, rekey}
+}

@@ -1,0 +1,139 @@
+package hub
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/loyalty-edge-sync/loyalty"
+)
+
+// Actor is who makes a request: the API key it came with, or the command line. The HTTP API's
+// authentication puts it in the request's context (WithActor); the hub reads it there to record
+// admin changes in the audit trail.
+type Actor struct {
+	KeyID   string // an API key's id, or one of the ids below
+	KeyName string
+	Scope   Scope
+}
+
+// The actors that are not API keys of the api_keys table.
+var (
+	// ConfigActor is the bootstrap admin key, admin_api_key in the hub's configuration.
+	ConfigActor = Actor{KeyID: "config", KeyName: "admin_api_key", Scope: ScopeAdmin}
+	// CLIActor is an admin command run on the hub's database (loyalty store add, …).
+	CLIActor = Actor{KeyID: "cli", KeyName: "loyalty command line", Scope: ScopeAdmin}
+	// internalActor is a call from Go code that named no actor: the demo, the simulator, tests.
+	internalActor = Actor{KeyID: "internal", KeyName: "no credential (called in-process)"}
+)
+
+// actorKey is the context key of the Actor.
+type actorKey struct{}
+
+// WithActor returns ctx carrying a.
+func WithActor(ctx context.Context, a Actor) context.Context {
+	return context.WithValue(ctx, actorKey{}, a)
+}
+
+// ActorFrom returns the Actor in ctx, or the "internal" actor if there is none.
+func ActorFrom(ctx context.Context) Actor {
+	if a, ok := ctx.Value(actorKey{}).(Actor); ok {
+		return a
+	}
+	return internalActor
+}
+
+// Audit actions: one for each kind of admin change.
+const (
+	AuditStoreAdd         = "store.add"
+	AuditStoreToken       = "store.token"
+	AuditStoreTimeZone    = "store.timezone"
+	AuditStoreWriteOff    = "store.writeoff"
+	AuditMemberAdd        = "member.add"
+	AuditProgramPublish   = "program.publish"
+	AuditSigningKeyRotate = "signing_key.rotate"
+	AuditSigningKeyRetire = "signing_key.retire"
+	AuditAPIKeyAdd        = "api_key.add"
+	AuditAPIKeyRevoke     = "api_key.revoke"
+)
+
+// AuditEntry is one admin change: when, by which key, what, on what. Detail never holds a
+// secret (tokens and API keys are never recorded, not even hashed).
+type AuditEntry struct {
+	Seq     int64     `json:"seq"`
+	At      time.Time `json:"at"`
+	KeyID   string    `json:"key_id"`
+	KeyName string    `json:"key_name"`
+	Action  string    `json:"action"`
+	Target  string    `json:"target"`
+	Detail  string    `json:"detail,omitempty"`
+}
+
+// maxDetail bounds an audit detail; longer ones are cut.
+const maxDetail = 500
+
+// audit records an admin change by the context's actor in tx, the change's own transaction:
+// the entry exists if and only if the change was committed.
+func (h *Hub) audit(ctx context.Context, tx Tx, action, target, detail string) error {
+	a := ActorFrom(ctx)
+	if len(detail) > maxDetail {
+		detail = strings.ToValidUTF8(detail[:maxDetail], "") + "…"
+	}
+	return tx.InsertAudit(ctx, AuditEntry{At: h.Now().UTC().Truncate(time.Millisecond), KeyID: a.KeyID, KeyName: a.KeyName,
+		Action: action, Target: target, Detail: detail})
+}
+
+// RecordAudit records an admin change in a transaction of its own, right after the change
+// succeeded, for a change whose hub method runs its own transaction without recording it
+// (WriteOff). If the record cannot be written, the change stands and the failure is logged.
+func (h *Hub) RecordAudit(ctx context.Context, action, target, detail string) {
+	err := h.Store.Update(ctx, func(tx Tx) error { return h.audit(ctx, tx, action, target, detail) })
+	if err != nil {
+		h.Logger.Error("an admin change succeeded but its audit record could not be written",
+			slog.String("action", action), slog.String("target", target), slog.String("key_id", ActorFrom(ctx).KeyID), slog.Any("err", err))
+	}
+}
+
+// Audit returns up to limit audit entries, newest first.
+func (h *Hub) Audit(ctx context.Context, limit int) ([]AuditEntry, error) {
+	if limit < 1 || limit > MaxAuditLimit {
+		return nil, loyalty.Errorf(loyalty.EINVALID, "limit must be a whole number from 1 to %d", MaxAuditLimit)
+	}
+	out := []AuditEntry{}
+	err := h.Store.View(ctx, func(tx Tx) error {
+		var err error
+		out, err = tx.Audit(ctx, limit)
+		return err
+	})
+	if out == nil {
+		out = []AuditEntry{}
+	}
+	return out, err
+}
+
+// MaxAuditLimit is the most audit entries one call returns.
+const MaxAuditLimit = 1000
+
+// orNone returns s, or "none" if it is empty.
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+// WriteOffDetail describes what a write-off returned, for its audit entry.
+func WriteOffDetail(returned map[string]int64) string {
+	if len(returned) == 0 {
+		return "no ended lease: nothing returned"
+	}
+	parts := make([]string, 0, len(returned))
+	for _, b := range slices.Sorted(maps.Keys(returned)) {
+		parts = append(parts, fmt.Sprintf("%s %d", b, returned[b]))
+	}
+	return "returned to budgets: " + strings.Join(parts, ", ")
+}

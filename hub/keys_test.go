@@ -1,0 +1,183 @@
+package hub_test
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/loyalty-edge-sync/loyalty"
+	"github.com/loyalty-edge-sync/loyalty/hub"
+	hubsqlite "github.com/loyalty-edge-sync/loyalty/hub/sqlite"
+	"github.com/loyalty-edge-sync/loyalty/internal/seal"
+	"github.com/loyalty-edge-sync/loyalty/qr"
+)
+
+// reopen opens the hub database at path with kek and initialises it.
+func reopen(t *testing.T, path string, kek *seal.Box) (*hub.Hub, error) {
+	t.Helper()
+	s, err := hubsqlite.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	h := hub.New(s)
+	h.KEK, h.Logger = kek, slog.New(slog.NewTextHandler(io.Discard, nil))
+	return h, h.Init(context.Background())
+}
+
+// Finding 1 of the keys issue: the private signing keys sat in clear in the database, so every
+// backup could forge member and voucher QR codes. Now the database holds them sealed under a
+// key-encryption key kept outside it: its bytes hold no private key, and it does not sign
+// without that key.
+func TestSigningKeysAreSealed(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "hub.db")
+	kek := seal.NewRandom()
+	h, err := reopen(t, path, kek)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.RotateKey(ctx); err != nil { // two keys
+		t.Fatal(err)
+	}
+	if _, err := h.CreateMember(ctx, loyalty.Member{ID: "m1"}); err != nil {
+		t.Fatal(err)
+	}
+	k, err := h.SigningKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := h.MemberToken(ctx, "m1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (&qr.Verifier{Keys: []qr.PublicKey{k.Public()}, Now: time.Now}).Verify(token); err != nil {
+		t.Fatalf("a token the hub signed with its sealed key does not verify: %v", err)
+	}
+
+	// A backup is the database's files: neither holds the private key in any form.
+	h.Store.Close()
+	var raw []byte
+	for _, suffix := range []string{"", "-wal"} {
+		b, err := os.ReadFile(path + suffix)
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		raw = append(raw, b...)
+	}
+	for name, secret := range map[string][]byte{"seed": k.Key.Seed(), "private key": k.Key,
+		"seed as base64": []byte(base64.StdEncoding.EncodeToString(k.Key.Seed())), "seed as hex": []byte(strings.ToLower(hexOf(k.Key.Seed())))} {
+		if bytes.Contains(raw, secret) {
+			t.Errorf("the database files hold the signing key's %s", name)
+		}
+	}
+
+	// Without its key-encryption key the database does not open as a hub that can sign.
+	for name, other := range map[string]*seal.Box{"another key-encryption key": seal.NewRandom(), "none": nil} {
+		if _, err := reopen(t, path, other); err == nil || !strings.Contains(err.Error(), "key-encryption key") {
+			t.Errorf("%s: Init = %v, want a refusal naming the key-encryption key", name, err)
+		}
+	}
+	h2, err := reopen(t, path, kek)
+	if err != nil {
+		t.Fatalf("with its own key-encryption key: %v", err)
+	}
+	if _, err := h2.MemberToken(ctx, "m1"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func hexOf(b []byte) string {
+	const digits = "0123456789abcdef"
+	out := make([]byte, 0, 2*len(b))
+	for _, c := range b {
+		out = append(out, digits[c>>4], digits[c&15])
+	}
+	return string(out)
+}
+
+// A database written before keys were sealed holds its key in clear: the hub seals it at start,
+// and the key goes on signing, with the same id.
+func TestClearKeyFromAnOlderVersionIsSealed(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "hub.db")
+	kek := seal.NewRandom()
+	h, err := reopen(t, path, kek)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := h.SigningKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Store.Close()
+	db := openRaw(t, path)
+	if _, err := db.Exec(`UPDATE signing_keys SET private_key = ? WHERE kid = ?`, []byte(k.Key), k.ID); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	h2, err := reopen(t, path, kek)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, err := h2.SigningKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k2.ID != k.ID || !bytes.Equal(k2.Key, k.Key) {
+		t.Fatalf("after sealing, the signing key is %s, want the same key %s", k2.ID, k.ID)
+	}
+	db = openRaw(t, path)
+	defer db.Close()
+	var stored []byte
+	if err := db.QueryRow(`SELECT private_key FROM signing_keys WHERE kid = ?`, k.ID).Scan(&stored); err != nil {
+		t.Fatal(err)
+	}
+	if _, sealed := seal.FingerprintOf(stored); !sealed || bytes.Contains(stored, k.Key.Seed()) {
+		t.Fatalf("the key is still stored in clear")
+	}
+}
+
+// Rekey seals every key under a new key-encryption key: the old one no longer opens them.
+func TestRekey(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "hub.db")
+	old := seal.NewRandom()
+	h, err := reopen(t, path, old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.RotateKey(ctx); err != nil {
+		t.Fatal(err)
+	}
+	next := seal.NewRandom()
+	if n, err := h.Rekey(ctx, next); err != nil || n != 2 {
+		t.Fatalf("Rekey = %d, %v; want 2 keys", n, err)
+	}
+	h.Store.Close()
+	if _, err := reopen(t, path, old); err == nil {
+		t.Error("the old key-encryption key still opens the signing keys")
+	}
+	if _, err := reopen(t, path, next); err != nil {
+		t.Errorf("the new key-encryption key: %v", err)
+	}
+}
+
+// openRaw opens a hub database file directly, to change what only an older version would write.
+func openRaw(t *testing.T, path string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}

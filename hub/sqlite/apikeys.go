@@ -1,0 +1,98 @@
+package sqlite
+
+import (
+	"context"
+	"time"
+
+	"github.com/loyalty-edge-sync/loyalty"
+	"github.com/loyalty-edge-sync/loyalty/hub"
+)
+
+// API keys and the audit trail (migrations/0014_api_keys.sql).
+
+func (t *tx) InsertAPIKey(ctx context.Context, k hub.APIKey) error {
+	res, err := t.ExecContext(ctx, `INSERT INTO api_keys (id, name, scope, key_hash, created_at, created_by, revoked_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+		k.ID, k.Name, string(k.Scope), k.Hash, ms(k.CreatedAt), k.CreatedBy, ms(k.RevokedAt))
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return loyalty.Errorf(loyalty.EDUPLICATE, "API key %s exists already; create the key again", k.ID)
+	}
+	return nil
+}
+
+const apiKeyCols = `id, name, scope, key_hash, created_at, created_by, revoked_at`
+
+func scanAPIKey(row interface{ Scan(...any) error }) (hub.APIKey, error) {
+	var k hub.APIKey
+	var scope string
+	var created, revoked int64
+	err := row.Scan(&k.ID, &k.Name, &scope, &k.Hash, &created, &k.CreatedBy, &revoked)
+	k.Scope, k.CreatedAt, k.RevokedAt = hub.Scope(scope), fromMS(created), fromMS(revoked)
+	return k, err
+}
+
+func (t *tx) APIKey(ctx context.Context, id string) (hub.APIKey, error) {
+	k, err := scanAPIKey(t.QueryRowContext(ctx, `SELECT `+apiKeyCols+` FROM api_keys WHERE id = ?`, id))
+	return k, notFound(err, "no API key %q; list them with GET /v1/api-keys or loyalty apikey list", id)
+}
+
+func (t *tx) APIKeyByHash(ctx context.Context, hash string) (hub.APIKey, error) {
+	k, err := scanAPIKey(t.QueryRowContext(ctx, `SELECT `+apiKeyCols+` FROM api_keys WHERE key_hash = ?`, hash))
+	return k, notFound(err, "no such API key")
+}
+
+func (t *tx) APIKeys(ctx context.Context) ([]hub.APIKey, error) {
+	rows, err := t.QueryContext(ctx, `SELECT `+apiKeyCols+` FROM api_keys ORDER BY created_at, id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []hub.APIKey{}
+	for rows.Next() {
+		k, err := scanAPIKey(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, k)
+	}
+	return out, rows.Err()
+}
+
+func (t *tx) RevokeAPIKey(ctx context.Context, id string, at time.Time) error {
+	res, err := t.ExecContext(ctx, `UPDATE api_keys SET revoked_at = ? WHERE id = ?`, ms(at), id)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return loyalty.Errorf(loyalty.ENOTFOUND, "no API key %q", id)
+	}
+	return nil
+}
+
+func (t *tx) InsertAudit(ctx context.Context, e hub.AuditEntry) error {
+	_, err := t.ExecContext(ctx, `INSERT INTO audit (at, key_id, key_name, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)`,
+		ms(e.At), e.KeyID, e.KeyName, e.Action, e.Target, e.Detail)
+	return err
+}
+
+func (t *tx) Audit(ctx context.Context, limit int) ([]hub.AuditEntry, error) {
+	rows, err := t.QueryContext(ctx, `SELECT seq, at, key_id, key_name, action, target, detail FROM audit ORDER BY seq DESC LIMIT ?`, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []hub.AuditEntry{}
+	for rows.Next() {
+		var e hub.AuditEntry
+		var at int64
+		if err := rows.Scan(&e.Seq, &at, &e.KeyID, &e.KeyName, &e.Action, &e.Target, &e.Detail); err != nil {
+			return nil, err
+		}
+		e.At = fromMS(at)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
