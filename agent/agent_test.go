@@ -561,6 +561,18 @@ func TestEpoch_RestoredHubGetsWhatItLost(t *testing.T) {
 	if len(st.Leases) != 0 {
 		t.Errorf("leases of the old epoch kept: %+v", st.Leases)
 	}
+	// The restored hub's versions start over: its member and program are taken though older.
+	old := loyalty.DefaultProgram()
+	old.Version = 1
+	if err := ta.store.ApplyChanges(ctx, &lsync.Changes{Cursor: 3, Program: &old, Members: []loyalty.Member{{ID: "m1", Name: "Ann", Balance: 77, Version: 2}}}); err != nil {
+		t.Fatal(err)
+	}
+	if s := ta.scan(t, "m1"); s.Balance != 77+r2.Points {
+		t.Errorf("after the restored hub's first page: balance %d, want its 77 plus the pending %d", s.Balance, r2.Points)
+	}
+	if st, _ := ta.Status(ctx); st.ProgramVersion != 1 {
+		t.Errorf("program version %d after the restored hub's first page, want its 1", st.ProgramVersion)
+	}
 	// Once the hub acknowledges it again, nothing more goes back on the next session.
 	if err := ta.store.ApplyAck(ctx, &lsync.Ack{Results: []lsync.Result{{DeltaID: r2.Deltas[0], Status: lsync.StatusApplied, Seq: 5}}}); err != nil {
 		t.Fatal(err)

@@ -75,6 +75,12 @@ func (a *applier) account(ctx context.Context, store string, d loyalty.Delta) er
 					return err
 				}
 				charge.Lease = id
+				if l.Consumed > l.Granted { // only in the window after a restore (checkLeases)
+					if err := flag(ConflictRestore, min(x, l.Consumed-l.Granted), "budget %s: lease %s spent %d of %d; refills granted before the hub was restored from a backup were lost with it",
+						b.ID, id, l.Consumed, l.Granted); err != nil {
+						return err
+					}
+				}
 			}
 		} else if store != loyalty.OnlineStore {
 			if err := flag(ConflictUnleased, x, "budget %s spent without a lease", b.ID); err != nil {

@@ -468,7 +468,8 @@ func (s *Store) ApplyAck(ctx context.Context, ack *lsync.Ack) error {
 // delta made since since goes back in the outbox (the hub applies what it lost and answers
 // duplicate for the rest), the members' synced balances drop by those deltas so that what a
 // cashier sees (synced + pending) does not change, the change feed starts over, and the leases of
-// the old epoch are dropped (the hub grants new ones at the next pull). One transaction.
+// the old epoch are dropped (the hub grants new ones at the next pull), and the members and the
+// program the restored hub sends are taken whatever their versions. One transaction.
 func (s *Store) Epoch(ctx context.Context, epoch int64, since time.Time) error {
 	return s.db.Update(ctx, func(t *sqlitedb.Tx) error {
 		x := &tx{t, s}
@@ -491,6 +492,14 @@ func (s *Store) Epoch(ctx context.Context, epoch int64, since time.Time) error {
 			}
 			n, _ := res.RowsAffected()
 			if _, err := t.ExecContext(ctx, `DELETE FROM leases`); err != nil {
+				return err
+			}
+			// The restored hub's versions start over from the backup's: take its members and
+			// its program whatever their version numbers.
+			if _, err := t.ExecContext(ctx, `UPDATE members SET version = 0`); err != nil {
+				return err
+			}
+			if err := x.setMeta(ctx, "program_any", "1"); err != nil {
 				return err
 			}
 			if err := x.setMeta(ctx, "cursor", "0"); err != nil {
@@ -518,12 +527,19 @@ func (s *Store) ApplyChanges(ctx context.Context, ch *lsync.Changes) error {
 			if err != nil && loyalty.ErrorCode(err) != loyalty.EUNAVAILABLE {
 				return err
 			}
-			if ch.Program.Version > cur.Version {
+			anyVersion, err := x.meta(ctx, "program_any") // set when the hub was restored (Epoch)
+			if err != nil {
+				return err
+			}
+			if ch.Program.Version > cur.Version || anyVersion != "" {
 				b, err := json.Marshal(ch.Program)
 				if err != nil {
 					return err
 				}
 				if err := x.setMeta(ctx, "program", string(b)); err != nil {
+					return err
+				}
+				if _, err := t.ExecContext(ctx, `DELETE FROM meta WHERE key = 'program_any'`); err != nil {
 					return err
 				}
 				newer = true

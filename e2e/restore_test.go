@@ -1,0 +1,154 @@
+package e2e_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/loyalty-edge-sync/loyalty"
+	"github.com/loyalty-edge-sync/loyalty/hub"
+)
+
+// TestRestoreDrill is the restore drill of the README ("Backup and restore"), with real
+// processes: back the hub up while it runs, keep selling at two stores and online, lose the hub,
+// sell on offline, restore the backup, start the hub. Every sale a store approved reaches the
+// restored hub exactly once (the agents send again what it lost), the online channel replays its
+// calls since the backup and each is applied once, and balances, ledgers and the stores agree.
+func TestRestoreDrill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("SKIPPED in -short mode: builds the binary and runs processes")
+	}
+	w, _ := newWorld(t, nil, "a", "b")
+	api := w.api()
+	for i := range 4 {
+		w.member(fmt.Sprintf("m%d", i), 1000)
+	}
+	for _, id := range []string{"a", "b"} {
+		w.startAgent(id)
+		w.waitAgentUp(id)
+	}
+	online := func(order, member string) loyalty.Receipt {
+		t.Helper()
+		var r loyalty.Receipt
+		if s := call(t, "POST", api+"/v1/earn", w.key, loyalty.EarnRequest{OrderID: order, MemberID: member, Amount: 2500, Currency: "EUR"}, &r); s != 200 {
+			t.Fatalf("online earn %s: HTTP %d", order, s)
+		}
+		return r
+	}
+	synced := func(what string) {
+		t.Helper()
+		for _, id := range []string{"a", "b"} {
+			eventually(t, 30*time.Second, id+" "+what, func() (bool, string) {
+				st := w.status(id)
+				return st.Online && st.Outbox == 0, fmt.Sprintf("online %v, outbox %d, last error %q", st.Online, st.Outbox, st.LastError)
+			})
+		}
+	}
+	admin := func(name string, args ...string) {
+		t.Helper()
+		p := start(t, w.bin, name, nil, append(args, "--database", filepath.Join(w.dir, "hub.db"))...)
+		if code := p.wait(t, 60*time.Second); code != 0 {
+			b, _ := os.ReadFile(p.log)
+			t.Fatalf("loyalty %v exited %d:\n%s", args, code, tail(string(b), 2000))
+		}
+	}
+
+	// Before the backup.
+	for range 3 {
+		w.sale("a")
+		w.sale("b")
+	}
+	web1 := online("web-1", "m0")
+	w.record(web1)
+	synced("synced before the backup")
+	backup := filepath.Join(w.dir, "backup.db")
+	admin("backup", "backup", "--to", backup)
+
+	// After the backup: acknowledged by the hub, then lost with it.
+	var lost []loyalty.Receipt
+	for range 3 {
+		lost = append(lost, w.sale("a"), w.sale("b"))
+	}
+	w.redeem("a")
+	web2 := online("web-2", "m1")
+	w.record(web2)
+	synced("synced after the backup")
+
+	// The hub is lost; the stores sell on offline.
+	if code := w.hub.stop(syscall.SIGTERM); code != 0 {
+		t.Fatalf("hub exited %d", code)
+	}
+	eventually(t, 20*time.Second, "a offline", func() (bool, string) { return !w.status("a").Online, "still online" })
+	offline := []loyalty.Receipt{w.sale("a"), w.sale("a")}
+	for _, r := range offline {
+		if !r.Offline {
+			t.Fatalf("a sale with the hub down was not offline: %+v", r)
+		}
+	}
+
+	admin("restore", "restore", "--from", backup)
+	w.startHub()
+
+	// The online channel replays every call since the backup (and, harmlessly, one before it).
+	if again := online("web-1", "m0"); again.Deltas[0] != web1.Deltas[0] {
+		t.Errorf("web-1 replayed: a new delta %v, want the answer the backup had %v", again.Deltas, web1.Deltas)
+	}
+	if again := online("web-2", "m1"); again.Points != web2.Points {
+		t.Errorf("web-2 replayed: %d points, want %d", again.Points, web2.Points)
+	}
+	synced("synced with the restored hub")
+
+	// Every store delta approved, lost or made offline, is in the restored hub's ledger once.
+	seen := map[string]int{}
+	for _, m := range w.members {
+		var v hub.MemberView
+		if s := call(t, "GET", api+"/v1/members/"+m+"?ledger=1000", w.key, nil, &v); s != 200 {
+			t.Fatalf("member %s: HTTP %d", m, s)
+		}
+		if v.Balance != w.expected[m] {
+			t.Errorf("member %s: balance %d at the restored hub, want %d (the sum of every receipt)", m, v.Balance, w.expected[m])
+		}
+		for _, e := range v.Ledger {
+			seen[e.ID]++
+		}
+	}
+	for _, r := range append(lost, offline...) {
+		for _, id := range r.Deltas {
+			if seen[id] != 1 {
+				t.Errorf("delta %s (order %s) is in the restored hub's ledger %d times, want once", id, r.OrderID, seen[id])
+			}
+		}
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Errorf("delta %s is in the ledger %d times", id, n)
+		}
+	}
+	var rejections []hub.Rejection
+	call(t, "GET", api+"/v1/rejections", w.key, nil, &rejections)
+	if len(rejections) != 0 {
+		t.Errorf("the restored hub rejected what the stores sent again: %+v", rejections)
+	}
+	var check hub.CheckReport
+	if s := call(t, "GET", api+"/v1/check", w.key, nil, &check); s != 200 || len(check.Mismatches) != 0 {
+		t.Errorf("check: HTTP %d, %+v", s, check)
+	}
+	for _, id := range []string{"a", "b"} {
+		if st := w.status(id); st.Rejected != 0 {
+			t.Errorf("store %s holds %d rejected deltas", id, st.Rejected)
+		}
+	}
+	// The stores see the restored hub's balances.
+	for _, m := range w.members {
+		eventually(t, 20*time.Second, "store a sees "+m, func() (bool, string) {
+			var s struct {
+				Balance int64 `json:"balance"`
+			}
+			call(t, "POST", "http://"+w.addrs["a"]+"/v1/scan", "", map[string]string{"qr": w.tokens[m]}, &s)
+			return s.Balance == w.expected[m], fmt.Sprintf("balance %d, want %d", s.Balance, w.expected[m])
+		})
+	}
+}
