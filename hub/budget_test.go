@@ -12,7 +12,7 @@ import (
 )
 
 // withProgram publishes a program built from the default one.
-func withProgram(t *testing.T, h *hub.Hub, edit func(*loyalty.Program)) {
+func withProgram(t testing.TB, h *hub.Hub, edit func(*loyalty.Program)) {
 	t.Helper()
 	p := loyalty.DefaultProgram()
 	edit(&p)
@@ -21,7 +21,7 @@ func withProgram(t *testing.T, h *hub.Hub, edit func(*loyalty.Program)) {
 	}
 }
 
-func fund(t *testing.T, h *hub.Hub, member string, points int64) {
+func fund(t testing.TB, h *hub.Hub, member string, points int64) {
 	t.Helper()
 	if _, err := h.Earn(context.Background(), loyalty.EarnRequest{OrderID: fmt.Sprintf("fund-%s-%d", member, points), MemberID: member,
 		Amount: loyalty.Money(points * 100), Currency: "EUR"}); err != nil {

@@ -562,7 +562,7 @@ func (a *applier) check(ctx context.Context, store string, d *loyalty.Delta) err
 	case loyalty.KindReverse:
 		orig, err := a.tx.Delta(ctx, d.Reverses)
 		if loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
-			return loyalty.Errorf(loyalty.ENOTFOUND, "delta %s reverses %s, which the hub never applied", d.ID, d.Reverses)
+			return loyalty.Errorf(loyalty.ENOTFOUND, "this refund reverses a change the hub never applied")
 		} else if err != nil {
 			return err
 		}
@@ -570,7 +570,7 @@ func (a *applier) check(ctx context.Context, store string, d *loyalty.Delta) err
 		case orig.Store != store:
 			return loyalty.Errorf(loyalty.EUNAUTHORIZED, "a store reverses only its own changes; refunds of other stores and channels go through the hub")
 		case orig.Member != d.Member:
-			return loyalty.Errorf(loyalty.EINVALID, "delta %s reverses a delta of another member", d.ID)
+			return loyalty.Errorf(loyalty.EINVALID, "this refund reverses a change of another member")
 		case orig.Kind != loyalty.KindEarn && orig.Kind != loyalty.KindRedeem:
 			return loyalty.Errorf(loyalty.EINVALID, "only earn and redeem deltas can be reversed, not %s", orig.Kind)
 		case d.Points != -orig.Points:
@@ -581,7 +581,7 @@ func (a *applier) check(ctx context.Context, store string, d *loyalty.Delta) err
 		if by, err := a.tx.ReversalOf(ctx, orig.ID); err != nil {
 			return err
 		} else if by != "" {
-			return loyalty.Errorf(loyalty.ECONFLICT, "delta %s was already reversed by %s", orig.ID, by)
+			return loyalty.Errorf(loyalty.ECONFLICT, "the change this refund reverses was already reversed")
 		}
 	}
 	return nil

@@ -146,7 +146,9 @@ func DSN(path string, readOnly bool, opts Options) string {
 	} else {
 		q.Set("_txlock", "immediate")
 	}
-	return "file:" + path + "?" + q.Encode()
+	// The path is escaped: in a file: URI, '#' would end it, '?' would start the parameters and
+	// '%' would start an escape, so a database path holding one would name another file.
+	return (&url.URL{Scheme: "file", Path: path, RawQuery: q.Encode()}).String()
 }
 
 // Open opens (creating if needed) the database at path and applies migrations from fsys: every

@@ -1,0 +1,47 @@
+package sqlitedb_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"testing/fstest"
+
+	"github.com/loyalty-edge-sync/loyalty/internal/sqlitedb"
+)
+
+// TestPathsWithURICharacters: a database path holding '#', '?', '%' or a space opens that very
+// file. Unescaped in the file: URI, "/tmp/run#2/hub.db" opened "/tmp/run", silently: another
+// hub's database.
+func TestPathsWithURICharacters(t *testing.T) {
+	dir := t.TempDir()
+	schema := fstest.MapFS{"0001_init.sql": {Data: []byte("CREATE TABLE t (x TEXT);")}}
+	for _, name := range []string{"run#2", "what?", "100%41", "two words"} {
+		p := filepath.Join(dir, name, "hub.db")
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		db, err := sqlitedb.Open(context.Background(), p, schema)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if _, err := db.W.Exec(`INSERT INTO t (x) VALUES (?)`, name); err != nil {
+			t.Fatal(err)
+		}
+		db.Close()
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("%s: the database is not where its path says: %v", name, err)
+		}
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 4 {
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		t.Errorf("files beside the four directories: %v", names)
+	}
+}
