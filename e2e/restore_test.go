@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -47,13 +48,26 @@ func TestRestoreDrill(t *testing.T) {
 			})
 		}
 	}
-	admin := func(name string, args ...string) {
+	admin := func(name string, args ...string) (int, string) {
 		t.Helper()
 		p := start(t, w.bin, name, nil, append(args, "--database", filepath.Join(w.dir, "hub.db"))...)
-		if code := p.wait(t, 60*time.Second); code != 0 {
-			b, _ := os.ReadFile(p.log)
-			t.Fatalf("loyalty %v exited %d:\n%s", args, code, tail(string(b), 2000))
+		code := p.wait(t, 60*time.Second)
+		b, _ := os.ReadFile(p.log)
+		return code, string(b)
+	}
+	mustAdmin := func(name string, args ...string) {
+		t.Helper()
+		if code, out := admin(name, args...); code != 0 {
+			t.Fatalf("loyalty %v exited %d:\n%s", args, code, tail(out, 2000))
 		}
+	}
+	// The web shop's key, made before the backup and revoked after it, must stay revoked.
+	var shop struct {
+		ID  string `json:"id"`
+		Key string `json:"key"`
+	}
+	if s := call(t, "POST", api+"/v1/api-keys", w.key, map[string]string{"name": "web shop", "scope": "online"}, &shop); s != 201 {
+		t.Fatalf("create an API key: HTTP %d", s)
 	}
 
 	// Before the backup.
@@ -65,7 +79,10 @@ func TestRestoreDrill(t *testing.T) {
 	w.record(web1)
 	synced("synced before the backup")
 	backup := filepath.Join(w.dir, "backup.db")
-	admin("backup", "backup", "--to", backup)
+	mustAdmin("backup", "backup", "--to", backup)
+	if fi, err := os.Stat(backup); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("the backup holds members' data: mode %v (%v), want 0600", fi.Mode().Perm(), err)
+	}
 
 	// After the backup: acknowledged by the hub, then lost with it.
 	var lost []loyalty.Receipt
@@ -75,7 +92,14 @@ func TestRestoreDrill(t *testing.T) {
 	w.redeem("a")
 	web2 := online("web-2", "m1")
 	w.record(web2)
+	if s := call(t, "DELETE", api+"/v1/api-keys/"+shop.ID, w.key, nil, nil); s != 200 {
+		t.Fatalf("revoke the web shop's key: HTTP %d", s)
+	}
 	synced("synced after the backup")
+	// A restore does not replace a database a hub has open.
+	if code, out := admin("restore-while-running", "restore", "--from", backup); code == 0 || !strings.Contains(out, "stop it first") {
+		t.Fatalf("restore with the hub running: exit %d, %s; want a refusal saying to stop the hub", code, out)
+	}
 
 	// The hub is lost; the stores sell on offline.
 	if code := w.hub.stop(syscall.SIGTERM); code != 0 {
@@ -89,8 +113,11 @@ func TestRestoreDrill(t *testing.T) {
 		}
 	}
 
-	admin("restore", "restore", "--from", backup)
+	mustAdmin("restore", "restore", "--from", backup)
 	w.startHub()
+	if s := call(t, "GET", api+"/v1/members/m0", shop.Key, nil, nil); s != 401 {
+		t.Errorf("the web shop's key, revoked after the backup, answers HTTP %d after the restore; want 401", s)
+	}
 
 	// The online channel replays every call since the backup (and, harmlessly, one before it).
 	if again := online("web-1", "m0"); again.Deltas[0] != web1.Deltas[0] {
@@ -99,20 +126,38 @@ func TestRestoreDrill(t *testing.T) {
 	if again := online("web-2", "m1"); again.Points != web2.Points {
 		t.Errorf("web-2 replayed: %d points, want %d", again.Points, web2.Points)
 	}
-	synced("synced with the restored hub")
 
-	// Every store delta approved, lost or made offline, is in the restored hub's ledger once.
-	seen := map[string]int{}
+	// Every store delta approved, lost or made offline, reaches the restored hub's ledger once.
+	ledger := func() (map[string]int, map[string]int64) {
+		seen, balances := map[string]int{}, map[string]int64{}
+		for _, m := range w.members {
+			var v hub.MemberView
+			if s := call(t, "GET", api+"/v1/members/"+m+"?ledger=1000", w.key, nil, &v); s != 200 {
+				t.Fatalf("member %s: HTTP %d", m, s)
+			}
+			balances[m] = v.Balance
+			for _, e := range v.Ledger {
+				seen[e.ID]++
+			}
+		}
+		return seen, balances
+	}
+	eventually(t, 60*time.Second, "every store delta at the restored hub", func() (bool, string) {
+		seen, _ := ledger()
+		for _, r := range append(lost, offline...) {
+			for _, id := range r.Deltas {
+				if seen[id] == 0 {
+					return false, "missing " + r.OrderID
+				}
+			}
+		}
+		return true, ""
+	})
+	synced("synced with the restored hub")
+	seen, balances := ledger()
 	for _, m := range w.members {
-		var v hub.MemberView
-		if s := call(t, "GET", api+"/v1/members/"+m+"?ledger=1000", w.key, nil, &v); s != 200 {
-			t.Fatalf("member %s: HTTP %d", m, s)
-		}
-		if v.Balance != w.expected[m] {
-			t.Errorf("member %s: balance %d at the restored hub, want %d (the sum of every receipt)", m, v.Balance, w.expected[m])
-		}
-		for _, e := range v.Ledger {
-			seen[e.ID]++
+		if balances[m] != w.expected[m] {
+			t.Errorf("member %s: balance %d at the restored hub, want %d (the sum of every receipt)", m, balances[m], w.expected[m])
 		}
 	}
 	for _, r := range append(lost, offline...) {

@@ -52,18 +52,24 @@ func (a *applier) account(ctx context.Context, store string, d loyalty.Delta) er
 		charge := Charge{Delta: d.ID, Budget: b.ID, Amount: x}
 		if id := d.Leases[b.ID]; id != "" && store != loyalty.OnlineStore {
 			l, err := a.tx.Lease(ctx, id)
-			lost := false
 			if loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
-				if lost, err = a.lostLease(ctx, d.EventTime()); err != nil {
-					return err
+				// checkLeases let it through: a lease lost with a restore, adopted now.
+				restore, rerr := a.inRestoreWindow(ctx, d.EventTime())
+				if rerr != nil {
+					return rerr
 				}
-				err = loyalty.Errorf(loyalty.ENOTFOUND, "no lease %s", id)
+				if ok, rerr := a.adoptable(ctx, store, p, &b, x); rerr != nil {
+					return rerr
+				} else if restore && ok {
+					if l, err = a.adopt(ctx, store, id, p, &b); err != nil {
+						return err
+					}
+					if err := flag(ConflictRestore, x, "budget %s spent from a lease granted before the hub was restored from a backup and lost with it", b.ID); err != nil {
+						return err
+					}
+				}
 			}
-			if lost {
-				if err := flag(ConflictRestore, x, "budget %s spent from lease %s, granted before the hub was restored from a backup and lost with it", b.ID, id); err != nil {
-					return err
-				}
-			} else if loyalty.ErrorCode(err) == loyalty.ENOTFOUND || err == nil && (l.Store != store || l.Budget != b.ID) {
+			if loyalty.ErrorCode(err) == loyalty.ENOTFOUND || err == nil && (l.Store != store || l.Budget != b.ID) {
 				if err := flag(ConflictUnleased, x, "budget %s spent from lease %s, which is not this store's lease for it", b.ID, id); err != nil {
 					return err
 				}
@@ -76,8 +82,8 @@ func (a *applier) account(ctx context.Context, store string, d loyalty.Delta) er
 				}
 				charge.Lease = id
 				if l.Consumed > l.Granted { // only in the window after a restore (checkLeases)
-					if err := flag(ConflictRestore, min(x, l.Consumed-l.Granted), "budget %s: lease %s spent %d of %d; refills granted before the hub was restored from a backup were lost with it",
-						b.ID, id, l.Consumed, l.Granted); err != nil {
+					if err := flag(ConflictRestore, min(x, l.Consumed-l.Granted), "budget %s: a lease spent %d of %d; refills granted before the hub was restored from a backup were lost with it",
+						b.ID, l.Consumed, l.Granted); err != nil {
 						return err
 					}
 				}

@@ -178,6 +178,10 @@ func (a *applier) checkLeases(ctx context.Context, store string, d *loyalty.Delt
 	if err != nil {
 		return err
 	}
+	restore, err := a.inRestoreWindow(ctx, at)
+	if err != nil {
+		return err
+	}
 	for _, b := range p.BudgetsFor(d) {
 		x := b.Consumption(p, d, nil)
 		if x <= 0 {
@@ -189,31 +193,40 @@ func (a *applier) checkLeases(ctx context.Context, store string, d *loyalty.Delt
 		}
 		l, err := a.tx.Lease(ctx, id)
 		if loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
-			if lost, err := a.lostLease(ctx, at); err != nil {
+			// A lease granted after the backup the hub was restored from is adopted once
+			// (account does it), at most as large as the hub would have granted.
+			if ok, err := a.adoptable(ctx, store, p, &b, x); err != nil {
 				return err
-			} else if lost {
-				continue // account flags it as a restore conflict
+			} else if restore && ok {
+				continue
 			}
 			return loyalty.Errorf(loyalty.EBUDGET, "this change spends budget %s from a lease the hub never granted this store", b.ID)
 		} else if err != nil {
 			return err
 		}
-		if l.Store != store || l.Budget != b.ID {
-			return loyalty.Errorf(loyalty.EBUDGET, "this change spends budget %s from a lease the hub never granted this store", b.ID)
-		}
-		// A hub restored from a backup lost the lease's later refills and renewals: its figures
-		// are older than the store's, for a lease's lifetime after the restore.
-		if lost, err := a.lostLease(ctx, at); err != nil {
-			return err
-		} else if lost {
-			continue
+		// In the restore window the backup's figures for a lease are older than the store's: its
+		// renewals, and one lease's worth of refills, may have been lost. (A lease adopted at the
+		// restore was sized as the hub grants: no more.)
+		active := !at.Before(l.CreatedAt.Add(-a.Lease.Margin)) && !at.After(l.ExpiresAt)
+		granted := l.Granted
+		if restore {
+			e, err := a.tx.Epoch(ctx)
+			if err != nil {
+				return err
+			}
+			active = true
+			if l.CreatedAt.Before(e.RestoredAt) {
+				granted += leaseTarget(p, &b, a.Lease)
+			}
 		}
 		switch {
+		case l.Store != store || l.Budget != b.ID:
+			return loyalty.Errorf(loyalty.EBUDGET, "this change spends budget %s from a lease the hub never granted this store", b.ID)
 		case l.State == LeaseSettled:
 			return loyalty.Errorf(loyalty.EBUDGET, "this change spends budget %s from a lease that was already settled", b.ID)
-		case at.Before(l.CreatedAt.Add(-a.Lease.Margin)) || at.After(l.ExpiresAt):
+		case !active:
 			return loyalty.Errorf(loyalty.EBUDGET, "this change spends budget %s from a lease that was not active when it happened", b.ID)
-		case l.Consumed+x > l.Granted:
+		case l.Consumed+x > granted:
 			return loyalty.Errorf(loyalty.EBUDGET, "this change overdraws the store's lease of budget %s (%d + %d of %d)", b.ID, l.Consumed, x, l.Granted)
 		}
 	}

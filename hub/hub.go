@@ -96,10 +96,15 @@ func New(s Store) *Hub {
 // Init makes sure the hub has a program and a signing key, creating the defaults on first start,
 // and that its signing keys are sealed under KEK and open with it.
 func (h *Hub) Init(ctx context.Context) error {
-	if h.KEK == nil {
-		return loyalty.Errorf(loyalty.EINVALID, "the hub needs a key-encryption key to seal its QR signing keys: set keys.kek_file (or keys.kek)")
-	}
 	return h.update(ctx, func(tx Tx) error {
+		if h.KEK == nil {
+			// Without the key the hub cannot sign, nor make its first signing key: tools that
+			// do not sign may go on with a database that has one.
+			if _, err := tx.SigningKey(ctx); err != nil {
+				return loyalty.Errorf(loyalty.EINVALID, "the hub needs a key-encryption key to seal its QR signing keys: set keys.kek_file (or keys.kek)")
+			}
+			return nil
+		}
 		if _, _, err := tx.Program(ctx); loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
 			v, err := tx.NextVersion(ctx)
 			if err != nil {
@@ -997,7 +1002,10 @@ func (h *Hub) RotateKey(ctx context.Context) (qr.PublicKey, error) {
 		}
 		return h.audit(ctx, tx, AuditSigningKeyRotate, k.ID, "new QR signing key")
 	})
-	return k.Public(), err
+	if err != nil {
+		return qr.PublicKey{}, err
+	}
+	return k.Public(), nil
 }
 
 // RetireKey sets the time after which tokens signed by key id are refused everywhere.
@@ -1015,6 +1023,9 @@ func (h *Hub) RetireKey(ctx context.Context, id string, at time.Time) error {
 }
 
 func (h *Hub) insertNewKey(ctx context.Context, tx Tx) error {
+	if h.KEK == nil {
+		return loyalty.Errorf(loyalty.EINVALID, "the hub has no key-encryption key to seal a new signing key with: set keys.kek_file (or keys.kek)")
+	}
 	k, err := qr.NewKey()
 	if err != nil {
 		return err

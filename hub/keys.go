@@ -59,6 +59,9 @@ func (h *Hub) sealKeys(ctx context.Context, tx Tx) error {
 	for _, k := range keys {
 		if _, sealed := seal.FingerprintOf(k.Sealed); !sealed && len(k.Sealed) == ed25519.PrivateKeySize {
 			priv := ed25519.PrivateKey(bytes.Clone(k.Sealed))
+			if !bytes.Equal(ed25519.NewKeyFromSeed(priv.Seed()).Public().(ed25519.PublicKey), k.Public) {
+				return loyalty.Errorf(loyalty.EINVALID, "signing key %s is stored in clear and does not match its public half: the database was tampered with", k.ID)
+			}
 			if err := tx.ResealKey(ctx, k.ID, h.KEK.Seal(priv.Seed(), k.ID)); err != nil {
 				return err
 			}

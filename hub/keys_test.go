@@ -80,11 +80,21 @@ func TestSigningKeysAreSealed(t *testing.T) {
 		}
 	}
 
-	// Without its key-encryption key the database does not open as a hub that can sign.
-	for name, other := range map[string]*seal.Box{"another key-encryption key": seal.NewRandom(), "none": nil} {
-		if _, err := reopen(t, path, other); err == nil || !strings.Contains(err.Error(), "key-encryption key") {
-			t.Errorf("%s: Init = %v, want a refusal naming the key-encryption key", name, err)
-		}
+	// Without its key-encryption key the database does not open as a hub that can sign: with
+	// another key it does not open at all; with none, tools that do not sign may read it, and
+	// signing fails.
+	if _, err := reopen(t, path, seal.NewRandom()); err == nil || !strings.Contains(err.Error(), "key-encryption key") {
+		t.Errorf("another key-encryption key: Init = %v, want a refusal naming the key-encryption key", err)
+	}
+	bare, err := reopen(t, path, nil)
+	if err != nil {
+		t.Fatalf("without a key-encryption key: Init = %v, want a hub that reads but does not sign", err)
+	}
+	if _, err := bare.MemberToken(ctx, "m1"); err == nil || !strings.Contains(err.Error(), "key-encryption key") {
+		t.Errorf("without a key-encryption key: MemberToken = %v, want a refusal naming the key-encryption key", err)
+	}
+	if _, err := bare.RotateKey(ctx); err == nil {
+		t.Error("without a key-encryption key the hub made a signing key")
 	}
 	h2, err := reopen(t, path, kek)
 	if err != nil {

@@ -2,26 +2,34 @@ package hub
 
 import (
 	"context"
+	"fmt"
 	"time"
+
+	"github.com/loyalty-edge-sync/loyalty"
 )
 
-// Restoring the hub from a backup (docs/PROTOCOL.md, "Restore"; README, "Restore from a
-// backup"). A backup lacks what the hub applied after it was taken: deltas stores pushed, leases
-// it granted, online calls. The restored database gets a new epoch (Restored); agents that meet
+// Restoring the hub from a backup (docs/PROTOCOL.md, "Restore"; README, "Backup and restore").
+// A backup lacks what the hub did after it was taken: deltas stores pushed, leases it granted
+// and refilled, online calls. The restored database gets a new epoch (Restored); agents that meet
 // it send again everything they made since their last complete sync in the backup, start their
-// change feed over and drop their leases. Deltas spent from a lease the backup never saw are
-// applied and flagged as restore conflicts, for a short window after the restore: they happened
-// under quota the hub had really granted.
+// change feed over and drop their leases.
+//
+// What they send again names leases as they were before the restore. For deltas dated in the
+// restore window (from the backup less the backdate allowance to a lease's lifetime after the
+// restore) the hub tolerates what it lost, within bounds a hostile store cannot stretch: a lease
+// it never heard of is adopted once per store and budget, at the size it would have granted; a
+// lease the backup has may be spent past its expiry and by one more lease's worth (the lost
+// refills). Each is applied and flagged as a restore conflict.
 
 // Epoch implements sync.Handler: the database's epoch, and for store, from when on it sends
 // again what was acknowledged if it last saw another epoch (its last flushed pull in this
 // database, less the backdate allowance).
 func (h *Hub) Epoch(ctx context.Context, store string) (int64, time.Time, error) {
-	var epoch int64
+	var e EpochInfo
 	var since time.Time
 	err := h.Store.View(ctx, func(tx Tx) error {
 		var err error
-		if epoch, _, err = tx.Epoch(ctx); err != nil {
+		if e, err = tx.Epoch(ctx); err != nil {
 			return err
 		}
 		info, err := tx.StoreInfo(ctx, store)
@@ -31,7 +39,7 @@ func (h *Hub) Epoch(ctx context.Context, store string) (int64, time.Time, error)
 		since = later(info.CreatedAt, info.FlushedAt).Add(-h.Claims.Backdate)
 		return nil
 	})
-	return epoch, since, err
+	return e.Epoch, since, err
 }
 
 // Restored marks the database as restored from a backup now: it draws a new epoch, which every
@@ -46,13 +54,121 @@ func (h *Hub) Restored(ctx context.Context) (int64, error) {
 	return epoch, err
 }
 
-// lostLease reports whether a lease id the hub does not know may be one it granted before it was
-// restored from a backup: the delta spending it is dated before the restore plus the longest a
-// store may spend a lease.
-func (a *applier) lostLease(ctx context.Context, at time.Time) (bool, error) {
-	_, restored, err := a.tx.Epoch(ctx)
-	if err != nil || restored.IsZero() {
+// inRestoreWindow reports whether a delta dated at may have spent from a lease the hub lost when
+// it was restored: it is dated from the backup (less the backdate allowance) to a lease's
+// lifetime after the restore.
+func (a *applier) inRestoreWindow(ctx context.Context, at time.Time) (bool, error) {
+	e, err := a.tx.Epoch(ctx)
+	if err != nil || e.RestoredAt.IsZero() {
 		return false, err
 	}
-	return at.Before(restored.Add(a.Lease.TTL + a.Lease.Margin)), nil
+	return !at.Before(e.BackupAt.Add(-a.Claims.Backdate)) && at.Before(e.RestoredAt.Add(a.Lease.TTL+a.Lease.Margin)), nil
+}
+
+// leaseTarget is the size the hub grants a store's lease of budget b at first.
+func leaseTarget(p *loyalty.Program, b *loyalty.Budget, cfg LeaseConfig) int64 {
+	return max(cfg.Min, int64(float64(b.Limit)*cfg.Share), b.Unit(p))
+}
+
+// adoptable reports whether a lease id the hub does not know may be adopted for a store's
+// spending from budget b in the restore window: the store holds no lease of b the hub made
+// after the restore (one adopted already, or granted since: the store then knows of the
+// restore), and x fits the size the hub would have granted.
+func (a *applier) adoptable(ctx context.Context, store string, p *loyalty.Program, b *loyalty.Budget, x int64) (bool, error) {
+	ls, err := a.tx.Leases(ctx, store)
+	if err != nil {
+		return false, err
+	}
+	e, err := a.tx.Epoch(ctx)
+	if err != nil {
+		return false, err
+	}
+	for _, l := range ls {
+		if l.Budget == b.ID && !l.CreatedAt.Before(e.RestoredAt) {
+			return false, nil
+		}
+	}
+	return x <= leaseTarget(p, b, a.Lease), nil
+}
+
+// adopt records a lease the hub granted before it was restored and lost: made at the restore,
+// ended at the end of the restore window, sized as the hub would have granted it, and settled at
+// the store's next flushed pull like any ended lease.
+func (a *applier) adopt(ctx context.Context, store, id string, p *loyalty.Program, b *loyalty.Budget) (Lease, error) {
+	e, err := a.tx.Epoch(ctx)
+	if err != nil {
+		return Lease{}, err
+	}
+	l := Lease{ID: id, Store: store, Budget: b.ID, Granted: leaseTarget(p, b, a.Lease), State: LeaseEnded,
+		CreatedAt: e.RestoredAt, ExpiresAt: e.RestoredAt.Add(a.Lease.TTL + a.Lease.Margin)}
+	return l, a.tx.PutLease(ctx, l, LeaseEvent{Lease: id, Store: store, Budget: b.ID, Kind: "restore", Amount: l.Granted, At: a.Now()})
+}
+
+// CarryOver brings into a restored database what the database it replaces knew of revoked
+// credentials, so a restore never revives them: API keys revoked since the backup, signing keys
+// retired since, and store tokens rotated since (the newer token stands). It returns what it
+// changed, a line each.
+func (h *Hub) CarryOver(ctx context.Context, from *Hub) ([]string, error) {
+	var out []string
+	old, err := from.APIKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cur, err := h.APIKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range old {
+		for _, c := range cur {
+			if c.ID == k.ID && !k.RevokedAt.IsZero() && c.RevokedAt.IsZero() {
+				if _, err := h.RevokeAPIKey(ctx, k.ID); err != nil {
+					return out, err
+				}
+				out = append(out, fmt.Sprintf("API key %s (%s) revoked again", k.ID, k.Name))
+			}
+		}
+	}
+	var oldKeys, curKeys []StoredKey
+	var oldStores, curStores []StoreInfo
+	if err := from.Store.View(ctx, func(tx Tx) error {
+		var err error
+		if oldKeys, err = tx.Keys(ctx); err != nil {
+			return err
+		}
+		oldStores, err = tx.Stores(ctx)
+		return err
+	}); err != nil {
+		return out, err
+	}
+	if err := h.Store.View(ctx, func(tx Tx) error {
+		var err error
+		if curKeys, err = tx.Keys(ctx); err != nil {
+			return err
+		}
+		curStores, err = tx.Stores(ctx)
+		return err
+	}); err != nil {
+		return out, err
+	}
+	for _, k := range oldKeys {
+		for _, c := range curKeys {
+			if c.ID == k.ID && !k.NotAfter.IsZero() && (c.NotAfter.IsZero() || k.NotAfter.Before(c.NotAfter)) {
+				if err := h.RetireKey(ctx, k.ID, k.NotAfter); err != nil {
+					return out, err
+				}
+				out = append(out, fmt.Sprintf("signing key %s retired again (from %s)", k.ID, k.NotAfter.Format(time.RFC3339)))
+			}
+		}
+	}
+	for _, s := range oldStores {
+		for _, c := range curStores {
+			if c.ID == s.ID && c.TokenHash != s.TokenHash {
+				if err := h.Store.Update(ctx, func(tx Tx) error { return tx.SetStoreToken(ctx, s.ID, s.TokenHash) }); err != nil {
+					return out, err
+				}
+				out = append(out, fmt.Sprintf("store %s keeps the token it was given after the backup", s.ID))
+			}
+		}
+	}
+	return out, nil
 }

@@ -23,11 +23,11 @@ type Store interface {
 // thing return ENOTFOUND when it is not there; inserts of an existing id return EDUPLICATE.
 type Tx interface {
 	// Epoch returns the hub database's epoch: a random number drawn when the database was
-	// created and drawn again when it is restored from a backup (NewEpoch), and when it was last
-	// restored (zero: never). Agents that meet a new epoch know the hub may have lost what they
-	// sent since the backup.
-	Epoch(ctx context.Context) (epoch int64, restoredAt time.Time, err error)
-	// NewEpoch draws a new epoch, records that the database was restored at at, and returns it.
+	// created and drawn again when it is restored from a backup (NewEpoch). Agents that meet a
+	// new epoch know the hub may have lost what they sent since the backup.
+	Epoch(ctx context.Context) (EpochInfo, error)
+	// NewEpoch draws a new epoch for a database restored at at, records when the backup was
+	// taken (the last delta it received), and returns the epoch.
 	NewEpoch(ctx context.Context, at time.Time) (int64, error)
 	// NextVersion advances the hub's change sequence and returns the new value. Every change an
 	// agent must see (member, program, key) is stamped with one.
@@ -307,7 +307,14 @@ type LeaseEvent struct {
 	At     time.Time `json:"at"`
 }
 
-// VersionedKey is a public key and the change version it was last changed at.
+// EpochInfo is the hub database's epoch, and, if it was restored from a backup, when it was
+// restored and when the backup was taken (zero: never restored).
+type EpochInfo struct {
+	Epoch      int64
+	RestoredAt time.Time
+	BackupAt   time.Time
+}
+
 // StoredKey is a QR signing key as the hub stores it: the public half in clear, the private seed
 // sealed under the hub's key-encryption key (internal/seal), so that a copy of the database alone
 // cannot sign a token.
@@ -318,6 +325,7 @@ type StoredKey struct {
 	NotAfter time.Time
 }
 
+// VersionedKey is a public key and the change version it was last changed at.
 type VersionedKey struct {
 	qr.PublicKey
 	Version int64

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"os"
 	"text/tabwriter"
 	"time"
@@ -39,7 +38,7 @@ func withHub(cmd *cobra.Command, fn func(ctx context.Context, h *hub.Hub) error)
 	defer s.Close()
 	h := hub.New(s)
 	h.MemberTokenTTL, h.VoucherTokenTTL = cfg.QR.MemberTTL, cfg.QR.VoucherTTL
-	if h.KEK, err = openKEK(ctx, cfg, s, slog.Default()); err != nil {
+	if h.KEK, err = openKEK(ctx, cfg, s, nil); err != nil {
 		return err
 	}
 	if err := h.Init(ctx); err != nil {

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -31,6 +33,9 @@ func backupCommands() []*cobra.Command {
 				if err := h.Store.(*hubsqlite.Store).Backup(ctx, to); err != nil {
 					return fmt.Errorf("backup to %s: %w", to, err)
 				}
+				if err := os.Chmod(to, 0o600); err != nil { // it holds members' personal data
+					return err
+				}
 				fmt.Printf("backed up to %s. It holds no key that can sign QR codes: keep the key-encryption key (keys.kek_file) backed up apart from it.\n", to)
 				return nil
 			})
@@ -50,12 +55,17 @@ func backupCommands() []*cobra.Command {
 			if err := loadConfig(cmd, DefaultHubConfig(), &cfg); err != nil {
 				return err
 			}
-			epoch, err := restoreHub(cmd.Context(), cfg, from)
+			epoch, carried, err := restoreHub(cmd.Context(), cfg, from)
 			if err != nil {
 				return err
 			}
-			fmt.Printf("restored %s from %s; new epoch %d. Start the hub: each agent sends again what the hub lost when it next connects.\n"+
-				"Online channels: send again every call made since the backup was taken (each is applied once).\n", cfg.Database, from, epoch)
+			fmt.Printf("restored %s from %s; new epoch %d.\n", cfg.Database, from, epoch)
+			for _, line := range carried {
+				fmt.Println("  " + line)
+			}
+			fmt.Println("Start the hub: each agent sends again what the hub lost when it next connects.\n" +
+				"Online channels: send again every call made since the backup was taken (each is applied once).\n" +
+				"Redo the admin changes made since the backup (programs, stores, new API keys).")
 			return nil
 		},
 	}
@@ -65,50 +75,81 @@ func backupCommands() []*cobra.Command {
 	return []*cobra.Command{backup, restore}
 }
 
-// restoreHub puts a copy of the backup at the database's path (the old database and its WAL are
-// kept beside it, renamed), checks that it opens with the hub's key-encryption key, and draws a
-// new epoch in it.
-func restoreHub(ctx context.Context, cfg HubConfig, from string) (int64, error) {
+// restoreHub puts a copy of the backup at the database's path, with the hub stopped (it takes
+// the database's lock exclusively). The copy must open with the hub's key-encryption key; it gets
+// a new epoch, and what the replaced database knew of revoked credentials (carryOver). The
+// replaced database and its WAL are kept beside it, renamed with the time of the restore. It
+// returns the new epoch and what was carried over.
+func restoreHub(ctx context.Context, cfg HubConfig, from string) (int64, []string, error) {
 	if _, err := os.Stat(from); err != nil {
-		return 0, fmt.Errorf("backup: %w", err)
+		return 0, nil, fmt.Errorf("backup: %w", err)
 	}
+	unlock, err := lockDatabase(cfg.Database, true)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer unlock()
 	tmp := cfg.Database + ".restoring"
 	os.Remove(tmp)
 	if err := copyFile(from, tmp); err != nil {
-		return 0, fmt.Errorf("copy the backup: %w", err)
+		return 0, nil, fmt.Errorf("copy the backup: %w", err)
 	}
 	defer os.Remove(tmp)
 	s, err := hubsqlite.Open(ctx, tmp)
 	if err != nil {
-		return 0, fmt.Errorf("%s is not a hub database: %w", from, err)
+		return 0, nil, fmt.Errorf("%s is not a hub database: %w", from, err)
 	}
 	h := hub.New(s)
-	if h.KEK, err = openKEK(ctx, cfg, s, nil); err != nil {
-		s.Close()
-		return 0, err
+	h.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	if h.KEK, err = openKEK(ctx, cfg, s, nil); err == nil {
+		err = h.Init(ctx)
 	}
-	if err := h.Init(ctx); err != nil {
-		s.Close()
-		return 0, err
+	var epoch int64
+	var carried []string
+	if err == nil {
+		epoch, err = h.Restored(ctx)
 	}
-	epoch, err := h.Restored(ctx)
+	if err == nil {
+		carried, err = carryOver(ctx, cfg, h)
+	}
 	if cerr := s.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	// The replaced database is kept, not deleted: it may hold what the backup lacks.
-	old := cfg.Database + ".before-restore"
-	for _, suffix := range []string{"", "-wal", "-shm"} {
-		if err := os.Rename(cfg.Database+suffix, old+suffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return 0, err
+	if _, err := os.Stat(cfg.Database); err == nil {
+		old := fmt.Sprintf("%s.before-restore-%s", cfg.Database, time.Now().UTC().Format("20060102T150405Z"))
+		if _, err := os.Stat(old); err == nil {
+			return 0, nil, fmt.Errorf("%s exists: restore again in a second", old)
 		}
+		for _, suffix := range []string{"", "-wal", "-shm"} {
+			if err := os.Rename(cfg.Database+suffix, old+suffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return 0, nil, err
+			}
+		}
+		carried = append(carried, "the replaced database is kept as "+old)
 	}
 	if err := os.Rename(tmp, cfg.Database); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
-	return epoch, syncDir(filepath.Dir(cfg.Database))
+	return epoch, carried, syncDir(filepath.Dir(cfg.Database))
+}
+
+// carryOver opens the database being replaced, if it still opens, and brings into the restored
+// one what it knew of revoked credentials (hub.CarryOver).
+func carryOver(ctx context.Context, cfg HubConfig, restored *hub.Hub) ([]string, error) {
+	if _, err := os.Stat(cfg.Database); err != nil {
+		return []string{"no database to replace: nothing carried over"}, nil
+	}
+	s, err := hubsqlite.Open(ctx, cfg.Database)
+	if err != nil {
+		return []string{fmt.Sprintf("the replaced database does not open (%v): revoke again any API key or retire any signing key revoked since the backup", err)}, nil
+	}
+	defer s.Close()
+	old := hub.New(s)
+	return restored.CarryOver(ctx, old)
 }
 
 func copyFile(from, to string) error {

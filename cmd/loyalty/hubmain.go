@@ -26,6 +26,7 @@ type HubMain struct {
 	HTTP  *hub.Server
 
 	cancel context.CancelFunc
+	unlock func() // the shared lock on the database (lockDatabase)
 	wg     sync.WaitGroup
 	once   sync.Once
 }
@@ -36,6 +37,14 @@ func (m *HubMain) Open(ctx context.Context) (err error) {
 		m.Logger = m.Config.Log.Logger()
 	}
 	c := m.Config
+	if m.unlock, err = lockDatabase(c.Database, false); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			m.unlock()
+		}
+	}()
 	if m.Store, err = hubsqlite.Open(ctx, c.Database); err != nil {
 		return err
 	}
@@ -138,6 +147,9 @@ func (m *HubMain) Close() error {
 		m.wg.Wait()
 		if m.HTTP != nil {
 			err = m.HTTP.Close()
+		}
+		if m.unlock != nil {
+			defer m.unlock()
 		}
 		if m.Store != nil {
 			if e := m.Store.Close(); e != nil && err == nil {

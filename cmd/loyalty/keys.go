@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/loyalty-edge-sync/loyalty/hub"
@@ -24,7 +26,11 @@ func (c HubConfig) kekFile() string {
 // file keys.kek_file. The file is created, with a new random key, only for a database that holds
 // no sealed key yet (a new hub, or one upgraded from before sealing); otherwise a missing file is
 // an error naming the key the database needs.
+//
+// log nil is an admin command: it says when it creates the file, and leaves the warnings about
+// where the file is to the hub.
 func openKEK(ctx context.Context, c HubConfig, s hub.Store, log *slog.Logger) (*seal.Box, error) {
+	advise := log != nil
 	if log == nil {
 		log = slog.Default()
 	}
@@ -38,6 +44,9 @@ func openKEK(ctx context.Context, c HubConfig, s hub.Store, log *slog.Logger) (*
 	path := c.kekFile()
 	b, err := seal.LoadFile(path)
 	if !errors.Is(err, fs.ErrNotExist) {
+		if err == nil && advise {
+			warnKEKFile(path, c.Database, log)
+		}
 		return b, err
 	}
 	var need string
@@ -53,13 +62,37 @@ func openKEK(ctx context.Context, c HubConfig, s hub.Store, log *slog.Logger) (*
 		return nil, err
 	}
 	if need != "" {
-		return nil, fmt.Errorf("the key-encryption key file %s is missing: this database's signing keys are sealed under the key with fingerprint %s; "+
+		err := fmt.Errorf("the key-encryption key file %s is missing: this database's signing keys are sealed under the key with fingerprint %s; "+
 			"set keys.kek_file (LOYALTY_KEYS_KEK_FILE) to that file, or keys.kek (LOYALTY_KEYS_KEK) to its contents", path, need)
+		if advise {
+			return nil, err // the hub signs QR codes: it does not start without the key
+		}
+		// An admin command goes on (revoking a leaked API key must not wait for the key); the
+		// ones that sign fail with this.
+		log.Warn(err.Error() + "; commands that sign QR codes will fail")
+		return nil, nil
 	}
 	if b, err = seal.CreateFile(path); err != nil {
 		return nil, fmt.Errorf("create the key-encryption key file: %w", err)
 	}
 	log.Warn("created a new key-encryption key for the QR signing keys; back it up apart from the database: a database backup cannot sign without it, and the hub cannot start without it",
 		slog.String("file", path), slog.String("fingerprint", b.Fingerprint()))
+	if advise {
+		warnKEKFile(path, c.Database, log)
+	}
 	return b, nil
+}
+
+// warnKEKFile warns when the key-encryption key file is readable by others, or sits in the
+// database's directory, where a copy of the directory (a snapshot, a stolen disk) takes both.
+func warnKEKFile(path, database string, log *slog.Logger) {
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		log.Warn("the key-encryption key file is readable by other users: chmod 600 it", slog.String("file", path))
+	}
+	kd, _ := filepath.Abs(filepath.Dir(path))
+	dd, _ := filepath.Abs(filepath.Dir(database))
+	if kd == dd {
+		log.Warn("the key-encryption key file is in the database's directory: a copy of that directory can sign QR codes. "+
+			"In production keep it elsewhere (keys.kek_file) or give it as keys.kek (LOYALTY_KEYS_KEK)", slog.String("file", path))
+	}
 }

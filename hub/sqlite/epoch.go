@@ -5,13 +5,19 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"time"
+
+	"github.com/loyalty-edge-sync/loyalty/hub"
 )
 
-func (t *tx) Epoch(ctx context.Context) (int64, time.Time, error) {
-	var v, at int64
-	err := t.QueryRowContext(ctx, `SELECT value, COALESCE((SELECT value FROM counters WHERE name = 'restored_at'), 0)
-		FROM counters WHERE name = 'epoch'`).Scan(&v, &at)
-	return v, fromMS(at), err
+func (t *tx) Epoch(ctx context.Context) (hub.EpochInfo, error) {
+	var e hub.EpochInfo
+	var restored, backup int64
+	err := t.QueryRowContext(ctx, `SELECT value,
+		COALESCE((SELECT value FROM counters WHERE name = 'restored_at'), 0),
+		COALESCE((SELECT value FROM counters WHERE name = 'backup_at'), 0)
+		FROM counters WHERE name = 'epoch'`).Scan(&e.Epoch, &restored, &backup)
+	e.RestoredAt, e.BackupAt = fromMS(restored), fromMS(backup)
+	return e, err
 }
 
 func (t *tx) NewEpoch(ctx context.Context, at time.Time) (int64, error) {
@@ -23,7 +29,9 @@ func (t *tx) NewEpoch(ctx context.Context, at time.Time) (int64, error) {
 	if _, err := t.ExecContext(ctx, `UPDATE counters SET value = ? WHERE name = 'epoch'`, v); err != nil {
 		return 0, err
 	}
-	_, err := t.ExecContext(ctx, `INSERT INTO counters (name, value) VALUES ('restored_at', ?)
+	_, err := t.ExecContext(ctx, `INSERT INTO counters (name, value) VALUES
+			('restored_at', ?),
+			('backup_at', COALESCE((SELECT received_at FROM deltas ORDER BY seq DESC LIMIT 1), 0))
 		ON CONFLICT (name) DO UPDATE SET value = excluded.value`, ms(at))
 	return v, err
 }
