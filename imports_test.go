@@ -8,10 +8,10 @@ import (
 
 const module = "github.com/loyalty-edge-sync/loyalty"
 
-// TestImportDirection keeps the architecture of STYLE.md true: imports point inward. Domain
-// packages use no storage, transport or configuration library; agent and hub never import each
-// other; nothing imports cmd; only cmd uses viper and cobra. Dependencies are transitive
-// (go list -deps), so an indirect import counts too.
+// TestImportDirection keeps the README's architecture true: imports point inward. Domain packages
+// use no storage, transport or configuration library; agent and hub never import each other;
+// nothing imports cmd; only cmd uses viper and cobra. Dependencies are transitive (go list
+// -deps), so an indirect import counts too.
 func TestImportDirection(t *testing.T) {
 	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}}{{range .Deps}} {{.}}{{end}}`, module+"/...").Output()
 	if err != nil {

@@ -269,7 +269,7 @@ func (w *world) refund(store string, r loyalty.Receipt) {
 	}
 }
 
-// TestEndToEnd runs a hub and three agents as processes and checks DESIGN.md guarantees 1–3
+// TestEndToEnd runs a hub and three agents as processes and checks the README's guarantees 1–3
 // after offline sales, agents killed mid-sync, a hub restart, and every delta delivered twice.
 func TestEndToEnd(t *testing.T) {
 	if testing.Short() {

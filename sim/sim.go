@@ -1,6 +1,6 @@
 // Package sim is a deterministic fault simulator for loyalty edge sync. It runs the real hub
 // and agent logic on real SQLite files, with a virtual clock and a virtual network, and checks
-// the guarantees of DESIGN.md after every step and after healing.
+// the guarantees listed at the top of the README after every step and after healing.
 //
 // Everything happens on one goroutine, in an order drawn from a seeded random generator, so a
 // failing seed replays exactly. The network is simulated at the message level: each store's
