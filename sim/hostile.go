@@ -309,21 +309,29 @@ func (w *world) setupHostile(ctx context.Context) error {
 	return nil
 }
 
+// connect opens a session for a hostile store.
+func (w *world) connect(ctx context.Context, h *hostile) error {
+	c, err := w.dial(ctx, h.id)
+	h.wire = c
+	return err
+}
+
+// hangUp ends a hostile store's session, if one is open.
+func (h *hostile) hangUp(ctx context.Context) {
+	if h.wire != nil {
+		h.wire.close(ctx)
+		h.wire = nil
+	}
+}
+
 // hostilePull pulls like an agent whose outbox is empty: its leases are renewed and settled. It
 // pulls in the store's open session, or in one of its own.
 func (w *world) hostilePull(ctx context.Context, h *hostile) error {
 	if h.wire == nil {
-		c, err := w.dial(ctx, h.id)
-		if err != nil {
+		if err := w.connect(ctx, h); err != nil {
 			return err
 		}
-		h.wire = c
-		defer func() {
-			if h.wire != nil {
-				h.wire.close(ctx)
-				h.wire = nil
-			}
-		}()
+		defer h.hangUp(ctx)
 	}
 	for v := range h.received {
 		if _, ok := h.confirmed[v]; !ok {
@@ -358,17 +366,10 @@ func (w *world) hostilePull(ctx context.Context, h *hostile) error {
 // forged ones, and disconnects.
 func (w *world) hostileSession(ctx context.Context, h *hostile) error {
 	w.res.Stats.HostileSessions++
-	c, err := w.dial(ctx, h.id)
-	if err != nil {
+	if err := w.connect(ctx, h); err != nil {
 		return err
 	}
-	h.wire = c
-	defer func() {
-		if h.wire != nil {
-			h.wire.close(ctx)
-			h.wire = nil
-		}
-	}()
+	defer h.hangUp(ctx)
 	if err := w.hostilePull(ctx, h); err != nil {
 		return err
 	}
