@@ -210,7 +210,7 @@ func (a *applier) checkLeases(ctx context.Context, store string, d *loyalty.Delt
 		active := !at.Before(l.CreatedAt.Add(-a.Lease.Margin)) && !at.After(l.ExpiresAt)
 		granted := l.Granted
 		if restore {
-			e, err := a.tx.Epoch(ctx)
+			e, err := a.epoch(ctx)
 			if err != nil {
 				return err
 			}

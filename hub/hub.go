@@ -361,6 +361,7 @@ type applier struct {
 	subscribed map[[2]string]bool
 	stores     map[string]StoreInfo
 	cur        *loyalty.Program // the newest program, for budgets and limits
+	epochInfo  *EpochInfo       // read once per transaction: it changes only with a restore
 }
 
 func (h *Hub) newApplier(tx Tx) *applier {

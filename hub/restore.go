@@ -54,11 +54,23 @@ func (h *Hub) Restored(ctx context.Context) (int64, error) {
 	return epoch, err
 }
 
+// epoch returns the database's epoch, read once per transaction: every budgeted delta asks.
+func (a *applier) epoch(ctx context.Context) (EpochInfo, error) {
+	if a.epochInfo == nil {
+		e, err := a.tx.Epoch(ctx)
+		if err != nil {
+			return e, err
+		}
+		a.epochInfo = &e
+	}
+	return *a.epochInfo, nil
+}
+
 // inRestoreWindow reports whether a delta dated at may have spent from a lease the hub lost when
 // it was restored: it is dated from the backup (less the backdate allowance) to a lease's
 // lifetime after the restore.
 func (a *applier) inRestoreWindow(ctx context.Context, at time.Time) (bool, error) {
-	e, err := a.tx.Epoch(ctx)
+	e, err := a.epoch(ctx)
 	if err != nil || e.RestoredAt.IsZero() {
 		return false, err
 	}
@@ -79,7 +91,7 @@ func (a *applier) adoptable(ctx context.Context, store string, p *loyalty.Progra
 	if err != nil {
 		return false, err
 	}
-	e, err := a.tx.Epoch(ctx)
+	e, err := a.epoch(ctx)
 	if err != nil {
 		return false, err
 	}
@@ -95,7 +107,7 @@ func (a *applier) adoptable(ctx context.Context, store string, p *loyalty.Progra
 // ended at the end of the restore window, sized as the hub would have granted it, and settled at
 // the store's next flushed pull like any ended lease.
 func (a *applier) adopt(ctx context.Context, store, id string, p *loyalty.Program, b *loyalty.Budget) (Lease, error) {
-	e, err := a.tx.Epoch(ctx)
+	e, err := a.epoch(ctx)
 	if err != nil {
 		return Lease{}, err
 	}
