@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"regexp"
 	"time"
 	"unicode/utf8"
 )
@@ -42,6 +43,18 @@ func ValidText(s string, max int) bool {
 }
 
 func validID(id string) bool { return id != "" && ValidText(id, MaxIDLength) }
+
+var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// ValidateID checks the id an operator gives a store or a member: 1 to 64 letters, digits, dots,
+// dashes or underscores, starting with a letter or digit, so it reads the same in a URL, a file
+// name, a log line and a spreadsheet. what names the thing in the message ("store", "member").
+func ValidateID(what, id string) error {
+	if !namePattern.MatchString(id) {
+		return Errorf(EINVALID, "%s id %q must be 1 to 64 letters, digits, dots, dashes or underscores, starting with a letter or digit", what, id)
+	}
+	return nil
+}
 
 // OnlineStore is the store id of deltas made through the hub's online API (e-commerce, member
 // app). HubStore is the store id of deltas the hub makes itself (tier changes). No real store may

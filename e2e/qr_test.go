@@ -37,8 +37,8 @@ func TestMemberQRFromBinary(t *testing.T) {
 		}
 		return string(out)
 	}
-	out := admin("store", "add", "--id", "s1")
-	token := strings.TrimSpace(out[strings.LastIndex(strings.TrimSpace(out), "\n")+1:])
+	admin("init")
+	token := strings.TrimSpace(admin("store", "add", "--id", "s1")) // stdout holds the token alone
 	admin("member", "add", "--id", "m1", "--name", "Ann", "--home-store", "s1")
 	png := filepath.Join(dir, "m1.png")
 	printed := strings.TrimSpace(admin("member", "qr", "--id", "m1", "--png", png))

@@ -471,7 +471,7 @@ type BudgetStatus struct {
 
 // Budgets reports every budget of the current program.
 func (h *Hub) Budgets(ctx context.Context) ([]BudgetStatus, error) {
-	var out []BudgetStatus
+	out := []BudgetStatus{} // an empty list is [], never null, in the API and the CLI
 	err := h.Store.View(ctx, func(tx Tx) error {
 		p, _, err := tx.Program(ctx)
 		if err != nil {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/loyalty-edge-sync/loyalty"
@@ -35,6 +36,9 @@ type Server struct {
 	// this PEM certificate chain and private key. The files are read again when they change, so
 	// a renewed certificate takes effect at the next TLS handshake, without a restart.
 	TLSCertFile, TLSKeyFile string
+	// Listener, when set, is the bound socket to serve on instead of binding Addr: a hub binds
+	// its port before it touches the database, so a port in use fails before anything is created.
+	Listener net.Listener
 
 	ln    net.Listener
 	conns *limitListener
@@ -118,9 +122,12 @@ func (s *Server) Open() error {
 		}
 		tlsConf = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: s.certs.get}
 	}
-	ln, err := net.Listen("tcp", s.Addr)
-	if err != nil {
-		return fmt.Errorf("hub listen: %w", err)
+	ln := s.Listener
+	if ln == nil {
+		var err error
+		if ln, err = Listen(s.Addr); err != nil {
+			return err
+		}
 	}
 	s.ln = ln
 	s.conns = newLimitListener(ln, s.lim.MaxConnections, s.Logger)
@@ -142,6 +149,18 @@ func (s *Server) Open() error {
 		go s.srv.Serve(s.conns)
 	}
 	return nil
+}
+
+// Listen binds the hub's address, saying what to do when it cannot.
+func Listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return nil, fmt.Errorf("cannot listen on %s: the port is in use (another hub, or another program, is using it): stop it, or set listen (--listen, LOYALTY_LISTEN) to a free port", addr)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot listen on %s (listen, --listen, LOYALTY_LISTEN): %w", addr, err)
+	}
+	return ln, nil
 }
 
 // TLS reports whether the server serves HTTPS and wss://.

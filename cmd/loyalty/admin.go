@@ -5,8 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
-	"text/tabwriter"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -14,24 +15,24 @@ import (
 
 	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/hub"
-	hubsqlite "github.com/loyalty-edge-sync/loyalty/hub/sqlite"
 	"github.com/loyalty-edge-sync/loyalty/qr"
 	lsync "github.com/loyalty-edge-sync/loyalty/sync"
 )
 
 func protocolVersions() []int { return lsync.Versions }
 
-// withHub opens the hub's database from the hub configuration (the same file, env and flags
-// as `loyalty hub`), runs fn and closes it. It works whether or not the hub is running: SQLite
-// in WAL mode takes one writer at a time, and the running hub notices the change within its
-// poll interval and tells the agents.
+// withHub opens the hub's existing database from the hub configuration (the same file, env and
+// flags as `loyalty hub`), runs fn and closes it. It works whether or not the hub is running:
+// SQLite in WAL mode takes one writer at a time, and the running hub notices the change within
+// its poll interval and tells the agents. A database that does not exist is an error (openHub):
+// `loyalty init` makes one.
 func withHub(cmd *cobra.Command, fn func(ctx context.Context, h *hub.Hub) error) error {
 	var cfg HubConfig
 	if err := loadConfig(cmd, DefaultHubConfig(), &cfg); err != nil {
 		return err
 	}
 	ctx := hub.WithActor(cmd.Context(), hub.CLIActor) // admin changes are audited as key id "cli"
-	s, err := hubsqlite.Open(ctx, cfg.Database)
+	s, err := openHub(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -47,61 +48,79 @@ func withHub(cmd *cobra.Command, fn func(ctx context.Context, h *hub.Hub) error)
 	return fn(ctx, h)
 }
 
-func printJSON(v any) error {
-	enc := json.NewEncoder(os.Stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+func adminCommands() []*cobra.Command {
+	cmds := []*cobra.Command{storeCommands(), memberCommands(), programCommands(), keysCommands(), checkCommand(), budgetsCommand()}
+	cmds = append(cmds, accessCommands()...)
+	return append(cmds, backupCommands()...)
 }
 
-func adminCommands() []*cobra.Command {
-	store := &cobra.Command{Use: "store", Short: "Manage stores (on the hub's database)"}
+func storeCommands() *cobra.Command {
+	store := group("store", "Manage stores (on the hub's database)")
 	add := &cobra.Command{
 		Use:   "add",
 		Short: "Register a store and print its token (shown once)",
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, _ := cmd.Flags().GetString("id")
 			name, _ := cmd.Flags().GetString("name")
 			tz, _ := cmd.Flags().GetString("timezone")
 			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
-				_, token, err := h.CreateStoreIn(ctx, id, name, tz)
+				st, token, err := h.CreateStoreIn(ctx, id, name, tz)
 				if err != nil {
 					return err
 				}
-				fmt.Printf("store %s registered. Its token (shown once; give it to the agent as LOYALTY_TOKEN):\n%s\n", id, token)
-				return nil
+				if wantJSON(cmd) {
+					return writeJSON(cmd.OutOrStdout(), struct {
+						hub.StoreInfo
+						Token string `json:"token"`
+					}{st, token})
+				}
+				return say(cmd, token, fmt.Sprintf("store %s registered (time zone %s). Its token, shown once: give it to the store's agent as LOYALTY_TOKEN",
+					id, cmp.Or(st.TimeZone, "UTC")))
 			})
 		},
 	}
 	token := &cobra.Command{
 		Use:   "token",
-		Short: "Issue a new token for a store; the old one stops working",
+		Short: "Issue a new token for a store and print it (shown once); the old one stops working",
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, _ := cmd.Flags().GetString("id")
 			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
 				t, err := h.RotateStoreToken(ctx, id)
-				if err == nil {
-					fmt.Println(t)
+				if err != nil {
+					return err
 				}
-				return err
+				if wantJSON(cmd) {
+					return writeJSON(cmd.OutOrStdout(), map[string]string{"id": id, "token": t})
+				}
+				return say(cmd, t, fmt.Sprintf("store %s has a new token, shown once: give it to the store's agent as LOYALTY_TOKEN; the old one no longer connects", id))
 			})
 		},
 	}
 	list := &cobra.Command{
 		Use:   "list",
-		Short: "List stores",
+		Short: "List stores with their sync health",
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
-				s, err := h.Stores(ctx)
-				if err != nil {
-					return err
+				ss, err := h.Stores(ctx)
+				if err != nil || wantJSON(cmd) {
+					return cmp.Or(err, writeJSON(cmd.OutOrStdout(), ss))
 				}
-				return printJSON(s)
+				t := newTable(cmd.OutOrStdout(), "id", "name", "time zone", "connected", "last seen", "outbox", "clock offset")
+				for _, st := range ss {
+					t.row(st.ID, st.Name, cmp.Or(st.TimeZone, "UTC"), st.Health.Connected, st.Health.LastSeen, st.Health.Outbox,
+						(time.Duration(st.Health.ClockOffsetMS) * time.Millisecond).String())
+				}
+				return t.flush()
 			})
 		},
 	}
 	zone := &cobra.Command{
 		Use:   "zone",
 		Short: "Set a store's time zone (campaign days and hours are read in it); its agent learns it at its next sync",
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, _ := cmd.Flags().GetString("id")
 			tz, _ := cmd.Flags().GetString("timezone")
@@ -109,12 +128,36 @@ func adminCommands() []*cobra.Command {
 				if err := h.SetStoreZone(ctx, id, tz); err != nil {
 					return err
 				}
-				fmt.Printf("store %s is in time zone %s\n", id, cmp.Or(tz, "UTC"))
+				tell(cmd, "store %s is in time zone %s; its agent uses it from its next sync", id, cmp.Or(tz, "UTC"))
 				return nil
 			})
 		},
 	}
-	for _, c := range []*cobra.Command{add, token, zone} {
+	writeoff := &cobra.Command{
+		Use:   "writeoff",
+		Short: "Return the expired, unsettled quota of a store that will not come back",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, _ := cmd.Flags().GetString("id")
+			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
+				n, err := h.WriteOff(ctx, id)
+				if err != nil {
+					return err
+				}
+				h.RecordAudit(ctx, hub.AuditStoreWriteOff, id, hub.WriteOffDetail(n)) // WriteOff runs its own transaction: audited right after
+				if wantJSON(cmd) {
+					return writeJSON(cmd.OutOrStdout(), n)
+				}
+				tell(cmd, "store %s: its expired quota is returned to its budgets", id)
+				t := newTable(cmd.OutOrStdout(), "budget", "returned")
+				for _, b := range slices.Sorted(maps.Keys(n)) {
+					t.row(b, n[b])
+				}
+				return t.flush()
+			})
+		},
+	}
+	for _, c := range []*cobra.Command{add, token, zone, writeoff} {
 		c.Flags().String("id", "", "store id (letters, digits, . _ -)")
 		c.MarkFlagRequired("id")
 	}
@@ -122,15 +165,20 @@ func adminCommands() []*cobra.Command {
 	for _, c := range []*cobra.Command{add, zone} {
 		c.Flags().String("timezone", "", "the store's IANA time zone, such as Europe/Berlin (default UTC)")
 	}
-	for _, c := range []*cobra.Command{add, token, list, zone} {
+	jsonFlag(add, token, list, writeoff)
+	for _, c := range []*cobra.Command{add, token, list, zone, writeoff} {
 		hubFlags(c)
+		store.AddCommand(c)
 	}
-	store.AddCommand(add, token, list, zone)
+	return store
+}
 
-	member := &cobra.Command{Use: "member", Short: "Manage members (on the hub's database)"}
-	madd := &cobra.Command{
+func memberCommands() *cobra.Command {
+	member := group("member", "Manage members (on the hub's database)")
+	add := &cobra.Command{
 		Use:   "add",
-		Short: "Add a member and print it",
+		Short: "Add a member and print their id",
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var m loyalty.Member
 			m.ID, _ = cmd.Flags().GetString("id")
@@ -140,35 +188,46 @@ func adminCommands() []*cobra.Command {
 			m.Country, _ = cmd.Flags().GetString("country")
 			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
 				out, err := h.CreateMember(ctx, m)
-				if err != nil {
-					return err
+				if err != nil || wantJSON(cmd) {
+					return cmp.Or(err, writeJSON(cmd.OutOrStdout(), out))
 				}
-				return printJSON(out)
+				return say(cmd, out.ID, fmt.Sprintf("member %s added, with %d points; `loyalty member qr --id %s` prints their QR code", out.ID, out.Balance, out.ID))
 			})
 		},
 	}
-	madd.Flags().String("id", "", "member id (generated if empty)")
-	madd.Flags().String("email", "", "email address")
-	madd.Flags().String("name", "", "name")
-	madd.Flags().String("home-store", "", "store whose replica should hold this member")
-	madd.Flags().String("country", "", "ISO 3166 two-letter country, for campaign segments")
-	mshow := &cobra.Command{
+	add.Flags().String("id", "", "member id (generated if empty)")
+	add.Flags().String("email", "", "email address")
+	add.Flags().String("name", "", "name")
+	add.Flags().String("home-store", "", "store whose replica should hold this member")
+	add.Flags().String("country", "", "ISO 3166 two-letter country, for campaign segments")
+	show := &cobra.Command{
 		Use:   "show",
-		Short: "Print a member with their ledger",
+		Short: "Print a member with their newest ledger entries",
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, _ := cmd.Flags().GetString("id")
+			limit, _ := cmd.Flags().GetInt("limit")
 			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
-				v, err := h.Member(ctx, id, 100)
-				if err != nil {
-					return err
+				v, err := h.Member(ctx, id, limit)
+				if err != nil || wantJSON(cmd) {
+					return cmp.Or(err, writeJSON(cmd.OutOrStdout(), v))
 				}
-				return printJSON(v)
+				w := cmd.OutOrStdout()
+				fmt.Fprintf(w, "member %s: %s <%s>, tier %s, home store %s\nbalance: %d points\n\n",
+					v.ID, cmp.Or(v.Name, "-"), cmp.Or(v.Email, "-"), cmp.Or(v.Tier, "-"), cmp.Or(v.HomeStore, "-"), v.Balance)
+				t := newTable(w, "occurred", "store", "kind", "points", "order", "reward")
+				for _, e := range v.Ledger {
+					t.row(e.OccurredAt, e.Store, string(e.Kind), e.Points, e.OrderID, cmp.Or(e.Reward, e.Voucher))
+				}
+				return t.flush()
 			})
 		},
 	}
-	mqr := &cobra.Command{
+	show.Flags().Int("limit", 100, "how many ledger entries, newest first")
+	qrc := &cobra.Command{
 		Use:   "qr",
-		Short: "Print a member's signed QR token; with --png, write the QR code as a PNG file",
+		Short: "Print a member's signed QR token; with --png, also write the QR code as a PNG file",
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, _ := cmd.Flags().GetString("id")
 			out, _ := cmd.Flags().GetString("png")
@@ -178,6 +237,7 @@ func adminCommands() []*cobra.Command {
 				if err != nil {
 					return err
 				}
+				what := fmt.Sprintf("member %s's QR token: a cashier's scanner reads it from the member's card or app", id)
 				if out != "" {
 					png, err := qr.PNG(token, size)
 					if err != nil {
@@ -186,40 +246,49 @@ func adminCommands() []*cobra.Command {
 					if err := os.WriteFile(out, png, 0o644); err != nil {
 						return err
 					}
+					what += fmt.Sprintf("; the QR code is in %s", out)
 				}
-				fmt.Println(token)
-				return nil
+				if wantJSON(cmd) {
+					return writeJSON(cmd.OutOrStdout(), map[string]string{"id": id, "qr": token, "png": out})
+				}
+				return say(cmd, token, what)
 			})
 		},
 	}
-	mqr.Flags().String("png", "", "write the QR code to this PNG file")
-	mqr.Flags().Int("size", qr.DefaultPNGSize, "PNG width and height in pixels")
-	for _, c := range []*cobra.Command{mshow, mqr} {
+	qrc.Flags().String("png", "", "write the QR code to this PNG file")
+	qrc.Flags().Int("size", qr.DefaultPNGSize, "PNG width and height in pixels")
+	for _, c := range []*cobra.Command{show, qrc} {
 		c.Flags().String("id", "", "member id")
 		c.MarkFlagRequired("id")
 	}
-	for _, c := range []*cobra.Command{madd, mshow, mqr} {
+	jsonFlag(add, show, qrc)
+	for _, c := range []*cobra.Command{add, show, qrc} {
 		hubFlags(c)
+		member.AddCommand(c)
 	}
-	member.AddCommand(madd, mshow, mqr)
+	return member
+}
 
-	program := &cobra.Command{Use: "program", Short: "Show or publish the loyalty program"}
-	pshow := &cobra.Command{
+func programCommands() *cobra.Command {
+	program := group("program", "Show or publish the loyalty program")
+	show := &cobra.Command{
 		Use:   "show",
-		Short: "Print the current program",
+		Short: "Print the current program: a summary, or all of it with --json",
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
 				p, err := h.Program(ctx)
-				if err != nil {
-					return err
+				if err != nil || wantJSON(cmd) {
+					return cmp.Or(err, writeJSON(cmd.OutOrStdout(), p))
 				}
-				return printJSON(p)
+				return printProgram(cmd, p)
 			})
 		},
 	}
-	pset := &cobra.Command{
+	set := &cobra.Command{
 		Use:   "set",
-		Short: "Publish a new program version from a file (YAML or JSON; see configs/program.yaml)",
+		Short: "Publish a new program version from a file (YAML or JSON; see configs/program.yaml) and print its version",
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			file, _ := cmd.Flags().GetString("file")
 			p, err := readProgram(file)
@@ -228,111 +297,144 @@ func adminCommands() []*cobra.Command {
 			}
 			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
 				out, err := h.SetProgram(ctx, p)
-				if err != nil {
-					return err
+				if err != nil || wantJSON(cmd) {
+					return cmp.Or(err, writeJSON(cmd.OutOrStdout(), out))
 				}
-				return printJSON(out)
+				return say(cmd, fmt.Sprint(out.Version), fmt.Sprintf("published program version %d from %s; connected stores receive it within seconds, the others at their next sync", out.Version, file))
 			})
 		},
 	}
-	pset.Flags().String("file", "", "program file")
-	pset.MarkFlagRequired("file")
-	hubFlags(pshow)
-	hubFlags(pset)
-	program.AddCommand(pshow, pset)
+	set.Flags().String("file", "", "program file")
+	set.MarkFlagRequired("file")
+	jsonFlag(show, set)
+	for _, c := range []*cobra.Command{show, set} {
+		hubFlags(c)
+		program.AddCommand(c)
+	}
+	return program
+}
 
-	keys := &cobra.Command{Use: "keys", Short: "Manage QR signing keys"}
+// printProgram writes a program's summary: what a cashier's customers earn, and the rewards.
+func printProgram(cmd *cobra.Command, p loyalty.Program) error {
+	w := cmd.OutOrStdout()
+	fmt.Fprintf(w, "program version %d, currency %s: %d points per %d minor units spent\n", p.Version, cmp.Or(p.Currency, "-"), p.Earn.PointsPerUnit, p.Earn.UnitMinor)
+	fmt.Fprintf(w, "%d budgets, %d member limits, %d earn caps, %d category rates, %d campaigns, %d punch cards, %d actions; tiers %t, expiry %t, referral %t\n\n",
+		len(p.Budgets), len(p.MemberLimits), len(p.EarnCaps), len(p.CategoryRates), len(p.Campaigns), len(p.PunchCards), len(p.Actions),
+		p.Tiers != nil, p.Expiry != nil, p.Referral != nil)
+	t := newTable(w, "reward", "name", "points", "kind", "value", "offline", "switched off")
+	for _, r := range p.Rewards {
+		t.row(r.ID, r.Name, r.PointsCost, r.Kind, r.Value, cmp.Or(r.Offline, "allow"), r.Disabled)
+	}
+	if err := t.flush(); err != nil {
+		return err
+	}
+	tell(cmd, "the whole program: loyalty program show --json")
+	return nil
+}
+
+func keysCommands() *cobra.Command {
+	keys := group("keys", "Manage QR signing keys and the key that seals them")
 	rotate := &cobra.Command{
 		Use:   "rotate",
-		Short: "Create a new signing key; older keys keep verifying until retired",
+		Short: "Create a new signing key and print its id; older keys keep verifying until retired",
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
 				k, err := h.RotateKey(ctx)
-				if err != nil {
-					return err
+				if err != nil || wantJSON(cmd) {
+					return cmp.Or(err, writeJSON(cmd.OutOrStdout(), k))
 				}
-				return printJSON(k)
+				return say(cmd, k.ID, "new QR codes are signed with this key; agents receive its public half at their next sync. Retire the old one later with `loyalty keys retire --kid OLD --after 720h`")
 			})
 		},
 	}
 	retire := &cobra.Command{
 		Use:   "retire",
 		Short: "Stop accepting tokens signed by a key after a time",
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			kid, _ := cmd.Flags().GetString("kid")
 			after, _ := cmd.Flags().GetDuration("after")
+			at := time.Now().Add(after)
 			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
-				return h.RetireKey(ctx, kid, time.Now().Add(after))
+				if err := h.RetireKey(ctx, kid, at); err != nil {
+					return err
+				}
+				tell(cmd, "codes signed with key %s are refused from %s", kid, at.UTC().Format(time.RFC3339))
+				return nil
 			})
 		},
 	}
 	retire.Flags().String("kid", "", "key id")
 	retire.Flags().Duration("after", 0, "grace period before tokens signed with it are refused")
 	retire.MarkFlagRequired("kid")
+	jsonFlag(rotate)
 	hubFlags(rotate)
 	hubFlags(retire)
 	keys.AddCommand(rotate, retire)
 	keys.AddCommand(kekCommands()...)
+	return keys
+}
 
+func checkCommand() *cobra.Command {
 	check := &cobra.Command{
 		Use:   "check",
 		Short: "Verify that every member's balance equals the sum of their ledger",
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
 				r, err := h.Check(ctx)
 				if err != nil {
 					return err
 				}
-				printJSON(r)
-				if len(r.Mismatches) > 0 {
-					return fmt.Errorf("%d balances do not match their ledger", len(r.Mismatches))
+				if wantJSON(cmd) {
+					err = writeJSON(cmd.OutOrStdout(), r)
+				} else {
+					fmt.Fprintf(cmd.OutOrStdout(), "%d members, %d points in all; balances that do not match their ledger: %d\n", r.Members, r.Points, len(r.Mismatches))
+					for _, m := range r.Mismatches {
+						fmt.Fprintln(cmd.OutOrStdout(), "  "+m)
+					}
 				}
-				return nil
+				if err == nil && len(r.Mismatches) > 0 {
+					err = fmt.Errorf("%d balances do not match their ledger", len(r.Mismatches))
+				}
+				return err
 			})
 		},
 	}
+	jsonFlag(check)
 	hubFlags(check)
+	return check
+}
+
+func budgetsCommand() *cobra.Command {
 	budgets := &cobra.Command{
 		Use:   "budgets",
-		Short: "Show every budget: limit, spent, quota leased to stores",
+		Short: "Show every budget: limit, spent, quota leased to stores, available",
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
-				b, err := h.Budgets(ctx)
-				if err != nil {
-					return err
+				bs, err := h.Budgets(ctx)
+				if err != nil || wantJSON(cmd) {
+					return cmp.Or(err, writeJSON(cmd.OutOrStdout(), bs))
 				}
-				return printJSON(b)
+				t := newTable(cmd.OutOrStdout(), "budget", "metric", "reward", "limit", "spent", "leased", "available", "leases")
+				for _, b := range bs {
+					t.row(b.ID, b.Metric, cmp.Or(b.Reward, "(all)"), b.Limit, b.Spent, b.Outstanding, b.Available, len(b.Leases))
+				}
+				return t.flush()
 			})
 		},
 	}
+	jsonFlag(budgets)
 	hubFlags(budgets)
-	writeoff := &cobra.Command{
-		Use:   "writeoff",
-		Short: "Return the expired, unsettled quota of a store that will not come back",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			id, _ := cmd.Flags().GetString("id")
-			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
-				n, err := h.WriteOff(ctx, id)
-				if err != nil {
-					return err
-				}
-				h.RecordAudit(ctx, hub.AuditStoreWriteOff, id, hub.WriteOffDetail(n)) // WriteOff runs its own transaction: audited right after
-				fmt.Printf("store %s: quota returned to its budgets:\n", id)
-				return printJSON(n)
-			})
-		},
-	}
-	writeoff.Flags().String("id", "", "store id")
-	writeoff.MarkFlagRequired("id")
-	hubFlags(writeoff)
-	store.AddCommand(writeoff)
-	return append(append([]*cobra.Command{store, member, program, keys, check, budgets}, accessCommands()...), backupCommands()...)
+	return budgets
 }
 
 // accessCommands are `loyalty apikey add/list/revoke` (the HTTP API's keys; the QR signing keys
 // are `loyalty keys`) and `loyalty audit`.
 func accessCommands() []*cobra.Command {
-	apikey := &cobra.Command{Use: "apikey", Short: "Manage the hub HTTP API's keys and their scopes (admin, online, report)"}
+	apikey := group("apikey", "Manage the hub HTTP API's keys and their scopes (admin, online, report)")
 	add := &cobra.Command{
 		Use:   "add",
 		Short: "Create an API key with a scope and print it (shown once)",
@@ -341,17 +443,16 @@ keeps its SHA-256 hash. Scopes: admin (every endpoint), online (the web shop or 
 redeem, reverse, vouchers, actions, reading a member and their QR code, the program), report
 (read-only: stores, budgets, conflicts, rejections, check, expiring, program, members, audit).
 See docs/API.md for the exact table.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name, _ := cmd.Flags().GetString("name")
 			scope, _ := cmd.Flags().GetString("scope")
 			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
 				k, err := h.CreateAPIKey(ctx, name, hub.Scope(scope))
-				if err != nil {
-					return err
+				if err != nil || wantJSON(cmd) {
+					return cmp.Or(err, writeJSON(cmd.OutOrStdout(), k))
 				}
-				fmt.Printf("API key %s (%q, scope %s) created. The key (shown once; send it as Authorization: Bearer <key>):\n%s\n",
-					k.ID, k.Name, k.Scope, k.Key)
-				return nil
+				return say(cmd, k.Key, fmt.Sprintf("API key %s (%q, scope %s) created. The key, shown once: send it as Authorization: Bearer <key>", k.ID, k.Name, k.Scope))
 			})
 		},
 	}
@@ -362,19 +463,25 @@ See docs/API.md for the exact table.`,
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List the API keys, revoked ones included (never the keys themselves)",
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
 				ks, err := h.APIKeys(ctx)
-				if err != nil {
-					return err
+				if err != nil || wantJSON(cmd) {
+					return cmp.Or(err, writeJSON(cmd.OutOrStdout(), ks))
 				}
-				return printJSON(ks)
+				t := newTable(cmd.OutOrStdout(), "id", "name", "scope", "created", "created by", "revoked")
+				for _, k := range ks {
+					t.row(k.ID, k.Name, string(k.Scope), k.CreatedAt, k.CreatedBy, k.RevokedAt)
+				}
+				return t.flush()
 			})
 		},
 	}
 	revoke := &cobra.Command{
 		Use:   "revoke",
 		Short: "Revoke an API key; a running hub refuses it from its next request",
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, _ := cmd.Flags().GetString("id")
 			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
@@ -382,43 +489,40 @@ See docs/API.md for the exact table.`,
 				if err != nil {
 					return err
 				}
-				fmt.Printf("API key %s (%q, scope %s) is revoked since %s\n", k.ID, k.Name, k.Scope, k.RevokedAt.Format(time.RFC3339))
+				tell(cmd, "API key %s (%q, scope %s) is revoked since %s", k.ID, k.Name, k.Scope, k.RevokedAt.Format(time.RFC3339))
 				return nil
 			})
 		},
 	}
 	revoke.Flags().String("id", "", "the key's id, as loyalty apikey list shows it")
 	revoke.MarkFlagRequired("id")
+	jsonFlag(add, list)
 	for _, c := range []*cobra.Command{add, list, revoke} {
 		hubFlags(c)
+		apikey.AddCommand(c)
 	}
-	apikey.AddCommand(add, list, revoke)
 
 	audit := &cobra.Command{
 		Use:   "audit",
 		Short: "Print the audit trail of admin changes, newest first: when, which key, what, on what",
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			limit, _ := cmd.Flags().GetInt("limit")
-			asJSON, _ := cmd.Flags().GetBool("json")
 			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
 				es, err := h.Audit(ctx, limit)
-				if err != nil {
-					return err
+				if err != nil || wantJSON(cmd) {
+					return cmp.Or(err, writeJSON(cmd.OutOrStdout(), es))
 				}
-				if asJSON {
-					return printJSON(es)
-				}
-				tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-				fmt.Fprintln(tw, "AT\tKEY\tACTION\tTARGET\tDETAIL")
+				t := newTable(cmd.OutOrStdout(), "at", "key", "action", "target", "detail")
 				for _, e := range es {
-					fmt.Fprintf(tw, "%s\t%s (%s)\t%s\t%s\t%s\n", e.At.Format(time.RFC3339), e.KeyID, e.KeyName, e.Action, e.Target, e.Detail)
+					t.row(e.At, fmt.Sprintf("%s (%s)", e.KeyID, e.KeyName), e.Action, e.Target, e.Detail)
 				}
-				return tw.Flush()
+				return t.flush()
 			})
 		},
 	}
 	audit.Flags().Int("limit", 100, fmt.Sprintf("how many entries, newest first (1 to %d)", hub.MaxAuditLimit))
-	audit.Flags().Bool("json", false, "print JSON")
+	jsonFlag(audit)
 	hubFlags(audit)
 	return []*cobra.Command{apikey, audit}
 }

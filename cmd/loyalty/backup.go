@@ -16,6 +16,7 @@ import (
 	"github.com/loyalty-edge-sync/loyalty/hub"
 	hubsqlite "github.com/loyalty-edge-sync/loyalty/hub/sqlite"
 	"github.com/loyalty-edge-sync/loyalty/internal/seal"
+	"github.com/loyalty-edge-sync/loyalty/internal/sqlitedb"
 )
 
 // backupCommands are `loyalty backup` and `loyalty restore` (README, "Backup and restore").
@@ -36,7 +37,7 @@ func backupCommands() []*cobra.Command {
 				if err := os.Chmod(to, 0o600); err != nil { // it holds members' personal data
 					return err
 				}
-				fmt.Printf("backed up to %s. It holds no key that can sign QR codes: keep the key-encryption key (keys.kek_file) backed up apart from it.\n", to)
+				tell(cmd, "backed up to %s. It holds no key that can sign QR codes: keep the key-encryption key (keys.kek_file) backed up apart from it", to)
 				return nil
 			})
 		},
@@ -59,12 +60,12 @@ func backupCommands() []*cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Printf("restored %s from %s; new epoch %d.\n", cfg.Database, from, epoch)
+			tell(cmd, "restored %s from %s; new epoch %d.", cfg.Database, from, epoch)
 			for _, line := range carried {
-				fmt.Println("  " + line)
+				tell(cmd, "  %s", line)
 			}
-			fmt.Println("Start the hub: each agent sends again what the hub lost when it next connects.\n" +
-				"Online channels: send again every call made since the backup was taken (each is applied once).\n" +
+			tell(cmd, "Start the hub: each agent sends again what the hub lost when it next connects.\n"+
+				"Online channels: send again every call made since the backup was taken (each is applied once).\n"+
 				"Redo the admin changes made since the backup (programs, stores, new API keys).")
 			return nil
 		},
@@ -83,6 +84,9 @@ func backupCommands() []*cobra.Command {
 func restoreHub(ctx context.Context, cfg HubConfig, from string) (int64, []string, error) {
 	if _, err := os.Stat(from); err != nil {
 		return 0, nil, fmt.Errorf("backup: %w", err)
+	}
+	if err := sqlitedb.CheckFolder(cfg.Database); err != nil {
+		return 0, nil, err
 	}
 	unlock, err := lockDatabase(cfg.Database, true)
 	if err != nil {
@@ -189,8 +193,7 @@ func kekCommands() []*cobra.Command {
 		Short: "Print a new random key-encryption key (base64), for keys.kek or a keys.kek_file",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			fmt.Println(seal.Generate())
-			return nil
+			return say(cmd, seal.Generate(), "a new key-encryption key (base64 of 32 random bytes): save it to a file for keys.kek_file (chmod 600), or give it as keys.kek (LOYALTY_KEYS_KEK)")
 		},
 	}
 	rekey := &cobra.Command{
@@ -208,7 +211,7 @@ func kekCommands() []*cobra.Command {
 				if err != nil {
 					return err
 				}
-				fmt.Printf("%d signing keys sealed under the key-encryption key %s (fingerprint %s). Set keys.kek_file to it before the hub starts again; keep the old one until every backup sealed under it is gone.\n",
+				tell(cmd, "%d signing keys sealed under the key-encryption key %s (fingerprint %s). Set keys.kek_file to it before the hub starts again; keep the old one until every backup sealed under it is gone",
 					n, path, next.Fingerprint())
 				return nil
 			})

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"log/slog"
 	"maps"
 	"net"
@@ -9,12 +12,14 @@ import (
 	"os"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
 
+	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/agent"
 	"github.com/loyalty-edge-sync/loyalty/hub"
 )
@@ -196,14 +201,22 @@ func (c HubHTTPConfig) Validate() error {
 // Validate reports the first problem with c.
 func (c HubConfig) Validate() error {
 	switch {
-	case c.Listen == "":
-		return fmt.Errorf("listen is required (host:port)")
 	case c.Database == "":
 		return fmt.Errorf("database is required (a SQLite file path)")
+	case c.AdminAPIKey == "":
+		return fmt.Errorf("admin_api_key is required: the key that protects the hub's HTTP API. Make one with " +
+			"`export LOYALTY_ADMIN_API_KEY=$(head -c 24 /dev/urandom | base64)` and keep it in your secret store")
 	case len(c.AdminAPIKey) < 16:
-		return fmt.Errorf("admin_api_key must be at least 16 characters (set LOYALTY_ADMIN_API_KEY)")
+		return fmt.Errorf("admin_api_key must be at least 16 characters, got %d (LOYALTY_ADMIN_API_KEY): "+
+			"make one with `head -c 24 /dev/urandom | base64`", len(c.AdminAPIKey))
 	case c.Sync.Heartbeat < 100*time.Millisecond:
 		return fmt.Errorf("sync.heartbeat must be at least 100ms")
+	case c.Sync.HelloTimeout < 100*time.Millisecond:
+		return fmt.Errorf("sync.hello_timeout must be at least 100ms")
+	case c.Sync.PollInterval < 10*time.Millisecond:
+		return fmt.Errorf("sync.poll_interval must be at least 10ms")
+	case c.QR.MemberTTL < 0:
+		return fmt.Errorf("qr.member_ttl cannot be negative (0: member codes never expire)")
 	case c.Sync.MaxBatch < 1 || c.Sync.MaxBatch > 10000:
 		return fmt.Errorf("sync.max_batch must be 1 to 10000")
 	case c.Sync.MaxMessageBytes < 64<<10:
@@ -228,10 +241,28 @@ func (c HubConfig) Validate() error {
 		return fmt.Errorf("tls.cert_file and tls.key_file must be set together (LOYALTY_TLS_CERT_FILE, LOYALTY_TLS_KEY_FILE): " +
 			"the hub's PEM certificate, intermediates included, and its private key; leave both empty to serve plain HTTP")
 	}
+	if err := checkListen(c.Listen); err != nil {
+		return err
+	}
 	if err := c.HTTP.Validate(); err != nil {
 		return err
 	}
 	return c.Log.Validate()
+}
+
+// checkListen checks a listen address is host:port with a port number.
+func checkListen(addr string) error {
+	if addr == "" {
+		return fmt.Errorf("listen is required (host:port, such as 127.0.0.1:8080)")
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err == nil {
+		_, err = strconv.ParseUint(port, 10, 16)
+	}
+	if err != nil {
+		return fmt.Errorf("listen must be host:port, such as 127.0.0.1:8080 (or :8080 for every address), got %q", addr)
+	}
+	return nil
 }
 
 // DefaultAgentConfig returns the agent's defaults.
@@ -251,19 +282,27 @@ func DefaultAgentConfig() AgentConfig {
 func (c AgentConfig) Validate() error {
 	switch {
 	case c.StoreID == "":
-		return fmt.Errorf("store_id is required")
+		return fmt.Errorf("store_id is required: the id the store was registered with at the hub (`loyalty store add --id …`; --store-id, LOYALTY_STORE_ID)")
 	case c.Token == "":
 		return fmt.Errorf("token is required: the store token printed by `loyalty store add` (set LOYALTY_TOKEN)")
 	case !strings.HasPrefix(c.HubURL, "ws://") && !strings.HasPrefix(c.HubURL, "wss://"):
 		return fmt.Errorf("hub_url must start with ws:// or wss://, got %q", c.HubURL)
-	case c.Listen == "":
-		return fmt.Errorf("listen is required (host:port of the POS API)")
 	case c.Database == "":
 		return fmt.Errorf("database is required (a SQLite file path)")
 	case c.Sync.MinBackoff <= 0 || c.Sync.MaxBackoff < c.Sync.MinBackoff:
 		return fmt.Errorf("sync.min_backoff must be positive and at most sync.max_backoff")
-	case c.Sync.BatchSize < 1:
-		return fmt.Errorf("sync.batch_size must be positive")
+	case c.Sync.BatchSize < 1 || c.Sync.BatchSize > 10000:
+		return fmt.Errorf("sync.batch_size must be 1 to 10000")
+	case c.Sync.LookupTimeout <= 0:
+		return fmt.Errorf("sync.lookup_timeout must be positive (how long a scan waits for the hub to fetch a member new to the store)")
+	case c.Sync.MaxMessageBytes < 64<<10:
+		return fmt.Errorf("sync.max_message_bytes must be at least 65536")
+	}
+	if err := loyalty.ValidateID("store", c.StoreID); err != nil {
+		return fmt.Errorf("store_id: %w", err)
+	}
+	if err := checkListen(c.Listen); err != nil {
+		return err
 	}
 	if err := checkHubURL(c.HubURL, c.AllowInsecureWS, c.TLS.CAFile); err != nil {
 		return err
@@ -338,12 +377,15 @@ func (c LogConfig) Logger() *slog.Logger {
 
 // loadConfig fills out from, in rising priority: defaults, the --config file, LOYALTY_*
 // environment variables, and flags. Every key is bound explicitly, because viper's
-// AutomaticEnv alone is invisible to Unmarshal.
+// AutomaticEnv alone is invisible to Unmarshal. A key in the file that out does not have is an
+// error naming the key (and the key it may be a typo of); a LOYALTY_* variable that no command
+// reads is warned about on stderr, since the environment is shared with other programs.
 func loadConfig(cmd *cobra.Command, defaults any, out any) error {
 	v := viper.New()
 	v.SetEnvPrefix("LOYALTY")
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
-	for key, val := range flatten("", reflect.ValueOf(defaults)) {
+	known := flatten("", reflect.ValueOf(defaults))
+	for key, val := range known {
 		v.SetDefault(key, val)
 		if err := v.BindEnv(key); err != nil {
 			return err
@@ -354,16 +396,151 @@ func loadConfig(cmd *cobra.Command, defaults any, out any) error {
 			}
 		}
 	}
+	warnUnknownEnv(cmd.ErrOrStderr(), os.Environ())
 	if path, _ := cmd.Flags().GetString("config"); path != "" {
 		v.SetConfigFile(path)
 		if err := v.ReadInConfig(); err != nil {
-			return fmt.Errorf("read config %s: %w", path, err)
+			if errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("config file %s does not exist: check --config (the examples are in configs/)", path)
+			}
+			return fmt.Errorf("read config file %s: %w", path, err)
+		}
+		for _, k := range v.AllKeys() {
+			if _, ok := known[k]; !ok {
+				return fmt.Errorf("config file %s: %s", path, unknownKey(k, slices.Collect(maps.Keys(known))))
+			}
+		}
+	}
+	for key, def := range known {
+		if err := checkValue(key, def, v.Get(key)); err != nil {
+			return err
 		}
 	}
 	if err := v.UnmarshalExact(out); err != nil {
-		return fmt.Errorf("config: %w", err)
+		return fmt.Errorf("configuration: %w", err)
 	}
 	return nil
+}
+
+// checkValue says what is wrong with a setting's raw value (from a file, the environment or a
+// flag) when it cannot be read as the type of its default, in words that name the key and an
+// example, before decoding would give a generic message. A duration without a unit is refused:
+// decoding would read "heartbeat: 10" as ten nanoseconds.
+func checkValue(key string, def, raw any) error {
+	where := fmt.Sprintf("%s (%s)", key, envName(key))
+	switch def.(type) {
+	case time.Duration:
+		switch x := raw.(type) {
+		case string:
+			if _, err := time.ParseDuration(x); err != nil {
+				return fmt.Errorf("%s: %q is not a duration: write a number with a unit, such as 500ms, 10s, 15m or 720h", where, x)
+			}
+		case int, int64, float64:
+			if fmt.Sprint(x) != "0" {
+				return fmt.Errorf("%s: %v has no unit: write it with one, such as %vs or %vm", where, x, x, x)
+			}
+		}
+	case int, int64:
+		if x, ok := raw.(string); ok {
+			if _, err := strconv.ParseInt(strings.TrimSpace(x), 10, 64); err != nil {
+				return fmt.Errorf("%s: %q is not a whole number", where, x)
+			}
+		}
+	case float64:
+		if x, ok := raw.(string); ok {
+			if _, err := strconv.ParseFloat(strings.TrimSpace(x), 64); err != nil {
+				return fmt.Errorf("%s: %q is not a number", where, x)
+			}
+		}
+	case bool:
+		if x, ok := raw.(string); ok {
+			if _, err := strconv.ParseBool(strings.TrimSpace(x)); err != nil {
+				return fmt.Errorf("%s: %q is not true or false", where, x)
+			}
+		}
+	}
+	return nil
+}
+
+// unknownKey says that key is not a setting of this command, and which one it may be a typo of.
+func unknownKey(key string, keys []string) string {
+	msg := fmt.Sprintf("unknown key %q", key)
+	if k := closest(key, keys); k != "" {
+		msg += fmt.Sprintf(" (did you mean %q?)", k)
+	} else if _, other := allConfigKeys()[key]; other {
+		msg += " (it is a setting of the other command: the hub and the agent have separate configuration files)"
+	}
+	return msg + "; every key is listed in README.md, \"Configuration\""
+}
+
+// allConfigKeys is every key either command reads: the hub's and the agent's.
+func allConfigKeys() map[string]any {
+	keys := flatten("", reflect.ValueOf(DefaultHubConfig()))
+	maps.Copy(keys, flatten("", reflect.ValueOf(DefaultAgentConfig())))
+	return keys
+}
+
+// envName is the environment variable that sets key.
+func envName(key string) string {
+	return "LOYALTY_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
+
+// warnUnknownEnv warns about each LOYALTY_* variable in env that neither the hub nor the agent
+// reads (a typo, such as LOYALTY_ADMIN_KEY, would otherwise be ignored in silence). Variables of
+// the other command are fine: one shell often starts both.
+func warnUnknownEnv(w io.Writer, env []string) {
+	var names []string
+	for k := range allConfigKeys() {
+		names = append(names, envName(k))
+	}
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "LOYALTY_") || slices.Contains(names, name) {
+			continue
+		}
+		msg := fmt.Sprintf("warning: the environment variable %s is not a loyalty setting and is ignored", name)
+		var suffixes []string
+		for _, n := range names {
+			suffixes = append(suffixes, strings.TrimPrefix(n, "LOYALTY_"))
+		}
+		if n := closest(strings.TrimPrefix(name, "LOYALTY_"), suffixes); n != "" {
+			msg += fmt.Sprintf(" (did you mean LOYALTY_%s?)", n)
+		}
+		fmt.Fprintln(w, msg)
+	}
+}
+
+// closest returns the candidate nearest to word by edit distance, if it is near enough to be a
+// typo of it (at most half of word's length, and at most 4 edits); else "".
+func closest(word string, candidates []string) string {
+	best, bestD := "", min(4, max(1, len(word)/2))+1
+	for _, c := range slices.Sorted(slices.Values(candidates)) {
+		if d := editDistance(word, c); d < bestD {
+			best, bestD = c, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b, in bytes.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }
 
 // flatten lists a config struct's keys (dotted mapstructure names) with their default values.
@@ -387,7 +564,7 @@ func flatten(prefix string, v reflect.Value) map[string]any {
 // printConfig writes the resolved configuration, one dotted key per line (the names used in
 // config files; LOYALTY_ plus the key in upper case with dots as underscores in the
 // environment), with secrets masked.
-func printConfig(cfg any) {
+func printConfig(w io.Writer, cfg any) {
 	kv := flatten("", reflect.ValueOf(cfg))
 	keys := slices.Sorted(maps.Keys(kv))
 	for _, k := range keys {
@@ -395,6 +572,6 @@ func printConfig(cfg any) {
 		if (k == "admin_api_key" || k == "token" || k == "pos_token" || k == "keys.kek") && v != "" {
 			v = "***"
 		}
-		fmt.Printf("%s: %s\n", k, v)
+		fmt.Fprintf(w, "%s: %s\n", k, v)
 	}
 }

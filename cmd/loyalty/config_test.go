@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -360,7 +359,10 @@ func TestConfig_SecretsMasked(t *testing.T) {
 	h.AdminAPIKey, h.Keys.KEK, h.TLS.KeyFile = "admin-secret-0123456789", "a2VrLXNlY3JldA==", "/etc/hub.key"
 	a := DefaultAgentConfig()
 	a.Token, a.POSToken = "store-secret", "pos-secret"
-	out := captureStdout(t, func() { printConfig(h); printConfig(a) })
+	var b strings.Builder
+	printConfig(&b, h)
+	printConfig(&b, a)
+	out := b.String()
 	for _, secret := range []string{"admin-secret-0123456789", "a2VrLXNlY3JldA==", "store-secret", "pos-secret"} {
 		if strings.Contains(out, secret) {
 			t.Errorf("--check-config printed the secret %q", secret)
@@ -371,24 +373,6 @@ func TestConfig_SecretsMasked(t *testing.T) {
 			t.Errorf("--check-config output lacks %q:\n%s", line, out)
 		}
 	}
-}
-
-func captureStdout(t *testing.T, fn func()) string {
-	t.Helper()
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	orig := os.Stdout
-	os.Stdout = w
-	done := make(chan []byte)
-	go func() { b, _ := io.ReadAll(r); done <- b }()
-	func() {
-		defer func() { os.Stdout = orig }()
-		fn()
-	}()
-	w.Close()
-	return string(<-done)
 }
 
 // TestHubAndAgentOverTLS: HubMain serves wss:// from tls.cert_file and tls.key_file; an agent

@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -31,17 +34,33 @@ type HubMain struct {
 	once   sync.Once
 }
 
-// Open opens the database, binds the port and starts serving. On error nothing is left running.
+// Open binds the port, opens the database and starts serving. On error nothing is left running.
+// The port comes first: a hub that cannot listen (another hub has the port) fails before it
+// creates or migrates anything.
 func (m *HubMain) Open(ctx context.Context) (err error) {
 	if m.Logger == nil {
 		m.Logger = m.Config.Log.Logger()
 	}
 	c := m.Config
+	ln, err := hub.Listen(c.Listen)
+	if err != nil {
+		return err
+	}
+	if err := checkHubDatabase(c.Database, true); err != nil {
+		ln.Close()
+		return err
+	}
+	if _, err := os.Stat(c.Database); errors.Is(err, fs.ErrNotExist) {
+		m.Logger.Warn("no hub database yet: creating a new, empty one (if the hub should have found one, stop it and check database, --database, LOYALTY_DATABASE)",
+			slog.String("database", c.Database))
+	}
 	if m.unlock, err = lockDatabase(c.Database, false); err != nil {
+		ln.Close()
 		return err
 	}
 	defer func() {
 		if err != nil {
+			ln.Close() // closing twice, after the server took it, is harmless
 			m.unlock()
 		}
 	}()
@@ -68,7 +87,7 @@ func (m *HubMain) Open(ctx context.Context) (err error) {
 	m.Hub.OnChange = m.Sync.Notify
 	m.Hub.OnTokenRotated = m.Sync.Disconnect
 	up := &ws.Upgrader{Options: ws.Options{ReadLimit: int64(c.Sync.MaxMessageBytes), PingInterval: c.Sync.Heartbeat}}
-	m.HTTP = &hub.Server{Hub: m.Hub, Sync: m.Sync, Addr: c.Listen, AdminKey: c.AdminAPIKey, Logger: m.Logger, Upgrade: up.Upgrade,
+	m.HTTP = &hub.Server{Hub: m.Hub, Sync: m.Sync, Listener: ln, AdminKey: c.AdminAPIKey, Logger: m.Logger, Upgrade: up.Upgrade,
 		Limits: c.HTTP.Limits(), TLSCertFile: c.TLS.CertFile, TLSKeyFile: c.TLS.KeyFile}
 	if err := m.HTTP.Open(); err != nil {
 		m.Sync.Close()

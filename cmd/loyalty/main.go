@@ -6,8 +6,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	_ "time/tzdata" // every IANA zone, so store time zones work on hosts without a zoneinfo database
 
@@ -20,6 +22,15 @@ import (
 var version = "dev"
 
 func main() {
+	// Warnings of admin commands (slog.Default) read as lines for the person at the terminal.
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey && len(groups) == 0 {
+				return slog.Attr{}
+			}
+			return a
+		},
+	})))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	go func() {
 		<-ctx.Done()
@@ -31,34 +42,39 @@ func main() {
 	}
 }
 
+// formatError puts an error's stable code (EINVALID, ENOTFOUND, …) first, keeping the context
+// it was wrapped in: "EINVALID: invalid configuration: store_id: store id "a b" must be …".
 func formatError(err error) string {
 	var e *loyalty.Error
 	if errors.As(err, &e) {
-		return e.Error()
+		return e.Code + ": " + strings.Replace(err.Error(), e.Code+": ", "", 1)
 	}
 	return err.Error()
 }
 
 func rootCommand() *cobra.Command {
-	root := &cobra.Command{
-		Use:           "loyalty",
-		Short:         "Offline-first loyalty at the point of sale: a central hub and in-store agents",
-		SilenceUsage:  true,
-		SilenceErrors: true,
-	}
-	root.AddCommand(hubCommand(), agentCommand(), demoCommand(), simCommand(), benchCommand(), versionCommand())
+	root := group("loyalty", "Offline-first loyalty at the point of sale: a central hub and in-store agents")
+	root.SilenceUsage, root.SilenceErrors = true, true
+	root.AddCommand(hubCommand(), agentCommand(), initCommand(), demoCommand(), simCommand(), benchCommand(), versionCommand())
 	root.AddCommand(adminCommands()...)
 	return root
 }
 
 func versionCommand() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "version",
 		Short: "Print the version and the sync protocol versions spoken",
-		Run: func(cmd *cobra.Command, args []string) {
-			fmt.Printf("loyalty %s (sync protocol %v)\n", version, protocolVersions())
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if wantJSON(cmd) {
+				return writeJSON(cmd.OutOrStdout(), map[string]any{"version": version, "sync_protocols": protocolVersions()})
+			}
+			_, err := fmt.Fprintf(cmd.OutOrStdout(), "loyalty %s (sync protocol %v)\n", version, protocolVersions())
+			return err
 		},
 	}
+	jsonFlag(cmd)
+	return cmd
 }
 
 func hubCommand() *cobra.Command {
@@ -74,7 +90,7 @@ func hubCommand() *cobra.Command {
 				return fmt.Errorf("invalid configuration: %w", err)
 			}
 			if check, _ := cmd.Flags().GetBool("check-config"); check {
-				printConfig(cfg)
+				printConfig(cmd.OutOrStdout(), cfg)
 				return nil
 			}
 			m := &HubMain{Config: cfg}
@@ -112,7 +128,7 @@ func agentCommand() *cobra.Command {
 				return fmt.Errorf("invalid configuration: %w", err)
 			}
 			if check, _ := cmd.Flags().GetBool("check-config"); check {
-				printConfig(cfg)
+				printConfig(cmd.OutOrStdout(), cfg)
 				return nil
 			}
 			m := &AgentMain{Config: cfg}

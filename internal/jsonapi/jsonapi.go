@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"reflect"
 	"strings"
 	"unicode/utf8"
 
@@ -210,7 +211,16 @@ func Write(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false) // messages say <admin_api_key>, not \u003cadmin_api_key\u003e
-	enc.Encode(v)
+	enc.Encode(EmptyList(v))
+}
+
+// EmptyList returns v, or an empty list when v is a nil slice: a list answer with nothing in it
+// is [], never null, whichever way the list was built.
+func EmptyList(v any) any {
+	if rv := reflect.ValueOf(v); rv.Kind() == reflect.Slice && rv.IsNil() {
+		return []struct{}{}
+	}
+	return v
 }
 
 // ErrorBody is the JSON body of every error response.

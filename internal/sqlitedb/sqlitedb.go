@@ -10,9 +10,11 @@ package sqlitedb
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"io/fs"
 	"net/url"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -167,6 +169,9 @@ func OpenWith(ctx context.Context, path string, migrations fs.FS, opts Options) 
 	if err != nil {
 		return nil, fmt.Errorf("sqlite path: %w", err)
 	}
+	if err := CheckFolder(abs); err != nil {
+		return nil, err
+	}
 	w, err := sql.Open("sqlite", DSN(abs, false, opts))
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", abs, err)
@@ -267,6 +272,27 @@ func (db *DB) migrate(ctx context.Context, fsys fs.FS) error {
 		if err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// CheckFolder reports, in words an operator can act on, when a database file cannot be created
+// at path because its folder does not exist (SQLite itself says only "unable to open database
+// file (14)").
+func CheckFolder(path string) error {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return fmt.Errorf("database path %q: %w", path, err)
+	}
+	dir := filepath.Dir(abs)
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("the folder %s of the database %s does not exist: create it (mkdir -p %s), or set database (--database, LOYALTY_DATABASE) to a file in a folder that exists", dir, abs, dir)
+	case err != nil:
+		return fmt.Errorf("the folder of the database %s: %w", abs, err)
+	case !fi.IsDir():
+		return fmt.Errorf("%s is not a folder, so the database %s cannot be in it: set database (--database, LOYALTY_DATABASE) to a file in a folder", dir, abs)
 	}
 	return nil
 }
