@@ -18,7 +18,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -739,15 +738,6 @@ func (a *applier) memberState(ctx context.Context, member string) error {
 
 // --- admin --------------------------------------------------------------------------------
 
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
-
-func validID(what, id string) error {
-	if !idPattern.MatchString(id) {
-		return loyalty.Errorf(loyalty.EINVALID, "%s id %q must be 1 to 64 letters, digits, dots, dashes or underscores", what, id)
-	}
-	return nil
-}
-
 func hashToken(token string) string {
 	sum := sha256.Sum256([]byte(token))
 	return hex.EncodeToString(sum[:])
@@ -767,7 +757,7 @@ func (h *Hub) CreateStoreIn(ctx context.Context, id, name, tz string) (StoreInfo
 	if _, err := time.LoadLocation(tz); err != nil || strings.EqualFold(tz, "local") {
 		return StoreInfo{}, "", loyalty.Errorf(loyalty.EINVALID, "time zone %q is not an IANA time zone name such as Europe/Berlin", tz)
 	}
-	if err := validID("store", id); err != nil {
+	if err := loyalty.ValidateID("store", id); err != nil {
 		return StoreInfo{}, "", err
 	}
 	if id == loyalty.OnlineStore || id == loyalty.HubStore {
@@ -852,7 +842,7 @@ func (h *Hub) CreateMember(ctx context.Context, m loyalty.Member) (loyalty.Membe
 	if m.ID == "" {
 		m.ID = "m" + strings.ToLower(rand.Text()[:12])
 	}
-	if err := validID("member", m.ID); err != nil {
+	if err := loyalty.ValidateID("member", m.ID); err != nil {
 		return m, err
 	}
 	m.Email = strings.ToLower(strings.TrimSpace(m.Email))
