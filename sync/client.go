@@ -88,6 +88,11 @@ type Client struct {
 	BatchSize         int           // deltas per push
 	Window            int           // pushes in flight before waiting for acks
 	Faults            Faults
+	// Wait, if set, replaces the real-clock wait before each reconnection: it is given the backoff
+	// the client chose (MaxBackoff after the hub handed the store's session to another
+	// connection) and the random wait drawn from it, and the client dials again when it returns
+	// (or stops, if ctx is done). Tests set it to see each backoff without waiting it out.
+	Wait func(ctx context.Context, backoff, wait time.Duration)
 
 	kick  chan struct{}
 	calls chan *call
@@ -204,13 +209,35 @@ func (c *Client) Run(ctx context.Context) error {
 		if c.Now().Sub(start) > 2*c.MaxBackoff {
 			backoff = c.MinBackoff // the session was healthy for a while: start over
 		}
+		superseded := IsSuperseded(err)
+		if superseded {
+			// Another connection for this store took over at the hub. Connecting again at once
+			// would knock that one off in turn: two agents sharing a token would fight every
+			// second. Waiting the longest backoff makes them take turns slowly. (An agent that
+			// restarts is never slowed: the hub tells the old connection, not the new one.)
+			backoff = c.MaxBackoff
+		}
 		// Full jitter: thousands of stores reconnecting after a regional outage spread out.
 		wait := time.Duration(rand.Int64N(int64(backoff))) + c.MinBackoff/2
-		c.Logger.Warn("sync session ended; reconnecting", slog.Any("err", err), slog.Duration("in", wait))
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
+		if superseded {
+			c.Logger.Warn("the hub gave this store's sync session to another connection for the same store: "+
+				"two agents may be running with this store's token; stop one, or give each its own store id. "+
+				"Reconnecting after the longest backoff (sync.max_backoff)",
+				slog.Any("err", err), slog.Duration("in", wait))
+		} else {
+			c.Logger.Warn("sync session ended; reconnecting", slog.Any("err", err), slog.Duration("in", wait))
+		}
+		if c.Wait != nil {
+			c.Wait(ctx, backoff, wait)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+		} else {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(wait):
+			}
 		}
 		backoff = min(2*backoff, c.MaxBackoff)
 	}
@@ -235,7 +262,7 @@ type clientSession struct {
 	resendSince time.Time // agent clock
 }
 
-func (c *Client) session(ctx context.Context) error {
+func (c *Client) session(ctx context.Context) (err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	conn, err := c.Dialer.Dial(ctx, c.URL)
@@ -246,6 +273,12 @@ func (c *Client) session(ctx context.Context) error {
 	s := &clientSession{Client: c, conn: conn, calls: make(map[uint64]*call), batchSize: c.BatchSize, maxBytes: 1 << 20}
 	defer func() {
 		conn.Close()
+		var why *loyalty.Error
+		if err != nil && ctx.Err() == nil && !errors.As(err, &why) {
+			if said := lastWord(rd); said != nil {
+				err = said
+			}
+		}
 		cancel()
 		<-rd.done
 		s.end()
@@ -304,6 +337,30 @@ func (c *Client) session(ctx context.Context) error {
 			if err := s.handle(ctx, b); err != nil {
 				return err
 			}
+		}
+	}
+}
+
+// lastWord returns the hub's reason for ending the session if it is among the messages that
+// arrived before the connection closed, or nil. A hub that ends a session says why first
+// (ESUPERSEDED, say), but the session may have failed on a write to the closed connection before
+// it read that. The connection must be closed, so that the reader only has what already arrived.
+// What else is there is dropped, as it would be without looking: an ack not recorded means its
+// deltas are pushed again and acknowledged as duplicates.
+func lastWord(rd *reader) error {
+	bound := time.NewTimer(time.Second) // a Conn whose Read does not end once it is closed
+	defer bound.Stop()
+	for {
+		select {
+		case b, ok := <-rd.msgs:
+			if !ok {
+				return nil
+			}
+			if m, err := Decode(b); err == nil && m.Type == TypeError && m.ID == 0 {
+				return fmt.Errorf("hub ended the session: %w", m.Error)
+			}
+		case <-bound.C:
+			return nil
 		}
 	}
 }
@@ -579,6 +636,13 @@ func (s *clientSession) send(ctx context.Context, m *Message) error {
 		return fmt.Errorf("send %s: %w", m.Type, err)
 	}
 	return nil
+}
+
+// IsSuperseded reports whether err is the hub ending the session because another connection
+// for the same store took over (ESUPERSEDED).
+func IsSuperseded(err error) bool {
+	var e *loyalty.Error
+	return errors.As(err, &e) && e.Code == ESUPERSEDED
 }
 
 // IsRefusal reports whether err is the hub refusing the session (bad token, unknown version)

@@ -3,6 +3,7 @@ package sync
 import (
 	"context"
 	"errors"
+	"net"
 	"sync/atomic"
 	"time"
 )
@@ -33,6 +34,22 @@ var ErrClosed = errors.New("connection closed")
 // transport-level pings and pongs: a peer busy with a long request still answers those.
 type Hearer interface {
 	LastHeard() time.Time
+}
+
+// Addresser is implemented by a Conn that knows its peer's network address. The hub names it in
+// its logs and tells a store whose session another connection took over where that one came from.
+type Addresser interface {
+	RemoteAddr() net.Addr
+}
+
+// remoteAddr returns conn's peer address, or "an unknown address".
+func remoteAddr(conn Conn) string {
+	if a, ok := conn.(Addresser); ok {
+		if addr := a.RemoteAddr(); addr != nil {
+			return addr.String()
+		}
+	}
+	return "an unknown address"
 }
 
 // lastHeard returns when the peer was last heard from.

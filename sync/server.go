@@ -81,8 +81,10 @@ func NewServer(h Handler) *Server {
 
 type serverSession struct {
 	store  string
+	remote string // the agent's network address, for logs and for the session that replaces it
 	notify chan struct{}
-	cancel context.CancelFunc
+	// cancel ends the session; a cause with the code ESUPERSEDED is sent to the agent first.
+	cancel context.CancelCauseFunc
 	done   chan struct{} // closed when the session has fully ended
 }
 
@@ -135,13 +137,13 @@ func (s *Server) Serve(ctx context.Context, conn Conn) error {
 	s.mu.Unlock()
 	defer s.wg.Done()
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stop := context.AfterFunc(s.ctx, cancel)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := context.AfterFunc(s.ctx, func() { cancel(nil) })
 	defer stop()
 
 	rd := startReader(ctx, conn)
-	defer func() { conn.Close(); cancel(); <-rd.done }()
+	defer func() { conn.Close(); cancel(nil); <-rd.done }()
 
 	store, version, err := s.handshake(ctx, conn, rd)
 	if err != nil {
@@ -149,12 +151,13 @@ func (s *Server) Serve(ctx context.Context, conn Conn) error {
 		return fmt.Errorf("handshake: %w", err)
 	}
 	log := s.Logger.With(slog.String("store", store))
-	ss := &serverSession{store: store, notify: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
+	ss := &serverSession{store: store, remote: remoteAddr(conn), notify: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
 	defer close(ss.done)
 	s.register(ss)
 	defer s.unregister(ss)
 	s.seen(ctx, store, Health{Connected: true, Version: version})
 	defer s.seen(context.WithoutCancel(ctx), store, Health{Connected: false})
+	defer s.goodbye(ctx, conn) // runs first: a replaced session tells its agent why before anything else
 	log.Info("agent connected", slog.Int("version", version))
 
 	heartbeat := s.HeartbeatInterval
@@ -164,7 +167,7 @@ func (s *Server) Serve(ctx context.Context, conn Conn) error {
 	for {
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return context.Cause(ctx)
 		case <-tick.C:
 			if quiet := s.Now().Sub(lastHeard(conn, rd)); quiet > silence {
 				// A message waiting while the session was busy is a sign of life, not silence.
@@ -305,16 +308,45 @@ func (s *Server) seen(ctx context.Context, store string, h Health) {
 }
 
 // register makes ss the store's one live session. The newest connection wins: an older session
-// is ended and waited for, so the two never call the Handler for the same store at once.
+// is told why (ESUPERSEDED, naming the new connection's address), ended and waited for, so the
+// two never call the Handler for the same store at once.
+//
+// Once, when an agent restarts or reconnects before the hub noticed its old connection was gone,
+// is normal. Over and over, it is two agents running with one store's token, knocking each other
+// off: the warning says so, and the displaced agent backs off for its longest backoff (Client.Run).
 func (s *Server) register(ss *serverSession) {
 	s.mu.Lock()
 	old := s.sessions[ss.store]
 	s.sessions[ss.store] = ss
 	s.mu.Unlock()
 	if old != nil {
-		old.cancel()
+		s.Logger.Warn("a new connection for a store replaced its live sync session",
+			slog.String("store", ss.store), slog.String("old_remote", old.remote), slog.String("new_remote", ss.remote),
+			slog.String("hint", fmt.Sprintf("if this repeats, two agents may be running with store %s's token; "+
+				"stop one, or give each its own store id (once, after an agent restarted, is normal)", ss.store)))
+		old.cancel(Superseded(ss.store, ss.remote))
 		<-old.done
 	}
+}
+
+// Superseded is the error the hub sends an agent whose session it ends because another
+// connection for its store, from remote, authenticated (docs/PROTOCOL.md, "One session per
+// store"). It names only the other connection's network address, which the store may know.
+func Superseded(store, remote string) *loyalty.Error {
+	return loyalty.Errorf(ESUPERSEDED, "another connection for store %s, from %s, took over this store's session at the hub; "+
+		"two agents may be running with store %s's token: stop one, or give each its own store id", store, remote, store)
+}
+
+// goodbye tells the agent that its session was replaced, if it was. The session's context is
+// done by then, so the message is queued on a context of its own, for at most a second.
+func (s *Server) goodbye(ctx context.Context, conn Conn) {
+	cause := context.Cause(ctx)
+	if loyalty.ErrorCode(cause) != ESUPERSEDED {
+		return
+	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	s.sendError(wctx, conn, 0, cause)
 }
 
 // Disconnect ends a store's live session, if any: after its token was replaced, say.
@@ -323,7 +355,7 @@ func (s *Server) Disconnect(store string) {
 	ss := s.sessions[store]
 	s.mu.Unlock()
 	if ss != nil {
-		ss.cancel()
+		ss.cancel(nil)
 	}
 }
 

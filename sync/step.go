@@ -109,8 +109,8 @@ func (st *ServerStepper) Deliver(ctx context.Context, b []byte) error {
 			st.s.sendError(ctx, st.conn, 0, err)
 			return fmt.Errorf("handshake: %w", err)
 		}
-		_, cancel := context.WithCancel(ctx)
-		st.ss = &serverSession{store: store, notify: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
+		_, cancel := context.WithCancelCause(ctx)
+		st.ss = &serverSession{store: store, remote: remoteAddr(st.conn), notify: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
 		st.s.register(st.ss)
 		st.s.seen(ctx, store, Health{Connected: true, Version: version})
 		st.s.Logger.Info("agent connected", slog.String("store", store), slog.Int("version", version))
@@ -130,7 +130,7 @@ func (st *ServerStepper) Close(ctx context.Context) {
 	st.closed = true
 	st.conn.Close()
 	if st.ss != nil {
-		st.ss.cancel()
+		st.ss.cancel(nil)
 		st.s.seen(ctx, st.ss.store, Health{Connected: false})
 		st.s.unregister(st.ss)
 		close(st.ss.done)

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -77,7 +78,15 @@ type Conn struct {
 // LastHeard implements lsync.Hearer: a busy peer's transport still answers pings.
 func (c *Conn) LastHeard() time.Time { return time.Unix(0, c.heard.Load()) }
 
-var _ lsync.Conn = (*Conn)(nil)
+// RemoteAddr implements lsync.Addresser: the peer's address (at the hub, the agent's as the hub
+// sees it, which is a proxy's behind one).
+func (c *Conn) RemoteAddr() net.Addr { return c.ws.RemoteAddr() }
+
+var (
+	_ lsync.Conn      = (*Conn)(nil)
+	_ lsync.Hearer    = (*Conn)(nil)
+	_ lsync.Addresser = (*Conn)(nil)
+)
 
 func newConn(c *websocket.Conn, opts Options) *Conn {
 	opts = opts.withDefaults()
