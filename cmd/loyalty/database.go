@@ -78,7 +78,8 @@ on its first start.`,
 			if err := h.Init(ctx); err != nil {
 				return err
 			}
-			return say(cmd, s.Path(), "created a new hub database; start the hub with `loyalty hub`, then register stores with `loyalty store add`")
+			tell(cmd, "created a new hub database at %s; start the hub with `loyalty hub`, and register stores with `loyalty store add`", s.Path())
+			return nil
 		},
 	}
 	hubFlags(cmd)
