@@ -17,6 +17,7 @@ const (
 	EINSUFFICIENT = "EINSUFFICIENT" // the member does not have enough points
 	EBUDGET       = "EBUDGET"       // a budget or quota limit would be exceeded
 	EVERSION      = "EVERSION"      // the peer speaks no protocol version we support
+	ESUPERSEDED   = "ESUPERSEDED"   // sync only: another connection for the same store took over its session
 	ETOOLARGE     = "ETOOLARGE"     // the message or request body is larger than allowed
 	EUNAVAILABLE  = "EUNAVAILABLE"  // the operation needs the hub and the hub cannot be reached
 	EINTERNAL     = "EINTERNAL"     // a bug or an infrastructure failure; details are in the server log

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/agent"
 	agentsqlite "github.com/loyalty-edge-sync/loyalty/agent/sqlite"
 	lsync "github.com/loyalty-edge-sync/loyalty/sync"
@@ -133,7 +134,7 @@ func TestAgentsSharingATokenSayWhy(t *testing.T) {
 	if st.Online {
 		t.Error("the displaced agent reports itself online")
 	}
-	for _, want := range []string{lsync.ESUPERSEDED, "another connection for store s1, from 127.0.0.1:", "stop one, or give each its own store id"} {
+	for _, want := range []string{loyalty.ESUPERSEDED, "another connection for store s1, from 127.0.0.1:", "stop one, or give each its own store id"} {
 		if !strings.Contains(st.LastError, want) {
 			t.Errorf("last_error %q does not say %q", st.LastError, want)
 		}
@@ -141,7 +142,7 @@ func TestAgentsSharingATokenSayWhy(t *testing.T) {
 	w, ok := first.Log.find("two agents may be running with this store's token; stop one, or give each its own store id")
 	if !ok {
 		t.Errorf("the displaced agent logged no warning saying what happened and what to do; warnings: %q", first.Log.messages())
-	} else if !strings.Contains(w["err"], lsync.ESUPERSEDED) {
+	} else if !strings.Contains(w["err"], loyalty.ESUPERSEDED) {
 		t.Errorf("the displaced agent's warning %v does not carry the hub's reason", w)
 	}
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/hub"
 	lsync "github.com/loyalty-edge-sync/loyalty/sync"
 	"github.com/loyalty-edge-sync/loyalty/sync/ws"
@@ -93,8 +94,8 @@ func TestSecondConnectionForStoreIsExplained(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the hub closed the first session (%v) without saying why", err)
 	}
-	if m.Type != lsync.TypeError || m.Error.Code != lsync.ESUPERSEDED {
-		t.Fatalf("first session: got %s %+v, want an error with the code %s", m.Type, m.Error, lsync.ESUPERSEDED)
+	if m.Type != lsync.TypeError || m.Error.Code != loyalty.ESUPERSEDED {
+		t.Fatalf("first session: got %s %+v, want an error with the code %s", m.Type, m.Error, loyalty.ESUPERSEDED)
 	}
 	for _, want := range []string{"another connection for store s1", secondAddr, "stop one, or give each its own store id"} {
 		if !strings.Contains(m.Error.Message, want) {
@@ -102,7 +103,7 @@ func TestSecondConnectionForStoreIsExplained(t *testing.T) {
 		}
 	}
 	if m, err := wsNext(t, first); err == nil {
-		t.Errorf("after %s the hub sent a %s message; want the session closed", lsync.ESUPERSEDED, m.Type)
+		t.Errorf("after %s the hub sent a %s message; want the session closed", loyalty.ESUPERSEDED, m.Type)
 	}
 	wsExpectAlive(t, second)
 

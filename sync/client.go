@@ -642,7 +642,7 @@ func (s *clientSession) send(ctx context.Context, m *Message) error {
 // for the same store took over (ESUPERSEDED).
 func IsSuperseded(err error) bool {
 	var e *loyalty.Error
-	return errors.As(err, &e) && e.Code == ESUPERSEDED
+	return errors.As(err, &e) && e.Code == loyalty.ESUPERSEDED
 }
 
 // IsRefusal reports whether err is the hub refusing the session (bad token, unknown version)

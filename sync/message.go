@@ -41,12 +41,6 @@ const (
 	TypeError     = "error"     // either way: a request failed, or the session is refused
 )
 
-// ESUPERSEDED is the code of the error the hub sends, before closing it, to a session it ends
-// because another connection for the same store authenticated: one live session per store, the
-// newest wins. The agent waits its longest backoff before it connects again (docs/PROTOCOL.md,
-// "One session per store"). It is a sync protocol code only; the HTTP APIs never return it.
-const ESUPERSEDED = "ESUPERSEDED"
-
 // Message is the envelope of every websocket text frame: a JSON object with a type, an optional
 // request id (echoed in the reply) and exactly one body field named after the type.
 type Message struct {

@@ -333,7 +333,7 @@ func (s *Server) register(ss *serverSession) {
 // connection for its store, from remote, authenticated (docs/PROTOCOL.md, "One session per
 // store"). It names only the other connection's network address, which the store may know.
 func Superseded(store, remote string) *loyalty.Error {
-	return loyalty.Errorf(ESUPERSEDED, "another connection for store %s, from %s, took over this store's session at the hub; "+
+	return loyalty.Errorf(loyalty.ESUPERSEDED, "another connection for store %s, from %s, took over this store's session at the hub; "+
 		"two agents may be running with store %s's token: stop one, or give each its own store id", store, remote, store)
 }
 
@@ -341,7 +341,7 @@ func Superseded(store, remote string) *loyalty.Error {
 // done by then, so the message is queued on a context of its own, for at most a second.
 func (s *Server) goodbye(ctx context.Context, conn Conn) {
 	cause := context.Cause(ctx)
-	if loyalty.ErrorCode(cause) != ESUPERSEDED {
+	if loyalty.ErrorCode(cause) != loyalty.ESUPERSEDED {
 		return
 	}
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)

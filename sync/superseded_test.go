@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/loyalty-edge-sync/loyalty"
 	lsync "github.com/loyalty-edge-sync/loyalty/sync"
 )
 
@@ -162,7 +163,7 @@ func TestSupersededAgentIsToldWhyAndBacksOff(t *testing.T) {
 	if st.Online {
 		t.Error("A is online after its session was replaced")
 	}
-	for _, want := range []string{lsync.ESUPERSEDED, "another connection for store s1", addrB, "give each its own store id"} {
+	for _, want := range []string{loyalty.ESUPERSEDED, "another connection for store s1", addrB, "give each its own store id"} {
 		if !strings.Contains(st.LastError, want) {
 			t.Errorf("A's last error %q does not say %q", st.LastError, want)
 		}
@@ -192,8 +193,8 @@ func TestSupersededAgentIsToldWhyAndBacksOff(t *testing.T) {
 	if got.backoff != testMaxBackoff {
 		t.Errorf("B displaced by another connection: backoff %s, want the longest, %s", got.backoff, testMaxBackoff)
 	}
-	if le := b.Status().LastError; !strings.Contains(le, lsync.ESUPERSEDED) || !strings.Contains(le, addrA) {
-		t.Errorf("B's last error %q: want %s naming A's address %s", le, lsync.ESUPERSEDED, addrA)
+	if le := b.Status().LastError; !strings.Contains(le, loyalty.ESUPERSEDED) || !strings.Contains(le, addrA) {
+		t.Errorf("B's last error %q: want %s naming A's address %s", le, loyalty.ESUPERSEDED, addrA)
 	}
 	eventually(t, "A online again", func() bool { return a.Status().Online })
 	if n := len(logs.find(slog.LevelWarn, "replaced its live sync session")); n != 2 {
@@ -218,7 +219,7 @@ func TestOrdinarySessionEndKeepsShortBackoff(t *testing.T) {
 	if got := waitsA.next(t, "A, disconnected,"); got.backoff != testMinBackoff {
 		t.Errorf("after an ordinary disconnect: backoff %s, want the shortest, %s", got.backoff, testMinBackoff)
 	}
-	if le := a.Status().LastError; strings.Contains(le, lsync.ESUPERSEDED) {
+	if le := a.Status().LastError; strings.Contains(le, loyalty.ESUPERSEDED) {
 		t.Errorf("last error %q after an ordinary disconnect", le)
 	}
 	if w := logs.find(slog.LevelWarn, "replaced its live sync session"); len(w) != 0 {
@@ -251,8 +252,8 @@ func TestRestartedAgentIsNotSlowed(t *testing.T) {
 	run(t, a)
 
 	m := rvRead(t, old)
-	if m.Type != lsync.TypeError || m.ID != 0 || m.Error.Code != lsync.ESUPERSEDED {
-		t.Fatalf("old connection: got %s %+v, want an error with the code %s", m.Type, m.Error, lsync.ESUPERSEDED)
+	if m.Type != lsync.TypeError || m.ID != 0 || m.Error.Code != loyalty.ESUPERSEDED {
+		t.Fatalf("old connection: got %s %+v, want an error with the code %s", m.Type, m.Error, loyalty.ESUPERSEDED)
 	}
 	if !strings.Contains(m.Error.Message, newAddr) || strings.Contains(m.Error.Message, "39999") {
 		t.Errorf("the error %q should name the new connection's address %s, and only it", m.Error.Message, newAddr)
@@ -260,7 +261,7 @@ func TestRestartedAgentIsNotSlowed(t *testing.T) {
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if b, err := old.Read(rctx); err == nil {
-		t.Errorf("after %s the hub sent %s; want the connection closed", lsync.ESUPERSEDED, b)
+		t.Errorf("after %s the hub sent %s; want the connection closed", loyalty.ESUPERSEDED, b)
 	}
 	eventually(t, "the restarted agent online", func() bool { return a.Status().Online })
 	if st := a.Status(); st.LastError != "" || st.Sessions != 1 {
@@ -328,7 +329,7 @@ func TestSupersededReasonSurvivesFailedWrite(t *testing.T) {
 	if got := waits.next(t, "the displaced agent"); got.backoff != testMaxBackoff {
 		t.Errorf("backoff %s, want the longest, %s", got.backoff, testMaxBackoff)
 	}
-	if le := cl.Status().LastError; !strings.Contains(le, lsync.ESUPERSEDED) || !strings.Contains(le, "192.0.2.2:40002") {
-		t.Errorf("last error %q: want the hub's %s naming the other connection", le, lsync.ESUPERSEDED)
+	if le := cl.Status().LastError; !strings.Contains(le, loyalty.ESUPERSEDED) || !strings.Contains(le, "192.0.2.2:40002") {
+		t.Errorf("last error %q: want the hub's %s naming the other connection", le, loyalty.ESUPERSEDED)
 	}
 }
