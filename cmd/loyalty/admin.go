@@ -105,8 +105,11 @@ func storeCommands() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
 				ss, err := h.Stores(ctx)
-				if err != nil || wantJSON(cmd) {
-					return cmp.Or(err, writeJSON(cmd.OutOrStdout(), ss))
+				if err != nil {
+					return err
+				}
+				if wantJSON(cmd) {
+					return writeJSON(cmd.OutOrStdout(), ss)
 				}
 				t := newTable(cmd.OutOrStdout(), "id", "name", "time zone", "connected", "last seen", "outbox", "clock offset")
 				for _, st := range ss {
@@ -188,8 +191,11 @@ func memberCommands() *cobra.Command {
 			m.Country, _ = cmd.Flags().GetString("country")
 			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
 				out, err := h.CreateMember(ctx, m)
-				if err != nil || wantJSON(cmd) {
-					return cmp.Or(err, writeJSON(cmd.OutOrStdout(), out))
+				if err != nil {
+					return err
+				}
+				if wantJSON(cmd) {
+					return writeJSON(cmd.OutOrStdout(), out)
 				}
 				return say(cmd, out.ID, fmt.Sprintf("member %s added, with %d points; `loyalty member qr --id %s` prints their QR code", out.ID, out.Balance, out.ID))
 			})
@@ -209,8 +215,11 @@ func memberCommands() *cobra.Command {
 			limit, _ := cmd.Flags().GetInt("limit")
 			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
 				v, err := h.Member(ctx, id, limit)
-				if err != nil || wantJSON(cmd) {
-					return cmp.Or(err, writeJSON(cmd.OutOrStdout(), v))
+				if err != nil {
+					return err
+				}
+				if wantJSON(cmd) {
+					return writeJSON(cmd.OutOrStdout(), v)
 				}
 				w := cmd.OutOrStdout()
 				fmt.Fprintf(w, "member %s: %s <%s>, tier %s, home store %s\nbalance: %d points\n\n",
@@ -278,8 +287,11 @@ func programCommands() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
 				p, err := h.Program(ctx)
-				if err != nil || wantJSON(cmd) {
-					return cmp.Or(err, writeJSON(cmd.OutOrStdout(), p))
+				if err != nil {
+					return err
+				}
+				if wantJSON(cmd) {
+					return writeJSON(cmd.OutOrStdout(), p)
 				}
 				return printProgram(cmd, p)
 			})
@@ -297,8 +309,11 @@ func programCommands() *cobra.Command {
 			}
 			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
 				out, err := h.SetProgram(ctx, p)
-				if err != nil || wantJSON(cmd) {
-					return cmp.Or(err, writeJSON(cmd.OutOrStdout(), out))
+				if err != nil {
+					return err
+				}
+				if wantJSON(cmd) {
+					return writeJSON(cmd.OutOrStdout(), out)
 				}
 				return say(cmd, fmt.Sprint(out.Version), fmt.Sprintf("published program version %d from %s; connected stores receive it within seconds, the others at their next sync", out.Version, file))
 			})
@@ -341,8 +356,11 @@ func keysCommands() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
 				k, err := h.RotateKey(ctx)
-				if err != nil || wantJSON(cmd) {
-					return cmp.Or(err, writeJSON(cmd.OutOrStdout(), k))
+				if err != nil {
+					return err
+				}
+				if wantJSON(cmd) {
+					return writeJSON(cmd.OutOrStdout(), k)
 				}
 				return say(cmd, k.ID, "new QR codes are signed with this key; agents receive its public half at their next sync. Retire the old one later with `loyalty keys retire --kid OLD --after 720h`")
 			})
@@ -415,8 +433,11 @@ func budgetsCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
 				bs, err := h.Budgets(ctx)
-				if err != nil || wantJSON(cmd) {
-					return cmp.Or(err, writeJSON(cmd.OutOrStdout(), bs))
+				if err != nil {
+					return err
+				}
+				if wantJSON(cmd) {
+					return writeJSON(cmd.OutOrStdout(), bs)
 				}
 				t := newTable(cmd.OutOrStdout(), "budget", "metric", "reward", "limit", "spent", "leased", "available", "leases")
 				for _, b := range bs {
@@ -449,8 +470,11 @@ See docs/API.md for the exact table.`,
 			scope, _ := cmd.Flags().GetString("scope")
 			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
 				k, err := h.CreateAPIKey(ctx, name, hub.Scope(scope))
-				if err != nil || wantJSON(cmd) {
-					return cmp.Or(err, writeJSON(cmd.OutOrStdout(), k))
+				if err != nil {
+					return err
+				}
+				if wantJSON(cmd) {
+					return writeJSON(cmd.OutOrStdout(), k)
 				}
 				return say(cmd, k.Key, fmt.Sprintf("API key %s (%q, scope %s) created. The key, shown once: send it as Authorization: Bearer <key>", k.ID, k.Name, k.Scope))
 			})
@@ -467,8 +491,11 @@ See docs/API.md for the exact table.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
 				ks, err := h.APIKeys(ctx)
-				if err != nil || wantJSON(cmd) {
-					return cmp.Or(err, writeJSON(cmd.OutOrStdout(), ks))
+				if err != nil {
+					return err
+				}
+				if wantJSON(cmd) {
+					return writeJSON(cmd.OutOrStdout(), ks)
 				}
 				t := newTable(cmd.OutOrStdout(), "id", "name", "scope", "created", "created by", "revoked")
 				for _, k := range ks {
@@ -510,8 +537,11 @@ See docs/API.md for the exact table.`,
 			limit, _ := cmd.Flags().GetInt("limit")
 			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
 				es, err := h.Audit(ctx, limit)
-				if err != nil || wantJSON(cmd) {
-					return cmp.Or(err, writeJSON(cmd.OutOrStdout(), es))
+				if err != nil {
+					return err
+				}
+				if wantJSON(cmd) {
+					return writeJSON(cmd.OutOrStdout(), es)
 				}
 				t := newTable(cmd.OutOrStdout(), "at", "key", "action", "target", "detail")
 				for _, e := range es {

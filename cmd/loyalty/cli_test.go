@@ -110,6 +110,14 @@ func TestCLI_OneOutputStyle(t *testing.T) {
 		t.Errorf("budgets --json with no budgets = %q, want []", out)
 	}
 
+	// A failed command prints nothing on stdout, with or without --json.
+	for _, args := range [][]string{{"member", "show", "--id", "nobody"}, {"member", "show", "--id", "nobody", "--json"}} {
+		out, _, err := run(t, append(args, "--database", db)...)
+		if err == nil || !strings.HasPrefix(formatError(err), "ENOTFOUND: ") || out != "" {
+			t.Errorf("loyalty %s: stdout %q, error %v; want nothing on stdout and ENOTFOUND", strings.Join(args, " "), out, err)
+		}
+	}
+
 	out, errOut = mustRun(t, "member", "add", "--id", "m1", "--name", "Ann", "--database", db)
 	if strings.TrimSpace(out) != "m1" || !strings.Contains(errOut, "member m1 added") {
 		t.Errorf("member add: stdout %q, stderr %q", out, errOut)

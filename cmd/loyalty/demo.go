@@ -129,7 +129,13 @@ func runDemo(ctx context.Context, o demoOptions, w io.Writer) (DemoSummary, erro
 		if err != nil {
 			return sum, err
 		}
-		return sum, writeDemoJSON(w, sum)
+		if err := writeJSON(w, sum); err != nil {
+			return sum, err
+		}
+		if p := sum.problems(); len(p) > 0 {
+			return sum, fmt.Errorf("a guarantee was broken: %s", strings.Join(p, "; "))
+		}
+		return sum, nil
 	}
 	if err != nil {
 		d.say("\nThe demo could not finish: %v", err)
@@ -143,13 +149,6 @@ func runDemo(ctx context.Context, o demoOptions, w io.Writer) (DemoSummary, erro
 		return sum, fmt.Errorf("a guarantee was broken: %s", strings.Join(p, "; "))
 	}
 	return sum, nil
-}
-
-// writeDemoJSON writes the summary as --json prints it (CI greps for `"lost": 0,`).
-func writeDemoJSON(w io.Writer, s DemoSummary) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(s)
 }
 
 // problems lists, in plain words, every guarantee the run broke.

@@ -25,7 +25,7 @@ var verboseWords = []string{"delta", "outbox", "ack", "seed", "redeliver", "dedu
 func demoJSON(t *testing.T, sum DemoSummary) (string, map[string]any) {
 	t.Helper()
 	var b bytes.Buffer
-	if err := writeDemoJSON(&b, sum); err != nil {
+	if err := writeJSON(&b, sum); err != nil {
 		t.Fatal(err)
 	}
 	var m map[string]any
