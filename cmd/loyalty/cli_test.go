@@ -66,6 +66,17 @@ func TestCLI_AdminCommandsRefuseAMissingDatabase(t *testing.T) {
 		t.Errorf("init in a missing folder: %v", err)
 	}
 
+	// The agent's replica too.
+	ac := DefaultAgentConfig()
+	ac.StoreID, ac.Token, ac.Listen, ac.Database = "s1", "t", "127.0.0.1:0", filepath.Join(dir, "no-such-folder", "agent.db")
+	am := &AgentMain{Config: ac, Logger: slog.New(slog.DiscardHandler)}
+	if err := am.Open(context.Background()); err == nil {
+		am.Close()
+		t.Error("the agent started with its database in a missing folder")
+	} else if !strings.Contains(err.Error(), "does not exist: create it") {
+		t.Errorf("agent database in a missing folder: %v", err)
+	}
+
 	// loyalty init makes one; then the admin commands work, and a second init refuses.
 	mustRun(t, "init", "--database", db)
 	if _, _, err := run(t, "init", "--database", db); err == nil || !strings.Contains(err.Error(), "already exists") {
