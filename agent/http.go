@@ -226,6 +226,36 @@ func (s *Server) Close() error {
 // Handler returns the API's routes, behind the Host check and the POS token.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
+	s.routes(mux)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		jsonapi.Error(w, r, s.logger(), loyalty.Errorf(loyalty.ENOTFOUND, "no such endpoint %s %s; see docs/API.md", r.Method, r.URL.Path))
+	})
+	return s.checkHost(newHostPolicy(s.Addr, s.AllowedHosts), s.auth(mux))
+}
+
+// Routes returns the routes of the POS API as ServeMux patterns ("METHOD /path"). They are
+// listed by running the very registrations Handler serves, so the list cannot differ from what
+// is served; e2e/openapi_test.go checks docs/openapi.yaml against it.
+func Routes() []string {
+	var p patterns
+	(&Server{}).routes(&p) // registering builds handlers; none of them runs
+	return p
+}
+
+// router is what routes registers on: a ServeMux, or patterns to list them.
+type router interface {
+	HandleFunc(pattern string, handler func(http.ResponseWriter, *http.Request))
+}
+
+// patterns is a router that only records the patterns registered on it.
+type patterns []string
+
+func (p *patterns) HandleFunc(pattern string, _ func(http.ResponseWriter, *http.Request)) {
+	*p = append(*p, pattern)
+}
+
+// routes registers every endpoint of the POS API on mux.
+func (s *Server) routes(mux router) {
 	mux.HandleFunc("POST /v1/scan", handle(s, s.Agent.Scan))
 	mux.HandleFunc("POST /v1/earn", handle(s, s.Agent.Earn))
 	mux.HandleFunc("POST /v1/redeem", handle(s, s.Agent.Redeem))
@@ -238,10 +268,6 @@ func (s *Server) Handler() http.Handler {
 		out, err := s.Agent.Rejected(r.Context(), 100)
 		s.reply(w, r, out, err)
 	})
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		jsonapi.Error(w, r, s.logger(), loyalty.Errorf(loyalty.ENOTFOUND, "no such endpoint %s %s; see docs/API.md", r.Method, r.URL.Path))
-	})
-	return s.checkHost(newHostPolicy(s.Addr, s.AllowedHosts), s.auth(mux))
 }
 
 // checkHost refuses a request whose Host header does not name this agent (DNS rebinding).

@@ -18,14 +18,46 @@ import (
 
 // Handler returns the API's routes.
 func (s *Server) Handler() http.Handler {
+	mux, admin := http.NewServeMux(), http.NewServeMux()
+	s.routes(mux, admin)
+	admin.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		jsonapi.Error(w, r, s.Logger, loyalty.Errorf(loyalty.ENOTFOUND, "no such endpoint %s %s; see docs/API.md", r.Method, r.URL.Path))
+	})
+	mux.Handle("/", s.auth(admin))
+	return mux
+}
+
+// Routes returns the routes of the HTTP API as ServeMux patterns ("METHOD /path/{param}"): open
+// ones, served without an API key, and those behind the API key and its scope (Scope.Allows).
+// They are listed by running the very registrations Handler serves, so the list cannot differ
+// from what is served; e2e/openapi_test.go checks docs/openapi.yaml against it.
+func Routes() (open, keyed []string) {
+	var o, k patterns
+	(&Server{}).routes(&o, &k) // registering builds handlers; none of them runs
+	return o, k
+}
+
+// router is what routes registers on: a ServeMux, or patterns to list them.
+type router interface {
+	HandleFunc(pattern string, handler func(http.ResponseWriter, *http.Request))
+}
+
+// patterns is a router that only records the patterns registered on it.
+type patterns []string
+
+func (p *patterns) HandleFunc(pattern string, _ func(http.ResponseWriter, *http.Request)) {
+	*p = append(*p, pattern)
+}
+
+// routes registers every endpoint: those open without an API key on mux, the others on admin,
+// which Handler serves behind the key check.
+func (s *Server) routes(mux, admin router) {
 	h := s.Hub
-	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		jsonapi.Write(w, http.StatusOK, map[string]any{"ok": true, "stores_connected": s.Sync.Sessions()})
 	})
 	mux.HandleFunc("GET /v1/sync", s.serveSync)
 
-	admin := http.NewServeMux()
 	admin.HandleFunc("POST /v1/stores", func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
 			ID       string `json:"id"`
@@ -183,11 +215,6 @@ func (s *Server) Handler() http.Handler {
 		out, err := h.Audit(r.Context(), limit)
 		s.reply(w, r, http.StatusOK, out, err)
 	})
-	admin.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		jsonapi.Error(w, r, s.Logger, loyalty.Errorf(loyalty.ENOTFOUND, "no such endpoint %s %s; see docs/API.md", r.Method, r.URL.Path))
-	})
-	mux.Handle("/", s.auth(admin))
-	return mux
 }
 
 // intParam reads an optional integer query parameter within [lo, hi]. It returns EINVALID.
