@@ -315,9 +315,13 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request) (lsync.Conn, 
 		// Agents are not browsers; an Origin header means a browser page is trying to connect.
 		CheckOrigin: func(r *http.Request) bool { return r.Header.Get("Origin") == "" },
 		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
+			code := loyalty.EINVALID
+			if status == http.StatusForbidden { // a browser page (an Origin header): not an agent
+				code = loyalty.EFORBIDDEN
+			}
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(status)
-			json.NewEncoder(w).Encode(map[string]*loyalty.Error{"error": loyalty.Errorf(loyalty.EINVALID,
+			json.NewEncoder(w).Encode(map[string]*loyalty.Error{"error": loyalty.Errorf(code,
 				"this is the agents' websocket endpoint (docs/PROTOCOL.md): %v", reason)})
 		},
 	}
