@@ -115,20 +115,34 @@ func (p *Program) HasEarnCap(rule string) bool {
 	return false
 }
 
-// PeriodStart returns the start of the period containing t, in UTC: midnight, Monday midnight,
-// the first of the month, or the zero time for PeriodTotal.
-func PeriodStart(period string, t time.Time) time.Time {
+// PeriodBounds returns the period containing t, in UTC, as [start, end): a day from midnight to
+// the next midnight, a week from Monday midnight to the next Monday midnight, a month from the
+// first of the month to the first of the next. For PeriodTotal both are the zero time: it has no
+// start and no end. It is the one definition of a period that every per-period rule uses, at the
+// hub and at the stores: member limits, earn caps and actions' max_times count the events with an
+// event time in [start, end) of the period of the event being judged, so an event that arrives
+// late is judged in the period it happened in, not against what happened after it.
+func PeriodBounds(period string, t time.Time) (start, end time.Time) {
 	t = t.UTC()
 	day := time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
 	switch period {
 	case PeriodDay:
-		return day
+		return day, day.AddDate(0, 0, 1)
 	case PeriodWeek:
-		return day.AddDate(0, 0, -((int(day.Weekday()) + 6) % 7))
+		monday := day.AddDate(0, 0, -((int(day.Weekday()) + 6) % 7))
+		return monday, monday.AddDate(0, 0, 7)
 	case PeriodMonth:
-		return time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)
+		first := time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)
+		return first, first.AddDate(0, 1, 0)
 	}
-	return time.Time{}
+	return time.Time{}, time.Time{}
+}
+
+// PeriodStart returns the start of the period containing t (see PeriodBounds): midnight, Monday
+// midnight, the first of the month, or the zero time for PeriodTotal.
+func PeriodStart(period string, t time.Time) time.Time {
+	start, _ := PeriodBounds(period, t)
+	return start
 }
 
 // BudgetsFor returns the budgets a delta can consume.

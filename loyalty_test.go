@@ -171,6 +171,48 @@ func TestPeriodStart(t *testing.T) {
 	}
 }
 
+// TestPeriodBounds: every period has both ends, [start, end), in UTC; total has neither.
+func TestPeriodBounds(t *testing.T) {
+	d := func(y int, m time.Month, day int) time.Time { return time.Date(y, m, day, 0, 0, 0, 0, time.UTC) }
+	at := time.Date(2026, 11, 22, 15, 4, 5, 0, time.UTC) // a Sunday
+	for _, tt := range []struct {
+		period     string
+		at         time.Time
+		start, end time.Time
+	}{
+		{loyalty.PeriodDay, at, d(2026, 11, 22), d(2026, 11, 23)},
+		{loyalty.PeriodDay, d(2026, 11, 23).Add(-time.Millisecond), d(2026, 11, 22), d(2026, 11, 23)}, // its last instant
+		{loyalty.PeriodDay, d(2026, 12, 31), d(2026, 12, 31), d(2027, 1, 1)},
+		{loyalty.PeriodWeek, at, d(2026, 11, 16), d(2026, 11, 23)}, // Monday to Monday
+		{loyalty.PeriodWeek, d(2026, 11, 23), d(2026, 11, 23), d(2026, 11, 30)},
+		{loyalty.PeriodMonth, at, d(2026, 11, 1), d(2026, 12, 1)},
+		{loyalty.PeriodMonth, d(2026, 12, 15), d(2026, 12, 1), d(2027, 1, 1)},
+		{loyalty.PeriodMonth, d(2028, 2, 29), d(2028, 2, 1), d(2028, 3, 1)},
+		{loyalty.PeriodTotal, at, time.Time{}, time.Time{}},
+		{loyalty.PeriodDay, time.Date(2026, 11, 22, 23, 30, 0, 0, time.FixedZone("X", -3600)), d(2026, 11, 23), d(2026, 11, 24)}, // UTC
+	} {
+		start, end := loyalty.PeriodBounds(tt.period, tt.at)
+		if !start.Equal(tt.start) || !end.Equal(tt.end) {
+			t.Errorf("PeriodBounds(%s, %s) = [%s, %s), want [%s, %s)", tt.period, tt.at, start, end, tt.start, tt.end)
+		}
+		if !tt.end.IsZero() && (tt.at.Before(start) || !tt.at.Before(end)) {
+			t.Errorf("PeriodBounds(%s, %s) does not contain its time", tt.period, tt.at)
+		}
+	}
+	r := loyalty.TierRules{Window: loyalty.WindowCalendar}
+	if s, e := r.WindowBounds(at); !s.Equal(d(2026, 1, 1)) || !e.Equal(d(2027, 1, 1)) {
+		t.Errorf("calendar year window [%s, %s)", s, e)
+	}
+	r.Window = loyalty.WindowRolling12M
+	if s, e := r.WindowBounds(at); !s.Equal(at.AddDate(-1, 0, 0)) || !e.Equal(at.Add(time.Millisecond)) {
+		t.Errorf("rolling window [%s, %s), want the 12 months up to and including %s", s, e, at)
+	}
+	r.Window = loyalty.WindowLifetime
+	if s, e := r.WindowBounds(at); !s.IsZero() || !e.IsZero() {
+		t.Errorf("lifetime window [%s, %s), want no bounds", s, e)
+	}
+}
+
 func TestProgram_ValidateLimits(t *testing.T) {
 	for name, mutate := range map[string]func(*loyalty.Program){
 		"unknown metric": func(p *loyalty.Program) { p.Budgets = []loyalty.Budget{{ID: "b", Metric: "hugs", Limit: 1}} },

@@ -69,14 +69,24 @@ func (r *TierRules) TierFor(total int64) Tier {
 
 // WindowStart returns the start of the qualifying window containing t.
 func (r *TierRules) WindowStart(t time.Time) time.Time {
+	start, _ := r.WindowBounds(t)
+	return start
+}
+
+// WindowBounds returns the qualifying window containing t as [start, end), like PeriodBounds:
+// a calendar year from 1 January (UTC) to the next 1 January; for rolling_12m, the 12 months up
+// to and including t (event times have millisecond precision, so end is t's millisecond plus
+// one); for lifetime, the zero time for both (no start and no end).
+func (r *TierRules) WindowBounds(t time.Time) (start, end time.Time) {
 	t = t.UTC()
 	switch r.Window {
 	case WindowCalendar:
-		return time.Date(t.Year(), 1, 1, 0, 0, 0, 0, time.UTC)
+		first := time.Date(t.Year(), 1, 1, 0, 0, 0, 0, time.UTC)
+		return first, first.AddDate(1, 0, 0)
 	case WindowRolling12M:
-		return t.AddDate(-1, 0, 0)
+		return t.AddDate(-1, 0, 0), t.Truncate(time.Millisecond).Add(time.Millisecond)
 	}
-	return time.Time{}
+	return time.Time{}, time.Time{}
 }
 
 // Segment selects members by tier and attributes. Empty lists match everyone.

@@ -391,7 +391,7 @@ func (a *Agent) Earn(ctx context.Context, req loyalty.EarnRequest) (loyalty.Rece
 		// (other stores' arrive at the hub, which flags a breach as an earn_cap conflict).
 		var cerr error
 		pts = p.CapEarn(loyalty.RulePurchase, pts, func(period string) int64 {
-			n, err := tx.Earned(ctx, member, loyalty.PeriodStart(period, a.Now()))
+			n, err := inPeriod(period, a.Now(), func(since time.Time) (int64, error) { return tx.Earned(ctx, member, since) })
 			if err != nil {
 				cerr = err
 			}
@@ -433,6 +433,20 @@ func (a *Agent) write(ctx context.Context, tx Tx, p *loyalty.Program, offline bo
 	return r, err
 }
 
+// inPeriod counts what count finds in the period containing t, [start, end) of
+// loyalty.PeriodBounds, as the hub does: a delta this store made at a later time (its clock was
+// ahead then, and has been set back) belongs to a later period and does not count. count finds
+// everything from a time on; what it finds from the period's end on is taken off.
+func inPeriod(period string, t time.Time, count func(since time.Time) (int64, error)) (int64, error) {
+	start, end := loyalty.PeriodBounds(period, t)
+	n, err := count(start)
+	if err != nil || end.IsZero() {
+		return n, err
+	}
+	later, err := count(end)
+	return n - later, err
+}
+
 // errNeedQuota marks an EBUDGET refusal that a lease refill from the hub could lift.
 var errNeedQuota = errors.New("need quota")
 
@@ -469,7 +483,9 @@ func (a *Agent) spend(ctx context.Context, tx Tx, p *loyalty.Program, d *loyalty
 			return nil, loyalty.Errorf(loyalty.EUNAVAILABLE, "%s can only be redeemed while the store is online", r.Name)
 		}
 		if offline && r.Offline == loyalty.OfflineLimit {
-			n, err := tx.OfflineRedemptions(ctx, d.Member, r.ID, loyalty.PeriodStart(loyalty.PeriodDay, a.Now()))
+			n, err := inPeriod(loyalty.PeriodDay, a.Now(), func(since time.Time) (int64, error) {
+				return tx.OfflineRedemptions(ctx, d.Member, r.ID, since)
+			})
 			if err != nil {
 				return nil, err
 			}

@@ -29,20 +29,39 @@ func DefaultLeaseConfig() LeaseConfig {
 // account records what an applied delta spends of each budget, against the lease the store
 // names, and the conflicts it causes. An offline event physically happened, so it is applied even
 // when it breaks a limit: the break is recorded and flagged instead.
+//
+// A delta is charged to the budgets of the rule version it was made under (docs/BUDGETS.md,
+// "What a budget counts"): a store that made it under a version without a budget could not have
+// had a lease of it, so that budget does not count it. Per-period limits and caps count the
+// events of the period the delta's event time falls in (loyalty.PeriodBounds), so a late delta is
+// judged in the period it happened in.
 func (a *applier) account(ctx context.Context, store string, d loyalty.Delta) error {
 	if d.Kind == loyalty.KindReverse {
 		return a.refund(ctx, d)
 	}
+	if d.Kind != loyalty.KindEarn && d.Kind != loyalty.KindRedeem {
+		return nil // tier, expire and adjust deltas count toward no budget, limit or cap
+	}
 	p, err := a.current(ctx)
 	if err != nil {
+		return err
+	}
+	rules, err := a.program(ctx, d.RuleVersion)
+	if loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
+		rules = p // check found no rule version to hold the delta to (a voucher use): the current one
+	} else if err != nil {
 		return err
 	}
 	flag := func(kind string, amount int64, detail string, args ...any) error {
 		return a.tx.InsertConflict(ctx, Conflict{Kind: kind, Member: d.Member, Store: store, Deltas: []string{d.ID},
 			Amount: amount, Detail: fmt.Sprintf(detail, args...), At: a.Now(), Flagged: true})
 	}
-	for _, b := range p.BudgetsFor(&d) {
-		x := b.Consumption(p, &d, nil)
+	// The hub's own deltas are charged to budgets directly, without a lease: the online channel
+	// checked the limit before (allow), and the hub pays a referral bonus only when its budgets
+	// have room for it (referral).
+	direct := store == loyalty.OnlineStore || store == loyalty.HubStore
+	for _, b := range rules.BudgetsFor(&d) {
+		x := b.Consumption(rules, &d, nil)
 		if x <= 0 {
 			continue
 		}
@@ -50,7 +69,7 @@ func (a *applier) account(ctx context.Context, store string, d loyalty.Delta) er
 			return err
 		}
 		charge := Charge{Delta: d.ID, Budget: b.ID, Amount: x}
-		if id := d.Leases[b.ID]; id != "" && store != loyalty.OnlineStore {
+		if id := d.Leases[b.ID]; id != "" && !direct {
 			l, err := a.tx.Lease(ctx, id)
 			if loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
 				// checkLeases let it through: a lease lost with a restore, adopted now.
@@ -58,10 +77,10 @@ func (a *applier) account(ctx context.Context, store string, d loyalty.Delta) er
 				if rerr != nil {
 					return rerr
 				}
-				if ok, rerr := a.adoptable(ctx, store, p, &b, x); rerr != nil {
+				if ok, rerr := a.adoptable(ctx, store, rules, &b, x); rerr != nil {
 					return rerr
 				} else if restore && ok {
-					if l, err = a.adopt(ctx, store, id, p, &b); err != nil {
+					if l, err = a.adopt(ctx, store, id, rules, &b); err != nil {
 						return err
 					}
 					if err := flag(ConflictRestore, x, "budget %s spent from a lease granted before the hub was restored from a backup and lost with it", b.ID); err != nil {
@@ -70,6 +89,7 @@ func (a *applier) account(ctx context.Context, store string, d loyalty.Delta) er
 				}
 			}
 			if loyalty.ErrorCode(err) == loyalty.ENOTFOUND || err == nil && (l.Store != store || l.Budget != b.ID) {
+				// checkLeases rejects this: never expected.
 				if err := flag(ConflictUnleased, x, "budget %s spent from lease %s, which is not this store's lease for it", b.ID, id); err != nil {
 					return err
 				}
@@ -88,7 +108,9 @@ func (a *applier) account(ctx context.Context, store string, d loyalty.Delta) er
 					}
 				}
 			}
-		} else if store != loyalty.OnlineStore {
+		} else if !direct {
+			// checkLeases rejects a store's spend of a budget of its rule version without a lease:
+			// never expected.
 			if err := flag(ConflictUnleased, x, "budget %s spent without a lease", b.ID); err != nil {
 				return err
 			}
@@ -96,22 +118,27 @@ func (a *applier) account(ctx context.Context, store string, d loyalty.Delta) er
 		if err := a.tx.InsertCharge(ctx, charge); err != nil {
 			return err
 		}
+		limit := b.Limit // the limit in force, if the budget is still in the program
+		if cur := budgetByID(p, b.ID); cur != nil {
+			limit = cur.Limit
+		}
 		spent, out, err := a.usage(ctx, b.ID)
 		if err != nil {
 			return err
 		}
-		if spent+out > b.Limit {
-			if err := flag(ConflictOverBudget, spent+out-b.Limit, "budget %s: spent %d + leased %d > limit %d", b.ID, spent, out, b.Limit); err != nil {
+		if spent+out > limit {
+			if err := flag(ConflictOverBudget, spent+out-limit, "budget %s: spent %d + leased %d > limit %d", b.ID, spent, out, limit); err != nil {
 				return err
 			}
 		}
 	}
-	if d.Kind == loyalty.KindEarn && store != loyalty.OnlineStore {
+	if d.Kind == loyalty.KindEarn && !direct {
 		for _, c := range p.EarnCaps {
 			if c.Rule != loyalty.RulePurchase {
 				continue
 			}
-			n, err := a.tx.MemberEarned(ctx, d.Member, "", loyalty.PeriodStart(c.Period, d.EventTime()))
+			from, to := loyalty.PeriodBounds(c.Period, d.EventTime())
+			n, err := a.tx.MemberEarned(ctx, d.Member, "", from, to)
 			if err != nil {
 				return err
 			}
@@ -122,19 +149,24 @@ func (a *applier) account(ctx context.Context, store string, d loyalty.Delta) er
 			}
 		}
 	}
-	if d.Kind != loyalty.KindRedeem || store == loyalty.OnlineStore {
+	if d.Kind != loyalty.KindRedeem || direct {
 		return nil
 	}
-	if r, err := p.Reward(d.Reward); err == nil && r.Disabled && d.Voucher == "" {
-		if err := flag(ConflictDisabled, 1, "reward %s was switched off; the store had not heard yet", r.ID); err != nil {
+	if d.Voucher == "" { // a voucher paid for is honoured after the kill switch
+		if detail, err := a.switchedOff(ctx, rules, &d); err != nil {
 			return err
+		} else if detail != "" {
+			if err := flag(ConflictDisabled, 1, "%s", detail); err != nil {
+				return err
+			}
 		}
 	}
 	for _, l := range p.MemberLimits {
 		if d.Voucher != "" || l.Reward != "" && l.Reward != d.Reward {
 			continue
 		}
-		n, err := a.tx.MemberRedemptions(ctx, d.Member, l.Reward, loyalty.PeriodStart(l.Period, d.EventTime()))
+		from, to := loyalty.PeriodBounds(l.Period, d.EventTime())
+		n, err := a.tx.MemberRedemptions(ctx, d.Member, l.Reward, from, to)
 		if err != nil {
 			return err
 		}
@@ -145,6 +177,48 @@ func (a *applier) account(ctx context.Context, store string, d loyalty.Delta) er
 		}
 	}
 	return nil
+}
+
+// switchedOff says why a store's redemption of a reward broke the kill switch, or "" if it did
+// not. It judges by the program's history, not by the program the hub has now: the redemption is
+// a conflict if it was made under a rule version that had the reward switched off (an agent
+// refuses that: a faulty one), or if, at its event time, a newer version than the store's was in
+// force (the newest published by then) and had the reward switched off: the store had not heard
+// yet. A redemption made before the reward was switched off, or after it was switched back on,
+// is not a conflict, whenever it arrives.
+func (a *applier) switchedOff(ctx context.Context, rules *loyalty.Program, d *loyalty.Delta) (string, error) {
+	if r, err := rules.Reward(d.Reward); err == nil && r.Disabled {
+		return fmt.Sprintf("reward %s is switched off in rule version %d, under which the store redeemed it", r.ID, rules.Version), nil
+	}
+	v, err := a.tx.ProgramVersionAt(ctx, d.EventTime())
+	if err != nil || v <= rules.Version {
+		return "", err // the store's version, or an older one, was in force: the reward was on
+	}
+	p, err := a.program(ctx, v)
+	if err != nil {
+		return "", err
+	}
+	if r, err := p.Reward(d.Reward); err != nil || !r.Disabled {
+		return "", nil
+	}
+	// It was switched off by the first version of the run of versions that have it off.
+	first := v
+	for first-1 > rules.Version {
+		prev, err := a.program(ctx, first-1)
+		if err != nil {
+			return "", err
+		}
+		if r, err := prev.Reward(d.Reward); err != nil || !r.Disabled {
+			break
+		}
+		first--
+	}
+	_, at, err := a.tx.ProgramPublished(ctx, first)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("reward %s was switched off at %s (rule version %d) and redeemed at %s under version %d; the store had not heard yet",
+		d.Reward, at.UTC().Format(time.RFC3339), first, d.EventTime().UTC().Format(time.RFC3339), rules.Version), nil
 }
 
 // refund gives back what the delta a reversal undoes was charged: exactly the recorded charges,
@@ -250,7 +324,8 @@ func (a *applier) allow(ctx context.Context, d loyalty.Delta) error {
 		if d.Kind != loyalty.KindRedeem || d.Voucher != "" || l.Reward != "" && l.Reward != d.Reward {
 			continue
 		}
-		n, err := a.tx.MemberRedemptions(ctx, d.Member, l.Reward, loyalty.PeriodStart(l.Period, d.EventTime()))
+		from, to := loyalty.PeriodBounds(l.Period, d.EventTime())
+		n, err := a.tx.MemberRedemptions(ctx, d.Member, l.Reward, from, to)
 		if err != nil {
 			return err
 		}
@@ -270,6 +345,32 @@ func (a *applier) allow(ctx context.Context, d loyalty.Delta) error {
 		}
 		if spent+out+x > b.Limit {
 			return loyalty.Errorf(loyalty.EBUDGET, "budget %s is used up: %d of %d spent, %d held by stores", b.ID, spent, b.Limit, out)
+		}
+	}
+	return nil
+}
+
+// fits checks that the budgets of program p have room for all of ds together (spent + leased +
+// what they would use ≤ limit), as allow checks one online call. It returns EBUDGET naming the
+// first budget that has not.
+func (a *applier) fits(ctx context.Context, p *loyalty.Program, ds ...loyalty.Delta) error {
+	need := map[string]int64{}
+	for i := range ds {
+		for _, b := range p.BudgetsFor(&ds[i]) {
+			need[b.ID] += max(b.Consumption(p, &ds[i], nil), 0)
+		}
+	}
+	for _, b := range p.Budgets {
+		x := need[b.ID]
+		if x <= 0 {
+			continue
+		}
+		spent, out, err := a.usage(ctx, b.ID)
+		if err != nil {
+			return err
+		}
+		if spent+out+x > b.Limit {
+			return loyalty.Errorf(loyalty.EBUDGET, "budget %s is used up: %d of %d spent, %d held by stores; %d more do not fit", b.ID, spent, b.Limit, out, x)
 		}
 	}
 	return nil
@@ -502,7 +603,8 @@ func (h *Hub) Budgets(ctx context.Context) ([]BudgetStatus, error) {
 func (a *applier) capEarn(ctx context.Context, p *loyalty.Program, member, rule string, points int64) (int64, error) {
 	var err error
 	capped := p.CapEarn(rule, points, func(period string) int64 {
-		n, e := a.tx.MemberEarned(ctx, member, ruleColumn(rule), loyalty.PeriodStart(period, a.Now()))
+		from, to := loyalty.PeriodBounds(period, a.Now()) // the online award's event time is now
+		n, e := a.tx.MemberEarned(ctx, member, ruleColumn(rule), from, to)
 		if e != nil {
 			err = e
 		}

@@ -208,7 +208,7 @@ func TestLeases(t *testing.T) {
 	}
 	for i := range 2 {
 		d := redeem("s1", "m1", "coffee", 50)
-		d.Leases = map[string]string{"coffees": s1Lease}
+		d.RuleVersion, d.Leases = 2, map[string]string{"coffees": s1Lease} // the version its lease came with
 		d.ID = fmt.Sprint("x", i)
 		pushOK(t, h, "s1", d)
 	}
@@ -230,7 +230,7 @@ func TestLeases(t *testing.T) {
 	}
 	// s1 comes back having spent its last one offline; its next pull settles the lease exactly.
 	d := redeem("s1", "m1", "coffee", 50)
-	d.Leases = map[string]string{"coffees": s1Lease}
+	d.RuleVersion, d.Leases = 2, map[string]string{"coffees": s1Lease}
 	pushOK(t, h, "s1", d)
 	if got := fmt.Sprint(pull("s1")); got != "[]" {
 		t.Fatalf("s1's leases after settling (nothing left to grant): %s", got)

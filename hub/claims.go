@@ -167,9 +167,9 @@ func (a *applier) tiersHeld(ctx context.Context, m loyalty.Member, v int64, from
 	return held, nil
 }
 
-// checkLeases checks the leases a store's delta spends from. Budgets the delta's rule version
-// did not have are left to account, which records the spend as unleased: an honest store that
-// had not heard of the budget yet.
+// checkLeases checks the leases a store's delta spends from, for the budgets of its rule version.
+// A budget the delta's rule version did not have does not count the delta at all (account): an
+// honest store that had not heard of the budget yet could not have had a lease of it.
 func (a *applier) checkLeases(ctx context.Context, store string, d *loyalty.Delta, at time.Time) error {
 	if d.Kind != loyalty.KindEarn && d.Kind != loyalty.KindRedeem {
 		return nil // a reversal gives quota back

@@ -713,7 +713,8 @@ func (a *applier) memberState(ctx context.Context, member string) error {
 	m := a.members[member]
 	tier := m.Tier
 	if p.Tiers != nil && len(p.Tiers.Tiers) > 0 {
-		q, err := a.tx.Qualifying(ctx, member, p.Tiers.Basis, p.Tiers.WindowStart(a.Now()))
+		from, to := p.Tiers.WindowBounds(a.Now()) // the window the member's tier is for now
+		q, err := a.tx.Qualifying(ctx, member, p.Tiers.Basis, from, to)
 		if err != nil {
 			return err
 		}
@@ -836,33 +837,53 @@ func (h *Hub) Stores(ctx context.Context) ([]StoreInfo, error) {
 	return out, err
 }
 
+// NewMember is what CreateMember answers: the member as stored after the sign-up award, and what
+// became of that award.
+type NewMember struct {
+	loyalty.Member
+	// Signup is the program's sign-up award (its action "signup"), when the program has one.
+	Signup *SignupAward `json:"signup,omitempty"`
+}
+
+// SignupAward is what a new member got from the program's sign-up action.
+type SignupAward struct {
+	// Points are the points given: the action's, fewer if an earn cap reduced them, 0 if refused.
+	Points int64 `json:"points"`
+	// Refused is why no points were given (the member was created anyway): EBUDGET for a used-up
+	// budget or the action's max_times, as POST /v1/actions would answer.
+	Refused *loyalty.Error `json:"refused,omitempty"`
+}
+
 // CreateMember adds a member. An empty id gets a generated one. The member starts at zero points
-// and is in its home store's replica scope.
-func (h *Hub) CreateMember(ctx context.Context, m loyalty.Member) (loyalty.Member, error) {
+// and is in its home store's replica scope. If the program has a signup action, the member is
+// awarded it; a refused award (a used-up budget) does not undo the sign-up: the answer's Signup
+// says so. Only a storage failure of the award returns an error, with the member created.
+func (h *Hub) CreateMember(ctx context.Context, m loyalty.Member) (NewMember, error) {
+	fail := func(err error) (NewMember, error) { return NewMember{Member: m}, err }
 	if m.ID == "" {
 		m.ID = "m" + strings.ToLower(rand.Text()[:12])
 	}
 	if err := loyalty.ValidateID("member", m.ID); err != nil {
-		return m, err
+		return fail(err)
 	}
 	m.Email = strings.ToLower(strings.TrimSpace(m.Email))
 	if m.Email != "" && (!strings.Contains(m.Email, "@") || len(m.Email) > 254) {
-		return m, loyalty.Errorf(loyalty.EINVALID, "email %q is not an email address", m.Email)
+		return fail(loyalty.Errorf(loyalty.EINVALID, "email %q is not an email address", m.Email))
 	}
 	if m.ReferredBy != "" {
 		ref, err := h.Member(ctx, m.ReferredBy, 0)
 		if loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
-			return m, loyalty.Errorf(loyalty.EINVALID, "referral code %q belongs to no member", m.ReferredBy)
+			return fail(loyalty.Errorf(loyalty.EINVALID, "referral code %q belongs to no member", m.ReferredBy))
 		} else if err != nil {
-			return m, err
+			return fail(err)
 		}
 		if ref.ID == m.ID || ref.Email != "" && strings.EqualFold(ref.Email, strings.TrimSpace(m.Email)) {
-			return m, loyalty.Errorf(loyalty.EINVALID, "a member cannot refer themselves")
+			return fail(loyalty.Errorf(loyalty.EINVALID, "a member cannot refer themselves"))
 		}
 	}
 	m.ReferralPaid = false
 	if m.Country != "" && (len(m.Country) != 2 || strings.ToUpper(m.Country) != m.Country) {
-		return m, loyalty.Errorf(loyalty.EINVALID, "country must be an ISO 3166 two-letter code such as DE, got %q", m.Country)
+		return fail(loyalty.Errorf(loyalty.EINVALID, "country must be an ISO 3166 two-letter code such as DE, got %q", m.Country))
 	}
 	m.Balance, m.CreatedAt = 0, h.Now().UTC().Truncate(time.Millisecond)
 	err := h.update(ctx, func(tx Tx) error {
@@ -886,22 +907,30 @@ func (h *Hub) CreateMember(ctx context.Context, m loyalty.Member) (loyalty.Membe
 		return h.audit(ctx, tx, AuditMemberAdd, m.ID, "home store "+orNone(m.HomeStore)) // no email or name: personal data
 	})
 	if err != nil {
-		return m, err
+		return fail(err)
 	}
 	// A program with a signup action welcomes the new member with its points. The member exists
-	// either way: points a budget or cap refuses are simply not given.
-	if p, perr := h.Program(ctx); perr == nil {
-		if _, aerr := p.Action("signup"); aerr == nil {
-			_, err := h.Action(ctx, loyalty.ActionRequest{OrderID: "signup-" + m.ID, MemberID: m.ID, Action: "signup"})
-			if code := loyalty.ErrorCode(err); code == loyalty.EINTERNAL {
-				return m, fmt.Errorf("signup points: %w", err)
-			} else if err != nil {
-				h.Logger.Info("no signup points", slog.String("member", m.ID), slog.String("reason", loyalty.ErrorMessage(err)))
-			}
+	// either way: points a budget refuses are not given, and the answer says why.
+	out := NewMember{Member: m}
+	if p, perr := h.Program(ctx); perr != nil {
+		return out, perr
+	} else if _, aerr := p.Action("signup"); aerr == nil {
+		r, err := h.Action(ctx, loyalty.ActionRequest{OrderID: "signup-" + m.ID, MemberID: m.ID, Action: "signup"})
+		if code := loyalty.ErrorCode(err); code == loyalty.EINTERNAL {
+			return out, fmt.Errorf("signup points: %w", err)
+		} else if err != nil {
+			h.Logger.Info("no signup points", slog.String("member", m.ID), slog.String("reason", loyalty.ErrorMessage(err)))
+			out.Signup = &SignupAward{Refused: loyalty.AsError(err)}
+		} else {
+			out.Signup = &SignupAward{Points: r.Points}
 		}
 	}
 	v, err := h.Member(ctx, m.ID, 0)
-	return v.Member, err
+	out.Member = v.Member
+	if err != nil {
+		out.Member = m
+	}
+	return out, err
 }
 
 // MemberView is a member with their recent ledger.
@@ -1487,7 +1516,8 @@ func (h *Hub) Action(ctx context.Context, req loyalty.ActionRequest) (loyalty.Re
 			return nil, err
 		}
 		if act.MaxTimes > 0 {
-			n, err := a.tx.RuleCount(ctx, req.MemberID, act.ID, loyalty.PeriodStart(act.Period, a.Now()))
+			from, to := loyalty.PeriodBounds(act.Period, a.Now()) // the award's event time is now
+			n, err := a.tx.RuleCount(ctx, req.MemberID, act.ID, from, to)
 			if err != nil {
 				return nil, err
 			}
@@ -1627,7 +1657,10 @@ func (h *Hub) expirePoints(ctx context.Context, apply bool) (expired int, soon [
 }
 
 // referral pays the "give X, get X" bonus at a referred member's first qualifying purchase, from
-// any store or channel: two hub-made earn deltas, once.
+// any store or channel: two hub-made earn deltas, once. They are charged to the program's
+// points_issued budgets directly, without a lease (account), so they are paid only when those
+// budgets have room for both, as an online call is checked; otherwise the bonus waits for the
+// member's next qualifying purchase (docs/BUDGETS.md, "What a budget counts").
 func (a *applier) referral(ctx context.Context, d loyalty.Delta) error {
 	if d.Kind != loyalty.KindEarn || d.Rule != "" {
 		return nil
@@ -1640,11 +1673,7 @@ func (a *applier) referral(ctx context.Context, d loyalty.Delta) error {
 	if err != nil || p.Referral == nil || d.Amount < p.Referral.MinAmount {
 		return err
 	}
-	if err := a.tx.SetReferralPaid(ctx, m.ID); err != nil {
-		return err
-	}
-	m.ReferralPaid = true
-	a.members[m.ID] = m
+	var bonuses []loyalty.Delta
 	for _, bonus := range []struct {
 		member string
 		points int64
@@ -1652,15 +1681,29 @@ func (a *applier) referral(ctx context.Context, d loyalty.Delta) error {
 		if bonus.points == 0 {
 			continue
 		}
-		b := loyalty.Delta{ID: loyalty.NewDeltaID(), Store: loyalty.HubStore, Member: bonus.member, Kind: loyalty.KindEarn,
+		bonuses = append(bonuses, loyalty.Delta{ID: loyalty.NewDeltaID(), Store: loyalty.HubStore, Member: bonus.member, Kind: loyalty.KindEarn,
 			Rule: loyalty.RuleReferral, Points: bonus.points, Currency: p.Currency, RuleVersion: p.Version, OccurredAt: a.Now(),
-			OrderID: "referral-" + m.ID}
+			OrderID: "referral-" + m.ID})
+	}
+	if err := a.fits(ctx, p, bonuses...); loyalty.ErrorCode(err) == loyalty.EBUDGET {
+		a.Logger.Info("referral bonus not paid yet: it waits for the member's next qualifying purchase",
+			slog.String("member", m.ID), slog.String("reason", loyalty.ErrorMessage(err)))
+		return nil
+	} else if err != nil {
+		return err
+	}
+	if err := a.tx.SetReferralPaid(ctx, m.ID); err != nil {
+		return err
+	}
+	m.ReferralPaid = true
+	a.members[m.ID] = m
+	for _, b := range bonuses {
 		r, err := a.apply(ctx, loyalty.HubStore, b)
 		if err != nil {
 			return err
 		}
 		if r.Status != lsync.StatusApplied {
-			return fmt.Errorf("referral bonus for %s: %s %s", bonus.member, r.Code, r.Message)
+			return fmt.Errorf("referral bonus for %s: %s %s", b.Member, r.Code, r.Message)
 		}
 	}
 	return nil

@@ -102,6 +102,9 @@ type Tx interface {
 	InsertProgram(ctx context.Context, p loyalty.Program, changeVersion int64, at time.Time) error
 	// ProgramPublished returns the change version and the time at which rule version v was published.
 	ProgramPublished(ctx context.Context, v int64) (changeVersion int64, at time.Time, err error)
+	// ProgramVersionAt returns the rule version in force at time at: the newest one published at
+	// or before it (0 if none was).
+	ProgramVersionAt(ctx context.Context, at time.Time) (int64, error)
 
 	// InsertKey stores a new QR signing key, its private half sealed.
 	InsertKey(ctx context.Context, k StoredKey, changeVersion int64) error
@@ -137,25 +140,26 @@ type Tx interface {
 	// PutLease inserts or updates a lease and records the event that changed it.
 	PutLease(ctx context.Context, l Lease, e LeaseEvent) error
 	// MemberRedemptions counts a member's redemptions (of reward, or of any reward if empty) with an
-	// event time at or after since, not counting reversed ones nor uses of vouchers (a voucher
-	// counted when it was bought).
-	MemberRedemptions(ctx context.Context, member, reward string, since time.Time) (int64, error)
+	// event time in [since, until), not counting reversed ones nor uses of vouchers (a voucher
+	// counted when it was bought). A zero until has no end (loyalty.PeriodBounds).
+	MemberRedemptions(ctx context.Context, member, reward string, since, until time.Time) (int64, error)
 
 	// SetMemberState records a member's tier and punch card counts.
 	SetMemberState(ctx context.Context, member, tier string, punches map[string]int64) error
 	// Qualifying sums what counts toward a member's tier (basis spend: order amounts; points: points
-	// earned from purchases) with an event time at or after since, not counting reversed earns.
-	Qualifying(ctx context.Context, member, basis string, since time.Time) (int64, error)
+	// earned from purchases) with an event time in [since, until), not counting reversed earns. A
+	// zero until has no end (loyalty.TierRules.WindowBounds).
+	Qualifying(ctx context.Context, member, basis string, since, until time.Time) (int64, error)
 	// SetReferralPaid records that a referred member's referral bonus was given.
 	SetReferralPaid(ctx context.Context, member string) error
 	// LastActivity returns the event time of a member's last earn or redemption (zero if none).
 	LastActivity(ctx context.Context, member string) (time.Time, error)
-	// RuleCount counts a member's earns under an action rule with an event time at or after since,
-	// not counting reversed ones.
-	RuleCount(ctx context.Context, member, rule string, since time.Time) (int64, error)
+	// RuleCount counts a member's earns under an action rule with an event time in [since, until),
+	// not counting reversed ones. A zero until has no end.
+	RuleCount(ctx context.Context, member, rule string, since, until time.Time) (int64, error)
 	// MemberEarned sums a member's points earned under rule ("" for purchases, or an action id),
-	// less reversals of them, with an event time at or after since.
-	MemberEarned(ctx context.Context, member, rule string, since time.Time) (int64, error)
+	// less reversals of them, with an event time in [since, until). A zero until has no end.
+	MemberEarned(ctx context.Context, member, rule string, since, until time.Time) (int64, error)
 
 	// Idempotent returns the stored result of an earlier request with this scope and key.
 	Idempotent(ctx context.Context, scope, key string) (hash string, response []byte, found bool, err error)
@@ -248,10 +252,10 @@ const (
 	ConflictOverdraft    = "overdraft"     // a delta took a balance below zero
 	ConflictVoucherReuse = "voucher_reuse" // a single-use voucher was used more than once
 	ConflictVoucherVoid  = "voucher_void"  // a voucher was used after the order that bought it was refunded
-	ConflictMemberLimit  = "member_limit"  // an offline redemption broke a per-member limit
-	ConflictEarnCap      = "earn_cap"      // stores offline together awarded more than an earn cap
-	ConflictDisabled     = "disabled"      // an offline store redeemed a reward switched off before it heard
-	ConflictUnleased     = "unleased"      // a store spent a budget without a lease (an old or faulty agent)
+	ConflictMemberLimit  = "member_limit"  // an offline redemption broke a per-member limit in its own period
+	ConflictEarnCap      = "earn_cap"      // stores offline together awarded more than an earn cap in a period
+	ConflictDisabled     = "disabled"      // a store redeemed a reward while it was switched off, before it heard
+	ConflictUnleased     = "unleased"      // a store spent a budget of its rule version without a lease: a bug, never expected
 	ConflictOverBudget   = "over_budget"   // spent plus outstanding went over a limit: a bug, never expected
 	ConflictRestore      = "restore"       // spent from a lease the hub granted and then lost when it was restored from a backup
 )

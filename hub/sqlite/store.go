@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io/fs"
+	"math"
 	"strings"
 	"time"
 
@@ -235,6 +236,12 @@ func (t *tx) ProgramPublished(ctx context.Context, v int64) (int64, time.Time, e
 		return 0, time.Time{}, notFound(err, "rule version %d is unknown to the hub", v)
 	}
 	return cv, fromMS(at), nil
+}
+
+func (t *tx) ProgramVersionAt(ctx context.Context, at time.Time) (int64, error) {
+	var v int64
+	err := t.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM programs WHERE published_at <= ?`, ms(at)).Scan(&v)
+	return v, err
 }
 
 func nullable(s string) any {
@@ -663,20 +670,28 @@ func (t *tx) PutLease(ctx context.Context, l hub.Lease, e hub.LeaseEvent) error 
 	return err
 }
 
-func (t *tx) MemberRedemptions(ctx context.Context, member, reward string, since time.Time) (int64, error) {
+// until returns the exclusive end of a period in milliseconds: a zero time has no end.
+func until(t time.Time) int64 {
+	if t.IsZero() {
+		return math.MaxInt64
+	}
+	return ms(t)
+}
+
+func (t *tx) MemberRedemptions(ctx context.Context, member, reward string, since, upTo time.Time) (int64, error) {
 	var n int64
-	err := t.QueryRowContext(ctx, `SELECT COUNT(*) FROM deltas d WHERE d.member = ? AND d.kind = 'redeem' AND d.event_at >= ?
+	err := t.QueryRowContext(ctx, `SELECT COUNT(*) FROM deltas d WHERE d.member = ? AND d.kind = 'redeem' AND d.event_at >= ? AND d.event_at < ?
 		AND d.voucher = '' AND (? = '' OR d.reward = ?) AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id)`,
-		member, ms(since), reward, reward).Scan(&n)
+		member, ms(since), until(upTo), reward, reward).Scan(&n)
 	return n, err
 }
 
-func (t *tx) MemberEarned(ctx context.Context, member, rule string, since time.Time) (int64, error) {
+func (t *tx) MemberEarned(ctx context.Context, member, rule string, since, upTo time.Time) (int64, error) {
 	var n int64
 	err := t.QueryRowContext(ctx, `SELECT COALESCE(SUM(d.points), 0) - COALESCE((SELECT SUM(-r.points) FROM deltas r
-			JOIN deltas o ON o.id = r.reverses WHERE r.member = ? AND o.kind = 'earn' AND o.rule = ? AND o.event_at >= ?), 0)
-		FROM deltas d WHERE d.member = ? AND d.kind = 'earn' AND d.rule = ? AND d.event_at >= ?`,
-		member, rule, ms(since), member, rule, ms(since)).Scan(&n)
+			JOIN deltas o ON o.id = r.reverses WHERE r.member = ? AND o.kind = 'earn' AND o.rule = ? AND o.event_at >= ? AND o.event_at < ?), 0)
+		FROM deltas d WHERE d.member = ? AND d.kind = 'earn' AND d.rule = ? AND d.event_at >= ? AND d.event_at < ?`,
+		member, rule, ms(since), until(upTo), member, rule, ms(since), until(upTo)).Scan(&n)
 	return n, err
 }
 
@@ -690,21 +705,22 @@ func (t *tx) SetMemberState(ctx context.Context, member, tier string, punches ma
 	return err
 }
 
-func (t *tx) Qualifying(ctx context.Context, member, basis string, since time.Time) (int64, error) {
+func (t *tx) Qualifying(ctx context.Context, member, basis string, since, upTo time.Time) (int64, error) {
 	col := "amount"
 	if basis == loyalty.BasisPoints {
 		col = "points"
 	}
 	var n int64
 	err := t.QueryRowContext(ctx, `SELECT COALESCE(SUM(d.`+col+`), 0) FROM deltas d WHERE d.member = ? AND d.kind = 'earn' AND d.rule = ''
-		AND d.event_at >= ? AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id)`, member, ms(since)).Scan(&n)
+		AND d.event_at >= ? AND d.event_at < ? AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id)`,
+		member, ms(since), until(upTo)).Scan(&n)
 	return n, err
 }
 
-func (t *tx) RuleCount(ctx context.Context, member, rule string, since time.Time) (int64, error) {
+func (t *tx) RuleCount(ctx context.Context, member, rule string, since, upTo time.Time) (int64, error) {
 	var n int64
 	err := t.QueryRowContext(ctx, `SELECT COUNT(*) FROM deltas d WHERE d.member = ? AND d.kind = 'earn' AND d.rule = ? AND d.event_at >= ?
-		AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id)`, member, rule, ms(since)).Scan(&n)
+		AND d.event_at < ? AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id)`, member, rule, ms(since), until(upTo)).Scan(&n)
 	return n, err
 }
 
