@@ -163,7 +163,7 @@ func validateBudgets(p *Program) error {
 	metrics := []string{MetricRedemptions, MetricDiscount, MetricOrderValue, MetricPointsIssued}
 	for i, b := range p.Budgets {
 		switch {
-		case b.ID == "" || len(b.ID) > MaxIDLength:
+		case !validID(b.ID):
 			return Errorf(EINVALID, "budgets[%d]: id must be 1 to %d characters", i, MaxIDLength)
 		case seen[b.ID]:
 			return Errorf(EINVALID, "budgets[%d]: id %q is used twice", i, b.ID)

@@ -159,7 +159,7 @@ func (p *Program) Validate() error {
 	seen := make(map[string]bool, len(p.Rewards))
 	for i, r := range p.Rewards {
 		switch {
-		case r.ID == "" || len(r.ID) > MaxIDLength:
+		case !validID(r.ID):
 			return Errorf(EINVALID, "rewards[%d]: id must be 1 to %d characters", i, MaxIDLength)
 		case seen[r.ID]:
 			return Errorf(EINVALID, "rewards[%d]: id %q is used twice", i, r.ID)

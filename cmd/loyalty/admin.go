@@ -197,6 +197,9 @@ func memberCommands() *cobra.Command {
 				if wantJSON(cmd) {
 					return writeJSON(cmd.OutOrStdout(), out)
 				}
+				if out.Signup != nil && out.Signup.Refused != nil {
+					tell(cmd, "warning: no sign-up points for member %s: %s; give them later with POST /v1/actions (action signup)", out.ID, out.Signup.Refused.Error())
+				}
 				return say(cmd, out.ID, fmt.Sprintf("member %s added, with %d points; `loyalty member qr --id %s` prints their QR code", out.ID, out.Balance, out.ID))
 			})
 		},
