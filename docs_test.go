@@ -102,16 +102,7 @@ func headingAnchors(t *testing.T, file string) map[string]bool {
 	}
 	out, seen := map[string]bool{}, map[string]int{}
 	for _, m := range mdHeading.FindAllStringSubmatch(codeFence.ReplaceAllString(string(b), ""), -1) {
-		var s strings.Builder
-		for _, r := range strings.ToLower(m[1]) {
-			switch {
-			case r == ' ':
-				s.WriteRune('-')
-			case r == '-' || r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r):
-				s.WriteRune(r)
-			}
-		}
-		a := s.String()
+		a := slug(m[1])
 		if n := seen[a]; n > 0 {
 			out[a+"-"+strconv.Itoa(n)] = true
 		} else {
@@ -120,4 +111,48 @@ func headingAnchors(t *testing.T, file string) map[string]bool {
 		seen[a]++
 	}
 	return out
+}
+
+// TestAPIContentsListEverySection: the contents at the top of docs/API.md link every section and
+// every endpoint (## and ### headings), so a section added later is not left out of it.
+// slug is the anchor GitHub makes of a heading: lower case, punctuation dropped, spaces as hyphens.
+func slug(heading string) string {
+	var s strings.Builder
+	for _, r := range strings.ToLower(heading) {
+		switch {
+		case r == ' ':
+			s.WriteRune('-')
+		case r == '-' || r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r):
+			s.WriteRune(r)
+		}
+	}
+	return s.String()
+}
+
+func TestAPIContentsListEverySection(t *testing.T) {
+	b, err := os.ReadFile("docs/API.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(b)
+	start, end := strings.Index(text, "## Contents"), strings.Index(text, "\n---")
+	if start < 0 || end < start {
+		t.Fatal("docs/API.md has no contents block (## Contents … ---)")
+	}
+	contents := text[start:end]
+	body := codeFence.ReplaceAllString(text[end:], "")
+	seen := map[string]int{}
+	for _, m := range regexp.MustCompile(`(?m)^(#{2,3})\s+(.+?)\s*$`).FindAllStringSubmatch(body, -1) {
+		anchor := slug(m[2])
+		if n := seen[anchor]; n > 0 {
+			anchor += "-" + strconv.Itoa(n)
+		}
+		seen[slug(m[2])]++
+		if !strings.Contains(contents, "(#"+anchor+")") {
+			t.Errorf("docs/API.md: the contents do not link the section %q (#%s)", m[2], anchor)
+		}
+	}
+	if len(seen) < 30 {
+		t.Fatalf("found only %d sections in docs/API.md", len(seen))
+	}
 }
