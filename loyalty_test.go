@@ -2,6 +2,7 @@ package loyalty_test
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -239,6 +240,47 @@ func TestProgram_ValidateLimits(t *testing.T) {
 		mutate(&p)
 		if code := loyalty.ErrorCode(p.Validate()); code != loyalty.EINVALID {
 			t.Errorf("%s: code %q, want EINVALID", name, code)
+		}
+	}
+}
+
+// TestProgram_OfflineValidity: offline_validity, of the program and of a reward, is text with a
+// unit from 1m to 720h; left out, it is not written back (the default, 24h, applies).
+func TestProgram_OfflineValidity(t *testing.T) {
+	parse := func(program, reward string) (loyalty.Program, error) {
+		var p loyalty.Program
+		err := json.Unmarshal([]byte(`{"currency": "EUR", "earn": {"points_per_unit": 1, "unit_minor": 100}`+program+`,
+			"rewards": [{"id": "coffee", "name": "Free coffee", "points_cost": 50, "kind": "free_product"`+reward+`}]}`), &p)
+		if err == nil {
+			err = p.Validate()
+		}
+		return p, err
+	}
+	p, err := parse(`, "offline_validity": "48h"`, `, "offline_validity": "90m"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(p)
+	if !strings.Contains(string(b), `"offline_validity":"48h"`) || !strings.Contains(string(b), `"offline_validity":"1h30m"`) {
+		t.Errorf("offline_validity not kept: %s", b)
+	}
+	if p, err := parse("", ""); err != nil {
+		t.Fatal(err)
+	} else if b, _ := json.Marshal(p); strings.Contains(string(b), "offline_validity") {
+		t.Errorf("a program without offline_validity is written with one: %s", b)
+	}
+	for _, v := range []string{`10`, `"10"`, `"soon"`, `"30s"`, `"721h"`, `"-1h"`, `"0s"`} {
+		for _, at := range []string{"program", "reward"} {
+			field := `, "offline_validity": ` + v
+			var err error
+			if at == "program" {
+				_, err = parse(field, "")
+			} else {
+				_, err = parse("", field)
+			}
+			if loyalty.ErrorCode(err) != loyalty.EINVALID {
+				t.Errorf("%s offline_validity %s: %v, want EINVALID", at, v, err)
+			}
 		}
 	}
 }

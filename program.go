@@ -1,8 +1,11 @@
 package loyalty
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
+	"time"
 )
 
 // Program is one version of the loyalty program's rules: how points are earned and what they buy.
@@ -16,6 +19,11 @@ type Program struct {
 	Budgets      []Budget      `json:"budgets,omitempty"`
 	MemberLimits []MemberLimit `json:"member_limits,omitempty"`
 	EarnCaps     []EarnCap     `json:"earn_caps,omitempty"`
+	// OfflineValidity bounds how long a store that has not heard from the hub (no completed pull)
+	// goes on redeeming rewards: after it, the store refuses them until it hears from the hub
+	// again, so a kill switch reaches an offline store within it, budget or not. Zero (left out):
+	// DefaultOfflineValidity. A reward's own OfflineValidity overrides it.
+	OfflineValidity Duration `json:"offline_validity,omitempty"`
 
 	CategoryRates []CategoryRate `json:"category_rates,omitempty"`
 	Tiers         *TierRules     `json:"tiers,omitempty"`
@@ -47,8 +55,11 @@ type Reward struct {
 	// redemptions per member per day at a store while it cannot reach the hub.
 	Offline    string `json:"offline,omitempty"`
 	OfflineMax int64  `json:"offline_max,omitempty"`
+	// OfflineValidity, if set, replaces the program's offline_validity for this reward.
+	OfflineValidity Duration `json:"offline_validity,omitempty"`
 	// Disabled is the kill switch: no store or channel may redeem the reward. Connected stores
-	// stop within a second; offline stores when their budget leases or offline window expire.
+	// stop within a second; offline stores when their budget lease ends or, budget or not, when
+	// they have not heard from the hub for the offline validity.
 	Disabled bool `json:"disabled,omitempty"`
 	// MaxValue caps a percent_off reward's discount, in minor units (0: no cap).
 	MaxValue int64 `json:"max_value,omitempty"`
@@ -185,10 +196,87 @@ func (p *Program) Validate() error {
 		}
 		seen[r.ID] = true
 	}
+	if err := validOfflineValidity("offline_validity", p.OfflineValidity); err != nil {
+		return err
+	}
+	for _, r := range p.Rewards {
+		if err := validOfflineValidity(fmt.Sprintf("reward %q: offline_validity", r.ID), r.OfflineValidity); err != nil {
+			return err
+		}
+	}
 	if err := validateRules(p); err != nil {
 		return err
 	}
 	return validateBudgets(p)
+}
+
+// Bounds of an offline validity (docs/BUDGETS.md, "The kill switch offline"). The default lets
+// a store ride out a day without its line; the shortest keeps a connected store (which hears from
+// the hub at every heartbeat, seconds apart) clear of it; the longest is the hub's default
+// claims.max_offline, beyond which it rejects a store's older sales anyway.
+const (
+	DefaultOfflineValidity = 24 * time.Hour
+	MinOfflineValidity     = time.Minute
+	MaxOfflineValidity     = 720 * time.Hour
+)
+
+func validOfflineValidity(what string, d Duration) error {
+	if d != 0 && (time.Duration(d) < MinOfflineValidity || time.Duration(d) > MaxOfflineValidity) {
+		return Errorf(EINVALID, "%s must be %s to %s, or left out for the default of %s; got %s", what,
+			Duration(MinOfflineValidity), Duration(MaxOfflineValidity), Duration(DefaultOfflineValidity), d)
+	}
+	return nil
+}
+
+// OfflineValidityOf returns how long a store that has not heard from the hub may go on redeeming
+// r: the reward's own offline_validity, else the program's, else DefaultOfflineValidity.
+func (p *Program) OfflineValidityOf(r Reward) time.Duration {
+	switch {
+	case r.OfflineValidity > 0:
+		return time.Duration(r.OfflineValidity)
+	case p.OfflineValidity > 0:
+		return time.Duration(p.OfflineValidity)
+	}
+	return DefaultOfflineValidity
+}
+
+// Duration is a length of time. In JSON (and YAML) it is text with a unit, as Go writes it:
+// "24h", "90m", "1h30m"; a bare number is refused, so that 10 is never read as 10 nanoseconds.
+type Duration time.Duration
+
+// String writes d as Go does, without zero minutes and seconds: "24h", "1h30m", "1m30s".
+func (d Duration) String() string {
+	s := time.Duration(d).String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// MarshalJSON implements json.Marshaler.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+// UnmarshalJSON implements json.Unmarshaler. It returns EINVALID.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return Errorf(EINVALID, "a duration is text with a unit, such as \"24h\" or \"90m\", not %s", b)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return Errorf(EINVALID, "%q is not a duration: write a number with a unit, such as \"24h\" or \"90m\"", s)
+	}
+	if v == 0 {
+		return Errorf(EINVALID, "a duration of %q means nothing here: leave the field out for its default", s)
+	}
+	*d = Duration(v)
+	return nil
 }
 
 // EarnPoints returns the points a sale of amount minor units earns, rounded down.

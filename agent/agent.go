@@ -133,8 +133,12 @@ func (a *Agent) Scan(ctx context.Context, req ScanRequest) (ScanResult, error) {
 			return err
 		}
 		res = ScanResult{Member: m, Known: known, Balance: bal, Pending: pending, Offline: !a.Sync.Status().Online, Affordable: []loyalty.Reward{}}
+		off, err := tx.OfflineFor(ctx)
+		if err != nil {
+			return err
+		}
 		for _, r := range p.Rewards {
-			if r.PointsCost <= bal && !r.Disabled {
+			if r.PointsCost <= bal && !r.Disabled && off < p.OfflineValidityOf(r) {
 				res.Affordable = append(res.Affordable, r)
 			}
 		}
@@ -162,8 +166,9 @@ func (a *Agent) lookup(ctx context.Context, member string) {
 	}
 }
 
-// balance returns what this store knows of a member: the replica row (or a bare one for a
-// member new to the store), whether it was known, and balance = synced + pending.
+// balance returns what this store knows of a member: as the hub has confirmed them (the synced
+// copy and this store's acknowledged deltas it does not include yet, or a bare member new to the
+// store), whether it was known, and balance = confirmed + pending (not acknowledged yet).
 func (a *Agent) balance(ctx context.Context, tx Tx, id string) (m loyalty.Member, known bool, balance, pending int64, err error) {
 	m, err = tx.Member(ctx, id)
 	if loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
@@ -482,6 +487,9 @@ func (a *Agent) spend(ctx context.Context, tx Tx, p *loyalty.Program, d *loyalty
 		if offline && r.Offline == loyalty.OfflineDeny {
 			return nil, loyalty.Errorf(loyalty.EUNAVAILABLE, "%s can only be redeemed while the store is online", r.Name)
 		}
+		if err := a.offlineValid(ctx, tx, p, r); err != nil {
+			return nil, err
+		}
 		if offline && r.Offline == loyalty.OfflineLimit {
 			n, err := inPeriod(loyalty.PeriodDay, a.Now(), func(since time.Time) (int64, error) {
 				return tx.OfflineRedemptions(ctx, d.Member, r.ID, since)
@@ -527,9 +535,7 @@ func (a *Agent) spend(ctx context.Context, tx Tx, p *loyalty.Program, d *loyalty
 		if x <= 0 {
 			continue
 		}
-		i := slices.IndexFunc(leases, func(l Lease) bool {
-			return l.Budget == b.ID && l.State == "active" && a.Now().Before(l.ValidUntil)
-		})
+		i := slices.IndexFunc(leases, func(l Lease) bool { return l.Budget == b.ID && l.Usable(a.Now()) })
 		if i < 0 {
 			return nil, quotaError{loyalty.Errorf(loyalty.EBUDGET,
 				"this store holds no quota of budget %s right now (offline too long, or the budget is used up); try again when online", b.ID)}
@@ -551,6 +557,21 @@ func (a *Agent) spend(ctx context.Context, tx Tx, p *loyalty.Program, d *loyalty
 		}
 	}
 	return use, nil
+}
+
+// offlineValid refuses a reward once the store has not heard from the hub for the reward's
+// offline validity: a kill switch published meanwhile reaches the store within that time, budget
+// or not (docs/BUDGETS.md, "Offline validity"). Online, a pull lifts it (errNeedQuota).
+func (a *Agent) offlineValid(ctx context.Context, tx Tx, p *loyalty.Program, r loyalty.Reward) error {
+	off, err := tx.OfflineFor(ctx)
+	if err != nil {
+		return err
+	}
+	if v := p.OfflineValidityOf(r); off >= v {
+		return quotaError{loyalty.Errorf(loyalty.EBUDGET,
+			"%s can't be redeemed while this store has been offline for more than %s; it will work again when the store is back online", r.Name, loyalty.Duration(v))}
+	}
+	return nil
 }
 
 // Redeem spends points on a reward, or uses a hub-issued voucher. Offline, the balance it checks
@@ -712,7 +733,8 @@ type Status struct {
 	Leases []Lease `json:"leases"` // budget quota this store may spend, and until when
 }
 
-// Status reports whether the store is online, its outbox, last sync and clock offset.
+// Status reports whether the store is online, its outbox, last sync and clock offset, and its
+// leases as they are now: an active lease whose time at this store is up shows as expired.
 func (a *Agent) Status(ctx context.Context) (Status, error) {
 	s := Status{Store: a.StoreID, Status: a.Sync.Status()}
 	err := a.Store.View(ctx, func(tx Tx) error {
@@ -723,6 +745,12 @@ func (a *Agent) Status(ctx context.Context) (Status, error) {
 		s.Leases, err = tx.Leases(ctx)
 		if s.Leases == nil {
 			s.Leases = []Lease{}
+		}
+		now := a.Now()
+		for i, l := range s.Leases {
+			if l.State == LeaseActive && !l.Usable(now) {
+				s.Leases[i].State = LeaseExpired
+			}
 		}
 		return err
 	})

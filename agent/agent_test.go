@@ -195,8 +195,10 @@ func TestReverse(t *testing.T) {
 	}
 }
 
-// TestAck_MovesDeltasFromPendingToSynced: after an ack the balance is the hub's, and a delta is
-// never counted both as pending and in the synced balance.
+// TestAck_MovesDeltasFromPendingToSynced: after an ack a delta is no longer pending, but it
+// counts on top of the synced copy of the member until a copy that includes it arrives (the
+// ack's version of the member, or a newer one); it is never counted twice, and an older copy
+// never takes the member back in time.
 func TestAck_MovesDeltasFromPendingToSynced(t *testing.T) {
 	ta := newTestAgent(t)
 	ctx := context.Background()
@@ -214,8 +216,9 @@ func TestAck_MovesDeltasFromPendingToSynced(t *testing.T) {
 	if err := ta.store.ApplyAck(ctx, ack); err != nil {
 		t.Fatal(err)
 	}
-	if s := ta.scan(t, "m1"); s.Balance != 135 || s.Pending != 0 {
-		t.Errorf("after ack: balance %d pending %d, want 135 and 0", s.Balance, s.Pending)
+	// 120 synced and o1's 10, confirmed; the other store's 5 come with the member's copy.
+	if s := ta.scan(t, "m1"); s.Balance != 130 || s.Pending != 0 || s.Member.Version != 5 {
+		t.Errorf("after ack: balance %d pending %d (copy version %d), want 130, 0 (5)", s.Balance, s.Pending, s.Member.Version)
 	}
 	st, _ := ta.Status(ctx)
 	if st.Outbox != 0 || st.Rejected != 1 {
@@ -225,8 +228,18 @@ func TestAck_MovesDeltasFromPendingToSynced(t *testing.T) {
 	if len(rej) != 1 || rej[0].Delta.ID != r2.Deltas[0] || rej[0].Code != "EINVALID" {
 		t.Errorf("rejected: %+v", rej)
 	}
-	// An older balance (a late ack or feed page) never takes the member back in time.
-	ta.store.ApplyChanges(ctx, &lsync.Changes{Cursor: 11, Members: []loyalty.Member{{ID: "m1", Balance: 1, Version: 8}}})
+	// A copy from before the hub applied o1 (version 8 < 9) does not include it: o1 still counts.
+	ta.store.ApplyChanges(ctx, &lsync.Changes{Cursor: 11, Members: []loyalty.Member{{ID: "m1", Name: "Ann", Balance: 123, Version: 8}}})
+	if s := ta.scan(t, "m1"); s.Balance != 133 {
+		t.Errorf("after a copy older than the ack: balance %d, want 123 + 10", s.Balance)
+	}
+	// The copy of the ack's version includes o1: it counts once.
+	ta.store.ApplyChanges(ctx, &lsync.Changes{Cursor: 12, Members: []loyalty.Member{{ID: "m1", Name: "Ann", Balance: 135, Version: 9}}})
+	if s := ta.scan(t, "m1"); s.Balance != 135 || s.Pending != 0 {
+		t.Errorf("after the ack's copy: balance %d pending %d, want 135 and 0", s.Balance, s.Pending)
+	}
+	// An older copy (a late page) never takes the member back in time.
+	ta.store.ApplyChanges(ctx, &lsync.Changes{Cursor: 13, Members: []loyalty.Member{{ID: "m1", Balance: 1, Version: 8}}})
 	if s := ta.scan(t, "m1"); s.Balance != 135 || s.Member.Name != "Ann" {
 		t.Errorf("after a stale page: %+v", s)
 	}

@@ -17,6 +17,7 @@ func TestPeriods_StoreCountsOnlyItsPeriod(t *testing.T) {
 	clock := offlineBudget(t, ta, 10, 72*time.Hour, func(p *loyalty.Program) {
 		p.Rewards[1].Offline, p.Rewards[1].OfflineMax = loyalty.OfflineLimit, 1 // five-off
 		p.EarnCaps = []loyalty.EarnCap{{Rule: loyalty.RulePurchase, Period: loyalty.PeriodDay, MaxPoints: 100}}
+		p.OfflineValidity = loyalty.Duration(72 * time.Hour) // the day ahead is not a day without the hub here
 	})
 	today := *clock
 	*clock = today.Add(24 * time.Hour) // the device's clock is a day ahead

@@ -23,9 +23,14 @@ type Store interface {
 
 // Tx is the set of storage operations available inside a transaction.
 type Tx interface {
-	// Member returns a member of the replica with their balance as last synced. ENOTFOUND.
+	// Member returns a member as the hub has confirmed them to this store: the copy last synced
+	// (change feed, subscription) with its version, plus this store's deltas the hub acknowledged
+	// that the copy does not include yet (the hub applied them at a newer version of the member),
+	// in the balance and the punch cards alike. ENOTFOUND when the replica has neither.
 	Member(ctx context.Context, id string) (loyalty.Member, error)
-	// PendingPoints returns the sum of points of the member's deltas not yet acknowledged.
+	// PendingPoints returns the sum of points of the member's deltas not yet acknowledged. With
+	// Member's balance it makes what this store knows of the member's points: every delta counts
+	// once, whether the hub has acknowledged it and whether the synced copy includes it yet.
 	PendingPoints(ctx context.Context, member string) (int64, error)
 	// PendingPunches returns the punch card units of the member's deltas not yet acknowledged.
 	PendingPunches(ctx context.Context, member string) (map[string]int64, error)
@@ -37,13 +42,18 @@ type Tx interface {
 	ClockOffset(ctx context.Context) (int64, error)
 	// SetClockOffset keeps a newly measured clock offset.
 	SetClockOffset(ctx context.Context, ms int64) error
+	// OfflineFor returns how long it is since this store last heard from the hub (the last page of
+	// a pull), on a clock that no change of the machine's clock winds back, across restarts too;
+	// the longest duration if the replica has no record of it.
+	OfflineFor(ctx context.Context) (time.Duration, error)
 	// Keys returns the hub's public keys as last synced.
 	Keys(ctx context.Context) ([]qr.PublicKey, error)
 
 	// InsertDelta writes a delta into the local ledger and the outbox, with what it spends of
 	// each lease, and whether it was approved offline.
 	InsertDelta(ctx context.Context, d loyalty.Delta, at time.Time, use []LeaseUse, offline bool) error
-	// Leases returns the budget leases as last received, with when each stops being usable.
+	// Leases returns the budget leases as last received, with when each stops being usable (kept
+	// across restarts; no clock change extends it).
 	Leases(ctx context.Context) ([]Lease, error)
 	// LeaseSpent returns what this store's deltas (not rejected by the hub) spent of a lease.
 	LeaseSpent(ctx context.Context, lease string) (int64, error)
@@ -73,11 +83,25 @@ type Tx interface {
 
 // Lease is budget quota this store may spend without the hub.
 type Lease struct {
-	ID         string    `json:"id"`
-	Budget     string    `json:"budget"`
-	Granted    int64     `json:"granted"`
+	ID      string `json:"id"`
+	Budget  string `json:"budget"`
+	Granted int64  `json:"granted"`
+	// State is the hub's (LeaseActive or LeaseEnded) as last received; in GET /v1/status an active
+	// lease past ValidUntil shows as LeaseExpired.
 	State      string    `json:"state"`
-	ValidUntil time.Time `json:"valid_until,omitzero"` // zero: not renewed since the agent started
+	ValidUntil time.Time `json:"valid_until,omitzero"` // by this machine's clock; zero: unknown (received before the agent kept deadlines), not usable
+}
+
+// Lease states.
+const (
+	LeaseActive  = "active"  // the store may spend it until ValidUntil
+	LeaseEnded   = "ended"   // the hub ended it (revoked, or expired at the hub): spend no more
+	LeaseExpired = "expired" // active at the hub as last heard, but its time at this store is up: spend no more
+)
+
+// Usable reports whether the store may spend the lease at now.
+func (l Lease) Usable(now time.Time) bool {
+	return l.State == LeaseActive && now.Before(l.ValidUntil)
 }
 
 // LeaseUse is what one delta spends of one lease.

@@ -11,6 +11,8 @@ import (
 	"errors"
 	"io/fs"
 	"log/slog"
+	"maps"
+	"math"
 	"strconv"
 	gosync "sync"
 	"sync/atomic"
@@ -31,12 +33,112 @@ type Store struct {
 	db      *sqlitedb.DB
 	program atomic.Pointer[loyalty.Program] // the synced program, parsed once; replaced after the commit that changes it
 
-	// Now is the clock that stamps when leases arrive; a lease is usable for its TTL from then.
-	// time.Now carries a monotonic reading, so wall-clock jumps do not stretch a lease.
-	Now       func() time.Time
-	Logger    *slog.Logger // says when the hub was restored (Epoch)
-	mu        gosync.Mutex
-	leaseSeen map[string]time.Time // in memory only: after a restart, leases wait for renewal
+	// Now is the clock that stamps when leases arrive (a lease is usable for its TTL from then) and
+	// when the store last heard from the hub. time.Now carries a monotonic reading, so wall-clock
+	// jumps do not stretch a lease while the agent runs; across restarts, see clock.
+	Now    func() time.Time
+	Logger *slog.Logger // says when the hub was restored (Epoch)
+
+	mu   gosync.Mutex
+	clk  *clock        // nil until this process first needs the agent time
+	stop chan struct{} // ends the clock keeper
+	done chan struct{} // closed when the clock keeper has ended; nil: none was started
+	once gosync.Once   // Close's last checkpoint
+}
+
+// The agent time: the timeline on which lease deadlines and the last time the store heard from
+// the hub are kept in the replica, so that they survive a restart and no clock change extends
+// them. Within a process it advances with Now's monotonic reading, whatever the wall clock does.
+// The replica keeps a checkpoint, the agent time and the wall clock at one moment (clock_at_ms,
+// clock_wall_ms); a new process starts the agent time at the checkpoint plus the wall-clock time
+// since it, or plus nothing if the wall clock is now behind it. So a clock set back never gives
+// time back, and one set forward while the agent was stopped only makes it look longer. The
+// checkpoint is written at every change-feed page and every clockEvery by a keeper, each time
+// clockSlack ahead (so a crash between two writes gives nothing back either), and exactly when
+// the replica is closed.
+const (
+	clockEvery = 10 * time.Second
+	clockSlack = 3 * clockEvery
+)
+
+// clock anchors the agent time in this process.
+type clock struct {
+	start time.Time // Now() when this process first needed the agent time
+	at    time.Time // the agent time then (a wall-clock reading, without a monotonic one)
+	real  bool      // start has a monotonic reading: Now is the machine's clock, the keeper may use time.Now
+}
+
+// agentTime returns Now() and the agent time then.
+func (t *tx) agentTime(ctx context.Context) (now, at time.Time, err error) {
+	s := t.s
+	now = s.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.clk == nil {
+		// Round(0) strips a monotonic reading: only the machine's clock (time.Now) has one.
+		c := &clock{start: now, at: now.Round(0), real: now != now.Round(0)}
+		ckAt, err := t.metaInt(ctx, "clock_at_ms")
+		if err != nil {
+			return now, now, err
+		}
+		ckWall, err := t.metaInt(ctx, "clock_wall_ms")
+		if err != nil {
+			return now, now, err
+		}
+		if ckAt != 0 {
+			c.at = time.UnixMilli(ckAt).Add(max(0, now.Round(0).Sub(time.UnixMilli(ckWall))))
+		}
+		s.clk = c
+		if c.real {
+			s.done = make(chan struct{})
+			go s.keepClock(c)
+		}
+	}
+	return now, s.clk.at.Add(now.Sub(s.clk.start)), nil
+}
+
+// checkpoint records the agent time at now (slack ahead), in t.
+func (t *tx) checkpoint(ctx context.Context, now, at time.Time, slack time.Duration) error {
+	if err := t.setMeta(ctx, "clock_at_ms", strconv.FormatInt(at.Add(slack).UnixMilli(), 10)); err != nil {
+		return err
+	}
+	return t.setMeta(ctx, "clock_wall_ms", strconv.FormatInt(now.Round(0).Add(slack).UnixMilli(), 10))
+}
+
+// keepClock writes a checkpoint every clockEvery until stop. It runs while the agent time runs on
+// the machine's clock, read with time.Now (tests and the simulator inject their own clocks, and
+// call Checkpoint instead).
+func (s *Store) keepClock(c *clock) {
+	defer close(s.done)
+	tick := time.NewTicker(clockEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-tick.C:
+		}
+		err := s.db.Update(context.Background(), func(t *sqlitedb.Tx) error {
+			now := time.Now()
+			return (&tx{t, s}).checkpoint(context.Background(), now, c.at.Add(now.Sub(c.start)), clockSlack)
+		})
+		if err != nil {
+			s.Logger.Warn("could not record the clock checkpoint in the replica", slog.Any("err", err))
+		}
+	}
+}
+
+// Checkpoint records the agent time at Now(), as the keeper does every clockEvery (which it
+// does only on the machine's clock: a test or a simulator with its own clock calls this).
+func (s *Store) Checkpoint(ctx context.Context) error {
+	return s.db.Update(ctx, func(t *sqlitedb.Tx) error {
+		x := &tx{t, s}
+		now, at, err := x.agentTime(ctx)
+		if err != nil {
+			return err
+		}
+		return x.checkpoint(ctx, now, at, clockSlack)
+	})
 }
 
 var _ agent.Store = (*Store)(nil)
@@ -57,14 +159,40 @@ func OpenWith(ctx context.Context, path string, opts sqlitedb.Options) (*Store, 
 	if err != nil {
 		return nil, err
 	}
-	return &Store{db: db, Now: time.Now, Logger: slog.Default(), leaseSeen: map[string]time.Time{}}, nil
+	return &Store{db: db, Now: time.Now, Logger: slog.Default(), stop: make(chan struct{})}, nil
 }
 
 // Path returns the database file's path.
 func (s *Store) Path() string { return s.db.Path }
 
-// Close implements agent.Store.
-func (s *Store) Close() error { return s.db.Close() }
+// Close implements agent.Store. It records the agent time exactly first, so that a restart
+// counts the time from now on and no more.
+func (s *Store) Close() error {
+	s.once.Do(func() {
+		close(s.stop)
+		s.mu.Lock()
+		anchored, done := s.clk != nil, s.done
+		s.mu.Unlock()
+		if done != nil {
+			<-done
+		}
+		if !anchored {
+			return
+		}
+		err := s.db.Update(context.Background(), func(t *sqlitedb.Tx) error {
+			x := &tx{t, s}
+			now, at, err := x.agentTime(context.Background())
+			if err != nil {
+				return err
+			}
+			return x.checkpoint(context.Background(), now, at, 0)
+		})
+		if err != nil {
+			s.Logger.Warn("could not record the clock checkpoint in the replica", slog.Any("err", err))
+		}
+	})
+	return s.db.Close()
+}
 
 // Update implements agent.Store.
 func (s *Store) Update(ctx context.Context, fn func(agent.Tx) error) error {
@@ -95,6 +223,25 @@ func (t *tx) SetClockOffset(ctx context.Context, ms int64) error {
 	return t.setMeta(ctx, "clock_offset_ms", strconv.FormatInt(ms, 10))
 }
 
+// metaInt returns a number kept in meta, 0 if there is none.
+func (t *tx) metaInt(ctx context.Context, key string) (int64, error) {
+	v, err := t.meta(ctx, key)
+	if err != nil || v == "" {
+		return 0, err
+	}
+	return strconv.ParseInt(v, 10, 64)
+}
+
+// OfflineFor implements agent.Tx: the agent time since the last complete pull.
+func (t *tx) OfflineFor(ctx context.Context) (time.Duration, error) {
+	heard, err := t.metaInt(ctx, "heard_at_ms")
+	if err != nil || heard == 0 {
+		return math.MaxInt64, err
+	}
+	_, at, err := t.agentTime(ctx)
+	return max(0, at.Sub(time.UnixMilli(heard))), err
+}
+
 func (t *tx) meta(ctx context.Context, key string) (string, error) {
 	var v string
 	err := t.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&v)
@@ -109,22 +256,66 @@ func (t *tx) setMeta(ctx context.Context, key, value string) error {
 	return err
 }
 
+// Member implements agent.Tx: the synced copy, plus this store's acknowledged deltas the copy
+// does not include yet (the hub applied them at a newer version of the member than the copy's).
 func (t *tx) Member(ctx context.Context, id string) (loyalty.Member, error) {
 	m := loyalty.Member{ID: id}
 	var punches string
+	found := true
 	err := t.QueryRowContext(ctx, `SELECT email, name, tier, country, punches, balance, version FROM members WHERE id = ?`, id).
 		Scan(&m.Email, &m.Name, &m.Tier, &m.Country, &punches, &m.Balance, &m.Version)
 	if errors.Is(err, sql.ErrNoRows) {
-		return m, loyalty.Errorf(loyalty.ENOTFOUND, "member %s is not in this store's replica", id)
+		found, err = false, nil
 	} else if err == nil && punches != "" {
 		err = json.Unmarshal([]byte(punches), &m.Punches)
 	}
-	return m, err
+	if err != nil {
+		return m, err
+	}
+	var n, points int64
+	if err := t.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(points), 0) FROM deltas WHERE member = ? AND hub_version > 0`, id).
+		Scan(&n, &points); err != nil {
+		return m, err
+	}
+	if n == 0 && !found {
+		return m, loyalty.Errorf(loyalty.ENOTFOUND, "member %s is not in this store's replica", id)
+	}
+	if n == 0 {
+		return m, nil
+	}
+	m.Balance += points
+	add, err := t.punchSums(ctx, `SELECT p.card, SUM(p.units) FROM delta_punches p JOIN deltas d ON d.id = p.delta_id
+		WHERE d.member = ? AND d.hub_version > 0 GROUP BY p.card`, id)
+	if err != nil {
+		return m, err
+	}
+	m.Punches = addPunches(m.Punches, add, 1)
+	return m, nil
 }
 
-func (t *tx) PendingPunches(ctx context.Context, member string) (map[string]int64, error) {
-	rows, err := t.QueryContext(ctx, `SELECT p.card, SUM(p.units) FROM delta_punches p JOIN deltas d ON d.id = p.delta_id
-		WHERE d.member = ? AND d.state = 'pending' GROUP BY p.card`, member)
+// addPunches returns punch counts with sign × add added, leaving out cards at zero.
+func addPunches(punches, add map[string]int64, sign int64) map[string]int64 {
+	if len(add) == 0 {
+		return punches
+	}
+	out := maps.Clone(punches)
+	if out == nil {
+		out = map[string]int64{}
+	}
+	for card, n := range add {
+		if out[card] += sign * n; out[card] == 0 {
+			delete(out, card)
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// punchSums runs a query of (card, units) rows with one argument.
+func (t *tx) punchSums(ctx context.Context, q string, arg any) (map[string]int64, error) {
+	rows, err := t.QueryContext(ctx, q, arg)
 	if err != nil {
 		return nil, err
 	}
@@ -139,6 +330,11 @@ func (t *tx) PendingPunches(ctx context.Context, member string) (map[string]int6
 		out[card] = n
 	}
 	return out, rows.Err()
+}
+
+func (t *tx) PendingPunches(ctx context.Context, member string) (map[string]int64, error) {
+	return t.punchSums(ctx, `SELECT p.card, SUM(p.units) FROM delta_punches p JOIN deltas d ON d.id = p.delta_id
+		WHERE d.member = ? AND d.state = 'pending' GROUP BY p.card`, member)
 }
 
 func (t *tx) PendingPoints(ctx context.Context, member string) (int64, error) {
@@ -216,23 +412,27 @@ func (t *tx) InsertDelta(ctx context.Context, d loyalty.Delta, at time.Time, use
 	return nil
 }
 
+// Leases implements agent.Tx. A lease's deadline is kept in agent time; ValidUntil is that
+// deadline on Now's clock (with its monotonic reading, while the agent runs on the machine's).
 func (t *tx) Leases(ctx context.Context) ([]agent.Lease, error) {
-	rows, err := t.QueryContext(ctx, `SELECT id, budget, granted, state, ttl_ms FROM leases ORDER BY budget, id`)
+	now, at, err := t.agentTime(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := t.QueryContext(ctx, `SELECT id, budget, granted, state, deadline_ms FROM leases ORDER BY budget, id`)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	var out []agent.Lease
-	t.s.mu.Lock()
-	defer t.s.mu.Unlock()
 	for rows.Next() {
 		var l agent.Lease
-		var ttl int64
-		if err := rows.Scan(&l.ID, &l.Budget, &l.Granted, &l.State, &ttl); err != nil {
+		var deadline int64
+		if err := rows.Scan(&l.ID, &l.Budget, &l.Granted, &l.State, &deadline); err != nil {
 			return nil, err
 		}
-		if seen, ok := t.s.leaseSeen[l.ID]; ok {
-			l.ValidUntil = seen.Add(time.Duration(ttl) * time.Millisecond)
+		if deadline != 0 {
+			l.ValidUntil = now.Add(time.UnixMilli(deadline).Sub(at))
 		}
 		out = append(out, l)
 	}
@@ -371,25 +571,27 @@ func (t *tx) cursor(ctx context.Context) (int64, error) {
 	return strconv.ParseInt(v, 10, 64)
 }
 
-// setMember stores a member if version is newer than the replica's copy. An ack carries only
-// a balance (details false), which must not wipe the name and tier the feed delivered; the feed's
-// details win at an equal version (an ack may have stored the bare balance of that version first).
-func (t *tx) setMember(ctx context.Context, m loyalty.Member, details bool) error {
-	q := `INSERT INTO members (id, email, name, tier, country, punches, balance, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (id) DO UPDATE SET email = excluded.email, name = excluded.name, tier = excluded.tier,
-			country = excluded.country, punches = excluded.punches, balance = excluded.balance, version = excluded.version
-		WHERE excluded.version >= members.version`
-	if !details {
-		q = `INSERT INTO members (id, email, name, tier, country, punches, balance, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (id) DO UPDATE SET balance = excluded.balance, version = excluded.version
-		WHERE excluded.version > members.version`
-	}
+// setMember stores a whole copy of a member from the hub (the change feed, a subscription) if
+// its version is not older than the replica's copy, and stops counting on top of the copy the
+// acknowledged deltas it includes. Acks never write a copy: they carry a balance but not the
+// member's punch cards or tier, so a copy of their version would be wrong until the feed came.
+// (Replicas written before that may hold an ack's bare balance at the feed's version: the feed
+// wins at an equal version.)
+func (t *tx) setMember(ctx context.Context, m loyalty.Member) error {
 	punches := ""
 	if len(m.Punches) > 0 {
 		b, _ := json.Marshal(m.Punches)
 		punches = string(b)
 	}
-	_, err := t.ExecContext(ctx, q, m.ID, m.Email, m.Name, m.Tier, m.Country, punches, m.Balance, m.Version)
+	_, err := t.ExecContext(ctx, `INSERT INTO members (id, email, name, tier, country, punches, balance, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET email = excluded.email, name = excluded.name, tier = excluded.tier,
+			country = excluded.country, punches = excluded.punches, balance = excluded.balance, version = excluded.version
+		WHERE excluded.version >= members.version`, m.ID, m.Email, m.Name, m.Tier, m.Country, punches, m.Balance, m.Version)
+	if err != nil {
+		return err
+	}
+	_, err = t.ExecContext(ctx, `UPDATE deltas SET hub_version = 0 WHERE member = ? AND hub_version > 0
+		AND hub_version <= (SELECT version FROM members WHERE id = ?)`, m.ID, m.ID)
 	return err
 }
 
@@ -435,27 +637,42 @@ func (s *Store) PendingCount(ctx context.Context) (int64, error) {
 	return n, err
 }
 
-// ApplyAck implements lsync.ClientHandler: acknowledged deltas leave the outbox and balances
-// move to the hub's, in one transaction, so a delta is never counted both as pending and in the
-// synced balance.
+// ApplyAck implements lsync.ClientHandler: acknowledged deltas leave the outbox, in one
+// transaction. A delta the hub applied (or had applied) counts on top of the member's synced copy
+// until a copy that includes it arrives: the ack's balance for the member names the version of the
+// member that includes every delta of the push (the hub stamps it after applying them), and a copy
+// of that version or newer includes the delta, its points and its punch card units alike. Without
+// a balance for its member in the ack, the delta is taken as included in the copy.
 func (s *Store) ApplyAck(ctx context.Context, ack *lsync.Ack) error {
+	versions := make(map[string]int64, len(ack.Balances))
+	for _, b := range ack.Balances {
+		versions[b.Member] = max(versions[b.Member], b.Version) // a push applied one delta at a time names a member more than once
+	}
 	return s.db.Update(ctx, func(t *sqlitedb.Tx) error {
-		x := &tx{t, s}
 		for _, r := range ack.Results {
 			var err error
 			switch r.Status {
 			case lsync.StatusApplied, lsync.StatusDuplicate:
-				_, err = t.ExecContext(ctx, `UPDATE deltas SET state = 'acked', hub_seq = ? WHERE id = ? AND state = 'pending'`, r.Seq, r.DeltaID)
+				var member string
+				var have int64
+				err = t.QueryRowContext(ctx, `SELECT d.member, COALESCE(m.version, 0) FROM deltas d LEFT JOIN members m ON m.id = d.member
+					WHERE d.id = ? AND d.state = 'pending'`, r.DeltaID).Scan(&member, &have)
+				if errors.Is(err, sql.ErrNoRows) {
+					continue // acknowledged before, or not this store's
+				} else if err != nil {
+					return err
+				}
+				v := versions[member]
+				if v <= have {
+					v = 0 // the copy includes it already
+				}
+				_, err = t.ExecContext(ctx, `UPDATE deltas SET state = 'acked', hub_seq = ?, hub_version = ? WHERE id = ? AND state = 'pending'`,
+					r.Seq, v, r.DeltaID)
 			case lsync.StatusRejected:
 				_, err = t.ExecContext(ctx, `UPDATE deltas SET state = 'rejected', code = ?, message = ? WHERE id = ? AND state = 'pending'`,
 					r.Code, r.Message, r.DeltaID)
 			}
 			if err != nil {
-				return err
-			}
-		}
-		for _, b := range ack.Balances {
-			if err := x.setMember(ctx, loyalty.Member{ID: b.Member, Balance: b.Balance, Version: b.Version}, false); err != nil {
 				return err
 			}
 		}
@@ -482,15 +699,26 @@ func (s *Store) Epoch(ctx context.Context, epoch int64, since time.Time) error {
 			return nil
 		}
 		if seen != "" {
+			// What goes back in the outbox leaves the synced copies that include it (an
+			// acknowledged delta with hub_version 0), its points and its punch card units.
 			if _, err := t.ExecContext(ctx, `UPDATE members SET balance = balance - (SELECT COALESCE(SUM(d.points), 0) FROM deltas d
-				WHERE d.member = members.id AND d.state = 'acked' AND d.created_at >= ?)`, since.UnixMilli()); err != nil {
+				WHERE d.member = members.id AND d.state = 'acked' AND d.hub_version = 0 AND d.created_at >= ?)`, since.UnixMilli()); err != nil {
 				return err
 			}
-			res, err := t.ExecContext(ctx, `UPDATE deltas SET state = 'pending', hub_seq = 0 WHERE state = 'acked' AND created_at >= ?`, since.UnixMilli())
+			if err := x.takeBackPunches(ctx, since); err != nil {
+				return err
+			}
+			res, err := t.ExecContext(ctx, `UPDATE deltas SET state = 'pending', hub_seq = 0, hub_version = 0 WHERE state = 'acked' AND created_at >= ?`, since.UnixMilli())
 			if err != nil {
 				return err
 			}
 			n, _ := res.RowsAffected()
+			// Acknowledged deltas older than that are in the backup, but the copies here may not
+			// include them yet: they count until the restored hub's first copy of their member,
+			// whose version numbers start over (every copy's version is 0 below).
+			if _, err := t.ExecContext(ctx, `UPDATE deltas SET hub_version = 1 WHERE hub_version > 0`); err != nil {
+				return err
+			}
 			if _, err := t.ExecContext(ctx, `DELETE FROM leases`); err != nil {
 				return err
 			}
@@ -512,13 +740,65 @@ func (s *Store) Epoch(ctx context.Context, epoch int64, since time.Time) error {
 	})
 }
 
-// ApplyChanges implements lsync.ClientHandler.
+// takeBackPunches takes the punch card units of the acknowledged deltas made since since, which
+// the synced copies include, out of those copies.
+func (t *tx) takeBackPunches(ctx context.Context, since time.Time) error {
+	rows, err := t.QueryContext(ctx, `SELECT d.member, p.card, SUM(p.units) FROM delta_punches p JOIN deltas d ON d.id = p.delta_id
+		WHERE d.state = 'acked' AND d.hub_version = 0 AND d.created_at >= ? GROUP BY d.member, p.card`, since.UnixMilli())
+	if err != nil {
+		return err
+	}
+	take := map[string]map[string]int64{}
+	for rows.Next() {
+		var member, card string
+		var n int64
+		if err := rows.Scan(&member, &card, &n); err != nil {
+			rows.Close()
+			return err
+		}
+		if take[member] == nil {
+			take[member] = map[string]int64{}
+		}
+		take[member][card] = n
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for member, cards := range take {
+		var punches string
+		err := t.QueryRowContext(ctx, `SELECT punches FROM members WHERE id = ?`, member).Scan(&punches)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue
+		} else if err != nil {
+			return err
+		}
+		var have map[string]int64
+		if punches != "" {
+			if err := json.Unmarshal([]byte(punches), &have); err != nil {
+				return err
+			}
+		}
+		punches = ""
+		if left := addPunches(have, cards, -1); len(left) > 0 {
+			b, _ := json.Marshal(left)
+			punches = string(b)
+		}
+		if _, err := t.ExecContext(ctx, `UPDATE members SET punches = ? WHERE id = ?`, punches, member); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ApplyChanges implements lsync.ClientHandler. The last page of a pull is the store hearing from
+// the hub (agent.Tx.OfflineFor); the leases it carries run for their TTL from then, in agent time.
 func (s *Store) ApplyChanges(ctx context.Context, ch *lsync.Changes) error {
 	var newer bool
 	err := s.db.Update(ctx, func(t *sqlitedb.Tx) error {
 		x := &tx{t, s}
 		for _, m := range ch.Members {
-			if err := x.setMember(ctx, m, true); err != nil {
+			if err := x.setMember(ctx, m); err != nil {
 				return err
 			}
 		}
@@ -560,37 +840,41 @@ func (s *Store) ApplyChanges(ctx context.Context, ch *lsync.Changes) error {
 				return err
 			}
 		}
+		now, at, err := x.agentTime(ctx)
+		if err != nil {
+			return err
+		}
 		if ch.Leases != nil {
 			if _, err := t.ExecContext(ctx, `DELETE FROM leases`); err != nil {
 				return err
 			}
 			for _, l := range ch.Leases {
-				if _, err := t.ExecContext(ctx, `INSERT INTO leases (id, budget, granted, state, ttl_ms) VALUES (?, ?, ?, ?, ?)`,
-					l.ID, l.Budget, l.Granted, l.State, l.TTLMillis); err != nil {
+				deadline := at.Add(time.Duration(l.TTLMillis) * time.Millisecond).UnixMilli()
+				if _, err := t.ExecContext(ctx, `INSERT INTO leases (id, budget, granted, state, ttl_ms, deadline_ms) VALUES (?, ?, ?, ?, ?, ?)`,
+					l.ID, l.Budget, l.Granted, l.State, l.TTLMillis, deadline); err != nil {
 					return err
 				}
 			}
+		}
+		if !ch.More {
+			if err := x.setMeta(ctx, "heard_at_ms", strconv.FormatInt(at.UnixMilli(), 10)); err != nil {
+				return err
+			}
+		}
+		if err := x.checkpoint(ctx, now, at, clockSlack); err != nil {
+			return err
 		}
 		return x.setMeta(ctx, "cursor", strconv.FormatInt(ch.Cursor, 10))
 	})
 	if err == nil && newer {
 		s.program.Store(ch.Program)
 	}
-	if err == nil && ch.Leases != nil {
-		now := s.Now()
-		s.mu.Lock()
-		clear(s.leaseSeen)
-		for _, l := range ch.Leases {
-			s.leaseSeen[l.ID] = now
-		}
-		s.mu.Unlock()
-	}
 	return err
 }
 
 // ApplyMember implements lsync.ClientHandler.
 func (s *Store) ApplyMember(ctx context.Context, m *loyalty.Member) error {
-	return s.db.Update(ctx, func(t *sqlitedb.Tx) error { return (&tx{t, s}).setMember(ctx, *m, true) })
+	return s.db.Update(ctx, func(t *sqlitedb.Tx) error { return (&tx{t, s}).setMember(ctx, *m) })
 }
 
 func (t *tx) Earned(ctx context.Context, member string, since time.Time) (int64, error) {

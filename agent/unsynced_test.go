@@ -1,0 +1,187 @@
+package agent_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/loyalty-edge-sync/loyalty"
+	"github.com/loyalty-edge-sync/loyalty/agent"
+	agentsqlite "github.com/loyalty-edge-sync/loyalty/agent/sqlite"
+	"github.com/loyalty-edge-sync/loyalty/hub"
+	hubsqlite "github.com/loyalty-edge-sync/loyalty/hub/sqlite"
+	"github.com/loyalty-edge-sync/loyalty/internal/seal"
+	lsync "github.com/loyalty-edge-sync/loyalty/sync"
+)
+
+// syncPair is a real hub and an agent's replica, synced by hand the way the sync client does it
+// (push the outbox, record the ack, pull the change feed), so a test decides what arrives when.
+type syncPair struct {
+	hub   *hub.Hub
+	store *agentsqlite.Store
+	agent *agent.Agent
+}
+
+func openSyncPair(t *testing.T, p loyalty.Program) *syncPair {
+	t.Helper()
+	ctx := context.Background()
+	hs, err := hubsqlite.Open(ctx, filepath.Join(t.TempDir(), "hub.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hs.Close() })
+	h := hub.New(hs)
+	h.KEK, h.Logger = seal.NewRandom(), biLogger
+	if err := h.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := h.CreateStore(ctx, "s1", "Store 1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.SetProgram(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.CreateMember(ctx, loyalty.Member{ID: "m1", Name: "Ann", HomeStore: "s1"}); err != nil {
+		t.Fatal(err)
+	}
+	as, err := agentsqlite.Open(ctx, filepath.Join(t.TempDir(), "agent.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { as.Close() })
+	a := agent.New("s1", as, &fakeSync{})
+	a.Logger = biLogger
+	sp := &syncPair{hub: h, store: as, agent: a}
+	sp.pull(t)
+	return sp
+}
+
+// push sends the whole outbox and records the hub's ack, as the sync client does.
+func (sp *syncPair) push(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	out, err := sp.store.Pending(ctx, 0, 500)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ds []loyalty.Delta
+	for _, o := range out {
+		ds = append(ds, o.Delta)
+	}
+	ack, err := sp.hub.Push(ctx, "s1", ds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range ack.Results {
+		if r.Status != lsync.StatusApplied && r.Status != lsync.StatusDuplicate {
+			t.Fatalf("the hub did not apply delta %s: %+v", r.DeltaID, r)
+		}
+	}
+	if err := sp.store.ApplyAck(ctx, ack); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// pull applies the change feed until its last page.
+func (sp *syncPair) pull(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	for {
+		cur, err := sp.store.Cursor(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ch, err := sp.hub.Pull(ctx, "s1", lsync.Pull{Cursor: cur, Limit: 500, Flushed: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sp.store.ApplyChanges(ctx, ch); err != nil {
+			t.Fatal(err)
+		}
+		if !ch.More {
+			return
+		}
+	}
+}
+
+func (sp *syncPair) buyEspressos(t *testing.T, order string, n int64) loyalty.Receipt {
+	t.Helper()
+	r, err := sp.agent.Earn(context.Background(), loyalty.EarnRequest{OrderID: order, MemberID: "m1", Amount: loyalty.Money(250 * n),
+		Currency: "EUR", Lines: []loyalty.Line{{SKU: "espresso", Qty: n, Amount: 250 * n}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// view is what the agent knows of m1: the balance and punch card units a cashier's next order
+// is computed with.
+func (sp *syncPair) view(t *testing.T) (balance, punches int64) {
+	t.Helper()
+	ctx := context.Background()
+	err := sp.store.View(ctx, func(tx agent.Tx) error {
+		m, err := tx.Member(ctx, "m1")
+		if err != nil {
+			return err
+		}
+		pts, err := tx.PendingPoints(ctx, "m1")
+		if err != nil {
+			return err
+		}
+		ps, err := tx.PendingPunches(ctx, "m1")
+		balance, punches = m.Balance+pts, m.Punches["espresso"]+ps["espresso"]
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return balance, punches
+}
+
+// TestAckedOrderCountsUntilTheMemberArrives (issue finding 1): two orders for one member close
+// together. The first is pushed and acknowledged, and the second is rung up before the change
+// feed brings the member's copy that includes the first. The first order still counts, in the
+// punch card (the second order fills the card of 5) and in the balance, and once the copy
+// arrives it counts once, not twice.
+func TestAckedOrderCountsUntilTheMemberArrives(t *testing.T) {
+	p := loyalty.DefaultProgram()
+	p.PunchCards = []loyalty.PunchCard{{ID: "espresso", Name: "Espresso card", SKU: "espresso", Buy: 5, Reward: "coffee"}}
+	sp := openSyncPair(t, p)
+	ctx := context.Background()
+
+	sp.buyEspressos(t, "a", 3)
+	sp.push(t) // the hub applied order a; its ack arrived, the member's new copy has not
+	hm, err := sp.hub.Member(ctx, "m1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bal, punches := sp.view(t); bal != hm.Balance || punches != 3 {
+		t.Errorf("after the ack, before the member's copy: balance %d, %d punches; the hub has %d and %v", bal, punches, hm.Balance, hm.Punches)
+	}
+	if r := sp.buyEspressos(t, "b", 2); len(r.PunchRewards) != 1 || r.PunchRewards[0].ID != "coffee" {
+		t.Fatalf("3 espressos acknowledged and 2 more filled no card of 5: punch rewards %+v", r.PunchRewards)
+	}
+
+	sp.push(t)
+	sp.pull(t) // the member's copy now includes both orders
+	hm, err = sp.hub.Member(ctx, "m1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bal, punches := sp.view(t)
+	if bal != hm.Balance || punches != hm.Punches["espresso"] || punches != 5 {
+		t.Errorf("after the member's copy: balance %d, %d punches; the hub has %d and %v (each order once)", bal, punches, hm.Balance, hm.Punches)
+	}
+	if s, err := sp.agent.Scan(ctx, agent.ScanRequest{QR: mustToken(t, sp.hub, "m1")}); err != nil || s.Balance != hm.Balance || s.Pending != 0 {
+		t.Errorf("scan after the sync: %+v, %v; want balance %d, nothing pending", s, err, hm.Balance)
+	}
+}
+
+func mustToken(t *testing.T, h *hub.Hub, member string) string {
+	t.Helper()
+	tok, err := h.MemberToken(context.Background(), member)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
