@@ -64,31 +64,6 @@ func (a *Agent) location(ctx context.Context, tx Tx) (*time.Location, error) {
 	return a.Location, nil
 }
 
-// negate returns the punch counts with their signs turned, or nil.
-func negate(punches map[string]int64) map[string]int64 {
-	if len(punches) == 0 {
-		return nil
-	}
-	out := make(map[string]int64, len(punches))
-	for card, n := range punches {
-		out[card] = -n
-	}
-	return out
-}
-
-// punchRewards lists the rewards of the punch cards an order filled.
-func punchRewards(p *loyalty.Program, cards []string) []loyalty.Reward {
-	var out []loyalty.Reward
-	for _, id := range cards {
-		if c, ok := p.PunchCard(id); ok {
-			if r, err := p.Reward(c.Reward); err == nil {
-				out = append(out, r)
-			}
-		}
-	}
-	return out
-}
-
 // New returns an Agent for store id on s.
 func New(id string, s Store, sync Syncer) *Agent {
 	return &Agent{Store: s, StoreID: id, Sync: sync, Logger: slog.Default(), Now: time.Now, LookupTimeout: 500 * time.Millisecond}
@@ -410,7 +385,7 @@ func (a *Agent) Earn(ctx context.Context, req loyalty.EarnRequest) (loyalty.Rece
 		d.Punches, d.PunchRewards = res.Punches, res.PunchRewards
 		rc, err := a.write(ctx, tx, &p, offline, d)
 		rc.Earn = &res
-		rc.PunchRewards = punchRewards(&p, res.PunchRewards)
+		rc.PunchRewards = p.PunchRewards(res.PunchRewards)
 		return rc, err
 	})
 }
@@ -669,49 +644,47 @@ func (a *Agent) useVoucher(ctx context.Context, req loyalty.RedeemRequest) (loya
 	})
 }
 
-// stacks checks the program's stacking rule against the rewards already redeemed on an order.
-func (a *Agent) stacks(ctx context.Context, tx Tx, p *loyalty.Program, orderID, reward string) error {
+// orderEntries reads an order's deltas at this store, each with whether it was reversed since.
+func orderEntries(ctx context.Context, tx Tx, orderID string) ([]loyalty.OrderEntry, error) {
 	ds, err := tx.OrderDeltas(ctx, orderID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]loyalty.OrderEntry, len(ds))
+	for i, d := range ds {
+		by, err := tx.ReversalOf(ctx, d.ID)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = loyalty.OrderEntry{Delta: d, Reversed: by != ""}
+	}
+	return out, nil
+}
+
+// stacks checks the program's stacking rule against the rewards standing on an order at this store.
+func (a *Agent) stacks(ctx context.Context, tx Tx, p *loyalty.Program, orderID, reward string) error {
+	es, err := orderEntries(ctx, tx, orderID)
 	if err != nil {
 		return err
 	}
-	var already []string
-	for _, d := range ds {
-		if d.Kind == loyalty.KindRedeem && d.Reward != "" {
-			if by, err := tx.ReversalOf(ctx, d.ID); err != nil {
-				return err
-			} else if by == "" {
-				already = append(already, d.Reward)
-			}
-		}
-	}
-	return p.Stacks(reward, already)
+	return p.Stacks(reward, loyalty.StandingRewards(es))
 }
 
 // Reverse undoes everything an order earned and redeemed at this store (a void or a full
 // refund). Reversing an earn can take a balance below zero; the hub flags that for review.
 func (a *Agent) Reverse(ctx context.Context, req loyalty.ReverseRequest) (loyalty.Receipt, error) {
 	return a.once(ctx, "reverse", req.OrderID, req, func(tx Tx, offline bool) (loyalty.Receipt, error) {
-		ds, err := tx.OrderDeltas(ctx, req.OrderID)
+		es, err := orderEntries(ctx, tx, req.OrderID)
 		if err != nil {
 			return loyalty.Receipt{}, err
 		}
 		var rev []loyalty.Delta
-		for _, d := range ds {
-			if d.Kind != loyalty.KindEarn && d.Kind != loyalty.KindRedeem {
-				continue
-			}
-			if by, err := tx.ReversalOf(ctx, d.ID); err != nil {
-				return loyalty.Receipt{}, err
-			} else if by != "" {
-				continue
-			}
+		for _, d := range loyalty.ToReverse(es) {
 			r, err := a.newDelta(ctx, tx, d.Member, loyalty.KindReverse, req.OrderID, req.Terminal)
 			if err != nil {
 				return loyalty.Receipt{}, err
 			}
-			r.Points, r.Reverses, r.RuleVersion, r.Reward = -d.Points, d.ID, d.RuleVersion, d.Reward
-			r.Punches = negate(d.Punches) // a refund takes its punches back
+			r.Undo(d)
 			rev = append(rev, r)
 		}
 		if len(rev) == 0 {
