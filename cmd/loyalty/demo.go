@@ -261,8 +261,9 @@ type demo struct {
 	tokens  map[string]string // member -> QR token
 	link    *faultnet.Link
 
-	approved []string         // every delta id a cashier or the online channel was told about
-	expected map[string]int64 // member -> sum of the points on their receipts
+	approved []string                   // every delta id a cashier or the online channel was told about
+	expected map[string]int64           // member -> sum of the points on their receipts
+	ledger   map[string]hub.LedgerEntry // the hub's ledger by delta id, as last counted
 	sum      DemoSummary
 	order    int
 
@@ -522,26 +523,33 @@ func waitFor(ctx context.Context, limit time.Duration, cond func() (bool, string
 	}
 }
 
-// pos sends one POS call twice (a retry after a timeout) and checks the retry got the same answer.
+// pos sends one POS call twice, as a till does that retries after a timeout: the till never saw
+// the first answer, so the retry's answer is the one the cashier acts on. An approved call must be
+// answered the same, byte for byte, when retried. A refused one may be approved on the retry
+// (refusals are not remembered: the store may have received more quota from head office since).
 // It returns the HTTP status and, for a refusal, the error code.
 func (d *demo) pos(store, path string, body any, out any) (int, string, error) {
+	return d.posAt(d.agents[store].HTTP.URL()+path, body, out)
+}
+
+func (d *demo) posAt(url string, body any, out any) (int, string, error) {
 	b, _ := json.Marshal(body)
-	url := d.agents[store].HTTP.URL() + path
-	var first []byte
-	var status int
+	var first, last []byte
+	var firstStatus, status int
 	for attempt := range 2 {
 		resp, err := http.Post(url, "application/json", bytes.NewReader(b))
 		if err != nil {
 			return 0, "", err
 		}
-		got, _ := io.ReadAll(resp.Body)
+		last, _ = io.ReadAll(resp.Body)
 		resp.Body.Close()
+		status = resp.StatusCode
 		if attempt == 0 {
-			first, status = got, resp.StatusCode
+			first, firstStatus = last, status
 			continue
 		}
 		d.sum.POSRetries++
-		if status == http.StatusOK && !bytes.Equal(first, got) {
+		if firstStatus == http.StatusOK && (status != http.StatusOK || !bytes.Equal(first, last)) {
 			d.sum.RetriesMatched = false
 		}
 	}
@@ -549,12 +557,12 @@ func (d *demo) pos(store, path string, body any, out any) (int, string, error) {
 		var e struct {
 			Error *loyalty.Error `json:"error"`
 		}
-		if json.Unmarshal(first, &e) == nil && e.Error != nil {
+		if json.Unmarshal(last, &e) == nil && e.Error != nil {
 			return status, e.Error.Code, nil
 		}
 		return status, "", nil
 	}
-	return status, "", json.Unmarshal(first, out)
+	return status, "", json.Unmarshal(last, out)
 }
 
 func (d *demo) nextOrder(store string) string {
@@ -947,6 +955,7 @@ func (d *demo) heal(ctx context.Context) error {
 // ledgerCounts counts the hub's ledger entries per delta id, and apart the hub's own tier changes.
 func (d *demo) ledgerCounts(ctx context.Context) (counts map[string]int, tiers int, err error) {
 	counts = map[string]int{}
+	d.ledger = map[string]hub.LedgerEntry{}
 	err = d.hub.Store.View(ctx, func(tx hub.Tx) error {
 		for _, m := range d.members {
 			es, err := tx.Ledger(ctx, m, 1_000_000)
@@ -959,11 +968,20 @@ func (d *demo) ledgerCounts(ctx context.Context) (counts map[string]int, tiers i
 					continue
 				}
 				counts[e.ID]++
+				d.ledger[e.ID] = e
 			}
 		}
 		return nil
 	})
 	return counts, tiers, err
+}
+
+// unexpected names, under --verbose, a hub ledger entry no receipt accounts for, so a broken
+// guarantee can be traced to its delta in the demo's log.
+func (d *demo) unexpected(id string) {
+	e := d.ledger[id]
+	d.detail("unexpected ledger entry %s: kind %s, store %s, order %q, member %s, points %d, reward %q, reverses %q, at %s",
+		id, e.Kind, e.Store, e.OrderID, e.Member, e.Points, e.Reward, e.Reverses, e.OccurredAt.Format(time.RFC3339Nano))
 }
 
 // checkBudget records the most of the free-coffee budget ever spent or held by stores, and whether
@@ -1004,8 +1022,10 @@ func (d *demo) verify(ctx context.Context) error {
 		d.sum.DeltasApplied += n
 		if !seen[id] {
 			d.sum.CountedTwice += n // in the ledger, but no till or channel approved it
+			d.unexpected(id)
 		} else if n > 1 {
 			d.sum.CountedTwice += n - 1
+			d.unexpected(id)
 		}
 	}
 	check, err := h.Check(ctx)

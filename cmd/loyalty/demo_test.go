@@ -5,12 +5,17 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/loyalty-edge-sync/loyalty"
 )
 
 // engineeringWords are words a store manager should not meet in the demo's story. They belong in
@@ -199,5 +204,53 @@ func TestDemoFlags(t *testing.T) {
 	}
 	if !strings.Contains(c.Long, "--seed") || !strings.Contains(c.Long, "--verbose") {
 		t.Errorf("--help does not explain --seed and --verbose:\n%s", c.Long)
+	}
+}
+
+// A till that retries after a timeout acts on the retry's answer. A refusal is not remembered by
+// the agent, so the retry may be approved (quota arrived in between): the demo must count that
+// receipt, or the hub's ledger holds an entry no receipt accounts for (seen in CI as "counted
+// twice" under load). An approved call answered differently on the retry is a broken guarantee.
+func TestDemoPOSActsOnTheRetrysAnswer(t *testing.T) {
+	approved := `{"order_id":"o1","points":-50,"delta_ids":["dX"]}`
+	for _, tc := range []struct {
+		name        string
+		answers     []int // HTTP status of the first call and the retry
+		wantStatus  int
+		wantDeltas  int
+		wantMatched bool
+	}{
+		{"refused then approved", []int{409, 200}, 200, 1, true},
+		{"approved twice", []int{200, 200}, 200, 1, true},
+		{"refused twice", []int{409, 409}, 409, 0, true},
+		{"approved then refused", []int{200, 409}, 409, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			calls := 0
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				status := tc.answers[min(calls, 1)]
+				calls++
+				w.WriteHeader(status)
+				if status == 200 {
+					io.WriteString(w, approved)
+				} else {
+					io.WriteString(w, `{"error":{"code":"EBUDGET","message":"used up"}}`)
+				}
+			}))
+			defer srv.Close()
+			d := &demo{sum: DemoSummary{RetriesMatched: true}}
+			var r loyalty.Receipt
+			status, code, err := d.posAt(srv.URL, loyalty.RedeemRequest{OrderID: "o1"}, &r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if calls != 2 || status != tc.wantStatus || len(r.Deltas) != tc.wantDeltas || d.sum.RetriesMatched != tc.wantMatched {
+				t.Errorf("calls %d, status %d (want %d), deltas %v (want %d), retries matched %v (want %v)",
+					calls, status, tc.wantStatus, r.Deltas, tc.wantDeltas, d.sum.RetriesMatched, tc.wantMatched)
+			}
+			if status != 200 && code != "EBUDGET" {
+				t.Errorf("refusal code %q, want EBUDGET", code)
+			}
+		})
 	}
 }
