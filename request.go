@@ -85,11 +85,22 @@ type Receipt struct {
 	Balance int64    `json:"balance"`           // balance after the call as this side sees it
 	Reward  *Reward  `json:"reward,omitempty"`  // for a redemption: what the POS must apply
 	Offline bool     `json:"offline,omitempty"` // answered by a store agent that could not reach the hub
+	// CheckedBy says, on a store's receipt, whose figures the member's balance, punch cards,
+	// per-member limits, earn caps and voucher were checked against: CheckedByHub (the store was
+	// online and the hub answered within its lookup timeout) or CheckedByStore (the store's own
+	// records: offline, or the hub was slow). The hub's own receipts leave it out.
+	CheckedBy string `json:"checked_by,omitempty"`
 	// Earn is how an earn's points were made up (base, tier, campaigns), and PunchRewards the
 	// punch cards the order filled: free rewards the POS gives now.
 	Earn         *EarnResult `json:"earn,omitempty"`
 	PunchRewards []Reward    `json:"punch_rewards,omitempty"`
 }
+
+// Who checked a store's receipt (Receipt.CheckedBy).
+const (
+	CheckedByHub   = "hub"
+	CheckedByStore = "store"
+)
 
 // ValidateOrderID checks an idempotency key. It returns EINVALID.
 func ValidateOrderID(id string) error {

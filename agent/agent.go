@@ -96,7 +96,7 @@ func (a *Agent) Scan(ctx context.Context, req ScanRequest) (ScanResult, error) {
 	if c.Type != qr.TypeMember {
 		return ScanResult{}, loyalty.Errorf(loyalty.EINVALID, "this is a voucher; use it with a redeem call")
 	}
-	a.lookup(ctx, c.Member)
+	a.lookup(ctx, c.Member, "") // online: the hub's balance and punch cards
 	var res ScanResult
 	err = a.Store.View(ctx, func(tx Tx) error {
 		m, known, bal, pending, err := a.balance(ctx, tx, c.Member)
@@ -120,25 +120,6 @@ func (a *Agent) Scan(ctx context.Context, req ScanRequest) (ScanResult, error) {
 		return nil
 	})
 	return res, err
-}
-
-// lookup fetches a member the replica does not hold yet, if the hub answers quickly. Failure is
-// fine: a signed QR is enough to earn offline.
-func (a *Agent) lookup(ctx context.Context, member string) {
-	var known bool
-	a.Store.View(ctx, func(tx Tx) error {
-		_, err := tx.Member(ctx, member)
-		known = err == nil
-		return nil
-	})
-	if known || !a.Sync.Status().Online {
-		return
-	}
-	ctx, cancel := context.WithTimeout(ctx, a.LookupTimeout)
-	defer cancel()
-	if _, err := a.Sync.Subscribe(ctx, member); err != nil {
-		a.Logger.Info("member lookup at the hub failed; going on with the QR alone", slog.String("member", member), slog.Any("err", err))
-	}
 }
 
 // balance returns what this store knows of a member: as the hub has confirmed them (the synced
@@ -327,7 +308,7 @@ func (a *Agent) Earn(ctx context.Context, req loyalty.EarnRequest) (loyalty.Rece
 		return loyalty.Receipt{}, err
 	}
 	member := who.member
-	a.lookup(ctx, member) // a member new to this store: their tier and country count, while online
+	st := a.lookup(ctx, member, "") // online: the hub's tier, punch cards and earn caps count
 	req.QR, req.MemberID = "", member
 	return a.once(ctx, "earn", req.OrderID, req, func(tx Tx, offline bool) (loyalty.Receipt, error) {
 		if err := who.current(); err != nil {
@@ -367,11 +348,12 @@ func (a *Agent) Earn(ctx context.Context, req loyalty.EarnRequest) (loyalty.Rece
 			return loyalty.Receipt{}, err
 		}
 		pts := res.Points
-		// Earn caps, with what this store can see: its own awards to the member in the period
-		// (other stores' arrive at the hub, which flags a breach as an earn_cap conflict).
+		// Earn caps: online, exactly (the hub's count at every store, plus what this store made
+		// since); offline, with this store's own awards (the hub flags a breach made possible by
+		// other stores' awards as an earn_cap conflict).
 		var cerr error
 		pts = p.CapEarn(loyalty.RulePurchase, pts, func(period string) int64 {
-			n, err := inPeriod(period, a.Now(), func(since time.Time) (int64, error) { return tx.Earned(ctx, member, since) })
+			n, err := a.earned(ctx, tx, st, member, period, d.EventTime())
 			if err != nil {
 				cerr = err
 			}
@@ -386,6 +368,7 @@ func (a *Agent) Earn(ctx context.Context, req loyalty.EarnRequest) (loyalty.Rece
 		rc, err := a.write(ctx, tx, &p, offline, d)
 		rc.Earn = &res
 		rc.PunchRewards = p.PunchRewards(res.PunchRewards)
+		rc.CheckedBy = checkedBy(st)
 		return rc, err
 	})
 }
@@ -563,7 +546,7 @@ func (a *Agent) Redeem(ctx context.Context, req loyalty.RedeemRequest) (loyalty.
 		return loyalty.Receipt{}, err
 	}
 	member := who.member
-	a.lookup(ctx, member) // a member new to this store: fetch their balance while online
+	st := a.lookup(ctx, member, "") // online: the hub's balance and per-member limits count
 	req.QR, req.MemberID = "", member
 	// Each reward on an order is its own idempotent call: an order may carry stackable rewards.
 	return a.onceFor(ctx, "redeem", req.OrderID, req.RewardID, req, func(tx Tx, offline bool) (loyalty.Receipt, error) {
@@ -602,10 +585,14 @@ func (a *Agent) Redeem(ctx context.Context, req loyalty.RedeemRequest) (loyalty.
 		if err != nil {
 			return loyalty.Receipt{}, err
 		}
+		if err := a.withinLimits(ctx, tx, &p, st, m, r, d.EventTime()); err != nil {
+			return loyalty.Receipt{}, err
+		}
 		d.Points, d.Reward, d.RuleVersion = -r.PointsCost, r.ID, p.Version
 		d.Amount = int64(req.OrderAmount)
 		rc, err := a.write(ctx, tx, &p, offline, d)
 		rc.Reward = &r
+		rc.CheckedBy = checkedBy(st)
 		return rc, err
 	})
 }
@@ -617,6 +604,7 @@ func (a *Agent) useVoucher(ctx context.Context, req loyalty.RedeemRequest) (loya
 	}
 	c := who.claims
 	req.Voucher = c.Voucher
+	st := a.lookup(ctx, c.Member, c.Voucher) // online: whether it was used at another store or online
 	return a.onceFor(ctx, "redeem", req.OrderID, c.Voucher, req, func(tx Tx, offline bool) (loyalty.Receipt, error) {
 		if err := who.current(); err != nil {
 			return loyalty.Receipt{}, err
@@ -625,6 +613,9 @@ func (a *Agent) useVoucher(ctx context.Context, req loyalty.RedeemRequest) (loya
 			return loyalty.Receipt{}, err
 		} else if order != "" {
 			return loyalty.Receipt{}, loyalty.Errorf(loyalty.ECONFLICT, "voucher already used at this store (order %s)", order)
+		}
+		if err := voucherUsable(st); err != nil {
+			return loyalty.Receipt{}, err
 		}
 		p, err := tx.Program(ctx)
 		if err != nil {
@@ -640,6 +631,7 @@ func (a *Agent) useVoucher(ctx context.Context, req loyalty.RedeemRequest) (loya
 		if r, rerr := p.Reward(c.Reward); rerr == nil {
 			rc.Reward = &r
 		}
+		rc.CheckedBy = checkedBy(st)
 		return rc, err
 	})
 }

@@ -59,8 +59,14 @@ type Tx interface {
 	LeaseSpent(ctx context.Context, lease string) (int64, error)
 	// LeaseUses returns what one delta spent of each lease.
 	LeaseUses(ctx context.Context, delta string) ([]LeaseUse, error)
-	// Earned sums the points this store awarded a member (less reversals) since a time.
-	Earned(ctx context.Context, member string, since time.Time) (int64, error)
+	// Earned sums the points this store awarded a member for purchases (less reversals) since a
+	// time. Unsynced counts only what the member's synced copy does not include yet: deltas not
+	// acknowledged, or acknowledged at a newer version of the member than the copy's.
+	Earned(ctx context.Context, member string, since time.Time, unsynced bool) (int64, error)
+	// Redemptions counts a member's redemptions of reward (of any reward if empty) at this store
+	// since a time, leaving out voucher uses and reversed redemptions, as the hub's per-member
+	// limits count. Unsynced is as for Earned.
+	Redemptions(ctx context.Context, member, reward string, since time.Time, unsynced bool) (int64, error)
 	// OfflineRedemptions counts a member's redemptions of a reward approved offline at this store
 	// since a time.
 	OfflineRedemptions(ctx context.Context, member, reward string, since time.Time) (int64, error)

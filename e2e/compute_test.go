@@ -235,7 +235,7 @@ func TestAgentAndHubComputeTheSame(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, m := range members {
-		if _, err := h.Subscribe(ctx, "s2", m); err != nil {
+		if _, _, err := h.Subscribe(ctx, "s2", lsync.Subscribe{Member: m}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -539,18 +539,37 @@ func TestOpenAPIRoutesAnswerAsDocumented(t *testing.T) {
 			"lines": []map[string]any{{"sku": "espresso", "category": "coffee", "qty": 5, "amount": 1500}}}
 	}), nil)
 	c.json(with(A("POST", "/v1/redeem"), func(r *req) { r.body = map[string]string{"order_id": "A-2", "member_id": "m1", "reward_id": "coffee"} }), nil)
-	// The voucher was used online already: the agent accepts it, and the hub records a conflict.
-	c.json(with(A("POST", "/v1/redeem"), func(r *req) { r.body = map[string]string{"order_id": "A-3", "voucher": bought.Voucher.Token} }), nil)
+	// The voucher was used online already: the agent, online, asks the hub and refuses it.
+	c.json(with(A("POST", "/v1/redeem"), func(r *req) {
+		r.body, r.want = map[string]string{"order_id": "A-3", "voucher": bought.Voucher.Token}, http.StatusConflict
+	}), nil)
 	c.json(with(A("POST", "/v1/reverse"), func(r *req) { r.body = map[string]string{"order_id": "A-1", "terminal": "till-1"} }), nil)
 	c.json(A("GET", "/v1/status"), nil)
 	c.json(A("GET", "/v1/rejected"), nil)
 
-	// Review at the hub, once the store's deltas have arrived.
-	eventually(t, 20*time.Second, "the voucher_reuse conflict at the hub", func() (bool, string) {
-		var cs []hub.Conflict
-		c.json(H("GET", "/v1/conflicts"), &cs)
-		return len(cs) > 0, "no conflict yet"
+	// Review at the hub, once the store's deltas have arrived. A conflict to review: an online
+	// refund that takes back points the member has spent meanwhile (an overdraft).
+	c.json(with(H("POST", "/v1/members"), func(r *req) {
+		r.body, r.want = map[string]string{"id": "m3", "name": "Cleo"}, http.StatusCreated // 100 sign-up points
+	}), nil)
+	c.json(with(H("POST", "/v1/earn"), func(r *req) {
+		r.body = map[string]any{"order_id": "WEB-5", "member_id": "m3", "amount": 10000, "currency": "EUR"} // 100 more
+	}), nil)
+	for _, order := range []string{"WEB-6", "WEB-7"} {
+		c.json(with(H("POST", "/v1/redeem"), func(r *req) {
+			r.body = map[string]any{"order_id": order, "member_id": "m3", "reward_id": "five-off"}
+		}), nil)
+	}
+	c.json(with(H("POST", "/v1/reverse"), func(r *req) { r.body = map[string]string{"order_id": "WEB-5"} }), nil)
+	eventually(t, 20*time.Second, "the store's deltas at the hub", func() (bool, string) {
+		st := w.status("s1")
+		return st.Outbox == 0, fmt.Sprintf("outbox %d", st.Outbox)
 	})
+	var cs []hub.Conflict
+	c.json(H("GET", "/v1/conflicts"), &cs)
+	if len(cs) != 1 || cs[0].Kind != hub.ConflictOverdraft {
+		t.Errorf("conflicts %+v, want the one overdraft of m3", cs)
+	}
 	c.json(with(H("GET", "/v1/members/{id}"), func(r *req) { r.params, r.query = m1, "ledger=50" }), nil)
 	c.json(H("GET", "/v1/rejections"), nil)
 	c.json(H("GET", "/v1/check"), nil)

@@ -300,20 +300,29 @@ func (h *Hub) Pull(ctx context.Context, store string, req lsync.Pull) (*lsync.Ch
 	return ch, err
 }
 
-// Subscribe implements lsync.Handler.
-func (h *Hub) Subscribe(ctx context.Context, store, member string) (*loyalty.Member, error) {
+// Subscribe implements lsync.Handler: the member, in the store's scope from now on, and their
+// standing, read in the same transaction so that the standing is exactly what the copy's version
+// includes.
+func (h *Hub) Subscribe(ctx context.Context, store string, req lsync.Subscribe) (*loyalty.Member, *lsync.Standing, error) {
+	if !loyalty.ValidText(req.Voucher, loyalty.MaxIDLength) {
+		return nil, nil, loyalty.Errorf(loyalty.EINVALID, "voucher id is not valid text of at most %d characters", loyalty.MaxIDLength)
+	}
 	var m loyalty.Member
+	var st *lsync.Standing
 	err := h.Store.Update(ctx, func(tx Tx) error {
 		var err error
-		if m, err = tx.Member(ctx, member); err != nil {
+		if m, err = tx.Member(ctx, req.Member); err != nil {
 			return err
 		}
-		return tx.Subscribe(ctx, store, member)
+		if st, err = h.newApplier(tx).standing(ctx, req.Member, req.Voucher); err != nil {
+			return err
+		}
+		return tx.Subscribe(ctx, store, req.Member)
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return &m, nil
+	return &m, st, nil
 }
 
 // Seen implements lsync.Handler. Health is kept in memory and written to the store when a

@@ -102,13 +102,15 @@ type Client struct {
 }
 
 type call struct {
-	member string // subscribe to this member; empty: refresh (pull now)
-	reply  chan callResult
+	member  string // subscribe to this member; empty: refresh (pull now)
+	voucher string // and ask for this voucher's state
+	reply   chan callResult
 }
 
 type callResult struct {
-	m   *loyalty.Member
-	err error
+	m        *loyalty.Member
+	standing *Standing
+	err      error
 }
 
 // NewClient returns a Client with default settings.
@@ -154,20 +156,28 @@ func (c *Client) update(fn func(*Status)) {
 // Subscribe asks the hub for a member not yet in the replica. It returns EUNAVAILABLE at once
 // when offline, ENOTFOUND when the hub does not know the member.
 func (c *Client) Subscribe(ctx context.Context, member string) (*loyalty.Member, error) {
+	m, _, err := c.Lookup(ctx, member, "")
+	return m, err
+}
+
+// Lookup is Subscribe that also returns the member's standing at the hub, with the state of
+// voucher if it is not empty. The member copy is in the replica (ApplyMember) when it returns.
+// It returns EUNAVAILABLE at once when offline, and when ctx ends before the hub answers.
+func (c *Client) Lookup(ctx context.Context, member, voucher string) (*loyalty.Member, *Standing, error) {
 	if !c.Status().Online {
-		return nil, loyalty.Errorf(loyalty.EUNAVAILABLE, "the store is offline")
+		return nil, nil, loyalty.Errorf(loyalty.EUNAVAILABLE, "the store is offline")
 	}
-	cl := &call{member: member, reply: make(chan callResult, 1)}
+	cl := &call{member: member, voucher: voucher, reply: make(chan callResult, 1)}
 	select {
 	case c.calls <- cl:
 	case <-ctx.Done():
-		return nil, loyalty.Errorf(loyalty.EUNAVAILABLE, "the hub did not answer in time")
+		return nil, nil, loyalty.Errorf(loyalty.EUNAVAILABLE, "the hub did not answer in time")
 	}
 	select {
 	case r := <-cl.reply:
-		return r.m, r.err
+		return r.m, r.standing, r.err
 	case <-ctx.Done():
-		return nil, loyalty.Errorf(loyalty.EUNAVAILABLE, "the hub did not answer in time")
+		return nil, nil, loyalty.Errorf(loyalty.EUNAVAILABLE, "the hub did not answer in time")
 	}
 }
 
@@ -310,7 +320,7 @@ func (c *Client) session(ctx context.Context) (err error) {
 			}
 			s.nextID++
 			s.calls[s.nextID] = cl
-			if err := s.send(ctx, &Message{Type: TypeSubscribe, ID: s.nextID, Subscribe: &Subscribe{Member: cl.member}}); err != nil {
+			if err := s.send(ctx, &Message{Type: TypeSubscribe, ID: s.nextID, Subscribe: &Subscribe{Member: cl.member, Voucher: cl.voucher}}); err != nil {
 				return err
 			}
 		case <-ticker.C:
@@ -539,7 +549,7 @@ func (s *clientSession) handle(ctx context.Context, b []byte) error {
 		delete(s.calls, m.ID)
 		err := s.Handler.ApplyMember(ctx, m.Member)
 		if cl != nil {
-			cl.reply <- callResult{m: m.Member, err: err}
+			cl.reply <- callResult{m: m.Member, standing: m.Standing, err: err}
 		}
 		return err
 	case TypePong:

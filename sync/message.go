@@ -55,6 +55,7 @@ type Message struct {
 	Notify    *Notify         `json:"notify,omitempty"`
 	Subscribe *Subscribe      `json:"subscribe,omitempty"`
 	Member    *loyalty.Member `json:"member,omitempty"`
+	Standing  *Standing       `json:"standing,omitempty"` // beside Member, in a reply to Subscribe
 	Ping      *Ping           `json:"ping,omitempty"`
 	Pong      *Pong           `json:"pong,omitempty"`
 	Error     *loyalty.Error  `json:"error,omitempty"`
@@ -158,9 +159,70 @@ type Notify struct {
 	Cursor int64 `json:"cursor"`
 }
 
-// Subscribe asks the hub to add Member to the store's replica scope and return it.
+// Subscribe asks the hub to add Member to the store's replica scope and return it, with the
+// member's Standing. Voucher, if set, asks for the state of one of the member's vouchers too.
 type Subscribe struct {
-	Member string `json:"member"`
+	Member  string `json:"member"`
+	Voucher string `json:"voucher,omitempty"`
+}
+
+// Standing is what only the hub knows about a member, as of one moment: what they redeemed and
+// earned, at every store and online, in the current period of each per-member limit and earn cap
+// of the program, and the state of a voucher the store asked about. It travels beside the member
+// copy in the reply to Subscribe. A store that is online decides with it (docs/PROTOCOL.md,
+// "Online means exact").
+type Standing struct {
+	At          int64 `json:"at"`           // hub clock, unix milliseconds: the periods counted are those containing it
+	RuleVersion int64 `json:"rule_version"` // the program version whose limits and caps were counted
+	// Redemptions has one entry per per-member limit: the member's redemptions of Reward (any
+	// reward when empty) in the period, not counting voucher uses or reversed redemptions.
+	Redemptions []Usage `json:"redemptions,omitempty"`
+	// Earned has one entry per earn cap: the points the member earned under Rule in the period,
+	// less reversals.
+	Earned []Usage `json:"earned,omitempty"`
+	// Voucher is the state of the voucher asked for: VoucherUnused, VoucherUsed, VoucherCancelled
+	// or VoucherUnknown (the hub has no such voucher of this member). Empty when none was asked.
+	Voucher string `json:"voucher,omitempty"`
+}
+
+// Voucher states in a Standing.
+const (
+	VoucherUnused    = "unused"
+	VoucherUsed      = "used"
+	VoucherCancelled = "cancelled" // the order that bought it was refunded
+	VoucherUnknown   = "unknown"
+)
+
+// Usage is one count of a Standing.
+type Usage struct {
+	Reward string `json:"reward,omitempty"` // a member limit's reward ("" for any reward)
+	Rule   string `json:"rule,omitempty"`   // an earn cap's rule
+	Period string `json:"period"`
+	Used   int64  `json:"used"` // redemptions, or points
+}
+
+// Redeemed returns the standing's count for a member limit on reward in period, and whether the
+// hub counted it.
+func (s *Standing) Redeemed(reward, period string) (int64, bool) {
+	return s.find(s.Redemptions, func(u Usage) bool { return u.Reward == reward && u.Period == period })
+}
+
+// EarnedUnder returns the standing's points for an earn cap on rule in period, and whether the
+// hub counted them.
+func (s *Standing) EarnedUnder(rule, period string) (int64, bool) {
+	return s.find(s.Earned, func(u Usage) bool { return u.Rule == rule && u.Period == period })
+}
+
+func (s *Standing) find(us []Usage, match func(Usage) bool) (int64, bool) {
+	if s == nil {
+		return 0, false
+	}
+	for _, u := range us {
+		if match(u) {
+			return u.Used, true
+		}
+	}
+	return 0, false
 }
 
 // Ping is the agent's heartbeat. It carries its health, which the hub records for reports.

@@ -24,8 +24,9 @@ type Handler interface {
 	// Pull returns the changes in store's scope after req.Cursor, at most req.Limit members, and
 	// the store's leases.
 	Pull(ctx context.Context, store string, req Pull) (*Changes, error)
-	// Subscribe adds member to store's replica scope and returns it. It returns ENOTFOUND.
-	Subscribe(ctx context.Context, store, member string) (*loyalty.Member, error)
+	// Subscribe adds req.Member to store's replica scope and returns it with its standing (and
+	// the state of req.Voucher, if set). It returns ENOTFOUND.
+	Subscribe(ctx context.Context, store string, req Subscribe) (*loyalty.Member, *Standing, error)
 	// Seen records a store's sync health: connected or not, its clock offset and outbox length.
 	Seen(ctx context.Context, store string, h Health) error
 	// Epoch returns the hub database's epoch and, for store, from when on it must send again
@@ -285,13 +286,13 @@ func (s *Server) handle(ctx context.Context, conn Conn, store string, b []byte) 
 		}
 		return s.send(ctx, conn, &Message{Type: TypeChanges, ID: m.ID, Changes: ch})
 	case TypeSubscribe:
-		mem, err := s.Handler.Subscribe(ctx, store, m.Subscribe.Member)
+		mem, st, err := s.Handler.Subscribe(ctx, store, *m.Subscribe)
 		if code := loyalty.ErrorCode(err); code == loyalty.EINTERNAL {
 			return fmt.Errorf("subscribe: %w", err)
 		} else if err != nil {
 			return s.sendError(ctx, conn, m.ID, err) // a request error, not a session error
 		}
-		return s.send(ctx, conn, &Message{Type: TypeMember, ID: m.ID, Member: mem})
+		return s.send(ctx, conn, &Message{Type: TypeMember, ID: m.ID, Member: mem, Standing: st})
 	case TypePing:
 		s.seen(ctx, store, Health{Connected: true, ClockOffsetMS: m.Ping.ClockOffsetMS, Outbox: m.Ping.Outbox})
 		return s.send(ctx, conn, &Message{Type: TypePong, ID: m.ID, Pong: &Pong{SentAt: m.Ping.SentAt, HubTime: unixMilli(s.Now())}})

@@ -108,11 +108,15 @@ func (h *hubFake) Pull(ctx context.Context, store string, req lsync.Pull) (*lsyn
 	return &lsync.Changes{Cursor: h.version}, nil
 }
 
-func (h *hubFake) Subscribe(ctx context.Context, store, member string) (*loyalty.Member, error) {
-	if member == "ghost" {
-		return nil, loyalty.Errorf(loyalty.ENOTFOUND, "no member ghost")
+func (h *hubFake) Subscribe(ctx context.Context, store string, req lsync.Subscribe) (*loyalty.Member, *lsync.Standing, error) {
+	if req.Member == "ghost" {
+		return nil, nil, loyalty.Errorf(loyalty.ENOTFOUND, "no member ghost")
 	}
-	return &loyalty.Member{ID: member, Balance: 42, Version: 1}, nil
+	st := &lsync.Standing{Redemptions: []lsync.Usage{{Period: loyalty.PeriodDay, Used: 2}}}
+	if req.Voucher != "" {
+		st.Voucher = lsync.VoucherUsed
+	}
+	return &loyalty.Member{ID: req.Member, Balance: 42, Version: 1}, st, nil
 }
 
 func (h *hubFake) Seen(ctx context.Context, store string, s lsync.Health) error { return nil }
@@ -358,6 +362,17 @@ func TestClient_Subscribe(t *testing.T) {
 	}
 	if _, err := c.Subscribe(ctx, "ghost"); loyalty.ErrorCode(err) != loyalty.ENOTFOUND {
 		t.Errorf("unknown member: %v, want ENOTFOUND", err)
+	}
+	// Lookup carries the voucher asked about to the hub and the standing back.
+	_, st, err := c.Lookup(ctx, "m1", "v1")
+	if err != nil || st == nil || st.Voucher != lsync.VoucherUsed {
+		t.Fatalf("lookup with a voucher: standing %+v, %v", st, err)
+	}
+	if n, ok := st.Redeemed("", loyalty.PeriodDay); !ok || n != 2 {
+		t.Errorf("standing redemptions today = %d, %v; want 2, true", n, ok)
+	}
+	if _, ok := st.Redeemed("coffee", loyalty.PeriodDay); ok {
+		t.Error("a limit the hub did not count was found")
 	}
 	if !c.Status().Online {
 		t.Error("a request error ended the session")

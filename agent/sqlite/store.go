@@ -877,10 +877,39 @@ func (s *Store) ApplyMember(ctx context.Context, m *loyalty.Member) error {
 	return s.db.Update(ctx, func(t *sqlitedb.Tx) error { return (&tx{t, s}).setMember(ctx, *m) })
 }
 
-func (t *tx) Earned(ctx context.Context, member string, since time.Time) (int64, error) {
-	var n int64
-	err := t.QueryRowContext(ctx, `SELECT COALESCE(SUM(points), 0) FROM deltas d WHERE member = ? AND state != 'rejected'
+// unsyncedOnly narrows a query on deltas d to those the member's synced copy does not include.
+const unsyncedOnly = ` AND (d.state = 'pending' OR d.hub_version > 0)`
+
+func (t *tx) Earned(ctx context.Context, member string, since time.Time, unsynced bool) (int64, error) {
+	q := `SELECT COALESCE(SUM(points), 0) FROM deltas d WHERE member = ? AND state != 'rejected'
 		AND created_at >= ? AND (kind = 'earn' OR kind = 'reverse' AND points < 0 AND EXISTS
-			(SELECT 1 FROM deltas o WHERE o.id = d.reverses AND o.kind = 'earn'))`, member, since.UnixMilli()).Scan(&n)
+			(SELECT 1 FROM deltas o WHERE o.id = d.reverses AND o.kind = 'earn'))`
+	if unsynced {
+		q += unsyncedOnly
+	}
+	var n int64
+	err := t.QueryRowContext(ctx, q, member, since.UnixMilli()).Scan(&n)
 	return n, err
+}
+
+func (t *tx) Redemptions(ctx context.Context, member, reward string, since time.Time, unsynced bool) (int64, error) {
+	q := `SELECT COUNT(*) FROM deltas d WHERE d.member = ? AND d.kind = 'redeem' AND d.state != 'rejected'
+		AND d.created_at >= ? AND d.voucher = '' AND (? = '' OR d.reward = ?)
+		AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id AND r.state != 'rejected')`
+	if !unsynced {
+		var n int64
+		err := t.QueryRowContext(ctx, q, member, since.UnixMilli(), reward, reward).Scan(&n)
+		return n, err
+	}
+	// What the copy does not include: new redemptions, less the reversals of redemptions it
+	// does include (the hub still counts those).
+	var n, back int64
+	if err := t.QueryRowContext(ctx, q+unsyncedOnly, member, since.UnixMilli(), reward, reward).Scan(&n); err != nil {
+		return 0, err
+	}
+	err := t.QueryRowContext(ctx, `SELECT COUNT(*) FROM deltas d JOIN deltas o ON o.id = d.reverses
+		WHERE d.member = ? AND d.kind = 'reverse' AND d.state != 'rejected'`+unsyncedOnly+`
+		AND o.kind = 'redeem' AND o.state = 'acked' AND o.hub_version = 0 AND o.created_at >= ? AND o.voucher = ''
+		AND (? = '' OR o.reward = ?)`, member, since.UnixMilli(), reward, reward).Scan(&back)
+	return n - back, err
 }

@@ -294,7 +294,7 @@ func (c AgentConfig) Validate() error {
 	case c.Sync.BatchSize < 1 || c.Sync.BatchSize > 10000:
 		return fmt.Errorf("sync.batch_size must be 1 to 10000")
 	case c.Sync.LookupTimeout <= 0:
-		return fmt.Errorf("sync.lookup_timeout must be positive (how long a scan waits for the hub to fetch a member new to the store)")
+		return fmt.Errorf("sync.lookup_timeout must be positive (how long a connected store waits for the hub's figures for a member before it decides on its own records)")
 	case c.Sync.MaxMessageBytes < 64<<10:
 		return fmt.Errorf("sync.max_message_bytes must be at least 65536")
 	}

@@ -1,0 +1,225 @@
+package agent_test
+
+import (
+	"context"
+	gosync "sync"
+	"testing"
+
+	"github.com/loyalty-edge-sync/loyalty"
+	"github.com/loyalty-edge-sync/loyalty/agent"
+	agentsqlite "github.com/loyalty-edge-sync/loyalty/agent/sqlite"
+	"github.com/loyalty-edge-sync/loyalty/hub"
+	lsync "github.com/loyalty-edge-sync/loyalty/sync"
+)
+
+// hubLink is the agent's sync client cut down to the seam the agent uses: a lookup goes straight
+// to a real hub's Subscribe handler and its member copy into the real replica, as the websocket
+// session does; online can be switched off.
+type hubLink struct {
+	h      *hub.Hub
+	store  *agentsqlite.Store
+	id     string
+	mu     gosync.Mutex
+	online bool
+}
+
+func (l *hubLink) Kick() {}
+func (l *hubLink) Status() lsync.Status {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return lsync.Status{Online: l.online}
+}
+func (l *hubLink) setOnline(on bool) { l.mu.Lock(); l.online = on; l.mu.Unlock() }
+func (l *hubLink) Refresh(ctx context.Context) error {
+	return loyalty.Errorf(loyalty.EUNAVAILABLE, "not in this test")
+}
+func (l *hubLink) Subscribe(ctx context.Context, member string) (*loyalty.Member, error) {
+	m, _, err := l.Lookup(ctx, member, "")
+	return m, err
+}
+func (l *hubLink) Lookup(ctx context.Context, member, voucher string) (*loyalty.Member, *lsync.Standing, error) {
+	if !l.Status().Online {
+		return nil, nil, loyalty.Errorf(loyalty.EUNAVAILABLE, "offline")
+	}
+	m, st, err := l.h.Subscribe(ctx, l.id, lsync.Subscribe{Member: member, Voucher: voucher})
+	if err != nil {
+		return nil, nil, err
+	}
+	return m, st, l.store.ApplyMember(ctx, m)
+}
+
+// onlinePair is a sync pair whose agent is connected to the hub through a hubLink.
+func onlinePair(t *testing.T, edit func(*loyalty.Program)) (*syncPair, *hubLink) {
+	t.Helper()
+	p := loyalty.DefaultProgram()
+	edit(&p)
+	sp := openSyncPair(t, p)
+	if _, _, err := sp.hub.CreateStore(context.Background(), "s2", "Store 2"); err != nil {
+		t.Fatal(err)
+	}
+	link := &hubLink{h: sp.hub, store: sp.store, id: "s1", online: true}
+	sp.agent.Sync = link
+	return sp, link
+}
+
+// fundAt gives m1 points at the hub, online, as the web shop does, without the store hearing.
+func fundAt(t *testing.T, h *hub.Hub, order string, amount int64) {
+	t.Helper()
+	if _, err := h.Earn(context.Background(), loyalty.EarnRequest{OrderID: order, MemberID: "m1", Amount: loyalty.Money(amount), Currency: "EUR"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Finding 4: a connected store enforces a per-member limit with what the member did elsewhere.
+// The member redeemed today's one five-off online; the store, online, refuses a second one, and
+// says on its receipts that it checked with the hub. Offline it can only know its own
+// redemptions: it approves, and says so.
+func TestOnline_MemberLimitCountsOtherChannels(t *testing.T) {
+	sp, link := onlinePair(t, func(p *loyalty.Program) {
+		p.MemberLimits = []loyalty.MemberLimit{{Reward: "five-off", Period: loyalty.PeriodDay, Max: 1}}
+	})
+	ctx := context.Background()
+	fundAt(t, sp.hub, "web-e", 100000)
+	if _, err := sp.hub.Redeem(ctx, loyalty.RedeemRequest{OrderID: "web-r", MemberID: "m1", RewardID: "five-off"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := sp.agent.Redeem(ctx, loyalty.RedeemRequest{OrderID: "r1", MemberID: "m1", RewardID: "five-off"})
+	if loyalty.ErrorCode(err) != loyalty.EBUDGET {
+		t.Fatalf("a second five-off today, online: %v; want EBUDGET", err)
+	}
+	t.Logf("refusal: %v", err)
+	rc, err := sp.agent.Redeem(ctx, loyalty.RedeemRequest{OrderID: "r2", MemberID: "m1", RewardID: "coffee"})
+	if err != nil || rc.CheckedBy != loyalty.CheckedByHub {
+		t.Fatalf("a coffee (no limit), online: %+v, %v; want approved and checked by the hub", rc, err)
+	}
+	link.setOnline(false)
+	rc, err = sp.agent.Redeem(ctx, loyalty.RedeemRequest{OrderID: "r3", MemberID: "m1", RewardID: "five-off"})
+	if err != nil || rc.CheckedBy != loyalty.CheckedByStore || !rc.Offline {
+		t.Fatalf("a five-off offline (the store knows of none today): %+v, %v; want approved on the store's records", rc, err)
+	}
+	// This store's own offline five-off counts once it is back online, before it is synced.
+	link.setOnline(true)
+	if _, err := sp.agent.Redeem(ctx, loyalty.RedeemRequest{OrderID: "r4", MemberID: "m1", RewardID: "five-off"}); loyalty.ErrorCode(err) != loyalty.EBUDGET {
+		t.Fatalf("a five-off online after one offline here and one online: %v; want EBUDGET", err)
+	}
+}
+
+// The store's own unsynced redemptions count on top of the hub's: one offline five-off not yet
+// pushed, then online the limit of one is reached, though the hub has counted none.
+func TestOnline_MemberLimitCountsThisStoresUnsyncedRedemptions(t *testing.T) {
+	sp, link := onlinePair(t, func(p *loyalty.Program) {
+		p.MemberLimits = []loyalty.MemberLimit{{Reward: "", Period: loyalty.PeriodDay, Max: 2}}
+	})
+	ctx := context.Background()
+	fundAt(t, sp.hub, "web-e", 100000)
+	sp.pull(t)
+	link.setOnline(false)
+	if _, err := sp.agent.Redeem(ctx, loyalty.RedeemRequest{OrderID: "r1", MemberID: "m1", RewardID: "coffee"}); err != nil {
+		t.Fatal(err)
+	}
+	link.setOnline(true)
+	if _, err := sp.agent.Redeem(ctx, loyalty.RedeemRequest{OrderID: "r2", MemberID: "m1", RewardID: "coffee"}); err != nil {
+		t.Fatalf("the day's second reward: %v", err)
+	}
+	sp.push(t) // both at the hub now; the member copy comes with the next lookup
+	if _, err := sp.agent.Redeem(ctx, loyalty.RedeemRequest{OrderID: "r3", MemberID: "m1", RewardID: "coffee"}); loyalty.ErrorCode(err) != loyalty.EBUDGET {
+		t.Fatalf("the day's third reward, limit 2: %v; want EBUDGET", err)
+	}
+	// A reversed redemption gives its place back, before the reversal is synced.
+	if _, err := sp.agent.Reverse(ctx, loyalty.ReverseRequest{OrderID: "r2"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sp.agent.Redeem(ctx, loyalty.RedeemRequest{OrderID: "r5", MemberID: "m1", RewardID: "coffee"}); err != nil {
+		t.Fatalf("a reward after one of the day's two was refunded: %v", err)
+	}
+	if cs := conflictList(t, sp.hub); len(cs) != 0 {
+		t.Errorf("conflicts after exact online checks: %+v", cs)
+	}
+}
+
+// Finding 4: an earn cap counts the member's points from every store and channel of the day.
+func TestOnline_EarnCapCountsOtherStores(t *testing.T) {
+	sp, _ := onlinePair(t, func(p *loyalty.Program) {
+		p.EarnCaps = []loyalty.EarnCap{{Rule: loyalty.RulePurchase, Period: loyalty.PeriodDay, MaxPoints: 100}}
+	})
+	ctx := context.Background()
+	fundAt(t, sp.hub, "web-e", 8000) // 80 points online today
+	rc, err := sp.agent.Earn(ctx, loyalty.EarnRequest{OrderID: "e1", MemberID: "m1", Amount: 5000, Currency: "EUR"})
+	if err != nil || rc.Points != 20 || rc.CheckedBy != loyalty.CheckedByHub {
+		t.Fatalf("earn of 50 with 80 of the day's 100 earned online: %+v, %v; want 20 points, checked by the hub", rc, err)
+	}
+	// Unsynced: the store's own 20 count on top of the hub's 80.
+	if rc, err := sp.agent.Earn(ctx, loyalty.EarnRequest{OrderID: "e2", MemberID: "m1", Amount: 5000, Currency: "EUR"}); err != nil || rc.Points != 0 {
+		t.Fatalf("earn with the day's cap reached: %+v, %v; want 0 points", rc, err)
+	}
+	sp.push(t)
+	if cs := conflictList(t, sp.hub); len(cs) != 0 {
+		t.Errorf("conflicts: %+v; an exact cap breaks nothing", cs)
+	}
+}
+
+// Finding 4: a voucher used online (or at another store) is refused at a connected store.
+func TestOnline_VoucherUsedElsewhereIsRefused(t *testing.T) {
+	sp, link := onlinePair(t, func(p *loyalty.Program) {})
+	ctx := context.Background()
+	fundAt(t, sp.hub, "web-e", 100000)
+	vr, err := sp.hub.IssueVoucher(ctx, loyalty.RedeemRequest{OrderID: "v1", MemberID: "m1", RewardID: "five-off"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vr2, err := sp.hub.IssueVoucher(ctx, loyalty.RedeemRequest{OrderID: "v2", MemberID: "m1", RewardID: "five-off"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sp.hub.Redeem(ctx, loyalty.RedeemRequest{OrderID: "web-use", Voucher: vr.Voucher.Token}); err != nil {
+		t.Fatal(err)
+	}
+	sp.pull(t) // the store has the voucher keys and the member
+	_, err = sp.agent.Redeem(ctx, loyalty.RedeemRequest{OrderID: "u1", Voucher: vr.Voucher.Token})
+	if loyalty.ErrorCode(err) != loyalty.ECONFLICT {
+		t.Fatalf("a voucher already used online, at a connected store: %v; want ECONFLICT", err)
+	}
+	t.Logf("refusal: %v", err)
+	rc, err := sp.agent.Redeem(ctx, loyalty.RedeemRequest{OrderID: "u2", Voucher: vr2.Voucher.Token})
+	if err != nil || rc.CheckedBy != loyalty.CheckedByHub {
+		t.Fatalf("an unused voucher: %+v, %v; want approved, checked by the hub", rc, err)
+	}
+	link.setOnline(false)
+	if _, err := sp.agent.Redeem(ctx, loyalty.RedeemRequest{OrderID: "u3", Voucher: vr2.Voucher.Token}); loyalty.ErrorCode(err) != loyalty.ECONFLICT {
+		t.Fatalf("the voucher this store used, again offline: %v; want ECONFLICT", err)
+	}
+}
+
+// Finding 7: a member copy the store never refreshed (200 points) does not block a redemption
+// the hub's balance (960) covers, while the store is connected.
+func TestOnline_StaleCopyDoesNotBlockARedemption(t *testing.T) {
+	sp, link := onlinePair(t, func(p *loyalty.Program) {
+		p.Rewards = append(p.Rewards, loyalty.Reward{ID: "blender", Name: "Blender", PointsCost: 500, Kind: "free_product"})
+	})
+	ctx := context.Background()
+	fundAt(t, sp.hub, "web-1", 20000)
+	sp.pull(t) // the store's copy: 200
+	fundAt(t, sp.hub, "web-2", 76000)
+	link.setOnline(false)
+	if _, err := sp.agent.Redeem(ctx, loyalty.RedeemRequest{OrderID: "b0", MemberID: "m1", RewardID: "blender"}); loyalty.ErrorCode(err) != loyalty.EINSUFFICIENT {
+		t.Fatalf("offline, with 200 points known: %v; want EINSUFFICIENT", err)
+	}
+	link.setOnline(true)
+	rc, err := sp.agent.Redeem(ctx, loyalty.RedeemRequest{OrderID: "b1", MemberID: "m1", RewardID: "blender"})
+	if err != nil || rc.Balance != 460 || rc.CheckedBy != loyalty.CheckedByHub {
+		t.Fatalf("online, with 960 at the hub: %+v, %v; want approved, balance 460", rc, err)
+	}
+	s, err := sp.agent.Scan(ctx, agent.ScanRequest{QR: mustToken(t, sp.hub, "m1")})
+	if err != nil || s.Balance != 460 {
+		t.Errorf("scan after: %+v, %v; want 460", s, err)
+	}
+}
+
+func conflictList(t *testing.T, h *hub.Hub) []hub.Conflict {
+	t.Helper()
+	cs, err := h.Conflicts(context.Background(), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
+}
