@@ -21,7 +21,22 @@ type Budget struct {
 	Metric string `json:"metric"`
 	Reward string `json:"reward,omitempty"` // limit one reward; empty: every reward (or every earn, for points_issued)
 	Limit  int64  `json:"limit"`
+	// LeaseTTL is how long a store may spend its lease of the budget without hearing from the
+	// hub; left out, the hub's leases.ttl. It bounds how long an offline store goes on spending
+	// the budget, and so how long a kill switch takes to reach it (docs/BUDGETS.md).
+	LeaseTTL Duration `json:"lease_ttl,omitempty"`
+	// ExpectedOutage is how long an outage a store's lease should carry it through at its
+	// observed demand; left out, the hub's leases.expected_outage (docs/BUDGETS.md, "Lease size").
+	ExpectedOutage Duration `json:"expected_outage,omitempty"`
 }
+
+// Bounds of a budget's lease_ttl and expected_outage: longer than a few heartbeats, so that a
+// connected store renews its lease in time, and no longer than the hub's default
+// claims.max_offline, past which it rejects a store's older sales anyway.
+const (
+	MinLeaseTTL = time.Minute
+	MaxLeaseTTL = 720 * time.Hour
+)
 
 // Consumption returns how much of the budget d uses under program p: positive for a redemption
 // or earn it covers, negative for the reverse of one, zero otherwise. orig is the reversed delta
@@ -58,6 +73,29 @@ func (b Budget) Consumption(p *Program, d, orig *Delta) int64 {
 		}
 	}
 	return 0
+}
+
+// OrderConsumption is Consumption for a redemption on an order that already carries other
+// rewards, which used counted of the budget between them: an order is counted once. An
+// order_value budget counts only what the order's amount adds to what the order already counted
+// (nothing, for a second reward on the same order), and the discounts of one order count at most
+// the order's amount in all. counted is the sum of the budget's charges for the order's other
+// redemptions that still stand (not reversed); the store's agent and the hub both pass it, from
+// their own records, so they count the same.
+func (b Budget) OrderConsumption(p *Program, d *Delta, counted int64) int64 {
+	x := b.Consumption(p, d, nil)
+	if x <= 0 || d.Kind != KindRedeem || counted <= 0 {
+		return x
+	}
+	switch b.Metric {
+	case MetricOrderValue:
+		return max(x-counted, 0)
+	case MetricDiscount:
+		if r, err := p.Reward(d.Reward); err == nil && d.Amount > 0 && (r.Kind == "amount_off" || r.Kind == "percent_off") {
+			return min(x, max(d.Amount-counted, 0))
+		}
+	}
+	return x
 }
 
 // Offline redemption policies of a reward.
@@ -177,6 +215,15 @@ func validateBudgets(p *Program) error {
 		if b.Reward != "" {
 			if _, err := p.Reward(b.Reward); err != nil {
 				return Errorf(EINVALID, "budget %q: no reward %q in the program", b.ID, b.Reward)
+			}
+		}
+		for _, f := range []struct {
+			name string
+			d    Duration
+		}{{"lease_ttl", b.LeaseTTL}, {"expected_outage", b.ExpectedOutage}} {
+			if f.d != 0 && (time.Duration(f.d) < MinLeaseTTL || time.Duration(f.d) > MaxLeaseTTL) {
+				return Errorf(EINVALID, "budget %q: %s must be %s to %s, or left out for the hub's default; got %s",
+					b.ID, f.name, Duration(MinLeaseTTL), Duration(MaxLeaseTTL), f.d)
 			}
 		}
 		seen[b.ID] = true

@@ -211,4 +211,7 @@ type Member struct {
 	Balance      int64     `json:"balance"`
 	Version      int64     `json:"version"` // hub change sequence of the last change to this member
 	CreatedAt    time.Time `json:"created_at,omitzero"`
+	// Birthday is "MM-DD" or "YYYY-MM-DD" (ValidateBirthday), for the program's birthday action.
+	// It is personal data the stores do not need: the hub keeps it and never sends it to them.
+	Birthday string `json:"birthday,omitempty"`
 }

@@ -3,6 +3,7 @@ package loyalty
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -42,7 +43,26 @@ type Program struct {
 type EarnRule struct {
 	PointsPerUnit int64 `json:"points_per_unit"`
 	UnitMinor     int64 `json:"unit_minor"`
+	// Currencies are the other currencies the program earns in, each at its own rate; a sale in
+	// a currency that is neither the program's nor listed here earns nothing and is refused.
+	Currencies []CurrencyRate `json:"currencies,omitempty"`
 }
+
+// CurrencyRate is the earn rate of a sale in a currency other than the program's: PointsPerUnit
+// points for every whole unit of UnitMinor minor units of Currency, rounded down like the main
+// rate. Everything else money-related in the program (category rates, campaign minimums, reward
+// values, money budgets) stays in the program's currency. ComputeEarn reads a sale in this
+// currency against category rates and campaign minimums at the ratio of this rate to the main
+// one (Program.ProgramAmount), so the chain states its exchange rate once, in points.
+// Redemptions carry no currency: their order amounts are in the program's currency.
+type CurrencyRate struct {
+	Currency      string `json:"currency"`
+	PointsPerUnit int64  `json:"points_per_unit"`
+	UnitMinor     int64  `json:"unit_minor"`
+}
+
+// MaxCurrencies bounds earn.currencies: more than every ISO 4217 code in use.
+const MaxCurrencies = 200
 
 // Reward is an item of the reward catalogue.
 type Reward struct {
@@ -167,6 +187,9 @@ func (p *Program) Validate() error {
 	if p.Earn.PointsPerUnit < 0 || p.Earn.PointsPerUnit > 1000 {
 		return Errorf(EINVALID, "earn.points_per_unit must be 0 to 1000")
 	}
+	if err := validateCurrencies(p); err != nil {
+		return err
+	}
 	seen := make(map[string]bool, len(p.Rewards))
 	for i, r := range p.Rewards {
 		switch {
@@ -279,18 +302,115 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// EarnPoints returns the points a sale of amount minor units earns, rounded down.
-// It returns EINVALID for a negative or oversized amount or a currency the program does not use.
+// EarnPoints returns the points a sale of amount minor units of currency earns at the earn rate
+// of its currency (no category rates, tiers or campaigns), rounded down. It returns EINVALID for
+// a negative or oversized amount or a currency the program does not earn in.
 func (p *Program) EarnPoints(amount int64, currency string) (int64, error) {
 	if amount < 0 {
 		return 0, Errorf(EINVALID, "amount cannot be negative; use /v1/reverse for a refund")
 	} else if amount > MaxAmount {
 		return 0, Errorf(EINVALID, "amount %d is larger than the maximum of %d minor units", amount, int64(MaxAmount))
-	} else if currency != p.Currency {
-		return 0, Errorf(EINVALID, "this program earns on %s, not %q", p.Currency, currency)
+	}
+	r, err := p.EarnRate(currency)
+	if err != nil {
+		return 0, err
 	}
 	// amount <= 1e12 and PointsPerUnit <= 1000, so the product fits in an int64.
-	return amount * p.Earn.PointsPerUnit / p.Earn.UnitMinor, nil
+	return amount * r.PointsPerUnit / r.UnitMinor, nil
+}
+
+// EarnRate returns the earn rate of a sale in currency: the main rate for the program's own
+// currency, the listed rate for one of earn.currencies. A currency the program does not earn in
+// is EINVALID, with a message a cashier can act on.
+func (p *Program) EarnRate(currency string) (CurrencyRate, error) {
+	if err := ValidateCurrency(currency); err != nil {
+		return CurrencyRate{}, err
+	}
+	if currency == p.Currency {
+		return CurrencyRate{Currency: currency, PointsPerUnit: p.Earn.PointsPerUnit, UnitMinor: p.Earn.UnitMinor}, nil
+	}
+	for _, r := range p.Earn.Currencies {
+		if r.Currency == currency {
+			return r, nil
+		}
+	}
+	return CurrencyRate{}, Errorf(EINVALID, "this program does not earn points in %s; it earns in %s", currency, strings.Join(p.EarnCurrencies(), ", "))
+}
+
+// EarnCurrencies lists the currencies the program earns in: its own first, then earn.currencies.
+func (p *Program) EarnCurrencies() []string {
+	out := []string{p.Currency}
+	for _, r := range p.Earn.Currencies {
+		out = append(out, r.Currency)
+	}
+	return out
+}
+
+// ProgramAmount returns what amount minor units of currency count as in the program's currency,
+// for the rules whose thresholds are written in it (campaigns' min_amount): the amount that
+// earns the same base points at the main rate, floor(amount × rate's points × main unit ÷
+// (rate's unit × main points)), in exact arithmetic. An amount in the program's currency is
+// itself. A result past int64 (possible only at extreme rates) is math.MaxInt64: it passes any
+// threshold, as the amount does. It returns EINVALID for a currency the program does not earn in.
+func (p *Program) ProgramAmount(amount int64, currency string) (int64, error) {
+	r, err := p.EarnRate(currency)
+	if err != nil || currency == p.Currency {
+		return amount, err
+	}
+	return p.programAmount(amount, r), nil
+}
+
+func (p *Program) programAmount(amount int64, r CurrencyRate) int64 {
+	if r.Currency == p.Currency || amount <= 0 {
+		return amount
+	}
+	// Each factor is bounded by validation (points <= 1000, units <= 10000): neither product
+	// overflows, and mulDiv is exact past int64.
+	v, ok := mulDiv(amount, r.PointsPerUnit*p.Earn.UnitMinor, r.UnitMinor*p.Earn.PointsPerUnit)
+	if !ok {
+		return math.MaxInt64
+	}
+	return v
+}
+
+// validateCurrencies checks earn.currencies: ISO codes, each once and not the program's own,
+// bounded rates like the main one, and the rules that read other currencies against the main
+// rate have one to read them against. It returns EINVALID.
+func validateCurrencies(p *Program) error {
+	cs := p.Earn.Currencies
+	if len(cs) == 0 {
+		return nil
+	}
+	if len(cs) > MaxCurrencies {
+		return Errorf(EINVALID, "earn.currencies has %d entries; at most %d", len(cs), MaxCurrencies)
+	}
+	seen := map[string]bool{p.Currency: true}
+	for i, r := range cs {
+		if err := ValidateCurrency(r.Currency); err != nil {
+			return Errorf(EINVALID, "earn.currencies[%d]: %s", i, ErrorMessage(err))
+		}
+		switch {
+		case r.Currency == p.Currency:
+			return Errorf(EINVALID, "earn.currencies[%d]: %s is the program's own currency; its rate is earn.points_per_unit and earn.unit_minor", i, r.Currency)
+		case seen[r.Currency]:
+			return Errorf(EINVALID, "earn.currencies[%d]: %s is listed twice", i, r.Currency)
+		case r.UnitMinor <= 0 || r.UnitMinor > 10_000:
+			return Errorf(EINVALID, "earn.currencies[%d]: unit_minor of %s must be 1 to 10000 (100 for cents)", i, r.Currency)
+		case r.PointsPerUnit < 0 || r.PointsPerUnit > 1000:
+			return Errorf(EINVALID, "earn.currencies[%d]: points_per_unit of %s must be 0 to 1000", i, r.Currency)
+		}
+		seen[r.Currency] = true
+	}
+	// Category rates and campaign minimums are in the program's currency and are carried over to
+	// the others at the ratio of their rate to the main rate: without a main rate there is none.
+	if p.Earn.PointsPerUnit == 0 {
+		return Errorf(EINVALID, "earn.currencies needs earn.points_per_unit of at least 1: the other currencies' category rates and campaign minimums are read at the ratio of their rate to it")
+	}
+	// A spend tier adds up sale amounts, and amounts in different currencies do not add up.
+	if p.Tiers != nil && p.Tiers.Basis == BasisSpend {
+		return Errorf(EINVALID, "earn.currencies cannot be combined with tiers.basis spend: amounts in different currencies do not add up; use tiers.basis points")
+	}
+	return nil
 }
 
 // Reward returns the reward with the given id, or ENOTFOUND.

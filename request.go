@@ -70,10 +70,48 @@ type ActionRequest struct {
 	Action   string `json:"action"`
 }
 
-// ReverseRequest undoes everything an order earned and redeemed (a void or a full refund).
+// ReverseRequest undoes everything an order earned and redeemed (a void or a full refund), or,
+// with a RefundID, refunds part of its sale: Amount of money given back, and optionally the Lines
+// given back (adding up to Amount), which take their punch-card units back too. A partial refund
+// takes back the sale's share of the points; rewards redeemed on the order stand. Each partial
+// refund of an order is its own idempotent call, keyed by the order id and the refund id.
 type ReverseRequest struct {
 	OrderID  string `json:"order_id"`
 	Terminal string `json:"terminal,omitempty"`
+	RefundID string `json:"refund_id,omitempty"`
+	Amount   Money  `json:"amount,omitempty"`
+	Lines    []Line `json:"lines,omitempty"`
+}
+
+// Validate checks a reverse request and fills a partial refund's amount from its lines. It
+// returns EINVALID.
+func (r *ReverseRequest) Validate() error {
+	if err := ValidateOrderID(r.OrderID); err != nil {
+		return err
+	}
+	if r.RefundID == "" {
+		if r.Amount != 0 || len(r.Lines) > 0 {
+			return Errorf(EINVALID, "a partial refund needs a refund_id (your id of this refund, so a retry is not refunded twice); without amount and lines the whole order is reversed")
+		}
+		return nil
+	}
+	if !ValidText(r.RefundID, MaxIDLength) {
+		return Errorf(EINVALID, "refund_id must be at most %d characters of UTF-8", MaxIDLength)
+	}
+	if r.Amount == 0 && len(r.Lines) > 0 && len(r.Lines) <= MaxLines {
+		for _, l := range r.Lines {
+			if l.Amount > 0 && l.Amount <= MaxAmount {
+				r.Amount += Money(l.Amount) // at most MaxLines × MaxAmount: no overflow
+			}
+		}
+	}
+	if r.Amount <= 0 {
+		return Errorf(EINVALID, "a partial refund needs the amount given back, in minor units (or the lines given back)")
+	}
+	if r.Amount > MaxAmount {
+		return Errorf(EINVALID, "amount %d is larger than the maximum of %d minor units", r.Amount, int64(MaxAmount))
+	}
+	return checkRefundLines(Delta{Amount: int64(r.Amount), Lines: r.Lines})
 }
 
 // Receipt is the answer to an earn, redeem or reverse: what changed and the balance after it.

@@ -159,6 +159,89 @@ type ActionRule struct {
 	Period   string `json:"period,omitempty"`
 }
 
+// ActionBirthday is the id of the action rule the hub awards every member with a birthday on
+// file, once a year, on their birthday (BirthdayDue).
+const ActionBirthday = "birthday"
+
+// BirthdayGraceDays is how long after the start of a member's birthday the hub may still award
+// it: the day itself, and the days after it on which a hub that was down catches up.
+const BirthdayGraceDays = 7
+
+// ValidateBirthday checks a member's birthday: "MM-DD", or "YYYY-MM-DD" from 1900 up to today (a
+// date that exists: 02-30 does not, 1999-02-29 neither, 02-29 alone does). It returns EINVALID.
+func ValidateBirthday(s string, today time.Time) error {
+	bad := Errorf(EINVALID, "birthday %q is not a date: write MM-DD (such as 07-14) or YYYY-MM-DD (such as 1990-07-14)", s)
+	switch len(s) {
+	case len("01-02"):
+		// 2000 is a leap year: 02-29 is a birthday, celebrated on 02-28 in other years.
+		if _, err := time.Parse(time.DateOnly, "2000-"+s); err != nil {
+			return bad
+		}
+	case len(time.DateOnly):
+		d, err := time.Parse(time.DateOnly, s)
+		if err != nil {
+			return bad
+		}
+		if d.Year() < 1900 {
+			return Errorf(EINVALID, "birthday %q: the year must be 1900 or later (or leave it out: MM-DD)", s)
+		}
+		if d.After(today) {
+			return Errorf(EINVALID, "birthday %q is in the future", s)
+		}
+	default:
+		return bad
+	}
+	return nil
+}
+
+// birthdayParts returns the year (0 if not given), month and day of a valid birthday.
+func birthdayParts(s string) (year int, month time.Month, day int) {
+	full := s
+	if len(s) == len("01-02") {
+		full = "2000-" + s // a leap year, in which 02-29 exists
+	}
+	d, err := time.Parse(time.DateOnly, full)
+	if err != nil {
+		return 0, 0, 0
+	}
+	if full == s {
+		year = d.Year()
+	}
+	return year, d.Month(), d.Day()
+}
+
+// BirthdayIn returns the day a valid birthday is celebrated in year: its own, except that 29
+// February is celebrated on 28 February in a year without it.
+func BirthdayIn(birthday string, year int) (time.Month, int) {
+	_, m, d := birthdayParts(birthday)
+	if m == time.February && d == 29 && time.Date(year, time.March, 0, 0, 0, 0, 0, time.UTC).Day() != 29 {
+		d = 28
+	}
+	return m, d
+}
+
+// BirthdayDue reports whether a member with birthday (valid, or "" for none), whose account was
+// created at created, is due the birthday award at now, read in loc (the member's home store's
+// time zone, or UTC), and for which year: from local midnight starting the birthday, for
+// BirthdayGraceDays days (a hub that was down on the day catches up), once a year. A member who
+// joined after their birthday ended gets it from the next year on; a birth year, when given, is
+// not itself celebrated.
+func BirthdayDue(birthday string, loc *time.Location, created, now time.Time) (year int, due bool) {
+	if birthday == "" {
+		return 0, false
+	}
+	born, _, _ := birthdayParts(birthday)
+	local := now.In(loc)
+	for _, y := range []int{local.Year(), local.Year() - 1} { // a birthday late in December, caught up in January
+		m, d := BirthdayIn(birthday, y)
+		start := time.Date(y, m, d, 0, 0, 0, 0, loc)
+		if y > born && !now.Before(start) && now.Before(start.AddDate(0, 0, BirthdayGraceDays)) && created.Before(start.AddDate(0, 0, 1)) {
+			return y, true
+		}
+	}
+	return 0, false
+}
+
 // RuleReferral is the earn rule of referral bonuses.
 const RuleReferral = "referral"
 
@@ -170,14 +253,25 @@ type Referral struct {
 	MinAmount int64 `json:"min_amount,omitempty"` // smallest qualifying purchase, minor units
 }
 
-// Expiry makes points expire after a member's inactivity: AfterDays days with no earn or
-// redemption take the whole balance to zero with a ledgered expire delta. Members within
-// RemindDays of that are listed as expiring soon, for reminders.
+// Expiry makes points expire, with ledgered expire deltas that the hub writes. In mode
+// inactivity, AfterDays days with no earn or redemption take the whole balance to zero. In mode
+// lot, each earned lot expires AfterDays days after it was earned unless spent first, oldest
+// first (Expiry.LotExpiry, expiry.go). Points within RemindDays of expiring are listed as
+// expiring soon, for reminders.
 type Expiry struct {
-	Mode       string `json:"mode"` // inactivity (expiry per earned lot is not built yet)
+	Mode       string `json:"mode"` // ExpiryInactivity or ExpiryLot
 	AfterDays  int    `json:"after_days"`
 	RemindDays int    `json:"remind_days,omitempty"`
 }
+
+// Expiry modes.
+const (
+	ExpiryInactivity = "inactivity" // the whole balance, after a period without activity
+	ExpiryLot        = "lot"        // each earned lot after a period, first in first out
+	// MaxExpiryDays bounds after_days (ten years), so that dates computed from it stay far from
+	// any overflow.
+	MaxExpiryDays = 3660
+)
 
 // ExpiresAt returns when the points of a member last active at last expire.
 func (e *Expiry) ExpiresAt(last time.Time) time.Time {
@@ -188,8 +282,8 @@ func (e *Expiry) ExpiresAt(last time.Time) time.Time {
 // the same fields of the delta, so both compute the same result.
 type EarnInput struct {
 	Member   Member         // tier, country and punch counts as the computing side knows them
-	Amount   int64          // order total, minor units
-	Currency string         // must be the program's
+	Amount   int64          // order total, minor units of Currency
+	Currency string         // the program's, or one of earn.currencies
 	Lines    []Line         // optional
 	At       time.Time      // event time
 	Location *time.Location // the store's time zone; nil: UTC
@@ -211,13 +305,26 @@ type EarnResult struct {
 // delta. Combination rule: base points from the rates (each line rounded down); times the
 // member's tier multiplier; times the single best campaign multiplier (campaign multipliers do
 // not stack); plus every matching campaign's fixed bonus; the total is rounded down once.
+//
+// An order in another currency of earn.currencies earns at that currency's rate. Category rates
+// are written per unit of the program's currency, so a line of such an order earns its category
+// rate scaled by the ratio of the currency's rate to the main rate: floor(amount × category rate
+// × currency points ÷ (main points × currency unit)), one exact division per line (a line
+// without a category rate earns exactly the currency's rate). Campaigns' min_amount, in the
+// program's currency, is compared with the order's ProgramAmount. Tier and campaign multipliers
+// and bonuses apply as for any order.
 func (p *Program) ComputeEarn(in EarnInput) (EarnResult, error) {
 	var r EarnResult
 	if in.Amount < 0 || in.Amount > MaxAmount {
 		return r, Errorf(EINVALID, "amount must be 0 to %d minor units", int64(MaxAmount))
 	}
-	if in.Currency != p.Currency {
-		return r, Errorf(EINVALID, "this program earns on %s, not %q", p.Currency, in.Currency)
+	cur, err := p.EarnRate(in.Currency)
+	if err != nil {
+		return r, err
+	}
+	if cur.Currency != p.Currency && p.Earn.PointsPerUnit <= 0 {
+		// Validate refuses such a program; an unvalidated one must not divide by zero.
+		return r, Errorf(EINVALID, "this program has no main earn rate to read %s sales against", cur.Currency)
 	}
 	if len(in.Lines) > MaxLines {
 		return r, Errorf(EINVALID, "an order has at most %d lines, this one has %d", MaxLines, len(in.Lines))
@@ -250,7 +357,7 @@ func (p *Program) ComputeEarn(in EarnInput) (EarnResult, error) {
 				rate = c.PointsPerUnit
 			}
 		}
-		base, ok := mulDiv(l.Amount, rate, p.Earn.UnitMinor)
+		base, ok := lineBase(p, cur, l.Amount, rate)
 		if !ok || base > MaxPoints {
 			return r, tooManyPoints(base)
 		}
@@ -271,10 +378,11 @@ func (p *Program) ComputeEarn(in EarnInput) (EarnResult, error) {
 	if loc == nil {
 		loc = time.UTC
 	}
+	value := p.programAmount(in.Amount, cur) // what min_amount, in the program's currency, compares with
 	campMul, bonus := int64(multiplierOne), int64(0)
 	for i := range p.Campaigns {
 		c := &p.Campaigns[i]
-		if !c.activeAt(in.At, loc) || !c.Segment.matches(&in.Member) || in.Amount < c.MinAmount {
+		if !c.activeAt(in.At, loc) || !c.Segment.matches(&in.Member) || value < c.MinAmount {
 			continue
 		}
 		r.Campaigns = append(r.Campaigns, c.ID)
@@ -317,6 +425,18 @@ func (p *Program) ComputeEarn(in EarnInput) (EarnResult, error) {
 		}
 	}
 	return r, nil
+}
+
+// lineBase returns the base points of a line of amount minor units of cur's currency whose rate is
+// rate points per unit of the program's currency, rounded down, and whether it fits in an int64.
+// In the program's currency that is amount × rate ÷ unit; in another it is scaled by the ratio of
+// the currency's rate to the main rate, in one exact division: rate × its points is at most 10^6
+// and main points × its unit at most 10^7, so neither product overflows.
+func lineBase(p *Program, cur CurrencyRate, amount, rate int64) (int64, bool) {
+	if cur.Currency == p.Currency {
+		return mulDiv(amount, rate, p.Earn.UnitMinor)
+	}
+	return mulDiv(amount, rate*cur.PointsPerUnit, p.Earn.PointsPerUnit*cur.UnitMinor)
 }
 
 // PunchCard returns the punch card with the given id.
@@ -436,10 +556,10 @@ func validateRules(p *Program) error {
 	}
 	if e := p.Expiry; e != nil {
 		switch {
-		case e.Mode != "inactivity":
-			return Errorf(EINVALID, "expiry.mode must be inactivity (expiry per earned lot is not available yet), not %q", e.Mode)
-		case e.AfterDays < 1:
-			return Errorf(EINVALID, "expiry.after_days must be at least 1")
+		case e.Mode != ExpiryInactivity && e.Mode != ExpiryLot:
+			return Errorf(EINVALID, "expiry.mode must be inactivity (the whole balance after a period without activity) or lot (each earn after a period, oldest first), not %q", e.Mode)
+		case e.AfterDays < 1 || e.AfterDays > MaxExpiryDays:
+			return Errorf(EINVALID, "expiry.after_days must be 1 to %d", MaxExpiryDays)
 		case e.RemindDays < 0 || e.RemindDays >= e.AfterDays:
 			return Errorf(EINVALID, "expiry.remind_days must be 0 to after_days - 1")
 		}

@@ -10,25 +10,54 @@ import (
 )
 
 // fuzzProgram is the example program's shape: category and product rates (one of them 0), tiers
-// up to 3x, and a double-points campaign with a fixed bonus.
+// up to 3x, a double-points campaign with a fixed bonus, a bonus from 100.00 EUR (at another
+// time), and other
+// currencies: pounds at 1.2 points, and a currency at the highest rate of the smallest unit.
 func fuzzProgram() loyalty.Program {
 	p := loyalty.DefaultProgram()
+	p.Earn.Currencies = []loyalty.CurrencyRate{{Currency: "GBP", PointsPerUnit: 6, UnitMinor: 500}, {Currency: "XAU", PointsPerUnit: 1000, UnitMinor: 1}}
 	p.CategoryRates = []loyalty.CategoryRate{{Category: "coffee", PointsPerUnit: 3}, {SKU: "decaf-250g", PointsPerUnit: 0}, {Category: "big", PointsPerUnit: 1000}}
-	p.Tiers = &loyalty.TierRules{Basis: loyalty.BasisSpend, Window: loyalty.WindowLifetime, Tiers: []loyalty.Tier{
+	p.Tiers = &loyalty.TierRules{Basis: loyalty.BasisPoints, Window: loyalty.WindowLifetime, Tiers: []loyalty.Tier{
 		{ID: "base", Threshold: 0, Multiplier: 1000}, {ID: "gold", Threshold: 100_000, Multiplier: 3000}, {ID: "max", Threshold: 200_000, Multiplier: 10_000}}}
 	p.Campaigns = []loyalty.Campaign{
 		{ID: "double", Start: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), End: time.Date(2026, 12, 31, 0, 0, 0, 0, time.UTC), Multiplier: 10_000, Bonus: 999_999_999_999},
 		{ID: "bonus", Start: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), End: time.Date(2026, 12, 31, 0, 0, 0, 0, time.UTC), Bonus: 50},
+		// In 2025, when the others do not run (their bonus passes MaxPoints on any order).
+		{ID: "basket", Start: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC), End: time.Date(2025, 12, 31, 0, 0, 0, 0, time.UTC), Bonus: 7, MinAmount: 10_000},
 	}
 	return p
 }
 
+// fuzzCurrencies are the currencies the fuzzer sells in: the program's, two listed ones, and one
+// the program does not earn in.
+var fuzzCurrencies = []string{"EUR", "GBP", "XAU", "USD"}
+
 // referenceEarn computes an order's points in unbounded math/big arithmetic, the way the
-// combination rule is written down: each line's amount × rate / unit rounded down, summed; times
-// the tier and the best campaign multiplier, rounded down once; plus every campaign's bonus.
-// It reports whether the inputs are within the documented limits.
-func referenceEarn(p *loyalty.Program, amount int64, lines []loyalty.Line, tierMul, campMul int64, bonus int64) (*big.Int, bool) {
+// combination rule is written down: each line's amount × rate / unit rounded down (in another
+// currency, amount × rate × its points / (main points × its unit)), summed; times the tier and the
+// best campaign multiplier, rounded down once; plus every campaign's bonus (basket's, when it
+// runs, only for an order worth 100.00 EUR at the ratio of the rates). It reports whether the
+// inputs are within the documented limits.
+func referenceEarn(p *loyalty.Program, currency string, amount int64, lines []loyalty.Line, tierMul, campMul, bonus int64, basket bool) (*big.Int, bool) {
 	within := amount >= 0 && amount <= loyalty.MaxAmount && len(lines) <= loyalty.MaxLines
+	// The currency's rate against the main one: points per unit of it, and its unit.
+	cp, cu := p.Earn.PointsPerUnit, p.Earn.UnitMinor
+	known := currency == p.Currency
+	for _, c := range p.Earn.Currencies {
+		if c.Currency == currency {
+			cp, cu, known = c.PointsPerUnit, c.UnitMinor, true
+		}
+	}
+	if !known {
+		within = false
+	}
+	if basket {
+		value := new(big.Int).Mul(big.NewInt(amount), big.NewInt(cp*p.Earn.UnitMinor))
+		value.Quo(value, big.NewInt(cu*p.Earn.PointsPerUnit))
+		if value.Cmp(big.NewInt(10_000)) >= 0 {
+			bonus += 7
+		}
+	}
 	if len(lines) == 0 {
 		lines = []loyalty.Line{{Qty: 1, Amount: amount}}
 	}
@@ -50,7 +79,8 @@ func referenceEarn(p *loyalty.Program, amount int64, lines []loyalty.Line, tierM
 		}
 		sum.Add(sum, big.NewInt(l.Amount))
 		x := new(big.Int).Mul(big.NewInt(l.Amount), big.NewInt(rate))
-		base.Add(base, x.Quo(x, big.NewInt(p.Earn.UnitMinor)))
+		x.Mul(x, big.NewInt(cp))
+		base.Add(base, x.Quo(x, big.NewInt(p.Earn.PointsPerUnit*cu)))
 	}
 	if sum.Cmp(big.NewInt(amount)) != 0 {
 		within = false
@@ -66,14 +96,23 @@ func referenceEarn(p *loyalty.Program, amount int64, lines []loyalty.Line, tierM
 // never answers with a wrapped-around number.
 func FuzzComputeEarn(f *testing.F) {
 	// The crafted orders of the overflow report: they "added up" after wrapping around in int64.
-	f.Add(int64(1000), "coffee", "", int64(6148914707903183872), "", "decaf-250g", int64(9223372036854775807), "", "decaf-250g", int64(3074457328951592937), uint8(0), false)
-	f.Add(int64(2), "", "", int64(9223372036854775807), "", "", int64(9223372036854775807), "", "", int64(4), uint8(0), false)
-	f.Add(int64(1299), "coffee", "", int64(1000), "", "", int64(299), "", "", int64(0), uint8(1), true)
-	f.Add(int64(loyalty.MaxAmount), "", "", int64(loyalty.MaxAmount), "", "", int64(0), "", "", int64(0), uint8(2), true)
-	f.Add(int64(loyalty.MaxAmount), "big", "", int64(loyalty.MaxAmount), "", "", int64(0), "", "", int64(0), uint8(2), true)
-	f.Add(int64(500), "", "decaf-250g", int64(500), "", "", int64(0), "", "", int64(0), uint8(0), false)
-	f.Fuzz(func(t *testing.T, amount int64, cat1, sku1 string, a1 int64, cat2, sku2 string, a2 int64, cat3, sku3 string, a3 int64, tier uint8, inCampaign bool) {
+	f.Add(int64(1000), "coffee", "", int64(6148914707903183872), "", "decaf-250g", int64(9223372036854775807), "", "decaf-250g", int64(3074457328951592937), uint8(0), false, uint8(0))
+	f.Add(int64(2), "", "", int64(9223372036854775807), "", "", int64(9223372036854775807), "", "", int64(4), uint8(0), false, uint8(0))
+	f.Add(int64(1299), "coffee", "", int64(1000), "", "", int64(299), "", "", int64(0), uint8(1), true, uint8(0))
+	f.Add(int64(loyalty.MaxAmount), "", "", int64(loyalty.MaxAmount), "", "", int64(0), "", "", int64(0), uint8(2), true, uint8(0))
+	f.Add(int64(loyalty.MaxAmount), "big", "", int64(loyalty.MaxAmount), "", "", int64(0), "", "", int64(0), uint8(2), true, uint8(0))
+	f.Add(int64(500), "", "decaf-250g", int64(500), "", "", int64(0), "", "", int64(0), uint8(0), false, uint8(0))
+	// Other currencies: pounds on each side of the basket minimum (83.34 GBP is worth 100.00 EUR
+	// at the rates' ratio, 83.33 GBP 99.99), the most a line at the highest rate of the smallest
+	// unit can earn and one minor unit more, and a currency the program does not earn in.
+	f.Add(int64(8334), "coffee", "", int64(8334), "", "", int64(0), "", "", int64(0), uint8(1), false, uint8(1))
+	f.Add(int64(8333), "", "", int64(8333), "", "", int64(0), "", "", int64(0), uint8(0), false, uint8(1))
+	f.Add(int64(1_000_000), "big", "", int64(1_000_000), "", "", int64(0), "", "", int64(0), uint8(0), false, uint8(2))
+	f.Add(int64(1_000_001), "big", "", int64(1_000_001), "", "", int64(0), "", "", int64(0), uint8(0), false, uint8(2))
+	f.Add(int64(1000), "", "", int64(1000), "", "", int64(0), "", "", int64(0), uint8(0), false, uint8(3))
+	f.Fuzz(func(t *testing.T, amount int64, cat1, sku1 string, a1 int64, cat2, sku2 string, a2 int64, cat3, sku3 string, a3 int64, tier uint8, inCampaign bool, cur uint8) {
 		p := fuzzProgram()
+		currency := fuzzCurrencies[int(cur)%len(fuzzCurrencies)]
 		tiers := []string{"base", "gold", "max", "unknown"}
 		m := loyalty.Member{Tier: tiers[int(tier)%len(tiers)]}
 		lines := []loyalty.Line{{SKU: sku1, Category: cat1, Qty: 1, Amount: a1}, {SKU: sku2, Category: cat2, Qty: 1, Amount: a2}, {SKU: sku3, Category: cat3, Qty: 1, Amount: a3}}
@@ -92,8 +131,8 @@ func FuzzComputeEarn(f *testing.F) {
 			at = time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
 			campMul, bonus = 10_000, 999_999_999_999+50
 		}
-		got, err := p.ComputeEarn(loyalty.EarnInput{Member: m, Amount: amount, Currency: "EUR", Lines: lines, At: at})
-		want, within := referenceEarn(&p, amount, lines, tierMul, campMul, bonus)
+		got, err := p.ComputeEarn(loyalty.EarnInput{Member: m, Amount: amount, Currency: currency, Lines: lines, At: at})
+		want, within := referenceEarn(&p, currency, amount, lines, tierMul, campMul, bonus, !inCampaign)
 		for _, l := range lines {
 			if !loyalty.ValidText(l.SKU, loyalty.MaxIDLength) || !loyalty.ValidText(l.Category, loyalty.MaxIDLength) {
 				within = false
@@ -103,15 +142,15 @@ func FuzzComputeEarn(f *testing.F) {
 		switch {
 		case within && fits:
 			if err != nil {
-				t.Fatalf("amount %d lines %+v: refused (%v), reference earns %s", amount, lines, err, want)
+				t.Fatalf("%d %s lines %+v: refused (%v), reference earns %s", amount, currency, lines, err, want)
 			}
 			if got.Points != want.Int64() {
-				t.Fatalf("amount %d lines %+v tier %s: %d points, reference %s", amount, lines, m.Tier, got.Points, want)
+				t.Fatalf("%d %s lines %+v tier %s: %d points, reference %s", amount, currency, lines, m.Tier, got.Points, want)
 			}
 		case err == nil:
-			t.Fatalf("amount %d lines %+v: answered %d points; want EINVALID (within limits %v, reference %s)", amount, lines, got.Points, within, want)
+			t.Fatalf("%d %s lines %+v: answered %d points; want EINVALID (within limits %v, reference %s)", amount, currency, lines, got.Points, within, want)
 		case loyalty.ErrorCode(err) != loyalty.EINVALID:
-			t.Fatalf("amount %d lines %+v: code %s, want EINVALID", amount, lines, loyalty.ErrorCode(err))
+			t.Fatalf("%d %s lines %+v: code %s, want EINVALID", amount, currency, lines, loyalty.ErrorCode(err))
 		}
 		if err == nil && (got.Points < 0 || got.Points > loyalty.MaxPoints) {
 			t.Fatalf("points %d out of bounds", got.Points)

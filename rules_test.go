@@ -2,6 +2,7 @@ package loyalty_test
 
 import (
 	"fmt"
+	"math"
 	"reflect"
 	"testing"
 	"time"
@@ -163,6 +164,14 @@ func TestProgram_ValidateRules(t *testing.T) {
 			p.Actions = []loyalty.ActionRule{{ID: loyalty.RulePurchase, Points: 5}}
 		},
 		"action cap without period": func(p *loyalty.Program) { p.Actions = []loyalty.ActionRule{{ID: "review", Points: 5, MaxTimes: 1}} },
+		"expiry mode":               func(p *loyalty.Program) { p.Expiry = &loyalty.Expiry{Mode: "lots", AfterDays: 30} },
+		"expiry after no days":      func(p *loyalty.Program) { p.Expiry = &loyalty.Expiry{Mode: loyalty.ExpiryLot} },
+		"expiry after too many days": func(p *loyalty.Program) {
+			p.Expiry = &loyalty.Expiry{Mode: loyalty.ExpiryLot, AfterDays: loyalty.MaxExpiryDays + 1}
+		},
+		"lot reminder as long as the lot": func(p *loyalty.Program) {
+			p.Expiry = &loyalty.Expiry{Mode: loyalty.ExpiryLot, AfterDays: 30, RemindDays: 30}
+		},
 	} {
 		p := richProgram()
 		mutate(&p)
@@ -175,6 +184,10 @@ func TestProgram_ValidateRules(t *testing.T) {
 	p.EarnCaps = []loyalty.EarnCap{{Rule: "social_follow", Period: loyalty.PeriodMonth, MaxPoints: 100}}
 	if err := p.Validate(); err != nil {
 		t.Errorf("a cap on an action rule: %v", err)
+	}
+	p.Expiry = &loyalty.Expiry{Mode: loyalty.ExpiryLot, AfterDays: 365, RemindDays: 30}
+	if err := p.Validate(); err != nil {
+		t.Errorf("expiry per lot: %v", err)
 	}
 	_ = fmt.Sprint()
 }
@@ -228,5 +241,200 @@ func TestComputeEarn_RoundsOnce(t *testing.T) {
 	p.Campaigns[0].From, p.Campaigns[0].To = "9:00", "17:00"
 	if loyalty.ErrorCode(p.Validate()) != loyalty.EINVALID {
 		t.Error("an hour written 9:00 (not 09:00) was accepted")
+	}
+}
+
+// multiCurrency earns 10 points per EUR, 12 per GBP and 1 per 10 JPY, with coffee at 30 points
+// per EUR, decaf at nothing, points tiers and a campaign with a minimum of 50.00 EUR.
+func multiCurrency() loyalty.Program {
+	p := loyalty.DefaultProgram()
+	p.Earn = loyalty.EarnRule{PointsPerUnit: 10, UnitMinor: 100, Currencies: []loyalty.CurrencyRate{
+		{Currency: "GBP", PointsPerUnit: 12, UnitMinor: 100},
+		{Currency: "JPY", PointsPerUnit: 1, UnitMinor: 10},
+	}}
+	p.CategoryRates = []loyalty.CategoryRate{{Category: "coffee", PointsPerUnit: 30}, {SKU: "decaf", PointsPerUnit: 0}}
+	p.Tiers = &loyalty.TierRules{Basis: loyalty.BasisPoints, Window: loyalty.WindowLifetime, Tiers: []loyalty.Tier{
+		{ID: "member", Threshold: 0, Multiplier: 1000}, {ID: "gold", Threshold: 1000, Multiplier: 1500}}}
+	p.Campaigns = []loyalty.Campaign{{ID: "big-basket", Start: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
+		End: time.Date(2026, 12, 31, 0, 0, 0, 0, time.UTC), Bonus: 100, MinAmount: 5000}}
+	return p
+}
+
+// TestComputeEarn_Currencies: a sale in a listed currency earns at its rate; category rates are
+// scaled by the ratio of its rate to the main one; tiers apply as usual; the campaign minimum is
+// compared at that ratio; an unlisted currency is refused naming the ones that earn.
+func TestComputeEarn_Currencies(t *testing.T) {
+	p := multiCurrency()
+	if err := p.Validate(); err != nil {
+		t.Fatalf("program: %v", err)
+	}
+	jan := time.Date(2025, 1, 15, 12, 0, 0, 0, time.UTC) // no campaign
+	jun := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)  // big-basket runs
+	coffee := func(amount int64) []loyalty.Line { return []loyalty.Line{{Category: "coffee", Qty: 1, Amount: amount}} }
+	for _, tt := range []struct {
+		name     string
+		currency string
+		amount   int64
+		lines    []loyalty.Line
+		tier     string
+		at       time.Time
+		want     int64
+	}{
+		{"EUR at the main rate", "EUR", 1299, nil, "", jan, 129},
+		{"GBP at its own rate", "GBP", 1299, nil, "", jan, 155},                           // 12.99 × 12 = 155.88
+		{"JPY at its own rate", "JPY", 1299, nil, "", jan, 129},                           // 1299 ÷ 10
+		{"EUR coffee", "EUR", 1000, coffee(1000), "", jan, 300},                           // 10.00 × 30
+		{"GBP coffee: 30 × 12/10 per pound", "GBP", 1000, coffee(1000), "", jan, 360},     // 10.00 × 30 × 12 ÷ 10
+		{"GBP coffee, rounded down once per line", "GBP", 999, coffee(999), "", jan, 359}, // 999 × 30 × 12 ÷ 1000 = 359.64
+		{"JPY coffee: 30 × (1/10) / 10 per yen", "JPY", 1000, coffee(1000), "", jan, 300}, // 1000 × 30 × 1 ÷ (10 × 10)
+		{"GBP decaf earns nothing", "GBP", 500, []loyalty.Line{{SKU: "decaf", Qty: 1, Amount: 500}}, "", jan, 0},
+		{"GBP gold 1.5x", "GBP", 1000, nil, "gold", jan, 180},
+		{"GBP under the campaign minimum", "GBP", 4166, nil, "", jun, 499},      // worth 49.99 EUR
+		{"GBP at the campaign minimum", "GBP", 4167, nil, "", jun, 500 + 100},   // worth 50.00 EUR
+		{"JPY at the campaign minimum", "JPY", 50000, nil, "", jun, 5000 + 100}, // 50000 JPY earn like 500.00 EUR
+		{"JPY under the campaign minimum", "JPY", 4999, nil, "", jun, 499},      // worth 49.99 EUR
+	} {
+		res, err := p.ComputeEarn(loyalty.EarnInput{Member: loyalty.Member{Tier: tt.tier}, Amount: tt.amount, Currency: tt.currency, Lines: tt.lines, At: tt.at})
+		if err != nil || res.Points != tt.want {
+			t.Errorf("%s: %d points (%s), %v; want %d", tt.name, res.Points, res.Describe(), err, tt.want)
+		}
+	}
+	_, err := p.ComputeEarn(loyalty.EarnInput{Amount: 1000, Currency: "USD", At: jan})
+	if loyalty.ErrorCode(err) != loyalty.EINVALID || loyalty.ErrorMessage(err) != "this program does not earn points in USD; it earns in EUR, GBP, JPY" {
+		t.Errorf("USD: %v", err)
+	}
+	if v, err := p.ProgramAmount(4167, "GBP"); err != nil || v != 5000 {
+		t.Errorf("41.67 GBP in EUR: %d, %v; want 5000", v, err)
+	}
+	if got, err := p.EarnPoints(1299, "GBP"); err != nil || got != 155 {
+		t.Errorf("EarnPoints(12.99 GBP) = %d, %v; want 155", got, err)
+	}
+	// One program currency only: the message names it.
+	d := loyalty.DefaultProgram()
+	if _, err := d.ComputeEarn(loyalty.EarnInput{Amount: 1000, Currency: "USD", At: jan}); loyalty.ErrorMessage(err) != "this program does not earn points in USD; it earns in EUR" {
+		t.Errorf("USD under the default program: %v", err)
+	}
+}
+
+// TestComputeEarn_CurrencyExtremes: the highest rates, units and amounts in another currency are
+// refused past MaxPoints, never wrapped around; the largest that fits is exact.
+func TestComputeEarn_CurrencyExtremes(t *testing.T) {
+	p := loyalty.DefaultProgram()
+	p.Earn = loyalty.EarnRule{PointsPerUnit: 1, UnitMinor: 10_000, Currencies: []loyalty.CurrencyRate{{Currency: "XAU", PointsPerUnit: 1000, UnitMinor: 1}}}
+	p.CategoryRates = []loyalty.CategoryRate{{Category: "big", PointsPerUnit: 1000}}
+	if err := p.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	// 1000 × 1000 ÷ 1 = 10^6 points per minor unit: 10^6 minor units is the most that fits.
+	res, err := p.ComputeEarn(loyalty.EarnInput{Amount: 1_000_000, Currency: "XAU", Lines: []loyalty.Line{{Category: "big", Qty: 1, Amount: 1_000_000}}})
+	if err != nil || res.Points != loyalty.MaxPoints {
+		t.Errorf("the most that fits: %d, %v", res.Points, err)
+	}
+	for _, amount := range []int64{1_000_001, loyalty.MaxAmount} {
+		_, err := p.ComputeEarn(loyalty.EarnInput{Amount: amount, Currency: "XAU", Lines: []loyalty.Line{{Category: "big", Qty: 1, Amount: amount}}})
+		if loyalty.ErrorCode(err) != loyalty.EINVALID {
+			t.Errorf("%d minor units at 10^6 points each: %v, want EINVALID", amount, err)
+		}
+	}
+	// ProgramAmount past int64 passes any minimum instead of wrapping around.
+	if v, err := p.ProgramAmount(loyalty.MaxAmount, "XAU"); err != nil || v != math.MaxInt64 {
+		t.Errorf("ProgramAmount at the extremes: %d, %v", v, err)
+	}
+}
+
+func TestProgram_ValidateCurrencies(t *testing.T) {
+	for name, tt := range map[string]struct {
+		mutate func(*loyalty.Program)
+		msg    string
+	}{
+		"lower case":    {func(p *loyalty.Program) { p.Earn.Currencies[0].Currency = "gbp" }, `earn.currencies[0]: currency must be a 3-letter ISO 4217 code such as EUR, got "gbp"`},
+		"own currency":  {func(p *loyalty.Program) { p.Earn.Currencies[0].Currency = "EUR" }, "earn.currencies[0]: EUR is the program's own currency; its rate is earn.points_per_unit and earn.unit_minor"},
+		"twice":         {func(p *loyalty.Program) { p.Earn.Currencies[1].Currency = "GBP" }, "earn.currencies[1]: GBP is listed twice"},
+		"unit 0":        {func(p *loyalty.Program) { p.Earn.Currencies[0].UnitMinor = 0 }, "earn.currencies[0]: unit_minor of GBP must be 1 to 10000 (100 for cents)"},
+		"unit too big":  {func(p *loyalty.Program) { p.Earn.Currencies[0].UnitMinor = 10_001 }, "earn.currencies[0]: unit_minor of GBP must be 1 to 10000 (100 for cents)"},
+		"rate negative": {func(p *loyalty.Program) { p.Earn.Currencies[1].PointsPerUnit = -1 }, "earn.currencies[1]: points_per_unit of JPY must be 0 to 1000"},
+		"rate too high": {func(p *loyalty.Program) { p.Earn.Currencies[1].PointsPerUnit = 1001 }, "earn.currencies[1]: points_per_unit of JPY must be 0 to 1000"},
+		"no main rate":  {func(p *loyalty.Program) { p.Earn.PointsPerUnit = 0 }, "earn.currencies needs earn.points_per_unit of at least 1: the other currencies' category rates and campaign minimums are read at the ratio of their rate to it"},
+		"spend tiers":   {func(p *loyalty.Program) { p.Tiers.Basis = loyalty.BasisSpend }, "earn.currencies cannot be combined with tiers.basis spend: amounts in different currencies do not add up; use tiers.basis points"},
+		"too many": {func(p *loyalty.Program) {
+			for i := range loyalty.MaxCurrencies {
+				p.Earn.Currencies = append(p.Earn.Currencies, loyalty.CurrencyRate{Currency: fmt.Sprintf("X%c%c", 'A'+i/26, 'A'+i%26), PointsPerUnit: 1, UnitMinor: 100})
+			}
+		}, fmt.Sprintf("earn.currencies has %d entries; at most %d", loyalty.MaxCurrencies+2, loyalty.MaxCurrencies)},
+	} {
+		p := multiCurrency()
+		tt.mutate(&p)
+		if err := p.Validate(); loyalty.ErrorCode(err) != loyalty.EINVALID || loyalty.ErrorMessage(err) != tt.msg {
+			t.Errorf("%s: %v, want EINVALID %q", name, err, tt.msg)
+		}
+	}
+	// A listed currency may earn nothing (it is accepted, and punches punch cards).
+	p := multiCurrency()
+	p.Earn.Currencies[0].PointsPerUnit = 0
+	if err := p.Validate(); err != nil {
+		t.Errorf("a currency at 0 points: %v", err)
+	}
+}
+
+func TestValidateBirthday(t *testing.T) {
+	today := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	for _, ok := range []string{"07-14", "02-29", "12-31", "01-01", "1990-07-14", "2000-02-29", "1900-01-01", "2026-11-22"} {
+		if err := loyalty.ValidateBirthday(ok, today); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for bad, msg := range map[string]string{
+		"02-30":      `birthday "02-30" is not a date: write MM-DD (such as 07-14) or YYYY-MM-DD (such as 1990-07-14)`,
+		"13-01":      `birthday "13-01" is not a date: write MM-DD (such as 07-14) or YYYY-MM-DD (such as 1990-07-14)`,
+		"7-14":       `birthday "7-14" is not a date: write MM-DD (such as 07-14) or YYYY-MM-DD (such as 1990-07-14)`,
+		"14.07.1990": `birthday "14.07.1990" is not a date: write MM-DD (such as 07-14) or YYYY-MM-DD (such as 1990-07-14)`,
+		"1999-02-29": `birthday "1999-02-29" is not a date: write MM-DD (such as 07-14) or YYYY-MM-DD (such as 1990-07-14)`,
+		"00-00":      `birthday "00-00" is not a date: write MM-DD (such as 07-14) or YYYY-MM-DD (such as 1990-07-14)`,
+		"1899-12-31": `birthday "1899-12-31": the year must be 1900 or later (or leave it out: MM-DD)`,
+		"2026-11-23": `birthday "2026-11-23" is in the future`,
+	} {
+		if err := loyalty.ValidateBirthday(bad, today); loyalty.ErrorCode(err) != loyalty.EINVALID || loyalty.ErrorMessage(err) != msg {
+			t.Errorf("%q: %v, want EINVALID %q", bad, err, msg)
+		}
+	}
+}
+
+// TestBirthdayDue: from local midnight of the birthday for BirthdayGraceDays days, in the member's
+// zone; 29 February on 28 February in other years; not for a member who joined after it; the year
+// is the birthday's, also when a late-December birthday is caught up in January.
+func TestBirthdayDue(t *testing.T) {
+	utc := time.UTC
+	tokyo, _ := time.LoadLocation("Asia/Tokyo")
+	joined := time.Date(2020, 1, 1, 0, 0, 0, 0, utc)
+	for _, tt := range []struct {
+		name     string
+		birthday string
+		loc      *time.Location
+		created  time.Time
+		now      time.Time
+		year     int
+		due      bool
+	}{
+		{"the day before", "07-14", utc, joined, time.Date(2026, 7, 13, 23, 59, 59, 0, utc), 0, false},
+		{"midnight", "07-14", utc, joined, time.Date(2026, 7, 14, 0, 0, 0, 0, utc), 2026, true},
+		{"a week of catching up", "07-14", utc, joined, time.Date(2026, 7, 20, 23, 59, 59, 0, utc), 2026, true},
+		{"too late", "07-14", utc, joined, time.Date(2026, 7, 21, 0, 0, 0, 0, utc), 0, false},
+		{"with a birth year", "1990-07-14", utc, joined, time.Date(2026, 7, 14, 12, 0, 0, 0, utc), 2026, true},
+		{"in Tokyo, already the 14th", "07-14", tokyo, joined, time.Date(2026, 7, 13, 15, 0, 0, 0, utc), 2026, true},
+		{"in Tokyo, still the 13th", "07-14", tokyo, joined, time.Date(2026, 7, 13, 14, 59, 59, 0, utc), 0, false},
+		{"29 February in a leap year", "02-29", utc, joined, time.Date(2028, 2, 29, 8, 0, 0, 0, utc), 2028, true},
+		{"not 28 February in a leap year", "02-29", utc, joined, time.Date(2028, 2, 28, 8, 0, 0, 0, utc), 0, false},
+		{"28 February in another year", "02-29", utc, joined, time.Date(2027, 2, 28, 0, 0, 0, 0, utc), 2027, true},
+		{"born 2000-02-29, in 2027", "2000-02-29", utc, joined, time.Date(2027, 2, 28, 0, 0, 0, 0, utc), 2027, true},
+		{"31 December, caught up on 2 January", "12-31", utc, joined, time.Date(2027, 1, 2, 0, 0, 0, 0, utc), 2026, true},
+		{"joined on the day", "07-14", utc, time.Date(2026, 7, 14, 18, 0, 0, 0, utc), time.Date(2026, 7, 14, 19, 0, 0, 0, utc), 2026, true},
+		{"joined after the day", "07-14", utc, time.Date(2026, 7, 15, 0, 0, 0, 0, utc), time.Date(2026, 7, 16, 0, 0, 0, 0, utc), 0, false},
+		{"the day of birth itself", "2026-07-14", utc, joined, time.Date(2026, 7, 14, 12, 0, 0, 0, utc), 0, false},
+		{"no birthday", "", utc, joined, time.Date(2026, 7, 14, 12, 0, 0, 0, utc), 0, false},
+	} {
+		year, due := loyalty.BirthdayDue(tt.birthday, tt.loc, tt.created, tt.now)
+		if year != tt.year || due != tt.due {
+			t.Errorf("%s: %d, %v; want %d, %v", tt.name, year, due, tt.year, tt.due)
+		}
 	}
 }

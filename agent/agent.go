@@ -467,8 +467,10 @@ func (a *Agent) spend(ctx context.Context, tx Tx, p *loyalty.Program, d *loyalty
 	var use []LeaseUse
 	if d.Kind == loyalty.KindReverse {
 		// A reversal gives back exactly what the original spent, to the leases it spent from that
-		// the store still holds, as the hub does: whatever the program says by now.
-		if orig == nil {
+		// the store still holds, as the hub does: whatever the program says by now. A partial
+		// refund gives back nothing here: the hub gives back its share, and the full reversal of
+		// the rest gives back all of it; until then the store counts more spent, never less.
+		if orig == nil || d.Amount > 0 {
 			return nil, nil
 		}
 		spent, err := tx.LeaseUses(ctx, orig.ID)
@@ -488,25 +490,9 @@ func (a *Agent) spend(ctx context.Context, tx Tx, p *loyalty.Program, d *loyalty
 		}
 		return use, nil
 	}
-	for _, b := range p.BudgetsFor(d) {
-		x := b.Consumption(p, d, orig)
-		if x <= 0 {
-			continue
-		}
-		i := slices.IndexFunc(leases, func(l Lease) bool { return l.Budget == b.ID && l.Usable(a.Now()) })
-		if i < 0 {
-			return nil, quotaError{loyalty.Errorf(loyalty.EBUDGET,
-				"this store holds no quota of budget %s right now (offline too long, or the budget is used up); try again when online", b.ID)}
-		}
-		spent, err := tx.LeaseSpent(ctx, leases[i].ID)
-		if err != nil {
-			return nil, err
-		}
-		if spent+x > leases[i].Granted {
-			return nil, quotaError{loyalty.Errorf(loyalty.EBUDGET,
-				"this store's share of budget %s is used up (%d of %d); the hub refills it while the store is online", b.ID, spent, leases[i].Granted)}
-		}
-		use = append(use, LeaseUse{Lease: leases[i].ID, Budget: b.ID, Amount: x})
+	// Each order counted once, within the quota the hub told this store it may spend (budget.go).
+	if use, err = a.budgetUses(ctx, tx, p, d, leases); err != nil {
+		return nil, err
 	}
 	if len(use) > 0 {
 		d.Leases = map[string]string{}
@@ -644,11 +630,11 @@ func orderEntries(ctx context.Context, tx Tx, orderID string) ([]loyalty.OrderEn
 	}
 	out := make([]loyalty.OrderEntry, len(ds))
 	for i, d := range ds {
-		by, err := tx.ReversalOf(ctx, d.ID)
+		rs, err := tx.Reversals(ctx, d.ID)
 		if err != nil {
 			return nil, err
 		}
-		out[i] = loyalty.OrderEntry{Delta: d, Reversed: by != ""}
+		out[i] = loyalty.OrderEntry{Delta: d, Reversals: rs}
 	}
 	return out, nil
 }
@@ -663,20 +649,28 @@ func (a *Agent) stacks(ctx context.Context, tx Tx, p *loyalty.Program, orderID, 
 }
 
 // Reverse undoes everything an order earned and redeemed at this store (a void or a full
-// refund). Reversing an earn can take a balance below zero; the hub flags that for review.
+// refund), or what is left of it after partial refunds; with a refund id, it refunds part of the
+// order's sale instead (refundPart). Reversing an earn can take a balance below zero; the hub
+// flags that for review.
 func (a *Agent) Reverse(ctx context.Context, req loyalty.ReverseRequest) (loyalty.Receipt, error) {
+	if err := req.Validate(); err != nil {
+		return loyalty.Receipt{}, err
+	}
+	if req.RefundID != "" {
+		return a.refundPart(ctx, req)
+	}
 	return a.once(ctx, "reverse", req.OrderID, req, func(tx Tx, offline bool) (loyalty.Receipt, error) {
 		es, err := orderEntries(ctx, tx, req.OrderID)
 		if err != nil {
 			return loyalty.Receipt{}, err
 		}
 		var rev []loyalty.Delta
-		for _, d := range loyalty.ToReverse(es) {
-			r, err := a.newDelta(ctx, tx, d.Member, loyalty.KindReverse, req.OrderID, req.Terminal)
+		for _, e := range loyalty.ToReverse(es) {
+			r, err := a.newDelta(ctx, tx, e.Member, loyalty.KindReverse, req.OrderID, req.Terminal)
 			if err != nil {
 				return loyalty.Receipt{}, err
 			}
-			r.Undo(d)
+			r.Undo(e)
 			rev = append(rev, r)
 		}
 		if len(rev) == 0 {
@@ -687,6 +681,34 @@ func (a *Agent) Reverse(ctx context.Context, req loyalty.ReverseRequest) (loyalt
 			return loyalty.Receipt{}, err
 		}
 		return a.write(ctx, tx, &p, offline, rev...)
+	})
+}
+
+// refundPart takes back a partial refund's share of the order's sale at this store: points in
+// proportion to the amount given back, and the punch-card units of the lines given back.
+// Rewards redeemed on the order stand.
+func (a *Agent) refundPart(ctx context.Context, req loyalty.ReverseRequest) (loyalty.Receipt, error) {
+	return a.onceFor(ctx, "reverse", req.OrderID, req.RefundID, req, func(tx Tx, offline bool) (loyalty.Receipt, error) {
+		es, err := orderEntries(ctx, tx, req.OrderID)
+		if err != nil {
+			return loyalty.Receipt{}, err
+		}
+		i := slices.IndexFunc(es, func(e loyalty.OrderEntry) bool { return e.Kind == loyalty.KindEarn })
+		if i < 0 {
+			return loyalty.Receipt{}, loyalty.Errorf(loyalty.ENOTFOUND, "order %s has no sale with points at this store to refund", req.OrderID)
+		}
+		p, err := tx.Program(ctx)
+		if err != nil {
+			return loyalty.Receipt{}, err
+		}
+		r, err := a.newDelta(ctx, tx, es[i].Member, loyalty.KindReverse, req.OrderID, req.Terminal)
+		if err != nil {
+			return loyalty.Receipt{}, err
+		}
+		if err := r.RefundPart(es[i], loyalty.Refund{Amount: int64(req.Amount), Lines: req.Lines}, p.PunchCardsOf()); err != nil {
+			return loyalty.Receipt{}, err
+		}
+		return a.write(ctx, tx, &p, offline, r)
 	})
 }
 

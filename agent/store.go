@@ -72,8 +72,8 @@ type Tx interface {
 	OfflineRedemptions(ctx context.Context, member, reward string, since time.Time) (int64, error)
 	// OrderDeltas returns this store's deltas for an order, oldest first.
 	OrderDeltas(ctx context.Context, orderID string) ([]loyalty.Delta, error)
-	// ReversalOf returns the id of the local delta that reverses id, or "".
-	ReversalOf(ctx context.Context, id string) (string, error)
+	// Reversals returns this store's deltas that reverse id, in whole or in part, oldest first.
+	Reversals(ctx context.Context, id string) ([]loyalty.Delta, error)
 	// VoucherUse returns the order that used a voucher at this store, or "".
 	VoucherUse(ctx context.Context, voucher string) (string, error)
 

@@ -3,28 +3,11 @@ package hub
 import (
 	"context"
 	"fmt"
-	"strings"
+	"slices"
 	"time"
 
 	"github.com/loyalty-edge-sync/loyalty"
-	lsync "github.com/loyalty-edge-sync/loyalty/sync"
 )
-
-// LeaseConfig sizes and times budget leases.
-type LeaseConfig struct {
-	TTL time.Duration // how long a store may spend a lease without hearing from the hub
-	// Margin is added to TTL before the hub counts a lease as expired, to cover message transit
-	// and clock rate differences: a store's own expiry always comes first.
-	Margin time.Duration
-	Min    int64   // smallest lease granted
-	Share  float64 // a lease is sized to this share of the limit, or twice the store's use, if larger
-}
-
-// DefaultLeaseConfig returns the defaults: 15 minute leases with a 1 minute margin, sized to 5%
-// of the limit.
-func DefaultLeaseConfig() LeaseConfig {
-	return LeaseConfig{TTL: 15 * time.Minute, Margin: time.Minute, Min: 1, Share: 0.05}
-}
 
 // account records what an applied delta spends of each budget, against the lease the store
 // names, and the conflicts it causes. An offline event physically happened, so it is applied even
@@ -61,7 +44,10 @@ func (a *applier) account(ctx context.Context, store string, d loyalty.Delta) er
 	// have room for it (referral).
 	direct := store == loyalty.OnlineStore || store == loyalty.HubStore
 	for _, b := range rules.BudgetsFor(&d) {
-		x := b.Consumption(rules, &d, nil)
+		x, err := a.consumption(ctx, store, rules, &b, &d)
+		if err != nil {
+			return err
+		}
 		if x <= 0 {
 			continue
 		}
@@ -101,6 +87,9 @@ func (a *applier) account(ctx context.Context, store string, d loyalty.Delta) er
 					return err
 				}
 				charge.Lease = id
+				if err := a.recordDemand(ctx, store, b.ID, d.EventTime(), x); err != nil {
+					return err
+				}
 				if l.Consumed > l.Granted { // only in the window after a restore (checkLeases)
 					if err := flag(ConflictRestore, min(x, l.Consumed-l.Granted), "budget %s: a lease spent %d of %d; refills granted before the hub was restored from a backup were lost with it",
 						b.ID, l.Consumed, l.Granted); err != nil {
@@ -233,7 +222,19 @@ func (a *applier) refund(ctx context.Context, d loyalty.Delta) error {
 	if err != nil {
 		return err
 	}
+	orig, err := a.tx.Delta(ctx, d.Reverses)
+	if err != nil {
+		return err
+	}
+	e, err := a.entry(ctx, orig.Delta)
+	if err != nil {
+		return err
+	}
+	e.Reversals = slices.DeleteFunc(e.Reversals, func(r loyalty.Delta) bool { return r.ID == d.ID })
 	for _, c := range charges {
+		// A partial refund of a sale gives back its share of what the sale was charged (the
+		// order core's RefundShare, as for its points); a full reversal the rest.
+		c.Amount = loyalty.RefundShare(e, d, c.Amount)
 		// Never below zero: what a budget never counted cannot be given back.
 		spent, err := a.tx.BudgetSpent(ctx, c.Budget)
 		if err != nil {
@@ -335,7 +336,10 @@ func (a *applier) allow(ctx context.Context, d loyalty.Delta) error {
 		}
 	}
 	for _, b := range p.BudgetsFor(&d) {
-		x := b.Consumption(p, &d, nil)
+		x, err := a.consumption(ctx, loyalty.OnlineStore, p, &b, &d)
+		if err != nil {
+			return err
+		}
 		if x <= 0 {
 			continue
 		}
@@ -344,10 +348,99 @@ func (a *applier) allow(ctx context.Context, d loyalty.Delta) error {
 			return err
 		}
 		if spent+out+x > b.Limit {
-			return loyalty.Errorf(loyalty.EBUDGET, "budget %s is used up: %d of %d spent, %d held by stores", b.ID, spent, b.Limit, out)
+			return a.usedUp(ctx, &b, spent, out, 0)
 		}
 	}
 	return nil
+}
+
+// usedUp is the refusal of an online call (or a referral bonus) that does not fit budget b. Quota
+// held unspent by stores that are connected comes back at their next syncs when they do not
+// need it (adjust), so the message says when to try again.
+func (a *applier) usedUp(ctx context.Context, b *loyalty.Budget, spent, out, more int64) error {
+	msg := fmt.Sprintf("budget %s is used up: %d of %d spent, %d held by stores", b.ID, spent, b.Limit, out)
+	if more > 0 {
+		msg += fmt.Sprintf("; %d more do not fit", more)
+	}
+	if idle, err := a.heldOnline(ctx, b.ID); err != nil {
+		return err
+	} else if idle > 0 {
+		msg += fmt.Sprintf("; %d of it is held by stores that are online, which hand back what they do not need within a minute: try again then", idle)
+	}
+	return loyalty.Errorf(loyalty.EBUDGET, "%s", msg)
+}
+
+// heldOnline is the quota of a budget that connected stores hold unspent.
+func (a *applier) heldOnline(ctx context.Context, budget string) (int64, error) {
+	ls, err := a.tx.BudgetLeases(ctx, budget)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, l := range ls {
+		if l.State == LeaseActive && !a.session(l.Store).IsZero() {
+			n += max(l.Told()-l.Consumed, 0)
+		}
+	}
+	return n, nil
+}
+
+// consumption is what d uses of budget b, counting each order once (loyalty.Budget.
+// OrderConsumption): a redemption on an order whose other standing redemptions at the same
+// store (OnlineStore for the online channel) already counted toward an order_value or discount
+// budget uses only what its order adds.
+func (a *applier) consumption(ctx context.Context, store string, p *loyalty.Program, b *loyalty.Budget, d *loyalty.Delta) (int64, error) {
+	x := b.Consumption(p, d, nil)
+	if x <= 0 || d.Kind != loyalty.KindRedeem || d.OrderID == "" || (b.Metric != loyalty.MetricOrderValue && b.Metric != loyalty.MetricDiscount) {
+		return x, nil
+	}
+	counted, err := a.orderCounted(ctx, store, d, b.ID)
+	if err != nil {
+		return 0, err
+	}
+	return b.OrderConsumption(p, d, counted), nil
+}
+
+// orderCounted sums what the other redemptions of d's order at store that still stand were
+// charged to budget.
+func (a *applier) orderCounted(ctx context.Context, store string, d *loyalty.Delta, budget string) (int64, error) {
+	es, err := a.tx.OrderDeltas(ctx, store, d.OrderID)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, e := range es {
+		if e.ID == d.ID || e.Kind != loyalty.KindRedeem {
+			continue
+		}
+		if by, err := a.tx.ReversalOf(ctx, e.ID); err != nil {
+			return 0, err
+		} else if by != "" {
+			continue
+		}
+		cs, err := a.tx.Charges(ctx, e.ID)
+		if loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
+			cs, err = a.legacyCharges(ctx, e.ID)
+		}
+		if err != nil {
+			return 0, err
+		}
+		for _, c := range cs {
+			if c.Budget == budget {
+				n += c.Amount
+			}
+		}
+	}
+	return n, nil
+}
+
+// recordDemand records what a store's lease of a budget was charged, for sizing its next
+// leases, at the delta's event time, but never after the hub's clock (a store clock ahead).
+func (a *applier) recordDemand(ctx context.Context, store, budget string, at time.Time, x int64) error {
+	if now := a.Now(); at.After(now) {
+		at = now
+	}
+	return a.tx.AddDemand(ctx, store, budget, at, x)
 }
 
 // fits checks that the budgets of program p have room for all of ds together (spent + leased +
@@ -357,7 +450,11 @@ func (a *applier) fits(ctx context.Context, p *loyalty.Program, ds ...loyalty.De
 	need := map[string]int64{}
 	for i := range ds {
 		for _, b := range p.BudgetsFor(&ds[i]) {
-			need[b.ID] += max(b.Consumption(p, &ds[i], nil), 0)
+			x, err := a.consumption(ctx, ds[i].Store, p, &b, &ds[i])
+			if err != nil {
+				return err
+			}
+			need[b.ID] += max(x, 0)
 		}
 	}
 	for _, b := range p.Budgets {
@@ -370,7 +467,7 @@ func (a *applier) fits(ctx context.Context, p *loyalty.Program, ds ...loyalty.De
 			return err
 		}
 		if spent+out+x > b.Limit {
-			return loyalty.Errorf(loyalty.EBUDGET, "budget %s is used up: %d of %d spent, %d held by stores; %d more do not fit", b.ID, spent, b.Limit, out, x)
+			return a.usedUp(ctx, &b, spent, out, x)
 		}
 	}
 	return nil
@@ -400,98 +497,6 @@ func (a *applier) current(ctx context.Context) (*loyalty.Program, error) {
 	return a.cur, nil
 }
 
-// leases settles, renews, revokes and grants a store's leases at its pull. Ended leases are
-// settled only when the pull is flushed (every delta the store had made was pushed before it, and
-// the hub applies a session's messages in order): then everything spent under them is known.
-func (a *applier) leases(ctx context.Context, store string, flushed bool) ([]lsync.Lease, error) {
-	p, err := a.current(ctx)
-	if err != nil {
-		return nil, err
-	}
-	now := a.Now()
-	cfg := a.Lease
-	ls, err := a.tx.Leases(ctx, store)
-	if err != nil {
-		return nil, err
-	}
-	held := map[string]*Lease{}
-	for i := range ls {
-		l := &ls[i]
-		ev := LeaseEvent{Lease: l.ID, Store: store, Budget: l.Budget, At: now}
-		b := budgetByID(p, l.Budget)
-		switch {
-		case l.State == LeaseEnded && !flushed:
-			continue
-		case l.State == LeaseEnded:
-			ev.Kind, ev.Amount = "settle", l.Outstanding()
-			l.State = LeaseSettled
-		case b == nil || disabled(p, b):
-			ev.Kind, ev.Amount = "revoke", l.Outstanding()
-			l.State = LeaseEnded
-		case l.ExpiresAt.Sub(now) < cfg.TTL/2:
-			l.ExpiresAt = now.Add(cfg.TTL + cfg.Margin) // renewal: not ledgered, it moves no quota
-		default:
-			held[l.Budget] = l
-			continue
-		}
-		if err := a.tx.PutLease(ctx, *l, ev); err != nil {
-			return nil, err
-		}
-		if l.State == LeaseActive {
-			held[l.Budget] = l
-		}
-	}
-	for i := range p.Budgets {
-		b := &p.Budgets[i]
-		if disabled(p, b) {
-			continue
-		}
-		l := held[b.ID]
-		unit := b.Unit(p) // a lease must hold at least one redemption's worth
-		target := max(cfg.Min, int64(float64(b.Limit)*cfg.Share), unit)
-		if l != nil {
-			target = max(target, 2*l.Consumed) // sized from recent use
-			if have := l.Granted - l.Consumed; have >= max(target/2, unit) {
-				continue
-			}
-		}
-		spent, out, err := a.usage(ctx, b.ID)
-		if err != nil {
-			return nil, err
-		}
-		have := int64(0)
-		if l != nil {
-			have = l.Granted - l.Consumed
-		}
-		grant := min(target-have, b.Limit-spent-out)
-		if grant <= 0 {
-			continue
-		}
-		kind := "refill"
-		if l == nil {
-			l = &Lease{ID: "l" + strings.ToLower(loyalty.NewDeltaID()[1:17]), Store: store, Budget: b.ID, State: LeaseActive, CreatedAt: now}
-			held[b.ID], kind = l, "grant"
-		}
-		l.Granted += grant
-		l.ExpiresAt = now.Add(cfg.TTL + cfg.Margin)
-		if err := a.tx.PutLease(ctx, *l, LeaseEvent{Lease: l.ID, Store: store, Budget: b.ID, Kind: kind, Amount: grant, At: now}); err != nil {
-			return nil, err
-		}
-	}
-	out := []lsync.Lease{}
-	ls, err = a.tx.Leases(ctx, store)
-	if err != nil {
-		return nil, err
-	}
-	for _, l := range ls {
-		// The store may spend until the hub's expiry less the margin: its own expiry always
-		// comes first, however long the message takes (up to the margin).
-		ttl := max(l.ExpiresAt.Sub(now)-cfg.Margin, 0)
-		out = append(out, lsync.Lease{ID: l.ID, Budget: l.Budget, Granted: l.Granted, State: l.State, TTLMillis: ttl.Milliseconds()})
-	}
-	return out, nil
-}
-
 func budgetByID(p *loyalty.Program, id string) *loyalty.Budget {
 	for i := range p.Budgets {
 		if p.Budgets[i].ID == id {
@@ -508,28 +513,6 @@ func disabled(p *loyalty.Program, b *loyalty.Budget) bool {
 	}
 	r, err := p.Reward(b.Reward)
 	return err != nil || r.Disabled
-}
-
-// ExpireLeases ends the active leases of stores that have not renewed them within TTL plus the
-// margin. Their unspent quota stays reserved until the store reconnects and its spending is
-// known (see docs/BUDGETS.md), or an operator writes the store off.
-func (h *Hub) ExpireLeases(ctx context.Context) (int, error) {
-	n := 0
-	err := h.update(ctx, func(tx Tx) error {
-		ls, err := tx.ExpiredLeases(ctx, h.Now())
-		if err != nil {
-			return err
-		}
-		for _, l := range ls {
-			l.State = LeaseEnded
-			if err := tx.PutLease(ctx, l, LeaseEvent{Lease: l.ID, Store: l.Store, Budget: l.Budget, Kind: "expire", Amount: l.Outstanding(), At: h.Now()}); err != nil {
-				return err
-			}
-			n++
-		}
-		return nil
-	})
-	return n, err
 }
 
 // WriteOff settles the ended leases of a store that will not come back (a closed store, a lost
@@ -564,10 +547,13 @@ func (h *Hub) WriteOff(ctx context.Context, store string) (map[string]int64, err
 // BudgetStatus is a budget with what it has spent and what stores hold.
 type BudgetStatus struct {
 	loyalty.Budget
-	Spent       int64   `json:"spent"`
-	Outstanding int64   `json:"outstanding"` // leased to stores, not yet spent or settled
-	Available   int64   `json:"available"`   // limit - spent - outstanding
-	Leases      []Lease `json:"leases"`
+	Spent       int64 `json:"spent"`
+	Outstanding int64 `json:"outstanding"` // leased to stores, not yet spent or settled
+	Available   int64 `json:"available"`   // limit - spent - outstanding
+	// Reclaiming is the part of Outstanding the hub is taking back from connected stores that do
+	// not need it: it becomes available once each store has shown it heard.
+	Reclaiming int64   `json:"reclaiming"`
+	Leases     []Lease `json:"leases"`
 }
 
 // Budgets reports every budget of the current program.
@@ -591,6 +577,11 @@ func (h *Hub) Budgets(ctx context.Context) ([]BudgetStatus, error) {
 				return err
 			}
 			s.Leases = append(s.Leases, ls...)
+			for _, l := range ls {
+				if l.State != LeaseSettled {
+					s.Reclaiming += l.Reclaiming
+				}
+			}
 			s.Available = b.Limit - s.Spent - s.Outstanding
 			out = append(out, s)
 		}

@@ -95,10 +95,11 @@ func (s *Server) routes(mux, admin router) {
 			HomeStore string `json:"home_store"`
 			Country   string `json:"country"`
 			Referred  string `json:"referred_by"` // the referrer's member id (their referral code)
+			Birthday  string `json:"birthday"`    // "MM-DD" or "YYYY-MM-DD", for the birthday action
 		}
 		if s.decode(w, r, &req) {
 			out, err := h.CreateMember(r.Context(), loyalty.Member{ID: req.ID, Email: req.Email, Name: req.Name, HomeStore: req.HomeStore,
-				Country: req.Country, ReferredBy: req.Referred})
+				Country: req.Country, ReferredBy: req.Referred, Birthday: req.Birthday})
 			s.reply(w, r, http.StatusCreated, out, err)
 		}
 	})

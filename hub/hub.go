@@ -587,16 +587,14 @@ func (a *applier) check(ctx context.Context, store string, d *loyalty.Delta) err
 			return loyalty.Errorf(loyalty.EINVALID, "this refund reverses a change of another member")
 		case orig.Kind != loyalty.KindEarn && orig.Kind != loyalty.KindRedeem:
 			return loyalty.Errorf(loyalty.EINVALID, "only earn and redeem deltas can be reversed, not %s", orig.Kind)
-		case d.Points != -orig.Points:
-			return loyalty.Errorf(loyalty.EINVALID, "reversing %d points takes %d, not %d", orig.Points, -orig.Points, d.Points)
-		case len(d.Punches) != len(orig.Punches) || !maps.EqualFunc(d.Punches, orig.Punches, func(a, b int64) bool { return a == -b }):
-			return loyalty.Errorf(loyalty.EINVALID, "a reversal takes back exactly the punches of the order")
 		}
-		if by, err := a.tx.ReversalOf(ctx, orig.ID); err != nil {
+		e, err := a.entry(ctx, orig.Delta)
+		if err != nil {
 			return err
-		} else if by != "" {
-			return loyalty.Errorf(loyalty.ECONFLICT, "the change this refund reverses was already reversed")
 		}
+		// The same order core that made the refund at the store judges it: a full reversal
+		// undoes exactly what is left, a partial one takes exactly its share.
+		return loyalty.CheckRefund(e, *d)
 	}
 	return nil
 }
@@ -894,6 +892,11 @@ func (h *Hub) CreateMember(ctx context.Context, m loyalty.Member) (NewMember, er
 	if m.Country != "" && (len(m.Country) != 2 || strings.ToUpper(m.Country) != m.Country) {
 		return fail(loyalty.Errorf(loyalty.EINVALID, "country must be an ISO 3166 two-letter code such as DE, got %q", m.Country))
 	}
+	if m.Birthday != "" {
+		if err := loyalty.ValidateBirthday(m.Birthday, h.Now().UTC().AddDate(0, 0, 1)); err != nil { // a day of slack: time zones ahead of UTC
+			return fail(err)
+		}
+	}
 	m.Balance, m.CreatedAt = 0, h.Now().UTC().Truncate(time.Millisecond)
 	err := h.update(ctx, func(tx Tx) error {
 		if m.HomeStore != "" {
@@ -948,12 +951,15 @@ type MemberView struct {
 	Ledger []LedgerEntry `json:"ledger"`
 }
 
-// Member returns a member and their newest ledger entries.
+// Member returns a member, with their birthday, and their newest ledger entries.
 func (h *Hub) Member(ctx context.Context, id string, ledger int) (MemberView, error) {
 	var v MemberView
 	err := h.Store.View(ctx, func(tx Tx) error {
 		var err error
 		if v.Member, err = tx.Member(ctx, id); err != nil {
+			return err
+		}
+		if v.Birthday, err = tx.MemberBirthday(ctx, id); err != nil {
 			return err
 		}
 		v.Ledger, err = tx.Ledger(ctx, id, ledger)
@@ -1439,35 +1445,28 @@ func (h *Hub) IssueVoucher(ctx context.Context, req loyalty.RedeemRequest) (Vouc
 // purchase of a voucher cancels the voucher; if it was used already, the refund is refused.
 func (h *Hub) Reverse(ctx context.Context, req loyalty.ReverseRequest) (loyalty.Receipt, error) {
 	var out loyalty.Receipt
-	if err := loyalty.ValidateOrderID(req.OrderID); err != nil {
+	if err := req.Validate(); err != nil {
 		return out, err
 	}
-	err := h.online(ctx, "reverse", req.OrderID, req, func(a *applier) (any, error) {
-		entries, err := a.tx.OrderDeltas(ctx, loyalty.OnlineStore, req.OrderID)
+	key := req.OrderID
+	if req.RefundID != "" {
+		key = onlinePart(req.OrderID, req.RefundID)
+	}
+	err := h.online(ctx, "reverse", key, req, func(a *applier) (any, error) {
+		es, err := a.orderEntries(ctx, loyalty.OnlineStore, req.OrderID)
 		if err != nil {
 			return nil, err
 		}
+		if req.RefundID != "" {
+			return a.refundPart(ctx, req, es)
+		}
 		rc := loyalty.Receipt{OrderID: req.OrderID, Deltas: []string{}}
-		for _, e := range entries {
-			if e.Kind != loyalty.KindEarn && e.Kind != loyalty.KindRedeem {
-				continue
-			}
-			if by, err := a.tx.ReversalOf(ctx, e.ID); err != nil {
-				return nil, err
-			} else if by != "" {
-				continue
-			}
+		for _, e := range loyalty.ToReverse(es) {
 			if err := a.voidVoucherOf(ctx, e.ID); err != nil {
 				return nil, err
 			}
 			d := a.newDelta(req.OrderID, e.Member, loyalty.KindReverse, req.Terminal)
-			d.Points, d.Reverses = -e.Points, e.ID
-			for card, n := range e.Punches {
-				if d.Punches == nil {
-					d.Punches = map[string]int64{}
-				}
-				d.Punches[card] = -n
-			}
+			d.Undo(e)
 			if err := a.applyOnline(ctx, d); err != nil {
 				return nil, err
 			}
@@ -1481,6 +1480,59 @@ func (h *Hub) Reverse(ctx context.Context, req loyalty.ReverseRequest) (loyalty.
 		return rc, nil
 	}, &out)
 	return out, err
+}
+
+// refundPart takes back a partial refund's share of an online order's sale, under the program
+// version the sale was made under (its punch cards).
+func (a *applier) refundPart(ctx context.Context, req loyalty.ReverseRequest, es []loyalty.OrderEntry) (any, error) {
+	i := slices.IndexFunc(es, func(e loyalty.OrderEntry) bool { return e.Kind == loyalty.KindEarn && e.Rule == "" })
+	if i < 0 {
+		return nil, loyalty.Errorf(loyalty.ENOTFOUND, "online order %s has no sale with points to refund", req.OrderID)
+	}
+	e := es[i]
+	p, err := a.program(ctx, e.RuleVersion)
+	if err != nil {
+		return nil, err
+	}
+	d := a.newDelta(req.OrderID, e.Member, loyalty.KindReverse, req.Terminal)
+	if err := d.RefundPart(e, loyalty.Refund{Amount: int64(req.Amount), Lines: req.Lines}, p.PunchCardsOf()); err != nil {
+		return nil, err
+	}
+	if err := a.applyOnline(ctx, d); err != nil {
+		return nil, err
+	}
+	return loyalty.Receipt{OrderID: req.OrderID, Member: e.Member, Deltas: []string{d.ID}, Points: d.Points, Balance: a.balances[e.Member]}, nil
+}
+
+// orderEntries reads an order's deltas at one store (OnlineStore for the online channel), each
+// with the reversals that undid it since, in whole or in part.
+func (a *applier) orderEntries(ctx context.Context, store, orderID string) ([]loyalty.OrderEntry, error) {
+	ds, err := a.tx.OrderDeltas(ctx, store, orderID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]loyalty.OrderEntry, 0, len(ds))
+	for _, d := range ds {
+		e, err := a.entry(ctx, d.Delta)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// entry is d with the reversals that undid it since.
+func (a *applier) entry(ctx context.Context, d loyalty.Delta) (loyalty.OrderEntry, error) {
+	rs, err := a.tx.Reversals(ctx, d.ID)
+	if err != nil {
+		return loyalty.OrderEntry{}, err
+	}
+	e := loyalty.OrderEntry{Delta: d}
+	for _, r := range rs {
+		e.Reversals = append(e.Reversals, r.Delta)
+	}
+	return e, nil
 }
 
 // voidVoucherOf cancels the voucher that delta paid for, if any, before the payment is refunded.
@@ -1505,14 +1557,21 @@ func (a *applier) voidVoucherOf(ctx context.Context, delta string) error {
 // a custom event. It is refused with EBUDGET once the member had it max_times in the rule's
 // period, and reduced by the earn caps that name the action.
 func (h *Hub) Action(ctx context.Context, req loyalty.ActionRequest) (loyalty.Receipt, error) {
-	var out loyalty.Receipt
+	out, _, err := h.action(ctx, req)
+	return out, err
+}
+
+// action is Action, and says whether this call made the award (fresh) rather than answering a
+// retry of one made before, by this process or another.
+func (h *Hub) action(ctx context.Context, req loyalty.ActionRequest) (out loyalty.Receipt, fresh bool, err error) {
 	if err := loyalty.ValidateOrderID(req.OrderID); err != nil {
-		return out, err
+		return out, false, err
 	}
 	if req.MemberID == "" || req.Action == "" {
-		return out, loyalty.Errorf(loyalty.EINVALID, "member_id and action are required")
+		return out, false, loyalty.Errorf(loyalty.EINVALID, "member_id and action are required")
 	}
-	err := h.online(ctx, "action", req.OrderID, req, func(a *applier) (any, error) {
+	err = h.online(ctx, "action", req.OrderID, req, func(a *applier) (any, error) {
+		fresh = true // online calls this only when the key is new; it commits only if this succeeds
 		if _, err := a.balance(ctx, req.MemberID); err != nil {
 			return nil, err
 		}
@@ -1546,7 +1605,7 @@ func (h *Hub) Action(ctx context.Context, req loyalty.ActionRequest) (loyalty.Re
 		}
 		return loyalty.Receipt{OrderID: req.OrderID, Member: req.MemberID, Deltas: []string{d.ID}, Points: pts, Balance: a.balances[req.MemberID]}, nil
 	}, &out)
-	return out, err
+	return out, fresh && err == nil, err
 }
 
 // Requalify recomputes every member's tier, so members whose rolling or calendar-year total fell
@@ -1604,16 +1663,20 @@ func (h *Hub) eachMember(ctx context.Context, fn func(loyalty.Member) error) err
 	}
 }
 
-// Expiring is a member whose points expire soon.
+// Expiring is points of a member that expire soon: their whole balance (mode inactivity), or
+// one earned lot's points still held (mode lot; a member may have several entries).
 type Expiring struct {
 	Member    string    `json:"member_id"`
 	Balance   int64     `json:"balance"`
+	Points    int64     `json:"points"` // that expire at ExpiresAt unless spent first
 	ExpiresAt time.Time `json:"expires_at"`
 }
 
-// ExpirePoints applies the program's expiry: a member inactive for expiry.after_days loses their
-// balance with a ledgered expire delta. It returns the members it expired and those expiring within
-// expiry.remind_days, for reminders. Without an expiry rule it does nothing.
+// ExpirePoints applies the program's expiry with ledgered expire deltas: in mode inactivity, a
+// member inactive for expiry.after_days loses their balance; in mode lot, the points of lots
+// earned more than after_days ago that were not spent first (loyalty.Expiry.LotExpiry). It
+// returns how many members lost points, and what expires within expiry.remind_days, for
+// reminders. Running it again expires nothing more. Without an expiry rule it does nothing.
 func (h *Hub) ExpirePoints(ctx context.Context) (expired int, soon []Expiring, err error) {
 	return h.expirePoints(ctx, true)
 }
@@ -1641,6 +1704,14 @@ func (h *Hub) expirePoints(ctx context.Context, apply bool) (expired int, soon [
 			if err != nil || bal <= 0 {
 				return err
 			}
+			if p.Expiry.Mode == loyalty.ExpiryLot {
+				n, s, err := a.expireLots(ctx, &p, m.ID, bal, now, apply)
+				if n > 0 {
+					expired++
+				}
+				soon = append(soon, s...)
+				return err
+			}
 			last, err := tx.LastActivity(ctx, m.ID)
 			if err != nil || last.IsZero() {
 				return err
@@ -1648,7 +1719,7 @@ func (h *Hub) expirePoints(ctx context.Context, apply bool) (expired int, soon [
 			at := p.Expiry.ExpiresAt(last)
 			if now.Before(at) || !apply {
 				if now.Before(at) && !now.Before(at.AddDate(0, 0, -p.Expiry.RemindDays)) {
-					soon = append(soon, Expiring{Member: m.ID, Balance: bal, ExpiresAt: at})
+					soon = append(soon, Expiring{Member: m.ID, Balance: bal, Points: bal, ExpiresAt: at})
 				}
 				return nil
 			}
@@ -1663,6 +1734,48 @@ func (h *Hub) expirePoints(ctx context.Context, apply bool) (expired int, soon [
 		})
 	})
 	return expired, soon, err
+}
+
+// expireLots applies expiry per earned lot to one member with balance bal, in a's transaction:
+// what the balance holds beyond the member's lots that have not expired at now is expired (when
+// apply), with expire deltas of store hub; and the lots' points still held that expire within
+// remind_days are listed, one entry per expiry instant. It returns the points expired. The
+// transaction reads the balance it changes, so a sweep run twice, or by two hub processes at
+// once, expires the points once.
+func (a *applier) expireLots(ctx context.Context, p *loyalty.Program, member string, bal int64, now time.Time, apply bool) (int64, []Expiring, error) {
+	lots, err := a.tx.Lots(ctx, member, p.Expiry.LotsSince(now))
+	if err != nil {
+		return 0, nil, err
+	}
+	due, upcoming := p.Expiry.LotExpiry(lots, bal, now)
+	if !apply {
+		due = 0
+	}
+	for rest := due; rest > 0; { // a delta carries at most MaxPoints; a balance may hold more
+		n := min(rest, loyalty.MaxPoints)
+		d := loyalty.Delta{ID: loyalty.NewDeltaID(), Store: loyalty.HubStore, Member: member, Kind: loyalty.KindExpire,
+			Points: -n, RuleVersion: p.Version, OccurredAt: now}
+		r, err := a.apply(ctx, loyalty.HubStore, d)
+		if err != nil {
+			return 0, nil, err
+		} else if r.Status != lsync.StatusApplied {
+			return 0, nil, fmt.Errorf("expiring %d points of member %s: %s %s", n, member, r.Code, r.Message)
+		}
+		rest -= n
+	}
+	if due > 0 {
+		if _, err := a.finish(ctx); err != nil {
+			return 0, nil, err
+		}
+	}
+	var soon []Expiring
+	for _, x := range upcoming {
+		if now.Before(x.At.AddDate(0, 0, -p.Expiry.RemindDays)) {
+			break // oldest first: the rest are further away
+		}
+		soon = append(soon, Expiring{Member: member, Balance: bal - due, Points: x.Points, ExpiresAt: x.At})
+	}
+	return due, soon, nil
 }
 
 // referral pays the "give X, get X" bonus at a referred member's first qualifying purchase, from
@@ -1724,21 +1837,11 @@ func (a *applier) stacks(ctx context.Context, orderID, reward string) error {
 	if err != nil {
 		return err
 	}
-	es, err := a.tx.OrderDeltas(ctx, loyalty.OnlineStore, orderID)
+	es, err := a.orderEntries(ctx, loyalty.OnlineStore, orderID)
 	if err != nil {
 		return err
 	}
-	var already []string
-	for _, e := range es {
-		if e.Kind == loyalty.KindRedeem && e.Reward != "" {
-			if by, err := a.tx.ReversalOf(ctx, e.ID); err != nil {
-				return err
-			} else if by == "" {
-				already = append(already, e.Reward)
-			}
-		}
-	}
-	return p.Stacks(reward, already)
+	return p.Stacks(reward, loyalty.StandingRewards(es))
 }
 
 // onlinePart names one part (a reward) of an online order as an idempotency key: each reward on

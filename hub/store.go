@@ -78,6 +78,8 @@ type Tx interface {
 	LedgerSum(ctx context.Context, member string) (int64, error)
 	// ReversalOf returns the id of the delta that reverses id, or "" if none does.
 	ReversalOf(ctx context.Context, id string) (string, error)
+	// Reversals returns the deltas that reverse id, in whole or in part, oldest first.
+	Reversals(ctx context.Context, id string) ([]LedgerEntry, error)
 	// OrderDeltas returns the deltas of one order at one store (OnlineStore for the online channel).
 	OrderDeltas(ctx context.Context, store, orderID string) ([]LedgerEntry, error)
 	// VoucherUses returns the ids of redeem deltas that used the voucher.
@@ -136,6 +138,25 @@ type Tx interface {
 	BudgetLeases(ctx context.Context, budget string) ([]Lease, error)
 	// ExpiredLeases returns active leases whose expiry is before t.
 	ExpiredLeases(ctx context.Context, t time.Time) ([]Lease, error)
+	// Wanted returns how much more of a budget its active leases' stores asked for at their
+	// last pulls than the hub could grant (Lease.Wanted, summed).
+	Wanted(ctx context.Context, budget string) (int64, error)
+	// WatchSince returns since when the hub has recorded store's demand of budget, starting at at
+	// if it had not yet.
+	WatchSince(ctx context.Context, store, budget string, at time.Time) (time.Time, error)
+	// CountStores returns how many stores are registered.
+	CountStores(ctx context.Context) (int, error)
+	// AddDemand records that a store's lease of budget was charged amount by a delta with event
+	// time at, in the hour containing at; and, chain-wide, the largest single charge of that hour.
+	AddDemand(ctx context.Context, store, budget string, at time.Time, amount int64) error
+	// Demand returns what store's leases of budget were charged per hour, for the hours from the
+	// one containing since on, oldest first (hours without a charge are left out).
+	Demand(ctx context.Context, store, budget string, since time.Time) ([]DemandHour, error)
+	// LargestCharge returns the largest single charge of budget to any store's lease in the hours
+	// from the one containing since on (0: none).
+	LargestCharge(ctx context.Context, budget string, since time.Time) (int64, error)
+	// PruneDemand forgets the demand recorded for hours that ended before t.
+	PruneDemand(ctx context.Context, t time.Time) error
 	Lease(ctx context.Context, id string) (Lease, error)
 	// PutLease inserts or updates a lease and records the event that changed it.
 	PutLease(ctx context.Context, l Lease, e LeaseEvent) error
@@ -160,6 +181,16 @@ type Tx interface {
 	// MemberEarned sums a member's points earned under rule ("" for purchases, or an action id),
 	// less reversals of them, with an event time in [since, until). A zero until has no end.
 	MemberEarned(ctx context.Context, member, rule string, since, until time.Time) (int64, error)
+	// Lots returns a member's lots earned at or after since, for points expiry per lot: earns and
+	// positive adjustments with their event time, each less what reversals of it took back; those
+	// with nothing left are left out. Oldest first.
+	Lots(ctx context.Context, member string, since time.Time) ([]loyalty.Lot, error)
+	// MemberBirthday returns a member's birthday ("" when none is on file). Member and the other
+	// member reads leave it out, so that what goes to stores never carries it.
+	MemberBirthday(ctx context.Context, member string) (string, error)
+	// BirthdayMembers returns up to limit members, in id order after the given id, whose birthday
+	// falls on one of days ("MM-DD"), with Birthday filled in.
+	BirthdayMembers(ctx context.Context, days []string, after string, limit int) ([]loyalty.Member, error)
 
 	// Idempotent returns the stored result of an earlier request with this scope and key.
 	Idempotent(ctx context.Context, scope, key string) (hash string, response []byte, found bool, err error)
@@ -291,7 +322,28 @@ type Lease struct {
 	State     string    `json:"state"`
 	ExpiresAt time.Time `json:"expires_at"`
 	CreatedAt time.Time `json:"created_at"`
+	// Reclaiming is quota the hub is taking back from the store (docs/BUDGETS.md, "Rebalancing"):
+	// the store was told Granted - Reclaiming, and the hub goes on reserving all of Granted until
+	// a later flushed pull of the same session shows that the store has heard.
+	Reclaiming int64 `json:"reclaiming,omitempty"`
+	// ReclaimSession is the start of the store's session in which it was told its current grant,
+	// as the hub recorded it (Hub.Seen); zero when nothing is being reclaimed.
+	ReclaimSession time.Time `json:"-"`
+	// Wanted is what the store's last pull asked for beyond what the budget could grant it:
+	// while a budget's stores want more than is free, idle leases of connected stores are
+	// trimmed to their need.
+	Wanted int64 `json:"wanted,omitempty"`
 }
+
+// DemandHour is what a store's leases of a budget were charged in one hour.
+type DemandHour struct {
+	Hour   time.Time // the start of the hour, UTC
+	Amount int64
+}
+
+// Told is the quota the hub last told the store it may spend: Granted less what is being
+// reclaimed.
+func (l Lease) Told() int64 { return l.Granted - l.Reclaiming }
 
 // Outstanding is the quota still reserved for the store.
 func (l Lease) Outstanding() int64 {
@@ -306,7 +358,7 @@ type LeaseEvent struct {
 	Lease  string    `json:"lease"`
 	Store  string    `json:"store"`
 	Budget string    `json:"budget"`
-	Kind   string    `json:"kind"` // grant, refill, expire, revoke, settle
+	Kind   string    `json:"kind"` // grant, refill, reclaim, expire, revoke, settle, writeoff, restore
 	Amount int64     `json:"amount"`
 	At     time.Time `json:"at"`
 }

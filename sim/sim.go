@@ -12,6 +12,11 @@
 // Hostile stores (hostile.go) run alongside the honest ones: registered stores that speak the
 // protocol themselves (wire.go) and push forged deltas through the same server. None of their
 // forgeries may be applied or move a balance, a ledger or a budget.
+//
+// The outage profile (outage.go) asks another question of the same code: how much of what stores
+// cut off for hours are asked for, within the chain-wide budgets, they can approve on their own
+// (docs/BUDGETS.md, "Availability: the outage profile"). Its stores keep their sessions open
+// (live.go), as connected agents do.
 package sim
 
 import (
@@ -21,7 +26,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"strings"
 	gosync "sync"
@@ -111,6 +115,7 @@ type store struct {
 	ag   *agent.Agent
 	link bool
 	w    *world
+	live *liveSession // a session kept open, as a connected agent keeps it (outage profile); nil: one session per sync
 }
 
 // Kick implements agent.Syncer; the simulator decides when stores sync.
@@ -127,6 +132,9 @@ func (s *store) Subscribe(ctx context.Context, member string) (*loyalty.Member, 
 		return nil, loyalty.Errorf(loyalty.EUNAVAILABLE, "offline")
 	}
 	ctx = context.WithoutCancel(ctx)
+	if s.live != nil {
+		return s.w.liveSubscribe(ctx, s, member)
+	}
 	c, err := s.w.dial(ctx, s.id)
 	if err != nil {
 		return nil, err
@@ -146,6 +154,9 @@ func (s *store) Subscribe(ctx context.Context, member string) (*loyalty.Member, 
 func (s *store) Refresh(ctx context.Context) error {
 	if !s.link {
 		return loyalty.Errorf(loyalty.EUNAVAILABLE, "offline")
+	}
+	if s.live != nil {
+		return s.w.heartbeat(context.WithoutCancel(ctx), s)
 	}
 	return s.w.syncWith(context.WithoutCancel(ctx), s, false)
 }
@@ -183,9 +194,21 @@ type world struct {
 	over     map[string]bool // budgets over their limit at the last check
 	hostile  []*hostile
 	programs map[int64]*loyalty.Program // rule versions, read once
+
+	leases hub.LeaseConfig // the hub's lease settings
+	ticks  int64           // nanoseconds the sync server's clock has moved on from now (serverClock)
 }
 
 func (w *world) clock() time.Time { return w.now }
+
+// serverClock is the sync server's clock: the virtual time, moved on by a nanosecond at every
+// reading, so that two sessions never start at the same instant, as on a real clock. The hub
+// tells a store's sessions apart by when they started (it confirms a lease reclaim only in the
+// session that told it).
+func (w *world) serverClock() time.Time {
+	w.ticks++
+	return w.now.Add(time.Duration(w.ticks))
+}
 
 func (w *world) violate(format string, args ...any) {
 	w.res.Violations = append(w.res.Violations, fmt.Sprintf("step %d: ", w.res.Stats.Steps)+fmt.Sprintf(format, args...))
@@ -194,23 +217,15 @@ func (w *world) violate(format string, args ...any) {
 // Run runs one simulation and checks it. An error means the simulator itself could not run
 // (a file could not be created); broken guarantees are Violations.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
-	dir := cfg.Dir
-	if dir == "" {
-		base := ""
-		if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
-			base = "/dev/shm" // memory-backed: the run's files never need to reach a disk
-		}
-		d, err := os.MkdirTemp(base, "loyalty-sim-")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(d)
-		dir = d
+	dir, done, err := runDir(cfg.Dir)
+	if err != nil {
+		return nil, err
 	}
-	w := &world{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)), dir: dir,
-		now: time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC), res: &Result{Seed: cfg.Seed, Violations: []string{}},
-		tokens: map[string]string{}, storeTokens: map[string]string{}, kek: seal.NewRandom(), approved: map[string]bool{}, expected: map[string]int64{}, offline: map[[3]string]int64{},
-		over: map[string]bool{}}
+	defer done()
+	w := newWorld(cfg, dir, time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC))
+	// Short leases, and a short demand window, so that within a run of an hour or two leases
+	// expire, stores' demand is known and idle quota is reclaimed, under every fault.
+	w.leases = hub.LeaseConfig{TTL: leaseTTL, Margin: leaseMargin, Min: 1, Share: 0.1, DemandWindow: time.Hour, ExpectedOutage: 15 * time.Minute}
 	defer w.close()
 	if err := w.setup(ctx); err != nil {
 		return nil, err
@@ -234,6 +249,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, fmt.Errorf("seed %d finish: %w", cfg.Seed, err)
 	}
 	return w.res, nil
+}
+
+// newWorld returns a world for a run of cfg in dir, starting at start.
+func newWorld(cfg Config, dir string, start time.Time) *world {
+	return &world{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)), dir: dir,
+		now: start, res: &Result{Seed: cfg.Seed, Violations: []string{}},
+		tokens: map[string]string{}, storeTokens: map[string]string{}, kek: seal.NewRandom(), approved: map[string]bool{}, expected: map[string]int64{}, offline: map[[3]string]int64{},
+		over: map[string]bool{}}
 }
 
 // Program is the simulated loyalty program: budgets small enough to run out, an offline limit
@@ -271,14 +294,14 @@ func (w *world) openHub(ctx context.Context) error {
 	}
 	h := hub.New(s)
 	h.Logger, h.Now, h.KEK = quiet, w.clock, w.kek
-	h.Lease = hub.LeaseConfig{TTL: leaseTTL, Margin: leaseMargin, Min: 1, Share: 0.1}
+	h.Lease = w.leases
 	h.Faults.IgnoreOutstanding = w.cfg.Broken
 	if err := h.Init(ctx); err != nil {
 		s.Close()
 		return err
 	}
 	srv := lsync.NewServer(h)
-	srv.Logger, srv.Now = quiet, w.clock
+	srv.Logger, srv.Now = quiet, w.serverClock
 	w.hubDB, w.hub, w.server = s, h, srv
 	return nil
 }
@@ -572,6 +595,7 @@ func (w *world) syncWith(ctx context.Context, s *store, faults bool) error {
 	defer ss.Close(ctx)
 	var down [][]byte
 	pushes, acks, more := 0, 0, true // the session must answer every push and end its pulls on a last page
+	beat := false                    // a heartbeat was sent
 	for {
 		up := toHub.Take()
 		for _, b := range up {
@@ -604,6 +628,15 @@ func (w *world) syncWith(ctx context.Context, s *store, faults bool) error {
 		if len(up) == 0 && len(down) == 0 {
 			if acks != pushes || more {
 				w.violate("store %s: a session went quiet with %d of %d pushes answered and the change feed unfinished (%v)", s.id, acks, pushes, more)
+			}
+			if faults && !beat && w.rng.IntN(2) == 0 {
+				// A heartbeat in the same session: a second pull, at which the hub may confirm a
+				// lease reclaim its first answer told the store (hub/leases.go).
+				beat, more = true, true
+				if err := cs.Heartbeat(ctx); err != nil {
+					return fmt.Errorf("store %s: heartbeat: %w", s.id, err)
+				}
+				continue
 			}
 			return nil
 		}

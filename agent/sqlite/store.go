@@ -471,7 +471,12 @@ func (t *tx) OfflineRedemptions(ctx context.Context, member, reward string, sinc
 }
 
 func (t *tx) OrderDeltas(ctx context.Context, orderID string) ([]loyalty.Delta, error) {
-	rows, err := t.QueryContext(ctx, `SELECT body FROM deltas WHERE order_id = ? AND state != 'rejected' ORDER BY seq`, orderID)
+	return t.bodies(ctx, `SELECT body FROM deltas WHERE order_id = ? AND state != 'rejected' ORDER BY seq`, orderID)
+}
+
+// bodies reads the deltas whose JSON bodies q selects.
+func (t *tx) bodies(ctx context.Context, q string, args ...any) ([]loyalty.Delta, error) {
+	rows, err := t.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -500,8 +505,8 @@ func (t *tx) single(ctx context.Context, q string, arg string) (string, error) {
 	return v, err
 }
 
-func (t *tx) ReversalOf(ctx context.Context, id string) (string, error) {
-	return t.single(ctx, `SELECT id FROM deltas WHERE reverses = ? AND state != 'rejected' LIMIT 1`, id)
+func (t *tx) Reversals(ctx context.Context, id string) ([]loyalty.Delta, error) {
+	return t.bodies(ctx, `SELECT body FROM deltas WHERE reverses = ? AND state != 'rejected' ORDER BY seq`, id)
 }
 
 func (t *tx) VoucherUse(ctx context.Context, voucher string) (string, error) {

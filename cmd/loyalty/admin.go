@@ -189,6 +189,7 @@ func memberCommands() *cobra.Command {
 			m.Name, _ = cmd.Flags().GetString("name")
 			m.HomeStore, _ = cmd.Flags().GetString("home-store")
 			m.Country, _ = cmd.Flags().GetString("country")
+			m.Birthday, _ = cmd.Flags().GetString("birthday")
 			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
 				out, err := h.CreateMember(ctx, m)
 				if err != nil {
@@ -209,6 +210,7 @@ func memberCommands() *cobra.Command {
 	add.Flags().String("name", "", "name")
 	add.Flags().String("home-store", "", "store whose replica should hold this member")
 	add.Flags().String("country", "", "ISO 3166 two-letter country, for campaign segments")
+	add.Flags().String("birthday", "", "MM-DD or YYYY-MM-DD, for the program's birthday action (kept at the hub only)")
 	show := &cobra.Command{
 		Use:   "show",
 		Short: "Print a member with their newest ledger entries",

@@ -72,12 +72,50 @@ type ClaimsConfig struct {
 	MaxFuture  time.Duration `mapstructure:"max_future"`
 }
 
-// LeaseConfig sizes and times budget quota leases (docs/BUDGETS.md).
+// LeaseConfig sizes and times budget quota leases (docs/BUDGETS.md, "Leases"); a budget's own
+// lease_ttl and expected_outage override TTL and ExpectedOutage.
 type LeaseConfig struct {
-	TTL    time.Duration `mapstructure:"ttl"`
-	Margin time.Duration `mapstructure:"margin"`
-	Min    int64         `mapstructure:"min"`
-	Share  float64       `mapstructure:"share"`
+	TTL            time.Duration `mapstructure:"ttl"`
+	Margin         time.Duration `mapstructure:"margin"`
+	ExpectedOutage time.Duration `mapstructure:"expected_outage"`
+	DemandWindow   time.Duration `mapstructure:"demand_window"`
+	Headroom       float64       `mapstructure:"headroom"`
+	Min            int64         `mapstructure:"min"`
+	Share          float64       `mapstructure:"share"`
+}
+
+// Hub returns the hub's lease settings.
+func (c LeaseConfig) Hub() hub.LeaseConfig {
+	return hub.LeaseConfig{TTL: c.TTL, Margin: c.Margin, ExpectedOutage: c.ExpectedOutage, DemandWindow: c.DemandWindow,
+		Headroom: c.Headroom, Min: c.Min, Share: c.Share}
+}
+
+// defaultLeases returns the hub's lease defaults (hub.DefaultLeaseConfig).
+func defaultLeases() LeaseConfig {
+	d := hub.DefaultLeaseConfig()
+	return LeaseConfig{TTL: d.TTL, Margin: d.Margin, ExpectedOutage: d.ExpectedOutage, DemandWindow: d.DemandWindow,
+		Headroom: d.Headroom, Min: d.Min, Share: d.Share}
+}
+
+// Validate reports the first problem with the lease settings. heartbeat is sync.heartbeat.
+func (c LeaseConfig) Validate(heartbeat time.Duration) error {
+	switch {
+	case c.TTL < time.Second || c.TTL < 3*heartbeat:
+		return fmt.Errorf("leases.ttl must be at least 1s and at least 3x sync.heartbeat, so connected stores renew in time")
+	case c.Margin < 0:
+		return fmt.Errorf("leases.margin cannot be negative")
+	case c.ExpectedOutage < time.Minute || c.ExpectedOutage > loyalty.MaxLeaseTTL:
+		return fmt.Errorf("leases.expected_outage must be 1m to %s (default %s): the outage a store's lease carries it through", loyalty.Duration(loyalty.MaxLeaseTTL), loyalty.Duration(defaultLeases().ExpectedOutage))
+	case c.DemandWindow < time.Hour || c.DemandWindow > loyalty.MaxLeaseTTL:
+		return fmt.Errorf("leases.demand_window must be 1h to %s (default %s): demand is counted per hour", loyalty.Duration(loyalty.MaxLeaseTTL), loyalty.Duration(defaultLeases().DemandWindow))
+	case c.Headroom < 1 || c.Headroom > 10:
+		return fmt.Errorf("leases.headroom must be 1 to 10 (default %g): a lease holds this many times the demand seen", defaultLeases().Headroom)
+	case c.Min < 1:
+		return fmt.Errorf("leases.min must be at least 1")
+	case c.Share <= 0 || c.Share > 1:
+		return fmt.Errorf("leases.share must be more than 0 and at most 1")
+	}
+	return nil
 }
 
 // HubSyncConfig tunes agent sessions.
@@ -157,7 +195,7 @@ func DefaultHubConfig() HubConfig {
 		Sync: HubSyncConfig{Heartbeat: 10 * time.Second, HelloTimeout: 10 * time.Second, MaxBatch: 500,
 			MaxMessageBytes: 1 << 20, PollInterval: time.Second},
 		QR:     QRConfig{MemberTTL: 2 * 365 * 24 * time.Hour, VoucherTTL: 90 * 24 * time.Hour},
-		Leases: LeaseConfig{TTL: 15 * time.Minute, Margin: time.Minute, Min: 1, Share: 0.05},
+		Leases: defaultLeases(),
 		Claims: ClaimsConfig{Backdate: time.Hour, MaxOffline: 30 * 24 * time.Hour, MaxFuture: 10 * time.Minute},
 		HTTP:   defaultHubHTTP(),
 	}
@@ -223,14 +261,8 @@ func (c HubConfig) Validate() error {
 		return fmt.Errorf("sync.max_message_bytes must be at least 65536")
 	case c.QR.VoucherTTL <= 0:
 		return fmt.Errorf("qr.voucher_ttl must be positive")
-	case c.Leases.TTL < time.Second || c.Leases.TTL < 3*c.Sync.Heartbeat:
-		return fmt.Errorf("leases.ttl must be at least 1s and at least 3x sync.heartbeat, so connected stores renew in time")
-	case c.Leases.Margin < 0:
-		return fmt.Errorf("leases.margin cannot be negative")
-	case c.Leases.Min < 1:
-		return fmt.Errorf("leases.min must be at least 1")
-	case c.Leases.Share <= 0 || c.Leases.Share > 1:
-		return fmt.Errorf("leases.share must be more than 0 and at most 1")
+	case c.Leases.Validate(c.Sync.Heartbeat) != nil:
+		return c.Leases.Validate(c.Sync.Heartbeat)
 	case c.Claims.Backdate < time.Minute || c.Claims.Backdate > 7*24*time.Hour:
 		return fmt.Errorf("claims.backdate must be 1m to 168h")
 	case c.Claims.MaxOffline < c.Leases.TTL || c.Claims.MaxOffline < c.Claims.Backdate:

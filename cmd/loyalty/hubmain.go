@@ -74,7 +74,7 @@ func (m *HubMain) Open(ctx context.Context) (err error) {
 		return err
 	}
 	m.Hub.MemberTokenTTL, m.Hub.VoucherTokenTTL = c.QR.MemberTTL, c.QR.VoucherTTL
-	m.Hub.Lease = hub.LeaseConfig{TTL: c.Leases.TTL, Margin: c.Leases.Margin, Min: c.Leases.Min, Share: c.Leases.Share}
+	m.Hub.Lease = c.Leases.Hub()
 	m.Hub.Claims = hub.ClaimLimits{Backdate: c.Claims.Backdate, MaxOffline: c.Claims.MaxOffline, MaxFuture: c.Claims.MaxFuture}
 	if err := m.Hub.Init(ctx); err != nil {
 		m.Store.Close()
@@ -114,7 +114,8 @@ func loopbackListen(addr string) bool {
 
 // poll notices changes made by other processes on the same database (the admin commands, other
 // hub processes) and tells connected agents, ends the leases of stores that stopped renewing, and
-// hourly requalifies tiers (downgrades of members whose window total fell).
+// hourly requalifies tiers (downgrades of members whose window total fell), expires points and
+// awards birthday points.
 func (m *HubMain) poll(ctx context.Context) {
 	defer m.wg.Done()
 	t := time.NewTicker(m.Config.Sync.PollInterval)
@@ -145,6 +146,11 @@ func (m *HubMain) poll(ctx context.Context) {
 					m.Logger.Warn("expire points", slog.Any("err", err))
 				} else if n > 0 || len(soon) > 0 {
 					m.Logger.Info("points expiry", slog.Int("expired", n), slog.Int("expiring_soon", len(soon)))
+				}
+				if n, err := m.Hub.AwardBirthdays(ctx); err != nil {
+					m.Logger.Warn("birthday points", slog.Any("err", err))
+				} else if n > 0 {
+					m.Logger.Info("birthday points awarded", slog.Int("members", n))
 				}
 			}
 			if n, err := m.Hub.ExpireLeases(ctx); err != nil {

@@ -30,8 +30,23 @@ through the hub's Push, each forging one claim: a tier, a country, an event time
 a campaign, a rule version, a budget lease, amounts, lines or points, another store's delta or
 identity, a reversal, invalid UTF-8, a kind only the hub makes. Every forged delta must be
 rejected, and no balance, ledger, budget or lease may move; their honest deltas must be applied.
---forgeries and --skip-forgeries choose the kinds (comma-separated names, listed in the summary).`,
+--forgeries and --skip-forgeries choose the kinds (comma-separated names, listed in the summary).
+
+--profile outage measures availability instead (docs/BUDGETS.md, "Availability"): a chain of
+--stores stores (10 by default) redeeming on a day curve, budgets that end 30 to 70% used, and a
+fifth of the stores cut off for 8 hours from 10:00 UTC on the second day, after a day of demand
+the hub sizes leases from. It reports the share of the redemptions tried at the cut-off stores,
+that the chain-wide budgets had room for, that the stores approved on their own
+(offline_approval_within_budget), beside the checks of every run (violations, quota stranded after
+healing). Seeds 1 to 10 by default; --lease-ttl replaces the hub's leases.ttl, to compare.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			switch profile, _ := cmd.Flags().GetString("profile"); profile {
+			case "outage":
+				return simOutage(cmd)
+			case "", "adversarial":
+			default:
+				return fmt.Errorf("unknown profile %q: the profiles are adversarial (the default) and outage", profile)
+			}
 			n, _ := cmd.Flags().GetInt("seeds")
 			first, _ := cmd.Flags().GetUint64("seed")
 			steps, _ := cmd.Flags().GetInt("steps")
@@ -128,7 +143,67 @@ conflicts recorded %d
 	cmd.Flags().Int("hostile", sim.DefaultConfig(0).Hostile, "hostile stores per run, pushing forged deltas (0: none)")
 	cmd.Flags().StringSlice("forgeries", nil, "only these kinds of forgery (comma-separated; default: all)")
 	cmd.Flags().StringSlice("skip-forgeries", nil, "not these kinds of forgery (comma-separated)")
+	cmd.Flags().String("profile", "adversarial", "adversarial: faults and forgeries, every guarantee checked; outage: availability through a long outage")
+	cmd.Flags().Duration("lease-ttl", 0, "outage profile: the hub's leases.ttl (default 12h), e.g. 15m to compare with the old leases")
+	cmd.Flags().Bool("json", false, "outage profile: print one JSON object")
 	return cmd
+}
+
+// simOutage runs the outage profile: `loyalty sim --profile outage`.
+func simOutage(cmd *cobra.Command) error {
+	f := cmd.Flags()
+	n, _ := f.GetInt("seeds")
+	first, _ := f.GetUint64("seed")
+	workers, _ := f.GetInt("parallel")
+	asJSON, _ := f.GetBool("json")
+	cfg := sim.DefaultOutageConfig(0)
+	if f.Changed("stores") {
+		cfg.Stores, _ = f.GetInt("stores")
+	}
+	cfg.LeaseTTL, _ = f.GetDuration("lease-ttl")
+	switch {
+	case f.Changed("seed") && !f.Changed("seeds"):
+		n = 1
+	case !f.Changed("seeds"):
+		n = 10
+	}
+	if cfg.Stores < 2 {
+		return fmt.Errorf("--stores must be at least 2 for the outage profile (a fifth of them are cut off)")
+	}
+	if cfg.LeaseTTL != 0 && cfg.LeaseTTL < time.Minute {
+		return fmt.Errorf("--lease-ttl must be at least 1m")
+	}
+	start := time.Now()
+	runs, err := sim.RunOutageSeeds(cmd.Context(), cfg, first, n, workers)
+	if err != nil {
+		return err
+	}
+	s := sim.SummarizeOutage(cfg, runs)
+	if asJSON {
+		if err := writeJSON(cmd.OutOrStdout(), s); err != nil {
+			return err
+		}
+	} else {
+		out := cmd.OutOrStdout()
+		fmt.Fprintf(out, "outage profile, seeds %d..%d, in %s: %d stores, %d of them cut off for %s (lease ttl %s)\n",
+			first, first+uint64(n)-1, time.Since(start).Round(time.Millisecond), s.Stores, s.OfflineStores, s.Outage, s.LeaseTTL)
+		for _, b := range s.Budgets {
+			fmt.Fprintf(out, "  budget %s (%s): %.0f%% to %.0f%% used\n", b.ID, b.Metric, 100*b.UsedMin, 100*b.UsedMax)
+		}
+		fmt.Fprintf(out, "offline redemptions the budgets had room for: %d of %d tried; approved at the store: %d (%.2f%%; worst seed %d: %.2f%%)\n",
+			s.OfflineWithinBudget, s.OfflineAttempts, s.OfflineApproved, 100*s.OfflineApprovalWithinBudget, s.WorstSeed, 100*s.WorstApproval)
+		fmt.Fprintf(out, "approved within budget at connected stores %.2f%%, online %.2f%%; quota reclaimed from idle leases %d\n",
+			100*s.ConnectedApprovalWithinBudget, 100*s.WebApprovalWithinBudget, s.Reclaimed)
+		fmt.Fprintf(out, "cut-off stores held at most %.1f%% of the limits; violations %d; quota stranded after healing %d\nreplay: %s\n",
+			100*s.HeldOffline, s.Violations, s.StrandedAfterHeal, s.Replay)
+		for _, v := range s.ViolationDetails {
+			fmt.Fprintf(out, "  %s\n", v)
+		}
+	}
+	if s.Violations > 0 {
+		return fmt.Errorf("%d violations; replay with `%s`", s.Violations, s.Replay)
+	}
+	return nil
 }
 
 // forgeryKinds returns the forgeries named in only (all if empty) less those in skip.

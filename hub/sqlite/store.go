@@ -262,11 +262,54 @@ func (t *tx) InsertMember(ctx context.Context, m loyalty.Member) error {
 	} else if !errors.Is(err, sql.ErrNoRows) {
 		return err
 	}
-	_, err = t.ExecContext(ctx, `INSERT INTO members (id, email, name, home_store, tier, country, balance, version, created_at, referred_by)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		m.ID, nullable(m.Email), m.Name, m.HomeStore, m.Tier, m.Country, m.Balance, m.Version, ms(m.CreatedAt), m.ReferredBy)
+	_, err = t.ExecContext(ctx, `INSERT INTO members (id, email, name, home_store, tier, country, balance, version, created_at, referred_by,
+		birthday) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		m.ID, nullable(m.Email), m.Name, m.HomeStore, m.Tier, m.Country, m.Balance, m.Version, ms(m.CreatedAt), m.ReferredBy, m.Birthday)
 	return err
 }
+
+func (t *tx) MemberBirthday(ctx context.Context, id string) (string, error) {
+	var b string
+	err := t.QueryRowContext(ctx, `SELECT birthday FROM members WHERE id = ?`, id).Scan(&b)
+	return b, notFound(err, "member %s is not known to the hub", id)
+}
+
+func (t *tx) BirthdayMembers(ctx context.Context, days []string, after string, limit int) ([]loyalty.Member, error) {
+	if len(days) == 0 {
+		return nil, nil
+	}
+	// substr(birthday, -5) is the indexed expression (migration 0017): "MM-DD" of either form.
+	q := `SELECT ` + memberCols + `, m.birthday FROM members m WHERE m.birthday != '' AND substr(m.birthday, -5) IN (?` +
+		strings.Repeat(", ?", len(days)-1) + `) AND m.id > ? ORDER BY m.id LIMIT ?`
+	args := make([]any, 0, len(days)+2)
+	for _, d := range days {
+		args = append(args, d)
+	}
+	rows, err := t.QueryContext(ctx, q, append(args, after, limit)...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []loyalty.Member
+	for rows.Next() {
+		var birthday string
+		m, err := scanMember(extraCol{rows, &birthday})
+		if err != nil {
+			return nil, err
+		}
+		m.Birthday = birthday
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// extraCol scans a row of memberCols followed by one more column into dest.
+type extraCol struct {
+	row  interface{ Scan(...any) error }
+	dest any
+}
+
+func (e extraCol) Scan(dest ...any) error { return e.row.Scan(append(dest, e.dest)...) }
 
 const memberCols = `m.id, COALESCE(m.email, ''), m.name, m.home_store, m.tier, m.country, m.punches, m.balance, m.version, m.created_at,
 	m.referred_by, m.referral_paid`
@@ -390,6 +433,10 @@ func (t *tx) LedgerSum(ctx context.Context, member string) (int64, error) {
 	return sum, err
 }
 
+func (t *tx) Reversals(ctx context.Context, id string) ([]hub.LedgerEntry, error) {
+	return t.queryDeltas(ctx, `SELECT `+deltaCols+` FROM deltas WHERE reverses = ? ORDER BY seq`, id)
+}
+
 func (t *tx) ReversalOf(ctx context.Context, id string) (string, error) {
 	var by string
 	err := t.QueryRowContext(ctx, `SELECT id FROM deltas WHERE reverses = ? LIMIT 1`, id).Scan(&by)
@@ -400,7 +447,7 @@ func (t *tx) ReversalOf(ctx context.Context, id string) (string, error) {
 }
 
 func (t *tx) OrderDeltas(ctx context.Context, store, orderID string) ([]hub.LedgerEntry, error) {
-	return t.queryDeltas(ctx, `SELECT `+deltaCols+` FROM deltas WHERE store = ? AND order_id = ? ORDER BY seq`, store, orderID)
+	return t.queryDeltas(ctx, `SELECT `+deltaCols+` FROM deltas WHERE store = ? AND order_id = ? AND order_id != '' ORDER BY seq`, store, orderID)
 }
 
 func (t *tx) VoucherUses(ctx context.Context, voucher string) ([]string, error) {
@@ -613,7 +660,7 @@ func (t *tx) Outstanding(ctx context.Context, budget string) (int64, error) {
 	return v, err
 }
 
-const leaseCols = `id, store, budget, granted, consumed, state, expires_at, created_at`
+const leaseCols = `id, store, budget, granted, consumed, state, expires_at, created_at, reclaiming, reclaim_session, wanted`
 
 func (t *tx) queryLeases(ctx context.Context, q string, args ...any) ([]hub.Lease, error) {
 	rows, err := t.QueryContext(ctx, `SELECT `+leaseCols+` FROM leases WHERE `+q, args...)
@@ -624,11 +671,15 @@ func (t *tx) queryLeases(ctx context.Context, q string, args ...any) ([]hub.Leas
 	var out []hub.Lease
 	for rows.Next() {
 		var l hub.Lease
-		var exp, created int64
-		if err := rows.Scan(&l.ID, &l.Store, &l.Budget, &l.Granted, &l.Consumed, &l.State, &exp, &created); err != nil {
+		var exp, created, session int64
+		if err := rows.Scan(&l.ID, &l.Store, &l.Budget, &l.Granted, &l.Consumed, &l.State, &exp, &created,
+			&l.Reclaiming, &session, &l.Wanted); err != nil {
 			return nil, err
 		}
 		l.ExpiresAt, l.CreatedAt = fromMS(exp), fromMS(created)
+		if session != 0 {
+			l.ReclaimSession = time.Unix(0, session).UTC()
+		}
 		out = append(out, l)
 	}
 	return out, rows.Err()
@@ -646,6 +697,80 @@ func (t *tx) ExpiredLeases(ctx context.Context, at time.Time) ([]hub.Lease, erro
 	return t.queryLeases(ctx, `state = 'active' AND expires_at < ? ORDER BY id`, ms(at))
 }
 
+func (t *tx) Wanted(ctx context.Context, budget string) (int64, error) {
+	var v int64
+	err := t.QueryRowContext(ctx, `SELECT COALESCE(SUM(wanted), 0) FROM leases WHERE budget = ? AND state = 'active'`, budget).Scan(&v)
+	return v, err
+}
+
+func (t *tx) WatchSince(ctx context.Context, store, budget string, at time.Time) (time.Time, error) {
+	if _, err := t.ExecContext(ctx, `INSERT INTO lease_watch (store, budget, since) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
+		store, budget, ms(at)); err != nil {
+		return time.Time{}, err
+	}
+	var since int64
+	err := t.QueryRowContext(ctx, `SELECT since FROM lease_watch WHERE store = ? AND budget = ?`, store, budget).Scan(&since)
+	return fromMS(since), err
+}
+
+func (t *tx) CountStores(ctx context.Context) (int, error) {
+	var n int
+	err := t.QueryRowContext(ctx, `SELECT COUNT(*) FROM stores`).Scan(&n)
+	return n, err
+}
+
+// hourOf returns the start of the hour containing at, in unix milliseconds.
+func hourOf(at time.Time) int64 { return at.UTC().Truncate(time.Hour).UnixMilli() }
+
+// chainWide is the lease_demand row that keeps, per budget and hour, the largest single charge.
+const chainWide = "*"
+
+func (t *tx) AddDemand(ctx context.Context, store, budget string, at time.Time, amount int64) error {
+	for _, row := range []struct {
+		store  string
+		amount int64
+	}{{store, amount}, {chainWide, 0}} {
+		if _, err := t.ExecContext(ctx, `INSERT INTO lease_demand (store, budget, hour, amount, largest) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (store, budget, hour) DO UPDATE SET amount = amount + excluded.amount, largest = MAX(largest, excluded.largest)`,
+			row.store, budget, hourOf(at), row.amount, amount); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *tx) Demand(ctx context.Context, store, budget string, since time.Time) ([]hub.DemandHour, error) {
+	rows, err := t.QueryContext(ctx, `SELECT hour, amount FROM lease_demand WHERE store = ? AND budget = ? AND hour >= ? ORDER BY hour`,
+		store, budget, hourOf(since))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []hub.DemandHour
+	for rows.Next() {
+		var h hub.DemandHour
+		var hour int64
+		if err := rows.Scan(&hour, &h.Amount); err != nil {
+			return nil, err
+		}
+		h.Hour = fromMS(hour)
+		out = append(out, h)
+	}
+	return out, rows.Err()
+}
+
+func (t *tx) LargestCharge(ctx context.Context, budget string, since time.Time) (int64, error) {
+	var v int64
+	err := t.QueryRowContext(ctx, `SELECT COALESCE(MAX(largest), 0) FROM lease_demand WHERE store = ? AND budget = ? AND hour >= ?`,
+		chainWide, budget, hourOf(since)).Scan(&v)
+	return v, err
+}
+
+func (t *tx) PruneDemand(ctx context.Context, before time.Time) error {
+	_, err := t.ExecContext(ctx, `DELETE FROM lease_demand WHERE hour < ?`, hourOf(before))
+	return err
+}
+
 func (t *tx) Lease(ctx context.Context, id string) (hub.Lease, error) {
 	ls, err := t.queryLeases(ctx, `id = ?`, id)
 	if err != nil {
@@ -658,10 +783,15 @@ func (t *tx) Lease(ctx context.Context, id string) (hub.Lease, error) {
 }
 
 func (t *tx) PutLease(ctx context.Context, l hub.Lease, e hub.LeaseEvent) error {
-	_, err := t.ExecContext(ctx, `INSERT INTO leases (`+leaseCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+	var session int64
+	if !l.ReclaimSession.IsZero() {
+		session = l.ReclaimSession.UnixNano()
+	}
+	_, err := t.ExecContext(ctx, `INSERT INTO leases (`+leaseCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET granted = excluded.granted, consumed = excluded.consumed, state = excluded.state,
-			expires_at = excluded.expires_at`,
-		l.ID, l.Store, l.Budget, l.Granted, l.Consumed, l.State, ms(l.ExpiresAt), ms(l.CreatedAt))
+			expires_at = excluded.expires_at, reclaiming = excluded.reclaiming, reclaim_session = excluded.reclaim_session,
+			wanted = excluded.wanted`,
+		l.ID, l.Store, l.Budget, l.Granted, l.Consumed, l.State, ms(l.ExpiresAt), ms(l.CreatedAt), l.Reclaiming, session, l.Wanted)
 	if err != nil || e.Kind == "" {
 		return err
 	}
@@ -710,10 +840,19 @@ func (t *tx) Qualifying(ctx context.Context, member, basis string, since, upTo t
 	if basis == loyalty.BasisPoints {
 		col = "points"
 	}
+	refunded := "r.amount"
+	if basis == loyalty.BasisPoints {
+		refunded = "-r.points"
+	}
+	// Sales not reversed in full (a reversal without an amount), less what partial refunds of
+	// them gave back.
 	var n int64
-	err := t.QueryRowContext(ctx, `SELECT COALESCE(SUM(d.`+col+`), 0) FROM deltas d WHERE d.member = ? AND d.kind = 'earn' AND d.rule = ''
-		AND d.event_at >= ? AND d.event_at < ? AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id)`,
-		member, ms(since), until(upTo)).Scan(&n)
+	err := t.QueryRowContext(ctx, `SELECT COALESCE(SUM(d.`+col+`), 0) - COALESCE((SELECT SUM(`+refunded+`) FROM deltas r
+			JOIN deltas d ON d.id = r.reverses WHERE r.amount > 0 AND d.member = ? AND d.kind = 'earn' AND d.rule = ''
+			AND d.event_at >= ? AND d.event_at < ? AND NOT EXISTS (SELECT 1 FROM deltas w WHERE w.reverses = d.id AND w.amount = 0)), 0)
+		FROM deltas d WHERE d.member = ? AND d.kind = 'earn' AND d.rule = ''
+		AND d.event_at >= ? AND d.event_at < ? AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id AND r.amount = 0)`,
+		member, ms(since), until(upTo), member, ms(since), until(upTo)).Scan(&n)
 	return n, err
 }
 
@@ -722,6 +861,32 @@ func (t *tx) RuleCount(ctx context.Context, member, rule string, since, upTo tim
 	err := t.QueryRowContext(ctx, `SELECT COUNT(*) FROM deltas d WHERE d.member = ? AND d.kind = 'earn' AND d.rule = ? AND d.event_at >= ?
 		AND d.event_at < ? AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id)`, member, rule, ms(since), until(upTo)).Scan(&n)
 	return n, err
+}
+
+func (t *tx) Lots(ctx context.Context, member string, since time.Time) ([]loyalty.Lot, error) {
+	// Each credit less what its reversals took back (a full reversal takes the rest, a partial
+	// refund its share; reversal points are negative).
+	rows, err := t.QueryContext(ctx, `SELECT event_at, net FROM (
+			SELECT d.seq, d.event_at, d.points + COALESCE((SELECT SUM(r.points) FROM deltas r WHERE r.reverses = d.id), 0) AS net
+			FROM deltas d WHERE d.member = ? AND d.kind = 'earn' AND d.event_at >= ?
+			UNION ALL
+			SELECT d.seq, d.event_at, d.points AS net FROM deltas d WHERE d.member = ? AND d.kind = 'adjust' AND d.points > 0 AND d.event_at >= ?)
+		WHERE net > 0 ORDER BY event_at, seq`, member, ms(since), member, ms(since))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []loyalty.Lot
+	for rows.Next() {
+		var at int64
+		var l loyalty.Lot
+		if err := rows.Scan(&at, &l.Points); err != nil {
+			return nil, err
+		}
+		l.EarnedAt = fromMS(at)
+		out = append(out, l)
+	}
+	return out, rows.Err()
 }
 
 func (t *tx) LastActivity(ctx context.Context, member string) (time.Time, error) {

@@ -1,0 +1,80 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/loyalty-edge-sync/loyalty"
+)
+
+// budgetUses picks, for every budget a new earn or redemption d spends under program p, the
+// lease it spends from and how much: what d consumes, counting each order once
+// (loyalty.Budget.OrderConsumption, as the hub counts it). The store spends only quota the hub
+// told it it may spend (Lease.Granted, lowered at once when the hub reclaims idle quota) and only
+// until the lease's deadline, so budgets hold while stores are offline.
+func (a *Agent) budgetUses(ctx context.Context, tx Tx, p *loyalty.Program, d *loyalty.Delta, leases []Lease) ([]LeaseUse, error) {
+	var use []LeaseUse
+	for _, b := range p.BudgetsFor(d) {
+		x := b.Consumption(p, d, nil)
+		if x <= 0 {
+			continue
+		}
+		i := slices.IndexFunc(leases, func(l Lease) bool { return l.Budget == b.ID && l.Usable(a.Now()) })
+		if i < 0 {
+			return nil, quotaError{loyalty.Errorf(loyalty.EBUDGET,
+				"this store holds no quota of budget %s right now (offline too long, or the budget is used up); try again when online", b.ID)}
+		}
+		charge, err := orderConsumption(ctx, tx, p, &b, d)
+		if err != nil {
+			return nil, err
+		}
+		spent, err := tx.LeaseSpent(ctx, leases[i].ID)
+		if err != nil {
+			return nil, err
+		}
+		// The lease must have room for the whole of x even when the order counted part of it
+		// already: the hub checks each delta against the lease as if it were alone on its order
+		// (docs/PROTOCOL.md, "What the hub verifies"), and would otherwise reject it.
+		if spent+x > leases[i].Granted {
+			more := ""
+			if x > 1 {
+				more = fmt.Sprintf(", and this needs %d", x)
+			}
+			return nil, quotaError{loyalty.Errorf(loyalty.EBUDGET,
+				"this store's share of budget %s is used up (%d of %d%s); the hub refills it while the store is online", b.ID, spent, leases[i].Granted, more)}
+		}
+		// A use of 0 (the order counted already) still names the lease, as the hub requires.
+		use = append(use, LeaseUse{Lease: leases[i].ID, Budget: b.ID, Amount: charge})
+	}
+	return use, nil
+}
+
+// orderConsumption is what d uses of budget b when the order's other redemptions at this store
+// that still stand (neither reversed nor rejected by the hub) already spent some of it.
+func orderConsumption(ctx context.Context, tx Tx, p *loyalty.Program, b *loyalty.Budget, d *loyalty.Delta) (int64, error) {
+	x := b.Consumption(p, d, nil)
+	if d.Kind != loyalty.KindRedeem || d.OrderID == "" || (b.Metric != loyalty.MetricOrderValue && b.Metric != loyalty.MetricDiscount) {
+		return x, nil
+	}
+	es, err := orderEntries(ctx, tx, d.OrderID)
+	if err != nil {
+		return 0, err
+	}
+	var counted int64
+	for _, e := range es {
+		if e.ID == d.ID || e.Kind != loyalty.KindRedeem || e.Reversed() {
+			continue
+		}
+		us, err := tx.LeaseUses(ctx, e.ID)
+		if err != nil {
+			return 0, err
+		}
+		for _, u := range us {
+			if u.Budget == b.ID {
+				counted += u.Amount
+			}
+		}
+	}
+	return b.OrderConsumption(p, d, counted), nil
+}

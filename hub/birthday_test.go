@@ -1,0 +1,195 @@
+package hub_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/loyalty-edge-sync/loyalty"
+	"github.com/loyalty-edge-sync/loyalty/hub"
+	lsync "github.com/loyalty-edge-sync/loyalty/sync"
+)
+
+// TestBirthdays: the hub awards the program's birthday action on each member's birthday, in
+// their home store's time zone, once a year, however often the sweep runs and however many hub
+// processes run it; 29 February on 28 February in other years; nothing for a member without a
+// birthday, and nothing without a birthday action.
+func TestBirthdays(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	h.Now = func() time.Time { return now }
+	if n, err := h.AwardBirthdays(ctx); err != nil || n != 0 {
+		t.Fatalf("without a birthday action: %d, %v", n, err)
+	}
+	withProgram(t, h, func(p *loyalty.Program) {
+		p.Actions = []loyalty.ActionRule{{ID: loyalty.ActionBirthday, Points: 200}}
+	})
+	if _, _, err := h.CreateStoreIn(ctx, "tokyo", "Shibuya", "Asia/Tokyo"); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []loyalty.Member{
+		{ID: "ann", Birthday: "07-14", HomeStore: "s1"}, // UTC
+		{ID: "kenji", Birthday: "1990-07-14", HomeStore: "tokyo"},
+		{ID: "leap", Birthday: "02-29"},
+		{ID: "none"},
+	} {
+		if _, err := h.CreateMember(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	award := func(at time.Time, want int) {
+		t.Helper()
+		now = at
+		if n, err := h.AwardBirthdays(ctx); err != nil || n != want {
+			t.Fatalf("%s: awarded %d, %v; want %d", at, n, err, want)
+		}
+		mustCheck(t, h)
+	}
+	award(time.Date(2026, 7, 13, 14, 59, 59, 0, time.UTC), 0) // 23:59:59 in Tokyo
+	award(time.Date(2026, 7, 13, 15, 0, 0, 0, time.UTC), 1)   // midnight in Tokyo: Kenji
+	award(time.Date(2026, 7, 13, 16, 0, 0, 0, time.UTC), 0)   // an hour later: nothing again
+	award(time.Date(2026, 7, 14, 0, 0, 0, 0, time.UTC), 1)    // midnight UTC: Ann
+	for _, id := range []string{"ann", "kenji"} {
+		v, err := h.Member(ctx, id, 5)
+		if err != nil || v.Balance != 200 || len(v.Ledger) != 1 {
+			t.Fatalf("%s after the birthday: %+v, %v", id, v, err)
+		}
+		if e := v.Ledger[0]; e.Kind != loyalty.KindEarn || e.Rule != loyalty.ActionBirthday || e.OrderID != "birthday-2026-"+id || e.Points != 200 {
+			t.Errorf("%s's award: %+v", id, e)
+		}
+	}
+
+	// Two hub processes on the same database, a day later (within the catch-up days): nothing.
+	other := hub.New(h.Store)
+	other.Now, other.Logger = h.Now, h.Logger
+	now = time.Date(2026, 7, 15, 0, 0, 0, 0, time.UTC)
+	var wg sync.WaitGroup
+	for _, x := range []*hub.Hub{h, other} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if n, err := x.AwardBirthdays(ctx); err != nil || n != 0 {
+				t.Errorf("a day later: %d, %v", n, err)
+			}
+		}()
+	}
+	wg.Wait()
+
+	// The next year, both at once from two processes: each member once.
+	now = time.Date(2027, 7, 14, 6, 0, 0, 0, time.UTC)
+	counts := make([]int, 2)
+	for i, x := range []*hub.Hub{h, other} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n, err := x.AwardBirthdays(ctx)
+			if err != nil {
+				t.Error(err)
+			}
+			counts[i] = n
+		}()
+	}
+	wg.Wait()
+	if counts[0]+counts[1] != 2 || balance(t, h, "ann") != 400 || balance(t, h, "kenji") != 400 {
+		t.Errorf("2027 from two processes: %v awarded, ann %d, kenji %d; want 2 awards, 400 each", counts, balance(t, h, "ann"), balance(t, h, "kenji"))
+	}
+
+	// 29 February: on 28 February in 2027, on the 29th in 2028.
+	award(time.Date(2027, 2, 27, 23, 0, 0, 0, time.UTC), 0)
+	award(time.Date(2027, 2, 28, 1, 0, 0, 0, time.UTC), 1)
+	award(time.Date(2028, 2, 28, 1, 0, 0, 0, time.UTC), 0)
+	award(time.Date(2028, 2, 29, 1, 0, 0, 0, time.UTC), 1)
+	if v, _ := h.Member(ctx, "leap", 5); v.Balance != 400 || v.Ledger[0].OrderID != "birthday-2028-leap" {
+		t.Errorf("leap: %+v", v)
+	}
+	if balance(t, h, "none") != 0 {
+		t.Error("a member without a birthday got points")
+	}
+}
+
+// TestBirthdays_CatchUpAndRefusal: a hub down on the day awards the birthday when it is back,
+// within the catch-up days; an award a budget refuses is not an error, and is given at a later
+// sweep once the budget has room.
+func TestBirthdays_CatchUpAndRefusal(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	h.Now = func() time.Time { return now }
+	edit := func(limit int64) func(*loyalty.Program) {
+		return func(p *loyalty.Program) {
+			p.Actions = []loyalty.ActionRule{{ID: loyalty.ActionBirthday, Points: 200}}
+			p.Budgets = []loyalty.Budget{{ID: "pts", Metric: loyalty.MetricPointsIssued, Limit: limit}}
+		}
+	}
+	withProgram(t, h, edit(100))
+	if _, err := h.CreateMember(ctx, loyalty.Member{ID: "ann", Birthday: "03-10"}); err != nil {
+		t.Fatal(err)
+	}
+	now = time.Date(2026, 3, 12, 8, 0, 0, 0, time.UTC) // two days late
+	if n, err := h.AwardBirthdays(ctx); err != nil || n != 0 || balance(t, h, "ann") != 0 {
+		t.Fatalf("over the budget: %d, %v, balance %d; want no award and no error", n, err, balance(t, h, "ann"))
+	}
+	withProgram(t, h, edit(1000))
+	if n, err := h.AwardBirthdays(ctx); err != nil || n != 1 || balance(t, h, "ann") != 200 {
+		t.Fatalf("with room: %d, %v, balance %d", n, err, balance(t, h, "ann"))
+	}
+	// Too late: a week after the day, the next birthday is next year's.
+	if _, err := h.CreateMember(ctx, loyalty.Member{ID: "bob", Birthday: "03-01"}); err != nil {
+		t.Fatal(err) // joined after this year's birthday
+	}
+	now = time.Date(2027, 3, 8, 0, 0, 0, 0, time.UTC)
+	if n, err := h.AwardBirthdays(ctx); err != nil || n != 0 {
+		t.Fatalf("a week after bob's birthday: %d, %v", n, err)
+	}
+}
+
+// TestBirthdays_Members: POST /v1/members takes a birthday and GET /v1/members/{id} shows it; an
+// invalid one is refused; the stores never receive it, neither in their change feed nor when they
+// subscribe to a member.
+func TestBirthdays_Members(t *testing.T) {
+	a := openAKHub(t)
+	ctx := context.Background()
+	var m struct {
+		ID       string `json:"id"`
+		Birthday string `json:"birthday"`
+	}
+	a.mustDo(t, akAdminKey, "POST", "/v1/members", `{"id":"ann","home_store":"s1","birthday":"1990-07-14"}`, http.StatusCreated, &m)
+	if m.ID != "ann" || m.Birthday != "1990-07-14" {
+		t.Errorf("created: %+v", m)
+	}
+	a.mustDo(t, akAdminKey, "GET", "/v1/members/ann", "", http.StatusOK, &m)
+	if m.Birthday != "1990-07-14" {
+		t.Errorf("read: %+v", m)
+	}
+	for body, msg := range map[string]string{
+		`{"id":"bob","birthday":"02-30"}`:      `birthday \"02-30\" is not a date`,
+		`{"id":"bob","birthday":"14/07/1990"}`: `birthday \"14/07/1990\" is not a date`,
+		`{"id":"bob","birthday":"2030-01-01"}`: `birthday \"2030-01-01\" is in the future`,
+	} {
+		status, b := a.do(t, akAdminKey, "POST", "/v1/members", body)
+		if status != http.StatusBadRequest || !strings.Contains(string(b), `"EINVALID"`) || !strings.Contains(string(b), msg) {
+			t.Errorf("%s: %d %s", body, status, b)
+		}
+	}
+	if _, err := a.Hub.Member(ctx, "bob", 0); loyalty.ErrorCode(err) != loyalty.ENOTFOUND {
+		t.Errorf("a refused member was created: %v", err)
+	}
+
+	ch, err := a.Hub.Pull(ctx, "s1", lsync.Pull{Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(ch)
+	if !strings.Contains(string(b), `"ann"`) || strings.Contains(string(b), "birthday") || strings.Contains(string(b), "1990") {
+		t.Errorf("the store's change feed: %s", b)
+	}
+	sub, _, err := a.Hub.Subscribe(ctx, "s2", lsync.Subscribe{Member: "ann"})
+	if err != nil || sub.Birthday != "" {
+		t.Errorf("a store subscribing to ann got %+v, %v", sub, err)
+	}
+}

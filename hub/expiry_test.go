@@ -1,0 +1,202 @@
+package hub_test
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/loyalty-edge-sync/loyalty"
+	"github.com/loyalty-edge-sync/loyalty/hub"
+)
+
+// TestLotExpiry_Sweep: four lots of m1, one of them refunded in full, a redemption that spends
+// part of the oldest, and sweeps on the expiry days. Each lot's points expire 30 days after its
+// earn unless spent first; the refunded sale is no lot; a sweep run again expires nothing more;
+// GET /v1/expiring lists the points of each lot with its date.
+func TestLotExpiry_Sweep(t *testing.T) {
+	a := openAKHub(t)
+	h := a.Hub
+	ctx := context.Background()
+	day0 := time.Date(2026, 1, 1, 9, 0, 0, 0, time.UTC)
+	now := day0
+	h.Now = func() time.Time { return now }
+	day := func(n int) time.Time { return day0.AddDate(0, 0, n) }
+	withProgram(t, h, func(p *loyalty.Program) {
+		p.Expiry = &loyalty.Expiry{Mode: loyalty.ExpiryLot, AfterDays: 30, RemindDays: 7}
+	})
+	sale := func(order string, points int64) {
+		t.Helper()
+		if _, err := h.Earn(ctx, loyalty.EarnRequest{OrderID: order, MemberID: "m1", Amount: loyalty.Money(points * 100), Currency: "EUR"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sweep := func(wantExpired int, wantBalance int64) {
+		t.Helper()
+		n, _, err := h.ExpirePoints(ctx)
+		if err != nil || n != wantExpired {
+			t.Fatalf("day %v: the sweep expired points of %d members (%v), want %d", now.Sub(day0).Hours()/24, n, err, wantExpired)
+		}
+		if b := balance(t, h, "m1"); b != wantBalance {
+			t.Fatalf("day %v: balance %d, want %d", now.Sub(day0).Hours()/24, b, wantBalance)
+		}
+		mustCheck(t, h)
+	}
+	sale("L-A", 100) // day 0: expires day 30
+	now = day(10)
+	sale("L-B", 50) // expires day 40
+	now = day(20)
+	sale("L-C", 30) // expires day 50
+	now = day(21)
+	sale("L-D", 40) // refunded the next day: it never was a lot
+	now = day(22)
+	if _, err := h.Reverse(ctx, loyalty.ReverseRequest{OrderID: "L-D"}); err != nil {
+		t.Fatal(err)
+	}
+	now = day(25)
+	if _, err := h.Redeem(ctx, loyalty.RedeemRequest{OrderID: "R-1", MemberID: "m1", RewardID: "coffee"}); err != nil {
+		t.Fatal(err) // 50 points: half of lot A
+	}
+	sweep(0, 130)
+
+	// Within remind_days of lot A's expiry: its remaining 50 points, with their date.
+	var soon []hub.Expiring
+	a.mustDo(t, akAdminKey, "GET", "/v1/expiring", "", http.StatusOK, &soon)
+	if len(soon) != 1 || soon[0].Member != "m1" || soon[0].Points != 50 || soon[0].Balance != 130 || !soon[0].ExpiresAt.Equal(day(30)) {
+		t.Fatalf("expiring on day 25: %+v, want m1's 50 points on day 30", soon)
+	}
+
+	now = day(30).Add(-time.Millisecond)
+	sweep(0, 130)
+	now = day(30)
+	sweep(1, 80) // A's 50 left
+	sweep(0, 80) // again: nothing expires twice
+	v, err := h.Member(ctx, "m1", 1)
+	if err != nil || v.Ledger[0].Kind != loyalty.KindExpire || v.Ledger[0].Points != -50 || v.Ledger[0].Store != loyalty.HubStore {
+		t.Fatalf("the expiry in the ledger: %+v, %v", v.Ledger, err)
+	}
+
+	// Two hub processes sweeping the same database at once expire lot B once.
+	now = day(40)
+	other := hub.New(h.Store)
+	other.Now, other.Logger = h.Now, h.Logger
+	var wg sync.WaitGroup
+	counts := make([]int, 2)
+	for i, x := range []*hub.Hub{h, other} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n, _, err := x.ExpirePoints(ctx)
+			if err != nil {
+				t.Error(err)
+			}
+			counts[i] = n
+		}()
+	}
+	wg.Wait()
+	if counts[0]+counts[1] != 1 || balance(t, h, "m1") != 30 {
+		t.Fatalf("two sweeps at once: %v expired, balance %d; want one expiry, 30 left", counts, balance(t, h, "m1"))
+	}
+	mustCheck(t, h)
+
+	// New points after a spend: the spend took the oldest (C's 30), the new lot stays whole.
+	now = day(45)
+	sale("L-E", 60)
+	if _, err := h.Redeem(ctx, loyalty.RedeemRequest{OrderID: "R-2", MemberID: "m1", RewardID: "coffee"}); err != nil {
+		t.Fatal(err)
+	}
+	now = day(50)
+	sweep(0, 40) // C was spent in full
+	soon, err = h.ExpiringSoon(ctx)
+	if err != nil || len(soon) != 0 {
+		t.Fatalf("on day 50: expiring soon %+v, %v; want nothing (E expires on day 75)", soon, err)
+	}
+	now = day(75)
+	sweep(1, 0) // the 40 of E that the redemption left
+}
+
+// TestLotExpiry_LateRedemption: an offline store's redemption that arrives after the expiry it
+// predates leaves the balance short (lot 1 expired in full although the redemption had spent
+// half of it); the next expiry is that much smaller (lot 2's points stand for it), so the member
+// loses no more in total than if the redemption had arrived in time.
+func TestLotExpiry_LateRedemption(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	day0 := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC) // openHub's t0: the stores' claims are checked against it
+	now := day0
+	h.Now = func() time.Time { return now }
+	day := func(n int) time.Time { return day0.AddDate(0, 0, n) }
+	withProgram(t, h, func(p *loyalty.Program) { p.Expiry = &loyalty.Expiry{Mode: loyalty.ExpiryLot, AfterDays: 30} })
+	syncStores(t, h)
+	e1 := earn("s1", "m1", 10000) // 100 points on day 0
+	e1.RuleVersion, e1.OccurredAt = 2, now
+	pushOK(t, h, "s1", e1)
+	now = day(10)
+	e2 := earn("s1", "m1", 5000) // 50 points on day 10
+	e2.RuleVersion, e2.OccurredAt = 2, now
+	pushOK(t, h, "s1", e2)
+	syncStores(t, h)
+
+	now = day(30)
+	if n, _, err := h.ExpirePoints(ctx); err != nil || n != 1 || balance(t, h, "m1") != 50 {
+		t.Fatalf("day 30: %d expired, %v, balance %d; want lot 1's 100 expired", n, err, balance(t, h, "m1"))
+	}
+	// The store redeemed 50 on day 29, offline; it arrives now.
+	late := redeem("s1", "m1", "coffee", 50)
+	late.RuleVersion, late.OccurredAt = 2, day(29)
+	syncStores(t, h)
+	if r := pushOK(t, h, "s1", late).Results[0]; r.Status != "applied" {
+		t.Fatalf("the late redemption: %+v", r)
+	}
+	if b := balance(t, h, "m1"); b != 0 {
+		t.Fatalf("after the late redemption: %d", b)
+	}
+	now = day(40)
+	if n, _, err := h.ExpirePoints(ctx); err != nil || n != 0 || balance(t, h, "m1") != 0 {
+		t.Fatalf("day 40: %d expired, %v, balance %d; want nothing more expired", n, err, balance(t, h, "m1"))
+	}
+	mustCheck(t, h)
+}
+
+// TestLots_NetOfRefunds: the store's lots are earns and positive adjustments from the given time
+// on, each less what its reversals took back (a partial refund its share, a full reversal the
+// rest); negative adjustments and redemptions are no lots.
+func TestLots_NetOfRefunds(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	at := func(d int) time.Time { return time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC).AddDate(0, 0, d) }
+	ds := []loyalty.Delta{
+		{ID: "old", Kind: loyalty.KindEarn, Points: 500, Currency: "EUR", OccurredAt: at(-1)}, // before since
+		{ID: "sale", Kind: loyalty.KindEarn, Points: 100, Amount: 10000, Currency: "EUR", OccurredAt: at(0)},
+		{ID: "part", Kind: loyalty.KindReverse, Points: -30, Amount: 3000, Currency: "EUR", Reverses: "sale", OccurredAt: at(1)},
+		{ID: "gift", Kind: loyalty.KindAdjust, Points: 20, OccurredAt: at(2)},
+		{ID: "fix", Kind: loyalty.KindAdjust, Points: -5, OccurredAt: at(3)},
+		{ID: "void", Kind: loyalty.KindEarn, Points: 40, Amount: 4000, Currency: "EUR", OccurredAt: at(4)},
+		{ID: "undo", Kind: loyalty.KindReverse, Points: -40, Reverses: "void", OccurredAt: at(5)},
+		{ID: "spend", Kind: loyalty.KindRedeem, Points: -50, Reward: "coffee", OccurredAt: at(6)},
+		{ID: "review", Kind: loyalty.KindEarn, Points: 30, Currency: "EUR", Rule: "review", OccurredAt: at(7)},
+	}
+	var lots []loyalty.Lot
+	err := h.Store.Update(ctx, func(tx hub.Tx) error {
+		for _, d := range ds {
+			d.Store, d.Member = loyalty.HubStore, "m1"
+			d.Normalize()
+			if _, _, err := tx.InsertDelta(ctx, d, d.Hash(), at(8)); err != nil {
+				return err
+			}
+		}
+		var err error
+		lots, err = tx.Lots(ctx, "m1", at(0))
+		return err
+	})
+	want := []loyalty.Lot{{Points: 70, EarnedAt: at(0)}, {Points: 20, EarnedAt: at(2)}, {Points: 30, EarnedAt: at(7)}}
+	if err != nil || len(lots) != len(want) {
+		t.Fatalf("lots %+v, %v; want %+v", lots, err, want)
+	}
+	for i := range want {
+		if lots[i].Points != want[i].Points || !lots[i].EarnedAt.Equal(want[i].EarnedAt) {
+			t.Errorf("lot %d: %+v, want %+v", i, lots[i], want[i])
+		}
+	}
+}

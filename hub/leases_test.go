@@ -1,0 +1,244 @@
+package hub_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/loyalty-edge-sync/loyalty"
+	"github.com/loyalty-edge-sync/loyalty/hub"
+	lsync "github.com/loyalty-edge-sync/loyalty/sync"
+)
+
+// leaseClock is a hub on an injected clock, with what a lease test needs: pulls, sessions as the
+// sync server opens and closes them, the store's lease as the hub tells it, and budget status.
+type leaseClock struct {
+	t   *testing.T
+	h   *hub.Hub
+	now time.Time
+}
+
+func newLeaseClock(t *testing.T, budgets ...loyalty.Budget) *leaseClock {
+	c := &leaseClock{t: t, h: openHub(t), now: t0}
+	c.h.Now = func() time.Time { return c.now }
+	withProgram(t, c.h, func(p *loyalty.Program) {
+		for i := range p.Rewards {
+			p.Rewards[i].Stackable = true
+		}
+		p.Budgets = budgets
+	})
+	fund(t, c.h, "m1", 1_000_000)
+	return c
+}
+
+// connect records the start of a session of store, as the sync server does (Seen); the
+// session's start tells it apart from the store's other sessions.
+func (c *leaseClock) connect(store string) {
+	c.t.Helper()
+	if err := c.h.Seen(context.Background(), store, lsync.Health{Connected: true, At: c.now}); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *leaseClock) disconnect(store string) {
+	c.t.Helper()
+	if err := c.h.Seen(context.Background(), store, lsync.Health{Connected: false, At: c.now}); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// pull makes a flushed pull and returns the store's lease of budget as the hub tells it.
+func (c *leaseClock) pull(store, budget string) lsync.Lease {
+	c.t.Helper()
+	ch, err := c.h.Pull(context.Background(), store, lsync.Pull{Limit: 1000, Flushed: true})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	for _, l := range ch.Leases {
+		if l.Budget == budget && l.State == hub.LeaseActive {
+			return l
+		}
+	}
+	return lsync.Lease{}
+}
+
+// spend pushes n coffees redeemed at store now, from its lease of budget.
+func (c *leaseClock) spend(store, budget string, n int) {
+	c.t.Helper()
+	l := c.pull(store, budget)
+	for range n {
+		d := redeem(store, "m1", "coffee", 50)
+		d.RuleVersion, d.OccurredAt, d.Leases = 2, c.now, map[string]string{budget: l.ID}
+		if ack := pushOK(c.t, c.h, store, d); ack.Results[0].Status != lsync.StatusApplied {
+			c.t.Fatalf("coffee at %s: %+v", store, ack.Results[0])
+		}
+	}
+}
+
+func (c *leaseClock) status(budget string) hub.BudgetStatus {
+	c.t.Helper()
+	bs, err := c.h.Budgets(context.Background())
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	for _, b := range bs {
+		if b.ID == budget {
+			return b
+		}
+	}
+	c.t.Fatalf("no budget %s", budget)
+	return hub.BudgetStatus{}
+}
+
+func (c *leaseClock) lease(store, budget string) hub.Lease {
+	c.t.Helper()
+	for _, l := range c.status(budget).Leases {
+		if l.Store == store && l.State == hub.LeaseActive {
+			return l
+		}
+	}
+	c.t.Fatalf("%s holds no active lease of %s", store, budget)
+	return hub.Lease{}
+}
+
+// TestLeaseNewStoreShare: a store the hub has not watched for a whole demand window gets
+// leases.share of the limit, but never more than what is left split evenly among the stores.
+func TestLeaseNewStoreShare(t *testing.T) {
+	c := newLeaseClock(t, loyalty.Budget{ID: "coffees", Metric: loyalty.MetricRedemptions, Reward: "coffee", Limit: 1000})
+	if l := c.pull("s1", "coffees"); l.Granted != 250 { // 25% of 1000 (the even split is 500)
+		t.Fatalf("s1's first lease: %d, want 250", l.Granted)
+	}
+	c.h.Lease.Share = 0.9
+	if l := c.pull("s2", "coffees"); l.Granted != 500 { // the even split among 2 stores binds
+		t.Fatalf("s2's first lease with share 0.9: %d, want 500", l.Granted)
+	}
+}
+
+// TestLeaseSizedFromDemand: once the hub has watched a store for a whole demand window, its
+// lease is what the store spent in its busiest expected_outage of the window, times headroom:
+// here 8 busy hours of 10 coffees, so 1.5 × 80 = 120. The store had a new store's share, far
+// more: the surplus is told at a flushed pull of a session the hub knows and comes back at the
+// next one; at a pull outside that session it is only told again.
+func TestLeaseSizedFromDemand(t *testing.T) {
+	c := newLeaseClock(t, loyalty.Budget{ID: "coffees", Metric: loyalty.MetricRedemptions, Reward: "coffee", Limit: 10_000,
+		LeaseTTL: loyalty.Duration(48 * time.Hour)})
+	c.pull("s1", "coffees")
+	for hour := range 24 {
+		c.now = t0.Add(time.Duration(hour) * time.Hour)
+		n := 2
+		if hour >= 2 && hour < 10 {
+			n = 10
+		}
+		c.spend("s1", "coffees", n)
+	}
+	spent := int64(2*16 + 10*8)
+	if l := c.lease("s1", "coffees"); l.Consumed != spent || l.Granted != 2500 {
+		t.Fatalf("after a day: %+v, want 2500 granted (new store's share), %d spent", l, spent)
+	}
+	c.now = t0.Add(24*time.Hour + time.Minute) // a whole window watched
+	if l := c.pull("s1", "coffees"); l.Granted != 2500 {
+		t.Fatalf("without a session the hub knows, nothing is reclaimed: told %d", l.Granted)
+	}
+	c.connect("s1")
+	if l := c.pull("s1", "coffees"); l.Granted != spent+120 {
+		t.Fatalf("s1 is told %d, want what it spent (%d) + 1.5 × 80", l.Granted, spent)
+	}
+	s := c.status("coffees")
+	if s.Reclaiming != 2500-spent-120 || s.Outstanding != 2500-spent {
+		t.Fatalf("before s1 shows it heard, the whole lease stays reserved: %+v", s)
+	}
+	// The store reconnects: the new session's first pull does not show that it heard.
+	c.disconnect("s1")
+	c.now = c.now.Add(time.Second)
+	c.connect("s1")
+	c.pull("s1", "coffees")
+	if s := c.status("coffees"); s.Reclaiming != 2500-spent-120 {
+		t.Fatalf("a pull of another session released the reclaim: %+v", s)
+	}
+	// The next flushed pull of the session does.
+	if l := c.pull("s1", "coffees"); l.Granted != spent+120 {
+		t.Fatalf("after the reclaim: told %d", l.Granted)
+	}
+	if s := c.status("coffees"); s.Reclaiming != 0 || s.Outstanding != 120 || s.Available != 10_000-spent-120 {
+		t.Fatalf("after the reclaim: %+v", s)
+	}
+}
+
+// TestLeaseHoldsOneOrder: a store with a whole window of history and no demand still holds one
+// order's worth of an order_value budget: the largest order a reward was used on anywhere.
+func TestLeaseHoldsOneOrder(t *testing.T) {
+	c := newLeaseClock(t, loyalty.Budget{ID: "orders", Metric: loyalty.MetricOrderValue, Limit: 100_000,
+		LeaseTTL: loyalty.Duration(48 * time.Hour)})
+	c.pull("s1", "orders")
+	l2 := c.pull("s2", "orders")
+	c.now = t0.Add(20 * time.Hour)
+	d := redeem("s2", "m1", "five-off", 100)
+	d.RuleVersion, d.Amount, d.OccurredAt, d.Leases = 2, 4_000, c.now, map[string]string{"orders": l2.ID}
+	mustApply(t, c.h, "s2", d)
+	c.now = t0.Add(25 * time.Hour)
+	c.connect("s1")
+	if l := c.pull("s1", "orders"); l.Granted != 4_000 {
+		t.Fatalf("an idle store is told %d, want the largest order seen (4000)", l.Granted)
+	}
+}
+
+// TestOnlineCallTakesBackIdleQuota: every coffee of the budget sits in two stores' leases; an
+// online redemption is refused, saying that stores online hold quota. The connected store does
+// not need its quota (a whole day without a redemption), so the budget's pressure makes its
+// next flushed pull tell it less, and the one after that gives the rest back; the online
+// redemption then passes. The other store, whose session the hub does not know, keeps its lease.
+func TestOnlineCallTakesBackIdleQuota(t *testing.T) {
+	c := newLeaseClock(t, loyalty.Budget{ID: "coffees", Metric: loyalty.MetricRedemptions, Reward: "coffee", Limit: 4,
+		LeaseTTL: loyalty.Duration(48 * time.Hour)})
+	c.h.Lease.Share = 1
+	c.pull("s1", "coffees")
+	c.pull("s2", "coffees")
+	online := func(order string) error {
+		_, err := c.h.Redeem(context.Background(), loyalty.RedeemRequest{OrderID: order, MemberID: "m1", RewardID: "coffee"})
+		return err
+	}
+	c.now = t0.Add(25 * time.Hour)
+	c.connect("s1")
+	err := online("web-1")
+	if loyalty.ErrorCode(err) != loyalty.EBUDGET || !strings.Contains(err.Error(), "held by stores that are online") {
+		t.Fatalf("online with every coffee leased: %v", err)
+	}
+	if l := c.pull("s1", "coffees"); l.Granted != 1 {
+		t.Fatalf("s1, idle, is told %d, want 1 (one redemption's worth)", l.Granted)
+	}
+	if loyalty.ErrorCode(online("web-2")) != loyalty.EBUDGET {
+		t.Fatal("the quota came back before s1 showed it heard")
+	}
+	c.pull("s1", "coffees")
+	if err := online("web-3"); err != nil {
+		t.Fatalf("online redemption with quota back from the idle store: %v", err)
+	}
+	if l := c.pull("s2", "coffees"); l.Granted != 2 {
+		t.Fatalf("s2, not connected, was told %d; want its lease of 2 untouched", l.Granted)
+	}
+}
+
+// TestOrderCountedOnce: two rewards on one order count its value once toward an order_value
+// budget, from a store and online; a second, larger amount on the order counts only what it adds.
+func TestOrderCountedOnce(t *testing.T) {
+	c := newLeaseClock(t, loyalty.Budget{ID: "orders", Metric: loyalty.MetricOrderValue, Limit: 100_000})
+	l := c.pull("s1", "orders")
+	for i, reward := range []string{"coffee", "five-off"} {
+		d := redeem("s1", "m1", reward, 50+50*int64(i))
+		d.RuleVersion, d.Amount, d.OrderID, d.Leases = 2, 2_000, "A-1", map[string]string{"orders": l.ID}
+		mustApply(t, c.h, "s1", d)
+	}
+	if s := c.status("orders"); s.Spent != 2_000 || c.lease("s1", "orders").Consumed != 2_000 {
+		t.Fatalf("two rewards on a 2000 order at a store: %+v", s)
+	}
+	for i, reward := range []string{"coffee", "five-off"} {
+		if _, err := c.h.Redeem(context.Background(), loyalty.RedeemRequest{OrderID: "W-1", MemberID: "m1", RewardID: reward,
+			OrderAmount: loyalty.Money(3_000 + 500*i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s := c.status("orders"); s.Spent != 2_000+3_500 {
+		t.Fatalf("two rewards on a web order of 3000 then 3500: spent %d, want 5500", s.Spent)
+	}
+}
