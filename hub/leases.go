@@ -46,24 +46,12 @@ func DefaultLeaseConfig() LeaseConfig {
 // withDefaults fills the fields left zero.
 func (c LeaseConfig) withDefaults() LeaseConfig {
 	d := DefaultLeaseConfig()
-	if c.TTL <= 0 {
-		c.TTL = d.TTL
-	}
-	if c.ExpectedOutage <= 0 {
-		c.ExpectedOutage = d.ExpectedOutage
-	}
-	if c.DemandWindow <= 0 {
-		c.DemandWindow = d.DemandWindow
-	}
-	if c.Headroom <= 0 {
-		c.Headroom = d.Headroom
-	}
-	if c.Min <= 0 {
-		c.Min = d.Min
-	}
-	if c.Share <= 0 {
-		c.Share = d.Share
-	}
+	orDefault(&c.TTL, d.TTL)
+	orDefault(&c.ExpectedOutage, d.ExpectedOutage)
+	orDefault(&c.DemandWindow, d.DemandWindow)
+	orDefault(&c.Headroom, d.Headroom)
+	orDefault(&c.Min, d.Min)
+	orDefault(&c.Share, d.Share)
 	return c
 }
 

@@ -81,25 +81,21 @@ func DefaultLimits() Limits {
 
 func (l Limits) withDefaults() Limits {
 	d := DefaultLimits()
-	set := func(v *time.Duration, def time.Duration) {
-		if *v <= 0 {
-			*v = def
-		}
-	}
-	set(&l.ReadHeaderTimeout, d.ReadHeaderTimeout)
-	set(&l.ReadTimeout, d.ReadTimeout)
-	set(&l.WriteTimeout, d.WriteTimeout)
-	set(&l.IdleTimeout, d.IdleTimeout)
-	if l.MaxHeaderBytes <= 0 {
-		l.MaxHeaderBytes = d.MaxHeaderBytes
-	}
-	if l.MaxConnections <= 0 {
-		l.MaxConnections = d.MaxConnections
-	}
-	if l.MaxSyncSessions <= 0 {
-		l.MaxSyncSessions = d.MaxSyncSessions
-	}
+	orDefault(&l.ReadHeaderTimeout, d.ReadHeaderTimeout)
+	orDefault(&l.ReadTimeout, d.ReadTimeout)
+	orDefault(&l.WriteTimeout, d.WriteTimeout)
+	orDefault(&l.IdleTimeout, d.IdleTimeout)
+	orDefault(&l.MaxHeaderBytes, d.MaxHeaderBytes)
+	orDefault(&l.MaxConnections, d.MaxConnections)
+	orDefault(&l.MaxSyncSessions, d.MaxSyncSessions)
 	return l
+}
+
+// orDefault sets a setting left zero (or negative) to its default.
+func orDefault[T int | int64 | float64 | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
 }
 
 // Open binds the port (an error if it is in use) and starts serving.
