@@ -183,7 +183,12 @@ func (a *applier) checkLeases(ctx context.Context, store string, d *loyalty.Delt
 		return err
 	}
 	for _, b := range p.BudgetsFor(d) {
-		x := b.Consumption(p, d, nil)
+		// What the delta adds to what its order already spent (an order's value counts once), as
+		// account will charge it.
+		x, err := a.consumption(ctx, store, p, &b, d)
+		if err != nil {
+			return err
+		}
 		if x <= 0 {
 			continue
 		}

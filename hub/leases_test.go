@@ -242,3 +242,19 @@ func TestOrderCountedOnce(t *testing.T) {
 		t.Fatalf("two rewards on a web order of 3000 then 3500: spent %d, want 5500", s.Spent)
 	}
 }
+
+// TestSecondRewardFitsAFullLease: a store's lease holds exactly one order's value; a second
+// reward on that order adds nothing to the budget, so the hub's lease check, like its
+// accounting, does not count the order's value again.
+func TestSecondRewardFitsAFullLease(t *testing.T) {
+	c := newLeaseClock(t, loyalty.Budget{ID: "orders", Metric: loyalty.MetricOrderValue, Limit: 100_000})
+	l := c.pull("s1", "orders")
+	for i, reward := range []string{"coffee", "five-off"} {
+		d := redeem("s1", "m1", reward, 50+50*int64(i))
+		d.RuleVersion, d.Amount, d.OrderID, d.Leases = 2, l.Granted, "A-1", map[string]string{"orders": l.ID}
+		mustApply(t, c.h, "s1", d)
+	}
+	if got := c.lease("s1", "orders").Consumed; got != l.Granted {
+		t.Fatalf("lease consumed %d after two rewards on one order of %d", got, l.Granted)
+	}
+}
