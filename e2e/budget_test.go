@@ -18,7 +18,13 @@ import (
 // link that can be cut, with agents running.
 func newWorld(t *testing.T, hubEnv []string, stores ...string) (*world, map[string]*faultnet.Link) {
 	t.Helper()
-	w := &world{t: t, bin: binary(t), dir: t.TempDir(), key: rand.Text(), hubAddr: freePort(t), agents: map[string]*proc{},
+	return newWorldOf(t, binary(t), hubEnv, nil, stores...)
+}
+
+// newWorldOf is newWorld with the binary bin, and extra environment for every agent too.
+func newWorldOf(t *testing.T, bin string, hubEnv, agentEnv []string, stores ...string) (*world, map[string]*faultnet.Link) {
+	t.Helper()
+	w := &world{t: t, bin: bin, dir: t.TempDir(), key: rand.Text(), hubAddr: freePort(t), agents: map[string]*proc{},
 		addrs: map[string]string{}, env: map[string][]string{}, tokens: map[string]string{}, rng: mrand.New(mrand.NewPCG(1, 2)),
 		expected: map[string]int64{}, approved: map[string]bool{}, hubEnv: hubEnv}
 	w.startHub()
@@ -38,6 +44,7 @@ func newWorld(t *testing.T, hubEnv []string, stores ...string) (*world, map[stri
 		links[id] = l
 		w.addrs[id] = freePort(t)
 		w.env[id] = append(w.agentEnv(id, created.Token, l.Addr()), "LOYALTY_SYNC_MIN_BACKOFF=50ms", "LOYALTY_SYNC_MAX_BACKOFF=300ms")
+		w.env[id] = append(w.env[id], agentEnv...)
 	}
 	return w, links
 }

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -24,11 +25,11 @@ import (
 	"github.com/loyalty-edge-sync/loyalty/internal/faultnet"
 )
 
-// binary builds cmd/loyalty once per test run.
-func binary(t *testing.T) string {
+// binary builds cmd/loyalty once per test run, with the build tags given.
+func binary(t *testing.T, tags ...string) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "loyalty")
-	cmd := exec.Command("go", "build", "-o", bin, "../cmd/loyalty")
+	cmd := exec.Command("go", "build", "-tags", strings.Join(tags, ","), "-o", bin, "../cmd/loyalty")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}

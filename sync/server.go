@@ -170,7 +170,7 @@ func (s *Server) Serve(ctx context.Context, conn Conn) error {
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		case <-tick.C:
-			if quiet := s.Now().Sub(lastHeard(conn, rd)); quiet > silence {
+			if quiet := time.Since(lastHeard(conn, rd)); quiet > silence { // liveness is on the machine's clock, as lastHeard is
 				// A message waiting while the session was busy is a sign of life, not silence.
 				select {
 				case b, ok := <-rd.msgs:

@@ -65,7 +65,7 @@ const (
 type clock struct {
 	start time.Time // Now() when this process first needed the agent time
 	at    time.Time // the agent time then (a wall-clock reading, without a monotonic one)
-	real  bool      // start has a monotonic reading: Now is the machine's clock, the keeper may use time.Now
+	real  bool      // start has a monotonic reading: Now runs by itself (the machine's clock), so a keeper checkpoints it
 }
 
 // agentTime returns Now() and the agent time then.
@@ -105,9 +105,9 @@ func (t *tx) checkpoint(ctx context.Context, now, at time.Time, slack time.Durat
 	return t.setMeta(ctx, "clock_wall_ms", strconv.FormatInt(now.Round(0).Add(slack).UnixMilli(), 10))
 }
 
-// keepClock writes a checkpoint every clockEvery until stop. It runs while the agent time runs on
-// the machine's clock, read with time.Now (tests and the simulator inject their own clocks, and
-// call Checkpoint instead).
+// keepClock writes a checkpoint every clockEvery until stop. It runs while Now carries a
+// monotonic reading: the machine's clock, or the end-to-end tests' shared clock, which keeps it
+// (tests and the simulator that inject a clock of their own call Checkpoint instead).
 func (s *Store) keepClock(c *clock) {
 	defer close(s.done)
 	tick := time.NewTicker(clockEvery)
@@ -119,7 +119,7 @@ func (s *Store) keepClock(c *clock) {
 		case <-tick.C:
 		}
 		err := s.db.Update(context.Background(), func(t *sqlitedb.Tx) error {
-			now := time.Now()
+			now := s.Now()
 			return (&tx{t, s}).checkpoint(context.Background(), now, c.at.Add(now.Sub(c.start)), clockSlack)
 		})
 		if err != nil {

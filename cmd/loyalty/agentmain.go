@@ -15,6 +15,7 @@ import (
 
 	"github.com/loyalty-edge-sync/loyalty/agent"
 	agentsqlite "github.com/loyalty-edge-sync/loyalty/agent/sqlite"
+	"github.com/loyalty-edge-sync/loyalty/internal/clock"
 	lsync "github.com/loyalty-edge-sync/loyalty/sync"
 	"github.com/loyalty-edge-sync/loyalty/sync/ws"
 )
@@ -45,6 +46,9 @@ func (m *AgentMain) Open(ctx context.Context) (err error) {
 	}
 	c := m.Config
 	m.Logger = m.Logger.With(slog.String("store", c.StoreID))
+	if clock.Fake {
+		m.Logger.Warn("TEST BUILD: this binary runs on the shared test clock (built with -tags fakeclock); never run it in a store or a hub")
+	}
 	// Before anything is opened: a POS API open to the network without a token is refused.
 	if err := agent.CheckExposure(c.Listen, c.POSToken, c.POSInsecureLAN); err != nil {
 		return err
@@ -64,14 +68,14 @@ func (m *AgentMain) Open(ctx context.Context) (err error) {
 	if m.Store, err = agentsqlite.Open(ctx, c.Database); err != nil {
 		return err
 	}
-	m.Store.Logger = m.Logger
+	m.Store.Logger, m.Store.Now = m.Logger, clock.Now
 	d := m.Dialer
 	if d == nil {
 		d = &ws.Dialer{Options: ws.Options{ReadLimit: int64(c.Sync.MaxMessageBytes)}, TLS: tlsConf}
 	}
 	d = hintDialer{Dialer: d, caFile: c.TLS.CAFile}
 	m.Client = lsync.NewClient(c.HubURL, c.StoreID, c.Token, d, m.Store)
-	m.Client.Logger, m.Client.AgentVersion = m.Logger, version
+	m.Client.Logger, m.Client.AgentVersion, m.Client.Now = m.Logger, version, clock.Now
 	m.Client.MinBackoff, m.Client.MaxBackoff, m.Client.BatchSize = c.Sync.MinBackoff, c.Sync.MaxBackoff, c.Sync.BatchSize
 	m.Client.Faults.DuplicatePush = c.Faults.DuplicatePush
 	m.Client.Faults.BeforeAck = m.BeforeAck
@@ -86,7 +90,7 @@ func (m *AgentMain) Open(ctx context.Context) (err error) {
 		}
 	}
 	m.Agent = agent.New(c.StoreID, m.Store, m.Client)
-	m.Agent.Logger, m.Agent.LookupTimeout = m.Logger, c.Sync.LookupTimeout
+	m.Agent.Logger, m.Agent.LookupTimeout, m.Agent.Now = m.Logger, c.Sync.LookupTimeout, clock.Now
 	if m.Agent.Location, err = time.LoadLocation(c.TimeZone); err != nil {
 		m.Store.Close()
 		return fmt.Errorf("timezone: %w", err)

@@ -22,6 +22,7 @@ import (
 	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/agent"
 	"github.com/loyalty-edge-sync/loyalty/hub"
+	"github.com/loyalty-edge-sync/loyalty/internal/clock"
 )
 
 // HubConfig configures `loyalty hub` and the admin commands that work on the hub's database.
@@ -524,6 +525,9 @@ func warnUnknownEnv(w io.Writer, env []string) {
 	var names []string
 	for k := range allConfigKeys() {
 		names = append(names, envName(k))
+	}
+	if clock.Fake {
+		names = append(names, clock.Env)
 	}
 	for _, kv := range env {
 		name, _, _ := strings.Cut(kv, "=")

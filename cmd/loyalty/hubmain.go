@@ -13,6 +13,7 @@ import (
 
 	"github.com/loyalty-edge-sync/loyalty/hub"
 	hubsqlite "github.com/loyalty-edge-sync/loyalty/hub/sqlite"
+	"github.com/loyalty-edge-sync/loyalty/internal/clock"
 	lsync "github.com/loyalty-edge-sync/loyalty/sync"
 	"github.com/loyalty-edge-sync/loyalty/sync/ws"
 )
@@ -43,6 +44,9 @@ func (m *HubMain) Open(ctx context.Context) (err error) {
 	}
 	c := m.Config
 	ln, err := hub.Listen(c.Listen)
+	if clock.Fake {
+		m.Logger.Warn("TEST BUILD: this binary runs on the shared test clock (built with -tags fakeclock); never run it in a store or a hub")
+	}
 	if err != nil {
 		return err
 	}
@@ -68,7 +72,7 @@ func (m *HubMain) Open(ctx context.Context) (err error) {
 		return err
 	}
 	m.Hub = hub.New(m.Store)
-	m.Hub.Logger = m.Logger
+	m.Hub.Logger, m.Hub.Now = m.Logger, clock.Now
 	if m.Hub.KEK, err = openKEK(ctx, c, m.Store, m.Logger); err != nil {
 		m.Store.Close()
 		return err
@@ -81,7 +85,7 @@ func (m *HubMain) Open(ctx context.Context) (err error) {
 		return fmt.Errorf("init hub: %w", err)
 	}
 	m.Sync = lsync.NewServer(m.Hub)
-	m.Sync.Logger = m.Logger
+	m.Sync.Logger, m.Sync.Now = m.Logger, clock.Now
 	m.Sync.HeartbeatInterval, m.Sync.HelloTimeout = c.Sync.Heartbeat, c.Sync.HelloTimeout
 	m.Sync.MaxBatch, m.Sync.MaxMessageBytes = c.Sync.MaxBatch, c.Sync.MaxMessageBytes
 	m.Hub.OnChange = m.Sync.Notify
