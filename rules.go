@@ -250,7 +250,7 @@ const RuleReferral = "referral"
 type Referral struct {
 	Give      int64 `json:"give"`
 	Get       int64 `json:"get"`
-	MinAmount int64 `json:"min_amount,omitempty"` // smallest qualifying purchase, minor units
+	MinAmount int64 `json:"min_amount,omitempty"` // smallest qualifying purchase, minor units of the program's currency
 }
 
 // Expiry makes points expire, with ledgered expire deltas that the hub writes. In mode

@@ -59,7 +59,7 @@ func (a *applier) account(ctx context.Context, store string, d loyalty.Delta) er
 			l, err := a.tx.Lease(ctx, id)
 			if loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
 				// checkLeases let it through: a lease lost with a restore, adopted now.
-				restore, rerr := a.inRestoreWindow(ctx, d.EventTime())
+				restore, rerr := a.inRestoreWindow(ctx, d.EventTime(), &b)
 				if rerr != nil {
 					return rerr
 				}

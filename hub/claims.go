@@ -178,11 +178,11 @@ func (a *applier) checkLeases(ctx context.Context, store string, d *loyalty.Delt
 	if err != nil {
 		return err
 	}
-	restore, err := a.inRestoreWindow(ctx, at)
-	if err != nil {
-		return err
-	}
 	for _, b := range p.BudgetsFor(d) {
+		restore, err := a.inRestoreWindow(ctx, at, &b)
+		if err != nil {
+			return err
+		}
 		// What the delta adds to what its order already spent (an order's value counts once), as
 		// account will charge it.
 		x, err := a.consumption(ctx, store, p, &b, d)
@@ -221,7 +221,11 @@ func (a *applier) checkLeases(ctx context.Context, store string, d *loyalty.Delt
 			}
 			active = true
 			if l.CreatedAt.Before(e.RestoredAt) {
-				granted += leaseTarget(p, &b, a.Lease)
+				more, err := a.restoreGrant(ctx, store, p, &b)
+				if err != nil {
+					return err
+				}
+				granted += more
 			}
 		}
 		switch {

@@ -61,3 +61,37 @@ func TestCurrencies_StoreAndOnline(t *testing.T) {
 	}
 	mustCheck(t, h)
 }
+
+// TestCurrencies_ReferralMinimumInProgramCurrency: referral.min_amount is in the program's
+// currency, like every amount in the program, and a sale in another currency is read at its rate.
+// 2,500 yen is more than 2000 minor units but worth 16.66 EUR here: no bonus. 17.00 GBP is fewer
+// than 2000 minor units but worth 20.40 EUR: the bonus is paid.
+func TestCurrencies_ReferralMinimumInProgramCurrency(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	withProgram(t, h, func(p *loyalty.Program) {
+		// EUR: 1 point per euro. JPY: 1 point per 150 yen. GBP: 1.2 points per pound.
+		p.Earn.Currencies = []loyalty.CurrencyRate{{Currency: "JPY", PointsPerUnit: 1, UnitMinor: 150}, {Currency: "GBP", PointsPerUnit: 6, UnitMinor: 500}}
+		p.Referral = &loyalty.Referral{Give: 50, Get: 100, MinAmount: 2000} // 20.00 EUR
+	})
+	syncStores(t, h)
+	for _, m := range []loyalty.Member{{ID: "ann"}, {ID: "bea", ReferredBy: "ann", HomeStore: "s1"}} {
+		if _, err := h.CreateMember(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sale := func(currency string, amount, points int64) loyalty.Delta {
+		d := earn("s1", "bea", amount)
+		d.Currency, d.Points, d.RuleVersion = currency, points, 2
+		return d
+	}
+	pushOK(t, h, "s1", sale("JPY", 2500, 16))
+	if a := balance(t, h, "ann"); a != 0 {
+		t.Fatalf("after a purchase of 2,500 yen (16.66 EUR): the referrer has %d points, want 0", a)
+	}
+	pushOK(t, h, "s1", sale("GBP", 1700, 20))
+	if a, b := balance(t, h, "ann"), balance(t, h, "bea"); a != 100 || b != 16+20+50 {
+		t.Errorf("after a purchase of 17.00 GBP (20.40 EUR): ann %d (want 100), bea %d (want 86)", a, b)
+	}
+	mustCheck(t, h)
+}

@@ -1792,8 +1792,14 @@ func (a *applier) referral(ctx context.Context, d loyalty.Delta) error {
 		return nil
 	}
 	p, err := a.current(ctx)
-	if err != nil || p.Referral == nil || d.Amount < p.Referral.MinAmount {
+	if err != nil || p.Referral == nil {
 		return err
+	}
+	// min_amount is in the program's currency, like every amount in the program: a sale in
+	// another of earn.currencies is read at its rate, as campaign minimums are. A sale in a
+	// currency the program no longer earns in does not qualify.
+	if value, err := p.ProgramAmount(d.Amount, d.Currency); err != nil || value < p.Referral.MinAmount {
+		return nil
 	}
 	var bonuses []loyalty.Delta
 	for _, bonus := range []struct {

@@ -118,8 +118,7 @@ func (a *applier) size(ctx context.Context, p *loyalty.Program, b *loyalty.Budge
 // newStoreShare is what a store without a window of history gets: leases.share of the limit, and
 // no more than its fair share, what is left of the budget split evenly among the registered
 // stores, so that new stores together never ask for more than there is; never less than one
-// unit. (restore.go's leaseTarget, share × limit, bounds a lease adopted after a restore: never
-// less than this.)
+// unit.
 func (a *applier) newStoreShare(ctx context.Context, p *loyalty.Program, b *loyalty.Budget, spent int64) (int64, error) {
 	cfg := a.Lease.withDefaults()
 	stores, err := a.tx.CountStores(ctx)

@@ -3,6 +3,8 @@ package hub
 import (
 	"context"
 	"fmt"
+	"math"
+	"slices"
 	"time"
 
 	"github.com/loyalty-edge-sync/loyalty"
@@ -66,20 +68,41 @@ func (a *applier) epoch(ctx context.Context) (EpochInfo, error) {
 	return *a.epochInfo, nil
 }
 
-// inRestoreWindow reports whether a delta dated at may have spent from a lease the hub lost when
-// it was restored: it is dated from the backup (less the backdate allowance) to a lease's
-// lifetime after the restore.
-func (a *applier) inRestoreWindow(ctx context.Context, at time.Time) (bool, error) {
+// inRestoreWindow reports whether a delta dated at may have spent from a lease of budget b the hub
+// lost when it was restored: it is dated from the backup (less the backdate allowance) to the
+// life of a lease of b granted just before the restore (the budget's lease_ttl, else
+// leases.ttl) after it.
+func (a *applier) inRestoreWindow(ctx context.Context, at time.Time, b *loyalty.Budget) (bool, error) {
 	e, err := a.epoch(ctx)
 	if err != nil || e.RestoredAt.IsZero() {
 		return false, err
 	}
-	return !at.Before(e.BackupAt.Add(-a.Claims.Backdate)) && at.Before(e.RestoredAt.Add(a.Lease.TTL+a.Lease.Margin)), nil
+	return !at.Before(e.BackupAt.Add(-a.Claims.Backdate)) && at.Before(e.RestoredAt.Add(a.Lease.ttl(b)+a.Lease.Margin)), nil
 }
 
-// leaseTarget is the size the hub grants a store's lease of budget b at first.
+// leaseTarget is a store's share of budget b: leases.share of its limit, at least one unit.
 func leaseTarget(p *loyalty.Program, b *loyalty.Budget, cfg LeaseConfig) int64 {
 	return max(cfg.Min, int64(float64(b.Limit)*cfg.Share), b.Unit(p))
+}
+
+// restoreGrant bounds a lease of b the hub granted store after the backup it was restored from,
+// and lost with it: the most it would have granted, the larger of the store's share of the limit
+// and what the store's demand before the backup asks for (as size works it out; demand recorded
+// since the restore is left out, or the spending being judged would raise its own bound).
+func (a *applier) restoreGrant(ctx context.Context, store string, p *loyalty.Program, b *loyalty.Budget) (int64, error) {
+	e, err := a.epoch(ctx)
+	if err != nil {
+		return 0, err
+	}
+	cfg := a.Lease.withDefaults()
+	cut := e.BackupAt.Truncate(time.Hour)
+	hours, err := a.tx.Demand(ctx, store, b.ID, cut.Add(-cfg.DemandWindow))
+	if err != nil {
+		return 0, err
+	}
+	hours = slices.DeleteFunc(hours, func(h DemandHour) bool { return !h.Hour.Before(cut) })
+	demand := int64(math.Ceil(cfg.Headroom * peakDemand(hours, cfg.DemandWindow, cfg.outage(b))))
+	return max(leaseTarget(p, b, a.Lease), demand), nil
 }
 
 // adoptable reports whether a lease id the hub does not know may be adopted for a store's
@@ -100,7 +123,8 @@ func (a *applier) adoptable(ctx context.Context, store string, p *loyalty.Progra
 			return false, nil
 		}
 	}
-	return x <= leaseTarget(p, b, a.Lease), nil
+	grant, err := a.restoreGrant(ctx, store, p, b)
+	return x <= grant, err
 }
 
 // adopt records a lease the hub granted before it was restored and lost: made at the restore,
@@ -111,8 +135,12 @@ func (a *applier) adopt(ctx context.Context, store, id string, p *loyalty.Progra
 	if err != nil {
 		return Lease{}, err
 	}
-	l := Lease{ID: id, Store: store, Budget: b.ID, Granted: leaseTarget(p, b, a.Lease), State: LeaseEnded,
-		CreatedAt: e.RestoredAt, ExpiresAt: e.RestoredAt.Add(a.Lease.TTL + a.Lease.Margin)}
+	grant, err := a.restoreGrant(ctx, store, p, b)
+	if err != nil {
+		return Lease{}, err
+	}
+	l := Lease{ID: id, Store: store, Budget: b.ID, Granted: grant, State: LeaseEnded,
+		CreatedAt: e.RestoredAt, ExpiresAt: e.RestoredAt.Add(a.Lease.ttl(b) + a.Lease.Margin)}
 	return l, a.tx.PutLease(ctx, l, LeaseEvent{Lease: id, Store: store, Budget: b.ID, Kind: "restore", Amount: l.Granted, At: a.Now()})
 }
 

@@ -84,3 +84,56 @@ func TestRestoreAcceptsSpendingFromLostLeases(t *testing.T) {
 	back.Store, back.OccurredAt = "s2", t0.Add(2*time.Minute)
 	mustReject(t, h, "s2", back, loyalty.EBUDGET)
 }
+
+// TestRestoreBoundsFollowTheBudget: a lease lost with a restore is judged by its own budget's
+// lease_ttl (48h here, past the hub-wide 12h), and may have been as large as the store's demand
+// before the backup asked for (15 coffees: 1.5 × the 10 of its busiest stretch, more than its
+// share of 10).
+func TestRestoreBoundsFollowTheBudget(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	now := t0
+	h.Now = func() time.Time { return now }
+	withProgram(t, h, func(p *loyalty.Program) {
+		p.Budgets = []loyalty.Budget{{ID: "coffees", Metric: loyalty.MetricRedemptions, Reward: "coffee", Limit: 40,
+			LeaseTTL: loyalty.Duration(48 * time.Hour)}}
+	})
+	fund(t, h, "m1", 5000)
+	if _, err := h.Pull(ctx, "s1", lsync.Pull{Limit: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	coffee := func(lease string) loyalty.Delta {
+		d := redeem("s1", "m1", "coffee", 50)
+		d.RuleVersion, d.OccurredAt, d.Leases = 2, now, map[string]string{"coffees": lease}
+		return d
+	}
+	l1 := mustLeases(t, h, "s1")[0]
+	if l1.Granted != 10 {
+		t.Fatalf("first lease of 40 at share 0.25: %d", l1.Granted)
+	}
+	for range l1.Granted {
+		mustApply(t, h, "s1", coffee(l1.ID))
+	}
+	now = now.Add(2 * time.Hour)
+	fund(t, h, "m2", 100) // the last change the backup holds
+	now = now.Add(time.Minute)
+	if _, err := h.Restored(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// 20 hours on: past the hub-wide TTL, within the budget's.
+	now = now.Add(20 * time.Hour)
+	for i := range 15 {
+		if r := pushOK(t, h, "s1", coffee("llostinrestore")).Results[0]; r.Status != lsync.StatusApplied {
+			t.Fatalf("coffee %d from the lost lease, 20h after the restore: %+v", i+1, r)
+		}
+	}
+	mustReject(t, h, "s1", coffee("llostinrestore"), loyalty.EBUDGET)
+	// Past the budget's TTL the window has closed.
+	now = now.Add(29 * time.Hour)
+	late := coffee("llostinrestore2")
+	late.Store, late.Member = "s2", "m1"
+	if _, err := h.Pull(ctx, "s2", lsync.Pull{Limit: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	mustReject(t, h, "s2", late, loyalty.EBUDGET)
+}
