@@ -1,0 +1,400 @@
+// Admin: stores, members, the program, signing keys, conflicts and the ledger check, as the
+// operator's API and CLI call them.
+
+package hub
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/loyalty-edge-sync/loyalty"
+	"github.com/loyalty-edge-sync/loyalty/qr"
+)
+
+func hashToken(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+// CreateStore registers a store and returns its token. The token is shown once: the hub keeps
+// only its hash.
+func (h *Hub) CreateStore(ctx context.Context, id, name string) (StoreInfo, string, error) {
+	return h.CreateStoreIn(ctx, id, name, "")
+}
+
+// CreateStoreIn registers a store in time zone tz (an IANA name; "" is UTC) and returns its token.
+func (h *Hub) CreateStoreIn(ctx context.Context, id, name, tz string) (StoreInfo, string, error) {
+	if tz == "" {
+		tz = "UTC"
+	}
+	if _, err := time.LoadLocation(tz); err != nil || strings.EqualFold(tz, "local") {
+		return StoreInfo{}, "", loyalty.Errorf(loyalty.EINVALID, "time zone %q is not an IANA time zone name such as Europe/Berlin", tz)
+	}
+	if err := loyalty.ValidateID("store", id); err != nil {
+		return StoreInfo{}, "", err
+	}
+	if id == loyalty.OnlineStore || id == loyalty.HubStore {
+		return StoreInfo{}, "", loyalty.Errorf(loyalty.EINVALID, "store id %q is reserved for the hub's own deltas", id)
+	}
+	if name == "" {
+		name = id
+	}
+	token := rand.Text() + rand.Text()
+	s := StoreInfo{ID: id, Name: name, TokenHash: hashToken(token), CreatedAt: h.Now().UTC().Truncate(time.Millisecond), TimeZone: tz}
+	err := h.Store.Update(ctx, func(tx Tx) error {
+		if err := tx.InsertStore(ctx, s); err != nil {
+			return err
+		}
+		if err := tx.SetStoreZone(ctx, id, tz); err != nil {
+			return err
+		}
+		return h.audit(ctx, tx, AuditStoreAdd, id, fmt.Sprintf("name %q, time zone %s", name, tz))
+	})
+	return s, token, err
+}
+
+// SetStoreZone registers a store's time zone (an IANA name such as Europe/Berlin; "" or UTC for
+// UTC). Campaign days and hours of the store's sales are read in it, and the store's agent
+// receives it at its next sync.
+func (h *Hub) SetStoreZone(ctx context.Context, id, tz string) error {
+	if tz == "" {
+		tz = "UTC"
+	}
+	if _, err := time.LoadLocation(tz); err != nil || strings.EqualFold(tz, "local") || len(tz) > loyalty.MaxIDLength {
+		return loyalty.Errorf(loyalty.EINVALID, "time zone %q is not an IANA time zone name such as Europe/Berlin", tz)
+	}
+	return h.update(ctx, func(tx Tx) error {
+		if err := tx.SetStoreZone(ctx, id, tz); err != nil {
+			return err
+		}
+		if _, err := tx.NextVersion(ctx); err != nil { // the store's agent must pull it
+			return err
+		}
+		return h.audit(ctx, tx, AuditStoreTimeZone, id, "time zone "+tz)
+	})
+}
+
+// RotateStoreToken issues a new token for a store; the old one stops working at once, and a
+// session opened with it is ended (when rotated through this hub process; a rotation by the
+// admin command takes effect at the store's next connection).
+func (h *Hub) RotateStoreToken(ctx context.Context, id string) (string, error) {
+	token := rand.Text() + rand.Text()
+	err := h.Store.Update(ctx, func(tx Tx) error {
+		if err := tx.SetStoreToken(ctx, id, hashToken(token)); err != nil {
+			return err
+		}
+		return h.audit(ctx, tx, AuditStoreToken, id, "new token issued; the old one stopped working")
+	})
+	if err == nil && h.OnTokenRotated != nil {
+		h.OnTokenRotated(id)
+	}
+	return token, err
+}
+
+// Stores lists the stores with their sync health.
+func (h *Hub) Stores(ctx context.Context) ([]StoreInfo, error) {
+	var out []StoreInfo
+	err := h.Store.View(ctx, func(tx Tx) error {
+		var err error
+		out, err = tx.Stores(ctx)
+		return err
+	})
+	h.healthMu.Lock()
+	defer h.healthMu.Unlock()
+	for i := range out {
+		if hl, ok := h.health[out[i].ID]; ok {
+			out[i].Health = hl
+		}
+	}
+	return out, err
+}
+
+// NewMember is what CreateMember answers: the member as stored after the sign-up award, and what
+// became of that award.
+type NewMember struct {
+	loyalty.Member
+	// Signup is the program's sign-up award (its action "signup"), when the program has one.
+	Signup *SignupAward `json:"signup,omitempty"`
+}
+
+// SignupAward is what a new member got from the program's sign-up action.
+type SignupAward struct {
+	// Points are the points given: the action's, fewer if an earn cap reduced them, 0 if refused.
+	Points int64 `json:"points"`
+	// Refused is why no points were given (the member was created anyway): EBUDGET for a used-up
+	// budget or the action's max_times, as POST /v1/actions would answer.
+	Refused *loyalty.Error `json:"refused,omitempty"`
+}
+
+// CreateMember adds a member. An empty id gets a generated one. The member starts at zero points
+// and is in its home store's replica scope. If the program has a signup action, the member is
+// awarded it; a refused award (a used-up budget) does not undo the sign-up: the answer's Signup
+// says so. Only a storage failure of the award returns an error, with the member created.
+func (h *Hub) CreateMember(ctx context.Context, m loyalty.Member) (NewMember, error) {
+	fail := func(err error) (NewMember, error) { return NewMember{Member: m}, err }
+	if m.ID == "" {
+		m.ID = "m" + strings.ToLower(rand.Text()[:12])
+	}
+	if err := loyalty.ValidateID("member", m.ID); err != nil {
+		return fail(err)
+	}
+	m.Email = strings.ToLower(strings.TrimSpace(m.Email))
+	if m.Email != "" && (!strings.Contains(m.Email, "@") || len(m.Email) > 254) {
+		return fail(loyalty.Errorf(loyalty.EINVALID, "email %q is not an email address", m.Email))
+	}
+	if m.ReferredBy != "" {
+		ref, err := h.Member(ctx, m.ReferredBy, 0)
+		if loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
+			return fail(loyalty.Errorf(loyalty.EINVALID, "referral code %q belongs to no member", m.ReferredBy))
+		} else if err != nil {
+			return fail(err)
+		}
+		if ref.ID == m.ID || ref.Email != "" && strings.EqualFold(ref.Email, strings.TrimSpace(m.Email)) {
+			return fail(loyalty.Errorf(loyalty.EINVALID, "a member cannot refer themselves"))
+		}
+	}
+	m.ReferralPaid = false
+	if m.Country != "" && (len(m.Country) != 2 || strings.ToUpper(m.Country) != m.Country) {
+		return fail(loyalty.Errorf(loyalty.EINVALID, "country must be an ISO 3166 two-letter code such as DE, got %q", m.Country))
+	}
+	if m.Birthday != "" {
+		if err := loyalty.ValidateBirthday(m.Birthday, h.Now().UTC().AddDate(0, 0, 1)); err != nil { // a day of slack: time zones ahead of UTC
+			return fail(err)
+		}
+	}
+	m.Balance, m.CreatedAt = 0, h.Now().UTC().Truncate(time.Millisecond)
+	err := h.update(ctx, func(tx Tx) error {
+		if m.HomeStore != "" {
+			if _, err := tx.StoreInfo(ctx, m.HomeStore); err != nil {
+				return loyalty.Errorf(loyalty.EINVALID, "home store %q is not registered", m.HomeStore)
+			}
+		}
+		var err error
+		if m.Version, err = tx.NextVersion(ctx); err != nil {
+			return err
+		}
+		if err := tx.InsertMember(ctx, m); err != nil {
+			return err
+		}
+		if m.HomeStore != "" {
+			if err := tx.Subscribe(ctx, m.HomeStore, m.ID); err != nil {
+				return err
+			}
+		}
+		return h.audit(ctx, tx, AuditMemberAdd, m.ID, "home store "+orNone(m.HomeStore)) // no email or name: personal data
+	})
+	if err != nil {
+		return fail(err)
+	}
+	// A program with a signup action welcomes the new member with its points. The member exists
+	// either way: points a budget refuses are not given, and the answer says why.
+	out := NewMember{Member: m}
+	if p, perr := h.Program(ctx); perr != nil {
+		return out, perr
+	} else if _, aerr := p.Action("signup"); aerr == nil {
+		r, err := h.Action(ctx, loyalty.ActionRequest{OrderID: "signup-" + m.ID, MemberID: m.ID, Action: "signup"})
+		if code := loyalty.ErrorCode(err); code == loyalty.EINTERNAL {
+			return out, fmt.Errorf("signup points: %w", err)
+		} else if err != nil {
+			h.Logger.Info("no signup points", slog.String("member", m.ID), slog.String("reason", loyalty.ErrorMessage(err)))
+			out.Signup = &SignupAward{Refused: loyalty.AsError(err)}
+		} else {
+			out.Signup = &SignupAward{Points: r.Points}
+		}
+	}
+	v, err := h.Member(ctx, m.ID, 0)
+	out.Member = v.Member
+	if err != nil {
+		out.Member = m
+	}
+	return out, err
+}
+
+// MemberView is a member with their recent ledger.
+type MemberView struct {
+	loyalty.Member
+	Ledger []LedgerEntry `json:"ledger"`
+}
+
+// Member returns a member, with their birthday, and their newest ledger entries.
+func (h *Hub) Member(ctx context.Context, id string, ledger int) (MemberView, error) {
+	var v MemberView
+	err := h.Store.View(ctx, func(tx Tx) error {
+		var err error
+		if v.Member, err = tx.Member(ctx, id); err != nil {
+			return err
+		}
+		if v.Birthday, err = tx.MemberBirthday(ctx, id); err != nil {
+			return err
+		}
+		v.Ledger, err = tx.Ledger(ctx, id, ledger)
+		return err
+	})
+	return v, err
+}
+
+// MemberToken returns a signed member QR token.
+func (h *Hub) MemberToken(ctx context.Context, id string) (string, error) {
+	var token string
+	err := h.Store.View(ctx, func(tx Tx) error {
+		if _, err := tx.Member(ctx, id); err != nil {
+			return err
+		}
+		k, err := h.signingKey(ctx, tx)
+		if err != nil {
+			return err
+		}
+		now := h.Now()
+		c := qr.Claims{Type: qr.TypeMember, Member: id, IssuedAt: now.Unix()}
+		if h.MemberTokenTTL > 0 {
+			c.Expires = now.Add(h.MemberTokenTTL).Unix()
+		}
+		token, err = qr.Sign(k, c)
+		return err
+	})
+	return token, err
+}
+
+// Program returns the current program.
+func (h *Hub) Program(ctx context.Context) (loyalty.Program, error) {
+	var p loyalty.Program
+	err := h.Store.View(ctx, func(tx Tx) error {
+		var err error
+		p, _, err = tx.Program(ctx)
+		return err
+	})
+	return p, err
+}
+
+// SetProgram publishes a new version of the program. Its Version is assigned by the hub.
+func (h *Hub) SetProgram(ctx context.Context, p loyalty.Program) (loyalty.Program, error) {
+	if err := p.Validate(); err != nil {
+		return p, err
+	}
+	err := h.update(ctx, func(tx Tx) error {
+		cur, _, err := tx.Program(ctx)
+		if err != nil {
+			return err
+		}
+		p.Version = cur.Version + 1
+		v, err := tx.NextVersion(ctx)
+		if err != nil {
+			return err
+		}
+		if err := tx.InsertProgram(ctx, p, v, h.Now()); err != nil {
+			return err
+		}
+		return h.audit(ctx, tx, AuditProgramPublish, "program", fmt.Sprintf("rule version %d, %d rewards", p.Version, len(p.Rewards)))
+	})
+	return p, err
+}
+
+// RotateKey creates a new signing key. Older keys keep verifying until retired.
+func (h *Hub) RotateKey(ctx context.Context) (qr.PublicKey, error) {
+	var k qr.PrivateKey
+	err := h.update(ctx, func(tx Tx) error {
+		if err := h.insertNewKey(ctx, tx); err != nil {
+			return err
+		}
+		var err error
+		if k, err = h.signingKey(ctx, tx); err != nil {
+			return err
+		}
+		return h.audit(ctx, tx, AuditSigningKeyRotate, k.ID, "new QR signing key")
+	})
+	if err != nil {
+		return qr.PublicKey{}, err
+	}
+	return k.Public(), nil
+}
+
+// RetireKey sets the time after which tokens signed by key id are refused everywhere.
+func (h *Hub) RetireKey(ctx context.Context, id string, at time.Time) error {
+	return h.update(ctx, func(tx Tx) error {
+		v, err := tx.NextVersion(ctx)
+		if err != nil {
+			return err
+		}
+		if err := tx.RetireKey(ctx, id, at, v); err != nil {
+			return err
+		}
+		return h.audit(ctx, tx, AuditSigningKeyRetire, id, "tokens it signed are refused after "+at.UTC().Format(time.RFC3339))
+	})
+}
+
+func (h *Hub) insertNewKey(ctx context.Context, tx Tx) error {
+	if h.KEK == nil {
+		return loyalty.Errorf(loyalty.EINVALID, "the hub has no key-encryption key to seal a new signing key with: set keys.kek_file (or keys.kek)")
+	}
+	k, err := qr.NewKey()
+	if err != nil {
+		return err
+	}
+	v, err := tx.NextVersion(ctx)
+	if err != nil {
+		return err
+	}
+	return tx.InsertKey(ctx, h.sealKey(k), v)
+}
+
+// Conflicts returns the newest recorded conflicts.
+func (h *Hub) Conflicts(ctx context.Context, limit int) ([]Conflict, error) {
+	var out []Conflict
+	err := h.Store.View(ctx, func(tx Tx) error {
+		var err error
+		out, err = tx.Conflicts(ctx, limit)
+		return err
+	})
+	return out, err
+}
+
+// Rejections returns the newest rejected deltas.
+func (h *Hub) Rejections(ctx context.Context, limit int) ([]Rejection, error) {
+	var out []Rejection
+	err := h.Store.View(ctx, func(tx Tx) error {
+		var err error
+		out, err = tx.Rejections(ctx, limit)
+		return err
+	})
+	return out, err
+}
+
+// CheckReport is the result of Check.
+type CheckReport struct {
+	Members    int      `json:"members"`
+	Points     int64    `json:"points"` // sum of all balances
+	Mismatches []string `json:"mismatches"`
+}
+
+// Check verifies that every member's balance equals the sum of their ledger.
+func (h *Hub) Check(ctx context.Context) (CheckReport, error) {
+	r := CheckReport{Mismatches: []string{}}
+	err := h.Store.View(ctx, func(tx Tx) error {
+		after := ""
+		for {
+			ms, err := tx.Members(ctx, after, 1000)
+			if err != nil || len(ms) == 0 {
+				return err
+			}
+			for _, m := range ms {
+				sum, err := tx.LedgerSum(ctx, m.ID)
+				if err != nil {
+					return err
+				}
+				r.Members++
+				r.Points += m.Balance
+				if sum != m.Balance {
+					r.Mismatches = append(r.Mismatches, fmt.Sprintf("%s: balance %d, ledger %d", m.ID, m.Balance, sum))
+				}
+			}
+			after = ms[len(ms)-1].ID
+		}
+	})
+	return r, err
+}

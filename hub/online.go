@@ -1,0 +1,512 @@
+// The online channel: earn, redeem, vouchers, refunds and actions from e-commerce or a member
+// app, each once per order id, decided by the hub itself.
+
+package hub
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/loyalty-edge-sync/loyalty"
+	"github.com/loyalty-edge-sync/loyalty/qr"
+	lsync "github.com/loyalty-edge-sync/loyalty/sync"
+)
+
+// online runs an online-channel operation once per (op, order id): a retry with the same body
+// gets the first result; the same order id with a different body is ECONFLICT. Only successful
+// results are remembered, so a refused call can be retried after fixing its cause.
+func (h *Hub) online(ctx context.Context, op, orderID string, req any, fn func(*applier) (any, error), out any) error {
+	if i := strings.IndexByte(orderID, '\x00'); i >= 0 { // order id and part, see onlinePart
+		if err := loyalty.ValidateOrderID(orderID[:i]); err != nil {
+			return err
+		}
+		orderID = orderID[:i] + "/" + orderID[i+1:]
+	} else if err := loyalty.ValidateOrderID(orderID); err != nil {
+		return err
+	}
+	hash := loyalty.RequestHash(req)
+	return h.update(ctx, func(tx Tx) error {
+		prevHash, resp, found, err := tx.Idempotent(ctx, op, orderID)
+		if err != nil {
+			return err
+		}
+		if found {
+			if prevHash != hash {
+				return loyalty.IdempotencyConflict(op, orderID)
+			}
+			return json.Unmarshal(resp, out)
+		}
+		a := h.newApplier(tx)
+		res, err := fn(a)
+		if err != nil {
+			return err
+		}
+		if _, err := a.finish(ctx); err != nil {
+			return err
+		}
+		b, err := json.Marshal(res)
+		if err != nil {
+			return err
+		}
+		if err := tx.SaveIdempotent(ctx, op, orderID, hash, b, h.Now()); err != nil {
+			return err
+		}
+		return json.Unmarshal(b, out)
+	})
+}
+
+// applyOnline applies a delta minted by the online channel and fails with the rejection's code
+// if it breaks a rule (the online channel can still say no, unlike an offline store). The
+// rejection apply recorded is rolled back with the rest of the refused request.
+func (a *applier) applyOnline(ctx context.Context, d loyalty.Delta) error {
+	if err := a.allow(ctx, d); err != nil {
+		return err
+	}
+	r, err := a.apply(ctx, loyalty.OnlineStore, d)
+	if err != nil {
+		return err
+	}
+	if r.Status != lsync.StatusApplied {
+		return loyalty.Errorf(r.Code, "%s", r.Message)
+	}
+	return nil
+}
+
+// authentic checks a token's signature with the hub's public keys and its type. Whether it is
+// still current is checked by the returned func, only for a new request, so that a retry of a
+// call approved just before the code expired gets its first answer.
+func (h *Hub) authentic(ctx context.Context, token, want string) (qr.Claims, func() error, error) {
+	var c qr.Claims
+	v := &qr.Verifier{Now: h.Now}
+	err := h.Store.View(ctx, func(tx Tx) error {
+		keys, err := tx.PublicKeys(ctx)
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			v.Keys = append(v.Keys, k.PublicKey)
+		}
+		c, err = v.Authentic(token)
+		return err
+	})
+	if err == nil && c.Type != want {
+		if want == qr.TypeMember {
+			return c, nil, loyalty.Errorf(loyalty.EINVALID, "this is a voucher code, not a member code")
+		}
+		return c, nil, loyalty.Errorf(loyalty.EINVALID, "this is a member code, not a voucher")
+	}
+	return c, func() error { return v.Current(c) }, err
+}
+
+// memberOf resolves the member of an online request from a QR token or an id. Whether the
+// member exists is checked inside the request's transaction, as is whether the code is current.
+func (h *Hub) memberOf(ctx context.Context, token, id string) (string, func() error, error) {
+	if token != "" {
+		c, current, err := h.authentic(ctx, token, qr.TypeMember)
+		return c.Member, current, err
+	}
+	if id == "" {
+		return "", nil, loyalty.Errorf(loyalty.EINVALID, "member_id or qr is required")
+	}
+	return id, func() error { return nil }, nil
+}
+
+func (a *applier) newDelta(orderID, member string, kind loyalty.Kind, terminal string) loyalty.Delta {
+	return loyalty.Delta{ID: loyalty.NewDeltaID(), Store: loyalty.OnlineStore, Terminal: terminal, Member: member,
+		Kind: kind, OrderID: orderID, OccurredAt: a.Now()}
+}
+
+// Earn awards points for an online sale.
+func (h *Hub) Earn(ctx context.Context, req loyalty.EarnRequest) (loyalty.Receipt, error) {
+	var out loyalty.Receipt
+	if err := req.Validate(); err != nil {
+		return out, err
+	}
+	member, current, err := h.memberOf(ctx, req.QR, req.MemberID)
+	if err != nil {
+		return out, err
+	}
+	req.QR, req.MemberID = "", member // a retry with a refreshed code is the same request
+	err = h.online(ctx, "earn", req.OrderID, req, func(a *applier) (any, error) {
+		if err := current(); err != nil {
+			return nil, err
+		}
+		if _, err := a.balance(ctx, member); err != nil {
+			return nil, err
+		}
+		m := a.members[member]
+		p, _, err := a.tx.Program(ctx)
+		if err != nil {
+			return nil, err
+		}
+		d := a.newDelta(req.OrderID, member, loyalty.KindEarn, req.Terminal)
+		res, err := p.ComputeEarn(loyalty.EarnInput{Member: m, Amount: int64(req.Amount), Currency: req.Currency, Lines: req.Lines,
+			At: d.EventTime(), Location: time.UTC})
+		if err != nil {
+			return nil, err
+		}
+		pts, err := a.capEarn(ctx, &p, member, loyalty.RulePurchase, res.Points)
+		if err != nil {
+			return nil, err
+		}
+		d.Points, d.Amount, d.Currency, d.RuleVersion = pts, int64(req.Amount), req.Currency, p.Version
+		d.Lines, d.Tier, d.Country, d.TimeZone, d.Punches, d.PunchRewards = req.Lines, m.Tier, m.Country, "UTC", res.Punches, res.PunchRewards
+		if err := a.applyOnline(ctx, d); err != nil {
+			return nil, err
+		}
+		var rewards []loyalty.Reward
+		for _, id := range res.PunchRewards {
+			if c, ok := p.PunchCard(id); ok {
+				if r, err := p.Reward(c.Reward); err == nil {
+					rewards = append(rewards, r)
+				}
+			}
+		}
+		return loyalty.Receipt{OrderID: req.OrderID, Member: member, Deltas: []string{d.ID}, Points: pts, Balance: a.balances[member],
+			Earn: &res, PunchRewards: rewards}, nil
+	}, &out)
+	return out, err
+}
+
+// Redeem spends points on a reward, or uses a voucher, online. Unlike an offline store, the
+// online channel refuses a redemption the balance cannot cover (EINSUFFICIENT) or a voucher that
+// was already used or cancelled (ECONFLICT).
+func (h *Hub) Redeem(ctx context.Context, req loyalty.RedeemRequest) (loyalty.Receipt, error) {
+	var out loyalty.Receipt
+	if err := loyalty.ValidateOrderID(req.OrderID); err != nil {
+		return out, err
+	}
+	if req.Voucher != "" {
+		c, current, err := h.authentic(ctx, req.Voucher, qr.TypeVoucher)
+		if err != nil {
+			return out, err
+		}
+		req.Voucher = c.Voucher
+		err = h.online(ctx, "redeem", onlinePart(req.OrderID, c.Voucher), req, func(a *applier) (any, error) {
+			if err := current(); err != nil {
+				return nil, err
+			}
+			return a.useVoucher(ctx, req, c)
+		}, &out)
+		return out, err
+	}
+	if req.RewardID == "" {
+		return out, loyalty.Errorf(loyalty.EINVALID, "reward_id or voucher is required")
+	}
+	member, current, err := h.memberOf(ctx, req.QR, req.MemberID)
+	if err != nil {
+		return out, err
+	}
+	req.QR, req.MemberID = "", member
+	// Each reward on an order is its own idempotent call: an order may carry stackable rewards.
+	err = h.online(ctx, "redeem", onlinePart(req.OrderID, req.RewardID), req, func(a *applier) (any, error) {
+		if err := current(); err != nil {
+			return nil, err
+		}
+		if err := a.stacks(ctx, req.OrderID, req.RewardID); err != nil {
+			return nil, err
+		}
+		d, r, err := a.payReward(ctx, req, member)
+		if err != nil {
+			return nil, err
+		}
+		return loyalty.Receipt{OrderID: req.OrderID, Member: member, Deltas: []string{d.ID}, Points: d.Points, Balance: a.balances[member], Reward: &r}, nil
+	}, &out)
+	return out, err
+}
+
+// payReward applies a redeem delta for req.RewardID if the member can afford it.
+func (a *applier) payReward(ctx context.Context, req loyalty.RedeemRequest, member string) (loyalty.Delta, loyalty.Reward, error) {
+	p, _, err := a.tx.Program(ctx)
+	if err != nil {
+		return loyalty.Delta{}, loyalty.Reward{}, err
+	}
+	r, err := p.Reward(req.RewardID)
+	if err != nil {
+		return loyalty.Delta{}, r, err
+	}
+	bal, err := a.balance(ctx, member)
+	if err != nil {
+		return loyalty.Delta{}, r, err
+	}
+	if bal < r.PointsCost {
+		return loyalty.Delta{}, r, loyalty.Errorf(loyalty.EINSUFFICIENT, "member %s has %d points; %s costs %d", member, bal, r.Name, r.PointsCost)
+	}
+	if err := r.Redeemable(a.members[member].Tier, int64(req.OrderAmount)); err != nil {
+		return loyalty.Delta{}, r, err
+	}
+	if err := p.CheckOrderAmount(r.ID, int64(req.OrderAmount)); err != nil {
+		return loyalty.Delta{}, r, err
+	}
+	d := a.newDelta(req.OrderID, member, loyalty.KindRedeem, req.Terminal)
+	d.Points, d.Reward, d.RuleVersion, d.Amount = -r.PointsCost, r.ID, p.Version, int64(req.OrderAmount)
+	return d, r, a.applyOnline(ctx, d)
+}
+
+func (a *applier) useVoucher(ctx context.Context, req loyalty.RedeemRequest, c qr.Claims) (any, error) {
+	v, err := a.tx.Voucher(ctx, c.Voucher)
+	if err != nil {
+		return nil, err
+	}
+	if !v.VoidedAt.IsZero() {
+		return nil, loyalty.Errorf(loyalty.ECONFLICT, "voucher %s was cancelled: the order that bought it was refunded", v.ID)
+	}
+	uses, err := a.tx.VoucherUses(ctx, v.ID)
+	if err != nil {
+		return nil, err
+	}
+	if len(uses) > 0 {
+		return nil, loyalty.Errorf(loyalty.ECONFLICT, "voucher %s was already used", v.ID)
+	}
+	p, _, err := a.tx.Program(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d := a.newDelta(req.OrderID, v.Member, loyalty.KindRedeem, req.Terminal)
+	d.Voucher, d.Reward, d.RuleVersion, d.Amount = v.ID, v.Reward, p.Version, int64(req.OrderAmount)
+	if err := a.applyOnline(ctx, d); err != nil {
+		return nil, err
+	}
+	rc := loyalty.Receipt{OrderID: req.OrderID, Member: v.Member, Deltas: []string{d.ID}, Balance: a.balances[v.Member]}
+	if r, err := p.Reward(v.Reward); err == nil {
+		rc.Reward = &r
+	}
+	return rc, nil
+}
+
+// VoucherReceipt is the answer to IssueVoucher.
+type VoucherReceipt struct {
+	loyalty.Receipt
+	Voucher Voucher `json:"voucher"`
+}
+
+// IssueVoucher spends a member's points on a reward now and returns a signed single-use voucher
+// token that any store can accept offline.
+func (h *Hub) IssueVoucher(ctx context.Context, req loyalty.RedeemRequest) (VoucherReceipt, error) {
+	var out VoucherReceipt
+	if err := loyalty.ValidateOrderID(req.OrderID); err != nil {
+		return out, err
+	}
+	if req.RewardID == "" || req.Voucher != "" {
+		return out, loyalty.Errorf(loyalty.EINVALID, "a voucher is bought with reward_id (and member_id or qr)")
+	}
+	member, current, err := h.memberOf(ctx, req.QR, req.MemberID)
+	if err != nil {
+		return out, err
+	}
+	req.QR, req.MemberID = "", member
+	err = h.online(ctx, "voucher", req.OrderID, req, func(a *applier) (any, error) {
+		if err := current(); err != nil {
+			return nil, err
+		}
+		d, r, err := a.payReward(ctx, req, member)
+		if err != nil {
+			return nil, err
+		}
+		k, err := a.signingKey(ctx, a.tx)
+		if err != nil {
+			return nil, err
+		}
+		now := a.Now().UTC().Truncate(time.Millisecond)
+		v := Voucher{ID: "v" + strings.ToLower(rand.Text()[:16]), Member: member, Reward: r.ID, DeltaID: d.ID,
+			CreatedAt: now, ExpiresAt: now.Add(a.VoucherTokenTTL)}
+		if v.Token, err = qr.Sign(k, qr.Claims{Type: qr.TypeVoucher, Member: member, Voucher: v.ID, Reward: r.ID,
+			IssuedAt: now.Unix(), Expires: v.ExpiresAt.Unix()}); err != nil {
+			return nil, err
+		}
+		if err := a.tx.InsertVoucher(ctx, v); err != nil {
+			return nil, err
+		}
+		return VoucherReceipt{Receipt: loyalty.Receipt{OrderID: req.OrderID, Member: member, Deltas: []string{d.ID},
+			Points: d.Points, Balance: a.balances[member], Reward: &r}, Voucher: v}, nil
+	}, &out)
+	return out, err
+}
+
+// Reverse undoes every earn and redeem of an online order that is not reversed yet. Refunding the
+// purchase of a voucher cancels the voucher; if it was used already, the refund is refused.
+func (h *Hub) Reverse(ctx context.Context, req loyalty.ReverseRequest) (loyalty.Receipt, error) {
+	var out loyalty.Receipt
+	if err := req.Validate(); err != nil {
+		return out, err
+	}
+	key := req.OrderID
+	if req.RefundID != "" {
+		key = onlinePart(req.OrderID, req.RefundID)
+	}
+	err := h.online(ctx, "reverse", key, req, func(a *applier) (any, error) {
+		es, err := a.orderEntries(ctx, loyalty.OnlineStore, req.OrderID)
+		if err != nil {
+			return nil, err
+		}
+		if req.RefundID != "" {
+			return a.refundPart(ctx, req, es)
+		}
+		rc := loyalty.Receipt{OrderID: req.OrderID, Deltas: []string{}}
+		for _, e := range loyalty.ToReverse(es) {
+			if err := a.voidVoucherOf(ctx, e.ID); err != nil {
+				return nil, err
+			}
+			d := a.newDelta(req.OrderID, e.Member, loyalty.KindReverse, req.Terminal)
+			d.Undo(e)
+			if err := a.applyOnline(ctx, d); err != nil {
+				return nil, err
+			}
+			rc.Member, rc.Points = e.Member, rc.Points+d.Points
+			rc.Deltas = append(rc.Deltas, d.ID)
+			rc.Balance = a.balances[e.Member]
+		}
+		if len(rc.Deltas) == 0 {
+			return nil, loyalty.Errorf(loyalty.ENOTFOUND, "online order %s has nothing left to reverse", req.OrderID)
+		}
+		return rc, nil
+	}, &out)
+	return out, err
+}
+
+// refundPart takes back a partial refund's share of an online order's sale, under the program
+// version the sale was made under (its punch cards).
+func (a *applier) refundPart(ctx context.Context, req loyalty.ReverseRequest, es []loyalty.OrderEntry) (any, error) {
+	i := slices.IndexFunc(es, func(e loyalty.OrderEntry) bool { return e.Kind == loyalty.KindEarn && e.Rule == "" })
+	if i < 0 {
+		return nil, loyalty.Errorf(loyalty.ENOTFOUND, "online order %s has no sale with points to refund", req.OrderID)
+	}
+	e := es[i]
+	p, err := a.program(ctx, e.RuleVersion)
+	if err != nil {
+		return nil, err
+	}
+	d := a.newDelta(req.OrderID, e.Member, loyalty.KindReverse, req.Terminal)
+	if err := d.RefundPart(e, loyalty.Refund{Amount: int64(req.Amount), Lines: req.Lines}, p.PunchCardsOf()); err != nil {
+		return nil, err
+	}
+	if err := a.applyOnline(ctx, d); err != nil {
+		return nil, err
+	}
+	return loyalty.Receipt{OrderID: req.OrderID, Member: e.Member, Deltas: []string{d.ID}, Points: d.Points, Balance: a.balances[e.Member]}, nil
+}
+
+// orderEntries reads an order's deltas at one store (OnlineStore for the online channel), each
+// with the reversals that undid it since, in whole or in part.
+func (a *applier) orderEntries(ctx context.Context, store, orderID string) ([]loyalty.OrderEntry, error) {
+	ds, err := a.tx.OrderDeltas(ctx, store, orderID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]loyalty.OrderEntry, 0, len(ds))
+	for _, d := range ds {
+		e, err := a.entry(ctx, d.Delta)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// entry is d with the reversals that undid it since.
+func (a *applier) entry(ctx context.Context, d loyalty.Delta) (loyalty.OrderEntry, error) {
+	rs, err := a.tx.Reversals(ctx, d.ID)
+	if err != nil {
+		return loyalty.OrderEntry{}, err
+	}
+	e := loyalty.OrderEntry{Delta: d}
+	for _, r := range rs {
+		e.Reversals = append(e.Reversals, r.Delta)
+	}
+	return e, nil
+}
+
+// voidVoucherOf cancels the voucher that delta paid for, if any, before the payment is refunded.
+func (a *applier) voidVoucherOf(ctx context.Context, delta string) error {
+	v, err := a.tx.VoucherPaidBy(ctx, delta)
+	if loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	uses, err := a.tx.VoucherUses(ctx, v.ID)
+	if err != nil {
+		return err
+	}
+	if len(uses) > 0 {
+		return loyalty.Errorf(loyalty.ECONFLICT, "voucher %s bought by this order was already used, so its points cannot be refunded", v.ID)
+	}
+	return a.tx.VoidVoucher(ctx, v.ID, a.Now())
+}
+
+// Action awards an action rule's points: signup, birthday, review, social follow, newsletter, or
+// a custom event. It is refused with EBUDGET once the member had it max_times in the rule's
+// period, and reduced by the earn caps that name the action.
+func (h *Hub) Action(ctx context.Context, req loyalty.ActionRequest) (loyalty.Receipt, error) {
+	out, _, err := h.action(ctx, req)
+	return out, err
+}
+
+// action is Action, and says whether this call made the award (fresh) rather than answering a
+// retry of one made before, by this process or another.
+func (h *Hub) action(ctx context.Context, req loyalty.ActionRequest) (out loyalty.Receipt, fresh bool, err error) {
+	if err := loyalty.ValidateOrderID(req.OrderID); err != nil {
+		return out, false, err
+	}
+	if req.MemberID == "" || req.Action == "" {
+		return out, false, loyalty.Errorf(loyalty.EINVALID, "member_id and action are required")
+	}
+	err = h.online(ctx, "action", req.OrderID, req, func(a *applier) (any, error) {
+		fresh = true // online calls this only when the key is new; it commits only if this succeeds
+		if _, err := a.balance(ctx, req.MemberID); err != nil {
+			return nil, err
+		}
+		p, _, err := a.tx.Program(ctx)
+		if err != nil {
+			return nil, err
+		}
+		act, err := p.Action(req.Action)
+		if err != nil {
+			return nil, err
+		}
+		if act.MaxTimes > 0 {
+			from, to := loyalty.PeriodBounds(act.Period, a.Now()) // the award's event time is now
+			n, err := a.tx.RuleCount(ctx, req.MemberID, act.ID, from, to)
+			if err != nil {
+				return nil, err
+			}
+			if n >= act.MaxTimes {
+				return nil, loyalty.Errorf(loyalty.EBUDGET, "member %s already had %s %d time(s) %s; the limit is %d",
+					req.MemberID, act.ID, n, loyalty.PeriodName(act.Period), act.MaxTimes)
+			}
+		}
+		pts, err := a.capEarn(ctx, &p, req.MemberID, act.ID, act.Points)
+		if err != nil {
+			return nil, err
+		}
+		d := a.newDelta(req.OrderID, req.MemberID, loyalty.KindEarn, "")
+		d.Points, d.Rule, d.RuleVersion, d.Currency = pts, act.ID, p.Version, p.Currency
+		if err := a.applyOnline(ctx, d); err != nil {
+			return nil, err
+		}
+		return loyalty.Receipt{OrderID: req.OrderID, Member: req.MemberID, Deltas: []string{d.ID}, Points: pts, Balance: a.balances[req.MemberID]}, nil
+	}, &out)
+	return out, fresh && err == nil, err
+}
+
+// stacks checks the program's stacking rule against the rewards already redeemed online on an order.
+func (a *applier) stacks(ctx context.Context, orderID, reward string) error {
+	p, err := a.current(ctx)
+	if err != nil {
+		return err
+	}
+	es, err := a.orderEntries(ctx, loyalty.OnlineStore, orderID)
+	if err != nil {
+		return err
+	}
+	return p.Stacks(reward, loyalty.StandingRewards(es))
+}
+
+// onlinePart names one part (a reward) of an online order as an idempotency key: each reward on
+// an order is its own idempotent call. online validates the order id part on its own.
+func onlinePart(orderID, part string) string { return orderID + "\x00" + part }
