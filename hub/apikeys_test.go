@@ -6,19 +6,15 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 
 	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/hub"
-	hubsqlite "github.com/loyalty-edge-sync/loyalty/hub/sqlite"
 	"github.com/loyalty-edge-sync/loyalty/internal/jsonapi/jsonapitest"
 	lsync "github.com/loyalty-edge-sync/loyalty/sync"
 )
@@ -249,15 +245,7 @@ func TestAPIKeys_StoredHashed(t *testing.T) {
 	sum := sha256.Sum256([]byte(k.Key))
 	hash := hex.EncodeToString(sum[:])
 
-	st := a.Hub.Store.(*hubsqlite.Store)
-	var raw []byte
-	for _, suffix := range []string{"", "-wal"} {
-		b, err := os.ReadFile(st.Path() + suffix)
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			t.Fatal(err)
-		}
-		raw = append(raw, b...)
-	}
+	raw := storedBytes(t, whereOf(t, a.Hub.Store))
 	if len(raw) == 0 {
 		t.Fatal("read no database bytes")
 	}

@@ -2,7 +2,6 @@ package hub_test
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"strconv"
 	"strings"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/hub"
-	hubsqlite "github.com/loyalty-edge-sync/loyalty/hub/sqlite"
 	lsync "github.com/loyalty-edge-sync/loyalty/sync"
 )
 
@@ -615,11 +613,7 @@ func TestAuthority_LegacyReversalUsesTheProgramOfItsTime(t *testing.T) {
 	mustApply(t, h, "s1", old)
 
 	// As if that redemption had been applied by a version that recorded no charges.
-	db, err := sql.Open("sqlite", h.Store.(*hubsqlite.Store).Path())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openRaw(t, whereOf(t, h.Store))
 	if _, err := db.Exec(`UPDATE counters SET value = (SELECT MAX(seq) FROM deltas) WHERE name = 'charges_from'`); err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"sync/atomic"
@@ -24,7 +23,6 @@ import (
 
 	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/hub"
-	hubsqlite "github.com/loyalty-edge-sync/loyalty/hub/sqlite"
 	"github.com/loyalty-edge-sync/loyalty/internal/jsonapi/jsonapitest"
 	"github.com/loyalty-edge-sync/loyalty/internal/seal"
 	"github.com/loyalty-edge-sync/loyalty/qr"
@@ -54,7 +52,7 @@ func (c *biClock) Advance(d time.Duration) { c.ms.Add(d.Milliseconds()) }
 // biTestHub is a running hub wired the way cmd/loyalty's HubMain wires it.
 type biTestHub struct {
 	Clock *biClock
-	Store *hubsqlite.Store
+	Store hub.Store
 	Hub   *hub.Hub
 	Sync  *lsync.Server
 	HTTP  *hub.Server
@@ -65,11 +63,7 @@ func MustOpenBIHub(tb testing.TB) *biTestHub {
 	tb.Helper()
 	ctx := context.Background()
 	log := slog.New(slog.DiscardHandler)
-	st, err := hubsqlite.Open(ctx, filepath.Join(tb.TempDir(), "hub.db"))
-	if err != nil {
-		tb.Fatalf("open hub store: %v", err)
-	}
-	tb.Cleanup(func() { st.Close() })
+	st := newStore(tb)
 	clock := &biClock{}
 	clock.ms.Store(time.Now().UnixMilli())
 	h := hub.New(st)

@@ -41,6 +41,7 @@ func BenchmarkPush(b *testing.B) {
 // BenchmarkBareBatchedInsert is the baseline: 500 rows per transaction with
 // INSERT ... ON CONFLICT DO NOTHING into a SQLite file with the same pragmas.
 func BenchmarkBareBatchedInsert(b *testing.B) {
+	skipOnPostgres(b, "the baseline is a bare SQLite file, to compare BenchmarkPush on SQLite with")
 	ctx := context.Background()
 	dir := b.TempDir()
 	db, err := sqlitedb.Open(ctx, filepath.Join(dir, "bare.db"), emptyFS{})

@@ -4,17 +4,13 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/hub"
-	hubsqlite "github.com/loyalty-edge-sync/loyalty/hub/sqlite"
 	"github.com/loyalty-edge-sync/loyalty/internal/seal"
-	"github.com/loyalty-edge-sync/loyalty/internal/sqlitedb"
 	lsync "github.com/loyalty-edge-sync/loyalty/sync"
 )
 
@@ -39,11 +35,8 @@ func FuzzPush(f *testing.F) {
 		p.Budgets = []loyalty.Budget{{ID: "coffees", Metric: loyalty.MetricRedemptions, Reward: "coffee", Limit: 40}}
 	})
 	syncStores(f, template)
-	dir := f.TempDir()
-	if err := template.Store.(*hubsqlite.Store).Backup(ctx, filepath.Join(dir, "template.db")); err != nil {
-		f.Fatal(err)
-	}
 	kek := template.KEK
+	fresh := templateOf(f, template) // template's store is closed on PostgreSQL
 	honest := earn("s1", "m1", 1234)
 	honest.RuleVersion = 2
 	coffee := redeem("s1", "m1", "coffee", 50)
@@ -67,7 +60,7 @@ func FuzzPush(f *testing.F) {
 		if err != nil || m.Type != lsync.TypePush || len(m.Push.Deltas) > 50 {
 			return // the decoder's own fuzz test covers refusals; the server caps batches
 		}
-		h := copyHub(t, filepath.Join(dir, "template.db"), kek)
+		h := copyHub(t, fresh(t), kek)
 		ack, err := h.Push(ctx, "s1", m.Push.Deltas)
 		if err != nil {
 			t.Fatalf("push failed as a whole: %v\ninput: %q", err, b)
@@ -100,22 +93,9 @@ func FuzzPush(f *testing.F) {
 	})
 }
 
-// copyHub opens a copy of the hub database at template, at the tests' clock.
-func copyHub(t *testing.T, template string, kek *seal.Box) *hub.Hub {
+// copyHub opens a hub on s, a copy of the template's database, at the tests' clock.
+func copyHub(t *testing.T, s hub.Store, kek *seal.Box) *hub.Hub {
 	t.Helper()
-	b, err := os.ReadFile(template)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "hub.db")
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s, err := hubsqlite.OpenWith(context.Background(), path, sqlitedb.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
 	h := hub.New(s)
 	h.KEK, h.Logger, h.Now = kek, slog.New(slog.NewTextHandler(io.Discard, nil)), func() time.Time { return t0 }
 	if err := h.Init(context.Background()); err != nil {

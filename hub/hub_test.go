@@ -6,30 +6,23 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/hub"
-	hubsqlite "github.com/loyalty-edge-sync/loyalty/hub/sqlite"
 	"github.com/loyalty-edge-sync/loyalty/internal/seal"
 	lsync "github.com/loyalty-edge-sync/loyalty/sync"
 )
 
 var t0 = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 
-// openHub returns an initialised hub on a temporary SQLite file, with stores s1 and s2 and
-// members m1 (home s1) and m2 (home s2).
+// openHub returns an initialised hub on a new database (SQLite, or PostgreSQL: backend_test.go),
+// with stores s1 and s2 and members m1 (home s1) and m2 (home s2).
 func openHub(tb testing.TB) *hub.Hub {
 	tb.Helper()
 	ctx := context.Background()
-	s, err := hubsqlite.Open(ctx, filepath.Join(tb.TempDir(), "hub.db"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { s.Close() })
-	h := hub.New(s)
+	h := hub.New(newStore(tb))
 	h.KEK = seal.NewRandom()
 	h.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	h.Now = func() time.Time { return t0 }

@@ -3,32 +3,23 @@ package hub_test
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/base64"
 	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/hub"
-	hubsqlite "github.com/loyalty-edge-sync/loyalty/hub/sqlite"
 	"github.com/loyalty-edge-sync/loyalty/internal/seal"
 	"github.com/loyalty-edge-sync/loyalty/qr"
 )
 
-// reopen opens the hub database at path with kek and initialises it.
+// reopen opens the hub database at path (newDatabase) with kek and initialises it.
 func reopen(t *testing.T, path string, kek *seal.Box) (*hub.Hub, error) {
 	t.Helper()
-	s, err := hubsqlite.Open(context.Background(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	h := hub.New(s)
+	h := hub.New(openStore(t, path))
 	h.KEK, h.Logger = kek, slog.New(slog.NewTextHandler(io.Discard, nil))
 	return h, h.Init(context.Background())
 }
@@ -39,7 +30,7 @@ func reopen(t *testing.T, path string, kek *seal.Box) (*hub.Hub, error) {
 // without that key.
 func TestSigningKeysAreSealed(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "hub.db")
+	path := newDatabase(t)
 	kek := seal.NewRandom()
 	h, err := reopen(t, path, kek)
 	if err != nil {
@@ -63,16 +54,10 @@ func TestSigningKeysAreSealed(t *testing.T) {
 		t.Fatalf("a token the hub signed with its sealed key does not verify: %v", err)
 	}
 
-	// A backup is the database's files: neither holds the private key in any form.
+	// A backup is the database's files (on PostgreSQL, its rows): none holds the private key in
+	// any form.
 	h.Store.Close()
-	var raw []byte
-	for _, suffix := range []string{"", "-wal"} {
-		b, err := os.ReadFile(path + suffix)
-		if err != nil && !os.IsNotExist(err) {
-			t.Fatal(err)
-		}
-		raw = append(raw, b...)
-	}
+	raw := storedBytes(t, path)
 	for name, secret := range map[string][]byte{"seed": k.Key.Seed(), "private key": k.Key,
 		"seed as base64": []byte(base64.StdEncoding.EncodeToString(k.Key.Seed())), "seed as hex": []byte(strings.ToLower(hexOf(k.Key.Seed())))} {
 		if bytes.Contains(raw, secret) {
@@ -118,7 +103,7 @@ func hexOf(b []byte) string {
 // and the key goes on signing, with the same id.
 func TestClearKeyFromAnOlderVersionIsSealed(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "hub.db")
+	path := newDatabase(t)
 	kek := seal.NewRandom()
 	h, err := reopen(t, path, kek)
 	if err != nil {
@@ -160,7 +145,7 @@ func TestClearKeyFromAnOlderVersionIsSealed(t *testing.T) {
 // Rekey seals every key under a new key-encryption key: the old one no longer opens them.
 func TestRekey(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "hub.db")
+	path := newDatabase(t)
 	old := seal.NewRandom()
 	h, err := reopen(t, path, old)
 	if err != nil {
@@ -180,14 +165,4 @@ func TestRekey(t *testing.T) {
 	if _, err := reopen(t, path, next); err != nil {
 		t.Errorf("the new key-encryption key: %v", err)
 	}
-}
-
-// openRaw opens a hub database file directly, to change what only an older version would write.
-func openRaw(t *testing.T, path string) *sql.DB {
-	t.Helper()
-	db, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return db
 }

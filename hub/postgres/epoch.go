@@ -1,0 +1,38 @@
+package postgres
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"time"
+
+	"github.com/loyalty-edge-sync/loyalty/hub"
+)
+
+func (t *tx) Epoch(ctx context.Context) (hub.EpochInfo, error) {
+	var e hub.EpochInfo
+	var restored, backup int64
+	err := t.queryRow(ctx, `SELECT value,
+		COALESCE((SELECT value FROM counters WHERE name = 'restored_at'), 0),
+		COALESCE((SELECT value FROM counters WHERE name = 'backup_at'), 0)
+		FROM counters WHERE name = 'epoch'`).Scan(&e.Epoch, &restored, &backup)
+	e.RestoredAt, e.BackupAt = fromMS(restored), fromMS(backup)
+	return e, err
+}
+
+func (t *tx) NewEpoch(ctx context.Context, at time.Time) (int64, error) {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return 0, err
+	}
+	v := int64(binary.BigEndian.Uint64(b[:])>>11) + 1 // below 2^53: exact in JSON numbers
+	if _, err := t.exec(ctx, `UPDATE counters SET value = $1 WHERE name = 'epoch'`, v); err != nil {
+		return 0, err
+	}
+	// The backup was taken when the last delta it holds was received.
+	_, err := t.exec(ctx, `INSERT INTO counters (name, value) VALUES
+			('restored_at', $1),
+			('backup_at', COALESCE((SELECT received_at FROM deltas ORDER BY seq DESC LIMIT 1), 0))
+		ON CONFLICT (name) DO UPDATE SET value = excluded.value`, ms(at))
+	return v, err
+}

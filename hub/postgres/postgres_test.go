@@ -1,0 +1,349 @@
+package postgres
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/loyalty-edge-sync/loyalty"
+	"github.com/loyalty-edge-sync/loyalty/hub"
+	"github.com/loyalty-edge-sync/loyalty/internal/seal"
+	lsync "github.com/loyalty-edge-sync/loyalty/sync"
+)
+
+// These tests need a PostgreSQL server on which they may create databases; each test gets its
+// own, dropped when it ends. The hub's whole test suite runs on PostgreSQL the same way
+// (hub/backend_test.go):
+//
+//	LOYALTY_TEST_POSTGRES='postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable' go test ./hub/...
+const postgresEnv = "LOYALTY_TEST_POSTGRES"
+
+// newDatabase creates an empty database for t and returns its URL.
+func newDatabase(t *testing.T) string {
+	t.Helper()
+	server := os.Getenv(postgresEnv)
+	if server == "" {
+		t.Skipf("no PostgreSQL server: run with %s=postgres://user@host:port/postgres?sslmode=disable go test ./hub/...", postgresEnv)
+	}
+	u, err := url.Parse(server)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		t.Fatalf("%s must be a postgres:// URL: %q", postgresEnv, server)
+	}
+	var b [6]byte
+	rand.Read(b[:])
+	name := "loyalty_pg_test_" + hex.EncodeToString(b[:])
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, server)
+	if err != nil {
+		t.Fatalf("%s: %v", postgresEnv, err)
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, `CREATE DATABASE `+name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		admin, err := pgx.Connect(ctx, server)
+		if err != nil {
+			t.Errorf("drop %s: %v", name, err)
+			return
+		}
+		defer admin.Close(ctx)
+		if _, err := admin.Exec(ctx, `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`); err != nil {
+			t.Errorf("drop %s: %v", name, err)
+		}
+	})
+	u.Path = "/" + name
+	return u.String()
+}
+
+func open(t *testing.T, where string) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), where)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func version(t *testing.T, s *Store) int64 {
+	t.Helper()
+	var v int64
+	if err := s.View(context.Background(), func(tx hub.Tx) error {
+		var err error
+		v, err = tx.CurrentVersion(context.Background())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// The migrations run once, whoever opens the database first, and are recorded; opening again
+// changes nothing.
+func TestPostgresMigrations(t *testing.T) {
+	where := newDatabase(t)
+	var wg sync.WaitGroup
+	stores := make([]*Store, 3)
+	for i := range stores {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := Open(context.Background(), where)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			stores[i] = s
+		}()
+	}
+	wg.Wait()
+	for _, s := range stores {
+		if s != nil {
+			s.Close()
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	s := open(t, where)
+	var names []string
+	rows, err := s.pool.Query(context.Background(), `SELECT name FROM schema_migrations ORDER BY name`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if names, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := migrations.ReadDir("migrations")
+	if len(names) != len(files) || names[0] != "0001_init.sql" {
+		t.Errorf("schema_migrations holds %v, want one row per file of migrations/ (%d)", names, len(files))
+	}
+	var e hub.EpochInfo
+	if err := s.View(context.Background(), func(tx hub.Tx) error {
+		var err error
+		e, err = tx.Epoch(context.Background())
+		return err
+	}); err != nil || e.Epoch <= 0 || e.Epoch >= 1<<53 || !e.RestoredAt.IsZero() {
+		t.Errorf("a new database's epoch: %+v, %v; want a random number from 1 to 2^53, never restored", e, err)
+	}
+}
+
+// A transaction that meets a concurrent commit of the version counter is refused by PostgreSQL
+// and run again from the start; the second run sees the other commit and takes the next version.
+func TestPostgresUpdateRetriesASerializationFailure(t *testing.T) {
+	s := open(t, newDatabase(t))
+	ctx := context.Background()
+	read, other := make(chan struct{}), make(chan struct{})
+	attempts := 0
+	var got int64
+	done := make(chan error)
+	go func() {
+		done <- s.Update(ctx, func(tx hub.Tx) error {
+			attempts++
+			if _, err := tx.CurrentVersion(ctx); err != nil { // the transaction's snapshot
+				return err
+			}
+			if attempts == 1 {
+				close(read)
+				<-other // another transaction takes a version and commits
+			}
+			var err error
+			got, err = tx.NextVersion(ctx)
+			return err
+		})
+	}()
+	<-read
+	if err := s.Update(ctx, func(tx hub.Tx) error { _, err := tx.NextVersion(ctx); return err }); err != nil {
+		t.Fatal(err)
+	}
+	close(other)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if attempts != 2 || got != 2 || version(t, s) != 2 {
+		t.Errorf("%d attempts, version %d, now %d; want 2 attempts that end with version 2", attempts, got, version(t, s))
+	}
+}
+
+// A transaction refused every time gives up after maxAttempts, with an error that says so and
+// wraps PostgreSQL's.
+func TestPostgresUpdateGivesUp(t *testing.T) {
+	s := open(t, newDatabase(t))
+	ctx := context.Background()
+	attempts := 0
+	err := s.Update(ctx, func(tx hub.Tx) error {
+		attempts++
+		if _, err := tx.CurrentVersion(ctx); err != nil {
+			return err
+		}
+		if err := s.Update(ctx, func(tx hub.Tx) error { _, err := tx.NextVersion(ctx); return err }); err != nil {
+			return fmt.Errorf("the other transaction: %w", err)
+		}
+		_, err := tx.NextVersion(ctx)
+		return err
+	})
+	if attempts != maxAttempts || err == nil || !retryable(err) || !strings.Contains(err.Error(), "giving up") {
+		t.Errorf("%d attempts, %v; want %d attempts and an error that gives up", attempts, err, maxAttempts)
+	}
+	if v := version(t, s); v != maxAttempts {
+		t.Errorf("version %d, want %d: only the other transactions committed", v, maxAttempts)
+	}
+}
+
+// Errors that are not PostgreSQL refusing a transaction are returned at once; View is read-only.
+func TestPostgresNoRetryForOtherErrors(t *testing.T) {
+	s := open(t, newDatabase(t))
+	ctx := context.Background()
+	attempts := 0
+	err := s.Update(ctx, func(tx hub.Tx) error {
+		attempts++
+		_, err := tx.Member(ctx, "nobody")
+		return err
+	})
+	if attempts != 1 || loyalty.ErrorCode(err) != loyalty.ENOTFOUND {
+		t.Errorf("%d attempts, %v; want one, ENOTFOUND", attempts, err)
+	}
+	err = s.View(ctx, func(tx hub.Tx) error { _, err := tx.NextVersion(ctx); return err })
+	if err == nil || version(t, s) != 0 {
+		t.Errorf("View wrote: %v", err)
+	}
+}
+
+// Concurrent writers through the hub each get their own change versions, and the change feed
+// hands every member out once, in version order.
+func TestPostgresConcurrentWriters(t *testing.T) {
+	h := newHub(t, open(t, newDatabase(t)))
+	ctx := context.Background()
+	const writers, each = 4, 8
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				if _, err := h.CreateMember(ctx, loyalty.Member{ID: fmt.Sprintf("w%d-%d", w, i), HomeStore: "s1"}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	seen := map[string]bool{}
+	var last int64
+	for cursor := int64(0); ; {
+		ch, err := h.Pull(ctx, "s1", lsync.Pull{Cursor: cursor, Limit: 5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range ch.Members {
+			if seen[m.ID] || m.Version <= last {
+				t.Fatalf("member %s at version %d after version %d (seen before: %v)", m.ID, m.Version, last, seen[m.ID])
+			}
+			seen[m.ID], last = true, m.Version
+		}
+		cursor = ch.Cursor
+		if !ch.More {
+			break
+		}
+	}
+	if len(seen) != writers*each {
+		t.Errorf("the feed handed out %d members, want %d", len(seen), writers*each)
+	}
+}
+
+// Text PostgreSQL cannot store (a NUL character, which SQLite stores) is refused without
+// aborting the transaction; a delta holding it is set aside as a rejection, whole, so that its
+// store does not push it for ever.
+func TestPostgresTextItCannotStore(t *testing.T) {
+	s := open(t, newDatabase(t))
+	ctx := context.Background()
+	err := s.Update(ctx, func(tx hub.Tx) error {
+		if _, err := tx.Member(ctx, "m\x00"); loyalty.ErrorCode(err) != loyalty.ENOTFOUND {
+			return fmt.Errorf("looking up an id with a NUL: %v, want ENOTFOUND", err)
+		}
+		if err := tx.InsertMember(ctx, loyalty.Member{ID: "m1", Name: "A\x00nn"}); loyalty.ErrorCode(err) != loyalty.EINVALID {
+			return fmt.Errorf("a name with a NUL: %v, want EINVALID", err)
+		}
+		return tx.InsertMember(ctx, loyalty.Member{ID: "m1", Name: "Ann", Version: 1}) // the transaction goes on
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	h := newHub(t, s)
+	if _, err := h.CreateMember(ctx, loyalty.Member{ID: "m2", HomeStore: "s1"}); err != nil {
+		t.Fatal(err)
+	}
+	d := loyalty.Delta{ID: loyalty.NewDeltaID(), Store: "s1", Terminal: "till\x001", Member: "m2", Kind: loyalty.KindEarn,
+		Points: 12, Amount: 1299, Currency: "EUR", RuleVersion: 1, OccurredAt: h.Now()}
+	ok := d
+	ok.ID, ok.Terminal = loyalty.NewDeltaID(), "till-1"
+	ack, err := h.Push(ctx, "s1", []loyalty.Delta{ok, d})
+	if err != nil {
+		t.Fatalf("the push failed as a whole (the store would push it again for ever): %v", err)
+	}
+	if r := ack.Results[0]; r.Status != lsync.StatusApplied {
+		t.Fatalf("the same delta without the NUL: %+v, want it applied", r)
+	}
+	if r := ack.Results[1]; r.Status != lsync.StatusRejected || r.Code != loyalty.EINTERNAL {
+		t.Fatalf("result %+v, want it set aside (EINTERNAL)", r)
+	}
+	rs, err := h.Rejections(ctx, 10)
+	if err != nil || len(rs) != 1 || rs[0].Delta.Terminal != d.Terminal {
+		t.Fatalf("rejections %+v, %v; want the whole delta kept", rs, err)
+	}
+}
+
+// Backup is hub/sqlite's; on PostgreSQL it is refused, naming pg_dump.
+func TestPostgresBackupRefused(t *testing.T) {
+	s := open(t, newDatabase(t))
+	err := s.Backup(context.Background(), "/tmp/hub-backup.db")
+	if loyalty.ErrorCode(err) != loyalty.EINVALID || !strings.Contains(err.Error(), "pg_dump") {
+		t.Errorf("Backup = %v, want EINVALID naming pg_dump", err)
+	}
+}
+
+// Path names the database for messages without its password. (No server needed.)
+func TestPostgresPathHasNoPassword(t *testing.T) {
+	cfg, err := pgx.ParseConfig("postgres://ann:s3cret@db.example:6432/loyalty?sslmode=disable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := describe(cfg), "postgres://ann@db.example:6432/loyalty"; got != want {
+		t.Errorf("describe = %q, want %q", got, want)
+	}
+}
+
+// newHub returns an initialised hub on s with store s1, at a fixed time, its feed pulled once.
+func newHub(t *testing.T, s *Store) *hub.Hub {
+	t.Helper()
+	ctx := context.Background()
+	h := hub.New(s)
+	h.KEK = seal.NewRandom()
+	h.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	h.Now = func() time.Time { return now }
+	if err := h.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := h.CreateStore(ctx, "s1", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Pull(ctx, "s1", lsync.Pull{Limit: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}

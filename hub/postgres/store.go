@@ -1,0 +1,343 @@
+// Package postgres is the hub's storage on PostgreSQL (github.com/jackc/pgx/v5): the same
+// hub.Store as hub/sqlite, with the same behaviour, for a hub whose ledger outgrows one file.
+//
+// # Transactions
+//
+// Update runs its function in a SERIALIZABLE transaction and runs it again, from the start, when
+// PostgreSQL refuses to commit it because of a concurrent transaction (serialization failure,
+// SQLSTATE 40001, or deadlock, 40P01): at most maxAttempts times, with a short random pause
+// between attempts. A retry is safe only because the hub's transaction functions do nothing
+// outside the transaction: whatever they change in memory (counters, maps, callbacks, messages
+// sent) would be done once per attempt. They must stay free of such side effects, or make them
+// only after Update returns.
+//
+// View runs its function in a READ ONLY, REPEATABLE READ transaction: one snapshot, never
+// refused for serialization.
+//
+// # The change version
+//
+// The hub orders every change agents must see with one counter (hub.Tx.NextVersion), and the
+// change feed hands members out by version: a pull that saw version n must already see every
+// change stamped before n. Here the counter is one row, updated by every transaction that takes
+// a version. Two such transactions cannot both commit: the second one's update waits for the
+// first to end and is then refused (40001) and retried, so versions commit in the order they are
+// taken, and every snapshot holds a prefix of them. This serialises all writers that take a
+// version, which is simple and correct; a busier hub may need a sequence and a visibility
+// horizon for the feed instead.
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/loyalty-edge-sync/loyalty"
+	"github.com/loyalty-edge-sync/loyalty/hub"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// maxAttempts is how many times Update runs a transaction that keeps meeting concurrent ones.
+const maxAttempts = 10
+
+// Store implements hub.Store on a PostgreSQL database.
+type Store struct {
+	pool *pgxpool.Pool
+	name string // the database, for messages: host, port and name, no credentials
+}
+
+var _ hub.Store = (*Store)(nil)
+var _ hub.Tx = (*tx)(nil)
+
+// Open connects to the PostgreSQL database at url (postgres://user@host:port/dbname?…, or any
+// connection string pgx accepts, pool settings such as pool_max_conns included) and migrates
+// it. The database must exist.
+func Open(ctx context.Context, url string) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: the connection URL: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	s := &Store{pool: pool, name: describe(cfg.ConnConfig)}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: connect to %s: %w", s.name, err)
+	}
+	if err := s.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: migrate %s: %w", s.name, err)
+	}
+	return s, nil
+}
+
+func describe(c *pgx.ConnConfig) string {
+	u := url.URL{Scheme: "postgres", Host: fmt.Sprintf("%s:%d", c.Host, c.Port), Path: "/" + c.Database}
+	if c.User != "" {
+		u.User = url.User(c.User)
+	}
+	return u.String()
+}
+
+// Path names the database, without a password, for messages and logs. There is no file: it is
+// here so that callers that say where the hub's data is can say it of either store.
+func (s *Store) Path() string { return s.name }
+
+// Close implements hub.Store.
+func (s *Store) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+// Backup is what hub/sqlite does with VACUUM INTO; a PostgreSQL database is backed up with
+// PostgreSQL's own tools.
+func (s *Store) Backup(ctx context.Context, path string) error {
+	return loyalty.Errorf(loyalty.EINVALID, "the hub's database is on PostgreSQL (%s): back it up with pg_dump (pg_dump -Fc -f %s …), "+
+		"restore it with pg_restore, then mark it restored before the hub starts", s.name, path)
+}
+
+// migrationLock is the advisory lock key that keeps two hubs starting at once from migrating
+// the same database together.
+const migrationLock = 0x6c6f79616c7479 // "loyalty"
+
+// migrate applies every migrations/*.sql file not yet recorded in schema_migrations, in name
+// order, each in its own transaction.
+func (s *Store) migrate(ctx context.Context) error {
+	names, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return err
+	}
+	slices.Sort(names)
+	for _, path := range names {
+		name := strings.TrimPrefix(path, "migrations/")
+		err := pgx.BeginFunc(ctx, s.pool, func(t pgx.Tx) error {
+			if _, err := t.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrationLock)); err != nil {
+				return err
+			}
+			if _, err := t.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+				name       text PRIMARY KEY,
+				applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+				return err
+			}
+			var done bool
+			if err := t.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE name = $1)`, name).Scan(&done); err != nil || done {
+				return err
+			}
+			b, err := migrations.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			// Without arguments, Exec sends the file as one simple query: every statement in it.
+			if _, err := t.Exec(ctx, string(b)); err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			_, err = t.Exec(ctx, `INSERT INTO schema_migrations (name) VALUES ($1)`, name)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Update implements hub.Store: fn runs in a SERIALIZABLE transaction, again from the start when
+// a concurrent transaction makes PostgreSQL refuse it (see the package documentation: fn must
+// have no effect outside the transaction).
+func (s *Store) Update(ctx context.Context, fn func(hub.Tx) error) error {
+	var err error
+	var t *tx
+	for attempt := 1; attempt <= maxAttempts; attempt++ {
+		if attempt > 1 {
+			if err := pause(ctx, attempt); err != nil {
+				return err
+			}
+		}
+		t = &tx{}
+		err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.Serializable}, func(ptx pgx.Tx) error {
+			t.tx = ptx
+			return fn(t)
+		})
+		// fn may have turned the refusal into an error of its own, or ignored it (then the
+		// commit fails): the first error PostgreSQL gave in the transaction decides.
+		if err == nil || !(retryable(err) || retryable(t.failed)) {
+			return err
+		}
+	}
+	return fmt.Errorf("postgres: a write transaction was refused %d times in a row because of concurrent transactions "+
+		"(serialization failure or deadlock); giving up: %w", maxAttempts, errors.Join(err, t.failed))
+}
+
+// View implements hub.Store: fn runs in a READ ONLY, REPEATABLE READ transaction.
+func (s *Store) View(ctx context.Context, fn func(hub.Tx) error) error {
+	return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(ptx pgx.Tx) error {
+		return fn(&tx{tx: ptx})
+	})
+}
+
+// retryable reports whether err is PostgreSQL refusing a transaction because of a concurrent
+// one: running it again may succeed.
+func retryable(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
+}
+
+// pause waits before attempt (2, 3, …): a random time up to 2ms, 4ms, … at most 100ms, so that
+// the transactions that collided do not collide again in step.
+func pause(ctx context.Context, attempt int) error {
+	limit := min(time.Millisecond<<(attempt-1), 100*time.Millisecond)
+	timer := time.NewTimer(rand.N(limit) + 1)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		return nil
+	}
+}
+
+// tx implements hub.Tx on a pgx transaction. Its exec, query and queryRow note the first error
+// PostgreSQL returns: after it the transaction is aborted, and Update decides from it whether to
+// run the transaction again.
+type tx struct {
+	tx     pgx.Tx
+	failed error
+}
+
+func (t *tx) note(err error) {
+	var pe *pgconn.PgError
+	if t.failed == nil && errors.As(err, &pe) {
+		t.failed = err
+	}
+}
+
+// errText is returned, without asking PostgreSQL, for text it cannot store: a NUL character
+// (U+0000), which SQLite stores and a PostgreSQL text refuses, or invalid UTF-8. Sending it
+// would fail the statement and so abort the whole transaction.
+var errText = loyalty.Errorf(loyalty.EINVALID, "text with a NUL character (U+0000) or invalid UTF-8 cannot be stored")
+
+func storable(s string) bool { return strings.IndexByte(s, 0) < 0 && utf8.ValidString(s) }
+
+func checkArgs(args []any) error {
+	for _, a := range args {
+		switch v := a.(type) {
+		case string:
+			if !storable(v) {
+				return errText
+			}
+		case []string:
+			for _, s := range v {
+				if !storable(s) {
+					return errText
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// sanitize makes s storable, for text kept only to be read by people (a rejection's message and
+// key; the delta itself is kept whole, as escaped JSON).
+func sanitize(s string) string {
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+}
+
+func (t *tx) exec(ctx context.Context, q string, args ...any) (pgconn.CommandTag, error) {
+	if err := checkArgs(args); err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	tag, err := t.tx.Exec(ctx, q, args...)
+	t.note(err)
+	return tag, err
+}
+
+// each runs q and calls fn for each row.
+func (t *tx) each(ctx context.Context, q string, args []any, fn func(pgx.Rows) error) error {
+	if err := checkArgs(args); err != nil {
+		return err
+	}
+	rows, err := t.tx.Query(ctx, q, args...)
+	if err != nil {
+		t.note(err)
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := fn(rows); err != nil {
+			return err
+		}
+	}
+	err = rows.Err()
+	t.note(err)
+	return err
+}
+
+// row is a pgx.Row that notes its error in its transaction.
+type row struct {
+	t   *tx
+	r   pgx.Row
+	err error
+}
+
+func (r row) Scan(dest ...any) error {
+	if r.err != nil {
+		return r.err
+	}
+	err := r.r.Scan(dest...)
+	r.t.note(err)
+	return err
+}
+
+func (t *tx) queryRow(ctx context.Context, q string, args ...any) row {
+	if err := checkArgs(args); err != nil {
+		return row{err: err}
+	}
+	return row{t: t, r: t.tx.QueryRow(ctx, q, args...)}
+}
+
+// ms and fromMS convert times to the schema's unix milliseconds, 0 for the zero time.
+func ms(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+func fromMS(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(v).UTC()
+}
+
+// notFound turns "no row" into ENOTFOUND with the message given. Text PostgreSQL cannot store
+// cannot be a key it has either.
+func notFound(err error, format string, args ...any) error {
+	if errors.Is(err, pgx.ErrNoRows) || err == errText {
+		return loyalty.Errorf(loyalty.ENOTFOUND, format, args...)
+	}
+	return err
+}
+
+// limit is a LIMIT argument: as in SQLite, a negative limit is no limit (NULL, for PostgreSQL).
+func limit(n int) any {
+	if n < 0 {
+		return nil
+	}
+	return n
+}

@@ -1,0 +1,762 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/loyalty-edge-sync/loyalty"
+	"github.com/loyalty-edge-sync/loyalty/hub"
+)
+
+// The hub.Tx methods, one for one with hub/sqlite's and with the same results.
+
+func (t *tx) NextVersion(ctx context.Context) (int64, error) {
+	var v int64
+	err := t.queryRow(ctx, `UPDATE counters SET value = value + 1 WHERE name = 'version' RETURNING value`).Scan(&v)
+	return v, err
+}
+
+func (t *tx) CurrentVersion(ctx context.Context) (int64, error) {
+	var v int64
+	err := t.queryRow(ctx, `SELECT value FROM counters WHERE name = 'version'`).Scan(&v)
+	return v, err
+}
+
+// Stores.
+
+func (t *tx) InsertStore(ctx context.Context, s hub.StoreInfo) error {
+	tag, err := t.exec(ctx, `INSERT INTO stores (id, name, token_hash, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING`,
+		s.ID, s.Name, s.TokenHash, ms(s.CreatedAt))
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		return loyalty.Errorf(loyalty.EDUPLICATE, "store %s already exists", s.ID)
+	}
+	return nil
+}
+
+const storeCols = `id, name, token_hash, created_at, connected, last_seen, clock_offset_ms, outbox, tz, flushed_at`
+
+func scanStore(row pgx.Row) (hub.StoreInfo, error) {
+	var s hub.StoreInfo
+	var created, seen, flushed int64
+	err := row.Scan(&s.ID, &s.Name, &s.TokenHash, &created, &s.Health.Connected, &seen, &s.Health.ClockOffsetMS, &s.Health.Outbox,
+		&s.TimeZone, &flushed)
+	s.CreatedAt, s.Health.LastSeen, s.FlushedAt = fromMS(created), fromMS(seen), fromMS(flushed)
+	return s, err
+}
+
+func (t *tx) StoreInfo(ctx context.Context, id string) (hub.StoreInfo, error) {
+	s, err := scanStore(t.queryRow(ctx, `SELECT `+storeCols+` FROM stores WHERE id = $1`, id))
+	return s, notFound(err, "no store %q", id)
+}
+
+func (t *tx) Stores(ctx context.Context) ([]hub.StoreInfo, error) {
+	out := []hub.StoreInfo{}
+	err := t.each(ctx, `SELECT `+storeCols+` FROM stores ORDER BY id`, nil, func(rows pgx.Rows) error {
+		s, err := scanStore(rows)
+		out = append(out, s)
+		return err
+	})
+	return out, err
+}
+
+func (t *tx) CountStores(ctx context.Context) (int, error) {
+	var n int
+	err := t.queryRow(ctx, `SELECT count(*) FROM stores`).Scan(&n)
+	return n, err
+}
+
+// updateStore runs an UPDATE of one store, ENOTFOUND if there is none.
+func (t *tx) updateStore(ctx context.Context, id, q string, args ...any) error {
+	tag, err := t.exec(ctx, q, args...)
+	if err != nil {
+		return notFound(err, "no store %q", id)
+	}
+	if tag.RowsAffected() == 0 {
+		return loyalty.Errorf(loyalty.ENOTFOUND, "no store %q", id)
+	}
+	return nil
+}
+
+func (t *tx) SetStoreToken(ctx context.Context, id, hash string) error {
+	return t.updateStore(ctx, id, `UPDATE stores SET token_hash = $1 WHERE id = $2`, hash, id)
+}
+
+func (t *tx) SetStoreZone(ctx context.Context, id, tz string) error {
+	return t.updateStore(ctx, id, `UPDATE stores SET tz = $1 WHERE id = $2`, tz, id)
+}
+
+func (t *tx) SetStoreHealth(ctx context.Context, id string, h hub.Health) error {
+	_, err := t.exec(ctx, `UPDATE stores SET connected = $1, last_seen = $2, clock_offset_ms = $3, outbox = $4 WHERE id = $5`,
+		h.Connected, ms(h.LastSeen), h.ClockOffsetMS, h.Outbox, id)
+	return err
+}
+
+func (t *tx) MarkFlushed(ctx context.Context, store string, at time.Time) error {
+	// At most one write a minute per store: the floor it sets may lag by that much.
+	_, err := t.exec(ctx, `UPDATE stores SET flushed_at = $1 WHERE id = $2 AND flushed_at < $3`, ms(at), store, ms(at.Add(-time.Minute)))
+	return err
+}
+
+func (t *tx) MarkProgramSent(ctx context.Context, store string, version int64, at time.Time) error {
+	_, err := t.exec(ctx, `INSERT INTO store_programs (store, version, sent_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
+		store, version, ms(at))
+	return err
+}
+
+func (t *tx) ProgramsReceived(ctx context.Context, store string, at time.Time) error {
+	_, err := t.exec(ctx, `UPDATE store_programs SET received_at = $1 WHERE store = $2 AND received_at = 0`, ms(at), store)
+	return err
+}
+
+func (t *tx) ProgramsSent(ctx context.Context, store string, from int64, n int) ([]hub.SentProgram, error) {
+	var out []hub.SentProgram
+	err := t.each(ctx, `SELECT version, sent_at, received_at FROM store_programs WHERE store = $1 AND version >= $2
+		ORDER BY version LIMIT $3`, []any{store, from, limit(n)}, func(rows pgx.Rows) error {
+		var p hub.SentProgram
+		var at, received int64
+		err := rows.Scan(&p.Version, &at, &received)
+		p.At, p.Received = fromMS(at), fromMS(received)
+		out = append(out, p)
+		return err
+	})
+	return out, err
+}
+
+// Members.
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func (t *tx) InsertMember(ctx context.Context, m loyalty.Member) error {
+	var taken string
+	err := t.queryRow(ctx, `SELECT CASE WHEN id = $1 THEN 'id' ELSE 'email' END FROM members WHERE id = $1 OR email = $2 LIMIT 1`,
+		m.ID, nullable(m.Email)).Scan(&taken)
+	if err == nil && taken == "id" {
+		return loyalty.Errorf(loyalty.EDUPLICATE, "member id %s is taken", m.ID)
+	} else if err == nil {
+		return loyalty.Errorf(loyalty.EDUPLICATE, "email %s belongs to another member", m.Email)
+	} else if !errors.Is(err, pgx.ErrNoRows) {
+		return err
+	}
+	_, err = t.exec(ctx, `INSERT INTO members (id, email, name, home_store, tier, country, balance, version, created_at, referred_by,
+		birthday) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+		m.ID, nullable(m.Email), m.Name, m.HomeStore, m.Tier, m.Country, m.Balance, m.Version, ms(m.CreatedAt), m.ReferredBy, m.Birthday)
+	return err
+}
+
+const memberCols = `m.id, COALESCE(m.email, ''), m.name, m.home_store, m.tier, m.country, m.punches, m.balance, m.version, m.created_at,
+	m.referred_by, m.referral_paid`
+
+// scanMember scans a row of memberCols, then the extra columns into extra.
+func scanMember(row pgx.Row, extra ...any) (loyalty.Member, error) {
+	var m loyalty.Member
+	var created int64
+	var punches string
+	err := row.Scan(append([]any{&m.ID, &m.Email, &m.Name, &m.HomeStore, &m.Tier, &m.Country, &punches, &m.Balance, &m.Version, &created,
+		&m.ReferredBy, &m.ReferralPaid}, extra...)...)
+	m.CreatedAt = fromMS(created)
+	if err == nil && punches != "" {
+		err = json.Unmarshal([]byte(punches), &m.Punches)
+	}
+	return m, err
+}
+
+func (t *tx) Member(ctx context.Context, id string) (loyalty.Member, error) {
+	m, err := scanMember(t.queryRow(ctx, `SELECT `+memberCols+` FROM members m WHERE id = $1`, id))
+	return m, notFound(err, "member %s is not known to the hub", id)
+}
+
+func (t *tx) MemberBirthday(ctx context.Context, id string) (string, error) {
+	var b string
+	err := t.queryRow(ctx, `SELECT birthday FROM members WHERE id = $1`, id).Scan(&b)
+	return b, notFound(err, "member %s is not known to the hub", id)
+}
+
+func (t *tx) BirthdayMembers(ctx context.Context, days []string, after string, n int) ([]loyalty.Member, error) {
+	if len(days) == 0 {
+		return nil, nil
+	}
+	// right(birthday, 5) is the indexed expression: "MM-DD" of either form.
+	var out []loyalty.Member
+	err := t.each(ctx, `SELECT `+memberCols+`, m.birthday FROM members m WHERE m.birthday <> '' AND right(m.birthday, 5) = ANY ($1)
+		AND m.id > $2 ORDER BY m.id LIMIT $3`, []any{days, after, limit(n)}, func(rows pgx.Rows) error {
+		var birthday string
+		m, err := scanMember(rows, &birthday)
+		m.Birthday = birthday
+		out = append(out, m)
+		return err
+	})
+	return out, err
+}
+
+func (t *tx) SetBalance(ctx context.Context, member string, balance, version int64) error {
+	_, err := t.exec(ctx, `UPDATE members SET balance = $1, version = $2 WHERE id = $3`, balance, version, member)
+	return err
+}
+
+func (t *tx) SetMemberState(ctx context.Context, member, tier string, punches map[string]int64) error {
+	p := ""
+	if len(punches) > 0 {
+		b, _ := json.Marshal(punches)
+		p = string(b)
+	}
+	_, err := t.exec(ctx, `UPDATE members SET tier = $1, punches = $2 WHERE id = $3`, tier, p, member)
+	return err
+}
+
+func (t *tx) SetReferralPaid(ctx context.Context, member string) error {
+	_, err := t.exec(ctx, `UPDATE members SET referral_paid = true WHERE id = $1`, member)
+	return err
+}
+
+func (t *tx) Subscribe(ctx context.Context, store, member string) error {
+	_, err := t.exec(ctx, `INSERT INTO member_stores (store, member) VALUES ($1, $2) ON CONFLICT DO NOTHING`, store, member)
+	return err
+}
+
+func (t *tx) queryMembers(ctx context.Context, q string, args ...any) ([]loyalty.Member, error) {
+	var out []loyalty.Member
+	err := t.each(ctx, q, args, func(rows pgx.Rows) error {
+		m, err := scanMember(rows)
+		out = append(out, m)
+		return err
+	})
+	return out, err
+}
+
+func (t *tx) MembersSince(ctx context.Context, store string, cursor int64, n int) ([]loyalty.Member, error) {
+	return t.queryMembers(ctx, `SELECT `+memberCols+` FROM members m JOIN member_stores s ON s.member = m.id AND s.store = $1
+		WHERE m.version > $2 ORDER BY m.version LIMIT $3`, store, cursor, limit(n))
+}
+
+func (t *tx) Members(ctx context.Context, after string, n int) ([]loyalty.Member, error) {
+	return t.queryMembers(ctx, `SELECT `+memberCols+` FROM members m WHERE id > $1 ORDER BY id LIMIT $2`, after, limit(n))
+}
+
+// The ledger.
+
+// deltaBody stores the whole delta as JSON beside its columns, so that a ledger entry
+// reproduces every field of the delta, including those without a column (lines, leases, …).
+func deltaBody(d loyalty.Delta) string {
+	b, _ := json.Marshal(d)
+	return string(b)
+}
+
+func (t *tx) InsertDelta(ctx context.Context, d loyalty.Delta, hash string, receivedAt time.Time) (int64, bool, error) {
+	var seq int64
+	err := t.queryRow(ctx, `INSERT INTO deltas (id, hash, store, terminal, member, kind, points, amount, currency, reward, voucher,
+		order_id, reverses, rule_version, occurred_at, received_at, event_at, body, rule)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+		ON CONFLICT (id) DO NOTHING RETURNING seq`,
+		d.ID, hash, d.Store, d.Terminal, d.Member, string(d.Kind), d.Points, d.Amount, d.Currency, d.Reward, d.Voucher,
+		d.OrderID, d.Reverses, d.RuleVersion, ms(d.OccurredAt), ms(receivedAt), ms(d.EventTime()), deltaBody(d), d.Rule).Scan(&seq)
+	if errors.Is(err, pgx.ErrNoRows) { // the id is in the ledger already
+		e, err := t.Delta(ctx, d.ID)
+		return e.Seq, false, err
+	}
+	return seq, err == nil, err
+}
+
+const deltaCols = `seq, id, hash, store, terminal, member, kind, points, amount, currency, reward, voucher, order_id, reverses,
+	rule_version, occurred_at, received_at, body`
+
+func scanDelta(row pgx.Row) (hub.LedgerEntry, error) {
+	var e hub.LedgerEntry
+	var occurred, received int64
+	var kind, extras string
+	err := row.Scan(&e.Seq, &e.ID, &e.Hash, &e.Store, &e.Terminal, &e.Member, &kind, &e.Points, &e.Amount, &e.Currency,
+		&e.Reward, &e.Voucher, &e.OrderID, &e.Reverses, &e.RuleVersion, &occurred, &received, &extras)
+	e.Kind, e.OccurredAt, e.ReceivedAt = loyalty.Kind(kind), fromMS(occurred), fromMS(received)
+	if err == nil && extras != "" {
+		err = json.Unmarshal([]byte(extras), &e.Delta)
+	}
+	return e, err
+}
+
+func (t *tx) Delta(ctx context.Context, id string) (hub.LedgerEntry, error) {
+	e, err := scanDelta(t.queryRow(ctx, `SELECT `+deltaCols+` FROM deltas WHERE id = $1`, id))
+	return e, notFound(err, "no delta %s", id)
+}
+
+func (t *tx) queryDeltas(ctx context.Context, q string, args ...any) ([]hub.LedgerEntry, error) {
+	out := []hub.LedgerEntry{}
+	err := t.each(ctx, q, args, func(rows pgx.Rows) error {
+		e, err := scanDelta(rows)
+		out = append(out, e)
+		return err
+	})
+	return out, err
+}
+
+func (t *tx) Ledger(ctx context.Context, member string, n int) ([]hub.LedgerEntry, error) {
+	return t.queryDeltas(ctx, `SELECT `+deltaCols+` FROM deltas WHERE member = $1 ORDER BY seq DESC LIMIT $2`, member, limit(n))
+}
+
+func (t *tx) LedgerSum(ctx context.Context, member string) (int64, error) {
+	var sum int64
+	err := t.queryRow(ctx, `SELECT COALESCE(sum(points), 0)::bigint FROM deltas WHERE member = $1`, member).Scan(&sum)
+	return sum, err
+}
+
+func (t *tx) Reversals(ctx context.Context, id string) ([]hub.LedgerEntry, error) {
+	return t.queryDeltas(ctx, `SELECT `+deltaCols+` FROM deltas WHERE reverses = $1 ORDER BY seq`, id)
+}
+
+func (t *tx) ReversalOf(ctx context.Context, id string) (string, error) {
+	var by string
+	err := t.queryRow(ctx, `SELECT id FROM deltas WHERE reverses = $1 LIMIT 1`, id).Scan(&by)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	}
+	return by, err
+}
+
+func (t *tx) OrderDeltas(ctx context.Context, store, orderID string) ([]hub.LedgerEntry, error) {
+	return t.queryDeltas(ctx, `SELECT `+deltaCols+` FROM deltas WHERE store = $1 AND order_id = $2 AND order_id <> '' ORDER BY seq`,
+		store, orderID)
+}
+
+func (t *tx) TierChanges(ctx context.Context, member string, until time.Time, n int) ([]hub.TierChange, error) {
+	var out []hub.TierChange
+	err := t.each(ctx, `SELECT event_at, body FROM deltas WHERE member = $1 AND kind = 'tier' AND event_at <= $2
+		ORDER BY event_at DESC, seq DESC LIMIT $3`, []any{member, ms(until), limit(n)}, func(rows pgx.Rows) error {
+		var at int64
+		var body string
+		if err := rows.Scan(&at, &body); err != nil {
+			return err
+		}
+		var d loyalty.Delta
+		if err := json.Unmarshal([]byte(body), &d); err != nil {
+			return err
+		}
+		out = append(out, hub.TierChange{At: fromMS(at), Tier: d.Tier})
+		return nil
+	})
+	return out, err
+}
+
+// Vouchers.
+
+func (t *tx) VoucherUses(ctx context.Context, voucher string) ([]string, error) {
+	var ids []string
+	err := t.each(ctx, `SELECT d.id FROM deltas d WHERE d.voucher = $1 AND d.kind = 'redeem'
+		AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id) ORDER BY d.seq`, []any{voucher}, func(rows pgx.Rows) error {
+		var id string
+		err := rows.Scan(&id)
+		ids = append(ids, id)
+		return err
+	})
+	return ids, err
+}
+
+func (t *tx) InsertVoucher(ctx context.Context, v hub.Voucher) error {
+	_, err := t.exec(ctx, `INSERT INTO vouchers (id, member, reward, delta_id, token, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		v.ID, v.Member, v.Reward, v.DeltaID, v.Token, ms(v.CreatedAt), ms(v.ExpiresAt))
+	return err
+}
+
+func (t *tx) voucher(ctx context.Context, where string, arg string) (hub.Voucher, error) {
+	var v hub.Voucher
+	var created, expires, voided int64
+	err := t.queryRow(ctx, `SELECT id, member, reward, delta_id, token, created_at, expires_at, voided_at FROM vouchers WHERE `+where, arg).
+		Scan(&v.ID, &v.Member, &v.Reward, &v.DeltaID, &v.Token, &created, &expires, &voided)
+	v.CreatedAt, v.ExpiresAt, v.VoidedAt = fromMS(created), fromMS(expires), fromMS(voided)
+	return v, err
+}
+
+func (t *tx) Voucher(ctx context.Context, id string) (hub.Voucher, error) {
+	v, err := t.voucher(ctx, "id = $1", id)
+	return v, notFound(err, "no voucher %s", id)
+}
+
+func (t *tx) VoucherPaidBy(ctx context.Context, delta string) (hub.Voucher, error) {
+	v, err := t.voucher(ctx, "delta_id = $1", delta)
+	return v, notFound(err, "delta %s paid for no voucher", delta)
+}
+
+func (t *tx) VoidVoucher(ctx context.Context, id string, at time.Time) error {
+	_, err := t.exec(ctx, `UPDATE vouchers SET voided_at = $1 WHERE id = $2`, ms(at), id)
+	return err
+}
+
+// Rejections and conflicts.
+
+func (t *tx) InsertRejection(ctx context.Context, r hub.Rejection) error {
+	b, err := json.Marshal(r.Delta)
+	if err != nil {
+		return err
+	}
+	// A rejection must be recorded whatever the delta holds, or its store would push it again
+	// forever: the key and message are made storable (the delta itself is JSON, escaped).
+	_, err = t.exec(ctx, `INSERT INTO rejections (delta_id, store, delta, code, message, at) VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (store, delta_id) DO UPDATE SET delta = excluded.delta, code = excluded.code, message = excluded.message, at = excluded.at`,
+		sanitize(r.Delta.ID), sanitize(r.Store), string(b), sanitize(r.Code), sanitize(r.Message), ms(r.At))
+	return err
+}
+
+func (t *tx) Rejections(ctx context.Context, n int) ([]hub.Rejection, error) {
+	out := []hub.Rejection{}
+	err := t.each(ctx, `SELECT store, delta, code, message, at FROM rejections ORDER BY at DESC, seq DESC LIMIT $1`, []any{limit(n)},
+		func(rows pgx.Rows) error {
+			var r hub.Rejection
+			var body string
+			var at int64
+			if err := rows.Scan(&r.Store, &body, &r.Code, &r.Message, &at); err != nil {
+				return err
+			}
+			r.At = fromMS(at)
+			out = append(out, r)
+			return json.Unmarshal([]byte(body), &out[len(out)-1].Delta)
+		})
+	return out, err
+}
+
+func (t *tx) InsertConflict(ctx context.Context, c hub.Conflict) error {
+	if c.Deltas == nil {
+		c.Deltas = []string{} // an empty array; nil would be NULL
+	}
+	_, err := t.exec(ctx, `INSERT INTO conflicts (kind, member, store, deltas, amount, detail, at, flagged) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		c.Kind, c.Member, c.Store, c.Deltas, c.Amount, c.Detail, ms(c.At), c.Flagged)
+	return err
+}
+
+func (t *tx) Conflicts(ctx context.Context, n int) ([]hub.Conflict, error) {
+	out := []hub.Conflict{}
+	err := t.each(ctx, `SELECT id, kind, member, store, deltas, amount, detail, at, flagged FROM conflicts ORDER BY id DESC LIMIT $1`,
+		[]any{limit(n)}, func(rows pgx.Rows) error {
+			var c hub.Conflict
+			var at int64
+			err := rows.Scan(&c.ID, &c.Kind, &c.Member, &c.Store, &c.Deltas, &c.Amount, &c.Detail, &at, &c.Flagged)
+			c.At = fromMS(at)
+			out = append(out, c)
+			return err
+		})
+	return out, err
+}
+
+// Programs.
+
+func (t *tx) Program(ctx context.Context) (loyalty.Program, int64, error) {
+	var body string
+	var cv int64
+	err := t.queryRow(ctx, `SELECT body, change_version FROM programs ORDER BY version DESC LIMIT 1`).Scan(&body, &cv)
+	if err != nil {
+		return loyalty.Program{}, 0, notFound(err, "no program yet")
+	}
+	var p loyalty.Program
+	return p, cv, json.Unmarshal([]byte(body), &p)
+}
+
+func (t *tx) ProgramVersion(ctx context.Context, v int64) (loyalty.Program, error) {
+	var body string
+	if err := t.queryRow(ctx, `SELECT body FROM programs WHERE version = $1`, v).Scan(&body); err != nil {
+		return loyalty.Program{}, notFound(err, "rule version %d is unknown to the hub", v)
+	}
+	var p loyalty.Program
+	return p, json.Unmarshal([]byte(body), &p)
+}
+
+func (t *tx) InsertProgram(ctx context.Context, p loyalty.Program, changeVersion int64, at time.Time) error {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	_, err = t.exec(ctx, `INSERT INTO programs (version, body, change_version, published_at) VALUES ($1, $2, $3, $4)`,
+		p.Version, string(b), changeVersion, ms(at))
+	return err
+}
+
+func (t *tx) ProgramPublished(ctx context.Context, v int64) (int64, time.Time, error) {
+	var cv, at int64
+	if err := t.queryRow(ctx, `SELECT change_version, published_at FROM programs WHERE version = $1`, v).Scan(&cv, &at); err != nil {
+		return 0, time.Time{}, notFound(err, "rule version %d is unknown to the hub", v)
+	}
+	return cv, fromMS(at), nil
+}
+
+func (t *tx) ProgramVersionAt(ctx context.Context, at time.Time) (int64, error) {
+	var v int64
+	err := t.queryRow(ctx, `SELECT COALESCE(max(version), 0) FROM programs WHERE published_at <= $1`, ms(at)).Scan(&v)
+	return v, err
+}
+
+// Idempotency.
+
+func (t *tx) Idempotent(ctx context.Context, scope, key string) (string, []byte, bool, error) {
+	var hash, resp string
+	err := t.queryRow(ctx, `SELECT hash, response FROM idempotency WHERE scope = $1 AND key = $2`, scope, key).Scan(&hash, &resp)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil, false, nil
+	}
+	return hash, []byte(resp), err == nil, err
+}
+
+func (t *tx) SaveIdempotent(ctx context.Context, scope, key, hash string, response []byte, at time.Time) error {
+	_, err := t.exec(ctx, `INSERT INTO idempotency (scope, key, hash, response, at) VALUES ($1, $2, $3, $4, $5)`,
+		scope, key, hash, string(response), ms(at))
+	return err
+}
+
+// Budgets and leases.
+
+func (t *tx) BudgetSpent(ctx context.Context, budget string) (int64, error) {
+	var v int64
+	err := t.queryRow(ctx, `SELECT spent FROM budget_usage WHERE budget = $1`, budget).Scan(&v)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	return v, err
+}
+
+func (t *tx) AddBudgetSpent(ctx context.Context, budget string, x int64) error {
+	_, err := t.exec(ctx, `INSERT INTO budget_usage (budget, spent) VALUES ($1, $2)
+		ON CONFLICT (budget) DO UPDATE SET spent = budget_usage.spent + excluded.spent`, budget, x)
+	return err
+}
+
+func (t *tx) InsertCharge(ctx context.Context, c hub.Charge) error {
+	_, err := t.exec(ctx, `INSERT INTO budget_charges (delta, budget, lease, amount) VALUES ($1, $2, $3, $4)`, c.Delta, c.Budget, c.Lease, c.Amount)
+	return err
+}
+
+func (t *tx) Charges(ctx context.Context, delta string) ([]hub.Charge, error) {
+	var seq, from int64
+	err := t.queryRow(ctx, `SELECT (SELECT seq FROM deltas WHERE id = $1), value FROM counters WHERE name = 'charges_from'`, delta).Scan(&seq, &from)
+	if err != nil {
+		return nil, err
+	}
+	if seq <= from {
+		return nil, loyalty.Errorf(loyalty.ENOTFOUND, "no charges recorded for %s", delta)
+	}
+	cs := []hub.Charge{}
+	err = t.each(ctx, `SELECT budget, lease, amount FROM budget_charges WHERE delta = $1 ORDER BY budget`, []any{delta}, func(rows pgx.Rows) error {
+		c := hub.Charge{Delta: delta}
+		err := rows.Scan(&c.Budget, &c.Lease, &c.Amount)
+		cs = append(cs, c)
+		return err
+	})
+	return cs, err
+}
+
+func (t *tx) Outstanding(ctx context.Context, budget string) (int64, error) {
+	var v int64
+	err := t.queryRow(ctx, `SELECT COALESCE(sum(greatest(granted - consumed, 0)), 0)::bigint FROM leases WHERE budget = $1 AND state <> 'settled'`,
+		budget).Scan(&v)
+	return v, err
+}
+
+func (t *tx) Wanted(ctx context.Context, budget string) (int64, error) {
+	var v int64
+	err := t.queryRow(ctx, `SELECT COALESCE(sum(wanted), 0)::bigint FROM leases WHERE budget = $1 AND state = 'active'`, budget).Scan(&v)
+	return v, err
+}
+
+const leaseCols = `id, store, budget, granted, consumed, state, expires_at, created_at, reclaiming, reclaim_session, wanted`
+
+func (t *tx) queryLeases(ctx context.Context, where string, args ...any) ([]hub.Lease, error) {
+	var out []hub.Lease
+	err := t.each(ctx, `SELECT `+leaseCols+` FROM leases WHERE `+where, args, func(rows pgx.Rows) error {
+		var l hub.Lease
+		var exp, created, session int64
+		if err := rows.Scan(&l.ID, &l.Store, &l.Budget, &l.Granted, &l.Consumed, &l.State, &exp, &created,
+			&l.Reclaiming, &session, &l.Wanted); err != nil {
+			return err
+		}
+		l.ExpiresAt, l.CreatedAt = fromMS(exp), fromMS(created)
+		if session != 0 {
+			l.ReclaimSession = time.Unix(0, session).UTC()
+		}
+		out = append(out, l)
+		return nil
+	})
+	return out, err
+}
+
+func (t *tx) Lease(ctx context.Context, id string) (hub.Lease, error) {
+	ls, err := t.queryLeases(ctx, `id = $1`, id)
+	if err != nil {
+		return hub.Lease{}, notFound(err, "no lease %s", id)
+	}
+	if len(ls) == 0 {
+		return hub.Lease{}, loyalty.Errorf(loyalty.ENOTFOUND, "no lease %s", id)
+	}
+	return ls[0], nil
+}
+
+func (t *tx) Leases(ctx context.Context, store string) ([]hub.Lease, error) {
+	return t.queryLeases(ctx, `store = $1 AND state <> 'settled' ORDER BY created_at, id`, store)
+}
+
+func (t *tx) BudgetLeases(ctx context.Context, budget string) ([]hub.Lease, error) {
+	return t.queryLeases(ctx, `budget = $1 AND state <> 'settled' ORDER BY store, id`, budget)
+}
+
+func (t *tx) ExpiredLeases(ctx context.Context, at time.Time) ([]hub.Lease, error) {
+	return t.queryLeases(ctx, `state = 'active' AND expires_at < $1 ORDER BY id`, ms(at))
+}
+
+func (t *tx) PutLease(ctx context.Context, l hub.Lease, e hub.LeaseEvent) error {
+	var session int64
+	if !l.ReclaimSession.IsZero() {
+		session = l.ReclaimSession.UnixNano()
+	}
+	_, err := t.exec(ctx, `INSERT INTO leases (`+leaseCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+		ON CONFLICT (id) DO UPDATE SET granted = excluded.granted, consumed = excluded.consumed, state = excluded.state,
+			expires_at = excluded.expires_at, reclaiming = excluded.reclaiming, reclaim_session = excluded.reclaim_session,
+			wanted = excluded.wanted`,
+		l.ID, l.Store, l.Budget, l.Granted, l.Consumed, l.State, ms(l.ExpiresAt), ms(l.CreatedAt), l.Reclaiming, session, l.Wanted)
+	if err != nil || e.Kind == "" {
+		return err
+	}
+	_, err = t.exec(ctx, `INSERT INTO lease_events (lease, store, budget, kind, amount, at) VALUES ($1, $2, $3, $4, $5, $6)`,
+		e.Lease, e.Store, e.Budget, e.Kind, e.Amount, ms(e.At))
+	return err
+}
+
+func (t *tx) WatchSince(ctx context.Context, store, budget string, at time.Time) (time.Time, error) {
+	if _, err := t.exec(ctx, `INSERT INTO lease_watch (store, budget, since) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
+		store, budget, ms(at)); err != nil {
+		return time.Time{}, err
+	}
+	var since int64
+	err := t.queryRow(ctx, `SELECT since FROM lease_watch WHERE store = $1 AND budget = $2`, store, budget).Scan(&since)
+	return fromMS(since), err
+}
+
+// hourOf returns the start of the hour containing at, in unix milliseconds.
+func hourOf(at time.Time) int64 { return at.UTC().Truncate(time.Hour).UnixMilli() }
+
+// chainWide is the lease_demand row that keeps, per budget and hour, the largest single charge.
+const chainWide = "*"
+
+func (t *tx) AddDemand(ctx context.Context, store, budget string, at time.Time, amount int64) error {
+	for _, row := range []struct {
+		store  string
+		amount int64
+	}{{store, amount}, {chainWide, 0}} {
+		if _, err := t.exec(ctx, `INSERT INTO lease_demand (store, budget, hour, amount, largest) VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (store, budget, hour) DO UPDATE SET amount = lease_demand.amount + excluded.amount,
+				largest = greatest(lease_demand.largest, excluded.largest)`,
+			row.store, budget, hourOf(at), row.amount, amount); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *tx) Demand(ctx context.Context, store, budget string, since time.Time) ([]hub.DemandHour, error) {
+	var out []hub.DemandHour
+	err := t.each(ctx, `SELECT hour, amount FROM lease_demand WHERE store = $1 AND budget = $2 AND hour >= $3 ORDER BY hour`,
+		[]any{store, budget, hourOf(since)}, func(rows pgx.Rows) error {
+			var h hub.DemandHour
+			var hour int64
+			err := rows.Scan(&hour, &h.Amount)
+			h.Hour = fromMS(hour)
+			out = append(out, h)
+			return err
+		})
+	return out, err
+}
+
+func (t *tx) LargestCharge(ctx context.Context, budget string, since time.Time) (int64, error) {
+	var v int64
+	err := t.queryRow(ctx, `SELECT COALESCE(max(largest), 0) FROM lease_demand WHERE store = $1 AND budget = $2 AND hour >= $3`,
+		chainWide, budget, hourOf(since)).Scan(&v)
+	return v, err
+}
+
+func (t *tx) PruneDemand(ctx context.Context, before time.Time) error {
+	_, err := t.exec(ctx, `DELETE FROM lease_demand WHERE hour < $1`, hourOf(before))
+	return err
+}
+
+// What the program's rules count of a member's history.
+
+// until returns the exclusive end of a period in milliseconds: a zero time has no end.
+func until(t time.Time) int64 {
+	if t.IsZero() {
+		return math.MaxInt64
+	}
+	return ms(t)
+}
+
+func (t *tx) MemberRedemptions(ctx context.Context, member, reward string, since, upTo time.Time) (int64, error) {
+	var n int64
+	err := t.queryRow(ctx, `SELECT count(*) FROM deltas d WHERE d.member = $1 AND d.kind = 'redeem' AND d.event_at >= $2 AND d.event_at < $3
+		AND d.voucher = '' AND ($4 = '' OR d.reward = $4) AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id)`,
+		member, ms(since), until(upTo), reward).Scan(&n)
+	return n, err
+}
+
+func (t *tx) MemberEarned(ctx context.Context, member, rule string, since, upTo time.Time) (int64, error) {
+	// The earns of the period, less what reversals of them took back (reversal points are negative).
+	var n int64
+	err := t.queryRow(ctx, `SELECT (COALESCE(sum(d.points), 0) - COALESCE((SELECT sum(-r.points) FROM deltas r
+			JOIN deltas o ON o.id = r.reverses WHERE r.member = $1 AND o.kind = 'earn' AND o.rule = $2 AND o.event_at >= $3 AND o.event_at < $4), 0))::bigint
+		FROM deltas d WHERE d.member = $1 AND d.kind = 'earn' AND d.rule = $2 AND d.event_at >= $3 AND d.event_at < $4`,
+		member, rule, ms(since), until(upTo)).Scan(&n)
+	return n, err
+}
+
+func (t *tx) Qualifying(ctx context.Context, member, basis string, since, upTo time.Time) (int64, error) {
+	col, refunded := "amount", "r.amount"
+	if basis == loyalty.BasisPoints {
+		col, refunded = "points", "-r.points"
+	}
+	// Sales not reversed in full (a reversal without an amount), less what partial refunds of
+	// them gave back.
+	var n int64
+	err := t.queryRow(ctx, `SELECT (COALESCE(sum(d.`+col+`), 0) - COALESCE((SELECT sum(`+refunded+`) FROM deltas r
+			JOIN deltas s ON s.id = r.reverses WHERE r.amount > 0 AND s.member = $1 AND s.kind = 'earn' AND s.rule = ''
+			AND s.event_at >= $2 AND s.event_at < $3 AND NOT EXISTS (SELECT 1 FROM deltas w WHERE w.reverses = s.id AND w.amount = 0)), 0))::bigint
+		FROM deltas d WHERE d.member = $1 AND d.kind = 'earn' AND d.rule = ''
+		AND d.event_at >= $2 AND d.event_at < $3 AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id AND r.amount = 0)`,
+		member, ms(since), until(upTo)).Scan(&n)
+	return n, err
+}
+
+func (t *tx) RuleCount(ctx context.Context, member, rule string, since, upTo time.Time) (int64, error) {
+	var n int64
+	err := t.queryRow(ctx, `SELECT count(*) FROM deltas d WHERE d.member = $1 AND d.kind = 'earn' AND d.rule = $2 AND d.event_at >= $3
+		AND d.event_at < $4 AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id)`, member, rule, ms(since), until(upTo)).Scan(&n)
+	return n, err
+}
+
+func (t *tx) Lots(ctx context.Context, member string, since time.Time) ([]loyalty.Lot, error) {
+	// Each credit less what its reversals took back (a full reversal takes the rest, a partial
+	// refund its share; reversal points are negative).
+	var out []loyalty.Lot
+	err := t.each(ctx, `SELECT event_at, net FROM (
+			SELECT d.seq, d.event_at, d.points + COALESCE((SELECT sum(r.points) FROM deltas r WHERE r.reverses = d.id), 0)::bigint AS net
+			FROM deltas d WHERE d.member = $1 AND d.kind = 'earn' AND d.event_at >= $2
+			UNION ALL
+			SELECT d.seq, d.event_at, d.points AS net FROM deltas d WHERE d.member = $1 AND d.kind = 'adjust' AND d.points > 0 AND d.event_at >= $2
+		) AS credits
+		WHERE net > 0 ORDER BY event_at, seq`, []any{member, ms(since)}, func(rows pgx.Rows) error {
+		var at int64
+		var l loyalty.Lot
+		err := rows.Scan(&at, &l.Points)
+		l.EarnedAt = fromMS(at)
+		out = append(out, l)
+		return err
+	})
+	return out, err
+}
+
+func (t *tx) LastActivity(ctx context.Context, member string) (time.Time, error) {
+	var at int64
+	err := t.queryRow(ctx, `SELECT COALESCE(max(event_at), 0) FROM deltas WHERE member = $1 AND kind IN ('earn', 'redeem')`, member).Scan(&at)
+	return fromMS(at), err
+}
