@@ -1,5 +1,13 @@
 // Package sqlite is the agent's local replica and outbox on SQLite (modernc.org/sqlite, pure Go),
 // in WAL mode with synchronous FULL so that an approved sale survives a crash or a power cut.
+//
+// Writes use group commit (sqlitedb.Options.GroupCommit): concurrent POS calls share one commit,
+// so one fsync, each in its own savepoint. A transaction function may therefore be rolled back
+// alone, or with its whole group after it returned nil; so it changes nothing outside the replica
+// itself, and what it must change (the cached program, a log line) it changes in
+// Tx.AfterCommit. The agent-time anchor (clk) is the exception that needs none: it is computed
+// from a checkpoint of an earlier process, which no transaction of this one has written before
+// the anchor exists, so it is right whether or not the transaction that computed it commits.
 package sqlite
 
 import (
@@ -149,12 +157,14 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	return OpenWith(ctx, path, sqlitedb.Options{})
 }
 
-// OpenWith is Open with options (sqlitedb.Options.NoSync, for the simulator).
+// OpenWith is Open with options (sqlitedb.Options.NoSync, for the simulator). Group commit is
+// always on.
 func OpenWith(ctx context.Context, path string, opts sqlitedb.Options) (*Store, error) {
 	sub, err := fs.Sub(migrations, "migrations")
 	if err != nil {
 		return nil, err
 	}
+	opts.GroupCommit = true
 	db, err := sqlitedb.OpenWith(ctx, path, sub, opts)
 	if err != nil {
 		return nil, err
@@ -261,20 +271,20 @@ func (t *tx) setMeta(ctx context.Context, key, value string) error {
 func (t *tx) Member(ctx context.Context, id string) (loyalty.Member, error) {
 	m := loyalty.Member{ID: id}
 	var punches string
-	found := true
-	err := t.QueryRowContext(ctx, `SELECT email, name, tier, country, punches, balance, version FROM members WHERE id = ?`, id).
-		Scan(&m.Email, &m.Name, &m.Tier, &m.Country, &punches, &m.Balance, &m.Version)
-	if errors.Is(err, sql.ErrNoRows) {
-		found, err = false, nil
-	} else if err == nil && punches != "" {
+	var found bool
+	var n, points int64
+	// The copy and the acknowledged deltas in one statement: POS calls read members in their
+	// transactions, whose functions group commit runs one after the other.
+	err := t.QueryRowContext(ctx, `SELECT m.id IS NOT NULL, COALESCE(m.email, ''), COALESCE(m.name, ''), COALESCE(m.tier, ''),
+		COALESCE(m.country, ''), COALESCE(m.punches, ''), COALESCE(m.balance, 0), COALESCE(m.version, 0),
+		(SELECT COUNT(*) FROM deltas WHERE member = ?1 AND hub_version > 0),
+		(SELECT COALESCE(SUM(points), 0) FROM deltas WHERE member = ?1 AND hub_version > 0)
+		FROM (SELECT 1) LEFT JOIN members m ON m.id = ?1`, id).
+		Scan(&found, &m.Email, &m.Name, &m.Tier, &m.Country, &punches, &m.Balance, &m.Version, &n, &points)
+	if err == nil && punches != "" {
 		err = json.Unmarshal([]byte(punches), &m.Punches)
 	}
 	if err != nil {
-		return m, err
-	}
-	var n, points int64
-	if err := t.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(points), 0) FROM deltas WHERE member = ? AND hub_version > 0`, id).
-		Scan(&n, &points); err != nil {
 		return m, err
 	}
 	if n == 0 && !found {
@@ -358,9 +368,10 @@ func (t *tx) Program(ctx context.Context) (loyalty.Program, error) {
 	if err := json.Unmarshal([]byte(v), &p); err != nil {
 		return p, err
 	}
-	// Fill an empty cache only: this transaction's snapshot may be older than a program that
-	// ApplyChanges has just committed and cached.
-	t.s.program.CompareAndSwap(nil, &p)
+	// Fill an empty cache only, and once the transaction has committed: its snapshot may be
+	// older than a program that ApplyChanges has just committed and cached, and a write
+	// transaction may see a program written before it in its group that never commits.
+	t.AfterCommit(func() { t.s.program.CompareAndSwap(nil, &p) })
 	return p, nil
 }
 
@@ -738,8 +749,10 @@ func (s *Store) Epoch(ctx context.Context, epoch int64, since time.Time) error {
 			if err := x.setMeta(ctx, "cursor", "0"); err != nil {
 				return err
 			}
-			s.Logger.Warn("the hub was restored from a backup: sending again what it acknowledged since then, and syncing from the start",
-				slog.Int64("deltas", n), slog.Time("since", since))
+			t.AfterCommit(func() {
+				s.Logger.Warn("the hub was restored from a backup: sending again what it acknowledged since then, and syncing from the start",
+					slog.Int64("deltas", n), slog.Time("since", since))
+			})
 		}
 		return x.setMeta(ctx, "hub_epoch", now)
 	})
@@ -799,8 +812,7 @@ func (t *tx) takeBackPunches(ctx context.Context, since time.Time) error {
 // ApplyChanges implements lsync.ClientHandler. The last page of a pull is the store hearing from
 // the hub (agent.Tx.OfflineFor); the leases it carries run for their TTL from then, in agent time.
 func (s *Store) ApplyChanges(ctx context.Context, ch *lsync.Changes) error {
-	var newer bool
-	err := s.db.Update(ctx, func(t *sqlitedb.Tx) error {
+	return s.db.Update(ctx, func(t *sqlitedb.Tx) error {
 		x := &tx{t, s}
 		for _, m := range ch.Members {
 			if err := x.setMember(ctx, m); err != nil {
@@ -827,7 +839,8 @@ func (s *Store) ApplyChanges(ctx context.Context, ch *lsync.Changes) error {
 				if _, err := t.ExecContext(ctx, `DELETE FROM meta WHERE key = 'program_any'`); err != nil {
 					return err
 				}
-				newer = true
+				// Cached once committed, before the writer begins another transaction.
+				t.AfterCommit(func() { s.program.Store(ch.Program) })
 			}
 		}
 		for _, k := range ch.Keys {
@@ -871,10 +884,6 @@ func (s *Store) ApplyChanges(ctx context.Context, ch *lsync.Changes) error {
 		}
 		return x.setMeta(ctx, "cursor", strconv.FormatInt(ch.Cursor, 10))
 	})
-	if err == nil && newer {
-		s.program.Store(ch.Program)
-	}
-	return err
 }
 
 // ApplyMember implements lsync.ClientHandler.

@@ -4,7 +4,8 @@
 // A DB is two pools over one file: a writer pool of one connection whose transactions begin
 // IMMEDIATE (SQLite has one writer at a time; taking the write lock up front avoids upgrade
 // deadlocks and SQLITE_BUSY mid-transaction), and a reader pool for concurrent reads in WAL
-// mode. Every connection gets its pragmas from the DSN, so none is missed.
+// mode. Every connection gets its pragmas from the DSN, so none is missed. With
+// Options.GroupCommit, concurrent Update calls share one transaction and one commit (group.go).
 package sqlitedb
 
 import (
@@ -30,17 +31,42 @@ type DB struct {
 	Path string
 
 	wStmts, rStmts *stmtCache
+	group          *groupCommit // nil: every Update is its own transaction
 }
 
 // Tx is a transaction whose queries use prepared statements, cached per query text: preparing
-// is otherwise the largest cost of a small SQLite statement.
+// is otherwise the largest cost of a small SQLite statement. Under group commit, query through
+// Tx's own methods, not the embedded *sql.Tx's: a caller's cancellation can interrupt those
+// (stmtCtx), and their Commit or Rollback would end the other callers' transaction.
 type Tx struct {
 	*sql.Tx
-	cache *stmtCache
+	cache  *stmtCache
+	shared bool     // one caller's part of a group commit: see stmtCtx
+	after  []func() // AfterCommit
+}
+
+// AfterCommit registers f to run once the transaction has committed, before Update (or View)
+// returns. It is the place for effects outside the database, such as an in-memory cache or a log
+// line, that must not happen if the transaction is rolled back: under group commit a caller's
+// part is rolled back alone when its function fails, and the shared commit can fail after the
+// function returned nil. f runs on the committing goroutine (under group commit, before the next
+// transaction begins); it must not block, use the transaction or call Update.
+func (t *Tx) AfterCommit(f func()) { t.after = append(t.after, f) }
+
+// stmtCtx is the context a statement runs under. In a shared transaction a statement must not
+// be interrupted by its caller's cancellation: SQLite would roll back the whole transaction, the
+// other callers' work with it. So it runs without cancellation; a context already cancelled still
+// fails the statement, in database/sql, before it reaches SQLite.
+func (t *Tx) stmtCtx(ctx context.Context) context.Context {
+	if !t.shared || ctx.Err() != nil {
+		return ctx
+	}
+	return context.WithoutCancel(ctx)
 }
 
 // ExecContext runs q with a cached prepared statement.
 func (t *Tx) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	ctx = t.stmtCtx(ctx)
 	if st := t.cache.get(q); st != nil {
 		return t.Tx.StmtContext(ctx, st).ExecContext(ctx, args...)
 	}
@@ -49,6 +75,7 @@ func (t *Tx) ExecContext(ctx context.Context, q string, args ...any) (sql.Result
 
 // QueryContext runs q with a cached prepared statement.
 func (t *Tx) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	ctx = t.stmtCtx(ctx)
 	if st := t.cache.get(q); st != nil {
 		return t.Tx.StmtContext(ctx, st).QueryContext(ctx, args...)
 	}
@@ -57,6 +84,7 @@ func (t *Tx) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows
 
 // QueryRowContext runs q with a cached prepared statement.
 func (t *Tx) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+	ctx = t.stmtCtx(ctx)
 	if st := t.cache.get(q); st != nil {
 		return t.Tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
 	}
@@ -129,6 +157,10 @@ type Options struct {
 	// NoSync turns fsync off (synchronous OFF): a crash of the process loses nothing, a power
 	// cut may. For the simulator and benchmarks of logic only; never for real data.
 	NoSync bool
+	// GroupCommit lets concurrent Update calls share one transaction and one commit, each
+	// caller's function in its own savepoint (group.go). For stores whose Update functions keep
+	// every effect outside the database in Tx.AfterCommit.
+	GroupCommit bool
 }
 
 // DSN returns the data source name for path with the project's pragmas: WAL, synchronous FULL
@@ -190,12 +222,18 @@ func OpenWith(ctx context.Context, path string, migrations fs.FS, opts Options) 
 	r.SetMaxOpenConns(4)
 	db.R = r
 	db.wStmts, db.rStmts = newStmtCache(w), newStmtCache(r)
+	if opts.GroupCommit {
+		db.group = &groupCommit{db: db}
+	}
 	return db, nil
 }
 
-// Close closes both pools.
+// Close closes both pools, once the group commit in progress, if any, has answered its callers.
 func (db *DB) Close() error {
 	var err error
+	if db.group != nil {
+		db.group.close()
+	}
 	if db.wStmts != nil {
 		db.wStmts.close()
 		db.rStmts.close()
@@ -209,8 +247,13 @@ func (db *DB) Close() error {
 	return err
 }
 
-// Update runs fn in a write transaction and commits it if fn returns nil.
+// Update runs fn in a write transaction and commits it if fn returns nil. It returns once the
+// transaction has committed (durably, unless Options.NoSync) or rolled back. With
+// Options.GroupCommit, fn may share its transaction with other callers' functions (group.go).
 func (db *DB) Update(ctx context.Context, fn func(*Tx) error) error {
+	if db.group != nil {
+		return db.group.update(ctx, fn)
+	}
 	return inTx(ctx, db.W, nil, db.wStmts, fn)
 }
 
@@ -226,11 +269,15 @@ func inTx(ctx context.Context, pool *sql.DB, opts *sql.TxOptions, cache *stmtCac
 			return fmt.Errorf("begin: %w", err)
 		}
 		defer tx.Rollback()
-		if err := fn(&Tx{Tx: tx, cache: cache}); err != nil {
+		t := &Tx{Tx: tx, cache: cache}
+		if err := fn(t); err != nil {
 			return err
 		}
 		if err := tx.Commit(); err != nil {
 			return fmt.Errorf("commit: %w", err)
+		}
+		for _, f := range t.after {
+			f()
 		}
 		return nil
 	}()
