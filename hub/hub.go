@@ -27,7 +27,7 @@
 //	             API keys, QR signing keys, the audit trail, restore from a backup
 //	http.go, server.go
 //	             the admin and online HTTP API and the listener
-//	store.go     the storage boundary (Store, Tx) that hub/sqlite implements
+//	store.go     the storage boundary (Store, Tx) that hub/sqlite and hub/postgres implement
 package hub
 
 import (
