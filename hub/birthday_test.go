@@ -94,16 +94,10 @@ func TestBirthdays(t *testing.T) {
 }
 
 // TestBirthdays_TwoProcessesAtOnce: two hub processes on the same database sweeping at the same
-// moment award each member once, and between them count each award once. (Part of TestBirthdays
-// until the tests ran on PostgreSQL too; see the skip.)
+// moment award each member once, and between them count each award once. On PostgreSQL one of
+// the two transactions is retried after the other committed: the retry must not count the award
+// it found made.
 func TestBirthdays_TwoProcessesAtOnce(t *testing.T) {
-	if onPostgres() {
-		// Not a PostgreSQL bug: a hub bug that only a retried transaction shows. Remove this skip
-		// when hub.action no longer sets fresh inside its transaction function.
-		t.Skip("known hub bug: hub.action (online.go) sets fresh inside its transaction function; when PostgreSQL " +
-			"retries that transaction after the other process made the same award, the call still reports it made it " +
-			"(the balances stay right, the count returned by AwardBirthdays is too high)")
-	}
 	h := openHub(t)
 	ctx := context.Background()
 	now := time.Date(2027, 1, 1, 12, 0, 0, 0, time.UTC)

@@ -519,8 +519,9 @@ func disabled(p *loyalty.Program, b *loyalty.Budget) bool {
 // device): their unspent quota returns to the budgets. It returns what went back, per budget. Whatever the store spent offline and never
 // delivered is then unaccounted for; that is the operator's call.
 func (h *Hub) WriteOff(ctx context.Context, store string) (map[string]int64, error) {
-	returned := map[string]int64{}
+	var returned map[string]int64
 	err := h.update(ctx, func(tx Tx) error {
+		returned = map[string]int64{} // what this attempt returned: a retried transaction starts over
 		if _, err := tx.StoreInfo(ctx, store); err != nil {
 			return err
 		}

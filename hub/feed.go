@@ -14,8 +14,9 @@ import (
 // after cursor, the program and the keys if they changed, and the cursor to resume from.
 func (h *Hub) Pull(ctx context.Context, store string, req lsync.Pull) (*lsync.Changes, error) {
 	cursor, limit := req.Cursor, req.Limit
-	ch := &lsync.Changes{}
+	var ch *lsync.Changes
 	err := h.Store.Update(ctx, func(tx Tx) error {
+		ch = &lsync.Changes{} // a retried transaction starts over
 		upTo, err := tx.CurrentVersion(ctx)
 		if err != nil {
 			return err

@@ -357,6 +357,7 @@ func heard(l *Lease, session time.Time, flushed bool) bool {
 func (h *Hub) ExpireLeases(ctx context.Context) (int, error) {
 	n := 0
 	err := h.update(ctx, func(tx Tx) error {
+		n = 0 // a retried transaction starts over
 		ls, err := tx.ExpiredLeases(ctx, h.Now())
 		if err != nil {
 			return err

@@ -20,17 +20,27 @@ import (
 // gets the first result; the same order id with a different body is ECONFLICT. Only successful
 // results are remembered, so a refused call can be retried after fixing its cause.
 func (h *Hub) online(ctx context.Context, op, orderID string, req any, fn func(*applier) (any, error), out any) error {
+	_, err := h.onlineOnce(ctx, op, orderID, req, fn, out)
+	return err
+}
+
+// onlineOnce is online, and says whether this call ran fn and committed it (fresh) rather than
+// answering with the result of an earlier call. The transaction function keeps nothing outside
+// the transaction but what its last, committed attempt set: a backend may run it again.
+func (h *Hub) onlineOnce(ctx context.Context, op, orderID string, req any, fn func(*applier) (any, error), out any) (fresh bool, err error) {
 	if i := strings.IndexByte(orderID, '\x00'); i >= 0 { // order id and part, see onlinePart
 		if err := loyalty.ValidateOrderID(orderID[:i]); err != nil {
-			return err
+			return false, err
 		}
 		orderID = orderID[:i] + "/" + orderID[i+1:]
 	} else if err := loyalty.ValidateOrderID(orderID); err != nil {
-		return err
+		return false, err
 	}
 	hash := loyalty.RequestHash(req)
-	return h.update(ctx, func(tx Tx) error {
-		prevHash, resp, found, err := tx.Idempotent(ctx, op, orderID)
+	var resp []byte
+	err = h.update(ctx, func(tx Tx) error {
+		fresh, resp = false, nil
+		prevHash, prev, found, err := tx.Idempotent(ctx, op, orderID)
 		if err != nil {
 			return err
 		}
@@ -38,7 +48,8 @@ func (h *Hub) online(ctx context.Context, op, orderID string, req any, fn func(*
 			if prevHash != hash {
 				return loyalty.IdempotencyConflict(op, orderID)
 			}
-			return json.Unmarshal(resp, out)
+			resp = prev
+			return nil
 		}
 		a := h.newApplier(tx)
 		res, err := fn(a)
@@ -48,15 +59,16 @@ func (h *Hub) online(ctx context.Context, op, orderID string, req any, fn func(*
 		if _, err := a.finish(ctx); err != nil {
 			return err
 		}
-		b, err := json.Marshal(res)
-		if err != nil {
+		if resp, err = json.Marshal(res); err != nil {
 			return err
 		}
-		if err := tx.SaveIdempotent(ctx, op, orderID, hash, b, h.Now()); err != nil {
-			return err
-		}
-		return json.Unmarshal(b, out)
+		fresh = true
+		return tx.SaveIdempotent(ctx, op, orderID, hash, resp, h.Now())
 	})
+	if err != nil {
+		return false, err
+	}
+	return fresh, json.Unmarshal(resp, out)
 }
 
 // applyOnline applies a delta minted by the online channel and fails with the rejection's code
@@ -456,8 +468,7 @@ func (h *Hub) action(ctx context.Context, req loyalty.ActionRequest) (out loyalt
 	if req.MemberID == "" || req.Action == "" {
 		return out, false, loyalty.Errorf(loyalty.EINVALID, "member_id and action are required")
 	}
-	err = h.online(ctx, "action", req.OrderID, req, func(a *applier) (any, error) {
-		fresh = true // online calls this only when the key is new; it commits only if this succeeds
+	fresh, err = h.onlineOnce(ctx, "action", req.OrderID, req, func(a *applier) (any, error) {
 		if _, err := a.balance(ctx, req.MemberID); err != nil {
 			return nil, err
 		}
