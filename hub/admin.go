@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -290,9 +291,43 @@ func (h *Hub) SetProgram(ctx context.Context, p loyalty.Program) (loyalty.Progra
 		if err := tx.InsertProgram(ctx, p, v, h.Now()); err != nil {
 			return err
 		}
+		if err := h.reschedule(ctx, tx, &cur, &p); err != nil {
+			return err
+		}
 		return h.audit(ctx, tx, AuditProgramPublish, "program", fmt.Sprintf("rule version %d, %d rewards", p.Version, len(p.Rewards)))
 	})
 	return p, err
+}
+
+// reschedule makes the background jobs look at every member again when a new program changes
+// the tiers or the expiry rule (jobs.go): the members' times were computed under the old rules.
+// One statement per job; the runs that follow compute each member's time under the new rules.
+func (h *Hub) reschedule(ctx context.Context, tx Tx, old, p *loyalty.Program) error {
+	now := h.Now()
+	same := func(a, b any) bool { // as published: an empty list is no list
+		x, errx := json.Marshal(a)
+		y, erry := json.Marshal(b)
+		return errx == nil && erry == nil && string(x) == string(y)
+	}
+	if !same(old.Tiers, p.Tiers) {
+		at := now
+		if p.Tiers == nil || len(p.Tiers.Tiers) == 0 {
+			at = time.Time{} // no tiers: nothing to review
+		}
+		if err := tx.ScheduleAll(ctx, JobTiers, at); err != nil {
+			return err
+		}
+	}
+	if !same(old.Expiry, p.Expiry) {
+		at := now
+		if p.Expiry == nil {
+			at = time.Time{} // nothing expires
+		}
+		if err := tx.ScheduleAll(ctx, JobExpiry, at); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // RotateKey creates a new signing key. Older keys keep verifying until retired.

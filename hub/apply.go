@@ -29,14 +29,35 @@ type applier struct {
 	programs   map[int64]*loyalty.Program  // rule versions are immutable once published
 	subscribed map[[2]string]bool
 	stores     map[string]StoreInfo
-	cur        *loyalty.Program // the newest program, for budgets and limits
-	epochInfo  *EpochInfo       // read once per transaction: it changes only with a restore
+	cur        *loyalty.Program         // the newest program, for budgets and limits
+	epochInfo  *EpochInfo               // read once per transaction: it changes only with a restore
+	schedules  map[string]Schedule      // members' job schedules as read in this transaction
+	changes    map[string]*memberChange // what the applied deltas change of members' schedules
+	clock      time.Time                // a job's run time, for the member state it computes (zero: Now)
+	quals      map[string]Qualification // what a job's batch read of its members' qualifying events, at clock
+}
+
+// memberChange is what the deltas applied to one member in a transaction change of their job
+// schedule (memberState).
+type memberChange struct {
+	active time.Time // the latest event time of an earn or a redemption
+	lot    time.Time // the earliest event time of a new lot (an earn or a positive adjustment)
+	credit bool      // points that are no lot came back (a refunded redemption): the balance may hold older lots again
 }
 
 func (h *Hub) newApplier(tx Tx) *applier {
 	return &applier{Hub: h, tx: tx, balances: make(map[string]int64), changed: make(map[string]bool), programs: make(map[int64]*loyalty.Program),
 		members: make(map[string]loyalty.Member), punches: make(map[string]map[string]int64),
-		subscribed: make(map[[2]string]bool), stores: make(map[string]StoreInfo)}
+		subscribed: make(map[[2]string]bool), stores: make(map[string]StoreInfo), schedules: make(map[string]Schedule),
+		changes: make(map[string]*memberChange)}
+}
+
+// now is the time member state is computed at: a job's run time, or the hub's clock.
+func (a *applier) now() time.Time {
+	if !a.clock.IsZero() {
+		return a.clock
+	}
+	return a.Now()
 }
 
 // program returns rule version v, read once per transaction.
@@ -90,6 +111,7 @@ func (a *applier) apply(ctx context.Context, store string, d loyalty.Delta) (lsy
 	}
 	bal += d.Points
 	a.balances[d.Member] = bal
+	a.noteChange(d)
 	if len(d.Punches) > 0 {
 		ps := a.punches[d.Member]
 		for card, n := range d.Punches {
@@ -319,12 +341,13 @@ func (a *applier) balance(ctx context.Context, member string) (int64, error) {
 	if b, ok := a.balances[member]; ok {
 		return b, nil
 	}
-	m, err := a.tx.Member(ctx, member)
+	m, sc, err := a.tx.MemberWithSchedule(ctx, member)
 	if err != nil {
 		return 0, err
 	}
 	a.balances[member] = m.Balance
 	a.members[member] = m
+	a.schedules[member] = sc
 	a.punches[member] = maps.Clone(m.Punches)
 	if a.punches[member] == nil {
 		a.punches[member] = map[string]int64{}
@@ -355,52 +378,219 @@ func (a *applier) finish(ctx context.Context) ([]lsync.Balance, error) {
 		}
 		out = append(out, lsync.Balance{Member: id, Balance: m.Balance, Version: m.Version})
 	}
+	us := make([]MemberUpdate, 0, len(a.order))
 	for _, m := range a.order {
-		if err := a.memberState(ctx, m); err != nil {
+		_, u, err := a.memberState(ctx, m)
+		if err != nil {
 			return nil, err
 		}
 		v, err := a.tx.NextVersion(ctx)
 		if err != nil {
 			return nil, err
 		}
-		if err := a.tx.SetBalance(ctx, m, a.balances[m], v); err != nil {
-			return nil, err
-		}
+		u.Member, u.Set = m, u.Set|FieldBalance
+		u.Balance, u.Version = a.balances[m], v
+		us = append(us, u)
 		out = append(out, lsync.Balance{Member: m, Balance: a.balances[m], Version: v})
 	}
-	return out, nil
+	return out, a.tx.UpdateMembers(ctx, us)
 }
 
-// memberState writes a changed member's punch counts and tier. A tier change is a ledgered
-// delta of kind tier, made by the hub.
-func (a *applier) memberState(ctx context.Context, member string) error {
+// memberState computes a changed member's tier, punch counts and job schedule, and returns
+// their tier and the update that records what changed of them (UpdateMembers), which the caller
+// writes with whatever else it changes of the member. A tier change is a ledgered delta of kind
+// tier, made by the hub.
+func (a *applier) memberState(ctx context.Context, member string) (string, MemberUpdate, error) {
+	var u MemberUpdate
 	p, err := a.current(ctx)
 	if err != nil {
-		return err
+		return "", u, err
 	}
+	now := a.now()
 	m := a.members[member]
 	tier := m.Tier
-	if p.Tiers != nil && len(p.Tiers.Tiers) > 0 {
-		from, to := p.Tiers.WindowBounds(a.Now()) // the window the member's tier is for now
-		q, err := a.tx.Qualifying(ctx, member, p.Tiers.Basis, from, to)
-		if err != nil {
-			return err
+	tiered := p.Tiers != nil && len(p.Tiers.Tiers) > 0
+	var q Qualification
+	if tiered {
+		var ok bool
+		if q, ok = a.quals[member]; !ok {
+			from, to := p.Tiers.WindowBounds(now) // the window the member's tier is for now
+			if q, err = a.tx.Qualifying(ctx, member, p.Tiers.Basis, from, to); err != nil {
+				return "", u, err
+			}
 		}
-		tier = p.Tiers.TierFor(q).ID
+		tier = p.Tiers.TierFor(q.Total).ID
 	}
 	// Placing a member in the entry tier for the first time is not a change worth a ledger entry.
-	entry := m.Tier == "" && p.Tiers != nil && len(p.Tiers.Tiers) > 0 && tier == p.Tiers.Tiers[0].ID
+	entry := m.Tier == "" && tiered && tier == p.Tiers.Tiers[0].ID
 	if tier != m.Tier && !entry {
 		d := loyalty.Delta{ID: loyalty.NewDeltaID(), Store: loyalty.HubStore, Member: member, Kind: loyalty.KindTier,
-			Tier: tier, RuleVersion: p.Version, OccurredAt: a.Now()}
+			Tier: tier, RuleVersion: p.Version, OccurredAt: now}
 		d.Normalize()
 		if _, _, err := a.tx.InsertDelta(ctx, d, d.Hash(), a.Now()); err != nil {
-			return err
+			return "", u, err
 		}
 		a.TierChanges++
 	}
-	if tier != m.Tier || !maps.Equal(a.punches[member], m.Punches) {
-		return a.tx.SetMemberState(ctx, member, tier, a.punches[member])
+	if tier != m.Tier {
+		u.Set |= FieldTier
+		u.Tier = tier
 	}
-	return nil
+	if !maps.Equal(a.punches[member], m.Punches) {
+		u.Set |= FieldPunches
+		u.Punches = a.punches[member]
+	}
+	old, ok := a.schedules[member]
+	if !ok {
+		if _, old, err = a.tx.MemberWithSchedule(ctx, member); err != nil {
+			return "", u, err
+		}
+	}
+	u.Schedule = a.schedule(p, member, tier, q, old, now)
+	u.Set |= u.Schedule.changed(old)
+	a.schedules[member] = u.Schedule
+	return tier, u, nil
+}
+
+// noteChange records what an applied delta changes of its member's job schedule.
+func (a *applier) noteChange(d loyalty.Delta) {
+	c := a.changes[d.Member]
+	if c == nil {
+		c = &memberChange{}
+		a.changes[d.Member] = c
+	}
+	at := d.EventTime().UTC().Truncate(time.Millisecond) // as the ledger's event_at
+	if d.Kind == loyalty.KindEarn || d.Kind == loyalty.KindRedeem {
+		c.active = later(c.active, at)
+	}
+	switch {
+	case d.Points <= 0:
+	case d.Kind == loyalty.KindEarn || d.Kind == loyalty.KindAdjust: // a lot (Tx.Lots)
+		if c.lot.IsZero() || at.Before(c.lot) {
+			c.lot = at
+		}
+	default:
+		c.credit = true
+	}
+}
+
+// schedule returns when the jobs must next look at a member whose tier (with qualification q)
+// and balance were computed at now (jobs.go), given the schedule old they had: the next tier
+// review, the last activity, and the earliest time some of their points may expire.
+func (a *applier) schedule(p *loyalty.Program, member, tier string, q Qualification, old Schedule, now time.Time) Schedule {
+	s := Schedule{LastActive: old.LastActive}
+	if p.Tiers != nil && len(p.Tiers.Tiers) > 0 {
+		s.ReviewAt = reviewAt(p.Tiers, tier, q, now)
+	}
+	c := a.changes[member]
+	if c != nil {
+		s.LastActive = later(s.LastActive, c.active)
+	}
+	s.ExpireAt = nextExpiry(p.Expiry, old.ExpireAt, s.LastActive, a.balances[member], c, now)
+	return s
+}
+
+// changed returns the fields of s that differ from old.
+func (s Schedule) changed(old Schedule) MemberField {
+	var f MemberField
+	if !s.ReviewAt.Equal(old.ReviewAt) {
+		f |= FieldReviewAt
+	}
+	if !s.ExpireAt.Equal(old.ExpireAt) {
+		f |= FieldExpireAt
+	}
+	if !s.LastActive.Equal(old.LastActive) {
+		f |= FieldLastActive
+	}
+	return f
+}
+
+// reviewAt returns when the tier of a member placed in tier at now, with qualification q, must be
+// computed again although nothing is applied to them (zero: never): when the earliest qualifying
+// event leaves the window, unless the member is in the lowest tier already (their total can only
+// fall); and when a qualifying event dated later enters it. Qualifying events applied meanwhile
+// compute it again.
+func reviewAt(r *loyalty.TierRules, tier string, q Qualification, now time.Time) time.Time {
+	var at time.Time
+	earliest := func(t time.Time) {
+		if !t.IsZero() && (at.IsZero() || t.Before(at)) {
+			at = t
+		}
+	}
+	lowest := r.TierFor(0).ID == tier
+	switch r.Window {
+	case loyalty.WindowCalendar: // every event leaves at the end of the year
+		if _, end := r.WindowBounds(now); !q.First.IsZero() && !lowest {
+			earliest(end)
+		}
+		if !q.Next.IsZero() {
+			start, _ := r.WindowBounds(q.Next)
+			earliest(start)
+		}
+	case loyalty.WindowRolling12M:
+		if !q.First.IsZero() && !lowest {
+			earliest(leavesWindow(r, q.First))
+		}
+		earliest(q.Next) // the window's end passes it
+	}
+	return at
+}
+
+// leavesWindow returns the first millisecond at which an event at e (a millisecond) is no longer
+// in the rolling window: WindowBounds' start is after it. Within one day the window's start moves
+// with the clock, from the same day a year before, except on 29 February, whose window starts on 1
+// March of the year before (AddDate's normalisation); so the answer is on one of the days around
+// e's date a year later, the first whose start passes e. (Such an event of 1 March leaves the
+// window during 29 February and is in it again on 1 March until its time of day: that return is
+// left to the next change or review.)
+func leavesWindow(r *loyalty.TierRules, e time.Time) time.Time {
+	e = e.UTC()
+	out := func(t time.Time) bool {
+		start, _ := r.WindowBounds(t)
+		return start.After(e)
+	}
+	day := time.Date(e.Year()+1, e.Month(), e.Day(), 0, 0, 0, 0, time.UTC).AddDate(0, 0, -2)
+	for range 8 {
+		if out(day) {
+			return day
+		}
+		start, _ := r.WindowBounds(day) // the day's window starts at start + the time of day
+		if t := day.Add(e.Sub(start) + time.Millisecond); t.Before(day.AddDate(0, 0, 1)) && out(t) {
+			return t
+		}
+		day = day.AddDate(0, 0, 1)
+	}
+	return e.AddDate(1, 0, 0) // not reached: the window is a year long
+}
+
+// nextExpiry returns the earliest time some of a member's points may expire under expiry rule e
+// (nil: none), after a change c (nil: none) left their balance and last activity, given the time
+// old that held before: zero for nothing to expire. In mode inactivity it is exact: the last
+// activity plus after_days. In mode lot it may be early, never late: a new lot's expiry may come
+// before old; debits and refunds of earns spend or shrink lots, which leaves the oldest lot the
+// balance holds as old as it was or newer; a credit that is no lot (a refunded redemption) may make
+// the balance hold older lots again, so the job looks at once (the expiry job computes the exact
+// time when it looks).
+func nextExpiry(e *loyalty.Expiry, old, active time.Time, balance int64, c *memberChange, now time.Time) time.Time {
+	switch {
+	case e == nil || balance <= 0:
+		return time.Time{}
+	case e.Mode != loyalty.ExpiryLot:
+		if active.IsZero() {
+			return time.Time{} // never earned nor redeemed: nothing starts the clock
+		}
+		return e.ExpiresAt(active)
+	case c != nil && c.credit:
+		return now.Truncate(time.Millisecond)
+	}
+	at := old
+	if c != nil && !c.lot.IsZero() {
+		if lot := e.LotExpiresAt(c.lot); at.IsZero() || lot.Before(at) {
+			at = lot
+		}
+	}
+	if at.IsZero() { // a positive balance and no time: look at once
+		at = now.Truncate(time.Millisecond)
+	}
+	return at
 }

@@ -1,70 +1,199 @@
 // Background jobs the hub runs on a schedule: tier requalification and points expiry (birthday
 // points are in birthday.go, lease expiry in leases.go).
+//
+// Both jobs are incremental. Every member carries a Schedule, indexed: when their tier must next
+// be reviewed (ReviewAt) and the earliest time some of their points may expire (ExpireAt). The
+// hub keeps it as it applies deltas (applier.memberState), and a program change that alters the
+// tiers or the expiry rule sets it for everyone at once (SetProgram). A run visits only the
+// members that are due, in batches of JobOptions.Batch members, one write transaction per batch:
+// the batch is claimed, handled and given its members' next times in that transaction, so a run
+// that stops between batches (a crash, the hub's shutdown) loses nothing, the next run goes on
+// from there, and a member handled once is not due again until its next time.
+//
+// Exactly once across several hub processes. A batch is claimed by reading it (MembersDue) in
+// the write transaction that handles it and gives its members their next times. On SQLite that
+// transaction is the only writer (BEGIN IMMEDIATE): a second process's batch, in the next write
+// transaction, finds those members with their new times. Expiry also reads, in the transaction
+// that writes it, the balance it expires, so a member is never expired twice. A backend with
+// concurrent writers must keep two runs from both handling a member: hub/postgres runs every
+// write transaction SERIALIZABLE, so of two runs that claim the same members one is refused
+// (40001) and run again, when they are no longer due; claiming with SELECT … ORDER BY review_at
+// LIMIT n FOR UPDATE SKIP LOCKED would let concurrent runs take disjoint batches instead of
+// retrying. At READ COMMITTED the row locks would be required, and the balances read under them.
 
 package hub
 
 import (
 	"context"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/loyalty-edge-sync/loyalty"
-	lsync "github.com/loyalty-edge-sync/loyalty/sync"
 )
 
-// Requalify recomputes every member's tier, so members whose rolling or calendar-year total fell
-// below their tier's threshold are downgraded even without new activity. The hub runs it
-// periodically; it returns how many tiers changed.
-func (h *Hub) Requalify(ctx context.Context) (int, error) {
-	changed := 0
-	err := h.eachMember(ctx, func(m loyalty.Member) error {
-		return h.update(ctx, func(tx Tx) error {
-			a := h.newApplier(tx)
-			bal, err := a.balance(ctx, m.ID)
-			if err != nil {
-				return err
-			}
-			before := a.members[m.ID].Tier
-			if err := a.memberState(ctx, m.ID); err != nil {
-				return err
-			}
-			now, err := tx.Member(ctx, m.ID)
-			if err != nil || now.Tier == before {
-				return err
-			}
-			if before != "" {
-				changed++ // not the first placement in the entry tier
-			}
-			v, err := tx.NextVersion(ctx) // agents must learn the new tier
-			if err != nil {
-				return err
-			}
-			return tx.SetBalance(ctx, m.ID, bal, v)
-		})
-	})
-	return changed, err
+// DefaultJobBatch is how many members a job handles per write transaction: large enough that a
+// commit's fsync is shared by many members, small enough that a push, which waits for the single
+// writer, is held up by one batch at most (some milliseconds; tens on a slow, busy machine).
+const DefaultJobBatch = 500
+
+// JobOptions tune one run of a job.
+type JobOptions struct {
+	Batch int // members per write transaction (0: DefaultJobBatch)
+	// OnBatch, if set, is called after each committed batch with the number of members it
+	// visited (for metrics and tests).
+	OnBatch func(visited int)
 }
 
-// eachMember calls fn for every member, in id order, a page at a time; it stops at fn's first
-// error. Each page is read in its own snapshot, so fn may write.
-func (h *Hub) eachMember(ctx context.Context, fn func(loyalty.Member) error) error {
-	after := ""
-	for {
-		var ms []loyalty.Member
-		if err := h.Store.View(ctx, func(tx Tx) error {
-			var err error
-			ms, err = tx.Members(ctx, after, 200)
-			return err
-		}); err != nil || len(ms) == 0 {
-			return err
+// JobRun is what one run of a job did.
+type JobRun struct {
+	Visited int // members that were due and were looked at
+	Changed int // tiers changed (first placements in the entry tier not counted), or members whose points expired
+	Batches int // write transactions committed
+}
+
+// Requalify recomputes the tier of every member who is due for a review (Schedule.ReviewAt), so
+// members whose rolling or calendar-year total fell below their tier's threshold are downgraded
+// even without new activity. The hub runs it periodically; it returns how many tiers changed.
+func (h *Hub) Requalify(ctx context.Context) (int, error) {
+	r, err := h.RequalifyWith(ctx, JobOptions{})
+	return r.Changed, err
+}
+
+// RequalifyWith is Requalify with options, and says what the run did.
+func (h *Hub) RequalifyWith(ctx context.Context, o JobOptions) (JobRun, error) {
+	return h.runJob(ctx, JobTiers, o, h.requalifyBatch)
+}
+
+// requalifyBatch computes the tier and the next review of the due members, at now; a member
+// whose tier changed is stamped with a new version, so that agents learn it. The program and the
+// members' qualifying totals are read once for the batch, in its transaction.
+func (h *Hub) requalifyBatch(ctx context.Context, tx Tx, due []DueMember, now time.Time) (int, error) {
+	p, _, err := tx.Program(ctx)
+	if err != nil {
+		return 0, err
+	}
+	a := h.newApplier(tx)
+	a.clock, a.cur = now, &p
+	if p.Tiers != nil && len(p.Tiers.Tiers) > 0 {
+		from, to := p.Tiers.WindowBounds(now)
+		if a.quals, err = tx.QualifyingOf(ctx, dueIDs(due), p.Tiers.Basis, from, to); err != nil {
+			return 0, err
 		}
-		for _, m := range ms {
-			if err := fn(m); err != nil {
+	}
+	us := make([]MemberUpdate, 0, len(due))
+	var stamp []int // the updates of members whose tier changed
+	changed := 0
+	for _, d := range due {
+		a.seed(d)
+		tier, u, err := a.memberState(ctx, d.ID)
+		if err != nil {
+			return 0, err
+		}
+		u.Member, u.Pos = d.ID, d.Pos
+		if tier != d.Tier {
+			if d.Tier != "" {
+				changed++ // not the first placement in the entry tier
+			}
+			u.Set |= FieldBalance
+			u.Balance = d.Balance
+			stamp = append(stamp, len(us))
+		}
+		us = append(us, u)
+	}
+	if err := stampVersions(ctx, tx, us, stamp); err != nil {
+		return 0, err
+	}
+	return changed, tx.UpdateMembers(ctx, us)
+}
+
+// stampVersions gives the updates us[i], for i in stamp, new change versions, in order: agents
+// must learn those members' changes.
+func stampVersions(ctx context.Context, tx Tx, us []MemberUpdate, stamp []int) error {
+	if len(stamp) == 0 {
+		return nil
+	}
+	v, err := tx.NextVersions(ctx, len(stamp))
+	if err != nil {
+		return err
+	}
+	for k, i := range stamp {
+		us[i].Version = v + int64(k)
+	}
+	return nil
+}
+
+func dueIDs(due []DueMember) []string {
+	ids := make([]string, len(due))
+	for i, d := range due {
+		ids[i] = d.ID
+	}
+	return ids
+}
+
+// seed gives the applier a member as a job read them, so that it does not read them again. A
+// job changes no punch card: the member's counts are neither read nor written.
+func (a *applier) seed(d DueMember) {
+	a.members[d.ID] = loyalty.Member{ID: d.ID, Tier: d.Tier, Balance: d.Balance}
+	a.balances[d.ID] = d.Balance
+	a.punches[d.ID] = map[string]int64{}
+	a.schedules[d.ID] = d.Schedule
+}
+
+// runJob runs job: batches of due members, each handled by batch in its own write transaction,
+// until none is due at the run's start. It stops between batches when ctx ends.
+func (h *Hub) runJob(ctx context.Context, job string, o JobOptions,
+	batch func(ctx context.Context, tx Tx, due []DueMember, now time.Time) (changed int, err error)) (JobRun, error) {
+	limit := o.Batch
+	if limit <= 0 {
+		limit = DefaultJobBatch
+	}
+	now := h.Now()
+	var run JobRun
+	// The cursor only moves forward: a member handled in this run is not met again in it, even
+	// if their next time were still due.
+	var cursor DueCursor
+	for {
+		if err := ctx.Err(); err != nil {
+			return run, err
+		}
+		var n, changed int
+		var last DueCursor
+		err := h.update(ctx, func(tx Tx) error {
+			n, changed = 0, 0
+			due, err := tx.MembersDue(ctx, job, now, cursor, limit)
+			if err != nil || len(due) == 0 {
 				return err
 			}
+			n, last = len(due), dueCursor(job, due[len(due)-1])
+			changed, err = batch(ctx, tx, due, now)
+			return err
+		})
+		if err != nil {
+			return run, err
 		}
-		after = ms[len(ms)-1].ID
+		if n == 0 {
+			return run, nil
+		}
+		run.Visited += n
+		run.Changed += changed
+		run.Batches++
+		cursor = last
+		if o.OnBatch != nil {
+			o.OnBatch(n)
+		}
+		if n < limit {
+			return run, nil
+		}
 	}
+}
+
+// dueCursor is the cursor after d, read as due for job.
+func dueCursor(job string, d DueMember) DueCursor {
+	if job == JobTiers {
+		return DueCursor{At: d.ReviewAt, Pos: d.Pos, ID: d.ID}
+	}
+	return DueCursor{At: d.ExpireAt, Pos: d.Pos, ID: d.ID}
 }
 
 // Expiring is points of a member that expire soon: their whole balance (mode inactivity), or
@@ -80,104 +209,155 @@ type Expiring struct {
 // member inactive for expiry.after_days loses their balance; in mode lot, the points of lots
 // earned more than after_days ago that were not spent first (loyalty.Expiry.LotExpiry). It
 // returns how many members lost points, and what expires within expiry.remind_days, for
-// reminders. Running it again expires nothing more. Without an expiry rule it does nothing.
+// reminders (ExpiringSoon, read after the run). Running it again expires nothing more. Without an
+// expiry rule it does nothing. Only members due for a look (Schedule.ExpireAt) are visited.
 func (h *Hub) ExpirePoints(ctx context.Context) (expired int, soon []Expiring, err error) {
-	return h.expirePoints(ctx, true)
-}
-
-// ExpiringSoon lists members whose points expire within the program's remind_days, changing
-// nothing.
-func (h *Hub) ExpiringSoon(ctx context.Context) ([]Expiring, error) {
-	_, soon, err := h.expirePoints(ctx, false)
-	return soon, err
-}
-
-func (h *Hub) expirePoints(ctx context.Context, apply bool) (expired int, soon []Expiring, err error) {
-	p, err := h.Program(ctx)
-	if err != nil || p.Expiry == nil {
-		return 0, nil, err
-	}
-	now := h.Now()
-	err = h.eachMember(ctx, func(m loyalty.Member) error {
-		if m.Balance <= 0 {
-			return nil
-		}
-		return h.update(ctx, func(tx Tx) error {
-			a := h.newApplier(tx)
-			bal, err := a.balance(ctx, m.ID)
-			if err != nil || bal <= 0 {
-				return err
-			}
-			if p.Expiry.Mode == loyalty.ExpiryLot {
-				n, s, err := a.expireLots(ctx, &p, m.ID, bal, now, apply)
-				if n > 0 {
-					expired++
-				}
-				soon = append(soon, s...)
-				return err
-			}
-			last, err := tx.LastActivity(ctx, m.ID)
-			if err != nil || last.IsZero() {
-				return err
-			}
-			at := p.Expiry.ExpiresAt(last)
-			if now.Before(at) || !apply {
-				if now.Before(at) && !now.Before(at.AddDate(0, 0, -p.Expiry.RemindDays)) {
-					soon = append(soon, Expiring{Member: m.ID, Balance: bal, Points: bal, ExpiresAt: at})
-				}
-				return nil
-			}
-			d := loyalty.Delta{ID: loyalty.NewDeltaID(), Store: loyalty.HubStore, Member: m.ID, Kind: loyalty.KindExpire,
-				Points: -bal, RuleVersion: p.Version, OccurredAt: now}
-			if _, err := a.apply(ctx, loyalty.HubStore, d); err != nil {
-				return err
-			}
-			expired++
-			_, err = a.finish(ctx)
-			return err
-		})
-	})
-	return expired, soon, err
-}
-
-// expireLots applies expiry per earned lot to one member with balance bal, in a's transaction:
-// what the balance holds beyond the member's lots that have not expired at now is expired (when
-// apply), with expire deltas of store hub; and the lots' points still held that expire within
-// remind_days are listed, one entry per expiry instant. It returns the points expired. The
-// transaction reads the balance it changes, so a sweep run twice, or by two hub processes at
-// once, expires the points once.
-func (a *applier) expireLots(ctx context.Context, p *loyalty.Program, member string, bal int64, now time.Time, apply bool) (int64, []Expiring, error) {
-	lots, err := a.tx.Lots(ctx, member, p.Expiry.LotsSince(now))
+	r, err := h.ExpirePointsWith(ctx, JobOptions{})
 	if err != nil {
-		return 0, nil, err
+		return r.Changed, nil, err
 	}
-	due, upcoming := p.Expiry.LotExpiry(lots, bal, now)
-	if !apply {
-		due = 0
+	soon, err = h.ExpiringSoon(ctx)
+	return r.Changed, soon, err
+}
+
+// ExpirePointsWith is ExpirePoints with options, and says what the run did; it does not list
+// what expires soon.
+func (h *Hub) ExpirePointsWith(ctx context.Context, o JobOptions) (JobRun, error) {
+	return h.runJob(ctx, JobExpiry, o, h.expireBatch)
+}
+
+// expireBatch expires what is due of the due members' points at now, and sets when each must be
+// looked at next: the exact time their points, or their oldest held lot's, expire. The program
+// and, in mode lot, the members' lots are read once for the batch, in its transaction, so a batch
+// never applies a rule a concurrent program change has replaced (that change made everyone due
+// again).
+func (h *Hub) expireBatch(ctx context.Context, tx Tx, due []DueMember, now time.Time) (int, error) {
+	p, _, err := tx.Program(ctx)
+	if err != nil {
+		return 0, err
 	}
-	for rest := due; rest > 0; { // a delta carries at most MaxPoints; a balance may hold more
+	a := h.newApplier(tx)
+	a.clock, a.cur = now, &p
+	var lots map[string][]loyalty.Lot
+	if p.Expiry != nil && p.Expiry.Mode == loyalty.ExpiryLot {
+		if lots, err = tx.LotsOf(ctx, dueIDs(due), p.Expiry.LotsSince(now)); err != nil {
+			return 0, err
+		}
+	}
+	us := make([]MemberUpdate, 0, len(due))
+	var stamp []int // the updates of members whose points expired
+	for _, d := range due {
+		u := MemberUpdate{Member: d.ID, Pos: d.Pos, Schedule: d.Schedule}
+		u.ExpireAt = time.Time{}
+		var points int64
+		switch {
+		case p.Expiry == nil || d.Balance <= 0:
+		case p.Expiry.Mode == loyalty.ExpiryLot:
+			var upcoming []loyalty.ExpiringPoints
+			points, upcoming = p.Expiry.LotExpiry(lots[d.ID], d.Balance, now)
+			if len(upcoming) > 0 {
+				u.ExpireAt = upcoming[0].At
+			}
+		case !d.LastActive.IsZero():
+			if at := p.Expiry.ExpiresAt(d.LastActive); now.Before(at) {
+				u.ExpireAt = at
+			} else {
+				points = d.Balance
+			}
+		}
+		u.Set = u.Schedule.changed(d.Schedule)
+		if points > 0 {
+			if err := a.expire(ctx, &p, d.ID, points, now); err != nil {
+				return 0, err
+			}
+			u.Set |= FieldBalance
+			u.Balance = d.Balance - points
+			stamp = append(stamp, len(us))
+		}
+		us = append(us, u)
+	}
+	if err := stampVersions(ctx, tx, us, stamp); err != nil {
+		return 0, err
+	}
+	return len(stamp), tx.UpdateMembers(ctx, us)
+}
+
+// expire ledgers the expiry of points of a member with expire deltas of the hub (a delta carries
+// at most MaxPoints; a balance may hold more); the caller writes the member's balance, which it
+// read in this transaction. These deltas are the hub's own: none of the checks of a store's
+// delta applies, no budget counts them, and they change no tier.
+func (a *applier) expire(ctx context.Context, p *loyalty.Program, member string, points int64, now time.Time) error {
+	for rest := points; rest > 0; {
 		n := min(rest, loyalty.MaxPoints)
 		d := loyalty.Delta{ID: loyalty.NewDeltaID(), Store: loyalty.HubStore, Member: member, Kind: loyalty.KindExpire,
 			Points: -n, RuleVersion: p.Version, OccurredAt: now}
-		r, err := a.apply(ctx, loyalty.HubStore, d)
-		if err != nil {
-			return 0, nil, err
-		} else if r.Status != lsync.StatusApplied {
-			return 0, nil, fmt.Errorf("expiring %d points of member %s: %s %s", n, member, r.Code, r.Message)
+		d.Normalize()
+		if _, inserted, err := a.tx.InsertDelta(ctx, d, d.Hash(), a.Now()); err != nil {
+			return err
+		} else if !inserted {
+			return fmt.Errorf("expiring %d points of member %s: delta id %s is taken", n, member, d.ID)
 		}
 		rest -= n
 	}
-	if due > 0 {
-		if _, err := a.finish(ctx); err != nil {
-			return 0, nil, err
-		}
-	}
+	return nil
+}
+
+// ExpiringSoon lists what expires within the program's remind_days, in member id order (a
+// member's lots oldest first), changing nothing: it reads, in one snapshot, only the members
+// whose earliest expiry (Schedule.ExpireAt) falls before the reminder horizon, and opens no
+// write transaction.
+func (h *Hub) ExpiringSoon(ctx context.Context) ([]Expiring, error) {
 	var soon []Expiring
-	for _, x := range upcoming {
-		if now.Before(x.At.AddDate(0, 0, -p.Expiry.RemindDays)) {
-			break // oldest first: the rest are further away
+	err := h.Store.View(ctx, func(tx Tx) error {
+		soon = nil
+		p, _, err := tx.Program(ctx)
+		if err != nil || p.Expiry == nil {
+			return err
 		}
-		soon = append(soon, Expiring{Member: member, Balance: bal - due, Points: x.Points, ExpiresAt: x.At})
-	}
-	return due, soon, nil
+		now := h.Now()
+		remind := p.Expiry.RemindDays
+		horizon := now.AddDate(0, 0, remind)
+		const page = 1000
+		var cursor DueCursor
+		for {
+			due, err := tx.MembersDue(ctx, JobExpiry, horizon, cursor, page)
+			if err != nil {
+				return err
+			}
+			var lots map[string][]loyalty.Lot
+			if p.Expiry.Mode == loyalty.ExpiryLot && len(due) > 0 {
+				if lots, err = tx.LotsOf(ctx, dueIDs(due), p.Expiry.LotsSince(now)); err != nil {
+					return err
+				}
+			}
+			for _, d := range due {
+				if d.Balance <= 0 {
+					continue
+				}
+				if p.Expiry.Mode == loyalty.ExpiryLot {
+					_, upcoming := p.Expiry.LotExpiry(lots[d.ID], d.Balance, now)
+					for _, x := range upcoming {
+						if now.Before(x.At.AddDate(0, 0, -remind)) {
+							break // oldest first: the rest are further away
+						}
+						soon = append(soon, Expiring{Member: d.ID, Balance: d.Balance, Points: x.Points, ExpiresAt: x.At})
+					}
+					continue
+				}
+				if d.LastActive.IsZero() {
+					continue
+				}
+				if at := p.Expiry.ExpiresAt(d.LastActive); now.Before(at) && !now.Before(at.AddDate(0, 0, -remind)) {
+					soon = append(soon, Expiring{Member: d.ID, Balance: d.Balance, Points: d.Balance, ExpiresAt: at})
+				}
+			}
+			if len(due) < page {
+				break
+			}
+			cursor = dueCursor(JobExpiry, due[len(due)-1])
+		}
+		sort.SliceStable(soon, func(i, j int) bool { return soon[i].Member < soon[j].Member })
+		return nil
+	})
+	return soon, err
 }

@@ -32,6 +32,9 @@ type Tx interface {
 	// NextVersion advances the hub's change sequence and returns the new value. Every change an
 	// agent must see (member, program, key) is stamped with one.
 	NextVersion(ctx context.Context) (int64, error)
+	// NextVersions advances the hub's change sequence by n (at least 1) and returns the first of
+	// the n new values.
+	NextVersions(ctx context.Context, n int) (int64, error)
 	// CurrentVersion returns the change sequence's current value.
 	CurrentVersion(ctx context.Context) (int64, error)
 
@@ -56,10 +59,15 @@ type Tx interface {
 	// TierChanges returns up to limit of a member's tier changes at or before until, newest first.
 	TierChanges(ctx context.Context, member string, until time.Time, limit int) ([]TierChange, error)
 
-	// InsertMember returns EDUPLICATE if the id or the email is taken.
+	// InsertMember returns EDUPLICATE if the id or the email is taken. A new member is due for a
+	// tier review at once (Schedule.ReviewAt is CreatedAt): it places them in the entry tier.
 	InsertMember(ctx context.Context, m loyalty.Member) error
 	Member(ctx context.Context, id string) (loyalty.Member, error)
-	SetBalance(ctx context.Context, member string, balance, version int64) error
+	// MemberWithSchedule is Member and the member's job Schedule, in one read.
+	MemberWithSchedule(ctx context.Context, id string) (loyalty.Member, Schedule, error)
+	// UpdateMembers writes, for each update, the fields of member u.Member that u.Set names (each
+	// member at most once).
+	UpdateMembers(ctx context.Context, us []MemberUpdate) error
 	// Subscribe puts member in store's replica scope. It is idempotent.
 	Subscribe(ctx context.Context, store, member string) error
 	// MembersSince returns members in store's scope with a version after cursor, oldest first.
@@ -165,16 +173,35 @@ type Tx interface {
 	// counted when it was bought). A zero until has no end (loyalty.PeriodBounds).
 	MemberRedemptions(ctx context.Context, member, reward string, since, until time.Time) (int64, error)
 
-	// SetMemberState records a member's tier and punch card counts.
-	SetMemberState(ctx context.Context, member, tier string, punches map[string]int64) error
 	// Qualifying sums what counts toward a member's tier (basis spend: order amounts; points: points
 	// earned from purchases) with an event time in [since, until), not counting reversed earns. A
-	// zero until has no end (loyalty.TierRules.WindowBounds).
-	Qualifying(ctx context.Context, member, basis string, since, until time.Time) (int64, error)
+	// zero until has no end (loyalty.TierRules.WindowBounds). It also returns the event times the
+	// tier review schedule is computed from (Qualification).
+	Qualifying(ctx context.Context, member, basis string, since, until time.Time) (Qualification, error)
+	// QualifyingOf is Qualifying for many members at once (a job's batch): members without a
+	// qualifying event have the zero Qualification.
+	QualifyingOf(ctx context.Context, members []string, basis string, since, until time.Time) (map[string]Qualification, error)
 	// SetReferralPaid records that a referred member's referral bonus was given.
 	SetReferralPaid(ctx context.Context, member string) error
-	// LastActivity returns the event time of a member's last earn or redemption (zero if none).
+	// LastActivity returns the event time of a member's last earn or redemption (zero if none),
+	// from the ledger (Schedule.LastActive keeps the same value on the member).
 	LastActivity(ctx context.Context, member string) (time.Time, error)
+
+	// The background jobs' schedule (jobs.go): when each member must next be looked at.
+
+	// ScheduleAll sets, in one statement, the time of job (JobTiers or JobExpiry) of every member to
+	// at (zero: none), for a program change that alters the tiers or the expiry rule: the job's
+	// next run looks at everyone again. For JobExpiry only members with a positive balance are
+	// given at; the others get none.
+	ScheduleAll(ctx context.Context, job string, at time.Time) error
+	// MembersDue returns up to limit members whose time for job (JobTiers: Schedule.ReviewAt;
+	// JobExpiry: Schedule.ExpireAt) is at or before until, in the order of that time and then in
+	// one of the storage's (see DueCursor), starting after the cursor after (the zero DueCursor:
+	// from the start). Members without a time for the job are never due. Members due at the same time
+	// (everyone, after a program change) come in the order they are stored where that is known,
+	// so that a batch reads and writes few pages. In a write transaction it is how a job claims
+	// its next batch (jobs.go: "Exactly once across several hub processes").
+	MembersDue(ctx context.Context, job string, until time.Time, after DueCursor, limit int) ([]DueMember, error)
 	// RuleCount counts a member's earns under an action rule with an event time in [since, until),
 	// not counting reversed ones. A zero until has no end.
 	RuleCount(ctx context.Context, member, rule string, since, until time.Time) (int64, error)
@@ -185,6 +212,8 @@ type Tx interface {
 	// positive adjustments with their event time, each less what reversals of it took back; those
 	// with nothing left are left out. Oldest first.
 	Lots(ctx context.Context, member string, since time.Time) ([]loyalty.Lot, error)
+	// LotsOf is Lots for many members at once (a job's batch).
+	LotsOf(ctx context.Context, members []string, since time.Time) (map[string][]loyalty.Lot, error)
 	// MemberBirthday returns a member's birthday ("" when none is on file). Member and the other
 	// member reads leave it out, so that what goes to stores never carries it.
 	MemberBirthday(ctx context.Context, member string) (string, error)
@@ -197,6 +226,84 @@ type Tx interface {
 	SaveIdempotent(ctx context.Context, scope, key, hash string, response []byte, at time.Time) error
 
 	AccessTx // API keys and the audit trail
+}
+
+// MemberUpdate is one write of a member (Tx.UpdateMembers): the fields Set names, and no others.
+type MemberUpdate struct {
+	Member  string
+	Pos     int64 // the member's DueMember.Pos when a job read them (0: unknown), to find them faster
+	Set     MemberField
+	Balance int64 // FieldBalance, with Version
+	Version int64 // the change version that tells agents the member changed
+	Tier    string
+	Punches map[string]int64
+	Schedule
+}
+
+// MemberField names fields of a MemberUpdate.
+type MemberField uint8
+
+// The fields of a MemberUpdate.
+const (
+	FieldBalance    MemberField = 1 << iota // Balance and Version
+	FieldTier                               // Tier
+	FieldPunches                            // Punches
+	FieldReviewAt                           // Schedule.ReviewAt
+	FieldExpireAt                           // Schedule.ExpireAt
+	FieldLastActive                         // Schedule.LastActive
+)
+
+// Background jobs, by the member time that schedules them (Schedule).
+const (
+	JobTiers  = "tiers"  // tier requalification, at Schedule.ReviewAt
+	JobExpiry = "expiry" // points expiry, at Schedule.ExpireAt
+)
+
+// Schedule is when the background jobs must next look at a member (jobs.go), kept on the member
+// and indexed, so that a job visits only the members that are due instead of every member.
+type Schedule struct {
+	// ReviewAt is when the member's tier must be computed again although nothing was applied to
+	// them: when a qualifying event leaves the window while the member's tier is above the lowest
+	// one, or when an event dated later enters it. Zero: never (no tiers, a lifetime window, or
+	// nothing that can change the tier).
+	ReviewAt time.Time
+	// ExpireAt is the earliest time some of the member's points may expire: the last activity
+	// plus after_days (mode inactivity), or the earliest expiry of a lot the balance holds (mode
+	// lot). It may be early, never late. Zero: never (no expiry rule, or nothing to expire).
+	ExpireAt time.Time
+	// LastActive is the event time of the member's last earn or redemption (zero if none), as
+	// Tx.LastActivity computes from the ledger.
+	LastActive time.Time
+}
+
+// Qualification is what Tx.Qualifying finds of a member's qualifying events: their total in the
+// window, the event time of the earliest one in it, and of the earliest one dated at or after
+// the window's end (a store's clock ahead, a calendar year still to come). Zero: none.
+type Qualification struct {
+	Total int64
+	First time.Time
+	Next  time.Time
+}
+
+// DueMember is what the jobs read of a member (Tx.MembersDue): their tier, balance and job
+// schedule, and where the storage keeps them, if it says (Pos: on SQLite the rowid, which finds
+// the member within the transaction and orders members across transactions, unless a VACUUM
+// renumbered the rows meanwhile: then a run may miss a member, which the next run finds).
+type DueMember struct {
+	ID      string
+	Tier    string
+	Balance int64
+	Schedule
+	Pos int64
+}
+
+// DueCursor is where a reading of due members stopped (Tx.MembersDue): the due time, Pos and ID
+// of the last member read. Members due at the same time come in an order of the storage's (on
+// SQLite Pos, on PostgreSQL ID).
+type DueCursor struct {
+	At  time.Time
+	Pos int64
+	ID  string
 }
 
 // StoreInfo is a retail store registered with the hub.

@@ -104,8 +104,7 @@ func (m *HubMain) Open(ctx context.Context) (err error) {
 			slog.String("listen", m.HTTP.ListenAddr()))
 	}
 	ctx, m.cancel = context.WithCancel(context.Background())
-	m.wg.Add(1)
-	go m.poll(ctx)
+	m.startJobs(ctx)
 	m.Logger.Info("hub listening", slog.String("url", m.HTTP.URL()), slog.String("database", m.Store.Path()))
 	return nil
 }
@@ -116,53 +115,86 @@ func loopbackListen(addr string) bool {
 	return err == nil && isLoopbackHost(host)
 }
 
-// poll notices changes made by other processes on the same database (the admin commands, other
-// hub processes) and tells connected agents, ends the leases of stores that stopped renewing, and
-// hourly requalifies tiers (downgrades of members whose window total fell), expires points and
-// awards birthday points.
-func (m *HubMain) poll(ctx context.Context) {
-	defer m.wg.Done()
-	t := time.NewTicker(m.Config.Sync.PollInterval)
-	defer t.Stop()
-	requalified := time.Now()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			var v int64
-			err := m.Store.View(ctx, func(tx hub.Tx) error {
-				var err error
-				v, err = tx.CurrentVersion(ctx)
-				return err
-			})
-			if err == nil {
-				m.Sync.Notify(v)
-			}
-			if time.Since(requalified) > time.Hour {
-				requalified = time.Now()
-				if n, err := m.Hub.Requalify(ctx); err != nil {
-					m.Logger.Warn("requalify tiers", slog.Any("err", err))
-				} else if n > 0 {
-					m.Logger.Info("tiers requalified", slog.Int("changed", n))
-				}
-				if n, soon, err := m.Hub.ExpirePoints(ctx); err != nil {
-					m.Logger.Warn("expire points", slog.Any("err", err))
-				} else if n > 0 || len(soon) > 0 {
-					m.Logger.Info("points expiry", slog.Int("expired", n), slog.Int("expiring_soon", len(soon)))
-				}
-				if n, err := m.Hub.AwardBirthdays(ctx); err != nil {
-					m.Logger.Warn("birthday points", slog.Any("err", err))
-				} else if n > 0 {
-					m.Logger.Info("birthday points awarded", slog.Int("members", n))
-				}
-			}
-			if n, err := m.Hub.ExpireLeases(ctx); err != nil {
-				m.Logger.Warn("expire leases", slog.Any("err", err))
-			} else if n > 0 {
-				m.Logger.Info("leases expired; their unspent quota waits for the stores to report", slog.Int("leases", n))
+// jobInterval is how often the hub requalifies tiers, expires points and awards birthday points.
+const jobInterval = time.Hour
+
+// startJobs starts the hub's background work, each job in its own goroutine on its own ticker,
+// owned by m (Close stops them and waits for them): the poll of changes made by other processes,
+// which tells connected agents; lease expiry at the same interval; and hourly, tier
+// requalification (downgrades of members whose window total fell), points expiry and birthday
+// points. A long run of one job delays no other, and never the poll: each job writes in batches
+// of its own transactions, between which pushes from agents are applied and acknowledged.
+func (m *HubMain) startJobs(ctx context.Context) {
+	poll := m.Config.Sync.PollInterval
+	m.every(ctx, poll, m.poll)
+	m.every(ctx, poll, func(ctx context.Context) {
+		if n, err := m.Hub.ExpireLeases(ctx); err != nil {
+			m.warn(ctx, "expire leases", err)
+		} else if n > 0 {
+			m.Logger.Info("leases expired; their unspent quota waits for the stores to report", slog.Int("leases", n))
+		}
+	})
+	m.every(ctx, jobInterval, func(ctx context.Context) {
+		if n, err := m.Hub.Requalify(ctx); err != nil {
+			m.warn(ctx, "requalify tiers", err)
+		} else if n > 0 {
+			m.Logger.Info("tiers requalified", slog.Int("changed", n))
+		}
+	})
+	m.every(ctx, jobInterval, func(ctx context.Context) {
+		if n, soon, err := m.Hub.ExpirePoints(ctx); err != nil {
+			m.warn(ctx, "expire points", err)
+		} else if n > 0 || len(soon) > 0 {
+			m.Logger.Info("points expiry", slog.Int("expired", n), slog.Int("expiring_soon", len(soon)))
+		}
+	})
+	m.every(ctx, jobInterval, func(ctx context.Context) {
+		if n, err := m.Hub.AwardBirthdays(ctx); err != nil {
+			m.warn(ctx, "birthday points", err)
+		} else if n > 0 {
+			m.Logger.Info("birthday points awarded", slog.Int("members", n))
+		}
+	})
+}
+
+// every runs job every interval in a goroutine of m's until ctx ends. A run that takes longer
+// than the interval is not overlapped by the next: the ticker drops the ticks it missed.
+func (m *HubMain) every(ctx context.Context, interval time.Duration, job func(context.Context)) {
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				job(ctx)
 			}
 		}
+	}()
+}
+
+// warn logs a job's failure, unless the job stopped because the hub is closing.
+func (m *HubMain) warn(ctx context.Context, what string, err error) {
+	if ctx.Err() != nil {
+		return
+	}
+	m.Logger.Warn(what, slog.Any("err", err))
+}
+
+// poll notices changes made by other processes on the same database (the admin commands, other
+// hub processes) and tells connected agents.
+func (m *HubMain) poll(ctx context.Context) {
+	var v int64
+	err := m.Store.View(ctx, func(tx hub.Tx) error {
+		var err error
+		v, err = tx.CurrentVersion(ctx)
+		return err
+	})
+	if err == nil {
+		m.Sync.Notify(v)
 	}
 }
 

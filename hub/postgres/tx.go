@@ -150,8 +150,9 @@ func (t *tx) InsertMember(ctx context.Context, m loyalty.Member) error {
 	} else if !errors.Is(err, pgx.ErrNoRows) {
 		return err
 	}
+	// A new member's tier review is due at once: it places them in the entry tier (hub.Tx).
 	_, err = t.exec(ctx, `INSERT INTO members (id, email, name, home_store, tier, country, balance, version, created_at, referred_by,
-		birthday) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+		birthday, review_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $9)`,
 		m.ID, nullable(m.Email), m.Name, m.HomeStore, m.Tier, m.Country, m.Balance, m.Version, ms(m.CreatedAt), m.ReferredBy, m.Birthday)
 	return err
 }
@@ -199,21 +200,6 @@ func (t *tx) BirthdayMembers(ctx context.Context, days []string, after string, n
 		return err
 	})
 	return out, err
-}
-
-func (t *tx) SetBalance(ctx context.Context, member string, balance, version int64) error {
-	_, err := t.exec(ctx, `UPDATE members SET balance = $1, version = $2 WHERE id = $3`, balance, version, member)
-	return err
-}
-
-func (t *tx) SetMemberState(ctx context.Context, member, tier string, punches map[string]int64) error {
-	p := ""
-	if len(punches) > 0 {
-		b, _ := json.Marshal(punches)
-		p = string(b)
-	}
-	_, err := t.exec(ctx, `UPDATE members SET tier = $1, punches = $2 WHERE id = $3`, tier, p, member)
-	return err
 }
 
 func (t *tx) SetReferralPaid(ctx context.Context, member string) error {
@@ -707,23 +693,6 @@ func (t *tx) MemberEarned(ctx context.Context, member, rule string, since, upTo 
 			JOIN deltas o ON o.id = r.reverses WHERE r.member = $1 AND o.kind = 'earn' AND o.rule = $2 AND o.event_at >= $3 AND o.event_at < $4), 0))::bigint
 		FROM deltas d WHERE d.member = $1 AND d.kind = 'earn' AND d.rule = $2 AND d.event_at >= $3 AND d.event_at < $4`,
 		member, rule, ms(since), until(upTo)).Scan(&n)
-	return n, err
-}
-
-func (t *tx) Qualifying(ctx context.Context, member, basis string, since, upTo time.Time) (int64, error) {
-	col, refunded := "amount", "r.amount"
-	if basis == loyalty.BasisPoints {
-		col, refunded = "points", "-r.points"
-	}
-	// Sales not reversed in full (a reversal without an amount), less what partial refunds of
-	// them gave back.
-	var n int64
-	err := t.queryRow(ctx, `SELECT (COALESCE(sum(d.`+col+`), 0) - COALESCE((SELECT sum(`+refunded+`) FROM deltas r
-			JOIN deltas s ON s.id = r.reverses WHERE r.amount > 0 AND s.member = $1 AND s.kind = 'earn' AND s.rule = ''
-			AND s.event_at >= $2 AND s.event_at < $3 AND NOT EXISTS (SELECT 1 FROM deltas w WHERE w.reverses = s.id AND w.amount = 0)), 0))::bigint
-		FROM deltas d WHERE d.member = $1 AND d.kind = 'earn' AND d.rule = ''
-		AND d.event_at >= $2 AND d.event_at < $3 AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id AND r.amount = 0)`,
-		member, ms(since), until(upTo)).Scan(&n)
 	return n, err
 }
 

@@ -7,6 +7,7 @@ import (
 	"embed"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"math"
 	"strings"
@@ -89,6 +90,12 @@ func (t *tx) NextVersion(ctx context.Context) (int64, error) {
 	var v int64
 	err := t.QueryRowContext(ctx, `UPDATE counters SET value = value + 1 WHERE name = 'version' RETURNING value`).Scan(&v)
 	return v, err
+}
+
+func (t *tx) NextVersions(ctx context.Context, n int) (int64, error) {
+	var v int64
+	err := t.QueryRowContext(ctx, `UPDATE counters SET value = value + ? WHERE name = 'version' RETURNING value`, max(n, 1)).Scan(&v)
+	return v - int64(max(n, 1)) + 1, err
 }
 
 func (t *tx) CurrentVersion(ctx context.Context) (int64, error) {
@@ -262,9 +269,11 @@ func (t *tx) InsertMember(ctx context.Context, m loyalty.Member) error {
 	} else if !errors.Is(err, sql.ErrNoRows) {
 		return err
 	}
+	// A new member's tier review is due at once: it places them in the entry tier (hub.Tx).
 	_, err = t.ExecContext(ctx, `INSERT INTO members (id, email, name, home_store, tier, country, balance, version, created_at, referred_by,
-		birthday) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		m.ID, nullable(m.Email), m.Name, m.HomeStore, m.Tier, m.Country, m.Balance, m.Version, ms(m.CreatedAt), m.ReferredBy, m.Birthday)
+		birthday, review_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		m.ID, nullable(m.Email), m.Name, m.HomeStore, m.Tier, m.Country, m.Balance, m.Version, ms(m.CreatedAt), m.ReferredBy, m.Birthday,
+		ms(m.CreatedAt))
 	return err
 }
 
@@ -332,8 +341,147 @@ func (t *tx) Member(ctx context.Context, id string) (loyalty.Member, error) {
 	return m, notFound(err, "member %s is not known to the hub", id)
 }
 
-func (t *tx) SetBalance(ctx context.Context, member string, balance, version int64) error {
-	_, err := t.ExecContext(ctx, `UPDATE members SET balance = ?, version = ? WHERE id = ?`, balance, version, member)
+func (t *tx) MemberWithSchedule(ctx context.Context, id string) (loyalty.Member, hub.Schedule, error) {
+	var sc hub.Schedule
+	var review, expire sql.NullInt64
+	var active int64
+	m, err := scanMember(extraCols{t.QueryRowContext(ctx, `SELECT `+memberCols+`, `+scheduleCols+` FROM members m WHERE id = ?`, id),
+		[]any{&review, &expire, &active}})
+	sc.ReviewAt, sc.ExpireAt, sc.LastActive = fromNullMS(review), fromNullMS(expire), fromMS(active)
+	return m, sc, notFound(err, "member %s is not known to the hub", id)
+}
+
+// extraCols scans a row of memberCols followed by more columns into dest.
+type extraCols struct {
+	row  interface{ Scan(...any) error }
+	dest []any
+}
+
+func (e extraCols) Scan(dest ...any) error { return e.row.Scan(append(dest, e.dest...)...) }
+
+// memberColumns are the columns of members that each hub.MemberField stands for, in order.
+var memberColumns = []struct {
+	field hub.MemberField
+	cols  []string
+}{
+	{hub.FieldBalance, []string{"balance", "version"}},
+	{hub.FieldTier, []string{"tier"}},
+	{hub.FieldPunches, []string{"punches"}},
+	{hub.FieldReviewAt, []string{"review_at"}},
+	{hub.FieldExpireAt, []string{"expire_at"}},
+	{hub.FieldLastActive, []string{"last_active"}},
+}
+
+// memberValues returns the values of the columns u.Set names, in memberColumns' order.
+func memberValues(u hub.MemberUpdate) []any {
+	var out []any
+	if u.Set&hub.FieldBalance != 0 {
+		out = append(out, u.Balance, u.Version)
+	}
+	if u.Set&hub.FieldTier != 0 {
+		out = append(out, u.Tier)
+	}
+	if u.Set&hub.FieldPunches != 0 {
+		p := ""
+		if len(u.Punches) > 0 {
+			b, _ := json.Marshal(u.Punches)
+			p = string(b)
+		}
+		out = append(out, p)
+	}
+	if u.Set&hub.FieldReviewAt != 0 {
+		out = append(out, nullMS(u.ReviewAt))
+	}
+	if u.Set&hub.FieldExpireAt != 0 {
+		out = append(out, nullMS(u.ExpireAt))
+	}
+	if u.Set&hub.FieldLastActive != 0 {
+		out = append(out, ms(u.LastActive))
+	}
+	return out
+}
+
+func (t *tx) UpdateMembers(ctx context.Context, us []hub.MemberUpdate) error {
+	// Only the columns an update names are in its statement, so that only the indexes on them
+	// are touched. Updates naming the same columns are written together, up to 128 rows per
+	// statement from a VALUES list; lists are of 128 or 16 rows (a shorter one padded with rows
+	// that match no member) or a single row, so that few statement texts are prepared.
+	// A member whose Pos (rowid) is known is found by it, in the table itself, rather than
+	// through the index on ids: a job's batch, read in rowid order, then writes few pages.
+	type group struct {
+		set   hub.MemberField
+		byPos bool
+	}
+	groups := map[group][]hub.MemberUpdate{}
+	var order []group
+	for _, u := range us {
+		if u.Set == 0 {
+			continue
+		}
+		g := group{u.Set, u.Pos != 0}
+		if _, ok := groups[g]; !ok {
+			order = append(order, g)
+		}
+		groups[g] = append(groups[g], u)
+	}
+	for _, g := range order {
+		var cols []string
+		for _, c := range memberColumns {
+			if g.set&c.field != 0 {
+				cols = append(cols, c.cols...)
+			}
+		}
+		key := "id"
+		if g.byPos {
+			key = "rowid"
+		}
+		for rest := groups[g]; len(rest) > 0; {
+			n := 1
+			switch {
+			case len(rest) >= 128:
+				n = 128
+			case len(rest) > 1:
+				n = 16
+			}
+			k := min(n, len(rest))
+			if err := t.updateMembers(ctx, key, cols, rest[:k], n); err != nil {
+				return err
+			}
+			rest = rest[k:]
+		}
+	}
+	return nil
+}
+
+// updateMembers writes cols of us, found by key (id or rowid), in one statement of n rows (those
+// beyond us match nobody).
+func (t *tx) updateMembers(ctx context.Context, key string, cols []string, us []hub.MemberUpdate, n int) error {
+	args := make([]any, 0, n*(len(cols)+1))
+	for i := range n {
+		switch {
+		case i >= len(us):
+			args = append(args, make([]any, len(cols)+1)...) // NULL: no member
+		case key == "rowid":
+			args = append(append(args, us[i].Pos), memberValues(us[i])...)
+		default:
+			args = append(append(args, us[i].Member), memberValues(us[i])...)
+		}
+	}
+	if n == 1 {
+		set := make([]string, len(cols))
+		for i, c := range cols {
+			set[i] = c + " = ?"
+		}
+		_, err := t.ExecContext(ctx, `UPDATE members SET `+strings.Join(set, ", ")+` WHERE `+key+` = ?`, append(args[1:], args[0])...)
+		return err
+	}
+	set := make([]string, len(cols))
+	for i, c := range cols {
+		set[i] = fmt.Sprintf("%s = v.column%d", c, i+2)
+	}
+	row := "(?" + strings.Repeat(", ?", len(cols)) + ")"
+	_, err := t.ExecContext(ctx, `UPDATE members SET `+strings.Join(set, ", ")+` FROM (VALUES `+row+strings.Repeat(", "+row, n-1)+
+		`) AS v WHERE members.`+key+` = v.column1`, args...)
 	return err
 }
 
@@ -825,35 +973,78 @@ func (t *tx) MemberEarned(ctx context.Context, member, rule string, since, upTo 
 	return n, err
 }
 
-func (t *tx) SetMemberState(ctx context.Context, member, tier string, punches map[string]int64) error {
-	p := ""
-	if len(punches) > 0 {
-		b, _ := json.Marshal(punches)
-		p = string(b)
-	}
-	_, err := t.ExecContext(ctx, `UPDATE members SET tier = ?, punches = ? WHERE id = ?`, tier, p, member)
-	return err
+func (t *tx) Qualifying(ctx context.Context, member, basis string, since, upTo time.Time) (hub.Qualification, error) {
+	// Sales not reversed in full (a reversal without an amount), less what partial refunds of
+	// them gave back; the earliest of them in the window, and the earliest dated after it. One
+	// scan of the member's earns in the window (deltas_member_earn) with one look at each one's
+	// reversals: x is -1 for a sale reversed in full, else what its partial refunds gave back.
+	// LIMIT -1 keeps SQLite from flattening the inner query, which would look again for each use
+	// of x.
+	var q hub.Qualification
+	var first, next int64
+	err := t.QueryRowContext(ctx, `SELECT COALESCE(SUM(CASE WHEN x >= 0 THEN c - x END), 0), COALESCE(MIN(CASE WHEN x >= 0 THEN e END), 0),
+		COALESCE((SELECT MIN(n.event_at) FROM deltas n WHERE n.member = ?1 AND n.kind = 'earn' AND n.rule = '' AND n.event_at >= ?3
+			AND NOT EXISTS (SELECT 1 FROM deltas w WHERE w.reverses = n.id AND w.amount = 0)), 0)
+		FROM (`+qualifyingEvents(basis, "d.member = ?1")+` LIMIT -1)`,
+		member, ms(since), until(upTo)).Scan(&q.Total, &first, &next)
+	q.First, q.Next = fromMS(first), fromMS(next)
+	return q, err
 }
 
-func (t *tx) Qualifying(ctx context.Context, member, basis string, since, upTo time.Time) (int64, error) {
-	col := "amount"
+// qualifyingEvents is the query of Qualifying's events for the members where selects (on d), in
+// the window [?2, ?3): each one's member m, amount or points c, event time e and x, -1 if it was
+// reversed in full, else what its partial refunds gave back.
+func qualifyingEvents(basis, where string) string {
+	col, refunded := "amount", "r.amount"
 	if basis == loyalty.BasisPoints {
-		col = "points"
+		col, refunded = "points", "-r.points"
 	}
-	refunded := "r.amount"
-	if basis == loyalty.BasisPoints {
-		refunded = "-r.points"
+	return `SELECT d.member AS m, d.` + col + ` AS c, d.event_at AS e, (SELECT CASE WHEN MAX(r.amount = 0) THEN -1
+			ELSE COALESCE(SUM(CASE WHEN r.amount > 0 THEN ` + refunded + ` END), 0) END FROM deltas r WHERE r.reverses = d.id) AS x
+		FROM deltas d WHERE ` + where + ` AND d.kind = 'earn' AND d.rule = '' AND d.event_at >= ?2 AND d.event_at < ?3`
+}
+
+func (t *tx) QualifyingOf(ctx context.Context, members []string, basis string, since, upTo time.Time) (map[string]hub.Qualification, error) {
+	ids, err := json.Marshal(members)
+	if err != nil {
+		return nil, err
 	}
-	// Sales not reversed in full (a reversal without an amount), less what partial refunds of
-	// them gave back.
-	var n int64
-	err := t.QueryRowContext(ctx, `SELECT COALESCE(SUM(d.`+col+`), 0) - COALESCE((SELECT SUM(`+refunded+`) FROM deltas r
-			JOIN deltas d ON d.id = r.reverses WHERE r.amount > 0 AND d.member = ? AND d.kind = 'earn' AND d.rule = ''
-			AND d.event_at >= ? AND d.event_at < ? AND NOT EXISTS (SELECT 1 FROM deltas w WHERE w.reverses = d.id AND w.amount = 0)), 0)
-		FROM deltas d WHERE d.member = ? AND d.kind = 'earn' AND d.rule = ''
-		AND d.event_at >= ? AND d.event_at < ? AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id AND r.amount = 0)`,
-		member, ms(since), until(upTo), member, ms(since), until(upTo)).Scan(&n)
-	return n, err
+	// Qualifying for every member of the JSON list ?1 in one statement: the events in the window,
+	// one row each (n = 0), summed here; and, for members who have any, the earliest event dated
+	// after the window (n = 1, rare: a row only for them).
+	rows, err := t.QueryContext(ctx, `SELECT 0 AS n, m, c, e, x FROM (`+qualifyingEvents(basis, "d.member IN (SELECT value FROM json_each(?1))")+`)
+		UNION ALL
+		SELECT 1, n.member, 0, MIN(n.event_at), 0 FROM deltas n WHERE n.member IN (SELECT value FROM json_each(?1)) AND n.kind = 'earn'
+			AND n.rule = '' AND n.event_at >= ?3 AND NOT EXISTS (SELECT 1 FROM deltas w WHERE w.reverses = n.id AND w.amount = 0)
+		GROUP BY n.member`, string(ids), ms(since), until(upTo))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make(map[string]hub.Qualification, len(members))
+	for _, m := range members {
+		out[m] = hub.Qualification{}
+	}
+	for rows.Next() {
+		var kind int
+		var m string
+		var c, e, x int64
+		if err := rows.Scan(&kind, &m, &c, &e, &x); err != nil {
+			return nil, err
+		}
+		q := out[m]
+		switch {
+		case kind == 1:
+			q.Next = fromMS(e)
+		case x >= 0: // not reversed in full
+			q.Total += c - x
+			if at := fromMS(e); q.First.IsZero() || at.Before(q.First) {
+				q.First = at
+			}
+		}
+		out[m] = q
+	}
+	return out, rows.Err()
 }
 
 func (t *tx) RuleCount(ctx context.Context, member, rule string, since, upTo time.Time) (int64, error) {
@@ -889,6 +1080,37 @@ func (t *tx) Lots(ctx context.Context, member string, since time.Time) ([]loyalt
 	return out, rows.Err()
 }
 
+func (t *tx) LotsOf(ctx context.Context, members []string, since time.Time) (map[string][]loyalty.Lot, error) {
+	ids, err := json.Marshal(members)
+	if err != nil {
+		return nil, err
+	}
+	// Lots' query for every member of the JSON list ?1 at once.
+	rows, err := t.QueryContext(ctx, `SELECT member, event_at, net FROM (
+			SELECT d.member, d.seq, d.event_at, d.points + COALESCE((SELECT SUM(r.points) FROM deltas r WHERE r.reverses = d.id), 0) AS net
+			FROM deltas d WHERE d.member IN (SELECT value FROM json_each(?1)) AND d.kind = 'earn' AND d.event_at >= ?2
+			UNION ALL
+			SELECT d.member, d.seq, d.event_at, d.points AS net FROM deltas d
+			WHERE d.member IN (SELECT value FROM json_each(?1)) AND d.kind = 'adjust' AND d.points > 0 AND d.event_at >= ?2)
+		WHERE net > 0 ORDER BY member, event_at, seq`, string(ids), ms(since))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make(map[string][]loyalty.Lot, len(members))
+	for rows.Next() {
+		var m string
+		var at int64
+		var l loyalty.Lot
+		if err := rows.Scan(&m, &at, &l.Points); err != nil {
+			return nil, err
+		}
+		l.EarnedAt = fromMS(at)
+		out[m] = append(out[m], l)
+	}
+	return out, rows.Err()
+}
+
 func (t *tx) LastActivity(ctx context.Context, member string) (time.Time, error) {
 	var at int64
 	err := t.QueryRowContext(ctx, `SELECT COALESCE(MAX(event_at), 0) FROM deltas WHERE member = ? AND kind IN ('earn', 'redeem')`, member).Scan(&at)
@@ -898,4 +1120,78 @@ func (t *tx) LastActivity(ctx context.Context, member string) (time.Time, error)
 func (t *tx) SetReferralPaid(ctx context.Context, member string) error {
 	_, err := t.ExecContext(ctx, `UPDATE members SET referral_paid = 1 WHERE id = ?`, member)
 	return err
+}
+
+// nullMS stores a schedule time: NULL for none.
+func nullMS(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return ms(t)
+}
+
+func fromNullMS(v sql.NullInt64) time.Time {
+	if !v.Valid {
+		return time.Time{}
+	}
+	return time.UnixMilli(v.Int64).UTC()
+}
+
+// jobColumn is the members column that schedules a job.
+func jobColumn(job string) (string, error) {
+	switch job {
+	case hub.JobTiers:
+		return "review_at", nil
+	case hub.JobExpiry:
+		return "expire_at", nil
+	}
+	return "", fmt.Errorf("no background job %q", job)
+}
+
+const scheduleCols = `m.review_at, m.expire_at, m.last_active`
+
+func (t *tx) ScheduleAll(ctx context.Context, job string, at time.Time) error {
+	col, err := jobColumn(job)
+	if err != nil {
+		return err
+	}
+	value := `?1`
+	if job == hub.JobExpiry {
+		value = `CASE WHEN balance > 0 THEN ?1 END`
+	}
+	// Rows that already hold the value are left alone: a repeated reset rewrites nothing.
+	_, err = t.ExecContext(ctx, `UPDATE members SET `+col+` = `+value+` WHERE `+col+` IS NOT `+value, nullMS(at))
+	return err
+}
+
+func (t *tx) MembersDue(ctx context.Context, job string, upTo time.Time, after hub.DueCursor, limit int) ([]hub.DueMember, error) {
+	col, err := jobColumn(job)
+	if err != nil {
+		return nil, err
+	}
+	from := int64(math.MinInt64)
+	if after != (hub.DueCursor{}) {
+		from = ms(after.At)
+	}
+	// The partial index members_review or members_expire, on the time (and, as every index, the
+	// rowid), serves both the range and the order; Pos is the rowid, the order of the table.
+	rows, err := t.QueryContext(ctx, `SELECT m.id, m.tier, m.balance, `+scheduleCols+`, m.rowid FROM members m
+		WHERE m.`+col+` <= ? AND (m.`+col+`, m.rowid) > (?, ?) ORDER BY m.`+col+`, m.rowid LIMIT ?`,
+		ms(upTo), from, after.Pos, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []hub.DueMember
+	for rows.Next() {
+		var d hub.DueMember
+		var review, expire sql.NullInt64
+		var active int64
+		if err := rows.Scan(&d.ID, &d.Tier, &d.Balance, &review, &expire, &active, &d.Pos); err != nil {
+			return nil, err
+		}
+		d.ReviewAt, d.ExpireAt, d.LastActive = fromNullMS(review), fromNullMS(expire), fromMS(active)
+		out = append(out, d)
+	}
+	return out, rows.Err()
 }

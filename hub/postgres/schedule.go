@@ -1,0 +1,299 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/loyalty-edge-sync/loyalty"
+	"github.com/loyalty-edge-sync/loyalty/hub"
+)
+
+// The background jobs' schedule (hub/jobs.go, migration 0002) and the batch reads and writes of
+// the jobs, as hub/sqlite has them.
+//
+// Exactly once across several hub processes: every write transaction here is SERIALIZABLE. Two
+// runs that claim the same due members (MembersDue in their batch's transaction) both write those
+// members' rows; the second to write waits for the first and is refused (40001), and Update runs
+// it again, when it finds them no longer due. FOR UPDATE SKIP LOCKED on MembersDue would let
+// concurrent runs take disjoint batches instead of retrying; the retry is enough for correctness.
+
+func (t *tx) NextVersions(ctx context.Context, n int) (int64, error) {
+	n = max(n, 1)
+	var v int64
+	err := t.queryRow(ctx, `UPDATE counters SET value = value + $1 WHERE name = 'version' RETURNING value`, int64(n)).Scan(&v)
+	return v - int64(n) + 1, err
+}
+
+// nullMS stores a schedule time: NULL for none.
+func nullMS(t time.Time) *int64 {
+	if t.IsZero() {
+		return nil
+	}
+	v := t.UnixMilli()
+	return &v
+}
+
+func fromNullMS(v *int64) time.Time {
+	if v == nil {
+		return time.Time{}
+	}
+	return time.UnixMilli(*v).UTC()
+}
+
+const scheduleCols = `m.review_at, m.expire_at, m.last_active`
+
+func (t *tx) MemberWithSchedule(ctx context.Context, id string) (loyalty.Member, hub.Schedule, error) {
+	var s hub.Schedule
+	var review, expire *int64
+	var active int64
+	m, err := scanMember(t.queryRow(ctx, `SELECT `+memberCols+`, `+scheduleCols+` FROM members m WHERE id = $1`, id), &review, &expire, &active)
+	s.ReviewAt, s.ExpireAt, s.LastActive = fromNullMS(review), fromNullMS(expire), fromMS(active)
+	return m, s, notFound(err, "member %s is not known to the hub", id)
+}
+
+// memberColumns are the columns of members that each hub.MemberField stands for, with their types.
+var memberColumns = []struct {
+	field hub.MemberField
+	cols  []string
+	types []string
+}{
+	{hub.FieldBalance, []string{"balance", "version"}, []string{"bigint", "bigint"}},
+	{hub.FieldTier, []string{"tier"}, []string{"text"}},
+	{hub.FieldPunches, []string{"punches"}, []string{"text"}},
+	{hub.FieldReviewAt, []string{"review_at"}, []string{"bigint"}},
+	{hub.FieldExpireAt, []string{"expire_at"}, []string{"bigint"}},
+	{hub.FieldLastActive, []string{"last_active"}, []string{"bigint"}},
+}
+
+func punchesText(p map[string]int64) string {
+	if len(p) == 0 {
+		return ""
+	}
+	b, _ := json.Marshal(p)
+	return string(b)
+}
+
+func (t *tx) UpdateMembers(ctx context.Context, us []hub.MemberUpdate) error {
+	// Updates naming the same columns are written together, in one statement from arrays, one
+	// per column (unnest): only the columns an update names are written.
+	groups := map[hub.MemberField][]hub.MemberUpdate{}
+	var order []hub.MemberField
+	for _, u := range us {
+		if u.Set == 0 {
+			continue
+		}
+		if _, ok := groups[u.Set]; !ok {
+			order = append(order, u.Set)
+		}
+		groups[u.Set] = append(groups[u.Set], u)
+	}
+	for _, set := range order {
+		g := groups[set]
+		ids := make([]string, len(g))
+		for i, u := range g {
+			ids[i] = u.Member
+		}
+		args := []any{ids}
+		arrays := []string{"$1::text[]"}
+		names := []string{"id"}
+		var assign []string
+		add := func(col, typ string, values any) {
+			args = append(args, values)
+			arrays = append(arrays, fmt.Sprintf("$%d::%s[]", len(args), typ))
+			names = append(names, col)
+			assign = append(assign, col+" = v."+col)
+		}
+		for _, c := range memberColumns {
+			if set&c.field == 0 {
+				continue
+			}
+			switch c.field {
+			case hub.FieldBalance:
+				balances, versions := make([]int64, len(g)), make([]int64, len(g))
+				for i, u := range g {
+					balances[i], versions[i] = u.Balance, u.Version
+				}
+				add("balance", "bigint", balances)
+				add("version", "bigint", versions)
+			case hub.FieldTier:
+				tiers := make([]string, len(g))
+				for i, u := range g {
+					tiers[i] = u.Tier
+				}
+				add("tier", "text", tiers)
+			case hub.FieldPunches:
+				punches := make([]string, len(g))
+				for i, u := range g {
+					punches[i] = punchesText(u.Punches)
+				}
+				add("punches", "text", punches)
+			case hub.FieldReviewAt, hub.FieldExpireAt:
+				times := make([]*int64, len(g))
+				for i, u := range g {
+					at := u.ReviewAt
+					if c.field == hub.FieldExpireAt {
+						at = u.ExpireAt
+					}
+					times[i] = nullMS(at)
+				}
+				add(c.cols[0], "bigint", times)
+			case hub.FieldLastActive:
+				times := make([]int64, len(g))
+				for i, u := range g {
+					times[i] = ms(u.LastActive)
+				}
+				add("last_active", "bigint", times)
+			}
+		}
+		_, err := t.exec(ctx, `UPDATE members AS m SET `+strings.Join(assign, ", ")+` FROM unnest(`+strings.Join(arrays, ", ")+`) AS v(`+
+			strings.Join(names, ", ")+`) WHERE m.id = v.id`, args...)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// jobColumn is the members column that schedules a job.
+func jobColumn(job string) (string, error) {
+	switch job {
+	case hub.JobTiers:
+		return "review_at", nil
+	case hub.JobExpiry:
+		return "expire_at", nil
+	}
+	return "", fmt.Errorf("no background job %q", job)
+}
+
+func (t *tx) ScheduleAll(ctx context.Context, job string, at time.Time) error {
+	col, err := jobColumn(job)
+	if err != nil {
+		return err
+	}
+	value := `$1::bigint`
+	if job == hub.JobExpiry {
+		value = `CASE WHEN balance > 0 THEN $1::bigint END`
+	}
+	// Rows that already hold the value are left alone: a repeated reset rewrites nothing.
+	_, err = t.exec(ctx, `UPDATE members SET `+col+` = `+value+` WHERE `+col+` IS DISTINCT FROM `+value, nullMS(at))
+	return err
+}
+
+func (t *tx) MembersDue(ctx context.Context, job string, upTo time.Time, after hub.DueCursor, n int) ([]hub.DueMember, error) {
+	col, err := jobColumn(job)
+	if err != nil {
+		return nil, err
+	}
+	from := int64(math.MinInt64)
+	if after != (hub.DueCursor{}) {
+		from = ms(after.At)
+	}
+	// members_review or members_expire, on (time, id), serves both the range and the order.
+	var out []hub.DueMember
+	err = t.each(ctx, `SELECT m.id, m.tier, m.balance, `+scheduleCols+` FROM members m
+		WHERE m.`+col+` <= $1 AND (m.`+col+`, m.id) > ($2, $3) ORDER BY m.`+col+`, m.id LIMIT $4`,
+		[]any{ms(upTo), from, after.ID, limit(n)}, func(rows pgx.Rows) error {
+			var d hub.DueMember
+			var review, expire *int64
+			var active int64
+			err := rows.Scan(&d.ID, &d.Tier, &d.Balance, &review, &expire, &active)
+			d.ReviewAt, d.ExpireAt, d.LastActive = fromNullMS(review), fromNullMS(expire), fromMS(active)
+			out = append(out, d)
+			return err
+		})
+	return out, err
+}
+
+// qualifyingEvents is the query of Qualifying's events for the members where selects (on d), in
+// the window [$2, $3): each one's member m, amount or points c, event time e and x, -1 if it was
+// reversed in full, else what its partial refunds gave back. OFFSET 0 keeps PostgreSQL from
+// pulling the query up into its caller, which would look at the reversals again for each use of x.
+func qualifyingEvents(basis, where string) string {
+	col, refunded := "amount", "r.amount"
+	if basis == loyalty.BasisPoints {
+		col, refunded = "points", "-r.points"
+	}
+	return `SELECT d.member AS m, d.` + col + ` AS c, d.event_at AS e, (SELECT CASE WHEN bool_or(r.amount = 0) THEN -1
+			ELSE COALESCE(sum(CASE WHEN r.amount > 0 THEN ` + refunded + ` END), 0) END FROM deltas r WHERE r.reverses = d.id)::bigint AS x
+		FROM deltas d WHERE ` + where + ` AND d.kind = 'earn' AND d.rule = '' AND d.event_at >= $2 AND d.event_at < $3 OFFSET 0`
+}
+
+// nextQualifying is the earliest event time of a qualifying event dated at or after $3, of the
+// member n.member is compared with.
+const nextQualifying = `n.kind = 'earn' AND n.rule = '' AND n.event_at >= $3
+	AND NOT EXISTS (SELECT 1 FROM deltas w WHERE w.reverses = n.id AND w.amount = 0)`
+
+func (t *tx) Qualifying(ctx context.Context, member, basis string, since, upTo time.Time) (hub.Qualification, error) {
+	// Sales not reversed in full (a reversal without an amount), less what partial refunds of
+	// them gave back; the earliest of them in the window, and the earliest dated after it.
+	var q hub.Qualification
+	var first, next int64
+	err := t.queryRow(ctx, `SELECT COALESCE(sum(CASE WHEN x >= 0 THEN c - x END), 0)::bigint, COALESCE(min(CASE WHEN x >= 0 THEN e END), 0),
+		COALESCE((SELECT min(n.event_at) FROM deltas n WHERE n.member = $1 AND `+nextQualifying+`), 0)
+		FROM (`+qualifyingEvents(basis, "d.member = $1")+`) AS q`,
+		member, ms(since), until(upTo)).Scan(&q.Total, &first, &next)
+	q.First, q.Next = fromMS(first), fromMS(next)
+	return q, err
+}
+
+func (t *tx) QualifyingOf(ctx context.Context, members []string, basis string, since, upTo time.Time) (map[string]hub.Qualification, error) {
+	// Qualifying for every member of $1 in one statement: the events in the window, one row each
+	// (kind 0), summed here; and, for members who have any, the earliest event dated after the
+	// window (kind 1, rare: a row only for them).
+	out := make(map[string]hub.Qualification, len(members))
+	for _, m := range members {
+		out[m] = hub.Qualification{}
+	}
+	err := t.each(ctx, `SELECT 0, m, c, e, x FROM (`+qualifyingEvents(basis, "d.member = ANY ($1)")+`) AS q
+		UNION ALL
+		SELECT 1, n.member, 0, min(n.event_at), 0 FROM deltas n WHERE n.member = ANY ($1) AND `+nextQualifying+` GROUP BY n.member`,
+		[]any{members, ms(since), until(upTo)}, func(rows pgx.Rows) error {
+			var kind int32
+			var m string
+			var c, e, x int64
+			if err := rows.Scan(&kind, &m, &c, &e, &x); err != nil {
+				return err
+			}
+			q := out[m]
+			switch {
+			case kind == 1:
+				q.Next = fromMS(e)
+			case x >= 0: // not reversed in full
+				q.Total += c - x
+				if at := fromMS(e); q.First.IsZero() || at.Before(q.First) {
+					q.First = at
+				}
+			}
+			out[m] = q
+			return nil
+		})
+	return out, err
+}
+
+func (t *tx) LotsOf(ctx context.Context, members []string, since time.Time) (map[string][]loyalty.Lot, error) {
+	// Lots' query for every member of $1 at once.
+	out := make(map[string][]loyalty.Lot, len(members))
+	err := t.each(ctx, `SELECT member, event_at, net FROM (
+			SELECT d.member, d.seq, d.event_at, d.points + COALESCE((SELECT sum(r.points) FROM deltas r WHERE r.reverses = d.id), 0)::bigint AS net
+			FROM deltas d WHERE d.member = ANY ($1) AND d.kind = 'earn' AND d.event_at >= $2
+			UNION ALL
+			SELECT d.member, d.seq, d.event_at, d.points AS net FROM deltas d WHERE d.member = ANY ($1) AND d.kind = 'adjust' AND d.points > 0
+				AND d.event_at >= $2
+		) AS credits
+		WHERE net > 0 ORDER BY member, event_at, seq`, []any{members, ms(since)}, func(rows pgx.Rows) error {
+		var m string
+		var at int64
+		var l loyalty.Lot
+		err := rows.Scan(&m, &at, &l.Points)
+		l.EarnedAt = fromMS(at)
+		out[m] = append(out[m], l)
+		return err
+	})
+	return out, err
+}
