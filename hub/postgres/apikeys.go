@@ -5,9 +5,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-
 	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/hub"
+	"github.com/loyalty-edge-sync/loyalty/internal/unixms"
 )
 
 // API keys and the audit trail (hub.AccessTx).
@@ -15,7 +15,7 @@ import (
 func (t *tx) InsertAPIKey(ctx context.Context, k hub.APIKey) error {
 	tag, err := t.exec(ctx, `INSERT INTO api_keys (id, name, scope, key_hash, created_at, created_by, revoked_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`,
-		k.ID, k.Name, string(k.Scope), k.Hash, ms(k.CreatedAt), k.CreatedBy, ms(k.RevokedAt))
+		k.ID, k.Name, string(k.Scope), k.Hash, unixms.Of(k.CreatedAt), k.CreatedBy, unixms.Of(k.RevokedAt))
 	if err != nil {
 		return err
 	}
@@ -32,7 +32,7 @@ func scanAPIKey(row pgx.Row) (hub.APIKey, error) {
 	var scope string
 	var created, revoked int64
 	err := row.Scan(&k.ID, &k.Name, &scope, &k.Hash, &created, &k.CreatedBy, &revoked)
-	k.Scope, k.CreatedAt, k.RevokedAt = hub.Scope(scope), fromMS(created), fromMS(revoked)
+	k.Scope, k.CreatedAt, k.RevokedAt = hub.Scope(scope), unixms.Time(created), unixms.Time(revoked)
 	return k, err
 }
 
@@ -57,7 +57,7 @@ func (t *tx) APIKeys(ctx context.Context) ([]hub.APIKey, error) {
 }
 
 func (t *tx) RevokeAPIKey(ctx context.Context, id string, at time.Time) error {
-	tag, err := t.exec(ctx, `UPDATE api_keys SET revoked_at = $1 WHERE id = $2`, ms(at), id)
+	tag, err := t.exec(ctx, `UPDATE api_keys SET revoked_at = $1 WHERE id = $2`, unixms.Of(at), id)
 	if err != nil {
 		return notFound(err, "no API key %q", id)
 	}
@@ -69,7 +69,7 @@ func (t *tx) RevokeAPIKey(ctx context.Context, id string, at time.Time) error {
 
 func (t *tx) InsertAudit(ctx context.Context, e hub.AuditEntry) error {
 	_, err := t.exec(ctx, `INSERT INTO audit (at, key_id, key_name, action, target, detail) VALUES ($1, $2, $3, $4, $5, $6)`,
-		ms(e.At), e.KeyID, e.KeyName, e.Action, e.Target, e.Detail)
+		unixms.Of(e.At), e.KeyID, e.KeyName, e.Action, e.Target, e.Detail)
 	return err
 }
 
@@ -80,7 +80,7 @@ func (t *tx) Audit(ctx context.Context, n int) ([]hub.AuditEntry, error) {
 			var e hub.AuditEntry
 			var at int64
 			err := rows.Scan(&e.Seq, &at, &e.KeyID, &e.KeyName, &e.Action, &e.Target, &e.Detail)
-			e.At = fromMS(at)
+			e.At = unixms.Time(at)
 			out = append(out, e)
 			return err
 		})

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/loyalty-edge-sync/loyalty/hub"
+	"github.com/loyalty-edge-sync/loyalty/internal/unixms"
 )
 
 func (t *tx) Epoch(ctx context.Context) (hub.EpochInfo, error) {
@@ -16,7 +17,7 @@ func (t *tx) Epoch(ctx context.Context) (hub.EpochInfo, error) {
 		COALESCE((SELECT value FROM counters WHERE name = 'restored_at'), 0),
 		COALESCE((SELECT value FROM counters WHERE name = 'backup_at'), 0)
 		FROM counters WHERE name = 'epoch'`).Scan(&e.Epoch, &restored, &backup)
-	e.RestoredAt, e.BackupAt = fromMS(restored), fromMS(backup)
+	e.RestoredAt, e.BackupAt = unixms.Time(restored), unixms.Time(backup)
 	return e, err
 }
 
@@ -33,6 +34,6 @@ func (t *tx) NewEpoch(ctx context.Context, at time.Time) (int64, error) {
 	_, err := t.exec(ctx, `INSERT INTO counters (name, value) VALUES
 			('restored_at', $1),
 			('backup_at', COALESCE((SELECT received_at FROM deltas ORDER BY seq DESC LIMIT 1), 0))
-		ON CONFLICT (name) DO UPDATE SET value = excluded.value`, ms(at))
+		ON CONFLICT (name) DO UPDATE SET value = excluded.value`, unixms.Of(at))
 	return v, err
 }

@@ -6,9 +6,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-
 	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/hub"
+	"github.com/loyalty-edge-sync/loyalty/internal/unixms"
 	"github.com/loyalty-edge-sync/loyalty/qr"
 )
 
@@ -24,14 +24,14 @@ func scanKey(row pgx.Row, extra ...any) (hub.StoredKey, error) {
 	if err := row.Scan(append([]any{&k.ID, &pub, &k.Sealed, &notAfter}, extra...)...); err != nil {
 		return k, err
 	}
-	k.Public, k.NotAfter = ed25519.PublicKey(pub), fromMS(notAfter)
+	k.Public, k.NotAfter = ed25519.PublicKey(pub), unixms.Time(notAfter)
 	return k, nil
 }
 
 func (t *tx) InsertKey(ctx context.Context, k hub.StoredKey, changeVersion int64) error {
 	_, err := t.exec(ctx, `INSERT INTO signing_keys (kid, public_key, private_key, not_after, created_seq, change_version)
 		VALUES ($1, $2, $3, $4, $5, $6)`,
-		k.ID, []byte(k.Public), k.Sealed, ms(k.NotAfter), changeVersion, changeVersion)
+		k.ID, []byte(k.Public), k.Sealed, unixms.Of(k.NotAfter), changeVersion, changeVersion)
 	return err
 }
 
@@ -76,7 +76,7 @@ func (t *tx) PublicKeys(ctx context.Context) ([]hub.VersionedKey, error) {
 }
 
 func (t *tx) RetireKey(ctx context.Context, id string, notAfter time.Time, changeVersion int64) error {
-	tag, err := t.exec(ctx, `UPDATE signing_keys SET not_after = $1, change_version = $2 WHERE kid = $3`, ms(notAfter), changeVersion, id)
+	tag, err := t.exec(ctx, `UPDATE signing_keys SET not_after = $1, change_version = $2 WHERE kid = $3`, unixms.Of(notAfter), changeVersion, id)
 	if err != nil {
 		return notFound(err, "no signing key %q", id)
 	}

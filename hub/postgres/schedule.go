@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-
 	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/hub"
+	"github.com/loyalty-edge-sync/loyalty/internal/unixms"
 )
 
 // The background jobs' schedule (hub/jobs.go, migration 0002) and the batch reads and writes of
@@ -53,7 +53,7 @@ func (t *tx) MemberWithSchedule(ctx context.Context, id string) (loyalty.Member,
 	var review, expire *int64
 	var active int64
 	m, err := scanMember(t.queryRow(ctx, `SELECT `+memberCols+`, `+scheduleCols+` FROM members m WHERE id = $1`, id), &review, &expire, &active)
-	s.ReviewAt, s.ExpireAt, s.LastActive = fromNullMS(review), fromNullMS(expire), fromMS(active)
+	s.ReviewAt, s.ExpireAt, s.LastActive = fromNullMS(review), fromNullMS(expire), unixms.Time(active)
 	return m, s, notFound(err, "member %s is not known to the hub", id)
 }
 
@@ -146,7 +146,7 @@ func (t *tx) UpdateMembers(ctx context.Context, us []hub.MemberUpdate) error {
 			case hub.FieldLastActive:
 				times := make([]int64, len(g))
 				for i, u := range g {
-					times[i] = ms(u.LastActive)
+					times[i] = unixms.Of(u.LastActive)
 				}
 				add("last_active", "bigint", times)
 			}
@@ -192,18 +192,18 @@ func (t *tx) MembersDue(ctx context.Context, job string, upTo time.Time, after h
 	}
 	from := int64(math.MinInt64)
 	if after != (hub.DueCursor{}) {
-		from = ms(after.At)
+		from = unixms.Of(after.At)
 	}
 	// members_review or members_expire, on (time, id), serves both the range and the order.
 	var out []hub.DueMember
 	err = t.each(ctx, `SELECT m.id, m.tier, m.balance, `+scheduleCols+` FROM members m
 		WHERE m.`+col+` <= $1 AND (m.`+col+`, m.id) > ($2, $3) ORDER BY m.`+col+`, m.id LIMIT $4`,
-		[]any{ms(upTo), from, after.ID, limit(n)}, func(rows pgx.Rows) error {
+		[]any{unixms.Of(upTo), from, after.ID, limit(n)}, func(rows pgx.Rows) error {
 			var d hub.DueMember
 			var review, expire *int64
 			var active int64
 			err := rows.Scan(&d.ID, &d.Tier, &d.Balance, &review, &expire, &active)
-			d.ReviewAt, d.ExpireAt, d.LastActive = fromNullMS(review), fromNullMS(expire), fromMS(active)
+			d.ReviewAt, d.ExpireAt, d.LastActive = fromNullMS(review), fromNullMS(expire), unixms.Time(active)
 			out = append(out, d)
 			return err
 		})
@@ -237,8 +237,8 @@ func (t *tx) Qualifying(ctx context.Context, member, basis string, since, upTo t
 	err := t.queryRow(ctx, `SELECT COALESCE(sum(CASE WHEN x >= 0 THEN c - x END), 0)::bigint, COALESCE(min(CASE WHEN x >= 0 THEN e END), 0),
 		COALESCE((SELECT min(n.event_at) FROM deltas n WHERE n.member = $1 AND `+nextQualifying+`), 0)
 		FROM (`+qualifyingEvents(basis, "d.member = $1")+`) AS q`,
-		member, ms(since), until(upTo)).Scan(&q.Total, &first, &next)
-	q.First, q.Next = fromMS(first), fromMS(next)
+		member, unixms.Of(since), unixms.Until(upTo)).Scan(&q.Total, &first, &next)
+	q.First, q.Next = unixms.Time(first), unixms.Time(next)
 	return q, err
 }
 
@@ -253,7 +253,7 @@ func (t *tx) QualifyingOf(ctx context.Context, members []string, basis string, s
 	err := t.each(ctx, `SELECT 0, m, c, e, x FROM (`+qualifyingEvents(basis, "d.member = ANY ($1)")+`) AS q
 		UNION ALL
 		SELECT 1, n.member, 0, min(n.event_at), 0 FROM deltas n WHERE n.member = ANY ($1) AND `+nextQualifying+` GROUP BY n.member`,
-		[]any{members, ms(since), until(upTo)}, func(rows pgx.Rows) error {
+		[]any{members, unixms.Of(since), unixms.Until(upTo)}, func(rows pgx.Rows) error {
 			var kind int32
 			var m string
 			var c, e, x int64
@@ -263,10 +263,10 @@ func (t *tx) QualifyingOf(ctx context.Context, members []string, basis string, s
 			q := out[m]
 			switch {
 			case kind == 1:
-				q.Next = fromMS(e)
+				q.Next = unixms.Time(e)
 			case x >= 0: // not reversed in full
 				q.Total += c - x
-				if at := fromMS(e); q.First.IsZero() || at.Before(q.First) {
+				if at := unixms.Time(e); q.First.IsZero() || at.Before(q.First) {
 					q.First = at
 				}
 			}
@@ -286,12 +286,12 @@ func (t *tx) LotsOf(ctx context.Context, members []string, since time.Time) (map
 			SELECT d.member, d.seq, d.event_at, d.points AS net FROM deltas d WHERE d.member = ANY ($1) AND d.kind = 'adjust' AND d.points > 0
 				AND d.event_at >= $2
 		) AS credits
-		WHERE net > 0 ORDER BY member, event_at, seq`, []any{members, ms(since)}, func(rows pgx.Rows) error {
+		WHERE net > 0 ORDER BY member, event_at, seq`, []any{members, unixms.Of(since)}, func(rows pgx.Rows) error {
 		var m string
 		var at int64
 		var l loyalty.Lot
 		err := rows.Scan(&m, &at, &l.Points)
-		l.EarnedAt = fromMS(at)
+		l.EarnedAt = unixms.Time(at)
 		out[m] = append(out[m], l)
 		return err
 	})

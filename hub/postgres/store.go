@@ -311,19 +311,6 @@ func (t *tx) queryRow(ctx context.Context, q string, args ...any) row {
 }
 
 // ms and fromMS convert times to the schema's unix milliseconds, 0 for the zero time.
-func ms(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixMilli()
-}
-
-func fromMS(v int64) time.Time {
-	if v == 0 {
-		return time.Time{}
-	}
-	return time.UnixMilli(v).UTC()
-}
 
 // notFound turns "no row" into ENOTFOUND with the message given. Text PostgreSQL cannot store
 // cannot be a key it has either.

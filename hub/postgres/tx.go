@@ -4,13 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-
 	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/hub"
+	"github.com/loyalty-edge-sync/loyalty/internal/unixms"
 )
 
 // The hub.Tx methods, one for one with hub/sqlite's and with the same results.
@@ -31,7 +30,7 @@ func (t *tx) CurrentVersion(ctx context.Context) (int64, error) {
 
 func (t *tx) InsertStore(ctx context.Context, s hub.StoreInfo) error {
 	tag, err := t.exec(ctx, `INSERT INTO stores (id, name, token_hash, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING`,
-		s.ID, s.Name, s.TokenHash, ms(s.CreatedAt))
+		s.ID, s.Name, s.TokenHash, unixms.Of(s.CreatedAt))
 	if err != nil {
 		return err
 	}
@@ -48,7 +47,7 @@ func scanStore(row pgx.Row) (hub.StoreInfo, error) {
 	var created, seen, flushed int64
 	err := row.Scan(&s.ID, &s.Name, &s.TokenHash, &created, &s.Health.Connected, &seen, &s.Health.ClockOffsetMS, &s.Health.Outbox,
 		&s.TimeZone, &flushed)
-	s.CreatedAt, s.Health.LastSeen, s.FlushedAt = fromMS(created), fromMS(seen), fromMS(flushed)
+	s.CreatedAt, s.Health.LastSeen, s.FlushedAt = unixms.Time(created), unixms.Time(seen), unixms.Time(flushed)
 	return s, err
 }
 
@@ -95,24 +94,24 @@ func (t *tx) SetStoreZone(ctx context.Context, id, tz string) error {
 
 func (t *tx) SetStoreHealth(ctx context.Context, id string, h hub.Health) error {
 	_, err := t.exec(ctx, `UPDATE stores SET connected = $1, last_seen = $2, clock_offset_ms = $3, outbox = $4 WHERE id = $5`,
-		h.Connected, ms(h.LastSeen), h.ClockOffsetMS, h.Outbox, id)
+		h.Connected, unixms.Of(h.LastSeen), h.ClockOffsetMS, h.Outbox, id)
 	return err
 }
 
 func (t *tx) MarkFlushed(ctx context.Context, store string, at time.Time) error {
 	// At most one write a minute per store: the floor it sets may lag by that much.
-	_, err := t.exec(ctx, `UPDATE stores SET flushed_at = $1 WHERE id = $2 AND flushed_at < $3`, ms(at), store, ms(at.Add(-time.Minute)))
+	_, err := t.exec(ctx, `UPDATE stores SET flushed_at = $1 WHERE id = $2 AND flushed_at < $3`, unixms.Of(at), store, unixms.Of(at.Add(-time.Minute)))
 	return err
 }
 
 func (t *tx) MarkProgramSent(ctx context.Context, store string, version int64, at time.Time) error {
 	_, err := t.exec(ctx, `INSERT INTO store_programs (store, version, sent_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
-		store, version, ms(at))
+		store, version, unixms.Of(at))
 	return err
 }
 
 func (t *tx) ProgramsReceived(ctx context.Context, store string, at time.Time) error {
-	_, err := t.exec(ctx, `UPDATE store_programs SET received_at = $1 WHERE store = $2 AND received_at = 0`, ms(at), store)
+	_, err := t.exec(ctx, `UPDATE store_programs SET received_at = $1 WHERE store = $2 AND received_at = 0`, unixms.Of(at), store)
 	return err
 }
 
@@ -123,7 +122,7 @@ func (t *tx) ProgramsSent(ctx context.Context, store string, from int64, n int) 
 		var p hub.SentProgram
 		var at, received int64
 		err := rows.Scan(&p.Version, &at, &received)
-		p.At, p.Received = fromMS(at), fromMS(received)
+		p.At, p.Received = unixms.Time(at), unixms.Time(received)
 		out = append(out, p)
 		return err
 	})
@@ -153,7 +152,7 @@ func (t *tx) InsertMember(ctx context.Context, m loyalty.Member) error {
 	// A new member's tier review is due at once: it places them in the entry tier (hub.Tx).
 	_, err = t.exec(ctx, `INSERT INTO members (id, email, name, home_store, tier, country, balance, version, created_at, referred_by,
 		birthday, review_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $9)`,
-		m.ID, nullable(m.Email), m.Name, m.HomeStore, m.Tier, m.Country, m.Balance, m.Version, ms(m.CreatedAt), m.ReferredBy, m.Birthday)
+		m.ID, nullable(m.Email), m.Name, m.HomeStore, m.Tier, m.Country, m.Balance, m.Version, unixms.Of(m.CreatedAt), m.ReferredBy, m.Birthday)
 	return err
 }
 
@@ -167,7 +166,7 @@ func scanMember(row pgx.Row, extra ...any) (loyalty.Member, error) {
 	var punches string
 	err := row.Scan(append([]any{&m.ID, &m.Email, &m.Name, &m.HomeStore, &m.Tier, &m.Country, &punches, &m.Balance, &m.Version, &created,
 		&m.ReferredBy, &m.ReferralPaid}, extra...)...)
-	m.CreatedAt = fromMS(created)
+	m.CreatedAt = unixms.Time(created)
 	if err == nil && punches != "" {
 		err = json.Unmarshal([]byte(punches), &m.Punches)
 	}
@@ -247,7 +246,7 @@ func (t *tx) InsertDelta(ctx context.Context, d loyalty.Delta, hash string, rece
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
 		ON CONFLICT (id) DO NOTHING RETURNING seq`,
 		d.ID, hash, d.Store, d.Terminal, d.Member, string(d.Kind), d.Points, d.Amount, d.Currency, d.Reward, d.Voucher,
-		d.OrderID, d.Reverses, d.RuleVersion, ms(d.OccurredAt), ms(receivedAt), ms(d.EventTime()), deltaBody(d), d.Rule).Scan(&seq)
+		d.OrderID, d.Reverses, d.RuleVersion, unixms.Of(d.OccurredAt), unixms.Of(receivedAt), unixms.Of(d.EventTime()), deltaBody(d), d.Rule).Scan(&seq)
 	if errors.Is(err, pgx.ErrNoRows) { // the id is in the ledger already
 		e, err := t.Delta(ctx, d.ID)
 		return e.Seq, false, err
@@ -264,7 +263,7 @@ func scanDelta(row pgx.Row) (hub.LedgerEntry, error) {
 	var kind, extras string
 	err := row.Scan(&e.Seq, &e.ID, &e.Hash, &e.Store, &e.Terminal, &e.Member, &kind, &e.Points, &e.Amount, &e.Currency,
 		&e.Reward, &e.Voucher, &e.OrderID, &e.Reverses, &e.RuleVersion, &occurred, &received, &extras)
-	e.Kind, e.OccurredAt, e.ReceivedAt = loyalty.Kind(kind), fromMS(occurred), fromMS(received)
+	e.Kind, e.OccurredAt, e.ReceivedAt = loyalty.Kind(kind), unixms.Time(occurred), unixms.Time(received)
 	if err == nil && extras != "" {
 		err = json.Unmarshal([]byte(extras), &e.Delta)
 	}
@@ -317,7 +316,7 @@ func (t *tx) OrderDeltas(ctx context.Context, store, orderID string) ([]hub.Ledg
 func (t *tx) TierChanges(ctx context.Context, member string, until time.Time, n int) ([]hub.TierChange, error) {
 	var out []hub.TierChange
 	err := t.each(ctx, `SELECT event_at, body FROM deltas WHERE member = $1 AND kind = 'tier' AND event_at <= $2
-		ORDER BY event_at DESC, seq DESC LIMIT $3`, []any{member, ms(until), limit(n)}, func(rows pgx.Rows) error {
+		ORDER BY event_at DESC, seq DESC LIMIT $3`, []any{member, unixms.Of(until), limit(n)}, func(rows pgx.Rows) error {
 		var at int64
 		var body string
 		if err := rows.Scan(&at, &body); err != nil {
@@ -327,7 +326,7 @@ func (t *tx) TierChanges(ctx context.Context, member string, until time.Time, n 
 		if err := json.Unmarshal([]byte(body), &d); err != nil {
 			return err
 		}
-		out = append(out, hub.TierChange{At: fromMS(at), Tier: d.Tier})
+		out = append(out, hub.TierChange{At: unixms.Time(at), Tier: d.Tier})
 		return nil
 	})
 	return out, err
@@ -349,7 +348,7 @@ func (t *tx) VoucherUses(ctx context.Context, voucher string) ([]string, error) 
 
 func (t *tx) InsertVoucher(ctx context.Context, v hub.Voucher) error {
 	_, err := t.exec(ctx, `INSERT INTO vouchers (id, member, reward, delta_id, token, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-		v.ID, v.Member, v.Reward, v.DeltaID, v.Token, ms(v.CreatedAt), ms(v.ExpiresAt))
+		v.ID, v.Member, v.Reward, v.DeltaID, v.Token, unixms.Of(v.CreatedAt), unixms.Of(v.ExpiresAt))
 	return err
 }
 
@@ -358,7 +357,7 @@ func (t *tx) voucher(ctx context.Context, where string, arg string) (hub.Voucher
 	var created, expires, voided int64
 	err := t.queryRow(ctx, `SELECT id, member, reward, delta_id, token, created_at, expires_at, voided_at FROM vouchers WHERE `+where, arg).
 		Scan(&v.ID, &v.Member, &v.Reward, &v.DeltaID, &v.Token, &created, &expires, &voided)
-	v.CreatedAt, v.ExpiresAt, v.VoidedAt = fromMS(created), fromMS(expires), fromMS(voided)
+	v.CreatedAt, v.ExpiresAt, v.VoidedAt = unixms.Time(created), unixms.Time(expires), unixms.Time(voided)
 	return v, err
 }
 
@@ -373,7 +372,7 @@ func (t *tx) VoucherPaidBy(ctx context.Context, delta string) (hub.Voucher, erro
 }
 
 func (t *tx) VoidVoucher(ctx context.Context, id string, at time.Time) error {
-	_, err := t.exec(ctx, `UPDATE vouchers SET voided_at = $1 WHERE id = $2`, ms(at), id)
+	_, err := t.exec(ctx, `UPDATE vouchers SET voided_at = $1 WHERE id = $2`, unixms.Of(at), id)
 	return err
 }
 
@@ -388,7 +387,7 @@ func (t *tx) InsertRejection(ctx context.Context, r hub.Rejection) error {
 	// forever: the key and message are made storable (the delta itself is JSON, escaped).
 	_, err = t.exec(ctx, `INSERT INTO rejections (delta_id, store, delta, code, message, at) VALUES ($1, $2, $3, $4, $5, $6)
 		ON CONFLICT (store, delta_id) DO UPDATE SET delta = excluded.delta, code = excluded.code, message = excluded.message, at = excluded.at`,
-		sanitize(r.Delta.ID), sanitize(r.Store), string(b), sanitize(r.Code), sanitize(r.Message), ms(r.At))
+		sanitize(r.Delta.ID), sanitize(r.Store), string(b), sanitize(r.Code), sanitize(r.Message), unixms.Of(r.At))
 	return err
 }
 
@@ -402,7 +401,7 @@ func (t *tx) Rejections(ctx context.Context, n int) ([]hub.Rejection, error) {
 			if err := rows.Scan(&r.Store, &body, &r.Code, &r.Message, &at); err != nil {
 				return err
 			}
-			r.At = fromMS(at)
+			r.At = unixms.Time(at)
 			out = append(out, r)
 			return json.Unmarshal([]byte(body), &out[len(out)-1].Delta)
 		})
@@ -414,7 +413,7 @@ func (t *tx) InsertConflict(ctx context.Context, c hub.Conflict) error {
 		c.Deltas = []string{} // an empty array; nil would be NULL
 	}
 	_, err := t.exec(ctx, `INSERT INTO conflicts (kind, member, store, deltas, amount, detail, at, flagged) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		c.Kind, c.Member, c.Store, c.Deltas, c.Amount, c.Detail, ms(c.At), c.Flagged)
+		c.Kind, c.Member, c.Store, c.Deltas, c.Amount, c.Detail, unixms.Of(c.At), c.Flagged)
 	return err
 }
 
@@ -425,7 +424,7 @@ func (t *tx) Conflicts(ctx context.Context, n int) ([]hub.Conflict, error) {
 			var c hub.Conflict
 			var at int64
 			err := rows.Scan(&c.ID, &c.Kind, &c.Member, &c.Store, &c.Deltas, &c.Amount, &c.Detail, &at, &c.Flagged)
-			c.At = fromMS(at)
+			c.At = unixms.Time(at)
 			out = append(out, c)
 			return err
 		})
@@ -460,7 +459,7 @@ func (t *tx) InsertProgram(ctx context.Context, p loyalty.Program, changeVersion
 		return err
 	}
 	_, err = t.exec(ctx, `INSERT INTO programs (version, body, change_version, published_at) VALUES ($1, $2, $3, $4)`,
-		p.Version, string(b), changeVersion, ms(at))
+		p.Version, string(b), changeVersion, unixms.Of(at))
 	return err
 }
 
@@ -469,12 +468,12 @@ func (t *tx) ProgramPublished(ctx context.Context, v int64) (int64, time.Time, e
 	if err := t.queryRow(ctx, `SELECT change_version, published_at FROM programs WHERE version = $1`, v).Scan(&cv, &at); err != nil {
 		return 0, time.Time{}, notFound(err, "rule version %d is unknown to the hub", v)
 	}
-	return cv, fromMS(at), nil
+	return cv, unixms.Time(at), nil
 }
 
 func (t *tx) ProgramVersionAt(ctx context.Context, at time.Time) (int64, error) {
 	var v int64
-	err := t.queryRow(ctx, `SELECT COALESCE(max(version), 0) FROM programs WHERE published_at <= $1`, ms(at)).Scan(&v)
+	err := t.queryRow(ctx, `SELECT COALESCE(max(version), 0) FROM programs WHERE published_at <= $1`, unixms.Of(at)).Scan(&v)
 	return v, err
 }
 
@@ -491,7 +490,7 @@ func (t *tx) Idempotent(ctx context.Context, scope, key string) (string, []byte,
 
 func (t *tx) SaveIdempotent(ctx context.Context, scope, key, hash string, response []byte, at time.Time) error {
 	_, err := t.exec(ctx, `INSERT INTO idempotency (scope, key, hash, response, at) VALUES ($1, $2, $3, $4, $5)`,
-		scope, key, hash, string(response), ms(at))
+		scope, key, hash, string(response), unixms.Of(at))
 	return err
 }
 
@@ -560,7 +559,7 @@ func (t *tx) queryLeases(ctx context.Context, where string, args ...any) ([]hub.
 			&l.Reclaiming, &session, &l.Wanted); err != nil {
 			return err
 		}
-		l.ExpiresAt, l.CreatedAt = fromMS(exp), fromMS(created)
+		l.ExpiresAt, l.CreatedAt = unixms.Time(exp), unixms.Time(created)
 		if session != 0 {
 			l.ReclaimSession = time.Unix(0, session).UTC()
 		}
@@ -590,7 +589,7 @@ func (t *tx) BudgetLeases(ctx context.Context, budget string) ([]hub.Lease, erro
 }
 
 func (t *tx) ExpiredLeases(ctx context.Context, at time.Time) ([]hub.Lease, error) {
-	return t.queryLeases(ctx, `state = 'active' AND expires_at < $1 ORDER BY id`, ms(at))
+	return t.queryLeases(ctx, `state = 'active' AND expires_at < $1 ORDER BY id`, unixms.Of(at))
 }
 
 func (t *tx) PutLease(ctx context.Context, l hub.Lease, e hub.LeaseEvent) error {
@@ -602,23 +601,23 @@ func (t *tx) PutLease(ctx context.Context, l hub.Lease, e hub.LeaseEvent) error 
 		ON CONFLICT (id) DO UPDATE SET granted = excluded.granted, consumed = excluded.consumed, state = excluded.state,
 			expires_at = excluded.expires_at, reclaiming = excluded.reclaiming, reclaim_session = excluded.reclaim_session,
 			wanted = excluded.wanted`,
-		l.ID, l.Store, l.Budget, l.Granted, l.Consumed, l.State, ms(l.ExpiresAt), ms(l.CreatedAt), l.Reclaiming, session, l.Wanted)
+		l.ID, l.Store, l.Budget, l.Granted, l.Consumed, l.State, unixms.Of(l.ExpiresAt), unixms.Of(l.CreatedAt), l.Reclaiming, session, l.Wanted)
 	if err != nil || e.Kind == "" {
 		return err
 	}
 	_, err = t.exec(ctx, `INSERT INTO lease_events (lease, store, budget, kind, amount, at) VALUES ($1, $2, $3, $4, $5, $6)`,
-		e.Lease, e.Store, e.Budget, e.Kind, e.Amount, ms(e.At))
+		e.Lease, e.Store, e.Budget, e.Kind, e.Amount, unixms.Of(e.At))
 	return err
 }
 
 func (t *tx) WatchSince(ctx context.Context, store, budget string, at time.Time) (time.Time, error) {
 	if _, err := t.exec(ctx, `INSERT INTO lease_watch (store, budget, since) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
-		store, budget, ms(at)); err != nil {
+		store, budget, unixms.Of(at)); err != nil {
 		return time.Time{}, err
 	}
 	var since int64
 	err := t.queryRow(ctx, `SELECT since FROM lease_watch WHERE store = $1 AND budget = $2`, store, budget).Scan(&since)
-	return fromMS(since), err
+	return unixms.Time(since), err
 }
 
 // hourOf returns the start of the hour containing at, in unix milliseconds.
@@ -649,7 +648,7 @@ func (t *tx) Demand(ctx context.Context, store, budget string, since time.Time) 
 			var h hub.DemandHour
 			var hour int64
 			err := rows.Scan(&hour, &h.Amount)
-			h.Hour = fromMS(hour)
+			h.Hour = unixms.Time(hour)
 			out = append(out, h)
 			return err
 		})
@@ -670,19 +669,11 @@ func (t *tx) PruneDemand(ctx context.Context, before time.Time) error {
 
 // What the program's rules count of a member's history.
 
-// until returns the exclusive end of a period in milliseconds: a zero time has no end.
-func until(t time.Time) int64 {
-	if t.IsZero() {
-		return math.MaxInt64
-	}
-	return ms(t)
-}
-
 func (t *tx) MemberRedemptions(ctx context.Context, member, reward string, since, upTo time.Time) (int64, error) {
 	var n int64
 	err := t.queryRow(ctx, `SELECT count(*) FROM deltas d WHERE d.member = $1 AND d.kind = 'redeem' AND d.event_at >= $2 AND d.event_at < $3
 		AND d.voucher = '' AND ($4 = '' OR d.reward = $4) AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id)`,
-		member, ms(since), until(upTo), reward).Scan(&n)
+		member, unixms.Of(since), unixms.Until(upTo), reward).Scan(&n)
 	return n, err
 }
 
@@ -692,14 +683,14 @@ func (t *tx) MemberEarned(ctx context.Context, member, rule string, since, upTo 
 	err := t.queryRow(ctx, `SELECT (COALESCE(sum(d.points), 0) - COALESCE((SELECT sum(-r.points) FROM deltas r
 			JOIN deltas o ON o.id = r.reverses WHERE r.member = $1 AND o.kind = 'earn' AND o.rule = $2 AND o.event_at >= $3 AND o.event_at < $4), 0))::bigint
 		FROM deltas d WHERE d.member = $1 AND d.kind = 'earn' AND d.rule = $2 AND d.event_at >= $3 AND d.event_at < $4`,
-		member, rule, ms(since), until(upTo)).Scan(&n)
+		member, rule, unixms.Of(since), unixms.Until(upTo)).Scan(&n)
 	return n, err
 }
 
 func (t *tx) RuleCount(ctx context.Context, member, rule string, since, upTo time.Time) (int64, error) {
 	var n int64
 	err := t.queryRow(ctx, `SELECT count(*) FROM deltas d WHERE d.member = $1 AND d.kind = 'earn' AND d.rule = $2 AND d.event_at >= $3
-		AND d.event_at < $4 AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id)`, member, rule, ms(since), until(upTo)).Scan(&n)
+		AND d.event_at < $4 AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id)`, member, rule, unixms.Of(since), unixms.Until(upTo)).Scan(&n)
 	return n, err
 }
 
@@ -713,11 +704,11 @@ func (t *tx) Lots(ctx context.Context, member string, since time.Time) ([]loyalt
 			UNION ALL
 			SELECT d.seq, d.event_at, d.points AS net FROM deltas d WHERE d.member = $1 AND d.kind = 'adjust' AND d.points > 0 AND d.event_at >= $2
 		) AS credits
-		WHERE net > 0 ORDER BY event_at, seq`, []any{member, ms(since)}, func(rows pgx.Rows) error {
+		WHERE net > 0 ORDER BY event_at, seq`, []any{member, unixms.Of(since)}, func(rows pgx.Rows) error {
 		var at int64
 		var l loyalty.Lot
 		err := rows.Scan(&at, &l.Points)
-		l.EarnedAt = fromMS(at)
+		l.EarnedAt = unixms.Time(at)
 		out = append(out, l)
 		return err
 	})
@@ -727,5 +718,5 @@ func (t *tx) Lots(ctx context.Context, member string, since time.Time) ([]loyalt
 func (t *tx) LastActivity(ctx context.Context, member string) (time.Time, error) {
 	var at int64
 	err := t.queryRow(ctx, `SELECT COALESCE(max(event_at), 0) FROM deltas WHERE member = $1 AND kind IN ('earn', 'redeem')`, member).Scan(&at)
-	return fromMS(at), err
+	return unixms.Time(at), err
 }

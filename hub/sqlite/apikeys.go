@@ -6,6 +6,7 @@ import (
 
 	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/hub"
+	"github.com/loyalty-edge-sync/loyalty/internal/unixms"
 )
 
 // API keys and the audit trail (migrations/0014_api_keys.sql).
@@ -13,7 +14,7 @@ import (
 func (t *tx) InsertAPIKey(ctx context.Context, k hub.APIKey) error {
 	res, err := t.ExecContext(ctx, `INSERT INTO api_keys (id, name, scope, key_hash, created_at, created_by, revoked_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-		k.ID, k.Name, string(k.Scope), k.Hash, ms(k.CreatedAt), k.CreatedBy, ms(k.RevokedAt))
+		k.ID, k.Name, string(k.Scope), k.Hash, unixms.Of(k.CreatedAt), k.CreatedBy, unixms.Of(k.RevokedAt))
 	if err != nil {
 		return err
 	}
@@ -30,7 +31,7 @@ func scanAPIKey(row interface{ Scan(...any) error }) (hub.APIKey, error) {
 	var scope string
 	var created, revoked int64
 	err := row.Scan(&k.ID, &k.Name, &scope, &k.Hash, &created, &k.CreatedBy, &revoked)
-	k.Scope, k.CreatedAt, k.RevokedAt = hub.Scope(scope), fromMS(created), fromMS(revoked)
+	k.Scope, k.CreatedAt, k.RevokedAt = hub.Scope(scope), unixms.Time(created), unixms.Time(revoked)
 	return k, err
 }
 
@@ -62,7 +63,7 @@ func (t *tx) APIKeys(ctx context.Context) ([]hub.APIKey, error) {
 }
 
 func (t *tx) RevokeAPIKey(ctx context.Context, id string, at time.Time) error {
-	res, err := t.ExecContext(ctx, `UPDATE api_keys SET revoked_at = ? WHERE id = ?`, ms(at), id)
+	res, err := t.ExecContext(ctx, `UPDATE api_keys SET revoked_at = ? WHERE id = ?`, unixms.Of(at), id)
 	if err != nil {
 		return err
 	}
@@ -74,7 +75,7 @@ func (t *tx) RevokeAPIKey(ctx context.Context, id string, at time.Time) error {
 
 func (t *tx) InsertAudit(ctx context.Context, e hub.AuditEntry) error {
 	_, err := t.ExecContext(ctx, `INSERT INTO audit (at, key_id, key_name, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)`,
-		ms(e.At), e.KeyID, e.KeyName, e.Action, e.Target, e.Detail)
+		unixms.Of(e.At), e.KeyID, e.KeyName, e.Action, e.Target, e.Detail)
 	return err
 }
 
@@ -91,7 +92,7 @@ func (t *tx) Audit(ctx context.Context, limit int) ([]hub.AuditEntry, error) {
 		if err := rows.Scan(&e.Seq, &at, &e.KeyID, &e.KeyName, &e.Action, &e.Target, &e.Detail); err != nil {
 			return nil, err
 		}
-		e.At = fromMS(at)
+		e.At = unixms.Time(at)
 		out = append(out, e)
 	}
 	return out, rows.Err()

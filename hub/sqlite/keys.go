@@ -7,6 +7,7 @@ import (
 
 	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/hub"
+	"github.com/loyalty-edge-sync/loyalty/internal/unixms"
 	"github.com/loyalty-edge-sync/loyalty/qr"
 )
 
@@ -23,13 +24,13 @@ func scanKey(sc interface{ Scan(...any) error }, extra ...any) (hub.StoredKey, e
 	if err := sc.Scan(append([]any{&k.ID, &pub, &k.Sealed, &notAfter}, extra...)...); err != nil {
 		return k, err
 	}
-	k.Public, k.NotAfter = ed25519.PublicKey(pub), fromMS(notAfter)
+	k.Public, k.NotAfter = ed25519.PublicKey(pub), unixms.Time(notAfter)
 	return k, nil
 }
 
 func (t *tx) InsertKey(ctx context.Context, k hub.StoredKey, changeVersion int64) error {
 	_, err := t.ExecContext(ctx, `INSERT INTO signing_keys (kid, public_key, private_key, not_after, created_seq, change_version) VALUES (?, ?, ?, ?, ?, ?)`,
-		k.ID, []byte(k.Public), k.Sealed, ms(k.NotAfter), changeVersion, changeVersion)
+		k.ID, []byte(k.Public), k.Sealed, unixms.Of(k.NotAfter), changeVersion, changeVersion)
 	return err
 }
 
@@ -88,7 +89,7 @@ func (t *tx) PublicKeys(ctx context.Context) ([]hub.VersionedKey, error) {
 }
 
 func (t *tx) RetireKey(ctx context.Context, id string, notAfter time.Time, changeVersion int64) error {
-	res, err := t.ExecContext(ctx, `UPDATE signing_keys SET not_after = ?, change_version = ? WHERE kid = ?`, ms(notAfter), changeVersion, id)
+	res, err := t.ExecContext(ctx, `UPDATE signing_keys SET not_after = ?, change_version = ? WHERE kid = ?`, unixms.Of(notAfter), changeVersion, id)
 	if err != nil {
 		return err
 	}

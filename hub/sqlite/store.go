@@ -16,6 +16,7 @@ import (
 	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/hub"
 	"github.com/loyalty-edge-sync/loyalty/internal/sqlitedb"
+	"github.com/loyalty-edge-sync/loyalty/internal/unixms"
 )
 
 //go:embed migrations/*.sql
@@ -65,20 +66,6 @@ func (s *Store) View(ctx context.Context, fn func(hub.Tx) error) error {
 
 type tx struct{ *sqlitedb.Tx }
 
-func ms(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixMilli()
-}
-
-func fromMS(v int64) time.Time {
-	if v == 0 {
-		return time.Time{}
-	}
-	return time.UnixMilli(v).UTC()
-}
-
 func notFound(err error, format string, args ...any) error {
 	if errors.Is(err, sql.ErrNoRows) {
 		return loyalty.Errorf(loyalty.ENOTFOUND, format, args...)
@@ -106,7 +93,7 @@ func (t *tx) CurrentVersion(ctx context.Context) (int64, error) {
 
 func (t *tx) InsertStore(ctx context.Context, s hub.StoreInfo) error {
 	res, err := t.ExecContext(ctx, `INSERT INTO stores (id, name, token_hash, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-		s.ID, s.Name, s.TokenHash, ms(s.CreatedAt))
+		s.ID, s.Name, s.TokenHash, unixms.Of(s.CreatedAt))
 	if err != nil {
 		return err
 	}
@@ -123,7 +110,7 @@ func scanStore(row interface{ Scan(...any) error }) (hub.StoreInfo, error) {
 	var created, seen, flushed int64
 	err := row.Scan(&s.ID, &s.Name, &s.TokenHash, &created, &s.Health.Connected, &seen, &s.Health.ClockOffsetMS, &s.Health.Outbox,
 		&s.TimeZone, &flushed)
-	s.CreatedAt, s.Health.LastSeen, s.FlushedAt = fromMS(created), fromMS(seen), fromMS(flushed)
+	s.CreatedAt, s.Health.LastSeen, s.FlushedAt = unixms.Time(created), unixms.Time(seen), unixms.Time(flushed)
 	return s, err
 }
 
@@ -162,7 +149,7 @@ func (t *tx) SetStoreToken(ctx context.Context, id, hash string) error {
 
 func (t *tx) SetStoreHealth(ctx context.Context, id string, h hub.Health) error {
 	_, err := t.ExecContext(ctx, `UPDATE stores SET connected = ?, last_seen = ?, clock_offset_ms = ?, outbox = ? WHERE id = ?`,
-		h.Connected, ms(h.LastSeen), h.ClockOffsetMS, h.Outbox, id)
+		h.Connected, unixms.Of(h.LastSeen), h.ClockOffsetMS, h.Outbox, id)
 	return err
 }
 
@@ -179,12 +166,12 @@ func (t *tx) SetStoreZone(ctx context.Context, id, tz string) error {
 
 func (t *tx) MarkProgramSent(ctx context.Context, store string, version int64, at time.Time) error {
 	_, err := t.ExecContext(ctx, `INSERT INTO store_programs (store, version, sent_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
-		store, version, ms(at))
+		store, version, unixms.Of(at))
 	return err
 }
 
 func (t *tx) ProgramsReceived(ctx context.Context, store string, at time.Time) error {
-	_, err := t.ExecContext(ctx, `UPDATE store_programs SET received_at = ? WHERE store = ? AND received_at = 0`, ms(at), store)
+	_, err := t.ExecContext(ctx, `UPDATE store_programs SET received_at = ? WHERE store = ? AND received_at = 0`, unixms.Of(at), store)
 	return err
 }
 
@@ -202,7 +189,7 @@ func (t *tx) ProgramsSent(ctx context.Context, store string, from int64, limit i
 		if err := rows.Scan(&p.Version, &at, &received); err != nil {
 			return nil, err
 		}
-		p.At, p.Received = fromMS(at), fromMS(received)
+		p.At, p.Received = unixms.Time(at), unixms.Time(received)
 		out = append(out, p)
 	}
 	return out, rows.Err()
@@ -210,13 +197,13 @@ func (t *tx) ProgramsSent(ctx context.Context, store string, from int64, limit i
 
 func (t *tx) MarkFlushed(ctx context.Context, store string, at time.Time) error {
 	// At most one write a minute per store: the floor it sets may lag by that much.
-	_, err := t.ExecContext(ctx, `UPDATE stores SET flushed_at = ? WHERE id = ? AND flushed_at < ?`, ms(at), store, ms(at.Add(-time.Minute)))
+	_, err := t.ExecContext(ctx, `UPDATE stores SET flushed_at = ? WHERE id = ? AND flushed_at < ?`, unixms.Of(at), store, unixms.Of(at.Add(-time.Minute)))
 	return err
 }
 
 func (t *tx) TierChanges(ctx context.Context, member string, until time.Time, limit int) ([]hub.TierChange, error) {
 	rows, err := t.QueryContext(ctx, `SELECT event_at, body FROM deltas WHERE member = ? AND kind = 'tier' AND event_at <= ?
-		ORDER BY event_at DESC, seq DESC LIMIT ?`, member, ms(until), limit)
+		ORDER BY event_at DESC, seq DESC LIMIT ?`, member, unixms.Of(until), limit)
 	if err != nil {
 		return nil, err
 	}
@@ -232,7 +219,7 @@ func (t *tx) TierChanges(ctx context.Context, member string, until time.Time, li
 		if err := json.Unmarshal([]byte(body), &d); err != nil {
 			return nil, err
 		}
-		out = append(out, hub.TierChange{At: fromMS(at), Tier: d.Tier})
+		out = append(out, hub.TierChange{At: unixms.Time(at), Tier: d.Tier})
 	}
 	return out, rows.Err()
 }
@@ -242,12 +229,12 @@ func (t *tx) ProgramPublished(ctx context.Context, v int64) (int64, time.Time, e
 	if err := t.QueryRowContext(ctx, `SELECT change_version, published_at FROM programs WHERE version = ?`, v).Scan(&cv, &at); err != nil {
 		return 0, time.Time{}, notFound(err, "rule version %d is unknown to the hub", v)
 	}
-	return cv, fromMS(at), nil
+	return cv, unixms.Time(at), nil
 }
 
 func (t *tx) ProgramVersionAt(ctx context.Context, at time.Time) (int64, error) {
 	var v int64
-	err := t.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM programs WHERE published_at <= ?`, ms(at)).Scan(&v)
+	err := t.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM programs WHERE published_at <= ?`, unixms.Of(at)).Scan(&v)
 	return v, err
 }
 
@@ -272,8 +259,8 @@ func (t *tx) InsertMember(ctx context.Context, m loyalty.Member) error {
 	// A new member's tier review is due at once: it places them in the entry tier (hub.Tx).
 	_, err = t.ExecContext(ctx, `INSERT INTO members (id, email, name, home_store, tier, country, balance, version, created_at, referred_by,
 		birthday, review_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		m.ID, nullable(m.Email), m.Name, m.HomeStore, m.Tier, m.Country, m.Balance, m.Version, ms(m.CreatedAt), m.ReferredBy, m.Birthday,
-		ms(m.CreatedAt))
+		m.ID, nullable(m.Email), m.Name, m.HomeStore, m.Tier, m.Country, m.Balance, m.Version, unixms.Of(m.CreatedAt), m.ReferredBy, m.Birthday,
+		unixms.Of(m.CreatedAt))
 	return err
 }
 
@@ -329,7 +316,7 @@ func scanMember(row interface{ Scan(...any) error }) (loyalty.Member, error) {
 	var punches string
 	err := row.Scan(&m.ID, &m.Email, &m.Name, &m.HomeStore, &m.Tier, &m.Country, &punches, &m.Balance, &m.Version, &created,
 		&m.ReferredBy, &m.ReferralPaid)
-	m.CreatedAt = fromMS(created)
+	m.CreatedAt = unixms.Time(created)
 	if err == nil && punches != "" {
 		err = json.Unmarshal([]byte(punches), &m.Punches)
 	}
@@ -347,7 +334,7 @@ func (t *tx) MemberWithSchedule(ctx context.Context, id string) (loyalty.Member,
 	var active int64
 	m, err := scanMember(extraCols{t.QueryRowContext(ctx, `SELECT `+memberCols+`, `+scheduleCols+` FROM members m WHERE id = ?`, id),
 		[]any{&review, &expire, &active}})
-	sc.ReviewAt, sc.ExpireAt, sc.LastActive = fromNullMS(review), fromNullMS(expire), fromMS(active)
+	sc.ReviewAt, sc.ExpireAt, sc.LastActive = fromNullMS(review), fromNullMS(expire), unixms.Time(active)
 	return m, sc, notFound(err, "member %s is not known to the hub", id)
 }
 
@@ -396,7 +383,7 @@ func memberValues(u hub.MemberUpdate) []any {
 		out = append(out, nullMS(u.ExpireAt))
 	}
 	if u.Set&hub.FieldLastActive != 0 {
-		out = append(out, ms(u.LastActive))
+		out = append(out, unixms.Of(u.LastActive))
 	}
 	return out
 }
@@ -521,7 +508,7 @@ func (t *tx) InsertDelta(ctx context.Context, d loyalty.Delta, hash string, rece
 		order_id, reverses, rule_version, occurred_at, received_at, event_at, body, rule) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO NOTHING`,
 		d.ID, hash, d.Store, d.Terminal, d.Member, d.Kind, d.Points, d.Amount, d.Currency, d.Reward, d.Voucher,
-		d.OrderID, d.Reverses, d.RuleVersion, ms(d.OccurredAt), ms(receivedAt), ms(d.EventTime()), deltaBody(d), d.Rule)
+		d.OrderID, d.Reverses, d.RuleVersion, unixms.Of(d.OccurredAt), unixms.Of(receivedAt), unixms.Of(d.EventTime()), deltaBody(d), d.Rule)
 	if err != nil {
 		return 0, false, err
 	}
@@ -542,7 +529,7 @@ func scanDelta(row interface{ Scan(...any) error }) (hub.LedgerEntry, error) {
 	var extras string
 	err := row.Scan(&e.Seq, &e.ID, &e.Hash, &e.Store, &e.Terminal, &e.Member, &e.Kind, &e.Points, &e.Amount, &e.Currency,
 		&e.Reward, &e.Voucher, &e.OrderID, &e.Reverses, &e.RuleVersion, &occurred, &received, &extras)
-	e.OccurredAt, e.ReceivedAt = fromMS(occurred), fromMS(received)
+	e.OccurredAt, e.ReceivedAt = unixms.Time(occurred), unixms.Time(received)
 	if err == nil && extras != "" {
 		err = json.Unmarshal([]byte(extras), &e.Delta)
 	}
@@ -618,7 +605,7 @@ func (t *tx) VoucherUses(ctx context.Context, voucher string) ([]string, error) 
 
 func (t *tx) InsertVoucher(ctx context.Context, v hub.Voucher) error {
 	_, err := t.ExecContext(ctx, `INSERT INTO vouchers (id, member, reward, delta_id, token, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		v.ID, v.Member, v.Reward, v.DeltaID, v.Token, ms(v.CreatedAt), ms(v.ExpiresAt))
+		v.ID, v.Member, v.Reward, v.DeltaID, v.Token, unixms.Of(v.CreatedAt), unixms.Of(v.ExpiresAt))
 	return err
 }
 
@@ -627,7 +614,7 @@ func (t *tx) voucher(ctx context.Context, where string, arg string) (hub.Voucher
 	var created, expires, voided int64
 	err := t.QueryRowContext(ctx, `SELECT id, member, reward, delta_id, token, created_at, expires_at, voided_at FROM vouchers WHERE `+where, arg).
 		Scan(&v.ID, &v.Member, &v.Reward, &v.DeltaID, &v.Token, &created, &expires, &voided)
-	v.CreatedAt, v.ExpiresAt, v.VoidedAt = fromMS(created), fromMS(expires), fromMS(voided)
+	v.CreatedAt, v.ExpiresAt, v.VoidedAt = unixms.Time(created), unixms.Time(expires), unixms.Time(voided)
 	return v, err
 }
 
@@ -642,7 +629,7 @@ func (t *tx) VoucherPaidBy(ctx context.Context, delta string) (hub.Voucher, erro
 }
 
 func (t *tx) VoidVoucher(ctx context.Context, id string, at time.Time) error {
-	_, err := t.ExecContext(ctx, `UPDATE vouchers SET voided_at = ? WHERE id = ?`, ms(at), id)
+	_, err := t.ExecContext(ctx, `UPDATE vouchers SET voided_at = ? WHERE id = ?`, unixms.Of(at), id)
 	return err
 }
 
@@ -653,7 +640,7 @@ func (t *tx) InsertRejection(ctx context.Context, r hub.Rejection) error {
 	}
 	_, err = t.ExecContext(ctx, `INSERT INTO rejections (delta_id, store, delta, code, message, at) VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (store, delta_id) DO UPDATE SET delta = excluded.delta, code = excluded.code, message = excluded.message, at = excluded.at`,
-		r.Delta.ID, r.Store, string(b), r.Code, r.Message, ms(r.At))
+		r.Delta.ID, r.Store, string(b), r.Code, r.Message, unixms.Of(r.At))
 	return err
 }
 
@@ -674,7 +661,7 @@ func (t *tx) Rejections(ctx context.Context, limit int) ([]hub.Rejection, error)
 		if err := json.Unmarshal([]byte(body), &r.Delta); err != nil {
 			return nil, err
 		}
-		r.At = fromMS(at)
+		r.At = unixms.Time(at)
 		out = append(out, r)
 	}
 	return out, rows.Err()
@@ -682,7 +669,7 @@ func (t *tx) Rejections(ctx context.Context, limit int) ([]hub.Rejection, error)
 
 func (t *tx) InsertConflict(ctx context.Context, c hub.Conflict) error {
 	_, err := t.ExecContext(ctx, `INSERT INTO conflicts (kind, member, store, deltas, amount, detail, at, flagged) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		c.Kind, c.Member, c.Store, strings.Join(c.Deltas, ","), c.Amount, c.Detail, ms(c.At), c.Flagged)
+		c.Kind, c.Member, c.Store, strings.Join(c.Deltas, ","), c.Amount, c.Detail, unixms.Of(c.At), c.Flagged)
 	return err
 }
 
@@ -700,7 +687,7 @@ func (t *tx) Conflicts(ctx context.Context, limit int) ([]hub.Conflict, error) {
 		if err := rows.Scan(&c.ID, &c.Kind, &c.Member, &c.Store, &deltas, &c.Amount, &c.Detail, &at, &c.Flagged); err != nil {
 			return nil, err
 		}
-		c.Deltas, c.At = strings.Split(deltas, ","), fromMS(at)
+		c.Deltas, c.At = strings.Split(deltas, ","), unixms.Time(at)
 		out = append(out, c)
 	}
 	return out, rows.Err()
@@ -732,7 +719,7 @@ func (t *tx) InsertProgram(ctx context.Context, p loyalty.Program, changeVersion
 		return err
 	}
 	_, err = t.ExecContext(ctx, `INSERT INTO programs (version, body, change_version, published_at) VALUES (?, ?, ?, ?)`,
-		p.Version, string(b), changeVersion, ms(at))
+		p.Version, string(b), changeVersion, unixms.Of(at))
 	return err
 }
 
@@ -746,7 +733,7 @@ func (t *tx) Idempotent(ctx context.Context, scope, key string) (string, []byte,
 }
 
 func (t *tx) SaveIdempotent(ctx context.Context, scope, key, hash string, response []byte, at time.Time) error {
-	_, err := t.ExecContext(ctx, `INSERT INTO idempotency (scope, key, hash, response, at) VALUES (?, ?, ?, ?, ?)`, scope, key, hash, string(response), ms(at))
+	_, err := t.ExecContext(ctx, `INSERT INTO idempotency (scope, key, hash, response, at) VALUES (?, ?, ?, ?, ?)`, scope, key, hash, string(response), unixms.Of(at))
 	return err
 }
 
@@ -824,7 +811,7 @@ func (t *tx) queryLeases(ctx context.Context, q string, args ...any) ([]hub.Leas
 			&l.Reclaiming, &session, &l.Wanted); err != nil {
 			return nil, err
 		}
-		l.ExpiresAt, l.CreatedAt = fromMS(exp), fromMS(created)
+		l.ExpiresAt, l.CreatedAt = unixms.Time(exp), unixms.Time(created)
 		if session != 0 {
 			l.ReclaimSession = time.Unix(0, session).UTC()
 		}
@@ -842,7 +829,7 @@ func (t *tx) BudgetLeases(ctx context.Context, budget string) ([]hub.Lease, erro
 }
 
 func (t *tx) ExpiredLeases(ctx context.Context, at time.Time) ([]hub.Lease, error) {
-	return t.queryLeases(ctx, `state = 'active' AND expires_at < ? ORDER BY id`, ms(at))
+	return t.queryLeases(ctx, `state = 'active' AND expires_at < ? ORDER BY id`, unixms.Of(at))
 }
 
 func (t *tx) Wanted(ctx context.Context, budget string) (int64, error) {
@@ -853,12 +840,12 @@ func (t *tx) Wanted(ctx context.Context, budget string) (int64, error) {
 
 func (t *tx) WatchSince(ctx context.Context, store, budget string, at time.Time) (time.Time, error) {
 	if _, err := t.ExecContext(ctx, `INSERT INTO lease_watch (store, budget, since) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
-		store, budget, ms(at)); err != nil {
+		store, budget, unixms.Of(at)); err != nil {
 		return time.Time{}, err
 	}
 	var since int64
 	err := t.QueryRowContext(ctx, `SELECT since FROM lease_watch WHERE store = ? AND budget = ?`, store, budget).Scan(&since)
-	return fromMS(since), err
+	return unixms.Time(since), err
 }
 
 func (t *tx) CountStores(ctx context.Context) (int, error) {
@@ -901,7 +888,7 @@ func (t *tx) Demand(ctx context.Context, store, budget string, since time.Time) 
 		if err := rows.Scan(&hour, &h.Amount); err != nil {
 			return nil, err
 		}
-		h.Hour = fromMS(hour)
+		h.Hour = unixms.Time(hour)
 		out = append(out, h)
 	}
 	return out, rows.Err()
@@ -939,28 +926,20 @@ func (t *tx) PutLease(ctx context.Context, l hub.Lease, e hub.LeaseEvent) error 
 		ON CONFLICT (id) DO UPDATE SET granted = excluded.granted, consumed = excluded.consumed, state = excluded.state,
 			expires_at = excluded.expires_at, reclaiming = excluded.reclaiming, reclaim_session = excluded.reclaim_session,
 			wanted = excluded.wanted`,
-		l.ID, l.Store, l.Budget, l.Granted, l.Consumed, l.State, ms(l.ExpiresAt), ms(l.CreatedAt), l.Reclaiming, session, l.Wanted)
+		l.ID, l.Store, l.Budget, l.Granted, l.Consumed, l.State, unixms.Of(l.ExpiresAt), unixms.Of(l.CreatedAt), l.Reclaiming, session, l.Wanted)
 	if err != nil || e.Kind == "" {
 		return err
 	}
 	_, err = t.ExecContext(ctx, `INSERT INTO lease_events (lease, store, budget, kind, amount, at) VALUES (?, ?, ?, ?, ?, ?)`,
-		e.Lease, e.Store, e.Budget, e.Kind, e.Amount, ms(e.At))
+		e.Lease, e.Store, e.Budget, e.Kind, e.Amount, unixms.Of(e.At))
 	return err
-}
-
-// until returns the exclusive end of a period in milliseconds: a zero time has no end.
-func until(t time.Time) int64 {
-	if t.IsZero() {
-		return math.MaxInt64
-	}
-	return ms(t)
 }
 
 func (t *tx) MemberRedemptions(ctx context.Context, member, reward string, since, upTo time.Time) (int64, error) {
 	var n int64
 	err := t.QueryRowContext(ctx, `SELECT COUNT(*) FROM deltas d WHERE d.member = ? AND d.kind = 'redeem' AND d.event_at >= ? AND d.event_at < ?
 		AND d.voucher = '' AND (? = '' OR d.reward = ?) AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id)`,
-		member, ms(since), until(upTo), reward, reward).Scan(&n)
+		member, unixms.Of(since), unixms.Until(upTo), reward, reward).Scan(&n)
 	return n, err
 }
 
@@ -969,7 +948,7 @@ func (t *tx) MemberEarned(ctx context.Context, member, rule string, since, upTo 
 	err := t.QueryRowContext(ctx, `SELECT COALESCE(SUM(d.points), 0) - COALESCE((SELECT SUM(-r.points) FROM deltas r
 			JOIN deltas o ON o.id = r.reverses WHERE r.member = ? AND o.kind = 'earn' AND o.rule = ? AND o.event_at >= ? AND o.event_at < ?), 0)
 		FROM deltas d WHERE d.member = ? AND d.kind = 'earn' AND d.rule = ? AND d.event_at >= ? AND d.event_at < ?`,
-		member, rule, ms(since), until(upTo), member, rule, ms(since), until(upTo)).Scan(&n)
+		member, rule, unixms.Of(since), unixms.Until(upTo), member, rule, unixms.Of(since), unixms.Until(upTo)).Scan(&n)
 	return n, err
 }
 
@@ -986,8 +965,8 @@ func (t *tx) Qualifying(ctx context.Context, member, basis string, since, upTo t
 		COALESCE((SELECT MIN(n.event_at) FROM deltas n WHERE n.member = ?1 AND n.kind = 'earn' AND n.rule = '' AND n.event_at >= ?3
 			AND NOT EXISTS (SELECT 1 FROM deltas w WHERE w.reverses = n.id AND w.amount = 0)), 0)
 		FROM (`+qualifyingEvents(basis, "d.member = ?1")+` LIMIT -1)`,
-		member, ms(since), until(upTo)).Scan(&q.Total, &first, &next)
-	q.First, q.Next = fromMS(first), fromMS(next)
+		member, unixms.Of(since), unixms.Until(upTo)).Scan(&q.Total, &first, &next)
+	q.First, q.Next = unixms.Time(first), unixms.Time(next)
 	return q, err
 }
 
@@ -1016,7 +995,7 @@ func (t *tx) QualifyingOf(ctx context.Context, members []string, basis string, s
 		UNION ALL
 		SELECT 1, n.member, 0, MIN(n.event_at), 0 FROM deltas n WHERE n.member IN (SELECT value FROM json_each(?1)) AND n.kind = 'earn'
 			AND n.rule = '' AND n.event_at >= ?3 AND NOT EXISTS (SELECT 1 FROM deltas w WHERE w.reverses = n.id AND w.amount = 0)
-		GROUP BY n.member`, string(ids), ms(since), until(upTo))
+		GROUP BY n.member`, string(ids), unixms.Of(since), unixms.Until(upTo))
 	if err != nil {
 		return nil, err
 	}
@@ -1035,10 +1014,10 @@ func (t *tx) QualifyingOf(ctx context.Context, members []string, basis string, s
 		q := out[m]
 		switch {
 		case kind == 1:
-			q.Next = fromMS(e)
+			q.Next = unixms.Time(e)
 		case x >= 0: // not reversed in full
 			q.Total += c - x
-			if at := fromMS(e); q.First.IsZero() || at.Before(q.First) {
+			if at := unixms.Time(e); q.First.IsZero() || at.Before(q.First) {
 				q.First = at
 			}
 		}
@@ -1050,7 +1029,7 @@ func (t *tx) QualifyingOf(ctx context.Context, members []string, basis string, s
 func (t *tx) RuleCount(ctx context.Context, member, rule string, since, upTo time.Time) (int64, error) {
 	var n int64
 	err := t.QueryRowContext(ctx, `SELECT COUNT(*) FROM deltas d WHERE d.member = ? AND d.kind = 'earn' AND d.rule = ? AND d.event_at >= ?
-		AND d.event_at < ? AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id)`, member, rule, ms(since), until(upTo)).Scan(&n)
+		AND d.event_at < ? AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id)`, member, rule, unixms.Of(since), unixms.Until(upTo)).Scan(&n)
 	return n, err
 }
 
@@ -1062,7 +1041,7 @@ func (t *tx) Lots(ctx context.Context, member string, since time.Time) ([]loyalt
 			FROM deltas d WHERE d.member = ? AND d.kind = 'earn' AND d.event_at >= ?
 			UNION ALL
 			SELECT d.seq, d.event_at, d.points AS net FROM deltas d WHERE d.member = ? AND d.kind = 'adjust' AND d.points > 0 AND d.event_at >= ?)
-		WHERE net > 0 ORDER BY event_at, seq`, member, ms(since), member, ms(since))
+		WHERE net > 0 ORDER BY event_at, seq`, member, unixms.Of(since), member, unixms.Of(since))
 	if err != nil {
 		return nil, err
 	}
@@ -1074,7 +1053,7 @@ func (t *tx) Lots(ctx context.Context, member string, since time.Time) ([]loyalt
 		if err := rows.Scan(&at, &l.Points); err != nil {
 			return nil, err
 		}
-		l.EarnedAt = fromMS(at)
+		l.EarnedAt = unixms.Time(at)
 		out = append(out, l)
 	}
 	return out, rows.Err()
@@ -1092,7 +1071,7 @@ func (t *tx) LotsOf(ctx context.Context, members []string, since time.Time) (map
 			UNION ALL
 			SELECT d.member, d.seq, d.event_at, d.points AS net FROM deltas d
 			WHERE d.member IN (SELECT value FROM json_each(?1)) AND d.kind = 'adjust' AND d.points > 0 AND d.event_at >= ?2)
-		WHERE net > 0 ORDER BY member, event_at, seq`, string(ids), ms(since))
+		WHERE net > 0 ORDER BY member, event_at, seq`, string(ids), unixms.Of(since))
 	if err != nil {
 		return nil, err
 	}
@@ -1105,7 +1084,7 @@ func (t *tx) LotsOf(ctx context.Context, members []string, since time.Time) (map
 		if err := rows.Scan(&m, &at, &l.Points); err != nil {
 			return nil, err
 		}
-		l.EarnedAt = fromMS(at)
+		l.EarnedAt = unixms.Time(at)
 		out[m] = append(out[m], l)
 	}
 	return out, rows.Err()
@@ -1114,7 +1093,7 @@ func (t *tx) LotsOf(ctx context.Context, members []string, since time.Time) (map
 func (t *tx) LastActivity(ctx context.Context, member string) (time.Time, error) {
 	var at int64
 	err := t.QueryRowContext(ctx, `SELECT COALESCE(MAX(event_at), 0) FROM deltas WHERE member = ? AND kind IN ('earn', 'redeem')`, member).Scan(&at)
-	return fromMS(at), err
+	return unixms.Time(at), err
 }
 
 func (t *tx) SetReferralPaid(ctx context.Context, member string) error {
@@ -1127,7 +1106,7 @@ func nullMS(t time.Time) any {
 	if t.IsZero() {
 		return nil
 	}
-	return ms(t)
+	return unixms.Of(t)
 }
 
 func fromNullMS(v sql.NullInt64) time.Time {
@@ -1171,13 +1150,13 @@ func (t *tx) MembersDue(ctx context.Context, job string, upTo time.Time, after h
 	}
 	from := int64(math.MinInt64)
 	if after != (hub.DueCursor{}) {
-		from = ms(after.At)
+		from = unixms.Of(after.At)
 	}
 	// The partial index members_review or members_expire, on the time (and, as every index, the
 	// rowid), serves both the range and the order; Pos is the rowid, the order of the table.
 	rows, err := t.QueryContext(ctx, `SELECT m.id, m.tier, m.balance, `+scheduleCols+`, m.rowid FROM members m
 		WHERE m.`+col+` <= ? AND (m.`+col+`, m.rowid) > (?, ?) ORDER BY m.`+col+`, m.rowid LIMIT ?`,
-		ms(upTo), from, after.Pos, limit)
+		unixms.Of(upTo), from, after.Pos, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -1190,7 +1169,7 @@ func (t *tx) MembersDue(ctx context.Context, job string, upTo time.Time, after h
 		if err := rows.Scan(&d.ID, &d.Tier, &d.Balance, &review, &expire, &active, &d.Pos); err != nil {
 			return nil, err
 		}
-		d.ReviewAt, d.ExpireAt, d.LastActive = fromNullMS(review), fromNullMS(expire), fromMS(active)
+		d.ReviewAt, d.ExpireAt, d.LastActive = fromNullMS(review), fromNullMS(expire), unixms.Time(active)
 		out = append(out, d)
 	}
 	return out, rows.Err()
