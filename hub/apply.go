@@ -430,7 +430,6 @@ func (a *applier) memberState(ctx context.Context, member string) (string, Membe
 		if _, _, err := a.tx.InsertDelta(ctx, d, d.Hash(), a.Now()); err != nil {
 			return "", u, err
 		}
-		a.TierChanges++
 	}
 	if tier != m.Tier {
 		u.Set |= FieldTier

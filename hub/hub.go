@@ -64,9 +64,6 @@ type Hub struct {
 	// KEK seals the QR signing keys in the database (keys.go). Init fails without it.
 	KEK *seal.Box
 
-	// TierChanges counts tier upgrades and downgrades since the hub started (for the demo and metrics).
-	TierChanges int64
-
 	healthMu sync.Mutex
 	health   map[string]Health
 	started  map[string]time.Time // per store: when its live session started
