@@ -5,17 +5,21 @@ package hub
 
 import (
 	"context"
+	"errors"
+	"time"
 
 	"github.com/loyalty-edge-sync/loyalty"
 	lsync "github.com/loyalty-edge-sync/loyalty/sync"
 )
 
-// Pull implements lsync.Handler. It reads one snapshot: the members in store's scope changed
+// Pull implements lsync.Handler. It reads one snapshot (readFirst: a read-only one unless the
+// store's bookkeeping must change: a rule version received or sent, the flushed floor moved, a
+// lease granted, renewed or settled): the members in store's scope changed
 // after cursor, the program and the keys if they changed, and the cursor to resume from.
 func (h *Hub) Pull(ctx context.Context, store string, req lsync.Pull) (*lsync.Changes, error) {
 	cursor, limit := req.Cursor, req.Limit
 	var ch *lsync.Changes
-	err := h.Store.Update(ctx, func(tx Tx) error {
+	err := h.readFirst(ctx, func(tx Tx) error {
 		ch = &lsync.Changes{} // a retried transaction starts over
 		upTo, err := tx.CurrentVersion(ctx)
 		if err != nil {
@@ -81,14 +85,15 @@ func (h *Hub) Pull(ctx context.Context, store string, req lsync.Pull) (*lsync.Ch
 
 // Subscribe implements lsync.Handler: the member, in the store's scope from now on, and their
 // standing, read in the same transaction so that the standing is exactly what the copy's version
-// includes.
+// includes. For a member already in the scope (every online sale of a known member asks) it is a
+// read-only snapshot (readFirst).
 func (h *Hub) Subscribe(ctx context.Context, store string, req lsync.Subscribe) (*loyalty.Member, *lsync.Standing, error) {
 	if !loyalty.ValidText(req.Voucher, loyalty.MaxIDLength) {
 		return nil, nil, loyalty.Errorf(loyalty.EINVALID, "voucher id is not valid text of at most %d characters", loyalty.MaxIDLength)
 	}
 	var m loyalty.Member
 	var st *lsync.Standing
-	err := h.Store.Update(ctx, func(tx Tx) error {
+	err := h.readFirst(ctx, func(tx Tx) error {
 		var err error
 		if m, err = tx.Member(ctx, req.Member); err != nil {
 			return err
@@ -102,4 +107,59 @@ func (h *Hub) Subscribe(ctx context.Context, store string, req lsync.Subscribe) 
 		return nil, nil, err
 	}
 	return &m, st, nil
+}
+
+// errWrites is how a read-first pass (readFirst) says that its transaction has something to write.
+var errWrites = errors.New("the transaction has something to write")
+
+// readFirst runs fn in a read-only snapshot, where the writes of the feed's bookkeeping are
+// checked instead of made (probe), and runs it again in a write transaction only if one of them
+// would change something. Most pulls and subscriptions change nothing, so they keep off the
+// single writer (SQLite) and out of serialization conflicts (PostgreSQL). fn must start over on
+// each run, as any transaction function must. An error a caller can act on (an unknown member)
+// is the answer; any other error of the read-only pass (a write the probe does not know, which
+// the read-only snapshot refuses) sends fn to the write transaction, where it recurs if real.
+func (h *Hub) readFirst(ctx context.Context, fn func(Tx) error) error {
+	err := h.Store.View(ctx, func(tx Tx) error { return fn(probe{tx}) })
+	if err == nil || ctx.Err() != nil || !errors.Is(err, errWrites) && loyalty.ErrorCode(err) != loyalty.EINTERNAL {
+		return err
+	}
+	return h.Store.Update(ctx, fn)
+}
+
+// probe is a read-only Tx for readFirst: each write of the feed's bookkeeping checks whether it
+// would change anything, and stops the pass with errWrites if it would.
+type probe struct{ Tx }
+
+func (p probe) Subscribe(ctx context.Context, store, member string) error {
+	return p.unless(p.Subscribed(ctx, store, member))
+}
+
+func (p probe) ProgramsReceived(ctx context.Context, store string, _ time.Time) error {
+	unreceived, err := p.ProgramsUnreceived(ctx, store)
+	return p.unless(!unreceived, err)
+}
+
+func (p probe) MarkFlushed(ctx context.Context, store string, at time.Time) error {
+	info, err := p.StoreInfo(ctx, store)
+	return p.unless(!info.FlushedAt.Before(at.Add(-time.Minute)), err) // as the adapters: a minute's lag
+}
+
+func (p probe) WatchSince(ctx context.Context, store, budget string, _ time.Time) (time.Time, error) {
+	since, err := p.Watched(ctx, store, budget)
+	if loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
+		return time.Time{}, errWrites
+	}
+	return since, err
+}
+
+func (probe) MarkProgramSent(context.Context, string, int64, time.Time) error { return errWrites }
+func (probe) PutLease(context.Context, Lease, LeaseEvent) error               { return errWrites }
+
+// unless is errWrites unless nothing would change (done), or err.
+func (probe) unless(done bool, err error) error {
+	if err == nil && !done {
+		return errWrites
+	}
+	return err
 }

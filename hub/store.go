@@ -50,6 +50,9 @@ type Tx interface {
 	// ProgramsReceived records that store received every rule version sent to it so far: it
 	// pulled again, which it does only after the answer to its previous pull.
 	ProgramsReceived(ctx context.Context, store string, at time.Time) error
+	// ProgramsUnreceived reports whether a rule version was sent to store that ProgramsReceived
+	// has not marked received yet.
+	ProgramsUnreceived(ctx context.Context, store string) (bool, error)
 	// ProgramsSent returns up to limit rule versions from version from on that were sent to store,
 	// oldest first.
 	ProgramsSent(ctx context.Context, store string, from int64, limit int) ([]SentProgram, error)
@@ -70,6 +73,8 @@ type Tx interface {
 	UpdateMembers(ctx context.Context, us []MemberUpdate) error
 	// Subscribe puts member in store's replica scope. It is idempotent.
 	Subscribe(ctx context.Context, store, member string) error
+	// Subscribed reports whether member is in store's replica scope.
+	Subscribed(ctx context.Context, store, member string) (bool, error)
 	// MembersSince returns members in store's scope with a version after cursor, oldest first.
 	MembersSince(ctx context.Context, store string, cursor int64, limit int) ([]loyalty.Member, error)
 	// Members returns members in id order after the given id, for checks and exports.
@@ -152,6 +157,9 @@ type Tx interface {
 	// WatchSince returns since when the hub has recorded store's demand of budget, starting at at
 	// if it had not yet.
 	WatchSince(ctx context.Context, store, budget string, at time.Time) (time.Time, error)
+	// Watched returns since when the hub has recorded store's demand of budget, or ENOTFOUND
+	// if it has not yet (WatchSince without the write).
+	Watched(ctx context.Context, store, budget string) (time.Time, error)
 	// CountStores returns how many stores are registered.
 	CountStores(ctx context.Context) (int, error)
 	// AddDemand records that a store's lease of budget was charged amount by a delta with event

@@ -115,6 +115,12 @@ func (t *tx) ProgramsReceived(ctx context.Context, store string, at time.Time) e
 	return err
 }
 
+func (t *tx) ProgramsUnreceived(ctx context.Context, store string) (bool, error) {
+	var any bool
+	err := t.queryRow(ctx, `SELECT EXISTS (SELECT 1 FROM store_programs WHERE store = $1 AND received_at = 0)`, store).Scan(&any)
+	return any, err
+}
+
 func (t *tx) ProgramsSent(ctx context.Context, store string, from int64, n int) ([]hub.SentProgram, error) {
 	var out []hub.SentProgram
 	err := t.each(ctx, `SELECT version, sent_at, received_at FROM store_programs WHERE store = $1 AND version >= $2
@@ -209,6 +215,12 @@ func (t *tx) SetReferralPaid(ctx context.Context, member string) error {
 func (t *tx) Subscribe(ctx context.Context, store, member string) error {
 	_, err := t.exec(ctx, `INSERT INTO member_stores (store, member) VALUES ($1, $2) ON CONFLICT DO NOTHING`, store, member)
 	return err
+}
+
+func (t *tx) Subscribed(ctx context.Context, store, member string) (bool, error) {
+	var in bool
+	err := t.queryRow(ctx, `SELECT EXISTS (SELECT 1 FROM member_stores WHERE store = $1 AND member = $2)`, store, member).Scan(&in)
+	return in, err
 }
 
 func (t *tx) queryMembers(ctx context.Context, q string, args ...any) ([]loyalty.Member, error) {
@@ -618,6 +630,12 @@ func (t *tx) WatchSince(ctx context.Context, store, budget string, at time.Time)
 	var since int64
 	err := t.queryRow(ctx, `SELECT since FROM lease_watch WHERE store = $1 AND budget = $2`, store, budget).Scan(&since)
 	return unixms.Time(since), err
+}
+
+func (t *tx) Watched(ctx context.Context, store, budget string) (time.Time, error) {
+	var since int64
+	err := t.queryRow(ctx, `SELECT since FROM lease_watch WHERE store = $1 AND budget = $2`, store, budget).Scan(&since)
+	return unixms.Time(since), notFound(err, "no demand of budget %s recorded for store %s", budget, store)
 }
 
 // hourOf returns the start of the hour containing at, in unix milliseconds.

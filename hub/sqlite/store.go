@@ -175,6 +175,12 @@ func (t *tx) ProgramsReceived(ctx context.Context, store string, at time.Time) e
 	return err
 }
 
+func (t *tx) ProgramsUnreceived(ctx context.Context, store string) (bool, error) {
+	var any bool
+	err := t.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM store_programs WHERE store = ? AND received_at = 0)`, store).Scan(&any)
+	return any, err
+}
+
 func (t *tx) ProgramsSent(ctx context.Context, store string, from int64, limit int) ([]hub.SentProgram, error) {
 	rows, err := t.QueryContext(ctx, `SELECT version, sent_at, received_at FROM store_programs WHERE store = ? AND version >= ?
 		ORDER BY version LIMIT ?`, store, from, limit)
@@ -475,6 +481,12 @@ func (t *tx) updateMembers(ctx context.Context, key string, cols []string, us []
 func (t *tx) Subscribe(ctx context.Context, store, member string) error {
 	_, err := t.ExecContext(ctx, `INSERT INTO member_stores (store, member) VALUES (?, ?) ON CONFLICT DO NOTHING`, store, member)
 	return err
+}
+
+func (t *tx) Subscribed(ctx context.Context, store, member string) (bool, error) {
+	var in bool
+	err := t.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM member_stores WHERE store = ? AND member = ?)`, store, member).Scan(&in)
+	return in, err
 }
 
 func (t *tx) queryMembers(ctx context.Context, q string, args ...any) ([]loyalty.Member, error) {
@@ -846,6 +858,12 @@ func (t *tx) WatchSince(ctx context.Context, store, budget string, at time.Time)
 	var since int64
 	err := t.QueryRowContext(ctx, `SELECT since FROM lease_watch WHERE store = ? AND budget = ?`, store, budget).Scan(&since)
 	return unixms.Time(since), err
+}
+
+func (t *tx) Watched(ctx context.Context, store, budget string) (time.Time, error) {
+	var since int64
+	err := t.QueryRowContext(ctx, `SELECT since FROM lease_watch WHERE store = ? AND budget = ?`, store, budget).Scan(&since)
+	return unixms.Time(since), notFound(err, "no demand of budget %s recorded for store %s", budget, store)
 }
 
 func (t *tx) CountStores(ctx context.Context) (int, error) {
