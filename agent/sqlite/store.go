@@ -626,30 +626,36 @@ func (s *Store) Cursor(ctx context.Context) (int64, error) {
 
 // Pending implements lsync.ClientHandler.
 func (s *Store) Pending(ctx context.Context, after int64, limit int) ([]lsync.Outgoing, error) {
-	rows, err := s.db.R.QueryContext(ctx, `SELECT seq, body FROM deltas WHERE state = 'pending' AND seq > ? ORDER BY seq LIMIT ?`, after, limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
 	var out []lsync.Outgoing
-	for rows.Next() {
-		var o lsync.Outgoing
-		var body string
-		if err := rows.Scan(&o.Seq, &body); err != nil {
-			return nil, err
+	err := s.db.View(ctx, func(t *sqlitedb.Tx) error { // a transaction's statements are prepared once
+		out = nil
+		rows, err := t.QueryContext(ctx, `SELECT seq, body FROM deltas WHERE state = 'pending' AND seq > ? ORDER BY seq LIMIT ?`, after, limit)
+		if err != nil {
+			return err
 		}
-		if err := json.Unmarshal([]byte(body), &o.Delta); err != nil {
-			return nil, err
+		defer rows.Close()
+		for rows.Next() {
+			var o lsync.Outgoing
+			var body string
+			if err := rows.Scan(&o.Seq, &body); err != nil {
+				return err
+			}
+			if err := json.Unmarshal([]byte(body), &o.Delta); err != nil {
+				return err
+			}
+			out = append(out, o)
 		}
-		out = append(out, o)
-	}
-	return out, rows.Err()
+		return rows.Err()
+	})
+	return out, err
 }
 
 // PendingCount implements lsync.ClientHandler.
 func (s *Store) PendingCount(ctx context.Context) (int64, error) {
 	var n int64
-	err := s.db.R.QueryRowContext(ctx, `SELECT COUNT(*) FROM deltas WHERE state = 'pending'`).Scan(&n)
+	err := s.db.View(ctx, func(t *sqlitedb.Tx) error {
+		return t.QueryRowContext(ctx, `SELECT COUNT(*) FROM deltas WHERE state = 'pending'`).Scan(&n)
+	})
 	return n, err
 }
 

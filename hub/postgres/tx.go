@@ -213,7 +213,8 @@ func (t *tx) SetReferralPaid(ctx context.Context, member string) error {
 }
 
 func (t *tx) Subscribe(ctx context.Context, store, member string) error {
-	_, err := t.exec(ctx, `INSERT INTO member_stores (store, member) VALUES ($1, $2) ON CONFLICT DO NOTHING`, store, member)
+	_, err := t.exec(ctx, `INSERT INTO member_stores (store, member, version) SELECT $1, id, version FROM members WHERE id = $2
+		ON CONFLICT DO NOTHING`, store, member)
 	return err
 }
 
@@ -234,8 +235,8 @@ func (t *tx) queryMembers(ctx context.Context, q string, args ...any) ([]loyalty
 }
 
 func (t *tx) MembersSince(ctx context.Context, store string, cursor int64, n int) ([]loyalty.Member, error) {
-	return t.queryMembers(ctx, `SELECT `+memberCols+` FROM members m JOIN member_stores s ON s.member = m.id AND s.store = $1
-		WHERE m.version > $2 ORDER BY m.version LIMIT $3`, store, cursor, limit(n))
+	return t.queryMembers(ctx, `SELECT `+memberCols+` FROM member_stores s JOIN members m ON m.id = s.member
+		WHERE s.store = $1 AND s.version > $2 ORDER BY s.version LIMIT $3`, store, cursor, limit(n))
 }
 
 func (t *tx) Members(ctx context.Context, after string, n int) ([]loyalty.Member, error) {

@@ -479,7 +479,8 @@ func (t *tx) updateMembers(ctx context.Context, key string, cols []string, us []
 }
 
 func (t *tx) Subscribe(ctx context.Context, store, member string) error {
-	_, err := t.ExecContext(ctx, `INSERT INTO member_stores (store, member) VALUES (?, ?) ON CONFLICT DO NOTHING`, store, member)
+	_, err := t.ExecContext(ctx, `INSERT INTO member_stores (store, member, version) SELECT ?, id, version FROM members WHERE id = ?
+		ON CONFLICT DO NOTHING`, store, member)
 	return err
 }
 
@@ -507,8 +508,8 @@ func (t *tx) queryMembers(ctx context.Context, q string, args ...any) ([]loyalty
 }
 
 func (t *tx) MembersSince(ctx context.Context, store string, cursor int64, limit int) ([]loyalty.Member, error) {
-	return t.queryMembers(ctx, `SELECT `+memberCols+` FROM members m JOIN member_stores s ON s.member = m.id AND s.store = ?
-		WHERE m.version > ? ORDER BY m.version LIMIT ?`, store, cursor, limit)
+	return t.queryMembers(ctx, `SELECT `+memberCols+` FROM member_stores s JOIN members m ON m.id = s.member
+		WHERE s.store = ? AND s.version > ? ORDER BY s.version LIMIT ?`, store, cursor, limit)
 }
 
 func (t *tx) Members(ctx context.Context, after string, limit int) ([]loyalty.Member, error) {
