@@ -670,7 +670,9 @@ func (s *Store) ApplyAck(ctx context.Context, ack *lsync.Ack) error {
 	for _, b := range ack.Balances {
 		versions[b.Member] = max(versions[b.Member], b.Version) // a push applied one delta at a time names a member more than once
 	}
-	return s.db.Update(ctx, func(t *sqlitedb.Tx) error {
+	// Lazy: an acknowledgement a crash of the machine loses is had again, as duplicates, when the
+	// deltas are pushed again; a later durable commit makes it durable too.
+	return s.db.Update(sqlitedb.Lazy(ctx), func(t *sqlitedb.Tx) error {
 		for _, r := range ack.Results {
 			var err error
 			switch r.Status {
@@ -894,7 +896,8 @@ func (s *Store) ApplyChanges(ctx context.Context, ch *lsync.Changes) error {
 
 // ApplyMember implements lsync.ClientHandler.
 func (s *Store) ApplyMember(ctx context.Context, m *loyalty.Member) error {
-	return s.db.Update(ctx, func(t *sqlitedb.Tx) error { return (&tx{t, s}).setMember(ctx, *m) })
+	// Lazy: a member's copy a crash of the machine loses is had again from the hub.
+	return s.db.Update(sqlitedb.Lazy(ctx), func(t *sqlitedb.Tx) error { return (&tx{t, s}).setMember(ctx, *m) })
 }
 
 // unsyncedOnly narrows a query on deltas d to those the member's synced copy does not include.

@@ -31,6 +31,12 @@ import (
 //     has started, the caller gets the group's outcome whatever its context does (Tx.stmtCtx);
 //   - the Tx.AfterCommit functions of the callers whose parts committed run after the commit, in
 //     order, before anyone is answered and before the next group begins.
+//
+// Lazy calls (Lazy) are grouped apart from durable ones: a group is all lazy or all durable, in
+// queue order, and a lazy group commits in synchronous NORMAL, without waiting for the disk. In
+// WAL mode a commit is a prefix of the log: a crash of the machine may lose the newest lazy
+// groups, never a durable group nor anything before it, and the next durable commit's fsync makes
+// the lazy groups before it durable too. A process crash loses nothing either way.
 
 // maxGroup bounds a group, so that a burst of calls does not make the first of them wait for the
 // functions of hundreds of others before their commit.
@@ -46,6 +52,7 @@ var errClosed = errors.New("sqlitedb: the database is closed")
 type groupCall struct {
 	ctx     context.Context
 	fn      func(*Tx) error
+	lazy    bool  // Lazy(ctx): its commit need not wait for the disk
 	taken   bool  // the writer took it: it is answered (guarded by groupCommit.mu)
 	dropped bool  // its caller gave up before that (guarded by groupCommit.mu)
 	tx      *Tx   // its part of the transaction, while and after fn runs
@@ -63,6 +70,8 @@ type groupCommit struct {
 	queue   []*groupCall
 	writing bool // a writer runs: a leading caller, or the goroutine it handed over to
 	closed  bool
+	lazy    bool // the writer connection is in synchronous NORMAL (writer only)
+	noSync  bool // Options.NoSync: the connection stays in synchronous OFF
 	wg      sync.WaitGroup // the writer, waited for by close
 
 	test struct { // set by this package's tests only
@@ -76,7 +85,7 @@ func (g *groupCommit) update(ctx context.Context, fn func(*Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	c := &groupCall{ctx: ctx, fn: fn, turn: make(chan *Tx, 1), ran: make(chan error, 1), done: make(chan error, 1)}
+	c := &groupCall{ctx: ctx, fn: fn, lazy: isLazy(ctx), turn: make(chan *Tx, 1), ran: make(chan error, 1), done: make(chan error, 1)}
 	g.mu.Lock()
 	if g.closed {
 		g.mu.Unlock()
@@ -152,8 +161,9 @@ func (g *groupCommit) write() {
 }
 
 // next takes the next call from the queue, answering those whose contexts have ended on the
-// way. With the queue empty it returns nil, and if last, ends the writer.
-func (g *groupCommit) next(last bool) *groupCall {
+// way. With the queue empty it returns nil, and if last, ends the writer. With only, it takes a
+// call only if its laziness is *only, and returns nil at the first call that differs.
+func (g *groupCommit) next(last bool, only *bool) *groupCall {
 	for {
 		g.mu.Lock()
 		if len(g.queue) == 0 {
@@ -164,6 +174,10 @@ func (g *groupCommit) next(last bool) *groupCall {
 			return nil
 		}
 		c := g.queue[0]
+		if only != nil && c.lazy != *only {
+			g.mu.Unlock()
+			return nil
+		}
 		g.queue[0] = nil
 		g.queue = g.queue[1:]
 		c.taken = !c.dropped
@@ -178,11 +192,15 @@ func (g *groupCommit) next(last bool) *groupCall {
 // leading caller's call, run on this goroutine; nil in the writer goroutine, which group ends
 // (reporting false) when there is nobody to run.
 func (g *groupCommit) group(own *groupCall) bool {
-	c := g.next(own == nil)
+	c := g.next(own == nil, nil)
 	if c == nil {
 		return false
 	}
 	ctx := context.Background() // the transaction is everyone's: no caller's context ends it
+	if err := g.setLazy(ctx, c.lazy); err != nil {
+		answer([]*groupCall{c}, err)
+		return true
+	}
 	tx, err := g.db.W.BeginTx(ctx, nil)
 	if err != nil {
 		answer([]*groupCall{c}, fmt.Errorf("begin: %w", err))
@@ -190,7 +208,7 @@ func (g *groupCommit) group(own *groupCall) bool {
 	}
 	defer tx.Rollback() // after a commit, a no-op
 	var ran []*groupCall
-	for ; c != nil; c = g.next(false) {
+	for lazy := c.lazy; c != nil; c = g.next(false, &lazy) {
 		ran = append(ran, c)
 		if err := g.savepoint(ctx, tx, c, own); err != nil {
 			answer(ran, fmt.Errorf("group commit: %w", err))
@@ -202,6 +220,23 @@ func (g *groupCommit) group(own *groupCall) bool {
 	}
 	g.commitAndAnswer(tx, ran)
 	return true
+}
+
+// setLazy puts the writer connection in synchronous NORMAL for a lazy group, FULL for a durable
+// one (SQLite takes the setting only outside a transaction). The writer pool has one connection.
+func (g *groupCommit) setLazy(ctx context.Context, lazy bool) error {
+	if lazy == g.lazy || g.noSync {
+		return nil
+	}
+	level := "FULL"
+	if lazy {
+		level = "NORMAL"
+	}
+	if _, err := g.db.W.ExecContext(ctx, `PRAGMA synchronous = `+level); err != nil {
+		return fmt.Errorf("synchronous %s: %w", level, err)
+	}
+	g.lazy = lazy
+	return nil
 }
 
 // savepoint runs c's function in a savepoint of tx, rolled back if the function fails. An error
@@ -280,3 +315,13 @@ func dropIfDone(c *groupCall) bool {
 	}
 	return err != nil
 }
+
+type lazyKey struct{}
+
+// Lazy marks an Update whose commit need not wait for the disk: what it writes can be had again
+// if a crash of the machine loses it (an acknowledgement the agent would be sent again, a page of
+// the change feed it would pull again). It takes effect with Options.GroupCommit; otherwise every
+// commit waits for the disk.
+func Lazy(ctx context.Context) context.Context { return context.WithValue(ctx, lazyKey{}, true) }
+
+func isLazy(ctx context.Context) bool { lazy, _ := ctx.Value(lazyKey{}).(bool); return lazy }

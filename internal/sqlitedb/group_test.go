@@ -441,3 +441,58 @@ func TestAfterCommit_WithoutGroupCommit(t *testing.T) {
 		t.Errorf("rolled back: %v", err)
 	}
 }
+
+// Lazy calls commit in groups of their own, in synchronous NORMAL; durable calls never share a
+// group with them and always commit in FULL, in queue order.
+func TestGroupCommit_LazyCallsCommitApart(t *testing.T) {
+	gt := newGroupTest(t)
+	release, held := gt.hold(nil) // durable
+	levels := map[string]int{}
+	var mu sync.Mutex
+	call := func(name string, lazy bool) <-chan error {
+		ctx := context.Background()
+		if lazy {
+			ctx = Lazy(ctx)
+		}
+		return gt.start(ctx, func(tx *Tx) error {
+			var level int // not a cached statement: SQLite reads the level when it prepares one
+			if err := tx.Tx.QueryRowContext(context.Background(), `PRAGMA synchronous`).Scan(&level); err != nil {
+				return err
+			}
+			mu.Lock()
+			levels[name] = level
+			mu.Unlock()
+			return insert(name)(tx)
+		})
+	}
+	results := []<-chan error{call("l1", true), call("l2", true), call("d1", false), call("d2", false), call("l3", true)}
+	release()
+	if err := <-held; err != nil {
+		t.Fatal(err)
+	}
+	for i, res := range results {
+		if err := <-res; err != nil {
+			t.Errorf("caller %d: %v", i, err)
+		}
+	}
+	if got := gt.commitSizes(); !slices.Equal(got, []int{1, 2, 2, 1}) {
+		t.Errorf("commits of %v callers, want [1 2 2 1]: hold, then l1+l2, d1+d2, l3", got)
+	}
+	const normal, full = 1, 2
+	want := map[string]int{"l1": normal, "l2": normal, "d1": full, "d2": full, "l3": normal}
+	for name, level := range want {
+		if levels[name] != level {
+			t.Errorf("%s ran in synchronous %d, want %d", name, levels[name], level)
+		}
+		if !gt.has(name) {
+			t.Errorf("%s is not committed", name)
+		}
+	}
+	// Back to durable: a caller alone after the lazy group commits in FULL.
+	var level int
+	if err := gt.db.Update(context.Background(), func(tx *Tx) error {
+		return tx.Tx.QueryRowContext(context.Background(), `PRAGMA synchronous`).Scan(&level)
+	}); err != nil || level != full {
+		t.Errorf("a durable call after a lazy group: synchronous %d (%v), want %d", level, err, full)
+	}
+}

@@ -223,7 +223,7 @@ func OpenWith(ctx context.Context, path string, migrations fs.FS, opts Options) 
 	db.R = r
 	db.wStmts, db.rStmts = newStmtCache(w), newStmtCache(r)
 	if opts.GroupCommit {
-		db.group = &groupCommit{db: db}
+		db.group = &groupCommit{db: db, noSync: opts.NoSync}
 	}
 	return db, nil
 }
