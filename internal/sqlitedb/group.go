@@ -70,8 +70,8 @@ type groupCommit struct {
 	queue   []*groupCall
 	writing bool // a writer runs: a leading caller, or the goroutine it handed over to
 	closed  bool
-	lazy    bool // the writer connection is in synchronous NORMAL (writer only)
-	noSync  bool // Options.NoSync: the connection stays in synchronous OFF
+	lazy    bool           // the writer connection is in synchronous NORMAL (writer only)
+	noSync  bool           // Options.NoSync: the connection stays in synchronous OFF
 	wg      sync.WaitGroup // the writer, waited for by close
 
 	test struct { // set by this package's tests only
