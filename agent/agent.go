@@ -308,7 +308,10 @@ func (a *Agent) Earn(ctx context.Context, req loyalty.EarnRequest) (loyalty.Rece
 		return loyalty.Receipt{}, err
 	}
 	member := who.member
-	st := a.lookup(ctx, member, "") // online: the hub's tier, punch cards and earn caps count
+	var st *lsync.Standing
+	if a.earnAsksHub(ctx, member, req) {
+		st = a.lookup(ctx, member, "") // online: the hub's punch cards and earn caps count
+	}
 	req.QR, req.MemberID = "", member
 	return a.once(ctx, "earn", req.OrderID, req, func(tx Tx, offline bool) (loyalty.Receipt, error) {
 		if err := who.current(); err != nil {

@@ -45,6 +45,32 @@ func (a *Agent) lookup(ctx context.Context, member, voucher string) *lsync.Stand
 	return st
 }
 
+// earnAsksHub reports whether an earn must ask the hub before it decides: when what the hub
+// counts at every store and channel can change its points (an earn cap on purchases, a punch card
+// the sale's lines may punch), or the replica does not hold the member. Otherwise the store's copy
+// decides, which the hub's notifications keep current while the store is connected (a tier
+// changed elsewhere a moment ago may not be in it yet; the hub accepts an earn under the tier the
+// store last had), and the sale costs no round trip to the hub. Offline nothing is asked anyway.
+func (a *Agent) earnAsksHub(ctx context.Context, member string, req loyalty.EarnRequest) bool {
+	if !a.Sync.Status().Online {
+		return false
+	}
+	ask := true
+	a.Store.View(ctx, func(tx Tx) error {
+		p, err := tx.Program(ctx)
+		if err != nil {
+			return err
+		}
+		if p.HasEarnCap(loyalty.RulePurchase) || len(p.PunchCards) > 0 && len(req.Lines) > 0 {
+			return nil
+		}
+		_, err = tx.Member(ctx, member)
+		ask = err != nil
+		return nil
+	})
+	return ask
+}
+
 // subscribe fetches a member the replica does not hold yet, for a sync client without Lookup.
 func (a *Agent) subscribe(ctx context.Context, member string) {
 	var known bool

@@ -16,11 +16,12 @@ import (
 // to a real hub's Subscribe handler and its member copy into the real replica, as the websocket
 // session does; online can be switched off.
 type hubLink struct {
-	h      *hub.Hub
-	store  *agentsqlite.Store
-	id     string
-	mu     gosync.Mutex
-	online bool
+	h       *hub.Hub
+	store   *agentsqlite.Store
+	id      string
+	mu      gosync.Mutex
+	online  bool
+	lookups int // calls of Lookup
 }
 
 func (l *hubLink) Kick() {}
@@ -41,6 +42,9 @@ func (l *hubLink) Lookup(ctx context.Context, member, voucher string) (*loyalty.
 	if !l.Status().Online {
 		return nil, nil, loyalty.Errorf(loyalty.EUNAVAILABLE, "offline")
 	}
+	l.mu.Lock()
+	l.lookups++
+	l.mu.Unlock()
 	m, st, err := l.h.Subscribe(ctx, l.id, lsync.Subscribe{Member: member, Voucher: voucher})
 	if err != nil {
 		return nil, nil, err
@@ -222,4 +226,70 @@ func conflictList(t *testing.T, h *hub.Hub) []hub.Conflict {
 		t.Fatal(err)
 	}
 	return cs
+}
+
+func (l *hubLink) lookupCount() int { l.mu.Lock(); defer l.mu.Unlock(); return l.lookups }
+
+// A connected store asks the hub before an earn only when the hub's figures can change its
+// points: a member it does not hold, an earn cap on purchases, a punch card the sale's lines may
+// punch. Otherwise its copy decides, with no round trip, and the receipt says so.
+func TestOnline_EarnAsksTheHubOnlyWhenItsFiguresCount(t *testing.T) {
+	ctx := context.Background()
+	var qr string // "": m1, in the store's replica from its first sync
+	earn := func(t *testing.T, sp *syncPair, link *hubLink, order string, lines []loyalty.Line) (loyalty.Receipt, bool) {
+		t.Helper()
+		before := link.lookupCount()
+		req := loyalty.EarnRequest{OrderID: order, MemberID: "m1", Amount: 1000, Currency: "EUR", Lines: lines}
+		if qr != "" {
+			req.MemberID, req.QR = "", qr
+		}
+		rc, err := sp.agent.Earn(ctx, req)
+		if err != nil {
+			t.Fatalf("earn %s: %v", order, err)
+		}
+		asked := link.lookupCount() > before
+		if want := map[bool]string{true: loyalty.CheckedByHub, false: loyalty.CheckedByStore}[asked]; rc.CheckedBy != want {
+			t.Errorf("earn %s: checked by %q, but the hub was asked: %v", order, rc.CheckedBy, asked)
+		}
+		return rc, asked
+	}
+	t.Run("plain program", func(t *testing.T) {
+		sp, link := onlinePair(t, func(*loyalty.Program) {})
+		if _, err := sp.hub.CreateMember(ctx, loyalty.Member{ID: "m9", HomeStore: "s2"}); err != nil {
+			t.Fatal(err)
+		}
+		qr = mustToken(t, sp.hub, "m9") // another store's member, scanned
+		defer func() { qr = "" }()
+		if _, asked := earn(t, sp, link, "o1", nil); !asked {
+			t.Error("the first earn of a member the store does not hold did not ask the hub")
+		}
+		rc, asked := earn(t, sp, link, "o2", nil)
+		if asked {
+			t.Error("an earn of a member the store holds, with no cap nor punch card, asked the hub")
+		}
+		if rc.Points != 10 || rc.Balance != 20 {
+			t.Errorf("the second earn: %+v; want 10 points and a balance of 20", rc)
+		}
+	})
+	t.Run("purchase cap", func(t *testing.T) {
+		sp, link := onlinePair(t, func(p *loyalty.Program) {
+			p.EarnCaps = []loyalty.EarnCap{{Rule: loyalty.RulePurchase, Period: loyalty.PeriodDay, MaxPoints: 100}}
+		})
+		earn(t, sp, link, "o1", nil)
+		if _, asked := earn(t, sp, link, "o2", nil); !asked {
+			t.Error("an earn under a cap on purchases did not ask the hub")
+		}
+	})
+	t.Run("punch cards", func(t *testing.T) {
+		sp, link := onlinePair(t, func(p *loyalty.Program) {
+			p.PunchCards = []loyalty.PunchCard{{ID: "espresso", Name: "Espresso card", SKU: "espresso", Buy: 5, Reward: "coffee"}}
+		})
+		earn(t, sp, link, "o1", nil)
+		if _, asked := earn(t, sp, link, "o2", nil); asked {
+			t.Error("an earn without lines asked the hub although no punch card can count it")
+		}
+		if _, asked := earn(t, sp, link, "o3", []loyalty.Line{{SKU: "espresso", Qty: 1, Amount: 1000}}); !asked {
+			t.Error("an earn whose lines may punch a card did not ask the hub")
+		}
+	})
 }
