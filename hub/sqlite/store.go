@@ -477,6 +477,11 @@ func (t *tx) Subscribe(ctx context.Context, store, member string) error {
 	return err
 }
 
+func (t *tx) Unsubscribe(ctx context.Context, store, member string) error {
+	_, err := t.ExecContext(ctx, `DELETE FROM member_stores WHERE store = ? AND member = ?`, store, member)
+	return err
+}
+
 func (t *tx) queryMembers(ctx context.Context, q string, args ...any) ([]loyalty.Member, error) {
 	rows, err := t.QueryContext(ctx, q, args...)
 	if err != nil {
