@@ -545,7 +545,8 @@ func (t *tx) Stats(ctx context.Context) (agent.Stats, error) {
 	err := t.QueryRowContext(ctx, `SELECT
 		(SELECT COUNT(*) FROM deltas WHERE state = 'pending'),
 		(SELECT COUNT(*) FROM deltas WHERE state = 'rejected'),
-		(SELECT COUNT(*) FROM members)`).Scan(&s.Outbox, &s.Rejected, &s.Members)
+		(SELECT COUNT(*) FROM members),
+		(SELECT COUNT(*) FROM unsubscribes)`).Scan(&s.Outbox, &s.Rejected, &s.Members, &s.Unsubscribing)
 	if err != nil {
 		return s, err
 	}
