@@ -20,9 +20,10 @@ type Retention struct {
 	EvictAfter time.Duration
 	// RetainAcked: an order whose deltas the hub has all acknowledged (and the members' copies
 	// include) is deleted this long after its last delta, with its POS keys: this is how long
-	// the store can refund it, and how long a POS retry of it is recognised. Orders that spend a
-	// budget lease the store still holds, or that a lifetime limit or cap counts, are kept, and
-	// so is every order within the current period of the program's limits and caps.
+	// the store can refund it, and how long a POS retry of it is recognised. Orders that a
+	// lifetime limit or cap counts are kept, and so is every order within the current period of
+	// the program's limits and caps. What a deleted order spent of a budget lease the store still
+	// holds goes on counting against the lease.
 	RetainAcked time.Duration
 	// ResultsRetention: the stored answer to a POS call is dropped this long after the call. The
 	// key stays with the order (RetainAcked): a retry after this is refused with ECONFLICT, not

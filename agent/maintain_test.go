@@ -510,21 +510,24 @@ func TestMaintain_PrunesAcknowledgedDeltasAndPOSResults(t *testing.T) {
 	}
 }
 
-// An order that spent a budget lease the store still holds stays: what the store spent of the
-// lease is the sum of its deltas. Once the hub has settled the lease, it may go.
-func TestMaintain_KeepsOrdersOfHeldLeases(t *testing.T) {
+// An order that spent a budget lease the store still holds may go (a connected store's lease
+// lives on, renewed and refilled at every pull): what it spent goes on counting against the
+// lease, so the store never spends more of it than the hub granted.
+func TestMaintain_PrunedOrdersStillCountAgainstTheirLease(t *testing.T) {
 	clock := now
-	ca := newClocked(t, &clock, coffeeBudget(), coffeeLease(90*day))
+	p := coffeeBudget()
+	lease := func(granted int64) lsync.Lease {
+		return lsync.Lease{ID: "L1", Budget: "coffees", Granted: granted, State: "active", TTLMillis: (90 * day).Milliseconds()}
+	}
+	ca := newClocked(t, &clock, p, lease(3))
 	ca.Retention = agent.Retention{RetainAcked: 30 * day}
-	if err := ca.redeem("coffee"); err != nil {
-		t.Fatal(err)
+	for i := range 2 {
+		clock = now.Add(time.Duration(i) * time.Minute) // ca.redeem's order id is the time
+		if err := ca.redeem("coffee"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	ca.ack(t)
-	clock = now.Add(40 * day)
-	ca.hear(t, coffeeBudget(), coffeeLease(90*day))
-	if st := ca.maintain(t); st.PrunedDeltasTotal != 0 {
-		t.Fatalf("pruned %d deltas that spent lease L1, which the store still holds", st.PrunedDeltasTotal)
-	}
 	spent := func() int64 {
 		var n int64
 		err := ca.store.View(context.Background(), func(tx agent.Tx) error {
@@ -537,12 +540,34 @@ func TestMaintain_KeepsOrdersOfHeldLeases(t *testing.T) {
 		}
 		return n
 	}
-	if n := spent(); n != 1 {
-		t.Fatalf("spent %d of L1, want 1", n)
+	if n := spent(); n != 2 {
+		t.Fatalf("spent %d of L1, want 2", n)
 	}
-	ca.hear(t, coffeeBudget()) // L1 settled: not in the hub's list any more
-	if st := ca.maintain(t); st.PrunedDeltasTotal != 1 {
-		t.Fatalf("pruned %d deltas once L1 was settled, want 1", st.PrunedDeltasTotal)
+	clock = now.Add(40 * day)
+	ca.hear(t, p, lease(3)) // renewed, still 3
+	if st := ca.maintain(t); st.PrunedDeltasTotal != 2 {
+		t.Fatalf("pruned %d deltas, want the 2 redemptions", st.PrunedDeltasTotal)
+	}
+	if n := spent(); n != 2 {
+		t.Fatalf("spent %d of L1 after pruning, want 2", n)
+	}
+	if err := ca.redeem("coffee"); err != nil {
+		t.Fatalf("the third coffee of 3: %v", err)
+	}
+	clock = clock.Add(time.Minute)
+	if err := ca.redeem("coffee"); loyalty.ErrorCode(err) != loyalty.EBUDGET {
+		t.Fatalf("a fourth coffee on a lease of 3, two of them pruned: %v, want EBUDGET", err)
+	}
+	ca.ack(t)
+	clock = now.Add(80 * day)
+	ca.hear(t, p, lease(5)) // refilled
+	if st := ca.maintain(t); st.PrunedDeltasTotal != 3 || spent() != 3 {
+		t.Fatalf("pruned %d deltas, spent %d of L1; want 3 and 3", st.PrunedDeltasTotal, spent())
+	}
+	ca.hear(t, p) // L1 settled: no longer in the hub's list
+	ca.maintain(t)
+	if n := spent(); n != 0 {
+		t.Errorf("spent %d of the settled L1, want its record gone", n)
 	}
 }
 

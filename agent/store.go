@@ -107,7 +107,8 @@ type Tx interface {
 	ForgetResults(ctx context.Context, before time.Time, limit int) (int64, error)
 	// PruneOrders deletes the orders that p allows among those with an acknowledged delta after
 	// local sequence number after: their deltas, what they spent of leases and added to punch
-	// cards, and their POS keys. It looks at up to limit deltas.
+	// cards (what they spent of leases the store holds still counts in LeaseSpent), and their POS
+	// keys. It looks at up to limit deltas.
 	PruneOrders(ctx context.Context, p Prune, after int64, limit int) (Pruned, error)
 
 	// Stats summarises the replica for the status call.
@@ -163,9 +164,9 @@ type Evicted struct {
 }
 
 // Prune says which orders PruneOrders may delete: those whose every delta (but rejected ones,
-// kept for review) the hub acknowledged, the member's synced copy includes, was made before
-// Before, and spent no lease the store still holds; and none the program still counts for a
-// lifetime (period "total") limit or cap.
+// kept for review) the hub acknowledged, the member's synced copy includes, and was made before
+// Before; and none the program still counts for a lifetime (period "total") limit or cap. What a
+// deleted order spent of a lease the store still holds goes on counting in LeaseSpent.
 type Prune struct {
 	Before      time.Time
 	KeepEarns   bool     // keep orders with a sale: a lifetime earn cap on purchases counts them

@@ -109,12 +109,19 @@ func (t *tx) ForgetResults(ctx context.Context, before time.Time, limit int) (in
 	return res.RowsAffected()
 }
 
+// prunedSpend is what pruned deltas spent of the lease ?1, to add to its deltas' spending.
+const prunedSpend = `COALESCE((SELECT amount FROM lease_pruned WHERE lease = ?1), 0)`
+
 // PruneOrders implements agent.Tx. It goes through acknowledged deltas in local order, and
 // deletes an order only whole: a reversal without the delta it reverses, or the other way round,
 // would count wrongly in limits and caps, and a refund needs the order's deltas.
 func (t *tx) PruneOrders(ctx context.Context, p agent.Prune, after int64, limit int) (agent.Pruned, error) {
 	out := agent.Pruned{Next: after}
 	before := p.Before.UnixMilli()
+	// Settled leases (no longer in the hub's list) are spent no more: what was pruned of them goes.
+	if _, err := t.ExecContext(ctx, `DELETE FROM lease_pruned WHERE lease NOT IN (SELECT id FROM leases)`); err != nil {
+		return out, err
+	}
 	rows, err := t.QueryContext(ctx, `SELECT seq, order_id FROM deltas WHERE seq > ? AND state = 'acked' AND hub_version = 0
 		AND created_at < ? ORDER BY seq LIMIT ?`, after, before, limit)
 	if err != nil {
@@ -140,8 +147,7 @@ func (t *tx) PruneOrders(ctx context.Context, p agent.Prune, after int64, limit 
 		return out, err
 	}
 	// An order stays if any of its deltas (rejected ones aside) is not done with.
-	keep := `d.state = 'pending' OR d.hub_version > 0 OR d.created_at >= ?2
-		OR EXISTS (SELECT 1 FROM lease_use u JOIN leases l ON l.id = u.lease WHERE u.delta_id = d.id)`
+	keep := `d.state = 'pending' OR d.hub_version > 0 OR d.created_at >= ?2`
 	if p.KeepEarns {
 		keep += ` OR d.kind = 'earn'`
 	}
@@ -164,6 +170,10 @@ func (t *tx) PruneOrders(ctx context.Context, p agent.Prune, after int64, limit 
 			continue
 		}
 		for _, q := range []string{
+			// What the order spent of leases the store still holds goes on counting.
+			`INSERT INTO lease_pruned (lease, amount) SELECT u.lease, SUM(u.amount) FROM lease_use u JOIN deltas d ON d.id = u.delta_id
+				WHERE d.order_id = ? AND d.state = 'acked' AND u.lease IN (SELECT id FROM leases) GROUP BY u.lease
+				ON CONFLICT (lease) DO UPDATE SET amount = amount + excluded.amount`,
 			`DELETE FROM lease_use WHERE delta_id IN (SELECT id FROM deltas WHERE order_id = ? AND state = 'acked')`,
 			`DELETE FROM delta_punches WHERE delta_id IN (SELECT id FROM deltas WHERE order_id = ? AND state = 'acked')`,
 		} {

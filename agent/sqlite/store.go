@@ -452,8 +452,8 @@ func (t *tx) Leases(ctx context.Context) ([]agent.Lease, error) {
 
 func (t *tx) LeaseSpent(ctx context.Context, lease string) (int64, error) {
 	var n int64
-	err := t.QueryRowContext(ctx, `SELECT COALESCE(SUM(u.amount), 0) FROM lease_use u JOIN deltas d ON d.id = u.delta_id
-		WHERE u.lease = ? AND d.state != 'rejected'`, lease).Scan(&n)
+	err := t.QueryRowContext(ctx, `SELECT (SELECT COALESCE(SUM(u.amount), 0) FROM lease_use u JOIN deltas d ON d.id = u.delta_id
+		WHERE u.lease = ?1 AND d.state != 'rejected') + `+prunedSpend, lease).Scan(&n)
 	return n, err
 }
 

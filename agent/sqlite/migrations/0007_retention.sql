@@ -15,3 +15,11 @@ CREATE TABLE unsubscribes (
 -- request hash), and every key by order (they go with the order's deltas, outbox.retain_acked).
 CREATE INDEX pos_requests_answered ON pos_requests (at) WHERE response != '';
 CREATE INDEX pos_requests_order ON pos_requests (order_id);
+
+-- What the deltas deleted by pruning had spent of each lease the store still held: a lease's
+-- spending is its lease_use rows plus this, so that orders can go while their lease lives on
+-- (renewed and refilled at every pull while the store is connected).
+CREATE TABLE lease_pruned (
+	lease  TEXT PRIMARY KEY,
+	amount INTEGER NOT NULL
+) WITHOUT ROWID;
