@@ -331,7 +331,12 @@ func TestMaintain_MemberBackBeforeTheUnsubscribe(t *testing.T) {
 	if cp.inReplica(t, "m1") || cp.status(t).Unsubscribing != 1 {
 		t.Fatal("m1 not evicted, or its unsubscribe not waiting")
 	}
-	if err := cp.store.ApplyMember(ctx, &m.Member); err != nil { // a page sent before the eviction
+	cur, err := cp.store.Cursor(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := &lsync.Changes{Cursor: cur, Members: []loyalty.Member{m.Member}} // a page the hub sent before the eviction
+	if err := cp.store.ApplyChanges(ctx, page); err != nil {
 		t.Fatal(err)
 	}
 	cp.link.setOnline(true)

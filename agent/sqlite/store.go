@@ -887,9 +887,17 @@ func (s *Store) ApplyChanges(ctx context.Context, ch *lsync.Changes) error {
 	})
 }
 
-// ApplyMember implements lsync.ClientHandler.
+// ApplyMember implements lsync.ClientHandler. The store asked the hub for the member for a POS
+// call: the member is seen now (Touch), in the same transaction, so that maintenance cannot
+// evict the copy before the call uses it.
 func (s *Store) ApplyMember(ctx context.Context, m *loyalty.Member) error {
-	return s.db.Update(ctx, func(t *sqlitedb.Tx) error { return (&tx{t, s}).setMember(ctx, *m) })
+	return s.db.Update(ctx, func(t *sqlitedb.Tx) error {
+		x := &tx{t, s}
+		if err := x.setMember(ctx, *m); err != nil {
+			return err
+		}
+		return x.Touch(ctx, m.ID, s.Now())
+	})
 }
 
 // unsyncedOnly narrows a query on deltas d to those the member's synced copy does not include.
