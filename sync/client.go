@@ -339,7 +339,10 @@ func (c *Client) session(ctx context.Context) (err error) {
 				return err
 			}
 		case cl := <-c.calls:
-			if cl.unsubscribe != nil {
+			if cl.unsubscribe != nil && s.Status().Version < 2 { // a hub of version 1 would end the session
+				cl.reply <- callResult{err: loyalty.Errorf(loyalty.EUNAVAILABLE, "the hub cannot take members out of a store's scope (sync protocol version 1)")}
+				continue
+			} else if cl.unsubscribe != nil {
 				s.nextID++
 				s.calls[s.nextID] = cl
 				if err := s.send(ctx, &Message{Type: TypeUnsubscribe, ID: s.nextID, Unsubscribe: &Unsubscribe{Members: cl.unsubscribe}}); err != nil {
