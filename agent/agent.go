@@ -14,6 +14,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	gosync "sync"
 	"time"
 
 	"github.com/loyalty-edge-sync/loyalty"
@@ -47,6 +48,13 @@ type Agent struct {
 	// hub has sent the store's registered zone: from then on the hub's zone is used (the hub
 	// reads campaigns in it too when it checks the store's earns).
 	Location *time.Location
+	// Retention says what maintenance (Maintain, RunMaintenance) evicts and prunes; the zero
+	// value keeps everything.
+	Retention Retention
+
+	maint   gosync.Mutex // one Maintain at a time
+	statsMu gosync.Mutex
+	stats   MaintenanceStats
 }
 
 // location returns the store's time zone: the one the hub last sent, or Location before that.
@@ -119,6 +127,9 @@ func (a *Agent) Scan(ctx context.Context, req ScanRequest) (ScanResult, error) {
 		}
 		return nil
 	})
+	if err == nil && res.Known {
+		a.touch(ctx, c.Member) // seen here: not evicted for a while
+	}
 	return res, err
 }
 
@@ -252,6 +263,10 @@ func (a *Agent) onceTx(ctx context.Context, op, orderID, key string, req any, fn
 		if found {
 			if prev != hash {
 				return loyalty.IdempotencyConflict(op, orderID)
+			}
+			if len(resp) == 0 { // the answer was dropped after pos.results_retention; the order is remembered
+				return loyalty.Errorf(loyalty.ECONFLICT, "this %s of order %s was already done at this store, and its answer is no longer kept "+
+					"(pos.results_retention), so it is not done again; see the order's receipt, or ask head office for the member's account", op, orderID)
 			}
 			return json.Unmarshal(resp, &out)
 		}
@@ -389,6 +404,9 @@ func (a *Agent) write(ctx context.Context, tx Tx, p *loyalty.Program, offline bo
 			return r, err
 		}
 		if err := tx.InsertDelta(ctx, d, a.Now(), use, offline); err != nil {
+			return r, err
+		}
+		if err := tx.Touch(ctx, d.Member, a.Now()); err != nil { // seen here: not evicted for a while
 			return r, err
 		}
 		r.Member, r.Points = d.Member, r.Points+d.Points
@@ -677,7 +695,8 @@ func (a *Agent) Reverse(ctx context.Context, req loyalty.ReverseRequest) (loyalt
 			rev = append(rev, r)
 		}
 		if len(rev) == 0 {
-			return loyalty.Receipt{}, loyalty.Errorf(loyalty.ENOTFOUND, "order %s has no loyalty activity at this store to reverse", req.OrderID)
+			return loyalty.Receipt{}, loyalty.Errorf(loyalty.ENOTFOUND, "order %s has no loyalty activity at this store to reverse "+
+				"(the store keeps an order for outbox.retain_acked after its last change)", req.OrderID)
 		}
 		p, err := tx.Program(ctx)
 		if err != nil {
@@ -698,7 +717,8 @@ func (a *Agent) refundPart(ctx context.Context, req loyalty.ReverseRequest) (loy
 		}
 		i := slices.IndexFunc(es, func(e loyalty.OrderEntry) bool { return e.Kind == loyalty.KindEarn })
 		if i < 0 {
-			return loyalty.Receipt{}, loyalty.Errorf(loyalty.ENOTFOUND, "order %s has no sale with points at this store to refund", req.OrderID)
+			return loyalty.Receipt{}, loyalty.Errorf(loyalty.ENOTFOUND, "order %s has no sale with points at this store to refund "+
+				"(the store keeps an order for outbox.retain_acked after its last change)", req.OrderID)
 		}
 		p, err := tx.Program(ctx)
 		if err != nil {
@@ -720,13 +740,14 @@ type Status struct {
 	Store string `json:"store"`
 	lsync.Status
 	Stats
+	MaintenanceStats
 	Leases []Lease `json:"leases"` // budget quota this store may spend, and until when
 }
 
 // Status reports whether the store is online, its outbox, last sync and clock offset, and its
 // leases as they are now: an active lease whose time at this store is up shows as expired.
 func (a *Agent) Status(ctx context.Context) (Status, error) {
-	s := Status{Store: a.StoreID, Status: a.Sync.Status()}
+	s := Status{Store: a.StoreID, Status: a.Sync.Status(), MaintenanceStats: a.MaintenanceStats()}
 	err := a.Store.View(ctx, func(tx Tx) error {
 		var err error
 		if s.Stats, err = tx.Stats(ctx); err != nil {

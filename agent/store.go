@@ -78,8 +78,38 @@ type Tx interface {
 	VoucherUse(ctx context.Context, voucher string) (string, error)
 
 	// PosResult returns the stored answer to an earlier POS call with the same operation and order id.
+	// The response is empty when the answer was dropped (ForgetResults) while the key is kept.
 	PosResult(ctx context.Context, op, orderID string) (hash string, response []byte, found bool, err error)
 	SavePosResult(ctx context.Context, op, orderID, hash string, response []byte, at time.Time) error
+
+	// Touch records that the store saw a member in the replica at at (a scan, a delta of theirs).
+	// It may leave a time less than an hour older as it is, so that touching costs no write.
+	Touch(ctx context.Context, member string, at time.Time) error
+
+	// Maintenance (agent/maintain.go): each call does at most limit rows, in the caller's
+	// transaction.
+
+	// StampUnseen gives members never touched since their copy arrived the time at, so that they
+	// are evicted evict_after from then if they are not seen. It returns how many it stamped.
+	StampUnseen(ctx context.Context, at time.Time, limit int) (int64, error)
+	// Evict removes from the replica members last seen before before that have nothing the hub has
+	// not confirmed (no pending delta, none acknowledged that the copy does not include yet), and
+	// records each, with at, for an unsubscribe at the hub. It returns their ids.
+	Evict(ctx context.Context, before, at time.Time, limit int) ([]string, error)
+	// Unsubscribes returns evicted members whose unsubscribe the hub has not confirmed, oldest first.
+	Unsubscribes(ctx context.Context, limit int) ([]Evicted, error)
+	// Unsubscribed records that the hub took these members out of the store's scope, and returns
+	// those that came back since their eviction (a copy in the replica again, a delta of theirs
+	// not yet in a copy), which the store must subscribe to again.
+	Unsubscribed(ctx context.Context, done []Evicted) (back []string, err error)
+	// ForgetResults drops the answers of POS calls made before before, keeping their keys and
+	// request hashes (a retry is then refused, not done again). It returns how many it dropped.
+	ForgetResults(ctx context.Context, before time.Time, limit int) (int64, error)
+	// PruneOrders deletes the orders that p allows among those with an acknowledged delta after
+	// local sequence number after: their deltas, what they spent of leases and added to punch
+	// cards (what they spent of leases the store holds still counts in LeaseSpent), and their POS
+	// keys. It looks at up to limit deltas.
+	PruneOrders(ctx context.Context, p Prune, after int64, limit int) (Pruned, error)
 
 	// Stats summarises the replica for the status call.
 	Stats(ctx context.Context) (Stats, error)
@@ -124,6 +154,33 @@ type Stats struct {
 	Members        int64 `json:"members"`
 	Cursor         int64 `json:"cursor"`
 	ProgramVersion int64 `json:"program_version"`
+	Unsubscribing  int64 `json:"unsubscribing"` // members evicted whose unsubscribe the hub has not confirmed yet
+}
+
+// Evicted is a member evicted from the replica, and when.
+type Evicted struct {
+	Member string
+	At     time.Time
+}
+
+// Prune says which orders PruneOrders may delete: those whose every delta (but rejected ones,
+// kept for review) the hub acknowledged, the member's synced copy includes, and was made before
+// Before; and none the program still counts for a lifetime (period "total") limit or cap. What a
+// deleted order spent of a lease the store still holds goes on counting in LeaseSpent.
+type Prune struct {
+	Before      time.Time
+	KeepEarns   bool     // keep orders with a sale: a lifetime earn cap on purchases counts them
+	KeepRedeems bool     // keep orders with a redemption of points: a lifetime limit on every reward counts them
+	KeepRewards []string // keep orders with a redemption of these rewards: lifetime limits on them
+}
+
+// Pruned is what one PruneOrders call did.
+type Pruned struct {
+	Next    int64 // the local sequence number to go on after
+	Scanned int   // deltas looked at: fewer than the limit means none is left after Next
+	Orders  int64
+	Deltas  int64
+	Results int64 // POS answers deleted with their orders (keys whose answer was dropped before are not counted)
 }
 
 // RejectedDelta is a delta the hub refused, with its reason.

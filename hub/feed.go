@@ -83,6 +83,26 @@ func (h *Hub) Pull(ctx context.Context, store string, req lsync.Pull) (*lsync.Ch
 	return ch, err
 }
 
+// Unsubscribe implements lsync.Unsubscriber: the store evicted members from its replica, and the
+// change feed stops carrying them to it, in one transaction. A member comes back into the scope
+// as always: the store subscribes to them again (a scan while online), or pushes a delta of
+// theirs. Members not in the scope, or unknown, are left as they are.
+func (h *Hub) Unsubscribe(ctx context.Context, store string, members []string) error {
+	for _, m := range members {
+		if !loyalty.ValidText(m, loyalty.MaxIDLength) {
+			return loyalty.Errorf(loyalty.EINVALID, "member id is not valid text of at most %d characters", loyalty.MaxIDLength)
+		}
+	}
+	return h.Store.Update(ctx, func(tx Tx) error {
+		for _, m := range members {
+			if err := tx.Unsubscribe(ctx, store, m); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // Subscribe implements lsync.Handler: the member, in the store's scope from now on, and their
 // standing, read in the same transaction so that the standing is exactly what the copy's version
 // includes. For a member already in the scope (every online sale of a known member asks) it is a

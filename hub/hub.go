@@ -85,6 +85,7 @@ func DefaultClaimLimits() ClaimLimits {
 }
 
 var _ lsync.Handler = (*Hub)(nil)
+var _ lsync.Unsubscriber = (*Hub)(nil)
 
 // New returns a Hub on s with default settings.
 func New(s Store) *Hub {

@@ -75,6 +75,8 @@ type Tx interface {
 	Subscribe(ctx context.Context, store, member string) error
 	// Subscribed reports whether member is in store's replica scope.
 	Subscribed(ctx context.Context, store, member string) (bool, error)
+	// Unsubscribe takes member out of store's replica scope. It is idempotent.
+	Unsubscribe(ctx context.Context, store, member string) error
 	// MembersSince returns members in store's scope with a version after cursor, oldest first.
 	MembersSince(ctx context.Context, store string, cursor int64, limit int) ([]loyalty.Member, error)
 	// Members returns members in id order after the given id, for checks and exports.

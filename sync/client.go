@@ -105,6 +105,8 @@ type call struct {
 	member  string // subscribe to this member; empty: refresh (pull now)
 	voucher string // and ask for this voucher's state
 	reply   chan callResult
+
+	unsubscribe []string // not nil: take these members out of the store's scope instead
 }
 
 type callResult struct {
@@ -178,6 +180,32 @@ func (c *Client) Lookup(ctx context.Context, member, voucher string) (*loyalty.M
 		return r.m, r.standing, r.err
 	case <-ctx.Done():
 		return nil, nil, loyalty.Errorf(loyalty.EUNAVAILABLE, "the hub did not answer in time")
+	}
+}
+
+// Unsubscribe asks the hub to take members out of the store's replica scope, and returns once
+// the hub has done so durably. It returns EUNAVAILABLE at once when offline or when the session's
+// protocol version is older than 2 (a hub that cannot), and when ctx ends before the hub answers.
+func (c *Client) Unsubscribe(ctx context.Context, members []string) error {
+	if st := c.Status(); !st.Online {
+		return loyalty.Errorf(loyalty.EUNAVAILABLE, "the store is offline")
+	} else if st.Version < 2 {
+		return loyalty.Errorf(loyalty.EUNAVAILABLE, "the hub speaks sync protocol version %d, which cannot take members out of a store's scope; upgrade the hub", st.Version)
+	}
+	if members == nil {
+		members = []string{}
+	}
+	cl := &call{unsubscribe: members, reply: make(chan callResult, 1)}
+	select {
+	case c.calls <- cl:
+	case <-ctx.Done():
+		return loyalty.Errorf(loyalty.EUNAVAILABLE, "the hub did not answer in time")
+	}
+	select {
+	case r := <-cl.reply:
+		return r.err
+	case <-ctx.Done():
+		return loyalty.Errorf(loyalty.EUNAVAILABLE, "the hub did not answer in time")
 	}
 }
 
@@ -311,6 +339,17 @@ func (c *Client) session(ctx context.Context) (err error) {
 				return err
 			}
 		case cl := <-c.calls:
+			if cl.unsubscribe != nil && s.Status().Version < 2 { // a hub of version 1 would end the session
+				cl.reply <- callResult{err: loyalty.Errorf(loyalty.EUNAVAILABLE, "the hub cannot take members out of a store's scope (sync protocol version 1)")}
+				continue
+			} else if cl.unsubscribe != nil {
+				s.nextID++
+				s.calls[s.nextID] = cl
+				if err := s.send(ctx, &Message{Type: TypeUnsubscribe, ID: s.nextID, Unsubscribe: &Unsubscribe{Members: cl.unsubscribe}}); err != nil {
+					return err
+				}
+				continue
+			}
 			if cl.member == "" {
 				s.refreshes = append(s.refreshes, cl)
 				if err := s.pull(ctx); err != nil {
@@ -552,6 +591,12 @@ func (s *clientSession) handle(ctx context.Context, b []byte) error {
 			cl.reply <- callResult{m: m.Member, standing: m.Standing, err: err}
 		}
 		return err
+	case TypeUnsubscribed:
+		if cl := s.calls[m.ID]; cl != nil {
+			delete(s.calls, m.ID)
+			cl.reply <- callResult{}
+		}
+		return nil
 	case TypePong:
 		recv := s.Now()
 		s.update(func(st *Status) { st.ClockOffset = clockOffset(time.UnixMilli(m.Pong.SentAt), recv, m.Pong.HubTime) })

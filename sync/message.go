@@ -19,11 +19,12 @@ import (
 	"github.com/loyalty-edge-sync/loyalty/qr"
 )
 
-// Version is the newest protocol version this code speaks.
-const Version = 1
+// Version is the newest protocol version this code speaks. Version 2 adds unsubscribe: an agent
+// sends it only in a session of version 2 or newer, so a hub of version 1 never sees it.
+const Version = 2
 
 // Versions lists every protocol version this code speaks, newest first.
-var Versions = []int{1}
+var Versions = []int{2, 1}
 
 // Message types.
 const (
@@ -39,6 +40,13 @@ const (
 	TypePing      = "ping"      // agent → hub: heartbeat with the agent's health
 	TypePong      = "pong"      // hub → agent: heartbeat reply with the hub's clock
 	TypeError     = "error"     // either way: a request failed, or the session is refused
+)
+
+// Unsubscribe takes members out of the store's replica scope (protocol version 2): the agent
+// evicted them from its replica, and the hub stops sending their changes to it.
+const (
+	TypeUnsubscribe  = "unsubscribe"  // agent → hub
+	TypeUnsubscribed = "unsubscribed" // hub → agent: reply to unsubscribe, once it is durable
 )
 
 // Message is the envelope of every websocket text frame: a JSON object with a type, an optional
@@ -59,6 +67,10 @@ type Message struct {
 	Ping      *Ping           `json:"ping,omitempty"`
 	Pong      *Pong           `json:"pong,omitempty"`
 	Error     *loyalty.Error  `json:"error,omitempty"`
+
+	// Unsubscribe is the body of an unsubscribe, and Unsubscribed of its reply (the same members).
+	Unsubscribe  *Unsubscribe `json:"unsubscribe,omitempty"`
+	Unsubscribed *Unsubscribe `json:"unsubscribed,omitempty"`
 }
 
 // Hello opens a session. Token authenticates Store.
@@ -164,6 +176,13 @@ type Notify struct {
 type Subscribe struct {
 	Member  string `json:"member"`
 	Voucher string `json:"voucher,omitempty"`
+}
+
+// Unsubscribe asks the hub to take Members out of the store's replica scope: the change feed no
+// longer carries them to the store, until the store subscribes to one again or pushes a delta of
+// one (which puts the member back in its scope, as always). At most the hub's max_batch members.
+type Unsubscribe struct {
+	Members []string `json:"members"`
 }
 
 // Standing is what only the hub knows about a member, as of one moment: what they redeemed and
@@ -283,6 +302,10 @@ func Decode(b []byte) (*Message, error) {
 		ok = m.Subscribe != nil
 	case TypeMember:
 		ok = m.Member != nil
+	case TypeUnsubscribe:
+		ok = m.Unsubscribe != nil
+	case TypeUnsubscribed:
+		ok = m.Unsubscribed != nil
 	case TypePing:
 		ok = m.Ping != nil
 	case TypePong:

@@ -34,6 +34,14 @@ type Handler interface {
 	Epoch(ctx context.Context, store string) (epoch int64, resendSince time.Time, err error)
 }
 
+// Unsubscriber is a Handler that takes members out of a store's replica scope (TypeUnsubscribe,
+// protocol version 2). A Handler without it answers unsubscribe with EUNAVAILABLE.
+type Unsubscriber interface {
+	// Unsubscribe takes members out of store's scope, durably, before it returns: the change feed
+	// no longer carries them to the store. Members not in the scope, or unknown, are no error.
+	Unsubscribe(ctx context.Context, store string, members []string) error
+}
+
 // Health is what the hub learns about a store's sync state.
 type Health struct {
 	Connected     bool
@@ -293,6 +301,19 @@ func (s *Server) handle(ctx context.Context, conn Conn, store string, b []byte) 
 			return s.sendError(ctx, conn, m.ID, err) // a request error, not a session error
 		}
 		return s.send(ctx, conn, &Message{Type: TypeMember, ID: m.ID, Member: mem, Standing: st})
+	case TypeUnsubscribe:
+		var err error = loyalty.Errorf(loyalty.EUNAVAILABLE, "this hub does not take members out of a store's scope")
+		if u, ok := s.Handler.(Unsubscriber); ok && len(m.Unsubscribe.Members) > s.MaxBatch {
+			err = loyalty.Errorf(loyalty.ETOOLARGE, "unsubscribe of %d members is over the limit of %d", len(m.Unsubscribe.Members), s.MaxBatch)
+		} else if ok {
+			err = u.Unsubscribe(ctx, store, m.Unsubscribe.Members)
+		}
+		if code := loyalty.ErrorCode(err); code == loyalty.EINTERNAL {
+			return fmt.Errorf("unsubscribe: %w", err)
+		} else if err != nil {
+			return s.sendError(ctx, conn, m.ID, err) // a request error, not a session error
+		}
+		return s.send(ctx, conn, &Message{Type: TypeUnsubscribed, ID: m.ID, Unsubscribed: m.Unsubscribe})
 	case TypePing:
 		s.seen(ctx, store, Health{Connected: true, ClockOffsetMS: m.Ping.ClockOffsetMS, Outbox: m.Ping.Outbox})
 		return s.send(ctx, conn, &Message{Type: TypePong, ID: m.ID, Pong: &Pong{SentAt: m.Ping.SentAt, HubTime: unixMilli(s.Now())}})

@@ -452,8 +452,8 @@ func (t *tx) Leases(ctx context.Context) ([]agent.Lease, error) {
 
 func (t *tx) LeaseSpent(ctx context.Context, lease string) (int64, error) {
 	var n int64
-	err := t.QueryRowContext(ctx, `SELECT COALESCE(SUM(u.amount), 0) FROM lease_use u JOIN deltas d ON d.id = u.delta_id
-		WHERE u.lease = ? AND d.state != 'rejected'`, lease).Scan(&n)
+	err := t.QueryRowContext(ctx, `SELECT (SELECT COALESCE(SUM(u.amount), 0) FROM lease_use u JOIN deltas d ON d.id = u.delta_id
+		WHERE u.lease = ?1 AND d.state != 'rejected') + `+prunedSpend, lease).Scan(&n)
 	return n, err
 }
 
@@ -545,7 +545,8 @@ func (t *tx) Stats(ctx context.Context) (agent.Stats, error) {
 	err := t.QueryRowContext(ctx, `SELECT
 		(SELECT COUNT(*) FROM deltas WHERE state = 'pending'),
 		(SELECT COUNT(*) FROM deltas WHERE state = 'rejected'),
-		(SELECT COUNT(*) FROM members)`).Scan(&s.Outbox, &s.Rejected, &s.Members)
+		(SELECT COUNT(*) FROM members),
+		(SELECT COUNT(*) FROM unsubscribes)`).Scan(&s.Outbox, &s.Rejected, &s.Members, &s.Unsubscribing)
 	if err != nil {
 		return s, err
 	}
@@ -894,10 +895,18 @@ func (s *Store) ApplyChanges(ctx context.Context, ch *lsync.Changes) error {
 	})
 }
 
-// ApplyMember implements lsync.ClientHandler.
+// ApplyMember implements lsync.ClientHandler. The store asked the hub for the member for a POS
+// call: the member is seen now (Touch), in the same transaction, so that maintenance cannot
+// evict the copy before the call uses it.
 func (s *Store) ApplyMember(ctx context.Context, m *loyalty.Member) error {
 	// Lazy: a member's copy a crash of the machine loses is had again from the hub.
-	return s.db.Update(sqlitedb.Lazy(ctx), func(t *sqlitedb.Tx) error { return (&tx{t, s}).setMember(ctx, *m) })
+	return s.db.Update(sqlitedb.Lazy(ctx), func(t *sqlitedb.Tx) error {
+		x := &tx{t, s}
+		if err := x.setMember(ctx, *m); err != nil {
+			return err
+		}
+		return x.Touch(ctx, m.ID, s.Now())
+	})
 }
 
 // unsyncedOnly narrows a query on deltas d to those the member's synced copy does not include.

@@ -91,6 +91,7 @@ func (m *AgentMain) Open(ctx context.Context) (err error) {
 	}
 	m.Agent = agent.New(c.StoreID, m.Store, m.Client)
 	m.Agent.Logger, m.Agent.LookupTimeout, m.Agent.Now = m.Logger, c.Sync.LookupTimeout, clock.Now
+	m.Agent.Retention = c.Retention()
 	if m.Agent.Location, err = time.LoadLocation(c.TimeZone); err != nil {
 		m.Store.Close()
 		return fmt.Errorf("timezone: %w", err)
@@ -103,10 +104,14 @@ func (m *AgentMain) Open(ctx context.Context) (err error) {
 		return err
 	}
 	ctx, m.cancel = context.WithCancel(context.Background())
-	m.wg.Add(1)
+	m.wg.Add(2)
 	go func() {
 		defer m.wg.Done()
 		m.Client.Run(ctx)
+	}()
+	go func() { // eviction and pruning: at start, then hourly (agent.Retention)
+		defer m.wg.Done()
+		m.Agent.RunMaintenance(ctx)
 	}()
 	m.Logger.Info("agent listening", slog.String("pos_api", m.HTTP.URL()), slog.Any("pos_allowed_hosts", c.POSAllowedHosts),
 		slog.String("hub", c.HubURL), slog.String("database", m.Store.Path()))

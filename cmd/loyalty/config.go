@@ -163,6 +163,11 @@ type AgentConfig struct {
 	TLS AgentTLSConfig `mapstructure:"tls"`
 	// AllowInsecureWS lets hub_url be plain ws:// to a host other than loopback (checkHubURL).
 	AllowInsecureWS bool `mapstructure:"allow_insecure_ws"`
+
+	// What the agent keeps and for how long (retention.go).
+	Replica AgentReplicaConfig `mapstructure:"replica"`
+	Outbox  AgentOutboxConfig  `mapstructure:"outbox"`
+	POS     AgentPOSConfig     `mapstructure:"pos"`
 }
 
 // AgentTLSConfig configures how the agent checks the hub's certificate.
@@ -308,6 +313,7 @@ func DefaultAgentConfig() AgentConfig {
 		Log:      LogConfig{Level: "info", Format: "text"},
 		Sync: AgentSyncConfig{MinBackoff: 250 * time.Millisecond, MaxBackoff: 30 * time.Second, BatchSize: 250,
 			LookupTimeout: 500 * time.Millisecond, MaxMessageBytes: 1 << 20},
+		Replica: defaultReplica, Outbox: defaultOutbox, POS: defaultPOS,
 	}
 }
 
@@ -351,6 +357,9 @@ func (c AgentConfig) Validate() error {
 	}
 	if _, err := time.LoadLocation(c.TimeZone); err != nil {
 		return fmt.Errorf("timezone must be an IANA zone such as Europe/Berlin, got %q", c.TimeZone)
+	}
+	if err := c.validateRetention(); err != nil {
+		return err
 	}
 	return c.Log.Validate()
 }

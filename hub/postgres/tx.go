@@ -224,6 +224,11 @@ func (t *tx) Subscribed(ctx context.Context, store, member string) (bool, error)
 	return in, err
 }
 
+func (t *tx) Unsubscribe(ctx context.Context, store, member string) error {
+	_, err := t.exec(ctx, `DELETE FROM member_stores WHERE store = $1 AND member = $2`, store, member)
+	return err
+}
+
 func (t *tx) queryMembers(ctx context.Context, q string, args ...any) ([]loyalty.Member, error) {
 	var out []loyalty.Member
 	err := t.each(ctx, q, args, func(rows pgx.Rows) error {

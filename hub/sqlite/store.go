@@ -490,6 +490,11 @@ func (t *tx) Subscribed(ctx context.Context, store, member string) (bool, error)
 	return in, err
 }
 
+func (t *tx) Unsubscribe(ctx context.Context, store, member string) error {
+	_, err := t.ExecContext(ctx, `DELETE FROM member_stores WHERE store = ? AND member = ?`, store, member)
+	return err
+}
+
 func (t *tx) queryMembers(ctx context.Context, q string, args ...any) ([]loyalty.Member, error) {
 	rows, err := t.QueryContext(ctx, q, args...)
 	if err != nil {
