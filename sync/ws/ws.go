@@ -310,8 +310,11 @@ type Upgrader struct {
 // the request with an HTTP error.
 func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request) (lsync.Conn, error) {
 	up := websocket.Upgrader{
-		ReadBufferSize:  4096,
-		WriteBufferSize: 4096,
+		// An idle connection keeps a small read buffer and no write buffer: the hub holds one
+		// connection per store, most of them idle (serverConn). The HTTP server's 4 KB buffers,
+		// which gorilla could take over, are let go with the rest of the request.
+		ReadBufferSize:  serverReadBuffer,
+		WriteBufferPool: &writeBuffers,
 		// Agents are not browsers; an Origin header means a browser page is trying to connect.
 		CheckOrigin: func(r *http.Request) bool { return r.Header.Get("Origin") == "" },
 		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
@@ -333,5 +336,5 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request) (lsync.Conn, 
 	// end a long-lived session. From here on the connection's own deadlines apply: the reader's
 	// silence deadline, extended by every frame, and a deadline per write.
 	c.NetConn().SetDeadline(time.Time{})
-	return newConn(c, u.Options), nil
+	return newServerConn(c, u.Options), nil
 }
