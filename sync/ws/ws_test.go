@@ -3,6 +3,7 @@ package ws_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -202,4 +203,41 @@ func TestCloseFlushesQueuedMessages(t *testing.T) {
 		s = <-accepted
 	}
 	s.Close()
+}
+
+// TestHubReadEndsWithItsContext: the hub's end reads on its caller's goroutine; a Read whose
+// context is done returns at once, and the connection can still say why it ends (the hub's
+// ESUPERSEDED goodbye) before it closes.
+func TestHubReadEndsWithItsContext(t *testing.T) {
+	url, accepted := serve(t, ws.Options{})
+	c := dial(t, url, ws.Options{})
+	s := <-accepted
+	defer s.Close()
+	rctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Read(rctx)
+		done <- err
+	}()
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Read: %v, want its context's error", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Read did not return when its context was done")
+	}
+	ctx, cancelWait := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancelWait()
+	if err := s.Write(ctx, []byte("goodbye")); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if b, err := c.Read(ctx); err != nil || string(b) != "goodbye" {
+		t.Fatalf("client read %q, %v, want the goodbye", b, err)
+	}
+	if _, err := c.Read(ctx); err == nil {
+		t.Fatal("the connection stayed open after Close")
+	}
 }
