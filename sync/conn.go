@@ -9,8 +9,8 @@ import (
 )
 
 // Conn is one message-oriented connection between an agent and the hub. Implementations
-// (sync/ws) own a reader and a writer goroutine, enforce a read limit and deadlines, and
-// disconnect a peer that stops reading.
+// (sync/ws) enforce a read limit and deadlines, and disconnect a peer that stops reading. Read
+// is called from one goroutine at a time; Write and Close from any.
 type Conn interface {
 	// Read returns the next message. It blocks until a message arrives, the connection ends
 	// (an error), or ctx is done.

@@ -1,10 +1,16 @@
 // Package ws implements the sync protocol's Conn over gorilla websockets.
 //
-// Each connection has exactly one reader goroutine and one writer goroutine; every send goes
-// through the writer's queue. The reader enforces a read limit (an oversized message ends the
-// connection with close code 1009) and a read deadline that pongs and messages extend; the writer
-// sends pings and gives every write a deadline. A peer that stops reading fills the send queue
-// and is disconnected rather than waited on.
+// Every connection enforces a read limit (an oversized message ends the connection with close
+// code 1009) and a read deadline that pongs and messages extend; it sends pings and gives every
+// write a deadline; every send goes through a queue, and a peer that stops reading fills it and
+// is disconnected rather than waited on.
+//
+// The agent's connection (Dialer) has one reader goroutine and one writer goroutine: it answers
+// the hub's pings while its session is busy. The hub's (Upgrader) holds thousands of mostly idle
+// connections and no goroutine of its own while idle: it reads in Read, on the hub session's
+// reader goroutine; its writer runs only while messages are queued; its pings are a timer; and it
+// keeps a 512-byte read buffer, taking a write buffer from a shared pool only while it writes
+// (serverconn.go).
 package ws
 
 import (
