@@ -13,8 +13,9 @@ import (
 	"github.com/loyalty-edge-sync/loyalty"
 )
 
-// Handler is what the hub provides to server sessions. Every method is called from one session
-// goroutine at a time per store, in the order the agent sent its messages.
+// Handler is what the hub provides to server sessions. For a store, its methods are called by one
+// session at a time, one call at a time (though not always from the same goroutine), in the order
+// the agent sent its messages.
 type Handler interface {
 	// Authenticate checks a store's token. It returns EUNAUTHORIZED.
 	Authenticate(ctx context.Context, store, token string) error
@@ -87,17 +88,18 @@ func NewServer(h Handler) *Server {
 //
 //   - the worker, started by the first message queued (or a notification) while none runs,
 //     handles the queued messages in order, then the pending notification, and ends when nothing
-//     is left. It alone calls the Handler and writes replies, so replies keep the order of the
+//     is left. Only it handles requests and writes replies, so replies keep the order of the
 //     requests, and the reader goes on reading (transport pings included) while a request takes
 //     long. The reader waits when pendingMessages are queued, which holds a peer that sends
 //     faster than the hub can handle;
 //   - the silence check is a timer (time.AfterFunc), not a goroutine: every heartbeat it ends a
-//     session that has heard nothing for 3 heartbeats while no request of it is being handled;
+//     session that has heard nothing for 3 heartbeats (a request answered counts as heard), unless
+//     a request of it is waiting or being handled;
 //   - Notify marks the session and starts the worker if none runs: one notification is pending at
 //     most, and it carries the newest cursor when it is sent.
 //
-// The session ends when its context is done (ErrClosed from Close, ESUPERSEDED from a newer
-// session, Disconnect, silence, an error handling a request) or its connection fails: the reader
+// The session ends when its context is done (Server.Close, ESUPERSEDED from a newer session,
+// Disconnect, silence, an error handling a request) or its connection fails: the reader
 // then waits for the worker, tells a replaced agent why, records the store as gone, and closes the
 // connection.
 type serverSession struct {
