@@ -535,8 +535,8 @@ func (r BenchResult) human() string {
 		row(fmt.Sprintf("preload, Hub.Push x1000 (%d deltas)", r.Preload), rate(r.PreloadPerSec, "deltas"), "bare batched INSERT ON CONFLICT", rate(r.BareInsertPerSec, "rows"), fewer(r.PreloadPerSec, r.BareInsertPerSec))
 	}
 	row(fmt.Sprintf("reconnect storm, %d stores x %d deltas", r.StormStores, r.StormBacklog), rate(r.StormDeltasPerSec, "deltas"), "1 store draining as many", rate(r.SingleDrainPerSec, "deltas"), fewer(r.StormDeltasPerSec, r.SingleDrainPerSec))
-	row(fmt.Sprintf("hub memory per idle agent (%d connected, %.2g goroutines each)", r.IdleConns, r.IdleConnGoroutines), kib(r.IdleConnBytes),
-		fmt.Sprintf("bare websocket, server side (%.2g goroutines)", r.BareConnGoroutines), kib(r.BareConnBytes), slower(float64(r.IdleConnBytes), float64(r.BareConnBytes)))
+	row(fmt.Sprintf("hub memory per idle agent (%d connected; goroutines each: %.2g)", r.IdleConns, r.IdleConnGoroutines), kib(r.IdleConnBytes),
+		fmt.Sprintf("bare websocket, server side (goroutines each: %.2g)", r.BareConnGoroutines), kib(r.BareConnBytes), slower(float64(r.IdleConnBytes), float64(r.BareConnBytes)))
 	row(fmt.Sprintf("tier requalification, %d members, %d days on", r.SweepMembers, r.SweepDaysAhead), secs(r.RequalifySeconds), "one set-based UPDATE", secs(r.BareRequalifySeconds), slower(r.RequalifySeconds, r.BareRequalifySeconds))
 	row(fmt.Sprintf("hourly sweeps, %d days on (tiers, expiry, birthdays)", r.SweepDaysAhead), secs(r.SweepSeconds), "", "", "")
 	row("hourly sweeps, now (nothing has lapsed)", secs(r.SweepSteadySeconds), "", "", "")
