@@ -294,9 +294,14 @@ func (s *Server) serveSync(w http.ResponseWriter, r *http.Request) {
 		s.Logger.Info("websocket upgrade failed", slog.String("remote", r.RemoteAddr), slog.Any("err", err))
 		return
 	}
-	if err := s.Sync.Serve(r.Context(), conn); err != nil && !errors.Is(err, context.Canceled) {
-		s.Logger.Info("agent session ended", slog.String("remote", r.RemoteAddr), slog.Any("err", err))
-	}
+	// The session goes on without this handler, whose goroutine and request are let go: an idle
+	// agent then costs the hub its connection and the session's one reader goroutine.
+	remote := r.RemoteAddr
+	s.Sync.Start(context.WithoutCancel(r.Context()), conn, func(err error) {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			s.Logger.Info("agent session ended", slog.String("remote", remote), slog.Any("err", err))
+		}
+	})
 }
 
 func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) bool {

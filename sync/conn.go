@@ -9,8 +9,8 @@ import (
 )
 
 // Conn is one message-oriented connection between an agent and the hub. Implementations
-// (sync/ws) own a reader and a writer goroutine, enforce a read limit and deadlines, and
-// disconnect a peer that stops reading.
+// (sync/ws) enforce a read limit and deadlines, and disconnect a peer that stops reading. Read
+// is called from one goroutine at a time; Write and Close from any.
 type Conn interface {
 	// Read returns the next message. It blocks until a message arrives, the connection ends
 	// (an error), or ctx is done.
@@ -53,8 +53,12 @@ func remoteAddr(conn Conn) string {
 }
 
 // lastHeard returns when the peer was last heard from.
-func lastHeard(conn Conn, rd *reader) time.Time {
-	t := time.Unix(0, rd.last.Load())
+func lastHeard(conn Conn, rd *reader) time.Time { return heardAfter(conn, rd.last.Load()) }
+
+// heardAfter returns when the peer was last heard from: at unix nanoseconds last (its last
+// message), or later if conn heard a frame since.
+func heardAfter(conn Conn, last int64) time.Time {
+	t := time.Unix(0, last)
 	if h, ok := conn.(Hearer); ok {
 		if ht := h.LastHeard(); ht.After(t) {
 			t = ht

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,8 +13,9 @@ import (
 	"github.com/loyalty-edge-sync/loyalty"
 )
 
-// Handler is what the hub provides to server sessions. Every method is called from one session
-// goroutine at a time per store, in the order the agent sent its messages.
+// Handler is what the hub provides to server sessions. For a store, its methods are called by one
+// session at a time, one call at a time (though not always from the same goroutine), in the order
+// the agent sent its messages.
 type Handler interface {
 	// Authenticate checks a store's token. It returns EUNAUTHORIZED.
 	Authenticate(ctx context.Context, store, token string) error
@@ -88,14 +90,51 @@ func NewServer(h Handler) *Server {
 	}
 }
 
+// A session, once the agent is welcomed, holds one goroutine while it is idle: its reader, which
+// waits in conn.Read and queues what it reads. Everything else starts when it is needed and ends
+// when it is done, so that a hub with thousands of idle agents holds little for each:
+//
+//   - the worker, started by the first message queued (or a notification) while none runs,
+//     handles the queued messages in order, then the pending notification, and ends when nothing
+//     is left. Only it handles requests and writes replies, so replies keep the order of the
+//     requests, and the reader goes on reading (transport pings included) while a request takes
+//     long. The reader waits when pendingMessages are queued, which holds a peer that sends
+//     faster than the hub can handle;
+//   - the silence check is a timer (time.AfterFunc), not a goroutine: every heartbeat it ends a
+//     session that has heard nothing for 3 heartbeats (a request answered counts as heard), unless
+//     a request of it is waiting or being handled;
+//   - Notify marks the session and starts the worker if none runs: one notification is pending at
+//     most, and it carries the newest cursor when it is sent.
+//
+// The session ends when its context is done (Server.Close, ESUPERSEDED from a newer session,
+// Disconnect, silence, an error handling a request) or its connection fails: the reader
+// then waits for the worker, tells a replaced agent why, records the store as gone, and closes the
+// connection.
 type serverSession struct {
+	s      *Server
+	conn   Conn
 	store  string
 	remote string // the agent's network address, for logs and for the session that replaces it
-	notify chan struct{}
+	ctx    context.Context
 	// cancel ends the session; a cause with the code ESUPERSEDED is sent to the agent first.
-	cancel context.CancelCauseFunc
-	done   chan struct{} // closed when the session has fully ended
+	cancel  context.CancelCauseFunc
+	stopCtx func() bool   // stops ending the session with the Server's context
+	done    chan struct{} // closed when the session has fully ended
+	last    atomic.Int64  // unix nanoseconds of the last message read, or answered
+	silence *time.Timer
+
+	mu      sync.Mutex
+	queue   [][]byte      // messages read, not yet handled; oldest first
+	notify  bool          // a notification is due
+	reading bool          // the reader runs: the worker may start (a ServerStepper's session never does)
+	working bool          // the worker runs
+	ended   bool          // the session ends: no worker starts
+	room    chan struct{} // closed when the queue has room again, for a reader waiting for it
+	worker  sync.WaitGroup
 }
+
+// pendingMessages is how many messages a session reads ahead of the one being handled.
+const pendingMessages = 16
 
 // Notify tells every session that the hub's change feed has reached cursor, so connected
 // agents pull at once. It never blocks.
@@ -109,10 +148,10 @@ func (s *Server) Notify(cursor int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, ss := range s.sessions {
-		select {
-		case ss.notify <- struct{}{}:
-		default: // a notification is already pending; it will carry the newest cursor
-		}
+		ss.mu.Lock()
+		ss.notify = true // if one is already pending, it will carry the newest cursor
+		ss.wakeLocked()
+		ss.mu.Unlock()
 	}
 }
 
@@ -134,77 +173,251 @@ func (s *Server) Close() error {
 }
 
 // Serve runs one session on conn until the connection ends, ctx is done or the Server closes.
-// It always closes conn. The error says why the session ended.
+// It always closes conn. The error says why the session ended. The calling goroutine is the
+// session's reader: Start runs the same session without holding its caller.
 func (s *Server) Serve(ctx context.Context, conn Conn) error {
+	ss, err := s.open(ctx, conn)
+	if err != nil {
+		return err
+	}
+	return ss.run()
+}
+
+// Start runs a session as Serve does, but returns once the handshake is over (on the caller's
+// goroutine): the session goes on in a goroutine of its own, so a caller such as an HTTP handler
+// can return and let go of what it holds. ended, if not nil, is called once with the error Serve
+// would have returned, when the session has ended (before Start returns if the handshake failed).
+// ctx must outlive the call: an HTTP handler passes context.WithoutCancel(r.Context()).
+func (s *Server) Start(ctx context.Context, conn Conn, ended func(error)) {
+	ss, err := s.open(ctx, conn)
+	if err != nil {
+		if ended != nil {
+			ended(err)
+		}
+		return
+	}
+	go func() {
+		var err error
+		defer func() {
+			// A panic ends this session only, as net/http's recovery did when sessions ran in
+			// their HTTP handler; run has ended the session by then.
+			if p := recover(); p != nil {
+				err = ss.panicked(p)
+			}
+			if ended != nil {
+				ended(err)
+			}
+		}()
+		err = ss.run()
+	}()
+}
+
+// open runs a session's handshake and registers it. On an error (or a panic) conn is closed and
+// nothing of the session remains.
+func (s *Server) open(ctx context.Context, conn Conn) (*serverSession, error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		conn.Close()
-		return ErrClosed
+		return nil, ErrClosed
 	}
 	s.wg.Add(1)
 	s.mu.Unlock()
-	defer s.wg.Done()
 
 	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
 	stop := context.AfterFunc(s.ctx, func() { cancel(nil) })
-	defer stop()
-
-	rd := startReader(ctx, conn)
-	defer func() { conn.Close(); cancel(nil); <-rd.done }()
-
-	store, version, err := s.handshake(ctx, conn, rd)
+	var ss *serverSession
+	opened := false
+	defer func() {
+		if opened {
+			return
+		}
+		if ss != nil {
+			s.unregister(ss)
+			close(ss.done)
+		}
+		conn.Close()
+		cancel(nil)
+		stop()
+		s.wg.Done()
+	}()
+	store, version, err := s.handshake(ctx, conn)
 	if err != nil {
 		s.sendError(ctx, conn, 0, err)
-		return fmt.Errorf("handshake: %w", err)
+		return nil, fmt.Errorf("handshake: %w", err)
 	}
-	log := s.Logger.With(slog.String("store", store))
-	ss := &serverSession{store: store, remote: remoteAddr(conn), notify: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
-	defer close(ss.done)
+	ss = &serverSession{s: s, conn: conn, store: store, remote: remoteAddr(conn), ctx: ctx, cancel: cancel, stopCtx: stop, done: make(chan struct{})}
+	ss.last.Store(time.Now().UnixNano())
 	s.register(ss)
-	defer s.unregister(ss)
 	s.seen(ctx, store, Health{Connected: true, Version: version})
-	defer s.seen(context.WithoutCancel(ctx), store, Health{Connected: false})
-	defer s.goodbye(ctx, conn) // runs first: a replaced session tells its agent why before anything else
-	log.Info("agent connected", slog.Int("version", version))
+	s.Logger.Info("agent connected", slog.String("store", store), slog.Int("version", version))
+	// The timer is made for later and then set, so that the check it runs sees ss.silence.
+	ss.silence = time.AfterFunc(time.Hour, ss.checkSilence)
+	ss.silence.Reset(s.HeartbeatInterval)
+	opened = true
+	return ss, nil
+}
 
-	heartbeat := s.HeartbeatInterval
-	silence := 3 * heartbeat
-	tick := time.NewTicker(heartbeat)
-	defer tick.Stop()
+// panicked logs a panic in one of the session's goroutines, as net/http logs one in a handler,
+// and ends the session. It returns the session's error.
+func (ss *serverSession) panicked(p any) error {
+	stack := make([]byte, 64<<10)
+	stack = stack[:runtime.Stack(stack, false)]
+	ss.s.Logger.Error("panic in a sync session", slog.String("store", ss.store), slog.Any("panic", p), slog.String("stack", string(stack)))
+	ss.cancel(fmt.Errorf("panic in the hub's session: %v", p))
+	return context.Cause(ss.ctx)
+}
+
+// run is the session's reader, on the session's one lasting goroutine; it ends the session.
+func (ss *serverSession) run() error {
+	defer ss.end() // even on a panic
+	ss.mu.Lock()
+	ss.reading = true
+	if ss.notify { // a change while the handshake finished: pull at once
+		ss.wakeLocked()
+	}
+	ss.mu.Unlock()
+	var err error
 	for {
-		select {
-		case <-ctx.Done():
-			return context.Cause(ctx)
-		case <-tick.C:
-			if quiet := time.Since(lastHeard(conn, rd)); quiet > silence { // liveness is on the machine's clock, as lastHeard is
-				// A message waiting while the session was busy is a sign of life, not silence.
-				select {
-				case b, ok := <-rd.msgs:
-					if !ok {
-						return rd.err
-					}
-					if err := s.handle(ctx, conn, store, b); err != nil {
-						return s.ended(ctx, conn, err)
-					}
-				case <-time.After(min(heartbeat, time.Second)):
-					return fmt.Errorf("store %s silent for %s", store, quiet.Round(time.Millisecond))
-				}
-			}
-		case <-ss.notify:
-			if err := s.send(ctx, conn, &Message{Type: TypeNotify, Notify: &Notify{Cursor: s.cursor.Load()}}); err != nil {
-				return err
-			}
-		case b, ok := <-rd.msgs:
-			if !ok {
-				return rd.err
-			}
-			if err := s.handle(ctx, conn, store, b); err != nil {
-				return s.ended(ctx, conn, err)
-			}
+		var b []byte
+		if b, err = ss.conn.Read(ss.ctx); err != nil {
+			break
+		}
+		ss.last.Store(time.Now().UnixNano())
+		if !ss.deliver(b) {
+			break
 		}
 	}
+	if ss.ctx.Err() != nil {
+		err = context.Cause(ss.ctx) // the session was ended: say why, rather than how reading stopped
+	}
+	ss.cancel(err)
+	return err
+}
+
+// deliver queues a message for the worker, waiting while pendingMessages are queued. It reports
+// false if the session ended meanwhile.
+func (ss *serverSession) deliver(b []byte) bool {
+	ss.mu.Lock()
+	for len(ss.queue) >= pendingMessages {
+		if ss.room == nil {
+			ss.room = make(chan struct{})
+		}
+		room := ss.room
+		ss.mu.Unlock()
+		select {
+		case <-room:
+		case <-ss.ctx.Done():
+			return false
+		}
+		ss.mu.Lock()
+	}
+	ss.queue = append(ss.queue, b)
+	ss.wakeLocked()
+	ss.mu.Unlock()
+	return true
+}
+
+// wakeLocked starts the worker unless it runs. ss.mu is held.
+func (ss *serverSession) wakeLocked() {
+	if !ss.reading || ss.working || ss.ended {
+		return
+	}
+	ss.working = true
+	ss.worker.Add(1)
+	go ss.work()
+}
+
+// work handles the queued messages in order, then the pending notification, until there is
+// nothing left to do or the session ends.
+func (ss *serverSession) work() {
+	defer ss.worker.Done()
+	defer func() {
+		if p := recover(); p != nil { // nothing above the worker could recover it
+			ss.mu.Lock()
+			ss.working = false
+			ss.mu.Unlock()
+			ss.panicked(p)
+		}
+	}()
+	s := ss.s
+	for {
+		ss.mu.Lock()
+		var b []byte
+		notify := false
+		switch {
+		case ss.ended || ss.ctx.Err() != nil:
+			ss.working = false
+			ss.mu.Unlock()
+			return
+		case len(ss.queue) > 0:
+			b, ss.queue[0], ss.queue = ss.queue[0], nil, ss.queue[1:]
+			if len(ss.queue) == 0 {
+				ss.queue = nil // an idle session holds no queue
+			}
+			if ss.room != nil {
+				close(ss.room)
+				ss.room = nil
+			}
+		case ss.notify:
+			ss.notify, notify = false, true
+		default:
+			ss.working = false
+			ss.mu.Unlock()
+			return
+		}
+		ss.mu.Unlock()
+		var err error
+		if notify {
+			err = s.send(ss.ctx, ss.conn, &Message{Type: TypeNotify, Notify: &Notify{Cursor: s.cursor.Load()}})
+		} else if err = s.handle(ss.ctx, ss.conn, ss.store, b); err != nil {
+			err = s.ended(ss.ctx, ss.conn, err)
+		} else {
+			ss.last.Store(time.Now().UnixNano()) // the agent waited for this answer, not silent
+		}
+		if err != nil {
+			ss.cancel(err)
+		}
+	}
+}
+
+// checkSilence ends the session if nothing was heard from the agent for 3 heartbeats while none
+// of its requests was being handled (the worker was not busy); otherwise it checks again a
+// heartbeat later. Liveness is on the machine's clock, as the times it compares are.
+func (ss *serverSession) checkSilence() {
+	if ss.ctx.Err() != nil {
+		return
+	}
+	heartbeat := ss.s.HeartbeatInterval
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	busy := ss.working || len(ss.queue) > 0
+	if quiet := time.Since(heardAfter(ss.conn, ss.last.Load())); !busy && quiet > 3*heartbeat {
+		ss.cancel(fmt.Errorf("store %s silent for %s", ss.store, quiet.Round(time.Millisecond)))
+		return
+	}
+	if !ss.ended { // a stopped timer set again would keep the session from being collected
+		ss.silence.Reset(heartbeat)
+	}
+}
+
+// end finishes the session once its reader stopped: it waits for the worker, tells a replaced
+// agent why, records the store as gone, unregisters the session and closes the connection.
+func (ss *serverSession) end() {
+	s := ss.s
+	ss.mu.Lock()
+	ss.ended = true
+	ss.queue = nil
+	ss.silence.Stop()
+	ss.mu.Unlock()
+	ss.worker.Wait()
+	s.goodbye(ss.ctx, ss.conn) // first: a replaced session tells its agent why before anything else
+	s.seen(context.WithoutCancel(ss.ctx), ss.store, Health{Connected: false})
+	s.unregister(ss)
+	close(ss.done)
+	ss.conn.Close()
+	ss.stopCtx()
+	s.wg.Done()
 }
 
 // ended tells the agent why its session ends, unless the reason is internal, and returns it.
@@ -215,20 +428,18 @@ func (s *Server) ended(ctx context.Context, conn Conn, err error) error {
 	return err
 }
 
-func (s *Server) handshake(ctx context.Context, conn Conn, rd *reader) (store string, version int, err error) {
-	timer := time.NewTimer(s.HelloTimeout)
-	defer timer.Stop()
-	var b []byte
-	select {
-	case <-timer.C:
-		return "", 0, loyalty.Errorf(loyalty.EUNAUTHORIZED, "no hello within %s", s.HelloTimeout)
-	case <-ctx.Done():
-		return "", 0, ctx.Err()
-	case msg, ok := <-rd.msgs:
-		if !ok {
-			return "", 0, rd.err
+func (s *Server) handshake(ctx context.Context, conn Conn) (store string, version int, err error) {
+	late := loyalty.Errorf(loyalty.EUNAUTHORIZED, "no hello within %s", s.HelloTimeout)
+	hctx, cancel := context.WithTimeoutCause(ctx, s.HelloTimeout, late)
+	defer cancel()
+	b, err := conn.Read(hctx)
+	if err != nil {
+		if ctx.Err() == nil && context.Cause(hctx) == late {
+			return "", 0, late
+		} else if ctx.Err() != nil {
+			return "", 0, ctx.Err()
 		}
-		b = msg
+		return "", 0, err
 	}
 	return s.hello(ctx, conn, b)
 }

@@ -109,8 +109,8 @@ func (st *ServerStepper) Deliver(ctx context.Context, b []byte) error {
 			st.s.sendError(ctx, st.conn, 0, err)
 			return fmt.Errorf("handshake: %w", err)
 		}
-		_, cancel := context.WithCancelCause(ctx)
-		st.ss = &serverSession{store: store, remote: remoteAddr(st.conn), notify: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
+		sctx, cancel := context.WithCancelCause(ctx)
+		st.ss = &serverSession{s: st.s, conn: st.conn, store: store, remote: remoteAddr(st.conn), ctx: sctx, cancel: cancel, done: make(chan struct{})}
 		st.s.register(st.ss)
 		st.s.seen(ctx, store, Health{Connected: true, Version: version})
 		st.s.Logger.Info("agent connected", slog.String("store", store), slog.Int("version", version))

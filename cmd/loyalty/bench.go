@@ -50,9 +50,10 @@ func benchCommand() *cobra.Command {
     kept in memory, not a SQLite file each, so that the storm measures the hub and the wire
     rather than this machine's disk writing a thousand replicas. Each store is a client and a
     connection in this process: 1,000 stores use about 2,000 file descriptors;
-  - the hub's memory per idle connected agent: the same stores, each having said hello and
-    pulled, then idle; the hub's side only (measured by ending the hub's sessions while the
-    clients keep theirs), against the server side of a bare gorilla websocket in the same run;
+  - the hub's memory per idle connected agent, heap and goroutine stacks: the same stores, each
+    having said hello and pulled, then idle; the hub's side only (the clients' own heap, freed
+    when they close, is taken off; they run no goroutines), against the server side of a bare
+    gorilla websocket served as gorilla's examples do, in the same run;
   - the hub's hourly sweeps (tier requalification, points expiry, birthday points) over every
     member, as they run a year on (or the program's expiry after_days and a day, if longer):
     every sale the bench made has then left the tier window and its points have expired, so
@@ -182,6 +183,9 @@ type BenchResult struct {
 	IdleConns     int   `json:"idle_conns"`
 	IdleConnBytes int64 `json:"idle_conn_bytes"` // the hub's side of one idle agent session
 	BareConnBytes int64 `json:"bare_conn_bytes"` // the server side of one bare gorilla websocket
+	// Goroutines per connection, in the same measurements.
+	IdleConnGoroutines float64 `json:"idle_conn_goroutines"`
+	BareConnGoroutines float64 `json:"bare_conn_goroutines"`
 
 	SweepMembers int `json:"sweep_members"` // members at the hub when the sweeps ran
 	// The hourly sweeps as they run SweepDaysAhead days after the bench's sales, when every
@@ -307,10 +311,10 @@ func runBench(ctx context.Context, o benchOptions, progress io.Writer) (r BenchR
 	}
 
 	say("the hub's memory per idle connected agent (%d agents), and per bare websocket", o.StormStores)
-	if r.IdleConnBytes, err = idleConnBytes(ctx, hc, storm, quiet); err != nil {
+	if r.IdleConnBytes, r.IdleConnGoroutines, err = idleConnBytes(ctx, hc, storm, quiet); err != nil {
 		return r, err
 	}
-	if r.BareConnBytes, err = bareConnBytes(ctx, o.StormStores); err != nil {
+	if r.BareConnBytes, r.BareConnGoroutines, err = bareConnBytes(ctx, o.StormStores); err != nil {
 		return r, err
 	}
 
@@ -531,7 +535,8 @@ func (r BenchResult) human() string {
 		row(fmt.Sprintf("preload, Hub.Push x1000 (%d deltas)", r.Preload), rate(r.PreloadPerSec, "deltas"), "bare batched INSERT ON CONFLICT", rate(r.BareInsertPerSec, "rows"), fewer(r.PreloadPerSec, r.BareInsertPerSec))
 	}
 	row(fmt.Sprintf("reconnect storm, %d stores x %d deltas", r.StormStores, r.StormBacklog), rate(r.StormDeltasPerSec, "deltas"), "1 store draining as many", rate(r.SingleDrainPerSec, "deltas"), fewer(r.StormDeltasPerSec, r.SingleDrainPerSec))
-	row(fmt.Sprintf("hub memory per idle agent (%d connected)", r.IdleConns), kib(r.IdleConnBytes), "bare websocket, server side", kib(r.BareConnBytes), slower(float64(r.IdleConnBytes), float64(r.BareConnBytes)))
+	row(fmt.Sprintf("hub memory per idle agent (%d connected; goroutines each: %.2g)", r.IdleConns, r.IdleConnGoroutines), kib(r.IdleConnBytes),
+		fmt.Sprintf("bare websocket, server side (goroutines each: %.2g)", r.BareConnGoroutines), kib(r.BareConnBytes), slower(float64(r.IdleConnBytes), float64(r.BareConnBytes)))
 	row(fmt.Sprintf("tier requalification, %d members, %d days on", r.SweepMembers, r.SweepDaysAhead), secs(r.RequalifySeconds), "one set-based UPDATE", secs(r.BareRequalifySeconds), slower(r.RequalifySeconds, r.BareRequalifySeconds))
 	row(fmt.Sprintf("hourly sweeps, %d days on (tiers, expiry, birthdays)", r.SweepDaysAhead), secs(r.SweepSeconds), "", "", "")
 	row("hourly sweeps, now (nothing has lapsed)", secs(r.SweepSteadySeconds), "", "", "")

@@ -173,68 +173,101 @@ wait:
 	})
 }
 
-// liveBytes returns the memory the process's live objects and goroutine stacks hold, after
-// collecting garbage (twice: objects with finalizers, such as closed sockets, go in the second).
-func liveBytes() int64 {
+// memSnapshot is the process's memory after collecting garbage (twice: objects with finalizers,
+// such as closed sockets, go in the second), and its goroutines.
+type memSnapshot struct {
+	heapAlloc  int64 // live objects
+	heapInuse  int64 // spans holding them, with the room between them
+	stackInuse int64 // goroutine stacks
+	goroutines int
+}
+
+func snapshotMem() memSnapshot {
 	runtime.GC()
 	runtime.GC()
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
-	return int64(m.HeapAlloc + m.StackInuse)
+	return memSnapshot{int64(m.HeapAlloc), int64(m.HeapInuse), int64(m.StackInuse), runtime.NumGoroutine()}
 }
 
-// idleConnBytes measures the memory the hub holds per idle connected agent. Every store connects
-// as an agent does (hello, then pulls until its replica is current) and then stays idle. The
-// clients are bare websockets that read nothing more, so that nothing changes on their side
-// while the hub's side is measured: the memory with every session open, less the memory once the
-// hub has ended every session and its goroutines are gone (the clients still holding theirs), is
-// the hub's side alone.
+// connCost is what a server holds per connection, from snapshots of n client connections made
+// in this process: before they were made, with all open, once the server had closed its side, and
+// once the clients had closed theirs too. Heap and goroutine stacks are each counted two ways, and
+// the larger counts:
+//   - what the process held more with every connection open than before, less the heap freed
+//     when the clients closed (theirs alone: they run no goroutine). This counts what the server
+//     keeps after a connection ended, such as the descriptor (and stack) of a dead goroutine,
+//     which the runtime keeps for the next one;
+//   - what the process held more with every connection open than once the server had closed its
+//     side. This one is blind to that, but not to memory a connection took over from earlier
+//     work (a dead goroutine's cached stack, room in a span).
+//
+// The heap is counted both as live objects (HeapAlloc) and as the spans holding them (HeapInuse,
+// with the room between them), the larger again counting. Kernel socket buffers are not counted.
+func connCost(before, open, serverClosed, clientsClosed memSnapshot, n int) (bytes int64, goroutines float64) {
+	clientsAlloc := serverClosed.heapAlloc - clientsClosed.heapAlloc
+	clientsInuse := serverClosed.heapInuse - clientsClosed.heapInuse
+	heap := max(open.heapAlloc-before.heapAlloc-clientsAlloc, open.heapInuse-before.heapInuse-clientsInuse,
+		open.heapAlloc-serverClosed.heapAlloc, open.heapInuse-serverClosed.heapInuse)
+	stacks := max(open.stackInuse-before.stackInuse, open.stackInuse-serverClosed.stackInuse)
+	return (heap + stacks) / int64(n), float64(open.goroutines-before.goroutines) / float64(n)
+}
+
+// idleConnBytes measures the memory the hub holds per idle connected agent, and its goroutines.
+// Every store connects as an agent does (hello, then pulls until its replica is current) and then
+// stays idle. The clients are bare websockets that read nothing more, so that nothing changes on
+// their side while the hub's side is measured (connCost).
 //
 // The sessions are served by a second hub on the same database whose heartbeat is an hour: a
 // client that reads nothing answers no pings, and the production heartbeat would drop it while
 // a thousand others connect. The heartbeat changes when the hub pings, not what a session holds.
-func idleConnBytes(ctx context.Context, hc HubConfig, stores []stormStore, quiet *slog.Logger) (int64, error) {
+func idleConnBytes(ctx context.Context, hc HubConfig, stores []stormStore, quiet *slog.Logger) (int64, float64, error) {
 	ic := hc
 	ic.Listen = "127.0.0.1:0"
 	ic.Sync.Heartbeat = time.Hour
 	ih := &HubMain{Config: ic, Logger: quiet}
 	if err := ih.Open(ctx); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer ih.Close()
 	url := "ws://" + ih.HTTP.ListenAddr() + "/v1/sync"
 	conns := make([]*websocket.Conn, len(stores))
-	defer func() {
-		for _, c := range conns {
+	closeClients := func() {
+		for i, c := range conns {
 			if c != nil {
 				c.Close()
+				conns[i] = nil
 			}
 		}
-	}()
-	goroutines := runtime.NumGoroutine()
+	}
+	defer closeClients()
+	before := snapshotMem()
 	err := parallel(len(stores), 16, func(i int) error {
 		var err error
 		conns[i], err = idleAgent(ctx, url, stores[i])
 		return err
 	})
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if n := ih.Sync.Sessions(); n != len(stores) {
-		return 0, fmt.Errorf("%d idle agents connected, but the hub has %d sessions", len(stores), n)
+		return 0, 0, fmt.Errorf("%d idle agents connected, but the hub has %d sessions", len(stores), n)
 	}
-	open := liveBytes()
+	open := snapshotMem()
 	for _, s := range stores {
 		ih.Sync.Disconnect(s.id)
 	}
 	if err := waitFor(ctx, 5*time.Minute, func() (bool, string) {
-		return ih.Sync.Sessions() == 0 && ih.HTTP.Connections() == 0 && runtime.NumGoroutine() <= goroutines,
+		return ih.Sync.Sessions() == 0 && ih.HTTP.Connections() == 0 && runtime.NumGoroutine() <= before.goroutines,
 			fmt.Sprintf("the hub to end the idle sessions (%d left, %d connections, %d goroutines, %d before)",
-				ih.Sync.Sessions(), ih.HTTP.Connections(), runtime.NumGoroutine(), goroutines)
+				ih.Sync.Sessions(), ih.HTTP.Connections(), runtime.NumGoroutine(), before.goroutines)
 	}); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return (open - liveBytes()) / int64(len(stores)), nil
+	hubClosed := snapshotMem()
+	closeClients()
+	b, g := connCost(before, open, hubClosed, snapshotMem(), len(stores))
+	return b, g, nil
 }
 
 // idleAgent connects to the hub's sync endpoint as store s, says hello, pulls until its replica
@@ -297,14 +330,13 @@ func idleAgent(ctx context.Context, url string, s stormStore) (_ *websocket.Conn
 	return c, nil
 }
 
-// bareConnBytes measures, as idleConnBytes does, the server side of a bare gorilla websocket:
-// n clients connect to an HTTP server on 127.0.0.1 that upgrades them with the buffers sync/ws
-// uses and reads each in its handler; the memory with every connection open, less the memory once
-// the server has closed its side and its handlers returned.
-func bareConnBytes(ctx context.Context, n int) (int64, error) {
+// bareConnBytes measures, as idleConnBytes does, the server side of a bare gorilla websocket, as
+// gorilla's own examples serve one: n clients connect to an HTTP server on 127.0.0.1 that upgrades
+// them with 4 KB read and write buffers and reads each in its handler (connCost).
+func bareConnBytes(ctx context.Context, n int) (int64, float64, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	up := websocket.Upgrader{ReadBufferSize: 4096, WriteBufferSize: 4096}
 	var mu sync.Mutex
@@ -325,22 +357,24 @@ func bareConnBytes(ctx context.Context, n int) (int64, error) {
 	})}
 	go srv.Serve(ln)
 	defer srv.Close()
-	goroutines := runtime.NumGoroutine()
 	clients := make([]*websocket.Conn, n)
-	defer func() {
-		for _, c := range clients {
+	closeClients := func() {
+		for i, c := range clients {
 			if c != nil {
 				c.Close()
+				clients[i] = nil
 			}
 		}
-	}()
+	}
+	defer closeClients()
+	before := snapshotMem()
 	url := "ws://" + ln.Addr().String() + "/"
 	if err := parallel(n, 16, func(i int) error {
 		var err error
 		clients[i], _, err = (&websocket.Dialer{HandshakeTimeout: time.Minute}).DialContext(ctx, url, nil)
 		return err
 	}); err != nil {
-		return 0, fmt.Errorf("bare websocket: %w", err)
+		return 0, 0, fmt.Errorf("bare websocket: %w", err)
 	}
 	served := func() int {
 		mu.Lock()
@@ -348,9 +382,9 @@ func bareConnBytes(ctx context.Context, n int) (int64, error) {
 		return len(server)
 	}
 	if err := waitFor(ctx, 5*time.Minute, func() (bool, string) { return served() == n, "the bare websocket server's connections" }); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	open := liveBytes()
+	open := snapshotMem()
 	mu.Lock()
 	for _, c := range server {
 		c.Close()
@@ -358,11 +392,14 @@ func bareConnBytes(ctx context.Context, n int) (int64, error) {
 	server = nil
 	mu.Unlock()
 	if err := waitFor(ctx, 5*time.Minute, func() (bool, string) {
-		return runtime.NumGoroutine() <= goroutines, "the bare websocket server's handlers to return"
+		return runtime.NumGoroutine() <= before.goroutines, "the bare websocket server's handlers to return"
 	}); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return (open - liveBytes()) / int64(n), nil
+	serverClosed := snapshotMem()
+	closeClients()
+	b, g := connCost(before, open, serverClosed, snapshotMem(), n)
+	return b, g, nil
 }
 
 // parallel calls fn(0) to fn(n-1), at most workers at a time, and returns the first error.

@@ -48,7 +48,7 @@ func TestBenchJSON(t *testing.T) {
 		"earn_concurrent_calls_per_s", "bare_commit_serial_per_s", "earn_serial_calls_per_s",
 		"hub_ingest_deltas_per_s", "bare_batched_insert_rows_per_s", "websocket_ingest_deltas_per_s", "preload_deltas_per_s",
 		"storm_deltas_per_s", "storm_seconds", "single_drain_deltas_per_s",
-		"idle_conn_bytes", "bare_conn_bytes",
+		"idle_conn_bytes", "bare_conn_bytes", "idle_conn_goroutines", "bare_conn_goroutines",
 		"sweep_seconds", "requalify_seconds", "expire_seconds", "bare_requalify_update_seconds", "sweep_steady_seconds",
 		// A year on, every member's sale has lapsed: each member with points loses them.
 		"sweep_members_expired",

@@ -1,10 +1,16 @@
 // Package ws implements the sync protocol's Conn over gorilla websockets.
 //
-// Each connection has exactly one reader goroutine and one writer goroutine; every send goes
-// through the writer's queue. The reader enforces a read limit (an oversized message ends the
-// connection with close code 1009) and a read deadline that pongs and messages extend; the writer
-// sends pings and gives every write a deadline. A peer that stops reading fills the send queue
-// and is disconnected rather than waited on.
+// Every connection enforces a read limit (an oversized message ends the connection with close
+// code 1009) and a read deadline that pongs and messages extend; it sends pings and gives every
+// write a deadline; every send goes through a queue, and a peer that stops reading fills it and
+// is disconnected rather than waited on.
+//
+// The agent's connection (Dialer) has one reader goroutine and one writer goroutine: it answers
+// the hub's pings while its session is busy. The hub's (Upgrader) holds thousands of mostly idle
+// connections and no goroutine of its own while idle: it reads in Read, on the hub session's
+// reader goroutine; its writer runs only while messages are queued; its pings are a timer; and it
+// keeps a 512-byte read buffer, taking a write buffer from a shared pool only while it writes
+// (serverconn.go).
 package ws
 
 import (
@@ -310,8 +316,11 @@ type Upgrader struct {
 // the request with an HTTP error.
 func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request) (lsync.Conn, error) {
 	up := websocket.Upgrader{
-		ReadBufferSize:  4096,
-		WriteBufferSize: 4096,
+		// An idle connection keeps a small read buffer and no write buffer: the hub holds one
+		// connection per store, most of them idle (serverConn). The HTTP server's 4 KB buffers,
+		// which gorilla could take over, are let go with the rest of the request.
+		ReadBufferSize:  serverReadBuffer,
+		WriteBufferPool: &writeBuffers,
 		// Agents are not browsers; an Origin header means a browser page is trying to connect.
 		CheckOrigin: func(r *http.Request) bool { return r.Header.Get("Origin") == "" },
 		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
@@ -333,5 +342,5 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request) (lsync.Conn, 
 	// end a long-lived session. From here on the connection's own deadlines apply: the reader's
 	// silence deadline, extended by every frame, and a deadline per write.
 	c.NetConn().SetDeadline(time.Time{})
-	return newConn(c, u.Options), nil
+	return newServerConn(c, u.Options), nil
 }

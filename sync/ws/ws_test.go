@@ -3,6 +3,7 @@ package ws_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -123,6 +124,8 @@ func TestCloseIsIdempotentAndEndsRead(t *testing.T) {
 // both sides' read deadlines. Time passing is the scenario; the test does not sleep for it but
 // waits until each side has heard its peer later than two read deadlines after both were set,
 // which it can only do if pings extended them (a side whose deadline expired hears nothing more).
+// The hub's end reads only inside Read, on its caller's goroutine: like the hub's session, the
+// test keeps one Read waiting on it.
 func TestPingKeepsIdleConnectionAlive(t *testing.T) {
 	const interval = 100 * time.Millisecond
 	const silence = interval * 5 / 2 // each side's read deadline after the last frame it heard
@@ -132,19 +135,28 @@ func TestPingKeepsIdleConnectionAlive(t *testing.T) {
 	s := <-accepted
 	defer s.Close()
 	set := time.Now() // both connections exist: their first read deadlines are before set+silence
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	type read struct {
+		b   []byte
+		err error
+	}
+	reads := make(chan read, 1)
+	go func() {
+		b, err := s.Read(ctx)
+		reads <- read{b, err}
+	}()
 	for name, conn := range map[string]lsync.Conn{"client": c, "server": s} {
 		heard := conn.(lsync.Hearer)
 		waitUntil(t, name+" to hear its peer after two read deadlines", func() (bool, error) {
 			return heard.LastHeard().After(set.Add(2 * silence)), conn.(interface{ Err() error }).Err()
 		})
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
 	if err := c.Write(ctx, []byte("still here")); err != nil {
 		t.Fatal(err)
 	}
-	if b, err := s.Read(ctx); err != nil || string(b) != "still here" {
-		t.Fatalf("idle connection died: %q, %v", b, err)
+	if r := <-reads; r.err != nil || string(r.b) != "still here" {
+		t.Fatalf("idle connection died: %q, %v", r.b, r.err)
 	}
 }
 
@@ -191,4 +203,41 @@ func TestCloseFlushesQueuedMessages(t *testing.T) {
 		s = <-accepted
 	}
 	s.Close()
+}
+
+// TestHubReadEndsWithItsContext: the hub's end reads on its caller's goroutine; a Read whose
+// context is done returns at once, and the connection can still say why it ends (the hub's
+// ESUPERSEDED goodbye) before it closes.
+func TestHubReadEndsWithItsContext(t *testing.T) {
+	url, accepted := serve(t, ws.Options{})
+	c := dial(t, url, ws.Options{})
+	s := <-accepted
+	defer s.Close()
+	rctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Read(rctx)
+		done <- err
+	}()
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Read: %v, want its context's error", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Read did not return when its context was done")
+	}
+	ctx, cancelWait := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancelWait()
+	if err := s.Write(ctx, []byte("goodbye")); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if b, err := c.Read(ctx); err != nil || string(b) != "goodbye" {
+		t.Fatalf("client read %q, %v, want the goodbye", b, err)
+	}
+	if _, err := c.Read(ctx); err == nil {
+		t.Fatal("the connection stayed open after Close")
+	}
 }
