@@ -156,6 +156,12 @@ func (s *Server) Serve(ctx context.Context, conn Conn) error {
 	defer close(ss.done)
 	s.register(ss)
 	defer s.unregister(ss)
+	owned, err := s.claim(ctx, ss) // across hub processes (SessionOwner, owner.go)
+	if err != nil {
+		s.goodbye(ctx, conn) // replaced while it claimed: the agent is told why
+		return s.ended(ctx, conn, fmt.Errorf("claim the store's session: %w", err))
+	}
+	defer s.release(context.WithoutCancel(ctx), owned)
 	s.seen(ctx, store, Health{Connected: true, Version: version})
 	defer s.seen(context.WithoutCancel(ctx), store, Health{Connected: false})
 	defer s.goodbye(ctx, conn) // runs first: a replaced session tells its agent why before anything else
