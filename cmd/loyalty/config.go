@@ -28,7 +28,7 @@ import (
 // HubConfig configures `loyalty hub` and the admin commands that work on the hub's database.
 type HubConfig struct {
 	Listen      string        `mapstructure:"listen"`
-	Database    string        `mapstructure:"database"`
+	Database    string        `mapstructure:"database"` // a SQLite file path, or a postgres:// URL (openHubStore)
 	AdminAPIKey string        `mapstructure:"admin_api_key"`
 	Log         LogConfig     `mapstructure:"log"`
 	Sync        HubSyncConfig `mapstructure:"sync"`
@@ -43,7 +43,7 @@ type HubConfig struct {
 // KeysConfig says where the key-encryption key that seals the QR signing keys comes from.
 type KeysConfig struct {
 	KEK     string `mapstructure:"kek"`      // base64 of 32 bytes; takes precedence over kek_file
-	KEKFile string `mapstructure:"kek_file"` // default: the database's path with .kek for .db
+	KEKFile string `mapstructure:"kek_file"` // default: a SQLite database's path with .kek for .db; none for PostgreSQL
 }
 
 // HubHTTPConfig bounds the hub's HTTP server (hub.Limits). The timeouts govern HTTP requests;
@@ -239,9 +239,13 @@ func (c HubHTTPConfig) Validate() error {
 
 // Validate reports the first problem with c.
 func (c HubConfig) Validate() error {
+	if err := checkDatabaseForm(c.Database); err != nil {
+		return err
+	}
+	if err := c.checkKEK(); err != nil {
+		return err
+	}
 	switch {
-	case c.Database == "":
-		return fmt.Errorf("database is required (a SQLite file path)")
 	case c.AdminAPIKey == "":
 		return fmt.Errorf("admin_api_key is required: the key that protects the hub's HTTP API. Make one with " +
 			"`export LOYALTY_ADMIN_API_KEY=$(head -c 24 /dev/urandom | base64)` and keep it in your secret store")
@@ -322,6 +326,9 @@ func (c AgentConfig) Validate() error {
 		return fmt.Errorf("hub_url must start with ws:// or wss://, got %q", c.HubURL)
 	case c.Database == "":
 		return fmt.Errorf("database is required (a SQLite file path)")
+	case isPostgresURL(c.Database):
+		return fmt.Errorf("database: the agent's replica is a SQLite file path, not a PostgreSQL URL (%s is for the hub; "+
+			"LOYALTY_DATABASE is read by both commands, so give the agent its own with --database or its config file)", databaseName(c.Database))
 	case c.Sync.MinBackoff <= 0 || c.Sync.MaxBackoff < c.Sync.MinBackoff:
 		return fmt.Errorf("sync.min_backoff must be positive and at most sync.max_backoff")
 	case c.Sync.BatchSize < 1 || c.Sync.BatchSize > 10000:
@@ -607,6 +614,9 @@ func printConfig(w io.Writer, cfg any) {
 		v := fmt.Sprint(kv[k])
 		if (k == "admin_api_key" || k == "token" || k == "pos_token" || k == "keys.kek") && v != "" {
 			v = "***"
+		}
+		if k == "database" {
+			v = databaseName(v)
 		}
 		fmt.Fprintf(w, "%s: %s\n", k, v)
 	}
