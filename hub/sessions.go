@@ -168,8 +168,10 @@ func (h *Hub) Release(ctx context.Context, s *lsync.Session) {
 	}
 	delete(h.live, s.Store)
 	hl := h.health[s.Store]
-	h.healthMu.Unlock()
 	hl.Connected, hl.LastSeen = false, h.Now()
+	h.health[s.Store] = hl
+	delete(h.started, s.Store)
+	h.healthMu.Unlock()
 	err := h.Store.Update(ctx, func(tx Tx) error {
 		held, err := tx.ReleaseSession(ctx, s.Store, h.ID, l.started)
 		if err != nil || !held {

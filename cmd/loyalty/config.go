@@ -144,7 +144,7 @@ type LogConfig struct {
 type AgentConfig struct {
 	StoreID  string          `mapstructure:"store_id"`
 	Token    string          `mapstructure:"token"`
-	HubURL   string          `mapstructure:"hub_url"`
+	HubURL   string          `mapstructure:"hub_url"` // one URL, or several hubs on one database, comma-separated (HubURLs)
 	Listen   string          `mapstructure:"listen"`
 	Database string          `mapstructure:"database"`
 	POSToken string          `mapstructure:"pos_token"`
@@ -322,8 +322,8 @@ func (c AgentConfig) Validate() error {
 		return fmt.Errorf("store_id is required: the id the store was registered with at the hub (`loyalty store add --id …`; --store-id, LOYALTY_STORE_ID)")
 	case c.Token == "":
 		return fmt.Errorf("token is required: the store token printed by `loyalty store add` (set LOYALTY_TOKEN)")
-	case !strings.HasPrefix(c.HubURL, "ws://") && !strings.HasPrefix(c.HubURL, "wss://"):
-		return fmt.Errorf("hub_url must start with ws:// or wss://, got %q", c.HubURL)
+	case !allHaveWSScheme(c.HubURLs()):
+		return fmt.Errorf("hub_url must start with ws:// or wss:// (several hubs: URLs separated by commas, each with ws:// or wss://), got %q", c.HubURL)
 	case c.Database == "":
 		return fmt.Errorf("database is required (a SQLite file path)")
 	case isPostgresURL(c.Database):
@@ -344,8 +344,10 @@ func (c AgentConfig) Validate() error {
 	if err := checkListen(c.Listen); err != nil {
 		return err
 	}
-	if err := checkHubURL(c.HubURL, c.AllowInsecureWS, c.TLS.CAFile); err != nil {
-		return err
+	for _, u := range c.HubURLs() {
+		if err := checkHubURL(u, c.AllowInsecureWS, c.TLS.CAFile); err != nil {
+			return err
+		}
 	}
 	for _, h := range c.POSAllowedHosts {
 		if h = strings.TrimSpace(h); h == "" || strings.ContainsAny(h, "*/ \t") {
@@ -360,6 +362,28 @@ func (c AgentConfig) Validate() error {
 		return fmt.Errorf("timezone must be an IANA zone such as Europe/Berlin, got %q", c.TimeZone)
 	}
 	return c.Log.Validate()
+}
+
+// HubURLs returns the hubs in hub_url: one URL, or the URLs of several hub processes serving
+// one database, separated by commas. The agent dials the first, and at every reconnection the
+// next one, round and round (sync.Client.URLs), so that it moves to another hub when its hub dies.
+func (c AgentConfig) HubURLs() []string {
+	var out []string
+	for u := range strings.SplitSeq(c.HubURL, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+func allHaveWSScheme(urls []string) bool {
+	for _, u := range urls {
+		if !strings.HasPrefix(u, "ws://") && !strings.HasPrefix(u, "wss://") {
+			return false
+		}
+	}
+	return len(urls) > 0
 }
 
 // checkHubURL refuses a hub_url that would carry the store token and every sale unencrypted

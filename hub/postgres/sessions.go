@@ -117,6 +117,10 @@ func (s *Store) Listen(ctx context.Context, fn func(hub.Event)) error {
 		defer cancel()
 		conn.Close(cctx)
 	}()
+	// Named, so that it is told apart from the pool's connections in pg_stat_activity.
+	if _, err := conn.Exec(ctx, `SET application_name = 'loyalty hub events'`); err != nil {
+		return fmt.Errorf("postgres: listen on %s: %w", s.name, err)
+	}
 	if _, err := conn.Exec(ctx, `LISTEN `+channel); err != nil {
 		return fmt.Errorf("postgres: listen on %s: %w", s.name, err)
 	}
