@@ -7,7 +7,7 @@
 // commits, to every process listening on the database (Store.Listen), in commit order. On
 // PostgreSQL that is NOTIFY on the channel loyalty_changes and a connection of each process
 // that LISTENs to it; on SQLite, which one process uses, it is a list of listeners in memory.
-// Every hub process runs Hub.Run, which listens, and listens again whenever the connection
+// Every hub process runs Hub.Start, which listens, and listens again whenever the connection
 // fails: it may have missed events meanwhile, so it then tells every agent connected to it to
 // pull (they pull only if the hub has something newer than they have) and checks every session
 // it holds against the database.
@@ -83,12 +83,12 @@ func ParseEvent(s string) (Event, error) {
 	return ev, nil
 }
 
-// Run keeps this hub process in step with the others on its database until ctx ends: it listens
-// for their events (changes agents must see, sessions taken over, tokens replaced), and every
-// SessionTTL/3 it renews the store sessions it holds (RenewSessions). It returns when ctx ends.
-// cmd/loyalty's hub runs it for as long as it serves.
-func (h *Hub) Run(ctx context.Context) {
-	var wg sync.WaitGroup
+// Start starts, in goroutines of wg, what keeps this hub process in step with the others on its
+// database until ctx ends: one listens for their events (changes agents must see, sessions taken
+// over, tokens replaced), the other renews the store sessions this process holds every
+// SessionTTL/3 (RenewSessions). It returns at once, the goroutines started. cmd/loyalty's hub
+// starts it for as long as it serves.
+func (h *Hub) Start(ctx context.Context, wg *sync.WaitGroup) {
 	wg.Go(func() { h.listen(ctx) })
 	wg.Go(func() {
 		t := time.NewTicker(h.sessionTTL() / 3)
@@ -104,7 +104,6 @@ func (h *Hub) Run(ctx context.Context) {
 			}
 		}
 	})
-	wg.Wait()
 }
 
 // listen listens for the database's events until ctx ends, again after every failure, waiting

@@ -55,7 +55,7 @@ type Hub struct {
 	MemberTokenTTL  time.Duration // lifetime of member QR tokens; 0: no expiry
 	VoucherTokenTTL time.Duration // lifetime of voucher tokens
 	// OnChange is called after every commit that agents must see, with the new change version,
-	// whichever hub process on the database made it (Run): at once for this process's commits,
+	// whichever hub process on the database made it (Start): at once for this process's commits,
 	// through the database's events for the others'. A version already reported is not
 	// reported again.
 	OnChange func(version int64)
@@ -67,7 +67,7 @@ type Hub struct {
 	// New, different for every Hub.
 	ID string
 	// SessionTTL is how long a store's session held by this process stays live in the database
-	// without being renewed; Run renews them every SessionTTL/3. Zero: 30s.
+	// without being renewed; Start renews them every SessionTTL/3. Zero: 30s.
 	SessionTTL time.Duration
 
 	Lease LeaseConfig

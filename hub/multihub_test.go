@@ -39,13 +39,13 @@ func otherHub(t *testing.T, h *hub.Hub) *hub.Hub {
 	return o
 }
 
-// run runs h.Run until the test ends, and waits for it to return.
+// run starts h (Hub.Start) until the test ends, and waits for its goroutines then.
 func run(t *testing.T, h *hub.Hub) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); h.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	var wg gosync.WaitGroup
+	h.Start(ctx, &wg)
+	t.Cleanup(func() { cancel(); wg.Wait() })
 }
 
 // testSession is a session of the sync server as a hub's Claim sees it; ended receives the cause
@@ -269,7 +269,7 @@ func TestSessions_StaleDeadline(t *testing.T) {
 	}
 }
 
-// TestSessions_TakeoverHeardAtOnce: a hub process that runs (Run) hears another's claim of a
+// TestSessions_TakeoverHeardAtOnce: a hub process that runs (Start) hears another's claim of a
 // store it holds through the database's event, and ends its session without waiting for a
 // renewal (an hour away here). Changes made through one process reach the other's OnChange, and a
 // token replaced through one ends the store's session at the other.

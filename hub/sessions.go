@@ -9,7 +9,7 @@
 // holds it (Hub.ID), its start and a deadline. When a session authenticates, its process claims
 // the store's row (Claim), whoever held it: the newest connection wins, as within a process. The
 // claim publishes an EventSession; the process that held the store's previous session hears it
-// (Run) and ends that session with ESUPERSEDED. Each process renews the rows it holds every
+// (Start) and ends that session with ESUPERSEDED. Each process renews the rows it holds every
 // SessionTTL/3 (RenewSessions), which also catches a takeover whose event it missed; a row whose
 // deadline passed (its process died, or lost the database) is ended by whichever process renews
 // next, and its store shown disconnected. A stale row never blocks a store: a new session claims
@@ -208,7 +208,7 @@ func (h *Hub) claimedElsewhere(ev Event) {
 // another process took over, or ended because this one did not renew it in time; it releases
 // rows this process holds without a session behind them (a Release that failed); and it ends
 // the sessions of other processes whose deadline passed, marking their stores disconnected.
-// Run calls it every SessionTTL/3.
+// Start calls it every SessionTTL/3.
 func (h *Hub) RenewSessions(ctx context.Context) error {
 	h.healthMu.Lock()
 	held := maps.Clone(h.live)

@@ -123,8 +123,8 @@ func loopbackListen(addr string) bool {
 const jobInterval = time.Hour
 
 // startJobs starts the hub's background work, each job in its own goroutine on its own ticker,
-// owned by m (Close stops them and waits for them): Hub.Run, which hears the changes and session
-// takeovers of the other hub processes on the database at once (hub/bus.go) and renews the store
+// owned by m (Close stops them and waits for them): Hub.Start's, which hear the changes and session
+// takeovers of the other hub processes on the database at once (hub/bus.go) and renew the store
 // sessions this one holds; the poll of changes made by other processes, which tells connected
 // agents (on SQLite, the only way to hear of an admin command's change; on PostgreSQL, a
 // fallback); lease expiry at the poll's interval; and hourly, tier
@@ -132,7 +132,7 @@ const jobInterval = time.Hour
 // points. A long run of one job delays no other, and never the poll: each job writes in batches
 // of its own transactions, between which pushes from agents are applied and acknowledged.
 func (m *HubMain) startJobs(ctx context.Context) {
-	m.wg.Go(func() { m.Hub.Run(ctx) })
+	m.Hub.Start(ctx, &m.wg)
 	poll := m.Config.Sync.PollInterval
 	m.every(ctx, poll, m.poll)
 	m.every(ctx, poll, func(ctx context.Context) {
