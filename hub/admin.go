@@ -82,12 +82,16 @@ func (h *Hub) SetStoreZone(ctx context.Context, id, tz string) error {
 }
 
 // RotateStoreToken issues a new token for a store; the old one stops working at once, and a
-// session opened with it is ended (when rotated through this hub process; a rotation by the
-// admin command takes effect at the store's next connection).
+// session opened with it is ended, on whichever hub process it is (through the database's
+// events, bus.go; on SQLite a rotation by the admin command, another process, takes effect at
+// the store's next connection).
 func (h *Hub) RotateStoreToken(ctx context.Context, id string) (string, error) {
 	token := rand.Text() + rand.Text()
 	err := h.Store.Update(ctx, func(tx Tx) error {
 		if err := tx.SetStoreToken(ctx, id, hashToken(token)); err != nil {
+			return err
+		}
+		if err := tx.Publish(ctx, Event{Kind: EventToken, Store: id, Owner: h.ID}); err != nil {
 			return err
 		}
 		return h.audit(ctx, tx, AuditStoreToken, id, "new token issued; the old one stopped working")
@@ -98,7 +102,9 @@ func (h *Hub) RotateStoreToken(ctx context.Context, id string) (string, error) {
 	return token, err
 }
 
-// Stores lists the stores with their sync health.
+// Stores lists the stores with their sync health: as the database has it, which every hub
+// process writes for the sessions it holds, and, for a store connected to this process, as this
+// process saw it last (its last ping), which is fresher.
 func (h *Hub) Stores(ctx context.Context) ([]StoreInfo, error) {
 	var out []StoreInfo
 	err := h.Store.View(ctx, func(tx Tx) error {
@@ -109,9 +115,11 @@ func (h *Hub) Stores(ctx context.Context) ([]StoreInfo, error) {
 	h.healthMu.Lock()
 	defer h.healthMu.Unlock()
 	for i := range out {
-		if hl, ok := h.health[out[i].ID]; ok {
+		if hl, ok := h.health[out[i].ID]; ok && hl.Connected {
 			out[i].Health = hl
 		}
+		off := time.Duration(out[i].Health.ClockOffsetMS) * time.Millisecond
+		out[i].Health.ClockSkewed = max(off, -off) > MaxClockSkew
 	}
 	return out, err
 }

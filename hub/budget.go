@@ -378,7 +378,18 @@ func (a *applier) heldOnline(ctx context.Context, budget string) (int64, error) 
 	}
 	var n int64
 	for _, l := range ls {
-		if l.State == LeaseActive && !a.session(l.Store).IsZero() {
+		if l.State != LeaseActive {
+			continue
+		}
+		online := !a.session(l.Store).IsZero()
+		if !online { // connected to another hub process?
+			s, err := a.tx.Session(ctx, l.Store)
+			if err != nil && loyalty.ErrorCode(err) != loyalty.ENOTFOUND {
+				return 0, err
+			}
+			online = s.Owner != ""
+		}
+		if online {
 			n += max(l.Told()-l.Consumed, 0)
 		}
 	}

@@ -10,7 +10,9 @@
 // Where to find what:
 //
 //	hub.go       the Hub, its settings, start-up, and the transaction wrapper that tells agents
-//	sessions.go  an agent's connection: authentication, store health
+//	sessions.go  an agent's connection: authentication, store health, each store's one live
+//	             session across the hub processes on the database
+//	bus.go       events between those processes (changes agents must see, session takeovers)
 //	push.go      a store's pushed deltas: dedup and exactly-once apply per batch, quarantine
 //	apply.go     the checks and bookkeeping of applying one delta (identity, recomputation,
 //	             conflicts, balances)
@@ -32,8 +34,12 @@ package hub
 
 import (
 	"context"
+	"crypto/rand"
+	"fmt"
 	"log/slog"
+	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/loyalty-edge-sync/loyalty"
@@ -48,11 +54,23 @@ type Hub struct {
 	Now             func() time.Time
 	MemberTokenTTL  time.Duration // lifetime of member QR tokens; 0: no expiry
 	VoucherTokenTTL time.Duration // lifetime of voucher tokens
-	// OnChange is called after every commit that agents must see, with the new change version.
+	// OnChange is called after every commit that agents must see, with the new change version,
+	// whichever hub process on the database made it (Start): at once for this process's commits,
+	// through the database's events for the others'. A version already reported is not
+	// reported again.
 	OnChange func(version int64)
-	// OnTokenRotated is called after a store's token is replaced, to end its live session.
+	// OnTokenRotated is called after a store's token is replaced, to end its live session: at
+	// once when this process replaced it, through the database's events when another did.
 	OnTokenRotated func(store string)
-	Lease          LeaseConfig
+
+	// ID names this hub process in the database (the owner of the sessions it holds): drawn by
+	// New, different for every Hub.
+	ID string
+	// SessionTTL is how long a store's session held by this process stays live in the database
+	// without being renewed; Start renews them every SessionTTL/3. Zero: 30s.
+	SessionTTL time.Duration
+
+	Lease LeaseConfig
 	// Faults breaks the hub on purpose, for the simulator's test that its checker catches it.
 	Faults struct {
 		IgnoreOutstanding bool // grant leases and accept online spending as if no quota were leased out
@@ -66,7 +84,11 @@ type Hub struct {
 
 	healthMu sync.Mutex
 	health   map[string]Health
-	started  map[string]time.Time // per store: when its live session started
+	started  map[string]time.Time     // per store: when its live session started
+	live     map[string]*liveSession  // per store: its session this process claimed, until released
+	pending  map[string]*pendingClaim // per store: a claim of this process not yet registered in live
+
+	notified atomic.Int64 // the newest change version given to OnChange
 }
 
 // ClaimLimits bounds the event time a store may give a delta: from Backdate before the store's
@@ -97,9 +119,29 @@ func New(s Store) *Hub {
 		VoucherTokenTTL: 90 * 24 * time.Hour,
 		Lease:           DefaultLeaseConfig(),
 		Claims:          DefaultClaimLimits(),
+		ID:              newHubID(),
 		health:          make(map[string]Health),
 		started:         make(map[string]time.Time),
+		live:            make(map[string]*liveSession),
+		pending:         make(map[string]*pendingClaim),
 	}
+}
+
+// newHubID returns an id for a hub process: its host and process id, for people reading the
+// sessions table or a log, and a random part, for uniqueness.
+func newHubID() string {
+	host, _ := os.Hostname()
+	if len(host) > 40 {
+		host = host[:40]
+	}
+	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), rand.Text()[:10])
+}
+
+func (h *Hub) sessionTTL() time.Duration {
+	if h.SessionTTL > 0 {
+		return h.SessionTTL
+	}
+	return 30 * time.Second
 }
 
 // Init makes sure the hub has a program and a signing key, creating the defaults on first start,
@@ -134,7 +176,9 @@ func (h *Hub) Init(ctx context.Context) error {
 	})
 }
 
-// update runs fn in a write transaction and reports the newest change version to OnChange.
+// update runs fn in a write transaction and reports the newest change version to OnChange: in
+// this process at once, and to every hub process on the database by an event published in the
+// transaction (bus.go), so that agents connected to any of them pull.
 func (h *Hub) update(ctx context.Context, fn func(Tx) error) error {
 	var before int64
 	var after int64
@@ -146,11 +190,13 @@ func (h *Hub) update(ctx context.Context, fn func(Tx) error) error {
 		if err := fn(tx); err != nil {
 			return err
 		}
-		after, err = tx.CurrentVersion(ctx)
-		return err
+		if after, err = tx.CurrentVersion(ctx); err != nil || after <= before {
+			return err
+		}
+		return tx.Publish(ctx, Event{Kind: EventChange, Version: after})
 	})
-	if err == nil && after > before && h.OnChange != nil {
-		h.OnChange(after)
+	if err == nil && after > before {
+		h.changed(after, false)
 	}
 	return err
 }

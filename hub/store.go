@@ -16,6 +16,13 @@ type Store interface {
 	Update(ctx context.Context, fn func(Tx) error) error
 	// View runs fn in a read transaction that sees one consistent snapshot.
 	View(ctx context.Context, fn func(Tx) error) error
+	// Listen calls fn with every Event published (Tx.Publish) on the database by any process,
+	// this one included, in the order their transactions committed, from when it listens until
+	// ctx ends or it fails: it returns ctx's error, or why it stopped listening (the connection
+	// to the database was lost, or it fell behind). Its first call of fn is an EventReset, once
+	// it listens. Events published when nothing listened are not delivered: a caller that
+	// listens again must assume anything may have changed (bus.go).
+	Listen(ctx context.Context, fn func(Event)) error
 	Close() error
 }
 
@@ -231,6 +238,34 @@ type Tx interface {
 	// falls on one of days ("MM-DD"), with Birthday filled in.
 	BirthdayMembers(ctx context.Context, days []string, after string, limit int) ([]loyalty.Member, error)
 
+	// Sessions: each store's one live sync session, across the hub processes on the database
+	// (sessions.go).
+
+	// Deadlines are on the database's clock (the machine's, for an embedded database), so that
+	// hub processes on machines whose clocks differ agree on them.
+
+	// ClaimSession makes s (Store, Owner, Remote, Started) store s.Store's live session until
+	// ttl from now, replacing whichever session the store had, live or not (the newest
+	// connection wins). It returns the session as stored: its Started is moved past the start
+	// of the store's previous session if it was not after it, so that a store's sessions are
+	// told apart by their start, in the order they were claimed.
+	ClaimSession(ctx context.Context, s Session, ttl time.Duration) (Session, error)
+	// RenewSessions moves the deadline of every session owner holds to ttl from now, sets the
+	// last seen time of their stores to seen, and returns them.
+	RenewSessions(ctx context.Context, owner string, seen time.Time, ttl time.Duration) ([]Session, error)
+	// ReleaseSession ends store's session started at started if owner still holds it, and
+	// reports whether it did.
+	ReleaseSession(ctx context.Context, store, owner string, started time.Time) (bool, error)
+	// ExpireSessions ends the live sessions whose deadline has passed (their hub process stopped
+	// renewing them: it died, or lost the database), marks their stores disconnected, and
+	// returns them as they were.
+	ExpireSessions(ctx context.Context) ([]Session, error)
+	// Session returns store's session, live or ended (ENOTFOUND if it never had one).
+	Session(ctx context.Context, store string) (Session, error)
+	// Publish delivers ev to every listener on the database (Store.Listen) when the transaction
+	// commits, and never if it does not.
+	Publish(ctx context.Context, ev Event) error
+
 	// Idempotent returns the stored result of an earlier request with this scope and key.
 	Idempotent(ctx context.Context, scope, key string) (hash string, response []byte, found bool, err error)
 	SaveIdempotent(ctx context.Context, scope, key, hash string, response []byte, at time.Time) error
@@ -351,6 +386,17 @@ type Health struct {
 	ClockOffsetMS int64     `json:"clock_offset_ms"`
 	ClockSkewed   bool      `json:"clock_skewed"` // more than MaxClockSkew off the hub's clock
 	Outbox        int64     `json:"outbox"`
+}
+
+// Session is a store's sync session as the database keeps it: which hub process holds it
+// (Owner; "" once it ended), the agent's address, when it started, and until when it lives
+// unless its owner renews it.
+type Session struct {
+	Store    string
+	Owner    string
+	Remote   string
+	Started  time.Time // unique per store, later for every later session (Tx.ClaimSession)
+	Deadline time.Time // on the database's clock
 }
 
 // MaxClockSkew is how far a store's clock may be off before it is reported. Period limits use

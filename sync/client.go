@@ -61,6 +61,7 @@ type Status struct {
 	ConnectedAt     time.Time     `json:"connected_at,omitzero"`
 	LastSync        time.Time     `json:"last_sync,omitzero"` // last change-feed page or ack applied
 	LastError       string        `json:"last_error,omitempty"`
+	Hub             string        `json:"hub,omitempty"` // the hub URL of the current session, or of the last one tried
 	ClockOffset     time.Duration `json:"-"`
 	ClockOffsetMS   int64         `json:"clock_offset_ms"` // hub clock minus agent clock
 	Sessions        int           `json:"sessions"`        // sessions opened since start
@@ -72,7 +73,12 @@ type Status struct {
 // Client is the agent side of the protocol: it keeps one session open to the hub, reconnecting
 // with exponential backoff and jitter, pushes the outbox and pulls the change feed.
 type Client struct {
-	URL     string
+	URL string
+	// URLs, if set, replaces URL with several hub processes serving the same database: the first
+	// is dialed first, and every reconnection after a failed dial or an ended session goes to
+	// the next one in the list, round and round, with the usual backoff in between. So an agent
+	// whose hub died reaches another at its next attempt.
+	URLs    []string
 	Store   string
 	Token   string
 	Dialer  Dialer
@@ -96,6 +102,7 @@ type Client struct {
 
 	kick  chan struct{}
 	calls chan *call
+	next  int // the index in URLs of the hub the next session dials
 
 	mu     sync.Mutex
 	status Status
@@ -281,6 +288,16 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 }
 
+// hub returns the URL the next session dials and moves on to the next of URLs for the one after.
+func (c *Client) hub() string {
+	if len(c.URLs) == 0 {
+		return c.URL
+	}
+	url := c.URLs[c.next%len(c.URLs)]
+	c.next++
+	return url
+}
+
 // clientSession is the state of one connection.
 type clientSession struct {
 	*Client
@@ -303,9 +320,11 @@ type clientSession struct {
 func (c *Client) session(ctx context.Context) (err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	conn, err := c.Dialer.Dial(ctx, c.URL)
+	url := c.hub()
+	c.update(func(s *Status) { s.Hub = url })
+	conn, err := c.Dialer.Dial(ctx, url)
 	if err != nil {
-		return fmt.Errorf("dial %s: %w", c.URL, err)
+		return fmt.Errorf("dial %s: %w", url, err)
 	}
 	rd := startReader(ctx, conn)
 	s := &clientSession{Client: c, conn: conn, calls: make(map[uint64]*call), batchSize: c.BatchSize, maxBytes: 1 << 20}

@@ -122,6 +122,7 @@ type serverSession struct {
 	done    chan struct{} // closed when the session has fully ended
 	last    atomic.Int64  // unix nanoseconds of the last message read, or answered
 	silence *time.Timer
+	owned   *Session // the session as claimed across hub processes (SessionOwner), released at its end
 
 	mu      sync.Mutex
 	queue   [][]byte      // messages read, not yet handled; oldest first
@@ -249,6 +250,12 @@ func (s *Server) open(ctx context.Context, conn Conn) (*serverSession, error) {
 	ss = &serverSession{s: s, conn: conn, store: store, remote: remoteAddr(conn), ctx: ctx, cancel: cancel, stopCtx: stop, done: make(chan struct{})}
 	ss.last.Store(time.Now().UnixNano())
 	s.register(ss)
+	owned, err := s.claim(ctx, ss) // across hub processes (SessionOwner, owner.go)
+	if err != nil {
+		s.goodbye(ctx, conn) // replaced while it claimed: the agent is told why
+		return nil, s.ended(ctx, conn, fmt.Errorf("claim the store's session: %w", err))
+	}
+	ss.owned = owned
 	s.seen(ctx, store, Health{Connected: true, Version: version})
 	s.Logger.Info("agent connected", slog.String("store", store), slog.Int("version", version))
 	// The timer is made for later and then set, so that the check it runs sees ss.silence.
@@ -413,6 +420,7 @@ func (ss *serverSession) end() {
 	ss.worker.Wait()
 	s.goodbye(ss.ctx, ss.conn) // first: a replaced session tells its agent why before anything else
 	s.seen(context.WithoutCancel(ss.ctx), ss.store, Health{Connected: false})
+	s.release(context.WithoutCancel(ss.ctx), ss.owned)
 	s.unregister(ss)
 	close(ss.done)
 	ss.conn.Close()

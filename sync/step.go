@@ -81,6 +81,7 @@ type ServerStepper struct {
 	s      *Server
 	conn   Conn
 	ss     *serverSession
+	owned  *Session // claimed from a SessionOwner Handler, released at Close
 	closed bool
 }
 
@@ -112,6 +113,9 @@ func (st *ServerStepper) Deliver(ctx context.Context, b []byte) error {
 		sctx, cancel := context.WithCancelCause(ctx)
 		st.ss = &serverSession{s: st.s, conn: st.conn, store: store, remote: remoteAddr(st.conn), ctx: sctx, cancel: cancel, done: make(chan struct{})}
 		st.s.register(st.ss)
+		if st.owned, err = st.s.claim(ctx, st.ss); err != nil {
+			return st.s.ended(ctx, st.conn, fmt.Errorf("claim the store's session: %w", err))
+		}
 		st.s.seen(ctx, store, Health{Connected: true, Version: version})
 		st.s.Logger.Info("agent connected", slog.String("store", store), slog.Int("version", version))
 		return nil
@@ -132,6 +136,7 @@ func (st *ServerStepper) Close(ctx context.Context) {
 	if st.ss != nil {
 		st.ss.cancel(nil)
 		st.s.seen(ctx, st.ss.store, Health{Connected: false})
+		st.s.release(context.WithoutCancel(ctx), st.owned)
 		st.s.unregister(st.ss)
 		close(st.ss.done)
 	}

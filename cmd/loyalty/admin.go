@@ -23,14 +23,19 @@ func protocolVersions() []int { return lsync.Versions }
 
 // withHub opens the hub's existing database from the hub configuration (the same file, env and
 // flags as `loyalty hub`), runs fn and closes it. It works whether or not the hub is running:
-// SQLite in WAL mode takes one writer at a time, and the running hub notices the change within
-// its poll interval and tells the agents. A database that does not exist is an error (openHub):
-// `loyalty init` makes one.
+// SQLite in WAL mode takes one writer at a time, PostgreSQL runs each change in a serializable
+// transaction, and the running hub notices the change within its poll interval and tells the
+// agents. A database that does not exist is an error (openHub): `loyalty init` makes one.
 func withHub(cmd *cobra.Command, fn func(ctx context.Context, h *hub.Hub) error) error {
 	var cfg HubConfig
 	if err := loadConfig(cmd, DefaultHubConfig(), &cfg); err != nil {
 		return err
 	}
+	return withHubConfig(cmd, cfg, fn)
+}
+
+// withHubConfig is withHub with the configuration loaded.
+func withHubConfig(cmd *cobra.Command, cfg HubConfig, fn func(ctx context.Context, h *hub.Hub) error) error {
 	ctx := hub.WithActor(cmd.Context(), hub.CLIActor) // admin changes are audited as key id "cli"
 	s, err := openHub(ctx, cfg)
 	if err != nil {

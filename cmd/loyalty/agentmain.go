@@ -54,16 +54,24 @@ func (m *AgentMain) Open(ctx context.Context) (err error) {
 		return err
 	}
 	// Nor is a hub reached unencrypted across a network, or through a CA file that cannot be read.
-	if err := checkHubURL(c.HubURL, c.AllowInsecureWS, c.TLS.CAFile); err != nil {
-		return err
+	urls := c.HubURLs()
+	if len(urls) == 0 {
+		return fmt.Errorf("hub_url is required: the hub's wss:// URL (or several hubs' URLs, comma-separated)")
+	}
+	for _, u := range urls {
+		if err := checkHubURL(u, c.AllowInsecureWS, c.TLS.CAFile); err != nil {
+			return err
+		}
 	}
 	tlsConf, err := c.TLS.clientConfig()
 	if err != nil {
 		return err
 	}
-	if u, _ := url.Parse(c.HubURL); u.Scheme == "ws" && !isLoopbackHost(u.Hostname()) {
-		m.Logger.Warn("allow_insecure_ws: syncing with the hub over plain ws:// across the network; the store token and every sale travel unencrypted",
-			slog.String("hub", c.HubURL))
+	for _, hubURL := range urls {
+		if u, _ := url.Parse(hubURL); u.Scheme == "ws" && !isLoopbackHost(u.Hostname()) {
+			m.Logger.Warn("allow_insecure_ws: syncing with the hub over plain ws:// across the network; the store token and every sale travel unencrypted",
+				slog.String("hub", hubURL))
+		}
 	}
 	if m.Store, err = agentsqlite.Open(ctx, c.Database); err != nil {
 		return err
@@ -74,7 +82,10 @@ func (m *AgentMain) Open(ctx context.Context) (err error) {
 		d = &ws.Dialer{Options: ws.Options{ReadLimit: int64(c.Sync.MaxMessageBytes)}, TLS: tlsConf}
 	}
 	d = hintDialer{Dialer: d, caFile: c.TLS.CAFile}
-	m.Client = lsync.NewClient(c.HubURL, c.StoreID, c.Token, d, m.Store)
+	m.Client = lsync.NewClient(urls[0], c.StoreID, c.Token, d, m.Store)
+	if len(urls) > 1 {
+		m.Client.URLs = urls // tried in turn (sync.Client.URLs)
+	}
 	m.Client.Logger, m.Client.AgentVersion, m.Client.Now = m.Logger, version, clock.Now
 	m.Client.MinBackoff, m.Client.MaxBackoff, m.Client.BatchSize = c.Sync.MinBackoff, c.Sync.MaxBackoff, c.Sync.BatchSize
 	m.Client.Faults.DuplicatePush = c.Faults.DuplicatePush

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/hub"
 	hubsqlite "github.com/loyalty-edge-sync/loyalty/hub/sqlite"
 	"github.com/loyalty-edge-sync/loyalty/internal/seal"
@@ -24,14 +25,28 @@ func backupCommands() []*cobra.Command {
 	backup := &cobra.Command{
 		Use:   "backup",
 		Short: "Write a consistent copy of the hub's database to a new file, while the hub runs",
-		Args:  cobra.NoArgs,
+		Long: `Write a consistent copy of the hub's SQLite database to a new file, while the hub runs.
+A hub on PostgreSQL is refused: back it up with PostgreSQL's tools (pg_dump -Fc, or
+pg_basebackup and WAL archiving), and restore it with pg_restore.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			to, _ := cmd.Flags().GetString("to")
+			var cfg HubConfig
+			if err := loadConfig(cmd, DefaultHubConfig(), &cfg); err != nil {
+				return err
+			}
+			if isPostgresURL(cfg.Database) {
+				return errPostgresBackup(cfg.Database)
+			}
 			if _, err := os.Stat(to); err == nil {
 				return fmt.Errorf("%s exists: a backup goes to a new file", to)
 			}
-			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
-				if err := h.Store.(*hubsqlite.Store).Backup(ctx, to); err != nil {
+			return withHubConfig(cmd, cfg, func(ctx context.Context, h *hub.Hub) error {
+				s, ok := h.Store.(*hubsqlite.Store)
+				if !ok {
+					return errPostgresBackup(cfg.Database)
+				}
+				if err := s.Backup(ctx, to); err != nil {
 					return fmt.Errorf("backup to %s: %w", to, err)
 				}
 				if err := os.Chmod(to, 0o600); err != nil { // it holds members' personal data
@@ -49,7 +64,10 @@ func backupCommands() []*cobra.Command {
 	restore := &cobra.Command{
 		Use:   "restore",
 		Short: "Replace the hub's database with a backup (the hub must be stopped); agents then send again what it lost",
-		Args:  cobra.NoArgs,
+		Long: `Replace the hub's SQLite database with a backup written by loyalty backup (the hub must be
+stopped); agents then send again what it lost. A hub on PostgreSQL is refused: restore it
+with pg_restore.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			from, _ := cmd.Flags().GetString("from")
 			var cfg HubConfig
@@ -76,12 +94,23 @@ func backupCommands() []*cobra.Command {
 	return []*cobra.Command{backup, restore}
 }
 
+// errPostgresBackup refuses `loyalty backup` and `loyalty restore` on a PostgreSQL database:
+// they copy a SQLite file; PostgreSQL has its own tools.
+func errPostgresBackup(database string) error {
+	return loyalty.Errorf(loyalty.EINVALID, "loyalty backup and loyalty restore work on a SQLite file, and the hub's database is on PostgreSQL (%s): "+
+		"back it up with PostgreSQL's tools (pg_dump -Fc, or pg_basebackup and WAL archiving) and restore it with pg_restore; "+
+		"README.md, \"Backup and restore\"", databaseName(database))
+}
+
 // restoreHub puts a copy of the backup at the database's path, with the hub stopped (it takes
 // the database's lock exclusively). The copy must open with the hub's key-encryption key; it gets
 // a new epoch, and what the replaced database knew of revoked credentials (carryOver). The
 // replaced database and its WAL are kept beside it, renamed with the time of the restore. It
 // returns the new epoch and what was carried over.
 func restoreHub(ctx context.Context, cfg HubConfig, from string) (int64, []string, error) {
+	if isPostgresURL(cfg.Database) {
+		return 0, nil, errPostgresBackup(cfg.Database)
+	}
 	if _, err := os.Stat(from); err != nil {
 		return 0, nil, fmt.Errorf("backup: %w", err)
 	}

@@ -2,8 +2,9 @@ package main
 
 // loyalty bench: what a chain cares about, each figure beside a raw baseline measured in the same
 // run. This file has the command, the report and the order of the run; bench_sqlite.go the bare
-// SQLite baselines, bench_load.go the hub's data (members in bulk, the preload, bench deltas) and
-// its sweeps, bench_storm.go the simulated stores (reconnect storm, idle connections).
+// SQLite baselines, bench_postgres.go the bench's PostgreSQL database and bare PostgreSQL
+// baselines, bench_load.go the hub's data (members in bulk, the preload, bench deltas) and its
+// sweeps, bench_storm.go the simulated stores (reconnect storm, idle connections).
 
 import (
 	"bytes"
@@ -28,6 +29,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/loyalty-edge-sync/loyalty"
+	"github.com/loyalty-edge-sync/loyalty/internal/seal"
 	"github.com/loyalty-edge-sync/loyalty/internal/sqlitedb"
 )
 
@@ -63,6 +65,12 @@ func benchCommand() *cobra.Command {
     set-based baseline at the same time: one UPDATE that requalifies every member's tier from
     the ledger (rolled back, so the hub's sweep meets the same members; it writes no tier
     deltas). The same sweeps are also timed right after the sales, when nothing has lapsed.
+The hub's storage is SQLite, or PostgreSQL with --backend postgres (or a postgres:// --database):
+--database then names a PostgreSQL server, on which the bench creates a database of its own,
+loyalty_bench_<random>, and drops it at the end (--keep-database keeps it). The hub's ingest is
+then compared with a bare multi-row INSERT ... ON CONFLICT DO NOTHING into a scratch table of that
+database, and a bare PostgreSQL 1-row commit is measured too. The agents are always on SQLite,
+so the earn figures keep their bare SQLite commit baseline.
 Members are created in bulk (--sweep-members in all; the first 1,000 belong to the agent's store),
 each with a birthday spread over the year. Without --program the hub's default program is used,
 which has no tiers, no expiry and no birthday action: pass --program configs/program.yaml (and
@@ -74,6 +82,7 @@ flags make a quick one. Figures are reported, never asserted.`,
 			var o benchOptions
 			o.Backend, _ = f.GetString("backend")
 			o.Database, _ = f.GetString("database")
+			o.KeepDatabase, _ = f.GetBool("keep-database")
 			o.Program, _ = f.GetString("program")
 			o.Earns, _ = f.GetInt("earns")
 			o.EarnClients, _ = f.GetInt("earn-clients")
@@ -94,8 +103,10 @@ flags make a quick one. Figures are reported, never asserted.`,
 		},
 	}
 	f := cmd.Flags()
-	f.String("backend", "sqlite", "the hub's storage: sqlite (postgres is not built yet)")
-	f.String("database", "", "where the hub's database goes: a new file, kept after the run (default: a temporary folder, removed)")
+	f.String("backend", "", "the hub's storage: sqlite or postgres (default: postgres when --database is a postgres:// URL, else sqlite)")
+	f.String("database", "", "sqlite: a new file for the hub's database, kept after the run (default: a temporary folder, removed); "+
+		"postgres: the URL of the server, where the bench creates a database of its own")
+	f.Bool("keep-database", false, "postgres: keep the database the bench created (its name is in the report) instead of dropping it")
 	f.String("program", "", "a program file (YAML or JSON, like configs/program.yaml) published at the hub first (default: the hub's default program)")
 	f.Int("earns", 2000, "earn calls to time, from one POS client and again spread over --earn-clients")
 	f.Int("earn-clients", 16, "POS clients calling one agent at once")
@@ -110,8 +121,9 @@ flags make a quick one. Figures are reported, never asserted.`,
 
 // benchOptions sizes a bench run (the command's flags).
 type benchOptions struct {
-	Backend      string
-	Database     string // "": a temporary folder
+	Backend      string // sqlite or postgres; "": postgres for a postgres:// Database, else sqlite
+	Database     string // sqlite: the new file ("": a temporary folder); postgres: the server's URL
+	KeepDatabase bool   // postgres: keep the database the bench created
 	Program      string // "": the hub's default program
 	Earns        int
 	EarnClients  int
@@ -122,13 +134,32 @@ type benchOptions struct {
 	SweepMembers int
 }
 
-func (o benchOptions) validate() error {
+// validate checks o, and sets Backend when it was left to --database.
+func (o *benchOptions) validate() error {
+	if o.Backend == "" {
+		o.Backend = "sqlite"
+		if isPostgresURL(o.Database) {
+			o.Backend = "postgres"
+		}
+	}
 	switch o.Backend {
 	case "sqlite":
+		if isPostgresURL(o.Database) {
+			return loyalty.Errorf(loyalty.EINVALID, "--backend sqlite with a PostgreSQL --database (%s): give a file path, or use --backend postgres", databaseName(o.Database))
+		}
+		if o.KeepDatabase {
+			return loyalty.Errorf(loyalty.EINVALID, "--keep-database is for --backend postgres; on sqlite, --database PATH keeps the hub's database")
+		}
 	case "postgres":
-		return loyalty.Errorf(loyalty.EINVALID, "--backend postgres: the hub's PostgreSQL backend is not built yet (it is planned work); --backend sqlite is the only one for now")
+		if !isPostgresURL(o.Database) {
+			return loyalty.Errorf(loyalty.EINVALID, "--backend postgres needs --database with the URL of a PostgreSQL server the bench may create a database on, "+
+				"such as postgres://postgres@127.0.0.1:5432/postgres (got %q)", databaseName(o.Database))
+		}
+		if err := checkDatabaseForm(o.Database); err != nil {
+			return loyalty.Errorf(loyalty.EINVALID, "--database: %v", err)
+		}
 	default:
-		return loyalty.Errorf(loyalty.EINVALID, "--backend %q: the only backend is sqlite (postgres is not built yet)", o.Backend)
+		return loyalty.Errorf(loyalty.EINVALID, "--backend %q: the hub's storage is sqlite or postgres", o.Backend)
 	}
 	for _, s := range []struct {
 		flag string
@@ -147,6 +178,8 @@ func (o benchOptions) validate() error {
 
 // BenchResult holds the figures of one bench run. Rates are per second, latencies in
 // microseconds. The fields before Backend were the first report's; docs/PERFORMANCE.md cites them.
+// The bare commit is always SQLite's, the agents' engine; the bare batched insert is the hub's
+// backend's.
 type BenchResult struct {
 	Earns            int     `json:"earns"`
 	EarnP50US        float64 `json:"earn_p50_us"`
@@ -163,6 +196,16 @@ type BenchResult struct {
 	Backend        string `json:"backend"`
 	Program        string `json:"program"` // the file given, or "default"
 	ProgramVersion int64  `json:"program_version"`
+
+	// On PostgreSQL (backend postgres): the database the bench created, dropped at the end unless
+	// kept; and a bare 1-row commit into a scratch table of it, one after the other, beside the
+	// bare SQLite commit above (the agents' engine). bare_batched_insert_rows_per_s is then a
+	// bare multi-row upsert into that database.
+	PostgresDatabase           string  `json:"postgres_database,omitempty"`
+	PostgresDatabaseKept       bool    `json:"postgres_database_kept,omitempty"`
+	PostgresCommitP50US        float64 `json:"postgres_bare_commit_p50_us,omitempty"`
+	PostgresCommitP99US        float64 `json:"postgres_bare_commit_p99_us,omitempty"`
+	PostgresCommitSerialPerSec float64 `json:"postgres_bare_commit_serial_per_s,omitempty"`
 
 	// One POS client's calls per second, and several clients' at once.
 	EarnSerialPerSec       float64 `json:"earn_serial_calls_per_s"`
@@ -230,10 +273,31 @@ func runBench(ctx context.Context, o benchOptions, progress io.Writer) (r BenchR
 		program = &p
 	}
 	// The hub's database, and beside it (on the same file system, so the baselines write to the
-	// same disk) a scratch folder for the baselines and the agents, removed at the end.
+	// same disk) a scratch folder for the baselines and the agents, removed at the end. On
+	// PostgreSQL, a database of the bench's own on the server, and a temporary scratch folder.
 	database := o.Database
+	postgres := o.Backend == "postgres"
 	var scratch string
-	if database == "" {
+	if postgres {
+		var drop func() error
+		if database, drop, err = createBenchDatabase(ctx, o.Database); err != nil {
+			return r, err
+		}
+		r.PostgresDatabase, r.PostgresDatabaseKept = postgresDatabaseName(database), o.KeepDatabase
+		if o.KeepDatabase {
+			say("the hub's database is %s, kept after the run", databaseName(database))
+		} else {
+			say("the hub's database is %s, dropped at the end", databaseName(database))
+			defer func() {
+				if derr := drop(); derr != nil && err == nil {
+					err = derr
+				}
+			}()
+		}
+		if scratch, err = os.MkdirTemp("", "loyalty-bench-"); err != nil {
+			return r, err
+		}
+	} else if database == "" {
 		if scratch, err = os.MkdirTemp("", "loyalty-bench-"); err != nil {
 			return r, err
 		}
@@ -253,12 +317,23 @@ func runBench(ctx context.Context, o benchOptions, progress io.Writer) (r BenchR
 	quiet := slog.New(slog.DiscardHandler)
 
 	say("bare SQLite baselines in %s", scratch)
-	if err := bareBaselines(ctx, scratch, o, &r); err != nil {
+	if err := bareBaselines(ctx, scratch, o, !postgres, &r); err != nil {
 		return r, err
+	}
+	if postgres {
+		say("bare PostgreSQL baselines in %s", databaseName(database))
+		if err := barePostgresBaselines(ctx, database, o, &r); err != nil {
+			return r, err
+		}
 	}
 
 	hc := DefaultHubConfig()
 	hc.Listen, hc.Database, hc.AdminAPIKey = "127.0.0.1:0", database, rand.Text()
+	if postgres {
+		// No file beside the database for the key-encryption key: one for this run only. A kept
+		// database opens without it, for everything but signing.
+		hc.Keys.KEK = seal.Generate()
+	}
 	// Room for every storm store at once, as an operator sizing a hub for the chain would set it.
 	hc.HTTP.MaxSyncSessions = max(hc.HTTP.MaxSyncSessions, o.StormStores+100)
 	hc.HTTP.MaxConnections = max(hc.HTTP.MaxConnections, hc.HTTP.MaxSyncSessions+1000)
@@ -441,7 +516,7 @@ func benchAgent(ctx context.Context, hm *HubMain, p *loyalty.Program, tokens map
 	}
 
 	// Hub ingest, straight into Hub.Push, after the preload.
-	db, err := openHubSQL(hm.Store.Path())
+	db, err := openHubSQL(hm.Config.Database)
 	if err != nil {
 		return err
 	}
@@ -525,14 +600,23 @@ func (r BenchResult) human() string {
 	}
 	us := func(v float64) string { return fmt.Sprintf("%.0f µs", v) }
 	rate := func(v float64, unit string) string { return fmt.Sprintf("%.0f %s/s", v, unit) }
-	row(fmt.Sprintf("earn call p50, 1 POS client (%d calls)", r.Earns), us(r.EarnP50US), "bare 1-row commit p50", us(r.BareCommitP50US), slower(r.EarnP50US, r.BareCommitP50US))
-	row("earn call p99", us(r.EarnP99US), "bare 1-row commit p99", us(r.BareCommitP99US), slower(r.EarnP99US, r.BareCommitP99US))
+	commit, upsert := "bare 1-row commit", "bare batched INSERT ON CONFLICT"
+	if r.Backend == "postgres" {
+		commit, upsert = "bare SQLite 1-row commit", fmt.Sprintf("bare multi-row INSERT ON CONFLICT x%d", r.BatchSize)
+	}
+	row(fmt.Sprintf("earn call p50, 1 POS client (%d calls)", r.Earns), us(r.EarnP50US), commit+" p50", us(r.BareCommitP50US), slower(r.EarnP50US, r.BareCommitP50US))
+	row("earn call p99", us(r.EarnP99US), commit+" p99", us(r.BareCommitP99US), slower(r.EarnP99US, r.BareCommitP99US))
 	row("earn calls, 1 POS client", rate(r.EarnSerialPerSec, "calls"), "bare commits, serial", rate(r.BareCommitSerialPerSec, "commits"), fewer(r.EarnSerialPerSec, r.BareCommitSerialPerSec))
 	row(fmt.Sprintf("earn calls, %d POS clients at once", r.EarnConcurrentClients), rate(r.EarnConcurrentPerSec, "calls"), "bare commits, serial", rate(r.BareCommitSerialPerSec, "commits"), fewer(r.EarnConcurrentPerSec, r.BareCommitSerialPerSec))
-	row(fmt.Sprintf("hub ingest, Hub.Push x%d (%d deltas onto a ledger of %d)", r.BatchSize, r.Deltas, r.LedgerAtIngest), rate(r.HubIngestPerSec, "deltas"), "bare batched INSERT ON CONFLICT", rate(r.BareInsertPerSec, "rows"), fewer(r.HubIngestPerSec, r.BareInsertPerSec))
-	row("hub ingest, agent outbox over a websocket", rate(r.WireIngestPerSec, "deltas"), "bare batched INSERT ON CONFLICT", rate(r.BareInsertPerSec, "rows"), fewer(r.WireIngestPerSec, r.BareInsertPerSec))
+	if r.Backend == "postgres" {
+		row("PostgreSQL bare 1-row commit p50", us(r.PostgresCommitP50US), "bare SQLite 1-row commit p50", us(r.BareCommitP50US), slower(r.PostgresCommitP50US, r.BareCommitP50US))
+		row("PostgreSQL bare 1-row commit p99", us(r.PostgresCommitP99US), "bare SQLite 1-row commit p99", us(r.BareCommitP99US), slower(r.PostgresCommitP99US, r.BareCommitP99US))
+		row("PostgreSQL bare commits, serial", rate(r.PostgresCommitSerialPerSec, "commits"), "bare SQLite commits, serial", rate(r.BareCommitSerialPerSec, "commits"), fewer(r.PostgresCommitSerialPerSec, r.BareCommitSerialPerSec))
+	}
+	row(fmt.Sprintf("hub ingest, Hub.Push x%d (%d deltas onto a ledger of %d)", r.BatchSize, r.Deltas, r.LedgerAtIngest), rate(r.HubIngestPerSec, "deltas"), upsert, rate(r.BareInsertPerSec, "rows"), fewer(r.HubIngestPerSec, r.BareInsertPerSec))
+	row("hub ingest, agent outbox over a websocket", rate(r.WireIngestPerSec, "deltas"), upsert, rate(r.BareInsertPerSec, "rows"), fewer(r.WireIngestPerSec, r.BareInsertPerSec))
 	if r.Preload > 0 {
-		row(fmt.Sprintf("preload, Hub.Push x1000 (%d deltas)", r.Preload), rate(r.PreloadPerSec, "deltas"), "bare batched INSERT ON CONFLICT", rate(r.BareInsertPerSec, "rows"), fewer(r.PreloadPerSec, r.BareInsertPerSec))
+		row(fmt.Sprintf("preload, Hub.Push x1000 (%d deltas)", r.Preload), rate(r.PreloadPerSec, "deltas"), upsert, rate(r.BareInsertPerSec, "rows"), fewer(r.PreloadPerSec, r.BareInsertPerSec))
 	}
 	row(fmt.Sprintf("reconnect storm, %d stores x %d deltas", r.StormStores, r.StormBacklog), rate(r.StormDeltasPerSec, "deltas"), "1 store draining as many", rate(r.SingleDrainPerSec, "deltas"), fewer(r.StormDeltasPerSec, r.SingleDrainPerSec))
 	row(fmt.Sprintf("hub memory per idle agent (%d connected; goroutines each: %.2g)", r.IdleConns, r.IdleConnGoroutines), kib(r.IdleConnBytes),
@@ -544,6 +628,13 @@ func (r BenchResult) human() string {
 	fmt.Fprintf(&b, "\nSweeps %d days on: requalify %s (%d tiers changed), expire points %s (%d members lost points), birthdays %s (%d awarded).\n",
 		r.SweepDaysAhead, secs(r.RequalifySeconds), r.TiersChanged, secs(r.ExpireSeconds), r.MembersExpired, secs(r.BirthdaySeconds), r.BirthdaysAwarded)
 	fmt.Fprintf(&b, "The reconnect storm took %s from the first dial to the last outbox empty.\n", secs(r.StormSeconds))
+	if r.PostgresDatabase != "" {
+		kept := "dropped at the end"
+		if r.PostgresDatabaseKept {
+			kept = "kept"
+		}
+		fmt.Fprintf(&b, "The hub's PostgreSQL database was %s (%s).\n", r.PostgresDatabase, kept)
+	}
 	return b.String()
 }
 

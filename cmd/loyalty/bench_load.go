@@ -135,7 +135,7 @@ func preload(ctx context.Context, h *hub.Hub, p *loyalty.Program, store string, 
 // purchase to review, downgrade and expire: the sweeps over the member base that the figure is
 // about. The set-based baseline runs just before that, at the same time, on the same members.
 func benchSweeps(ctx context.Context, hm *HubMain, p *loyalty.Program, r *BenchResult) error {
-	db, err := openHubSQL(hm.Store.Path())
+	db, err := openHubSQL(hm.Config.Database)
 	if err != nil {
 		return err
 	}
@@ -153,7 +153,7 @@ func benchSweeps(ctx context.Context, hm *HubMain, p *loyalty.Program, r *BenchR
 
 	r.SweepDaysAhead = sweepDaysAhead(p)
 	later := laterHub(hm, time.Duration(r.SweepDaysAhead)*24*time.Hour)
-	bare, err := bareRequalify(ctx, db, p, later.Now())
+	bare, err := bareRequalify(ctx, db, isPostgresURL(hm.Config.Database), p, later.Now())
 	if err != nil {
 		return err
 	}

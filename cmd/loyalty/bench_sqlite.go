@@ -13,15 +13,17 @@ import (
 	"strings"
 	"time"
 
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver, for openHubSQL on PostgreSQL
+
 	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/internal/sqlitedb"
 )
 
 // bareBaselines measures, in a database of its own in dir: o.Earns single-row commits one after
-// the other (their latency and their rate), and o.Deltas rows inserted in batches of
-// r.BatchSize with INSERT ... ON CONFLICT DO NOTHING, one transaction per batch, as the hub
-// deduplicates.
-func bareBaselines(ctx context.Context, dir string, o benchOptions, r *BenchResult) error {
+// the other (their latency and their rate), and, if upserts (the hub is on SQLite), o.Deltas rows
+// inserted in batches of r.BatchSize with INSERT ... ON CONFLICT DO NOTHING, one transaction per
+// batch, as the hub deduplicates.
+func bareBaselines(ctx context.Context, dir string, o benchOptions, upserts bool, r *BenchResult) error {
 	bare, err := sqlitedb.Open(ctx, filepath.Join(dir, "bare.db"), os.DirFS(dir)) // dir holds no migrations
 	if err != nil {
 		return err
@@ -41,6 +43,9 @@ func bareBaselines(ctx context.Context, dir string, o benchOptions, r *BenchResu
 	}
 	r.BareCommitSerialPerSec = float64(o.Earns) / time.Since(t0).Seconds()
 	r.BareCommitP50US, r.BareCommitP99US = percentile(lat, .5), percentile(lat, .99)
+	if !upserts {
+		return nil
+	}
 
 	t0 = time.Now()
 	for i := 0; i < o.Deltas; i += r.BatchSize {
@@ -61,11 +66,20 @@ func bareBaselines(ctx context.Context, dir string, o benchOptions, r *BenchResu
 	return nil
 }
 
-// openHubSQL opens the hub's database file directly, with the hub's pragmas, for what the hub's
-// Store does not offer: counting the ledger and the members, and the set-based baseline. It is
-// one connection, so a transaction on it is the only one it runs.
-func openHubSQL(path string) (*sql.DB, error) {
-	db, err := sql.Open("sqlite", sqlitedb.DSN(path, false, sqlitedb.Options{}))
+// openHubSQL opens the hub's database directly, for what the hub's Store does not offer:
+// counting the ledger and the members, and the set-based baseline. A SQLite file is opened with
+// the hub's pragmas; a PostgreSQL URL (database) with pgx's database/sql driver. It is one
+// connection, so a transaction on it is the only one it runs.
+func openHubSQL(database string) (*sql.DB, error) {
+	if isPostgresURL(database) {
+		db, err := sql.Open("pgx", database)
+		if err != nil {
+			return nil, redactErr(err, database)
+		}
+		db.SetMaxOpenConns(1)
+		return db, nil
+	}
+	db, err := sql.Open("sqlite", sqlitedb.DSN(database, false, sqlitedb.Options{}))
 	if err != nil {
 		return nil, err
 	}
@@ -86,11 +100,15 @@ func countRows(ctx context.Context, db *sql.DB, table string) (int64, error) {
 // window), picks the tier the program gives that total (loyalty.TierRules.TierFor), and writes
 // the members whose tier differs, as Requalify does. It is rolled back, so the hub's own tiers
 // stand; committing would add one fsync. Without tiers in the program, Requalify computes no
-// totals, and neither does this: it reads every member and writes none.
-func bareRequalify(ctx context.Context, db *sql.DB, p *loyalty.Program, now time.Time) (time.Duration, error) {
+// totals, and neither does this: it reads every member and writes none. On PostgreSQL (postgres)
+// it is the same statement, with $1, $2, … for SQLite's ?1, ?2, …, on the same table and columns.
+func bareRequalify(ctx context.Context, db *sql.DB, postgres bool, p *loyalty.Program, now time.Time) (time.Duration, error) {
 	q, args := requalifyStatement(p, now)
+	if postgres {
+		q = strings.ReplaceAll(q, "?", "$")
+	}
 	t0 := time.Now()
-	tx, err := db.BeginTx(ctx, nil) // BEGIN IMMEDIATE: the DSN's _txlock, as the hub's writes
+	tx, err := db.BeginTx(ctx, nil) // SQLite: BEGIN IMMEDIATE, the DSN's _txlock, as the hub's writes
 	if err != nil {
 		return 0, err
 	}
@@ -136,6 +154,6 @@ func requalifyStatement(p *loyalty.Program, now time.Time) (string, []any) {
 		args = append(args, t.Threshold, t.ID)
 	}
 	tier.WriteString(" ELSE '' END")
-	return `WITH t AS (SELECT id, ` + tier.String() + ` AS tier FROM (SELECT m.id AS id, ` + total + ` AS total FROM members m))
+	return `WITH t AS (SELECT id, ` + tier.String() + ` AS tier FROM (SELECT m.id AS id, ` + total + ` AS total FROM members m) AS q)
 		UPDATE members SET tier = t.tier FROM t WHERE t.id = members.id AND members.tier != t.tier`, args
 }

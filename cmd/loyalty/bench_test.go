@@ -111,16 +111,3 @@ func TestBenchJSON(t *testing.T) {
 		t.Errorf("bench on an existing database: %v, want a refusal", err)
 	}
 }
-
-// TestBenchBackends: the only backend is sqlite; postgres says it is not built yet rather than
-// measuring something else.
-func TestBenchBackends(t *testing.T) {
-	_, _, err := run(t, "bench", "--backend", "postgres")
-	if err == nil || !strings.Contains(err.Error(), "not built yet") {
-		t.Errorf("bench --backend postgres: %v, want an error saying it is not built yet", err)
-	}
-	_, _, err = run(t, "bench", "--backend", "mysql")
-	if err == nil || !strings.Contains(err.Error(), "sqlite") {
-		t.Errorf("bench --backend mysql: %v, want an error naming sqlite", err)
-	}
-}

@@ -28,7 +28,7 @@ import (
 // HubConfig configures `loyalty hub` and the admin commands that work on the hub's database.
 type HubConfig struct {
 	Listen      string        `mapstructure:"listen"`
-	Database    string        `mapstructure:"database"`
+	Database    string        `mapstructure:"database"` // a SQLite file path, or a postgres:// URL (openHubStore)
 	AdminAPIKey string        `mapstructure:"admin_api_key"`
 	Log         LogConfig     `mapstructure:"log"`
 	Sync        HubSyncConfig `mapstructure:"sync"`
@@ -43,7 +43,7 @@ type HubConfig struct {
 // KeysConfig says where the key-encryption key that seals the QR signing keys comes from.
 type KeysConfig struct {
 	KEK     string `mapstructure:"kek"`      // base64 of 32 bytes; takes precedence over kek_file
-	KEKFile string `mapstructure:"kek_file"` // default: the database's path with .kek for .db
+	KEKFile string `mapstructure:"kek_file"` // default: a SQLite database's path with .kek for .db; none for PostgreSQL
 }
 
 // HubHTTPConfig bounds the hub's HTTP server (hub.Limits). The timeouts govern HTTP requests;
@@ -144,7 +144,7 @@ type LogConfig struct {
 type AgentConfig struct {
 	StoreID  string          `mapstructure:"store_id"`
 	Token    string          `mapstructure:"token"`
-	HubURL   string          `mapstructure:"hub_url"`
+	HubURL   string          `mapstructure:"hub_url"` // one URL, or several hubs on one database, comma-separated (HubURLs)
 	Listen   string          `mapstructure:"listen"`
 	Database string          `mapstructure:"database"`
 	POSToken string          `mapstructure:"pos_token"`
@@ -244,9 +244,13 @@ func (c HubHTTPConfig) Validate() error {
 
 // Validate reports the first problem with c.
 func (c HubConfig) Validate() error {
+	if err := checkDatabaseForm(c.Database); err != nil {
+		return err
+	}
+	if err := c.checkKEK(); err != nil {
+		return err
+	}
 	switch {
-	case c.Database == "":
-		return fmt.Errorf("database is required (a SQLite file path)")
 	case c.AdminAPIKey == "":
 		return fmt.Errorf("admin_api_key is required: the key that protects the hub's HTTP API. Make one with " +
 			"`export LOYALTY_ADMIN_API_KEY=$(head -c 24 /dev/urandom | base64)` and keep it in your secret store")
@@ -324,10 +328,13 @@ func (c AgentConfig) Validate() error {
 		return fmt.Errorf("store_id is required: the id the store was registered with at the hub (`loyalty store add --id …`; --store-id, LOYALTY_STORE_ID)")
 	case c.Token == "":
 		return fmt.Errorf("token is required: the store token printed by `loyalty store add` (set LOYALTY_TOKEN)")
-	case !strings.HasPrefix(c.HubURL, "ws://") && !strings.HasPrefix(c.HubURL, "wss://"):
-		return fmt.Errorf("hub_url must start with ws:// or wss://, got %q", c.HubURL)
+	case !allHaveWSScheme(c.HubURLs()):
+		return fmt.Errorf("hub_url must start with ws:// or wss:// (several hubs: URLs separated by commas, each with ws:// or wss://), got %q", c.HubURL)
 	case c.Database == "":
 		return fmt.Errorf("database is required (a SQLite file path)")
+	case isPostgresURL(c.Database):
+		return fmt.Errorf("database: the agent's replica is a SQLite file path, not a PostgreSQL URL (%s is for the hub; "+
+			"LOYALTY_DATABASE is read by both commands, so give the agent its own with --database or its config file)", databaseName(c.Database))
 	case c.Sync.MinBackoff <= 0 || c.Sync.MaxBackoff < c.Sync.MinBackoff:
 		return fmt.Errorf("sync.min_backoff must be positive and at most sync.max_backoff")
 	case c.Sync.BatchSize < 1 || c.Sync.BatchSize > 10000:
@@ -343,8 +350,10 @@ func (c AgentConfig) Validate() error {
 	if err := checkListen(c.Listen); err != nil {
 		return err
 	}
-	if err := checkHubURL(c.HubURL, c.AllowInsecureWS, c.TLS.CAFile); err != nil {
-		return err
+	for _, u := range c.HubURLs() {
+		if err := checkHubURL(u, c.AllowInsecureWS, c.TLS.CAFile); err != nil {
+			return err
+		}
 	}
 	for _, h := range c.POSAllowedHosts {
 		if h = strings.TrimSpace(h); h == "" || strings.ContainsAny(h, "*/ \t") {
@@ -362,6 +371,28 @@ func (c AgentConfig) Validate() error {
 		return err
 	}
 	return c.Log.Validate()
+}
+
+// HubURLs returns the hubs in hub_url: one URL, or the URLs of several hub processes serving
+// one database, separated by commas. The agent dials the first, and at every reconnection the
+// next one, round and round (sync.Client.URLs), so that it moves to another hub when its hub dies.
+func (c AgentConfig) HubURLs() []string {
+	var out []string
+	for u := range strings.SplitSeq(c.HubURL, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+func allHaveWSScheme(urls []string) bool {
+	for _, u := range urls {
+		if !strings.HasPrefix(u, "ws://") && !strings.HasPrefix(u, "wss://") {
+			return false
+		}
+	}
+	return len(urls) > 0
 }
 
 // checkHubURL refuses a hub_url that would carry the store token and every sale unencrypted
@@ -616,6 +647,9 @@ func printConfig(w io.Writer, cfg any) {
 		v := fmt.Sprint(kv[k])
 		if (k == "admin_api_key" || k == "token" || k == "pos_token" || k == "keys.kek") && v != "" {
 			v = "***"
+		}
+		if k == "database" {
+			v = databaseName(v)
 		}
 		fmt.Fprintf(w, "%s: %s\n", k, v)
 	}

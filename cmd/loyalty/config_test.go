@@ -213,6 +213,30 @@ func TestConfig_POSFlags(t *testing.T) {
 	}
 }
 
+// TestConfig_HubURLList: hub_url may name several hubs serving one database, comma-separated;
+// each is checked as one hub_url is, and they are dialed in the order given.
+func TestConfig_HubURLList(t *testing.T) {
+	c := DefaultAgentConfig()
+	c.StoreID, c.Token = "s1", "t"
+	c.HubURL = " wss://hub-a.example.com/v1/sync, wss://hub-b.example.com/v1/sync ,"
+	if err := c.Validate(); err != nil {
+		t.Fatalf("two wss:// hubs: %v", err)
+	}
+	if got, want := c.HubURLs(), []string{"wss://hub-a.example.com/v1/sync", "wss://hub-b.example.com/v1/sync"}; !slices.Equal(got, want) {
+		t.Errorf("HubURLs %q, want %q", got, want)
+	}
+	for _, bad := range []string{
+		"wss://hub-a.example.com/v1/sync,https://hub-b.example.com/v1/sync", // not a websocket URL
+		"wss://hub-a.example.com/v1/sync,ws://hub-b.example.com/v1/sync",    // plain ws:// across the network
+		" , ",
+	} {
+		c.HubURL = bad
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "hub_url") {
+			t.Errorf("hub_url %q: %v, want it refused, naming hub_url", bad, err)
+		}
+	}
+}
+
 // TestConfig_HubURLTransport: plain ws:// is accepted only to loopback, unless allow_insecure_ws;
 // tls.ca_file needs wss://. Validate (so --check-config) and AgentMain.Open both refuse, the
 // latter before it creates anything.

@@ -2,17 +2,13 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
-	"os"
 	"sync"
 	"time"
 
 	"github.com/loyalty-edge-sync/loyalty/hub"
-	hubsqlite "github.com/loyalty-edge-sync/loyalty/hub/sqlite"
 	"github.com/loyalty-edge-sync/loyalty/internal/clock"
 	lsync "github.com/loyalty-edge-sync/loyalty/sync"
 	"github.com/loyalty-edge-sync/loyalty/sync/ws"
@@ -24,13 +20,13 @@ type HubMain struct {
 	Config HubConfig
 	Logger *slog.Logger
 
-	Store *hubsqlite.Store
+	Store hub.Store // hub/sqlite or hub/postgres, as Config.Database says (openHubStore)
 	Hub   *hub.Hub
 	Sync  *lsync.Server
 	HTTP  *hub.Server
 
 	cancel context.CancelFunc
-	unlock func() // the shared lock on the database (lockDatabase)
+	unlock func() // the shared lock on a SQLite database (lockDatabase)
 	wg     sync.WaitGroup
 	once   sync.Once
 }
@@ -50,17 +46,25 @@ func (m *HubMain) Open(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	if err := checkHubDatabase(c.Database, true); err != nil {
+	exists, err := checkHubDatabase(ctx, c.Database, true)
+	if err == nil {
+		err = c.checkKEK()
+	}
+	if err != nil {
 		ln.Close()
 		return err
 	}
-	if _, err := os.Stat(c.Database); errors.Is(err, fs.ErrNotExist) {
+	if !exists {
 		m.Logger.Warn("no hub database yet: creating a new, empty one (if the hub should have found one, stop it and check database, --database, LOYALTY_DATABASE)",
-			slog.String("database", c.Database))
+			slog.String("database", databaseName(c.Database)))
 	}
-	if m.unlock, err = lockDatabase(c.Database, false); err != nil {
-		ln.Close()
-		return err
+	// A SQLite file is locked against `loyalty restore`; PostgreSQL is not restored by loyalty.
+	m.unlock = func() {}
+	if !isPostgresURL(c.Database) {
+		if m.unlock, err = lockDatabase(c.Database, false); err != nil {
+			ln.Close()
+			return err
+		}
 	}
 	defer func() {
 		if err != nil {
@@ -68,7 +72,7 @@ func (m *HubMain) Open(ctx context.Context) (err error) {
 			m.unlock()
 		}
 	}()
-	if m.Store, err = hubsqlite.Open(ctx, c.Database); err != nil {
+	if m.Store, err = openHubStore(ctx, c.Database); err != nil {
 		return err
 	}
 	m.Hub = hub.New(m.Store)
@@ -105,7 +109,7 @@ func (m *HubMain) Open(ctx context.Context) (err error) {
 	}
 	ctx, m.cancel = context.WithCancel(context.Background())
 	m.startJobs(ctx)
-	m.Logger.Info("hub listening", slog.String("url", m.HTTP.URL()), slog.String("database", m.Store.Path()))
+	m.Logger.Info("hub listening", slog.String("url", m.HTTP.URL()), slog.String("database", databaseName(c.Database)))
 	return nil
 }
 
@@ -119,12 +123,16 @@ func loopbackListen(addr string) bool {
 const jobInterval = time.Hour
 
 // startJobs starts the hub's background work, each job in its own goroutine on its own ticker,
-// owned by m (Close stops them and waits for them): the poll of changes made by other processes,
-// which tells connected agents; lease expiry at the same interval; and hourly, tier
+// owned by m (Close stops them and waits for them): Hub.Start's, which hear the changes and session
+// takeovers of the other hub processes on the database at once (hub/bus.go) and renew the store
+// sessions this one holds; the poll of changes made by other processes, which tells connected
+// agents (on SQLite, the only way to hear of an admin command's change; on PostgreSQL, a
+// fallback); lease expiry at the poll's interval; and hourly, tier
 // requalification (downgrades of members whose window total fell), points expiry and birthday
 // points. A long run of one job delays no other, and never the poll: each job writes in batches
 // of its own transactions, between which pushes from agents are applied and acknowledged.
 func (m *HubMain) startJobs(ctx context.Context) {
+	m.Hub.Start(ctx, &m.wg)
 	poll := m.Config.Sync.PollInterval
 	m.every(ctx, poll, m.poll)
 	m.every(ctx, poll, func(ctx context.Context) {

@@ -112,7 +112,7 @@ func hubCommand() *cobra.Command {
 // hubFlags adds the flags every command that opens the hub's database takes.
 func hubFlags(cmd *cobra.Command) {
 	cmd.Flags().String("config", "", "config file (YAML, TOML or JSON); see configs/hub.yaml")
-	cmd.Flags().String("database", "", "hub SQLite database file")
+	cmd.Flags().String("database", "", "the hub's database: a SQLite file, or a postgres:// URL")
 }
 
 func agentCommand() *cobra.Command {

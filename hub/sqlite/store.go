@@ -24,7 +24,8 @@ var migrations embed.FS
 
 // Store implements hub.Store on a SQLite file.
 type Store struct {
-	db *sqlitedb.DB
+	db  *sqlitedb.DB
+	bus bus // the listeners of Listen
 }
 
 var _ hub.Store = (*Store)(nil)
@@ -56,15 +57,18 @@ func (s *Store) Close() error { return s.db.Close() }
 
 // Update implements hub.Store.
 func (s *Store) Update(ctx context.Context, fn func(hub.Tx) error) error {
-	return s.db.Update(ctx, func(t *sqlitedb.Tx) error { return fn(&tx{t}) })
+	return s.db.Update(ctx, func(t *sqlitedb.Tx) error { return fn(&tx{t, &s.bus}) })
 }
 
 // View implements hub.Store.
 func (s *Store) View(ctx context.Context, fn func(hub.Tx) error) error {
-	return s.db.View(ctx, func(t *sqlitedb.Tx) error { return fn(&tx{t}) })
+	return s.db.View(ctx, func(t *sqlitedb.Tx) error { return fn(&tx{t, nil}) })
 }
 
-type tx struct{ *sqlitedb.Tx }
+type tx struct {
+	*sqlitedb.Tx
+	bus *bus // where Publish delivers after the commit; nil in a read transaction
+}
 
 func notFound(err error, format string, args ...any) error {
 	if errors.Is(err, sql.ErrNoRows) {
