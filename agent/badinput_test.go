@@ -564,7 +564,7 @@ func mustOpenBIHub(tb testing.TB) *biHub {
 	}
 	s := lsync.NewServer(h)
 	s.Logger = biLogger
-	h.OnChange = s.Notify
+	h.OnChange = s.NotifyStores
 	up := &ws.Upgrader{}
 	srv := &hub.Server{Hub: h, Sync: s, Addr: "127.0.0.1:0", AdminKey: "admin", Logger: biLogger, Upgrade: up.Upgrade}
 	if err := srv.Open(); err != nil {

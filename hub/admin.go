@@ -74,7 +74,11 @@ func (h *Hub) SetStoreZone(ctx context.Context, id, tz string) error {
 		if err := tx.SetStoreZone(ctx, id, tz); err != nil {
 			return err
 		}
-		if _, err := tx.NextVersion(ctx); err != nil { // the store's agent must pull it
+		v, err := tx.NextVersion(ctx) // the store's agent must pull it
+		if err != nil {
+			return err
+		}
+		if err := tx.MarkStoreChanged(ctx, id, v); err != nil {
 			return err
 		}
 		return h.audit(ctx, tx, AuditStoreTimeZone, id, "time zone "+tz)

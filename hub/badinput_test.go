@@ -75,7 +75,7 @@ func MustOpenBIHub(tb testing.TB) *biTestHub {
 	s := lsync.NewServer(h)
 	s.Logger = log
 	s.MaxBatch, s.MaxMessageBytes = biMaxBatch, biReadLimit
-	h.OnChange = s.Notify
+	h.OnChange = s.NotifyStores
 	up := &ws.Upgrader{Options: ws.Options{ReadLimit: biReadLimit}}
 	srv := &hub.Server{Hub: h, Sync: s, Addr: "127.0.0.1:0", AdminKey: biAdminKey, Logger: log, Upgrade: up.Upgrade}
 	if err := srv.Open(); err != nil {

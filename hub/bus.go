@@ -169,10 +169,14 @@ func (h *Hub) event(ctx context.Context, ev Event) {
 
 // changed tells OnChange that the change feed reached version v, unless it was told v or a
 // later version already (by this process's own commit, or by the event of it); force tells it
-// anyway.
+// anyway, for every store. Otherwise it names the stores the versions since the last report
+// concern, so that only their agents pull: a sale notifies the stores holding its member, not
+// the whole chain. Every version up to v has committed when v has (the change feed's ordering,
+// docs/PROTOCOL.md), so the range is complete when it is read.
 func (h *Hub) changed(v int64, force bool) {
+	var old int64
 	for {
-		old := h.notified.Load()
+		old = h.notified.Load()
 		if v <= old && !force {
 			return
 		}
@@ -180,7 +184,28 @@ func (h *Hub) changed(v int64, force bool) {
 			break
 		}
 	}
-	if h.OnChange != nil {
-		h.OnChange(v)
+	if h.OnChange == nil {
+		return
 	}
+	var stores []string // nil: everyone
+	if !force && old > 0 && v > old {
+		err := h.Store.View(context.Background(), func(tx Tx) error {
+			var all bool
+			var err error
+			if stores, all, err = tx.ChangedStores(context.Background(), old, v, maxNotified); all {
+				stores = nil
+			} else if stores == nil {
+				stores = []string{} // nobody's scope changed
+			}
+			return err
+		})
+		if err != nil {
+			h.Logger.Warn("find the stores a change concerns; notifying every store", slog.Any("err", err))
+			stores = nil
+		}
+	}
+	h.OnChange(v, stores)
 }
+
+// maxNotified is how many stores changed tells by name; beyond, it tells every store.
+const maxNotified = 1000

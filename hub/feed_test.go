@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -147,4 +148,45 @@ func TestFeed_PullsAndLookupsReadUnlessSomethingChanges(t *testing.T) {
 	}
 	writes("a flushed pull a minute on: the floor moves", true, func() error { now = now.Add(2 * time.Minute); return pull() })
 	writes("and right after, nothing new", false, pull)
+}
+
+// A change notifies the stores it concerns, not the whole chain: a sale the stores that hold its
+// member, a store's setting that store, a new member their home store; the program every store.
+func TestFeed_ChangesNotifyOnlyTheStoresTheyConcern(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	type note struct {
+		v      int64
+		stores []string // nil: every store
+	}
+	var notes []note
+	h.OnChange = func(v int64, stores []string) { notes = append(notes, note{v, slices.Sorted(slices.Values(stores))}) }
+	told := func(what string, want []string) {
+		t.Helper()
+		if len(notes) != 1 {
+			t.Fatalf("%s: %d notifications %+v, want 1", what, len(notes), notes)
+		}
+		if got := notes[0].stores; (got == nil) != (want == nil) || !slices.Equal(got, want) {
+			t.Errorf("%s notified %q (nil: every store), want %q", what, got, want)
+		}
+		notes = nil
+	}
+	pushOK(t, h, "s1", earn("s1", "m1", 500))
+	told("a sale of s1's member at s1", []string{"s1"})
+	if _, _, err := h.Subscribe(ctx, "s2", lsync.Subscribe{Member: "m1"}); err != nil {
+		t.Fatal(err)
+	}
+	notes = nil // a subscription answers with the member: nothing for others to pull
+	pushOK(t, h, "s1", earn("s1", "m1", 700))
+	told("a sale of a member both stores hold", []string{"s1", "s2"})
+	if err := h.SetStoreZone(ctx, "s2", "Europe/Berlin"); err != nil {
+		t.Fatal(err)
+	}
+	told("s2's time zone", []string{"s2"})
+	if _, err := h.CreateMember(ctx, loyalty.Member{ID: "m3", HomeStore: "s2"}); err != nil {
+		t.Fatal(err)
+	}
+	told("a new member of s2", []string{"s2"})
+	withProgram(t, h, func(*loyalty.Program) {})
+	told("a new program", nil)
 }

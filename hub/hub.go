@@ -57,8 +57,10 @@ type Hub struct {
 	// OnChange is called after every commit that agents must see, with the new change version,
 	// whichever hub process on the database made it (Start): at once for this process's commits,
 	// through the database's events for the others'. A version already reported is not
-	// reported again.
-	OnChange func(version int64)
+	// reported again. stores are the stores the changes since the last report concern (those
+	// with a changed member in scope, or a changed setting); nil: every store (the program or a
+	// key changed, many stores are concerned, or the hub cannot tell).
+	OnChange func(version int64, stores []string)
 	// OnTokenRotated is called after a store's token is replaced, to end its live session: at
 	// once when this process replaced it, through the database's events when another did.
 	OnTokenRotated func(store string)

@@ -279,7 +279,7 @@ func TestSessions_TakeoverHeardAtOnce(t *testing.T) {
 	b := otherHub(t, a)
 	a.SessionTTL, b.SessionTTL = time.Hour, time.Hour
 	versions := make(chan int64, 100)
-	b.OnChange = func(v int64) { versions <- v }
+	b.OnChange = func(v int64, _ []string) { versions <- v }
 	rotated := make(chan string, 4)
 	b.OnTokenRotated = func(store string) { rotated <- store }
 	run(t, b)
@@ -456,7 +456,7 @@ func serveHub(t *testing.T, h *hub.Hub) (*lsync.Server, *hub.Server) {
 	log := slog.New(slog.DiscardHandler)
 	s := lsync.NewServer(h)
 	s.Logger = log
-	h.OnChange, h.OnTokenRotated = s.Notify, s.Disconnect
+	h.OnChange, h.OnTokenRotated = s.NotifyStores, s.Disconnect
 	up := &ws.Upgrader{}
 	srv := &hub.Server{Hub: h, Sync: s, Addr: "127.0.0.1:0", AdminKey: biAdminKey, Logger: log, Upgrade: up.Upgrade}
 	if err := srv.Open(); err != nil {
@@ -483,7 +483,7 @@ func TestEventsPostgres(t *testing.T) {
 	}
 	a.SessionTTL, b.SessionTTL = time.Hour, time.Hour
 	versions := make(chan int64, 100)
-	b.OnChange = func(v int64) { versions <- v }
+	b.OnChange = func(v int64, _ []string) { versions <- v }
 	run(t, b)
 	v0 := nextVersion(t, versions, 0)
 

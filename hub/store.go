@@ -44,6 +44,13 @@ type Tx interface {
 	NextVersions(ctx context.Context, n int) (int64, error)
 	// CurrentVersion returns the change sequence's current value.
 	CurrentVersion(ctx context.Context) (int64, error)
+	// ChangedStores returns the stores that have something to pull among the changes stamped
+	// after after and up to upTo: those with a member in scope that changed (MembersSince), or a
+	// setting of their own (MarkStoreChanged); all is true instead when the program or a key
+	// changed, which every store pulls, or when more than limit stores did.
+	ChangedStores(ctx context.Context, after, upTo int64, limit int) (stores []string, all bool, err error)
+	// MarkStoreChanged records that a setting of store (its time zone) changed at version.
+	MarkStoreChanged(ctx context.Context, store string, version int64) error
 
 	InsertStore(ctx context.Context, s StoreInfo) error
 	StoreInfo(ctx context.Context, id string) (StoreInfo, error)

@@ -139,7 +139,11 @@ const pendingMessages = 16
 
 // Notify tells every session that the hub's change feed has reached cursor, so connected
 // agents pull at once. It never blocks.
-func (s *Server) Notify(cursor int64) {
+func (s *Server) Notify(cursor int64) { s.NotifyStores(cursor, nil) }
+
+// NotifyStores is Notify for the sessions of stores only (nil: every session), for a change
+// that concerns only them. It never blocks.
+func (s *Server) NotifyStores(cursor int64, stores []string) {
 	for {
 		old := s.cursor.Load()
 		if cursor <= old || s.cursor.CompareAndSwap(old, cursor) {
@@ -148,11 +152,22 @@ func (s *Server) Notify(cursor int64) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, ss := range s.sessions {
+	wake := func(ss *serverSession) {
 		ss.mu.Lock()
 		ss.notify = true // if one is already pending, it will carry the newest cursor
 		ss.wakeLocked()
 		ss.mu.Unlock()
+	}
+	if stores == nil {
+		for _, ss := range s.sessions {
+			wake(ss)
+		}
+		return
+	}
+	for _, store := range stores {
+		if ss := s.sessions[store]; ss != nil {
+			wake(ss)
+		}
 	}
 }
 

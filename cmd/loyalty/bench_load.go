@@ -214,7 +214,7 @@ func laterHub(hm *HubMain, shift time.Duration) *hub.Hub {
 	h := hub.New(hm.Store)
 	h.Logger, h.KEK, h.Lease, h.Claims = hm.Hub.Logger, hm.Hub.KEK, hm.Hub.Lease, hm.Hub.Claims
 	h.MemberTokenTTL, h.VoucherTokenTTL = hm.Hub.MemberTokenTTL, hm.Hub.VoucherTokenTTL
-	h.OnChange = hm.Sync.Notify
+	h.OnChange = hm.Sync.NotifyStores
 	h.Now = func() time.Time { return time.Now().Add(shift) }
 	return h
 }

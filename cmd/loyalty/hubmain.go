@@ -92,7 +92,7 @@ func (m *HubMain) Open(ctx context.Context) (err error) {
 	m.Sync.Logger, m.Sync.Now = m.Logger, clock.Now
 	m.Sync.HeartbeatInterval, m.Sync.HelloTimeout = c.Sync.Heartbeat, c.Sync.HelloTimeout
 	m.Sync.MaxBatch, m.Sync.MaxMessageBytes = c.Sync.MaxBatch, c.Sync.MaxMessageBytes
-	m.Hub.OnChange = m.Sync.Notify
+	m.Hub.OnChange = m.Sync.NotifyStores
 	m.Hub.OnTokenRotated = m.Sync.Disconnect
 	up := &ws.Upgrader{Options: ws.Options{ReadLimit: int64(c.Sync.MaxMessageBytes), PingInterval: c.Sync.Heartbeat}}
 	m.HTTP = &hub.Server{Hub: m.Hub, Sync: m.Sync, Listener: ln, AdminKey: c.AdminAPIKey, Logger: m.Logger, Upgrade: up.Upgrade,

@@ -28,6 +28,34 @@ func (t *tx) CurrentVersion(ctx context.Context) (int64, error) {
 
 // Stores.
 
+func (t *tx) ChangedStores(ctx context.Context, after, upTo int64, limit int) ([]string, bool, error) {
+	var all bool
+	if err := t.queryRow(ctx, `SELECT EXISTS (SELECT 1 FROM programs WHERE change_version > $1 AND change_version <= $2)
+		OR EXISTS (SELECT 1 FROM signing_keys WHERE change_version > $1 AND change_version <= $2)`, after, upTo).Scan(&all); err != nil || all {
+		return nil, all, err
+	}
+	var stores []string
+	err := t.each(ctx, `SELECT store FROM member_stores WHERE version > $1 AND version <= $2
+		UNION SELECT id FROM stores WHERE version > $1 AND version <= $2 LIMIT $3`, []any{after, upTo, int64(limit) + 1}, func(rows pgx.Rows) error {
+		var s string
+		err := rows.Scan(&s)
+		stores = append(stores, s)
+		return err
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	if len(stores) > limit {
+		return nil, true, nil
+	}
+	return stores, false, nil
+}
+
+func (t *tx) MarkStoreChanged(ctx context.Context, store string, version int64) error {
+	_, err := t.exec(ctx, `UPDATE stores SET version = $1 WHERE id = $2`, version, store)
+	return err
+}
+
 func (t *tx) InsertStore(ctx context.Context, s hub.StoreInfo) error {
 	tag, err := t.exec(ctx, `INSERT INTO stores (id, name, token_hash, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING`,
 		s.ID, s.Name, s.TokenHash, unixms.Of(s.CreatedAt))

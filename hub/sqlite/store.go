@@ -95,6 +95,37 @@ func (t *tx) CurrentVersion(ctx context.Context) (int64, error) {
 	return v, err
 }
 
+func (t *tx) ChangedStores(ctx context.Context, after, upTo int64, limit int) ([]string, bool, error) {
+	var all bool
+	if err := t.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM programs WHERE change_version > ?1 AND change_version <= ?2)
+		OR EXISTS (SELECT 1 FROM signing_keys WHERE change_version > ?1 AND change_version <= ?2)`, after, upTo).Scan(&all); err != nil || all {
+		return nil, all, err
+	}
+	rows, err := t.QueryContext(ctx, `SELECT store FROM member_stores WHERE version > ?1 AND version <= ?2
+		UNION SELECT id FROM stores WHERE version > ?1 AND version <= ?2 LIMIT ?3`, after, upTo, limit+1)
+	if err != nil {
+		return nil, false, err
+	}
+	defer rows.Close()
+	var stores []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, false, err
+		}
+		stores = append(stores, s)
+	}
+	if len(stores) > limit {
+		return nil, true, rows.Err()
+	}
+	return stores, false, rows.Err()
+}
+
+func (t *tx) MarkStoreChanged(ctx context.Context, store string, version int64) error {
+	_, err := t.ExecContext(ctx, `UPDATE stores SET version = ? WHERE id = ?`, version, store)
+	return err
+}
+
 func (t *tx) InsertStore(ctx context.Context, s hub.StoreInfo) error {
 	res, err := t.ExecContext(ctx, `INSERT INTO stores (id, name, token_hash, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
 		s.ID, s.Name, s.TokenHash, unixms.Of(s.CreatedAt))
