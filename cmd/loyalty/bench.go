@@ -223,8 +223,9 @@ type BenchResult struct {
 	SingleDrainPerSec float64 `json:"single_drain_deltas_per_s"`
 
 	IdleConns     int   `json:"idle_conns"`
-	IdleConnBytes int64 `json:"idle_conn_bytes"` // the hub's side of one idle agent session
-	BareConnBytes int64 `json:"bare_conn_bytes"` // the server side of one bare gorilla websocket
+	IdleConnBytes int64 `json:"idle_conn_bytes"`   // the hub's side of one idle agent session
+	BareConnBytes int64 `json:"bare_conn_bytes"`   // the server side of one bare gorilla websocket
+	IdleRetries   int   `json:"idle_conn_retries"` // sessions the hub ended before the store was current, connected again
 
 	SweepMembers int `json:"sweep_members"` // members at the hub when the sweeps ran
 	// The hourly sweeps as they run SweepDaysAhead days after the bench's sales, when every
@@ -382,7 +383,7 @@ func runBench(ctx context.Context, o benchOptions, progress io.Writer) (r BenchR
 	}
 
 	say("the hub's memory per idle connected agent (%d agents), and per bare websocket", o.StormStores)
-	if r.IdleConnBytes, err = idleConnBytes(ctx, hc, storm, quiet); err != nil {
+	if r.IdleConnBytes, r.IdleRetries, err = idleConnBytes(ctx, hc, storm, quiet); err != nil {
 		return r, err
 	}
 	if r.BareConnBytes, err = bareConnBytes(ctx, o.StormStores); err != nil {
@@ -623,6 +624,9 @@ func (r BenchResult) human() string {
 	fmt.Fprintf(&b, "\nSweeps %d days on: requalify %s (%d tiers changed), expire points %s (%d members lost points), birthdays %s (%d awarded).\n",
 		r.SweepDaysAhead, secs(r.RequalifySeconds), r.TiersChanged, secs(r.ExpireSeconds), r.MembersExpired, secs(r.BirthdaySeconds), r.BirthdaysAwarded)
 	fmt.Fprintf(&b, "The reconnect storm took %s from the first dial to the last outbox empty.\n", secs(r.StormSeconds))
+	if r.IdleRetries > 0 {
+		fmt.Fprintf(&b, "The hub ended %d idle agents' sessions before they were current; they connected again.\n", r.IdleRetries)
+	}
 	if r.PostgresDatabase != "" {
 		kept := "dropped at the end"
 		if r.PostgresDatabaseKept {

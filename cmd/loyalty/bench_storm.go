@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -193,13 +194,17 @@ func liveBytes() int64 {
 // The sessions are served by a second hub on the same database whose heartbeat is an hour: a
 // client that reads nothing answers no pings, and the production heartbeat would drop it while
 // a thousand others connect. The heartbeat changes when the hub pings, not what a session holds.
-func idleConnBytes(ctx context.Context, hc HubConfig, stores []stormStore, quiet *slog.Logger) (int64, error) {
+//
+// A store whose session the hub ends before it is current connects again, as an agent does (on
+// PostgreSQL, a pull the database refused more often than the hub retries ends the session);
+// retries counts those new connections.
+func idleConnBytes(ctx context.Context, hc HubConfig, stores []stormStore, quiet *slog.Logger) (perConn int64, retries int, err error) {
 	ic := hc
 	ic.Listen = "127.0.0.1:0"
 	ic.Sync.Heartbeat = time.Hour
 	ih := &HubMain{Config: ic, Logger: quiet}
 	if err := ih.Open(ctx); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer ih.Close()
 	url := "ws://" + ih.HTTP.ListenAddr() + "/v1/sync"
@@ -212,16 +217,32 @@ func idleConnBytes(ctx context.Context, hc HubConfig, stores []stormStore, quiet
 		}
 	}()
 	goroutines := runtime.NumGoroutine()
-	err := parallel(len(stores), 16, func(i int) error {
-		var err error
-		conns[i], err = idleAgent(ctx, url, stores[i])
-		return err
+	var again atomic.Int64
+	err = parallel(len(stores), 16, func(i int) error {
+		for attempt := 1; ; attempt++ {
+			c, err := idleAgent(ctx, url, stores[i])
+			if err == nil || attempt == idleAttempts || ctx.Err() != nil {
+				conns[i] = c
+				return err
+			}
+			again.Add(1)
+			select { // a pause, longer each time, as an agent backs off
+			case <-time.After(time.Duration(attempt) * 250 * time.Millisecond):
+			case <-ctx.Done():
+			}
+		}
 	})
+	retries = int(again.Load())
 	if err != nil {
-		return 0, err
+		return 0, retries, err
 	}
-	if n := ih.Sync.Sessions(); n != len(stores) {
-		return 0, fmt.Errorf("%d idle agents connected, but the hub has %d sessions", len(stores), n)
+	// A session the hub ended is gone once its goroutines are: only the last connection of each
+	// store remains.
+	if err := waitFor(ctx, 5*time.Minute, func() (bool, string) {
+		n := ih.Sync.Sessions()
+		return n == len(stores), fmt.Sprintf("%d idle agents connected, but the hub has %d sessions", len(stores), n)
+	}); err != nil {
+		return 0, retries, err
 	}
 	open := liveBytes()
 	for _, s := range stores {
@@ -232,10 +253,13 @@ func idleConnBytes(ctx context.Context, hc HubConfig, stores []stormStore, quiet
 			fmt.Sprintf("the hub to end the idle sessions (%d left, %d connections, %d goroutines, %d before)",
 				ih.Sync.Sessions(), ih.HTTP.Connections(), runtime.NumGoroutine(), goroutines)
 	}); err != nil {
-		return 0, err
+		return 0, retries, err
 	}
-	return (open - liveBytes()) / int64(len(stores)), nil
+	return (open - liveBytes()) / int64(len(stores)), retries, nil
 }
+
+// idleAttempts is how many times an idle agent connects before the bench gives up on it.
+const idleAttempts = 5
 
 // idleAgent connects to the hub's sync endpoint as store s, says hello, pulls until its replica
 // is current, and returns the connection, from which nothing more is read.
