@@ -7,11 +7,14 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"math"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/loyalty-edge-sync/loyalty"
 )
 
 // createBenchDatabase creates a new, empty database, loyalty_bench_<random>, on the PostgreSQL
@@ -25,7 +28,7 @@ func createBenchDatabase(ctx context.Context, server string) (string, func() err
 	}
 	name := "loyalty_bench_" + strings.ToLower(rand.Text()[:12])
 	admin := func(ctx context.Context, q string) error {
-		conn, err := pgx.Connect(ctx, server)
+		conn, err := connectPostgres(ctx, server)
 		if err != nil {
 			return redactErr(fmt.Errorf("connect to the PostgreSQL server %s: %w", databaseName(server), err), server)
 		}
@@ -66,7 +69,7 @@ func postgresDatabaseName(database string) string {
 // the rows already there): the raw rate the hub's ingest, which dedups in the same way, stands
 // beside.
 func barePostgresBaselines(ctx context.Context, database string, o benchOptions, r *BenchResult) error {
-	conn, err := pgx.Connect(ctx, database)
+	conn, err := connectPostgres(ctx, database)
 	if err != nil {
 		return redactErr(fmt.Errorf("connect to %s: %w", databaseName(database), err), database)
 	}
@@ -115,4 +118,43 @@ func multiRowUpsert(n int) string {
 	}
 	b.WriteString(` ON CONFLICT (id) DO NOTHING`)
 	return b.String()
+}
+
+// requalifyStatementPostgres is requalifyStatement for PostgreSQL: the same totals (sales in the
+// tier window not reversed in full, less what partial refunds gave back) and the same tiers,
+// written as PostgreSQL runs a set-based query well: the reversals aggregated once and joined,
+// rather than looked up again for each sale by correlated subqueries, which PostgreSQL plans as a
+// scan of the ledger per member. (members.id is COLLATE "C", deltas.member the database's
+// collation: the join says which to compare in.)
+func requalifyStatementPostgres(p *loyalty.Program, now time.Time) (string, []any) {
+	if p.Tiers == nil || len(p.Tiers.Tiers) == 0 {
+		return `UPDATE members SET tier = '' WHERE tier <> ''`, nil
+	}
+	col, back := "amount", "amount"
+	if p.Tiers.Basis == loyalty.BasisPoints {
+		col, back = "points", "-points"
+	}
+	from, to := p.Tiers.WindowBounds(now)
+	since, until := int64(0), int64(math.MaxInt64) // unixms.Of and unixms.Until: a zero bound is none
+	if !from.IsZero() {
+		since = from.UnixMilli()
+	}
+	if !to.IsZero() {
+		until = to.UnixMilli()
+	}
+	args := []any{since, until}
+	var tier strings.Builder
+	tier.WriteString("CASE")
+	for i := len(p.Tiers.Tiers) - 1; i >= 0; i-- {
+		t := p.Tiers.Tiers[i]
+		fmt.Fprintf(&tier, " WHEN COALESCE(totals.total, 0) >= $%d THEN $%d::text", len(args)+1, len(args)+2)
+		args = append(args, t.Threshold, t.ID)
+	}
+	tier.WriteString(" ELSE '' END")
+	return `WITH rev AS (SELECT reverses AS id, bool_or(amount = 0) AS whole, COALESCE(sum(` + back + `) FILTER (WHERE amount > 0), 0) AS back
+			FROM deltas WHERE reverses <> '' GROUP BY reverses),
+		totals AS (SELECT d.member AS m, sum(d.` + col + ` - COALESCE(rev.back, 0)) AS total FROM deltas d LEFT JOIN rev ON rev.id = d.id
+			WHERE d.kind = 'earn' AND d.rule = '' AND d.event_at >= $1 AND d.event_at < $2 AND rev.whole IS NOT TRUE GROUP BY d.member),
+		t AS (SELECT m.id, ` + tier.String() + ` AS tier FROM members m LEFT JOIN totals ON totals.m COLLATE "C" = m.id)
+		UPDATE members SET tier = t.tier FROM t WHERE t.id = members.id AND members.tier <> t.tier`, args
 }

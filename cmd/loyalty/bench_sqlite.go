@@ -13,7 +13,8 @@ import (
 	"strings"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver, for openHubSQL on PostgreSQL
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/internal/sqlitedb"
@@ -72,10 +73,11 @@ func bareBaselines(ctx context.Context, dir string, o benchOptions, upserts bool
 // connection, so a transaction on it is the only one it runs.
 func openHubSQL(database string) (*sql.DB, error) {
 	if isPostgresURL(database) {
-		db, err := sql.Open("pgx", database)
+		cfg, err := pgxpool.ParseConfig(database) // as hub/postgres reads it: pool settings are not sent to the server
 		if err != nil {
 			return nil, redactErr(err, database)
 		}
+		db := stdlib.OpenDB(*cfg.ConnConfig)
 		db.SetMaxOpenConns(1)
 		return db, nil
 	}
@@ -100,12 +102,12 @@ func countRows(ctx context.Context, db *sql.DB, table string) (int64, error) {
 // window), picks the tier the program gives that total (loyalty.TierRules.TierFor), and writes
 // the members whose tier differs, as Requalify does. It is rolled back, so the hub's own tiers
 // stand; committing would add one fsync. Without tiers in the program, Requalify computes no
-// totals, and neither does this: it reads every member and writes none. On PostgreSQL (postgres)
-// it is the same statement, with $1, $2, … for SQLite's ?1, ?2, …, on the same table and columns.
+// totals, and neither does this: it reads every member and writes none. On PostgreSQL
+// (postgres) the statement is requalifyStatementPostgres.
 func bareRequalify(ctx context.Context, db *sql.DB, postgres bool, p *loyalty.Program, now time.Time) (time.Duration, error) {
 	q, args := requalifyStatement(p, now)
 	if postgres {
-		q = strings.ReplaceAll(q, "?", "$")
+		q, args = requalifyStatementPostgres(p, now)
 	}
 	t0 := time.Now()
 	tx, err := db.BeginTx(ctx, nil) // SQLite: BEGIN IMMEDIATE, the DSN's _txlock, as the hub's writes

@@ -109,10 +109,22 @@ func checkHubDatabase(ctx context.Context, database string, create bool) (exists
 	return true, nil
 }
 
+// connectPostgres opens one connection to the PostgreSQL database at the URL database. The URL
+// is read as hub/postgres reads it, so pool settings (pool_max_conns, …) are taken, not sent to
+// the server as unknown parameters.
+func connectPostgres(ctx context.Context, database string) (*pgx.Conn, error) {
+	cfg, err := pgxpool.ParseConfig(database)
+	if err != nil {
+		return nil, redactErr(fmt.Errorf("database %s is not a PostgreSQL URL pgx can read: %w", databaseName(database), err), database)
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg.ConnConfig)
+	return conn, redactErr(err, database)
+}
+
 // checkPostgresHub is checkHubDatabase for a PostgreSQL URL: it connects once and looks for the
 // table the hub's migrations keep (schema_migrations).
 func checkPostgresHub(ctx context.Context, database string, create bool) (bool, error) {
-	conn, err := pgx.Connect(ctx, database)
+	conn, err := connectPostgres(ctx, database)
 	if err != nil {
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) && pe.Code == "3D000" { // invalid_catalog_name

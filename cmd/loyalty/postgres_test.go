@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -44,6 +45,9 @@ func TestMain(m *testing.M) {
 // skips tb, saying how to run it.
 func postgresServer(tb testing.TB) string {
 	tb.Helper()
+	// TestMain read and removed the variable, before go test's cache watches what tests read:
+	// reading it here tells the cache that these results depend on it.
+	os.Getenv(postgresEnv)
 	server := testPostgres
 	if server == "" {
 		tb.Skipf("needs a PostgreSQL server: %s='postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable' go test ./cmd/loyalty/ -run Postgres", postgresEnv)
@@ -52,6 +56,20 @@ func postgresServer(tb testing.TB) string {
 		tb.Fatalf("%s must be a postgres:// URL, got %q", postgresEnv, server)
 	}
 	return server
+}
+
+// withPoolSetting returns the URL database with a pool setting added, which hub/postgres takes
+// and every other connection the command line opens must not send to the server.
+func withPoolSetting(tb testing.TB, database string) string {
+	tb.Helper()
+	u, err := url.Parse(database)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("pool_max_conns", "3")
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 // newPostgresDatabase creates an empty database on the test server, dropped when tb ends, and
@@ -91,7 +109,7 @@ func postgresDatabaseExists(t *testing.T, name string) bool {
 // and a store's agent syncs a member an admin command added.
 func TestPostgresHubAndAdminCommands(t *testing.T) {
 	ctx := context.Background()
-	database := newPostgresDatabase(t)
+	database := withPoolSetting(t, newPostgresDatabase(t))
 	quiet := slog.New(slog.DiscardHandler)
 
 	// Before init: the database exists on the server but holds no hub, so admin commands refuse
@@ -220,7 +238,7 @@ func TestPostgresBench(t *testing.T) {
 		t.Fatal(err)
 	}
 	const preload = 200
-	stdout, stderr := mustRun(t, "bench", "--json", "--backend", "postgres", "--database", server, "--program", program,
+	stdout, stderr := mustRun(t, "bench", "--json", "--backend", "postgres", "--database", withPoolSetting(t, server), "--program", program,
 		"--earns", "5", "--deltas", "200", "--preload", "200",
 		"--storm-stores", "20", "--storm-backlog", "5", "--sweep-members", "200")
 	var r map[string]any
