@@ -140,36 +140,41 @@ func TestPostgresMigrations(t *testing.T) {
 	}
 }
 
+// bump commits a change of the version counter from a connection of its own, as a writer that
+// does not take the writer lock would (the Store's writers all take it).
+func bump(t *testing.T, where string) {
+	t.Helper()
+	c, err := pgx.Connect(context.Background(), where)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	if _, err := c.Exec(context.Background(), `UPDATE counters SET value = value + 1 WHERE name = 'version'`); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // A transaction that meets a concurrent commit of the version counter is refused by PostgreSQL
 // and run again from the start; the second run sees the other commit and takes the next version.
 func TestPostgresUpdateRetriesASerializationFailure(t *testing.T) {
-	s := open(t, newDatabase(t))
+	where := newDatabase(t)
+	s := open(t, where)
 	ctx := context.Background()
-	read, other := make(chan struct{}), make(chan struct{})
 	attempts := 0
 	var got int64
-	done := make(chan error)
-	go func() {
-		done <- s.Update(ctx, func(tx hub.Tx) error {
-			attempts++
-			if _, err := tx.CurrentVersion(ctx); err != nil { // the transaction's snapshot
-				return err
-			}
-			if attempts == 1 {
-				close(read)
-				<-other // another transaction takes a version and commits
-			}
-			var err error
-			got, err = tx.NextVersion(ctx)
+	err := s.Update(ctx, func(tx hub.Tx) error {
+		attempts++
+		if _, err := tx.CurrentVersion(ctx); err != nil { // the transaction's snapshot
 			return err
-		})
-	}()
-	<-read
-	if err := s.Update(ctx, func(tx hub.Tx) error { _, err := tx.NextVersion(ctx); return err }); err != nil {
-		t.Fatal(err)
-	}
-	close(other)
-	if err := <-done; err != nil {
+		}
+		if attempts == 1 {
+			bump(t, where) // another transaction takes a version and commits
+		}
+		var err error
+		got, err = tx.NextVersion(ctx)
+		return err
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	if attempts != 2 || got != 2 || version(t, s) != 2 {
@@ -180,7 +185,8 @@ func TestPostgresUpdateRetriesASerializationFailure(t *testing.T) {
 // A transaction refused every time gives up after maxAttempts, with an error that says so and
 // wraps PostgreSQL's.
 func TestPostgresUpdateGivesUp(t *testing.T) {
-	s := open(t, newDatabase(t))
+	where := newDatabase(t)
+	s := open(t, where)
 	ctx := context.Background()
 	attempts := 0
 	err := s.Update(ctx, func(tx hub.Tx) error {
@@ -188,9 +194,7 @@ func TestPostgresUpdateGivesUp(t *testing.T) {
 		if _, err := tx.CurrentVersion(ctx); err != nil {
 			return err
 		}
-		if err := s.Update(ctx, func(tx hub.Tx) error { _, err := tx.NextVersion(ctx); return err }); err != nil {
-			return fmt.Errorf("the other transaction: %w", err)
-		}
+		bump(t, where)
 		_, err := tx.NextVersion(ctx)
 		return err
 	})
@@ -198,7 +202,61 @@ func TestPostgresUpdateGivesUp(t *testing.T) {
 		t.Errorf("%d attempts, %v; want %d attempts and an error that gives up", attempts, err, maxAttempts)
 	}
 	if v := version(t, s); v != maxAttempts {
-		t.Errorf("version %d, want %d: only the other transactions committed", v, maxAttempts)
+		t.Errorf("version %d, want %d (the other transaction's commits only)", v, maxAttempts)
+	}
+}
+
+// Writers of two hub processes on one database queue for the writer lock instead of colliding:
+// the second one begins once the first has committed, sees its version, and runs once. Without
+// the lock it would meet the first one's locked counter row and be refused and run again.
+func TestPostgresWritersQueue(t *testing.T) {
+	where := newDatabase(t)
+	a, b := open(t, where), open(t, where)
+	ctx := context.Background()
+	inside, release := make(chan struct{}), make(chan struct{})
+	first := make(chan error, 1)
+	go func() {
+		first <- a.Update(ctx, func(tx hub.Tx) error {
+			if _, err := tx.NextVersion(ctx); err != nil {
+				return err
+			}
+			close(inside)
+			<-release
+			return nil
+		})
+	}()
+	<-inside
+	attempts := 0
+	var got int64
+	second := make(chan error, 1)
+	go func() {
+		second <- b.Update(ctx, func(tx hub.Tx) error {
+			attempts++
+			var err error
+			got, err = tx.NextVersion(ctx)
+			return err
+		})
+	}()
+	// The second writer waits on the lock (the database shows it waiting) while the first holds it.
+	for waiting := 0; waiting == 0; {
+		if err := a.pool.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-second:
+			t.Fatalf("the second writer ended (%v) while the first held the lock", err)
+		default:
+		}
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-second; err != nil {
+		t.Fatal(err)
+	}
+	if attempts != 1 || got != 2 {
+		t.Errorf("the second writer ran %d times and took version %d; want once, version 2", attempts, got)
 	}
 }
 

@@ -14,16 +14,31 @@
 // View runs its function in a READ ONLY, REPEATABLE READ transaction: one snapshot, never
 // refused for serialization.
 //
+// # One writer at a time
+//
+// Every write transaction, in every hub process on the database, first takes one advisory lock
+// (writerLock) on its connection, before it begins, and gives it back after it ends: writers
+// queue for the lock instead of colliding. Within a process they queue in memory first, so that
+// one connection per process waits on the database and the others stay free for reads. Without it, the transactions that take a change
+// version (nearly all: see below) collided on the counter row and were refused and retried until
+// some gave up, under load (a reconnect storm: a push refused ten times in a row was set aside
+// as a rejection for an operator). The transaction begins once the lock is held, so its snapshot
+// already holds the previous writer's commit and nothing concurrent is left to refuse it; reads
+// (View) take no lock and run beside the writer. Writes are so as serial as on SQLite: the hub
+// makes them few and large (a push batch, several stores' batches in one group commit, jobs in
+// batches of 500 members), and spreads the reads (pulls, lookups, reports) over its processes.
+//
 // # The change version
 //
 // The hub orders every change agents must see with one counter (hub.Tx.NextVersion), and the
 // change feed hands members out by version: a pull that saw version n must already see every
 // change stamped before n. Here the counter is one row, updated by every transaction that takes
-// a version. Two such transactions cannot both commit: the second one's update waits for the
-// first to end and is then refused (40001) and retried, so versions commit in the order they are
-// taken, and every snapshot holds a prefix of them. This serialises all writers that take a
-// version, which is simple and correct; a busier hub may need a sequence and a visibility
-// horizon for the feed instead.
+// a version. Two such transactions cannot both commit out of order: the writer lock (above)
+// lets one write at a time, and even without it the second one's update would wait for the first
+// to end and then be refused (40001) and retried. So versions commit in the order they are
+// taken, and every snapshot holds a prefix of them (docs/PROTOCOL.md, "The change feed under
+// concurrent writers"). A busier hub than one writer can serve would need a sequence and a
+// visibility horizon for the feed instead (docs/SCALING.md).
 package postgres
 
 import (
@@ -57,6 +72,9 @@ const maxAttempts = 10
 type Store struct {
 	pool *pgxpool.Pool
 	name string // the database, for messages: host, port and name, no credentials
+	// writing is held by this process's writer (one token): its other writers wait here, not
+	// on the database, so that they hold no connection the readers need.
+	writing chan struct{}
 }
 
 var _ hub.Store = (*Store)(nil)
@@ -74,7 +92,7 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	s := &Store{pool: pool, name: describe(cfg.ConnConfig)}
+	s := &Store{pool: pool, name: describe(cfg.ConnConfig), writing: make(chan struct{}, 1)}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: connect to %s: %w", s.name, err)
@@ -160,7 +178,11 @@ func (s *Store) migrate(ctx context.Context) error {
 // a concurrent transaction makes PostgreSQL refuse it (see the package documentation: fn must
 // have no effect outside the transaction).
 func (s *Store) Update(ctx context.Context, fn func(hub.Tx) error) error {
-	var err error
+	conn, err := s.writer(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.release(conn)
 	var t *tx
 	for attempt := 1; attempt <= maxAttempts; attempt++ {
 		if attempt > 1 {
@@ -169,7 +191,7 @@ func (s *Store) Update(ctx context.Context, fn func(hub.Tx) error) error {
 			}
 		}
 		t = &tx{}
-		err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.Serializable}, func(ptx pgx.Tx) error {
+		err = pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{IsoLevel: pgx.Serializable}, func(ptx pgx.Tx) error {
 			t.tx = ptx
 			return fn(t)
 		})
@@ -181,6 +203,47 @@ func (s *Store) Update(ctx context.Context, fn func(hub.Tx) error) error {
 	}
 	return fmt.Errorf("postgres: a write transaction was refused %d times in a row because of concurrent transactions "+
 		"(serialization failure or deadlock); giving up: %w", maxAttempts, errors.Join(err, t.failed))
+}
+
+// writerLock is the advisory lock every write transaction holds, in every hub process on the
+// database (the package documentation, "One writer at a time").
+const writerLock = 0x6c6f79616c7478 // "loyaltx"
+
+// writer takes a connection from the pool and, on it, the writer lock, waiting for the
+// transaction that holds it to end. The lock is the session's, taken before the transaction
+// begins, so that the transaction's snapshot is taken once the previous writer has committed.
+func (s *Store) writer(ctx context.Context) (*pgxpool.Conn, error) {
+	select {
+	case s.writing <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		<-s.writing
+		return nil, err
+	}
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, int64(writerLock)); err != nil {
+		// Cancelled while waiting, the lock may still have been granted: the connection goes,
+		// and the lock with its session.
+		conn.Conn().Close(context.Background())
+		conn.Release()
+		<-s.writing
+		return nil, err
+	}
+	return conn, nil
+}
+
+// release gives the writer lock back and the connection to the pool; a connection that cannot
+// give the lock back is closed, which does.
+func (s *Store) release(conn *pgxpool.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, int64(writerLock)); err != nil {
+		conn.Conn().Close(ctx)
+	}
+	conn.Release()
+	<-s.writing
 }
 
 // View implements hub.Store: fn runs in a READ ONLY, REPEATABLE READ transaction.
