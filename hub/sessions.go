@@ -86,7 +86,7 @@ func (h *Hub) Seen(ctx context.Context, store string, s lsync.Health) error {
 	if claimed || known && prev.Connected == cur.Connected {
 		return nil
 	}
-	return h.Store.Update(ctx, func(tx Tx) error { return tx.SetStoreHealth(ctx, store, cur) })
+	return h.Store.Update(Bookkeeping(ctx), func(tx Tx) error { return tx.SetStoreHealth(ctx, store, cur) })
 }
 
 // liveSession is a store's session this process claimed.
@@ -120,7 +120,7 @@ func (h *Hub) Claim(ctx context.Context, s *lsync.Session) error {
 	now := h.Now()
 	var row Session
 	var written Health
-	err := h.Store.Update(ctx, func(tx Tx) error {
+	err := h.Store.Update(Bookkeeping(ctx), func(tx Tx) error {
 		info, err := tx.StoreInfo(ctx, store)
 		if err != nil {
 			return err
@@ -172,7 +172,7 @@ func (h *Hub) Release(ctx context.Context, s *lsync.Session) {
 	h.health[s.Store] = hl
 	delete(h.started, s.Store)
 	h.healthMu.Unlock()
-	err := h.Store.Update(ctx, func(tx Tx) error {
+	err := h.Store.Update(Bookkeeping(ctx), func(tx Tx) error {
 		held, err := tx.ReleaseSession(ctx, s.Store, h.ID, l.started)
 		if err != nil || !held {
 			return err
@@ -225,7 +225,7 @@ func (h *Hub) RenewSessions(ctx context.Context) error {
 	var gone []lost
 	var owned []Session
 	written := map[string]Health{}
-	err := h.Store.Update(ctx, func(tx Tx) error {
+	err := h.Store.Update(Bookkeeping(ctx), func(tx Tx) error {
 		gone, written = gone[:0], map[string]Health{} // a retried transaction starts over
 		var err error
 		if owned, err = tx.RenewSessions(ctx, h.ID, now, h.sessionTTL()); err != nil {
@@ -286,7 +286,7 @@ func (h *Hub) RenewSessions(ctx context.Context) error {
 	// snapshot and now is impossible: a session's claim is pending until it is live, and its
 	// row is released when it ends; what is left is a failed Release).
 	for _, r := range orphans {
-		err := h.Store.Update(ctx, func(tx Tx) error {
+		err := h.Store.Update(Bookkeeping(ctx), func(tx Tx) error {
 			held, err := tx.ReleaseSession(ctx, r.Store, h.ID, r.Started)
 			if err != nil || !held {
 				return err

@@ -26,6 +26,19 @@ type Store interface {
 	Close() error
 }
 
+type bookkeepingKey struct{}
+
+// Bookkeeping marks the context of a write transaction that draws no change version and whose
+// rows agents never pull: the sync sessions' rows and store health (sessions.go). A Store may run
+// it beside the writer rather than after it (hub/postgres does: it takes no writer lock), so that
+// a long write cannot hold up the renewal of live sessions until they expire.
+func Bookkeeping(ctx context.Context) context.Context {
+	return context.WithValue(ctx, bookkeepingKey{}, true)
+}
+
+// IsBookkeeping reports whether ctx is Bookkeeping's.
+func IsBookkeeping(ctx context.Context) bool { b, _ := ctx.Value(bookkeepingKey{}).(bool); return b }
+
 // Tx is the set of storage operations available inside a transaction. Methods that find one
 // thing return ENOTFOUND when it is not there; inserts of an existing id return EDUPLICATE.
 type Tx interface {

@@ -433,14 +433,16 @@ func (ss *serverSession) end() {
 	ss.silence.Stop()
 	ss.mu.Unlock()
 	ss.worker.Wait()
+	defer func() { // also when the Handler panics below: the store's next session waits for done
+		s.unregister(ss)
+		close(ss.done)
+		ss.conn.Close()
+		ss.stopCtx()
+		s.wg.Done()
+	}()
 	s.goodbye(ss.ctx, ss.conn) // first: a replaced session tells its agent why before anything else
 	s.seen(context.WithoutCancel(ss.ctx), ss.store, Health{Connected: false})
 	s.release(context.WithoutCancel(ss.ctx), ss.owned)
-	s.unregister(ss)
-	close(ss.done)
-	ss.conn.Close()
-	ss.stopCtx()
-	s.wg.Done()
 }
 
 // ended tells the agent why its session ends, unless the reason is internal, and returns it.

@@ -405,3 +405,34 @@ func newHub(t *testing.T, s *Store) *hub.Hub {
 	}
 	return h
 }
+
+// A bookkeeping transaction (the sync sessions' rows) runs beside the writer rather than after
+// it: a long write cannot hold up the renewal of live sessions.
+func TestPostgresBookkeepingRunsBesideTheWriter(t *testing.T) {
+	s := open(t, newDatabase(t))
+	ctx := context.Background()
+	inside, release := make(chan struct{}), make(chan struct{})
+	writer := make(chan error, 1)
+	go func() {
+		writer <- s.Update(ctx, func(tx hub.Tx) error {
+			if _, err := tx.NextVersion(ctx); err != nil {
+				return err
+			}
+			close(inside)
+			<-release
+			return nil
+		})
+	}()
+	<-inside
+	err := s.Update(hub.Bookkeeping(ctx), func(tx hub.Tx) error {
+		_, err := tx.ClaimSession(ctx, hub.Session{Store: "s1", Owner: "hub-a", Started: time.Now()}, time.Minute)
+		return err
+	})
+	close(release) // only now: had the bookkeeping waited for the writer, it would never have ended
+	if err != nil {
+		t.Fatalf("a session claim while a writer holds the lock: %v", err)
+	}
+	if err := <-writer; err != nil {
+		t.Fatal(err)
+	}
+}

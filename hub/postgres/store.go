@@ -24,7 +24,9 @@
 // some gave up, under load (a reconnect storm: a push refused ten times in a row was set aside
 // as a rejection for an operator). The transaction begins once the lock is held, so its snapshot
 // already holds the previous writer's commit and nothing concurrent is left to refuse it; reads
-// (View) take no lock and run beside the writer. Writes are so as serial as on SQLite: the hub
+// (View) take no lock and run beside the writer, and so do the sync sessions' bookkeeping
+// transactions (hub.Bookkeeping), which draw no version: a long write must not hold up the
+// renewal of live sessions until other hub processes take them for dead. Writes are so as serial as on SQLite: the hub
 // makes them few and large (a push batch, several stores' batches in one group commit, jobs in
 // batches of 500 members), and spreads the reads (pulls, lookups, reports) over its processes.
 //
@@ -178,11 +180,16 @@ func (s *Store) migrate(ctx context.Context) error {
 // a concurrent transaction makes PostgreSQL refuse it (see the package documentation: fn must
 // have no effect outside the transaction).
 func (s *Store) Update(ctx context.Context, fn func(hub.Tx) error) error {
-	conn, err := s.writer(ctx)
-	if err != nil {
-		return err
+	var db beginner = s.pool // bookkeeping (hub.Bookkeeping): any pooled connection, beside the writer
+	if !hub.IsBookkeeping(ctx) {
+		w, err := s.writer(ctx)
+		if err != nil {
+			return err
+		}
+		defer s.release(w)
+		db = w
 	}
-	defer s.release(conn)
+	var err error
 	var t *tx
 	for attempt := 1; attempt <= maxAttempts; attempt++ {
 		if attempt > 1 {
@@ -191,7 +198,7 @@ func (s *Store) Update(ctx context.Context, fn func(hub.Tx) error) error {
 			}
 		}
 		t = &tx{}
-		err = pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{IsoLevel: pgx.Serializable}, func(ptx pgx.Tx) error {
+		err = pgx.BeginTxFunc(ctx, db, pgx.TxOptions{IsoLevel: pgx.Serializable}, func(ptx pgx.Tx) error {
 			t.tx = ptx
 			return fn(t)
 		})
@@ -203,6 +210,11 @@ func (s *Store) Update(ctx context.Context, fn func(hub.Tx) error) error {
 	}
 	return fmt.Errorf("postgres: a write transaction was refused %d times in a row because of concurrent transactions "+
 		"(serialization failure or deadlock); giving up: %w", maxAttempts, errors.Join(err, t.failed))
+}
+
+// beginner begins transactions: the pool, or the writer's connection.
+type beginner interface {
+	BeginTx(context.Context, pgx.TxOptions) (pgx.Tx, error)
 }
 
 // writerLock is the advisory lock every write transaction holds, in every hub process on the
