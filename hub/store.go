@@ -176,11 +176,17 @@ type Tx interface {
 	// Qualifying sums what counts toward a member's tier (basis spend: order amounts; points: points
 	// earned from purchases) with an event time in [since, until), not counting reversed earns. A
 	// zero until has no end (loyalty.TierRules.WindowBounds). It also returns the event times the
-	// tier review schedule is computed from (Qualification).
+	// tier review schedule is computed from (Qualification). It does not sum the member's history:
+	// the storage keeps running totals per member and UTC day as deltas are inserted (by sales,
+	// and by reversals of them), and reads the ledger only for the part of a day at the window's
+	// edges (QualifyingWindow, qualifying.go). The answer is the same as QualifyingFromLedger's.
 	Qualifying(ctx context.Context, member, basis string, since, until time.Time) (Qualification, error)
 	// QualifyingOf is Qualifying for many members at once (a job's batch): members without a
 	// qualifying event have the zero Qualification.
 	QualifyingOf(ctx context.Context, members []string, basis string, since, until time.Time) (map[string]Qualification, error)
+	// QualifyingFromLedger is Qualifying computed from the member's ledger alone, every
+	// qualifying event of theirs, without the running totals: what Check compares them with.
+	QualifyingFromLedger(ctx context.Context, member, basis string, since, until time.Time) (Qualification, error)
 	// SetReferralPaid records that a referred member's referral bonus was given.
 	SetReferralPaid(ctx context.Context, member string) error
 	// LastActivity returns the event time of a member's last earn or redemption (zero if none),

@@ -952,7 +952,7 @@ func (t *tx) MemberEarned(ctx context.Context, member, rule string, since, upTo 
 	return n, err
 }
 
-func (t *tx) Qualifying(ctx context.Context, member, basis string, since, upTo time.Time) (hub.Qualification, error) {
+func (t *tx) QualifyingFromLedger(ctx context.Context, member, basis string, since, upTo time.Time) (hub.Qualification, error) {
 	// Sales not reversed in full (a reversal without an amount), less what partial refunds of
 	// them gave back; the earliest of them in the window, and the earliest dated after it. One
 	// scan of the member's earns in the window (deltas_member_earn) with one look at each one's
@@ -970,9 +970,9 @@ func (t *tx) Qualifying(ctx context.Context, member, basis string, since, upTo t
 	return q, err
 }
 
-// qualifyingEvents is the query of Qualifying's events for the members where selects (on d), in
-// the window [?2, ?3): each one's member m, amount or points c, event time e and x, -1 if it was
-// reversed in full, else what its partial refunds gave back.
+// qualifyingEvents is the query of QualifyingFromLedger's events for the members where selects
+// (on d), in the window [?2, ?3): each one's member m, amount or points c, event time e and x, -1
+// if it was reversed in full, else what its partial refunds gave back.
 func qualifyingEvents(basis, where string) string {
 	col, refunded := "amount", "r.amount"
 	if basis == loyalty.BasisPoints {
@@ -983,47 +983,87 @@ func qualifyingEvents(basis, where string) string {
 		FROM deltas d WHERE ` + where + ` AND d.kind = 'earn' AND d.rule = '' AND d.event_at >= ?2 AND d.event_at < ?3`
 }
 
+// qualifyingQuery reads, for the members whose column col is in selects, the five parts of a
+// hub.QualifyingWindow (?2 to ?9), one row per member and part that has any: part, member, amount,
+// points, first. Parts 0, 1 and 4 are day totals (member_qualifying); parts 2 and 3 are events
+// from the ledger, each with one look at its reversals. INDEXED BY keeps SQLite from reading the
+// member's whole ledger in seq order (deltas_member) to spare the GROUP BY a sort: the parts
+// from the ledger are short spans of time, which deltas_member_earn finds.
+func qualifyingQuery(in func(col string) string) string {
+	events := func(from, to string) string {
+		return `SELECT m, COALESCE(SUM(CASE WHEN whole = 0 THEN a - ra END), 0), COALESCE(SUM(CASE WHEN whole = 0 THEN p - rp END), 0),
+			COALESCE(MIN(CASE WHEN whole = 0 THEN e END), 0)
+		FROM (SELECT d.member AS m, d.event_at AS e, d.amount AS a, d.points AS p, COALESCE(MAX(r.amount = 0), 0) AS whole,
+				COALESCE(SUM(CASE WHEN r.amount > 0 THEN r.amount END), 0) AS ra, COALESCE(SUM(CASE WHEN r.amount > 0 THEN -r.points END), 0) AS rp
+			FROM deltas d INDEXED BY deltas_member_earn LEFT JOIN deltas r ON r.reverses = d.id
+			WHERE ` + in("d.member") + ` AND d.kind = 'earn' AND d.rule = '' AND d.event_at >= ` + from + ` AND d.event_at < ` + to + `
+			GROUP BY d.seq) GROUP BY m`
+	}
+	return `SELECT 0, member, SUM(amount), SUM(points), COALESCE(MIN(first), 0) FROM member_qualifying
+			WHERE ` + in("member") + ` AND day >= ?2 AND day < ?3 GROUP BY member
+		UNION ALL
+		SELECT 1, member, amount, points, COALESCE(first, 0) FROM member_qualifying WHERE ` + in("member") + ` AND day = ?4
+		UNION ALL
+		SELECT 2, * FROM (` + events("?5", "?6") + `)
+		UNION ALL
+		SELECT 3, * FROM (` + events("?7", "?8") + `)
+		UNION ALL
+		SELECT 4, member, 0, 0, COALESCE(MIN(first), 0) FROM member_qualifying WHERE ` + in("member") + ` AND day >= ?9 GROUP BY member`
+}
+
+var (
+	qualifyingOne  = qualifyingQuery(func(col string) string { return col + " = ?1" })
+	qualifyingMany = qualifyingQuery(func(col string) string { return col + " IN (SELECT value FROM json_each(?1))" })
+)
+
+func (t *tx) Qualifying(ctx context.Context, member, basis string, since, upTo time.Time) (hub.Qualification, error) {
+	qs, err := t.qualifying(ctx, qualifyingOne, member, []string{member}, basis, since, upTo)
+	return qs[member], err
+}
+
 func (t *tx) QualifyingOf(ctx context.Context, members []string, basis string, since, upTo time.Time) (map[string]hub.Qualification, error) {
 	ids, err := json.Marshal(members)
 	if err != nil {
 		return nil, err
 	}
-	// Qualifying for every member of the JSON list ?1 in one statement: the events in the window,
-	// one row each (n = 0), summed here; and, for members who have any, the earliest event dated
-	// after the window (n = 1, rare: a row only for them).
-	rows, err := t.QueryContext(ctx, `SELECT 0 AS n, m, c, e, x FROM (`+qualifyingEvents(basis, "d.member IN (SELECT value FROM json_each(?1))")+`)
-		UNION ALL
-		SELECT 1, n.member, 0, MIN(n.event_at), 0 FROM deltas n WHERE n.member IN (SELECT value FROM json_each(?1)) AND n.kind = 'earn'
-			AND n.rule = '' AND n.event_at >= ?3 AND NOT EXISTS (SELECT 1 FROM deltas w WHERE w.reverses = n.id AND w.amount = 0)
-		GROUP BY n.member`, string(ids), unixms.Of(since), unixms.Until(upTo))
+	return t.qualifying(ctx, qualifyingMany, string(ids), members, basis, since, upTo)
+}
+
+// qualifying runs q, a qualifyingQuery, for the members arg names, and puts the parts together.
+func (t *tx) qualifying(ctx context.Context, q string, arg any, members []string, basis string, since, upTo time.Time) (map[string]hub.Qualification, error) {
+	w := hub.NewQualifyingWindow(since, upTo)
+	var end any // NULL: no day
+	if w.HasEnd {
+		end = w.EndDay
+	}
+	rows, err := t.QueryContext(ctx, q, arg, w.Days[0], w.Days[1], end, w.Head[0], w.Head[1], w.Tail[0], w.Tail[1], w.After)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	out := make(map[string]hub.Qualification, len(members))
+	parts := make(map[string]*[5]hub.DayTotals, len(members))
 	for _, m := range members {
-		out[m] = hub.Qualification{}
+		parts[m] = &[5]hub.DayTotals{}
 	}
 	for rows.Next() {
-		var kind int
+		var part int
 		var m string
-		var c, e, x int64
-		if err := rows.Scan(&kind, &m, &c, &e, &x); err != nil {
+		var d hub.DayTotals
+		if err := rows.Scan(&part, &m, &d.Amount, &d.Points, &d.First); err != nil {
 			return nil, err
 		}
-		q := out[m]
-		switch {
-		case kind == 1:
-			q.Next = unixms.Time(e)
-		case x >= 0: // not reversed in full
-			q.Total += c - x
-			if at := unixms.Time(e); q.First.IsZero() || at.Before(q.First) {
-				q.First = at
-			}
+		if p := parts[m]; p != nil && part >= 0 && part < 5 {
+			p[part] = d
 		}
-		out[m] = q
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	out := make(map[string]hub.Qualification, len(members))
+	for m, p := range parts {
+		out[m] = w.Qualification(basis, p[0], p[2], p[1], p[3], p[4])
+	}
+	return out, nil
 }
 
 func (t *tx) RuleCount(ctx context.Context, member, rule string, since, upTo time.Time) (int64, error) {
