@@ -58,6 +58,9 @@ func (h *Hub) push(ctx context.Context, store string, deltas []loyalty.Delta) (*
 	err := h.update(ctx, func(tx Tx) error {
 		a := h.newApplier(tx)
 		ack = &lsync.Ack{Results: make([]lsync.Result, 0, len(deltas))}
+		if err := a.prepare(ctx, deltas); err != nil {
+			return err
+		}
 		for _, d := range deltas {
 			r, err := a.apply(ctx, store, d)
 			if err != nil {

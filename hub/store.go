@@ -65,11 +65,16 @@ type Tx interface {
 	Member(ctx context.Context, id string) (loyalty.Member, error)
 	// MemberWithSchedule is Member and the member's job Schedule, in one read.
 	MemberWithSchedule(ctx context.Context, id string) (loyalty.Member, Schedule, error)
+	// MembersWithSchedule is MemberWithSchedule for many members at once (a pushed batch's): those
+	// of ids that exist, by id.
+	MembersWithSchedule(ctx context.Context, ids []string) (map[string]ScheduledMember, error)
 	// UpdateMembers writes, for each update, the fields of member u.Member that u.Set names (each
 	// member at most once).
 	UpdateMembers(ctx context.Context, us []MemberUpdate) error
 	// Subscribe puts member in store's replica scope. It is idempotent.
 	Subscribe(ctx context.Context, store, member string) error
+	// SubscribeAll is Subscribe for many members at once.
+	SubscribeAll(ctx context.Context, store string, members []string) error
 	// MembersSince returns members in store's scope with a version after cursor, oldest first.
 	MembersSince(ctx context.Context, store string, cursor int64, limit int) ([]loyalty.Member, error)
 	// Members returns members in id order after the given id, for checks and exports.
@@ -80,6 +85,9 @@ type Tx interface {
 	InsertDelta(ctx context.Context, d loyalty.Delta, hash string, receivedAt time.Time) (seq int64, inserted bool, err error)
 	// Delta returns a ledger entry by delta id.
 	Delta(ctx context.Context, id string) (LedgerEntry, error)
+	// DeltaHashes returns the sequence number and content hash of those of ids in the ledger, by
+	// id: a pushed batch's deduplication in one read.
+	DeltaHashes(ctx context.Context, ids []string) (map[string]DeltaRef, error)
 	// Ledger returns a member's ledger, newest first, at most limit entries.
 	Ledger(ctx context.Context, member string, limit int) ([]LedgerEntry, error)
 	// LedgerSum returns the sum of a member's ledger points.
@@ -232,6 +240,18 @@ type Tx interface {
 	SaveIdempotent(ctx context.Context, scope, key, hash string, response []byte, at time.Time) error
 
 	AccessTx // API keys and the audit trail
+}
+
+// ScheduledMember is a member and their job Schedule (Tx.MembersWithSchedule).
+type ScheduledMember struct {
+	Member   loyalty.Member
+	Schedule Schedule
+}
+
+// DeltaRef is what deduplication needs of a delta in the ledger (Tx.DeltaHashes).
+type DeltaRef struct {
+	Seq  int64
+	Hash string
 }
 
 // MemberUpdate is one write of a member (Tx.UpdateMembers): the fields Set names, and no others.

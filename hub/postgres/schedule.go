@@ -57,6 +57,23 @@ func (t *tx) MemberWithSchedule(ctx context.Context, id string) (loyalty.Member,
 	return m, s, notFound(err, "member %s is not known to the hub", id)
 }
 
+func (t *tx) MembersWithSchedule(ctx context.Context, ids []string) (map[string]hub.ScheduledMember, error) {
+	out := make(map[string]hub.ScheduledMember, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	err := t.each(ctx, `SELECT `+memberCols+`, `+scheduleCols+` FROM members m WHERE m.id = ANY ($1)`, []any{ids}, func(rows pgx.Rows) error {
+		var s hub.Schedule
+		var review, expire *int64
+		var active int64
+		m, err := scanMember(rows, &review, &expire, &active)
+		s.ReviewAt, s.ExpireAt, s.LastActive = fromNullMS(review), fromNullMS(expire), unixms.Time(active)
+		out[m.ID] = hub.ScheduledMember{Member: m, Schedule: s}
+		return err
+	})
+	return out, err
+}
+
 // memberColumns are the columns of members that each hub.MemberField stands for, with their types.
 var memberColumns = []struct {
 	field hub.MemberField

@@ -211,6 +211,14 @@ func (t *tx) Subscribe(ctx context.Context, store, member string) error {
 	return err
 }
 
+func (t *tx) SubscribeAll(ctx context.Context, store string, members []string) error {
+	if len(members) == 0 {
+		return nil
+	}
+	_, err := t.exec(ctx, `INSERT INTO member_stores (store, member) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING`, store, members)
+	return err
+}
+
 func (t *tx) queryMembers(ctx context.Context, q string, args ...any) ([]loyalty.Member, error) {
 	var out []loyalty.Member
 	err := t.each(ctx, q, args, func(rows pgx.Rows) error {
@@ -273,6 +281,21 @@ func scanDelta(row pgx.Row) (hub.LedgerEntry, error) {
 func (t *tx) Delta(ctx context.Context, id string) (hub.LedgerEntry, error) {
 	e, err := scanDelta(t.queryRow(ctx, `SELECT `+deltaCols+` FROM deltas WHERE id = $1`, id))
 	return e, notFound(err, "no delta %s", id)
+}
+
+func (t *tx) DeltaHashes(ctx context.Context, ids []string) (map[string]hub.DeltaRef, error) {
+	out := make(map[string]hub.DeltaRef, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	err := t.each(ctx, `SELECT id, seq, hash FROM deltas WHERE id = ANY ($1)`, []any{ids}, func(rows pgx.Rows) error {
+		var id string
+		var r hub.DeltaRef
+		err := rows.Scan(&id, &r.Seq, &r.Hash)
+		out[id] = r
+		return err
+	})
+	return out, err
 }
 
 func (t *tx) queryDeltas(ctx context.Context, q string, args ...any) ([]hub.LedgerEntry, error) {

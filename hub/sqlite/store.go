@@ -35,8 +35,12 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	return OpenWith(ctx, path, sqlitedb.Options{})
 }
 
-// OpenWith is Open with options (sqlitedb.Options.NoSync, for the simulator).
+// OpenWith is Open with options (sqlitedb.Options.NoSync, for the simulator). The hub's store keeps
+// SQLite's temporary files in memory whatever opts says (sqlitedb.Options.MemoryTemp): a batch's
+// inserts into the ledger, whose triggers keep the qualifying totals, would otherwise write a
+// statement journal to a file, a system call per page.
 func OpenWith(ctx context.Context, path string, opts sqlitedb.Options) (*Store, error) {
+	opts.MemoryTemp = true
 	sub, err := fs.Sub(migrations, "migrations")
 	if err != nil {
 		return nil, err
@@ -338,6 +342,34 @@ func (t *tx) MemberWithSchedule(ctx context.Context, id string) (loyalty.Member,
 	return m, sc, notFound(err, "member %s is not known to the hub", id)
 }
 
+func (t *tx) MembersWithSchedule(ctx context.Context, ids []string) (map[string]hub.ScheduledMember, error) {
+	out := make(map[string]hub.ScheduledMember, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := t.QueryContext(ctx, `SELECT `+memberCols+`, `+scheduleCols+` FROM members m WHERE m.id IN (SELECT value FROM json_each(?))`, string(list))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var sc hub.Schedule
+		var review, expire sql.NullInt64
+		var active int64
+		m, err := scanMember(extraCols{rows, []any{&review, &expire, &active}})
+		if err != nil {
+			return nil, err
+		}
+		sc.ReviewAt, sc.ExpireAt, sc.LastActive = fromNullMS(review), fromNullMS(expire), unixms.Time(active)
+		out[m.ID] = hub.ScheduledMember{Member: m, Schedule: sc}
+	}
+	return out, rows.Err()
+}
+
 // extraCols scans a row of memberCols followed by more columns into dest.
 type extraCols struct {
 	row  interface{ Scan(...any) error }
@@ -477,6 +509,19 @@ func (t *tx) Subscribe(ctx context.Context, store, member string) error {
 	return err
 }
 
+func (t *tx) SubscribeAll(ctx context.Context, store string, members []string) error {
+	if len(members) == 0 {
+		return nil
+	}
+	list, err := json.Marshal(members)
+	if err != nil {
+		return err
+	}
+	_, err = t.ExecContext(ctx, `INSERT INTO member_stores (store, member) SELECT ?, value FROM json_each(?) WHERE true ON CONFLICT DO NOTHING`,
+		store, string(list))
+	return err
+}
+
 func (t *tx) queryMembers(ctx context.Context, q string, args ...any) ([]loyalty.Member, error) {
 	rows, err := t.QueryContext(ctx, q, args...)
 	if err != nil {
@@ -539,6 +584,31 @@ func scanDelta(row interface{ Scan(...any) error }) (hub.LedgerEntry, error) {
 func (t *tx) Delta(ctx context.Context, id string) (hub.LedgerEntry, error) {
 	e, err := scanDelta(t.QueryRowContext(ctx, `SELECT `+deltaCols+` FROM deltas WHERE id = ?`, id))
 	return e, notFound(err, "no delta %s", id)
+}
+
+func (t *tx) DeltaHashes(ctx context.Context, ids []string) (map[string]hub.DeltaRef, error) {
+	out := make(map[string]hub.DeltaRef, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := t.QueryContext(ctx, `SELECT id, seq, hash FROM deltas WHERE id IN (SELECT value FROM json_each(?))`, string(list))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var r hub.DeltaRef
+		if err := rows.Scan(&id, &r.Seq, &r.Hash); err != nil {
+			return nil, err
+		}
+		out[id] = r
+	}
+	return out, rows.Err()
 }
 
 func (t *tx) queryDeltas(ctx context.Context, q string, args ...any) ([]hub.LedgerEntry, error) {

@@ -161,6 +161,12 @@ type Options struct {
 	// caller's function in its own savepoint (group.go). For stores whose Update functions keep
 	// every effect outside the database in Tx.AfterCommit.
 	GroupCommit bool
+	// MemoryTemp keeps temporary files in memory (temp_store MEMORY): above all the statement
+	// journal, which SQLite writes for a statement that may fail part way through in a longer
+	// transaction (one with triggers or constraints that can abort it): the first change of each
+	// page by such a statement is otherwise written to a temporary file, a system call each. It
+	// holds what one statement changes, and temporary sort tables, in memory.
+	MemoryTemp bool
 }
 
 // DSN returns the data source name for path with the project's pragmas: WAL, synchronous FULL
@@ -175,6 +181,9 @@ func DSN(path string, readOnly bool, opts Options) string {
 	q.Add("_pragma", "synchronous("+sync+")")
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "busy_timeout(10000)")
+	if opts.MemoryTemp {
+		q.Add("_pragma", "temp_store(MEMORY)")
+	}
 	if readOnly {
 		q.Add("_pragma", "query_only(1)")
 	} else {
