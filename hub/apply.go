@@ -39,12 +39,12 @@ type applier struct {
 	quals      map[string]Qualification // what a job's batch read of its members' qualifying events, at clock
 
 	// A pushed batch's reads, made once for the batch (prepare) or once per transaction.
-	known      map[string]*DeltaRef     // ids looked up in the ledger at the batch's start (nil: not there)
-	inserted   map[string]DeltaRef      // ids this transaction inserted
-	published  map[int64]publishedAt    // rule versions' publication (checkVersion)
+	known      map[string]*DeltaRef      // ids looked up in the ledger at the batch's start (nil: not there)
+	inserted   map[string]DeltaRef       // ids this transaction inserted
+	published  map[int64]publishedAt     // rule versions' publication (checkVersion)
 	sent       map[sentKey][]SentProgram // rule versions sent to stores (checkVersion)
-	subscribe  map[string][]string      // members to put in stores' scope, by store, written by finish
-	prefetched map[string]bool          // members read by prepare (absent from members: unknown)
+	subscribe  map[string][]string       // members to put in stores' scope, by store, written by finish
+	prefetched map[string]bool           // members read by prepare (absent from members: unknown)
 }
 
 // publishedAt is what Tx.ProgramPublished said of a rule version.
