@@ -237,14 +237,14 @@ func qualifyingEvents(basis, where string) string {
 		col, refunded = "points", "-r.points"
 	}
 	return `SELECT d.member AS m, d.` + col + ` AS c, d.event_at AS e, (SELECT CASE WHEN bool_or(r.amount = 0) THEN -1
-			ELSE COALESCE(sum(CASE WHEN r.amount > 0 THEN ` + refunded + ` END), 0) END FROM deltas r WHERE r.reverses = d.id)::bigint AS x
+			ELSE COALESCE(sum(CASE WHEN r.amount > 0 THEN ` + refunded + ` END), 0) END FROM deltas r WHERE r.reverses = d.id AND r.reverses <> '')::bigint AS x
 		FROM deltas d WHERE ` + where + ` AND d.kind = 'earn' AND d.rule = '' AND d.event_at >= $2 AND d.event_at < $3 OFFSET 0`
 }
 
 // nextQualifying is the earliest event time of a qualifying event dated at or after $3, of the
 // member n.member is compared with.
 const nextQualifying = `n.kind = 'earn' AND n.rule = '' AND n.event_at >= $3
-	AND NOT EXISTS (SELECT 1 FROM deltas w WHERE w.reverses = n.id AND w.amount = 0)`
+	AND NOT EXISTS (SELECT 1 FROM deltas w WHERE w.reverses = n.id AND w.reverses <> '' AND w.amount = 0)`
 
 func (t *tx) QualifyingFromLedger(ctx context.Context, member, basis string, since, upTo time.Time) (hub.Qualification, error) {
 	// Sales not reversed in full (a reversal without an amount), less what partial refunds of
@@ -269,7 +269,7 @@ var qualifyingQuery = func() string {
 			COALESCE(min(e) FILTER (WHERE NOT whole), 0)
 		FROM (SELECT d.member AS m, d.event_at AS e, d.amount AS a, d.points AS p, COALESCE(bool_or(r.amount = 0), false) AS whole,
 				COALESCE(sum(r.amount) FILTER (WHERE r.amount > 0), 0) AS ra, COALESCE(sum(-r.points) FILTER (WHERE r.amount > 0), 0) AS rp
-			FROM deltas d LEFT JOIN deltas r ON r.reverses = d.id
+			FROM deltas d LEFT JOIN deltas r ON r.reverses = d.id AND r.reverses <> ''
 			WHERE d.member = ANY ($1) AND d.kind = 'earn' AND d.rule = '' AND d.event_at >= ` + from + ` AND d.event_at < ` + to + `
 			GROUP BY d.seq) AS q GROUP BY m`
 	}
@@ -327,7 +327,7 @@ func (t *tx) LotsOf(ctx context.Context, members []string, since time.Time) (map
 	// Lots' query for every member of $1 at once.
 	out := make(map[string][]loyalty.Lot, len(members))
 	err := t.each(ctx, `SELECT member, event_at, net FROM (
-			SELECT d.member, d.seq, d.event_at, d.points + COALESCE((SELECT sum(r.points) FROM deltas r WHERE r.reverses = d.id), 0)::bigint AS net
+			SELECT d.member, d.seq, d.event_at, d.points + COALESCE((SELECT sum(r.points) FROM deltas r WHERE r.reverses = d.id AND r.reverses <> ''), 0)::bigint AS net
 			FROM deltas d WHERE d.member = ANY ($1) AND d.kind = 'earn' AND d.event_at >= $2
 			UNION ALL
 			SELECT d.member, d.seq, d.event_at, d.points AS net FROM deltas d WHERE d.member = ANY ($1) AND d.kind = 'adjust' AND d.points > 0

@@ -319,12 +319,12 @@ func (t *tx) LedgerSum(ctx context.Context, member string) (int64, error) {
 }
 
 func (t *tx) Reversals(ctx context.Context, id string) ([]hub.LedgerEntry, error) {
-	return t.queryDeltas(ctx, `SELECT `+deltaCols+` FROM deltas WHERE reverses = $1 ORDER BY seq`, id)
+	return t.queryDeltas(ctx, `SELECT `+deltaCols+` FROM deltas WHERE reverses = $1 AND reverses <> '' ORDER BY seq`, id)
 }
 
 func (t *tx) ReversalOf(ctx context.Context, id string) (string, error) {
 	var by string
-	err := t.queryRow(ctx, `SELECT id FROM deltas WHERE reverses = $1 LIMIT 1`, id).Scan(&by)
+	err := t.queryRow(ctx, `SELECT id FROM deltas WHERE reverses = $1 AND reverses <> '' LIMIT 1`, id).Scan(&by)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", nil
 	}
@@ -359,8 +359,8 @@ func (t *tx) TierChanges(ctx context.Context, member string, until time.Time, n 
 
 func (t *tx) VoucherUses(ctx context.Context, voucher string) ([]string, error) {
 	var ids []string
-	err := t.each(ctx, `SELECT d.id FROM deltas d WHERE d.voucher = $1 AND d.kind = 'redeem'
-		AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id) ORDER BY d.seq`, []any{voucher}, func(rows pgx.Rows) error {
+	err := t.each(ctx, `SELECT d.id FROM deltas d WHERE d.voucher = $1 AND d.voucher <> '' AND d.kind = 'redeem'
+		AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id AND r.reverses <> '') ORDER BY d.seq`, []any{voucher}, func(rows pgx.Rows) error {
 		var id string
 		err := rows.Scan(&id)
 		ids = append(ids, id)
@@ -695,7 +695,7 @@ func (t *tx) PruneDemand(ctx context.Context, before time.Time) error {
 func (t *tx) MemberRedemptions(ctx context.Context, member, reward string, since, upTo time.Time) (int64, error) {
 	var n int64
 	err := t.queryRow(ctx, `SELECT count(*) FROM deltas d WHERE d.member = $1 AND d.kind = 'redeem' AND d.event_at >= $2 AND d.event_at < $3
-		AND d.voucher = '' AND ($4 = '' OR d.reward = $4) AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id)`,
+		AND d.voucher = '' AND ($4 = '' OR d.reward = $4) AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id AND r.reverses <> '')`,
 		member, unixms.Of(since), unixms.Until(upTo), reward).Scan(&n)
 	return n, err
 }
@@ -713,7 +713,7 @@ func (t *tx) MemberEarned(ctx context.Context, member, rule string, since, upTo 
 func (t *tx) RuleCount(ctx context.Context, member, rule string, since, upTo time.Time) (int64, error) {
 	var n int64
 	err := t.queryRow(ctx, `SELECT count(*) FROM deltas d WHERE d.member = $1 AND d.kind = 'earn' AND d.rule = $2 AND d.event_at >= $3
-		AND d.event_at < $4 AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id)`, member, rule, unixms.Of(since), unixms.Until(upTo)).Scan(&n)
+		AND d.event_at < $4 AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id AND r.reverses <> '')`, member, rule, unixms.Of(since), unixms.Until(upTo)).Scan(&n)
 	return n, err
 }
 
@@ -722,7 +722,7 @@ func (t *tx) Lots(ctx context.Context, member string, since time.Time) ([]loyalt
 	// refund its share; reversal points are negative).
 	var out []loyalty.Lot
 	err := t.each(ctx, `SELECT event_at, net FROM (
-			SELECT d.seq, d.event_at, d.points + COALESCE((SELECT sum(r.points) FROM deltas r WHERE r.reverses = d.id), 0)::bigint AS net
+			SELECT d.seq, d.event_at, d.points + COALESCE((SELECT sum(r.points) FROM deltas r WHERE r.reverses = d.id AND r.reverses <> ''), 0)::bigint AS net
 			FROM deltas d WHERE d.member = $1 AND d.kind = 'earn' AND d.event_at >= $2
 			UNION ALL
 			SELECT d.seq, d.event_at, d.points AS net FROM deltas d WHERE d.member = $1 AND d.kind = 'adjust' AND d.points > 0 AND d.event_at >= $2

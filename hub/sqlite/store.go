@@ -41,6 +41,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 // statement journal to a file, a system call per page.
 func OpenWith(ctx context.Context, path string, opts sqlitedb.Options) (*Store, error) {
 	opts.MemoryTemp = true
+	opts.CacheKiB = 64 << 10
 	sub, err := fs.Sub(migrations, "migrations")
 	if err != nil {
 		return nil, err
@@ -639,12 +640,12 @@ func (t *tx) LedgerSum(ctx context.Context, member string) (int64, error) {
 }
 
 func (t *tx) Reversals(ctx context.Context, id string) ([]hub.LedgerEntry, error) {
-	return t.queryDeltas(ctx, `SELECT `+deltaCols+` FROM deltas WHERE reverses = ? ORDER BY seq`, id)
+	return t.queryDeltas(ctx, `SELECT `+deltaCols+` FROM deltas WHERE reverses = ? AND reverses != '' ORDER BY seq`, id)
 }
 
 func (t *tx) ReversalOf(ctx context.Context, id string) (string, error) {
 	var by string
-	err := t.QueryRowContext(ctx, `SELECT id FROM deltas WHERE reverses = ? LIMIT 1`, id).Scan(&by)
+	err := t.QueryRowContext(ctx, `SELECT id FROM deltas WHERE reverses = ? AND reverses != '' LIMIT 1`, id).Scan(&by)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", nil
 	}
@@ -656,8 +657,8 @@ func (t *tx) OrderDeltas(ctx context.Context, store, orderID string) ([]hub.Ledg
 }
 
 func (t *tx) VoucherUses(ctx context.Context, voucher string) ([]string, error) {
-	rows, err := t.QueryContext(ctx, `SELECT d.id FROM deltas d WHERE d.voucher = ? AND d.kind = 'redeem'
-		AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id) ORDER BY d.seq`, voucher)
+	rows, err := t.QueryContext(ctx, `SELECT d.id FROM deltas d WHERE d.voucher = ? AND d.voucher != '' AND d.kind = 'redeem'
+		AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id AND r.reverses != '') ORDER BY d.seq`, voucher)
 	if err != nil {
 		return nil, err
 	}
@@ -1008,7 +1009,7 @@ func (t *tx) PutLease(ctx context.Context, l hub.Lease, e hub.LeaseEvent) error 
 func (t *tx) MemberRedemptions(ctx context.Context, member, reward string, since, upTo time.Time) (int64, error) {
 	var n int64
 	err := t.QueryRowContext(ctx, `SELECT COUNT(*) FROM deltas d WHERE d.member = ? AND d.kind = 'redeem' AND d.event_at >= ? AND d.event_at < ?
-		AND d.voucher = '' AND (? = '' OR d.reward = ?) AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id)`,
+		AND d.voucher = '' AND (? = '' OR d.reward = ?) AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id AND r.reverses != '')`,
 		member, unixms.Of(since), unixms.Until(upTo), reward, reward).Scan(&n)
 	return n, err
 }
@@ -1033,7 +1034,7 @@ func (t *tx) QualifyingFromLedger(ctx context.Context, member, basis string, sin
 	var first, next int64
 	err := t.QueryRowContext(ctx, `SELECT COALESCE(SUM(CASE WHEN x >= 0 THEN c - x END), 0), COALESCE(MIN(CASE WHEN x >= 0 THEN e END), 0),
 		COALESCE((SELECT MIN(n.event_at) FROM deltas n WHERE n.member = ?1 AND n.kind = 'earn' AND n.rule = '' AND n.event_at >= ?3
-			AND NOT EXISTS (SELECT 1 FROM deltas w WHERE w.reverses = n.id AND w.amount = 0)), 0)
+			AND NOT EXISTS (SELECT 1 FROM deltas w WHERE w.reverses = n.id AND w.reverses != '' AND w.amount = 0)), 0)
 		FROM (`+qualifyingEvents(basis, "d.member = ?1")+` LIMIT -1)`,
 		member, unixms.Of(since), unixms.Until(upTo)).Scan(&q.Total, &first, &next)
 	q.First, q.Next = unixms.Time(first), unixms.Time(next)
@@ -1049,7 +1050,7 @@ func qualifyingEvents(basis, where string) string {
 		col, refunded = "points", "-r.points"
 	}
 	return `SELECT d.member AS m, d.` + col + ` AS c, d.event_at AS e, (SELECT CASE WHEN MAX(r.amount = 0) THEN -1
-			ELSE COALESCE(SUM(CASE WHEN r.amount > 0 THEN ` + refunded + ` END), 0) END FROM deltas r WHERE r.reverses = d.id) AS x
+			ELSE COALESCE(SUM(CASE WHEN r.amount > 0 THEN ` + refunded + ` END), 0) END FROM deltas r WHERE r.reverses = d.id AND r.reverses != '') AS x
 		FROM deltas d WHERE ` + where + ` AND d.kind = 'earn' AND d.rule = '' AND d.event_at >= ?2 AND d.event_at < ?3`
 }
 
@@ -1065,7 +1066,7 @@ func qualifyingQuery(in func(col string) string) string {
 			COALESCE(MIN(CASE WHEN whole = 0 THEN e END), 0)
 		FROM (SELECT d.member AS m, d.event_at AS e, d.amount AS a, d.points AS p, COALESCE(MAX(r.amount = 0), 0) AS whole,
 				COALESCE(SUM(CASE WHEN r.amount > 0 THEN r.amount END), 0) AS ra, COALESCE(SUM(CASE WHEN r.amount > 0 THEN -r.points END), 0) AS rp
-			FROM deltas d INDEXED BY deltas_member_earn LEFT JOIN deltas r ON r.reverses = d.id
+			FROM deltas d INDEXED BY deltas_member_earn LEFT JOIN deltas r ON r.reverses = d.id AND r.reverses != ''
 			WHERE ` + in("d.member") + ` AND d.kind = 'earn' AND d.rule = '' AND d.event_at >= ` + from + ` AND d.event_at < ` + to + `
 			GROUP BY d.seq) GROUP BY m`
 	}
@@ -1139,7 +1140,7 @@ func (t *tx) qualifying(ctx context.Context, q string, arg any, members []string
 func (t *tx) RuleCount(ctx context.Context, member, rule string, since, upTo time.Time) (int64, error) {
 	var n int64
 	err := t.QueryRowContext(ctx, `SELECT COUNT(*) FROM deltas d WHERE d.member = ? AND d.kind = 'earn' AND d.rule = ? AND d.event_at >= ?
-		AND d.event_at < ? AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id)`, member, rule, unixms.Of(since), unixms.Until(upTo)).Scan(&n)
+		AND d.event_at < ? AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id AND r.reverses != '')`, member, rule, unixms.Of(since), unixms.Until(upTo)).Scan(&n)
 	return n, err
 }
 
@@ -1147,7 +1148,7 @@ func (t *tx) Lots(ctx context.Context, member string, since time.Time) ([]loyalt
 	// Each credit less what its reversals took back (a full reversal takes the rest, a partial
 	// refund its share; reversal points are negative).
 	rows, err := t.QueryContext(ctx, `SELECT event_at, net FROM (
-			SELECT d.seq, d.event_at, d.points + COALESCE((SELECT SUM(r.points) FROM deltas r WHERE r.reverses = d.id), 0) AS net
+			SELECT d.seq, d.event_at, d.points + COALESCE((SELECT SUM(r.points) FROM deltas r WHERE r.reverses = d.id AND r.reverses != ''), 0) AS net
 			FROM deltas d WHERE d.member = ? AND d.kind = 'earn' AND d.event_at >= ?
 			UNION ALL
 			SELECT d.seq, d.event_at, d.points AS net FROM deltas d WHERE d.member = ? AND d.kind = 'adjust' AND d.points > 0 AND d.event_at >= ?)
@@ -1176,7 +1177,7 @@ func (t *tx) LotsOf(ctx context.Context, members []string, since time.Time) (map
 	}
 	// Lots' query for every member of the JSON list ?1 at once.
 	rows, err := t.QueryContext(ctx, `SELECT member, event_at, net FROM (
-			SELECT d.member, d.seq, d.event_at, d.points + COALESCE((SELECT SUM(r.points) FROM deltas r WHERE r.reverses = d.id), 0) AS net
+			SELECT d.member, d.seq, d.event_at, d.points + COALESCE((SELECT SUM(r.points) FROM deltas r WHERE r.reverses = d.id AND r.reverses != ''), 0) AS net
 			FROM deltas d WHERE d.member IN (SELECT value FROM json_each(?1)) AND d.kind = 'earn' AND d.event_at >= ?2
 			UNION ALL
 			SELECT d.member, d.seq, d.event_at, d.points AS net FROM deltas d

@@ -167,6 +167,9 @@ type Options struct {
 	// page by such a statement is otherwise written to a temporary file, a system call each. It
 	// holds what one statement changes, and temporary sort tables, in memory.
 	MemoryTemp bool
+	// CacheKiB sizes the writer connection's page cache (0: SQLite's default, 2 MiB). Readers keep
+	// the default.
+	CacheKiB int
 }
 
 // DSN returns the data source name for path with the project's pragmas: WAL, synchronous FULL
@@ -183,6 +186,9 @@ func DSN(path string, readOnly bool, opts Options) string {
 	q.Add("_pragma", "busy_timeout(10000)")
 	if opts.MemoryTemp {
 		q.Add("_pragma", "temp_store(MEMORY)")
+	}
+	if opts.CacheKiB > 0 && !readOnly {
+		q.Add("_pragma", fmt.Sprintf("cache_size(-%d)", opts.CacheKiB))
 	}
 	if readOnly {
 		q.Add("_pragma", "query_only(1)")

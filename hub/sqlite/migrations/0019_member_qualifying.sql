@@ -34,11 +34,11 @@ CREATE TRIGGER deltas_qualifying_reversal AFTER INSERT ON deltas WHEN NEW.kind =
 BEGIN
 	INSERT OR REPLACE INTO member_qualifying (member, day, amount, points, first)
 	SELECT k.member, k.day,
-		COALESCE(SUM(CASE WHEN NOT EXISTS (SELECT 1 FROM deltas w WHERE w.reverses = d.id AND w.amount = 0)
-			THEN d.amount - (SELECT COALESCE(SUM(r.amount), 0) FROM deltas r WHERE r.reverses = d.id AND r.amount > 0) END), 0),
-		COALESCE(SUM(CASE WHEN NOT EXISTS (SELECT 1 FROM deltas w WHERE w.reverses = d.id AND w.amount = 0)
-			THEN d.points + (SELECT COALESCE(SUM(r.points), 0) FROM deltas r WHERE r.reverses = d.id AND r.amount > 0) END), 0),
-		MIN(CASE WHEN NOT EXISTS (SELECT 1 FROM deltas w WHERE w.reverses = d.id AND w.amount = 0) THEN d.event_at END)
+		COALESCE(SUM(CASE WHEN NOT EXISTS (SELECT 1 FROM deltas w WHERE w.reverses = d.id AND w.reverses != '' AND w.amount = 0)
+			THEN d.amount - (SELECT COALESCE(SUM(r.amount), 0) FROM deltas r WHERE r.reverses = d.id AND r.reverses != '' AND r.amount > 0) END), 0),
+		COALESCE(SUM(CASE WHEN NOT EXISTS (SELECT 1 FROM deltas w WHERE w.reverses = d.id AND w.reverses != '' AND w.amount = 0)
+			THEN d.points + (SELECT COALESCE(SUM(r.points), 0) FROM deltas r WHERE r.reverses = d.id AND r.reverses != '' AND r.amount > 0) END), 0),
+		MIN(CASE WHEN NOT EXISTS (SELECT 1 FROM deltas w WHERE w.reverses = d.id AND w.reverses != '' AND w.amount = 0) THEN d.event_at END)
 	FROM (SELECT o.member AS member, o.event_at - ((o.event_at % 86400000) + 86400000) % 86400000 AS day
 		FROM deltas o WHERE o.id = NEW.reverses AND o.kind = 'earn' AND o.rule = '') AS k
 	JOIN deltas d ON d.member = k.member AND d.kind = 'earn' AND d.rule = '' AND d.event_at >= k.day AND d.event_at < k.day + 86400000
@@ -53,7 +53,7 @@ SELECT e.member, e.event_at - ((e.event_at % 86400000) + 86400000) % 86400000 AS
 FROM (SELECT d.member AS member, d.event_at AS event_at, d.amount AS amount, d.points AS points,
 		COALESCE(MAX(r.amount = 0), 0) AS whole, COALESCE(SUM(CASE WHEN r.amount > 0 THEN r.amount END), 0) AS ra,
 		COALESCE(SUM(CASE WHEN r.amount > 0 THEN -r.points END), 0) AS rp
-	FROM deltas d LEFT JOIN deltas r ON r.reverses = d.id
+	FROM deltas d LEFT JOIN deltas r ON r.reverses = d.id AND r.reverses != ''
 	WHERE d.kind = 'earn' AND d.rule = ''
 	GROUP BY d.seq) AS e
 GROUP BY e.member, day;
