@@ -64,6 +64,8 @@ type Hub struct {
 	// KEK seals the QR signing keys in the database (keys.go). Init fails without it.
 	KEK *seal.Box
 
+	pushes pushGroups // pushes waiting for a group commit (push.go)
+
 	healthMu sync.Mutex
 	health   map[string]Health
 	started  map[string]time.Time // per store: when its live session started
