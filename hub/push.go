@@ -44,7 +44,7 @@ type pushGroups struct {
 	leading bool
 
 	test struct { // set by tests only (export_test.go)
-		queued    func(waiting int)          // a push has been queued behind waiting-1 others
+		queued    func(waiting int)         // a push has been queued behind waiting-1 others
 		committed func(batches, deltas int) // a group's transaction committed
 	}
 }
