@@ -11,12 +11,26 @@ import (
 )
 
 // Pull implements lsync.Handler. It reads one snapshot: the members in store's scope changed
-// after cursor, the program and the keys if they changed, and the cursor to resume from.
+// after cursor, the program and the keys if they changed, and the cursor to resume from. Its
+// writes (what the store was sent and has received, its flushed pull, its leases) share a
+// transaction with other sessions' writes of the same moment (group commit, group.go).
 func (h *Hub) Pull(ctx context.Context, store string, req lsync.Pull) (*lsync.Changes, error) {
-	cursor, limit := req.Cursor, req.Limit
 	var ch *lsync.Changes
-	err := h.Store.Update(ctx, func(tx Tx) error {
-		ch = &lsync.Changes{} // a retried transaction starts over
+	pull := func(ctx context.Context, tx Tx) (err error) {
+		ch, err = h.pull(ctx, tx, store, req)
+		return err
+	}
+	err := h.grouped(ctx, 0, pull, func(ctx context.Context) error {
+		return h.Store.Update(ctx, func(tx Tx) error { return pull(ctx, tx) })
+	})
+	return ch, err
+}
+
+// pull is Pull in tx.
+func (h *Hub) pull(ctx context.Context, tx Tx, store string, req lsync.Pull) (*lsync.Changes, error) {
+	cursor, limit := req.Cursor, req.Limit
+	ch := &lsync.Changes{} // a retried transaction starts over
+	err := func() error {
 		upTo, err := tx.CurrentVersion(ctx)
 		if err != nil {
 			return err
@@ -75,7 +89,7 @@ func (h *Hub) Pull(ctx context.Context, store string, req lsync.Pull) (*lsync.Ch
 			return err
 		}
 		return err
-	})
+	}()
 	return ch, err
 }
 

@@ -55,7 +55,7 @@ func pushGroupHub(t *testing.T, n int) (h *hub.Hub, waiting chan int, groups cha
 		t.Fatal(err)
 	}
 	waiting, groups = make(chan int, 1000), make(chan [2]int, 100)
-	h.SetPushHooks(func(w int) { waiting <- w }, func(batches, deltas int) { groups <- [2]int{batches, deltas} })
+	h.SetGroupHooks(func(w int) { waiting <- w }, func(batches, deltas int) { groups <- [2]int{batches, deltas} })
 	return h, waiting, groups
 }
 

@@ -64,7 +64,7 @@ type Hub struct {
 	// KEK seals the QR signing keys in the database (keys.go). Init fails without it.
 	KEK *seal.Box
 
-	pushes pushGroups // pushes waiting for a group commit (push.go)
+	groups groups // sessions' writes waiting for a group commit (group.go)
 
 	healthMu sync.Mutex
 	health   map[string]Health

@@ -59,5 +59,9 @@ func (h *Hub) Seen(ctx context.Context, store string, s lsync.Health) error {
 	if known && prev.Connected == cur.Connected {
 		return nil
 	}
-	return h.Store.Update(ctx, func(tx Tx) error { return tx.SetStoreHealth(ctx, store, cur) })
+	// A storm of connections writes its health changes in few transactions (group.go).
+	write := func(ctx context.Context, tx Tx) error { return tx.SetStoreHealth(ctx, store, cur) }
+	return h.grouped(ctx, 0, write, func(ctx context.Context) error {
+		return h.Store.Update(ctx, func(tx Tx) error { return write(ctx, tx) })
+	})
 }
