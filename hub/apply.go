@@ -45,6 +45,12 @@ type applier struct {
 	sent       map[sentKey][]SentProgram // rule versions sent to stores (checkVersion)
 	subscribe  map[string][]string       // members to put in stores' scope, by store, written by finish
 	prefetched map[string]bool           // members read by prepare (absent from members: unknown)
+
+	// A pushed batch's deltas inserted together (batch.go): the storage's own Tx, when tx is the
+	// batchTx over it, and the deltas accepted and not inserted yet.
+	base        Tx
+	pending     []pendingDelta
+	pendingTier bool // a tier delta is pending
 }
 
 // publishedAt is what Tx.ProgramPublished said of a rule version.
@@ -135,6 +141,12 @@ func storableKey(s string) bool {
 // from what this transaction inserted, or else from the ledger.
 func (a *applier) lookup(ctx context.Context, id string) (DeltaRef, bool, error) {
 	if r, ok := a.inserted[id]; ok {
+		if r.Seq == 0 && len(a.pending) > 0 { // pending: its sequence number comes with the insert
+			if err := a.flush(ctx); err != nil {
+				return DeltaRef{}, false, err
+			}
+			r = a.inserted[id]
+		}
 		return r, true, nil
 	}
 	if r, ok := a.known[id]; ok {
@@ -203,7 +215,7 @@ func (a *applier) apply(ctx context.Context, store string, d loyalty.Delta) (lsy
 	if err != nil {
 		return lsync.Result{}, err
 	}
-	seq, inserted, err := a.tx.InsertDelta(ctx, d, hash, a.Now())
+	seq, inserted, err := a.insert(ctx, d, hash)
 	if err != nil {
 		return lsync.Result{}, err
 	} else if !inserted {
@@ -481,6 +493,9 @@ func (a *applier) report(member string) {
 // (Tx.NextVersions), their qualifying totals one read (Tx.QualifyingOf), their rows a few
 // statements (Tx.UpdateMembers), the stores' new subscriptions one statement per store.
 func (a *applier) finish(ctx context.Context) ([]lsync.Balance, error) {
+	if err := a.flush(ctx); err != nil {
+		return nil, err
+	}
 	for store, members := range a.subscribe {
 		if err := a.tx.SubscribeAll(ctx, store, members); err != nil {
 			return nil, err

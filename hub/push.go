@@ -95,6 +95,7 @@ func (h *Hub) push(ctx context.Context, store string, deltas []loyalty.Delta) (*
 // applyBatch applies one store's batch in tx, with an applier of its own, and returns its Ack.
 func (h *Hub) applyBatch(ctx context.Context, tx Tx, store string, deltas []loyalty.Delta) (*lsync.Ack, error) {
 	a := h.newApplier(tx)
+	a.deferInserts() // the batch's new deltas go into the ledger together (batch.go)
 	ack := &lsync.Ack{Results: make([]lsync.Result, 0, len(deltas))}
 	if err := a.prepare(ctx, deltas); err != nil {
 		return nil, err
@@ -107,6 +108,13 @@ func (h *Hub) applyBatch(ctx context.Context, tx Tx, store string, deltas []loya
 		ack.Results = append(ack.Results, r)
 	}
 	var err error
-	ack.Balances, err = a.finish(ctx)
-	return ack, err
+	if ack.Balances, err = a.finish(ctx); err != nil { // finish inserts what is pending first
+		return nil, err
+	}
+	for i, r := range ack.Results {
+		if r.Status == lsync.StatusApplied && r.Seq == 0 {
+			ack.Results[i].Seq = a.inserted[r.DeltaID].Seq
+		}
+	}
+	return ack, nil
 }

@@ -56,6 +56,9 @@ type QualifyingWindow struct {
 	Tail    [2]int64 // from until to the end of its day, from the ledger
 	After   int64    // days from this one on give Next (math.MaxInt64: none)
 	NoAfter bool     // no Next: the window has no end
+	// From is the first day any of Days, EndDay and After needs: the day totals from it on,
+	// in one range, are all a backend reads of them.
+	From int64
 }
 
 // NewQualifyingWindow cuts the window [since, until) (a zero until: no end; as
@@ -71,6 +74,7 @@ func NewQualifyingWindow(since, until time.Time) QualifyingWindow {
 		w.Days = [2]int64{startDay, math.MaxInt64}
 		w.Head = [2]int64{s, startDay}
 		w.After, w.NoAfter = math.MaxInt64, true
+		w.From = startDay
 		return w
 	}
 	endDay := FloorDay(u)
@@ -87,6 +91,13 @@ func NewQualifyingWindow(since, until time.Time) QualifyingWindow {
 	if u > endDay {
 		w.Tail = [2]int64{u, endDay + DayMS}
 		w.After = endDay + DayMS
+	}
+	w.From = w.After
+	if w.HasEnd {
+		w.From = w.EndDay
+	}
+	if w.Days[0] < w.Days[1] {
+		w.From = w.Days[0]
 	}
 	return w
 }

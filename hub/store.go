@@ -83,6 +83,11 @@ type Tx interface {
 	// InsertDelta adds d to the ledger unless its id is there already. It returns the ledger
 	// sequence number and whether it inserted.
 	InsertDelta(ctx context.Context, d loyalty.Delta, hash string, receivedAt time.Time) (seq int64, inserted bool, err error)
+	// InsertDeltas adds new deltas to the ledger in their order, in one statement or a few, and
+	// returns their sequence numbers in that order: a pushed batch's inserts at once. The caller
+	// has checked that no id is in the ledger (Tx.DeltaHashes) nor twice in ds; if one is there
+	// after all, it returns an error and inserts none.
+	InsertDeltas(ctx context.Context, ds []NewDelta) ([]int64, error)
 	// Delta returns a ledger entry by delta id.
 	Delta(ctx context.Context, id string) (LedgerEntry, error)
 	// DeltaHashes returns the sequence number and content hash of those of ids in the ledger, by
@@ -246,6 +251,13 @@ type Tx interface {
 type ScheduledMember struct {
 	Member   loyalty.Member
 	Schedule Schedule
+}
+
+// NewDelta is a delta for Tx.InsertDeltas: the delta, its hash and when the hub received it.
+type NewDelta struct {
+	Delta      loyalty.Delta
+	Hash       string
+	ReceivedAt time.Time
 }
 
 // DeltaRef is what deduplication needs of a delta in the ledger (Tx.DeltaHashes).

@@ -260,7 +260,7 @@ func (t *tx) QualifyingFromLedger(ctx context.Context, member, basis string, sin
 }
 
 // qualifyingQuery reads, for the members of $1, the five parts of a hub.QualifyingWindow ($2 to
-// $9), one row per member and part that has any: part, member, amount, points, first. Parts 0, 1
+// $10), one row per member and part that has any: part, member, amount, points, first. Parts 0, 1
 // and 4 are day totals (member_qualifying); parts 2 and 3 are events from the ledger
 // (deltas_member_earn), each with one look at its reversals.
 var qualifyingQuery = func() string {
@@ -273,16 +273,15 @@ var qualifyingQuery = func() string {
 			WHERE d.member = ANY ($1) AND d.kind = 'earn' AND d.rule = '' AND d.event_at >= ` + from + ` AND d.event_at < ` + to + `
 			GROUP BY d.seq) AS q GROUP BY m`
 	}
-	return `SELECT 0, member, sum(amount)::bigint, sum(points)::bigint, COALESCE(min(first), 0) FROM member_qualifying
-			WHERE member = ANY ($1) AND day >= $2::bigint AND day < $3::bigint GROUP BY member
-		UNION ALL
-		SELECT 1, member, amount, points, COALESCE(first, 0) FROM member_qualifying WHERE member = ANY ($1) AND day = $4::bigint
+	// The day totals from $10 on, in one range of each member's rows, each day put in its part.
+	return `SELECT part, member, sum(amount)::bigint, sum(points)::bigint, COALESCE(min(first), 0) FROM (
+			SELECT CASE WHEN day >= $2::bigint AND day < $3::bigint THEN 0 WHEN day = $4::bigint THEN 1 WHEN day >= $9::bigint THEN 4 END AS part,
+				member, amount, points, first
+			FROM member_qualifying WHERE member = ANY ($1) AND day >= $10::bigint) AS days WHERE part IS NOT NULL GROUP BY member, part
 		UNION ALL
 		SELECT 2, * FROM (` + events("$5::bigint", "$6::bigint") + `) AS head
 		UNION ALL
-		SELECT 3, * FROM (` + events("$7::bigint", "$8::bigint") + `) AS tail
-		UNION ALL
-		SELECT 4, member, 0, 0, COALESCE(min(first), 0) FROM member_qualifying WHERE member = ANY ($1) AND day >= $9::bigint GROUP BY member`
+		SELECT 3, * FROM (` + events("$7::bigint", "$8::bigint") + `) AS tail`
 }()
 
 func (t *tx) Qualifying(ctx context.Context, member, basis string, since, upTo time.Time) (hub.Qualification, error) {
@@ -300,7 +299,7 @@ func (t *tx) QualifyingOf(ctx context.Context, members []string, basis string, s
 	for _, m := range members {
 		parts[m] = &[5]hub.DayTotals{}
 	}
-	err := t.each(ctx, qualifyingQuery, []any{members, w.Days[0], w.Days[1], end, w.Head[0], w.Head[1], w.Tail[0], w.Tail[1], w.After},
+	err := t.each(ctx, qualifyingQuery, []any{members, w.Days[0], w.Days[1], end, w.Head[0], w.Head[1], w.Tail[0], w.Tail[1], w.After, w.From},
 		func(rows pgx.Rows) error {
 			var part int32
 			var m string

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -260,6 +261,60 @@ func (t *tx) InsertDelta(ctx context.Context, d loyalty.Delta, hash string, rece
 		return e.Seq, false, err
 	}
 	return seq, err == nil, err
+}
+
+func (t *tx) InsertDeltas(ctx context.Context, ds []hub.NewDelta) ([]int64, error) {
+	if len(ds) == 0 {
+		return nil, nil
+	}
+	// One statement for the batch, a column per array (checkArgs refuses text PostgreSQL cannot
+	// store, as for one delta); WITH ORDINALITY and ORDER BY insert the rows, and so number them,
+	// in the batch's order. Without ON CONFLICT: a delta of the batch in the ledger already fails
+	// the statement (the caller checked there was none; a concurrent transaction that inserts
+	// one makes this one's serialization fail, and it is retried).
+	n := len(ds)
+	var (
+		ids, hashes, stores, terminals, members, kinds, currencies = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		rewards, vouchers, orders, reverses, bodies, rules         = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		points, amounts, versions, occurred, received, events      = make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+	)
+	for i, nd := range ds {
+		d := nd.Delta
+		ids[i], hashes[i], stores[i], terminals[i], members[i], kinds[i] = d.ID, nd.Hash, d.Store, d.Terminal, d.Member, string(d.Kind)
+		points[i], amounts[i], currencies[i], rewards[i], vouchers[i] = d.Points, d.Amount, d.Currency, d.Reward, d.Voucher
+		orders[i], reverses[i], versions[i], occurred[i], received[i] = d.OrderID, d.Reverses, d.RuleVersion, unixms.Of(d.OccurredAt), unixms.Of(nd.ReceivedAt)
+		events[i], bodies[i], rules[i] = unixms.Of(d.EventTime()), deltaBody(d), d.Rule
+	}
+	got := make(map[string]int64, n)
+	err := t.each(ctx, `INSERT INTO deltas (id, hash, store, terminal, member, kind, points, amount, currency, reward, voucher,
+			order_id, reverses, rule_version, occurred_at, received_at, event_at, body, rule)
+		SELECT id, hash, store, terminal, member, kind, points, amount, currency, reward, voucher,
+			order_id, reverses, rule_version, occurred_at, received_at, event_at, body, rule
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], $9::text[],
+			$10::text[], $11::text[], $12::text[], $13::text[], $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[], $18::text[], $19::text[])
+			WITH ORDINALITY AS u (id, hash, store, terminal, member, kind, points, amount, currency, reward, voucher,
+				order_id, reverses, rule_version, occurred_at, received_at, event_at, body, rule, n)
+		ORDER BY n
+		RETURNING id, seq`,
+		[]any{ids, hashes, stores, terminals, members, kinds, points, amounts, currencies, rewards, vouchers, orders, reverses, versions,
+			occurred, received, events, bodies, rules}, func(rows pgx.Rows) error {
+			var id string
+			var seq int64
+			err := rows.Scan(&id, &seq)
+			got[id] = seq
+			return err
+		})
+	if err != nil {
+		return nil, err
+	}
+	seqs := make([]int64, n)
+	for i, id := range ids {
+		var ok bool
+		if seqs[i], ok = got[id]; !ok {
+			return nil, fmt.Errorf("postgres: delta %s of a batch was not inserted", id)
+		}
+	}
+	return seqs, nil
 }
 
 const deltaCols = `seq, id, hash, store, terminal, member, kind, points, amount, currency, reward, voucher, order_id, reverses,

@@ -550,11 +550,8 @@ func (t *tx) Members(ctx context.Context, after string, limit int) ([]loyalty.Me
 }
 
 func (t *tx) InsertDelta(ctx context.Context, d loyalty.Delta, hash string, receivedAt time.Time) (int64, bool, error) {
-	res, err := t.ExecContext(ctx, `INSERT INTO deltas (id, hash, store, terminal, member, kind, points, amount, currency, reward, voucher,
-		order_id, reverses, rule_version, occurred_at, received_at, event_at, body, rule) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (id) DO NOTHING`,
-		d.ID, hash, d.Store, d.Terminal, d.Member, d.Kind, d.Points, d.Amount, d.Currency, d.Reward, d.Voucher,
-		d.OrderID, d.Reverses, d.RuleVersion, unixms.Of(d.OccurredAt), unixms.Of(receivedAt), unixms.Of(d.EventTime()), deltaBody(d), d.Rule)
+	res, err := t.ExecContext(ctx, `INSERT INTO deltas (`+insertCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO NOTHING`, insertValues(d, hash, receivedAt)...)
 	if err != nil {
 		return 0, false, err
 	}
@@ -564,6 +561,54 @@ func (t *tx) InsertDelta(ctx context.Context, d loyalty.Delta, hash string, rece
 	}
 	seq, err := res.LastInsertId()
 	return seq, true, err
+}
+
+// insertCols are the columns InsertDelta and InsertDeltas write, insertValues their values.
+const insertCols = `id, hash, store, terminal, member, kind, points, amount, currency, reward, voucher, order_id, reverses, rule_version,
+	occurred_at, received_at, event_at, body, rule`
+
+func insertValues(d loyalty.Delta, hash string, receivedAt time.Time) []any {
+	return []any{d.ID, hash, d.Store, d.Terminal, d.Member, d.Kind, d.Points, d.Amount, d.Currency, d.Reward, d.Voucher,
+		d.OrderID, d.Reverses, d.RuleVersion, unixms.Of(d.OccurredAt), unixms.Of(receivedAt), unixms.Of(d.EventTime()), deltaBody(d), d.Rule}
+}
+
+// insertRows is how many rows InsertDeltas writes with one statement: a multi-row VALUES list
+// spares the per-statement cost of each row, which is most of an insert's cost in Go. Lists are
+// of 100, 10 or 1 rows, so that few statement texts are prepared.
+var insertRows = []int{100, 10, 1}
+
+func (t *tx) InsertDeltas(ctx context.Context, ds []hub.NewDelta) ([]int64, error) {
+	seqs := make([]int64, 0, len(ds))
+	for rest := ds; len(rest) > 0; {
+		n := 1
+		for _, k := range insertRows {
+			if len(rest) >= k {
+				n = k
+				break
+			}
+		}
+		row := "(?" + strings.Repeat(", ?", 18) + ")"
+		args := make([]any, 0, 19*n)
+		for _, d := range rest[:n] {
+			args = append(args, insertValues(d.Delta, d.Hash, d.ReceivedAt)...)
+		}
+		// Without ON CONFLICT: a delta of the batch in the ledger already fails the statement
+		// (the caller checked there was none). The rows take consecutive sequence numbers, in
+		// the order of the list, ending at the last insert's.
+		res, err := t.ExecContext(ctx, `INSERT INTO deltas (`+insertCols+`) VALUES `+row+strings.Repeat(", "+row, n-1), args...)
+		if err != nil {
+			return nil, err
+		}
+		last, err := res.LastInsertId()
+		if err != nil {
+			return nil, err
+		}
+		for i := range n {
+			seqs = append(seqs, last-int64(n-1-i))
+		}
+		rest = rest[n:]
+	}
+	return seqs, nil
 }
 
 const deltaCols = `seq, id, hash, store, terminal, member, kind, points, amount, currency, reward, voucher, order_id, reverses,
@@ -1055,7 +1100,7 @@ func qualifyingEvents(basis, where string) string {
 }
 
 // qualifyingQuery reads, for the members whose column col is in selects, the five parts of a
-// hub.QualifyingWindow (?2 to ?9), one row per member and part that has any: part, member, amount,
+// hub.QualifyingWindow (?2 to ?10), one row per member and part that has any: part, member, amount,
 // points, first. Parts 0, 1 and 4 are day totals (member_qualifying); parts 2 and 3 are events
 // from the ledger, each with one look at its reversals. INDEXED BY keeps SQLite from reading the
 // member's whole ledger in seq order (deltas_member) to spare the GROUP BY a sort: the parts
@@ -1070,16 +1115,14 @@ func qualifyingQuery(in func(col string) string) string {
 			WHERE ` + in("d.member") + ` AND d.kind = 'earn' AND d.rule = '' AND d.event_at >= ` + from + ` AND d.event_at < ` + to + `
 			GROUP BY d.seq) GROUP BY m`
 	}
-	return `SELECT 0, member, SUM(amount), SUM(points), COALESCE(MIN(first), 0) FROM member_qualifying
-			WHERE ` + in("member") + ` AND day >= ?2 AND day < ?3 GROUP BY member
-		UNION ALL
-		SELECT 1, member, amount, points, COALESCE(first, 0) FROM member_qualifying WHERE ` + in("member") + ` AND day = ?4
+	// The day totals from ?10 on, in one range of each member's rows, each day put in its part.
+	return `SELECT part, member, SUM(amount), SUM(points), COALESCE(MIN(first), 0) FROM (
+			SELECT CASE WHEN day >= ?2 AND day < ?3 THEN 0 WHEN day = ?4 THEN 1 WHEN day >= ?9 THEN 4 END AS part, member, amount, points, first
+			FROM member_qualifying WHERE ` + in("member") + ` AND day >= ?10) WHERE part IS NOT NULL GROUP BY member, part
 		UNION ALL
 		SELECT 2, * FROM (` + events("?5", "?6") + `)
 		UNION ALL
-		SELECT 3, * FROM (` + events("?7", "?8") + `)
-		UNION ALL
-		SELECT 4, member, 0, 0, COALESCE(MIN(first), 0) FROM member_qualifying WHERE ` + in("member") + ` AND day >= ?9 GROUP BY member`
+		SELECT 3, * FROM (` + events("?7", "?8") + `)`
 }
 
 var (
@@ -1107,7 +1150,7 @@ func (t *tx) qualifying(ctx context.Context, q string, arg any, members []string
 	if w.HasEnd {
 		end = w.EndDay
 	}
-	rows, err := t.QueryContext(ctx, q, arg, w.Days[0], w.Days[1], end, w.Head[0], w.Head[1], w.Tail[0], w.Tail[1], w.After)
+	rows, err := t.QueryContext(ctx, q, arg, w.Days[0], w.Days[1], end, w.Head[0], w.Head[1], w.Tail[0], w.Tail[1], w.After, w.From)
 	if err != nil {
 		return nil, err
 	}
