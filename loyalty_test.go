@@ -1,8 +1,10 @@
 package loyalty_test
 
 import (
+	"crypto/rand"
 	"encoding/json"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -282,5 +284,65 @@ func TestProgram_OfflineValidity(t *testing.T) {
 				t.Errorf("%s offline_validity %s: %v, want EINVALID", at, v, err)
 			}
 		}
+	}
+}
+
+// TestNewDeltaID_TimeOrdered: new delta ids sort in the order they were made, within a
+// millisecond and across milliseconds, also from goroutines at once (each one's in strict order,
+// all distinct); they carry their time; they pass Validate, as the random ids of earlier versions
+// still do.
+func TestNewDeltaID_TimeOrdered(t *testing.T) {
+	before := time.Now().Truncate(time.Millisecond)
+	prev := ""
+	for i := range 20000 { // more than the 1,024 a millisecond holds
+		id := loyalty.NewDeltaID()
+		if id <= prev {
+			t.Fatalf("id %d %q is not after %q", i, id, prev)
+		}
+		prev = id
+	}
+	first := loyalty.NewDeltaID()
+	time.Sleep(2 * time.Millisecond)
+	later := loyalty.NewDeltaID()
+	if later <= first {
+		t.Errorf("%q, made 2 ms after %q, sorts before it", later, first)
+	}
+	at, ok := loyalty.DeltaIDTime(later)
+	if after := time.Now().Add(time.Second); !ok || at.Before(before) || at.After(after) {
+		t.Errorf("DeltaIDTime(%q) = %v, %v; want a time in [%v, %v]", later, at, ok, before, after)
+	}
+
+	const goroutines, each = 4, 5000
+	ids := make([][]string, goroutines)
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			for range each {
+				ids[g] = append(ids[g], loyalty.NewDeltaID())
+			}
+		})
+	}
+	wg.Wait()
+	seen := map[string]bool{}
+	for g, list := range ids {
+		for i, id := range list {
+			if seen[id] {
+				t.Fatalf("id %q made twice", id)
+			}
+			seen[id] = true
+			if i > 0 && id <= list[i-1] {
+				t.Fatalf("goroutine %d: %q is not after %q", g, id, list[i-1])
+			}
+		}
+	}
+
+	for _, id := range []string{later, "d" + rand.Text()} {
+		d := loyalty.Delta{ID: id, Store: "s1", Member: "m1", Kind: loyalty.KindEarn, Points: 1, Amount: 100, Currency: "EUR", OccurredAt: time.Now()}
+		if err := d.Validate(); err != nil {
+			t.Errorf("%q: %v", id, err)
+		}
+	}
+	if len(later) != len("d"+rand.Text()) {
+		t.Errorf("%q is %d characters; the random ids were %d", later, len(later), len("d"+rand.Text()))
 	}
 }

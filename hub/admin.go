@@ -419,7 +419,9 @@ type CheckReport struct {
 	Mismatches []string `json:"mismatches"`
 }
 
-// Check verifies that every member's balance equals the sum of their ledger.
+// Check verifies that every member's balance equals the sum of their ledger, and that the running
+// totals the tiers are computed from (Tx.Qualifying) agree with the ledger, over the member's
+// whole history, on either basis.
 func (h *Hub) Check(ctx context.Context) (CheckReport, error) {
 	r := CheckReport{Mismatches: []string{}}
 	err := h.Store.View(ctx, func(tx Tx) error {
@@ -438,6 +440,19 @@ func (h *Hub) Check(ctx context.Context) (CheckReport, error) {
 				r.Points += m.Balance
 				if sum != m.Balance {
 					r.Mismatches = append(r.Mismatches, fmt.Sprintf("%s: balance %d, ledger %d", m.ID, m.Balance, sum))
+				}
+				for _, basis := range []string{loyalty.BasisSpend, loyalty.BasisPoints} {
+					kept, err := tx.Qualifying(ctx, m.ID, basis, time.Time{}, time.Time{})
+					if err != nil {
+						return err
+					}
+					scan, err := tx.QualifyingFromLedger(ctx, m.ID, basis, time.Time{}, time.Time{})
+					if err != nil {
+						return err
+					}
+					if kept.Total != scan.Total || !kept.First.Equal(scan.First) || !kept.Next.Equal(scan.Next) {
+						r.Mismatches = append(r.Mismatches, fmt.Sprintf("%s: qualifying %s %+v, ledger %+v", m.ID, basis, kept, scan))
+					}
 				}
 			}
 			after = ms[len(ms)-1].ID

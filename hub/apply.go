@@ -9,7 +9,9 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/loyalty-edge-sync/loyalty"
 	lsync "github.com/loyalty-edge-sync/loyalty/sync"
@@ -35,6 +37,32 @@ type applier struct {
 	changes    map[string]*memberChange // what the applied deltas change of members' schedules
 	clock      time.Time                // a job's run time, for the member state it computes (zero: Now)
 	quals      map[string]Qualification // what a job's batch read of its members' qualifying events, at clock
+
+	// A pushed batch's reads, made once for the batch (prepare) or once per transaction.
+	known      map[string]*DeltaRef      // ids looked up in the ledger at the batch's start (nil: not there)
+	inserted   map[string]DeltaRef       // ids this transaction inserted
+	published  map[int64]publishedAt     // rule versions' publication (checkVersion)
+	sent       map[sentKey][]SentProgram // rule versions sent to stores (checkVersion)
+	subscribe  map[string][]string       // members to put in stores' scope, by store, written by finish
+	prefetched map[string]bool           // members read by prepare (absent from members: unknown)
+
+	// A pushed batch's deltas inserted together (batch.go): the storage's own Tx, when tx is the
+	// batchTx over it, and the deltas accepted and not inserted yet.
+	base        Tx
+	pending     []pendingDelta
+	pendingTier bool // a tier delta is pending
+}
+
+// publishedAt is what Tx.ProgramPublished said of a rule version.
+type publishedAt struct {
+	at  time.Time
+	err error
+}
+
+// sentKey is a store and a rule version from which Tx.ProgramsSent was read.
+type sentKey struct {
+	store   string
+	version int64
 }
 
 // memberChange is what the deltas applied to one member in a transaction change of their job
@@ -49,7 +77,91 @@ func (h *Hub) newApplier(tx Tx) *applier {
 	return &applier{Hub: h, tx: tx, balances: make(map[string]int64), changed: make(map[string]bool), programs: make(map[int64]*loyalty.Program),
 		members: make(map[string]loyalty.Member), punches: make(map[string]map[string]int64),
 		subscribed: make(map[[2]string]bool), stores: make(map[string]StoreInfo), schedules: make(map[string]Schedule),
-		changes: make(map[string]*memberChange)}
+		changes: make(map[string]*memberChange), inserted: make(map[string]DeltaRef)}
+}
+
+// prepare reads at once what applying a pushed batch reads of every delta: whether its id is in
+// the ledger already (one query for the batch instead of one per delta), and its member (one
+// query instead of one per member). Ids and members that cannot be stored are left to the
+// per-delta path, which refuses them.
+func (a *applier) prepare(ctx context.Context, deltas []loyalty.Delta) error {
+	ids := make([]string, 0, len(deltas))
+	members := make([]string, 0, len(deltas))
+	seen := make(map[string]bool, 2*len(deltas))
+	for i := range deltas {
+		if id := deltas[i].ID; storableKey(id) && !seen["d"+id] {
+			seen["d"+id] = true
+			ids = append(ids, id)
+		}
+		if m := deltas[i].Member; storableKey(m) && !seen["m"+m] {
+			if _, ok := a.balances[m]; !ok {
+				seen["m"+m] = true
+				members = append(members, m)
+			}
+		}
+	}
+	refs, err := a.tx.DeltaHashes(ctx, ids)
+	if err != nil {
+		return err
+	}
+	if a.known == nil {
+		a.known = make(map[string]*DeltaRef, len(ids))
+	}
+	for _, id := range ids {
+		if r, ok := refs[id]; ok {
+			a.known[id] = &r
+		} else {
+			a.known[id] = nil
+		}
+	}
+	ms, err := a.tx.MembersWithSchedule(ctx, members)
+	if err != nil {
+		return err
+	}
+	if a.prefetched == nil {
+		a.prefetched = make(map[string]bool, len(members))
+	}
+	for _, id := range members {
+		a.prefetched[id] = true
+		if m, ok := ms[id]; ok {
+			a.remember(m.Member, m.Schedule)
+		}
+	}
+	return nil
+}
+
+// storableKey reports whether s can be looked up in a batch read: text either backend stores as
+// it is (valid UTF-8 without NUL characters; PostgreSQL refuses the rest, and JSON would change
+// it).
+func storableKey(s string) bool {
+	return s != "" && utf8.ValidString(s) && strings.IndexByte(s, 0) < 0
+}
+
+// lookup returns what the ledger holds under a delta's id, if anything: from prepare's read, or
+// from what this transaction inserted, or else from the ledger.
+func (a *applier) lookup(ctx context.Context, id string) (DeltaRef, bool, error) {
+	if r, ok := a.inserted[id]; ok {
+		if r.Seq == 0 && len(a.pending) > 0 { // pending: its sequence number comes with the insert
+			if err := a.flush(ctx); err != nil {
+				return DeltaRef{}, false, err
+			}
+			r = a.inserted[id]
+		}
+		return r, true, nil
+	}
+	if r, ok := a.known[id]; ok {
+		if r == nil {
+			return DeltaRef{}, false, nil
+		}
+		return *r, true, nil
+	}
+	e, err := a.tx.Delta(ctx, id)
+	if loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
+		return DeltaRef{}, false, nil
+	} else if err != nil {
+		return DeltaRef{}, false, err
+	}
+	return DeltaRef{Seq: e.Seq, Hash: e.Hash}, true, nil
 }
 
 // now is the time member state is computed at: a job's run time, or the hub's clock.
@@ -83,7 +195,9 @@ func (a *applier) apply(ctx context.Context, store string, d loyalty.Delta) (lsy
 	if err := a.identity(store, &d); err != nil {
 		return a.reject(ctx, store, d, err)
 	}
-	if e, err := a.tx.Delta(ctx, d.ID); err == nil {
+	if e, found, err := a.lookup(ctx, d.ID); err != nil {
+		return lsync.Result{}, err
+	} else if found {
 		if e.Hash == hash {
 			a.report(d.Member)
 			return lsync.Result{DeltaID: d.ID, Status: lsync.StatusDuplicate, Seq: e.Seq}, nil
@@ -91,8 +205,6 @@ func (a *applier) apply(ctx context.Context, store string, d loyalty.Delta) (lsy
 		a.Logger.Warn("delta id reused for different content", slog.String("store", store), slog.String("delta", d.ID))
 		return a.reject(ctx, store, d, loyalty.Errorf(loyalty.EDUPLICATE,
 			"delta id %s was already used for a different change; this one was not applied", d.ID))
-	} else if loyalty.ErrorCode(err) != loyalty.ENOTFOUND {
-		return lsync.Result{}, err
 	}
 	if err := a.check(ctx, store, &d); loyalty.ErrorCode(err) == loyalty.EINTERNAL {
 		return lsync.Result{}, err
@@ -103,12 +215,13 @@ func (a *applier) apply(ctx context.Context, store string, d loyalty.Delta) (lsy
 	if err != nil {
 		return lsync.Result{}, err
 	}
-	seq, inserted, err := a.tx.InsertDelta(ctx, d, hash, a.Now())
+	seq, inserted, err := a.insert(ctx, d, hash)
 	if err != nil {
 		return lsync.Result{}, err
 	} else if !inserted {
 		return lsync.Result{DeltaID: d.ID, Status: lsync.StatusDuplicate, Seq: seq}, nil
 	}
+	a.inserted[d.ID] = DeltaRef{Seq: seq, Hash: hash}
 	bal += d.Points
 	a.balances[d.Member] = bal
 	a.noteChange(d)
@@ -123,9 +236,10 @@ func (a *applier) apply(ctx context.Context, store string, d loyalty.Delta) (lsy
 		a.order = append(a.order, d.Member) // stamped with a new version in finish
 	}
 	if key := [2]string{store, d.Member}; store != loyalty.OnlineStore && !a.subscribed[key] {
-		if err := a.tx.Subscribe(ctx, store, d.Member); err != nil {
-			return lsync.Result{}, err
+		if a.subscribe == nil {
+			a.subscribe = make(map[string][]string)
 		}
+		a.subscribe[store] = append(a.subscribe[store], d.Member) // by finish, for the batch at once
 		a.subscribed[key] = true
 	}
 	if err := a.conflicts(ctx, store, d, bal); err != nil {
@@ -341,18 +455,26 @@ func (a *applier) balance(ctx context.Context, member string) (int64, error) {
 	if b, ok := a.balances[member]; ok {
 		return b, nil
 	}
+	if a.prefetched[member] { // prepare read it: there is no such member
+		return 0, loyalty.Errorf(loyalty.ENOTFOUND, "member %s is not known to the hub", member)
+	}
 	m, sc, err := a.tx.MemberWithSchedule(ctx, member)
 	if err != nil {
 		return 0, err
 	}
-	a.balances[member] = m.Balance
-	a.members[member] = m
-	a.schedules[member] = sc
-	a.punches[member] = maps.Clone(m.Punches)
-	if a.punches[member] == nil {
-		a.punches[member] = map[string]int64{}
-	}
+	a.remember(m, sc)
 	return m.Balance, nil
+}
+
+// remember keeps a member as read at the start of the transaction, with their schedule.
+func (a *applier) remember(m loyalty.Member, sc Schedule) {
+	a.balances[m.ID] = m.Balance
+	a.members[m.ID] = m
+	a.schedules[m.ID] = sc
+	a.punches[m.ID] = maps.Clone(m.Punches)
+	if a.punches[m.ID] == nil {
+		a.punches[m.ID] = map[string]int64{}
+	}
 }
 
 // report asks finish to include a member's balance in the ack although this batch did not change
@@ -366,34 +488,91 @@ func (a *applier) report(member string) {
 
 // finish writes every changed balance with a new change version, and returns those and the
 // balances of reported members.
+//
+// It writes the batch's members at once: their new change versions are one range
+// (Tx.NextVersions), their qualifying totals one read (Tx.QualifyingOf), their rows a few
+// statements (Tx.UpdateMembers), the stores' new subscriptions one statement per store.
 func (a *applier) finish(ctx context.Context) ([]lsync.Balance, error) {
+	if err := a.flush(ctx); err != nil {
+		return nil, err
+	}
+	for store, members := range a.subscribe {
+		if err := a.tx.SubscribeAll(ctx, store, members); err != nil {
+			return nil, err
+		}
+	}
+	a.subscribe = nil
 	out := make([]lsync.Balance, 0, len(a.order))
 	for _, id := range a.reported {
 		if a.changed[id] {
 			continue
 		}
-		m, err := a.tx.Member(ctx, id)
-		if err != nil {
-			return nil, err
+		m, ok := a.members[id] // read in this transaction, and not changed since
+		if !ok {
+			var err error
+			if m, err = a.tx.Member(ctx, id); err != nil {
+				return nil, err
+			}
 		}
 		out = append(out, lsync.Balance{Member: id, Balance: m.Balance, Version: m.Version})
 	}
+	if len(a.order) == 0 {
+		return out, nil
+	}
+	read, err := a.readQualifying(ctx, a.order)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { // read for now: what a later finish reads is its own
+		for _, m := range read {
+			delete(a.quals, m)
+		}
+	}()
+	v0, err := a.tx.NextVersions(ctx, len(a.order))
+	if err != nil {
+		return nil, err
+	}
 	us := make([]MemberUpdate, 0, len(a.order))
-	for _, m := range a.order {
+	for i, m := range a.order {
 		_, u, err := a.memberState(ctx, m)
 		if err != nil {
 			return nil, err
 		}
-		v, err := a.tx.NextVersion(ctx)
-		if err != nil {
-			return nil, err
-		}
+		v := v0 + int64(i)
 		u.Member, u.Set = m, u.Set|FieldBalance
 		u.Balance, u.Version = a.balances[m], v
 		us = append(us, u)
 		out = append(out, lsync.Balance{Member: m, Balance: a.balances[m], Version: v})
 	}
 	return out, a.tx.UpdateMembers(ctx, us)
+}
+
+// readQualifying reads, in one query, the qualifying events of those of members whose tier
+// memberState will compute and has not read yet, for the window of now, and returns them.
+func (a *applier) readQualifying(ctx context.Context, members []string) ([]string, error) {
+	p, err := a.current(ctx)
+	if err != nil || p.Tiers == nil || len(p.Tiers.Tiers) == 0 {
+		return nil, err
+	}
+	var ids []string
+	for _, m := range members {
+		if _, ok := a.quals[m]; !ok {
+			ids = append(ids, m)
+		}
+	}
+	if len(ids) < 2 {
+		return nil, nil // memberState reads one
+	}
+	from, to := p.Tiers.WindowBounds(a.now())
+	qs, err := a.tx.QualifyingOf(ctx, ids, p.Tiers.Basis, from, to)
+	if err != nil {
+		return nil, err
+	}
+	if a.quals == nil {
+		a.quals = make(map[string]Qualification, len(qs))
+	}
+	maps.Copy(a.quals, qs)
+	return ids, nil
 }
 
 // memberState computes a changed member's tier, punch counts and job schedule, and returns

@@ -347,6 +347,15 @@ func (t failingTx) InsertDelta(ctx context.Context, d loyalty.Delta, hash string
 	return t.Tx.InsertDelta(ctx, d, hash, at)
 }
 
+func (t failingTx) InsertDeltas(ctx context.Context, ds []hub.NewDelta) ([]int64, error) {
+	for _, d := range ds {
+		if d.Delta.ID == t.poison {
+			return nil, errors.New("disk I/O error (simulated)")
+		}
+	}
+	return t.Tx.InsertDeltas(ctx, ds)
+}
+
 // Finding 7: a delta whose apply fails with an internal error rolled back its whole batch, and
 // the agent re-sent it for ever, so nothing behind it arrived.
 func TestAuthority_PoisonDeltaIsSetAside(t *testing.T) {

@@ -113,15 +113,33 @@ func (h *Hub) markFlushed(ctx context.Context, tx Tx, store string, flushed bool
 // than Claims.Backdate before it (received: the store pulled again after the answer that carried
 // it, which it does only once it has that answer).
 func (a *applier) checkVersion(ctx context.Context, info StoreInfo, v int64, floor, at time.Time) error {
-	_, published, err := a.tx.ProgramPublished(ctx, v)
+	// Both reads are kept for the transaction: a pushed batch's deltas share a few rule versions.
+	pub, ok := a.published[v]
+	if !ok {
+		_, pub.at, pub.err = a.tx.ProgramPublished(ctx, v)
+		if pub.err == nil || loyalty.ErrorCode(pub.err) == loyalty.ENOTFOUND {
+			if a.published == nil {
+				a.published = make(map[int64]publishedAt)
+			}
+			a.published[v] = pub
+		}
+	}
+	published, err := pub.at, pub.err
 	if loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
 		return loyalty.Errorf(loyalty.ENOTFOUND, "rule version %d does not exist", v)
 	} else if err != nil {
 		return err
 	}
-	sent, err := a.tx.ProgramsSent(ctx, info.ID, v, 2)
-	if err != nil {
-		return err
+	key := sentKey{info.ID, v}
+	sent, ok := a.sent[key]
+	if !ok {
+		if sent, err = a.tx.ProgramsSent(ctx, info.ID, v, 2); err != nil {
+			return err
+		}
+		if a.sent == nil {
+			a.sent = make(map[sentKey][]SentProgram)
+		}
+		a.sent[key] = sent
 	}
 	switch {
 	case len(sent) == 0 || sent[0].Version != v:

@@ -12,15 +12,31 @@ import (
 	lsync "github.com/loyalty-edge-sync/loyalty/sync"
 )
 
-// Pull implements lsync.Handler. It reads one snapshot (readFirst: a read-only one unless the
-// store's bookkeeping must change: a rule version received or sent, the flushed floor moved, a
-// lease granted, renewed or settled): the members in store's scope changed
-// after cursor, the program and the keys if they changed, and the cursor to resume from.
+// Pull implements lsync.Handler. It reads one snapshot: the members in store's scope changed
+// after cursor, the program and the keys if they changed, and the cursor to resume from. It
+// reads first (readFirst), in a read-only snapshot; only when the store's bookkeeping must change
+// (a rule version received or sent, the flushed floor moved, a lease granted, renewed or settled)
+// does it run again as a write, which shares a transaction with other sessions' writes of the same
+// moment (group commit, group.go).
 func (h *Hub) Pull(ctx context.Context, store string, req lsync.Pull) (*lsync.Changes, error) {
-	cursor, limit := req.Cursor, req.Limit
 	var ch *lsync.Changes
-	err := h.readFirst(ctx, func(tx Tx) error {
-		ch = &lsync.Changes{} // a retried transaction starts over
+	pull := func(ctx context.Context, tx Tx) (err error) {
+		ch, err = h.pull(ctx, tx, store, req)
+		return err
+	}
+	err := h.readFirst(ctx, func(tx Tx) error { return pull(ctx, tx) }, func() error {
+		return h.grouped(ctx, 0, pull, func(ctx context.Context) error {
+			return h.Store.Update(ctx, func(tx Tx) error { return pull(ctx, tx) })
+		})
+	})
+	return ch, err
+}
+
+// pull is Pull in tx.
+func (h *Hub) pull(ctx context.Context, tx Tx, store string, req lsync.Pull) (*lsync.Changes, error) {
+	cursor, limit := req.Cursor, req.Limit
+	ch := &lsync.Changes{} // a retried transaction starts over
+	err := func() error {
 		upTo, err := tx.CurrentVersion(ctx)
 		if err != nil {
 			return err
@@ -79,7 +95,7 @@ func (h *Hub) Pull(ctx context.Context, store string, req lsync.Pull) (*lsync.Ch
 			return err
 		}
 		return err
-	})
+	}()
 	return ch, err
 }
 
@@ -113,7 +129,7 @@ func (h *Hub) Subscribe(ctx context.Context, store string, req lsync.Subscribe) 
 	}
 	var m loyalty.Member
 	var st *lsync.Standing
-	err := h.readFirst(ctx, func(tx Tx) error {
+	subscribe := func(tx Tx) error {
 		var err error
 		if m, err = tx.Member(ctx, req.Member); err != nil {
 			return err
@@ -122,7 +138,8 @@ func (h *Hub) Subscribe(ctx context.Context, store string, req lsync.Subscribe) 
 			return err
 		}
 		return tx.Subscribe(ctx, store, req.Member)
-	})
+	}
+	err := h.readFirst(ctx, subscribe, func() error { return h.Store.Update(ctx, subscribe) })
 	if err != nil {
 		return nil, nil, err
 	}
@@ -133,18 +150,18 @@ func (h *Hub) Subscribe(ctx context.Context, store string, req lsync.Subscribe) 
 var errWrites = errors.New("the transaction has something to write")
 
 // readFirst runs fn in a read-only snapshot, where the writes of the feed's bookkeeping are
-// checked instead of made (probe), and runs it again in a write transaction only if one of them
+// checked instead of made (probe), and runs write (fn in a write transaction) only if one of them
 // would change something. Most pulls and subscriptions change nothing, so they keep off the
 // single writer (SQLite) and out of serialization conflicts (PostgreSQL). fn must start over on
 // each run, as any transaction function must. An error a caller can act on (an unknown member)
 // is the answer; any other error of the read-only pass (a write the probe does not know, which
 // the read-only snapshot refuses) sends fn to the write transaction, where it recurs if real.
-func (h *Hub) readFirst(ctx context.Context, fn func(Tx) error) error {
+func (h *Hub) readFirst(ctx context.Context, fn func(Tx) error, write func() error) error {
 	err := h.Store.View(ctx, func(tx Tx) error { return fn(probe{tx}) })
 	if err == nil || ctx.Err() != nil || !errors.Is(err, errWrites) && loyalty.ErrorCode(err) != loyalty.EINTERNAL {
 		return err
 	}
-	return h.Store.Update(ctx, fn)
+	return write()
 }
 
 // probe is a read-only Tx for readFirst: each write of the feed's bookkeeping checks whether it

@@ -84,6 +84,8 @@ type Hub struct {
 	// KEK seals the QR signing keys in the database (keys.go). Init fails without it.
 	KEK *seal.Box
 
+	groups groups // sessions' writes waiting for a group commit (group.go)
+
 	healthMu sync.Mutex
 	health   map[string]Health
 	started  map[string]time.Time     // per store: when its live session started

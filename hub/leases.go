@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"crypto/rand"
 	"math"
 	"strings"
 	"time"
@@ -290,7 +291,7 @@ func (a *applier) adjust(ctx context.Context, p *loyalty.Program, b *loyalty.Bud
 		if grant <= 0 {
 			return nil
 		}
-		l = &Lease{ID: "l" + strings.ToLower(loyalty.NewDeltaID()[1:17]), Store: store, Budget: b.ID, State: LeaseActive,
+		l = &Lease{ID: "l" + strings.ToLower(rand.Text()[:16]), Store: store, Budget: b.ID, State: LeaseActive,
 			Granted: grant, Wanted: sz.target - grant, CreatedAt: now, ExpiresAt: now.Add(cfg.ttl(b) + a.Lease.Margin)}
 		event("grant", grant)
 		return a.tx.PutLease(ctx, *l, events[0])

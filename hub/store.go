@@ -95,6 +95,9 @@ type Tx interface {
 	Member(ctx context.Context, id string) (loyalty.Member, error)
 	// MemberWithSchedule is Member and the member's job Schedule, in one read.
 	MemberWithSchedule(ctx context.Context, id string) (loyalty.Member, Schedule, error)
+	// MembersWithSchedule is MemberWithSchedule for many members at once (a pushed batch's): those
+	// of ids that exist, by id.
+	MembersWithSchedule(ctx context.Context, ids []string) (map[string]ScheduledMember, error)
 	// UpdateMembers writes, for each update, the fields of member u.Member that u.Set names (each
 	// member at most once).
 	UpdateMembers(ctx context.Context, us []MemberUpdate) error
@@ -104,6 +107,8 @@ type Tx interface {
 	Subscribed(ctx context.Context, store, member string) (bool, error)
 	// Unsubscribe takes member out of store's replica scope. It is idempotent.
 	Unsubscribe(ctx context.Context, store, member string) error
+	// SubscribeAll is Subscribe for many members at once.
+	SubscribeAll(ctx context.Context, store string, members []string) error
 	// MembersSince returns members in store's scope with a version after cursor, oldest first.
 	MembersSince(ctx context.Context, store string, cursor int64, limit int) ([]loyalty.Member, error)
 	// Members returns members in id order after the given id, for checks and exports.
@@ -112,8 +117,16 @@ type Tx interface {
 	// InsertDelta adds d to the ledger unless its id is there already. It returns the ledger
 	// sequence number and whether it inserted.
 	InsertDelta(ctx context.Context, d loyalty.Delta, hash string, receivedAt time.Time) (seq int64, inserted bool, err error)
+	// InsertDeltas adds new deltas to the ledger in their order, in one statement or a few, and
+	// returns their sequence numbers in that order: a pushed batch's inserts at once. The caller
+	// has checked that no id is in the ledger (Tx.DeltaHashes) nor twice in ds; if one is there
+	// after all, it returns an error and inserts none.
+	InsertDeltas(ctx context.Context, ds []NewDelta) ([]int64, error)
 	// Delta returns a ledger entry by delta id.
 	Delta(ctx context.Context, id string) (LedgerEntry, error)
+	// DeltaHashes returns the sequence number and content hash of those of ids in the ledger, by
+	// id: a pushed batch's deduplication in one read.
+	DeltaHashes(ctx context.Context, ids []string) (map[string]DeltaRef, error)
 	// Ledger returns a member's ledger, newest first, at most limit entries.
 	Ledger(ctx context.Context, member string, limit int) ([]LedgerEntry, error)
 	// LedgerSum returns the sum of a member's ledger points.
@@ -213,11 +226,17 @@ type Tx interface {
 	// Qualifying sums what counts toward a member's tier (basis spend: order amounts; points: points
 	// earned from purchases) with an event time in [since, until), not counting reversed earns. A
 	// zero until has no end (loyalty.TierRules.WindowBounds). It also returns the event times the
-	// tier review schedule is computed from (Qualification).
+	// tier review schedule is computed from (Qualification). It does not sum the member's history:
+	// the storage keeps running totals per member and UTC day as deltas are inserted (by sales,
+	// and by reversals of them), and reads the ledger only for the part of a day at the window's
+	// edges (QualifyingWindow, qualifying.go). The answer is the same as QualifyingFromLedger's.
 	Qualifying(ctx context.Context, member, basis string, since, until time.Time) (Qualification, error)
 	// QualifyingOf is Qualifying for many members at once (a job's batch): members without a
 	// qualifying event have the zero Qualification.
 	QualifyingOf(ctx context.Context, members []string, basis string, since, until time.Time) (map[string]Qualification, error)
+	// QualifyingFromLedger is Qualifying computed from the member's ledger alone, every
+	// qualifying event of theirs, without the running totals: what Check compares them with.
+	QualifyingFromLedger(ctx context.Context, member, basis string, since, until time.Time) (Qualification, error)
 	// SetReferralPaid records that a referred member's referral bonus was given.
 	SetReferralPaid(ctx context.Context, member string) error
 	// LastActivity returns the event time of a member's last earn or redemption (zero if none),
@@ -291,6 +310,25 @@ type Tx interface {
 	SaveIdempotent(ctx context.Context, scope, key, hash string, response []byte, at time.Time) error
 
 	AccessTx // API keys and the audit trail
+}
+
+// ScheduledMember is a member and their job Schedule (Tx.MembersWithSchedule).
+type ScheduledMember struct {
+	Member   loyalty.Member
+	Schedule Schedule
+}
+
+// NewDelta is a delta for Tx.InsertDeltas: the delta, its hash and when the hub received it.
+type NewDelta struct {
+	Delta      loyalty.Delta
+	Hash       string
+	ReceivedAt time.Time
+}
+
+// DeltaRef is what deduplication needs of a delta in the ledger (Tx.DeltaHashes).
+type DeltaRef struct {
+	Seq  int64
+	Hash string
 }
 
 // MemberUpdate is one write of a member (Tx.UpdateMembers): the fields Set names, and no others.

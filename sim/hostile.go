@@ -468,7 +468,8 @@ func later(t time.Time, ts ...time.Time) time.Time {
 	return t
 }
 
-// hid returns a delta id drawn from the run's generator, shaped like loyalty.NewDeltaID's.
+// hid returns a delta id drawn from the run's generator, shaped like the random ids of earlier
+// versions (loyalty.NewDeltaID's are time-ordered; the hub accepts both).
 func (w *world) hid() string {
 	var b [16]byte
 	binary.LittleEndian.PutUint64(b[:8], w.rng.Uint64())

@@ -143,10 +143,10 @@ func requalifyStatement(p *loyalty.Program, now time.Time) (string, []any) {
 	}
 	args := []any{since, until}
 	total := `(SELECT COALESCE(SUM(d.` + col + `), 0) FROM deltas d WHERE d.member = m.id AND d.kind = 'earn' AND d.rule = ''
-			AND d.event_at >= ?1 AND d.event_at < ?2 AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id AND r.amount = 0))
-		- (SELECT COALESCE(SUM(` + refunded + `), 0) FROM deltas r JOIN deltas d ON d.id = r.reverses WHERE r.amount > 0
+			AND d.event_at >= ?1 AND d.event_at < ?2 AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id AND r.reverses != '' AND r.amount = 0))
+		- (SELECT COALESCE(SUM(` + refunded + `), 0) FROM deltas r JOIN deltas d ON d.id = r.reverses WHERE r.reverses != '' AND r.amount > 0
 			AND d.member = m.id AND d.kind = 'earn' AND d.rule = '' AND d.event_at >= ?1 AND d.event_at < ?2
-			AND NOT EXISTS (SELECT 1 FROM deltas w WHERE w.reverses = d.id AND w.amount = 0))`
+			AND NOT EXISTS (SELECT 1 FROM deltas w WHERE w.reverses = d.id AND w.reverses != '' AND w.amount = 0))`
 	// TierFor takes the last tier, in the program's order, whose threshold the total reaches.
 	var tier strings.Builder
 	tier.WriteString("CASE")

@@ -57,6 +57,23 @@ func (t *tx) MemberWithSchedule(ctx context.Context, id string) (loyalty.Member,
 	return m, s, notFound(err, "member %s is not known to the hub", id)
 }
 
+func (t *tx) MembersWithSchedule(ctx context.Context, ids []string) (map[string]hub.ScheduledMember, error) {
+	out := make(map[string]hub.ScheduledMember, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	err := t.each(ctx, `SELECT `+memberCols+`, `+scheduleCols+` FROM members m WHERE m.id = ANY ($1)`, []any{ids}, func(rows pgx.Rows) error {
+		var s hub.Schedule
+		var review, expire *int64
+		var active int64
+		m, err := scanMember(rows, &review, &expire, &active)
+		s.ReviewAt, s.ExpireAt, s.LastActive = fromNullMS(review), fromNullMS(expire), unixms.Time(active)
+		out[m.ID] = hub.ScheduledMember{Member: m, Schedule: s}
+		return err
+	})
+	return out, err
+}
+
 // memberColumns are the columns of members that each hub.MemberField stands for, with their types.
 var memberColumns = []struct {
 	field hub.MemberField
@@ -210,7 +227,7 @@ func (t *tx) MembersDue(ctx context.Context, job string, upTo time.Time, after h
 	return out, err
 }
 
-// qualifyingEvents is the query of Qualifying's events for the members where selects (on d), in
+// qualifyingEvents is the query of QualifyingFromLedger's events for the members where selects (on d), in
 // the window [$2, $3): each one's member m, amount or points c, event time e and x, -1 if it was
 // reversed in full, else what its partial refunds gave back. OFFSET 0 keeps PostgreSQL from
 // pulling the query up into its caller, which would look at the reversals again for each use of x.
@@ -220,16 +237,16 @@ func qualifyingEvents(basis, where string) string {
 		col, refunded = "points", "-r.points"
 	}
 	return `SELECT d.member AS m, d.` + col + ` AS c, d.event_at AS e, (SELECT CASE WHEN bool_or(r.amount = 0) THEN -1
-			ELSE COALESCE(sum(CASE WHEN r.amount > 0 THEN ` + refunded + ` END), 0) END FROM deltas r WHERE r.reverses = d.id)::bigint AS x
+			ELSE COALESCE(sum(CASE WHEN r.amount > 0 THEN ` + refunded + ` END), 0) END FROM deltas r WHERE r.reverses = d.id AND r.reverses <> '')::bigint AS x
 		FROM deltas d WHERE ` + where + ` AND d.kind = 'earn' AND d.rule = '' AND d.event_at >= $2 AND d.event_at < $3 OFFSET 0`
 }
 
 // nextQualifying is the earliest event time of a qualifying event dated at or after $3, of the
 // member n.member is compared with.
 const nextQualifying = `n.kind = 'earn' AND n.rule = '' AND n.event_at >= $3
-	AND NOT EXISTS (SELECT 1 FROM deltas w WHERE w.reverses = n.id AND w.amount = 0)`
+	AND NOT EXISTS (SELECT 1 FROM deltas w WHERE w.reverses = n.id AND w.reverses <> '' AND w.amount = 0)`
 
-func (t *tx) Qualifying(ctx context.Context, member, basis string, since, upTo time.Time) (hub.Qualification, error) {
+func (t *tx) QualifyingFromLedger(ctx context.Context, member, basis string, since, upTo time.Time) (hub.Qualification, error) {
 	// Sales not reversed in full (a reversal without an amount), less what partial refunds of
 	// them gave back; the earliest of them in the window, and the earliest dated after it.
 	var q hub.Qualification
@@ -242,45 +259,74 @@ func (t *tx) Qualifying(ctx context.Context, member, basis string, since, upTo t
 	return q, err
 }
 
-func (t *tx) QualifyingOf(ctx context.Context, members []string, basis string, since, upTo time.Time) (map[string]hub.Qualification, error) {
-	// Qualifying for every member of $1 in one statement: the events in the window, one row each
-	// (kind 0), summed here; and, for members who have any, the earliest event dated after the
-	// window (kind 1, rare: a row only for them).
-	out := make(map[string]hub.Qualification, len(members))
-	for _, m := range members {
-		out[m] = hub.Qualification{}
+// qualifyingQuery reads, for the members of $1, the five parts of a hub.QualifyingWindow ($2 to
+// $10), one row per member and part that has any: part, member, amount, points, first. Parts 0, 1
+// and 4 are day totals (member_qualifying); parts 2 and 3 are events from the ledger
+// (deltas_member_earn), each with one look at its reversals.
+var qualifyingQuery = func() string {
+	events := func(from, to string) string {
+		return `SELECT m, COALESCE(sum(a - ra) FILTER (WHERE NOT whole), 0)::bigint, COALESCE(sum(p - rp) FILTER (WHERE NOT whole), 0)::bigint,
+			COALESCE(min(e) FILTER (WHERE NOT whole), 0)
+		FROM (SELECT d.member AS m, d.event_at AS e, d.amount AS a, d.points AS p, COALESCE(bool_or(r.amount = 0), false) AS whole,
+				COALESCE(sum(r.amount) FILTER (WHERE r.amount > 0), 0) AS ra, COALESCE(sum(-r.points) FILTER (WHERE r.amount > 0), 0) AS rp
+			FROM deltas d LEFT JOIN deltas r ON r.reverses = d.id AND r.reverses <> ''
+			WHERE d.member = ANY ($1) AND d.kind = 'earn' AND d.rule = '' AND d.event_at >= ` + from + ` AND d.event_at < ` + to + `
+			GROUP BY d.seq) AS q GROUP BY m`
 	}
-	err := t.each(ctx, `SELECT 0, m, c, e, x FROM (`+qualifyingEvents(basis, "d.member = ANY ($1)")+`) AS q
+	// The day totals from $10 on, in one range of each member's rows, each day put in its part.
+	return `SELECT part, member, sum(amount)::bigint, sum(points)::bigint, COALESCE(min(first), 0) FROM (
+			SELECT CASE WHEN day >= $2::bigint AND day < $3::bigint THEN 0 WHEN day = $4::bigint THEN 1 WHEN day >= $9::bigint THEN 4 END AS part,
+				member, amount, points, first
+			FROM member_qualifying WHERE member = ANY ($1) AND day >= $10::bigint) AS days WHERE part IS NOT NULL GROUP BY member, part
 		UNION ALL
-		SELECT 1, n.member, 0, min(n.event_at), 0 FROM deltas n WHERE n.member = ANY ($1) AND `+nextQualifying+` GROUP BY n.member`,
-		[]any{members, unixms.Of(since), unixms.Until(upTo)}, func(rows pgx.Rows) error {
-			var kind int32
+		SELECT 2, * FROM (` + events("$5::bigint", "$6::bigint") + `) AS head
+		UNION ALL
+		SELECT 3, * FROM (` + events("$7::bigint", "$8::bigint") + `) AS tail`
+}()
+
+func (t *tx) Qualifying(ctx context.Context, member, basis string, since, upTo time.Time) (hub.Qualification, error) {
+	qs, err := t.QualifyingOf(ctx, []string{member}, basis, since, upTo)
+	return qs[member], err
+}
+
+func (t *tx) QualifyingOf(ctx context.Context, members []string, basis string, since, upTo time.Time) (map[string]hub.Qualification, error) {
+	w := hub.NewQualifyingWindow(since, upTo)
+	var end *int64 // NULL: no day
+	if w.HasEnd {
+		end = &w.EndDay
+	}
+	parts := make(map[string]*[5]hub.DayTotals, len(members))
+	for _, m := range members {
+		parts[m] = &[5]hub.DayTotals{}
+	}
+	err := t.each(ctx, qualifyingQuery, []any{members, w.Days[0], w.Days[1], end, w.Head[0], w.Head[1], w.Tail[0], w.Tail[1], w.After, w.From},
+		func(rows pgx.Rows) error {
+			var part int32
 			var m string
-			var c, e, x int64
-			if err := rows.Scan(&kind, &m, &c, &e, &x); err != nil {
+			var d hub.DayTotals
+			if err := rows.Scan(&part, &m, &d.Amount, &d.Points, &d.First); err != nil {
 				return err
 			}
-			q := out[m]
-			switch {
-			case kind == 1:
-				q.Next = unixms.Time(e)
-			case x >= 0: // not reversed in full
-				q.Total += c - x
-				if at := unixms.Time(e); q.First.IsZero() || at.Before(q.First) {
-					q.First = at
-				}
+			if p := parts[m]; p != nil && part >= 0 && part < 5 {
+				p[part] = d
 			}
-			out[m] = q
 			return nil
 		})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]hub.Qualification, len(members))
+	for m, p := range parts {
+		out[m] = w.Qualification(basis, p[0], p[2], p[1], p[3], p[4])
+	}
+	return out, nil
 }
 
 func (t *tx) LotsOf(ctx context.Context, members []string, since time.Time) (map[string][]loyalty.Lot, error) {
 	// Lots' query for every member of $1 at once.
 	out := make(map[string][]loyalty.Lot, len(members))
 	err := t.each(ctx, `SELECT member, event_at, net FROM (
-			SELECT d.member, d.seq, d.event_at, d.points + COALESCE((SELECT sum(r.points) FROM deltas r WHERE r.reverses = d.id), 0)::bigint AS net
+			SELECT d.member, d.seq, d.event_at, d.points + COALESCE((SELECT sum(r.points) FROM deltas r WHERE r.reverses = d.id AND r.reverses <> ''), 0)::bigint AS net
 			FROM deltas d WHERE d.member = ANY ($1) AND d.kind = 'earn' AND d.event_at >= $2
 			UNION ALL
 			SELECT d.member, d.seq, d.event_at, d.points AS net FROM deltas d WHERE d.member = ANY ($1) AND d.kind = 'adjust' AND d.points > 0

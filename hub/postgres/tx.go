@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -257,6 +258,14 @@ func (t *tx) Unsubscribe(ctx context.Context, store, member string) error {
 	return err
 }
 
+func (t *tx) SubscribeAll(ctx context.Context, store string, members []string) error {
+	if len(members) == 0 {
+		return nil
+	}
+	_, err := t.exec(ctx, `INSERT INTO member_stores (store, member) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING`, store, members)
+	return err
+}
+
 func (t *tx) queryMembers(ctx context.Context, q string, args ...any) ([]loyalty.Member, error) {
 	var out []loyalty.Member
 	err := t.each(ctx, q, args, func(rows pgx.Rows) error {
@@ -300,6 +309,60 @@ func (t *tx) InsertDelta(ctx context.Context, d loyalty.Delta, hash string, rece
 	return seq, err == nil, err
 }
 
+func (t *tx) InsertDeltas(ctx context.Context, ds []hub.NewDelta) ([]int64, error) {
+	if len(ds) == 0 {
+		return nil, nil
+	}
+	// One statement for the batch, a column per array (checkArgs refuses text PostgreSQL cannot
+	// store, as for one delta); WITH ORDINALITY and ORDER BY insert the rows, and so number them,
+	// in the batch's order. Without ON CONFLICT: a delta of the batch in the ledger already fails
+	// the statement (the caller checked there was none; a concurrent transaction that inserts
+	// one makes this one's serialization fail, and it is retried).
+	n := len(ds)
+	var (
+		ids, hashes, stores, terminals, members, kinds, currencies = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		rewards, vouchers, orders, reverses, bodies, rules         = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		points, amounts, versions, occurred, received, events      = make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+	)
+	for i, nd := range ds {
+		d := nd.Delta
+		ids[i], hashes[i], stores[i], terminals[i], members[i], kinds[i] = d.ID, nd.Hash, d.Store, d.Terminal, d.Member, string(d.Kind)
+		points[i], amounts[i], currencies[i], rewards[i], vouchers[i] = d.Points, d.Amount, d.Currency, d.Reward, d.Voucher
+		orders[i], reverses[i], versions[i], occurred[i], received[i] = d.OrderID, d.Reverses, d.RuleVersion, unixms.Of(d.OccurredAt), unixms.Of(nd.ReceivedAt)
+		events[i], bodies[i], rules[i] = unixms.Of(d.EventTime()), deltaBody(d), d.Rule
+	}
+	got := make(map[string]int64, n)
+	err := t.each(ctx, `INSERT INTO deltas (id, hash, store, terminal, member, kind, points, amount, currency, reward, voucher,
+			order_id, reverses, rule_version, occurred_at, received_at, event_at, body, rule)
+		SELECT id, hash, store, terminal, member, kind, points, amount, currency, reward, voucher,
+			order_id, reverses, rule_version, occurred_at, received_at, event_at, body, rule
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], $9::text[],
+			$10::text[], $11::text[], $12::text[], $13::text[], $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[], $18::text[], $19::text[])
+			WITH ORDINALITY AS u (id, hash, store, terminal, member, kind, points, amount, currency, reward, voucher,
+				order_id, reverses, rule_version, occurred_at, received_at, event_at, body, rule, n)
+		ORDER BY n
+		RETURNING id, seq`,
+		[]any{ids, hashes, stores, terminals, members, kinds, points, amounts, currencies, rewards, vouchers, orders, reverses, versions,
+			occurred, received, events, bodies, rules}, func(rows pgx.Rows) error {
+			var id string
+			var seq int64
+			err := rows.Scan(&id, &seq)
+			got[id] = seq
+			return err
+		})
+	if err != nil {
+		return nil, err
+	}
+	seqs := make([]int64, n)
+	for i, id := range ids {
+		var ok bool
+		if seqs[i], ok = got[id]; !ok {
+			return nil, fmt.Errorf("postgres: delta %s of a batch was not inserted", id)
+		}
+	}
+	return seqs, nil
+}
+
 const deltaCols = `seq, id, hash, store, terminal, member, kind, points, amount, currency, reward, voucher, order_id, reverses,
 	rule_version, occurred_at, received_at, body`
 
@@ -319,6 +382,21 @@ func scanDelta(row pgx.Row) (hub.LedgerEntry, error) {
 func (t *tx) Delta(ctx context.Context, id string) (hub.LedgerEntry, error) {
 	e, err := scanDelta(t.queryRow(ctx, `SELECT `+deltaCols+` FROM deltas WHERE id = $1`, id))
 	return e, notFound(err, "no delta %s", id)
+}
+
+func (t *tx) DeltaHashes(ctx context.Context, ids []string) (map[string]hub.DeltaRef, error) {
+	out := make(map[string]hub.DeltaRef, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	err := t.each(ctx, `SELECT id, seq, hash FROM deltas WHERE id = ANY ($1)`, []any{ids}, func(rows pgx.Rows) error {
+		var id string
+		var r hub.DeltaRef
+		err := rows.Scan(&id, &r.Seq, &r.Hash)
+		out[id] = r
+		return err
+	})
+	return out, err
 }
 
 func (t *tx) queryDeltas(ctx context.Context, q string, args ...any) ([]hub.LedgerEntry, error) {
@@ -342,12 +420,12 @@ func (t *tx) LedgerSum(ctx context.Context, member string) (int64, error) {
 }
 
 func (t *tx) Reversals(ctx context.Context, id string) ([]hub.LedgerEntry, error) {
-	return t.queryDeltas(ctx, `SELECT `+deltaCols+` FROM deltas WHERE reverses = $1 ORDER BY seq`, id)
+	return t.queryDeltas(ctx, `SELECT `+deltaCols+` FROM deltas WHERE reverses = $1 AND reverses <> '' ORDER BY seq`, id)
 }
 
 func (t *tx) ReversalOf(ctx context.Context, id string) (string, error) {
 	var by string
-	err := t.queryRow(ctx, `SELECT id FROM deltas WHERE reverses = $1 LIMIT 1`, id).Scan(&by)
+	err := t.queryRow(ctx, `SELECT id FROM deltas WHERE reverses = $1 AND reverses <> '' LIMIT 1`, id).Scan(&by)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", nil
 	}
@@ -382,8 +460,8 @@ func (t *tx) TierChanges(ctx context.Context, member string, until time.Time, n 
 
 func (t *tx) VoucherUses(ctx context.Context, voucher string) ([]string, error) {
 	var ids []string
-	err := t.each(ctx, `SELECT d.id FROM deltas d WHERE d.voucher = $1 AND d.kind = 'redeem'
-		AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id) ORDER BY d.seq`, []any{voucher}, func(rows pgx.Rows) error {
+	err := t.each(ctx, `SELECT d.id FROM deltas d WHERE d.voucher = $1 AND d.voucher <> '' AND d.kind = 'redeem'
+		AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id AND r.reverses <> '') ORDER BY d.seq`, []any{voucher}, func(rows pgx.Rows) error {
 		var id string
 		err := rows.Scan(&id)
 		ids = append(ids, id)
@@ -724,7 +802,7 @@ func (t *tx) PruneDemand(ctx context.Context, before time.Time) error {
 func (t *tx) MemberRedemptions(ctx context.Context, member, reward string, since, upTo time.Time) (int64, error) {
 	var n int64
 	err := t.queryRow(ctx, `SELECT count(*) FROM deltas d WHERE d.member = $1 AND d.kind = 'redeem' AND d.event_at >= $2 AND d.event_at < $3
-		AND d.voucher = '' AND ($4 = '' OR d.reward = $4) AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id)`,
+		AND d.voucher = '' AND ($4 = '' OR d.reward = $4) AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id AND r.reverses <> '')`,
 		member, unixms.Of(since), unixms.Until(upTo), reward).Scan(&n)
 	return n, err
 }
@@ -742,7 +820,7 @@ func (t *tx) MemberEarned(ctx context.Context, member, rule string, since, upTo 
 func (t *tx) RuleCount(ctx context.Context, member, rule string, since, upTo time.Time) (int64, error) {
 	var n int64
 	err := t.queryRow(ctx, `SELECT count(*) FROM deltas d WHERE d.member = $1 AND d.kind = 'earn' AND d.rule = $2 AND d.event_at >= $3
-		AND d.event_at < $4 AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id)`, member, rule, unixms.Of(since), unixms.Until(upTo)).Scan(&n)
+		AND d.event_at < $4 AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id AND r.reverses <> '')`, member, rule, unixms.Of(since), unixms.Until(upTo)).Scan(&n)
 	return n, err
 }
 
@@ -751,7 +829,7 @@ func (t *tx) Lots(ctx context.Context, member string, since time.Time) ([]loyalt
 	// refund its share; reversal points are negative).
 	var out []loyalty.Lot
 	err := t.each(ctx, `SELECT event_at, net FROM (
-			SELECT d.seq, d.event_at, d.points + COALESCE((SELECT sum(r.points) FROM deltas r WHERE r.reverses = d.id), 0)::bigint AS net
+			SELECT d.seq, d.event_at, d.points + COALESCE((SELECT sum(r.points) FROM deltas r WHERE r.reverses = d.id AND r.reverses <> ''), 0)::bigint AS net
 			FROM deltas d WHERE d.member = $1 AND d.kind = 'earn' AND d.event_at >= $2
 			UNION ALL
 			SELECT d.seq, d.event_at, d.points AS net FROM deltas d WHERE d.member = $1 AND d.kind = 'adjust' AND d.points > 0 AND d.event_at >= $2

@@ -36,8 +36,13 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	return OpenWith(ctx, path, sqlitedb.Options{})
 }
 
-// OpenWith is Open with options (sqlitedb.Options.NoSync, for the simulator).
+// OpenWith is Open with options (sqlitedb.Options.NoSync, for the simulator). The hub's store keeps
+// SQLite's temporary files in memory whatever opts says (sqlitedb.Options.MemoryTemp): a batch's
+// inserts into the ledger, whose triggers keep the qualifying totals, would otherwise write a
+// statement journal to a file, a system call per page.
 func OpenWith(ctx context.Context, path string, opts sqlitedb.Options) (*Store, error) {
+	opts.MemoryTemp = true
+	opts.CacheKiB = 64 << 10
 	sub, err := fs.Sub(migrations, "migrations")
 	if err != nil {
 		return nil, err
@@ -379,6 +384,34 @@ func (t *tx) MemberWithSchedule(ctx context.Context, id string) (loyalty.Member,
 	return m, sc, notFound(err, "member %s is not known to the hub", id)
 }
 
+func (t *tx) MembersWithSchedule(ctx context.Context, ids []string) (map[string]hub.ScheduledMember, error) {
+	out := make(map[string]hub.ScheduledMember, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := t.QueryContext(ctx, `SELECT `+memberCols+`, `+scheduleCols+` FROM members m WHERE m.id IN (SELECT value FROM json_each(?))`, string(list))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var sc hub.Schedule
+		var review, expire sql.NullInt64
+		var active int64
+		m, err := scanMember(extraCols{rows, []any{&review, &expire, &active}})
+		if err != nil {
+			return nil, err
+		}
+		sc.ReviewAt, sc.ExpireAt, sc.LastActive = fromNullMS(review), fromNullMS(expire), unixms.Time(active)
+		out[m.ID] = hub.ScheduledMember{Member: m, Schedule: sc}
+	}
+	return out, rows.Err()
+}
+
 // extraCols scans a row of memberCols followed by more columns into dest.
 type extraCols struct {
 	row  interface{ Scan(...any) error }
@@ -530,6 +563,19 @@ func (t *tx) Unsubscribe(ctx context.Context, store, member string) error {
 	return err
 }
 
+func (t *tx) SubscribeAll(ctx context.Context, store string, members []string) error {
+	if len(members) == 0 {
+		return nil
+	}
+	list, err := json.Marshal(members)
+	if err != nil {
+		return err
+	}
+	_, err = t.ExecContext(ctx, `INSERT INTO member_stores (store, member) SELECT ?, value FROM json_each(?) WHERE true ON CONFLICT DO NOTHING`,
+		store, string(list))
+	return err
+}
+
 func (t *tx) queryMembers(ctx context.Context, q string, args ...any) ([]loyalty.Member, error) {
 	rows, err := t.QueryContext(ctx, q, args...)
 	if err != nil {
@@ -557,11 +603,8 @@ func (t *tx) Members(ctx context.Context, after string, limit int) ([]loyalty.Me
 }
 
 func (t *tx) InsertDelta(ctx context.Context, d loyalty.Delta, hash string, receivedAt time.Time) (int64, bool, error) {
-	res, err := t.ExecContext(ctx, `INSERT INTO deltas (id, hash, store, terminal, member, kind, points, amount, currency, reward, voucher,
-		order_id, reverses, rule_version, occurred_at, received_at, event_at, body, rule) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (id) DO NOTHING`,
-		d.ID, hash, d.Store, d.Terminal, d.Member, d.Kind, d.Points, d.Amount, d.Currency, d.Reward, d.Voucher,
-		d.OrderID, d.Reverses, d.RuleVersion, unixms.Of(d.OccurredAt), unixms.Of(receivedAt), unixms.Of(d.EventTime()), deltaBody(d), d.Rule)
+	res, err := t.ExecContext(ctx, `INSERT INTO deltas (`+insertCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO NOTHING`, insertValues(d, hash, receivedAt)...)
 	if err != nil {
 		return 0, false, err
 	}
@@ -571,6 +614,54 @@ func (t *tx) InsertDelta(ctx context.Context, d loyalty.Delta, hash string, rece
 	}
 	seq, err := res.LastInsertId()
 	return seq, true, err
+}
+
+// insertCols are the columns InsertDelta and InsertDeltas write, insertValues their values.
+const insertCols = `id, hash, store, terminal, member, kind, points, amount, currency, reward, voucher, order_id, reverses, rule_version,
+	occurred_at, received_at, event_at, body, rule`
+
+func insertValues(d loyalty.Delta, hash string, receivedAt time.Time) []any {
+	return []any{d.ID, hash, d.Store, d.Terminal, d.Member, d.Kind, d.Points, d.Amount, d.Currency, d.Reward, d.Voucher,
+		d.OrderID, d.Reverses, d.RuleVersion, unixms.Of(d.OccurredAt), unixms.Of(receivedAt), unixms.Of(d.EventTime()), deltaBody(d), d.Rule}
+}
+
+// insertRows is how many rows InsertDeltas writes with one statement: a multi-row VALUES list
+// spares the per-statement cost of each row, which is most of an insert's cost in Go. Lists are
+// of 100, 10 or 1 rows, so that few statement texts are prepared.
+var insertRows = []int{100, 10, 1}
+
+func (t *tx) InsertDeltas(ctx context.Context, ds []hub.NewDelta) ([]int64, error) {
+	seqs := make([]int64, 0, len(ds))
+	for rest := ds; len(rest) > 0; {
+		n := 1
+		for _, k := range insertRows {
+			if len(rest) >= k {
+				n = k
+				break
+			}
+		}
+		row := "(?" + strings.Repeat(", ?", 18) + ")"
+		args := make([]any, 0, 19*n)
+		for _, d := range rest[:n] {
+			args = append(args, insertValues(d.Delta, d.Hash, d.ReceivedAt)...)
+		}
+		// Without ON CONFLICT: a delta of the batch in the ledger already fails the statement
+		// (the caller checked there was none). The rows take consecutive sequence numbers, in
+		// the order of the list, ending at the last insert's.
+		res, err := t.ExecContext(ctx, `INSERT INTO deltas (`+insertCols+`) VALUES `+row+strings.Repeat(", "+row, n-1), args...)
+		if err != nil {
+			return nil, err
+		}
+		last, err := res.LastInsertId()
+		if err != nil {
+			return nil, err
+		}
+		for i := range n {
+			seqs = append(seqs, last-int64(n-1-i))
+		}
+		rest = rest[n:]
+	}
+	return seqs, nil
 }
 
 const deltaCols = `seq, id, hash, store, terminal, member, kind, points, amount, currency, reward, voucher, order_id, reverses,
@@ -592,6 +683,31 @@ func scanDelta(row interface{ Scan(...any) error }) (hub.LedgerEntry, error) {
 func (t *tx) Delta(ctx context.Context, id string) (hub.LedgerEntry, error) {
 	e, err := scanDelta(t.QueryRowContext(ctx, `SELECT `+deltaCols+` FROM deltas WHERE id = ?`, id))
 	return e, notFound(err, "no delta %s", id)
+}
+
+func (t *tx) DeltaHashes(ctx context.Context, ids []string) (map[string]hub.DeltaRef, error) {
+	out := make(map[string]hub.DeltaRef, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := t.QueryContext(ctx, `SELECT id, seq, hash FROM deltas WHERE id IN (SELECT value FROM json_each(?))`, string(list))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var r hub.DeltaRef
+		if err := rows.Scan(&id, &r.Seq, &r.Hash); err != nil {
+			return nil, err
+		}
+		out[id] = r
+	}
+	return out, rows.Err()
 }
 
 func (t *tx) queryDeltas(ctx context.Context, q string, args ...any) ([]hub.LedgerEntry, error) {
@@ -622,12 +738,12 @@ func (t *tx) LedgerSum(ctx context.Context, member string) (int64, error) {
 }
 
 func (t *tx) Reversals(ctx context.Context, id string) ([]hub.LedgerEntry, error) {
-	return t.queryDeltas(ctx, `SELECT `+deltaCols+` FROM deltas WHERE reverses = ? ORDER BY seq`, id)
+	return t.queryDeltas(ctx, `SELECT `+deltaCols+` FROM deltas WHERE reverses = ? AND reverses != '' ORDER BY seq`, id)
 }
 
 func (t *tx) ReversalOf(ctx context.Context, id string) (string, error) {
 	var by string
-	err := t.QueryRowContext(ctx, `SELECT id FROM deltas WHERE reverses = ? LIMIT 1`, id).Scan(&by)
+	err := t.QueryRowContext(ctx, `SELECT id FROM deltas WHERE reverses = ? AND reverses != '' LIMIT 1`, id).Scan(&by)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", nil
 	}
@@ -639,8 +755,8 @@ func (t *tx) OrderDeltas(ctx context.Context, store, orderID string) ([]hub.Ledg
 }
 
 func (t *tx) VoucherUses(ctx context.Context, voucher string) ([]string, error) {
-	rows, err := t.QueryContext(ctx, `SELECT d.id FROM deltas d WHERE d.voucher = ? AND d.kind = 'redeem'
-		AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id) ORDER BY d.seq`, voucher)
+	rows, err := t.QueryContext(ctx, `SELECT d.id FROM deltas d WHERE d.voucher = ? AND d.voucher != '' AND d.kind = 'redeem'
+		AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id AND r.reverses != '') ORDER BY d.seq`, voucher)
 	if err != nil {
 		return nil, err
 	}
@@ -997,7 +1113,7 @@ func (t *tx) PutLease(ctx context.Context, l hub.Lease, e hub.LeaseEvent) error 
 func (t *tx) MemberRedemptions(ctx context.Context, member, reward string, since, upTo time.Time) (int64, error) {
 	var n int64
 	err := t.QueryRowContext(ctx, `SELECT COUNT(*) FROM deltas d WHERE d.member = ? AND d.kind = 'redeem' AND d.event_at >= ? AND d.event_at < ?
-		AND d.voucher = '' AND (? = '' OR d.reward = ?) AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id)`,
+		AND d.voucher = '' AND (? = '' OR d.reward = ?) AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id AND r.reverses != '')`,
 		member, unixms.Of(since), unixms.Until(upTo), reward, reward).Scan(&n)
 	return n, err
 }
@@ -1011,7 +1127,7 @@ func (t *tx) MemberEarned(ctx context.Context, member, rule string, since, upTo 
 	return n, err
 }
 
-func (t *tx) Qualifying(ctx context.Context, member, basis string, since, upTo time.Time) (hub.Qualification, error) {
+func (t *tx) QualifyingFromLedger(ctx context.Context, member, basis string, since, upTo time.Time) (hub.Qualification, error) {
 	// Sales not reversed in full (a reversal without an amount), less what partial refunds of
 	// them gave back; the earliest of them in the window, and the earliest dated after it. One
 	// scan of the member's earns in the window (deltas_member_earn) with one look at each one's
@@ -1022,24 +1138,60 @@ func (t *tx) Qualifying(ctx context.Context, member, basis string, since, upTo t
 	var first, next int64
 	err := t.QueryRowContext(ctx, `SELECT COALESCE(SUM(CASE WHEN x >= 0 THEN c - x END), 0), COALESCE(MIN(CASE WHEN x >= 0 THEN e END), 0),
 		COALESCE((SELECT MIN(n.event_at) FROM deltas n WHERE n.member = ?1 AND n.kind = 'earn' AND n.rule = '' AND n.event_at >= ?3
-			AND NOT EXISTS (SELECT 1 FROM deltas w WHERE w.reverses = n.id AND w.amount = 0)), 0)
+			AND NOT EXISTS (SELECT 1 FROM deltas w WHERE w.reverses = n.id AND w.reverses != '' AND w.amount = 0)), 0)
 		FROM (`+qualifyingEvents(basis, "d.member = ?1")+` LIMIT -1)`,
 		member, unixms.Of(since), unixms.Until(upTo)).Scan(&q.Total, &first, &next)
 	q.First, q.Next = unixms.Time(first), unixms.Time(next)
 	return q, err
 }
 
-// qualifyingEvents is the query of Qualifying's events for the members where selects (on d), in
-// the window [?2, ?3): each one's member m, amount or points c, event time e and x, -1 if it was
-// reversed in full, else what its partial refunds gave back.
+// qualifyingEvents is the query of QualifyingFromLedger's events for the members where selects
+// (on d), in the window [?2, ?3): each one's member m, amount or points c, event time e and x, -1
+// if it was reversed in full, else what its partial refunds gave back.
 func qualifyingEvents(basis, where string) string {
 	col, refunded := "amount", "r.amount"
 	if basis == loyalty.BasisPoints {
 		col, refunded = "points", "-r.points"
 	}
 	return `SELECT d.member AS m, d.` + col + ` AS c, d.event_at AS e, (SELECT CASE WHEN MAX(r.amount = 0) THEN -1
-			ELSE COALESCE(SUM(CASE WHEN r.amount > 0 THEN ` + refunded + ` END), 0) END FROM deltas r WHERE r.reverses = d.id) AS x
+			ELSE COALESCE(SUM(CASE WHEN r.amount > 0 THEN ` + refunded + ` END), 0) END FROM deltas r WHERE r.reverses = d.id AND r.reverses != '') AS x
 		FROM deltas d WHERE ` + where + ` AND d.kind = 'earn' AND d.rule = '' AND d.event_at >= ?2 AND d.event_at < ?3`
+}
+
+// qualifyingQuery reads, for the members whose column col is in selects, the five parts of a
+// hub.QualifyingWindow (?2 to ?10), one row per member and part that has any: part, member, amount,
+// points, first. Parts 0, 1 and 4 are day totals (member_qualifying); parts 2 and 3 are events
+// from the ledger, each with one look at its reversals. INDEXED BY keeps SQLite from reading the
+// member's whole ledger in seq order (deltas_member) to spare the GROUP BY a sort: the parts
+// from the ledger are short spans of time, which deltas_member_earn finds.
+func qualifyingQuery(in func(col string) string) string {
+	events := func(from, to string) string {
+		return `SELECT m, COALESCE(SUM(CASE WHEN whole = 0 THEN a - ra END), 0), COALESCE(SUM(CASE WHEN whole = 0 THEN p - rp END), 0),
+			COALESCE(MIN(CASE WHEN whole = 0 THEN e END), 0)
+		FROM (SELECT d.member AS m, d.event_at AS e, d.amount AS a, d.points AS p, COALESCE(MAX(r.amount = 0), 0) AS whole,
+				COALESCE(SUM(CASE WHEN r.amount > 0 THEN r.amount END), 0) AS ra, COALESCE(SUM(CASE WHEN r.amount > 0 THEN -r.points END), 0) AS rp
+			FROM deltas d INDEXED BY deltas_member_earn LEFT JOIN deltas r ON r.reverses = d.id AND r.reverses != ''
+			WHERE ` + in("d.member") + ` AND d.kind = 'earn' AND d.rule = '' AND d.event_at >= ` + from + ` AND d.event_at < ` + to + `
+			GROUP BY d.seq) GROUP BY m`
+	}
+	// The day totals from ?10 on, in one range of each member's rows, each day put in its part.
+	return `SELECT part, member, SUM(amount), SUM(points), COALESCE(MIN(first), 0) FROM (
+			SELECT CASE WHEN day >= ?2 AND day < ?3 THEN 0 WHEN day = ?4 THEN 1 WHEN day >= ?9 THEN 4 END AS part, member, amount, points, first
+			FROM member_qualifying WHERE ` + in("member") + ` AND day >= ?10) WHERE part IS NOT NULL GROUP BY member, part
+		UNION ALL
+		SELECT 2, * FROM (` + events("?5", "?6") + `)
+		UNION ALL
+		SELECT 3, * FROM (` + events("?7", "?8") + `)`
+}
+
+var (
+	qualifyingOne  = qualifyingQuery(func(col string) string { return col + " = ?1" })
+	qualifyingMany = qualifyingQuery(func(col string) string { return col + " IN (SELECT value FROM json_each(?1))" })
+)
+
+func (t *tx) Qualifying(ctx context.Context, member, basis string, since, upTo time.Time) (hub.Qualification, error) {
+	qs, err := t.qualifying(ctx, qualifyingOne, member, []string{member}, basis, since, upTo)
+	return qs[member], err
 }
 
 func (t *tx) QualifyingOf(ctx context.Context, members []string, basis string, since, upTo time.Time) (map[string]hub.Qualification, error) {
@@ -1047,48 +1199,50 @@ func (t *tx) QualifyingOf(ctx context.Context, members []string, basis string, s
 	if err != nil {
 		return nil, err
 	}
-	// Qualifying for every member of the JSON list ?1 in one statement: the events in the window,
-	// one row each (n = 0), summed here; and, for members who have any, the earliest event dated
-	// after the window (n = 1, rare: a row only for them).
-	rows, err := t.QueryContext(ctx, `SELECT 0 AS n, m, c, e, x FROM (`+qualifyingEvents(basis, "d.member IN (SELECT value FROM json_each(?1))")+`)
-		UNION ALL
-		SELECT 1, n.member, 0, MIN(n.event_at), 0 FROM deltas n WHERE n.member IN (SELECT value FROM json_each(?1)) AND n.kind = 'earn'
-			AND n.rule = '' AND n.event_at >= ?3 AND NOT EXISTS (SELECT 1 FROM deltas w WHERE w.reverses = n.id AND w.amount = 0)
-		GROUP BY n.member`, string(ids), unixms.Of(since), unixms.Until(upTo))
+	return t.qualifying(ctx, qualifyingMany, string(ids), members, basis, since, upTo)
+}
+
+// qualifying runs q, a qualifyingQuery, for the members arg names, and puts the parts together.
+func (t *tx) qualifying(ctx context.Context, q string, arg any, members []string, basis string, since, upTo time.Time) (map[string]hub.Qualification, error) {
+	w := hub.NewQualifyingWindow(since, upTo)
+	var end any // NULL: no day
+	if w.HasEnd {
+		end = w.EndDay
+	}
+	rows, err := t.QueryContext(ctx, q, arg, w.Days[0], w.Days[1], end, w.Head[0], w.Head[1], w.Tail[0], w.Tail[1], w.After, w.From)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	out := make(map[string]hub.Qualification, len(members))
+	parts := make(map[string]*[5]hub.DayTotals, len(members))
 	for _, m := range members {
-		out[m] = hub.Qualification{}
+		parts[m] = &[5]hub.DayTotals{}
 	}
 	for rows.Next() {
-		var kind int
+		var part int
 		var m string
-		var c, e, x int64
-		if err := rows.Scan(&kind, &m, &c, &e, &x); err != nil {
+		var d hub.DayTotals
+		if err := rows.Scan(&part, &m, &d.Amount, &d.Points, &d.First); err != nil {
 			return nil, err
 		}
-		q := out[m]
-		switch {
-		case kind == 1:
-			q.Next = unixms.Time(e)
-		case x >= 0: // not reversed in full
-			q.Total += c - x
-			if at := unixms.Time(e); q.First.IsZero() || at.Before(q.First) {
-				q.First = at
-			}
+		if p := parts[m]; p != nil && part >= 0 && part < 5 {
+			p[part] = d
 		}
-		out[m] = q
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	out := make(map[string]hub.Qualification, len(members))
+	for m, p := range parts {
+		out[m] = w.Qualification(basis, p[0], p[2], p[1], p[3], p[4])
+	}
+	return out, nil
 }
 
 func (t *tx) RuleCount(ctx context.Context, member, rule string, since, upTo time.Time) (int64, error) {
 	var n int64
 	err := t.QueryRowContext(ctx, `SELECT COUNT(*) FROM deltas d WHERE d.member = ? AND d.kind = 'earn' AND d.rule = ? AND d.event_at >= ?
-		AND d.event_at < ? AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id)`, member, rule, unixms.Of(since), unixms.Until(upTo)).Scan(&n)
+		AND d.event_at < ? AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id AND r.reverses != '')`, member, rule, unixms.Of(since), unixms.Until(upTo)).Scan(&n)
 	return n, err
 }
 
@@ -1096,7 +1250,7 @@ func (t *tx) Lots(ctx context.Context, member string, since time.Time) ([]loyalt
 	// Each credit less what its reversals took back (a full reversal takes the rest, a partial
 	// refund its share; reversal points are negative).
 	rows, err := t.QueryContext(ctx, `SELECT event_at, net FROM (
-			SELECT d.seq, d.event_at, d.points + COALESCE((SELECT SUM(r.points) FROM deltas r WHERE r.reverses = d.id), 0) AS net
+			SELECT d.seq, d.event_at, d.points + COALESCE((SELECT SUM(r.points) FROM deltas r WHERE r.reverses = d.id AND r.reverses != ''), 0) AS net
 			FROM deltas d WHERE d.member = ? AND d.kind = 'earn' AND d.event_at >= ?
 			UNION ALL
 			SELECT d.seq, d.event_at, d.points AS net FROM deltas d WHERE d.member = ? AND d.kind = 'adjust' AND d.points > 0 AND d.event_at >= ?)
@@ -1125,7 +1279,7 @@ func (t *tx) LotsOf(ctx context.Context, members []string, since time.Time) (map
 	}
 	// Lots' query for every member of the JSON list ?1 at once.
 	rows, err := t.QueryContext(ctx, `SELECT member, event_at, net FROM (
-			SELECT d.member, d.seq, d.event_at, d.points + COALESCE((SELECT SUM(r.points) FROM deltas r WHERE r.reverses = d.id), 0) AS net
+			SELECT d.member, d.seq, d.event_at, d.points + COALESCE((SELECT SUM(r.points) FROM deltas r WHERE r.reverses = d.id AND r.reverses != ''), 0) AS net
 			FROM deltas d WHERE d.member IN (SELECT value FROM json_each(?1)) AND d.kind = 'earn' AND d.event_at >= ?2
 			UNION ALL
 			SELECT d.member, d.seq, d.event_at, d.points AS net FROM deltas d

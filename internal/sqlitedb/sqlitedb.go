@@ -161,6 +161,15 @@ type Options struct {
 	// caller's function in its own savepoint (group.go). For stores whose Update functions keep
 	// every effect outside the database in Tx.AfterCommit.
 	GroupCommit bool
+	// MemoryTemp keeps temporary files in memory (temp_store MEMORY): above all the statement
+	// journal, which SQLite writes for a statement that may fail part way through in a longer
+	// transaction (one with triggers or constraints that can abort it): the first change of each
+	// page by such a statement is otherwise written to a temporary file, a system call each. It
+	// holds what one statement changes, and temporary sort tables, in memory.
+	MemoryTemp bool
+	// CacheKiB sizes the writer connection's page cache (0: SQLite's default, 2 MiB). Readers keep
+	// the default.
+	CacheKiB int
 }
 
 // DSN returns the data source name for path with the project's pragmas: WAL, synchronous FULL
@@ -175,6 +184,12 @@ func DSN(path string, readOnly bool, opts Options) string {
 	q.Add("_pragma", "synchronous("+sync+")")
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "busy_timeout(10000)")
+	if opts.MemoryTemp {
+		q.Add("_pragma", "temp_store(MEMORY)")
+	}
+	if opts.CacheKiB > 0 && !readOnly {
+		q.Add("_pragma", fmt.Sprintf("cache_size(-%d)", opts.CacheKiB))
+	}
 	if readOnly {
 		q.Add("_pragma", "query_only(1)")
 	} else {
@@ -305,10 +320,7 @@ func (db *DB) migrate(ctx context.Context, fsys fs.FS) error {
 			if err != nil {
 				return err
 			}
-			for _, stmt := range strings.Split(string(b), ";\n") {
-				if strings.TrimSpace(stmt) == "" {
-					continue
-				}
+			for _, stmt := range statements(string(b)) {
 				if _, err := tx.ExecContext(ctx, stmt); err != nil {
 					return fmt.Errorf("%s: %w", name, err)
 				}
@@ -321,6 +333,92 @@ func (db *DB) migrate(ctx context.Context, fsys fs.FS) error {
 		}
 	}
 	return nil
+}
+
+// statements splits a migration file into its statements, each ended by a semicolon at the end of
+// a line. A CREATE TRIGGER statement holds statements of its own, each ending that way: it runs on
+// until each BEGIN and CASE in it has met its END.
+func statements(file string) []string {
+	var out []string
+	var trigger []string
+	open := 0 // BEGIN and CASE in the trigger so far, less END
+	for _, s := range strings.Split(file, ";\n") {
+		if strings.TrimSpace(s) == "" && trigger == nil {
+			continue
+		}
+		if trigger == nil && !isCreateTrigger(s) {
+			out = append(out, s)
+			continue
+		}
+		trigger = append(trigger, s)
+		for _, w := range words(s) {
+			switch w {
+			case "BEGIN", "CASE":
+				open++
+			case "END":
+				open--
+			}
+		}
+		if open <= 0 {
+			out = append(out, strings.Join(trigger, ";\n"))
+			trigger, open = nil, 0
+		}
+	}
+	if trigger != nil {
+		out = append(out, strings.Join(trigger, ";\n"))
+	}
+	return out
+}
+
+// isCreateTrigger reports whether statement s creates a trigger.
+func isCreateTrigger(s string) bool {
+	w := words(s)
+	if len(w) > 2 && w[0] == "CREATE" && (w[1] == "TEMP" || w[1] == "TEMPORARY") {
+		w = w[1:]
+	}
+	return len(w) > 1 && w[0] == "CREATE" && w[1] == "TRIGGER"
+}
+
+// words returns the words of SQL text s in upper case, leaving out comments and quoted text.
+func words(s string) []string {
+	var out []string
+	for i := 0; i < len(s); {
+		c := s[i]
+		switch {
+		case c == '-' && strings.HasPrefix(s[i:], "--"):
+			if j := strings.IndexByte(s[i:], '\n'); j >= 0 {
+				i += j
+			} else {
+				i = len(s)
+			}
+		case c == '/' && strings.HasPrefix(s[i:], "/*"):
+			if j := strings.Index(s[i+2:], "*/"); j >= 0 {
+				i += j + 4
+			} else {
+				i = len(s)
+			}
+		case c == '\'' || c == '"' || c == '`' || c == '[':
+			end := c
+			if c == '[' {
+				end = ']'
+			}
+			if j := strings.IndexByte(s[i+1:], end); j >= 0 {
+				i += j + 2
+			} else {
+				i = len(s)
+			}
+		case c == '_' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z':
+			j := i
+			for j < len(s) && (s[j] == '_' || s[j] >= 'A' && s[j] <= 'Z' || s[j] >= 'a' && s[j] <= 'z' || s[j] >= '0' && s[j] <= '9') {
+				j++
+			}
+			out = append(out, strings.ToUpper(s[i:j]))
+			i = j
+		default:
+			i++
+		}
+	}
+	return out
 }
 
 // CheckFolder reports, in words an operator can act on, when a database file cannot be created

@@ -45,3 +45,29 @@ func TestPathsWithURICharacters(t *testing.T) {
 		t.Errorf("files beside the four directories: %v", names)
 	}
 }
+
+// TestMigrationWithTrigger: a trigger's statements, each ended by a semicolon at the end of a
+// line, stay in the CREATE TRIGGER statement, up to the line that holds only END;.
+func TestMigrationWithTrigger(t *testing.T) {
+	schema := fstest.MapFS{"0001_init.sql": {Data: []byte(`CREATE TABLE t (x INTEGER);
+CREATE TABLE n (total INTEGER);
+INSERT INTO n VALUES (0);
+-- Keeps n.total the sum of t.x.
+CREATE TRIGGER t_sum AFTER INSERT ON t
+BEGIN
+	UPDATE n SET total = total + CASE WHEN NEW.x > 0 THEN NEW.x ELSE 0 END;
+	UPDATE n SET total = total + CASE WHEN NEW.x < 0 THEN NEW.x ELSE 0
+	END;
+END;
+INSERT INTO t VALUES (2), (-5);
+`)}}
+	db, err := sqlitedb.Open(context.Background(), filepath.Join(t.TempDir(), "db"), schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var total int
+	if err := db.W.QueryRow(`SELECT total FROM n`).Scan(&total); err != nil || total != -3 {
+		t.Fatalf("total %d, %v; want -3", total, err)
+	}
+}

@@ -1,0 +1,8 @@
+package hub
+
+// SetGroupHooks sets the test hooks of the sessions' group commit (group.go): queued is called
+// when a write is queued, with the number of writes then waiting; committed when a group's
+// transaction committed, with its calls and pushed deltas. Set them before the hub is used.
+func (h *Hub) SetGroupHooks(queued func(waiting int), committed func(calls, deltas int)) {
+	h.groups.test.queued, h.groups.test.committed = queued, committed
+}

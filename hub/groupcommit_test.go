@@ -1,0 +1,361 @@
+package hub_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/loyalty-edge-sync/loyalty"
+	"github.com/loyalty-edge-sync/loyalty/hub"
+	lsync "github.com/loyalty-edge-sync/loyalty/sync"
+)
+
+// gatedStore holds the first write transaction, once armed, until released: a push in progress,
+// while the test queues others behind it.
+type gatedStore struct {
+	hub.Store
+	armed   chan struct{} // closed by the first Update it holds
+	release chan struct{}
+	once    *sync.Once
+}
+
+func newGatedStore(s hub.Store) gatedStore {
+	return gatedStore{Store: s, armed: make(chan struct{}), release: make(chan struct{}), once: &sync.Once{}}
+}
+
+func (s gatedStore) Update(ctx context.Context, fn func(hub.Tx) error) error {
+	hold := false
+	s.once.Do(func() { hold = true })
+	if hold {
+		close(s.armed)
+		<-s.release
+	}
+	return s.Store.Update(ctx, fn)
+}
+
+// pushGroupHub returns a hub with stores p0…p(n-1), synced, members g0…g(n-1) and shared, and hooks that
+// report the pushes queued and the groups committed.
+func pushGroupHub(t *testing.T, n int) (h *hub.Hub, waiting chan int, groups chan [2]int) {
+	t.Helper()
+	ctx := context.Background()
+	h = openHub(t)
+	for i := range n {
+		if _, _, err := h.CreateStore(ctx, fmt.Sprintf("p%d", i), ""); err != nil {
+			t.Fatal(err)
+		}
+		if err := pullOnce(ctx, h, fmt.Sprintf("p%d", i)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.CreateMember(ctx, loyalty.Member{ID: fmt.Sprintf("g%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := h.CreateMember(ctx, loyalty.Member{ID: "shared"}); err != nil {
+		t.Fatal(err)
+	}
+	waiting, groups = make(chan int, 1000), make(chan [2]int, 100)
+	h.SetGroupHooks(func(w int) { waiting <- w }, func(batches, deltas int) { groups <- [2]int{batches, deltas} })
+	return h, waiting, groups
+}
+
+func pullOnce(ctx context.Context, h *hub.Hub, store string) error {
+	_, err := h.Pull(ctx, store, lsync.Pull{Limit: 1000, Flushed: true})
+	return err
+}
+
+// TestPush_GroupCommit: pushes from several stores queued while another push is being applied
+// share one transaction: each caller is answered once, after the commit, with its own results and
+// balances, as it would have been alone; a duplicate of another batch of the same group is told
+// duplicate with the other's sequence number; a rejected delta is rejected in its batch only; the
+// change feed hears of the group's commit once, with the newest version.
+func TestPush_GroupCommit(t *testing.T) {
+	const n = 8
+	ctx := context.Background()
+	h, waiting, groups := pushGroupHub(t, n)
+	var changes []int64
+	var changesMu sync.Mutex
+	h.OnChange = func(v int64, _ []string) {
+		changesMu.Lock()
+		changes = append(changes, v)
+		changesMu.Unlock()
+	}
+	gate := newGatedStore(h.Store)
+	h.Store = gate
+
+	// The first push holds the writer.
+	first := make(chan *lsync.Ack, 1)
+	go func() {
+		ack, err := h.Push(ctx, "s1", []loyalty.Delta{earn("s1", "m1", 1000)})
+		if err != nil {
+			t.Error(err)
+		}
+		first <- ack
+	}()
+	<-gate.armed
+	<-waiting // the first push's own queuing
+
+	// n batches queue behind it, one per store: two sales each, of the store's member and of
+	// shared; batch 3 also pushes a delta for a member the hub does not know.
+	batches := make([][]loyalty.Delta, n)
+	for i := range n {
+		store := fmt.Sprintf("p%d", i)
+		batches[i] = []loyalty.Delta{earn(store, fmt.Sprintf("g%d", i), int64(100*(i+1))), earn(store, "shared", 100)}
+	}
+	batches[3] = append(batches[3], earn("p3", "nobody", 100))
+	type answer struct {
+		i   int
+		ack *lsync.Ack
+		err error
+	}
+	answers := make(chan answer, n+1)
+	for i := range n {
+		go func() {
+			ack, err := h.Push(ctx, fmt.Sprintf("p%d", i), batches[i])
+			answers <- answer{i, ack, err}
+		}()
+		if got := <-waiting; got != i+1 { // queued behind the i before it (the first push was taken)
+			t.Fatalf("push %d queued behind %d others", i, got-1)
+		}
+	}
+	// The same delta as batch 2's first, pushed again by p2 in a batch of its own, queued last.
+	go func() {
+		ack, err := h.Push(ctx, "p2", []loyalty.Delta{batches[2][0]})
+		answers <- answer{n, ack, err}
+	}()
+	<-waiting
+	close(gate.release)
+	if ack := <-first; ack == nil || ack.Results[0].Status != lsync.StatusApplied {
+		t.Fatalf("first push: %+v", ack)
+	}
+
+	// One group of the first push alone, then one of the n+1 queued.
+	if g := <-groups; g != [2]int{1, 1} {
+		t.Errorf("first group: %d batches, %d deltas; want 1, 1", g[0], g[1])
+	}
+	if g := <-groups; g != [2]int{n + 1, 2*n + 2} {
+		t.Errorf("second group: %d batches, %d deltas; want %d, %d", g[0], g[1], n+1, 2*n+2)
+	}
+	got := make([]*lsync.Ack, n+1)
+	for range n + 1 {
+		a := <-answers
+		if a.err != nil {
+			t.Fatalf("push %d: %v", a.i, a.err)
+		}
+		if got[a.i] != nil {
+			t.Fatalf("push %d answered twice", a.i)
+		}
+		got[a.i] = a.ack
+	}
+	select {
+	case a := <-answers:
+		t.Fatalf("an answer too many: %+v", a)
+	case g := <-groups:
+		t.Fatalf("a group too many: %v", g)
+	default:
+	}
+
+	for i := range n {
+		ack := got[i]
+		if len(ack.Results) != len(batches[i]) {
+			t.Fatalf("push %d: %d results for %d deltas", i, len(ack.Results), len(batches[i]))
+		}
+		for j, r := range ack.Results {
+			want := lsync.StatusApplied
+			if i == 3 && j == 2 {
+				want = lsync.StatusRejected
+			}
+			if r.DeltaID != batches[i][j].ID || r.Status != want {
+				t.Errorf("push %d result %d: %+v, want %s of %s", i, j, r, want, batches[i][j].ID)
+			}
+		}
+		// Each batch's balances are as it left them: its member's first sale, and shared after
+		// the batches before it and this one.
+		want := map[string]int64{fmt.Sprintf("g%d", i): int64(i + 1), "shared": int64(i + 1)}
+		for _, b := range ack.Balances {
+			if w, ok := want[b.Member]; !ok || b.Balance != w || b.Version == 0 {
+				t.Errorf("push %d: balance %+v, want %v", i, b, want)
+			}
+			delete(want, b.Member)
+		}
+		if len(want) > 0 {
+			t.Errorf("push %d: no balance of %v", i, want)
+		}
+	}
+	dup := got[n]
+	if r := dup.Results[0]; r.Status != lsync.StatusDuplicate || r.Seq != got[2].Results[0].Seq || r.Seq == 0 {
+		t.Errorf("the same delta again in the same group: %+v, want a duplicate of seq %d", r, got[2].Results[0].Seq)
+	}
+	if b := balance(t, h, "shared"); b != n {
+		t.Errorf("shared's balance %d, want %d", b, n)
+	}
+
+	changesMu.Lock()
+	defer changesMu.Unlock()
+	var v int64
+	err := h.Store.View(ctx, func(tx hub.Tx) error {
+		var err error
+		v, err = tx.CurrentVersion(ctx)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(changes) != 2 || changes[1] != v {
+		t.Errorf("OnChange heard %v; want two commits, the group's with the newest version %d", changes, v)
+	}
+	mustCheck(t, h)
+}
+
+// TestPush_GroupCommitFallsBack: a group whose shared transaction fails (a delta the storage
+// cannot take) is applied batch by batch: the other stores' batches are applied as if alone, and
+// the bad batch's poison delta is set aside while its other deltas are applied.
+func TestPush_GroupCommitFallsBack(t *testing.T) {
+	const n = 4
+	ctx := context.Background()
+	h, waiting, groups := pushGroupHub(t, n)
+	batches := make([][]loyalty.Delta, n)
+	for i := range n {
+		store := fmt.Sprintf("p%d", i)
+		batches[i] = []loyalty.Delta{earn(store, fmt.Sprintf("g%d", i), 1000), earn(store, fmt.Sprintf("g%d", i), 500)}
+	}
+	poison := batches[2][1]
+	gate := newGatedStore(failingStore{h.Store, poison.ID})
+	h.Store = gate
+	first := make(chan error, 1)
+	go func() {
+		_, err := h.Push(ctx, "s1", []loyalty.Delta{earn("s1", "m1", 1000)})
+		first <- err
+	}()
+	<-gate.armed
+	<-waiting
+	type answer struct {
+		i   int
+		ack *lsync.Ack
+		err error
+	}
+	answers := make(chan answer, n)
+	for i := range n {
+		go func() {
+			ack, err := h.Push(ctx, fmt.Sprintf("p%d", i), batches[i])
+			answers <- answer{i, ack, err}
+		}()
+		<-waiting
+	}
+	close(gate.release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	for range n {
+		a := <-answers
+		if a.err != nil {
+			t.Fatalf("push %d: %v", a.i, a.err)
+		}
+		for j, r := range a.ack.Results {
+			want := lsync.StatusApplied
+			if batches[a.i][j].ID == poison.ID {
+				want = lsync.StatusRejected
+			}
+			if r.Status != want || r.DeltaID != batches[a.i][j].ID {
+				t.Errorf("push %d result %d: %+v, want %s", a.i, j, r, want)
+			}
+		}
+	}
+	if g := <-groups; g != [2]int{1, 1} {
+		t.Errorf("first group %v", g)
+	}
+	select {
+	case g := <-groups:
+		t.Errorf("a group committed together: %v", g)
+	default:
+	}
+	for i := range n {
+		want := int64(15)
+		if i == 2 {
+			want = 10
+		}
+		if b := balance(t, h, fmt.Sprintf("g%d", i)); b != want {
+			t.Errorf("g%d's balance %d, want %d", i, b, want)
+		}
+	}
+	mustCheck(t, h)
+}
+
+// TestPush_ConcurrentPushesExactlyOnce: stores pushing at once to two hubs on one database (on
+// PostgreSQL, two hub processes: their groups' transactions collide and are retried from the
+// start), each store's batches in order as its session sends them, some sent twice: every delta is
+// applied exactly once, every push is answered with a result per delta, and the balances are the
+// ledger's.
+func TestPush_ConcurrentPushesExactlyOnce(t *testing.T) {
+	const stores, batches, size, members = 12, 6, 10, 7
+	ctx := context.Background()
+	h, _, groups := pushGroupHub(t, stores)
+	other := hub.New(h.Store)
+	other.KEK, other.Logger, other.Now = h.KEK, h.Logger, h.Now
+	var mu sync.Mutex
+	applied := map[string]int{}
+	points := map[string]int64{}
+	var wg sync.WaitGroup
+	for s := range stores {
+		wg.Go(func() {
+			store := fmt.Sprintf("p%d", s)
+			for b := range batches {
+				var ds []loyalty.Delta
+				for i := range size {
+					ds = append(ds, earn(store, fmt.Sprintf("g%d", (s+b+i)%members), int64(100*(1+i))))
+				}
+				for try := range 1 + b%2 { // odd batches are sent twice
+					to := h
+					if (s+b+try)%2 == 1 {
+						to = other
+					}
+					ack, err := to.Push(ctx, store, ds)
+					if err != nil {
+						t.Errorf("%s batch %d: %v", store, b, err)
+						return
+					}
+					if len(ack.Results) != len(ds) {
+						t.Errorf("%s batch %d: %d results for %d deltas", store, b, len(ack.Results), len(ds))
+						return
+					}
+					mu.Lock()
+					for i, r := range ack.Results {
+						switch {
+						case r.DeltaID != ds[i].ID:
+							t.Errorf("%s batch %d result %d is of %s, not %s", store, b, i, r.DeltaID, ds[i].ID)
+						case r.Status == lsync.StatusApplied:
+							applied[r.DeltaID]++
+							points[ds[i].Member] += ds[i].Points
+						case r.Status != lsync.StatusDuplicate || try == 0:
+							t.Errorf("%s batch %d try %d result %d: %+v", store, b, try, i, r)
+						}
+					}
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if len(applied) != stores*batches*size {
+		t.Errorf("%d deltas applied, want %d", len(applied), stores*batches*size)
+	}
+	for id, n := range applied {
+		if n != 1 {
+			t.Errorf("%s applied %d times", id, n)
+		}
+	}
+	for m, p := range points {
+		if b := balance(t, h, m); b != p {
+			t.Errorf("%s: balance %d, the acks applied %d", m, b, p)
+		}
+	}
+	close(groups)
+	together := 0
+	for g := range groups {
+		if g[0] > 1 {
+			together++
+		}
+	}
+	t.Logf("%d groups of more than one batch (on one of the hubs)", together)
+	mustCheck(t, h)
+}
