@@ -3,12 +3,9 @@ package e2e_test
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	mrand "math/rand/v2"
 	"net/http"
-	"net/url"
-	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -18,49 +15,16 @@ import (
 	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/agent"
 	"github.com/loyalty-edge-sync/loyalty/hub"
+	"github.com/loyalty-edge-sync/loyalty/internal/pgtest"
 	"github.com/loyalty-edge-sync/loyalty/internal/seal"
 )
-
-// postgresEnv names the PostgreSQL server the tests that need one may create databases on.
-const postgresEnv = "LOYALTY_TEST_POSTGRES"
 
 // postgresDatabase creates an empty database on the server named by LOYALTY_TEST_POSTGRES, drops
 // it when t ends, and returns its URL; without the variable it skips t, saying how to run it.
 func postgresDatabase(t *testing.T) string {
 	t.Helper()
-	server := os.Getenv(postgresEnv)
-	if server == "" {
-		t.Skipf("needs a PostgreSQL server: %s='postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable' go test ./e2e/ -run Postgres", postgresEnv)
-	}
-	u, err := url.Parse(server)
-	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		t.Fatalf("%s must be a postgres:// URL, got %q", postgresEnv, server)
-	}
-	var b [6]byte
-	rand.Read(b[:])
-	name := "loyalty_e2e_" + hex.EncodeToString(b[:])
-	ctx := context.Background()
-	admin, err := pgx.Connect(ctx, server)
-	if err != nil {
-		t.Fatalf("%s: %v", postgresEnv, err)
-	}
-	defer admin.Close(ctx)
-	if _, err := admin.Exec(ctx, `CREATE DATABASE `+name); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		admin, err := pgx.Connect(ctx, server)
-		if err != nil {
-			t.Errorf("drop %s: %v", name, err)
-			return
-		}
-		defer admin.Close(ctx)
-		if _, err := admin.Exec(ctx, `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`); err != nil {
-			t.Errorf("drop %s: %v", name, err)
-		}
-	})
-	u.Path = "/" + name
-	return u.String()
+	pgtest.Skip(t, "go test ./e2e/ -run Postgres")
+	return pgtest.Database(t, "loyalty_e2e_", "")
 }
 
 // TestMultiHubPostgres: two hub processes on one PostgreSQL database, three store agents spread

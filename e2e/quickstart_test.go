@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/loyalty-edge-sync/loyalty/internal/pgtest"
 )
 
 // TestQuickstart runs the README's quickstart as it stands: the shell block between the
@@ -46,9 +48,9 @@ func TestQuickstartPostgres(t *testing.T) {
 	if testing.Short() {
 		t.Skip("SKIPPED in -short mode: builds the binary and runs the README's PostgreSQL quickstart")
 	}
-	if os.Getenv(postgresEnv) == "" {
+	if pgtest.Server() == "" {
 		t.Skipf("SKIPPED: the README's PostgreSQL quickstart needs a server to create a database on: "+
-			"%s='postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable' go test ./e2e/ -run TestQuickstartPostgres", postgresEnv)
+			"%s='postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable' go test ./e2e/ -run TestQuickstartPostgres", pgtest.Env)
 	}
 	const readerDatabase = "postgres://postgres@localhost:5432/loyalty?sslmode=disable"
 	block := readmeBlock(t, "quickstart-postgres")

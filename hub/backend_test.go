@@ -2,24 +2,21 @@ package hub_test
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver, for rawDB
 	_ "modernc.org/sqlite"             // the "sqlite" database/sql driver, for rawDB
 
 	"github.com/loyalty-edge-sync/loyalty/hub"
 	hubpostgres "github.com/loyalty-edge-sync/loyalty/hub/postgres"
 	hubsqlite "github.com/loyalty-edge-sync/loyalty/hub/sqlite"
+	"github.com/loyalty-edge-sync/loyalty/internal/pgtest"
 	"github.com/loyalty-edge-sync/loyalty/internal/sqlitedb"
 )
 
@@ -30,7 +27,7 @@ import (
 //
 //	LOYALTY_TEST_POSTGRES='postgres://postgres@127.0.0.1:5433/postgres?sslmode=disable' go test ./hub/...
 
-const postgresEnv = "LOYALTY_TEST_POSTGRES"
+const postgresEnv = pgtest.Env
 
 func postgresURL() string { return os.Getenv(postgresEnv) }
 
@@ -52,58 +49,7 @@ func newDatabase(tb testing.TB) string {
 	if !onPostgres() {
 		return filepath.Join(tb.TempDir(), "hub.db")
 	}
-	return createDatabase(tb, "loyalty_hub_test_"+randomHex(), "template1")
-}
-
-func randomHex() string {
-	var b [6]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
-// createDatabase creates the database name on the PostgreSQL server as a copy of the database
-// from, drops it when tb ends, and returns its URL.
-func createDatabase(tb testing.TB, name, from string) string {
-	tb.Helper()
-	server := postgresURL()
-	u, err := url.Parse(server)
-	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		tb.Fatalf("%s must be a postgres:// URL: %q", postgresEnv, server)
-	}
-	ctx := context.Background()
-	admin, err := pgx.Connect(ctx, server)
-	if err != nil {
-		tb.Fatalf("%s: %v", postgresEnv, err)
-	}
-	defer admin.Close(ctx)
-	q := `CREATE DATABASE ` + pgx.Identifier{name}.Sanitize() + ` TEMPLATE ` + pgx.Identifier{from}.Sanitize()
-	if _, err := admin.Exec(ctx, q); err != nil {
-		tb.Fatalf("%s: %v", q, err)
-	}
-	tb.Cleanup(func() {
-		admin, err := pgx.Connect(ctx, server)
-		if err != nil {
-			tb.Errorf("drop the test database %s: %v", name, err)
-			return
-		}
-		defer admin.Close(ctx)
-		// FORCE: a store the test left open must not keep its database.
-		if _, err := admin.Exec(ctx, `DROP DATABASE IF EXISTS `+pgx.Identifier{name}.Sanitize()+` WITH (FORCE)`); err != nil {
-			tb.Errorf("drop the test database %s: %v", name, err)
-		}
-	})
-	u.Path = "/" + name
-	return u.String()
-}
-
-// databaseName returns the name of the PostgreSQL database at where.
-func databaseName(tb testing.TB, where string) string {
-	tb.Helper()
-	u, err := url.Parse(where)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return strings.TrimPrefix(u.Path, "/")
+	return pgtest.Database(tb, "loyalty_hub_test_", "")
 }
 
 // locations remembers where each store the tests opened keeps its database (whereOf).
@@ -248,9 +194,9 @@ func templateOf(tb testing.TB, h *hub.Hub) func(t *testing.T) hub.Store {
 	where := whereOf(tb, h.Store)
 	if onPostgres() {
 		h.Store.Close()
-		frozen := databaseName(tb, where)
+		frozen := pgtest.Name(tb, where)
 		return func(t *testing.T) hub.Store {
-			return openStore(t, createDatabase(t, "loyalty_hub_test_"+randomHex(), frozen))
+			return openStore(t, pgtest.Database(t, "loyalty_hub_test_", frozen))
 		}
 	}
 	template := filepath.Join(tb.TempDir(), "template.db")

@@ -2,13 +2,9 @@ package postgres
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +14,7 @@ import (
 
 	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/hub"
+	"github.com/loyalty-edge-sync/loyalty/internal/pgtest"
 	"github.com/loyalty-edge-sync/loyalty/internal/seal"
 	lsync "github.com/loyalty-edge-sync/loyalty/sync"
 )
@@ -27,44 +24,13 @@ import (
 // (hub/backend_test.go):
 //
 //	LOYALTY_TEST_POSTGRES='postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable' go test ./hub/...
-const postgresEnv = "LOYALTY_TEST_POSTGRES"
+const postgresEnv = pgtest.Env
 
 // newDatabase creates an empty database for t and returns its URL.
 func newDatabase(t *testing.T) string {
 	t.Helper()
-	server := os.Getenv(postgresEnv)
-	if server == "" {
-		t.Skipf("no PostgreSQL server: run with %s=postgres://user@host:port/postgres?sslmode=disable go test ./hub/...", postgresEnv)
-	}
-	u, err := url.Parse(server)
-	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		t.Fatalf("%s must be a postgres:// URL: %q", postgresEnv, server)
-	}
-	var b [6]byte
-	rand.Read(b[:])
-	name := "loyalty_pg_test_" + hex.EncodeToString(b[:])
-	ctx := context.Background()
-	admin, err := pgx.Connect(ctx, server)
-	if err != nil {
-		t.Fatalf("%s: %v", postgresEnv, err)
-	}
-	defer admin.Close(ctx)
-	if _, err := admin.Exec(ctx, `CREATE DATABASE `+name); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		admin, err := pgx.Connect(ctx, server)
-		if err != nil {
-			t.Errorf("drop %s: %v", name, err)
-			return
-		}
-		defer admin.Close(ctx)
-		if _, err := admin.Exec(ctx, `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`); err != nil {
-			t.Errorf("drop %s: %v", name, err)
-		}
-	})
-	u.Path = "/" + name
-	return u.String()
+	pgtest.Skip(t, "go test ./hub/...")
+	return pgtest.Database(t, "loyalty_pg_test_", "")
 }
 
 func open(t *testing.T, where string) *Store {
