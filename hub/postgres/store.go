@@ -24,9 +24,12 @@
 // some gave up, under load (a reconnect storm: a push refused ten times in a row was set aside
 // as a rejection for an operator). The transaction begins once the lock is held, so its snapshot
 // already holds the previous writer's commit and nothing concurrent is left to refuse it; reads
-// (View) take no lock and run beside the writer, and so do the sync sessions' bookkeeping
-// transactions (hub.Bookkeeping), which draw no version: a long write must not hold up the
-// renewal of live sessions until other hub processes take them for dead. Writes are so as serial as on SQLite: the hub
+// (View) take no lock and run beside the writer. The sync sessions' bookkeeping transactions
+// (hub.Bookkeeping), which draw no version, run beside the writer too, one at a time among
+// themselves (a lane of their own, bookkeepingLock): a long write must not hold up the renewal of
+// live sessions until other hub processes take them for dead, and a thousand agents connecting at
+// once must not refuse each other's claims. The writer and one bookkeeping transaction may still
+// meet on a row; the one PostgreSQL refuses runs again. Writes are so as serial as on SQLite: the hub
 // makes them few and large (a push batch, several stores' batches in one group commit, jobs in
 // batches of 500 members), and spreads the reads (pulls, lookups, reports) over its processes.
 //
@@ -74,9 +77,9 @@ const maxAttempts = 10
 type Store struct {
 	pool *pgxpool.Pool
 	name string // the database, for messages: host, port and name, no credentials
-	// writing is held by this process's writer (one token): its other writers wait here, not
-	// on the database, so that they hold no connection the readers need.
-	writing chan struct{}
+	// The writer, and the sessions' bookkeeping beside it (hub.Bookkeeping): each one at a time
+	// across the hub processes on the database.
+	writes, books lane
 }
 
 var _ hub.Store = (*Store)(nil)
@@ -94,7 +97,7 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	s := &Store{pool: pool, name: describe(cfg.ConnConfig), writing: make(chan struct{}, 1)}
+	s := &Store{pool: pool, name: describe(cfg.ConnConfig), writes: newLane(writerLock), books: newLane(bookkeepingLock)}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: connect to %s: %w", s.name, err)
@@ -180,16 +183,15 @@ func (s *Store) migrate(ctx context.Context) error {
 // a concurrent transaction makes PostgreSQL refuse it (see the package documentation: fn must
 // have no effect outside the transaction).
 func (s *Store) Update(ctx context.Context, fn func(hub.Tx) error) error {
-	var db beginner = s.pool // bookkeeping (hub.Bookkeeping): any pooled connection, beside the writer
-	if !hub.IsBookkeeping(ctx) {
-		w, err := s.writer(ctx)
-		if err != nil {
-			return err
-		}
-		defer s.release(w)
-		db = w
+	l := &s.writes
+	if hub.IsBookkeeping(ctx) {
+		l = &s.books // beside the writer, one at a time among themselves
 	}
-	var err error
+	db, err := s.take(ctx, l)
+	if err != nil {
+		return err
+	}
+	defer s.give(db, l)
 	var t *tx
 	for attempt := 1; attempt <= maxAttempts; attempt++ {
 		if attempt > 1 {
@@ -212,50 +214,59 @@ func (s *Store) Update(ctx context.Context, fn func(hub.Tx) error) error {
 		"(serialization failure or deadlock); giving up: %w", maxAttempts, errors.Join(err, t.failed))
 }
 
-// beginner begins transactions: the pool, or the writer's connection.
-type beginner interface {
-	BeginTx(context.Context, pgx.TxOptions) (pgx.Tx, error)
+// A lane is a kind of write transaction that runs one at a time across the hub processes on the
+// database: an advisory lock (key) held by the transaction's connection from before it begins
+// until after it ends, and a token (sem) that the process's writers of the lane wait for first,
+// in memory, so that one connection per process and lane waits on the database and the others
+// stay free for reads.
+type lane struct {
+	key int64
+	sem chan struct{}
 }
 
-// writerLock is the advisory lock every write transaction holds, in every hub process on the
-// database (the package documentation, "One writer at a time").
-const writerLock = 0x6c6f79616c7478 // "loyaltx"
+func newLane(key int64) lane { return lane{key: key, sem: make(chan struct{}, 1)} }
 
-// writer takes a connection from the pool and, on it, the writer lock, waiting for the
-// transaction that holds it to end. The lock is the session's, taken before the transaction
-// begins, so that the transaction's snapshot is taken once the previous writer has committed.
-func (s *Store) writer(ctx context.Context) (*pgxpool.Conn, error) {
+// The lanes' advisory locks (the package documentation, "One writer at a time").
+const (
+	writerLock      = 0x6c6f79616c7478 // "loyaltx": every write transaction but bookkeeping
+	bookkeepingLock = 0x6c6f79616c7462 // "loyaltb": the sync sessions' bookkeeping (hub.Bookkeeping)
+)
+
+// take takes a connection from the pool and, on it, l's lock, waiting for the transaction that
+// holds it to end. The lock is the session's, taken before the transaction begins, so that the
+// transaction's snapshot is taken once the previous one of the lane has committed.
+func (s *Store) take(ctx context.Context, l *lane) (*pgxpool.Conn, error) {
 	select {
-	case s.writing <- struct{}{}:
+	case l.sem <- struct{}{}:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		<-s.writing
+		<-l.sem
 		return nil, err
 	}
-	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, int64(writerLock)); err != nil {
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, l.key); err != nil {
 		// Cancelled while waiting, the lock may still have been granted: the connection goes,
 		// and the lock with its session.
 		conn.Conn().Close(context.Background())
 		conn.Release()
-		<-s.writing
+		<-l.sem
 		return nil, err
 	}
 	return conn, nil
 }
 
-// release gives the writer lock back and the connection to the pool; a connection that cannot
-// give the lock back is closed, which does.
-func (s *Store) release(conn *pgxpool.Conn) {
+// give gives l's lock back and the connection to the pool; a connection that cannot give the
+// lock back is closed, which does.
+func (s *Store) give(conn *pgxpool.Conn, l *lane) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, int64(writerLock)); err != nil {
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, l.key); err != nil {
 		conn.Conn().Close(ctx)
 	}
 	conn.Release()
-	<-s.writing
+	<-l.sem
 }
 
 // View implements hub.Store: fn runs in a READ ONLY, REPEATABLE READ transaction.
