@@ -14,8 +14,13 @@
 //	             session across the hub processes on the database
 //	bus.go       events between those processes (changes agents must see, session takeovers)
 //	push.go      a store's pushed deltas: dedup and exactly-once apply per batch, quarantine
+//	group.go     group commit: pushes, pulls and health writes of many sessions at the same
+//	             moment share one transaction and one commit
 //	apply.go     the checks and bookkeeping of applying one delta (identity, recomputation,
-//	             conflicts, balances)
+//	             conflicts, balances), and what a batch reads and writes at once
+//	batch.go     a pushed batch's new deltas inserted together (set-based ingest)
+//	qualifying.go
+//	             tier qualification from running totals per member and day (Tx.Qualifying)
 //	claims.go    what the hub verifies of a store's claims (time, rule version, tier, leases)
 //	budget.go    budgets: what a delta spends, and the accounting
 //	leases.go    leases: sizing from demand, grant, refill, reclaim, expiry

@@ -676,6 +676,10 @@ func TestMigration_ScheduleBackfill(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The later migrations' qualifying totals (0019) are filled from the same ledger.
+	if r, err := hub.New(s).Check(ctx); err != nil || len(r.Mismatches) > 0 {
+		t.Errorf("check after the migrations: %+v, %v", r, err)
+	}
 }
 
 // ledgerQualifying computes a member's qualifying total in [from, to) from their ledger, the way

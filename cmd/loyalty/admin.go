@@ -407,7 +407,7 @@ func keysCommands() *cobra.Command {
 func checkCommand() *cobra.Command {
 	check := &cobra.Command{
 		Use:   "check",
-		Short: "Verify that every member's balance equals the sum of their ledger",
+		Short: "Verify that every member's balance equals the sum of their ledger, and the tiers' running totals agree with it",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
@@ -418,13 +418,13 @@ func checkCommand() *cobra.Command {
 				if wantJSON(cmd) {
 					err = writeJSON(cmd.OutOrStdout(), r)
 				} else {
-					fmt.Fprintf(cmd.OutOrStdout(), "%d members, %d points in all; balances that do not match their ledger: %d\n", r.Members, r.Points, len(r.Mismatches))
+					fmt.Fprintf(cmd.OutOrStdout(), "%d members, %d points in all; members whose balance or qualifying totals do not match their ledger: %d\n", r.Members, r.Points, len(r.Mismatches))
 					for _, m := range r.Mismatches {
 						fmt.Fprintln(cmd.OutOrStdout(), "  "+m)
 					}
 				}
 				if err == nil && len(r.Mismatches) > 0 {
-					err = fmt.Errorf("%d balances do not match their ledger", len(r.Mismatches))
+					err = fmt.Errorf("%d mismatches with the ledger", len(r.Mismatches))
 				}
 				return err
 			})
