@@ -302,10 +302,13 @@ func TestNewDeltaID_TimeOrdered(t *testing.T) {
 		prev = id
 	}
 	first := loyalty.NewDeltaID()
-	time.Sleep(2 * time.Millisecond)
+	firstAt, _ := loyalty.DeltaIDTime(first)
+	for now := time.Now(); !now.Truncate(time.Millisecond).After(firstAt); now = time.Now() {
+		// the clock has not reached the next millisecond yet: wait for it, no sleeping
+	}
 	later := loyalty.NewDeltaID()
 	if later <= first {
-		t.Errorf("%q, made 2 ms after %q, sorts before it", later, first)
+		t.Errorf("%q, made in a later millisecond than %q, sorts before it", later, first)
 	}
 	at, ok := loyalty.DeltaIDTime(later)
 	if after := time.Now().Add(time.Second); !ok || at.Before(before) || at.After(after) {
