@@ -29,7 +29,10 @@ func (h *Hub) Pull(ctx context.Context, store string, req lsync.Pull) (*lsync.Ch
 			return h.Store.Update(ctx, func(tx Tx) error { return pull(ctx, tx) })
 		})
 	})
-	return ch, err
+	if err != nil {
+		return nil, err
+	}
+	return ch, nil
 }
 
 // pull is Pull in tx.

@@ -89,7 +89,8 @@ func (h *Hub) grouped(ctx context.Context, deltas int, apply func(context.Contex
 		return err
 	case <-ctx.Done():
 		g.mu.Lock()
-		if !c.taken { // not started: it never will be
+		taken := c.taken
+		if !taken { // not started: it never will be
 			for i, q := range g.queue {
 				if q == c {
 					g.queue = append(g.queue[:i], g.queue[i+1:]...)
@@ -98,9 +99,13 @@ func (h *Hub) grouped(ctx context.Context, deltas int, apply func(context.Contex
 			}
 		}
 		g.mu.Unlock()
-		// Taken, it may still commit: a store that sends its deltas again is told they were
-		// duplicates.
-		return ctx.Err()
+		if !taken {
+			return ctx.Err()
+		}
+		// Taken, it runs to its end (one transaction at most) and its caller waits for that:
+		// the call writes its results into its caller's variables, which nothing may touch
+		// once the caller has returned, and the caller is told what really happened.
+		return <-c.done
 	}
 }
 

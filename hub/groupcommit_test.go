@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/loyalty-edge-sync/loyalty"
@@ -358,4 +359,71 @@ func TestPush_ConcurrentPushesExactlyOnce(t *testing.T) {
 	}
 	t.Logf("%d groups of more than one batch (on one of the hubs)", together)
 	mustCheck(t, h)
+}
+
+// nthGate holds the nth write transaction until released.
+type nthGate struct {
+	hub.Store
+	n       int32
+	count   *atomic.Int32
+	armed   chan struct{}
+	release chan struct{}
+}
+
+func (s nthGate) Update(ctx context.Context, fn func(hub.Tx) error) error {
+	if s.count.Add(1) == s.n {
+		close(s.armed)
+		<-s.release
+	}
+	return s.Store.Update(ctx, fn)
+}
+
+// TestPush_GroupCommitCallerGivesUpWhileApplied: a store whose session ends while its batch is
+// being applied in a group is answered only when the group is done, with what happened (its
+// deltas applied), never before: the group writes the call's results after that, and a caller
+// that had returned would race with it (and tell its session the push failed when it did not).
+func TestPush_GroupCommitCallerGivesUpWhileApplied(t *testing.T) {
+	ctx := context.Background()
+	h, waiting, _ := pushGroupHub(t, 2)
+	gate := nthGate{Store: h.Store, n: 2, count: &atomic.Int32{}, armed: make(chan struct{}), release: make(chan struct{})}
+	first := newGatedStore(gate)
+	h.Store = first
+
+	type answer struct {
+		ack *lsync.Ack
+		err error
+	}
+	firstDone := make(chan answer, 1)
+	go func() {
+		ack, err := h.Push(ctx, "s1", []loyalty.Delta{earn("s1", "m1", 1000)})
+		firstDone <- answer{ack, err}
+	}()
+	<-first.armed
+	<-waiting
+	gone, giveUp := context.WithCancel(ctx)
+	defer giveUp()
+	answers := make(chan answer, 2)
+	for i, c := range []context.Context{gone, ctx} {
+		go func() {
+			ack, err := h.Push(c, fmt.Sprintf("p%d", i), []loyalty.Delta{earn(fmt.Sprintf("p%d", i), fmt.Sprintf("g%d", i), 500)})
+			answers <- answer{ack, err}
+		}()
+		<-waiting
+	}
+	close(first.release) // the first push commits; the two queued are taken as one group ...
+	if a := <-firstDone; a.err != nil {
+		t.Fatal(a.err)
+	}
+	<-gate.armed // ... whose transaction is held here
+	giveUp()
+	close(gate.release)
+	for range 2 {
+		a := <-answers
+		if a.err != nil || a.ack == nil || len(a.ack.Results) != 1 || a.ack.Results[0].Status != lsync.StatusApplied {
+			t.Errorf("a push of the group answered %+v, %v; want its delta applied", a.ack, a.err)
+		}
+	}
+	if b := balance(t, h, "g0"); b != 5 {
+		t.Errorf("g0's balance %d, want 5", b)
+	}
 }
