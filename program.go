@@ -33,6 +33,8 @@ type Program struct {
 	Actions       []ActionRule   `json:"actions,omitempty"`
 	Expiry        *Expiry        `json:"expiry,omitempty"`
 	Referral      *Referral      `json:"referral,omitempty"`
+	// PointValue is what points are worth, for the points liability in reports (pointvalue.go).
+	PointValue *PointValue `json:"point_value,omitempty"`
 }
 
 // EarnRule awards PointsPerUnit points for every whole currency unit spent. A currency unit is
@@ -188,6 +190,9 @@ func (p *Program) Validate() error {
 		return Errorf(EINVALID, "earn.points_per_unit must be 0 to 1000")
 	}
 	if err := validateCurrencies(p); err != nil {
+		return err
+	}
+	if err := p.PointValue.Validate(); err != nil {
 		return err
 	}
 	seen := make(map[string]bool, len(p.Rewards))

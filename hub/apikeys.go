@@ -65,6 +65,10 @@ var routeScopes = map[string][]Scope{
 	"GET /v1/budgets":    {ScopeReport},
 	"GET /v1/expiring":   {ScopeReport},
 
+	"GET /v1/reports/summary": {ScopeReport},
+	"GET /v1/reports/cohorts": {ScopeReport},
+	"GET /v1/reports/stores":  {ScopeReport},
+
 	"POST /v1/keys/rotate": nil,
 
 	"POST /v1/api-keys":        nil,

@@ -167,6 +167,7 @@ func (s *Server) routes(mux, admin router) {
 		out, err := h.Budgets(r.Context())
 		s.reply(w, r, http.StatusOK, out, err)
 	})
+	s.reportRoutes(admin) // reports_http.go
 	admin.HandleFunc("POST /v1/stores/{id}/writeoff", func(w http.ResponseWriter, r *http.Request) {
 		n, err := h.WriteOff(r.Context(), r.PathValue("id"))
 		if err == nil { // WriteOff runs its own transaction: audited right after it succeeds

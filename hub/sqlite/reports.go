@@ -1,0 +1,163 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"github.com/loyalty-edge-sync/loyalty/hub"
+	"github.com/loyalty-edge-sync/loyalty/internal/unixms"
+)
+
+// The hub.ReportTx methods: set-based aggregates over a range of event time, read through the
+// indexes of migration 0024 (deltas_event, members_created, conflicts_at).
+
+// monthOf is the month index (Year*12 + Month-1, UTC) of a column of unix milliseconds.
+func monthOf(col string) string {
+	return fmt.Sprintf(`(CAST(strftime('%%Y', %[1]s / 1000, 'unixepoch') AS INTEGER) * 12 + CAST(strftime('%%m', %[1]s / 1000, 'unixepoch') AS INTEGER) - 1)`, col)
+}
+
+// reportDeltas selects the earns and redemptions of the range (?1, ?2) at store ?3 (” for all),
+// each with its group key k (the store with ?4, else ”).
+const reportDeltas = `SELECT CASE WHEN ?4 THEN d.store ELSE '' END AS k, d.id, d.member, d.kind, d.points, d.rule, d.amount, d.currency
+	FROM deltas d WHERE d.kind IN ('earn', 'redeem') AND d.event_at >= ?1 AND d.event_at < ?2 AND (?3 = '' OR d.store = ?3)`
+
+// reportPurchases selects the purchases among them: earns with no rule and an amount, not
+// reversed in full, each with its amount less what partial refunds gave back.
+const reportPurchases = `SELECT a.k, a.member, a.currency,
+		a.amount - COALESCE((SELECT SUM(r.amount) FROM deltas r WHERE r.reverses = a.id AND r.reverses != '' AND r.amount > 0), 0) AS net
+	FROM a WHERE a.kind = 'earn' AND a.rule = '' AND a.amount > 0
+		AND NOT EXISTS (SELECT 1 FROM deltas w WHERE w.reverses = a.id AND w.reverses != '' AND w.amount = 0)`
+
+func (t *tx) ReportActivity(ctx context.Context, q hub.ReportQuery, byStore bool) ([]hub.Activity, error) {
+	args := []any{unixms.Of(q.From), unixms.Of(q.To), q.Store, byStore}
+	rows, err := t.QueryContext(ctx, `WITH a AS (`+reportDeltas+`), p AS (`+reportPurchases+`),
+		pm AS (SELECT k, member, COUNT(*) AS n FROM p GROUP BY k, member)
+		SELECT g.k, g.active, g.issued, g.redeemed, COALESCE(b.buyers, 0), COALESCE(b.repeaters, 0), COALESCE(b.purchases, 0)
+		FROM (SELECT k, COUNT(DISTINCT member) AS active, COALESCE(SUM(CASE WHEN kind = 'earn' THEN points END), 0) AS issued,
+				-COALESCE(SUM(CASE WHEN kind = 'redeem' THEN points END), 0) AS redeemed FROM a GROUP BY k) g
+		LEFT JOIN (SELECT k, COUNT(*) AS buyers, SUM(CASE WHEN n >= 2 THEN 1 ELSE 0 END) AS repeaters, SUM(n) AS purchases
+			FROM pm GROUP BY k) b ON b.k = g.k
+		ORDER BY g.k`, args...)
+	if err != nil {
+		return nil, err
+	}
+	var out []hub.Activity
+	at := map[string]int{}
+	err = scanAll(rows, func() error {
+		var a hub.Activity
+		err := rows.Scan(&a.Store, &a.Active, &a.PointsIssued, &a.PointsRedeemed, &a.Buyers, &a.RepeatBuyers, &a.Purchases)
+		at[a.Store] = len(out)
+		out = append(out, a)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	rows, err = t.QueryContext(ctx, `WITH a AS (`+reportDeltas+`), p AS (`+reportPurchases+`)
+		SELECT k, currency, COUNT(*), COALESCE(SUM(net), 0), COUNT(DISTINCT member) FROM p GROUP BY k, currency ORDER BY k, currency`, args...)
+	if err != nil {
+		return nil, err
+	}
+	err = scanAll(rows, func() error {
+		var k string
+		var s hub.CurrencySales
+		if err := rows.Scan(&k, &s.Currency, &s.Purchases, &s.Amount, &s.Buyers); err != nil {
+			return err
+		}
+		if i, ok := at[k]; ok {
+			out[i].Sales = append(out[i].Sales, s)
+		}
+		return nil
+	})
+	return out, err
+}
+
+func (t *tx) ReportMembers(ctx context.Context, q hub.ReportQuery, byStore bool) ([]hub.MemberTotals, error) {
+	rows, err := t.QueryContext(ctx, `SELECT CASE WHEN ?4 THEN home_store ELSE '' END AS k,
+			COALESCE(SUM(CASE WHEN created_at < ?2 THEN 1 ELSE 0 END), 0),
+			COALESCE(SUM(CASE WHEN created_at >= ?1 AND created_at < ?2 THEN 1 ELSE 0 END), 0),
+			COALESCE(SUM(CASE WHEN balance > 0 THEN balance ELSE 0 END), 0),
+			COALESCE(SUM(CASE WHEN balance < 0 THEN -balance ELSE 0 END), 0)
+		FROM members WHERE (?3 = '' OR home_store = ?3) GROUP BY k ORDER BY k`,
+		unixms.Of(q.From), unixms.Of(q.To), q.Store, byStore)
+	if err != nil {
+		return nil, err
+	}
+	var out []hub.MemberTotals
+	err = scanAll(rows, func() error {
+		var m hub.MemberTotals
+		err := rows.Scan(&m.Store, &m.Total, &m.Enrolled, &m.Positive, &m.Overdrawn)
+		out = append(out, m)
+		return err
+	})
+	return out, err
+}
+
+func (t *tx) ReportConflicts(ctx context.Context, q hub.ReportQuery, byStore bool) ([]hub.ConflictCount, error) {
+	rows, err := t.QueryContext(ctx, `SELECT CASE WHEN ?4 THEN store ELSE '' END AS k, kind, COUNT(*), COALESCE(SUM(amount), 0)
+		FROM conflicts WHERE at >= ?1 AND at < ?2 AND (?3 = '' OR store = ?3) GROUP BY k, kind ORDER BY k, kind`,
+		unixms.Of(q.From), unixms.Of(q.To), q.Store, byStore)
+	if err != nil {
+		return nil, err
+	}
+	var out []hub.ConflictCount
+	err = scanAll(rows, func() error {
+		var c hub.ConflictCount
+		err := rows.Scan(&c.Store, &c.Kind, &c.Count, &c.Amount)
+		out = append(out, c)
+		return err
+	})
+	return out, err
+}
+
+func (t *tx) ReportMonths(ctx context.Context, q hub.ReportQuery) ([]hub.MonthActivity, error) {
+	rows, err := t.QueryContext(ctx, `WITH am AS (SELECT DISTINCT d.member AS member, `+monthOf("d.event_at")+` AS mon
+			FROM deltas d WHERE d.kind IN ('earn', 'redeem') AND d.event_at >= ?1 AND d.event_at < ?2 AND (?3 = '' OR d.store = ?3))
+		SELECT a.mon, COUNT(*), COALESCE(SUM(CASE WHEN EXISTS (SELECT 1 FROM am b WHERE b.member = a.member AND b.mon = a.mon + 1) THEN 1 ELSE 0 END), 0)
+		FROM am a GROUP BY a.mon ORDER BY a.mon`, unixms.Of(q.From), unixms.Of(q.To), q.Store)
+	if err != nil {
+		return nil, err
+	}
+	var out []hub.MonthActivity
+	err = scanAll(rows, func() error {
+		var m hub.MonthActivity
+		err := rows.Scan(&m.Month, &m.Active, &m.Retained)
+		out = append(out, m)
+		return err
+	})
+	return out, err
+}
+
+func (t *tx) ReportCohorts(ctx context.Context, q hub.ReportQuery) ([]hub.CohortMonth, error) {
+	rows, err := t.QueryContext(ctx, `WITH c AS (SELECT id, `+monthOf("created_at")+` AS cohort FROM members
+			WHERE created_at >= ?1 AND created_at < ?2 AND (?3 = '' OR home_store = ?3)),
+		s AS (SELECT cohort, COUNT(*) AS size FROM c GROUP BY cohort),
+		am AS (SELECT DISTINCT d.member AS member, `+monthOf("d.event_at")+` AS mon
+			FROM deltas d WHERE d.kind IN ('earn', 'redeem') AND d.event_at >= ?1 AND d.event_at < ?2),
+		x AS (SELECT c.cohort AS cohort, am.mon AS mon, COUNT(*) AS n FROM c JOIN am ON am.member = c.id GROUP BY c.cohort, am.mon)
+		SELECT s.cohort, s.size, COALESCE(x.mon, 0), COALESCE(x.n, 0) FROM s LEFT JOIN x ON x.cohort = s.cohort ORDER BY s.cohort, x.mon`,
+		unixms.Of(q.From), unixms.Of(q.To), q.Store)
+	if err != nil {
+		return nil, err
+	}
+	var out []hub.CohortMonth
+	err = scanAll(rows, func() error {
+		var c hub.CohortMonth
+		err := rows.Scan(&c.Cohort, &c.Size, &c.Month, &c.Active)
+		out = append(out, c)
+		return err
+	})
+	return out, err
+}
+
+// scanAll calls fn for each row and closes rows.
+func scanAll(rows *sql.Rows, fn func() error) error {
+	defer rows.Close()
+	for rows.Next() {
+		if err := fn(); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
