@@ -54,7 +54,7 @@ func withHubConfig(cmd *cobra.Command, cfg HubConfig, fn func(ctx context.Contex
 }
 
 func adminCommands() []*cobra.Command {
-	cmds := []*cobra.Command{storeCommands(), memberCommands(), programCommands(), keysCommands(), checkCommand(), budgetsCommand()}
+	cmds := []*cobra.Command{storeCommands(), memberCommands(), programCommands(), keysCommands(), checkCommand(), budgetsCommand(), reportCommand()}
 	cmds = append(cmds, accessCommands()...)
 	return append(cmds, backupCommands()...)
 }
