@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/csv"
 	"io"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -77,6 +78,11 @@ type ReportTx interface {
 	// store if set) by their month of enrolment, the cohort's size and how many of it earned or
 	// redeemed anywhere in each month of the range.
 	ReportCohorts(ctx context.Context, q ReportQuery) ([]CohortMonth, error)
+	// SetStoreUnsynced keeps what a store last reported of its outbox (unsynced.go).
+	SetStoreUnsynced(ctx context.Context, store string, u Unsynced) error
+	// StoresUnsynced returns what each store last reported of its outbox, by store (stores that
+	// never did are left out).
+	StoresUnsynced(ctx context.Context) (map[string]Unsynced, error)
 }
 
 // Activity is the ledger's activity of a range (ReportTx.ReportActivity).
@@ -167,6 +173,65 @@ type SummaryReport struct {
 	Liability Liability       `json:"liability"`
 	Budgets   []BudgetUse     `json:"budgets"`
 	Conflicts []ConflictCount `json:"conflicts"`
+	Unsynced  UnsyncedTotal   `json:"unsynced"`
+}
+
+// UnsyncedTotal adds up what the stores (or the one store) last reported their outboxes hold:
+// what they spent offline that the hub has not seen yet, as reported by the stores.
+type UnsyncedTotal struct {
+	ReportedBy     string           `json:"reported_by"` // "stores"
+	Stores         int64            `json:"stores"`      // stores whose last report counts
+	Deltas         int64            `json:"deltas"`
+	PointsEarned   int64            `json:"points_earned"`
+	PointsRedeemed int64            `json:"points_redeemed"`
+	Budgets        map[string]int64 `json:"budgets"`
+	OldestAt       time.Time        `json:"oldest_at,omitzero"`
+	BacklogAgeMS   int64            `json:"backlog_age_ms"`
+}
+
+// addSat adds without overflowing: each term is at most loyalty.MaxBalance, but thousands of them
+// could pass the largest int64.
+func addSat(a, b int64) int64 {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
+}
+
+// unsyncedTotal adds up the stores' last reports (store: only that store's), the fresher of what
+// this process holds in memory and what is stored.
+func (h *Hub) unsyncedTotal(stored map[string]Unsynced, store string, now time.Time) UnsyncedTotal {
+	t := UnsyncedTotal{ReportedBy: "stores", Budgets: map[string]int64{}}
+	all := maps.Clone(stored)
+	if all == nil {
+		all = map[string]Unsynced{}
+	}
+	for id, hl := range h.liveHealth() {
+		if u := hl.Unsynced; u != nil {
+			if s, ok := all[id]; !ok || u.ReportedAt.After(s.ReportedAt) {
+				all[id] = *u
+			}
+		}
+	}
+	for id, u := range all {
+		if store != "" && id != store || u.Deltas == 0 {
+			continue
+		}
+		t.Stores++
+		t.Deltas = addSat(t.Deltas, u.Deltas)
+		t.PointsEarned = addSat(t.PointsEarned, u.PointsEarned)
+		t.PointsRedeemed = addSat(t.PointsRedeemed, u.PointsRedeemed)
+		for b, x := range u.Budgets {
+			t.Budgets[b] = addSat(t.Budgets[b], x)
+		}
+		if !u.OldestAt.IsZero() && (t.OldestAt.IsZero() || u.OldestAt.Before(t.OldestAt)) {
+			t.OldestAt = u.OldestAt
+		}
+	}
+	if !t.OldestAt.IsZero() {
+		t.BacklogAgeMS = max(now.Sub(t.OldestAt), 0).Milliseconds()
+	}
+	return t
 }
 
 // MembersFigures counts members (docs/REPORTS.md, "Members").
@@ -242,11 +307,12 @@ func (h *Hub) ReportSummary(ctx context.Context, q ReportQuery) (SummaryReport, 
 		return SummaryReport{}, err
 	}
 	var (
-		act     []Activity
-		mem     []MemberTotals
-		conf    []ConflictCount
-		months  []MonthActivity
-		program loyalty.Program
+		act      []Activity
+		mem      []MemberTotals
+		conf     []ConflictCount
+		months   []MonthActivity
+		program  loyalty.Program
+		unsynced map[string]Unsynced
 	)
 	err := h.Store.View(ctx, func(tx Tx) error {
 		if q.Store != "" {
@@ -267,7 +333,10 @@ func (h *Hub) ReportSummary(ctx context.Context, q ReportQuery) (SummaryReport, 
 		if conf, err = tx.ReportConflicts(ctx, q, false); err != nil {
 			return err
 		}
-		months, err = tx.ReportMonths(ctx, q)
+		if months, err = tx.ReportMonths(ctx, q); err != nil {
+			return err
+		}
+		unsynced, err = tx.StoresUnsynced(ctx)
 		return err
 	})
 	if err != nil {
@@ -295,6 +364,7 @@ func (h *Hub) ReportSummary(ctx context.Context, q ReportQuery) (SummaryReport, 
 	r.Points = PointsFigures{Issued: a.PointsIssued, Redeemed: a.PointsRedeemed,
 		RedemptionRate: ratio(float64(a.PointsRedeemed), float64(a.PointsIssued))}
 	r.Liability = liability(&program, m)
+	r.Unsynced = h.unsyncedTotal(unsynced, q.Store, h.Now())
 	for _, b := range budgets {
 		r.Budgets = append(r.Budgets, BudgetUse{ID: b.ID, Metric: b.Metric, Limit: b.Limit, Spent: b.Spent,
 			Outstanding: b.Outstanding, Used: ratio(float64(b.Spent), float64(b.Limit))})
@@ -462,6 +532,10 @@ type StoreReport struct {
 	RedemptionRate     Ratio           `json:"redemption_rate"`
 	Liability          Liability       `json:"liability"` // of the members whose home store it is
 	Conflicts          []ConflictCount `json:"conflicts"`
+	// Unsynced is what the store last reported its outbox holds (nil: it never reported it), and
+	// BacklogAgeMS the age of the oldest delta in it at the report's time, in milliseconds.
+	Unsynced     *Unsynced `json:"unsynced"`
+	BacklogAgeMS int64     `json:"backlog_age_ms"`
 }
 
 // ReportStores returns every store's figures of q's range (q.Store: that store's only).
@@ -470,11 +544,12 @@ func (h *Hub) ReportStores(ctx context.Context, q ReportQuery) (StoresReport, er
 		return StoresReport{}, err
 	}
 	var (
-		stores  []StoreInfo
-		act     []Activity
-		mem     []MemberTotals
-		conf    []ConflictCount
-		program loyalty.Program
+		stores   []StoreInfo
+		act      []Activity
+		mem      []MemberTotals
+		conf     []ConflictCount
+		program  loyalty.Program
+		unsynced map[string]Unsynced
 	)
 	err := h.Store.View(ctx, func(tx Tx) error {
 		var err error
@@ -496,12 +571,16 @@ func (h *Hub) ReportStores(ctx context.Context, q ReportQuery) (StoresReport, er
 		if mem, err = tx.ReportMembers(ctx, q, true); err != nil {
 			return err
 		}
-		conf, err = tx.ReportConflicts(ctx, q, true)
+		if conf, err = tx.ReportConflicts(ctx, q, true); err != nil {
+			return err
+		}
+		unsynced, err = tx.StoresUnsynced(ctx)
 		return err
 	})
 	if err != nil {
 		return StoresReport{}, err
 	}
+	now := h.Now()
 	live := h.liveHealth()
 	r := StoresReport{From: q.From.UTC(), To: q.To.UTC(), Stores: []StoreReport{}}
 	for _, s := range stores {
@@ -530,6 +609,11 @@ func (h *Hub) ReportStores(ctx context.Context, q ReportQuery) (StoresReport, er
 				sr.Conflicts = append(sr.Conflicts, c)
 			}
 		}
+		sr.Unsynced, sr.Health.Unsynced = sr.Health.Unsynced, nil
+		if u, ok := unsynced[s.ID]; ok && (sr.Unsynced == nil || u.ReportedAt.After(sr.Unsynced.ReportedAt)) {
+			sr.Unsynced = &u
+		}
+		sr.BacklogAgeMS = sr.Unsynced.BacklogAge(now).Milliseconds()
 		r.Stores = append(r.Stores, sr)
 	}
 	return r, nil

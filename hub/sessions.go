@@ -70,6 +70,9 @@ func (h *Hub) Seen(ctx context.Context, store string, s lsync.Health) error {
 	if !s.Connected || s.ClockOffsetMS == 0 && s.Outbox == 0 {
 		cur.ClockOffsetMS, cur.Outbox = prev.ClockOffsetMS, prev.Outbox
 	}
+	if cur.Unsynced = boundUnsynced(s.Unsynced, cur.ClockOffsetMS, s.At); cur.Unsynced == nil {
+		cur.Unsynced = prev.Unsynced // connects and disconnects say nothing of the outbox
+	}
 	cur.ClockSkewed = time.Duration(max(cur.ClockOffsetMS, -cur.ClockOffsetMS))*time.Millisecond > MaxClockSkew
 	if cur.ClockSkewed && !prev.ClockSkewed {
 		h.Logger.Warn("store clock is far off the hub's; its event times are corrected by the measured offset",
@@ -86,7 +89,14 @@ func (h *Hub) Seen(ctx context.Context, store string, s lsync.Health) error {
 	if claimed || known && prev.Connected == cur.Connected {
 		return nil
 	}
-	return h.Store.Update(Bookkeeping(ctx), func(tx Tx) error { return tx.SetStoreHealth(ctx, store, cur) })
+	return h.Store.Update(Bookkeeping(ctx), func(tx Tx) error {
+		if cur.Unsynced != nil {
+			if err := tx.SetStoreUnsynced(ctx, store, *cur.Unsynced); err != nil {
+				return err
+			}
+		}
+		return tx.SetStoreHealth(ctx, store, cur)
+	})
 }
 
 // liveSession is a store's session this process claimed.
@@ -237,10 +247,16 @@ func (h *Hub) RenewSessions(ctx context.Context) error {
 		}
 		for store, l := range held {
 			if started, ok := mine[store]; ok && started.Equal(l.started) {
-				if hl := health[store]; hl.Connected && (hl.Outbox != l.written.Outbox || hl.ClockOffsetMS != l.written.ClockOffsetMS) {
+				if hl := health[store]; hl.Connected && (hl.Outbox != l.written.Outbox || hl.ClockOffsetMS != l.written.ClockOffsetMS ||
+					!sameUnsynced(hl.Unsynced, l.written.Unsynced)) {
 					hl.LastSeen = now
 					if err := tx.SetStoreHealth(ctx, store, hl); err != nil {
 						return err
+					}
+					if hl.Unsynced != nil && !sameUnsynced(hl.Unsynced, l.written.Unsynced) {
+						if err := tx.SetStoreUnsynced(ctx, store, *hl.Unsynced); err != nil {
+							return err
+						}
 					}
 					written[store] = hl
 				}

@@ -445,6 +445,9 @@ type Health struct {
 	ClockOffsetMS int64     `json:"clock_offset_ms"`
 	ClockSkewed   bool      `json:"clock_skewed"` // more than MaxClockSkew off the hub's clock
 	Outbox        int64     `json:"outbox"`
+	// Unsynced is what the store's last ping said its outbox holds (unsynced.go; nil: it said
+	// nothing). The stores table does not keep it: Tx.SetStoreUnsynced does.
+	Unsynced *Unsynced `json:"unsynced,omitempty"`
 }
 
 // Session is a store's sync session as the database keeps it: which hub process holds it

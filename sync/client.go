@@ -457,6 +457,13 @@ func (s *clientSession) heartbeat(ctx context.Context) error {
 	}
 	st := s.Status()
 	ping := &Ping{SentAt: unixMilli(s.Now()), ClockOffsetMS: st.ClockOffset.Milliseconds(), Outbox: n}
+	if c, ok := s.Handler.(UnsyncedCounter); ok {
+		u, err := c.Unsynced(ctx)
+		if err != nil {
+			return err
+		}
+		ping.Unsynced = &u
+	}
 	if err := s.send(ctx, &Message{Type: TypePing, Ping: ping}); err != nil {
 		return err
 	}

@@ -249,6 +249,9 @@ type Ping struct {
 	SentAt        int64 `json:"sent_at"`         // agent clock, unix milliseconds
 	ClockOffsetMS int64 `json:"clock_offset_ms"` // hub clock minus agent clock, as last measured
 	Outbox        int64 `json:"outbox"`          // deltas not yet acknowledged
+	// Unsynced counts what those deltas earned, redeemed and spent of budgets (unsynced.go);
+	// left out by agents that do not count it.
+	Unsynced *Unsynced `json:"unsynced,omitempty"`
 }
 
 // Pong answers a Ping.

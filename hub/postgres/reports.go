@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -126,5 +127,32 @@ func (t *tx) ReportCohorts(ctx context.Context, q hub.ReportQuery) ([]hub.Cohort
 			out = append(out, c)
 			return err
 		})
+	return out, err
+}
+
+func (t *tx) SetStoreUnsynced(ctx context.Context, store string, u hub.Unsynced) error {
+	body, err := json.Marshal(u)
+	if err != nil {
+		return err
+	}
+	_, err = t.exec(ctx, `INSERT INTO store_unsynced (store, body, at) VALUES ($1, $2, $3)
+		ON CONFLICT (store) DO UPDATE SET body = excluded.body, at = excluded.at`, store, string(body), unixms.Of(u.ReportedAt))
+	return err
+}
+
+func (t *tx) StoresUnsynced(ctx context.Context) (map[string]hub.Unsynced, error) {
+	out := map[string]hub.Unsynced{}
+	err := t.each(ctx, `SELECT store, body FROM store_unsynced`, nil, func(rows pgx.Rows) error {
+		var store, body string
+		var u hub.Unsynced
+		if err := rows.Scan(&store, &body); err != nil {
+			return err
+		}
+		if err := json.Unmarshal([]byte(body), &u); err != nil {
+			return fmt.Errorf("store %s's unsynced report: %w", store, err)
+		}
+		out[store] = u
+		return nil
+	})
 	return out, err
 }

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 
 	"github.com/loyalty-edge-sync/loyalty/hub"
@@ -160,4 +161,35 @@ func scanAll(rows *sql.Rows, fn func() error) error {
 		}
 	}
 	return rows.Err()
+}
+
+func (t *tx) SetStoreUnsynced(ctx context.Context, store string, u hub.Unsynced) error {
+	body, err := json.Marshal(u)
+	if err != nil {
+		return err
+	}
+	_, err = t.ExecContext(ctx, `INSERT INTO store_unsynced (store, body, at) VALUES (?1, ?2, ?3)
+		ON CONFLICT (store) DO UPDATE SET body = excluded.body, at = excluded.at`, store, string(body), unixms.Of(u.ReportedAt))
+	return err
+}
+
+func (t *tx) StoresUnsynced(ctx context.Context) (map[string]hub.Unsynced, error) {
+	rows, err := t.QueryContext(ctx, `SELECT store, body FROM store_unsynced`)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]hub.Unsynced{}
+	err = scanAll(rows, func() error {
+		var store, body string
+		var u hub.Unsynced
+		if err := rows.Scan(&store, &body); err != nil {
+			return err
+		}
+		if err := json.Unmarshal([]byte(body), &u); err != nil {
+			return fmt.Errorf("store %s's unsynced report: %w", store, err)
+		}
+		out[store] = u
+		return nil
+	})
+	return out, err
 }

@@ -5,3 +5,11 @@
 CREATE INDEX deltas_event ON deltas (event_at) WHERE kind IN ('earn', 'redeem');
 CREATE INDEX members_created ON members (created_at);
 CREATE INDEX conflicts_at ON conflicts (at);
+
+-- What each store last reported of its outbox with its pings (hub.Unsynced, as JSON): the points
+-- and budget it spent offline that the hub has not seen yet. The store's claim, bounded by the hub.
+CREATE TABLE store_unsynced (
+	store text COLLATE "C" PRIMARY KEY,
+	body  text NOT NULL,
+	at    bigint NOT NULL
+);

@@ -1,0 +1,76 @@
+package sync_test
+
+import (
+	"context"
+	"maps"
+	"testing"
+	"time"
+
+	lsync "github.com/loyalty-edge-sync/loyalty/sync"
+)
+
+// unsyncedAgent is an agent that counts its outbox for its pings.
+type unsyncedAgent struct {
+	*agentFake
+	u lsync.Unsynced
+}
+
+func (a *unsyncedAgent) Unsynced(context.Context) (lsync.Unsynced, error) { return a.u, nil }
+
+// seenHub is a hub that passes on the health its pings carry.
+type seenHub struct {
+	*hubFake
+	seen chan lsync.Health
+}
+
+func (h *seenHub) Seen(ctx context.Context, store string, s lsync.Health) error {
+	if s.Unsynced != nil {
+		select {
+		case h.seen <- s:
+		default:
+		}
+	}
+	return nil
+}
+
+// An agent whose handler counts its outbox sends the count with its pings, and the hub's
+// handler receives it with the store's health.
+func TestPing_CarriesUnsynced(t *testing.T) {
+	h := &seenHub{hubFake: &hubFake{applied: map[string]bool{}, token: "secret"}, seen: make(chan lsync.Health, 1)}
+	srv := lsync.NewServer(h)
+	srv.Logger = quiet
+	srv.HeartbeatInterval = 10 * time.Millisecond // pings come often; the test waits for one, not for time
+	want := lsync.Unsynced{Deltas: 3, PointsEarned: 40, PointsRedeemed: 150, Budgets: map[string]int64{"coffees": 2}, OldestAt: 1767225600000}
+	a := &unsyncedAgent{agentFake: newAgentFake(0), u: want}
+	d := &pipeDialer{srv: srv}
+	c := lsync.NewClient("pipe://", "s1", "secret", d, a)
+	c.Logger, c.MinBackoff, c.MaxBackoff = quiet, time.Millisecond, 5*time.Millisecond
+	t.Cleanup(func() { srv.Close(); d.wg.Wait() })
+	run(t, c)
+	select {
+	case got := <-h.seen:
+		u := got.Unsynced
+		if u.Deltas != want.Deltas || u.PointsEarned != want.PointsEarned || u.PointsRedeemed != want.PointsRedeemed ||
+			u.OldestAt != want.OldestAt || !maps.Equal(u.Budgets, want.Budgets) {
+			t.Errorf("the hub was told %+v, want %+v", *u, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no ping with the outbox's count reached the hub")
+	}
+}
+
+// A ping from an agent that does not count its outbox (an older one) decodes without a count;
+// one that does keeps it through encoding.
+func TestPing_UnsyncedIsOptional(t *testing.T) {
+	m, err := lsync.Decode([]byte(`{"type":"ping","id":4,"ping":{"sent_at":1,"clock_offset_ms":2,"outbox":3}}`))
+	if err != nil || m.Ping.Unsynced != nil || m.Ping.Outbox != 3 {
+		t.Fatalf("an older agent's ping: %+v, %v", m.Ping, err)
+	}
+	b, err := lsync.Encode(&lsync.Message{Type: lsync.TypePing, ID: 5, Ping: &lsync.Ping{Outbox: 1, Unsynced: &lsync.Unsynced{Deltas: 1, PointsEarned: 7}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err = lsync.Decode(b); err != nil || m.Ping.Unsynced == nil || m.Ping.Unsynced.PointsEarned != 7 {
+		t.Fatalf("a ping with a count, decoded: %+v, %v", m.Ping, err)
+	}
+}
