@@ -212,7 +212,7 @@ func (d *Delta) Validate() error {
 		return Errorf(EINVALID, "delta id must be 1 to %d characters of UTF-8", MaxIDLength)
 	case !validID(d.Store):
 		return Errorf(EINVALID, "store id must be 1 to %d characters of UTF-8", MaxIDLength)
-	case !validID(d.Member):
+	case !validID(d.Member) && d.Kind != KindSale: // a sale without a member (sale.go) has none
 		return Errorf(EINVALID, "member id must be 1 to %d characters of UTF-8", MaxIDLength)
 	case !ValidText(d.Terminal, MaxIDLength) || !ValidText(d.OrderID, MaxIDLength) || !ValidText(d.Reward, MaxIDLength) ||
 		!ValidText(d.Voucher, MaxIDLength) || !ValidText(d.Reverses, MaxIDLength) || !ValidText(d.Rule, MaxIDLength) ||
@@ -249,8 +249,10 @@ func (d *Delta) Validate() error {
 			return Errorf(EINVALID, "a reversal names the change it reverses")
 		}
 	case KindAdjust, KindTier, KindExpire:
+	case KindSale:
+		return d.validateSale()
 	default:
-		return Errorf(EINVALID, "unknown kind %q (want earn, redeem, reverse or adjust)", d.Kind)
+		return Errorf(EINVALID, "unknown kind %q (want earn, redeem, reverse, adjust or sale)", d.Kind)
 	}
 	return nil
 }

@@ -195,6 +195,9 @@ func (a *applier) apply(ctx context.Context, store string, d loyalty.Delta) (lsy
 	if err := a.identity(store, &d); err != nil {
 		return a.reject(ctx, store, d, err)
 	}
+	if d.Kind == loyalty.KindSale {
+		return a.applySale(ctx, store, d, hash) // counted apart from the ledger (sales.go)
+	}
 	if e, found, err := a.lookup(ctx, d.ID); err != nil {
 		return lsync.Result{}, err
 	} else if found {

@@ -222,3 +222,27 @@ func (t batchTx) LastActivity(ctx context.Context, member string) (time.Time, er
 	}
 	return t.Tx.LastActivity(ctx, member)
 }
+
+// The reports' reads (reports.go) never run in a pushed batch; they flush all the same, so that
+// no read of the ledger can miss a batch's own deltas.
+
+func (t batchTx) ReportActivity(ctx context.Context, q ReportQuery, byStore bool) ([]Activity, error) {
+	if err := t.a.flush(ctx); err != nil {
+		return nil, err
+	}
+	return t.Tx.ReportActivity(ctx, q, byStore)
+}
+
+func (t batchTx) ReportMonths(ctx context.Context, q ReportQuery) ([]MonthActivity, error) {
+	if err := t.a.flush(ctx); err != nil {
+		return nil, err
+	}
+	return t.Tx.ReportMonths(ctx, q)
+}
+
+func (t batchTx) ReportCohorts(ctx context.Context, q ReportQuery) ([]CohortMonth, error) {
+	if err := t.a.flush(ctx); err != nil {
+		return nil, err
+	}
+	return t.Tx.ReportCohorts(ctx, q)
+}

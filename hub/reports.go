@@ -83,6 +83,15 @@ type ReportTx interface {
 	// StoresUnsynced returns what each store last reported of its outbox, by store (stores that
 	// never did are left out).
 	StoresUnsynced(ctx context.Context) (map[string]Unsynced, error)
+
+	// InsertSale counts a sale without a member (sales.go) unless its id, or its order at its
+	// store, is counted already; it reports whether it inserted.
+	InsertSale(ctx context.Context, s Sale) (bool, error)
+	// SaleHash returns the content hash of the counted sale with delta id id, if there is one.
+	SaleHash(ctx context.Context, id string) (hash string, found bool, err error)
+	// ReportSales sums the sales without a member with an event time in [q.From, q.To) (at
+	// q.Store if set) by currency, and by store with byStore.
+	ReportSales(ctx context.Context, q ReportQuery, byStore bool) ([]SalesTotal, error)
 }
 
 // Activity is the ledger's activity of a range (ReportTx.ReportActivity).
@@ -174,6 +183,48 @@ type SummaryReport struct {
 	Budgets   []BudgetUse     `json:"budgets"`
 	Conflicts []ConflictCount `json:"conflicts"`
 	Unsynced  UnsyncedTotal   `json:"unsynced"`
+	// Adoption compares members' purchases with the sales without a member the POS reported
+	// (POST /v1/sales), per currency.
+	Adoption []Adoption `json:"adoption"`
+}
+
+// Adoption is members' share of a range's sales in one currency: of the orders (adoption rate)
+// and of the amount (loyalty-influenced sales).
+type Adoption struct {
+	Currency          string `json:"currency"`
+	MemberPurchases   int64  `json:"member_purchases"`
+	MemberAmount      int64  `json:"member_amount"`
+	NonMemberSales    int64  `json:"non_member_sales"`
+	NonMemberAmount   int64  `json:"non_member_amount"`
+	AdoptionRate      Ratio  `json:"adoption_rate"`       // MemberPurchases / (MemberPurchases + NonMemberSales)
+	LoyaltySalesShare Ratio  `json:"loyalty_sales_share"` // MemberAmount / (MemberAmount + NonMemberAmount)
+}
+
+// adoption sets members' purchases beside the sales without a member, currency by currency.
+func adoption(members []CurrencySales, others []SalesTotal) []Adoption {
+	by := map[string]*Adoption{}
+	get := func(c string) *Adoption {
+		if by[c] == nil {
+			by[c] = &Adoption{Currency: c}
+		}
+		return by[c]
+	}
+	for _, m := range members {
+		a := get(m.Currency)
+		a.MemberPurchases, a.MemberAmount = m.Purchases, m.Amount
+	}
+	for _, o := range others {
+		a := get(o.Currency)
+		a.NonMemberSales, a.NonMemberAmount = o.Count, o.Amount
+	}
+	out := make([]Adoption, 0, len(by))
+	for _, a := range by {
+		a.AdoptionRate = ratio(float64(a.MemberPurchases), float64(a.MemberPurchases)+float64(a.NonMemberSales))
+		a.LoyaltySalesShare = ratio(float64(a.MemberAmount), float64(a.MemberAmount)+float64(a.NonMemberAmount))
+		out = append(out, *a)
+	}
+	slices.SortFunc(out, func(x, y Adoption) int { return compareStrings(x.Currency, y.Currency) })
+	return out
 }
 
 // UnsyncedTotal adds up what the stores (or the one store) last reported their outboxes hold:
@@ -313,6 +364,7 @@ func (h *Hub) ReportSummary(ctx context.Context, q ReportQuery) (SummaryReport, 
 		months   []MonthActivity
 		program  loyalty.Program
 		unsynced map[string]Unsynced
+		sales    []SalesTotal
 	)
 	err := h.Store.View(ctx, func(tx Tx) error {
 		if q.Store != "" {
@@ -334,6 +386,9 @@ func (h *Hub) ReportSummary(ctx context.Context, q ReportQuery) (SummaryReport, 
 			return err
 		}
 		if months, err = tx.ReportMonths(ctx, q); err != nil {
+			return err
+		}
+		if sales, err = tx.ReportSales(ctx, q, false); err != nil {
 			return err
 		}
 		unsynced, err = tx.StoresUnsynced(ctx)
@@ -365,6 +420,7 @@ func (h *Hub) ReportSummary(ctx context.Context, q ReportQuery) (SummaryReport, 
 		RedemptionRate: ratio(float64(a.PointsRedeemed), float64(a.PointsIssued))}
 	r.Liability = liability(&program, m)
 	r.Unsynced = h.unsyncedTotal(unsynced, q.Store, h.Now())
+	r.Adoption = adoption(a.Sales, sales)
 	for _, b := range budgets {
 		r.Budgets = append(r.Budgets, BudgetUse{ID: b.ID, Metric: b.Metric, Limit: b.Limit, Spent: b.Spent,
 			Outstanding: b.Outstanding, Used: ratio(float64(b.Spent), float64(b.Limit))})
@@ -534,8 +590,9 @@ type StoreReport struct {
 	Conflicts          []ConflictCount `json:"conflicts"`
 	// Unsynced is what the store last reported its outbox holds (nil: it never reported it), and
 	// BacklogAgeMS the age of the oldest delta in it at the report's time, in milliseconds.
-	Unsynced     *Unsynced `json:"unsynced"`
-	BacklogAgeMS int64     `json:"backlog_age_ms"`
+	Unsynced     *Unsynced  `json:"unsynced"`
+	BacklogAgeMS int64      `json:"backlog_age_ms"`
+	Adoption     []Adoption `json:"adoption"`
 }
 
 // ReportStores returns every store's figures of q's range (q.Store: that store's only).
@@ -550,6 +607,7 @@ func (h *Hub) ReportStores(ctx context.Context, q ReportQuery) (StoresReport, er
 		conf     []ConflictCount
 		program  loyalty.Program
 		unsynced map[string]Unsynced
+		sales    []SalesTotal
 	)
 	err := h.Store.View(ctx, func(tx Tx) error {
 		var err error
@@ -572,6 +630,9 @@ func (h *Hub) ReportStores(ctx context.Context, q ReportQuery) (StoresReport, er
 			return err
 		}
 		if conf, err = tx.ReportConflicts(ctx, q, true); err != nil {
+			return err
+		}
+		if sales, err = tx.ReportSales(ctx, q, true); err != nil {
 			return err
 		}
 		unsynced, err = tx.StoresUnsynced(ctx)
@@ -614,6 +675,13 @@ func (h *Hub) ReportStores(ctx context.Context, q ReportQuery) (StoresReport, er
 			sr.Unsynced = &u
 		}
 		sr.BacklogAgeMS = sr.Unsynced.BacklogAge(now).Milliseconds()
+		var own []SalesTotal
+		for _, x := range sales {
+			if x.Store == s.ID {
+				own = append(own, x)
+			}
+		}
+		sr.Adoption = adoption(sr.Sales, own)
 		r.Stores = append(r.Stores, sr)
 	}
 	return r, nil
@@ -675,6 +743,17 @@ func (r SummaryReport) WriteCSV(w io.Writer) error {
 	if r.Liability.Value != nil {
 		row("liability_value", r.Liability.Currency, fmtInt(*r.Liability.Value))
 	}
+	for _, a := range r.Adoption {
+		row("non_member_sales", a.Currency, fmtInt(a.NonMemberSales))
+		row("non_member_amount", a.Currency, fmtInt(a.NonMemberAmount))
+		row("adoption_rate", a.Currency, fmtRatio(a.AdoptionRate))
+		row("loyalty_sales_share", a.Currency, fmtRatio(a.LoyaltySalesShare))
+	}
+	row("unsynced_stores", "", fmtInt(r.Unsynced.Stores))
+	row("unsynced_deltas", "", fmtInt(r.Unsynced.Deltas))
+	row("unsynced_points_earned", "", fmtInt(r.Unsynced.PointsEarned))
+	row("unsynced_points_redeemed", "", fmtInt(r.Unsynced.PointsRedeemed))
+	row("unsynced_backlog_age_ms", "", fmtInt(r.Unsynced.BacklogAgeMS))
 	for _, b := range r.Budgets {
 		row("budget_spent:"+b.ID, "", fmtInt(b.Spent))
 		row("budget_used:"+b.ID, "", fmtRatio(b.Used))

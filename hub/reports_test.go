@@ -40,6 +40,7 @@ type history struct {
 	members map[string]histMember
 	deltas  []loyalty.Delta // applied, in order
 	at      map[string]time.Time
+	sales   []loyalty.Delta // sales without a member, counted
 }
 
 type histMember struct {
@@ -111,6 +112,23 @@ func genHistory(t *testing.T, h *hub.Hub, clock *time.Time, rng *rand.Rand, star
 			hs.members[id] = histMember{id: id, home: store, created: at}
 			ids = append(ids, id)
 			pulled()
+		case x < 30: // a sale without a member; its retry, and another sale for its order, count nothing
+			d := loyalty.Delta{ID: loyalty.NewDeltaID(), Store: store, Kind: loyalty.KindSale, Amount: int64(rng.IntN(20000) + 1),
+				Currency: []string{"EUR", "CHF", "USD"}[rng.IntN(3)], OccurredAt: at, OrderID: "N-" + strconv.Itoa(len(hs.sales))}
+			*clock = at.Add(time.Second)
+			want := []string{lsync.StatusApplied, lsync.StatusDuplicate, lsync.StatusRejected}
+			again := d
+			again.ID = loyalty.NewDeltaID()
+			ack, err := h.Push(ctx, store, []loyalty.Delta{d, d, again})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, r := range ack.Results {
+				if r.Status != want[i] {
+					t.Fatalf("sale without a member, delivery %d: %s %s (%s), want %s", i, r.Status, r.Code, r.Message, want[i])
+				}
+			}
+			hs.sales = append(hs.sales, d)
 		case x < 70: // a sale
 			m := ids[rng.IntN(len(ids))]
 			amount := int64(rng.IntN(20000) + 50)
@@ -164,6 +182,7 @@ type expected struct {
 	issued, redeemed             int64
 	liability, overdrawn         int64
 	byCurrency                   map[string]hub.CurrencySales
+	nonMember                    map[string]hub.SalesTotal
 	monthActive, monthRetained   map[int64]int64
 	cohortSize                   map[int64]int64
 	cohortActive                 map[[2]int64]int64
@@ -172,9 +191,16 @@ type expected struct {
 func monthOf(t time.Time) int64 { t = t.UTC(); return int64(t.Year())*12 + int64(t.Month()) - 1 }
 
 func (hs *history) expect(from, to time.Time, store string) expected {
-	e := expected{byCurrency: map[string]hub.CurrencySales{}, monthActive: map[int64]int64{}, monthRetained: map[int64]int64{},
+	e := expected{byCurrency: map[string]hub.CurrencySales{}, nonMember: map[string]hub.SalesTotal{}, monthActive: map[int64]int64{}, monthRetained: map[int64]int64{},
 		cohortSize: map[int64]int64{}, cohortActive: map[[2]int64]int64{}}
 	in := func(x time.Time) bool { return !x.Before(from) && x.Before(to) }
+	for _, d := range hs.sales {
+		if in(d.EventTime()) && (store == "" || d.Store == store) {
+			n := e.nonMember[d.Currency]
+			n.Currency, n.Count, n.Amount = d.Currency, n.Count+1, n.Amount+d.Amount
+			e.nonMember[d.Currency] = n
+		}
+	}
 	full := map[string]bool{}
 	refunded := map[string]int64{}
 	balance := map[string]int64{}
@@ -385,6 +411,8 @@ func TestReports_MatchTheLedger(t *testing.T) {
 				t.Errorf("currencies %v, want those of %v", currencies, e.byCurrency)
 			}
 
+			checkAdoption(t, r.Adoption, e)
+
 			// Conflicts by kind, from the hub's list of conflicts.
 			all, err := h.Conflicts(ctx, 100000)
 			if err != nil {
@@ -444,6 +472,7 @@ func TestReports_MatchTheLedger(t *testing.T) {
 		for _, c := range s.Sales {
 			eq(t, s.Store+" "+c.Currency+" amount", c.Amount, e.byCurrency[c.Currency].Amount)
 		}
+		checkAdoption(t, s.Adoption, e)
 	}
 }
 
@@ -483,5 +512,28 @@ func TestReports_Refusals(t *testing.T) {
 	}
 	if _, err := h.ReportSummary(ctx, hub.ReportQuery{From: t0, To: t0.Add(hub.MaxReportRange)}); err != nil {
 		t.Errorf("a range of exactly MaxReportRange: %v", err)
+	}
+}
+
+// checkAdoption compares a report's adoption figures with the expected purchases and sales.
+func checkAdoption(t *testing.T, got []hub.Adoption, e expected) {
+	t.Helper()
+	currencies := map[string]bool{}
+	for c := range e.byCurrency {
+		currencies[c] = true
+	}
+	for c := range e.nonMember {
+		currencies[c] = true
+	}
+	if len(got) != len(currencies) {
+		t.Errorf("adoption in %d currencies, want %d", len(got), len(currencies))
+	}
+	for _, a := range got {
+		m, n := e.byCurrency[a.Currency], e.nonMember[a.Currency]
+		eq(t, a.Currency+" member purchases", a.MemberPurchases, m.Purchases)
+		eq(t, a.Currency+" non-member sales", a.NonMemberSales, n.Count)
+		eq(t, a.Currency+" non-member amount", a.NonMemberAmount, n.Amount)
+		ratioIs(t, a.Currency+" adoption_rate", a.AdoptionRate, float64(m.Purchases), float64(m.Purchases+n.Count))
+		ratioIs(t, a.Currency+" loyalty_sales_share", a.LoyaltySalesShare, float64(m.Amount), float64(m.Amount+n.Amount))
 	}
 }

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -154,5 +155,37 @@ func (t *tx) StoresUnsynced(ctx context.Context) (map[string]hub.Unsynced, error
 		out[store] = u
 		return nil
 	})
+	return out, err
+}
+
+func (t *tx) InsertSale(ctx context.Context, s hub.Sale) (bool, error) {
+	tag, err := t.exec(ctx, `INSERT INTO sales (id, store, order_id, amount, currency, event_at, received_at, hash)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`,
+		s.ID, s.Store, s.OrderID, s.Amount, s.Currency, unixms.Of(s.EventAt), unixms.Of(s.ReceivedAt), s.Hash)
+	if err != nil {
+		return false, err
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+func (t *tx) SaleHash(ctx context.Context, id string) (string, bool, error) {
+	var h string
+	err := t.queryRow(ctx, `SELECT hash FROM sales WHERE id = $1`, id).Scan(&h)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", false, nil
+	}
+	return h, err == nil, err
+}
+
+func (t *tx) ReportSales(ctx context.Context, q hub.ReportQuery, byStore bool) ([]hub.SalesTotal, error) {
+	var out []hub.SalesTotal
+	err := t.each(ctx, `SELECT CASE WHEN $4::boolean THEN store ELSE '' END AS k, currency, COUNT(*), COALESCE(SUM(amount), 0)::bigint
+		FROM sales WHERE event_at >= $1 AND event_at < $2 AND ($3::text = '' OR store = $3::text) GROUP BY k, currency ORDER BY k, currency`,
+		[]any{unixms.Of(q.From), unixms.Of(q.To), q.Store, byStore}, func(rows pgx.Rows) error {
+			var s hub.SalesTotal
+			err := rows.Scan(&s.Store, &s.Currency, &s.Count, &s.Amount)
+			out = append(out, s)
+			return err
+		})
 	return out, err
 }

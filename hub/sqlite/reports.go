@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/loyalty-edge-sync/loyalty/hub"
@@ -190,6 +191,43 @@ func (t *tx) StoresUnsynced(ctx context.Context) (map[string]hub.Unsynced, error
 		}
 		out[store] = u
 		return nil
+	})
+	return out, err
+}
+
+func (t *tx) InsertSale(ctx context.Context, s hub.Sale) (bool, error) {
+	res, err := t.ExecContext(ctx, `INSERT INTO sales (id, store, order_id, amount, currency, event_at, received_at, hash)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+		s.ID, s.Store, s.OrderID, s.Amount, s.Currency, unixms.Of(s.EventAt), unixms.Of(s.ReceivedAt), s.Hash)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+func (t *tx) SaleHash(ctx context.Context, id string) (string, bool, error) {
+	var h string
+	err := t.QueryRowContext(ctx, `SELECT hash FROM sales WHERE id = ?`, id).Scan(&h)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", false, nil
+	}
+	return h, err == nil, err
+}
+
+func (t *tx) ReportSales(ctx context.Context, q hub.ReportQuery, byStore bool) ([]hub.SalesTotal, error) {
+	rows, err := t.QueryContext(ctx, `SELECT CASE WHEN ?4 THEN store ELSE '' END AS k, currency, COUNT(*), COALESCE(SUM(amount), 0)
+		FROM sales WHERE event_at >= ?1 AND event_at < ?2 AND (?3 = '' OR store = ?3) GROUP BY k, currency ORDER BY k, currency`,
+		unixms.Of(q.From), unixms.Of(q.To), q.Store, byStore)
+	if err != nil {
+		return nil, err
+	}
+	var out []hub.SalesTotal
+	err = scanAll(rows, func() error {
+		var s hub.SalesTotal
+		err := rows.Scan(&s.Store, &s.Currency, &s.Count, &s.Amount)
+		out = append(out, s)
+		return err
 	})
 	return out, err
 }

@@ -13,3 +13,19 @@ CREATE TABLE store_unsynced (
 	body  text NOT NULL,
 	at    bigint NOT NULL
 );
+
+-- Sales without a member (hub/sales.go): counted once by delta id, at most one per order at a
+-- store, summed by event time for the reports' adoption rate and loyalty-influenced sales. No
+-- personal data: the order id, the amount and the currency.
+CREATE TABLE sales (
+	id          text COLLATE "C" PRIMARY KEY,
+	store       text NOT NULL,
+	order_id    text NOT NULL,
+	amount      bigint NOT NULL,
+	currency    text NOT NULL,
+	event_at    bigint NOT NULL,
+	received_at bigint NOT NULL,
+	hash        text NOT NULL,
+	UNIQUE (store, order_id)
+);
+CREATE INDEX sales_event ON sales (event_at);

@@ -13,3 +13,19 @@ CREATE TABLE store_unsynced (
 	body  TEXT NOT NULL,
 	at    INTEGER NOT NULL
 ) WITHOUT ROWID;
+
+-- Sales without a member (hub/sales.go): counted once by delta id, at most one per order at a
+-- store, summed by event time for the reports' adoption rate and loyalty-influenced sales. No
+-- personal data: the order id, the amount and the currency.
+CREATE TABLE sales (
+	id          TEXT PRIMARY KEY,
+	store       TEXT NOT NULL,
+	order_id    TEXT NOT NULL,
+	amount      INTEGER NOT NULL,
+	currency    TEXT NOT NULL,
+	event_at    INTEGER NOT NULL,
+	received_at INTEGER NOT NULL,
+	hash        TEXT NOT NULL,
+	UNIQUE (store, order_id)
+);
+CREATE INDEX sales_event ON sales (event_at);
