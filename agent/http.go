@@ -260,6 +260,7 @@ func (s *Server) routes(mux router) {
 	mux.HandleFunc("POST /v1/earn", handle(s, s.Agent.Earn))
 	mux.HandleFunc("POST /v1/redeem", handle(s, s.Agent.Redeem))
 	mux.HandleFunc("POST /v1/reverse", handle(s, s.Agent.Reverse))
+	mux.HandleFunc("POST /v1/sales", handle(s, s.Agent.Sale)) // a sale without a member (sales.go)
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		st, err := s.Agent.Status(r.Context())
 		s.reply(w, r, st, err)

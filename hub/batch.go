@@ -246,3 +246,10 @@ func (t batchTx) ReportCohorts(ctx context.Context, q ReportQuery) ([]CohortMont
 	}
 	return t.Tx.ReportCohorts(ctx, q)
 }
+
+func (t batchTx) ReportSales(ctx context.Context, q ReportQuery, byStore bool) ([]SalesTotal, error) {
+	if err := t.a.flush(ctx); err != nil {
+		return nil, err
+	}
+	return t.Tx.ReportSales(ctx, q, byStore)
+}

@@ -129,6 +129,12 @@ func genHistory(t *testing.T, h *hub.Hub, clock *time.Time, rng *rand.Rand, star
 				}
 			}
 			hs.sales = append(hs.sales, d)
+			if rng.IntN(5) == 0 { // the member's card is scanned after all: the order becomes a member's purchase
+				m := ids[rng.IntN(len(ids))]
+				apply(loyalty.Delta{ID: loyalty.NewDeltaID(), Store: store, Member: m, Kind: loyalty.KindEarn, Amount: d.Amount,
+					Currency: "EUR", Points: d.Amount / 100, RuleVersion: p.Version, OccurredAt: at.Add(time.Minute), OrderID: d.OrderID})
+				at = at.Add(time.Minute)
+			}
 		case x < 70: // a sale
 			m := ids[rng.IntN(len(ids))]
 			amount := int64(rng.IntN(20000) + 50)
@@ -194,8 +200,14 @@ func (hs *history) expect(from, to time.Time, store string) expected {
 	e := expected{byCurrency: map[string]hub.CurrencySales{}, nonMember: map[string]hub.SalesTotal{}, monthActive: map[int64]int64{}, monthRetained: map[int64]int64{},
 		cohortSize: map[int64]int64{}, cohortActive: map[[2]int64]int64{}}
 	in := func(x time.Time) bool { return !x.Before(from) && x.Before(to) }
+	earned := map[[2]string]bool{} // store and order of every member's purchase
+	for _, d := range hs.deltas {
+		if d.Kind == loyalty.KindEarn {
+			earned[[2]string{d.Store, d.OrderID}] = true
+		}
+	}
 	for _, d := range hs.sales {
-		if in(d.EventTime()) && (store == "" || d.Store == store) {
+		if in(d.EventTime()) && (store == "" || d.Store == store) && !earned[[2]string{d.Store, d.OrderID}] {
 			n := e.nonMember[d.Currency]
 			n.Currency, n.Count, n.Amount = d.Currency, n.Count+1, n.Amount+d.Amount
 			e.nonMember[d.Currency] = n

@@ -215,9 +215,13 @@ func (t *tx) SaleHash(ctx context.Context, id string) (string, bool, error) {
 	return h, err == nil, err
 }
 
+// ReportSales leaves out a sale whose order later earned points for a member at the store (a card
+// scanned after the sale was reported): that order is a member's purchase.
 func (t *tx) ReportSales(ctx context.Context, q hub.ReportQuery, byStore bool) ([]hub.SalesTotal, error) {
 	rows, err := t.QueryContext(ctx, `SELECT CASE WHEN ?4 THEN store ELSE '' END AS k, currency, COUNT(*), COALESCE(SUM(amount), 0)
-		FROM sales WHERE event_at >= ?1 AND event_at < ?2 AND (?3 = '' OR store = ?3) GROUP BY k, currency ORDER BY k, currency`,
+		FROM sales WHERE event_at >= ?1 AND event_at < ?2 AND (?3 = '' OR store = ?3)
+			AND NOT EXISTS (SELECT 1 FROM deltas d WHERE d.store = sales.store AND d.order_id = sales.order_id AND d.order_id != '' AND d.kind = 'earn')
+		GROUP BY k, currency ORDER BY k, currency`,
 		unixms.Of(q.From), unixms.Of(q.To), q.Store, byStore)
 	if err != nil {
 		return nil, err
