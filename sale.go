@@ -15,6 +15,14 @@ type SaleRequest struct {
 	Currency string `json:"currency"`
 }
 
+// SaleReceipt answers a SaleRequest: the order, the delta that carries the sale to the hub, and
+// whether the store was offline (the sale then reaches the hub when the store is back).
+type SaleReceipt struct {
+	OrderID string   `json:"order_id"`
+	Deltas  []string `json:"delta_ids"`
+	Offline bool     `json:"offline,omitempty"`
+}
+
 // Validate checks a sale report.
 func (r *SaleRequest) Validate() error {
 	if err := ValidateOrderID(r.OrderID); err != nil {

@@ -12,11 +12,11 @@ import (
 // for the reports' adoption rate and loyalty-influenced sales. The order id is the idempotency
 // key, and an order that earned points for a member at this store is a member's sale already:
 // it is refused as a sale without a member (ECONFLICT).
-func (a *Agent) Sale(ctx context.Context, req loyalty.SaleRequest) (loyalty.Receipt, error) {
+func (a *Agent) Sale(ctx context.Context, req loyalty.SaleRequest) (loyalty.SaleReceipt, error) {
 	if err := req.Validate(); err != nil {
-		return loyalty.Receipt{}, err
+		return loyalty.SaleReceipt{}, err
 	}
-	return a.once(ctx, "sale", req.OrderID, req, func(tx Tx, offline bool) (loyalty.Receipt, error) {
+	r, err := a.once(ctx, "sale", req.OrderID, req, func(tx Tx, offline bool) (loyalty.Receipt, error) {
 		if _, _, earned, err := tx.PosResult(ctx, "earn", req.OrderID); err != nil {
 			return loyalty.Receipt{}, err
 		} else if earned {
@@ -36,4 +36,5 @@ func (a *Agent) Sale(ctx context.Context, req loyalty.SaleRequest) (loyalty.Rece
 		}
 		return loyalty.Receipt{Deltas: []string{d.ID}}, nil
 	})
+	return loyalty.SaleReceipt{OrderID: r.OrderID, Deltas: r.Deltas, Offline: r.Offline}, err
 }

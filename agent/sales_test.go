@@ -22,9 +22,12 @@ func TestSale_POSCall(t *testing.T) {
 	if status != http.StatusOK {
 		t.Fatalf("POST /v1/sales: %d %s", status, first)
 	}
-	var r loyalty.Receipt
-	if err := json.Unmarshal(first, &r); err != nil || len(r.Deltas) != 1 || r.Member != "" || r.Points != 0 || !r.Offline || r.OrderID != "N-1" {
-		t.Fatalf("receipt %s (%v): want one delta, no member, no points, offline", first, err)
+	var r loyalty.SaleReceipt
+	if err := json.Unmarshal(first, &r); err != nil || len(r.Deltas) != 1 || !r.Offline || r.OrderID != "N-1" {
+		t.Fatalf("receipt %s (%v): want one delta, offline", first, err)
+	}
+	if string(first) != `{"order_id":"N-1","delta_ids":["`+r.Deltas[0]+`"],"offline":true}`+"\n" {
+		t.Errorf("receipt %s: want the order, the delta and offline only", first)
 	}
 	if status, again := posDo(t, base, "POST", "/v1/sales", body, ""); status != http.StatusOK || string(again) != string(first) {
 		t.Errorf("retry: %d %s, want the first answer %s", status, again, first)

@@ -445,6 +445,9 @@ func (s *clientSession) start(ctx context.Context) error {
 	if s.cursor, err = s.Handler.Cursor(ctx); err != nil {
 		return err
 	}
+	if err := s.reportBacklog(ctx); err != nil { // unsynced.go
+		return err
+	}
 	return s.pushMore(ctx)
 }
 

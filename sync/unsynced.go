@@ -21,3 +21,21 @@ type Unsynced struct {
 type UnsyncedCounter interface {
 	Unsynced(ctx context.Context) (Unsynced, error)
 }
+
+// reportBacklog tells the hub, at a session's start and before the outbox goes out, what the
+// outbox holds: a ping with the handler's count, if it counts and the outbox is not empty. The
+// hub then sees a store's offline backlog at once, while a long catch-up is still being pushed,
+// rather than at the first heartbeat. Hubs of every version answer pings.
+func (s *clientSession) reportBacklog(ctx context.Context) error {
+	c, ok := s.Handler.(UnsyncedCounter)
+	if !ok {
+		return nil
+	}
+	u, err := c.Unsynced(ctx)
+	if err != nil || u.Deltas == 0 {
+		return err
+	}
+	st := s.Status()
+	ping := &Ping{SentAt: unixMilli(s.Now()), ClockOffsetMS: st.ClockOffset.Milliseconds(), Outbox: u.Deltas, Unsynced: &u}
+	return s.send(ctx, &Message{Type: TypePing, Ping: ping})
+}

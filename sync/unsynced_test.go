@@ -3,6 +3,9 @@ package sync_test
 import (
 	"context"
 	"maps"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -72,5 +75,43 @@ func TestPing_UnsyncedIsOptional(t *testing.T) {
 	}
 	if m, err = lsync.Decode(b); err != nil || m.Ping.Unsynced == nil || m.Ping.Unsynced.PointsEarned != 7 {
 		t.Fatalf("a ping with a count, decoded: %+v, %v", m.Ping, err)
+	}
+}
+
+// orderHub records, in the order the session calls it, the pushes and the pings that carry an
+// outbox's count.
+type orderHub struct {
+	*hubFake
+}
+
+func (h *orderHub) Seen(ctx context.Context, store string, s lsync.Health) error {
+	if s.Unsynced != nil {
+		h.log("unsynced " + strconv.FormatInt(s.Unsynced.Deltas, 10))
+	}
+	return nil
+}
+
+// At a session's start an agent that counts its outbox tells the hub what it holds before it
+// pushes any of it, so that a store's backlog shows while a long catch-up is pushed.
+func TestSession_ReportsBacklogBeforePushing(t *testing.T) {
+	h := &orderHub{hubFake: &hubFake{applied: map[string]bool{}, token: "secret"}}
+	srv := lsync.NewServer(h)
+	srv.Logger = quiet
+	a := &unsyncedAgent{agentFake: newAgentFake(3), u: lsync.Unsynced{Deltas: 3, PointsEarned: 12}}
+	d := &pipeDialer{srv: srv}
+	c := lsync.NewClient("pipe://", "s1", "secret", d, a)
+	c.Logger, c.MinBackoff, c.MaxBackoff = quiet, time.Millisecond, 5*time.Millisecond
+	t.Cleanup(func() { srv.Close(); d.wg.Wait() })
+	run(t, c)
+	eventually(t, "the outbox pushed", func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return len(h.applied) == 3
+	})
+	h.mu.Lock()
+	calls := slices.Clone(h.calls)
+	h.mu.Unlock()
+	if len(calls) < 4 || calls[0] != "unsynced 3" || !strings.HasPrefix(calls[1], "push ") {
+		t.Errorf("calls %q; want the count of 3 first, then the pushes", calls)
 	}
 }
