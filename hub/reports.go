@@ -783,7 +783,8 @@ func (r CohortReport) WriteCSV(w io.Writer) error {
 func (r StoresReport) WriteCSV(w io.Writer) error {
 	c := csv.NewWriter(w)
 	c.Write([]string{"store", "connected", "last_seen", "outbox", "active", "purchases", "currency", "sales_purchases", "sales_amount",
-		"points_issued", "points_redeemed", "liability_points", "conflicts"})
+		"non_member_sales", "non_member_amount", "points_issued", "points_redeemed", "liability_points", "conflicts",
+		"unsynced_deltas", "unsynced_points_earned", "unsynced_points_redeemed", "backlog_age_ms"})
 	for _, s := range r.Stores {
 		seen := ""
 		if !s.Health.LastSeen.IsZero() {
@@ -793,14 +794,19 @@ func (r StoresReport) WriteCSV(w io.Writer) error {
 		for _, k := range s.Conflicts {
 			conflicts += k.Count
 		}
-		sales := s.Sales
-		if len(sales) == 0 {
-			sales = []CurrencySales{{}}
+		var u Unsynced
+		if s.Unsynced != nil {
+			u = *s.Unsynced
 		}
-		for _, x := range sales {
+		rows := s.Adoption // one row per currency of sales, members' or not
+		if len(rows) == 0 {
+			rows = []Adoption{{}}
+		}
+		for _, x := range rows {
 			c.Write([]string{s.Store, strconv.FormatBool(s.Health.Connected), seen, fmtInt(s.Health.Outbox), fmtInt(s.Active),
-				fmtInt(s.Purchases), x.Currency, fmtInt(x.Purchases), fmtInt(x.Amount), fmtInt(s.PointsIssued), fmtInt(s.PointsRedeemed),
-				fmtInt(s.Liability.Points), fmtInt(conflicts)})
+				fmtInt(s.Purchases), x.Currency, fmtInt(x.MemberPurchases), fmtInt(x.MemberAmount), fmtInt(x.NonMemberSales),
+				fmtInt(x.NonMemberAmount), fmtInt(s.PointsIssued), fmtInt(s.PointsRedeemed), fmtInt(s.Liability.Points), fmtInt(conflicts),
+				fmtInt(u.Deltas), fmtInt(u.PointsEarned), fmtInt(u.PointsRedeemed), fmtInt(s.BacklogAgeMS)})
 		}
 	}
 	c.Flush()

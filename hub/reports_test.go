@@ -63,6 +63,7 @@ func genHistory(t *testing.T, h *hub.Hub, clock *time.Time, rng *rand.Rand, star
 	p := loyalty.DefaultProgram()
 	p.Earn.Currencies = []loyalty.CurrencyRate{{Currency: "CHF", PointsPerUnit: 2, UnitMinor: 100}}
 	p.PointValue = &loyalty.PointValue{Minor: 1, Points: 2}
+	p.Actions = []loyalty.ActionRule{{ID: "review", Points: 25}}
 	if _, err := h.SetProgram(ctx, p); err != nil {
 		t.Fatal(err)
 	}
@@ -112,6 +113,16 @@ func genHistory(t *testing.T, h *hub.Hub, clock *time.Time, rng *rand.Rand, star
 			hs.members[id] = histMember{id: id, home: store, created: at}
 			ids = append(ids, id)
 			pulled()
+		case x < 16: // an action online (a review): points issued, but no purchase and no activity
+			*clock = at
+			m := ids[rng.IntN(len(ids))]
+			r, err := h.Action(ctx, loyalty.ActionRequest{OrderID: "R-" + strconv.Itoa(len(hs.deltas)), MemberID: m, Action: "review"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			hs.deltas = append(hs.deltas, loyalty.Delta{ID: r.Deltas[0], Store: loyalty.OnlineStore, Member: m, Kind: loyalty.KindEarn,
+				Rule: "review", Points: r.Points, OccurredAt: at})
+			balances[m] += r.Points
 		case x < 30: // a sale without a member; its retry, and another sale for its order, count nothing
 			d := loyalty.Delta{ID: loyalty.NewDeltaID(), Store: store, Kind: loyalty.KindSale, Amount: int64(rng.IntN(20000) + 1),
 				Currency: []string{"EUR", "CHF", "USD"}[rng.IntN(3)], OccurredAt: at, OrderID: "N-" + strconv.Itoa(len(hs.sales))}
@@ -253,6 +264,12 @@ func (hs *history) expect(from, to time.Time, store string) expected {
 			continue
 		}
 		mon := monthOf(d.EventTime())
+		if d.Rule != "" { // an action: its points count as issued, nothing else
+			if store == "" || d.Store == store {
+				e.issued += d.Points
+			}
+			continue
+		}
 		if m := hs.members[d.Member]; in(m.created) && (store == "" || m.home == store) {
 			k := [2]int64{monthOf(m.created), mon}
 			if anyMonths[k] == nil {

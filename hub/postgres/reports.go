@@ -39,7 +39,7 @@ func (t *tx) ReportActivity(ctx context.Context, q hub.ReportQuery, byStore bool
 	err := t.each(ctx, `WITH a AS (`+reportDeltas+`), p AS (`+reportPurchases+`),
 		pm AS (SELECT k, member, COUNT(*) AS n FROM p GROUP BY k, member)
 		SELECT g.k, g.active, g.issued, g.redeemed, COALESCE(b.buyers, 0), COALESCE(b.repeaters, 0), COALESCE(b.purchases, 0)
-		FROM (SELECT k, COUNT(DISTINCT member) AS active, COALESCE(SUM(CASE WHEN kind = 'earn' THEN points END), 0)::bigint AS issued,
+		FROM (SELECT k, COUNT(DISTINCT CASE WHEN kind = 'redeem' OR rule = '' THEN member END) AS active, COALESCE(SUM(CASE WHEN kind = 'earn' THEN points END), 0)::bigint AS issued,
 				(-COALESCE(SUM(CASE WHEN kind = 'redeem' THEN points END), 0))::bigint AS redeemed FROM a GROUP BY k) g
 		LEFT JOIN (SELECT k, COUNT(*) AS buyers, SUM(CASE WHEN n >= 2 THEN 1 ELSE 0 END)::bigint AS repeaters, SUM(n)::bigint AS purchases
 			FROM pm GROUP BY k) b ON b.k = g.k
@@ -102,7 +102,7 @@ func (t *tx) ReportConflicts(ctx context.Context, q hub.ReportQuery, byStore boo
 func (t *tx) ReportMonths(ctx context.Context, q hub.ReportQuery) ([]hub.MonthActivity, error) {
 	var out []hub.MonthActivity
 	err := t.each(ctx, `WITH am AS (SELECT DISTINCT d.member AS member, `+monthOf("d.event_at")+` AS mon
-			FROM deltas d WHERE d.kind IN ('earn', 'redeem') AND d.event_at >= $1 AND d.event_at < $2 AND ($3::text = '' OR d.store = $3::text))
+			FROM deltas d WHERE d.kind IN ('earn', 'redeem') AND (d.kind = 'redeem' OR d.rule = '') AND d.event_at >= $1 AND d.event_at < $2 AND ($3::text = '' OR d.store = $3::text))
 		SELECT a.mon, COUNT(*), COUNT(*) FILTER (WHERE EXISTS (SELECT 1 FROM am b WHERE b.member = a.member AND b.mon = a.mon + 1))
 		FROM am a GROUP BY a.mon ORDER BY a.mon`, []any{unixms.Of(q.From), unixms.Of(q.To), q.Store}, func(rows pgx.Rows) error {
 		var m hub.MonthActivity
@@ -119,7 +119,7 @@ func (t *tx) ReportCohorts(ctx context.Context, q hub.ReportQuery) ([]hub.Cohort
 			WHERE created_at >= $1 AND created_at < $2 AND ($3::text = '' OR home_store = $3::text)),
 		s AS (SELECT cohort, COUNT(*) AS size FROM c GROUP BY cohort),
 		am AS (SELECT DISTINCT d.member AS member, `+monthOf("d.event_at")+` AS mon
-			FROM deltas d WHERE d.kind IN ('earn', 'redeem') AND d.event_at >= $1 AND d.event_at < $2),
+			FROM deltas d WHERE d.kind IN ('earn', 'redeem') AND (d.kind = 'redeem' OR d.rule = '') AND d.event_at >= $1 AND d.event_at < $2),
 		x AS (SELECT c.cohort AS cohort, am.mon AS mon, COUNT(*) AS n FROM c JOIN am ON am.member = c.id GROUP BY c.cohort, am.mon)
 		SELECT s.cohort, s.size, COALESCE(x.mon, 0), COALESCE(x.n, 0) FROM s LEFT JOIN x ON x.cohort = s.cohort ORDER BY s.cohort, x.mon`,
 		[]any{unixms.Of(q.From), unixms.Of(q.To), q.Store}, func(rows pgx.Rows) error {
