@@ -1,0 +1,71 @@
+package hub_test
+
+import (
+	"context"
+	"encoding/csv"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/loyalty-edge-sync/loyalty"
+	"github.com/loyalty-edge-sync/loyalty/hub"
+	"github.com/loyalty-edge-sync/loyalty/internal/jsonapi/jsonapitest"
+)
+
+// The report endpoints over HTTP: a report key reads them as JSON and CSV, an online key may not,
+// and malformed queries are refused with EINVALID; the CSV holds the same figures as the JSON.
+func TestReportsHTTP(t *testing.T) {
+	a := openAKHub(t)
+	pushOK(t, a.Hub, "s1", earn("s1", "m1", 2500), earn("s1", "m1", 1000), earn("s2", "m2", 700))
+	rep := a.newKey(t, akAdminKey, "finance", hub.ScopeReport)
+	online := a.newKey(t, akAdminKey, "shop", hub.ScopeOnline)
+	q := "?from=2026-11-01&to=2026-12-01"
+
+	var sum hub.SummaryReport
+	a.mustDo(t, rep.Key, "GET", "/v1/reports/summary"+q, "", http.StatusOK, &sum)
+	if sum.Purchases.Count != 2 || sum.Members.Active != 1 || sum.Points.Issued != 35 {
+		t.Errorf("summary %+v: want s1's two purchases by m1 (s2's push as s1 was refused), 35 points", sum)
+	}
+	status, body := a.do(t, rep.Key, "GET", "/v1/reports/summary"+q+"&format=csv", "")
+	if status != http.StatusOK {
+		t.Fatalf("CSV: %d %s", status, body)
+	}
+	rows, err := csv.NewReader(strings.NewReader(string(body))).ReadAll()
+	if err != nil {
+		t.Fatalf("CSV %s: %v", body, err)
+	}
+	figures := map[string]string{}
+	for _, r := range rows[1:] {
+		figures[r[1]+"/"+r[2]] = r[3]
+	}
+	if figures["purchases/"] != "2" || figures["sales_amount/EUR"] != "3500" || figures["points_issued/"] != "35" || figures["aov/EUR"] != "1750" {
+		t.Errorf("CSV figures %v: want 2 purchases, 3500 EUR, 35 points, AOV 1750", figures)
+	}
+
+	var co hub.CohortReport
+	a.mustDo(t, rep.Key, "GET", "/v1/reports/cohorts"+q, "", http.StatusOK, &co)
+	if len(co.Cohorts) != 1 || co.Cohorts[0].Size != 2 || co.Cohorts[0].Retention[0].Active != 1 {
+		t.Errorf("cohorts %+v: want November's two members, one active", co)
+	}
+	var st hub.StoresReport
+	a.mustDo(t, rep.Key, "GET", "/v1/reports/stores"+q, "", http.StatusOK, &st)
+	if len(st.Stores) != 2 || st.Stores[0].Store != "s1" || st.Stores[0].Purchases != 2 || st.Stores[1].Purchases != 0 {
+		t.Errorf("stores %+v", st)
+	}
+	a.mustDo(t, rep.Key, "GET", "/v1/reports/stores"+q+"&store=s2&format=csv", "", http.StatusOK, nil)
+
+	for _, path := range []string{"/v1/reports/summary", "/v1/reports/cohorts", "/v1/reports/stores"} {
+		status, body := a.do(t, online.Key, "GET", path+q, "")
+		assertForbidden(t, status, body, hub.ScopeReport, online.Key)
+		for _, bad := range []string{"", "?from=2026-11-01", "?from=yesterday&to=2026-12-01", q + "&format=xml",
+			"?from=2026-12-01&to=2026-11-01", "?from=2020-01-01&to=2026-01-01", q + "&store=" + strings.Repeat("x", 200)} {
+			status, body := a.do(t, rep.Key, "GET", path+bad, "")
+			jsonapitest.AssertError(t, status, body, http.StatusBadRequest, loyalty.EINVALID)
+		}
+		status, body = a.do(t, rep.Key, "GET", path+q+"&store=nowhere", "")
+		jsonapitest.AssertError(t, status, body, http.StatusNotFound, loyalty.ENOTFOUND)
+	}
+	if _, err := a.Hub.ReportSummary(context.Background(), hub.ReportQuery{From: t0, To: t0.Add(1)}); err != nil {
+		t.Errorf("a one-nanosecond range: %v", err)
+	}
+}
