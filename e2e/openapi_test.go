@@ -544,6 +544,7 @@ func TestOpenAPIRoutesAnswerAsDocumented(t *testing.T) {
 		r.body, r.want = map[string]string{"order_id": "A-3", "voucher": bought.Voucher.Token}, http.StatusConflict
 	}), nil)
 	c.json(with(A("POST", "/v1/reverse"), func(r *req) { r.body = map[string]string{"order_id": "A-1", "terminal": "till-1"} }), nil)
+	c.json(with(A("POST", "/v1/sales"), func(r *req) { r.body = map[string]any{"order_id": "A-9", "amount": 1200, "currency": "EUR"} }), nil)
 	c.json(A("GET", "/v1/status"), nil)
 	c.json(A("GET", "/v1/rejected"), nil)
 
@@ -575,6 +576,10 @@ func TestOpenAPIRoutesAnswerAsDocumented(t *testing.T) {
 	c.json(H("GET", "/v1/check"), nil)
 	c.json(H("GET", "/v1/budgets"), nil)
 	c.json(H("GET", "/v1/expiring"), nil)
+	for _, report := range []string{"summary", "cohorts", "stores"} {
+		rng := "from=" + now.Add(-24*time.Hour).Format(time.DateOnly) + "&to=" + now.Add(48*time.Hour).Format(time.DateOnly)
+		c.json(with(H("GET", "/v1/reports/"+report), func(r *req) { r.query = rng }), nil)
+	}
 	c.json(H("POST", "/v1/keys/rotate"), nil)
 
 	// API keys and scopes.
