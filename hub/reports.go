@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"cmp"
 	"context"
 	"encoding/csv"
 	"io"
@@ -223,7 +224,7 @@ func adoption(members []CurrencySales, others []SalesTotal) []Adoption {
 		a.LoyaltySalesShare = ratio(float64(a.MemberAmount), float64(a.MemberAmount)+float64(a.NonMemberAmount))
 		out = append(out, *a)
 	}
-	slices.SortFunc(out, func(x, y Adoption) int { return compareStrings(x.Currency, y.Currency) })
+	slices.SortFunc(out, func(x, y Adoption) int { return cmp.Compare(x.Currency, y.Currency) })
 	return out
 }
 
@@ -365,6 +366,7 @@ func (h *Hub) ReportSummary(ctx context.Context, q ReportQuery) (SummaryReport, 
 		program  loyalty.Program
 		unsynced map[string]Unsynced
 		sales    []SalesTotal
+		budgets  []BudgetUse
 	)
 	err := h.Store.View(ctx, func(tx Tx) error {
 		if q.Store != "" {
@@ -391,17 +393,16 @@ func (h *Hub) ReportSummary(ctx context.Context, q ReportQuery) (SummaryReport, 
 		if sales, err = tx.ReportSales(ctx, q, false); err != nil {
 			return err
 		}
+		if budgets, err = budgetUse(ctx, tx, &program); err != nil {
+			return err
+		}
 		unsynced, err = tx.StoresUnsynced(ctx)
 		return err
 	})
 	if err != nil {
 		return SummaryReport{}, err
 	}
-	budgets, err := h.Budgets(ctx)
-	if err != nil {
-		return SummaryReport{}, err
-	}
-	r := SummaryReport{From: q.From.UTC(), To: q.To.UTC(), Store: q.Store, Budgets: []BudgetUse{}, Conflicts: conf}
+	r := SummaryReport{From: q.From.UTC(), To: q.To.UTC(), Store: q.Store, Budgets: budgets, Conflicts: conf}
 	if r.Conflicts == nil {
 		r.Conflicts = []ConflictCount{}
 	}
@@ -421,11 +422,26 @@ func (h *Hub) ReportSummary(ctx context.Context, q ReportQuery) (SummaryReport, 
 	r.Liability = liability(&program, m)
 	r.Unsynced = h.unsyncedTotal(unsynced, q.Store, h.Now())
 	r.Adoption = adoption(a.Sales, sales)
-	for _, b := range budgets {
-		r.Budgets = append(r.Budgets, BudgetUse{ID: b.ID, Metric: b.Metric, Limit: b.Limit, Spent: b.Spent,
-			Outstanding: b.Outstanding, Used: ratio(float64(b.Spent), float64(b.Limit))})
-	}
 	return r, nil
+}
+
+// budgetUse reads every budget of the program's use in tx, as Hub.Budgets does: what it spent and
+// the quota its stores hold.
+func budgetUse(ctx context.Context, tx Tx, p *loyalty.Program) ([]BudgetUse, error) {
+	out := []BudgetUse{}
+	for _, b := range p.Budgets {
+		spent, err := tx.BudgetSpent(ctx, b.ID)
+		if err != nil {
+			return nil, err
+		}
+		leased, err := tx.Outstanding(ctx, b.ID)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, BudgetUse{ID: b.ID, Metric: b.Metric, Limit: b.Limit, Spent: spent, Outstanding: leased,
+			Used: ratio(float64(spent), float64(b.Limit))})
+	}
+	return out, nil
 }
 
 // purchases computes the purchase figures of a range's activity.
@@ -442,18 +458,8 @@ func purchases(q ReportQuery, a Activity, lifespan Ratio) PurchaseFigs {
 		}
 		p.ByCurrency = append(p.ByCurrency, c)
 	}
-	slices.SortFunc(p.ByCurrency, func(x, y CurrencyFigs) int { return compareStrings(x.Currency, y.Currency) })
+	slices.SortFunc(p.ByCurrency, func(x, y CurrencyFigs) int { return cmp.Compare(x.Currency, y.Currency) })
 	return p
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // retention computes month-to-month churn: a month counts only if its next month starts before

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/hub"
@@ -67,5 +68,46 @@ func TestReportsHTTP(t *testing.T) {
 	}
 	if _, err := a.Hub.ReportSummary(context.Background(), hub.ReportQuery{From: t0, To: t0.Add(1)}); err != nil {
 		t.Errorf("a one-nanosecond range: %v", err)
+	}
+}
+
+// The summary's budget use is each budget's spent and leased quota as GET /v1/budgets shows it,
+// with used = spent / limit, read in the report's snapshot.
+func TestReports_BudgetUse(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	p := loyalty.DefaultProgram()
+	p.Budgets = []loyalty.Budget{{ID: "coffees", Metric: "redemptions", Reward: "coffee", Limit: 40}, {ID: "points", Metric: "points_issued", Limit: 100000}}
+	if _, err := h.SetProgram(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Earn(ctx, loyalty.EarnRequest{OrderID: "W-1", MemberID: "m1", Amount: 50000, Currency: "EUR"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []string{"W-2", "W-3", "W-4"} {
+		if _, err := h.Redeem(ctx, loyalty.RedeemRequest{OrderID: o, MemberID: "m1", RewardID: "coffee"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := h.Budgets(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := h.ReportSummary(ctx, hub.ReportQuery{From: t0.Add(-time.Hour), To: t0.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Budgets) != len(want) {
+		t.Fatalf("budgets %+v, want %d", r.Budgets, len(want))
+	}
+	for i, b := range r.Budgets {
+		w := want[i]
+		if b.ID != w.ID || b.Spent != w.Spent || b.Outstanding != w.Outstanding || b.Limit != w.Limit || b.Used == nil ||
+			*b.Used != float64(w.Spent)/float64(w.Limit) {
+			t.Errorf("budget %+v, want %s spent %d leased %d of %d", b, w.ID, w.Spent, w.Outstanding, w.Limit)
+		}
+	}
+	if r.Budgets[0].Spent != 3 || r.Budgets[1].Spent != 500 {
+		t.Errorf("spent %d coffees and %d points, want 3 and 500", r.Budgets[0].Spent, r.Budgets[1].Spent)
 	}
 }
