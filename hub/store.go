@@ -310,6 +310,7 @@ type Tx interface {
 	SaveIdempotent(ctx context.Context, scope, key, hash string, response []byte, at time.Time) error
 
 	AccessTx // API keys and the audit trail
+	CareTx   // member care: profile updates, erasure, export (care.go)
 }
 
 // ScheduledMember is a member and their job Schedule (Tx.MembersWithSchedule).
