@@ -235,6 +235,18 @@ func TestCare_EraseLeavesNothingPersonal(t *testing.T) {
 	if left := personalLeft(t, h, careEmail, careName, careNote); len(left) > 0 {
 		t.Errorf("personal data left after the erasure:\n%s", strings.Join(left, "\n"))
 	}
+	// Nor in the file's free space (SQLite's secure_delete), once the WAL is checkpointed.
+	if !onPostgres() {
+		if _, err := openRaw(t, whereOf(t, h.Store)).Exec(`PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+			t.Fatal(err)
+		}
+		raw := storedBytes(t, whereOf(t, h.Store))
+		for _, s := range []string{careEmail, careName, careNote} {
+			if bytes.Contains(raw, []byte(s)) {
+				t.Errorf("the database file still holds %q", s)
+			}
+		}
+	}
 	// The ledger, balance and checks stand; the deltas no longer carry the country.
 	if got := balance(t, h, "m1"); got != bal {
 		t.Errorf("balance %d after the erasure, want %d", got, bal)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -63,6 +64,17 @@ func (t *tx) SetMemberProfile(ctx context.Context, id string, p hub.Profile, ver
 }
 
 func (t *tx) EraseMember(ctx context.Context, id string, at time.Time, version int64) error {
+	// Without secure_delete, SQLite leaves the bytes of a rewritten row or index entry in the
+	// page's free space, where a copy of the file would still show the email. The setting
+	// belongs to the connection: it is put back after the erasure's statements.
+	var mode int
+	if err := t.QueryRowContext(ctx, `PRAGMA secure_delete`).Scan(&mode); err != nil {
+		return err
+	}
+	if _, err := t.ExecContext(ctx, `PRAGMA secure_delete = ON`); err != nil {
+		return err
+	}
+	defer t.ExecContext(context.WithoutCancel(ctx), fmt.Sprintf(`PRAGMA secure_delete = %d`, mode))
 	res, err := t.ExecContext(ctx, `UPDATE members SET email = NULL, name = '', country = '', birthday = '', attributes = '',
 		erased_at = ?, version = ? WHERE id = ?`, unixms.Of(at), version, id)
 	if err != nil {
