@@ -288,6 +288,9 @@ func (c HubConfig) Validate() error {
 	if err := checkListen(c.Listen); err != nil {
 		return err
 	}
+	if err := c.Metrics.Validate(); err != nil { // metrics.go
+		return err
+	}
 	if err := c.HTTP.Validate(); err != nil {
 		return err
 	}
@@ -350,6 +353,9 @@ func (c AgentConfig) Validate() error {
 		return fmt.Errorf("store_id: %w", err)
 	}
 	if err := checkListen(c.Listen); err != nil {
+		return err
+	}
+	if err := c.Metrics.Validate(); err != nil { // metrics.go
 		return err
 	}
 	for _, u := range c.HubURLs() {

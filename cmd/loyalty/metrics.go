@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -14,6 +15,17 @@ import (
 // internal network or loopback whatever the API's listener is open to. "" serves none.
 type MetricsConfig struct {
 	Listen string `mapstructure:"listen"`
+}
+
+// Validate checks that listen is empty or host:port.
+func (c MetricsConfig) Validate() error {
+	if c.Listen == "" {
+		return nil
+	}
+	if err := checkListen(c.Listen); err != nil {
+		return fmt.Errorf("metrics.%w", err)
+	}
+	return nil
 }
 
 // metricsServer serves GET /metrics on a listener of its own.
