@@ -37,7 +37,9 @@ func (s *Server) careRoutes(admin router) {
 		default:
 			// Half a document was sent with 200: end the connection without the chunked
 			// encoding's last chunk, so the client sees a failed download, not a short export.
-			s.Logger.Error("member export failed after it started", slog.String("member", r.PathValue("id")), slog.Any("err", err))
+			if r.Context().Err() == nil { // not the client going away
+				s.Logger.Error("member export failed after it started", slog.String("member", r.PathValue("id")), slog.Any("err", err))
+			}
 			panic(http.ErrAbortHandler)
 		}
 	})
