@@ -292,4 +292,7 @@ type Member struct {
 	// Birthday is "MM-DD" or "YYYY-MM-DD" (ValidateBirthday), for the program's birthday action.
 	// It is personal data the stores do not need: the hub keeps it and never sends it to them.
 	Birthday string `json:"birthday,omitempty"`
+	// Erased says the member's personal data was erased at the hub: the id stays, as a pseudonym
+	// that the ledger points to, and stores refuse the member's QR codes.
+	Erased bool `json:"erased,omitempty"`
 }

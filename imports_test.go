@@ -26,7 +26,8 @@ func TestImportDirection(t *testing.T) {
 		t.Fatalf("go list found only %d packages", len(deps))
 	}
 	domain := []string{module, module + "/sync", module + "/agent", module + "/hub", module + "/qr"}
-	adapters := []string{"database/sql", "modernc.org/sqlite", "github.com/jackc/pgx/v5", "github.com/gorilla/websocket", "github.com/spf13/viper", "github.com/spf13/cobra"}
+	adapters := []string{"database/sql", "modernc.org/sqlite", "github.com/jackc/pgx/v5", "github.com/gorilla/websocket", "github.com/spf13/viper", "github.com/spf13/cobra",
+		"github.com/prometheus/client_golang/prometheus"}
 	for _, pkg := range domain {
 		if _, ok := deps[pkg]; !ok {
 			t.Errorf("domain package %s not found", pkg)

@@ -104,6 +104,9 @@ func (a *Agent) Scan(ctx context.Context, req ScanRequest) (ScanResult, error) {
 	if c.Type != qr.TypeMember {
 		return ScanResult{}, loyalty.Errorf(loyalty.EINVALID, "this is a voucher; use it with a redeem call")
 	}
+	if err := a.refuseErased(ctx, c.Member); err != nil { // care.go
+		return ScanResult{}, err
+	}
 	a.lookup(ctx, c.Member, "") // online: the hub's balance and punch cards
 	var res ScanResult
 	err = a.Store.View(ctx, func(tx Tx) error {
@@ -203,6 +206,11 @@ func (a *Agent) identify(ctx context.Context, token, id, want string) (identity,
 			return identity{}, loyalty.Errorf(loyalty.EINVALID, "this is a voucher, not a member code; send it as \"voucher\"")
 		} else if c.Type != want {
 			return identity{}, loyalty.Errorf(loyalty.EINVALID, "this is a member code, not a voucher")
+		}
+		if c.Type == qr.TypeMember {
+			if err := a.refuseErased(ctx, c.Member); err != nil { // care.go
+				return identity{}, err
+			}
 		}
 		return identity{member: c.Member, claims: c, v: v}, nil
 	}

@@ -35,6 +35,8 @@ type Server struct {
 	// InsecureLAN lets Open listen beyond loopback without a POSToken, with a warning in the log.
 	InsecureLAN bool
 	Logger      *slog.Logger
+	// Metrics receives the latency of each POS call (metrics.go); nil: none is measured.
+	Metrics Metrics
 
 	ln  net.Listener
 	srv *http.Server
@@ -230,7 +232,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		jsonapi.Error(w, r, s.logger(), loyalty.Errorf(loyalty.ENOTFOUND, "no such endpoint %s %s; see docs/API.md", r.Method, r.URL.Path))
 	})
-	return s.checkHost(newHostPolicy(s.Addr, s.AllowedHosts), s.auth(mux))
+	return s.instrument(mux, s.checkHost(newHostPolicy(s.Addr, s.AllowedHosts), s.auth(mux))) // metrics.go
 }
 
 // Routes returns the routes of the POS API as ServeMux patterns ("METHOD /path"). They are

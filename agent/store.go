@@ -113,6 +113,9 @@ type Tx interface {
 
 	// Stats summarises the replica for the status call.
 	Stats(ctx context.Context) (Stats, error)
+	// Outbox returns how many deltas wait for the hub and when the oldest of them was made (zero
+	// when none waits), in one indexed read: what the metrics read at every scrape.
+	Outbox(ctx context.Context) (n int64, oldest time.Time, err error)
 	// Rejected returns deltas the hub refused, newest first.
 	Rejected(ctx context.Context, limit int) ([]RejectedDelta, error)
 }

@@ -572,6 +572,12 @@ func TestOpenAPIRoutesAnswerAsDocumented(t *testing.T) {
 		t.Errorf("conflicts %+v, want the one overdraft of m3", cs)
 	}
 	c.json(with(H("GET", "/v1/members/{id}"), func(r *req) { r.params, r.query = m1, "ledger=50" }), nil)
+	// Member care: an update, an export, an erasure.
+	c.json(with(H("PATCH", "/v1/members/{id}"), func(r *req) {
+		r.params, r.body = map[string]string{"id": "m2"}, map[string]any{"name": "Bob Stone", "birthday": nil, "attributes": map[string]any{"tag": "vip"}}
+	}), nil)
+	c.json(with(H("GET", "/v1/members/{id}/export"), func(r *req) { r.params = m1 }), nil)
+	c.json(with(H("POST", "/v1/members/{id}/erase"), func(r *req) { r.params = map[string]string{"id": "m3"} }), nil)
 	c.json(H("GET", "/v1/rejections"), nil)
 	c.json(H("GET", "/v1/check"), nil)
 	c.json(H("GET", "/v1/budgets"), nil)

@@ -232,7 +232,11 @@ func (h *Hub) CreateMember(ctx context.Context, m loyalty.Member) (NewMember, er
 // MemberView is a member with their recent ledger.
 type MemberView struct {
 	loyalty.Member
-	Ledger []LedgerEntry `json:"ledger"`
+	// Attributes are the operator's key/value notes on the member (UpdateMember); kept at the hub.
+	Attributes map[string]string `json:"attributes,omitempty"`
+	// ErasedAt is when the member's personal data was erased (EraseMember); zero if it was not.
+	ErasedAt time.Time     `json:"erased_at,omitzero"`
+	Ledger   []LedgerEntry `json:"ledger"`
 }
 
 // Member returns a member, with their birthday, and their newest ledger entries.
@@ -243,9 +247,11 @@ func (h *Hub) Member(ctx context.Context, id string, ledger int) (MemberView, er
 		if v.Member, err = tx.Member(ctx, id); err != nil {
 			return err
 		}
-		if v.Birthday, err = tx.MemberBirthday(ctx, id); err != nil {
+		p, err := tx.MemberProfile(ctx, id)
+		if err != nil {
 			return err
 		}
+		v.Birthday, v.Attributes, v.ErasedAt = p.Birthday, p.Attributes, p.ErasedAt
 		v.Ledger, err = tx.Ledger(ctx, id, ledger)
 		return err
 	})
@@ -256,8 +262,10 @@ func (h *Hub) Member(ctx context.Context, id string, ledger int) (MemberView, er
 func (h *Hub) MemberToken(ctx context.Context, id string) (string, error) {
 	var token string
 	err := h.Store.View(ctx, func(tx Tx) error {
-		if _, err := tx.Member(ctx, id); err != nil {
+		if m, err := tx.Member(ctx, id); err != nil {
 			return err
+		} else if m.Erased {
+			return loyalty.Errorf(loyalty.ENOTFOUND, "member %s was erased; no member code is issued for them", id)
 		}
 		k, err := h.signingKey(ctx, tx)
 		if err != nil {

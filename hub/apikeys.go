@@ -48,6 +48,9 @@ var routeScopes = map[string][]Scope{
 	"GET /v1/members/{id}":        {ScopeOnline, ScopeReport},
 	"GET /v1/members/{id}/qr":     {ScopeOnline}, // a member QR token spends points: not for report keys
 	"GET /v1/members/{id}/qr.png": {ScopeOnline},
+	"PATCH /v1/members/{id}":      {ScopeOnline}, // members change their details in the web shop and the app
+	"POST /v1/members/{id}/erase": nil,           // erasure is an operator's decision
+	"GET /v1/members/{id}/export": nil,           // holds everything, voucher codes included
 
 	"GET /v1/program": {ScopeOnline, ScopeReport},
 	"PUT /v1/program": nil,

@@ -54,6 +54,8 @@ const (
 	AuditStoreTimeZone    = "store.timezone"
 	AuditStoreWriteOff    = "store.writeoff"
 	AuditMemberAdd        = "member.add"
+	AuditMemberUpdate     = "member.update" // the names of the fields changed, never their values
+	AuditMemberErase      = "member.erase"  // who erased; what was erased is gone
 	AuditProgramPublish   = "program.publish"
 	AuditSigningKeyRotate = "signing_key.rotate"
 	AuditSigningKeyRetire = "signing_key.retire"

@@ -253,3 +253,26 @@ func (t batchTx) ReportSales(ctx context.Context, q ReportQuery, byStore bool) (
 	}
 	return t.Tx.ReportSales(ctx, q, byStore)
 }
+
+// Member care (care.go) reads and rewrites the ledger; no push calls it, but its reads flush too.
+
+func (t batchTx) EraseMember(ctx context.Context, id string, at time.Time, version int64) error {
+	if err := t.a.flush(ctx); err != nil {
+		return err
+	}
+	return t.Tx.EraseMember(ctx, id, at, version)
+}
+
+func (t batchTx) LedgerAfter(ctx context.Context, member string, after int64, limit int) ([]LedgerEntry, error) {
+	if err := t.a.flush(ctx); err != nil {
+		return nil, err
+	}
+	return t.Tx.LedgerAfter(ctx, member, after, limit)
+}
+
+func (t batchTx) MemberRecords(ctx context.Context, member string) (MemberRecords, error) {
+	if err := t.a.flush(ctx); err != nil {
+		return MemberRecords{}, err
+	}
+	return t.Tx.MemberRecords(ctx, member)
+}

@@ -24,7 +24,7 @@ func (s *Server) Handler() http.Handler {
 		jsonapi.Error(w, r, s.Logger, loyalty.Errorf(loyalty.ENOTFOUND, "no such endpoint %s %s; see docs/API.md", r.Method, r.URL.Path))
 	})
 	mux.Handle("/", s.auth(admin))
-	return mux
+	return s.instrument(mux, admin) // metrics.go
 }
 
 // Routes returns the routes of the HTTP API as ServeMux patterns ("METHOD /path/{param}"): open
@@ -217,6 +217,7 @@ func (s *Server) routes(mux, admin router) {
 		out, err := h.Audit(r.Context(), limit)
 		s.reply(w, r, http.StatusOK, out, err)
 	})
+	s.careRoutes(admin) // carehttp.go
 }
 
 // intParam reads an optional integer query parameter within [lo, hi]. It returns EINVALID.

@@ -78,6 +78,8 @@ type Hub struct {
 	SessionTTL time.Duration
 
 	Lease LeaseConfig
+	// Metrics receives what the hub measures (metrics.go); nil: nothing is measured.
+	Metrics Metrics
 	// Faults breaks the hub on purpose, for the simulator's test that its checker catches it.
 	Faults struct {
 		IgnoreOutstanding bool // grant leases and accept online spending as if no quota were leased out

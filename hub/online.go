@@ -119,6 +119,9 @@ func (h *Hub) authentic(ctx context.Context, token, want string) (qr.Claims, fun
 func (h *Hub) memberOf(ctx context.Context, token, id string) (string, func() error, error) {
 	if token != "" {
 		c, current, err := h.authentic(ctx, token, qr.TypeMember)
+		if err == nil { // an erased member's codes name no one any more (care.go)
+			err = h.Store.View(ctx, func(tx Tx) error { return refuseErased(ctx, tx, c.Member) })
+		}
 		return c.Member, current, err
 	}
 	if id == "" {

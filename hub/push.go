@@ -36,6 +36,7 @@ func (h *Hub) Push(ctx context.Context, store string, deltas []loyalty.Delta) (*
 	if err != nil {
 		return nil, err
 	}
+	h.countAck(ack) // metrics.go
 	return ack, nil
 }
 

@@ -311,6 +311,7 @@ type Tx interface {
 
 	AccessTx // API keys and the audit trail
 	ReportTx // reports (reports.go)
+	CareTx   // member care: profile updates, erasure, export (care.go)
 }
 
 // ScheduledMember is a member and their job Schedule (Tx.MembersWithSchedule).

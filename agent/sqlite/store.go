@@ -276,11 +276,11 @@ func (t *tx) Member(ctx context.Context, id string) (loyalty.Member, error) {
 	// The copy and the acknowledged deltas in one statement: POS calls read members in their
 	// transactions, whose functions group commit runs one after the other.
 	err := t.QueryRowContext(ctx, `SELECT m.id IS NOT NULL, COALESCE(m.email, ''), COALESCE(m.name, ''), COALESCE(m.tier, ''),
-		COALESCE(m.country, ''), COALESCE(m.punches, ''), COALESCE(m.balance, 0), COALESCE(m.version, 0),
+		COALESCE(m.country, ''), COALESCE(m.punches, ''), COALESCE(m.balance, 0), COALESCE(m.version, 0), COALESCE(m.erased, 0),
 		(SELECT COUNT(*) FROM deltas WHERE member = ?1 AND hub_version > 0),
 		(SELECT COALESCE(SUM(points), 0) FROM deltas WHERE member = ?1 AND hub_version > 0)
 		FROM (SELECT 1) LEFT JOIN members m ON m.id = ?1`, id).
-		Scan(&found, &m.Email, &m.Name, &m.Tier, &m.Country, &punches, &m.Balance, &m.Version, &n, &points)
+		Scan(&found, &m.Email, &m.Name, &m.Tier, &m.Country, &punches, &m.Balance, &m.Version, &m.Erased, &n, &points)
 	if err == nil && punches != "" {
 		err = json.Unmarshal([]byte(punches), &m.Punches)
 	}
@@ -600,10 +600,12 @@ func (t *tx) setMember(ctx context.Context, m loyalty.Member) error {
 		b, _ := json.Marshal(m.Punches)
 		punches = string(b)
 	}
-	_, err := t.ExecContext(ctx, `INSERT INTO members (id, email, name, tier, country, punches, balance, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+	_, err := t.ExecContext(ctx, `INSERT INTO members (id, email, name, tier, country, punches, balance, version, erased)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET email = excluded.email, name = excluded.name, tier = excluded.tier,
-			country = excluded.country, punches = excluded.punches, balance = excluded.balance, version = excluded.version
-		WHERE excluded.version >= members.version`, m.ID, m.Email, m.Name, m.Tier, m.Country, punches, m.Balance, m.Version)
+			country = excluded.country, punches = excluded.punches, balance = excluded.balance, version = excluded.version,
+			erased = excluded.erased
+		WHERE excluded.version >= members.version`, m.ID, m.Email, m.Name, m.Tier, m.Country, punches, m.Balance, m.Version, m.Erased)
 	if err != nil {
 		return err
 	}

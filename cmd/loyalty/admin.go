@@ -285,6 +285,7 @@ func memberCommands() *cobra.Command {
 		hubFlags(c)
 		member.AddCommand(c)
 	}
+	member.AddCommand(careCommands()...) // update, erase, export: care.go
 	return member
 }
 

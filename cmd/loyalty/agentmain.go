@@ -16,6 +16,7 @@ import (
 	"github.com/loyalty-edge-sync/loyalty/agent"
 	agentsqlite "github.com/loyalty-edge-sync/loyalty/agent/sqlite"
 	"github.com/loyalty-edge-sync/loyalty/internal/clock"
+	"github.com/loyalty-edge-sync/loyalty/internal/metrics"
 	lsync "github.com/loyalty-edge-sync/loyalty/sync"
 	"github.com/loyalty-edge-sync/loyalty/sync/ws"
 )
@@ -33,6 +34,8 @@ type AgentMain struct {
 	Client *lsync.Client
 	Agent  *agent.Agent
 	HTTP   *agent.Server
+	// Metrics serves GET /metrics on metrics.listen (nil when it is "").
+	Metrics *metricsServer
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -110,10 +113,21 @@ func (m *AgentMain) Open(ctx context.Context) (err error) {
 	m.HTTP = agent.NewServer(m.Agent, c.Listen)
 	m.HTTP.Logger, m.HTTP.POSToken = m.Logger, c.POSToken
 	m.HTTP.AllowedHosts, m.HTTP.InsecureLAN = c.POSAllowedHosts, c.POSInsecureLAN
-	if err := m.HTTP.Open(); err != nil {
+	prom := metrics.NewAgent(m.Agent, m.Logger)
+	m.HTTP.Metrics = prom
+	mln, err := listenMetrics(c.Metrics.Listen)
+	if err != nil {
 		m.Store.Close()
 		return err
 	}
+	if err := m.HTTP.Open(); err != nil {
+		if mln != nil {
+			mln.Close()
+		}
+		m.Store.Close()
+		return err
+	}
+	m.Metrics = serveMetrics(mln, prom.Handler(), m.Logger)
 	ctx, m.cancel = context.WithCancel(context.Background())
 	m.wg.Add(2)
 	go func() {
@@ -196,6 +210,9 @@ func (m *AgentMain) Close() error {
 	m.once.Do(func() {
 		if m.HTTP != nil {
 			err = m.HTTP.Close()
+		}
+		if e := m.Metrics.Close(); e != nil && err == nil {
+			err = e
 		}
 		if m.cancel != nil {
 			m.cancel()

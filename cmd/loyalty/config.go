@@ -38,6 +38,7 @@ type HubConfig struct {
 	HTTP        HubHTTPConfig `mapstructure:"http"`
 	TLS         HubTLSConfig  `mapstructure:"tls"`
 	Keys        KeysConfig    `mapstructure:"keys"`
+	Metrics     MetricsConfig `mapstructure:"metrics"` // metrics.go
 }
 
 // KeysConfig says where the key-encryption key that seals the QR signing keys comes from.
@@ -152,6 +153,7 @@ type AgentConfig struct {
 	Log      LogConfig       `mapstructure:"log"`
 	Sync     AgentSyncConfig `mapstructure:"sync"`
 	Faults   FaultConfig     `mapstructure:"faults"`
+	Metrics  MetricsConfig   `mapstructure:"metrics"` // metrics.go
 
 	// POSAllowedHosts are further names the POS may call the agent by (the Host header), besides
 	// localhost, loopback addresses and the host of listen; see agent.Server.AllowedHosts.
@@ -286,6 +288,9 @@ func (c HubConfig) Validate() error {
 	if err := checkListen(c.Listen); err != nil {
 		return err
 	}
+	if err := c.Metrics.Validate(); err != nil { // metrics.go
+		return err
+	}
 	if err := c.HTTP.Validate(); err != nil {
 		return err
 	}
@@ -348,6 +353,9 @@ func (c AgentConfig) Validate() error {
 		return fmt.Errorf("store_id: %w", err)
 	}
 	if err := checkListen(c.Listen); err != nil {
+		return err
+	}
+	if err := c.Metrics.Validate(); err != nil { // metrics.go
 		return err
 	}
 	for _, u := range c.HubURLs() {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/loyalty-edge-sync/loyalty/hub"
 	"github.com/loyalty-edge-sync/loyalty/internal/clock"
+	"github.com/loyalty-edge-sync/loyalty/internal/metrics"
 	lsync "github.com/loyalty-edge-sync/loyalty/sync"
 	"github.com/loyalty-edge-sync/loyalty/sync/ws"
 )
@@ -24,11 +25,15 @@ type HubMain struct {
 	Hub   *hub.Hub
 	Sync  *lsync.Server
 	HTTP  *hub.Server
+	// Metrics serves GET /metrics on metrics.listen (nil when it is "").
+	Metrics *metricsServer
 
 	cancel context.CancelFunc
 	unlock func() // the shared lock on a SQLite database (lockDatabase)
-	wg     sync.WaitGroup
-	once   sync.Once
+	// metricsLn is metrics.listen's listener, bound first with the API's.
+	metricsLn net.Listener
+	wg        sync.WaitGroup
+	once      sync.Once
 }
 
 // Open binds the port, opens the database and starts serving. On error nothing is left running.
@@ -40,6 +45,19 @@ func (m *HubMain) Open(ctx context.Context) (err error) {
 	}
 	c := m.Config
 	ln, err := hub.Listen(c.Listen)
+	if err == nil {
+		var mln net.Listener
+		if mln, err = listenMetrics(c.Metrics.Listen); err != nil {
+			ln.Close()
+		} else if mln != nil {
+			defer func() {
+				if err != nil {
+					mln.Close()
+				}
+			}()
+			m.metricsLn = mln
+		}
+	}
 	if clock.Fake {
 		m.Logger.Warn("TEST BUILD: this binary runs on the shared test clock (built with -tags fakeclock); never run it in a store or a hub")
 	}
@@ -92,6 +110,8 @@ func (m *HubMain) Open(ctx context.Context) (err error) {
 	m.Sync.Logger, m.Sync.Now = m.Logger, clock.Now
 	m.Sync.HeartbeatInterval, m.Sync.HelloTimeout = c.Sync.Heartbeat, c.Sync.HelloTimeout
 	m.Sync.MaxBatch, m.Sync.MaxMessageBytes = c.Sync.MaxBatch, c.Sync.MaxMessageBytes
+	prom := metrics.NewHub(m.Hub, m.Sync, m.Logger)
+	m.Hub.Metrics = prom
 	m.Hub.OnChange = m.Sync.NotifyStores
 	m.Hub.OnTokenRotated = m.Sync.Disconnect
 	up := &ws.Upgrader{Options: ws.Options{ReadLimit: int64(c.Sync.MaxMessageBytes), PingInterval: c.Sync.Heartbeat}}
@@ -107,6 +127,7 @@ func (m *HubMain) Open(ctx context.Context) (err error) {
 			"and store tokens and the admin key cross the network unencrypted; set tls.cert_file and tls.key_file, or put a TLS terminator in front",
 			slog.String("listen", m.HTTP.ListenAddr()))
 	}
+	m.Metrics = serveMetrics(m.metricsLn, prom.Handler(), m.Logger)
 	ctx, m.cancel = context.WithCancel(context.Background())
 	m.startJobs(ctx)
 	m.Logger.Info("hub listening", slog.String("url", m.HTTP.URL()), slog.String("database", databaseName(c.Database)))
@@ -134,29 +155,29 @@ const jobInterval = time.Hour
 func (m *HubMain) startJobs(ctx context.Context) {
 	m.Hub.Start(ctx, &m.wg)
 	poll := m.Config.Sync.PollInterval
-	m.every(ctx, poll, m.poll)
-	m.every(ctx, poll, func(ctx context.Context) {
+	m.every(ctx, poll, "poll", m.poll)
+	m.every(ctx, poll, "expire_leases", func(ctx context.Context) {
 		if n, err := m.Hub.ExpireLeases(ctx); err != nil {
 			m.warn(ctx, "expire leases", err)
 		} else if n > 0 {
 			m.Logger.Info("leases expired; their unspent quota waits for the stores to report", slog.Int("leases", n))
 		}
 	})
-	m.every(ctx, jobInterval, func(ctx context.Context) {
+	m.every(ctx, jobInterval, "requalify", func(ctx context.Context) {
 		if n, err := m.Hub.Requalify(ctx); err != nil {
 			m.warn(ctx, "requalify tiers", err)
 		} else if n > 0 {
 			m.Logger.Info("tiers requalified", slog.Int("changed", n))
 		}
 	})
-	m.every(ctx, jobInterval, func(ctx context.Context) {
+	m.every(ctx, jobInterval, "expire_points", func(ctx context.Context) {
 		if n, soon, err := m.Hub.ExpirePoints(ctx); err != nil {
 			m.warn(ctx, "expire points", err)
 		} else if n > 0 || len(soon) > 0 {
 			m.Logger.Info("points expiry", slog.Int("expired", n), slog.Int("expiring_soon", len(soon)))
 		}
 	})
-	m.every(ctx, jobInterval, func(ctx context.Context) {
+	m.every(ctx, jobInterval, "birthdays", func(ctx context.Context) {
 		if n, err := m.Hub.AwardBirthdays(ctx); err != nil {
 			m.warn(ctx, "birthday points", err)
 		} else if n > 0 {
@@ -165,9 +186,10 @@ func (m *HubMain) startJobs(ctx context.Context) {
 	})
 }
 
-// every runs job every interval in a goroutine of m's until ctx ends. A run that takes longer
-// than the interval is not overlapped by the next: the ticker drops the ticks it missed.
-func (m *HubMain) every(ctx context.Context, interval time.Duration, job func(context.Context)) {
+// every runs job every interval in a goroutine of m's until ctx ends, and records how long each
+// run took under name (hub.Metrics.Job). A run that takes longer than the interval is not
+// overlapped by the next: the ticker drops the ticks it missed.
+func (m *HubMain) every(ctx context.Context, interval time.Duration, name string, job func(context.Context)) {
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
@@ -178,7 +200,9 @@ func (m *HubMain) every(ctx context.Context, interval time.Duration, job func(co
 			case <-ctx.Done():
 				return
 			case <-t.C:
+				start := time.Now()
 				job(ctx)
+				m.Hub.Metrics.Job(name, time.Since(start))
 			}
 		}
 	}()
@@ -216,6 +240,9 @@ func (m *HubMain) Close() error {
 		m.wg.Wait()
 		if m.HTTP != nil {
 			err = m.HTTP.Close()
+		}
+		if e := m.Metrics.Close(); e != nil && err == nil {
+			err = e
 		}
 		if m.unlock != nil {
 			defer m.unlock()

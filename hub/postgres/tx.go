@@ -192,7 +192,7 @@ func (t *tx) InsertMember(ctx context.Context, m loyalty.Member) error {
 }
 
 const memberCols = `m.id, COALESCE(m.email, ''), m.name, m.home_store, m.tier, m.country, m.punches, m.balance, m.version, m.created_at,
-	m.referred_by, m.referral_paid`
+	m.referred_by, m.referral_paid, m.erased_at IS NOT NULL`
 
 // scanMember scans a row of memberCols, then the extra columns into extra.
 func scanMember(row pgx.Row, extra ...any) (loyalty.Member, error) {
@@ -200,7 +200,7 @@ func scanMember(row pgx.Row, extra ...any) (loyalty.Member, error) {
 	var created int64
 	var punches string
 	err := row.Scan(append([]any{&m.ID, &m.Email, &m.Name, &m.HomeStore, &m.Tier, &m.Country, &punches, &m.Balance, &m.Version, &created,
-		&m.ReferredBy, &m.ReferralPaid}, extra...)...)
+		&m.ReferredBy, &m.ReferralPaid, &m.Erased}, extra...)...)
 	m.CreatedAt = unixms.Time(created)
 	if err == nil && punches != "" {
 		err = json.Unmarshal([]byte(punches), &m.Punches)

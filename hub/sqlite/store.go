@@ -354,14 +354,14 @@ type extraCol struct {
 func (e extraCol) Scan(dest ...any) error { return e.row.Scan(append(dest, e.dest)...) }
 
 const memberCols = `m.id, COALESCE(m.email, ''), m.name, m.home_store, m.tier, m.country, m.punches, m.balance, m.version, m.created_at,
-	m.referred_by, m.referral_paid`
+	m.referred_by, m.referral_paid, m.erased_at IS NOT NULL`
 
 func scanMember(row interface{ Scan(...any) error }) (loyalty.Member, error) {
 	var m loyalty.Member
 	var created int64
 	var punches string
 	err := row.Scan(&m.ID, &m.Email, &m.Name, &m.HomeStore, &m.Tier, &m.Country, &punches, &m.Balance, &m.Version, &created,
-		&m.ReferredBy, &m.ReferralPaid)
+		&m.ReferredBy, &m.ReferralPaid, &m.Erased)
 	m.CreatedAt = unixms.Time(created)
 	if err == nil && punches != "" {
 		err = json.Unmarshal([]byte(punches), &m.Punches)

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestCLI_MemberCare(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "hub.db")
+	mustRun(t, "init", "--database", db)
+	mustRun(t, "member", "add", "--id", "m1", "--name", "Ann", "--email", "ann@example.org", "--database", db)
+
+	out, _ := mustRun(t, "member", "update", "m1", "--name", "Ann Lee", "--birthday", "07-14", "--attr", "tag=vip", "--attr", "shoe=38",
+		"--json", "--database", db)
+	var v struct {
+		Name, Email, Birthday string
+		Attributes            map[string]string
+	}
+	if err := json.Unmarshal([]byte(out), &v); err != nil || v.Name != "Ann Lee" || v.Email != "ann@example.org" || v.Birthday != "07-14" ||
+		v.Attributes["tag"] != "vip" || v.Attributes["shoe"] != "38" {
+		t.Fatalf("member update --json = %s (%v)", out, err)
+	}
+	out, _ = mustRun(t, "member", "update", "m1", "--attr", "shoe=", "--email", "", "--json", "--database", db)
+	v.Email, v.Attributes = "", nil
+	if err := json.Unmarshal([]byte(out), &v); err != nil || v.Email != "" || len(v.Attributes) != 1 {
+		t.Fatalf("member update removing an attribute and the email = %s (%v)", out, err)
+	}
+	if _, _, err := run(t, "member", "update", "m1", "--attr", "novalue", "--database", db); err == nil || !strings.Contains(err.Error(), "key=value") {
+		t.Errorf("--attr without =: %v", err)
+	}
+
+	file := filepath.Join(dir, "m1.json")
+	mustRun(t, "member", "export", "m1", "--out", file, "--database", db)
+	b, err := os.ReadFile(file)
+	var exp map[string]any
+	if err != nil || json.Unmarshal(b, &exp) != nil || exp["member"].(map[string]any)["name"] != "Ann Lee" || exp["ledger"] == nil {
+		t.Fatalf("export file %s: %v", b, err)
+	}
+	if fi, _ := os.Stat(file); fi.Mode().Perm() != 0o600 {
+		t.Errorf("export file mode %v, want 0600", fi.Mode().Perm())
+	}
+	missing := filepath.Join(dir, "nobody.json")
+	if _, _, err := run(t, "member", "export", "nobody", "--out", missing, "--database", db); err == nil {
+		t.Error("export of an unknown member succeeded")
+	}
+	if _, err := os.Stat(missing); !os.IsNotExist(err) {
+		t.Errorf("export of an unknown member left a file: %v", err)
+	}
+
+	if _, _, err := run(t, "member", "erase", "m1", "--database", db); err == nil || !strings.Contains(err.Error(), "--yes") {
+		t.Fatalf("erase without --yes: %v", err)
+	}
+	if out, _ := mustRun(t, "member", "show", "--id", "m1", "--json", "--database", db); !strings.Contains(out, "Ann Lee") {
+		t.Fatalf("erase without --yes erased: %s", out)
+	}
+	_, errOut := mustRun(t, "member", "erase", "m1", "--yes", "--database", db)
+	if !strings.Contains(errOut, "erased") {
+		t.Errorf("erase stderr %q", errOut)
+	}
+	out, _ = mustRun(t, "member", "show", "--id", "m1", "--json", "--database", db)
+	if strings.Contains(out, "Ann") || !strings.Contains(out, `"erased": true`) {
+		t.Errorf("member after the erasure: %s", out)
+	}
+	if _, _, err := run(t, "member", "erase", "m1", "--yes", "--database", db); err == nil || !strings.HasPrefix(formatError(err), "EDUPLICATE") {
+		t.Errorf("a second erasure: %v, want EDUPLICATE", err)
+	}
+	out, _ = mustRun(t, "audit", "--json", "--database", db)
+	if !strings.Contains(out, `"member.erase"`) || !strings.Contains(out, `"cli"`) || strings.Contains(out, "Ann") {
+		t.Errorf("audit trail after the erasure: %s", out)
+	}
+}
