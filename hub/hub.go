@@ -89,6 +89,9 @@ type Hub struct {
 	// KEK seals the QR signing keys in the database (keys.go). Init fails without it.
 	KEK *seal.Box
 
+	// WebhookEvents is how the hub emits webhook events (webhooks.go).
+	WebhookEvents WebhookConfig
+
 	groups groups // sessions' writes waiting for a group commit (group.go)
 
 	healthMu sync.Mutex
