@@ -223,6 +223,16 @@ func webhookEventID(typ string, key ...string) string {
 	return "evt_" + hex.EncodeToString(h.Sum(nil))[:32]
 }
 
+// EventBody is the JSON body of every delivery: the event's id (the same as the
+// Loyalty-Event-Id header, for receivers to deduplicate), its type, when it happened on the hub's
+// clock, and its data, whose fields depend on the type (docs/API.md, "Webhook events").
+type EventBody struct {
+	ID        string          `json:"id"`
+	Type      string          `json:"type"`
+	CreatedAt time.Time       `json:"created_at"`
+	Data      json.RawMessage `json:"data"`
+}
+
 // newWebhookEvent makes an event of type typ about data, with the id of its cause's key.
 func newWebhookEvent(typ string, at time.Time, data any, key ...string) WebhookEvent {
 	id := webhookEventID(typ, key...)
