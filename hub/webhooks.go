@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/loyalty-edge-sync/loyalty"
+	"github.com/loyalty-edge-sync/loyalty/internal/seal"
 )
 
 // Webhook event types.
@@ -703,4 +704,23 @@ func (h *Hub) ReplayWebhook(ctx context.Context, id string, req ReplayRequest) (
 func memberCreated(m loyalty.Member) map[string]any {
 	return map[string]any{"member_id": m.ID, "email": m.Email, "name": m.Name, "home_store": m.HomeStore, "country": m.Country,
 		"referred_by": m.ReferredBy, "created_at": m.CreatedAt}
+}
+
+// resealWebhookSecrets seals every endpoint's secret under the KEK next (Rekey).
+func (h *Hub) resealWebhookSecrets(ctx context.Context, tx Tx, next *seal.Box) error {
+	es, err := tx.WebhookEndpoints(ctx)
+	if err != nil {
+		return err
+	}
+	for _, e := range es {
+		secret, err := h.openWebhookSecret(e.ID, e.Sealed)
+		if err != nil {
+			return loyalty.Errorf(loyalty.EINVALID, "%v", err)
+		}
+		e.Sealed = next.Seal([]byte(secret), "webhook:"+e.ID)
+		if err := tx.UpdateWebhookEndpoint(ctx, e); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/hub"
+	"github.com/loyalty-edge-sync/loyalty/internal/seal"
 )
 
 // testClock is a clock the test moves.
@@ -607,4 +608,21 @@ func FuzzVerifyWebhook(f *testing.F) {
 			t.Fatal("a stale signature verified")
 		}
 	})
+}
+
+// TestWebhooks_RekeyReseals: a new key-encryption key reseals the endpoints' secrets; the
+// sender signs with them as before.
+func TestWebhooks_RekeyReseals(t *testing.T) {
+	h, clk := webhookHub(t)
+	rcv := newReceiver(t, clk.Now, 0)
+	nw := addWebhook(t, h, rcv.URL, hub.EventPointsEarned)
+	rcv.setSecret(nw.Secret)
+	if _, err := h.Rekey(context.Background(), seal.NewRandom()); err != nil {
+		t.Fatal(err)
+	}
+	fund(t, h, "m1", 100)
+	drainHooks(t, h, hub.NewWebhookSender(h), clk, nw.Webhook.ID, time.Second, 2)
+	if got := rcv.types(); got[hub.EventPointsEarned] != 1 || len(rcv.bad) > 0 {
+		t.Fatalf("after a rekey, accepted %v, refused %q", got, rcv.bad)
+	}
 }
