@@ -1,9 +1,11 @@
 package e2e_test
 
 import (
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"sort"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/loyalty-edge-sync/loyalty/hub"
+	"github.com/loyalty-edge-sync/loyalty/internal/seal"
 )
 
 // hookSink is a webhook receiver on 127.0.0.1: it verifies every delivery's signature, refuses
@@ -239,4 +242,106 @@ func waitEvent(t *testing.T, sink *hookSink, typ string) {
 		}
 		return false, fmt.Sprintf("%d events, none %s", len(got), typ)
 	})
+}
+
+// TestWebhooksMultiHubPostgres: two hub processes on one PostgreSQL database send one
+// endpoint's deliveries. While both run, every attempt is made by one of them: a receiver that
+// refuses each event's first attempt sees each event exactly twice. One hub killed (SIGKILL)
+// right after events were made loses none: the other sends them, and so does the killed one
+// once it is started again, within its claims' lease.
+func TestWebhooksMultiHubPostgres(t *testing.T) {
+	if testing.Short() {
+		t.Skip("SKIPPED in -short mode: builds the binary and runs processes")
+	}
+	database := postgresDatabase(t)
+	addrA, addrB := freePort(t), freePort(t)
+	w := &world{t: t, bin: binary(t), dir: t.TempDir(), key: rand.Text(), hubAddr: addrA, agents: map[string]*proc{},
+		addrs: map[string]string{}, env: map[string][]string{}, tokens: map[string]string{}, rng: mrand.New(mrand.NewPCG(3, 5)),
+		expected: map[string]int64{}, approved: map[string]bool{}}
+	kek := seal.Generate()
+	cert, key, _ := w.tlsFiles()
+	startHub := func(name, addr string) *proc {
+		p := start(t, w.bin, name, []string{"LOYALTY_ADMIN_API_KEY=" + w.key, "LOYALTY_KEYS_KEK=" + kek,
+			"LOYALTY_TLS_CERT_FILE=" + cert, "LOYALTY_TLS_KEY_FILE=" + key,
+			"LOYALTY_WEBHOOKS_INTERVAL=50ms", "LOYALTY_WEBHOOKS_BACKOFF_MIN=100ms", "LOYALTY_WEBHOOKS_BACKOFF_MAX=300ms",
+			"LOYALTY_WEBHOOKS_TIMEOUT=1s", "LOYALTY_WEBHOOKS_BATCH=5"}, "hub", "--listen", addr, "--database", database)
+		eventually(t, 30*time.Second, name+" healthy", func() (bool, string) {
+			return call(t, "GET", "https://"+addr+"/healthz", "", nil, nil) == 200, "no answer"
+		})
+		return p
+	}
+	hubA := startHub("hub-a", addrA)
+	startHub("hub-b", addrB)
+	apiA, apiB := "https://"+addrA, "https://"+addrB
+	sink := newHookSink(t, 1)
+	var created hub.NewWebhook
+	if s := call(t, "POST", apiA+"/v1/webhooks", w.key, map[string]any{"url": sink.url, "events": []string{hub.EventPointsEarned}}, &created); s != 201 {
+		t.Fatalf("add webhook: HTTP %d", s)
+	}
+	sink.mu.Lock()
+	sink.secret = created.Secret
+	sink.mu.Unlock()
+	for i := range 3 {
+		w.member(fmt.Sprintf("m%d", i), 0)
+	}
+	order := 0
+	earn := func(api string) {
+		t.Helper()
+		order++
+		if s := call(t, "POST", api+"/v1/earn", w.key, map[string]any{"order_id": fmt.Sprintf("web-%d", order),
+			"member_id": fmt.Sprintf("m%d", order%3), "amount": 1000 + order, "currency": "EUR"}, nil); s != 200 {
+			t.Fatalf("earn through %s: HTTP %d", api, s)
+		}
+	}
+	allDelivered := func(want int) []hub.WebhookDelivery {
+		t.Helper()
+		var log []hub.WebhookDelivery
+		eventually(t, 90*time.Second, "every delivery delivered", func() (bool, string) {
+			log = nil
+			if s := call(t, "GET", apiB+"/v1/webhooks/"+created.Webhook.ID+"/deliveries?limit=1000", w.key, nil, &log); s != 200 {
+				return false, fmt.Sprintf("HTTP %d", s)
+			}
+			got, _ := sink.snapshot()
+			for _, d := range log {
+				if _, ok := got[d.Event]; d.State != hub.DeliveryDelivered || !ok {
+					return false, fmt.Sprintf("%s: %s after %d attempts, accepted %v", d.Event, d.State, d.Attempts, ok)
+				}
+			}
+			return len(log) == want, fmt.Sprintf("%d deliveries, want %d", len(log), want)
+		})
+		return log
+	}
+	for range 15 {
+		earn(apiA)
+		earn(apiB)
+	}
+	log := allDelivered(30)
+	sink.mu.Lock()
+	for _, d := range log {
+		if n := sink.attempts[d.Event]; n != 2 {
+			t.Errorf("event %s reached the receiver %d times, want 2 (one refused, one accepted): two hubs sent an attempt", d.Event, n)
+		}
+	}
+	sink.mu.Unlock()
+
+	// a dies with events due; b sends them, and a, started again, goes on with b.
+	for range 10 {
+		earn(apiA)
+	}
+	hubA.stop(syscall.SIGKILL)
+	for range 5 {
+		earn(apiB)
+	}
+	startHub("hub-a", addrA)
+	for range 5 {
+		earn(apiA)
+	}
+	allDelivered(50)
+	got, bad := sink.snapshot()
+	if len(bad) > 0 {
+		t.Fatalf("deliveries failed verification: %q", bad)
+	}
+	if len(got) != 50 {
+		t.Fatalf("accepted %d events, want 50", len(got))
+	}
 }
