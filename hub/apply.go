@@ -52,7 +52,7 @@ type applier struct {
 	pending     []pendingDelta
 	pendingTier bool // a tier delta is pending
 
-	events []WebhookEvent // webhook events of this transaction, written by flushEvents (webhooks.go)
+	events []pendingEvent // webhook events of this transaction, written by flushEvents (webhooks.go)
 }
 
 // publishedAt is what Tx.ProgramPublished said of a rule version.

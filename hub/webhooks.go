@@ -184,8 +184,8 @@ type WebhookTx interface {
 	UpdateWebhookEndpoint(ctx context.Context, e WebhookEndpoint) error
 	// DeleteWebhookEndpoint removes an endpoint and its deliveries (ENOTFOUND).
 	DeleteWebhookEndpoint(ctx context.Context, id string) error
-	// WebhookSubscribed reports whether some endpoint takes events of type typ.
-	WebhookSubscribed(ctx context.Context, typ string) (bool, error)
+	// WebhookTypes returns the event types some endpoint takes ("*": every type), once each.
+	WebhookTypes(ctx context.Context) ([]string, error)
 	// InsertWebhookEvents stores the events that some endpoint takes and whose id is new, and
 	// queues a pending delivery, due at once, for each endpoint that takes one (but its Skip); it
 	// returns how many deliveries it queued. A few statements for the whole slice.
@@ -250,18 +250,43 @@ func newWebhookEvent(typ string, at time.Time, data any, key ...string) WebhookE
 	return WebhookEvent{ID: id, Type: typ, CreatedAt: at, Body: body}
 }
 
-// emit keeps an event for the applier's transaction; flushEvents writes them.
-func (a *applier) emit(typ string, data any, key ...string) {
-	a.events = append(a.events, newWebhookEvent(typ, a.Now(), data, key...))
+// pendingEvent is an event of the applier's transaction, its body not made yet: only events of
+// a type some endpoint takes are (flushEvents).
+type pendingEvent struct {
+	typ  string
+	at   time.Time
+	data any
+	key  []string
 }
 
-// flushEvents writes the events kept so far to the outbox, in one call.
+// emit keeps an event for the applier's transaction; flushEvents writes them.
+func (a *applier) emit(typ string, data any, key ...string) {
+	a.events = append(a.events, pendingEvent{typ, a.Now(), data, key})
+}
+
+// flushEvents writes the events kept so far to the outbox, in one call, after one read of the
+// event types endpoints take: without an endpoint, a batch's events cost that read and nothing
+// else.
 func (a *applier) flushEvents(ctx context.Context) error {
 	if len(a.events) == 0 {
 		return nil
 	}
-	evs := a.events
+	pending := a.events
 	a.events = nil
+	types, err := a.tx.WebhookTypes(ctx)
+	if err != nil || len(types) == 0 {
+		return err
+	}
+	all := slices.Contains(types, webhookEveryEventTypes)
+	var evs []WebhookEvent
+	for _, p := range pending {
+		if all || slices.Contains(types, p.typ) {
+			evs = append(evs, newWebhookEvent(p.typ, p.at, p.data, p.key...))
+		}
+	}
+	if len(evs) == 0 {
+		return nil
+	}
 	return emitEvents(ctx, a.tx, evs)
 }
 

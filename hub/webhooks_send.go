@@ -424,8 +424,8 @@ func (h *Hub) AnnounceStores(ctx context.Context) (int, error) {
 func (h *Hub) RemindExpiring(ctx context.Context) (int, error) {
 	var subscribed bool
 	err := h.Store.View(ctx, func(tx Tx) error {
-		var err error
-		subscribed, err = tx.WebhookSubscribed(ctx, EventPointsExpiring)
+		types, err := tx.WebhookTypes(ctx)
+		subscribed = slices.Contains(types, EventPointsExpiring) || slices.Contains(types, webhookEveryEventTypes)
 		return err
 	})
 	if err != nil || !subscribed {

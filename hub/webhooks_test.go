@@ -106,6 +106,15 @@ func addWebhook(t *testing.T, h *hub.Hub, url string, events ...string) hub.NewW
 	return nw
 }
 
+// addWebhookB registers an endpoint of every event type that nothing listens at.
+func addWebhookB(tb testing.TB, h *hub.Hub) {
+	tb.Helper()
+	url, events := "http://127.0.0.1:9/hooks", []string{"*"}
+	if _, err := h.CreateWebhook(context.Background(), hub.WebhookRequest{URL: &url, Events: &events}); err != nil {
+		tb.Fatal(err)
+	}
+}
+
 func deliveries(t *testing.T, h *hub.Hub, id, state string) []hub.WebhookDelivery {
 	t.Helper()
 	ds, err := h.WebhookDeliveries(context.Background(), id, state, hub.MaxWebhookDeliveries)

@@ -86,10 +86,15 @@ func (t *tx) DeleteWebhookEndpoint(ctx context.Context, id string) error {
 	return nil
 }
 
-func (t *tx) WebhookSubscribed(ctx context.Context, typ string) (bool, error) {
-	var ok bool
-	err := t.queryRow(ctx, `SELECT EXISTS (SELECT 1 FROM webhook_subscriptions WHERE type IN ($1, '*'))`, typ).Scan(&ok)
-	return ok, err
+func (t *tx) WebhookTypes(ctx context.Context) ([]string, error) {
+	var out []string
+	err := t.each(ctx, `SELECT DISTINCT type FROM webhook_subscriptions`, nil, func(rows pgx.Rows) error {
+		var typ string
+		err := rows.Scan(&typ)
+		out = append(out, typ)
+		return err
+	})
+	return out, err
 }
 
 func (t *tx) InsertWebhookEvents(ctx context.Context, evs []hub.WebhookEvent) (int, error) {

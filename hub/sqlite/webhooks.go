@@ -94,10 +94,21 @@ func (t *tx) DeleteWebhookEndpoint(ctx context.Context, id string) error {
 	return nil
 }
 
-func (t *tx) WebhookSubscribed(ctx context.Context, typ string) (bool, error) {
-	var ok bool
-	err := t.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM webhook_subscriptions WHERE type IN (?, '*'))`, typ).Scan(&ok)
-	return ok, err
+func (t *tx) WebhookTypes(ctx context.Context) ([]string, error) {
+	rows, err := t.QueryContext(ctx, `SELECT DISTINCT type FROM webhook_subscriptions`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var typ string
+		if err := rows.Scan(&typ); err != nil {
+			return nil, err
+		}
+		out = append(out, typ)
+	}
+	return out, rows.Err()
 }
 
 // webhookRow is an event as the outbox's statements read it from JSON.
@@ -142,13 +153,23 @@ func (t *tx) InsertWebhookEvents(ctx context.Context, evs []hub.WebhookEvent) (i
 	if err := res.Err(); err != nil || len(stored) == 0 {
 		return 0, err
 	}
-	ids, _ := json.Marshal(stored)
+	skip := make(map[string]string, len(evs))
+	for _, e := range evs {
+		skip[e.ID] = e.Skip
+	}
+	keep := make([]webhookRow, len(stored))
+	for i, id := range stored {
+		keep[i] = webhookRow{ID: id, Skip: skip[id]}
+	}
+	kept, err := json.Marshal(keep)
+	if err != nil {
+		return 0, err
+	}
 	r, err := t.ExecContext(ctx, `INSERT INTO webhook_deliveries (endpoint, event, state, created_at, next_at)
 		SELECT s.endpoint, v.id, 'pending', v.created_at, v.created_at
-		FROM json_each(?1) n JOIN webhook_events v ON v.id = n.value
-		JOIN json_each(?2) j ON j.value ->> 'id' = v.id
+		FROM json_each(?) j JOIN webhook_events v ON v.id = j.value ->> 'id'
 		JOIN webhook_subscriptions s ON s.type IN (v.type, '*') AND s.endpoint <> j.value ->> 'skip'
-		WHERE true ON CONFLICT DO NOTHING`, string(ids), string(list))
+		WHERE true ON CONFLICT DO NOTHING`, string(kept))
 	if err != nil {
 		return 0, err
 	}
