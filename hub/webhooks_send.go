@@ -138,6 +138,18 @@ func (s *WebhookSender) run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		// Without an endpoint, a round is this one read: no write transaction.
+		var types []string
+		if err := s.Hub.Store.View(ctx, func(tx Tx) error {
+			var err error
+			types, err = tx.WebhookTypes(ctx)
+			return err
+		}); err != nil || len(types) == 0 {
+			if err != nil && ctx.Err() == nil {
+				s.Hub.Logger.Warn("webhooks: read the endpoints' event types", slog.Any("err", err))
+			}
+			continue
+		}
 		if _, err := s.Hub.AnnounceStores(ctx); err != nil && ctx.Err() == nil {
 			s.Hub.Logger.Warn("webhooks: announce stores offline or online", slog.Any("err", err))
 		}
