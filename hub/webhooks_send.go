@@ -138,6 +138,12 @@ func (s *WebhookSender) run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		if now := s.Hub.Now(); now.Sub(pruned) >= time.Hour {
+			pruned = now
+			if _, err := s.Prune(ctx); err != nil && ctx.Err() == nil {
+				s.Hub.Logger.Warn("webhooks: prune old deliveries", slog.Any("err", err))
+			}
+		}
 		// Without an endpoint, a round is this one read: no write transaction.
 		var types []string
 		if err := s.Hub.Store.View(ctx, func(tx Tx) error {
@@ -160,12 +166,6 @@ func (s *WebhookSender) run(ctx context.Context) {
 			}
 			if err != nil || n < s.batch() {
 				break
-			}
-		}
-		if now := s.Hub.Now(); now.Sub(pruned) >= time.Hour {
-			pruned = now
-			if _, err := s.Prune(ctx); err != nil && ctx.Err() == nil {
-				s.Hub.Logger.Warn("webhooks: prune old deliveries", slog.Any("err", err))
 			}
 		}
 	}
