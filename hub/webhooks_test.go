@@ -147,7 +147,7 @@ func drainHooks(t *testing.T, h *hub.Hub, s *hub.WebhookSender, clk *testClock, 
 func TestWebhooks_EveryEventDeliveredSignedAfterFailures(t *testing.T) {
 	h, clk := webhookHub(t)
 	ctx := context.Background()
-	rcv := newReceiver(t, clk.Now, 2)
+	rcv := newReceiver(t, time.Now, 2)
 	nw := addWebhook(t, h, rcv.URL, "*")
 	rcv.setSecret(nw.Secret)
 
@@ -247,7 +247,7 @@ func TestWebhooks_OnlySubscribedEventsAreStored(t *testing.T) {
 func TestWebhooks_RetriedForADayThenFailedAndDisabled(t *testing.T) {
 	h, clk := webhookHub(t)
 	ctx := context.Background()
-	down := newReceiver(t, clk.Now, -1)
+	down := newReceiver(t, time.Now, -1)
 	nwDown := addWebhook(t, h, down.URL, hub.EventPointsEarned)
 	down.setSecret(nwDown.Secret)
 	s := hub.NewWebhookSender(h)
@@ -294,7 +294,7 @@ func TestWebhooks_RetriedForADayThenFailedAndDisabled(t *testing.T) {
 	}
 
 	// Disabling: a second endpoint hears of it.
-	up := newReceiver(t, clk.Now, 0)
+	up := newReceiver(t, time.Now, 0)
 	nwUp := addWebhook(t, h, up.URL, hub.EventEndpointDisabled)
 	up.setSecret(nwUp.Secret)
 	s.DisableAfter = 3
@@ -350,7 +350,7 @@ func TestWebhooks_ClaimLeaseAcrossProcesses(t *testing.T) {
 	ctx := context.Background()
 	h2 := hub.New(h1.Store)
 	h2.KEK, h2.Logger, h2.Now = h1.KEK, h1.Logger, clk.Now
-	rcv := newReceiver(t, clk.Now, 0)
+	rcv := newReceiver(t, time.Now, 0)
 	nw := addWebhook(t, h1, rcv.URL, hub.EventPointsEarned)
 	rcv.setSecret(nw.Secret)
 	for i := range 5 {
@@ -429,7 +429,7 @@ func TestWebhooks_ClaimLeaseAcrossProcesses(t *testing.T) {
 func TestWebhooks_ReplayRotateRemoveAudited(t *testing.T) {
 	h, clk := webhookHub(t)
 	ctx := context.Background()
-	rcv := newReceiver(t, clk.Now, 0)
+	rcv := newReceiver(t, time.Now, 0)
 	nw := addWebhook(t, h, rcv.URL, hub.EventPointsEarned, hub.EventMemberCreated)
 	rcv.setSecret(nw.Secret)
 	fund(t, h, "m1", 100)
@@ -526,7 +526,7 @@ func TestWebhooks_RefusedInput(t *testing.T) {
 func TestWebhooks_JobsStoresAndBudgets(t *testing.T) {
 	h, clk := webhookHub(t)
 	ctx := context.Background()
-	rcv := newReceiver(t, clk.Now, 0)
+	rcv := newReceiver(t, time.Now, 0)
 	nw := addWebhook(t, h, rcv.URL, "*")
 	rcv.setSecret(nw.Secret)
 	withProgram(t, h, func(p *loyalty.Program) {
@@ -623,7 +623,7 @@ func FuzzVerifyWebhook(f *testing.F) {
 // sender signs with them as before.
 func TestWebhooks_RekeyReseals(t *testing.T) {
 	h, clk := webhookHub(t)
-	rcv := newReceiver(t, clk.Now, 0)
+	rcv := newReceiver(t, time.Now, 0)
 	nw := addWebhook(t, h, rcv.URL, hub.EventPointsEarned)
 	rcv.setSecret(nw.Secret)
 	if _, err := h.Rekey(context.Background(), seal.NewRandom()); err != nil {
