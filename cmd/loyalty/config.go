@@ -27,18 +27,19 @@ import (
 
 // HubConfig configures `loyalty hub` and the admin commands that work on the hub's database.
 type HubConfig struct {
-	Listen      string         `mapstructure:"listen"`
-	Database    string         `mapstructure:"database"` // a SQLite file path, or a postgres:// URL (openHubStore)
-	AdminAPIKey string         `mapstructure:"admin_api_key"`
-	Log         LogConfig      `mapstructure:"log"`
-	Sync        HubSyncConfig  `mapstructure:"sync"`
-	QR          QRConfig       `mapstructure:"qr"`
-	Leases      LeaseConfig    `mapstructure:"leases"`
-	Claims      ClaimsConfig   `mapstructure:"claims"`
-	HTTP        HubHTTPConfig  `mapstructure:"http"`
-	TLS         HubTLSConfig   `mapstructure:"tls"`
-	Keys        KeysConfig     `mapstructure:"keys"`
-	Webhooks    WebhooksConfig `mapstructure:"webhooks"` // webhook.go
+	Listen      string        `mapstructure:"listen"`
+	Database    string        `mapstructure:"database"` // a SQLite file path, or a postgres:// URL (openHubStore)
+	AdminAPIKey string        `mapstructure:"admin_api_key"`
+	Log         LogConfig     `mapstructure:"log"`
+	Sync        HubSyncConfig `mapstructure:"sync"`
+	QR          QRConfig      `mapstructure:"qr"`
+	Leases      LeaseConfig   `mapstructure:"leases"`
+	Claims      ClaimsConfig  `mapstructure:"claims"`
+	HTTP        HubHTTPConfig `mapstructure:"http"`
+	TLS         HubTLSConfig  `mapstructure:"tls"`
+	Keys        KeysConfig    `mapstructure:"keys"`
+
+	Webhooks WebhooksConfig `mapstructure:"webhooks"` // webhook.go
 }
 
 // KeysConfig says where the key-encryption key that seals the QR signing keys comes from.
@@ -201,10 +202,11 @@ func DefaultHubConfig() HubConfig {
 		Log:      LogConfig{Level: "info", Format: "text"},
 		Sync: HubSyncConfig{Heartbeat: 10 * time.Second, HelloTimeout: 10 * time.Second, MaxBatch: 500,
 			MaxMessageBytes: 1 << 20, PollInterval: time.Second},
-		QR:       QRConfig{MemberTTL: 2 * 365 * 24 * time.Hour, VoucherTTL: 90 * 24 * time.Hour},
-		Leases:   defaultLeases(),
-		Claims:   ClaimsConfig{Backdate: time.Hour, MaxOffline: 30 * 24 * time.Hour, MaxFuture: 10 * time.Minute},
-		HTTP:     defaultHubHTTP(),
+		QR:     QRConfig{MemberTTL: 2 * 365 * 24 * time.Hour, VoucherTTL: 90 * 24 * time.Hour},
+		Leases: defaultLeases(),
+		Claims: ClaimsConfig{Backdate: time.Hour, MaxOffline: 30 * 24 * time.Hour, MaxFuture: 10 * time.Minute},
+		HTTP:   defaultHubHTTP(),
+
 		Webhooks: defaultWebhooks(),
 	}
 }
