@@ -603,6 +603,27 @@ func TestOpenAPIRoutesAnswerAsDocumented(t *testing.T) {
 	c.do(with(H("GET", "/v1/program"), func(r *req) { r.key, r.want = shop, http.StatusUnauthorized })) // revoked
 	c.json(with(H("GET", "/v1/audit"), func(r *req) { r.query = "limit=50" }), nil)
 
+	// Webhooks (an endpoint nobody listens at: nothing here waits for a delivery).
+	var wh struct {
+		Webhook struct{ ID string } `json:"webhook"`
+	}
+	c.json(with(H("POST", "/v1/webhooks"), func(r *req) {
+		r.body, r.want = map[string]any{"url": "http://127.0.0.1:9/loyalty", "events": []string{"*"}, "description": "CRM"}, http.StatusCreated
+	}), &wh)
+	c.json(with(H("POST", "/v1/earn"), func(r *req) {
+		r.body = map[string]any{"order_id": "WEB-8", "member_id": "m2", "amount": 1200, "currency": "EUR"} // an event for it
+	}), nil)
+	whID := map[string]string{"id": wh.Webhook.ID}
+	c.json(H("GET", "/v1/webhooks"), nil)
+	c.json(with(H("GET", "/v1/webhooks/{id}"), func(r *req) { r.params = whID }), nil)
+	c.json(with(H("PATCH", "/v1/webhooks/{id}"), func(r *req) { r.params, r.body = whID, map[string]any{"enabled": false} }), nil)
+	c.json(with(H("GET", "/v1/webhooks/{id}/deliveries"), func(r *req) { r.params, r.query = whID, "state=pending&limit=10" }), nil)
+	c.json(with(H("POST", "/v1/webhooks/{id}/replay"), func(r *req) {
+		r.params, r.body = whID, map[string]any{"since": now.Add(-time.Hour)}
+	}), nil)
+	c.json(with(H("POST", "/v1/webhooks/{id}/rotate-secret"), func(r *req) { r.params = whID }), nil)
+	c.json(with(H("DELETE", "/v1/webhooks/{id}"), func(r *req) { r.params = whID }), nil)
+
 	// The agents' websocket: a real upgrade (the session then waits for the agent's hello).
 	ca := testCA(t)
 	ws, resp, err := (&websocket.Dialer{TLSClientConfig: &tls.Config{RootCAs: ca.Pool()}, HandshakeTimeout: 10 * time.Second}).

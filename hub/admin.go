@@ -200,6 +200,9 @@ func (h *Hub) CreateMember(ctx context.Context, m loyalty.Member) (NewMember, er
 				return err
 			}
 		}
+		if err := emitEvents(ctx, tx, []WebhookEvent{newWebhookEvent(EventMemberCreated, m.CreatedAt, memberCreated(m), m.ID)}); err != nil {
+			return err
+		}
 		return h.audit(ctx, tx, AuditMemberAdd, m.ID, "home store "+orNone(m.HomeStore)) // no email or name: personal data
 	})
 	if err != nil {

@@ -78,6 +78,15 @@ var routeScopes = map[string][]Scope{
 	"GET /v1/api-keys":         nil,
 	"DELETE /v1/api-keys/{id}": nil,
 	"GET /v1/audit":            {ScopeReport},
+
+	"POST /v1/webhooks":                    nil,
+	"GET /v1/webhooks":                     {ScopeReport},
+	"GET /v1/webhooks/{id}":                {ScopeReport},
+	"PATCH /v1/webhooks/{id}":              nil,
+	"DELETE /v1/webhooks/{id}":             nil,
+	"GET /v1/webhooks/{id}/deliveries":     {ScopeReport},
+	"POST /v1/webhooks/{id}/replay":        nil,
+	"POST /v1/webhooks/{id}/rotate-secret": nil,
 }
 
 // Allows reports whether a key of scope s may call the route with this ServeMux pattern.

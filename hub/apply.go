@@ -51,6 +51,8 @@ type applier struct {
 	base        Tx
 	pending     []pendingDelta
 	pendingTier bool // a tier delta is pending
+
+	events []pendingEvent // webhook events of this transaction, written by flushEvents (webhooks.go)
 }
 
 // publishedAt is what Tx.ProgramPublished said of a rule version.
@@ -248,6 +250,7 @@ func (a *applier) apply(ctx context.Context, store string, d loyalty.Delta) (lsy
 	if err := a.conflicts(ctx, store, d, bal); err != nil {
 		return lsync.Result{}, err
 	}
+	a.emitDelta(store, d, bal)
 	if err := a.account(ctx, store, d); err != nil {
 		return lsync.Result{}, err
 	}
@@ -417,7 +420,7 @@ func (a *applier) conflicts(ctx context.Context, store string, d loyalty.Delta, 
 	if d.Points < 0 && balance < 0 {
 		c := Conflict{Kind: ConflictOverdraft, Member: d.Member, Store: store, Deltas: []string{d.ID},
 			Amount: min(-balance, -d.Points), Detail: fmt.Sprintf("%s took the balance to %d", d.Kind, balance), At: a.Now(), Flagged: true}
-		if err := a.tx.InsertConflict(ctx, c); err != nil {
+		if err := a.recordConflict(ctx, c); err != nil {
 			return err
 		}
 	}
@@ -427,7 +430,7 @@ func (a *applier) conflicts(ctx context.Context, store string, d loyalty.Delta, 
 		} else if !v.VoidedAt.IsZero() {
 			c := Conflict{Kind: ConflictVoucherVoid, Member: d.Member, Store: store, Deltas: []string{d.ID, v.DeltaID},
 				Amount: 1, Detail: fmt.Sprintf("voucher %s was used after its purchase was refunded", d.Voucher), At: a.Now(), Flagged: true}
-			if err := a.tx.InsertConflict(ctx, c); err != nil {
+			if err := a.recordConflict(ctx, c); err != nil {
 				return err
 			}
 		}
@@ -438,7 +441,7 @@ func (a *applier) conflicts(ctx context.Context, store string, d loyalty.Delta, 
 		if len(uses) > 1 {
 			c := Conflict{Kind: ConflictVoucherReuse, Member: d.Member, Store: store, Deltas: uses,
 				Amount: int64(len(uses) - 1), Detail: fmt.Sprintf("voucher %s used %d times", d.Voucher, len(uses)), At: a.Now(), Flagged: true}
-			if err := a.tx.InsertConflict(ctx, c); err != nil {
+			if err := a.recordConflict(ctx, c); err != nil {
 				return err
 			}
 		}
@@ -496,6 +499,15 @@ func (a *applier) report(member string) {
 // (Tx.NextVersions), their qualifying totals one read (Tx.QualifyingOf), their rows a few
 // statements (Tx.UpdateMembers), the stores' new subscriptions one statement per store.
 func (a *applier) finish(ctx context.Context) ([]lsync.Balance, error) {
+	out, err := a.finishMembers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return out, a.flushEvents(ctx) // after the members: their tier changes are events too
+}
+
+// finishMembers is finish but for the webhook events.
+func (a *applier) finishMembers(ctx context.Context) ([]lsync.Balance, error) {
 	if err := a.flush(ctx); err != nil {
 		return nil, err
 	}
@@ -612,6 +624,8 @@ func (a *applier) memberState(ctx context.Context, member string) (string, Membe
 		if _, _, err := a.tx.InsertDelta(ctx, d, d.Hash(), a.Now()); err != nil {
 			return "", u, err
 		}
+		a.emit(EventTierChanged, map[string]any{"member_id": member, "from": m.Tier, "to": tier, "delta_id": d.ID,
+			"occurred_at": now.UTC().Truncate(time.Millisecond)}, d.ID)
 	}
 	if tier != m.Tier {
 		u.Set |= FieldTier

@@ -61,6 +61,11 @@ const (
 	AuditSigningKeyRetire = "signing_key.retire"
 	AuditAPIKeyAdd        = "api_key.add"
 	AuditAPIKeyRevoke     = "api_key.revoke"
+	AuditWebhookAdd       = "webhook.add"
+	AuditWebhookChange    = "webhook.change"
+	AuditWebhookRemove    = "webhook.remove"
+	AuditWebhookReplay    = "webhook.replay"
+	AuditWebhookRotate    = "webhook.rotate"
 )
 
 // AuditEntry is one admin change: when, by which key, what, on what. Detail never holds a

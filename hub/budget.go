@@ -36,7 +36,7 @@ func (a *applier) account(ctx context.Context, store string, d loyalty.Delta) er
 		return err
 	}
 	flag := func(kind string, amount int64, detail string, args ...any) error {
-		return a.tx.InsertConflict(ctx, Conflict{Kind: kind, Member: d.Member, Store: store, Deltas: []string{d.ID},
+		return a.recordConflict(ctx, Conflict{Kind: kind, Member: d.Member, Store: store, Deltas: []string{d.ID},
 			Amount: amount, Detail: fmt.Sprintf(detail, args...), At: a.Now(), Flagged: true})
 	}
 	// The hub's own deltas are charged to budgets directly, without a lease: the online channel
@@ -115,6 +115,7 @@ func (a *applier) account(ctx context.Context, store string, d loyalty.Delta) er
 		if err != nil {
 			return err
 		}
+		a.emitBudget(b.ID, spent, limit)
 		if spent+out > limit {
 			if err := flag(ConflictOverBudget, spent+out-limit, "budget %s: spent %d + leased %d > limit %d", b.ID, spent, out, limit); err != nil {
 				return err

@@ -217,7 +217,8 @@ func (s *Server) routes(mux, admin router) {
 		out, err := h.Audit(r.Context(), limit)
 		s.reply(w, r, http.StatusOK, out, err)
 	})
-	s.careRoutes(admin) // carehttp.go
+	s.careRoutes(admin)    // carehttp.go
+	s.webhookRoutes(admin) // webhooks_http.go
 }
 
 // intParam reads an optional integer query parameter within [lo, hi]. It returns EINVALID.

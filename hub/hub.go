@@ -30,6 +30,8 @@
 //	referral.go  referral bonuses
 //	jobs.go      background jobs: tier requalification, points expiry (birthday.go: birthdays)
 //	admin.go     stores, members, the program, keys, conflicts, the ledger check
+//	webhooks.go  webhooks: events written to an outbox in their cause's transaction, endpoints,
+//	             signatures (webhooks_send.go: the sender, retries, leases; webhooks_http.go)
 //	apikeys.go, keys.go, audit.go, restore.go
 //	             API keys, QR signing keys, the audit trail, restore from a backup
 //	http.go, server.go
@@ -90,6 +92,9 @@ type Hub struct {
 
 	// KEK seals the QR signing keys in the database (keys.go). Init fails without it.
 	KEK *seal.Box
+
+	// WebhookEvents is how the hub emits webhook events (webhooks.go).
+	WebhookEvents WebhookConfig
 
 	groups groups // sessions' writes waiting for a group commit (group.go)
 

@@ -104,6 +104,9 @@ func (h *Hub) requalifyBatch(ctx context.Context, tx Tx, due []DueMember, now ti
 	if err := stampVersions(ctx, tx, us, stamp); err != nil {
 		return 0, err
 	}
+	if err := a.flushEvents(ctx); err != nil {
+		return 0, err
+	}
 	return changed, tx.UpdateMembers(ctx, us)
 }
 
@@ -273,10 +276,15 @@ func (h *Hub) expireBatch(ctx context.Context, tx Tx, due []DueMember, now time.
 			u.Set |= FieldBalance
 			u.Balance = d.Balance - points
 			stamp = append(stamp, len(us))
+			a.emit(EventPointsExpired, map[string]any{"member_id": d.ID, "points": -points, "balance": u.Balance,
+				"occurred_at": now.UTC().Truncate(time.Millisecond)}, d.ID, now.UTC().Format(time.RFC3339Nano))
 		}
 		us = append(us, u)
 	}
 	if err := stampVersions(ctx, tx, us, stamp); err != nil {
+		return 0, err
+	}
+	if err := a.flushEvents(ctx); err != nil {
 		return 0, err
 	}
 	return len(stamp), tx.UpdateMembers(ctx, us)

@@ -95,7 +95,7 @@ func (h *Hub) Rekey(ctx context.Context, next *seal.Box) (int, error) {
 			}
 			n++
 		}
-		return nil
+		return h.resealWebhookSecrets(ctx, tx, next) // webhooks.go
 	})
 	if err == nil {
 		h.KEK = next

@@ -336,6 +336,8 @@ func (h *Hub) IssueVoucher(ctx context.Context, req loyalty.RedeemRequest) (Vouc
 		if err := a.tx.InsertVoucher(ctx, v); err != nil {
 			return nil, err
 		}
+		a.emit(EventVoucherIssued, map[string]any{"voucher_id": v.ID, "member_id": v.Member, "reward_id": v.Reward, "delta_id": v.DeltaID,
+			"order_id": req.OrderID, "created_at": v.CreatedAt, "expires_at": v.ExpiresAt}, v.ID)
 		return VoucherReceipt{Receipt: loyalty.Receipt{OrderID: req.OrderID, Member: member, Deltas: []string{d.ID},
 			Points: d.Points, Balance: a.balances[member], Reward: &r}, Voucher: v}, nil
 	}, &out)

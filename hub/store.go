@@ -312,6 +312,8 @@ type Tx interface {
 	AccessTx // API keys and the audit trail
 	ReportTx // reports (reports.go)
 	CareTx   // member care: profile updates, erasure, export (care.go)
+
+	WebhookTx // webhook endpoints, the event outbox and the delivery log (webhooks.go)
 }
 
 // ScheduledMember is a member and their job Schedule (Tx.MembersWithSchedule).

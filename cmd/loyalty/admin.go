@@ -56,6 +56,7 @@ func withHubConfig(cmd *cobra.Command, cfg HubConfig, fn func(ctx context.Contex
 func adminCommands() []*cobra.Command {
 	cmds := []*cobra.Command{storeCommands(), memberCommands(), programCommands(), keysCommands(), checkCommand(), budgetsCommand(), reportCommand()}
 	cmds = append(cmds, accessCommands()...)
+	cmds = append(cmds, webhookCommands())
 	return append(cmds, backupCommands()...)
 }
 

@@ -39,6 +39,8 @@ type HubConfig struct {
 	TLS         HubTLSConfig  `mapstructure:"tls"`
 	Keys        KeysConfig    `mapstructure:"keys"`
 	Metrics     MetricsConfig `mapstructure:"metrics"` // metrics.go
+
+	Webhooks WebhooksConfig `mapstructure:"webhooks"` // webhook.go
 }
 
 // KeysConfig says where the key-encryption key that seals the QR signing keys comes from.
@@ -206,6 +208,8 @@ func DefaultHubConfig() HubConfig {
 		Leases: defaultLeases(),
 		Claims: ClaimsConfig{Backdate: time.Hour, MaxOffline: 30 * 24 * time.Hour, MaxFuture: 10 * time.Minute},
 		HTTP:   defaultHubHTTP(),
+
+		Webhooks: defaultWebhooks(),
 	}
 }
 
@@ -292,6 +296,9 @@ func (c HubConfig) Validate() error {
 		return err
 	}
 	if err := c.HTTP.Validate(); err != nil {
+		return err
+	}
+	if err := c.Webhooks.Validate(); err != nil {
 		return err
 	}
 	return c.Log.Validate()

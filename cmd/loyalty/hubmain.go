@@ -27,6 +27,8 @@ type HubMain struct {
 	HTTP  *hub.Server
 	// Metrics serves GET /metrics on metrics.listen (nil when it is "").
 	Metrics *metricsServer
+	// Webhooks sends the hub's webhook deliveries (started with the jobs, stopped by Close).
+	Webhooks *hub.WebhookSender
 
 	cancel context.CancelFunc
 	unlock func() // the shared lock on a SQLite database (lockDatabase)
@@ -102,6 +104,7 @@ func (m *HubMain) Open(ctx context.Context) (err error) {
 	m.Hub.MemberTokenTTL, m.Hub.VoucherTokenTTL = c.QR.MemberTTL, c.QR.VoucherTTL
 	m.Hub.Lease = c.Leases.Hub()
 	m.Hub.Claims = hub.ClaimLimits{Backdate: c.Claims.Backdate, MaxOffline: c.Claims.MaxOffline, MaxFuture: c.Claims.MaxFuture}
+	m.Hub.WebhookEvents = c.Webhooks.events()
 	if err := m.Hub.Init(ctx); err != nil {
 		m.Store.Close()
 		return fmt.Errorf("init hub: %w", err)
@@ -154,6 +157,8 @@ const jobInterval = time.Hour
 // of its own transactions, between which pushes from agents are applied and acknowledged.
 func (m *HubMain) startJobs(ctx context.Context) {
 	m.Hub.Start(ctx, &m.wg)
+	m.Webhooks = m.Config.Webhooks.sender(m.Hub)
+	m.Webhooks.Open()
 	poll := m.Config.Sync.PollInterval
 	m.every(ctx, poll, "poll", m.poll)
 	m.every(ctx, poll, "expire_leases", func(ctx context.Context) {
@@ -175,6 +180,9 @@ func (m *HubMain) startJobs(ctx context.Context) {
 			m.warn(ctx, "expire points", err)
 		} else if n > 0 || len(soon) > 0 {
 			m.Logger.Info("points expiry", slog.Int("expired", n), slog.Int("expiring_soon", len(soon)))
+		}
+		if _, err := m.Hub.RemindExpiring(ctx); err != nil { // points.expiring webhooks, once per lot
+			m.warn(ctx, "points expiry reminders", err)
 		}
 	})
 	m.every(ctx, jobInterval, "birthdays", func(ctx context.Context) {
@@ -238,6 +246,9 @@ func (m *HubMain) Close() error {
 			m.cancel()
 		}
 		m.wg.Wait()
+		if m.Webhooks != nil {
+			m.Webhooks.Close()
+		}
 		if m.HTTP != nil {
 			err = m.HTTP.Close()
 		}

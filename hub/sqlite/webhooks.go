@@ -1,0 +1,330 @@
+package sqlite
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"time"
+
+	"github.com/loyalty-edge-sync/loyalty"
+	"github.com/loyalty-edge-sync/loyalty/hub"
+	"github.com/loyalty-edge-sync/loyalty/internal/unixms"
+)
+
+// Webhooks (hub.WebhookTx): the tables of migration 0023.
+
+const endpointCols = `id, url, events, description, sealed, created_at, disabled_at, disabled_reason, failures`
+
+func scanEndpoint(row interface{ Scan(...any) error }) (hub.WebhookEndpoint, error) {
+	var e hub.WebhookEndpoint
+	var events string
+	var created, disabled int64
+	err := row.Scan(&e.ID, &e.URL, &events, &e.Description, &e.Sealed, &created, &disabled, &e.DisabledReason, &e.Failures)
+	e.Events, e.CreatedAt, e.DisabledAt = strings.Split(events, ","), unixms.Time(created), unixms.Time(disabled)
+	return e, err
+}
+
+func (t *tx) InsertWebhookEndpoint(ctx context.Context, e hub.WebhookEndpoint) error {
+	res, err := t.ExecContext(ctx, `INSERT INTO webhook_endpoints (`+endpointCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT DO NOTHING`, e.ID, e.URL, strings.Join(e.Events, ","), e.Description, e.Sealed, unixms.Of(e.CreatedAt),
+		unixms.Of(e.DisabledAt), e.DisabledReason, e.Failures)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return loyalty.Errorf(loyalty.EDUPLICATE, "webhook %s exists already; add it again", e.ID)
+	}
+	return t.subscribe(ctx, e)
+}
+
+// subscribe writes an endpoint's subscriptions anew.
+func (t *tx) subscribe(ctx context.Context, e hub.WebhookEndpoint) error {
+	if _, err := t.ExecContext(ctx, `DELETE FROM webhook_subscriptions WHERE endpoint = ?`, e.ID); err != nil {
+		return err
+	}
+	list, _ := json.Marshal(e.Events)
+	_, err := t.ExecContext(ctx, `INSERT INTO webhook_subscriptions (type, endpoint) SELECT value, ? FROM json_each(?) WHERE true
+		ON CONFLICT DO NOTHING`, e.ID, string(list))
+	return err
+}
+
+func (t *tx) WebhookEndpoint(ctx context.Context, id string) (hub.WebhookEndpoint, error) {
+	e, err := scanEndpoint(t.QueryRowContext(ctx, `SELECT `+endpointCols+` FROM webhook_endpoints WHERE id = ?`, id))
+	return e, notFound(err, "no webhook %q; list them with GET /v1/webhooks or loyalty webhook list", id)
+}
+
+func (t *tx) WebhookEndpoints(ctx context.Context) ([]hub.WebhookEndpoint, error) {
+	rows, err := t.QueryContext(ctx, `SELECT `+endpointCols+` FROM webhook_endpoints ORDER BY created_at, id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []hub.WebhookEndpoint
+	for rows.Next() {
+		e, err := scanEndpoint(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+func (t *tx) UpdateWebhookEndpoint(ctx context.Context, e hub.WebhookEndpoint) error {
+	res, err := t.ExecContext(ctx, `UPDATE webhook_endpoints SET url = ?, events = ?, description = ?, sealed = ?, disabled_at = ?,
+		disabled_reason = ?, failures = ? WHERE id = ?`, e.URL, strings.Join(e.Events, ","), e.Description, e.Sealed,
+		unixms.Of(e.DisabledAt), e.DisabledReason, e.Failures, e.ID)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return loyalty.Errorf(loyalty.ENOTFOUND, "no webhook %q", e.ID)
+	}
+	return t.subscribe(ctx, e)
+}
+
+func (t *tx) DeleteWebhookEndpoint(ctx context.Context, id string) error {
+	res, err := t.ExecContext(ctx, `DELETE FROM webhook_endpoints WHERE id = ?`, id) // cascades
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return loyalty.Errorf(loyalty.ENOTFOUND, "no webhook %q", id)
+	}
+	return nil
+}
+
+func (t *tx) WebhookTypes(ctx context.Context) ([]string, error) {
+	rows, err := t.QueryContext(ctx, `SELECT DISTINCT type FROM webhook_subscriptions`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var typ string
+		if err := rows.Scan(&typ); err != nil {
+			return nil, err
+		}
+		out = append(out, typ)
+	}
+	return out, rows.Err()
+}
+
+// webhookRow is an event as the outbox's statements read it from JSON.
+type webhookRow struct {
+	ID        string `json:"id"`
+	Type      string `json:"type"`
+	CreatedAt int64  `json:"at"`
+	Body      string `json:"body"`
+	Skip      string `json:"skip"`
+}
+
+func (t *tx) InsertWebhookEvents(ctx context.Context, evs []hub.WebhookEvent) (int, error) {
+	if len(evs) == 0 {
+		return 0, nil
+	}
+	rows := make([]webhookRow, len(evs))
+	for i, e := range evs {
+		rows[i] = webhookRow{e.ID, e.Type, unixms.Of(e.CreatedAt), string(e.Body), e.Skip}
+	}
+	list, err := json.Marshal(rows)
+	if err != nil {
+		return 0, err
+	}
+	// The events some endpoint takes, new ones only; then their deliveries, from the ids stored.
+	res, err := t.QueryContext(ctx, `INSERT INTO webhook_events (id, type, created_at, body)
+		SELECT j.value ->> 'id', j.value ->> 'type', j.value ->> 'at', j.value ->> 'body' FROM json_each(?) j
+		WHERE EXISTS (SELECT 1 FROM webhook_subscriptions s WHERE s.type IN (j.value ->> 'type', '*') AND s.endpoint <> j.value ->> 'skip')
+		ON CONFLICT (id) DO NOTHING RETURNING id`, string(list))
+	if err != nil {
+		return 0, err
+	}
+	var stored []string
+	for res.Next() {
+		var id string
+		if err := res.Scan(&id); err != nil {
+			res.Close()
+			return 0, err
+		}
+		stored = append(stored, id)
+	}
+	res.Close()
+	if err := res.Err(); err != nil || len(stored) == 0 {
+		return 0, err
+	}
+	skip := make(map[string]string, len(evs))
+	for _, e := range evs {
+		skip[e.ID] = e.Skip
+	}
+	keep := make([]webhookRow, len(stored))
+	for i, id := range stored {
+		keep[i] = webhookRow{ID: id, Skip: skip[id]}
+	}
+	kept, err := json.Marshal(keep)
+	if err != nil {
+		return 0, err
+	}
+	r, err := t.ExecContext(ctx, `INSERT INTO webhook_deliveries (endpoint, event, state, created_at, next_at)
+		SELECT s.endpoint, v.id, 'pending', v.created_at, v.created_at
+		FROM json_each(?) j JOIN webhook_events v ON v.id = j.value ->> 'id'
+		JOIN webhook_subscriptions s ON s.type IN (v.type, '*') AND s.endpoint <> j.value ->> 'skip'
+		WHERE true ON CONFLICT DO NOTHING`, string(kept))
+	if err != nil {
+		return 0, err
+	}
+	n, err := r.RowsAffected()
+	return int(n), err
+}
+
+const deliveryCols = `d.endpoint, d.event, COALESCE(v.type, ''), d.state, d.attempts, d.created_at, d.next_at, d.last_at, d.last_status,
+	d.last_error, d.delivered_at`
+
+func scanDelivery(row interface{ Scan(...any) error }, extra ...any) (hub.WebhookDelivery, error) {
+	var d hub.WebhookDelivery
+	var created, next, last, delivered int64
+	err := row.Scan(append([]any{&d.Endpoint, &d.Event, &d.Type, &d.State, &d.Attempts, &created, &next, &last, &d.LastStatus,
+		&d.LastError, &delivered}, extra...)...)
+	d.CreatedAt, d.LastAt, d.DeliveredAt = unixms.Time(created), unixms.Time(last), unixms.Time(delivered)
+	if d.State == hub.DeliveryPending {
+		d.NextAt = unixms.Time(next)
+	}
+	return d, err
+}
+
+func (t *tx) ClaimWebhookDeliveries(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]hub.WebhookAttempt, error) {
+	until := unixms.Of(now.Add(lease))
+	rows, err := t.QueryContext(ctx, `SELECT `+deliveryCols+`, e.url, e.sealed, v.body
+		FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint JOIN webhook_events v ON v.id = d.event
+		WHERE d.state = 'pending' AND d.next_at <= ? AND e.disabled_at = 0 ORDER BY d.next_at, d.event LIMIT ?`,
+		unixms.Of(now), limit)
+	if err != nil {
+		return nil, err
+	}
+	var out []hub.WebhookAttempt
+	for rows.Next() {
+		var a hub.WebhookAttempt
+		var body string
+		if a.WebhookDelivery, err = scanDelivery(rows, &a.URL, &a.Sealed, &body); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		a.Body, a.ClaimedUntil = []byte(body), unixms.Time(until)
+		out = append(out, a)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for _, a := range out {
+		if _, err := t.ExecContext(ctx, `UPDATE webhook_deliveries SET next_at = ?1, claimed_until = ?1 WHERE endpoint = ? AND event = ?`,
+			until, a.Endpoint, a.Event); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func (t *tx) RecordWebhookOutcomes(ctx context.Context, outs []hub.WebhookOutcome) (int, error) {
+	n := 0
+	for _, o := range outs {
+		delivered := int64(0)
+		if o.State == hub.DeliveryDelivered {
+			delivered = unixms.Of(o.At)
+		}
+		res, err := t.ExecContext(ctx, `UPDATE webhook_deliveries SET state = ?, attempts = ?, next_at = ?, claimed_until = 0, last_at = ?,
+			last_status = ?, last_error = ?, delivered_at = ? WHERE endpoint = ? AND event = ? AND state = 'pending' AND claimed_until = ?`,
+			o.State, o.Attempts, unixms.Of(o.NextAt), unixms.Of(o.At), o.Status, o.Error, delivered, o.Endpoint, o.Event, unixms.Of(o.ClaimedUntil))
+		if err != nil {
+			return n, err
+		}
+		k, _ := res.RowsAffected()
+		n += int(k)
+	}
+	return n, nil
+}
+
+func (t *tx) WebhookDeliveries(ctx context.Context, endpoint, state string, limit int) ([]hub.WebhookDelivery, error) {
+	rows, err := t.QueryContext(ctx, `SELECT `+deliveryCols+` FROM webhook_deliveries d LEFT JOIN webhook_events v ON v.id = d.event
+		WHERE d.endpoint = ?1 AND (?2 = '' OR d.state = ?2) ORDER BY d.created_at DESC, d.event DESC LIMIT ?3`, endpoint, state, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []hub.WebhookDelivery
+	for rows.Next() {
+		d, err := scanDelivery(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+func (t *tx) ReplayWebhook(ctx context.Context, endpoint, event string, since, now time.Time) (int, error) {
+	res, err := t.ExecContext(ctx, `INSERT INTO webhook_deliveries (endpoint, event, state, attempts, created_at, next_at)
+		SELECT ?1, v.id, 'pending', 0, ?4, ?4 FROM webhook_events v
+		WHERE (CASE WHEN ?2 <> '' THEN v.id = ?2 ELSE v.created_at >= ?3 END)
+			AND EXISTS (SELECT 1 FROM webhook_subscriptions s WHERE s.endpoint = ?1 AND s.type IN (v.type, '*'))
+		ON CONFLICT (endpoint, event) DO UPDATE SET state = 'pending', attempts = 0, created_at = excluded.created_at,
+			next_at = excluded.next_at, claimed_until = 0, last_status = 0, last_error = '', delivered_at = 0`,
+		endpoint, event, unixms.Of(since), unixms.Of(now))
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
+}
+
+func (t *tx) WebhookStoreTransitions(ctx context.Context, offlineBefore time.Time) ([]hub.StoreTransition, error) {
+	var subscribed bool
+	if err := t.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM webhook_subscriptions WHERE type IN ('store.offline', 'store.online', '*'))`).
+		Scan(&subscribed); err != nil || !subscribed {
+		return nil, err
+	}
+	rows, err := t.QueryContext(ctx, `SELECT s.id, s.last_seen, 1 FROM stores s LEFT JOIN webhook_store_state w ON w.store = s.id
+		WHERE s.connected = 0 AND s.last_seen > 0 AND s.last_seen < ? AND COALESCE(w.offline, 0) = 0
+		UNION ALL
+		SELECT s.id, s.last_seen, 0 FROM stores s JOIN webhook_store_state w ON w.store = s.id WHERE w.offline = 1 AND s.connected = 1
+		ORDER BY 1`, unixms.Of(offlineBefore))
+	if err != nil {
+		return nil, err
+	}
+	var out []hub.StoreTransition
+	for rows.Next() {
+		var st hub.StoreTransition
+		var seen int64
+		if err := rows.Scan(&st.Store, &seen, &st.Offline); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		st.LastSeen = unixms.Time(seen)
+		out = append(out, st)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for _, st := range out {
+		if _, err := t.ExecContext(ctx, `INSERT INTO webhook_store_state (store, offline, at) VALUES (?, ?, ?)
+			ON CONFLICT (store) DO UPDATE SET offline = excluded.offline, at = excluded.at`, st.Store, st.Offline, unixms.Of(st.LastSeen)); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func (t *tx) PruneWebhooks(ctx context.Context, before time.Time) (int, error) {
+	b := unixms.Of(before)
+	if _, err := t.ExecContext(ctx, `DELETE FROM webhook_deliveries WHERE state <> 'pending' AND created_at < ?`, b); err != nil {
+		return 0, err
+	}
+	res, err := t.ExecContext(ctx, `DELETE FROM webhook_events WHERE created_at < ?
+		AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event = webhook_events.id)`, b)
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
+}

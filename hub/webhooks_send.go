@@ -1,0 +1,465 @@
+// The webhook sender: a background component that sends due deliveries, signed, and retries
+// failures with exponential backoff (webhooks.go has the events and the outbox).
+//
+// Exactly one sender per attempt across several hub processes on one database. A round claims
+// due deliveries in a write transaction (Tx.ClaimWebhookDeliveries), which sets a lease on each
+// (claimed_until): no other process claims them until it passes. The round sends them outside
+// any transaction, then records their outcomes in another, only where the claim is still its own
+// (Tx.RecordWebhookOutcomes). A process that dies mid-round loses nothing: its claims expire and
+// another process sends those deliveries again. So a delivery may arrive more than once (after
+// such a crash, or when an endpoint answers after the lease): receivers deduplicate by the
+// event id. The claim and the outcome are bookkeeping transactions (Bookkeeping): no change
+// version, nothing agents pull.
+
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/loyalty-edge-sync/loyalty"
+)
+
+// WebhookSender sends the hub's webhook deliveries. Set the exported fields before Open.
+type WebhookSender struct {
+	Hub *Hub
+	// Client sends the requests; nil: one with Timeout and no redirect to another host.
+	Client *http.Client
+	// Timeout bounds one attempt, from connecting to the answer's end. Zero: 10s.
+	Timeout time.Duration
+	// Interval is how often the sender looks for due deliveries. Zero: 1s.
+	Interval time.Duration
+	// Batch is how many deliveries a round claims at most. Zero: 100.
+	Batch int
+	// Concurrency is how many requests a round sends at once. Zero: 4.
+	Concurrency int
+	// BackoffMin and BackoffMax bound the wait before the next attempt: BackoffMin after the
+	// first failure, doubling, capped at BackoffMax, each drawn between half and all of it
+	// (jitter). Zero: 10s and 1h.
+	BackoffMin, BackoffMax time.Duration
+	// RetryFor is how long a delivery is retried before it is given up (failed). Zero: 24h.
+	RetryFor time.Duration
+	// DisableAfter is how many consecutive failed attempts disable an endpoint. Zero: 100.
+	DisableAfter int
+	// Retention is how long delivered and failed deliveries, and their events, are kept. Zero: 720h.
+	Retention time.Duration
+	// OnDelivery, if set, is told every attempt's outcome, after it is recorded (for metrics).
+	OnDelivery func(DeliveryReport)
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+}
+
+// DeliveryReport is one attempt's outcome, for metrics.
+type DeliveryReport struct {
+	Endpoint string
+	Event    string
+	Type     string
+	State    string // the delivery's state after the attempt
+	Status   int    // the HTTP status (0: no answer)
+	Duration time.Duration
+	Disabled bool // the attempt disabled the endpoint
+}
+
+// maxResponse is how much of an endpoint's answer is read, for the delivery log.
+const maxResponse = 1 << 10
+
+// NewWebhookSender returns a sender for h with default settings.
+func NewWebhookSender(h *Hub) *WebhookSender {
+	return &WebhookSender{Hub: h, Timeout: 10 * time.Second, Interval: time.Second, Batch: 100, Concurrency: 4,
+		BackoffMin: 10 * time.Second, BackoffMax: time.Hour, RetryFor: 24 * time.Hour, DisableAfter: 100, Retention: 720 * time.Hour}
+}
+
+// Open starts the sender's goroutine. Close stops it.
+func (s *WebhookSender) Open() error {
+	if s.Hub == nil {
+		return errors.New("webhook sender: no hub")
+	}
+	if s.Client == nil {
+		s.Client = webhookClient(s.timeout())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	s.wg.Go(func() { s.run(ctx) })
+	return nil
+}
+
+// Close stops the sender and waits for its round to end. It is safe to call more than once.
+func (s *WebhookSender) Close() error {
+	s.once.Do(func() {
+		if s.cancel != nil {
+			s.cancel()
+		}
+		s.wg.Wait()
+	})
+	return nil
+}
+
+// webhookClient returns an HTTP client with a timeout that follows no redirect to another host.
+func webhookClient(timeout time.Duration) *http.Client {
+	return &http.Client{Timeout: timeout, CheckRedirect: func(req *http.Request, via []*http.Request) error {
+		if len(via) >= 3 || req.URL.Host != via[0].URL.Host || req.URL.Scheme != via[0].URL.Scheme {
+			return http.ErrUseLastResponse // answered as the redirect it is: a failure
+		}
+		return nil
+	}}
+}
+
+func (s *WebhookSender) timeout() time.Duration {
+	if s.Timeout > 0 {
+		return s.Timeout
+	}
+	return 10 * time.Second
+}
+
+// run sends due deliveries every Interval until ctx ends; every hour it prunes old ones and
+// announces stores gone offline or back (the latter every round).
+func (s *WebhookSender) run(ctx context.Context) {
+	interval := s.Interval
+	if interval <= 0 {
+		interval = time.Second
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	var pruned time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if now := s.Hub.Now(); now.Sub(pruned) >= time.Hour {
+			pruned = now
+			if _, err := s.Prune(ctx); err != nil && ctx.Err() == nil {
+				s.Hub.Logger.Warn("webhooks: prune old deliveries", slog.Any("err", err))
+			}
+		}
+		// Without an endpoint, a round is this one read: no write transaction.
+		var types []string
+		if err := s.Hub.Store.View(ctx, func(tx Tx) error {
+			var err error
+			types, err = tx.WebhookTypes(ctx)
+			return err
+		}); err != nil || len(types) == 0 {
+			if err != nil && ctx.Err() == nil {
+				s.Hub.Logger.Warn("webhooks: read the endpoints' event types", slog.Any("err", err))
+			}
+			continue
+		}
+		if _, err := s.Hub.AnnounceStores(ctx); err != nil && ctx.Err() == nil {
+			s.Hub.Logger.Warn("webhooks: announce stores offline or online", slog.Any("err", err))
+		}
+		for {
+			n, err := s.DeliverDue(ctx)
+			if err != nil && ctx.Err() == nil {
+				s.Hub.Logger.Warn("webhooks: send due deliveries", slog.Any("err", err))
+			}
+			if err != nil || n < s.batch() {
+				break
+			}
+		}
+	}
+}
+
+func (s *WebhookSender) batch() int {
+	if s.Batch > 0 {
+		return s.Batch
+	}
+	return 100
+}
+
+// lease is how long a claim keeps other processes off a delivery: the attempt's timeout and
+// time to record its outcome.
+func (s *WebhookSender) lease() time.Duration { return 2*s.timeout() + 30*time.Second }
+
+// DeliverDue runs one round: it claims up to Batch due deliveries, sends them, and records what
+// came of them. It returns how many it claimed.
+func (s *WebhookSender) DeliverDue(ctx context.Context) (int, error) {
+	h := s.Hub
+	if s.Client == nil {
+		s.Client = webhookClient(s.timeout())
+	}
+	now := h.Now().UTC().Truncate(time.Millisecond)
+	var claimed []WebhookAttempt
+	err := h.Store.Update(Bookkeeping(ctx), func(tx Tx) error {
+		var err error
+		claimed, err = tx.ClaimWebhookDeliveries(ctx, now, s.lease(), s.batch())
+		return err
+	})
+	if err != nil || len(claimed) == 0 {
+		return 0, err
+	}
+	results := make([]attemptResult, len(claimed))
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range max(1, min(s.Concurrency, len(claimed))) {
+		wg.Go(func() {
+			for i := range work {
+				results[i] = s.send(ctx, claimed[i])
+			}
+		})
+	}
+	for i := range claimed {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	return len(claimed), s.record(ctx, claimed, results)
+}
+
+// attemptResult is what one request came to.
+type attemptResult struct {
+	at       time.Time
+	status   int
+	err      string // "" on success
+	duration time.Duration
+}
+
+// send sends one delivery, signed.
+func (s *WebhookSender) send(ctx context.Context, a WebhookAttempt) attemptResult {
+	h := s.Hub
+	at := h.Now()
+	secret, err := h.openWebhookSecret(a.Endpoint, a.Sealed)
+	if err != nil {
+		return attemptResult{at: at, err: err.Error()}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.URL, strings.NewReader(string(a.Body)))
+	if err != nil {
+		return attemptResult{at: at, err: "the endpoint's url cannot be requested: " + err.Error()}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "loyalty-hub-webhooks/1")
+	req.Header.Set("Loyalty-Event-Id", a.Event)
+	req.Header.Set("Loyalty-Event-Type", a.Type)
+	// Signed on the machine's clock, which receivers compare it with; retries and their backoff
+	// are on the hub's (Hub.Now), which tests move.
+	req.Header.Set(WebhookSignatureHeader, SignWebhook(secret, time.Now(), a.Body))
+	start := time.Now()
+	resp, err := s.Client.Do(req)
+	d := time.Since(start)
+	if err != nil {
+		return attemptResult{at: at, err: err.Error(), duration: d}
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // lets the connection be reused, within reason
+	r := attemptResult{at: at, status: resp.StatusCode, duration: d}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		r.err = fmt.Sprintf("HTTP %d: %s", resp.StatusCode, strings.ToValidUTF8(strings.TrimSpace(string(b)), "?"))
+		if len(r.err) > 300 {
+			r.err = r.err[:300]
+		}
+	}
+	return r
+}
+
+// backoff returns the wait after a delivery's attempts-th failed attempt.
+func (s *WebhookSender) backoff(attempts int) time.Duration {
+	lo, hi := s.BackoffMin, s.BackoffMax
+	if lo <= 0 {
+		lo = 10 * time.Second
+	}
+	if hi < lo {
+		hi = max(lo, time.Hour)
+	}
+	d := lo
+	for i := 1; i < attempts && d < hi; i++ {
+		d *= 2
+	}
+	d = min(d, hi)
+	return d/2 + rand.N(d/2+1)
+}
+
+// record writes the outcomes of a round in one bookkeeping transaction: the deliveries' new
+// states, each endpoint's run of failures, and the endpoints that run disables, with an
+// endpoint.disabled event for the others. This is the one place delivery outcomes are decided.
+func (s *WebhookSender) record(ctx context.Context, claimed []WebhookAttempt, results []attemptResult) error {
+	h := s.Hub
+	retryFor := s.RetryFor
+	if retryFor <= 0 {
+		retryFor = 24 * time.Hour
+	}
+	disableAfter := s.DisableAfter
+	if disableAfter <= 0 {
+		disableAfter = 100
+	}
+	outs := make([]WebhookOutcome, len(claimed))
+	for i, a := range claimed {
+		r := results[i]
+		o := WebhookOutcome{Endpoint: a.Endpoint, Event: a.Event, ClaimedUntil: a.ClaimedUntil, Attempts: a.Attempts + 1,
+			At: r.at.UTC().Truncate(time.Millisecond), Status: r.status, Error: r.err}
+		switch {
+		case r.err == "":
+			o.State = DeliveryDelivered
+		case r.at.Sub(a.CreatedAt) >= retryFor:
+			o.State = DeliveryFailed
+		default:
+			o.State, o.NextAt = DeliveryPending, o.At.Add(s.backoff(o.Attempts))
+		}
+		outs[i] = o
+	}
+	disabled := map[string]bool{}
+	err := h.Store.Update(Bookkeeping(ctx), func(tx Tx) error {
+		clear(disabled)
+		if _, err := tx.RecordWebhookOutcomes(ctx, outs); err != nil {
+			return err
+		}
+		// Each endpoint's run of failures, in the order the attempts were made.
+		type run struct {
+			reset    bool
+			failures int
+		}
+		runs := map[string]*run{}
+		var order []string
+		byTime := make([]int, len(outs))
+		for i, o := range outs {
+			byTime[i] = i
+			if runs[o.Endpoint] == nil {
+				runs[o.Endpoint] = &run{}
+				order = append(order, o.Endpoint)
+			}
+		}
+		slices.SortStableFunc(byTime, func(i, j int) int { return outs[i].At.Compare(outs[j].At) })
+		for _, i := range byTime {
+			r := runs[outs[i].Endpoint]
+			if outs[i].Error == "" {
+				r.reset, r.failures = true, 0
+			} else {
+				r.failures++
+			}
+		}
+		var evs []WebhookEvent
+		for _, id := range order {
+			r := runs[id]
+			e, err := tx.WebhookEndpoint(ctx, id)
+			if loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
+				continue // removed meanwhile
+			} else if err != nil {
+				return err
+			}
+			if r.reset {
+				e.Failures = 0
+			}
+			e.Failures += r.failures
+			if e.Enabled() && e.Failures >= disableAfter {
+				now := h.Now().UTC().Truncate(time.Millisecond)
+				e.DisabledAt = now
+				e.DisabledReason = fmt.Sprintf("%d consecutive failed attempts", e.Failures)
+				disabled[id] = true
+				ev := newWebhookEvent(EventEndpointDisabled, now, map[string]any{"webhook_id": e.ID, "url": e.URL,
+					"failures": e.Failures, "disabled_at": now}, e.ID, now.Format(time.RFC3339Nano))
+				ev.Skip = e.ID
+				evs = append(evs, ev)
+			}
+			if err := tx.UpdateWebhookEndpoint(ctx, e); err != nil {
+				return err
+			}
+		}
+		if len(evs) > 0 {
+			return emitEvents(ctx, tx, evs)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for id := range disabled {
+		h.Logger.Warn("webhooks: endpoint disabled after repeated failures; enable it again with PATCH /v1/webhooks/{id} {\"enabled\": true}",
+			slog.String("webhook", id))
+	}
+	if s.OnDelivery != nil {
+		for i, o := range outs {
+			s.OnDelivery(DeliveryReport{Endpoint: o.Endpoint, Event: o.Event, Type: claimed[i].Type, State: o.State, Status: o.Status,
+				Duration: results[i].duration, Disabled: disabled[o.Endpoint]})
+		}
+	}
+	return nil
+}
+
+// Prune removes deliveries and events older than Retention that wait for no attempt.
+func (s *WebhookSender) Prune(ctx context.Context) (int, error) {
+	keep := s.Retention
+	if keep <= 0 {
+		keep = 720 * time.Hour
+	}
+	var n int
+	err := s.Hub.Store.Update(Bookkeeping(ctx), func(tx Tx) error {
+		var err error
+		n, err = tx.PruneWebhooks(ctx, s.Hub.Now().Add(-keep))
+		return err
+	})
+	return n, err
+}
+
+// AnnounceStores emits store.offline for the stores whose sync session ended more than
+// WebhookEvents.OfflineAfter ago (and did not come back), and store.online for those of them that are
+// connected again. A store that reconnects within OfflineAfter is announced nothing. Which store
+// is connected is what its session row says (sessions.go), whichever hub process holds it. It
+// returns how many stores it announced.
+func (h *Hub) AnnounceStores(ctx context.Context) (int, error) {
+	now := h.Now().UTC().Truncate(time.Millisecond)
+	var n int
+	err := h.Store.Update(Bookkeeping(ctx), func(tx Tx) error {
+		ts, err := tx.WebhookStoreTransitions(ctx, now.Add(-h.WebhookEvents.offlineAfter()))
+		if err != nil || len(ts) == 0 {
+			n = 0
+			return err
+		}
+		n = len(ts)
+		evs := make([]WebhookEvent, 0, len(ts))
+		for _, t := range ts {
+			data := map[string]any{"store": t.Store, "last_seen": t.LastSeen}
+			if t.Offline {
+				data["offline_after"] = h.WebhookEvents.offlineAfter().String()
+				evs = append(evs, newWebhookEvent(EventStoreOffline, now, data, t.Store, t.LastSeen.Format(time.RFC3339Nano)))
+			} else {
+				evs = append(evs, newWebhookEvent(EventStoreOnline, now, data, t.Store, now.Format(time.RFC3339Nano)))
+			}
+		}
+		return emitEvents(ctx, tx, evs)
+	})
+	return n, err
+}
+
+// RemindExpiring emits points.expiring for what expires within the program's remind_days
+// (ExpiringSoon): one event per member and expiring lot (mode lot) or expiry time (mode
+// inactivity), however often it runs, since an event's id is derived from them. Without an
+// endpoint that takes points.expiring it reads nothing. It returns how many reminders it found.
+func (h *Hub) RemindExpiring(ctx context.Context) (int, error) {
+	var subscribed bool
+	err := h.Store.View(ctx, func(tx Tx) error {
+		types, err := tx.WebhookTypes(ctx)
+		subscribed = slices.Contains(types, EventPointsExpiring) || slices.Contains(types, webhookEveryEventTypes)
+		return err
+	})
+	if err != nil || !subscribed {
+		return 0, err
+	}
+	soon, err := h.ExpiringSoon(ctx)
+	if err != nil || len(soon) == 0 {
+		return 0, err
+	}
+	now := h.Now()
+	const page = 500
+	for i := 0; i < len(soon); i += page {
+		part := soon[i:min(i+page, len(soon))]
+		evs := make([]WebhookEvent, len(part))
+		for k, x := range part {
+			evs[k] = newWebhookEvent(EventPointsExpiring, now, x, x.Member, x.ExpiresAt.UTC().Format(time.RFC3339Nano))
+		}
+		if err := h.Store.Update(ctx, func(tx Tx) error { return emitEvents(ctx, tx, evs) }); err != nil {
+			return i, err
+		}
+	}
+	return len(soon), nil
+}
