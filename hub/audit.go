@@ -59,6 +59,9 @@ const (
 	AuditSigningKeyRetire = "signing_key.retire"
 	AuditAPIKeyAdd        = "api_key.add"
 	AuditAPIKeyRevoke     = "api_key.revoke"
+	AuditAdjust           = "points.adjust"  // a manual adjustment (migrate.go)
+	AuditAdjustReverse    = "points.reverse" // the reversal of a manual adjustment
+	AuditImport           = "members.import" // a batch of a CSV import (import.go)
 )
 
 // AuditEntry is one admin change: when, by which key, what, on what. Detail never holds a

@@ -216,6 +216,7 @@ func (s *Server) routes(mux, admin router) {
 		out, err := h.Audit(r.Context(), limit)
 		s.reply(w, r, http.StatusOK, out, err)
 	})
+	s.migrateRoutes(admin) // member search, adjustments, imports, exports (migrate_http.go)
 }
 
 // intParam reads an optional integer query parameter within [lo, hi]. It returns EINVALID.

@@ -309,7 +309,8 @@ type Tx interface {
 	Idempotent(ctx context.Context, scope, key string) (hash string, response []byte, found bool, err error)
 	SaveIdempotent(ctx context.Context, scope, key, hash string, response []byte, at time.Time) error
 
-	AccessTx // API keys and the audit trail
+	AccessTx  // API keys and the audit trail
+	MigrateTx // member search, bulk imports and exports (migrate.go)
 }
 
 // ScheduledMember is a member and their job Schedule (Tx.MembersWithSchedule).
