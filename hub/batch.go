@@ -222,3 +222,10 @@ func (t batchTx) LastActivity(ctx context.Context, member string) (time.Time, er
 	}
 	return t.Tx.LastActivity(ctx, member)
 }
+
+func (t batchTx) LedgerPage(ctx context.Context, from, to time.Time, after int64, limit int) ([]LedgerEntry, error) {
+	if err := t.a.flush(ctx); err != nil {
+		return nil, err
+	}
+	return t.Tx.LedgerPage(ctx, from, to, after, limit)
+}

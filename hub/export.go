@@ -9,6 +9,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -56,7 +57,7 @@ func ContentType(format string) string {
 // EINVALID.
 func CheckExport(what string, o ExportOptions) error {
 	switch {
-	case !strings.Contains(strings.Join(Exports, "|"), what) || what == "":
+	case !slices.Contains(Exports, what):
 		return loyalty.Errorf(loyalty.EINVALID, "there is no export %q: export members, ledger, conflicts or budgets", truncated(what, 30))
 	case o.Format != "" && o.Format != FormatCSV && o.Format != FormatJSONL:
 		return loyalty.Errorf(loyalty.EINVALID, "format must be csv or jsonl, not %q", truncated(o.Format, 20))

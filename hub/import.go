@@ -208,6 +208,8 @@ func (h *Hub) Import(ctx context.Context, r io.Reader, o ImportOptions) (ImportR
 	if o.Progress != nil {
 		o.Progress(ImportProgress{Rows: rep.Rows, Bytes: counter.n})
 	}
+	// Rows refused while reading come before those a batch refused: in line order for the report.
+	slices.SortStableFunc(rep.Errors, func(a, b RowError) int { return a.Line - b.Line })
 	return rep, nil
 }
 
