@@ -56,6 +56,7 @@ func withHubConfig(cmd *cobra.Command, cfg HubConfig, fn func(ctx context.Contex
 func adminCommands() []*cobra.Command {
 	cmds := []*cobra.Command{storeCommands(), memberCommands(), programCommands(), keysCommands(), checkCommand(), budgetsCommand()}
 	cmds = append(cmds, accessCommands()...)
+	cmds = append(cmds, migrateCommands()...) // adjust, import, export (migrate.go)
 	return append(cmds, backupCommands()...)
 }
 
@@ -285,6 +286,7 @@ func memberCommands() *cobra.Command {
 		hubFlags(c)
 		member.AddCommand(c)
 	}
+	member.AddCommand(memberListCommand()) // migrate.go
 	return member
 }
 
