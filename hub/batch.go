@@ -229,3 +229,10 @@ func (t batchTx) LedgerPage(ctx context.Context, from, to time.Time, after int64
 	}
 	return t.Tx.LedgerPage(ctx, from, to, after, limit)
 }
+
+func (t batchTx) ImportedMembers(ctx context.Context, importID string, members []string) (map[string]bool, error) {
+	if err := t.a.flush(ctx); err != nil {
+		return nil, err
+	}
+	return t.Tx.ImportedMembers(ctx, importID, members)
+}

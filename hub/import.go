@@ -5,10 +5,7 @@ package hub
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
 	"encoding/csv"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -99,8 +96,7 @@ type importRow struct {
 	member loyalty.Member
 }
 
-// key is what makes the row's adjustment idempotent within its import: the member id the file
-// names, else the email.
+// key is the member the row names: the member id the file gives, else the email.
 func (r *importRow) key() string {
 	if r.id != "" {
 		return "id:" + r.id
@@ -108,11 +104,15 @@ func (r *importRow) key() string {
 	return "email:" + r.email
 }
 
-// importDeltaID is the id of the adjust delta of the row with key of import id: the same row of
-// the same import always makes the same delta, which the ledger holds once.
-func importDeltaID(importID, key string) string {
-	sum := sha256.Sum256([]byte(importID + "\x00" + key))
-	return "i" + hex.EncodeToString(sum[:16])
+// RuleImport is the rule of an import's adjust deltas: with the import id as their order id, it
+// marks a member as imported by that import (Tx.ImportedMembers).
+const RuleImport = "import"
+
+// newMemberID returns an id for a member an import creates: "m" and 18 lower-case characters,
+// ordered by time like delta ids (loyalty.NewDeltaID), so that a large import adds its members at
+// the end of the indexes on member ids rather than all over them.
+func newMemberID() string {
+	return "m" + strings.ToLower(loyalty.NewDeltaID()[1:19])
 }
 
 // Import reads a CSV file of members and points and applies each good row as an adjust delta
@@ -120,21 +120,22 @@ func importDeltaID(importID, key string) string {
 // the others. A header row names the columns: email or member_id, and points or total_spent
 // (with PointsPerUnit), and optionally name, birthday, country and home_store for members it
 // creates (members are matched by member_id if given, else by email); tier is read and ignored
-// (the hub computes tiers). In mode add the points are added to the balance, in mode set the
+// (the hub computes tiers). A file names each member once. In mode add the points are added to the balance, in mode set the
 // balance becomes them; no row may take a balance below zero. Imported points are a migration
 // of points the old program issued: no budget counts them (docs/BUDGETS.md).
 //
 // The file is read as a stream and applied in batches of BatchSize rows, each one transaction:
 // the new members at once, one range of change versions, the deltas at once. A batch is
 // recorded in the audit trail. Re-running the same import (same ImportID) skips the rows it
-// applied: each row's delta id comes from the import id and the row's member key.
+// applied: a member holds at most one adjust delta of an import (RuleImport, with the import id
+// as its order id).
 func (h *Hub) Import(ctx context.Context, r io.Reader, o ImportOptions) (ImportReport, error) {
 	rep := ImportReport{ImportID: o.ImportID, Mode: cmpOr(o.Mode, ImportAdd), DryRun: o.DryRun, Errors: []RowError{}}
 	o.Mode = rep.Mode
 	if o.Mode != ImportAdd && o.Mode != ImportSet {
 		return rep, loyalty.Errorf(loyalty.EINVALID, "mode must be add (add the file's points to the balances) or set (make the balances the file's points), not %q", truncated(o.Mode, 20))
 	}
-	if err := loyalty.ValidateOrderID(o.ImportID); err != nil {
+	if err := loyalty.ValidateOrderID(o.ImportID); err != nil || strings.IndexByte(o.ImportID, 0) >= 0 {
 		return rep, loyalty.Errorf(loyalty.EINVALID, "an import id is required, at most %d characters: it makes running the same import again safe", loyalty.MaxIDLength)
 	}
 	if err := validReason(o.Reason); err != nil {
@@ -471,7 +472,7 @@ func (im *importer) apply(ctx context.Context, rows []importRow) error {
 	for i := range rows {
 		ids[i] = rows[i].id
 		if ids[i] == "" {
-			ids[i] = "m" + strings.ToLower(rand.Text()[:12])
+			ids[i] = newMemberID()
 		}
 	}
 	var out batchOutcome
@@ -502,17 +503,15 @@ func (im *importer) apply(ctx context.Context, rows []importRow) error {
 // errDryRun rolls back a dry run's transaction.
 var errDryRun = errors.New("dry run")
 
-// applyBatch is a batch's transaction: it finds which rows were imported before and the members
-// of the others (three reads), creates the missing members (one write), and applies an adjust
-// delta for each row, all inserted together, the changed members stamped with one range of
-// change versions (applier.finish).
+// applyBatch is a batch's transaction: it finds the members of the rows (two reads) and which of
+// them this import adjusted before (one read), creates the missing members (one write), and
+// applies an adjust delta for each row, all inserted together, the changed members stamped with
+// one range of change versions (applier.finish).
 func (im *importer) applyBatch(ctx context.Context, tx Tx, rows []importRow, newIDs []string, out *batchOutcome) error {
 	now := im.h.Now().UTC().Truncate(time.Millisecond)
 	key := ActorFrom(ctx).KeyID
-	deltaIDs := make([]string, len(rows))
 	var byID, emails []string
 	for i := range rows {
-		deltaIDs[i] = importDeltaID(im.o.ImportID, rows[i].key())
 		if rows[i].id != "" {
 			byID = append(byID, rows[i].id)
 		}
@@ -520,15 +519,22 @@ func (im *importer) applyBatch(ctx context.Context, tx Tx, rows []importRow, new
 			emails = append(emails, rows[i].email)
 		}
 	}
-	done, err := tx.DeltaHashes(ctx, deltaIDs)
-	if err != nil {
-		return err
-	}
 	members, err := tx.MembersWithSchedule(ctx, byID)
 	if err != nil {
 		return err
 	}
 	owners, err := tx.MembersByEmail(ctx, emails)
+	if err != nil {
+		return err
+	}
+	known := make([]string, 0, len(members)+len(owners))
+	for id := range members {
+		known = append(known, id)
+	}
+	for _, m := range owners {
+		known = append(known, m.Member.ID)
+	}
+	done, err := tx.ImportedMembers(ctx, im.o.ImportID, known)
 	if err != nil {
 		return err
 	}
@@ -541,10 +547,6 @@ func (im *importer) applyBatch(ctx context.Context, tx Tx, rows []importRow, new
 	taken := map[string]int{} // emails of members this batch creates, and member ids it adjusts, with the line
 	for i := range rows {
 		r := &rows[i]
-		if _, ok := done[deltaIDs[i]]; ok {
-			out.skipped++
-			continue
-		}
 		var m ScheduledMember
 		var found bool
 		if r.id != "" {
@@ -557,6 +559,10 @@ func (im *importer) applyBatch(ctx context.Context, tx Tx, rows []importRow, new
 			}
 		} else {
 			m, found = owners[r.email]
+		}
+		if found && done[m.Member.ID] {
+			out.skipped++
+			continue
 		}
 		if !found {
 			if r.member.HomeStore != "" && !im.stores[r.member.HomeStore] {
@@ -606,8 +612,8 @@ func (im *importer) applyBatch(ctx context.Context, tx Tx, rows []importRow, new
 		}
 		taken["m"+m.Member.ID] = r.line
 		a.remember(m.Member, m.Schedule)
-		d := loyalty.Delta{ID: deltaIDs[i], Store: loyalty.HubStore, Terminal: key, Member: m.Member.ID, Kind: loyalty.KindAdjust,
-			Points: points, OrderID: im.o.ImportID, Reason: im.o.Reason, OccurredAt: now}
+		d := loyalty.Delta{ID: loyalty.NewDeltaID(), Store: loyalty.HubStore, Terminal: key, Member: m.Member.ID, Kind: loyalty.KindAdjust,
+			Points: points, OrderID: im.o.ImportID, Rule: RuleImport, Reason: im.o.Reason, OccurredAt: now}
 		if _, _, err := a.insert(ctx, d, d.Hash()); err != nil {
 			return err
 		}

@@ -81,8 +81,8 @@ func bareInsert(tb testing.TB, h *hub.Hub, n, batch int) {
 		for i := lo; i < hi; i++ {
 			m := loyalty.Member{ID: fmt.Sprintf("b%07d", i), Email: fmt.Sprintf("member%07d@example.com", i), Name: fmt.Sprintf("Member %d", i),
 				Balance: int64(1 + i%5000), CreatedAt: now}
-			d := loyalty.Delta{ID: fmt.Sprintf("i%031d", i), Store: loyalty.HubStore, Member: m.ID, Kind: loyalty.KindAdjust, Points: m.Balance,
-				OrderID: "bench", Reason: "benchmark", OccurredAt: now}
+			d := loyalty.Delta{ID: loyalty.NewDeltaID(), Store: loyalty.HubStore, Member: m.ID, Kind: loyalty.KindAdjust, Points: m.Balance,
+				OrderID: "bench", Rule: hub.RuleImport, Reason: "benchmark", OccurredAt: now}
 			ms = append(ms, m)
 			ds = append(ds, hub.NewDelta{Delta: d, Hash: d.Hash(), ReceivedAt: now})
 		}

@@ -26,6 +26,9 @@ type MigrateTx interface {
 	// at once), in a few statements. The caller checked that no id nor email is taken; if one
 	// is, it returns an error and inserts none.
 	InsertMembers(ctx context.Context, ms []loyalty.Member) error
+	// ImportedMembers returns which of members hold an adjust delta of the import importID (rule
+	// RuleImport, order id importID), in one read.
+	ImportedMembers(ctx context.Context, importID string, members []string) (map[string]bool, error)
 	// LedgerPage returns up to limit ledger entries with a sequence number after after and an
 	// event time in [from, to), in sequence order. A zero from or to has no bound.
 	LedgerPage(ctx context.Context, from, to time.Time, after int64, limit int) ([]LedgerEntry, error)

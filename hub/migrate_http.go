@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/loyalty-edge-sync/loyalty"
@@ -23,6 +25,13 @@ func (s *Server) migrateRoutes(admin router) {
 	h := s.Hub
 	admin.HandleFunc("GET /v1/members", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
+		for k := range q {
+			if !slices.Contains(memberParams, k) {
+				jsonapi.Error(w, r, s.Logger, loyalty.Errorf(loyalty.EINVALID, "members are searched by %s; %q is none of them",
+					strings.Join(memberParams, ", "), truncated(k, 40)))
+				return
+			}
+		}
 		limit, err := intParam(r, "limit", 100, 1, MaxMemberPage)
 		if err != nil {
 			jsonapi.Error(w, r, s.Logger, err)
@@ -77,6 +86,9 @@ func (s *Server) migrateRoutes(admin router) {
 		}
 	})
 }
+
+// memberParams are the query parameters of GET /v1/members.
+var memberParams = []string{"email", "name", "tier", "home_store", "created_since", "after", "limit"}
 
 // serveImport is POST /v1/imports: a CSV file as the body, read as a stream.
 func (s *Server) serveImport(w http.ResponseWriter, r *http.Request) {

@@ -113,3 +113,19 @@ func (t *tx) ConflictsPage(ctx context.Context, after int64, n int) ([]hub.Confl
 		})
 	return out, err
 }
+
+func (t *tx) ImportedMembers(ctx context.Context, importID string, members []string) (map[string]bool, error) {
+	out := make(map[string]bool)
+	if len(members) == 0 {
+		return out, nil
+	}
+	// deltas_member_adjust finds each member's few adjustments.
+	err := t.each(ctx, `SELECT DISTINCT member FROM deltas WHERE kind = 'adjust' AND member = ANY ($1) AND rule = $2 AND order_id = $3`,
+		[]any{members, hub.RuleImport, importID}, func(rows pgx.Rows) error {
+			var m string
+			err := rows.Scan(&m)
+			out[m] = true
+			return err
+		})
+	return out, err
+}

@@ -125,3 +125,29 @@ func (t *tx) ConflictsPage(ctx context.Context, after int64, limit int) ([]hub.C
 	}
 	return out, rows.Err()
 }
+
+func (t *tx) ImportedMembers(ctx context.Context, importID string, members []string) (map[string]bool, error) {
+	out := make(map[string]bool)
+	if len(members) == 0 {
+		return out, nil
+	}
+	list, err := json.Marshal(members)
+	if err != nil {
+		return nil, err
+	}
+	// deltas_member_adjust finds each member's few adjustments.
+	rows, err := t.QueryContext(ctx, `SELECT DISTINCT member FROM deltas WHERE kind = 'adjust' AND member IN (SELECT value FROM json_each(?))
+		AND rule = ? AND order_id = ?`, string(list), hub.RuleImport, importID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var m string
+		if err := rows.Scan(&m); err != nil {
+			return nil, err
+		}
+		out[m] = true
+	}
+	return out, rows.Err()
+}
