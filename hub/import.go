@@ -587,6 +587,9 @@ func (im *importer) applyBatch(ctx context.Context, tx Tx, rows []importRow, new
 			points = r.points - bal
 		}
 		switch {
+		case bal+points < 0 && !found:
+			bad(r, loyalty.EINVALID, "this row would start a new member at %d points: an import never takes a balance below zero", bal+points)
+			continue
 		case bal+points < 0:
 			bad(r, loyalty.EINVALID, "this row would take the balance of member %s to %d; their balance is %d points, and an import never takes it below zero",
 				m.Member.ID, bal+points, bal)

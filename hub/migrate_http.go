@@ -96,7 +96,7 @@ func (s *Server) serveImport(w http.ResponseWriter, r *http.Request) {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, _ := mime.ParseMediaType(ct)
 		switch mt {
-		case "text/csv", "application/csv", "text/plain", "application/octet-stream":
+		case "text/csv", "application/csv", "application/octet-stream":
 		default:
 			jsonapi.Error(w, r, s.Logger, jsonapi.WithStatus(http.StatusUnsupportedMediaType,
 				loyalty.Errorf(loyalty.EINVALID, "send the file as text/csv, not %s", truncated(ct, 60))))
