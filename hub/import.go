@@ -197,6 +197,7 @@ func (h *Hub) Import(ctx context.Context, r io.Reader, o ImportOptions) (ImportR
 			if err := im.apply(ctx, batch); err != nil {
 				return rep, err
 			}
+			im.flushErrors()
 			batch = batch[:0]
 			if o.Progress != nil {
 				o.Progress(ImportProgress{Rows: rep.Rows, Bytes: counter.n})
@@ -206,11 +207,10 @@ func (h *Hub) Import(ctx context.Context, r io.Reader, o ImportOptions) (ImportR
 	if err := im.apply(ctx, batch); err != nil {
 		return rep, err
 	}
+	im.flushErrors()
 	if o.Progress != nil {
 		o.Progress(ImportProgress{Rows: rep.Rows, Bytes: counter.n})
 	}
-	// Rows refused while reading come before those a batch refused: in line order for the report.
-	slices.SortStableFunc(rep.Errors, func(a, b RowError) int { return a.Line - b.Line })
 	return rep, nil
 }
 
@@ -226,18 +226,29 @@ type importer struct {
 	seen   map[uint64]int // member keys of rows read so far (a hash), with their line
 	seed   maphash.Seed
 	stores map[string]bool // home stores looked up: registered or not
+	// pending are the bad rows found since the last batch was applied.
+	pending []RowError
 }
 
-// bad reports a bad row.
+// bad reports a bad row: it is held until the rows read with it were applied (flushErrors), so
+// that bad rows are reported in line order.
 func (im *importer) bad(line int, code, reason string) {
-	e := RowError{Line: line, Code: code, Reason: reason}
-	im.rep.Bad++
-	if len(im.rep.Errors) < MaxReportedErrors {
-		im.rep.Errors = append(im.rep.Errors, e)
+	im.pending = append(im.pending, RowError{Line: line, Code: code, Reason: reason})
+}
+
+// flushErrors reports the bad rows held, in line order.
+func (im *importer) flushErrors() {
+	slices.SortStableFunc(im.pending, func(a, b RowError) int { return a.Line - b.Line })
+	for _, e := range im.pending {
+		im.rep.Bad++
+		if len(im.rep.Errors) < MaxReportedErrors {
+			im.rep.Errors = append(im.rep.Errors, e)
+		}
+		if im.o.RowError != nil {
+			im.o.RowError(e)
+		}
 	}
-	if im.o.RowError != nil {
-		im.o.RowError(e)
-	}
+	im.pending = im.pending[:0]
 }
 
 // readHeader maps the header's column names (any case, spaces around them ignored) to indexes.

@@ -210,7 +210,10 @@ func TestImport_BadRowsRerunAndSet(t *testing.T) {
 	}
 	want := map[int]string{3: "5 columns, the header 4: a value with a comma must be in double quotes", 4: "write 52620, without one", 5: "not an email address", 6: "on line 2 already",
 		7: "below zero", 8: "write 1000, without one", 10: "not a whole number"}
-	for _, e := range rep.Errors {
+	for i, e := range rep.Errors {
+		if i > 0 && rep.Errors[i-1].Line >= e.Line {
+			t.Errorf("errors out of line order: %d before %d", rep.Errors[i-1].Line, e.Line)
+		}
 		if !strings.Contains(e.Reason, want[e.Line]) || want[e.Line] == "" {
 			t.Errorf("line %d: %q, want %q", e.Line, e.Reason, want[e.Line])
 		}
