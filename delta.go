@@ -101,7 +101,14 @@ type Delta struct {
 	TimeZone     string           `json:"tz,omitempty"`
 	Punches      map[string]int64 `json:"punches,omitempty"`
 	PunchRewards []string         `json:"punch_rewards,omitempty"`
+
+	// Reason is why an operator adjusted a balance (an adjust delta, made by the hub: docs/API.md,
+	// "Adjustments"); its Terminal is then the API key id that made it.
+	Reason string `json:"reason,omitempty"`
 }
+
+// MaxReasonLength is the longest reason of an adjustment, in characters.
+const MaxReasonLength = 500
 
 // EventTime is when the delta happened on the hub's clock: the device time corrected by the
 // clock offset measured at the store's last handshake or heartbeat.
@@ -218,6 +225,8 @@ func (d *Delta) Validate() error {
 		!ValidText(d.Voucher, MaxIDLength) || !ValidText(d.Reverses, MaxIDLength) || !ValidText(d.Rule, MaxIDLength) ||
 		!ValidText(d.Tier, MaxIDLength) || !ValidText(d.Country, MaxIDLength) || !ValidText(d.TimeZone, MaxIDLength):
 		return Errorf(EINVALID, "terminal, order, reward, voucher, rule, tier, country and time zone ids must be UTF-8 of at most %d characters", MaxIDLength)
+	case !ValidText(d.Reason, MaxReasonLength):
+		return Errorf(EINVALID, "a reason must be UTF-8 of at most %d characters", MaxReasonLength)
 	case d.OccurredAt.IsZero():
 		return Errorf(EINVALID, "occurred_at is required")
 	case d.Points > MaxPoints || d.Points < -MaxPoints:

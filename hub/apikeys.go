@@ -87,6 +87,11 @@ var routeScopes = map[string][]Scope{
 	"GET /v1/webhooks/{id}/deliveries":     {ScopeReport},
 	"POST /v1/webhooks/{id}/replay":        nil,
 	"POST /v1/webhooks/{id}/rotate-secret": nil,
+	"GET /v1/members":                      {ScopeReport}, // search (migrate_http.go)
+	"POST /v1/adjustments":                 nil,
+	"POST /v1/adjustments/{id}/reverse":    nil,
+	"POST /v1/imports":                     nil,
+	"GET /v1/exports/{what}":               {ScopeReport},
 }
 
 // Allows reports whether a key of scope s may call the route with this ServeMux pattern.

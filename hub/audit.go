@@ -66,6 +66,9 @@ const (
 	AuditWebhookRemove    = "webhook.remove"
 	AuditWebhookReplay    = "webhook.replay"
 	AuditWebhookRotate    = "webhook.rotate"
+	AuditAdjust           = "points.adjust"  // a manual adjustment (migrate.go)
+	AuditAdjustReverse    = "points.reverse" // the reversal of a manual adjustment
+	AuditImport           = "members.import" // a batch of a CSV import (import.go)
 )
 
 // AuditEntry is one admin change: when, by which key, what, on what. Detail never holds a

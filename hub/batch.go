@@ -276,3 +276,17 @@ func (t batchTx) MemberRecords(ctx context.Context, member string) (MemberRecord
 	}
 	return t.Tx.MemberRecords(ctx, member)
 }
+
+func (t batchTx) LedgerPage(ctx context.Context, from, to time.Time, after int64, limit int) ([]LedgerEntry, error) {
+	if err := t.a.flush(ctx); err != nil {
+		return nil, err
+	}
+	return t.Tx.LedgerPage(ctx, from, to, after, limit)
+}
+
+func (t batchTx) ImportedMembers(ctx context.Context, importID string, members []string) (map[string]bool, error) {
+	if err := t.a.flush(ctx); err != nil {
+		return nil, err
+	}
+	return t.Tx.ImportedMembers(ctx, importID, members)
+}

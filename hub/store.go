@@ -309,10 +309,10 @@ type Tx interface {
 	Idempotent(ctx context.Context, scope, key string) (hash string, response []byte, found bool, err error)
 	SaveIdempotent(ctx context.Context, scope, key, hash string, response []byte, at time.Time) error
 
-	AccessTx // API keys and the audit trail
-	ReportTx // reports (reports.go)
-	CareTx   // member care: profile updates, erasure, export (care.go)
-
+	AccessTx  // API keys and the audit trail
+	ReportTx  // reports (reports.go)
+	CareTx    // member care: profile updates, erasure, export (care.go)
+	MigrateTx // member search, bulk imports and exports (migrate.go)
 	WebhookTx // webhook endpoints, the event outbox and the delivery log (webhooks.go)
 }
 

@@ -15,6 +15,7 @@
 package hub
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -610,16 +611,9 @@ func (h *Hub) UpdateWebhook(ctx context.Context, id string, req WebhookRequest) 
 		if err := tx.UpdateWebhookEndpoint(ctx, e); err != nil {
 			return err
 		}
-		return h.audit(ctx, tx, AuditWebhookChange, id, cmpOr(strings.Join(changed, "; "), "nothing changed"))
+		return h.audit(ctx, tx, AuditWebhookChange, id, cmp.Or(strings.Join(changed, "; "), "nothing changed"))
 	})
 	return e, err
-}
-
-func cmpOr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 // DeleteWebhook removes an endpoint and its delivery log; it returns the endpoint as it was.

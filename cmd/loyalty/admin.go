@@ -57,6 +57,7 @@ func adminCommands() []*cobra.Command {
 	cmds := []*cobra.Command{storeCommands(), memberCommands(), programCommands(), keysCommands(), checkCommand(), budgetsCommand(), reportCommand()}
 	cmds = append(cmds, accessCommands()...)
 	cmds = append(cmds, webhookCommands())
+	cmds = append(cmds, migrateCommands()...) // adjust, import, export (migrate.go)
 	return append(cmds, backupCommands()...)
 }
 
@@ -286,7 +287,8 @@ func memberCommands() *cobra.Command {
 		hubFlags(c)
 		member.AddCommand(c)
 	}
-	member.AddCommand(careCommands()...) // update, erase, export: care.go
+	member.AddCommand(careCommands()...)   // update, erase, export: care.go
+	member.AddCommand(memberListCommand()) // migrate.go
 	return member
 }
 

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestCLI_ImportAdjustExport: `loyalty import members` writes the bad rows beside the file, shows
+// plain progress lines when stderr is no terminal, imports nothing twice when run again; an
+// adjustment and its reversal; the members exported with their balances.
+func TestCLI_ImportAdjustExport(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "hub.db")
+	mustRun(t, "init", "--database", db)
+	file := filepath.Join(dir, "old.csv")
+	if err := os.WriteFile(file, []byte("email,points\nann@example.com,120\na@b.c,52,620\nbob@example.com,\"52,620\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut := mustRun(t, "import", "members", file, "--reason", "migration", "--dry-run", "--database", db)
+	if !strings.Contains(errOut, "import: 3 rows read (100%)") || !strings.Contains(errOut, "dry run: nothing was changed") {
+		t.Errorf("dry run stderr:\n%s", errOut)
+	}
+	errs, err := os.ReadFile(filepath.Join(dir, "old.errors.csv"))
+	if err != nil || !strings.HasPrefix(string(errs), "line,code,reason\n3,EINVALID,") || !strings.Contains(string(errs), "write 52620, without one") {
+		t.Fatalf("errors file: %q, %v", errs, err)
+	}
+	var rep struct{ Imported, Skipped, Bad int }
+	for i, want := range []struct{ imported, skipped int }{{1, 0}, {0, 1}} {
+		out, _ = mustRun(t, "import", "members", file, "--reason", "migration", "--json", "--database", db)
+		if err := json.Unmarshal([]byte(out), &rep); err != nil || rep.Imported != want.imported || rep.Skipped != want.skipped || rep.Bad != 2 {
+			t.Fatalf("run %d: %s (%v)", i+1, out, err)
+		}
+	}
+	var page struct {
+		Members []struct {
+			ID      string `json:"id"`
+			Balance int64  `json:"balance"`
+		} `json:"members"`
+	}
+	out, _ = mustRun(t, "member", "list", "--email", "ANN@example.com", "--json", "--database", db)
+	if err := json.Unmarshal([]byte(out), &page); err != nil || len(page.Members) != 1 || page.Members[0].Balance != 120 {
+		t.Fatalf("member list: %s (%v)", out, err)
+	}
+	ann := page.Members[0].ID
+	mustRun(t, "adjust", "--member", ann, "--points", "30", "--reason", "goodwill", "--adjust-id", "g1", "--database", db)
+	mustRun(t, "adjust", "reverse", "--adjust-id", "g1", "--reason", "wrong member", "--database", db)
+	if _, _, err := run(t, "adjust", "reverse", "--adjust-id", "g1", "--reason", "again, otherwise", "--database", db); err == nil || !strings.Contains(err.Error(), "already reversed") {
+		t.Errorf("a second reversal: %v", err)
+	}
+	out, _ = mustRun(t, "export", "members", "--database", db)
+	if !strings.HasPrefix(out, "member_id,email,name,balance,tier") || !strings.Contains(out, ann+",ann@example.com,,120,") {
+		t.Errorf("export:\n%s", out)
+	}
+	if _, _, err := run(t, "export", "people", "--database", db); err == nil || !strings.Contains(err.Error(), "no export") {
+		t.Errorf("export people: %v", err)
+	}
+}

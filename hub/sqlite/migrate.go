@@ -1,0 +1,153 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/loyalty-edge-sync/loyalty"
+	"github.com/loyalty-edge-sync/loyalty/hub"
+	"github.com/loyalty-edge-sync/loyalty/internal/unixms"
+)
+
+// Member search, bulk imports and exports (hub.MigrateTx).
+
+func (t *tx) SearchMembers(ctx context.Context, f hub.MemberFilter, after string, limit int) ([]loyalty.Member, error) {
+	where, args := []string{"m.id > ?"}, []any{after}
+	if f.Email != "" {
+		where, args = append(where, "m.email = ?"), append(args, f.Email)
+	}
+	if f.Name != "" {
+		where, args = append(where, `lower(m.name) LIKE ? ESCAPE '\'`), append(args, "%"+likeEscape(strings.ToLower(f.Name))+"%")
+	}
+	if f.Tier != "" {
+		where, args = append(where, "m.tier = ?"), append(args, f.Tier)
+	}
+	if f.HomeStore != "" {
+		where, args = append(where, "m.home_store = ?"), append(args, f.HomeStore)
+	}
+	if !f.CreatedSince.IsZero() {
+		where, args = append(where, "m.created_at >= ?"), append(args, unixms.Of(f.CreatedSince))
+	}
+	return t.queryMembers(ctx, `SELECT `+memberCols+` FROM members m WHERE `+strings.Join(where, " AND ")+` ORDER BY m.id LIMIT ?`,
+		append(args, limit)...)
+}
+
+// likeEscape escapes LIKE's wildcards with a backslash.
+func likeEscape(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
+}
+
+func (t *tx) MembersByEmail(ctx context.Context, emails []string) (map[string]hub.ScheduledMember, error) {
+	out := make(map[string]hub.ScheduledMember, len(emails))
+	if len(emails) == 0 {
+		return out, nil
+	}
+	list, err := json.Marshal(emails)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := t.QueryContext(ctx, `SELECT `+memberCols+`, `+scheduleCols+` FROM members m WHERE m.email IN (SELECT value FROM json_each(?))`, string(list))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var sc hub.Schedule
+		var review, expire sql.NullInt64
+		var active int64
+		m, err := scanMember(extraCols{rows, []any{&review, &expire, &active}})
+		if err != nil {
+			return nil, err
+		}
+		sc.ReviewAt, sc.ExpireAt, sc.LastActive = fromNullMS(review), fromNullMS(expire), unixms.Time(active)
+		out[m.Email] = hub.ScheduledMember{Member: m, Schedule: sc}
+	}
+	return out, rows.Err()
+}
+
+// memberRows is how many members InsertMembers writes with one statement.
+const memberRows = 100
+
+func (t *tx) InsertMembers(ctx context.Context, ms []loyalty.Member) error {
+	const cols = 12
+	row := "(?" + strings.Repeat(", ?", cols-1) + ")"
+	for rest := ms; len(rest) > 0; {
+		n := min(len(rest), memberRows)
+		args := make([]any, 0, cols*n)
+		for _, m := range rest[:n] {
+			// As InsertMember: a new member's tier review is due at once.
+			args = append(args, m.ID, nullable(m.Email), m.Name, m.HomeStore, m.Tier, m.Country, m.Balance, m.Version, unixms.Of(m.CreatedAt),
+				m.ReferredBy, m.Birthday, unixms.Of(m.CreatedAt))
+		}
+		_, err := t.ExecContext(ctx, `INSERT INTO members (id, email, name, home_store, tier, country, balance, version, created_at, referred_by,
+			birthday, review_at) VALUES `+row+strings.Repeat(", "+row, n-1), args...)
+		if err != nil {
+			return err
+		}
+		rest = rest[n:]
+	}
+	return nil
+}
+
+func (t *tx) LedgerPage(ctx context.Context, from, to time.Time, after int64, limit int) ([]hub.LedgerEntry, error) {
+	lo, hi := int64(math.MinInt64), int64(math.MaxInt64)
+	if !from.IsZero() {
+		lo = unixms.Of(from)
+	}
+	if !to.IsZero() {
+		hi = unixms.Of(to)
+	}
+	return t.queryDeltas(ctx, `SELECT `+deltaCols+` FROM deltas WHERE seq > ? AND event_at >= ? AND event_at < ? ORDER BY seq LIMIT ?`,
+		after, lo, hi, limit)
+}
+
+func (t *tx) ConflictsPage(ctx context.Context, after int64, limit int) ([]hub.Conflict, error) {
+	rows, err := t.QueryContext(ctx, `SELECT id, kind, member, store, deltas, amount, detail, at, flagged FROM conflicts WHERE id > ? ORDER BY id LIMIT ?`,
+		after, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []hub.Conflict{}
+	for rows.Next() {
+		var c hub.Conflict
+		var deltas string
+		var at int64
+		if err := rows.Scan(&c.ID, &c.Kind, &c.Member, &c.Store, &deltas, &c.Amount, &c.Detail, &at, &c.Flagged); err != nil {
+			return nil, err
+		}
+		c.Deltas, c.At = strings.Split(deltas, ","), unixms.Time(at)
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+func (t *tx) ImportedMembers(ctx context.Context, importID string, members []string) (map[string]bool, error) {
+	out := make(map[string]bool)
+	if len(members) == 0 {
+		return out, nil
+	}
+	list, err := json.Marshal(members)
+	if err != nil {
+		return nil, err
+	}
+	// deltas_member_adjust finds each member's few adjustments.
+	rows, err := t.QueryContext(ctx, `SELECT DISTINCT member FROM deltas WHERE kind = 'adjust' AND member IN (SELECT value FROM json_each(?))
+		AND rule = ? AND order_id = ?`, string(list), hub.RuleImport, importID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var m string
+		if err := rows.Scan(&m); err != nil {
+			return nil, err
+		}
+		out[m] = true
+	}
+	return out, rows.Err()
+}
