@@ -240,6 +240,9 @@ func (im *importer) bad(line int, code, reason string) {
 // flushErrors reports the bad rows held, in line order.
 func (im *importer) flushErrors() {
 	slices.SortStableFunc(im.pending, func(a, b RowError) int { return a.Line - b.Line })
+	if !im.o.DryRun && len(im.pending) > 0 {
+		im.h.metrics().ImportRows("failed", len(im.pending))
+	}
 	for _, e := range im.pending {
 		im.rep.Bad++
 		if len(im.rep.Errors) < MaxReportedErrors {
@@ -509,6 +512,11 @@ func (im *importer) apply(ctx context.Context, rows []importRow) error {
 	im.rep.Created += out.created
 	im.rep.Skipped += out.skipped
 	im.rep.Points += out.points
+	if !im.o.DryRun {
+		m := im.h.metrics()
+		m.ImportRows("imported", out.imported)
+		m.ImportRows("skipped", out.skipped)
+	}
 	return nil
 }
 
@@ -633,6 +641,10 @@ func (im *importer) applyBatch(ctx context.Context, tx Tx, rows []importRow, new
 			return err
 		}
 		a.balances[d.Member] = bal + points
+		if !found {
+			a.emit(EventMemberCreated, memberCreated(m.Member), m.Member.ID)
+		}
+		a.emitDelta(loyalty.HubStore, d, bal+points)
 		a.noteChange(d)
 		a.changed[d.Member] = true
 		a.order = append(a.order, d.Member)

@@ -14,12 +14,14 @@
 package hub
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -222,6 +224,7 @@ type attemptResult struct {
 	at       time.Time
 	status   int
 	err      string // "" on success
+	reason   string // why it failed, for metrics (Metrics.WebhookFailure): timeout, connect, status or other
 	duration time.Duration
 }
 
@@ -231,11 +234,11 @@ func (s *WebhookSender) send(ctx context.Context, a WebhookAttempt) attemptResul
 	at := h.Now()
 	secret, err := h.openWebhookSecret(a.Endpoint, a.Sealed)
 	if err != nil {
-		return attemptResult{at: at, err: err.Error()}
+		return attemptResult{at: at, err: err.Error(), reason: "other"}
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.URL, strings.NewReader(string(a.Body)))
 	if err != nil {
-		return attemptResult{at: at, err: "the endpoint's url cannot be requested: " + err.Error()}
+		return attemptResult{at: at, err: "the endpoint's url cannot be requested: " + err.Error(), reason: "other"}
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "loyalty-hub-webhooks/1")
@@ -248,13 +251,18 @@ func (s *WebhookSender) send(ctx context.Context, a WebhookAttempt) attemptResul
 	resp, err := s.Client.Do(req)
 	d := time.Since(start)
 	if err != nil {
-		return attemptResult{at: at, err: err.Error(), duration: d}
+		reason := "connect"
+		if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+			reason = "timeout"
+		}
+		return attemptResult{at: at, err: err.Error(), reason: reason, duration: d}
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // lets the connection be reused, within reason
 	r := attemptResult{at: at, status: resp.StatusCode, duration: d}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		r.reason = "status"
 		r.err = fmt.Sprintf("HTTP %d: %s", resp.StatusCode, strings.ToValidUTF8(strings.TrimSpace(string(b)), "?"))
 		if len(r.err) > 300 {
 			r.err = r.err[:300]
@@ -376,6 +384,20 @@ func (s *WebhookSender) record(ctx context.Context, claimed []WebhookAttempt, re
 	for id := range disabled {
 		h.Logger.Warn("webhooks: endpoint disabled after repeated failures; enable it again with PATCH /v1/webhooks/{id} {\"enabled\": true}",
 			slog.String("webhook", id))
+	}
+	m := h.metrics()
+	for i, o := range outs {
+		switch o.State {
+		case DeliveryDelivered:
+			m.WebhookDelivery("delivered")
+		case DeliveryFailed:
+			m.WebhookDelivery("failed")
+		default:
+			m.WebhookDelivery("retried")
+		}
+		if results[i].err != "" {
+			m.WebhookFailure(cmp.Or(results[i].reason, "other"))
+		}
 	}
 	if s.OnDelivery != nil {
 		for i, o := range outs {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -633,5 +634,36 @@ func TestWebhooks_RekeyReseals(t *testing.T) {
 	drainHooks(t, h, hub.NewWebhookSender(h), clk, nw.Webhook.ID, time.Second, 2)
 	if got := rcv.types(); got[hub.EventPointsEarned] != 1 || len(rcv.bad) > 0 {
 		t.Fatalf("after a rekey, accepted %v, refused %q", got, rcv.bad)
+	}
+}
+
+// TestWebhooks_AdjustmentsAndImports: a manual adjustment, its reversal and every imported row
+// are points.adjusted events, and the members an import creates are member.created events, each
+// once: re-running the import adds none.
+func TestWebhooks_AdjustmentsAndImports(t *testing.T) {
+	h, _ := webhookHub(t)
+	ctx := cliCtx()
+	rcv := newReceiver(t, time.Now, 0)
+	nw := addWebhook(t, h, rcv.URL, hub.EventPointsAdjusted, hub.EventMemberCreated)
+	if _, err := h.CreateMember(ctx, loyalty.Member{ID: "ann", Email: "ann@example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Adjust(ctx, hub.AdjustRequest{AdjustID: "CS-1", MemberID: "ann", Points: 50, Reason: "goodwill"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.ReverseAdjustment(ctx, "CS-1", "wrong member"); err != nil {
+		t.Fatal(err)
+	}
+	file := "email,points\nann@example.com,10\nbob@example.com,20\ncleo@example.com,30\nnot-an-email,5\n"
+	o := hub.ImportOptions{ImportID: "legacy", Reason: "migration"}
+	importCSV(t, h, file, o)
+	importCSV(t, h, file, o) // nothing twice
+	count := map[string]int{}
+	for _, d := range deliveries(t, h, nw.Webhook.ID, "") {
+		count[d.Type]++
+	}
+	// member.created: ann, bob, cleo. points.adjusted: the adjustment, its reversal, three rows.
+	if want := map[string]int{hub.EventMemberCreated: 3, hub.EventPointsAdjusted: 5}; !maps.Equal(count, want) {
+		t.Errorf("events %v, want %v", count, want)
 	}
 }
