@@ -103,8 +103,8 @@ func (t *tx) ReportMonths(ctx context.Context, q hub.ReportQuery) ([]hub.MonthAc
 	var out []hub.MonthActivity
 	err := t.each(ctx, `WITH am AS (SELECT DISTINCT d.member AS member, `+monthOf("d.event_at")+` AS mon
 			FROM deltas d WHERE d.kind IN ('earn', 'redeem') AND (d.kind = 'redeem' OR d.rule = '') AND d.event_at >= $1 AND d.event_at < $2 AND ($3::text = '' OR d.store = $3::text))
-		SELECT a.mon, COUNT(*), COUNT(*) FILTER (WHERE EXISTS (SELECT 1 FROM am b WHERE b.member = a.member AND b.mon = a.mon + 1))
-		FROM am a GROUP BY a.mon ORDER BY a.mon`, []any{unixms.Of(q.From), unixms.Of(q.To), q.Store}, func(rows pgx.Rows) error {
+		, x AS (SELECT mon, LEAD(mon) OVER (PARTITION BY member ORDER BY mon) AS nxt FROM am)
+		SELECT mon, COUNT(*), COUNT(*) FILTER (WHERE nxt = mon + 1) FROM x GROUP BY mon ORDER BY mon`, []any{unixms.Of(q.From), unixms.Of(q.To), q.Store}, func(rows pgx.Rows) error {
 		var m hub.MonthActivity
 		err := rows.Scan(&m.Month, &m.Active, &m.Retained)
 		out = append(out, m)

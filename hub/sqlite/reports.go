@@ -116,8 +116,8 @@ func (t *tx) ReportConflicts(ctx context.Context, q hub.ReportQuery, byStore boo
 func (t *tx) ReportMonths(ctx context.Context, q hub.ReportQuery) ([]hub.MonthActivity, error) {
 	rows, err := t.QueryContext(ctx, `WITH am AS (SELECT DISTINCT d.member AS member, `+monthOf("d.event_at")+` AS mon
 			FROM deltas d WHERE d.kind IN ('earn', 'redeem') AND (d.kind = 'redeem' OR d.rule = '') AND d.event_at >= ?1 AND d.event_at < ?2 AND (?3 = '' OR d.store = ?3))
-		SELECT a.mon, COUNT(*), COALESCE(SUM(CASE WHEN EXISTS (SELECT 1 FROM am b WHERE b.member = a.member AND b.mon = a.mon + 1) THEN 1 ELSE 0 END), 0)
-		FROM am a GROUP BY a.mon ORDER BY a.mon`, unixms.Of(q.From), unixms.Of(q.To), q.Store)
+		, x AS (SELECT mon, LEAD(mon) OVER (PARTITION BY member ORDER BY mon) AS nxt FROM am)
+		SELECT mon, COUNT(*), COALESCE(SUM(CASE WHEN nxt = mon + 1 THEN 1 ELSE 0 END), 0) FROM x GROUP BY mon ORDER BY mon`, unixms.Of(q.From), unixms.Of(q.To), q.Store)
 	if err != nil {
 		return nil, err
 	}
