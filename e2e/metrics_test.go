@@ -116,7 +116,16 @@ func TestMetrics(t *testing.T) {
 		return st.Outbox == 0, fmt.Sprintf("outbox %d", st.Outbox)
 	})
 
-	hub, text := scrape(t, "http://"+hubMetrics+"/metrics")
+	// The jobs run on their own tickers: wait until each has run once (a histogram shows a job
+	// only after its first run).
+	var hub map[string]float64
+	var text string
+	eventually(t, 20*time.Second, "the hub's jobs have each run once", func() (bool, string) {
+		hub, text = scrape(t, "http://"+hubMetrics+"/metrics")
+		_, poll := sum(hub, "loyalty_hub_job_duration_seconds_count", `job="poll"`)
+		_, leases := sum(hub, "loyalty_hub_job_duration_seconds_count", `job="expire_leases"`)
+		return poll && leases, fmt.Sprintf("poll run: %v, expire_leases run: %v", poll, leases)
+	})
 	if n, _ := sum(hub, "loyalty_hub_deltas_total", `result="applied"`); n < sales {
 		t.Errorf("loyalty_hub_deltas_total{result=applied} = %v, want at least %d", n, sales)
 	}
