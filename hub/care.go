@@ -287,6 +287,9 @@ func (h *Hub) EraseMember(ctx context.Context, id string) (MemberView, error) {
 		if err := tx.EraseMember(ctx, id, at, v); err != nil {
 			return err
 		}
+		if err := eraseFromEvents(ctx, tx, id); err != nil {
+			return err
+		}
 		return h.audit(ctx, tx, AuditMemberErase, id, "personal data erased")
 	})
 	if err != nil {

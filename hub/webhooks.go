@@ -191,6 +191,11 @@ type WebhookTx interface {
 	// queues a pending delivery, due at once, for each endpoint that takes one (but its Skip); it
 	// returns how many deliveries it queued. A few statements for the whole slice.
 	InsertWebhookEvents(ctx context.Context, evs []WebhookEvent) (int, error)
+	// WebhookEventBody returns the stored body of event id (ENOTFOUND if it was not stored).
+	WebhookEventBody(ctx context.Context, id string) ([]byte, error)
+	// SetWebhookEventBody replaces the stored body of event id: an erasure takes a member's
+	// personal data out of the events that carry it.
+	SetWebhookEventBody(ctx context.Context, id string, body []byte) error
 	// ClaimWebhookDeliveries claims up to limit pending deliveries of enabled endpoints that are
 	// due at now and not claimed by another process (a claim lives until its ClaimedUntil), until
 	// now+lease, and returns them, oldest first.
@@ -720,6 +725,34 @@ func (h *Hub) ReplayWebhook(ctx context.Context, id string, req ReplayRequest) (
 }
 
 // memberCreated is the data of member.created.
+// eraseFromEvents takes a member's personal data out of the events that carry it (member.created,
+// in the transaction of the erasure): a delivery still waiting, or a replay, sends the erased
+// copy. The event keeps its id, type and time; its receivers are told nothing personal again.
+func eraseFromEvents(ctx context.Context, tx Tx, member string) error {
+	id := webhookEventID(EventMemberCreated, member)
+	body, err := tx.WebhookEventBody(ctx, id)
+	if loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
+		return nil // no endpoint took it
+	} else if err != nil {
+		return err
+	}
+	var ev map[string]any
+	if err := json.Unmarshal(body, &ev); err != nil {
+		return fmt.Errorf("webhook event %s: %w", id, err)
+	}
+	if data, ok := ev["data"].(map[string]any); ok {
+		for _, personal := range []string{"email", "name", "country"} {
+			if _, ok := data[personal]; ok {
+				data[personal] = ""
+			}
+		}
+	}
+	if body, err = json.Marshal(ev); err != nil {
+		return err
+	}
+	return tx.SetWebhookEventBody(ctx, id, body)
+}
+
 func memberCreated(m loyalty.Member) map[string]any {
 	return map[string]any{"member_id": m.ID, "email": m.Email, "name": m.Name, "home_store": m.HomeStore, "country": m.Country,
 		"referred_by": m.ReferredBy, "created_at": m.CreatedAt}

@@ -667,3 +667,30 @@ func TestWebhooks_AdjustmentsAndImports(t *testing.T) {
 		t.Errorf("events %v, want %v", count, want)
 	}
 }
+
+// TestWebhooks_EraseTakesPersonalDataOutOfEvents: a member.created event waiting in the outbox
+// holds the member's email and name; after the erasure neither the outbox nor a replay holds
+// them, and the event keeps its id.
+func TestWebhooks_EraseTakesPersonalDataOutOfEvents(t *testing.T) {
+	h, _ := webhookHub(t)
+	ctx := cliCtx()
+	rcv := newReceiver(t, time.Now, 0)
+	nw := addWebhook(t, h, rcv.URL, hub.EventMemberCreated)
+	const email, name = "zoe.erased@example.com", "Zoe Q. Erasedperson"
+	if _, err := h.CreateMember(ctx, loyalty.Member{ID: "zoe", Email: email, Name: name}); err != nil {
+		t.Fatal(err)
+	}
+	if left := personalLeft(t, h, email, name); len(left) == 0 {
+		t.Fatal("the search finds nothing before the erasure: it would prove nothing after it")
+	}
+	if _, err := h.EraseMember(ctx, "zoe"); err != nil {
+		t.Fatal(err)
+	}
+	if left := personalLeft(t, h, email, name); len(left) > 0 {
+		t.Errorf("after the erasure the hub still holds the member's data in %v", left)
+	}
+	ds := deliveries(t, h, nw.Webhook.ID, "")
+	if len(ds) != 1 || ds[0].Type != hub.EventMemberCreated {
+		t.Fatalf("deliveries %+v, want the one member.created, still waiting", ds)
+	}
+}

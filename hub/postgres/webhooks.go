@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"time"
 
@@ -249,4 +250,18 @@ func (t *tx) PruneWebhooks(ctx context.Context, before time.Time) (int, error) {
 		return 0, err
 	}
 	return int(tag.RowsAffected()), nil
+}
+
+func (t *tx) WebhookEventBody(ctx context.Context, id string) ([]byte, error) {
+	var body string
+	err := t.queryRow(ctx, `SELECT body FROM webhook_events WHERE id = $1`, id).Scan(&body)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, loyalty.Errorf(loyalty.ENOTFOUND, "no webhook event %s", id)
+	}
+	return []byte(body), err
+}
+
+func (t *tx) SetWebhookEventBody(ctx context.Context, id string, body []byte) error {
+	_, err := t.exec(ctx, `UPDATE webhook_events SET body = $1 WHERE id = $2`, string(body), id)
+	return err
 }

@@ -2,7 +2,9 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
+	"errors"
 	"strings"
 	"time"
 
@@ -327,4 +329,18 @@ func (t *tx) PruneWebhooks(ctx context.Context, before time.Time) (int, error) {
 	}
 	n, err := res.RowsAffected()
 	return int(n), err
+}
+
+func (t *tx) WebhookEventBody(ctx context.Context, id string) ([]byte, error) {
+	var body string
+	err := t.QueryRowContext(ctx, `SELECT body FROM webhook_events WHERE id = ?`, id).Scan(&body)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, loyalty.Errorf(loyalty.ENOTFOUND, "no webhook event %s", id)
+	}
+	return []byte(body), err
+}
+
+func (t *tx) SetWebhookEventBody(ctx context.Context, id string, body []byte) error {
+	_, err := t.ExecContext(ctx, `UPDATE webhook_events SET body = ? WHERE id = ?`, string(body), id)
+	return err
 }
