@@ -189,6 +189,24 @@ func (p MemberPatch) apply(old Profile, today time.Time) (Profile, []string, err
 	return n, changed, nil
 }
 
+// mayChange refuses what only an operator may change: the online channel (the member app, the
+// web shop) sets a member's details, but a birthday only once (a birthday moved to today would
+// pay the birthday action again) and never the attributes, which are the operator's notes.
+func mayChange(a Actor, old Profile, changed []string) error {
+	if a.Scope == ScopeAdmin || a == internalActor {
+		return nil
+	}
+	for _, f := range changed {
+		switch {
+		case f == "birthday" && old.Birthday != "":
+			return loyalty.Errorf(loyalty.EFORBIDDEN, "a member's birthday, once set, is changed by an operator only (an API key with scope admin)")
+		case strings.HasPrefix(f, "attributes."):
+			return loyalty.Errorf(loyalty.EFORBIDDEN, "a member's attributes are the operator's notes: they are changed with an API key with scope admin only")
+		}
+	}
+	return nil
+}
+
 // truncate cuts s to at most n bytes of valid UTF-8, for a message.
 func truncate(s string, n int) string {
 	if len(s) > n {
@@ -244,6 +262,9 @@ func (h *Hub) UpdateMember(ctx context.Context, id string, p MemberPatch) (Membe
 		}
 		n, changed, err := p.apply(old, today)
 		if err != nil || len(changed) == 0 {
+			return err
+		}
+		if err := mayChange(ActorFrom(ctx), old, changed); err != nil {
 			return err
 		}
 		v := m.Version

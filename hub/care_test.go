@@ -104,6 +104,14 @@ func TestCare_UpdateMember(t *testing.T) {
 	a.mustDo(t, online.Key, "PATCH", "/v1/members/m2", `{"name":"Bob"}`, http.StatusOK, nil)
 	status, body = a.do(t, report.Key, "PATCH", "/v1/members/m2", `{"name":"Eve"}`)
 	assertForbidden(t, status, body, hub.ScopeOnline, report.Key)
+	// The online channel sets a birthday once, and never the operator's attributes: a birthday
+	// moved to today would pay the birthday action again.
+	a.mustDo(t, online.Key, "PATCH", "/v1/members/m2", `{"birthday":"05-17"}`, http.StatusOK, nil)
+	for _, patch := range []string{`{"birthday":"12-01"}`, `{"birthday":null}`, `{"attributes":{"vip":"yes"}}`} {
+		status, body = a.do(t, online.Key, "PATCH", "/v1/members/m2", patch)
+		jsonapitest.AssertError(t, status, body, http.StatusForbidden, loyalty.EFORBIDDEN)
+	}
+	a.mustDo(t, akAdminKey, "PATCH", "/v1/members/m2", `{"birthday":"12-01","attributes":{"vip":"yes"}}`, http.StatusOK, nil)
 
 	// The trail: who changed which fields, never the values.
 	var trail []hub.AuditEntry
