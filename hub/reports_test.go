@@ -171,21 +171,26 @@ func genHistory(t *testing.T, h *hub.Hub, clock *time.Time, rng *rand.Rand, star
 			r := loyalty.Delta{ID: loyalty.NewDeltaID(), Store: s.Store, Member: s.Member, OrderID: s.OrderID, OccurredAt: at}
 			r.Undo(loyalty.OrderEntry{Delta: s, Reversals: reversals[s.ID]})
 			apply(r)
-		case len(sales) > 0: // a partial refund
-			s := sales[rng.IntN(len(sales))]
+		case len(sales) > 0: // a partial refund; now and then of all that is left
+			i := rng.IntN(len(sales))
+			s := sales[i]
 			left := s.Amount
 			for _, r := range reversals[s.ID] {
 				left -= r.Amount
 			}
-			if left < 2 {
-				continue
+			amount := left
+			if left >= 2 && rng.IntN(4) != 0 {
+				amount = 1 + rng.Int64N(left-1)
 			}
 			r := loyalty.Delta{ID: loyalty.NewDeltaID(), Store: s.Store, Member: s.Member, OrderID: s.OrderID, OccurredAt: at}
-			if err := r.RefundPart(loyalty.OrderEntry{Delta: s, Reversals: reversals[s.ID]}, loyalty.Refund{Amount: 1 + rng.Int64N(left-1)}, p.PunchCardsOf()); err != nil {
+			if err := r.RefundPart(loyalty.OrderEntry{Delta: s, Reversals: reversals[s.ID]}, loyalty.Refund{Amount: amount}, p.PunchCardsOf()); err != nil {
 				t.Fatal(err)
 			}
 			apply(r)
 			reversals[s.ID] = append(reversals[s.ID], r)
+			if amount == left { // refunded in full, in parts: nothing left to refund
+				sales = slices.Delete(sales, i, i+1)
+			}
 		}
 	}
 	*clock = end.Add(time.Hour)
@@ -290,7 +295,7 @@ func (hs *history) expect(from, to time.Time, store string) expected {
 			continue
 		}
 		e.issued += d.Points
-		if full[d.ID] {
+		if full[d.ID] || d.Amount-refunded[d.ID] <= 0 { // reversed in full, at once or in parts
 			continue
 		}
 		e.purchases++

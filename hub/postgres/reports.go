@@ -25,12 +25,13 @@ func monthOf(col string) string {
 const reportDeltas = `SELECT CASE WHEN $4::boolean THEN d.store ELSE '' END AS k, d.id, d.member, d.kind, d.points, d.rule, d.amount, d.currency
 	FROM deltas d WHERE d.kind IN ('earn', 'redeem') AND d.event_at >= $1 AND d.event_at < $2 AND ($3::text = '' OR d.store = $3::text)`
 
-// reportPurchases selects the purchases among them: earns with no rule and an amount, not
-// reversed in full, each with its amount less what partial refunds gave back.
-const reportPurchases = `SELECT a.k, a.member, a.currency,
+// reportPurchases selects the purchases among them: earns with no rule and an amount, each with
+// its amount less what partial refunds gave back, and not reversed in full (by one reversal, or
+// by partial refunds that add up to the whole amount).
+const reportPurchases = `SELECT * FROM (SELECT a.k, a.member, a.currency,
 		a.amount - COALESCE((SELECT SUM(r.amount) FROM deltas r WHERE r.reverses = a.id AND r.reverses <> '' AND r.amount > 0), 0)::bigint AS net
 	FROM a WHERE a.kind = 'earn' AND a.rule = '' AND a.amount > 0
-		AND NOT EXISTS (SELECT 1 FROM deltas w WHERE w.reverses = a.id AND w.reverses <> '' AND w.amount = 0)`
+		AND NOT EXISTS (SELECT 1 FROM deltas w WHERE w.reverses = a.id AND w.reverses <> '' AND w.amount = 0)) p WHERE p.net > 0`
 
 func (t *tx) ReportActivity(ctx context.Context, q hub.ReportQuery, byStore bool) ([]hub.Activity, error) {
 	args := []any{unixms.Of(q.From), unixms.Of(q.To), q.Store, byStore}
