@@ -216,6 +216,25 @@ func (s *WebhookSender) DeliverDue(ctx context.Context) (int, error) {
 	}
 	close(work)
 	wg.Wait()
+	if ctx.Err() != nil {
+		// The sender is closing (Close): the attempts that got an answer are recorded, so that a
+		// graceful restart sends none of them again; those cut short stay claimed until their
+		// claim expires, and are sent again then, by this process or another, without counting
+		// as the endpoint's failures.
+		var done []WebhookAttempt
+		var got []attemptResult
+		for i, r := range results {
+			if r.status != 0 {
+				done, got = append(done, claimed[i]), append(got, r)
+			}
+		}
+		if len(done) == 0 {
+			return len(claimed), ctx.Err()
+		}
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		return len(claimed), errors.Join(s.record(rctx, done, got), ctx.Err())
+	}
 	return len(claimed), s.record(ctx, claimed, results)
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -12,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -692,5 +694,57 @@ func TestWebhooks_EraseTakesPersonalDataOutOfEvents(t *testing.T) {
 	ds := deliveries(t, h, nw.Webhook.ID, "")
 	if len(ds) != 1 || ds[0].Type != hub.EventMemberCreated {
 		t.Fatalf("deliveries %+v, want the one member.created, still waiting", ds)
+	}
+}
+
+// TestWebhooks_CloseRecordsWhatWasAnswered: a sender stopped mid-round records the attempts that
+// got an answer (a graceful restart sends none of them again) and leaves the one it cut short
+// pending, not counted as the endpoint's failure.
+func TestWebhooks_CloseRecordsWhatWasAnswered(t *testing.T) {
+	h, clk := webhookHub(t)
+	inSecond, release := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		if calls.Add(1) == 1 {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		close(inSecond)
+		select { // held until the sender gives up on it, or the test ends
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	nw := addWebhook(t, h, srv.URL, hub.EventPointsEarned)
+	fund(t, h, "m1", 100)
+	clk.Add(time.Second)
+	fund(t, h, "m1", 200)
+	s := hub.NewWebhookSender(h)
+	s.Concurrency = 1 // in order: the first is answered before the second is sent
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { _, err := s.DeliverDue(ctx); done <- err }()
+	<-inSecond
+	stop()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("a round stopped mid-way returned %v, want context.Canceled", err)
+	}
+	ds := deliveries(t, h, nw.Webhook.ID, "")
+	states := map[string]int{}
+	for _, d := range ds {
+		states[d.State]++
+		if d.State == hub.DeliveryPending && d.Attempts != 0 {
+			t.Errorf("the delivery cut short counts %d attempts, want 0", d.Attempts)
+		}
+	}
+	if states[hub.DeliveryDelivered] != 1 || states[hub.DeliveryPending] != 1 {
+		t.Errorf("deliveries %+v: want the answered one delivered and the other pending", ds)
+	}
+	ep, err := h.Webhook(context.Background(), nw.Webhook.ID)
+	if err != nil || ep.Failures != 0 {
+		t.Errorf("endpoint %+v (%v): a stopped sender's cut attempt is no failure of the endpoint", ep, err)
 	}
 }
