@@ -174,8 +174,12 @@ type flushWriter struct{ w http.ResponseWriter }
 
 func (f flushWriter) Write(p []byte) (int, error) {
 	n, err := f.w.Write(p)
-	if fl, ok := f.w.(http.Flusher); ok && err == nil {
-		fl.Flush()
+	if err == nil {
+		// Through the wrappers between here and the connection (the metrics' statusWriter
+		// unwraps): a page is not left in a buffer.
+		if ferr := http.NewResponseController(f.w).Flush(); ferr != nil && !errors.Is(ferr, http.ErrNotSupported) {
+			err = ferr
+		}
 	}
 	return n, err
 }

@@ -6,7 +6,11 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -433,5 +437,35 @@ func TestExport_PagedMembersLedgerConflictsBudgets(t *testing.T) {
 	}{{"mem", hub.ExportOptions{}}, {hub.ExportMembers, hub.ExportOptions{Format: "xml"}}, {hub.ExportMembers, hub.ExportOptions{From: t0}},
 		{hub.ExportLedger, hub.ExportOptions{From: t0, To: t0}}} {
 		wantCode(t, h.Export(ctx, &out, tt.what, tt.o), loyalty.EINVALID, "")
+	}
+}
+
+// countingMetrics is a Metrics that counts requests.
+type countingMetrics struct {
+	hub.NopMetrics
+	requests atomic.Int32
+}
+
+func (m *countingMetrics) Request(string, int, time.Duration) { m.requests.Add(1) }
+
+// TestExport_FlushedBehindTheMetrics: with metrics on, whose wrapper stands between the export
+// and the connection, an export's pages are still flushed as they are written.
+func TestExport_FlushedBehindTheMetrics(t *testing.T) {
+	h := openHub(t)
+	m := &countingMetrics{}
+	h.Metrics = m
+	srv := &hub.Server{Hub: h, AdminKey: akAdminKey, Logger: slog.New(slog.DiscardHandler)}
+	req := httptest.NewRequest("GET", "/v1/exports/members?format=csv", nil)
+	req.Header.Set("Authorization", "Bearer "+akAdminKey)
+	rec := httptest.NewRecorder()
+	srv.Handler().ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK || !strings.HasPrefix(rec.Body.String(), "member_id,") {
+		t.Fatalf("export: HTTP %d %q", rec.Code, rec.Body.String())
+	}
+	if !rec.Flushed {
+		t.Error("the export was not flushed through the metrics' wrapper: its pages wait in a buffer")
+	}
+	if m.requests.Load() != 1 {
+		t.Errorf("the metrics saw %d requests, want 1: the wrapper was not in the way", m.requests.Load())
 	}
 }
