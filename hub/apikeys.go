@@ -80,11 +80,11 @@ var routeScopes = map[string][]Scope{
 	"GET /v1/audit":            {ScopeReport},
 
 	"POST /v1/webhooks":                    nil,
-	"GET /v1/webhooks":                     {ScopeReport},
-	"GET /v1/webhooks/{id}":                {ScopeReport},
+	"GET /v1/webhooks":                     nil, // URLs often carry the receiver's secret: admin only
+	"GET /v1/webhooks/{id}":                nil,
 	"PATCH /v1/webhooks/{id}":              nil,
 	"DELETE /v1/webhooks/{id}":             nil,
-	"GET /v1/webhooks/{id}/deliveries":     {ScopeReport},
+	"GET /v1/webhooks/{id}/deliveries":     nil,
 	"POST /v1/webhooks/{id}/replay":        nil,
 	"POST /v1/webhooks/{id}/rotate-secret": nil,
 	"GET /v1/members":                      {ScopeReport}, // search (migrate_http.go)

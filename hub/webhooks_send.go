@@ -383,7 +383,7 @@ func (s *WebhookSender) record(ctx context.Context, claimed []WebhookAttempt, re
 				e.DisabledAt = now
 				e.DisabledReason = fmt.Sprintf("%d consecutive failed attempts", e.Failures)
 				disabled[id] = true
-				ev := newWebhookEvent(EventEndpointDisabled, now, map[string]any{"webhook_id": e.ID, "url": e.URL,
+				ev := newWebhookEvent(EventEndpointDisabled, now, map[string]any{"webhook_id": e.ID,
 					"failures": e.Failures, "disabled_at": now}, e.ID, now.Format(time.RFC3339Nano))
 				ev.Skip = e.ID
 				evs = append(evs, ev)
