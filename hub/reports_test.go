@@ -571,3 +571,25 @@ func checkAdoption(t *testing.T, got []hub.Adoption, e expected) {
 		ratioIs(t, a.Currency+" loyalty_sales_share", a.LoyaltySalesShare, float64(m.Amount), float64(m.Amount+n.Amount))
 	}
 }
+
+// TestSale_RetriedAfterItsAgeIsADuplicate: a sale the hub counted, pushed again after its ack was
+// lost and after it has passed the age the hub counts sales to, is a duplicate, not rejected:
+// the store must not mark as rejected a sale the hub counted.
+func TestSale_RetriedAfterItsAgeIsADuplicate(t *testing.T) {
+	clock := t0
+	h := openHub(t)
+	h.Now = func() time.Time { return clock }
+	d := loyalty.Delta{ID: loyalty.NewDeltaID(), Store: "s1", Kind: loyalty.KindSale, Amount: 1250, Currency: "EUR", OccurredAt: t0, OrderID: "N-1"}
+	if r := pushOK(t, h, "s1", d).Results[0]; r.Status != lsync.StatusApplied {
+		t.Fatalf("the sale: %+v", r)
+	}
+	clock = t0.AddDate(2, 0, 0)
+	if r := pushOK(t, h, "s1", d).Results[0]; r.Status != lsync.StatusDuplicate {
+		t.Errorf("the same sale two years on: %+v, want a duplicate", r)
+	}
+	old := d
+	old.ID, old.OrderID = loyalty.NewDeltaID(), "N-2"
+	if r := pushOK(t, h, "s1", old).Results[0]; r.Status != lsync.StatusRejected {
+		t.Errorf("a new sale two years old: %+v, want rejected", r)
+	}
+}

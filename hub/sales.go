@@ -46,6 +46,13 @@ const maxSaleAge = 400 * 24 * time.Hour
 func (a *applier) applySale(ctx context.Context, store string, d loyalty.Delta, hash string) (lsync.Result, error) {
 	at, now := d.EventTime(), a.Now()
 	if at.After(now.Add(MaxClockSkew)) || at.Before(now.Add(-maxSaleAge)) {
+		// A sale counted already, sent again after its ack was lost, is a duplicate however old
+		// it is by now: its store must not mark as rejected what the hub counted.
+		if prev, found, err := a.tx.SaleHash(ctx, d.ID); err != nil {
+			return lsync.Result{}, err
+		} else if found && prev == hash {
+			return lsync.Result{DeltaID: d.ID, Status: lsync.StatusDuplicate}, nil
+		}
 		return a.reject(ctx, store, d, loyalty.Errorf(loyalty.EINVALID,
 			"a sale dated %s is not counted: it is ahead of the hub's clock or older than 400 days", at.UTC().Format(time.RFC3339)))
 	}
