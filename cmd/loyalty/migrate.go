@@ -96,7 +96,10 @@ func adjustCommand() *cobra.Command {
 			req.Reason, _ = cmd.Flags().GetString("reason")
 			req.AdjustID, _ = cmd.Flags().GetString("adjust-id")
 			if req.AdjustID == "" {
-				req.AdjustID = "cli-" + strings.ToLower(newID())
+				// From what the command says and the day: the same command run again (after a
+				// lost answer, a dropped connection) changes nothing twice.
+				sum := sha256.Sum256(fmt.Appendf(nil, "%s\x00%d\x00%s\x00%s", req.MemberID, req.Points, req.Reason, time.Now().UTC().Format(time.DateOnly)))
+				req.AdjustID = "cli-" + hex.EncodeToString(sum[:8])
 			}
 			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
 				a, err := h.Adjust(ctx, req)
@@ -111,7 +114,7 @@ func adjustCommand() *cobra.Command {
 	adjust.Flags().String("member", "", "member id")
 	adjust.Flags().Int64("points", 0, "points to add; negative to take away")
 	adjust.Flags().String("reason", "", "why (recorded in the ledger and the audit trail)")
-	adjust.Flags().String("adjust-id", "", "idempotency key: the same key again changes nothing (generated if empty)")
+	adjust.Flags().String("adjust-id", "", "idempotency key: the same key again changes nothing (empty: made from the member, points, reason and today's date, so the same command again the same day changes nothing twice; give one to make two equal adjustments in a day)")
 	adjust.MarkFlagRequired("member")
 	adjust.MarkFlagRequired("points")
 	adjust.MarkFlagRequired("reason")

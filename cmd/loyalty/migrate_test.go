@@ -50,8 +50,12 @@ func TestCLI_ImportAdjustExport(t *testing.T) {
 	if _, _, err := run(t, "adjust", "reverse", "--adjust-id", "g1", "--reason", "again, otherwise", "--database", db); err == nil || !strings.Contains(err.Error(), "already reversed") {
 		t.Errorf("a second reversal: %v", err)
 	}
+	// Without --adjust-id, the same command run twice (its answer lost, say) adjusts once.
+	for range 2 {
+		mustRun(t, "adjust", "--member", ann, "--points", "5", "--reason", "late parcel", "--database", db)
+	}
 	out, _ = mustRun(t, "export", "members", "--database", db)
-	if !strings.HasPrefix(out, "member_id,email,name,balance,tier") || !strings.Contains(out, ann+",ann@example.com,,120,") {
+	if !strings.HasPrefix(out, "member_id,email,name,balance,tier") || !strings.Contains(out, ann+",ann@example.com,,125,") {
 		t.Errorf("export:\n%s", out)
 	}
 	if _, _, err := run(t, "export", "people", "--database", db); err == nil || !strings.Contains(err.Error(), "no export") {
