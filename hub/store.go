@@ -149,7 +149,7 @@ type Tx interface {
 
 	InsertRejection(ctx context.Context, r Rejection) error
 	Rejections(ctx context.Context, limit int) ([]Rejection, error)
-	InsertConflict(ctx context.Context, c Conflict) error
+	InsertConflict(ctx context.Context, c Conflict) (id int64, err error)
 	Conflicts(ctx context.Context, limit int) ([]Conflict, error)
 
 	// Program returns the newest program and the change version it was published at.

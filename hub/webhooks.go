@@ -342,9 +342,11 @@ func (a *applier) emitDelta(store string, d loyalty.Delta, balance int64) {
 
 // recordConflict records a conflict and emits conflict.recorded.
 func (a *applier) recordConflict(ctx context.Context, c Conflict) error {
-	if err := a.tx.InsertConflict(ctx, c); err != nil {
+	id, err := a.tx.InsertConflict(ctx, c)
+	if err != nil {
 		return err
 	}
+	c.ID = id // as GET /v1/conflicts and the exports show it
 	a.emit(EventConflictRecorded, c, c.Kind, c.Store, c.Member, strings.Join(c.Deltas, ","), c.Detail)
 	return nil
 }

@@ -584,6 +584,22 @@ func TestWebhooks_JobsStoresAndBudgets(t *testing.T) {
 			t.Errorf("%s: %d events, want %d (all: %v)", typ, got[typ], n, got)
 		}
 	}
+	// The conflict's event names it by the id GET /v1/conflicts shows.
+	cs, err := h.Conflicts(ctx, 10)
+	if err != nil || len(cs) != 1 {
+		t.Fatalf("conflicts %+v (%v), want the overdraft", cs, err)
+	}
+	rcv.mu.Lock()
+	defer rcv.mu.Unlock()
+	for _, evs := range rcv.accepted {
+		if evs[0].Type != hub.EventConflictRecorded {
+			continue
+		}
+		var c hub.Conflict
+		if err := json.Unmarshal(evs[0].Data, &c); err != nil || c.ID != cs[0].ID || c.ID == 0 {
+			t.Errorf("conflict.recorded names conflict %d (%v), GET /v1/conflicts %d", c.ID, err, cs[0].ID)
+		}
+	}
 }
 
 // setConnected writes a store's health as its session's claim or end does.

@@ -532,13 +532,14 @@ func (t *tx) Rejections(ctx context.Context, n int) ([]hub.Rejection, error) {
 	return out, err
 }
 
-func (t *tx) InsertConflict(ctx context.Context, c hub.Conflict) error {
+func (t *tx) InsertConflict(ctx context.Context, c hub.Conflict) (int64, error) {
 	if c.Deltas == nil {
 		c.Deltas = []string{} // an empty array; nil would be NULL
 	}
-	_, err := t.exec(ctx, `INSERT INTO conflicts (kind, member, store, deltas, amount, detail, at, flagged) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		c.Kind, c.Member, c.Store, c.Deltas, c.Amount, c.Detail, unixms.Of(c.At), c.Flagged)
-	return err
+	var id int64
+	err := t.queryRow(ctx, `INSERT INTO conflicts (kind, member, store, deltas, amount, detail, at, flagged) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id`,
+		c.Kind, c.Member, c.Store, c.Deltas, c.Amount, c.Detail, unixms.Of(c.At), c.Flagged).Scan(&id)
+	return id, err
 }
 
 func (t *tx) Conflicts(ctx context.Context, n int) ([]hub.Conflict, error) {

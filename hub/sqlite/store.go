@@ -836,10 +836,13 @@ func (t *tx) Rejections(ctx context.Context, limit int) ([]hub.Rejection, error)
 	return out, rows.Err()
 }
 
-func (t *tx) InsertConflict(ctx context.Context, c hub.Conflict) error {
-	_, err := t.ExecContext(ctx, `INSERT INTO conflicts (kind, member, store, deltas, amount, detail, at, flagged) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+func (t *tx) InsertConflict(ctx context.Context, c hub.Conflict) (int64, error) {
+	res, err := t.ExecContext(ctx, `INSERT INTO conflicts (kind, member, store, deltas, amount, detail, at, flagged) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 		c.Kind, c.Member, c.Store, strings.Join(c.Deltas, ","), c.Amount, c.Detail, unixms.Of(c.At), c.Flagged)
-	return err
+	if err != nil {
+		return 0, err
+	}
+	return res.LastInsertId()
 }
 
 func (t *tx) Conflicts(ctx context.Context, limit int) ([]hub.Conflict, error) {
