@@ -677,13 +677,22 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// WriteImportErrors writes bad rows as CSV: line,code,reason, under a header row.
-func WriteImportErrors(w io.Writer, errs []RowError) error {
-	cw := csv.NewWriter(w)
-	cw.Write([]string{"line", "code", "reason"})
-	for _, e := range errs {
-		cw.Write([]string{strconv.Itoa(e.Line), e.Code, e.Reason})
-	}
-	cw.Flush()
-	return cw.Error()
+// ImportErrorsCSV writes an import's bad rows as CSV, line,code,reason under a header row, as
+// they are found (ImportOptions.RowError): the errors file of the CLI and of the API.
+type ImportErrorsCSV struct{ w *csv.Writer }
+
+// NewImportErrorsCSV writes the header row to w and returns the writer of the rows.
+func NewImportErrorsCSV(w io.Writer) *ImportErrorsCSV {
+	e := &ImportErrorsCSV{csv.NewWriter(w)}
+	e.w.Write([]string{"line", "code", "reason"})
+	return e
+}
+
+// Add writes one bad row.
+func (e *ImportErrorsCSV) Add(r RowError) { e.w.Write([]string{strconv.Itoa(r.Line), r.Code, r.Reason}) }
+
+// Flush writes what is buffered and returns the first error of any write.
+func (e *ImportErrorsCSV) Flush() error {
+	e.w.Flush()
+	return e.w.Error()
 }

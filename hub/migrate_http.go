@@ -1,13 +1,14 @@
 package hub
 
 import (
-	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"mime"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -114,10 +115,21 @@ func (s *Server) serveImport(w http.ResponseWriter, r *http.Request) {
 		jsonapi.Error(w, r, s.Logger, loyalty.Errorf(loyalty.EINVALID, "errors must be json (in the summary) or csv (the bad rows as a CSV file)"))
 		return
 	}
-	var all []RowError
 	o := ImportOptions{ImportID: q.Get("import_id"), Mode: q.Get("mode"), Reason: q.Get("reason"), DryRun: dry, PointsPerUnit: q.Get("points_per_unit")}
+	var errFile *os.File
+	var errCSV *ImportErrorsCSV
 	if wantCSV {
-		o.RowError = func(e RowError) { all = append(all, e) }
+		// The bad rows go to a file as they are found: a large file of bad rows must not be
+		// held in memory.
+		f, err := os.CreateTemp("", "loyalty-import-errors-*.csv")
+		if err != nil {
+			jsonapi.Error(w, r, s.Logger, fmt.Errorf("a file for the import's errors: %w", err))
+			return
+		}
+		defer os.Remove(f.Name())
+		defer f.Close()
+		errFile, errCSV = f, NewImportErrorsCSV(f)
+		o.RowError = errCSV.Add
 	}
 	rep, err := s.Hub.Import(r.Context(), http.MaxBytesReader(w, r.Body, MaxImportBytes), o)
 	var tooBig *http.MaxBytesError
@@ -133,15 +145,18 @@ func (s *Server) serveImport(w http.ResponseWriter, r *http.Request) {
 		jsonapi.Write(w, http.StatusOK, rep)
 		return
 	}
-	var b bytes.Buffer
-	if err := WriteImportErrors(&b, all); err != nil {
+	if err := errCSV.Flush(); err != nil {
+		jsonapi.Error(w, r, s.Logger, fmt.Errorf("the import's errors file: %w", err))
+		return
+	}
+	if _, err := errFile.Seek(0, io.SeekStart); err != nil {
 		jsonapi.Error(w, r, s.Logger, err)
 		return
 	}
 	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
 	w.Header().Set("Loyalty-Import-Summary", fmt.Sprintf("rows=%d imported=%d skipped=%d bad=%d created=%d", rep.Rows, rep.Imported, rep.Skipped, rep.Bad, rep.Created))
 	w.WriteHeader(http.StatusOK)
-	w.Write(b.Bytes())
+	io.Copy(w, errFile)
 }
 
 // boolParam reads an optional true/false query parameter. It returns EINVALID.

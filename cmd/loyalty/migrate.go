@@ -6,12 +6,10 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/csv"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -227,7 +225,7 @@ func importCommand() *cobra.Command {
 type errorsFile struct {
 	path string
 	f    *os.File
-	w    *csv.Writer
+	w    *hub.ImportErrorsCSV
 	n    int
 }
 
@@ -237,11 +235,10 @@ func (e *errorsFile) write(r hub.RowError) {
 		if err != nil {
 			return // close reports it
 		}
-		e.f, e.w = f, csv.NewWriter(f)
-		e.w.Write([]string{"line", "code", "reason"})
+		e.f, e.w = f, hub.NewImportErrorsCSV(f)
 	}
 	e.n++
-	e.w.Write([]string{strconv.Itoa(r.Line), r.Code, r.Reason})
+	e.w.Add(r)
 }
 
 func (e *errorsFile) close() error {
@@ -251,8 +248,7 @@ func (e *errorsFile) close() error {
 		}
 		return nil
 	}
-	e.w.Flush()
-	err := cmp.Or(e.w.Error(), e.f.Close())
+	err := cmp.Or(e.w.Flush(), e.f.Close())
 	e.f = nil
 	return err
 }
