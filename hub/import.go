@@ -689,7 +689,9 @@ func NewImportErrorsCSV(w io.Writer) *ImportErrorsCSV {
 }
 
 // Add writes one bad row.
-func (e *ImportErrorsCSV) Add(r RowError) { e.w.Write([]string{strconv.Itoa(r.Line), r.Code, r.Reason}) }
+func (e *ImportErrorsCSV) Add(r RowError) {
+	e.w.Write([]string{strconv.Itoa(r.Line), r.Code, r.Reason})
+}
 
 // Flush writes what is buffered and returns the first error of any write.
 func (e *ImportErrorsCSV) Flush() error {

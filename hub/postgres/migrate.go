@@ -48,20 +48,7 @@ func likeEscape(s string) string {
 }
 
 func (t *tx) MembersByEmail(ctx context.Context, emails []string) (map[string]hub.ScheduledMember, error) {
-	out := make(map[string]hub.ScheduledMember, len(emails))
-	if len(emails) == 0 {
-		return out, nil
-	}
-	err := t.each(ctx, `SELECT `+memberCols+`, `+scheduleCols+` FROM members m WHERE m.email = ANY ($1)`, []any{emails}, func(rows pgx.Rows) error {
-		var s hub.Schedule
-		var review, expire *int64
-		var active int64
-		m, err := scanMember(rows, &review, &expire, &active)
-		s.ReviewAt, s.ExpireAt, s.LastActive = fromNullMS(review), fromNullMS(expire), unixms.Time(active)
-		out[m.Email] = hub.ScheduledMember{Member: m, Schedule: s}
-		return err
-	})
-	return out, err
+	return t.scheduledMembers(ctx, "email", emails, func(m loyalty.Member) string { return m.Email })
 }
 
 func (t *tx) InsertMembers(ctx context.Context, ms []loyalty.Member) error {

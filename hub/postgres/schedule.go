@@ -58,17 +58,23 @@ func (t *tx) MemberWithSchedule(ctx context.Context, id string) (loyalty.Member,
 }
 
 func (t *tx) MembersWithSchedule(ctx context.Context, ids []string) (map[string]hub.ScheduledMember, error) {
-	out := make(map[string]hub.ScheduledMember, len(ids))
-	if len(ids) == 0 {
+	return t.scheduledMembers(ctx, "id", ids, func(m loyalty.Member) string { return m.ID })
+}
+
+// scheduledMembers reads the members whose column (id or email) is one of keys, with their
+// schedules, by keyOf of each.
+func (t *tx) scheduledMembers(ctx context.Context, column string, keys []string, keyOf func(loyalty.Member) string) (map[string]hub.ScheduledMember, error) {
+	out := make(map[string]hub.ScheduledMember, len(keys))
+	if len(keys) == 0 {
 		return out, nil
 	}
-	err := t.each(ctx, `SELECT `+memberCols+`, `+scheduleCols+` FROM members m WHERE m.id = ANY ($1)`, []any{ids}, func(rows pgx.Rows) error {
+	err := t.each(ctx, `SELECT `+memberCols+`, `+scheduleCols+` FROM members m WHERE m.`+column+` = ANY ($1)`, []any{keys}, func(rows pgx.Rows) error {
 		var s hub.Schedule
 		var review, expire *int64
 		var active int64
 		m, err := scanMember(rows, &review, &expire, &active)
 		s.ReviewAt, s.ExpireAt, s.LastActive = fromNullMS(review), fromNullMS(expire), unixms.Time(active)
-		out[m.ID] = hub.ScheduledMember{Member: m, Schedule: s}
+		out[keyOf(m)] = hub.ScheduledMember{Member: m, Schedule: s}
 		return err
 	})
 	return out, err

@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"math"
 	"strings"
@@ -42,31 +41,7 @@ func likeEscape(s string) string {
 }
 
 func (t *tx) MembersByEmail(ctx context.Context, emails []string) (map[string]hub.ScheduledMember, error) {
-	out := make(map[string]hub.ScheduledMember, len(emails))
-	if len(emails) == 0 {
-		return out, nil
-	}
-	list, err := json.Marshal(emails)
-	if err != nil {
-		return nil, err
-	}
-	rows, err := t.QueryContext(ctx, `SELECT `+memberCols+`, `+scheduleCols+` FROM members m WHERE m.email IN (SELECT value FROM json_each(?))`, string(list))
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var sc hub.Schedule
-		var review, expire sql.NullInt64
-		var active int64
-		m, err := scanMember(extraCols{rows, []any{&review, &expire, &active}})
-		if err != nil {
-			return nil, err
-		}
-		sc.ReviewAt, sc.ExpireAt, sc.LastActive = fromNullMS(review), fromNullMS(expire), unixms.Time(active)
-		out[m.Email] = hub.ScheduledMember{Member: m, Schedule: sc}
-	}
-	return out, rows.Err()
+	return t.scheduledMembers(ctx, "email", emails, func(m loyalty.Member) string { return m.Email })
 }
 
 // memberRows is how many members InsertMembers writes with one statement.

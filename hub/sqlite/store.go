@@ -385,15 +385,21 @@ func (t *tx) MemberWithSchedule(ctx context.Context, id string) (loyalty.Member,
 }
 
 func (t *tx) MembersWithSchedule(ctx context.Context, ids []string) (map[string]hub.ScheduledMember, error) {
-	out := make(map[string]hub.ScheduledMember, len(ids))
-	if len(ids) == 0 {
+	return t.scheduledMembers(ctx, "id", ids, func(m loyalty.Member) string { return m.ID })
+}
+
+// scheduledMembers reads the members whose column (id or email) is one of keys, with their
+// schedules, by keyOf of each.
+func (t *tx) scheduledMembers(ctx context.Context, column string, keys []string, keyOf func(loyalty.Member) string) (map[string]hub.ScheduledMember, error) {
+	out := make(map[string]hub.ScheduledMember, len(keys))
+	if len(keys) == 0 {
 		return out, nil
 	}
-	list, err := json.Marshal(ids)
+	list, err := json.Marshal(keys)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := t.QueryContext(ctx, `SELECT `+memberCols+`, `+scheduleCols+` FROM members m WHERE m.id IN (SELECT value FROM json_each(?))`, string(list))
+	rows, err := t.QueryContext(ctx, `SELECT `+memberCols+`, `+scheduleCols+` FROM members m WHERE m.`+column+` IN (SELECT value FROM json_each(?))`, string(list))
 	if err != nil {
 		return nil, err
 	}
@@ -407,7 +413,7 @@ func (t *tx) MembersWithSchedule(ctx context.Context, ids []string) (map[string]
 			return nil, err
 		}
 		sc.ReviewAt, sc.ExpireAt, sc.LastActive = fromNullMS(review), fromNullMS(expire), unixms.Time(active)
-		out[m.ID] = hub.ScheduledMember{Member: m, Schedule: sc}
+		out[keyOf(m)] = hub.ScheduledMember{Member: m, Schedule: sc}
 	}
 	return out, rows.Err()
 }
