@@ -8,6 +8,8 @@ import (
 	"context"
 	"net/http"
 	"time"
+
+	"github.com/loyalty-edge-sync/loyalty/internal/jsonapi"
 )
 
 // Metrics receives the agent's measurements. Request is called on every POS call: it must be
@@ -69,34 +71,12 @@ func (s *Server) instrument(routes *http.ServeMux, next http.Handler) http.Handl
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		sw := jsonapi.NewStatusRecorder(w)
 		next.ServeHTTP(sw, r)
 		_, pattern := routes.Handler(r)
 		if pattern == "/" || pattern == "" {
 			pattern = "unmatched"
 		}
-		s.Metrics.Request(pattern, sw.status, time.Since(start))
+		s.Metrics.Request(pattern, sw.Status, time.Since(start))
 	})
 }
-
-// statusWriter is a ResponseWriter that remembers the status code written.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-	wrote  bool
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if !w.wrote {
-		w.status, w.wrote = code, true
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	w.wrote = true
-	return w.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController reach the connection's writer.
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/loyalty-edge-sync/loyalty/internal/jsonapi"
 	lsync "github.com/loyalty-edge-sync/loyalty/sync"
 )
 
@@ -108,7 +109,7 @@ func (s *Server) instrument(mux, keyed *http.ServeMux) http.Handler {
 			return
 		}
 		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		sw := jsonapi.NewStatusRecorder(w)
 		mux.ServeHTTP(sw, r)
 		pattern := r.Pattern // set by mux as it routed r
 		if pattern == "/" || pattern == "" {
@@ -117,28 +118,6 @@ func (s *Server) instrument(mux, keyed *http.ServeMux) http.Handler {
 		if pattern == "/" || pattern == "" {
 			pattern = "unmatched"
 		}
-		m.Request(pattern, sw.status, time.Since(start))
+		m.Request(pattern, sw.Status, time.Since(start))
 	})
 }
-
-// statusWriter is a ResponseWriter that remembers the status code written.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-	wrote  bool
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if !w.wrote {
-		w.status, w.wrote = code, true
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	w.wrote = true
-	return w.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController reach the connection's writer (Flush, deadlines).
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -190,7 +190,7 @@ type flushWriter struct{ w http.ResponseWriter }
 func (f flushWriter) Write(p []byte) (int, error) {
 	n, err := f.w.Write(p)
 	if err == nil {
-		// Through the wrappers between here and the connection (the metrics' statusWriter
+		// Through the wrappers between here and the connection (the metrics' StatusRecorder
 		// unwraps): a page is not left in a buffer.
 		if ferr := http.NewResponseController(f.w).Flush(); ferr != nil && !errors.Is(ferr, http.ErrNotSupported) {
 			err = ferr

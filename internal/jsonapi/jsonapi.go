@@ -237,3 +237,31 @@ func Error(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) 
 	}
 	Write(w, HTTPStatus(err), ErrorBody{Error: e})
 }
+
+// StatusRecorder is a ResponseWriter that remembers the status code a handler wrote (200 if it
+// wrote none), for request metrics. Unwrap lets http.ResponseController reach the connection's
+// writer through it (Flush, deadlines).
+type StatusRecorder struct {
+	http.ResponseWriter
+	Status int
+	wrote  bool
+}
+
+// NewStatusRecorder wraps w.
+func NewStatusRecorder(w http.ResponseWriter) *StatusRecorder {
+	return &StatusRecorder{ResponseWriter: w, Status: http.StatusOK}
+}
+
+func (w *StatusRecorder) WriteHeader(code int) {
+	if !w.wrote {
+		w.Status, w.wrote = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *StatusRecorder) Write(b []byte) (int, error) {
+	w.wrote = true
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *StatusRecorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
