@@ -81,24 +81,7 @@ func (t *tx) LedgerPage(ctx context.Context, from, to time.Time, after int64, li
 }
 
 func (t *tx) ConflictsPage(ctx context.Context, after int64, limit int) ([]hub.Conflict, error) {
-	rows, err := t.QueryContext(ctx, `SELECT id, kind, member, store, deltas, amount, detail, at, flagged FROM conflicts WHERE id > ? ORDER BY id LIMIT ?`,
-		after, limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := []hub.Conflict{}
-	for rows.Next() {
-		var c hub.Conflict
-		var deltas string
-		var at int64
-		if err := rows.Scan(&c.ID, &c.Kind, &c.Member, &c.Store, &deltas, &c.Amount, &c.Detail, &at, &c.Flagged); err != nil {
-			return nil, err
-		}
-		c.Deltas, c.At = strings.Split(deltas, ","), unixms.Time(at)
-		out = append(out, c)
-	}
-	return out, rows.Err()
+	return t.queryConflicts(ctx, `WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
 }
 
 func (t *tx) ImportedMembers(ctx context.Context, importID string, members []string) (map[string]bool, error) {

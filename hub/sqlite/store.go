@@ -852,7 +852,12 @@ func (t *tx) InsertConflict(ctx context.Context, c hub.Conflict) (int64, error) 
 }
 
 func (t *tx) Conflicts(ctx context.Context, limit int) ([]hub.Conflict, error) {
-	rows, err := t.QueryContext(ctx, `SELECT id, kind, member, store, deltas, amount, detail, at, flagged FROM conflicts ORDER BY id DESC LIMIT ?`, limit)
+	return t.queryConflicts(ctx, `ORDER BY id DESC LIMIT ?`, limit)
+}
+
+// queryConflicts reads the conflicts that tail (a WHERE, ORDER BY and LIMIT) selects.
+func (t *tx) queryConflicts(ctx context.Context, tail string, args ...any) ([]hub.Conflict, error) {
+	rows, err := t.QueryContext(ctx, `SELECT id, kind, member, store, deltas, amount, detail, at, flagged FROM conflicts `+tail, args...)
 	if err != nil {
 		return nil, err
 	}
