@@ -1,0 +1,111 @@
+package web
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Session is a signed-in browser: who signed in, and a random id the CSRF token is bound to.
+type Session struct {
+	ID      string // random, per sign-in
+	Subject string // who: "cashier", an API key's id, …
+	Expires time.Time
+}
+
+// Sessions keeps browser sessions in a signed cookie: nothing is stored on the server, so any
+// process holding the same key serves the session, and signing out is the cookie's removal.
+// Revocation is the caller's: check Subject (an API key that is revoked) on every request.
+type Sessions struct {
+	Signer *Signer
+	Cookie string        // the cookie's name
+	TTL    time.Duration // how long a sign-in lasts
+	Secure bool          // mark the cookie Secure (served over TLS)
+	Now    func() time.Time
+}
+
+const sessionPurpose = "session"
+
+func (s *Sessions) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+// SignIn sets the session cookie for subject and returns the session.
+func (s *Sessions) SignIn(w http.ResponseWriter, subject string) Session {
+	id := make([]byte, 16)
+	rand.Read(id)
+	sess := Session{ID: base64.RawURLEncoding.EncodeToString(id), Subject: subject, Expires: s.now().Add(s.TTL)}
+	http.SetCookie(w, &http.Cookie{
+		Name: s.Cookie, Value: s.Signer.Sign(sessionPurpose, sess.ID+" "+url.QueryEscape(subject), sess.Expires),
+		Path: "/", Expires: sess.Expires, HttpOnly: true, Secure: s.Secure, SameSite: http.SameSiteStrictMode,
+	})
+	return sess
+}
+
+// SignOut removes the session cookie.
+func (s *Sessions) SignOut(w http.ResponseWriter) {
+	http.SetCookie(w, &http.Cookie{Name: s.Cookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true,
+		Secure: s.Secure, SameSite: http.SameSiteStrictMode})
+}
+
+// Get returns the session of r's cookie, if it carries a valid, unexpired one.
+func (s *Sessions) Get(r *http.Request) (Session, bool) {
+	c, err := r.Cookie(s.Cookie)
+	if err != nil {
+		return Session{}, false
+	}
+	payload, exp, err := s.Signer.Verify(sessionPurpose, c.Value, s.now())
+	if err != nil {
+		return Session{}, false
+	}
+	id, esc, ok := strings.Cut(payload, " ")
+	if !ok {
+		return Session{}, false
+	}
+	subject, err := url.QueryUnescape(esc)
+	if err != nil {
+		return Session{}, false
+	}
+	return Session{ID: id, Subject: subject, Expires: exp}, true
+}
+
+// CSRFField is the name of the form field that carries the CSRF token.
+const CSRFField = "csrf"
+
+// CSRF returns the token a form of this session carries in CSRFField.
+func (s *Sessions) CSRF(sess Session) string {
+	m := hmacSum(s.Signer.key, "csrf\x00"+sess.ID)
+	return base64.RawURLEncoding.EncodeToString(m)
+}
+
+// CheckCSRF reports whether a state-changing request r of sess is the page's own: the form's
+// CSRFField matches the session's token, and the browser does not say it came from another
+// site (Sec-Fetch-Site, or an Origin other than the request's host). Call it after
+// r.ParseForm or r.ParseMultipartForm.
+func (s *Sessions) CheckCSRF(r *http.Request, sess Session) bool {
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
+		return false
+	}
+	if o := r.Header.Get("Origin"); o != "" && o != "null" {
+		u, err := url.Parse(o)
+		if err != nil || u.Host != r.Host {
+			return false
+		}
+	}
+	got := r.PostFormValue(CSRFField)
+	return got != "" && hmac.Equal([]byte(got), []byte(s.CSRF(sess)))
+}
+
+func hmacSum(key []byte, msg string) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(msg))
+	return m.Sum(nil)
+}
