@@ -114,3 +114,14 @@ func (h *Hub) SigningKey(ctx context.Context) (qr.PrivateKey, error) {
 	})
 	return k, err
 }
+
+// WebKey returns the key the web pages sign with for label ("sessions", "cards"): derived from
+// the hub's KEK, so every hub process of a chain signs and checks alike, and nothing of it is
+// in the database. A new KEK (Rekey) makes new keys: dashboard sessions and member card links
+// made under the old KEK end.
+func (h *Hub) WebKey(label string) ([]byte, error) {
+	if h.KEK == nil {
+		return nil, fmt.Errorf("the hub has no key-encryption key to derive its web keys from: set keys.kek_file (or keys.kek)")
+	}
+	return h.KEK.Derive("web\x00" + label), nil
+}

@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -31,6 +32,7 @@ var magic = []byte("LSEAL1")
 type Box struct {
 	aead cipher.AEAD
 	fp   [8]byte
+	root [32]byte // HMAC key of Derive
 }
 
 // New returns a Box for a 32-byte KEK.
@@ -49,7 +51,20 @@ func New(kek []byte) (*Box, error) {
 	b := &Box{aead: aead}
 	sum := sha256.Sum256(append([]byte("loyalty kek fingerprint\x00"), kek...))
 	copy(b.fp[:], sum[:])
+	m := hmac.New(sha256.New, kek)
+	m.Write([]byte("loyalty derived keys"))
+	copy(b.root[:], m.Sum(nil))
 	return b, nil
+}
+
+// Derive returns a 32-byte key for label, derived from the KEK (HMAC-SHA256): every hub process
+// given the same KEK derives the same key, and no derived key tells the KEK or another label's
+// key. The web pages sign their session cookies and member card links with one. A new KEK
+// (loyalty keys rekey) derives new keys, so those sessions and links end with the old KEK.
+func (b *Box) Derive(label string) []byte {
+	m := hmac.New(sha256.New, b.root[:])
+	m.Write([]byte(label))
+	return m.Sum(nil)
 }
 
 // Parse reads a KEK written as base64.
