@@ -1,0 +1,6 @@
+package hub
+
+import "net/http"
+
+// dashboardRoutes registers the operator's dashboard.
+func (s *Server) dashboardRoutes(mux *http.ServeMux) {}
