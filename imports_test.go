@@ -27,7 +27,7 @@ func TestImportDirection(t *testing.T) {
 	}
 	domain := []string{module, module + "/sync", module + "/agent", module + "/hub", module + "/qr"}
 	adapters := []string{"database/sql", "modernc.org/sqlite", "github.com/jackc/pgx/v5", "github.com/gorilla/websocket", "github.com/spf13/viper", "github.com/spf13/cobra",
-		"github.com/prometheus/client_golang/prometheus"}
+		"github.com/prometheus/client_golang/prometheus", "github.com/chromedp/chromedp"}
 	for _, pkg := range domain {
 		if _, ok := deps[pkg]; !ok {
 			t.Errorf("domain package %s not found", pkg)
