@@ -35,8 +35,9 @@ func ExecPath() string {
 }
 
 // Browser starts a headless Chromium for t, closed when t ends, and returns a context (a tab)
-// to run chromedp actions in with Do, Get, Click and the rest.
-func Browser(t testing.TB) context.Context {
+// to run chromedp actions in with Do, Get, Click and the rest. extra options go to the
+// allocator (IgnoreCertErrors for a server with a throwaway test CA).
+func Browser(t testing.TB, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	path := ExecPath()
 	if path == "" {
@@ -55,6 +56,7 @@ func Browser(t testing.TB) context.Context {
 		chromedp.Flag("disable-features", "Translate,MediaRouter,OptimizationHints"),
 		chromedp.WindowSize(1280, 900),
 	)
+	opts = append(opts, extra...)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(actx)
 	// Start the browser now, without a deadline (a deadline on the first run would end the
@@ -67,6 +69,10 @@ func Browser(t testing.TB) context.Context {
 	t.Cleanup(func() { cancel(); cancelAlloc() })
 	return ctx
 }
+
+// IgnoreCertErrors lets the browser accept a server certificate it does not trust: for a test
+// server whose certificate comes from a throwaway CA (internal/testca).
+var IgnoreCertErrors = chromedp.Flag("ignore-certificate-errors", true)
 
 // Tab opens another tab of the browser ctx, sharing its cookies. With noScript, JavaScript is
 // off in it, to prove a page works without it.
