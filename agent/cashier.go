@@ -200,7 +200,7 @@ type receipt struct {
 
 // newView starts a page for a signed-in cashier, with fresh order ids.
 func (t *till) newView(r *http.Request, sess web.Session) *view {
-	v := &view{CSRF: t.sess.CSRF(sess), Store: t.a.StoreID, NoToken: t.noToken, Banner: t.banner(r),
+	v := &view{CSRF: t.sess.CSRF(sess), Store: t.a.StoreID, NoToken: t.noToken,
 		EarnOrder: newOrderID(), RedeemOrder: newOrderID(), VoucherOrder: newOrderID(), SaleOrder: newOrderID(), RefundID: newOrderID(),
 		Form: map[string]string{}, Errors: map[string]string{}}
 	p, err := t.program(r)
@@ -320,7 +320,9 @@ func ago(d time.Duration) string {
 
 func (t *till) log() *slog.Logger { return t.s.logger() }
 
-func (t *till) render(w http.ResponseWriter, status int, v *view) {
+// render shows the till page, with the banner as the store is now (after the page's action).
+func (t *till) render(w http.ResponseWriter, r *http.Request, status int, v *view) {
+	v.Banner = t.banner(r)
 	web.Render(w, t.log(), t.page, status, "layout", v)
 }
 
@@ -342,7 +344,7 @@ func (t *till) index(w http.ResponseWriter, r *http.Request) {
 		t.renderSignIn(w, http.StatusOK, nil)
 		return
 	}
-	t.render(w, http.StatusOK, t.newView(r, sess))
+	t.render(w, r, http.StatusOK, t.newView(r, sess))
 }
 
 // sameSite reports whether a browser says the request comes from this page (Sec-Fetch-Site,
@@ -411,7 +413,7 @@ func (t *till) post(fn func(http.ResponseWriter, *http.Request, *view)) http.Han
 		if err := r.ParseForm(); err != nil {
 			v := t.newView(r, sess)
 			v.Flash = &web.Flash{Title: "Not done.", Error: "The form was too large.", Hint: "Shorten what you typed and try again."}
-			t.render(w, http.StatusRequestEntityTooLarge, v)
+			t.render(w, r, http.StatusRequestEntityTooLarge, v)
 			return
 		}
 		if !t.sess.CheckCSRF(r, sess) {
@@ -426,7 +428,7 @@ func (t *till) refuseForm(w http.ResponseWriter, r *http.Request, sess web.Sessi
 	t.log().Warn("till page: a form without this page's CSRF token, or from another site", slog.String("path", r.URL.Path), slog.String("remote", r.RemoteAddr))
 	v := t.newView(r, sess)
 	v.Flash = &web.Flash{Title: "Not done.", Error: "That form did not come from this till page.", Hint: "Nothing was recorded. Use the till page's own forms."}
-	t.render(w, http.StatusForbidden, v)
+	t.render(w, r, http.StatusForbidden, v)
 }
 
 // field returns a form value, trimmed; longer than max runes (or not UTF-8) is an error.
@@ -459,14 +461,14 @@ func (t *till) scan(w http.ResponseWriter, r *http.Request, v *view) {
 	code, ok := scanned(r, v)
 	if !ok {
 		v.Flash = &web.Flash{Title: "Check the input.", Error: v.Errors["qr"], Hint: "Put the cursor in the scan field and scan the card, or type its code."}
-		t.render(w, http.StatusBadRequest, v)
+		t.render(w, r, http.StatusBadRequest, v)
 		return
 	}
 	if !t.showMember(r, v, code) {
-		t.render(w, v.status, v)
+		t.render(w, r, v.status, v)
 		return
 	}
-	t.render(w, http.StatusOK, v)
+	t.render(w, r, http.StatusOK, v)
 }
 
 // showMember scans code with Agent.Scan and puts the member's card on v; on a refusal it puts
@@ -549,7 +551,7 @@ func rewardWhat(r loyalty.Reward, currency string) string {
 		}
 		return s
 	case "free_product":
-		return "give the product free"
+		return "the product, free"
 	case "free_shipping":
 		return "free shipping"
 	case "gift_card":
@@ -657,7 +659,7 @@ func (t *till) invalid(w http.ResponseWriter, r *http.Request, v *view, open str
 		t.showMember(r, v, code)
 		v.Flash = flash
 	}
-	t.render(w, http.StatusBadRequest, v)
+	t.render(w, r, http.StatusBadRequest, v)
 }
 
 // keepOrders keeps the order ids of a refused form: nothing was recorded under them, and a
@@ -765,7 +767,7 @@ func (t *till) done(w http.ResponseWriter, r *http.Request, v *view, code string
 			v.QR, v.Member = code, memberCardOf(r, t, res, &p)
 		}
 	}
-	t.render(w, http.StatusOK, v)
+	t.render(w, r, http.StatusOK, v)
 }
 
 func (t *till) redeem(w http.ResponseWriter, r *http.Request, v *view) {
@@ -884,7 +886,7 @@ func (t *till) refused(w http.ResponseWriter, r *http.Request, v *view, err erro
 		t.showMember(r, v, code)
 	}
 	v.Flash = f
-	t.render(w, jsonapi.HTTPStatus(err), v)
+	t.render(w, r, jsonapi.HTTPStatus(err), v)
 }
 
 // refusal is web.Refusal in a cashier's words for the till's own cases.

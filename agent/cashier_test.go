@@ -430,7 +430,7 @@ func TestTillRedeemRefundSale(t *testing.T) {
 	page := b.scan(t, ta.memberQR(t, "alice"))
 	redeem := url.Values{"qr": {hidden(t, page, "qr")}, "redeem_order": {hidden(t, page, "redeem_order")}, "use": {"reward"}, "reward": {"coffee"}}
 	status, got := b.post(t, "/redeem", redeem)
-	if status != 200 || balance(t, got) != "250" || !strings.Contains(got, "give the product free") || !strings.Contains(got, ">-50<") {
+	if status != 200 || balance(t, got) != "250" || !strings.Contains(got, "the product, free") || !strings.Contains(got, ">-50<") {
 		t.Fatalf("redeem a coffee: %d\n%s", status, got)
 	}
 	order := redeem.Get("redeem_order")

@@ -3,11 +3,17 @@
 "use strict";
 document.addEventListener("DOMContentLoaded", function () {
   var field = document.getElementById("qr");
-  var button = document.getElementById("camera");
+  var actions = document.getElementById("scan-actions");
   var video = document.getElementById("camera-view");
   var status = document.getElementById("camera-status");
-  if (field && button && video && "BarcodeDetector" in window && navigator.mediaDevices && navigator.mediaDevices.getUserMedia) {
-    button.hidden = false;
+  if (field && actions && video && "BarcodeDetector" in window && navigator.mediaDevices && navigator.mediaDevices.getUserMedia) {
+    // The button exists only where the browser can read a QR code from the camera.
+    var button = document.createElement("button");
+    button.type = "button";
+    button.id = "camera";
+    button.className = "secondary";
+    button.textContent = "Scan with the camera";
+    actions.appendChild(button);
     var stream = null;
     var stop = function () {
       if (stream) stream.getTracks().forEach(function (t) { t.stop(); });
