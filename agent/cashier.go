@@ -748,7 +748,13 @@ func (t *till) earn(w http.ResponseWriter, r *http.Request, v *view) {
 	v.Receipt = &receipt{Title: "Points earned", OrderID: rc.OrderID, Points: rc.Points, ShowPoints: true, Balance: rc.Balance, ShowBalance: true,
 		Amount: web.Money(amount) + " " + cur, Offline: rc.Offline, CheckedBy: rc.CheckedBy, Refundable: true}
 	if rc.Earn != nil && (rc.Earn.TierBonus != 0 || rc.Earn.CampaignBonus != 0) {
-		v.Receipt.Breakdown = rc.Earn.Describe()
+		v.Receipt.Breakdown = web.Group(rc.Earn.Base) + " for the sale"
+		if rc.Earn.TierBonus != 0 {
+			v.Receipt.Breakdown += ", " + signedPoints(rc.Earn.TierBonus) + " tier bonus"
+		}
+		if rc.Earn.CampaignBonus != 0 {
+			v.Receipt.Breakdown += ", " + signedPoints(rc.Earn.CampaignBonus) + " campaign bonus"
+		}
 	}
 	for _, pr := range rc.PunchRewards {
 		v.Receipt.PunchRewards = append(v.Receipt.PunchRewards, pr.Name)

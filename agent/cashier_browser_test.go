@@ -8,11 +8,13 @@ package agent_test
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
@@ -185,5 +187,24 @@ func TestTillInABrowser(t *testing.T) {
 	scanInto(t, off, annQR)
 	if got := shownPoints(t, off, "#balance"); got != balance {
 		t.Errorf("after the sync the card shows %d, the hub %d", got, balance)
+	}
+
+	// The camera: Linux Chromium has no BarcodeDetector, so the page gets one that reads Ann's
+	// code from a blank camera. Where there is none, there is no camera button.
+	tab := tabs[false]
+	webtest.Navigate(t, tab, base+"/")
+	if n := webtest.Get(t, tab, chromedp.Evaluate[int](`document.querySelectorAll("#camera").length`)); n != 0 {
+		t.Errorf("a camera button without a barcode detector")
+	}
+	fake := fmt.Sprintf(`window.BarcodeDetector = class { detect() { return Promise.resolve([{rawValue: %q}]); } };
+navigator.mediaDevices.getUserMedia = () => { const c = document.createElement("canvas"); c.width = c.height = 8; c.getContext("2d").fillRect(0, 0, 8, 8); return Promise.resolve(c.captureStream()); };`, annQR)
+	if _, err := chromedp.Call(tab, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: fake}); err != nil {
+		t.Fatal(err)
+	}
+	webtest.Navigate(t, tab, base+"/")
+	webtest.Do(t, tab, chromedp.Click(chromedp.CSS("#camera")))
+	webtest.WaitText(t, tab, "#member-title", "Ann Example")
+	if got := shownPoints(t, tab, "#balance"); got != balance {
+		t.Errorf("scanned by the camera: the card shows %d, want %d", got, balance)
 	}
 }

@@ -5,6 +5,7 @@ package agent_test
 // what an attacker would.
 
 import (
+	"context"
 	"html"
 	"io"
 	"net/http"
@@ -15,9 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/agent"
 	"github.com/loyalty-edge-sync/loyalty/qr"
 	"github.com/loyalty-edge-sync/loyalty/qr/qrtest"
+	lsync "github.com/loyalty-edge-sync/loyalty/sync"
 )
 
 const tillToken = "till-test-token-0123456789abcdef"
@@ -499,5 +502,44 @@ func TestTillWithoutToken(t *testing.T) {
 	}
 	if status, got := b.post(t, "/earn", f); status != 200 || balance(t, got) != "60" {
 		t.Errorf("earn: %d\n%s", status, got)
+	}
+}
+
+// TestTillMemberCard: the card shows the tier, the next tier and what it takes, the punch cards
+// with this store's unconfirmed punches, and a receipt names a filled card's free reward.
+func TestTillMemberCard(t *testing.T) {
+	ta := MustOpenPOSAgent(t, tillToken)
+	p := loyalty.DefaultProgram()
+	p.Version = 2
+	p.Tiers = &loyalty.TierRules{Basis: loyalty.BasisSpend, Window: loyalty.WindowRolling12M, Tiers: []loyalty.Tier{
+		{ID: "member", Name: "Member", Multiplier: 1000}, {ID: "silver", Name: "Silver", Threshold: 30000, Multiplier: 1500},
+		{ID: "gold", Name: "Gold", Threshold: 100000, Multiplier: 2000}}}
+	p.PunchCards = []loyalty.PunchCard{{ID: "espresso", Name: "Espresso card", SKU: "espresso", Buy: 5, Reward: "coffee"}}
+	if err := p.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	err := ta.Store.ApplyChanges(context.Background(), &lsync.Changes{Cursor: 11, Program: &p,
+		Members: []loyalty.Member{{ID: "carol", Name: "Carol <b>Bold</b>", Tier: "silver", Punches: map[string]int64{"espresso": 7}, Balance: 10, Version: 7}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newTillBrowser(t, ta.HTTP.URL())
+	b.signIn(t, tillToken)
+	page := b.scan(t, ta.memberQR(t, "carol"))
+	for _, want := range []string{"Carol &lt;b&gt;Bold&lt;/b&gt;", `id="tier">Silver<`, "Next: Gold, from 1,000.00 EUR spent in 12 months.",
+		`<progress max="3" value="2"`, "Espresso card: 2 of 5", "then Free coffee free", "No reward within their points yet."} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the card does not show %q", want)
+		}
+	}
+	if strings.Contains(page, "<b>Bold") {
+		t.Error("a member's name is rendered as HTML")
+	}
+	// Three espressos at silver (1.5x): 7.50 EUR earns 7 + 3 = 10 points, and fills the card.
+	f := url.Values{"qr": {hidden(t, page, "qr")}, "earn_order": {hidden(t, page, "earn_order")}, "line_sku_1": {"espresso"}, "line_qty_1": {"3"}, "line_amount_1": {"7.50"}}
+	status, got := b.post(t, "/earn", f)
+	if status != 200 || balance(t, got) != "20" || !strings.Contains(got, "give free: <strong>Free coffee</strong>") ||
+		!strings.Contains(got, "Espresso card: 0 of 5") || !strings.Contains(got, "(7 for the sale, &#43;3 tier bonus)") {
+		t.Errorf("earn by lines at silver: %d\n%s", status, got)
 	}
 }
