@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	gosync "sync"
 	"time"
 
 	"github.com/loyalty-edge-sync/loyalty"
@@ -42,6 +43,28 @@ type till struct {
 	noToken bool // the agent has no POS token: sign-in is a button (loopback only, CheckExposure)
 	signin  *template.Template
 	page    *template.Template
+
+	failMu    gosync.Mutex // wrong tokens: at most maxSignInFailures a minute
+	failStart time.Time
+	fails     int
+}
+
+// maxSignInFailures is how many wrong tokens a minute the sign-in takes before it refuses every
+// sign-in until the minute is over: a guessed token costs a minute per few tries. Sessions
+// already open go on working.
+const maxSignInFailures = 10
+
+// throttled reports whether sign-ins are refused for now; failed records a wrong token.
+func (t *till) throttled(now time.Time, failed bool) bool {
+	t.failMu.Lock()
+	defer t.failMu.Unlock()
+	if now.Sub(t.failStart) >= time.Minute || now.Before(t.failStart) {
+		t.failStart, t.fails = now, 0
+	}
+	if failed {
+		t.fails++
+	}
+	return t.fails >= maxSignInFailures
 }
 
 // newTill builds the pages for s. The session key is derived from the POS token, so sessions
@@ -367,8 +390,15 @@ func (t *till) doSignIn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !t.noToken {
+		if t.throttled(time.Now(), false) {
+			w.Header().Set("Retry-After", "60")
+			t.renderSignIn(w, http.StatusTooManyRequests, &web.Flash{Title: "Not signed in.", Error: "Too many wrong tokens were typed in the last minute.",
+				Hint: "Wait a minute, then type the token again. If nobody here typed them, tell a manager."})
+			return
+		}
 		got := r.PostFormValue("token")
 		if len(got) > 1024 || subtle.ConstantTimeCompare([]byte(got), []byte(t.s.POSToken)) != 1 {
+			t.throttled(time.Now(), true)
 			t.log().Warn("till page: a sign-in with a wrong POS token", slog.String("remote", r.RemoteAddr))
 			t.renderSignIn(w, http.StatusUnauthorized, &web.Flash{Title: "Not signed in.", Error: "That is not this till's token.",
 				Hint: "Type the POS token again (it is in the agent's configuration, pos_token), or ask a manager."})

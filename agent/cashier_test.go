@@ -543,3 +543,25 @@ func TestTillMemberCard(t *testing.T) {
 		t.Errorf("earn by lines at silver: %d\n%s", status, got)
 	}
 }
+
+// TestTillSignInThrottle: after ten wrong tokens in a minute every sign-in is refused for the
+// rest of it, the right token too; a till already signed in goes on working.
+func TestTillSignInThrottle(t *testing.T) {
+	ta := MustOpenPOSAgent(t, tillToken)
+	signedIn := newTillBrowser(t, ta.HTTP.URL())
+	signedIn.signIn(t, tillToken)
+	b := newTillBrowser(t, ta.HTTP.URL())
+	for i := range 10 {
+		if status, _ := b.do(t, "POST", "/signin", url.Values{"token": {"guess"}}, nil); status != http.StatusUnauthorized {
+			t.Fatalf("wrong token %d: %d, want 401", i, status)
+		}
+	}
+	status, page := b.do(t, "POST", "/signin", url.Values{"token": {tillToken}}, nil)
+	if status != http.StatusTooManyRequests || !strings.Contains(page, "Wait a minute") {
+		t.Errorf("the right token after ten wrong ones: %d, want 429", status)
+	}
+	if _, page := b.get(t); strings.Contains(page, `id="qr"`) {
+		t.Error("signed in while sign-ins are refused")
+	}
+	signedIn.scan(t, ta.memberQR(t, "alice"))
+}
