@@ -155,6 +155,7 @@ func TestTillInABrowser(t *testing.T) {
 	off := tabs[true]
 	scanInto(t, off, annQR)
 	webtest.WaitText(t, off, "#offline", "OFFLINE: this store cannot reach head office")
+	webtest.WaitText(t, off, "#offline", "Last in touch with head office at ")
 	webtest.Fill(t, off, "#amount", "30.00")
 	webtest.Submit(t, off, "#earn")
 	balance += 30
