@@ -225,14 +225,16 @@ func (s *Server) Close() error {
 	return err
 }
 
-// Handler returns the API's routes, behind the Host check and the POS token.
+// Handler returns the API's routes, behind the Host check and the POS token, and the cashier's
+// till pages (cashier.go), behind the Host check and their own sign-in.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	s.routes(mux)
+	pages := s.pageRoutes(mux) // cashier.go
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		jsonapi.Error(w, r, s.logger(), loyalty.Errorf(loyalty.ENOTFOUND, "no such endpoint %s %s; see docs/API.md", r.Method, r.URL.Path))
 	})
-	return s.instrument(mux, s.checkHost(newHostPolicy(s.Addr, s.AllowedHosts), s.auth(mux))) // metrics.go
+	return s.instrument(mux, s.checkHost(newHostPolicy(s.Addr, s.AllowedHosts), pagesOr(mux, pages, s.auth(mux)))) // metrics.go
 }
 
 // Routes returns the routes of the POS API as ServeMux patterns ("METHOD /path"). They are
