@@ -82,6 +82,7 @@ func (s *Server) dashboardRoutes(mux *http.ServeMux) {
 			Secure: s.TLSCertFile != "" && s.TLSKeyFile != "", Now: func() time.Time { return s.Hub.Now() }}
 	}
 	handle := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, web.Headers(d.ready(h))) }
+	mux.HandleFunc("GET /dash/dashboard.css", serveDashCSS)
 	handle("GET /signin", d.signinPage)
 	handle("POST /signin", d.signin)
 	handle("POST /signout", d.signout)
@@ -103,6 +104,15 @@ func (s *Server) dashboardRoutes(mux *http.ServeMux) {
 	handle("POST /dash/imports", d.importCSV) // multipart: checks its own session and CSRF
 	handle("GET /dash/webhooks", d.read("webhooks", d.webhooks))
 	handle("GET /dash/webhooks/{id}", d.read("webhooks", d.webhook))
+}
+
+// serveDashCSS serves the dashboard's style sheet (beside the shared /static/app.css).
+func serveDashCSS(w http.ResponseWriter, r *http.Request) {
+	css, _ := dashFiles.ReadFile("pages/dashboard/dashboard.css")
+	w.Header().Set("Content-Type", "text/css; charset=utf-8")
+	w.Header().Set("Cache-Control", "public, max-age=3600")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Write(css)
 }
 
 // ready answers 503 while the dashboard cannot sign sessions.

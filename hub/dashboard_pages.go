@@ -188,7 +188,8 @@ func newCohortGrid(rep CohortReport) cohortGrid {
 	for k := range ks {
 		g.Ks = append(g.Ks, cohortK{X: left + int(k)*cell + cell/2 - 1, K: k})
 	}
-	g.Width, g.Height = left+int(ks)*cell+10, top+len(rep.Cohorts)*cell+10
+	// At least as wide as the bar chart, so that a young program's one cohort is not drawn huge.
+	g.Width, g.Height = max(left+int(ks)*cell+10, barLabelW+barMaxW+90), top+len(rep.Cohorts)*cell+10
 	return g
 }
 
