@@ -1,7 +1,10 @@
 package hub
 
 import (
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"embed"
 	"html/template"
 	"log/slog"
@@ -40,6 +43,9 @@ type dashboard struct {
 	sess  *web.Sessions
 	pages map[string]*template.Template
 	err   error // why the dashboard cannot run (no KEK to sign sessions with)
+	// config is the session subject of the bootstrap key: "config." and a MAC of admin_api_key,
+	// so that a new admin_api_key ends the sessions of the old one ("" when there is none).
+	config string
 }
 
 // operator is who is signed in on a request.
@@ -78,6 +84,11 @@ func (s *Server) dashboardRoutes(mux *http.ServeMux) {
 	if err != nil {
 		d.err = err
 	} else {
+		if s.AdminKey != "" {
+			m := hmac.New(sha256.New, key)
+			m.Write([]byte("dashboard admin_api_key\x00" + s.AdminKey))
+			d.config = ConfigActor.KeyID + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:12])
+		}
 		d.sess = &web.Sessions{Signer: signer, Cookie: "loyalty_dashboard", TTL: DashboardSessionTTL,
 			Secure: s.TLSCertFile != "" && s.TLSKeyFile != "", Now: func() time.Time { return s.Hub.Now() }}
 	}
@@ -137,8 +148,8 @@ func (d *dashboard) operator(r *http.Request) (*operator, error) {
 		return nil, nil
 	}
 	var a Actor
-	if sess.Subject == ConfigActor.KeyID {
-		if d.s.AdminKey == "" {
+	if strings.HasPrefix(sess.Subject, ConfigActor.KeyID+".") {
+		if d.config == "" || !hmac.Equal([]byte(sess.Subject), []byte(d.config)) {
 			return nil, nil
 		}
 		a = ConfigActor
@@ -340,7 +351,11 @@ func (d *dashboard) signin(w http.ResponseWriter, r *http.Request) {
 		refuse(http.StatusForbidden, "That key has scope "+string(a.Scope)+": the dashboard takes keys of scope admin or report.")
 		return
 	}
-	d.sess.SignIn(w, a.KeyID)
+	subject := a.KeyID
+	if a == ConfigActor {
+		subject = d.config
+	}
+	d.sess.SignIn(w, subject)
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
 

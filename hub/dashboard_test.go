@@ -207,6 +207,26 @@ func TestDashboard_RevokedKeysSessionEnds(t *testing.T) {
 	}
 }
 
+// A session of the bootstrap key ends when admin_api_key changes: a hub process with another
+// admin_api_key (the same KEK, so the same session key) does not take it.
+func TestDashboard_BootstrapKeyChanged(t *testing.T) {
+	d := openDashHub(t)
+	b := d.browser(t)
+	b.signIn(akAdminKey)
+	srv := &hub.Server{Hub: d.Hub, Sync: lsync.NewServer(d.Hub), AdminKey: "another-bootstrap-key-987654", Logger: slog.New(slog.DiscardHandler)}
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+	b.base = ts.URL // 127.0.0.1 on another port: the browser sends the same cookie
+	if a := b.get("/"); a.Status != http.StatusSeeOther || a.Location != "/signin" {
+		t.Errorf("the old bootstrap key's session at a hub with a new one: %d %q", a.Status, a.Location)
+	}
+	b.signIn("another-bootstrap-key-987654")
+	b.base = d.URL
+	if a := b.get("/"); a.Status != http.StatusSeeOther {
+		t.Errorf("the new bootstrap key's session at the hub with the old one: %d", a.Status)
+	}
+}
+
 func TestDashboard_ReportKeyChangesNothing(t *testing.T) {
 	d := openDashHub(t)
 	ctx := hub.WithActor(context.Background(), hub.CLIActor)
