@@ -1,9 +1,12 @@
 package hub
 
 import (
+	"bytes"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -20,6 +23,8 @@ type importsData struct {
 	DryRun                                bool
 	Report                                *ImportReport
 	FileError                             string
+	// Marker, while the import runs, marks where the page streams the progress and the result.
+	Marker string
 }
 
 func (d *dashboard) imports(w http.ResponseWriter, r *http.Request, op *operator) (string, int, any, *web.Flash) {
@@ -87,24 +92,7 @@ func (d *dashboard) importCSV(w http.ResponseWriter, r *http.Request) {
 			data.FileError = "Choose a CSV file to import."
 			break
 		}
-		ctx := WithActor(r.Context(), op.Actor)
-		rep, err := d.s.Hub.Import(ctx, part, ImportOptions{ImportID: data.ImportID, Mode: data.Mode, Reason: data.Reason,
-			DryRun: data.DryRun, PointsPerUnit: data.PointsPerUnit})
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			err = loyalty.Errorf(loyalty.ETOOLARGE, "the file is larger than %d MiB: %d rows before the limit were read, and those in whole batches applied; split the file and send each part with the same import id", MaxImportBytes>>20, rep.Rows)
-		}
-		if err != nil {
-			data.Report = nil
-			d.render(w, http.StatusBadRequest, "imports", &view{Op: op, Nav: "imports", Flash: web.Refusal(err), Data: data})
-			return
-		}
-		data.Report = &rep
-		flash := &web.Flash{Title: "Imported.", Text: fmt.Sprintf("%d rows read: %d imported, %d skipped (imported before), %d refused.", rep.Rows, rep.Imported, rep.Skipped, rep.Bad)}
-		if rep.DryRun {
-			flash.Title = "Checked (dry run): nothing was changed."
-		}
-		d.render(w, http.StatusOK, "imports", &view{Op: op, Nav: "imports", Flash: flash, Data: data})
+		d.streamImport(w, r, op, part, data)
 		return
 	}
 	if !checked {
@@ -119,4 +107,54 @@ func (d *dashboard) importCSV(w http.ResponseWriter, r *http.Request) {
 	}
 	d.render(w, http.StatusBadRequest, "imports", &view{Op: op, Nav: "imports", Data: data,
 		Flash: &web.Flash{Title: "Not imported.", Error: "No file was sent."}})
+}
+
+// streamImport runs the import and streams the page as it goes: the page up to its progress
+// box at once, a line in the box after each batch, then the result. It works without
+// JavaScript: the browser shows the page as it arrives.
+func (d *dashboard) streamImport(w http.ResponseWriter, r *http.Request, op *operator, file io.Reader, data importsData) {
+	data.Marker = "import-progress-" + rand.Text()
+	var page bytes.Buffer
+	if err := d.pages["imports"].ExecuteTemplate(&page, "layout", &view{Op: op, Nav: "imports", Data: data}); err != nil {
+		d.fail(w, r, op, err)
+		return
+	}
+	head, rest, _ := strings.Cut(page.String(), data.Marker)
+	middle, tail, _ := strings.Cut(rest, data.Marker)
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	io.WriteString(w, head)
+	rc.Flush()
+	o := ImportOptions{ImportID: data.ImportID, Mode: data.Mode, Reason: data.Reason, DryRun: data.DryRun, PointsPerUnit: data.PointsPerUnit,
+		Progress: func(p ImportProgress) {
+			fmt.Fprintf(w, "<p>%s rows read (%s KiB of the file)</p>\n", web.Group(int64(p.Rows)), web.Group(p.Bytes>>10))
+			rc.Flush()
+		}}
+	rep, err := d.s.Hub.Import(WithActor(r.Context(), op.Actor), file, o)
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		err = loyalty.Errorf(loyalty.ETOOLARGE, "the file is larger than %d MiB: %d rows before the limit were read, and those in whole batches applied; split the file and send each part with the same import id", MaxImportBytes>>20, rep.Rows)
+	}
+	var flash *web.Flash
+	if err != nil {
+		flash = web.Refusal(err)
+		if loyalty.ErrorCode(err) == "" || loyalty.ErrorCode(err) == loyalty.EINTERNAL {
+			d.s.Logger.Error("dashboard import", slog.Any("err", err))
+		}
+	} else {
+		data.Report = &rep
+		flash = &web.Flash{Title: "Imported.", Text: fmt.Sprintf("%d rows read: %d imported, %d skipped (imported before), %d refused.", rep.Rows, rep.Imported, rep.Skipped, rep.Bad)}
+		if rep.DryRun {
+			flash.Title = "Checked (dry run): nothing was changed."
+		}
+	}
+	io.WriteString(w, "<p>Finished.</p>")
+	io.WriteString(w, middle)
+	var done bytes.Buffer
+	if err := d.pages["imports"].ExecuteTemplate(&done, "import-done", &view{Op: op, Flash: flash, Data: data}); err != nil {
+		d.s.Logger.Error("page template failed", slog.String("template", "import-done"), slog.Any("err", err))
+	}
+	w.Write(done.Bytes())
+	io.WriteString(w, tail)
 }

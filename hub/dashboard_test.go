@@ -389,7 +389,8 @@ func TestDashboard_ChangesAudited(t *testing.T) {
 	see(b.post("/dash/program", url.Values{"csrf": {token}, "program": {mustJSON(prog)}, "base": {fmt.Sprint(prog.Version)}}),
 		"/dash/program?done=published", "program", "Free coffee, large")
 	a := b.postFile("/dash/imports", token, "member_id,points\nm9,100\nm1,x\n")
-	if a.Status != http.StatusOK || !strings.Contains(a.Body, `id="imported">1<`) || !strings.Contains(a.Body, "Refused rows") {
+	if a.Status != http.StatusOK || !strings.Contains(a.Body, `id="imported">1<`) || !strings.Contains(a.Body, "Refused rows") ||
+		!strings.Contains(a.Body, "2 rows read (") || !strings.Contains(a.Body, "</html>") {
 		t.Errorf("import: %d %s", a.Status, a.Body)
 	}
 	see(b.post("/dash/members/m2/erase", url.Values{"csrf": {token}, "confirm": {"m2"}}), "/dash/members/m2?done=erased", "member", "Personal data erased")
