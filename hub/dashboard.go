@@ -373,9 +373,13 @@ func (d *dashboard) signout(w http.ResponseWriter, r *http.Request) {
 
 // Form helpers.
 
-// field returns a form value trimmed, refusing one too long or not UTF-8.
+// field returns a query value (GET) or a form's value (POST) trimmed, refusing one too long or not UTF-8.
 func field(r *http.Request, name string, max int) (string, error) {
-	v := strings.TrimSpace(r.FormValue(name))
+	v := r.URL.Query().Get(name) // a search
+	if r.Method == http.MethodPost {
+		v = r.PostFormValue(name) // a form's field: never from the URL
+	}
+	v = strings.TrimSpace(v)
 	if len(v) > max || !utf8.ValidString(v) || strings.ContainsFunc(v, func(c rune) bool { return c < 0x20 && c != '\t' }) {
 		return "", loyalty.Errorf(loyalty.EINVALID, "%s must be text of at most %d characters", name, max)
 	}

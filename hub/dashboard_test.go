@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -181,6 +182,23 @@ func TestDashboard_SignIn(t *testing.T) {
 	b.c.Jar = jar
 	if a := b.get("/"); a.Status != http.StatusSeeOther {
 		t.Errorf("GET / with a forged cookie: %d", a.Status)
+	}
+}
+
+// A sign-in lasts DashboardSessionTTL on the hub's clock.
+func TestDashboard_SessionExpires(t *testing.T) {
+	d := openDashHub(t)
+	var later atomic.Int64
+	d.Hub.Now = func() time.Time { return time.Now().Add(time.Duration(later.Load())) }
+	b := d.browser(t)
+	b.signIn(d.Report.Key)
+	later.Store(int64(hub.DashboardSessionTTL - time.Minute))
+	if a := b.get("/dash/stores"); a.Status != http.StatusOK {
+		t.Errorf("a minute before the session ends: %d", a.Status)
+	}
+	later.Store(int64(hub.DashboardSessionTTL + time.Minute))
+	if a := b.get("/dash/stores"); a.Status != http.StatusSeeOther || a.Location != "/signin" {
+		t.Errorf("a minute after the session ended: %d %q", a.Status, a.Location)
 	}
 }
 
