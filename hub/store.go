@@ -314,6 +314,7 @@ type Tx interface {
 	CareTx    // member care: profile updates, erasure, export (care.go)
 	MigrateTx // member search, bulk imports and exports (migrate.go)
 	WebhookTx // webhook endpoints, the event outbox and the delivery log (webhooks.go)
+	ReviewTx  // conflicts marked resolved on the operator's dashboard (dashboard_data.go)
 }
 
 // ScheduledMember is a member and their job Schedule (Tx.MembersWithSchedule).
