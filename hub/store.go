@@ -314,6 +314,7 @@ type Tx interface {
 	CareTx    // member care: profile updates, erasure, export (care.go)
 	MigrateTx // member search, bulk imports and exports (migrate.go)
 	WebhookTx // webhook endpoints, the event outbox and the delivery log (webhooks.go)
+	CardTx    // member card links' revocation (card_links.go)
 }
 
 // ScheduledMember is a member and their job Schedule (Tx.MembersWithSchedule).
