@@ -228,6 +228,7 @@ func TestCard_LinksThatDoNotWork(t *testing.T) {
 	notWorking("future epoch", "/m/"+signer.Sign("card", "1 m1", exp))
 	notWorking("huge", "/m/"+strings.Repeat("A", 5000))
 	notWorking("just over the bound", "/m/"+signer.Sign("card", "0 m1 "+strings.Repeat("x", hub.MaxCardToken), exp))
+	notWorking("line break in the signature", "/m/"+token[:len(token)-5]+"%0A"+token[len(token)-5:])
 	notWorking("empty", "/m/")
 	notWorking("more after the token", old.URLPath+"/x")
 
