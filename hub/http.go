@@ -24,7 +24,7 @@ func (s *Server) Handler() http.Handler {
 		jsonapi.Error(w, r, s.Logger, loyalty.Errorf(loyalty.ENOTFOUND, "no such endpoint %s %s; see docs/API.md", r.Method, r.URL.Path))
 	})
 	mux.Handle("/", s.auth(admin))
-	s.pageRoutes(mux) // the web pages (pages.go)
+	s.pageRoutes(mux)               // the web pages (pages.go)
 	return s.instrument(mux, admin) // metrics.go
 }
 
