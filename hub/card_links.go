@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -296,18 +297,11 @@ func tierName(p *loyalty.Program, id string) string {
 	if p.Tiers != nil {
 		for _, t := range p.Tiers.Tiers {
 			if t.ID == id {
-				return cmpOr(t.Name, t.ID)
+				return cmp.Or(t.Name, t.ID)
 			}
 		}
 	}
 	return id
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 func (h *Hub) cardTier(ctx context.Context, tx Tx, c *Card, m loyalty.Member, p *loyalty.Program, now time.Time) error {
@@ -323,7 +317,7 @@ func (h *Hub) cardTier(ctx context.Context, tx Tx, c *Card, m loyalty.Member, p 
 	for _, t := range p.Tiers.Tiers {
 		if t.Threshold > q.Total && t.Threshold > 0 {
 			pct := int(q.Total * 100 / t.Threshold)
-			c.Next = &CardStep{Tier: cmpOr(t.Name, t.ID), Basis: p.Tiers.Basis, Have: q.Total, Need: t.Threshold - q.Total, Percent: max(0, min(pct, 100))}
+			c.Next = &CardStep{Tier: cmp.Or(t.Name, t.ID), Basis: p.Tiers.Basis, Have: q.Total, Need: t.Threshold - q.Total, Percent: max(0, min(pct, 100))}
 			break
 		}
 	}
@@ -332,7 +326,7 @@ func (h *Hub) cardTier(ctx context.Context, tx Tx, c *Card, m loyalty.Member, p 
 
 func cardRewards(c *Card, m loyalty.Member, p *loyalty.Program) {
 	rewards := slices.Clone(p.Rewards)
-	slices.SortStableFunc(rewards, func(a, b loyalty.Reward) int { return int(min(max(a.PointsCost-b.PointsCost, -1), 1)) })
+	slices.SortStableFunc(rewards, func(a, b loyalty.Reward) int { return cmp.Compare(a.PointsCost, b.PointsCost) })
 	for _, r := range rewards {
 		if r.Disabled || r.PointsCost <= 0 || len(r.Tiers) > 0 && !slices.Contains(r.Tiers, m.Tier) {
 			continue
@@ -340,7 +334,7 @@ func cardRewards(c *Card, m loyalty.Member, p *loyalty.Program) {
 		if r.PointsCost <= m.Balance {
 			c.Affordable = append(c.Affordable, r)
 		} else if c.Goal == nil {
-			c.Goal = &CardGoal{Reward: cmpOr(r.Name, r.ID), Need: r.PointsCost - m.Balance}
+			c.Goal = &CardGoal{Reward: cmp.Or(r.Name, r.ID), Need: r.PointsCost - m.Balance}
 		}
 	}
 }
@@ -348,7 +342,7 @@ func cardRewards(c *Card, m loyalty.Member, p *loyalty.Program) {
 func rewardName(p *loyalty.Program, id string) string {
 	for _, r := range p.Rewards {
 		if r.ID == id {
-			return cmpOr(r.Name, r.ID)
+			return cmp.Or(r.Name, r.ID)
 		}
 	}
 	return "a reward"
@@ -413,7 +407,7 @@ func ledgerWords(d loyalty.Delta, p *loyalty.Program, where, currency string) st
 	if where != "" {
 		at = " " + where
 	}
-	cur := cmpOr(d.Currency, currency)
+	cur := cmp.Or(d.Currency, currency)
 	switch d.Kind {
 	case loyalty.KindEarn:
 		switch {
