@@ -127,7 +127,7 @@ func TestCard_Page(t *testing.T) {
 	for _, want := range []string{
 		`<meta name="robots" content="noindex, nofollow">`,
 		"Hello, Ann &lt;b&gt;Quill&lt;/b&gt;", // escaped, never markup
-		`<div class="value" id="balance" aria-labelledby="balance-label">150</div>`,
+		`<div class="value" id="balance">150</div>`,
 		"Spend 700.00 EUR more", "to reach Gold", `value="30"`, // 300.00 of 1,000.00 EUR
 		"Free coffee", "5.00 EUR off", "100 more points for Tote bag",
 		"Your vouchers", // the coffee voucher
