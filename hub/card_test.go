@@ -456,3 +456,20 @@ func TestCard_JSONFields(t *testing.T) {
 		t.Errorf("answer %s", b)
 	}
 }
+
+// TestCard_WithoutKEK: a hub without its key-encryption key makes no card links and shows no
+// card (503, saying to try again), rather than signing with a weak key.
+func TestCard_WithoutKEK(t *testing.T) {
+	h := openHub(t)
+	h.KEK = nil // before the server exists
+	srv := &hub.Server{Hub: h, Sync: lsync.NewServer(h), AdminKey: akAdminKey, Logger: slog.New(slog.DiscardHandler)}
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+	c := &cardHub{akHub: &akHub{Hub: h, URL: ts.URL}}
+	status, b := c.do(t, akAdminKey, "POST", "/v1/members/m1/card-links", "")
+	jsonapitest.AssertError(t, status, b, http.StatusServiceUnavailable, loyalty.EUNAVAILABLE)
+	status, _, body := c.page(t, "/m/MCBtMQ.1796580113.9H2AUWrjxqwtDoalkA6Y4Yy5EQdZJygLsvBgXB6Zdb4")
+	if status != http.StatusServiceUnavailable || !strings.Contains(body, "cannot be shown right now") || strings.Contains(body, "kek") {
+		t.Errorf("the card without a KEK: %d %s", status, body)
+	}
+}
