@@ -11,7 +11,6 @@ import (
 
 	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/internal/web"
-	"github.com/loyalty-edge-sync/loyalty/qr"
 )
 
 // Member card links: /m/<token> on the hub shows a member their card (balance, tier, QR code,
@@ -232,6 +231,7 @@ func (h *Hub) Card(ctx context.Context, token string) (Card, error) {
 		return Card{}, err
 	}
 	var c Card
+	var member string
 	err = h.Store.View(ctx, func(tx Tx) error {
 		m, exp, err := h.cardMember(ctx, tx, signer, token)
 		if err != nil {
@@ -251,12 +251,15 @@ func (h *Hub) Card(ctx context.Context, token string) (Card, error) {
 		if err := h.cardVouchers(ctx, tx, &c, m.ID, &p, now); err != nil {
 			return err
 		}
-		if err := h.cardLedger(ctx, tx, &c, m.ID, &p); err != nil {
-			return err
-		}
-		c.QR, err = h.memberToken(ctx, tx, m.ID)
-		return err
+		member = m.ID
+		return h.cardLedger(ctx, tx, &c, m.ID, &p)
 	})
+	if err != nil {
+		return Card{}, err
+	}
+	// The member's QR code, as GET /v1/members/{id}/qr makes it (a member erased meanwhile has
+	// none: ENOTFOUND, the link that does not work).
+	c.QR, err = h.MemberToken(ctx, member)
 	return c, err
 }
 
@@ -267,30 +270,16 @@ func (h *Hub) CardQR(ctx context.Context, token string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	var out string
+	var member string
 	err = h.Store.View(ctx, func(tx Tx) error {
 		m, _, err := h.cardMember(ctx, tx, signer, token)
-		if err != nil {
-			return err
-		}
-		out, err = h.memberToken(ctx, tx, m.ID)
+		member = m.ID
 		return err
 	})
-	return out, err
-}
-
-// memberToken signs a member QR token as MemberToken does, in tx.
-func (h *Hub) memberToken(ctx context.Context, tx Tx, id string) (string, error) {
-	k, err := h.signingKey(ctx, tx)
 	if err != nil {
 		return "", err
 	}
-	now := h.Now()
-	c := qr.Claims{Type: qr.TypeMember, Member: id, IssuedAt: now.Unix()}
-	if h.MemberTokenTTL > 0 {
-		c.Expires = now.Add(h.MemberTokenTTL).Unix()
-	}
-	return qr.Sign(k, c)
+	return h.MemberToken(ctx, member)
 }
 
 func tierName(p *loyalty.Program, id string) string {
