@@ -577,6 +577,11 @@ func TestOpenAPIRoutesAnswerAsDocumented(t *testing.T) {
 		r.params, r.body = map[string]string{"id": "m2"}, map[string]any{"name": "Bob Stone", "birthday": nil, "attributes": map[string]any{"tag": "vip"}}
 	}), nil)
 	c.json(with(H("GET", "/v1/members/{id}/export"), func(r *req) { r.params = m1 }), nil)
+	// Member card links (docs/PAGES.md).
+	c.json(with(H("POST", "/v1/members/{id}/card-links"), func(r *req) {
+		r.params, r.body, r.want = m1, map[string]any{"ttl_hours": 48}, http.StatusCreated
+	}), nil)
+	c.json(with(H("POST", "/v1/members/{id}/card-links/revoke"), func(r *req) { r.params = m1 }), nil)
 	c.json(with(H("POST", "/v1/members/{id}/erase"), func(r *req) { r.params = map[string]string{"id": "m3"} }), nil)
 	c.json(H("GET", "/v1/rejections"), nil)
 	c.json(H("GET", "/v1/check"), nil)

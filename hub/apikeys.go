@@ -52,6 +52,9 @@ var routeScopes = map[string][]Scope{
 	"POST /v1/members/{id}/erase": nil,           // erasure is an operator's decision
 	"GET /v1/members/{id}/export": nil,           // holds everything, voucher codes included
 
+	"POST /v1/members/{id}/card-links":        {ScopeOnline}, // the web shop sends members their card link
+	"POST /v1/members/{id}/card-links/revoke": {ScopeOnline},
+
 	"GET /v1/program": {ScopeOnline, ScopeReport},
 	"PUT /v1/program": nil,
 	"GET /v1/rewards": {ScopeOnline, ScopeReport},

@@ -221,6 +221,7 @@ func (s *Server) routes(mux, admin router) {
 	s.careRoutes(admin)    // carehttp.go
 	s.webhookRoutes(admin) // webhooks_http.go
 	s.migrateRoutes(admin) // member search, adjustments, imports, exports (migrate_http.go)
+	s.cardAPIRoutes(admin) // member card links (card.go)
 }
 
 // intParam reads an optional integer query parameter within [lo, hi]. It returns EINVALID.

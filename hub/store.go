@@ -315,6 +315,7 @@ type Tx interface {
 	MigrateTx // member search, bulk imports and exports (migrate.go)
 	WebhookTx // webhook endpoints, the event outbox and the delivery log (webhooks.go)
 	ReviewTx  // conflicts marked resolved on the operator's dashboard (dashboard_data.go)
+	CardTx    // member card links' revocation (card_links.go)
 }
 
 // ScheduledMember is a member and their job Schedule (Tx.MembersWithSchedule).

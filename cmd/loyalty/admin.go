@@ -289,6 +289,7 @@ func memberCommands() *cobra.Command {
 	}
 	member.AddCommand(careCommands()...)   // update, erase, export: care.go
 	member.AddCommand(memberListCommand()) // migrate.go
+	member.AddCommand(cardLinkCommand())   // card.go
 	return member
 }
 

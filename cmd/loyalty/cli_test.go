@@ -154,7 +154,7 @@ func TestCLI_UnknownCommandsAreNamed(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{[]string{"member", "import"}, []string{`unknown command "import" for "loyalty member"`, "add, erase, export, list, qr, show, update"}},
+		{[]string{"member", "import"}, []string{`unknown command "import" for "loyalty member"`, "add, card-link, erase, export, list, qr, show, update"}},
 		{[]string{"member", "import", "--file", "x.csv"}, []string{`unknown command "import"`}},
 		{[]string{"stor", "add", "--id", "s1"}, []string{`unknown command "stor" for "loyalty"`, `did you mean "store"`}},
 		{[]string{"keys", "rotat"}, []string{`did you mean "rotate"`}},

@@ -51,8 +51,10 @@ func (s *Signer) Verify(purpose, signed string, now time.Time) (payload string, 
 	if !ok || !ok2 {
 		return "", time.Time{}, ErrBadSignature
 	}
+	// The signature must be the one text Sign writes (the decoder skips line breaks and the
+	// spare bits of the last character): a changed value is never accepted.
 	got, err := base64.RawURLEncoding.DecodeString(sig)
-	if err != nil || !hmac.Equal(got, s.mac(purpose, enc, exp)) {
+	if err != nil || base64.RawURLEncoding.EncodeToString(got) != sig || !hmac.Equal(got, s.mac(purpose, enc, exp)) {
 		return "", time.Time{}, ErrBadSignature
 	}
 	unix, err := strconv.ParseInt(exp, 10, 64)
