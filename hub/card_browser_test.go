@@ -12,7 +12,7 @@ import (
 
 // TestCardInABrowser opens a member's card link in headless Chromium, with JavaScript on and
 // off, screenshots the page at a phone's and a desktop's width (webtest.Screenshots: card-*.png
-// into $LOYALTY_SCREENSHOTS) and decodes the QR code of the desktop SCREENSHOT with an
+// into $LOYALTY_TEST_SCREENSHOTS) and decodes the QR code of the desktop SCREENSHOT with an
 // independent reader (zbarimg) to the member's token. It also opens a link that does not work.
 func TestCardInABrowser(t *testing.T) {
 	c := openCardHub(t)

@@ -575,7 +575,8 @@ func envName(key string) string {
 
 // warnUnknownEnv warns about each LOYALTY_* variable in env that neither the hub nor the agent
 // reads (a typo, such as LOYALTY_ADMIN_KEY, would otherwise be ignored in silence). Variables of
-// the other command are fine: one shell often starts both.
+// the other command are fine: one shell often starts both, and so are the test suite's own
+// (LOYALTY_TEST_POSTGRES, LOYALTY_TEST_CHROMIUM, …), which a developer's shell often exports.
 func warnUnknownEnv(w io.Writer, env []string) {
 	var names []string
 	for k := range allConfigKeys() {
@@ -586,7 +587,7 @@ func warnUnknownEnv(w io.Writer, env []string) {
 	}
 	for _, kv := range env {
 		name, _, _ := strings.Cut(kv, "=")
-		if !strings.HasPrefix(name, "LOYALTY_") || slices.Contains(names, name) {
+		if !strings.HasPrefix(name, "LOYALTY_") || strings.HasPrefix(name, "LOYALTY_TEST_") || slices.Contains(names, name) {
 			continue
 		}
 		msg := fmt.Sprintf("warning: the environment variable %s is not a loyalty setting and is ignored", name)

@@ -25,7 +25,7 @@ func Refusal(err error) *Flash {
 	case loyalty.EINSUFFICIENT:
 		f.Title, f.Hint = "Not enough points.", "Offer a smaller reward, or earn on this sale first."
 	case loyalty.EBUDGET:
-		f.Title, f.Hint = "The program has no room for this now.", "The member keeps their points; offer another reward."
+		f.Title, f.Hint = "Not available now.", "The member keeps their points; offer another reward."
 	case loyalty.EDUPLICATE:
 		f.Title, f.Hint = "Already done.", "This was recorded before; nothing was taken twice."
 	case loyalty.EUNAUTHORIZED, loyalty.EFORBIDDEN:

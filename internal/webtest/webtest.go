@@ -4,7 +4,7 @@
 // The browser is Debian's chromium (apt-get install chromium), found at LOYALTY_TEST_CHROMIUM,
 // /usr/bin/chromium or on PATH. Without one, browser tests skip with a message saying how to run
 // them; in CI (CI=true) a missing browser fails them instead, so they never skip silently there.
-// With LOYALTY_SCREENSHOTS set to a folder, Screenshots writes PNGs of each page into it.
+// With LOYALTY_TEST_SCREENSHOTS set to a folder, Screenshots writes PNGs of each page into it.
 package webtest
 
 import (
@@ -195,10 +195,10 @@ var Widths = []struct {
 	{"desktop", 1280, 900, false},
 }
 
-// Dir returns the folder named by LOYALTY_SCREENSHOTS (created), or "" when it is unset.
+// Dir returns the folder named by LOYALTY_TEST_SCREENSHOTS (created), or "" when it is unset.
 func Dir(t testing.TB) string {
 	t.Helper()
-	dir := os.Getenv("LOYALTY_SCREENSHOTS")
+	dir := os.Getenv("LOYALTY_TEST_SCREENSHOTS")
 	if dir == "" {
 		return ""
 	}
@@ -209,7 +209,7 @@ func Dir(t testing.TB) string {
 }
 
 // Screenshots saves the page shown in ctx as name-phone.png and name-desktop.png (the whole
-// page) into Dir when LOYALTY_SCREENSHOTS is set, and leaves the desktop width on. It returns
+// page) into Dir when LOYALTY_TEST_SCREENSHOTS is set, and leaves the desktop width on. It returns
 // the desktop PNG either way, for a test to decode.
 func Screenshots(t testing.TB, ctx context.Context, name string) []byte {
 	t.Helper()
