@@ -298,6 +298,18 @@ func (h *Hub) Program(ctx context.Context) (loyalty.Program, error) {
 
 // SetProgram publishes a new version of the program. Its Version is assigned by the hub.
 func (h *Hub) SetProgram(ctx context.Context, p loyalty.Program) (loyalty.Program, error) {
+	return h.setProgram(ctx, p, -1)
+}
+
+// SetProgramIf publishes p as SetProgram does, only if the program in force is still version
+// base: in the same transaction, so two operators who each changed what they saw never undo each
+// other's change. Otherwise it returns ECONFLICT and publishes nothing.
+func (h *Hub) SetProgramIf(ctx context.Context, p loyalty.Program, base int64) (loyalty.Program, error) {
+	return h.setProgram(ctx, p, max(base, 0))
+}
+
+// setProgram publishes p; base < 0 publishes whatever version is in force.
+func (h *Hub) setProgram(ctx context.Context, p loyalty.Program, base int64) (loyalty.Program, error) {
 	if err := p.Validate(); err != nil {
 		return p, err
 	}
@@ -305,6 +317,9 @@ func (h *Hub) SetProgram(ctx context.Context, p loyalty.Program) (loyalty.Progra
 		cur, _, err := tx.Program(ctx)
 		if err != nil {
 			return err
+		}
+		if base >= 0 && cur.Version != base {
+			return loyalty.Errorf(loyalty.ECONFLICT, "the program changed (it is version %d now, not %d) since it was read; read it again and make the change on it", cur.Version, base)
 		}
 		p.Version = cur.Version + 1
 		v, err := tx.NextVersion(ctx)

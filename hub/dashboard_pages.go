@@ -299,6 +299,25 @@ func (d *dashboard) budgets(w http.ResponseWriter, r *http.Request, op *operator
 	return "budgets", http.StatusOK, data, nil
 }
 
+// switchOf returns the disabled flag of the reward or campaign id in p, or nil.
+func switchOf(p *loyalty.Program, kind, id string) *bool {
+	switch kind {
+	case "reward":
+		for i := range p.Rewards {
+			if p.Rewards[i].ID == id {
+				return &p.Rewards[i].Disabled
+			}
+		}
+	case "campaign":
+		for i := range p.Campaigns {
+			if p.Campaigns[i].ID == id {
+				return &p.Campaigns[i].Disabled
+			}
+		}
+	}
+	return nil
+}
+
 // killSwitch switches one reward or campaign off or on: a new program version with its
 // disabled flag changed, published with SetProgram as PUT /v1/program would (audited there).
 func (d *dashboard) killSwitch(w http.ResponseWriter, r *http.Request, op *operator) (string, int, any, *web.Flash) {
@@ -308,37 +327,32 @@ func (d *dashboard) killSwitch(w http.ResponseWriter, r *http.Request, op *opera
 	if r.PostFormValue("from") == "program" {
 		back = "/dash/program"
 	}
-	p, err := d.s.Hub.Program(ctx)
-	if err != nil {
-		d.fail(w, r, op, err)
-		return "", 0, nil, nil
-	}
-	var flag *bool
-	switch kind {
-	case "reward":
-		for i := range p.Rewards {
-			if p.Rewards[i].ID == id {
-				flag = &p.Rewards[i].Disabled
-			}
+	// Read, flip, publish if nobody published meanwhile; else read again: two operators
+	// switching two rewards at once both get their switch.
+	for attempt := 0; ; attempt++ {
+		p, err := d.s.Hub.Program(ctx)
+		if err != nil {
+			d.fail(w, r, op, err)
+			return "", 0, nil, nil
 		}
-	case "campaign":
-		for i := range p.Campaigns {
-			if p.Campaigns[i].ID == id {
-				flag = &p.Campaigns[i].Disabled
-			}
+		flag := switchOf(&p, kind, id)
+		if flag == nil {
+			d.fail(w, r, op, loyalty.Errorf(loyalty.ENOTFOUND, "the program has no such %s; it may have changed since the page was shown", map[bool]string{true: kind, false: "reward or campaign"}[kind == "reward" || kind == "campaign"]))
+			return "", 0, nil, nil
 		}
-	}
-	if flag == nil {
-		d.fail(w, r, op, loyalty.Errorf(loyalty.ENOTFOUND, "the program has no such %s; it may have changed since the page was shown", map[bool]string{true: kind, false: "reward or campaign"}[kind == "reward" || kind == "campaign"]))
-		return "", 0, nil, nil
-	}
-	if *flag == !on {
-		return redirect(w, r, back, "same")
-	}
-	*flag = !on
-	if _, err := d.s.Hub.SetProgram(ctx, p); err != nil {
-		d.fail(w, r, op, err)
-		return "", 0, nil, nil
+		if *flag == !on {
+			return redirect(w, r, back, "same")
+		}
+		*flag = !on
+		_, err = d.s.Hub.SetProgramIf(ctx, p, p.Version)
+		if loyalty.ErrorCode(err) == loyalty.ECONFLICT && attempt < 5 {
+			continue
+		}
+		if err != nil {
+			d.fail(w, r, op, err)
+			return "", 0, nil, nil
+		}
+		break
 	}
 	return redirect(w, r, back, map[bool]string{true: "on", false: "off"}[on])
 }
@@ -398,9 +412,13 @@ func (d *dashboard) publishProgram(w http.ResponseWriter, r *http.Request, op *o
 	if dec.More() {
 		return bad("There is more after the program's closing brace.")
 	}
-	if _, err := d.s.Hub.SetProgram(ctx, p); err != nil {
+	if _, err := d.s.Hub.SetProgramIf(ctx, p, base); err != nil {
 		if loyalty.ErrorCode(err) == loyalty.EINVALID {
 			return bad(loyalty.ErrorMessage(err))
+		}
+		if loyalty.ErrorCode(err) == loyalty.ECONFLICT { // published by someone else just now
+			data.FieldError = "The program changed since you opened it. Your text is below; copy your change, reload the page and make it again."
+			return "program", http.StatusConflict, data, nil
 		}
 		d.fail(w, r, op, err)
 		return "", 0, nil, nil

@@ -66,3 +66,38 @@ func TestKillSwitch_RedemptionJustBeforeTheSwitchOff(t *testing.T) {
 		t.Errorf("disabled conflicts: %+v; want one, for the five-off redeemed 5 minutes after the switch-off", cs)
 	}
 }
+
+// SetProgramIf publishes only on the version it was given, so two operators who each switch a
+// reward off on the program they read do not undo each other: the later one is told, and its
+// switch made again on the new version keeps both.
+func TestSetProgramIf_NeverUndoesAnotherChange(t *testing.T) {
+	h := openHub(t)
+	ctx := t.Context()
+	read := func() loyalty.Program {
+		p, err := h.Program(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	a, b := read(), read() // two operators open the program
+	a.Rewards[0].Disabled = true
+	if _, err := h.SetProgramIf(ctx, a, a.Version); err != nil {
+		t.Fatal(err)
+	}
+	b.Rewards[1].Disabled = true
+	if _, err := h.SetProgramIf(ctx, b, b.Version); loyalty.ErrorCode(err) != loyalty.ECONFLICT {
+		t.Fatalf("a switch made on an old version: %v, want ECONFLICT", err)
+	}
+	if p := read(); !p.Rewards[0].Disabled || p.Rewards[1].Disabled {
+		t.Fatalf("after the refused publish: reward 0 off %v, reward 1 off %v", p.Rewards[0].Disabled, p.Rewards[1].Disabled)
+	}
+	b = read()
+	b.Rewards[1].Disabled = true
+	if _, err := h.SetProgramIf(ctx, b, b.Version); err != nil {
+		t.Fatal(err)
+	}
+	if p := read(); !p.Rewards[0].Disabled || !p.Rewards[1].Disabled {
+		t.Fatalf("both switches should hold: reward 0 off %v, reward 1 off %v", p.Rewards[0].Disabled, p.Rewards[1].Disabled)
+	}
+}
