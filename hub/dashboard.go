@@ -111,6 +111,8 @@ func (s *Server) dashboardRoutes(mux *http.ServeMux) {
 	handle("GET /dash/members/{id}/qr.png", d.read("members", d.memberQR))
 	handle("POST /dash/members/{id}/adjust", d.change(d.adjust))
 	handle("POST /dash/members/{id}/erase", d.change(d.erase))
+	handle("POST /dash/members/{id}/card-link", d.change(d.cardLink))
+	handle("POST /dash/members/{id}/card-links/revoke", d.change(d.revokeCardLinks))
 	handle("GET /dash/imports", d.read("imports", d.imports))
 	handle("POST /dash/imports", d.importCSV) // multipart: checks its own session and CSRF
 	handle("GET /dash/webhooks", d.read("webhooks", d.webhooks))
@@ -273,13 +275,14 @@ func (d *dashboard) fail(w http.ResponseWriter, r *http.Request, op *operator, e
 // done messages: a change redirects to its page with ?done=<code>, and the page says what was
 // done. Only these fixed texts are shown: nothing of the URL reaches the page.
 var doneTexts = map[string]string{
-	"adjusted":  "The points were adjusted; the ledger below shows the adjustment.",
-	"erased":    "The member's personal data was erased.",
-	"published": "The program was published as a new version.",
-	"off":       "Switched off: stores refuse it from their next sync.",
-	"on":        "Switched on again.",
-	"resolved":  "The conflict was marked resolved.",
-	"same":      "It was already in that state: nothing changed.",
+	"adjusted":      "The points were adjusted; the ledger below shows the adjustment.",
+	"erased":        "The member's personal data was erased.",
+	"links-revoked": "Every card link of the member made so far no longer works.",
+	"published":     "The program was published as a new version.",
+	"off":           "Switched off: stores refuse it from their next sync.",
+	"on":            "Switched on again.",
+	"resolved":      "The conflict was marked resolved.",
+	"same":          "It was already in that state: nothing changed.",
 }
 
 func doneFlash(code string) *web.Flash {

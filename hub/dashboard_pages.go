@@ -504,6 +504,8 @@ type memberData struct {
 	PointsError string
 	ReasonError string
 	EraseError  string
+	CardLink    string    // a card link just made, whole, to copy and send to the member
+	CardExpires time.Time // when it stops working
 }
 
 func (d *dashboard) memberView(r *http.Request, id string) (memberData, error) {
@@ -595,6 +597,45 @@ func (d *dashboard) erase(w http.ResponseWriter, r *http.Request, op *operator) 
 		return "member", http.StatusConflict, data, web.Refusal(err)
 	}
 	return redirect(w, r, "/dash/members/"+url.PathEscape(id), "erased")
+}
+
+// cardLink makes a member card link (as POST /v1/members/{id}/card-links does) and shows it
+// whole, with this hub's address in front, for the operator to send to the member.
+func (d *dashboard) cardLink(w http.ResponseWriter, r *http.Request, op *operator) (string, int, any, *web.Flash) {
+	id := r.PathValue("id")
+	data, err := d.memberView(r, id)
+	if err != nil {
+		d.fail(w, r, op, err)
+		return "", 0, nil, nil
+	}
+	days, err := strconv.Atoi(r.PostFormValue("days"))
+	if err != nil || days < 1 || days > 366 {
+		return "member", http.StatusBadRequest, data, &web.Flash{Title: "No link made.", Error: "Choose for how many days the link works (1 to 366)."}
+	}
+	link, err := d.s.Hub.NewCardLink(r.Context(), id, time.Duration(days)*24*time.Hour)
+	if err != nil {
+		return "member", http.StatusConflict, data, web.Refusal(err)
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	data.CardLink, data.CardExpires = scheme+"://"+r.Host+link.URLPath, link.ExpiresAt
+	return "member", http.StatusOK, data, &web.Flash{Title: "Card link made.", Text: "Copy it from the member card section below and send it to the member only."}
+}
+
+// revokeCardLinks ends every card link of the member made so far.
+func (d *dashboard) revokeCardLinks(w http.ResponseWriter, r *http.Request, op *operator) (string, int, any, *web.Flash) {
+	id := r.PathValue("id")
+	if _, err := d.s.Hub.RevokeCardLinks(r.Context(), id); err != nil {
+		data, verr := d.memberView(r, id)
+		if verr != nil {
+			d.fail(w, r, op, err)
+			return "", 0, nil, nil
+		}
+		return "member", http.StatusConflict, data, web.Refusal(err)
+	}
+	return redirect(w, r, "/dash/members/"+url.PathEscape(id), "links-revoked")
 }
 
 // Webhooks and their delivery log. Report keys see neither the URLs (they often carry the

@@ -276,11 +276,13 @@ func TestDashboard_ReportKeyChangesNothing(t *testing.T) {
 	}
 	before, _ := d.Hub.Program(context.Background())
 	for path, form := range map[string]url.Values{
-		"/dash/members/m1/adjust":   {"points": {"100"}, "reason": {"gift"}, "adjust_id": {"dash-x"}},
-		"/dash/members/m1/erase":    {"confirm": {"m1"}},
-		"/dash/switch":              {"kind": {"reward"}, "id": {"coffee"}, "on": {"false"}},
-		"/dash/program":             {"program": {mustJSON(before)}, "base": {fmt.Sprint(before.Version)}},
-		"/dash/conflicts/1/resolve": {},
+		"/dash/members/m1/adjust":            {"points": {"100"}, "reason": {"gift"}, "adjust_id": {"dash-x"}},
+		"/dash/members/m1/erase":             {"confirm": {"m1"}},
+		"/dash/switch":                       {"kind": {"reward"}, "id": {"coffee"}, "on": {"false"}},
+		"/dash/program":                      {"program": {mustJSON(before)}, "base": {fmt.Sprint(before.Version)}},
+		"/dash/conflicts/1/resolve":          {},
+		"/dash/members/m1/card-link":         {"days": {"30"}},
+		"/dash/members/m1/card-links/revoke": {},
 	} {
 		form.Set("csrf", token)
 		if a := b.post(path, form); a.Status != http.StatusForbidden || !strings.Contains(a.Body, "may only read") {
@@ -554,5 +556,39 @@ func TestResolveConflict(t *testing.T) {
 	es, _ := h.Audit(ctx, 10)
 	if es[0].Action != hub.AuditConflictResolve || es[0].KeyID != "ak-op" || es[0].Target != fmt.Sprint(cs[0].ID) {
 		t.Errorf("audit %+v", es[0])
+	}
+}
+
+// TestDashboard_CardLink: an operator makes a member card link on the member page, which shows
+// it whole; it opens the member's card, and ending the member's links closes it.
+func TestDashboard_CardLink(t *testing.T) {
+	d := openDashHub(t)
+	b := d.browser(t)
+	b.signIn(d.Admin.Key)
+	token := b.csrf("/dash/members/m1")
+	for _, days := range []string{"0", "400", "x", ""} {
+		if a := b.post("/dash/members/m1/card-link", url.Values{"csrf": {token}, "days": {days}}); a.Status != http.StatusBadRequest {
+			t.Errorf("a link for %q days: %d", days, a.Status)
+		}
+	}
+	a := b.post("/dash/members/m1/card-link", url.Values{"csrf": {token}, "days": {"7"}})
+	_, rest, ok := strings.Cut(a.Body, `id="card-link" value="`)
+	if a.Status != http.StatusOK || !ok {
+		t.Fatalf("make a link: %d %s", a.Status, a.Body)
+	}
+	link, _, _ := strings.Cut(rest, `"`)
+	path, found := strings.CutPrefix(link, d.URL)
+	if !found || !strings.HasPrefix(path, "/m/") {
+		t.Fatalf("the link %q is not a card link of this hub (%s)", link, d.URL)
+	}
+	anon := d.browser(t) // the member: no session
+	if a := anon.get(path); a.Status != http.StatusOK || !strings.Contains(a.Body, "Your loyalty card") {
+		t.Fatalf("the member opens the link: %d %s", a.Status, a.Body)
+	}
+	if a := b.post("/dash/members/m1/card-links/revoke", url.Values{"csrf": {token}}); a.Status != http.StatusSeeOther {
+		t.Fatalf("end the links: %d %s", a.Status, a.Body)
+	}
+	if a := anon.get(path); a.Status != http.StatusNotFound {
+		t.Errorf("a link after its member's links were ended: %d", a.Status)
 	}
 }
