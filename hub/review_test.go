@@ -5,6 +5,7 @@ package hub_test
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -33,5 +34,21 @@ func TestReviewDashboardImportLargerFile(t *testing.T) {
 		}
 		t.Errorf("a %d KiB CSV file through the dashboard: %d, want all %d rows imported; the result reads:\n%.1500s",
 			csv.Len()>>10, a.Status, rows, a.Body[i:])
+	}
+}
+
+// TestReviewDashboardReasonCountsCharacters: the adjust form takes a reason of up to 200
+// characters, as its field says (maxlength="200", "at most 200 characters"); the API takes 500.
+// dashboard.go field() compares len(v), bytes, so 120 characters of Greek (240 bytes) are
+// refused as "at most 200 characters".
+func TestReviewDashboardReasonCountsCharacters(t *testing.T) {
+	d := openDashHub(t)
+	b := d.browser(t)
+	b.signIn(d.Admin.Key)
+	token := b.csrf("/dash/members/m1")
+	reason := strings.Repeat("αβ", 60) // 120 characters
+	a := b.post("/dash/members/m1/adjust", url.Values{"csrf": {token}, "points": {"5"}, "reason": {reason}, "adjust_id": {"dash-greek"}})
+	if a.Status != http.StatusSeeOther {
+		t.Errorf("a reason of 120 Greek characters: %d, want 303 (adjusted)\n%.600s", a.Status, a.Body[max(0, strings.Index(a.Body, "reason-error")-200):])
 	}
 }
