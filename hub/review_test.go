@@ -5,11 +5,16 @@ package hub_test
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"mime/multipart"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/loyalty-edge-sync/loyalty/hub"
 )
 
 // TestReviewDashboardImportLargerFile: a CSV file larger than what the multipart reader has
@@ -72,5 +77,36 @@ func TestReviewDashboardReasonCountsCharacters(t *testing.T) {
 	a := b.post("/dash/members/m1/adjust", url.Values{"csrf": {token}, "points": {"5"}, "reason": {reason}, "adjust_id": {"dash-greek"}})
 	if a.Status != http.StatusSeeOther {
 		t.Errorf("a reason of 120 Greek characters: %d, want 303 (adjusted)\n%.600s", a.Status, a.Body[max(0, strings.Index(a.Body, "reason-error")-200):])
+	}
+}
+
+// TestReviewDashboardCookieSecureOverTLS: a dashboard session (an admin key's power for 8 hours)
+// signed in over HTTPS gets a Secure cookie. dashboard.go sets Secure only when the hub itself
+// has tls_cert_file and tls_key_file; served over TLS any other way (here a TLS listener in
+// front of the handler; in production a TLS-terminating proxy, the usual set-up for
+// https://hub.example.com/) the cookie is sent over plain http:// to the same host too.
+func TestReviewDashboardCookieSecureOverTLS(t *testing.T) {
+	h := openHub(t)
+	h.Now = time.Now
+	srv := &hub.Server{Hub: h, AdminKey: akAdminKey, Logger: slog.New(slog.DiscardHandler)}
+	ts := httptest.NewTLSServer(srv.Handler())
+	t.Cleanup(ts.Close)
+	c := ts.Client()
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	req, _ := http.NewRequest("POST", ts.URL+"/signin", strings.NewReader(url.Values{"key": {akAdminKey}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign in over TLS: %d", resp.StatusCode)
+	}
+	for _, ck := range resp.Cookies() {
+		if ck.Name == "loyalty_dashboard" && !ck.Secure {
+			t.Errorf("the dashboard's session cookie, set over HTTPS, is not Secure: %s", resp.Header.Get("Set-Cookie"))
+		}
 	}
 }
