@@ -11,6 +11,7 @@ import (
 	"encoding/base32"
 	"html/template"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -44,27 +45,39 @@ type till struct {
 	signin  *template.Template
 	page    *template.Template
 
-	failMu    gosync.Mutex // wrong tokens: at most maxSignInFailures a minute
+	failMu    gosync.Mutex // wrong tokens this minute, per address and in all
 	failStart time.Time
-	fails     int
+	fails     map[string]int
+	allFails  int
 }
 
-// maxSignInFailures is how many wrong tokens a minute the sign-in takes before it refuses every
-// sign-in until the minute is over: a guessed token costs a minute per few tries. Sessions
-// already open go on working.
-const maxSignInFailures = 10
+// maxSignInFailures is how many wrong tokens a minute the sign-in takes from one address
+// before it refuses that address's sign-ins until the minute is over: a guessed token costs a
+// minute per few tries, and one device typing wrong tokens does not lock the other tills out.
+// maxAllSignInFailures bounds them from every address together (a guesser with many
+// addresses). Sessions already open go on working.
+const (
+	maxSignInFailures    = 10
+	maxAllSignInFailures = 100
+)
 
-// throttled reports whether sign-ins are refused for now; failed records a wrong token.
-func (t *till) throttled(now time.Time, failed bool) bool {
+// throttled reports whether sign-ins from the address of r are refused for now; failed
+// records a wrong token from it.
+func (t *till) throttled(r *http.Request, now time.Time, failed bool) bool {
+	addr, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		addr = r.RemoteAddr
+	}
 	t.failMu.Lock()
 	defer t.failMu.Unlock()
-	if now.Sub(t.failStart) >= time.Minute || now.Before(t.failStart) {
-		t.failStart, t.fails = now, 0
+	if now.Sub(t.failStart) >= time.Minute || now.Before(t.failStart) || t.fails == nil {
+		t.failStart, t.fails, t.allFails = now, map[string]int{}, 0
 	}
 	if failed {
-		t.fails++
+		t.fails[addr]++ // at most maxAllSignInFailures entries: refused sign-ins are not counted
+		t.allFails++
 	}
-	return t.fails >= maxSignInFailures
+	return t.fails[addr] >= maxSignInFailures || t.allFails >= maxAllSignInFailures
 }
 
 // newTill builds the pages for s. The session key is derived from the POS token, so sessions
@@ -163,7 +176,11 @@ type view struct {
 	Form   map[string]string
 	Errors map[string]string
 	Open   string // the section to show open after a refusal: "sale", "refund", "voucher"
-	status int    // the HTTP status of a refusal
+	// Nonce is the scan form's: the card shown for it carries order ids derived from it and the
+	// code scanned (formIDs), so the same scan sent again (Back, then Reload) shows the same ids.
+	Nonce  string
+	status int // the HTTP status of a refusal
+	sess   web.Session
 }
 
 type lineForm struct {
@@ -225,7 +242,7 @@ type receipt struct {
 func (t *till) newView(r *http.Request, sess web.Session) *view {
 	v := &view{CSRF: t.sess.CSRF(sess), Store: t.a.StoreID, NoToken: t.noToken,
 		EarnOrder: newOrderID(), RedeemOrder: newOrderID(), VoucherOrder: newOrderID(), SaleOrder: newOrderID(), RefundID: newOrderID(),
-		Form: map[string]string{}, Errors: map[string]string{}}
+		Nonce: newOrderID()[2:], Form: map[string]string{}, Errors: map[string]string{}, sess: sess}
 	p, err := t.program(r)
 	if err == nil {
 		v.Currency = p.Currency
@@ -259,6 +276,19 @@ func uniq(s []string) []string {
 		}
 	}
 	return out
+}
+
+// formIDs gives v the order ids of the card shown for a scan form's nonce and code: the same
+// for the same scan sent again (a browser's Back and Reload re-sends the scan, and must not
+// make a sale rung up twice two sales), different for another code or another sign-in.
+func (t *till) formIDs(v *view, nonce, code string) {
+	if len(nonce) != 12 || strings.Trim(nonce, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") != "" {
+		return // not a nonce this page made: the fresh ids stay
+	}
+	id := func(purpose string) string {
+		return "T-" + base32.StdEncoding.EncodeToString(t.sess.Derive(v.sess, "till order", nonce, code, purpose))[:12]
+	}
+	v.EarnOrder, v.RedeemOrder, v.VoucherOrder, v.SaleOrder, v.RefundID = id("earn"), id("redeem"), id("voucher"), id("sale"), id("refund")
 }
 
 // newOrderID returns a fresh order id for a form: short enough to read out for a refund, random
@@ -390,22 +420,22 @@ func (t *till) doSignIn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !t.noToken {
-		if t.throttled(time.Now(), false) {
+		if t.throttled(r, time.Now(), false) {
 			w.Header().Set("Retry-After", "60")
-			t.renderSignIn(w, http.StatusTooManyRequests, &web.Flash{Title: "Not signed in.", Error: "Too many wrong tokens were typed in the last minute.",
+			t.renderSignIn(w, http.StatusTooManyRequests, &web.Flash{Title: "Not signed in.", Error: "Too many wrong tokens were typed here in the last minute.",
 				Hint: "Wait a minute, then type the token again. If nobody here typed them, tell a manager."})
 			return
 		}
 		got := r.PostFormValue("token")
 		if len(got) > 1024 || subtle.ConstantTimeCompare([]byte(got), []byte(t.s.POSToken)) != 1 {
-			t.throttled(time.Now(), true)
+			t.throttled(r, time.Now(), true)
 			t.log().Warn("till page: a sign-in with a wrong POS token", slog.String("remote", r.RemoteAddr))
 			t.renderSignIn(w, http.StatusUnauthorized, &web.Flash{Title: "Not signed in.", Error: "That is not this till's token.",
 				Hint: "Type the POS token again (it is in the agent's configuration, pos_token), or ask a manager."})
 			return
 		}
 	}
-	t.sess.SignIn(w, tillSubject)
+	t.sess.SignIn(w, r, tillSubject)
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
 
@@ -494,6 +524,7 @@ func (t *till) scan(w http.ResponseWriter, r *http.Request, v *view) {
 		t.render(w, r, http.StatusBadRequest, v)
 		return
 	}
+	t.formIDs(v, r.PostFormValue("nonce"), code)
 	if !t.showMember(r, v, code) {
 		t.render(w, r, v.status, v)
 		return
@@ -597,11 +628,11 @@ func money(s string) (int64, bool) {
 	if s == "" {
 		return 0, true
 	}
-	if len(s) > 20 {
+	if len(s) > 24 {
 		return 0, false
 	}
-	whole, frac, dot := strings.Cut(strings.Replace(s, ",", ".", 1), ".")
-	if whole == "" || len(whole) > 13 || len(frac) > 2 || (dot && frac == "") {
+	whole, frac, ok := splitAmount(s)
+	if !ok || whole == "" || len(whole) > 13 || len(frac) > 2 {
 		return 0, false
 	}
 	var n int64
@@ -615,6 +646,52 @@ func money(s string) (int64, bool) {
 		return 0, false
 	}
 	return n, true
+}
+
+// splitAmount splits an amount as people and the till's own receipts write it into its whole
+// digits and its decimals: "1234.5", "1234,50", "1,234.56" (as web.Money shows it), "1.234,56".
+// With both a comma and a point, the last one is the decimal mark and the other separates
+// thousands; with one of them, it is the decimal mark when it stands once with one or two
+// digits after it ("12,99"), separates thousands when it stands more than once
+// ("1.000.000"), and "1,999" (a thousand, or a mistyped 1.99?) is refused. Groups of
+// thousands have three digits.
+func splitAmount(s string) (whole, frac string, ok bool) {
+	dec := -1
+	comma, point := strings.LastIndexByte(s, ','), strings.LastIndexByte(s, '.')
+	switch {
+	case comma >= 0 && point >= 0:
+		dec = max(comma, point)
+	case comma >= 0 || point >= 0:
+		i, mark := max(comma, point), s[max(comma, point)]
+		switch once := strings.Count(s, string(mark)) == 1; {
+		case once && len(s)-i-1 <= 2:
+			dec = i
+		case once:
+			return "", "", false // "1.999": 1999, or a mistyped 1.99? Neither is guessed.
+		}
+	}
+	if dec >= 0 {
+		whole, frac = s[:dec], s[dec+1:]
+		if frac == "" {
+			return "", "", false
+		}
+	} else {
+		whole = s
+	}
+	groups := strings.FieldsFunc(whole, func(r rune) bool { return r == ',' || r == '.' })
+	if len(groups) > 1 || strings.ContainsAny(whole, ",.") {
+		// Thousands: one separator kind only, between groups of three after the first.
+		if strings.ContainsRune(whole, ',') && strings.ContainsRune(whole, '.') || strings.Count(whole, ",")+strings.Count(whole, ".") != len(groups)-1 {
+			return "", "", false
+		}
+		for i, g := range groups {
+			if len(g) == 0 || len(g) > 3 || (i > 0 && len(g) != 3) {
+				return "", "", false
+			}
+		}
+		whole = strings.Join(groups, "")
+	}
+	return whole, frac, true
 }
 
 func count(s string) (int64, bool) {
@@ -728,9 +805,9 @@ func (t *till) earn(w http.ResponseWriter, r *http.Request, v *view) {
 		n := i + 1
 		sku, ok1 := field(r, lineKey("sku", n), loyalty.MaxIDLength, v, "Line "+string(rune('0'+n))+": the product code")
 		cat, ok2 := field(r, lineKey("category", n), loyalty.MaxIDLength, v, "Line "+string(rune('0'+n))+": the category")
-		qtyRaw, _ := field(r, lineKey("qty", n), 10, v, "Line "+string(rune('0'+n))+": the quantity")
+		qtyRaw, ok3 := field(r, lineKey("qty", n), 10, v, "Line "+string(rune('0'+n))+": the quantity")
 		amtRaw := strings.TrimSpace(r.PostFormValue(lineKey("amount", n)))
-		if !ok1 || !ok2 {
+		if !ok1 || !ok2 || !ok3 {
 			ok = false
 			continue
 		}

@@ -358,7 +358,7 @@ func (d *dashboard) signin(w http.ResponseWriter, r *http.Request) {
 	if a == ConfigActor {
 		subject = d.config
 	}
-	d.sess.SignIn(w, subject)
+	d.sess.SignIn(w, r, subject)
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
 
@@ -383,7 +383,7 @@ func field(r *http.Request, name string, max int) (string, error) {
 		v = r.PostFormValue(name) // a form's field: never from the URL
 	}
 	v = strings.TrimSpace(v)
-	if len(v) > max || !utf8.ValidString(v) || strings.ContainsFunc(v, func(c rune) bool { return c < 0x20 && c != '\t' }) {
+	if !utf8.ValidString(v) || utf8.RuneCountInString(v) > max || strings.ContainsFunc(v, func(c rune) bool { return c < 0x20 && c != '\t' }) {
 		return "", loyalty.Errorf(loyalty.EINVALID, "%s must be text of at most %d characters", name, max)
 	}
 	return v, nil

@@ -121,9 +121,16 @@ func (d *dashboard) streamImport(w http.ResponseWriter, r *http.Request, op *ope
 	}
 	head, rest, _ := strings.Cut(page.String(), data.Marker)
 	middle, tail, _ := strings.Cut(rest, data.Marker)
+	rc := http.NewResponseController(w)
+	// The page starts before the file has been read: without full duplex, Go's HTTP/1.1 server
+	// would drop the rest of the upload at the first write, and the import would end early.
+	// (HTTP/2 streams both ways by itself: there it is not supported, and not needed.)
+	if err := rc.EnableFullDuplex(); err != nil && (r.ProtoMajor < 2 || !errors.Is(err, http.ErrNotSupported)) {
+		d.fail(w, r, op, fmt.Errorf("stream an import's page: %w", err))
+		return
+	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
 	io.WriteString(w, head)
 	rc.Flush()
 	o := ImportOptions{ImportID: data.ImportID, Mode: data.Mode, Reason: data.Reason, DryRun: data.DryRun, PointsPerUnit: data.PointsPerUnit,

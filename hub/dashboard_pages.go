@@ -642,6 +642,10 @@ func (d *dashboard) revokeCardLinks(w http.ResponseWriter, r *http.Request, op *
 // receiver's secret) nor the last errors (which may quote them).
 
 func (d *dashboard) webhooks(w http.ResponseWriter, r *http.Request, op *operator) (string, int, any, *web.Flash) {
+	if !op.Admin { // as at the API: every webhook route is admin-only
+		d.refuse(w, op, http.StatusForbidden, "Webhooks are for admin keys only.", "Sign in with an admin key to see them.")
+		return "", 0, nil, nil
+	}
 	es, err := d.s.Hub.Webhooks(r.Context())
 	if err != nil {
 		return "webhooks", http.StatusInternalServerError, es, web.Refusal(err)
@@ -655,6 +659,10 @@ type webhookData struct {
 }
 
 func (d *dashboard) webhook(w http.ResponseWriter, r *http.Request, op *operator) (string, int, any, *web.Flash) {
+	if !op.Admin {
+		d.refuse(w, op, http.StatusForbidden, "Webhooks are for admin keys only.", "Sign in with an admin key to see them.")
+		return "", 0, nil, nil
+	}
 	e, err := d.s.Hub.Webhook(r.Context(), r.PathValue("id"))
 	var ds []WebhookDelivery
 	if err == nil {

@@ -25,7 +25,9 @@ type Sessions struct {
 	Signer *Signer
 	Cookie string        // the cookie's name
 	TTL    time.Duration // how long a sign-in lasts
-	Secure bool          // mark the cookie Secure (served over TLS)
+	// Secure marks the cookie Secure always; without it, the cookie is Secure when the sign-in
+	// came over TLS, to this server or to a proxy in front of it (X-Forwarded-Proto: https).
+	Secure bool
 	Now    func() time.Time
 }
 
@@ -38,14 +40,21 @@ func (s *Sessions) now() time.Time {
 	return time.Now()
 }
 
-// SignIn sets the session cookie for subject and returns the session.
-func (s *Sessions) SignIn(w http.ResponseWriter, subject string) Session {
+// overTLS reports whether the browser sent r over TLS: to this server, or to a proxy in front
+// of it that says so. A forged header only makes the forger's own cookie Secure.
+func overTLS(r *http.Request) bool {
+	return r != nil && (r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https"))
+}
+
+// SignIn sets the session cookie for subject, in answer to the sign-in request r, and returns
+// the session.
+func (s *Sessions) SignIn(w http.ResponseWriter, r *http.Request, subject string) Session {
 	id := make([]byte, 16)
 	rand.Read(id)
 	sess := Session{ID: base64.RawURLEncoding.EncodeToString(id), Subject: subject, Expires: s.now().Add(s.TTL)}
 	http.SetCookie(w, &http.Cookie{
 		Name: s.Cookie, Value: s.Signer.Sign(sessionPurpose, sess.ID+" "+url.QueryEscape(subject), sess.Expires),
-		Path: "/", Expires: sess.Expires, HttpOnly: true, Secure: s.Secure, SameSite: http.SameSiteStrictMode,
+		Path: "/", Expires: sess.Expires, HttpOnly: true, Secure: s.Secure || overTLS(r), SameSite: http.SameSiteStrictMode,
 	})
 	return sess
 }
@@ -102,6 +111,17 @@ func (s *Sessions) CheckCSRF(r *http.Request, sess Session) bool {
 	}
 	got := r.PostFormValue(CSRFField)
 	return got != "" && hmac.Equal([]byte(got), []byte(s.CSRF(sess)))
+}
+
+// Derive returns a value only this server can compute from sess and parts (HMAC-SHA256 under
+// the session key): ids a page derives from what a form carries, the same each time the same
+// form is sent in the same session.
+func (s *Sessions) Derive(sess Session, parts ...string) []byte {
+	msg := "derive\x00" + sess.ID
+	for _, p := range parts {
+		msg += "\x00" + p
+	}
+	return hmacSum(s.Signer.key, msg)
 }
 
 func hmacSum(key []byte, msg string) []byte {

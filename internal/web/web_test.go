@@ -101,7 +101,7 @@ func (c *counter) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /static/", web.Static())
 	mux.HandleFunc("GET /signin", func(w http.ResponseWriter, r *http.Request) {
-		c.sess.SignIn(w, "tester")
+		c.sess.SignIn(w, r, "tester")
 		http.Redirect(w, r, "/", http.StatusSeeOther)
 	})
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
@@ -135,7 +135,7 @@ func TestSessionAndCSRF(t *testing.T) {
 	defer srv.Close()
 	// Without the CSRF field, or from another site, a signed-in browser's POST is refused.
 	rec := httptest.NewRecorder()
-	c.sess.SignIn(rec, "tester")
+	c.sess.SignIn(rec, nil, "tester")
 	cookie := rec.Result().Cookies()[0]
 	post := func(form url.Values, site string) int {
 		req, _ := http.NewRequest("POST", srv.URL+"/add", strings.NewReader(form.Encode()))
