@@ -40,7 +40,7 @@ var (
 type cardView struct {
 	Card
 	Token string // the card link's token, for the PNG's link
-	SVG   qrSVG
+	SVG   qr.SVG
 }
 
 // goneView is what gone.html shows: no card, and why in words that do not say which check failed.
@@ -66,7 +66,7 @@ func (s *Server) cardPage(w http.ResponseWriter, r *http.Request) {
 		s.cardProblem(w, r, err)
 		return
 	}
-	svg, err := newQRSVG(c.QR)
+	svg, err := qr.NewSVG(c.QR)
 	if err != nil {
 		s.cardProblem(w, r, err)
 		return

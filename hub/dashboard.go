@@ -202,19 +202,28 @@ func (d *dashboard) read(nav string, fn pageFunc) http.HandlerFunc {
 	}
 }
 
+// changer returns the signed-in operator sending a change, or answers r itself (signed out, or
+// the key could not be read) and returns nil; nothing names what was not done ("changed").
+func (d *dashboard) changer(w http.ResponseWriter, r *http.Request, nothing string) *operator {
+	op, err := d.operator(r)
+	if err != nil {
+		d.fail(w, r, nil, err)
+		return nil
+	}
+	if op == nil {
+		d.sess.SignOut(w)
+		d.refuse(w, nil, http.StatusUnauthorized, "You are signed out.", "Sign in again; nothing was "+nothing+".")
+	}
+	return op
+}
+
 // change serves a form that changes something: an admin operator's, with the session's CSRF
 // token, with the key's Actor in the context (the audit trail's who).
 func (d *dashboard) change(fn pageFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, maxDashForm)
-		op, err := d.operator(r)
-		if err != nil {
-			d.fail(w, r, nil, err)
-			return
-		}
+		op := d.changer(w, r, "changed")
 		if op == nil {
-			d.sess.SignOut(w)
-			d.refuse(w, nil, http.StatusUnauthorized, "You are signed out.", "Sign in again; nothing was changed.")
 			return
 		}
 		if err := r.ParseForm(); err != nil || !d.sess.CheckCSRF(r, op.Sess) {

@@ -35,14 +35,8 @@ func (d *dashboard) imports(w http.ResponseWriter, r *http.Request, op *operator
 // puts them before the file), then the file, streamed into Hub.Import.
 func (d *dashboard) importCSV(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, MaxImportBytes+64<<10)
-	op, err := d.operator(r)
-	if err != nil {
-		d.fail(w, r, nil, err)
-		return
-	}
+	op := d.changer(w, r, "imported")
 	if op == nil {
-		d.sess.SignOut(w)
-		d.refuse(w, nil, http.StatusUnauthorized, "You are signed out.", "Sign in again; nothing was imported.")
 		return
 	}
 	outOfDate := func() {

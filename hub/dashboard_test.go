@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"mime/multipart"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -309,25 +308,10 @@ func TestDashboard_ReportKeyChangesNothing(t *testing.T) {
 
 func ptr[T any](v T) *T { return &v }
 
-// postFile sends the import form with a CSV file.
+// postFile sends the import form with a CSV file, as import imp-1.
 func (b *dashBrowser) postFile(path, token, csv string) dashAnswer {
 	b.t.Helper()
-	var body strings.Builder
-	mw := multipart.NewWriter(&body)
-	mw.WriteField("csrf", token)
-	mw.WriteField("import_id", "imp-1")
-	mw.WriteField("mode", "add")
-	mw.WriteField("reason", "migration")
-	fw, _ := mw.CreateFormFile("file", "members.csv")
-	io.WriteString(fw, csv)
-	mw.Close()
-	req, err := http.NewRequest("POST", b.base+path, strings.NewReader(body.String()))
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", mw.FormDataContentType())
-	req.Header.Set("Sec-Fetch-Site", "same-origin")
-	return b.do(req)
+	return b.postFileID(path, token, "imp-1", csv)
 }
 
 func TestDashboard_CSRF(t *testing.T) {
