@@ -93,6 +93,12 @@ type Client struct {
 	RequestTimeout    time.Duration // handshake and subscribe replies
 	BatchSize         int           // deltas per push
 	Window            int           // pushes in flight before waiting for acks
+	// PushDelay coalesces pushes: a Kick with nothing in flight pushes after this delay rather
+	// than at once, and a Kick while a push is in flight waits for its ack, so that the deltas
+	// a busy till makes meanwhile go in one push, one hub transaction and one ack, rather than
+	// one each. The outbox is durable before Kick, so the delay costs only how soon the hub
+	// hears; 0 pushes at every Kick.
+	PushDelay time.Duration
 	Faults            Faults
 	// Wait, if set, replaces the real-clock wait before each reconnection: it is given the backoff
 	// the client chose (MaxBackoff after the hub handed the store's session to another
@@ -349,11 +355,30 @@ func (c *Client) session(ctx context.Context) (err error) {
 	}
 	ticker := time.NewTicker(heartbeat)
 	defer ticker.Stop()
+	var pushTimer *time.Timer
+	var pushSoon <-chan time.Time // PushDelay's timer, while one runs
+	defer func() {
+		if pushTimer != nil {
+			pushTimer.Stop()
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-c.kick:
+			switch {
+			case c.PushDelay <= 0:
+				if err := s.pushMore(ctx); err != nil {
+					return err
+				}
+			case s.inflight == 0 && pushSoon == nil:
+				pushTimer = time.NewTimer(c.PushDelay)
+				pushSoon = pushTimer.C
+			}
+			// Otherwise the ack of the push in flight, or the timer, pushes what is new.
+		case <-pushSoon:
+			pushSoon = nil
 			if err := s.pushMore(ctx); err != nil {
 				return err
 			}

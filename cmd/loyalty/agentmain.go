@@ -91,6 +91,7 @@ func (m *AgentMain) Open(ctx context.Context) (err error) {
 	}
 	m.Client.Logger, m.Client.AgentVersion, m.Client.Now = m.Logger, version, clock.Now
 	m.Client.MinBackoff, m.Client.MaxBackoff, m.Client.BatchSize = c.Sync.MinBackoff, c.Sync.MaxBackoff, c.Sync.BatchSize
+	m.Client.PushDelay = c.Sync.PushDelay
 	m.Client.Faults.DuplicatePush = c.Faults.DuplicatePush
 	m.Client.Faults.BeforeAck = m.BeforeAck
 	if n := c.Faults.CrashAfterAcks; n > 0 && m.BeforeAck == nil {

@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -91,6 +92,13 @@ flags make a quick one. Figures are reported, never asserted.`,
 			o.StormStores, _ = f.GetInt("storm-stores")
 			o.StormBacklog, _ = f.GetInt("storm-backlog")
 			o.SweepMembers, _ = f.GetInt("sweep-members")
+			if path, _ := f.GetString("cpuprofile"); path != "" {
+				stop, err := startCPUProfile(path)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
 			r, err := runBench(cmd.Context(), o, cmd.ErrOrStderr())
 			if err != nil {
 				return err
@@ -115,6 +123,7 @@ flags make a quick one. Figures are reported, never asserted.`,
 	f.Int("storm-stores", 1000, "stores in the reconnect storm, and idle connections measured")
 	f.Int("storm-backlog", 50, "deltas each storm store has waiting")
 	f.Int("sweep-members", 100000, "members at the hub, created in bulk, that the sweeps go over")
+	f.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof reads it)")
 	jsonFlag(cmd)
 	return cmd
 }
@@ -579,6 +588,19 @@ func benchAgent(ctx context.Context, hm *HubMain, p *loyalty.Program, tokens map
 	}
 	r.WireIngestPerSec = float64(o.Deltas) / time.Since(t0).Seconds()
 	return nil
+}
+
+// startCPUProfile profiles this process's CPU into path until the returned function is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 func percentile(d []time.Duration, p float64) float64 {

@@ -186,6 +186,7 @@ type AgentSyncConfig struct {
 	MinBackoff      time.Duration `mapstructure:"min_backoff"`
 	MaxBackoff      time.Duration `mapstructure:"max_backoff"`
 	BatchSize       int           `mapstructure:"batch_size"`
+	PushDelay       time.Duration `mapstructure:"push_delay"`
 	LookupTimeout   time.Duration `mapstructure:"lookup_timeout"`
 	MaxMessageBytes int           `mapstructure:"max_message_bytes"`
 }
@@ -328,7 +329,7 @@ func DefaultAgentConfig() AgentConfig {
 		TimeZone: "UTC",
 		Log:      LogConfig{Level: "info", Format: "text"},
 		Sync: AgentSyncConfig{MinBackoff: 250 * time.Millisecond, MaxBackoff: 30 * time.Second, BatchSize: 250,
-			LookupTimeout: 500 * time.Millisecond, MaxMessageBytes: 1 << 20},
+			PushDelay: 10 * time.Millisecond, LookupTimeout: 500 * time.Millisecond, MaxMessageBytes: 1 << 20},
 		Replica: defaultReplica, Outbox: defaultOutbox, POS: defaultPOS,
 	}
 }
@@ -351,6 +352,8 @@ func (c AgentConfig) Validate() error {
 		return fmt.Errorf("sync.min_backoff must be positive and at most sync.max_backoff")
 	case c.Sync.BatchSize < 1 || c.Sync.BatchSize > 10000:
 		return fmt.Errorf("sync.batch_size must be 1 to 10000")
+	case c.Sync.PushDelay < 0 || c.Sync.PushDelay > time.Minute:
+		return fmt.Errorf("sync.push_delay must be 0 to 1m (how long the agent gathers new sales before it sends them to the hub)")
 	case c.Sync.LookupTimeout <= 0:
 		return fmt.Errorf("sync.lookup_timeout must be positive (how long a connected store waits for the hub's figures for a member before it decides on its own records)")
 	case c.Sync.MaxMessageBytes < 64<<10:

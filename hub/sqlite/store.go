@@ -974,7 +974,8 @@ func (t *tx) Charges(ctx context.Context, delta string) ([]hub.Charge, error) {
 
 func (t *tx) Outstanding(ctx context.Context, budget string) (int64, error) {
 	var v int64
-	err := t.QueryRowContext(ctx, `SELECT COALESCE(SUM(MAX(granted - consumed, 0)), 0) FROM leases WHERE budget = ? AND state != 'settled'`, budget).Scan(&v)
+	// A running total (migration 0026), not a sum over every store's lease.
+	err := t.QueryRowContext(ctx, `SELECT COALESCE((SELECT amount FROM lease_outstanding WHERE budget = ?), 0)`, budget).Scan(&v)
 	return v, err
 }
 
