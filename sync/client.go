@@ -99,7 +99,7 @@ type Client struct {
 	// one each. The outbox is durable before Kick, so the delay costs only how soon the hub
 	// hears; 0 pushes at every Kick.
 	PushDelay time.Duration
-	Faults            Faults
+	Faults    Faults
 	// Wait, if set, replaces the real-clock wait before each reconnection: it is given the backoff
 	// the client chose (MaxBackoff after the hub handed the store's session to another
 	// connection) and the random wait drawn from it, and the client dials again when it returns
