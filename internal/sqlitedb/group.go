@@ -12,7 +12,7 @@ import (
 // connection commits one transaction at a time, so concurrent callers of Update each wait for an
 // fsync of their own, in turn: the commits, not the work, bound the rate. With group commit the
 // writer runs the queued Update calls one after the other in one transaction, each in its own
-// savepoint, and commits once: one fsync for the group. It never waits for a group to fill: it
+// savepoint (but the first), and commits once: one fsync for the group. It never waits for a group to fill: it
 // begins with the first caller queued, takes in whoever queues while the transaction is open,
 // and commits as soon as nobody is waiting (or the group is maxGroup).
 //
@@ -24,7 +24,9 @@ import (
 // group commit, with its stack. What a caller gets is what it would get alone, after the callers
 // before it in its group:
 //   - a function that fails (or panics) is rolled back to its savepoint alone; its caller gets its
-//     error and the others go on;
+//     error and the others go on. The group's first function has no savepoint (nothing ran before
+//     it): if it fails, the transaction is rolled back, and the calls queued behind it go in the
+//     next group;
 //   - every caller is answered after the commit returned; a failed commit fails every caller of
 //     the group, those whose functions failed too (what those saw was never committed);
 //   - a caller whose context ends before its turn is dropped without running; once its function
@@ -207,15 +209,23 @@ func (g *groupCommit) group(own *groupCall) bool {
 		return true
 	}
 	defer tx.Rollback() // after a commit, a no-op
-	var ran []*groupCall
-	for lazy := c.lazy; c != nil; c = g.next(false, &lazy) {
+	// The first function runs without a savepoint: nothing ran before it, so if it fails the
+	// transaction is rolled back whole and the calls queued behind it go in the next group. A
+	// caller alone, the usual case at a quiet store, so costs two statements fewer.
+	if c.err = g.call(c, own, &Tx{Tx: tx, cache: g.db.wStmts, shared: true}); c.err != nil {
+		tx.Rollback()
+		c.done <- c.err
+		return true
+	}
+	ran := []*groupCall{c}
+	for lazy := c.lazy; len(ran) < maxGroup; {
+		if c = g.next(false, &lazy); c == nil {
+			break
+		}
 		ran = append(ran, c)
 		if err := g.savepoint(ctx, tx, c, own); err != nil {
 			answer(ran, fmt.Errorf("group commit: %w", err))
 			return true
-		}
-		if len(ran) == maxGroup {
-			break
 		}
 	}
 	g.commitAndAnswer(tx, ran)
