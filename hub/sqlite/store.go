@@ -62,6 +62,12 @@ func (s *Store) Close() error { return s.db.Close() }
 
 // Update implements hub.Store.
 func (s *Store) Update(ctx context.Context, fn func(hub.Tx) error) error {
+	if hub.IsBookkeeping(ctx) {
+		// A session's row and its store's health need not wait for the disk: a crash of the
+		// machine that loses them ends every session anyway, and the next durable commit makes
+		// them durable too (sqlitedb.Lazy).
+		ctx = sqlitedb.Lazy(ctx)
+	}
 	return s.db.Update(ctx, func(t *sqlitedb.Tx) error { return fn(&tx{t, &s.bus}) })
 }
 

@@ -330,8 +330,9 @@ type lazyKey struct{}
 
 // Lazy marks an Update whose commit need not wait for the disk: what it writes can be had again
 // if a crash of the machine loses it (an acknowledgement the agent would be sent again, a page of
-// the change feed it would pull again). It takes effect with Options.GroupCommit; otherwise every
-// commit waits for the disk.
+// the change feed it would pull again, a sync session's bookkeeping). With Options.GroupCommit
+// lazy calls are grouped apart; without it, a lazy Update commits in synchronous NORMAL on the
+// writer connection, set for its transaction only (DB.lazyUpdate).
 func Lazy(ctx context.Context) context.Context { return context.WithValue(ctx, lazyKey{}, true) }
 
 func isLazy(ctx context.Context) bool { lazy, _ := ctx.Value(lazyKey{}).(bool); return lazy }

@@ -11,6 +11,7 @@ package sqlitedb
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -32,6 +33,7 @@ type DB struct {
 
 	wStmts, rStmts *stmtCache
 	group          *groupCommit // nil: every Update is its own transaction
+	noSync         bool         // Options.NoSync
 }
 
 // Tx is a transaction whose queries use prepared statements, cached per query text: preparing
@@ -224,7 +226,7 @@ func OpenWith(ctx context.Context, path string, migrations fs.FS, opts Options) 
 		return nil, fmt.Errorf("open %s: %w", abs, err)
 	}
 	w.SetMaxOpenConns(1)
-	db := &DB{W: w, Path: abs}
+	db := &DB{W: w, Path: abs, noSync: opts.NoSync}
 	if err := db.migrate(ctx, migrations); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("migrate %s: %w", abs, err)
@@ -269,7 +271,35 @@ func (db *DB) Update(ctx context.Context, fn func(*Tx) error) error {
 	if db.group != nil {
 		return db.group.update(ctx, fn)
 	}
+	if isLazy(ctx) && !db.noSync {
+		return db.lazyUpdate(ctx, fn)
+	}
 	return inTx(ctx, db.W, nil, db.wStmts, fn)
+}
+
+// lazyUpdate runs fn in a transaction whose commit does not wait for the disk (Lazy): the
+// writer connection is in synchronous NORMAL for that transaction only. The connection is held
+// from the pragma to its reset, so no other transaction commits meanwhile; if the reset fails,
+// the connection is discarded (a new one opens in FULL).
+func (db *DB) lazyUpdate(ctx context.Context, fn func(*Tx) error) error {
+	err := func() error {
+		conn, err := db.W.Conn(ctx)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		if _, err := conn.ExecContext(ctx, `PRAGMA synchronous = NORMAL`); err != nil {
+			return fmt.Errorf("synchronous NORMAL: %w", err)
+		}
+		defer func() {
+			if _, err := conn.ExecContext(context.WithoutCancel(ctx), `PRAGMA synchronous = FULL`); err != nil {
+				conn.Raw(func(any) error { return driver.ErrBadConn })
+			}
+		}()
+		return runTx(ctx, conn.BeginTx, nil, db.wStmts, fn)
+	}()
+	db.wStmts.prepareWanted(context.WithoutCancel(ctx)) // once the connection is back in the pool
+	return err
 }
 
 // View runs fn in a read transaction, which sees one consistent snapshot.
@@ -277,27 +307,32 @@ func (db *DB) View(ctx context.Context, fn func(*Tx) error) error {
 	return inTx(ctx, db.R, &sql.TxOptions{ReadOnly: true}, db.rStmts, fn)
 }
 
+// inTx runs fn in a transaction of pool, then prepares the queries it saw for the first time.
 func inTx(ctx context.Context, pool *sql.DB, opts *sql.TxOptions, cache *stmtCache, fn func(*Tx) error) error {
-	err := func() error {
-		tx, err := pool.BeginTx(ctx, opts)
-		if err != nil {
-			return fmt.Errorf("begin: %w", err)
-		}
-		defer tx.Rollback()
-		t := &Tx{Tx: tx, cache: cache}
-		if err := fn(t); err != nil {
-			return err
-		}
-		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("commit: %w", err)
-		}
-		for _, f := range t.after {
-			f()
-		}
-		return nil
-	}()
+	err := runTx(ctx, pool.BeginTx, opts, cache, fn)
 	cache.prepareWanted(context.WithoutCancel(ctx))
 	return err
+}
+
+// runTx runs fn in a transaction that begin (a pool's BeginTx, or a held connection's) starts,
+// commits it if fn returns nil, and then runs its AfterCommit functions.
+func runTx(ctx context.Context, begin func(context.Context, *sql.TxOptions) (*sql.Tx, error), opts *sql.TxOptions, cache *stmtCache, fn func(*Tx) error) error {
+	tx, err := begin(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback()
+	t := &Tx{Tx: tx, cache: cache}
+	if err := fn(t); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	for _, f := range t.after {
+		f()
+	}
+	return nil
 }
 
 func (db *DB) migrate(ctx context.Context, fsys fs.FS) error {
