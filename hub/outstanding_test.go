@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -18,12 +17,7 @@ var outstandingSeed = flag.Uint64("outstanding.seed", 0, "replay TestOutstanding
 // of MAX(granted - consumed, 0) over its leases not settled. SQLite keeps it as a running total,
 // PostgreSQL sums; both must agree with the leases themselves. Random operations, seeded.
 func TestOutstandingIsTheSumOfOpenLeases(t *testing.T) {
-	seed := *outstandingSeed
-	if seed == 0 {
-		seed = rand.Uint64()
-	}
-	t.Logf("seed %d (replay: go test ./hub -run %s -outstanding.seed %d)", seed, t.Name(), seed)
-	rng := rand.New(rand.NewPCG(seed, 1))
+	rng, _ := seeded(t, *outstandingSeed, "outstanding.seed")
 	ctx := context.Background()
 	s := openStore(t, newDatabase(t))
 	at := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)

@@ -14,6 +14,17 @@ import (
 	"github.com/loyalty-edge-sync/loyalty/hub"
 )
 
+// seeded returns the random source of a randomised test: from seed if it is not 0 (a replay),
+// else from a new seed. It logs the seed and how to replay it with the test's flag.
+func seeded(t *testing.T, seed uint64, flagName string) (*rand.Rand, uint64) {
+	t.Helper()
+	if seed == 0 {
+		seed = rand.Uint64()
+	}
+	t.Logf("seed %d (replay: go test ./hub/ -run '^%s$' -%s %d)", seed, t.Name(), flagName, seed)
+	return rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), seed
+}
+
 var qualifyingSeed = flag.Uint64("qualifying.seed", 0, "replay TestQualifyingTotalsMatchTheLedger with this seed (0: a new one)")
 
 // TestQualifyingTotalsMatchTheLedger is a property test of the running totals per member and day
@@ -24,12 +35,7 @@ var qualifyingSeed = flag.Uint64("qualifying.seed", 0, "replay TestQualifyingTot
 // on either basis, one member at a time and a batch at once. The seed is printed; replay a
 // failure with -qualifying.seed.
 func TestQualifyingTotalsMatchTheLedger(t *testing.T) {
-	seed := *qualifyingSeed
-	if seed == 0 {
-		seed = rand.Uint64()
-	}
-	t.Logf("seed %d (replay: go test ./hub/ -run TestQualifyingTotalsMatchTheLedger -qualifying.seed %d)", seed, seed)
-	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	rng, seed := seeded(t, *qualifyingSeed, "qualifying.seed")
 	ctx := context.Background()
 	h := openHub(t)
 	members := []string{"m1", "m2", "q3", "q4"}

@@ -662,8 +662,8 @@ func (t *tx) Charges(ctx context.Context, delta string) ([]hub.Charge, error) {
 
 func (t *tx) Outstanding(ctx context.Context, budget string) (int64, error) {
 	var v int64
-	err := t.queryRow(ctx, `SELECT COALESCE(sum(greatest(granted - consumed, 0)), 0)::bigint FROM leases WHERE budget = $1 AND state <> 'settled'`,
-		budget).Scan(&v)
+	// A running total (migration 0011), not a sum over every store's lease.
+	err := t.queryRow(ctx, `SELECT COALESCE((SELECT amount FROM lease_outstanding WHERE budget = $1), 0)`, budget).Scan(&v)
 	return v, err
 }
 
