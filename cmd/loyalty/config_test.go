@@ -48,7 +48,7 @@ func TestConfig_ExampleFilesLoad(t *testing.T) {
 	if err := a.Validate(); err != nil {
 		t.Fatalf("configs/agent.yaml with a token: %v", err)
 	}
-	if a.Token != "secret" || a.StoreID != "store-1" {
+	if a.Token != "secret" || a.StoreID != "store-1" || a.Sync.PushDelay != 10*time.Millisecond {
 		t.Errorf("agent.yaml + env: %+v", a)
 	}
 	p, err := readProgram("../../configs/program.yaml")
@@ -104,6 +104,17 @@ func TestConfig_Rejects(t *testing.T) {
 	a.HubURL, a.Log.Level = "wss://hub", "loud"
 	if err := a.Validate(); err == nil || !strings.Contains(err.Error(), "log.level") {
 		t.Errorf("bad log level: %v", err)
+	}
+	a.Log.Level = "info"
+	for _, d := range []time.Duration{-time.Millisecond, 2 * time.Minute} {
+		a.Sync.PushDelay = d
+		if err := a.Validate(); err == nil || !strings.Contains(err.Error(), "sync.push_delay") {
+			t.Errorf("sync.push_delay %s: %v, want it refused", d, err)
+		}
+	}
+	a.Sync.PushDelay = 0
+	if err := a.Validate(); err != nil {
+		t.Errorf("sync.push_delay 0 (push every sale at once): %v", err)
 	}
 }
 
