@@ -36,6 +36,12 @@ type Hearer interface {
 	LastHeard() time.Time
 }
 
+// Flusher is implemented by a Conn that writes in the background: Writing reports whether it
+// still has messages to send (Server.Busy).
+type Flusher interface {
+	Writing() bool
+}
+
 // Addresser is implemented by a Conn that knows its peer's network address. The hub names it in
 // its logs and tells a store whose session another connection took over where that one came from.
 type Addresser interface {

@@ -179,6 +179,31 @@ func (s *Server) Sessions() int {
 	return len(s.sessions)
 }
 
+// Busy returns the number of sessions with work in hand: a message or a notification to handle,
+// its worker running, or its connection still writing. Connected agents that wait for nothing are
+// not busy: their sessions hold only their readers (the bench measures them so).
+func (s *Server) Busy() int {
+	s.mu.Lock()
+	sessions := make([]*serverSession, 0, len(s.sessions))
+	for _, ss := range s.sessions {
+		sessions = append(sessions, ss)
+	}
+	s.mu.Unlock()
+	n := 0
+	for _, ss := range sessions {
+		ss.mu.Lock()
+		busy := ss.working || len(ss.queue) > 0 || ss.notify
+		ss.mu.Unlock()
+		if f, ok := ss.conn.(Flusher); !busy && ok {
+			busy = f.Writing()
+		}
+		if busy {
+			n++
+		}
+	}
+	return n
+}
+
 // Close ends every session and waits for them. It is safe to call more than once.
 func (s *Server) Close() error {
 	s.mu.Lock()

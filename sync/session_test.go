@@ -255,3 +255,26 @@ func TestStartReturnsAfterHandshake(t *testing.T) {
 	default:
 	}
 }
+
+// TestBusyCountsSessionsWithWorkInHand: a session handling a request is busy; once it has
+// answered and nothing else waits, it is not.
+func TestBusyCountsSessionsWithWorkInHand(t *testing.T) {
+	h := &gatedHub{hubFake: newHubFake(), pull: newGate()}
+	srv := sessServer(h)
+	defer srv.Close()
+	c, s := pipe()
+	go srv.Serve(context.Background(), s)
+	if m := hello(t, c, "secret"); m.Type != lsync.TypeWelcome {
+		t.Fatalf("got %s, want welcome", m.Type)
+	}
+	rvSend(t, c, &lsync.Message{Type: lsync.TypePull, ID: 1, Pull: &lsync.Pull{}})
+	h.pull.wait(t, "the pull")
+	if n := srv.Busy(); n != 1 {
+		t.Errorf("%d busy sessions while a pull is being handled, want 1", n)
+	}
+	close(h.pull.release)
+	if m := readAny(t, c); m.Type != lsync.TypeChanges {
+		t.Fatalf("got %s, want the changes", m.Type)
+	}
+	eventually(t, "the session idle once it has answered", func() bool { return srv.Busy() == 0 })
+}

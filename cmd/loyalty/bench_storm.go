@@ -253,6 +253,14 @@ func idleConnBytes(ctx context.Context, hc HubConfig, stores []stormStore, quiet
 	if n := ih.Sync.Sessions(); n != len(stores) {
 		return 0, 0, fmt.Errorf("%d idle agents connected, but the hub has %d sessions", len(stores), n)
 	}
+	// Idle: every session has finished what the agents' hellos and pulls gave it to do (the
+	// notifications of other stores' lease grants among them), on a machine however busy.
+	if err := waitFor(ctx, 5*time.Minute, func() (bool, string) {
+		n := ih.Sync.Busy()
+		return n == 0, fmt.Sprintf("the hub's %d busy sessions to be idle", n)
+	}); err != nil {
+		return 0, 0, err
+	}
 	open := snapshotMem()
 	for _, s := range stores {
 		ih.Sync.Disconnect(s.id)

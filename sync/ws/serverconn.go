@@ -48,7 +48,15 @@ var (
 	_ lsync.Conn      = (*serverConn)(nil)
 	_ lsync.Hearer    = (*serverConn)(nil)
 	_ lsync.Addresser = (*serverConn)(nil)
+	_ lsync.Flusher   = (*serverConn)(nil)
 )
+
+// Writing implements lsync.Flusher: the writer goroutine runs.
+func (c *serverConn) Writing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.writing
+}
 
 // writeBuffers are the write buffers of every hub connection: a connection holds one only while
 // it writes a message.
