@@ -141,12 +141,13 @@ func (h *gatedHub) Seen(ctx context.Context, store string, s lsync.Health) error
 	return nil
 }
 
-// TestNotifyCoalescesWhileBusy: notifications while the session handles a request become one,
-// with the newest cursor, sent after the reply; an idle session is notified at once.
-func TestNotifyCoalescesWhileBusy(t *testing.T) {
+// pullHeld starts a session whose hub holds its first Pull (request id 1) until h.pull.release
+// is closed; it returns once the pull has reached the hub. The server is closed when t ends.
+func pullHeld(t *testing.T) (*gatedHub, *lsync.Server, lsync.Conn) {
+	t.Helper()
 	h := &gatedHub{hubFake: newHubFake(), pull: newGate()}
 	srv := sessServer(h)
-	defer srv.Close()
+	t.Cleanup(func() { srv.Close() })
 	c, s := pipe()
 	go srv.Serve(context.Background(), s)
 	if m := hello(t, c, "secret"); m.Type != lsync.TypeWelcome {
@@ -154,6 +155,13 @@ func TestNotifyCoalescesWhileBusy(t *testing.T) {
 	}
 	rvSend(t, c, &lsync.Message{Type: lsync.TypePull, ID: 1, Pull: &lsync.Pull{}})
 	h.pull.wait(t, "the pull")
+	return h, srv, c
+}
+
+// TestNotifyCoalescesWhileBusy: notifications while the session handles a request become one,
+// with the newest cursor, sent after the reply; an idle session is notified at once.
+func TestNotifyCoalescesWhileBusy(t *testing.T) {
+	h, srv, c := pullHeld(t)
 	for _, cursor := range []int64{5, 9, 7} {
 		srv.Notify(cursor)
 	}
@@ -259,16 +267,7 @@ func TestStartReturnsAfterHandshake(t *testing.T) {
 // TestBusyCountsSessionsWithWorkInHand: a session handling a request is busy; once it has
 // answered and nothing else waits, it is not.
 func TestBusyCountsSessionsWithWorkInHand(t *testing.T) {
-	h := &gatedHub{hubFake: newHubFake(), pull: newGate()}
-	srv := sessServer(h)
-	defer srv.Close()
-	c, s := pipe()
-	go srv.Serve(context.Background(), s)
-	if m := hello(t, c, "secret"); m.Type != lsync.TypeWelcome {
-		t.Fatalf("got %s, want welcome", m.Type)
-	}
-	rvSend(t, c, &lsync.Message{Type: lsync.TypePull, ID: 1, Pull: &lsync.Pull{}})
-	h.pull.wait(t, "the pull")
+	h, srv, c := pullHeld(t)
 	if n := srv.Busy(); n != 1 {
 		t.Errorf("%d busy sessions while a pull is being handled, want 1", n)
 	}
