@@ -146,6 +146,9 @@ func TestAgentsSharingATokenSayWhy(t *testing.T) {
 		t.Errorf("the displaced agent's warning %v does not carry the hub's reason", w)
 	}
 
+	// The hub ends the first session when it makes the second the store's live one, just after
+	// it sent the second its welcome, which the second may not have read yet.
+	biWaitFor(t, "the second agent online", func() bool { return second.Client.Status().Online })
 	if err := second.Client.Refresh(ctx); err != nil {
 		t.Errorf("the second agent, which took over: %v", err)
 	}
