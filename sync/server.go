@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -184,10 +186,7 @@ func (s *Server) Sessions() int {
 // not busy: their sessions hold only their readers (the bench measures them so).
 func (s *Server) Busy() int {
 	s.mu.Lock()
-	sessions := make([]*serverSession, 0, len(s.sessions))
-	for _, ss := range s.sessions {
-		sessions = append(sessions, ss)
-	}
+	sessions := slices.Collect(maps.Values(s.sessions))
 	s.mu.Unlock()
 	n := 0
 	for _, ss := range sessions {

@@ -12,9 +12,9 @@ import (
 // connection commits one transaction at a time, so concurrent callers of Update each wait for an
 // fsync of their own, in turn: the commits, not the work, bound the rate. With group commit the
 // writer runs the queued Update calls one after the other in one transaction, each in its own
-// savepoint (but the first), and commits once: one fsync for the group. It never waits for a group to fill: it
-// begins with the first caller queued, takes in whoever queues while the transaction is open,
-// and commits as soon as nobody is waiting (or the group is maxGroup).
+// savepoint (but the first), and commits once: one fsync for the group. It never waits for a
+// group to fill: it begins with the first caller queued, takes in whoever queues while the
+// transaction is open, and commits as soon as nobody is waiting (or the group is maxGroup).
 //
 // The writer is the caller that finds nobody writing: it runs one group on its own goroutine,
 // its own call first, then hands what is queued to a writer goroutine, which runs groups until
@@ -238,14 +238,25 @@ func (g *groupCommit) setLazy(ctx context.Context, lazy bool) error {
 	if lazy == g.lazy || g.noSync {
 		return nil
 	}
+	if err := setSynchronous(ctx, g.db.W, lazy); err != nil {
+		return err
+	}
+	g.lazy = lazy
+	return nil
+}
+
+// setSynchronous puts the connection behind x in synchronous NORMAL (lazy) or FULL. x is the
+// writer pool, whose one connection it is, or a connection held from it.
+func setSynchronous(ctx context.Context, x interface {
+	ExecContext(context.Context, string, ...any) (sql.Result, error)
+}, lazy bool) error {
 	level := "FULL"
 	if lazy {
 		level = "NORMAL"
 	}
-	if _, err := g.db.W.ExecContext(ctx, `PRAGMA synchronous = `+level); err != nil {
+	if _, err := x.ExecContext(ctx, `PRAGMA synchronous = `+level); err != nil {
 		return fmt.Errorf("synchronous %s: %w", level, err)
 	}
-	g.lazy = lazy
 	return nil
 }
 

@@ -288,11 +288,11 @@ func (db *DB) lazyUpdate(ctx context.Context, fn func(*Tx) error) error {
 			return err
 		}
 		defer conn.Close()
-		if _, err := conn.ExecContext(ctx, `PRAGMA synchronous = NORMAL`); err != nil {
-			return fmt.Errorf("synchronous NORMAL: %w", err)
+		if err := setSynchronous(ctx, conn, true); err != nil {
+			return err
 		}
 		defer func() {
-			if _, err := conn.ExecContext(context.WithoutCancel(ctx), `PRAGMA synchronous = FULL`); err != nil {
+			if err := setSynchronous(context.WithoutCancel(ctx), conn, false); err != nil {
 				conn.Raw(func(any) error { return driver.ErrBadConn })
 			}
 		}()
