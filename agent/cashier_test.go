@@ -25,6 +25,9 @@ import (
 
 const tillToken = "till-test-token-0123456789abcdef"
 
+// inputValue matches a form field's value attribute as html/template writes it.
+var inputValue = regexp.MustCompile(`value="[^"]*"`)
+
 // tillBrowser is a cookie-keeping HTTP client on the till pages, as a browser would be.
 type tillBrowser struct {
 	base string
@@ -408,8 +411,11 @@ func TestTillHostileInput(t *testing.T) {
 		if strings.Contains(body, long) {
 			t.Errorf("%s: the 10k-char input is shown back whole", tc.name)
 		}
+		// Form values are left out of the search: the CSRF token, the nonce and the scanned
+		// codes are random base64, which spells "SQL" now and then.
+		shown := inputValue.ReplaceAllString(body, `value=""`)
 		for _, leak := range []string{"sqlite", "SQL", "panic", "lines[", "minor units", "order_id"} {
-			if strings.Contains(body, leak) {
+			if strings.Contains(shown, leak) {
 				t.Errorf("%s: the page says %q", tc.name, leak)
 			}
 		}
