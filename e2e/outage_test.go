@@ -86,6 +86,13 @@ func TestEightHourOutage(t *testing.T) {
 			t.Fatalf("hour %d at the connected store: coffee answered HTTP %d %+v", h, s, r)
 		}
 		coffees++
+		// The connected store's sale reaches the hub within the hour, as it would in a store: a
+		// pull it sent just before the sale and the hub took after the clock moved an hour would
+		// otherwise mark it synced after the sale, less the hour the hub allows for delays.
+		eventually(t, 10*time.Second, "b's coffee acknowledged", func() (bool, string) {
+			st := w.status("b")
+			return st.Outbox == 0, fmt.Sprintf("outbox %d", st.Outbox)
+		})
 		switch {
 		case h < 4:
 			if r, s := w.redeemOnce("a", m, "five-off"); s != 200 {
