@@ -40,17 +40,127 @@ func (h *Hub) AwardBirthdays(ctx context.Context) (int, error) {
 		if err != nil || len(ms) == 0 {
 			return awarded, err
 		}
-		for _, m := range ms {
-			ok, err := h.awardBirthday(ctx, m, now, zones)
+		due, err := h.dueBirthdays(ctx, ms, now, zones)
+		if err != nil {
+			return awarded, err
+		}
+		for len(due) > 0 {
+			batch := due[:min(birthdayBatch, len(due))]
+			n, err := h.awardBirthdays(ctx, batch)
+			awarded += n
 			if err != nil {
 				return awarded, err
 			}
-			if ok {
-				awarded++
-			}
+			due = due[len(batch):]
 		}
 		after = ms[len(ms)-1].ID
 	}
+}
+
+// birthdayBatch is how many birthday awards share a write transaction and its commit: a
+// birthday costs about as much as a sale, so a batch holds the single writer for a few
+// milliseconds (a push waits no longer than that for it).
+const birthdayBatch = 50
+
+// birthday is a member's birthday award that is due.
+type birthday struct {
+	req  loyalty.ActionRequest // keyed birthday-<year>-<member id>
+	year int
+}
+
+// dueBirthdays returns the awards of ms that are due at now and were not made yet; zones caches
+// the stores' time zones.
+func (h *Hub) dueBirthdays(ctx context.Context, ms []loyalty.Member, now time.Time, zones map[string]*time.Location) ([]birthday, error) {
+	var due []birthday
+	for _, m := range ms {
+		loc, err := h.homeZone(ctx, m.HomeStore, zones)
+		if err != nil {
+			return nil, err
+		}
+		if year, ok := loyalty.BirthdayDue(m.Birthday, loc, m.CreatedAt, now); ok {
+			key := fmt.Sprintf("%s-%d-%s", loyalty.ActionBirthday, year, m.ID)
+			due = append(due, birthday{req: loyalty.ActionRequest{OrderID: key, MemberID: m.ID, Action: loyalty.ActionBirthday}, year: year})
+		}
+	}
+	if len(due) == 0 {
+		return nil, nil
+	}
+	// Awarded already by an earlier sweep? A read is enough to skip them on the hourly sweeps of
+	// the catch-up days, without a write transaction.
+	var todo []birthday
+	err := h.Store.View(ctx, func(tx Tx) error {
+		todo = nil
+		for _, b := range due {
+			_, _, found, err := tx.Idempotent(ctx, "action", b.req.OrderID)
+			if err != nil {
+				return err
+			}
+			if !found {
+				todo = append(todo, b)
+			}
+		}
+		return nil
+	})
+	return todo, err
+}
+
+// awardBirthdays makes the awards of bs in one transaction, one commit for them all, and returns
+// how many it made. Another hub process may award one between dueBirthdays' read and this
+// transaction: its key makes the award here answer that one (not fresh, not counted). If any
+// award fails (a refusal, such as a used-up budget), nothing of the batch is kept and each is
+// made alone instead, so that a refusal costs only its own award.
+func (h *Hub) awardBirthdays(ctx context.Context, bs []birthday) (int, error) {
+	calls := make([]onlineCall, len(bs))
+	for i, b := range bs {
+		c, err := h.actionCall(ctx, b.req)
+		if err != nil {
+			return 0, err
+		}
+		calls[i] = c
+	}
+	made := 0
+	err := h.update(ctx, func(tx Tx) error {
+		made = 0
+		for _, c := range calls {
+			fresh, _, err := h.runOnline(ctx, tx, c)
+			if err != nil {
+				return err
+			}
+			if fresh {
+				made++
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		return made, nil
+	}
+	made = 0
+	for _, b := range bs {
+		ok, err := h.awardBirthday(ctx, b)
+		if err != nil {
+			return made, err
+		}
+		if ok {
+			made++
+		}
+	}
+	return made, nil
+}
+
+// awardBirthday makes one award in a transaction of its own and says whether this call made it.
+// Only a storage failure is an error: a refusal is logged, and the award is tried again at the
+// next sweep within the grace days.
+func (h *Hub) awardBirthday(ctx context.Context, b birthday) (bool, error) {
+	_, fresh, err := h.action(ctx, b.req)
+	switch loyalty.ErrorCode(err) {
+	case "":
+		return fresh, nil
+	case loyalty.EINTERNAL:
+		return false, fmt.Errorf("birthday points for member %s: %w", b.req.MemberID, err)
+	}
+	h.Logger.Info("no birthday points", slog.String("member", b.req.MemberID), slog.Int("year", b.year), slog.String("reason", loyalty.ErrorMessage(err)))
+	return false, nil
 }
 
 // birthdayDays returns the birthdays ("MM-DD") that can be due at now in some time zone: the UTC
@@ -68,41 +178,6 @@ func birthdayDays(now time.Time) []string {
 		}
 	}
 	return out
-}
-
-// awardBirthday awards m's birthday if it is due at now and was not awarded yet; zones caches the
-// stores' time zones. Only a storage failure is an error: a refusal is logged.
-func (h *Hub) awardBirthday(ctx context.Context, m loyalty.Member, now time.Time, zones map[string]*time.Location) (bool, error) {
-	loc, err := h.homeZone(ctx, m.HomeStore, zones)
-	if err != nil {
-		return false, err
-	}
-	year, due := loyalty.BirthdayDue(m.Birthday, loc, m.CreatedAt, now)
-	if !due {
-		return false, nil
-	}
-	key := fmt.Sprintf("%s-%d-%s", loyalty.ActionBirthday, year, m.ID)
-	// Awarded already by an earlier sweep? A read is enough to skip it on the hourly sweeps of
-	// the catch-up days, without a write transaction.
-	var found bool
-	if err := h.Store.View(ctx, func(tx Tx) error {
-		var err error
-		_, _, found, err = tx.Idempotent(ctx, "action", key)
-		return err
-	}); err != nil || found {
-		return false, err
-	}
-	// Another hub process may award it between that read and this call: the key makes the
-	// second call answer the first award, and fresh says which call made it.
-	_, fresh, err := h.action(ctx, loyalty.ActionRequest{OrderID: key, MemberID: m.ID, Action: loyalty.ActionBirthday})
-	switch loyalty.ErrorCode(err) {
-	case "":
-		return fresh, nil
-	case loyalty.EINTERNAL:
-		return false, fmt.Errorf("birthday points for member %s: %w", m.ID, err)
-	}
-	h.Logger.Info("no birthday points", slog.String("member", m.ID), slog.Int("year", year), slog.String("reason", loyalty.ErrorMessage(err)))
-	return false, nil
 }
 
 // homeZone returns the time zone of a member's home store: UTC without a home store, or for a

@@ -3,6 +3,7 @@ package hub_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -173,6 +174,56 @@ func TestBirthdays_CatchUpAndRefusal(t *testing.T) {
 	if n, err := h.AwardBirthdays(ctx); err != nil || n != 0 {
 		t.Fatalf("a week after bob's birthday: %d, %v", n, err)
 	}
+}
+
+// TestBirthdays_Batched: the awards due at one sweep share a transaction and its commit; when the
+// budget has room for only some of them, the refused ones cost only themselves: every award that
+// fits is made, each once, and the others wait for a later sweep.
+func TestBirthdays_Batched(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	h.Now = func() time.Time { return now }
+	edit := func(limit int64) func(*loyalty.Program) {
+		return func(p *loyalty.Program) {
+			p.Actions = []loyalty.ActionRule{{ID: loyalty.ActionBirthday, Points: 200}}
+			p.Budgets = []loyalty.Budget{{ID: "pts", Metric: loyalty.MetricPointsIssued, Limit: limit}}
+		}
+	}
+	withProgram(t, h, edit(1_000_000))
+	const members = 7
+	for i := range members {
+		day := "05-01" // today, in the first sweep
+		if i >= 3 {
+			day = "05-02" // tomorrow
+		}
+		if _, err := h.CreateMember(ctx, loyalty.Member{ID: fmt.Sprintf("b%d", i), Birthday: day}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	commits := 0
+	h.OnChange = func(int64, []string) { commits++ }
+	now = time.Date(2026, 5, 1, 9, 0, 0, 0, time.UTC)
+	if n, err := h.AwardBirthdays(ctx); err != nil || n != 3 || commits != 1 {
+		t.Fatalf("three birthdays today: awarded %d in %d commits, %v; want 3 in 1", n, commits, err)
+	}
+	// Tomorrow four are due, and the budget has room for two more awards.
+	issued := int64(3 * 200)
+	withProgram(t, h, edit(issued+2*200))
+	now = now.AddDate(0, 0, 1)
+	if n, err := h.AwardBirthdays(ctx); err != nil || n != 2 {
+		t.Fatalf("four due, room for two: awarded %d, %v", n, err)
+	}
+	withProgram(t, h, edit(1_000_000))
+	if n, err := h.AwardBirthdays(ctx); err != nil || n != 2 {
+		t.Fatalf("with room again: awarded %d, %v; want the two refused before", n, err)
+	}
+	for i := range members {
+		if b := balance(t, h, fmt.Sprintf("b%d", i)); b != 200 {
+			t.Errorf("member b%d: balance %d, want one birthday's 200", i, b)
+		}
+	}
+	mustCheck(t, h)
 }
 
 // TestBirthdays_Members: POST /v1/members takes a birthday and GET /v1/members/{id} shows it; an

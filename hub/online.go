@@ -28,47 +28,73 @@ func (h *Hub) online(ctx context.Context, op, orderID string, req any, fn func(*
 // answering with the result of an earlier call. The transaction function keeps nothing outside
 // the transaction but what its last, committed attempt set: a backend may run it again.
 func (h *Hub) onlineOnce(ctx context.Context, op, orderID string, req any, fn func(*applier) (any, error), out any) (fresh bool, err error) {
-	if i := strings.IndexByte(orderID, '\x00'); i >= 0 { // order id and part, see onlinePart
-		if err := loyalty.ValidateOrderID(orderID[:i]); err != nil {
-			return false, err
-		}
-		orderID = orderID[:i] + "/" + orderID[i+1:]
-	} else if err := loyalty.ValidateOrderID(orderID); err != nil {
+	c, err := newOnlineCall(op, orderID, req, fn)
+	if err != nil {
 		return false, err
 	}
-	hash := loyalty.RequestHash(req)
+	return h.callOnline(ctx, c, out)
+}
+
+// callOnline runs c in a transaction of its own and unmarshals its answer into out.
+func (h *Hub) callOnline(ctx context.Context, c onlineCall, out any) (fresh bool, err error) {
 	var resp []byte
 	err = h.update(ctx, func(tx Tx) error {
-		fresh, resp = false, nil
-		prevHash, prev, found, err := tx.Idempotent(ctx, op, orderID)
-		if err != nil {
-			return err
-		}
-		if found {
-			if prevHash != hash {
-				return loyalty.IdempotencyConflict(op, orderID)
-			}
-			resp = prev
-			return nil
-		}
-		a := h.newApplier(tx)
-		res, err := fn(a)
-		if err != nil {
-			return err
-		}
-		if _, err := a.finish(ctx); err != nil {
-			return err
-		}
-		if resp, err = json.Marshal(res); err != nil {
-			return err
-		}
-		fresh = true
-		return tx.SaveIdempotent(ctx, op, orderID, hash, resp, h.Now())
+		var err error
+		fresh, resp, err = h.runOnline(ctx, tx, c)
+		return err
 	})
 	if err != nil {
 		return false, err
 	}
 	return fresh, json.Unmarshal(resp, out)
+}
+
+// onlineCall is one online request under its idempotency key: op and order id, and the hash of
+// the request, which a retry must match.
+type onlineCall struct {
+	op, orderID, hash string
+	fn                func(*applier) (any, error)
+}
+
+// newOnlineCall checks orderID (an order id, or an order id and part: see onlinePart) and keys
+// the call.
+func newOnlineCall(op, orderID string, req any, fn func(*applier) (any, error)) (onlineCall, error) {
+	if i := strings.IndexByte(orderID, '\x00'); i >= 0 { // order id and part, see onlinePart
+		if err := loyalty.ValidateOrderID(orderID[:i]); err != nil {
+			return onlineCall{}, err
+		}
+		orderID = orderID[:i] + "/" + orderID[i+1:]
+	} else if err := loyalty.ValidateOrderID(orderID); err != nil {
+		return onlineCall{}, err
+	}
+	return onlineCall{op: op, orderID: orderID, hash: loyalty.RequestHash(req), fn: fn}, nil
+}
+
+// runOnline runs c in tx: the answer saved for its key if it ran before (with the same request),
+// or fn, whose answer it saves, marshalled, as resp (fresh).
+func (h *Hub) runOnline(ctx context.Context, tx Tx, c onlineCall) (fresh bool, resp []byte, err error) {
+	prevHash, prev, found, err := tx.Idempotent(ctx, c.op, c.orderID)
+	if err != nil {
+		return false, nil, err
+	}
+	if found {
+		if prevHash != c.hash {
+			return false, nil, loyalty.IdempotencyConflict(c.op, c.orderID)
+		}
+		return false, prev, nil
+	}
+	a := h.newApplier(tx)
+	res, err := c.fn(a)
+	if err != nil {
+		return false, nil, err
+	}
+	if _, err := a.finish(ctx); err != nil {
+		return false, nil, err
+	}
+	if resp, err = json.Marshal(res); err != nil {
+		return false, nil, err
+	}
+	return true, resp, tx.SaveIdempotent(ctx, c.op, c.orderID, c.hash, resp, h.Now())
 }
 
 // applyOnline applies a delta minted by the online channel and fails with the rejection's code
@@ -467,13 +493,23 @@ func (h *Hub) Action(ctx context.Context, req loyalty.ActionRequest) (loyalty.Re
 // action is Action, and says whether this call made the award (fresh) rather than answering a
 // retry of one made before, by this process or another.
 func (h *Hub) action(ctx context.Context, req loyalty.ActionRequest) (out loyalty.Receipt, fresh bool, err error) {
-	if err := loyalty.ValidateOrderID(req.OrderID); err != nil {
+	c, err := h.actionCall(ctx, req)
+	if err != nil {
 		return out, false, err
 	}
-	if req.MemberID == "" || req.Action == "" {
-		return out, false, loyalty.Errorf(loyalty.EINVALID, "member_id and action are required")
+	fresh, err = h.callOnline(ctx, c, &out)
+	return out, fresh && err == nil, err
+}
+
+// actionCall checks an action request and returns the online call that awards it.
+func (h *Hub) actionCall(ctx context.Context, req loyalty.ActionRequest) (onlineCall, error) {
+	if err := loyalty.ValidateOrderID(req.OrderID); err != nil {
+		return onlineCall{}, err
 	}
-	fresh, err = h.onlineOnce(ctx, "action", req.OrderID, req, func(a *applier) (any, error) {
+	if req.MemberID == "" || req.Action == "" {
+		return onlineCall{}, loyalty.Errorf(loyalty.EINVALID, "member_id and action are required")
+	}
+	return newOnlineCall("action", req.OrderID, req, func(a *applier) (any, error) {
 		if _, err := a.balance(ctx, req.MemberID); err != nil {
 			return nil, err
 		}
@@ -506,8 +542,7 @@ func (h *Hub) action(ctx context.Context, req loyalty.ActionRequest) (out loyalt
 			return nil, err
 		}
 		return loyalty.Receipt{OrderID: req.OrderID, Member: req.MemberID, Deltas: []string{d.ID}, Points: pts, Balance: a.balances[req.MemberID]}, nil
-	}, &out)
-	return out, fresh && err == nil, err
+	})
 }
 
 // stacks checks the program's stacking rule against the rewards already redeemed online on an order.
