@@ -112,7 +112,7 @@ func (t *tx) ChangedStores(ctx context.Context, after, upTo int64, limit int) ([
 		OR EXISTS (SELECT 1 FROM signing_keys WHERE change_version > ?1 AND change_version <= ?2)`, after, upTo).Scan(&all); err != nil || all {
 		return nil, all, err
 	}
-	rows, err := t.QueryContext(ctx, `SELECT store FROM member_stores WHERE version > ?1 AND version <= ?2
+	rows, err := t.QueryContext(ctx, `SELECT s.store FROM members m JOIN member_stores s ON s.member = m.id WHERE m.version > ?1 AND m.version <= ?2
 		UNION SELECT id FROM stores WHERE version > ?1 AND version <= ?2 LIMIT ?3`, after, upTo, limit+1)
 	if err != nil {
 		return nil, false, err

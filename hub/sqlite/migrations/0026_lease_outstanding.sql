@@ -3,7 +3,7 @@
 -- for every budget it may grant from, reads one row instead of summing every store's lease: with
 -- thousands of stores the sum made each pull's cost grow with the chain. A lease counts
 -- MAX(granted - consumed, 0) while its state is not 'settled'. On SQLite one writer commits at a
--- time, so the one row per budget is no point of contention (hub/postgres sums instead).
+-- time, so the one row per budget is no point of contention (hub/postgres keeps the same total).
 CREATE TABLE lease_outstanding (
 	budget TEXT PRIMARY KEY,
 	amount INTEGER NOT NULL
