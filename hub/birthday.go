@@ -121,8 +121,12 @@ func (h *Hub) awardBirthdays(ctx context.Context, bs []birthday) (int, error) {
 	made := 0
 	err := h.update(ctx, func(tx Tx) error {
 		made = 0
+		p, _, err := tx.Program(ctx) // parsed once for the batch
+		if err != nil {
+			return err
+		}
 		for _, c := range calls {
-			fresh, _, err := h.runOnline(ctx, tx, c)
+			fresh, _, err := h.runOnline(ctx, tx, c, &p)
 			if err != nil {
 				return err
 			}

@@ -40,7 +40,7 @@ func (h *Hub) callOnline(ctx context.Context, c onlineCall, out any) (fresh bool
 	var resp []byte
 	err = h.update(ctx, func(tx Tx) error {
 		var err error
-		fresh, resp, err = h.runOnline(ctx, tx, c)
+		fresh, resp, err = h.runOnline(ctx, tx, c, nil)
 		return err
 	})
 	if err != nil {
@@ -71,8 +71,9 @@ func newOnlineCall(op, orderID string, req any, fn func(*applier) (any, error)) 
 }
 
 // runOnline runs c in tx: the answer saved for its key if it ran before (with the same request),
-// or fn, whose answer it saves, marshalled, as resp (fresh).
-func (h *Hub) runOnline(ctx context.Context, tx Tx, c onlineCall) (fresh bool, resp []byte, err error) {
+// or fn, whose answer it saves, marshalled, as resp (fresh). cur, if not nil, is the current
+// program as tx reads it, parsed once for several calls in one transaction; fn does not change it.
+func (h *Hub) runOnline(ctx context.Context, tx Tx, c onlineCall, cur *loyalty.Program) (fresh bool, resp []byte, err error) {
 	prevHash, prev, found, err := tx.Idempotent(ctx, c.op, c.orderID)
 	if err != nil {
 		return false, nil, err
@@ -84,6 +85,7 @@ func (h *Hub) runOnline(ctx context.Context, tx Tx, c onlineCall) (fresh bool, r
 		return false, prev, nil
 	}
 	a := h.newApplier(tx)
+	a.cur = cur
 	res, err := c.fn(a)
 	if err != nil {
 		return false, nil, err
@@ -180,7 +182,7 @@ func (h *Hub) Earn(ctx context.Context, req loyalty.EarnRequest) (loyalty.Receip
 			return nil, err
 		}
 		m := a.members[member]
-		p, _, err := a.tx.Program(ctx)
+		p, err := a.current(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -190,7 +192,7 @@ func (h *Hub) Earn(ctx context.Context, req loyalty.EarnRequest) (loyalty.Receip
 		if err != nil {
 			return nil, err
 		}
-		pts, err := a.capEarn(ctx, &p, member, loyalty.RulePurchase, res.Points)
+		pts, err := a.capEarn(ctx, p, member, loyalty.RulePurchase, res.Points)
 		if err != nil {
 			return nil, err
 		}
@@ -262,7 +264,7 @@ func (h *Hub) Redeem(ctx context.Context, req loyalty.RedeemRequest) (loyalty.Re
 
 // payReward applies a redeem delta for req.RewardID if the member can afford it.
 func (a *applier) payReward(ctx context.Context, req loyalty.RedeemRequest, member string) (loyalty.Delta, loyalty.Reward, error) {
-	p, _, err := a.tx.Program(ctx)
+	p, err := a.current(ctx)
 	if err != nil {
 		return loyalty.Delta{}, loyalty.Reward{}, err
 	}
@@ -303,7 +305,7 @@ func (a *applier) useVoucher(ctx context.Context, req loyalty.RedeemRequest, c q
 	if len(uses) > 0 {
 		return nil, loyalty.Errorf(loyalty.ECONFLICT, "voucher %s was already used", v.ID)
 	}
-	p, _, err := a.tx.Program(ctx)
+	p, err := a.current(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -513,7 +515,7 @@ func (h *Hub) actionCall(ctx context.Context, req loyalty.ActionRequest) (online
 		if _, err := a.balance(ctx, req.MemberID); err != nil {
 			return nil, err
 		}
-		p, _, err := a.tx.Program(ctx)
+		p, err := a.current(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -532,7 +534,7 @@ func (h *Hub) actionCall(ctx context.Context, req loyalty.ActionRequest) (online
 					req.MemberID, act.ID, n, loyalty.PeriodName(act.Period), act.MaxTimes)
 			}
 		}
-		pts, err := a.capEarn(ctx, &p, req.MemberID, act.ID, act.Points)
+		pts, err := a.capEarn(ctx, p, req.MemberID, act.ID, act.Points)
 		if err != nil {
 			return nil, err
 		}
