@@ -565,8 +565,8 @@ func (t *tx) Program(ctx context.Context) (loyalty.Program, int64, error) {
 	if err != nil {
 		return loyalty.Program{}, 0, notFound(err, "no program yet")
 	}
-	var p loyalty.Program
-	return p, cv, json.Unmarshal([]byte(body), &p)
+	p, err := loyalty.DecodeProgram(body)
+	return p, cv, err
 }
 
 func (t *tx) ProgramVersion(ctx context.Context, v int64) (loyalty.Program, error) {
@@ -574,8 +574,7 @@ func (t *tx) ProgramVersion(ctx context.Context, v int64) (loyalty.Program, erro
 	if err := t.queryRow(ctx, `SELECT body FROM programs WHERE version = $1`, v).Scan(&body); err != nil {
 		return loyalty.Program{}, notFound(err, "rule version %d is unknown to the hub", v)
 	}
-	var p loyalty.Program
-	return p, json.Unmarshal([]byte(body), &p)
+	return loyalty.DecodeProgram(body)
 }
 
 func (t *tx) InsertProgram(ctx context.Context, p loyalty.Program, changeVersion int64, at time.Time) error {

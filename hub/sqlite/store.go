@@ -889,8 +889,8 @@ func (t *tx) Program(ctx context.Context) (loyalty.Program, int64, error) {
 	if err != nil {
 		return loyalty.Program{}, 0, notFound(err, "no program yet")
 	}
-	var p loyalty.Program
-	return p, cv, json.Unmarshal([]byte(body), &p)
+	p, err := loyalty.DecodeProgram(body)
+	return p, cv, err
 }
 
 func (t *tx) ProgramVersion(ctx context.Context, v int64) (loyalty.Program, error) {
@@ -898,8 +898,7 @@ func (t *tx) ProgramVersion(ctx context.Context, v int64) (loyalty.Program, erro
 	if err := t.QueryRowContext(ctx, `SELECT body FROM programs WHERE version = ?`, v).Scan(&body); err != nil {
 		return loyalty.Program{}, notFound(err, "rule version %d is unknown to the hub", v)
 	}
-	var p loyalty.Program
-	return p, json.Unmarshal([]byte(body), &p)
+	return loyalty.DecodeProgram(body)
 }
 
 func (t *tx) InsertProgram(ctx context.Context, p loyalty.Program, changeVersion int64, at time.Time) error {
