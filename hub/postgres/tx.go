@@ -36,7 +36,10 @@ func (t *tx) ChangedStores(ctx context.Context, after, upTo int64, limit int) ([
 		return nil, all, err
 	}
 	var stores []string
-	err := t.each(ctx, `SELECT s.store FROM members m JOIN member_stores s ON s.member = m.id WHERE m.version > $1 AND m.version <= $2
+	// Through the scope rows' own versions (member_stores_changed), not through members as on
+	// SQLite: with the range a parameter, PostgreSQL plans that join as a hash join over every
+	// scope row (26 ms with 100k of them, measured), where this index reads only the changed ones.
+	err := t.each(ctx, `SELECT store FROM member_stores WHERE version > $1 AND version <= $2
 		UNION SELECT id FROM stores WHERE version > $1 AND version <= $2 LIMIT $3`, []any{after, upTo, int64(limit) + 1}, func(rows pgx.Rows) error {
 		var s string
 		err := rows.Scan(&s)
