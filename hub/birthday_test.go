@@ -140,21 +140,22 @@ func TestBirthdays_TwoProcessesAtOnce(t *testing.T) {
 	mustCheck(t, h)
 }
 
+// birthdayBudget is a program edit: 200 birthday points, under a points_issued budget of limit.
+func birthdayBudget(limit int64) func(*loyalty.Program) {
+	return func(p *loyalty.Program) {
+		p.Actions = []loyalty.ActionRule{{ID: loyalty.ActionBirthday, Points: 200}}
+		p.Budgets = []loyalty.Budget{{ID: "pts", Metric: loyalty.MetricPointsIssued, Limit: limit}}
+	}
+}
+
 // TestBirthdays_CatchUpAndRefusal: a hub down on the day awards the birthday when it is back,
 // within the catch-up days; an award a budget refuses is not an error, and is given at a later
 // sweep once the budget has room.
 func TestBirthdays_CatchUpAndRefusal(t *testing.T) {
-	h := openHub(t)
-	ctx := context.Background()
+	h, ctx := openHub(t), context.Background()
 	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 	h.Now = func() time.Time { return now }
-	edit := func(limit int64) func(*loyalty.Program) {
-		return func(p *loyalty.Program) {
-			p.Actions = []loyalty.ActionRule{{ID: loyalty.ActionBirthday, Points: 200}}
-			p.Budgets = []loyalty.Budget{{ID: "pts", Metric: loyalty.MetricPointsIssued, Limit: limit}}
-		}
-	}
-	withProgram(t, h, edit(100))
+	withProgram(t, h, birthdayBudget(100))
 	if _, err := h.CreateMember(ctx, loyalty.Member{ID: "ann", Birthday: "03-10"}); err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +163,7 @@ func TestBirthdays_CatchUpAndRefusal(t *testing.T) {
 	if n, err := h.AwardBirthdays(ctx); err != nil || n != 0 || balance(t, h, "ann") != 0 {
 		t.Fatalf("over the budget: %d, %v, balance %d; want no award and no error", n, err, balance(t, h, "ann"))
 	}
-	withProgram(t, h, edit(1000))
+	withProgram(t, h, birthdayBudget(1000))
 	if n, err := h.AwardBirthdays(ctx); err != nil || n != 1 || balance(t, h, "ann") != 200 {
 		t.Fatalf("with room: %d, %v, balance %d", n, err, balance(t, h, "ann"))
 	}
@@ -180,17 +181,10 @@ func TestBirthdays_CatchUpAndRefusal(t *testing.T) {
 // budget has room for only some of them, the refused ones cost only themselves: every award that
 // fits is made, each once, and the others wait for a later sweep.
 func TestBirthdays_Batched(t *testing.T) {
-	h := openHub(t)
-	ctx := context.Background()
+	h, ctx := openHub(t), context.Background()
 	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 	h.Now = func() time.Time { return now }
-	edit := func(limit int64) func(*loyalty.Program) {
-		return func(p *loyalty.Program) {
-			p.Actions = []loyalty.ActionRule{{ID: loyalty.ActionBirthday, Points: 200}}
-			p.Budgets = []loyalty.Budget{{ID: "pts", Metric: loyalty.MetricPointsIssued, Limit: limit}}
-		}
-	}
-	withProgram(t, h, edit(1_000_000))
+	withProgram(t, h, birthdayBudget(1_000_000))
 	const members = 7
 	for i := range members {
 		day := "05-01" // today, in the first sweep
@@ -209,12 +203,12 @@ func TestBirthdays_Batched(t *testing.T) {
 	}
 	// Tomorrow four are due, and the budget has room for two more awards.
 	issued := int64(3 * 200)
-	withProgram(t, h, edit(issued+2*200))
+	withProgram(t, h, birthdayBudget(issued+2*200))
 	now = now.AddDate(0, 0, 1)
 	if n, err := h.AwardBirthdays(ctx); err != nil || n != 2 {
 		t.Fatalf("four due, room for two: awarded %d, %v", n, err)
 	}
-	withProgram(t, h, edit(1_000_000))
+	withProgram(t, h, birthdayBudget(1_000_000))
 	if n, err := h.AwardBirthdays(ctx); err != nil || n != 2 {
 		t.Fatalf("with room again: awarded %d, %v; want the two refused before", n, err)
 	}
