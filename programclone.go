@@ -40,6 +40,10 @@ func deepCopy(dst, src reflect.Value) {
 			deepCopy(v.Index(i), src.Index(i))
 		}
 		dst.Set(v)
+	case reflect.Array:
+		for i := range src.Len() {
+			deepCopy(dst.Index(i), src.Index(i))
+		}
 	case reflect.Map:
 		if src.IsNil() {
 			dst.SetZero()
@@ -64,14 +68,16 @@ func deepCopy(dst, src reflect.Value) {
 	}
 }
 
-// programs holds the programs DecodeProgram parsed, by their JSON.
+// programs holds the programs DecodeProgram parsed, by their JSON, and the JSON in the order
+// they were kept, oldest first.
 var programs struct {
 	sync.Mutex
-	m map[string]*Program
+	m     map[string]*Program
+	order []string
 }
 
-// programsKept bounds programs: the current version and the few older ones whose deltas are
-// still arriving.
+// programsKept bounds programs: the current version and the older ones whose deltas are still
+// arriving. When it is full, the program kept longest ago goes.
 const programsKept = 16
 
 // DecodeProgram parses a program stored as JSON, once per distinct JSON in this process: the hub
@@ -92,10 +98,17 @@ func DecodeProgram(body string) (Program, error) {
 	}
 	kept := parsed.Clone()
 	programs.Lock()
-	if len(programs.m) >= programsKept || programs.m == nil {
+	if programs.m == nil {
 		programs.m = make(map[string]*Program, programsKept)
 	}
-	programs.m[body] = &kept
+	if _, ok := programs.m[body]; !ok { // another caller may have kept it meanwhile
+		if len(programs.order) >= programsKept {
+			delete(programs.m, programs.order[0])
+			programs.order = programs.order[1:]
+		}
+		programs.m[body] = &kept
+		programs.order = append(programs.order, body)
+	}
 	programs.Unlock()
 	return parsed, nil
 }

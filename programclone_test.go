@@ -104,7 +104,7 @@ func TestProgramCloneSharesNothing(t *testing.T) {
 		}
 		seen[ty] = true
 		switch ty.Kind() {
-		case reflect.Pointer, reflect.Slice:
+		case reflect.Pointer, reflect.Slice, reflect.Array:
 			walk(ty.Elem(), path+"[]")
 		case reflect.Map:
 			walk(ty.Key(), path+"{key}")

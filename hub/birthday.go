@@ -30,6 +30,7 @@ func (h *Hub) AwardBirthdays(ctx context.Context) (int, error) {
 	days := birthdayDays(now)
 	zones := map[string]*time.Location{}
 	awarded, after := 0, ""
+	alone := false // a batch was refused: the rest of this sweep goes one award at a time
 	for {
 		var ms []loyalty.Member
 		err := h.Store.View(ctx, func(tx Tx) error {
@@ -46,7 +47,7 @@ func (h *Hub) AwardBirthdays(ctx context.Context) (int, error) {
 		}
 		for len(due) > 0 {
 			batch := due[:min(birthdayBatch, len(due))]
-			n, err := h.awardBirthdays(ctx, batch)
+			n, err := h.awardBirthdays(ctx, batch, &alone)
 			awarded += n
 			if err != nil {
 				return awarded, err
@@ -57,9 +58,10 @@ func (h *Hub) AwardBirthdays(ctx context.Context) (int, error) {
 	}
 }
 
-// birthdayBatch is how many birthday awards share a write transaction and its commit: a
-// birthday costs about as much as a sale, so a batch holds the single writer for a few
-// milliseconds (a push waits no longer than that for it).
+// birthdayBatch is how many birthday awards share a write transaction and its commit. An award
+// costs about half a millisecond of writer time on SQLite and two on PostgreSQL (docs/SCALING.md),
+// so a batch holds the writer for about 25 ms, or 100 ms on PostgreSQL: a push waits no longer
+// than that for it, and the commit's wait for the disk is shared by 50.
 const birthdayBatch = 50
 
 // birthday is a member's birthday award that is due.
@@ -106,10 +108,15 @@ func (h *Hub) dueBirthdays(ctx context.Context, ms []loyalty.Member, now time.Ti
 
 // awardBirthdays makes the awards of bs in one transaction, one commit for them all, and returns
 // how many it made. Another hub process may award one between dueBirthdays' read and this
-// transaction: its key makes the award here answer that one (not fresh, not counted). If any
-// award fails (a refusal, such as a used-up budget), nothing of the batch is kept and each is
-// made alone instead, so that a refusal costs only its own award.
-func (h *Hub) awardBirthdays(ctx context.Context, bs []birthday) (int, error) {
+// transaction: its key makes the award here answer that one (not fresh, not counted). If an
+// award is refused (a used-up budget, say), nothing of the batch is kept and each is made alone
+// instead, so that a refusal costs only its own award; *alone is then set, and later batches of
+// the sweep, which a used-up budget would refuse as well, go one at a time from the start. A
+// storage failure is returned as it is.
+func (h *Hub) awardBirthdays(ctx context.Context, bs []birthday, alone *bool) (int, error) {
+	if *alone {
+		return h.awardEach(ctx, bs)
+	}
 	calls := make([]onlineCall, len(bs))
 	for i, b := range bs {
 		c, err := h.actionCall(ctx, b.req)
@@ -136,10 +143,19 @@ func (h *Hub) awardBirthdays(ctx context.Context, bs []birthday) (int, error) {
 		}
 		return nil
 	})
-	if err == nil {
+	switch loyalty.ErrorCode(err) {
+	case "":
 		return made, nil
+	case loyalty.EINTERNAL:
+		return 0, fmt.Errorf("birthday points: %w", err)
 	}
-	made = 0
+	*alone = true
+	return h.awardEach(ctx, bs)
+}
+
+// awardEach makes the awards of bs one at a time, each in a transaction of its own.
+func (h *Hub) awardEach(ctx context.Context, bs []birthday) (int, error) {
+	made := 0
 	for _, b := range bs {
 		ok, err := h.awardBirthday(ctx, b)
 		if err != nil {
