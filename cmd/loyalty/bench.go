@@ -231,6 +231,9 @@ type BenchResult struct {
 	StormDeltasPerSec float64 `json:"storm_deltas_per_s"`
 	StormSeconds      float64 `json:"storm_seconds"` // from the first dial to the last store's outbox empty
 	SingleDrainPerSec float64 `json:"single_drain_deltas_per_s"`
+	// Whether the single drain's deltas went to other members than the storm's (there were at
+	// least twice storm_stores × storm_backlog members); if not, both went to the same ones.
+	DrainMembersApart bool `json:"drain_members_apart"`
 
 	IdleConns     int   `json:"idle_conns"`
 	IdleConnBytes int64 `json:"idle_conn_bytes"` // the hub's side of one idle agent session
@@ -405,13 +408,22 @@ func runBench(ctx context.Context, o benchOptions, progress io.Writer) (r BenchR
 	total := o.StormStores * o.StormBacklog
 	say("one store draining %d deltas over a websocket", total)
 	members := o.SweepMembers
+	// The storm's deltas go to members 0 to total-1 and, where there are members enough, the
+	// single drain's to the next total members, so that each part meets its members as the
+	// preload left them. On the same members, every storm delta would also rewrite the scope row
+	// the drain gave its member a moment before: work the drain never had to do.
+	drainFrom := 0
+	if members >= 2*total {
+		drainFrom = total
+	}
+	r.DrainMembersApart = drainFrom > 0
 	drain := stormStore{id: "drain", token: tokens["drain"]}
 	if err := pullOnce(ctx, h, drain.id); err != nil {
 		return r, err
 	}
 	now := time.Now()
 	drain.outbox = newMemOutbox(total, func(i int) loyalty.Delta {
-		return earnDelta(&p, drain.id, memberID(i%members), int64(100+i%5000), fmt.Sprint("d", i), now)
+		return earnDelta(&p, drain.id, memberID((drainFrom+i)%members), int64(100+i%5000), fmt.Sprint("d", i), now)
 	})
 	elapsed, err := drainStores(ctx, hm, []stormStore{drain}, quiet)
 	if err != nil {
