@@ -1178,79 +1178,149 @@ func qualifyingEvents(basis, where string) string {
 		FROM deltas d WHERE ` + where + ` AND d.kind = 'earn' AND d.rule = '' AND d.event_at >= ?2 AND d.event_at < ?3`
 }
 
-// qualifyingQuery reads, for the members whose column col is in selects, the five parts of a
-// hub.QualifyingWindow (?2 to ?10), one row per member and part that has any: part, member, amount,
-// points, first. Parts 0, 1 and 4 are day totals (member_qualifying); parts 2 and 3 are events
-// from the ledger, each with one look at its reversals. INDEXED BY keeps SQLite from reading the
-// member's whole ledger in seq order (deltas_member) to spare the GROUP BY a sort: the parts
-// from the ledger are short spans of time, which deltas_member_earn finds.
-func qualifyingQuery(in func(col string) string) string {
-	events := func(from, to string) string {
+// qualifyingQueries returns the two reads of a qualification (hub.QualifyingWindow), for the
+// members in(col, list) selects. days reads the day totals (member_qualifying) from ?6 on, one row
+// per member and part that has any (part, member, amount, points, first): 0 the whole days (?2
+// to ?3), 1 the end day (?4), 4 the days from ?5 on, and 5 the day of the window's head (?7),
+// whose row only says that the member had sales that day. edges reads the ledger for the parts of
+// a day at the window's edges, each event with one look at its reversals: 2 the head (?2 to ?3)
+// for the members of list ?1, 3 the tail (?5 to ?6) for those of list ?4. A member's edge is read
+// only where the day totals show sales on its day: most members have none on the one or two days
+// a window cuts through, and these ledger reads were most of a tier review's time. INDEXED BY
+// keeps SQLite from reading a member's whole ledger in seq order (deltas_member) to spare the
+// GROUP BY a sort: the edges are short spans of time, which deltas_member_earn finds.
+func qualifyingQueries(in func(col, list string) string) (days, edges string) {
+	events := func(list, from, to string) string {
 		return `SELECT m, COALESCE(SUM(CASE WHEN whole = 0 THEN a - ra END), 0), COALESCE(SUM(CASE WHEN whole = 0 THEN p - rp END), 0),
 			COALESCE(MIN(CASE WHEN whole = 0 THEN e END), 0)
 		FROM (SELECT d.member AS m, d.event_at AS e, d.amount AS a, d.points AS p, COALESCE(MAX(r.amount = 0), 0) AS whole,
 				COALESCE(SUM(CASE WHEN r.amount > 0 THEN r.amount END), 0) AS ra, COALESCE(SUM(CASE WHEN r.amount > 0 THEN -r.points END), 0) AS rp
 			FROM deltas d INDEXED BY deltas_member_earn LEFT JOIN deltas r ON r.reverses = d.id AND r.reverses != ''
-			WHERE ` + in("d.member") + ` AND d.kind = 'earn' AND d.rule = '' AND d.event_at >= ` + from + ` AND d.event_at < ` + to + `
+			WHERE ` + in("d.member", list) + ` AND d.kind = 'earn' AND d.rule = '' AND d.event_at >= ` + from + ` AND d.event_at < ` + to + `
 			GROUP BY d.seq) GROUP BY m`
 	}
-	// The day totals from ?10 on, in one range of each member's rows, each day put in its part.
-	return `SELECT part, member, SUM(amount), SUM(points), COALESCE(MIN(first), 0) FROM (
-			SELECT CASE WHEN day >= ?2 AND day < ?3 THEN 0 WHEN day = ?4 THEN 1 WHEN day >= ?9 THEN 4 END AS part, member, amount, points, first
-			FROM member_qualifying WHERE ` + in("member") + ` AND day >= ?10) WHERE part IS NOT NULL GROUP BY member, part
+	days = `SELECT part, member, SUM(amount), SUM(points), COALESCE(MIN(first), 0) FROM (
+			SELECT CASE WHEN day >= ?2 AND day < ?3 THEN 0 WHEN day = ?4 THEN 1 WHEN day >= ?5 THEN 4 WHEN day = ?7 THEN 5 END AS part,
+				member, amount, points, first
+			FROM member_qualifying WHERE ` + in("member", "?1") + ` AND day >= ?6) WHERE part IS NOT NULL GROUP BY member, part`
+	edges = `SELECT 2, * FROM (` + events("?1", "?2", "?3") + `)
 		UNION ALL
-		SELECT 2, * FROM (` + events("?5", "?6") + `)
-		UNION ALL
-		SELECT 3, * FROM (` + events("?7", "?8") + `)`
+		SELECT 3, * FROM (` + events("?4", "?5", "?6") + `)`
+	return days, edges
 }
 
 var (
-	qualifyingOne  = qualifyingQuery(func(col string) string { return col + " = ?1" })
-	qualifyingMany = qualifyingQuery(func(col string) string { return col + " IN (SELECT value FROM json_each(?1))" })
+	qualifyingDaysOne, qualifyingEdgesOne = qualifyingQueries(func(col, list string) string { return col + " = " + list })
+	qualifyingDays, qualifyingEdges       = qualifyingQueries(func(col, list string) string {
+		return col + " IN (SELECT value FROM json_each(" + list + "))"
+	})
 )
 
 func (t *tx) Qualifying(ctx context.Context, member, basis string, since, upTo time.Time) (hub.Qualification, error) {
-	qs, err := t.qualifying(ctx, qualifyingOne, member, []string{member}, basis, since, upTo)
+	qs, err := t.qualifying(ctx, []string{member}, basis, since, upTo)
 	return qs[member], err
 }
 
 func (t *tx) QualifyingOf(ctx context.Context, members []string, basis string, since, upTo time.Time) (map[string]hub.Qualification, error) {
-	ids, err := json.Marshal(members)
+	return t.qualifying(ctx, members, basis, since, upTo)
+}
+
+// qualifying reads the day totals of members in the window [since, upTo), then the window's edges
+// from the ledger for the members that had sales on an edge's day (qualifyingQueries), and puts
+// the parts together.
+func (t *tx) qualifying(ctx context.Context, members []string, basis string, since, upTo time.Time) (map[string]hub.Qualification, error) {
+	w := hub.NewQualifyingWindow(since, upTo)
+	daysQ, edgesQ := qualifyingDays, qualifyingEdges
+	list := func(ms []string) (any, error) {
+		if len(ms) == 0 {
+			return "[]", nil
+		}
+		b, err := json.Marshal(ms)
+		return string(b), err
+	}
+	if len(members) == 1 {
+		daysQ, edgesQ = qualifyingDaysOne, qualifyingEdgesOne
+		list = func(ms []string) (any, error) {
+			if len(ms) == 0 {
+				return nil, nil // NULL: no member
+			}
+			return ms[0], nil
+		}
+	}
+	arg, err := list(members)
 	if err != nil {
 		return nil, err
 	}
-	return t.qualifying(ctx, qualifyingMany, string(ids), members, basis, since, upTo)
-}
-
-// qualifying runs q, a qualifyingQuery, for the members arg names, and puts the parts together.
-func (t *tx) qualifying(ctx context.Context, q string, arg any, members []string, basis string, since, upTo time.Time) (map[string]hub.Qualification, error) {
-	w := hub.NewQualifyingWindow(since, upTo)
-	var end any // NULL: no day
+	// The days the edges cut through: the head's, read as part 5 (the day before the first whole
+	// day, or the end's day when the window is within one day), and the tail's, which is the end
+	// day (part 1) or, within one day, the head's.
+	var end, headDay any // NULL: no day
 	if w.HasEnd {
 		end = w.EndDay
 	}
-	rows, err := t.QueryContext(ctx, q, arg, w.Days[0], w.Days[1], end, w.Head[0], w.Head[1], w.Tail[0], w.Tail[1], w.After, w.From)
-	if err != nil {
+	from := w.From
+	hasHead, hasTail := w.Head[0] < w.Head[1], w.Tail[0] < w.Tail[1]
+	if hasHead {
+		d := hub.FloorDay(w.Head[0])
+		headDay, from = d, min(from, d)
+	}
+	tailPart := -1 // the part whose row says the member had sales on the tail's day (-1: read every member's tail)
+	if hasTail {
+		switch d := hub.FloorDay(w.Tail[0]); {
+		case w.HasEnd && d == w.EndDay:
+			tailPart = 1
+		case hasHead && d == hub.FloorDay(w.Head[0]):
+			tailPart = 5
+		}
+	}
+	parts := make(map[string]*[6]hub.DayTotals, len(members))
+	seen := make(map[string]*[6]bool, len(members))
+	for _, m := range members {
+		parts[m], seen[m] = &[6]hub.DayTotals{}, &[6]bool{}
+	}
+	read := func(q string, args ...any) error {
+		rows, err := t.QueryContext(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var part int
+			var m string
+			var d hub.DayTotals
+			if err := rows.Scan(&part, &m, &d.Amount, &d.Points, &d.First); err != nil {
+				return err
+			}
+			if p := parts[m]; p != nil && part >= 0 && part < len(p) {
+				p[part], seen[m][part] = d, true
+			}
+		}
+		return rows.Err()
+	}
+	if err := read(daysQ, arg, w.Days[0], w.Days[1], end, w.After, from, headDay); err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	parts := make(map[string]*[5]hub.DayTotals, len(members))
+	var heads, tails []string
 	for _, m := range members {
-		parts[m] = &[5]hub.DayTotals{}
+		if hasHead && seen[m][5] {
+			heads = append(heads, m)
+		}
+		if hasTail && (tailPart < 0 || seen[m][tailPart]) {
+			tails = append(tails, m)
+		}
 	}
-	for rows.Next() {
-		var part int
-		var m string
-		var d hub.DayTotals
-		if err := rows.Scan(&part, &m, &d.Amount, &d.Points, &d.First); err != nil {
+	if len(heads)+len(tails) > 0 {
+		h, err := list(heads)
+		if err != nil {
 			return nil, err
 		}
-		if p := parts[m]; p != nil && part >= 0 && part < 5 {
-			p[part] = d
+		tl, err := list(tails)
+		if err != nil {
+			return nil, err
 		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
+		if err := read(edgesQ, h, w.Head[0], w.Head[1], tl, w.Tail[0], w.Tail[1]); err != nil {
+			return nil, err
+		}
 	}
 	out := make(map[string]hub.Qualification, len(members))
 	for m, p := range parts {
