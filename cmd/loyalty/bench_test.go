@@ -85,6 +85,21 @@ func TestBenchJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	n, err := countRows(context.Background(), sqldb, "deltas")
+	// With members for both, the single drain and the storm go to different members: the storm
+	// to the first stores × backlog, the drain to the next as many.
+	if apart, _ := r["drain_members_apart"].(bool); !apart {
+		t.Errorf("drain_members_apart = %v with %d members for %d storm deltas, want true", r["drain_members_apart"], members, stores*backlog)
+	}
+	var drainLow, drainHigh, stormHigh int
+	qerr := sqldb.QueryRowContext(context.Background(), `SELECT
+			(SELECT COUNT(*) FROM deltas WHERE store = 'drain' AND member < ?1),
+			(SELECT COUNT(*) FROM deltas WHERE store = 'drain' AND member >= ?1),
+			(SELECT COUNT(*) FROM deltas WHERE store LIKE 'storm-%' AND member >= ?1)`,
+		memberID(stores*backlog)).Scan(&drainLow, &drainHigh, &stormHigh)
+	if qerr != nil || drainLow != 0 || stormHigh != 0 || drainHigh != stores*backlog {
+		t.Errorf("the drain's deltas: %d to the storm's members, %d to the next ones; the storm's: %d past its members (%v); want 0, %d, 0",
+			drainLow, drainHigh, stormHigh, qerr, stores*backlog)
+	}
 	sqldb.Close()
 	if want := int64(preload + 2*deltas + 2*stores*backlog); err != nil || n < want {
 		t.Errorf("the kept database's ledger has %d deltas (%v), want at least %d", n, err, want)
