@@ -19,9 +19,9 @@ import (
 // and every push's commit makes every session pull again), the commits, not the work, bound the
 // rate. So the sessions' writes (Push, Pull, and Seen's health writes) queue, and the first caller
 // that finds nobody leading leads: it takes the queued calls, up to maxGroupCalls and
-// maxGroupDeltas pushed deltas, runs them one after the other in one transaction, each exactly as
-// it would run alone (a push with an applier of its own; the later calls see what the earlier
-// ones wrote), commits once, and answers each caller after the commit. It never waits for a group
+// maxGroupDeltas pushed deltas, runs them one after the other in one transaction (the later calls
+// see what the earlier ones wrote; pushes next to each other go in as one batch, push.go:
+// applyPushes), commits once, and answers each caller after the commit. It never waits for a group
 // to fill: a caller alone runs at once, alone. When the leader's own group is done and more calls
 // are queued, a goroutine goes on leading until the queue is empty, so that the leader's caller
 // is not kept waiting for others'.
@@ -53,19 +53,20 @@ type groups struct {
 type groupCall struct {
 	ctx    context.Context
 	deltas int                                    // pushed deltas, for maxGroupDeltas
+	push   *groupPush                             // a store's push, applied with the pushes next to it (applyPushes); else apply
 	apply  func(ctx context.Context, tx Tx) error // in a shared transaction, as often as it is attempted
 	alone  func(ctx context.Context) error        // in a transaction of its own, if the shared one failed
 	taken  bool                                   // a leader took it: it will be answered (guarded by groups.mu)
 	done   chan error
 }
 
-// grouped runs a session's write in a group (above): apply in the group's transaction, or alone by
-// itself; it returns once the write has committed (or failed).
-func (h *Hub) grouped(ctx context.Context, deltas int, apply func(context.Context, Tx) error, alone func(context.Context) error) error {
+// grouped runs a session's write in a group (above): push, or else apply, in the group's
+// transaction, or alone by itself; it returns once the write has committed (or failed).
+func (h *Hub) grouped(ctx context.Context, deltas int, push *groupPush, apply func(context.Context, Tx) error, alone func(context.Context) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	c := &groupCall{ctx: ctx, deltas: deltas, apply: apply, alone: alone, done: make(chan error, 1)}
+	c := &groupCall{ctx: ctx, deltas: deltas, push: push, apply: apply, alone: alone, done: make(chan error, 1)}
 	g := &h.groups
 	g.mu.Lock()
 	g.queue = append(g.queue, c) // first in the queue if nobody leads: a leader ends on an empty one
@@ -200,10 +201,27 @@ func (h *Hub) runTogether(group []*groupCall) []error {
 	// The transaction is everyone's: no caller's context ends it.
 	ctx := context.WithoutCancel(group[0].ctx)
 	err := h.update(ctx, func(tx Tx) error {
-		for i, c := range group {
-			if err := c.apply(ctx, tx); err != nil {
-				return fmt.Errorf("call %d of %d in a group: %w", i+1, len(group), err)
+		for i := 0; i < len(group); {
+			if group[i].push == nil {
+				if err := group[i].apply(ctx, tx); err != nil {
+					return fmt.Errorf("call %d of %d in a group: %w", i+1, len(group), err)
+				}
+				i++
+				continue
 			}
+			// The pushes next to each other go in as one batch (push.go: applyPushes).
+			j := i + 1
+			for j < len(group) && group[j].push != nil {
+				j++
+			}
+			pushes := make([]*groupPush, 0, j-i)
+			for _, c := range group[i:j] {
+				pushes = append(pushes, c.push)
+			}
+			if err := h.applyPushes(ctx, tx, pushes); err != nil {
+				return fmt.Errorf("calls %d to %d of %d in a group: %w", i+1, j, len(group), err)
+			}
+			i = j
 		}
 		return nil
 	})

@@ -60,14 +60,26 @@ func pushGroupHub(t *testing.T, n int) (h *hub.Hub, waiting chan int, groups cha
 	return h, waiting, groups
 }
 
+// sharedVersion is the version of member shared in the first of acks that has it.
+func sharedVersion(acks []*lsync.Ack) int64 {
+	for _, a := range acks {
+		for _, b := range a.Balances {
+			if b.Member == "shared" {
+				return b.Version
+			}
+		}
+	}
+	return 0
+}
+
 func pullOnce(ctx context.Context, h *hub.Hub, store string) error {
 	_, err := h.Pull(ctx, store, lsync.Pull{Limit: 1000, Flushed: true})
 	return err
 }
 
 // TestPush_GroupCommit: pushes from several stores queued while another push is being applied
-// share one transaction: each caller is answered once, after the commit, with its own results and
-// balances, as it would have been alone; a duplicate of another batch of the same group is told
+// share one transaction and go in as one batch: each caller is answered once, after the commit,
+// with its own results, and the balances of its members as the group left them; a duplicate of another batch of the same group is told
 // duplicate with the other's sequence number; a rejected delta is rejected in its batch only; the
 // change feed hears of the group's commit once, with the newest version.
 func TestPush_GroupCommit(t *testing.T) {
@@ -170,12 +182,15 @@ func TestPush_GroupCommit(t *testing.T) {
 				t.Errorf("push %d result %d: %+v, want %s of %s", i, j, r, want, batches[i][j].ID)
 			}
 		}
-		// Each batch's balances are as it left them: its member's first sale, and shared after
-		// the batches before it and this one.
-		want := map[string]int64{fmt.Sprintf("g%d", i): int64(i + 1), "shared": int64(i + 1)}
+		// Each batch's balances are those of its members as the group left them: its member's
+		// first sale, and shared after every batch's sale, at the same version in every ack.
+		want := map[string]int64{fmt.Sprintf("g%d", i): int64(i + 1), "shared": n}
 		for _, b := range ack.Balances {
 			if w, ok := want[b.Member]; !ok || b.Balance != w || b.Version == 0 {
 				t.Errorf("push %d: balance %+v, want %v", i, b, want)
+			}
+			if b.Member == "shared" && b.Version != sharedVersion(got) {
+				t.Errorf("push %d: shared at version %d, another push's ack has %d", i, b.Version, sharedVersion(got))
 			}
 			delete(want, b.Member)
 		}

@@ -23,21 +23,17 @@ func (h *Hub) Push(ctx context.Context, store string, deltas []loyalty.Delta) (*
 	if len(deltas) == 0 {
 		return h.pushAlone(ctx, store, deltas)
 	}
-	var ack *lsync.Ack
-	err := h.grouped(ctx, len(deltas), func(ctx context.Context, tx Tx) error {
+	p := &groupPush{store: store, deltas: deltas}
+	err := h.grouped(ctx, len(deltas), p, nil, func(ctx context.Context) error {
 		var err error
-		ack, err = h.applyBatch(ctx, tx, store, deltas)
-		return err
-	}, func(ctx context.Context) error {
-		var err error
-		ack, err = h.pushAlone(ctx, store, deltas)
+		p.ack, err = h.pushAlone(ctx, store, deltas)
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	h.countAck(ack) // metrics.go
-	return ack, nil
+	h.countAck(p.ack) // metrics.go
+	return p.ack, nil
 }
 
 // pushAlone applies one store's batch in a transaction of its own; if that fails, one delta at a
@@ -97,25 +93,106 @@ func (h *Hub) push(ctx context.Context, store string, deltas []loyalty.Delta) (*
 func (h *Hub) applyBatch(ctx context.Context, tx Tx, store string, deltas []loyalty.Delta) (*lsync.Ack, error) {
 	a := h.newApplier(tx)
 	a.deferInserts() // the batch's new deltas go into the ledger together (batch.go)
-	ack := &lsync.Ack{Results: make([]lsync.Result, 0, len(deltas))}
 	if err := a.prepare(ctx, deltas); err != nil {
 		return nil, err
 	}
+	ack := &lsync.Ack{}
+	var err error
+	if ack.Results, err = a.applyAll(ctx, store, deltas); err != nil {
+		return nil, err
+	}
+	if ack.Balances, err = a.finish(ctx); err != nil { // finish inserts what is pending first
+		return nil, err
+	}
+	a.seqs(ack.Results)
+	return ack, nil
+}
+
+// groupPush is a store's push in a group (group.go), and its Ack once applied.
+type groupPush struct {
+	store  string
+	deltas []loyalty.Delta
+	ack    *lsync.Ack // set by each attempt
+}
+
+// applyPushes applies several stores' pushes, next to each other in a group, as one batch: one
+// applier, so the ledger inserts, the members' reads and writes, their new versions, their
+// qualifying totals and the stores' new scope rows are a few statements for the whole group
+// instead of a few for each push. In a reconnect storm (a thousand stores, each pushing a few
+// dozen deltas at once) those per-push statements cost the hub more than the deltas themselves.
+// The deltas are applied in the group's order, each seeing what the ones before it did, as they
+// would be in one store's batch; a tier is computed once, after all of them, as in one batch.
+// Each push's Ack has the results of its own deltas and the balances of the members its applied
+// or duplicate deltas are for, as the whole group left them (a later version than the push alone
+// would give: the same member state the feed gives).
+func (h *Hub) applyPushes(ctx context.Context, tx Tx, pushes []*groupPush) error {
+	if len(pushes) == 1 {
+		ack, err := h.applyBatch(ctx, tx, pushes[0].store, pushes[0].deltas)
+		pushes[0].ack = ack
+		return err
+	}
+	a := h.newApplier(tx)
+	a.deferInserts()
+	var all []loyalty.Delta
+	for _, p := range pushes {
+		all = append(all, p.deltas...)
+	}
+	if err := a.prepare(ctx, all); err != nil {
+		return err
+	}
+	results := make([][]lsync.Result, len(pushes))
+	for i, p := range pushes {
+		var err error
+		if results[i], err = a.applyAll(ctx, p.store, p.deltas); err != nil {
+			return err
+		}
+	}
+	balances, err := a.finish(ctx)
+	if err != nil {
+		return err
+	}
+	byMember := make(map[string]lsync.Balance, len(balances))
+	for _, b := range balances {
+		byMember[b.Member] = b
+	}
+	for i, p := range pushes {
+		a.seqs(results[i])
+		ack := &lsync.Ack{Results: results[i], Balances: []lsync.Balance{}}
+		told := make(map[string]bool)
+		for k, r := range results[i] {
+			m := p.deltas[k].Member
+			if (r.Status != lsync.StatusApplied && r.Status != lsync.StatusDuplicate) || told[m] {
+				continue
+			}
+			if b, ok := byMember[m]; ok {
+				ack.Balances = append(ack.Balances, b)
+				told[m] = true
+			}
+		}
+		p.ack = ack
+	}
+	return nil
+}
+
+// applyAll applies a store's deltas in order and returns their results.
+func (a *applier) applyAll(ctx context.Context, store string, deltas []loyalty.Delta) ([]lsync.Result, error) {
+	results := make([]lsync.Result, 0, len(deltas))
 	for _, d := range deltas {
 		r, err := a.apply(ctx, store, d)
 		if err != nil {
 			return nil, fmt.Errorf("delta %s: %w", d.ID, err)
 		}
-		ack.Results = append(ack.Results, r)
+		results = append(results, r)
 	}
-	var err error
-	if ack.Balances, err = a.finish(ctx); err != nil { // finish inserts what is pending first
-		return nil, err
-	}
-	for i, r := range ack.Results {
+	return results, nil
+}
+
+// seqs gives the applied results whose deltas were inserted with the batch (after their result
+// was made) their sequence numbers.
+func (a *applier) seqs(results []lsync.Result) {
+	for i, r := range results {
 		if r.Status == lsync.StatusApplied && r.Seq == 0 {
-			ack.Results[i].Seq = a.inserted[r.DeltaID].Seq
+			results[i].Seq = a.inserted[r.DeltaID].Seq
 		}
 	}
-	return ack, nil
 }
