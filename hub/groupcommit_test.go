@@ -2,7 +2,9 @@ package hub_test
 
 import (
 	"context"
+	"flag"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -441,4 +443,152 @@ func TestPush_GroupCommitCallerGivesUpWhileApplied(t *testing.T) {
 	if b := balance(t, h, "g0"); b != 5 {
 		t.Errorf("g0's balance %d, want 5", b)
 	}
+}
+
+var groupSeed = flag.Uint64("group.seed", 0, "replay TestPush_GroupedAsOneByOne with this seed (0: a new one)")
+
+// TestPush_GroupedAsOneByOne: random batches of several stores, pushed as one group (applied as one
+// batch, applyPushes) on one hub and one push after another on a second hub in the same state,
+// come out the same: each delta's status and code, every member's balance, the conflicts flagged
+// and the deltas set aside. The batches mix sales of shared and own members, redemptions that
+// overdraw, refunds of sales made before the group and of sales earlier in the same group, the
+// same delta twice, another store's delta id reused, and a member the hub does not know. The seed
+// is printed; replay a failure with -group.seed.
+func TestPush_GroupedAsOneByOne(t *testing.T) {
+	rng, _ := seeded(t, *groupSeed, "group.seed")
+	const n = 5
+	ctx := context.Background()
+	grouped, waiting, groups := pushGroupHub(t, n)
+	alone, _, _ := pushGroupHub(t, n)
+	members := []string{"shared", "g0", "g1", "g2", "g3", "g4"}
+	id := 0
+	newID := func() string { id++; return fmt.Sprintf("%s-%04d", t.Name()[:8], id) }
+	sale := func(store, member string) loyalty.Delta {
+		d := biEarn(newID(), store, member, 100*(1+rng.Int64N(40)))
+		d.OccurredAt = t0
+		return d
+	}
+	refund := func(of loyalty.Delta) loyalty.Delta {
+		r := biReverse(newID(), of.Store, of.Member, of.ID, -of.Points)
+		r.OccurredAt = t0
+		return r
+	}
+	// Sales before the group, on both hubs, for the group's refunds.
+	before := make([]loyalty.Delta, n)
+	for i := range n {
+		store := fmt.Sprintf("p%d", i)
+		before[i] = sale(store, members[rng.IntN(len(members))])
+		for _, h := range []*hub.Hub{grouped, alone} {
+			pushOK(t, h, store, before[i])
+		}
+		<-waiting // grouped's hooks heard of that push: queued, and committed alone
+		<-groups
+	}
+	batches := make([][]loyalty.Delta, n)
+	var everyone []loyalty.Delta
+	for i := range n {
+		store := fmt.Sprintf("p%d", i)
+		var b []loyalty.Delta
+		for range 2 + rng.IntN(6) {
+			var d loyalty.Delta
+			switch k := rng.IntN(10); {
+			case k < 4:
+				d = sale(store, members[rng.IntN(len(members))])
+			case k < 6:
+				d = biRedeem(newID(), store, members[rng.IntN(len(members))], "coffee", 50)
+				d.OccurredAt = t0
+			case k == 6:
+				d = refund(before[i])
+			case k == 7 && len(b) > 0 && b[0].Kind == loyalty.KindEarn:
+				d = refund(b[0]) // a sale of this group
+			case k == 8 && len(everyone) > 0:
+				d = everyone[rng.IntN(len(everyone))] // the same again, or another store's id
+				if d.Store != store {
+					d.Store = store
+				}
+			default:
+				d = sale(store, "nobody")
+			}
+			b = append(b, d)
+		}
+		batches[i] = b
+		everyone = append(everyone, b...)
+	}
+
+	// On grouped, every batch queues behind a push that holds the writer: one group.
+	gate := newGatedStore(grouped.Store)
+	grouped.Store = gate
+	first := make(chan error, 1)
+	go func() {
+		_, err := grouped.Push(ctx, "s1", []loyalty.Delta{earn("s1", "m1", 1000)})
+		first <- err
+	}()
+	<-gate.armed
+	<-waiting
+	acks := make([]*lsync.Ack, n)
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			var err error
+			acks[i], err = grouped.Push(ctx, fmt.Sprintf("p%d", i), batches[i])
+			errs <- err
+		}()
+		<-waiting
+	}
+	close(gate.release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-groups // the first push
+	if g := <-groups; g[0] != n {
+		t.Fatalf("the batches went in %d calls of a group, want %d", g[0], n)
+	}
+	pushOK(t, alone, "s1", earn("s1", "m1", 1000))
+
+	for i := range n {
+		one := pushOK(t, alone, fmt.Sprintf("p%d", i), batches[i]...)
+		for j, r := range one.Results {
+			g := acks[i].Results[j]
+			if g.DeltaID != r.DeltaID || g.Status != r.Status || g.Code != r.Code || (g.Status == lsync.StatusApplied) != (g.Seq > 0) {
+				t.Errorf("push %d delta %d (%s %s of %s): grouped %+v, alone %+v", i, j, batches[i][j].Kind, batches[i][j].ID,
+					batches[i][j].Member, g, r)
+			}
+		}
+	}
+	for _, m := range append(members, "m1") {
+		if g, a := balance(t, grouped, m), balance(t, alone, m); g != a {
+			t.Errorf("%s: balance %d grouped, %d alone", m, g, a)
+		}
+	}
+	summary := func(h *hub.Hub) (conflicts, rejections []string) {
+		cs, err := h.Conflicts(ctx, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range cs {
+			conflicts = append(conflicts, fmt.Sprint(c.Kind, c.Member, c.Store, c.Deltas, c.Amount))
+		}
+		rs, err := h.Rejections(ctx, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rs {
+			rejections = append(rejections, fmt.Sprint(r.Delta.ID, r.Store, r.Code))
+		}
+		slices.Sort(conflicts)
+		slices.Sort(rejections)
+		return conflicts, rejections
+	}
+	gc, gr := summary(grouped)
+	ac, ar := summary(alone)
+	if !slices.Equal(gc, ac) || !slices.Equal(gr, ar) {
+		t.Errorf("grouped: conflicts %v, rejections %v\nalone: conflicts %v, rejections %v", gc, gr, ac, ar)
+	}
+	mustCheck(t, grouped)
+	mustCheck(t, alone)
 }
