@@ -452,8 +452,10 @@ var groupSeed = flag.Uint64("group.seed", 0, "replay TestPush_GroupedAsOneByOne 
 // come out the same: each delta's status and code, every member's balance, the conflicts flagged
 // and the deltas set aside. The batches mix sales of shared and own members, redemptions that
 // overdraw, refunds of sales made before the group and of sales earlier in the same group, the
-// same delta twice, another store's delta id reused, and a member the hub does not know. The seed
-// is printed; replay a failure with -group.seed.
+// same delta twice, another store's delta id reused, and a member the hub does not know. The test
+// hub's program has no tiers: with tiers, a tier change the group's sales cause is worked out once,
+// at the group's end, as within one store's batch (push.go, applyPushes). The seed is printed;
+// replay a failure with -group.seed.
 func TestPush_GroupedAsOneByOne(t *testing.T) {
 	rng, _ := seeded(t, *groupSeed, "group.seed")
 	const n = 5
@@ -515,39 +517,11 @@ func TestPush_GroupedAsOneByOne(t *testing.T) {
 		everyone = append(everyone, b...)
 	}
 
-	// On grouped, every batch queues behind a push that holds the writer: one group.
-	gate := newGatedStore(grouped.Store)
-	grouped.Store = gate
-	first := make(chan error, 1)
-	go func() {
-		_, err := grouped.Push(ctx, "s1", []loyalty.Delta{earn("s1", "m1", 1000)})
-		first <- err
-	}()
-	<-gate.armed
-	<-waiting
-	acks := make([]*lsync.Ack, n)
-	errs := make(chan error, n)
+	stores := make([]string, n)
 	for i := range n {
-		go func() {
-			var err error
-			acks[i], err = grouped.Push(ctx, fmt.Sprintf("p%d", i), batches[i])
-			errs <- err
-		}()
-		<-waiting
+		stores[i] = fmt.Sprintf("p%d", i)
 	}
-	close(gate.release)
-	if err := <-first; err != nil {
-		t.Fatal(err)
-	}
-	for range n {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
-		}
-	}
-	<-groups // the first push
-	if g := <-groups; g[0] != n {
-		t.Fatalf("the batches went in %d calls of a group, want %d", g[0], n)
-	}
+	acks := pushAsOneGroup(t, grouped, waiting, groups, stores, batches)
 	pushOK(t, alone, "s1", earn("s1", "m1", 1000))
 
 	for i := range n {
@@ -591,4 +565,63 @@ func TestPush_GroupedAsOneByOne(t *testing.T) {
 	}
 	mustCheck(t, grouped)
 	mustCheck(t, alone)
+}
+
+// pushAsOneGroup pushes batches[i] as stores[i], every push queued behind one that holds the
+// writer, so that they go in as one group; it returns their acks. waiting and groups are h's
+// group hooks (pushGroupHub), with nothing unread in them.
+func pushAsOneGroup(t *testing.T, h *hub.Hub, waiting chan int, groups chan [2]int, stores []string, batches [][]loyalty.Delta) []*lsync.Ack {
+	t.Helper()
+	ctx := context.Background()
+	gate := newGatedStore(h.Store)
+	h.Store = gate
+	first := make(chan error, 1)
+	go func() {
+		_, err := h.Push(ctx, "s1", []loyalty.Delta{earn("s1", "m1", 1000)})
+		first <- err
+	}()
+	<-gate.armed
+	<-waiting
+	acks := make([]*lsync.Ack, len(stores))
+	errs := make(chan error, len(stores))
+	for i := range stores {
+		go func() {
+			var err error
+			acks[i], err = h.Push(ctx, stores[i], batches[i])
+			errs <- err
+		}()
+		<-waiting
+	}
+	close(gate.release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	for range stores {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.Store = gate.Store
+	<-groups // the first push
+	if g := <-groups; g[0] != len(stores) {
+		t.Fatalf("the batches went in %d calls of a group, want %d", g[0], len(stores))
+	}
+	return acks
+}
+
+// TestPush_GroupedSaleKeepsToItself: a store's sale without a member (counted apart from the
+// ledger) that bears the id of another store's delta in the same group is told applied with no
+// ledger position and no balance, as alone: nothing of the other store's delta reaches it.
+func TestPush_GroupedSaleKeepsToItself(t *testing.T) {
+	h, waiting, groups := pushGroupHub(t, 2)
+	e := biEarn("same-id-0001", "p0", "g0", 1000)
+	e.OccurredAt = t0
+	sale := loyalty.Delta{ID: e.ID, Store: "p1", Kind: loyalty.KindSale, Amount: 1250, Currency: "EUR", OccurredAt: t0, OrderID: "N-1"}
+	acks := pushAsOneGroup(t, h, waiting, groups, []string{"p0", "p1"}, [][]loyalty.Delta{{e}, {sale}})
+	if r := acks[0].Results[0]; r.Status != lsync.StatusApplied || r.Seq == 0 {
+		t.Fatalf("p0's earn: %+v, want applied with its ledger position", r)
+	}
+	if r := acks[1].Results[0]; r.Status != lsync.StatusApplied || r.Seq != 0 || len(acks[1].Balances) != 0 {
+		t.Errorf("p1's sale: %+v, balances %+v; want applied with no ledger position and no balance", r, acks[1].Balances)
+	}
 }

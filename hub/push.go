@@ -104,7 +104,7 @@ func (h *Hub) applyBatch(ctx context.Context, tx Tx, store string, deltas []loya
 	if ack.Balances, err = a.finish(ctx); err != nil { // finish inserts what is pending first
 		return nil, err
 	}
-	a.seqs(ack.Results)
+	a.seqs(deltas, ack.Results)
 	return ack, nil
 }
 
@@ -120,11 +120,14 @@ type groupPush struct {
 // qualifying totals and the stores' new scope rows are a few statements for the whole group
 // instead of a few for each push. In a reconnect storm (a thousand stores, each pushing a few
 // dozen deltas at once) those per-push statements cost the hub more than the deltas themselves.
-// The deltas are applied in the group's order, each seeing what the ones before it did, as they
-// would be in one store's batch; a tier is computed once, after all of them, as in one batch.
-// Each push's Ack has the results of its own deltas and the balances of the members its applied
-// or duplicate deltas are for, as the whole group left them (a later version than the push alone
-// would give: the same member state the feed gives).
+// The deltas are applied in the group's order, each seeing what the ones before it did, exactly as
+// in one store's batch: a tier claim is checked against the tier history as it stood before the
+// batch, and a member's tier is worked out once, after all of them (one tier delta for the net
+// change). A store gains nothing by it it could not have by pushing one batch of its own. Each
+// push's Ack has the results of its own deltas and the balances of the members its applied or
+// duplicate deltas are for, as the whole group left them (a later version than the push alone
+// would give: the same member state the feed gives). A member the batch changed for no delta of
+// the push, a referrer credited by its sale, is in no ack: the feed brings them.
 func (h *Hub) applyPushes(ctx context.Context, tx Tx, pushes []*groupPush) error {
 	if len(pushes) == 1 {
 		ack, err := h.applyBatch(ctx, tx, pushes[0].store, pushes[0].deltas)
@@ -156,12 +159,13 @@ func (h *Hub) applyPushes(ctx context.Context, tx Tx, pushes []*groupPush) error
 		byMember[b.Member] = b
 	}
 	for i, p := range pushes {
-		a.seqs(results[i])
+		a.seqs(p.deltas, results[i])
 		ack := &lsync.Ack{Results: results[i], Balances: []lsync.Balance{}}
 		told := make(map[string]bool)
 		for k, r := range results[i] {
 			m := p.deltas[k].Member
-			if (r.Status != lsync.StatusApplied && r.Status != lsync.StatusDuplicate) || told[m] {
+			if (r.Status != lsync.StatusApplied && r.Status != lsync.StatusDuplicate) || told[m] ||
+				p.deltas[k].Kind == loyalty.KindSale { // counted apart from the ledger: no member's balance
 				continue
 			}
 			if b, ok := byMember[m]; ok {
@@ -187,11 +191,12 @@ func (a *applier) applyAll(ctx context.Context, store string, deltas []loyalty.D
 	return results, nil
 }
 
-// seqs gives the applied results whose deltas were inserted with the batch (after their result
-// was made) their sequence numbers.
-func (a *applier) seqs(results []lsync.Result) {
+// seqs gives the applied results of deltas, whose deltas were inserted with the batch (after
+// their result was made), their sequence numbers. A sale is counted apart from the ledger
+// (sales.go) and has none: another store's delta of the group may have its id.
+func (a *applier) seqs(deltas []loyalty.Delta, results []lsync.Result) {
 	for i, r := range results {
-		if r.Status == lsync.StatusApplied && r.Seq == 0 {
+		if r.Status == lsync.StatusApplied && r.Seq == 0 && deltas[i].Kind != loyalty.KindSale {
 			results[i].Seq = a.inserted[r.DeltaID].Seq
 		}
 	}
