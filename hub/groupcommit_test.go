@@ -238,15 +238,7 @@ func TestPush_GroupCommitFallsBack(t *testing.T) {
 		batches[i] = []loyalty.Delta{earn(store, fmt.Sprintf("g%d", i), 1000), earn(store, fmt.Sprintf("g%d", i), 500)}
 	}
 	poison := batches[2][1]
-	gate := newGatedStore(failingStore{h.Store, poison.ID})
-	h.Store = gate
-	first := make(chan error, 1)
-	go func() {
-		_, err := h.Push(ctx, "s1", []loyalty.Delta{earn("s1", "m1", 1000)})
-		first <- err
-	}()
-	<-gate.armed
-	<-waiting
+	gate, first := holdWriter(h, failingStore{h.Store, poison.ID}, waiting)
 	type answer struct {
 		i   int
 		ack *lsync.Ack
@@ -567,21 +559,29 @@ func TestPush_GroupedAsOneByOne(t *testing.T) {
 	mustCheck(t, alone)
 }
 
+// holdWriter puts h on a gate over store and starts a push of s1 that holds the writer until
+// the gate is released; it returns once that push is queued (waiting is h's queued hook), with
+// the gate and the push's outcome.
+func holdWriter(h *hub.Hub, store hub.Store, waiting chan int) (gatedStore, chan error) {
+	gate := newGatedStore(store)
+	h.Store = gate
+	first := make(chan error, 1)
+	go func() {
+		_, err := h.Push(context.Background(), "s1", []loyalty.Delta{earn("s1", "m1", 1000)})
+		first <- err
+	}()
+	<-gate.armed
+	<-waiting
+	return gate, first
+}
+
 // pushAsOneGroup pushes batches[i] as stores[i], every push queued behind one that holds the
 // writer, so that they go in as one group; it returns their acks. waiting and groups are h's
 // group hooks (pushGroupHub), with nothing unread in them.
 func pushAsOneGroup(t *testing.T, h *hub.Hub, waiting chan int, groups chan [2]int, stores []string, batches [][]loyalty.Delta) []*lsync.Ack {
 	t.Helper()
 	ctx := context.Background()
-	gate := newGatedStore(h.Store)
-	h.Store = gate
-	first := make(chan error, 1)
-	go func() {
-		_, err := h.Push(ctx, "s1", []loyalty.Delta{earn("s1", "m1", 1000)})
-		first <- err
-	}()
-	<-gate.armed
-	<-waiting
+	gate, first := holdWriter(h, h.Store, waiting)
 	acks := make([]*lsync.Ack, len(stores))
 	errs := make(chan error, len(stores))
 	for i := range stores {
