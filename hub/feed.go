@@ -25,7 +25,7 @@ func (h *Hub) Pull(ctx context.Context, store string, req lsync.Pull) (*lsync.Ch
 		return err
 	}
 	err := h.readFirst(ctx, func(tx Tx) error { return pull(ctx, tx) }, func() error {
-		return h.grouped(ctx, 0, nil, pull, func(ctx context.Context) error {
+		return h.grouped(ctx, nil, pull, func(ctx context.Context) error {
 			return h.Store.Update(ctx, func(tx Tx) error { return pull(ctx, tx) })
 		})
 	})

@@ -51,22 +51,29 @@ type groups struct {
 
 // groupCall is one write waiting for its group, or in it.
 type groupCall struct {
-	ctx    context.Context
-	deltas int                                    // pushed deltas, for maxGroupDeltas
-	push   *groupPush                             // a store's push, applied with the pushes next to it (applyPushes); else apply
-	apply  func(ctx context.Context, tx Tx) error // in a shared transaction, as often as it is attempted
-	alone  func(ctx context.Context) error        // in a transaction of its own, if the shared one failed
-	taken  bool                                   // a leader took it: it will be answered (guarded by groups.mu)
-	done   chan error
+	ctx   context.Context
+	push  *groupPush                             // a store's push, applied with the pushes next to it (applyPushes); else apply
+	apply func(ctx context.Context, tx Tx) error // in a shared transaction, as often as it is attempted
+	alone func(ctx context.Context) error        // in a transaction of its own, if the shared one failed
+	taken bool                                   // a leader took it: it will be answered (guarded by groups.mu)
+	done  chan error
+}
+
+// pushed is how many deltas c pushes (0 for a pull), for maxGroupDeltas.
+func (c *groupCall) pushed() int {
+	if c.push == nil {
+		return 0
+	}
+	return len(c.push.deltas)
 }
 
 // grouped runs a session's write in a group (above): push, or else apply, in the group's
 // transaction, or alone by itself; it returns once the write has committed (or failed).
-func (h *Hub) grouped(ctx context.Context, deltas int, push *groupPush, apply func(context.Context, Tx) error, alone func(context.Context) error) error {
+func (h *Hub) grouped(ctx context.Context, push *groupPush, apply func(context.Context, Tx) error, alone func(context.Context) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	c := &groupCall{ctx: ctx, deltas: deltas, push: push, apply: apply, alone: alone, done: make(chan error, 1)}
+	c := &groupCall{ctx: ctx, push: push, apply: apply, alone: alone, done: make(chan error, 1)}
 	g := &h.groups
 	g.mu.Lock()
 	g.queue = append(g.queue, c) // first in the queue if nobody leads: a leader ends on an empty one
@@ -138,7 +145,7 @@ func (h *Hub) takeGroup() []*groupCall {
 	n := 0
 	for len(g.queue) > 0 && len(group) < maxGroupCalls {
 		c := g.queue[0]
-		if len(group) > 0 && n+c.deltas > maxGroupDeltas {
+		if len(group) > 0 && n+c.pushed() > maxGroupDeltas {
 			break
 		}
 		g.queue[0] = nil
@@ -149,7 +156,7 @@ func (h *Hub) takeGroup() []*groupCall {
 		}
 		c.taken = true
 		group = append(group, c)
-		n += c.deltas
+		n += c.pushed()
 	}
 	if len(group) == 0 && len(g.queue) == 0 {
 		g.leading = false
@@ -189,7 +196,7 @@ func (h *Hub) runTogether(group []*groupCall) []error {
 	errs := make([]error, len(group))
 	deltas := 0
 	for _, c := range group {
-		deltas += c.deltas
+		deltas += c.pushed()
 	}
 	if len(group) == 1 {
 		c := group[0]

@@ -24,7 +24,7 @@ func (h *Hub) Push(ctx context.Context, store string, deltas []loyalty.Delta) (*
 		return h.pushAlone(ctx, store, deltas)
 	}
 	p := &groupPush{store: store, deltas: deltas}
-	err := h.grouped(ctx, len(deltas), p, nil, func(ctx context.Context) error {
+	err := h.grouped(ctx, p, nil, func(ctx context.Context) error {
 		var err error
 		p.ack, err = h.pushAlone(ctx, store, deltas)
 		return err
