@@ -182,17 +182,24 @@ func (c *Client) Lookup(ctx context.Context, member, voucher string) (*loyalty.M
 	if !c.Status().Online {
 		return nil, nil, loyalty.Errorf(loyalty.EUNAVAILABLE, "the store is offline")
 	}
-	cl := &call{member: member, voucher: voucher, reply: make(chan callResult, 1)}
+	r := c.ask(ctx, &call{member: member, voucher: voucher})
+	return r.m, r.standing, r.err
+}
+
+// ask hands cl to the session and waits for its answer; EUNAVAILABLE if ctx ends first.
+func (c *Client) ask(ctx context.Context, cl *call) callResult {
+	late := callResult{err: loyalty.Errorf(loyalty.EUNAVAILABLE, "the hub did not answer in time")}
+	cl.reply = make(chan callResult, 1)
 	select {
 	case c.calls <- cl:
 	case <-ctx.Done():
-		return nil, nil, loyalty.Errorf(loyalty.EUNAVAILABLE, "the hub did not answer in time")
+		return late
 	}
 	select {
 	case r := <-cl.reply:
-		return r.m, r.standing, r.err
+		return r
 	case <-ctx.Done():
-		return nil, nil, loyalty.Errorf(loyalty.EUNAVAILABLE, "the hub did not answer in time")
+		return late
 	}
 }
 
@@ -208,18 +215,7 @@ func (c *Client) Unsubscribe(ctx context.Context, members []string) error {
 	if members == nil {
 		members = []string{}
 	}
-	cl := &call{unsubscribe: members, reply: make(chan callResult, 1)}
-	select {
-	case c.calls <- cl:
-	case <-ctx.Done():
-		return loyalty.Errorf(loyalty.EUNAVAILABLE, "the hub did not answer in time")
-	}
-	select {
-	case r := <-cl.reply:
-		return r.err
-	case <-ctx.Done():
-		return loyalty.Errorf(loyalty.EUNAVAILABLE, "the hub did not answer in time")
-	}
+	return c.ask(ctx, &call{unsubscribe: members}).err
 }
 
 // Refresh pulls the change feed now and waits until it is applied (new program, leases). It
@@ -228,18 +224,7 @@ func (c *Client) Refresh(ctx context.Context) error {
 	if !c.Status().Online {
 		return loyalty.Errorf(loyalty.EUNAVAILABLE, "the store is offline")
 	}
-	cl := &call{reply: make(chan callResult, 1)}
-	select {
-	case c.calls <- cl:
-	case <-ctx.Done():
-		return loyalty.Errorf(loyalty.EUNAVAILABLE, "the hub did not answer in time")
-	}
-	select {
-	case r := <-cl.reply:
-		return r.err
-	case <-ctx.Done():
-		return loyalty.Errorf(loyalty.EUNAVAILABLE, "the hub did not answer in time")
-	}
+	return c.ask(ctx, &call{}).err
 }
 
 // Run keeps a session open until ctx is done. It returns ctx's error.
