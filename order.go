@@ -42,7 +42,9 @@ func (e OrderEntry) Left() Left {
 			}
 		}
 	}
-	l.None = l.Amount <= 0 && len(e.Reversals) > 0
+	// Refunds by amount alone take back no punch-card units: a sale whose whole amount was
+	// refunded still has its units to take back, by a full reverse.
+	l.None = l.Amount <= 0 && len(l.Punches) == 0 && len(e.Reversals) > 0
 	return l
 }
 
@@ -101,7 +103,7 @@ func (r *Delta) RefundPart(e OrderEntry, refund Refund, cards func(Line) []strin
 		return Errorf(EINVALID, "only a sale's points can be refunded in part; refund the order in full instead")
 	}
 	left := e.Left()
-	if left.None {
+	if left.None || left.Amount <= 0 {
 		return Errorf(ECONFLICT, "this sale was already refunded in full")
 	}
 	if refund.Amount <= 0 || refund.Amount > left.Amount {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
+	"unicode"
 )
 
 // Money is an amount in integer minor units (cents). Its JSON form must be a whole, non-negative
@@ -146,9 +147,34 @@ func ValidateOrderID(id string) error {
 		return Errorf(EINVALID, "order_id is required: it is the idempotency key that makes retries safe")
 	} else if !ValidText(id, MaxIDLength) {
 		return Errorf(EINVALID, "order_id must be at most %d characters of UTF-8", MaxIDLength)
+	} else if strings.IndexFunc(id, unicode.IsControl) >= 0 {
+		return Errorf(EINVALID, "order_id must not hold control characters (tabs, line breaks and the like)")
 	}
 	return nil
 }
+
+// PartKey is the idempotency key of one part of an order: a reward or voucher redeemed on it, or
+// one partial refund of it. The order id and the part are joined by a control character, which no
+// order id holds (ValidateOrderID), so a part's key is never another order's key. Without a part
+// it is the order id.
+func PartKey(orderID, part string) string {
+	if part == "" {
+		return orderID
+	}
+	return orderID + partSeparator + part
+}
+
+// PartKeyRange is where the keys of an order's parts sort, byte by byte: from ≤ key < to.
+func PartKeyRange(orderID string) (from, to string) {
+	return orderID + partSeparator, orderID + string(rune(partSeparator[0]+1))
+}
+
+const partSeparator = "\x1f" // ASCII unit separator
+
+// LegacyPartKey is the key versions before PartKey kept for a part of an order, "order/part",
+// which an order id holding "/" could share. Looked up when PartKey finds nothing, so that a
+// retry sent across an upgrade still gets the answer given before it.
+func LegacyPartKey(orderID, part string) string { return orderID + "/" + part }
 
 // Validate checks an earn request's fields that need no lookup. It returns EINVALID.
 func (r *EarnRequest) Validate() error {

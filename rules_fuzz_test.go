@@ -198,6 +198,30 @@ func TestIDLimitsCountCharacters(t *testing.T) {
 			t.Errorf("order id %q: %v, want EINVALID", id, err)
 		}
 	}
+	// Control characters: no order id holds one, so the keys of an order's parts
+	// (loyalty.PartKey) are never another order's. "/" and the like are fine.
+	for _, id := range []string{"A\x1fb", "A\x00", "line\nbreak", "tab\t", "del\x7f", "c1\u0085"} {
+		if err := loyalty.ValidateOrderID(id); loyalty.ErrorCode(err) != loyalty.EINVALID {
+			t.Errorf("order id %q: %v, want EINVALID", id, err)
+		}
+	}
+	for _, id := range []string{"INV/2026/0001", "A B", "Bestellung-ä"} {
+		if err := loyalty.ValidateOrderID(id); err != nil {
+			t.Errorf("order id %q: %v, want accepted", id, err)
+		}
+	}
+	if a, b := loyalty.PartKey("A", "2"), loyalty.PartKey("A/2", ""); a == b {
+		t.Errorf("refund 2 of order A and order A/2 share the key %q", a)
+	}
+	from, to := loyalty.PartKeyRange("A")
+	for _, k := range []string{loyalty.PartKey("A", "x"), loyalty.PartKey("A", "")} {
+		if in := k >= from && k < to; in != (k != "A") {
+			t.Errorf("key %q in A's part range [%q, %q): %v", k, from, to, in)
+		}
+	}
+	if k := loyalty.PartKey("AB", "x"); k >= from && k < to {
+		t.Errorf("a part of order AB, %q, is in A's part range", k)
+	}
 	d := loyalty.Delta{ID: "d1", Store: "s1", Member: "m1", Kind: loyalty.KindEarn, Currency: "EUR", OccurredAt: time.Now(), Points: loyalty.MaxPoints}
 	if err := d.Validate(); err != nil {
 		t.Errorf("the most points a delta may carry: %v", err)

@@ -236,35 +236,36 @@ func (a *Agent) once(ctx context.Context, op, orderID string, req any, fn func(T
 	return a.onceFor(ctx, op, orderID, "", req, fn)
 }
 
-// onceFor is once for one part of an order (a reward): the key is the order id and the part.
+// onceFor is once for one part of an order (a reward, a voucher, a partial refund): the key is
+// the order id and the part (loyalty.PartKey).
 func (a *Agent) onceFor(ctx context.Context, op, orderID, part string, req any, fn func(Tx, bool) (loyalty.Receipt, error)) (loyalty.Receipt, error) {
 	if err := loyalty.ValidateOrderID(orderID); err != nil {
 		return loyalty.Receipt{}, err
 	}
-	key := orderID
-	if part != "" {
-		key += "/" + part
-	}
-	out, err := a.onceTx(ctx, op, orderID, key, req, fn)
+	out, err := a.onceTx(ctx, op, orderID, part, req, fn)
 	if errors.Is(err, errNeedQuota) && a.Sync.Status().Online {
 		// Online with too little quota: ask the hub for a refill and try once more.
 		rctx, cancel := context.WithTimeout(ctx, a.LookupTimeout)
 		rerr := a.Sync.Refresh(rctx)
 		cancel()
 		if rerr == nil {
-			out, err = a.onceTx(ctx, op, orderID, key, req, fn)
+			out, err = a.onceTx(ctx, op, orderID, part, req, fn)
 		}
 	}
 	return out, err
 }
 
-func (a *Agent) onceTx(ctx context.Context, op, orderID, key string, req any, fn func(Tx, bool) (loyalty.Receipt, error)) (loyalty.Receipt, error) {
+func (a *Agent) onceTx(ctx context.Context, op, orderID, part string, req any, fn func(Tx, bool) (loyalty.Receipt, error)) (loyalty.Receipt, error) {
+	key := loyalty.PartKey(orderID, part)
 	hash := loyalty.RequestHash(req)
 	offline := !a.Sync.Status().Online
 	var out loyalty.Receipt
 	var fresh bool
 	err := a.Store.Update(ctx, func(tx Tx) error {
 		prev, resp, found, err := tx.PosResult(ctx, op, key)
+		if err == nil && !found && part != "" { // kept by an earlier version under its key
+			prev, resp, found, err = tx.LegacyPosResult(ctx, op, loyalty.LegacyPartKey(orderID, part))
+		}
 		if err != nil {
 			return err
 		}

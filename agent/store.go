@@ -80,6 +80,9 @@ type Tx interface {
 	// PosResult returns the stored answer to an earlier POS call with the same operation and order id.
 	// The response is empty when the answer was dropped (ForgetResults) while the key is kept.
 	PosResult(ctx context.Context, op, orderID string) (hash string, response []byte, found bool, err error)
+	// LegacyPosResult is PosResult among the keys of parts kept before loyalty.PartKey, under
+	// loyalty.LegacyPartKey: only those, so that a newer order id holding "/" never matches.
+	LegacyPosResult(ctx context.Context, op, key string) (hash string, response []byte, found bool, err error)
 	SavePosResult(ctx context.Context, op, orderID, hash string, response []byte, at time.Time) error
 
 	// Touch records that the store saw a member in the replica at at (a scan, a delta of theirs).

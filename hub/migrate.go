@@ -134,7 +134,7 @@ func (h *Hub) Adjust(ctx context.Context, req AdjustRequest) (Adjustment, error)
 		return out, loyalty.Errorf(loyalty.EINVALID, "adjust_id is required: at most %d characters, the idempotency key that makes a retry safe", loyalty.MaxIDLength)
 	}
 	key := ActorFrom(ctx).KeyID
-	_, err := h.onlineOnce(ctx, scopeAdjust, req.AdjustID, req, func(a *applier) (any, error) {
+	_, err := h.onlineOnce(ctx, scopeAdjust, req.AdjustID, "", req, func(a *applier) (any, error) {
 		d := loyalty.Delta{ID: loyalty.NewDeltaID(), Store: loyalty.HubStore, Terminal: key, Member: req.MemberID, Kind: loyalty.KindAdjust,
 			Points: req.Points, OrderID: req.AdjustID, Reason: req.Reason, OccurredAt: a.Now()}
 		bal, err := a.applyAdjust(ctx, d)
@@ -172,7 +172,7 @@ func (h *Hub) ReverseAdjustment(ctx context.Context, adjustID, reason string) (A
 		AdjustID string `json:"adjust_id"`
 		Reason   string `json:"reason"`
 	}{adjustID, reason}
-	_, err := h.onlineOnce(ctx, scopeReverse, adjustID, req, func(a *applier) (any, error) {
+	_, err := h.onlineOnce(ctx, scopeReverse, adjustID, "", req, func(a *applier) (any, error) {
 		_, first, found, err := a.tx.Idempotent(ctx, scopeAdjust, adjustID)
 		if err != nil {
 			return nil, err

@@ -19,16 +19,16 @@ import (
 // online runs an online-channel operation once per (op, order id): a retry with the same body
 // gets the first result; the same order id with a different body is ECONFLICT. Only successful
 // results are remembered, so a refused call can be retried after fixing its cause.
-func (h *Hub) online(ctx context.Context, op, orderID string, req any, fn func(*applier) (any, error), out any) error {
-	_, err := h.onlineOnce(ctx, op, orderID, req, fn, out)
+func (h *Hub) online(ctx context.Context, op, orderID, part string, req any, fn func(*applier) (any, error), out any) error {
+	_, err := h.onlineOnce(ctx, op, orderID, part, req, fn, out)
 	return err
 }
 
 // onlineOnce is online, and says whether this call ran fn and committed it (fresh) rather than
 // answering with the result of an earlier call. The transaction function keeps nothing outside
 // the transaction but what its last, committed attempt set: a backend may run it again.
-func (h *Hub) onlineOnce(ctx context.Context, op, orderID string, req any, fn func(*applier) (any, error), out any) (fresh bool, err error) {
-	c, err := newOnlineCall(op, orderID, req, fn)
+func (h *Hub) onlineOnce(ctx context.Context, op, orderID, part string, req any, fn func(*applier) (any, error), out any) (fresh bool, err error) {
+	c, err := newOnlineCall(op, orderID, part, req, fn)
 	if err != nil {
 		return false, err
 	}
@@ -49,32 +49,34 @@ func (h *Hub) callOnline(ctx context.Context, c onlineCall, out any) (fresh bool
 	return fresh, json.Unmarshal(resp, out)
 }
 
-// onlineCall is one online request under its idempotency key: op and order id, and the hash of
-// the request, which a retry must match.
+// onlineCall is one online request under its idempotency key: op and the key of the order or
+// of one part of it (loyalty.PartKey), and the hash of the request, which a retry must match.
 type onlineCall struct {
 	op, orderID, hash string
+	key, legacy       string // legacy: the part's key as versions before PartKey kept it
 	fn                func(*applier) (any, error)
 }
 
-// newOnlineCall checks orderID (an order id, or an order id and part: see onlinePart) and keys
-// the call.
-func newOnlineCall(op, orderID string, req any, fn func(*applier) (any, error)) (onlineCall, error) {
-	if i := strings.IndexByte(orderID, '\x00'); i >= 0 { // order id and part, see onlinePart
-		if err := loyalty.ValidateOrderID(orderID[:i]); err != nil {
-			return onlineCall{}, err
-		}
-		orderID = orderID[:i] + "/" + orderID[i+1:]
-	} else if err := loyalty.ValidateOrderID(orderID); err != nil {
+// newOnlineCall checks orderID and keys the call: the order, or its part if part is not empty.
+func newOnlineCall(op, orderID, part string, req any, fn func(*applier) (any, error)) (onlineCall, error) {
+	if err := loyalty.ValidateOrderID(orderID); err != nil {
 		return onlineCall{}, err
 	}
-	return onlineCall{op: op, orderID: orderID, hash: loyalty.RequestHash(req), fn: fn}, nil
+	c := onlineCall{op: op, orderID: orderID, key: loyalty.PartKey(orderID, part), hash: loyalty.RequestHash(req), fn: fn}
+	if part != "" {
+		c.legacy = loyalty.LegacyPartKey(orderID, part)
+	}
+	return c, nil
 }
 
 // runOnline runs c in tx: the answer saved for its key if it ran before (with the same request),
 // or fn, whose answer it saves, marshalled, as resp (fresh). cur, if not nil, is the current
 // program as tx reads it, parsed once for several calls in one transaction; fn does not change it.
 func (h *Hub) runOnline(ctx context.Context, tx Tx, c onlineCall, cur *loyalty.Program) (fresh bool, resp []byte, err error) {
-	prevHash, prev, found, err := tx.Idempotent(ctx, c.op, c.orderID)
+	prevHash, prev, found, err := tx.Idempotent(ctx, c.op, c.key)
+	if err == nil && !found && c.legacy != "" {
+		prevHash, prev, found, err = tx.LegacyIdempotent(ctx, c.op, c.legacy)
+	}
 	if err != nil {
 		return false, nil, err
 	}
@@ -96,7 +98,7 @@ func (h *Hub) runOnline(ctx context.Context, tx Tx, c onlineCall, cur *loyalty.P
 	if resp, err = json.Marshal(res); err != nil {
 		return false, nil, err
 	}
-	return true, resp, tx.SaveIdempotent(ctx, c.op, c.orderID, c.hash, resp, h.Now())
+	return true, resp, tx.SaveIdempotent(ctx, c.op, c.key, c.hash, resp, h.Now())
 }
 
 // applyOnline applies a delta minted by the online channel and fails with the rejection's code
@@ -174,7 +176,7 @@ func (h *Hub) Earn(ctx context.Context, req loyalty.EarnRequest) (loyalty.Receip
 		return out, err
 	}
 	req.QR, req.MemberID = "", member // a retry with a refreshed code is the same request
-	err = h.online(ctx, "earn", req.OrderID, req, func(a *applier) (any, error) {
+	err = h.online(ctx, "earn", req.OrderID, "", req, func(a *applier) (any, error) {
 		if err := current(); err != nil {
 			return nil, err
 		}
@@ -229,7 +231,7 @@ func (h *Hub) Redeem(ctx context.Context, req loyalty.RedeemRequest) (loyalty.Re
 			return out, err
 		}
 		req.Voucher = c.Voucher
-		err = h.online(ctx, "redeem", onlinePart(req.OrderID, c.Voucher), req, func(a *applier) (any, error) {
+		err = h.online(ctx, "redeem", req.OrderID, c.Voucher, req, func(a *applier) (any, error) {
 			if err := current(); err != nil {
 				return nil, err
 			}
@@ -246,7 +248,7 @@ func (h *Hub) Redeem(ctx context.Context, req loyalty.RedeemRequest) (loyalty.Re
 	}
 	req.QR, req.MemberID = "", member
 	// Each reward on an order is its own idempotent call: an order may carry stackable rewards.
-	err = h.online(ctx, "redeem", onlinePart(req.OrderID, req.RewardID), req, func(a *applier) (any, error) {
+	err = h.online(ctx, "redeem", req.OrderID, req.RewardID, req, func(a *applier) (any, error) {
 		if err := current(); err != nil {
 			return nil, err
 		}
@@ -342,7 +344,7 @@ func (h *Hub) IssueVoucher(ctx context.Context, req loyalty.RedeemRequest) (Vouc
 		return out, err
 	}
 	req.QR, req.MemberID = "", member
-	err = h.online(ctx, "voucher", req.OrderID, req, func(a *applier) (any, error) {
+	err = h.online(ctx, "voucher", req.OrderID, "", req, func(a *applier) (any, error) {
 		if err := current(); err != nil {
 			return nil, err
 		}
@@ -379,11 +381,7 @@ func (h *Hub) Reverse(ctx context.Context, req loyalty.ReverseRequest) (loyalty.
 	if err := req.Validate(); err != nil {
 		return out, err
 	}
-	key := req.OrderID
-	if req.RefundID != "" {
-		key = onlinePart(req.OrderID, req.RefundID)
-	}
-	err := h.online(ctx, "reverse", key, req, func(a *applier) (any, error) {
+	err := h.online(ctx, "reverse", req.OrderID, req.RefundID, req, func(a *applier) (any, error) {
 		es, err := a.orderEntries(ctx, loyalty.OnlineStore, req.OrderID)
 		if err != nil {
 			return nil, err
@@ -511,7 +509,7 @@ func (h *Hub) actionCall(ctx context.Context, req loyalty.ActionRequest) (online
 	if req.MemberID == "" || req.Action == "" {
 		return onlineCall{}, loyalty.Errorf(loyalty.EINVALID, "member_id and action are required")
 	}
-	return newOnlineCall("action", req.OrderID, req, func(a *applier) (any, error) {
+	return newOnlineCall("action", req.OrderID, "", req, func(a *applier) (any, error) {
 		if _, err := a.balance(ctx, req.MemberID); err != nil {
 			return nil, err
 		}
@@ -559,7 +557,3 @@ func (a *applier) stacks(ctx context.Context, orderID, reward string) error {
 	}
 	return p.Stacks(reward, loyalty.StandingRewards(es))
 }
-
-// onlinePart names one part (a reward) of an online order as an idempotency key: each reward on
-// an order is its own idempotent call. online validates the order id part on its own.
-func onlinePart(orderID, part string) string { return orderID + "\x00" + part }

@@ -119,6 +119,40 @@ func TestRefund_PartialOnline(t *testing.T) {
 	mustCheck(t, h)
 }
 
+// A sale refunded in full by amount keeps its punch-card units (a refund by amount takes back no
+// punches); the full reverse afterwards takes them back, with no points, and the check agrees.
+func TestRefund_FullReverseAfterAmountRefundsTakesThePunches(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	withProgram(t, h, func(p *loyalty.Program) {
+		p.PunchCards = []loyalty.PunchCard{{ID: "espresso", Name: "Espresso card", SKU: "espresso", Buy: 10, Reward: "coffee"}}
+	})
+	lines := []loyalty.Line{{SKU: "espresso", Qty: 9, Amount: 2250}}
+	if _, err := h.Earn(ctx, loyalty.EarnRequest{OrderID: "W-9", MemberID: "m1", Amount: 2250, Currency: "EUR", Lines: lines}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Reverse(ctx, loyalty.ReverseRequest{OrderID: "W-9", RefundID: "R-1", Amount: 2250}); err != nil {
+		t.Fatalf("refund of the whole amount: %v", err)
+	}
+	if m, _ := h.Member(ctx, "m1", 0); m.Punches["espresso"] != 9 {
+		t.Fatalf("after the refund by amount: punches %v, want the 9 kept", m.Punches)
+	}
+	if _, err := h.Reverse(ctx, loyalty.ReverseRequest{OrderID: "W-9", RefundID: "R-2", Amount: 1}); loyalty.ErrorCode(err) != loyalty.ECONFLICT {
+		t.Errorf("a refund by amount after the whole amount: %v; want ECONFLICT", err)
+	}
+	all, err := h.Reverse(ctx, loyalty.ReverseRequest{OrderID: "W-9"})
+	if err != nil || all.Points != 0 {
+		t.Fatalf("the full reverse of what is left: %+v, %v; want 0 points and the punches", all, err)
+	}
+	if m, _ := h.Member(ctx, "m1", 0); m.Punches["espresso"] != 0 || m.Balance != 0 {
+		t.Errorf("after the full reverse: %+v; want no punches, balance 0", m)
+	}
+	if again, err := h.Reverse(ctx, loyalty.ReverseRequest{OrderID: "W-9"}); err != nil || len(again.Deltas) != 1 || again.Deltas[0] != all.Deltas[0] {
+		t.Errorf("a retry of the full reverse: %+v, %v; want the first receipt", again, err)
+	}
+	mustCheck(t, h)
+}
+
 // A partial refund gives back its share of a points budget's charge, as of the points; the full
 // refund of the rest gives back the rest, and the budget is where it started.
 func TestRefund_PartialGivesBackItsShareOfABudget(t *testing.T) {

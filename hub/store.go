@@ -307,6 +307,10 @@ type Tx interface {
 
 	// Idempotent returns the stored result of an earlier request with this scope and key.
 	Idempotent(ctx context.Context, scope, key string) (hash string, response []byte, found bool, err error)
+	// LegacyIdempotent is Idempotent among the keys of parts of orders kept before
+	// loyalty.PartKey, under loyalty.LegacyPartKey: only those, so that a newer order id holding
+	// "/" never matches.
+	LegacyIdempotent(ctx context.Context, scope, key string) (hash string, response []byte, found bool, err error)
 	SaveIdempotent(ctx context.Context, scope, key, hash string, response []byte, at time.Time) error
 
 	AccessTx  // API keys and the audit trail

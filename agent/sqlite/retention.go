@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/agent"
 )
 
@@ -186,11 +187,14 @@ func (t *tx) PruneOrders(ctx context.Context, p agent.Prune, after int64, limit 
 			return out, err
 		}
 		n, _ := res.RowsAffected()
+		// The order's POS keys: its own and its parts' (loyalty.PartKey).
+		keys := `(order_id = ?1 OR order_id >= ?2 AND order_id < ?3)`
+		from, to := loyalty.PartKeyRange(order)
 		var answered int64
-		if err := t.QueryRowContext(ctx, `SELECT COUNT(*) FROM pos_requests WHERE order_id = ? AND response != ''`, order).Scan(&answered); err != nil {
+		if err := t.QueryRowContext(ctx, `SELECT COUNT(*) FROM pos_requests WHERE `+keys+` AND response != ''`, order, from, to).Scan(&answered); err != nil {
 			return out, err
 		}
-		if _, err := t.ExecContext(ctx, `DELETE FROM pos_requests WHERE order_id = ?`, order); err != nil {
+		if _, err := t.ExecContext(ctx, `DELETE FROM pos_requests WHERE `+keys, order, from, to); err != nil {
 			return out, err
 		}
 		out.Orders, out.Deltas, out.Results = out.Orders+1, out.Deltas+n, out.Results+answered

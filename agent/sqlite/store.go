@@ -526,8 +526,16 @@ func (t *tx) VoucherUse(ctx context.Context, voucher string) (string, error) {
 }
 
 func (t *tx) PosResult(ctx context.Context, op, orderID string) (string, []byte, bool, error) {
+	return t.posResult(ctx, `SELECT hash, response FROM pos_requests WHERE op = ? AND order_id = ?`, op, orderID)
+}
+
+func (t *tx) LegacyPosResult(ctx context.Context, op, key string) (string, []byte, bool, error) {
+	return t.posResult(ctx, `SELECT hash, response FROM pos_requests WHERE op = ? AND order_id = ? AND legacy = 1`, op, key)
+}
+
+func (t *tx) posResult(ctx context.Context, q, op, key string) (string, []byte, bool, error) {
 	var hash, resp string
-	err := t.QueryRowContext(ctx, `SELECT hash, response FROM pos_requests WHERE op = ? AND order_id = ?`, op, orderID).Scan(&hash, &resp)
+	err := t.QueryRowContext(ctx, q, op, key).Scan(&hash, &resp)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", nil, false, nil
 	}

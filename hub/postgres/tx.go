@@ -607,8 +607,16 @@ func (t *tx) ProgramVersionAt(ctx context.Context, at time.Time) (int64, error) 
 // Idempotency.
 
 func (t *tx) Idempotent(ctx context.Context, scope, key string) (string, []byte, bool, error) {
+	return t.idempotent(ctx, `SELECT hash, response FROM idempotency WHERE scope = $1 AND key = $2`, scope, key)
+}
+
+func (t *tx) LegacyIdempotent(ctx context.Context, scope, key string) (string, []byte, bool, error) {
+	return t.idempotent(ctx, `SELECT hash, response FROM idempotency WHERE scope = $1 AND key = $2 AND legacy`, scope, key)
+}
+
+func (t *tx) idempotent(ctx context.Context, q, scope, key string) (string, []byte, bool, error) {
 	var hash, resp string
-	err := t.queryRow(ctx, `SELECT hash, response FROM idempotency WHERE scope = $1 AND key = $2`, scope, key).Scan(&hash, &resp)
+	err := t.queryRow(ctx, q, scope, key).Scan(&hash, &resp)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", nil, false, nil
 	}

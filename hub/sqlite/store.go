@@ -912,8 +912,16 @@ func (t *tx) InsertProgram(ctx context.Context, p loyalty.Program, changeVersion
 }
 
 func (t *tx) Idempotent(ctx context.Context, scope, key string) (string, []byte, bool, error) {
+	return t.idempotent(ctx, `SELECT hash, response FROM idempotency WHERE scope = ? AND key = ?`, scope, key)
+}
+
+func (t *tx) LegacyIdempotent(ctx context.Context, scope, key string) (string, []byte, bool, error) {
+	return t.idempotent(ctx, `SELECT hash, response FROM idempotency WHERE scope = ? AND key = ? AND legacy = 1`, scope, key)
+}
+
+func (t *tx) idempotent(ctx context.Context, q, scope, key string) (string, []byte, bool, error) {
 	var hash, resp string
-	err := t.QueryRowContext(ctx, `SELECT hash, response FROM idempotency WHERE scope = ? AND key = ?`, scope, key).Scan(&hash, &resp)
+	err := t.QueryRowContext(ctx, q, scope, key).Scan(&hash, &resp)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", nil, false, nil
 	}

@@ -1,0 +1,183 @@
+package agent_test
+
+// Idempotency keys of the POS API. An order's parts (a reward or voucher redeemed on it, a partial
+// refund of it) are keyed by the order id and the part joined by a character no order id holds
+// (loyalty.PartKey); they were once joined by "/", which an order id may hold (docs/API.md 2.1),
+// so that one order's part could take another order's key.
+
+import (
+	"context"
+	"database/sql"
+	"testing"
+	"time"
+
+	"github.com/loyalty-edge-sync/loyalty"
+	"github.com/loyalty-edge-sync/loyalty/agent"
+)
+
+// A partial refund of order "INV" with refund_id "2" takes the key that the full reverse of
+// the (different) order "INV/2" needs: the void of INV/2 is then refused with ECONFLICT and the
+// member keeps the points of a sale that was voided. The reverse direction blocks the refund.
+func TestOrderKeys_OrderIDWithSlashIsNotAnotherOrdersPart(t *testing.T) {
+	ta := newTestAgent(t)
+	ctx := context.Background()
+	for _, o := range []string{"INV", "INV/2"} {
+		if _, err := ta.Earn(ctx, loyalty.EarnRequest{OrderID: o, MemberID: "m1", Amount: 8000, Currency: "EUR"}); err != nil {
+			t.Fatalf("earn %s: %v", o, err)
+		}
+	}
+	if _, err := ta.Reverse(ctx, loyalty.ReverseRequest{OrderID: "INV", RefundID: "2", Amount: 1000}); err != nil {
+		t.Fatalf("partial refund of INV: %v", err)
+	}
+	r, err := ta.Reverse(ctx, loyalty.ReverseRequest{OrderID: "INV/2"})
+	if err != nil {
+		t.Fatalf("full reverse of order INV/2, never reversed before: %v; the partial refund (INV, 2) of another order took its idempotency key", err)
+	}
+	if r.Points != -80 {
+		t.Errorf("reverse of INV/2 took %d points, want -80", r.Points)
+	}
+
+	// The other way round: a void of order "X/r1" first blocks refund r1 of order "X".
+	for _, o := range []string{"X", "X/r1"} {
+		if _, err := ta.Earn(ctx, loyalty.EarnRequest{OrderID: o, MemberID: "m1", Amount: 5000, Currency: "EUR"}); err != nil {
+			t.Fatalf("earn %s: %v", o, err)
+		}
+	}
+	if _, err := ta.Reverse(ctx, loyalty.ReverseRequest{OrderID: "X/r1"}); err != nil {
+		t.Fatalf("reverse X/r1: %v", err)
+	}
+	if _, err := ta.Reverse(ctx, loyalty.ReverseRequest{OrderID: "X", RefundID: "r1", Amount: 1000}); err != nil {
+		t.Errorf("partial refund r1 of order X, never refunded before: %v; the void of order X/r1 took its key", err)
+	}
+}
+
+// Pruning deletes an order's POS keys by "order_id = ?" (agent/sqlite/retention.go), so it
+// deletes the keys of whatever other order's refund or redemption is stored under that text.
+// Order "A/R1" (a real sale) goes after outbox.retain_acked and takes with it the key of refund
+// R1 of order "A", which is kept for longer: the POS's exact retry of that refund is then done a
+// second time, and the member loses the refund's points twice.
+func TestOrderKeys_PruningAnOrderKeepsOtherOrdersKeys(t *testing.T) {
+	clock := now
+	ca := newClocked(t, &clock, loyalty.DefaultProgram())
+	ca.Retention.RetainAcked = 30 * day
+	ctx := context.Background()
+	for _, o := range []string{"A", "A/R1"} {
+		if _, err := ca.Earn(ctx, loyalty.EarnRequest{OrderID: o, MemberID: "m1", Amount: 8000, Currency: "EUR"}); err != nil {
+			t.Fatalf("earn %s: %v", o, err)
+		}
+	}
+	ca.ack(t)
+	clock = now.Add(20 * day)
+	ca.hear(t, loyalty.DefaultProgram())
+	refund := loyalty.ReverseRequest{OrderID: "A", RefundID: "R1", Amount: 1000}
+	first, err := ca.Reverse(ctx, refund)
+	if err != nil || first.Points != -10 {
+		t.Fatalf("refund R1 of A: %+v, %v", first, err)
+	}
+	ca.ack(t, "A")
+
+	clock = now.Add(30*day + time.Minute) // A/R1 is due, A (changed on day 20) is not
+	ca.hear(t, loyalty.DefaultProgram())
+	ca.maintain(t)
+	if n := ca.orderDeltas(t, "A"); n != 2 {
+		t.Fatalf("order A keeps %d deltas, want its earn and its refund", n)
+	}
+	again, err := ca.Reverse(ctx, refund) // the POS retries the same refund
+	if err != nil {
+		t.Fatalf("retry of refund R1: %v", err)
+	}
+	if len(again.Deltas) != 1 || again.Deltas[0] != first.Deltas[0] {
+		t.Errorf("an exact retry of refund R1 of order A was done again (delta %v, first %v, %d points): pruning order A/R1 deleted its key",
+			again.Deltas, first.Deltas, again.Points)
+	}
+	if n := ca.orderDeltas(t, "A"); n != 2 {
+		t.Errorf("order A now has %d deltas, want 2: the refund was applied twice", n)
+	}
+}
+
+// The keys of an order's redemptions ("o1/coffee") and partial refunds ("o1/rf1") are never
+// deleted with the order: "DELETE FROM pos_requests WHERE order_id = ?" matches only the plain
+// order id. docs/API.md 3.3 says the key goes with the order's deltas after outbox.retain_acked;
+// instead every redemption and partial refund leaves a row in the replica for ever.
+func TestOrderKeys_PruningAnOrderTakesItsPartsKeys(t *testing.T) {
+	clock := now
+	ca := newClocked(t, &clock, loyalty.DefaultProgram())
+	ca.Retention = agent.Retention{RetainAcked: 30 * day, ResultsRetention: 7 * day}
+	ctx := context.Background()
+	if _, err := ca.Earn(ctx, loyalty.EarnRequest{OrderID: "o1", MemberID: "m1", Amount: 8000, Currency: "EUR"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ca.Redeem(ctx, loyalty.RedeemRequest{OrderID: "o1", MemberID: "m1", RewardID: "coffee"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ca.Reverse(ctx, loyalty.ReverseRequest{OrderID: "o1", RefundID: "rf1", Amount: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	ca.ack(t)
+	clock = now.Add(31 * day)
+	ca.hear(t, loyalty.DefaultProgram())
+	if st := ca.maintain(t); st.PrunedDeltasTotal != 3 {
+		t.Fatalf("pruned %d deltas, want o1's 3", st.PrunedDeltasTotal)
+	}
+	db, err := sql.Open("sqlite", "file:"+ca.path+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Query(`SELECT op || ' ' || order_id FROM pos_requests`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var left []string
+	for rows.Next() {
+		var s string
+		rows.Scan(&s)
+		left = append(left, s)
+	}
+	if len(left) != 0 {
+		t.Errorf("order o1 was pruned, but its POS keys %q are still kept", left)
+	}
+	// What the POS sees: order o1 is forgotten (its reverse is ENOTFOUND), yet a redemption
+	// on it is refused as already done.
+	if _, err := ca.Redeem(ctx, loyalty.RedeemRequest{OrderID: "o1", MemberID: "m1", RewardID: "coffee"}); err != nil {
+		t.Errorf("redeem on the forgotten order o1: %v", err)
+	}
+}
+
+// A part key kept before PartKey ("o1/coffee", marked legacy by the migration) still answers an
+// exact retry sent across the upgrade: the reward is not given twice. An unmarked key of that
+// shape is a newer order's, and is not taken for the part.
+func TestOrderKeys_RetryAcrossTheUpgradeFindsTheOldKey(t *testing.T) {
+	for _, legacy := range []int{1, 0} {
+		clock := now
+		ca := newClocked(t, &clock, loyalty.DefaultProgram())
+		ctx := context.Background()
+		if _, err := ca.Earn(ctx, loyalty.EarnRequest{OrderID: "o1", MemberID: "m1", Amount: 8000, Currency: "EUR"}); err != nil {
+			t.Fatal(err)
+		}
+		req := loyalty.RedeemRequest{OrderID: "o1", MemberID: "m1", RewardID: "coffee"}
+		first, err := ca.Redeem(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// As an earlier version kept it.
+		db, err := sql.Open("sqlite", "file:"+ca.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := db.Exec(`UPDATE pos_requests SET order_id = 'o1/coffee', legacy = ? WHERE op = 'redeem'`, legacy)
+		db.Close()
+		if n, _ := res.RowsAffected(); err != nil || n != 1 {
+			t.Fatalf("rewriting the key as an earlier version kept it: %d rows, %v", n, err)
+		}
+		again, err := ca.Redeem(ctx, req)
+		answered := err == nil && len(again.Deltas) == 1 && again.Deltas[0] == first.Deltas[0] // the first answer
+		if legacy == 1 && !answered {
+			t.Errorf("the retry across the upgrade did not get its first answer (%v, %v): the reward was redeemed again or refused", again.Deltas, err)
+		}
+		if legacy == 0 && answered {
+			t.Errorf("an unmarked key o1/coffee, a newer order's, answered the redemption of coffee on order o1")
+		}
+	}
+}
