@@ -1,6 +1,5 @@
 package agent_test
 
-
 import (
 	"context"
 	"testing"

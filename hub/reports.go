@@ -44,19 +44,26 @@ func (q *ReportQuery) Validate() error {
 	return nil
 }
 
-// ParseReportTime reads a report bound: an RFC 3339 time, or a date (YYYY-MM-DD, midnight UTC).
+// ParseReportTime reads a report bound: an RFC 3339 time, or a date (YYYY-MM-DD, midnight UTC),
+// in UTC years 1970 to 9999. An offset can move a time written in year 9999 into year 10000
+// once it is in UTC, and a report's answer, which carries its bounds, could not be written as
+// JSON; before 1970 there is no loyalty activity to report (ParseDay, for exports, refuses times
+// outside the same years).
 func ParseReportTime(what, s string) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, loyalty.Errorf(loyalty.EINVALID, "%s is required (an RFC 3339 time or a YYYY-MM-DD date)", what)
 	}
-	if t, err := time.Parse(time.DateOnly, s); err == nil {
-		return t, nil
-	}
-	t, err := time.Parse(time.RFC3339, s)
+	t, err := time.Parse(time.DateOnly, s)
 	if err != nil {
-		return time.Time{}, loyalty.Errorf(loyalty.EINVALID, "%s %q is neither an RFC 3339 time nor a YYYY-MM-DD date", what, truncated(s, 40))
+		if t, err = time.Parse(time.RFC3339, s); err != nil {
+			return time.Time{}, loyalty.Errorf(loyalty.EINVALID, "%s %q is neither an RFC 3339 time nor a YYYY-MM-DD date", what, truncated(s, 40))
+		}
 	}
-	return t.UTC(), nil
+	t = t.UTC()
+	if y := t.Year(); y < 1970 || y > 9999 {
+		return time.Time{}, loyalty.Errorf(loyalty.EINVALID, "%s %q is not in the years 1970 to 9999 (in UTC)", what, truncated(s, 40))
+	}
+	return t, nil
 }
 
 // ReportTx is what reports read from storage, each in one statement or two over indexed

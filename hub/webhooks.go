@@ -28,6 +28,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/internal/seal"
@@ -452,6 +453,15 @@ func checkWebhookURL(raw string) error {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
 		return loyalty.Errorf(loyalty.EINVALID, "url must be an absolute http:// or https:// URL without credentials, such as https://crm.example.com/loyalty")
 	}
+	// "http://:8080/x" has a port and no host: Go would dial the hub's own machine.
+	if u.Hostname() == "" {
+		return loyalty.Errorf(loyalty.EINVALID, "url has no host name before its port; give the receiver's host, such as https://crm.example.com:8443/loyalty")
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return loyalty.Errorf(loyalty.EINVALID, "url's port %s is not a port number from 1 to 65535; give the receiver's port, or none for 80 (http) or 443 (https)", truncated(p, 10))
+		}
+	}
 	return nil
 }
 
@@ -535,7 +545,8 @@ func (h *Hub) CreateWebhook(ctx context.Context, req WebhookRequest) (NewWebhook
 }
 
 func webhookDescription(s string) (string, error) {
-	if len(s) > 200 || !utf8Valid(s) {
+	// Characters, not bytes (docs/API.md); no NUL, which PostgreSQL cannot store in text.
+	if !utf8Valid(s) || utf8.RuneCountInString(s) > 200 {
 		return "", loyalty.Errorf(loyalty.EINVALID, "description is at most 200 characters of text")
 	}
 	return s, nil

@@ -27,6 +27,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/loyalty-edge-sync/loyalty"
 )
@@ -107,11 +108,20 @@ func (s *WebhookSender) Close() error {
 	return nil
 }
 
-// webhookClient returns an HTTP client with a timeout that follows no redirect to another host.
+// maxWebhookRedirects is how many redirects one attempt follows (docs/API.md, "Webhooks").
+const maxWebhookRedirects = 3
+
+// webhookClient returns an HTTP client with a timeout that follows at most maxWebhookRedirects
+// redirects, each to the same scheme and host and keeping the POST and its body (307 and 308).
+// Go's client turns a POST into a GET without a body on 301, 302 and 303: the event would not
+// be sent, yet a 2xx answer to that GET would count as delivered. Any other redirect is
+// answered as the redirect it is: a failed attempt, retried.
 func webhookClient(timeout time.Duration) *http.Client {
 	return &http.Client{Timeout: timeout, CheckRedirect: func(req *http.Request, via []*http.Request) error {
-		if len(via) >= 3 || req.URL.Host != via[0].URL.Host || req.URL.Scheme != via[0].URL.Scheme {
-			return http.ErrUseLastResponse // answered as the redirect it is: a failure
+		first := via[0]
+		if len(via) > maxWebhookRedirects || req.Method != first.Method ||
+			req.URL.Host != first.URL.Host || req.URL.Scheme != first.URL.Scheme {
+			return http.ErrUseLastResponse
 		}
 		return nil
 	}}
@@ -283,11 +293,27 @@ func (s *WebhookSender) send(ctx context.Context, a WebhookAttempt) attemptResul
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		r.reason = "status"
 		r.err = fmt.Sprintf("HTTP %d: %s", resp.StatusCode, strings.ToValidUTF8(strings.TrimSpace(string(b)), "?"))
-		if len(r.err) > 300 {
-			r.err = r.err[:300]
+		if resp.StatusCode >= 300 && resp.StatusCode <= 399 {
+			r.err = fmt.Sprintf("HTTP %d: a redirect not followed (only 307 and 308, to the same scheme and host, at most %d; register the URL it leads to)",
+				resp.StatusCode, maxWebhookRedirects)
 		}
+		r.err = cutUTF8(r.err, maxWebhookError)
 	}
 	return r
+}
+
+// maxWebhookError is how many bytes of a failed attempt's error the delivery log keeps.
+const maxWebhookError = 300
+
+// cutUTF8 returns valid UTF-8 s cut to at most n bytes, at a character boundary.
+func cutUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // backoff returns the wait after a delivery's attempts-th failed attempt.

@@ -75,9 +75,10 @@ func HTTPStatus(err error) int {
 // application/json, parameters allowed; otherwise EINVALID with HTTP 415): a web page can make
 // a browser send text/plain or a form encoding anywhere without asking first, but not JSON. It
 // must be valid UTF-8 with no lone surrogate escapes: encoding/json would silently turn those
-// into U+FFFD, so that two different order ids became one idempotency key. Unknown fields,
-// trailing data, bodies over MaxBody and malformed JSON are EINVALID or ETOOLARGE with a
-// message saying what is wrong.
+// into U+FFFD, so that two different order ids became one idempotency key. Field names are
+// case-sensitive and given once per object (checkKeys): encoding/json would read "AMOUNT" as
+// "amount", and keep the last of two. Unknown fields, trailing data, bodies over MaxBody and
+// malformed JSON are EINVALID or ETOOLARGE with a message saying what is wrong.
 func Decode(w http.ResponseWriter, r *http.Request, v any) error {
 	// A request without a body (Content-Length: 0) is refused below as empty, whatever its
 	// Content-Type: it can do nothing, and "send a JSON object" is the better advice.
@@ -97,6 +98,9 @@ func Decode(w http.ResponseWriter, r *http.Request, v any) error {
 		return loyalty.Errorf(loyalty.EINVALID, "the request body is not valid UTF-8")
 	case loneSurrogate(body):
 		return loyalty.Errorf(loyalty.EINVALID, `the request body has a \u escape that is half of a UTF-16 surrogate pair; send the text as UTF-8 or escape both halves of the pair`)
+	}
+	if err := checkKeys(body, reflect.TypeOf(v)); err != nil {
+		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
@@ -203,15 +207,33 @@ func escapedRune(b []byte) (rune, bool) {
 	return r, true
 }
 
-// Write writes v as JSON with the given status.
+// Write writes v as JSON with the given status. v is encoded before anything is sent: a value
+// that cannot be encoded (a time outside years 0 to 9999, say) is logged and answered with 500
+// EINTERNAL, never with the status and an empty or cut body.
 func Write(w http.ResponseWriter, status int, v any) {
+	b, err := encode(EmptyList(v))
+	if err != nil {
+		slog.Error("jsonapi: the response cannot be encoded as JSON", slog.Int("status", status), slog.Any("err", err))
+		status = http.StatusInternalServerError
+		// EINTERNAL with the generic message, as Error answers an error without a code.
+		b, _ = encode(ErrorBody{Error: loyalty.AsError(errors.New("unencodable response"))})
+	}
 	w.Header().Set("Content-Type", "application/json")
 	// Messages can quote the request; a browser must never read an answer as anything but JSON.
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
+	w.Write(b) // the status is sent: a failed write is the client's going away
+}
+
+// encode returns v as JSON text, with a newline, not HTML-escaped.
+func encode(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false) // messages say <admin_api_key>, not \u003cadmin_api_key\u003e
-	enc.Encode(EmptyList(v))
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
 
 // EmptyList returns v, or an empty list when v is a nil slice: a list answer with nothing in it
