@@ -42,7 +42,9 @@ type ImportOptions struct {
 	BatchSize int
 	// Progress, if set, is called after each batch is applied.
 	Progress func(ImportProgress)
-	// RowError, if set, is called with every bad row as it is found, in file order.
+	// RowError, if set, is called with every bad row as it is found, in file order: at once,
+	// or, behind a good row that waits in the batch, when that batch is applied (at the latest
+	// once 1000 bad rows wait).
 	RowError func(RowError)
 }
 
@@ -52,6 +54,21 @@ const DefaultImportBatch = 2000
 // MaxReportedErrors is how many bad rows an ImportReport lists (all are counted, and all are
 // passed to ImportOptions.RowError).
 const MaxReportedErrors = 1000
+
+// MaxImportRowBytes is the most bytes one row of an import file may take, its line end, any
+// empty lines before it and the line breaks of its quoted values included: far more than any row
+// of a members file (a row with a cell of a megabyte is still read, and reported as a bad row),
+// and bounded so that a file whose double quote is never closed, which makes the rest of the file
+// one value, is not read into memory. A longer row stops the import at its line (EINVALID); the
+// rows before it are imported. The header row is held to the same limit.
+const MaxImportRowBytes = 2 << 20
+
+// MaxIgnoredColumns is how many of the header's ignored columns an ImportReport lists.
+const MaxIgnoredColumns = 20
+
+// maxPendingErrors is how many bad rows an import holds, found after a row that waits in the
+// batch, before it applies that batch early to report them (importer.pending).
+const maxPendingErrors = 1000
 
 // ImportProgress is how far an import got.
 type ImportProgress struct {
@@ -73,7 +90,8 @@ type ImportReport struct {
 	Points  int64 `json:"points"` // the net points the imported rows added
 	// Errors lists the first MaxReportedErrors bad rows, with their line numbers.
 	Errors []RowError `json:"errors"`
-	// IgnoredColumns are columns of the header the import does not read.
+	// IgnoredColumns are columns of the header the import does not read: the first
+	// MaxIgnoredColumns of them, each cut to 40 bytes.
 	IgnoredColumns []string `json:"ignored_columns,omitempty"`
 }
 
@@ -121,15 +139,22 @@ func newMemberID() string {
 // the others. A header row names the columns: email or member_id, and points or total_spent
 // (with PointsPerUnit), and optionally name, birthday, country and home_store for members it
 // creates (members are matched by member_id if given, else by email); tier is read and ignored
-// (the hub computes tiers). A file names each member once. In mode add the points are added to the balance, in mode set the
-// balance becomes them; no row may take a balance below zero. Imported points are a migration
-// of points the old program issued: no budget counts them (docs/BUDGETS.md).
+// (the hub computes tiers). A file names each member once: a row naming a member an earlier row
+// of the file named, by member_id or by email, in the same batch or another, is refused
+// (EDUPLICATE); only the members an earlier run of the import adjusted are skipped. In mode add
+// the points are added to the balance, in mode set the balance becomes them; no row may take a
+// balance below zero. Imported points are a migration of points the old program issued: no
+// budget counts them (docs/BUDGETS.md).
 //
-// The file is read as a stream and applied in batches of BatchSize rows, each one transaction:
+// The file is read as a stream and applied in batches of BatchSize rows (fewer when many bad rows
+// wait behind a batch's rows, to report them), each one transaction:
 // the new members at once, one range of change versions, the deltas at once. A batch is
 // recorded in the audit trail. Re-running the same import (same ImportID) skips the rows it
 // applied: a member holds at most one adjust delta of an import (RuleImport, with the import id
 // as its order id).
+//
+// A row is at most MaxImportRowBytes long: a longer one stops the import at its line with
+// EINVALID, saying how far it got, after the rows before it were applied.
 func (h *Hub) Import(ctx context.Context, r io.Reader, o ImportOptions) (ImportReport, error) {
 	rep := ImportReport{ImportID: o.ImportID, Mode: cmp.Or(o.Mode, ImportAdd), DryRun: o.DryRun, Errors: []RowError{}}
 	o.Mode = rep.Mode
@@ -149,14 +174,20 @@ func (h *Hub) Import(ctx context.Context, r io.Reader, o ImportOptions) (ImportR
 	if err != nil {
 		return rep, err
 	}
-	counter := &countingReader{r: r}
+	counter := &countingReader{r: r, max: MaxImportRowBytes, next: 1}
 	cr := csv.NewReader(counter)
 	cr.FieldsPerRecord = -1 // a row with a column too many is reported, not fatal
 	cr.ReuseRecord = true
-	header, err := cr.Read()
+	header, err := readRecord(cr, counter)
 	if err == io.EOF {
 		return rep, loyalty.Errorf(loyalty.EINVALID, "the file is empty: it needs a header row such as email,points")
+	} else if errors.As(err, new(*rowTooLong)) {
+		return rep, loyalty.Errorf(loyalty.EINVALID, "the header row is longer than %d MiB: it is not the header of a members file (or a double quote in it is never closed)", MaxImportRowBytes>>20)
 	} else if err != nil {
+		var pe *csv.ParseError
+		if !errors.As(err, &pe) {
+			return rep, fmt.Errorf("read the file: %w", err)
+		}
 		return rep, loyalty.Errorf(loyalty.EINVALID, "the header row cannot be read as CSV: %v", csvReason(err))
 	}
 	cols, ignored, err := readHeader(header)
@@ -173,12 +204,31 @@ func (h *Hub) Import(ctx context.Context, r io.Reader, o ImportOptions) (ImportR
 		return rep, loyalty.Errorf(loyalty.EINVALID, "points-per-unit converts a total_spent column, and this file has none")
 	}
 	im := &importer{h: h, o: o, p: &p, cols: cols, ncols: len(header), rate: rate, rep: &rep,
-		seen: make(map[uint64]int), seed: maphash.MakeSeed(), stores: map[string]bool{}}
+		seen: make(map[uint64]int), named: make(map[uint64]int32), seed: maphash.MakeSeed(), stores: map[string]bool{}}
 	batch := make([]importRow, 0, o.BatchSize)
+	// flush applies the rows waiting in the batch and reports the bad rows found with them.
+	flush := func() error {
+		if err := im.apply(ctx, batch); err != nil {
+			return err
+		}
+		im.flushErrors()
+		batch = batch[:0]
+		if o.Progress != nil {
+			o.Progress(ImportProgress{Rows: rep.Rows, Bytes: counter.n})
+		}
+		return nil
+	}
 	for {
-		rec, err := cr.Read()
+		rec, err := readRecord(cr, counter)
 		if err == io.EOF {
 			break
+		}
+		if long := (*rowTooLong)(nil); errors.As(err, &long) {
+			// The rows before it are applied, so that the message can say where the import stopped.
+			if err := flush(); err != nil {
+				return rep, err
+			}
+			return rep, im.stopped(long)
 		}
 		if err != nil {
 			var pe *csv.ParseError
@@ -187,44 +237,105 @@ func (h *Hub) Import(ctx context.Context, r io.Reader, o ImportOptions) (ImportR
 			}
 			rep.Rows++
 			im.bad(pe.StartLine, loyalty.EINVALID, csvReason(err))
-			continue
+		} else {
+			rep.Rows++
+			line, _ := cr.FieldPos(0)
+			if row, ok := im.row(line, rec); ok {
+				batch = append(batch, row)
+			}
 		}
-		rep.Rows++
-		line, _ := cr.FieldPos(0)
-		if row, ok := im.row(line, rec); ok {
-			batch = append(batch, row)
-		}
-		if len(batch) == o.BatchSize {
-			if err := im.apply(ctx, batch); err != nil {
+		switch {
+		case len(batch) == o.BatchSize || len(batch) > 0 && len(im.pending) >= maxPendingErrors:
+			// A batch is full, or so many bad rows wait behind its rows (in line order) that
+			// it is applied early, to report them.
+			if err := flush(); err != nil {
 				return rep, err
 			}
+		case len(batch) == 0 && len(im.pending) > 0:
+			// No row waits to be applied: the bad rows held are the last lines read, reported now.
 			im.flushErrors()
-			batch = batch[:0]
-			if o.Progress != nil {
-				o.Progress(ImportProgress{Rows: rep.Rows, Bytes: counter.n})
-			}
 		}
 	}
-	if err := im.apply(ctx, batch); err != nil {
+	if err := flush(); err != nil {
 		return rep, err
-	}
-	im.flushErrors()
-	if o.Progress != nil {
-		o.Progress(ImportProgress{Rows: rep.Rows, Bytes: counter.n})
 	}
 	return rep, nil
 }
 
+// stopped is the error of an import stopped at a row longer than MaxImportRowBytes, after the rows
+// before it were applied: it says where it stopped and what the import did until then.
+func (im *importer) stopped(long *rowTooLong) error {
+	did := "imported"
+	if im.o.DryRun {
+		did = "would be imported (dry run)"
+	}
+	what := "starts a row longer than %d MiB, more than any row of a members file (most likely a double quote that is never closed, which makes the rest of the file one value)"
+	if long.empty {
+		what = "starts more than %d MiB of empty lines"
+	}
+	return loyalty.Errorf(loyalty.EINVALID, "line %d "+what+": the import stopped there. "+
+		"The %d rows before it were read: %d %s, %d skipped (imported before), %d bad; fix the file from line %d on and run the import again with the same import id (the rows imported already are skipped)",
+		long.line, MaxImportRowBytes>>20, im.rep.Rows, im.rep.Imported, did, im.rep.Skipped, im.rep.Bad, long.line)
+}
+
+// rowTooLong is readRecord's error for a row longer than MaxImportRowBytes: the line it starts
+// on, or (empty) the first of the empty lines that are longer than that.
+type rowTooLong struct {
+	line  int
+	empty bool
+}
+
+func (e *rowTooLong) Error() string {
+	return fmt.Sprintf("line %d: a row longer than %d bytes", e.line, MaxImportRowBytes)
+}
+
+// readRecord reads the next record of the file, at most MaxImportRowBytes long (*rowTooLong).
+// c is what cr reads from: it lets cr read at most one byte more than that past the end of the
+// record before, so that cr holds no more of a row that never ends.
+func readRecord(cr *csv.Reader, c *countingReader) ([]string, error) {
+	rec, err := cr.Read()
+	if c.over {
+		var pe *csv.ParseError
+		switch {
+		case err == io.EOF: // nothing but empty lines, which cr skips
+			return nil, &rowTooLong{line: c.next, empty: true}
+		case errors.As(err, &pe):
+			return nil, &rowTooLong{line: pe.StartLine}
+		}
+		line, _ := cr.FieldPos(0)
+		return nil, &rowTooLong{line: line}
+	}
+	if err == nil && cr.InputOffset()-c.start > MaxImportRowBytes {
+		line, _ := cr.FieldPos(0)
+		return nil, &rowTooLong{line: line}
+	}
+	c.start = cr.InputOffset()
+	if err == nil {
+		// The line after the record: its last value may hold line breaks.
+		line, _ := cr.FieldPos(len(rec) - 1)
+		c.next = line + strings.Count(rec[len(rec)-1], "\n") + 1
+	} else if pe := (*csv.ParseError)(nil); errors.As(err, &pe) {
+		c.next = pe.Line + 1
+	}
+	return rec, err
+}
+
 // importer is one import's state between batches.
 type importer struct {
-	h      *Hub
-	o      ImportOptions
-	p      *loyalty.Program
-	cols   map[string]int // column index by name, -1 when absent
-	ncols  int
-	rate   *big.Rat
-	rep    *ImportReport
-	seen   map[uint64]int // member keys of rows read so far (a hash), with their line
+	h     *Hub
+	o     ImportOptions
+	p     *loyalty.Program
+	cols  map[string]int // column index by name, -1 when absent
+	ncols int
+	rate  *big.Rat
+	rep   *ImportReport
+	seen  map[uint64]int // member keys of rows read so far (a hash), with their line
+	// named are the members that the rows of the batches applied so far adjusted or skipped (a
+	// hash of "m" and the member id), with the row's line, so that a row naming one of them
+	// again, in another batch, is reported as a row of the same batch is. In a dry run it also
+	// holds "e" and the email of each member the rows would create: the rollback leaves them
+	// out of the next batch's lookups.
+	named  map[uint64]int32
 	seed   maphash.Seed
 	stores map[string]bool // home stores looked up: registered or not
 	// pending are the bad rows found since the last batch was applied.
@@ -237,7 +348,8 @@ func (im *importer) bad(line int, code, reason string) {
 	im.pending = append(im.pending, RowError{Line: line, Code: code, Reason: reason})
 }
 
-// flushErrors reports the bad rows held, in line order.
+// flushErrors reports the bad rows held, in line order: with no row of a batch left to apply
+// before them.
 func (im *importer) flushErrors() {
 	slices.SortStableFunc(im.pending, func(a, b RowError) int { return a.Line - b.Line })
 	if !im.o.DryRun && len(im.pending) > 0 {
@@ -265,22 +377,39 @@ func readHeader(header []string) (map[string]int, []string, error) {
 	for i, name := range header {
 		name = strings.ToLower(strings.TrimSpace(strings.TrimPrefix(name, "\ufeff"))) // a spreadsheet's byte order mark
 		if j, ok := cols[name]; !ok {
-			ignored = append(ignored, truncated(name, 40))
+			if len(ignored) < MaxIgnoredColumns {
+				ignored = append(ignored, truncated(name, 40))
+			}
 			continue
 		} else if j >= 0 {
-			return nil, nil, loyalty.Errorf(loyalty.EINVALID, "the header names column %s twice", name)
+			return nil, nil, loyalty.Errorf(loyalty.EINVALID, "the header names column %s twice", truncated(name, 40))
 		}
 		cols[name] = i
 	}
 	switch {
 	case cols["email"] < 0 && cols["member_id"] < 0:
-		return nil, nil, loyalty.Errorf(loyalty.EINVALID, "the header row needs an email or a member_id column (found %s): the first row of the file names the columns, such as email,points", strings.Join(header, ","))
+		return nil, nil, loyalty.Errorf(loyalty.EINVALID, "the header row needs an email or a member_id column (found %s): the first row of the file names the columns, such as email,points", headerList(header))
 	case cols["points"] < 0 && cols["total_spent"] < 0:
-		return nil, nil, loyalty.Errorf(loyalty.EINVALID, "the header row needs a points or a total_spent column (found %s)", strings.Join(header, ","))
+		return nil, nil, loyalty.Errorf(loyalty.EINVALID, "the header row needs a points or a total_spent column (found %s)", headerList(header))
 	case cols["points"] >= 0 && cols["total_spent"] >= 0:
 		return nil, nil, loyalty.Errorf(loyalty.EINVALID, "the header has both points and total_spent: import one of them")
 	}
 	return cols, ignored, nil
+}
+
+// headerList is what a message quotes of a header row: its first 10 column names, each cut to
+// 40 bytes, and how many more there are.
+func headerList(header []string) string {
+	const n = 10
+	names := make([]string, 0, min(len(header), n))
+	for _, name := range header[:min(len(header), n)] {
+		names = append(names, truncated(name, 40))
+	}
+	s := strings.Join(names, ",")
+	if len(header) > n {
+		s += fmt.Sprintf(",… (%d columns in all)", len(header))
+	}
+	return s
 }
 
 // row checks one record; a bad one is reported.
@@ -450,6 +579,14 @@ type batchOutcome struct {
 	imported, created, skipped int
 	points                     int64
 	bad                        []RowError
+	named                      []namedRow // the members the batch adjusted or skipped, for importer.named
+}
+
+// namedRow is a member a row of an import named: "m" and its id, or (importer.named) "e" and the
+// email of a member a dry run would create.
+type namedRow struct {
+	key  string
+	line int
 }
 
 // apply applies a batch of checked rows in one transaction (dry: in one that is rolled back).
@@ -507,6 +644,9 @@ func (im *importer) apply(ctx context.Context, rows []importRow) error {
 	slices.SortFunc(out.bad, func(a, b RowError) int { return a.Line - b.Line })
 	for _, e := range out.bad {
 		im.bad(e.Line, e.Code, e.Reason)
+	}
+	for _, n := range out.named {
+		im.named[maphash.String(im.seed, n.key)] = int32(n.line)
 	}
 	im.rep.Imported += out.imported
 	im.rep.Created += out.created
@@ -580,25 +720,32 @@ func (im *importer) applyBatch(ctx context.Context, tx Tx, rows []importRow, new
 		} else {
 			m, found = owners[r.email]
 		}
-		if found && done[m.Member.ID] {
-			out.skipped++
-			continue
-		}
 		if !found {
 			if r.member.HomeStore != "" && !im.stores[r.member.HomeStore] {
 				bad(r, loyalty.EINVALID, "home store %s is not registered", r.member.HomeStore)
 				continue
 			}
-			if line, ok := taken["e"+r.email]; ok && r.email != "" {
-				bad(r, loyalty.EDUPLICATE, "email %s is on line %d already", r.email, line)
-				continue
+			if r.email != "" {
+				if line, ok := im.namedBefore(taken, "e", r.email); ok {
+					bad(r, loyalty.EDUPLICATE, "email %s is on line %d already", r.email, line)
+					continue
+				}
 			}
 			nm := r.member
 			nm.ID, nm.CreatedAt, nm.Balance = newIDs[i], now, 0
 			m = ScheduledMember{Member: nm, Schedule: Schedule{ReviewAt: now}}
 		}
-		if line, ok := taken["m"+m.Member.ID]; ok {
+		// A member named by an earlier row of this import, in this batch or an earlier one, by
+		// the same key or the other (member_id, email).
+		if line, ok := im.namedBefore(taken, "m", m.Member.ID); ok {
 			bad(r, loyalty.EDUPLICATE, "this row names member %s, as line %d does: a file names each member once", m.Member.ID, line)
+			continue
+		}
+		if found && done[m.Member.ID] {
+			// Adjusted by an earlier run of this import.
+			taken["m"+m.Member.ID] = r.line
+			out.named = append(out.named, namedRow{"m" + m.Member.ID, r.line})
+			out.skipped++
 			continue
 		}
 		bal := m.Member.Balance
@@ -625,6 +772,9 @@ func (im *importer) applyBatch(ctx context.Context, tx Tx, rows []importRow, new
 			created = append(created, m.Member)
 			if r.email != "" {
 				taken["e"+r.email] = r.line
+				if im.o.DryRun {
+					out.named = append(out.named, namedRow{"e" + r.email, r.line})
+				}
 			}
 			if m.Member.HomeStore != "" {
 				if a.subscribe == nil {
@@ -634,6 +784,7 @@ func (im *importer) applyBatch(ctx context.Context, tx Tx, rows []importRow, new
 			}
 		}
 		taken["m"+m.Member.ID] = r.line
+		out.named = append(out.named, namedRow{"m" + m.Member.ID, r.line})
 		a.remember(m.Member, m.Schedule)
 		d := loyalty.Delta{ID: loyalty.NewDeltaID(), Store: loyalty.HubStore, Terminal: key, Member: m.Member.ID, Kind: loyalty.KindAdjust,
 			Points: points, OrderID: im.o.ImportID, Rule: RuleImport, Reason: im.o.Reason, OccurredAt: now}
@@ -665,13 +816,38 @@ func (im *importer) applyBatch(ctx context.Context, tx Tx, rows []importRow, new
 		rows[0].line, rows[len(rows)-1].line, im.o.Mode, out.imported, out.points, out.created, im.o.Reason))
 }
 
-// countingReader counts the bytes read through it, for progress.
+// namedBefore returns the line of the row before that named the member (kind "m", key its id) or
+// the new member's email (kind "e"): a row of this batch (taken) or of an earlier one (named).
+func (im *importer) namedBefore(taken map[string]int, kind, key string) (int, bool) {
+	if line, ok := taken[kind+key]; ok {
+		return line, true
+	}
+	line, ok := im.named[maphash.String(im.seed, kind+key)]
+	return int(line), ok
+}
+
+// countingReader counts the bytes read through it, for progress, and limits a record: from
+// start, where the record being read begins, it reads at most max bytes and one more, then
+// ends the file early and sets over (readRecord).
 type countingReader struct {
-	r io.Reader
-	n int64
+	r     io.Reader
+	n     int64
+	start int64 // the offset of the record being read (csv.Reader.InputOffset after the last)
+	next  int   // the line after the last record read
+	max   int64
+	over  bool
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
+	room := c.start + c.max + 1 - c.n
+	if room <= 0 {
+		// Everything read since start is of the one record being read: it is longer than max.
+		c.over = true
+		return 0, io.EOF
+	}
+	if int64(len(p)) > room {
+		p = p[:room]
+	}
 	n, err := c.r.Read(p)
 	c.n += int64(n)
 	return n, err

@@ -174,14 +174,15 @@ func boolParam(v, name string) (bool, error) {
 // ParseDay reads a time given as a date (2026-11-22, midnight UTC) or an RFC 3339 time. It
 // returns EINVALID naming the parameter.
 func ParseDay(name, v string) (time.Time, error) {
-	if t, err := time.Parse(time.DateOnly, v); err == nil {
-		return t, nil
+	t, err := time.Parse(time.DateOnly, v)
+	if err != nil {
+		t, err = time.Parse(time.RFC3339, v)
 	}
-	t, err := time.Parse(time.RFC3339, v)
-	if err != nil || t.Year() < 1970 || t.Year() > 9999 {
-		return time.Time{}, loyalty.Errorf(loyalty.EINVALID, "%s must be a date such as 2026-11-22 or a time such as 2026-11-22T10:00:00Z, not %q", name, truncated(v, 40))
+	// In UTC: an offset can move a time written in year 9999 into year 10000.
+	if t = t.UTC(); err != nil || t.Year() < 1970 || t.Year() > 9999 {
+		return time.Time{}, loyalty.Errorf(loyalty.EINVALID, "%s must be a date such as 2026-11-22 or a time such as 2026-11-22T10:00:00Z, in the years 1970 to 9999, not %q", name, truncated(v, 40))
 	}
-	return t.UTC(), nil
+	return t, nil
 }
 
 // flushWriter sends what is written at once: an export writes a page at a time.

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"testing"
+	"time"
 
 	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/hub"
@@ -38,6 +39,21 @@ func TestHostile_ReportBoundsOutsideJSONYears(t *testing.T) {
 			if json.Unmarshal(body, &e) != nil || e.Error == nil || e.Error.Code != loyalty.EINVALID {
 				t.Errorf("GET %s: HTTP %d %s; want 400 EINVALID", p, status, body)
 			}
+		}
+	}
+}
+
+// An export's bounds (ParseDay) are held to the same years as a report's, in UTC whichever way
+// they are written.
+func TestHostile_ExportDayBounds(t *testing.T) {
+	for _, v := range []string{"0001-01-01", "1969-12-31", "9999-12-31T23:59:59-23:59", "1970-01-01T00:00:00+01:00", "10000-01-01"} {
+		if _, err := hub.ParseDay("from", v); loyalty.ErrorCode(err) != loyalty.EINVALID {
+			t.Errorf("ParseDay(%q): %v, want EINVALID", v, err)
+		}
+	}
+	for _, v := range []string{"1970-01-01", "9999-12-31", "2026-11-22T10:00:00+02:00"} {
+		if d, err := hub.ParseDay("from", v); err != nil || d.Location() != time.UTC {
+			t.Errorf("ParseDay(%q): %v, %v; want a time in UTC", v, d, err)
 		}
 	}
 }
