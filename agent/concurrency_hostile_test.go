@@ -21,17 +21,10 @@ func TestHostile_ConcurrentVoucherUseOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const n = 16
-	var wg gosync.WaitGroup
-	errs := make([]error, n)
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, errs[i] = ta.Redeem(ctx, loyalty.RedeemRequest{OrderID: fmt.Sprintf("race-%d", i), Voucher: v})
-		}()
-	}
-	wg.Wait()
+	errs := tills(func(i int) error {
+		_, err := ta.Redeem(ctx, loyalty.RedeemRequest{OrderID: fmt.Sprintf("race-%d", i), Voucher: v})
+		return err
+	})
 	ok := 0
 	for i, err := range errs {
 		switch loyalty.ErrorCode(err) {
@@ -43,7 +36,7 @@ func TestHostile_ConcurrentVoucherUseOnce(t *testing.T) {
 		}
 	}
 	if ok != 1 {
-		t.Errorf("%d of %d concurrent uses of one voucher were accepted, want exactly 1", ok, n)
+		t.Errorf("%d of %d concurrent uses of one voucher were accepted, want exactly 1", ok, len(errs))
 	}
 }
 
@@ -51,17 +44,10 @@ func TestHostile_ConcurrentRedemptionsNeverOverdraw(t *testing.T) {
 	ta := newTestAgent(t) // m1 has 120 points; coffee costs 50
 	ctx := context.Background()
 	tok := ta.token(t, "m1")
-	const n = 16
-	var wg gosync.WaitGroup
-	errs := make([]error, n)
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, errs[i] = ta.Redeem(ctx, loyalty.RedeemRequest{OrderID: fmt.Sprintf("c-%d", i), QR: tok, RewardID: "coffee"})
-		}()
-	}
-	wg.Wait()
+	errs := tills(func(i int) error {
+		_, err := ta.Redeem(ctx, loyalty.RedeemRequest{OrderID: fmt.Sprintf("c-%d", i), QR: tok, RewardID: "coffee"})
+		return err
+	})
 	ok := 0
 	for _, err := range errs {
 		if err == nil {
@@ -73,4 +59,15 @@ func TestHostile_ConcurrentRedemptionsNeverOverdraw(t *testing.T) {
 	if s := ta.scan(t, "m1"); ok != 2 || s.Balance != 20 {
 		t.Errorf("%d coffees accepted, balance %d; want 2 and 20", ok, s.Balance)
 	}
+}
+
+// tills runs call(i) for 16 tills at once and returns their errors, in till order.
+func tills(call func(i int) error) []error {
+	errs := make([]error, 16)
+	var wg gosync.WaitGroup
+	for i := range errs {
+		wg.Go(func() { errs[i] = call(i) })
+	}
+	wg.Wait()
+	return errs
 }
