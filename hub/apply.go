@@ -220,6 +220,7 @@ func (a *applier) apply(ctx context.Context, store string, d loyalty.Delta) (lsy
 	if err != nil {
 		return lsync.Result{}, err
 	}
+	a.forget(&d)
 	seq, inserted, err := a.insert(ctx, d, hash)
 	if err != nil {
 		return lsync.Result{}, err
@@ -326,6 +327,16 @@ func (a *applier) check(ctx context.Context, store string, d *loyalty.Delta) err
 		res, err := recompute(p, d, loc)
 		if err != nil {
 			return err
+		}
+		if claims != nil && claims.country != nil {
+			// Another country than the member's: the sale stands only if it changes nothing, and
+			// the ledger keeps the member's country, the one the hub verified.
+			as := *d
+			as.Country = *claims.country
+			if mine, err := recompute(p, &as, loc); err != nil || mine.Points != res.Points || !maps.Equal(mine.Punches, res.Punches) {
+				return loyalty.Errorf(loyalty.EINVALID, "the member's country is not %q, and this sale's points depend on it", d.Country)
+			}
+			d.Country = as.Country
 		}
 		if !maps.Equal(res.Punches, d.Punches) {
 			return loyalty.Errorf(loyalty.EINVALID, "the order's lines punch %v, the delta says %v", res.Punches, d.Punches)
@@ -449,7 +460,18 @@ func (a *applier) conflicts(ctx context.Context, store string, d loyalty.Delta, 
 	return nil
 }
 
+// forget takes out of d, before the hub keeps it, the personal data of an erased member that a
+// store which had not synced since the erasure put in it: the country it saw the member in. The
+// delta's hash stays that of the delta as the store sent it, so a redelivery is a duplicate.
+func (a *applier) forget(d *loyalty.Delta) {
+	if m, ok := a.members[d.Member]; ok && m.Erased {
+		d.Country = ""
+	}
+}
+
+// reject records d as rejected, with why, and answers the store so.
 func (a *applier) reject(ctx context.Context, store string, d loyalty.Delta, err error) (lsync.Result, error) {
+	a.forget(&d)
 	e := loyalty.AsError(err)
 	if ierr := a.tx.InsertRejection(ctx, Rejection{Delta: d, Store: store, Code: e.Code, Message: e.Message, At: a.Now()}); ierr != nil {
 		return lsync.Result{}, ierr

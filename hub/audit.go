@@ -71,6 +71,17 @@ const (
 	AuditImport           = "members.import" // a batch of a CSV import (import.go)
 )
 
+// MemberAuditActions are the audit actions whose target is a member id: a member's own audit
+// entries (MemberRecords) are those with one of these actions and the member as target. Other
+// actions' targets (a store, a program, a key, an import) may be any text a member id can be.
+var MemberAuditActions = []string{AuditMemberAdd, AuditMemberUpdate, AuditMemberErase, AuditCardLink, AuditCardRevoke,
+	AuditAdjust, AuditAdjustReverse}
+
+// MemberAuditActionsSQL is MemberAuditActions as an SQL list of string literals, for a query's IN.
+func MemberAuditActionsSQL() string {
+	return "'" + strings.Join(MemberAuditActions, "', '") + "'"
+}
+
 // AuditEntry is one admin change: when, by which key, what, on what. Detail never holds a
 // secret (tokens and API keys are never recorded, not even hashed).
 type AuditEntry struct {

@@ -103,9 +103,36 @@ func TestAuthority_ForgedTier(t *testing.T) {
 	unknown := earn("s1", "m1", 1000) // a member the store did not know: no tier
 	unknown.RuleVersion, unknown.Points = 2, 10
 	mustApply(t, h, "s1", unknown)
-	country := earn("s1", "m1", 1000)
-	country.RuleVersion, country.Points, country.Country = 2, 10, "FR"
-	mustReject(t, h, "s1", country, loyalty.EINVALID)
+}
+
+// A store stamps an earn with the country it saw the member in. One that is not the member's
+// stands only if the sale's points do not depend on it: a store that has not seen the member's
+// new country yet keeps its sale, one that claims a country's campaign bonus the member is not
+// due is refused.
+func TestAuthority_CountryClaims(t *testing.T) {
+	h := openHub(t)
+	withProgram(t, h, func(p *loyalty.Program) {
+		p.Campaigns = append(p.Campaigns, loyalty.Campaign{ID: "fr-bonus", Name: "FR members", Start: t0.Add(-time.Hour),
+			End: t0.Add(24 * time.Hour), Bonus: 25, Segment: loyalty.Segment{Countries: []string{"FR"}}})
+	})
+	syncStores(t, h)
+	forged := earn("s1", "m1", 1000)
+	forged.RuleVersion, forged.Points, forged.Country = 2, 35, "FR"
+	if r := mustReject(t, h, "s1", forged, loyalty.EINVALID); !strings.Contains(r.Message, "country") {
+		t.Errorf("message %q does not say what was wrong", r.Message)
+	}
+	stale := earn("s1", "m1", 1000)
+	stale.RuleVersion, stale.Points, stale.Country = 2, 10, "DE"
+	mustApply(t, h, "s1", stale)
+	v, err := h.Member(context.Background(), "m1", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range v.Ledger {
+		if e.ID == stale.ID && e.Country != v.Country {
+			t.Errorf("the ledger keeps the stale claim %q, not the member's country %q", e.Country, v.Country)
+		}
+	}
 }
 
 // A stale tier, the one the member had when the store last synced, is accepted.

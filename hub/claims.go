@@ -12,6 +12,11 @@ import (
 // verified is what checkClaims established about a store's delta.
 type verified struct {
 	loc *time.Location // the store's registered time zone
+	// country is the member's, when the earn claims another one: a store that has not synced
+	// since the member's country changed (or was erased) stamps the one it saw. The sale stands
+	// if its points do not depend on which (applier.check); otherwise the claim cannot be
+	// verified and the delta is rejected.
+	country *string
 }
 
 // checkClaims verifies what a store says about a delta instead of believing it (docs/PROTOCOL.md,
@@ -23,7 +28,8 @@ type verified struct {
 //     replaced before the store's floor (an older version that pays more cannot be chosen);
 //   - an earn's tier is one the member held in the hub's history between the floor and the event
 //     time (a stale tier the store had is accepted) or "" (a member the store did not know), and
-//     its country is the member's or "";
+//     its country is the member's or "", or another one that does not change the sale's points
+//     (a store that has not seen the member's new country, or their erasure, yet);
 //   - campaigns are read in the store's registered time zone, whatever the delta says;
 //   - a redemption says the order amount where its budgets depend on it;
 //   - every budget the delta spends under its rule version names a lease of this store for that
@@ -60,10 +66,14 @@ func (a *applier) checkClaims(ctx context.Context, store string, d *loyalty.Delt
 	if err != nil {
 		return nil, loyalty.Errorf(loyalty.EINVALID, "unknown time zone %q", cmp.Or(info.TimeZone, d.TimeZone))
 	}
+	v := &verified{loc: loc}
 	if d.Kind == loyalty.KindEarn {
 		m := a.members[d.Member]
+		// Not the member's country: a store that has not synced since it changed, or since the
+		// member was erased (who has none), stamps the one it saw. The sale stands if its points
+		// do not depend on it (check); an erased member's is not kept (applier.forget).
 		if d.Country != "" && d.Country != m.Country {
-			return nil, loyalty.Errorf(loyalty.EINVALID, "the member's country is not %q", d.Country)
+			v.country = &m.Country
 		}
 		if d.Tier != "" {
 			held, err := a.tiersHeld(ctx, m, d.RuleVersion, floor, at)
@@ -78,7 +88,7 @@ func (a *applier) checkClaims(ctx context.Context, store string, d *loyalty.Delt
 	if err := a.checkLeases(ctx, store, d, at); err != nil {
 		return nil, err
 	}
-	return &verified{loc: loc}, nil
+	return v, nil
 }
 
 // floor returns the earliest event time the hub accepts from a store now: the later of its

@@ -616,8 +616,10 @@ func (d *dashboard) cardLink(w http.ResponseWriter, r *http.Request, op *operato
 	if err != nil {
 		return "member", http.StatusConflict, data, web.Refusal(err)
 	}
+	// The address the operator reached the dashboard on, https if over TLS or behind a proxy
+	// that terminates it: the link is the member's only key to their card.
 	scheme := "http"
-	if r.TLS != nil {
+	if web.OverTLS(r) {
 		scheme = "https"
 	}
 	data.CardLink, data.CardExpires = scheme+"://"+r.Host+link.URLPath, link.ExpiresAt

@@ -41,7 +41,7 @@ type Forgery int
 // The forgeries.
 const (
 	ForgedTier         Forgery = iota // a tier the member never held (the top one when it can)
-	ForgedCountry                     // a country that is not the member's
+	ForgedCountry                     // a country that is not the member's, whose campaign pays
 	FutureOccurred                    // occurred_at after the hub's clock + MaxFuture
 	FutureOffset                      // a clock offset that puts the event time after the hub's clock + MaxFuture
 	Backdated                         // an event time before the store's previous sync, less Backdate
@@ -734,11 +734,20 @@ func (w *world) forgeClaim(ctx context.Context, s *session, k Forgery) (forged, 
 		}
 		return forged{}, false, nil
 	case ForgedCountry:
-		d, _, err := w.baseEarn(ctx, s, m)
-		for d.Country == m.Country {
-			d.Country = append(slices.Clone(countries), "US")[w.rng.IntN(len(countries)+1)]
+		// FR, whose members' campaign pays a bonus, for a member of another country, with the
+		// bonus in the points. (Another country that changes nothing stands, as a store's stale
+		// copy of a member whose country changed: the ledger keeps the member's.)
+		for _, i := range w.rng.Perm(len(s.members)) {
+			m := s.members[i]
+			if m.Country == "FR" {
+				continue
+			}
+			as := m
+			as.Country = "FR"
+			d, _, err := w.earn(ctx, s, as, now, h.version, m.Tier, w.amount())
+			return forged{d: d, note: fmt.Sprintf("country FR, with its members' bonus, for a member of %s", m.Country)}, err == nil, err
 		}
-		return forged{d: d, note: fmt.Sprintf("country %s for a member of %s", d.Country, m.Country)}, err == nil, err
+		return forged{}, false, nil
 	case ZoneCampaign:
 		for _, amount := range []int64{w.amount(), 100 + w.rng.Int64N(1000)} {
 			d, p, err := w.earn(ctx, s, m, now, h.version, m.Tier, amount)

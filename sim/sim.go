@@ -276,7 +276,10 @@ func Program() loyalty.Program {
 		{ID: "gold", Name: "Gold", Threshold: 250000, Multiplier: 1500},
 	}}
 	p.Campaigns = []loyalty.Campaign{{ID: "daytime", Name: "Daytime bonus", Start: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC),
-		End: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC), From: "06:00", To: "20:00", Multiplier: 1500}}
+		End: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC), From: "06:00", To: "20:00", Multiplier: 1500},
+		// A country's campaign: what a forged country claim would be after (ForgedCountry).
+		{ID: "fr-members", Name: "FR members' bonus", Start: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC),
+			End: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC), Bonus: 15, Segment: loyalty.Segment{Countries: []string{"FR"}}}}
 	p.Budgets = []loyalty.Budget{
 		{ID: "coffee-count", Metric: loyalty.MetricRedemptions, Reward: "coffee", Limit: 12},
 		{ID: "discount", Metric: loyalty.MetricDiscount, Limit: 3000},

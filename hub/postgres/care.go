@@ -194,7 +194,7 @@ func (t *tx) MemberRecords(ctx context.Context, member string) (hub.MemberRecord
 			})
 	}
 	if err == nil {
-		err = t.each(ctx, `SELECT seq, at, key_id, key_name, action, target, detail FROM audit WHERE target = $1 ORDER BY seq`, args,
+		err = t.each(ctx, `SELECT seq, at, key_id, key_name, action, target, detail FROM audit WHERE target = $1 AND action IN (`+hub.MemberAuditActionsSQL()+`) ORDER BY seq`, args,
 			func(rows pgx.Rows) error {
 				var e hub.AuditEntry
 				var at int64

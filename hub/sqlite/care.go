@@ -157,7 +157,7 @@ func (t *tx) MemberRecords(ctx context.Context, member string) (hub.MemberRecord
 			})
 	}
 	if err == nil {
-		err = each(`SELECT seq, at, key_id, key_name, action, target, detail FROM audit WHERE target = ? ORDER BY seq`, func(rows *sql.Rows) error {
+		err = each(`SELECT seq, at, key_id, key_name, action, target, detail FROM audit WHERE target = ? AND action IN (`+hub.MemberAuditActionsSQL()+`) ORDER BY seq`, func(rows *sql.Rows) error {
 			var e hub.AuditEntry
 			var at int64
 			err := rows.Scan(&e.Seq, &at, &e.KeyID, &e.KeyName, &e.Action, &e.Target, &e.Detail)

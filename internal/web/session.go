@@ -40,9 +40,10 @@ func (s *Sessions) now() time.Time {
 	return time.Now()
 }
 
-// overTLS reports whether the browser sent r over TLS: to this server, or to a proxy in front
-// of it that says so. A forged header only makes the forger's own cookie Secure.
-func overTLS(r *http.Request) bool {
+// OverTLS reports whether the browser sent r over TLS: to this server, or to a proxy in front
+// of it that says so (X-Forwarded-Proto: https). A forged header only makes the forger's own
+// cookie Secure, or the links shown to the forger https.
+func OverTLS(r *http.Request) bool {
 	return r != nil && (r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https"))
 }
 
@@ -54,7 +55,7 @@ func (s *Sessions) SignIn(w http.ResponseWriter, r *http.Request, subject string
 	sess := Session{ID: base64.RawURLEncoding.EncodeToString(id), Subject: subject, Expires: s.now().Add(s.TTL)}
 	http.SetCookie(w, &http.Cookie{
 		Name: s.Cookie, Value: s.Signer.Sign(sessionPurpose, sess.ID+" "+url.QueryEscape(subject), sess.Expires),
-		Path: "/", Expires: sess.Expires, HttpOnly: true, Secure: s.Secure || overTLS(r), SameSite: http.SameSiteStrictMode,
+		Path: "/", Expires: sess.Expires, HttpOnly: true, Secure: s.Secure || OverTLS(r), SameSite: http.SameSiteStrictMode,
 	})
 	return sess
 }
