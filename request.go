@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
-	"unicode"
 )
 
 // Money is an amount in integer minor units (cents). Its JSON form must be a whole, non-negative
@@ -147,14 +146,16 @@ func ValidateOrderID(id string) error {
 		return Errorf(EINVALID, "order_id is required: it is the idempotency key that makes retries safe")
 	} else if !ValidText(id, MaxIDLength) {
 		return Errorf(EINVALID, "order_id must be at most %d characters of UTF-8", MaxIDLength)
-	} else if strings.IndexFunc(id, unicode.IsControl) >= 0 {
-		return Errorf(EINVALID, "order_id must not hold control characters (tabs, line breaks and the like)")
+	} else if strings.Contains(id, partSeparator) {
+		// Only this one: an order id of an earlier version that holds another control
+		// character must still be refundable.
+		return Errorf(EINVALID, "order_id must not hold the control character U+001F (unit separator)")
 	}
 	return nil
 }
 
 // PartKey is the idempotency key of one part of an order: a reward or voucher redeemed on it, or
-// one partial refund of it. The order id and the part are joined by a control character, which no
+// one partial refund of it. The order id and the part are joined by a control character that no
 // order id holds (ValidateOrderID), so a part's key is never another order's key. Without a part
 // it is the order id.
 func PartKey(orderID, part string) string {

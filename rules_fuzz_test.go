@@ -198,14 +198,12 @@ func TestIDLimitsCountCharacters(t *testing.T) {
 			t.Errorf("order id %q: %v, want EINVALID", id, err)
 		}
 	}
-	// Control characters: no order id holds one, so the keys of an order's parts
-	// (loyalty.PartKey) are never another order's. "/" and the like are fine.
-	for _, id := range []string{"A\x1fb", "A\x00", "line\nbreak", "tab\t", "del\x7f", "c1\u0085"} {
-		if err := loyalty.ValidateOrderID(id); loyalty.ErrorCode(err) != loyalty.EINVALID {
-			t.Errorf("order id %q: %v, want EINVALID", id, err)
-		}
+	// The separator of an order's part keys (loyalty.PartKey): no order id holds it, so a part's
+	// key is never another order's. "/" and other control characters are fine.
+	if err := loyalty.ValidateOrderID("A\x1fb"); loyalty.ErrorCode(err) != loyalty.EINVALID {
+		t.Errorf("an order id holding U+001F: %v, want EINVALID", err)
 	}
-	for _, id := range []string{"INV/2026/0001", "A B", "Bestellung-ä"} {
+	for _, id := range []string{"INV/2026/0001", "A B", "Bestellung-ä", "tab\t", "line\nbreak"} {
 		if err := loyalty.ValidateOrderID(id); err != nil {
 			t.Errorf("order id %q: %v, want accepted", id, err)
 		}

@@ -8,6 +8,9 @@ package agent_test
 import (
 	"context"
 	"database/sql"
+	"maps"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -179,5 +182,60 @@ func TestOrderKeys_RetryAcrossTheUpgradeFindsTheOldKey(t *testing.T) {
 		if legacy == 0 && answered {
 			t.Errorf("an unmarked key o1/coffee, a newer order's, answered the redemption of coffee on order o1")
 		}
+	}
+}
+
+// TestOrderKeys_MigrationRewritesOldPartKeys runs the part-key migrations' statements on keys as
+// an earlier version kept them: a part key whose kept answer names its order is rewritten to
+// PartKey, an order's own key holding "/" is left as it is, and only a key whose answer was
+// dropped stays legacy.
+func TestOrderKeys_MigrationRewritesOldPartKeys(t *testing.T) {
+	clock := now
+	ca := newClocked(t, &clock, loyalty.DefaultProgram())
+	db, err := sql.Open("sqlite", "file:"+ca.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, r := range [][3]string{
+		{"reverse", "INV/2", `{"order_id":"INV","points":-10}`}, // refund 2 of order INV
+		{"reverse", "X/r1", `{"order_id":"X/r1","points":-50}`}, // the void of order X/r1
+		{"redeem", "o1/coffee", ``},                             // its answer dropped
+		{"earn", "E/1", `{"order_id":"E/1"}`},                   // an earn: never a part
+	} {
+		if _, err := db.Exec(`INSERT INTO pos_requests (op, order_id, hash, response, at) VALUES (?, ?, 'h', ?, 1)`, r[0], r[1], r[2]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range []string{"sqlite/migrations/0009_part_keys.sql", "sqlite/migrations/0010_part_keys_rewritten.sql"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := string(b)
+		if i := strings.Index(q, "ALTER TABLE"); i >= 0 { // the column is there already
+			q = q[:i] + q[strings.Index(q[i:], ";")+i+1:]
+		}
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+	}
+	got := map[string]int{}
+	rows, err := db.Query(`SELECT op || ' ' || order_id, legacy FROM pos_requests`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var k string
+		var legacy int
+		if err := rows.Scan(&k, &legacy); err != nil {
+			t.Fatal(err)
+		}
+		got[k] = legacy
+	}
+	rows.Close()
+	want := map[string]int{"reverse " + loyalty.PartKey("INV", "2"): 0, "reverse X/r1": 0, "redeem o1/coffee": 1, "earn E/1": 0}
+	if !maps.Equal(got, want) {
+		t.Errorf("keys after the migrations: %v, want %v", got, want)
 	}
 }

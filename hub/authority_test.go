@@ -128,10 +128,17 @@ func TestAuthority_CountryClaims(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	found := false
 	for _, e := range v.Ledger {
-		if e.ID == stale.ID && e.Country != v.Country {
-			t.Errorf("the ledger keeps the stale claim %q, not the member's country %q", e.Country, v.Country)
+		if e.ID == stale.ID {
+			found = true
+			if e.Country != v.Country {
+				t.Errorf("the ledger keeps the stale claim %q, not the member's country %q", e.Country, v.Country)
+			}
 		}
+	}
+	if !found {
+		t.Errorf("the stale sale is not in the member's ledger")
 	}
 }
 

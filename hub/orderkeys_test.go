@@ -2,6 +2,9 @@ package hub_test
 
 import (
 	"context"
+	"maps"
+	"os"
+	"strings"
 	"testing"
 
 	"github.com/loyalty-edge-sync/loyalty"
@@ -63,5 +66,59 @@ func TestOrderKeys_OnlineRetryAcrossTheUpgradeFindsTheOldKey(t *testing.T) {
 		if !legacy && answered {
 			t.Errorf("an unmarked key o1/coffee, a newer order's, answered the redemption of coffee on order o1")
 		}
+	}
+}
+
+// TestOrderKeys_MigrationRewritesOldPartKeys runs the part-key migrations' statements on keys as
+// an earlier version kept them (on the backend the suite runs on): a part key whose answer names
+// its order is rewritten to PartKey, an order's own key holding "/" is left as it is.
+func TestOrderKeys_MigrationRewritesOldPartKeys(t *testing.T) {
+	h := openHub(t)
+	db := openRaw(t, whereOf(t, h.Store))
+	for _, r := range [][3]string{
+		{"reverse", "INV/2", `{"order_id":"INV","points":-10}`}, // refund 2 of order INV
+		{"reverse", "X/r1", `{"order_id":"X/r1","points":-50}`}, // the void of order X/r1
+		{"redeem", "o1/coffee", `{"order_id":"o1"}`},            // coffee on order o1
+		{"earn", "E/1", `{"order_id":"E/1"}`},                   // an earn: never a part
+	} {
+		if _, err := db.Exec(`INSERT INTO idempotency (scope, key, hash, response, at) VALUES (?, ?, 'h', ?, 1)`, r[0], r[1], r[2]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files := []string{"sqlite/migrations/0028_part_keys.sql", "sqlite/migrations/0029_part_keys_rewritten.sql"}
+	if db.postgres {
+		files = []string{"postgres/migrations/0012_part_keys.sql", "postgres/migrations/0013_part_keys_rewritten.sql"}
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := string(b)
+		if i := strings.Index(q, "ALTER TABLE"); i >= 0 { // the column is there already
+			q = q[:i] + q[strings.Index(q[i:], ";")+i+1:]
+		}
+		if _, err := db.DB.Exec(q); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+	}
+	got := map[string]bool{}
+	rows, err := db.DB.Query(`SELECT scope || ' ' || key, legacy FROM idempotency`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var k string
+		var legacy bool
+		if err := rows.Scan(&k, &legacy); err != nil {
+			t.Fatal(err)
+		}
+		got[k] = legacy
+	}
+	rows.Close()
+	want := map[string]bool{"reverse " + loyalty.PartKey("INV", "2"): false, "reverse X/r1": false,
+		"redeem " + loyalty.PartKey("o1", "coffee"): false, "earn E/1": false}
+	if !maps.Equal(got, want) {
+		t.Errorf("keys after the migrations: %v, want %v", got, want)
 	}
 }

@@ -25,7 +25,7 @@ import (
 func checkKeys(body []byte, t reflect.Type) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
-	err := walkKeys(dec, t, "")
+	err := walkKeys(dec, t, "", 0)
 	if errors.As(err, new(*loyalty.Error)) {
 		return err
 	}
@@ -37,13 +37,21 @@ var (
 	textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
 )
 
-// walkKeys reads one JSON value from dec, which t (nil: any) is to hold; path names it in
-// messages ("" for the body itself).
-func walkKeys(dec *json.Decoder, t reflect.Type, path string) error {
+// maxDepth is how deeply a request body may nest arrays and objects: far more than any request
+// (a program is a few levels deep), and few enough that the walk, which keeps a path per level,
+// stays small (Token, unlike Decode, has no limit of its own).
+const maxDepth = 64
+
+// walkKeys reads one JSON value from dec, which t (nil: any) is to hold, depth levels down; path
+// names it in messages ("" for the body itself).
+func walkKeys(dec *json.Decoder, t reflect.Type, path string, depth int) error {
 	t = keyType(t)
 	tok, err := dec.Token()
 	if err != nil {
 		return err
+	}
+	if d, ok := tok.(json.Delim); ok && (d == '[' || d == '{') && depth >= maxDepth {
+		return loyalty.Errorf(loyalty.EINVALID, "the JSON nests arrays and objects more than %d deep; no request does", maxDepth)
 	}
 	switch tok {
 	case json.Delim('['):
@@ -52,7 +60,7 @@ func walkKeys(dec *json.Decoder, t reflect.Type, path string) error {
 			elem = t.Elem()
 		}
 		for i := 0; dec.More(); i++ {
-			if err := walkKeys(dec, elem, path+"["+strconv.Itoa(i)+"]"); err != nil {
+			if err := walkKeys(dec, elem, path+"["+strconv.Itoa(i)+"]", depth+1); err != nil {
 				return err
 			}
 		}
@@ -89,7 +97,7 @@ func walkKeys(dec *json.Decoder, t reflect.Type, path string) error {
 					}
 				}
 			}
-			if err := walkKeys(dec, elem, name); err != nil {
+			if err := walkKeys(dec, elem, name, depth+1); err != nil {
 				return err
 			}
 		}

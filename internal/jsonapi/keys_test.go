@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -111,6 +112,31 @@ func TestDecode_FieldNames(t *testing.T) {
 	}
 	if err, _ := decodeInto(t, &v, `{"a":1,"a":1}`); loyalty.ErrorCode(err) != loyalty.EINVALID {
 		t.Errorf("into any, a key twice: %v, want EINVALID", err)
+	}
+}
+
+// TestDecode_DeepNesting: a body as deep as it is long ([[[[… or {"a":{"a":… up to the body
+// limit) is refused quickly and small, not walked level by level with a path kept for each.
+func TestDecode_DeepNesting(t *testing.T) {
+	for _, open := range []string{"[", `{"extra":`} {
+		body := strings.Repeat(open, jsonapi.MaxBody/len(open))
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		var v any
+		err, _ := decodeInto(t, &v, body)
+		runtime.ReadMemStats(&after)
+		if loyalty.ErrorCode(err) != loyalty.EINVALID || !strings.Contains(loyalty.ErrorMessage(err), "deep") {
+			t.Errorf("%d bytes of %s: %v, want EINVALID saying it nests too deep", len(body), open, err)
+		}
+		if grew := after.TotalAlloc - before.TotalAlloc; grew > 16<<20 {
+			t.Errorf("%d bytes of %s took %d MB to refuse", len(body), open, grew>>20)
+		}
+	}
+	// As deep as the limit is fine.
+	var v any
+	ok := strings.Repeat("[", 64) + strings.Repeat("]", 64)
+	if err, _ := decodeInto(t, &v, ok); err != nil {
+		t.Errorf("64 levels: %v", err)
 	}
 }
 
