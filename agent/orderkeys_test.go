@@ -9,13 +9,12 @@ import (
 	"context"
 	"database/sql"
 	"maps"
-	"os"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/agent"
+	"github.com/loyalty-edge-sync/loyalty/internal/migratetest"
 )
 
 // A partial refund of order "INV" with refund_id "2" takes the key that the full reverse of
@@ -207,19 +206,7 @@ func TestOrderKeys_MigrationRewritesOldPartKeys(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, f := range []string{"sqlite/migrations/0009_part_keys.sql", "sqlite/migrations/0010_part_keys_rewritten.sql"} {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		q := string(b)
-		if i := strings.Index(q, "ALTER TABLE"); i >= 0 { // the column is there already
-			q = q[:i] + q[strings.Index(q[i:], ";")+i+1:]
-		}
-		if _, err := db.Exec(q); err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-	}
+	migratetest.Rerun(t, db, "sqlite/migrations/0009_part_keys.sql", "sqlite/migrations/0010_part_keys_rewritten.sql")
 	got := map[string]int{}
 	rows, err := db.Query(`SELECT op || ' ' || order_id, legacy FROM pos_requests`)
 	if err != nil {

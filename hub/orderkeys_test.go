@@ -3,11 +3,10 @@ package hub_test
 import (
 	"context"
 	"maps"
-	"os"
-	"strings"
 	"testing"
 
 	"github.com/loyalty-edge-sync/loyalty"
+	"github.com/loyalty-edge-sync/loyalty/internal/migratetest"
 )
 
 // The online channel keys an order's parts (a reward redeemed on it, a partial refund of it) by
@@ -89,19 +88,7 @@ func TestOrderKeys_MigrationRewritesOldPartKeys(t *testing.T) {
 	if db.postgres {
 		files = []string{"postgres/migrations/0012_part_keys.sql", "postgres/migrations/0013_part_keys_rewritten.sql"}
 	}
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		q := string(b)
-		if i := strings.Index(q, "ALTER TABLE"); i >= 0 { // the column is there already
-			q = q[:i] + q[strings.Index(q[i:], ";")+i+1:]
-		}
-		if _, err := db.DB.Exec(q); err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-	}
+	migratetest.Rerun(t, db.DB, files...)
 	got := map[string]bool{}
 	rows, err := db.DB.Query(`SELECT scope || ' ' || key, legacy FROM idempotency`)
 	if err != nil {
