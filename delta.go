@@ -53,14 +53,14 @@ var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 // name, a log line and a spreadsheet. what names the thing in the message ("store", "member").
 func ValidateID(what, id string) error {
 	if !namePattern.MatchString(id) {
-		return Errorf(EINVALID, "%s id %q must be 1 to 64 letters, digits, dots, dashes or underscores, starting with a letter or digit", what, cut(id, 70))
+		return Errorf(EINVALID, "%s id %q must be 1 to 64 letters, digits, dots, dashes or underscores, starting with a letter or digit", what, Truncate(id, 70))
 	}
 	return nil
 }
 
-// cut returns s, or its first n bytes (whole UTF-8 characters) and "…" if it is longer: what a
-// message quotes of a value it refuses, which may be any length (a cell of an imported file).
-func cut(s string, n int) string {
+// Truncate returns s, or its first n bytes (whole UTF-8 characters) and "…" if it is longer: what
+// a message quotes of a value it refuses, which may be any length (a cell of an imported file).
+func Truncate(s string, n int) string {
 	if len(s) > n {
 		s = strings.ToValidUTF8(s[:n], "") + "…"
 	}

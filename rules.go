@@ -170,7 +170,7 @@ const BirthdayGraceDays = 7
 // ValidateBirthday checks a member's birthday: "MM-DD", or "YYYY-MM-DD" from 1900 up to today (a
 // date that exists: 02-30 does not, 1999-02-29 neither, 02-29 alone does). It returns EINVALID.
 func ValidateBirthday(s string, today time.Time) error {
-	bad := Errorf(EINVALID, "birthday %q is not a date: write MM-DD (such as 07-14) or YYYY-MM-DD (such as 1990-07-14)", cut(s, 40))
+	bad := Errorf(EINVALID, "birthday %q is not a date: write MM-DD (such as 07-14) or YYYY-MM-DD (such as 1990-07-14)", Truncate(s, 40))
 	switch len(s) {
 	case len("01-02"):
 		// 2000 is a leap year: 02-29 is a birthday, celebrated on 02-28 in other years.
@@ -183,10 +183,10 @@ func ValidateBirthday(s string, today time.Time) error {
 			return bad
 		}
 		if d.Year() < 1900 {
-			return Errorf(EINVALID, "birthday %q: the year must be 1900 or later (or leave it out: MM-DD)", cut(s, 40))
+			return Errorf(EINVALID, "birthday %q: the year must be 1900 or later (or leave it out: MM-DD)", Truncate(s, 40))
 		}
 		if d.After(today) {
-			return Errorf(EINVALID, "birthday %q is in the future", cut(s, 40))
+			return Errorf(EINVALID, "birthday %q is in the future", Truncate(s, 40))
 		}
 	default:
 		return bad

@@ -104,7 +104,7 @@ func (s Scope) Allows(pattern string) bool {
 
 func validScope(s Scope) error {
 	if !slices.Contains(Scopes, s) {
-		return loyalty.Errorf(loyalty.EINVALID, "scope %q is not one of admin, online, report", truncated(string(s), 40))
+		return loyalty.Errorf(loyalty.EINVALID, "scope %q is not one of admin, online, report", loyalty.Truncate(string(s), 40))
 	}
 	return nil
 }
@@ -245,11 +245,3 @@ func (h *Hub) AuthenticateAPIKey(ctx context.Context, secret string) (APIKey, er
 // errWrongKey answers a request without a bearer key, or with one the hub does not know.
 var errWrongKey = loyalty.Errorf(loyalty.EUNAUTHORIZED,
 	"missing or wrong API key; send Authorization: Bearer <key> with the hub's admin_api_key or an API key from an operator (loyalty apikey add)")
-
-// truncated cuts s to about n bytes, for an error message.
-func truncated(s string, n int) string {
-	if len(s) > n {
-		s = strings.ToValidUTF8(s[:n], "") + "…"
-	}
-	return s
-}

@@ -108,7 +108,7 @@ func (h *Hub) NewCardLink(ctx context.Context, member string, ttl time.Duration)
 		exp := h.Now().Add(ttl).Truncate(time.Second)
 		token := signer.Sign(cardPurpose, strconv.FormatInt(epoch, 10)+" "+member, exp)
 		if len(token) > MaxCardToken {
-			return loyalty.Errorf(loyalty.EINVALID, "member id %s is too long for a card link", truncated(member, 40))
+			return loyalty.Errorf(loyalty.EINVALID, "member id %s is too long for a card link", loyalty.Truncate(member, 40))
 		}
 		link = CardLink{MemberID: member, URLPath: CardPathPrefix + token, ExpiresAt: exp.UTC()}
 		return h.audit(ctx, tx, AuditCardLink, member, "card link valid until "+link.ExpiresAt.Format(time.RFC3339))

@@ -589,7 +589,7 @@ func (d *dashboard) erase(w http.ResponseWriter, r *http.Request, op *operator) 
 		return "", 0, nil, nil
 	}
 	if confirm := r.PostFormValue("confirm"); confirm != id {
-		data.Confirm = truncated(confirm, maxDashField)
+		data.Confirm = loyalty.Truncate(confirm, maxDashField)
 		data.EraseError = "Type the member's id exactly to confirm the erasure."
 		return "member", http.StatusBadRequest, data, &web.Flash{Title: "Not erased.", Error: "The confirmation did not match the member's id."}
 	}

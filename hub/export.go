@@ -58,9 +58,9 @@ func ContentType(format string) string {
 func CheckExport(what string, o ExportOptions) error {
 	switch {
 	case !slices.Contains(Exports, what):
-		return loyalty.Errorf(loyalty.EINVALID, "there is no export %q: export members, ledger, conflicts or budgets", truncated(what, 30))
+		return loyalty.Errorf(loyalty.EINVALID, "there is no export %q: export members, ledger, conflicts or budgets", loyalty.Truncate(what, 30))
 	case o.Format != "" && o.Format != FormatCSV && o.Format != FormatJSONL:
-		return loyalty.Errorf(loyalty.EINVALID, "format must be csv or jsonl, not %q", truncated(o.Format, 20))
+		return loyalty.Errorf(loyalty.EINVALID, "format must be csv or jsonl, not %q", loyalty.Truncate(o.Format, 20))
 	case !o.From.IsZero() && !o.To.IsZero() && !o.From.Before(o.To):
 		return loyalty.Errorf(loyalty.EINVALID, "from must be before to")
 	case (!o.From.IsZero() || !o.To.IsZero()) && what != ExportLedger:

@@ -159,7 +159,7 @@ func (h *Hub) Import(ctx context.Context, r io.Reader, o ImportOptions) (ImportR
 	rep := ImportReport{ImportID: o.ImportID, Mode: cmp.Or(o.Mode, ImportAdd), DryRun: o.DryRun, Errors: []RowError{}}
 	o.Mode = rep.Mode
 	if o.Mode != ImportAdd && o.Mode != ImportSet {
-		return rep, loyalty.Errorf(loyalty.EINVALID, "mode must be add (add the file's points to the balances) or set (make the balances the file's points), not %q", truncated(o.Mode, 20))
+		return rep, loyalty.Errorf(loyalty.EINVALID, "mode must be add (add the file's points to the balances) or set (make the balances the file's points), not %q", loyalty.Truncate(o.Mode, 20))
 	}
 	if err := loyalty.ValidateOrderID(o.ImportID); err != nil || strings.IndexByte(o.ImportID, 0) >= 0 {
 		return rep, loyalty.Errorf(loyalty.EINVALID, "an import id is required, at most %d characters: it makes running the same import again safe", loyalty.MaxIDLength)
@@ -378,11 +378,11 @@ func readHeader(header []string) (map[string]int, []string, error) {
 		name = strings.ToLower(strings.TrimSpace(strings.TrimPrefix(name, "\ufeff"))) // a spreadsheet's byte order mark
 		if j, ok := cols[name]; !ok {
 			if len(ignored) < MaxIgnoredColumns {
-				ignored = append(ignored, truncated(name, 40))
+				ignored = append(ignored, loyalty.Truncate(name, 40))
 			}
 			continue
 		} else if j >= 0 {
-			return nil, nil, loyalty.Errorf(loyalty.EINVALID, "the header names column %s twice", truncated(name, 40))
+			return nil, nil, loyalty.Errorf(loyalty.EINVALID, "the header names column %s twice", loyalty.Truncate(name, 40))
 		}
 		cols[name] = i
 	}
@@ -403,7 +403,7 @@ func headerList(header []string) string {
 	const n = 10
 	names := make([]string, 0, min(len(header), n))
 	for _, name := range header[:min(len(header), n)] {
-		names = append(names, truncated(name, 40))
+		names = append(names, loyalty.Truncate(name, 40))
 	}
 	s := strings.Join(names, ",")
 	if len(header) > n {
@@ -443,7 +443,7 @@ func (im *importer) row(line int, rec []string) (importRow, bool) {
 		}
 	}
 	if r.email != "" && (!strings.Contains(r.email, "@") || len(r.email) > 254 || !storableKey(r.email) || strings.ContainsAny(r.email, " \t\r\n")) {
-		return fail("%q is not an email address", truncated(r.email, 60))
+		return fail("%q is not an email address", loyalty.Truncate(r.email, 60))
 	}
 	var err error
 	if im.cols["points"] >= 0 {
@@ -463,7 +463,7 @@ func (im *importer) row(line int, rec []string) (importRow, bool) {
 		return fail("a name is at most 200 characters of UTF-8")
 	}
 	if c := r.member.Country; c != "" && (len(c) != 2 || c[0] < 'A' || c[0] > 'Z' || c[1] < 'A' || c[1] > 'Z') {
-		return fail("country must be an ISO 3166 two-letter code such as DE, got %q", truncated(c, 20))
+		return fail("country must be an ISO 3166 two-letter code such as DE, got %q", loyalty.Truncate(c, 20))
 	}
 	if b := r.member.Birthday; b != "" {
 		if err := loyalty.ValidateBirthday(b, im.h.Now().UTC().AddDate(0, 0, 1)); err != nil {
@@ -471,7 +471,7 @@ func (im *importer) row(line int, rec []string) (importRow, bool) {
 		}
 	}
 	if s := r.member.HomeStore; s != "" && loyalty.ValidateID("store", s) != nil {
-		return fail("home_store %q is not a store id", truncated(s, 40))
+		return fail("home_store %q is not a store id", loyalty.Truncate(s, 40))
 	}
 	k := maphash.String(im.seed, r.key())
 	if first, ok := im.seen[k]; ok {
@@ -489,19 +489,19 @@ func parsePoints(s string) (int64, error) {
 	digits := strings.TrimPrefix(s, "-")
 	if strings.ContainsAny(digits, ",'  _") || strings.Count(digits, ".") > 1 || thousandsDot(digits) {
 		plain := strings.NewReplacer(",", "", "'", "", " ", "", " ", "", "_", "", ".", "").Replace(s)
-		return 0, loyalty.Errorf(loyalty.EINVALID, "points %q has a thousands separator: write %s, without one", truncated(s, 30), truncated(plain, 30))
+		return 0, loyalty.Errorf(loyalty.EINVALID, "points %q has a thousands separator: write %s, without one", loyalty.Truncate(s, 30), loyalty.Truncate(plain, 30))
 	}
 	if strings.Contains(digits, ".") {
-		return 0, loyalty.Errorf(loyalty.EINVALID, "points %q is not a whole number: points have no fractions", truncated(s, 30))
+		return 0, loyalty.Errorf(loyalty.EINVALID, "points %q is not a whole number: points have no fractions", loyalty.Truncate(s, 30))
 	}
 	for _, c := range digits {
 		if c < '0' || c > '9' {
-			return 0, loyalty.Errorf(loyalty.EINVALID, "points %q is not a whole number", truncated(s, 30))
+			return 0, loyalty.Errorf(loyalty.EINVALID, "points %q is not a whole number", loyalty.Truncate(s, 30))
 		}
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || n > loyalty.MaxPoints || n < -loyalty.MaxPoints {
-		return 0, loyalty.Errorf(loyalty.EINVALID, "points %s is more than one row may carry (at most %d either way)", truncated(s, 30), int64(loyalty.MaxPoints))
+		return 0, loyalty.Errorf(loyalty.EINVALID, "points %s is more than one row may carry (at most %d either way)", loyalty.Truncate(s, 30), int64(loyalty.MaxPoints))
 	}
 	return n, nil
 }
@@ -527,11 +527,11 @@ func (im *importer) spentPoints(s string) (int64, error) {
 		return 0, loyalty.Errorf(loyalty.EINVALID, "total_spent is empty: write 0 for none")
 	}
 	if strings.ContainsAny(s, ".,'  ") {
-		return 0, loyalty.Errorf(loyalty.EINVALID, "total_spent %q is not a whole number of minor units: write 123456 for 1234.56, without separators", truncated(s, 30))
+		return 0, loyalty.Errorf(loyalty.EINVALID, "total_spent %q is not a whole number of minor units: write 123456 for 1234.56, without separators", loyalty.Truncate(s, 30))
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || n < 0 || n > loyalty.MaxAmount*1000 {
-		return 0, loyalty.Errorf(loyalty.EINVALID, "total_spent %q must be a whole number of minor units from 0 to %d", truncated(s, 30), int64(loyalty.MaxAmount)*1000)
+		return 0, loyalty.Errorf(loyalty.EINVALID, "total_spent %q must be a whole number of minor units from 0 to %d", loyalty.Truncate(s, 30), int64(loyalty.MaxAmount)*1000)
 	}
 	x := new(big.Rat).SetInt64(n)
 	x.Mul(x, im.rate)
@@ -545,7 +545,7 @@ func (im *importer) spentPoints(s string) (int64, error) {
 
 // parseRate reads --points-per-unit: a decimal number above 0, at most 1000, at most 6 decimals.
 func parseRate(s string) (*big.Rat, error) {
-	bad := loyalty.Errorf(loyalty.EINVALID, "points-per-unit must be a decimal number above 0 and at most 1000, such as 1 or 0.5 (points per unit of the program's earn rule), for a total_spent column; got %q", truncated(s, 30))
+	bad := loyalty.Errorf(loyalty.EINVALID, "points-per-unit must be a decimal number above 0 and at most 1000, such as 1 or 0.5 (points per unit of the program's earn rule), for a total_spent column; got %q", loyalty.Truncate(s, 30))
 	if s == "" || strings.ContainsAny(s, "eE/+-") {
 		return nil, bad
 	}

@@ -30,7 +30,7 @@ func (s *Server) migrateRoutes(admin router) {
 		for k := range q {
 			if !slices.Contains(memberParams, k) {
 				jsonapi.Error(w, r, s.Logger, loyalty.Errorf(loyalty.EINVALID, "members are searched by %s; %q is none of them",
-					strings.Join(memberParams, ", "), truncated(k, 40)))
+					strings.Join(memberParams, ", "), loyalty.Truncate(k, 40)))
 				return
 			}
 		}
@@ -101,7 +101,7 @@ func (s *Server) serveImport(w http.ResponseWriter, r *http.Request) {
 		case "text/csv", "application/csv", "application/octet-stream":
 		default:
 			jsonapi.Error(w, r, s.Logger, jsonapi.WithStatus(http.StatusUnsupportedMediaType,
-				loyalty.Errorf(loyalty.EINVALID, "send the file as text/csv, not %s", truncated(ct, 60))))
+				loyalty.Errorf(loyalty.EINVALID, "send the file as text/csv, not %s", loyalty.Truncate(ct, 60))))
 			return
 		}
 	}
@@ -180,7 +180,7 @@ func ParseDay(name, v string) (time.Time, error) {
 	}
 	// In UTC: an offset can move a time written in year 9999 into year 10000.
 	if t = t.UTC(); err != nil || t.Year() < 1970 || t.Year() > 9999 {
-		return time.Time{}, loyalty.Errorf(loyalty.EINVALID, "%s must be a date such as 2026-11-22 or a time such as 2026-11-22T10:00:00Z, in the years 1970 to 9999, not %q", name, truncated(v, 40))
+		return time.Time{}, loyalty.Errorf(loyalty.EINVALID, "%s must be a date such as 2026-11-22 or a time such as 2026-11-22T10:00:00Z, in the years 1970 to 9999, not %q", name, loyalty.Truncate(v, 40))
 	}
 	return t, nil
 }

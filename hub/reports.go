@@ -56,12 +56,12 @@ func ParseReportTime(what, s string) (time.Time, error) {
 	t, err := time.Parse(time.DateOnly, s)
 	if err != nil {
 		if t, err = time.Parse(time.RFC3339, s); err != nil {
-			return time.Time{}, loyalty.Errorf(loyalty.EINVALID, "%s %q is neither an RFC 3339 time nor a YYYY-MM-DD date", what, truncated(s, 40))
+			return time.Time{}, loyalty.Errorf(loyalty.EINVALID, "%s %q is neither an RFC 3339 time nor a YYYY-MM-DD date", what, loyalty.Truncate(s, 40))
 		}
 	}
 	t = t.UTC()
 	if y := t.Year(); y < 1970 || y > 9999 {
-		return time.Time{}, loyalty.Errorf(loyalty.EINVALID, "%s %q is not in the years 1970 to 9999 (in UTC)", what, truncated(s, 40))
+		return time.Time{}, loyalty.Errorf(loyalty.EINVALID, "%s %q is not in the years 1970 to 9999 (in UTC)", what, loyalty.Truncate(s, 40))
 	}
 	return t, nil
 }

@@ -459,7 +459,7 @@ func checkWebhookURL(raw string) error {
 	}
 	if p := u.Port(); p != "" {
 		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
-			return loyalty.Errorf(loyalty.EINVALID, "url's port %s is not a port number from 1 to 65535; give the receiver's port, or none for 80 (http) or 443 (https)", truncated(p, 10))
+			return loyalty.Errorf(loyalty.EINVALID, "url's port %s is not a port number from 1 to 65535; give the receiver's port, or none for 80 (http) or 443 (https)", loyalty.Truncate(p, 10))
 		}
 	}
 	return nil
@@ -474,7 +474,7 @@ func checkWebhookEvents(evs []string) ([]string, error) {
 	out := make([]string, 0, len(evs))
 	for _, e := range evs {
 		if e != webhookEveryEventTypes && !slices.Contains(WebhookEventTypes, e) {
-			return nil, loyalty.Errorf(loyalty.EINVALID, "no event type %q; the types are %s, or \"*\"", truncated(e, 40), strings.Join(WebhookEventTypes, ", "))
+			return nil, loyalty.Errorf(loyalty.EINVALID, "no event type %q; the types are %s, or \"*\"", loyalty.Truncate(e, 40), strings.Join(WebhookEventTypes, ", "))
 		}
 		out = append(out, e)
 	}
@@ -713,7 +713,7 @@ func (h *Hub) ReplayWebhook(ctx context.Context, id string, req ReplayRequest) (
 		return 0, loyalty.Errorf(loyalty.EINVALID, "give either event_id or since (an RFC 3339 time)")
 	}
 	if req.Event != "" && (!storableKey(req.Event) || len(req.Event) > 100) {
-		return 0, loyalty.Errorf(loyalty.ENOTFOUND, "no event %q for this webhook", truncated(req.Event, 40))
+		return 0, loyalty.Errorf(loyalty.ENOTFOUND, "no event %q for this webhook", loyalty.Truncate(req.Event, 40))
 	}
 	now := h.Now().UTC().Truncate(time.Millisecond)
 	var n int
