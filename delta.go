@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"math"
 	"regexp"
 	"strings"
 	"sync"
@@ -37,6 +38,19 @@ const (
 	MaxLines    = 1000                  // most lines in one order
 	MaxQty      = 1_000_000             // most units on one order line
 )
+
+// AddSaturating adds a and b, giving math.MaxInt64 or math.MinInt64 where the sum would
+// overflow. Totals over many rows use it: each term is bounded (MaxPoints, MaxBalance), but
+// millions of them are not.
+func AddSaturating(a, b int64) int64 {
+	switch {
+	case b > 0 && a > math.MaxInt64-b:
+		return math.MaxInt64
+	case b < 0 && a < math.MinInt64-b:
+		return math.MinInt64
+	}
+	return a + b
+}
 
 // ValidText reports whether s is valid UTF-8 of at most max characters (runes). Invalid UTF-8 is
 // refused rather than repaired: JSON decoding would turn different invalid ids into the same one.

@@ -3,6 +3,7 @@ package loyalty_test
 import (
 	"crypto/rand"
 	"encoding/json"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -347,5 +348,33 @@ func TestNewDeltaID_TimeOrdered(t *testing.T) {
 	}
 	if len(later) != len("d"+rand.Text()) {
 		t.Errorf("%q is %d characters; the random ids were %d", later, len(later), len("d"+rand.Text()))
+	}
+}
+
+func TestAddSaturating(t *testing.T) {
+	cases := []struct{ a, b, want int64 }{
+		{1, 2, 3},
+		{-5, 3, -2},
+		{math.MaxInt64, 1, math.MaxInt64},
+		{math.MaxInt64 - loyalty.MaxPoints + 1, loyalty.MaxPoints, math.MaxInt64},
+		{math.MaxInt64 - loyalty.MaxPoints, loyalty.MaxPoints, math.MaxInt64},
+		{math.MinInt64, -1, math.MinInt64},
+		{math.MinInt64 + 10, -11, math.MinInt64},
+		{math.MinInt64 + 10, -10, math.MinInt64},
+		{math.MinInt64, math.MaxInt64, -1},
+		{math.MaxInt64, math.MinInt64, -1},
+	}
+	for _, c := range cases {
+		if got := loyalty.AddSaturating(c.a, c.b); got != c.want {
+			t.Errorf("loyalty.AddSaturating(%d, %d) = %d, want %d", c.a, c.b, got, c.want)
+		}
+	}
+	// Ten million rows of the most points one row may carry pass the largest int64.
+	var sum int64
+	for range 10_000_000 {
+		sum = loyalty.AddSaturating(sum, loyalty.MaxPoints)
+	}
+	if sum != math.MaxInt64 {
+		t.Errorf("10M rows of %d points: sum %d, want it held at %d", int64(loyalty.MaxPoints), sum, int64(math.MaxInt64))
 	}
 }

@@ -87,7 +87,7 @@ type ImportReport struct {
 	// Skipped are rows this import id applied before: a re-run changes nothing for them.
 	Skipped int   `json:"skipped"`
 	Bad     int   `json:"bad"`    // rows refused: see Errors
-	Points  int64 `json:"points"` // the net points the imported rows added
+	Points  int64 `json:"points"` // the net points the imported rows added, held at the largest int64 either way
 	// Errors lists the first MaxReportedErrors bad rows, with their line numbers.
 	Errors []RowError `json:"errors"`
 	// IgnoredColumns are columns of the header the import does not read: the first
@@ -651,7 +651,7 @@ func (im *importer) apply(ctx context.Context, rows []importRow) error {
 	im.rep.Imported += out.imported
 	im.rep.Created += out.created
 	im.rep.Skipped += out.skipped
-	im.rep.Points += out.points
+	im.rep.Points = loyalty.AddSaturating(im.rep.Points, out.points)
 	if !im.o.DryRun {
 		m := im.h.metrics()
 		m.ImportRows("imported", out.imported)
@@ -800,7 +800,7 @@ func (im *importer) applyBatch(ctx context.Context, tx Tx, rows []importRow, new
 		a.changed[d.Member] = true
 		a.order = append(a.order, d.Member)
 		out.imported++
-		out.points += points
+		out.points = loyalty.AddSaturating(out.points, points)
 	}
 	out.created = len(created)
 	if err := tx.InsertMembers(ctx, created); err != nil {

@@ -248,15 +248,6 @@ type UnsyncedTotal struct {
 	BacklogAgeMS   int64            `json:"backlog_age_ms"`
 }
 
-// addSat adds without overflowing: each term is at most loyalty.MaxBalance, but thousands of them
-// could pass the largest int64.
-func addSat(a, b int64) int64 {
-	if a > math.MaxInt64-b {
-		return math.MaxInt64
-	}
-	return a + b
-}
-
 // unsyncedTotal adds up the stores' last reports (store: only that store's), the fresher of what
 // this process holds in memory and what is stored.
 func (h *Hub) unsyncedTotal(stored map[string]Unsynced, store string, now time.Time) UnsyncedTotal {
@@ -277,11 +268,11 @@ func (h *Hub) unsyncedTotal(stored map[string]Unsynced, store string, now time.T
 			continue
 		}
 		t.Stores++
-		t.Deltas = addSat(t.Deltas, u.Deltas)
-		t.PointsEarned = addSat(t.PointsEarned, u.PointsEarned)
-		t.PointsRedeemed = addSat(t.PointsRedeemed, u.PointsRedeemed)
+		t.Deltas = loyalty.AddSaturating(t.Deltas, u.Deltas)
+		t.PointsEarned = loyalty.AddSaturating(t.PointsEarned, u.PointsEarned)
+		t.PointsRedeemed = loyalty.AddSaturating(t.PointsRedeemed, u.PointsRedeemed)
 		for b, x := range u.Budgets {
-			t.Budgets[b] = addSat(t.Budgets[b], x)
+			t.Budgets[b] = loyalty.AddSaturating(t.Budgets[b], x)
 		}
 		if !u.OldestAt.IsZero() && (t.OldestAt.IsZero() || u.OldestAt.Before(t.OldestAt)) {
 			t.OldestAt = u.OldestAt
