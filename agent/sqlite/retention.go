@@ -24,7 +24,7 @@ func (t *tx) Touch(ctx context.Context, member string, at time.Time) error {
 }
 
 func (t *tx) StampUnseen(ctx context.Context, at time.Time, limit int) (int64, error) {
-	res, err := t.ExecContext(ctx, `UPDATE members SET seen_at = ? WHERE id IN (SELECT id FROM members WHERE seen_at = 0 LIMIT ?)`,
+	res, err := t.ExecContext(ctx, `UPDATE members SET seen_at = ? WHERE id IN (SELECT id FROM members WHERE seen_at = 0 LIMIT ?+0)`,
 		at.UnixMilli(), limit)
 	if err != nil {
 		return 0, err
@@ -41,7 +41,7 @@ func (t *tx) Evict(ctx context.Context, before, at time.Time, limit int) ([]stri
 	ids, err := t.strings(ctx, `SELECT m.id FROM members m WHERE m.seen_at > 0 AND m.seen_at < ?
 		AND NOT EXISTS (SELECT 1 FROM deltas d WHERE d.member = m.id AND d.state = 'pending')
 		AND NOT EXISTS (SELECT 1 FROM deltas d WHERE d.member = m.id AND d.hub_version > 0)
-		ORDER BY m.seen_at LIMIT ?`, before.UnixMilli(), limit)
+		ORDER BY m.seen_at LIMIT ?+0`, before.UnixMilli(), limit)
 	if err != nil {
 		return nil, err
 	}
@@ -58,7 +58,7 @@ func (t *tx) Evict(ctx context.Context, before, at time.Time, limit int) ([]stri
 }
 
 func (t *tx) Unsubscribes(ctx context.Context, limit int) ([]agent.Evicted, error) {
-	rows, err := t.QueryContext(ctx, `SELECT member, at FROM unsubscribes ORDER BY at, member LIMIT ?`, limit)
+	rows, err := t.QueryContext(ctx, `SELECT member, at FROM unsubscribes ORDER BY at, member LIMIT ?+0`, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +103,7 @@ func (t *tx) Unsubscribed(ctx context.Context, done []agent.Evicted) ([]string, 
 
 func (t *tx) ForgetResults(ctx context.Context, before time.Time, limit int) (int64, error) {
 	res, err := t.ExecContext(ctx, `UPDATE pos_requests SET response = '' WHERE (op, order_id) IN
-		(SELECT op, order_id FROM pos_requests WHERE response != '' AND at < ? LIMIT ?)`, before.UnixMilli(), limit)
+		(SELECT op, order_id FROM pos_requests WHERE response != '' AND at < ? LIMIT ?+0)`, before.UnixMilli(), limit)
 	if err != nil {
 		return 0, err
 	}
@@ -124,7 +124,7 @@ func (t *tx) PruneOrders(ctx context.Context, p agent.Prune, after int64, limit 
 		return out, err
 	}
 	rows, err := t.QueryContext(ctx, `SELECT seq, order_id FROM deltas WHERE seq > ? AND state = 'acked' AND hub_version = 0
-		AND created_at < ? ORDER BY seq LIMIT ?`, after, before, limit)
+		AND created_at < ? ORDER BY seq LIMIT ?+0`, after, before, limit)
 	if err != nil {
 		return out, err
 	}

@@ -568,7 +568,7 @@ func (t *tx) Stats(ctx context.Context) (agent.Stats, error) {
 }
 
 func (t *tx) Rejected(ctx context.Context, limit int) ([]agent.RejectedDelta, error) {
-	rows, err := t.QueryContext(ctx, `SELECT body, code, message FROM deltas WHERE state = 'rejected' ORDER BY seq DESC LIMIT ?`, limit)
+	rows, err := t.QueryContext(ctx, `SELECT body, code, message FROM deltas WHERE state = 'rejected' ORDER BY seq DESC LIMIT ?+0`, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -640,7 +640,7 @@ func (s *Store) Pending(ctx context.Context, after int64, limit int) ([]lsync.Ou
 	var out []lsync.Outgoing
 	err := s.db.View(ctx, func(t *sqlitedb.Tx) error { // a transaction's statements are prepared once
 		out = nil
-		rows, err := t.QueryContext(ctx, `SELECT seq, body FROM deltas WHERE state = 'pending' AND seq > ? ORDER BY seq LIMIT ?`, after, limit)
+		rows, err := t.QueryContext(ctx, `SELECT seq, body FROM deltas WHERE state = 'pending' AND seq > ? ORDER BY seq LIMIT ?+0`, after, limit)
 		if err != nil {
 			return err
 		}

@@ -80,7 +80,7 @@ func (t *tx) InsertAudit(ctx context.Context, e hub.AuditEntry) error {
 }
 
 func (t *tx) Audit(ctx context.Context, limit int) ([]hub.AuditEntry, error) {
-	rows, err := t.QueryContext(ctx, `SELECT seq, at, key_id, key_name, action, target, detail FROM audit ORDER BY seq DESC LIMIT ?`, limit)
+	rows, err := t.QueryContext(ctx, `SELECT seq, at, key_id, key_name, action, target, detail FROM audit ORDER BY seq DESC LIMIT ?+0`, limit)
 	if err != nil {
 		return nil, err
 	}

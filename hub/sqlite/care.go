@@ -94,7 +94,7 @@ func (t *tx) EraseMember(ctx context.Context, id string, at time.Time, version i
 }
 
 func (t *tx) LedgerAfter(ctx context.Context, member string, after int64, limit int) ([]hub.LedgerEntry, error) {
-	return t.queryDeltas(ctx, `SELECT `+deltaCols+` FROM deltas WHERE member = ? AND seq > ? ORDER BY seq LIMIT ?`, member, after, limit)
+	return t.queryDeltas(ctx, `SELECT `+deltaCols+` FROM deltas WHERE member = ? AND seq > ? ORDER BY seq LIMIT ?+0`, member, after, limit)
 }
 
 func (t *tx) MemberRecords(ctx context.Context, member string) (hub.MemberRecords, error) {

@@ -31,7 +31,7 @@ func (t *tx) SearchMembers(ctx context.Context, f hub.MemberFilter, after string
 	if !f.CreatedSince.IsZero() {
 		where, args = append(where, "m.created_at >= ?"), append(args, unixms.Of(f.CreatedSince))
 	}
-	return t.queryMembers(ctx, `SELECT `+memberCols+` FROM members m WHERE `+strings.Join(where, " AND ")+` ORDER BY m.id LIMIT ?`,
+	return t.queryMembers(ctx, `SELECT `+memberCols+` FROM members m WHERE `+strings.Join(where, " AND ")+` ORDER BY m.id LIMIT ?+0`,
 		append(args, limit)...)
 }
 
@@ -76,12 +76,12 @@ func (t *tx) LedgerPage(ctx context.Context, from, to time.Time, after int64, li
 	if !to.IsZero() {
 		hi = unixms.Of(to)
 	}
-	return t.queryDeltas(ctx, `SELECT `+deltaCols+` FROM deltas WHERE seq > ? AND event_at >= ? AND event_at < ? ORDER BY seq LIMIT ?`,
+	return t.queryDeltas(ctx, `SELECT `+deltaCols+` FROM deltas WHERE seq > ? AND event_at >= ? AND event_at < ? ORDER BY seq LIMIT ?+0`,
 		after, lo, hi, limit)
 }
 
 func (t *tx) ConflictsPage(ctx context.Context, after int64, limit int) ([]hub.Conflict, error) {
-	return t.queryConflicts(ctx, `WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
+	return t.queryConflicts(ctx, `WHERE id > ? ORDER BY id LIMIT ?+0`, after, limit)
 }
 
 func (t *tx) ImportedMembers(ctx context.Context, importID string, members []string) (map[string]bool, error) {

@@ -113,7 +113,7 @@ func (t *tx) ChangedStores(ctx context.Context, after, upTo int64, limit int) ([
 		return nil, all, err
 	}
 	rows, err := t.QueryContext(ctx, `SELECT s.store FROM members m JOIN member_stores s ON s.member = m.id WHERE m.version > ?1 AND m.version <= ?2
-		UNION SELECT id FROM stores WHERE version > ?1 AND version <= ?2 LIMIT ?3`, after, upTo, limit+1)
+		UNION SELECT id FROM stores WHERE version > ?1 AND version <= ?2 LIMIT ?3+0`, after, upTo, limit+1)
 	if err != nil {
 		return nil, false, err
 	}
@@ -229,7 +229,7 @@ func (t *tx) ProgramsUnreceived(ctx context.Context, store string) (bool, error)
 
 func (t *tx) ProgramsSent(ctx context.Context, store string, from int64, limit int) ([]hub.SentProgram, error) {
 	rows, err := t.QueryContext(ctx, `SELECT version, sent_at, received_at FROM store_programs WHERE store = ? AND version >= ?
-		ORDER BY version LIMIT ?`, store, from, limit)
+		ORDER BY version LIMIT ?+0`, store, from, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -255,7 +255,7 @@ func (t *tx) MarkFlushed(ctx context.Context, store string, at time.Time) error 
 
 func (t *tx) TierChanges(ctx context.Context, member string, until time.Time, limit int) ([]hub.TierChange, error) {
 	rows, err := t.QueryContext(ctx, `SELECT event_at, body FROM deltas WHERE member = ? AND kind = 'tier' AND event_at <= ?
-		ORDER BY event_at DESC, seq DESC LIMIT ?`, member, unixms.Of(until), limit)
+		ORDER BY event_at DESC, seq DESC LIMIT ?+0`, member, unixms.Of(until), limit)
 	if err != nil {
 		return nil, err
 	}
@@ -328,7 +328,7 @@ func (t *tx) BirthdayMembers(ctx context.Context, days []string, after string, l
 	}
 	// substr(birthday, -5) is the indexed expression (migration 0017): "MM-DD" of either form.
 	q := `SELECT ` + memberCols + `, m.birthday FROM members m WHERE m.birthday != '' AND substr(m.birthday, -5) IN (?` +
-		strings.Repeat(", ?", len(days)-1) + `) AND m.id > ? ORDER BY m.id LIMIT ?`
+		strings.Repeat(", ?", len(days)-1) + `) AND m.id > ? ORDER BY m.id LIMIT ?+0`
 	args := make([]any, 0, len(days)+2)
 	for _, d := range days {
 		args = append(args, d)
@@ -607,11 +607,11 @@ func (t *tx) queryMembers(ctx context.Context, q string, args ...any) ([]loyalty
 
 func (t *tx) MembersSince(ctx context.Context, store string, cursor int64, limit int) ([]loyalty.Member, error) {
 	return t.queryMembers(ctx, `SELECT `+memberCols+` FROM member_stores s JOIN members m ON m.id = s.member
-		WHERE s.store = ? AND s.version > ? ORDER BY s.version LIMIT ?`, store, cursor, limit)
+		WHERE s.store = ? AND s.version > ? ORDER BY s.version LIMIT ?+0`, store, cursor, limit)
 }
 
 func (t *tx) Members(ctx context.Context, after string, limit int) ([]loyalty.Member, error) {
-	return t.queryMembers(ctx, `SELECT `+memberCols+` FROM members m WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
+	return t.queryMembers(ctx, `SELECT `+memberCols+` FROM members m WHERE id > ? ORDER BY id LIMIT ?+0`, after, limit)
 }
 
 func (t *tx) InsertDelta(ctx context.Context, d loyalty.Delta, hash string, receivedAt time.Time) (int64, bool, error) {
@@ -740,7 +740,7 @@ func (t *tx) queryDeltas(ctx context.Context, q string, args ...any) ([]hub.Ledg
 }
 
 func (t *tx) Ledger(ctx context.Context, member string, limit int) ([]hub.LedgerEntry, error) {
-	return t.queryDeltas(ctx, `SELECT `+deltaCols+` FROM deltas WHERE member = ? ORDER BY seq DESC LIMIT ?`, member, limit)
+	return t.queryDeltas(ctx, `SELECT `+deltaCols+` FROM deltas WHERE member = ? ORDER BY seq DESC LIMIT ?+0`, member, limit)
 }
 
 func (t *tx) LedgerSum(ctx context.Context, member string) (int64, error) {
@@ -826,7 +826,7 @@ func (t *tx) InsertRejection(ctx context.Context, r hub.Rejection) error {
 }
 
 func (t *tx) Rejections(ctx context.Context, limit int) ([]hub.Rejection, error) {
-	rows, err := t.QueryContext(ctx, `SELECT store, delta, code, message, at FROM rejections ORDER BY at DESC LIMIT ?`, limit)
+	rows, err := t.QueryContext(ctx, `SELECT store, delta, code, message, at FROM rejections ORDER BY at DESC LIMIT ?+0`, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -858,7 +858,7 @@ func (t *tx) InsertConflict(ctx context.Context, c hub.Conflict) (int64, error) 
 }
 
 func (t *tx) Conflicts(ctx context.Context, limit int) ([]hub.Conflict, error) {
-	return t.queryConflicts(ctx, `ORDER BY id DESC LIMIT ?`, limit)
+	return t.queryConflicts(ctx, `ORDER BY id DESC LIMIT ?+0`, limit)
 }
 
 // queryConflicts reads the conflicts that tail (a WHERE, ORDER BY and LIMIT) selects.
@@ -1466,7 +1466,7 @@ func (t *tx) MembersDue(ctx context.Context, job string, upTo time.Time, after h
 	// The partial index members_review or members_expire, on the time (and, as every index, the
 	// rowid), serves both the range and the order; Pos is the rowid, the order of the table.
 	rows, err := t.QueryContext(ctx, `SELECT m.id, m.tier, m.balance, `+scheduleCols+`, m.rowid FROM members m
-		WHERE m.`+col+` <= ? AND (m.`+col+`, m.rowid) > (?, ?) ORDER BY m.`+col+`, m.rowid LIMIT ?`,
+		WHERE m.`+col+` <= ? AND (m.`+col+`, m.rowid) > (?, ?) ORDER BY m.`+col+`, m.rowid LIMIT ?+0`,
 		unixms.Of(upTo), from, after.Pos, limit)
 	if err != nil {
 		return nil, err

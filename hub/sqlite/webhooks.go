@@ -198,7 +198,7 @@ func (t *tx) ClaimWebhookDeliveries(ctx context.Context, now time.Time, lease ti
 	until := unixms.Of(now.Add(lease))
 	rows, err := t.QueryContext(ctx, `SELECT `+deliveryCols+`, e.url, e.sealed, v.body
 		FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint JOIN webhook_events v ON v.id = d.event
-		WHERE d.state = 'pending' AND d.next_at <= ? AND e.disabled_at = 0 ORDER BY d.next_at, d.event LIMIT ?`,
+		WHERE d.state = 'pending' AND d.next_at <= ? AND e.disabled_at = 0 ORDER BY d.next_at, d.event LIMIT ?+0`,
 		unixms.Of(now), limit)
 	if err != nil {
 		return nil, err
@@ -248,7 +248,7 @@ func (t *tx) RecordWebhookOutcomes(ctx context.Context, outs []hub.WebhookOutcom
 
 func (t *tx) WebhookDeliveries(ctx context.Context, endpoint, state string, limit int) ([]hub.WebhookDelivery, error) {
 	rows, err := t.QueryContext(ctx, `SELECT `+deliveryCols+` FROM webhook_deliveries d LEFT JOIN webhook_events v ON v.id = d.event
-		WHERE d.endpoint = ?1 AND (?2 = '' OR d.state = ?2) ORDER BY d.created_at DESC, d.event DESC LIMIT ?3`, endpoint, state, limit)
+		WHERE d.endpoint = ?1 AND (?2 = '' OR d.state = ?2) ORDER BY d.created_at DESC, d.event DESC LIMIT ?3+0`, endpoint, state, limit)
 	if err != nil {
 		return nil, err
 	}

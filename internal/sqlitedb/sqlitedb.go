@@ -37,7 +37,9 @@ type DB struct {
 }
 
 // Tx is a transaction whose queries use prepared statements, cached per query text: preparing
-// is otherwise the largest cost of a small SQLite statement. Under group commit, query through
+// is otherwise the largest cost of a small SQLite statement. Write a limit as LIMIT ?+0: a
+// bare parameter there makes SQLite compile the statement again whenever its value changes
+// (TestLimitPlusZeroIsCompiledOnce). Under group commit, query through
 // Tx's own methods, not the embedded *sql.Tx's: a caller's cancellation can interrupt those
 // (stmtCtx), and their Commit or Rollback would end the other callers' transaction.
 type Tx struct {
