@@ -180,9 +180,10 @@ func (a *Agent) authentic(ctx context.Context, token string) (qr.Claims, *qr.Ver
 
 // identity is the member of a POS call: named by a signed code or by an id in the replica.
 type identity struct {
-	member string
-	claims qr.Claims
-	v      *qr.Verifier // nil when named by id
+	member    string
+	claims    qr.Claims
+	v         *qr.Verifier // nil when named by id
+	inReplica bool         // named by id, and found in the replica
 }
 
 // current checks that the code is still valid. It runs only for a new request, so that a retry
@@ -224,7 +225,7 @@ func (a *Agent) identify(ctx context.Context, token, id, want string) (identity,
 	if loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
 		return identity{}, loyalty.Errorf(loyalty.ENOTFOUND, "member %s is not known at this store; scan the member's QR code instead", id)
 	}
-	return identity{member: id}, err
+	return identity{member: id, inReplica: err == nil}, err
 }
 
 // once runs a POS operation exactly once per (op, order id), in one transaction with the deltas
@@ -333,7 +334,7 @@ func (a *Agent) Earn(ctx context.Context, req loyalty.EarnRequest) (loyalty.Rece
 	}
 	member := who.member
 	var st *lsync.Standing
-	if a.earnAsksHub(ctx, member, req) {
+	if a.earnAsksHub(ctx, who, req) {
 		st = a.lookup(ctx, member, "") // online: the hub's punch cards and earn caps count
 	}
 	req.QR, req.MemberID = "", member

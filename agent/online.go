@@ -51,7 +51,7 @@ func (a *Agent) lookup(ctx context.Context, member, voucher string) *lsync.Stand
 // decides, which the hub's notifications keep current while the store is connected (a tier
 // changed elsewhere a moment ago may not be in it yet; the hub accepts an earn under the tier the
 // store last had), and the sale costs no round trip to the hub. Offline nothing is asked anyway.
-func (a *Agent) earnAsksHub(ctx context.Context, member string, req loyalty.EarnRequest) bool {
+func (a *Agent) earnAsksHub(ctx context.Context, who identity, req loyalty.EarnRequest) bool {
 	if !a.Sync.Status().Online {
 		return false
 	}
@@ -64,7 +64,11 @@ func (a *Agent) earnAsksHub(ctx context.Context, member string, req loyalty.Earn
 		if p.HasEarnCap(loyalty.RulePurchase) || len(p.PunchCards) > 0 && len(req.Lines) > 0 {
 			return nil
 		}
-		_, err = tx.Member(ctx, member)
+		if who.inReplica { // identify has just read it
+			ask = false
+			return nil
+		}
+		_, err = tx.Member(ctx, who.member)
 		ask = err != nil
 		return nil
 	})
