@@ -42,6 +42,12 @@ type CareTx interface {
 	// deltas carry; it records when (Profile.ErasedAt) and sets the change version. The member's
 	// id, balance, tier, ledger and budgets' charges stay. It returns ENOTFOUND.
 	EraseMember(ctx context.Context, id string, at time.Time, version int64) error
+	// NotePastCountry records that country was member's until until (an update changed it), and
+	// forgets the member's countries that ended before keepSince.
+	NotePastCountry(ctx context.Context, member, country string, until, keepSince time.Time) error
+	// PastCountries returns the countries member had that ended after since, newest first.
+	// EraseMember forgets them all.
+	PastCountries(ctx context.Context, member string, since time.Time) ([]PastCountry, error)
 	// LedgerAfter returns up to limit of a member's ledger entries with a sequence number after
 	// after, oldest first: the member's whole ledger, page by page.
 	LedgerAfter(ctx context.Context, member string, after int64, limit int) ([]LedgerEntry, error)
@@ -59,14 +65,23 @@ type Profile struct {
 	ErasedAt   time.Time         `json:"erased_at,omitzero"`
 }
 
+// PastCountry is a country a member had until an update changed it. The hub keeps it for
+// claims.max_offline, to verify the sales of a store that had not pulled the change yet.
+type PastCountry struct {
+	Country string    `json:"country"`
+	Until   time.Time `json:"until"`
+}
+
 // MemberRecords is what the hub keeps about a member besides the member row and the ledger.
 type MemberRecords struct {
 	// Referred are the members this member referred (their referral code was used).
-	Referred   []string     `json:"referred"`
-	Vouchers   []Voucher    `json:"vouchers"`
-	Conflicts  []Conflict   `json:"conflicts"`
-	Rejections []Rejection  `json:"rejections"`
-	Audit      []AuditEntry `json:"audit"`
+	Referred []string `json:"referred"`
+	// PastCountries are the member's earlier countries the hub still keeps, newest first.
+	PastCountries []PastCountry `json:"past_countries"`
+	Vouchers      []Voucher     `json:"vouchers"`
+	Conflicts     []Conflict    `json:"conflicts"`
+	Rejections    []Rejection   `json:"rejections"`
+	Audit         []AuditEntry  `json:"audit"`
 }
 
 // Text is an optional text field of a MemberPatch: Set when the field was in the request. JSON
@@ -276,6 +291,14 @@ func (h *Hub) UpdateMember(ctx context.Context, id string, p MemberPatch) (Membe
 		if err := tx.SetMemberProfile(ctx, id, n, v); err != nil {
 			return err
 		}
+		if old.Country != "" && n.Country != old.Country {
+			// A store that has not pulled this change yet stamps its sales with the old country,
+			// which the hub accepts while a store may stay offline (checkClaims).
+			now := h.Now()
+			if err := tx.NotePastCountry(ctx, id, old.Country, now, now.Add(-h.Claims.MaxOffline)); err != nil {
+				return err
+			}
+		}
 		// The names of the fields, never their values: the trail must not keep personal data.
 		return h.audit(ctx, tx, AuditMemberUpdate, id, "changed "+strings.Join(changed, ", "))
 	})
@@ -351,8 +374,8 @@ type MemberExport struct {
 
 // ExportMember writes everything the hub holds about a member as one JSON object to w (GDPR
 // article 15 and 20): the member with their birthday and attributes, the members they referred,
-// their vouchers, conflicts, rejected deltas and the audit entries about them, and last their
-// whole ledger, oldest first, read and written a page at a time so that a long ledger needs
+// the earlier countries the hub still keeps, their vouchers, conflicts, rejected deltas and the
+// audit entries about them, and last their whole ledger, oldest first, read and written a page at a time so that a long ledger needs
 // neither one long transaction nor its size in memory. before is called once the member is
 // found, before anything is written (an HTTP handler sets its headers there). An error before
 // that (ENOTFOUND) means nothing was written; an error after it leaves w with a truncated
@@ -369,7 +392,10 @@ func (h *Hub) ExportMember(ctx context.Context, id string, w io.Writer, before f
 			return err
 		}
 		head.Member.Birthday, head.Attributes, head.ErasedAt = p.Birthday, p.Attributes, p.ErasedAt
-		head.MemberRecords, err = tx.MemberRecords(ctx, id)
+		if head.MemberRecords, err = tx.MemberRecords(ctx, id); err != nil {
+			return err
+		}
+		head.PastCountries, err = tx.PastCountries(ctx, id, time.Time{})
 		return err
 	})
 	if err != nil {

@@ -28,8 +28,9 @@ type verified struct {
 //     replaced before the store's floor (an older version that pays more cannot be chosen);
 //   - an earn's tier is one the member held in the hub's history between the floor and the event
 //     time (a stale tier the store had is accepted) or "" (a member the store did not know), and
-//     its country is the member's or "", or another one that does not change the sale's points
-//     (a store that has not seen the member's new country, or their erasure, yet);
+//     its country is the member's or "", or one the member had after the floor (a store that
+//     has not pulled the change yet), or another one that does not change the sale's points (a
+//     store that has not seen the member's erasure yet, or a country from before the floor);
 //   - campaigns are read in the store's registered time zone, whatever the delta says;
 //   - a redemption says the order amount where its budgets depend on it;
 //   - every budget the delta spends under its rule version names a lease of this store for that
@@ -70,10 +71,18 @@ func (a *applier) checkClaims(ctx context.Context, store string, d *loyalty.Delt
 	if d.Kind == loyalty.KindEarn {
 		m := a.members[d.Member]
 		// Not the member's country: a store that has not synced since it changed, or since the
-		// member was erased (who has none), stamps the one it saw. The sale stands if its points
-		// do not depend on it (check); an erased member's is not kept (applier.forget).
+		// member was erased (who has none), stamps the one it saw. A country the member had after
+		// the store's floor is verified: the store may not have pulled the change. Otherwise
+		// the sale stands if its points do not depend on the country (check); an erased
+		// member's is not kept (applier.forget).
 		if d.Country != "" && d.Country != m.Country {
-			v.country = &m.Country
+			had, err := a.hadCountry(ctx, m.ID, d.Country, floor)
+			if err != nil {
+				return nil, err
+			}
+			if !had {
+				v.country = &m.Country
+			}
 		}
 		if d.Tier != "" {
 			held, err := a.tiersHeld(ctx, m, d.RuleVersion, floor, at)
@@ -89,6 +98,16 @@ func (a *applier) checkClaims(ctx context.Context, store string, d *loyalty.Delt
 		return nil, err
 	}
 	return v, nil
+}
+
+// hadCountry reports whether country was member's at some time after floor: a country the hub
+// keeps (PastCountry) that ended after it.
+func (a *applier) hadCountry(ctx context.Context, member, country string, floor time.Time) (bool, error) {
+	past, err := a.tx.PastCountries(ctx, member, floor)
+	if err != nil {
+		return false, err
+	}
+	return slices.ContainsFunc(past, func(c PastCountry) bool { return c.Country == country }), nil
 }
 
 // floor returns the earliest event time the hub accepts from a store now: the later of its

@@ -72,6 +72,9 @@ func (t *tx) EraseMember(ctx context.Context, id string, at time.Time, version i
 	if tag.RowsAffected() == 0 {
 		return loyalty.Errorf(loyalty.ENOTFOUND, "member %s is not known to the hub", id)
 	}
+	if _, err := t.exec(ctx, `DELETE FROM member_countries WHERE member = $1`, id); err != nil {
+		return err
+	}
 	// The country a store saw the member in, which their deltas carry for campaign segments. The
 	// bodies are rewritten here rather than with jsonb in SQL: a cast to jsonb fails on a \u0000
 	// escape, which a delta's text may hold.
@@ -117,6 +120,28 @@ func (t *tx) EraseMember(ctx context.Context, id string, at time.Time, version i
 	_, err = t.exec(ctx, `UPDATE rejections SET delta = u.delta FROM unnest($1::text[], $2::text[], $3::text[]) AS u (store, delta_id, delta)
 		WHERE rejections.store = u.store AND rejections.delta_id = u.delta_id`, stores, ids, bodies)
 	return err
+}
+
+func (t *tx) NotePastCountry(ctx context.Context, member, country string, until, keepSince time.Time) error {
+	if _, err := t.exec(ctx, `DELETE FROM member_countries WHERE member = $1 AND until_at < $2`, member, unixms.Of(keepSince)); err != nil {
+		return err
+	}
+	_, err := t.exec(ctx, `INSERT INTO member_countries (member, country, until_at) VALUES ($1, $2, $3)`, member, country, unixms.Of(until))
+	return err
+}
+
+func (t *tx) PastCountries(ctx context.Context, member string, since time.Time) ([]hub.PastCountry, error) {
+	out := []hub.PastCountry{}
+	err := t.each(ctx, `SELECT country, until_at FROM member_countries WHERE member = $1 AND until_at > $2 ORDER BY until_at DESC`,
+		[]any{member, unixms.Of(since)}, func(rows pgx.Rows) error {
+			var c hub.PastCountry
+			var until int64
+			err := rows.Scan(&c.Country, &until)
+			c.Until = unixms.Time(until)
+			out = append(out, c)
+			return err
+		})
+	return out, err
 }
 
 // memberField is how a delta's JSON names member id: what finds a member's rejected deltas.

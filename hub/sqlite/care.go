@@ -88,9 +88,40 @@ func (t *tx) EraseMember(ctx context.Context, id string, at time.Time, version i
 		WHERE member = ? AND body != '' AND json_extract(body, '$.country') IS NOT NULL`, id); err != nil {
 		return err
 	}
+	if _, err := t.ExecContext(ctx, `DELETE FROM member_countries WHERE member = ?`, id); err != nil {
+		return err
+	}
 	_, err = t.ExecContext(ctx, `UPDATE rejections SET delta = json_remove(delta, '$.country')
 		WHERE json_extract(delta, '$.member') = ? AND json_extract(delta, '$.country') IS NOT NULL`, id)
 	return err
+}
+
+func (t *tx) NotePastCountry(ctx context.Context, member, country string, until, keepSince time.Time) error {
+	if _, err := t.ExecContext(ctx, `DELETE FROM member_countries WHERE member = ? AND until_at < ?`, member, unixms.Of(keepSince)); err != nil {
+		return err
+	}
+	_, err := t.ExecContext(ctx, `INSERT INTO member_countries (member, country, until_at) VALUES (?, ?, ?)`, member, country, unixms.Of(until))
+	return err
+}
+
+func (t *tx) PastCountries(ctx context.Context, member string, since time.Time) ([]hub.PastCountry, error) {
+	rows, err := t.QueryContext(ctx, `SELECT country, until_at FROM member_countries WHERE member = ? AND until_at > ?
+		ORDER BY until_at DESC`, member, unixms.Of(since))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []hub.PastCountry{}
+	for rows.Next() {
+		var c hub.PastCountry
+		var until int64
+		if err := rows.Scan(&c.Country, &until); err != nil {
+			return nil, err
+		}
+		c.Until = unixms.Time(until)
+		out = append(out, c)
+	}
+	return out, rows.Err()
 }
 
 func (t *tx) LedgerAfter(ctx context.Context, member string, after int64, limit int) ([]hub.LedgerEntry, error) {
