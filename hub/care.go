@@ -42,12 +42,14 @@ type CareTx interface {
 	// deltas carry; it records when (Profile.ErasedAt) and sets the change version. The member's
 	// id, balance, tier, ledger and budgets' charges stay. It returns ENOTFOUND.
 	EraseMember(ctx context.Context, id string, at time.Time, version int64) error
-	// NotePastCountry records that country was member's until until (an update changed it), and
-	// forgets the member's countries that ended before keepSince.
-	NotePastCountry(ctx context.Context, member, country string, until, keepSince time.Time) error
+	// NotePastCountry records that country was member's until until (an update changed it).
+	NotePastCountry(ctx context.Context, member, country string, until time.Time) error
 	// PastCountries returns the countries member had that ended after since, newest first.
 	// EraseMember forgets them all.
 	PastCountries(ctx context.Context, member string, since time.Time) ([]PastCountry, error)
+	// ForgetPastCountries deletes every member's countries that ended before before, and
+	// returns how many.
+	ForgetPastCountries(ctx context.Context, before time.Time) (int, error)
 	// LedgerAfter returns up to limit of a member's ledger entries with a sequence number after
 	// after, oldest first: the member's whole ledger, page by page.
 	LedgerAfter(ctx context.Context, member string, after int64, limit int) ([]LedgerEntry, error)
@@ -294,8 +296,7 @@ func (h *Hub) UpdateMember(ctx context.Context, id string, p MemberPatch) (Membe
 		if old.Country != "" && n.Country != old.Country {
 			// A store that has not pulled this change yet stamps its sales with the old country,
 			// which the hub accepts while a store may stay offline (checkClaims).
-			now := h.Now()
-			if err := tx.NotePastCountry(ctx, id, old.Country, now, now.Add(-h.Claims.MaxOffline)); err != nil {
+			if err := tx.NotePastCountry(ctx, id, old.Country, h.Now()); err != nil {
 				return err
 			}
 		}
@@ -340,6 +341,18 @@ func (h *Hub) EraseMember(ctx context.Context, id string) (MemberView, error) {
 		return MemberView{}, err
 	}
 	return h.Member(ctx, id, 0)
+}
+
+// ForgetPastCountries deletes the members' replaced countries that ended more than
+// claims.max_offline ago: no store can still claim them (checkClaims). The hub runs it hourly.
+// It returns how many it deleted.
+func (h *Hub) ForgetPastCountries(ctx context.Context) (int, error) {
+	var n int
+	err := h.update(ctx, func(tx Tx) (err error) {
+		n, err = tx.ForgetPastCountries(ctx, h.Now().Add(-h.Claims.MaxOffline))
+		return err
+	})
+	return n, err
 }
 
 // erased reports, inside a transaction, whether member was erased (false for an unknown one).

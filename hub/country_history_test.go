@@ -40,6 +40,11 @@ func TestCountryChangedWhileStoreOffline(t *testing.T) {
 	now = t0.Add(10 * time.Minute)
 	country("DE") // while s1 is offline
 	now = t0.Add(20 * time.Minute)
+	// s2 never held m1: a store without the member stamps no country, so a claim of the old one
+	// is not a stale copy.
+	other := earn("s2", "m1", 1000)
+	other.RuleVersion, other.Points, other.Country, other.OccurredAt = 2, 35, "FR", now
+	mustReject(t, h, "s2", other, loyalty.EINVALID)
 	offline := earn("s1", "m1", 1000)
 	offline.RuleVersion, offline.Points, offline.Country, offline.OccurredAt = 2, 35, "FR", now
 	mustApply(t, h, "s1", offline)
@@ -54,8 +59,9 @@ func TestCountryChangedWhileStoreOffline(t *testing.T) {
 		t.Errorf("the ledger does not keep the sale with the country it was made under (FR): %+v", v.Ledger)
 	}
 
-	// s1 syncs well after the change (more than claims.backdate): it knows m1 is German now.
-	now = t0.Add(2 * time.Hour)
+	// s1 completes a sync after the change, even within claims.backdate of it: it knows m1 is
+	// German now (the change and the sync are both on the hub's clock).
+	now = t0.Add(30 * time.Minute)
 	if _, err := h.Pull(ctx, "s1", lsync.Pull{Limit: 1000, Flushed: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -90,8 +96,8 @@ func TestCountryChangedWhileStoreOffline(t *testing.T) {
 	}
 }
 
-// TestPastCountriesKeptForMaxOffline: a country that ended more than claims.max_offline before
-// a later change is forgotten then; no store can still claim it.
+// TestPastCountriesKeptForMaxOffline: the hub's hourly job forgets the countries replaced more
+// than claims.max_offline ago (no store can still claim them), and keeps the others.
 func TestPastCountriesKeptForMaxOffline(t *testing.T) {
 	h := openHub(t)
 	ctx := context.Background()
@@ -101,11 +107,15 @@ func TestPastCountriesKeptForMaxOffline(t *testing.T) {
 	for _, c := range []struct {
 		day     int
 		country string
-	}{{0, "FR"}, {1, "DE"}, {2, "AT"}, {4, "CH"}} {
+	}{{0, "FR"}, {1, "DE"}, {2, "AT"}, {3, "CH"}} {
 		now = t0.Add(time.Duration(c.day) * 24 * time.Hour)
 		if _, err := h.UpdateMember(ctx, "m1", hub.MemberPatch{Country: hub.Text{Set: true, Value: c.country}}); err != nil {
 			t.Fatal(err)
 		}
+	}
+	now = t0.Add(4 * 24 * time.Hour)
+	if n, err := h.ForgetPastCountries(ctx); err != nil || n != 1 {
+		t.Fatalf("forgot %d countries (%v), want 1", n, err)
 	}
 	var got []string
 	err := h.Store.View(ctx, func(tx hub.Tx) error {
@@ -118,7 +128,7 @@ func TestPastCountriesKeptForMaxOffline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// FR ended on day 1, more than 48 hours before the change on day 4; DE on day 2, just not.
+	// FR was replaced on day 1, more than 48 hours before day 4; DE on day 2, just not.
 	if want := []string{"AT", "DE"}; !slices.Equal(got, want) {
 		t.Errorf("past countries %v, want %v (newest first, FR forgotten)", got, want)
 	}

@@ -152,8 +152,8 @@ const jobInterval = time.Hour
 // sessions this one holds; the poll of changes made by other processes, which tells connected
 // agents (on SQLite, the only way to hear of an admin command's change; on PostgreSQL, a
 // fallback); lease expiry at the poll's interval; and hourly, tier
-// requalification (downgrades of members whose window total fell), points expiry and birthday
-// points. A long run of one job delays no other, and never the poll: each job writes in batches
+// requalification (downgrades of members whose window total fell), points expiry, birthday
+// points, and forgetting members' replaced countries no store can still claim. A long run of one job delays no other, and never the poll: each job writes in batches
 // of its own transactions, between which pushes from agents are applied and acknowledged.
 func (m *HubMain) startJobs(ctx context.Context) {
 	m.Hub.Start(ctx, &m.wg)
@@ -183,6 +183,11 @@ func (m *HubMain) startJobs(ctx context.Context) {
 		}
 		if _, err := m.Hub.RemindExpiring(ctx); err != nil { // points.expiring webhooks, once per lot
 			m.warn(ctx, "points expiry reminders", err)
+		}
+	})
+	m.every(ctx, jobInterval, "past_countries", func(ctx context.Context) {
+		if _, err := m.Hub.ForgetPastCountries(ctx); err != nil {
+			m.warn(ctx, "forget replaced countries", err)
 		}
 	})
 	m.every(ctx, jobInterval, "birthdays", func(ctx context.Context) {

@@ -122,12 +122,17 @@ func (t *tx) EraseMember(ctx context.Context, id string, at time.Time, version i
 	return err
 }
 
-func (t *tx) NotePastCountry(ctx context.Context, member, country string, until, keepSince time.Time) error {
-	if _, err := t.exec(ctx, `DELETE FROM member_countries WHERE member = $1 AND until_at < $2`, member, unixms.Of(keepSince)); err != nil {
-		return err
-	}
+func (t *tx) NotePastCountry(ctx context.Context, member, country string, until time.Time) error {
 	_, err := t.exec(ctx, `INSERT INTO member_countries (member, country, until_at) VALUES ($1, $2, $3)`, member, country, unixms.Of(until))
 	return err
+}
+
+func (t *tx) ForgetPastCountries(ctx context.Context, before time.Time) (int, error) {
+	tag, err := t.exec(ctx, `DELETE FROM member_countries WHERE until_at < $1`, unixms.Of(before))
+	if err != nil {
+		return 0, err
+	}
+	return int(tag.RowsAffected()), nil
 }
 
 func (t *tx) PastCountries(ctx context.Context, member string, since time.Time) ([]hub.PastCountry, error) {

@@ -96,12 +96,27 @@ func (t *tx) EraseMember(ctx context.Context, id string, at time.Time, version i
 	return err
 }
 
-func (t *tx) NotePastCountry(ctx context.Context, member, country string, until, keepSince time.Time) error {
-	if _, err := t.ExecContext(ctx, `DELETE FROM member_countries WHERE member = ? AND until_at < ?`, member, unixms.Of(keepSince)); err != nil {
-		return err
-	}
+func (t *tx) NotePastCountry(ctx context.Context, member, country string, until time.Time) error {
 	_, err := t.ExecContext(ctx, `INSERT INTO member_countries (member, country, until_at) VALUES (?, ?, ?)`, member, country, unixms.Of(until))
 	return err
+}
+
+func (t *tx) ForgetPastCountries(ctx context.Context, before time.Time) (int, error) {
+	// As in EraseMember: the deleted countries must not stay readable in the file's free space.
+	var mode int
+	if err := t.QueryRowContext(ctx, `PRAGMA secure_delete`).Scan(&mode); err != nil {
+		return 0, err
+	}
+	if _, err := t.ExecContext(ctx, `PRAGMA secure_delete = ON`); err != nil {
+		return 0, err
+	}
+	defer t.ExecContext(context.WithoutCancel(ctx), fmt.Sprintf(`PRAGMA secure_delete = %d`, mode))
+	res, err := t.ExecContext(ctx, `DELETE FROM member_countries WHERE until_at < ?`, unixms.Of(before))
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
 }
 
 func (t *tx) PastCountries(ctx context.Context, member string, since time.Time) ([]hub.PastCountry, error) {
