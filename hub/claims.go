@@ -76,7 +76,7 @@ func (a *applier) checkClaims(ctx context.Context, store string, d *loyalty.Delt
 		// the sale stands if its points do not depend on the country (check); an erased
 		// member's is not kept (applier.forget).
 		if d.Country != "" && d.Country != m.Country {
-			had, err := a.hadCountry(ctx, store, info, m.ID, d.Country)
+			had, err := a.hadCountry(ctx, store, m.ID, d.Country, floor)
 			if err != nil {
 				return nil, err
 			}
@@ -102,11 +102,11 @@ func (a *applier) checkClaims(ctx context.Context, store string, d *loyalty.Delt
 
 // hadCountry reports whether store may not have heard yet that member's country is no longer
 // country: the store holds the member (one that does not stamps no country), and country was
-// replaced after the store's last complete sync (both times on the hub's clock, so without
-// Claims.Backdate), or after its registration if it never had one.
-func (a *applier) hadCountry(ctx context.Context, store string, info StoreInfo, member, country string) (bool, error) {
-	since := later(later(info.CreatedAt, info.FlushedAt), a.Now().Add(-a.Claims.MaxOffline))
-	past, err := a.tx.PastCountries(ctx, member, since)
+// replaced after the store's floor, as a stale tier must have been held (tiersHeld). The floor's
+// Claims.Backdate also covers what the store sold between its last complete sync's start, which
+// the floor may be, and the moment its answer reached it.
+func (a *applier) hadCountry(ctx context.Context, store, member, country string, floor time.Time) (bool, error) {
+	past, err := a.tx.PastCountries(ctx, member, floor)
 	if err != nil || !slices.ContainsFunc(past, func(c PastCountry) bool { return c.Country == country }) {
 		return false, err
 	}
