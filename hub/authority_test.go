@@ -3,6 +3,7 @@ package hub_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -692,4 +693,39 @@ func TestAuthority_LegacyReversalUsesTheProgramOfItsTime(t *testing.T) {
 			t.Errorf("budget %s spent %d after the refund of the old redemption, want 1 (the new one)", b.ID, b.Spent)
 		}
 	}
+}
+
+// A stale tier is a copy of the member the store kept: a store that does not hold the member
+// cannot have one, and its claim of a tier the member held a moment ago is refused.
+func TestAuthority_StaleTierOnlyFromAStoreHoldingTheMember(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	now := t0
+	h.Now = func() time.Time { return now }
+	withProgram(t, h, func(p *loyalty.Program) {
+		p.Tiers = &loyalty.TierRules{Basis: loyalty.BasisSpend, Window: loyalty.WindowLifetime, Tiers: []loyalty.Tier{
+			{ID: "base", Threshold: 0, Multiplier: 1000}, {ID: "silver", Threshold: 10_000, Multiplier: 1500},
+			{ID: "gold", Threshold: 30_000, Multiplier: 2000}}}
+	})
+	syncStores(t, h)
+	for i, amount := range []loyalty.Money{20_000, 20_000} { // silver, then gold
+		now = t0.Add(time.Duration(i+1) * 10 * time.Minute)
+		if _, err := h.Earn(ctx, loyalty.EarnRequest{OrderID: fmt.Sprint("up", i), MemberID: "m1", Amount: amount, Currency: "EUR"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v, _ := h.Member(ctx, "m1", 0); v.Tier != "gold" {
+		t.Fatalf("m1 is %q, want gold", v.Tier)
+	}
+	now = t0.Add(30 * time.Minute)
+	stale := func(store string) loyalty.Delta {
+		d := earn(store, "m1", 1000)
+		d.RuleVersion, d.Tier, d.Points, d.OccurredAt = 2, "silver", 15, now
+		return d
+	}
+	// s2 never held m1 (whose home store is s1).
+	if r := mustReject(t, h, "s2", stale("s2"), loyalty.EINVALID); !strings.Contains(r.Message, "does not hold") {
+		t.Errorf("message %q does not say why", r.Message)
+	}
+	mustApply(t, h, "s1", stale("s1"))
 }

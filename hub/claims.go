@@ -27,7 +27,8 @@ type verified struct {
 //   - the rule version was sent to the store, was published by the event time, and had not been
 //     replaced before the store's floor (an older version that pays more cannot be chosen);
 //   - an earn's tier is one the member held in the hub's history between the floor and the event
-//     time (a stale tier the store had is accepted) or "" (a member the store did not know), and
+//     time (a stale tier the store had is accepted, if the store holds the member) or "" (a
+//     member the store did not know), and
 //     its country is the member's or "", or one the member had after the floor (a store that
 //     has not pulled the change yet), or another one that does not change the sale's points (a
 //     store that has not seen the member's erasure yet, or a country from before the floor);
@@ -91,6 +92,15 @@ func (a *applier) checkClaims(ctx context.Context, store string, d *loyalty.Delt
 			}
 			if !slices.Contains(held, d.Tier) {
 				return nil, loyalty.Errorf(loyalty.EINVALID, "the member was not in tier %q when this sale happened, nor when the store last synced", d.Tier)
+			}
+			// A stale tier is a copy the store kept: one that does not hold the member has none
+			// (held[0] is the entry tier, which needs no copy).
+			if d.Tier != m.Tier && d.Tier != held[0] {
+				if in, err := a.tx.Subscribed(ctx, store, m.ID); err != nil {
+					return nil, err
+				} else if !in {
+					return nil, loyalty.Errorf(loyalty.EINVALID, "this store does not hold the member, so it cannot have had them in tier %q", d.Tier)
+				}
 			}
 		}
 	}
