@@ -63,18 +63,27 @@ func (t *tx) SetMemberProfile(ctx context.Context, id string, p hub.Profile, ver
 	return nil
 }
 
-func (t *tx) EraseMember(ctx context.Context, id string, at time.Time, version int64) error {
-	// Without secure_delete, SQLite leaves the bytes of a rewritten row or index entry in the
-	// page's free space, where a copy of the file would still show the email. The setting
-	// belongs to the connection: it is put back after the erasure's statements.
+// secureDelete turns secure_delete on until the returned function puts it back. Without it,
+// SQLite leaves the bytes of a rewritten or deleted row or index entry in the page's free space,
+// where a copy of the file would still show them. The setting belongs to the connection, so it
+// is put back after the statements that need it.
+func (t *tx) secureDelete(ctx context.Context) (restore func(), err error) {
 	var mode int
 	if err := t.QueryRowContext(ctx, `PRAGMA secure_delete`).Scan(&mode); err != nil {
-		return err
+		return nil, err
 	}
 	if _, err := t.ExecContext(ctx, `PRAGMA secure_delete = ON`); err != nil {
+		return nil, err
+	}
+	return func() { t.ExecContext(context.WithoutCancel(ctx), fmt.Sprintf(`PRAGMA secure_delete = %d`, mode)) }, nil
+}
+
+func (t *tx) EraseMember(ctx context.Context, id string, at time.Time, version int64) error {
+	restore, err := t.secureDelete(ctx) // the email must not stay readable in the file
+	if err != nil {
 		return err
 	}
-	defer t.ExecContext(context.WithoutCancel(ctx), fmt.Sprintf(`PRAGMA secure_delete = %d`, mode))
+	defer restore()
 	res, err := t.ExecContext(ctx, `UPDATE members SET email = NULL, name = '', country = '', birthday = '', attributes = '',
 		erased_at = ?, version = ? WHERE id = ?`, unixms.Of(at), version, id)
 	if err != nil {
@@ -102,15 +111,11 @@ func (t *tx) NotePastCountry(ctx context.Context, member, country string, until 
 }
 
 func (t *tx) ForgetPastCountries(ctx context.Context, before time.Time) (int, error) {
-	// As in EraseMember: the deleted countries must not stay readable in the file's free space.
-	var mode int
-	if err := t.QueryRowContext(ctx, `PRAGMA secure_delete`).Scan(&mode); err != nil {
+	restore, err := t.secureDelete(ctx) // the countries must not stay readable in the file
+	if err != nil {
 		return 0, err
 	}
-	if _, err := t.ExecContext(ctx, `PRAGMA secure_delete = ON`); err != nil {
-		return 0, err
-	}
-	defer t.ExecContext(context.WithoutCancel(ctx), fmt.Sprintf(`PRAGMA secure_delete = %d`, mode))
+	defer restore()
 	res, err := t.ExecContext(ctx, `DELETE FROM member_countries WHERE until_at < ?`, unixms.Of(before))
 	if err != nil {
 		return 0, err
