@@ -28,10 +28,10 @@ type verified struct {
 //     replaced before the store's floor (an older version that pays more cannot be chosen);
 //   - an earn's tier is one the member held in the hub's history between the floor and the event
 //     time (a stale tier the store had is accepted, if the store holds the member) or "" (a
-//     member the store did not know), and
-//     its country is the member's or "", or one the member had after the floor (a store that
-//     has not pulled the change yet), or another one that does not change the sale's points (a
-//     store that has not seen the member's erasure yet, or a country from before the floor);
+//     member the store did not know), and its country is the member's or "", or one the member
+//     had after the floor, claimed by a store that holds them (a store that has not pulled the
+//     change yet), or another one that does not change the sale's points (a store that has not
+//     seen the member's erasure yet, or a country from before the floor);
 //   - campaigns are read in the store's registered time zone, whatever the delta says;
 //   - a redemption says the order amount where its budgets depend on it;
 //   - every budget the delta spends under its rule version names a lease of this store for that

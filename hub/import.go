@@ -87,7 +87,7 @@ type ImportReport struct {
 	// Skipped are rows this import id applied before: a re-run changes nothing for them.
 	Skipped int   `json:"skipped"`
 	Bad     int   `json:"bad"`    // rows refused: see Errors
-	Points  int64 `json:"points"` // the net points the imported rows added, held at the largest int64 either way
+	Points  int64 `json:"points"` // the net points the imported rows added, held at the largest or smallest int64
 	// Errors lists the first MaxReportedErrors bad rows, with their line numbers.
 	Errors []RowError `json:"errors"`
 	// IgnoredColumns are columns of the header the import does not read: the first

@@ -153,8 +153,9 @@ const jobInterval = time.Hour
 // agents (on SQLite, the only way to hear of an admin command's change; on PostgreSQL, a
 // fallback); lease expiry at the poll's interval; and hourly, tier
 // requalification (downgrades of members whose window total fell), points expiry, birthday
-// points, and forgetting members' replaced countries no store can still claim. A long run of one job delays no other, and never the poll: each job writes in batches
-// of its own transactions, between which pushes from agents are applied and acknowledged.
+// points, and forgetting members' replaced countries no store can still claim. A long run of one
+// job delays no other, and never the poll: each job writes in batches of its own transactions,
+// between which pushes from agents are applied and acknowledged.
 func (m *HubMain) startJobs(ctx context.Context) {
 	m.Hub.Start(ctx, &m.wg)
 	m.Webhooks = m.Config.Webhooks.sender(m.Hub)
