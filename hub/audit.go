@@ -101,9 +101,7 @@ const maxDetail = 500
 // the entry exists if and only if the change was committed.
 func (h *Hub) audit(ctx context.Context, tx Tx, action, target, detail string) error {
 	a := ActorFrom(ctx)
-	if len(detail) > maxDetail {
-		detail = strings.ToValidUTF8(detail[:maxDetail], "") + "…"
-	}
+	detail = loyalty.Truncate(detail, maxDetail)
 	return tx.InsertAudit(ctx, AuditEntry{At: h.Now().UTC().Truncate(time.Millisecond), KeyID: a.KeyID, KeyName: a.KeyName,
 		Action: action, Target: target, Detail: detail})
 }

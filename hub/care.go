@@ -176,7 +176,7 @@ func (p MemberPatch) apply(old Profile, today time.Time) (Profile, []string, err
 	}
 	for _, k := range slices.Sorted(maps.Keys(p.Attributes.Set)) {
 		if !attributeKey.MatchString(k) {
-			return old, nil, loyalty.Errorf(loyalty.EINVALID, "attribute key %q must be 1 to 64 lower-case letters, digits, dots, dashes or underscores, starting with a letter", truncate(k, 70))
+			return old, nil, loyalty.Errorf(loyalty.EINVALID, "attribute key %q must be 1 to 64 lower-case letters, digits, dots, dashes or underscores, starting with a letter", loyalty.Truncate(k, 70))
 		}
 		v := p.Attributes.Set[k]
 		if v == nil || *v == "" {
@@ -224,17 +224,9 @@ func mayChange(a Actor, old Profile, changed []string) error {
 	return nil
 }
 
-// truncate cuts s to at most n bytes of valid UTF-8, for a message.
-func truncate(s string, n int) string {
-	if len(s) > n {
-		s = strings.ToValidUTF8(s[:n], "") + "…"
-	}
-	return s
-}
-
 func validEmail(s string) error {
 	if !strings.Contains(s, "@") || len(s) > 254 || !utf8.ValidString(s) || strings.ContainsFunc(s, unicode.IsSpace) || strings.ContainsFunc(s, unicode.IsControl) {
-		return loyalty.Errorf(loyalty.EINVALID, "email %q is not an email address", truncate(s, 260))
+		return loyalty.Errorf(loyalty.EINVALID, "email %q is not an email address", loyalty.Truncate(s, 260))
 	}
 	return nil
 }
@@ -248,7 +240,7 @@ func validName(s string) error {
 
 func validCountry(s string) error {
 	if len(s) != 2 || s[0] < 'A' || s[0] > 'Z' || s[1] < 'A' || s[1] > 'Z' {
-		return loyalty.Errorf(loyalty.EINVALID, "country must be an ISO 3166 two-letter code such as DE, got %q", truncate(s, 20))
+		return loyalty.Errorf(loyalty.EINVALID, "country must be an ISO 3166 two-letter code such as DE, got %q", loyalty.Truncate(s, 20))
 	}
 	return nil
 }
