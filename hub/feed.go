@@ -193,8 +193,14 @@ func (p probe) WatchSince(ctx context.Context, store, budget string, _ time.Time
 	return since, err
 }
 
-func (probe) MarkProgramSent(context.Context, string, int64, time.Time) error { return errWrites }
-func (probe) PutLease(context.Context, Lease, LeaseEvent) error               { return errWrites }
+// MarkProgramSent writes nothing when the store was sent this version before (the first time
+// counts): a store that pulls from 0 again, its replica rebuilt, stays off the writer.
+func (p probe) MarkProgramSent(ctx context.Context, store string, version int64, _ time.Time) error {
+	sent, err := p.ProgramsSent(ctx, store, version, 1)
+	return p.unless(len(sent) > 0 && sent[0].Version == version, err)
+}
+
+func (probe) PutLease(context.Context, Lease, LeaseEvent) error { return errWrites }
 
 // unless is errWrites unless nothing would change (done), or err.
 func (probe) unless(done bool, err error) error {

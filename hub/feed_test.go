@@ -148,6 +148,26 @@ func TestFeed_PullsAndLookupsReadUnlessSomethingChanges(t *testing.T) {
 	}
 	writes("a flushed pull a minute on: the floor moves", true, func() error { now = now.Add(2 * time.Minute); return pull() })
 	writes("and right after, nothing new", false, pull)
+	var again *lsync.Changes
+	writes("a pull from 0 (a rebuilt replica) of the program s1 was sent before", false, func() (err error) {
+		again, err = h.Pull(ctx, "s1", lsync.Pull{Cursor: 0, Limit: 100, Flushed: true})
+		return err
+	})
+	if again.Program == nil {
+		t.Errorf("the pull from 0 carried no program; a rebuilt replica needs it")
+	}
+	p, err := h.Program(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Currency = "USD"
+	if _, err := h.SetProgram(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	writes("a pull from 0 after a new program, never sent to s1", true, func() error {
+		_, err := h.Pull(ctx, "s1", lsync.Pull{Cursor: 0, Limit: 100, Flushed: true})
+		return err
+	})
 }
 
 // A change notifies the stores it concerns, not the whole chain: a sale the stores that hold its

@@ -299,6 +299,7 @@ type clientSession struct {
 	initialDone bool  // the whole outbox as of connect has been sent, so pulls are safe
 	pulling     bool
 	wantPull    bool
+	notified    int64 // the newest cursor a notify named while a pull was due or in flight
 	cursor      int64
 	calls       map[uint64]*call
 	refreshes   []*call // waiting for the next complete change-feed answer
@@ -613,12 +614,20 @@ func (s *clientSession) handle(ctx context.Context, b []byte) error {
 			}
 			s.refreshes = nil
 		}
-		if m.Changes.More || s.wantPull {
+		// A notify heard while this pull was on its way calls for another only if this answer
+		// does not reach the change it announced.
+		if m.Changes.More || s.wantPull || s.notified > s.cursor {
 			return s.pull(ctx)
 		}
 		return nil
 	case TypeNotify:
-		if m.Notify.Cursor > s.cursor {
+		switch {
+		case m.Notify.Cursor <= s.cursor:
+		case s.pulling || !s.initialDone:
+			// A pull is on its way, or the session's first pull is still to come: its answer
+			// may already reach this change (TypeChanges pulls again if it does not).
+			s.notified = max(s.notified, m.Notify.Cursor)
+		default:
 			return s.pull(ctx)
 		}
 		return nil

@@ -49,9 +49,11 @@ func benchCommand() *cobra.Command {
     SQLite outbox over a websocket;
   - a reconnect storm: --storm-stores stores, each with --storm-backlog deltas, connect at once
     to one hub over real websockets on 127.0.0.1 and drain their backlogs, against one store
-    draining the same total. The stores are the real sync client (sync.Client) over an outbox
-    kept in memory, not a SQLite file each, so that the storm measures the hub and the wire
-    rather than this machine's disk writing a thousand replicas. Each store is a client and a
+    draining the same total. Every store comes back as one that had been syncing before its
+    outage: current when its link went down, it pulls from the cursor it kept. The stores are
+    the real sync client (sync.Client) over an outbox kept in memory, not a SQLite file each, so
+    that the storm measures the hub and the wire rather than this machine's disk writing a
+    thousand replicas. Each store is a client and a
     connection in this process: 1,000 stores use about 2,000 file descriptors;
   - the hub's memory per idle connected agent, heap and goroutine stacks: the same stores, each
     having said hello and pulled, then idle; the hub's side only (the clients' own heap, freed
@@ -417,14 +419,19 @@ func runBench(ctx context.Context, o benchOptions, progress io.Writer) (r BenchR
 		drainFrom = total
 	}
 	r.DrainMembersApart = drainFrom > 0
+	// Every store, the drain's and the storm's, comes back as a store that was syncing before
+	// its outage: current with the hub when its link went down (syncedBefore), it pulls from its
+	// own cursor, not from 0, and the program it already has is not sent again.
 	drain := stormStore{id: "drain", token: tokens["drain"]}
-	if err := pullOnce(ctx, h, drain.id); err != nil {
+	cursor, err := syncedBefore(ctx, h, drain.id)
+	if err != nil {
 		return r, err
 	}
 	now := time.Now()
 	drain.outbox = newMemOutbox(total, func(i int) loyalty.Delta {
 		return earnDelta(&p, drain.id, memberID((drainFrom+i)%members), int64(100+i%5000), fmt.Sprint("d", i), now)
 	})
+	drain.outbox.cursor = cursor
 	elapsed, err := drainStores(ctx, hm, []stormStore{drain}, quiet)
 	if err != nil {
 		return r, err
@@ -434,10 +441,14 @@ func runBench(ctx context.Context, o benchOptions, progress io.Writer) (r BenchR
 	say("reconnect storm: %d stores with %d deltas each", o.StormStores, o.StormBacklog)
 	now = time.Now()
 	for s := range storm {
+		if cursor, err = syncedBefore(ctx, h, storm[s].id); err != nil {
+			return r, err
+		}
 		storm[s].outbox = newMemOutbox(o.StormBacklog, func(i int) loyalty.Delta {
 			k := s*o.StormBacklog + i
 			return earnDelta(&p, storm[s].id, memberID(k%members), int64(100+k%5000), fmt.Sprint("s", i), now)
 		})
+		storm[s].outbox.cursor = cursor
 	}
 	if elapsed, err = drainStores(ctx, hm, storm, quiet); err != nil {
 		return r, err

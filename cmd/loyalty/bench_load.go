@@ -81,14 +81,32 @@ func earnDelta(p *loyalty.Program, store, member string, amount int64, order str
 // pullOnce makes store's first sync with the hub, as an agent does when it starts: the hub
 // accepts deltas only under rule versions it sent the store, and dated after its last sync.
 func pullOnce(ctx context.Context, h *hub.Hub, store string) error {
-	for cursor, more := int64(0), true; more; {
+	_, err := pullFrom(ctx, h, store, 0)
+	return err
+}
+
+// pullFrom pulls as store from cursor until the store is current, and returns its new cursor.
+func pullFrom(ctx context.Context, h *hub.Hub, store string, cursor int64) (int64, error) {
+	for more := true; more; {
 		ch, err := h.Pull(ctx, store, lsync.Pull{Cursor: cursor, Limit: 500, Flushed: true})
 		if err != nil {
-			return err
+			return 0, err
 		}
 		cursor, more = ch.Cursor, ch.More
 	}
-	return nil
+	return cursor, nil
+}
+
+// syncedBefore brings store to where a store that was syncing before an outage stands when its
+// link goes down: current with the hub, and the answer of its last pull confirmed (by the next
+// pull, as the agent's next heartbeat does). It returns the store's cursor, from which the store
+// goes on when it comes back: a reconnecting agent pulls from the cursor it kept, not from 0.
+func syncedBefore(ctx context.Context, h *hub.Hub, store string) (int64, error) {
+	cursor, err := pullFrom(ctx, h, store, 0)
+	if err != nil {
+		return 0, err
+	}
+	return pullFrom(ctx, h, store, cursor)
 }
 
 // pushAll pushes n deltas made by mk through Hub.Push as store, batch at a time, and fails on
