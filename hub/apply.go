@@ -32,6 +32,7 @@ type applier struct {
 	subscribed map[[2]string]bool
 	stores     map[string]StoreInfo
 	cur        *loyalty.Program         // the newest program, for budgets and limits
+	leasesPut  int                      // leases written (putLease)
 	epochInfo  *EpochInfo               // read once per transaction: it changes only with a restore
 	schedules  map[string]Schedule      // members' job schedules as read in this transaction
 	changes    map[string]*memberChange // what the applied deltas change of members' schedules

@@ -83,7 +83,7 @@ func (a *applier) account(ctx context.Context, store string, d loyalty.Delta) er
 				return err
 			} else {
 				l.Consumed += x
-				if err := a.tx.PutLease(ctx, l, LeaseEvent{}); err != nil {
+				if err := a.putLease(ctx, l, LeaseEvent{}); err != nil {
 					return err
 				}
 				charge.Lease = id
@@ -253,7 +253,7 @@ func (a *applier) refund(ctx context.Context, d loyalty.Delta) error {
 		}
 		if l.State != LeaseSettled {
 			l.Consumed = max(l.Consumed-c.Amount, 0)
-			if err := a.tx.PutLease(ctx, l, LeaseEvent{}); err != nil {
+			if err := a.putLease(ctx, l, LeaseEvent{}); err != nil {
 				return err
 			}
 		}

@@ -94,7 +94,9 @@ func (h *Hub) pull(ctx context.Context, tx Tx, store string, req lsync.Pull) (*l
 				return err
 			}
 			ch.TimeZone = info.TimeZone // "" for a store registered before zones were: its agent keeps its own
-			ch.Leases, err = h.newApplier(tx).leases(ctx, store, req.Flushed)
+			a := h.newApplier(tx)
+			a.cur = &p // read above, in this snapshot: not read and decoded again
+			ch.Leases, err = a.leases(ctx, store, req.Flushed)
 			return err
 		}
 		return err

@@ -193,6 +193,7 @@ func (a *applier) leases(ctx context.Context, store string, flushed bool) ([]lsy
 	if err != nil {
 		return nil, err
 	}
+	put := a.leasesPut
 	held := map[string]*Lease{}
 	for i := range ls {
 		l := &ls[i]
@@ -211,7 +212,7 @@ func (a *applier) leases(ctx context.Context, store string, flushed bool) ([]lsy
 			held[l.Budget] = l
 			continue
 		}
-		if err := a.tx.PutLease(ctx, *l, ev); err != nil {
+		if err := a.putLease(ctx, *l, ev); err != nil {
 			return nil, err
 		}
 	}
@@ -226,9 +227,10 @@ func (a *applier) leases(ctx context.Context, store string, flushed bool) ([]lsy
 		}
 	}
 	out := []lsync.Lease{}
-	ls, err = a.tx.Leases(ctx, store)
-	if err != nil {
-		return nil, err
+	if a.leasesPut > put { // else the leases read above are as they stand
+		if ls, err = a.tx.Leases(ctx, store); err != nil {
+			return nil, err
+		}
 	}
 	for _, l := range ls {
 		// The store may spend until the hub's expiry less the margin: its own expiry always
@@ -266,7 +268,7 @@ func (a *applier) adjust(ctx context.Context, p *loyalty.Program, b *loyalty.Bud
 			event("reclaim", l.Granted-keep)
 			l.Granted, l.Reclaiming, l.ReclaimSession = keep, 0, time.Time{}
 			// Written now: the budget's free quota below counts what just came back.
-			if err := a.tx.PutLease(ctx, *l, events[0]); err != nil {
+			if err := a.putLease(ctx, *l, events[0]); err != nil {
 				return err
 			}
 			before, events = *l, nil
@@ -294,7 +296,7 @@ func (a *applier) adjust(ctx context.Context, p *loyalty.Program, b *loyalty.Bud
 		l = &Lease{ID: "l" + strings.ToLower(rand.Text()[:16]), Store: store, Budget: b.ID, State: LeaseActive,
 			Granted: grant, Wanted: sz.target - grant, CreatedAt: now, ExpiresAt: now.Add(cfg.ttl(b) + a.Lease.Margin)}
 		event("grant", grant)
-		return a.tx.PutLease(ctx, *l, events[0])
+		return a.putLease(ctx, *l, events[0])
 	}
 	told := l.Told()
 	have := told - l.Consumed
@@ -341,7 +343,13 @@ func (a *applier) adjust(ctx context.Context, p *loyalty.Program, b *loyalty.Bud
 	if len(events) > 0 {
 		ev = events[0]
 	}
-	return a.tx.PutLease(ctx, *l, ev)
+	return a.putLease(ctx, *l, ev)
+}
+
+// putLease writes a lease and the event that changed it, and counts the write (leasesPut).
+func (a *applier) putLease(ctx context.Context, l Lease, e LeaseEvent) error {
+	a.leasesPut++
+	return a.tx.PutLease(ctx, l, e)
 }
 
 // heard reports whether a store has heard of the lower figure a reclaim told it: this pull is

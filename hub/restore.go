@@ -141,7 +141,7 @@ func (a *applier) adopt(ctx context.Context, store, id string, p *loyalty.Progra
 	}
 	l := Lease{ID: id, Store: store, Budget: b.ID, Granted: grant, State: LeaseEnded,
 		CreatedAt: e.RestoredAt, ExpiresAt: e.RestoredAt.Add(a.Lease.ttl(b) + a.Lease.Margin)}
-	return l, a.tx.PutLease(ctx, l, LeaseEvent{Lease: id, Store: store, Budget: b.ID, Kind: "restore", Amount: l.Granted, At: a.Now()})
+	return l, a.putLease(ctx, l, LeaseEvent{Lease: id, Store: store, Budget: b.ID, Kind: "restore", Amount: l.Granted, At: a.Now()})
 }
 
 // CarryOver brings into a restored database what the database it replaces knew of revoked
