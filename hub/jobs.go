@@ -73,7 +73,7 @@ func (h *Hub) requalifyBatch(ctx context.Context, tx Tx, due []DueMember, now ti
 	if err != nil {
 		return 0, err
 	}
-	a := h.newApplier(tx)
+	a := h.newJobApplier(tx, len(due))
 	a.clock, a.cur = now, &p
 	if p.Tiers != nil && len(p.Tiers.Tiers) > 0 {
 		from, to := p.Tiers.WindowBounds(now)
@@ -135,12 +135,19 @@ func dueIDs(due []DueMember) []string {
 }
 
 // seed gives the applier a member as a job read them, so that it does not read them again. A
-// job changes no punch card: the member's counts are neither read nor written.
+// job changes no punch card: the member's counts are neither read nor written (memberState finds
+// none on either side, and writes none).
 func (a *applier) seed(d DueMember) {
 	a.members[d.ID] = loyalty.Member{ID: d.ID, Tier: d.Tier, Balance: d.Balance}
 	a.balances[d.ID] = d.Balance
-	a.punches[d.ID] = map[string]int64{}
 	a.schedules[d.ID] = d.Schedule
+}
+
+// newJobApplier returns an applier for a job's batch of n members, its maps sized for them.
+func (h *Hub) newJobApplier(tx Tx, n int) *applier {
+	a := h.newApplier(tx)
+	a.members, a.balances, a.schedules = make(map[string]loyalty.Member, n), make(map[string]int64, n), make(map[string]Schedule, n)
+	return a
 }
 
 // runJob runs job: batches of due members, each handled by batch in its own write transaction,
@@ -239,7 +246,7 @@ func (h *Hub) expireBatch(ctx context.Context, tx Tx, due []DueMember, now time.
 	if err != nil {
 		return 0, err
 	}
-	a := h.newApplier(tx)
+	a := h.newJobApplier(tx, len(due))
 	a.clock, a.cur = now, &p
 	var lots map[string][]loyalty.Lot
 	if p.Expiry != nil && p.Expiry.Mode == loyalty.ExpiryLot {

@@ -26,8 +26,8 @@ type DayTotals struct {
 	Amount, Points, First int64
 }
 
-// add adds o to t.
-func (t *DayTotals) add(o DayTotals) {
+// Add adds o to t.
+func (t *DayTotals) Add(o DayTotals) {
 	t.Amount += o.Amount
 	t.Points += o.Points
 	t.First = earliestMS(t.First, o.First)
@@ -107,8 +107,8 @@ func NewQualifyingWindow(since, until time.Time) QualifyingWindow {
 // the totals of the days from After on (only First counts).
 func (w QualifyingWindow) Qualification(basis string, days, head, end, tail, after DayTotals) Qualification {
 	var in DayTotals
-	in.add(days)
-	in.add(head)
+	in.Add(days)
+	in.Add(head)
 	if w.HasEnd {
 		in.Amount += end.Amount - tail.Amount
 		in.Points += end.Points - tail.Points

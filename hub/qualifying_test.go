@@ -133,9 +133,13 @@ func TestQualifyingTotalsMatchTheLedger(t *testing.T) {
 	windows := []string{loyalty.WindowRolling12M, loyalty.WindowCalendar, loyalty.WindowLifetime}
 	check := func(tx hub.Tx, since, until time.Time, what string) error {
 		for _, basis := range []string{loyalty.BasisSpend, loyalty.BasisPoints} {
-			batch, err := tx.QualifyingOf(ctx, members, basis, since, until)
+			// A list may name a member twice, and a member without sales: each counts once.
+			batch, err := tx.QualifyingOf(ctx, append([]string{"nobody", members[0]}, members...), basis, since, until)
 			if err != nil {
 				return err
+			}
+			if q := batch["nobody"]; q != (hub.Qualification{}) {
+				t.Errorf("seed %d: a member without sales qualifies with %+v", seed, q)
 			}
 			for _, m := range members {
 				want, err := tx.QualifyingFromLedger(ctx, m, basis, since, until)

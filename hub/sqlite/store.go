@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io/fs"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -1186,18 +1187,15 @@ func qualifyingEvents(basis, where string) string {
 		FROM deltas d WHERE ` + where + ` AND d.kind = 'earn' AND d.rule = '' AND d.event_at >= ?2 AND d.event_at < ?3`
 }
 
-// qualifyingQueries returns the two reads of a qualification (hub.QualifyingWindow), for the
-// members in(col, list) selects. days reads the day totals (member_qualifying) from ?6 on, one row
-// per member and part that has any (part, member, amount, points, first): 0 the whole days (?2
-// to ?3), 1 the end day (?4), 4 the days from ?5 on, and 5 the day of the window's head (?7),
-// whose row only says that the member had sales that day. edges reads the ledger for the parts of
+// qualifyingEdgesQuery returns the second read of a qualification (hub.QualifyingWindow), after the
+// day totals (qualifyingDays), for the members in(col, list) selects. It reads the ledger for the parts of
 // a day at the window's edges, each event with one look at its reversals: 2 the head (?2 to ?3)
 // for the members of list ?1, 3 the tail (?5 to ?6) for those of list ?4. A member's edge is read
 // only where the day totals show sales on its day: most members have none on the one or two days
 // a window cuts through, and these ledger reads were most of a tier review's time. INDEXED BY
 // keeps SQLite from reading a member's whole ledger in seq order (deltas_member) to spare the
 // GROUP BY a sort: the edges are short spans of time, which deltas_member_earn finds.
-func qualifyingQueries(in func(col, list string) string) (days, edges string) {
+func qualifyingEdgesQuery(in func(col, list string) string) (edges string) {
 	events := func(list, from, to string) string {
 		return `SELECT m, COALESCE(SUM(CASE WHEN whole = 0 THEN a - ra END), 0), COALESCE(SUM(CASE WHEN whole = 0 THEN p - rp END), 0),
 			COALESCE(MIN(CASE WHEN whole = 0 THEN e END), 0)
@@ -1207,21 +1205,26 @@ func qualifyingQueries(in func(col, list string) string) (days, edges string) {
 			WHERE ` + in("d.member", list) + ` AND d.kind = 'earn' AND d.rule = '' AND d.event_at >= ` + from + ` AND d.event_at < ` + to + `
 			GROUP BY d.seq) GROUP BY m`
 	}
-	days = `SELECT part, member, SUM(amount), SUM(points), COALESCE(MIN(first), 0) FROM (
-			SELECT CASE WHEN day >= ?2 AND day < ?3 THEN 0 WHEN day = ?4 THEN 1 WHEN day >= ?5 THEN 4 WHEN day = ?7 THEN 5 END AS part,
-				member, amount, points, first
-			FROM member_qualifying WHERE ` + in("member", "?1") + ` AND day >= ?6) WHERE part IS NOT NULL GROUP BY member, part`
 	edges = `SELECT 2, * FROM (` + events("?1", "?2", "?3") + `)
 		UNION ALL
 		SELECT 3, * FROM (` + events("?4", "?5", "?6") + `)`
-	return days, edges
+	return edges
 }
 
 var (
-	qualifyingDaysOne, qualifyingEdgesOne = qualifyingQueries(func(col, list string) string { return col + " = " + list })
-	qualifyingDays, qualifyingEdges       = qualifyingQueries(func(col, list string) string {
+	qualifyingEdgesOne = qualifyingEdgesQuery(func(col, list string) string { return col + " = " + list })
+	qualifyingEdges    = qualifyingEdgesQuery(func(col, list string) string {
 		return col + " IN (SELECT value FROM json_each(" + list + "))"
 	})
+	// The day totals (member_qualifying) of one member ?1, or of the members of the JSON list ?1
+	// (sorted, each once), from day ?2 on: a row per member and day (member, day, amount,
+	// points, first), which the caller adds up by part (qualifyingPart). The list drives the
+	// join, one search of the primary key per member in key order; as IN (…) it would first be
+	// copied into a temporary index, and summed in SQL, GROUP BY member and part would sort
+	// every row in a temporary B-tree.
+	qualifyingDaysOne = `SELECT member, day, amount, points, COALESCE(first, 0) FROM member_qualifying WHERE member = ?1 AND day >= ?2`
+	qualifyingDays    = `SELECT q.member, q.day, q.amount, q.points, COALESCE(q.first, 0)
+		FROM json_each(?1) AS j CROSS JOIN member_qualifying AS q ON q.member = j.value WHERE q.day >= ?2`
 )
 
 func (t *tx) Qualifying(ctx context.Context, member, basis string, since, upTo time.Time) (hub.Qualification, error) {
@@ -1234,7 +1237,7 @@ func (t *tx) QualifyingOf(ctx context.Context, members []string, basis string, s
 }
 
 // qualifying reads the day totals of members in the window [since, upTo), then the window's edges
-// from the ledger for the members that had sales on an edge's day (qualifyingQueries), and puts
+// from the ledger for the members that had sales on an edge's day (qualifyingEdgesQuery), and puts
 // the parts together.
 func (t *tx) qualifying(ctx context.Context, members []string, basis string, since, upTo time.Time) (map[string]hub.Qualification, error) {
 	w := hub.NewQualifyingWindow(since, upTo)
@@ -1256,21 +1259,19 @@ func (t *tx) qualifying(ctx context.Context, members []string, basis string, sin
 		}
 	}
 	arg, err := list(members)
+	if len(members) > 1 {
+		arg, err = list(slices.Compact(slices.Sorted(slices.Values(members))))
+	}
 	if err != nil {
 		return nil, err
 	}
 	// The days the edges cut through: the head's, read as part 5 (the day before the first whole
 	// day, or the end's day when the window is within one day), and the tail's, which is the end
 	// day (part 1) or, within one day, the head's.
-	var end, headDay any // NULL: no day
-	if w.HasEnd {
-		end = w.EndDay
-	}
 	from := w.From
 	hasHead, hasTail := w.Head[0] < w.Head[1], w.Tail[0] < w.Tail[1]
 	if hasHead {
-		d := hub.FloorDay(w.Head[0])
-		headDay, from = d, min(from, d)
+		from = min(from, hub.FloorDay(w.Head[0]))
 	}
 	tailPart := -1 // the part whose row says the member had sales on the tail's day (-1: read every member's tail)
 	if hasTail {
@@ -1286,7 +1287,9 @@ func (t *tx) qualifying(ctx context.Context, members []string, basis string, sin
 	for _, m := range members {
 		parts[m], seen[m] = &[6]hub.DayTotals{}, &[6]bool{}
 	}
-	read := func(q string, args ...any) error {
+	// read reads rows of (part, member, totals), or with days (member, day, totals) and adds
+	// them up by part.
+	read := func(days bool, q string, args ...any) error {
 		rows, err := t.QueryContext(ctx, q, args...)
 		if err != nil {
 			return err
@@ -1296,16 +1299,23 @@ func (t *tx) qualifying(ctx context.Context, members []string, basis string, sin
 			var part int
 			var m string
 			var d hub.DayTotals
-			if err := rows.Scan(&part, &m, &d.Amount, &d.Points, &d.First); err != nil {
+			if days {
+				var day int64
+				if err := rows.Scan(&m, &day, &d.Amount, &d.Points, &d.First); err != nil {
+					return err
+				}
+				part = qualifyingPart(w, day, hasHead)
+			} else if err := rows.Scan(&part, &m, &d.Amount, &d.Points, &d.First); err != nil {
 				return err
 			}
 			if p := parts[m]; p != nil && part >= 0 && part < len(p) {
-				p[part], seen[m][part] = d, true
+				p[part].Add(d)
+				seen[m][part] = true
 			}
 		}
 		return rows.Err()
 	}
-	if err := read(daysQ, arg, w.Days[0], w.Days[1], end, w.After, from, headDay); err != nil {
+	if err := read(true, daysQ, arg, from); err != nil {
 		return nil, err
 	}
 	var heads, tails []string
@@ -1326,7 +1336,7 @@ func (t *tx) qualifying(ctx context.Context, members []string, basis string, sin
 		if err != nil {
 			return nil, err
 		}
-		if err := read(edgesQ, h, w.Head[0], w.Head[1], tl, w.Tail[0], w.Tail[1]); err != nil {
+		if err := read(false, edgesQ, h, w.Head[0], w.Head[1], tl, w.Tail[0], w.Tail[1]); err != nil {
 			return nil, err
 		}
 	}
@@ -1335,6 +1345,23 @@ func (t *tx) qualifying(ctx context.Context, members []string, basis string, sin
 		out[m] = w.Qualification(basis, p[0], p[2], p[1], p[3], p[4])
 	}
 	return out, nil
+}
+
+// qualifyingPart is the part of the window w the day totals of day count in: 0 the whole days,
+// 1 the end day, 4 the days after the window, 5 the day of the window's head (its row only says
+// the member had sales that day); -1 none.
+func qualifyingPart(w hub.QualifyingWindow, day int64, hasHead bool) int {
+	switch {
+	case day >= w.Days[0] && day < w.Days[1]:
+		return 0
+	case w.HasEnd && day == w.EndDay:
+		return 1
+	case day >= w.After:
+		return 4
+	case hasHead && day == hub.FloorDay(w.Head[0]):
+		return 5
+	}
+	return -1
 }
 
 func (t *tx) RuleCount(ctx context.Context, member, rule string, since, upTo time.Time) (int64, error) {
