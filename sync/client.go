@@ -617,6 +617,10 @@ func (s *clientSession) handle(ctx context.Context, b []byte) error {
 		// A notify heard while this pull was on its way calls for another only if this answer
 		// does not reach the change it announced.
 		if m.Changes.More || s.wantPull || s.notified > s.cursor {
+			// Sent now, after the notify came, the pull's snapshot holds its change: a notify
+			// never calls for more than that one pull, even one that names a version the
+			// database does not reach (a hub process ahead of a restored database).
+			s.notified = 0
 			return s.pull(ctx)
 		}
 		return nil

@@ -64,4 +64,14 @@ func TestClient_NotifyCoveredByThePullInFlight(t *testing.T) {
 	id = pulled(10)
 	answer(id, 12)
 	nothingMore("a notify of version 12, answered up to 12", 12)
+
+	// A notify of a version no answer reaches (a hub process ahead of its database) costs one
+	// pull more, not a pull after every answer.
+	notify(13)
+	id = pulled(12)
+	notify(99)
+	answer(id, 13)
+	id = pulled(13)
+	answer(id, 14)
+	nothingMore("a notify of version 99, answered up to 14 by a pull sent after it", 14)
 }

@@ -439,16 +439,19 @@ func runBench(ctx context.Context, o benchOptions, progress io.Writer) (r BenchR
 	r.SingleDrainPerSec = float64(total) / elapsed.Seconds()
 
 	say("reconnect storm: %d stores with %d deltas each", o.StormStores, o.StormBacklog)
-	now = time.Now()
+	cursors := make([]int64, len(storm))
 	for s := range storm {
-		if cursor, err = syncedBefore(ctx, h, storm[s].id); err != nil {
+		if cursors[s], err = syncedBefore(ctx, h, storm[s].id); err != nil {
 			return r, err
 		}
+	}
+	now = time.Now() // the storm's sales, made during the outage, after the stores' last sync
+	for s := range storm {
 		storm[s].outbox = newMemOutbox(o.StormBacklog, func(i int) loyalty.Delta {
 			k := s*o.StormBacklog + i
 			return earnDelta(&p, storm[s].id, memberID(k%members), int64(100+k%5000), fmt.Sprint("s", i), now)
 		})
-		storm[s].outbox.cursor = cursor
+		storm[s].outbox.cursor = cursors[s]
 	}
 	if elapsed, err = drainStores(ctx, hm, storm, quiet); err != nil {
 		return r, err
