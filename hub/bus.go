@@ -167,6 +167,25 @@ func (h *Hub) event(ctx context.Context, ev Event) {
 	}
 }
 
+// NoticeChanges reads the change version and tells OnChange of the changes it was not told of
+// yet: those of other processes on the database (admin commands, other hub processes), which
+// reach a hub on SQLite only this way. As for the hub's own commits, only the stores the changes
+// concern are named (changed): a poll that named every store would have every agent of the
+// chain pull after each poll while sales flow.
+func (h *Hub) NoticeChanges(ctx context.Context) error {
+	var v int64
+	err := h.Store.View(ctx, func(tx Tx) error {
+		var err error
+		v, err = tx.CurrentVersion(ctx)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	h.changed(v, false)
+	return nil
+}
+
 // changed tells OnChange that the change feed reached version v, unless it was told v or a
 // later version already (by this process's own commit, or by the event of it); force tells it
 // anyway, for every store. Otherwise it names the stores the versions since the last report

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/loyalty-edge-sync/loyalty"
+	"github.com/loyalty-edge-sync/loyalty/hub"
 	lsync "github.com/loyalty-edge-sync/loyalty/sync"
 )
 
@@ -156,12 +157,7 @@ func TestFeed_PullsAndLookupsReadUnlessSomethingChanges(t *testing.T) {
 	if again.Program == nil {
 		t.Errorf("the pull from 0 carried no program; a rebuilt replica needs it")
 	}
-	p, err := h.Program(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.Currency = "USD"
-	if _, err := h.SetProgram(ctx, p); err != nil {
+	if _, err := h.SetProgram(ctx, anotherProgram(t, h)); err != nil {
 		t.Fatal(err)
 	}
 	writes("a pull from 0 after a new program, never sent to s1", true, func() error {
@@ -209,4 +205,59 @@ func TestFeed_ChangesNotifyOnlyTheStoresTheyConcern(t *testing.T) {
 	told("a new member of s2", []string{"s2"})
 	withProgram(t, h, func(*loyalty.Program) {})
 	told("a new program", nil)
+}
+
+// A change another process made (an admin command, another hub process on the database) is
+// noticed by the periodic read of the change version, which tells only the stores it concerns,
+// as the hub's own commits do, and tells nobody when nothing changed: were every store told,
+// every agent of the chain would pull after each poll while sales flow.
+func TestFeed_NoticeChangesTellsOnlyTheStoresTheyConcern(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	other := hub.New(h.Store) // a second process on the same database
+	other.Now, other.Logger, other.KEK = h.Now, h.Logger, h.KEK
+	pushOK(t, h, "s1", earn("s1", "m1", 500))
+	var notes [][]string
+	h.OnChange = func(v int64, stores []string) {
+		if stores != nil {
+			stores = slices.Sorted(slices.Values(stores))
+		}
+		notes = append(notes, stores)
+	}
+	notice := func(what string, want ...[]string) {
+		t.Helper()
+		notes = nil
+		if err := h.NoticeChanges(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if len(notes) != len(want) {
+			t.Fatalf("%s: notifications %q, want %q", what, notes, want)
+		}
+		for i := range want {
+			if (notes[i] == nil) != (want[i] == nil) || !slices.Equal(notes[i], want[i]) {
+				t.Errorf("%s notified %q (nil: every store), want %q", what, notes[i], want[i])
+			}
+		}
+	}
+	notice("nothing new since the hub's own commit")
+	if ack, err := other.Push(ctx, "s2", []loyalty.Delta{earn("s2", "m2", 900)}); err != nil || ack.Results[0].Status != lsync.StatusApplied {
+		t.Fatalf("the other process's push: %+v, %v", ack, err)
+	}
+	notice("a sale of s2's member made by another process", []string{"s2"})
+	notice("the same version again")
+	if _, err := other.SetProgram(ctx, anotherProgram(t, other)); err != nil {
+		t.Fatal(err)
+	}
+	notice("a new program from another process", nil)
+}
+
+// anotherProgram returns h's current program in another currency: a new rule version.
+func anotherProgram(t *testing.T, h *hub.Hub) loyalty.Program {
+	t.Helper()
+	p, err := h.Program(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Currency = "USD"
+	return p
 }

@@ -231,17 +231,10 @@ func (m *HubMain) warn(ctx context.Context, what string, err error) {
 }
 
 // poll notices changes made by other processes on the same database (the admin commands, other
-// hub processes) and tells connected agents.
+// hub processes) and tells the agents they concern. A failed read is tried again at the next
+// poll.
 func (m *HubMain) poll(ctx context.Context) {
-	var v int64
-	err := m.Store.View(ctx, func(tx hub.Tx) error {
-		var err error
-		v, err = tx.CurrentVersion(ctx)
-		return err
-	})
-	if err == nil {
-		m.Sync.Notify(v)
-	}
+	_ = m.Hub.NoticeChanges(ctx)
 }
 
 // Close stops serving and closes the database. It is safe to call more than once.

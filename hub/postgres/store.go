@@ -24,7 +24,9 @@
 // some gave up, under load (a reconnect storm: a push refused ten times in a row was set aside
 // as a rejection for an operator). The transaction begins once the lock is held, so its snapshot
 // already holds the previous writer's commit and nothing concurrent is left to refuse it; reads
-// (View) take no lock and run beside the writer. The sync sessions' bookkeeping transactions
+// (View) take no lock and run beside the writer, on connections of their own: the lanes have a
+// pool of their own, a connection each, so that a writer never waits for a connection behind the
+// reads of a thousand sessions. The sync sessions' bookkeeping transactions
 // (hub.Bookkeeping), which draw no version, run beside the writer too, one at a time among
 // themselves (a lane of their own, bookkeepingLock): a long write must not hold up the renewal of
 // live sessions until other hub processes take them for dead, and a thousand agents connecting at
@@ -75,8 +77,11 @@ const maxAttempts = 10
 
 // Store implements hub.Store on a PostgreSQL database.
 type Store struct {
-	pool *pgxpool.Pool
-	name string // the database, for messages: host, port and name, no credentials
+	pool *pgxpool.Pool // reads (View), events (Listen), migrations
+	// lanes holds the connections of the write lanes, one per lane: apart from the reads' pool,
+	// so that a writer never queues for a connection behind hundreds of pulls.
+	lanes *pgxpool.Pool
+	name  string // the database, for messages: host, port and name, no credentials
 	// The writer, and the sessions' bookkeeping beside it (hub.Bookkeeping): each one at a time
 	// across the hub processes on the database.
 	writes, books lane
@@ -97,13 +102,20 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	s := &Store{pool: pool, name: describe(cfg.ConnConfig), writes: newLane(writerLock), books: newLane(bookkeepingLock)}
-	if err := pool.Ping(ctx); err != nil {
+	lcfg := cfg.Copy()
+	lcfg.MaxConns, lcfg.MinConns = lanes, 0
+	lanePool, err := pgxpool.NewWithConfig(ctx, lcfg)
+	if err != nil {
 		pool.Close()
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	s := &Store{pool: pool, lanes: lanePool, name: describe(cfg.ConnConfig), writes: newLane(writerLock), books: newLane(bookkeepingLock)}
+	if err := pool.Ping(ctx); err != nil {
+		s.Close()
 		return nil, fmt.Errorf("postgres: connect to %s: %w", s.name, err)
 	}
 	if err := s.migrate(ctx); err != nil {
-		pool.Close()
+		s.Close()
 		return nil, fmt.Errorf("postgres: migrate %s: %w", s.name, err)
 	}
 	return s, nil
@@ -124,6 +136,7 @@ func (s *Store) Path() string { return s.name }
 // Close implements hub.Store.
 func (s *Store) Close() error {
 	s.pool.Close()
+	s.lanes.Close()
 	return nil
 }
 
@@ -226,6 +239,9 @@ type lane struct {
 
 func newLane(key int64) lane { return lane{key: key, sem: make(chan struct{}, 1)} }
 
+// lanes is how many write lanes there are: the size of Store.lanes, a connection each.
+const lanes = 2
+
 // The lanes' advisory locks (the package documentation, "One writer at a time").
 const (
 	writerLock      = 0x6c6f79616c7478 // "loyaltx": every write transaction but bookkeeping
@@ -241,7 +257,7 @@ func (s *Store) take(ctx context.Context, l *lane) (*pgxpool.Conn, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	conn, err := s.pool.Acquire(ctx)
+	conn, err := s.lanes.Acquire(ctx)
 	if err != nil {
 		<-l.sem
 		return nil, err
