@@ -149,7 +149,7 @@ func (h *Hub) event(ctx context.Context, ev Event) {
 			return err
 		})
 		if err == nil {
-			h.changed(v, true)
+			h.changed(ctx, v, true)
 		} else if ctx.Err() == nil {
 			h.Logger.Warn("read the change version after listening again", slog.Any("err", err))
 		}
@@ -157,7 +157,7 @@ func (h *Hub) event(ctx context.Context, ev Event) {
 			h.Logger.Warn("check the stores' sync sessions this hub holds", slog.Any("err", err))
 		}
 	case EventChange:
-		h.changed(ev.Version, false)
+		h.changed(ctx, ev.Version, false)
 	case EventSession:
 		h.claimedElsewhere(ev)
 	case EventToken:
@@ -182,7 +182,9 @@ func (h *Hub) NoticeChanges(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	h.changed(v, false)
+	// Below what this process told already, the database went back: every store is told its
+	// version, as when the hub starts listening again.
+	h.changed(ctx, v, v < h.notified.Load())
 	return nil
 }
 
@@ -192,14 +194,16 @@ func (h *Hub) NoticeChanges(ctx context.Context) error {
 // concern, so that only their agents pull: a sale notifies the stores holding its member, not
 // the whole chain. Every version up to v has committed when v has (the change feed's ordering,
 // docs/PROTOCOL.md), so the range is complete when it is read.
-func (h *Hub) changed(v int64, force bool) {
+func (h *Hub) changed(ctx context.Context, v int64, force bool) {
 	var old int64
 	for {
 		old = h.notified.Load()
 		if v <= old && !force {
 			return
 		}
-		if v <= old || h.notified.CompareAndSwap(old, v) {
+		// Forced, v may be lower: the database's version after it went back (a failover to a
+		// standby that lacked the newest commits), and what follows is reported from there.
+		if v == old || h.notified.CompareAndSwap(old, v) {
 			break
 		}
 	}
@@ -208,18 +212,20 @@ func (h *Hub) changed(v int64, force bool) {
 	}
 	var stores []string // nil: everyone
 	if !force && old > 0 && v > old {
-		err := h.Store.View(context.Background(), func(tx Tx) error {
+		err := h.Store.View(ctx, func(tx Tx) error {
 			var all bool
 			var err error
-			if stores, all, err = tx.ChangedStores(context.Background(), old, v, maxNotified); all {
+			if stores, all, err = tx.ChangedStores(ctx, old, v, maxNotified); all {
 				stores = nil
 			} else if stores == nil {
 				stores = []string{} // nobody's scope changed
 			}
 			return err
 		})
-		if err != nil {
+		if err != nil && ctx.Err() == nil {
 			h.Logger.Warn("find the stores a change concerns; notifying every store", slog.Any("err", err))
+		}
+		if err != nil {
 			stores = nil
 		}
 	}

@@ -6,3 +6,7 @@ package hub
 func (h *Hub) SetGroupHooks(queued func(waiting int), committed func(calls, deltas int)) {
 	h.groups.test.queued, h.groups.test.committed = queued, committed
 }
+
+// SetNotified sets the newest change version this process told OnChange of, as if it had told
+// v: a test of a database that went back behind it.
+func (h *Hub) SetNotified(v int64) { h.notified.Store(v) }

@@ -249,6 +249,17 @@ func TestFeed_NoticeChangesTellsOnlyTheStoresTheyConcern(t *testing.T) {
 		t.Fatal(err)
 	}
 	notice("a new program from another process", nil)
+
+	// The database went back behind what this process told (a failover to a standby that lacked
+	// the newest commits): every store is told the database's version, and changes are reported
+	// from there on.
+	h.SetNotified(1 << 40)
+	notice("a database behind what was told", nil)
+	notes = nil
+	pushOK(t, h, "s1", earn("s1", "m1", 500))
+	if len(notes) != 1 || !slices.Equal(notes[0], []string{"s1"}) {
+		t.Errorf("a sale after the database went back notified %q, want s1", notes)
+	}
 }
 
 // anotherProgram returns h's current program in another currency: a new rule version.

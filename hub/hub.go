@@ -212,7 +212,7 @@ func (h *Hub) update(ctx context.Context, fn func(Tx) error) error {
 		return tx.Publish(ctx, Event{Kind: EventChange, Version: after})
 	})
 	if err == nil && after > before {
-		h.changed(after, false)
+		h.changed(context.WithoutCancel(ctx), after, false) // committed: told whatever the caller does now
 	}
 	return err
 }

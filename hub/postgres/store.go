@@ -103,7 +103,7 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	lcfg := cfg.Copy()
-	lcfg.MaxConns, lcfg.MinConns = lanes, 0
+	lcfg.MaxConns, lcfg.MinConns, lcfg.MinIdleConns = laneCount, 0, 0
 	lanePool, err := pgxpool.NewWithConfig(ctx, lcfg)
 	if err != nil {
 		pool.Close()
@@ -239,8 +239,8 @@ type lane struct {
 
 func newLane(key int64) lane { return lane{key: key, sem: make(chan struct{}, 1)} }
 
-// lanes is how many write lanes there are: the size of Store.lanes, a connection each.
-const lanes = 2
+// laneCount is how many write lanes there are: the size of Store.lanes, a connection each.
+const laneCount = 2
 
 // The lanes' advisory locks (the package documentation, "One writer at a time").
 const (
