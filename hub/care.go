@@ -381,10 +381,10 @@ type MemberExport struct {
 // article 15 and 20): the member with their birthday and attributes, the members they referred,
 // the earlier countries the hub still keeps, their vouchers, conflicts, rejected deltas and the
 // audit entries about them, and last their whole ledger, oldest first, read and written a page
-// at a time so that a long ledger needs neither one long transaction nor its size in memory. before is called once the member is
-// found, before anything is written (an HTTP handler sets its headers there). An error before
-// that (ENOTFOUND) means nothing was written; an error after it leaves w with a truncated
-// document, which no JSON parser accepts.
+// at a time so that a long ledger needs neither one long transaction nor its size in memory.
+// before is called once the member is found, before anything is written (an HTTP handler sets
+// its headers there). An error before that (ENOTFOUND) means nothing was written; an error after
+// it leaves w with a truncated document, which no JSON parser accepts.
 func (h *Hub) ExportMember(ctx context.Context, id string, w io.Writer, before func()) error {
 	var head MemberExport
 	err := h.Store.View(ctx, func(tx Tx) error {

@@ -1218,7 +1218,7 @@ var (
 	})
 	// The day totals (member_qualifying) of one member ?1, or of the members of the JSON list ?1
 	// (sorted, each once), from day ?2 on: a row per member and day (member, day, amount,
-	// points, first), which the caller adds up by part (qualifyingPart). The list drives the
+	// points, first), which the caller adds up by part (partOf in qualifying). The list drives the
 	// join, one search of the primary key per member in key order; as IN (…) it would first be
 	// copied into a temporary index, and summed in SQL, GROUP BY member and part would sort
 	// every row in a temporary B-tree.
@@ -1258,10 +1258,11 @@ func (t *tx) qualifying(ctx context.Context, members []string, basis string, sin
 			return ms[0], nil
 		}
 	}
-	arg, err := list(members)
-	if len(members) > 1 {
-		arg, err = list(slices.Compact(slices.Sorted(slices.Values(members))))
+	ids := members
+	if len(ids) > 1 {
+		ids = slices.Compact(slices.Sorted(slices.Values(members))) // each once, in the key's order
 	}
+	arg, err := list(ids)
 	if err != nil {
 		return nil, err
 	}
@@ -1270,15 +1271,16 @@ func (t *tx) qualifying(ctx context.Context, members []string, basis string, sin
 	// day (part 1) or, within one day, the head's.
 	from := w.From
 	hasHead, hasTail := w.Head[0] < w.Head[1], w.Tail[0] < w.Tail[1]
+	headDay := hub.FloorDay(w.Head[0]) // with hasHead only
 	if hasHead {
-		from = min(from, hub.FloorDay(w.Head[0]))
+		from = min(from, headDay)
 	}
 	tailPart := -1 // the part whose row says the member had sales on the tail's day (-1: read every member's tail)
 	if hasTail {
 		switch d := hub.FloorDay(w.Tail[0]); {
 		case w.HasEnd && d == w.EndDay:
 			tailPart = 1
-		case hasHead && d == hub.FloorDay(w.Head[0]):
+		case hasHead && d == headDay:
 			tailPart = 5
 		}
 	}
@@ -1286,6 +1288,22 @@ func (t *tx) qualifying(ctx context.Context, members []string, basis string, sin
 	seen := make(map[string]*[6]bool, len(members))
 	for _, m := range members {
 		parts[m], seen[m] = &[6]hub.DayTotals{}, &[6]bool{}
+	}
+	// partOf is the part of the window the day totals of day count in: 0 the whole days, 1 the
+	// end day, 4 the days after the window, 5 the head's day (its row only says the member had
+	// sales that day); -1 none.
+	partOf := func(day int64) int {
+		switch {
+		case day >= w.Days[0] && day < w.Days[1]:
+			return 0
+		case w.HasEnd && day == w.EndDay:
+			return 1
+		case day >= w.After:
+			return 4
+		case hasHead && day == headDay:
+			return 5
+		}
+		return -1
 	}
 	// read reads rows of (part, member, totals), or with days (member, day, totals) and adds
 	// them up by part.
@@ -1304,7 +1322,7 @@ func (t *tx) qualifying(ctx context.Context, members []string, basis string, sin
 				if err := rows.Scan(&m, &day, &d.Amount, &d.Points, &d.First); err != nil {
 					return err
 				}
-				part = qualifyingPart(w, day, hasHead)
+				part = partOf(day)
 			} else if err := rows.Scan(&part, &m, &d.Amount, &d.Points, &d.First); err != nil {
 				return err
 			}
@@ -1345,23 +1363,6 @@ func (t *tx) qualifying(ctx context.Context, members []string, basis string, sin
 		out[m] = w.Qualification(basis, p[0], p[2], p[1], p[3], p[4])
 	}
 	return out, nil
-}
-
-// qualifyingPart is the part of the window w the day totals of day count in: 0 the whole days,
-// 1 the end day, 4 the days after the window, 5 the day of the window's head (its row only says
-// the member had sales that day); -1 none.
-func qualifyingPart(w hub.QualifyingWindow, day int64, hasHead bool) int {
-	switch {
-	case day >= w.Days[0] && day < w.Days[1]:
-		return 0
-	case w.HasEnd && day == w.EndDay:
-		return 1
-	case day >= w.After:
-		return 4
-	case hasHead && day == hub.FloorDay(w.Head[0]):
-		return 5
-	}
-	return -1
 }
 
 func (t *tx) RuleCount(ctx context.Context, member, rule string, since, upTo time.Time) (int64, error) {
