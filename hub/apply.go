@@ -33,6 +33,7 @@ type applier struct {
 	stores     map[string]StoreInfo
 	cur        *loyalty.Program         // the newest program, for budgets and limits
 	leasesPut  int                      // leases written (putLease)
+	storeCount int                      // registered stores, once read (newStoreShare; 0: not yet)
 	epochInfo  *EpochInfo               // read once per transaction: it changes only with a restore
 	schedules  map[string]Schedule      // members' job schedules as read in this transaction
 	changes    map[string]*memberChange // what the applied deltas change of members' schedules

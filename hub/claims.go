@@ -134,20 +134,21 @@ func (a *applier) floor(ctx context.Context, info StoreInfo) (time.Time, error) 
 
 // markFlushed records, at a store's last page of changes, what the pull proves: everything the
 // store had made was pushed before it if it says so (flushed), and in any case everything it had
-// made before its session started.
-func (h *Hub) markFlushed(ctx context.Context, tx Tx, store string, flushed bool) error {
+// made before its session started. info is the store as read in tx; nothing is written unless
+// the floor moves by more than Tx.MarkFlushed may lag (a minute), so most pulls write nothing.
+func (h *Hub) markFlushed(ctx context.Context, tx Tx, info StoreInfo, flushed bool) error {
 	at := time.Time{}
 	if flushed {
 		at = h.Now()
 	} else {
 		h.healthMu.Lock()
-		at = h.started[store]
+		at = h.started[info.ID]
 		h.healthMu.Unlock()
 	}
-	if at.IsZero() {
+	if at.IsZero() || !info.FlushedAt.Before(at.Add(-time.Minute)) {
 		return nil
 	}
-	return tx.MarkFlushed(ctx, store, at)
+	return tx.MarkFlushed(ctx, info.ID, at)
 }
 
 // checkVersion checks that rule version v can have been the store's at event time at: the hub

@@ -86,11 +86,11 @@ func (h *Hub) pull(ctx context.Context, tx Tx, store string, req lsync.Pull) (*l
 			}
 		}
 		if !ch.More {
-			if err := h.markFlushed(ctx, tx, store, req.Flushed); err != nil {
-				return err
-			}
 			info, err := tx.StoreInfo(ctx, store)
 			if err != nil {
+				return err
+			}
+			if err := h.markFlushed(ctx, tx, info, req.Flushed); err != nil {
 				return err
 			}
 			ch.TimeZone = info.TimeZone // "" for a store registered before zones were: its agent keeps its own
@@ -182,10 +182,8 @@ func (p probe) ProgramsReceived(ctx context.Context, store string, _ time.Time) 
 	return p.unless(!unreceived, err)
 }
 
-func (p probe) MarkFlushed(ctx context.Context, store string, at time.Time) error {
-	info, err := p.StoreInfo(ctx, store)
-	return p.unless(!info.FlushedAt.Before(at.Add(-time.Minute)), err) // as the adapters: a minute's lag
-}
+// MarkFlushed is called only when the floor moves (markFlushed).
+func (probe) MarkFlushed(context.Context, string, time.Time) error { return errWrites }
 
 func (p probe) WatchSince(ctx context.Context, store, budget string, _ time.Time) (time.Time, error) {
 	since, err := p.Watched(ctx, store, budget)

@@ -86,28 +86,22 @@ type leaseSize struct {
 //	         stretch of the demand window⌉)
 //
 // and, for a store whose demand the hub has not recorded for a whole window yet (a new store, a
-// new budget, a hub just upgraded), at least its new-store share. spent is what the budget has
-// spent.
-func (a *applier) size(ctx context.Context, p *loyalty.Program, b *loyalty.Budget, store string, spent int64) (leaseSize, error) {
+// new budget, a hub just upgraded), at least its new-store share. f is the budget's figures,
+// read with demand from the start of the window on (Tx.BudgetFigures).
+func (a *applier) size(ctx context.Context, p *loyalty.Program, b *loyalty.Budget, store string, f BudgetFigures) (leaseSize, error) {
 	cfg := a.Lease.withDefaults()
 	now := a.Now()
-	since := now.Add(-cfg.DemandWindow)
-	largest, err := a.tx.LargestCharge(ctx, b.ID, since)
-	if err != nil {
-		return leaseSize{}, err
-	}
-	need := max(cfg.Min, b.Unit(p), largest, minOrder(p, b))
-	hours, err := a.tx.Demand(ctx, store, b.ID, since)
-	if err != nil {
-		return leaseSize{}, err
-	}
-	target := int64(math.Ceil(cfg.Headroom * peakDemand(hours, cfg.DemandWindow, cfg.outage(b))))
-	watched, err := a.tx.WatchSince(ctx, store, b.ID, now)
-	if err != nil {
-		return leaseSize{}, err
+	need := max(cfg.Min, b.Unit(p), f.Largest, minOrder(p, b))
+	target := int64(math.Ceil(cfg.Headroom * peakDemand(f.Demand, cfg.DemandWindow, cfg.outage(b))))
+	watched := f.Watched
+	if watched.IsZero() { // the first look at this store's demand of b starts the watch
+		var err error
+		if watched, err = a.tx.WatchSince(ctx, store, b.ID, now); err != nil {
+			return leaseSize{}, err
+		}
 	}
 	if now.Sub(watched) < cfg.DemandWindow {
-		fresh, err := a.newStoreShare(ctx, p, b, spent)
+		fresh, err := a.newStoreShare(ctx, p, b, f.Spent)
 		if err != nil {
 			return leaseSize{}, err
 		}
@@ -122,12 +116,15 @@ func (a *applier) size(ctx context.Context, p *loyalty.Program, b *loyalty.Budge
 // unit.
 func (a *applier) newStoreShare(ctx context.Context, p *loyalty.Program, b *loyalty.Budget, spent int64) (int64, error) {
 	cfg := a.Lease.withDefaults()
-	stores, err := a.tx.CountStores(ctx)
-	if err != nil {
-		return 0, err
+	if a.storeCount == 0 { // read once for all the budgets of a pull
+		n, err := a.tx.CountStores(ctx)
+		if err != nil {
+			return 0, err
+		}
+		a.storeCount = max(n, 1)
 	}
 	share := int64(float64(b.Limit) * cfg.Share)
-	fair := max(b.Limit-spent, 0) / int64(max(stores, 1))
+	fair := max(b.Limit-spent, 0) / int64(a.storeCount)
 	return max(cfg.Min, min(share, fair), b.Unit(p)), nil
 }
 
@@ -217,12 +214,24 @@ func (a *applier) leases(ctx context.Context, store string, flushed bool) ([]lsy
 		}
 	}
 	session := a.session(store)
+	enabled := make([]string, 0, len(p.Budgets))
+	for i := range p.Budgets {
+		if !disabled(p, &p.Budgets[i]) {
+			enabled = append(enabled, p.Budgets[i].ID)
+		}
+	}
+	// Read after the settlements and revocations above, which they count; each budget's lease
+	// is written at most at the end of its own adjustment, which no other budget's figures count.
+	figures, err := a.tx.BudgetFigures(ctx, store, enabled, now.Add(-a.Lease.withDefaults().DemandWindow))
+	if err != nil {
+		return nil, err
+	}
 	for i := range p.Budgets {
 		b := &p.Budgets[i]
 		if disabled(p, b) {
 			continue
 		}
-		if err := a.adjust(ctx, p, b, store, held[b.ID], session, flushed); err != nil {
+		if err := a.adjust(ctx, p, b, store, held[b.ID], figures[b.ID], session, flushed); err != nil {
 			return nil, err
 		}
 	}
@@ -253,7 +262,9 @@ func (a *applier) leases(ctx context.Context, store string, flushed bool) ([]lsy
 // spent has arrived: Granted drops to that. A store spends only what it was told, so no
 // redemption it approved is ever refused for the reclaim; and checkLeases holds any store to
 // Granted, so the budget holds whatever a store does.
-func (a *applier) adjust(ctx context.Context, p *loyalty.Program, b *loyalty.Budget, store string, l *Lease, session time.Time, flushed bool) error {
+//
+// f is the budget's figures as they stood before the adjustment (Tx.BudgetFigures).
+func (a *applier) adjust(ctx context.Context, p *loyalty.Program, b *loyalty.Budget, store string, l *Lease, f BudgetFigures, session time.Time, flushed bool) error {
 	now := a.Now()
 	cfg := a.Lease.withDefaults()
 	var events []LeaseEvent
@@ -272,6 +283,10 @@ func (a *applier) adjust(ctx context.Context, p *loyalty.Program, b *loyalty.Bud
 				return err
 			}
 			before, events = *l, nil
+			var err error
+			if f.Outstanding, err = a.tx.Outstanding(ctx, b.ID); err != nil {
+				return err
+			}
 		}
 		// Renewal, not ledgered (it moves no quota). At nearly every pull: a store that goes
 		// offline must have close to a whole TTL ahead of it, not half.
@@ -279,12 +294,11 @@ func (a *applier) adjust(ctx context.Context, p *loyalty.Program, b *loyalty.Bud
 			l.ExpiresAt = now.Add(ttl + a.Lease.Margin)
 		}
 	}
-	spent, out, err := a.usage(ctx, b.ID)
-	if err != nil {
-		return err
+	if a.Faults.IgnoreOutstanding {
+		f.Outstanding = 0
 	}
-	free := b.Limit - spent - out
-	sz, err := a.size(ctx, p, b, store, spent)
+	free := b.Limit - f.Spent - f.Outstanding
+	sz, err := a.size(ctx, p, b, store, f)
 	if err != nil {
 		return err
 	}

@@ -165,6 +165,67 @@ func TestLeaseSizedFromDemand(t *testing.T) {
 	}
 }
 
+// TestBudgetFiguresAreTheirReads: what a pull reads at once to size its leases
+// (Tx.BudgetFigures) is what the reads it stands for return (hub.ReadBudgetFigures), on either
+// backend: for a store with demand over several hours, one never watched, a window that starts
+// part way through the demand, and a budget nobody spent from.
+func TestBudgetFiguresAreTheirReads(t *testing.T) {
+	c := newLeaseClock(t, loyalty.Budget{ID: "coffees", Metric: loyalty.MetricRedemptions, Reward: "coffee", Limit: 10_000},
+		loyalty.Budget{ID: "idle", Metric: loyalty.MetricRedemptions, Reward: "tote", Limit: 500})
+	for hour := range 5 {
+		c.now = t0.Add(time.Duration(hour)*time.Hour + time.Minute)
+		c.spend("s1", "coffees", hour+1)
+	}
+	ctx := context.Background()
+	budgets := []string{"coffees", "idle", "unknown"}
+	for _, store := range []string{"s1", "s2"} {
+		for _, since := range []time.Time{t0.Add(-time.Hour), t0.Add(2*time.Hour + 30*time.Minute), c.now.Add(time.Hour)} {
+			var got, want map[string]hub.BudgetFigures
+			err := c.h.Store.View(ctx, func(tx hub.Tx) error {
+				var err error
+				if got, err = tx.BudgetFigures(ctx, store, budgets, since); err != nil {
+					return err
+				}
+				want, err = hub.ReadBudgetFigures(ctx, tx, store, budgets, since)
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(budgets) {
+				t.Fatalf("%s since %s: figures of %d budgets, want %d: %+v", store, since, len(got), len(budgets), got)
+			}
+			for _, b := range budgets {
+				g, w := got[b], want[b]
+				if g.Spent != w.Spent || g.Outstanding != w.Outstanding || g.Largest != w.Largest || !g.Watched.Equal(w.Watched) ||
+					len(g.Demand) != len(w.Demand) {
+					t.Fatalf("%s, %s since %s: %+v, its reads say %+v", store, b, since, g, w)
+				}
+				for i := range g.Demand {
+					if !g.Demand[i].Hour.Equal(w.Demand[i].Hour) || g.Demand[i].Amount != w.Demand[i].Amount {
+						t.Fatalf("%s, %s since %s: demand %+v, its reads say %+v", store, b, since, g.Demand, w.Demand)
+					}
+				}
+			}
+		}
+	}
+	// The figures were not all empty: s1 spent 15 coffees over five hours, 12 of them from the
+	// third hour on, and is watched; s2 never pulled.
+	var f map[string]hub.BudgetFigures
+	err := c.h.Store.View(ctx, func(tx hub.Tx) (err error) {
+		f, err = tx.BudgetFigures(ctx, "s1", budgets, t0.Add(2*time.Hour+30*time.Minute))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	coffees := f["coffees"]
+	if coffees.Spent != 15 || coffees.Outstanding <= 0 || coffees.Largest != 1 || len(coffees.Demand) != 3 ||
+		coffees.Demand[0].Amount != 3 || coffees.Watched.IsZero() || f["idle"].Spent != 0 {
+		t.Fatalf("s1's figures: %+v", f)
+	}
+}
+
 // TestLeaseHoldsOneOrder: a store with a whole window of history and no demand still holds one
 // order's worth of an order_value budget: the largest order a reward was used on anywhere.
 func TestLeaseHoldsOneOrder(t *testing.T) {

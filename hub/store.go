@@ -204,6 +204,11 @@ type Tx interface {
 	Watched(ctx context.Context, store, budget string) (time.Time, error)
 	// CountStores returns how many stores are registered.
 	CountStores(ctx context.Context) (int, error)
+	// BudgetFigures returns, for each of budgets, what sizing store's lease of it reads: as
+	// BudgetSpent, Outstanding, LargestCharge and Demand (both from since) and Watched (the zero
+	// time where it is ENOTFOUND) would, in one round trip where the engine has round trips
+	// (ReadBudgetFigures is the reference). A pull sizes a lease of every budget.
+	BudgetFigures(ctx context.Context, store string, budgets []string, since time.Time) (map[string]BudgetFigures, error)
 	// AddDemand records that a store's lease of budget was charged amount by a delta with event
 	// time at, in the hour containing at; and, chain-wide, the largest single charge of that hour.
 	AddDemand(ctx context.Context, store, budget string, at time.Time, amount int64) error
@@ -567,6 +572,46 @@ type Lease struct {
 	// while a budget's stores want more than is free, idle leases of connected stores are
 	// trimmed to their need.
 	Wanted int64 `json:"wanted,omitempty"`
+}
+
+// BudgetFigures is what sizing a store's lease of a budget reads (Tx.BudgetFigures).
+type BudgetFigures struct {
+	Spent       int64        // Tx.BudgetSpent
+	Outstanding int64        // Tx.Outstanding
+	Largest     int64        // Tx.LargestCharge
+	Demand      []DemandHour // the store's, Tx.Demand
+	Watched     time.Time    // Tx.Watched for the store; zero: not watched yet
+}
+
+// ReadBudgetFigures is Tx.BudgetFigures made of the reads it stands for, one budget after the
+// other: the reference for adapters, and their implementation where a read costs no round trip
+// (SQLite).
+func ReadBudgetFigures(ctx context.Context, tx Tx, store string, budgets []string, since time.Time) (map[string]BudgetFigures, error) {
+	out := make(map[string]BudgetFigures, len(budgets))
+	for _, b := range budgets {
+		var f BudgetFigures
+		var err error
+		if f.Spent, err = tx.BudgetSpent(ctx, b); err != nil {
+			return nil, err
+		}
+		if f.Outstanding, err = tx.Outstanding(ctx, b); err != nil {
+			return nil, err
+		}
+		if f.Largest, err = tx.LargestCharge(ctx, b, since); err != nil {
+			return nil, err
+		}
+		if f.Demand, err = tx.Demand(ctx, store, b, since); err != nil {
+			return nil, err
+		}
+		if f.Watched, err = tx.Watched(ctx, store, b); loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
+			f.Watched, err = time.Time{}, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		out[b] = f
+	}
+	return out, nil
 }
 
 // DemandHour is what a store's leases of a budget were charged in one hour.

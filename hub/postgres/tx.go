@@ -803,6 +803,39 @@ func (t *tx) LargestCharge(ctx context.Context, budget string, since time.Time) 
 	return v, err
 }
 
+// BudgetFigures reads every budget's figures in one statement: a pull sizes a lease of each
+// budget, and each read is a round trip.
+func (t *tx) BudgetFigures(ctx context.Context, store string, budgets []string, since time.Time) (map[string]hub.BudgetFigures, error) {
+	out := make(map[string]hub.BudgetFigures, len(budgets))
+	err := t.each(ctx, `SELECT b.id,
+			COALESCE((SELECT spent FROM budget_usage WHERE budget = b.id), 0),
+			COALESCE((SELECT amount FROM lease_outstanding WHERE budget = b.id), 0),
+			COALESCE((SELECT max(largest) FROM lease_demand WHERE store = $2 AND budget = b.id AND hour >= $4), 0),
+			(SELECT since FROM lease_watch WHERE store = $1 AND budget = b.id),
+			d.hours, d.amounts
+		FROM unnest($3::text[]) AS b(id)
+		CROSS JOIN LATERAL (SELECT array_agg(hour ORDER BY hour) AS hours, array_agg(amount ORDER BY hour) AS amounts
+			FROM lease_demand WHERE store = $1 AND budget = b.id AND hour >= $4) AS d`,
+		[]any{store, chainWide, budgets, hourOf(since)}, func(rows pgx.Rows) error {
+			var id string
+			var f hub.BudgetFigures
+			var watched *int64
+			var hours, amounts []int64
+			if err := rows.Scan(&id, &f.Spent, &f.Outstanding, &f.Largest, &watched, &hours, &amounts); err != nil {
+				return err
+			}
+			if watched != nil {
+				f.Watched = unixms.Time(*watched)
+			}
+			for i := range min(len(hours), len(amounts)) {
+				f.Demand = append(f.Demand, hub.DemandHour{Hour: unixms.Time(hours[i]), Amount: amounts[i]})
+			}
+			out[id] = f
+			return nil
+		})
+	return out, err
+}
+
 func (t *tx) PruneDemand(ctx context.Context, before time.Time) error {
 	_, err := t.exec(ctx, `DELETE FROM lease_demand WHERE hour < $1`, hourOf(before))
 	return err

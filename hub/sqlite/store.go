@@ -1058,6 +1058,11 @@ func (t *tx) CountStores(ctx context.Context) (int, error) {
 	return n, err
 }
 
+// BudgetFigures is the reference, its reads one by one: each costs no round trip here.
+func (t *tx) BudgetFigures(ctx context.Context, store string, budgets []string, since time.Time) (map[string]hub.BudgetFigures, error) {
+	return hub.ReadBudgetFigures(ctx, t, store, budgets, since)
+}
+
 // hourOf returns the start of the hour containing at, in unix milliseconds.
 func hourOf(at time.Time) int64 { return at.UTC().Truncate(time.Hour).UnixMilli() }
 
