@@ -191,6 +191,7 @@ func (a *applier) leases(ctx context.Context, store string, flushed bool) ([]lsy
 		return nil, err
 	}
 	put := a.leasesPut
+	session := a.session(store)
 	held := map[string]*Lease{}
 	for i := range ls {
 		l := &ls[i]
@@ -205,6 +206,13 @@ func (a *applier) leases(ctx context.Context, store string, flushed bool) ([]lsy
 		case b == nil || disabled(p, b):
 			ev.Kind, ev.Amount = "revoke", l.Outstanding()
 			l.State = LeaseEnded
+		case heard(l, session, flushed):
+			// The store heard of the lower figure a reclaim told it: what the reclaim took
+			// comes back (see adjust).
+			held[l.Budget] = l
+			keep := max(l.Told(), l.Consumed)
+			ev.Kind, ev.Amount = "reclaim", l.Granted-keep
+			l.Granted, l.Reclaiming, l.ReclaimSession = keep, 0, time.Time{}
 		default:
 			held[l.Budget] = l
 			continue
@@ -213,26 +221,32 @@ func (a *applier) leases(ctx context.Context, store string, flushed bool) ([]lsy
 			return nil, err
 		}
 	}
-	session := a.session(store)
 	enabled := make([]string, 0, len(p.Budgets))
 	for i := range p.Budgets {
 		if !disabled(p, &p.Budgets[i]) {
 			enabled = append(enabled, p.Budgets[i].ID)
 		}
 	}
-	// Read after the settlements and revocations above, which they count; each budget's lease
-	// is written at most at the end of its own adjustment, which no other budget's figures count.
-	figures, err := a.tx.BudgetFigures(ctx, store, enabled, now.Add(-a.Lease.withDefaults().DemandWindow))
-	if err != nil {
-		return nil, err
-	}
-	for i := range p.Budgets {
-		b := &p.Budgets[i]
-		if disabled(p, b) {
-			continue
-		}
-		if err := a.adjust(ctx, p, b, store, held[b.ID], figures[b.ID], session, flushed); err != nil {
+	if len(enabled) > 0 {
+		// Read after the settlements, revocations and reclaims above, which they count. From
+		// here on, a budget's figures change only with writes to its own lease and watch, made
+		// in its own adjustment after they were used.
+		figures, err := a.tx.BudgetFigures(ctx, store, enabled, now.Add(-a.Lease.withDefaults().DemandWindow))
+		if err != nil {
 			return nil, err
+		}
+		for i := range p.Budgets {
+			b := &p.Budgets[i]
+			if disabled(p, b) {
+				continue
+			}
+			f, ok := figures[b.ID]
+			if !ok {
+				return nil, loyalty.Errorf(loyalty.EINTERNAL, "the store's figures of budget %s were not read", b.ID)
+			}
+			if err := a.adjust(ctx, p, b, store, held[b.ID], f, session, flushed); err != nil {
+				return nil, err
+			}
 		}
 	}
 	out := []lsync.Lease{}
@@ -252,8 +266,8 @@ func (a *applier) leases(ctx context.Context, store string, flushed bool) ([]lsy
 }
 
 // adjust brings a store's active lease of b (nil: none yet) to its size at the store's pull:
-// it releases quota a reclaim the store has heard of took back, renews the lease, and grants,
-// refills or starts reclaiming (docs/BUDGETS.md, "Lease size" and "Rebalancing").
+// it renews the lease, and grants, refills or starts reclaiming (docs/BUDGETS.md, "Lease size"
+// and "Rebalancing"). The quota of a reclaim the store has heard of was released before (leases).
 //
 // Safety of a reclaim: the hub lowers what it tells the store at once, but goes on reserving
 // the whole Granted until a later flushed pull of the same session (the store pulls again only
@@ -274,20 +288,6 @@ func (a *applier) adjust(ctx context.Context, p *loyalty.Program, b *loyalty.Bud
 	var before Lease
 	if l != nil {
 		before = *l
-		if heard(l, session, flushed) {
-			keep := max(l.Told(), l.Consumed)
-			event("reclaim", l.Granted-keep)
-			l.Granted, l.Reclaiming, l.ReclaimSession = keep, 0, time.Time{}
-			// Written now: the budget's free quota below counts what just came back.
-			if err := a.putLease(ctx, *l, events[0]); err != nil {
-				return err
-			}
-			before, events = *l, nil
-			var err error
-			if f.Outstanding, err = a.tx.Outstanding(ctx, b.ID); err != nil {
-				return err
-			}
-		}
 		// Renewal, not ledgered (it moves no quota). At nearly every pull: a store that goes
 		// offline must have close to a whole TTL ahead of it, not half.
 		if ttl := cfg.ttl(b); l.ExpiresAt.Sub(now) < ttl+a.Lease.Margin-ttl/64 {

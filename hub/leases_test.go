@@ -219,6 +219,14 @@ func TestBudgetFiguresAreTheirReads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var none map[string]hub.BudgetFigures
+	err = c.h.Store.View(ctx, func(tx hub.Tx) (err error) {
+		none, err = tx.BudgetFigures(ctx, "s1", nil, t0)
+		return err
+	})
+	if err != nil || len(none) != 0 {
+		t.Fatalf("figures of no budget: %+v, %v", none, err)
+	}
 	coffees := f["coffees"]
 	if coffees.Spent != 15 || coffees.Outstanding <= 0 || coffees.Largest != 1 || len(coffees.Demand) != 3 ||
 		coffees.Demand[0].Amount != 3 || coffees.Watched.IsZero() || f["idle"].Spent != 0 {
