@@ -35,71 +35,58 @@ func (h *Hub) Pull(ctx context.Context, store string, req lsync.Pull) (*lsync.Ch
 	return ch, nil
 }
 
-// pull is Pull in tx.
+// pull is Pull in tx. It reads what it needs first at once (Tx.PullHead), and writes the store's
+// bookkeeping only where it changes.
 func (h *Hub) pull(ctx context.Context, tx Tx, store string, req lsync.Pull) (*lsync.Changes, error) {
 	cursor, limit := req.Cursor, req.Limit
 	ch := &lsync.Changes{} // a retried transaction starts over
 	err := func() error {
-		upTo, err := tx.CurrentVersion(ctx)
+		head, err := tx.PullHead(ctx, store, cursor, limit)
 		if err != nil {
 			return err
 		}
-		if ch.Members, err = tx.MembersSince(ctx, store, cursor, limit); err != nil {
-			return err
-		}
-		if len(ch.Members) == limit {
+		upTo := head.Version
+		if ch.Members = head.Members; len(ch.Members) == limit {
 			ch.More = true
 			upTo = ch.Members[len(ch.Members)-1].Version
 		}
-		p, pv, err := tx.Program(ctx)
-		if err != nil {
-			return err
-		}
-		if pv > cursor && pv <= upTo {
+		p := head.Program
+		if head.ProgramVersion > cursor && head.ProgramVersion <= upTo {
 			ch.Program = &p
 		}
-		keys, err := tx.PublicKeys(ctx)
-		if err != nil {
-			return err
-		}
-		for _, k := range keys {
+		for _, k := range head.Keys {
 			if k.Version > cursor && k.Version <= upTo {
 				ch.Keys = append(ch.Keys, k.PublicKey)
 			}
 		}
 		ch.Cursor = max(upTo, cursor)
 		// This pull shows the store received the answer to its previous one; the current program
-		// goes to a store that was never sent it, whatever cursor the store names.
-		if err := tx.ProgramsReceived(ctx, store, h.Now()); err != nil {
-			return err
-		}
-		if ch.Program == nil && !ch.More {
-			if sent, err := tx.ProgramsSent(ctx, store, p.Version, 1); err != nil {
+		// goes to a store that was never sent it, whatever cursor the store names (the first
+		// time it was sent counts).
+		if head.Unreceived {
+			if err := tx.ProgramsReceived(ctx, store, h.Now()); err != nil {
 				return err
-			} else if len(sent) == 0 {
-				ch.Program = &p
 			}
 		}
-		if ch.Program != nil {
-			if err := tx.MarkProgramSent(ctx, store, ch.Program.Version, h.Now()); err != nil {
+		if ch.Program == nil && !ch.More && len(head.Sent) == 0 {
+			ch.Program = &p
+		}
+		if ch.Program != nil && (len(head.Sent) == 0 || head.Sent[0].Version != p.Version) {
+			if err := tx.MarkProgramSent(ctx, store, p.Version, h.Now()); err != nil {
 				return err
 			}
 		}
 		if !ch.More {
-			info, err := tx.StoreInfo(ctx, store)
-			if err != nil {
+			if err := h.markFlushed(ctx, tx, head.Store, req.Flushed); err != nil {
 				return err
 			}
-			if err := h.markFlushed(ctx, tx, info, req.Flushed); err != nil {
-				return err
-			}
-			ch.TimeZone = info.TimeZone // "" for a store registered before zones were: its agent keeps its own
+			ch.TimeZone = head.Store.TimeZone // "" for a store registered before zones were: its agent keeps its own
 			a := h.newApplier(tx)
 			a.cur = &p // read above, in this snapshot: not read and decoded again
-			ch.Leases, err = a.leases(ctx, store, req.Flushed)
+			ch.Leases, err = a.leases(ctx, store, head.Leases, req.Flushed)
 			return err
 		}
-		return err
+		return nil
 	}()
 	return ch, err
 }
@@ -177,12 +164,10 @@ func (p probe) Subscribe(ctx context.Context, store, member string) error {
 	return p.unless(p.Subscribed(ctx, store, member))
 }
 
-func (p probe) ProgramsReceived(ctx context.Context, store string, _ time.Time) error {
-	unreceived, err := p.ProgramsUnreceived(ctx, store)
-	return p.unless(!unreceived, err)
-}
+// ProgramsReceived, MarkFlushed and MarkProgramSent are called only when they change something
+// (pull).
+func (probe) ProgramsReceived(context.Context, string, time.Time) error { return errWrites }
 
-// MarkFlushed is called only when the floor moves (markFlushed).
 func (probe) MarkFlushed(context.Context, string, time.Time) error { return errWrites }
 
 func (p probe) WatchSince(ctx context.Context, store, budget string, _ time.Time) (time.Time, error) {
@@ -193,12 +178,7 @@ func (p probe) WatchSince(ctx context.Context, store, budget string, _ time.Time
 	return since, err
 }
 
-// MarkProgramSent writes nothing when the store was sent this version before (the first time
-// counts): a store that pulls from 0 again, its replica rebuilt, stays off the writer.
-func (p probe) MarkProgramSent(ctx context.Context, store string, version int64, _ time.Time) error {
-	sent, err := p.ProgramsSent(ctx, store, version, 1)
-	return p.unless(len(sent) > 0 && sent[0].Version == version, err)
-}
+func (probe) MarkProgramSent(context.Context, string, int64, time.Time) error { return errWrites }
 
 func (probe) PutLease(context.Context, Lease, LeaseEvent) error { return errWrites }
 

@@ -179,17 +179,14 @@ func (h *Hub) session(store string) time.Time {
 // leases settles, renews, revokes, grants, refills and reclaims a store's leases at its pull, and
 // returns the store's complete list. Ended leases are settled only when the pull is flushed
 // (every delta the store had made was pushed before it, and the hub applies a session's messages
-// in order): then everything spent under them is known.
-func (a *applier) leases(ctx context.Context, store string, flushed bool) ([]lsync.Lease, error) {
+// in order): then everything spent under them is known. ls is the store's leases (Tx.Leases) as
+// read in a's transaction.
+func (a *applier) leases(ctx context.Context, store string, ls []Lease, flushed bool) ([]lsync.Lease, error) {
 	p, err := a.current(ctx)
 	if err != nil {
 		return nil, err
 	}
 	now := a.Now()
-	ls, err := a.tx.Leases(ctx, store)
-	if err != nil {
-		return nil, err
-	}
 	put := a.leasesPut
 	session := a.session(store)
 	held := map[string]*Lease{}

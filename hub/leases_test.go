@@ -2,6 +2,7 @@ package hub_test
 
 import (
 	"context"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -231,6 +232,65 @@ func TestBudgetFiguresAreTheirReads(t *testing.T) {
 	if coffees.Spent != 15 || coffees.Outstanding <= 0 || coffees.Largest != 1 || len(coffees.Demand) != 3 ||
 		coffees.Demand[0].Amount != 3 || coffees.Watched.IsZero() || f["idle"].Spent != 0 {
 		t.Fatalf("s1's figures: %+v", f)
+	}
+}
+
+// TestPullHeadIsItsReads: what a pull reads first, at once (Tx.PullHead), is what the reads it
+// stands for return (hub.ReadPullHead), on either backend: for a store with members in its scope
+// over several pages, leases, and a rule version it has not been sent; for a store without
+// leases; and for an unknown store, which is ENOTFOUND.
+func TestPullHeadIsItsReads(t *testing.T) {
+	c := newLeaseClock(t, loyalty.Budget{ID: "coffees", Metric: loyalty.MetricRedemptions, Reward: "coffee", Limit: 10_000})
+	c.spend("s1", "coffees", 3)
+	fund(t, c.h, "m2", 500)
+	withProgram(t, c.h, func(p *loyalty.Program) {
+		p.Budgets = []loyalty.Budget{{ID: "coffees", Metric: loyalty.MetricRedemptions, Reward: "coffee", Limit: 9_000}}
+	})
+	ctx := context.Background()
+	for i, q := range []struct {
+		store         string
+		cursor        int64
+		limit         int
+		members, keys bool // the head must carry some
+	}{{"s1", 0, 1000, true, true}, {"s1", 0, 1, true, true}, {"s1", 3, 2, true, true}, {"s2", 0, 1000, true, true},
+		{"s1", 0, 1000, true, true}} {
+		if i == 4 {
+			c.pull("s1", "coffees") // sends s1 rule version 3
+		}
+		var got, want hub.PullHead
+		err := c.h.Store.View(ctx, func(tx hub.Tx) error {
+			var err error
+			if got, err = tx.PullHead(ctx, q.store, q.cursor, q.limit); err != nil {
+				return err
+			}
+			want, err = hub.ReadPullHead(ctx, tx, q.store, q.cursor, q.limit)
+			return err
+		})
+		if err != nil {
+			t.Fatalf("%+v: %v", q, err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("%+v: the head\n%+v\nits reads\n%+v", q, got, want)
+		}
+		if got.Version == 0 || got.Program.Version == 0 || got.ProgramVersion == 0 || got.Store.ID != q.store ||
+			(len(got.Members) > 0) != q.members || len(got.Members) > q.limit || (len(got.Keys) > 0) != q.keys {
+			t.Fatalf("%+v: a head short of what the hub holds: %+v", q, got)
+		}
+		if i == 4 && (len(got.Sent) != 1 || got.Sent[0].Version != 3 || !got.Unreceived) {
+			t.Fatalf("after s1 was sent version 3: sent %+v, unreceived %v", got.Sent, got.Unreceived)
+		}
+		if q.store == "s1" && i < 4 && (len(got.Leases) == 0 || !got.Unreceived || len(got.Sent) != 0) {
+			// s1 pulled (a lease, rule version 2 sent and received when it pulled again) before
+			// the program changed: version 3 was not sent yet
+			t.Fatalf("%+v: s1's leases and programs: %+v, unreceived %v, sent %+v", q, got.Leases, got.Unreceived, got.Sent)
+		}
+	}
+	err := c.h.Store.View(ctx, func(tx hub.Tx) error {
+		_, err := tx.PullHead(ctx, "nowhere", 0, 10)
+		return err
+	})
+	if loyalty.ErrorCode(err) != loyalty.ENOTFOUND {
+		t.Fatalf("an unknown store's head: %v, want ENOTFOUND", err)
 	}
 }
 

@@ -204,6 +204,9 @@ type Tx interface {
 	Watched(ctx context.Context, store, budget string) (time.Time, error)
 	// CountStores returns how many stores are registered.
 	CountStores(ctx context.Context) (int, error)
+	// PullHead returns what a pull of store from cursor reads before it decides anything, in one
+	// round trip where the engine has round trips (ReadPullHead is the reference).
+	PullHead(ctx context.Context, store string, cursor int64, limit int) (PullHead, error)
 	// BudgetFigures returns, for each of budgets, what sizing store's lease of it reads: as
 	// BudgetSpent, Outstanding, LargestCharge and Demand (both from since) and Watched (the zero
 	// time where it is ENOTFOUND) would, in one round trip where the engine has round trips
@@ -572,6 +575,50 @@ type Lease struct {
 	// while a budget's stores want more than is free, idle leases of connected stores are
 	// trimmed to their need.
 	Wanted int64 `json:"wanted,omitempty"`
+}
+
+// PullHead is what a pull reads first (Tx.PullHead), each field as the read named would return
+// it.
+type PullHead struct {
+	Version        int64            // CurrentVersion
+	Members        []loyalty.Member // MembersSince(store, cursor, limit)
+	Program        loyalty.Program  // Program
+	ProgramVersion int64            // the change version Program returns
+	Keys           []VersionedKey   // PublicKeys
+	Unreceived     bool             // ProgramsUnreceived(store)
+	Sent           []SentProgram    // ProgramsSent(store, Program.Version, 1): was the current rule version sent?
+	Store          StoreInfo        // StoreInfo(store)
+	Leases         []Lease          // Leases(store)
+}
+
+// ReadPullHead is Tx.PullHead made of the reads it stands for: the reference for adapters, and
+// their implementation where a read costs no round trip (SQLite).
+func ReadPullHead(ctx context.Context, tx Tx, store string, cursor int64, limit int) (PullHead, error) {
+	var h PullHead
+	var err error
+	if h.Version, err = tx.CurrentVersion(ctx); err != nil {
+		return h, err
+	}
+	if h.Members, err = tx.MembersSince(ctx, store, cursor, limit); err != nil {
+		return h, err
+	}
+	if h.Program, h.ProgramVersion, err = tx.Program(ctx); err != nil {
+		return h, err
+	}
+	if h.Keys, err = tx.PublicKeys(ctx); err != nil {
+		return h, err
+	}
+	if h.Unreceived, err = tx.ProgramsUnreceived(ctx, store); err != nil {
+		return h, err
+	}
+	if h.Sent, err = tx.ProgramsSent(ctx, store, h.Program.Version, 1); err != nil {
+		return h, err
+	}
+	if h.Store, err = tx.StoreInfo(ctx, store); err != nil {
+		return h, err
+	}
+	h.Leases, err = tx.Leases(ctx, store)
+	return h, err
 }
 
 // BudgetFigures is what sizing a store's lease of a budget reads (Tx.BudgetFigures).

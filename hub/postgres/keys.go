@@ -64,12 +64,19 @@ func (t *tx) ResealKey(ctx context.Context, id string, sealed []byte) error {
 	return nil
 }
 
+const publicKeysSQL = `SELECT ` + keyCols + `, change_version FROM signing_keys ORDER BY created_seq`
+
+func scanVersionedKey(row pgx.Row) (hub.VersionedKey, error) {
+	var v int64
+	k, err := scanKey(row, &v)
+	return hub.VersionedKey{PublicKey: qr.PublicKey{ID: k.ID, Key: k.Public, NotAfter: k.NotAfter}, Version: v}, err
+}
+
 func (t *tx) PublicKeys(ctx context.Context) ([]hub.VersionedKey, error) {
 	var out []hub.VersionedKey
-	err := t.each(ctx, `SELECT `+keyCols+`, change_version FROM signing_keys ORDER BY created_seq`, nil, func(rows pgx.Rows) error {
-		var v int64
-		k, err := scanKey(rows, &v)
-		out = append(out, hub.VersionedKey{PublicKey: qr.PublicKey{ID: k.ID, Key: k.Public, NotAfter: k.NotAfter}, Version: v})
+	err := t.each(ctx, publicKeysSQL, nil, func(rows pgx.Rows) error {
+		k, err := scanVersionedKey(rows)
+		out = append(out, k)
 		return err
 	})
 	return out, err

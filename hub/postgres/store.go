@@ -389,6 +389,35 @@ func (t *tx) each(ctx context.Context, q string, args []any, fn func(pgx.Rows) e
 	return err
 }
 
+// read is one statement of a pipeline (tx.pipeline) and what to do with each row it returns.
+type read struct {
+	q    string
+	args []any
+	row  func(pgx.Rows) error
+}
+
+// pipeline sends reads that do not depend on each other in one round trip, and hands each its
+// rows, in order.
+func (t *tx) pipeline(ctx context.Context, reads ...read) error {
+	b := &pgx.Batch{}
+	for _, r := range reads {
+		if err := checkArgs(r.args); err != nil {
+			return err
+		}
+		b.Queue(r.q, r.args...).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				if err := r.row(rows); err != nil {
+					return err
+				}
+			}
+			return rows.Err()
+		})
+	}
+	err := t.tx.SendBatch(ctx, b).Close()
+	t.note(err)
+	return err
+}
+
 // row is a pgx.Row that notes its error in its transaction.
 type row struct {
 	t   *tx

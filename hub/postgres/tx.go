@@ -21,9 +21,11 @@ func (t *tx) NextVersion(ctx context.Context) (int64, error) {
 	return v, err
 }
 
+const currentVersionSQL = `SELECT value FROM counters WHERE name = 'version'`
+
 func (t *tx) CurrentVersion(ctx context.Context) (int64, error) {
 	var v int64
-	err := t.queryRow(ctx, `SELECT value FROM counters WHERE name = 'version'`).Scan(&v)
+	err := t.queryRow(ctx, currentVersionSQL).Scan(&v)
 	return v, err
 }
 
@@ -83,8 +85,10 @@ func scanStore(row pgx.Row) (hub.StoreInfo, error) {
 	return s, err
 }
 
+const storeSQL = `SELECT ` + storeCols + ` FROM stores WHERE id = $1`
+
 func (t *tx) StoreInfo(ctx context.Context, id string) (hub.StoreInfo, error) {
-	s, err := scanStore(t.queryRow(ctx, `SELECT `+storeCols+` FROM stores WHERE id = $1`, id))
+	s, err := scanStore(t.queryRow(ctx, storeSQL, id))
 	return s, notFound(err, "no store %q", id)
 }
 
@@ -147,20 +151,29 @@ func (t *tx) ProgramsReceived(ctx context.Context, store string, at time.Time) e
 	return err
 }
 
+const unreceivedSQL = `SELECT EXISTS (SELECT 1 FROM store_programs WHERE store = $1 AND received_at = 0)`
+
 func (t *tx) ProgramsUnreceived(ctx context.Context, store string) (bool, error) {
 	var any bool
-	err := t.queryRow(ctx, `SELECT EXISTS (SELECT 1 FROM store_programs WHERE store = $1 AND received_at = 0)`, store).Scan(&any)
+	err := t.queryRow(ctx, unreceivedSQL, store).Scan(&any)
 	return any, err
+}
+
+const sentCols = `version, sent_at, received_at`
+
+func scanSent(row pgx.Row) (hub.SentProgram, error) {
+	var p hub.SentProgram
+	var at, received int64
+	err := row.Scan(&p.Version, &at, &received)
+	p.At, p.Received = unixms.Time(at), unixms.Time(received)
+	return p, err
 }
 
 func (t *tx) ProgramsSent(ctx context.Context, store string, from int64, n int) ([]hub.SentProgram, error) {
 	var out []hub.SentProgram
-	err := t.each(ctx, `SELECT version, sent_at, received_at FROM store_programs WHERE store = $1 AND version >= $2
+	err := t.each(ctx, `SELECT `+sentCols+` FROM store_programs WHERE store = $1 AND version >= $2
 		ORDER BY version LIMIT $3`, []any{store, from, limit(n)}, func(rows pgx.Rows) error {
-		var p hub.SentProgram
-		var at, received int64
-		err := rows.Scan(&p.Version, &at, &received)
-		p.At, p.Received = unixms.Time(at), unixms.Time(received)
+		p, err := scanSent(rows)
 		out = append(out, p)
 		return err
 	})
@@ -279,9 +292,11 @@ func (t *tx) queryMembers(ctx context.Context, q string, args ...any) ([]loyalty
 	return out, err
 }
 
+const membersSinceSQL = `SELECT ` + memberCols + ` FROM member_stores s JOIN members m ON m.id = s.member
+	WHERE s.store = $1 AND s.version > $2 ORDER BY s.version LIMIT $3`
+
 func (t *tx) MembersSince(ctx context.Context, store string, cursor int64, n int) ([]loyalty.Member, error) {
-	return t.queryMembers(ctx, `SELECT `+memberCols+` FROM member_stores s JOIN members m ON m.id = s.member
-		WHERE s.store = $1 AND s.version > $2 ORDER BY s.version LIMIT $3`, store, cursor, limit(n))
+	return t.queryMembers(ctx, membersSinceSQL, store, cursor, limit(n))
 }
 
 func (t *tx) Members(ctx context.Context, after string, n int) ([]loyalty.Member, error) {
@@ -561,10 +576,12 @@ func (t *tx) Conflicts(ctx context.Context, n int) ([]hub.Conflict, error) {
 
 // Programs.
 
+const programSQL = `SELECT body, change_version FROM programs ORDER BY version DESC LIMIT 1`
+
 func (t *tx) Program(ctx context.Context) (loyalty.Program, int64, error) {
 	var body string
 	var cv int64
-	err := t.queryRow(ctx, `SELECT body, change_version FROM programs ORDER BY version DESC LIMIT 1`).Scan(&body, &cv)
+	err := t.queryRow(ctx, programSQL).Scan(&body, &cv)
 	if err != nil {
 		return loyalty.Program{}, 0, notFound(err, "no program yet")
 	}
@@ -631,9 +648,11 @@ func (t *tx) SaveIdempotent(ctx context.Context, scope, key, hash string, respon
 
 // Budgets and leases.
 
+const budgetSpentSQL = `SELECT spent FROM budget_usage WHERE budget = $1`
+
 func (t *tx) BudgetSpent(ctx context.Context, budget string) (int64, error) {
 	var v int64
-	err := t.queryRow(ctx, `SELECT spent FROM budget_usage WHERE budget = $1`, budget).Scan(&v)
+	err := t.queryRow(ctx, budgetSpentSQL, budget).Scan(&v)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, nil
 	}
@@ -670,10 +689,12 @@ func (t *tx) Charges(ctx context.Context, delta string) ([]hub.Charge, error) {
 	return cs, err
 }
 
+const outstandingSQL = `SELECT COALESCE((SELECT amount FROM lease_outstanding WHERE budget = $1), 0)`
+
 func (t *tx) Outstanding(ctx context.Context, budget string) (int64, error) {
 	var v int64
 	// A running total (migration 0011), not a sum over every store's lease.
-	err := t.queryRow(ctx, `SELECT COALESCE((SELECT amount FROM lease_outstanding WHERE budget = $1), 0)`, budget).Scan(&v)
+	err := t.queryRow(ctx, outstandingSQL, budget).Scan(&v)
 	return v, err
 }
 
@@ -685,21 +706,26 @@ func (t *tx) Wanted(ctx context.Context, budget string) (int64, error) {
 
 const leaseCols = `id, store, budget, granted, consumed, state, expires_at, created_at, reclaiming, reclaim_session, wanted`
 
+func scanLease(row pgx.Row) (hub.Lease, error) {
+	var l hub.Lease
+	var exp, created, session int64
+	if err := row.Scan(&l.ID, &l.Store, &l.Budget, &l.Granted, &l.Consumed, &l.State, &exp, &created,
+		&l.Reclaiming, &session, &l.Wanted); err != nil {
+		return l, err
+	}
+	l.ExpiresAt, l.CreatedAt = unixms.Time(exp), unixms.Time(created)
+	if session != 0 {
+		l.ReclaimSession = time.Unix(0, session).UTC()
+	}
+	return l, nil
+}
+
 func (t *tx) queryLeases(ctx context.Context, where string, args ...any) ([]hub.Lease, error) {
 	var out []hub.Lease
 	err := t.each(ctx, `SELECT `+leaseCols+` FROM leases WHERE `+where, args, func(rows pgx.Rows) error {
-		var l hub.Lease
-		var exp, created, session int64
-		if err := rows.Scan(&l.ID, &l.Store, &l.Budget, &l.Granted, &l.Consumed, &l.State, &exp, &created,
-			&l.Reclaiming, &session, &l.Wanted); err != nil {
-			return err
-		}
-		l.ExpiresAt, l.CreatedAt = unixms.Time(exp), unixms.Time(created)
-		if session != 0 {
-			l.ReclaimSession = time.Unix(0, session).UTC()
-		}
+		l, err := scanLease(rows)
 		out = append(out, l)
-		return nil
+		return err
 	})
 	return out, err
 }
@@ -715,8 +741,66 @@ func (t *tx) Lease(ctx context.Context, id string) (hub.Lease, error) {
 	return ls[0], nil
 }
 
+const storeLeases = `store = $1 AND state <> 'settled' ORDER BY created_at, id`
+
 func (t *tx) Leases(ctx context.Context, store string) ([]hub.Lease, error) {
-	return t.queryLeases(ctx, `store = $1 AND state <> 'settled' ORDER BY created_at, id`, store)
+	return t.queryLeases(ctx, storeLeases, store)
+}
+
+// PullHead sends the pull's first reads in one round trip (tx.pipeline). Whether the current
+// rule version was sent to the store is asked of the newest program in the same statement.
+func (t *tx) PullHead(ctx context.Context, store string, cursor int64, n int) (hub.PullHead, error) {
+	var h hub.PullHead
+	var body string
+	var versions, programs, stores int
+	err := t.pipeline(ctx,
+		read{currentVersionSQL, nil, func(r pgx.Rows) error { versions++; return r.Scan(&h.Version) }},
+		read{membersSinceSQL, []any{store, cursor, limit(n)}, func(r pgx.Rows) error {
+			m, err := scanMember(r)
+			h.Members = append(h.Members, m)
+			return err
+		}},
+		read{programSQL, nil, func(r pgx.Rows) error { programs++; return r.Scan(&body, &h.ProgramVersion) }},
+		read{publicKeysSQL, nil, func(r pgx.Rows) error {
+			k, err := scanVersionedKey(r)
+			h.Keys = append(h.Keys, k)
+			return err
+		}},
+		read{unreceivedSQL, []any{store}, func(r pgx.Rows) error { return r.Scan(&h.Unreceived) }},
+		read{`SELECT ` + sentCols + ` FROM store_programs WHERE store = $1
+			AND version >= (SELECT version FROM programs ORDER BY version DESC LIMIT 1) ORDER BY version LIMIT 1`,
+			[]any{store}, func(r pgx.Rows) error {
+				p, err := scanSent(r)
+				h.Sent = append(h.Sent, p)
+				return err
+			}},
+		read{storeSQL, []any{store}, func(r pgx.Rows) error {
+			stores++
+			var err error
+			h.Store, err = scanStore(r)
+			return err
+		}},
+		read{`SELECT ` + leaseCols + ` FROM leases WHERE ` + storeLeases, []any{store}, func(r pgx.Rows) error {
+			l, err := scanLease(r)
+			h.Leases = append(h.Leases, l)
+			return err
+		}},
+	)
+	switch {
+	case err != nil:
+		return h, err
+	case versions == 0:
+		return h, errors.New("the change version is missing")
+	case programs == 0:
+		return h, loyalty.Errorf(loyalty.ENOTFOUND, "no program yet")
+	}
+	if h.Program, err = loyalty.DecodeProgram(body); err != nil {
+		return h, err
+	}
+	if stores == 0 {
+		return h, loyalty.Errorf(loyalty.ENOTFOUND, "no store %q", store)
+	}
+	return h, nil
 }
 
 func (t *tx) BudgetLeases(ctx context.Context, budget string) ([]hub.Lease, error) {
@@ -755,9 +839,11 @@ func (t *tx) WatchSince(ctx context.Context, store, budget string, at time.Time)
 	return unixms.Time(since), err
 }
 
+const watchedSQL = `SELECT since FROM lease_watch WHERE store = $1 AND budget = $2`
+
 func (t *tx) Watched(ctx context.Context, store, budget string) (time.Time, error) {
 	var since int64
-	err := t.queryRow(ctx, `SELECT since FROM lease_watch WHERE store = $1 AND budget = $2`, store, budget).Scan(&since)
+	err := t.queryRow(ctx, watchedSQL, store, budget).Scan(&since)
 	return unixms.Time(since), notFound(err, "no demand of budget %s recorded for store %s", budget, store)
 }
 
@@ -782,58 +868,68 @@ func (t *tx) AddDemand(ctx context.Context, store, budget string, at time.Time, 
 	return nil
 }
 
+const demandSQL = `SELECT hour, amount FROM lease_demand WHERE store = $1 AND budget = $2 AND hour >= $3 ORDER BY hour`
+
+func scanDemand(row pgx.Row) (hub.DemandHour, error) {
+	var h hub.DemandHour
+	var hour int64
+	err := row.Scan(&hour, &h.Amount)
+	h.Hour = unixms.Time(hour)
+	return h, err
+}
+
 func (t *tx) Demand(ctx context.Context, store, budget string, since time.Time) ([]hub.DemandHour, error) {
 	var out []hub.DemandHour
-	err := t.each(ctx, `SELECT hour, amount FROM lease_demand WHERE store = $1 AND budget = $2 AND hour >= $3 ORDER BY hour`,
-		[]any{store, budget, hourOf(since)}, func(rows pgx.Rows) error {
-			var h hub.DemandHour
-			var hour int64
-			err := rows.Scan(&hour, &h.Amount)
-			h.Hour = unixms.Time(hour)
-			out = append(out, h)
-			return err
-		})
+	err := t.each(ctx, demandSQL, []any{store, budget, hourOf(since)}, func(rows pgx.Rows) error {
+		h, err := scanDemand(rows)
+		out = append(out, h)
+		return err
+	})
 	return out, err
 }
+
+const largestChargeSQL = `SELECT COALESCE(max(largest), 0) FROM lease_demand WHERE store = $1 AND budget = $2 AND hour >= $3`
 
 func (t *tx) LargestCharge(ctx context.Context, budget string, since time.Time) (int64, error) {
 	var v int64
-	err := t.queryRow(ctx, `SELECT COALESCE(max(largest), 0) FROM lease_demand WHERE store = $1 AND budget = $2 AND hour >= $3`,
-		chainWide, budget, hourOf(since)).Scan(&v)
+	err := t.queryRow(ctx, largestChargeSQL, chainWide, budget, hourOf(since)).Scan(&v)
 	return v, err
 }
 
-// BudgetFigures reads every budget's figures in one statement: a pull sizes a lease of each
-// budget, and each read is a round trip.
+// BudgetFigures sends the reads it stands for, those of every budget, in one round trip
+// (tx.pipeline): each a small statement PostgreSQL plans once.
 func (t *tx) BudgetFigures(ctx context.Context, store string, budgets []string, since time.Time) (map[string]hub.BudgetFigures, error) {
-	out := make(map[string]hub.BudgetFigures, len(budgets))
-	err := t.each(ctx, `SELECT b.id,
-			COALESCE((SELECT spent FROM budget_usage WHERE budget = b.id), 0),
-			COALESCE((SELECT amount FROM lease_outstanding WHERE budget = b.id), 0),
-			COALESCE((SELECT max(largest) FROM lease_demand WHERE store = $2 AND budget = b.id AND hour >= $4), 0),
-			(SELECT since FROM lease_watch WHERE store = $1 AND budget = b.id),
-			d.hours, d.amounts
-		FROM unnest($3::text[]) AS b(id)
-		CROSS JOIN LATERAL (SELECT array_agg(hour ORDER BY hour) AS hours, array_agg(amount ORDER BY hour) AS amounts
-			FROM lease_demand WHERE store = $1 AND budget = b.id AND hour >= $4) AS d`,
-		[]any{store, chainWide, budgets, hourOf(since)}, func(rows pgx.Rows) error {
-			var id string
-			var f hub.BudgetFigures
-			var watched *int64
-			var hours, amounts []int64
-			if err := rows.Scan(&id, &f.Spent, &f.Outstanding, &f.Largest, &watched, &hours, &amounts); err != nil {
+	figures := make([]hub.BudgetFigures, len(budgets))
+	reads := make([]read, 0, 5*len(budgets))
+	hour := hourOf(since)
+	for i, b := range budgets {
+		f := &figures[i]
+		reads = append(reads,
+			read{budgetSpentSQL, []any{b}, func(r pgx.Rows) error { return r.Scan(&f.Spent) }},
+			read{outstandingSQL, []any{b}, func(r pgx.Rows) error { return r.Scan(&f.Outstanding) }},
+			read{largestChargeSQL, []any{chainWide, b, hour}, func(r pgx.Rows) error { return r.Scan(&f.Largest) }},
+			read{demandSQL, []any{store, b, hour}, func(r pgx.Rows) error {
+				h, err := scanDemand(r)
+				f.Demand = append(f.Demand, h)
 				return err
-			}
-			if watched != nil {
-				f.Watched = unixms.Time(*watched)
-			}
-			for i := range min(len(hours), len(amounts)) {
-				f.Demand = append(f.Demand, hub.DemandHour{Hour: unixms.Time(hours[i]), Amount: amounts[i]})
-			}
-			out[id] = f
-			return nil
-		})
-	return out, err
+			}},
+			read{watchedSQL, []any{store, b}, func(r pgx.Rows) error {
+				var since int64
+				err := r.Scan(&since)
+				f.Watched = unixms.Time(since)
+				return err
+			}})
+	}
+	if len(reads) > 0 {
+		if err := t.pipeline(ctx, reads...); err != nil {
+			return nil, err
+		}
+	}
+	out := make(map[string]hub.BudgetFigures, len(budgets))
+	for i, b := range budgets {
+		out[b] = figures[i]
+	}
+	return out, nil
 }
 
 func (t *tx) PruneDemand(ctx context.Context, before time.Time) error {

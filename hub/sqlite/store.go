@@ -1058,6 +1058,11 @@ func (t *tx) CountStores(ctx context.Context) (int, error) {
 	return n, err
 }
 
+// PullHead is the reference, its reads one by one: each costs no round trip here.
+func (t *tx) PullHead(ctx context.Context, store string, cursor int64, limit int) (hub.PullHead, error) {
+	return hub.ReadPullHead(ctx, t, store, cursor, limit)
+}
+
 // BudgetFigures is the reference, its reads one by one: each costs no round trip here.
 func (t *tx) BudgetFigures(ctx context.Context, store string, budgets []string, since time.Time) (map[string]hub.BudgetFigures, error) {
 	return hub.ReadBudgetFigures(ctx, t, store, budgets, since)
