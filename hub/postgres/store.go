@@ -397,7 +397,8 @@ type read struct {
 }
 
 // pipeline sends reads that do not depend on each other in one round trip, and hands each its
-// rows, in order.
+// rows, in order. The first error ends it: a statement's (noted, so that a serialization failure
+// is retried), or a handler's, after which the statements left are not looked at.
 func (t *tx) pipeline(ctx context.Context, reads ...read) error {
 	b := &pgx.Batch{}
 	for _, r := range reads {
