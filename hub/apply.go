@@ -535,12 +535,6 @@ func (a *applier) finishMembers(ctx context.Context) ([]lsync.Balance, error) {
 	if err := a.flush(ctx); err != nil {
 		return nil, err
 	}
-	for store, members := range a.subscribe {
-		if err := a.tx.SubscribeAll(ctx, store, members); err != nil {
-			return nil, err
-		}
-	}
-	a.subscribe = nil
 	out := make([]lsync.Balance, 0, len(a.order))
 	for _, id := range a.reported {
 		if a.changed[id] {
@@ -555,12 +549,29 @@ func (a *applier) finishMembers(ctx context.Context) ([]lsync.Balance, error) {
 		}
 		out = append(out, lsync.Balance{Member: id, Balance: m.Balance, Version: m.Version})
 	}
+	if err := a.updateMembers(ctx, &out); err != nil {
+		return nil, err
+	}
+	// The stores' new scope rows come after their members' new versions, so that each starts at
+	// its member's newest version and is written once.
+	for store, members := range a.subscribe {
+		if err := a.tx.SubscribeAll(ctx, store, members); err != nil {
+			return nil, err
+		}
+	}
+	a.subscribe = nil
+	return out, nil
+}
+
+// updateMembers writes the batch's changed members (a.order) with new change versions, and adds
+// their balances to out.
+func (a *applier) updateMembers(ctx context.Context, out *[]lsync.Balance) error {
 	if len(a.order) == 0 {
-		return out, nil
+		return nil
 	}
 	read, err := a.readQualifying(ctx, a.order)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer func() { // read for now: what a later finish reads is its own
 		for _, m := range read {
@@ -569,21 +580,21 @@ func (a *applier) finishMembers(ctx context.Context) ([]lsync.Balance, error) {
 	}()
 	v0, err := a.tx.NextVersions(ctx, len(a.order))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	us := make([]MemberUpdate, 0, len(a.order))
 	for i, m := range a.order {
 		_, u, err := a.memberState(ctx, m)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		v := v0 + int64(i)
 		u.Member, u.Set = m, u.Set|FieldBalance
 		u.Balance, u.Version = a.balances[m], v
 		us = append(us, u)
-		out = append(out, lsync.Balance{Member: m, Balance: a.balances[m], Version: v})
+		*out = append(*out, lsync.Balance{Member: m, Balance: a.balances[m], Version: v})
 	}
-	return out, a.tx.UpdateMembers(ctx, us)
+	return a.tx.UpdateMembers(ctx, us)
 }
 
 // readQualifying reads, in one query, the qualifying events of those of members whose tier

@@ -278,7 +278,10 @@ func (t *tx) SubscribeAll(ctx context.Context, store string, members []string) e
 	if len(members) == 0 {
 		return nil
 	}
-	_, err := t.exec(ctx, `INSERT INTO member_stores (store, member) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING`, store, members)
+	// With the members' versions, as Subscribe: the trigger that would look each one up
+	// (migration 0004) is not called (migration 0016).
+	_, err := t.exec(ctx, `INSERT INTO member_stores (store, member, version)
+		SELECT $1, m.id, m.version FROM members m WHERE m.id = ANY ($2) ON CONFLICT DO NOTHING`, store, members)
 	return err
 }
 

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 )
 
@@ -34,8 +35,14 @@ import (
 //   - the Tx.AfterCommit functions of the callers whose parts committed run after the commit, in
 //     order, before anyone is answered and before the next group begins.
 //
-// Lazy calls (Lazy) are grouped apart from durable ones: a group is all lazy or all durable, in
-// queue order, and a lazy group commits in synchronous NORMAL, without waiting for the disk. In
+// Lazy calls (Lazy) are grouped apart from durable ones: a group is all lazy or all durable, and
+// a lazy group commits in synchronous NORMAL, without waiting for the disk. A group is of the kind
+// of the call queued first and takes the calls of its kind in queue order, passing over the
+// others, which keep their places: the next group begins with the earliest of them, so a call
+// waits for at most one group of the other kind that was not ahead of it. (Taking only
+// an unbroken run of one kind made a queue in which both kinds alternate, as when a thousand
+// stores reconnect at once, a group of one call each.) Calls queued at the same time have no
+// order between them that a caller could rely on, so none is lost by this. In
 // WAL mode a commit is a prefix of the log: a crash of the machine may lose the newest lazy
 // groups, never a durable group nor anything before it, and the next durable commit's fsync makes
 // the lazy groups before it durable too. A process crash loses nothing either way.
@@ -163,8 +170,9 @@ func (g *groupCommit) write() {
 }
 
 // next takes the next call from the queue, answering those whose contexts have ended on the
-// way. With the queue empty it returns nil, and if last, ends the writer. With only, it takes a
-// call only if its laziness is *only, and returns nil at the first call that differs.
+// way. With the queue empty it returns nil, and if last, ends the writer. With only, it takes the
+// first call whose laziness is *only, passing over the others, which keep their places; nil if
+// there is none.
 func (g *groupCommit) next(last bool, only *bool) *groupCall {
 	for {
 		g.mu.Lock()
@@ -175,13 +183,21 @@ func (g *groupCommit) next(last bool, only *bool) *groupCall {
 			g.mu.Unlock()
 			return nil
 		}
-		c := g.queue[0]
-		if only != nil && c.lazy != *only {
+		i := 0
+		for only != nil && i < len(g.queue) && g.queue[i].lazy != *only {
+			i++
+		}
+		if i == len(g.queue) {
 			g.mu.Unlock()
 			return nil
 		}
-		g.queue[0] = nil
-		g.queue = g.queue[1:]
+		c := g.queue[i]
+		if i == 0 {
+			g.queue[0] = nil
+			g.queue = g.queue[1:]
+		} else {
+			g.queue = slices.Delete(g.queue, i, i+1)
+		}
 		c.taken = !c.dropped
 		g.mu.Unlock()
 		if c.taken && !dropIfDone(c) {
