@@ -585,7 +585,7 @@ func (t *tx) SubscribeAll(ctx context.Context, store string, members []string) e
 		return err
 	}
 	// With the members' versions, as Subscribe: the trigger that would set them (migration 0020)
-	// rewrites each new row, and moves its entries in both version indexes.
+	// rewrites each new row, and moves its entry in the scope's version index.
 	_, err = t.ExecContext(ctx, `INSERT INTO member_stores (store, member, version)
 		SELECT ?1, m.id, m.version FROM json_each(?2) AS j JOIN members m ON m.id = j.value WHERE true ON CONFLICT DO NOTHING`,
 		store, string(list))

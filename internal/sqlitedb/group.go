@@ -15,7 +15,8 @@ import (
 // writer runs the queued Update calls one after the other in one transaction, each in its own
 // savepoint (but the first), and commits once: one fsync for the group. It never waits for a
 // group to fill: it begins with the first caller queued, takes in whoever queues while the
-// transaction is open, and commits as soon as nobody is waiting (or the group is maxGroup).
+// transaction is open, and commits as soon as nobody of its kind (below) is waiting (or the
+// group is maxGroup).
 //
 // The writer is the caller that finds nobody writing: it runs one group on its own goroutine,
 // its own call first, then hands what is queued to a writer goroutine, which runs groups until
@@ -38,11 +39,12 @@ import (
 // Lazy calls (Lazy) are grouped apart from durable ones: a group is all lazy or all durable, and
 // a lazy group commits in synchronous NORMAL, without waiting for the disk. A group is of the kind
 // of the call queued first and takes the calls of its kind in queue order, passing over the
-// others, which keep their places: the next group begins with the earliest of them, so a call
-// waits for at most one group of the other kind that was not ahead of it. (Taking only
-// an unbroken run of one kind made a queue in which both kinds alternate, as when a thousand
-// stores reconnect at once, a group of one call each.) Calls queued at the same time have no
-// order between them that a caller could rely on, so none is lost by this. In
+// others, which keep their places: the next group begins with the earliest of them. A call so
+// waits for at most one group of the other kind, of up to maxGroup calls, some of which may have
+// queued after it. (Taking only an unbroken run of one kind made a queue in which both kinds
+// alternate, as at an agent whose acknowledgements (lazy) arrive while its tills write (durable),
+// a group of one call each.) Calls queued at the same time have no order between them that a
+// caller could rely on, so none is lost by this. In
 // WAL mode a commit is a prefix of the log: a crash of the machine may lose the newest lazy
 // groups, never a durable group nor anything before it, and the next durable commit's fsync makes
 // the lazy groups before it durable too. A process crash loses nothing either way.
