@@ -259,6 +259,12 @@ func (h *Hub) Import(ctx context.Context, r io.Reader, o ImportOptions) (ImportR
 	if err := flush(); err != nil {
 		return rep, err
 	}
+	if a, ok := h.Store.(Analyzer); ok && !o.DryRun && max(rep.Created, rep.Imported) >= AnalyzeAfterImport {
+		// The import is done whatever this does: a failure leaves the statistics to the server.
+		if err := a.Analyze(ctx); err != nil {
+			h.Logger.Warn("the database's statistics were not brought up to date after the import; the server's background analysis will", "err", err)
+		}
+	}
 	return rep, nil
 }
 

@@ -9,6 +9,19 @@ import (
 	"github.com/loyalty-edge-sync/loyalty/qr"
 )
 
+// Analyzer is a Store whose engine chooses its query plans from statistics it keeps of the tables
+// (PostgreSQL). Analyze brings them up to date. The hub calls it after a large import
+// (AnalyzeAfterImport): until the server's own background analysis catches up, which with
+// PostgreSQL's defaults may take a minute, every write would run on plans made for the nearly
+// empty tables of before the import, several times slower.
+type Analyzer interface {
+	Analyze(ctx context.Context) error
+}
+
+// AnalyzeAfterImport is how many members an import must create or change for the hub to bring
+// the engine's statistics up to date after it (Analyzer).
+const AnalyzeAfterImport = 10_000
+
 // Store is the hub's durable storage. The hub's logic runs inside its transactions; an
 // implementation (hub/sqlite, later hub/postgres) only stores and finds rows.
 type Store interface {

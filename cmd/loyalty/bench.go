@@ -30,6 +30,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/loyalty-edge-sync/loyalty"
+	"github.com/loyalty-edge-sync/loyalty/hub"
 	"github.com/loyalty-edge-sync/loyalty/internal/seal"
 	"github.com/loyalty-edge-sync/loyalty/internal/sqlitedb"
 )
@@ -384,6 +385,11 @@ func runBench(ctx context.Context, o benchOptions, progress io.Writer) (r BenchR
 	say("creating %d members in bulk", o.SweepMembers)
 	if err := createMembers(ctx, hm.Store, &p, o.SweepMembers, "bench", min(benchMembers, o.SweepMembers)); err != nil {
 		return r, err
+	}
+	if a, ok := hm.Store.(hub.Analyzer); ok { // as an import of as many members does
+		if err := a.Analyze(ctx); err != nil {
+			return r, err
+		}
 	}
 	if o.Preload > 0 {
 		say("preloading %d deltas through the hub's apply path", o.Preload)

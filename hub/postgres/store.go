@@ -88,7 +88,15 @@ type Store struct {
 }
 
 var _ hub.Store = (*Store)(nil)
+var _ hub.Analyzer = (*Store)(nil)
 var _ hub.Tx = (*tx)(nil)
+
+// Analyze updates the planner's statistics of the tables a bulk load fills and every sale
+// reads or writes (hub.Analyzer). ANALYZE reads a sample of each table's rows, not all of them.
+func (s *Store) Analyze(ctx context.Context) error {
+	_, err := s.pool.Exec(ctx, `ANALYZE members, member_stores, deltas, member_qualifying`)
+	return err
+}
 
 // Open connects to the PostgreSQL database at url (postgres://user@host:port/dbname?…, or any
 // connection string pgx accepts, pool settings such as pool_max_conns included) and migrates
