@@ -10,3 +10,8 @@ func (h *Hub) SetGroupHooks(queued func(waiting int), committed func(calls, delt
 // SetNotified sets the newest change version this process told OnChange of, as if it had told
 // v: a test of a database that went back behind it.
 func (h *Hub) SetNotified(v int64) { h.notified.Store(v) }
+
+// SetBookkeepingHooks is SetGroupHooks for the group commit of the sessions' claims and releases.
+func (h *Hub) SetBookkeepingHooks(queued func(waiting int), committed func(calls, deltas int)) {
+	h.bookkeeping.test.queued, h.bookkeeping.test.committed = queued, committed
+}

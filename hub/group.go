@@ -1,5 +1,5 @@
-// Group commit of the sessions' writes: pushes, pulls and health changes made at the same moment
-// by many stores share one transaction and one commit.
+// Group commit of the sessions' writes: pushes and pulls made at the same moment by many stores
+// share one transaction and one commit, and so do their sessions' claims and releases.
 
 package hub
 
@@ -17,7 +17,7 @@ import (
 // flush on PostgreSQL), and on SQLite one writer commits one transaction at a time: when many
 // stores are in session at once (a reconnect storm: each connects, pushes its backlog and pulls,
 // and every push's commit makes every session pull again), the commits, not the work, bound the
-// rate. So the sessions' writes (Push, Pull, and Seen's health writes) queue, and the first caller
+// rate. So the sessions' writes (Push and Pull) queue, and the first caller
 // that finds nobody leading leads: it takes the queued calls, up to maxGroupCalls and
 // maxGroupDeltas pushed deltas, runs them one after the other in one transaction (the later calls
 // see what the earlier ones wrote; pushes next to each other go in as one batch, push.go:
@@ -32,6 +32,12 @@ import (
 // deltas. The transaction function keeps nothing from an attempt that did not commit (a
 // PostgreSQL retry runs it again from the start: each call sets its results afresh), and OnChange
 // hears of a group's commit once, with the newest version.
+//
+// The sessions' bookkeeping (their claims and releases, sessions.go) queues apart, in a group of
+// its own kind whose transaction is a Bookkeeping one: on SQLite its commit does not wait for the
+// disk, on PostgreSQL it takes no writer lock. When a thousand stores reconnect at once, their
+// thousand claims are some twenty transactions on SQLite's one writer, not a thousand between the
+// first pushes.
 const (
 	maxGroupCalls  = 64
 	maxGroupDeltas = 5000
@@ -39,9 +45,10 @@ const (
 
 // groups is the queue of calls waiting for a group, and whether one is being led.
 type groups struct {
-	mu      sync.Mutex
-	queue   []*groupCall
-	leading bool
+	mu          sync.Mutex
+	queue       []*groupCall
+	leading     bool
+	bookkeeping bool // the group's transaction is a Bookkeeping one, else the hub's (Hub.update)
 
 	test struct { // set by tests only (export_test.go)
 		queued    func(waiting int)       // a call has been queued behind waiting-1 others
@@ -70,11 +77,26 @@ func (c *groupCall) pushed() int {
 // grouped runs a session's write in a group (above): push, or else apply, in the group's
 // transaction, or alone by itself; it returns once the write has committed (or failed).
 func (h *Hub) grouped(ctx context.Context, push *groupPush, apply func(context.Context, Tx) error, alone func(context.Context) error) error {
+	return h.inGroup(&h.groups, ctx, push, apply, alone)
+}
+
+// bookkept runs apply in a Bookkeeping transaction shared with the other sessions' bookkeeping
+// queued at the same moment (above), and in one of its own if the shared one failed; it returns
+// once apply's writes have committed (or failed). Like a Store's transaction function, apply may
+// run more than once and must set its results afresh each time.
+func (h *Hub) bookkept(ctx context.Context, apply func(context.Context, Tx) error) error {
+	alone := func(ctx context.Context) error {
+		return h.Store.Update(Bookkeeping(ctx), func(tx Tx) error { return apply(ctx, tx) })
+	}
+	return h.inGroup(&h.bookkeeping, ctx, nil, apply, alone)
+}
+
+// inGroup queues a call in g, and returns once it has committed (or failed).
+func (h *Hub) inGroup(g *groups, ctx context.Context, push *groupPush, apply func(context.Context, Tx) error, alone func(context.Context) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	c := &groupCall{ctx: ctx, push: push, apply: apply, alone: alone, done: make(chan error, 1)}
-	g := &h.groups
 	g.mu.Lock()
 	g.queue = append(g.queue, c) // first in the queue if nobody leads: a leader ends on an empty one
 	lead := !g.leading
@@ -85,7 +107,7 @@ func (h *Hub) grouped(ctx context.Context, push *groupPush, apply func(context.C
 		g.test.queued(waiting)
 	}
 	if lead {
-		h.lead()
+		h.lead(g)
 	}
 	select {
 	case err := <-c.done: // answered already: the group was this caller's to lead
@@ -119,9 +141,8 @@ func (h *Hub) grouped(ctx context.Context, push *groupPush, apply func(context.C
 
 // lead runs one group, the caller's own call first in it, then hands what is queued to a
 // goroutine that leads until the queue is empty.
-func (h *Hub) lead() {
-	h.runGroup(h.takeGroup())
-	g := &h.groups
+func (h *Hub) lead(g *groups) {
+	h.runGroup(g, g.take())
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if len(g.queue) == 0 {
@@ -129,16 +150,15 @@ func (h *Hub) lead() {
 		return
 	}
 	go func() {
-		for h.runGroup(h.takeGroup()) {
+		for h.runGroup(g, g.take()) {
 		}
 	}()
 }
 
-// takeGroup takes the next group from the queue: at least one call, up to maxGroupCalls and
+// take takes the next group from the queue: at least one call, up to maxGroupCalls and
 // maxGroupDeltas pushed deltas. It answers the calls whose callers gave up on the way. With the
 // queue empty it returns nil and ends the leading.
-func (h *Hub) takeGroup() []*groupCall {
-	g := &h.groups
+func (g *groups) take() []*groupCall {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	var group []*groupCall
@@ -167,7 +187,7 @@ func (h *Hub) takeGroup() []*groupCall {
 // runGroup runs a group and answers its calls; it reports whether there was one. A panic in the
 // hub's code is answered to every call of the group as an internal error, and logged with its
 // stack, rather than left to end the leader's goroutine with every caller waiting.
-func (h *Hub) runGroup(group []*groupCall) bool {
+func (h *Hub) runGroup(g *groups, group []*groupCall) bool {
 	if len(group) == 0 {
 		return false
 	}
@@ -182,7 +202,7 @@ func (h *Hub) runGroup(group []*groupCall) bool {
 			}
 		}
 	}()
-	errs := h.runTogether(group)
+	errs := h.runTogether(g, group)
 	answered = true
 	for i, c := range group {
 		c.done <- errs[i]
@@ -192,7 +212,7 @@ func (h *Hub) runGroup(group []*groupCall) bool {
 
 // runTogether runs the calls of a group in one transaction and returns their errors; if that
 // fails, it runs each alone.
-func (h *Hub) runTogether(group []*groupCall) []error {
+func (h *Hub) runTogether(g *groups, group []*groupCall) []error {
 	errs := make([]error, len(group))
 	deltas := 0
 	for _, c := range group {
@@ -201,13 +221,18 @@ func (h *Hub) runTogether(group []*groupCall) []error {
 	if len(group) == 1 {
 		c := group[0]
 		if errs[0] = c.alone(c.ctx); errs[0] == nil {
-			h.groupCommitted(1, deltas)
+			g.committed(1, deltas)
 		}
 		return errs
 	}
 	// The transaction is everyone's: no caller's context ends it.
 	ctx := context.WithoutCancel(group[0].ctx)
-	err := h.update(ctx, func(tx Tx) error {
+	update := h.update
+	if g.bookkeeping {
+		ctx = Bookkeeping(ctx)
+		update = h.Store.Update
+	}
+	err := update(ctx, func(tx Tx) error {
 		for i := 0; i < len(group); {
 			if group[i].push == nil {
 				if err := group[i].apply(ctx, tx); err != nil {
@@ -233,7 +258,7 @@ func (h *Hub) runTogether(group []*groupCall) []error {
 		return nil
 	})
 	if err == nil {
-		h.groupCommitted(len(group), deltas)
+		g.committed(len(group), deltas)
 		return errs
 	}
 	h.Logger.Warn("a group of writes failed together; running each alone", slog.Int("calls", len(group)), slog.Any("err", err))
@@ -243,9 +268,9 @@ func (h *Hub) runTogether(group []*groupCall) []error {
 	return errs
 }
 
-// groupCommitted tells a test that a group's transaction committed.
-func (h *Hub) groupCommitted(calls, deltas int) {
-	if f := h.groups.test.committed; f != nil {
+// committed tells a test that a group's transaction committed.
+func (g *groups) committed(calls, deltas int) {
+	if f := g.test.committed; f != nil {
 		f(calls, deltas)
 	}
 }

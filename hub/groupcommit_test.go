@@ -625,3 +625,107 @@ func TestPush_GroupedSaleKeepsToItself(t *testing.T) {
 		t.Errorf("p1's sale: %+v, balances %+v; want applied with no ledger position and no balance", r, acks[1].Balances)
 	}
 }
+
+// TestSessions_ClaimsShareATransaction: sessions claimed while another claim holds the writer
+// share one transaction; each is answered after it, with its row the hub's and its store shown
+// connected. A claim of an unknown store in the group fails the shared transaction: it alone is
+// refused (ENOTFOUND), and the others, run again each alone, are claimed. Releases queued
+// together share one transaction too, and leave every store disconnected.
+func TestSessions_ClaimsShareATransaction(t *testing.T) {
+	const n = 6
+	ctx := context.Background()
+	h := openHub(t)
+	for i := range n {
+		if _, _, err := h.CreateStore(ctx, fmt.Sprintf("c%d", i), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waiting, groups := make(chan int, 100), make(chan [2]int, 100)
+	h.SetBookkeepingHooks(func(w int) { waiting <- w }, func(calls, _ int) { groups <- [2]int{calls} })
+
+	// together claims or releases every session of ss, each queued behind a claim of s1's that
+	// holds the writer, and returns their errors.
+	together := func(ss []testSession, do func(testSession) error) []error {
+		t.Helper()
+		gate := newGatedStore(h.Store)
+		h.Store = gate
+		defer func() { h.Store = gate.Store }()
+		first := make(chan error, 1)
+		held := newTestSession("s1", "10.0.0.9:9", t0)
+		go func() { first <- h.Claim(ctx, held.Session) }()
+		<-gate.armed
+		<-waiting
+		errs := make([]error, len(ss))
+		var wg sync.WaitGroup
+		for i, s := range ss {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = do(s)
+			}()
+			if got := <-waiting; got != i+1 {
+				t.Fatalf("call %d queued behind %d others", i, got-1)
+			}
+		}
+		close(gate.release)
+		if err := <-first; err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+		return errs
+	}
+
+	sessions := make([]testSession, n)
+	for i := range sessions {
+		sessions[i] = newTestSession(fmt.Sprintf("c%d", i), fmt.Sprintf("10.0.0.%d:1", i), t0)
+	}
+	errs := together(sessions, func(s testSession) error { return h.Claim(ctx, s.Session) })
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("claim of c%d: %v", i, err)
+		}
+	}
+	if g := <-groups; g[0] != 1 {
+		t.Fatalf("first group: %d claims, want 1", g[0])
+	}
+	if g := <-groups; g[0] != n {
+		t.Fatalf("second group: %d claims, want %d in one transaction", g[0], n)
+	}
+	for i, s := range sessions {
+		if row := sessionRow(t, h, s.Store); row.Owner != h.ID || row.Remote != s.Remote {
+			t.Errorf("c%d's session row after the grouped claims: %+v, want owner %s from %s", i, row, h.ID, s.Remote)
+		}
+		if hl := storeHealth(t, h, s.Store); !hl.Connected {
+			t.Errorf("c%d after its claim: %+v, want connected", i, hl)
+		}
+	}
+
+	together(sessions, func(s testSession) error { h.Release(ctx, s.Session); return nil })
+	<-groups // s1's claim
+	if g := <-groups; g[0] != n {
+		t.Fatalf("the releases went in a group of %d, want %d", g[0], n)
+	}
+	for i, s := range sessions {
+		if hl := storeHealth(t, h, s.Store); hl.Connected {
+			t.Errorf("c%d after its release: %+v, want disconnected", i, hl)
+		}
+	}
+
+	// Claimed again, with an unknown store among them.
+	again := append([]testSession{}, sessions[:2]...)
+	again = append(again, newTestSession("nowhere", "10.0.0.66:1", t0), sessions[2])
+	errs = together(again, func(s testSession) error { return h.Claim(ctx, s.Session) })
+	for i, err := range errs {
+		if want := again[i].Store == "nowhere"; want != (loyalty.ErrorCode(err) == loyalty.ENOTFOUND) {
+			t.Errorf("claim of %s: %v", again[i].Store, err)
+		}
+	}
+	for _, s := range again {
+		if s.Store == "nowhere" {
+			continue
+		}
+		if hl := storeHealth(t, h, s.Store); !hl.Connected {
+			t.Errorf("%s after its claim beside an unknown store's: %+v, want connected", s.Store, hl)
+		}
+	}
+}

@@ -96,7 +96,8 @@ type Hub struct {
 	// WebhookEvents is how the hub emits webhook events (webhooks.go).
 	WebhookEvents WebhookConfig
 
-	groups groups // sessions' writes waiting for a group commit (group.go)
+	groups      groups // sessions' writes waiting for a group commit (group.go)
+	bookkeeping groups // sessions' claims and releases waiting for theirs
 
 	healthMu sync.Mutex
 	health   map[string]Health
@@ -140,6 +141,7 @@ func New(s Store) *Hub {
 		started:         make(map[string]time.Time),
 		live:            make(map[string]*liveSession),
 		pending:         make(map[string]*pendingClaim),
+		bookkeeping:     groups{bookkeeping: true},
 	}
 }
 

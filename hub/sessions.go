@@ -130,7 +130,7 @@ func (h *Hub) Claim(ctx context.Context, s *lsync.Session) error {
 	now := h.Now()
 	var row Session
 	var written Health
-	err := h.Store.Update(Bookkeeping(ctx), func(tx Tx) error {
+	err := h.bookkept(ctx, func(ctx context.Context, tx Tx) error {
 		info, err := tx.StoreInfo(ctx, store)
 		if err != nil {
 			return err
@@ -182,7 +182,7 @@ func (h *Hub) Release(ctx context.Context, s *lsync.Session) {
 	h.health[s.Store] = hl
 	delete(h.started, s.Store)
 	h.healthMu.Unlock()
-	err := h.Store.Update(Bookkeeping(ctx), func(tx Tx) error {
+	err := h.bookkept(ctx, func(ctx context.Context, tx Tx) error {
 		held, err := tx.ReleaseSession(ctx, s.Store, h.ID, l.started)
 		if err != nil || !held {
 			return err
