@@ -82,24 +82,7 @@ func hubCommand() *cobra.Command {
 		Use:   "hub",
 		Short: "Run the central hub (HTTP API and agent websocket endpoint)",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var cfg HubConfig
-			if err := loadConfig(cmd, DefaultHubConfig(), &cfg); err != nil {
-				return err
-			}
-			if err := cfg.Validate(); err != nil {
-				return fmt.Errorf("invalid configuration: %w", err)
-			}
-			if check, _ := cmd.Flags().GetBool("check-config"); check {
-				printConfig(cmd.OutOrStdout(), cfg)
-				return nil
-			}
-			m := &HubMain{Config: cfg}
-			if err := m.Open(cmd.Context()); err != nil {
-				return err
-			}
-			<-cmd.Context().Done()
-			m.Logger.Info("shutting down")
-			return m.Close()
+			return serve(cmd, DefaultHubConfig(), func(cfg HubConfig) service { return &HubMain{Config: cfg} })
 		},
 	}
 	hubFlags(cmd)
@@ -107,6 +90,40 @@ func hubCommand() *cobra.Command {
 	cmd.Flags().String("listen", "", "address for the HTTP API and websockets (host:port)")
 	cmd.Flags().String("admin-api-key", "", "admin API key (prefer LOYALTY_ADMIN_API_KEY)")
 	return cmd
+}
+
+// service is a long-running process of this binary: a hub (HubMain) or an agent (AgentMain).
+type service interface {
+	Open(ctx context.Context) error
+	Close() error
+	logger() *slog.Logger
+}
+
+func (m *HubMain) logger() *slog.Logger   { return m.Logger }
+func (m *AgentMain) logger() *slog.Logger { return m.Logger }
+
+// serve runs the service of cmd: it loads and validates its configuration over defaults (or,
+// with --check-config, prints it and stops), opens the service, and closes it when cmd's context
+// ends (a signal).
+func serve[C interface{ Validate() error }](cmd *cobra.Command, defaults C, service func(C) service) error {
+	var cfg C
+	if err := loadConfig(cmd, defaults, &cfg); err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("invalid configuration: %w", err)
+	}
+	if check, _ := cmd.Flags().GetBool("check-config"); check {
+		printConfig(cmd.OutOrStdout(), cfg)
+		return nil
+	}
+	m := service(cfg)
+	if err := m.Open(cmd.Context()); err != nil {
+		return err
+	}
+	<-cmd.Context().Done()
+	m.logger().Info("shutting down")
+	return m.Close()
 }
 
 // hubFlags adds the flags every command that opens the hub's database takes.
@@ -120,24 +137,7 @@ func agentCommand() *cobra.Command {
 		Use:   "agent",
 		Short: "Run a store agent (POS API on loopback, local replica, sync with the hub)",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var cfg AgentConfig
-			if err := loadConfig(cmd, DefaultAgentConfig(), &cfg); err != nil {
-				return err
-			}
-			if err := cfg.Validate(); err != nil {
-				return fmt.Errorf("invalid configuration: %w", err)
-			}
-			if check, _ := cmd.Flags().GetBool("check-config"); check {
-				printConfig(cmd.OutOrStdout(), cfg)
-				return nil
-			}
-			m := &AgentMain{Config: cfg}
-			if err := m.Open(cmd.Context()); err != nil {
-				return err
-			}
-			<-cmd.Context().Done()
-			m.Logger.Info("shutting down")
-			return m.Close()
+			return serve(cmd, DefaultAgentConfig(), func(cfg AgentConfig) service { return &AgentMain{Config: cfg} })
 		},
 	}
 	cmd.Flags().String("config", "", "config file (YAML, TOML or JSON); see configs/agent.yaml")
