@@ -490,11 +490,17 @@ func (a *applier) usage(ctx context.Context, budget string) (spent, outstanding 
 	if spent, err = a.tx.BudgetSpent(ctx, budget); err != nil {
 		return 0, 0, err
 	}
-	if a.Faults.IgnoreOutstanding {
-		return spent, 0, nil
-	}
 	outstanding, err = a.tx.Outstanding(ctx, budget)
-	return spent, outstanding, err
+	return spent, a.counted(outstanding), err
+}
+
+// counted is what of a budget's outstanding quota (leased out, unspent) the hub counts against
+// its limit: all of it, unless the simulator's fault Faults.IgnoreOutstanding is on.
+func (a *applier) counted(outstanding int64) int64 {
+	if a.Faults.IgnoreOutstanding {
+		return 0
+	}
+	return outstanding
 }
 
 // current returns the newest program, read once per transaction.

@@ -218,25 +218,25 @@ func (a *applier) leases(ctx context.Context, store string, ls []Lease, flushed 
 			return nil, err
 		}
 	}
-	enabled := make([]string, 0, len(p.Budgets))
+	var enabled []*loyalty.Budget
 	for i := range p.Budgets {
 		if !disabled(p, &p.Budgets[i]) {
-			enabled = append(enabled, p.Budgets[i].ID)
+			enabled = append(enabled, &p.Budgets[i])
 		}
 	}
 	if len(enabled) > 0 {
+		ids := make([]string, len(enabled))
+		for i, b := range enabled {
+			ids[i] = b.ID
+		}
 		// Read after the settlements, revocations and reclaims above, which they count. From
 		// here on, a budget's figures change only with writes to its own lease and watch, made
 		// in its own adjustment after they were used.
-		figures, err := a.tx.BudgetFigures(ctx, store, enabled, now.Add(-a.Lease.withDefaults().DemandWindow))
+		figures, err := a.tx.BudgetFigures(ctx, store, ids, now.Add(-a.Lease.withDefaults().DemandWindow))
 		if err != nil {
 			return nil, err
 		}
-		for i := range p.Budgets {
-			b := &p.Budgets[i]
-			if disabled(p, b) {
-				continue
-			}
+		for _, b := range enabled {
 			f, ok := figures[b.ID]
 			if !ok {
 				return nil, loyalty.Errorf(loyalty.EINTERNAL, "the store's figures of budget %s were not read", b.ID)
@@ -291,9 +291,7 @@ func (a *applier) adjust(ctx context.Context, p *loyalty.Program, b *loyalty.Bud
 			l.ExpiresAt = now.Add(ttl + a.Lease.Margin)
 		}
 	}
-	if a.Faults.IgnoreOutstanding {
-		f.Outstanding = 0
-	}
+	f.Outstanding = a.counted(f.Outstanding)
 	free := b.Limit - f.Spent - f.Outstanding
 	sz, err := a.size(ctx, p, b, store, f)
 	if err != nil {
