@@ -211,6 +211,10 @@ func Open(ctx context.Context, path string, migrations fs.FS) (*DB, error) {
 	return OpenWith(ctx, path, migrations, Options{})
 }
 
+// readers is how many read connections a DB keeps open: transactions that read only (View) run
+// beside each other and beside the writer (WAL).
+const readers = 4
+
 // OpenWith is Open with options.
 func OpenWith(ctx context.Context, path string, migrations fs.FS, opts Options) (*DB, error) {
 	if path == "" || path == ":memory:" {
@@ -238,7 +242,11 @@ func OpenWith(ctx context.Context, path string, migrations fs.FS, opts Options) 
 		w.Close()
 		return nil, fmt.Errorf("open %s: %w", abs, err)
 	}
-	r.SetMaxOpenConns(4)
+	// Every reader stays open. database/sql keeps two idle connections by default and closes the
+	// others after use: a third and fourth reader, under load, would each open the file again,
+	// read the schema and prepare their statements anew for every transaction.
+	r.SetMaxOpenConns(readers)
+	r.SetMaxIdleConns(readers)
 	db.R = r
 	db.wStmts, db.rStmts = newStmtCache(w), newStmtCache(r)
 	if opts.GroupCommit {

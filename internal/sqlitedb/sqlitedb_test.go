@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"testing/fstest"
 
@@ -69,5 +70,41 @@ INSERT INTO t VALUES (2), (-5);
 	var total int
 	if err := db.W.QueryRow(`SELECT total FROM n`).Scan(&total); err != nil || total != -3 {
 		t.Fatalf("total %d, %v; want -3", total, err)
+	}
+}
+
+// TestReadersStayOpen: read transactions running side by side, as many as there are readers, leave
+// every reader open for the next ones. Closed after use, a reader would open the file, read the
+// schema and prepare its statements again for each transaction under load.
+func TestReadersStayOpen(t *testing.T) {
+	ctx := context.Background()
+	schema := fstest.MapFS{"0001_init.sql": {Data: []byte("CREATE TABLE t (x TEXT);")}}
+	db, err := sqlitedb.Open(ctx, filepath.Join(t.TempDir(), "r.db"), schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	readers := db.R.Stats().MaxOpenConnections
+	for round := range 3 {
+		var inside, wg sync.WaitGroup
+		inside.Add(readers)
+		for range readers {
+			wg.Go(func() {
+				err := db.View(ctx, func(tx *sqlitedb.Tx) error {
+					var n int
+					err := tx.QueryRowContext(ctx, `SELECT count(*) FROM t`).Scan(&n)
+					inside.Done()
+					inside.Wait() // every reader is in a transaction at once
+					return err
+				})
+				if err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		if s := db.R.Stats(); s.MaxIdleClosed != 0 || s.OpenConnections != readers {
+			t.Fatalf("round %d: %d of %d readers open, %d closed after use; want all open", round, s.OpenConnections, readers, s.MaxIdleClosed)
+		}
 	}
 }
