@@ -39,7 +39,7 @@ import (
 // thousand claims are some twenty transactions on SQLite's one writer, not a thousand between the
 // first pushes.
 const (
-	maxGroupCalls  = 64
+	maxGroupCalls  = 128
 	maxGroupDeltas = 5000
 )
 
