@@ -351,20 +351,48 @@ type BudgetUse struct {
 	Used        Ratio  `json:"used"` // Spent / Limit
 }
 
+// reportFigures is what the summary and the stores reports both read of a query's range: for the
+// whole chain, or store by store.
+type reportFigures struct {
+	program  loyalty.Program // the zero program before one was published
+	act      []Activity
+	mem      []MemberTotals
+	conf     []ConflictCount
+	sales    []SalesTotal
+	unsynced map[string]Unsynced
+}
+
+// read reads f of q in tx, per store if byStore.
+func (f *reportFigures) read(ctx context.Context, tx Tx, q ReportQuery, byStore bool) error {
+	var err error
+	if f.program, _, err = tx.Program(ctx); err != nil && loyalty.ErrorCode(err) != loyalty.ENOTFOUND {
+		return err
+	}
+	if f.act, err = tx.ReportActivity(ctx, q, byStore); err != nil {
+		return err
+	}
+	if f.mem, err = tx.ReportMembers(ctx, q, byStore); err != nil {
+		return err
+	}
+	if f.conf, err = tx.ReportConflicts(ctx, q, byStore); err != nil {
+		return err
+	}
+	if f.sales, err = tx.ReportSales(ctx, q, byStore); err != nil {
+		return err
+	}
+	f.unsynced, err = tx.StoresUnsynced(ctx)
+	return err
+}
+
 // ReportSummary returns the summary report of q.
 func (h *Hub) ReportSummary(ctx context.Context, q ReportQuery) (SummaryReport, error) {
 	if err := q.Validate(); err != nil {
 		return SummaryReport{}, err
 	}
 	var (
-		act      []Activity
-		mem      []MemberTotals
-		conf     []ConflictCount
-		months   []MonthActivity
-		program  loyalty.Program
-		unsynced map[string]Unsynced
-		sales    []SalesTotal
-		budgets  []BudgetUse
+		f       reportFigures
+		months  []MonthActivity
+		budgets []BudgetUse
 	)
 	err := h.Store.View(ctx, func(tx Tx) error {
 		if q.Store != "" {
@@ -372,54 +400,39 @@ func (h *Hub) ReportSummary(ctx context.Context, q ReportQuery) (SummaryReport, 
 				return err
 			}
 		}
-		var err error
-		if program, _, err = tx.Program(ctx); err != nil && loyalty.ErrorCode(err) != loyalty.ENOTFOUND {
-			return err
-		}
-		if act, err = tx.ReportActivity(ctx, q, false); err != nil {
-			return err
-		}
-		if mem, err = tx.ReportMembers(ctx, q, false); err != nil {
-			return err
-		}
-		if conf, err = tx.ReportConflicts(ctx, q, false); err != nil {
+		err := f.read(ctx, tx, q, false)
+		if err != nil {
 			return err
 		}
 		if months, err = tx.ReportMonths(ctx, q); err != nil {
 			return err
 		}
-		if sales, err = tx.ReportSales(ctx, q, false); err != nil {
-			return err
-		}
-		if budgets, err = budgetUse(ctx, tx, &program); err != nil {
-			return err
-		}
-		unsynced, err = tx.StoresUnsynced(ctx)
+		budgets, err = budgetUse(ctx, tx, &f.program)
 		return err
 	})
 	if err != nil {
 		return SummaryReport{}, err
 	}
-	r := SummaryReport{From: q.From.UTC(), To: q.To.UTC(), Store: q.Store, Budgets: budgets, Conflicts: conf}
+	r := SummaryReport{From: q.From.UTC(), To: q.To.UTC(), Store: q.Store, Budgets: budgets, Conflicts: f.conf}
 	if r.Conflicts == nil {
 		r.Conflicts = []ConflictCount{}
 	}
 	var a Activity
-	if len(act) > 0 {
-		a = act[0]
+	if len(f.act) > 0 {
+		a = f.act[0]
 	}
 	var m MemberTotals
-	if len(mem) > 0 {
-		m = mem[0]
+	if len(f.mem) > 0 {
+		m = f.mem[0]
 	}
 	r.Members = MembersFigures{Total: m.Total, Enrolled: m.Enrolled, Active: a.Active}
 	r.Retention = retention(q, months)
 	r.Purchases = purchases(q, a, r.Retention.LifespanYears)
 	r.Points = PointsFigures{Issued: a.PointsIssued, Redeemed: a.PointsRedeemed,
 		RedemptionRate: ratio(float64(a.PointsRedeemed), float64(a.PointsIssued))}
-	r.Liability = liability(&program, m)
-	r.Unsynced = h.unsyncedTotal(unsynced, q.Store, h.Now())
-	r.Adoption = adoption(a.Sales, sales)
+	r.Liability = liability(&f.program, m)
+	r.Unsynced = h.unsyncedTotal(f.unsynced, q.Store, h.Now())
+	r.Adoption = adoption(a.Sales, f.sales)
 	return r, nil
 }
 
@@ -605,13 +618,8 @@ func (h *Hub) ReportStores(ctx context.Context, q ReportQuery) (StoresReport, er
 		return StoresReport{}, err
 	}
 	var (
-		stores   []StoreInfo
-		act      []Activity
-		mem      []MemberTotals
-		conf     []ConflictCount
-		program  loyalty.Program
-		unsynced map[string]Unsynced
-		sales    []SalesTotal
+		stores []StoreInfo
+		f      reportFigures
 	)
 	err := h.Store.View(ctx, func(tx Tx) error {
 		var err error
@@ -624,23 +632,7 @@ func (h *Hub) ReportStores(ctx context.Context, q ReportQuery) (StoresReport, er
 		} else if stores, err = tx.Stores(ctx); err != nil {
 			return err
 		}
-		if program, _, err = tx.Program(ctx); err != nil && loyalty.ErrorCode(err) != loyalty.ENOTFOUND {
-			return err
-		}
-		if act, err = tx.ReportActivity(ctx, q, true); err != nil {
-			return err
-		}
-		if mem, err = tx.ReportMembers(ctx, q, true); err != nil {
-			return err
-		}
-		if conf, err = tx.ReportConflicts(ctx, q, true); err != nil {
-			return err
-		}
-		if sales, err = tx.ReportSales(ctx, q, true); err != nil {
-			return err
-		}
-		unsynced, err = tx.StoresUnsynced(ctx)
-		return err
+		return f.read(ctx, tx, q, true)
 	})
 	if err != nil {
 		return StoresReport{}, err
@@ -653,7 +645,7 @@ func (h *Hub) ReportStores(ctx context.Context, q ReportQuery) (StoresReport, er
 		if hl, ok := live[s.ID]; ok {
 			sr.Health = hl
 		}
-		for _, a := range act {
+		for _, a := range f.act {
 			if a.Store == s.ID {
 				sr.Active, sr.Purchases, sr.Buyers = a.Active, a.Purchases, a.Buyers
 				sr.RepeatPurchaseRate = ratio(float64(a.RepeatBuyers), float64(a.Buyers))
@@ -663,24 +655,24 @@ func (h *Hub) ReportStores(ctx context.Context, q ReportQuery) (StoresReport, er
 			}
 		}
 		var m MemberTotals
-		for _, x := range mem {
+		for _, x := range f.mem {
 			if x.Store == s.ID {
 				m = x
 			}
 		}
-		sr.HomeMembers, sr.Enrolled, sr.Liability = m.Total, m.Enrolled, liability(&program, m)
-		for _, c := range conf {
+		sr.HomeMembers, sr.Enrolled, sr.Liability = m.Total, m.Enrolled, liability(&f.program, m)
+		for _, c := range f.conf {
 			if c.Store == s.ID {
 				sr.Conflicts = append(sr.Conflicts, c)
 			}
 		}
 		sr.Unsynced, sr.Health.Unsynced = sr.Health.Unsynced, nil
-		if u, ok := unsynced[s.ID]; ok && (sr.Unsynced == nil || u.ReportedAt.After(sr.Unsynced.ReportedAt)) {
+		if u, ok := f.unsynced[s.ID]; ok && (sr.Unsynced == nil || u.ReportedAt.After(sr.Unsynced.ReportedAt)) {
 			sr.Unsynced = &u
 		}
 		sr.BacklogAgeMS = sr.Unsynced.BacklogAge(now).Milliseconds()
 		var own []SalesTotal
-		for _, x := range sales {
+		for _, x := range f.sales {
 			if x.Store == s.ID {
 				own = append(own, x)
 			}
