@@ -226,6 +226,46 @@ func (w *world) waitAgentUp(id string) {
 	})
 }
 
+// exactlyOnce checks guarantees 1 (exactly-once effect) and 2 (nothing lost) through the hub API
+// at api: every approved delta is in the hub's ledger exactly once, the ledger holds nothing else,
+// and each balance is the sum of the receipts the cashiers saw. The stores' agents must have
+// acknowledged a duplicate delivery: the faults injected on the way made some. It returns how many
+// deltas the ledger holds, and how many duplicates the agents were told of.
+func (w *world) exactlyOnce(t *testing.T, api string, stores []string) (deltas int, dups int64) {
+	t.Helper()
+	ledger := map[string]bool{}
+	for _, m := range w.members {
+		var v hub.MemberView
+		if s := call(t, "GET", api+"/v1/members/"+m+"?ledger=1000", w.key, nil, &v); s != 200 {
+			t.Fatalf("member %s: HTTP %d", m, s)
+		}
+		for _, e := range v.Ledger {
+			if ledger[e.ID] {
+				t.Errorf("delta %s is in the ledger twice", e.ID)
+			}
+			ledger[e.ID] = true
+			if !w.approved[e.ID] {
+				t.Errorf("the ledger has delta %s that no receipt reported", e.ID)
+			}
+		}
+		if v.Balance != w.expected[m] {
+			t.Errorf("%s: hub balance %d, receipts add up to %d", m, v.Balance, w.expected[m])
+		}
+	}
+	for id := range w.approved {
+		if !ledger[id] {
+			t.Errorf("approved delta %s is missing from the hub's ledger", id)
+		}
+	}
+	for _, id := range stores {
+		dups += w.status(id).Duplicates
+	}
+	if dups == 0 {
+		t.Error("no duplicate deliveries were acknowledged; the fault injection did not happen")
+	}
+	return len(ledger), dups
+}
+
 func (w *world) status(id string) agent.Status {
 	var st agent.Status
 	call(w.t, "GET", "http://"+w.addrs[id]+"/v1/status", "", nil, &st)
@@ -435,40 +475,7 @@ func TestEndToEnd(t *testing.T) {
 		return true, ""
 	})
 
-	// Guarantee 1 (exactly-once effect) and 2 (nothing lost): every approved delta is in the
-	// hub's ledger exactly once, the ledger holds nothing else, and each balance is the sum of
-	// the receipts the cashiers saw.
-	ledger := map[string]bool{}
-	for _, m := range w.members {
-		var v hub.MemberView
-		if s := call(t, "GET", api+"/v1/members/"+m+"?ledger=1000", w.key, nil, &v); s != 200 {
-			t.Fatalf("member %s: HTTP %d", m, s)
-		}
-		for _, e := range v.Ledger {
-			if ledger[e.ID] {
-				t.Errorf("delta %s is in the ledger twice", e.ID)
-			}
-			ledger[e.ID] = true
-			if !w.approved[e.ID] {
-				t.Errorf("ledger has delta %s that no receipt reported", e.ID)
-			}
-		}
-		if v.Balance != w.expected[m] {
-			t.Errorf("%s: hub balance %d, receipts add up to %d", m, v.Balance, w.expected[m])
-		}
-	}
-	for id := range w.approved {
-		if !ledger[id] {
-			t.Errorf("approved delta %s is missing from the hub's ledger", id)
-		}
-	}
-	var dups int64
-	for _, id := range stores {
-		dups += w.status(id).Duplicates
-	}
-	if dups == 0 {
-		t.Error("no duplicate deliveries were acknowledged; the fault injection did not happen")
-	}
+	deltas, dups := w.exactlyOnce(t, api, stores)
 
 	// Guarantee 3 (convergence): the hub's balances equal its ledger, and every agent's view of
 	// every member equals the hub's.
@@ -486,5 +493,5 @@ func TestEndToEnd(t *testing.T) {
 			})
 		}
 	}
-	t.Logf("%d deltas approved, %d in the ledger, %d redeliveries ignored", len(w.approved), len(ledger), dups)
+	t.Logf("%d deltas approved, %d in the ledger, %d redeliveries ignored", len(w.approved), deltas, dups)
 }
