@@ -13,12 +13,12 @@ import (
 	"github.com/loyalty-edge-sync/loyalty"
 )
 
-// Every write transaction ends with a commit that waits for the disk (an fsync on SQLite, a WAL
-// flush on PostgreSQL), and on SQLite one writer commits one transaction at a time: when many
-// stores are in session at once (a reconnect storm: each connects, pushes its backlog and pulls,
-// and every push's commit makes every session pull again), the commits, not the work, bound the
-// rate. So the sessions' writes (Push and Pull) queue, and the first caller
-// that finds nobody leading leads: it takes the queued calls, up to maxGroupCalls and
+// A write transaction of the hub ends with a commit that waits for the disk (an fsync on SQLite,
+// a WAL flush on PostgreSQL), and on SQLite one writer commits one transaction at a time: when
+// many stores are in session at once (a reconnect storm: each connects, pushes its backlog and
+// pulls, and every push's commit makes every session pull again), the commits, not the work,
+// bound the rate. So the sessions' writes (Push and Pull) queue, and the first caller that finds
+// nobody leading leads: it takes the queued calls, up to maxGroupCalls and
 // maxGroupDeltas pushed deltas, runs them one after the other in one transaction (the later calls
 // see what the earlier ones wrote; pushes next to each other go in as one batch, push.go:
 // applyPushes), commits once, and answers each caller after the commit. It never waits for a group
@@ -35,9 +35,10 @@ import (
 //
 // The sessions' bookkeeping (their claims and releases, sessions.go) queues apart, in a group of
 // its own kind whose transaction is a Bookkeeping one: on SQLite its commit does not wait for the
-// disk, on PostgreSQL it takes no writer lock. When a thousand stores reconnect at once, their
-// thousand claims are some twenty transactions on SQLite's one writer, not a thousand between the
-// first pushes.
+// disk, on PostgreSQL it takes no writer lock. Its commits are cheap, but on SQLite each still
+// takes the one writer: when a thousand stores reconnect at once, their thousand claims are a few
+// transactions (as many as arrive while one runs go in the next), not a thousand between the first
+// pushes.
 const (
 	maxGroupCalls  = 128
 	maxGroupDeltas = 5000

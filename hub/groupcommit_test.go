@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/hub"
@@ -626,11 +627,12 @@ func TestPush_GroupedSaleKeepsToItself(t *testing.T) {
 	}
 }
 
-// TestSessions_ClaimsShareATransaction: sessions claimed while another claim holds the writer
-// share one transaction; each is answered after it, with its row the hub's and its store shown
-// connected. A claim of an unknown store in the group fails the shared transaction: it alone is
-// refused (ENOTFOUND), and the others, run again each alone, are claimed. Releases queued
-// together share one transaction too, and leave every store disconnected.
+// TestSessions_ClaimsShareATransaction: sessions claimed while another claim is held before its
+// transaction share one transaction; each is answered after it, with its session row the hub's and
+// its store written connected in the database. A claim of an unknown store in the group fails the
+// shared transaction: it alone is refused (ENOTFOUND), and the others, run again each alone, are
+// claimed. Releases queued together share one transaction too, and write every store
+// disconnected.
 func TestSessions_ClaimsShareATransaction(t *testing.T) {
 	const n = 6
 	ctx := context.Background()
@@ -640,11 +642,11 @@ func TestSessions_ClaimsShareATransaction(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waiting, groups := make(chan int, 100), make(chan [2]int, 100)
-	h.SetBookkeepingHooks(func(w int) { waiting <- w }, func(calls, _ int) { groups <- [2]int{calls} })
+	waiting, groups := make(chan int, 100), make(chan int, 100)
+	h.SetBookkeepingHooks(func(w int) { waiting <- w }, func(calls, _ int) { groups <- calls })
 
-	// together claims or releases every session of ss, each queued behind a claim of s1's that
-	// holds the writer, and returns their errors.
+	// together claims or releases every session of ss, each queued behind a claim of s1's held
+	// before its transaction, and returns their errors.
 	together := func(ss []testSession, do func(testSession) error) []error {
 		t.Helper()
 		gate := newGatedStore(h.Store)
@@ -653,8 +655,8 @@ func TestSessions_ClaimsShareATransaction(t *testing.T) {
 		first := make(chan error, 1)
 		held := newTestSession("s1", "10.0.0.9:9", t0)
 		go func() { first <- h.Claim(ctx, held.Session) }()
-		<-gate.armed
-		<-waiting
+		receive(t, gate.armed, "s1's claim to reach its transaction")
+		receive(t, waiting, "s1's claim to be queued")
 		errs := make([]error, len(ss))
 		var wg sync.WaitGroup
 		for i, s := range ss {
@@ -663,69 +665,101 @@ func TestSessions_ClaimsShareATransaction(t *testing.T) {
 				defer wg.Done()
 				errs[i] = do(s)
 			}()
-			if got := <-waiting; got != i+1 {
+			if got := receive(t, waiting, "a call to be queued"); got != i+1 {
 				t.Fatalf("call %d queued behind %d others", i, got-1)
 			}
 		}
 		close(gate.release)
-		if err := <-first; err != nil {
+		if err := receive(t, first, "s1's claim"); err != nil {
 			t.Fatal(err)
 		}
 		wg.Wait()
+		if g := receive(t, groups, "s1's claim to commit"); g != 1 {
+			t.Fatalf("s1's claim committed in a group of %d, want alone", g)
+		}
 		return errs
+	}
+	// connected reads whether the database has store connected.
+	connected := func(store string) bool {
+		t.Helper()
+		var s hub.StoreInfo
+		if err := h.Store.View(ctx, func(tx hub.Tx) error {
+			var err error
+			s, err = tx.StoreInfo(ctx, store)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return s.Health.Connected
+	}
+	claimed := func(what string, s testSession) {
+		t.Helper()
+		if row := sessionRow(t, h, s.Store); row.Owner != h.ID || row.Remote != s.Remote {
+			t.Errorf("%s: %s's session row %+v, want owner %s from %s", what, s.Store, row, h.ID, s.Remote)
+		}
+		if !connected(s.Store) {
+			t.Errorf("%s: %s is not connected in the database", what, s.Store)
+		}
 	}
 
 	sessions := make([]testSession, n)
 	for i := range sessions {
 		sessions[i] = newTestSession(fmt.Sprintf("c%d", i), fmt.Sprintf("10.0.0.%d:1", i), t0)
 	}
-	errs := together(sessions, func(s testSession) error { return h.Claim(ctx, s.Session) })
-	for i, err := range errs {
+	for i, err := range together(sessions, func(s testSession) error { return h.Claim(ctx, s.Session) }) {
 		if err != nil {
 			t.Fatalf("claim of c%d: %v", i, err)
 		}
 	}
-	if g := <-groups; g[0] != 1 {
-		t.Fatalf("first group: %d claims, want 1", g[0])
+	if g := receive(t, groups, "the claims to commit"); g != n {
+		t.Fatalf("the claims committed in a group of %d, want all %d in one", g, n)
 	}
-	if g := <-groups; g[0] != n {
-		t.Fatalf("second group: %d claims, want %d in one transaction", g[0], n)
-	}
-	for i, s := range sessions {
-		if row := sessionRow(t, h, s.Store); row.Owner != h.ID || row.Remote != s.Remote {
-			t.Errorf("c%d's session row after the grouped claims: %+v, want owner %s from %s", i, row, h.ID, s.Remote)
-		}
-		if hl := storeHealth(t, h, s.Store); !hl.Connected {
-			t.Errorf("c%d after its claim: %+v, want connected", i, hl)
-		}
+	for _, s := range sessions {
+		claimed("after the grouped claims", s)
 	}
 
 	together(sessions, func(s testSession) error { h.Release(ctx, s.Session); return nil })
-	<-groups // s1's claim
-	if g := <-groups; g[0] != n {
-		t.Fatalf("the releases went in a group of %d, want %d", g[0], n)
+	if g := receive(t, groups, "the releases to commit"); g != n {
+		t.Fatalf("the releases committed in a group of %d, want all %d in one", g, n)
 	}
-	for i, s := range sessions {
-		if hl := storeHealth(t, h, s.Store); hl.Connected {
-			t.Errorf("c%d after its release: %+v, want disconnected", i, hl)
+	for _, s := range sessions {
+		if connected(s.Store) {
+			t.Errorf("%s is still connected in the database after its release", s.Store)
 		}
 	}
 
-	// Claimed again, with an unknown store among them.
-	again := append([]testSession{}, sessions[:2]...)
-	again = append(again, newTestSession("nowhere", "10.0.0.66:1", t0), sessions[2])
-	errs = together(again, func(s testSession) error { return h.Claim(ctx, s.Session) })
-	for i, err := range errs {
-		if want := again[i].Store == "nowhere"; want != (loyalty.ErrorCode(err) == loyalty.ENOTFOUND) {
-			t.Errorf("claim of %s: %v", again[i].Store, err)
+	// Claimed again, with an unknown store among them: the group fails, each runs alone.
+	again := []testSession{newTestSession("c0", "10.0.1.0:1", t0), newTestSession("c1", "10.0.1.1:1", t0),
+		newTestSession("nowhere", "10.0.0.66:1", t0), newTestSession("c2", "10.0.1.2:1", t0)}
+	for i, err := range together(again, func(s testSession) error { return h.Claim(ctx, s.Session) }) {
+		switch store := again[i].Store; {
+		case store == "nowhere" && loyalty.ErrorCode(err) != loyalty.ENOTFOUND:
+			t.Errorf("claim of an unknown store: %v, want ENOTFOUND", err)
+		case store != "nowhere" && err != nil:
+			t.Errorf("claim of %s beside an unknown store's: %v", store, err)
 		}
 	}
+	select { // a group's commit is told before its callers are answered
+	case g := <-groups:
+		t.Fatalf("a group of %d committed beside an unknown store's claim, want the shared transaction failed", g)
+	default:
+	}
 	for _, s := range again {
-		if s.Store == "nowhere" {
-			continue
+		if s.Store != "nowhere" {
+			claimed("beside an unknown store's claim", s)
 		}
-		if hl := storeHealth(t, h, s.Store); !hl.Connected {
-			t.Errorf("%s after its claim beside an unknown store's: %+v, want connected", s.Store, hl)
-		}
+	}
+}
+
+// receive returns what ch gives, failing the test if nothing comes within biTimeout (a safety
+// net: nothing waits for it to pass).
+func receive[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(biTimeout):
+		t.Fatalf("waited %s for %s", biTimeout, what)
+		panic("unreachable")
 	}
 }

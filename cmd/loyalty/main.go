@@ -102,10 +102,10 @@ type service interface {
 func (m *HubMain) logger() *slog.Logger   { return m.Logger }
 func (m *AgentMain) logger() *slog.Logger { return m.Logger }
 
-// serve runs the service of cmd: it loads and validates its configuration over defaults (or,
-// with --check-config, prints it and stops), opens the service, and closes it when cmd's context
-// ends (a signal).
-func serve[C interface{ Validate() error }](cmd *cobra.Command, defaults C, service func(C) service) error {
+// serve runs the service of cmd, made by with from its configuration: it loads and validates the
+// configuration over defaults (or, with --check-config, prints it and stops), opens the service,
+// and closes it when cmd's context ends (a signal).
+func serve[C interface{ Validate() error }](cmd *cobra.Command, defaults C, with func(C) service) error {
 	var cfg C
 	if err := loadConfig(cmd, defaults, &cfg); err != nil {
 		return err
@@ -117,7 +117,7 @@ func serve[C interface{ Validate() error }](cmd *cobra.Command, defaults C, serv
 		printConfig(cmd.OutOrStdout(), cfg)
 		return nil
 	}
-	m := service(cfg)
+	m := with(cfg)
 	if err := m.Open(cmd.Context()); err != nil {
 		return err
 	}
