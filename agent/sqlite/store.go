@@ -40,7 +40,6 @@ var migrations embed.FS
 type Store struct {
 	db      *sqlitedb.DB
 	program atomic.Pointer[loyalty.Program] // the synced program, parsed once; replaced after the commit that changes it
-	keys    atomic.Pointer[[]qr.PublicKey]  // the synced signing keys, read once; replaced after the commit that changes them
 
 	// Now is the clock that stamps when leases arrive (a lease is usable for its TTL from then) and
 	// when the store last heard from the hub. time.Now carries a monotonic reading, so wall-clock
@@ -376,25 +375,7 @@ func (t *tx) Program(ctx context.Context) (loyalty.Program, error) {
 	return p, nil
 }
 
-// Keys implements agent.Tx. Every QR code the tills scan is checked against them, so they are
-// read once and kept, as the program is: the cache is filled only when empty and once the reading
-// transaction has committed (its snapshot may be older than keys ApplyChanges has just committed
-// and cached), and ApplyChanges replaces it with the whole set once it has committed new keys or a
-// key's revocation. The slice returned is shared: callers only read it.
 func (t *tx) Keys(ctx context.Context) ([]qr.PublicKey, error) {
-	if ks := t.s.keys.Load(); ks != nil {
-		return *ks, nil
-	}
-	ks, err := t.readKeys(ctx)
-	if err != nil {
-		return nil, err
-	}
-	t.AfterCommit(func() { t.s.keys.CompareAndSwap(nil, &ks) })
-	return ks, nil
-}
-
-// readKeys reads the signing keys from the replica.
-func (t *tx) readKeys(ctx context.Context) ([]qr.PublicKey, error) {
 	rows, err := t.QueryContext(ctx, `SELECT kid, public_key, not_after FROM keys`)
 	if err != nil {
 		return nil, err
@@ -890,13 +871,6 @@ func (s *Store) ApplyChanges(ctx context.Context, ch *lsync.Changes) error {
 				ON CONFLICT (kid) DO UPDATE SET not_after = excluded.not_after`, k.ID, []byte(k.Key), notAfter); err != nil {
 				return err
 			}
-		}
-		if len(ch.Keys) > 0 {
-			ks, err := x.readKeys(ctx)
-			if err != nil {
-				return err
-			}
-			t.AfterCommit(func() { s.keys.Store(&ks) }) // before the writer begins another transaction
 		}
 		if ch.TimeZone != "" {
 			if err := x.setMeta(ctx, "tz", ch.TimeZone); err != nil {
