@@ -402,3 +402,44 @@ func TestPostgresBookkeepingRunsBesideTheWriter(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestPostgresIngestReadsPlannedPerCall: the ingest's reads whose best plan depends on the
+// ledger's size (the batch's known delta ids, its members' qualifying totals) never run a generic
+// plan, which PostgreSQL may cache after five calls of a prepared statement: one made on a new
+// database, while the tables were empty, would scan the ledger whole at every batch until the next
+// ANALYZE.
+func TestPostgresIngestReadsPlannedPerCall(t *testing.T) {
+	s := open(t, newDatabase(t))
+	ctx := context.Background()
+	upTo := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	err := s.Update(ctx, func(htx hub.Tx) error {
+		for range 10 {
+			if _, err := htx.DeltaHashes(ctx, []string{"d1", "d2"}); err != nil {
+				return err
+			}
+			if _, err := htx.QualifyingOf(ctx, []string{"m1", "m2"}, loyalty.BasisSpend, upTo.AddDate(-1, 0, 0), upTo); err != nil {
+				return err
+			}
+		}
+		// Both reads ran on this transaction's connection; its prepared statements are listed here.
+		rows, err := htx.(*tx).tx.Query(ctx, `SELECT statement, generic_plans FROM pg_prepared_statements
+			WHERE (statement LIKE '%FROM deltas WHERE id = ANY%' OR statement LIKE '%FROM member_qualifying WHERE member = ANY%')
+				AND statement NOT LIKE '%pg_prepared_statements%'`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var q string
+			var generic int64
+			if err := rows.Scan(&q, &generic); err != nil {
+				return err
+			}
+			t.Errorf("an ingest read is a prepared statement (%d generic plans): %.80s", generic, q)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -410,7 +410,7 @@ func (t *tx) DeltaHashes(ctx context.Context, ids []string) (map[string]hub.Delt
 	if len(ids) == 0 {
 		return out, nil
 	}
-	err := t.each(ctx, `SELECT id, seq, hash FROM deltas WHERE id = ANY ($1)`, []any{ids}, func(rows pgx.Rows) error {
+	err := t.each(ctx, `SELECT id, seq, hash FROM deltas WHERE id = ANY ($1)`, []any{plannedPerCall, ids}, func(rows pgx.Rows) error {
 		var id string
 		var r hub.DeltaRef
 		err := rows.Scan(&id, &r.Seq, &r.Hash)
