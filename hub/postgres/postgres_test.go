@@ -413,6 +413,9 @@ func TestPostgresIngestReadsPlannedPerCall(t *testing.T) {
 	ctx := context.Background()
 	upTo := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
 	err := s.Update(ctx, func(htx hub.Tx) error {
+		if _, err := htx.CurrentVersion(ctx); err != nil { // a statement that is prepared, for the check below
+			return err
+		}
 		for range 10 {
 			if _, err := htx.DeltaHashes(ctx, []string{"d1", "d2"}); err != nil {
 				return err
@@ -421,7 +424,16 @@ func TestPostgresIngestReadsPlannedPerCall(t *testing.T) {
 				return err
 			}
 		}
-		// Both reads ran on this transaction's connection; its prepared statements are listed here.
+		// Both reads ran on this transaction's connection; its prepared statements are listed here
+		// (generic_plans: PostgreSQL 14 and later). The connection prepares what it runs, or the
+		// check below would pass whatever the reads do.
+		var prepared int
+		if err := htx.(*tx).tx.QueryRow(ctx, `SELECT count(*) FROM pg_prepared_statements WHERE statement = $1`, currentVersionSQL).Scan(&prepared); err != nil {
+			return err
+		}
+		if prepared != 1 {
+			t.Fatalf("the connection prepared the change version's read %d times, want once: statements are not prepared here", prepared)
+		}
 		rows, err := htx.(*tx).tx.Query(ctx, `SELECT statement, generic_plans FROM pg_prepared_statements
 			WHERE (statement LIKE '%FROM deltas WHERE id = ANY%' OR statement LIKE '%FROM member_qualifying WHERE member = ANY%')
 				AND statement NOT LIKE '%pg_prepared_statements%'`)

@@ -305,7 +305,13 @@ func (t *tx) QualifyingOf(ctx context.Context, members []string, basis string, s
 	for _, m := range members {
 		parts[m] = &[5]hub.DayTotals{}
 	}
-	err := t.each(ctx, qualifyingQuery, []any{plannedPerCall, members, w.Days[0], w.Days[1], end, w.Head[0], w.Head[1], w.Tail[0], w.Tail[1], w.After, w.From},
+	args := []any{members, w.Days[0], w.Days[1], end, w.Head[0], w.Head[1], w.Tail[0], w.Tail[1], w.After, w.From}
+	if len(members) > 1 {
+		// A batch's members: planned for them (plannedPerCall). One member's read (an online
+		// sale, a lookup) keeps the prepared plan, which costs no planning at each call.
+		args = append([]any{plannedPerCall}, args...)
+	}
+	err := t.each(ctx, qualifyingQuery, args,
 		func(rows pgx.Rows) error {
 			var part int32
 			var m string
