@@ -656,7 +656,7 @@ func (a *applier) memberState(ctx context.Context, member string) (string, Membe
 		d := loyalty.Delta{ID: loyalty.NewDeltaID(), Store: loyalty.HubStore, Member: member, Kind: loyalty.KindTier,
 			Tier: tier, RuleVersion: p.Version, OccurredAt: now}
 		d.Normalize()
-		if _, _, err := a.tx.InsertDelta(ctx, d, d.Hash(), a.Now()); err != nil {
+		if _, _, err := a.insert(ctx, d, d.Hash()); err != nil {
 			return "", u, err
 		}
 		a.emit(EventTierChanged, map[string]any{"member_id": member, "from": m.Tier, "to": tier, "delta_id": d.ID,

@@ -14,8 +14,9 @@ import (
 // once (flush): in finish, or as soon as anything reads what they would change. Every Tx method
 // that reads the ledger or what its inserts keep (the qualifying totals) goes through batchTx,
 // which flushes first, so that the applier's reads see its own deltas exactly as if each had been
-// inserted when it was applied; and a delta inserted on its own (a tier change) flushes first, so
-// that sequence numbers keep the order of apply. TestBatchTxFlushesEveryLedgerRead checks that
+// inserted when it was applied. The hub's own deltas of the batch (tier changes, and a job's
+// expiries) wait with the rest, in the order they were made, and a delta inserted on its own
+// flushes first, so that sequence numbers keep the order of apply. TestBatchTxFlushesEveryLedgerRead checks that
 // every storage method whose statements touch those tables is here.
 //
 // What the applier learns only from the insert, a delta's sequence number, it fills in after the

@@ -104,10 +104,7 @@ func (h *Hub) requalifyBatch(ctx context.Context, tx Tx, due []DueMember, now ti
 	if err := stampVersions(ctx, tx, us, stamp); err != nil {
 		return 0, err
 	}
-	if err := a.flushEvents(ctx); err != nil {
-		return 0, err
-	}
-	return changed, tx.UpdateMembers(ctx, us)
+	return changed, a.finishJob(ctx, us)
 }
 
 // stampVersions gives the updates us[i], for i in stamp, new change versions, in order: agents
@@ -143,11 +140,25 @@ func (a *applier) seed(d DueMember) {
 	a.schedules[d.ID] = d.Schedule
 }
 
-// newJobApplier returns an applier for a job's batch of n members, its maps sized for them.
+// newJobApplier returns an applier for a job's batch of n members, its maps sized for them. The
+// deltas the batch ledgers (tier changes, expiries) go into the ledger together when the batch
+// ends (finishJob), a few statements for the batch, as a pushed batch's do (batch.go).
 func (h *Hub) newJobApplier(tx Tx, n int) *applier {
 	a := h.newApplier(tx)
 	a.members, a.balances, a.schedules = make(map[string]loyalty.Member, n), make(map[string]int64, n), make(map[string]Schedule, n)
+	a.deferInserts()
 	return a
+}
+
+// finishJob ends a job's batch: its deltas, then its events, then its members' new state.
+func (a *applier) finishJob(ctx context.Context, us []MemberUpdate) error {
+	if err := a.flush(ctx); err != nil {
+		return err
+	}
+	if err := a.flushEvents(ctx); err != nil {
+		return err
+	}
+	return a.tx.UpdateMembers(ctx, us)
 }
 
 // runJob runs job: batches of due members, each handled by batch in its own write transaction,
@@ -291,23 +302,21 @@ func (h *Hub) expireBatch(ctx context.Context, tx Tx, due []DueMember, now time.
 	if err := stampVersions(ctx, tx, us, stamp); err != nil {
 		return 0, err
 	}
-	if err := a.flushEvents(ctx); err != nil {
-		return 0, err
-	}
-	return len(stamp), tx.UpdateMembers(ctx, us)
+	return len(stamp), a.finishJob(ctx, us)
 }
 
 // expire ledgers the expiry of points of a member with expire deltas of the hub (a delta carries
 // at most MaxPoints; a balance may hold more); the caller writes the member's balance, which it
 // read in this transaction. These deltas are the hub's own: none of the checks of a store's
-// delta applies, no budget counts them, and they change no tier.
+// delta applies, no budget counts them, and they change no tier. They wait for the batch's insert
+// (finishJob); an id in the ledger already fails it, and with it the batch.
 func (a *applier) expire(ctx context.Context, p *loyalty.Program, member string, points int64, now time.Time) error {
 	for rest := points; rest > 0; {
 		n := min(rest, loyalty.MaxPoints)
 		d := loyalty.Delta{ID: loyalty.NewDeltaID(), Store: loyalty.HubStore, Member: member, Kind: loyalty.KindExpire,
 			Points: -n, RuleVersion: p.Version, OccurredAt: now}
 		d.Normalize()
-		if _, inserted, err := a.tx.InsertDelta(ctx, d, d.Hash(), a.Now()); err != nil {
+		if _, inserted, err := a.insert(ctx, d, d.Hash()); err != nil {
 			return err
 		} else if !inserted {
 			return fmt.Errorf("expiring %d points of member %s: delta id %s is taken", n, member, d.ID)

@@ -919,3 +919,94 @@ func mustExpiringSoon(t *testing.T, h *hub.Hub) []hub.Expiring {
 	}
 	return soon
 }
+
+// insertCounter counts the ledger inserts of write transactions: statements of one delta
+// (InsertDelta) and of many (InsertDeltas), and the deltas the latter carried.
+type insertCounter struct {
+	hub.Store
+	one, many, rows *atomic.Int64
+}
+
+func (s insertCounter) Update(ctx context.Context, fn func(hub.Tx) error) error {
+	return s.Store.Update(ctx, func(tx hub.Tx) error { return fn(insertCountingTx{Tx: tx, s: s}) })
+}
+
+type insertCountingTx struct {
+	hub.Tx
+	s insertCounter
+}
+
+func (t insertCountingTx) InsertDelta(ctx context.Context, d loyalty.Delta, hash string, at time.Time) (int64, bool, error) {
+	t.s.one.Add(1)
+	return t.Tx.InsertDelta(ctx, d, hash, at)
+}
+
+func (t insertCountingTx) InsertDeltas(ctx context.Context, ds []hub.NewDelta) ([]int64, error) {
+	t.s.many.Add(1)
+	t.s.rows.Add(int64(len(ds)))
+	return t.Tx.InsertDeltas(ctx, ds)
+}
+
+// TestJobs_LedgerOneInsertPerBatch: the deltas a job's batch ledgers (expiries, tier changes) go
+// into the ledger with one insert for the batch, never one each, and each member gets exactly
+// theirs, in the order the batch made them.
+func TestJobs_LedgerOneInsertPerBatch(t *testing.T) {
+	h := openHub(t)
+	now := t0
+	h.Now = func() time.Time { return now }
+	withProgram(t, h, func(p *loyalty.Program) {
+		rollingTiers(p)
+		p.Expiry = &loyalty.Expiry{Mode: loyalty.ExpiryInactivity, AfterDays: 400, RemindDays: 7}
+	})
+	requalify(t, h) // m1 and m2 placed in the entry tier
+	var ids []string
+	for i := range 20 {
+		id := fmt.Sprintf("x%02d", i)
+		if _, err := h.CreateMember(context.Background(), loyalty.Member{ID: id}); err != nil {
+			t.Fatal(err)
+		}
+		sale(t, h, "sale-"+id, id, 30000) // silver
+		ids = append(ids, id)
+	}
+	one, many, rows := new(atomic.Int64), new(atomic.Int64), new(atomic.Int64)
+	h.Store = insertCounter{Store: h.Store, one: one, many: many, rows: rows}
+
+	now = t0.AddDate(1, 0, 1) // the sales have left the tier window: every silver falls to member
+	r, err := h.RequalifyWith(context.Background(), hub.JobOptions{Batch: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Changed != 20 || r.Batches != 3 || one.Load() != 0 || many.Load() != 3 || rows.Load() != 20 {
+		t.Fatalf("requalify: %+v with %d single inserts, %d batch inserts of %d deltas; want 20 changed in 3 batches, 3 inserts of 20",
+			r, one.Load(), many.Load(), rows.Load())
+	}
+	one.Store(0)
+	many.Store(0)
+	rows.Store(0)
+	now = t0.AddDate(1, 1, 5) // 400 days without activity: every balance expires
+	if r := expirePoints(t, h, 7); r.Changed != 20 || r.Batches != 3 || one.Load() != 0 || many.Load() != 3 || rows.Load() != 20 {
+		t.Fatalf("expire: %+v with %d single inserts, %d batch inserts of %d deltas; want 20 expired in 3 batches, 3 inserts of 20",
+			r, one.Load(), many.Load(), rows.Load())
+	}
+	for _, id := range ids {
+		v, err := h.Member(context.Background(), id, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var kinds []loyalty.Kind
+		var seqs []int64
+		for _, e := range v.Ledger {
+			kinds = append(kinds, e.Kind)
+			seqs = append(seqs, e.Seq)
+		}
+		slices.Reverse(kinds) // the ledger is newest first
+		if !slices.Equal(kinds, []loyalty.Kind{loyalty.KindEarn, loyalty.KindTier, loyalty.KindTier, loyalty.KindExpire}) || v.Balance != 0 || v.Tier != "member" {
+			t.Errorf("%s: ledger %v, balance %d, tier %s; want the sale, silver, member, the expiry, and 0 points in member",
+				id, kinds, v.Balance, v.Tier)
+		}
+		if !slices.IsSortedFunc(seqs, func(a, b int64) int { return int(b - a) }) {
+			t.Errorf("%s: ledger sequence numbers %v, want newest first", id, seqs)
+		}
+	}
+	mustCheck(t, h)
+}
