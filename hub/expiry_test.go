@@ -161,7 +161,8 @@ func TestLotExpiry_LateRedemption(t *testing.T) {
 
 // TestLots_NetOfRefunds: the store's lots are earns and positive adjustments from the given time
 // on, each less what its reversals took back (a partial refund its share, a full reversal the
-// rest); negative adjustments and redemptions are no lots.
+// rest); negative adjustments and redemptions are no lots. Lots are oldest first, those of the
+// same time in ledger order, whichever their kind.
 func TestLots_NetOfRefunds(t *testing.T) {
 	h := openHub(t)
 	ctx := context.Background()
@@ -175,6 +176,7 @@ func TestLots_NetOfRefunds(t *testing.T) {
 		{ID: "void", Kind: loyalty.KindEarn, Points: 40, Amount: 4000, Currency: "EUR", OccurredAt: at(4)},
 		{ID: "undo", Kind: loyalty.KindReverse, Points: -40, Reverses: "void", OccurredAt: at(5)},
 		{ID: "spend", Kind: loyalty.KindRedeem, Points: -50, Reward: "coffee", OccurredAt: at(6)},
+		{ID: "same", Kind: loyalty.KindAdjust, Points: 9, OccurredAt: at(7)}, // the same time as the next: ledger order
 		{ID: "review", Kind: loyalty.KindEarn, Points: 30, Currency: "EUR", Rule: "review", OccurredAt: at(7)},
 	}
 	var lots []loyalty.Lot
@@ -190,7 +192,7 @@ func TestLots_NetOfRefunds(t *testing.T) {
 		lots, err = tx.Lots(ctx, "m1", at(0))
 		return err
 	})
-	want := []loyalty.Lot{{Points: 70, EarnedAt: at(0)}, {Points: 20, EarnedAt: at(2)}, {Points: 30, EarnedAt: at(7)}}
+	want := []loyalty.Lot{{Points: 70, EarnedAt: at(0)}, {Points: 20, EarnedAt: at(2)}, {Points: 9, EarnedAt: at(7)}, {Points: 30, EarnedAt: at(7)}}
 	if err != nil || len(lots) != len(want) {
 		t.Fatalf("lots %+v, %v; want %+v", lots, err, want)
 	}

@@ -2,6 +2,7 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"embed"
@@ -1386,29 +1387,14 @@ func (t *tx) RuleCount(ctx context.Context, member, rule string, since, upTo tim
 }
 
 func (t *tx) Lots(ctx context.Context, member string, since time.Time) ([]loyalty.Lot, error) {
-	// Each credit less what its reversals took back (a full reversal takes the rest, a partial
-	// refund its share; reversal points are negative).
-	rows, err := t.QueryContext(ctx, `SELECT event_at, net FROM (
-			SELECT d.seq, d.event_at, d.points + COALESCE((SELECT SUM(r.points) FROM deltas r WHERE r.reverses = d.id AND r.reverses != ''), 0) AS net
-			FROM deltas d WHERE d.member = ? AND d.kind = 'earn' AND d.event_at >= ?
-			UNION ALL
-			SELECT d.seq, d.event_at, d.points AS net FROM deltas d WHERE d.member = ? AND d.kind = 'adjust' AND d.points > 0 AND d.event_at >= ?)
-		WHERE net > 0 ORDER BY event_at, seq`, member, unixms.Of(since), member, unixms.Of(since))
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []loyalty.Lot
-	for rows.Next() {
-		var at int64
-		var l loyalty.Lot
-		if err := rows.Scan(&at, &l.Points); err != nil {
-			return nil, err
-		}
-		l.EarnedAt = unixms.Time(at)
-		out = append(out, l)
-	}
-	return out, rows.Err()
+	lots, err := t.LotsOf(ctx, []string{member}, since)
+	return lots[member], err
+}
+
+// lotRow is a lot as LotsOf reads it: with its ledger position, which orders lots of the same time.
+type lotRow struct {
+	seq int64
+	loyalty.Lot
 }
 
 func (t *tx) LotsOf(ctx context.Context, members []string, since time.Time) (map[string][]loyalty.Lot, error) {
@@ -1416,30 +1402,58 @@ func (t *tx) LotsOf(ctx context.Context, members []string, since time.Time) (map
 	if err != nil {
 		return nil, err
 	}
-	// Lots' query for every member of the JSON list ?1 at once.
-	rows, err := t.QueryContext(ctx, `SELECT member, event_at, net FROM (
-			SELECT d.member, d.seq, d.event_at, d.points + COALESCE((SELECT SUM(r.points) FROM deltas r WHERE r.reverses = d.id AND r.reverses != ''), 0) AS net
-			FROM deltas d WHERE d.member IN (SELECT value FROM json_each(?1)) AND d.kind = 'earn' AND d.event_at >= ?2
-			UNION ALL
-			SELECT d.member, d.seq, d.event_at, d.points AS net FROM deltas d
-			WHERE d.member IN (SELECT value FROM json_each(?1)) AND d.kind = 'adjust' AND d.points > 0 AND d.event_at >= ?2)
-		WHERE net > 0 ORDER BY member, event_at, seq`, string(ids), unixms.Of(since))
+	// Each credit less what its reversals took back (a full reversal takes the rest, a partial
+	// refund its share; reversal points are negative), for every member of the JSON list ?1 at
+	// once. Lots with nothing left are dropped, and each member's lots put in order, here rather
+	// than in SQL: a filter on the net in an outer query has SQLite look up each credit's
+	// reversals twice (the subquery is copied into the filter), and ORDER BY sorts every row of
+	// the batch in a temporary b-tree, where the rows of one member come from its index in
+	// order already, but for its adjustments.
+	rows, err := t.QueryContext(ctx, `SELECT d.member, d.seq, d.event_at,
+			d.points + COALESCE((SELECT SUM(r.points) FROM deltas r WHERE r.reverses = d.id AND r.reverses != ''), 0)
+		FROM deltas d WHERE d.member IN (SELECT value FROM json_each(?1)) AND d.kind = 'earn' AND d.event_at >= ?2
+		UNION ALL
+		SELECT d.member, d.seq, d.event_at, d.points FROM deltas d
+		WHERE d.member IN (SELECT value FROM json_each(?1)) AND d.kind = 'adjust' AND d.points > 0 AND d.event_at >= ?2`,
+		string(ids), unixms.Of(since))
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	out := make(map[string][]loyalty.Lot, len(members))
+	read := make(map[string][]lotRow, len(members))
 	for rows.Next() {
 		var m string
 		var at int64
-		var l loyalty.Lot
-		if err := rows.Scan(&m, &at, &l.Points); err != nil {
+		var l lotRow
+		if err := rows.Scan(&m, &l.seq, &at, &l.Points); err != nil {
 			return nil, err
 		}
-		l.EarnedAt = unixms.Time(at)
-		out[m] = append(out[m], l)
+		if l.Points > 0 {
+			l.EarnedAt = unixms.Time(at)
+			read[m] = append(read[m], l)
+		}
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	out := make(map[string][]loyalty.Lot, len(read))
+	for m, ls := range read {
+		byTime := func(a, b lotRow) int {
+			if c := a.EarnedAt.Compare(b.EarnedAt); c != 0 {
+				return c
+			}
+			return cmp.Compare(a.seq, b.seq)
+		}
+		if !slices.IsSortedFunc(ls, byTime) {
+			slices.SortFunc(ls, byTime)
+		}
+		lots := make([]loyalty.Lot, len(ls))
+		for i, l := range ls {
+			lots[i] = l.Lot
+		}
+		out[m] = lots
+	}
+	return out, nil
 }
 
 func (t *tx) LastActivity(ctx context.Context, member string) (time.Time, error) {
