@@ -29,33 +29,39 @@ func (h *Hub) AwardBirthdays(ctx context.Context) (int, error) {
 	now := h.Now()
 	days := birthdayDays(now)
 	zones := map[string]*time.Location{}
-	awarded, after := 0, ""
+	awarded := 0
 	alone := false // a batch was refused: the rest of this sweep goes one award at a time
-	for {
-		var ms []loyalty.Member
-		err := h.Store.View(ctx, func(tx Tx) error {
-			var err error
-			ms, err = tx.BirthdayMembers(ctx, days, after, 200)
-			return err
-		})
-		if err != nil || len(ms) == 0 {
-			return awarded, err
-		}
-		due, err := h.dueBirthdays(ctx, ms, now, zones)
-		if err != nil {
-			return awarded, err
-		}
-		for len(due) > 0 {
-			batch := due[:min(birthdayBatch, len(due))]
-			n, err := h.awardBirthdays(ctx, batch, &alone)
-			awarded += n
+	for _, day := range days {
+		for after := ""; ; {
+			var ms []loyalty.Member
+			err := h.Store.View(ctx, func(tx Tx) error {
+				var err error
+				ms, err = tx.BirthdayMembers(ctx, day, after, 200)
+				return err
+			})
 			if err != nil {
 				return awarded, err
 			}
-			due = due[len(batch):]
+			if len(ms) == 0 {
+				break
+			}
+			due, err := h.dueBirthdays(ctx, ms, now, zones)
+			if err != nil {
+				return awarded, err
+			}
+			for len(due) > 0 {
+				batch := due[:min(birthdayBatch, len(due))]
+				n, err := h.awardBirthdays(ctx, batch, &alone)
+				awarded += n
+				if err != nil {
+					return awarded, err
+				}
+				due = due[len(batch):]
+			}
+			after = ms[len(ms)-1].ID
 		}
-		after = ms[len(ms)-1].ID
 	}
+	return awarded, nil
 }
 
 // birthdayBatch is how many birthday awards share a write transaction and its commit. An award

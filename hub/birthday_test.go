@@ -265,3 +265,40 @@ func TestBirthdays_Members(t *testing.T) {
 		t.Errorf("a store subscribing to ann got %+v, %v", sub, err)
 	}
 }
+
+// TestBirthdays_ManyPagesAndDays: a sweep pages through each day's members (more than one page
+// of a day, in both forms of a birthday) and awards exactly the members whose birthday is due:
+// today's, and those of the catch-up days, never those of days to come or long past.
+func TestBirthdays_ManyPagesAndDays(t *testing.T) {
+	h, ctx := openHub(t), context.Background()
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	h.Now = func() time.Time { return now }
+	withProgram(t, h, birthdayBudget(1_000_000))
+	days := map[string]int{"05-01": 450, "04-27": 30, "04-20": 20, "05-03": 20} // today, caught up, past the grace days, to come
+	want := map[string]bool{}
+	for day, n := range days {
+		for i := range n {
+			id, birthday := fmt.Sprintf("%s-%03d", day, i), day
+			if i%2 == 1 {
+				birthday = "1990-" + day
+			}
+			if _, err := h.CreateMember(ctx, loyalty.Member{ID: id, Birthday: birthday}); err != nil {
+				t.Fatal(err)
+			}
+			want[id] = day == "05-01" || day == "04-27"
+		}
+	}
+	now = time.Date(2026, 5, 1, 9, 0, 0, 0, time.UTC)
+	if n, err := h.AwardBirthdays(ctx); err != nil || n != 480 {
+		t.Fatalf("awarded %d, %v; want today's 450 and the 30 of 04-27", n, err)
+	}
+	if n, err := h.AwardBirthdays(ctx); err != nil || n != 0 {
+		t.Fatalf("again: awarded %d, %v; want none", n, err)
+	}
+	for id, due := range want {
+		if b := balance(t, h, id); (b == 200) != due || (b != 0 && b != 200) {
+			t.Errorf("member %s: balance %d, want the birthday's 200: %v", id, b, due)
+		}
+	}
+	mustCheck(t, h)
+}

@@ -295,8 +295,9 @@ type Tx interface {
 	// member reads leave it out, so that what goes to stores never carries it.
 	MemberBirthday(ctx context.Context, member string) (string, error)
 	// BirthdayMembers returns up to limit members, in id order after the given id, whose birthday
-	// falls on one of days ("MM-DD"), with Birthday filled in.
-	BirthdayMembers(ctx context.Context, days []string, after string, limit int) ([]loyalty.Member, error)
+	// falls on day ("MM-DD", of a birthday given as "MM-DD" or "YYYY-MM-DD"), with Birthday filled
+	// in. A page costs what it returns: the index on the day is ordered by member id.
+	BirthdayMembers(ctx context.Context, day string, after string, limit int) ([]loyalty.Member, error)
 
 	// Sessions: each store's one live sync session, across the hub processes on the database
 	// (sessions.go).

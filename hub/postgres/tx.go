@@ -235,14 +235,12 @@ func (t *tx) MemberBirthday(ctx context.Context, id string) (string, error) {
 	return b, notFound(err, "member %s is not known to the hub", id)
 }
 
-func (t *tx) BirthdayMembers(ctx context.Context, days []string, after string, n int) ([]loyalty.Member, error) {
-	if len(days) == 0 {
-		return nil, nil
-	}
-	// right(birthday, 5) is the indexed expression: "MM-DD" of either form.
+func (t *tx) BirthdayMembers(ctx context.Context, day string, after string, n int) ([]loyalty.Member, error) {
+	// right(birthday, 5) is the indexed expression (migration 0017): "MM-DD" of either form, then
+	// the member's id.
 	var out []loyalty.Member
-	err := t.each(ctx, `SELECT `+memberCols+`, m.birthday FROM members m WHERE m.birthday <> '' AND right(m.birthday, 5) = ANY ($1)
-		AND m.id > $2 ORDER BY m.id LIMIT $3`, []any{days, after, limit(n)}, func(rows pgx.Rows) error {
+	err := t.each(ctx, `SELECT `+memberCols+`, m.birthday FROM members m WHERE m.birthday <> '' AND right(m.birthday, 5) = $1
+		AND m.id > $2 ORDER BY m.id LIMIT $3`, []any{day, after, limit(n)}, func(rows pgx.Rows) error {
 		var birthday string
 		m, err := scanMember(rows, &birthday)
 		m.Birthday = birthday

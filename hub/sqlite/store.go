@@ -324,18 +324,13 @@ func (t *tx) MemberBirthday(ctx context.Context, id string) (string, error) {
 	return b, notFound(err, "member %s is not known to the hub", id)
 }
 
-func (t *tx) BirthdayMembers(ctx context.Context, days []string, after string, limit int) ([]loyalty.Member, error) {
-	if len(days) == 0 {
-		return nil, nil
-	}
-	// substr(birthday, -5) is the indexed expression (migration 0017): "MM-DD" of either form.
-	q := `SELECT ` + memberCols + `, m.birthday FROM members m WHERE m.birthday != '' AND substr(m.birthday, -5) IN (?` +
-		strings.Repeat(", ?", len(days)-1) + `) AND m.id > ? ORDER BY m.id LIMIT ?+0`
-	args := make([]any, 0, len(days)+2)
-	for _, d := range days {
-		args = append(args, d)
-	}
-	rows, err := t.QueryContext(ctx, q, append(args, after, limit)...)
+// birthdayMembersQuery reads a page of a day's birthdays: substr(birthday, -5) is the indexed
+// expression (migrations 0017 and 0031), "MM-DD" of either form, then the member's id.
+const birthdayMembersQuery = `SELECT ` + memberCols + `, m.birthday FROM members m
+	WHERE m.birthday != '' AND substr(m.birthday, -5) = ? AND m.id > ? ORDER BY m.id LIMIT ?+0`
+
+func (t *tx) BirthdayMembers(ctx context.Context, day string, after string, limit int) ([]loyalty.Member, error) {
+	rows, err := t.QueryContext(ctx, birthdayMembersQuery, day, after, limit)
 	if err != nil {
 		return nil, err
 	}
