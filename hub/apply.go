@@ -552,6 +552,11 @@ func (a *applier) finishMembers(ctx context.Context) ([]lsync.Balance, error) {
 	if err := a.updateMembers(ctx, &out); err != nil {
 		return nil, err
 	}
+	// The tier changes the members' new state ledgered (memberState) wait like the batch's
+	// other deltas: they go in now, after them.
+	if err := a.flush(ctx); err != nil {
+		return nil, err
+	}
 	// The stores' new scope rows come after their members' new versions, so that each starts at
 	// its member's newest version and is written once.
 	for store, members := range a.subscribe {

@@ -21,6 +21,7 @@ import (
 	"github.com/loyalty-edge-sync/loyalty/hub"
 	hubsqlite "github.com/loyalty-edge-sync/loyalty/hub/sqlite"
 	"github.com/loyalty-edge-sync/loyalty/internal/sqlitedb"
+	lsync "github.com/loyalty-edge-sync/loyalty/sync"
 )
 
 // rollingTiers is a rolling 12-month spend window with member (the lowest) and silver from
@@ -1007,6 +1008,38 @@ func TestJobs_LedgerOneInsertPerBatch(t *testing.T) {
 		if !slices.IsSortedFunc(seqs, func(a, b int64) int { return int(b - a) }) {
 			t.Errorf("%s: ledger sequence numbers %v, want newest first", id, seqs)
 		}
+	}
+	mustCheck(t, h)
+}
+
+// TestPush_TierChangeLedgered: a pushed sale that lifts its member to a new tier ledgers the
+// change with the batch, after the sale, and a later sale that claims the tier is accepted.
+func TestPush_TierChangeLedgered(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	withProgram(t, h, rollingTiers)
+	syncStores(t, h)
+	p, err := h.Program(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := earn("s1", "m1", 30000) // silver
+	big.RuleVersion = p.Version
+	if ack := pushOK(t, h, "s1", big); ack.Results[0].Status != lsync.StatusApplied {
+		t.Fatalf("the sale: %+v", ack.Results[0])
+	}
+	v, err := h.Member(ctx, "m1", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v.Ledger) < 2 || v.Ledger[0].Kind != loyalty.KindTier || v.Ledger[0].Tier != "silver" || v.Ledger[1].ID != big.ID ||
+		v.Ledger[0].Seq <= v.Ledger[1].Seq || v.Tier != "silver" {
+		t.Fatalf("member %s, ledger %+v; want the sale, then the change to silver after it", v.Tier, v.Ledger)
+	}
+	claim := earn("s1", "m1", 1000)
+	claim.RuleVersion, claim.Tier, claim.OccurredAt = p.Version, "silver", t0.Add(time.Minute)
+	if ack := pushOK(t, h, "s1", claim); ack.Results[0].Status != lsync.StatusApplied {
+		t.Fatalf("a sale in silver: %+v", ack.Results[0])
 	}
 	mustCheck(t, h)
 }
