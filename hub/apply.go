@@ -42,6 +42,7 @@ type applier struct {
 
 	// A pushed batch's reads, made once for the batch (prepare) or once per transaction.
 	known      map[string]*DeltaRef      // ids looked up in the ledger at the batch's start (nil: not there)
+	minted     bool                      // its deltas' ids were minted just now (runOnlineAll): none is looked up
 	inserted   map[string]DeltaRef       // ids this transaction inserted
 	published  map[int64]publishedAt     // rule versions' publication (checkVersion)
 	sent       map[sentKey][]SentProgram // rule versions sent to stores (checkVersion)
@@ -152,6 +153,9 @@ func (a *applier) lookup(ctx context.Context, id string) (DeltaRef, bool, error)
 			r = a.inserted[id]
 		}
 		return r, true, nil
+	}
+	if a.minted { // should the new id be in the ledger after all, the batch's insert fails
+		return DeltaRef{}, false, nil
 	}
 	if r, ok := a.known[id]; ok {
 		if r == nil {

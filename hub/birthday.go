@@ -112,8 +112,8 @@ func (h *Hub) dueBirthdays(ctx context.Context, ms []loyalty.Member, now time.Ti
 	return todo, err
 }
 
-// awardBirthdays makes the awards of bs in one transaction, one commit for them all, and returns
-// how many it made. Another hub process may award one between dueBirthdays' read and this
+// awardBirthdays makes the awards of bs in one transaction, one commit for them all, with one
+// applier (runOnlineAll), and returns how many it made. Another hub process may award one between dueBirthdays' read and this
 // transaction: its key makes the award here answer that one (not fresh, not counted). If an
 // award is refused (a used-up budget, say), nothing of the batch is kept and each is made alone
 // instead, so that a refusal costs only its own award; *alone is then set, and later batches of
@@ -133,21 +133,12 @@ func (h *Hub) awardBirthdays(ctx context.Context, bs []birthday, alone *bool) (i
 	}
 	made := 0
 	err := h.update(ctx, func(tx Tx) error {
-		made = 0
 		p, _, err := tx.Program(ctx) // parsed once for the batch
 		if err != nil {
 			return err
 		}
-		for _, c := range calls {
-			fresh, _, err := h.runOnline(ctx, tx, c, &p)
-			if err != nil {
-				return err
-			}
-			if fresh {
-				made++
-			}
-		}
-		return nil
+		made, err = h.runOnlineAll(ctx, tx, calls, &p)
+		return err
 	})
 	switch loyalty.ErrorCode(err) {
 	case "":

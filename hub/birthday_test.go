@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -198,9 +199,18 @@ func TestBirthdays_Batched(t *testing.T) {
 	commits := 0
 	h.OnChange = func(int64, []string) { commits++ }
 	now = time.Date(2026, 5, 1, 9, 0, 0, 0, time.UTC)
+	store := h.Store
+	one, many, rows, lookups := new(atomic.Int64), new(atomic.Int64), new(atomic.Int64), new(atomic.Int64)
+	h.Store = insertCounter{Store: store, one: one, many: many, rows: rows, lookups: lookups}
 	if n, err := h.AwardBirthdays(ctx); err != nil || n != 3 || commits != 1 {
 		t.Fatalf("three birthdays today: awarded %d in %d commits, %v; want 3 in 1", n, commits, err)
 	}
+	// The batch's awards go into the ledger with one insert, their new ids not looked up.
+	if one.Load() != 0 || many.Load() != 1 || rows.Load() != 3 || lookups.Load() != 0 {
+		t.Errorf("the batch's ledger writes: %d single inserts, %d inserts of %d deltas, %d delta reads; want one insert of 3, no read",
+			one.Load(), many.Load(), rows.Load(), lookups.Load())
+	}
+	h.Store = store
 	// Tomorrow four are due, and the budget has room for two more awards.
 	issued := int64(3 * 200)
 	withProgram(t, h, birthdayBudget(issued+2*200))

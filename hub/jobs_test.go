@@ -926,6 +926,7 @@ func mustExpiringSoon(t *testing.T, h *hub.Hub) []hub.Expiring {
 type insertCounter struct {
 	hub.Store
 	one, many, rows *atomic.Int64
+	lookups         *atomic.Int64 // reads of a delta by id (Tx.Delta), if not nil
 }
 
 func (s insertCounter) Update(ctx context.Context, fn func(hub.Tx) error) error {
@@ -940,6 +941,13 @@ type insertCountingTx struct {
 func (t insertCountingTx) InsertDelta(ctx context.Context, d loyalty.Delta, hash string, at time.Time) (int64, bool, error) {
 	t.s.one.Add(1)
 	return t.Tx.InsertDelta(ctx, d, hash, at)
+}
+
+func (t insertCountingTx) Delta(ctx context.Context, id string) (hub.LedgerEntry, error) {
+	if t.s.lookups != nil {
+		t.s.lookups.Add(1)
+	}
+	return t.Tx.Delta(ctx, id)
 }
 
 func (t insertCountingTx) InsertDeltas(ctx context.Context, ds []hub.NewDelta) ([]int64, error) {

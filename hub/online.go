@@ -101,6 +101,49 @@ func (h *Hub) runOnline(ctx context.Context, tx Tx, c onlineCall, cur *loyalty.P
 	return true, resp, tx.SaveIdempotent(ctx, c.op, c.key, c.hash, resp, h.Now())
 }
 
+// runOnlineAll runs calls in tx as runOnline runs each, but with one applier for them all: the
+// program, the members and the webhook subscriptions are read once, and the changes are written
+// together at the end (one insert of the ledger, one update of the members). It is for calls
+// that stand or fall together, the awards of a birthday batch: a refusal fails them all, as it
+// fails the transaction. It returns how many calls were made now, not answered from an earlier
+// run (found by their idempotency key).
+func (h *Hub) runOnlineAll(ctx context.Context, tx Tx, calls []onlineCall, cur *loyalty.Program) (fresh int, err error) {
+	a := h.newApplier(tx)
+	a.cur, a.minted = cur, true
+	a.deferInserts()
+	for _, c := range calls {
+		prevHash, _, found, err := tx.Idempotent(ctx, c.op, c.key)
+		if err == nil && !found && c.legacy != "" {
+			prevHash, _, found, err = tx.LegacyIdempotent(ctx, c.op, c.legacy)
+		}
+		if err != nil {
+			return 0, err
+		}
+		if found {
+			if prevHash != c.hash {
+				return 0, loyalty.IdempotencyConflict(c.op, c.orderID)
+			}
+			continue
+		}
+		res, err := c.fn(a)
+		if err != nil {
+			return 0, err
+		}
+		resp, err := json.Marshal(res)
+		if err != nil {
+			return 0, err
+		}
+		if err := tx.SaveIdempotent(ctx, c.op, c.key, c.hash, resp, h.Now()); err != nil {
+			return 0, err
+		}
+		fresh++
+	}
+	if _, err := a.finish(ctx); err != nil {
+		return 0, err
+	}
+	return fresh, nil
+}
+
 // applyOnline applies a delta minted by the online channel and fails with the rejection's code
 // if it breaks a rule (the online channel can still say no, unlike an offline store). The
 // rejection apply recorded is rolled back with the rest of the refused request.
