@@ -23,7 +23,8 @@ func memberID(i int) string { return fmt.Sprintf("m%07d", i) }
 // steady state: in the tier a member without purchases has, with a change version of its own (a
 // store's change feed pages by version). The first inStore members have store as their home
 // store, so that store's agent syncs them. Birthdays are spread over the year, and the accounts
-// are a year old, as in a member base that has been running.
+// are a year old, as in a member base that has been running. (Before 2026-12-05 their first tier
+// review was still due, so the steady sweeps' figure held a review of every member.)
 func createMembers(ctx context.Context, s hub.Store, p *loyalty.Program, n int, store string, inStore int) error {
 	tier := ""
 	if p.Tiers != nil {
@@ -58,6 +59,13 @@ func createMembers(ctx context.Context, s hub.Store, p *loyalty.Program, n int, 
 		if err != nil {
 			return fmt.Errorf("create members: %w", err)
 		}
+	}
+	// A new member's tier review is due at once (InsertMember), to place them in the entry
+	// tier; these are placed already, and with no purchase nothing of theirs can leave a tier
+	// window: the hub's first sweep would give them no next review, and neither does this.
+	err := s.Update(ctx, func(tx hub.Tx) error { return tx.ScheduleAll(ctx, hub.JobTiers, time.Time{}) })
+	if err != nil {
+		return fmt.Errorf("create members: %w", err)
 	}
 	return nil
 }
