@@ -73,18 +73,8 @@ func newOnlineCall(op, orderID, part string, req any, fn func(*applier) (any, er
 // or fn, whose answer it saves, marshalled, as resp (fresh). cur, if not nil, is the current
 // program as tx reads it, parsed once for several calls in one transaction; fn does not change it.
 func (h *Hub) runOnline(ctx context.Context, tx Tx, c onlineCall, cur *loyalty.Program) (fresh bool, resp []byte, err error) {
-	prevHash, prev, found, err := tx.Idempotent(ctx, c.op, c.key)
-	if err == nil && !found && c.legacy != "" {
-		prevHash, prev, found, err = tx.LegacyIdempotent(ctx, c.op, c.legacy)
-	}
-	if err != nil {
-		return false, nil, err
-	}
-	if found {
-		if prevHash != c.hash {
-			return false, nil, loyalty.IdempotencyConflict(c.op, c.orderID)
-		}
-		return false, prev, nil
+	if prev, found, err := c.answered(ctx, tx); err != nil || found {
+		return false, prev, err
 	}
 	a := h.newApplier(tx)
 	a.cur = cur
@@ -112,17 +102,9 @@ func (h *Hub) runOnlineAll(ctx context.Context, tx Tx, calls []onlineCall, cur *
 	a.cur, a.minted = cur, true
 	a.deferInserts()
 	for _, c := range calls {
-		prevHash, _, found, err := tx.Idempotent(ctx, c.op, c.key)
-		if err == nil && !found && c.legacy != "" {
-			prevHash, _, found, err = tx.LegacyIdempotent(ctx, c.op, c.legacy)
-		}
-		if err != nil {
+		if _, found, err := c.answered(ctx, tx); err != nil {
 			return 0, err
-		}
-		if found {
-			if prevHash != c.hash {
-				return 0, loyalty.IdempotencyConflict(c.op, c.orderID)
-			}
+		} else if found {
 			continue
 		}
 		res, err := c.fn(a)
@@ -142,6 +124,22 @@ func (h *Hub) runOnlineAll(ctx context.Context, tx Tx, calls []onlineCall, cur *
 		return 0, err
 	}
 	return fresh, nil
+}
+
+// answered returns the answer an earlier run of the call gave, found by its idempotency key, or
+// an idempotency conflict if that run was another request under the same key.
+func (c onlineCall) answered(ctx context.Context, tx Tx) (prev []byte, found bool, err error) {
+	prevHash, prev, found, err := tx.Idempotent(ctx, c.op, c.key)
+	if err == nil && !found && c.legacy != "" {
+		prevHash, prev, found, err = tx.LegacyIdempotent(ctx, c.op, c.legacy)
+	}
+	if err != nil || !found {
+		return nil, false, err
+	}
+	if prevHash != c.hash {
+		return nil, true, loyalty.IdempotencyConflict(c.op, c.orderID)
+	}
+	return prev, true, nil
 }
 
 // applyOnline applies a delta minted by the online channel and fails with the rejection's code
