@@ -42,7 +42,7 @@ type applier struct {
 
 	// A pushed batch's reads, made once for the batch (prepare) or once per transaction.
 	known      map[string]*DeltaRef      // ids looked up in the ledger at the batch's start (nil: not there)
-	minted     bool                      // its deltas' ids were minted just now (runOnlineAll): none is looked up
+	minted     map[string]bool           // ids newDelta minted in this transaction (runOnlineAll: not looked up; nil: none kept)
 	inserted   map[string]DeltaRef       // ids this transaction inserted
 	published  map[int64]publishedAt     // rule versions' publication (checkVersion)
 	sent       map[sentKey][]SentProgram // rule versions sent to stores (checkVersion)
@@ -154,7 +154,7 @@ func (a *applier) lookup(ctx context.Context, id string) (DeltaRef, bool, error)
 		}
 		return r, true, nil
 	}
-	if a.minted { // should the new id be in the ledger after all, the batch's insert fails
+	if a.minted[id] { // minted a moment ago; should it be in the ledger after all, the batch's insert fails
 		return DeltaRef{}, false, nil
 	}
 	if r, ok := a.known[id]; ok {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/loyalty-edge-sync/loyalty"
@@ -184,14 +185,21 @@ func (h *Hub) awardBirthday(ctx context.Context, b birthday) (bool, error) {
 // dates from BirthdayGraceDays and a day before now (zones up to 12 hours behind UTC started the
 // day later) to a day after it (zones up to 14 hours ahead started it earlier). 29 February goes
 // with 28 February: it is celebrated then in other years. BirthdayDue decides for each member.
+// Each day is listed once (in a leap year 29 February can come as itself and with 28 February):
+// the sweep pages through each day's members.
 func birthdayDays(now time.Time) []string {
 	now = now.UTC()
 	var out []string
+	add := func(day string) {
+		if !slices.Contains(out, day) {
+			out = append(out, day)
+		}
+	}
 	for d := -loyalty.BirthdayGraceDays - 1; d <= 1; d++ {
 		day := now.AddDate(0, 0, d).Format("01-02")
-		out = append(out, day)
+		add(day)
 		if day == "02-28" {
-			out = append(out, "02-29")
+			add("02-29")
 		}
 	}
 	return out

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -288,7 +289,9 @@ func TestBirthdays_ManyPagesAndDays(t *testing.T) {
 	want := map[string]bool{}
 	for day, n := range days {
 		for i := range n {
-			id, birthday := fmt.Sprintf("%s-%03d", day, i), day
+			// Ids that sort across the days: a cursor that ran on from one day into the next
+			// would skip members.
+			id, birthday := fmt.Sprintf("%03d-%s", i, day), day
 			if i%2 == 1 {
 				birthday = "1990-" + day
 			}
@@ -311,4 +314,18 @@ func TestBirthdays_ManyPagesAndDays(t *testing.T) {
 		}
 	}
 	mustCheck(t, h)
+}
+
+// TestBirthdayDays: a sweep's days run from the catch-up days to tomorrow, each once; 29 February
+// comes with 28 February, and only once when a leap year's window holds both.
+func TestBirthdayDays(t *testing.T) {
+	for now, want := range map[time.Time][]string{
+		time.Date(2026, 5, 1, 9, 0, 0, 0, time.UTC): {"04-23", "04-24", "04-25", "04-26", "04-27", "04-28", "04-29", "04-30", "05-01", "05-02"},
+		time.Date(2027, 3, 2, 9, 0, 0, 0, time.UTC): {"02-22", "02-23", "02-24", "02-25", "02-26", "02-27", "02-28", "02-29", "03-01", "03-02", "03-03"},
+		time.Date(2028, 3, 2, 9, 0, 0, 0, time.UTC): {"02-23", "02-24", "02-25", "02-26", "02-27", "02-28", "02-29", "03-01", "03-02", "03-03"},
+	} {
+		if got := hub.BirthdayDays(now); !slices.Equal(got, want) {
+			t.Errorf("%s: %v, want %v", now.Format(time.DateOnly), got, want)
+		}
+	}
 }

@@ -15,3 +15,6 @@ func (h *Hub) SetNotified(v int64) { h.notified.Store(v) }
 func (h *Hub) SetBookkeepingHooks(queued func(waiting int), committed func(calls, deltas int)) {
 	h.bookkeeping.test.queued, h.bookkeeping.test.committed = queued, committed
 }
+
+// BirthdayDays is birthdayDays: the birthdays a sweep at now pages through.
+var BirthdayDays = birthdayDays

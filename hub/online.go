@@ -93,13 +93,15 @@ func (h *Hub) runOnline(ctx context.Context, tx Tx, c onlineCall, cur *loyalty.P
 
 // runOnlineAll runs calls in tx as runOnline runs each, but with one applier for them all: the
 // program, the members and the webhook subscriptions are read once, and the changes are written
-// together at the end (one insert of the ledger, one update of the members). It is for calls
-// that stand or fall together, the awards of a birthday batch: a refusal fails them all, as it
-// fails the transaction. It returns how many calls were made now, not answered from an earlier
-// run (found by their idempotency key).
+// together at the end (one update of the members; one insert of the ledger, unless a call reads
+// the ledger on its way, such as an action's max_times count, which inserts what waits first).
+// The ids of the deltas the calls mint (newDelta) are not looked up in the ledger. It is for
+// calls that stand or fall together, the awards of a birthday batch: a refusal fails them all, as
+// it fails the transaction. It returns how many calls were made now, not answered from an
+// earlier run (found by their idempotency key).
 func (h *Hub) runOnlineAll(ctx context.Context, tx Tx, calls []onlineCall, cur *loyalty.Program) (fresh int, err error) {
 	a := h.newApplier(tx)
-	a.cur, a.minted = cur, true
+	a.cur, a.minted = cur, make(map[string]bool, len(calls))
 	a.deferInserts()
 	for _, c := range calls {
 		if _, found, err := c.answered(ctx, tx); err != nil {
@@ -202,8 +204,12 @@ func (h *Hub) memberOf(ctx context.Context, token, id string) (string, func() er
 }
 
 func (a *applier) newDelta(orderID, member string, kind loyalty.Kind, terminal string) loyalty.Delta {
-	return loyalty.Delta{ID: loyalty.NewDeltaID(), Store: loyalty.OnlineStore, Terminal: terminal, Member: member,
+	d := loyalty.Delta{ID: loyalty.NewDeltaID(), Store: loyalty.OnlineStore, Terminal: terminal, Member: member,
 		Kind: kind, OrderID: orderID, OccurredAt: a.Now()}
+	if a.minted != nil {
+		a.minted[d.ID] = true
+	}
+	return d
 }
 
 // Earn awards points for an online sale.

@@ -62,7 +62,8 @@ func createMembers(ctx context.Context, s hub.Store, p *loyalty.Program, n int, 
 	}
 	// A new member's tier review is due at once (InsertMember), to place them in the entry
 	// tier; these are placed already, and with no purchase nothing of theirs can leave a tier
-	// window: the hub's first sweep would give them no next review, and neither does this.
+	// window: the hub's first sweep would give them no next review, and neither does this. (It
+	// clears every member's review: the bench's database is new, and these are all it holds.)
 	err := s.Update(ctx, func(tx hub.Tx) error { return tx.ScheduleAll(ctx, hub.JobTiers, time.Time{}) })
 	if err != nil {
 		return fmt.Errorf("create members: %w", err)
