@@ -66,9 +66,9 @@ func (h *Hub) AwardBirthdays(ctx context.Context) (int, error) {
 }
 
 // birthdayBatch is how many birthday awards share a write transaction and its commit. An award
-// costs about 0.2 ms of writer time on SQLite and 0.5 ms on PostgreSQL (docs/SCALING.md), so a
-// batch holds the writer for about 10 ms, or 25 ms on PostgreSQL: a push waits no longer than
-// that for it, and the commit's wait for the disk is shared by 50.
+// costs about 0.2 ms of writer time on SQLite and 0.5 to 0.65 ms on PostgreSQL (docs/SCALING.md),
+// so a batch holds the writer for about 10 ms, or 25 to 35 ms on PostgreSQL: a push waits no
+// longer than that for it, and the commit's wait for the disk is shared by 50.
 const birthdayBatch = 50
 
 // birthday is a member's birthday award that is due.
