@@ -33,7 +33,7 @@ func scanInto(t *testing.T, tab context.Context, code string) {
 	t.Helper()
 	rctx, cancel := context.WithTimeout(tab, webtest.Timeout)
 	defer cancel()
-	if _, err := chromedp.RunResponse(rctx, chromedp.Clear(chromedp.CSS("#qr")), chromedp.SendKeys(chromedp.CSS("#qr"), code+kb.Enter)); err != nil {
+	if _, err := chromedp.RunResponse(rctx, webtest.Type("#qr", code+kb.Enter)...); err != nil {
 		t.Fatalf("scan: %v", err)
 	}
 }

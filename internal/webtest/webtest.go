@@ -150,7 +150,16 @@ func Submit(t testing.TB, ctx context.Context, sel string) {
 // would (a handheld scanner is a keyboard).
 func Fill(t testing.TB, ctx context.Context, sel, value string) {
 	t.Helper()
-	Do(t, ctx, chromedp.Clear(chromedp.CSS(sel)), chromedp.SendKeys(chromedp.CSS(sel), value))
+	Do(t, ctx, Type(sel, value)...)
+}
+
+// Type clears the input matching the CSS selector sel and types keys into it (kb.Enter for
+// Enter). It is chromedp.SendKeys without the race: SendKeys focuses the field and sends the
+// keys, as this does, but first reads the field's attributes without the lock that chromedp's
+// own event loop takes to change them, which the race detector reports when the page changes
+// the field's attributes at that moment (chromedp v0.23.1).
+func Type(sel, keys string) []chromedp.Action[chromedp.Void] {
+	return []chromedp.Action[chromedp.Void]{chromedp.Clear(chromedp.CSS(sel)), chromedp.Focus(chromedp.CSS(sel), chromedp.NodeVisible), chromedp.KeyEvent(keys)}
 }
 
 // Text returns the visible text of the first element matching the CSS selector sel, waiting
