@@ -16,8 +16,9 @@ import (
 // which flushes first, so that the applier's reads see its own deltas exactly as if each had been
 // inserted when it was applied. The hub's own deltas of the batch (tier changes, and a job's
 // expiries) wait with the rest, in the order they were made, and a delta inserted on its own
-// flushes first, so that sequence numbers keep the order of apply. TestBatchTxFlushesEveryLedgerRead checks that
-// every storage method whose statements touch those tables is here.
+// flushes first, so that sequence numbers keep the order of apply.
+// TestBatchTxFlushesEveryLedgerRead checks that every storage method whose statements touch
+// those tables is here.
 //
 // What the applier learns only from the insert, a delta's sequence number, it fills in after the
 // flush (applyBatch); a duplicate of a pending delta in the same batch flushes to learn it.

@@ -25,7 +25,6 @@ package hub
 
 import (
 	"context"
-	"fmt"
 	"sort"
 	"time"
 
@@ -316,10 +315,8 @@ func (a *applier) expire(ctx context.Context, p *loyalty.Program, member string,
 		d := loyalty.Delta{ID: loyalty.NewDeltaID(), Store: loyalty.HubStore, Member: member, Kind: loyalty.KindExpire,
 			Points: -n, RuleVersion: p.Version, OccurredAt: now}
 		d.Normalize()
-		if _, inserted, err := a.insert(ctx, d, d.Hash()); err != nil {
+		if _, _, err := a.insert(ctx, d, d.Hash()); err != nil {
 			return err
-		} else if !inserted {
-			return fmt.Errorf("expiring %d points of member %s: delta id %s is taken", n, member, d.ID)
 		}
 		rest -= n
 	}

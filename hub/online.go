@@ -78,17 +78,26 @@ func (h *Hub) runOnline(ctx context.Context, tx Tx, c onlineCall, cur *loyalty.P
 	}
 	a := h.newApplier(tx)
 	a.cur = cur
-	res, err := c.fn(a)
-	if err != nil {
+	if resp, err = a.call(ctx, c); err != nil {
 		return false, nil, err
 	}
 	if _, err := a.finish(ctx); err != nil {
 		return false, nil, err
 	}
-	if resp, err = json.Marshal(res); err != nil {
-		return false, nil, err
+	return true, resp, nil
+}
+
+// call runs a call that has no answer yet on a, and saves its answer under its idempotency key.
+func (a *applier) call(ctx context.Context, c onlineCall) ([]byte, error) {
+	res, err := c.fn(a)
+	if err != nil {
+		return nil, err
 	}
-	return true, resp, tx.SaveIdempotent(ctx, c.op, c.key, c.hash, resp, h.Now())
+	resp, err := json.Marshal(res)
+	if err != nil {
+		return nil, err
+	}
+	return resp, a.tx.SaveIdempotent(ctx, c.op, c.key, c.hash, resp, a.Now())
 }
 
 // runOnlineAll runs calls in tx as runOnline runs each, but with one applier for them all: the
@@ -109,15 +118,7 @@ func (h *Hub) runOnlineAll(ctx context.Context, tx Tx, calls []onlineCall, cur *
 		} else if found {
 			continue
 		}
-		res, err := c.fn(a)
-		if err != nil {
-			return 0, err
-		}
-		resp, err := json.Marshal(res)
-		if err != nil {
-			return 0, err
-		}
-		if err := tx.SaveIdempotent(ctx, c.op, c.key, c.hash, resp, h.Now()); err != nil {
+		if _, err := a.call(ctx, c); err != nil {
 			return 0, err
 		}
 		fresh++
