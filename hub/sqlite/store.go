@@ -1062,9 +1062,65 @@ func (t *tx) PullHead(ctx context.Context, store string, cursor int64, limit int
 	return hub.ReadPullHead(ctx, t, store, cursor, limit)
 }
 
-// BudgetFigures is the reference, its reads one by one: each costs no round trip here.
+// BudgetFigures reads the figures of every budget in two statements: one row per budget (spent,
+// outstanding, largest charge, watched), then the store's demand of them all. The reads it stands
+// for (hub.ReadBudgetFigures) are five statements a budget, and every pull sizes its leases: a
+// statement costs a few µs of database/sql and the driver however little it reads, which made
+// these reads most of a heartbeat pull's cost.
 func (t *tx) BudgetFigures(ctx context.Context, store string, budgets []string, since time.Time) (map[string]hub.BudgetFigures, error) {
-	return hub.ReadBudgetFigures(ctx, t, store, budgets, since)
+	out := make(map[string]hub.BudgetFigures, len(budgets))
+	if len(budgets) == 0 {
+		return out, nil
+	}
+	ids, err := json.Marshal(budgets)
+	if err != nil {
+		return nil, err
+	}
+	hour := hourOf(since)
+	rows, err := t.QueryContext(ctx, `SELECT b.value,
+			COALESCE((SELECT spent FROM budget_usage WHERE budget = b.value), 0),
+			COALESCE((SELECT amount FROM lease_outstanding WHERE budget = b.value), 0),
+			COALESCE((SELECT MAX(largest) FROM lease_demand WHERE store = ?2 AND budget = b.value AND hour >= ?3), 0),
+			(SELECT since FROM lease_watch WHERE store = ?4 AND budget = b.value)
+		FROM json_each(?1) b`, string(ids), chainWide, hour, store)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var b string
+		var f hub.BudgetFigures
+		var watched sql.NullInt64
+		if err := rows.Scan(&b, &f.Spent, &f.Outstanding, &f.Largest, &watched); err != nil {
+			return nil, err
+		}
+		if watched.Valid {
+			f.Watched = unixms.Time(watched.Int64)
+		}
+		out[b] = f
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	demand, err := t.QueryContext(ctx, `SELECT budget, hour, amount FROM lease_demand
+		WHERE store = ?1 AND budget IN (SELECT value FROM json_each(?2)) AND hour >= ?3 ORDER BY budget, hour`, store, string(ids), hour)
+	if err != nil {
+		return nil, err
+	}
+	defer demand.Close()
+	for demand.Next() {
+		var b string
+		var h hub.DemandHour
+		var at int64
+		if err := demand.Scan(&b, &at, &h.Amount); err != nil {
+			return nil, err
+		}
+		h.Hour = unixms.Time(at)
+		f := out[b]
+		f.Demand = append(f.Demand, h)
+		out[b] = f
+	}
+	return out, demand.Err()
 }
 
 // hourOf returns the start of the hour containing at, in unix milliseconds.
