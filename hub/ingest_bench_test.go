@@ -108,10 +108,8 @@ func pushEarns(ctx context.Context, h *hub.Hub, p *loyalty.Program, store string
 		if err != nil {
 			return err
 		}
-		for _, r := range ack.Results {
-			if r.Status != lsync.StatusApplied {
-				return fmt.Errorf("not applied: %+v", r)
-			}
+		if err := allApplied(ack, len(ds)); err != nil {
+			return err
 		}
 		ds = ds[:0]
 	}
@@ -133,6 +131,97 @@ func BenchmarkIngest(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "deltas/s")
 	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N*batch), "cpu-µs/delta")
+}
+
+// BenchmarkIngestSmallPushes measures what a chain's peak looks like to the writer: many stores
+// at once, each pushing a sale or a few at a time (an agent pushes what its tills made in 10 ms),
+// so that only group commit puts them together. 200 stores push 50 sales each, in pushes of 1
+// and of 5, each store to 50 members of its own (at least 10,000 members: a member who shopped
+// at many stores is in each one's scope, and every sale of theirs tells each of them); beside
+// them, in the same run and onto the same ledger, as many sales in batches of 500 from one store
+// (BenchmarkIngest's path).
+func BenchmarkIngestSmallPushes(b *testing.B) {
+	ctx := context.Background()
+	const stores, each = 200, 50
+	members := max(*ingestMembers, stores*each)
+	h, p := ingestHub(b, members, *ingestPreload)
+	for i := range stores {
+		id := fmt.Sprintf("many%03d", i)
+		if _, _, err := h.CreateStore(ctx, id, ""); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := h.Pull(ctx, id, lsync.Pull{Limit: 1000}); err != nil { // the rule version is sent
+			b.Fatal(err)
+		}
+		// A sale to each of its members first, untimed: the measured sales are of members in
+		// the store's scope already, as most are. (The first sale of a member at a store also
+		// writes the scope row, and would be counted in whichever part ran first.)
+		if err := pushEarns(ctx, h, p, id, i*each, each, each, members); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := pushEarns(ctx, h, p, "s1", 0, stores*each, 500, members); err != nil { // the same for the batches' store
+		b.Fatal(err)
+	}
+	measure := func(name string, run func(n int) error) {
+		var took, cpu time.Duration
+		for n := range b.N {
+			t0, cpu0 := time.Now(), cpuTime()
+			if err := run(n); err != nil {
+				b.Fatal(err)
+			}
+			took, cpu = took+time.Since(t0), cpu+cpuTime()-cpu0
+		}
+		deltas := float64(b.N * stores * each)
+		b.ReportMetric(deltas/took.Seconds(), name+"-deltas/s")
+		b.ReportMetric(float64(cpu.Microseconds())/deltas, name+"-cpu-µs/delta")
+	}
+	for _, size := range []int{1, 5} {
+		measure(fmt.Sprint("pushes-of-", size), func(n int) error {
+			errs := make(chan error, stores)
+			for i := range stores {
+				id := fmt.Sprintf("many%03d", i)
+				go func() {
+					var err error
+					for k := 0; k < each && err == nil; k += size {
+						ds := make([]loyalty.Delta, 0, size)
+						for j := k; j < k+size; j++ {
+							ds = append(ds, ingestEarn(p, id, ingestMember(i*each+j), 1299, fmt.Sprint(id, "-", size, "-", n, "-", j)))
+						}
+						var ack *lsync.Ack
+						if ack, err = h.Push(ctx, id, ds); err == nil {
+							err = allApplied(ack, len(ds))
+						}
+					}
+					errs <- err
+				}()
+			}
+			for range stores {
+				if err := <-errs; err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	from := 0
+	measure("batches-of-500", func(int) error {
+		from += stores * each
+		return pushEarns(ctx, h, p, "s1", from, stores*each, 500, members)
+	})
+}
+
+// allApplied fails unless ack applied each of n deltas.
+func allApplied(ack *lsync.Ack, n int) error {
+	if len(ack.Results) != n {
+		return fmt.Errorf("%d results for %d deltas", len(ack.Results), n)
+	}
+	for _, r := range ack.Results {
+		if r.Status != lsync.StatusApplied {
+			return fmt.Errorf("not applied: %+v", r)
+		}
+	}
+	return nil
 }
 
 // cpuTime returns the CPU time this process has used, user and system: on a machine shared with
