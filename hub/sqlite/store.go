@@ -38,13 +38,27 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	return OpenWith(ctx, path, sqlitedb.Options{})
 }
 
+// CheckpointPages is how many pages (of 4 KiB) the hub's WAL holds before a commit copies them into
+// the database file: 64 MiB, where SQLite's default is 4 MiB. Sales to members spread over the
+// table write some five pages each, among them pages that every commit writes again (the ledger's
+// last pages, the counters, the upper pages of the indexes) and, at a chain's peak, the same
+// stores' and members' pages again and again; each is copied into the database once per
+// checkpoint, however often the WAL took it. Measured (BenchmarkIngestSmallPushes, docs/
+// PERFORMANCE.md "2026-12-06 (2)"): 200 stores pushing single sales went from 3,200-3,800 to
+// 5,100-5,400 sales a second; nothing measured got slower.
+const CheckpointPages = 16000
+
 // OpenWith is Open with options (sqlitedb.Options.NoSync, for the simulator). The hub's store keeps
 // SQLite's temporary files in memory whatever opts says (sqlitedb.Options.MemoryTemp): a batch's
 // inserts into the ledger, whose triggers keep the qualifying totals, would otherwise write a
-// statement journal to a file, a system call per page.
+// statement journal to a file, a system call per page. Its WAL holds CheckpointPages pages unless
+// opts says otherwise.
 func OpenWith(ctx context.Context, path string, opts sqlitedb.Options) (*Store, error) {
 	opts.MemoryTemp = true
 	opts.CacheKiB = 64 << 10
+	if opts.CheckpointPages == 0 {
+		opts.CheckpointPages = CheckpointPages
+	}
 	sub, err := fs.Sub(migrations, "migrations")
 	if err != nil {
 		return nil, err

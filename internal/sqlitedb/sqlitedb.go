@@ -174,6 +174,12 @@ type Options struct {
 	// CacheKiB sizes the writer connection's page cache (0: SQLite's default, 2 MiB). Readers keep
 	// the default.
 	CacheKiB int
+	// CheckpointPages is how many pages the WAL may hold before the commit that passes it copies
+	// them into the database (wal_autocheckpoint; 0: SQLite's default, 1,000 pages, 4 MiB). A
+	// page written again before the checkpoint is copied once: a database whose writes come back
+	// to the same pages (members, the scope's per-store rows, index pages) copies fewer with a
+	// larger WAL, and the commit that checkpoints waits longer, more rarely.
+	CheckpointPages int
 }
 
 // DSN returns the data source name for path with the project's pragmas: WAL, synchronous FULL
@@ -190,6 +196,9 @@ func DSN(path string, readOnly bool, opts Options) string {
 	q.Add("_pragma", "busy_timeout(10000)")
 	if opts.MemoryTemp {
 		q.Add("_pragma", "temp_store(MEMORY)")
+	}
+	if opts.CheckpointPages > 0 && !readOnly {
+		q.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", opts.CheckpointPages))
 	}
 	if opts.CacheKiB > 0 && !readOnly {
 		q.Add("_pragma", fmt.Sprintf("cache_size(-%d)", opts.CacheKiB))

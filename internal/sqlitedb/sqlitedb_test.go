@@ -108,3 +108,35 @@ func TestReadersStayOpen(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckpointPages: the WAL holds up to Options.CheckpointPages pages before a commit copies
+// them into the database; without it, SQLite's 1,000. The same commits, some 1,500 pages of
+// them, leave the whole of them in the WAL with room for 4,000, and fewer than 1,000 without.
+func TestCheckpointPages(t *testing.T) {
+	ctx := context.Background()
+	schema := fstest.MapFS{"0001_init.sql": {Data: []byte("CREATE TABLE t (x BLOB);")}}
+	inWAL := func(opts sqlitedb.Options) int {
+		opts.NoSync = true
+		db, err := sqlitedb.OpenWith(ctx, filepath.Join(t.TempDir(), "c.db"), schema, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		for range 600 { // a row of a page and more each: two or three pages a commit
+			if _, err := db.W.ExecContext(ctx, `INSERT INTO t (x) VALUES (zeroblob(5000))`); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var busy, log, done int
+		if err := db.W.QueryRowContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &log, &done); err != nil {
+			t.Fatal(err)
+		}
+		return log
+	}
+	if n := inWAL(sqlitedb.Options{CheckpointPages: 4000}); n < 1500 {
+		t.Errorf("with room for 4,000 pages the WAL holds %d after some 1,500 were written; a checkpoint ran", n)
+	}
+	if n := inWAL(sqlitedb.Options{}); n >= 1000 {
+		t.Errorf("with SQLite's default the WAL holds %d pages; want fewer than 1,000", n)
+	}
+}
