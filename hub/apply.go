@@ -563,8 +563,8 @@ func (a *applier) finishMembers(ctx context.Context) ([]lsync.Balance, error) {
 	}
 	// The stores' new scope rows come after their members' new versions, so that each starts at
 	// its member's newest version and is written once.
-	for store, members := range a.subscribe {
-		if err := a.tx.SubscribeAll(ctx, store, members); err != nil {
+	if len(a.subscribe) > 0 {
+		if err := a.tx.SubscribeAll(ctx, a.subscribe); err != nil {
 			return nil, err
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"reflect"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -761,5 +762,111 @@ func receive[T any](t *testing.T, ch <-chan T, what string) T {
 	case <-time.After(biTimeout):
 		t.Fatalf("waited %s for %s", biTimeout, what)
 		panic("unreachable")
+	}
+}
+
+// TestGroupStoreReadsAreTheirReads: what a group of pushes reads at once of its stores
+// (Tx.StoresInfo, Tx.ProgramsSentTo) is what the reads of each store return (Tx.StoreInfo,
+// Tx.ProgramsSent), on either backend: for a store sent two rule versions, one sent one, one sent
+// none, and one that does not exist; and Tx.SubscribeAll puts each store's members in its scope
+// at their versions, once, and no member that does not exist.
+func TestGroupStoreReadsAreTheirReads(t *testing.T) {
+	ctx := context.Background()
+	h := openHub(t)
+	if _, _, err := h.CreateStore(ctx, "s3", ""); err != nil {
+		t.Fatal(err)
+	}
+	withProgram(t, h, func(p *loyalty.Program) { p.Currency = "USD" })
+	if _, err := h.Pull(ctx, "s1", lsync.Pull{Limit: 1000}); err != nil { // s1 is sent version 2; s2 has version 1 only
+		t.Fatal(err)
+	}
+	ids := []string{"s1", "s2", "s3", "nobody"}
+	err := h.Store.View(ctx, func(tx hub.Tx) error {
+		infos, err := tx.StoresInfo(ctx, ids)
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			want, err := tx.StoreInfo(ctx, id)
+			got, ok := infos[id]
+			switch {
+			case loyalty.ErrorCode(err) == loyalty.ENOTFOUND && ok:
+				t.Errorf("%s does not exist, but read together: %+v", id, got)
+			case err == nil && !reflect.DeepEqual(got, want):
+				t.Errorf("%s read together: %+v; alone: %+v", id, got, want)
+			case err != nil && loyalty.ErrorCode(err) != loyalty.ENOTFOUND:
+				return err
+			}
+		}
+		if len(infos) != 3 {
+			t.Errorf("read together: %d stores, want 3", len(infos))
+		}
+		counts := map[string]int{}
+		for _, from := range []int64{0, 1, 2, 3} {
+			for _, limit := range []int{1, 2} {
+				sent, err := tx.ProgramsSentTo(ctx, ids, from, limit)
+				if err != nil {
+					return err
+				}
+				for _, id := range ids {
+					want, err := tx.ProgramsSent(ctx, id, from, limit)
+					if err != nil {
+						return err
+					}
+					if !reflect.DeepEqual(sent[id], want) {
+						t.Errorf("%s from %d, %d at most, read together: %+v; alone: %+v", id, from, limit, sent[id], want)
+					}
+					counts[id] = max(counts[id], len(want))
+				}
+			}
+		}
+		if counts["s1"] != 2 || counts["s2"] != 1 || counts["s3"] != 0 {
+			t.Errorf("rule versions sent: %v; want 2 to s1, 1 to s2, none to s3", counts)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	err = h.Store.Update(ctx, func(tx hub.Tx) error {
+		return tx.SubscribeAll(ctx, map[string][]string{"s3": {"m2", "m1", "nobody", "m1"}, "s2": {"m1"}})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = h.Store.View(ctx, func(tx hub.Tx) error {
+		for _, s := range []struct {
+			store, member string
+			in            bool
+		}{{"s3", "m1", true}, {"s3", "m2", true}, {"s2", "m1", true}, {"s3", "nobody", false}, {"s1", "m2", false}} {
+			in, err := tx.Subscribed(ctx, s.store, s.member)
+			if err != nil {
+				return err
+			}
+			if in != s.in {
+				t.Errorf("%s in %s's scope: %v, want %v", s.member, s.store, in, s.in)
+			}
+		}
+		ms, err := tx.MembersSince(ctx, "s3", 0, 10)
+		if err != nil {
+			return err
+		}
+		if len(ms) != 2 {
+			t.Fatalf("s3's scope: %+v; want m1 and m2", ms)
+		}
+		for _, m := range ms {
+			want, err := tx.Member(ctx, m.ID)
+			if err != nil {
+				return err
+			}
+			if m.Version != want.Version {
+				t.Errorf("%s in s3's scope at version %d; the member's is %d", m.ID, m.Version, want.Version)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 
 	"github.com/loyalty-edge-sync/loyalty"
 	lsync "github.com/loyalty-edge-sync/loyalty/sync"
@@ -143,6 +144,9 @@ func (h *Hub) applyPushes(ctx context.Context, tx Tx, pushes []*groupPush) error
 	if err := a.prepare(ctx, all); err != nil {
 		return err
 	}
+	if err := a.prepareStores(ctx, pushes); err != nil {
+		return err
+	}
 	results := make([][]lsync.Result, len(pushes))
 	for i, p := range pushes {
 		var err error
@@ -174,6 +178,57 @@ func (h *Hub) applyPushes(ctx context.Context, tx Tx, pushes []*groupPush) error
 			}
 		}
 		p.ack = ack
+	}
+	return nil
+}
+
+// prepareStores reads at once what applying a group's pushes reads of each store: the store
+// (claims.go: storeInfo) and the rule versions it was sent from each version its deltas name on
+// (checkVersion), one query each for the group, or one per rule version named, where a group of
+// a hundred stores' single sales would otherwise make two queries a store. A store that is not
+// found is left to the per-delta path, which refuses its deltas.
+func (a *applier) prepareStores(ctx context.Context, pushes []*groupPush) error {
+	var stores []string
+	seen := make(map[string]bool, len(pushes))
+	byVersion := make(map[int64][]string) // the stores whose deltas name each version
+	wanted := make(map[sentKey]bool)
+	for _, p := range pushes {
+		if _, ok := a.stores[p.store]; ok || !storableKey(p.store) {
+			continue
+		}
+		if !seen[p.store] {
+			seen[p.store] = true
+			stores = append(stores, p.store)
+		}
+		for _, d := range p.deltas {
+			if (d.Kind != loyalty.KindEarn && d.Kind != loyalty.KindRedeem) || d.RuleVersion <= 0 {
+				continue
+			}
+			if k := (sentKey{p.store, d.RuleVersion}); !wanted[k] {
+				wanted[k] = true
+				byVersion[d.RuleVersion] = append(byVersion[d.RuleVersion], p.store)
+			}
+		}
+	}
+	if len(stores) < 2 {
+		return nil // one store's deltas read it as cheaply
+	}
+	infos, err := a.tx.StoresInfo(ctx, stores)
+	if err != nil {
+		return err
+	}
+	maps.Copy(a.stores, infos)
+	if a.sent == nil {
+		a.sent = make(map[sentKey][]SentProgram)
+	}
+	for v, stores := range byVersion {
+		sent, err := a.tx.ProgramsSentTo(ctx, stores, v, 2) // as checkVersion reads them
+		if err != nil {
+			return err
+		}
+		for _, s := range stores {
+			a.sent[sentKey{s, v}] = sent[s]
+		}
 	}
 	return nil
 }

@@ -80,6 +80,9 @@ type Tx interface {
 
 	InsertStore(ctx context.Context, s StoreInfo) error
 	StoreInfo(ctx context.Context, id string) (StoreInfo, error)
+	// StoresInfo is StoreInfo for many stores at once (a group of pushes'): those of ids that
+	// exist, by id.
+	StoresInfo(ctx context.Context, ids []string) (map[string]StoreInfo, error)
 	Stores(ctx context.Context) ([]StoreInfo, error)
 	SetStoreToken(ctx context.Context, id, tokenHash string) error
 	SetStoreHealth(ctx context.Context, id string, h Health) error
@@ -96,6 +99,9 @@ type Tx interface {
 	// ProgramsSent returns up to limit rule versions from version from on that were sent to store,
 	// oldest first.
 	ProgramsSent(ctx context.Context, store string, from int64, limit int) ([]SentProgram, error)
+	// ProgramsSentTo is ProgramsSent for many stores at once: by store, each store that was sent
+	// one of those versions.
+	ProgramsSentTo(ctx context.Context, stores []string, from int64, limit int) (map[string][]SentProgram, error)
 	// MarkFlushed records a flushed pull from store at time at: everything the store had made
 	// then was pushed before it. It only moves forward, and may lag by a minute.
 	MarkFlushed(ctx context.Context, store string, at time.Time) error
@@ -120,8 +126,9 @@ type Tx interface {
 	Subscribed(ctx context.Context, store, member string) (bool, error)
 	// Unsubscribe takes member out of store's replica scope. It is idempotent.
 	Unsubscribe(ctx context.Context, store, member string) error
-	// SubscribeAll is Subscribe for many members at once.
-	SubscribeAll(ctx context.Context, store string, members []string) error
+	// SubscribeAll is Subscribe for many members at once, of many stores: each of scopes[store]
+	// in store's scope.
+	SubscribeAll(ctx context.Context, scopes map[string][]string) error
 	// MembersSince returns members in store's scope with a version after cursor, oldest first.
 	MembersSince(ctx context.Context, store string, cursor int64, limit int) ([]loyalty.Member, error)
 	// Members returns members in id order after the given id, for checks and exports.

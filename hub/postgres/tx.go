@@ -92,6 +92,19 @@ func (t *tx) StoreInfo(ctx context.Context, id string) (hub.StoreInfo, error) {
 	return s, notFound(err, "no store %q", id)
 }
 
+func (t *tx) StoresInfo(ctx context.Context, ids []string) (map[string]hub.StoreInfo, error) {
+	out := make(map[string]hub.StoreInfo, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	err := t.each(ctx, `SELECT `+storeCols+` FROM stores WHERE id = ANY ($1)`, []any{ids}, func(rows pgx.Rows) error {
+		s, err := scanStore(rows)
+		out[s.ID] = s
+		return err
+	})
+	return out, err
+}
+
 func (t *tx) Stores(ctx context.Context) ([]hub.StoreInfo, error) {
 	out := []hub.StoreInfo{}
 	err := t.each(ctx, `SELECT `+storeCols+` FROM stores ORDER BY id`, nil, func(rows pgx.Rows) error {
@@ -175,6 +188,27 @@ func (t *tx) ProgramsSent(ctx context.Context, store string, from int64, n int) 
 		ORDER BY version LIMIT $3`, []any{store, from, limit(n)}, func(rows pgx.Rows) error {
 		p, err := scanSent(rows)
 		out = append(out, p)
+		return err
+	})
+	return out, err
+}
+
+func (t *tx) ProgramsSentTo(ctx context.Context, stores []string, from int64, n int) (map[string][]hub.SentProgram, error) {
+	out := make(map[string][]hub.SentProgram, len(stores))
+	if len(stores) == 0 {
+		return out, nil
+	}
+	// A store is sent a rule version once: a few rows each, numbered in the store's order.
+	err := t.each(ctx, `SELECT store, `+sentCols+` FROM (
+			SELECT store, `+sentCols+`, row_number() OVER (PARTITION BY store ORDER BY version) AS n
+			FROM store_programs WHERE store = ANY ($1) AND version >= $2) AS s
+		WHERE n <= $3 ORDER BY store, version`, []any{stores, from, limit(n)}, func(rows pgx.Rows) error {
+		var store string
+		var p hub.SentProgram
+		var at, received int64
+		err := rows.Scan(&store, &p.Version, &at, &received)
+		p.At, p.Received = unixms.Time(at), unixms.Time(received)
+		out[store] = append(out[store], p)
 		return err
 	})
 	return out, err
@@ -272,14 +306,21 @@ func (t *tx) Unsubscribe(ctx context.Context, store, member string) error {
 	return err
 }
 
-func (t *tx) SubscribeAll(ctx context.Context, store string, members []string) error {
+func (t *tx) SubscribeAll(ctx context.Context, scopes map[string][]string) error {
+	var stores, members []string
+	for store, ms := range scopes {
+		for _, m := range ms {
+			stores, members = append(stores, store), append(members, m)
+		}
+	}
 	if len(members) == 0 {
 		return nil
 	}
 	// With the members' versions, as Subscribe: the trigger that would look each one up
 	// (migration 0004) is not called (migration 0016).
 	_, err := t.exec(ctx, `INSERT INTO member_stores (store, member, version)
-		SELECT $1, m.id, m.version FROM members m WHERE m.id = ANY ($2) ON CONFLICT DO NOTHING`, store, members)
+		SELECT u.store, m.id, m.version FROM unnest($1::text[], $2::text[]) AS u (store, member) JOIN members m ON m.id = u.member
+		ORDER BY u.store, m.id ON CONFLICT DO NOTHING`, stores, members)
 	return err
 }
 

@@ -181,6 +181,30 @@ func (t *tx) StoreInfo(ctx context.Context, id string) (hub.StoreInfo, error) {
 	return s, notFound(err, "no store %q", id)
 }
 
+func (t *tx) StoresInfo(ctx context.Context, ids []string) (map[string]hub.StoreInfo, error) {
+	out := make(map[string]hub.StoreInfo, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := t.QueryContext(ctx, `SELECT `+storeCols+` FROM stores WHERE id IN (SELECT value FROM json_each(?))`, string(list))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		s, err := scanStore(rows)
+		if err != nil {
+			return nil, err
+		}
+		out[s.ID] = s
+	}
+	return out, rows.Err()
+}
+
 func (t *tx) Stores(ctx context.Context) ([]hub.StoreInfo, error) {
 	rows, err := t.QueryContext(ctx, `SELECT `+storeCols+` FROM stores ORDER BY id`)
 	if err != nil {
@@ -259,6 +283,37 @@ func (t *tx) ProgramsSent(ctx context.Context, store string, from int64, limit i
 		}
 		p.At, p.Received = unixms.Time(at), unixms.Time(received)
 		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+func (t *tx) ProgramsSentTo(ctx context.Context, stores []string, from int64, limit int) (map[string][]hub.SentProgram, error) {
+	out := make(map[string][]hub.SentProgram, len(stores))
+	if len(stores) == 0 {
+		return out, nil
+	}
+	list, err := json.Marshal(stores)
+	if err != nil {
+		return nil, err
+	}
+	// A store is sent a rule version once: a few rows each, numbered in the store's order.
+	rows, err := t.QueryContext(ctx, `SELECT store, version, sent_at, received_at FROM (
+			SELECT store, version, sent_at, received_at, row_number() OVER (PARTITION BY store ORDER BY version) AS n
+			FROM store_programs WHERE store IN (SELECT value FROM json_each(?1)) AND version >= ?2)
+		WHERE n <= ?3 ORDER BY store, version`, string(list), from, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var store string
+		var p hub.SentProgram
+		var at, received int64
+		if err := rows.Scan(&store, &p.Version, &at, &received); err != nil {
+			return nil, err
+		}
+		p.At, p.Received = unixms.Time(at), unixms.Time(received)
+		out[store] = append(out[store], p)
 	}
 	return out, rows.Err()
 }
@@ -586,19 +641,26 @@ func (t *tx) Unsubscribe(ctx context.Context, store, member string) error {
 	return err
 }
 
-func (t *tx) SubscribeAll(ctx context.Context, store string, members []string) error {
-	if len(members) == 0 {
+func (t *tx) SubscribeAll(ctx context.Context, scopes map[string][]string) error {
+	pairs := make([][2]string, 0, len(scopes))
+	for store, members := range scopes {
+		for _, m := range members {
+			pairs = append(pairs, [2]string{store, m})
+		}
+	}
+	if len(pairs) == 0 {
 		return nil
 	}
-	list, err := json.Marshal(members)
+	slices.SortFunc(pairs, func(a, b [2]string) int { return cmp.Or(strings.Compare(a[0], b[0]), strings.Compare(a[1], b[1])) }) // in the key's order
+	list, err := json.Marshal(pairs)
 	if err != nil {
 		return err
 	}
 	// With the members' versions, as Subscribe: the trigger that would set them (migration 0020)
 	// rewrites each new row, and moves its entry in the scope's version index.
 	_, err = t.ExecContext(ctx, `INSERT INTO member_stores (store, member, version)
-		SELECT ?1, m.id, m.version FROM json_each(?2) AS j JOIN members m ON m.id = j.value WHERE true ON CONFLICT DO NOTHING`,
-		store, string(list))
+		SELECT j.value ->> 0, m.id, m.version FROM json_each(?) AS j JOIN members m ON m.id = j.value ->> 1 WHERE true ON CONFLICT DO NOTHING`,
+		string(list))
 	return err
 }
 
