@@ -74,7 +74,9 @@ The hub's storage is SQLite, or PostgreSQL with --backend postgres (or a postgre
 loyalty_bench_<random>, and drops it at the end (--keep-database keeps it). The hub's ingest is
 then compared with a bare multi-row INSERT ... ON CONFLICT DO NOTHING into a scratch table of that
 database, and a bare PostgreSQL 1-row commit is measured too. The agents are always on SQLite,
-so the earn figures keep their bare SQLite commit baseline.
+so the earn figures keep their bare SQLite commit baseline. On SQLite the hub's write-ahead log is
+checkpointed before each part of the hub is timed, so that each part pays for copying the pages
+it wrote itself, not those of the part before it (the WAL holds up to 64 MiB).
 Members are created in bulk (--sweep-members in all; the first 1,000 belong to the agent's store),
 each with a birthday spread over the year. Without --program the hub's default program is used,
 which has no tiers, no expiry and no birthday action: pass --program configs/program.yaml (and
@@ -438,6 +440,9 @@ func runBench(ctx context.Context, o benchOptions, progress io.Writer) (r BenchR
 		return earnDelta(&p, drain.id, memberID((drainFrom+i)%members), int64(100+i%5000), fmt.Sprint("d", i), now)
 	})
 	drain.outbox.cursor = cursor
+	if err := settle(ctx, hm); err != nil {
+		return r, err
+	}
 	elapsed, err := drainStores(ctx, hm, []stormStore{drain}, quiet)
 	if err != nil {
 		return r, err
@@ -458,6 +463,9 @@ func runBench(ctx context.Context, o benchOptions, progress io.Writer) (r BenchR
 			return earnDelta(&p, storm[s].id, memberID(k%members), int64(100+k%5000), fmt.Sprint("s", i), now)
 		})
 		storm[s].outbox.cursor = cursors[s]
+	}
+	if err := settle(ctx, hm); err != nil {
+		return r, err
 	}
 	if elapsed, err = drainStores(ctx, hm, storm, quiet); err != nil {
 		return r, err
@@ -481,6 +489,16 @@ func runBench(ctx context.Context, o benchOptions, progress io.Writer) (r BenchR
 // benchAgent times earn calls at an agent of store bench (one POS client, then several), then
 // the hub's ingest through Hub.Push, then the same ingest as a second agent's outbox drain. Both
 // agents are closed when it returns, so the later parts meet a quiet hub.
+// settle checkpoints the hub's SQLite WAL before a part the bench times (hubsqlite.Store.Checkpoint):
+// otherwise a part's first commits pay for copying the pages the part before it wrote, up to
+// 64 MiB of them. PostgreSQL checkpoints in the background, on its own schedule.
+func settle(ctx context.Context, hm *HubMain) error {
+	if c, ok := hm.Store.(interface{ Checkpoint(context.Context) error }); ok {
+		return c.Checkpoint(ctx)
+	}
+	return nil
+}
+
 func benchAgent(ctx context.Context, hm *HubMain, p *loyalty.Program, tokens map[string]string, dir string, o benchOptions,
 	quiet *slog.Logger, r *BenchResult) error {
 	h := hm.Hub
@@ -572,6 +590,9 @@ func benchAgent(ctx context.Context, hm *HubMain, p *loyalty.Program, tokens map
 			return earnDelta(p, store, memberID(i%members), int64(100+i%5000), fmt.Sprint(prefix, i), now)
 		}
 	}
+	if err := settle(ctx, hm); err != nil {
+		return err
+	}
 	t0 = time.Now()
 	if err := pushAll(ctx, h, "bench", o.Deltas, r.BatchSize, mk("bench", "i")); err != nil {
 		return err
@@ -607,6 +628,9 @@ func benchAgent(ctx context.Context, hm *HubMain, p *loyalty.Program, tokens map
 	a2.Close()
 	ac2.HubURL = ac.HubURL
 	a2 = &AgentMain{Config: ac2, Logger: quiet}
+	if err := settle(ctx, hm); err != nil {
+		return err
+	}
 	t0 = time.Now()
 	if err := a2.Open(ctx); err != nil {
 		return err
