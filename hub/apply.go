@@ -525,7 +525,8 @@ func (a *applier) report(member string) {
 //
 // It writes the batch's members at once: their new change versions are one range
 // (Tx.NextVersions), their qualifying totals one read (Tx.QualifyingOf), their rows a few
-// statements (Tx.UpdateMembers), the stores' new subscriptions one statement per store.
+// statements (Tx.UpdateMembers), the stores' new subscriptions one statement for them all
+// (Tx.SubscribeAll).
 func (a *applier) finish(ctx context.Context) ([]lsync.Balance, error) {
 	out, err := a.finishMembers(ctx)
 	if err != nil {

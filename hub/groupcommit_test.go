@@ -59,6 +59,11 @@ func pushGroupHub(t *testing.T, n int) (h *hub.Hub, waiting chan int, groups cha
 	if _, err := h.CreateMember(ctx, loyalty.Member{ID: "shared"}); err != nil {
 		t.Fatal(err)
 	}
+	// Rule version 2, sent to p0 only: the other stores' deltas that name it are refused.
+	withProgram(t, h, func(*loyalty.Program) {})
+	if err := pullOnce(ctx, h, "p0"); err != nil {
+		t.Fatal(err)
+	}
 	waiting, groups = make(chan int, 1000), make(chan [2]int, 100)
 	h.SetGroupHooks(func(w int) { waiting <- w }, func(batches, deltas int) { groups <- [2]int{batches, deltas} })
 	return h, waiting, groups
@@ -487,7 +492,7 @@ func TestPush_GroupedAsOneByOne(t *testing.T) {
 		var b []loyalty.Delta
 		for range 2 + rng.IntN(6) {
 			var d loyalty.Delta
-			switch k := rng.IntN(10); {
+			switch k := rng.IntN(12); {
 			case k < 4:
 				d = sale(store, members[rng.IntN(len(members))])
 			case k < 6:
@@ -502,6 +507,12 @@ func TestPush_GroupedAsOneByOne(t *testing.T) {
 				if d.Store != store {
 					d.Store = store
 				}
+			case k == 9:
+				d = sale(store, members[rng.IntN(len(members))])
+				d.RuleVersion = 2 // sent to p0 only
+			case k == 10:
+				d = sale(store, members[rng.IntN(len(members))])
+				d.RuleVersion = 99 // never published
 			default:
 				d = sale(store, "nobody")
 			}
@@ -803,7 +814,7 @@ func TestGroupStoreReadsAreTheirReads(t *testing.T) {
 		}
 		counts := map[string]int{}
 		for _, from := range []int64{0, 1, 2, 3} {
-			for _, limit := range []int{1, 2} {
+			for _, limit := range []int{-1, 1, 2} { // -1: no limit
 				sent, err := tx.ProgramsSentTo(ctx, ids, from, limit)
 				if err != nil {
 					return err

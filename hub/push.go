@@ -193,7 +193,7 @@ func (a *applier) prepareStores(ctx context.Context, pushes []*groupPush) error 
 	byVersion := make(map[int64][]string) // the stores whose deltas name each version
 	wanted := make(map[sentKey]bool)
 	for _, p := range pushes {
-		if _, ok := a.stores[p.store]; ok || !storableKey(p.store) {
+		if !storableKey(p.store) {
 			continue
 		}
 		if !seen[p.store] {

@@ -99,8 +99,8 @@ type Tx interface {
 	// ProgramsSent returns up to limit rule versions from version from on that were sent to store,
 	// oldest first.
 	ProgramsSent(ctx context.Context, store string, from int64, limit int) ([]SentProgram, error)
-	// ProgramsSentTo is ProgramsSent for many stores at once: by store, each store that was sent
-	// one of those versions.
+	// ProgramsSentTo is ProgramsSent for many stores at once, by store; a store that was sent
+	// none of those versions is not in it.
 	ProgramsSentTo(ctx context.Context, stores []string, from int64, limit int) (map[string][]SentProgram, error)
 	// MarkFlushed records a flushed pull from store at time at: everything the store had made
 	// then was pushed before it. It only moves forward, and may lag by a minute.

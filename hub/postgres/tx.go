@@ -202,7 +202,7 @@ func (t *tx) ProgramsSentTo(ctx context.Context, stores []string, from int64, n 
 	err := t.each(ctx, `SELECT store, `+sentCols+` FROM (
 			SELECT store, `+sentCols+`, row_number() OVER (PARTITION BY store ORDER BY version) AS n
 			FROM store_programs WHERE store = ANY ($1) AND version >= $2) AS s
-		WHERE n <= $3 ORDER BY store, version`, []any{stores, from, limit(n)}, func(rows pgx.Rows) error {
+		WHERE $3::bigint IS NULL OR n <= $3 ORDER BY store, version`, []any{stores, from, limit(n)}, func(rows pgx.Rows) error {
 		var store string
 		var p hub.SentProgram
 		var at, received int64

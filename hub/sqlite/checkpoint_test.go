@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -26,7 +27,7 @@ func TestCheckpointEmptiesTheWAL(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			if err := tx.InsertMember(ctx, loyalty.Member{ID: "m" + string(rune('a'+i%26)) + string(rune('a'+i/26)), Version: v}); err != nil {
+			if err := tx.InsertMember(ctx, loyalty.Member{ID: fmt.Sprintf("m%03d", i), Version: v}); err != nil {
 				return err
 			}
 		}
@@ -35,14 +36,18 @@ func TestCheckpointEmptiesTheWAL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fi, err := os.Stat(path + "-wal"); err != nil || fi.Size() == 0 {
-		t.Fatalf("the WAL after a write: %v, %v; want pages in it", fi, err)
+	if fi, err := os.Stat(path + "-wal"); err != nil {
+		t.Fatal(err)
+	} else if fi.Size() == 0 {
+		t.Fatal("the WAL is empty after a write; want pages in it")
 	}
 	if err := s.Checkpoint(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if fi, err := os.Stat(path + "-wal"); err != nil || fi.Size() != 0 {
-		t.Fatalf("the WAL after Checkpoint: %d bytes, %v; want none", fi.Size(), err)
+	if fi, err := os.Stat(path + "-wal"); err != nil {
+		t.Fatal(err)
+	} else if fi.Size() != 0 {
+		t.Fatalf("the WAL after Checkpoint: %d bytes; want none", fi.Size())
 	}
 	err = s.View(ctx, func(tx hub.Tx) error {
 		ms, err := tx.Members(ctx, "", 1000)

@@ -315,7 +315,7 @@ func (t *tx) ProgramsSentTo(ctx context.Context, stores []string, from int64, li
 	rows, err := t.QueryContext(ctx, `SELECT store, version, sent_at, received_at FROM (
 			SELECT store, version, sent_at, received_at, row_number() OVER (PARTITION BY store ORDER BY version) AS n
 			FROM store_programs WHERE store IN (SELECT value FROM json_each(?1)) AND version >= ?2)
-		WHERE n <= ?3 ORDER BY store, version`, string(list), from, limit)
+		WHERE ?3 < 0 OR n <= ?3 ORDER BY store, version`, string(list), from, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -666,7 +666,9 @@ func (t *tx) SubscribeAll(ctx context.Context, scopes map[string][]string) error
 	if len(pairs) == 0 {
 		return nil
 	}
-	slices.SortFunc(pairs, func(a, b [2]string) int { return cmp.Or(strings.Compare(a[0], b[0]), strings.Compare(a[1], b[1])) }) // in the key's order
+	slices.SortFunc(pairs, func(a, b [2]string) int { // in the key's order
+		return cmp.Or(strings.Compare(a[0], b[0]), strings.Compare(a[1], b[1]))
+	})
 	list, err := json.Marshal(pairs)
 	if err != nil {
 		return err
@@ -674,7 +676,8 @@ func (t *tx) SubscribeAll(ctx context.Context, scopes map[string][]string) error
 	// With the members' versions, as Subscribe: the trigger that would set them (migration 0020)
 	// rewrites each new row, and moves its entry in the scope's version index.
 	_, err = t.ExecContext(ctx, `INSERT INTO member_stores (store, member, version)
-		SELECT j.value ->> 0, m.id, m.version FROM json_each(?) AS j JOIN members m ON m.id = j.value ->> 1 WHERE true ON CONFLICT DO NOTHING`,
+		SELECT j.value ->> 0, m.id, m.version FROM json_each(?) AS j JOIN members m ON m.id = j.value ->> 1
+		WHERE true ON CONFLICT DO NOTHING`,
 		string(list))
 	return err
 }
