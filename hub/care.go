@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"regexp"
 	"slices"
@@ -331,6 +332,13 @@ func (h *Hub) EraseMember(ctx context.Context, id string) (MemberView, error) {
 	})
 	if err != nil {
 		return MemberView{}, err
+	}
+	if c, ok := h.Store.(Checkpointer); ok {
+		wait, cancel := context.WithTimeout(ctx, EraseCheckpointWait)
+		if err := c.Checkpoint(wait); err != nil {
+			h.Logger.Warn("the write-ahead log still holds pages from before an erasure, until it is written over", slog.Any("err", err))
+		}
+		cancel()
 	}
 	return h.Member(ctx, id, 0)
 }

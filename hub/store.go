@@ -18,6 +18,20 @@ type Analyzer interface {
 	Analyze(ctx context.Context) error
 }
 
+// Checkpointer is a Store that keeps the pages a commit changed in a log beside the database
+// until it copies them back (SQLite's write-ahead log, hub.db-wal), where the pages as they were
+// before may stay until the log is written over. Checkpoint copies the log's pages back and empties
+// it. The hub calls it after erasing a member's personal data (EraseMember), so that the erased
+// values do not stay in the log.
+type Checkpointer interface {
+	Checkpoint(ctx context.Context) error
+}
+
+// EraseCheckpointWait is how long the checkpoint after an erasure waits for readers that still
+// use the log; it holds the writer meanwhile. If they outlast it, the log keeps its pages until
+// it is written over, after the next checkpoint.
+const EraseCheckpointWait = time.Second
+
 // AnalyzeAfterImport is how many members an import must create or change for the hub to bring
 // the engine's statistics up to date after it (Analyzer).
 const AnalyzeAfterImport = 10_000

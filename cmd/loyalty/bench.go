@@ -31,7 +31,6 @@ import (
 
 	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/hub"
-	hubsqlite "github.com/loyalty-edge-sync/loyalty/hub/sqlite"
 	"github.com/loyalty-edge-sync/loyalty/internal/seal"
 	"github.com/loyalty-edge-sync/loyalty/internal/sqlitedb"
 )
@@ -493,7 +492,7 @@ func runBench(ctx context.Context, o benchOptions, progress io.Writer) (r BenchR
 // that readers kept from finishing is reported and the bench goes on: the part then pays for
 // what was left, as a hub would.
 func settle(ctx context.Context, hm *HubMain) error {
-	s, ok := hm.Store.(*hubsqlite.Store)
+	s, ok := hm.Store.(hub.Checkpointer)
 	if !ok {
 		return nil
 	}

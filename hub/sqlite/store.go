@@ -71,9 +71,10 @@ func OpenWith(ctx context.Context, path string, opts sqlitedb.Options) (*Store, 
 }
 
 // Checkpoint copies every page the WAL holds into the database file and empties the WAL
-// (wal_checkpoint TRUNCATE), waiting for the readers that still use it. The hub never needs it: a
-// commit checkpoints once the WAL holds CheckpointPages pages. The bench calls it before each
-// part it times, so that each pays for its own writes' checkpoint and not for the part before.
+// (wal_checkpoint TRUNCATE), waiting for the readers that still use it, until ctx ends (hub.
+// Checkpointer). Otherwise a commit checkpoints once the WAL holds CheckpointPages pages. The hub
+// calls it after an erasure; the bench before each part it times, so that each pays for its own
+// writes' checkpoint and not for the part before.
 func (s *Store) Checkpoint(ctx context.Context) error {
 	var busy, log, done int
 	if err := s.db.W.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &log, &done); err != nil {
