@@ -115,11 +115,11 @@ func (h *Hub) dueBirthdays(ctx context.Context, ms []loyalty.Member, now time.Ti
 
 // awardBirthdays makes the awards of bs in one transaction, one commit for them all, with one
 // applier (runOnlineAll), and returns how many it made. Another hub process may award one
-// between dueBirthdays' read and this transaction: its key makes the award here answer that one (not fresh, not counted). If an
-// award is refused (a used-up budget, say), nothing of the batch is kept and each is made alone
-// instead, so that a refusal costs only its own award; *alone is then set, and later batches of
-// the sweep, which a used-up budget would refuse as well, go one at a time from the start. A
-// storage failure is returned as it is.
+// between dueBirthdays' read and this transaction: its key makes the award here answer that one
+// (not fresh, not counted). If an award is refused (a used-up budget, say), nothing of the batch
+// is kept and each is made alone instead, so that a refusal costs only its own award; *alone is
+// then set, and later batches of the sweep, which a used-up budget would refuse as well, go one
+// at a time from the start. A storage failure is returned as it is.
 func (h *Hub) awardBirthdays(ctx context.Context, bs []birthday, alone *bool) (int, error) {
 	if *alone {
 		return h.awardEach(ctx, bs)
