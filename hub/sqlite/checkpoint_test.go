@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/hub"
@@ -57,6 +58,57 @@ func TestCheckpointEmptiesTheWAL(t *testing.T) {
 		return err
 	})
 	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCheckpointUnderAReader: a reader that still uses the WAL keeps Checkpoint from emptying it,
+// and Checkpoint says so; once the reader is gone, it empties the WAL. (With a context that ends,
+// as the hub's erasure gives it, the driver interrupts SQLite's wait for the reader: this test
+// returns in a tenth of a second, not after the connection's busy timeout of 10 s.)
+func TestCheckpointUnderAReader(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "hub.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	insert := func(id string) {
+		t.Helper()
+		err := s.Update(ctx, func(tx hub.Tx) error {
+			v, err := tx.NextVersion(ctx)
+			if err != nil {
+				return err
+			}
+			return tx.InsertMember(ctx, loyalty.Member{ID: id, Version: v})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	insert("m1")
+	reading, release, done := make(chan struct{}), make(chan struct{}), make(chan error)
+	go func() {
+		done <- s.View(ctx, func(tx hub.Tx) error {
+			_, err := tx.Member(ctx, "m1") // a snapshot that reads the WAL's pages
+			close(reading)
+			<-release
+			return err
+		})
+	}()
+	<-reading
+	insert("m2") // pages the reader's snapshot does not have: the WAL cannot start over under it
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	err = s.Checkpoint(short)
+	cancel()
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err == nil {
+		t.Fatal("Checkpoint emptied the WAL under a reader that still used it")
+	}
+	if err := s.Checkpoint(ctx); err != nil { // the reader is gone
 		t.Fatal(err)
 	}
 }
