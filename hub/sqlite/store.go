@@ -284,7 +284,7 @@ func (t *tx) ProgramsUnreceived(ctx context.Context, store string) (bool, error)
 }
 
 func (t *tx) ProgramsSent(ctx context.Context, store string, from int64, limit int) ([]hub.SentProgram, error) {
-	rows, err := t.QueryContext(ctx, `SELECT version, sent_at, received_at FROM store_programs WHERE store = ? AND version >= ?
+	rows, err := t.QueryContext(ctx, `SELECT `+sentCols+` FROM store_programs WHERE store = ? AND version >= ?
 		ORDER BY version LIMIT ?+0`, store, from, limit)
 	if err != nil {
 		return nil, err
@@ -292,15 +292,25 @@ func (t *tx) ProgramsSent(ctx context.Context, store string, from int64, limit i
 	defer rows.Close()
 	var out []hub.SentProgram
 	for rows.Next() {
-		var p hub.SentProgram
-		var at, received int64
-		if err := rows.Scan(&p.Version, &at, &received); err != nil {
+		p, err := scanSent(rows)
+		if err != nil {
 			return nil, err
 		}
-		p.At, p.Received = unixms.Time(at), unixms.Time(received)
 		out = append(out, p)
 	}
 	return out, rows.Err()
+}
+
+// sentCols are a store_programs row's columns that scanSent reads, after any columns of its own.
+const sentCols = `version, sent_at, received_at`
+
+// scanSent reads a row of sentCols, with dest first for the query's own columns before them.
+func scanSent(rows *sql.Rows, dest ...any) (hub.SentProgram, error) {
+	var p hub.SentProgram
+	var at, received int64
+	err := rows.Scan(append(dest, &p.Version, &at, &received)...)
+	p.At, p.Received = unixms.Time(at), unixms.Time(received)
+	return p, err
 }
 
 func (t *tx) ProgramsSentTo(ctx context.Context, stores []string, from int64, limit int) (map[string][]hub.SentProgram, error) {
@@ -313,8 +323,8 @@ func (t *tx) ProgramsSentTo(ctx context.Context, stores []string, from int64, li
 		return nil, err
 	}
 	// A store is sent a rule version once: a few rows each, numbered in the store's order.
-	rows, err := t.QueryContext(ctx, `SELECT store, version, sent_at, received_at FROM (
-			SELECT store, version, sent_at, received_at, row_number() OVER (PARTITION BY store ORDER BY version) AS n
+	rows, err := t.QueryContext(ctx, `SELECT store, `+sentCols+` FROM (
+			SELECT store, `+sentCols+`, row_number() OVER (PARTITION BY store ORDER BY version) AS n
 			FROM store_programs WHERE store IN (SELECT value FROM json_each(?1)) AND version >= ?2)
 		WHERE ?3 < 0 OR n <= ?3 ORDER BY store, version`, string(list), from, limit)
 	if err != nil {
@@ -323,12 +333,10 @@ func (t *tx) ProgramsSentTo(ctx context.Context, stores []string, from int64, li
 	defer rows.Close()
 	for rows.Next() {
 		var store string
-		var p hub.SentProgram
-		var at, received int64
-		if err := rows.Scan(&store, &p.Version, &at, &received); err != nil {
+		p, err := scanSent(rows, &store)
+		if err != nil {
 			return nil, err
 		}
-		p.At, p.Received = unixms.Time(at), unixms.Time(received)
 		out[store] = append(out[store], p)
 	}
 	return out, rows.Err()
