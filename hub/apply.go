@@ -564,10 +564,8 @@ func (a *applier) finishMembers(ctx context.Context) ([]lsync.Balance, error) {
 	}
 	// The stores' new scope rows come after their members' new versions, so that each starts at
 	// its member's newest version and is written once.
-	if len(a.subscribe) > 0 {
-		if err := a.tx.SubscribeAll(ctx, a.subscribe); err != nil {
-			return nil, err
-		}
+	if err := a.tx.SubscribeAll(ctx, a.subscribe); err != nil { // nothing to write: no statement
+		return nil, err
 	}
 	a.subscribe = nil
 	return out, nil

@@ -486,7 +486,7 @@ func runBench(ctx context.Context, o benchOptions, progress io.Writer) (r BenchR
 	return r, nil
 }
 
-// settle checkpoints the hub's SQLite WAL before a part the bench times (hubsqlite.Store.Checkpoint):
+// settle checkpoints the hub's SQLite WAL before a part the bench times (hub.Checkpointer):
 // otherwise a part's first commits pay for copying the pages the part before it wrote, up to
 // 64 MiB of them. PostgreSQL checkpoints in the background, on its own schedule. A checkpoint
 // that readers kept from finishing is reported and the bench goes on: the part then pays for
