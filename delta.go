@@ -260,6 +260,11 @@ func (d *Delta) Validate() error {
 		return Errorf(EINVALID, "clock offset of %d ms is beyond any real clock's error", d.ClockOffsetMS)
 	case len(d.Lines) > MaxLines || len(d.Punches) > MaxLines || len(d.PunchRewards) > MaxLines || len(d.Leases) > MaxLines:
 		return Errorf(EINVALID, "at most %d lines, punch cards and leases", MaxLines)
+	case d.Reverses != "" && d.Kind != KindReverse && d.Kind != KindAdjust:
+		// Every count of what was refunded (refunds, voucher uses, member limits, tier totals,
+		// lots) takes a delta naming another in reverses as its refund: only a refund may.
+		// (The hub's reversal of an adjustment is an adjust delta; only the hub makes those.)
+		return Errorf(EINVALID, "only a refund (kind reverse) names the change it reverses; a %s cannot", d.Kind)
 	}
 	switch d.Kind {
 	case KindEarn:

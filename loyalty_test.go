@@ -114,8 +114,13 @@ func TestDelta_Validate(t *testing.T) {
 		"positive redeem":    func(d *loyalty.Delta) { d.Kind, d.Reward = loyalty.KindRedeem, "coffee" },
 		"redeem of nothing":  func(d *loyalty.Delta) { d.Kind, d.Points = loyalty.KindRedeem, -50 },
 		"reverse of nothing": func(d *loyalty.Delta) { d.Kind = loyalty.KindReverse },
-		"huge points":        func(d *loyalty.Delta) { d.Points = loyalty.MaxPoints + 1 },
-		"long id":            func(d *loyalty.Delta) { d.OrderID = string(make([]byte, loyalty.MaxIDLength+1)) },
+		"earn as a refund":   func(d *loyalty.Delta) { d.Reverses = "d1" },
+		"redeem as a refund": func(d *loyalty.Delta) {
+			d.Kind, d.Points, d.Reward, d.Reverses = loyalty.KindRedeem, -50, "coffee", "d1"
+		},
+		"tier as a refund": func(d *loyalty.Delta) { d.Kind, d.Points, d.Reverses = loyalty.KindTier, 0, "d1" },
+		"huge points":      func(d *loyalty.Delta) { d.Points = loyalty.MaxPoints + 1 },
+		"long id":          func(d *loyalty.Delta) { d.OrderID = string(make([]byte, loyalty.MaxIDLength+1)) },
 	} {
 		d := validDelta()
 		mutate(&d)

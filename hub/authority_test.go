@@ -729,3 +729,41 @@ func TestAuthority_StaleTierOnlyFromAStoreHoldingTheMember(t *testing.T) {
 	}
 	mustApply(t, h, "s1", stale("s1"))
 }
+
+// A store's earn or redemption that names another delta in reverses would count as that
+// delta's refund wherever the hub adds up what was refunded: a voucher use undone (so that its
+// purchase could be refunded online), a sale's refund allowed to give back far more than the
+// sale earned. The hub refuses it: only a refund names what it reverses.
+func TestAuthority_OnlyRefundsNameWhatTheyReverse(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	if _, err := h.Earn(ctx, loyalty.EarnRequest{OrderID: "w1", MemberID: "m1", Amount: 10000, Currency: "EUR"}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := h.IssueVoucher(ctx, loyalty.RedeemRequest{OrderID: "w2", MemberID: "m1", RewardID: "coffee"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	use := loyalty.Delta{ID: loyalty.NewDeltaID(), Store: "s1", Member: "m1", Kind: loyalty.KindRedeem, Voucher: v.Voucher.ID,
+		Reward: "coffee", RuleVersion: 1, OccurredAt: t0}
+	mustApply(t, h, "s1", use)
+
+	sale := earn("s1", "m1", 1000)
+	mustApply(t, h, "s1", sale)
+	forged := earn("s1", "m1", 100)
+	forged.Reverses = use.ID
+	mustReject(t, h, "s1", forged, loyalty.EINVALID)
+	tote := redeem("s1", "m1", "tote", 250)
+	tote.Amount, tote.Reverses = 1, sale.ID
+	mustReject(t, h, "s1", tote, loyalty.EINVALID)
+
+	// The voucher stays used, so its purchase cannot be refunded; the sale's refund gives back
+	// what the sale earned, no more.
+	if _, err := h.Reverse(ctx, loyalty.ReverseRequest{OrderID: "w2"}); loyalty.ErrorCode(err) != loyalty.ECONFLICT {
+		t.Errorf("refund of a used voucher's purchase: %v, want ECONFLICT", err)
+	}
+	greedy := loyalty.Delta{ID: loyalty.NewDeltaID(), Store: "s1", Member: "m1", Kind: loyalty.KindReverse, Reverses: sale.ID,
+		Points: -sale.Points + 250, RuleVersion: 1, OccurredAt: t0}
+	mustReject(t, h, "s1", greedy, loyalty.EINVALID)
+	mustCheck(t, h)
+}
