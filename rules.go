@@ -163,6 +163,13 @@ type ActionRule struct {
 // file, once a year, on their birthday (BirthdayDue).
 const ActionBirthday = "birthday"
 
+// ActionSignup is the id of the action rule the hub awards a member once, when they are created,
+// with the order id SignupOrderID(member).
+const ActionSignup = "signup"
+
+// SignupOrderID is the order id of a member's sign-up award: one per member.
+func SignupOrderID(member string) string { return "signup-" + member }
+
 // BirthdayGraceDays is how long after the start of a member's birthday the hub may still award
 // it: the day itself, and the days after it on which a hub that was down catches up.
 const BirthdayGraceDays = 7

@@ -213,8 +213,8 @@ func (h *Hub) CreateMember(ctx context.Context, m loyalty.Member) (NewMember, er
 	out := NewMember{Member: m}
 	if p, perr := h.Program(ctx); perr != nil {
 		return out, perr
-	} else if _, aerr := p.Action("signup"); aerr == nil {
-		r, err := h.Action(ctx, loyalty.ActionRequest{OrderID: "signup-" + m.ID, MemberID: m.ID, Action: "signup"})
+	} else if _, aerr := p.Action(loyalty.ActionSignup); aerr == nil {
+		r, err := h.Action(ctx, loyalty.ActionRequest{OrderID: loyalty.SignupOrderID(m.ID), MemberID: m.ID, Action: loyalty.ActionSignup})
 		if code := loyalty.ErrorCode(err); code == loyalty.EINTERNAL {
 			return out, fmt.Errorf("signup points: %w", err)
 		} else if err != nil {

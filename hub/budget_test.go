@@ -365,6 +365,38 @@ func TestActions(t *testing.T) {
 	mustCheck(t, h)
 }
 
+// TestActions_TheHubsOwn: the sign-up and birthday actions have no max_times (the hub gives each
+// at most once, a year for birthdays), so a caller with an online key must not award them under
+// order ids of its own: the birthday is refused outright, the sign-up but for its one order id,
+// whose retry gets the first answer. Nothing is awarded by the refused calls.
+func TestActions_TheHubsOwn(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	withProgram(t, h, func(p *loyalty.Program) {
+		p.Actions = []loyalty.ActionRule{{ID: loyalty.ActionSignup, Points: 100}, {ID: loyalty.ActionBirthday, Points: 200}}
+	})
+	m, err := h.CreateMember(ctx, loyalty.Member{ID: "new"})
+	if err != nil || m.Balance != 100 {
+		t.Fatalf("signup: %+v, %v", m, err)
+	}
+	for _, c := range []struct{ order, action, code string }{
+		{"x1", loyalty.ActionBirthday, loyalty.EFORBIDDEN},
+		{"birthday-2026-new", loyalty.ActionBirthday, loyalty.EFORBIDDEN},
+		{"x2", loyalty.ActionSignup, loyalty.EINVALID},
+		{"signup-m1", loyalty.ActionSignup, loyalty.EINVALID}, // another member's key
+	} {
+		if r, err := h.Action(ctx, loyalty.ActionRequest{OrderID: c.order, MemberID: "new", Action: c.action}); loyalty.ErrorCode(err) != c.code {
+			t.Errorf("%s as %s: %+v, %v; want %s", c.action, c.order, r, err, c.code)
+		}
+	}
+	if r, err := h.Action(ctx, loyalty.ActionRequest{OrderID: loyalty.SignupOrderID("new"), MemberID: "new", Action: loyalty.ActionSignup}); err != nil || r.Points != 100 || r.Balance != 100 {
+		t.Errorf("the sign-up's retry: %+v, %v; want its first answer", r, err)
+	}
+	if got := balance(t, h, "new"); got != 100 {
+		t.Errorf("balance %d, want the sign-up's 100 alone", got)
+	}
+}
+
 // TestTiers: crossing the exact threshold upgrades (a ledgered tier delta, then the multiplier
 // applies); a year without spending downgrades at requalification; a store claiming a tier the
 // program does not have is refused.

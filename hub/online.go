@@ -530,10 +530,22 @@ func (a *applier) voidVoucherOf(ctx context.Context, delta string) error {
 	return a.tx.VoidVoucher(ctx, v.ID, a.Now())
 }
 
-// Action awards an action rule's points: signup, birthday, review, social follow, newsletter, or
-// a custom event. It is refused with EBUDGET once the member had it max_times in the rule's
-// period, and reduced by the earn caps that name the action.
+// Action awards an action rule's points: a review, a social follow, a newsletter, or a custom
+// event. It is refused with EBUDGET once the member had it max_times in the rule's period, and
+// reduced by the earn caps that name the action. Two actions are the hub's own, and have no
+// max_times to hold them: the birthday action, which only the hub's birthday job awards
+// (AwardBirthdays), and the sign-up action, awarded once per member with the order id
+// loyalty.SignupOrderID (by CreateMember, or by a caller giving it later, after a refusal).
+// Otherwise a caller with an online key could award either again and again under new order ids.
 func (h *Hub) Action(ctx context.Context, req loyalty.ActionRequest) (loyalty.Receipt, error) {
+	switch {
+	case req.Action == loyalty.ActionBirthday:
+		return loyalty.Receipt{}, loyalty.Errorf(loyalty.EFORBIDDEN,
+			"the hub awards the birthday action itself, on each member's birthday; give other points with an adjustment")
+	case req.Action == loyalty.ActionSignup && req.OrderID != loyalty.SignupOrderID(req.MemberID):
+		return loyalty.Receipt{}, loyalty.Errorf(loyalty.EINVALID,
+			"the signup action is awarded once per member, with the order id %s", loyalty.SignupOrderID(req.MemberID))
+	}
 	out, _, err := h.action(ctx, req)
 	return out, err
 }
