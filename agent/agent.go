@@ -107,7 +107,7 @@ func (a *Agent) Scan(ctx context.Context, req ScanRequest) (ScanResult, error) {
 	if err := a.refuseErased(ctx, c.Member); err != nil { // care.go
 		return ScanResult{}, err
 	}
-	a.lookup(ctx, c.Member, "") // online: the hub's balance and punch cards
+	a.lookup(ctx, c.Member, "", req.QR) // online: the hub's balance and punch cards
 	var res ScanResult
 	err = a.Store.View(ctx, func(tx Tx) error {
 		m, known, bal, pending, err := a.balance(ctx, tx, c.Member)
@@ -181,6 +181,7 @@ func (a *Agent) authentic(ctx context.Context, token string) (qr.Claims, *qr.Ver
 // identity is the member of a POS call: named by a signed code or by an id in the replica.
 type identity struct {
 	member    string
+	token     string // the scanned code, when named by one
 	claims    qr.Claims
 	v         *qr.Verifier // nil when named by id
 	inReplica bool         // named by id, and found in the replica
@@ -213,7 +214,7 @@ func (a *Agent) identify(ctx context.Context, token, id, want string) (identity,
 				return identity{}, err
 			}
 		}
-		return identity{member: c.Member, claims: c, v: v}, nil
+		return identity{member: c.Member, token: token, claims: c, v: v}, nil
 	}
 	if id == "" {
 		return identity{}, loyalty.Errorf(loyalty.EINVALID, "qr (the scanned member code) or member_id is required")
@@ -335,7 +336,7 @@ func (a *Agent) Earn(ctx context.Context, req loyalty.EarnRequest) (loyalty.Rece
 	member := who.member
 	var st *lsync.Standing
 	if a.earnAsksHub(ctx, who, req) {
-		st = a.lookup(ctx, member, "") // online: the hub's punch cards and earn caps count
+		st = a.lookup(ctx, member, "", who.token) // online: the hub's punch cards and earn caps count
 	}
 	req.QR, req.MemberID = "", member
 	return a.once(ctx, "earn", req.OrderID, req, func(tx Tx, offline bool) (loyalty.Receipt, error) {
@@ -563,7 +564,7 @@ func (a *Agent) Redeem(ctx context.Context, req loyalty.RedeemRequest) (loyalty.
 		return loyalty.Receipt{}, err
 	}
 	member := who.member
-	st := a.lookup(ctx, member, "") // online: the hub's balance and per-member limits count
+	st := a.lookup(ctx, member, "", who.token) // online: the hub's balance and per-member limits count
 	req.QR, req.MemberID = "", member
 	// Each reward on an order is its own idempotent call: an order may carry stackable rewards.
 	return a.onceFor(ctx, "redeem", req.OrderID, req.RewardID, req, func(tx Tx, offline bool) (loyalty.Receipt, error) {
@@ -621,7 +622,7 @@ func (a *Agent) useVoucher(ctx context.Context, req loyalty.RedeemRequest) (loya
 	}
 	c := who.claims
 	req.Voucher = c.Voucher
-	st := a.lookup(ctx, c.Member, c.Voucher) // online: whether it was used at another store or online
+	st := a.lookup(ctx, c.Member, c.Voucher, who.token) // online: whether it was used at another store or online
 	return a.onceFor(ctx, "redeem", req.OrderID, c.Voucher, req, func(tx Tx, offline bool) (loyalty.Receipt, error) {
 		if err := who.current(); err != nil {
 			return loyalty.Receipt{}, err

@@ -11,21 +11,26 @@ import (
 )
 
 // Looker is a Syncer that can ask the hub for a member's standing: what only the hub knows, such
-// as redemptions and earnings at other stores. lsync.Client is one.
+// as redemptions and earnings at other stores. lsync.Client is one. qr is the member's code (or
+// the voucher's) the till scanned, "" for a member named by id: the hub hands a member the store
+// does not hold yet only against a scanned code.
 type Looker interface {
-	Lookup(ctx context.Context, member, voucher string) (*loyalty.Member, *lsync.Standing, error)
+	Lookup(ctx context.Context, member, voucher, qr string) (*loyalty.Member, *lsync.Standing, error)
 }
+
+var _ Looker = (*lsync.Client)(nil)
 
 // lookup asks the hub, while the store is online, for the member's current copy (balance, tier,
 // punch cards) into the replica, and returns their standing, with the state of voucher if it is
-// not empty. It waits at most LookupTimeout. It returns nil when the store decides on its own
+// not empty. code is the member's (or voucher's) scanned code, "" for a member named by id, who
+// is in the replica. It waits at most LookupTimeout. It returns nil when the store decides on its own
 // records: offline, the hub slow or failing, or a sync client that cannot look up. A signed QR is
 // enough to go on in every case.
 //
 // Online means exact: the store's own records know nothing of what the member did at other
 // stores since the last sync, so a connected store asks rather than guesses (docs/PROTOCOL.md,
 // "Online means exact").
-func (a *Agent) lookup(ctx context.Context, member, voucher string) *lsync.Standing {
+func (a *Agent) lookup(ctx context.Context, member, voucher, code string) *lsync.Standing {
 	if !a.Sync.Status().Online {
 		return nil
 	}
@@ -36,7 +41,7 @@ func (a *Agent) lookup(ctx context.Context, member, voucher string) *lsync.Stand
 		a.subscribe(ctx, member)
 		return nil
 	}
-	_, st, err := l.Lookup(ctx, member, voucher)
+	_, st, err := l.Lookup(ctx, member, voucher, code)
 	if err != nil {
 		a.Logger.Info("member lookup at the hub failed; deciding on this store's own records",
 			slog.String("member", member), slog.Any("err", err))

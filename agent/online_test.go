@@ -35,17 +35,17 @@ func (l *hubLink) Refresh(ctx context.Context) error {
 	return loyalty.Errorf(loyalty.EUNAVAILABLE, "not in this test")
 }
 func (l *hubLink) Subscribe(ctx context.Context, member string) (*loyalty.Member, error) {
-	m, _, err := l.Lookup(ctx, member, "")
+	m, _, err := l.Lookup(ctx, member, "", "")
 	return m, err
 }
-func (l *hubLink) Lookup(ctx context.Context, member, voucher string) (*loyalty.Member, *lsync.Standing, error) {
+func (l *hubLink) Lookup(ctx context.Context, member, voucher, code string) (*loyalty.Member, *lsync.Standing, error) {
 	if !l.Status().Online {
 		return nil, nil, loyalty.Errorf(loyalty.EUNAVAILABLE, "offline")
 	}
 	l.mu.Lock()
 	l.lookups++
 	l.mu.Unlock()
-	m, st, err := l.h.Subscribe(ctx, l.id, lsync.Subscribe{Member: member, Voucher: voucher})
+	m, st, err := l.h.Subscribe(ctx, l.id, lsync.Subscribe{Member: member, Voucher: voucher, QR: code})
 	if err != nil {
 		return nil, nil, err
 	}

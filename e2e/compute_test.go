@@ -234,8 +234,12 @@ func TestAgentAndHubComputeTheSame(t *testing.T) {
 	if _, _, err := h.CreateStore(ctx, "s2", ""); err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range members {
-		if _, _, err := h.Subscribe(ctx, "s2", lsync.Subscribe{Member: m}); err != nil {
+	for _, m := range members { // as the store's till scans them
+		code, err := h.MemberToken(ctx, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := h.Subscribe(ctx, "s2", lsync.Subscribe{Member: m, QR: code}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -357,6 +357,11 @@ func (a *applier) check(ctx context.Context, store string, d *loyalty.Delta) err
 				d.Amount, d.Currency, want, d.RuleVersion, d.Points)
 		}
 	case loyalty.KindRedeem:
+		if d.Voucher == "" && claims != nil {
+			if err := a.mayRedeem(ctx, store, d); err != nil {
+				return err
+			}
+		}
 		if d.Voucher != "" {
 			v, err := a.tx.Voucher(ctx, d.Voucher)
 			if err != nil {
@@ -417,6 +422,42 @@ func (a *applier) check(ctx context.Context, store string, d *loyalty.Delta) err
 		return loyalty.CheckRefund(e, *d)
 	}
 	return nil
+}
+
+// mayRedeem checks that store may spend member d.Member's points: a store spends only points it
+// has seen, those of a member in its scope (its home store's members, those who transacted there,
+// those it scanned online), or of one whose sale comes before in this push. (A voucher is its own
+// proof: any store takes a valid one.) A hub restored from a backup lost the scope rows stores
+// gained after the backup, while their replicas kept those members: for Claims.MaxOffline after
+// the restore, a redemption dated from the backup on is taken without the check.
+func (a *applier) mayRedeem(ctx context.Context, store string, d *loyalty.Delta) error {
+	if in, err := a.holds(ctx, store, d.Member); in || err != nil {
+		return err
+	}
+	e, err := a.epoch(ctx)
+	if err != nil {
+		return err
+	}
+	at := d.EventTime()
+	if !e.RestoredAt.IsZero() && !at.Before(e.BackupAt.Add(-a.Claims.Backdate)) && at.Before(e.RestoredAt.Add(a.Claims.MaxOffline)) {
+		return nil
+	}
+	return loyalty.Errorf(loyalty.EUNAUTHORIZED, "store %s does not hold member %s, so it cannot spend their points; "+
+		"the member's QR code scanned while the store is online, or a sale, brings them in", store, d.Member)
+}
+
+// holds reports whether store holds member in its replica scope at this point of the
+// transaction: in the scope as read, or brought in by a delta applied before (apply).
+func (a *applier) holds(ctx context.Context, store, member string) (bool, error) {
+	key := [2]string{store, member}
+	if a.subscribed[key] {
+		return true, nil
+	}
+	in, err := a.tx.Subscribed(ctx, store, member)
+	if in {
+		a.subscribed[key] = true // in the scope already: apply need not put them in
+	}
+	return in, err
 }
 
 // recompute computes a store's earn again from the delta's lines, the member's tier and

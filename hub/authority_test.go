@@ -767,3 +767,93 @@ func TestAuthority_OnlyRefundsNameWhatTheyReverse(t *testing.T) {
 	mustReject(t, h, "s1", greedy, loyalty.EINVALID)
 	mustCheck(t, h)
 }
+
+// A store spends only the points of members it holds: a hostile store must not spend those of a
+// member it never saw (m2, of s2). One it scanned online, or whose sale comes first in the same
+// push (a new member met offline), it may; a voucher proves itself at any store.
+func TestAuthority_RedeemOnlyForMembersTheStoreHolds(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	fund(t, h, "m2", 300)
+	r := mustReject(t, h, "s1", redeem("s1", "m2", "tote", 250), loyalty.EUNAUTHORIZED)
+	if !strings.Contains(r.Message, "scanned") {
+		t.Errorf("the refusal does not say what brings the member in: %q", r.Message)
+	}
+	hold(t, h, "s1", "m2")
+	mustApply(t, h, "s1", redeem("s1", "m2", "tote", 250))
+
+	if _, err := h.CreateMember(ctx, loyalty.Member{ID: "walk-in"}); err != nil {
+		t.Fatal(err)
+	}
+	sale, coffee := earn("s1", "walk-in", 6000), redeem("s1", "walk-in", "coffee", 50)
+	for _, res := range pushOK(t, h, "s1", sale, coffee).Results {
+		if res.Status != lsync.StatusApplied {
+			t.Errorf("a sale and a redemption of a member met offline: %+v", res)
+		}
+	}
+	if got := balance(t, h, "walk-in"); got != 10 {
+		t.Errorf("walk-in's balance %d, want 10", got)
+	}
+
+	v, err := h.IssueVoucher(ctx, loyalty.RedeemRequest{OrderID: "w1", MemberID: "m2", RewardID: "coffee"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustApply(t, h, "s2", loyalty.Delta{ID: loyalty.NewDeltaID(), Store: "s2", Member: "m2", Kind: loyalty.KindRedeem,
+		Voucher: v.Voucher.ID, Reward: "coffee", RuleVersion: 1, OccurredAt: t0})
+	mustCheck(t, h)
+}
+
+// A member's copy holds personal data, and a store holding a member may spend their points: the
+// hub hands a member to a store only with a reason, its home store's member, one who transacted
+// there, or one whose code the store scanned, current and theirs. The refusals tell nothing of
+// the member.
+func TestAuthority_SubscribeNeedsAReason(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	if _, err := h.CreateMember(ctx, loyalty.Member{ID: "m7", Email: "victim@example.com", Name: "Victim", HomeStore: "s2"}); err != nil {
+		t.Fatal(err)
+	}
+	code := func(member string) string {
+		c, err := h.MemberToken(ctx, member)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	for _, c := range []struct {
+		what string
+		req  lsync.Subscribe
+		want string
+	}{
+		{"no code", lsync.Subscribe{Member: "m7"}, loyalty.EUNAUTHORIZED},
+		{"another member's code", lsync.Subscribe{Member: "m7", QR: code("m1")}, loyalty.EUNAUTHORIZED},
+		{"a forged code", lsync.Subscribe{Member: "m7", QR: code("m7")[:20] + "x" + code("m7")[21:]}, loyalty.EINVALID},
+		{"no code, no member", lsync.Subscribe{Member: "ghost"}, loyalty.EUNAUTHORIZED},
+	} {
+		m, _, err := h.Subscribe(ctx, "s1", c.req)
+		if loyalty.ErrorCode(err) != c.want || m != nil {
+			t.Errorf("%s: %+v, %v; want %s", c.what, m, err, c.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "victim") {
+			t.Errorf("%s: the refusal tells of the member: %v", c.what, err)
+		}
+	}
+	if m, _, err := h.Subscribe(ctx, "s2", lsync.Subscribe{Member: "m7"}); err != nil || m.Email != "victim@example.com" {
+		t.Errorf("the home store: %+v, %v", m, err)
+	}
+	if m, _, err := h.Subscribe(ctx, "s1", lsync.Subscribe{Member: "m7", QR: code("m7")}); err != nil || m.ID != "m7" {
+		t.Fatalf("with the member's code: %+v, %v", m, err)
+	}
+	if _, _, err := h.Subscribe(ctx, "s1", lsync.Subscribe{Member: "m7"}); err != nil {
+		t.Errorf("a member the store holds, without a code: %v", err)
+	}
+	// A store that transacted with a member takes them back after evicting them.
+	mustApply(t, h, "s1", earn("s1", "m7", 1000))
+	if err := h.Unsubscribe(ctx, "s1", []string{"m7"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := h.Subscribe(ctx, "s1", lsync.Subscribe{Member: "m7"}); err != nil {
+		t.Errorf("a member who transacted at the store, without a code: %v", err)
+	}
+}

@@ -1077,14 +1077,25 @@ func TestSyncRejectionRecordPerStore(t *testing.T) {
 	}
 }
 
-func TestSyncSubscribeUnknownMember(t *testing.T) {
+// TestSyncSubscribeUnknownOrUnheldMember: a store that asks, without a scanned code, for a
+// member it has no reason to hold gets the same refusal whether the member exists (carol, of s2)
+// or not, so that it cannot list the members by guessing ids, and learns nothing of them.
+func TestSyncSubscribeUnknownOrUnheldMember(t *testing.T) {
 	fx := newBadFixture(t)
 	before := fx.state(t, fx.Members...)
 	c := fx.session(t, "s1", fx.Tokens["s1"])
-	wsSend(t, c, &lsync.Message{Type: lsync.TypeSubscribe, ID: 42, Subscribe: &lsync.Subscribe{Member: "ghost"}})
-	m := wsMustNext(t, c, lsync.TypeError)
-	if m.ID != 42 || m.Error.Code != loyalty.ENOTFOUND {
-		t.Errorf("got error id %d code %s, want id 42 code %s", m.ID, m.Error.Code, loyalty.ENOTFOUND)
+	var messages []string
+	for i, member := range []string{"ghost", "carol"} {
+		id := uint64(42 + i)
+		wsSend(t, c, &lsync.Message{Type: lsync.TypeSubscribe, ID: id, Subscribe: &lsync.Subscribe{Member: member}})
+		m := wsMustNext(t, c, lsync.TypeError)
+		if m.ID != id || m.Error.Code != loyalty.EUNAUTHORIZED {
+			t.Errorf("%s: got error id %d code %s, want id %d code %s", member, m.ID, m.Error.Code, id, loyalty.EUNAUTHORIZED)
+		}
+		messages = append(messages, strings.ReplaceAll(m.Error.Message, member, "X"))
+	}
+	if messages[0] != messages[1] {
+		t.Errorf("an unknown member and one of another store are refused differently: %q, %q", messages[0], messages[1])
 	}
 	wsExpectAlive(t, c) // a request error, not a session error
 	fx.assertState(t, before)

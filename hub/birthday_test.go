@@ -271,7 +271,11 @@ func TestBirthdays_Members(t *testing.T) {
 	if !strings.Contains(string(b), `"ann"`) || strings.Contains(string(b), "birthday") || strings.Contains(string(b), "1990") {
 		t.Errorf("the store's change feed: %s", b)
 	}
-	sub, _, err := a.Hub.Subscribe(ctx, "s2", lsync.Subscribe{Member: "ann"})
+	code, err := a.Hub.MemberToken(ctx, "ann")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, _, err := a.Hub.Subscribe(ctx, "s2", lsync.Subscribe{Member: "ann", QR: code})
 	if err != nil || sub.Birthday != "" {
 		t.Errorf("a store subscribing to ann got %+v, %v", sub, err)
 	}

@@ -96,7 +96,7 @@ func (a *applier) checkClaims(ctx context.Context, store string, d *loyalty.Delt
 			// A stale tier is a copy the store kept: one that does not hold the member has none
 			// (held[0] is the entry tier, which needs no copy).
 			if d.Tier != m.Tier && d.Tier != held[0] {
-				if in, err := a.tx.Subscribed(ctx, store, m.ID); err != nil {
+				if in, err := a.holds(ctx, store, m.ID); err != nil {
 					return nil, err
 				} else if !in {
 					return nil, loyalty.Errorf(loyalty.EINVALID, "this store does not hold the member, so it cannot have had them in tier %q", d.Tier)
@@ -120,7 +120,7 @@ func (a *applier) hadCountry(ctx context.Context, store, member, country string,
 	if err != nil || !slices.ContainsFunc(past, func(c PastCountry) bool { return c.Country == country }) {
 		return false, err
 	}
-	return a.tx.Subscribed(ctx, store, member)
+	return a.holds(ctx, store, member)
 }
 
 // floor returns the earliest event time the hub accepts from a store now: the later of its

@@ -523,6 +523,7 @@ func TestResolveConflict(t *testing.T) {
 	h := openHub(t)
 	pushOK(t, h, "s1", earn("s1", "m1", 6000))
 	pushOK(t, h, "s1", redeem("s1", "m1", "coffee", 50))
+	hold(t, h, "s2", "m1")
 	pushOK(t, h, "s2", redeem("s2", "m1", "coffee", 50))
 	ctx := hub.WithActor(context.Background(), hub.Actor{KeyID: "ak-op", KeyName: "op", Scope: hub.ScopeAdmin})
 	cs, _ := h.Conflicts(ctx, 10)

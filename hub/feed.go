@@ -115,13 +115,29 @@ func (h *Hub) Unsubscribe(ctx context.Context, store string, members []string) e
 // standing, read in the same transaction so that the standing is exactly what the copy's version
 // includes. For a member already in the scope (every online sale of a known member asks) it is a
 // read-only snapshot (readFirst).
+//
+// A member's copy holds personal data, and a store in whose scope they are may spend their points
+// (apply.go), so the hub hands a member only to a store with a reason to hold them: one that
+// holds them already, their home store, one they transacted at (a store evicting and taking a
+// member back races with its own unsubscribe), or one that scanned their code: req.QR, a current
+// member or voucher code of theirs, signed by the hub. Any other request is refused alike,
+// whether the member exists or not, so that a store cannot list the members by guessing ids.
 func (h *Hub) Subscribe(ctx context.Context, store string, req lsync.Subscribe) (*loyalty.Member, *lsync.Standing, error) {
 	if !loyalty.ValidText(req.Voucher, loyalty.MaxIDLength) {
 		return nil, nil, loyalty.Errorf(loyalty.EINVALID, "voucher id is not valid text of at most %d characters", loyalty.MaxIDLength)
 	}
+	scanned, err := h.scanned(ctx, req)
+	if err != nil {
+		return nil, nil, err
+	}
 	var m loyalty.Member
 	var st *lsync.Standing
 	subscribe := func(tx Tx) error {
+		if !scanned {
+			if err := mayHold(ctx, tx, store, req.Member); err != nil {
+				return err
+			}
+		}
 		var err error
 		if m, err = tx.Member(ctx, req.Member); err != nil {
 			return err
@@ -131,11 +147,48 @@ func (h *Hub) Subscribe(ctx context.Context, store string, req lsync.Subscribe) 
 		}
 		return tx.Subscribe(ctx, store, req.Member)
 	}
-	err := h.readFirst(ctx, subscribe, func() error { return h.Store.Update(ctx, subscribe) })
+	err = h.readFirst(ctx, subscribe, func() error { return h.Store.Update(ctx, subscribe) })
 	if err != nil {
 		return nil, nil, err
 	}
 	return &m, st, nil
+}
+
+// scanned reports whether req carries a code of its member that proves the member was at the
+// store's till: a member or voucher code signed by the hub, still current. A code that is not
+// one is EINVALID; a code of another member, EUNAUTHORIZED.
+func (h *Hub) scanned(ctx context.Context, req lsync.Subscribe) (bool, error) {
+	if req.QR == "" {
+		return false, nil
+	}
+	c, current, err := h.authentic(ctx, req.QR, "")
+	if err == nil {
+		err = current()
+	}
+	if err != nil {
+		return false, err
+	}
+	if c.Member != req.Member {
+		return false, loyalty.Errorf(loyalty.EUNAUTHORIZED, "the scanned code is not member %s's", req.Member)
+	}
+	return true, nil
+}
+
+// mayHold checks, for a subscription without a scanned code, that store has a reason to hold
+// member (Subscribe): in its scope already, its home store's member, or one who transacted there.
+func mayHold(ctx context.Context, tx Tx, store, member string) error {
+	if in, err := tx.Subscribed(ctx, store, member); in || err != nil {
+		return err
+	}
+	if m, err := tx.Member(ctx, member); err == nil && m.HomeStore == store {
+		return nil
+	} else if err != nil && loyalty.ErrorCode(err) != loyalty.ENOTFOUND {
+		return err
+	}
+	if did, err := tx.Transacted(ctx, store, member); did || err != nil {
+		return err
+	}
+	return loyalty.Errorf(loyalty.EUNAUTHORIZED, "store %s does not hold member %s; send the member's scanned QR code to fetch them", store, member)
 }
 
 // errWrites is how a read-first pass (readFirst) says that its transaction has something to write.

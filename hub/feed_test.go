@@ -132,9 +132,16 @@ func TestFeed_PullsAndLookupsReadUnlessSomethingChanges(t *testing.T) {
 	writes("a flushed pull a minute after the last one", true, func() error { now = now.Add(2 * time.Minute); return pull() })
 	writes("a pull with nothing new", false, pull)
 	writes("another pull with nothing new", false, pull)
+	codes := map[string]string{}
+	for _, m := range []string{"m1", "m2"} {
+		var err error
+		if codes[m], err = h.MemberToken(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
 	subscribe := func(member string) func() error {
 		return func() error {
-			m, st, err := h.Subscribe(ctx, "s1", lsync.Subscribe{Member: member})
+			m, st, err := h.Subscribe(ctx, "s1", lsync.Subscribe{Member: member, QR: codes[member]})
 			if err == nil && (m.ID != member || st == nil) {
 				return fmt.Errorf("subscribe %s: %+v %+v", member, m, st)
 			}
@@ -144,8 +151,8 @@ func TestFeed_PullsAndLookupsReadUnlessSomethingChanges(t *testing.T) {
 	writes("looking up m1, in s1's scope", false, subscribe("m1"))
 	writes("looking up m2, not in s1's scope yet", true, subscribe("m2"))
 	writes("looking up m2 again", false, subscribe("m2"))
-	if _, _, err := h.Subscribe(ctx, "s1", lsync.Subscribe{Member: "nobody"}); loyalty.ErrorCode(err) != loyalty.ENOTFOUND {
-		t.Errorf("looking up an unknown member: %v, want ENOTFOUND", err)
+	if _, _, err := h.Subscribe(ctx, "s1", lsync.Subscribe{Member: "nobody"}); loyalty.ErrorCode(err) != loyalty.EUNAUTHORIZED {
+		t.Errorf("looking up an unknown member without a code: %v, want EUNAUTHORIZED", err)
 	}
 	writes("a flushed pull a minute on: the floor moves", true, func() error { now = now.Add(2 * time.Minute); return pull() })
 	writes("and right after, nothing new", false, pull)
@@ -189,9 +196,7 @@ func TestFeed_ChangesNotifyOnlyTheStoresTheyConcern(t *testing.T) {
 	}
 	pushOK(t, h, "s1", earn("s1", "m1", 500))
 	told("a sale of s1's member at s1", []string{"s1"})
-	if _, _, err := h.Subscribe(ctx, "s2", lsync.Subscribe{Member: "m1"}); err != nil {
-		t.Fatal(err)
-	}
+	hold(t, h, "s2", "m1")
 	notes = nil // a subscription answers with the member: nothing for others to pull
 	pushOK(t, h, "s1", earn("s1", "m1", 700))
 	told("a sale of a member both stores hold", []string{"s1", "s2"})

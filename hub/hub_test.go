@@ -76,6 +76,20 @@ func pushOK(t *testing.T, h *hub.Hub, store string, ds ...loyalty.Delta) *lsync.
 	return ack
 }
 
+// hold puts member in store's replica scope as a till's online scan does: a subscription with
+// the member's signed code.
+func hold(t testing.TB, h *hub.Hub, store, member string) {
+	t.Helper()
+	ctx := context.Background()
+	code, err := h.MemberToken(ctx, member)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := h.Subscribe(ctx, store, lsync.Subscribe{Member: member, QR: code}); err != nil {
+		t.Fatalf("store %s scans member %s: %v", store, member, err)
+	}
+}
+
 func balance(t *testing.T, h *hub.Hub, member string) int64 {
 	t.Helper()
 	v, err := h.Member(context.Background(), member, 0)
@@ -195,6 +209,7 @@ func TestPush_OfflineOverdraftIsAppliedAndFlagged(t *testing.T) {
 	h := openHub(t)
 	pushOK(t, h, "s1", earn("s1", "m1", 6000)) // 60 points
 	a := pushOK(t, h, "s1", redeem("s1", "m1", "coffee", 50))
+	hold(t, h, "s2", "m1") // s2 scanned m1 before it went offline
 	b := pushOK(t, h, "s2", redeem("s2", "m1", "coffee", 50))
 	if a.Results[0].Status != lsync.StatusApplied || b.Results[0].Status != lsync.StatusApplied {
 		t.Fatalf("offline redemptions must apply: %+v %+v", a.Results, b.Results)

@@ -302,6 +302,7 @@ func TestLeaseHoldsOneOrder(t *testing.T) {
 	c.pull("s1", "orders")
 	l2 := c.pull("s2", "orders")
 	c.now = t0.Add(20 * time.Hour)
+	hold(t, c.h, "s2", "m1")
 	d := redeem("s2", "m1", "five-off", 100)
 	d.RuleVersion, d.Amount, d.OccurredAt, d.Leases = 2, 4_000, c.now, map[string]string{"orders": l2.ID}
 	mustApply(t, c.h, "s2", d)

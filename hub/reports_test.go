@@ -162,6 +162,8 @@ func genHistory(t *testing.T, h *hub.Hub, clock *time.Time, rng *rand.Rand, star
 			if balances[m] < r.PointsCost && rng.IntN(3) != 0 {
 				continue
 			}
+			*clock = at
+			hold(t, h, store, m) // the till scanned the member's code
 			apply(loyalty.Delta{ID: loyalty.NewDeltaID(), Store: store, Member: m, Kind: loyalty.KindRedeem, Points: -r.PointsCost,
 				Reward: r.ID, RuleVersion: p.Version, OccurredAt: at})
 		case x < 92 && len(sales) > 0: // a sale reversed in full (what partial refunds left of it)

@@ -117,6 +117,7 @@ type Client struct {
 type call struct {
 	member  string // subscribe to this member; empty: refresh (pull now)
 	voucher string // and ask for this voucher's state
+	qr      string // the member's code the store scanned, for a member it does not hold yet
 	reply   chan callResult
 
 	unsubscribe []string // not nil: take these members out of the store's scope instead
@@ -168,21 +169,25 @@ func (c *Client) update(fn func(*Status)) {
 	fn(&c.status)
 }
 
-// Subscribe asks the hub for a member not yet in the replica. It returns EUNAVAILABLE at once
-// when offline, ENOTFOUND when the hub does not know the member.
+// Subscribe asks the hub for a member not yet in the replica, without a scanned code: the hub
+// hands over only a member the store has a reason to hold (its home store's, one who transacted
+// there; otherwise EUNAUTHORIZED). It returns EUNAVAILABLE at once when offline, ENOTFOUND when
+// the hub does not know the member.
 func (c *Client) Subscribe(ctx context.Context, member string) (*loyalty.Member, error) {
-	m, _, err := c.Lookup(ctx, member, "")
+	m, _, err := c.Lookup(ctx, member, "", "")
 	return m, err
 }
 
 // Lookup is Subscribe that also returns the member's standing at the hub, with the state of
-// voucher if it is not empty. The member copy is in the replica (ApplyMember) when it returns.
-// It returns EUNAVAILABLE at once when offline, and when ctx ends before the hub answers.
-func (c *Client) Lookup(ctx context.Context, member, voucher string) (*loyalty.Member, *Standing, error) {
+// voucher if it is not empty. qr is the member's code (or the voucher's) the till scanned, if it
+// did: what lets the hub hand over a member the store does not hold yet. The member copy is in
+// the replica (ApplyMember) when it returns. It returns EUNAVAILABLE at once when offline, and
+// when ctx ends before the hub answers.
+func (c *Client) Lookup(ctx context.Context, member, voucher, qr string) (*loyalty.Member, *Standing, error) {
 	if !c.Status().Online {
 		return nil, nil, loyalty.Errorf(loyalty.EUNAVAILABLE, "the store is offline")
 	}
-	r := c.ask(ctx, &call{member: member, voucher: voucher})
+	r := c.ask(ctx, &call{member: member, voucher: voucher, qr: qr})
 	return r.m, r.standing, r.err
 }
 
@@ -389,7 +394,7 @@ func (c *Client) session(ctx context.Context) (err error) {
 			}
 			s.nextID++
 			s.calls[s.nextID] = cl
-			if err := s.send(ctx, &Message{Type: TypeSubscribe, ID: s.nextID, Subscribe: &Subscribe{Member: cl.member, Voucher: cl.voucher}}); err != nil {
+			if err := s.send(ctx, &Message{Type: TypeSubscribe, ID: s.nextID, Subscribe: &Subscribe{Member: cl.member, Voucher: cl.voucher, QR: cl.qr}}); err != nil {
 				return err
 			}
 		case <-ticker.C:

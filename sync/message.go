@@ -172,10 +172,14 @@ type Notify struct {
 }
 
 // Subscribe asks the hub to add Member to the store's replica scope and return it, with the
-// member's Standing. Voucher, if set, asks for the state of one of the member's vouchers too.
+// member's Standing. Voucher, if set, asks for the state of one of the member's vouchers too. QR
+// is the member's code (or the voucher's) that the store scanned: the hub hands a member to a
+// store that does not hold them yet (docs/PROTOCOL.md, "Replica scope") only against a current
+// code of theirs, signed by the hub.
 type Subscribe struct {
 	Member  string `json:"member"`
 	Voucher string `json:"voucher,omitempty"`
+	QR      string `json:"qr,omitempty"`
 }
 
 // Unsubscribe asks the hub to take Members out of the store's replica scope: the change feed no

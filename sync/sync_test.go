@@ -69,6 +69,7 @@ type hubFake struct {
 	version int64
 	token   string
 	epoch   int64
+	qr      string // the code of the last subscribe
 }
 
 func (h *hubFake) Epoch(ctx context.Context, store string) (int64, time.Time, error) {
@@ -112,6 +113,9 @@ func (h *hubFake) Subscribe(ctx context.Context, store string, req lsync.Subscri
 	if req.Member == "ghost" {
 		return nil, nil, loyalty.Errorf(loyalty.ENOTFOUND, "no member ghost")
 	}
+	h.mu.Lock()
+	h.qr = req.QR
+	h.mu.Unlock()
 	st := &lsync.Standing{Redemptions: []lsync.Usage{{Period: loyalty.PeriodDay, Used: 2}}}
 	if req.Voucher != "" {
 		st.Voucher = lsync.VoucherUsed
@@ -343,7 +347,7 @@ func TestClient_WrongTokenIsRefused(t *testing.T) {
 }
 
 func TestClient_Subscribe(t *testing.T) {
-	_, a, c, _ := setup(t, 0, "secret")
+	h, a, c, _ := setup(t, 0, "secret")
 	ctx := context.Background()
 	if _, err := c.Subscribe(ctx, "m1"); loyalty.ErrorCode(err) != loyalty.EUNAVAILABLE {
 		t.Fatalf("offline subscribe: %v, want EUNAVAILABLE", err)
@@ -363,11 +367,16 @@ func TestClient_Subscribe(t *testing.T) {
 	if _, err := c.Subscribe(ctx, "ghost"); loyalty.ErrorCode(err) != loyalty.ENOTFOUND {
 		t.Errorf("unknown member: %v, want ENOTFOUND", err)
 	}
-	// Lookup carries the voucher asked about to the hub and the standing back.
-	_, st, err := c.Lookup(ctx, "m1", "v1")
+	// Lookup carries the voucher asked about and the scanned code to the hub, and the standing
+	// back.
+	_, st, err := c.Lookup(ctx, "m1", "v1", "scanned-code")
 	if err != nil || st == nil || st.Voucher != lsync.VoucherUsed {
 		t.Fatalf("lookup with a voucher: standing %+v, %v", st, err)
 	}
+	if h.mu.Lock(); h.qr != "scanned-code" {
+		t.Errorf("the hub got the code %q, want the scanned one", h.qr)
+	}
+	h.mu.Unlock()
 	if n, ok := st.Redeemed("", loyalty.PeriodDay); !ok || n != 2 {
 		t.Errorf("standing redemptions today = %d, %v; want 2, true", n, ok)
 	}

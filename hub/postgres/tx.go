@@ -301,6 +301,12 @@ func (t *tx) Subscribed(ctx context.Context, store, member string) (bool, error)
 	return in, err
 }
 
+func (t *tx) Transacted(ctx context.Context, store, member string) (bool, error) {
+	var did bool
+	err := t.queryRow(ctx, `SELECT EXISTS (SELECT 1 FROM deltas WHERE member = $1 AND store = $2)`, member, store).Scan(&did)
+	return did, err
+}
+
 func (t *tx) Unsubscribe(ctx context.Context, store, member string) error {
 	_, err := t.exec(ctx, `DELETE FROM member_stores WHERE store = $1 AND member = $2`, store, member)
 	return err

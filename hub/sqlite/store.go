@@ -660,6 +660,12 @@ func (t *tx) Subscribed(ctx context.Context, store, member string) (bool, error)
 	return in, err
 }
 
+func (t *tx) Transacted(ctx context.Context, store, member string) (bool, error) {
+	var did bool
+	err := t.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM deltas WHERE member = ? AND store = ?)`, member, store).Scan(&did)
+	return did, err
+}
+
 func (t *tx) Unsubscribe(ctx context.Context, store, member string) error {
 	_, err := t.ExecContext(ctx, `DELETE FROM member_stores WHERE store = ? AND member = ?`, store, member)
 	return err
