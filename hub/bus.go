@@ -173,6 +173,9 @@ func (h *Hub) event(ctx context.Context, ev Event) {
 // concern are named (changed): a poll that named every store would have every agent of the
 // chain pull after each poll while sales flow.
 func (h *Hub) NoticeChanges(ctx context.Context) error {
+	// What this process had told before the read: a commit of its own between the read and the
+	// comparison tells a later version, which is no sign that the database went back.
+	told := h.notified.Load()
 	var v int64
 	err := h.Store.View(ctx, func(tx Tx) error {
 		var err error
@@ -184,7 +187,7 @@ func (h *Hub) NoticeChanges(ctx context.Context) error {
 	}
 	// Below what this process told already, the database went back: every store is told its
 	// version, as when the hub starts listening again.
-	h.changed(ctx, v, v < h.notified.Load())
+	h.changed(ctx, v, v < told)
 	return nil
 }
 

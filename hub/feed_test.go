@@ -267,6 +267,41 @@ func TestFeed_NoticeChangesTellsOnlyTheStoresTheyConcern(t *testing.T) {
 	}
 }
 
+// A commit of the hub's own that lands between the poll's read of the change version and its
+// comparison with what the hub told is no sign that the database went back: it must not have
+// every agent of the chain pull.
+func TestFeed_NoticeChangesRacingAnOwnCommit(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	pushOK(t, h, "s1", earn("s1", "m1", 500))
+	var notes [][]string
+	h.OnChange = func(v int64, stores []string) { notes = append(notes, stores) }
+	racing := &viewThen{Store: h.Store}
+	racing.then = func() { pushOK(t, h, "s1", earn("s1", "m1", 700)) }
+	h.Store = racing
+	if err := h.NoticeChanges(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(notes) != 1 || notes[0] == nil || !slices.Equal(notes[0], []string{"s1"}) {
+		t.Errorf("notifications %q (nil: every store), want the sale's alone, to s1", notes)
+	}
+}
+
+// viewThen is a Store whose first View runs then once it has read.
+type viewThen struct {
+	hub.Store
+	then func()
+}
+
+func (s *viewThen) View(ctx context.Context, fn func(hub.Tx) error) error {
+	err := s.Store.View(ctx, fn)
+	if then := s.then; then != nil {
+		s.then = nil
+		then()
+	}
+	return err
+}
+
 // anotherProgram returns h's current program in another currency: a new rule version.
 func anotherProgram(t *testing.T, h *hub.Hub) loyalty.Program {
 	t.Helper()
