@@ -203,6 +203,33 @@ func TestSessions_RenewalKeepsDeadlineAndHealth(t *testing.T) {
 	}
 }
 
+// TestSessions_RenewalEndsARotatedToken: a store's token replaced by another hub process whose
+// event this one never heard (its event connection was down) ends the session this one holds at
+// its next renewal, as the agent's old token would no longer open one; another store's session
+// goes on.
+func TestSessions_RenewalEndsARotatedToken(t *testing.T) {
+	ctx := context.Background()
+	a := openHub(t)
+	b := otherHub(t, a)
+	s1, s2 := newTestSession("s1", "10.0.0.1:1111", t0), newTestSession("s2", "10.0.0.2:2222", t0)
+	for _, s := range []testSession{s1, s2} {
+		if err := a.Claim(ctx, s.Session); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := b.RotateStoreToken(ctx, "s1"); err != nil { // a is not listening: the event is lost to it
+		t.Fatal(err)
+	}
+	s1.mustLive(t, "before a renews")
+	if err := a.RenewSessions(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s1.mustEnd(t, "a renewed after s1's token was replaced"); loyalty.ErrorCode(err) != loyalty.EUNAUTHORIZED {
+		t.Errorf("s1's session ended with %v, want EUNAUTHORIZED", err)
+	}
+	s2.mustLive(t, "s2's token is unchanged")
+}
+
 // TestSessions_StaleDeadline: a hub process that stops renewing (it died) leaves a row whose
 // deadline passes. The next renewal by another process ends it and shows the store disconnected;
 // a new session claims the store anyway; and the first process, if it was only slow, ends its

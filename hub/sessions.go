@@ -30,6 +30,7 @@ import (
 	"crypto/subtle"
 	"log/slog"
 	"maps"
+	"slices"
 	"time"
 
 	"github.com/loyalty-edge-sync/loyalty"
@@ -101,9 +102,10 @@ func (h *Hub) Seen(ctx context.Context, store string, s lsync.Health) error {
 
 // liveSession is a store's session this process claimed.
 type liveSession struct {
-	sess    *lsync.Session
-	started time.Time // its start, as the database keeps it (Session.Started)
-	written Health    // its store's health as last written to the database
+	sess      *lsync.Session
+	started   time.Time // its start, as the database keeps it (Session.Started)
+	written   Health    // its store's health as last written to the database
+	tokenHash string    // the store's token hash when it was claimed: a session outlives no rotation
 }
 
 // pendingClaim is a claim of this process in progress: the newest claim of the same store by
@@ -130,11 +132,13 @@ func (h *Hub) Claim(ctx context.Context, s *lsync.Session) error {
 	now := h.Now()
 	var row Session
 	var written Health
+	var tokenHash string
 	err := h.bookkept(ctx, func(ctx context.Context, tx Tx) error {
 		info, err := tx.StoreInfo(ctx, store)
 		if err != nil {
 			return err
 		}
+		tokenHash = info.TokenHash
 		if row, err = tx.ClaimSession(ctx, Session{Store: store, Owner: h.ID, Remote: s.Remote, Started: start}, h.sessionTTL()); err != nil {
 			return err
 		}
@@ -158,7 +162,7 @@ func (h *Hub) Claim(ctx context.Context, s *lsync.Session) error {
 		// claim was registered: this session is over already. The release is the other's.
 		return lsync.Superseded(store, p.newest.Remote)
 	}
-	h.live[store] = &liveSession{sess: s, started: row.Started, written: written}
+	h.live[store] = &liveSession{sess: s, started: row.Started, written: written, tokenHash: tokenHash}
 	h.started[store] = row.Started
 	cur := h.health[store]
 	cur.Connected, cur.LastSeen = true, now
@@ -218,7 +222,9 @@ func (h *Hub) claimedElsewhere(ev Event) {
 // another process took over, or ended because this one did not renew it in time; it releases
 // rows this process holds without a session behind them (a Release that failed); and it ends
 // the sessions of other processes whose deadline passed, marking their stores disconnected.
-// Start calls it every SessionTTL/3.
+// It also ends the sessions whose store's token was replaced since they were claimed: the
+// rotation's event ends them at once (EventToken), but a process whose event connection was down
+// then would not hear it. Start calls it every SessionTTL/3, and when the hub listens again.
 func (h *Hub) RenewSessions(ctx context.Context) error {
 	h.healthMu.Lock()
 	held := maps.Clone(h.live)
@@ -232,21 +238,29 @@ func (h *Hub) RenewSessions(ctx context.Context) error {
 		l   *liveSession
 		row Session // the store's session now: another's, or ended
 	}
-	var gone []lost
+	var gone, rotated []lost
 	var owned []Session
 	written := map[string]Health{}
 	err := h.Store.Update(Bookkeeping(ctx), func(tx Tx) error {
-		gone, written = gone[:0], map[string]Health{} // a retried transaction starts over
+		gone, rotated, written = gone[:0], rotated[:0], map[string]Health{} // a retried transaction starts over
 		var err error
 		if owned, err = tx.RenewSessions(ctx, h.ID, now, h.sessionTTL()); err != nil {
 			return err
+		}
+		var infos map[string]StoreInfo
+		if len(held) > 0 {
+			if infos, err = tx.StoresInfo(ctx, slices.Collect(maps.Keys(held))); err != nil {
+				return err
+			}
 		}
 		mine := make(map[string]time.Time, len(owned))
 		for _, r := range owned {
 			mine[r.Store] = r.Started
 		}
 		for store, l := range held {
-			if started, ok := mine[store]; ok && started.Equal(l.started) {
+			if started, ok := mine[store]; ok && started.Equal(l.started) && infos[store].TokenHash != l.tokenHash {
+				rotated = append(rotated, lost{l: l})
+			} else if ok && started.Equal(l.started) {
 				if hl := health[store]; hl.Connected && (hl.Outbox != l.written.Outbox || hl.ClockOffsetMS != l.written.ClockOffsetMS ||
 					!sameUnsynced(hl.Unsynced, l.written.Unsynced)) {
 					hl.LastSeen = now
@@ -287,6 +301,11 @@ func (h *Hub) RenewSessions(ctx context.Context) error {
 		}
 	}
 	h.healthMu.Unlock()
+	for _, r := range rotated {
+		h.Logger.Warn("a store's token was replaced while this hub held its sync session; ending it",
+			slog.String("store", r.l.sess.Store), slog.String("remote", r.l.sess.Remote))
+		r.l.sess.End(loyalty.Errorf(loyalty.EUNAUTHORIZED, "this store's token was replaced; connect again with the new one"))
+	}
 	for _, g := range gone {
 		if g.row.Owner != "" {
 			h.Logger.Warn("another hub process took over a store's sync session; ending it here",
