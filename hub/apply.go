@@ -398,6 +398,16 @@ func (a *applier) check(ctx context.Context, store string, d *loyalty.Delta) err
 		if r.MinOrder > 0 && d.Amount < r.MinOrder {
 			return loyalty.Errorf(loyalty.EINVALID, "%s needs an order of at least %d minor units", r.Name, r.MinOrder)
 		}
+		if claims != nil && len(r.Tiers) > 0 && !slices.ContainsFunc(claims.tiers, func(t string) bool { return slices.Contains(r.Tiers, t) }) {
+			return loyalty.Errorf(loyalty.EINVALID, "%s is for %v members only, and the member was in none of those tiers when this redemption happened, "+
+				"nor when the store last synced", r.Name, r.Tiers)
+		}
+		if claims != nil && d.OrderID != "" {
+			// An order carries several rewards only if they stack, as the store's agent checks.
+			if err := a.stacks(ctx, p, store, d.OrderID, r.ID); err != nil {
+				return err
+			}
+		}
 	case loyalty.KindReverse:
 		orig, err := a.tx.Delta(ctx, d.Reverses)
 		if loyalty.ErrorCode(err) == loyalty.ENOTFOUND {

@@ -857,3 +857,41 @@ func TestAuthority_SubscribeNeedsAReason(t *testing.T) {
 		t.Errorf("a member who transacted at the store, without a code: %v", err)
 	}
 }
+
+// A store's redemption is held to the reward's rules as the online channel is: a reward for
+// some tiers only, for a member who held none of them while the store could have seen it, and a
+// second reward on an order whose rewards do not stack, are refused. A gold member may have
+// the gold reward, and stackable rewards share an order.
+func TestAuthority_RedemptionRulesOfTheReward(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	withProgram(t, h, func(p *loyalty.Program) {
+		p.Tiers = &loyalty.TierRules{Basis: loyalty.BasisSpend, Window: loyalty.WindowLifetime, Tiers: []loyalty.Tier{
+			{ID: "base", Threshold: 0, Multiplier: 1000}, {ID: "gold", Threshold: 150_000, Multiplier: 1000}}}
+		p.Rewards = append(p.Rewards, loyalty.Reward{ID: "lounge", Name: "Gold lounge", PointsCost: 10, Kind: "free_product", Tiers: []string{"gold"}})
+		for i := range p.Rewards {
+			p.Rewards[i].Stackable = p.Rewards[i].ID != "tote"
+		}
+	})
+	syncStores(t, h)
+	fund(t, h, "m1", 1000)
+	if _, err := h.Earn(ctx, loyalty.EarnRequest{OrderID: "big", MemberID: "m2", Amount: 200_000, Currency: "EUR"}); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := h.Member(ctx, "m2", 0); err != nil || v.Tier != "gold" {
+		t.Fatalf("m2: %+v, %v; want gold", v, err)
+	}
+	hold(t, h, "s1", "m2")
+	at := func(d loyalty.Delta, order string) loyalty.Delta {
+		d.RuleVersion, d.OrderID, d.OccurredAt = 2, order, h.Now()
+		return d
+	}
+	mustReject(t, h, "s1", at(redeem("s1", "m1", "lounge", 10), "o1"), loyalty.EINVALID)
+	mustApply(t, h, "s1", at(redeem("s1", "m2", "lounge", 10), "o2"))
+
+	mustApply(t, h, "s1", at(redeem("s1", "m1", "coffee", 50), "o3"))
+	mustApply(t, h, "s1", at(redeem("s1", "m1", "five-off", 100), "o3")) // both stack
+	mustReject(t, h, "s1", at(redeem("s1", "m1", "tote", 250), "o3"), loyalty.EINVALID)
+	mustApply(t, h, "s1", at(redeem("s1", "m1", "tote", 250), "o4"))
+	mustCheck(t, h)
+}

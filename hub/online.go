@@ -301,7 +301,11 @@ func (h *Hub) Redeem(ctx context.Context, req loyalty.RedeemRequest) (loyalty.Re
 		if err := current(); err != nil {
 			return nil, err
 		}
-		if err := a.stacks(ctx, req.OrderID, req.RewardID); err != nil {
+		p, err := a.current(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if err := a.stacks(ctx, p, loyalty.OnlineStore, req.OrderID, req.RewardID); err != nil {
 			return nil, err
 		}
 		d, r, err := a.payReward(ctx, req, member)
@@ -606,13 +610,10 @@ func (h *Hub) actionCall(ctx context.Context, req loyalty.ActionRequest) (online
 	})
 }
 
-// stacks checks the program's stacking rule against the rewards already redeemed online on an order.
-func (a *applier) stacks(ctx context.Context, orderID, reward string) error {
-	p, err := a.current(ctx)
-	if err != nil {
-		return err
-	}
-	es, err := a.orderEntries(ctx, loyalty.OnlineStore, orderID)
+// stacks checks p's stacking rule against the rewards already redeemed on an order of store (and
+// not refunded): online, and as the store's agent did for a store's redemption.
+func (a *applier) stacks(ctx context.Context, p *loyalty.Program, store, orderID, reward string) error {
+	es, err := a.orderEntries(ctx, store, orderID)
 	if err != nil {
 		return err
 	}
