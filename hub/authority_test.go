@@ -895,3 +895,32 @@ func TestAuthority_RedemptionRulesOfTheReward(t *testing.T) {
 	mustApply(t, h, "s1", at(redeem("s1", "m1", "tote", 250), "o4"))
 	mustCheck(t, h)
 }
+
+// The record of a rejected delta is the first one: a store that pushes the same id again with
+// harmless content does not replace what operators see of what it pushed.
+func TestAuthority_RejectionRecordStands(t *testing.T) {
+	h := openHub(t)
+	forged := earn("s1", "m1", 100)
+	forged.Points = 1_000_000
+	mustReject(t, h, "s1", forged, loyalty.EINVALID)
+	again := forged
+	again.Points, again.Amount = 1, 100
+	again.Currency = "eur"
+	mustReject(t, h, "s1", again, loyalty.EINVALID)
+	rs, err := h.Rejections(context.Background(), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, r := range rs {
+		if r.Delta.ID == forged.ID {
+			n++
+			if r.Delta.Points != forged.Points {
+				t.Errorf("the rejection of %s records %d points, want the first push's %d", forged.ID, r.Delta.Points, forged.Points)
+			}
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d records of %s, want 1", n, forged.ID)
+	}
+}

@@ -537,7 +537,10 @@ func TestReferral(t *testing.T) {
 	if b := balance(t, h, "ann"); b != 0 {
 		t.Fatalf("after a 19.99 purchase: referrer has %d", b)
 	}
-	pushOK(t, h, "s1", earn("s1", "bea", 2000))
+	// The store's ack tells bea's balance, not that of ann, whom the store does not hold.
+	if ack := pushOK(t, h, "s1", earn("s1", "bea", 2000)); len(ack.Balances) != 1 || ack.Balances[0].Member != "bea" {
+		t.Errorf("the qualifying sale's ack tells balances %+v, want bea's alone", ack.Balances)
+	}
 	pushOK(t, h, "s1", earn("s1", "bea", 5000))
 	if a, b := balance(t, h, "ann"), balance(t, h, "bea"); a != 100 || b != 19+20+50+50 {
 		t.Errorf("after qualifying: ann %d (want 100), bea %d (want 139)", a, b)

@@ -102,11 +102,39 @@ func (h *Hub) applyBatch(ctx context.Context, tx Tx, store string, deltas []loya
 	if ack.Results, err = a.applyAll(ctx, store, deltas); err != nil {
 		return nil, err
 	}
-	if ack.Balances, err = a.finish(ctx); err != nil { // finish inserts what is pending first
+	balances, err := a.finish(ctx) // finish inserts what is pending first
+	if err != nil {
 		return nil, err
 	}
 	a.seqs(deltas, ack.Results)
+	ack.Balances = ackBalances(deltas, ack.Results, balances)
 	return ack, nil
+}
+
+// ackBalances picks from balances, those of every member a transaction changed or reported,
+// the ones a store's push is told: the members of its own deltas that were applied or were
+// duplicates. Others the transaction changed (a referrer credited by the store's sale, the
+// members of other stores' pushes in a group) are not the store's to know; if it holds them, the
+// change feed brings them.
+func ackBalances(deltas []loyalty.Delta, results []lsync.Result, balances []lsync.Balance) []lsync.Balance {
+	byMember := make(map[string]lsync.Balance, len(balances))
+	for _, b := range balances {
+		byMember[b.Member] = b
+	}
+	out := []lsync.Balance{}
+	told := make(map[string]bool)
+	for k, r := range results {
+		m := deltas[k].Member
+		if (r.Status != lsync.StatusApplied && r.Status != lsync.StatusDuplicate) || told[m] ||
+			deltas[k].Kind == loyalty.KindSale { // counted apart from the ledger: no member's balance
+			continue
+		}
+		if b, ok := byMember[m]; ok {
+			out = append(out, b)
+			told[m] = true
+		}
+	}
+	return out
 }
 
 // groupPush is a store's push in a group (group.go), and its Ack once applied.
@@ -158,26 +186,9 @@ func (h *Hub) applyPushes(ctx context.Context, tx Tx, pushes []*groupPush) error
 	if err != nil {
 		return err
 	}
-	byMember := make(map[string]lsync.Balance, len(balances))
-	for _, b := range balances {
-		byMember[b.Member] = b
-	}
 	for i, p := range pushes {
 		a.seqs(p.deltas, results[i])
-		ack := &lsync.Ack{Results: results[i], Balances: []lsync.Balance{}}
-		told := make(map[string]bool)
-		for k, r := range results[i] {
-			m := p.deltas[k].Member
-			if (r.Status != lsync.StatusApplied && r.Status != lsync.StatusDuplicate) || told[m] ||
-				p.deltas[k].Kind == loyalty.KindSale { // counted apart from the ledger: no member's balance
-				continue
-			}
-			if b, ok := byMember[m]; ok {
-				ack.Balances = append(ack.Balances, b)
-				told[m] = true
-			}
-		}
-		p.ack = ack
+		p.ack = &lsync.Ack{Results: results[i], Balances: ackBalances(p.deltas, results[i], balances)}
 	}
 	return nil
 }

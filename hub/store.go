@@ -183,6 +183,9 @@ type Tx interface {
 	// VoidVoucher cancels a voucher; later uses are conflicts.
 	VoidVoucher(ctx context.Context, id string, at time.Time) error
 
+	// InsertRejection records a delta a store pushed and the hub refused. The first record of a
+	// store's delta id stands: the same id pushed again, with the same content or another, adds
+	// nothing, so that a store cannot overwrite the record of what it pushed first.
 	InsertRejection(ctx context.Context, r Rejection) error
 	Rejections(ctx context.Context, limit int) ([]Rejection, error)
 	InsertConflict(ctx context.Context, c Conflict) (id int64, err error)

@@ -576,7 +576,7 @@ func (t *tx) InsertRejection(ctx context.Context, r hub.Rejection) error {
 	// A rejection must be recorded whatever the delta holds, or its store would push it again
 	// forever: the key and message are made storable (the delta itself is JSON, escaped).
 	_, err = t.exec(ctx, `INSERT INTO rejections (delta_id, store, delta, code, message, at) VALUES ($1, $2, $3, $4, $5, $6)
-		ON CONFLICT (store, delta_id) DO UPDATE SET delta = excluded.delta, code = excluded.code, message = excluded.message, at = excluded.at`,
+		ON CONFLICT (store, delta_id) DO NOTHING`,
 		sanitize(r.Delta.ID), sanitize(r.Store), string(b), sanitize(r.Code), sanitize(r.Message), unixms.Of(r.At))
 	return err
 }

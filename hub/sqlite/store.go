@@ -929,7 +929,7 @@ func (t *tx) InsertRejection(ctx context.Context, r hub.Rejection) error {
 		return err
 	}
 	_, err = t.ExecContext(ctx, `INSERT INTO rejections (delta_id, store, delta, code, message, at) VALUES (?, ?, ?, ?, ?, ?)
-		ON CONFLICT (store, delta_id) DO UPDATE SET delta = excluded.delta, code = excluded.code, message = excluded.message, at = excluded.at`,
+		ON CONFLICT (store, delta_id) DO NOTHING`,
 		r.Delta.ID, r.Store, string(b), r.Code, r.Message, unixms.Of(r.At))
 	return err
 }
