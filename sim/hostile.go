@@ -72,6 +72,8 @@ const (
 	InvalidUTF8                       // an id or text field that is not UTF-8
 	HubKind                           // an adjust, tier or expire delta
 	ActionEarn                        // an earn for an action rule (signup, review, referral)
+	RefundLink                        // an earn that names one of the store's deltas in reverses, as a refund would
+	UnheldRedeem                      // a redemption of the points of a member the store does not hold
 	NumForgeries
 )
 
@@ -82,7 +84,7 @@ var forgeryNames = [NumForgeries]string{
 	"overflow_amount", "overflow_lines", "huge_points", "wrong_points", "wrong_cost", "percent_no_amount",
 	"replay", "replay_restamped", "impersonate",
 	"reverse_foreign", "reverse_wrong_points", "reverse_other_member", "reverse_twice",
-	"invalid_utf8", "hub_kind", "action_earn",
+	"invalid_utf8", "hub_kind", "action_earn", "refund_link", "unheld_redeem",
 }
 
 func (f Forgery) String() string {
@@ -166,6 +168,8 @@ var expect = [NumForgeries]struct{ code, text string }{
 	InvalidUTF8:        {loyalty.EINVALID, "utf-8|utf8"},
 	HubKind:            {loyalty.EUNAUTHORIZED, "hub"},
 	ActionEarn:         {loyalty.EUNAUTHORIZED, "action|rule"},
+	RefundLink:         {loyalty.EINVALID, "refund|revers"},
+	UnheldRedeem:       {loyalty.EUNAUTHORIZED, "hold"},
 }
 
 // refusedFor reports whether the hub's answer refuses a delta for forgery f.
@@ -253,7 +257,8 @@ type session struct {
 	versions            []ruleVersion // every rule version, versions[i].v == i+1
 	leases              []hub.Lease   // its unsettled leases
 	members             []loyalty.Member
-	snap                snapshot // the hub's state after the session's last push of forgeries
+	held                map[string]bool // the members in the store's scope: those whose points it may spend
+	snap                snapshot        // the hub's state after the session's last push of forgeries
 }
 
 func (s *session) version(v int64) (ruleVersion, bool) {
@@ -444,11 +449,20 @@ func (w *world) readSession(ctx context.Context, tx hub.Tx, s *session) error {
 			return err
 		}
 		if len(ms) == 0 {
-			return nil
+			break
 		}
 		s.members = append(s.members, ms...)
 		after = ms[len(ms)-1].ID
 	}
+	s.held = make(map[string]bool, len(s.members))
+	for _, m := range s.members {
+		in, err := tx.Subscribed(ctx, s.h.id, m.ID)
+		if err != nil {
+			return err
+		}
+		s.held[m.ID] = in
+	}
+	return nil
 }
 
 // sortLeases orders leases by what they are, not by their (random) ids, so runs replay.
@@ -581,6 +595,20 @@ func (w *world) hostileRedeem(ctx context.Context, s *session, m loyalty.Member,
 
 func (w *world) someMember(s *session) loyalty.Member { return s.members[w.rng.IntN(len(s.members))] }
 
+// memberHeld picks a member the store holds (held) or does not; false if there is none.
+func (w *world) memberHeld(s *session, held bool) (loyalty.Member, bool) {
+	var ms []loyalty.Member
+	for _, m := range s.members {
+		if s.held[m.ID] == held {
+			ms = append(ms, m)
+		}
+	}
+	if len(ms) == 0 {
+		return loyalty.Member{}, false
+	}
+	return ms[w.rng.IntN(len(ms))], true
+}
+
 func (w *world) amount() int64 { return 100 + w.rng.Int64N(15000) }
 
 // --- controls -------------------------------------------------------------------------------
@@ -653,6 +681,7 @@ func (w *world) pushControl(ctx context.Context, s *session, d loyalty.Delta) er
 		return nil
 	}
 	w.record(loyalty.Receipt{Member: d.Member, Points: d.Points, Deltas: []string{d.ID}})
+	s.held[d.Member] = true // an applied delta brings its member into the store's scope
 	// The leases it spent moved: read them again.
 	return w.hubDB.View(ctx, func(tx hub.Tx) error {
 		ls, err := tx.Leases(ctx, s.h.id)
@@ -698,10 +727,18 @@ func (w *world) forge(ctx context.Context, s *session, k Forgery) (forged, bool,
 		return w.forgeVersion(ctx, s, k)
 	case ForeignLease, OtherBudgetLease, NoLease, OverdrawnLease, SettledLease, InactiveLease:
 		return w.forgeLease(ctx, s, k)
-	case OverflowAmount, OverflowLines, HugePoints, WrongPoints, WrongCost, PercentNoAmount:
+	case OverflowAmount, OverflowLines, HugePoints, WrongPoints, WrongCost, PercentNoAmount, UnheldRedeem:
 		return w.forgeNumbers(ctx, s, k)
 	case Replay, ReplayRestamped, Impersonate, InvalidUTF8, HubKind, ActionEarn:
 		return w.forgeIdentity(ctx, s, k)
+	case RefundLink:
+		if len(s.h.own) == 0 {
+			return forged{}, false, nil
+		}
+		orig := s.h.own[w.rng.IntN(len(s.h.own))]
+		d, _, err := w.baseEarn(ctx, s, w.someMember(s))
+		d.Reverses = orig.ID
+		return forged{d: d, note: "an earn that names its " + string(orig.Kind) + " " + orig.ID + " in reverses"}, err == nil, err
 	case ReverseForeign, ReverseWrongPoints, ReverseOtherMember, ReverseTwice:
 		return w.forgeReverse(ctx, s, k)
 	}
@@ -1069,6 +1106,10 @@ func (w *world) forgeNumbers(ctx context.Context, s *session, k Forgery) (forged
 		d.Points, d.Leases = pts, map[string]string{"points": l.ID}
 		return forged{d: d, note: fmt.Sprintf("%d points for a sale that earns %d", pts, res.Points)}, true, nil
 	case WrongCost:
+		m, ok := w.memberHeld(s, true) // a member it does not hold would be refused for that
+		if !ok {
+			return forged{}, false, nil
+		}
 		d, ok, err := w.hostileRedeem(ctx, s, m, "tote", now)
 		if err != nil || !ok {
 			return forged{}, false, err
@@ -1077,8 +1118,19 @@ func (w *world) forgeNumbers(ctx context.Context, s *session, k Forgery) (forged
 		d.Points = -w.rng.Int64N(cost)
 		return forged{d: d, note: fmt.Sprintf("%d points for a reward of %d", -d.Points, cost)}, true, nil
 	case PercentNoAmount:
+		m, ok := w.memberHeld(s, true)
+		if !ok {
+			return forged{}, false, nil
+		}
 		d, ok, err := w.hostileRedeem(ctx, s, m, "ten-pct", now)
 		return forged{d: d, note: "percent_off reward, no order amount"}, ok, err
+	case UnheldRedeem:
+		m, ok := w.memberHeld(s, false)
+		if !ok {
+			return forged{}, false, nil
+		}
+		d, ok, err := w.hostileRedeem(ctx, s, m, "tote", now)
+		return forged{d: d, note: "a tote on the points of " + m.ID + ", whom the store does not hold"}, ok, err
 	}
 	return forged{}, false, nil
 }
