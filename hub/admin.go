@@ -158,8 +158,13 @@ func (h *Hub) CreateMember(ctx context.Context, m loyalty.Member) (NewMember, er
 		return fail(err)
 	}
 	m.Email = strings.ToLower(strings.TrimSpace(m.Email))
-	if m.Email != "" && (!strings.Contains(m.Email, "@") || len(m.Email) > 254) {
-		return fail(loyalty.Errorf(loyalty.EINVALID, "email %q is not an email address", m.Email))
+	if m.Email != "" {
+		if err := validEmail(m.Email); err != nil { // as PATCH /v1/members/{id} checks it (care.go)
+			return fail(err)
+		}
+	}
+	if err := validName(m.Name); err != nil {
+		return fail(err)
 	}
 	if m.ReferredBy != "" {
 		ref, err := h.Member(ctx, m.ReferredBy, 0)
@@ -173,8 +178,10 @@ func (h *Hub) CreateMember(ctx context.Context, m loyalty.Member) (NewMember, er
 		}
 	}
 	m.ReferralPaid = false
-	if m.Country != "" && (len(m.Country) != 2 || strings.ToUpper(m.Country) != m.Country) {
-		return fail(loyalty.Errorf(loyalty.EINVALID, "country must be an ISO 3166 two-letter code such as DE, got %q", m.Country))
+	if m.Country != "" {
+		if err := validCountry(m.Country); err != nil {
+			return fail(err)
+		}
 	}
 	if m.Birthday != "" {
 		if err := loyalty.ValidateBirthday(m.Birthday, h.Now().UTC().AddDate(0, 0, 1)); err != nil { // a day of slack: time zones ahead of UTC

@@ -88,6 +88,21 @@ func TestCare_UpdateMember(t *testing.T) {
 		}
 		jsonapitest.AssertError(t, status, body, errorStatus(c.code), c.code)
 	}
+	// A new member's fields are held to the same rules (POST /v1/members serves the web shop's
+	// sign-up form, whose member types them): nothing is created.
+	for _, body := range []string{
+		`{"id":"evil1","name":"\u001b]0;owned\u0007\u001b[2JRefund approved"}`,
+		`{"id":"evil2","name":"` + strings.Repeat("n", hub.MaxNameLength+1) + `"}`,
+		`{"id":"evil3","email":"x y\r\nbcc: a@b"}`,
+		`{"id":"evil4","country":"1!"}`,
+	} {
+		status, resp := a.do(t, akAdminKey, "POST", "/v1/members", body)
+		jsonapitest.AssertError(t, status, resp, http.StatusBadRequest, loyalty.EINVALID)
+	}
+	for _, id := range []string{"evil1", "evil2", "evil3", "evil4"} {
+		status, resp := a.do(t, akAdminKey, "GET", "/v1/members/"+id, "")
+		jsonapitest.AssertError(t, status, resp, http.StatusNotFound, loyalty.ENOTFOUND)
+	}
 	many := map[string]string{}
 	for i := range hub.MaxAttributes + 1 {
 		many[fmt.Sprintf("k%d", i)] = "v"

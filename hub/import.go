@@ -448,7 +448,7 @@ func (im *importer) row(line int, rec []string) (importRow, bool) {
 			return fail("%s", loyalty.ErrorMessage(err))
 		}
 	}
-	if r.email != "" && (!strings.Contains(r.email, "@") || len(r.email) > 254 || !storableKey(r.email) || strings.ContainsAny(r.email, " \t\r\n")) {
+	if r.email != "" && (validEmail(r.email) != nil || !storableKey(r.email)) {
 		return fail("%q is not an email address", loyalty.Truncate(r.email, 60))
 	}
 	var err error
@@ -465,11 +465,13 @@ func (im *importer) row(line int, rec []string) (importRow, bool) {
 	}
 	r.member = loyalty.Member{ID: r.id, Email: r.email, Name: get("name"), Country: strings.ToUpper(get("country")), HomeStore: get("home_store"),
 		Birthday: get("birthday")}
-	if !loyalty.ValidText(r.member.Name, 200) || strings.IndexByte(r.member.Name, 0) >= 0 {
-		return fail("a name is at most 200 characters of UTF-8")
+	if err := validName(r.member.Name); err != nil { // as the API checks a member's fields (care.go)
+		return fail("%s", loyalty.ErrorMessage(err))
 	}
-	if c := r.member.Country; c != "" && (len(c) != 2 || c[0] < 'A' || c[0] > 'Z' || c[1] < 'A' || c[1] > 'Z') {
-		return fail("country must be an ISO 3166 two-letter code such as DE, got %q", loyalty.Truncate(c, 20))
+	if c := r.member.Country; c != "" {
+		if err := validCountry(c); err != nil {
+			return fail("%s", loyalty.ErrorMessage(err))
+		}
 	}
 	if b := r.member.Birthday; b != "" {
 		if err := loyalty.ValidateBirthday(b, im.h.Now().UTC().AddDate(0, 0, 1)); err != nil {
