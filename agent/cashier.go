@@ -11,11 +11,9 @@ import (
 	"encoding/base32"
 	"html/template"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
-	gosync "sync"
 	"time"
 
 	"github.com/loyalty-edge-sync/loyalty"
@@ -44,40 +42,14 @@ type till struct {
 	noToken bool // the agent has no POS token: sign-in is a button (loopback only, CheckExposure)
 	signin  *template.Template
 	page    *template.Template
-
-	failMu    gosync.Mutex // wrong tokens this minute, per address and in all
-	failStart time.Time
-	fails     map[string]int
-	allFails  int
 }
 
-// maxSignInFailures is how many wrong tokens a minute the sign-in takes from one address
-// before it refuses that address's sign-ins until the minute is over: a guessed token costs a
-// minute per few tries, and one device typing wrong tokens does not lock the other tills out.
-// maxAllSignInFailures bounds them from every address together (a guesser with many
-// addresses). Sessions already open go on working.
-const (
-	maxSignInFailures    = 10
-	maxAllSignInFailures = 100
-)
-
-// throttled reports whether sign-ins from the address of r are refused for now; failed
-// records a wrong token from it.
+// throttled reports whether sign-ins from the address of r are refused for now (wrongTokens:
+// too many wrong tokens from it, or from every address together); failed records a wrong token
+// from it.
 func (t *till) throttled(r *http.Request, now time.Time, failed bool) bool {
-	addr, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		addr = r.RemoteAddr
-	}
-	t.failMu.Lock()
-	defer t.failMu.Unlock()
-	if now.Sub(t.failStart) >= time.Minute || now.Before(t.failStart) || t.fails == nil {
-		t.failStart, t.fails, t.allFails = now, map[string]int{}, 0
-	}
-	if failed {
-		t.fails[addr]++ // at most maxAllSignInFailures entries: refused sign-ins are not counted
-		t.allFails++
-	}
-	return t.fails[addr] >= maxSignInFailures || t.allFails >= maxAllSignInFailures
+	fromAddr, fromAll := t.s.wrong.throttled(r, now, failed)
+	return fromAddr || fromAll
 }
 
 // newTill builds the pages for s. The session key is derived from the POS token, so sessions

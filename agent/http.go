@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	gosync "sync"
 	"time"
 
 	"github.com/loyalty-edge-sync/loyalty"
@@ -38,8 +39,50 @@ type Server struct {
 	// Metrics receives the latency of each POS call (metrics.go); nil: none is measured.
 	Metrics Metrics
 
-	ln  net.Listener
-	srv *http.Server
+	ln    net.Listener
+	srv   *http.Server
+	wrong wrongTokens // wrong POS tokens this minute, at the till's sign-in and the API alike
+}
+
+// wrongTokens counts the wrong POS tokens of the last minute, per address and in all: at the
+// till page's sign-in and in the API's Authorization header alike, so that a guesser gains
+// nothing by going from one to the other.
+//
+// An address with maxSignInFailures wrong tokens in the minute is refused, its right token too,
+// until the minute is over: a guessed token costs a minute per few tries, and one device typing
+// wrong tokens does not lock the other tills out. maxAllSignInFailures bounds them from every
+// address together (a guesser with many addresses), for sign-ins only: the POS's own calls,
+// with the right token, are never refused for what other addresses did. Sessions already open go
+// on working.
+type wrongTokens struct {
+	mu    gosync.Mutex
+	start time.Time
+	fails map[string]int
+	all   int
+}
+
+const (
+	maxSignInFailures    = 10
+	maxAllSignInFailures = 100
+)
+
+// throttled reports whether the address of r has had too many wrong tokens this minute, and
+// whether every address together has; failed records a wrong token from it first.
+func (g *wrongTokens) throttled(r *http.Request, now time.Time, failed bool) (fromAddr, fromAll bool) {
+	addr, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		addr = r.RemoteAddr
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if now.Sub(g.start) >= time.Minute || now.Before(g.start) || g.fails == nil {
+		g.start, g.fails, g.all = now, map[string]int{}, 0
+	}
+	if failed {
+		g.fails[addr]++ // refused attempts are not counted: the map stays small
+		g.all++
+	}
+	return g.fails[addr] >= maxSignInFailures, g.all >= maxAllSignInFailures
 }
 
 // NewServer returns a Server for a on addr.
@@ -296,7 +339,23 @@ func (s *Server) checkHost(p *hostPolicy, next http.Handler) http.Handler {
 
 func (s *Server) auth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.POSToken != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte("Bearer "+s.POSToken)) != 1 {
+		if s.POSToken == "" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		// A request without a token guesses nothing (a browser's favicon, a page's link): only
+		// tokens sent count, and are refused from an address that sent too many wrong ones.
+		got := r.Header.Get("Authorization")
+		if throttled, _ := s.wrong.throttled(r, time.Now(), false); throttled && got != "" {
+			w.Header().Set("Retry-After", "60")
+			jsonapi.Error(w, r, s.logger(), jsonapi.WithStatus(http.StatusTooManyRequests, loyalty.Errorf(loyalty.EUNAUTHORIZED,
+				"too many wrong POS tokens came from this address in the last minute; wait a minute, then call with the right one")))
+			return
+		}
+		if subtle.ConstantTimeCompare([]byte(got), []byte("Bearer "+s.POSToken)) != 1 {
+			if got != "" {
+				s.wrong.throttled(r, time.Now(), true)
+			}
 			jsonapi.Error(w, r, s.logger(), loyalty.Errorf(loyalty.EUNAUTHORIZED, "missing or wrong POS token (Authorization: Bearer ...)"))
 			return
 		}

@@ -7,10 +7,12 @@ package agent_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"testing"
@@ -339,5 +341,40 @@ func mustPOSJSON(tb testing.TB, base, body string, out any) {
 	}
 	if err := json.Unmarshal(b, out); err != nil {
 		tb.Fatalf("decode %s: %v", b, err)
+	}
+}
+
+// TestPOSTokenGuessing: wrong POS tokens in the API's Authorization header count as the till
+// page's sign-ins do. After maxSignInFailures of them in a minute, the address is refused, its
+// right token too (or guessing would go on); another address, the POS's own, is not.
+func TestPOSTokenGuessing(t *testing.T) {
+	ta := MustOpenPOSAgent(t, "")
+	s := agent.NewServer(ta.Agent, "127.0.0.1:0")
+	s.Logger, s.POSToken = biLogger, "pos-token-0123456789"
+	h := s.Handler()
+	call := func(remote, token string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("GET", "http://127.0.0.1/v1/status", nil)
+		r.RemoteAddr = remote
+		r.Header.Set("Authorization", "Bearer "+token)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w
+	}
+	for range 20 { // requests without a token guess nothing
+		r := httptest.NewRequest("GET", "http://127.0.0.1/favicon.ico", nil)
+		r.RemoteAddr = "10.0.0.66:3999"
+		h.ServeHTTP(httptest.NewRecorder(), r)
+	}
+	for i := range 10 {
+		w := call("10.0.0.66:4000", fmt.Sprint("guess-", i))
+		jsonapitest.AssertError(t, w.Code, w.Body.Bytes(), http.StatusUnauthorized, loyalty.EUNAUTHORIZED)
+	}
+	w := call("10.0.0.66:4001", "pos-token-0123456789")
+	jsonapitest.AssertError(t, w.Code, w.Body.Bytes(), http.StatusTooManyRequests, loyalty.EUNAUTHORIZED)
+	if w.Header().Get("Retry-After") == "" {
+		t.Error("the refusal does not say when to try again")
+	}
+	if w := call("127.0.0.1:5000", "pos-token-0123456789"); w.Code != http.StatusOK {
+		t.Errorf("the POS's own call from another address: %d %s", w.Code, w.Body)
 	}
 }

@@ -382,6 +382,10 @@ func (c AgentConfig) Validate() error {
 	if err := agent.CheckExposure(c.Listen, c.POSToken, c.POSInsecureLAN); err != nil {
 		return err
 	}
+	if c.POSToken != "" && len(c.POSToken) < 16 {
+		return fmt.Errorf("pos_token must be at least 16 characters, got %d (LOYALTY_POS_TOKEN): a short token can be guessed; "+
+			"make one with `head -c 24 /dev/urandom | base64`", len(c.POSToken))
+	}
 	if _, err := time.LoadLocation(c.TimeZone); err != nil {
 		return fmt.Errorf("timezone must be an IANA zone such as Europe/Berlin, got %q", c.TimeZone)
 	}

@@ -135,7 +135,7 @@ func TestConfig_POSExposure(t *testing.T) {
 		{":8081", "", false, false},
 		{"192.168.1.5:8081", "", false, false},
 		{"storepc.lan:8081", "", false, false},
-		{"0.0.0.0:8081", "pos-secret", false, true},
+		{"0.0.0.0:8081", "pos-secret-0123456789", false, true},
 		{"0.0.0.0:8081", "", true, true},
 	} {
 		c := base
@@ -393,7 +393,7 @@ func TestConfig_SecretsMasked(t *testing.T) {
 	h := DefaultHubConfig()
 	h.AdminAPIKey, h.Keys.KEK, h.TLS.KeyFile = "admin-secret-0123456789", "a2VrLXNlY3JldA==", "/etc/hub.key"
 	a := DefaultAgentConfig()
-	a.Token, a.POSToken = "store-secret", "pos-secret"
+	a.Token, a.POSToken = "store-secret", "pos-secret-0123456789"
 	var b strings.Builder
 	printConfig(&b, h)
 	printConfig(&b, a)
