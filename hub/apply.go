@@ -438,8 +438,10 @@ func (a *applier) check(ctx context.Context, store string, d *loyalty.Delta) err
 // has seen, those of a member in its scope (its home store's members, those who transacted there,
 // those it scanned online), or of one whose sale comes before in this push. (A voucher is its own
 // proof: any store takes a valid one.) A hub restored from a backup lost the scope rows stores
-// gained after the backup, while their replicas kept those members: for Claims.MaxOffline after
-// the restore, a redemption dated from the backup on is taken without the check.
+// gained after the backup, while their replicas kept those members: a redemption dated between
+// the backup and the restore, made then and sent again, is taken without the check. One dated
+// after the restore is not: the store could have fetched the member again (a scan while online),
+// and a later date is the store's to choose.
 func (a *applier) mayRedeem(ctx context.Context, store string, d *loyalty.Delta) error {
 	if in, err := a.holds(ctx, store, d.Member); in || err != nil {
 		return err
@@ -449,7 +451,7 @@ func (a *applier) mayRedeem(ctx context.Context, store string, d *loyalty.Delta)
 		return err
 	}
 	at := d.EventTime()
-	if !e.RestoredAt.IsZero() && !at.Before(e.BackupAt.Add(-a.Claims.Backdate)) && at.Before(e.RestoredAt.Add(a.Claims.MaxOffline)) {
+	if !e.RestoredAt.IsZero() && !at.Before(e.BackupAt.Add(-a.Claims.Backdate)) && at.Before(e.RestoredAt) {
 		return nil
 	}
 	return loyalty.Errorf(loyalty.EUNAUTHORIZED, "store %s does not hold member %s, so it cannot spend their points; "+

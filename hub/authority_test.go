@@ -848,6 +848,19 @@ func TestAuthority_SubscribeNeedsAReason(t *testing.T) {
 	if _, _, err := h.Subscribe(ctx, "s1", lsync.Subscribe{Member: "m7"}); err != nil {
 		t.Errorf("a member the store holds, without a code: %v", err)
 	}
+	// A code that proves nothing (expired) leaves the other reasons: the store holds m7 now.
+	h.MemberTokenTTL = time.Minute
+	expired := code("m7")
+	h.MemberTokenTTL = 0
+	now := h.Now()
+	h.Now = func() time.Time { return now.Add(time.Hour) }
+	if _, _, err := h.Subscribe(ctx, "s1", lsync.Subscribe{Member: "m7", QR: expired}); err != nil {
+		t.Errorf("a member the store holds, with an expired code: %v", err)
+	}
+	if _, _, err := h.Subscribe(ctx, "s2", lsync.Subscribe{Member: "m1", QR: expired}); loyalty.ErrorCode(err) == "" {
+		t.Error("another member's expired code was taken")
+	}
+	h.Now = func() time.Time { return now }
 	// A store that transacted with a member takes them back after evicting them.
 	mustApply(t, h, "s1", earn("s1", "m7", 1000))
 	if err := h.Unsubscribe(ctx, "s1", []string{"m7"}); err != nil {

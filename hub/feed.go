@@ -4,6 +4,7 @@
 package hub
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"time"
@@ -126,16 +127,15 @@ func (h *Hub) Subscribe(ctx context.Context, store string, req lsync.Subscribe) 
 	if !loyalty.ValidText(req.Voucher, loyalty.MaxIDLength) {
 		return nil, nil, loyalty.Errorf(loyalty.EINVALID, "voucher id is not valid text of at most %d characters", loyalty.MaxIDLength)
 	}
-	scanned, err := h.scanned(ctx, req)
-	if err != nil {
-		return nil, nil, err
-	}
+	// A code that proves nothing (expired by the hub's clock, signed by a retired key) leaves
+	// the other reasons: a store asking about a member it holds is answered anyway.
+	scanned, codeErr := h.scanned(ctx, req)
 	var m loyalty.Member
 	var st *lsync.Standing
 	subscribe := func(tx Tx) error {
 		if !scanned {
 			if err := mayHold(ctx, tx, store, req.Member); err != nil {
-				return err
+				return cmp.Or(codeErr, err)
 			}
 		}
 		var err error
@@ -147,7 +147,7 @@ func (h *Hub) Subscribe(ctx context.Context, store string, req lsync.Subscribe) 
 		}
 		return tx.Subscribe(ctx, store, req.Member)
 	}
-	err = h.readFirst(ctx, subscribe, func() error { return h.Store.Update(ctx, subscribe) })
+	err := h.readFirst(ctx, subscribe, func() error { return h.Store.Update(ctx, subscribe) })
 	if err != nil {
 		return nil, nil, err
 	}

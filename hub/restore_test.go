@@ -137,3 +137,28 @@ func TestRestoreBoundsFollowTheBudget(t *testing.T) {
 	}
 	mustReject(t, h, "s2", late, loyalty.EBUDGET)
 }
+
+// A restored hub lost the scope rows stores gained after the backup, while the stores' replicas
+// kept those members: a redemption of a member the store no longer holds, dated between the
+// backup and the restore, made then and sent again, is taken. One dated after the restore is
+// not: the store could fetch the member again, and a later date is the store's to choose.
+func TestRestoreTakesRedemptionsOfLostScopes(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	now := t0
+	h.Now = func() time.Time { return now }
+	fund(t, h, "m2", 600) // m2 is s2's: s1 does not hold them; the backup is of this moment
+	now = now.Add(time.Hour)
+	if _, err := h.Restored(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := redeem("s1", "m2", "tote", 250)
+	before.OccurredAt = t0.Add(30 * time.Minute)
+	mustApply(t, h, "s1", before)
+	if err := h.Unsubscribe(ctx, "s1", []string{"m2"}); err != nil { // the scope the redemption brought back
+		t.Fatal(err)
+	}
+	after := redeem("s1", "m2", "tote", 250)
+	after.OccurredAt = now.Add(time.Minute)
+	mustReject(t, h, "s1", after, loyalty.EUNAUTHORIZED)
+}
