@@ -89,40 +89,41 @@ func (w *world) pump(ctx context.Context, s *store) error {
 
 // liveSubscribe asks the hub for a member through s's live session, as the sync client's
 // Subscribe does: a new session would replace the live one at the hub.
-func (w *world) liveSubscribe(ctx context.Context, s *store, member string) (*loyalty.Member, error) {
+func (w *world) liveSubscribe(ctx context.Context, s *store, req *lsync.Subscribe) (*loyalty.Member, *lsync.Standing, error) {
 	l := s.live
 	if err := w.pump(ctx, s); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	l.next++
 	id := 1<<62 + l.next // apart from the client's own message ids
-	b, err := lsync.Encode(&lsync.Message{Type: lsync.TypeSubscribe, ID: id, Subscribe: &lsync.Subscribe{Member: member}})
+	b, err := lsync.Encode(&lsync.Message{Type: lsync.TypeSubscribe, ID: id, Subscribe: req})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := l.ss.Deliver(ctx, b); err != nil {
-		return nil, fmt.Errorf("store %s: the hub ended a live session on subscribe: %w", s.id, err)
+		return nil, nil, fmt.Errorf("store %s: the hub ended a live session on subscribe: %w", s.id, err)
 	}
 	var got *loyalty.Member
+	var standing *lsync.Standing
 	var refused error
 	for _, b := range l.toAgent.Take() {
 		if m, err := lsync.Decode(b); err == nil && m.ID == id {
 			if m.Type == lsync.TypeMember {
-				got = m.Member
+				got, standing = m.Member, m.Standing
 			} else if m.Type == lsync.TypeError {
 				refused = m.Error
 			}
 			continue
 		}
 		if err := l.cs.Deliver(ctx, b); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if refused != nil {
-		return nil, refused
+		return nil, nil, refused
 	}
 	if got == nil {
-		return nil, fmt.Errorf("store %s: a subscribe was not answered", s.id)
+		return nil, nil, fmt.Errorf("store %s: a subscribe was not answered", s.id)
 	}
-	return got, s.st.ApplyMember(ctx, got)
+	return got, standing, s.st.ApplyMember(ctx, got)
 }

@@ -124,30 +124,40 @@ func (s *store) Kick() {}
 // Status implements agent.Syncer.
 func (s *store) Status() lsync.Status { return lsync.Status{Online: s.link} }
 
-// Subscribe implements agent.Syncer: a subscribe message in a session of its own. The agent's
-// deadline is dropped: the simulated network runs in virtual time, and a real-time deadline would
-// make a seed's outcome depend on how busy the machine is.
+// Subscribe implements agent.Syncer: Lookup without a voucher or a scanned code.
 func (s *store) Subscribe(ctx context.Context, member string) (*loyalty.Member, error) {
+	m, _, err := s.Lookup(ctx, member, "", "")
+	return m, err
+}
+
+var _ agent.Looker = (*store)(nil)
+
+// Lookup implements agent.Looker, as the sync client does: a subscribe message with the scanned
+// code, in a session of its own (or the live one). The agent's deadline is dropped: the simulated
+// network runs in virtual time, and a real-time deadline would make a seed's outcome depend on
+// how busy the machine is.
+func (s *store) Lookup(ctx context.Context, member, voucher, qr string) (*loyalty.Member, *lsync.Standing, error) {
 	if !s.link {
-		return nil, loyalty.Errorf(loyalty.EUNAVAILABLE, "offline")
+		return nil, nil, loyalty.Errorf(loyalty.EUNAVAILABLE, "offline")
 	}
 	ctx = context.WithoutCancel(ctx)
+	req := &lsync.Subscribe{Member: member, Voucher: voucher, QR: qr}
 	if s.live != nil {
-		return s.w.liveSubscribe(ctx, s, member)
+		return s.w.liveSubscribe(ctx, s, req)
 	}
 	c, err := s.w.dial(ctx, s.id)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer c.close(ctx)
-	r, err := c.call(ctx, &lsync.Message{Type: lsync.TypeSubscribe, Subscribe: &lsync.Subscribe{Member: member}})
+	r, err := c.call(ctx, &lsync.Message{Type: lsync.TypeSubscribe, Subscribe: req})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if r.Type != lsync.TypeMember {
-		return nil, fmt.Errorf("a subscribe answered with %s", r.Type)
+		return nil, nil, fmt.Errorf("a subscribe answered with %s", r.Type)
 	}
-	return r.Member, s.st.ApplyMember(ctx, r.Member)
+	return r.Member, r.Standing, s.st.ApplyMember(ctx, r.Member)
 }
 
 // Refresh implements agent.Syncer: a session without faults, in virtual time (see Subscribe).
