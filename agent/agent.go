@@ -107,7 +107,7 @@ func (a *Agent) Scan(ctx context.Context, req ScanRequest) (ScanResult, error) {
 	if err := a.refuseErased(ctx, c.Member); err != nil { // care.go
 		return ScanResult{}, err
 	}
-	a.lookup(ctx, c.Member, "", req.QR) // online: the hub's balance and punch cards
+	a.lookup(ctx, c.Member, "", req.QR) // online: the hub's balance and punch cards (a refusal changes nothing shown)
 	var res ScanResult
 	err = a.Store.View(ctx, func(tx Tx) error {
 		m, known, bal, pending, err := a.balance(ctx, tx, c.Member)
@@ -336,7 +336,7 @@ func (a *Agent) Earn(ctx context.Context, req loyalty.EarnRequest) (loyalty.Rece
 	member := who.member
 	var st *lsync.Standing
 	if a.earnAsksHub(ctx, who, req) {
-		st = a.lookup(ctx, member, "", who.token) // online: the hub's punch cards and earn caps count
+		st, _ = a.lookup(ctx, member, "", who.token) // online: the hub's punch cards and earn caps count; a sale needs no scope
 	}
 	req.QR, req.MemberID = "", member
 	return a.once(ctx, "earn", req.OrderID, req, func(tx Tx, offline bool) (loyalty.Receipt, error) {
@@ -564,7 +564,11 @@ func (a *Agent) Redeem(ctx context.Context, req loyalty.RedeemRequest) (loyalty.
 		return loyalty.Receipt{}, err
 	}
 	member := who.member
-	st := a.lookup(ctx, member, "", who.token) // online: the hub's balance and per-member limits count
+	st, refused := a.lookup(ctx, member, "", who.token) // online: the hub's balance and per-member limits count
+	if refused != nil {
+		return loyalty.Receipt{}, loyalty.Errorf(loyalty.EUNAUTHORIZED, "the hub does not count member %s as this store's, so it would refuse "+
+			"this redemption of their points; scan the member's QR code, then try again", member)
+	}
 	req.QR, req.MemberID = "", member
 	// Each reward on an order is its own idempotent call: an order may carry stackable rewards.
 	return a.onceFor(ctx, "redeem", req.OrderID, req.RewardID, req, func(tx Tx, offline bool) (loyalty.Receipt, error) {
@@ -622,7 +626,7 @@ func (a *Agent) useVoucher(ctx context.Context, req loyalty.RedeemRequest) (loya
 	}
 	c := who.claims
 	req.Voucher = c.Voucher
-	st := a.lookup(ctx, c.Member, c.Voucher, who.token) // online: whether it was used at another store or online
+	st, _ := a.lookup(ctx, c.Member, c.Voucher, who.token) // online: whether it was used at another store or online (a voucher needs no scope)
 	return a.onceFor(ctx, "redeem", req.OrderID, c.Voucher, req, func(tx Tx, offline bool) (loyalty.Receipt, error) {
 		if err := who.current(); err != nil {
 			return loyalty.Receipt{}, err

@@ -25,29 +25,35 @@ var _ Looker = (*lsync.Client)(nil)
 // not empty. code is the member's (or voucher's) scanned code, "" for a member named by id, who
 // is in the replica. It waits at most LookupTimeout. It returns nil when the store decides on its own
 // records: offline, the hub slow or failing, or a sync client that cannot look up. A signed QR is
-// enough to go on in every case.
+// enough to go on in every case. The error is the hub's EUNAUTHORIZED, when it does not count the
+// member as this store's (a copy the replica kept across a restore of the hub, or a race with an
+// eviction): the store may still award them points, but a redemption of their points would be
+// refused at the hub (docs/PROTOCOL.md, "Replica scope"), so Redeem refuses it at the till.
 //
 // Online means exact: the store's own records know nothing of what the member did at other
 // stores since the last sync, so a connected store asks rather than guesses (docs/PROTOCOL.md,
 // "Online means exact").
-func (a *Agent) lookup(ctx context.Context, member, voucher, code string) *lsync.Standing {
+func (a *Agent) lookup(ctx context.Context, member, voucher, code string) (*lsync.Standing, error) {
 	if !a.Sync.Status().Online {
-		return nil
+		return nil, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, a.LookupTimeout)
 	defer cancel()
 	l, ok := a.Sync.(Looker)
 	if !ok {
 		a.subscribe(ctx, member)
-		return nil
+		return nil, nil
 	}
 	_, st, err := l.Lookup(ctx, member, voucher, code)
 	if err != nil {
 		a.Logger.Info("member lookup at the hub failed; deciding on this store's own records",
 			slog.String("member", member), slog.Any("err", err))
-		return nil
+		if loyalty.ErrorCode(err) == loyalty.EUNAUTHORIZED {
+			return nil, err
+		}
+		return nil, nil
 	}
-	return st
+	return st, nil
 }
 
 // earnAsksHub reports whether an earn must ask the hub before it decides: when what the hub

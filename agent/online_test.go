@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"context"
+	"strings"
 	gosync "sync"
 	"testing"
 
@@ -292,4 +293,39 @@ func TestOnline_EarnAsksTheHubOnlyWhenItsFiguresCount(t *testing.T) {
 			t.Error("an earn whose lines may punch a card did not ask the hub")
 		}
 	})
+}
+
+// A member the replica holds but the hub does not count as the store's (the hub's scope lost
+// them, as a restored hub does): the hub would refuse a redemption of their points, so the till
+// refuses it at once and asks for the member's code, and nothing is recorded. Scanned, the
+// member is the store's again, and the redemption goes through. A sale needs no scope.
+func TestOnline_RedemptionOfAMemberTheHubDoesNotCountAsTheStores(t *testing.T) {
+	sp, _ := onlinePair(t, func(p *loyalty.Program) {})
+	ctx := context.Background()
+	if _, err := sp.hub.CreateMember(ctx, loyalty.Member{ID: "m9", HomeStore: "s2"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sp.hub.Earn(ctx, loyalty.EarnRequest{OrderID: "web-9", MemberID: "m9", Amount: 20000, Currency: "EUR"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sp.agent.Scan(ctx, agent.ScanRequest{QR: mustToken(t, sp.hub, "m9")}); err != nil { // in the replica and the scope
+		t.Fatal(err)
+	}
+	if err := sp.hub.Unsubscribe(ctx, "s1", []string{"m9"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := sp.agent.Redeem(ctx, loyalty.RedeemRequest{OrderID: "r1", MemberID: "m9", RewardID: "coffee"})
+	if loyalty.ErrorCode(err) != loyalty.EUNAUTHORIZED || !strings.Contains(err.Error(), "scan the member's QR code") {
+		t.Fatalf("a redemption by id of a member the hub does not count as the store's: %v; want EUNAUTHORIZED asking for the code", err)
+	}
+	if _, err := sp.agent.Earn(ctx, loyalty.EarnRequest{OrderID: "e1", MemberID: "m9", Amount: 1000, Currency: "EUR"}); err != nil {
+		t.Errorf("a sale to them: %v", err)
+	}
+	if err := sp.hub.Unsubscribe(ctx, "s1", []string{"m9"}); err != nil { // the sale's lookup brought them back: out again
+		t.Fatal(err)
+	}
+	rc, err := sp.agent.Redeem(ctx, loyalty.RedeemRequest{OrderID: "r2", QR: mustToken(t, sp.hub, "m9"), RewardID: "coffee"})
+	if err != nil || rc.CheckedBy != loyalty.CheckedByHub {
+		t.Fatalf("the same redemption with the member's code: %+v, %v", rc, err)
+	}
 }
