@@ -1,7 +1,9 @@
 package agent_test
 
 import (
+	"bytes"
 	"context"
+	"os"
 	"testing"
 
 	"github.com/loyalty-edge-sync/loyalty"
@@ -43,4 +45,37 @@ func TestErasedMember_CodesRefusedPersonalDataDropped(t *testing.T) {
 	if _, err := ta.Earn(ctx, loyalty.EarnRequest{OrderID: "o-other", QR: ta.token(t, "m9"), Amount: 1000, Currency: "EUR"}); err != nil {
 		t.Errorf("earn for a member the replica does not hold: %v", err)
 	}
+}
+
+// An erasure leaves nothing of the member's personal data in the replica's files: not in the
+// pages' free space (the copy is overwritten with secure_delete), not in the WAL's older frames
+// (it is emptied into the file once the erased copy is committed), before or after the replica
+// is closed.
+func TestErasedMember_NothingLeftInTheFiles(t *testing.T) {
+	ta := newTestAgent(t)
+	ctx := context.Background()
+	email, name := "grace.qzxhopper.4411@example.org", "Grace Qzxhopper"
+	if err := ta.store.ApplyChanges(ctx, &lsync.Changes{Cursor: 11,
+		Members: []loyalty.Member{{ID: "m7", Email: email, Name: name, Balance: 10, Version: 6}}}); err != nil {
+		t.Fatal(err)
+	}
+	holds := func(when string) {
+		t.Helper()
+		for _, suffix := range []string{"", "-wal"} {
+			b, err := os.ReadFile(ta.path + suffix)
+			if err != nil && !os.IsNotExist(err) {
+				t.Fatal(err)
+			}
+			if bytes.Contains(b, []byte(email)) || bytes.Contains(b, []byte(name)) {
+				t.Errorf("%s: agent.db%s still holds the erased member's email or name", when, suffix)
+			}
+		}
+	}
+	if err := ta.store.ApplyChanges(ctx, &lsync.Changes{Cursor: 12,
+		Members: []loyalty.Member{{ID: "m7", Balance: 10, Version: 7, Erased: true}}}); err != nil {
+		t.Fatal(err)
+	}
+	holds("once the erased copy is in")
+	ta.store.Close()
+	holds("once the replica is closed")
 }

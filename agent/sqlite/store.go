@@ -602,7 +602,19 @@ func (t *tx) cursor(ctx context.Context) (int64, error) {
 // member's punch cards or tier, so a copy of their version would be wrong until the feed came.
 // (Replicas written before that may hold an ack's bare balance at the feed's version: the feed
 // wins at an equal version.)
+//
+// An erased member's copy (no email, no name) overwrites theirs with secure_delete on, so that
+// the old bytes do not stay in the page's free space, and once it is committed the WAL, whose
+// older frames still hold them, is emptied into the file (eraseWAL).
 func (t *tx) setMember(ctx context.Context, m loyalty.Member) error {
+	if m.Erased {
+		restore, err := t.SecureDelete(ctx)
+		if err != nil {
+			return err
+		}
+		defer restore()
+		t.AfterCommit(t.s.eraseWAL)
+	}
 	punches := ""
 	if len(m.Punches) > 0 {
 		b, _ := json.Marshal(m.Punches)
@@ -621,6 +633,21 @@ func (t *tx) setMember(ctx context.Context, m loyalty.Member) error {
 		AND hub_version <= (SELECT version FROM members WHERE id = ?)`, m.ID, m.ID)
 	return err
 }
+
+// eraseWAL empties the WAL after a member's erasure reached the replica, waiting at most
+// eraseCheckpointWait for the readers that still use it; a reader that holds it longer leaves
+// the erased bytes there until the next checkpoint, which the log says.
+func (s *Store) eraseWAL() {
+	ctx, cancel := context.WithTimeout(context.Background(), eraseCheckpointWait)
+	defer cancel()
+	if err := s.db.Checkpoint(ctx); err != nil {
+		s.Logger.Warn("a member's erasure reached the replica, but the WAL could not be emptied yet; the next checkpoint does it",
+			slog.Any("err", err))
+	}
+}
+
+// eraseCheckpointWait bounds eraseWAL: the commit's callers are answered after it.
+const eraseCheckpointWait = time.Second
 
 // --- lsync.ClientHandler ---
 

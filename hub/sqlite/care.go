@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"strings"
 	"time"
 
@@ -63,23 +62,8 @@ func (t *tx) SetMemberProfile(ctx context.Context, id string, p hub.Profile, ver
 	return nil
 }
 
-// secureDelete turns secure_delete on until the returned function puts it back. Without it,
-// SQLite leaves the bytes of a rewritten or deleted row or index entry in the page's free space,
-// where a copy of the file would still show them. The setting belongs to the connection, so it
-// is put back after the statements that need it.
-func (t *tx) secureDelete(ctx context.Context) (restore func(), err error) {
-	var mode int
-	if err := t.QueryRowContext(ctx, `PRAGMA secure_delete`).Scan(&mode); err != nil {
-		return nil, err
-	}
-	if _, err := t.ExecContext(ctx, `PRAGMA secure_delete = ON`); err != nil {
-		return nil, err
-	}
-	return func() { t.ExecContext(context.WithoutCancel(ctx), fmt.Sprintf(`PRAGMA secure_delete = %d`, mode)) }, nil
-}
-
 func (t *tx) EraseMember(ctx context.Context, id string, at time.Time, version int64) error {
-	restore, err := t.secureDelete(ctx) // the email must not stay readable in the file
+	restore, err := t.SecureDelete(ctx) // the email must not stay readable in the file
 	if err != nil {
 		return err
 	}
@@ -111,7 +95,7 @@ func (t *tx) NotePastCountry(ctx context.Context, member, country string, until 
 }
 
 func (t *tx) ForgetPastCountries(ctx context.Context, before time.Time) (int, error) {
-	restore, err := t.secureDelete(ctx) // the countries must not stay readable in the file
+	restore, err := t.SecureDelete(ctx) // the countries must not stay readable in the file
 	if err != nil {
 		return 0, err
 	}

@@ -68,6 +68,35 @@ func (t *Tx) stmtCtx(ctx context.Context) context.Context {
 	return context.WithoutCancel(ctx)
 }
 
+// SecureDelete turns secure_delete on until the returned function puts it back. Without it,
+// SQLite leaves the bytes of a rewritten or deleted row or index entry in the page's free space,
+// where a copy of the file would still show them: for personal data being erased. The setting
+// belongs to the connection, so it is put back after the statements that need it.
+func (t *Tx) SecureDelete(ctx context.Context) (restore func(), err error) {
+	var mode int
+	if err := t.QueryRowContext(ctx, `PRAGMA secure_delete`).Scan(&mode); err != nil {
+		return nil, err
+	}
+	if _, err := t.ExecContext(ctx, `PRAGMA secure_delete = ON`); err != nil {
+		return nil, err
+	}
+	return func() { t.ExecContext(context.WithoutCancel(ctx), fmt.Sprintf(`PRAGMA secure_delete = %d`, mode)) }, nil
+}
+
+// Checkpoint copies every page the WAL holds into the database file and empties the WAL
+// (wal_checkpoint TRUNCATE), waiting for the readers that still use it until ctx ends; it says so
+// if one kept it busy. After an erasure, the WAL's older frames still hold the erased data.
+func (db *DB) Checkpoint(ctx context.Context) error {
+	var busy, log, done int
+	if err := db.W.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &log, &done); err != nil {
+		return err
+	}
+	if busy != 0 {
+		return fmt.Errorf("checkpoint: a reader or writer kept the WAL busy (%d of %d pages copied)", done, log)
+	}
+	return nil
+}
+
 // ExecContext runs q with a cached prepared statement.
 func (t *Tx) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
 	ctx = t.stmtCtx(ctx)
