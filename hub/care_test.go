@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -391,4 +393,34 @@ func mustRequest(t *testing.T, method, url, key string) *http.Request {
 	}
 	req.Header.Set("Authorization", "Bearer "+key)
 	return req
+}
+
+// A webhook receiver that answers an error quoting the body it got (as a validating receiver
+// does) leaves the member's data in the delivery's last error; the erasure clears it, in every
+// table of either backend, and in what GET /v1/webhooks/{id}/deliveries shows.
+func TestCare_EraseClearsWebhookDeliveryErrors(t *testing.T) {
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.WriteHeader(http.StatusBadRequest)
+		w.Write(append([]byte("rejected payload: "), b...))
+	}))
+	defer rcv.Close()
+	a := openAKHub(t)
+	var wh hub.NewWebhook
+	a.mustDo(t, akAdminKey, "POST", "/v1/webhooks", `{"url":"`+rcv.URL+`/x","events":["member.created"]}`, http.StatusCreated, &wh)
+	a.mustDo(t, akAdminKey, "POST", "/v1/members", `{"id":"mx","email":"`+careEmail+`","name":"`+careName+`","country":"NZ"}`, http.StatusCreated, nil)
+	if _, err := hub.NewWebhookSender(a.Hub).DeliverDue(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, body := a.do(t, akAdminKey, "GET", "/v1/webhooks/"+wh.Webhook.ID+"/deliveries", ""); !strings.Contains(string(body), careEmail) {
+		t.Fatalf("the receiver's answer did not quote the member (the test tests nothing): %s", body)
+	}
+	a.mustDo(t, akAdminKey, "POST", "/v1/members/mx/erase", "", http.StatusOK, nil)
+	if left := personalLeft(t, a.Hub, careEmail, careName); len(left) > 0 {
+		t.Errorf("after the erasure the member's data is still in: %s", strings.Join(left, "; "))
+	}
+	if _, body := a.do(t, akAdminKey, "GET", "/v1/webhooks/"+wh.Webhook.ID+"/deliveries", ""); strings.Contains(string(body), careEmail) ||
+		!strings.Contains(string(body), "erased") {
+		t.Errorf("the deliveries after the erasure: %s", body)
+	}
 }

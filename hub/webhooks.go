@@ -194,8 +194,9 @@ type WebhookTx interface {
 	InsertWebhookEvents(ctx context.Context, evs []WebhookEvent) (int, error)
 	// WebhookEventBody returns the stored body of event id (ENOTFOUND if it was not stored).
 	WebhookEventBody(ctx context.Context, id string) ([]byte, error)
-	// SetWebhookEventBody replaces the stored body of event id: an erasure takes a member's
-	// personal data out of the events that carry it.
+	// SetWebhookEventBody replaces the stored body of event id, and clears the last error of its
+	// deliveries (a receiver's answer may quote the body): an erasure takes a member's personal
+	// data out of the events that carry it. The old bytes are not left in the file.
 	SetWebhookEventBody(ctx context.Context, id string, body []byte) error
 	// ClaimWebhookDeliveries claims up to limit pending deliveries of enabled endpoints that are
 	// due at now and not claimed by another process (a claim lives until its ClaimedUntil), until
@@ -738,6 +739,10 @@ func (h *Hub) ReplayWebhook(ctx context.Context, id string, req ReplayRequest) (
 }
 
 // memberCreated is the data of member.created.
+// ErasedDeliveryError replaces the last error of a delivery of an event whose personal data was
+// erased (Tx.SetWebhookEventBody): the receiver's answer may have quoted it.
+const ErasedDeliveryError = "(cleared: the member's personal data was erased)"
+
 // eraseFromEvents takes a member's personal data out of the events that carry it (member.created,
 // in the transaction of the erasure): a delivery still waiting, or a replay, sends the erased
 // copy. The event keeps its id, type and time; its receivers are told nothing personal again.

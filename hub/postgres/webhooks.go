@@ -262,6 +262,9 @@ func (t *tx) WebhookEventBody(ctx context.Context, id string) ([]byte, error) {
 }
 
 func (t *tx) SetWebhookEventBody(ctx context.Context, id string, body []byte) error {
-	_, err := t.exec(ctx, `UPDATE webhook_events SET body = $1 WHERE id = $2`, string(body), id)
+	if _, err := t.exec(ctx, `UPDATE webhook_events SET body = $1 WHERE id = $2`, string(body), id); err != nil {
+		return err
+	}
+	_, err := t.exec(ctx, `UPDATE webhook_deliveries SET last_error = $1 WHERE event = $2 AND last_error <> ''`, hub.ErasedDeliveryError, id)
 	return err
 }

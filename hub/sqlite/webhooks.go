@@ -341,6 +341,14 @@ func (t *tx) WebhookEventBody(ctx context.Context, id string) ([]byte, error) {
 }
 
 func (t *tx) SetWebhookEventBody(ctx context.Context, id string, body []byte) error {
-	_, err := t.ExecContext(ctx, `UPDATE webhook_events SET body = ? WHERE id = ?`, string(body), id)
+	restore, err := t.SecureDelete(ctx)
+	if err != nil {
+		return err
+	}
+	defer restore()
+	if _, err := t.ExecContext(ctx, `UPDATE webhook_events SET body = ? WHERE id = ?`, string(body), id); err != nil {
+		return err
+	}
+	_, err = t.ExecContext(ctx, `UPDATE webhook_deliveries SET last_error = ? WHERE event = ? AND last_error <> ''`, hub.ErasedDeliveryError, id)
 	return err
 }
