@@ -190,9 +190,22 @@ func (s *WebhookSender) batch() int {
 	return 100
 }
 
-// lease is how long a claim keeps other processes off a delivery: the attempt's timeout and
-// time to record its outcome.
-func (s *WebhookSender) lease() time.Duration { return 2*s.timeout() + 30*time.Second }
+func (s *WebhookSender) concurrency() int {
+	if s.Concurrency > 0 {
+		return s.Concurrency
+	}
+	return 4
+}
+
+// lease is how long a claim keeps other processes off a delivery: the whole round, whose
+// attempts go Concurrency at a time, each within the timeout, and time to record their outcomes.
+// (A claim shorter than the round let another process claim and send the round's last
+// deliveries while this one was still at its first ones: each sent twice, and this process's
+// outcomes, no longer its claim's, thrown away.)
+func (s *WebhookSender) lease() time.Duration {
+	waves := (s.batch() + s.concurrency() - 1) / s.concurrency()
+	return time.Duration(waves)*s.timeout() + 30*time.Second
+}
 
 // DeliverDue runs one round: it claims up to Batch due deliveries, sends them, and records what
 // came of them. It returns how many it claimed.
@@ -214,7 +227,7 @@ func (s *WebhookSender) DeliverDue(ctx context.Context) (int, error) {
 	results := make([]attemptResult, len(claimed))
 	work := make(chan int)
 	var wg sync.WaitGroup
-	for range max(1, min(s.Concurrency, len(claimed))) {
+	for range min(s.concurrency(), len(claimed)) {
 		wg.Go(func() {
 			for i := range work {
 				results[i] = s.send(ctx, claimed[i])

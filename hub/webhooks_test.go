@@ -426,6 +426,64 @@ func TestWebhooks_ClaimLeaseAcrossProcesses(t *testing.T) {
 	}
 }
 
+// TestWebhooks_ClaimOutlastsTheRound: a round sends its deliveries Concurrency at a time, each
+// up to the timeout, so its claim must last the whole round. The receiver here answers each
+// request as late as the timeout allows (it moves the hubs' clock on by the timeout); while the
+// first process is at its eighth delivery of forty, a second one finds none to claim. Each event
+// is sent once, and the endpoint counts each failed attempt once.
+func TestWebhooks_ClaimOutlastsTheRound(t *testing.T) {
+	h1, clk := webhookHub(t)
+	ctx := context.Background()
+	h2 := hub.New(h1.Store)
+	h2.KEK, h2.Logger, h2.Now = h1.KEK, h1.Logger, clk.Now
+	s1, s2 := hub.NewWebhookSender(h1), hub.NewWebhookSender(h2)
+	s1.Concurrency, s2.Concurrency = 1, 1
+	var mu sync.Mutex
+	sent := map[string]int{}
+	second := -1
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		clk.Add(s1.Timeout)
+		mu.Lock()
+		sent[r.Header.Get("Loyalty-Event-Id")]++
+		n := len(sent)
+		mu.Unlock()
+		if n == 8 {
+			var err error
+			if second, err = s2.DeliverDue(ctx); err != nil {
+				t.Error(err)
+			}
+		}
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer rcv.Close()
+	nw := addWebhook(t, h1, rcv.URL, hub.EventPointsEarned)
+	for i := range 40 {
+		fund(t, h1, "m1", int64(100+i))
+	}
+	if n, err := s1.DeliverDue(ctx); err != nil || n != 40 {
+		t.Fatalf("the first process claimed %d (%v), want 40", n, err)
+	}
+	if second != 0 {
+		t.Errorf("the second process claimed %d deliveries while the first one's round went on, want 0", second)
+	}
+	mu.Lock()
+	for id, n := range sent {
+		if n != 1 {
+			t.Errorf("event %s sent %d times", id, n)
+		}
+	}
+	mu.Unlock()
+	ws, err := h1.Webhooks(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range ws {
+		if w.ID == nw.Webhook.ID && w.Failures != 40 {
+			t.Errorf("the endpoint counts %d failures, want one for each of the 40 attempts", w.Failures)
+		}
+	}
+}
+
 // TestWebhooks_ReplayRotateRemoveAudited: replay by id and by time queues deliveries again; a
 // rotated secret signs the next ones; the secret is never stored in clear; every admin change is
 // in the audit trail.
