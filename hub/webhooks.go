@@ -738,7 +738,6 @@ func (h *Hub) ReplayWebhook(ctx context.Context, id string, req ReplayRequest) (
 	return n, err
 }
 
-// memberCreated is the data of member.created.
 // ErasedDeliveryError replaces the last error of a delivery of an event whose personal data was
 // erased (Tx.SetWebhookEventBody): the receiver's answer may have quoted it.
 const ErasedDeliveryError = "(cleared: the member's personal data was erased)"
@@ -771,6 +770,7 @@ func eraseFromEvents(ctx context.Context, tx Tx, member string) error {
 	return tx.SetWebhookEventBody(ctx, id, body)
 }
 
+// memberCreated is the data of member.created.
 func memberCreated(m loyalty.Member) map[string]any {
 	return map[string]any{"member_id": m.ID, "email": m.Email, "name": m.Name, "home_store": m.HomeStore, "country": m.Country,
 		"referred_by": m.ReferredBy, "created_at": m.CreatedAt}

@@ -49,9 +49,13 @@ type Store struct {
 
 	mu   gosync.Mutex
 	clk  *clock        // nil until this process first needs the agent time
-	stop chan struct{} // ends the clock keeper
+	stop chan struct{} // ends the clock keeper and the WAL's eraser
 	done chan struct{} // closed when the clock keeper has ended; nil: none was started
 	once gosync.Once   // Close's last checkpoint
+
+	erase      chan struct{}    // an erased copy was committed: empty the WAL (eraser; buffered, so requests coalesce)
+	eraserOnce gosync.Once      // starts the eraser at the first request
+	eraser     gosync.WaitGroup // the eraser, waited for by Close
 }
 
 // The agent time: the timeline on which lease deadlines and the last time the store heard from
@@ -169,7 +173,7 @@ func OpenWith(ctx context.Context, path string, opts sqlitedb.Options) (*Store, 
 	if err != nil {
 		return nil, err
 	}
-	return &Store{db: db, Now: time.Now, Logger: slog.Default(), stop: make(chan struct{})}, nil
+	return &Store{db: db, Now: time.Now, Logger: slog.Default(), stop: make(chan struct{}), erase: make(chan struct{}, 1)}, nil
 }
 
 // Path returns the database file's path.
@@ -180,6 +184,7 @@ func (s *Store) Path() string { return s.db.Path }
 func (s *Store) Close() error {
 	s.once.Do(func() {
 		close(s.stop)
+		s.eraser.Wait()
 		s.mu.Lock()
 		anchored, done := s.clk != nil, s.done
 		s.mu.Unlock()
@@ -603,17 +608,26 @@ func (t *tx) cursor(ctx context.Context) (int64, error) {
 // (Replicas written before that may hold an ack's bare balance at the feed's version: the feed
 // wins at an equal version.)
 //
-// An erased member's copy (no email, no name) overwrites theirs with secure_delete on, so that
-// the old bytes do not stay in the page's free space, and once it is committed the WAL, whose
-// older frames still hold them, is emptied into the file (eraseWAL).
+// An erased member's copy (no email, no name) overwrites a copy that still holds them with
+// secure_delete on, so that the old bytes do not stay in the page's free space, and once it is
+// committed the WAL, whose older frames still hold them, is emptied into the file, in the
+// background (eraseWAL). A copy erased already (every later copy of the member is) costs nothing
+// more.
 func (t *tx) setMember(ctx context.Context, m loyalty.Member) error {
 	if m.Erased {
-		restore, err := t.SecureDelete(ctx)
-		if err != nil {
+		var personal bool
+		err := t.QueryRowContext(ctx, `SELECT email <> '' OR name <> '' FROM members WHERE id = ? AND version <= ?`, m.ID, m.Version).Scan(&personal)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
-		defer restore()
-		t.AfterCommit(t.s.eraseWAL)
+		if personal {
+			restore, err := t.SecureDelete(ctx)
+			if err != nil {
+				return err
+			}
+			defer restore()
+			t.AfterCommit(t.s.eraseWAL)
+		}
 	}
 	punches := ""
 	if len(m.Punches) > 0 {
@@ -634,20 +648,39 @@ func (t *tx) setMember(ctx context.Context, m loyalty.Member) error {
 	return err
 }
 
-// eraseWAL empties the WAL after a member's erasure reached the replica, waiting at most
-// eraseCheckpointWait for the readers that still use it; a reader that holds it longer leaves
-// the erased bytes there until the next checkpoint, which the log says.
+// eraseWAL asks the eraser to empty the WAL, after a commit that erased a member's copy. It does
+// not wait: the tills' next writes go on meanwhile. Requests made while the eraser is at work
+// are one more run.
 func (s *Store) eraseWAL() {
-	ctx, cancel := context.WithTimeout(context.Background(), eraseCheckpointWait)
-	defer cancel()
-	if err := s.db.Checkpoint(ctx); err != nil {
-		s.Logger.Warn("a member's erasure reached the replica, but the WAL could not be emptied yet; the next checkpoint does it",
-			slog.Any("err", err))
+	s.eraserOnce.Do(func() {
+		s.eraser.Add(1)
+		go s.runEraser()
+	})
+	select {
+	case s.erase <- struct{}{}:
+	default: // one is waiting already
 	}
 }
 
-// eraseCheckpointWait bounds eraseWAL: the commit's callers are answered after it.
-const eraseCheckpointWait = time.Second
+// runEraser empties the WAL into the file for each request until Close, waiting at most
+// sqlitedb.EraseWait for the readers that still use it; a reader that holds it longer leaves the
+// erased bytes in the WAL until they are written over, which the log says.
+func (s *Store) runEraser() {
+	defer s.eraser.Done()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-s.erase:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), sqlitedb.EraseWait)
+		if err := s.db.Checkpoint(ctx); err != nil {
+			s.Logger.Warn("a member's erasure reached the replica, but the WAL still holds pages from before it, until they are written over",
+				slog.Any("err", err))
+		}
+		cancel()
+	}
+}
 
 // --- lsync.ClientHandler ---
 

@@ -21,6 +21,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -82,6 +83,9 @@ func (t *Tx) SecureDelete(ctx context.Context) (restore func(), err error) {
 	}
 	return func() { t.ExecContext(context.WithoutCancel(ctx), fmt.Sprintf(`PRAGMA secure_delete = %d`, mode)) }, nil
 }
+
+// EraseWait is how long a checkpoint after an erasure waits for readers that still use the WAL.
+const EraseWait = time.Second
 
 // Checkpoint copies every page the WAL holds into the database file and empties the WAL
 // (wal_checkpoint TRUNCATE), waiting for the readers that still use it until ctx ends; it says so
