@@ -48,7 +48,7 @@ type till struct {
 // too many wrong tokens from it, or from every address together); failed records a wrong token
 // from it.
 func (t *till) throttled(r *http.Request, now time.Time, failed bool) bool {
-	fromAddr, fromAll := t.s.wrong.throttled(r, now, failed)
+	fromAddr, fromAll := t.s.wrongSignIn.throttled(r, now, failed)
 	return fromAddr || fromAll
 }
 

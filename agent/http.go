@@ -39,21 +39,22 @@ type Server struct {
 	// Metrics receives the latency of each POS call (metrics.go); nil: none is measured.
 	Metrics Metrics
 
-	ln    net.Listener
-	srv   *http.Server
-	wrong wrongTokens // wrong POS tokens this minute, at the till's sign-in and the API alike
+	ln          net.Listener
+	srv         *http.Server
+	wrongAPI    wrongTokens // wrong POS tokens this minute in the API's Authorization header
+	wrongSignIn wrongTokens // and typed at the till page's sign-in
 }
 
-// wrongTokens counts the wrong POS tokens of the last minute, per address and in all: at the
-// till page's sign-in and in the API's Authorization header alike, so that a guesser gains
-// nothing by going from one to the other.
+// wrongTokens counts the wrong POS tokens of the last minute, per address and in all, of the
+// API or of the till page's sign-in: apart, so that a cashier's typos at the till never close the
+// API to the POS software on the same machine.
 //
 // An address with maxSignInFailures wrong tokens in the minute is refused, its right token too,
-// until the minute is over: a guessed token costs a minute per few tries, and one device typing
-// wrong tokens does not lock the other tills out. maxAllSignInFailures bounds them from every
-// address together (a guesser with many addresses), for sign-ins only: the POS's own calls,
-// with the right token, are never refused for what other addresses did. Sessions already open go
-// on working.
+// until the minute is over: a guessed token costs a minute per few tries, and one device sending
+// wrong tokens does not lock the devices at other addresses out. maxAllSignInFailures bounds them
+// from every address together (a guesser with many addresses), for sign-ins only: the POS's own
+// calls, with the right token, are never refused for what other addresses did. Sessions already
+// open go on working. At most maxTrackedAddresses addresses are counted a minute.
 type wrongTokens struct {
 	mu    gosync.Mutex
 	start time.Time
@@ -64,6 +65,7 @@ type wrongTokens struct {
 const (
 	maxSignInFailures    = 10
 	maxAllSignInFailures = 100
+	maxTrackedAddresses  = 4096
 )
 
 // throttled reports whether the address of r has had too many wrong tokens this minute, and
@@ -79,7 +81,9 @@ func (g *wrongTokens) throttled(r *http.Request, now time.Time, failed bool) (fr
 		g.start, g.fails, g.all = now, map[string]int{}, 0
 	}
 	if failed {
-		g.fails[addr]++ // refused attempts are not counted: the map stays small
+		if _, known := g.fails[addr]; known || len(g.fails) < maxTrackedAddresses {
+			g.fails[addr]++
+		}
 		g.all++
 	}
 	return g.fails[addr] >= maxSignInFailures, g.all >= maxAllSignInFailures
@@ -346,7 +350,7 @@ func (s *Server) auth(next http.Handler) http.Handler {
 		// A request without a token guesses nothing (a browser's favicon, a page's link): only
 		// tokens sent count, and are refused from an address that sent too many wrong ones.
 		got := r.Header.Get("Authorization")
-		if throttled, _ := s.wrong.throttled(r, time.Now(), false); throttled && got != "" {
+		if throttled, _ := s.wrongAPI.throttled(r, time.Now(), false); throttled && got != "" {
 			w.Header().Set("Retry-After", "60")
 			jsonapi.Error(w, r, s.logger(), jsonapi.WithStatus(http.StatusTooManyRequests, loyalty.Errorf(loyalty.EUNAUTHORIZED,
 				"too many wrong POS tokens came from this address in the last minute; wait a minute, then call with the right one")))
@@ -354,7 +358,7 @@ func (s *Server) auth(next http.Handler) http.Handler {
 		}
 		if subtle.ConstantTimeCompare([]byte(got), []byte("Bearer "+s.POSToken)) != 1 {
 			if got != "" {
-				s.wrong.throttled(r, time.Now(), true)
+				s.wrongAPI.throttled(r, time.Now(), true)
 			}
 			jsonapi.Error(w, r, s.logger(), loyalty.Errorf(loyalty.EUNAUTHORIZED, "missing or wrong POS token (Authorization: Bearer ...)"))
 			return

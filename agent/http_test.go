@@ -377,4 +377,20 @@ func TestPOSTokenGuessing(t *testing.T) {
 	if w := call("127.0.0.1:5000", "pos-token-0123456789"); w.Code != http.StatusOK {
 		t.Errorf("the POS's own call from another address: %d %s", w.Code, w.Body)
 	}
+	// A cashier's typos at the till's sign-in, on the POS's machine, do not close the API to it.
+	for range 12 {
+		r := httptest.NewRequest("POST", "http://127.0.0.1/signin", strings.NewReader("token=typo"))
+		r.RemoteAddr = "127.0.0.1:6000"
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		r.Header.Set("Origin", "http://127.0.0.1")
+		r.Header.Set("Sec-Fetch-Site", "same-origin")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != http.StatusUnauthorized && w.Code != http.StatusTooManyRequests {
+			t.Fatalf("a sign-in with a wrong token: %d %s", w.Code, w.Body)
+		}
+	}
+	if w := call("127.0.0.1:5001", "pos-token-0123456789"); w.Code != http.StatusOK {
+		t.Errorf("the POS's call after a cashier's typos at the same address: %d %s", w.Code, w.Body)
+	}
 }
