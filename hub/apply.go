@@ -438,10 +438,11 @@ func (a *applier) check(ctx context.Context, store string, d *loyalty.Delta) err
 // has seen, those of a member in its scope (its home store's members, those who transacted there,
 // those it scanned online), or of one whose sale comes before in this push. (A voucher is its own
 // proof: any store takes a valid one.) A hub restored from a backup lost the scope rows stores
-// gained after the backup, while their replicas kept those members: a redemption dated between
-// the backup and the restore, made then and sent again, is taken without the check. One dated
-// after the restore is not: the store could have fetched the member again (a scan while online),
-// and a later date is the store's to choose.
+// gained after the backup, while their replicas kept those members. A redemption dated between
+// the backup and the restore, made then and sent again, is taken without the check; so is one
+// dated after the restore from a store that has not synced since (offline across it, it
+// redeemed with the replica it had), for at most Claims.MaxOffline. Once the store synced with
+// the restored hub, it fetches a member it needs again (a scan while online).
 func (a *applier) mayRedeem(ctx context.Context, store string, d *loyalty.Delta) error {
 	if in, err := a.holds(ctx, store, d.Member); in || err != nil {
 		return err
@@ -451,8 +452,17 @@ func (a *applier) mayRedeem(ctx context.Context, store string, d *loyalty.Delta)
 		return err
 	}
 	at := d.EventTime()
-	if !e.RestoredAt.IsZero() && !at.Before(e.BackupAt.Add(-a.Claims.Backdate)) && at.Before(e.RestoredAt) {
-		return nil
+	if !e.RestoredAt.IsZero() && !at.Before(e.BackupAt.Add(-a.Claims.Backdate)) {
+		if at.Before(e.RestoredAt) {
+			return nil
+		}
+		info, err := a.storeInfo(ctx, store)
+		if err != nil {
+			return err
+		}
+		if info.FlushedAt.Before(e.RestoredAt) && at.Before(e.RestoredAt.Add(a.Claims.MaxOffline)) {
+			return nil
+		}
 	}
 	return loyalty.Errorf(loyalty.EUNAUTHORIZED, "store %s does not hold member %s, so it cannot spend their points; "+
 		"the member's QR code scanned while the store is online, or a sale, brings them in", store, d.Member)

@@ -139,26 +139,39 @@ func TestRestoreBoundsFollowTheBudget(t *testing.T) {
 }
 
 // A restored hub lost the scope rows stores gained after the backup, while the stores' replicas
-// kept those members: a redemption of a member the store no longer holds, dated between the
-// backup and the restore, made then and sent again, is taken. One dated after the restore is
-// not: the store could fetch the member again, and a later date is the store's to choose.
+// kept those members: a redemption of a member the store no longer holds is taken when it is
+// dated between the backup and the restore (made then, sent again), or dated after it by a store
+// that has not synced since (offline across the restore, it redeemed with the replica it had).
+// Once the store synced with the restored hub, it must fetch the member again.
 func TestRestoreTakesRedemptionsOfLostScopes(t *testing.T) {
 	h := openHub(t)
 	ctx := context.Background()
 	now := t0
 	h.Now = func() time.Time { return now }
-	fund(t, h, "m2", 600) // m2 is s2's: s1 does not hold them; the backup is of this moment
+	fund(t, h, "m2", 900) // m2 is s2's: s1 does not hold them; the backup is of this moment
 	now = now.Add(time.Hour)
 	if _, err := h.Restored(ctx); err != nil {
 		t.Fatal(err)
 	}
-	before := redeem("s1", "m2", "tote", 250)
-	before.OccurredAt = t0.Add(30 * time.Minute)
-	mustApply(t, h, "s1", before)
-	if err := h.Unsubscribe(ctx, "s1", []string{"m2"}); err != nil { // the scope the redemption brought back
+	tote := func(at time.Time) loyalty.Delta {
+		d := redeem("s1", "m2", "tote", 250)
+		d.OccurredAt = at
+		return d
+	}
+	unhold := func() {
+		t.Helper()
+		if err := h.Unsubscribe(ctx, "s1", []string{"m2"}); err != nil { // the scope the redemption brought back
+			t.Fatal(err)
+		}
+	}
+	mustApply(t, h, "s1", tote(t0.Add(30*time.Minute)))
+	unhold()
+	now = now.Add(time.Hour)
+	mustApply(t, h, "s1", tote(now.Add(-time.Minute))) // s1 has not synced since the restore
+	unhold()
+	if _, err := h.Pull(ctx, "s1", lsync.Pull{Limit: 1000, Flushed: true}); err != nil {
 		t.Fatal(err)
 	}
-	after := redeem("s1", "m2", "tote", 250)
-	after.OccurredAt = now.Add(time.Minute)
-	mustReject(t, h, "s1", after, loyalty.EUNAUTHORIZED)
+	now = now.Add(time.Minute)
+	mustReject(t, h, "s1", tote(now), loyalty.EUNAUTHORIZED)
 }
