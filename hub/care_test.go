@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/hub"
@@ -422,5 +423,32 @@ func TestCare_EraseClearsWebhookDeliveryErrors(t *testing.T) {
 	if _, body := a.do(t, akAdminKey, "GET", "/v1/webhooks/"+wh.Webhook.ID+"/deliveries", ""); strings.Contains(string(body), careEmail) ||
 		!strings.Contains(string(body), "erased") {
 		t.Errorf("the deliveries after the erasure: %s", body)
+	}
+
+	// An attempt under way when a member is erased, whose answer quotes the old body, records
+	// nothing: its claim ended with the erasure.
+	a.mustDo(t, akAdminKey, "POST", "/v1/members", `{"id":"my","email":"`+careEmail+`","name":"`+careName+`"}`, http.StatusCreated, nil)
+	var claimed []hub.WebhookAttempt
+	if err := a.Hub.Store.Update(hub.Bookkeeping(context.Background()), func(tx hub.Tx) error {
+		var err error
+		claimed, err = tx.ClaimWebhookDeliveries(context.Background(), a.Hub.Now(), time.Hour, 100)
+		return err
+	}); err != nil || len(claimed) != 1 {
+		t.Fatalf("claimed %d (%v), want my's member.created", len(claimed), err)
+	}
+	a.mustDo(t, akAdminKey, "POST", "/v1/members/my/erase", "", http.StatusOK, nil)
+	c := claimed[0]
+	late := []hub.WebhookOutcome{{Endpoint: c.Endpoint, Event: c.Event, ClaimedUntil: c.ClaimedUntil, Attempts: c.Attempts + 1,
+		State: hub.DeliveryPending, At: a.Hub.Now(), NextAt: a.Hub.Now(), Status: 400, Error: "rejected payload: " + careEmail}}
+	var wrote int
+	if err := a.Hub.Store.Update(hub.Bookkeeping(context.Background()), func(tx hub.Tx) error {
+		var err error
+		wrote, err = tx.RecordWebhookOutcomes(context.Background(), late)
+		return err
+	}); err != nil || wrote != 0 {
+		t.Errorf("the attempt under way at the erasure recorded %d outcomes (%v), want 0", wrote, err)
+	}
+	if left := personalLeft(t, a.Hub, careEmail, careName); len(left) > 0 {
+		t.Errorf("after the second erasure the member's data is still in: %s", strings.Join(left, "; "))
 	}
 }

@@ -194,9 +194,11 @@ type WebhookTx interface {
 	InsertWebhookEvents(ctx context.Context, evs []WebhookEvent) (int, error)
 	// WebhookEventBody returns the stored body of event id (ENOTFOUND if it was not stored).
 	WebhookEventBody(ctx context.Context, id string) ([]byte, error)
-	// SetWebhookEventBody replaces the stored body of event id, and clears the last error of its
-	// deliveries (a receiver's answer may quote the body): an erasure takes a member's personal
-	// data out of the events that carry it. The old bytes are not left in the file.
+	// SetWebhookEventBody replaces the stored body of event id, clears the last error of its
+	// deliveries (a receiver's answer may quote the body) and ends their claims (an attempt under
+	// way records nothing: its delivery goes again, with the new body): an erasure takes a
+	// member's personal data out of the events that carry it. The old bytes are not left in the
+	// file.
 	SetWebhookEventBody(ctx context.Context, id string, body []byte) error
 	// ClaimWebhookDeliveries claims up to limit pending deliveries of enabled endpoints that are
 	// due at now and not claimed by another process (a claim lives until its ClaimedUntil), until

@@ -265,6 +265,9 @@ func (t *tx) SetWebhookEventBody(ctx context.Context, id string, body []byte) er
 	if _, err := t.exec(ctx, `UPDATE webhook_events SET body = $1 WHERE id = $2`, string(body), id); err != nil {
 		return err
 	}
-	_, err := t.exec(ctx, `UPDATE webhook_deliveries SET last_error = $1 WHERE event = $2 AND last_error <> ''`, hub.ErasedDeliveryError, id)
+	// An attempt under way keeps no claim: its answer, which may quote the old body, is not
+	// recorded, and the delivery goes again, with the new one.
+	_, err := t.exec(ctx, `UPDATE webhook_deliveries SET last_error = CASE WHEN last_error <> '' THEN $1 ELSE '' END,
+		claimed_until = CASE WHEN state = 'pending' THEN 0 ELSE claimed_until END WHERE event = $2`, hub.ErasedDeliveryError, id)
 	return err
 }

@@ -349,6 +349,9 @@ func (t *tx) SetWebhookEventBody(ctx context.Context, id string, body []byte) er
 	if _, err := t.ExecContext(ctx, `UPDATE webhook_events SET body = ? WHERE id = ?`, string(body), id); err != nil {
 		return err
 	}
-	_, err = t.ExecContext(ctx, `UPDATE webhook_deliveries SET last_error = ? WHERE event = ? AND last_error <> ''`, hub.ErasedDeliveryError, id)
+	// An attempt under way keeps no claim: its answer, which may quote the old body, is not
+	// recorded, and the delivery goes again, with the new one.
+	_, err = t.ExecContext(ctx, `UPDATE webhook_deliveries SET last_error = CASE WHEN last_error <> '' THEN ? ELSE '' END,
+		claimed_until = CASE WHEN state = 'pending' THEN 0 ELSE claimed_until END WHERE event = ?`, hub.ErasedDeliveryError, id)
 	return err
 }
