@@ -213,6 +213,22 @@ func (a *Agent) unsubscribe(ctx context.Context) error {
 			sctx, cancel := context.WithTimeout(ctx, unsubscribeTimeout)
 			_, err := a.Sync.Subscribe(sctx, m)
 			cancel()
+			if loyalty.ErrorCode(err) == loyalty.EUNAUTHORIZED {
+				// The hub hands a member back only with a reason (their code, a sale here), and a
+				// copy that came back by a scan alone gives it none: the copy is dropped rather
+				// than kept stale; their next scan here fetches them again.
+				var dropped bool
+				err = a.Store.Update(ctx, func(tx Tx) error {
+					var err error
+					dropped, err = tx.DropCopy(ctx, m)
+					return err
+				})
+				if err == nil && dropped {
+					a.Logger.Info("an evicted member came back by a scan while the hub took them out of this store's scope; "+
+						"their copy is dropped, and their next scan here fetches them again", slog.String("member", m))
+					continue
+				}
+			}
 			if err != nil {
 				a.Logger.Warn("an evicted member came back while the hub took them out of this store's scope, and subscribing to them again failed; "+
 					"the store gets their changes again at their next sale or online scan here",

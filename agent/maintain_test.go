@@ -353,6 +353,46 @@ func TestMaintain_MemberBackBeforeTheUnsubscribe(t *testing.T) {
 	}
 }
 
+// The same race for a member who came back by a scan alone (no home here, no sale here): the hub
+// hands them back only against their code, which the agent no longer has, so it drops their copy
+// rather than keep one the hub no longer updates; their next scan here fetches them again.
+func TestMaintain_MemberBackByAScanAloneIsDropped(t *testing.T) {
+	cp := openClockedPair(t, loyalty.DefaultProgram(), agent.Retention{EvictAfter: 90 * day})
+	ctx := context.Background()
+	if _, err := cp.hub.CreateMember(ctx, loyalty.Member{ID: "m9", Name: "Walk-in"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cp.agent.Scan(ctx, agent.ScanRequest{QR: mustToken(t, cp.hub, "m9")}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := cp.hub.Member(ctx, "m9", 0)
+	if err != nil || !cp.inReplica(t, "m9") {
+		t.Fatalf("m9 after the scan: %+v, %v; in the replica %v", m, err, cp.inReplica(t, "m9"))
+	}
+	cp.maintain(t)
+	cp.link.setOnline(false)
+	cp.at(91 * day)
+	cp.maintain(t)
+	if cp.inReplica(t, "m9") {
+		t.Fatal("m9 not evicted")
+	}
+	cur, err := cp.store.Cursor(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cp.store.ApplyChanges(ctx, &lsync.Changes{Cursor: cur, Members: []loyalty.Member{m.Member}}); err != nil {
+		t.Fatal(err)
+	}
+	cp.link.setOnline(true)
+	cp.maintain(t)
+	if cp.inReplica(t, "m9") {
+		t.Fatal("the replica keeps a copy of m9 that the hub no longer updates")
+	}
+	if _, err := cp.agent.Scan(ctx, agent.ScanRequest{QR: mustToken(t, cp.hub, "m9")}); err != nil || !cp.inReplica(t, "m9") {
+		t.Fatalf("m9's next scan: %v; in the replica %v", err, cp.inReplica(t, "m9"))
+	}
+}
+
 // A program's limits and caps count a member's activity in a period: a member seen in a period
 // still running stays in the replica, whatever evict_after says.
 func TestMaintain_NoEvictionWithinARunningPeriod(t *testing.T) {

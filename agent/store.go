@@ -105,6 +105,10 @@ type Tx interface {
 	// those that came back since their eviction (a copy in the replica again, a delta of theirs
 	// not yet in a copy), which the store must subscribe to again.
 	Unsubscribed(ctx context.Context, done []Evicted) (back []string, err error)
+	// DropCopy removes the replica's copy of member if nothing of theirs waits for the hub (no
+	// pending delta, none acknowledged that the copy does not include), and reports whether it
+	// did: a copy the hub no longer keeps current.
+	DropCopy(ctx context.Context, member string) (bool, error)
 	// ForgetResults drops the answers of POS calls made before before, keeping their keys and
 	// request hashes (a retry is then refused, not done again). It returns how many it dropped.
 	ForgetResults(ctx context.Context, before time.Time, limit int) (int64, error)

@@ -101,6 +101,17 @@ func (t *tx) Unsubscribed(ctx context.Context, done []agent.Evicted) ([]string, 
 	return back, nil
 }
 
+func (t *tx) DropCopy(ctx context.Context, member string) (bool, error) {
+	res, err := t.ExecContext(ctx, `DELETE FROM members WHERE id = ?1
+		AND NOT EXISTS (SELECT 1 FROM deltas d WHERE d.member = ?1 AND d.state = 'pending')
+		AND NOT EXISTS (SELECT 1 FROM deltas d WHERE d.member = ?1 AND d.hub_version > 0)`, member)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n > 0, err
+}
+
 func (t *tx) ForgetResults(ctx context.Context, before time.Time, limit int) (int64, error) {
 	res, err := t.ExecContext(ctx, `UPDATE pos_requests SET response = '' WHERE (op, order_id) IN
 		(SELECT op, order_id FROM pos_requests WHERE response != '' AND at < ? LIMIT ?+0)`, before.UnixMilli(), limit)
