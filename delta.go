@@ -298,6 +298,9 @@ func (d *Delta) Validate() error {
 // overflow, and no real clock is that wrong. The hub checks the event time itself far more tightly.
 const maxOffsetMS = 10 * 366 * 24 * 3600 * 1000
 
+// MaxClockOffset is the largest clock offset a delta may carry, either way (Validate).
+const MaxClockOffset = maxOffsetMS * time.Millisecond
+
 // ValidateCurrency checks that code looks like an ISO 4217 code: three upper-case letters.
 func ValidateCurrency(code string) error {
 	if len(code) != 3 {

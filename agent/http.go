@@ -243,7 +243,10 @@ func (s *Server) Open() error {
 		return fmt.Errorf("pos api listen: %w", err)
 	}
 	s.ln = ln
-	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	// A request's body within ReadTimeout (a till's form, a POS call: a few kilobytes), and an
+	// idle keep-alive connection closed after IdleTimeout: a device on the store's network that
+	// opens connections and leaves them, or trickles a body, does not use up the agent's files.
+	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 	go s.srv.Serve(ln)
 	return nil
 }

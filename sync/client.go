@@ -548,8 +548,16 @@ func (s *clientSession) welcome(b []byte, sent time.Time) (time.Duration, error)
 		s.maxBytes = w.MaxMessageBytes
 	}
 	heartbeat := s.HeartbeatInterval
-	if w.HeartbeatMillis > 0 {
-		heartbeat = time.Duration(w.HeartbeatMillis) * time.Millisecond
+	if w.HeartbeatMillis > 0 { // bounded: a hub's figure must neither overflow nor spin the agent
+		heartbeat = time.Duration(min(max(w.HeartbeatMillis, minHeartbeat.Milliseconds()), maxHeartbeat.Milliseconds())) * time.Millisecond
+	}
+	offset := clockOffset(sent, recv, w.HubTime)
+	if offset > loyalty.MaxClockOffset || offset < -loyalty.MaxClockOffset {
+		// No real clock is that far off, and no delta may carry such an offset: a hub that says
+		// so would make every sale at the till fail. The offset measured before stands.
+		s.Logger.Warn("the hub's clock is beyond any real clock's error from this one; its time is ignored",
+			slog.Int64("hub_time", w.HubTime), slog.Duration("offset", offset))
+		offset = s.Status().ClockOffset
 	}
 	s.update(func(st *Status) {
 		st.Online = true
@@ -557,7 +565,7 @@ func (s *clientSession) welcome(b []byte, sent time.Time) (time.Duration, error)
 		st.ConnectedAt = recv
 		st.LastError = ""
 		st.Sessions++
-		st.ClockOffset = clockOffset(sent, recv, w.HubTime)
+		st.ClockOffset = offset
 	})
 	s.epoch = w.Epoch
 	if w.ResendSince != 0 {
@@ -566,6 +574,13 @@ func (s *clientSession) welcome(b []byte, sent time.Time) (time.Duration, error)
 	s.Logger.Info("connected to hub", slog.Int("version", w.Version), slog.Duration("clock_offset", s.Status().ClockOffset))
 	return heartbeat, nil
 }
+
+// minHeartbeat and maxHeartbeat bound the heartbeat a hub's welcome asks for (the hub's own
+// configuration allows 100 ms at the least).
+const (
+	minHeartbeat = 100 * time.Millisecond
+	maxHeartbeat = time.Hour
+)
 
 // clockOffset estimates hub clock minus agent clock from a request sent at sent and answered at
 // recv (agent clock) with the hub's clock reading hub: the hub read its clock halfway, on average.
@@ -722,6 +737,21 @@ func (s *clientSession) push(ctx context.Context, batch []Outgoing) error {
 		if len(b) > s.maxBytes && len(batch) > 1 {
 			batch = batch[:len(batch)/2]
 			continue
+		}
+		if len(b) > s.maxBytes {
+			// One delta larger than the hub takes can never go: the hub would end the session,
+			// and the agent would send it again at every reconnect, holding up everything behind
+			// it. It is set aside as the hub would set it, rejected, kept for review.
+			o := batch[0]
+			r := Result{DeltaID: o.Delta.ID, Status: StatusRejected, Code: loyalty.ETOOLARGE,
+				Message: fmt.Sprintf("this change is %d bytes as a push, more than the hub takes (%d); it was not sent", len(b), s.maxBytes)}
+			if err := s.Handler.ApplyAck(ctx, &Ack{Results: []Result{r}}); err != nil {
+				return fmt.Errorf("apply ack: %w", err)
+			}
+			s.Logger.Error("a delta is larger than the hub takes; it is kept in the agent's rejected list",
+				slog.String("delta", o.Delta.ID), slog.Int("bytes", len(b)), slog.Int("max", s.maxBytes))
+			s.pushedSeq = o.Seq
+			return nil
 		}
 		copies := 1
 		if s.Faults.DuplicatePush {

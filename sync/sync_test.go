@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	gosync "sync"
 	"testing"
@@ -130,13 +132,14 @@ type agentFake struct {
 	mu      gosync.Mutex
 	outbox  []lsync.Outgoing
 	acked   map[string]int
+	status  map[string]string // the last outcome of each delta: status, and code when rejected
 	cursor  int64
 	members map[string]loyalty.Member
 	epochs  []int64 // every epoch a session reported, in order
 }
 
 func newAgentFake(n int) *agentFake {
-	a := &agentFake{acked: map[string]int{}, members: map[string]loyalty.Member{}}
+	a := &agentFake{acked: map[string]int{}, status: map[string]string{}, members: map[string]loyalty.Member{}}
 	for i := range n {
 		a.outbox = append(a.outbox, lsync.Outgoing{Seq: int64(i + 1), Delta: loyalty.Delta{ID: fmt.Sprintf("d%03d", i+1)}})
 	}
@@ -181,6 +184,7 @@ func (a *agentFake) ApplyAck(ctx context.Context, ack *lsync.Ack) error {
 	defer a.mu.Unlock()
 	for _, r := range ack.Results {
 		a.acked[r.DeltaID]++
+		a.status[r.DeltaID] = strings.TrimSpace(r.Status + " " + r.Code)
 	}
 	return nil
 }
@@ -406,5 +410,92 @@ func TestDecode(t *testing.T) {
 	m, err := lsync.Decode([]byte(`{"type":"pull","id":3,"pull":{"cursor":9}}`))
 	if err != nil || m.Pull.Cursor != 9 || m.ID != 3 {
 		t.Errorf("Decode pull: %+v, %v", m, err)
+	}
+}
+
+// scriptedConn is a hub that answers a hello with the welcome it was given, then says nothing.
+type scriptedConn struct {
+	welcome []byte
+	once    gosync.Once
+	closed  chan struct{}
+	sent    chan []byte // what the client wrote
+}
+
+func (c *scriptedConn) Read(ctx context.Context) ([]byte, error) {
+	var first []byte
+	c.once.Do(func() { first = c.welcome })
+	if first != nil {
+		return first, nil
+	}
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-c.closed:
+		return nil, lsync.ErrClosed
+	}
+}
+
+func (c *scriptedConn) Write(ctx context.Context, b []byte) error {
+	select {
+	case c.sent <- b:
+	default:
+	}
+	return nil
+}
+
+func (c *scriptedConn) Close() error {
+	select {
+	case <-c.closed:
+	default:
+		close(c.closed)
+	}
+	return nil
+}
+
+type scriptedDialer struct{ conn *scriptedConn }
+
+func (d scriptedDialer) Dial(context.Context, string) (lsync.Conn, error) { return d.conn, nil }
+
+// A hostile or broken hub's welcome cannot take the agent down: a heartbeat that overflows a
+// duration (which made the client's ticker panic), or a hub clock so far off that every delta
+// the till made with its offset would be invalid. The session goes on, with a bounded heartbeat
+// and the offset measured before.
+func TestClient_HostileWelcome(t *testing.T) {
+	w, err := lsync.Encode(&lsync.Message{Type: lsync.TypeWelcome, Welcome: &lsync.Welcome{Version: lsync.Version, Store: "s1",
+		HubTime: 0, HeartbeatMillis: 10_000_000_000_000, MaxBatch: 10, MaxMessageBytes: 1 << 20}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := &scriptedConn{welcome: w, closed: make(chan struct{}), sent: make(chan []byte, 64)}
+	c := lsync.NewClient("scripted://", "s1", "secret", scriptedDialer{conn}, newAgentFake(0))
+	c.Logger = quiet
+	run(t, c)
+	eventually(t, "the session with the hostile hub", func() bool { return c.Status().Online })
+	if off := c.Status().ClockOffset; off != 0 {
+		t.Errorf("clock offset %s taken from a hub clock at 1970", off)
+	}
+}
+
+// One delta larger than the hub takes (its max_message_bytes) can never be sent: it is set aside
+// as rejected (ETOOLARGE), kept for review, and the deltas behind it go on, in one session.
+func TestClient_OversizeDeltaSetAside(t *testing.T) {
+	h, a, c, d := setup(t, 3, "secret")
+	d.srv.MaxMessageBytes = 4096
+	a.outbox[1].Delta.Reason = strings.Repeat("<", 2000) // 12 KB as JSON
+	run(t, c)
+	eventually(t, "the outbox drained", func() bool { n, _ := a.PendingCount(context.Background()); return n == 0 })
+	a.mu.Lock()
+	status := maps.Clone(a.status)
+	a.mu.Unlock()
+	if status["d002"] != lsync.StatusRejected+" "+loyalty.ETOOLARGE || status["d001"] != lsync.StatusApplied || status["d003"] != lsync.StatusApplied {
+		t.Errorf("outcomes %v: want d002 rejected ETOOLARGE, the others applied", status)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if slices.Contains(h.calls, "push d002") {
+		t.Error("the oversize delta was sent")
+	}
+	if st := c.Status(); st.Sessions != 1 {
+		t.Errorf("%d sessions: the oversize delta ended one", st.Sessions)
 	}
 }
