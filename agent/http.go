@@ -49,7 +49,7 @@ type Server struct {
 // API or of the till page's sign-in: apart, so that a cashier's typos at the till never close the
 // API to the POS software on the same machine.
 //
-// An address with maxSignInFailures wrong tokens in the minute is refused, its right token too,
+// An address with maxWrongTokens wrong tokens in the minute is refused, its right token too,
 // until the minute is over: a guessed token costs a minute per few tries, and one device sending
 // wrong tokens does not lock the devices at other addresses out. maxAllSignInFailures bounds them
 // from every address together (a guesser with many addresses), for sign-ins only: the POS's own
@@ -63,7 +63,7 @@ type wrongTokens struct {
 }
 
 const (
-	maxSignInFailures    = 10
+	maxWrongTokens       = 10
 	maxAllSignInFailures = 100
 	maxTrackedAddresses  = 4096
 )
@@ -86,7 +86,7 @@ func (g *wrongTokens) throttled(r *http.Request, now time.Time, failed bool) (fr
 		}
 		g.all++
 	}
-	return g.fails[addr] >= maxSignInFailures, g.all >= maxAllSignInFailures
+	return g.fails[addr] >= maxWrongTokens, g.all >= maxAllSignInFailures
 }
 
 // NewServer returns a Server for a on addr.
@@ -353,16 +353,18 @@ func (s *Server) auth(next http.Handler) http.Handler {
 		// A request without a token guesses nothing (a browser's favicon, a page's link): only
 		// tokens sent count, and are refused from an address that sent too many wrong ones.
 		got := r.Header.Get("Authorization")
-		if throttled, _ := s.wrongAPI.throttled(r, time.Now(), false); throttled && got != "" {
+		if got == "" {
+			jsonapi.Error(w, r, s.logger(), loyalty.Errorf(loyalty.EUNAUTHORIZED, "missing or wrong POS token (Authorization: Bearer ...)"))
+			return
+		}
+		if throttled, _ := s.wrongAPI.throttled(r, time.Now(), false); throttled {
 			w.Header().Set("Retry-After", "60")
 			jsonapi.Error(w, r, s.logger(), jsonapi.WithStatus(http.StatusTooManyRequests, loyalty.Errorf(loyalty.EUNAUTHORIZED,
 				"too many wrong POS tokens came from this address in the last minute; wait a minute, then call with the right one")))
 			return
 		}
 		if subtle.ConstantTimeCompare([]byte(got), []byte("Bearer "+s.POSToken)) != 1 {
-			if got != "" {
-				s.wrongAPI.throttled(r, time.Now(), true)
-			}
+			s.wrongAPI.throttled(r, time.Now(), true)
 			jsonapi.Error(w, r, s.logger(), loyalty.Errorf(loyalty.EUNAUTHORIZED, "missing or wrong POS token (Authorization: Bearer ...)"))
 			return
 		}

@@ -345,7 +345,7 @@ func mustPOSJSON(tb testing.TB, base, body string, out any) {
 }
 
 // TestPOSTokenGuessing: wrong POS tokens in the API's Authorization header count as the till
-// page's sign-ins do. After maxSignInFailures of them in a minute, the address is refused, its
+// page's sign-ins do. After maxWrongTokens of them in a minute, the address is refused, its
 // right token too (or guessing would go on); another address, the POS's own, is not.
 func TestPOSTokenGuessing(t *testing.T) {
 	ta := MustOpenPOSAgent(t, "")

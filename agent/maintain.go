@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"slices"
@@ -218,16 +219,19 @@ func (a *Agent) unsubscribe(ctx context.Context) error {
 				// copy that came back by a scan alone gives it none: the copy is dropped rather
 				// than kept stale; their next scan here fetches them again.
 				var dropped bool
-				err = a.Store.Update(ctx, func(tx Tx) error {
+				derr := a.Store.Update(ctx, func(tx Tx) error {
 					var err error
 					dropped, err = tx.DropCopy(ctx, m)
 					return err
 				})
-				if err == nil && dropped {
+				if derr == nil && dropped {
 					a.Logger.Info("an evicted member came back by a scan while the hub took them out of this store's scope; "+
 						"their copy is dropped, and their next scan here fetches them again", slog.String("member", m))
 					continue
 				}
+				// Not dropped (a delta of theirs waits for the hub, and brings them back), or the
+				// replica failed: logged below, with the replica's error first.
+				err = cmp.Or(derr, err)
 			}
 			if err != nil {
 				a.Logger.Warn("an evicted member came back while the hub took them out of this store's scope, and subscribing to them again failed; "+

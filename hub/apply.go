@@ -357,11 +357,6 @@ func (a *applier) check(ctx context.Context, store string, d *loyalty.Delta) err
 				d.Amount, d.Currency, want, d.RuleVersion, d.Points)
 		}
 	case loyalty.KindRedeem:
-		if d.Voucher == "" && claims != nil {
-			if err := a.mayRedeem(ctx, store, d); err != nil {
-				return err
-			}
-		}
 		if d.Voucher != "" {
 			v, err := a.tx.Voucher(ctx, d.Voucher)
 			if err != nil {
@@ -379,6 +374,11 @@ func (a *applier) check(ctx context.Context, store string, d *loyalty.Delta) err
 				return loyalty.Errorf(loyalty.EINVALID, "a voucher was paid for when issued; its use costs 0 points, not %d", -d.Points)
 			}
 			return nil
+		}
+		if claims != nil {
+			if err := a.mayRedeem(ctx, store, d); err != nil {
+				return err
+			}
 		}
 		p, err := a.program(ctx, d.RuleVersion)
 		if err != nil {
@@ -398,15 +398,8 @@ func (a *applier) check(ctx context.Context, store string, d *loyalty.Delta) err
 		if r.MinOrder > 0 && d.Amount < r.MinOrder {
 			return loyalty.Errorf(loyalty.EINVALID, "%s needs an order of at least %d minor units", r.Name, r.MinOrder)
 		}
-		if claims != nil && len(r.Tiers) > 0 && !slices.ContainsFunc(claims.tiers, func(t string) bool { return slices.Contains(r.Tiers, t) }) {
-			return loyalty.Errorf(loyalty.EINVALID, "%s is for %v members only, and the member was in none of those tiers when this redemption happened, "+
-				"nor when the store last synced", r.Name, r.Tiers)
-		}
-		if claims != nil && d.OrderID != "" {
-			// An order carries several rewards only if they stack, as the store's agent checks.
-			if err := a.stacks(ctx, p, store, d.OrderID, r.ID); err != nil {
-				return err
-			}
+		if claims != nil {
+			return a.storeReward(ctx, store, d, p, r, claims.floor)
 		}
 	case loyalty.KindReverse:
 		orig, err := a.tx.Delta(ctx, d.Reverses)
@@ -466,6 +459,27 @@ func (a *applier) mayRedeem(ctx context.Context, store string, d *loyalty.Delta)
 	}
 	return loyalty.Errorf(loyalty.EUNAUTHORIZED, "store %s does not hold member %s, so it cannot spend their points; "+
 		"the member's QR code scanned while the store is online, or a sale, brings them in", store, d.Member)
+}
+
+// storeReward checks a store's redemption of r under p against the reward's rules the store's
+// agent checks too: a reward for some tiers only is for a member who held one of them at some time
+// between the store's floor and the event (the store may have decided with a copy the hub has
+// changed since), and an order carries several rewards only if they stack.
+func (a *applier) storeReward(ctx context.Context, store string, d *loyalty.Delta, p *loyalty.Program, r loyalty.Reward, floor time.Time) error {
+	if len(r.Tiers) > 0 {
+		held, err := a.tiersHeld(ctx, a.members[d.Member], d.RuleVersion, floor, d.EventTime())
+		if err != nil {
+			return err
+		}
+		if !slices.ContainsFunc(held, func(t string) bool { return slices.Contains(r.Tiers, t) }) {
+			return loyalty.Errorf(loyalty.EINVALID, "%s is for %v members only, and the member was in none of those tiers when this redemption happened, "+
+				"nor when the store last synced", r.Name, r.Tiers)
+		}
+	}
+	if d.OrderID == "" {
+		return nil
+	}
+	return a.stacks(ctx, p, store, d.OrderID, r.ID)
 }
 
 // holds reports whether store holds member in its replica scope at this point of the

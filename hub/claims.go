@@ -17,9 +17,9 @@ type verified struct {
 	// if its points do not depend on which (applier.check); otherwise the claim cannot be
 	// verified and the delta is rejected.
 	country *string
-	// tiers are those the member held between the store's floor and the event time, for a
-	// redemption of a reward restricted to tiers: the store may have decided with any of them.
-	tiers []string
+	// floor is the earliest event time the hub accepts from the store now (floor): a claim about
+	// the member holds if it held at some time from then to the event.
+	floor time.Time
 }
 
 // checkClaims verifies what a store says about a delta instead of believing it (docs/PROTOCOL.md,
@@ -71,19 +71,7 @@ func (a *applier) checkClaims(ctx context.Context, store string, d *loyalty.Delt
 	if err != nil {
 		return nil, loyalty.Errorf(loyalty.EINVALID, "unknown time zone %q", cmp.Or(info.TimeZone, d.TimeZone))
 	}
-	v := &verified{loc: loc}
-	if d.Kind == loyalty.KindRedeem && d.Voucher == "" {
-		// A reward restricted to tiers (a voucher's was checked when it was bought): the store
-		// redeems it for the member's tier as its copy said, which may be one the member has
-		// left since the store's floor (check).
-		if p, err := a.program(ctx, d.RuleVersion); err != nil {
-			return nil, err
-		} else if r, err := p.Reward(d.Reward); err == nil && len(r.Tiers) > 0 {
-			if v.tiers, err = a.tiersHeld(ctx, a.members[d.Member], d.RuleVersion, floor, at); err != nil {
-				return nil, err
-			}
-		}
-	}
+	v := &verified{loc: loc, floor: floor}
 	if d.Kind == loyalty.KindEarn {
 		m := a.members[d.Member]
 		// Not the member's country: a store that has not synced since it changed, or since the

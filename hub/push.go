@@ -111,11 +111,11 @@ func (h *Hub) applyBatch(ctx context.Context, tx Tx, store string, deltas []loya
 	return ack, nil
 }
 
-// ackBalances picks from balances, those of every member a transaction changed or reported,
-// the ones a store's push is told: the members of its own deltas that were applied or were
-// duplicates. Others the transaction changed (a referrer credited by the store's sale, the
-// members of other stores' pushes in a group) are not the store's to know; if it holds them, the
-// change feed brings them.
+// ackBalances returns the balances a store's push is told: of all the members its transaction
+// changed or reported (balances), those of its own deltas that were applied or were duplicates.
+// Others the transaction changed (a referrer credited by the store's sale, the members of other
+// stores' pushes in a group) are not the store's to know; if it holds them, the change feed
+// brings them.
 func ackBalances(deltas []loyalty.Delta, results []lsync.Result, balances []lsync.Balance) []lsync.Balance {
 	byMember := make(map[string]lsync.Balance, len(balances))
 	for _, b := range balances {

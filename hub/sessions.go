@@ -258,9 +258,11 @@ func (h *Hub) RenewSessions(ctx context.Context) error {
 			mine[r.Store] = r.Started
 		}
 		for store, l := range held {
-			if started, ok := mine[store]; ok && started.Equal(l.started) && infos[store].TokenHash != l.tokenHash {
-				rotated = append(rotated, lost{l: l})
-			} else if ok && started.Equal(l.started) {
+			if started, ok := mine[store]; ok && started.Equal(l.started) {
+				if infos[store].TokenHash != l.tokenHash {
+					rotated = append(rotated, lost{l: l})
+					continue
+				}
 				if hl := health[store]; hl.Connected && (hl.Outbox != l.written.Outbox || hl.ClockOffsetMS != l.written.ClockOffsetMS ||
 					!sameUnsynced(hl.Unsynced, l.written.Unsynced)) {
 					hl.LastSeen = now
