@@ -128,7 +128,16 @@ type Delta struct {
 	// Reason is why an operator adjusted a balance (an adjust delta, made by the hub: docs/API.md,
 	// "Adjustments"); its Terminal is then the API key id that made it.
 	Reason string `json:"reason,omitempty"`
+
+	// Presence is the member's signed QR code as the store scanned it for this change: the proof
+	// that the member was at the store, which alone (or the member's home store) brings a member
+	// into a store's replica scope through a push (docs/PROTOCOL.md, "Replica scope"). It is not
+	// part of the change: Hash leaves it out, and the hub checks it and never keeps it.
+	Presence string `json:"presence,omitempty"`
 }
+
+// MaxPresenceLength bounds Delta.Presence: the longest QR token there is (qr.MaxTokenLength).
+const MaxPresenceLength = 1024
 
 // MaxReasonLength is the longest reason of an adjustment, in characters.
 const MaxReasonLength = 500
@@ -228,6 +237,7 @@ func (d *Delta) Normalize() {
 // hash; a different delta that reuses an id has a different one.
 func (d Delta) Hash() string {
 	d.Normalize()
+	d.Presence = ""         // the proof of presence goes with a change, it is not part of it
 	b, _ := json.Marshal(d) // cannot fail: plain fields only
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
@@ -250,6 +260,8 @@ func (d *Delta) Validate() error {
 		return Errorf(EINVALID, "terminal, order, reward, voucher, rule, tier, country and time zone ids must be UTF-8 of at most %d characters", MaxIDLength)
 	case !ValidText(d.Reason, MaxReasonLength):
 		return Errorf(EINVALID, "a reason must be UTF-8 of at most %d characters", MaxReasonLength)
+	case len(d.Presence) > MaxPresenceLength:
+		return Errorf(EINVALID, "a scanned code is at most %d characters", MaxPresenceLength)
 	case d.OccurredAt.IsZero():
 		return Errorf(EINVALID, "occurred_at is required")
 	case d.Points > MaxPoints || d.Points < -MaxPoints:

@@ -351,9 +351,14 @@ func (a *Agent) Earn(ctx context.Context, req loyalty.EarnRequest) (loyalty.Rece
 		if err != nil {
 			return loyalty.Receipt{}, err
 		}
-		m, _, _, _, err := a.balance(ctx, tx, member)
+		m, known, _, _, err := a.balance(ctx, tx, member)
 		if err != nil {
 			return loyalty.Receipt{}, err
+		}
+		if !known {
+			// A member this store does not hold: the code is the hub's proof that they were here,
+			// which brings them into the store's scope (loyalty.Delta.Presence).
+			d.Presence = who.token
 		}
 		pending, err := tx.PendingPunches(ctx, member)
 		if err != nil {
@@ -586,16 +591,12 @@ func (a *Agent) Redeem(ctx context.Context, req loyalty.RedeemRequest) (loyalty.
 		if err := a.stacks(ctx, tx, &p, req.OrderID, r.ID); err != nil {
 			return loyalty.Receipt{}, err
 		}
-		_, _, bal, _, err := a.balance(ctx, tx, member)
+		m, _, bal, _, err := a.balance(ctx, tx, member)
 		if err != nil {
 			return loyalty.Receipt{}, err
 		}
 		if bal < r.PointsCost {
 			return loyalty.Receipt{}, loyalty.Errorf(loyalty.EINSUFFICIENT, "member has %d points; %s costs %d", bal, r.Name, r.PointsCost)
-		}
-		m, _, _, _, err := a.balance(ctx, tx, member)
-		if err != nil {
-			return loyalty.Receipt{}, err
 		}
 		if err := r.Redeemable(m.Tier, int64(req.OrderAmount)); err != nil {
 			return loyalty.Receipt{}, err
@@ -612,6 +613,9 @@ func (a *Agent) Redeem(ctx context.Context, req loyalty.RedeemRequest) (loyalty.
 		}
 		d.Points, d.Reward, d.RuleVersion = -r.PointsCost, r.ID, p.Version
 		d.Amount = int64(req.OrderAmount)
+		// The code, when scanned, goes with every redemption: the hub asks for it (as proof that
+		// the member was here) only if it does not count the member as this store's.
+		d.Presence = who.token
 		rc, err := a.write(ctx, tx, &p, offline, d)
 		rc.Reward = &r
 		rc.CheckedBy = checkedBy(st)
@@ -783,7 +787,9 @@ func (a *Agent) Status(ctx context.Context) (Status, error) {
 	return s, err
 }
 
-// Rejected lists deltas the hub refused, for review.
+// Rejected lists deltas the hub refused, for review, without the member codes they carried to
+// the hub (loyalty.Delta.Presence): a code names its member at any store, so it stays in the
+// outbox.
 func (a *Agent) Rejected(ctx context.Context, limit int) ([]RejectedDelta, error) {
 	var out []RejectedDelta
 	err := a.Store.View(ctx, func(tx Tx) error {
@@ -791,5 +797,8 @@ func (a *Agent) Rejected(ctx context.Context, limit int) ([]RejectedDelta, error
 		out, err = tx.Rejected(ctx, limit)
 		return err
 	})
+	for i := range out {
+		out[i].Delta.Presence = ""
+	}
 	return out, err
 }

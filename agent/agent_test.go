@@ -625,3 +625,53 @@ func TestEpoch_RestoredHubGetsWhatItLost(t *testing.T) {
 		t.Errorf("%d deltas back in the outbox at the next session of the same epoch", n)
 	}
 }
+
+// A change made from a scan of a member the store does not hold carries the scanned code to the
+// hub, the proof that the member was here (loyalty.Delta.Presence); a redemption from a scan
+// carries it always, in case the hub does not count the member as the store's. A change made by
+// member id, or a sale of a member the store holds, carries none. The POS never reads the code
+// back from the agent.
+func TestPresence_TheScannedCodeGoesWithTheChange(t *testing.T) {
+	ta := newTestAgent(t)
+	ctx := context.Background()
+	newcomer, regular := ta.token(t, "m9"), ta.token(t, "m1")
+	calls := []func() (loyalty.Receipt, error){
+		func() (loyalty.Receipt, error) {
+			return ta.Earn(ctx, loyalty.EarnRequest{OrderID: "o1", QR: newcomer, Amount: 20000, Currency: "EUR"})
+		},
+		func() (loyalty.Receipt, error) {
+			return ta.Earn(ctx, loyalty.EarnRequest{OrderID: "o2", QR: regular, Amount: 1000, Currency: "EUR"})
+		},
+		func() (loyalty.Receipt, error) {
+			return ta.Earn(ctx, loyalty.EarnRequest{OrderID: "o3", MemberID: "m1", Amount: 1000, Currency: "EUR"})
+		},
+		func() (loyalty.Receipt, error) {
+			return ta.Redeem(ctx, loyalty.RedeemRequest{OrderID: "o4", QR: regular, RewardID: "coffee"})
+		},
+	}
+	want := []string{newcomer, "", "", regular}
+	var ids []string
+	for i, call := range calls {
+		r, err := call()
+		if err != nil || len(r.Deltas) != 1 {
+			t.Fatalf("call %d: %+v, %v", i, r, err)
+		}
+		ids = append(ids, r.Deltas[0])
+	}
+	out, err := ta.store.Pending(ctx, 0, 10)
+	if err != nil || len(out) != len(want) {
+		t.Fatalf("outbox: %+v, %v", out, err)
+	}
+	for i, o := range out {
+		if o.Delta.ID != ids[i] || o.Delta.Presence != want[i] {
+			t.Errorf("change %d carries code %q, want %q", i, o.Delta.Presence, want[i])
+		}
+	}
+	ack := &lsync.Ack{Results: []lsync.Result{{DeltaID: ids[0], Status: lsync.StatusRejected, Code: "EINVALID", Message: "test"}}}
+	if err := ta.store.ApplyAck(ctx, ack); err != nil {
+		t.Fatal(err)
+	}
+	if rej, err := ta.Rejected(ctx, 10); err != nil || len(rej) != 1 || rej[0].Delta.ID != ids[0] || rej[0].Delta.Presence != "" {
+		t.Errorf("rejected, as the POS reads it: %+v, %v", rej, err)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/loyalty-edge-sync/loyalty"
+	"github.com/loyalty-edge-sync/loyalty/qr"
 	lsync "github.com/loyalty-edge-sync/loyalty/sync"
 )
 
@@ -48,6 +49,7 @@ type applier struct {
 	sent       map[sentKey][]SentProgram // rule versions sent to stores (checkVersion)
 	subscribe  map[string][]string       // members to put in stores' scope, by store, written by finish
 	prefetched map[string]bool           // members read by prepare (absent from members: unknown)
+	codes      *qr.Verifier              // the hub's keys, read for the first code a delta carries (present)
 
 	// A pushed batch's deltas inserted together (batch.go): the storage's own Tx, when tx is the
 	// batchTx over it, and the deltas accepted and not inserted yet.
@@ -226,6 +228,13 @@ func (a *applier) apply(ctx context.Context, store string, d loyalty.Delta) (lsy
 	if err != nil {
 		return lsync.Result{}, err
 	}
+	key := [2]string{store, d.Member}
+	bringIn := false
+	if store != loyalty.OnlineStore && !a.subscribed[key] {
+		if bringIn, err = a.present(ctx, store, &d); err != nil {
+			return lsync.Result{}, err
+		}
+	}
 	a.forget(&d)
 	seq, inserted, err := a.insert(ctx, d, hash)
 	if err != nil {
@@ -247,7 +256,7 @@ func (a *applier) apply(ctx context.Context, store string, d loyalty.Delta) (lsy
 		a.changed[d.Member] = true
 		a.order = append(a.order, d.Member) // stamped with a new version in finish
 	}
-	if key := [2]string{store, d.Member}; store != loyalty.OnlineStore && !a.subscribed[key] {
+	if bringIn {
 		if a.subscribe == nil {
 			a.subscribe = make(map[string][]string)
 		}
@@ -428,16 +437,20 @@ func (a *applier) check(ctx context.Context, store string, d *loyalty.Delta) err
 }
 
 // mayRedeem checks that store may spend member d.Member's points: a store spends only points it
-// has seen, those of a member in its scope (its home store's members, those who transacted there,
-// those it scanned online), or of one whose sale comes before in this push. (A voucher is its own
-// proof: any store takes a valid one.) A hub restored from a backup lost the scope rows stores
-// gained after the backup, while their replicas kept those members. A redemption dated between
-// the backup and the restore, made then and sent again, is taken without the check; so is one
-// dated after the restore from a store that has not synced since (offline across it, it
-// redeemed with the replica it had), for at most Claims.MaxOffline. Once the store synced with
-// the restored hub, it fetches a member it needs again (a scan while online).
+// has seen, those of a member in its scope (its home store's members, those it scanned online,
+// or offline for a change it pushed before), or of one whose code it scanned for this very
+// redemption (present). (A voucher is its own proof: any store takes a valid one.) A hub restored
+// from a backup lost the scope rows stores gained after the backup, while their replicas kept
+// those members. A redemption dated between the backup and the restore, made then and sent
+// again, is taken without the check; so is one dated after the restore from a store that has not
+// synced since (offline across it, it redeemed with the replica it had), for at most
+// Claims.MaxOffline. Once the store synced with the restored hub, it fetches a member it needs
+// again (a scan while online).
 func (a *applier) mayRedeem(ctx context.Context, store string, d *loyalty.Delta) error {
 	if in, err := a.holds(ctx, store, d.Member); in || err != nil {
+		return err
+	}
+	if in, err := a.present(ctx, store, d); in || err != nil {
 		return err
 	}
 	e, err := a.epoch(ctx)
@@ -458,7 +471,39 @@ func (a *applier) mayRedeem(ctx context.Context, store string, d *loyalty.Delta)
 		}
 	}
 	return loyalty.Errorf(loyalty.EUNAUTHORIZED, "store %s does not hold member %s, so it cannot spend their points; "+
-		"the member's QR code scanned while the store is online, or a sale, brings them in", store, d.Member)
+		"scan the member's QR code to bring them in", store, d.Member)
+}
+
+// present reports whether d shows that its member was at store: a change of the member's home
+// store, or one that carries the member's code as the store scanned it (Delta.Presence),
+// authentic and valid at the change's time. Only such a change brings a member into a store's
+// scope (apply), and lets a store spend the points of a member it does not hold (mayRedeem): a
+// sale a store invents shows nothing. A code that shows nothing (forged, another member's, one
+// that had expired) is no error: the change is judged on its own, as one without a code.
+func (a *applier) present(ctx context.Context, store string, d *loyalty.Delta) (bool, error) {
+	if m, ok := a.members[d.Member]; ok && m.HomeStore == store {
+		return true, nil
+	}
+	if d.Presence == "" {
+		return false, nil
+	}
+	if a.codes == nil {
+		keys, err := a.tx.PublicKeys(ctx)
+		if err != nil {
+			return false, err
+		}
+		a.codes = &qr.Verifier{}
+		for _, k := range keys {
+			a.codes.Keys = append(a.codes.Keys, k.PublicKey)
+		}
+	}
+	c, err := a.codes.Authentic(d.Presence)
+	if err != nil {
+		a.Logger.Warn("a store sent a member code that does not verify with the change", slog.String("store", store),
+			slog.String("delta", d.ID), slog.Any("err", err))
+		return false, nil
+	}
+	return c.Type == qr.TypeMember && c.Member == d.Member && a.codes.CurrentAt(c, d.EventTime()) == nil, nil
 }
 
 // storeReward checks a store's redemption of r under p against the reward's rules the store's
@@ -547,6 +592,7 @@ func (a *applier) conflicts(ctx context.Context, store string, d loyalty.Delta, 
 // store which had not synced since the erasure put in it: the country it saw the member in. The
 // delta's hash stays that of the delta as the store sent it, so a redelivery is a duplicate.
 func (a *applier) forget(d *loyalty.Delta) {
+	d.Presence = "" // checked (present), never kept: a code is the member's, not the ledger's
 	if m, ok := a.members[d.Member]; ok && m.Erased {
 		d.Country = ""
 	}

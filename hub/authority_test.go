@@ -2,6 +2,7 @@ package hub_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/hub"
+	"github.com/loyalty-edge-sync/loyalty/qr"
 	lsync "github.com/loyalty-edge-sync/loyalty/sync"
 )
 
@@ -769,23 +771,38 @@ func TestAuthority_OnlyRefundsNameWhatTheyReverse(t *testing.T) {
 }
 
 // A store spends only the points of members it holds: a hostile store must not spend those of a
-// member it never saw (m2, of s2). One it scanned online, or whose sale comes first in the same
-// push (a new member met offline), it may; a voucher proves itself at any store.
+// member it never saw (m2, of s2), nor bring them in by inventing a sale. One it scanned online,
+// or whose code it scanned for a sale before in the same push or for the redemption itself (a
+// new member met offline), it may; a voucher proves itself at any store.
 func TestAuthority_RedeemOnlyForMembersTheStoreHolds(t *testing.T) {
 	h := openHub(t)
 	ctx := context.Background()
 	fund(t, h, "m2", 300)
 	r := mustReject(t, h, "s1", redeem("s1", "m2", "tote", 250), loyalty.EUNAUTHORIZED)
-	if !strings.Contains(r.Message, "scanned") {
+	if !strings.Contains(r.Message, "scan") {
 		t.Errorf("the refusal does not say what brings the member in: %q", r.Message)
+	}
+	// A sale of a cent, invented, then the redemption: the sale is the store's word alone.
+	penny := earn("s1", "m2", 1)
+	ack := pushOK(t, h, "s1", penny, redeem("s1", "m2", "tote", 250))
+	if ack.Results[0].Status != lsync.StatusApplied || ack.Results[1].Code != loyalty.EUNAUTHORIZED {
+		t.Errorf("an invented sale and a redemption: %+v", ack.Results)
+	}
+	if len(ack.Balances) != 0 {
+		t.Errorf("the invented sale's ack told m2's balance: %+v", ack.Balances)
+	}
+	if again := pushOK(t, h, "s1", penny); again.Results[0].Status != lsync.StatusDuplicate || len(again.Balances) != 0 {
+		t.Errorf("the invented sale sent again: %+v", again)
 	}
 	hold(t, h, "s1", "m2")
 	mustApply(t, h, "s1", redeem("s1", "m2", "tote", 250))
 
-	if _, err := h.CreateMember(ctx, loyalty.Member{ID: "walk-in"}); err != nil {
-		t.Fatal(err)
+	for _, id := range []string{"walk-in", "walk-in2"} {
+		if _, err := h.CreateMember(ctx, loyalty.Member{ID: id}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	sale, coffee := earn("s1", "walk-in", 6000), redeem("s1", "walk-in", "coffee", 50)
+	sale, coffee := scanned(t, h, earn("s1", "walk-in", 6000)), redeem("s1", "walk-in", "coffee", 50)
 	for _, res := range pushOK(t, h, "s1", sale, coffee).Results {
 		if res.Status != lsync.StatusApplied {
 			t.Errorf("a sale and a redemption of a member met offline: %+v", res)
@@ -794,6 +811,8 @@ func TestAuthority_RedeemOnlyForMembersTheStoreHolds(t *testing.T) {
 	if got := balance(t, h, "walk-in"); got != 10 {
 		t.Errorf("walk-in's balance %d, want 10", got)
 	}
+	fund(t, h, "walk-in2", 100)
+	mustApply(t, h, "s1", scanned(t, h, redeem("s1", "walk-in2", "coffee", 50)))
 
 	v, err := h.IssueVoucher(ctx, loyalty.RedeemRequest{OrderID: "w1", MemberID: "m2", RewardID: "coffee"})
 	if err != nil {
@@ -805,9 +824,9 @@ func TestAuthority_RedeemOnlyForMembersTheStoreHolds(t *testing.T) {
 }
 
 // A member's copy holds personal data, and a store holding a member may spend their points: the
-// hub hands a member to a store only with a reason, its home store's member, one who transacted
-// there, or one whose code the store scanned, current and theirs. The refusals tell nothing of
-// the member.
+// hub hands a member to a store only with a reason, its home store's member, or one whose code
+// the store scanned, current and theirs (for the subscription, or for a change it pushed). The
+// refusals tell nothing of the member.
 func TestAuthority_SubscribeNeedsAReason(t *testing.T) {
 	h := openHub(t)
 	ctx := context.Background()
@@ -861,13 +880,105 @@ func TestAuthority_SubscribeNeedsAReason(t *testing.T) {
 		t.Error("another member's expired code was taken")
 	}
 	h.Now = func() time.Time { return now }
-	// A store that transacted with a member takes them back after evicting them.
-	mustApply(t, h, "s1", earn("s1", "m7", 1000))
+	// A sale is no reason: a store can invent one. A sale made from a scan of the member's code
+	// brings them back.
 	if err := h.Unsubscribe(ctx, "s1", []string{"m7"}); err != nil {
 		t.Fatal(err)
 	}
+	mustApply(t, h, "s1", earn("s1", "m7", 1))
+	if _, _, err := h.Subscribe(ctx, "s1", lsync.Subscribe{Member: "m7"}); loyalty.ErrorCode(err) != loyalty.EUNAUTHORIZED {
+		t.Errorf("a member with a sale at the store and no code: %v, want EUNAUTHORIZED", err)
+	}
+	mustApply(t, h, "s1", scanned(t, h, earn("s1", "m7", 1000)))
 	if _, _, err := h.Subscribe(ctx, "s1", lsync.Subscribe{Member: "m7"}); err != nil {
-		t.Errorf("a member who transacted at the store, without a code: %v", err)
+		t.Errorf("a member whose code the store scanned for a sale: %v", err)
+	}
+}
+
+// A store's change brings its member into the store's scope only with proof that the member was
+// there: the member's own code, authentic, and valid when the change happened. The hub checks
+// the code and keeps it nowhere; a change sent again with or without it is the same change.
+func TestAuthority_PresenceBringsAMemberIn(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	holds := func(store, member string) bool {
+		t.Helper()
+		_, _, err := h.Subscribe(ctx, store, lsync.Subscribe{Member: member})
+		if err != nil && loyalty.ErrorCode(err) != loyalty.EUNAUTHORIZED {
+			t.Fatal(err)
+		}
+		return err == nil
+	}
+	code := func(member string) string {
+		c, err := h.MemberToken(ctx, member)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	// Codes valid for an hour: one minted two hours before the sale, one half an hour before.
+	codeAt := func(member string, at time.Time) string {
+		h.Now, h.MemberTokenTTL = func() time.Time { return at }, time.Hour
+		defer func() { h.Now, h.MemberTokenTTL = func() time.Time { return t0 }, 0 }()
+		return code(member)
+	}
+	expired, valid := codeAt("m2", t0.Add(-2*time.Hour)), codeAt("m2", t0.Add(-30*time.Minute))
+	for _, c := range []struct{ what, presence string }{
+		{"another member's code", code("m1")},
+		{"a forged code", code("m2")[:20] + "x" + code("m2")[21:]},
+		{"not a code", "LES1.nonsense"},
+		{"a code expired when the sale happened", expired},
+	} {
+		d := earn("s1", "m2", 1000)
+		d.Presence = c.presence
+		if r := pushOK(t, h, "s1", d).Results[0]; r.Status != lsync.StatusApplied {
+			t.Errorf("%s: %+v; the sale stands on its own", c.what, r)
+		}
+		if holds("s1", "m2") {
+			t.Fatalf("%s brought m2 into s1's scope", c.what)
+		}
+	}
+
+	// An offline sale, pushed two hours later: its code has expired since, not at the sale.
+	d := earn("s1", "m2", 1000)
+	d.Presence = valid
+	h.Now = func() time.Time { return t0.Add(2 * time.Hour) }
+	ack := pushOK(t, h, "s1", d)
+	if ack.Results[0].Status != lsync.StatusApplied || !holds("s1", "m2") {
+		t.Fatalf("m2's code, valid at the sale: %+v, in scope %v", ack.Results, holds("s1", "m2"))
+	}
+	again := d
+	again.Presence = ""
+	if r := pushOK(t, h, "s1", again).Results[0]; r.Status != lsync.StatusDuplicate {
+		t.Errorf("the same sale sent again without its code: %+v", r)
+	}
+	bad := d
+	bad.Presence = "LES1.other"
+	if r := pushOK(t, h, "s1", bad).Results[0]; r.Status != lsync.StatusDuplicate {
+		t.Errorf("the same sale sent again with another code: %+v", r)
+	}
+	v, err := h.Member(ctx, "m2", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v.Ledger) < 5 {
+		t.Fatalf("m2's ledger: %d entries", len(v.Ledger))
+	}
+	if b, _ := json.Marshal(v.Ledger); strings.Contains(string(b), qr.Prefix) {
+		t.Errorf("the ledger kept a scanned code: %s", b)
+	}
+	// A rejected change's record keeps no code either.
+	big := earn("s1", "m2", 1000)
+	big.Presence, big.Kind, big.Points = code("m2"), loyalty.KindAdjust, 5
+	mustReject(t, h, "s1", big, loyalty.EUNAUTHORIZED)
+	rej, err := h.Rejections(ctx, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rej {
+		if r.Delta.Presence != "" {
+			t.Errorf("rejection %s kept the scanned code", r.Delta.ID)
+		}
 	}
 }
 

@@ -127,13 +127,6 @@ func (t batchTx) LedgerSum(ctx context.Context, member string) (int64, error) {
 	return t.Tx.LedgerSum(ctx, member)
 }
 
-func (t batchTx) Transacted(ctx context.Context, store, member string) (bool, error) {
-	if err := t.a.flush(ctx); err != nil {
-		return false, err
-	}
-	return t.Tx.Transacted(ctx, store, member)
-}
-
 func (t batchTx) ReversalOf(ctx context.Context, id string) (string, error) {
 	if err := t.a.flush(ctx); err != nil {
 		return "", err

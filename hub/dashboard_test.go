@@ -362,7 +362,7 @@ func TestDashboard_CSRF(t *testing.T) {
 func TestDashboard_ChangesAudited(t *testing.T) {
 	d := openDashHub(t)
 	h := d.Hub
-	pushOK(t, h, "s1", earn("s1", "m2", 6000))
+	pushOK(t, h, "s1", scanned(t, h, earn("s1", "m2", 6000)))
 	pushOK(t, h, "s1", redeem("s1", "m2", "coffee", 50))
 	pushOK(t, h, "s2", redeem("s2", "m2", "coffee", 50)) // an overdraft: a conflict
 	cs, err := h.Conflicts(context.Background(), 10)

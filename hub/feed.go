@@ -175,7 +175,9 @@ func (h *Hub) scanned(ctx context.Context, req lsync.Subscribe) (bool, error) {
 }
 
 // mayHold checks, for a subscription without a scanned code, that store has a reason to hold
-// member (Subscribe): in its scope already, its home store's member, or one who transacted there.
+// member (Subscribe): in its scope already, or its home store's member. (A change the store made
+// for the member is no reason: a store can invent a sale. One it made with the member's code
+// brought the member into its scope: apply.)
 func mayHold(ctx context.Context, tx Tx, store, member string) error {
 	if in, err := tx.Subscribed(ctx, store, member); in || err != nil {
 		return err
@@ -183,9 +185,6 @@ func mayHold(ctx context.Context, tx Tx, store, member string) error {
 	if m, err := tx.Member(ctx, member); err == nil && m.HomeStore == store {
 		return nil
 	} else if err != nil && loyalty.ErrorCode(err) != loyalty.ENOTFOUND {
-		return err
-	}
-	if did, err := tx.Transacted(ctx, store, member); did || err != nil {
 		return err
 	}
 	return loyalty.Errorf(loyalty.EUNAUTHORIZED, "store %s does not hold member %s; send the member's scanned QR code to fetch them", store, member)

@@ -90,6 +90,18 @@ func hold(t testing.TB, h *hub.Hub, store, member string) {
 	}
 }
 
+// scanned gives d its member's signed code, as an agent sends a change it made from a scan of a
+// member it does not hold (Delta.Presence): what brings the member into the store's scope.
+func scanned(t testing.TB, h *hub.Hub, d loyalty.Delta) loyalty.Delta {
+	t.Helper()
+	code, err := h.MemberToken(context.Background(), d.Member)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Presence = code
+	return d
+}
+
 func balance(t *testing.T, h *hub.Hub, member string) int64 {
 	t.Helper()
 	v, err := h.Member(context.Background(), member, 0)
@@ -342,8 +354,13 @@ func TestPull_ScopeAndPaging(t *testing.T) {
 	if program != 1 || keys != 1 {
 		t.Errorf("program sent %d times, keys %d; want 1 and 1", program, keys)
 	}
-	// A sale at s1 brings m2 into s1's scope, with full details on the next pull.
-	pushOK(t, h, "s1", earn("s1", "m2", 700))
+	// A sale at s1 without the member's code (one a store could invent) does not bring m2 in;
+	// a sale made from a scan of m2's code does, with full details on the next pull.
+	pushOK(t, h, "s1", earn("s1", "m2", 300))
+	if ch, _ := h.Pull(ctx, "s1", lsync.Pull{Cursor: cursor, Limit: 100, Flushed: true}); len(ch.Members) != 0 {
+		t.Errorf("after a sale at s1 without m2's code: %+v", ch.Members)
+	}
+	pushOK(t, h, "s1", scanned(t, h, earn("s1", "m2", 400)))
 	ch, _ := h.Pull(ctx, "s1", lsync.Pull{Cursor: cursor, Limit: 100, Flushed: true})
 	if len(ch.Members) != 1 || ch.Members[0].ID != "m2" || ch.Members[0].Balance != 7 {
 		t.Errorf("after a sale at s1: %+v", ch.Members)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 
 	"github.com/loyalty-edge-sync/loyalty"
 	lsync "github.com/loyalty-edge-sync/loyalty/sync"
@@ -107,34 +108,62 @@ func (h *Hub) applyBatch(ctx context.Context, tx Tx, store string, deltas []loya
 		return nil, err
 	}
 	a.seqs(deltas, ack.Results)
-	ack.Balances = ackBalances(deltas, ack.Results, balances)
+	told, err := a.ackBalances(ctx, []string{store}, [][]loyalty.Delta{deltas}, [][]lsync.Result{ack.Results}, balances)
+	if err != nil {
+		return nil, err
+	}
+	ack.Balances = told[0]
 	return ack, nil
 }
 
-// ackBalances returns the balances a store's push is told: of all the members its transaction
-// changed or reported (balances), those of its own deltas that were applied or were duplicates.
-// Others the transaction changed (a referrer credited by the store's sale, the members of other
-// stores' pushes in a group) are not the store's to know; if it holds them, the change feed
-// brings them.
-func ackBalances(deltas []loyalty.Delta, results []lsync.Result, balances []lsync.Balance) []lsync.Balance {
+// ackBalances returns the balances each push of a transaction is told (pushes[i] pushed deltas[i]
+// and was answered results[i]): of all the members the transaction changed or reported
+// (balances), those of the push's own deltas that were applied or were duplicates, and that the
+// store holds in its scope after the push. Others the transaction changed (a referrer credited by
+// the store's sale, the members of other stores' pushes in a group) are not the store's to know,
+// nor is the balance of a member it made a change for without holding them (a sale a store could
+// invent); if it holds them, the change feed brings them. Pairs the applier did not see in a
+// scope are read in one query.
+func (a *applier) ackBalances(ctx context.Context, stores []string, deltas [][]loyalty.Delta, results [][]lsync.Result,
+	balances []lsync.Balance) ([][]lsync.Balance, error) {
 	byMember := make(map[string]lsync.Balance, len(balances))
 	for _, b := range balances {
 		byMember[b.Member] = b
 	}
-	out := []lsync.Balance{}
-	told := make(map[string]bool)
-	for k, r := range results {
-		m := deltas[k].Member
-		if (r.Status != lsync.StatusApplied && r.Status != lsync.StatusDuplicate) || told[m] ||
-			deltas[k].Kind == loyalty.KindSale { // counted apart from the ledger: no member's balance
-			continue
-		}
-		if b, ok := byMember[m]; ok {
-			out = append(out, b)
-			told[m] = true
+	out := make([][]lsync.Balance, len(stores))
+	var ask [][2]string
+	for i, store := range stores {
+		out[i] = []lsync.Balance{}
+		told := make(map[string]bool)
+		for k, r := range results[i] {
+			m := deltas[i][k].Member
+			if (r.Status != lsync.StatusApplied && r.Status != lsync.StatusDuplicate) || told[m] ||
+				deltas[i][k].Kind == loyalty.KindSale { // counted apart from the ledger: no member's balance
+				continue
+			}
+			if b, ok := byMember[m]; ok {
+				out[i] = append(out[i], b)
+				told[m] = true
+				if key := [2]string{store, m}; !a.subscribed[key] {
+					ask = append(ask, key)
+				}
+			}
 		}
 	}
-	return out
+	if len(ask) == 0 {
+		return out, nil
+	}
+	in, err := a.tx.InScope(ctx, ask)
+	if err != nil {
+		return nil, err
+	}
+	for key := range in {
+		a.subscribed[key] = true
+	}
+	for i, store := range stores {
+		out[i] = slices.DeleteFunc(out[i], func(b lsync.Balance) bool { return !a.subscribed[[2]string{store, b.Member}] })
+	}
+	return out, nil
 }
 
 // groupPush is a store's push in a group (group.go), and its Ack once applied.
@@ -186,9 +215,17 @@ func (h *Hub) applyPushes(ctx context.Context, tx Tx, pushes []*groupPush) error
 	if err != nil {
 		return err
 	}
+	stores, deltas := make([]string, len(pushes)), make([][]loyalty.Delta, len(pushes))
 	for i, p := range pushes {
 		a.seqs(p.deltas, results[i])
-		p.ack = &lsync.Ack{Results: results[i], Balances: ackBalances(p.deltas, results[i], balances)}
+		stores[i], deltas[i] = p.store, p.deltas
+	}
+	told, err := a.ackBalances(ctx, stores, deltas, results, balances)
+	if err != nil {
+		return err
+	}
+	for i, p := range pushes {
+		p.ack = &lsync.Ack{Results: results[i], Balances: told[i]}
 	}
 	return nil
 }

@@ -42,7 +42,7 @@ func TestUnsubscribe_TheFeedStopsCarryingTheMember(t *testing.T) {
 	if err := h.Unsubscribe(ctx, "s2", []string{"m2"}); err != nil { // s2 keeps m1 in scope below
 		t.Fatal(err)
 	}
-	pushOK(t, h, "s2", earn("s2", "m1", 1000)) // m1 now in s2's scope too
+	pushOK(t, h, "s2", scanned(t, h, earn("s2", "m1", 1000))) // m1 now in s2's scope too
 	feedMembers(t, h, "s2", &c2)
 
 	if err := h.Unsubscribe(ctx, "s1", []string{"m1", "nobody"}); err != nil {

@@ -138,8 +138,9 @@ type Tx interface {
 	Subscribe(ctx context.Context, store, member string) error
 	// Subscribed reports whether member is in store's replica scope.
 	Subscribed(ctx context.Context, store, member string) (bool, error)
-	// Transacted reports whether the ledger holds a delta of member made at store.
-	Transacted(ctx context.Context, store, member string) (bool, error)
+	// InScope returns those of the (store, member) pairs whose member is in the store's replica
+	// scope, in one read.
+	InScope(ctx context.Context, pairs [][2]string) (map[[2]string]bool, error)
 	// Unsubscribe takes member out of store's replica scope. It is idempotent.
 	Unsubscribe(ctx context.Context, store, member string) error
 	// SubscribeAll is Subscribe for many members at once, of many stores: each of scopes[store]

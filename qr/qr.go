@@ -156,6 +156,12 @@ func (v *Verifier) Current(c Claims) error {
 	if v.Now != nil {
 		now = v.Now()
 	}
+	return v.CurrentAt(c, now)
+}
+
+// CurrentAt checks that authentic claims were valid at now: not expired, and their key not
+// retired. The hub asks it of the code a store scanned for a change, at the change's time.
+func (v *Verifier) CurrentAt(c Claims, now time.Time) error {
 	if key := v.key(c.KeyID); key == nil {
 		return loyalty.Errorf(loyalty.EINVALID, "QR code signed by unknown key %q", c.KeyID)
 	} else if !key.NotAfter.IsZero() && now.After(key.NotAfter) {

@@ -74,6 +74,7 @@ const (
 	ActionEarn                        // an earn for an action rule (signup, review, referral)
 	RefundLink                        // an earn that names one of the store's deltas in reverses, as a refund would
 	UnheldRedeem                      // a redemption of the points of a member the store does not hold
+	BorrowedCode                      // the same, with a code that proves nothing: another member's, or doctored
 	NumForgeries
 )
 
@@ -85,6 +86,7 @@ var forgeryNames = [NumForgeries]string{
 	"replay", "replay_restamped", "impersonate",
 	"reverse_foreign", "reverse_wrong_points", "reverse_other_member", "reverse_twice",
 	"invalid_utf8", "hub_kind", "action_earn", "refund_link", "unheld_redeem",
+	"borrowed_code",
 }
 
 func (f Forgery) String() string {
@@ -170,6 +172,7 @@ var expect = [NumForgeries]struct{ code, text string }{
 	ActionEarn:         {loyalty.EUNAUTHORIZED, "action|rule"},
 	RefundLink:         {loyalty.EINVALID, "refund|revers"},
 	UnheldRedeem:       {loyalty.EUNAUTHORIZED, "hold"},
+	BorrowedCode:       {loyalty.EUNAUTHORIZED, "hold"},
 }
 
 // refusedFor reports whether the hub's answer refuses a delta for forgery f.
@@ -616,7 +619,8 @@ func (w *world) amount() int64 { return 100 + w.rng.Int64N(15000) }
 // controlEarn pushes an honest earn; it must be applied. Half of them claim another time zone
 // than the store's registered one: the hub must ignore the claim, so the points computed in the
 // registered zone are applied as they are (for a store in a zone where the campaign runs, a hub
-// that believed a claimed zone where it does not would refuse them).
+// that believed a claimed zone where it does not would refuse them). Half carry the member's code,
+// scanned at the till, which brings the member into the store's scope; the others do not.
 func (w *world) controlEarn(ctx context.Context, s *session) error {
 	m := w.someMember(s)
 	d, _, err := w.earn(ctx, s, m, s.now, s.h.version, m.Tier, w.amount())
@@ -625,6 +629,11 @@ func (w *world) controlEarn(ctx context.Context, s *session) error {
 	}
 	if w.rng.IntN(2) == 0 {
 		d.TimeZone = allZones[w.rng.IntN(len(allZones))]
+	}
+	if w.rng.IntN(2) == 0 { // the member scanned at the till: the store holds them from now on
+		if d.Presence, err = w.hub.MemberToken(ctx, m.ID); err != nil {
+			d.Presence = "" // an erased member has no code
+		}
 	}
 	if err := w.pushControl(ctx, s, d); err != nil {
 		return err
@@ -681,12 +690,16 @@ func (w *world) pushControl(ctx context.Context, s *session, d loyalty.Delta) er
 		return nil
 	}
 	w.record(loyalty.Receipt{Member: d.Member, Points: d.Points, Deltas: []string{d.ID}})
-	s.held[d.Member] = true // an applied delta brings its member into the store's scope
-	// The leases it spent moved: read them again.
+	// The leases it spent moved: read them again. The sale brought its member into the store's
+	// scope if it carried their code, or is their home store's.
 	return w.hubDB.View(ctx, func(tx hub.Tx) error {
 		ls, err := tx.Leases(ctx, s.h.id)
 		sortLeases(ls)
 		s.leases = ls
+		if err != nil {
+			return err
+		}
+		s.held[d.Member], err = tx.Subscribed(ctx, s.h.id, d.Member)
 		return err
 	})
 }
@@ -727,7 +740,7 @@ func (w *world) forge(ctx context.Context, s *session, k Forgery) (forged, bool,
 		return w.forgeVersion(ctx, s, k)
 	case ForeignLease, OtherBudgetLease, NoLease, OverdrawnLease, SettledLease, InactiveLease:
 		return w.forgeLease(ctx, s, k)
-	case OverflowAmount, OverflowLines, HugePoints, WrongPoints, WrongCost, PercentNoAmount, UnheldRedeem:
+	case OverflowAmount, OverflowLines, HugePoints, WrongPoints, WrongCost, PercentNoAmount, UnheldRedeem, BorrowedCode:
 		return w.forgeNumbers(ctx, s, k)
 	case Replay, ReplayRestamped, Impersonate, InvalidUTF8, HubKind, ActionEarn:
 		return w.forgeIdentity(ctx, s, k)
@@ -1131,6 +1144,37 @@ func (w *world) forgeNumbers(ctx context.Context, s *session, k Forgery) (forged
 		}
 		d, ok, err := w.hostileRedeem(ctx, s, m, "tote", now)
 		return forged{d: d, note: "a tote on the points of " + m.ID + ", whom the store does not hold"}, ok, err
+	case BorrowedCode:
+		m, ok := w.memberHeld(s, false)
+		if !ok {
+			return forged{}, false, nil
+		}
+		d, ok, err := w.hostileRedeem(ctx, s, m, "tote", now)
+		if !ok || err != nil {
+			return forged{}, false, err
+		}
+		// The code of a member the store may hold (its own scan), or the victim's with its
+		// signature changed.
+		other, note := w.someMember(s), "a code of another member, "
+		if other.ID == m.ID || w.rng.IntN(2) == 0 {
+			other, note = m, "the member's code, doctored, "
+		}
+		code, err := w.hub.MemberToken(ctx, other.ID)
+		if err != nil {
+			return forged{}, false, nil // an erased member has no code
+		}
+		if other.ID == m.ID {
+			i := len(code) - 1 - w.rng.IntN(20) // in the signature
+			c := byte('A')
+			if code[i] == c {
+				c = 'B'
+			}
+			code = code[:i] + string(c) + code[i+1:]
+		} else {
+			note += other.ID + ", "
+		}
+		d.Presence = code
+		return forged{d: d, note: "a tote on the points of " + m.ID + ", whom the store does not hold, with " + note + "as proof they were there"}, true, nil
 	}
 	return forged{}, false, nil
 }

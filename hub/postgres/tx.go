@@ -301,10 +301,23 @@ func (t *tx) Subscribed(ctx context.Context, store, member string) (bool, error)
 	return in, err
 }
 
-func (t *tx) Transacted(ctx context.Context, store, member string) (bool, error) {
-	var did bool
-	err := t.queryRow(ctx, `SELECT EXISTS (SELECT 1 FROM deltas WHERE member = $1 AND store = $2)`, member, store).Scan(&did)
-	return did, err
+func (t *tx) InScope(ctx context.Context, pairs [][2]string) (map[[2]string]bool, error) {
+	in := make(map[[2]string]bool)
+	if len(pairs) == 0 {
+		return in, nil
+	}
+	stores, members := make([]string, len(pairs)), make([]string, len(pairs))
+	for i, p := range pairs {
+		stores[i], members[i] = p[0], p[1]
+	}
+	err := t.each(ctx, `SELECT s.store, s.member FROM unnest($1::text[], $2::text[]) AS j(store, member)
+		JOIN member_stores s ON s.store = j.store AND s.member = j.member`, []any{stores, members}, func(rows pgx.Rows) error {
+		var p [2]string
+		err := rows.Scan(&p[0], &p[1])
+		in[p] = true
+		return err
+	})
+	return in, err
 }
 
 func (t *tx) Unsubscribe(ctx context.Context, store, member string) error {

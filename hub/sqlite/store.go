@@ -651,10 +651,29 @@ func (t *tx) Subscribed(ctx context.Context, store, member string) (bool, error)
 	return in, err
 }
 
-func (t *tx) Transacted(ctx context.Context, store, member string) (bool, error) {
-	var did bool
-	err := t.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM deltas WHERE member = ? AND store = ?)`, member, store).Scan(&did)
-	return did, err
+func (t *tx) InScope(ctx context.Context, pairs [][2]string) (map[[2]string]bool, error) {
+	in := make(map[[2]string]bool)
+	if len(pairs) == 0 {
+		return in, nil
+	}
+	list, err := json.Marshal(pairs)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := t.QueryContext(ctx, `SELECT s.store, s.member FROM json_each(?) AS j
+		JOIN member_stores s ON s.store = j.value ->> 0 AND s.member = j.value ->> 1`, string(list))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var p [2]string
+		if err := rows.Scan(&p[0], &p[1]); err != nil {
+			return nil, err
+		}
+		in[p] = true
+	}
+	return in, rows.Err()
 }
 
 func (t *tx) Unsubscribe(ctx context.Context, store, member string) error {
