@@ -351,15 +351,15 @@ func (a *Agent) Earn(ctx context.Context, req loyalty.EarnRequest) (loyalty.Rece
 		if err != nil {
 			return loyalty.Receipt{}, err
 		}
-		m, known, _, _, err := a.balance(ctx, tx, member)
+		m, _, _, _, err := a.balance(ctx, tx, member)
 		if err != nil {
 			return loyalty.Receipt{}, err
 		}
-		if !known {
-			// A member this store does not hold: the code is the hub's proof that they were here,
-			// which brings them into the store's scope (loyalty.Delta.Presence).
-			d.Presence = who.token
-		}
+		// The code, when scanned, goes with the sale: the hub's proof that the member was here,
+		// which brings them into the store's scope if it does not count them as the store's
+		// already (loyalty.Delta.Presence). The replica cannot tell: the hub may have lost its
+		// scope row in a restore, or taken the member out in a race with an eviction.
+		d.Presence = who.token
 		pending, err := tx.PendingPunches(ctx, member)
 		if err != nil {
 			return loyalty.Receipt{}, err
@@ -613,9 +613,7 @@ func (a *Agent) Redeem(ctx context.Context, req loyalty.RedeemRequest) (loyalty.
 		}
 		d.Points, d.Reward, d.RuleVersion = -r.PointsCost, r.ID, p.Version
 		d.Amount = int64(req.OrderAmount)
-		// The code, when scanned, goes with every redemption: the hub asks for it (as proof that
-		// the member was here) only if it does not count the member as this store's.
-		d.Presence = who.token
+		d.Presence = who.token // as with a sale (Earn)
 		rc, err := a.write(ctx, tx, &p, offline, d)
 		rc.Reward = &r
 		rc.CheckedBy = checkedBy(st)

@@ -626,11 +626,10 @@ func TestEpoch_RestoredHubGetsWhatItLost(t *testing.T) {
 	}
 }
 
-// A change made from a scan of a member the store does not hold carries the scanned code to the
-// hub, the proof that the member was here (loyalty.Delta.Presence); a redemption from a scan
-// carries it always, in case the hub does not count the member as the store's. A change made by
-// member id, or a sale of a member the store holds, carries none. The POS never reads the code
-// back from the agent.
+// A change made from a scan carries the scanned code to the hub, the proof that the member was
+// here (loyalty.Delta.Presence), whether the replica holds the member or not (the hub may not
+// count them as the store's). A change made by member id carries none. The POS never reads the
+// code back from the agent.
 func TestPresence_TheScannedCodeGoesWithTheChange(t *testing.T) {
 	ta := newTestAgent(t)
 	ctx := context.Background()
@@ -649,7 +648,7 @@ func TestPresence_TheScannedCodeGoesWithTheChange(t *testing.T) {
 			return ta.Redeem(ctx, loyalty.RedeemRequest{OrderID: "o4", QR: regular, RewardID: "coffee"})
 		},
 	}
-	want := []string{newcomer, "", "", regular}
+	want := []string{newcomer, regular, "", regular}
 	var ids []string
 	for i, call := range calls {
 		r, err := call()

@@ -211,13 +211,12 @@ func (a *Agent) unsubscribe(ctx context.Context) error {
 		}
 		a.addStats(func(s *MaintenanceStats) { s.UnsubscribedTotal += int64(len(batch) - len(back)) })
 		for _, m := range back {
-			sctx, cancel := context.WithTimeout(ctx, unsubscribeTimeout)
-			_, err := a.Sync.Subscribe(sctx, m)
-			cancel()
+			err := a.resubscribe(ctx, m)
 			if loyalty.ErrorCode(err) == loyalty.EUNAUTHORIZED {
-				// The hub hands a member back only with a reason (their code, a sale here), and a
-				// copy that came back by a scan alone gives it none: the copy is dropped rather
-				// than kept stale; their next scan here fetches them again.
+				// The hub hands a member back only with a reason (their code), and a copy that
+				// came back by a scan alone, or by changes that carried no code, gives it none:
+				// the copy is dropped rather than kept stale; their next scan here fetches them
+				// again.
 				var dropped bool
 				derr := a.Store.Update(ctx, func(tx Tx) error {
 					var err error
@@ -244,6 +243,28 @@ func (a *Agent) unsubscribe(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// resubscribe subscribes again to an evicted member who came back while the hub took them out of
+// the store's scope. A change of theirs made from a scan since carried their code, which the hub
+// took before the unsubscribe and which it needs again now: it goes with the subscription.
+func (a *Agent) resubscribe(ctx context.Context, member string) error {
+	ctx, cancel := context.WithTimeout(ctx, unsubscribeTimeout)
+	defer cancel()
+	var code string
+	if err := a.Store.View(ctx, func(tx Tx) error {
+		var err error
+		code, err = tx.Presence(ctx, member)
+		return err
+	}); err != nil {
+		return err
+	}
+	if l, ok := a.Sync.(Looker); ok && code != "" {
+		_, _, err := l.Lookup(ctx, member, "", code)
+		return err
+	}
+	_, err := a.Sync.Subscribe(ctx, member)
+	return err
 }
 
 // periodsStart returns the start of the oldest period still running at now among the program's

@@ -393,6 +393,48 @@ func TestMaintain_MemberBackByAScanAloneIsDropped(t *testing.T) {
 	}
 }
 
+// The same race for a member who came back by a sale made offline from a scan of their code: the
+// push brought them back into the store's scope, then the unsubscribe, sent after it, took them
+// out again. The sale's code is the reason the hub needs to hand them back: the agent subscribes
+// with it, and the hub keeps sending their changes.
+func TestMaintain_MemberBackByAScannedSale(t *testing.T) {
+	cp := openClockedPair(t, loyalty.DefaultProgram(), agent.Retention{EvictAfter: 90 * day})
+	ctx := context.Background()
+	if _, err := cp.hub.CreateMember(ctx, loyalty.Member{ID: "m9", Name: "Walk-in"}); err != nil {
+		t.Fatal(err)
+	}
+	tok := mustToken(t, cp.hub, "m9")
+	if _, err := cp.agent.Scan(ctx, agent.ScanRequest{QR: tok}); err != nil {
+		t.Fatal(err)
+	}
+	cp.maintain(t)
+	cp.link.setOnline(false)
+	cp.at(91 * day)
+	cp.maintain(t)
+	if cp.inReplica(t, "m9") || cp.status(t).Unsubscribing != 2 {
+		t.Fatalf("m1 and m9 not evicted, or their unsubscribes not waiting: %+v", cp.status(t))
+	}
+	if _, err := cp.agent.Earn(ctx, loyalty.EarnRequest{OrderID: "o1", QR: tok, Amount: 3000, Currency: "EUR"}); err != nil {
+		t.Fatal(err)
+	}
+	cp.link.setOnline(true)
+	cp.push(t) // the sale, with m9's code: back in the scope
+	cp.maintain(t)
+	if len(cp.link.unsubscribed) != 1 || cp.status(t).Unsubscribing != 0 {
+		t.Fatalf("unsubscribes %v: want one, answered", cp.link.unsubscribed)
+	}
+	cp.pull(t)
+	if !cp.inReplica(t, "m9") {
+		t.Fatal("m9's copy left the replica")
+	}
+	if _, err := cp.hub.Earn(ctx, loyalty.EarnRequest{OrderID: "web-9", MemberID: "m9", Amount: 1000, Currency: "EUR"}); err != nil {
+		t.Fatal(err) // a change to m9 online
+	}
+	if !cp.feedHas(t, "m9") {
+		t.Fatal("the store holds m9 but the hub no longer sends their changes: the agent did not subscribe again with their code")
+	}
+}
+
 // A program's limits and caps count a member's activity in a period: a member seen in a period
 // still running stays in the replica, whatever evict_after says.
 func TestMaintain_NoEvictionWithinARunningPeriod(t *testing.T) {

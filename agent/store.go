@@ -109,6 +109,9 @@ type Tx interface {
 	// pending delta, none acknowledged that the copy does not include), and reports whether it
 	// did: a copy the hub no longer keeps current.
 	DropCopy(ctx context.Context, member string) (bool, error)
+	// Presence returns the member's code that the newest change of theirs made from a scan here
+	// carried (loyalty.Delta.Presence), or "" if none did.
+	Presence(ctx context.Context, member string) (string, error)
 	// ForgetResults drops the answers of POS calls made before before, keeping their keys and
 	// request hashes (a retry is then refused, not done again). It returns how many it dropped.
 	ForgetResults(ctx context.Context, before time.Time, limit int) (int64, error)

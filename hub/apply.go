@@ -42,14 +42,15 @@ type applier struct {
 	quals      map[string]Qualification // what a job's batch read of its members' qualifying events, at clock
 
 	// A pushed batch's reads, made once for the batch (prepare) or once per transaction.
-	known      map[string]*DeltaRef      // ids looked up in the ledger at the batch's start (nil: not there)
-	minted     map[string]bool           // ids newDelta minted in this transaction (runOnlineAll: not looked up; nil: none kept)
-	inserted   map[string]DeltaRef       // ids this transaction inserted
-	published  map[int64]publishedAt     // rule versions' publication (checkVersion)
-	sent       map[sentKey][]SentProgram // rule versions sent to stores (checkVersion)
-	subscribe  map[string][]string       // members to put in stores' scope, by store, written by finish
-	prefetched map[string]bool           // members read by prepare (absent from members: unknown)
-	codes      *qr.Verifier              // the hub's keys, read for the first code a delta carries (present)
+	known        map[string]*DeltaRef      // ids looked up in the ledger at the batch's start (nil: not there)
+	minted       map[string]bool           // ids newDelta minted in this transaction (runOnlineAll: not looked up; nil: none kept)
+	inserted     map[string]DeltaRef       // ids this transaction inserted
+	published    map[int64]publishedAt     // rule versions' publication (checkVersion)
+	sent         map[sentKey][]SentProgram // rule versions sent to stores (checkVersion)
+	subscribe    map[string][]string       // members to put in stores' scope, by store, written by finish
+	prefetched   map[string]bool           // members read by prepare (absent from members: unknown)
+	codes        *qr.Verifier              // the hub's keys, read for the first code a delta carries (present)
+	scannedCodes map[string]scannedCode    // the codes present checked, by their text
 
 	// A pushed batch's deltas inserted together (batch.go): the storage's own Tx, when tx is the
 	// batchTx over it, and the deltas accepted and not inserted yet.
@@ -88,14 +89,23 @@ func (h *Hub) newApplier(tx Tx) *applier {
 }
 
 // prepare reads at once what applying a pushed batch reads of every delta: whether its id is in
-// the ledger already (one query for the batch instead of one per delta), and its member (one
-// query instead of one per member). Ids and members that cannot be stored are left to the
-// per-delta path, which refuses them.
+// the ledger already (one query for the batch instead of one per delta), its member (one
+// query instead of one per member), and, for a delta that carries its member's code, whether its
+// store holds the member already (one query), so that only the codes of members new to a store
+// are checked (present). Ids and members that cannot be stored are left to the per-delta path,
+// which refuses them.
 func (a *applier) prepare(ctx context.Context, deltas []loyalty.Delta) error {
 	ids := make([]string, 0, len(deltas))
 	members := make([]string, 0, len(deltas))
 	seen := make(map[string]bool, 2*len(deltas))
+	var scopes [][2]string
 	for i := range deltas {
+		if d := &deltas[i]; d.Presence != "" && storableKey(d.Store) && storableKey(d.Member) && !seen["s"+d.Store+"\x00"+d.Member] {
+			seen["s"+d.Store+"\x00"+d.Member] = true
+			if key := [2]string{d.Store, d.Member}; !a.subscribed[key] {
+				scopes = append(scopes, key)
+			}
+		}
 		if id := deltas[i].ID; storableKey(id) && !seen["d"+id] {
 			seen["d"+id] = true
 			ids = append(ids, id)
@@ -120,6 +130,13 @@ func (a *applier) prepare(ctx context.Context, deltas []loyalty.Delta) error {
 		} else {
 			a.known[id] = nil
 		}
+	}
+	in, err := a.tx.InScope(ctx, scopes)
+	if err != nil {
+		return err
+	}
+	for key := range in {
+		a.subscribed[key] = true
 	}
 	ms, err := a.tx.MembersWithSchedule(ctx, members)
 	if err != nil {
@@ -497,13 +514,26 @@ func (a *applier) present(ctx context.Context, store string, d *loyalty.Delta) (
 			a.codes.Keys = append(a.codes.Keys, k.PublicKey)
 		}
 	}
-	c, err := a.codes.Authentic(d.Presence)
-	if err != nil {
-		a.Logger.Warn("a store sent a member code that does not verify with the change", slog.String("store", store),
-			slog.String("delta", d.ID), slog.Any("err", err))
-		return false, nil
+	code, ok := a.scannedCodes[d.Presence] // a batch's changes for one member carry the same code
+	if !ok {
+		var err error
+		if code.Claims, err = a.codes.Authentic(d.Presence); err != nil {
+			a.Logger.Warn("a store sent a member code that does not verify with the change", slog.String("store", store),
+				slog.String("delta", d.ID), slog.Any("err", err))
+		}
+		code.authentic = err == nil
+		if a.scannedCodes == nil {
+			a.scannedCodes = make(map[string]scannedCode)
+		}
+		a.scannedCodes[d.Presence] = code
 	}
-	return c.Type == qr.TypeMember && c.Member == d.Member && a.codes.CurrentAt(c, d.EventTime()) == nil, nil
+	return code.authentic && code.Type == qr.TypeMember && code.Member == d.Member && a.codes.CurrentAt(code.Claims, d.EventTime()) == nil, nil
+}
+
+// scannedCode is what present found of a code: its claims, if its signature is the hub's.
+type scannedCode struct {
+	qr.Claims
+	authentic bool
 }
 
 // storeReward checks a store's redemption of r under p against the reward's rules the store's

@@ -102,6 +102,15 @@ func TestPush_GroupCommit(t *testing.T) {
 		changes = append(changes, v)
 		changesMu.Unlock()
 	}
+	// The stores scanned their members' codes: the acks tell their balances.
+	sale := func(store, member string, amount int64) loyalty.Delta {
+		return scanned(t, h, earn(store, member, amount))
+	}
+	batches := make([][]loyalty.Delta, n)
+	for i := range n {
+		store := fmt.Sprintf("p%d", i)
+		batches[i] = []loyalty.Delta{sale(store, fmt.Sprintf("g%d", i), int64(100*(i+1))), sale(store, "shared", 100)}
+	}
 	gate := newGatedStore(h.Store)
 	h.Store = gate
 
@@ -119,11 +128,6 @@ func TestPush_GroupCommit(t *testing.T) {
 
 	// n batches queue behind it, one per store: two sales each, of the store's member and of
 	// shared; batch 3 also pushes a delta for a member the hub does not know.
-	batches := make([][]loyalty.Delta, n)
-	for i := range n {
-		store := fmt.Sprintf("p%d", i)
-		batches[i] = []loyalty.Delta{earn(store, fmt.Sprintf("g%d", i), int64(100*(i+1))), earn(store, "shared", 100)}
-	}
 	batches[3] = append(batches[3], earn("p3", "nobody", 100))
 	type answer struct {
 		i   int

@@ -525,6 +525,13 @@ func (t *tx) Reversals(ctx context.Context, id string) ([]loyalty.Delta, error) 
 	return t.bodies(ctx, `SELECT body FROM deltas WHERE reverses = ? AND state != 'rejected' ORDER BY seq`, id)
 }
 
+func (t *tx) Presence(ctx context.Context, member string) (string, error) {
+	// Newest first, so a member who came back lately is found at once; rare (a race with an
+	// eviction), so no index.
+	return t.single(ctx, `SELECT body ->> '$.presence' FROM deltas WHERE member = ? AND body ->> '$.presence' != ''
+		ORDER BY seq DESC LIMIT 1`, member)
+}
+
 func (t *tx) VoucherUse(ctx context.Context, voucher string) (string, error) {
 	return t.single(ctx, `SELECT d.order_id FROM deltas d WHERE d.voucher = ? AND d.kind = 'redeem' AND d.state != 'rejected'
 		AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id AND r.state != 'rejected') LIMIT 1`, voucher)
