@@ -228,8 +228,8 @@ func (a *Agent) unsubscribe(ctx context.Context) error {
 						"their copy is dropped, and their next scan here fetches them again", slog.String("member", m))
 					continue
 				}
-				// Not dropped (a delta of theirs waits for the hub, and brings them back), or the
-				// replica failed: logged below, with the replica's error first.
+				// Not dropped (a change of theirs with their code waits for the hub, and brings
+				// them back), or the replica failed: logged below, with the replica's error first.
 				err = cmp.Or(derr, err)
 			}
 			if err != nil {

@@ -353,9 +353,10 @@ func TestMaintain_MemberBackBeforeTheUnsubscribe(t *testing.T) {
 	}
 }
 
-// The same race for a member who came back by a scan alone (no home here, no sale here): the hub
-// hands them back only against their code, which the agent no longer has, so it drops their copy
-// rather than keep one the hub no longer updates; their next scan here fetches them again.
+// The same race for a member who came back by a scan alone (no home here), then had a sale made
+// by member id: the hub hands them back only against their code, which the agent no longer has
+// (the sale carries none), so it drops their copy rather than keep one the hub no longer updates;
+// the sale waits in the outbox all the same, and their next scan here fetches them again.
 func TestMaintain_MemberBackByAScanAloneIsDropped(t *testing.T) {
 	cp := openClockedPair(t, loyalty.DefaultProgram(), agent.Retention{EvictAfter: 90 * day})
 	ctx := context.Background()
@@ -383,10 +384,16 @@ func TestMaintain_MemberBackByAScanAloneIsDropped(t *testing.T) {
 	if err := cp.store.ApplyChanges(ctx, &lsync.Changes{Cursor: cur, Members: []loyalty.Member{m.Member}}); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := cp.agent.Earn(ctx, loyalty.EarnRequest{OrderID: "o1", MemberID: "m9", Amount: 3000, Currency: "EUR"}); err != nil {
+		t.Fatal(err)
+	}
 	cp.link.setOnline(true)
 	cp.maintain(t)
 	if cp.inReplica(t, "m9") {
 		t.Fatal("the replica keeps a copy of m9 that the hub no longer updates")
+	}
+	if st := cp.status(t); st.Outbox != 1 {
+		t.Errorf("outbox %d after the copy was dropped, want the sale by member id", st.Outbox)
 	}
 	if _, err := cp.agent.Scan(ctx, agent.ScanRequest{QR: mustToken(t, cp.hub, "m9")}); err != nil || !cp.inReplica(t, "m9") {
 		t.Fatalf("m9's next scan: %v; in the replica %v", err, cp.inReplica(t, "m9"))

@@ -105,9 +105,9 @@ type Tx interface {
 	// those that came back since their eviction (a copy in the replica again, a delta of theirs
 	// not yet in a copy), which the store must subscribe to again.
 	Unsubscribed(ctx context.Context, done []Evicted) (back []string, err error)
-	// DropCopy removes the replica's copy of member if nothing of theirs waits for the hub (no
-	// pending delta, none acknowledged that the copy does not include), and reports whether it
-	// did: a copy the hub no longer keeps current.
+	// DropCopy removes the replica's copy of member, a copy the hub no longer keeps current,
+	// unless a change of theirs waiting for the hub carries their code (loyalty.Delta.Presence),
+	// which brings them back into the store's scope; it reports whether it did.
 	DropCopy(ctx context.Context, member string) (bool, error)
 	// Presence returns the member's code that the newest change of theirs made from a scan here
 	// carried (loyalty.Delta.Presence), or "" if none did.

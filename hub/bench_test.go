@@ -39,6 +39,61 @@ func BenchmarkPush(b *testing.B) {
 	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "deltas/s")
 }
 
+// BenchmarkPushCodes is BenchmarkPush with every delta carrying its member's code, as an agent
+// sends a change made from a scan (loyalty.Delta.Presence): held, of members the store holds
+// already (the batch's scope read, no code checked); new, of members new to the store each batch
+// (each code's signature checked, each member brought into the store's scope).
+func BenchmarkPushCodes(b *testing.B) {
+	const batch = 500
+	for _, fresh := range []bool{false, true} {
+		name := "held"
+		if fresh {
+			name = "new"
+		}
+		b.Run(name, func(b *testing.B) {
+			h := openHub(b)
+			ctx := context.Background()
+			codes := map[string]string{}
+			member := func(i int) string {
+				id := fmt.Sprintf("b%06d", i)
+				if _, ok := codes[id]; !ok {
+					if _, err := h.CreateMember(ctx, loyalty.Member{ID: id}); err != nil {
+						b.Fatal(err)
+					}
+					code, err := h.MemberToken(ctx, id)
+					if err != nil {
+						b.Fatal(err)
+					}
+					codes[id] = code
+				}
+				return id
+			}
+			ds := make([]loyalty.Delta, batch)
+			for n := 0; n <= b.N; n++ { // n = 0: the members, in the store's scope for held
+				b.StopTimer()
+				for i := range ds {
+					k := i
+					if fresh {
+						k = n*batch + i
+					}
+					ds[i] = earn("s1", member(k), 1299)
+					ds[i].Presence = codes[ds[i].Member]
+				}
+				if n > 0 {
+					b.StartTimer()
+				}
+				if _, err := h.Push(ctx, "s1", ds); err != nil {
+					b.Fatal(err)
+				}
+				if n == 0 {
+					b.ResetTimer()
+				}
+			}
+			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "deltas/s")
+		})
+	}
+}
+
 // BenchmarkBareBatchedInsert is the baseline: 500 rows per transaction with
 // INSERT ... ON CONFLICT DO NOTHING into a SQLite file with the same pragmas; on PostgreSQL
 // (LOYALTY_TEST_POSTGRES), into a table of a database of its own, the 500 statements sent as one

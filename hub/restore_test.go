@@ -140,9 +140,9 @@ func TestRestoreBoundsFollowTheBudget(t *testing.T) {
 
 // A restored hub lost the scope rows stores gained after the backup, while the stores' replicas
 // kept those members: a redemption of a member the store no longer holds is taken when it is
-// dated between the backup and the restore (made then, sent again), or dated after it by a store
-// that has not synced since (offline across the restore, it redeemed with the replica it had).
-// Once the store synced with the restored hub, it must fetch the member again.
+// dated between the backup and the restore (made then, sent again). One dated after the restore
+// needs the member's code, even from a store that has not synced since: one that kept from
+// syncing must not spend any member's points.
 func TestRestoreTakesRedemptionsOfLostScopes(t *testing.T) {
 	h := openHub(t)
 	ctx := context.Background()
@@ -167,7 +167,8 @@ func TestRestoreTakesRedemptionsOfLostScopes(t *testing.T) {
 	mustApply(t, h, "s1", tote(t0.Add(30*time.Minute)))
 	unhold()
 	now = now.Add(time.Hour)
-	mustApply(t, h, "s1", tote(now.Add(-time.Minute))) // s1 has not synced since the restore
+	mustReject(t, h, "s1", tote(now.Add(-time.Minute)), loyalty.EUNAUTHORIZED) // s1 has not synced since the restore
+	mustApply(t, h, "s1", scanned(t, h, tote(now.Add(-time.Minute))))
 	unhold()
 	if _, err := h.Pull(ctx, "s1", lsync.Pull{Limit: 1000, Flushed: true}); err != nil {
 		t.Fatal(err)

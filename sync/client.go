@@ -170,8 +170,8 @@ func (c *Client) update(fn func(*Status)) {
 }
 
 // Subscribe asks the hub for a member not yet in the replica, without a scanned code: the hub
-// hands over only a member the store has a reason to hold (its home store's, one who transacted
-// there), and answers EUNAUTHORIZED otherwise, for an unknown member too. It returns
+// hands over only a member the store has a reason to hold (its home store's, one in its scope
+// already), and answers EUNAUTHORIZED otherwise, for an unknown member too. It returns
 // EUNAVAILABLE at once when offline.
 func (c *Client) Subscribe(ctx context.Context, member string) (*loyalty.Member, error) {
 	m, _, err := c.Lookup(ctx, member, "", "")

@@ -103,8 +103,7 @@ func (t *tx) Unsubscribed(ctx context.Context, done []agent.Evicted) ([]string, 
 
 func (t *tx) DropCopy(ctx context.Context, member string) (bool, error) {
 	res, err := t.ExecContext(ctx, `DELETE FROM members WHERE id = ?1
-		AND NOT EXISTS (SELECT 1 FROM deltas d WHERE d.member = ?1 AND d.state = 'pending')
-		AND NOT EXISTS (SELECT 1 FROM deltas d WHERE d.member = ?1 AND d.hub_version > 0)`, member)
+		AND NOT EXISTS (SELECT 1 FROM deltas d WHERE d.member = ?1 AND d.state = 'pending' AND d.body ->> '$.presence' != '')`, member)
 	if err != nil {
 		return false, err
 	}
