@@ -674,3 +674,29 @@ func TestPresence_TheScannedCodeGoesWithTheChange(t *testing.T) {
 		t.Errorf("rejected, as the POS reads it: %+v, %v", rej, err)
 	}
 }
+
+// An ack tells the balances of the members the store holds at the hub, and no others. A copy the
+// replica has of a member whose applied sale the ack tells no balance of is one the hub does not
+// keep current (a scope the hub lost in a restore, a race with an eviction): it is dropped rather
+// than shown without the sale, and the member's next scan fetches them again.
+func TestAck_WithoutTheMembersBalanceDropsTheCopy(t *testing.T) {
+	ta := newTestAgent(t)
+	ctx := context.Background()
+	r, err := ta.Earn(ctx, loyalty.EarnRequest{OrderID: "o1", MemberID: "m1", Amount: 1000, Currency: "EUR"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := ta.scan(t, "m1"); !s.Known || s.Balance != 130 {
+		t.Fatalf("before the ack: %+v", s)
+	}
+	ack := &lsync.Ack{Results: []lsync.Result{{DeltaID: r.Deltas[0], Status: lsync.StatusApplied, Seq: 7}}, Balances: []lsync.Balance{}}
+	if err := ta.store.ApplyAck(ctx, ack); err != nil {
+		t.Fatal(err)
+	}
+	if s := ta.scan(t, "m1"); s.Known || s.Pending != 0 {
+		t.Errorf("after an ack without m1's balance: %+v; want no copy, nothing pending", s)
+	}
+	if st, err := ta.Status(ctx); err != nil || st.Outbox != 0 {
+		t.Errorf("status %+v, %v: the sale left the outbox", st, err)
+	}
+}

@@ -261,7 +261,11 @@ func (a *Agent) resubscribe(ctx context.Context, member string) error {
 	}
 	if l, ok := a.Sync.(Looker); ok && code != "" {
 		_, _, err := l.Lookup(ctx, member, "", code)
-		return err
+		if loyalty.ErrorCode(err) != loyalty.EINVALID {
+			return err
+		}
+		// The code expired since, or its key was retired: the hub takes the member back only
+		// for another reason, if it has one.
 	}
 	_, err := a.Sync.Subscribe(ctx, member)
 	return err

@@ -442,6 +442,47 @@ func TestMaintain_MemberBackByAScannedSale(t *testing.T) {
 	}
 }
 
+// The same race, for a member whose newest change here carried a code that has expired since:
+// the hub refuses it (EINVALID), and the agent asks without it; with no other reason to hand the
+// member back, the hub refuses that too, and the copy is dropped rather than kept stale.
+func TestMaintain_MemberBackWithAnExpiredCodeIsDropped(t *testing.T) {
+	cp := openClockedPair(t, loyalty.DefaultProgram(), agent.Retention{EvictAfter: 90 * day})
+	ctx := context.Background()
+	if _, err := cp.hub.CreateMember(ctx, loyalty.Member{ID: "m9", Name: "Walk-in"}); err != nil {
+		t.Fatal(err)
+	}
+	cp.hub.MemberTokenTTL = 30 * day
+	tok := mustToken(t, cp.hub, "m9")
+	if _, err := cp.agent.Earn(ctx, loyalty.EarnRequest{OrderID: "o1", QR: tok, Amount: 3000, Currency: "EUR"}); err != nil {
+		t.Fatal(err)
+	}
+	cp.push(t)
+	cp.pull(t)
+	m, err := cp.hub.Member(ctx, "m9", 0)
+	if err != nil || !cp.inReplica(t, "m9") {
+		t.Fatalf("m9 after the sale: %+v, %v; in the replica %v", m, err, cp.inReplica(t, "m9"))
+	}
+	cp.maintain(t)
+	cp.link.setOnline(false)
+	cp.at(91 * day)
+	cp.maintain(t)
+	if cp.inReplica(t, "m9") {
+		t.Fatal("m9 not evicted")
+	}
+	cur, err := cp.store.Cursor(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cp.store.ApplyChanges(ctx, &lsync.Changes{Cursor: cur, Members: []loyalty.Member{m.Member}}); err != nil {
+		t.Fatal(err)
+	}
+	cp.link.setOnline(true)
+	cp.maintain(t)
+	if cp.inReplica(t, "m9") {
+		t.Fatal("the replica keeps a copy of m9 that the hub no longer updates")
+	}
+}
+
 // A program's limits and caps count a member's activity in a period: a member seen in a period
 // still running stays in the replica, whatever evict_after says.
 func TestMaintain_NoEvictionWithinARunningPeriod(t *testing.T) {

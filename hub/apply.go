@@ -49,7 +49,7 @@ type applier struct {
 	sent         map[sentKey][]SentProgram // rule versions sent to stores (checkVersion)
 	subscribe    map[string][]string       // members to put in stores' scope, by store, written by finish
 	prefetched   map[string]bool           // members read by prepare (absent from members: unknown)
-	codes        *qr.Verifier              // the hub's keys, read for the first code a delta carries (present)
+	verifier     *qr.Verifier              // the hub's keys, read for the first code a delta carries (present)
 	scannedCodes map[string]scannedCode    // the codes present checked, by their text
 	codeWarned   bool                      // present logged a code that does not verify
 
@@ -458,27 +458,18 @@ func (a *applier) check(ctx context.Context, store string, d *loyalty.Delta) err
 // has seen, those of a member in its scope (its home store's members, those it scanned online,
 // or offline for a change it pushed before), or of one whose code it scanned for this very
 // redemption (present). (A voucher is its own proof: any store takes a valid one.) A hub restored
-// from a backup lost the scope rows stores gained after the backup, while their replicas kept
-// those members. A redemption dated between the backup and the restore, made then and sent
-// again, is taken without the check. One dated after the restore is not, whatever the store's
-// last sync: a store could leave its last sync before the restore on purpose and spend any
-// member's points for as long as that let it. The agent sends the member's code with every
-// redemption made from a scan, and the changes it sends again after a restore carry the codes
-// that brought their members in; what is left, a redemption by member id of a member the store
-// had scanned online after the backup, is refused, and the member's next scan fetches them again.
+// from a backup lost the scope rows stores gained after the backup, and takes no redemption on
+// trust for it: a store that kept from syncing could date its redemptions into any window the
+// hub opened, and spend any member's points. The changes an agent sends again after a restore
+// carry the codes that brought their members in, and its redemptions made from a scan carry the
+// code; a redemption by member id of a member the store scanned online after the backup is
+// refused (a rejection an operator sees), and the member's next scan fetches them again.
 func (a *applier) mayRedeem(ctx context.Context, store string, d *loyalty.Delta) error {
 	if in, err := a.holds(ctx, store, d.Member); in || err != nil {
 		return err
 	}
 	if in, err := a.present(ctx, store, d); in || err != nil {
 		return err
-	}
-	e, err := a.epoch(ctx)
-	if err != nil {
-		return err
-	}
-	if at := d.EventTime(); !e.RestoredAt.IsZero() && !at.Before(e.BackupAt.Add(-a.Claims.Backdate)) && at.Before(e.RestoredAt) {
-		return nil
 	}
 	return loyalty.Errorf(loyalty.EUNAUTHORIZED, "store %s does not hold member %s, so it cannot spend their points; "+
 		"scan the member's QR code to bring them in", store, d.Member)
@@ -491,26 +482,23 @@ func (a *applier) mayRedeem(ctx context.Context, store string, d *loyalty.Delta)
 // sale a store invents shows nothing. A code that shows nothing (forged, another member's, one
 // that had expired) is no error: the change is judged on its own, as one without a code.
 func (a *applier) present(ctx context.Context, store string, d *loyalty.Delta) (bool, error) {
-	if m, ok := a.members[d.Member]; ok && m.HomeStore == store {
+	m, ok := a.members[d.Member]
+	if ok && m.HomeStore == store {
 		return true, nil
 	}
-	if d.Presence == "" {
+	if d.Presence == "" || !ok || m.Erased { // an erased member's codes name no one any more (care.go)
 		return false, nil
 	}
-	if a.codes == nil {
-		keys, err := a.tx.PublicKeys(ctx)
-		if err != nil {
+	if a.verifier == nil {
+		var err error
+		if a.verifier, err = a.Hub.verifier(ctx, a.tx); err != nil {
 			return false, err
-		}
-		a.codes = &qr.Verifier{}
-		for _, k := range keys {
-			a.codes.Keys = append(a.codes.Keys, k.PublicKey)
 		}
 	}
 	code, ok := a.scannedCodes[d.Presence] // a batch's changes for one member carry the same code
 	if !ok {
 		var err error
-		if code.Claims, err = a.codes.Authentic(d.Presence); err != nil && !a.codeWarned {
+		if code.Claims, err = a.verifier.Authentic(d.Presence); err != nil && !a.codeWarned {
 			a.codeWarned = true // once a transaction: a hostile batch may carry hundreds
 			a.Logger.Warn("a store sent a member code that does not verify with a change", slog.String("store", store),
 				slog.String("delta", d.ID), slog.Any("err", err))
@@ -521,7 +509,7 @@ func (a *applier) present(ctx context.Context, store string, d *loyalty.Delta) (
 		}
 		a.scannedCodes[d.Presence] = code
 	}
-	return code.authentic && code.Type == qr.TypeMember && code.Member == d.Member && a.codes.CurrentAt(code.Claims, d.EventTime()) == nil, nil
+	return code.authentic && code.Type == qr.TypeMember && code.Member == d.Member && a.verifier.CurrentAt(code.Claims, d.EventTime()) == nil, nil
 }
 
 // scannedCode is what present found of a code: its claims, if its signature is the hub's.

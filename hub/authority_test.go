@@ -980,6 +980,20 @@ func TestAuthority_PresenceBringsAMemberIn(t *testing.T) {
 			t.Errorf("rejection %s kept the scanned code", r.Delta.ID)
 		}
 	}
+
+	// An erased member's codes name no one any more: a store that kept one gains nothing by it.
+	erased := code("m1")
+	if _, err := h.EraseMember(ctx, "m1"); err != nil {
+		t.Fatal(err)
+	}
+	late := earn("s2", "m1", 1000)
+	late.Presence = erased
+	if r := pushOK(t, h, "s2", late).Results[0]; r.Status != lsync.StatusApplied {
+		t.Errorf("a sale of an erased member: %+v", r)
+	}
+	if holds("s2", "m1") {
+		t.Error("an erased member's code brought them into a store's scope")
+	}
 }
 
 // A store's redemption is held to the reward's rules as the online channel is: a reward for

@@ -168,14 +168,11 @@ func (a *applier) applyOnline(ctx context.Context, d loyalty.Delta) error {
 // answer.
 func (h *Hub) authentic(ctx context.Context, token, want string) (qr.Claims, func() error, error) {
 	var c qr.Claims
-	v := &qr.Verifier{Now: h.Now}
+	var v *qr.Verifier
 	err := h.Store.View(ctx, func(tx Tx) error {
-		keys, err := tx.PublicKeys(ctx)
-		if err != nil {
+		var err error
+		if v, err = h.verifier(ctx, tx); err != nil {
 			return err
-		}
-		for _, k := range keys {
-			v.Keys = append(v.Keys, k.PublicKey)
 		}
 		c, err = v.Authentic(token)
 		return err
@@ -187,6 +184,20 @@ func (h *Hub) authentic(ctx context.Context, token, want string) (qr.Claims, fun
 		return c, nil, loyalty.Errorf(loyalty.EINVALID, "this is a member code, not a voucher")
 	}
 	return c, func() error { return v.Current(c) }, err
+}
+
+// verifier returns a verifier of the codes the hub signed, with every key it holds, retired or
+// not (a retired key verifies what it signed until its end).
+func (h *Hub) verifier(ctx context.Context, tx Tx) (*qr.Verifier, error) {
+	keys, err := tx.PublicKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	v := &qr.Verifier{Now: h.Now}
+	for _, k := range keys {
+		v.Keys = append(v.Keys, k.PublicKey)
+	}
+	return v, nil
 }
 
 // memberOf resolves the member of an online request from a QR token or an id. Whether the

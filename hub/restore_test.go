@@ -139,10 +139,11 @@ func TestRestoreBoundsFollowTheBudget(t *testing.T) {
 }
 
 // A restored hub lost the scope rows stores gained after the backup, while the stores' replicas
-// kept those members: a redemption of a member the store no longer holds is taken when it is
-// dated between the backup and the restore (made then, sent again). One dated after the restore
-// needs the member's code, even from a store that has not synced since: one that kept from
-// syncing must not spend any member's points.
+// kept those members. It takes no redemption of a member the store no longer holds on trust,
+// whether dated between the backup and the restore (made then, sent again) or after it by a
+// store that has not synced since: a store that kept from syncing must not spend any member's
+// points. The member's code, which the agent sends with a redemption made from a scan, is the
+// proof.
 func TestRestoreTakesRedemptionsOfLostScopes(t *testing.T) {
 	h := openHub(t)
 	ctx := context.Background()
@@ -164,7 +165,8 @@ func TestRestoreTakesRedemptionsOfLostScopes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	mustApply(t, h, "s1", tote(t0.Add(30*time.Minute)))
+	mustReject(t, h, "s1", tote(t0.Add(30*time.Minute)), loyalty.EUNAUTHORIZED)
+	mustApply(t, h, "s1", scanned(t, h, tote(t0.Add(30*time.Minute))))
 	unhold()
 	now = now.Add(time.Hour)
 	mustReject(t, h, "s1", tote(now.Add(-time.Minute)), loyalty.EUNAUTHORIZED) // s1 has not synced since the restore

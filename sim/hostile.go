@@ -631,8 +631,10 @@ func (w *world) controlEarn(ctx context.Context, s *session) error {
 		d.TimeZone = allZones[w.rng.IntN(len(allZones))]
 	}
 	if w.rng.IntN(2) == 0 { // the member scanned at the till: the store holds them from now on
-		if d.Presence, err = w.hub.MemberToken(ctx, m.ID); err != nil {
+		if d.Presence, err = w.hub.MemberToken(ctx, m.ID); loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
 			d.Presence = "" // an erased member has no code
+		} else if err != nil {
+			return err
 		}
 	}
 	if err := w.pushControl(ctx, s, d); err != nil {
@@ -1160,8 +1162,10 @@ func (w *world) forgeNumbers(ctx context.Context, s *session, k Forgery) (forged
 			other, note = m, "the member's code, doctored, "
 		}
 		code, err := w.hub.MemberToken(ctx, other.ID)
-		if err != nil {
+		if loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
 			return forged{}, false, nil // an erased member has no code
+		} else if err != nil {
+			return forged{}, false, err
 		}
 		if other.ID == m.ID {
 			i := len(code) - 1 - w.rng.IntN(20) // in the signature

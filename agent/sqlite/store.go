@@ -742,7 +742,10 @@ func (s *Store) PendingCount(ctx context.Context) (int64, error) {
 // until a copy that includes it arrives: the ack's balance for the member names the version of the
 // member that includes every delta of the push (the hub stamps it after applying them), and a copy
 // of that version or newer includes the delta, its points and its punch card units alike. Without
-// a balance for its member in the ack, the delta is taken as included in the copy.
+// a balance for its member in the ack, the hub does not count the member as this store's (it
+// tells the balances of the members a store holds, and of no others): it keeps no copy here
+// current, so a copy the replica has is dropped rather than shown without the delta, and the
+// member's next scan fetches them again (docs/PROTOCOL.md, "Replica scope").
 func (s *Store) ApplyAck(ctx context.Context, ack *lsync.Ack) error {
 	versions := make(map[string]int64, len(ack.Balances))
 	for _, b := range ack.Balances {
@@ -764,7 +767,12 @@ func (s *Store) ApplyAck(ctx context.Context, ack *lsync.Ack) error {
 				} else if err != nil {
 					return err
 				}
-				v := versions[member]
+				v, told := versions[member]
+				if !told && have > 0 {
+					if _, err := t.ExecContext(ctx, `DELETE FROM members WHERE id = ?`, member); err != nil {
+						return err
+					}
+				}
 				if v <= have {
 					v = 0 // the copy includes it already
 				}
