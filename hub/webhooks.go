@@ -202,8 +202,8 @@ type WebhookTx interface {
 	SetWebhookEventBody(ctx context.Context, id string, body []byte) error
 	// ClaimWebhookDeliveries claims up to limit pending deliveries of enabled endpoints that are
 	// due at now and not claimed by another process (a claim lives until its ClaimedUntil), until
-	// now+lease, and returns them, oldest first.
-	ClaimWebhookDeliveries(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]WebhookAttempt, error)
+	// now+lease(n), n the number it claims, and returns them, oldest first.
+	ClaimWebhookDeliveries(ctx context.Context, now time.Time, lease func(claimed int) time.Duration, limit int) ([]WebhookAttempt, error)
 	// RecordWebhookOutcomes writes outcomes to deliveries whose claim is still the one the
 	// outcome is for, and returns how many it wrote.
 	RecordWebhookOutcomes(ctx context.Context, outs []WebhookOutcome) (int, error)

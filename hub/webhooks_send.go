@@ -197,13 +197,14 @@ func (s *WebhookSender) concurrency() int {
 	return 4
 }
 
-// lease is how long a claim keeps other processes off a delivery: the whole round, whose
-// attempts go Concurrency at a time, each within the timeout, and time to record their outcomes.
-// (A claim shorter than the round let another process claim and send the round's last
+// lease is how long a claim of n deliveries keeps other processes off them: the whole round,
+// whose attempts go Concurrency at a time, each within the timeout, and time to record their
+// outcomes. (A claim shorter than the round let another process claim and send the round's last
 // deliveries while this one was still at its first ones: each sent twice, and this process's
-// outcomes, no longer its claim's, thrown away.)
-func (s *WebhookSender) lease() time.Duration {
-	waves := (s.batch() + s.concurrency() - 1) / s.concurrency()
+// outcomes, no longer its claim's, thrown away.) It is sized by the deliveries claimed, not the
+// batch: a round cut short by a crash holds back only as long as its own attempts could take.
+func (s *WebhookSender) lease(n int) time.Duration {
+	waves := (n + s.concurrency() - 1) / s.concurrency()
 	return time.Duration(waves)*s.timeout() + 30*time.Second
 }
 
@@ -218,7 +219,7 @@ func (s *WebhookSender) DeliverDue(ctx context.Context) (int, error) {
 	var claimed []WebhookAttempt
 	err := h.Store.Update(Bookkeeping(ctx), func(tx Tx) error {
 		var err error
-		claimed, err = tx.ClaimWebhookDeliveries(ctx, now, s.lease(), s.batch())
+		claimed, err = tx.ClaimWebhookDeliveries(ctx, now, s.lease, s.batch())
 		return err
 	})
 	if err != nil || len(claimed) == 0 {

@@ -359,20 +359,31 @@ func TestWebhooks_ClaimLeaseAcrossProcesses(t *testing.T) {
 	for i := range 5 {
 		fund(t, h1, "m1", int64(100+i))
 	}
-	// h1 claims everything, then dies.
+	// h1 claims everything, then dies. The claim lasts as long as the deliveries claimed need
+	// (here a minute each), not as long as a full batch would.
 	var claimed []hub.WebhookAttempt
+	var asked []int
 	if err := h1.Store.Update(hub.Bookkeeping(ctx), func(tx hub.Tx) error {
 		var err error
-		claimed, err = tx.ClaimWebhookDeliveries(ctx, clk.Now(), time.Minute, 100)
+		asked = nil
+		claimed, err = tx.ClaimWebhookDeliveries(ctx, clk.Now(), func(n int) time.Duration {
+			asked = append(asked, n)
+			return time.Duration(n) * time.Minute
+		}, 100)
 		return err
-	}); err != nil || len(claimed) != 5 {
-		t.Fatalf("claimed %d (%v), want 5", len(claimed), err)
+	}); err != nil || len(claimed) != 5 || !slices.Equal(asked, []int{5}) {
+		t.Fatalf("claimed %d (%v), the lease asked for %v; want 5, and the lease of 5", len(claimed), err, asked)
+	}
+	for _, a := range claimed {
+		if !a.ClaimedUntil.Equal(clk.Now().Add(5 * time.Minute).Truncate(time.Millisecond)) {
+			t.Errorf("claimed until %v, want five minutes from %v", a.ClaimedUntil, clk.Now())
+		}
 	}
 	s2 := hub.NewWebhookSender(h2)
 	if n, err := s2.DeliverDue(ctx); err != nil || n != 0 {
 		t.Fatalf("the second process claimed %d (%v) while the first one's lease lives", n, err)
 	}
-	clk.Add(time.Minute + time.Millisecond)
+	clk.Add(5*time.Minute + time.Millisecond)
 	if n, err := s2.DeliverDue(ctx); err != nil || n != 5 {
 		t.Fatalf("after the lease, the second process claimed %d (%v), want 5", n, err)
 	}

@@ -140,17 +140,29 @@ func scanDelivery(row pgx.Row, extra ...any) (hub.WebhookDelivery, error) {
 	return d, err
 }
 
-func (t *tx) ClaimWebhookDeliveries(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]hub.WebhookAttempt, error) {
-	until := unixms.Of(now.Add(lease))
+func (t *tx) ClaimWebhookDeliveries(ctx context.Context, now time.Time, lease func(int) time.Duration, limit int) ([]hub.WebhookAttempt, error) {
+	// The due deliveries first, locked (another process skips them), then the claim, whose
+	// length depends on how many there are.
+	var endpoints, events []string
+	err := t.each(ctx, `SELECT d.endpoint, d.event FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint
+		WHERE d.state = 'pending' AND d.next_at <= $1 AND e.disabled_at = 0 ORDER BY d.next_at, d.event LIMIT $2
+		FOR UPDATE OF d SKIP LOCKED`, []any{unixms.Of(now), int64(limit)}, func(rows pgx.Rows) error {
+		var endpoint, event string
+		err := rows.Scan(&endpoint, &event)
+		endpoints, events = append(endpoints, endpoint), append(events, event)
+		return err
+	})
+	if err != nil || len(events) == 0 {
+		return nil, err
+	}
+	until := unixms.Of(now.Add(lease(len(events))))
 	var out []hub.WebhookAttempt
-	err := t.each(ctx, `WITH due AS (SELECT d.endpoint, d.event FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint
-			WHERE d.state = 'pending' AND d.next_at <= $1 AND e.disabled_at = 0 ORDER BY d.next_at, d.event LIMIT $2
-			FOR UPDATE OF d SKIP LOCKED),
-		claimed AS (UPDATE webhook_deliveries d SET next_at = $3, claimed_until = $3 FROM due
+	err = t.each(ctx, `WITH claimed AS (UPDATE webhook_deliveries d SET next_at = $3, claimed_until = $3
+			FROM unnest($1::text[], $2::text[]) AS due(endpoint, event)
 			WHERE d.endpoint = due.endpoint AND d.event = due.event RETURNING d.*)
 		SELECT `+deliveryCols+`, e.url, e.sealed, v.body
 		FROM claimed d JOIN webhook_endpoints e ON e.id = d.endpoint JOIN webhook_events v ON v.id = d.event
-		ORDER BY d.event`, []any{unixms.Of(now), int64(limit), until}, func(rows pgx.Rows) error {
+		ORDER BY d.event`, []any{endpoints, events, until}, func(rows pgx.Rows) error {
 		var a hub.WebhookAttempt
 		var body string
 		var err error

@@ -194,8 +194,7 @@ func scanDelivery(row interface{ Scan(...any) error }, extra ...any) (hub.Webhoo
 	return d, err
 }
 
-func (t *tx) ClaimWebhookDeliveries(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]hub.WebhookAttempt, error) {
-	until := unixms.Of(now.Add(lease))
+func (t *tx) ClaimWebhookDeliveries(ctx context.Context, now time.Time, lease func(int) time.Duration, limit int) ([]hub.WebhookAttempt, error) {
 	rows, err := t.QueryContext(ctx, `SELECT `+deliveryCols+`, e.url, e.sealed, v.body
 		FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint JOIN webhook_events v ON v.id = d.event
 		WHERE d.state = 'pending' AND d.next_at <= ? AND e.disabled_at = 0 ORDER BY d.next_at, d.event LIMIT ?+0`,
@@ -211,12 +210,16 @@ func (t *tx) ClaimWebhookDeliveries(ctx context.Context, now time.Time, lease ti
 			rows.Close()
 			return nil, err
 		}
-		a.Body, a.ClaimedUntil = []byte(body), unixms.Time(until)
+		a.Body = []byte(body)
 		out = append(out, a)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, err
+	}
+	until := unixms.Of(now.Add(lease(len(out))))
+	for i := range out {
+		out[i].ClaimedUntil = unixms.Time(until)
 	}
 	for _, a := range out {
 		if _, err := t.ExecContext(ctx, `UPDATE webhook_deliveries SET next_at = ?1, claimed_until = ?1 WHERE endpoint = ? AND event = ?`,
