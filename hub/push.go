@@ -116,7 +116,7 @@ func (h *Hub) applyBatch(ctx context.Context, tx Tx, store string, deltas []loya
 	return ack, nil
 }
 
-// ackBalances returns the balances each push of a transaction is told (pushes[i] pushed deltas[i]
+// ackBalances returns the balances each push of a transaction is told (stores[i] pushed deltas[i]
 // and was answered results[i]): of all the members the transaction changed or reported
 // (balances), those of the push's own deltas that were applied or were duplicates, and that the
 // store holds in its scope after the push. Others the transaction changed (a referrer credited by

@@ -242,24 +242,42 @@ func (s *WebhookSender) DeliverDue(ctx context.Context) (int, error) {
 	wg.Wait()
 	if ctx.Err() != nil {
 		// The sender is closing (Close): the attempts that got an answer are recorded, so that a
-		// graceful restart sends none of them again; those cut short stay claimed until their
-		// claim expires, and are sent again then, by this process or another, without counting
-		// as the endpoint's failures.
+		// graceful restart sends none of them again; the claims of those cut short are given up,
+		// so that the next process (this hub restarted, or another) sends them again at once,
+		// without counting them as the endpoint's failures, rather than after the claim's lease.
 		var done []WebhookAttempt
 		var got []attemptResult
+		var cut []WebhookOutcome
 		for i, r := range results {
 			if r.status != 0 {
 				done, got = append(done, claimed[i]), append(got, r)
+			} else {
+				cut = append(cut, unclaimed(claimed[i], now))
 			}
-		}
-		if len(done) == 0 {
-			return len(claimed), ctx.Err()
 		}
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		return len(claimed), errors.Join(s.record(rctx, done, got), ctx.Err())
+		var err error
+		if len(done) > 0 {
+			err = s.record(rctx, done, got)
+		}
+		if len(cut) > 0 {
+			err = errors.Join(err, h.Store.Update(Bookkeeping(rctx), func(tx Tx) error {
+				_, err := tx.RecordWebhookOutcomes(rctx, cut)
+				return err
+			}))
+		}
+		return len(claimed), errors.Join(err, ctx.Err())
 	}
 	return len(claimed), s.record(ctx, claimed, results)
+}
+
+// unclaimed is the outcome that gives up the claim of an attempt that was not made (or not
+// answered): the delivery as it was before the claim, due at now. (A claim an erasure ended since
+// is not this one: the outcome then writes nothing.)
+func unclaimed(a WebhookAttempt, now time.Time) WebhookOutcome {
+	return WebhookOutcome{Endpoint: a.Endpoint, Event: a.Event, ClaimedUntil: a.ClaimedUntil, State: DeliveryPending,
+		Attempts: a.Attempts, NextAt: now, At: a.LastAt, Status: a.LastStatus, Error: a.LastError}
 }
 
 // attemptResult is what one request came to.

@@ -788,14 +788,15 @@ func TestWebhooks_EraseTakesPersonalDataOutOfEvents(t *testing.T) {
 
 // TestWebhooks_CloseRecordsWhatWasAnswered: a sender stopped mid-round records the attempts that
 // got an answer (a graceful restart sends none of them again) and leaves the one it cut short
-// pending, not counted as the endpoint's failure.
+// pending, not counted as the endpoint's failure, and no longer claimed: the next sender (the hub
+// restarted) sends it at once, not after the claim's lease.
 func TestWebhooks_CloseRecordsWhatWasAnswered(t *testing.T) {
 	h, clk := webhookHub(t)
 	inSecond, release := make(chan struct{}), make(chan struct{})
 	var calls atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
-		if calls.Add(1) == 1 {
+		if calls.Add(1) != 2 {
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}
@@ -835,5 +836,13 @@ func TestWebhooks_CloseRecordsWhatWasAnswered(t *testing.T) {
 	ep, err := h.Webhook(context.Background(), nw.Webhook.ID)
 	if err != nil || ep.Failures != 0 {
 		t.Errorf("endpoint %+v (%v): a stopped sender's cut attempt is no failure of the endpoint", ep, err)
+	}
+	if n, err := hub.NewWebhookSender(h).DeliverDue(context.Background()); err != nil || n != 1 {
+		t.Fatalf("the next sender, at once, claimed %d (%v); want the delivery cut short", n, err)
+	}
+	for _, d := range deliveries(t, h, nw.Webhook.ID, "") {
+		if d.State != hub.DeliveryDelivered || d.Attempts != 1 {
+			t.Errorf("delivery %+v: want each delivered at its one attempt", d)
+		}
 	}
 }
