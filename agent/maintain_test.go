@@ -155,6 +155,42 @@ func (cp *clockedPair) hubBalance(t *testing.T, member string) int64 {
 	return m.Balance
 }
 
+// evictOffline runs the store's maintenance, takes the store offline and runs it again a day
+// past evict_after (90 days in these tests), and requires member evicted: their unsubscribe then
+// waits for the hub.
+func (cp *clockedPair) evictOffline(t *testing.T, member string) {
+	t.Helper()
+	cp.maintain(t)
+	cp.link.setOnline(false)
+	cp.at(91 * day)
+	cp.maintain(t)
+	if cp.inReplica(t, member) {
+		t.Fatalf("%s not evicted", member)
+	}
+}
+
+// feedBack brings m back into the replica as a change-feed page the hub sent before the eviction
+// would: a copy again, before the hub took the unsubscribe.
+func (cp *clockedPair) feedBack(t *testing.T, m loyalty.Member) {
+	t.Helper()
+	ctx := context.Background()
+	cur, err := cp.store.Cursor(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cp.store.ApplyChanges(ctx, &lsync.Changes{Cursor: cur, Members: []loyalty.Member{m}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// walkIn creates a member of no store's at the hub.
+func (cp *clockedPair) walkIn(t *testing.T, id string) {
+	t.Helper()
+	if _, err := cp.hub.CreateMember(context.Background(), loyalty.Member{ID: id, Name: "Walk-in"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // A member not seen at the store for replica.evict_after leaves its replica, and the hub stops
 // sending the store their changes. When they come back (a scan while online) they are fetched
 // again with the balance the hub has, points earned elsewhere meanwhile included, and the store
@@ -324,21 +360,11 @@ func TestMaintain_MemberBackBeforeTheUnsubscribe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cp.maintain(t)
-	cp.link.setOnline(false)
-	cp.at(91 * day)
-	cp.maintain(t)
-	if cp.inReplica(t, "m1") || cp.status(t).Unsubscribing != 1 {
-		t.Fatal("m1 not evicted, or its unsubscribe not waiting")
+	cp.evictOffline(t, "m1")
+	if cp.status(t).Unsubscribing != 1 {
+		t.Fatal("m1's unsubscribe not waiting")
 	}
-	cur, err := cp.store.Cursor(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	page := &lsync.Changes{Cursor: cur, Members: []loyalty.Member{m.Member}} // a page the hub sent before the eviction
-	if err := cp.store.ApplyChanges(ctx, page); err != nil {
-		t.Fatal(err)
-	}
+	cp.feedBack(t, m.Member)
 	cp.link.setOnline(true)
 	cp.maintain(t)
 	if len(cp.link.unsubscribed) != 1 || cp.status(t).Unsubscribing != 0 {
@@ -360,9 +386,7 @@ func TestMaintain_MemberBackBeforeTheUnsubscribe(t *testing.T) {
 func TestMaintain_MemberBackByAScanAloneIsDropped(t *testing.T) {
 	cp := openClockedPair(t, loyalty.DefaultProgram(), agent.Retention{EvictAfter: 90 * day})
 	ctx := context.Background()
-	if _, err := cp.hub.CreateMember(ctx, loyalty.Member{ID: "m9", Name: "Walk-in"}); err != nil {
-		t.Fatal(err)
-	}
+	cp.walkIn(t, "m9")
 	if _, err := cp.agent.Scan(ctx, agent.ScanRequest{QR: mustToken(t, cp.hub, "m9")}); err != nil {
 		t.Fatal(err)
 	}
@@ -370,20 +394,8 @@ func TestMaintain_MemberBackByAScanAloneIsDropped(t *testing.T) {
 	if err != nil || !cp.inReplica(t, "m9") {
 		t.Fatalf("m9 after the scan: %+v, %v; in the replica %v", m, err, cp.inReplica(t, "m9"))
 	}
-	cp.maintain(t)
-	cp.link.setOnline(false)
-	cp.at(91 * day)
-	cp.maintain(t)
-	if cp.inReplica(t, "m9") {
-		t.Fatal("m9 not evicted")
-	}
-	cur, err := cp.store.Cursor(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cp.store.ApplyChanges(ctx, &lsync.Changes{Cursor: cur, Members: []loyalty.Member{m.Member}}); err != nil {
-		t.Fatal(err)
-	}
+	cp.evictOffline(t, "m9")
+	cp.feedBack(t, m.Member)
 	if _, err := cp.agent.Earn(ctx, loyalty.EarnRequest{OrderID: "o1", MemberID: "m9", Amount: 3000, Currency: "EUR"}); err != nil {
 		t.Fatal(err)
 	}
@@ -407,19 +419,14 @@ func TestMaintain_MemberBackByAScanAloneIsDropped(t *testing.T) {
 func TestMaintain_MemberBackByAScannedSale(t *testing.T) {
 	cp := openClockedPair(t, loyalty.DefaultProgram(), agent.Retention{EvictAfter: 90 * day})
 	ctx := context.Background()
-	if _, err := cp.hub.CreateMember(ctx, loyalty.Member{ID: "m9", Name: "Walk-in"}); err != nil {
-		t.Fatal(err)
-	}
+	cp.walkIn(t, "m9")
 	tok := mustToken(t, cp.hub, "m9")
 	if _, err := cp.agent.Scan(ctx, agent.ScanRequest{QR: tok}); err != nil {
 		t.Fatal(err)
 	}
-	cp.maintain(t)
-	cp.link.setOnline(false)
-	cp.at(91 * day)
-	cp.maintain(t)
-	if cp.inReplica(t, "m9") || cp.status(t).Unsubscribing != 2 {
-		t.Fatalf("m1 and m9 not evicted, or their unsubscribes not waiting: %+v", cp.status(t))
+	cp.evictOffline(t, "m9")
+	if cp.status(t).Unsubscribing != 2 {
+		t.Fatalf("the unsubscribes of m1 and m9 not waiting: %+v", cp.status(t))
 	}
 	if _, err := cp.agent.Earn(ctx, loyalty.EarnRequest{OrderID: "o1", QR: tok, Amount: 3000, Currency: "EUR"}); err != nil {
 		t.Fatal(err)
@@ -448,9 +455,7 @@ func TestMaintain_MemberBackByAScannedSale(t *testing.T) {
 func TestMaintain_MemberBackWithAnExpiredCodeIsDropped(t *testing.T) {
 	cp := openClockedPair(t, loyalty.DefaultProgram(), agent.Retention{EvictAfter: 90 * day})
 	ctx := context.Background()
-	if _, err := cp.hub.CreateMember(ctx, loyalty.Member{ID: "m9", Name: "Walk-in"}); err != nil {
-		t.Fatal(err)
-	}
+	cp.walkIn(t, "m9")
 	cp.hub.MemberTokenTTL = 30 * day
 	tok := mustToken(t, cp.hub, "m9")
 	if _, err := cp.agent.Earn(ctx, loyalty.EarnRequest{OrderID: "o1", QR: tok, Amount: 3000, Currency: "EUR"}); err != nil {
@@ -462,20 +467,8 @@ func TestMaintain_MemberBackWithAnExpiredCodeIsDropped(t *testing.T) {
 	if err != nil || !cp.inReplica(t, "m9") {
 		t.Fatalf("m9 after the sale: %+v, %v; in the replica %v", m, err, cp.inReplica(t, "m9"))
 	}
-	cp.maintain(t)
-	cp.link.setOnline(false)
-	cp.at(91 * day)
-	cp.maintain(t)
-	if cp.inReplica(t, "m9") {
-		t.Fatal("m9 not evicted")
-	}
-	cur, err := cp.store.Cursor(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cp.store.ApplyChanges(ctx, &lsync.Changes{Cursor: cur, Members: []loyalty.Member{m.Member}}); err != nil {
-		t.Fatal(err)
-	}
+	cp.evictOffline(t, "m9")
+	cp.feedBack(t, m.Member)
 	cp.link.setOnline(true)
 	cp.maintain(t)
 	if cp.inReplica(t, "m9") {
