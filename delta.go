@@ -136,7 +136,8 @@ type Delta struct {
 	Presence string `json:"presence,omitempty"`
 }
 
-// MaxPresenceLength bounds Delta.Presence: the longest QR token there is (qr.MaxTokenLength).
+// MaxPresenceLength bounds Delta.Presence, and so the QR tokens qr.Verify accepts
+// (qr.MaxTokenLength): real ones are about 200 characters.
 const MaxPresenceLength = 1024
 
 // MaxReasonLength is the longest reason of an adjustment, in characters.

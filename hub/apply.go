@@ -101,9 +101,9 @@ func (a *applier) prepare(ctx context.Context, deltas []loyalty.Delta) error {
 	seen := make(map[string]bool, 2*len(deltas))
 	var scopes [][2]string
 	for i := range deltas {
-		if d := &deltas[i]; d.Presence != "" && storableKey(d.Store) && storableKey(d.Member) && !seen["s"+d.Store+"\x00"+d.Member] {
-			seen["s"+d.Store+"\x00"+d.Member] = true
-			if key := [2]string{d.Store, d.Member}; !a.subscribed[key] {
+		if d := &deltas[i]; d.Presence != "" && storableKey(d.Store) && storableKey(d.Member) {
+			if key := [2]string{d.Store, d.Member}; !a.subscribed[key] && !seen["s"+key[0]+"\x00"+key[1]] {
+				seen["s"+key[0]+"\x00"+key[1]] = true
 				scopes = append(scopes, key)
 			}
 		}

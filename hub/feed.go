@@ -119,10 +119,11 @@ func (h *Hub) Unsubscribe(ctx context.Context, store string, members []string) e
 //
 // A member's copy holds personal data, and a store in whose scope they are may spend their points
 // (apply.go), so the hub hands a member only to a store with a reason to hold them: one that
-// holds them already, their home store, or one that scanned their code: req.QR, a current
-// member or voucher code of theirs, signed by the hub (a store evicting and taking a member back,
-// racing with its own unsubscribe, sends the code its last change of theirs carried). Any other request is refused alike,
-// whether the member exists or not, so that a store cannot list the members by guessing ids.
+// holds them already, their home store, or one that scanned their code: req.QR, a current member
+// or voucher code of theirs, signed by the hub (a store evicting and taking a member back, racing
+// with its own unsubscribe, sends the code its last change of theirs carried). Any other request
+// is refused alike, whether the member exists or not, so that a store cannot list the members by
+// guessing ids.
 func (h *Hub) Subscribe(ctx context.Context, store string, req lsync.Subscribe) (*loyalty.Member, *lsync.Standing, error) {
 	if !loyalty.ValidText(req.Voucher, loyalty.MaxIDLength) {
 		return nil, nil, loyalty.Errorf(loyalty.EINVALID, "voucher id is not valid text of at most %d characters", loyalty.MaxIDLength)

@@ -29,7 +29,7 @@ import (
 const Prefix = "LES1"
 
 // MaxTokenLength is the longest token Verify accepts; real tokens are about 200 characters.
-const MaxTokenLength = 1024
+const MaxTokenLength = loyalty.MaxPresenceLength
 
 // Token types.
 const (
