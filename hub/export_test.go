@@ -18,3 +18,7 @@ func (h *Hub) SetBookkeepingHooks(queued func(waiting int), committed func(calls
 
 // BirthdayDays is birthdayDays: the birthdays a sweep at now pages through.
 var BirthdayDays = birthdayDays
+
+// SetJobHook sets the jobs' test hook: ahead is called when a batch has been read ahead and
+// before its write transaction begins (runJob). Set it before a job runs.
+func (h *Hub) SetJobHook(ahead func()) { h.jobHooks.ahead = ahead }

@@ -96,8 +96,9 @@ type Hub struct {
 	// WebhookEvents is how the hub emits webhook events (webhooks.go).
 	WebhookEvents WebhookConfig
 
-	groups      groups // sessions' writes waiting for a group commit (group.go)
-	bookkeeping groups // sessions' claims and releases waiting for theirs
+	groups      groups                 // sessions' writes waiting for a group commit (group.go)
+	bookkeeping groups                 // sessions' claims and releases waiting for theirs
+	jobHooks    struct{ ahead func() } // tests: called with a batch read ahead, before its write (jobs.go)
 
 	healthMu sync.Mutex
 	health   map[string]Health

@@ -49,6 +49,9 @@ type JobRun struct {
 	Visited int // members that were due and were looked at
 	Changed int // tiers changed (first placements in the entry tier not counted), or members whose points expired
 	Batches int // write transactions committed
+	// Reread counts the members whose reads ahead of their batch's write transaction no longer
+	// held at its start, and were read again in it (runJob).
+	Reread int
 }
 
 // Requalify recomputes the tier of every member who is due for a review (Schedule.ReviewAt), so
@@ -61,25 +64,25 @@ func (h *Hub) Requalify(ctx context.Context) (int, error) {
 
 // RequalifyWith is Requalify with options, and says what the run did.
 func (h *Hub) RequalifyWith(ctx context.Context, o JobOptions) (JobRun, error) {
-	return h.runJob(ctx, JobTiers, o, h.requalifyBatch)
+	return runJob(ctx, h, o, jobSpec[Qualification]{name: JobTiers, read: readQualifying, batch: h.requalifyBatch})
 }
 
-// requalifyBatch computes the tier and the next review of the due members, at now; a member
-// whose tier changed is stamped with a new version, so that agents learn it. The program and the
-// members' qualifying totals are read once for the batch, in its transaction.
-func (h *Hub) requalifyBatch(ctx context.Context, tx Tx, due []DueMember, now time.Time) (int, error) {
-	p, _, err := tx.Program(ctx)
-	if err != nil {
-		return 0, err
+// readQualifying reads the qualifying totals of members for the tier window at now; nothing
+// without tiers.
+func readQualifying(ctx context.Context, tx Tx, p *loyalty.Program, members []string, now time.Time) (map[string]Qualification, error) {
+	if p.Tiers == nil || len(p.Tiers.Tiers) == 0 || len(members) == 0 {
+		return nil, nil
 	}
+	from, to := p.Tiers.WindowBounds(now)
+	return tx.QualifyingOf(ctx, members, p.Tiers.Basis, from, to)
+}
+
+// requalifyBatch computes the tier and the next review of the due members, at now, from their
+// qualifying totals quals; a member whose tier changed is stamped with a new version, so that
+// agents learn it.
+func (h *Hub) requalifyBatch(ctx context.Context, tx Tx, p *loyalty.Program, due []DueMember, quals map[string]Qualification, now time.Time) (int, error) {
 	a := h.newJobApplier(tx, len(due))
-	a.clock, a.cur = now, &p
-	if p.Tiers != nil && len(p.Tiers.Tiers) > 0 {
-		from, to := p.Tiers.WindowBounds(now)
-		if a.quals, err = tx.QualifyingOf(ctx, dueIDs(due), p.Tiers.Basis, from, to); err != nil {
-			return 0, err
-		}
-	}
+	a.clock, a.cur, a.quals = now, p, quals
 	us := make([]MemberUpdate, 0, len(due))
 	var stamp []int // the updates of members whose tier changed
 	changed := 0
@@ -160,10 +163,43 @@ func (a *applier) finishJob(ctx context.Context, us []MemberUpdate) error {
 	return a.tx.UpdateMembers(ctx, us)
 }
 
-// runJob runs job: batches of due members, each handled by batch in its own write transaction,
-// until none is due at the run's start. It stops between batches when ctx ends.
-func (h *Hub) runJob(ctx context.Context, job string, o JobOptions,
-	batch func(ctx context.Context, tx Tx, due []DueMember, now time.Time) (changed int, err error)) (JobRun, error) {
+// jobSpec is a job as runJob runs it: which schedule it follows (JobTiers, JobExpiry), what it
+// reads of its due members beyond their rows (read: by member, under the program p, for a run at
+// now), and what it does with a batch of them given what read returned for them.
+type jobSpec[T any] struct {
+	name  string
+	read  func(ctx context.Context, tx Tx, p *loyalty.Program, members []string, now time.Time) (map[string]T, error)
+	batch func(ctx context.Context, tx Tx, p *loyalty.Program, due []DueMember, data map[string]T, now time.Time) (changed int, err error)
+}
+
+// ahead is a batch read ahead of its write transaction, in a read snapshot: the members due
+// after cursor, what the job reads of them, and what the reads depend on: the program (by the
+// change version it was published at) and the ledger (its head).
+type ahead[T any] struct {
+	cursor  DueCursor
+	due     []DueMember
+	data    map[string]T
+	program int64
+	head    int64
+	err     error
+}
+
+// staleLimit bounds how many members with deltas newer than a batch read ahead are looked for:
+// beyond it the batch is read again whole in its write transaction.
+const staleLimit = 1000
+
+// runJob runs job: batches of due members, each handled in its own write transaction, until
+// none is due at the run's start. It stops between batches when ctx ends.
+//
+// The reads a batch needs beyond its members' rows (qualifying totals, lots) are most of its
+// time, so each batch is read ahead, in a read snapshot, while the batch before it is written:
+// the single writer is held for the writes alone, and the two run on two cores. The write
+// transaction then claims its batch as before (MembersDue, in it) and uses what was read ahead
+// only where it still holds: for a member that was read ahead, under the same program, and has
+// no delta after the snapshot's ledger head. Those reads depend on the program and the ledger
+// alone, and a delta committed after the snapshot has a later ledger position (Tx.LedgerHead);
+// every other member of the batch is read again in the write transaction.
+func runJob[T any](ctx context.Context, h *Hub, o JobOptions, job jobSpec[T]) (JobRun, error) {
 	limit := o.Batch
 	if limit <= 0 {
 		limit = DefaultJobBatch
@@ -173,20 +209,43 @@ func (h *Hub) runJob(ctx context.Context, job string, o JobOptions,
 	// The cursor only moves forward: a member handled in this run is not met again in it, even
 	// if their next time were still due.
 	var cursor DueCursor
+	pending := readAhead(ctx, h, job, cursor, limit, now)
+	defer func() {
+		if pending != nil {
+			<-pending // the read ahead ends with ctx, or with its reads
+		}
+	}()
 	for {
 		if err := ctx.Err(); err != nil {
 			return run, err
 		}
-		var n, changed int
+		pre := <-pending
+		pending = nil
+		if len(pre.due) == limit && pre.err == nil {
+			pending = readAhead(ctx, h, job, dueCursor(job.name, pre.due[len(pre.due)-1]), limit, now)
+		}
+		if h.jobHooks.ahead != nil {
+			h.jobHooks.ahead()
+		}
+		var n, changed, reread int
 		var last DueCursor
 		err := h.update(ctx, func(tx Tx) error {
-			n, changed = 0, 0
-			due, err := tx.MembersDue(ctx, job, now, cursor, limit)
+			n, changed, reread = 0, 0, 0
+			p, pv, err := tx.Program(ctx)
+			if err != nil {
+				return err
+			}
+			due, err := tx.MembersDue(ctx, job.name, now, cursor, limit)
 			if err != nil || len(due) == 0 {
 				return err
 			}
-			n, last = len(due), dueCursor(job, due[len(due)-1])
-			changed, err = batch(ctx, tx, due, now)
+			n, last = len(due), dueCursor(job.name, due[len(due)-1])
+			data, stale, err := fresh(ctx, tx, job, &p, pv, due, pre, now)
+			if err != nil {
+				return err
+			}
+			reread = stale
+			changed, err = job.batch(ctx, tx, &p, due, data, now)
 			return err
 		})
 		if err != nil {
@@ -197,6 +256,7 @@ func (h *Hub) runJob(ctx context.Context, job string, o JobOptions,
 		}
 		run.Visited += n
 		run.Changed += changed
+		run.Reread += reread
 		run.Batches++
 		cursor = last
 		if o.OnBatch != nil {
@@ -205,7 +265,90 @@ func (h *Hub) runJob(ctx context.Context, job string, o JobOptions,
 		if n < limit {
 			return run, nil
 		}
+		if pending == nil || !dueCursor(job.name, pre.due[len(pre.due)-1]).same(last) {
+			// The batch written is not the one read ahead (members' times moved meanwhile): the
+			// next one is read from where this one ended.
+			if pending != nil {
+				<-pending
+			}
+			pending = readAhead(ctx, h, job, cursor, limit, now)
+		}
 	}
+}
+
+// readAhead reads, in a read snapshot and in a goroutine of its own, the batch of members due
+// after cursor and what job reads of them; the channel gives it once.
+func readAhead[T any](ctx context.Context, h *Hub, job jobSpec[T], cursor DueCursor, limit int, now time.Time) chan ahead[T] {
+	out := make(chan ahead[T], 1)
+	go func() {
+		r := ahead[T]{cursor: cursor}
+		r.err = h.Store.View(ctx, func(tx Tx) error {
+			p, pv, err := tx.Program(ctx)
+			if err != nil {
+				return err
+			}
+			if r.head, err = tx.LedgerHead(ctx); err != nil {
+				return err
+			}
+			if r.due, err = tx.MembersDue(ctx, job.name, now, cursor, limit); err != nil {
+				return err
+			}
+			r.program = pv
+			r.data, err = job.read(ctx, tx, &p, dueIDs(r.due), now)
+			return err
+		})
+		out <- r
+	}()
+	return out
+}
+
+// fresh returns what job reads of the members of due, in tx under program p (published at change
+// version pv): what pre read ahead of them where it still holds (runJob), and the rest read now.
+// It returns how many members it read now.
+func fresh[T any](ctx context.Context, tx Tx, job jobSpec[T], p *loyalty.Program, pv int64, due []DueMember, pre ahead[T], now time.Time) (map[string]T, int, error) {
+	ids := dueIDs(due)
+	if pre.err != nil || pre.program != pv {
+		data, err := job.read(ctx, tx, p, ids, now)
+		return data, len(ids), err
+	}
+	changed, err := tx.MembersAfter(ctx, pre.head, staleLimit)
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(changed) >= staleLimit {
+		data, err := job.read(ctx, tx, p, ids, now)
+		return data, len(ids), err
+	}
+	stale := make(map[string]bool, len(changed))
+	for _, m := range changed {
+		stale[m] = true
+	}
+	read := make(map[string]bool, len(pre.due))
+	for _, d := range pre.due {
+		read[d.ID] = true
+	}
+	data := make(map[string]T, len(due))
+	var again []string
+	for _, id := range ids {
+		if !read[id] || stale[id] {
+			again = append(again, id)
+			continue
+		}
+		if v, ok := pre.data[id]; ok {
+			data[id] = v
+		}
+	}
+	if len(again) == 0 {
+		return data, 0, nil
+	}
+	now2, err := job.read(ctx, tx, p, again, now)
+	if err != nil {
+		return nil, 0, err
+	}
+	for id, v := range now2 {
+		data[id] = v
+	}
+	return data, len(again), nil
 }
 
 // dueCursor is the cursor after d, read as due for job.
@@ -214,6 +357,11 @@ func dueCursor(job string, d DueMember) DueCursor {
 		return DueCursor{At: d.ReviewAt, Pos: d.Pos, ID: d.ID}
 	}
 	return DueCursor{At: d.ExpireAt, Pos: d.Pos, ID: d.ID}
+}
+
+// same reports whether c and d are the same place.
+func (c DueCursor) same(d DueCursor) bool {
+	return c.At.Equal(d.At) && c.Pos == d.Pos && c.ID == d.ID
 }
 
 // Expiring is points of a member that expire soon: their whole balance (mode inactivity), or
@@ -243,27 +391,24 @@ func (h *Hub) ExpirePoints(ctx context.Context) (expired int, soon []Expiring, e
 // ExpirePointsWith is ExpirePoints with options, and says what the run did; it does not list
 // what expires soon.
 func (h *Hub) ExpirePointsWith(ctx context.Context, o JobOptions) (JobRun, error) {
-	return h.runJob(ctx, JobExpiry, o, h.expireBatch)
+	return runJob(ctx, h, o, jobSpec[[]loyalty.Lot]{name: JobExpiry, read: readLots, batch: h.expireBatch})
+}
+
+// readLots reads the lots of members that may still expire at now, in mode lot; nothing in
+// other modes.
+func readLots(ctx context.Context, tx Tx, p *loyalty.Program, members []string, now time.Time) (map[string][]loyalty.Lot, error) {
+	if p.Expiry == nil || p.Expiry.Mode != loyalty.ExpiryLot || len(members) == 0 {
+		return nil, nil
+	}
+	return tx.LotsOf(ctx, members, p.Expiry.LotsSince(now))
 }
 
 // expireBatch expires what is due of the due members' points at now, and sets when each must be
-// looked at next: the exact time their points, or their oldest held lot's, expire. The program
-// and, in mode lot, the members' lots are read once for the batch, in its transaction, so a batch
-// never applies a rule a concurrent program change has replaced (that change made everyone due
-// again).
-func (h *Hub) expireBatch(ctx context.Context, tx Tx, due []DueMember, now time.Time) (int, error) {
-	p, _, err := tx.Program(ctx)
-	if err != nil {
-		return 0, err
-	}
+// looked at next: the exact time their points, or their oldest held lot's, expire. In mode lot,
+// lots are the members' lots (readLots).
+func (h *Hub) expireBatch(ctx context.Context, tx Tx, p *loyalty.Program, due []DueMember, lots map[string][]loyalty.Lot, now time.Time) (int, error) {
 	a := h.newJobApplier(tx, len(due))
-	a.clock, a.cur = now, &p
-	var lots map[string][]loyalty.Lot
-	if p.Expiry != nil && p.Expiry.Mode == loyalty.ExpiryLot {
-		if lots, err = tx.LotsOf(ctx, dueIDs(due), p.Expiry.LotsSince(now)); err != nil {
-			return 0, err
-		}
-	}
+	a.clock, a.cur = now, p
 	us := make([]MemberUpdate, 0, len(due))
 	var stamp []int // the updates of members whose points expired
 	for _, d := range due {
@@ -287,7 +432,7 @@ func (h *Hub) expireBatch(ctx context.Context, tx Tx, due []DueMember, now time.
 		}
 		u.Set = u.Schedule.changed(d.Schedule)
 		if points > 0 {
-			if err := a.expire(ctx, &p, d.ID, points, now); err != nil {
+			if err := a.expire(ctx, p, d.ID, points, now); err != nil {
 				return 0, err
 			}
 			u.Set |= FieldBalance

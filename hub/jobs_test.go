@@ -1046,3 +1046,104 @@ func TestPush_TierChangeLedgered(t *testing.T) {
 	}
 	mustCheck(t, h)
 }
+
+// TestJobs_ReadAheadThatNoLongerHolds: a job reads each batch ahead of its write transaction
+// (runJob). A member whose lots change in between, here by a sale and a debit that leave them
+// due, is read again in the write transaction: the run expires what the ledger says when it
+// writes. With the lots read ahead, the old lot would look held and its 10 points would expire,
+// though the debit spent them.
+func TestJobs_ReadAheadThatNoLongerHolds(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	now := t0
+	h.Now = func() time.Time { return now }
+	withProgram(t, h, func(p *loyalty.Program) { p.Expiry = &loyalty.Expiry{Mode: loyalty.ExpiryLot, AfterDays: 30} })
+	sale(t, h, "old", "m1", 1000) // 10 points, which expire on day 30
+	now = t0.AddDate(0, 0, 30)
+	calls := 0
+	h.SetJobHook(func() {
+		if calls++; calls > 1 {
+			return
+		}
+		sale(t, h, "new", "m1", 2000) // a lot of 20 points
+		if _, err := h.Adjust(ctx, hub.AdjustRequest{AdjustID: "a1", MemberID: "m1", Points: -20, Reason: "goodwill taken back"}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	r := expirePoints(t, h, 0)
+	if r.Visited != 1 || r.Changed != 0 || r.Reread != 1 || balance(t, h, "m1") != 10 {
+		t.Fatalf("run: %+v, balance %d; want m1 read again and nothing expired (the debit spent the old lot)", r, balance(t, h, "m1"))
+	}
+	mustCheck(t, h)
+}
+
+// TestJobs_ReadAheadUnderAnotherProgram: a program published between a batch's read ahead and
+// its write makes the write read the whole batch again: the totals read ahead were for the old
+// program's basis (spend), and would keep m1 silver under the new one (points).
+func TestJobs_ReadAheadUnderAnotherProgram(t *testing.T) {
+	h := openHub(t)
+	now := t0
+	h.Now = func() time.Time { return now }
+	withProgram(t, h, rollingTiers)
+	sale(t, h, "big", "m1", 30000) // 300.00 EUR, 300 points: silver
+	now = t0.AddDate(0, 0, 1)
+	withProgram(t, h, func(p *loyalty.Program) { rollingTiers(p); p.Tiers.Tiers[1].Name = "Argent" }) // everyone due
+	calls := 0
+	h.SetJobHook(func() {
+		if calls++; calls > 1 {
+			return
+		}
+		withProgram(t, h, func(p *loyalty.Program) {
+			rollingTiers(p)
+			p.Tiers.Basis, p.Tiers.Tiers[1].Threshold = loyalty.BasisPoints, 400
+		})
+	})
+	r := requalify(t, h)
+	if r.Visited == 0 || r.Reread != r.Visited || tierOf(t, h, "m1") != "member" {
+		t.Fatalf("run: %+v, m1 %s; want every member read again, and m1 member (300 points of 400)", r, tierOf(t, h, "m1"))
+	}
+	mustCheck(t, h)
+}
+
+// TestLedgerHead_MembersAfter: what a batch read ahead checks at its write (runJob): the ledger's
+// head, and the members of the deltas after it, each once, at most as many as asked.
+func TestLedgerHead_MembersAfter(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	view := func(fn func(tx hub.Tx) error) {
+		t.Helper()
+		if err := h.Store.View(ctx, fn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var empty int64
+	view(func(tx hub.Tx) (err error) { empty, err = tx.LedgerHead(ctx); return err })
+	sale(t, h, "o1", "m1", 1000)
+	var head int64
+	var after []string
+	view(func(tx hub.Tx) (err error) {
+		if head, err = tx.LedgerHead(ctx); err != nil {
+			return err
+		}
+		after, err = tx.MembersAfter(ctx, head, 10)
+		return err
+	})
+	if head <= empty || len(after) != 0 {
+		t.Fatalf("head %d after %d, members after it %v; want a later head and none", head, empty, after)
+	}
+	sale(t, h, "o2", "m2", 1000)
+	sale(t, h, "o3", "m2", 1000)
+	sale(t, h, "o4", "m1", 1000)
+	var all, one []string
+	view(func(tx hub.Tx) (err error) {
+		if all, err = tx.MembersAfter(ctx, head, 10); err != nil {
+			return err
+		}
+		one, err = tx.MembersAfter(ctx, head, 1)
+		return err
+	})
+	slices.Sort(all)
+	if !slices.Equal(all, []string{"m1", "m2"}) || len(one) != 1 {
+		t.Fatalf("members after the head: %v, at most one: %v; want [m1 m2] and one of them", all, one)
+	}
+}

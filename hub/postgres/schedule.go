@@ -355,3 +355,20 @@ func (t *tx) LotsOf(ctx context.Context, members []string, since time.Time) (map
 	})
 	return out, err
 }
+
+func (t *tx) LedgerHead(ctx context.Context) (int64, error) {
+	var seq int64
+	err := t.queryRow(ctx, `SELECT COALESCE(max(seq), 0) FROM deltas`).Scan(&seq)
+	return seq, err
+}
+
+func (t *tx) MembersAfter(ctx context.Context, seq int64, n int) ([]string, error) {
+	var out []string
+	err := t.each(ctx, `SELECT DISTINCT member FROM deltas WHERE seq > $1 LIMIT $2`, []any{seq, limit(n)}, func(rows pgx.Rows) error {
+		var m string
+		err := rows.Scan(&m)
+		out = append(out, m)
+		return err
+	})
+	return out, err
+}

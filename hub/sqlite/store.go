@@ -1710,3 +1710,28 @@ func (t *tx) MembersDue(ctx context.Context, job string, upTo time.Time, after h
 	}
 	return out, rows.Err()
 }
+
+func (t *tx) LedgerHead(ctx context.Context) (int64, error) {
+	var seq int64
+	err := t.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM deltas`).Scan(&seq)
+	return seq, err
+}
+
+// MembersAfter reads the deltas after seq by their positions (the table's key), not through
+// the index on members: there are few of them.
+func (t *tx) MembersAfter(ctx context.Context, seq int64, limit int) ([]string, error) {
+	rows, err := t.QueryContext(ctx, `SELECT DISTINCT +member FROM deltas WHERE seq > ? LIMIT ?+0`, seq, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var m string
+		if err := rows.Scan(&m); err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
