@@ -24,9 +24,21 @@ func newWorld(t *testing.T, hubEnv []string, stores ...string) (*world, map[stri
 // newWorldOf is newWorld with the binary bin, and extra environment for every agent too.
 func newWorldOf(t *testing.T, bin string, hubEnv, agentEnv []string, stores ...string) (*world, map[string]*faultnet.Link) {
 	t.Helper()
+	return newWorldAt(t, bin, "", hubEnv, agentEnv, stores...)
+}
+
+// newWorldOn is newWorld with the hub on the PostgreSQL database at the URL database.
+func newWorldOn(t *testing.T, database string, hubEnv []string, stores ...string) (*world, map[string]*faultnet.Link) {
+	t.Helper()
+	return newWorldAt(t, binary(t), database, hubEnv, nil, stores...)
+}
+
+// newWorldAt is newWorldOf with the hub's database at database ("": hub.db in the world's folder).
+func newWorldAt(t *testing.T, bin, database string, hubEnv, agentEnv []string, stores ...string) (*world, map[string]*faultnet.Link) {
+	t.Helper()
 	w := &world{t: t, bin: bin, dir: t.TempDir(), key: rand.Text(), hubAddr: freePort(t), agents: map[string]*proc{},
 		addrs: map[string]string{}, env: map[string][]string{}, tokens: map[string]string{}, rng: mrand.New(mrand.NewPCG(1, 2)),
-		expected: map[string]int64{}, approved: map[string]bool{}, hubEnv: hubEnv}
+		expected: map[string]int64{}, approved: map[string]bool{}, hubEnv: hubEnv, database: database}
 	w.startHub()
 	links := map[string]*faultnet.Link{}
 	for _, id := range stores {

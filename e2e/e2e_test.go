@@ -196,7 +196,32 @@ type world struct {
 	order    int
 	expected map[string]int64 // per member: sum of every receipt's points
 	approved map[string]bool  // every delta id a receipt reported
-	hubEnv   []string         // extra environment for the hub
+	hubEnv   []string         // extra environment for the hub, and for admin commands
+	database string           // the hub's database: a PostgreSQL URL, or "" for hub.db in dir
+}
+
+// databaseArg is the hub's --database.
+func (w *world) databaseArg() string {
+	if w.database != "" {
+		return w.database
+	}
+	return filepath.Join(w.dir, "hub.db")
+}
+
+// admin runs a loyalty admin command on the hub's database and returns its exit code and output.
+func (w *world) admin(name string, args ...string) (int, string) {
+	w.t.Helper()
+	p := start(w.t, w.bin, name, w.hubEnv, append(args, "--database", w.databaseArg())...)
+	code := p.wait(w.t, 60*time.Second)
+	b, _ := os.ReadFile(p.log)
+	return code, string(b)
+}
+
+func (w *world) mustAdmin(name string, args ...string) {
+	w.t.Helper()
+	if code, out := w.admin(name, args...); code != 0 {
+		w.t.Fatalf("loyalty %v exited %d:\n%s", args, code, tail(out, 2000))
+	}
 }
 
 func (w *world) startHub() {
@@ -207,7 +232,7 @@ func (w *world) startHub() {
 		"LOYALTY_SYNC_POLL_INTERVAL=200ms",
 		"LOYALTY_TLS_CERT_FILE=" + cert,
 		"LOYALTY_TLS_KEY_FILE=" + key,
-	}, w.hubEnv...), "hub", "--listen", w.hubAddr, "--database", filepath.Join(w.dir, "hub.db"))
+	}, w.hubEnv...), "hub", "--listen", w.hubAddr, "--database", w.databaseArg())
 	eventually(w.t, 20*time.Second, "hub healthy", func() (bool, string) {
 		return call(w.t, "GET", w.api()+"/healthz", "", nil, nil) == 200, "no answer"
 	})

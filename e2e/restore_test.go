@@ -3,6 +3,7 @@ package e2e_test
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/hub"
+	"github.com/loyalty-edge-sync/loyalty/internal/pgtest"
+	"github.com/loyalty-edge-sync/loyalty/internal/seal"
 )
 
 // TestRestoreDrill is the restore drill of the README ("Backup and restore"), with real
@@ -23,6 +26,52 @@ func TestRestoreDrill(t *testing.T) {
 		t.Skip("SKIPPED in -short mode: builds the binary and runs processes")
 	}
 	w, _ := newWorld(t, nil, "a", "b")
+	backup := filepath.Join(w.dir, "backup.db")
+	restoreDrill(t, w, drill{
+		backup: func() {
+			w.mustAdmin("backup", "backup", "--to", backup)
+			if fi, err := os.Stat(backup); err != nil || fi.Mode().Perm() != 0o600 {
+				t.Errorf("the backup holds members' data: mode %v (%v), want 0600", fi.Mode().Perm(), err)
+			}
+		},
+		refused: func() (int, string) { return w.admin("restore-while-running", "restore", "--from", backup) },
+		restore: func() { w.mustAdmin("restore", "restore", "--from", backup) },
+	})
+}
+
+// TestRestoreDrillPostgres is the drill with the hub on PostgreSQL, as the README's "Backup and
+// restore" says: pg_dump while the hub runs; then pg_restore into a new database, which loyalty
+// restore marks restored, carrying over from the old one (--replaced) what it knew of revoked
+// credentials; and the hub started on the new database.
+func TestRestoreDrillPostgres(t *testing.T) {
+	if testing.Short() {
+		t.Skip("SKIPPED in -short mode: builds the binary and runs processes")
+	}
+	database := postgresDatabase(t)
+	dump, restore := postgresTool(t, "pg_dump"), postgresTool(t, "pg_restore")
+	w, _ := newWorldOn(t, database, []string{"LOYALTY_KEYS_KEK=" + seal.Generate()}, "a", "b")
+	file := filepath.Join(w.dir, "backup.dump")
+	restored := pgtest.Database(t, "loyalty_e2e_restored_", "")
+	restoreDrill(t, w, drill{
+		backup:  func() { runTool(t, dump, "--format=custom", "--file="+file, "--dbname="+database) },
+		refused: func() (int, string) { return w.admin("restore-while-running", "restore") },
+		restore: func() {
+			runTool(t, restore, "--no-owner", "--exit-on-error", "--dbname="+restored, file)
+			w.database = restored
+			w.mustAdmin("restore", "restore", "--replaced", database)
+		},
+	})
+}
+
+// drill is what a restore drill does that depends on the database: take a backup while the hub
+// runs, try a restore while it runs (refused: its exit code and output), and restore.
+type drill struct {
+	backup  func()
+	refused func() (int, string)
+	restore func()
+}
+
+func restoreDrill(t *testing.T, w *world, d drill) {
 	api := w.api()
 	for i := range 4 {
 		w.member(fmt.Sprintf("m%d", i), 1000)
@@ -48,19 +97,6 @@ func TestRestoreDrill(t *testing.T) {
 			})
 		}
 	}
-	admin := func(name string, args ...string) (int, string) {
-		t.Helper()
-		p := start(t, w.bin, name, nil, append(args, "--database", filepath.Join(w.dir, "hub.db"))...)
-		code := p.wait(t, 60*time.Second)
-		b, _ := os.ReadFile(p.log)
-		return code, string(b)
-	}
-	mustAdmin := func(name string, args ...string) {
-		t.Helper()
-		if code, out := admin(name, args...); code != 0 {
-			t.Fatalf("loyalty %v exited %d:\n%s", args, code, tail(out, 2000))
-		}
-	}
 	// The web shop's key, made before the backup and revoked after it, must stay revoked.
 	var shop struct {
 		ID  string `json:"id"`
@@ -78,11 +114,7 @@ func TestRestoreDrill(t *testing.T) {
 	web1 := online("web-1", "m0")
 	w.record(web1)
 	synced("synced before the backup")
-	backup := filepath.Join(w.dir, "backup.db")
-	mustAdmin("backup", "backup", "--to", backup)
-	if fi, err := os.Stat(backup); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Errorf("the backup holds members' data: mode %v (%v), want 0600", fi.Mode().Perm(), err)
-	}
+	d.backup()
 
 	// After the backup: acknowledged by the hub, then lost with it.
 	var lost []loyalty.Receipt
@@ -97,7 +129,7 @@ func TestRestoreDrill(t *testing.T) {
 	}
 	synced("synced after the backup")
 	// A restore does not replace a database a hub has open.
-	if code, out := admin("restore-while-running", "restore", "--from", backup); code == 0 || !strings.Contains(out, "stop it first") {
+	if code, out := d.refused(); code == 0 || !strings.Contains(out, "first") {
 		t.Fatalf("restore with the hub running: exit %d, %s; want a refusal saying to stop the hub", code, out)
 	}
 
@@ -113,7 +145,7 @@ func TestRestoreDrill(t *testing.T) {
 		}
 	}
 
-	mustAdmin("restore", "restore", "--from", backup)
+	d.restore()
 	w.startHub()
 	if s := call(t, "GET", api+"/v1/members/m0", shop.Key, nil, nil); s != 401 {
 		t.Errorf("the web shop's key, revoked after the backup, answers HTTP %d after the restore; want 401", s)
@@ -195,5 +227,24 @@ func TestRestoreDrill(t *testing.T) {
 			call(t, "POST", "http://"+w.addrs["a"]+"/v1/scan", "", map[string]string{"qr": w.tokens[m]}, &s)
 			return s.Balance == w.expected[m], fmt.Sprintf("balance %d, want %d", s.Balance, w.expected[m])
 		})
+	}
+}
+
+// postgresTool returns the path of a PostgreSQL client program (pg_dump, pg_restore); without it
+// the test is skipped, saying what to install.
+func postgresTool(t *testing.T, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		t.Skipf("SKIPPED: needs %s on the PATH (Debian: apt-get install postgresql-client): %v", name, err)
+	}
+	return path
+}
+
+// runTool runs a program to its end, and fails t with its output if it fails.
+func runTool(t *testing.T, path string, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(path, args...).CombinedOutput(); err != nil {
+		t.Fatalf("%s %v: %v\n%s", filepath.Base(path), args, err, out)
 	}
 }

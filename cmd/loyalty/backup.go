@@ -15,6 +15,7 @@ import (
 
 	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/hub"
+	hubpostgres "github.com/loyalty-edge-sync/loyalty/hub/postgres"
 	hubsqlite "github.com/loyalty-edge-sync/loyalty/hub/sqlite"
 	"github.com/loyalty-edge-sync/loyalty/internal/seal"
 	"github.com/loyalty-edge-sync/loyalty/internal/sqlitedb"
@@ -63,22 +64,48 @@ pg_basebackup and WAL archiving), and restore it with pg_restore.`,
 
 	restore := &cobra.Command{
 		Use:   "restore",
-		Short: "Replace the hub's database with a backup (the hub must be stopped); agents then send again what it lost",
-		Long: `Replace the hub's SQLite database with a backup written by loyalty backup (the hub must be
-stopped); agents then send again what it lost. A hub on PostgreSQL is refused: restore it
-with pg_restore.`,
+		Short: "Put a backup in place of the hub's database, or mark a PostgreSQL database restored; agents then send again what it lost",
+		Long: `SQLite: replace the hub's database with a backup written by loyalty backup (--from; the hub
+must be stopped).
+
+PostgreSQL: restore the dump with pg_restore into a new database first (or promote a standby),
+then run loyalty restore on it (--database, with every hub process on it stopped), naming with
+--replaced the database it replaces if that one still opens, to carry over the credentials
+revoked since the backup.
+
+Either way the restored database gets a new epoch: each agent sends again what the hub lost
+when it next connects.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			from, _ := cmd.Flags().GetString("from")
+			replaced, _ := cmd.Flags().GetString("replaced")
 			var cfg HubConfig
 			if err := loadConfig(cmd, DefaultHubConfig(), &cfg); err != nil {
 				return err
 			}
-			epoch, carried, err := restoreHub(cmd.Context(), cfg, from)
+			var epoch int64
+			var carried []string
+			var err error
+			if isPostgresURL(cfg.Database) {
+				if from != "" {
+					return loyalty.Errorf(loyalty.EINVALID, "--from names a SQLite backup file, and the hub's database is on PostgreSQL (%s): a PostgreSQL hub is backed up with pg_dump and restored "+
+						"with pg_restore into a new database; then run loyalty restore --database <it> --replaced <the database it replaces>; README.md, \"Backup and restore\"", databaseName(cfg.Database))
+				}
+				epoch, carried, err = restorePostgres(cmd.Context(), cfg, replaced)
+			} else {
+				if from == "" || replaced != "" {
+					return loyalty.Errorf(loyalty.EINVALID, "a SQLite hub is restored from a backup file: loyalty restore --from <the file loyalty backup wrote> (--replaced is for PostgreSQL: the replaced SQLite database is the one at --database)")
+				}
+				epoch, carried, err = restoreHub(cmd.Context(), cfg, from)
+			}
 			if err != nil {
 				return err
 			}
-			tell(cmd, "restored %s from %s; new epoch %d.", cfg.Database, from, epoch)
+			if from != "" {
+				tell(cmd, "restored %s from %s; new epoch %d.", cfg.Database, from, epoch)
+			} else {
+				tell(cmd, "%s marked restored; new epoch %d.", databaseName(cfg.Database), epoch)
+			}
 			for _, line := range carried {
 				tell(cmd, "  %s", line)
 			}
@@ -88,8 +115,8 @@ with pg_restore.`,
 			return nil
 		},
 	}
-	restore.Flags().String("from", "", "the backup file (written by `loyalty backup`)")
-	restore.MarkFlagRequired("from")
+	restore.Flags().String("from", "", "SQLite: the backup file (written by `loyalty backup`)")
+	restore.Flags().String("replaced", "", "PostgreSQL: the database the restored one replaces (a URL, or a SQLite file), to carry over what it knew of revoked credentials")
 	hubFlags(restore)
 	return []*cobra.Command{backup, restore}
 }
@@ -168,6 +195,60 @@ func restoreHub(ctx context.Context, cfg HubConfig, from string) (int64, []strin
 		return 0, nil, err
 	}
 	return epoch, carried, syncDir(filepath.Dir(cfg.Database))
+}
+
+// restorePostgres marks the PostgreSQL database at cfg.Database, restored with pg_restore or a
+// promoted standby, restored: it gets a new epoch (hub.Restored), and what the database replaced
+// knew of revoked credentials (hub.CarryOver), if replaced names it. No hub process may serve on
+// it meanwhile: it takes the database's serving lock exclusively (hubpostgres.Store.Hold).
+func restorePostgres(ctx context.Context, cfg HubConfig, replaced string) (int64, []string, error) {
+	if replaced == cfg.Database {
+		return 0, nil, loyalty.Errorf(loyalty.EINVALID, "--replaced names the database being marked restored: name the one it replaces, or leave --replaced out")
+	}
+	s, err := openHubStore(ctx, cfg.Database)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer s.Close()
+	release, err := s.(*hubpostgres.Store).Hold(ctx, true)
+	if errors.Is(err, hubpostgres.ErrServing) {
+		return 0, nil, fmt.Errorf("a hub is serving on %s: stop every hub process on it first", databaseName(cfg.Database))
+	}
+	if err != nil {
+		return 0, nil, err
+	}
+	defer release()
+	h := hub.New(s)
+	h.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	if h.KEK, err = openKEK(ctx, cfg, s, nil); err != nil {
+		return 0, nil, err
+	}
+	if err := h.Init(ctx); err != nil {
+		return 0, nil, err
+	}
+	epoch, err := h.Restored(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	if replaced == "" {
+		return epoch, []string{"no --replaced database: nothing carried over; revoke again any API key, retire again any signing key and rotate again any store token revoked since the backup"}, nil
+	}
+	old, err := openReplaced(ctx, replaced)
+	if err != nil {
+		return epoch, []string{fmt.Sprintf("the replaced database does not open (%v): revoke again any API key, retire again any signing key and rotate again any store token revoked since the backup", err)}, nil
+	}
+	defer old.Close()
+	carried, err := h.CarryOver(ctx, hub.New(old))
+	return epoch, carried, err
+}
+
+// openReplaced opens the hub database a restored one replaces, if it holds a hub's tables:
+// it creates nothing.
+func openReplaced(ctx context.Context, database string) (hub.Store, error) {
+	if _, err := checkHubDatabase(ctx, database, false); err != nil {
+		return nil, err
+	}
+	return openHubStore(ctx, database)
 }
 
 // carryOver opens the database being replaced, if it still opens, and brings into the restored

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/loyalty-edge-sync/loyalty/hub"
+	hubpostgres "github.com/loyalty-edge-sync/loyalty/hub/postgres"
 	"github.com/loyalty-edge-sync/loyalty/internal/clock"
 	"github.com/loyalty-edge-sync/loyalty/internal/metrics"
 	lsync "github.com/loyalty-edge-sync/loyalty/sync"
@@ -78,7 +80,8 @@ func (m *HubMain) Open(ctx context.Context) (err error) {
 		m.Logger.Warn("no hub database yet: creating a new, empty one (if the hub should have found one, stop it and check database, --database, LOYALTY_DATABASE)",
 			slog.String("database", databaseName(c.Database)))
 	}
-	// A SQLite file is locked against `loyalty restore`; PostgreSQL is not restored by loyalty.
+	// A SQLite file is locked against `loyalty restore` by a lock file beside it; a PostgreSQL
+	// database by an advisory lock, once it is open (below).
 	m.unlock = func() {}
 	if !isPostgresURL(c.Database) {
 		if m.unlock, err = lockDatabase(c.Database, false); err != nil {
@@ -94,6 +97,17 @@ func (m *HubMain) Open(ctx context.Context) (err error) {
 	}()
 	if m.Store, err = openHubStore(ctx, c.Database); err != nil {
 		return err
+	}
+	if ps, ok := m.Store.(*hubpostgres.Store); ok {
+		release, herr := ps.Hold(ctx, false)
+		if herr != nil {
+			m.Store.Close()
+			if errors.Is(herr, hubpostgres.ErrServing) {
+				herr = fmt.Errorf("%s is being restored (loyalty restore holds it): start the hub once the restore is done", databaseName(c.Database))
+			}
+			return herr
+		}
+		m.unlock = release
 	}
 	m.Hub = hub.New(m.Store)
 	m.Hub.Logger, m.Hub.Now = m.Logger, clock.Now

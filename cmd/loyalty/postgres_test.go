@@ -426,3 +426,79 @@ func TestBenchBackends(t *testing.T) {
 		}
 	}
 }
+
+// TestPostgresRestore: loyalty restore on a PostgreSQL database (restored with pg_restore, or a
+// promoted standby) gives it a new epoch; it refuses while a hub serves on the database, and a
+// hub does not start while a restore holds it. (e2e's TestRestoreDrillPostgres runs the whole
+// drill, pg_dump and pg_restore included.)
+func TestPostgresRestore(t *testing.T) {
+	ctx := context.Background()
+	database := newPostgresDatabase(t)
+	kek := seal.Generate()
+	t.Setenv("LOYALTY_KEYS_KEK", kek)
+	mustRun(t, "init", "--database", database)
+	epoch := func() int64 {
+		t.Helper()
+		s, err := hubpostgres.Open(ctx, database)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		var e hub.EpochInfo
+		if err := s.View(ctx, func(tx hub.Tx) (err error) { e, err = tx.Epoch(ctx); return err }); err != nil {
+			t.Fatal(err)
+		}
+		return e.Epoch
+	}
+	before := epoch()
+
+	hc := DefaultHubConfig()
+	hc.Listen, hc.Database, hc.AdminAPIKey, hc.Keys.KEK = "127.0.0.1:0", database, "admin-key-0123456789", kek
+	hm := &HubMain{Config: hc, Logger: slog.New(slog.DiscardHandler)}
+	if err := hm.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := run(t, "restore", "--database", database); err == nil || !strings.Contains(err.Error(), "stop every hub process on it first") {
+		t.Errorf("restore while a hub serves: %v, want a refusal saying to stop the hubs", err)
+	}
+	if got := epoch(); got != before {
+		t.Errorf("a refused restore changed the epoch: %d, was %d", got, before)
+	}
+	hm.Close()
+
+	// A restore in progress (its lock, held here) keeps a hub from starting.
+	s, err := hubpostgres.Open(ctx, database)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	release, err := s.Hold(ctx, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hm = &HubMain{Config: hc, Logger: slog.New(slog.DiscardHandler)}
+	if err := hm.Open(ctx); err == nil || !strings.Contains(err.Error(), "being restored") {
+		hm.Close()
+		t.Errorf("a hub started while a restore held the database: %v", err)
+	}
+	if _, _, err := run(t, "restore", "--database", database); err == nil {
+		t.Error("a second restore ran beside the first")
+	}
+	release()
+
+	_, out := mustRun(t, "restore", "--database", database)
+	if !strings.Contains(out, "new epoch") || !strings.Contains(out, "nothing carried over") {
+		t.Errorf("restore said %q, want the new epoch and that nothing was carried over", out)
+	}
+	if got := epoch(); got == before || got == 0 {
+		t.Errorf("epoch after the restore: %d, was %d; want a new one", got, before)
+	}
+	if _, _, err := run(t, "restore", "--database", database, "--from", "hub.db"); loyalty.ErrorCode(err) != loyalty.EINVALID || !strings.Contains(err.Error(), "pg_restore") {
+		t.Errorf("restore --from on PostgreSQL: %v, want EINVALID naming pg_restore", err)
+	}
+	hm = &HubMain{Config: hc, Logger: slog.New(slog.DiscardHandler)}
+	if err := hm.Open(ctx); err != nil {
+		t.Fatalf("the hub after the restore: %v", err)
+	}
+	hm.Close()
+}
