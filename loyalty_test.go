@@ -84,12 +84,32 @@ func TestProgram_Validate(t *testing.T) {
 		"duplicate id":    func(p *loyalty.Program) { p.Rewards = append(p.Rewards, p.Rewards[0]) },
 		"free reward":     func(p *loyalty.Program) { p.Rewards[0].PointsCost = 0 },
 		"nameless reward": func(p *loyalty.Program) { p.Rewards[0].Name = "" },
+		"unknown zone":    func(p *loyalty.Program) { p.OnlineTimeZone = "Europe/Atlantis" },
+		"machine's zone":  func(p *loyalty.Program) { p.OnlineTimeZone = "Local" },
+		"path as zone":    func(p *loyalty.Program) { p.OnlineTimeZone = "../../etc/passwd" },
 	} {
 		p := loyalty.DefaultProgram()
 		mutate(&p)
 		if code := loyalty.ErrorCode(p.Validate()); code != loyalty.EINVALID {
 			t.Errorf("%s: code %q, want EINVALID", name, code)
 		}
+	}
+}
+
+// TestProgram_OnlineLocation: the online channel's zone is the program's online_timezone, UTC
+// without one.
+func TestProgram_OnlineLocation(t *testing.T) {
+	p := loyalty.DefaultProgram()
+	if loc, name := p.OnlineLocation(); loc != time.UTC || name != "UTC" {
+		t.Errorf("without online_timezone: %v %q, want UTC", loc, name)
+	}
+	p.OnlineTimeZone = "Europe/Paris"
+	if err := p.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 1, 15, 16, 30, 0, 0, time.UTC)
+	if loc, name := p.OnlineLocation(); name != "Europe/Paris" || at.In(loc).Hour() != 17 {
+		t.Errorf("online_timezone Europe/Paris: %q, 16:30 UTC is %v there; want 17:30", name, at.In(loc))
 	}
 }
 

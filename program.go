@@ -35,6 +35,23 @@ type Program struct {
 	Referral      *Referral      `json:"referral,omitempty"`
 	// PointValue is what points are worth, for the points liability in reports (pointvalue.go).
 	PointValue *PointValue `json:"point_value,omitempty"`
+	// OnlineTimeZone is the IANA time zone in which the online channel's sales (the web shop,
+	// the member app) are read for campaign days and hours, as a store's are in the store's
+	// zone; "" is UTC. A program rather than a hub setting: every hub process reads it alike.
+	OnlineTimeZone string `json:"online_timezone,omitempty"`
+}
+
+// OnlineLocation returns the online channel's time zone (OnlineTimeZone) and its name; UTC when
+// none is set, or when the name is unknown (Validate refuses such a program).
+func (p *Program) OnlineLocation() (*time.Location, string) {
+	if p.OnlineTimeZone == "" {
+		return time.UTC, "UTC"
+	}
+	loc, err := time.LoadLocation(p.OnlineTimeZone)
+	if err != nil {
+		return time.UTC, "UTC"
+	}
+	return loc, p.OnlineTimeZone
 }
 
 // EarnRule awards PointsPerUnit points for every whole currency unit spent. A currency unit is
@@ -193,6 +210,9 @@ func (p *Program) Validate() error {
 		return err
 	}
 	if err := p.PointValue.Validate(); err != nil {
+		return err
+	}
+	if err := validOnlineTimeZone(p.OnlineTimeZone); err != nil {
 		return err
 	}
 	seen := make(map[string]bool, len(p.Rewards))
@@ -431,4 +451,16 @@ func (p *Program) Reward(id string) (Reward, error) {
 // String describes the earn rule for people.
 func (r EarnRule) String() string {
 	return fmt.Sprintf("%d point(s) per %d minor units, rounded down", r.PointsPerUnit, r.UnitMinor)
+}
+
+// validOnlineTimeZone refuses an online_timezone that is not an IANA zone name. "Local" is a
+// name LoadLocation takes, but it means the hub machine's zone, which differs between machines.
+func validOnlineTimeZone(tz string) error {
+	if tz == "" {
+		return nil
+	}
+	if _, err := time.LoadLocation(tz); err != nil || len(tz) > 64 || tz == "Local" {
+		return Errorf(EINVALID, "online_timezone %q is not an IANA time zone name such as Europe/Paris (leave it out for UTC)", Truncate(tz, 64))
+	}
+	return nil
 }

@@ -354,8 +354,11 @@ func (a *applier) check(ctx context.Context, store string, d *loyalty.Delta) err
 			return nil
 		}
 		loc := time.UTC
-		if claims != nil {
+		switch {
+		case claims != nil:
 			loc = claims.loc
+		case store == loyalty.OnlineStore:
+			loc, _ = p.OnlineLocation() // the zone the online channel reads campaigns in
 		}
 		res, err := recompute(p, d, loc)
 		if err != nil {

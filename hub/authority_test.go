@@ -241,6 +241,34 @@ func TestAuthority_TimeZoneIsTheRegisteredOne(t *testing.T) {
 	}
 }
 
+// TestOnline_CampaignHoursInTheProgramsZone: the online channel reads campaign hours in the
+// program's online_timezone (UTC without one), and records the zone on its delta.
+func TestOnline_CampaignHoursInTheProgramsZone(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	evening := func(p *loyalty.Program) {
+		// 19:00 to 20:00 local: t0 (10:00 UTC) is 19:00 in Tokyo.
+		p.Campaigns = []loyalty.Campaign{{ID: "evening", Name: "Evening", Start: t0.Add(-24 * time.Hour), End: t0.Add(24 * time.Hour),
+			From: "19:00", To: "20:00", Multiplier: 2000}}
+	}
+	withProgram(t, h, evening)
+	h.Now = func() time.Time { return t0 }
+	r, err := h.Earn(ctx, loyalty.EarnRequest{OrderID: "web-1", MemberID: "m1", Amount: 1000, Currency: "EUR"})
+	if err != nil || r.Points != 10 {
+		t.Fatalf("online earn at 10:00 UTC without a zone: %+v, %v; want 10 points (no campaign)", r, err)
+	}
+	withProgram(t, h, func(p *loyalty.Program) { evening(p); p.OnlineTimeZone = "Asia/Tokyo" })
+	r, err = h.Earn(ctx, loyalty.EarnRequest{OrderID: "web-2", MemberID: "m1", Amount: 1000, Currency: "EUR"})
+	if err != nil || r.Points != 20 {
+		t.Fatalf("online earn at 19:00 in the program's zone: %+v, %v; want 20 points (the evening campaign)", r, err)
+	}
+	var e hub.LedgerEntry
+	err = h.Store.View(ctx, func(tx hub.Tx) (err error) { e, err = tx.Delta(ctx, r.Deltas[0]); return err })
+	if err != nil || e.TimeZone != "Asia/Tokyo" {
+		t.Errorf("the online delta's zone: %q (%v), want Asia/Tokyo", e.TimeZone, err)
+	}
+}
+
 // Finding 2: a store could pick a rule version it was never sent, or an old one that pays more.
 func TestAuthority_RuleVersions(t *testing.T) {
 	h := openHub(t)

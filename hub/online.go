@@ -249,8 +249,9 @@ func (h *Hub) Earn(ctx context.Context, req loyalty.EarnRequest) (loyalty.Receip
 			return nil, err
 		}
 		d := a.newDelta(req.OrderID, member, loyalty.KindEarn, req.Terminal)
+		loc, zone := p.OnlineLocation() // campaign days and hours, as a store's are in its zone
 		res, err := p.ComputeEarn(loyalty.EarnInput{Member: m, Amount: int64(req.Amount), Currency: req.Currency, Lines: req.Lines,
-			At: d.EventTime(), Location: time.UTC})
+			At: d.EventTime(), Location: loc})
 		if err != nil {
 			return nil, err
 		}
@@ -259,7 +260,7 @@ func (h *Hub) Earn(ctx context.Context, req loyalty.EarnRequest) (loyalty.Receip
 			return nil, err
 		}
 		d.Points, d.Amount, d.Currency, d.RuleVersion = pts, int64(req.Amount), req.Currency, p.Version
-		d.Lines, d.Tier, d.Country, d.TimeZone, d.Punches, d.PunchRewards = req.Lines, m.Tier, m.Country, "UTC", res.Punches, res.PunchRewards
+		d.Lines, d.Tier, d.Country, d.TimeZone, d.Punches, d.PunchRewards = req.Lines, m.Tier, m.Country, zone, res.Punches, res.PunchRewards
 		if err := a.applyOnline(ctx, d); err != nil {
 			return nil, err
 		}
