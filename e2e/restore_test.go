@@ -35,6 +35,7 @@ func TestRestoreDrill(t *testing.T) {
 			}
 		},
 		refused: func() (int, string) { return w.admin("restore-while-running", "restore", "--from", backup) },
+		refusal: "stop it first",
 		restore: func() { w.mustAdmin("restore", "restore", "--from", backup) },
 	})
 }
@@ -55,6 +56,7 @@ func TestRestoreDrillPostgres(t *testing.T) {
 	restoreDrill(t, w, drill{
 		backup:  func() { runTool(t, dump, "--format=custom", "--file="+file, "--dbname="+database) },
 		refused: func() (int, string) { return w.admin("restore-while-running", "restore") },
+		refusal: "stop every hub process on it first",
 		restore: func() {
 			runTool(t, restore, "--no-owner", "--exit-on-error", "--dbname="+restored, file)
 			w.database = restored
@@ -64,10 +66,12 @@ func TestRestoreDrillPostgres(t *testing.T) {
 }
 
 // drill is what a restore drill does that depends on the database: take a backup while the hub
-// runs, try a restore while it runs (refused: its exit code and output), and restore.
+// runs, try a restore while it runs (refused, saying refusal: its exit code and output), and
+// restore.
 type drill struct {
 	backup  func()
 	refused func() (int, string)
+	refusal string
 	restore func()
 }
 
@@ -129,7 +133,7 @@ func restoreDrill(t *testing.T, w *world, d drill) {
 	}
 	synced("synced after the backup")
 	// A restore does not replace a database a hub has open.
-	if code, out := d.refused(); code == 0 || !strings.Contains(out, "first") {
+	if code, out := d.refused(); code == 0 || !strings.Contains(out, d.refusal) {
 		t.Fatalf("restore with the hub running: exit %d, %s; want a refusal saying to stop the hub", code, out)
 	}
 

@@ -218,6 +218,20 @@ func (t batchTx) LotsOf(ctx context.Context, members []string, since time.Time) 
 	return t.Tx.LotsOf(ctx, members, since)
 }
 
+func (t batchTx) LedgerHead(ctx context.Context) (int64, error) {
+	if err := t.a.flush(ctx); err != nil {
+		return 0, err
+	}
+	return t.Tx.LedgerHead(ctx)
+}
+
+func (t batchTx) MembersAfter(ctx context.Context, seq int64, members []string) ([]string, error) {
+	if err := t.a.flush(ctx); err != nil {
+		return nil, err
+	}
+	return t.Tx.MembersAfter(ctx, seq, members)
+}
+
 func (t batchTx) LastActivity(ctx context.Context, member string) (time.Time, error) {
 	if err := t.a.flush(ctx); err != nil {
 		return time.Time{}, err

@@ -25,6 +25,7 @@ package hub
 
 import (
 	"context"
+	"maps"
 	"sort"
 	"time"
 
@@ -49,8 +50,10 @@ type JobRun struct {
 	Visited int // members that were due and were looked at
 	Changed int // tiers changed (first placements in the entry tier not counted), or members whose points expired
 	Batches int // write transactions committed
-	// Reread counts the members whose reads ahead of their batch's write transaction no longer
-	// held at its start, and were read again in it (runJob).
+	// Reread counts the members whose reads were made in their batch's write transaction
+	// rather than ahead of it (runJob): read ahead and changed since, not read ahead (their
+	// times moved meanwhile), or a whole batch whose read ahead failed or was under another
+	// program.
 	Reread int
 }
 
@@ -172,11 +175,10 @@ type jobSpec[T any] struct {
 	batch func(ctx context.Context, tx Tx, p *loyalty.Program, due []DueMember, data map[string]T, now time.Time) (changed int, err error)
 }
 
-// ahead is a batch read ahead of its write transaction, in a read snapshot: the members due
-// after cursor, what the job reads of them, and what the reads depend on: the program (by the
-// change version it was published at) and the ledger (its head).
+// ahead is a batch read ahead of its write transaction, in a read snapshot: the members due, what
+// the job reads of them, and what the reads depend on: the program (by the change version it was
+// published at) and the ledger (its head).
 type ahead[T any] struct {
-	cursor  DueCursor
 	due     []DueMember
 	data    map[string]T
 	program int64
@@ -184,21 +186,17 @@ type ahead[T any] struct {
 	err     error
 }
 
-// staleLimit bounds how many members with deltas newer than a batch read ahead are looked for:
-// beyond it the batch is read again whole in its write transaction.
-const staleLimit = 1000
-
 // runJob runs job: batches of due members, each handled in its own write transaction, until
 // none is due at the run's start. It stops between batches when ctx ends.
 //
 // The reads a batch needs beyond its members' rows (qualifying totals, lots) are most of its
 // time, so each batch is read ahead, in a read snapshot, while the batch before it is written:
-// the single writer is held for the writes alone, and the two run on two cores. The write
-// transaction then claims its batch as before (MembersDue, in it) and uses what was read ahead
-// only where it still holds: for a member that was read ahead, under the same program, and has
-// no delta after the snapshot's ledger head. Those reads depend on the program and the ledger
-// alone, and a delta committed after the snapshot has a later ledger position (Tx.LedgerHead);
-// every other member of the batch is read again in the write transaction.
+// those reads run beside the writer, on the other core, instead of holding it. The write
+// transaction claims its batch (MembersDue, in it) and uses what was read ahead only where it
+// still holds: for a member that was read ahead, under the same program, and has no delta after
+// the snapshot's ledger head. Those reads depend on the program and the ledger alone, and a
+// delta committed after the snapshot has a later ledger position (Tx.LedgerHead); every other
+// member of the batch is read again in the write transaction.
 func runJob[T any](ctx context.Context, h *Hub, o JobOptions, job jobSpec[T]) (JobRun, error) {
 	limit := o.Batch
 	if limit <= 0 {
@@ -212,14 +210,14 @@ func runJob[T any](ctx context.Context, h *Hub, o JobOptions, job jobSpec[T]) (J
 	pending := readAhead(ctx, h, job, cursor, limit, now)
 	defer func() {
 		if pending != nil {
-			<-pending // the read ahead ends with ctx, or with its reads
+			pending.drop()
 		}
 	}()
 	for {
 		if err := ctx.Err(); err != nil {
 			return run, err
 		}
-		pre := <-pending
+		pre := pending.wait()
 		pending = nil
 		if len(pre.due) == limit && pre.err == nil {
 			pending = readAhead(ctx, h, job, dueCursor(job.name, pre.due[len(pre.due)-1]), limit, now)
@@ -240,11 +238,10 @@ func runJob[T any](ctx context.Context, h *Hub, o JobOptions, job jobSpec[T]) (J
 				return err
 			}
 			n, last = len(due), dueCursor(job.name, due[len(due)-1])
-			data, stale, err := fresh(ctx, tx, job, &p, pv, due, pre, now)
-			if err != nil {
+			var data map[string]T
+			if data, reread, err = batchReads(ctx, tx, job, &p, pv, due, pre, now); err != nil {
 				return err
 			}
-			reread = stale
 			changed, err = job.batch(ctx, tx, &p, due, data, now)
 			return err
 		})
@@ -266,22 +263,29 @@ func runJob[T any](ctx context.Context, h *Hub, o JobOptions, job jobSpec[T]) (J
 			return run, nil
 		}
 		if pending == nil || !dueCursor(job.name, pre.due[len(pre.due)-1]).same(last) {
-			// The batch written is not the one read ahead (members' times moved meanwhile): the
-			// next one is read from where this one ended.
+			// No read ahead starts where this batch ended (members' times moved meanwhile, or
+			// the last read ahead failed or came back short): start one there.
 			if pending != nil {
-				<-pending
+				pending.drop()
 			}
 			pending = readAhead(ctx, h, job, cursor, limit, now)
 		}
 	}
 }
 
+// reading is a batch being read ahead (readAhead).
+type reading[T any] struct {
+	out    <-chan ahead[T]
+	cancel context.CancelFunc
+}
+
 // readAhead reads, in a read snapshot and in a goroutine of its own, the batch of members due
-// after cursor and what job reads of them; the channel gives it once.
-func readAhead[T any](ctx context.Context, h *Hub, job jobSpec[T], cursor DueCursor, limit int, now time.Time) chan ahead[T] {
+// after cursor and what job reads of them.
+func readAhead[T any](ctx context.Context, h *Hub, job jobSpec[T], cursor DueCursor, limit int, now time.Time) *reading[T] {
+	ctx, cancel := context.WithCancel(ctx)
 	out := make(chan ahead[T], 1)
 	go func() {
-		r := ahead[T]{cursor: cursor}
+		var r ahead[T]
 		r.err = h.Store.View(ctx, func(tx Tx) error {
 			p, pv, err := tx.Program(ctx)
 			if err != nil {
@@ -299,28 +303,37 @@ func readAhead[T any](ctx context.Context, h *Hub, job jobSpec[T], cursor DueCur
 		})
 		out <- r
 	}()
-	return out
+	return &reading[T]{out: out, cancel: cancel}
 }
 
-// fresh returns what job reads of the members of due, in tx under program p (published at change
-// version pv): what pre read ahead of them where it still holds (runJob), and the rest read now.
-// It returns how many members it read now.
-func fresh[T any](ctx context.Context, tx Tx, job jobSpec[T], p *loyalty.Program, pv int64, due []DueMember, pre ahead[T], now time.Time) (map[string]T, int, error) {
+// wait returns the batch read.
+func (r *reading[T]) wait() ahead[T] {
+	a := <-r.out
+	r.cancel()
+	return a
+}
+
+// drop stops a read no longer wanted, and waits for its goroutine to end.
+func (r *reading[T]) drop() {
+	r.cancel()
+	<-r.out
+}
+
+// batchReads returns what job reads of the members of due, in tx under program p (published at
+// change version pv): what pre read ahead of them where it still holds (runJob), and the rest
+// read now. It also returns how many members it read now.
+func batchReads[T any](ctx context.Context, tx Tx, job jobSpec[T], p *loyalty.Program, pv int64, due []DueMember, pre ahead[T], now time.Time) (map[string]T, int, error) {
 	ids := dueIDs(due)
 	if pre.err != nil || pre.program != pv {
 		data, err := job.read(ctx, tx, p, ids, now)
 		return data, len(ids), err
 	}
-	changed, err := tx.MembersAfter(ctx, pre.head, staleLimit)
+	touched, err := tx.MembersAfter(ctx, pre.head, ids)
 	if err != nil {
 		return nil, 0, err
 	}
-	if len(changed) >= staleLimit {
-		data, err := job.read(ctx, tx, p, ids, now)
-		return data, len(ids), err
-	}
-	stale := make(map[string]bool, len(changed))
-	for _, m := range changed {
+	stale := make(map[string]bool, len(touched))
+	for _, m := range touched {
 		stale[m] = true
 	}
 	read := make(map[string]bool, len(pre.due))
@@ -341,13 +354,11 @@ func fresh[T any](ctx context.Context, tx Tx, job jobSpec[T], p *loyalty.Program
 	if len(again) == 0 {
 		return data, 0, nil
 	}
-	now2, err := job.read(ctx, tx, p, again, now)
+	reread, err := job.read(ctx, tx, p, again, now)
 	if err != nil {
 		return nil, 0, err
 	}
-	for id, v := range now2 {
-		data[id] = v
-	}
+	maps.Copy(data, reread)
 	return data, len(again), nil
 }
 

@@ -1077,6 +1077,32 @@ func TestJobs_ReadAheadThatNoLongerHolds(t *testing.T) {
 	mustCheck(t, h)
 }
 
+// TestJobs_ReadAheadUsed: in runs nothing else writes during, every batch uses what was read
+// ahead of it (runJob): no member is read again in a write transaction, though each batch's
+// writes (its tier and expire deltas) come after the next batch's read ahead.
+func TestJobs_ReadAheadUsed(t *testing.T) {
+	h := openHub(t)
+	now := t0
+	h.Now = func() time.Time { return now }
+	withProgram(t, h, func(p *loyalty.Program) {
+		rollingTiers(p)
+		p.Expiry = &loyalty.Expiry{Mode: loyalty.ExpiryLot, AfterDays: 30}
+	})
+	ids := manyMembers(t, h, 25)
+	for _, id := range ids {
+		sale(t, h, "big-"+id, id, 30000) // silver
+	}
+	now = t0.AddDate(1, 0, 1) // every sale has left the window, every lot has expired
+	if r := expirePoints(t, h, 10); r.Visited != 25 || r.Changed != 25 || r.Batches != 3 || r.Reread != 0 {
+		t.Errorf("expiry: %+v; want 25 members in 3 batches, none read again", r)
+	}
+	r, err := h.RequalifyWith(context.Background(), hub.JobOptions{Batch: 10})
+	if err != nil || r.Changed != 25 || r.Reread != 0 {
+		t.Errorf("requalification: %+v, %v; want 25 tiers changed, no member read again", r, err)
+	}
+	mustCheck(t, h)
+}
+
 // TestJobs_ReadAheadUnderAnotherProgram: a program published between a batch's read ahead and
 // its write makes the write read the whole batch again: the totals read ahead were for the old
 // program's basis (spend), and would keep m1 silver under the new one (points).
@@ -1099,14 +1125,14 @@ func TestJobs_ReadAheadUnderAnotherProgram(t *testing.T) {
 		})
 	})
 	r := requalify(t, h)
-	if r.Visited == 0 || r.Reread != r.Visited || tierOf(t, h, "m1") != "member" {
+	if r.Visited != 2 || r.Reread != 2 || tierOf(t, h, "m1") != "member" {
 		t.Fatalf("run: %+v, m1 %s; want every member read again, and m1 member (300 points of 400)", r, tierOf(t, h, "m1"))
 	}
 	mustCheck(t, h)
 }
 
 // TestLedgerHead_MembersAfter: what a batch read ahead checks at its write (runJob): the ledger's
-// head, and the members of the deltas after it, each once, at most as many as asked.
+// head, and which of the batch's members have deltas after it, each once.
 func TestLedgerHead_MembersAfter(t *testing.T) {
 	h := openHub(t)
 	ctx := context.Background()
@@ -1125,7 +1151,7 @@ func TestLedgerHead_MembersAfter(t *testing.T) {
 		if head, err = tx.LedgerHead(ctx); err != nil {
 			return err
 		}
-		after, err = tx.MembersAfter(ctx, head, 10)
+		after, err = tx.MembersAfter(ctx, head, []string{"m1", "m2"})
 		return err
 	})
 	if head <= empty || len(after) != 0 {
@@ -1134,16 +1160,19 @@ func TestLedgerHead_MembersAfter(t *testing.T) {
 	sale(t, h, "o2", "m2", 1000)
 	sale(t, h, "o3", "m2", 1000)
 	sale(t, h, "o4", "m1", 1000)
-	var all, one []string
+	var both, one, none []string
 	view(func(tx hub.Tx) (err error) {
-		if all, err = tx.MembersAfter(ctx, head, 10); err != nil {
+		if both, err = tx.MembersAfter(ctx, head, []string{"m1", "m2", "nobody"}); err != nil {
 			return err
 		}
-		one, err = tx.MembersAfter(ctx, head, 1)
+		if one, err = tx.MembersAfter(ctx, head, []string{"m2"}); err != nil {
+			return err
+		}
+		none, err = tx.MembersAfter(ctx, head, nil)
 		return err
 	})
-	slices.Sort(all)
-	if !slices.Equal(all, []string{"m1", "m2"}) || len(one) != 1 {
-		t.Fatalf("members after the head: %v, at most one: %v; want [m1 m2] and one of them", all, one)
+	slices.Sort(both)
+	if !slices.Equal(both, []string{"m1", "m2"}) || !slices.Equal(one, []string{"m2"}) || len(none) != 0 {
+		t.Fatalf("members with deltas after the head: %v, of m2 alone: %v, of none: %v; want [m1 m2], [m2], []", both, one, none)
 	}
 }

@@ -307,12 +307,13 @@ type Tx interface {
 	// its next batch (jobs.go: "Exactly once across several hub processes").
 	MembersDue(ctx context.Context, job string, until time.Time, after DueCursor, limit int) ([]DueMember, error)
 	// LedgerHead returns the newest ledger position (the largest sequence number; 0: none). The
-	// storage gives positions in the order writes commit (one writer at a time), so every delta
-	// committed after a snapshot that read head has a position after head.
+	// storage gives positions in the order writes commit (one writer at a time: on PostgreSQL the
+	// writer's lock, which every transaction that inserts deltas takes), so every delta committed
+	// after a snapshot that read head has a position after head.
 	LedgerHead(ctx context.Context) (int64, error)
-	// MembersAfter returns the members of the deltas after ledger position seq, each once, at
-	// most limit of them (limit returned: there may be more).
-	MembersAfter(ctx context.Context, seq int64, limit int) ([]string, error)
+	// MembersAfter returns those of members who have a delta after ledger position seq, each
+	// once. It reads the deltas after seq, not each member's ledger.
+	MembersAfter(ctx context.Context, seq int64, members []string) ([]string, error)
 	// RuleCount counts a member's earns under an action rule with an event time in [since, until),
 	// not counting reversed ones. A zero until has no end.
 	RuleCount(ctx context.Context, member, rule string, since, until time.Time) (int64, error)

@@ -28,7 +28,8 @@ func backupCommands() []*cobra.Command {
 		Short: "Write a consistent copy of the hub's database to a new file, while the hub runs",
 		Long: `Write a consistent copy of the hub's SQLite database to a new file, while the hub runs.
 A hub on PostgreSQL is refused: back it up with PostgreSQL's tools (pg_dump -Fc, or
-pg_basebackup and WAL archiving), and restore it with pg_restore.`,
+pg_basebackup and WAL archiving), restore it with pg_restore into a new database, and mark that
+one restored with loyalty restore --database <it> --replaced <the old one>.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			to, _ := cmd.Flags().GetString("to")
@@ -88,8 +89,7 @@ when it next connects.`,
 			var err error
 			if isPostgresURL(cfg.Database) {
 				if from != "" {
-					return loyalty.Errorf(loyalty.EINVALID, "--from names a SQLite backup file, and the hub's database is on PostgreSQL (%s): a PostgreSQL hub is backed up with pg_dump and restored "+
-						"with pg_restore into a new database; then run loyalty restore --database <it> --replaced <the database it replaces>; README.md, \"Backup and restore\"", databaseName(cfg.Database))
+					return errPostgresBackup(cfg.Database)
 				}
 				epoch, carried, err = restorePostgres(cmd.Context(), cfg, replaced)
 			} else {
@@ -121,12 +121,12 @@ when it next connects.`,
 	return []*cobra.Command{backup, restore}
 }
 
-// errPostgresBackup refuses `loyalty backup` and `loyalty restore` on a PostgreSQL database:
-// they copy a SQLite file; PostgreSQL has its own tools.
+// errPostgresBackup refuses `loyalty backup`, and `loyalty restore --from`, on a PostgreSQL
+// database: they copy a SQLite file; PostgreSQL has its own tools.
 func errPostgresBackup(database string) error {
-	return loyalty.Errorf(loyalty.EINVALID, "loyalty backup and loyalty restore work on a SQLite file, and the hub's database is on PostgreSQL (%s): "+
-		"back it up with PostgreSQL's tools (pg_dump -Fc, or pg_basebackup and WAL archiving) and restore it with pg_restore; "+
-		"README.md, \"Backup and restore\"", databaseName(database))
+	return loyalty.Errorf(loyalty.EINVALID, "loyalty backup and loyalty restore --from copy a SQLite file, and the hub's database is on PostgreSQL (%s): "+
+		"back it up with PostgreSQL's tools (pg_dump -Fc, or pg_basebackup and WAL archiving), restore it with pg_restore into a new database, "+
+		"then mark that one restored: loyalty restore --database <it> --replaced <the database it replaces>; README.md, \"Backup and restore\"", databaseName(database))
 }
 
 // restoreHub puts a copy of the backup at the database's path, with the hub stopped (it takes
@@ -135,9 +135,6 @@ func errPostgresBackup(database string) error {
 // replaced database and its WAL are kept beside it, renamed with the time of the restore. It
 // returns the new epoch and what was carried over.
 func restoreHub(ctx context.Context, cfg HubConfig, from string) (int64, []string, error) {
-	if isPostgresURL(cfg.Database) {
-		return 0, nil, errPostgresBackup(cfg.Database)
-	}
 	if _, err := os.Stat(from); err != nil {
 		return 0, nil, fmt.Errorf("backup: %w", err)
 	}
@@ -199,25 +196,42 @@ func restoreHub(ctx context.Context, cfg HubConfig, from string) (int64, []strin
 
 // restorePostgres marks the PostgreSQL database at cfg.Database, restored with pg_restore or a
 // promoted standby, restored: it gets a new epoch (hub.Restored), and what the database replaced
-// knew of revoked credentials (hub.CarryOver), if replaced names it. No hub process may serve on
-// it meanwhile: it takes the database's serving lock exclusively (hubpostgres.Store.Hold).
+// knew of revoked credentials (hub.CarryOver), if replaced names it and it opens. No hub process
+// may serve on either meanwhile: it takes each one's serving lock exclusively
+// (hubpostgres.Store.Hold), before it changes anything.
 func restorePostgres(ctx context.Context, cfg HubConfig, replaced string) (int64, []string, error) {
 	if replaced == cfg.Database {
 		return 0, nil, loyalty.Errorf(loyalty.EINVALID, "--replaced names the database being marked restored: name the one it replaces, or leave --replaced out")
 	}
-	s, err := openHubStore(ctx, cfg.Database)
+	if _, err := checkHubDatabase(ctx, cfg.Database, false); err != nil {
+		return 0, nil, err // not a hub's database: pg_restore failed, or the URL is wrong
+	}
+	s, release, err := holdPostgres(ctx, cfg.Database)
 	if err != nil {
 		return 0, nil, err
 	}
 	defer s.Close()
-	release, err := s.(*hubpostgres.Store).Hold(ctx, true)
-	if errors.Is(err, hubpostgres.ErrServing) {
-		return 0, nil, fmt.Errorf("a hub is serving on %s: stop every hub process on it first", databaseName(cfg.Database))
-	}
-	if err != nil {
-		return 0, nil, err
-	}
 	defer release()
+	// The replaced database is opened, and held, before anything changes: a --replaced that
+	// does not open would otherwise leave credentials revoked since the backup alive.
+	var old hub.Store
+	var carried []string
+	if replaced != "" {
+		if old, err = openReplaced(ctx, replaced); err != nil {
+			return 0, nil, fmt.Errorf("--replaced %s does not open (%w): nothing was changed; name a database that opens, or leave --replaced out and then %s",
+				databaseName(replaced), err, carryByHand)
+		}
+		defer old.Close()
+		if ps, ok := old.(*hubpostgres.Store); ok {
+			release, err := ps.Hold(ctx, true) // the same database under another URL is held already: refused
+			if err != nil {
+				return 0, nil, servingErr(err, replaced)
+			}
+			defer release()
+		}
+	} else {
+		carried = append(carried, "no --replaced database: nothing carried over; "+carryByHand)
+	}
 	h := hub.New(s)
 	h.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	if h.KEK, err = openKEK(ctx, cfg, s, nil); err != nil {
@@ -227,19 +241,42 @@ func restorePostgres(ctx context.Context, cfg HubConfig, replaced string) (int64
 		return 0, nil, err
 	}
 	epoch, err := h.Restored(ctx)
+	if err != nil || old == nil {
+		return epoch, carried, err
+	}
+	more, err := h.CarryOver(ctx, hub.New(old))
 	if err != nil {
-		return 0, nil, err
+		return epoch, nil, fmt.Errorf("marked restored (new epoch %d), but carrying over from %s failed: %w; %s", epoch, databaseName(replaced), err, carryByHand)
 	}
-	if replaced == "" {
-		return epoch, []string{"no --replaced database: nothing carried over; revoke again any API key, retire again any signing key and rotate again any store token revoked since the backup"}, nil
-	}
-	old, err := openReplaced(ctx, replaced)
+	return epoch, append(carried, more...), nil
+}
+
+// carryByHand is what an operator does when a restore cannot carry over what the replaced
+// database knew.
+const carryByHand = "revoke again any API key, retire again any signing key and rotate again any store token revoked since the backup"
+
+// holdPostgres opens the PostgreSQL hub database at the URL database and takes its serving lock
+// exclusively.
+func holdPostgres(ctx context.Context, database string) (*hubpostgres.Store, func(), error) {
+	s, err := openHubStore(ctx, database)
 	if err != nil {
-		return epoch, []string{fmt.Sprintf("the replaced database does not open (%v): revoke again any API key, retire again any signing key and rotate again any store token revoked since the backup", err)}, nil
+		return nil, nil, err
 	}
-	defer old.Close()
-	carried, err := h.CarryOver(ctx, hub.New(old))
-	return epoch, carried, err
+	ps := s.(*hubpostgres.Store)
+	release, err := ps.Hold(ctx, true)
+	if err != nil {
+		s.Close()
+		return nil, nil, servingErr(err, database)
+	}
+	return ps, release, nil
+}
+
+// servingErr says why the serving lock of database could not be taken exclusively.
+func servingErr(err error, database string) error {
+	if errors.Is(err, hubpostgres.ErrServing) {
+		return fmt.Errorf("a hub serves on %s, or another loyalty restore runs on it: stop every hub process on it first", databaseName(database))
+	}
+	return err
 }
 
 // openReplaced opens the hub database a restored one replaces, if it holds a hub's tables:
@@ -259,7 +296,7 @@ func carryOver(ctx context.Context, cfg HubConfig, restored *hub.Hub) ([]string,
 	}
 	s, err := hubsqlite.Open(ctx, cfg.Database)
 	if err != nil {
-		return []string{fmt.Sprintf("the replaced database does not open (%v): revoke again any API key or retire any signing key revoked since the backup", err)}, nil
+		return []string{fmt.Sprintf("the replaced database does not open (%v): %s", err, carryByHand)}, nil
 	}
 	defer s.Close()
 	old := hub.New(s)

@@ -33,7 +33,7 @@ type HubMain struct {
 	Webhooks *hub.WebhookSender
 
 	cancel context.CancelFunc
-	unlock func() // the shared lock on a SQLite database (lockDatabase)
+	unlock func() // the shared lock against loyalty restore: a SQLite database's lock file (lockDatabase), or PostgreSQL's serving lock
 	// metricsLn is metrics.listen's listener, bound first with the API's.
 	metricsLn net.Listener
 	wg        sync.WaitGroup

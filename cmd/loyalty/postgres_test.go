@@ -481,10 +481,32 @@ func TestPostgresRestore(t *testing.T) {
 		hm.Close()
 		t.Errorf("a hub started while a restore held the database: %v", err)
 	}
-	if _, _, err := run(t, "restore", "--database", database); err == nil {
-		t.Error("a second restore ran beside the first")
+	if _, _, err := run(t, "restore", "--database", database); err == nil || !strings.Contains(err.Error(), "another loyalty restore") {
+		t.Errorf("a second restore beside the first: %v, want a refusal naming a restore", err)
 	}
 	release()
+
+	// The database it replaces must open, and be served by no hub, before anything changes: a
+	// revocation made since the dump must not come back to life unnoticed.
+	empty := newPostgresDatabase(t)
+	if _, _, err := run(t, "restore", "--database", database, "--replaced", empty); err == nil || !strings.Contains(err.Error(), "nothing was changed") {
+		t.Errorf("restore with a --replaced that holds no hub: %v, want a refusal that changed nothing", err)
+	}
+	old := newPostgresDatabase(t)
+	mustRun(t, "init", "--database", old)
+	oc := hc
+	oc.Database = old
+	om := &HubMain{Config: oc, Logger: slog.New(slog.DiscardHandler)}
+	if err := om.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := run(t, "restore", "--database", database, "--replaced", old); err == nil || !strings.Contains(err.Error(), "stop every hub process on it first") {
+		t.Errorf("restore while a hub serves on the replaced database: %v, want a refusal", err)
+	}
+	om.Close()
+	if got := epoch(); got != before {
+		t.Errorf("refused restores changed the epoch: %d, was %d", got, before)
+	}
 
 	_, out := mustRun(t, "restore", "--database", database)
 	if !strings.Contains(out, "new epoch") || !strings.Contains(out, "nothing carried over") {

@@ -362,9 +362,14 @@ func (t *tx) LedgerHead(ctx context.Context) (int64, error) {
 	return seq, err
 }
 
-func (t *tx) MembersAfter(ctx context.Context, seq int64, n int) ([]string, error) {
+// MembersAfter reads the deltas after seq along their primary key: few, where the members'
+// index would be searched once per member.
+func (t *tx) MembersAfter(ctx context.Context, seq int64, members []string) ([]string, error) {
+	if len(members) == 0 {
+		return nil, nil
+	}
 	var out []string
-	err := t.each(ctx, `SELECT DISTINCT member FROM deltas WHERE seq > $1 LIMIT $2`, []any{seq, limit(n)}, func(rows pgx.Rows) error {
+	err := t.each(ctx, `SELECT DISTINCT member FROM deltas WHERE seq > $1 AND member = ANY ($2::text[])`, []any{seq, members}, func(rows pgx.Rows) error {
 		var m string
 		err := rows.Scan(&m)
 		out = append(out, m)

@@ -27,29 +27,26 @@ func (s *Store) Hold(ctx context.Context, exclusive bool) (release func(), err e
 	if err != nil {
 		return nil, err
 	}
-	take, give := `SELECT pg_try_advisory_lock_shared($1)`, `SELECT pg_advisory_unlock_shared($1)`
+	take := `SELECT pg_try_advisory_lock_shared($1)`
 	if exclusive {
-		take, give = `SELECT pg_try_advisory_lock($1)`, `SELECT pg_advisory_unlock($1)`
+		take = `SELECT pg_try_advisory_lock($1)`
 	}
+	// The connection leaves the pool: no transaction of the pool's may run on it meanwhile, and
+	// closing the store does not wait for it. Closing it gives the lock back, with its session.
+	c := conn.Hijack()
 	var ok bool
-	if err := conn.QueryRow(ctx, take, int64(servingLock)).Scan(&ok); err != nil || !ok {
-		conn.Release()
+	if err := c.QueryRow(ctx, take, int64(servingLock)).Scan(&ok); err != nil || !ok {
+		closeConn(c) // granted or not (a query cancelled late may have been), the lock goes with it
 		if err == nil {
 			err = ErrServing
 		}
 		return nil, err
 	}
-	// The connection leaves the pool: no transaction of the pool's may run on it meanwhile, and
-	// closing the store does not wait for it.
-	c := conn.Hijack()
-	return func() { giveBack(c, give) }, nil
+	return func() { closeConn(c) }, nil
 }
 
-// giveBack gives the serving lock back and closes its connection, which would give it back
-// anyway.
-func giveBack(c *pgx.Conn, give string) {
+func closeConn(c *pgx.Conn) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c.Exec(ctx, give, int64(servingLock))
 	c.Close(ctx)
 }
