@@ -494,23 +494,31 @@ func TestExpiringSoon_OnlyReads(t *testing.T) {
 	}
 }
 
-// TestJobs_StopBetweenBatches: a run stopped between two batches (the hub shutting down, a crash)
-// keeps what its committed batches did, loses nothing, and the next run does the rest, each member
-// once.
-func TestJobs_StopBetweenBatches(t *testing.T) {
+// lapsedSilverMembers returns a hub whose program has rolling tiers and lots that expire after
+// 30 days, and n members each made silver by a sale, with its clock a year and a day on: every
+// sale has left the tier window and every lot has expired.
+func lapsedSilverMembers(t *testing.T, n int) (*hub.Hub, []string) {
+	t.Helper()
 	h := openHub(t)
-	day0 := t0
-	now := day0
+	now := t0
 	h.Now = func() time.Time { return now }
 	withProgram(t, h, func(p *loyalty.Program) {
 		rollingTiers(p)
 		p.Expiry = &loyalty.Expiry{Mode: loyalty.ExpiryLot, AfterDays: 30}
 	})
-	ids := manyMembers(t, h, 25)
+	ids := manyMembers(t, h, n)
 	for _, id := range ids {
 		sale(t, h, "big-"+id, id, 30000) // silver
 	}
-	now = day0.AddDate(1, 0, 1) // every sale has left the window, every lot has expired
+	now = t0.AddDate(1, 0, 1)
+	return h, ids
+}
+
+// TestJobs_StopBetweenBatches: a run stopped between two batches (the hub shutting down, a crash)
+// keeps what its committed batches did, loses nothing, and the next run does the rest, each member
+// once.
+func TestJobs_StopBetweenBatches(t *testing.T) {
+	h, ids := lapsedSilverMembers(t, 25)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	r, err := h.ExpirePointsWith(ctx, hub.JobOptions{Batch: 10, OnBatch: func(int) { cancel() }})
@@ -1081,18 +1089,7 @@ func TestJobs_ReadAheadThatNoLongerHolds(t *testing.T) {
 // ahead of it (runJob): no member is read again in a write transaction, though each batch's
 // writes (its tier and expire deltas) come after the next batch's read ahead.
 func TestJobs_ReadAheadUsed(t *testing.T) {
-	h := openHub(t)
-	now := t0
-	h.Now = func() time.Time { return now }
-	withProgram(t, h, func(p *loyalty.Program) {
-		rollingTiers(p)
-		p.Expiry = &loyalty.Expiry{Mode: loyalty.ExpiryLot, AfterDays: 30}
-	})
-	ids := manyMembers(t, h, 25)
-	for _, id := range ids {
-		sale(t, h, "big-"+id, id, 30000) // silver
-	}
-	now = t0.AddDate(1, 0, 1) // every sale has left the window, every lot has expired
+	h, _ := lapsedSilverMembers(t, 25)
 	if r := expirePoints(t, h, 10); r.Visited != 25 || r.Changed != 25 || r.Batches != 3 || r.Reread != 0 {
 		t.Errorf("expiry: %+v; want 25 members in 3 batches, none read again", r)
 	}
