@@ -38,7 +38,7 @@ func (t *tx) StampUnseen(ctx context.Context, at time.Time, limit int) (int64, e
 // limits and caps still count them; without a copy, what the store shows of the member is what
 // it shows of one it never saw: its own pending deltas.
 func (t *tx) Evict(ctx context.Context, before, at time.Time, limit int) ([]string, error) {
-	ids, err := t.strings(ctx, `SELECT m.id FROM members m WHERE m.seen_at > 0 AND m.seen_at < ?
+	ids, err := t.Strings(ctx, `SELECT m.id FROM members m WHERE m.seen_at > 0 AND m.seen_at < ?
 		AND NOT EXISTS (SELECT 1 FROM deltas d WHERE d.member = m.id AND d.state = 'pending')
 		AND NOT EXISTS (SELECT 1 FROM deltas d WHERE d.member = m.id AND d.hub_version > 0)
 		ORDER BY m.seen_at LIMIT ?+0`, before.UnixMilli(), limit)
@@ -210,22 +210,4 @@ func (t *tx) PruneOrders(ctx context.Context, p agent.Prune, after int64, limit 
 		out.Orders, out.Deltas, out.Results = out.Orders+1, out.Deltas+n, out.Results+answered
 	}
 	return out, nil
-}
-
-// strings runs a query of one text column.
-func (t *tx) strings(ctx context.Context, q string, args ...any) ([]string, error) {
-	rows, err := t.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			return nil, err
-		}
-		out = append(out, s)
-	}
-	return out, rows.Err()
 }

@@ -886,21 +886,8 @@ func (t *tx) OrderDeltas(ctx context.Context, store, orderID string) ([]hub.Ledg
 }
 
 func (t *tx) VoucherUses(ctx context.Context, voucher string) ([]string, error) {
-	rows, err := t.QueryContext(ctx, `SELECT d.id FROM deltas d WHERE d.voucher = ? AND d.voucher != '' AND d.kind = 'redeem'
+	return t.Strings(ctx, `SELECT d.id FROM deltas d WHERE d.voucher = ? AND d.voucher != '' AND d.kind = 'redeem'
 		AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id AND r.reverses != '') ORDER BY d.seq`, voucher)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
 }
 
 func (t *tx) InsertVoucher(ctx context.Context, v hub.Voucher) error {
@@ -1731,18 +1718,5 @@ func (t *tx) MembersAfter(ctx context.Context, seq int64, members []string) ([]s
 	if err != nil {
 		return nil, err
 	}
-	rows, err := t.QueryContext(ctx, membersAfterQuery, seq, string(list))
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var m string
-		if err := rows.Scan(&m); err != nil {
-			return nil, err
-		}
-		out = append(out, m)
-	}
-	return out, rows.Err()
+	return t.Strings(ctx, membersAfterQuery, seq, string(list))
 }

@@ -97,20 +97,7 @@ func (t *tx) DeleteWebhookEndpoint(ctx context.Context, id string) error {
 }
 
 func (t *tx) WebhookTypes(ctx context.Context) ([]string, error) {
-	rows, err := t.QueryContext(ctx, `SELECT DISTINCT type FROM webhook_subscriptions`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var typ string
-		if err := rows.Scan(&typ); err != nil {
-			return nil, err
-		}
-		out = append(out, typ)
-	}
-	return out, rows.Err()
+	return t.Strings(ctx, `SELECT DISTINCT type FROM webhook_subscriptions`)
 }
 
 // webhookRow is an event as the outbox's statements read it from JSON.

@@ -119,6 +119,24 @@ func (t *Tx) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows
 	return t.Tx.QueryContext(ctx, q, args...)
 }
 
+// Strings runs q, a query of one text column, and returns its values in order.
+func (t *Tx) Strings(ctx context.Context, q string, args ...any) ([]string, error) {
+	rows, err := t.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
 // QueryRowContext runs q with a cached prepared statement.
 func (t *Tx) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
 	ctx = t.stmtCtx(ctx)
