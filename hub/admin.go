@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -452,9 +453,9 @@ type CheckReport struct {
 	Mismatches []string `json:"mismatches"`
 }
 
-// Check verifies that every member's balance equals the sum of their ledger, and that the running
+// Check verifies that every member's balance equals the sum of their ledger, that the running
 // totals the tiers are computed from (Tx.Qualifying) agree with the ledger, over the member's
-// whole history, on either basis.
+// whole history, on either basis, and that the lots points expire by (Tx.Lots) do too.
 func (h *Hub) Check(ctx context.Context) (CheckReport, error) {
 	r := CheckReport{Mismatches: []string{}}
 	err := h.Store.View(ctx, func(tx Tx) error {
@@ -486,6 +487,17 @@ func (h *Hub) Check(ctx context.Context) (CheckReport, error) {
 					if kept.Total != scan.Total || !kept.First.Equal(scan.First) || !kept.Next.Equal(scan.Next) {
 						r.Mismatches = append(r.Mismatches, fmt.Sprintf("%s: qualifying %s %+v, ledger %+v", m.ID, basis, kept, scan))
 					}
+				}
+				kept, err := tx.Lots(ctx, m.ID, time.Time{})
+				if err != nil {
+					return err
+				}
+				scan, err := tx.LotsFromLedger(ctx, m.ID, time.Time{})
+				if err != nil {
+					return err
+				}
+				if !slices.EqualFunc(kept, scan, func(a, b loyalty.Lot) bool { return a.Points == b.Points && a.EarnedAt.Equal(b.EarnedAt) }) {
+					r.Mismatches = append(r.Mismatches, fmt.Sprintf("%s: lots %v, ledger %v", m.ID, kept, scan))
 				}
 			}
 			after = ms[len(ms)-1].ID

@@ -218,6 +218,13 @@ func (t batchTx) LotsOf(ctx context.Context, members []string, since time.Time) 
 	return t.Tx.LotsOf(ctx, members, since)
 }
 
+func (t batchTx) LotsFromLedger(ctx context.Context, member string, since time.Time) ([]loyalty.Lot, error) {
+	if err := t.a.flush(ctx); err != nil {
+		return nil, err
+	}
+	return t.Tx.LotsFromLedger(ctx, member, since)
+}
+
 func (t batchTx) LedgerHead(ctx context.Context) (int64, error) {
 	if err := t.a.flush(ctx); err != nil {
 		return 0, err

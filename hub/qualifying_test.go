@@ -38,7 +38,112 @@ func TestQualifyingTotalsMatchTheLedger(t *testing.T) {
 	rng, seed := seeded(t, *qualifyingSeed, "qualifying.seed")
 	ctx := context.Background()
 	h := openHub(t)
-	members := []string{"m1", "m2", "q3", "q4"}
+	members, randomTime := writeRandomLedger(t, rng, h)
+
+	windows := []string{loyalty.WindowRolling12M, loyalty.WindowCalendar, loyalty.WindowLifetime}
+	check := func(tx hub.Tx, since, until time.Time, what string) error {
+		for _, basis := range []string{loyalty.BasisSpend, loyalty.BasisPoints} {
+			// A list may name a member twice, and a member without sales: each counts once.
+			batch, err := tx.QualifyingOf(ctx, append([]string{"nobody", members[0]}, members...), basis, since, until)
+			if err != nil {
+				return err
+			}
+			if q := batch["nobody"]; q != (hub.Qualification{}) {
+				t.Errorf("seed %d: a member without sales qualifies with %+v", seed, q)
+			}
+			for _, m := range members {
+				want, err := tx.QualifyingFromLedger(ctx, m, basis, since, until)
+				if err != nil {
+					return err
+				}
+				got, err := tx.Qualifying(ctx, m, basis, since, until)
+				if err != nil {
+					return err
+				}
+				for _, g := range []hub.Qualification{got, batch[m]} {
+					if g.Total != want.Total || !g.First.Equal(want.First) || !g.Next.Equal(want.Next) {
+						t.Errorf("seed %d, %s, %s basis, member %s, [%s, %s): got %+v, the ledger says %+v", seed, what, basis, m,
+							since.Format(time.RFC3339Nano), until.Format(time.RFC3339Nano), g, want)
+						return nil
+					}
+				}
+			}
+		}
+		return nil
+	}
+	err := h.Store.View(ctx, func(tx hub.Tx) error {
+		for range 150 {
+			now := randomTime()
+			w := windows[rng.IntN(len(windows))]
+			since, until := (&loyalty.TierRules{Window: w}).WindowBounds(now)
+			if err := check(tx, since, until, w+" at "+now.Format(time.RFC3339Nano)); err != nil {
+				return err
+			}
+		}
+		for range 50 { // any span: within a day, across days, empty, open-ended
+			a, b := randomTime(), randomTime()
+			if b.Before(a) && rng.IntN(4) > 0 {
+				a, b = b, a
+			}
+			if rng.IntN(8) == 0 {
+				b = time.Time{}
+			}
+			if err := check(tx, a, b, "span"); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The migration's backfill, from the same ledger, makes the same rows as the triggers did.
+	db := openRaw(t, whereOf(t, h.Store))
+	kept := qualifyingRows(t, db)
+	file := "sqlite/migrations/0019_member_qualifying.sql"
+	if onPostgres() {
+		file = "postgres/migrations/0003_member_qualifying.sql"
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, backfill, ok := strings.Cut(string(b), "-- The ledger so far.\n")
+	if !ok {
+		t.Fatalf("%s: no backfill", file)
+	}
+	if _, err := db.Exec(`DELETE FROM member_qualifying`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(backfill); err != nil {
+		t.Fatal(err)
+	}
+	if filled := qualifyingRows(t, db); filled != kept {
+		t.Errorf("seed %d: the migration's backfill makes\n%s\nthe triggers kept\n%s", seed, filled, kept)
+	}
+
+	// Check compares the totals with the ledger too (the balances it also compares were not kept:
+	// the deltas went straight into the ledger).
+	r, err := h.Check(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range r.Mismatches {
+		if strings.Contains(m, "qualifying") {
+			t.Errorf("seed %d: check: %s", seed, m)
+		}
+	}
+}
+
+// writeRandomLedger writes random deltas straight into h's ledger, in 40 transactions: sales,
+// action earns, redemptions and adjustments of four members (m1, m2, q3, q4), dated over three
+// years and clustered on a few days and around midnight, so that windows' edges cut through days
+// with events; sales reversed in full or in part, some in the transaction of their sale. It
+// returns the members and the source of the deltas' times.
+func writeRandomLedger(t *testing.T, rng *rand.Rand, h *hub.Hub) (members []string, randomTime func() time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	members = []string{"m1", "m2", "q3", "q4"}
 	err := h.Store.Update(ctx, func(tx hub.Tx) error {
 		for _, m := range members[2:] {
 			if err := tx.InsertMember(ctx, loyalty.Member{ID: m, CreatedAt: t0}); err != nil {
@@ -59,7 +164,7 @@ func TestQualifyingTotalsMatchTheLedger(t *testing.T) {
 	for i := range days {
 		days[i] = start.Add(time.Duration(rng.Int64N(int64(span)))).Truncate(24 * time.Hour)
 	}
-	randomTime := func() time.Time {
+	randomTime = func() time.Time {
 		switch rng.IntN(3) {
 		case 0:
 			return start.Add(time.Duration(rng.Int64N(int64(span)))).Truncate(time.Millisecond)
@@ -130,99 +235,7 @@ func TestQualifyingTotalsMatchTheLedger(t *testing.T) {
 		}
 	}
 
-	windows := []string{loyalty.WindowRolling12M, loyalty.WindowCalendar, loyalty.WindowLifetime}
-	check := func(tx hub.Tx, since, until time.Time, what string) error {
-		for _, basis := range []string{loyalty.BasisSpend, loyalty.BasisPoints} {
-			// A list may name a member twice, and a member without sales: each counts once.
-			batch, err := tx.QualifyingOf(ctx, append([]string{"nobody", members[0]}, members...), basis, since, until)
-			if err != nil {
-				return err
-			}
-			if q := batch["nobody"]; q != (hub.Qualification{}) {
-				t.Errorf("seed %d: a member without sales qualifies with %+v", seed, q)
-			}
-			for _, m := range members {
-				want, err := tx.QualifyingFromLedger(ctx, m, basis, since, until)
-				if err != nil {
-					return err
-				}
-				got, err := tx.Qualifying(ctx, m, basis, since, until)
-				if err != nil {
-					return err
-				}
-				for _, g := range []hub.Qualification{got, batch[m]} {
-					if g.Total != want.Total || !g.First.Equal(want.First) || !g.Next.Equal(want.Next) {
-						t.Errorf("seed %d, %s, %s basis, member %s, [%s, %s): got %+v, the ledger says %+v", seed, what, basis, m,
-							since.Format(time.RFC3339Nano), until.Format(time.RFC3339Nano), g, want)
-						return nil
-					}
-				}
-			}
-		}
-		return nil
-	}
-	err = h.Store.View(ctx, func(tx hub.Tx) error {
-		for range 150 {
-			now := randomTime()
-			w := windows[rng.IntN(len(windows))]
-			since, until := (&loyalty.TierRules{Window: w}).WindowBounds(now)
-			if err := check(tx, since, until, w+" at "+now.Format(time.RFC3339Nano)); err != nil {
-				return err
-			}
-		}
-		for range 50 { // any span: within a day, across days, empty, open-ended
-			a, b := randomTime(), randomTime()
-			if b.Before(a) && rng.IntN(4) > 0 {
-				a, b = b, a
-			}
-			if rng.IntN(8) == 0 {
-				b = time.Time{}
-			}
-			if err := check(tx, a, b, "span"); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The migration's backfill, from the same ledger, makes the same rows as the triggers did.
-	db := openRaw(t, whereOf(t, h.Store))
-	kept := qualifyingRows(t, db)
-	file := "sqlite/migrations/0019_member_qualifying.sql"
-	if onPostgres() {
-		file = "postgres/migrations/0003_member_qualifying.sql"
-	}
-	b, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, backfill, ok := strings.Cut(string(b), "-- The ledger so far.\n")
-	if !ok {
-		t.Fatalf("%s: no backfill", file)
-	}
-	if _, err := db.Exec(`DELETE FROM member_qualifying`); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec(backfill); err != nil {
-		t.Fatal(err)
-	}
-	if filled := qualifyingRows(t, db); filled != kept {
-		t.Errorf("seed %d: the migration's backfill makes\n%s\nthe triggers kept\n%s", seed, filled, kept)
-	}
-
-	// Check compares the totals with the ledger too (the balances it also compares were not kept:
-	// the deltas went straight into the ledger).
-	r, err := h.Check(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range r.Mismatches {
-		if strings.Contains(m, "qualifying") {
-			t.Errorf("seed %d: check: %s", seed, m)
-		}
-	}
+	return members, randomTime
 }
 
 // qualifyingRows returns the member_qualifying table as text, in order.

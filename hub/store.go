@@ -326,6 +326,9 @@ type Tx interface {
 	Lots(ctx context.Context, member string, since time.Time) ([]loyalty.Lot, error)
 	// LotsOf is Lots for many members at once (a job's batch).
 	LotsOf(ctx context.Context, members []string, since time.Time) (map[string][]loyalty.Lot, error)
+	// LotsFromLedger is Lots computed from the member's ledger alone, every time: a storage that
+	// keeps lots apart from the ledger (SQLite's member_lots) is checked against it (Hub.Check).
+	LotsFromLedger(ctx context.Context, member string, since time.Time) ([]loyalty.Lot, error)
 	// MemberBirthday returns a member's birthday ("" when none is on file). Member and the other
 	// member reads leave it out, so that what goes to stores never carries it.
 	MemberBirthday(ctx context.Context, member string) (string, error)

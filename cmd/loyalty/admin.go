@@ -412,7 +412,7 @@ func keysCommands() *cobra.Command {
 func checkCommand() *cobra.Command {
 	check := &cobra.Command{
 		Use:   "check",
-		Short: "Verify that every member's balance equals the sum of their ledger, and the tiers' running totals agree with it",
+		Short: "Verify that every member's balance equals the sum of their ledger, and the tiers' running totals and the members' lots agree with it",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {

@@ -1025,6 +1025,11 @@ func (t *tx) RuleCount(ctx context.Context, member, rule string, since, upTo tim
 	return n, err
 }
 
+// LotsFromLedger is Lots: lots are read from the ledger.
+func (t *tx) LotsFromLedger(ctx context.Context, member string, since time.Time) ([]loyalty.Lot, error) {
+	return t.Lots(ctx, member, since)
+}
+
 func (t *tx) Lots(ctx context.Context, member string, since time.Time) ([]loyalty.Lot, error) {
 	// Each credit less what its reversals took back (a full reversal takes the rest, a partial
 	// refund its share; reversal points are negative).

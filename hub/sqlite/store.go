@@ -1322,7 +1322,7 @@ func (t *tx) MemberEarned(ctx context.Context, member, rule string, since, upTo 
 	var n int64
 	err := t.QueryRowContext(ctx, `SELECT COALESCE(SUM(d.points), 0) - COALESCE((SELECT SUM(-r.points) FROM deltas r
 			JOIN deltas o ON o.id = r.reverses WHERE r.member = ? AND o.kind = 'earn' AND o.rule = ? AND o.event_at >= ? AND o.event_at < ?), 0)
-		FROM deltas d WHERE d.member = ? AND d.kind = 'earn' AND d.rule = ? AND d.event_at >= ? AND d.event_at < ?`,
+		FROM `+memberEarns+` WHERE l.member = ? AND d.rule = ? AND l.at >= ? AND l.at < ?`,
 		member, rule, unixms.Of(since), unixms.Until(upTo), member, rule, unixms.Of(since), unixms.Until(upTo)).Scan(&n)
 	return n, err
 }
@@ -1330,23 +1330,23 @@ func (t *tx) MemberEarned(ctx context.Context, member, rule string, since, upTo 
 func (t *tx) QualifyingFromLedger(ctx context.Context, member, basis string, since, upTo time.Time) (hub.Qualification, error) {
 	// Sales not reversed in full (a reversal without an amount), less what partial refunds of
 	// them gave back; the earliest of them in the window, and the earliest dated after it. One
-	// scan of the member's earns in the window (deltas_member_earn) with one look at each one's
+	// scan of the member's earns in the window (memberEarns) with one look at each one's
 	// reversals: x is -1 for a sale reversed in full, else what its partial refunds gave back.
 	// LIMIT -1 keeps SQLite from flattening the inner query, which would look again for each use
 	// of x.
 	var q hub.Qualification
 	var first, next int64
 	err := t.QueryRowContext(ctx, `SELECT COALESCE(SUM(CASE WHEN x >= 0 THEN c - x END), 0), COALESCE(MIN(CASE WHEN x >= 0 THEN e END), 0),
-		COALESCE((SELECT MIN(n.event_at) FROM deltas n WHERE n.member = ?1 AND n.kind = 'earn' AND n.rule = '' AND n.event_at >= ?3
-			AND NOT EXISTS (SELECT 1 FROM deltas w WHERE w.reverses = n.id AND w.reverses != '' AND w.amount = 0)), 0)
-		FROM (`+qualifyingEvents(basis, "d.member = ?1")+` LIMIT -1)`,
+		COALESCE((SELECT MIN(d.event_at) FROM `+memberEarns+` WHERE l.member = ?1 AND d.rule = '' AND l.at >= ?3
+			AND NOT EXISTS (SELECT 1 FROM deltas w WHERE w.reverses = d.id AND w.reverses != '' AND w.amount = 0)), 0)
+		FROM (`+qualifyingEvents(basis, "l.member = ?1")+` LIMIT -1)`,
 		member, unixms.Of(since), unixms.Until(upTo)).Scan(&q.Total, &first, &next)
 	q.First, q.Next = unixms.Time(first), unixms.Time(next)
 	return q, err
 }
 
 // qualifyingEvents is the query of QualifyingFromLedger's events for the members where selects
-// (on d), in the window [?2, ?3): each one's member m, amount or points c, event time e and x, -1
+// (on l, of memberEarns), in the window [?2, ?3): each one's member m, amount or points c, event time e and x, -1
 // if it was reversed in full, else what its partial refunds gave back.
 func qualifyingEvents(basis, where string) string {
 	col, refunded := "amount", "r.amount"
@@ -1355,8 +1355,14 @@ func qualifyingEvents(basis, where string) string {
 	}
 	return `SELECT d.member AS m, d.` + col + ` AS c, d.event_at AS e, (SELECT CASE WHEN MAX(r.amount = 0) THEN -1
 			ELSE COALESCE(SUM(CASE WHEN r.amount > 0 THEN ` + refunded + ` END), 0) END FROM deltas r WHERE r.reverses = d.id AND r.reverses != '') AS x
-		FROM deltas d WHERE ` + where + ` AND d.kind = 'earn' AND d.rule = '' AND d.event_at >= ?2 AND d.event_at < ?3`
+		FROM ` + memberEarns + ` WHERE ` + where + ` AND d.rule = '' AND l.at >= ?2 AND l.at < ?3`
 }
+
+// memberEarns is the FROM clause of queries of a member's earns in a span of time: l, their lots
+// (member_lots, which has every earn: the 0032 migration), searched by member and time, each
+// earn d read by its ledger position. Lots of adjustments are passed over. CROSS JOIN keeps the
+// order: the lots drive.
+const memberEarns = `member_lots AS l CROSS JOIN deltas AS d ON d.seq = l.seq AND d.kind = 'earn'`
 
 // qualifyingEdgesQuery returns the second read of a qualification (hub.QualifyingWindow), after the
 // day totals (qualifyingDays), for the members in(col, list) selects. It reads the ledger for the parts of
@@ -1364,16 +1370,15 @@ func qualifyingEvents(basis, where string) string {
 // for the members of list ?1, 3 the tail (?5 to ?6) for those of list ?4. A member's edge is read
 // only where the day totals show sales on its day: most members have none on the one or two days
 // a window cuts through, and these ledger reads were most of a tier review's time. INDEXED BY
-// keeps SQLite from reading a member's whole ledger in seq order (deltas_member) to spare the
-// GROUP BY a sort: the edges are short spans of time, which deltas_member_earn finds.
+// The edges are short spans of time, which the member's lots find (memberEarns).
 func qualifyingEdgesQuery(in func(col, list string) string) (edges string) {
 	events := func(list, from, to string) string {
 		return `SELECT m, COALESCE(SUM(CASE WHEN whole = 0 THEN a - ra END), 0), COALESCE(SUM(CASE WHEN whole = 0 THEN p - rp END), 0),
 			COALESCE(MIN(CASE WHEN whole = 0 THEN e END), 0)
 		FROM (SELECT d.member AS m, d.event_at AS e, d.amount AS a, d.points AS p, COALESCE(MAX(r.amount = 0), 0) AS whole,
 				COALESCE(SUM(CASE WHEN r.amount > 0 THEN r.amount END), 0) AS ra, COALESCE(SUM(CASE WHEN r.amount > 0 THEN -r.points END), 0) AS rp
-			FROM deltas d INDEXED BY deltas_member_earn LEFT JOIN deltas r ON r.reverses = d.id AND r.reverses != ''
-			WHERE ` + in("d.member", list) + ` AND d.kind = 'earn' AND d.rule = '' AND d.event_at >= ` + from + ` AND d.event_at < ` + to + `
+			FROM ` + memberEarns + ` LEFT JOIN deltas r ON r.reverses = d.id AND r.reverses != ''
+			WHERE ` + in("l.member", list) + ` AND d.rule = '' AND l.at >= ` + from + ` AND l.at < ` + to + `
 			GROUP BY d.seq) GROUP BY m`
 	}
 	edges = `SELECT 2, * FROM (` + events("?1", "?2", "?3") + `)
@@ -1538,8 +1543,8 @@ func (t *tx) qualifying(ctx context.Context, members []string, basis string, sin
 
 func (t *tx) RuleCount(ctx context.Context, member, rule string, since, upTo time.Time) (int64, error) {
 	var n int64
-	err := t.QueryRowContext(ctx, `SELECT COUNT(*) FROM deltas d WHERE d.member = ? AND d.kind = 'earn' AND d.rule = ? AND d.event_at >= ?
-		AND d.event_at < ? AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id AND r.reverses != '')`, member, rule, unixms.Of(since), unixms.Until(upTo)).Scan(&n)
+	err := t.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+memberEarns+` WHERE l.member = ? AND d.rule = ? AND l.at >= ?
+		AND l.at < ? AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id AND r.reverses != '')`, member, rule, unixms.Of(since), unixms.Until(upTo)).Scan(&n)
 	return n, err
 }
 
@@ -1548,74 +1553,94 @@ func (t *tx) Lots(ctx context.Context, member string, since time.Time) ([]loyalt
 	return lots[member], err
 }
 
-// lotRow is a lot as LotsOf reads it: with its ledger position, which orders lots of the same time.
+// LotsOf reads the members' lots kept in member_lots: one search of its key per member, each
+// once and in key order, a member's lots in the order they are read (their time, then their
+// ledger position).
+func (t *tx) LotsOf(ctx context.Context, members []string, since time.Time) (map[string][]loyalty.Lot, error) {
+	members = slices.Compact(slices.Sorted(slices.Values(members)))
+	ids, err := json.Marshal(members)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := t.QueryContext(ctx, lotsOfQuery, string(ids), unixms.Of(since))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make(map[string][]loyalty.Lot, len(members))
+	for rows.Next() {
+		var m string
+		var at int64
+		var l loyalty.Lot
+		if err := rows.Scan(&m, &at, &l.Points); err != nil {
+			return nil, err
+		}
+		l.EarnedAt = unixms.Time(at)
+		out[m] = append(out[m], l)
+	}
+	return out, rows.Err()
+}
+
+// lotsOfQuery reads the lots of the members of the JSON list ?1 (sorted, each once) earned at or
+// after ?2 with points left: the list drives, one search of member_lots' key per member.
+const lotsOfQuery = `SELECT l.member, l.at, l.points FROM json_each(?1) AS j
+	CROSS JOIN member_lots AS l ON l.member = j.value WHERE l.at >= ?2 AND l.points > 0`
+
+// lotRow is a lot as LotsFromLedger reads it: with its ledger position, which orders lots of the
+// same time.
 type lotRow struct {
 	seq int64
 	loyalty.Lot
 }
 
-func (t *tx) LotsOf(ctx context.Context, members []string, since time.Time) (map[string][]loyalty.Lot, error) {
-	ids, err := json.Marshal(members)
-	if err != nil {
-		return nil, err
-	}
+// LotsFromLedger reads a member's lots from the ledger, as member_lots keeps them.
+func (t *tx) LotsFromLedger(ctx context.Context, member string, since time.Time) ([]loyalty.Lot, error) {
 	// Each credit less what its reversals took back (a full reversal takes the rest, a partial
-	// refund its share; reversal points are negative), for every member of the JSON list ?1 at
-	// once. Lots with nothing left are dropped, and each member's lots put in order, here rather
-	// than in SQL: a filter on the net in an outer query has SQLite look up each credit's
-	// reversals twice (the subquery is copied into the filter), and ORDER BY sorts every row of
-	// the batch in a temporary b-tree, where the rows of one member come from its index in
-	// order already, but for its adjustments.
-	rows, err := t.QueryContext(ctx, `SELECT d.member, d.seq, d.event_at,
+	// refund its share; reversal points are negative). Lots with nothing left are dropped, and
+	// the lots put in order, here rather than in SQL.
+	rows, err := t.QueryContext(ctx, `SELECT d.seq, d.event_at,
 			d.points + COALESCE((SELECT SUM(r.points) FROM deltas r WHERE r.reverses = d.id AND r.reverses != ''), 0)
-		FROM deltas d WHERE d.member IN (SELECT value FROM json_each(?1)) AND d.kind = 'earn' AND d.event_at >= ?2
+		FROM deltas d INDEXED BY deltas_member WHERE d.member = ?1 AND d.kind = 'earn' AND d.event_at >= ?2
 		UNION ALL
-		SELECT d.member, d.seq, d.event_at, d.points FROM deltas d
-		WHERE d.member IN (SELECT value FROM json_each(?1)) AND d.kind = 'adjust' AND d.points > 0 AND d.event_at >= ?2`,
-		string(ids), unixms.Of(since))
+		SELECT d.seq, d.event_at, d.points FROM deltas d
+		WHERE d.member = ?1 AND d.kind = 'adjust' AND d.points > 0 AND d.event_at >= ?2`,
+		member, unixms.Of(since))
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	read := make(map[string][]lotRow, len(members))
+	var read []lotRow
 	for rows.Next() {
-		var m string
 		var at int64
 		var l lotRow
-		if err := rows.Scan(&m, &l.seq, &at, &l.Points); err != nil {
+		if err := rows.Scan(&l.seq, &at, &l.Points); err != nil {
 			return nil, err
 		}
 		if l.Points > 0 {
 			l.EarnedAt = unixms.Time(at)
-			read[m] = append(read[m], l)
+			read = append(read, l)
 		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	out := make(map[string][]loyalty.Lot, len(read))
-	for m, ls := range read {
-		byTime := func(a, b lotRow) int {
-			if c := a.EarnedAt.Compare(b.EarnedAt); c != 0 {
-				return c
-			}
-			return cmp.Compare(a.seq, b.seq)
+	slices.SortFunc(read, func(a, b lotRow) int {
+		if c := a.EarnedAt.Compare(b.EarnedAt); c != 0 {
+			return c
 		}
-		if !slices.IsSortedFunc(ls, byTime) {
-			slices.SortFunc(ls, byTime)
-		}
-		lots := make([]loyalty.Lot, len(ls))
-		for i, l := range ls {
-			lots[i] = l.Lot
-		}
-		out[m] = lots
+		return cmp.Compare(a.seq, b.seq)
+	})
+	var lots []loyalty.Lot
+	for _, l := range read {
+		lots = append(lots, l.Lot)
 	}
-	return out, nil
+	return lots, nil
 }
 
 func (t *tx) LastActivity(ctx context.Context, member string) (time.Time, error) {
 	var at int64
-	err := t.QueryRowContext(ctx, `SELECT COALESCE(MAX(event_at), 0) FROM deltas WHERE member = ? AND kind IN ('earn', 'redeem')`, member).Scan(&at)
+	err := t.QueryRowContext(ctx, `SELECT MAX(COALESCE((SELECT MAX(l.at) FROM `+memberEarns+` WHERE l.member = ?1), 0),
+		COALESCE((SELECT MAX(event_at) FROM deltas WHERE member = ?1 AND kind = 'redeem'), 0))`, member).Scan(&at)
 	return unixms.Time(at), err
 }
 
