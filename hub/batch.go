@@ -218,11 +218,11 @@ func (t batchTx) LotsOf(ctx context.Context, members []string, since time.Time) 
 	return t.Tx.LotsOf(ctx, members, since)
 }
 
-func (t batchTx) LotsFromLedger(ctx context.Context, member string, since time.Time) ([]loyalty.Lot, error) {
+func (t batchTx) LotsDrift(ctx context.Context) ([]string, error) {
 	if err := t.a.flush(ctx); err != nil {
 		return nil, err
 	}
-	return t.Tx.LotsFromLedger(ctx, member, since)
+	return t.Tx.LotsDrift(ctx)
 }
 
 func (t batchTx) LedgerHead(ctx context.Context) (int64, error) {

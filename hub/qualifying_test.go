@@ -135,11 +135,13 @@ func TestQualifyingTotalsMatchTheLedger(t *testing.T) {
 	}
 }
 
-// writeRandomLedger writes random deltas straight into h's ledger, in 40 transactions: sales,
-// action earns, redemptions and adjustments of four members (m1, m2, q3, q4), dated over three
-// years and clustered on a few days and around midnight, so that windows' edges cut through days
-// with events; sales reversed in full or in part, some in the transaction of their sale. It
-// returns the members and the source of the deltas' times.
+// writeRandomLedger writes random deltas straight into h's ledger, in 40 transactions, a delta
+// at a time (Tx.InsertDelta) or all at once (Tx.InsertDeltas): sales (some of no points), action
+// earns, redemptions and adjustments of four members (m1, m2, q3, q4), dated over three years and
+// clustered on a few days and around midnight, so that windows' edges cut through days with
+// events; sales reversed in full or in part, some in the transaction of their sale; redemptions
+// reversed, and adjustments taken back by an adjustment, as the hub's operators do. It returns the
+// members and the source of the deltas' times.
 func writeRandomLedger(t *testing.T, rng *rand.Rand, h *hub.Hub) (members []string, randomTime func() time.Time) {
 	t.Helper()
 	ctx := context.Background()
@@ -179,6 +181,7 @@ func writeRandomLedger(t *testing.T, rng *rand.Rand, h *hub.Hub) (members []stri
 		reversed bool
 	}
 	var credits []*sale
+	var spent, adjusted []loyalty.Delta // redemptions and adjustments not reversed yet
 	n := 0
 	newDelta := func(member string, kind loyalty.Kind) loyalty.Delta {
 		n++
@@ -190,6 +193,10 @@ func writeRandomLedger(t *testing.T, rng *rand.Rand, h *hub.Hub) (members []stri
 	}
 	for txn := 0; txn < 40; txn++ {
 		err := h.Store.Update(ctx, func(tx hub.Tx) error {
+			var batch []hub.NewDelta // nil: each delta on its own
+			if rng.IntN(2) == 0 {
+				batch = []hub.NewDelta{}
+			}
 			for range 1 + rng.IntN(12) {
 				var d loyalty.Delta
 				switch r := rng.IntN(10); {
@@ -197,16 +204,31 @@ func writeRandomLedger(t *testing.T, rng *rand.Rand, h *hub.Hub) (members []stri
 					d = newDelta(members[rng.IntN(len(members))], loyalty.KindEarn)
 					d.Amount = 1 + rng.Int64N(50000)
 					d.Points = d.Amount / 100
-					if rng.IntN(5) == 0 {
+					switch rng.IntN(10) {
+					case 0, 1:
 						d.Rule, d.Amount = "signup", 0
+					case 2:
+						d.Points = 0
 					}
 					credits = append(credits, &sale{d: d, left: d.Amount})
+				case r < 6 && rng.IntN(3) == 0 && len(spent) > 0: // a redemption refunded
+					o := spent[0]
+					spent = spent[1:]
+					d = newDelta(o.Member, loyalty.KindReverse)
+					d.Reverses, d.Points = o.ID, -o.Points
 				case r < 6:
 					d = newDelta(members[rng.IntN(len(members))], loyalty.KindRedeem)
 					d.Points = -rng.Int64N(100)
+					spent = append(spent, d)
+				case r < 7 && rng.IntN(3) == 0 && len(adjusted) > 0: // an adjustment taken back
+					o := adjusted[0]
+					adjusted = adjusted[1:]
+					d = newDelta(o.Member, loyalty.KindAdjust)
+					d.Reverses, d.Points = o.ID, -o.Points
 				case r < 7:
 					d = newDelta(members[rng.IntN(len(members))], loyalty.KindAdjust)
 					d.Points = rng.Int64N(200) - 100
+					adjusted = append(adjusted, d)
 				default: // a reversal of an earlier sale, in full or in part
 					s := credits[rng.IntN(len(credits))]
 					if s.reversed {
@@ -224,9 +246,15 @@ func writeRandomLedger(t *testing.T, rng *rand.Rand, h *hub.Hub) (members []stri
 					}
 				}
 				d.Normalize()
-				if _, _, err := tx.InsertDelta(ctx, d, d.Hash(), t0); err != nil {
+				if batch != nil {
+					batch = append(batch, hub.NewDelta{Delta: d, Hash: d.Hash(), ReceivedAt: t0})
+				} else if _, _, err := tx.InsertDelta(ctx, d, d.Hash(), t0); err != nil {
 					return err
 				}
+			}
+			if len(batch) > 0 {
+				_, err := tx.InsertDeltas(ctx, batch)
+				return err
 			}
 			return nil
 		})

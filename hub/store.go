@@ -288,7 +288,7 @@ type Tx interface {
 	// SetReferralPaid records that a referred member's referral bonus was given.
 	SetReferralPaid(ctx context.Context, member string) error
 	// LastActivity returns the event time of a member's last earn or redemption (zero if none),
-	// from the ledger (Schedule.LastActive keeps the same value on the member).
+	// from their ledger's deltas (Schedule.LastActive keeps the same value on the member).
 	LastActivity(ctx context.Context, member string) (time.Time, error)
 
 	// The background jobs' schedule (jobs.go): when each member must next be looked at.
@@ -326,9 +326,12 @@ type Tx interface {
 	Lots(ctx context.Context, member string, since time.Time) ([]loyalty.Lot, error)
 	// LotsOf is Lots for many members at once (a job's batch).
 	LotsOf(ctx context.Context, members []string, since time.Time) (map[string][]loyalty.Lot, error)
-	// LotsFromLedger is Lots computed from the member's ledger alone, every time: a storage that
-	// keeps lots apart from the ledger (SQLite's member_lots) is checked against it (Hub.Check).
-	LotsFromLedger(ctx context.Context, member string, since time.Time) ([]loyalty.Lot, error)
+	// LotsDrift compares the lots a storage keeps apart from the ledger (SQLite's member_lots:
+	// every earn and positive adjustment with its time, ledger position and points less what
+	// reversals took back, those with nothing left too) with the ledger, and returns a line for
+	// each that differs, at most 1,000 (Hub.Check). A storage that reads lots from the ledger
+	// (PostgreSQL) has none to compare.
+	LotsDrift(ctx context.Context) ([]string, error)
 	// MemberBirthday returns a member's birthday ("" when none is on file). Member and the other
 	// member reads leave it out, so that what goes to stores never carries it.
 	MemberBirthday(ctx context.Context, member string) (string, error)

@@ -240,11 +240,11 @@ func bareRequalify(b *testing.B, db *sqlitedb.DB, n int) time.Duration {
 	from := sweepNow.AddDate(-1, 0, 0).UnixMilli()
 	to := sweepNow.UnixMilli() + 1
 	return bare(b, db, n, `UPDATE members AS m SET tier = CASE WHEN total >= 100000 THEN 'gold' WHEN total >= 30000 THEN 'silver' ELSE 'member' END
-		FROM (SELECT m.id AS id, (SELECT COALESCE(SUM(d.amount), 0) FROM deltas d WHERE d.member = m.id AND d.kind = 'earn' AND d.rule = ''
-				AND d.event_at >= ?1 AND d.event_at < ?2 AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id AND r.reverses != '' AND r.amount = 0))
-			- (SELECT COALESCE(SUM(r.amount), 0) FROM deltas r JOIN deltas d ON d.id = r.reverses WHERE r.reverses != '' AND r.amount > 0
-				AND d.member = m.id AND d.kind = 'earn' AND d.rule = '' AND d.event_at >= ?1 AND d.event_at < ?2
-				AND NOT EXISTS (SELECT 1 FROM deltas w WHERE w.reverses = d.id AND w.reverses != '' AND w.amount = 0)) AS total
+		FROM (SELECT m.id AS id, (SELECT COALESCE(SUM(d.amount - (SELECT COALESCE(SUM(r.amount), 0) FROM deltas r
+					WHERE r.reverses = d.id AND r.reverses != '' AND r.amount > 0)), 0)
+				FROM member_lots l CROSS JOIN deltas d ON d.seq = l.seq AND d.kind = 'earn'
+				WHERE l.member = m.id AND d.rule = '' AND l.at >= ?1 AND l.at < ?2
+					AND NOT EXISTS (SELECT 1 FROM deltas w WHERE w.reverses = d.id AND w.reverses != '' AND w.amount = 0)) AS total
 			FROM members m) AS q WHERE q.id = m.id`, from, to)
 }
 

@@ -423,7 +423,7 @@ func checkCommand() *cobra.Command {
 				if wantJSON(cmd) {
 					err = writeJSON(cmd.OutOrStdout(), r)
 				} else {
-					fmt.Fprintf(cmd.OutOrStdout(), "%d members, %d points in all; members whose balance or qualifying totals do not match their ledger: %d\n", r.Members, r.Points, len(r.Mismatches))
+					fmt.Fprintf(cmd.OutOrStdout(), "%d members, %d points in all; differences from the ledger (balances, tier totals, lots): %d\n", r.Members, r.Points, len(r.Mismatches))
 					for _, m := range r.Mismatches {
 						fmt.Fprintln(cmd.OutOrStdout(), "  "+m)
 					}

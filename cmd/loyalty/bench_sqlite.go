@@ -142,11 +142,13 @@ func requalifyStatement(p *loyalty.Program, now time.Time) (string, []any) {
 		until = to.UnixMilli()
 	}
 	args := []any{since, until}
-	total := `(SELECT COALESCE(SUM(d.` + col + `), 0) FROM deltas d WHERE d.member = m.id AND d.kind = 'earn' AND d.rule = ''
-			AND d.event_at >= ?1 AND d.event_at < ?2 AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id AND r.reverses != '' AND r.amount = 0))
-		- (SELECT COALESCE(SUM(` + refunded + `), 0) FROM deltas r JOIN deltas d ON d.id = r.reverses WHERE r.reverses != '' AND r.amount > 0
-			AND d.member = m.id AND d.kind = 'earn' AND d.rule = '' AND d.event_at >= ?1 AND d.event_at < ?2
-			AND NOT EXISTS (SELECT 1 FROM deltas w WHERE w.reverses = d.id AND w.reverses != '' AND w.amount = 0))`
+	// Each member's sales in the window (through member_lots, the hub's search of a member's earns
+	// by time), those reversed in full left out, each less what partial refunds gave back.
+	total := `(SELECT COALESCE(SUM(d.` + col + ` - (SELECT COALESCE(SUM(` + refunded + `), 0) FROM deltas r
+				WHERE r.reverses = d.id AND r.reverses != '' AND r.amount > 0)), 0)
+			FROM member_lots l CROSS JOIN deltas d ON d.seq = l.seq AND d.kind = 'earn'
+			WHERE l.member = m.id AND d.rule = '' AND l.at >= ?1 AND l.at < ?2
+				AND NOT EXISTS (SELECT 1 FROM deltas w WHERE w.reverses = d.id AND w.reverses != '' AND w.amount = 0))`
 	// TierFor takes the last tier, in the program's order, whose threshold the total reaches.
 	var tier strings.Builder
 	tier.WriteString("CASE")

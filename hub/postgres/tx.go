@@ -1025,10 +1025,8 @@ func (t *tx) RuleCount(ctx context.Context, member, rule string, since, upTo tim
 	return n, err
 }
 
-// LotsFromLedger is Lots: lots are read from the ledger.
-func (t *tx) LotsFromLedger(ctx context.Context, member string, since time.Time) ([]loyalty.Lot, error) {
-	return t.Lots(ctx, member, since)
-}
+// LotsDrift finds nothing: lots are read from the ledger.
+func (t *tx) LotsDrift(ctx context.Context) ([]string, error) { return nil, nil }
 
 func (t *tx) Lots(ctx context.Context, member string, since time.Time) ([]loyalty.Lot, error) {
 	// Each credit less what its reversals took back (a full reversal takes the rest, a partial
@@ -1038,7 +1036,8 @@ func (t *tx) Lots(ctx context.Context, member string, since time.Time) ([]loyalt
 			SELECT d.seq, d.event_at, d.points + COALESCE((SELECT sum(r.points) FROM deltas r WHERE r.reverses = d.id AND r.reverses <> ''), 0)::bigint AS net
 			FROM deltas d WHERE d.member = $1 AND d.kind = 'earn' AND d.event_at >= $2
 			UNION ALL
-			SELECT d.seq, d.event_at, d.points AS net FROM deltas d WHERE d.member = $1 AND d.kind = 'adjust' AND d.points > 0 AND d.event_at >= $2
+			SELECT d.seq, d.event_at, d.points + COALESCE((SELECT sum(r.points) FROM deltas r WHERE r.reverses = d.id AND r.reverses <> ''), 0)::bigint AS net
+			FROM deltas d WHERE d.member = $1 AND d.kind = 'adjust' AND d.points > 0 AND d.event_at >= $2
 		) AS credits
 		WHERE net > 0 ORDER BY event_at, seq`, []any{member, unixms.Of(since)}, func(rows pgx.Rows) error {
 		var at int64

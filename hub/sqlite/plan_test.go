@@ -61,23 +61,30 @@ func TestBirthdayMembersReadsARange(t *testing.T) {
 
 // TestLotsAreOneSearchAMember: the expiry job's read of a batch's lots searches member_lots by
 // each member's key and reads nothing else; the queries of a member's earns in a span of time
-// (memberEarns: the tiers' window edges, earn caps, action limits) search it by member and time
-// and read each earn's row by its position, as they did the index of members' earns it replaced.
+// (memberEarns: the tiers' window edges, earn caps, action limits, the last activity) search it
+// by member (and time) and read each earn's row by its position, as they did the index of
+// members' earns it replaced, never a member's whole ledger.
 func TestLotsAreOneSearchAMember(t *testing.T) {
 	s := openStore(t)
 	got := plan(t, s, lotsOfQuery, `["m1","m2"]`, 0)
 	if !strings.Contains(got, "SEARCH l USING PRIMARY KEY (member=? AND at>?)") || strings.Contains(got, "deltas") {
 		t.Errorf("lots: plan %s; want a search of member_lots by member and time, and no ledger read", got)
 	}
-	for name, q := range map[string]string{
-		"window edges": qualifyingEdges,
-		"earned":       `SELECT COALESCE(SUM(d.points), 0) FROM ` + memberEarns + ` WHERE l.member = ?1 AND d.rule = ?2 AND l.at >= ?3 AND l.at < ?4`,
+	for name, q := range map[string]struct {
+		query string
+		lots  string
+		args  []any
+	}{
+		"window edges":  {qualifyingEdges, "(member=? AND at>? AND at<?)", []any{`["m1"]`, 0, 1, `["m1"]`, 0, 1}},
+		"earned":        {memberEarnedQuery, "(member=? AND at>? AND at<?)", []any{"m1", "", 0, 1}},
+		"rule count":    {ruleCountQuery, "(member=? AND at>? AND at<?)", []any{"m1", "review", 0, 1}},
+		"last activity": {lastActivityQuery, "(member=?)", []any{"m1"}},
 	} {
-		got := plan(t, s, q, `["m1"]`, 0, 1, `["m1"]`, 0, 1)
-		if !strings.Contains(got, "SEARCH l USING PRIMARY KEY (member=? AND at>? AND at<?)") ||
+		got := plan(t, s, q.query, q.args...)
+		if !strings.Contains(got, "SEARCH l USING PRIMARY KEY "+q.lots) ||
 			!strings.Contains(got, "SEARCH d USING INTEGER PRIMARY KEY (rowid=?)") || strings.Contains(got, "SCAN l") ||
-			strings.Contains(got, "SCAN d") || strings.Contains(got, "deltas_member") {
-			t.Errorf("%s: plan %s; want member_lots searched by member and time, each earn read by its position", name, got)
+			strings.Contains(got, "SCAN d") || strings.Contains(got, "USING INDEX deltas_member ") {
+			t.Errorf("%s: plan %s; want member_lots searched by %s, each earn read by its position", name, got, q.lots)
 		}
 	}
 }

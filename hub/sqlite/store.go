@@ -1320,33 +1320,38 @@ func (t *tx) MemberRedemptions(ctx context.Context, member, reward string, since
 
 func (t *tx) MemberEarned(ctx context.Context, member, rule string, since, upTo time.Time) (int64, error) {
 	var n int64
-	err := t.QueryRowContext(ctx, `SELECT COALESCE(SUM(d.points), 0) - COALESCE((SELECT SUM(-r.points) FROM deltas r
-			JOIN deltas o ON o.id = r.reverses WHERE r.member = ? AND o.kind = 'earn' AND o.rule = ? AND o.event_at >= ? AND o.event_at < ?), 0)
-		FROM `+memberEarns+` WHERE l.member = ? AND d.rule = ? AND l.at >= ? AND l.at < ?`,
-		member, rule, unixms.Of(since), unixms.Until(upTo), member, rule, unixms.Of(since), unixms.Until(upTo)).Scan(&n)
+	err := t.QueryRowContext(ctx, memberEarnedQuery, member, rule, unixms.Of(since), unixms.Until(upTo)).Scan(&n)
 	return n, err
 }
+
+// memberEarnedQuery sums member ?1's earns under rule ?2 with an event time in [?3, ?4), each less
+// what its reversals took back (their points are negative): the earns in the span, and a look
+// for each one's reversals, not the member's whole ledger.
+const memberEarnedQuery = `SELECT COALESCE(SUM(d.points + (SELECT COALESCE(SUM(r.points), 0) FROM deltas r
+		WHERE r.reverses = d.id AND r.reverses != '')), 0)
+	FROM ` + memberEarns + ` WHERE l.member = ?1 AND d.rule = ?2 AND l.at >= ?3 AND l.at < ?4`
 
 func (t *tx) QualifyingFromLedger(ctx context.Context, member, basis string, since, upTo time.Time) (hub.Qualification, error) {
 	// Sales not reversed in full (a reversal without an amount), less what partial refunds of
 	// them gave back; the earliest of them in the window, and the earliest dated after it. One
-	// scan of the member's earns in the window (memberEarns) with one look at each one's
+	// scan of the member's ledger (deltas_member, and none of what is kept apart from the ledger:
+	// this is what Check compares the day totals with) with one look at each earn's
 	// reversals: x is -1 for a sale reversed in full, else what its partial refunds gave back.
 	// LIMIT -1 keeps SQLite from flattening the inner query, which would look again for each use
 	// of x.
 	var q hub.Qualification
 	var first, next int64
 	err := t.QueryRowContext(ctx, `SELECT COALESCE(SUM(CASE WHEN x >= 0 THEN c - x END), 0), COALESCE(MIN(CASE WHEN x >= 0 THEN e END), 0),
-		COALESCE((SELECT MIN(d.event_at) FROM `+memberEarns+` WHERE l.member = ?1 AND d.rule = '' AND l.at >= ?3
-			AND NOT EXISTS (SELECT 1 FROM deltas w WHERE w.reverses = d.id AND w.reverses != '' AND w.amount = 0)), 0)
-		FROM (`+qualifyingEvents(basis, "l.member = ?1")+` LIMIT -1)`,
+		COALESCE((SELECT MIN(n.event_at) FROM deltas n INDEXED BY deltas_member WHERE n.member = ?1 AND n.kind = 'earn' AND n.rule = ''
+			AND n.event_at >= ?3 AND NOT EXISTS (SELECT 1 FROM deltas w WHERE w.reverses = n.id AND w.reverses != '' AND w.amount = 0)), 0)
+		FROM (`+qualifyingEvents(basis, "d.member = ?1")+` LIMIT -1)`,
 		member, unixms.Of(since), unixms.Until(upTo)).Scan(&q.Total, &first, &next)
 	q.First, q.Next = unixms.Time(first), unixms.Time(next)
 	return q, err
 }
 
 // qualifyingEvents is the query of QualifyingFromLedger's events for the members where selects
-// (on l, of memberEarns), in the window [?2, ?3): each one's member m, amount or points c, event time e and x, -1
+// (on d), in the window [?2, ?3): each one's member m, amount or points c, event time e and x, -1
 // if it was reversed in full, else what its partial refunds gave back.
 func qualifyingEvents(basis, where string) string {
 	col, refunded := "amount", "r.amount"
@@ -1355,7 +1360,7 @@ func qualifyingEvents(basis, where string) string {
 	}
 	return `SELECT d.member AS m, d.` + col + ` AS c, d.event_at AS e, (SELECT CASE WHEN MAX(r.amount = 0) THEN -1
 			ELSE COALESCE(SUM(CASE WHEN r.amount > 0 THEN ` + refunded + ` END), 0) END FROM deltas r WHERE r.reverses = d.id AND r.reverses != '') AS x
-		FROM ` + memberEarns + ` WHERE ` + where + ` AND d.rule = '' AND l.at >= ?2 AND l.at < ?3`
+		FROM deltas d INDEXED BY deltas_member WHERE ` + where + ` AND d.kind = 'earn' AND d.rule = '' AND d.event_at >= ?2 AND d.event_at < ?3`
 }
 
 // memberEarns is the FROM clause of queries of a member's earns in a span of time: l, their lots
@@ -1369,8 +1374,8 @@ const memberEarns = `member_lots AS l CROSS JOIN deltas AS d ON d.seq = l.seq AN
 // a day at the window's edges, each event with one look at its reversals: 2 the head (?2 to ?3)
 // for the members of list ?1, 3 the tail (?5 to ?6) for those of list ?4. A member's edge is read
 // only where the day totals show sales on its day: most members have none on the one or two days
-// a window cuts through, and these ledger reads were most of a tier review's time. INDEXED BY
-// The edges are short spans of time, which the member's lots find (memberEarns).
+// a window cuts through, and these ledger reads were most of a tier review's time. The edges
+// are short spans of time, which a search of the members' lots by time finds (memberEarns).
 func qualifyingEdgesQuery(in func(col, list string) string) (edges string) {
 	events := func(list, from, to string) string {
 		return `SELECT m, COALESCE(SUM(CASE WHEN whole = 0 THEN a - ra END), 0), COALESCE(SUM(CASE WHEN whole = 0 THEN p - rp END), 0),
@@ -1543,10 +1548,14 @@ func (t *tx) qualifying(ctx context.Context, members []string, basis string, sin
 
 func (t *tx) RuleCount(ctx context.Context, member, rule string, since, upTo time.Time) (int64, error) {
 	var n int64
-	err := t.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+memberEarns+` WHERE l.member = ? AND d.rule = ? AND l.at >= ?
-		AND l.at < ? AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id AND r.reverses != '')`, member, rule, unixms.Of(since), unixms.Until(upTo)).Scan(&n)
+	err := t.QueryRowContext(ctx, ruleCountQuery, member, rule, unixms.Of(since), unixms.Until(upTo)).Scan(&n)
 	return n, err
 }
+
+// ruleCountQuery counts member ?1's earns under rule ?2 with an event time in [?3, ?4) that are
+// not reversed.
+const ruleCountQuery = `SELECT COUNT(*) FROM ` + memberEarns + ` WHERE l.member = ?1 AND d.rule = ?2 AND l.at >= ?3
+	AND l.at < ?4 AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id AND r.reverses != '')`
 
 func (t *tx) Lots(ctx context.Context, member string, since time.Time) ([]loyalty.Lot, error) {
 	lots, err := t.LotsOf(ctx, []string{member}, since)
@@ -1586,63 +1595,72 @@ func (t *tx) LotsOf(ctx context.Context, members []string, since time.Time) (map
 const lotsOfQuery = `SELECT l.member, l.at, l.points FROM json_each(?1) AS j
 	CROSS JOIN member_lots AS l ON l.member = j.value WHERE l.at >= ?2 AND l.points > 0`
 
-// lotRow is a lot as LotsFromLedger reads it: with its ledger position, which orders lots of the
-// same time.
-type lotRow struct {
-	seq int64
-	loyalty.Lot
-}
+// ledgerLots are the rows of member_lots as the ledger makes them (the 0032 migration's backfill).
+const ledgerLots = `SELECT d.member, d.event_at, d.seq, d.points + COALESCE((SELECT SUM(r.points) FROM deltas r WHERE r.reverses = d.id AND r.reverses != ''), 0)
+	FROM deltas d WHERE d.kind = 'earn' OR (d.kind = 'adjust' AND d.points > 0)`
 
-// LotsFromLedger reads a member's lots from the ledger, as member_lots keeps them.
-func (t *tx) LotsFromLedger(ctx context.Context, member string, since time.Time) ([]loyalty.Lot, error) {
-	// Each credit less what its reversals took back (a full reversal takes the rest, a partial
-	// refund its share; reversal points are negative). Lots with nothing left are dropped, and
-	// the lots put in order, here rather than in SQL.
-	rows, err := t.QueryContext(ctx, `SELECT d.seq, d.event_at,
-			d.points + COALESCE((SELECT SUM(r.points) FROM deltas r WHERE r.reverses = d.id AND r.reverses != ''), 0)
-		FROM deltas d INDEXED BY deltas_member WHERE d.member = ?1 AND d.kind = 'earn' AND d.event_at >= ?2
+func (t *tx) LotsDrift(ctx context.Context) ([]string, error) {
+	// The rows only one side has, each side's: a lot whose points differ is on both.
+	rows, err := t.QueryContext(ctx, `SELECT 1, * FROM (SELECT member, at, seq, points FROM member_lots EXCEPT `+ledgerLots+`)
 		UNION ALL
-		SELECT d.seq, d.event_at, d.points FROM deltas d
-		WHERE d.member = ?1 AND d.kind = 'adjust' AND d.points > 0 AND d.event_at >= ?2`,
-		member, unixms.Of(since))
+		SELECT 0, * FROM (`+ledgerLots+` EXCEPT SELECT member, at, seq, points FROM member_lots)
+		LIMIT 2000`)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var read []lotRow
+	type lot struct {
+		member   string
+		at, seq  int64
+		kept, in *int64
+	}
+	var order []*lot
+	bySeq := map[int64]*lot{}
 	for rows.Next() {
-		var at int64
-		var l lotRow
-		if err := rows.Scan(&l.seq, &at, &l.Points); err != nil {
+		var kept bool
+		var l lot
+		var points int64
+		if err := rows.Scan(&kept, &l.member, &l.at, &l.seq, &points); err != nil {
 			return nil, err
 		}
-		if l.Points > 0 {
-			l.EarnedAt = unixms.Time(at)
-			read = append(read, l)
+		o := bySeq[l.seq]
+		if o == nil || o.member != l.member || o.at != l.at {
+			o = &l
+			bySeq[l.seq] = o
+			order = append(order, o)
+		}
+		if kept {
+			o.kept = &points
+		} else {
+			o.in = &points
 		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	slices.SortFunc(read, func(a, b lotRow) int {
-		if c := a.EarnedAt.Compare(b.EarnedAt); c != 0 {
-			return c
+	say := func(p *int64) string {
+		if p == nil {
+			return "none"
 		}
-		return cmp.Compare(a.seq, b.seq)
-	})
-	var lots []loyalty.Lot
-	for _, l := range read {
-		lots = append(lots, l.Lot)
+		return fmt.Sprintf("%d points", *p)
 	}
-	return lots, nil
+	var out []string
+	for _, l := range order[:min(len(order), 1000)] {
+		out = append(out, fmt.Sprintf("%s: lot of %s (ledger position %d): kept %s, the ledger makes %s", l.member,
+			unixms.Time(l.at).Format(time.RFC3339Nano), l.seq, say(l.kept), say(l.in)))
+	}
+	return out, nil
 }
 
 func (t *tx) LastActivity(ctx context.Context, member string) (time.Time, error) {
 	var at int64
-	err := t.QueryRowContext(ctx, `SELECT MAX(COALESCE((SELECT MAX(l.at) FROM `+memberEarns+` WHERE l.member = ?1), 0),
-		COALESCE((SELECT MAX(event_at) FROM deltas WHERE member = ?1 AND kind = 'redeem'), 0))`, member).Scan(&at)
+	err := t.QueryRowContext(ctx, lastActivityQuery, member).Scan(&at)
 	return unixms.Time(at), err
 }
+
+// lastActivityQuery is the event time of member ?1's last earn or redemption (0: none).
+const lastActivityQuery = `SELECT MAX(COALESCE((SELECT MAX(l.at) FROM ` + memberEarns + ` WHERE l.member = ?1), 0),
+	COALESCE((SELECT MAX(event_at) FROM deltas WHERE member = ?1 AND kind = 'redeem'), 0))`
 
 func (t *tx) SetReferralPaid(ctx context.Context, member string) error {
 	_, err := t.ExecContext(ctx, `UPDATE members SET referral_paid = 1 WHERE id = ?`, member)
