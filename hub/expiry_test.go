@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -378,21 +377,7 @@ func TestLotsMatchTheLedger(t *testing.T) {
 		return b.String()
 	}
 	kept := rows()
-	file := "sqlite/migrations/0032_member_lots.sql"
-	b, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, backfill, ok := strings.Cut(string(b), "-- The ledger so far.\n")
-	if !ok {
-		t.Fatalf("%s: no backfill", file)
-	}
-	if _, err := db.Exec(`DELETE FROM member_lots`); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec(backfill); err != nil {
-		t.Fatal(err)
-	}
+	backfill(t, db, "sqlite/migrations/0032_member_lots.sql", "member_lots")
 	if filled := rows(); filled != kept || kept == "" {
 		t.Errorf("seed %d: the migration's backfill makes\n%s\nthe triggers kept\n%s", seed, filled, kept)
 	}

@@ -104,20 +104,7 @@ func TestQualifyingTotalsMatchTheLedger(t *testing.T) {
 	if onPostgres() {
 		file = "postgres/migrations/0003_member_qualifying.sql"
 	}
-	b, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, backfill, ok := strings.Cut(string(b), "-- The ledger so far.\n")
-	if !ok {
-		t.Fatalf("%s: no backfill", file)
-	}
-	if _, err := db.Exec(`DELETE FROM member_qualifying`); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec(backfill); err != nil {
-		t.Fatal(err)
-	}
+	backfill(t, db, file, "member_qualifying")
 	if filled := qualifyingRows(t, db); filled != kept {
 		t.Errorf("seed %d: the migration's backfill makes\n%s\nthe triggers kept\n%s", seed, filled, kept)
 	}
@@ -191,6 +178,14 @@ func writeRandomLedger(t *testing.T, rng *rand.Rand, h *hub.Hub) (members []stri
 		}
 		return d
 	}
+	// takeBack reverses the oldest delta of list, with a delta of kind, and drops it from list.
+	takeBack := func(list *[]loyalty.Delta, kind loyalty.Kind) loyalty.Delta {
+		o := (*list)[0]
+		*list = (*list)[1:]
+		d := newDelta(o.Member, kind)
+		d.Reverses, d.Points = o.ID, -o.Points
+		return d
+	}
 	for txn := 0; txn < 40; txn++ {
 		err := h.Store.Update(ctx, func(tx hub.Tx) error {
 			var batch []hub.NewDelta // nil: each delta on its own
@@ -212,19 +207,13 @@ func writeRandomLedger(t *testing.T, rng *rand.Rand, h *hub.Hub) (members []stri
 					}
 					credits = append(credits, &sale{d: d, left: d.Amount})
 				case r < 6 && rng.IntN(3) == 0 && len(spent) > 0: // a redemption refunded
-					o := spent[0]
-					spent = spent[1:]
-					d = newDelta(o.Member, loyalty.KindReverse)
-					d.Reverses, d.Points = o.ID, -o.Points
+					d = takeBack(&spent, loyalty.KindReverse)
 				case r < 6:
 					d = newDelta(members[rng.IntN(len(members))], loyalty.KindRedeem)
 					d.Points = -rng.Int64N(100)
 					spent = append(spent, d)
 				case r < 7 && rng.IntN(3) == 0 && len(adjusted) > 0: // an adjustment taken back
-					o := adjusted[0]
-					adjusted = adjusted[1:]
-					d = newDelta(o.Member, loyalty.KindAdjust)
-					d.Reverses, d.Points = o.ID, -o.Points
+					d = takeBack(&adjusted, loyalty.KindAdjust)
 				case r < 7:
 					d = newDelta(members[rng.IntN(len(members))], loyalty.KindAdjust)
 					d.Points = rng.Int64N(200) - 100
@@ -264,6 +253,26 @@ func writeRandomLedger(t *testing.T, rng *rand.Rand, h *hub.Hub) (members []stri
 	}
 
 	return members, randomTime
+}
+
+// backfill empties table and runs again what the migration in file (under hub/) runs after its
+// line "-- The ledger so far.": the statements that fill table from the ledger.
+func backfill(t *testing.T, db rawDB, file, table string) {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, fill, ok := strings.Cut(string(b), "-- The ledger so far.\n")
+	if !ok {
+		t.Fatalf("%s: no backfill", file)
+	}
+	if _, err := db.Exec(`DELETE FROM ` + table); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(fill); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // qualifyingRows returns the member_qualifying table as text, in order.
