@@ -34,6 +34,12 @@ type HubMain struct {
 
 	cancel context.CancelFunc
 	unlock func() // the shared lock against loyalty restore: a SQLite database's lock file (lockDatabase), or PostgreSQL's serving lock
+	// failed delivers why the hub must stop serving (Failed): on PostgreSQL, its serving lock
+	// lost to a restore. nil on SQLite, whose lock is a file the process holds.
+	failed chan error
+	// lockCheck is how often a hub on PostgreSQL checks the connection holding its serving lock
+	// (hubpostgres.Store.Serve); 0: every second.
+	lockCheck time.Duration
 	// metricsLn is metrics.listen's listener, bound first with the API's.
 	metricsLn net.Listener
 	wg        sync.WaitGroup
@@ -99,7 +105,11 @@ func (m *HubMain) Open(ctx context.Context) (err error) {
 		return err
 	}
 	if ps, ok := m.Store.(*hubpostgres.Store); ok {
-		release, herr := ps.Hold(ctx, false)
+		every := m.lockCheck
+		if every == 0 {
+			every = time.Second
+		}
+		serving, herr := ps.Serve(ctx, every, func(err error) { m.Logger.Warn("serving lock", slog.Any("err", err)) })
 		if herr != nil {
 			m.Store.Close()
 			if errors.Is(herr, hubpostgres.ErrServing) {
@@ -107,7 +117,14 @@ func (m *HubMain) Open(ctx context.Context) (err error) {
 			}
 			return herr
 		}
-		m.unlock = release
+		m.unlock = serving.Close
+		m.failed = make(chan error, 1)
+		go func() {
+			if _, lost := <-serving.Lost(); lost {
+				m.failed <- fmt.Errorf("%s is being restored (loyalty restore took its serving lock while this hub's connection to it was broken): "+
+					"this hub process stops; start it again once the restore is done", databaseName(c.Database))
+			}
+		}()
 	}
 	m.Hub = hub.New(m.Store)
 	m.Hub.Logger, m.Hub.Now = m.Logger, clock.Now

@@ -97,14 +97,24 @@ type service interface {
 	Open(ctx context.Context) error
 	Close() error
 	logger() *slog.Logger
+	// Failed delivers why the service must stop serving before it was told to; nil if nothing can.
+	Failed() <-chan error
 }
 
 func (m *HubMain) logger() *slog.Logger   { return m.Logger }
 func (m *AgentMain) logger() *slog.Logger { return m.Logger }
 
+// Failed delivers why the hub must stop serving: on PostgreSQL, its serving lock lost to
+// `loyalty restore` (hubpostgres.Store.Serve).
+func (m *HubMain) Failed() <-chan error { return m.failed }
+
+// Failed delivers nothing: nothing outside the agent stops it.
+func (m *AgentMain) Failed() <-chan error { return nil }
+
 // serve runs the service of cmd, made by with from its configuration: it loads and validates the
 // configuration over defaults (or, with --check-config, prints it and stops), opens the service,
-// and closes it when cmd's context ends (a signal).
+// and closes it when cmd's context ends (a signal), or when the service fails (Failed), returning
+// why.
 func serve[C interface{ Validate() error }](cmd *cobra.Command, defaults C, with func(C) service) error {
 	var cfg C
 	if err := loadConfig(cmd, defaults, &cfg); err != nil {
@@ -121,9 +131,15 @@ func serve[C interface{ Validate() error }](cmd *cobra.Command, defaults C, with
 	if err := m.Open(cmd.Context()); err != nil {
 		return err
 	}
-	<-cmd.Context().Done()
-	m.logger().Info("shutting down")
-	return m.Close()
+	select {
+	case <-cmd.Context().Done():
+		m.logger().Info("shutting down")
+		return m.Close()
+	case err := <-m.Failed():
+		m.logger().Error("stopping", slog.Any("err", err))
+		m.Close()
+		return err
+	}
 }
 
 // hubFlags adds the flags every command that opens the hub's database takes.

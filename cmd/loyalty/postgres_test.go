@@ -524,3 +524,101 @@ func TestPostgresRestore(t *testing.T) {
 	}
 	hm.Close()
 }
+
+// TestPostgresServingLockKept: a hub on PostgreSQL whose serving lock's connection breaks (its
+// backend terminated, as a database restart or a proxy would) takes the lock again on a new
+// connection and serves on; if a restore takes the lock while the hub's connection is broken, the
+// hub stops (Failed), saying why, instead of serving a database being replaced.
+func TestPostgresServingLockKept(t *testing.T) {
+	ctx := context.Background()
+	database := newPostgresDatabase(t)
+	kek := seal.Generate()
+	t.Setenv("LOYALTY_KEYS_KEK", kek)
+	mustRun(t, "init", "--database", database)
+	hc := DefaultHubConfig()
+	hc.Listen, hc.Database, hc.AdminAPIKey, hc.Keys.KEK = "127.0.0.1:0", database, "admin-key-0123456789", kek
+	hm := &HubMain{Config: hc, Logger: slog.New(slog.DiscardHandler), lockCheck: 20 * time.Millisecond}
+	if err := hm.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer hm.Close()
+	db, err := pgx.Connect(ctx, database) // the restore's connection: advisory locks are the database's
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(ctx)
+	// holder is the backend holding the serving lock shared (0: none); the key is "loyaltr"
+	// (hub/postgres servingLock), split as PostgreSQL shows a bigint advisory lock.
+	holder := func() int32 {
+		t.Helper()
+		var pid int32
+		err := db.QueryRow(ctx, `SELECT COALESCE(max(pid), 0) FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database
+			WHERE datname = current_database()) AND classid = $1 AND objid = $2 AND objsubid = 1 AND mode = 'ShareLock' AND granted`,
+			uint32(0x6c6f79), uint32(0x616c7472)).Scan(&pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pid
+	}
+	terminate := func(pid int32) {
+		t.Helper()
+		if _, err := db.Exec(ctx, `SELECT pg_terminate_backend($1)`, pid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			select {
+			case err := <-hm.Failed():
+				t.Fatalf("the hub stopped while waiting for %s: %v", what, err)
+			case <-time.After(10 * time.Millisecond): // paces the polling; nothing waits for time itself
+			}
+		}
+	}
+
+	first := holder()
+	if first == 0 {
+		t.Fatal("a serving hub holds no serving lock")
+	}
+	terminate(first)
+	waitFor("the hub to take its serving lock again", func() bool { p := holder(); return p != 0 && p != first })
+	req, _ := http.NewRequest(http.MethodGet, hm.HTTP.URL()+"/v1/stores", nil)
+	req.Header.Set("Authorization", "Bearer "+hc.AdminAPIKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("the hub after its lock's connection broke: GET /v1/stores %d, want 200", resp.StatusCode)
+	}
+
+	// A restore takes the lock exclusively while the hub's connection is broken: the hub may
+	// take it back first, and its connection is broken again, until the restore has it.
+	for took := false; !took; {
+		pid := holder()
+		if pid != 0 {
+			terminate(pid)
+		}
+		waitFor("the lock to be free or taken back", func() bool {
+			if err := db.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, int64(0x6c6f79616c7472)).Scan(&took); err != nil {
+				t.Fatal(err)
+			}
+			now := holder()
+			return took || now != 0 && now != pid
+		})
+	}
+	select {
+	case err := <-hm.Failed():
+		if err == nil || !strings.Contains(err.Error(), "is being restored") {
+			t.Errorf("the hub stopped with %v, want an error saying the database is being restored", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the hub kept serving after a restore took its serving lock")
+	}
+}
