@@ -13,6 +13,7 @@ import (
 
 	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/hub"
+	"github.com/loyalty-edge-sync/loyalty/internal/migratetest"
 )
 
 // TestLotExpiry_Sweep: four lots of m1, one of them refunded in full, a redemption that spends
@@ -240,12 +241,41 @@ func ledgerLots(ctx context.Context, tx hub.Tx, member string, since time.Time) 
 	return lots, nil
 }
 
+// ledgerEarned computes in Go from member's ledger what Tx.MemberEarned and Tx.RuleCount read:
+// the points of their earns under rule with an event time in [since, until) (a zero until has no
+// end), each less what its reversals took back, and how many of those earns nothing reversed.
+func ledgerEarned(ctx context.Context, tx hub.Tx, member, rule string, since, until time.Time) (earned, count int64, err error) {
+	entries, err := tx.Ledger(ctx, member, 1<<30)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, e := range entries {
+		at := time.UnixMilli(e.EventTime().UnixMilli())
+		if e.Kind != loyalty.KindEarn || e.Rule != rule || at.Before(since) || !until.IsZero() && !at.Before(until) {
+			continue
+		}
+		rs, err := tx.Reversals(ctx, e.ID)
+		if err != nil {
+			return 0, 0, err
+		}
+		earned += e.Points
+		for _, r := range rs {
+			earned += r.Points
+		}
+		if len(rs) == 0 {
+			count++
+		}
+	}
+	return earned, count, nil
+}
+
 // TestLotsMatchTheLedger is a property test of the lots the storage reads (Tx.Lots and
 // Tx.LotsOf; on SQLite from the member_lots table its triggers keep) against the ledger, computed
 // in Go (ledgerLots): writeRandomLedger's sales, reversals and adjustments, and things no store
 // can push but a ledger may hold: a reversal written before the sale it reverses, and an
 // adjustment that takes back part of a sale. Lots are read from random times, a member at a time
-// and in a batch. On SQLite the migration's backfill, from the same ledger, makes the rows the
+// and in a batch; the other reads of a member's earns in a span (MemberEarned, RuleCount,
+// LastActivity) are compared with Go sums over the ledger too. On SQLite the migration's backfill, from the same ledger, makes the rows the
 // triggers kept, and Check finds no lot that differs from the ledger, and finds those changed or
 // removed by hand, also one with no points left. The seed is printed; replay a failure with
 // -lots.seed.
@@ -297,6 +327,57 @@ func TestLotsMatchTheLedger(t *testing.T) {
 		if fromSale != 1 || fromGift != 0 {
 			t.Errorf("seed %d: lots of m2 from %s: %+v; want one of 50 points (a sale of 100, 30 refunded before it was written, 20 taken back by an adjustment) and none of the gift of 40 taken back",
 				seed, at.Format(time.RFC3339Nano), lots)
+		}
+		// The other reads of a member's earns in a span of time, which search member_lots too on
+		// SQLite: earn caps (MemberEarned), action limits (RuleCount), the last activity.
+		for range 100 {
+			since, until := randomTime(), randomTime()
+			if until.Before(since) {
+				since, until = until, since
+			}
+			if rng.IntN(8) == 0 {
+				until = time.Time{}
+			}
+			for _, m := range members {
+				for _, rule := range []string{"", "signup"} {
+					wantEarned, wantCount, err := ledgerEarned(ctx, tx, m, rule, since, until)
+					if err != nil {
+						return err
+					}
+					earned, err := tx.MemberEarned(ctx, m, rule, since, until)
+					if err != nil {
+						return err
+					}
+					count, err := tx.RuleCount(ctx, m, rule, since, until)
+					if err != nil {
+						return err
+					}
+					if earned != wantEarned || count != wantCount {
+						t.Errorf("seed %d, member %s, rule %q, [%s, %s): earned %d, %d not reversed; the ledger says %d, %d", seed, m, rule,
+							since.Format(time.RFC3339Nano), until.Format(time.RFC3339Nano), earned, count, wantEarned, wantCount)
+						return nil
+					}
+				}
+			}
+		}
+		for _, m := range append([]string{"nobody"}, members...) {
+			entries, err := tx.Ledger(ctx, m, 1<<30)
+			if err != nil {
+				return err
+			}
+			var want time.Time
+			for _, e := range entries {
+				if at := time.UnixMilli(e.EventTime().UnixMilli()).UTC(); (e.Kind == loyalty.KindEarn || e.Kind == loyalty.KindRedeem) && at.After(want) {
+					want = at
+				}
+			}
+			got, err := tx.LastActivity(ctx, m)
+			if err != nil {
+				return err
+			}
+			if !got.Equal(want) && !(want.IsZero() && got.UnixMilli() == 0) {
+				t.Errorf("seed %d, member %s: last activity %s, the ledger says %s", seed, m, got, want)
+			}
 		}
 		for range 100 {
 			since := randomTime()
@@ -400,6 +481,59 @@ func TestLotsMatchTheLedger(t *testing.T) {
 	for _, m := range ms {
 		if !strings.HasPrefix(m, "m2: lot of ") {
 			t.Errorf("seed %d: %q does not name m2 first", seed, m)
+		}
+	}
+}
+
+// TestExpiry_MigrationMakesTakenBackGiftsDue runs the migration that came with lots counting an
+// adjustment's reversal again, on the backend the suite runs on: a member with points and a gift
+// taken back is due for expiry at once (their next expiry time may have been set by the gift's
+// lot); one whose gift stands, and one without points, keep their times.
+func TestExpiry_MigrationMakesTakenBackGiftsDue(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	later := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	err := h.Store.Update(ctx, func(tx hub.Tx) error {
+		if err := tx.InsertMember(ctx, loyalty.Member{ID: "m3", CreatedAt: t0}); err != nil {
+			return err
+		}
+		for _, d := range []loyalty.Delta{
+			{ID: "gift1", Member: "m1", Kind: loyalty.KindAdjust, Points: 40},
+			{ID: "back1", Member: "m1", Kind: loyalty.KindAdjust, Points: -40, Reverses: "gift1"},
+			{ID: "gift2", Member: "m2", Kind: loyalty.KindAdjust, Points: 40},
+			{ID: "gift3", Member: "m3", Kind: loyalty.KindAdjust, Points: 40},
+			{ID: "back3", Member: "m3", Kind: loyalty.KindAdjust, Points: -40, Reverses: "gift3"},
+		} {
+			d.Store, d.OccurredAt = loyalty.HubStore, t0
+			d.Normalize()
+			if _, _, err := tx.InsertDelta(ctx, d, d.Hash(), t0); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := openRaw(t, whereOf(t, h.Store))
+	if _, err := db.Exec(`UPDATE members SET balance = CASE WHEN id = 'm3' THEN 0 ELSE 100 END, expire_at = ?`, later.UnixMilli()); err != nil {
+		t.Fatal(err)
+	}
+	file := "sqlite/migrations/0033_adjustment_reversals_expire.sql"
+	if db.postgres {
+		file = "postgres/migrations/0018_adjustment_reversals_expire.sql"
+	}
+	before := time.Now()
+	migratetest.Rerun(t, db.DB, file)
+	after := time.Now()
+	for _, m := range []string{"m1", "m2", "m3"} {
+		var at int64
+		if err := db.QueryRow(`SELECT expire_at FROM members WHERE id = ?`, m).Scan(&at); err != nil {
+			t.Fatal(err)
+		}
+		due := at >= before.Add(-time.Second).UnixMilli() && at <= after.Add(time.Second).UnixMilli()
+		if want := m == "m1"; due != want || !due && at != later.UnixMilli() {
+			t.Errorf("%s: expire_at %s after the migration; due now: %v, want %v", m, time.UnixMilli(at).UTC(), due, want)
 		}
 	}
 }

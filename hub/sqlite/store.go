@@ -1595,61 +1595,55 @@ func (t *tx) LotsOf(ctx context.Context, members []string, since time.Time) (map
 const lotsOfQuery = `SELECT l.member, l.at, l.points FROM json_each(?1) AS j
 	CROSS JOIN member_lots AS l ON l.member = j.value WHERE l.at >= ?2 AND l.points > 0`
 
-// ledgerLots are the rows of member_lots as the ledger makes them (the 0032 migration's backfill).
-const ledgerLots = `SELECT d.member, d.event_at, d.seq, d.points + COALESCE((SELECT SUM(r.points) FROM deltas r WHERE r.reverses = d.id AND r.reverses != ''), 0)
+// ledgerLots are the rows of member_lots (member, at, seq, points) as the ledger makes them (the
+// 0032 migration's backfill).
+const ledgerLots = `SELECT d.member AS member, d.event_at AS at, d.seq AS seq,
+		d.points + COALESCE((SELECT SUM(r.points) FROM deltas r WHERE r.reverses = d.id AND r.reverses != ''), 0) AS points
 	FROM deltas d WHERE d.kind = 'earn' OR (d.kind = 'adjust' AND d.points > 0)`
 
 func (t *tx) LotsDrift(ctx context.Context) ([]string, error) {
-	// The rows only one side has, each side's: a lot whose points differ is on both.
-	rows, err := t.QueryContext(ctx, `SELECT 1, * FROM (SELECT member, at, seq, points FROM member_lots EXCEPT `+ledgerLots+`)
-		UNION ALL
-		SELECT 0, * FROM (`+ledgerLots+` EXCEPT SELECT member, at, seq, points FROM member_lots)
-		LIMIT 2000`)
+	// Each lot either side has that the other has not as it is, in ledger order: one row more
+	// than is listed tells that the list was cut short.
+	const most = 1000
+	// The ledger's lots, each looked up in member_lots by its key; then member_lots' rows, each
+	// looked up in the ledger by its position (a FULL JOIN would read one side whole for every row
+	// of the other).
+	rows, err := t.QueryContext(ctx, `SELECT * FROM (
+			SELECT l.member, l.at, l.seq, k.points, l.points FROM (`+ledgerLots+`) AS l
+			LEFT JOIN member_lots AS k ON k.member = l.member AND k.at = l.at AND k.seq = l.seq WHERE k.points IS NOT l.points
+			UNION ALL
+			SELECT k.member, k.at, k.seq, k.points, NULL FROM member_lots AS k WHERE NOT EXISTS (SELECT 1 FROM deltas d
+				WHERE d.seq = k.seq AND d.member = k.member AND d.event_at = k.at AND (d.kind = 'earn' OR (d.kind = 'adjust' AND d.points > 0))))
+		ORDER BY 3 LIMIT ?`, most+1)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	type lot struct {
-		member   string
-		at, seq  int64
-		kept, in *int64
-	}
-	var order []*lot
-	bySeq := map[int64]*lot{}
-	for rows.Next() {
-		var kept bool
-		var l lot
-		var points int64
-		if err := rows.Scan(&kept, &l.member, &l.at, &l.seq, &points); err != nil {
-			return nil, err
-		}
-		o := bySeq[l.seq]
-		if o == nil || o.member != l.member || o.at != l.at {
-			o = &l
-			bySeq[l.seq] = o
-			order = append(order, o)
-		}
-		if kept {
-			o.kept = &points
-		} else {
-			o.in = &points
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	say := func(p *int64) string {
-		if p == nil {
+	say := func(p sql.NullInt64) string {
+		if !p.Valid {
 			return "none"
 		}
-		return fmt.Sprintf("%d points", *p)
+		if p.Int64 == 1 {
+			return "1 point"
+		}
+		return fmt.Sprintf("%d points", p.Int64)
 	}
 	var out []string
-	for _, l := range order[:min(len(order), 1000)] {
-		out = append(out, fmt.Sprintf("%s: lot of %s (ledger position %d): kept %s, the ledger makes %s", l.member,
-			unixms.Time(l.at).Format(time.RFC3339Nano), l.seq, say(l.kept), say(l.in)))
+	for rows.Next() {
+		var member string
+		var at, seq int64
+		var kept, in sql.NullInt64
+		if err := rows.Scan(&member, &at, &seq, &kept, &in); err != nil {
+			return nil, err
+		}
+		if len(out) == most {
+			out = append(out, fmt.Sprintf("more lots differ from the ledger than the %d listed", most))
+			break
+		}
+		out = append(out, fmt.Sprintf("%s: lot of %s (ledger position %d): kept %s, the ledger makes %s", member,
+			unixms.Time(at).Format(time.RFC3339Nano), seq, say(kept), say(in)))
 	}
-	return out, nil
+	return out, rows.Err()
 }
 
 func (t *tx) LastActivity(ctx context.Context, member string) (time.Time, error) {
