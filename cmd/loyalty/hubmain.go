@@ -109,7 +109,7 @@ func (m *HubMain) Open(ctx context.Context) (err error) {
 		if every == 0 {
 			every = time.Second
 		}
-		serving, herr := ps.Serve(ctx, every, func(err error) { m.Logger.Warn("serving lock", slog.Any("err", err)) })
+		serving, herr := ps.Serve(ctx, every, m.Logger)
 		if herr != nil {
 			m.Store.Close()
 			if errors.Is(herr, hubpostgres.ErrServing) {
@@ -120,7 +120,13 @@ func (m *HubMain) Open(ctx context.Context) (err error) {
 		m.unlock = serving.Close
 		m.failed = make(chan error, 1)
 		go func() {
-			if _, lost := <-serving.Lost(); lost {
+			err, lost := <-serving.Lost()
+			switch {
+			case !lost:
+			case errors.Is(err, hubpostgres.ErrRestored):
+				m.failed <- fmt.Errorf("%s was restored (loyalty restore marked it) while this hub process could not reach it: "+
+					"this hub process stops; start it again", databaseName(c.Database))
+			default:
 				m.failed <- fmt.Errorf("%s is being restored (loyalty restore took its serving lock while this hub's connection to it was broken): "+
 					"this hub process stops; start it again once the restore is done", databaseName(c.Database))
 			}

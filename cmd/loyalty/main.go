@@ -127,12 +127,17 @@ func serve[C interface{ Validate() error }](cmd *cobra.Command, defaults C, with
 		printConfig(cmd.OutOrStdout(), cfg)
 		return nil
 	}
-	m := with(cfg)
-	if err := m.Open(cmd.Context()); err != nil {
+	return runService(cmd.Context(), with(cfg))
+}
+
+// runService opens m and closes it when ctx ends (a signal), or when m fails (Failed): then it returns
+// why, so that the process exits with an error.
+func runService(ctx context.Context, m service) error {
+	if err := m.Open(ctx); err != nil {
 		return err
 	}
 	select {
-	case <-cmd.Context().Done():
+	case <-ctx.Done():
 		m.logger().Info("shutting down")
 		return m.Close()
 	case err := <-m.Failed():

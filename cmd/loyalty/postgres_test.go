@@ -525,11 +525,19 @@ func TestPostgresRestore(t *testing.T) {
 	hm.Close()
 }
 
-// TestPostgresServingLockKept: a hub on PostgreSQL whose serving lock's connection breaks (its
-// backend terminated, as a database restart or a proxy would) takes the lock again on a new
-// connection and serves on; if a restore takes the lock while the hub's connection is broken, the
-// hub stops (Failed), saying why, instead of serving a database being replaced.
-func TestPostgresServingLockKept(t *testing.T) {
+// servingLock is a hub on a new PostgreSQL database that checks its serving lock's connection
+// every 20ms, and what a test of that lock needs: a connection of its own to the same database
+// (advisory locks are the database's), the backend holding the lock shared (0: none), and a way
+// to end a backend, as a database restart or a proxy would.
+type servingLock struct {
+	hm        *HubMain
+	db        *pgx.Conn
+	holder    func() int32
+	terminate func(pid int32)
+}
+
+func newServingLock(t *testing.T) servingLock {
+	t.Helper()
 	ctx := context.Background()
 	database := newPostgresDatabase(t)
 	kek := seal.Generate()
@@ -541,31 +549,74 @@ func TestPostgresServingLockKept(t *testing.T) {
 	if err := hm.Open(ctx); err != nil {
 		t.Fatal(err)
 	}
-	defer hm.Close()
-	db, err := pgx.Connect(ctx, database) // the restore's connection: advisory locks are the database's
+	t.Cleanup(func() { hm.Close() })
+	db, err := pgx.Connect(ctx, database)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close(ctx)
-	// holder is the backend holding the serving lock shared (0: none); the key is "loyaltr"
-	// (hub/postgres servingLock), split as PostgreSQL shows a bigint advisory lock.
-	holder := func() int32 {
-		t.Helper()
-		var pid int32
-		err := db.QueryRow(ctx, `SELECT COALESCE(max(pid), 0) FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database
-			WHERE datname = current_database()) AND classid = $1 AND objid = $2 AND objsubid = 1 AND mode = 'ShareLock' AND granted`,
-			uint32(0x6c6f79), uint32(0x616c7472)).Scan(&pid)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return pid
+	t.Cleanup(func() { db.Close(ctx) }) // before the hub's Close: cleanups run last first
+	return servingLock{hm: hm, db: db,
+		// The key is "loyaltr" (hub/postgres servingLock), split as PostgreSQL shows a bigint
+		// advisory lock.
+		holder: func() int32 {
+			t.Helper()
+			var pid int32
+			err := db.QueryRow(ctx, `SELECT COALESCE(max(pid), 0) FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database
+				WHERE datname = current_database()) AND classid = $1 AND objid = $2 AND objsubid = 1 AND mode = 'ShareLock' AND granted`,
+				uint32(0x6c6f79), uint32(0x616c7472)).Scan(&pid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return pid
+		},
+		terminate: func(pid int32) {
+			t.Helper()
+			if _, err := db.Exec(ctx, `SELECT pg_terminate_backend($1)`, pid); err != nil {
+				t.Fatal(err)
+			}
+		},
 	}
-	terminate := func(pid int32) {
-		t.Helper()
-		if _, err := db.Exec(ctx, `SELECT pg_terminate_backend($1)`, pid); err != nil {
-			t.Fatal(err)
-		}
+}
+
+// stopped waits for the hub to stop serving (HubMain.Failed) and returns why.
+func (l servingLock) stopped(t *testing.T) error {
+	t.Helper()
+	select {
+	case err := <-l.hm.Failed():
+		return err
+	case <-time.After(30 * time.Second):
+		t.Fatal("the hub kept serving")
+		return nil
 	}
+}
+
+// TestPostgresServingLockRestored: a hub whose serving lock's connection breaks, and which finds
+// the database's epoch changed when it takes the lock again (a restore came and went while it
+// could not reach the database), stops serving, saying why.
+func TestPostgresServingLockRestored(t *testing.T) {
+	l := newServingLock(t)
+	if _, err := l.db.Exec(context.Background(), `UPDATE counters SET value = value + 1 WHERE name = 'epoch'`); err != nil {
+		t.Fatal(err)
+	}
+	pid := l.holder()
+	if pid == 0 {
+		t.Fatal("a serving hub holds no serving lock")
+	}
+	l.terminate(pid)
+	if err := l.stopped(t); err == nil || !strings.Contains(err.Error(), "was restored") {
+		t.Errorf("the hub stopped with %v, want an error saying the database was restored", err)
+	}
+}
+
+// TestPostgresServingLockKept: a hub on PostgreSQL whose serving lock's connection breaks (its
+// backend terminated, as a database restart or a proxy would) takes the lock again on a new
+// connection and serves on; if a restore takes the lock while the hub's connection is broken, the
+// hub stops (Failed), saying why, instead of serving a database being replaced.
+func TestPostgresServingLockKept(t *testing.T) {
+	ctx := context.Background()
+	l := newServingLock(t)
+	hm, db, holder, terminate := l.hm, l.db, l.holder, l.terminate
+	hc := hm.Config
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()
 		deadline := time.Now().Add(30 * time.Second)
@@ -613,12 +664,7 @@ func TestPostgresServingLockKept(t *testing.T) {
 			return took || now != 0 && now != pid
 		})
 	}
-	select {
-	case err := <-hm.Failed():
-		if err == nil || !strings.Contains(err.Error(), "is being restored") {
-			t.Errorf("the hub stopped with %v, want an error saying the database is being restored", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("the hub kept serving after a restore took its serving lock")
+	if err := l.stopped(t); err == nil || !strings.Contains(err.Error(), "is being restored") {
+		t.Errorf("the hub stopped with %v, want an error saying the database is being restored", err)
 	}
 }

@@ -3,7 +3,8 @@ package postgres
 import (
 	"context"
 	"errors"
-	"fmt"
+	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -18,11 +19,15 @@ const servingLock = 0x6c6f79616c7472 // "loyaltr"
 // shared by a serving hub process (when Hold asked for it exclusively).
 var ErrServing = errors.New("the database's serving lock is held")
 
+// ErrRestored is what Serving.Lost delivers when the database was marked restored (its epoch
+// changed) while the hub process could not reach it.
+var ErrRestored = errors.New("the database was restored")
+
 // Hold takes the database's serving lock (servingLock): shared for a hub process that serves,
 // exclusive for a restore. It does not wait: it returns ErrServing if the lock is held the
-// other way. The lock is held by a connection kept apart from the pools until release, which
-// gives it back; a connection that breaks meanwhile gives it back too, with its session (the
-// database restarting, say). A serving hub process uses Serve, which watches for that.
+// other way. The lock is held by a connection of its own, apart from the pools, until release,
+// which gives it back; a connection that breaks meanwhile gives it back too, with its session
+// (the database restarting, say). A serving hub process uses Serve, which watches for that.
 func (s *Store) Hold(ctx context.Context, exclusive bool) (release func(), err error) {
 	c, err := s.takeLock(ctx, exclusive)
 	if err != nil {
@@ -31,9 +36,12 @@ func (s *Store) Hold(ctx context.Context, exclusive bool) (release func(), err e
 	return func() { closeConn(c) }, nil
 }
 
-// takeLock takes the serving lock on a connection of its own, taken out of the pool.
+// takeLock takes the serving lock on a new connection of its own, made with the pool's settings
+// but not taken from it: a pool with every connection busy does not keep the lock from being
+// taken, and no transaction of the pool's ever runs on it. Closing it gives the lock back, with
+// its session.
 func (s *Store) takeLock(ctx context.Context, exclusive bool) (*pgx.Conn, error) {
-	conn, err := s.pool.Acquire(ctx)
+	c, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig.Copy())
 	if err != nil {
 		return nil, err
 	}
@@ -41,9 +49,6 @@ func (s *Store) takeLock(ctx context.Context, exclusive bool) (*pgx.Conn, error)
 	if exclusive {
 		q = `SELECT pg_try_advisory_lock($1)`
 	}
-	// The connection leaves the pool: no transaction of the pool's may run on it meanwhile, and
-	// closing the store does not wait for it. Closing it gives the lock back, with its session.
-	c := conn.Hijack()
 	var ok bool
 	if err := c.QueryRow(ctx, q, int64(servingLock)).Scan(&ok); err != nil || !ok {
 		closeConn(c) // granted or not (a query cancelled late may have been), the lock goes with it
@@ -55,45 +60,73 @@ func (s *Store) takeLock(ctx context.Context, exclusive bool) (*pgx.Conn, error)
 	return c, nil
 }
 
+// epochOn reads the database's epoch (Tx.Epoch) on c.
+func epochOn(ctx context.Context, c *pgx.Conn) (int64, error) {
+	var e int64
+	err := c.QueryRow(ctx, `SELECT value FROM counters WHERE name = 'epoch'`).Scan(&e)
+	return e, err
+}
+
 // Serving is a hub process's shared hold on the serving lock (Serve).
 type Serving struct {
-	lost chan error
-	stop chan struct{}
-	done chan struct{}
+	lost  chan error
+	stop  chan struct{}
+	done  chan struct{}
+	close sync.Once
 }
 
 // Serve takes the serving lock shared, for a hub process that serves, and keeps it: every
 // interval it checks that the connection holding it is alive. A connection that broke (the
-// database restarted, a proxy dropped it) took the lock with its session; Serve tells warn and
+// database restarted, a proxy dropped it) took the lock with its session; Serve logs it and
 // takes the lock again on a new connection, trying again every interval while the database
-// cannot be reached. If a restore holds the lock by then, Lost reports ErrServing: the process
-// must stop serving, since the database it started on is being replaced. Like Hold, it returns
-// ErrServing at once if a restore holds the lock.
-func (s *Store) Serve(ctx context.Context, interval time.Duration, warn func(error)) (*Serving, error) {
+// cannot be reached (a warning on the first failure, then once a minute or when the error
+// changes). Lost then reports ErrServing if a restore holds the lock, or ErrRestored if the
+// database's epoch changed meanwhile (a restore came and went while this process could not
+// reach the database): either way the process must stop serving, since what it knows of the
+// database no longer holds. Like Hold, Serve returns ErrServing at once if a restore holds the
+// lock.
+func (s *Store) Serve(ctx context.Context, interval time.Duration, log *slog.Logger) (*Serving, error) {
 	c, err := s.takeLock(ctx, false)
 	if err != nil {
 		return nil, err
 	}
+	epoch, err := epochOn(ctx, c)
+	if err != nil {
+		closeConn(c)
+		return nil, err
+	}
 	v := &Serving{lost: make(chan error, 1), stop: make(chan struct{}), done: make(chan struct{})}
-	go v.watch(s, c, interval, warn)
+	go v.watch(s, c, epoch, interval, log)
 	return v, nil
 }
 
-// Lost delivers ErrServing once if the lock was lost to a restore, and is closed once Close has
-// given the lock back.
+// Lost delivers ErrServing or ErrRestored once if the lock was lost to a restore, and is closed
+// once Close has given the lock back.
 func (v *Serving) Lost() <-chan error { return v.lost }
 
-// Close gives the lock back and stops watching it.
+// Close gives the lock back and stops watching it. It may be called more than once.
 func (v *Serving) Close() {
-	close(v.stop)
+	v.close.Do(func() { close(v.stop) })
 	<-v.done
 }
 
-func (v *Serving) watch(s *Store, c *pgx.Conn, interval time.Duration, warn func(error)) {
+// lockTimeout bounds each check of the lock's connection, and each try to take the lock again:
+// a server slow to answer under load is not taken for a broken connection.
+const lockTimeout = 10 * time.Second
+
+func (v *Serving) watch(s *Store, c *pgx.Conn, epoch int64, interval time.Duration, log *slog.Logger) {
 	defer close(v.done)
 	defer close(v.lost)
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	var said string      // the last warning logged
+	var saidAt time.Time // when
+	warn := func(msg string, err error) {
+		if line := msg + ": " + err.Error(); line != said || time.Since(saidAt) >= time.Minute {
+			log.Warn(msg, slog.Any("err", err))
+			said, saidAt = line, time.Now()
+		}
+	}
 	for {
 		select {
 		case <-v.stop:
@@ -103,27 +136,42 @@ func (v *Serving) watch(s *Store, c *pgx.Conn, interval time.Duration, warn func
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), max(interval, time.Second))
 		if c != nil {
-			if err := c.Ping(ctx); err != nil {
-				closeConn(c) // whatever is left of its session, and the lock if it still held it
-				c = nil
-				warn(fmt.Errorf("the connection holding the serving lock broke (%w); taking the lock again", err))
+			ctx, cancel := context.WithTimeout(context.Background(), lockTimeout)
+			err := c.Ping(ctx)
+			cancel()
+			if err == nil {
+				continue
 			}
+			closeConn(c) // whatever is left of its session, and the lock if it still held it
+			c = nil
+			warn("the connection holding the serving lock broke; taking the lock again", err)
 		}
-		if c == nil {
-			var err error
-			switch c, err = s.takeLock(ctx, false); {
-			case errors.Is(err, ErrServing):
-				cancel()
-				v.lost <- err
-				<-v.stop
-				return
-			case err != nil:
-				warn(fmt.Errorf("taking the serving lock again: %w (trying again in %s)", err, interval))
+		ctx, cancel := context.WithTimeout(context.Background(), lockTimeout)
+		c2, err := s.takeLock(ctx, false)
+		var now int64
+		if err == nil {
+			if now, err = epochOn(ctx, c2); err != nil {
+				closeConn(c2)
 			}
 		}
 		cancel()
+		switch {
+		case errors.Is(err, ErrServing):
+			v.lost <- err
+		case err == nil && now != epoch:
+			closeConn(c2)
+			v.lost <- ErrRestored
+		case err != nil:
+			warn("taking the serving lock again", err)
+			continue
+		default:
+			c, said = c2, ""
+			log.Info("the serving lock is held again")
+			continue
+		}
+		<-v.stop
+		return
 	}
 }
 
