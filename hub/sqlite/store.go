@@ -1614,7 +1614,7 @@ func (t *tx) LotsDrift(ctx context.Context) ([]string, error) {
 			UNION ALL
 			SELECT k.member, k.at, k.seq, k.points, NULL FROM member_lots AS k WHERE NOT EXISTS (SELECT 1 FROM deltas d
 				WHERE d.seq = k.seq AND d.member = k.member AND d.event_at = k.at AND (d.kind = 'earn' OR (d.kind = 'adjust' AND d.points > 0))))
-		ORDER BY 3 LIMIT ?`, most+1)
+		ORDER BY 3 LIMIT ?+0`, most+1)
 	if err != nil {
 		return nil, err
 	}
