@@ -1029,25 +1029,8 @@ func (t *tx) RuleCount(ctx context.Context, member, rule string, since, upTo tim
 func (t *tx) LotsDrift(ctx context.Context) ([]string, error) { return nil, nil }
 
 func (t *tx) Lots(ctx context.Context, member string, since time.Time) ([]loyalty.Lot, error) {
-	// Each credit less what its reversals took back (a full reversal takes the rest, a partial
-	// refund its share; reversal points are negative).
-	var out []loyalty.Lot
-	err := t.each(ctx, `SELECT event_at, net FROM (
-			SELECT d.seq, d.event_at, d.points + COALESCE((SELECT sum(r.points) FROM deltas r WHERE r.reverses = d.id AND r.reverses <> ''), 0)::bigint AS net
-			FROM deltas d WHERE d.member = $1 AND d.kind = 'earn' AND d.event_at >= $2
-			UNION ALL
-			SELECT d.seq, d.event_at, d.points + COALESCE((SELECT sum(r.points) FROM deltas r WHERE r.reverses = d.id AND r.reverses <> ''), 0)::bigint AS net
-			FROM deltas d WHERE d.member = $1 AND d.kind = 'adjust' AND d.points > 0 AND d.event_at >= $2
-		) AS credits
-		WHERE net > 0 ORDER BY event_at, seq`, []any{member, unixms.Of(since)}, func(rows pgx.Rows) error {
-		var at int64
-		var l loyalty.Lot
-		err := rows.Scan(&at, &l.Points)
-		l.EarnedAt = unixms.Time(at)
-		out = append(out, l)
-		return err
-	})
-	return out, err
+	lots, err := t.LotsOf(ctx, []string{member}, since)
+	return lots[member], err
 }
 
 func (t *tx) LastActivity(ctx context.Context, member string) (time.Time, error) {
