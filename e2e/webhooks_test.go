@@ -118,6 +118,7 @@ func TestWebhooksThroughHubRestarts(t *testing.T) {
 
 	// The hub crashes while deliveries are due, comes back, and more happens.
 	w.hub.stop(syscall.SIGKILL)
+	restarted := time.Now()
 	w.startHub()
 	for i := 4; i < 6; i++ {
 		w.member(fmt.Sprintf("m%d", i), 300)
@@ -125,6 +126,13 @@ func TestWebhooksThroughHubRestarts(t *testing.T) {
 	for range 4 {
 		w.sale("a")
 	}
+	// The store syncs with the restarted hub before it goes away: the killed process held its
+	// session, which stays live until its deadline (hub.SessionTTL, 30s) unless the store comes
+	// back, and only a session of the new process ends the moment the store stops.
+	eventually(t, 30*time.Second, "store a synced with the restarted hub", func() (bool, string) {
+		st := w.status("a")
+		return st.Online && st.ConnectedAt.After(restarted) && st.Outbox == 0, fmt.Sprintf("%+v", st.Status)
+	})
 	// The store goes away for longer than webhooks.offline_after, and comes back.
 	if code := w.agents["a"].stop(syscall.SIGTERM); code != 0 {
 		t.Fatalf("agent exited %d", code)
