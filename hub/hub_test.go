@@ -21,8 +21,14 @@ var t0 = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 // with stores s1 and s2 and members m1 (home s1) and m2 (home s2).
 func openHub(tb testing.TB) *hub.Hub {
 	tb.Helper()
+	return hubOn(tb, newStore(tb))
+}
+
+// hubOn is openHub on the store s.
+func hubOn(tb testing.TB, s hub.Store) *hub.Hub {
+	tb.Helper()
 	ctx := context.Background()
-	h := hub.New(newStore(tb))
+	h := hub.New(s)
 	h.KEK = seal.NewRandom()
 	h.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	h.Now = func() time.Time { return t0 }
