@@ -13,11 +13,11 @@ import (
 
 // TestBatchTxFlushesEveryLedgerRead: a pushed batch inserts its deltas at its end (batch.go), and
 // batchTx flushes them before anything reads the ledger. Every storage method whose statements
-// name the ledger or the qualifying totals its inserts keep (found in hub/sqlite's and
+// name the ledger or the tables its inserts keep (the qualifying totals, the lots; found in hub/sqlite's and
 // hub/postgres's source: the method's own text, the functions and constants it uses, and theirs)
 // must be one batchTx overrides, or a new read would miss a batch's own deltas.
 func TestBatchTxFlushesEveryLedgerRead(t *testing.T) {
-	tables := regexp.MustCompile(`\b(deltas|member_qualifying)\b`)
+	tables := regexp.MustCompile(`\b(deltas|member_qualifying|member_lots)\b`)
 	// Methods whose statements name a column called deltas, not the table.
 	notTheLedger := []string{"InsertConflict", "Conflicts", "ConflictsPage"}
 
