@@ -186,12 +186,8 @@ func TestLots_NetOfRefunds(t *testing.T) {
 	}
 	var lots []loyalty.Lot
 	err := h.Store.Update(ctx, func(tx hub.Tx) error {
-		for _, d := range ds {
-			d.Store, d.Member = loyalty.HubStore, "m1"
-			d.Normalize()
-			if _, _, err := tx.InsertDelta(ctx, d, d.Hash(), at(8)); err != nil {
-				return err
-			}
+		if err := insertAll(ctx, tx, at(8), ds, func(d *loyalty.Delta) { d.Store, d.Member = loyalty.HubStore, "m1" }); err != nil {
+			return err
 		}
 		var err error
 		lots, err = tx.Lots(ctx, "m1", at(0))
@@ -209,6 +205,19 @@ func TestLots_NetOfRefunds(t *testing.T) {
 }
 
 var lotsSeed = flag.Uint64("lots.seed", 0, "replay TestLotsMatchTheLedger with this seed (0: a new one)")
+
+// insertAll writes ds into the ledger as they are, each completed by fill and normalised, received
+// at received: for ledgers that apply would refuse or write in another order.
+func insertAll(ctx context.Context, tx hub.Tx, received time.Time, ds []loyalty.Delta, fill func(*loyalty.Delta)) error {
+	for _, d := range ds {
+		fill(&d)
+		d.Normalize()
+		if _, _, err := tx.InsertDelta(ctx, d, d.Hash(), received); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // ledgerLots computes member's lots from their ledger in Go, as Tx.Lots documents them: every
 // earn, and every adjustment of positive points, from since on, less what the deltas that
@@ -293,14 +302,7 @@ func TestLotsMatchTheLedger(t *testing.T) {
 		{ID: "gift-back", Kind: loyalty.KindAdjust, Points: -40, Reverses: "gift", OccurredAt: at.Add(time.Hour)},
 	}
 	err := h.Store.Update(ctx, func(tx hub.Tx) error {
-		for _, d := range late {
-			d.Store, d.Member = "s1", "m2"
-			d.Normalize()
-			if _, _, err := tx.InsertDelta(ctx, d, d.Hash(), t0); err != nil {
-				return err
-			}
-		}
-		return nil
+		return insertAll(ctx, tx, t0, late, func(d *loyalty.Delta) { d.Store, d.Member = "s1", "m2" })
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -497,20 +499,13 @@ func TestExpiry_MigrationMakesTakenBackGiftsDue(t *testing.T) {
 		if err := tx.InsertMember(ctx, loyalty.Member{ID: "m3", CreatedAt: t0}); err != nil {
 			return err
 		}
-		for _, d := range []loyalty.Delta{
+		return insertAll(ctx, tx, t0, []loyalty.Delta{
 			{ID: "gift1", Member: "m1", Kind: loyalty.KindAdjust, Points: 40},
 			{ID: "back1", Member: "m1", Kind: loyalty.KindAdjust, Points: -40, Reverses: "gift1"},
 			{ID: "gift2", Member: "m2", Kind: loyalty.KindAdjust, Points: 40},
 			{ID: "gift3", Member: "m3", Kind: loyalty.KindAdjust, Points: 40},
 			{ID: "back3", Member: "m3", Kind: loyalty.KindAdjust, Points: -40, Reverses: "gift3"},
-		} {
-			d.Store, d.OccurredAt = loyalty.HubStore, t0
-			d.Normalize()
-			if _, _, err := tx.InsertDelta(ctx, d, d.Hash(), t0); err != nil {
-				return err
-			}
-		}
-		return nil
+		}, func(d *loyalty.Delta) { d.Store, d.OccurredAt = loyalty.HubStore, t0 })
 	})
 	if err != nil {
 		t.Fatal(err)
