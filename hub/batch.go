@@ -239,13 +239,6 @@ func (t batchTx) MembersAfter(ctx context.Context, seq int64, members []string) 
 	return t.Tx.MembersAfter(ctx, seq, members)
 }
 
-func (t batchTx) LastActivity(ctx context.Context, member string) (time.Time, error) {
-	if err := t.a.flush(ctx); err != nil {
-		return time.Time{}, err
-	}
-	return t.Tx.LastActivity(ctx, member)
-}
-
 // The reports' reads (reports.go) never run in a pushed batch; they flush all the same, so that
 // no read of the ledger can miss a batch's own deltas.
 

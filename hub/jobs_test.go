@@ -407,7 +407,7 @@ func referenceExpiring(t *testing.T, h *hub.Hub) []hub.Expiring {
 					}
 					continue
 				}
-				last, err := tx.LastActivity(ctx, m.ID)
+				last, err := ledgerLastActivity(ctx, tx, m.ID)
 				if err != nil || last.IsZero() {
 					return err
 				}
@@ -644,6 +644,8 @@ func TestMigration_ScheduleBackfill(t *testing.T) {
 			('d1', '', 's1', 'a', 'earn', 100, 0, 0, %d), ('d2', '', 's1', 'a', 'redeem', -50, 0, 0, %d), ('d3', '', 's1', 'a', 'earn', 50, 0, 0, %d),
 			('d4', '', 's1', 'b', 'earn', 10, 0, 0, %d), ('d5', '', 's1', 'b', 'expire', -10, 0, 0, %d),
 			('d6', '', 'hub', 'c', 'adjust', 50, 0, 0, %d)`, day(1), day(5), day(3), day(2), day(40), day(4)),
+		// No clock offsets: each delta happened when the store said (what Ledger's entries tell).
+		`UPDATE deltas SET occurred_at = event_at`,
 	} {
 		if _, err := db.W.ExecContext(ctx, q); err != nil {
 			t.Fatal(err)
@@ -666,7 +668,7 @@ func TestMigration_ScheduleBackfill(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			last, err := tx.LastActivity(ctx, id)
+			last, err := ledgerLastActivity(ctx, tx, id)
 			if err != nil {
 				return err
 			}
@@ -871,7 +873,7 @@ func checkSchedules(t *testing.T, h *hub.Hub, members []string, ran bool, when s
 			if want := ledgerQualifying(ledger, p.Tiers.Basis, from, to); q.Total != want || many[id] != q {
 				t.Fatalf("%s: %s qualifies %d (batch %+v), the ledger says %d", when, id, q.Total, many[id], want)
 			}
-			last, err := tx.LastActivity(ctx, id)
+			last, err := ledgerLastActivity(ctx, tx, id)
 			if err != nil {
 				return err
 			}

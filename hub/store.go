@@ -287,9 +287,6 @@ type Tx interface {
 	QualifyingFromLedger(ctx context.Context, member, basis string, since, until time.Time) (Qualification, error)
 	// SetReferralPaid records that a referred member's referral bonus was given.
 	SetReferralPaid(ctx context.Context, member string) error
-	// LastActivity returns the event time of a member's last earn or redemption (zero if none),
-	// from their ledger's deltas (Schedule.LastActive keeps the same value on the member).
-	LastActivity(ctx context.Context, member string) (time.Time, error)
 
 	// The background jobs' schedule (jobs.go): when each member must next be looked at.
 
@@ -447,8 +444,8 @@ type Schedule struct {
 	// plus after_days (mode inactivity), or the earliest expiry of a lot the balance holds (mode
 	// lot). It may be early, never late. Zero: never (no expiry rule, or nothing to expire).
 	ExpireAt time.Time
-	// LastActive is the event time of the member's last earn or redemption (zero if none), as
-	// Tx.LastActivity computes from the ledger.
+	// LastActive is the event time of the member's last earn or redemption in the ledger (zero
+	// if none).
 	LastActive time.Time
 }
 

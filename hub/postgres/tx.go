@@ -1032,9 +1032,3 @@ func (t *tx) Lots(ctx context.Context, member string, since time.Time) ([]loyalt
 	lots, err := t.LotsOf(ctx, []string{member}, since)
 	return lots[member], err
 }
-
-func (t *tx) LastActivity(ctx context.Context, member string) (time.Time, error) {
-	var at int64
-	err := t.queryRow(ctx, `SELECT COALESCE(max(event_at), 0) FROM deltas WHERE member = $1 AND kind IN ('earn', 'redeem')`, member).Scan(&at)
-	return unixms.Time(at), err
-}

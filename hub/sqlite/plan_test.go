@@ -61,7 +61,7 @@ func TestBirthdayMembersReadsARange(t *testing.T) {
 
 // TestLotsAreOneSearchAMember: the expiry job's read of a batch's lots searches member_lots by
 // each member's key and reads nothing else; the queries of a member's earns in a span of time
-// (memberEarns: the tiers' window edges, earn caps, action limits, the last activity) search it
+// (memberEarns: the tiers' window edges, earn caps, action limits) search it
 // by member (and time) and read each earn's row by its position, as they did the index of
 // members' earns it replaced, never a member's whole ledger.
 func TestLotsAreOneSearchAMember(t *testing.T) {
@@ -75,10 +75,9 @@ func TestLotsAreOneSearchAMember(t *testing.T) {
 		lots  string
 		args  []any
 	}{
-		"window edges":  {qualifyingEdges, "(member=? AND at>? AND at<?)", []any{`["m1"]`, 0, 1, `["m1"]`, 0, 1}},
-		"earned":        {memberEarnedQuery, "(member=? AND at>? AND at<?)", []any{"m1", "", 0, 1}},
-		"rule count":    {ruleCountQuery, "(member=? AND at>? AND at<?)", []any{"m1", "review", 0, 1}},
-		"last activity": {lastActivityQuery, "(member=?)", []any{"m1"}},
+		"window edges": {qualifyingEdges, "(member=? AND at>? AND at<?)", []any{`["m1"]`, 0, 1, `["m1"]`, 0, 1}},
+		"earned":       {memberEarnedQuery, "(member=? AND at>? AND at<?)", []any{"m1", "", 0, 1}},
+		"rule count":   {ruleCountQuery, "(member=? AND at>? AND at<?)", []any{"m1", "review", 0, 1}},
 	} {
 		got := plan(t, s, q.query, q.args...)
 		if !strings.Contains(got, "SEARCH l USING PRIMARY KEY "+q.lots) ||

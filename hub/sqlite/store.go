@@ -1646,16 +1646,6 @@ func (t *tx) LotsDrift(ctx context.Context) ([]string, error) {
 	return out, rows.Err()
 }
 
-func (t *tx) LastActivity(ctx context.Context, member string) (time.Time, error) {
-	var at int64
-	err := t.QueryRowContext(ctx, lastActivityQuery, member).Scan(&at)
-	return unixms.Time(at), err
-}
-
-// lastActivityQuery is the event time of member ?1's last earn or redemption (0: none).
-const lastActivityQuery = `SELECT MAX(COALESCE((SELECT MAX(l.at) FROM ` + memberEarns + ` WHERE l.member = ?1), 0),
-	COALESCE((SELECT MAX(event_at) FROM deltas WHERE member = ?1 AND kind = 'redeem'), 0))`
-
 func (t *tx) SetReferralPaid(ctx context.Context, member string) error {
 	_, err := t.ExecContext(ctx, `UPDATE members SET referral_paid = 1 WHERE id = ?`, member)
 	return err
