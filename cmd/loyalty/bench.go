@@ -126,7 +126,7 @@ flags make a quick one. Figures are reported, never asserted.`,
 	f.Int("deltas", 50000, "deltas to ingest through Hub.Push, and again through an agent's outbox")
 	f.Int("preload", 100000, "deltas in the ledger before ingest is measured, spread over every member")
 	f.Int("storm-stores", 1000, "stores in the reconnect storm, and idle connections measured")
-	f.Int("storm-backlog", 50, "deltas each storm store has waiting")
+	f.Int("storm-backlog", 500, "deltas each storm store has waiting (500: about 20 minutes of a store's sales at a 2,000-a-second chain peak spread over 5,000 stores)")
 	f.Int("sweep-members", 100000, "members at the hub, created in bulk, that the sweeps go over")
 	f.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof reads it)")
 	jsonFlag(cmd)
