@@ -52,10 +52,12 @@ func AddSaturating(a, b int64) int64 {
 	return a + b
 }
 
-// ValidText reports whether s is valid UTF-8 of at most max characters (runes). Invalid UTF-8 is
-// refused rather than repaired: JSON decoding would turn different invalid ids into the same one.
+// ValidText reports whether s is valid UTF-8 of at most max characters (runes), without NUL
+// (U+0000). Invalid UTF-8 is refused rather than repaired: JSON decoding would turn different
+// invalid ids into the same one. NUL is refused because PostgreSQL cannot store it in text: a
+// change holding one, approved at a till, could never be applied at a hub on PostgreSQL.
 func ValidText(s string, max int) bool {
-	return utf8.ValidString(s) && utf8.RuneCountInString(s) <= max
+	return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 && utf8.RuneCountInString(s) <= max
 }
 
 func validID(id string) bool { return id != "" && ValidText(id, MaxIDLength) }
@@ -250,17 +252,17 @@ func (d Delta) Hash() string {
 func (d *Delta) Validate() error {
 	switch {
 	case !validID(d.ID):
-		return Errorf(EINVALID, "delta id must be 1 to %d characters of UTF-8", MaxIDLength)
+		return Errorf(EINVALID, "delta id must be 1 to %d characters of UTF-8 text without NUL (U+0000)", MaxIDLength)
 	case !validID(d.Store):
-		return Errorf(EINVALID, "store id must be 1 to %d characters of UTF-8", MaxIDLength)
+		return Errorf(EINVALID, "store id must be 1 to %d characters of UTF-8 text without NUL (U+0000)", MaxIDLength)
 	case !validID(d.Member) && d.Kind != KindSale: // a sale without a member (sale.go) has none
-		return Errorf(EINVALID, "member id must be 1 to %d characters of UTF-8", MaxIDLength)
+		return Errorf(EINVALID, "member id must be 1 to %d characters of UTF-8 text without NUL (U+0000)", MaxIDLength)
 	case !ValidText(d.Terminal, MaxIDLength) || !ValidText(d.OrderID, MaxIDLength) || !ValidText(d.Reward, MaxIDLength) ||
 		!ValidText(d.Voucher, MaxIDLength) || !ValidText(d.Reverses, MaxIDLength) || !ValidText(d.Rule, MaxIDLength) ||
 		!ValidText(d.Tier, MaxIDLength) || !ValidText(d.Country, MaxIDLength) || !ValidText(d.TimeZone, MaxIDLength):
-		return Errorf(EINVALID, "terminal, order, reward, voucher, rule, tier, country and time zone ids must be UTF-8 of at most %d characters", MaxIDLength)
+		return Errorf(EINVALID, "terminal, order, reward, voucher, rule, tier, country and time zone ids must be UTF-8 text of at most %d characters, without NUL (U+0000)", MaxIDLength)
 	case !ValidText(d.Reason, MaxReasonLength):
-		return Errorf(EINVALID, "a reason must be UTF-8 of at most %d characters", MaxReasonLength)
+		return Errorf(EINVALID, "a reason must be UTF-8 text of at most %d characters, without NUL (U+0000)", MaxReasonLength)
 	case len(d.Presence) > MaxPresenceLength:
 		return Errorf(EINVALID, "a scanned code is at most %d characters", MaxPresenceLength)
 	case d.OccurredAt.IsZero():

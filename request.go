@@ -96,7 +96,7 @@ func (r *ReverseRequest) Validate() error {
 		return nil
 	}
 	if !ValidText(r.RefundID, MaxIDLength) {
-		return Errorf(EINVALID, "refund_id must be at most %d characters of UTF-8", MaxIDLength)
+		return Errorf(EINVALID, "refund_id must be at most %d characters of UTF-8 text without NUL (U+0000)", MaxIDLength)
 	}
 	if r.Amount == 0 && len(r.Lines) > 0 && len(r.Lines) <= MaxLines {
 		for _, l := range r.Lines {
@@ -145,7 +145,7 @@ func ValidateOrderID(id string) error {
 	if id == "" {
 		return Errorf(EINVALID, "order_id is required: it is the idempotency key that makes retries safe")
 	} else if !ValidText(id, MaxIDLength) {
-		return Errorf(EINVALID, "order_id must be at most %d characters of UTF-8", MaxIDLength)
+		return Errorf(EINVALID, "order_id must be at most %d characters of UTF-8 text without NUL (U+0000)", MaxIDLength)
 	} else if strings.Contains(id, partSeparator) {
 		// Only this one: an order id of an earlier version that holds another control
 		// character must still be refundable.

@@ -330,6 +330,12 @@ func TestPOSBadInput(t *testing.T) {
 		{"crafted category lines worth 500,000,000 points", "/v1/earn", earn(`"amount":1000,"lines":[{"category":"coffee","qty":1,"amount":6148914707903183872},{"sku":"decaf-250g","qty":1,"amount":9223372036854775807},{"sku":"decaf-250g","qty":1,"amount":3074457328951592937}]`), 400, loyalty.EINVALID},
 		{"a line over the maximum amount", "/v1/earn", earn(`"amount":100,"lines":[{"qty":1,"amount":1000000000001},{"qty":1,"amount":-999999999901}]`), 400, loyalty.EINVALID},
 		{"invalid UTF-8 order id", "/v1/earn", "{\"order_id\":\"X-\xff\xfe\",\"member_id\":\"alice\",\"currency\":\"EUR\",\"amount\":100}", 400, loyalty.EINVALID},
+		// NUL cannot be stored at a hub on PostgreSQL: a sale holding one would be approved here and
+		// never applied there.
+		{"NUL in the order id", "/v1/earn", `{"order_id":"A-\u0000","member_id":"alice","currency":"EUR","amount":100}`, 400, loyalty.EINVALID},
+		{"NUL in the terminal", "/v1/earn", earn(`"amount":100,"terminal":"till\u00001"`), 400, loyalty.EINVALID},
+		{"NUL in a line's SKU", "/v1/earn", earn(`"amount":100,"lines":[{"sku":"a\u0000","qty":1,"amount":100}]`), 400, loyalty.EINVALID},
+		{"NUL in a refund id", "/v1/reverse", `{"order_id":"o-bad","refund_id":"r\u0000"}`, 400, loyalty.EINVALID},
 		{"wrong currency", "/v1/earn", `{"order_id":"o-bad","member_id":"alice","amount":100,"currency":"USD"}`, 400, loyalty.EINVALID},
 		{"no currency", "/v1/earn", `{"order_id":"o-bad","member_id":"alice","amount":100}`, 400, loyalty.EINVALID},
 

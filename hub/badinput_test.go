@@ -885,6 +885,9 @@ func TestSyncPushRejects(t *testing.T) {
 		{"no occurred_at", mod(e, func(d *loyalty.Delta) { d.OccurredAt = time.Time{} }), loyalty.EINVALID},
 		{"no member", mod(e, func(d *loyalty.Delta) { d.Member = "" }), loyalty.EINVALID},
 		{"id too long", mod(e, func(d *loyalty.Delta) { d.ID = strings.Repeat("d", loyalty.MaxIDLength+1) }), loyalty.EINVALID},
+		// NUL: PostgreSQL cannot store it, so neither backend takes it.
+		{"NUL in the order id", mod(e, func(d *loyalty.Delta) { d.OrderID = "A-\x00" }), loyalty.EINVALID},
+		{"NUL in the terminal", mod(e, func(d *loyalty.Delta) { d.Terminal = "till\x001" }), loyalty.EINVALID},
 		{"redeem unknown reward", biRedeem("d-bad", "s1", "alice", "yacht", 50), loyalty.ENOTFOUND},
 		{"redeem wrong cost", biRedeem("d-bad", "s1", "alice", "coffee", 5), loyalty.EINVALID},
 		{"redeem adds points", biRedeem("d-bad", "s1", "alice", "coffee", -50), loyalty.EINVALID},

@@ -39,7 +39,7 @@ func (q *ReportQuery) Validate() error {
 	case q.To.Sub(q.From) > MaxReportRange:
 		return loyalty.Errorf(loyalty.EINVALID, "a report covers at most 366 days; ask for several shorter ranges")
 	case q.Store != "" && !loyalty.ValidText(q.Store, loyalty.MaxIDLength):
-		return loyalty.Errorf(loyalty.EINVALID, "store id must be at most %d characters of UTF-8", loyalty.MaxIDLength)
+		return loyalty.Errorf(loyalty.EINVALID, "store id must be at most %d characters of UTF-8 text without NUL (U+0000)", loyalty.MaxIDLength)
 	}
 	return nil
 }

@@ -10,6 +10,7 @@
 package sync
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -264,13 +265,17 @@ type Pong struct {
 	HubTime int64 `json:"hub_time"` // hub clock, unix milliseconds
 }
 
-// Encode marshals a message.
+// Encode marshals a message. It leaves &, < and > as they are rather than escaping them for
+// HTML (6 bytes each): a message goes to a websocket, never into a page, and a sale's SKUs must
+// not grow past the hub's message limit on the way.
 func Encode(m *Message) ([]byte, error) {
-	b, err := json.Marshal(m)
-	if err != nil {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(m); err != nil {
 		return nil, fmt.Errorf("encode %s: %w", m.Type, err)
 	}
-	return b, nil
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 // Decode parses a message and checks that it carries the body its type needs. It returns EINVALID.

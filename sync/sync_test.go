@@ -401,6 +401,27 @@ func TestNegotiate(t *testing.T) {
 	}
 }
 
+// A push carries a sale's SKUs as they are: escaped for HTML, each &, < and > would take six
+// bytes, and a sale the till approved could outgrow the hub's message limit.
+func TestEncodeLeavesHTMLCharacters(t *testing.T) {
+	d := loyalty.Delta{ID: "d1", Store: "s1", Member: "m1", Kind: loyalty.KindEarn, OccurredAt: time.UnixMilli(1).UTC(),
+		Lines: []loyalty.Line{{SKU: "M&M<>", Qty: 1, Amount: 100}}}
+	b, err := lsync.Encode(&lsync.Message{Type: lsync.TypePush, ID: 1, Push: &lsync.Push{Deltas: []loyalty.Delta{d}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"M&M<>"`) || strings.HasSuffix(string(b), "\n") {
+		t.Fatalf("encoded push %s: want the SKU as it is and no trailing newline", b)
+	}
+	m, err := lsync.Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.Push.Deltas[0].Lines[0].SKU; got != "M&M<>" {
+		t.Errorf("decoded SKU %q, want %q", got, "M&M<>")
+	}
+}
+
 func TestDecode(t *testing.T) {
 	for _, in := range []string{`{`, `{"type":"push"}`, `{"type":"teleport","push":{}}`, `[]`} {
 		if _, err := lsync.Decode([]byte(in)); loyalty.ErrorCode(err) != loyalty.EINVALID {
