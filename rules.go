@@ -6,6 +6,7 @@ import (
 	"math/big"
 	"math/bits"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -169,6 +170,19 @@ const ActionSignup = "signup"
 
 // SignupOrderID is the order id of a member's sign-up award: one per member.
 func SignupOrderID(member string) string { return "signup-" + member }
+
+// BirthdayOrderID is the order id of a member's birthday award in a year: one a year.
+func BirthdayOrderID(year int, member string) string {
+	return ActionBirthday + "-" + strconv.Itoa(year) + "-" + member
+}
+
+// HubOrderID reports whether id has the form of the order ids the hub gives its own awards
+// (SignupOrderID, BirthdayOrderID). No online caller may use one for an order of its own: it
+// would take the award's key, or share its entries so that reversing the order took the award
+// back too.
+func HubOrderID(id string) bool {
+	return strings.HasPrefix(id, "signup-") || strings.HasPrefix(id, ActionBirthday+"-")
+}
 
 // BirthdayGraceDays is how long after the start of a member's birthday the hub may still award
 // it: the day itself, and the days after it on which a hub that was down catches up.

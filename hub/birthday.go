@@ -87,7 +87,7 @@ func (h *Hub) dueBirthdays(ctx context.Context, ms []loyalty.Member, now time.Ti
 			return nil, err
 		}
 		if year, ok := loyalty.BirthdayDue(m.Birthday, loc, m.CreatedAt, now); ok {
-			key := fmt.Sprintf("%s-%d-%s", loyalty.ActionBirthday, year, m.ID)
+			key := loyalty.BirthdayOrderID(year, m.ID)
 			due = append(due, birthday{req: loyalty.ActionRequest{OrderID: key, MemberID: m.ID, Action: loyalty.ActionBirthday}, year: year})
 		}
 	}

@@ -333,3 +333,75 @@ func TestBirthdayDays(t *testing.T) {
 		}
 	}
 }
+
+// TestHubOrderIDsRefusedOnline: an online caller cannot use the order ids of the hub's own
+// awards. Under a member's birthday key, another action would take the award's place, so that the
+// birthday job found it made and gave nothing; under any of them, an order would share the
+// award's entries, so that reversing it took the award back.
+func TestHubOrderIDsRefusedOnline(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	now := time.Date(2026, 7, 14, 12, 0, 0, 0, time.UTC)
+	h.Now = func() time.Time { return now }
+	withProgram(t, h, func(p *loyalty.Program) {
+		p.Actions = []loyalty.ActionRule{{ID: loyalty.ActionBirthday, Points: 200}, {ID: loyalty.ActionSignup, Points: 50}, {ID: "review", Points: 10}}
+	})
+	for _, m := range []loyalty.Member{{ID: "victim", Birthday: "08-01", HomeStore: "s1"}, {ID: "mallory", HomeStore: "s1"}} {
+		if _, err := h.CreateMember(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := h.Earn(ctx, loyalty.EarnRequest{OrderID: "w-1", MemberID: "mallory", Amount: 10000, Currency: "EUR"}); err != nil {
+		t.Fatal(err)
+	}
+	before := balance(t, h, "mallory")
+	birthdayKey := loyalty.BirthdayOrderID(2026, "victim")
+	for _, call := range []struct {
+		name string
+		do   func() error
+	}{
+		{"an action under a birthday's key", func() error {
+			_, err := h.Action(ctx, loyalty.ActionRequest{OrderID: birthdayKey, MemberID: "mallory", Action: "review"})
+			return err
+		}},
+		{"an action under another member's sign-up key", func() error {
+			_, err := h.Action(ctx, loyalty.ActionRequest{OrderID: loyalty.SignupOrderID("newbie"), MemberID: "mallory", Action: "review"})
+			return err
+		}},
+		{"an earn under a birthday's key", func() error {
+			_, err := h.Earn(ctx, loyalty.EarnRequest{OrderID: birthdayKey, MemberID: "mallory", Amount: 100, Currency: "EUR"})
+			return err
+		}},
+		{"a redemption under a sign-up key", func() error {
+			_, err := h.Redeem(ctx, loyalty.RedeemRequest{OrderID: loyalty.SignupOrderID("x"), MemberID: "mallory", RewardID: "coffee"})
+			return err
+		}},
+		{"a voucher under a birthday's key", func() error {
+			_, err := h.IssueVoucher(ctx, loyalty.RedeemRequest{OrderID: birthdayKey, MemberID: "mallory", RewardID: "coffee"})
+			return err
+		}},
+		{"a reversal of a sign-up award", func() error {
+			_, err := h.Reverse(ctx, loyalty.ReverseRequest{OrderID: loyalty.SignupOrderID("mallory")})
+			return err
+		}},
+	} {
+		if err := call.do(); loyalty.ErrorCode(err) != loyalty.EINVALID {
+			t.Errorf("%s: %v, want EINVALID", call.name, err)
+		}
+	}
+	if got := balance(t, h, "mallory"); got != before {
+		t.Errorf("mallory's balance %d after the refused calls, want %d", got, before)
+	}
+	// The hub's own awards still go through: the sign-up of a new member, and the birthday.
+	if nm, err := h.CreateMember(ctx, loyalty.Member{ID: "newbie"}); err != nil || nm.Signup == nil || nm.Signup.Points != 50 {
+		t.Fatalf("newbie's sign-up: %+v, %v; want 50 points", nm.Signup, err)
+	}
+	now = time.Date(2026, 8, 1, 12, 0, 0, 0, time.UTC)
+	if n, err := h.AwardBirthdays(ctx); err != nil || n != 1 {
+		t.Fatalf("birthdays on 1 August: %d, %v; want the victim's", n, err)
+	}
+	if got := balance(t, h, "victim"); got != 250 {
+		t.Errorf("victim's balance %d, want 250 (sign-up and birthday)", got)
+	}
+	mustCheck(t, h)
+}

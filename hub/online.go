@@ -57,6 +57,19 @@ type onlineCall struct {
 	fn                func(*applier) (any, error)
 }
 
+// callerOrderID refuses an online caller's order id of the form the hub keeps for its own awards
+// (loyalty.HubOrderID). Under one, a caller's action would take the key of a member's birthday
+// or sign-up award, so that the hub never made it, and a caller's order would share the award's
+// entries, so that reversing the order took the award back too. The sign-up action under the
+// member's own order id is the one call that may use one (Action).
+func callerOrderID(id string) error {
+	if loyalty.HubOrderID(id) {
+		return loyalty.Errorf(loyalty.EINVALID, "order ids beginning with %q or %q belong to the hub's own sign-up and birthday awards; "+
+			"use another order id (an award is taken back with an adjustment)", "signup-", loyalty.ActionBirthday+"-")
+	}
+	return nil
+}
+
 // newOnlineCall checks orderID and keys the call: the order, or its part if part is not empty.
 func newOnlineCall(op, orderID, part string, req any, fn func(*applier) (any, error)) (onlineCall, error) {
 	if err := loyalty.ValidateOrderID(orderID); err != nil {
@@ -231,6 +244,9 @@ func (h *Hub) Earn(ctx context.Context, req loyalty.EarnRequest) (loyalty.Receip
 	if err := req.Validate(); err != nil {
 		return out, err
 	}
+	if err := callerOrderID(req.OrderID); err != nil {
+		return out, err
+	}
 	member, current, err := h.memberOf(ctx, req.QR, req.MemberID)
 	if err != nil {
 		return out, err
@@ -284,6 +300,8 @@ func (h *Hub) Earn(ctx context.Context, req loyalty.EarnRequest) (loyalty.Receip
 func (h *Hub) Redeem(ctx context.Context, req loyalty.RedeemRequest) (loyalty.Receipt, error) {
 	var out loyalty.Receipt
 	if err := loyalty.ValidateOrderID(req.OrderID); err != nil {
+		return out, err
+	} else if err := callerOrderID(req.OrderID); err != nil {
 		return out, err
 	}
 	if req.Voucher != "" {
@@ -400,6 +418,8 @@ func (h *Hub) IssueVoucher(ctx context.Context, req loyalty.RedeemRequest) (Vouc
 	var out VoucherReceipt
 	if err := loyalty.ValidateOrderID(req.OrderID); err != nil {
 		return out, err
+	} else if err := callerOrderID(req.OrderID); err != nil {
+		return out, err
 	}
 	if req.RewardID == "" || req.Voucher != "" {
 		return out, loyalty.Errorf(loyalty.EINVALID, "a voucher is bought with reward_id (and member_id or qr)")
@@ -444,6 +464,8 @@ func (h *Hub) IssueVoucher(ctx context.Context, req loyalty.RedeemRequest) (Vouc
 func (h *Hub) Reverse(ctx context.Context, req loyalty.ReverseRequest) (loyalty.Receipt, error) {
 	var out loyalty.Receipt
 	if err := req.Validate(); err != nil {
+		return out, err
+	} else if err := callerOrderID(req.OrderID); err != nil {
 		return out, err
 	}
 	err := h.online(ctx, "reverse", req.OrderID, req.RefundID, req, func(a *applier) (any, error) {
@@ -562,6 +584,10 @@ func (h *Hub) Action(ctx context.Context, req loyalty.ActionRequest) (loyalty.Re
 	case req.Action == loyalty.ActionSignup && req.OrderID != loyalty.SignupOrderID(req.MemberID):
 		return loyalty.Receipt{}, loyalty.Errorf(loyalty.EINVALID,
 			"the signup action is awarded once per member, with the order id %s", loyalty.SignupOrderID(req.MemberID))
+	case req.Action != loyalty.ActionSignup:
+		if err := callerOrderID(req.OrderID); err != nil {
+			return loyalty.Receipt{}, err
+		}
 	}
 	out, _, err := h.action(ctx, req)
 	return out, err
