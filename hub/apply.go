@@ -42,16 +42,18 @@ type applier struct {
 	quals      map[string]Qualification // what a job's batch read of its members' qualifying events, at clock
 
 	// A pushed batch's reads, made once for the batch (prepare) or once per transaction.
-	known        map[string]*DeltaRef      // ids looked up in the ledger at the batch's start (nil: not there)
-	minted       map[string]bool           // ids newDelta minted in this transaction (runOnlineAll: not looked up; nil: none kept)
-	inserted     map[string]DeltaRef       // ids this transaction inserted
-	published    map[int64]publishedAt     // rule versions' publication (checkVersion)
-	sent         map[sentKey][]SentProgram // rule versions sent to stores (checkVersion)
-	subscribe    map[string][]string       // members to put in stores' scope, by store, written by finish
-	prefetched   map[string]bool           // members read by prepare (absent from members: unknown)
-	verifier     *qr.Verifier              // the hub's keys, read for the first code a delta carries (present)
-	scannedCodes map[string]scannedCode    // the codes present checked, by their text
-	codeWarned   bool                      // present logged a code that does not verify
+	known        map[string]*DeltaRef         // ids looked up in the ledger at the batch's start (nil: not there)
+	rejectedAs   map[[2]string]priorRejection // (store, delta id) pairs rejected before, or in this transaction, and how
+	rejectedRead map[[2]string]bool           // pairs whose rejection, if any, is in rejectedAs
+	minted       map[string]bool              // ids newDelta minted in this transaction (runOnlineAll: not looked up; nil: none kept)
+	inserted     map[string]DeltaRef          // ids this transaction inserted
+	published    map[int64]publishedAt        // rule versions' publication (checkVersion)
+	sent         map[sentKey][]SentProgram    // rule versions sent to stores (checkVersion)
+	subscribe    map[string][]string          // members to put in stores' scope, by store, written by finish
+	prefetched   map[string]bool              // members read by prepare (absent from members: unknown)
+	verifier     *qr.Verifier                 // the hub's keys, read for the first code a delta carries (present)
+	scannedCodes map[string]scannedCode       // the codes present checked, by their text
+	codeWarned   bool                         // present logged a code that does not verify
 
 	// A pushed batch's deltas inserted together (batch.go): the storage's own Tx, when tx is the
 	// batchTx over it, and the deltas accepted and not inserted yet.
@@ -125,12 +127,24 @@ func (a *applier) prepare(ctx context.Context, deltas []loyalty.Delta) error {
 	if a.known == nil {
 		a.known = make(map[string]*DeltaRef, len(ids))
 	}
+	var fresh [][2]string // deltas not in the ledger: were they rejected before?
 	for _, id := range ids {
 		if r, ok := refs[id]; ok {
 			a.known[id] = &r
 		} else {
 			a.known[id] = nil
 		}
+	}
+	for i := range deltas {
+		if d := &deltas[i]; d.Kind != loyalty.KindSale && storableKey(d.Store) && a.known[d.ID] == nil && storableKey(d.ID) {
+			if key := [2]string{d.Store, d.ID}; !a.rejectedRead[key] && !seen["r"+key[0]+"\x00"+key[1]] {
+				seen["r"+key[0]+"\x00"+key[1]] = true
+				fresh = append(fresh, key)
+			}
+		}
+	}
+	if err := a.readRejections(ctx, fresh); err != nil {
+		return err
 	}
 	in, err := a.tx.InScope(ctx, scopes)
 	if err != nil {
@@ -153,6 +167,52 @@ func (a *applier) prepare(ctx context.Context, deltas []loyalty.Delta) error {
 		}
 	}
 	return nil
+}
+
+// readRejections reads which of the (store, delta id) pairs the hub rejected before.
+func (a *applier) readRejections(ctx context.Context, pairs [][2]string) error {
+	if len(pairs) == 0 {
+		return nil
+	}
+	rs, err := a.tx.RejectedAs(ctx, pairs)
+	if err != nil {
+		return err
+	}
+	if a.rejectedAs == nil {
+		a.rejectedAs, a.rejectedRead = make(map[[2]string]priorRejection), make(map[[2]string]bool)
+	}
+	for _, key := range pairs {
+		a.rejectedRead[key] = true
+		if r, ok := rs[key]; ok {
+			a.rejectedAs[key] = priorRejection{hash: r.Delta.Hash(), err: &loyalty.Error{Code: r.Code, Message: r.Message}}
+		}
+	}
+	return nil
+}
+
+// priorRejection is a delta the hub rejected: a digest of what it rejected, and its answer.
+type priorRejection struct {
+	hash string
+	err  *loyalty.Error
+}
+
+// rejectedBefore returns how the hub answered store's delta id when it rejected this very delta
+// (hash), or nil if it did not. A delta's outcome is decided once: one the hub rejected, pushed
+// again because its store never had the answer (an acknowledgement lost on the way), gets the
+// same answer, even if it would pass now (a clock put right, a lease refilled), so that it is
+// never both in the rejection lists and applied. Other content under the id is judged on its
+// own; the record of the first stands (InsertRejection).
+func (a *applier) rejectedBefore(ctx context.Context, store, id, hash string) (*loyalty.Error, error) {
+	key := [2]string{store, id}
+	if !a.rejectedRead[key] && storableKey(store) && storableKey(id) {
+		if err := a.readRejections(ctx, [][2]string{key}); err != nil {
+			return nil, err
+		}
+	}
+	if r, ok := a.rejectedAs[key]; ok && r.hash == hash {
+		return r.err, nil
+	}
+	return nil, nil
 }
 
 // storableKey reports whether s can be looked up in a batch read: text either backend stores as
@@ -236,6 +296,11 @@ func (a *applier) apply(ctx context.Context, store string, d loyalty.Delta) (lsy
 		a.Logger.Warn("delta id reused for different content", slog.String("store", store), slog.String("delta", d.ID))
 		return a.reject(ctx, store, d, loyalty.Errorf(loyalty.EDUPLICATE,
 			"delta id %s was already used for a different change; this one was not applied", d.ID))
+	}
+	if e, err := a.rejectedBefore(ctx, store, d.ID, hash); err != nil {
+		return lsync.Result{}, err
+	} else if e != nil {
+		return lsync.Result{DeltaID: d.ID, Status: lsync.StatusRejected, Code: e.Code, Message: e.Message}, nil
 	}
 	if err := a.check(ctx, store, &d); loyalty.ErrorCode(err) == loyalty.EINTERNAL {
 		return lsync.Result{}, err
@@ -619,6 +684,11 @@ func (a *applier) reject(ctx context.Context, store string, d loyalty.Delta, err
 	e := loyalty.AsError(err)
 	if ierr := a.tx.InsertRejection(ctx, Rejection{Delta: d, Store: store, Code: e.Code, Message: e.Message, At: a.Now()}); ierr != nil {
 		return lsync.Result{}, ierr
+	}
+	if key := [2]string{store, d.ID}; a.rejectedRead[key] {
+		if _, ok := a.rejectedAs[key]; !ok { // the first record stands (InsertRejection)
+			a.rejectedAs[key] = priorRejection{hash: d.Hash(), err: e}
+		}
 	}
 	return lsync.Result{DeltaID: d.ID, Status: lsync.StatusRejected, Code: e.Code, Message: e.Message}, nil
 }

@@ -235,6 +235,7 @@ func TestAuthority_TimeZoneIsTheRegisteredOne(t *testing.T) {
 		t.Fatal(err)
 	}
 	syncStores(t, h)
+	forged.ID = loyalty.NewDeltaID() // the same change made anew: the rejected one stays rejected (TestPush_RejectionIsFinal)
 	mustApply(t, h, "s1", forged)
 	if err := h.SetStoreZone(context.Background(), "s1", "Mars/Olympus"); loyalty.ErrorCode(err) != loyalty.EINVALID {
 		t.Errorf("unknown zone: %v, want EINVALID", err)
@@ -285,6 +286,7 @@ func TestAuthority_RuleVersions(t *testing.T) {
 	none.RuleVersion = 99
 	mustReject(t, h, "s1", none, loyalty.ENOTFOUND)
 	syncStores(t, h)
+	unsent.ID = loyalty.NewDeltaID() // the same change made anew: the rejected one stays rejected (TestPush_RejectionIsFinal)
 	mustApply(t, h, "s1", unsent)
 
 	// Version 1 was replaced an hour in. A session that ended at 5h moves the floor to 4h: a

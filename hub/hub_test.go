@@ -153,6 +153,48 @@ func TestPush_ExactlyOnce(t *testing.T) {
 	mustCheck(t, h)
 }
 
+// TestPush_RejectionIsFinal: a delta's outcome is decided once. A delta rejected for a reason
+// that has gone since (dated ahead of the hub's clock, which has caught up), pushed again because
+// its store never had the answer, gets the same rejection: it must not be applied while the
+// rejection lists still show it, and an operator who settled it would pay it twice.
+func TestPush_RejectionIsFinal(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	before := balance(t, h, "m1")
+	d := earn("s1", "m1", 1299)
+	d.OccurredAt = t0.Add(time.Hour) // ahead of the hub's clock by more than it allows
+	first := pushOK(t, h, "s1", d).Results[0]
+	if first.Status != lsync.StatusRejected || first.Code != loyalty.EINVALID {
+		t.Fatalf("first push: %+v, want rejected with EINVALID", first)
+	}
+	h.Now = func() time.Time { return t0.Add(2 * time.Hour) } // the delta would pass now
+	if fresh := pushOK(t, h, "s1", earn("s1", "m2", 500)).Results[0]; fresh.Status != lsync.StatusApplied {
+		t.Fatalf("a new delta at the new time: %+v, want applied", fresh)
+	}
+	again := pushOK(t, h, "s1", d).Results[0]
+	if again.Status != lsync.StatusRejected || again.Code != first.Code || again.Message != first.Message {
+		t.Fatalf("pushed again: %+v, want the first answer %+v", again, first)
+	}
+	if got := balance(t, h, "m1"); got != before {
+		t.Errorf("m1's balance %d, want %d: the rejected delta was applied", got, before)
+	}
+	rs, err := h.Rejections(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 1 || rs[0].Delta.ID != d.ID {
+		t.Errorf("rejections %+v, want the one delta once", rs)
+	}
+	// Another store's delta under the same id is judged on its own: the record is the first
+	// store's.
+	other := d
+	other.Store, other.Member, other.OccurredAt = "s2", "m2", t0.Add(2*time.Hour)
+	if r := pushOK(t, h, "s2", other).Results[0]; r.Status != lsync.StatusApplied {
+		t.Errorf("store s2's delta under the same id: %+v, want applied", r)
+	}
+	mustCheck(t, h)
+}
+
 func TestPush_Rejections(t *testing.T) {
 	h := openHub(t)
 	applied := earn("s1", "m1", 10000)

@@ -188,6 +188,9 @@ type Tx interface {
 	// store's delta id stands: the same id pushed again, with the same content or another, adds
 	// nothing, so that a store cannot overwrite the record of what it pushed first.
 	InsertRejection(ctx context.Context, r Rejection) error
+	// RejectedAs returns, of the (store, delta id) pairs, those the hub rejected (InsertRejection),
+	// each as recorded, in one read.
+	RejectedAs(ctx context.Context, pairs [][2]string) (map[[2]string]Rejection, error)
 	Rejections(ctx context.Context, limit int) ([]Rejection, error)
 	InsertConflict(ctx context.Context, c Conflict) (id int64, err error)
 	Conflicts(ctx context.Context, limit int) ([]Conflict, error)

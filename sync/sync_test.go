@@ -502,7 +502,7 @@ func TestClient_HostileWelcome(t *testing.T) {
 func TestClient_OversizeDeltaSetAside(t *testing.T) {
 	h, a, c, d := setup(t, 3, "secret")
 	d.srv.MaxMessageBytes = 4096
-	a.outbox[1].Delta.Reason = strings.Repeat("<", 2000) // 12 KB as JSON
+	a.outbox[1].Delta.Reason = strings.Repeat("\x01", 1000) // 6 KB as JSON: a control character is escaped as \u0001
 	run(t, c)
 	eventually(t, "the outbox drained", func() bool { n, _ := a.PendingCount(context.Background()); return n == 0 })
 	a.mu.Lock()

@@ -289,7 +289,8 @@ func TestPostgresConcurrentWriters(t *testing.T) {
 }
 
 // Text PostgreSQL cannot store (a NUL character, which SQLite stores) is refused without
-// aborting the transaction; a delta holding it is set aside as a rejection, whole, so that its
+// aborting the transaction; a delta holding it is rejected as invalid before the batch's insert
+// (loyalty.ValidText), so the rest of its push is applied at once, and is kept whole, so that its
 // store does not push it for ever.
 func TestPostgresTextItCannotStore(t *testing.T) {
 	s := open(t, newDatabase(t))
@@ -322,8 +323,8 @@ func TestPostgresTextItCannotStore(t *testing.T) {
 	if r := ack.Results[0]; r.Status != lsync.StatusApplied {
 		t.Fatalf("the same delta without the NUL: %+v, want it applied", r)
 	}
-	if r := ack.Results[1]; r.Status != lsync.StatusRejected || r.Code != loyalty.EINTERNAL {
-		t.Fatalf("result %+v, want it set aside (EINTERNAL)", r)
+	if r := ack.Results[1]; r.Status != lsync.StatusRejected || r.Code != loyalty.EINVALID {
+		t.Fatalf("result %+v, want it rejected (EINVALID)", r)
 	}
 	rs, err := h.Rejections(ctx, 10)
 	if err != nil || len(rs) != 1 || rs[0].Delta.Terminal != d.Terminal {

@@ -594,6 +594,34 @@ func (t *tx) InsertRejection(ctx context.Context, r hub.Rejection) error {
 	return err
 }
 
+func (t *tx) RejectedAs(ctx context.Context, pairs [][2]string) (map[[2]string]hub.Rejection, error) {
+	out := make(map[[2]string]hub.Rejection)
+	if len(pairs) == 0 {
+		return out, nil
+	}
+	stores, ids := make([]string, len(pairs)), make([]string, len(pairs))
+	for i, p := range pairs {
+		stores[i], ids[i] = p[0], p[1]
+	}
+	err := t.each(ctx, `SELECT r.delta_id, r.store, r.delta, r.code, r.message, r.at
+		FROM unnest($1::text[], $2::text[]) AS j(store, delta_id)
+		JOIN rejections r ON r.store = j.store AND r.delta_id = j.delta_id`, []any{stores, ids}, func(rows pgx.Rows) error {
+		var id, body string
+		var r hub.Rejection
+		var at int64
+		if err := rows.Scan(&id, &r.Store, &body, &r.Code, &r.Message, &at); err != nil {
+			return err
+		}
+		if err := json.Unmarshal([]byte(body), &r.Delta); err != nil {
+			return err
+		}
+		r.At = unixms.Time(at)
+		out[[2]string{r.Store, id}] = r
+		return nil
+	})
+	return out, err
+}
+
 func (t *tx) Rejections(ctx context.Context, n int) ([]hub.Rejection, error) {
 	out := []hub.Rejection{}
 	err := t.each(ctx, `SELECT store, delta, code, message, at FROM rejections ORDER BY at DESC, seq DESC LIMIT $1`, []any{limit(n)},

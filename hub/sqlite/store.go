@@ -931,6 +931,37 @@ func (t *tx) InsertRejection(ctx context.Context, r hub.Rejection) error {
 	return err
 }
 
+func (t *tx) RejectedAs(ctx context.Context, pairs [][2]string) (map[[2]string]hub.Rejection, error) {
+	out := make(map[[2]string]hub.Rejection)
+	if len(pairs) == 0 {
+		return out, nil
+	}
+	list, err := json.Marshal(pairs)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := t.QueryContext(ctx, `SELECT r.delta_id, r.store, r.delta, r.code, r.message, r.at FROM json_each(?) AS j
+		JOIN rejections r ON r.store = j.value ->> 0 AND r.delta_id = j.value ->> 1`, string(list))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, body string
+		var r hub.Rejection
+		var at int64
+		if err := rows.Scan(&id, &r.Store, &body, &r.Code, &r.Message, &at); err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal([]byte(body), &r.Delta); err != nil {
+			return nil, err
+		}
+		r.At = unixms.Time(at)
+		out[[2]string{r.Store, id}] = r
+	}
+	return out, rows.Err()
+}
+
 func (t *tx) Rejections(ctx context.Context, limit int) ([]hub.Rejection, error) {
 	rows, err := t.QueryContext(ctx, `SELECT store, delta, code, message, at FROM rejections ORDER BY at DESC LIMIT ?+0`, limit)
 	if err != nil {
