@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -452,16 +453,64 @@ type CheckReport struct {
 	Mismatches []string `json:"mismatches"`
 }
 
+// checkRun is a Check under way, and then its report.
+type checkRun struct {
+	done   chan struct{} // closed when report and err are set
+	report CheckReport
+	err    error
+}
+
 // Check verifies that every member's balance equals the sum of their ledger, that the running
 // totals the tiers are computed from (Tx.Qualifying) agree with the ledger, over the member's
 // whole history, on either basis, and that the lots points expire by (Tx.Lots) do too.
+//
+// A check reads every member, so one runs at a time in a process: a caller that arrives while
+// one runs gets its report (begun before the call) instead of starting another. It reads 1,000
+// members to a read-only transaction, so that it holds a reader connection, and on SQLite the
+// write-ahead log's checkpoints, for one page of members at a time rather than for the whole
+// database: each member is checked against their own ledger in one snapshot.
 func (h *Hub) Check(ctx context.Context) (CheckReport, error) {
+	h.checkMu.Lock()
+	run := h.checking
+	joined := run != nil
+	if run == nil {
+		run = &checkRun{done: make(chan struct{})}
+		h.checking = run
+		go func() { // runs to its end for every caller sharing it, whichever of them gives up
+			run.report, run.err = h.check(context.WithoutCancel(ctx))
+			h.checkMu.Lock()
+			h.checking = nil
+			h.checkMu.Unlock()
+			close(run.done)
+		}()
+	}
+	h.checkMu.Unlock()
+	if joined && h.checkHooks.joined != nil {
+		h.checkHooks.joined()
+	}
+	select {
+	case <-run.done:
+		r := run.report
+		r.Mismatches = slices.Clone(r.Mismatches)
+		return r, run.err
+	case <-ctx.Done():
+		return CheckReport{}, ctx.Err()
+	}
+}
+
+func (h *Hub) check(ctx context.Context) (CheckReport, error) {
+	if h.checkHooks.started != nil {
+		h.checkHooks.started()
+	}
 	r := CheckReport{Mismatches: []string{}}
-	err := h.Store.View(ctx, func(tx Tx) error {
-		after := ""
-		for {
-			ms, err := tx.Members(ctx, after, 1000)
-			if err != nil || len(ms) == 0 {
+	after := ""
+	for {
+		var ms []loyalty.Member
+		var page CheckReport // this page's figures, kept once its transaction is done (a retried one starts again)
+		err := h.Store.View(ctx, func(tx Tx) error {
+			var err error
+			page = CheckReport{}
+			if ms, err = tx.Members(ctx, after, 1000); err != nil || len(ms) == 0 {
 				return err
 			}
 			for _, m := range ms {
@@ -469,10 +518,10 @@ func (h *Hub) Check(ctx context.Context) (CheckReport, error) {
 				if err != nil {
 					return err
 				}
-				r.Members++
-				r.Points += m.Balance
+				page.Members++
+				page.Points += m.Balance
 				if sum != m.Balance {
-					r.Mismatches = append(r.Mismatches, fmt.Sprintf("%s: balance %d, ledger %d", m.ID, m.Balance, sum))
+					page.Mismatches = append(page.Mismatches, fmt.Sprintf("%s: balance %d, ledger %d", m.ID, m.Balance, sum))
 				}
 				for _, basis := range []string{loyalty.BasisSpend, loyalty.BasisPoints} {
 					kept, err := tx.Qualifying(ctx, m.ID, basis, time.Time{}, time.Time{})
@@ -484,20 +533,26 @@ func (h *Hub) Check(ctx context.Context) (CheckReport, error) {
 						return err
 					}
 					if kept.Total != scan.Total || !kept.First.Equal(scan.First) || !kept.Next.Equal(scan.Next) {
-						r.Mismatches = append(r.Mismatches, fmt.Sprintf("%s: qualifying %s %+v, ledger %+v", m.ID, basis, kept, scan))
+						page.Mismatches = append(page.Mismatches, fmt.Sprintf("%s: qualifying %s %+v, ledger %+v", m.ID, basis, kept, scan))
 					}
 				}
 			}
-			after = ms[len(ms)-1].ID
+			return nil
+		})
+		if err != nil {
+			return r, err
 		}
-	})
-	if err != nil {
-		return r, err
+		if len(ms) == 0 {
+			break
+		}
+		r.Members, r.Points, r.Mismatches = r.Members+page.Members, r.Points+page.Points, append(r.Mismatches, page.Mismatches...)
+		after = ms[len(ms)-1].ID
 	}
-	err = h.Store.View(ctx, func(tx Tx) error {
-		drift, err := tx.LotsDrift(ctx)
-		r.Mismatches = append(r.Mismatches, drift...)
+	var drift []string
+	err := h.Store.View(ctx, func(tx Tx) (err error) {
+		drift, err = tx.LotsDrift(ctx)
 		return err
 	})
+	r.Mismatches = append(r.Mismatches, drift...)
 	return r, err
 }

@@ -22,3 +22,10 @@ var BirthdayDays = birthdayDays
 // SetJobHook sets the jobs' test hook: ahead is called when a batch has been read ahead and
 // before its write transaction begins (runJob). Set it before a job runs.
 func (h *Hub) SetJobHook(ahead func()) { h.jobHooks.ahead = ahead }
+
+// SetCheckHooks sets Check's test hooks: started is called when a check begins reading, in the
+// goroutine that runs it; joined when a caller finds a check running and waits for it. Set them
+// before Check is called.
+func (h *Hub) SetCheckHooks(started, joined func()) {
+	h.checkHooks.started, h.checkHooks.joined = started, joined
+}

@@ -107,6 +107,10 @@ type Hub struct {
 	pending  map[string]*pendingClaim // per store: a claim of this process not yet registered in live
 
 	notified atomic.Int64 // the newest change version given to OnChange
+
+	checkMu    sync.Mutex
+	checking   *checkRun                        // the Check running in this process, which callers arriving meanwhile share
+	checkHooks struct{ started, joined func() } // tests: a check begins reading; a caller waits for a running one
 }
 
 // ClaimLimits bounds the event time a store may give a delta: from Backdate before the store's

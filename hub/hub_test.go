@@ -3,6 +3,7 @@ package hub_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -486,4 +487,53 @@ func TestSetProgram_NewVersionEarnsUnderItsRules(t *testing.T) {
 func mustJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// TestCheck_OneAtATime: a check reads every member, so a process runs one at a time. A caller
+// arriving while one runs shares its report; one who gives up gets its context's error and does
+// not stop the check for the others.
+func TestCheck_OneAtATime(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	pushOK(t, h, "s1", earn("s1", "m1", 1299))
+	started, joined := make(chan struct{}, 10), make(chan struct{}, 10)
+	release := make(chan struct{})
+	h.SetCheckHooks(func() { started <- struct{}{}; <-release }, func() { joined <- struct{}{} })
+	type result struct {
+		r   hub.CheckReport
+		err error
+	}
+	check := func() chan result {
+		out := make(chan result, 1)
+		go func() { r, err := h.Check(ctx); out <- result{r, err} }()
+		return out
+	}
+	first := check()
+	<-started // the first check is reading
+	gone, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := h.Check(gone); !errors.Is(err, context.Canceled) {
+		t.Errorf("a caller who gave up: %v, want context.Canceled", err)
+	}
+	<-joined
+	second := check()
+	<-joined // the second caller waits for the first check
+	close(release)
+	a, b := <-first, <-second
+	if a.err != nil || b.err != nil {
+		t.Fatalf("checks: %v, %v", a.err, b.err)
+	}
+	if a.r.Members != 2 || a.r.Points != balance(t, h, "m1")+balance(t, h, "m2") || len(a.r.Mismatches) != 0 {
+		t.Errorf("report %+v: want the 2 members, their points, no mismatch", a.r)
+	}
+	if a.r.Members != b.r.Members || a.r.Points != b.r.Points {
+		t.Errorf("the callers got %+v and %+v, want the one report", a.r, b.r)
+	}
+	if n := len(started); n != 0 {
+		t.Errorf("%d more checks began while one ran", n)
+	}
+	// Once it is done, the next caller starts a check of its own.
+	if r, err := h.Check(ctx); err != nil || r.Members != 2 || len(started) != 1 {
+		t.Errorf("a check after it: %+v, %v (%d begun); want a new one", r, err, len(started))
+	}
 }
