@@ -34,7 +34,8 @@ func (d *dashboard) imports(w http.ResponseWriter, r *http.Request, op *operator
 // importCSV reads the form's parts in order: the CSRF token and the options first (the form
 // puts them before the file), then the file, streamed into Hub.Import.
 func (d *dashboard) importCSV(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, MaxImportBytes+64<<10)
+	body := d.s.upload(w, http.MaxBytesReader(w, r.Body, MaxImportBytes+64<<10))
+	r.Body = io.NopCloser(body)
 	op := d.changer(w, r, "imported")
 	if op == nil {
 		return
@@ -86,7 +87,7 @@ func (d *dashboard) importCSV(w http.ResponseWriter, r *http.Request) {
 			data.FileError = "Choose a CSV file to import."
 			break
 		}
-		d.streamImport(w, r, op, part, data)
+		d.streamImport(w, r, op, body, part, data)
 		return
 	}
 	if !checked {
@@ -105,8 +106,9 @@ func (d *dashboard) importCSV(w http.ResponseWriter, r *http.Request) {
 
 // streamImport runs the import and streams the page as it goes: the page up to its progress
 // box at once, a line in the box after each batch, then the result. It works without
-// JavaScript: the browser shows the page as it arrives.
-func (d *dashboard) streamImport(w http.ResponseWriter, r *http.Request, op *operator, file io.Reader, data importsData) {
+// JavaScript: the browser shows the page as it arrives. body is the request's body, file the
+// file's part of it.
+func (d *dashboard) streamImport(w http.ResponseWriter, r *http.Request, op *operator, body *upload, file io.Reader, data importsData) {
 	data.Marker = "import-progress-" + rand.Text()
 	var page bytes.Buffer
 	if err := d.pages["imports"].ExecuteTemplate(&page, "layout", &view{Op: op, Nav: "imports", Data: data}); err != nil {
@@ -136,7 +138,10 @@ func (d *dashboard) streamImport(w http.ResponseWriter, r *http.Request, op *ope
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
 		err = loyalty.Errorf(loyalty.ETOOLARGE, "the file is larger than %d MiB: %d rows before the limit were read, and those in whole batches applied; split the file and send each part with the same import id", MaxImportBytes>>20, rep.Rows)
+	} else {
+		err = body.stopped(err, rep.Rows)
 	}
+	body.extend()
 	var flash *web.Flash
 	if err != nil {
 		flash = web.Refusal(err)

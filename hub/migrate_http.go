@@ -131,12 +131,16 @@ func (s *Server) serveImport(w http.ResponseWriter, r *http.Request) {
 		errFile, errCSV = f, NewImportErrorsCSV(f)
 		o.RowError = errCSV.Add
 	}
-	rep, err := s.Hub.Import(r.Context(), http.MaxBytesReader(w, r.Body, MaxImportBytes), o)
+	body := s.upload(w, http.MaxBytesReader(w, r.Body, MaxImportBytes))
+	rep, err := s.Hub.Import(r.Context(), body, o)
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
 		err = loyalty.Errorf(loyalty.ETOOLARGE, "the file is larger than %d MiB: %d rows before the limit were read, and those in whole batches applied; split the file and send each part with the same import_id (rows imported already are skipped)",
 			MaxImportBytes>>20, rep.Rows)
+	} else if e := body.stopped(err, rep.Rows); e != err {
+		err = jsonapi.WithStatus(http.StatusRequestTimeout, loyalty.AsError(e))
 	}
+	body.extend() // the answer's time counts from the end of the file
 	if err != nil {
 		jsonapi.Error(w, r, s.Logger, err)
 		return

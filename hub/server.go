@@ -52,7 +52,7 @@ type Server struct {
 // timeout in sync/ws), never by these.
 type Limits struct {
 	ReadHeaderTimeout time.Duration // to read a request's line and headers
-	ReadTimeout       time.Duration // to read a whole request, body included
+	ReadTimeout       time.Duration // to read a whole request, body included; an import's file: each read (upload.go)
 	WriteTimeout      time.Duration // from the end of the request's headers to the end of the answer
 	IdleTimeout       time.Duration // a keep-alive connection waiting for its next request
 	MaxHeaderBytes    int           // request line and headers
