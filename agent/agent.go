@@ -645,6 +645,10 @@ func (a *Agent) useVoucher(ctx context.Context, req loyalty.RedeemRequest) (loya
 		if err != nil {
 			return loyalty.Receipt{}, err
 		}
+		// A voucher's reward stacks as a redemption of it would, whichever was scanned first.
+		if err := a.stacks(ctx, tx, &p, req.OrderID, c.Reward); err != nil {
+			return loyalty.Receipt{}, err
+		}
 		d, err := a.newDelta(ctx, tx, c.Member, loyalty.KindRedeem, req.OrderID, req.Terminal)
 		if err != nil {
 			return loyalty.Receipt{}, err

@@ -377,6 +377,7 @@ func TestPOSBadInput(t *testing.T) {
 		// A second reward on an order is a new redemption; rewards that are not stackable stand alone.
 		{"second reward on an order, not stackable", "/v1/redeem", `{"order_id":"o-redeem","member_id":"alice","reward_id":"coffee"}`, 400, loyalty.EINVALID},
 		{"a reward on a voucher's order, not stackable", "/v1/redeem", `{"order_id":"o-voucher","member_id":"alice","reward_id":"coffee"}`, 400, loyalty.EINVALID},
+		{"a voucher on a reward's order, not stackable", "/v1/redeem", `{"order_id":"o-redeem","voucher":"` + voucher + `"}`, 400, loyalty.EINVALID},
 
 		// Routes.
 		{"unknown endpoint", "/v1/points", `{}`, 404, loyalty.ENOTFOUND},

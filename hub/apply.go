@@ -468,6 +468,13 @@ func (a *applier) check(ctx context.Context, store string, d *loyalty.Delta) err
 			if d.Points != 0 {
 				return loyalty.Errorf(loyalty.EINVALID, "a voucher was paid for when issued; its use costs 0 points, not %d", -d.Points)
 			}
+			if claims != nil && d.OrderID != "" { // a voucher's reward stacks as a redemption of it would (storeReward)
+				p, err := a.program(ctx, d.RuleVersion)
+				if err != nil {
+					return err
+				}
+				return a.stacks(ctx, p, store, d.OrderID, v.Reward)
+			}
 			return nil
 		}
 		if claims != nil {

@@ -1092,3 +1092,43 @@ func TestAuthority_RejectionRecordStands(t *testing.T) {
 		t.Errorf("%d records of %s, want 1", n, forged.ID)
 	}
 }
+
+// A voucher's reward stacks as a redemption of it would, whichever came first on the order: a
+// voucher used on an order that carries a reward that is not stackable is refused online and
+// rejected from a store, as the reward after the voucher is.
+func TestAuthority_VoucherAfterRewardStacks(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	syncStores(t, h)
+	fund(t, h, "m1", 1000)
+	buy := func(order string) hub.Voucher {
+		t.Helper()
+		v, err := h.IssueVoucher(ctx, loyalty.RedeemRequest{OrderID: order, MemberID: "m1", RewardID: "five-off"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.Voucher
+	}
+	// Online.
+	if _, err := h.Redeem(ctx, loyalty.RedeemRequest{OrderID: "W-1", MemberID: "m1", RewardID: "coffee"}); err != nil {
+		t.Fatal(err)
+	}
+	online := buy("buy-1")
+	if _, err := h.Redeem(ctx, loyalty.RedeemRequest{OrderID: "W-1", Voucher: online.Token}); loyalty.ErrorCode(err) != loyalty.EINVALID {
+		t.Errorf("a voucher on an online order with a reward: %v, want EINVALID", err)
+	}
+	if _, err := h.Redeem(ctx, loyalty.RedeemRequest{OrderID: "W-2", Voucher: online.Token}); err != nil {
+		t.Errorf("the voucher on an order of its own: %v", err)
+	}
+	// From a store.
+	coffee := redeem("s1", "m1", "coffee", 50)
+	coffee.OrderID = "S-1"
+	mustApply(t, h, "s1", coffee)
+	store := buy("buy-2")
+	use := loyalty.Delta{ID: loyalty.NewDeltaID(), Store: "s1", Member: "m1", Kind: loyalty.KindRedeem, Reward: "five-off",
+		Voucher: store.ID, OrderID: "S-1", RuleVersion: 1, OccurredAt: t0}
+	mustReject(t, h, "s1", use, loyalty.EINVALID)
+	use.ID, use.OrderID = loyalty.NewDeltaID(), "S-2"
+	mustApply(t, h, "s1", use)
+	mustCheck(t, h)
+}

@@ -394,6 +394,10 @@ func (a *applier) useVoucher(ctx context.Context, req loyalty.RedeemRequest, c q
 	if err != nil {
 		return nil, err
 	}
+	// A voucher's reward stacks as a redemption of it would, whichever came first on the order.
+	if err := a.stacks(ctx, p, loyalty.OnlineStore, req.OrderID, v.Reward); err != nil {
+		return nil, err
+	}
 	d := a.newDelta(req.OrderID, v.Member, loyalty.KindRedeem, req.Terminal)
 	d.Voucher, d.Reward, d.RuleVersion, d.Amount = v.ID, v.Reward, p.Version, int64(req.OrderAmount)
 	if err := a.applyOnline(ctx, d); err != nil {
