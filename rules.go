@@ -149,6 +149,13 @@ type PunchCard struct {
 	Reward   string `json:"reward"` // the reward given free when the card is full
 }
 
+// Fills returns how many times the card is filled by units more punches on a count of have:
+// the multiples of Buy the count passes.
+func (c PunchCard) Fills(have, units int64) int64 {
+	have = max(have, 0)
+	return (have+units)/c.Buy - have/c.Buy
+}
+
 // ActionRule awards points for something a member does outside a sale: signing up, a birthday,
 // a product review, a social follow, a newsletter sign-up, or a custom event posted through the
 // hub's API. Caps per member per period go in EarnCaps with the action's id as the rule.
@@ -436,8 +443,7 @@ func (p *Program) ComputeEarn(in EarnInput) (EarnResult, error) {
 			r.Punches = map[string]int64{}
 		}
 		r.Punches[card.ID] = units
-		have := max(in.Member.Punches[card.ID], 0)
-		n := (have+units)/card.Buy - have/card.Buy
+		n := card.Fills(in.Member.Punches[card.ID], units)
 		if n > int64(MaxLines-len(r.PunchRewards)) {
 			return r, Errorf(EINVALID, "this order would fill %d %q cards; one order fills at most %d", n, card.Name, MaxLines)
 		}

@@ -372,3 +372,31 @@ func TestAPIKeys_CLIActor(t *testing.T) {
 		t.Errorf("audit after a CLI publish: %+v, %v; want key id cli", es, err)
 	}
 }
+
+// A webhook's audit detail names its URL's host, which only admins see: a report key reads the
+// audit trail through the API without it, as on the dashboard.
+func TestAPIKeys_ReportKeyAuditHidesWebhookURLs(t *testing.T) {
+	a := openAKHub(t)
+	report := a.newKey(t, akAdminKey, "dashboards", hub.ScopeReport)
+	a.mustDo(t, akAdminKey, "POST", "/v1/webhooks", `{"url":"https://crm.internal.example/hook","events":["member.created"]}`, http.StatusCreated, nil)
+	details := func(key string) map[string]string {
+		t.Helper()
+		var es []hub.AuditEntry
+		a.mustDo(t, key, "GET", "/v1/audit", "", http.StatusOK, &es)
+		out := map[string]string{}
+		for _, e := range es {
+			out[e.Action] = e.Detail
+		}
+		return out
+	}
+	if d := details(akAdminKey)[hub.AuditWebhookAdd]; !strings.Contains(d, "crm.internal.example") {
+		t.Fatalf("the admin's audit of the webhook: %q, want its host", d)
+	}
+	got := details(report.Key)
+	if d, ok := got[hub.AuditWebhookAdd]; !ok || d != "" {
+		t.Errorf("a report key's audit of the webhook: %q (listed %v), want it listed without its detail", d, ok)
+	}
+	if got[hub.AuditAPIKeyAdd] == "" {
+		t.Errorf("a report key's audit hides the detail of other entries too: %v", got)
+	}
+}

@@ -4,6 +4,7 @@
 package hub
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -650,6 +651,11 @@ func (a *applier) conflicts(ctx context.Context, store string, d loyalty.Delta, 
 			return err
 		}
 	}
+	if d.Kind == loyalty.KindEarn && len(d.PunchRewards) > 0 {
+		if err := a.punchRewards(ctx, store, d); err != nil {
+			return err
+		}
+	}
 	if d.Kind == loyalty.KindRedeem && d.Voucher != "" {
 		if v, err := a.tx.Voucher(ctx, d.Voucher); err != nil {
 			return err
@@ -667,6 +673,38 @@ func (a *applier) conflicts(ctx context.Context, store string, d loyalty.Delta, 
 		if len(uses) > 1 {
 			c := Conflict{Kind: ConflictVoucherReuse, Member: d.Member, Store: store, Deltas: uses,
 				Amount: int64(len(uses) - 1), Detail: fmt.Sprintf("voucher %s used %d times", d.Voucher, len(uses)), At: a.Now(), Flagged: true}
+			if err := a.recordConflict(ctx, c); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// punchRewards records a conflict for each punch card whose free reward the store gave, with sale
+// d, more often than the sale filled the card on the member's count at the hub (applied already,
+// a.punches). A store offline counts from the member's count when it last synced, plus its own
+// sales: two stores offline together can each fill the same card with the same punches.
+func (a *applier) punchRewards(ctx context.Context, store string, d loyalty.Delta) error {
+	p, err := a.program(ctx, d.RuleVersion)
+	if err != nil {
+		return err
+	}
+	given := make(map[string]int64)
+	for _, id := range d.PunchRewards {
+		given[id]++
+	}
+	for _, id := range slices.Sorted(maps.Keys(given)) {
+		card, _ := p.PunchCard(id)
+		var filled int64
+		if units := d.Punches[id]; card.Buy > 0 && units > 0 {
+			filled = card.Fills(a.punches[d.Member][id]-units, units)
+		}
+		if n := given[id]; n > filled {
+			c := Conflict{Kind: ConflictPunchReward, Member: d.Member, Store: store, Deltas: []string{d.ID}, Amount: n - filled,
+				Detail: fmt.Sprintf("the store gave the free reward of punch card %s %d times for this sale; on the member's count at the hub the sale filled the card %d times",
+					cmp.Or(card.Name, id), n, filled),
+				At: a.Now(), Flagged: true}
 			if err := a.recordConflict(ctx, c); err != nil {
 				return err
 			}

@@ -94,6 +94,17 @@ type AuditEntry struct {
 	Detail  string    `json:"detail,omitempty"`
 }
 
+// hideWebhookDetails empties the detail of webhook entries, for a reader without the admin
+// scope: a webhook's detail names its URL's scheme and host, which only admins see (webhooks.go),
+// on the API as on the dashboard.
+func hideWebhookDetails(es []AuditEntry) {
+	for i := range es {
+		if strings.HasPrefix(es[i].Action, "webhook.") {
+			es[i].Detail = ""
+		}
+	}
+}
+
 // maxDetail bounds an audit detail; longer ones are cut.
 const maxDetail = 500
 

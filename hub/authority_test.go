@@ -1132,3 +1132,37 @@ func TestAuthority_VoucherAfterRewardStacks(t *testing.T) {
 	mustApply(t, h, "s1", use)
 	mustCheck(t, h)
 }
+
+// Two stores offline together can each fill a member's punch card with the same punches and each
+// give its free reward: both sales are applied (they happened), and the reward the member's count
+// at the hub does not cover is recorded as a conflict. A reward the count covers is none.
+func TestAuthority_PunchRewardsTwiceOffline(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	withProgram(t, h, func(p *loyalty.Program) {
+		p.PunchCards = []loyalty.PunchCard{{ID: "beans", Name: "Beans", Category: "beans", Buy: 5, Reward: "coffee"}}
+	})
+	syncStores(t, h)
+	hold(t, h, "s2", "m1")
+	sale := func(store string, units int64, rewards ...string) loyalty.Delta {
+		d := earn(store, "m1", 1000)
+		d.RuleVersion, d.Lines, d.Punches = 2, []loyalty.Line{{Category: "beans", Qty: units, Amount: 1000}}, map[string]int64{"beans": units}
+		d.PunchRewards = rewards
+		return d
+	}
+	mustApply(t, h, "s1", sale("s1", 1)) // the member's count: 1, which both stores then had
+	first, second := sale("s1", 4, "beans"), sale("s2", 4, "beans")
+	mustApply(t, h, "s1", first)  // 1 + 4 = 5: the card is full, the reward is due
+	mustApply(t, h, "s2", second) // 5 + 4 = 9: no card filled, yet s2 gave the reward too
+	cs, err := h.Conflicts(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cs) != 1 || cs[0].Kind != hub.ConflictPunchReward || cs[0].Store != "s2" || cs[0].Amount != 1 ||
+		len(cs[0].Deltas) != 1 || cs[0].Deltas[0] != second.ID {
+		t.Fatalf("conflicts %+v, want one punch_reward of s2's sale, amount 1", cs)
+	}
+	if m, err := h.Member(ctx, "m1", 0); err != nil || m.Punches["beans"] != 9 {
+		t.Errorf("m1's punches %v (%v), want beans 9", m.Punches, err)
+	}
+}

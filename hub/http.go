@@ -216,6 +216,9 @@ func (s *Server) routes(mux, admin router) {
 			return
 		}
 		out, err := h.Audit(r.Context(), limit)
+		if ActorFrom(r.Context()).Scope != ScopeAdmin {
+			hideWebhookDetails(out)
+		}
 		s.reply(w, r, http.StatusOK, out, err)
 	})
 	s.careRoutes(admin)    // carehttp.go

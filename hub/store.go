@@ -586,6 +586,7 @@ const (
 	ConflictUnleased     = "unleased"      // a store spent a budget of its rule version without a lease: a bug, never expected
 	ConflictOverBudget   = "over_budget"   // spent plus outstanding went over a limit: a bug, never expected
 	ConflictRestore      = "restore"       // spent from a lease the hub granted and then lost when it was restored from a backup
+	ConflictPunchReward  = "punch_reward"  // stores offline together gave a punch card's free reward more often than the member's count filled it
 )
 
 // Conflict is an offline event that broke a rule. The delta was applied (it physically
