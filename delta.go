@@ -5,8 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"maps"
 	"math"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -61,6 +63,16 @@ func ValidText(s string, max int) bool {
 }
 
 func validID(id string) bool { return id != "" && ValidText(id, MaxIDLength) }
+
+// validIDs reports whether every id is validID.
+func validIDs(ids []string) bool {
+	for _, id := range ids {
+		if !validID(id) {
+			return false
+		}
+	}
+	return true
+}
 
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
@@ -275,6 +287,10 @@ func (d *Delta) Validate() error {
 		return Errorf(EINVALID, "clock offset of %d ms is beyond any real clock's error", d.ClockOffsetMS)
 	case len(d.Lines) > MaxLines || len(d.Punches) > MaxLines || len(d.PunchRewards) > MaxLines || len(d.Leases) > MaxLines:
 		return Errorf(EINVALID, "at most %d lines, punch cards and leases", MaxLines)
+	case !validIDs(slices.Collect(maps.Keys(d.Punches))) || !validIDs(d.PunchRewards):
+		return Errorf(EINVALID, "punch card ids must be UTF-8 text of 1 to %d characters, without NUL (U+0000)", MaxIDLength)
+	case !validIDs(slices.Collect(maps.Keys(d.Leases))) || !validIDs(slices.Collect(maps.Values(d.Leases))):
+		return Errorf(EINVALID, "budget and lease ids must be UTF-8 text of 1 to %d characters, without NUL (U+0000)", MaxIDLength)
 	case d.Reverses != "" && d.Kind != KindReverse && d.Kind != KindAdjust:
 		// Every count of what was refunded (refunds, voucher uses, member limits, tier totals,
 		// lots) takes a delta naming another in reverses as its refund: only a refund may.

@@ -209,7 +209,7 @@ func checkRefundLines(r Delta) error {
 		case l.Qty < 0 || l.Qty > MaxQty:
 			return Errorf(EINVALID, "lines[%d]: qty must be 0 to %d", i, MaxQty)
 		case !ValidText(l.SKU, MaxIDLength) || !ValidText(l.Category, MaxIDLength):
-			return Errorf(EINVALID, "lines[%d]: sku and category must be UTF-8 of at most %d characters", i, MaxIDLength)
+			return Errorf(EINVALID, "lines[%d]: sku and category must be UTF-8 text of at most %d characters, without NUL (U+0000)", i, MaxIDLength)
 		}
 		sum += l.Amount // at most MaxLines × MaxAmount: no overflow
 	}

@@ -188,7 +188,12 @@ func BirthdayOrderID(year int, member string) string {
 // would take the award's key, or share its entries so that reversing the order took the award
 // back too.
 func HubOrderID(id string) bool {
-	return strings.HasPrefix(id, "signup-") || strings.HasPrefix(id, ActionBirthday+"-")
+	if strings.HasPrefix(id, "signup-") {
+		return true
+	}
+	rest, ok := strings.CutPrefix(id, ActionBirthday+"-")
+	year, _, dash := strings.Cut(rest, "-")
+	return ok && dash && len(year) == 4 && strings.Trim(year, "0123456789") == "" // birthday-<year>-…
 }
 
 // BirthdayGraceDays is how long after the start of a member's birthday the hub may still award
@@ -371,7 +376,7 @@ func (p *Program) ComputeEarn(in EarnInput) (EarnResult, error) {
 		case l.Qty < 0 || l.Qty > MaxQty:
 			return r, Errorf(EINVALID, "lines[%d]: qty must be 0 to %d", i, MaxQty)
 		case !ValidText(l.SKU, MaxIDLength) || !ValidText(l.Category, MaxIDLength):
-			return r, Errorf(EINVALID, "lines[%d]: sku and category must be UTF-8 of at most %d characters", i, MaxIDLength)
+			return r, Errorf(EINVALID, "lines[%d]: sku and category must be UTF-8 text of at most %d characters, without NUL (U+0000)", i, MaxIDLength)
 		}
 		sum += l.Amount
 		rate := p.Earn.PointsPerUnit

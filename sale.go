@@ -29,7 +29,7 @@ func (r *SaleRequest) Validate() error {
 		return err
 	}
 	if !ValidText(r.Terminal, MaxIDLength) {
-		return Errorf(EINVALID, "terminal must be UTF-8 of at most %d characters", MaxIDLength)
+		return Errorf(EINVALID, "terminal must be UTF-8 text of at most %d characters, without NUL (U+0000)", MaxIDLength)
 	}
 	if r.Amount <= 0 || r.Amount > MaxAmount {
 		return Errorf(EINVALID, "amount is required: the sale total in minor units (1299 for 12.99), 1 to %d", int64(MaxAmount))

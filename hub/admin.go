@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -477,11 +478,17 @@ func (h *Hub) Check(ctx context.Context) (CheckReport, error) {
 		run = &checkRun{done: make(chan struct{})}
 		h.checking = run
 		go func() { // runs to its end for every caller sharing it, whichever of them gives up
+			defer func() {
+				if p := recover(); p != nil { // a bug: the callers get an error, not a crashed process
+					h.Logger.Error("the consistency check panicked", slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
+					run.err = fmt.Errorf("the consistency check failed: %v", p)
+				}
+				h.checkMu.Lock()
+				h.checking = nil
+				h.checkMu.Unlock()
+				close(run.done)
+			}()
 			run.report, run.err = h.check(context.WithoutCancel(ctx))
-			h.checkMu.Lock()
-			h.checking = nil
-			h.checkMu.Unlock()
-			close(run.done)
 		}()
 	}
 	h.checkMu.Unlock()

@@ -137,7 +137,7 @@ func (a *applier) prepare(ctx context.Context, deltas []loyalty.Delta) error {
 		}
 	}
 	for i := range deltas {
-		if d := &deltas[i]; d.Kind != loyalty.KindSale && storableKey(d.Store) && a.known[d.ID] == nil && storableKey(d.ID) {
+		if d := &deltas[i]; storableKey(d.Store) && a.known[d.ID] == nil && storableKey(d.ID) {
 			if key := [2]string{d.Store, d.ID}; !a.rejectedRead[key] && !seen["r"+key[0]+"\x00"+key[1]] {
 				seen["r"+key[0]+"\x00"+key[1]] = true
 				fresh = append(fresh, key)
@@ -185,7 +185,7 @@ func (a *applier) readRejections(ctx context.Context, pairs [][2]string) error {
 	for _, key := range pairs {
 		a.rejectedRead[key] = true
 		if r, ok := rs[key]; ok {
-			a.rejectedAs[key] = priorRejection{hash: r.Delta.Hash(), err: &loyalty.Error{Code: r.Code, Message: r.Message}}
+			a.rejectedAs[key] = priorRejection{hash: cmp.Or(r.Hash, r.Delta.Hash()), err: &loyalty.Error{Code: r.Code, Message: r.Message}}
 		}
 	}
 	return nil
@@ -204,6 +204,9 @@ type priorRejection struct {
 // never both in the rejection lists and applied. Other content under the id is judged on its
 // own; the record of the first stands (InsertRejection).
 func (a *applier) rejectedBefore(ctx context.Context, store, id, hash string) (*loyalty.Error, error) {
+	if store == loyalty.OnlineStore || store == loyalty.HubStore || a.minted[id] {
+		return nil, nil // the hub's own: a change it refuses rolls its call back, and leaves no record
+	}
 	key := [2]string{store, id}
 	if !a.rejectedRead[key] && storableKey(store) && storableKey(id) {
 		if err := a.readRejections(ctx, [][2]string{key}); err != nil {
@@ -282,7 +285,7 @@ func (a *applier) apply(ctx context.Context, store string, d loyalty.Delta) (lsy
 	// Who may push this delta is settled before deduplication: a store that re-pushes another
 	// store's delta id learns nothing about it, not even that it exists.
 	if err := a.identity(store, &d); err != nil {
-		return a.reject(ctx, store, d, err)
+		return a.reject(ctx, store, d, hash, err)
 	}
 	if d.Kind == loyalty.KindSale {
 		return a.applySale(ctx, store, d, hash) // counted apart from the ledger (sales.go)
@@ -295,7 +298,7 @@ func (a *applier) apply(ctx context.Context, store string, d loyalty.Delta) (lsy
 			return lsync.Result{DeltaID: d.ID, Status: lsync.StatusDuplicate, Seq: e.Seq}, nil
 		}
 		a.Logger.Warn("delta id reused for different content", slog.String("store", store), slog.String("delta", d.ID))
-		return a.reject(ctx, store, d, loyalty.Errorf(loyalty.EDUPLICATE,
+		return a.reject(ctx, store, d, hash, loyalty.Errorf(loyalty.EDUPLICATE,
 			"delta id %s was already used for a different change; this one was not applied", d.ID))
 	}
 	if e, err := a.rejectedBefore(ctx, store, d.ID, hash); err != nil {
@@ -306,7 +309,7 @@ func (a *applier) apply(ctx context.Context, store string, d loyalty.Delta) (lsy
 	if err := a.check(ctx, store, &d); loyalty.ErrorCode(err) == loyalty.EINTERNAL {
 		return lsync.Result{}, err
 	} else if err != nil {
-		return a.reject(ctx, store, d, err)
+		return a.reject(ctx, store, d, hash, err)
 	}
 	bal, err := a.balance(ctx, d.Member)
 	if err != nil {
@@ -443,6 +446,9 @@ func (a *applier) check(ctx context.Context, store string, d *loyalty.Delta) err
 		if !maps.Equal(res.Punches, d.Punches) {
 			return loyalty.Errorf(loyalty.EINVALID, "the order's lines punch %v, the delta says %v", res.Punches, d.Punches)
 		}
+		if err := punchRewardsPossible(p, d); err != nil {
+			return err
+		}
 		want := res.Points
 		// Under an earn cap a store may award less: it caps with what it can see of the member.
 		if p.HasEarnCap(loyalty.RulePurchase) && d.Points <= want {
@@ -469,13 +475,9 @@ func (a *applier) check(ctx context.Context, store string, d *loyalty.Delta) err
 			if d.Points != 0 {
 				return loyalty.Errorf(loyalty.EINVALID, "a voucher was paid for when issued; its use costs 0 points, not %d", -d.Points)
 			}
-			if claims != nil && d.OrderID != "" { // a voucher's reward stacks as a redemption of it would (storeReward)
-				p, err := a.program(ctx, d.RuleVersion)
-				if err != nil {
-					return err
-				}
-				return a.stacks(ctx, p, store, d.OrderID, v.Reward)
-			}
+			// A voucher is its own proof, honoured as the till took it: its stacking with the
+			// order's rewards is the agent's to check (useVoucher), as an agent before it never
+			// did; refused here, the voucher would stay unused, and usable again.
 			return nil
 		}
 		if claims != nil {
@@ -651,11 +653,6 @@ func (a *applier) conflicts(ctx context.Context, store string, d loyalty.Delta, 
 			return err
 		}
 	}
-	if d.Kind == loyalty.KindEarn && len(d.PunchRewards) > 0 {
-		if err := a.punchRewards(ctx, store, d); err != nil {
-			return err
-		}
-	}
 	if d.Kind == loyalty.KindRedeem && d.Voucher != "" {
 		if v, err := a.tx.Voucher(ctx, d.Voucher); err != nil {
 			return err
@@ -681,33 +678,19 @@ func (a *applier) conflicts(ctx context.Context, store string, d loyalty.Delta, 
 	return nil
 }
 
-// punchRewards records a conflict for each punch card whose free reward the store gave, with sale
-// d, more often than the sale filled the card on the member's count at the hub (applied already,
-// a.punches). A store offline counts from the member's count when it last synced, plus its own
-// sales: two stores offline together can each fill the same card with the same punches.
-func (a *applier) punchRewards(ctx context.Context, store string, d loyalty.Delta) error {
-	p, err := a.program(ctx, d.RuleVersion)
-	if err != nil {
-		return err
-	}
-	given := make(map[string]int64)
+// punchRewardsPossible checks the punch card rewards a store says sale d gave: cards of its rule
+// version that the sale punched, each at most as often as the sale's units can fill it on any
+// count. How often they filled it on the member's count is the store's to judge (it counts from
+// what it last synced: README, "Known limitations").
+func punchRewardsPossible(p *loyalty.Program, d *loyalty.Delta) error {
+	given := make(map[string]int64, len(d.PunchRewards))
 	for _, id := range d.PunchRewards {
 		given[id]++
 	}
-	for _, id := range slices.Sorted(maps.Keys(given)) {
-		card, _ := p.PunchCard(id)
-		var filled int64
-		if units := d.Punches[id]; card.Buy > 0 && units > 0 {
-			filled = card.Fills(a.punches[d.Member][id]-units, units)
-		}
-		if n := given[id]; n > filled {
-			c := Conflict{Kind: ConflictPunchReward, Member: d.Member, Store: store, Deltas: []string{d.ID}, Amount: n - filled,
-				Detail: fmt.Sprintf("the store gave the free reward of punch card %s %d times for this sale; on the member's count at the hub the sale filled the card %d times",
-					cmp.Or(card.Name, id), n, filled),
-				At: a.Now(), Flagged: true}
-			if err := a.recordConflict(ctx, c); err != nil {
-				return err
-			}
+	for id, n := range given {
+		card, ok := p.PunchCard(id)
+		if units := d.Punches[id]; !ok || units <= 0 || n > card.Fills(card.Buy-1, units) {
+			return loyalty.Errorf(loyalty.EINVALID, "this sale's punches cannot fill punch card %q %d times", loyalty.Truncate(id, 60), n)
 		}
 	}
 	return nil
@@ -723,16 +706,17 @@ func (a *applier) forget(d *loyalty.Delta) {
 	}
 }
 
-// reject records d as rejected, with why, and answers the store so.
-func (a *applier) reject(ctx context.Context, store string, d loyalty.Delta, err error) (lsync.Result, error) {
+// reject records d as rejected, with why, and answers the store so. hash is the digest of d as
+// its store pushed it (Delta.Hash), which d may no longer be: later pushes of it get this answer.
+func (a *applier) reject(ctx context.Context, store string, d loyalty.Delta, hash string, err error) (lsync.Result, error) {
 	a.forget(&d)
 	e := loyalty.AsError(err)
-	if ierr := a.tx.InsertRejection(ctx, Rejection{Delta: d, Store: store, Code: e.Code, Message: e.Message, At: a.Now()}); ierr != nil {
+	if ierr := a.tx.InsertRejection(ctx, Rejection{Delta: d, Store: store, Code: e.Code, Message: e.Message, At: a.Now(), Hash: hash}); ierr != nil {
 		return lsync.Result{}, ierr
 	}
 	if key := [2]string{store, d.ID}; a.rejectedRead[key] {
 		if _, ok := a.rejectedAs[key]; !ok { // the first record stands (InsertRejection)
-			a.rejectedAs[key] = priorRejection{hash: d.Hash(), err: e}
+			a.rejectedAs[key] = priorRejection{hash: hash, err: e}
 		}
 	}
 	return lsync.Result{DeltaID: d.ID, Status: lsync.StatusRejected, Code: e.Code, Message: e.Message}, nil

@@ -1094,8 +1094,9 @@ func TestAuthority_RejectionRecordStands(t *testing.T) {
 }
 
 // A voucher's reward stacks as a redemption of it would, whichever came first on the order: a
-// voucher used on an order that carries a reward that is not stackable is refused online and
-// rejected from a store, as the reward after the voucher is.
+// voucher used online on an order that carries a reward that is not stackable is refused (the
+// agent refuses it at the till: agent's TestPOSBadInput). A store's use of it arrives as what the
+// till gave, and is honoured: rejected, it would leave the voucher unused and usable again.
 func TestAuthority_VoucherAfterRewardStacks(t *testing.T) {
 	h := openHub(t)
 	ctx := context.Background()
@@ -1127,42 +1128,9 @@ func TestAuthority_VoucherAfterRewardStacks(t *testing.T) {
 	store := buy("buy-2")
 	use := loyalty.Delta{ID: loyalty.NewDeltaID(), Store: "s1", Member: "m1", Kind: loyalty.KindRedeem, Reward: "five-off",
 		Voucher: store.ID, OrderID: "S-1", RuleVersion: 1, OccurredAt: t0}
-	mustReject(t, h, "s1", use, loyalty.EINVALID)
-	use.ID, use.OrderID = loyalty.NewDeltaID(), "S-2"
 	mustApply(t, h, "s1", use)
+	if _, err := h.Redeem(ctx, loyalty.RedeemRequest{OrderID: "W-3", Voucher: store.Token}); loyalty.ErrorCode(err) != loyalty.ECONFLICT {
+		t.Errorf("the voucher the store used, online: %v, want ECONFLICT (used)", err)
+	}
 	mustCheck(t, h)
-}
-
-// Two stores offline together can each fill a member's punch card with the same punches and each
-// give its free reward: both sales are applied (they happened), and the reward the member's count
-// at the hub does not cover is recorded as a conflict. A reward the count covers is none.
-func TestAuthority_PunchRewardsTwiceOffline(t *testing.T) {
-	h := openHub(t)
-	ctx := context.Background()
-	withProgram(t, h, func(p *loyalty.Program) {
-		p.PunchCards = []loyalty.PunchCard{{ID: "beans", Name: "Beans", Category: "beans", Buy: 5, Reward: "coffee"}}
-	})
-	syncStores(t, h)
-	hold(t, h, "s2", "m1")
-	sale := func(store string, units int64, rewards ...string) loyalty.Delta {
-		d := earn(store, "m1", 1000)
-		d.RuleVersion, d.Lines, d.Punches = 2, []loyalty.Line{{Category: "beans", Qty: units, Amount: 1000}}, map[string]int64{"beans": units}
-		d.PunchRewards = rewards
-		return d
-	}
-	mustApply(t, h, "s1", sale("s1", 1)) // the member's count: 1, which both stores then had
-	first, second := sale("s1", 4, "beans"), sale("s2", 4, "beans")
-	mustApply(t, h, "s1", first)  // 1 + 4 = 5: the card is full, the reward is due
-	mustApply(t, h, "s2", second) // 5 + 4 = 9: no card filled, yet s2 gave the reward too
-	cs, err := h.Conflicts(ctx, 10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(cs) != 1 || cs[0].Kind != hub.ConflictPunchReward || cs[0].Store != "s2" || cs[0].Amount != 1 ||
-		len(cs[0].Deltas) != 1 || cs[0].Deltas[0] != second.ID {
-		t.Fatalf("conflicts %+v, want one punch_reward of s2's sale, amount 1", cs)
-	}
-	if m, err := h.Member(ctx, "m1", 0); err != nil || m.Punches["beans"] != 9 {
-		t.Errorf("m1's punches %v (%v), want beans 9", m.Punches, err)
-	}
 }

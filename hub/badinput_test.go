@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -888,6 +889,8 @@ func TestSyncPushRejects(t *testing.T) {
 		// NUL: PostgreSQL cannot store it, so neither backend takes it.
 		{"NUL in the order id", mod(e, func(d *loyalty.Delta) { d.OrderID = "A-\x00" }), loyalty.EINVALID},
 		{"NUL in the terminal", mod(e, func(d *loyalty.Delta) { d.Terminal = "till\x001" }), loyalty.EINVALID},
+		{"NUL in a punch card id", mod(e, func(d *loyalty.Delta) { d.PunchRewards = []string{"beans\x00"} }), loyalty.EINVALID},
+		{"punch rewards of a card the sale did not punch", mod(e, func(d *loyalty.Delta) { d.PunchRewards = slices.Repeat([]string{"beans"}, 1000) }), loyalty.EINVALID},
 		{"redeem unknown reward", biRedeem("d-bad", "s1", "alice", "yacht", 50), loyalty.ENOTFOUND},
 		{"redeem wrong cost", biRedeem("d-bad", "s1", "alice", "coffee", 5), loyalty.EINVALID},
 		{"redeem adds points", biRedeem("d-bad", "s1", "alice", "coffee", -50), loyalty.EINVALID},

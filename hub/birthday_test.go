@@ -392,6 +392,13 @@ func TestHubOrderIDsRefusedOnline(t *testing.T) {
 	if got := balance(t, h, "mallory"); got != before {
 		t.Errorf("mallory's balance %d after the refused calls, want %d", got, before)
 	}
+	// An order id that only looks like one is a caller's, and its order is reversed as any.
+	if _, err := h.Earn(ctx, loyalty.EarnRequest{OrderID: "birthday-cake-42", MemberID: "mallory", Amount: 1000, Currency: "EUR"}); err != nil {
+		t.Fatalf("an earn under birthday-cake-42: %v", err)
+	}
+	if _, err := h.Reverse(ctx, loyalty.ReverseRequest{OrderID: "birthday-cake-42"}); err != nil {
+		t.Fatalf("its reversal: %v", err)
+	}
 	// The hub's own awards still go through: the sign-up of a new member, and the birthday.
 	if nm, err := h.CreateMember(ctx, loyalty.Member{ID: "newbie"}); err != nil || nm.Signup == nil || nm.Signup.Points != 50 {
 		t.Fatalf("newbie's sign-up: %+v, %v; want 50 points", nm.Signup, err)

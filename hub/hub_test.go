@@ -489,6 +489,36 @@ func mustJSON(v any) string {
 	return string(b)
 }
 
+// TestPush_RejectionIsFinalWhateverTheRecordKeeps: the record of a rejection may not hold the
+// delta as its store pushed it (an erased member's country is taken out), and a sale is counted
+// apart from the ledger; the same delta pushed again still gets the same answer.
+func TestPush_RejectionIsFinalWhateverTheRecordKeeps(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	if _, err := h.EraseMember(ctx, "m1"); err != nil {
+		t.Fatal(err)
+	}
+	earned := earn("s1", "m1", 1299)
+	earned.Country, earned.OccurredAt = "NZ", t0.Add(time.Hour) // ahead of the hub's clock
+	sale := loyalty.Delta{ID: loyalty.NewDeltaID(), Store: "s1", Kind: loyalty.KindSale, Amount: 1250, Currency: "EUR",
+		OccurredAt: t0.Add(time.Hour), OrderID: "N-1"}
+	before := balance(t, h, "m1")
+	first := pushOK(t, h, "s1", earned, sale).Results
+	h.Now = func() time.Time { return t0.Add(2 * time.Hour) } // both would pass now
+	again := pushOK(t, h, "s1", earned, sale).Results
+	for i, what := range []string{"the erased member's earn", "the sale"} {
+		if first[i].Status != lsync.StatusRejected || again[i].Status != lsync.StatusRejected || again[i].Code != first[i].Code {
+			t.Errorf("%s: first %+v, then %+v; want the same rejection twice", what, first[i], again[i])
+		}
+	}
+	if got := balance(t, h, "m1"); got != before {
+		t.Errorf("m1's balance %d, want %d", got, before)
+	}
+	if rs, err := h.Rejections(ctx, 10); err != nil || len(rs) != 2 {
+		t.Errorf("rejections %+v, %v; want the two, once each", rs, err)
+	}
+}
+
 // TestCheck_OneAtATime: a check reads every member, so a process runs one at a time. A caller
 // arriving while one runs shares its report; one who gives up gets its context's error and does
 // not stop the check for the others.

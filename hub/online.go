@@ -65,7 +65,7 @@ type onlineCall struct {
 func callerOrderID(id string) error {
 	if loyalty.HubOrderID(id) {
 		return loyalty.Errorf(loyalty.EINVALID, "order ids beginning with %q or %q belong to the hub's own sign-up and birthday awards; "+
-			"use another order id (an award is taken back with an adjustment)", "signup-", loyalty.ActionBirthday+"-")
+			"use another order id (an award is taken back with an adjustment)", "signup-", loyalty.ActionBirthday+"-<year>-")
 	}
 	return nil
 }
@@ -469,13 +469,20 @@ func (h *Hub) Reverse(ctx context.Context, req loyalty.ReverseRequest) (loyalty.
 	var out loyalty.Receipt
 	if err := req.Validate(); err != nil {
 		return out, err
-	} else if err := callerOrderID(req.OrderID); err != nil {
-		return out, err
 	}
 	err := h.online(ctx, "reverse", req.OrderID, req.RefundID, req, func(a *applier) (any, error) {
 		es, err := a.orderEntries(ctx, loyalty.OnlineStore, req.OrderID)
 		if err != nil {
 			return nil, err
+		}
+		// The hub's own awards are taken back with an adjustment, never by reversing an order
+		// that holds one: its order id is the hub's (callerOrderID), or a caller's that shares it
+		// from before the hub kept those ids.
+		for _, e := range es {
+			if e.Rule == loyalty.ActionSignup || e.Rule == loyalty.ActionBirthday {
+				return nil, loyalty.Errorf(loyalty.EINVALID, "order %s holds the hub's own %s award, which is not reversed; take it back with an adjustment",
+					loyalty.Truncate(req.OrderID, 60), e.Rule)
+			}
 		}
 		if req.RefundID != "" {
 			return a.refundPart(ctx, req, es)

@@ -70,7 +70,7 @@ func (h *Hub) quarantine(ctx context.Context, store string, d loyalty.Delta) (*l
 	var r lsync.Result
 	err := h.update(ctx, func(tx Tx) error {
 		var err error
-		r, err = h.newApplier(tx).reject(ctx, store, d, loyalty.Errorf(loyalty.EINTERNAL,
+		r, err = h.newApplier(tx).reject(ctx, store, d, d.Hash(), loyalty.Errorf(loyalty.EINTERNAL,
 			"the hub could not apply this change (an internal error; the details are in the hub's log); it is set aside for an operator"))
 		return err
 	})

@@ -44,6 +44,13 @@ const maxSaleAge = 400 * 24 * time.Hour
 // once, a duplicate on a later delivery, and refused if its id or its order was used for
 // another sale.
 func (a *applier) applySale(ctx context.Context, store string, d loyalty.Delta, hash string) (lsync.Result, error) {
+	// A sale the hub rejected stays rejected, as any delta does (rejectedBefore); one it counted
+	// has another digest than a rejected one under its id, and is answered below.
+	if e, err := a.rejectedBefore(ctx, store, d.ID, hash); err != nil {
+		return lsync.Result{}, err
+	} else if e != nil {
+		return lsync.Result{DeltaID: d.ID, Status: lsync.StatusRejected, Code: e.Code, Message: e.Message}, nil
+	}
 	at, now := d.EventTime(), a.Now()
 	if at.After(now.Add(MaxClockSkew)) || at.Before(now.Add(-maxSaleAge)) {
 		// A sale counted already, sent again after its ack was lost, is a duplicate however old
@@ -53,7 +60,7 @@ func (a *applier) applySale(ctx context.Context, store string, d loyalty.Delta, 
 		} else if found && prev == hash {
 			return lsync.Result{DeltaID: d.ID, Status: lsync.StatusDuplicate}, nil
 		}
-		return a.reject(ctx, store, d, loyalty.Errorf(loyalty.EINVALID,
+		return a.reject(ctx, store, d, hash, loyalty.Errorf(loyalty.EINVALID,
 			"a sale dated %s is not counted: it is ahead of the hub's clock or older than 400 days", at.UTC().Format(time.RFC3339)))
 	}
 	s := Sale{ID: d.ID, Store: store, OrderID: d.OrderID, Amount: d.Amount, Currency: d.Currency, EventAt: at, ReceivedAt: now, Hash: hash}
@@ -69,9 +76,9 @@ func (a *applier) applySale(ctx context.Context, store string, d loyalty.Delta, 
 		return lsync.Result{DeltaID: d.ID, Status: lsync.StatusDuplicate}, nil
 	case found:
 		a.Logger.Warn("delta id reused for different content", slog.String("store", store), slog.String("delta", d.ID))
-		return a.reject(ctx, store, d, loyalty.Errorf(loyalty.EDUPLICATE,
+		return a.reject(ctx, store, d, hash, loyalty.Errorf(loyalty.EDUPLICATE,
 			"delta id %s was already used for a different change; this one was not applied", d.ID))
 	}
-	return a.reject(ctx, store, d, loyalty.Errorf(loyalty.EDUPLICATE,
+	return a.reject(ctx, store, d, hash, loyalty.Errorf(loyalty.EDUPLICATE,
 		"order %s was already counted as a sale at this store; this one was not counted", d.OrderID))
 }

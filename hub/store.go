@@ -573,6 +573,9 @@ type Rejection struct {
 	Code    string        `json:"code"`
 	Message string        `json:"message"`
 	At      time.Time     `json:"at"`
+	// Hash is the digest of the delta as its store pushed it (Delta.Hash), which Delta may no
+	// longer be (an erased member's country is taken out); "" in records older than it.
+	Hash string `json:"-"`
 }
 
 // Conflict kinds.
@@ -586,7 +589,6 @@ const (
 	ConflictUnleased     = "unleased"      // a store spent a budget of its rule version without a lease: a bug, never expected
 	ConflictOverBudget   = "over_budget"   // spent plus outstanding went over a limit: a bug, never expected
 	ConflictRestore      = "restore"       // spent from a lease the hub granted and then lost when it was restored from a backup
-	ConflictPunchReward  = "punch_reward"  // stores offline together gave a punch card's free reward more often than the member's count filled it
 )
 
 // Conflict is an offline event that broke a rule. The delta was applied (it physically

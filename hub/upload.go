@@ -19,6 +19,7 @@ type upload struct {
 	io.Reader
 	rc          *http.ResponseController
 	read, write time.Duration
+	failed      error // the first error a read of the body returned, other than io.EOF
 }
 
 // upload returns body, read as an upload of the request w answers.
@@ -28,7 +29,11 @@ func (s *Server) upload(w http.ResponseWriter, body io.Reader) *upload {
 
 func (u *upload) Read(p []byte) (int, error) {
 	u.extend()
-	return u.Reader.Read(p)
+	n, err := u.Reader.Read(p)
+	if err != nil && err != io.EOF && u.failed == nil {
+		u.failed = err
+	}
+	return n, err
 }
 
 // extend moves the connection's deadlines to the timeouts from now. A writer that cannot set
@@ -43,12 +48,12 @@ func (u *upload) extend() {
 	}
 }
 
-// stopped turns the error of an import whose file stopped arriving (nothing came for
+// stopped turns the error of an import whose file stopped arriving (a read of it waited
 // http.read_timeout, or the connection closed) into one that says so and what to do; other
-// errors are returned as they are.
+// errors, a database's timeout among them, are returned as they are.
 func (u *upload) stopped(err error, rows int) error {
 	var ne net.Error
-	if errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() || errors.Is(err, io.ErrUnexpectedEOF) {
+	if f := u.failed; err != nil && f != nil && (errors.Is(f, os.ErrDeadlineExceeded) || errors.As(f, &ne) && ne.Timeout() || errors.Is(f, io.ErrUnexpectedEOF)) {
 		return loyalty.Errorf(loyalty.EINVALID, "the file stopped arriving after %d rows (nothing came for %s, or the connection closed): "+
 			"the rows in whole batches before that were applied; send the file again with the same import id (rows imported already are skipped)", rows, u.read)
 	}

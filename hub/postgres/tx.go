@@ -588,9 +588,9 @@ func (t *tx) InsertRejection(ctx context.Context, r hub.Rejection) error {
 	}
 	// A rejection must be recorded whatever the delta holds, or its store would push it again
 	// forever: the key and message are made storable (the delta itself is JSON, escaped).
-	_, err = t.exec(ctx, `INSERT INTO rejections (delta_id, store, delta, code, message, at) VALUES ($1, $2, $3, $4, $5, $6)
+	_, err = t.exec(ctx, `INSERT INTO rejections (delta_id, store, delta, code, message, at, hash) VALUES ($1, $2, $3, $4, $5, $6, $7)
 		ON CONFLICT (store, delta_id) DO NOTHING`,
-		sanitize(r.Delta.ID), sanitize(r.Store), string(b), sanitize(r.Code), sanitize(r.Message), unixms.Of(r.At))
+		sanitize(r.Delta.ID), sanitize(r.Store), string(b), sanitize(r.Code), sanitize(r.Message), unixms.Of(r.At), r.Hash)
 	return err
 }
 
@@ -603,13 +603,13 @@ func (t *tx) RejectedAs(ctx context.Context, pairs [][2]string) (map[[2]string]h
 	for i, p := range pairs {
 		stores[i], ids[i] = p[0], p[1]
 	}
-	err := t.each(ctx, `SELECT r.delta_id, r.store, r.delta, r.code, r.message, r.at
+	err := t.each(ctx, `SELECT r.delta_id, r.store, r.delta, r.code, r.message, r.at, r.hash
 		FROM unnest($1::text[], $2::text[]) AS j(store, delta_id)
 		JOIN rejections r ON r.store = j.store AND r.delta_id = j.delta_id`, []any{stores, ids}, func(rows pgx.Rows) error {
 		var id, body string
 		var r hub.Rejection
 		var at int64
-		if err := rows.Scan(&id, &r.Store, &body, &r.Code, &r.Message, &at); err != nil {
+		if err := rows.Scan(&id, &r.Store, &body, &r.Code, &r.Message, &at, &r.Hash); err != nil {
 			return err
 		}
 		if err := json.Unmarshal([]byte(body), &r.Delta); err != nil {

@@ -925,9 +925,9 @@ func (t *tx) InsertRejection(ctx context.Context, r hub.Rejection) error {
 	if err != nil {
 		return err
 	}
-	_, err = t.ExecContext(ctx, `INSERT INTO rejections (delta_id, store, delta, code, message, at) VALUES (?, ?, ?, ?, ?, ?)
+	_, err = t.ExecContext(ctx, `INSERT INTO rejections (delta_id, store, delta, code, message, at, hash) VALUES (?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (store, delta_id) DO NOTHING`,
-		r.Delta.ID, r.Store, string(b), r.Code, r.Message, unixms.Of(r.At))
+		r.Delta.ID, r.Store, string(b), r.Code, r.Message, unixms.Of(r.At), r.Hash)
 	return err
 }
 
@@ -940,7 +940,7 @@ func (t *tx) RejectedAs(ctx context.Context, pairs [][2]string) (map[[2]string]h
 	if err != nil {
 		return nil, err
 	}
-	rows, err := t.QueryContext(ctx, `SELECT r.delta_id, r.store, r.delta, r.code, r.message, r.at FROM json_each(?) AS j
+	rows, err := t.QueryContext(ctx, `SELECT r.delta_id, r.store, r.delta, r.code, r.message, r.at, r.hash FROM json_each(?) AS j
 		JOIN rejections r ON r.store = j.value ->> 0 AND r.delta_id = j.value ->> 1`, string(list))
 	if err != nil {
 		return nil, err
@@ -950,7 +950,7 @@ func (t *tx) RejectedAs(ctx context.Context, pairs [][2]string) (map[[2]string]h
 		var id, body string
 		var r hub.Rejection
 		var at int64
-		if err := rows.Scan(&id, &r.Store, &body, &r.Code, &r.Message, &at); err != nil {
+		if err := rows.Scan(&id, &r.Store, &body, &r.Code, &r.Message, &at, &r.Hash); err != nil {
 			return nil, err
 		}
 		if err := json.Unmarshal([]byte(body), &r.Delta); err != nil {
