@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -565,5 +566,36 @@ func TestCheck_OneAtATime(t *testing.T) {
 	// Once it is done, the next caller starts a check of its own.
 	if r, err := h.Check(ctx); err != nil || r.Members != 2 || len(started) != 1 {
 		t.Errorf("a check after it: %+v, %v (%d begun); want a new one", r, err, len(started))
+	}
+}
+
+// TestCheck_Pages: a check reads 1,000 members to a transaction; one over several pages counts
+// every member and every point once, and finds a mismatch on any page.
+func TestCheck_Pages(t *testing.T) {
+	h := openHub(t)
+	var file strings.Builder
+	file.WriteString("member_id,points\n")
+	const n = 2345
+	for i := range n {
+		fmt.Fprintf(&file, "p%05d,%d\n", i, i%7)
+	}
+	if rep := importCSV(t, h, file.String(), hub.ImportOptions{ImportID: "pages", Reason: "check's pages"}); rep.Imported != n {
+		t.Fatalf("imported %d of %d", rep.Imported, n)
+	}
+	var points int64
+	for i := range n {
+		points += int64(i % 7)
+	}
+	r, err := h.Check(context.Background())
+	if err != nil || r.Members != n+2 || r.Points != points || len(r.Mismatches) != 0 {
+		t.Fatalf("check %+v, %v; want %d members (with m1 and m2), %d points, no mismatch", r, err, n+2, points)
+	}
+	where := whereOf(t, h.Store)
+	db := openRaw(t, where)
+	if _, err := db.Exec(`UPDATE members SET balance = balance + 1 WHERE id = ?`, "p02000"); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := h.Check(context.Background()); err != nil || len(r.Mismatches) != 1 || !strings.HasPrefix(r.Mismatches[0], "p02000:") {
+		t.Errorf("check after a balance on the third page was changed: %+v, %v; want that one mismatch", r, err)
 	}
 }
