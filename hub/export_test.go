@@ -29,3 +29,7 @@ func (h *Hub) SetJobHook(ahead func()) { h.jobHooks.ahead = ahead }
 func (h *Hub) SetCheckHooks(started, joined func()) {
 	h.checkHooks.started, h.checkHooks.joined = started, joined
 }
+
+// SetUploadHook sets the test hook of uploads (upload.go): read is called after each read of an
+// upload's body that returned data. Set it before the server is opened.
+func (s *Server) SetUploadHook(read func()) { s.uploadHook = read }

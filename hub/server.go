@@ -45,6 +45,8 @@ type Server struct {
 	certs *certReloader
 	lim   Limits
 	srv   *http.Server
+
+	uploadHook func() // tests: called after each read of an upload's body that returned data
 }
 
 // Limits bound the hub's HTTP server. The timeouts apply to HTTP requests; a sync session, once

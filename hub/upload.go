@@ -19,12 +19,13 @@ type upload struct {
 	io.Reader
 	rc          *http.ResponseController
 	read, write time.Duration
-	failed      error // the first error a read of the body returned, other than io.EOF
+	failed      error  // the first error a read of the body returned, other than io.EOF
+	read1       func() // tests: called after each read that returned data (Server.uploadHook)
 }
 
 // upload returns body, read as an upload of the request w answers.
 func (s *Server) upload(w http.ResponseWriter, body io.Reader) *upload {
-	return &upload{Reader: body, rc: http.NewResponseController(w), read: s.lim.ReadTimeout, write: s.lim.WriteTimeout}
+	return &upload{Reader: body, rc: http.NewResponseController(w), read: s.lim.ReadTimeout, write: s.lim.WriteTimeout, read1: s.uploadHook}
 }
 
 func (u *upload) Read(p []byte) (int, error) {
@@ -32,6 +33,9 @@ func (u *upload) Read(p []byte) (int, error) {
 	n, err := u.Reader.Read(p)
 	if err != nil && err != io.EOF && u.failed == nil {
 		u.failed = err
+	}
+	if n > 0 && u.read1 != nil {
+		u.read1()
 	}
 	return n, err
 }

@@ -22,9 +22,16 @@ import (
 // to do, and the rows of its whole batches stay imported.
 func TestImport_UploadDeadlines(t *testing.T) {
 	h := openHub(t)
-	const idle = 3 * time.Second
+	const idle = time.Second
+	reads := make(chan struct{}, 1)
 	srv := &hub.Server{Hub: h, Sync: lsync.NewServer(h), Addr: "127.0.0.1:0", AdminKey: akAdminKey, Logger: slog.New(slog.DiscardHandler),
 		Limits: hub.Limits{ReadHeaderTimeout: idle, ReadTimeout: idle}}
+	srv.SetUploadHook(func() {
+		select {
+		case reads <- struct{}{}:
+		default:
+		}
+	})
 	if err := srv.Open(); err != nil {
 		t.Fatal(err)
 	}
@@ -67,18 +74,25 @@ func TestImport_UploadDeadlines(t *testing.T) {
 		return b.String()
 	}
 
-	// A steady file that takes longer than the timeout in all: each part comes at most 2 s after
-	// the server's last read (the second 2 s after the request began, the third 2 s after the
-	// second), so no read waits 3 s, while the whole takes more than 4.
+	// A steady file that takes longer than the timeout in all: each part is sent once the server
+	// has read the one before, so that no read waits long, until the upload has lasted twice the
+	// timeout.
 	pw, done := upload("steady")
 	start := time.Now()
-	parts := []string{"email,points\n" + rows("a", 50), rows("b", 50), rows("c", 50)}
-	for i, part := range parts {
-		if i > 0 {
-			time.Sleep(time.Until(start.Add(time.Duration(2*i) * time.Second))) // paces the sender; nothing is checked after it
+	sent := 0
+	for part := 0; part == 0 || time.Since(start) < 2*idle; part++ {
+		head := ""
+		if part == 0 {
+			head = "email,points\n"
 		}
-		if _, err := io.WriteString(pw, part); err != nil {
-			t.Fatalf("part %d: %v", i, err)
+		if _, err := io.WriteString(pw, head+rows(fmt.Sprint("p", part, "-"), 5)); err != nil {
+			t.Fatalf("part %d: %v", part, err)
+		}
+		sent += 5
+		select {
+		case <-reads: // the server read it, or part of it
+		case a := <-done:
+			t.Fatalf("the server answered after %s, before the file's end: %d %s %v", time.Since(start).Round(time.Millisecond), a.status, a.body, a.err)
 		}
 	}
 	pw.Close()
@@ -87,8 +101,8 @@ func TestImport_UploadDeadlines(t *testing.T) {
 		t.Fatalf("a steady upload of %s: %d %s %v; want it imported", time.Since(start).Round(time.Millisecond), a.status, a.body, a.err)
 	}
 	var rep hub.ImportReport
-	if err := json.Unmarshal(a.body, &rep); err != nil || rep.Imported != 150 {
-		t.Fatalf("report %s (%v): want 150 rows imported", a.body, err)
+	if err := json.Unmarshal(a.body, &rep); err != nil || rep.Imported != sent {
+		t.Fatalf("report %s (%v): want %d rows imported", a.body, err, sent)
 	}
 
 	// A file that stops arriving: the server answers once nothing came for the timeout.
