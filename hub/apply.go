@@ -43,18 +43,17 @@ type applier struct {
 	quals      map[string]Qualification // what a job's batch read of its members' qualifying events, at clock
 
 	// A pushed batch's reads, made once for the batch (prepare) or once per transaction.
-	known        map[string]*DeltaRef         // ids looked up in the ledger at the batch's start (nil: not there)
-	rejectedAs   map[[2]string]priorRejection // (store, delta id) pairs rejected before, or in this transaction, and how
-	rejectedRead map[[2]string]bool           // pairs whose rejection, if any, is in rejectedAs
-	minted       map[string]bool              // ids newDelta minted in this transaction (runOnlineAll: not looked up; nil: none kept)
-	inserted     map[string]DeltaRef          // ids this transaction inserted
-	published    map[int64]publishedAt        // rule versions' publication (checkVersion)
-	sent         map[sentKey][]SentProgram    // rule versions sent to stores (checkVersion)
-	subscribe    map[string][]string          // members to put in stores' scope, by store, written by finish
-	prefetched   map[string]bool              // members read by prepare (absent from members: unknown)
-	verifier     *qr.Verifier                 // the hub's keys, read for the first code a delta carries (present)
-	scannedCodes map[string]scannedCode       // the codes present checked, by their text
-	codeWarned   bool                         // present logged a code that does not verify
+	known        map[string]*DeltaRef          // ids looked up in the ledger at the batch's start (nil: not there)
+	rejections   map[[2]string]*priorRejection // (store, delta id) pairs read or rejected in this transaction, and how (nil: not rejected)
+	minted       map[string]bool               // ids newDelta minted in this transaction (runOnlineAll: not looked up; nil: none kept)
+	inserted     map[string]DeltaRef           // ids this transaction inserted
+	published    map[int64]publishedAt         // rule versions' publication (checkVersion)
+	sent         map[sentKey][]SentProgram     // rule versions sent to stores (checkVersion)
+	subscribe    map[string][]string           // members to put in stores' scope, by store, written by finish
+	prefetched   map[string]bool               // members read by prepare (absent from members: unknown)
+	verifier     *qr.Verifier                  // the hub's keys, read for the first code a delta carries (present)
+	scannedCodes map[string]scannedCode        // the codes present checked, by their text
+	codeWarned   bool                          // present logged a code that does not verify
 
 	// A pushed batch's deltas inserted together (batch.go): the storage's own Tx, when tx is the
 	// batchTx over it, and the deltas accepted and not inserted yet.
@@ -138,8 +137,9 @@ func (a *applier) prepare(ctx context.Context, deltas []loyalty.Delta) error {
 	}
 	for i := range deltas {
 		if d := &deltas[i]; storableKey(d.Store) && a.known[d.ID] == nil && storableKey(d.ID) {
-			if key := [2]string{d.Store, d.ID}; !a.rejectedRead[key] && !seen["r"+key[0]+"\x00"+key[1]] {
-				seen["r"+key[0]+"\x00"+key[1]] = true
+			key := [2]string{d.Store, d.ID}
+			if _, read := a.rejections[key]; !read && !seen["r"+d.Store+"\x00"+d.ID] {
+				seen["r"+d.Store+"\x00"+d.ID] = true
 				fresh = append(fresh, key)
 			}
 		}
@@ -179,13 +179,13 @@ func (a *applier) readRejections(ctx context.Context, pairs [][2]string) error {
 	if err != nil {
 		return err
 	}
-	if a.rejectedAs == nil {
-		a.rejectedAs, a.rejectedRead = make(map[[2]string]priorRejection), make(map[[2]string]bool)
+	if a.rejections == nil {
+		a.rejections = make(map[[2]string]*priorRejection)
 	}
 	for _, key := range pairs {
-		a.rejectedRead[key] = true
+		a.rejections[key] = nil
 		if r, ok := rs[key]; ok {
-			a.rejectedAs[key] = priorRejection{hash: cmp.Or(r.Hash, r.Delta.Hash()), err: &loyalty.Error{Code: r.Code, Message: r.Message}}
+			a.rejections[key] = &priorRejection{hash: cmp.Or(r.Hash, r.Delta.Hash()), err: &loyalty.Error{Code: r.Code, Message: r.Message}}
 		}
 	}
 	return nil
@@ -208,12 +208,12 @@ func (a *applier) rejectedBefore(ctx context.Context, store, id, hash string) (*
 		return nil, nil // the hub's own: a change it refuses rolls its call back, and leaves no record
 	}
 	key := [2]string{store, id}
-	if !a.rejectedRead[key] && storableKey(store) && storableKey(id) {
+	if _, read := a.rejections[key]; !read && storableKey(store) && storableKey(id) {
 		if err := a.readRejections(ctx, [][2]string{key}); err != nil {
 			return nil, err
 		}
 	}
-	if r, ok := a.rejectedAs[key]; ok && r.hash == hash {
+	if r := a.rejections[key]; r != nil && r.hash == hash {
 		return r.err, nil
 	}
 	return nil, nil
@@ -714,9 +714,9 @@ func (a *applier) reject(ctx context.Context, store string, d loyalty.Delta, has
 	if ierr := a.tx.InsertRejection(ctx, Rejection{Delta: d, Store: store, Code: e.Code, Message: e.Message, At: a.Now(), Hash: hash}); ierr != nil {
 		return lsync.Result{}, ierr
 	}
-	if key := [2]string{store, d.ID}; a.rejectedRead[key] {
-		if _, ok := a.rejectedAs[key]; !ok { // the first record stands (InsertRejection)
-			a.rejectedAs[key] = priorRejection{hash: hash, err: e}
+	if key := [2]string{store, d.ID}; a.rejections != nil {
+		if r, read := a.rejections[key]; read && r == nil { // the first record stands (InsertRejection)
+			a.rejections[key] = &priorRejection{hash: hash, err: e}
 		}
 	}
 	return lsync.Result{DeltaID: d.ID, Status: lsync.StatusRejected, Code: e.Code, Message: e.Message}, nil

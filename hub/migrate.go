@@ -209,7 +209,7 @@ func (h *Hub) ReverseAdjustment(ctx context.Context, adjustID, reason string) (A
 
 // validReason checks an adjustment's reason.
 func validReason(reason string) error {
-	if strings.TrimSpace(reason) == "" || !loyalty.ValidText(reason, loyalty.MaxReasonLength) || strings.IndexByte(reason, 0) >= 0 {
+	if strings.TrimSpace(reason) == "" || !loyalty.ValidText(reason, loyalty.MaxReasonLength) {
 		return loyalty.Errorf(loyalty.EINVALID, "reason is required: why the balance changes, at most %d characters", loyalty.MaxReasonLength)
 	}
 	return nil
