@@ -439,7 +439,7 @@ func (a *applier) check(ctx context.Context, store string, d *loyalty.Delta) err
 			as := *d
 			as.Country = *claims.country
 			if mine, err := recompute(p, &as, loc); err != nil || mine.Points != res.Points || !maps.Equal(mine.Punches, res.Punches) {
-				return loyalty.Errorf(loyalty.EINVALID, "the member's country is not %q, and this sale's points depend on it", d.Country)
+				return loyalty.Errorf(loyalty.EINVALID, "%s", CountryMismatch)
 			}
 			d.Country = as.Country
 		}

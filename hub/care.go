@@ -29,6 +29,15 @@ const (
 
 var attributeKey = regexp.MustCompile(`^[a-z][a-z0-9_.-]{0,63}$`)
 
+// CountryMismatch is why a sale is rejected whose country is not the member's at the hub and
+// changes its points. It does not name the country: an erased member's rejections keep it.
+// Rejections recorded before it named the country, as OldCountryMismatch matches (a LIKE
+// pattern); EraseMember rewrites those of the member to CountryMismatch.
+const (
+	CountryMismatch    = "the member's country at the hub is not the one this sale was stamped with, and its points depend on it"
+	OldCountryMismatch = "the member's country is not %"
+)
+
 // CareTx is what member care needs of the storage (a part of Tx).
 type CareTx interface {
 	// MemberProfile returns what the hub keeps about a member beyond what stores receive: their
@@ -40,7 +49,7 @@ type CareTx interface {
 	SetMemberProfile(ctx context.Context, id string, p Profile, version int64) error
 	// EraseMember clears a member's personal data in one statement per table: their email,
 	// name, country, birthday and attributes, and the country that their deltas and rejected
-	// deltas carry; it records when (Profile.ErasedAt) and sets the change version. The member's
+	// deltas carry, in the deltas and in the rejections' messages (OldCountryMismatch); it records when (Profile.ErasedAt) and sets the change version. The member's
 	// id, balance, tier, ledger and budgets' charges stay. It returns ENOTFOUND.
 	EraseMember(ctx context.Context, id string, at time.Time, version int64) error
 	// NotePastCountry records that country was member's until until (an update changed it).

@@ -101,6 +101,10 @@ func (t *tx) EraseMember(ctx context.Context, id string, at time.Time, version i
 			return err
 		}
 	}
+	if _, err := t.exec(ctx, `UPDATE rejections SET message = $1 WHERE strpos(delta, $2) > 0 AND message LIKE $3`,
+		hub.CountryMismatch, memberField(id), hub.OldCountryMismatch); err != nil {
+		return err
+	}
 	var stores, ids []string
 	bodies = nil
 	err = t.each(ctx, `SELECT store, delta_id, delta FROM rejections WHERE strpos(delta, $1) > 0`, []any{memberField(id)}, func(rows pgx.Rows) error {

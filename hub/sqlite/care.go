@@ -84,6 +84,10 @@ func (t *tx) EraseMember(ctx context.Context, id string, at time.Time, version i
 	if _, err := t.ExecContext(ctx, `DELETE FROM member_countries WHERE member = ?`, id); err != nil {
 		return err
 	}
+	if _, err := t.ExecContext(ctx, `UPDATE rejections SET message = ?
+		WHERE json_extract(delta, '$.member') = ? AND message LIKE ?`, hub.CountryMismatch, id, hub.OldCountryMismatch); err != nil {
+		return err
+	}
 	_, err = t.ExecContext(ctx, `UPDATE rejections SET delta = json_remove(delta, '$.country')
 		WHERE json_extract(delta, '$.member') = ? AND json_extract(delta, '$.country') IS NOT NULL`, id)
 	return err
