@@ -31,6 +31,10 @@ func (d *dashboard) imports(w http.ResponseWriter, r *http.Request, op *operator
 	return "imports", http.StatusOK, importsData{ImportID: newFormID(), Mode: ImportAdd}, nil
 }
 
+// maxImportFields is how many fields the import form may send before its file: it has six, and
+// each is kept (up to 1 KiB) until the file's part.
+const maxImportFields = 16
+
 // importCSV reads the form's parts in order: the CSRF token and the options first (the form
 // puts them before the file), then the file, streamed into Hub.Import.
 func (d *dashboard) importCSV(w http.ResponseWriter, r *http.Request) {
@@ -38,6 +42,10 @@ func (d *dashboard) importCSV(w http.ResponseWriter, r *http.Request) {
 	r.Body = io.NopCloser(body)
 	op := d.changer(w, r, "imported")
 	if op == nil {
+		return
+	}
+	if !op.Admin { // before a byte of the body is read
+		d.refuse(w, op, http.StatusForbidden, "Your key may only read.", "Ask for a key of scope admin to import; nothing was imported.")
 		return
 	}
 	outOfDate := func() {
@@ -50,7 +58,7 @@ func (d *dashboard) importCSV(w http.ResponseWriter, r *http.Request) {
 	}
 	data := importsData{}
 	form := url.Values{}
-	checked := false
+	checked, fields := false, 0
 	for {
 		part, err := mr.NextPart()
 		if err == io.EOF {
@@ -62,6 +70,10 @@ func (d *dashboard) importCSV(w http.ResponseWriter, r *http.Request) {
 		}
 		name := part.FormName()
 		if name != "file" {
+			if fields++; fields > maxImportFields {
+				outOfDate()
+				return
+			}
 			b, err := io.ReadAll(io.LimitReader(part, 1024))
 			if err != nil {
 				outOfDate()
@@ -77,10 +89,6 @@ func (d *dashboard) importCSV(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		checked = true
-		if !op.Admin {
-			d.refuse(w, op, http.StatusForbidden, "Your key may only read.", "Ask for a key of scope admin to import; nothing was imported.")
-			return
-		}
 		data = importsData{ImportID: form.Get("import_id"), Mode: form.Get("mode"), Reason: form.Get("reason"),
 			PointsPerUnit: form.Get("points_per_unit"), DryRun: form.Get("dry_run") == "true"}
 		if part.FileName() == "" {

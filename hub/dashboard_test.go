@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime/multipart"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -580,5 +581,52 @@ func TestDashboard_CardLink(t *testing.T) {
 	}
 	if a := anon.get(path); a.Status != http.StatusNotFound {
 		t.Errorf("a link after its member's links were ended: %d", a.Status)
+	}
+}
+
+// TestDashboard_ImportFormBounded: the import form's fields before its file are bounded, and a
+// key that may only read is refused before its upload is read: a report key's thousands of
+// fields used to be held in memory until the file's part, up to the size of an import.
+func TestDashboard_ImportFormBounded(t *testing.T) {
+	d := openDashHub(t)
+	fields := func(b *dashBrowser, token string, n int) dashAnswer {
+		t.Helper()
+		var body strings.Builder
+		mw := multipart.NewWriter(&body)
+		mw.WriteField("csrf", token)
+		for i := range n {
+			mw.WriteField(fmt.Sprintf("f%d", i), strings.Repeat("x", 1000))
+		}
+		mw.WriteField("import_id", "imp-bounded")
+		mw.WriteField("mode", "add")
+		mw.WriteField("reason", "migration")
+		fw, _ := mw.CreateFormFile("file", "members.csv")
+		io.WriteString(fw, "member_id,points\nm1,100\n")
+		mw.Close()
+		req, err := http.NewRequest("POST", b.base+"/dash/imports", strings.NewReader(body.String()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", mw.FormDataContentType())
+		req.Header.Set("Sec-Fetch-Site", "same-origin")
+		return b.do(req)
+	}
+	report := d.browser(t)
+	report.signIn(d.Report.Key)
+	// No CSRF token either: the key's scope is judged first, before any field is read.
+	if a := fields(report, "", 2000); a.Status != http.StatusForbidden || !strings.Contains(a.Body, "may only read") {
+		t.Errorf("a report key's 2,000 fields: %d %s", a.Status, a.Body)
+	}
+	admin := d.browser(t)
+	admin.signIn(d.Admin.Key)
+	token := admin.csrf("/dash/imports")
+	if a := fields(admin, token, 20); a.Status != http.StatusForbidden || !strings.Contains(a.Body, "out of date") {
+		t.Errorf("20 unknown fields before the file: %d %s", a.Status, a.Body)
+	}
+	if got := balance(t, d.Hub, "m1"); got != 0 {
+		t.Fatalf("balance %d after refused imports", got)
+	}
+	if a := fields(admin, token, 5); a.Status != http.StatusOK || balance(t, d.Hub, "m1") != 100 {
+		t.Errorf("5 extra fields before the file: %d, balance %d, want the file imported", a.Status, balance(t, d.Hub, "m1"))
 	}
 }
