@@ -360,6 +360,9 @@ func (a *applier) apply(ctx context.Context, store string, d loyalty.Delta) (lsy
 	if err := a.referral(ctx, d); err != nil {
 		return lsync.Result{}, err
 	}
+	if err := a.referralRefunded(ctx, d); err != nil {
+		return lsync.Result{}, err
+	}
 	return lsync.Result{DeltaID: d.ID, Status: lsync.StatusApplied, Seq: seq}, nil
 }
 

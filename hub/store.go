@@ -288,8 +288,13 @@ type Tx interface {
 	// QualifyingFromLedger is Qualifying computed from the member's ledger alone, every
 	// qualifying event of theirs, without the running totals: what Check compares them with.
 	QualifyingFromLedger(ctx context.Context, member, basis string, since, until time.Time) (Qualification, error)
-	// SetReferralPaid records that a referred member's referral bonus was given.
-	SetReferralPaid(ctx context.Context, member string) error
+	// SetReferralPaid records that a referred member's referral bonus was given, for the sale
+	// (a delta id) that qualified; with sale "" it records that it was taken back (or never
+	// given), which forgets the sale.
+	SetReferralPaid(ctx context.Context, member, sale string) error
+	// ReferralSale returns the sale whose purchase gave member's referral bonus: "" when none is
+	// recorded (not given, or given before the hub recorded the sale).
+	ReferralSale(ctx context.Context, member string) (string, error)
 
 	// The background jobs' schedule (jobs.go): when each member must next be looked at.
 

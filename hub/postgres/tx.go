@@ -284,9 +284,26 @@ func (t *tx) BirthdayMembers(ctx context.Context, day string, after string, n in
 	return out, err
 }
 
-func (t *tx) SetReferralPaid(ctx context.Context, member string) error {
-	_, err := t.exec(ctx, `UPDATE members SET referral_paid = true WHERE id = $1`, member)
+func (t *tx) SetReferralPaid(ctx context.Context, member, sale string) error {
+	if _, err := t.exec(ctx, `UPDATE members SET referral_paid = $1 WHERE id = $2`, sale != "", member); err != nil {
+		return err
+	}
+	if sale == "" {
+		_, err := t.exec(ctx, `DELETE FROM referral_sales WHERE member = $1`, member)
+		return err
+	}
+	_, err := t.exec(ctx, `INSERT INTO referral_sales (member, delta_id) VALUES ($1, $2)
+		ON CONFLICT (member) DO UPDATE SET delta_id = excluded.delta_id`, member, sale)
 	return err
+}
+
+func (t *tx) ReferralSale(ctx context.Context, member string) (string, error) {
+	var sale string
+	err := t.queryRow(ctx, `SELECT delta_id FROM referral_sales WHERE member = $1`, member).Scan(&sale)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	}
+	return sale, err
 }
 
 func (t *tx) Subscribe(ctx context.Context, store, member string) error {

@@ -1677,9 +1677,26 @@ func (t *tx) LotsDrift(ctx context.Context) ([]string, error) {
 	return out, rows.Err()
 }
 
-func (t *tx) SetReferralPaid(ctx context.Context, member string) error {
-	_, err := t.ExecContext(ctx, `UPDATE members SET referral_paid = 1 WHERE id = ?`, member)
+func (t *tx) SetReferralPaid(ctx context.Context, member, sale string) error {
+	if _, err := t.ExecContext(ctx, `UPDATE members SET referral_paid = ? WHERE id = ?`, sale != "", member); err != nil {
+		return err
+	}
+	if sale == "" {
+		_, err := t.ExecContext(ctx, `DELETE FROM referral_sales WHERE member = ?`, member)
+		return err
+	}
+	_, err := t.ExecContext(ctx, `INSERT INTO referral_sales (member, delta_id) VALUES (?, ?)
+		ON CONFLICT (member) DO UPDATE SET delta_id = excluded.delta_id`, member, sale)
 	return err
+}
+
+func (t *tx) ReferralSale(ctx context.Context, member string) (string, error) {
+	var sale string
+	err := t.QueryRowContext(ctx, `SELECT delta_id FROM referral_sales WHERE member = ?`, member).Scan(&sale)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return sale, err
 }
 
 // nullMS stores a schedule time: NULL for none.
