@@ -226,6 +226,66 @@ func TestPostgresWritersQueue(t *testing.T) {
 	}
 }
 
+// A hub process that stops in the middle of a write transaction (frozen, or cut off from the
+// database) loses the writer lock when its transaction has waited on it for
+// idle_in_transaction_session_timeout: the other hub processes' writes go on, and the stopped
+// transaction is rolled back. The lanes' connections carry the settings (laneSettings) unless
+// the connection URL sets them; here a URL sets the timeout to 1 s for the hub that stops.
+func TestPostgresFrozenWriterLosesTheLock(t *testing.T) {
+	where := newDatabase(t)
+	sep := "?"
+	if strings.Contains(where, "?") {
+		sep = "&"
+	}
+	a, b := open(t, where+sep+"idle_in_transaction_session_timeout=1s"), open(t, where)
+	ctx := context.Background()
+	conn, err := b.take(ctx, &b.writes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"idle_in_transaction_session_timeout": "30s", "tcp_user_timeout": "60000"} {
+		var got string
+		if err := conn.QueryRow(ctx, `SELECT current_setting($1)`, name).Scan(&got); err != nil || got != want {
+			t.Errorf("a lane's %s is %q (%v), want %q", name, got, err, want)
+		}
+	}
+	b.give(conn, &b.writes)
+
+	inside, release := make(chan struct{}), make(chan struct{})
+	frozen := make(chan error, 1)
+	var once sync.Once
+	go func() {
+		frozen <- a.Update(ctx, func(tx hub.Tx) error {
+			if _, err := tx.NextVersion(ctx); err != nil {
+				return err
+			}
+			once.Do(func() { close(inside) })
+			<-release // the hub stops here
+			return nil
+		})
+	}()
+	<-inside
+	// A generous bound, so that the test fails instead of hanging; PostgreSQL ends the stopped
+	// transaction after 1 s.
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	var got int64
+	if err := b.Update(wctx, func(tx hub.Tx) error {
+		var err error
+		got, err = tx.NextVersion(wctx)
+		return err
+	}); err != nil {
+		t.Fatalf("another hub's write while one hub is stopped mid-transaction: %v", err)
+	}
+	close(release)
+	if err := <-frozen; err == nil {
+		t.Error("the stopped hub's transaction committed after PostgreSQL ended it")
+	}
+	if got != 1 || version(t, b) != 1 {
+		t.Errorf("the other hub took version %d, now %d; want 1: the stopped transaction's version rolled back", got, version(t, b))
+	}
+}
+
 // Errors that are not PostgreSQL refusing a transaction are returned at once; View is read-only.
 func TestPostgresNoRetryForOtherErrors(t *testing.T) {
 	s := open(t, newDatabase(t))

@@ -112,6 +112,11 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	}
 	lcfg := cfg.Copy()
 	lcfg.MaxConns, lcfg.MinConns, lcfg.MinIdleConns = laneCount, 0, 0
+	for name, value := range laneSettings {
+		if _, set := lcfg.ConnConfig.RuntimeParams[name]; !set {
+			lcfg.ConnConfig.RuntimeParams[name] = value
+		}
+	}
 	lanePool, err := pgxpool.NewWithConfig(ctx, lcfg)
 	if err != nil {
 		pool.Close()
@@ -255,6 +260,25 @@ const (
 	writerLock      = 0x6c6f79616c7478 // "loyaltx": every write transaction but bookkeeping
 	bookkeepingLock = 0x6c6f79616c7462 // "loyaltb": the sync sessions' bookkeeping (hub.Bookkeeping)
 )
+
+// laneSettings bound how long a hub process that stops answering can hold a lane's lock, and
+// with it every hub's writes (or sessions' renewals): PostgreSQL ends the lane's session, which
+// gives the lock back, when its transaction waits on the hub for 30 s (a process frozen or
+// stopped mid-transaction), or when the hub's machine is gone from the network for about a minute
+// (keepalives unanswered, or data sent and not acknowledged; a Unix socket ignores these). Its
+// transaction rolls back and nothing it wrote counts: a push's store sends it again, to any hub.
+// Without them, PostgreSQL waits for the operating system's keepalives (over two hours), or for
+// ever for a frozen process whose machine still answers. A hub's own transactions never wait
+// that long between statements: they do nothing outside the database (the package
+// documentation). A setting in the connection URL (…?idle_in_transaction_session_timeout=2min)
+// takes precedence.
+var laneSettings = map[string]string{
+	"idle_in_transaction_session_timeout": "30s",
+	"tcp_keepalives_idle":                 "30",
+	"tcp_keepalives_interval":             "10",
+	"tcp_keepalives_count":                "3",
+	"tcp_user_timeout":                    "60000",
+}
 
 // take takes a connection from the pool and, on it, l's lock, waiting for the transaction that
 // holds it to end. The lock is the session's, taken before the transaction begins, so that the
