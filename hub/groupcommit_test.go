@@ -659,9 +659,7 @@ func TestSessions_ClaimsShareATransaction(t *testing.T) {
 	ctx := context.Background()
 	h := openHub(t)
 	for i := range n {
-		if _, _, err := h.CreateStore(ctx, fmt.Sprintf("c%d", i), ""); err != nil {
-			t.Fatal(err)
-		}
+		createStore(t, h, fmt.Sprintf("c%d", i))
 	}
 	waiting, groups := make(chan int, 100), make(chan int, 100)
 	h.SetBookkeepingHooks(func(w int) { waiting <- w }, func(calls, _ int) { groups <- calls })
@@ -674,7 +672,7 @@ func TestSessions_ClaimsShareATransaction(t *testing.T) {
 		h.Store = gate
 		defer func() { h.Store = gate.Store }()
 		first := make(chan error, 1)
-		held := newTestSession("s1", "10.0.0.9:9", t0)
+		held := newTestSession(t, "s1", "10.0.0.9:9", t0)
 		go func() { first <- h.Claim(ctx, held.Session) }()
 		receive(t, gate.armed, "s1's claim to reach its transaction")
 		receive(t, waiting, "s1's claim to be queued")
@@ -725,7 +723,7 @@ func TestSessions_ClaimsShareATransaction(t *testing.T) {
 
 	sessions := make([]testSession, n)
 	for i := range sessions {
-		sessions[i] = newTestSession(fmt.Sprintf("c%d", i), fmt.Sprintf("10.0.0.%d:1", i), t0)
+		sessions[i] = newTestSession(t, fmt.Sprintf("c%d", i), fmt.Sprintf("10.0.0.%d:1", i), t0)
 	}
 	for i, err := range together(sessions, func(s testSession) error { return h.Claim(ctx, s.Session) }) {
 		if err != nil {
@@ -750,8 +748,8 @@ func TestSessions_ClaimsShareATransaction(t *testing.T) {
 	}
 
 	// Claimed again, with an unknown store among them: the group fails, each runs alone.
-	again := []testSession{newTestSession("c0", "10.0.1.0:1", t0), newTestSession("c1", "10.0.1.1:1", t0),
-		newTestSession("nowhere", "10.0.0.66:1", t0), newTestSession("c2", "10.0.1.2:1", t0)}
+	again := []testSession{newTestSession(t, "c0", "10.0.1.0:1", t0), newTestSession(t, "c1", "10.0.1.1:1", t0),
+		newTestSession(t, "nowhere", "10.0.0.66:1", t0), newTestSession(t, "c2", "10.0.1.2:1", t0)}
 	for i, err := range together(again, func(s testSession) error { return h.Claim(ctx, s.Session) }) {
 		switch store := again[i].Store; {
 		case store == "nowhere" && loyalty.ErrorCode(err) != loyalty.ENOTFOUND:

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	gosync "sync"
 	"testing"
 	"time"
 
@@ -18,6 +19,34 @@ import (
 )
 
 var t0 = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+
+// storeTokens keeps the tokens of the stores tests created (createStore), by test name and store
+// id, for the sessions a test claims directly (tokenOf).
+var storeTokens gosync.Map // string → string
+
+// createStore registers store id at h and keeps its token for tb.
+func createStore(tb testing.TB, h *hub.Hub, id string) {
+	tb.Helper()
+	_, token, err := h.CreateStore(context.Background(), id, "")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	storeTokens.Store(tb.Name()+"\x00"+id, token)
+}
+
+// tokenOf returns the token of store id that tb, or the test it runs in, created; "" for none.
+func tokenOf(tb testing.TB, id string) string {
+	for name := tb.Name(); ; {
+		if token, ok := storeTokens.Load(name + "\x00" + id); ok {
+			return token.(string)
+		}
+		i := strings.LastIndexByte(name, '/')
+		if i < 0 {
+			return ""
+		}
+		name = name[:i]
+	}
+}
 
 // openHub returns an initialised hub on a new database (SQLite, or PostgreSQL: backend_test.go),
 // with stores s1 and s2 and members m1 (home s1) and m2 (home s2).
@@ -38,9 +67,7 @@ func hubOn(tb testing.TB, s hub.Store) *hub.Hub {
 		tb.Fatal(err)
 	}
 	for _, id := range []string{"s1", "s2"} {
-		if _, _, err := h.CreateStore(ctx, id, ""); err != nil {
-			tb.Fatal(err)
-		}
+		createStore(tb, h, id)
 	}
 	for i, home := range []string{"s1", "s2"} {
 		if _, err := h.CreateMember(ctx, loyalty.Member{ID: fmt.Sprintf("m%d", i+1), HomeStore: home}); err != nil {

@@ -55,9 +55,10 @@ type testSession struct {
 	ended chan error
 }
 
-func newTestSession(store, remote string, start time.Time) testSession {
+func newTestSession(tb testing.TB, store, remote string, start time.Time) testSession {
 	ended := make(chan error, 8)
-	return testSession{&lsync.Session{Store: store, Remote: remote, Start: start, End: func(c error) { ended <- c }}, ended}
+	return testSession{&lsync.Session{Store: store, Remote: remote, Start: start, Token: tokenOf(tb, store),
+		End: func(c error) { ended <- c }}, ended}
 }
 
 // mustEnd waits for the session to be ended and returns why (biTimeout is a safety net).
@@ -120,7 +121,7 @@ func TestSessions_NewestClaimWinsAcrossHubs(t *testing.T) {
 	a := openHub(t)
 	b := otherHub(t, a)
 
-	first := newTestSession("s1", "10.0.0.1:1111", t0)
+	first := newTestSession(t, "s1", "10.0.0.1:1111", t0)
 	if err := a.Claim(ctx, first.Session); err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +132,7 @@ func TestSessions_NewestClaimWinsAcrossHubs(t *testing.T) {
 	if h := storeHealth(t, b, "s1"); !h.Connected {
 		t.Errorf("b sees s1 %+v after a's claim, want connected", h)
 	}
-	second := newTestSession("s1", "10.0.0.2:2222", t0.Add(-time.Hour)) // b's clock is an hour behind
+	second := newTestSession(t, "s1", "10.0.0.2:2222", t0.Add(-time.Hour)) // b's clock is an hour behind
 	if err := b.Claim(ctx, second.Session); err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +180,7 @@ func TestSessions_RenewalKeepsDeadlineAndHealth(t *testing.T) {
 	a := openHub(t)
 	b := otherHub(t, a)
 	a.SessionTTL = time.Minute
-	s := newTestSession("s1", "10.0.0.1:1111", t0)
+	s := newTestSession(t, "s1", "10.0.0.1:1111", t0)
 	if err := a.Claim(ctx, s.Session); err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +212,7 @@ func TestSessions_RenewalEndsARotatedToken(t *testing.T) {
 	ctx := context.Background()
 	a := openHub(t)
 	b := otherHub(t, a)
-	s1, s2 := newTestSession("s1", "10.0.0.1:1111", t0), newTestSession("s2", "10.0.0.2:2222", t0)
+	s1, s2 := newTestSession(t, "s1", "10.0.0.1:1111", t0), newTestSession(t, "s2", "10.0.0.2:2222", t0)
 	for _, s := range []testSession{s1, s2} {
 		if err := a.Claim(ctx, s.Session); err != nil {
 			t.Fatal(err)
@@ -239,7 +240,7 @@ func TestSessions_StaleDeadline(t *testing.T) {
 	a := openHub(t)
 	b := otherHub(t, a)
 	a.SessionTTL = time.Millisecond
-	dead := newTestSession("s1", "10.0.0.1:1111", t0)
+	dead := newTestSession(t, "s1", "10.0.0.1:1111", t0)
 	if err := a.Claim(ctx, dead.Session); err != nil {
 		t.Fatal(err)
 	}
@@ -255,7 +256,7 @@ func TestSessions_StaleDeadline(t *testing.T) {
 	}
 
 	// A stale row never blocks a store.
-	fresh := newTestSession("s1", "10.0.0.2:2222", t0)
+	fresh := newTestSession(t, "s1", "10.0.0.2:2222", t0)
 	if err := b.Claim(ctx, fresh.Session); err != nil {
 		t.Fatal(err)
 	}
@@ -312,11 +313,11 @@ func TestSessions_TakeoverHeardAtOnce(t *testing.T) {
 	run(t, b)
 	v0 := nextVersion(t, versions, 0) // b listens: it told its agents the current version
 
-	held := newTestSession("s1", "10.0.0.1:1111", t0)
+	held := newTestSession(t, "s1", "10.0.0.1:1111", t0)
 	if err := b.Claim(ctx, held.Session); err != nil {
 		t.Fatal(err)
 	}
-	taker := newTestSession("s1", "10.0.0.2:2222", t0)
+	taker := newTestSession(t, "s1", "10.0.0.2:2222", t0)
 	if err := a.Claim(ctx, taker.Session); err != nil {
 		t.Fatal(err)
 	}
@@ -522,7 +523,7 @@ func TestEventsPostgres(t *testing.T) {
 		t.Errorf("b was told version %d after a's new member, want %d", v, v1)
 	}
 
-	held := newTestSession("s1", "10.0.0.1:1111", t0)
+	held := newTestSession(t, "s1", "10.0.0.1:1111", t0)
 	if err := b.Claim(ctx, held.Session); err != nil {
 		t.Fatal(err)
 	}
@@ -534,7 +535,7 @@ func TestEventsPostgres(t *testing.T) {
 	if _, err := db.Exec(`SELECT pg_terminate_backend(?)`, old); err != nil {
 		t.Fatal(err)
 	}
-	taker := newTestSession("s1", "10.0.0.2:2222", t0)
+	taker := newTestSession(t, "s1", "10.0.0.2:2222", t0)
 	if err := a.Claim(ctx, taker.Session); err != nil {
 		t.Fatal(err)
 	}

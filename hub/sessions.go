@@ -138,6 +138,12 @@ func (h *Hub) Claim(ctx context.Context, s *lsync.Session) error {
 		if err != nil {
 			return err
 		}
+		// The token the agent authenticated with must still be the store's: one replaced since
+		// (after the check, before this claim) would otherwise be taken for the session's own,
+		// and the session would outlive its rotation.
+		if subtle.ConstantTimeCompare([]byte(hashToken(s.Token)), []byte(info.TokenHash)) != 1 {
+			return loyalty.Errorf(loyalty.EUNAUTHORIZED, "store %q: its token was replaced while it connected; the agent must connect with the new one", store)
+		}
 		tokenHash = info.TokenHash
 		if row, err = tx.ClaimSession(ctx, Session{Store: store, Owner: h.ID, Remote: s.Remote, Started: start}, h.sessionTTL()); err != nil {
 			return err

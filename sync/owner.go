@@ -29,6 +29,10 @@ type Session struct {
 	Store  string
 	Remote string    // the agent's network address (a proxy's, behind one)
 	Start  time.Time // when it started, on the Server's clock
+	// Token is the token the agent authenticated with (Handler.Authenticate): the claim checks
+	// that it is still the store's, so that a token replaced while the session opened (after its
+	// check, before its claim) ends the session as it ends the sessions already claimed.
+	Token string
 	// End ends the session; a cause with the code ESUPERSEDED (Superseded) is sent to the
 	// agent first. It may be called more than once, and after the session ended.
 	End func(cause error)
@@ -41,7 +45,7 @@ func (s *Server) claim(ctx context.Context, ss *serverSession) (*Session, error)
 	if !ok {
 		return nil, nil
 	}
-	sess := &Session{Store: ss.store, Remote: ss.remote, Start: s.Now(), End: ss.cancel}
+	sess := &Session{Store: ss.store, Remote: ss.remote, Start: s.Now(), Token: ss.token, End: ss.cancel}
 	if err := o.Claim(ctx, sess); err != nil {
 		return nil, err
 	}

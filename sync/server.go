@@ -117,6 +117,7 @@ type serverSession struct {
 	s      *Server
 	conn   Conn
 	store  string
+	token  string // what the agent authenticated with (Session.Token)
 	remote string // the agent's network address, for logs and for the session that replaces it
 	ctx    context.Context
 	// cancel ends the session; a cause with the code ESUPERSEDED is sent to the agent first.
@@ -282,12 +283,12 @@ func (s *Server) open(ctx context.Context, conn Conn) (*serverSession, error) {
 		stop()
 		s.wg.Done()
 	}()
-	store, version, err := s.handshake(ctx, conn)
+	store, token, version, err := s.handshake(ctx, conn)
 	if err != nil {
 		s.sendError(ctx, conn, 0, err)
 		return nil, fmt.Errorf("handshake: %w", err)
 	}
-	ss = &serverSession{s: s, conn: conn, store: store, remote: remoteAddr(conn), ctx: ctx, cancel: cancel, stopCtx: stop, done: make(chan struct{})}
+	ss = &serverSession{s: s, conn: conn, store: store, token: token, remote: remoteAddr(conn), ctx: ctx, cancel: cancel, stopCtx: stop, done: make(chan struct{})}
 	ss.last.Store(time.Now().UnixNano())
 	s.register(ss)
 	owned, err := s.claim(ctx, ss) // across hub processes (SessionOwner, owner.go)
@@ -478,40 +479,40 @@ func (s *Server) ended(ctx context.Context, conn Conn, err error) error {
 	return err
 }
 
-func (s *Server) handshake(ctx context.Context, conn Conn) (store string, version int, err error) {
+func (s *Server) handshake(ctx context.Context, conn Conn) (store, token string, version int, err error) {
 	late := loyalty.Errorf(loyalty.EUNAUTHORIZED, "no hello within %s", s.HelloTimeout)
 	hctx, cancel := context.WithTimeoutCause(ctx, s.HelloTimeout, late)
 	defer cancel()
 	b, err := conn.Read(hctx)
 	if err != nil {
 		if ctx.Err() == nil && context.Cause(hctx) == late {
-			return "", 0, late
+			return "", "", 0, late
 		} else if ctx.Err() != nil {
-			return "", 0, ctx.Err()
+			return "", "", 0, ctx.Err()
 		}
-		return "", 0, err
+		return "", "", 0, err
 	}
 	return s.hello(ctx, conn, b)
 }
 
 // hello authenticates a session's first message and answers it with the welcome.
-func (s *Server) hello(ctx context.Context, conn Conn, b []byte) (store string, version int, err error) {
+func (s *Server) hello(ctx context.Context, conn Conn, b []byte) (store, token string, version int, err error) {
 	m, err := Decode(b)
 	if err != nil {
-		return "", 0, err
+		return "", "", 0, err
 	} else if m.Type != TypeHello {
-		return "", 0, loyalty.Errorf(loyalty.EINVALID, "the first message must be hello, got %s", m.Type)
+		return "", "", 0, loyalty.Errorf(loyalty.EINVALID, "the first message must be hello, got %s", m.Type)
 	}
 	h := m.Hello
 	if version, err = Negotiate(h.Versions); err != nil {
-		return "", 0, err
+		return "", "", 0, err
 	}
 	if err := s.Handler.Authenticate(ctx, h.Store, h.Token); err != nil {
-		return "", 0, err
+		return "", "", 0, err
 	}
 	epoch, since, err := s.Handler.Epoch(ctx, h.Store)
 	if err != nil {
-		return "", 0, err
+		return "", "", 0, err
 	}
 	w := &Welcome{
 		Version:         version,
@@ -523,7 +524,7 @@ func (s *Server) hello(ctx context.Context, conn Conn, b []byte) (store string, 
 		Epoch:           epoch,
 		ResendSince:     unixMilli(since),
 	}
-	return h.Store, version, s.send(ctx, conn, &Message{Type: TypeWelcome, ID: m.ID, Welcome: w})
+	return h.Store, h.Token, version, s.send(ctx, conn, &Message{Type: TypeWelcome, ID: m.ID, Welcome: w})
 }
 
 // handle answers one message. Replies go out in the order requests came in, and every reply is

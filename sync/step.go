@@ -105,13 +105,13 @@ func (st *ServerStepper) Deliver(ctx context.Context, b []byte) error {
 		return ErrClosed
 	}
 	if st.ss == nil {
-		store, version, err := st.s.hello(ctx, st.conn, b)
+		store, token, version, err := st.s.hello(ctx, st.conn, b)
 		if err != nil {
 			st.s.sendError(ctx, st.conn, 0, err)
 			return fmt.Errorf("handshake: %w", err)
 		}
 		sctx, cancel := context.WithCancelCause(ctx)
-		st.ss = &serverSession{s: st.s, conn: st.conn, store: store, remote: remoteAddr(st.conn), ctx: sctx, cancel: cancel, done: make(chan struct{})}
+		st.ss = &serverSession{s: st.s, conn: st.conn, store: store, token: token, remote: remoteAddr(st.conn), ctx: sctx, cancel: cancel, done: make(chan struct{})}
 		st.s.register(st.ss)
 		if st.owned, err = st.s.claim(ctx, st.ss); err != nil {
 			return st.s.ended(ctx, st.conn, fmt.Errorf("claim the store's session: %w", err))
