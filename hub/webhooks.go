@@ -218,9 +218,13 @@ type WebhookTx interface {
 	// offlineBefore and not announced offline yet, and those connected again after they were
 	// announced offline; it records each as announced and returns them.
 	WebhookStoreTransitions(ctx context.Context, offlineBefore time.Time) ([]StoreTransition, error)
-	// PruneWebhooks removes the deliveries, and the events, older than before that wait for no
-	// attempt, and returns how many events it removed.
-	PruneWebhooks(ctx context.Context, before time.Time) (int, error)
+	// PruneWebhookDeliveries removes up to limit of the deliveries queued before before that wait
+	// for no attempt, oldest first, and returns how many it removed.
+	PruneWebhookDeliveries(ctx context.Context, before time.Time, limit int) (int, error)
+	// PruneWebhookEvents removes up to limit of the events of type typ made from after (included)
+	// to before (excluded) that no delivery waits for, oldest first. It returns how many it
+	// removed and when the last of them was made (after when none).
+	PruneWebhookEvents(ctx context.Context, typ string, after, before time.Time, limit int) (int, time.Time, error)
 }
 
 // webhookEventID derives an event's id from its type and the key of its cause.

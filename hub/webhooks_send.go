@@ -53,8 +53,11 @@ type WebhookSender struct {
 	RetryFor time.Duration
 	// DisableAfter is how many consecutive failed attempts disable an endpoint. Zero: 100.
 	DisableAfter int
-	// Retention is how long delivered and failed deliveries, and their events, are kept. Zero: 720h.
+	// Retention is how long delivered and failed deliveries, and their events, are kept (Prune).
+	// Zero: 720h.
 	Retention time.Duration
+	// PruneBatch is how many rows one of Prune's transactions removes at most. Zero: 1000.
+	PruneBatch int
 	// OnDelivery, if set, is told every attempt's outcome, after it is recorded (for metrics).
 	OnDelivery func(DeliveryReport)
 
@@ -485,19 +488,70 @@ func (s *WebhookSender) record(ctx context.Context, claimed []WebhookAttempt, re
 	return nil
 }
 
-// Prune removes deliveries and events older than Retention that wait for no attempt.
+// Prune removes the deliveries and events older than Retention that wait for no attempt, in
+// batches of PruneBatch rows, each its own short transaction: a month of a busy chain's deliveries
+// is millions of rows, and one transaction deleting them all would hold up the sessions'
+// renewals (the bookkeeping it runs beside) until other hub processes took their stores for dead.
+// Two kinds of events stay longer, because the hub makes them again, under the same id, while
+// their cause lasts, and their receivers would be told twice: budget.threshold and
+// budget.exhausted (once per budget and limit, for ever: a handful of rows), and points.expiring
+// until the points it announced have expired (expiry.remind_days after it was made). It returns
+// how many events it removed.
 func (s *WebhookSender) Prune(ctx context.Context) (int, error) {
 	keep := s.Retention
 	if keep <= 0 {
 		keep = 720 * time.Hour
 	}
-	var n int
-	err := s.Hub.Store.Update(Bookkeeping(ctx), func(tx Tx) error {
-		var err error
-		n, err = tx.PruneWebhooks(ctx, s.Hub.Now().Add(-keep))
-		return err
-	})
-	return n, err
+	batch := cmp.Or(s.PruneBatch, 1000)
+	now := s.Hub.Now()
+	before := now.Add(-keep)
+	for {
+		var n int
+		if err := s.Hub.Store.Update(Bookkeeping(ctx), func(tx Tx) error {
+			var err error
+			n, err = tx.PruneWebhookDeliveries(ctx, before, batch)
+			return err
+		}); err != nil {
+			return 0, err
+		}
+		if n < batch {
+			break
+		}
+	}
+	p, err := s.Hub.Program(ctx)
+	if err != nil {
+		return 0, err
+	}
+	total := 0
+	for _, typ := range WebhookEventTypes {
+		until := before
+		switch typ {
+		case EventBudgetThreshold, EventBudgetExhausted:
+			continue
+		case EventPointsExpiring:
+			if p.Expiry != nil {
+				if expired := now.AddDate(0, 0, -p.Expiry.RemindDays); expired.Before(until) {
+					until = expired
+				}
+			}
+		}
+		for after := (time.Time{}); ; {
+			var n int
+			var last time.Time
+			if err := s.Hub.Store.Update(Bookkeeping(ctx), func(tx Tx) error {
+				var err error
+				n, last, err = tx.PruneWebhookEvents(ctx, typ, after, until, batch)
+				return err
+			}); err != nil {
+				return total, err
+			}
+			total, after = total+n, last
+			if n < batch {
+				break
+			}
+		}
+	}
+	return total, nil
 }
 
 // AnnounceStores emits store.offline for the stores whose sync session ended more than

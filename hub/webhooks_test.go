@@ -846,3 +846,87 @@ func TestWebhooks_CloseRecordsWhatWasAnswered(t *testing.T) {
 		}
 	}
 }
+
+// TestWebhooks_PruneKeepsWhatComesAgain: the hourly prune removes, batch by batch, the deliveries
+// and events older than the retention, but keeps the events the hub makes again under the same id
+// while their cause lasts: a budget's threshold (once per budget and limit), and a reminder of
+// points that have not expired yet. Pruned, they were made and delivered again: receivers heard
+// of the same threshold twice.
+func TestWebhooks_PruneKeepsWhatComesAgain(t *testing.T) {
+	h, clk := webhookHub(t)
+	ctx := context.Background()
+	rcv := newReceiver(t, time.Now, 0)
+	nw := addWebhook(t, h, rcv.URL, "*")
+	rcv.setSecret(nw.Secret)
+	withProgram(t, h, func(p *loyalty.Program) {
+		p.Expiry = &loyalty.Expiry{Mode: loyalty.ExpiryLot, AfterDays: 60, RemindDays: 40}
+		p.Budgets = []loyalty.Budget{{ID: "coffees", Metric: loyalty.MetricRedemptions, Reward: "coffee", Limit: 5}}
+	})
+	fund(t, h, "m1", 1000)
+	for i := range 4 { // 4 of 5: the threshold
+		if _, err := h.Redeem(ctx, loyalty.RedeemRequest{OrderID: fmt.Sprintf("B%d", i), MemberID: "m1", RewardID: "coffee"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk.Add(25 * 24 * time.Hour) // the lot expires on day 60: within remind_days
+	if n, err := h.RemindExpiring(ctx); err != nil || n != 1 {
+		t.Fatalf("reminders found %d (%v), want 1", n, err)
+	}
+	s := hub.NewWebhookSender(h)
+	s.PruneBatch = 2
+	drainHooks(t, h, s, clk, nw.Webhook.ID, time.Second, 5)
+	db := openRaw(t, whereOf(t, h.Store))
+	count := func(q string) int {
+		t.Helper()
+		var n int
+		if err := db.QueryRow(q).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	events, delivered := count(`SELECT count(*) FROM webhook_events`), count(`SELECT count(*) FROM webhook_deliveries`)
+	if events < 7 || delivered != events {
+		t.Fatalf("%d events, %d deliveries before the prune; want the same number, at least 7", events, delivered)
+	}
+
+	clk.Add(31 * 24 * time.Hour) // day 56: everything is past the 30 days' retention
+	n, err := s.Prune(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != events-2 || count(`SELECT count(*) FROM webhook_events`) != 2 || count(`SELECT count(*) FROM webhook_deliveries`) != 0 {
+		t.Errorf("pruned %d events, %d left (want %d and 2: the threshold and the reminder), %d deliveries left (want 0)",
+			n, count(`SELECT count(*) FROM webhook_events`), events-2, count(`SELECT count(*) FROM webhook_deliveries`))
+	}
+	// The threshold is passed again, and the reminder is due again: neither is sent again.
+	if _, err := h.Redeem(ctx, loyalty.RedeemRequest{OrderID: "B4", MemberID: "m1", RewardID: "coffee"}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := h.RemindExpiring(ctx); err != nil || n != 1 {
+		t.Fatalf("reminders found %d (%v), want 1", n, err)
+	}
+	drainHooks(t, h, s, clk, nw.Webhook.ID, time.Second, 5)
+	rcv.mu.Lock()
+	defer rcv.mu.Unlock()
+	for id, evs := range rcv.accepted {
+		if len(evs) != 1 {
+			t.Errorf("event %s (%s) delivered %d times", id, evs[0].Type, len(evs))
+		}
+	}
+	got := map[string]int{}
+	for _, evs := range rcv.accepted {
+		got[evs[0].Type]++
+	}
+	if got[hub.EventBudgetThreshold] != 1 || got[hub.EventBudgetExhausted] != 1 || got[hub.EventPointsExpiring] != 1 {
+		t.Errorf("events by type %v: want one threshold, one exhausted, one reminder", got)
+	}
+	// Once the points have expired, the reminder goes too; the budget's events stay.
+	clk.Add(5 * 24 * time.Hour)
+	clk.Add(31 * 24 * time.Hour)
+	if _, err := s.Prune(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(`SELECT count(*) FROM webhook_events WHERE type <> 'budget.threshold' AND type <> 'budget.exhausted'`); n != 0 {
+		t.Errorf("%d events other than the budget's left a retention after the points expired", n)
+	}
+}

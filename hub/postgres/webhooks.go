@@ -251,17 +251,32 @@ func (t *tx) WebhookStoreTransitions(ctx context.Context, offlineBefore time.Tim
 	return out, err
 }
 
-func (t *tx) PruneWebhooks(ctx context.Context, before time.Time) (int, error) {
-	b := unixms.Of(before)
-	if _, err := t.exec(ctx, `DELETE FROM webhook_deliveries WHERE state <> 'pending' AND created_at < $1`, b); err != nil {
-		return 0, err
-	}
-	tag, err := t.exec(ctx, `DELETE FROM webhook_events v WHERE created_at < $1
-		AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event = v.id)`, b)
+func (t *tx) PruneWebhookDeliveries(ctx context.Context, before time.Time, limit int) (int, error) {
+	tag, err := t.exec(ctx, `DELETE FROM webhook_deliveries WHERE (endpoint, event) IN (SELECT endpoint, event FROM webhook_deliveries
+		WHERE state <> 'pending' AND created_at < $1 ORDER BY created_at LIMIT $2)`, unixms.Of(before), limit)
 	if err != nil {
 		return 0, err
 	}
 	return int(tag.RowsAffected()), nil
+}
+
+func (t *tx) PruneWebhookEvents(ctx context.Context, typ string, after, before time.Time, limit int) (int, time.Time, error) {
+	n, last := 0, unixms.Of(after)
+	err := t.each(ctx, `DELETE FROM webhook_events WHERE id IN (SELECT v.id FROM webhook_events v
+		WHERE v.type = $1 AND v.created_at >= $2 AND v.created_at < $3
+			AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event = v.id)
+		ORDER BY v.created_at LIMIT $4) RETURNING created_at`, []any{typ, unixms.Of(after), unixms.Of(before), limit}, func(rows pgx.Rows) error {
+		var at int64
+		if err := rows.Scan(&at); err != nil {
+			return err
+		}
+		n, last = n+1, max(last, at)
+		return nil
+	})
+	if err != nil {
+		return 0, after, err
+	}
+	return n, unixms.Time(last), nil
 }
 
 func (t *tx) WebhookEventBody(ctx context.Context, id string) ([]byte, error) {

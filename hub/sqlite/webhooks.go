@@ -307,18 +307,34 @@ func (t *tx) WebhookStoreTransitions(ctx context.Context, offlineBefore time.Tim
 	return out, nil
 }
 
-func (t *tx) PruneWebhooks(ctx context.Context, before time.Time) (int, error) {
-	b := unixms.Of(before)
-	if _, err := t.ExecContext(ctx, `DELETE FROM webhook_deliveries WHERE state <> 'pending' AND created_at < ?`, b); err != nil {
-		return 0, err
-	}
-	res, err := t.ExecContext(ctx, `DELETE FROM webhook_events WHERE created_at < ?
-		AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event = webhook_events.id)`, b)
+func (t *tx) PruneWebhookDeliveries(ctx context.Context, before time.Time, limit int) (int, error) {
+	res, err := t.ExecContext(ctx, `DELETE FROM webhook_deliveries WHERE rowid IN (SELECT rowid FROM webhook_deliveries
+		WHERE state <> 'pending' AND created_at < ? ORDER BY created_at LIMIT ?+0)`, unixms.Of(before), limit)
 	if err != nil {
 		return 0, err
 	}
 	n, err := res.RowsAffected()
 	return int(n), err
+}
+
+func (t *tx) PruneWebhookEvents(ctx context.Context, typ string, after, before time.Time, limit int) (int, time.Time, error) {
+	rows, err := t.QueryContext(ctx, `DELETE FROM webhook_events WHERE id IN (SELECT v.id FROM webhook_events v
+		WHERE v.type = ? AND v.created_at >= ? AND v.created_at < ?
+			AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event = v.id)
+		ORDER BY v.created_at LIMIT ?+0) RETURNING created_at`, typ, unixms.Of(after), unixms.Of(before), limit)
+	if err != nil {
+		return 0, after, err
+	}
+	defer rows.Close()
+	n, last := 0, unixms.Of(after)
+	for rows.Next() {
+		var at int64
+		if err := rows.Scan(&at); err != nil {
+			return 0, after, err
+		}
+		n, last = n+1, max(last, at)
+	}
+	return n, unixms.Time(last), rows.Err()
 }
 
 func (t *tx) WebhookEventBody(ctx context.Context, id string) ([]byte, error) {
