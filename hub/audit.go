@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -130,13 +131,48 @@ func (h *Hub) RecordAudit(ctx context.Context, action, target, detail string) {
 
 // Audit returns up to limit audit entries, newest first.
 func (h *Hub) Audit(ctx context.Context, limit int) ([]AuditEntry, error) {
-	if limit < 1 || limit > MaxAuditLimit {
+	return h.AuditPage(ctx, AuditQuery{Limit: limit})
+}
+
+// AuditQuery picks audit entries: the newest Limit of those older than Before (a Seq; 0: the
+// newest), of one action (Action: "member.add"; or a family of them: "member.*"), by one key
+// (KeyID). A page's last Seq is the next page's Before: no entry is out of reach, however many
+// a busy key or a large import added since.
+type AuditQuery struct {
+	Before int64
+	Action string
+	KeyID  string
+	Limit  int
+}
+
+// Actions splits q's action filter into an action to match exactly, or the prefix of a family
+// ("member." of "member.*"); both "" for none.
+func (q AuditQuery) Actions() (exact, family string) {
+	if f, ok := strings.CutSuffix(q.Action, "*"); ok {
+		return "", f
+	}
+	return q.Action, ""
+}
+
+// auditAction is what an action filter may hold: an action's name, or its family and ".*".
+var auditAction = regexp.MustCompile(`^[a-z_]{1,32}(\.[a-z_]{1,32})?$|^[a-z_]{1,32}\.\*$`)
+
+// AuditPage returns the audit entries q picks, newest first. It returns EINVALID.
+func (h *Hub) AuditPage(ctx context.Context, q AuditQuery) ([]AuditEntry, error) {
+	switch {
+	case q.Limit < 1 || q.Limit > MaxAuditLimit:
 		return nil, loyalty.Errorf(loyalty.EINVALID, "limit must be a whole number from 1 to %d", MaxAuditLimit)
+	case q.Before < 0:
+		return nil, loyalty.Errorf(loyalty.EINVALID, "before must be an entry's seq, a whole number from 1")
+	case q.Action != "" && !auditAction.MatchString(q.Action):
+		return nil, loyalty.Errorf(loyalty.EINVALID, "action must be an action such as member.add, or a family such as member.*")
+	case !loyalty.ValidText(q.KeyID, 64):
+		return nil, loyalty.Errorf(loyalty.EINVALID, "key_id must be an API key's id (ak-…), config, cli or internal")
 	}
 	out := []AuditEntry{}
 	err := h.Store.View(ctx, func(tx Tx) error {
 		var err error
-		out, err = tx.Audit(ctx, limit)
+		out, err = tx.Audit(ctx, q)
 		return err
 	})
 	if out == nil {
@@ -145,7 +181,6 @@ func (h *Hub) Audit(ctx context.Context, limit int) ([]AuditEntry, error) {
 	return out, err
 }
 
-// MaxAuditLimit is the most audit entries one call returns.
 const MaxAuditLimit = 1000
 
 // orNone returns s, or "none" if it is empty.

@@ -215,7 +215,15 @@ func (s *Server) routes(mux, admin router) {
 			jsonapi.Error(w, r, s.Logger, err)
 			return
 		}
-		out, err := h.Audit(r.Context(), limit)
+		q := r.URL.Query()
+		var before int64
+		if v := q.Get("before"); v != "" {
+			if before, err = strconv.ParseInt(v, 10, 64); err != nil || before < 1 {
+				jsonapi.Error(w, r, s.Logger, loyalty.Errorf(loyalty.EINVALID, "before must be an entry's seq, a whole number from 1: the last seq of the page before"))
+				return
+			}
+		}
+		out, err := h.AuditPage(r.Context(), AuditQuery{Before: before, Action: q.Get("action"), KeyID: q.Get("key_id"), Limit: limit})
 		if ActorFrom(r.Context()).Scope != ScopeAdmin {
 			hideWebhookDetails(out)
 		}

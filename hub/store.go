@@ -790,6 +790,6 @@ type AccessTx interface {
 	RevokeAPIKey(ctx context.Context, id string, at time.Time) error
 	// InsertAudit appends an entry to the audit trail; its Seq is assigned.
 	InsertAudit(ctx context.Context, e AuditEntry) error
-	// Audit returns up to limit audit entries, newest first.
-	Audit(ctx context.Context, limit int) ([]AuditEntry, error)
+	// Audit returns up to q.Limit audit entries that match q, newest first.
+	Audit(ctx context.Context, q AuditQuery) ([]AuditEntry, error)
 }

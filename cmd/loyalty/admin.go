@@ -550,23 +550,29 @@ See docs/API.md for the exact table.`,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			limit, _ := cmd.Flags().GetInt("limit")
+			before, _ := cmd.Flags().GetInt64("before")
+			action, _ := cmd.Flags().GetString("action")
+			key, _ := cmd.Flags().GetString("key")
 			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
-				es, err := h.Audit(ctx, limit)
+				es, err := h.AuditPage(ctx, hub.AuditQuery{Before: before, Action: action, KeyID: key, Limit: limit})
 				if err != nil {
 					return err
 				}
 				if wantJSON(cmd) {
 					return writeJSON(cmd.OutOrStdout(), es)
 				}
-				t := newTable(cmd.OutOrStdout(), "at", "key", "action", "target", "detail")
+				t := newTable(cmd.OutOrStdout(), "seq", "at", "key", "action", "target", "detail")
 				for _, e := range es {
-					t.row(e.At, fmt.Sprintf("%s (%s)", e.KeyID, e.KeyName), e.Action, e.Target, e.Detail)
+					t.row(e.Seq, e.At, fmt.Sprintf("%s (%s)", e.KeyID, e.KeyName), e.Action, e.Target, e.Detail)
 				}
 				return t.flush()
 			})
 		},
 	}
 	audit.Flags().Int("limit", 100, fmt.Sprintf("how many entries, newest first (1 to %d)", hub.MaxAuditLimit))
+	audit.Flags().Int64("before", 0, "only entries older than this seq: the last seq of the page before")
+	audit.Flags().String("action", "", "only entries of this action (member.add), or of this family (member.*)")
+	audit.Flags().String("key", "", "only entries made with this key id (an API key's ak-…, config, cli or internal)")
 	jsonFlag(audit)
 	hubFlags(audit)
 	return []*cobra.Command{apikey, audit}

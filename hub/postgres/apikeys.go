@@ -73,9 +73,12 @@ func (t *tx) InsertAudit(ctx context.Context, e hub.AuditEntry) error {
 	return err
 }
 
-func (t *tx) Audit(ctx context.Context, n int) ([]hub.AuditEntry, error) {
+func (t *tx) Audit(ctx context.Context, q hub.AuditQuery) ([]hub.AuditEntry, error) {
 	out := []hub.AuditEntry{}
-	err := t.each(ctx, `SELECT seq, at, key_id, key_name, action, target, detail FROM audit ORDER BY seq DESC LIMIT $1`, []any{limit(n)},
+	exact, family := q.Actions()
+	err := t.each(ctx, `SELECT seq, at, key_id, key_name, action, target, detail FROM audit
+		WHERE ($1 = 0 OR seq < $1) AND ($2 = '' OR action = $2) AND ($3 = '' OR starts_with(action, $3)) AND ($4 = '' OR key_id = $4)
+		ORDER BY seq DESC LIMIT $5`, []any{q.Before, exact, family, q.KeyID, limit(q.Limit)},
 		func(rows pgx.Rows) error {
 			var e hub.AuditEntry
 			var at int64

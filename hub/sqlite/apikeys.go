@@ -79,8 +79,12 @@ func (t *tx) InsertAudit(ctx context.Context, e hub.AuditEntry) error {
 	return err
 }
 
-func (t *tx) Audit(ctx context.Context, limit int) ([]hub.AuditEntry, error) {
-	rows, err := t.QueryContext(ctx, `SELECT seq, at, key_id, key_name, action, target, detail FROM audit ORDER BY seq DESC LIMIT ?+0`, limit)
+func (t *tx) Audit(ctx context.Context, q hub.AuditQuery) ([]hub.AuditEntry, error) {
+	exact, family := q.Actions()
+	rows, err := t.QueryContext(ctx, `SELECT seq, at, key_id, key_name, action, target, detail FROM audit
+		WHERE (?1 = 0 OR seq < ?1) AND (?2 = '' OR action = ?2) AND (?3 = '' OR substr(action, 1, length(?3)) = ?3)
+			AND (?4 = '' OR key_id = ?4)
+		ORDER BY seq DESC LIMIT ?5+0`, q.Before, exact, family, q.KeyID, q.Limit)
 	if err != nil {
 		return nil, err
 	}

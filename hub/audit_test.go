@@ -1,0 +1,87 @@
+package hub_test
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"testing"
+
+	"github.com/loyalty-edge-sync/loyalty/hub"
+)
+
+// TestAudit_PagesAndFilters: GET /v1/audit pages back through the whole trail (before) and filters
+// it by action, by a family of actions, and by key. Without pages, a web shop's key signing up a
+// thousand members put every older admin change out of reach.
+func TestAudit_PagesAndFilters(t *testing.T) {
+	a := openAKHub(t)
+	shop := a.newKey(t, akAdminKey, "web shop", hub.ScopeOnline)
+	report := a.newKey(t, akAdminKey, "finance", hub.ScopeReport)
+	a.mustDo(t, akAdminKey, "DELETE", "/v1/api-keys/"+report.ID, "", http.StatusOK, nil)
+	const signups = 25
+	for i := range signups {
+		a.mustDo(t, shop.Key, "POST", "/v1/members", fmt.Sprintf(`{"id":"w%d","email":"w%d@example.com"}`, i, i), http.StatusCreated, nil)
+	}
+	page := func(query string) []hub.AuditEntry {
+		t.Helper()
+		var es []hub.AuditEntry
+		a.mustDo(t, akAdminKey, "GET", "/v1/audit?"+query, "", http.StatusOK, &es)
+		return es
+	}
+	var all []hub.AuditEntry
+	for before := int64(0); ; {
+		q := url.Values{"limit": {"7"}}
+		if before > 0 {
+			q.Set("before", fmt.Sprint(before))
+		}
+		es := page(q.Encode())
+		if len(es) == 0 {
+			break
+		}
+		if len(es) > 7 {
+			t.Fatalf("a page of %d entries, limit 7", len(es))
+		}
+		all = append(all, es...)
+		before = es[len(es)-1].Seq
+	}
+	for i := 1; i < len(all); i++ {
+		if all[i].Seq >= all[i-1].Seq {
+			t.Fatalf("entry %d's seq %d after %d: pages overlap or are out of order", i, all[i].Seq, all[i-1].Seq)
+		}
+	}
+	count := func(es []hub.AuditEntry, keep func(hub.AuditEntry) bool) int {
+		n := 0
+		for _, e := range es {
+			if keep(e) {
+				n++
+			}
+		}
+		return n
+	}
+	if all[len(all)-1].Seq != 1 || count(all, func(e hub.AuditEntry) bool { return e.Action == hub.AuditAPIKeyAdd && e.Target == shop.ID }) != 1 ||
+		count(all, func(e hub.AuditEntry) bool { return e.Action == "member.add" && e.KeyID == shop.ID }) != signups {
+		t.Fatalf("the pages hold %d entries, the oldest %+v; want the whole trail: down to seq 1, the web shop key's, its %d sign-ups",
+			len(all), all[len(all)-1], signups)
+	}
+	for _, tt := range []struct {
+		query string
+		keep  func(hub.AuditEntry) bool
+	}{
+		{"action=api_key.add", func(e hub.AuditEntry) bool { return e.Action == "api_key.add" }},
+		{"action=api_key.*", func(e hub.AuditEntry) bool { return e.Action == "api_key.add" || e.Action == "api_key.revoke" }},
+		{"key_id=" + shop.ID, func(e hub.AuditEntry) bool { return e.KeyID == shop.ID }},
+		{"key_id=" + shop.ID + "&action=member.add&limit=1000", func(e hub.AuditEntry) bool { return e.KeyID == shop.ID && e.Action == "member.add" }},
+		{"action=member.add&before=" + fmt.Sprint(all[signups/2].Seq), func(e hub.AuditEntry) bool {
+			return e.Action == "member.add" && e.Seq < all[signups/2].Seq
+		}},
+	} {
+		es := page(tt.query)
+		if want := count(all, tt.keep); len(es) != want || count(es, tt.keep) != want || want == 0 {
+			t.Errorf("%s: %d entries, %d of them as asked; want the %d of the trail", tt.query, len(es), count(es, tt.keep), want)
+		}
+	}
+	for _, query := range []string{"before=0", "before=x", "before=-3", "action=member%20add", "action=*", "action=member.add.*", "limit=0"} {
+		if status, body := a.do(t, akAdminKey, "GET", "/v1/audit?"+query, ""); status != http.StatusBadRequest {
+			t.Errorf("%s: %d %s, want 400 EINVALID", query, status, body)
+		}
+	}
+}
