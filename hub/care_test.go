@@ -431,7 +431,7 @@ func TestCare_EraseClearsWebhookDeliveryErrors(t *testing.T) {
 	var claimed []hub.WebhookAttempt
 	if err := a.Hub.Store.Update(hub.Bookkeeping(context.Background()), func(tx hub.Tx) error {
 		var err error
-		claimed, err = tx.ClaimWebhookDeliveries(context.Background(), a.Hub.Now(), func(int) time.Duration { return time.Hour }, 100)
+		claimed, err = tx.ClaimWebhookDeliveries(context.Background(), a.Hub.Now(), "", func(int) time.Duration { return time.Hour }, 100)
 		return err
 	}); err != nil || len(claimed) != 1 {
 		t.Fatalf("claimed %d (%v), want my's member.created", len(claimed), err)

@@ -200,10 +200,13 @@ type WebhookTx interface {
 	// member's personal data out of the events that carry it. The old bytes are not left in the
 	// file.
 	SetWebhookEventBody(ctx context.Context, id string, body []byte) error
-	// ClaimWebhookDeliveries claims up to limit pending deliveries of enabled endpoints that are
-	// due at now and not claimed by another process (a claim lives until its ClaimedUntil), until
-	// now+lease(n), n the number it claims, and returns them, oldest first.
-	ClaimWebhookDeliveries(ctx context.Context, now time.Time, lease func(claimed int) time.Duration, limit int) ([]WebhookAttempt, error)
+	// DueWebhookEndpoints returns the enabled endpoints that have a delivery due at now.
+	DueWebhookEndpoints(ctx context.Context, now time.Time) ([]string, error)
+	// ClaimWebhookDeliveries claims up to limit pending deliveries of endpoint ("": of every
+	// enabled endpoint) that are due at now and not claimed by another process (a claim lives
+	// until its ClaimedUntil), until now+lease(n), n the number it claims, and returns them,
+	// oldest first.
+	ClaimWebhookDeliveries(ctx context.Context, now time.Time, endpoint string, lease func(claimed int) time.Duration, limit int) ([]WebhookAttempt, error)
 	// RecordWebhookOutcomes writes outcomes to deliveries whose claim is still the one the
 	// outcome is for, and returns how many it wrote.
 	RecordWebhookOutcomes(ctx context.Context, outs []WebhookOutcome) (int, error)

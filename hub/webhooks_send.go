@@ -2,8 +2,9 @@
 // failures with exponential backoff (webhooks.go has the events and the outbox).
 //
 // Exactly one sender per attempt across several hub processes on one database. A round claims
-// due deliveries in a write transaction (Tx.ClaimWebhookDeliveries), which sets a lease on each
-// (claimed_until): no other process claims them until it passes. The round sends them outside
+// one endpoint's due deliveries in a write transaction (Tx.ClaimWebhookDeliveries), which sets a
+// lease on each (claimed_until): no other process claims them until it passes. Each endpoint has
+// rounds of its own, so that a slow one holds up only its own deliveries. The round sends them outside
 // any transaction, then records their outcomes in another, only where the claim is still its own
 // (Tx.RecordWebhookOutcomes). A process that dies mid-round loses nothing: its claims expire and
 // another process sends those deliveries again. So a delivery may arrive more than once (after
@@ -61,9 +62,10 @@ type WebhookSender struct {
 	// OnDelivery, if set, is told every attempt's outcome, after it is recorded (for metrics).
 	OnDelivery func(DeliveryReport)
 
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	once   sync.Once
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+	once       sync.Once
+	clientOnce sync.Once // sets Client, if nil, once among the endpoints' rounds
 }
 
 // DeliveryReport is one attempt's outcome, for metrics.
@@ -147,11 +149,27 @@ func (s *WebhookSender) run(ctx context.Context) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	var pruned time.Time
+	// Each endpoint's deliveries go in rounds of their own, one endpoint's after another's
+	// without waiting for it: a slow endpoint holds up only its own deliveries.
+	busy := map[string]bool{}
+	done := make(chan string, maxBusyEndpoints)
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case ep := <-done:
+			delete(busy, ep)
+			continue
 		case <-t.C:
+		}
+	drained:
+		for {
+			select {
+			case ep := <-done:
+				delete(busy, ep)
+			default:
+				break drained
+			}
 		}
 		if now := s.Hub.Now(); now.Sub(pruned) >= time.Hour {
 			pruned = now
@@ -174,17 +192,34 @@ func (s *WebhookSender) run(ctx context.Context) {
 		if _, err := s.Hub.AnnounceStores(ctx); err != nil && ctx.Err() == nil {
 			s.Hub.Logger.Warn("webhooks: announce stores offline or online", slog.Any("err", err))
 		}
-		for {
-			n, err := s.DeliverDue(ctx)
-			if err != nil && ctx.Err() == nil {
-				s.Hub.Logger.Warn("webhooks: send due deliveries", slog.Any("err", err))
+		eps, err := s.dueEndpoints(ctx)
+		if err != nil && ctx.Err() == nil {
+			s.Hub.Logger.Warn("webhooks: find the endpoints with due deliveries", slog.Any("err", err))
+		}
+		for _, ep := range eps {
+			if busy[ep] || len(busy) >= maxBusyEndpoints {
+				continue
 			}
-			if err != nil || n < s.batch() {
-				break
-			}
+			busy[ep] = true
+			s.wg.Go(func() {
+				defer func() { done <- ep }()
+				for {
+					n, err := s.deliverTo(ctx, ep)
+					if err != nil && ctx.Err() == nil {
+						s.Hub.Logger.Warn("webhooks: send due deliveries", slog.String("endpoint", ep), slog.Any("err", err))
+					}
+					if err != nil || n < s.batch() {
+						return
+					}
+				}
+			})
 		}
 	}
 }
+
+// maxBusyEndpoints is how many endpoints a sender sends to at once, each Concurrency requests at
+// a time; the others wait for one of them to be done.
+const maxBusyEndpoints = 16
 
 func (s *WebhookSender) batch() int {
 	if s.Batch > 0 {
@@ -211,18 +246,55 @@ func (s *WebhookSender) lease(n int) time.Duration {
 	return time.Duration(waves)*s.timeout() + 30*time.Second
 }
 
-// DeliverDue runs one round: it claims up to Batch due deliveries, sends them, and records what
-// came of them. It returns how many it claimed.
+// DeliverDue runs one round for every endpoint with due deliveries, at once: each claims up to
+// Batch of its endpoint's due deliveries, sends them, and records what came of them. It returns
+// how many it claimed in all.
 func (s *WebhookSender) DeliverDue(ctx context.Context) (int, error) {
-	h := s.Hub
-	if s.Client == nil {
-		s.Client = webhookClient(s.timeout())
+	eps, err := s.dueEndpoints(ctx)
+	if err != nil {
+		return 0, err
 	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	total := 0
+	for _, ep := range eps {
+		wg.Go(func() {
+			n, e := s.deliverTo(ctx, ep)
+			mu.Lock()
+			total, err = total+n, errors.Join(err, e)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return total, err
+}
+
+// dueEndpoints returns the enabled endpoints with deliveries due now.
+func (s *WebhookSender) dueEndpoints(ctx context.Context) ([]string, error) {
+	now := s.Hub.Now().UTC().Truncate(time.Millisecond)
+	var eps []string
+	err := s.Hub.Store.View(ctx, func(tx Tx) error {
+		var err error
+		eps, err = tx.DueWebhookEndpoints(ctx, now)
+		return err
+	})
+	return eps, err
+}
+
+// deliverTo runs one round for endpoint: it claims up to Batch of its due deliveries, sends them,
+// Concurrency at a time, and records what came of them. It returns how many it claimed.
+func (s *WebhookSender) deliverTo(ctx context.Context, endpoint string) (int, error) {
+	h := s.Hub
+	s.clientOnce.Do(func() {
+		if s.Client == nil {
+			s.Client = webhookClient(s.timeout())
+		}
+	})
 	now := h.Now().UTC().Truncate(time.Millisecond)
 	var claimed []WebhookAttempt
 	err := h.Store.Update(Bookkeeping(ctx), func(tx Tx) error {
 		var err error
-		claimed, err = tx.ClaimWebhookDeliveries(ctx, now, s.lease, s.batch())
+		claimed, err = tx.ClaimWebhookDeliveries(ctx, now, endpoint, s.lease, s.batch())
 		return err
 	})
 	if err != nil || len(claimed) == 0 {

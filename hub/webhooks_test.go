@@ -366,7 +366,7 @@ func TestWebhooks_ClaimLeaseAcrossProcesses(t *testing.T) {
 	if err := h1.Store.Update(hub.Bookkeeping(ctx), func(tx hub.Tx) error {
 		var err error
 		asked = nil
-		claimed, err = tx.ClaimWebhookDeliveries(ctx, clk.Now(), func(n int) time.Duration {
+		claimed, err = tx.ClaimWebhookDeliveries(ctx, clk.Now(), "", func(n int) time.Duration {
 			asked = append(asked, n)
 			return time.Duration(n) * time.Minute
 		}, 100)
@@ -928,5 +928,44 @@ func TestWebhooks_PruneKeepsWhatComesAgain(t *testing.T) {
 	}
 	if n := count(`SELECT count(*) FROM webhook_events WHERE type <> 'budget.threshold' AND type <> 'budget.exhausted'`); n != 0 {
 		t.Errorf("%d events other than the budget's left a retention after the points expired", n)
+	}
+}
+
+// TestWebhooks_SlowEndpointHoldsUpOnlyItself: each endpoint's deliveries go in rounds of their
+// own. An endpoint that takes its time to answer held up every other endpoint's deliveries: a
+// round claimed the oldest due deliveries of all endpoints and waited for the slowest answer.
+func TestWebhooks_SlowEndpointHoldsUpOnlyItself(t *testing.T) {
+	h, _ := webhookHub(t)
+	arrived, release := make(chan struct{}, 16), make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(slow.Close)
+	got := make(chan string, 16)
+	fast := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Get("Loyalty-Event-Id")
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(fast.Close)
+	addWebhook(t, h, slow.URL+"/hooks", "*")
+	addWebhook(t, h, fast.URL+"/hooks", "*")
+
+	s := hub.NewWebhookSender(h)
+	s.Interval, s.Timeout = time.Millisecond, time.Hour // the slow answer outlasts the test
+	if err := s.Open(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	defer close(release)
+	fund(t, h, "m1", 100) // one event, to both endpoints
+	receive(t, arrived, "the first event at the slow endpoint")
+	first := receive(t, got, "the first event at the fast endpoint")
+	fund(t, h, "m1", 200) // another, while the slow endpoint still has the first
+	if second := receive(t, got, "the second event at the fast endpoint, while the slow one answers the first"); second == first {
+		t.Errorf("the fast endpoint got event %s twice", first)
 	}
 }

@@ -140,13 +140,27 @@ func scanDelivery(row pgx.Row, extra ...any) (hub.WebhookDelivery, error) {
 	return d, err
 }
 
-func (t *tx) ClaimWebhookDeliveries(ctx context.Context, now time.Time, lease func(int) time.Duration, limit int) ([]hub.WebhookAttempt, error) {
+func (t *tx) DueWebhookEndpoints(ctx context.Context, now time.Time) ([]string, error) {
+	var out []string
+	err := t.each(ctx, `SELECT e.id FROM webhook_endpoints e WHERE e.disabled_at = 0
+		AND EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.endpoint = e.id AND d.state = 'pending' AND d.next_at <= $1) ORDER BY e.id`,
+		[]any{unixms.Of(now)}, func(rows pgx.Rows) error {
+			var id string
+			err := rows.Scan(&id)
+			out = append(out, id)
+			return err
+		})
+	return out, err
+}
+
+func (t *tx) ClaimWebhookDeliveries(ctx context.Context, now time.Time, endpoint string, lease func(int) time.Duration, limit int) ([]hub.WebhookAttempt, error) {
 	// The due deliveries first, locked (another process skips them), then the claim, whose
 	// length depends on how many there are.
 	var endpoints, events []string
 	err := t.each(ctx, `SELECT d.endpoint, d.event FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint
-		WHERE d.state = 'pending' AND d.next_at <= $1 AND e.disabled_at = 0 ORDER BY d.next_at, d.event LIMIT $2
-		FOR UPDATE OF d SKIP LOCKED`, []any{unixms.Of(now), int64(limit)}, func(rows pgx.Rows) error {
+		WHERE d.state = 'pending' AND d.next_at <= $1 AND e.disabled_at = 0 AND ($3 = '' OR d.endpoint = $3)
+		ORDER BY d.next_at, d.event LIMIT $2
+		FOR UPDATE OF d SKIP LOCKED`, []any{unixms.Of(now), int64(limit), endpoint}, func(rows pgx.Rows) error {
 		var endpoint, event string
 		err := rows.Scan(&endpoint, &event)
 		endpoints, events = append(endpoints, endpoint), append(events, event)

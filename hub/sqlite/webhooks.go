@@ -181,11 +181,18 @@ func scanDelivery(row interface{ Scan(...any) error }, extra ...any) (hub.Webhoo
 	return d, err
 }
 
-func (t *tx) ClaimWebhookDeliveries(ctx context.Context, now time.Time, lease func(int) time.Duration, limit int) ([]hub.WebhookAttempt, error) {
+func (t *tx) DueWebhookEndpoints(ctx context.Context, now time.Time) ([]string, error) {
+	return t.Strings(ctx, `SELECT e.id FROM webhook_endpoints e WHERE e.disabled_at = 0
+		AND EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.endpoint = e.id AND d.state = 'pending' AND d.next_at <= ?) ORDER BY e.id`,
+		unixms.Of(now))
+}
+
+func (t *tx) ClaimWebhookDeliveries(ctx context.Context, now time.Time, endpoint string, lease func(int) time.Duration, limit int) ([]hub.WebhookAttempt, error) {
 	rows, err := t.QueryContext(ctx, `SELECT `+deliveryCols+`, e.url, e.sealed, v.body
 		FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint JOIN webhook_events v ON v.id = d.event
-		WHERE d.state = 'pending' AND d.next_at <= ? AND e.disabled_at = 0 ORDER BY d.next_at, d.event LIMIT ?+0`,
-		unixms.Of(now), limit)
+		WHERE d.state = 'pending' AND d.next_at <= ?1 AND e.disabled_at = 0 AND (?2 = '' OR d.endpoint = ?2)
+		ORDER BY d.next_at, d.event LIMIT ?3+0`,
+		unixms.Of(now), endpoint, limit)
 	if err != nil {
 		return nil, err
 	}
