@@ -5,6 +5,7 @@
 package agent
 
 import (
+	"cmp"
 	"crypto/rand"
 	"crypto/subtle"
 	"embed"
@@ -129,18 +130,21 @@ func (t *till) script(w http.ResponseWriter, r *http.Request) {
 // view is what till.html renders: the scan field always, a member's card after a scan, a
 // receipt after an action, and the forms with their fresh order ids.
 type view struct {
-	CSRF       string
-	Store      string
-	NoToken    bool
-	Banner     banner
-	Flash      *web.Flash
-	Receipt    *receipt
-	Member     *memberCard
-	QR         string // the scanned member code, carried by the card's forms
-	Currency   string
-	Currencies []string
-	Categories []string
-	Lines      []lineForm
+	CSRF     string
+	Store    string
+	NoToken  bool
+	Banner   banner
+	Flash    *web.Flash
+	Receipt  *receipt
+	Member   *memberCard
+	QR       string // the scanned member code, carried by the card's forms
+	Currency string
+	// AmountExample is an amount as the till reads it in the program's currency ("12.99",
+	// "1,299" for yen): the amount field's placeholder.
+	AmountExample string
+	Currencies    []string
+	Categories    []string
+	Lines         []lineForm
 	// Fresh idempotency keys, made when the form is rendered: a double submit or a re-post
 	// sends the same one, and the agent answers it once.
 	EarnOrder, RedeemOrder, VoucherOrder, SaleOrder, RefundID string
@@ -216,8 +220,10 @@ func (t *till) newView(r *http.Request, sess web.Session) *view {
 		EarnOrder: newOrderID(), RedeemOrder: newOrderID(), VoucherOrder: newOrderID(), SaleOrder: newOrderID(), RefundID: newOrderID(),
 		Nonce: newOrderID()[2:], Form: map[string]string{}, Errors: map[string]string{}, sess: sess}
 	p, err := t.program(r)
+	v.AmountExample = web.MoneyIn(1299, 2)
 	if err == nil {
 		v.Currency = p.Currency
+		v.AmountExample = web.MoneyIn(1299, loyalty.CurrencyDigits(p.Currency))
 		v.Currencies = append([]string{p.Currency}, p.EarnCurrencies()...)
 		v.Currencies = uniq(v.Currencies)
 		for _, c := range p.CategoryRates {
@@ -539,7 +545,7 @@ func memberCardOf(r *http.Request, t *till, res ScanResult, p *loyalty.Program) 
 			c.NextTier = next.Name
 			amount := web.Group(next.Threshold) + " points earned"
 			if p.Tiers.Basis == loyalty.BasisSpend {
-				amount = web.Money(next.Threshold) + " " + p.Currency + " spent"
+				amount = moneyIn(next.Threshold, p.Currency) + " spent"
 			}
 			window := map[string]string{loyalty.WindowCalendar: " in a calendar year", loyalty.WindowRolling12M: " in 12 months"}[p.Tiers.Window]
 			c.NextAt = "from " + amount + window
@@ -576,11 +582,11 @@ func memberCardOf(r *http.Request, t *till, res ScanResult, p *loyalty.Program) 
 func rewardWhat(r loyalty.Reward, currency string) string {
 	switch r.Kind {
 	case "amount_off":
-		return web.Money(r.Value) + " " + currency + " off the order"
+		return moneyIn(r.Value, currency) + " off the order"
 	case "percent_off":
 		s := web.Group(r.Value) + "% off the order"
 		if r.MaxValue > 0 {
-			s += " (at most " + web.Money(r.MaxValue) + " " + currency + ")"
+			s += " (at most " + moneyIn(r.MaxValue, currency) + ")"
 		}
 		return s
 	case "free_product":
@@ -588,14 +594,15 @@ func rewardWhat(r loyalty.Reward, currency string) string {
 	case "free_shipping":
 		return "free shipping"
 	case "gift_card":
-		return "a gift card of " + web.Money(r.Value) + " " + currency
+		return "a gift card of " + moneyIn(r.Value, currency)
 	}
 	return r.Kind
 }
 
-// money parses an amount typed by a cashier in major units ("12.99", "12,99", "12") into minor
-// units, bounded by loyalty.MaxAmount. Empty is (0, true).
-func money(s string) (int64, bool) {
+// money parses an amount typed by a cashier in major units of a currency with digits decimals
+// (loyalty.CurrencyDigits: "12.99", "12,99", "12" for euros; "2,500" for yen) into minor units,
+// bounded by loyalty.MaxAmount. Empty is (0, true).
+func money(s string, digits int) (int64, bool) {
 	s = strings.ReplaceAll(strings.TrimSpace(s), " ", "")
 	if s == "" {
 		return 0, true
@@ -603,12 +610,12 @@ func money(s string) (int64, bool) {
 	if len(s) > 24 {
 		return 0, false
 	}
-	whole, frac, ok := splitAmount(s)
-	if !ok || whole == "" || len(whole) > 13 || len(frac) > 2 {
+	whole, frac, ok := splitAmount(s, digits)
+	if !ok || whole == "" || len(whole)+digits > 15 || len(frac) > digits {
 		return 0, false
 	}
 	var n int64
-	for _, c := range whole + frac + strings.Repeat("0", 2-len(frac)) {
+	for _, c := range whole + frac + strings.Repeat("0", digits-len(frac)) {
 		if c < '0' || c > '9' {
 			return 0, false
 		}
@@ -621,13 +628,14 @@ func money(s string) (int64, bool) {
 }
 
 // splitAmount splits an amount as people and the till's own receipts write it into its whole
-// digits and its decimals: "1234.5", "1234,50", "1,234.56" (as web.Money shows it), "1.234,56".
-// With both a comma and a point, the last one is the decimal mark and the other separates
-// thousands; with one of them, it is the decimal mark when it stands once with one or two
-// digits after it ("12,99"), separates thousands when it stands more than once
-// ("1.000.000"), and "1,999" (a thousand, or a mistyped 1.99?) is refused. Groups of
-// thousands have three digits.
-func splitAmount(s string) (whole, frac string, ok bool) {
+// digits and its decimals, for a currency with digits decimals: "1234.5", "1234,50", "1,234.56"
+// (as web.MoneyIn shows it), "1.234,56". With both a comma and a point, the last one is the
+// decimal mark and the other separates thousands. With one of them, it is the decimal mark when
+// it stands once with at most digits digits after it ("12,99"), and separates thousands when it
+// stands more than once ("1.000.000") or, in a currency without decimals, once with three
+// digits after it ("2,500" yen). Else it is refused: "1,999" euros (a thousand, or a mistyped
+// 1.99?) is not guessed. Groups of thousands have three digits.
+func splitAmount(s string, digits int) (whole, frac string, ok bool) {
 	dec := -1
 	comma, point := strings.LastIndexByte(s, ','), strings.LastIndexByte(s, '.')
 	switch {
@@ -635,10 +643,10 @@ func splitAmount(s string) (whole, frac string, ok bool) {
 		dec = max(comma, point)
 	case comma >= 0 || point >= 0:
 		i, mark := max(comma, point), s[max(comma, point)]
-		switch once := strings.Count(s, string(mark)) == 1; {
-		case once && len(s)-i-1 <= 2:
+		switch once, after := strings.Count(s, string(mark)) == 1, len(s)-i-1; {
+		case once && after <= digits:
 			dec = i
-		case once:
+		case once && !(digits == 0 && after == 3):
 			return "", "", false // "1.999": 1999, or a mistyped 1.99? Neither is guessed.
 		}
 	}
@@ -681,22 +689,28 @@ func count(s string) (int64, bool) {
 	return n, n <= loyalty.MaxQty
 }
 
-// amountField reads a money field into v; required says empty is an error.
-func amountField(r *http.Request, name, label string, required bool, v *view) (int64, bool) {
+// amountField reads a money field of currency into v; required says empty is an error.
+func amountField(r *http.Request, name, label, currency string, required bool, v *view) (int64, bool) {
 	raw := strings.TrimSpace(r.PostFormValue(name))
 	if len(raw) > 40 {
 		raw = raw[:40]
 	}
 	v.Form[name] = raw
-	n, ok := money(raw)
+	digits := loyalty.CurrencyDigits(currency)
+	n, ok := money(raw, digits)
 	switch {
 	case !ok:
-		v.Errors[name] = label + ": type an amount like 12.99, at most " + web.Money(loyalty.MaxAmount) + "."
+		v.Errors[name] = label + ": type an amount like " + web.MoneyIn(1299, digits) + ", at most " + web.MoneyIn(loyalty.MaxAmount, digits) + "."
 	case required && n == 0:
-		v.Errors[name] = label + " is needed, more than 0.00."
+		v.Errors[name] = label + " is needed, more than " + web.MoneyIn(0, digits) + "."
 		ok = false
 	}
 	return n, ok
+}
+
+// moneyIn shows an amount in minor units of currency with its code: "12.99 EUR", "2,500 JPY".
+func moneyIn(minor int64, currency string) string {
+	return web.MoneyIn(minor, loyalty.CurrencyDigits(currency)) + " " + currency
 }
 
 // currencyField reads the sale's currency: one the program earns in.
@@ -768,8 +782,8 @@ func (t *till) earn(w http.ResponseWriter, r *http.Request, v *view) {
 	code, okQR := scanned(r, v)
 	v.Form["qr"] = code
 	order, okOrder := orderField(r, "earn_order", v)
-	amount, ok := amountField(r, "amount", "Total", false, v)
 	cur, okCur := currencyField(r, v)
+	amount, ok := amountField(r, "amount", "Total", cmp.Or(cur, v.Currency), false, v)
 	ok = ok && okCur && okQR && okOrder
 	var lines []loyalty.Line
 	var sum int64
@@ -794,7 +808,7 @@ func (t *till) earn(w http.ResponseWriter, r *http.Request, v *view) {
 		if qtyRaw == "" {
 			qty = 1
 		}
-		la, oka := amountField(r, lineKey("amount", n), "Line "+string(rune('0'+n))+": the amount", true, v)
+		la, oka := amountField(r, lineKey("amount", n), "Line "+string(rune('0'+n))+": the amount", cmp.Or(cur, v.Currency), true, v)
 		if !oka {
 			ok = false
 			continue
@@ -803,16 +817,17 @@ func (t *till) earn(w http.ResponseWriter, r *http.Request, v *view) {
 		lines = append(lines, loyalty.Line{SKU: sku, Category: cat, Qty: qty, Amount: la})
 	}
 	if ok && len(lines) > 0 {
+		digits := loyalty.CurrencyDigits(cur)
 		if amount == 0 {
 			amount = sum
-			v.Form["amount"] = web.Money(sum)
+			v.Form["amount"] = web.MoneyIn(sum, digits)
 		} else if amount != sum {
-			v.Errors["lines"] = "The lines add up to " + web.Money(sum) + " but the total is " + web.Money(amount) + ": correct one of them, or leave the total empty."
+			v.Errors["lines"] = "The lines add up to " + web.MoneyIn(sum, digits) + " but the total is " + web.MoneyIn(amount, digits) + ": correct one of them, or leave the total empty."
 			ok = false
 		}
 	}
 	if ok && amount == 0 {
-		v.Errors["amount"] = "Total is needed, more than 0.00 (or fill in the lines)."
+		v.Errors["amount"] = "Total is needed, more than " + web.MoneyIn(0, loyalty.CurrencyDigits(cur)) + " (or fill in the lines)."
 		ok = false
 	}
 	if !ok {
@@ -825,7 +840,7 @@ func (t *till) earn(w http.ResponseWriter, r *http.Request, v *view) {
 		return
 	}
 	v.Receipt = &receipt{Title: "Points earned", OrderID: rc.OrderID, Points: rc.Points, ShowPoints: true, Balance: rc.Balance, ShowBalance: true,
-		Amount: web.Money(amount) + " " + cur, Offline: rc.Offline, CheckedBy: rc.CheckedBy, Refundable: true}
+		Amount: moneyIn(amount, cur), Offline: rc.Offline, CheckedBy: rc.CheckedBy, Refundable: true}
 	if rc.Earn != nil && (rc.Earn.TierBonus != 0 || rc.Earn.CampaignBonus != 0) {
 		v.Receipt.Breakdown = web.Group(rc.Earn.Base) + " for the sale"
 		if rc.Earn.TierBonus != 0 {
@@ -856,7 +871,7 @@ func (t *till) done(w http.ResponseWriter, r *http.Request, v *view, code string
 }
 
 func (t *till) redeem(w http.ResponseWriter, r *http.Request, v *view) {
-	orderAmount, ok := amountField(r, "order_amount", "Order total", false, v)
+	orderAmount, ok := amountField(r, "order_amount", "Order total", v.Currency, false, v)
 	voucher := strings.TrimSpace(r.PostFormValue("voucher"))
 	req := loyalty.RedeemRequest{Terminal: tillTerminal, OrderAmount: loyalty.Money(orderAmount)}
 	var code string
@@ -911,7 +926,7 @@ func (t *till) redeem(w http.ResponseWriter, r *http.Request, v *view) {
 
 func (t *till) refund(w http.ResponseWriter, r *http.Request, v *view) {
 	order, okOrder := field(r, "order", loyalty.MaxIDLength, v, "The order number")
-	amount, ok := amountField(r, "refund_amount", "Amount given back", false, v)
+	amount, ok := amountField(r, "refund_amount", "Amount given back", v.Currency, false, v)
 	if okOrder && order == "" {
 		v.Errors["order"] = "Type the order number from the receipt."
 		okOrder = false
@@ -939,14 +954,14 @@ func (t *till) refund(w http.ResponseWriter, r *http.Request, v *view) {
 	v.Receipt = &receipt{Title: "Order refunded", OrderID: order, Points: rc.Points, ShowPoints: true, Balance: rc.Balance, ShowBalance: rc.Member != "",
 		Offline: rc.Offline}
 	if amount > 0 {
-		v.Receipt.Title, v.Receipt.Amount = "Part of the order refunded", web.Money(amount)
+		v.Receipt.Title, v.Receipt.Amount = "Part of the order refunded", web.MoneyIn(amount, loyalty.CurrencyDigits(v.Currency))
 	}
 	t.done(w, r, v, "")
 }
 
 func (t *till) sale(w http.ResponseWriter, r *http.Request, v *view) {
-	amount, ok := amountField(r, "sale_amount", "Total", true, v)
 	cur, okCur := currencyField(r, v)
+	amount, ok := amountField(r, "sale_amount", "Total", cmp.Or(cur, v.Currency), true, v)
 	order, okOrder := orderField(r, "sale_order", v)
 	if !ok || !okCur || !okOrder {
 		t.invalid(w, r, v, "sale")
@@ -957,7 +972,7 @@ func (t *till) sale(w http.ResponseWriter, r *http.Request, v *view) {
 		t.refused(w, r, v, err, "sale")
 		return
 	}
-	v.Receipt = &receipt{Title: "Sale recorded, without a member", OrderID: rc.OrderID, Amount: web.Money(amount) + " " + cur, Offline: rc.Offline}
+	v.Receipt = &receipt{Title: "Sale recorded, without a member", OrderID: rc.OrderID, Amount: moneyIn(amount, cur), Offline: rc.Offline}
 	t.done(w, r, v, "")
 }
 

@@ -155,6 +155,13 @@ func (t batchTx) VoucherUses(ctx context.Context, voucher string) ([]string, err
 	return t.Tx.VoucherUses(ctx, voucher)
 }
 
+func (t batchTx) OpenVouchers(ctx context.Context, member string, now time.Time, limit int) ([]Voucher, error) {
+	if err := t.a.flush(ctx); err != nil {
+		return nil, err
+	}
+	return t.Tx.OpenVouchers(ctx, member, now, limit)
+}
+
 func (t batchTx) Charges(ctx context.Context, delta string) ([]Charge, error) {
 	if err := t.a.flush(ctx); err != nil {
 		return nil, err

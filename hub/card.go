@@ -20,8 +20,8 @@ import (
 var cardPages embed.FS
 
 var cardFuncs = template.FuncMap{
-	// date shows a time as a day: "3 Dec 2026".
-	"date": func(t time.Time) string { return t.UTC().Format("2 Jan 2006") },
+	// date shows a time as a day, in the time zone it is in (cardZone): "3 Dec 2026".
+	"date": func(t time.Time) string { return t.Format("2 Jan 2006") },
 	// signed shows points with their sign: "+120", "-50", "0".
 	"signed": func(n int64) string {
 		if n > 0 {

@@ -252,7 +252,11 @@ func (h *Hub) Card(ctx context.Context, token string) (Card, error) {
 			return err
 		}
 		member = m.ID
-		return h.cardLedger(ctx, tx, &c, m.ID, &p)
+		if err := h.cardLedger(ctx, tx, &c, m.ID, &p); err != nil {
+			return err
+		}
+		cardZone(ctx, tx, &c, m)
+		return nil
 	})
 	if err != nil {
 		return Card{}, err
@@ -261,6 +265,27 @@ func (h *Hub) Card(ctx context.Context, token string) (Card, error) {
 	// none: ENOTFOUND, the link that does not work).
 	c.QR, err = h.MemberToken(ctx, member)
 	return c, err
+}
+
+// cardZone shows the card's times in the time zone of the member's home store, as the member
+// lives them (a purchase at 23:30 in Auckland is on that day, not on the day before in UTC); in
+// UTC for a member without a home store, or one whose zone is unknown.
+func cardZone(ctx context.Context, tx Tx, c *Card, m loyalty.Member) {
+	loc := time.UTC
+	if m.HomeStore != "" {
+		if s, err := tx.StoreInfo(ctx, m.HomeStore); err == nil && s.TimeZone != "" {
+			if l, err := time.LoadLocation(s.TimeZone); err == nil {
+				loc = l
+			}
+		}
+	}
+	c.LinkExpires = c.LinkExpires.In(loc)
+	for i := range c.Vouchers {
+		c.Vouchers[i].Expires = c.Vouchers[i].Expires.In(loc)
+	}
+	for i := range c.History {
+		c.History[i].At = c.History[i].At.In(loc)
+	}
 }
 
 // CardQR returns a newly signed member QR token for the member of a valid card link, or
@@ -338,27 +363,11 @@ func rewardName(p *loyalty.Program, id string) string {
 }
 
 func (h *Hub) cardVouchers(ctx context.Context, tx Tx, c *Card, member string, p *loyalty.Program, now time.Time) error {
-	recs, err := tx.MemberRecords(ctx, member)
-	if err != nil {
-		return err
-	}
-	for _, v := range recs.Vouchers {
-		if len(c.Vouchers) == maxCardVouchers {
-			break
-		}
-		if v.Member != member || !v.VoidedAt.IsZero() || !v.ExpiresAt.IsZero() && !now.Before(v.ExpiresAt) {
-			continue
-		}
-		uses, err := tx.VoucherUses(ctx, v.ID)
-		if err != nil {
-			return err
-		}
-		if len(uses) > 0 {
-			continue
-		}
+	vs, err := tx.OpenVouchers(ctx, member, now, maxCardVouchers)
+	for _, v := range vs {
 		c.Vouchers = append(c.Vouchers, CardVoucher{Reward: rewardName(p, v.Reward), Expires: v.ExpiresAt.UTC()})
 	}
-	return nil
+	return err
 }
 
 func (h *Hub) cardLedger(ctx context.Context, tx Tx, c *Card, member string, p *loyalty.Program) error {
@@ -403,7 +412,7 @@ func ledgerWords(d loyalty.Delta, p *loyalty.Program, where, currency string) st
 		case d.Rule != "":
 			return "Bonus points" + at
 		case d.Amount > 0:
-			return fmt.Sprintf("Purchase of %s %s%s", web.Money(d.Amount), cur, at)
+			return fmt.Sprintf("Purchase of %s %s%s", web.MoneyIn(d.Amount, loyalty.CurrencyDigits(cur)), cur, at)
 		}
 		return "Points earned" + at
 	case loyalty.KindRedeem:

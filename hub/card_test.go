@@ -473,3 +473,88 @@ func TestCard_WithoutKEK(t *testing.T) {
 		t.Errorf("the card without a KEK: %d %s", status, body)
 	}
 }
+
+// TestCard_OpenVouchersOnly: the card lists the vouchers the member may still use, the oldest 20
+// of them: not one used, nor one whose purchase was refunded (voided), nor one expired.
+func TestCard_OpenVouchersOnly(t *testing.T) {
+	c := openCardHub(t)
+	h, ctx := c.Hub, context.Background()
+	now := t0
+	h.Now = func() time.Time { return now }
+	if _, err := h.Earn(ctx, loyalty.EarnRequest{OrderID: "WEB-BIG", MemberID: "m1", Amount: 200_000, Currency: "EUR"}); err != nil {
+		t.Fatal(err)
+	}
+	issue := func(order string) hub.VoucherReceipt {
+		t.Helper()
+		r, err := h.IssueVoucher(ctx, loyalty.RedeemRequest{OrderID: order, MemberID: "m1", RewardID: "coffee"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	// Issued a day apart, so that each shows its own expiry date on the card.
+	old := issue("V-OLD")
+	now = now.Add(24 * time.Hour)
+	used := issue("V-USED")
+	now = now.Add(24 * time.Hour)
+	voided := issue("V-VOIDED")
+	if _, err := h.Redeem(ctx, loyalty.RedeemRequest{OrderID: "USE-1", Voucher: used.Voucher.Token}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Reverse(ctx, loyalty.ReverseRequest{OrderID: "V-VOIDED"}); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(24 * time.Hour)
+	open := issue("V-00")
+	for i := 1; i < 25; i++ {
+		issue(fmt.Sprintf("V-%02d", i))
+	}
+	now = old.Voucher.ExpiresAt // the first one's last moment has passed; the others' not
+	l := c.link(t, akAdminKey, "m1", "")
+	status, _, body := c.page(t, l.URLPath)
+	if status != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", l.URLPath, status, body)
+	}
+	list := body[strings.Index(body, `id="vouchers-h"`):]
+	list = list[:strings.Index(list, "</ul>")]
+	until := func(v hub.VoucherReceipt) string { return "until " + v.Voucher.ExpiresAt.UTC().Format("2 Jan 2006") }
+	if n := strings.Count(list, "<li>"); n != 20 || strings.Count(list, until(open)) != 20 {
+		t.Errorf("the card lists %d vouchers, %d of them until %s; want 20 of the 25 open ones:\n%s",
+			n, strings.Count(list, until(open)), open.Voucher.ExpiresAt, list)
+	}
+	for what, v := range map[string]hub.VoucherReceipt{"expired": old, "used": used, "voided": voided} {
+		if strings.Contains(list, until(v)) {
+			t.Errorf("the card lists the %s voucher (%s)", what, until(v))
+		}
+	}
+}
+
+// TestCard_ZoneAndCurrency: the card shows days in the member's home store's time zone, and
+// amounts with their currency's decimals: a purchase at 01:00 in Auckland is on that day, not on
+// the day before as in UTC, and 2,500 yen are not "25.00 JPY".
+func TestCard_ZoneAndCurrency(t *testing.T) {
+	c := openCardHub(t)
+	h, ctx := c.Hub, context.Background()
+	withProgram(t, h, func(p *loyalty.Program) {
+		p.Earn.Currencies = []loyalty.CurrencyRate{{Currency: "JPY", PointsPerUnit: 1, UnitMinor: 150}}
+	})
+	if _, _, err := h.CreateStoreIn(ctx, "akl", "Auckland", "Pacific/Auckland"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.CreateMember(ctx, loyalty.Member{ID: "kiri", HomeStore: "akl"}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 11, 22, 12, 30, 0, 0, time.UTC) // 23 November, 01:30 in Auckland
+	h.Now = func() time.Time { return now }
+	if _, err := h.Earn(ctx, loyalty.EarnRequest{OrderID: "WEB-JPY", MemberID: "kiri", Amount: 2500, Currency: "JPY"}); err != nil {
+		t.Fatal(err)
+	}
+	l := c.link(t, akAdminKey, "kiri", "")
+	status, _, body := c.page(t, l.URLPath)
+	if status != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", l.URLPath, status, body)
+	}
+	if !strings.Contains(body, "<td>23 Nov 2026</td><td>Purchase of 2,500 JPY") {
+		t.Errorf("the card's history does not show the purchase of 2,500 JPY on 23 Nov 2026:\n%s", body[strings.Index(body, `id="history-h"`):])
+	}
+}

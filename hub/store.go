@@ -176,6 +176,9 @@ type Tx interface {
 	OrderDeltas(ctx context.Context, store, orderID string) ([]LedgerEntry, error)
 	// VoucherUses returns the ids of redeem deltas that used the voucher.
 	VoucherUses(ctx context.Context, voucher string) ([]string, error)
+	// OpenVouchers returns up to limit of member's vouchers that may still be used at now: not
+	// voided, not expired, with no use that stands (VoucherUses); oldest first.
+	OpenVouchers(ctx context.Context, member string, now time.Time, limit int) ([]Voucher, error)
 
 	InsertVoucher(ctx context.Context, v Voucher) error
 	Voucher(ctx context.Context, id string) (Voucher, error)

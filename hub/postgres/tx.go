@@ -566,6 +566,23 @@ func (t *tx) VoucherUses(ctx context.Context, voucher string) ([]string, error) 
 	return ids, err
 }
 
+func (t *tx) OpenVouchers(ctx context.Context, member string, now time.Time, limit int) ([]hub.Voucher, error) {
+	var out []hub.Voucher
+	err := t.each(ctx, `SELECT id, member, reward, delta_id, token, created_at, expires_at, voided_at FROM vouchers v
+		WHERE v.member = $1 AND v.voided_at = 0 AND (v.expires_at = 0 OR v.expires_at > $2)
+			AND NOT EXISTS (SELECT 1 FROM deltas d WHERE d.voucher = v.id AND d.voucher <> '' AND d.kind = 'redeem'
+				AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id AND r.reverses <> ''))
+		ORDER BY v.created_at, v.id LIMIT $3`, []any{member, unixms.Of(now), int64(limit)}, func(rows pgx.Rows) error {
+		var v hub.Voucher
+		var created, expires, voided int64
+		err := rows.Scan(&v.ID, &v.Member, &v.Reward, &v.DeltaID, &v.Token, &created, &expires, &voided)
+		v.CreatedAt, v.ExpiresAt, v.VoidedAt = unixms.Time(created), unixms.Time(expires), unixms.Time(voided)
+		out = append(out, v)
+		return err
+	})
+	return out, err
+}
+
 func (t *tx) InsertVoucher(ctx context.Context, v hub.Voucher) error {
 	_, err := t.exec(ctx, `INSERT INTO vouchers (id, member, reward, delta_id, token, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
 		v.ID, v.Member, v.Reward, v.DeltaID, v.Token, unixms.Of(v.CreatedAt), unixms.Of(v.ExpiresAt))

@@ -890,6 +890,29 @@ func (t *tx) VoucherUses(ctx context.Context, voucher string) ([]string, error) 
 		AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id AND r.reverses != '') ORDER BY d.seq`, voucher)
 }
 
+func (t *tx) OpenVouchers(ctx context.Context, member string, now time.Time, limit int) ([]hub.Voucher, error) {
+	rows, err := t.QueryContext(ctx, `SELECT id, member, reward, delta_id, token, created_at, expires_at, voided_at FROM vouchers v
+		WHERE v.member = ? AND v.voided_at = 0 AND (v.expires_at = 0 OR v.expires_at > ?)
+			AND NOT EXISTS (SELECT 1 FROM deltas d WHERE d.voucher = v.id AND d.voucher != '' AND d.kind = 'redeem'
+				AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id AND r.reverses != ''))
+		ORDER BY v.created_at, v.id LIMIT ?+0`, member, unixms.Of(now), limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []hub.Voucher
+	for rows.Next() {
+		var v hub.Voucher
+		var created, expires, voided int64
+		if err := rows.Scan(&v.ID, &v.Member, &v.Reward, &v.DeltaID, &v.Token, &created, &expires, &voided); err != nil {
+			return nil, err
+		}
+		v.CreatedAt, v.ExpiresAt, v.VoidedAt = unixms.Time(created), unixms.Time(expires), unixms.Time(voided)
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
 func (t *tx) InsertVoucher(ctx context.Context, v hub.Voucher) error {
 	_, err := t.ExecContext(ctx, `INSERT INTO vouchers (id, member, reward, delta_id, token, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 		v.ID, v.Member, v.Reward, v.DeltaID, v.Token, unixms.Of(v.CreatedAt), unixms.Of(v.ExpiresAt))

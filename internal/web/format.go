@@ -14,14 +14,27 @@ func Group(n int64) string {
 
 // Money formats an amount in minor units (cents) as major units with two decimals and groups:
 // 123456 -> "1,234.56", -5 -> "-0.05".
-func Money(minor int64) string {
+func Money(minor int64) string { return MoneyIn(minor, 2) }
+
+// MoneyIn formats an amount in minor units of a currency with digits decimals (0 to 4;
+// loyalty.CurrencyDigits) as major units with groups: MoneyIn(123456, 2) is "1,234.56",
+// MoneyIn(2500, 0) "2,500", MoneyIn(1250, 3) "1.250".
+func MoneyIn(minor int64, digits int) string {
+	digits = min(max(digits, 0), 4)
 	neg := minor < 0
 	u := uint64(minor)
 	if neg {
 		u = -u // also right for the smallest int64
 	}
-	major, cents := u/100, u%100
-	s := groupU(major) + "." + string([]byte{byte('0' + cents/10), byte('0' + cents%10)})
+	unit := uint64(1)
+	for range digits {
+		unit *= 10
+	}
+	s := groupU(u / unit)
+	if digits > 0 {
+		frac := strconv.FormatUint(u%unit+unit, 10)[1:] // leading zeros kept
+		s += "." + frac
+	}
 	if neg {
 		return "-" + s
 	}

@@ -16,6 +16,8 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+
+	"github.com/loyalty-edge-sync/loyalty"
 )
 
 //go:embed static templates
@@ -82,6 +84,7 @@ func Headers(next http.Handler) http.Handler {
 var Funcs = template.FuncMap{
 	// points formats a whole number with thin groups: 12345 -> "12,345".
 	"points": Group,
-	// money formats minor units as major with two decimals: 1250 -> "12.50".
-	"money": Money,
+	// money formats minor units of a currency as major units with its decimals: 1250 "EUR" ->
+	// "12.50", 2500 "JPY" -> "2,500" (loyalty.CurrencyDigits).
+	"money": func(minor int64, currency string) string { return MoneyIn(minor, loyalty.CurrencyDigits(currency)) },
 }

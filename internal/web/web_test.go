@@ -78,6 +78,22 @@ func TestFormat(t *testing.T) {
 	}
 }
 
+func TestMoneyIn(t *testing.T) {
+	for _, c := range []struct {
+		n      int64
+		digits int
+		want   string
+	}{
+		{2500, 0, "2,500"}, {-2500, 0, "-2,500"}, {1250, 3, "1.250"}, {5, 3, "0.005"}, {1234567, 3, "1,234.567"},
+		{12345, 4, "1.2345"}, {99, 2, "0.99"}, {7, 9, "0.0007"}, {7, -1, "7"},
+		{-9223372036854775808, 0, "-9,223,372,036,854,775,808"}, {-9223372036854775808, 4, "-922,337,203,685,477.5808"},
+	} {
+		if got := web.MoneyIn(c.n, c.digits); got != c.want {
+			t.Errorf("MoneyIn(%d, %d) = %q, want %q", c.n, c.digits, got, c.want)
+		}
+	}
+}
+
 func TestRefusalSpeaksToPeople(t *testing.T) {
 	f := web.Refusal(loyalty.Errorf(loyalty.EINSUFFICIENT, "the member has 10 points; this reward needs 50"))
 	if f.Title != "Not enough points." || !strings.Contains(f.Error, "needs 50") || f.Hint == "" {
