@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1133,4 +1134,42 @@ func TestAuthority_VoucherAfterRewardStacks(t *testing.T) {
 		t.Errorf("the voucher the store used, online: %v, want ECONFLICT (used)", err)
 	}
 	mustCheck(t, h)
+}
+
+// outageStore is a hub Store whose first failures write transactions fail, as storage that is
+// down or out of reach does.
+type outageStore struct {
+	hub.Store
+	failures int
+	calls    *atomic.Int64
+}
+
+func (s outageStore) Update(ctx context.Context, fn func(hub.Tx) error) error {
+	if s.calls.Add(1) <= int64(s.failures) {
+		return errors.New("connection refused (simulated)")
+	}
+	return s.Store.Update(ctx, fn)
+}
+
+// A delta is set aside only for failing on its own: when storage fails every transaction, the
+// push fails and the store sends it again. Before, an outage that ended just before the last
+// step set a good sale aside for good (a rejection is final).
+func TestAuthority_OutageSetsNothingAside(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	real := h.Store
+	calls := &atomic.Int64{}
+	// The batch's transaction, the delta's own and the next write fail.
+	h.Store = outageStore{Store: real, failures: 3, calls: calls}
+	sale := earn("s1", "m1", 1000)
+	if _, err := h.Push(ctx, "s1", []loyalty.Delta{sale}); err == nil {
+		t.Fatal("a push during the outage was answered")
+	}
+	h.Store = real
+	if ack := pushOK(t, h, "s1", sale); ack.Results[0].Status != lsync.StatusApplied {
+		t.Errorf("the sale pushed again after the outage: %+v, want applied", ack.Results[0])
+	}
+	if rs, err := h.Rejections(ctx, 10); err != nil || len(rs) != 0 {
+		t.Errorf("rejections %+v, %v: want none", rs, err)
+	}
 }

@@ -19,8 +19,10 @@ import (
 // other stores' batches and other sessions' writes made at the same moment (group commit,
 // group.go), and the Ack comes after that transaction committed. If the shared transaction
 // fails, the batch is applied alone; if that fails, its deltas are applied one at a time, and one
-// that fails on its own twice is set aside as a rejection (EINTERNAL) for an operator, so it
-// cannot stall the store's outbox behind it. The rejection keeps the whole delta: nothing is lost.
+// that fails on its own twice, while a transaction of nothing between the two succeeds, is set
+// aside as a rejection (EINTERNAL) for an operator, so it cannot stall the store's outbox behind
+// it. The rejection keeps the whole delta: nothing is lost. When storage fails every transaction,
+// the push fails and the store sends it again later.
 func (h *Hub) Push(ctx context.Context, store string, deltas []loyalty.Delta) (*lsync.Ack, error) {
 	if len(deltas) == 0 {
 		return h.pushAlone(ctx, store, deltas)
@@ -50,6 +52,12 @@ func (h *Hub) pushAlone(ctx context.Context, store string, deltas []loyalty.Delt
 	for _, d := range deltas {
 		one, err := h.push(ctx, store, []loyalty.Delta{d})
 		if err != nil && ctx.Err() == nil {
+			// Storage that fails every transaction (down, or out of reach) is no reason to set a
+			// delta aside: the rejection is final, and a good sale would never count. A
+			// transaction of nothing tells the two apart; the store pushes again later.
+			if perr := h.update(ctx, func(Tx) error { return nil }); perr != nil {
+				return nil, err
+			}
 			one, err = h.push(ctx, store, []loyalty.Delta{d})
 		}
 		if err != nil && ctx.Err() == nil {
