@@ -464,6 +464,56 @@ func TestPostgresBookkeepingRunsBesideTheWriter(t *testing.T) {
 	}
 }
 
+// The writer never waits for the sessions' bookkeeping on a store's row: a renewal writes the
+// health of every store its hub holds, a pull moves the store's flushed floor. When both were
+// columns of one row, the writer (holding the lock all hubs' writes take turns on) waited for the
+// renewal's commit, and was then refused and ran again.
+func TestPostgresStoreHealthApartFromTheWriter(t *testing.T) {
+	s := open(t, newDatabase(t))
+	h := newHub(t, s)
+	ctx := context.Background()
+	now := h.Now()
+	inside, release := make(chan struct{}), make(chan struct{})
+	books := make(chan error, 1)
+	go func() {
+		books <- s.Update(hub.Bookkeeping(ctx), func(tx hub.Tx) error {
+			if err := tx.SetStoreHealth(ctx, "s1", hub.Health{Connected: true, LastSeen: now, Outbox: 3}); err != nil {
+				return err
+			}
+			close(inside)
+			<-release
+			return nil
+		})
+	}()
+	<-inside
+	// A generous bound, so that the test fails instead of hanging: the writer does not wait at all.
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	attempts := 0
+	err := s.Update(wctx, func(tx hub.Tx) error {
+		attempts++
+		return tx.MarkFlushed(wctx, "s1", now.Add(time.Hour))
+	})
+	close(release) // only now: had the writer waited for the bookkeeping, it would have timed out
+	if err != nil || attempts != 1 {
+		t.Fatalf("the writer's write of s1 while a renewal holds its health: %v after %d attempts, want one that succeeds", err, attempts)
+	}
+	if err := <-books; err != nil {
+		t.Fatal(err)
+	}
+	var info hub.StoreInfo
+	if err := s.View(ctx, func(tx hub.Tx) error {
+		var err error
+		info, err = tx.StoreInfo(ctx, "s1")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !info.Health.Connected || info.Health.Outbox != 3 || !info.FlushedAt.Equal(now.Add(time.Hour)) {
+		t.Errorf("s1 reads %+v; want both writes: connected with 3 in its outbox, flushed an hour on", info)
+	}
+}
+
 // TestPostgresIngestReadsPlannedPerCall: the ingest's reads whose best plan depends on the
 // ledger's size (the batch's known delta ids, its members' qualifying totals) never run a generic
 // plan, which PostgreSQL may cache after five calls of a prepared statement: one made on a new

@@ -53,7 +53,7 @@ func (t *tx) RenewSessions(ctx context.Context, owner string, seen time.Time, tt
 	if err != nil || len(out) == 0 {
 		return out, err
 	}
-	_, err = t.exec(ctx, `UPDATE stores SET last_seen = $1 WHERE id IN (SELECT store FROM sessions WHERE owner = $2)`,
+	_, err = t.exec(ctx, `UPDATE store_health SET last_seen = $1 WHERE store IN (SELECT store FROM sessions WHERE owner = $2)`,
 		unixms.Of(seen), owner)
 	return out, err
 }
@@ -77,7 +77,7 @@ func (t *tx) ExpireSessions(ctx context.Context) ([]hub.Session, error) {
 	if _, err := t.exec(ctx, `UPDATE sessions SET owner = '', deadline = 0 WHERE store = ANY($1)`, stores); err != nil {
 		return nil, err
 	}
-	_, err = t.exec(ctx, `UPDATE stores SET connected = false WHERE id = ANY($1)`, stores)
+	_, err = t.exec(ctx, `UPDATE store_health SET connected = false WHERE store = ANY($1)`, stores)
 	return out, err
 }
 

@@ -74,7 +74,11 @@ func (t *tx) InsertStore(ctx context.Context, s hub.StoreInfo) error {
 	return nil
 }
 
-const storeCols = `id, name, token_hash, created_at, connected, last_seen, clock_offset_ms, outbox, tz, flushed_at`
+// storeCols are a store's columns in storeFrom: its health is kept apart (migration 0023).
+const storeCols = `s.id, s.name, s.token_hash, s.created_at, COALESCE(h.connected, false), COALESCE(h.last_seen, 0),
+	COALESCE(h.clock_offset_ms, 0), COALESCE(h.outbox, 0), s.tz, s.flushed_at`
+
+const storeFrom = `stores s LEFT JOIN store_health h ON h.store = s.id`
 
 func scanStore(row pgx.Row) (hub.StoreInfo, error) {
 	var s hub.StoreInfo
@@ -85,7 +89,7 @@ func scanStore(row pgx.Row) (hub.StoreInfo, error) {
 	return s, err
 }
 
-const storeSQL = `SELECT ` + storeCols + ` FROM stores WHERE id = $1`
+const storeSQL = `SELECT ` + storeCols + ` FROM ` + storeFrom + ` WHERE s.id = $1`
 
 func (t *tx) StoreInfo(ctx context.Context, id string) (hub.StoreInfo, error) {
 	s, err := scanStore(t.queryRow(ctx, storeSQL, id))
@@ -97,7 +101,7 @@ func (t *tx) StoresInfo(ctx context.Context, ids []string) (map[string]hub.Store
 	if len(ids) == 0 {
 		return out, nil
 	}
-	err := t.each(ctx, `SELECT `+storeCols+` FROM stores WHERE id = ANY ($1)`, []any{ids}, func(rows pgx.Rows) error {
+	err := t.each(ctx, `SELECT `+storeCols+` FROM `+storeFrom+` WHERE s.id = ANY ($1)`, []any{ids}, func(rows pgx.Rows) error {
 		s, err := scanStore(rows)
 		out[s.ID] = s
 		return err
@@ -107,7 +111,7 @@ func (t *tx) StoresInfo(ctx context.Context, ids []string) (map[string]hub.Store
 
 func (t *tx) Stores(ctx context.Context) ([]hub.StoreInfo, error) {
 	out := []hub.StoreInfo{}
-	err := t.each(ctx, `SELECT `+storeCols+` FROM stores ORDER BY id`, nil, func(rows pgx.Rows) error {
+	err := t.each(ctx, `SELECT `+storeCols+` FROM `+storeFrom+` ORDER BY s.id`, nil, func(rows pgx.Rows) error {
 		s, err := scanStore(rows)
 		out = append(out, s)
 		return err
@@ -142,7 +146,10 @@ func (t *tx) SetStoreZone(ctx context.Context, id, tz string) error {
 }
 
 func (t *tx) SetStoreHealth(ctx context.Context, id string, h hub.Health) error {
-	_, err := t.exec(ctx, `UPDATE stores SET connected = $1, last_seen = $2, clock_offset_ms = $3, outbox = $4 WHERE id = $5`,
+	_, err := t.exec(ctx, `INSERT INTO store_health (store, connected, last_seen, clock_offset_ms, outbox)
+		SELECT id, $1, $2, $3, $4 FROM stores WHERE id = $5
+		ON CONFLICT (store) DO UPDATE SET connected = excluded.connected, last_seen = excluded.last_seen,
+			clock_offset_ms = excluded.clock_offset_ms, outbox = excluded.outbox`,
 		h.Connected, unixms.Of(h.LastSeen), h.ClockOffsetMS, h.Outbox, id)
 	return err
 }

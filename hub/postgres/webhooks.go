@@ -248,10 +248,10 @@ func (t *tx) WebhookStoreTransitions(ctx context.Context, offlineBefore time.Tim
 	}
 	var out []hub.StoreTransition
 	err := t.each(ctx, `WITH tr AS (
-			SELECT s.id, s.last_seen, true AS offline FROM stores s LEFT JOIN webhook_store_state w ON w.store = s.id
+			SELECT s.store AS id, s.last_seen, true AS offline FROM store_health s LEFT JOIN webhook_store_state w ON w.store = s.store
 			WHERE NOT s.connected AND s.last_seen > 0 AND s.last_seen < $1 AND NOT COALESCE(w.offline, false)
 			UNION ALL
-			SELECT s.id, s.last_seen, false FROM stores s JOIN webhook_store_state w ON w.store = s.id WHERE w.offline AND s.connected),
+			SELECT s.store, s.last_seen, false FROM store_health s JOIN webhook_store_state w ON w.store = s.store WHERE w.offline AND s.connected),
 		up AS (INSERT INTO webhook_store_state (store, offline, at) SELECT id, offline, last_seen FROM tr
 			ON CONFLICT (store) DO UPDATE SET offline = excluded.offline, at = excluded.at)
 		SELECT id, last_seen, offline FROM tr ORDER BY id`, []any{unixms.Of(offlineBefore)}, func(rows pgx.Rows) error {
