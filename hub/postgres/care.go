@@ -189,12 +189,9 @@ func (t *tx) MemberRecords(ctx context.Context, member string) (hub.MemberRecord
 		return err
 	})
 	if err == nil {
-		err = t.each(ctx, `SELECT id, member, reward, delta_id, token, created_at, expires_at, voided_at FROM vouchers WHERE member = $1
+		err = t.each(ctx, `SELECT `+voucherCols+` FROM vouchers WHERE member = $1
 			ORDER BY created_at, id`, args, func(rows pgx.Rows) error {
-			var v hub.Voucher
-			var created, expires, voided int64
-			err := rows.Scan(&v.ID, &v.Member, &v.Reward, &v.DeltaID, &v.Token, &created, &expires, &voided)
-			v.CreatedAt, v.ExpiresAt, v.VoidedAt = unixms.Time(created), unixms.Time(expires), unixms.Time(voided)
+			v, err := scanVoucher(rows)
 			r.Vouchers = append(r.Vouchers, v)
 			return err
 		})

@@ -575,19 +575,27 @@ func (t *tx) VoucherUses(ctx context.Context, voucher string) ([]string, error) 
 
 func (t *tx) OpenVouchers(ctx context.Context, member string, now time.Time, limit int) ([]hub.Voucher, error) {
 	var out []hub.Voucher
-	err := t.each(ctx, `SELECT id, member, reward, delta_id, token, created_at, expires_at, voided_at FROM vouchers v
+	err := t.each(ctx, `SELECT `+voucherCols+` FROM vouchers v
 		WHERE v.member = $1 AND v.voided_at = 0 AND (v.expires_at = 0 OR v.expires_at > $2)
 			AND NOT EXISTS (SELECT 1 FROM deltas d WHERE d.voucher = v.id AND d.voucher <> '' AND d.kind = 'redeem'
 				AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id AND r.reverses <> ''))
 		ORDER BY v.created_at, v.id LIMIT $3`, []any{member, unixms.Of(now), int64(limit)}, func(rows pgx.Rows) error {
-		var v hub.Voucher
-		var created, expires, voided int64
-		err := rows.Scan(&v.ID, &v.Member, &v.Reward, &v.DeltaID, &v.Token, &created, &expires, &voided)
-		v.CreatedAt, v.ExpiresAt, v.VoidedAt = unixms.Time(created), unixms.Time(expires), unixms.Time(voided)
+		v, err := scanVoucher(rows)
 		out = append(out, v)
 		return err
 	})
 	return out, err
+}
+
+// voucherCols are a voucher's columns, as scanVoucher reads them.
+const voucherCols = `id, member, reward, delta_id, token, created_at, expires_at, voided_at`
+
+func scanVoucher(row pgx.Row) (hub.Voucher, error) {
+	var v hub.Voucher
+	var created, expires, voided int64
+	err := row.Scan(&v.ID, &v.Member, &v.Reward, &v.DeltaID, &v.Token, &created, &expires, &voided)
+	v.CreatedAt, v.ExpiresAt, v.VoidedAt = unixms.Time(created), unixms.Time(expires), unixms.Time(voided)
+	return v, err
 }
 
 func (t *tx) InsertVoucher(ctx context.Context, v hub.Voucher) error {
@@ -597,12 +605,7 @@ func (t *tx) InsertVoucher(ctx context.Context, v hub.Voucher) error {
 }
 
 func (t *tx) voucher(ctx context.Context, where string, arg string) (hub.Voucher, error) {
-	var v hub.Voucher
-	var created, expires, voided int64
-	err := t.queryRow(ctx, `SELECT id, member, reward, delta_id, token, created_at, expires_at, voided_at FROM vouchers WHERE `+where, arg).
-		Scan(&v.ID, &v.Member, &v.Reward, &v.DeltaID, &v.Token, &created, &expires, &voided)
-	v.CreatedAt, v.ExpiresAt, v.VoidedAt = unixms.Time(created), unixms.Time(expires), unixms.Time(voided)
-	return v, err
+	return scanVoucher(t.queryRow(ctx, `SELECT `+voucherCols+` FROM vouchers WHERE `+where, arg))
 }
 
 func (t *tx) Voucher(ctx context.Context, id string) (hub.Voucher, error) {

@@ -159,12 +159,9 @@ func (t *tx) MemberRecords(ctx context.Context, member string) (hub.MemberRecord
 		return err
 	})
 	if err == nil {
-		err = each(`SELECT id, member, reward, delta_id, token, created_at, expires_at, voided_at FROM vouchers WHERE member = ? ORDER BY created_at, id`,
+		err = each(`SELECT `+voucherCols+` FROM vouchers WHERE member = ? ORDER BY created_at, id`,
 			func(rows *sql.Rows) error {
-				var v hub.Voucher
-				var created, expires, voided int64
-				err := rows.Scan(&v.ID, &v.Member, &v.Reward, &v.DeltaID, &v.Token, &created, &expires, &voided)
-				v.CreatedAt, v.ExpiresAt, v.VoidedAt = unixms.Time(created), unixms.Time(expires), unixms.Time(voided)
+				v, err := scanVoucher(rows)
 				r.Vouchers = append(r.Vouchers, v)
 				return err
 			})

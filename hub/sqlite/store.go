@@ -891,7 +891,7 @@ func (t *tx) VoucherUses(ctx context.Context, voucher string) ([]string, error) 
 }
 
 func (t *tx) OpenVouchers(ctx context.Context, member string, now time.Time, limit int) ([]hub.Voucher, error) {
-	rows, err := t.QueryContext(ctx, `SELECT id, member, reward, delta_id, token, created_at, expires_at, voided_at FROM vouchers v
+	rows, err := t.QueryContext(ctx, `SELECT `+voucherCols+` FROM vouchers v
 		WHERE v.member = ? AND v.voided_at = 0 AND (v.expires_at = 0 OR v.expires_at > ?)
 			AND NOT EXISTS (SELECT 1 FROM deltas d WHERE d.voucher = v.id AND d.voucher != '' AND d.kind = 'redeem'
 				AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id AND r.reverses != ''))
@@ -902,15 +902,24 @@ func (t *tx) OpenVouchers(ctx context.Context, member string, now time.Time, lim
 	defer rows.Close()
 	var out []hub.Voucher
 	for rows.Next() {
-		var v hub.Voucher
-		var created, expires, voided int64
-		if err := rows.Scan(&v.ID, &v.Member, &v.Reward, &v.DeltaID, &v.Token, &created, &expires, &voided); err != nil {
+		v, err := scanVoucher(rows)
+		if err != nil {
 			return nil, err
 		}
-		v.CreatedAt, v.ExpiresAt, v.VoidedAt = unixms.Time(created), unixms.Time(expires), unixms.Time(voided)
 		out = append(out, v)
 	}
 	return out, rows.Err()
+}
+
+// voucherCols are a voucher's columns, as scanVoucher reads them.
+const voucherCols = `id, member, reward, delta_id, token, created_at, expires_at, voided_at`
+
+func scanVoucher(row interface{ Scan(...any) error }) (hub.Voucher, error) {
+	var v hub.Voucher
+	var created, expires, voided int64
+	err := row.Scan(&v.ID, &v.Member, &v.Reward, &v.DeltaID, &v.Token, &created, &expires, &voided)
+	v.CreatedAt, v.ExpiresAt, v.VoidedAt = unixms.Time(created), unixms.Time(expires), unixms.Time(voided)
+	return v, err
 }
 
 func (t *tx) InsertVoucher(ctx context.Context, v hub.Voucher) error {
@@ -920,12 +929,7 @@ func (t *tx) InsertVoucher(ctx context.Context, v hub.Voucher) error {
 }
 
 func (t *tx) voucher(ctx context.Context, where string, arg string) (hub.Voucher, error) {
-	var v hub.Voucher
-	var created, expires, voided int64
-	err := t.QueryRowContext(ctx, `SELECT id, member, reward, delta_id, token, created_at, expires_at, voided_at FROM vouchers WHERE `+where, arg).
-		Scan(&v.ID, &v.Member, &v.Reward, &v.DeltaID, &v.Token, &created, &expires, &voided)
-	v.CreatedAt, v.ExpiresAt, v.VoidedAt = unixms.Time(created), unixms.Time(expires), unixms.Time(voided)
-	return v, err
+	return scanVoucher(t.QueryRowContext(ctx, `SELECT `+voucherCols+` FROM vouchers WHERE `+where, arg))
 }
 
 func (t *tx) Voucher(ctx context.Context, id string) (hub.Voucher, error) {
