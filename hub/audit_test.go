@@ -70,6 +70,7 @@ func TestAudit_PagesAndFilters(t *testing.T) {
 		{"action=api_key.*", func(e hub.AuditEntry) bool { return e.Action == "api_key.add" || e.Action == "api_key.revoke" }},
 		{"key_id=" + shop.ID, func(e hub.AuditEntry) bool { return e.KeyID == shop.ID }},
 		{"key_id=" + shop.ID + "&action=member.add&limit=1000", func(e hub.AuditEntry) bool { return e.KeyID == shop.ID && e.Action == "member.add" }},
+		{"limit=1000&before=3000000000", func(hub.AuditEntry) bool { return true }}, // beyond 32 bits
 		{"action=member.add&before=" + fmt.Sprint(all[signups/2].Seq), func(e hub.AuditEntry) bool {
 			return e.Action == "member.add" && e.Seq < all[signups/2].Seq
 		}},

@@ -2,6 +2,8 @@ package postgres
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -75,10 +77,32 @@ func (t *tx) InsertAudit(ctx context.Context, e hub.AuditEntry) error {
 
 func (t *tx) Audit(ctx context.Context, q hub.AuditQuery) ([]hub.AuditEntry, error) {
 	out := []hub.AuditEntry{}
+	// Only the filters given, each a condition of its own, so that the planner uses the index of
+	// the one given (audit_action, audit_key) and seeks to before.
+	var conds []string
+	var args []any
 	exact, family := q.Actions()
-	err := t.each(ctx, `SELECT seq, at, key_id, key_name, action, target, detail FROM audit
-		WHERE ($1 = 0 OR seq < $1) AND ($2 = '' OR action = $2) AND ($3 = '' OR starts_with(action, $3)) AND ($4 = '' OR key_id = $4)
-		ORDER BY seq DESC LIMIT $5`, []any{q.Before, exact, family, q.KeyID, limit(q.Limit)},
+	for _, f := range []struct {
+		cond string
+		arg  any
+		set  bool
+	}{
+		{"seq < $%d::bigint", q.Before, q.Before > 0},
+		{"action = $%d", exact, exact != ""},
+		{"starts_with(action, $%d)", family, family != ""},
+		{"key_id = $%d", q.KeyID, q.KeyID != ""},
+	} {
+		if f.set {
+			args = append(args, f.arg)
+			conds = append(conds, fmt.Sprintf(f.cond, len(args)))
+		}
+	}
+	where := ""
+	if len(conds) > 0 {
+		where = " WHERE " + strings.Join(conds, " AND ")
+	}
+	err := t.each(ctx, `SELECT seq, at, key_id, key_name, action, target, detail FROM audit`+where+`
+		ORDER BY seq DESC LIMIT `+fmt.Sprintf("$%d", len(args)+1), append(args, limit(q.Limit)),
 		func(rows pgx.Rows) error {
 			var e hub.AuditEntry
 			var at int64

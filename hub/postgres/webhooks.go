@@ -156,11 +156,19 @@ func (t *tx) DueWebhookEndpoints(ctx context.Context, now time.Time) ([]string, 
 func (t *tx) ClaimWebhookDeliveries(ctx context.Context, now time.Time, endpoint string, lease func(int) time.Duration, limit int) ([]hub.WebhookAttempt, error) {
 	// The due deliveries first, locked (another process skips them), then the claim, whose
 	// length depends on how many there are.
+	// One endpoint's by its own index (webhook_deliveries_endpoint_due), whatever the plan.
 	var endpoints, events []string
-	err := t.each(ctx, `SELECT d.endpoint, d.event FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint
-		WHERE d.state = 'pending' AND d.next_at <= $1 AND e.disabled_at = 0 AND ($3 = '' OR d.endpoint = $3)
+	q, args := `SELECT d.endpoint, d.event FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint
+		WHERE d.state = 'pending' AND d.next_at <= $1 AND e.disabled_at = 0
 		ORDER BY d.next_at, d.event LIMIT $2
-		FOR UPDATE OF d SKIP LOCKED`, []any{unixms.Of(now), int64(limit), endpoint}, func(rows pgx.Rows) error {
+		FOR UPDATE OF d SKIP LOCKED`, []any{unixms.Of(now), int64(limit)}
+	if endpoint != "" {
+		q, args = `SELECT d.endpoint, d.event FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint
+		WHERE d.endpoint = $3 AND d.state = 'pending' AND d.next_at <= $1 AND e.disabled_at = 0
+		ORDER BY d.next_at, d.event LIMIT $2
+		FOR UPDATE OF d SKIP LOCKED`, append(args, endpoint)
+	}
+	err := t.each(ctx, q, args, func(rows pgx.Rows) error {
 		var endpoint, event string
 		err := rows.Scan(&endpoint, &event)
 		endpoints, events = append(endpoints, endpoint), append(events, event)

@@ -2,6 +2,8 @@ package sqlite
 
 import (
 	"context"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/loyalty-edge-sync/loyalty"
@@ -80,11 +82,8 @@ func (t *tx) InsertAudit(ctx context.Context, e hub.AuditEntry) error {
 }
 
 func (t *tx) Audit(ctx context.Context, q hub.AuditQuery) ([]hub.AuditEntry, error) {
-	exact, family := q.Actions()
-	rows, err := t.QueryContext(ctx, `SELECT seq, at, key_id, key_name, action, target, detail FROM audit
-		WHERE (?1 = 0 OR seq < ?1) AND (?2 = '' OR action = ?2) AND (?3 = '' OR substr(action, 1, length(?3)) = ?3)
-			AND (?4 = '' OR key_id = ?4)
-		ORDER BY seq DESC LIMIT ?5+0`, q.Before, exact, family, q.KeyID, q.Limit)
+	query, args := auditQuery(q)
+	rows, err := t.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -100,4 +99,32 @@ func (t *tx) Audit(ctx context.Context, q hub.AuditQuery) ([]hub.AuditEntry, err
 		out = append(out, e)
 	}
 	return out, rows.Err()
+}
+
+// auditQuery is the statement of an audit query: only the filters given, each a condition of its
+// own, so that the planner uses the index of the one given (audit_action, audit_key) and seeks to
+// before.
+func auditQuery(q hub.AuditQuery) (string, []any) {
+	var conds []string
+	var args []any
+	exact, family := q.Actions()
+	for _, f := range []struct {
+		cond string
+		arg  any
+		set  bool
+	}{
+		{"seq < ?", q.Before, q.Before > 0},
+		{"action = ?", exact, exact != ""},
+		{"substr(action, 1, " + strconv.Itoa(len(family)) + ") = ?", family, family != ""},
+		{"key_id = ?", q.KeyID, q.KeyID != ""},
+	} {
+		if f.set {
+			conds, args = append(conds, f.cond), append(args, f.arg)
+		}
+	}
+	where := ""
+	if len(conds) > 0 {
+		where = " WHERE " + strings.Join(conds, " AND ")
+	}
+	return `SELECT seq, at, key_id, key_name, action, target, detail FROM audit` + where + ` ORDER BY seq DESC LIMIT ?+0`, append(args, q.Limit)
 }

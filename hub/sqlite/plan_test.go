@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/loyalty-edge-sync/loyalty/hub"
 )
 
 // plan returns SQLite's query plan for q with args, its steps joined by "; ".
@@ -84,6 +86,35 @@ func TestLotsAreOneSearchAMember(t *testing.T) {
 			!strings.Contains(got, "SEARCH d USING INTEGER PRIMARY KEY (rowid=?)") || strings.Contains(got, "SCAN l") ||
 			strings.Contains(got, "SCAN d") || strings.Contains(got, "USING INDEX deltas_member ") {
 			t.Errorf("%s: plan %s; want member_lots searched by %s, each earn read by its position", name, got, q.lots)
+		}
+	}
+}
+
+// TestWebhookClaimOfOneEndpoint: a round's claim of one endpoint's due deliveries searches that
+// endpoint's index, not every endpoint's due deliveries (a disabled endpoint's backlog is kept).
+func TestWebhookClaimOfOneEndpoint(t *testing.T) {
+	s := openStore(t)
+	got := plan(t, s, claimEndpointDueQuery, "wh-1", 1, 100)
+	if !strings.Contains(got, "USING INDEX webhook_deliveries_endpoint_due (endpoint=? AND next_at<?)") {
+		t.Errorf("plan: %s; want a search of webhook_deliveries_endpoint_due by endpoint and time", got)
+	}
+}
+
+// TestAuditFiltersUseTheirIndex: an audit query by key or by action searches that index from
+// before, not the whole trail.
+func TestAuditFiltersUseTheirIndex(t *testing.T) {
+	s := openStore(t)
+	for _, tt := range []struct {
+		q     hub.AuditQuery
+		index string
+	}{
+		{hub.AuditQuery{KeyID: "ak-1", Before: 10, Limit: 5}, "USING INDEX audit_key (key_id=? AND seq<?)"},
+		{hub.AuditQuery{Action: "member.add", Limit: 5}, "USING INDEX audit_action (action=?)"},
+		{hub.AuditQuery{Before: 3_000_000_000, Limit: 5}, "USING INTEGER PRIMARY KEY (rowid<?)"},
+	} {
+		q, args := auditQuery(tt.q)
+		if got := plan(t, s, q, args...); !strings.Contains(got, tt.index) {
+			t.Errorf("%+v: plan %s; want %s", tt.q, got, tt.index)
 		}
 	}
 }

@@ -187,12 +187,22 @@ func (t *tx) DueWebhookEndpoints(ctx context.Context, now time.Time) ([]string, 
 		unixms.Of(now))
 }
 
-func (t *tx) ClaimWebhookDeliveries(ctx context.Context, now time.Time, endpoint string, lease func(int) time.Duration, limit int) ([]hub.WebhookAttempt, error) {
-	rows, err := t.QueryContext(ctx, `SELECT `+deliveryCols+`, e.url, e.sealed, v.body
+// The due deliveries of every enabled endpoint, and of one (by webhook_deliveries_endpoint_due).
+const (
+	claimDueQuery = `SELECT ` + deliveryCols + `, e.url, e.sealed, v.body
 		FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint JOIN webhook_events v ON v.id = d.event
-		WHERE d.state = 'pending' AND d.next_at <= ?1 AND e.disabled_at = 0 AND (?2 = '' OR d.endpoint = ?2)
-		ORDER BY d.next_at, d.event LIMIT ?3+0`,
-		unixms.Of(now), endpoint, limit)
+		WHERE d.state = 'pending' AND d.next_at <= ? AND e.disabled_at = 0 ORDER BY d.next_at, d.event LIMIT ?+0`
+	claimEndpointDueQuery = `SELECT ` + deliveryCols + `, e.url, e.sealed, v.body
+		FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint JOIN webhook_events v ON v.id = d.event
+		WHERE d.endpoint = ? AND d.state = 'pending' AND d.next_at <= ? AND e.disabled_at = 0 ORDER BY d.next_at, d.event LIMIT ?+0`
+)
+
+func (t *tx) ClaimWebhookDeliveries(ctx context.Context, now time.Time, endpoint string, lease func(int) time.Duration, limit int) ([]hub.WebhookAttempt, error) {
+	q, args := claimDueQuery, []any{unixms.Of(now), limit}
+	if endpoint != "" {
+		q, args = claimEndpointDueQuery, []any{endpoint, unixms.Of(now), limit}
+	}
+	rows, err := t.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
