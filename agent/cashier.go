@@ -630,11 +630,12 @@ func money(s string, digits int) (int64, bool) {
 // splitAmount splits an amount as people and the till's own receipts write it into its whole
 // digits and its decimals, for a currency with digits decimals: "1234.5", "1234,50", "1,234.56"
 // (as web.MoneyIn shows it), "1.234,56". With both a comma and a point, the last one is the
-// decimal mark and the other separates thousands. With one of them, it is the decimal mark when
-// it stands once with at most digits digits after it ("12,99"), and separates thousands when it
-// stands more than once ("1.000.000") or, in a currency without decimals, once with three
-// digits after it ("2,500" yen). Else it is refused: "1,999" euros (a thousand, or a mistyped
-// 1.99?) is not guessed. Groups of thousands have three digits.
+// decimal mark and the other separates thousands. With one of them, it separates thousands when
+// it stands more than once ("1.000.000") or, in a currency without decimals, once with three
+// digits after it ("2,500" yen); it is the decimal mark when it stands once with at most digits
+// digits after it, but not three ("12,99"; "1.25" dinars). Else it is refused: "1,999" euros (a
+// thousand, or a mistyped 1.99?) and "1.250" dinars (1.25, or 1,250?) are not guessed. Groups of
+// thousands have three digits.
 func splitAmount(s string, digits int) (whole, frac string, ok bool) {
 	dec := -1
 	comma, point := strings.LastIndexByte(s, ','), strings.LastIndexByte(s, '.')
@@ -644,10 +645,13 @@ func splitAmount(s string, digits int) (whole, frac string, ok bool) {
 	case comma >= 0 || point >= 0:
 		i, mark := max(comma, point), s[max(comma, point)]
 		switch once, after := strings.Count(s, string(mark)) == 1, len(s)-i-1; {
+		case once && after == 3 && digits == 0: // "2,500" yen: thousands
+		case once && after == 3:
+			return "", "", false // "1.999": 1999, or 1.99 mistyped (or 1.999 dinars)? Not guessed.
 		case once && after <= digits:
 			dec = i
-		case once && !(digits == 0 && after == 3):
-			return "", "", false // "1.999": 1999, or a mistyped 1.99? Neither is guessed.
+		case once:
+			return "", "", false
 		}
 	}
 	if dec >= 0 {
@@ -926,7 +930,8 @@ func (t *till) redeem(w http.ResponseWriter, r *http.Request, v *view) {
 
 func (t *till) refund(w http.ResponseWriter, r *http.Request, v *view) {
 	order, okOrder := field(r, "order", loyalty.MaxIDLength, v, "The order number")
-	amount, ok := amountField(r, "refund_amount", "Amount given back", v.Currency, false, v)
+	cur := t.saleCurrency(r, order, v.Currency)
+	amount, ok := amountField(r, "refund_amount", "Amount given back", cur, false, v)
 	if okOrder && order == "" {
 		v.Errors["order"] = "Type the order number from the receipt."
 		okOrder = false
@@ -954,9 +959,29 @@ func (t *till) refund(w http.ResponseWriter, r *http.Request, v *view) {
 	v.Receipt = &receipt{Title: "Order refunded", OrderID: order, Points: rc.Points, ShowPoints: true, Balance: rc.Balance, ShowBalance: rc.Member != "",
 		Offline: rc.Offline}
 	if amount > 0 {
-		v.Receipt.Title, v.Receipt.Amount = "Part of the order refunded", web.MoneyIn(amount, loyalty.CurrencyDigits(v.Currency))
+		v.Receipt.Title, v.Receipt.Amount = "Part of the order refunded", moneyIn(amount, cur)
 	}
 	t.done(w, r, v, "")
+}
+
+// saleCurrency returns the currency of order's sale at this store, in which a partial refund's
+// amount is given back (and read); def when the store has no sale of that order.
+func (t *till) saleCurrency(r *http.Request, order, def string) string {
+	cur := def
+	if order == "" {
+		return cur
+	}
+	t.a.Store.View(r.Context(), func(tx Tx) error {
+		ds, err := tx.OrderDeltas(r.Context(), order)
+		for _, d := range ds {
+			if (d.Kind == loyalty.KindEarn || d.Kind == loyalty.KindSale) && d.Currency != "" {
+				cur = d.Currency
+				break
+			}
+		}
+		return err
+	})
+	return cur
 }
 
 func (t *till) sale(w http.ResponseWriter, r *http.Request, v *view) {

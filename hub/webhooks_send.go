@@ -153,6 +153,9 @@ func (s *WebhookSender) run(ctx context.Context) {
 	// without waiting for it: a slow endpoint holds up only its own deliveries.
 	busy := map[string]bool{}
 	done := make(chan string, maxBusyEndpoints)
+	// When each endpoint's rounds last started, by this loop's count: the endpoints waiting
+	// longest go first, so that 16 busy endpoints cannot keep a seventeenth waiting for ever.
+	started, starts := map[string]uint64{}, uint64(0)
 	for {
 		select {
 		case <-ctx.Done():
@@ -196,11 +199,14 @@ func (s *WebhookSender) run(ctx context.Context) {
 		if err != nil && ctx.Err() == nil {
 			s.Hub.Logger.Warn("webhooks: find the endpoints with due deliveries", slog.Any("err", err))
 		}
+		slices.SortStableFunc(eps, func(a, b string) int { return cmp.Compare(started[a], started[b]) })
 		for _, ep := range eps {
 			if busy[ep] || len(busy) >= maxBusyEndpoints {
 				continue
 			}
 			busy[ep] = true
+			starts++
+			started[ep] = starts
 			s.wg.Go(func() {
 				defer func() { done <- ep }()
 				for {
