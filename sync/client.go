@@ -545,7 +545,7 @@ func (s *clientSession) welcome(b []byte, sent time.Time) (time.Duration, error)
 		s.batchSize = w.MaxBatch
 	}
 	if w.MaxMessageBytes > 0 {
-		s.maxBytes = w.MaxMessageBytes
+		s.maxBytes = max(w.MaxMessageBytes, MinMessageBytes)
 	}
 	heartbeat := s.HeartbeatInterval
 	if w.HeartbeatMillis > 0 { // bounded: a hub's figure must neither overflow nor spin the agent
@@ -670,8 +670,17 @@ func (s *clientSession) handle(ctx context.Context, b []byte) error {
 		}
 		return nil
 	case TypePong:
-		recv := s.Now()
-		s.update(func(st *Status) { st.ClockOffset = clockOffset(time.UnixMilli(m.Pong.SentAt), recv, m.Pong.HubTime) })
+		recv, sent := s.Now(), time.UnixMilli(m.Pong.SentAt)
+		offset := clockOffset(sent, recv, m.Pong.HubTime)
+		if recv.Before(sent) || offset > loyalty.MaxClockOffset || offset < -loyalty.MaxClockOffset {
+			// Not an answer to a ping of ours (sent after it came back), or a hub clock beyond
+			// any real clock's error: the welcome's rule, so that one bad pong cannot make every
+			// sale at the till fail. The offset measured before stands.
+			s.Logger.Warn("a pong's times are not a measurement of the hub's clock; ignored",
+				slog.Int64("sent_at", m.Pong.SentAt), slog.Int64("hub_time", m.Pong.HubTime))
+			return nil
+		}
+		s.update(func(st *Status) { st.ClockOffset = offset })
 		return nil
 	case TypeError:
 		if cl := s.calls[m.ID]; m.ID != 0 && cl != nil {

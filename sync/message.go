@@ -83,6 +83,11 @@ type Hello struct {
 	SentAt       int64  `json:"sent_at"` // agent clock, unix milliseconds
 }
 
+// MinMessageBytes is the smallest max_message_bytes a hub may set (sync.max_message_bytes), and
+// the least an agent takes from a welcome: a smaller figure is a hub's mistake, and taken as it
+// is it would set every change of the outbox aside as too large to send, for good.
+const MinMessageBytes = 64 << 10
+
 // Welcome accepts a session.
 type Welcome struct {
 	Version         int    `json:"version"`

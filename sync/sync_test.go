@@ -501,8 +501,8 @@ func TestClient_HostileWelcome(t *testing.T) {
 // as rejected (ETOOLARGE), kept for review, and the deltas behind it go on, in one session.
 func TestClient_OversizeDeltaSetAside(t *testing.T) {
 	h, a, c, d := setup(t, 3, "secret")
-	d.srv.MaxMessageBytes = 4096
-	a.outbox[1].Delta.Reason = strings.Repeat("\x01", 1000) // 6 KB as JSON: a control character is escaped as \u0001
+	d.srv.MaxMessageBytes = lsync.MinMessageBytes
+	a.outbox[1].Delta.Reason = strings.Repeat("\x01", 12_000) // 72 KB as JSON: a control character is escaped as \u0001
 	run(t, c)
 	eventually(t, "the outbox drained", func() bool { n, _ := a.PendingCount(context.Background()); return n == 0 })
 	a.mu.Lock()

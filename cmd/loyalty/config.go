@@ -23,6 +23,7 @@ import (
 	"github.com/loyalty-edge-sync/loyalty/agent"
 	"github.com/loyalty-edge-sync/loyalty/hub"
 	"github.com/loyalty-edge-sync/loyalty/internal/clock"
+	lsync "github.com/loyalty-edge-sync/loyalty/sync"
 )
 
 // HubConfig configures `loyalty hub` and the admin commands that work on the hub's database.
@@ -274,8 +275,8 @@ func (c HubConfig) Validate() error {
 		return fmt.Errorf("qr.member_ttl cannot be negative (0: member codes never expire)")
 	case c.Sync.MaxBatch < 1 || c.Sync.MaxBatch > 10000:
 		return fmt.Errorf("sync.max_batch must be 1 to 10000")
-	case c.Sync.MaxMessageBytes < 64<<10:
-		return fmt.Errorf("sync.max_message_bytes must be at least 65536")
+	case c.Sync.MaxMessageBytes < lsync.MinMessageBytes:
+		return fmt.Errorf("sync.max_message_bytes must be at least %d", lsync.MinMessageBytes)
 	case c.QR.VoucherTTL <= 0:
 		return fmt.Errorf("qr.voucher_ttl must be positive")
 	case c.Leases.Validate(c.Sync.Heartbeat) != nil:
@@ -356,8 +357,8 @@ func (c AgentConfig) Validate() error {
 		return fmt.Errorf("sync.push_delay must be 0 to 1m (how long the agent gathers new sales before it sends them to the hub)")
 	case c.Sync.LookupTimeout <= 0:
 		return fmt.Errorf("sync.lookup_timeout must be positive (how long a connected store waits for the hub's figures for a member before it decides on its own records)")
-	case c.Sync.MaxMessageBytes < 64<<10:
-		return fmt.Errorf("sync.max_message_bytes must be at least 65536")
+	case c.Sync.MaxMessageBytes < lsync.MinMessageBytes:
+		return fmt.Errorf("sync.max_message_bytes must be at least %d", lsync.MinMessageBytes)
 	}
 	if err := loyalty.ValidateID("store", c.StoreID); err != nil {
 		return fmt.Errorf("store_id: %w", err)
