@@ -546,6 +546,41 @@ func TestClockOffsetSurvivesARestart(t *testing.T) {
 	}
 }
 
+// TestEpoch_ResendByTheHubsClock: a sale made while the till's clock ran two hours behind the
+// hub's, and acknowledged; the clock is set right; then the hub is restored to a backup from
+// just before the sale. The sale goes back in the outbox: its time on the hub's clock (its
+// occurred_at and the clock offset it carries) is after the hub's resend time, though its time
+// on the till's clock, read with today's offset, is not. Before, it was left out, and the
+// restored hub never had it.
+func TestEpoch_ResendByTheHubsClock(t *testing.T) {
+	ta := newTestAgent(t)
+	ctx := context.Background()
+	clock := now
+	ta.Now = func() time.Time { return clock }
+	if err := ta.store.Epoch(ctx, 111, time.Time{}, 0); err != nil {
+		t.Fatal(err)
+	}
+	ta.sync.status = lsync.Status{Sessions: 1, ClockOffset: 2 * time.Hour, ClockOffsetMS: (2 * time.Hour).Milliseconds()}
+	r, err := ta.Earn(ctx, loyalty.EarnRequest{OrderID: "o1", MemberID: "m1", Amount: 1000, Currency: "EUR"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sale := clock.Add(2 * time.Hour) // on the hub's clock
+	if err := ta.store.ApplyAck(ctx, &lsync.Ack{Results: []lsync.Result{{DeltaID: r.Deltas[0], Status: lsync.StatusApplied, Seq: 1}},
+		Balances: []lsync.Balance{{Member: "m1", Balance: 130, Version: 6}}}); err != nil {
+		t.Fatal(err)
+	}
+	clock = clock.Add(3 * time.Hour) // set right: no offset from now on
+	since := sale.Add(-70 * time.Minute)
+	if err := ta.store.Epoch(ctx, 222, since, 0); err != nil {
+		t.Fatal(err)
+	}
+	out, err := ta.store.Pending(ctx, 0, 10)
+	if err != nil || len(out) != 1 || out[0].Delta.ID != r.Deltas[0] {
+		t.Fatalf("outbox after the restore: %+v, %v; want the sale made at %s on the hub's clock, after %s", out, err, sale, since)
+	}
+}
+
 // TestEpoch_RestoredHubGetsWhatItLost: a hub restored from a backup names a new epoch. The
 // replica then puts back in the outbox what it made since the time the hub names (even what was
 // acknowledged), without changing what the cashier sees, starts its change feed over, and drops
@@ -554,7 +589,7 @@ func TestEpoch_RestoredHubGetsWhatItLost(t *testing.T) {
 	ta := newTestAgent(t)
 	ctx := context.Background()
 	clock := offlineBudget(t, ta, 3, 10*time.Minute, nil)
-	if err := ta.store.Epoch(ctx, 111, time.Time{}); err != nil {
+	if err := ta.store.Epoch(ctx, 111, time.Time{}, 0); err != nil {
 		t.Fatal(err)
 	}
 	earn := func(order string) loyalty.Receipt {
@@ -575,14 +610,14 @@ func TestEpoch_RestoredHubGetsWhatItLost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ta.store.Epoch(ctx, 111, since); err != nil {
+	if err := ta.store.Epoch(ctx, 111, since, 0); err != nil {
 		t.Fatal(err)
 	}
 	if n, _ := ta.store.PendingCount(ctx); n != 0 {
 		t.Fatalf("the same epoch again put %d deltas back in the outbox", n)
 	}
 
-	if err := ta.store.Epoch(ctx, 222, since); err != nil {
+	if err := ta.store.Epoch(ctx, 222, since, 0); err != nil {
 		t.Fatal(err)
 	}
 	out, err := ta.store.Pending(ctx, 0, 10)
@@ -618,7 +653,7 @@ func TestEpoch_RestoredHubGetsWhatItLost(t *testing.T) {
 	if err := ta.store.ApplyAck(ctx, &lsync.Ack{Results: []lsync.Result{{DeltaID: r2.Deltas[0], Status: lsync.StatusApplied, Seq: 5}}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := ta.store.Epoch(ctx, 222, since); err != nil {
+	if err := ta.store.Epoch(ctx, 222, since, 0); err != nil {
 		t.Fatal(err)
 	}
 	if n, _ := ta.store.PendingCount(ctx); n != 0 {

@@ -32,10 +32,13 @@ type ClientHandler interface {
 	ApplyMember(ctx context.Context, m *loyalty.Member) error
 	// Epoch is called at every session's start with the hub's epoch, before anything is pushed
 	// or pulled. If the replica last saw another epoch, the hub was restored from a backup: the
-	// handler puts every delta it made since since (its own clock) back in the outbox, even
+	// handler puts every delta it made since since (the hub's clock) back in the outbox, even
 	// acknowledged ones, starts the change feed over (cursor 0), and drops its leases, in one
-	// transaction. It records the epoch in any case.
-	Epoch(ctx context.Context, epoch int64, since time.Time) error
+	// transaction. A delta is since since when its own time on the hub's clock (its occurred_at
+	// and clock offset) is, or when its time on the agent's clock is since since less offset, the
+	// hub's clock minus the agent's now: a clock set right in between must not hide a delta. It
+	// records the epoch in any case.
+	Epoch(ctx context.Context, epoch int64, since time.Time, offset time.Duration) error
 }
 
 // Outgoing is an outbox delta with its local sequence number.
@@ -311,7 +314,7 @@ type clientSession struct {
 	batchSize   int
 	maxBytes    int
 	epoch       int64     // the hub's, from the welcome (0: a hub that names none)
-	resendSince time.Time // agent clock
+	resendSince time.Time // hub clock
 }
 
 func (c *Client) session(ctx context.Context) (err error) {
@@ -453,7 +456,7 @@ func lastWord(rd *reader) error {
 // docs/PROTOCOL.md, "Ordering").
 func (s *clientSession) start(ctx context.Context) error {
 	if s.epoch != 0 {
-		if err := s.Handler.Epoch(ctx, s.epoch, s.resendSince); err != nil {
+		if err := s.Handler.Epoch(ctx, s.epoch, s.resendSince, s.Status().ClockOffset); err != nil {
 			return fmt.Errorf("record the hub's epoch: %w", err)
 		}
 	}
@@ -569,7 +572,7 @@ func (s *clientSession) welcome(b []byte, sent time.Time) (time.Duration, error)
 	})
 	s.epoch = w.Epoch
 	if w.ResendSince != 0 {
-		s.resendSince = time.UnixMilli(w.ResendSince).Add(-s.Status().ClockOffset) // on the agent's clock
+		s.resendSince = time.UnixMilli(w.ResendSince)
 	}
 	s.Logger.Info("connected to hub", slog.Int("version", w.Version), slog.Duration("clock_offset", s.Status().ClockOffset))
 	return heartbeat, nil

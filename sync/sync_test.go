@@ -164,7 +164,7 @@ func (a *agentFake) Pending(ctx context.Context, after int64, limit int) ([]lsyn
 	return out, nil
 }
 
-func (a *agentFake) Epoch(ctx context.Context, epoch int64, since time.Time) error {
+func (a *agentFake) Epoch(ctx context.Context, epoch int64, since time.Time, offset time.Duration) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if len(a.acked) > 0 || a.cursor != 0 {

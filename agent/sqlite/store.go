@@ -797,7 +797,14 @@ func (s *Store) ApplyAck(ctx context.Context, ack *lsync.Ack) error {
 // cashier sees (synced + pending) does not change, the change feed starts over, and the leases of
 // the old epoch are dropped (the hub grants new ones at the next pull), and the members and the
 // program the restored hub sends are taken whatever their versions. One transaction.
-func (s *Store) Epoch(ctx context.Context, epoch int64, since time.Time) error {
+// resentSince is whether an acknowledged delta d goes back in the outbox after a restore (Epoch):
+// its time on the hub's clock (?2), its occurred_at and clock offset, or its time on the
+// agent's clock (?1), is since the restore's resend time.
+const resentSince = `(d.created_at >= ?1 OR CAST(ROUND((julianday(json_extract(d.body, '$.occurred_at')) - 2440587.5) * 86400000) AS INTEGER)
+	+ COALESCE(json_extract(d.body, '$.clock_offset_ms'), 0) >= ?2)`
+
+func (s *Store) Epoch(ctx context.Context, epoch int64, since time.Time, offset time.Duration) error {
+	local := since.Add(-offset) // the agent's clock
 	return s.db.Update(ctx, func(t *sqlitedb.Tx) error {
 		x := &tx{t, s}
 		seen, err := x.meta(ctx, "hub_epoch")
@@ -812,13 +819,14 @@ func (s *Store) Epoch(ctx context.Context, epoch int64, since time.Time) error {
 			// What goes back in the outbox leaves the synced copies that include it (an
 			// acknowledged delta with hub_version 0), its points and its punch card units.
 			if _, err := t.ExecContext(ctx, `UPDATE members SET balance = balance - (SELECT COALESCE(SUM(d.points), 0) FROM deltas d
-				WHERE d.member = members.id AND d.state = 'acked' AND d.hub_version = 0 AND d.created_at >= ?)`, since.UnixMilli()); err != nil {
+				WHERE d.member = members.id AND d.state = 'acked' AND d.hub_version = 0 AND `+resentSince+`)`, local.UnixMilli(), since.UnixMilli()); err != nil {
 				return err
 			}
-			if err := x.takeBackPunches(ctx, since); err != nil {
+			if err := x.takeBackPunches(ctx, local, since); err != nil {
 				return err
 			}
-			res, err := t.ExecContext(ctx, `UPDATE deltas SET state = 'pending', hub_seq = 0, hub_version = 0 WHERE state = 'acked' AND created_at >= ?`, since.UnixMilli())
+			res, err := t.ExecContext(ctx, `UPDATE deltas AS d SET state = 'pending', hub_seq = 0, hub_version = 0 WHERE d.state = 'acked' AND `+resentSince,
+				local.UnixMilli(), since.UnixMilli())
 			if err != nil {
 				return err
 			}
@@ -852,11 +860,12 @@ func (s *Store) Epoch(ctx context.Context, epoch int64, since time.Time) error {
 	})
 }
 
-// takeBackPunches takes the punch card units of the acknowledged deltas made since since, which
-// the synced copies include, out of those copies.
-func (t *tx) takeBackPunches(ctx context.Context, since time.Time) error {
+// takeBackPunches takes the punch card units of the acknowledged deltas resent since since
+// (resentSince: local on the agent's clock, since on the hub's), which the synced copies include,
+// out of those copies.
+func (t *tx) takeBackPunches(ctx context.Context, local, since time.Time) error {
 	rows, err := t.QueryContext(ctx, `SELECT d.member, p.card, SUM(p.units) FROM delta_punches p JOIN deltas d ON d.id = p.delta_id
-		WHERE d.state = 'acked' AND d.hub_version = 0 AND d.created_at >= ? GROUP BY d.member, p.card`, since.UnixMilli())
+		WHERE d.state = 'acked' AND d.hub_version = 0 AND `+resentSince+` GROUP BY d.member, p.card`, local.UnixMilli(), since.UnixMilli())
 	if err != nil {
 		return err
 	}

@@ -117,7 +117,7 @@ func (o *memOutbox) ApplyChanges(_ context.Context, ch *lsync.Changes) error {
 func (o *memOutbox) ApplyMember(context.Context, *loyalty.Member) error { return nil }
 
 // Epoch keeps nothing: the bench's hub is never restored from a backup.
-func (o *memOutbox) Epoch(context.Context, int64, time.Time) error { return nil }
+func (o *memOutbox) Epoch(context.Context, int64, time.Time, time.Duration) error { return nil }
 
 // drainStores starts a sync client for every store at once, over real websockets to hm, and
 // returns how long until every store's outbox was empty. The clients are stopped, and the hub
