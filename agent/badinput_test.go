@@ -591,16 +591,29 @@ type syncedPOSAgent struct {
 
 func mustOpenSyncedPOSAgent(tb testing.TB, rh *biHub, store, token string) *syncedPOSAgent {
 	tb.Helper()
+	return mustOpenSyncedPOSAgentAt(tb, rh, store, token, nil)
+}
+
+// mustOpenSyncedPOSAgentAt is mustOpenSyncedPOSAgent with the replica and the agent on the clock
+// now (nil: the machine's), from the start.
+func mustOpenSyncedPOSAgentAt(tb testing.TB, rh *biHub, store, token string, now func() time.Time) *syncedPOSAgent {
+	tb.Helper()
 	ctx := context.Background()
 	st, err := agentsqlite.Open(ctx, filepath.Join(tb.TempDir(), store+".db"))
 	if err != nil {
 		tb.Fatalf("open replica: %v", err)
 	}
 	tb.Cleanup(func() { st.Close() })
+	if now != nil {
+		st.Now = now
+	}
 	c := lsync.NewClient(rh.HTTP.SyncURL(), store, token, &ws.Dialer{}, st)
 	c.Logger, c.MinBackoff, c.MaxBackoff = biLogger, 20*time.Millisecond, 200*time.Millisecond
 	a := agent.New(store, st, c)
 	a.Logger = biLogger
+	if now != nil {
+		a.Now = now
+	}
 	srv := agent.NewServer(a, "127.0.0.1:0")
 	srv.Logger = biLogger
 	if err := srv.Open(); err != nil {

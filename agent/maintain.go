@@ -79,11 +79,14 @@ func (a *Agent) RunMaintenance(ctx context.Context) {
 func (a *Agent) Maintain(ctx context.Context) error {
 	a.maint.Lock()
 	defer a.maint.Unlock()
-	now := a.Now()
 	r := a.Retention
 	var p loyalty.Program
+	var now time.Time
 	err := a.Store.View(ctx, func(tx Tx) error {
 		var err error
+		if now, err = a.maintenanceNow(ctx, tx); err != nil {
+			return err
+		}
 		p, err = tx.Program(ctx)
 		return err
 	})
@@ -125,6 +128,26 @@ func (a *Agent) Maintain(ctx context.Context) error {
 	}
 	a.addStats(func(s *MaintenanceStats) { s.MaintainedAt = a.Now() })
 	return nil
+}
+
+// maintenanceNow is the time maintenance takes for now: the earliest of the device's clock, the
+// agent time (which a clock set forward while the agent runs does not move) and the hub's clock
+// as last measured. A clock set weeks ahead, by a bad time source or a failing battery, would
+// otherwise make every order look done with and every member unseen: orders, and the answers
+// that make a POS retry safe, would be deleted while they are still wanted. Taking the earliest
+// only keeps things longer.
+func (a *Agent) maintenanceNow(ctx context.Context, tx Tx) (time.Time, error) {
+	now := a.Now()
+	at, err := tx.AgentTime(ctx)
+	if err != nil {
+		return now, err
+	}
+	offset, err := tx.ClockOffset(ctx)
+	if st := a.Sync.Status(); st.Sessions > 0 {
+		offset = st.ClockOffsetMS // measured in this process: newer than the replica's
+	}
+	hub := now.Add(time.Duration(offset) * time.Millisecond)
+	return minTime(minTime(now, at), hub), err
 }
 
 // batches runs fn in write transactions until one does fewer than MaintenanceBatch rows, and

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -780,18 +781,19 @@ func TestMaintain_UnsubscribesOverTheWire(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	sa := mustOpenSyncedPOSAgent(t, rh, "s1", token)
+	// The replica's agent time and the agent follow the clock the test moves: days pass.
+	var ms atomic.Int64
+	ms.Store(time.Now().UnixMilli())
+	sa := mustOpenSyncedPOSAgentAt(t, rh, "s1", token, func() time.Time { return time.UnixMilli(ms.Load()) })
 	biWaitFor(t, "the agent's first sync", func() bool { return sa.stats(t).Members == 2 })
 	if v := sa.Client.Status().Version; v != lsync.Version {
 		t.Fatalf("protocol version %d, want %d", v, lsync.Version)
 	}
-	clock := time.Now()
-	sa.Agent.Now = func() time.Time { return clock }
 	sa.Agent.Retention = agent.Retention{EvictAfter: 90 * day}
 	if err := sa.Agent.Maintain(ctx); err != nil { // both seen from now
 		t.Fatal(err)
 	}
-	clock = clock.Add(80 * day)
+	ms.Add((80 * day).Milliseconds())
 	bobQR, err := rh.Hub.MemberToken(ctx, "bob")
 	if err != nil {
 		t.Fatal(err)
@@ -799,7 +801,7 @@ func TestMaintain_UnsubscribesOverTheWire(t *testing.T) {
 	if _, err := sa.Agent.Scan(ctx, agent.ScanRequest{QR: bobQR}); err != nil {
 		t.Fatal(err)
 	}
-	clock = clock.Add(20 * day)
+	ms.Add((20 * day).Milliseconds())
 	if err := sa.Agent.Maintain(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -835,5 +837,42 @@ func TestMaintain_UnsubscribesOverTheWire(t *testing.T) {
 	})
 	if loyalty.ErrorCode(err) != loyalty.ENOTFOUND {
 		t.Fatalf("alice after her change at the hub: %v; want her not in the replica (the hub stopped sending her)", err)
+	}
+}
+
+// TestMaintain_ClockSetWeeksAhead: the till's clock jumps two months ahead (a bad time source)
+// and the next ping measures the hub's clock that far behind it. Maintenance then goes by the
+// hub's clock: an order made a minute before is kept, and a POS retry of it gets its first
+// answer. Before, maintenance took the device's clock: the order and its answer were deleted as
+// done with, and the retry earned again.
+func TestMaintain_ClockSetWeeksAhead(t *testing.T) {
+	ta := newTestAgent(t)
+	ctx := context.Background()
+	clock := now
+	ta.Now = func() time.Time { return clock }
+	ta.Retention = agent.Retention{RetainAcked: 30 * day, ResultsRetention: 7 * day, EvictAfter: 30 * day}
+	req := loyalty.EarnRequest{OrderID: "o1", MemberID: "m1", Amount: 1000, Currency: "EUR"}
+	r, err := ta.Earn(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ta.store.ApplyAck(ctx, &lsync.Ack{Results: []lsync.Result{{DeltaID: r.Deltas[0], Status: lsync.StatusApplied, Seq: 1}},
+		Balances: []lsync.Balance{{Member: "m1", Balance: r.Balance, Version: 6}}}); err != nil {
+		t.Fatal(err)
+	}
+	clock = clock.Add(70 * day)
+	ta.sync.status = lsync.Status{Sessions: 1, ClockOffset: -70 * day, ClockOffsetMS: (-70 * day).Milliseconds()}
+	if err := ta.Maintain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	clock = now.Add(time.Minute) // set right
+	ta.sync.status = lsync.Status{Sessions: 1}
+	again, err := ta.Earn(ctx, req)
+	if err != nil || len(again.Deltas) != 1 || again.Deltas[0] != r.Deltas[0] {
+		t.Fatalf("the POS retry of order o1, a minute after it: %+v, %v; want its first answer (delta %s)", again, err, r.Deltas[0])
+	}
+	if st := ta.MaintenanceStats(); st.PrunedDeltasTotal != 0 || st.PrunedResultsTotal != 0 || st.EvictedTotal != 0 {
+		t.Errorf("maintenance under a clock two months ahead pruned %d deltas and %d answers and evicted %d members; want none",
+			st.PrunedDeltasTotal, st.PrunedResultsTotal, st.EvictedTotal)
 	}
 }

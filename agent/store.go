@@ -40,6 +40,10 @@ type Tx interface {
 	TimeZone(ctx context.Context) (string, error)
 	// ClockOffset returns the hub clock minus the device clock as last measured, in ms (0: never).
 	ClockOffset(ctx context.Context) (int64, error)
+	// AgentTime returns the agent time now: the timeline that a wall clock set forward or back
+	// while the agent runs does not move (leases and the last time the store heard from the hub
+	// are kept on it).
+	AgentTime(ctx context.Context) (time.Time, error)
 	// SetClockOffset keeps a newly measured clock offset.
 	SetClockOffset(ctx context.Context, ms int64) error
 	// OfflineFor returns how long it is since this store last heard from the hub (the last page of

@@ -109,6 +109,11 @@ func (t *tx) agentTime(ctx context.Context) (now, at time.Time, err error) {
 	return now, s.clk.at.Add(now.Sub(s.clk.start)), nil
 }
 
+func (t *tx) AgentTime(ctx context.Context) (time.Time, error) {
+	_, at, err := t.agentTime(ctx)
+	return at, err
+}
+
 // checkpoint records the agent time at now (slack ahead), in t.
 func (t *tx) checkpoint(ctx context.Context, now, at time.Time, slack time.Duration) error {
 	if err := t.setMeta(ctx, "clock_at_ms", strconv.FormatInt(at.Add(slack).UnixMilli(), 10)); err != nil {
