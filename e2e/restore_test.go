@@ -136,6 +136,15 @@ func restoreDrill(t *testing.T, w *world, d drill) {
 	if code, out := d.refused(); code == 0 || !strings.Contains(out, d.refusal) {
 		t.Fatalf("restore with the hub running: exit %d, %s; want a refusal saying to stop the hub", code, out)
 	}
+	// Nor does a rekey seal its keys under a new key-encryption key: the running hub would seal
+	// what it makes next under the old one, and neither would open the database.
+	kek := filepath.Join(w.dir, "next.kek")
+	if err := os.WriteFile(kek, []byte(seal.Generate()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := w.admin("rekey-while-running", "keys", "rekey", "--new-kek-file", kek); code == 0 || !strings.Contains(out, d.refusal) {
+		t.Fatalf("rekey with the hub running: exit %d, %s; want a refusal saying to stop the hub", code, out)
+	}
 
 	// The hub is lost; the stores sell on offline.
 	if code := w.hub.stop(syscall.SIGTERM); code != 0 {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"maps"
 	"os"
 	"slices"
@@ -46,6 +47,20 @@ func withHubConfig(cmd *cobra.Command, cfg HubConfig, fn func(ctx context.Contex
 	h.MemberTokenTTL, h.VoucherTokenTTL = cfg.QR.MemberTTL, cfg.QR.VoucherTTL
 	if h.KEK, err = openKEK(ctx, cfg, s, nil); err != nil {
 		return err
+	}
+	if h.KEK != nil {
+		// A key that opens none of the database's signing keys (an old file left after a rekey)
+		// is no reason to refuse an admin command: it goes on as without one, so that an API key
+		// can still be revoked, a backup taken.
+		need, err := sealedUnder(ctx, s)
+		if err != nil {
+			return err
+		}
+		if need != "" && need != h.KEK.Fingerprint() {
+			slog.Warn(fmt.Sprintf("the key-encryption key given (fingerprint %s) is not the one this database's signing keys are sealed under "+
+				"(fingerprint %s); going on without one: commands that sign QR codes or seal keys will fail", h.KEK.Fingerprint(), need))
+			h.KEK = nil
+		}
 	}
 	if err := h.Init(ctx); err != nil {
 		return err

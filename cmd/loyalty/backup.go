@@ -353,7 +353,28 @@ func kekCommands() []*cobra.Command {
 			if err != nil {
 				return fmt.Errorf("--new-kek-file: %w (make one with `loyalty keys kek > FILE`)", err)
 			}
-			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
+			var cfg HubConfig
+			if err := loadConfig(cmd, DefaultHubConfig(), &cfg); err != nil {
+				return err
+			}
+			// No hub may serve meanwhile: one would seal a key it makes (a rotation, a webhook's
+			// secret) under the old key after the rekey, and then neither key would open the
+			// database. The lock restore takes, exclusively.
+			if isPostgresURL(cfg.Database) {
+				s, release, err := holdPostgres(cmd.Context(), cfg.Database)
+				if err != nil {
+					return err
+				}
+				defer s.Close()
+				defer release()
+			} else {
+				unlock, err := lockDatabase(cfg.Database, true)
+				if err != nil {
+					return err
+				}
+				defer unlock()
+			}
+			return withHubConfig(cmd, cfg, func(ctx context.Context, h *hub.Hub) error {
 				n, err := h.Rekey(ctx, next)
 				if err != nil {
 					return err

@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/loyalty-edge-sync/loyalty/internal/seal"
 )
 
 // run executes `loyalty args…` and returns its stdout, its stderr and its error.
@@ -272,5 +274,31 @@ func TestCLI_UnknownEnvironmentVariablesWarned(t *testing.T) {
 	_, errOut, _ := run(t, "store", "list", "--database", filepath.Join(t.TempDir(), "hub.db"))
 	if !strings.Contains(errOut, "did you mean LOYALTY_DATABASE?") {
 		t.Errorf("stderr of a command run with LOYALTY_DATABSE set:\n%s", errOut)
+	}
+}
+
+// TestCLI_AdminCommandsGoOnWithAnotherKEK: a key-encryption key that opens none of the database's
+// signing keys (an old file left beside it after a rekey) is set aside with a warning, as a
+// missing one is: an API key can still be listed and revoked, a store added. Before, every admin
+// command failed.
+func TestCLI_AdminCommandsGoOnWithAnotherKEK(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "hub.db")
+	mustRun(t, "init", "--database", db)
+	other := filepath.Join(dir, "other.kek")
+	if err := os.WriteFile(other, []byte(seal.Generate()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("LOYALTY_KEYS_KEK_FILE", other)
+	for _, args := range [][]string{{"apikey", "list"}, {"store", "add", "--id", "s9"}, {"store", "list"}} {
+		if _, stderr, err := run(t, append(args, "--database", db)...); err != nil {
+			t.Errorf("loyalty %s with another key-encryption key: %v\n%s", strings.Join(args, " "), err, stderr)
+		}
+	}
+	if _, _, err := run(t, "member", "add", "--id", "m1", "--database", db); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := run(t, "member", "qr", "--id", "m1", "--database", db); err == nil {
+		t.Error("a member's QR code was signed without the key that opens the signing key")
 	}
 }
