@@ -7,14 +7,17 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/hub"
 )
 
@@ -353,9 +356,15 @@ func exportCommand() *cobra.Command {
 			}
 			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
 				w := cmd.OutOrStdout()
+				var f *os.File
 				if out != "" {
-					f, err := os.Create(out)
-					if err != nil {
+					// A new file, readable by its owner alone (it holds members' personal data),
+					// never one that exists: --output naming the database would empty it.
+					var err error
+					if f, err = os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600); err != nil {
+						if errors.Is(err, fs.ErrExist) {
+							return loyalty.Errorf(loyalty.EINVALID, "--output %s exists: name a new file", out)
+						}
 						return err
 					}
 					defer f.Close()
@@ -368,7 +377,10 @@ func exportCommand() *cobra.Command {
 				if err := bw.Flush(); err != nil {
 					return err
 				}
-				if out != "" {
+				if f != nil {
+					if err := f.Close(); err != nil {
+						return err
+					}
 					tell(cmd, "%s exported to %s", args[0], out)
 				}
 				return nil

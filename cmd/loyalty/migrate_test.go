@@ -61,4 +61,19 @@ func TestCLI_ImportAdjustExport(t *testing.T) {
 	if _, _, err := run(t, "export", "people", "--database", db); err == nil || !strings.Contains(err.Error(), "no export") {
 		t.Errorf("export people: %v", err)
 	}
+	// --output makes a new file, for its owner alone, and never overwrites one: naming the
+	// database emptied it.
+	csvFile := filepath.Join(filepath.Dir(db), "members.csv")
+	mustRun(t, "export", "members", "--output", csvFile, "--database", db)
+	if fi, err := os.Stat(csvFile); err != nil || fi.Mode().Perm() != 0o600 || fi.Size() < int64(len("member_id")) {
+		t.Errorf("the export file: %v, %v; want members' data, mode 0600", fi, err)
+	}
+	before, _ := os.Stat(db)
+	if _, _, err := run(t, "export", "members", "--output", db, "--database", db); err == nil || !strings.Contains(err.Error(), "exists") {
+		t.Errorf("export onto the database: %v, want a refusal", err)
+	}
+	if after, err := os.Stat(db); err != nil || after.Size() != before.Size() {
+		t.Errorf("the database after an export onto it: %v, %v (was %d bytes)", after, err, before.Size())
+	}
+	mustRun(t, "store", "list", "--database", db)
 }
