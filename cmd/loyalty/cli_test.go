@@ -229,6 +229,8 @@ func TestCLI_ConfigErrorsSayWhatToFix(t *testing.T) {
 		{"missing admin key", "", nil, "admin_api_key is required"},
 		{"short admin key", "admin_api_key: short\n", nil, "at least 16 characters, got 5"},
 		{"listen without a host part", "admin_api_key: 0123456789abcdef\nlisten: \"8080\"\n", nil, "listen must be host:port"},
+		{"negative member code lifetime", "admin_api_key: 0123456789abcdef\n", []string{"LOYALTY_QR_MEMBER_TTL", "-1h"}, "qr.member_ttl must be at least 1m"},
+		{"voucher code already expired", "admin_api_key: 0123456789abcdef\n", []string{"LOYALTY_QR_VOUCHER_TTL", "1ns"}, "qr.voucher_ttl must be at least 1m"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if err := hubErr(t, c.yaml, c.env...); err == nil || !strings.Contains(err.Error(), c.want) {
@@ -274,6 +276,18 @@ func TestCLI_UnknownEnvironmentVariablesWarned(t *testing.T) {
 	_, errOut, _ := run(t, "store", "list", "--database", filepath.Join(t.TempDir(), "hub.db"))
 	if !strings.Contains(errOut, "did you mean LOYALTY_DATABASE?") {
 		t.Errorf("stderr of a command run with LOYALTY_DATABSE set:\n%s", errOut)
+	}
+}
+
+// TestCLI_AdminCommandsCheckCodeLifetimes: a command that signs codes refuses the lifetimes the
+// hub refuses; before, a negative member_ttl made a code that never expired.
+func TestCLI_AdminCommandsCheckCodeLifetimes(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "hub.db")
+	mustRun(t, "init", "--database", db)
+	mustRun(t, "member", "add", "--id", "m1", "--database", db)
+	t.Setenv("LOYALTY_QR_MEMBER_TTL", "-1h")
+	if _, _, err := run(t, "member", "qr", "--id", "m1", "--database", db); err == nil || !strings.Contains(err.Error(), "qr.member_ttl") {
+		t.Errorf("member qr with qr.member_ttl -1h: %v, want a refusal naming the setting", err)
 	}
 }
 

@@ -251,6 +251,17 @@ func (c HubHTTPConfig) Validate() error {
 }
 
 // Validate reports the first problem with c.
+// checkQR checks the codes' lifetimes, which the admin commands that sign codes use too.
+func (c HubConfig) checkQR() error {
+	switch {
+	case c.QR.MemberTTL < 0 || c.QR.MemberTTL > 0 && c.QR.MemberTTL < time.Minute:
+		return fmt.Errorf("qr.member_ttl must be at least 1m, or 0 (member codes never expire), got %s", c.QR.MemberTTL)
+	case c.QR.VoucherTTL < time.Minute:
+		return fmt.Errorf("qr.voucher_ttl must be at least 1m, got %s", c.QR.VoucherTTL)
+	}
+	return nil
+}
+
 func (c HubConfig) Validate() error {
 	if err := checkDatabaseForm(c.Database); err != nil {
 		return err
@@ -271,14 +282,12 @@ func (c HubConfig) Validate() error {
 		return fmt.Errorf("sync.hello_timeout must be at least 100ms")
 	case c.Sync.PollInterval < 10*time.Millisecond:
 		return fmt.Errorf("sync.poll_interval must be at least 10ms")
-	case c.QR.MemberTTL < 0:
-		return fmt.Errorf("qr.member_ttl cannot be negative (0: member codes never expire)")
+	case c.checkQR() != nil:
+		return c.checkQR()
 	case c.Sync.MaxBatch < 1 || c.Sync.MaxBatch > 10000:
 		return fmt.Errorf("sync.max_batch must be 1 to 10000")
 	case c.Sync.MaxMessageBytes < lsync.MinMessageBytes:
 		return fmt.Errorf("sync.max_message_bytes must be at least %d", lsync.MinMessageBytes)
-	case c.QR.VoucherTTL <= 0:
-		return fmt.Errorf("qr.voucher_ttl must be positive")
 	case c.Leases.Validate(c.Sync.Heartbeat) != nil:
 		return c.Leases.Validate(c.Sync.Heartbeat)
 	case c.Claims.Backdate < time.Minute || c.Claims.Backdate > 7*24*time.Hour:
