@@ -38,7 +38,8 @@ func withHub(cmd *cobra.Command, fn func(ctx context.Context, h *hub.Hub) error)
 // withHubConfig is withHub with the configuration loaded.
 func withHubConfig(cmd *cobra.Command, cfg HubConfig, fn func(ctx context.Context, h *hub.Hub) error) error {
 	ctx := hub.WithActor(cmd.Context(), hub.CLIActor) // admin changes are audited as key id "cli"
-	if err := cfg.checkQR(); err != nil { // a code the hub would refuse to make is not made here either
+	// A code the hub would refuse to make is not made here either.
+	if err := cfg.checkQR(); err != nil {
 		return err
 	}
 	s, err := openHub(ctx, cfg)
