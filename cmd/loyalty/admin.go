@@ -35,8 +35,25 @@ func withHub(cmd *cobra.Command, fn func(ctx context.Context, h *hub.Hub) error)
 	return withHubConfig(cmd, cfg, fn)
 }
 
-// withHubConfig is withHub with the configuration loaded.
+// withHubConfig is withHub with the configuration loaded. On SQLite it holds the database's lock
+// shared while it runs, as a hub does: loyalty restore, which takes it exclusively, then refuses
+// to replace the database under it (what it wrote would go with the replaced file), and it
+// refuses while a restore runs.
 func withHubConfig(cmd *cobra.Command, cfg HubConfig, fn func(ctx context.Context, h *hub.Hub) error) error {
+	if !isPostgresURL(cfg.Database) {
+		if _, err := os.Stat(cfg.Database); err == nil { // a missing database is refused below, saying so
+			unlock, err := lockDatabase(cfg.Database, false)
+			if err != nil {
+				return err
+			}
+			defer unlock()
+		}
+	}
+	return withHubLocked(cmd, cfg, fn)
+}
+
+// withHubLocked is withHubConfig without taking the database's lock: its caller holds it.
+func withHubLocked(cmd *cobra.Command, cfg HubConfig, fn func(ctx context.Context, h *hub.Hub) error) error {
 	ctx := hub.WithActor(cmd.Context(), hub.CLIActor) // admin changes are audited as key id "cli"
 	// A code the hub would refuse to make is not made here either.
 	if err := cfg.checkQR(); err != nil {

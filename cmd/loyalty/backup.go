@@ -374,7 +374,7 @@ func kekCommands() []*cobra.Command {
 				}
 				defer unlock()
 			}
-			return withHubConfig(cmd, cfg, func(ctx context.Context, h *hub.Hub) error {
+			return withHubLocked(cmd, cfg, func(ctx context.Context, h *hub.Hub) error {
 				n, err := h.Rekey(ctx, next)
 				if err != nil {
 					return err

@@ -316,3 +316,29 @@ func TestCLI_AdminCommandsGoOnWithAnotherKEK(t *testing.T) {
 		t.Error("a member's QR code was signed without the key that opens the signing key")
 	}
 }
+
+// TestCLI_AdminCommandsHoldTheDatabase: on SQLite an admin command holds the database's lock
+// shared, as a hub does, so that it and loyalty restore (or keys rekey), which takes the lock
+// exclusively, refuse each other. Before, a restore replaced the database under a running import,
+// whose rows went with the replaced file.
+func TestCLI_AdminCommandsHoldTheDatabase(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "hub.db")
+	mustRun(t, "init", "--database", db)
+	unlock, err := lockDatabase(db, true) // a restore running
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := run(t, "store", "add", "--id", "s9", "--database", db); err == nil || !strings.Contains(err.Error(), "being restored") {
+		t.Errorf("an admin command during a restore: %v, want a refusal", err)
+	}
+	unlock()
+	shared, err := lockDatabase(db, false) // an admin command, or a hub, running
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shared()
+	if _, _, err := run(t, "restore", "--from", db, "--database", db); err == nil || !strings.Contains(err.Error(), "stop it first") {
+		t.Errorf("a restore while an admin command runs: %v, want a refusal", err)
+	}
+	mustRun(t, "store", "list", "--database", db) // admin commands share the lock
+}

@@ -25,9 +25,9 @@ func lockDatabase(path string, exclusive bool) (release func(), err error) {
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			if exclusive {
-				return nil, fmt.Errorf("a hub is running on %s (it holds %s.lock): stop it first", path, path)
+				return nil, fmt.Errorf("a hub, or another loyalty command, is running on %s (it holds %s.lock): stop it first", path, path)
 			}
-			return nil, fmt.Errorf("%s is being restored (loyalty restore holds %s.lock)", path, path)
+			return nil, fmt.Errorf("%s is being restored or rekeyed (loyalty restore or loyalty keys rekey holds %s.lock): wait for it to end", path, path)
 		}
 		return nil, err
 	}
