@@ -94,6 +94,12 @@ func (m *AgentMain) Open(ctx context.Context) (err error) {
 	m.Client.PushDelay = c.Sync.PushDelay
 	m.Client.Faults.DuplicatePush = c.Faults.DuplicatePush
 	m.Client.Faults.BeforeAck = m.BeforeAck
+	if c.Faults.DuplicatePush || c.Faults.CrashAfterAcks > 0 {
+		// For the fault simulator and its tests: never in a store. Said loudly, since a setting of
+		// a known name (LOYALTY_FAULTS_…) raises no warning of its own.
+		m.Logger.Error("fault injection is on (faults.*): this agent will misbehave on purpose; unset every faults setting in a store",
+			slog.Bool("duplicate_push", c.Faults.DuplicatePush), slog.Int("crash_after_acks", c.Faults.CrashAfterAcks))
+	}
 	if n := c.Faults.CrashAfterAcks; n > 0 && m.BeforeAck == nil {
 		acks := 0
 		m.Client.Faults.BeforeAck = func(*lsync.Ack) error {
