@@ -56,6 +56,12 @@ func (h *Hub) Restored(ctx context.Context) (int64, error) {
 	return epoch, err
 }
 
+// MarkReplaced records that a restore replaced this database with another: a hub refuses to
+// start on it (EpochInfo.ReplacedAt).
+func (h *Hub) MarkReplaced(ctx context.Context) error {
+	return h.Store.Update(ctx, func(tx Tx) error { return tx.MarkReplaced(ctx, h.Now()) })
+}
+
 // epoch returns the database's epoch, read once per transaction: every budgeted delta asks.
 func (a *applier) epoch(ctx context.Context) (EpochInfo, error) {
 	if a.epochInfo == nil {

@@ -76,6 +76,9 @@ type Tx interface {
 	// NewEpoch draws a new epoch for a database restored at at, records when the backup was
 	// taken (the last delta it received), and returns the epoch.
 	NewEpoch(ctx context.Context, at time.Time) (int64, error)
+	// MarkReplaced records that a restore at at replaced this database with another
+	// (EpochInfo.ReplacedAt): no hub serves on it again.
+	MarkReplaced(ctx context.Context, at time.Time) error
 	// NextVersion advances the hub's change sequence and returns the new value. Every change an
 	// agent must see (member, program, key) is stamped with one.
 	NextVersion(ctx context.Context) (int64, error)
@@ -761,6 +764,9 @@ type EpochInfo struct {
 	Epoch      int64
 	RestoredAt time.Time
 	BackupAt   time.Time
+	// ReplacedAt is when loyalty restore replaced this database with a restored one (zero:
+	// never). A hub refuses to start on it: its stores would split their changes between the two.
+	ReplacedAt time.Time
 }
 
 // StoredKey is a QR signing key as the hub stores it: the public half in clear, the private seed

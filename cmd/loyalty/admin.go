@@ -64,6 +64,9 @@ func withHubLocked(cmd *cobra.Command, cfg HubConfig, fn func(ctx context.Contex
 		return err
 	}
 	defer s.Close()
+	if err := refuseReplaced(ctx, s, cfg.Database); err != nil {
+		slog.Warn(err.Error()) // an admin command may still read it, or carry over by hand
+	}
 	h := hub.New(s)
 	h.MemberTokenTTL, h.VoucherTokenTTL = cfg.QR.MemberTTL, cfg.QR.VoucherTTL
 	if h.KEK, err = openKEK(ctx, cfg, s, nil); err != nil {

@@ -244,10 +244,19 @@ func restorePostgres(ctx context.Context, cfg HubConfig, replaced string) (int64
 	if err != nil || old == nil {
 		return epoch, carried, err
 	}
-	more, err := h.CarryOver(ctx, hub.New(old))
+	oldHub := hub.New(old)
+	more, err := h.CarryOver(ctx, oldHub)
 	if err != nil {
 		return epoch, nil, fmt.Errorf("marked restored (new epoch %d), but carrying over from %s failed: %w; %s", epoch, databaseName(replaced), err, carryByHand)
 	}
+	// The replaced database is marked, so that a hub (or an admin command) still pointed at it
+	// does not take stores' changes the restored one never sees.
+	if err := oldHub.MarkReplaced(ctx); err != nil {
+		return epoch, nil, fmt.Errorf("marked restored (new epoch %d), but marking %s replaced failed: %w; make sure no hub starts on it",
+			epoch, databaseName(replaced), err)
+	}
+	more = append(more, fmt.Sprintf("%s is marked replaced: a hub refuses to start on it; point every hub process at %s",
+		databaseName(replaced), databaseName(cfg.Database)))
 	return epoch, append(carried, more...), nil
 }
 

@@ -104,6 +104,10 @@ func (m *HubMain) Open(ctx context.Context) (err error) {
 	if m.Store, err = openHubStore(ctx, c.Database); err != nil {
 		return err
 	}
+	if err = refuseReplaced(ctx, m.Store, c.Database); err != nil {
+		m.Store.Close()
+		return err
+	}
 	if ps, ok := m.Store.(*hubpostgres.Store); ok {
 		every := m.lockCheck
 		if every == 0 {
@@ -301,4 +305,18 @@ func (m *HubMain) Close() error {
 		}
 	})
 	return err
+}
+
+// refuseReplaced refuses a database that loyalty restore replaced with a restored one: a hub on
+// it would take changes of stores the restored database never sees.
+func refuseReplaced(ctx context.Context, s hub.Store, database string) error {
+	var e hub.EpochInfo
+	if err := s.View(ctx, func(tx hub.Tx) (err error) { e, err = tx.Epoch(ctx); return err }); err != nil {
+		return err
+	}
+	if !e.ReplacedAt.IsZero() {
+		return fmt.Errorf("%s was replaced by a restored database (loyalty restore --replaced, at %s): start every hub process on the restored one",
+			databaseName(database), e.ReplacedAt.UTC().Format(time.RFC3339))
+	}
+	return nil
 }

@@ -523,6 +523,23 @@ func TestPostgresRestore(t *testing.T) {
 		t.Fatalf("the hub after the restore: %v", err)
 	}
 	hm.Close()
+
+	// Restored again, replacing old: old is marked, and a hub no longer starts on it (its stores
+	// would split their changes between the two databases).
+	_, out = mustRun(t, "restore", "--database", database, "--replaced", old)
+	if !strings.Contains(out, "marked replaced") {
+		t.Errorf("restore --replaced said %q, want that the replaced database is marked", out)
+	}
+	om = &HubMain{Config: oc, Logger: slog.New(slog.DiscardHandler)}
+	if err := om.Open(ctx); err == nil || !strings.Contains(err.Error(), "replaced by a restored database") {
+		om.Close()
+		t.Errorf("a hub on the replaced database: %v, want a refusal naming the restore", err)
+	}
+	hm = &HubMain{Config: hc, Logger: slog.New(slog.DiscardHandler)}
+	if err := hm.Open(ctx); err != nil {
+		t.Fatalf("the hub on the restored database: %v", err)
+	}
+	hm.Close()
 }
 
 // servingLock is a hub on a new PostgreSQL database that checks its serving lock's connection

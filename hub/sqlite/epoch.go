@@ -12,13 +12,20 @@ import (
 
 func (t *tx) Epoch(ctx context.Context) (hub.EpochInfo, error) {
 	var e hub.EpochInfo
-	var restored, backup int64
+	var restored, backup, replaced int64
 	err := t.QueryRowContext(ctx, `SELECT value,
 		COALESCE((SELECT value FROM counters WHERE name = 'restored_at'), 0),
-		COALESCE((SELECT value FROM counters WHERE name = 'backup_at'), 0)
-		FROM counters WHERE name = 'epoch'`).Scan(&e.Epoch, &restored, &backup)
-	e.RestoredAt, e.BackupAt = unixms.Time(restored), unixms.Time(backup)
+		COALESCE((SELECT value FROM counters WHERE name = 'backup_at'), 0),
+		COALESCE((SELECT value FROM counters WHERE name = 'replaced_at'), 0)
+		FROM counters WHERE name = 'epoch'`).Scan(&e.Epoch, &restored, &backup, &replaced)
+	e.RestoredAt, e.BackupAt, e.ReplacedAt = unixms.Time(restored), unixms.Time(backup), unixms.Time(replaced)
 	return e, err
+}
+
+func (t *tx) MarkReplaced(ctx context.Context, at time.Time) error {
+	_, err := t.ExecContext(ctx, `INSERT INTO counters (name, value) VALUES ('replaced_at', ?)
+		ON CONFLICT (name) DO UPDATE SET value = excluded.value`, unixms.Of(at))
+	return err
 }
 
 func (t *tx) NewEpoch(ctx context.Context, at time.Time) (int64, error) {
