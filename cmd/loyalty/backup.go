@@ -115,7 +115,7 @@ when it next connects.`,
 			return nil
 		},
 	}
-	restore.Flags().String("from", "", "SQLite: the backup file (written by `loyalty backup`)")
+	restore.Flags().String("from", "", "SQLite: the backup file, as loyalty backup wrote it")
 	restore.Flags().String("replaced", "", "PostgreSQL: the database the restored one replaces (a URL, or a SQLite file), to carry over what it knew of revoked credentials")
 	hubFlags(restore)
 	return []*cobra.Command{backup, restore}
