@@ -303,7 +303,7 @@ func memberCommands() *cobra.Command {
 					if err != nil {
 						return err
 					}
-					if err := os.WriteFile(out, png, 0o644); err != nil {
+					if err := os.WriteFile(out, png, 0o600); err != nil {
 						return err
 					}
 					what += fmt.Sprintf("; the QR code is in %s", out)

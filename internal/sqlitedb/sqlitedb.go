@@ -287,6 +287,11 @@ func OpenWith(ctx context.Context, path string, migrations fs.FS, opts Options) 
 	if err := CheckFolder(abs); err != nil {
 		return nil, err
 	}
+	// A new database is its owner's alone (SQLite gives its WAL the same mode): it holds members'
+	// personal data. An empty file is an empty database to SQLite.
+	if f, err := os.OpenFile(abs, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
+		f.Close()
+	}
 	w, err := sql.Open("sqlite", DSN(abs, false, opts))
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", abs, err)

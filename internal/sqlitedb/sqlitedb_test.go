@@ -141,3 +141,38 @@ func TestCheckpointPages(t *testing.T) {
 		t.Errorf("with SQLite's default the WAL holds %d pages; want fewer than 1,500", n)
 	}
 }
+
+// TestNewDatabaseIsItsOwners: a new database and its WAL are readable by their owner alone: they
+// hold members' personal data, as backups do. One that exists keeps its mode.
+func TestNewDatabaseIsItsOwners(t *testing.T) {
+	ctx := context.Background()
+	schema := fstest.MapFS{"0001_init.sql": {Data: []byte("CREATE TABLE t (x TEXT);")}}
+	path := filepath.Join(t.TempDir(), "new.db")
+	db, err := sqlitedb.Open(ctx, path, schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(ctx, func(tx *sqlitedb.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO t VALUES ('a')`)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{path, path + "-wal"} {
+		if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v, %v; want mode 0600", filepath.Base(p), fi, err)
+		}
+	}
+	db.Close()
+	if err := os.Chmod(path, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	db, err = sqlitedb.Open(ctx, path, schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o640 {
+		t.Errorf("an existing database's mode changed: %v, %v", fi, err)
+	}
+}
