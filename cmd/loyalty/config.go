@@ -278,16 +278,16 @@ func (c HubConfig) Validate() error {
 			"make one with `head -c 24 /dev/urandom | base64`", len(c.AdminAPIKey))
 	case c.Sync.Heartbeat < 100*time.Millisecond:
 		return fmt.Errorf("sync.heartbeat must be at least 100ms")
-	case c.Sync.HelloTimeout < 100*time.Millisecond:
-		return fmt.Errorf("sync.hello_timeout must be at least 100ms")
-	case c.Sync.PollInterval < 10*time.Millisecond:
-		return fmt.Errorf("sync.poll_interval must be at least 10ms")
+	case c.Sync.HelloTimeout < 100*time.Millisecond || c.Sync.HelloTimeout > 5*time.Minute:
+		return fmt.Errorf("sync.hello_timeout must be 100ms to 5m")
+	case c.Sync.PollInterval < 10*time.Millisecond || c.Sync.PollInterval > time.Minute:
+		return fmt.Errorf("sync.poll_interval must be 10ms to 1m (leases expire, and on SQLite admin changes reach the stores, at this pace)")
 	case c.checkQR() != nil:
 		return c.checkQR()
 	case c.Sync.MaxBatch < 1 || c.Sync.MaxBatch > 10000:
 		return fmt.Errorf("sync.max_batch must be 1 to 10000")
-	case c.Sync.MaxMessageBytes < lsync.MinMessageBytes:
-		return fmt.Errorf("sync.max_message_bytes must be at least %d", lsync.MinMessageBytes)
+	case c.Sync.MaxMessageBytes < lsync.MinMessageBytes || c.Sync.MaxMessageBytes > 64<<20:
+		return fmt.Errorf("sync.max_message_bytes must be %d to %d", lsync.MinMessageBytes, 64<<20)
 	case c.Leases.Validate(c.Sync.Heartbeat) != nil:
 		return c.Leases.Validate(c.Sync.Heartbeat)
 	case c.Claims.Backdate < time.Minute || c.Claims.Backdate > 7*24*time.Hour:
@@ -358,14 +358,14 @@ func (c AgentConfig) Validate() error {
 	case isPostgresURL(c.Database):
 		return fmt.Errorf("database: the agent's replica is a SQLite file path, not a PostgreSQL URL (%s is for the hub; "+
 			"LOYALTY_DATABASE is read by both commands, so give the agent its own with --database or its config file)", databaseName(c.Database))
-	case c.Sync.MinBackoff <= 0 || c.Sync.MaxBackoff < c.Sync.MinBackoff:
-		return fmt.Errorf("sync.min_backoff must be positive and at most sync.max_backoff")
+	case c.Sync.MinBackoff <= 0 || c.Sync.MaxBackoff < c.Sync.MinBackoff || c.Sync.MaxBackoff > time.Hour:
+		return fmt.Errorf("sync.min_backoff must be positive and at most sync.max_backoff, which is at most 1h (a store that waits longer between attempts stays offline that long after the hub is back)")
 	case c.Sync.BatchSize < 1 || c.Sync.BatchSize > 10000:
 		return fmt.Errorf("sync.batch_size must be 1 to 10000")
 	case c.Sync.PushDelay < 0 || c.Sync.PushDelay > time.Minute:
 		return fmt.Errorf("sync.push_delay must be 0 to 1m (how long the agent gathers new sales before it sends them to the hub)")
-	case c.Sync.LookupTimeout <= 0:
-		return fmt.Errorf("sync.lookup_timeout must be positive (how long a connected store waits for the hub's figures for a member before it decides on its own records)")
+	case c.Sync.LookupTimeout <= 0 || c.Sync.LookupTimeout > time.Minute:
+		return fmt.Errorf("sync.lookup_timeout must be more than 0 and at most 1m (how long a connected store waits for the hub's figures for a member before it decides on its own records: the cashier waits that long)")
 	case c.Sync.MaxMessageBytes < lsync.MinMessageBytes:
 		return fmt.Errorf("sync.max_message_bytes must be at least %d", lsync.MinMessageBytes)
 	}
