@@ -231,6 +231,8 @@ func TestCLI_ConfigErrorsSayWhatToFix(t *testing.T) {
 		{"listen without a host part", "admin_api_key: 0123456789abcdef\nlisten: \"8080\"\n", nil, "listen must be host:port"},
 		{"negative member code lifetime", "admin_api_key: 0123456789abcdef\n", []string{"LOYALTY_QR_MEMBER_TTL", "-1h"}, "qr.member_ttl must be at least 1m"},
 		{"voucher code already expired", "admin_api_key: 0123456789abcdef\n", []string{"LOYALTY_QR_VOUCHER_TTL", "1ns"}, "qr.voucher_ttl must be at least 1m"},
+		{"a key-encryption key that is none", "admin_api_key: 0123456789abcdef\n", []string{"LOYALTY_KEYS_KEK", "abc"}, "keys.kek:"},
+		{"a certificate that is not there", "admin_api_key: 0123456789abcdef\ntls:\n  cert_file: /nonexistent/hub.crt\n  key_file: /nonexistent/hub.key\n", nil, "tls.cert_file: stat"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if err := hubErr(t, c.yaml, c.env...); err == nil || !strings.Contains(err.Error(), c.want) {

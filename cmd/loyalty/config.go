@@ -300,6 +300,11 @@ func (c HubConfig) Validate() error {
 		return fmt.Errorf("tls.cert_file and tls.key_file must be set together (LOYALTY_TLS_CERT_FILE, LOYALTY_TLS_KEY_FILE): " +
 			"the hub's PEM certificate, intermediates included, and its private key; leave both empty to serve plain HTTP")
 	}
+	for _, f := range [][2]string{{"tls.cert_file", c.TLS.CertFile}, {"tls.key_file", c.TLS.KeyFile}} {
+		if _, err := os.Stat(f[1]); f[1] != "" && err != nil {
+			return fmt.Errorf("%s: %w", f[0], err) // before the database is opened or made
+		}
+	}
 	if err := checkListen(c.Listen); err != nil {
 		return err
 	}

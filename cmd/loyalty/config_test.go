@@ -347,19 +347,29 @@ func TestConfig_HubHTTPAndTLS(t *testing.T) {
 		t.Errorf("default http.* %+v, want hub.DefaultLimits %+v", h.HTTP.Limits(), hub.DefaultLimits())
 	}
 
-	file := filepath.Join(t.TempDir(), "hub.yaml")
-	os.WriteFile(file, []byte("http:\n  read_timeout: 45s\n  max_connections: 300\ntls:\n  cert_file: /etc/hub.crt\n"), 0o644)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "hub.yaml")
+	crt, key := filepath.Join(dir, "hub.crt"), filepath.Join(dir, "hub.key")
+	os.WriteFile(file, []byte("http:\n  read_timeout: 45s\n  max_connections: 300\ntls:\n  cert_file: "+crt+"\n"), 0o644)
 	t.Setenv("LOYALTY_ADMIN_API_KEY", "0123456789abcdef")
 	t.Setenv("LOYALTY_HTTP_MAX_SYNC_SESSIONS", "200")
 	t.Setenv("LOYALTY_HTTP_WRITE_TIMEOUT", "2m")
-	t.Setenv("LOYALTY_TLS_KEY_FILE", "/etc/hub.key")
+	t.Setenv("LOYALTY_TLS_KEY_FILE", key)
 	if err := loadConfig(cmdWith(t, hubCommand, "--config", file), DefaultHubConfig(), &h); err != nil {
 		t.Fatal(err)
 	}
 	want := HubHTTPConfig{ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 45 * time.Second, WriteTimeout: 2 * time.Minute,
 		IdleTimeout: 120 * time.Second, MaxHeaderBytes: 65536, MaxConnections: 300, MaxSyncSessions: 200}
-	if h.HTTP != want || h.TLS.CertFile != "/etc/hub.crt" || h.TLS.KeyFile != "/etc/hub.key" {
+	if h.HTTP != want || h.TLS.CertFile != crt || h.TLS.KeyFile != key {
 		t.Errorf("loaded http %+v tls %+v, want http %+v and both files", h.HTTP, h.TLS, want)
+	}
+	// Files that are not there are refused with the configuration, before the hub opens its
+	// database.
+	if err := h.Validate(); err == nil || !strings.Contains(err.Error(), "tls.") {
+		t.Errorf("TLS files that do not exist: %v, want an error naming the setting", err)
+	}
+	for _, f := range []string{crt, key} {
+		os.WriteFile(f, []byte("PEM"), 0o600)
 	}
 	if err := h.Validate(); err != nil {
 		t.Errorf("loaded: %v", err)

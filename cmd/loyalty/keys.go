@@ -33,6 +33,11 @@ func (c HubConfig) checkKEK() error {
 	if c.Keys.KEK == "" && c.kekFile() == "" {
 		return errKEKRequired(c.Database)
 	}
+	if c.Keys.KEK != "" {
+		if _, err := seal.Parse(c.Keys.KEK); err != nil {
+			return fmt.Errorf("keys.kek: %w", err)
+		}
+	}
 	return nil
 }
 
