@@ -7,6 +7,7 @@ import (
 	"maps"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -145,13 +146,42 @@ type AuditQuery struct {
 	Limit  int
 }
 
-// Actions splits q's action filter into an action to match exactly, or the prefix of a family
+// actions splits q's action filter into an action to match exactly, or the prefix of a family
 // ("member." of "member.*"); both "" for none.
-func (q AuditQuery) Actions() (exact, family string) {
+func (q AuditQuery) actions() (exact, family string) {
 	if f, ok := strings.CutSuffix(q.Action, "*"); ok {
 		return "", f
 	}
 	return q.Action, ""
+}
+
+// Where returns the conditions q's filters make, for an audit query's WHERE ("" for none), with
+// their arguments, each placeholder written by place(n), n from 1: only the filters given, each a
+// condition of its own, so that the planner uses the index of the one given (audit_action,
+// audit_key) and seeks to before.
+func (q AuditQuery) Where(place func(n int) string) (string, []any) {
+	var conds []string
+	var args []any
+	exact, family := q.actions()
+	for _, f := range []struct {
+		cond string
+		arg  any
+		set  bool
+	}{
+		{"seq < %s", q.Before, q.Before > 0},
+		{"action = %s", exact, exact != ""},
+		{"substr(action, 1, " + strconv.Itoa(len(family)) + ") = %s", family, family != ""},
+		{"key_id = %s", q.KeyID, q.KeyID != ""},
+	} {
+		if f.set {
+			args = append(args, f.arg)
+			conds = append(conds, fmt.Sprintf(f.cond, place(len(args))))
+		}
+	}
+	if len(conds) == 0 {
+		return "", nil
+	}
+	return " WHERE " + strings.Join(conds, " AND "), args
 }
 
 // auditAction is what an action filter may hold: an action's name, or its family and ".*".

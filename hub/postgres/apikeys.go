@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -77,30 +76,7 @@ func (t *tx) InsertAudit(ctx context.Context, e hub.AuditEntry) error {
 
 func (t *tx) Audit(ctx context.Context, q hub.AuditQuery) ([]hub.AuditEntry, error) {
 	out := []hub.AuditEntry{}
-	// Only the filters given, each a condition of its own, so that the planner uses the index of
-	// the one given (audit_action, audit_key) and seeks to before.
-	var conds []string
-	var args []any
-	exact, family := q.Actions()
-	for _, f := range []struct {
-		cond string
-		arg  any
-		set  bool
-	}{
-		{"seq < $%d::bigint", q.Before, q.Before > 0},
-		{"action = $%d", exact, exact != ""},
-		{"starts_with(action, $%d)", family, family != ""},
-		{"key_id = $%d", q.KeyID, q.KeyID != ""},
-	} {
-		if f.set {
-			args = append(args, f.arg)
-			conds = append(conds, fmt.Sprintf(f.cond, len(args)))
-		}
-	}
-	where := ""
-	if len(conds) > 0 {
-		where = " WHERE " + strings.Join(conds, " AND ")
-	}
+	where, args := q.Where(func(n int) string { return fmt.Sprintf("$%d", n) }) // seq < $1 makes $1 a bigint
 	err := t.each(ctx, `SELECT seq, at, key_id, key_name, action, target, detail FROM audit`+where+`
 		ORDER BY seq DESC LIMIT `+fmt.Sprintf("$%d", len(args)+1), append(args, limit(q.Limit)),
 		func(rows pgx.Rows) error {

@@ -2,8 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/loyalty-edge-sync/loyalty"
@@ -101,30 +99,8 @@ func (t *tx) Audit(ctx context.Context, q hub.AuditQuery) ([]hub.AuditEntry, err
 	return out, rows.Err()
 }
 
-// auditQuery is the statement of an audit query: only the filters given, each a condition of its
-// own, so that the planner uses the index of the one given (audit_action, audit_key) and seeks to
-// before.
+// auditQuery is the statement of an audit query (hub.AuditQuery.Where), with its arguments.
 func auditQuery(q hub.AuditQuery) (string, []any) {
-	var conds []string
-	var args []any
-	exact, family := q.Actions()
-	for _, f := range []struct {
-		cond string
-		arg  any
-		set  bool
-	}{
-		{"seq < ?", q.Before, q.Before > 0},
-		{"action = ?", exact, exact != ""},
-		{"substr(action, 1, " + strconv.Itoa(len(family)) + ") = ?", family, family != ""},
-		{"key_id = ?", q.KeyID, q.KeyID != ""},
-	} {
-		if f.set {
-			conds, args = append(conds, f.cond), append(args, f.arg)
-		}
-	}
-	where := ""
-	if len(conds) > 0 {
-		where = " WHERE " + strings.Join(conds, " AND ")
-	}
+	where, args := q.Where(func(int) string { return "?" })
 	return `SELECT seq, at, key_id, key_name, action, target, detail FROM audit` + where + ` ORDER BY seq DESC LIMIT ?+0`, append(args, q.Limit)
 }
