@@ -280,8 +280,8 @@ func (c HubConfig) Validate() error {
 		return fmt.Errorf("sync.heartbeat must be at least 100ms")
 	case c.Sync.HelloTimeout < 100*time.Millisecond || c.Sync.HelloTimeout > 5*time.Minute:
 		return fmt.Errorf("sync.hello_timeout must be 100ms to 5m")
-	case c.Sync.PollInterval < 10*time.Millisecond || c.Sync.PollInterval > time.Minute:
-		return fmt.Errorf("sync.poll_interval must be 10ms to 1m (leases expire, and on SQLite admin changes reach the stores, at this pace)")
+	case c.Sync.PollInterval < 10*time.Millisecond || c.Sync.PollInterval > time.Hour:
+		return fmt.Errorf("sync.poll_interval must be 10ms to 1h (leases expire, and on SQLite admin changes reach the stores, at this pace)")
 	case c.checkQR() != nil:
 		return c.checkQR()
 	case c.Sync.MaxBatch < 1 || c.Sync.MaxBatch > 10000:
