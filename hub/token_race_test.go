@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 
@@ -40,17 +41,27 @@ func TestSessions_TokenReplacedWhileConnecting(t *testing.T) {
 	old := tokenOf(t, "s9")
 	log := slog.New(slog.DiscardHandler)
 	rotated := false
+	heard := make(chan string, 4)
 	s := lsync.NewServer(rotatingHub{Hub: a, after: func(store string) {
-		if !rotated {
-			rotated = true
-			if _, err := b.RotateStoreToken(ctx, store); err != nil {
-				t.Error(err)
-			}
+		if rotated {
+			return
+		}
+		rotated = true
+		if _, err := b.RotateStoreToken(ctx, store); err != nil {
+			t.Error(err)
+			return
+		}
+		// a hears of the rotation before the session registers: its Disconnect finds nothing,
+		// and only the claim can end the session.
+		select {
+		case <-heard:
+		case <-time.After(biTimeout): // a safety net: turns a hang into a failure
+			t.Error("hub a never heard of the rotation")
 		}
 	}})
 	s.Logger = log
 	a.OnChange = s.NotifyStores
-	a.OnTokenRotated = s.Disconnect
+	a.OnTokenRotated = func(store string) { s.Disconnect(store); heard <- store }
 	up := &ws.Upgrader{}
 	srv := &hub.Server{Hub: a, Sync: s, Addr: "127.0.0.1:0", AdminKey: biAdminKey, Logger: log, Upgrade: up.Upgrade}
 	if err := srv.Open(); err != nil {
