@@ -178,5 +178,11 @@ func (v *Serving) watch(s *Store, c *pgx.Conn, epoch int64, interval time.Durati
 func closeConn(c *pgx.Conn) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	// Given back before the connection closes: the server ends a closed connection's session a
+	// moment later, and a restore (or a hub) trying the lock meanwhile would find it still held.
+	// On a broken connection this fails, and the session's end gives the lock back.
+	uctx, ucancel := context.WithTimeout(ctx, 2*time.Second)
+	c.Exec(uctx, `SELECT pg_advisory_unlock_all()`)
+	ucancel()
 	c.Close(ctx)
 }
