@@ -434,61 +434,14 @@ func TestDecode(t *testing.T) {
 	}
 }
 
-// scriptedConn is a hub that answers a hello with the welcome it was given, then says nothing.
-type scriptedConn struct {
-	welcome []byte
-	once    gosync.Once
-	closed  chan struct{}
-	sent    chan []byte // what the client wrote
-}
-
-func (c *scriptedConn) Read(ctx context.Context) ([]byte, error) {
-	var first []byte
-	c.once.Do(func() { first = c.welcome })
-	if first != nil {
-		return first, nil
-	}
-	select {
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-c.closed:
-		return nil, lsync.ErrClosed
-	}
-}
-
-func (c *scriptedConn) Write(ctx context.Context, b []byte) error {
-	select {
-	case c.sent <- b:
-	default:
-	}
-	return nil
-}
-
-func (c *scriptedConn) Close() error {
-	select {
-	case <-c.closed:
-	default:
-		close(c.closed)
-	}
-	return nil
-}
-
-type scriptedDialer struct{ conn *scriptedConn }
-
-func (d scriptedDialer) Dial(context.Context, string) (lsync.Conn, error) { return d.conn, nil }
-
 // A hostile or broken hub's welcome cannot take the agent down: a heartbeat that overflows a
 // duration (which made the client's ticker panic), or a hub clock so far off that every delta
 // the till made with its offset would be invalid. The session goes on, with a bounded heartbeat
 // and the offset measured before.
 func TestClient_HostileWelcome(t *testing.T) {
-	w, err := lsync.Encode(&lsync.Message{Type: lsync.TypeWelcome, Welcome: &lsync.Welcome{Version: lsync.Version, Store: "s1",
+	conn := newListConn(t, &lsync.Message{Type: lsync.TypeWelcome, Welcome: &lsync.Welcome{Version: lsync.Version, Store: "s1",
 		HubTime: 0, HeartbeatMillis: 10_000_000_000_000, MaxBatch: 10, MaxMessageBytes: 1 << 20}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn := &scriptedConn{welcome: w, closed: make(chan struct{}), sent: make(chan []byte, 64)}
-	c := lsync.NewClient("scripted://", "s1", "secret", scriptedDialer{conn}, newAgentFake(0))
+	c := lsync.NewClient("scripted://", "s1", "secret", listDialer{conn}, newAgentFake(0))
 	c.Logger = quiet
 	run(t, c)
 	eventually(t, "the session with the hostile hub", func() bool { return c.Status().Online })
