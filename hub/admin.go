@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -23,6 +24,11 @@ import (
 func hashToken(token string) string {
 	sum := sha256.Sum256([]byte(token))
 	return hex.EncodeToString(sum[:])
+}
+
+// TokenIs reports whether token is the store's (its hash is TokenHash), in constant time.
+func (s StoreInfo) TokenIs(token string) bool {
+	return subtle.ConstantTimeCompare([]byte(hashToken(token)), []byte(s.TokenHash)) == 1
 }
 
 // CreateStore registers a store and returns its token. The token is shown once: the hub keeps

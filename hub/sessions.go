@@ -27,7 +27,6 @@ package hub
 
 import (
 	"context"
-	"crypto/subtle"
 	"log/slog"
 	"maps"
 	"slices"
@@ -53,7 +52,7 @@ func (h *Hub) Authenticate(ctx context.Context, store, token string) error {
 	} else if err != nil {
 		return err
 	}
-	if subtle.ConstantTimeCompare([]byte(hashToken(token)), []byte(s.TokenHash)) != 1 {
+	if !s.TokenIs(token) {
 		return refused
 	}
 	return nil
@@ -141,7 +140,7 @@ func (h *Hub) Claim(ctx context.Context, s *lsync.Session) error {
 		// The token the agent authenticated with must still be the store's: one replaced since
 		// (after the check, before this claim) would otherwise be taken for the session's own,
 		// and the session would outlive its rotation.
-		if subtle.ConstantTimeCompare([]byte(hashToken(s.Token)), []byte(info.TokenHash)) != 1 {
+		if !info.TokenIs(s.Token) {
 			return loyalty.Errorf(loyalty.EUNAUTHORIZED, "store %q: its token was replaced while it connected; the agent must connect with the new one", store)
 		}
 		tokenHash = info.TokenHash
