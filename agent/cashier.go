@@ -223,7 +223,7 @@ func (t *till) newView(r *http.Request, sess web.Session) *view {
 	v.AmountExample = web.MoneyIn(1299, 2)
 	if err == nil {
 		v.Currency = p.Currency
-		v.AmountExample = web.MoneyIn(1299, loyalty.CurrencyDigits(p.Currency))
+		v.AmountExample = web.MoneyOf(1299, p.Currency)
 		v.Currencies = append([]string{p.Currency}, p.EarnCurrencies()...)
 		v.Currencies = uniq(v.Currencies)
 		for _, c := range p.CategoryRates {
@@ -714,7 +714,7 @@ func amountField(r *http.Request, name, label, currency string, required bool, v
 
 // moneyIn shows an amount in minor units of currency with its code: "12.99 EUR", "2,500 JPY".
 func moneyIn(minor int64, currency string) string {
-	return web.MoneyIn(minor, loyalty.CurrencyDigits(currency)) + " " + currency
+	return web.MoneyOf(minor, currency) + " " + currency
 }
 
 // currencyField reads the sale's currency: one the program earns in.
@@ -821,17 +821,16 @@ func (t *till) earn(w http.ResponseWriter, r *http.Request, v *view) {
 		lines = append(lines, loyalty.Line{SKU: sku, Category: cat, Qty: qty, Amount: la})
 	}
 	if ok && len(lines) > 0 {
-		digits := loyalty.CurrencyDigits(cur)
 		if amount == 0 {
 			amount = sum
-			v.Form["amount"] = web.MoneyIn(sum, digits)
+			v.Form["amount"] = web.MoneyOf(sum, cur)
 		} else if amount != sum {
-			v.Errors["lines"] = "The lines add up to " + web.MoneyIn(sum, digits) + " but the total is " + web.MoneyIn(amount, digits) + ": correct one of them, or leave the total empty."
+			v.Errors["lines"] = "The lines add up to " + web.MoneyOf(sum, cur) + " but the total is " + web.MoneyOf(amount, cur) + ": correct one of them, or leave the total empty."
 			ok = false
 		}
 	}
 	if ok && amount == 0 {
-		v.Errors["amount"] = "Total is needed, more than " + web.MoneyIn(0, loyalty.CurrencyDigits(cur)) + " (or fill in the lines)."
+		v.Errors["amount"] = "Total is needed, more than " + web.MoneyOf(0, cur) + " (or fill in the lines)."
 		ok = false
 	}
 	if !ok {

@@ -412,7 +412,7 @@ func ledgerWords(d loyalty.Delta, p *loyalty.Program, where, currency string) st
 		case d.Rule != "":
 			return "Bonus points" + at
 		case d.Amount > 0:
-			return fmt.Sprintf("Purchase of %s %s%s", web.MoneyIn(d.Amount, loyalty.CurrencyDigits(cur)), cur, at)
+			return fmt.Sprintf("Purchase of %s %s%s", web.MoneyOf(d.Amount, cur), cur, at)
 		}
 		return "Points earned" + at
 	case loyalty.KindRedeem:

@@ -2,6 +2,8 @@ package web
 
 import (
 	"strconv"
+
+	"github.com/loyalty-edge-sync/loyalty"
 )
 
 // Group formats n with a comma between groups of three digits: 1234567 -> "1,234,567".
@@ -15,6 +17,12 @@ func Group(n int64) string {
 // Money formats an amount in minor units (cents) as major units with two decimals and groups:
 // 123456 -> "1,234.56", -5 -> "-0.05".
 func Money(minor int64) string { return MoneyIn(minor, 2) }
+
+// MoneyOf formats an amount in minor units of currency with that currency's decimals
+// (loyalty.CurrencyDigits): MoneyOf(1250, "EUR") is "12.50", MoneyOf(2500, "JPY") "2,500".
+func MoneyOf(minor int64, currency string) string {
+	return MoneyIn(minor, loyalty.CurrencyDigits(currency))
+}
 
 // MoneyIn formats an amount in minor units of a currency with digits decimals (0 to 4;
 // loyalty.CurrencyDigits) as major units with groups: MoneyIn(123456, 2) is "1,234.56",

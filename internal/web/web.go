@@ -16,8 +16,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-
-	"github.com/loyalty-edge-sync/loyalty"
 )
 
 //go:embed static templates
@@ -86,5 +84,5 @@ var Funcs = template.FuncMap{
 	"points": Group,
 	// money formats minor units of a currency as major units with its decimals: 1250 "EUR" ->
 	// "12.50", 2500 "JPY" -> "2,500" (loyalty.CurrencyDigits).
-	"money": func(minor int64, currency string) string { return MoneyIn(minor, loyalty.CurrencyDigits(currency)) },
+	"money": MoneyOf,
 }
