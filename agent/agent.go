@@ -314,14 +314,19 @@ func (a *Agent) clockOffset(ctx context.Context, tx Tx) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	st := a.Sync.Status()
-	if st.Sessions == 0 { // not measured since this agent started
-		return kept, nil
-	}
-	if st.ClockOffsetMS != kept {
-		return st.ClockOffsetMS, tx.SetClockOffset(ctx, st.ClockOffsetMS)
+	if now := a.offsetNow(kept); now != kept {
+		return now, tx.SetClockOffset(ctx, now)
 	}
 	return kept, nil
+}
+
+// offsetNow is the clock offset to use, in ms, given the one the replica kept: the one measured in
+// this process's sessions, if any, else the kept one.
+func (a *Agent) offsetNow(kept int64) int64 {
+	if st := a.Sync.Status(); st.Sessions > 0 {
+		return st.ClockOffsetMS
+	}
+	return kept // not measured since this agent started
 }
 
 // Earn awards points for a sale under the program this store last synced.

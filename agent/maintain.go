@@ -142,11 +142,8 @@ func (a *Agent) maintenanceNow(ctx context.Context, tx Tx) (time.Time, error) {
 	if err != nil {
 		return now, err
 	}
-	offset, err := tx.ClockOffset(ctx)
-	if st := a.Sync.Status(); st.Sessions > 0 {
-		offset = st.ClockOffsetMS // measured in this process: newer than the replica's
-	}
-	hub := now.Add(time.Duration(offset) * time.Millisecond)
+	kept, err := tx.ClockOffset(ctx)
+	hub := now.Add(time.Duration(a.offsetNow(kept)) * time.Millisecond)
 	return minTime(minTime(now, at), hub), err
 }
 
