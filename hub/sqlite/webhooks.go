@@ -189,12 +189,11 @@ func (t *tx) DueWebhookEndpoints(ctx context.Context, now time.Time) ([]string, 
 
 // The due deliveries of every enabled endpoint, and of one (by webhook_deliveries_endpoint_due).
 const (
-	claimDueQuery = `SELECT ` + deliveryCols + `, e.url, e.sealed, v.body
-		FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint JOIN webhook_events v ON v.id = d.event
-		WHERE d.state = 'pending' AND d.next_at <= ? AND e.disabled_at = 0 ORDER BY d.next_at, d.event LIMIT ?+0`
-	claimEndpointDueQuery = `SELECT ` + deliveryCols + `, e.url, e.sealed, v.body
-		FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint JOIN webhook_events v ON v.id = d.event
-		WHERE d.endpoint = ? AND d.state = 'pending' AND d.next_at <= ? AND e.disabled_at = 0 ORDER BY d.next_at, d.event LIMIT ?+0`
+	claimFrom = `SELECT ` + deliveryCols + `, e.url, e.sealed, v.body
+		FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint JOIN webhook_events v ON v.id = d.event WHERE `
+	claimDue              = `d.state = 'pending' AND d.next_at <= ? AND e.disabled_at = 0 ORDER BY d.next_at, d.event LIMIT ?+0`
+	claimDueQuery         = claimFrom + claimDue
+	claimEndpointDueQuery = claimFrom + `d.endpoint = ? AND ` + claimDue
 )
 
 func (t *tx) ClaimWebhookDeliveries(ctx context.Context, now time.Time, endpoint string, lease func(int) time.Duration, limit int) ([]hub.WebhookAttempt, error) {
