@@ -103,6 +103,9 @@ type Adjustment struct {
 	KeyID    string    `json:"key_id"`             // the API key that made it ("cli" for the command line)
 	Reverses string    `json:"reverses,omitempty"` // a reversal: the delta id of the adjustment it undoes
 	At       time.Time `json:"at"`
+	// Replayed is true when the answer repeats the first one under this adjust_id (a retry):
+	// nothing changed this time, and Balance is the balance right after the first.
+	Replayed bool `json:"replayed,omitempty"`
 }
 
 // Idempotency scopes of adjustments and their reversals (Tx.Idempotent).
@@ -134,7 +137,7 @@ func (h *Hub) Adjust(ctx context.Context, req AdjustRequest) (Adjustment, error)
 		return out, loyalty.Errorf(loyalty.EINVALID, "adjust_id is required: at most %d characters, the idempotency key that makes a retry safe", loyalty.MaxIDLength)
 	}
 	key := ActorFrom(ctx).KeyID
-	_, err := h.onlineOnce(ctx, scopeAdjust, req.AdjustID, "", req, func(a *applier) (any, error) {
+	fresh, err := h.onlineOnce(ctx, scopeAdjust, req.AdjustID, "", req, func(a *applier) (any, error) {
 		d := loyalty.Delta{ID: loyalty.NewDeltaID(), Store: loyalty.HubStore, Terminal: key, Member: req.MemberID, Kind: loyalty.KindAdjust,
 			Points: req.Points, OrderID: req.AdjustID, Reason: req.Reason, OccurredAt: a.Now()}
 		bal, err := a.applyAdjust(ctx, d)
@@ -151,6 +154,7 @@ func (h *Hub) Adjust(ctx context.Context, req AdjustRequest) (Adjustment, error)
 	if code := loyalty.ErrorCode(err); code == loyalty.ECONFLICT {
 		return out, loyalty.Errorf(loyalty.ECONFLICT, "adjust_id %s was already used for a different adjustment; the first one stands (a new adjustment needs a new adjust_id)", req.AdjustID)
 	}
+	out.Replayed = err == nil && !fresh
 	return out, err
 }
 
@@ -172,7 +176,7 @@ func (h *Hub) ReverseAdjustment(ctx context.Context, adjustID, reason string) (A
 		AdjustID string `json:"adjust_id"`
 		Reason   string `json:"reason"`
 	}{adjustID, reason}
-	_, err := h.onlineOnce(ctx, scopeReverse, adjustID, "", req, func(a *applier) (any, error) {
+	fresh, err := h.onlineOnce(ctx, scopeReverse, adjustID, "", req, func(a *applier) (any, error) {
 		_, first, found, err := a.tx.Idempotent(ctx, scopeAdjust, adjustID)
 		if err != nil {
 			return nil, err
@@ -204,6 +208,7 @@ func (h *Hub) ReverseAdjustment(ctx context.Context, adjustID, reason string) (A
 	if loyalty.ErrorCode(err) == loyalty.ECONFLICT {
 		return out, loyalty.Errorf(loyalty.ECONFLICT, "adjustment %s was already reversed with another reason; the first reversal stands", adjustID)
 	}
+	out.Replayed = err == nil && !fresh
 	return out, err
 }
 

@@ -37,7 +37,7 @@ func TestAdjust(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a.Balance != 500 || a.KeyID != "cli" || a.DeltaID == "" || a.Points != 500 {
+	if a.Balance != 500 || a.KeyID != "cli" || a.DeltaID == "" || a.Points != 500 || a.Replayed {
 		t.Fatalf("adjustment %+v", a)
 	}
 	// The member's version moved, so their home store pulls the new balance.
@@ -62,7 +62,7 @@ func TestAdjust(t *testing.T) {
 	}
 	// The same request again returns the first result; another with the same key is ECONFLICT.
 	again, err := h.Adjust(ctx, req)
-	if err != nil || again.DeltaID != a.DeltaID || balance(t, h, "m1") != 500 {
+	if err != nil || again.DeltaID != a.DeltaID || !again.Replayed || balance(t, h, "m1") != 500 {
 		t.Fatalf("retry: %+v, %v, balance %d", again, err, balance(t, h, "m1"))
 	}
 	other := req
@@ -101,11 +101,11 @@ func TestAdjust_ReverseOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Points != -300 || r.Balance != 0 || r.Reverses != a.DeltaID {
+	if r.Points != -300 || r.Balance != 0 || r.Reverses != a.DeltaID || r.Replayed {
 		t.Fatalf("reversal %+v", r)
 	}
 	again, err := h.ReverseAdjustment(ctx, "a1", "entered twice")
-	if err != nil || again.DeltaID != r.DeltaID {
+	if err != nil || again.DeltaID != r.DeltaID || !again.Replayed {
 		t.Fatalf("second reversal: %+v, %v", again, err)
 	}
 	_, err = h.ReverseAdjustment(ctx, "a1", "another reason")

@@ -107,8 +107,13 @@ func adjustCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				return printAdjustment(cmd, a, fmt.Sprintf("member %s: %+d points, balance %d; `loyalty adjust reverse --adjust-id %s --reason …` undoes it",
-					a.MemberID, a.Points, a.Balance, a.AdjustID))
+				what := fmt.Sprintf("member %s: %+d points, balance %d; `loyalty adjust reverse --adjust-id %s --reason …` undoes it",
+					a.MemberID, a.Points, a.Balance, a.AdjustID)
+				if a.Replayed {
+					what = fmt.Sprintf("nothing changed: adjustment %s was already made (%s UTC: member %s %+d points, balance then %d); "+
+						"to make a second, equal one, give --adjust-id a new key", a.AdjustID, a.At.Format(time.DateTime), a.MemberID, a.Points, a.Balance)
+				}
+				return printAdjustment(cmd, a, what)
 			})
 		},
 	}
@@ -131,7 +136,12 @@ func adjustCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				return printAdjustment(cmd, a, fmt.Sprintf("adjustment %s reversed: member %s %+d points, balance %d", id, a.MemberID, a.Points, a.Balance))
+				what := fmt.Sprintf("adjustment %s reversed: member %s %+d points, balance %d", id, a.MemberID, a.Points, a.Balance)
+				if a.Replayed {
+					what = fmt.Sprintf("nothing changed: adjustment %s was already reversed (%s UTC: member %s %+d points, balance then %d)",
+						id, a.At.Format(time.DateTime), a.MemberID, a.Points, a.Balance)
+				}
+				return printAdjustment(cmd, a, what)
 			})
 		},
 	}

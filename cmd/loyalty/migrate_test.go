@@ -46,13 +46,21 @@ func TestCLI_ImportAdjustExport(t *testing.T) {
 	}
 	ann := page.Members[0].ID
 	mustRun(t, "adjust", "--member", ann, "--points", "30", "--reason", "goodwill", "--adjust-id", "g1", "--database", db)
-	mustRun(t, "adjust", "reverse", "--adjust-id", "g1", "--reason", "wrong member", "--database", db)
+	for i := range 2 {
+		_, said := mustRun(t, "adjust", "reverse", "--adjust-id", "g1", "--reason", "wrong member", "--database", db)
+		if again := strings.Contains(said, "nothing changed: adjustment g1 was already reversed"); again != (i == 1) || !strings.Contains(said, "-30 points") {
+			t.Errorf("adjust reverse, run %d, said: %s", i+1, said)
+		}
+	}
 	if _, _, err := run(t, "adjust", "reverse", "--adjust-id", "g1", "--reason", "again, otherwise", "--database", db); err == nil || !strings.Contains(err.Error(), "already reversed") {
 		t.Errorf("a second reversal: %v", err)
 	}
 	// Without --adjust-id, the same command run twice (its answer lost, say) adjusts once.
-	for range 2 {
-		mustRun(t, "adjust", "--member", ann, "--points", "5", "--reason", "late parcel", "--database", db)
+	for i := range 2 {
+		_, said := mustRun(t, "adjust", "--member", ann, "--points", "5", "--reason", "late parcel", "--database", db)
+		if again := strings.Contains(said, "nothing changed: adjustment cli-"); again != (i == 1) || !strings.Contains(said, "+5 points") {
+			t.Errorf("adjust, run %d, said: %s", i+1, said)
+		}
 	}
 	out, _ = mustRun(t, "export", "members", "--database", db)
 	if !strings.HasPrefix(out, "member_id,email,name,balance,tier") || !strings.Contains(out, ann+",ann@example.com,,125,") {
