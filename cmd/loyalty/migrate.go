@@ -170,7 +170,7 @@ func importCommand() *cobra.Command {
 	imp := group("import", "Import from another loyalty program (on the hub's database)")
 	members := &cobra.Command{
 		Use:   "members FILE",
-		Short: "Import members and their points from a CSV file (email,points or email,total_spent); --dry-run first",
+		Short: "Import members and their points from a CSV file (email,points or email,total_spent); --dry-run first; exits 1 when rows are bad",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := args[0]
@@ -268,21 +268,31 @@ func (e *errorsFile) close() error {
 
 func printImport(cmd *cobra.Command, rep hub.ImportReport, errs *errorsFile) error {
 	if wantJSON(cmd) {
-		return writeJSON(cmd.OutOrStdout(), rep)
-	}
-	t := newTable(cmd.OutOrStdout(), "import", "mode", "rows", "imported", "members created", "already imported", "bad", "points")
-	t.row(rep.ImportID, rep.Mode, rep.Rows, rep.Imported, rep.Created, rep.Skipped, rep.Bad, rep.Points)
-	if err := t.flush(); err != nil {
-		return err
-	}
-	if len(rep.IgnoredColumns) > 0 {
-		tell(cmd, "columns not read: %s", strings.Join(rep.IgnoredColumns, ", "))
+		if err := writeJSON(cmd.OutOrStdout(), rep); err != nil {
+			return err
+		}
+	} else {
+		t := newTable(cmd.OutOrStdout(), "import", "mode", "rows", "imported", "members created", "already imported", "bad", "points")
+		t.row(rep.ImportID, rep.Mode, rep.Rows, rep.Imported, rep.Created, rep.Skipped, rep.Bad, rep.Points)
+		if err := t.flush(); err != nil {
+			return err
+		}
+		if len(rep.IgnoredColumns) > 0 {
+			tell(cmd, "columns not read: %s", strings.Join(rep.IgnoredColumns, ", "))
+		}
+		if rep.DryRun {
+			tell(cmd, "dry run: nothing was changed; run it again without --dry-run to import")
+		}
 	}
 	if rep.Bad > 0 {
-		tell(cmd, "%d bad rows, with their line numbers and reasons, are in %s; fix them and run the same import again: rows imported already are skipped", rep.Bad, errs.path)
-	}
-	if rep.DryRun {
-		tell(cmd, "dry run: nothing was changed; run it again without --dry-run to import")
+		// After the report, so that a script sees the counts and still exits 1: an import that
+		// left rows behind is not done.
+		verb := "were not imported"
+		if rep.DryRun {
+			verb = "would not be imported"
+		}
+		return loyalty.Errorf(loyalty.EINVALID, "%d bad rows %s; their line numbers and reasons are in %s: fix them and run the same import again (rows imported already are skipped)",
+			rep.Bad, verb, errs.path)
 	}
 	return nil
 }

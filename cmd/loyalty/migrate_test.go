@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/loyalty-edge-sync/loyalty"
 )
 
 // TestCLI_ImportAdjustExport: `loyalty import members` writes the bad rows beside the file, shows
@@ -19,9 +21,13 @@ func TestCLI_ImportAdjustExport(t *testing.T) {
 	if err := os.WriteFile(file, []byte("email,points\nann@example.com,120\na@b.c,52,620\nbob@example.com,\"52,620\"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, errOut := mustRun(t, "import", "members", file, "--reason", "migration", "--dry-run", "--database", db)
+	// Bad rows make the command fail after its report, so that a script notices: in a dry run too.
+	out, errOut, err := run(t, "import", "members", file, "--reason", "migration", "--dry-run", "--database", db)
 	if !strings.Contains(errOut, "import: 3 rows read (100%)") || !strings.Contains(errOut, "dry run: nothing was changed") {
 		t.Errorf("dry run stderr:\n%s", errOut)
+	}
+	if loyalty.ErrorCode(err) != loyalty.EINVALID || !strings.Contains(err.Error(), "2 bad rows would not be imported") || !strings.Contains(out, "IMPORTED") {
+		t.Errorf("dry run: %v\nstdout: %s", err, out)
 	}
 	errs, err := os.ReadFile(filepath.Join(dir, "old.errors.csv"))
 	if err != nil || !strings.HasPrefix(string(errs), "line,code,reason\n3,EINVALID,") || !strings.Contains(string(errs), "write 52620, without one") {
@@ -29,7 +35,10 @@ func TestCLI_ImportAdjustExport(t *testing.T) {
 	}
 	var rep struct{ Imported, Skipped, Bad int }
 	for i, want := range []struct{ imported, skipped int }{{1, 0}, {0, 1}} {
-		out, _ = mustRun(t, "import", "members", file, "--reason", "migration", "--json", "--database", db)
+		out, _, err := run(t, "import", "members", file, "--reason", "migration", "--json", "--database", db)
+		if err == nil || !strings.Contains(err.Error(), "2 bad rows were not imported") {
+			t.Errorf("run %d with bad rows: %v", i+1, err)
+		}
 		if err := json.Unmarshal([]byte(out), &rep); err != nil || rep.Imported != want.imported || rep.Skipped != want.skipped || rep.Bad != 2 {
 			t.Fatalf("run %d: %s (%v)", i+1, out, err)
 		}
