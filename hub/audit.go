@@ -73,6 +73,22 @@ const (
 	AuditImport           = "members.import" // a batch of a CSV import (import.go)
 )
 
+// AuditActions are every action the audit trail records, for checking a filter: an action
+// nothing records would find nothing, and a typo would read as "nobody did that".
+var AuditActions = []string{AuditStoreAdd, AuditStoreToken, AuditStoreTimeZone, AuditStoreWriteOff, AuditMemberAdd,
+	AuditMemberUpdate, AuditMemberErase, AuditCardLink, AuditCardRevoke, AuditProgramPublish, AuditSigningKeyRotate,
+	AuditSigningKeyRetire, AuditAPIKeyAdd, AuditAPIKeyRevoke, AuditWebhookAdd, AuditWebhookChange, AuditWebhookRemove,
+	AuditWebhookReplay, AuditWebhookRotate, AuditAdjust, AuditAdjustReverse, AuditImport, AuditConflictResolve}
+
+// knownAuditAction reports whether a filter's action is one the trail records, or the family of
+// one ("member.*").
+func knownAuditAction(action string) bool {
+	if family, ok := strings.CutSuffix(action, "*"); ok {
+		return slices.ContainsFunc(AuditActions, func(a string) bool { return strings.HasPrefix(a, family) })
+	}
+	return slices.Contains(AuditActions, action)
+}
+
 // MemberAuditActions are the audit actions whose target is a member id: a member's own audit
 // entries (MemberRecords) are those with one of these actions and the member as target. Other
 // actions' targets (a store, a program, a key, an import) may be any text a member id can be.
@@ -196,6 +212,9 @@ func (h *Hub) AuditPage(ctx context.Context, q AuditQuery) ([]AuditEntry, error)
 		return nil, loyalty.Errorf(loyalty.EINVALID, "before must be an entry's seq, a whole number from 1")
 	case q.Action != "" && !auditAction.MatchString(q.Action):
 		return nil, loyalty.Errorf(loyalty.EINVALID, "action must be an action such as member.add, or a family such as member.*")
+	case q.Action != "" && !knownAuditAction(q.Action):
+		return nil, loyalty.Errorf(loyalty.EINVALID, "no audit action %s; the actions are %s, or a family of them such as member.*",
+			q.Action, strings.Join(AuditActions, ", "))
 	case !loyalty.ValidText(q.KeyID, 64):
 		return nil, loyalty.Errorf(loyalty.EINVALID, "key_id must be an API key's id (ak-…), config, cli or internal")
 	}

@@ -2,8 +2,15 @@ package hub_test
 
 import (
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"net/http"
 	"net/url"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/loyalty-edge-sync/loyalty/hub"
@@ -80,9 +87,52 @@ func TestAudit_PagesAndFilters(t *testing.T) {
 			t.Errorf("%s: %d entries, %d of them as asked; want the %d of the trail", tt.query, len(es), count(es, tt.keep), want)
 		}
 	}
-	for _, query := range []string{"before=0", "before=x", "before=-3", "action=member%20add", "action=*", "action=member.add.*", "limit=0"} {
+	for _, query := range []string{"before=0", "before=x", "before=-3", "action=member%20add", "action=*", "action=member.add.*", "limit=0",
+		"action=member.addd", "action=members.add", "action=point.*"} { // no such action: refused, not an empty page
 		if status, body := a.do(t, akAdminKey, "GET", "/v1/audit?"+query, ""); status != http.StatusBadRequest {
 			t.Errorf("%s: %d %s, want 400 EINVALID", query, status, body)
 		}
+	}
+}
+
+// TestAuditActions_ListsEveryAction: the actions a filter may name (hub.AuditActions) are every
+// Audit… constant of the package, so that adding an action without listing it fails here rather
+// than making its filter refused.
+func TestAuditActions_ListsEveryAction(t *testing.T) {
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset := token.NewFileSet()
+	var found []string
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			spec, ok := n.(*ast.ValueSpec)
+			if !ok {
+				return true
+			}
+			for i, id := range spec.Names {
+				if !strings.HasPrefix(id.Name, "Audit") || i >= len(spec.Values) {
+					continue
+				}
+				if lit, ok := spec.Values[i].(*ast.BasicLit); ok && lit.Kind == token.STRING {
+					found = append(found, id.Name)
+					if action, _ := strconv.Unquote(lit.Value); !slices.Contains(hub.AuditActions, action) {
+						t.Errorf("%s (%s) is not in hub.AuditActions: a filter for it is refused", id.Name, action)
+					}
+				}
+			}
+			return true
+		})
+	}
+	if len(found) < len(hub.AuditActions) {
+		t.Fatalf("found %d Audit constants (%v), and hub.AuditActions lists %d", len(found), found, len(hub.AuditActions))
 	}
 }
