@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"syscall"
 	"time"
 )
 
@@ -40,7 +41,14 @@ func listenMetrics(addr string) (net.Listener, error) {
 	if addr == "" {
 		return nil, nil
 	}
-	return net.Listen("tcp", addr)
+	ln, err := net.Listen("tcp", addr)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return nil, fmt.Errorf("cannot serve metrics on %s: the port is in use (by another hub or agent, or the API's own listen): "+
+			"set metrics.listen (LOYALTY_METRICS_LISTEN) to a free port, or empty for no metrics", addr)
+	} else if err != nil {
+		return nil, fmt.Errorf("cannot serve metrics on %s (metrics.listen, LOYALTY_METRICS_LISTEN): %w", addr, err)
+	}
+	return ln, nil
 }
 
 // serveMetrics serves metrics on ln (nil: nothing, and a nil server) until Close.
