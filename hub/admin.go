@@ -276,8 +276,14 @@ func (h *Hub) Member(ctx context.Context, id string, ledger int) (MemberView, er
 	return v, err
 }
 
-// MemberToken returns a signed member QR token.
+// MemberToken returns a signed member QR token, valid for MemberTokenTTL.
 func (h *Hub) MemberToken(ctx context.Context, id string) (string, error) {
+	return h.memberToken(ctx, id, time.Time{})
+}
+
+// memberToken returns a signed member QR token that expires after MemberTokenTTL, or at notAfter
+// (unless zero) if that is sooner.
+func (h *Hub) memberToken(ctx context.Context, id string, notAfter time.Time) (string, error) {
 	var token string
 	err := h.Store.View(ctx, func(tx Tx) error {
 		if m, err := tx.Member(ctx, id); err != nil {
@@ -293,6 +299,9 @@ func (h *Hub) MemberToken(ctx context.Context, id string) (string, error) {
 		c := qr.Claims{Type: qr.TypeMember, Member: id, IssuedAt: now.Unix()}
 		if h.MemberTokenTTL > 0 {
 			c.Expires = now.Add(h.MemberTokenTTL).Unix()
+		}
+		if !notAfter.IsZero() && (c.Expires == 0 || notAfter.Unix() < c.Expires) {
+			c.Expires = notAfter.Unix()
 		}
 		token, err = qr.Sign(k, c)
 		return err

@@ -7,6 +7,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/loyalty-edge-sync/loyalty/hub"
 	"github.com/loyalty-edge-sync/loyalty/internal/webtest"
 )
 
@@ -18,7 +19,7 @@ func TestCardInABrowser(t *testing.T) {
 	c := openCardHub(t)
 	cardSetup(t, c.Hub)
 	l := c.link(t, akAdminKey, "m1", "")
-	want, err := c.Hub.MemberToken(context.Background(), "m1") // the hub's clock stands still: the token the page shows
+	want, err := c.Hub.CardQR(context.Background(), strings.TrimPrefix(l.URLPath, hub.CardPathPrefix)) // the hub's clock stands still: the token the page shows
 	if err != nil {
 		t.Fatal(err)
 	}

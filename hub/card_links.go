@@ -262,8 +262,8 @@ func (h *Hub) Card(ctx context.Context, token string) (Card, error) {
 		return Card{}, err
 	}
 	// The member's QR code, as GET /v1/members/{id}/qr makes it (a member erased meanwhile has
-	// none: ENOTFOUND, the link that does not work).
-	c.QR, err = h.MemberToken(ctx, member)
+	// none: ENOTFOUND, the link that does not work), but ending with the link at the latest (see CardQR).
+	c.QR, err = h.memberToken(ctx, member, c.LinkExpires)
 	return c, err
 }
 
@@ -289,22 +289,26 @@ func cardZone(ctx context.Context, tx Tx, c *Card, m loyalty.Member) {
 }
 
 // CardQR returns a newly signed member QR token for the member of a valid card link, or
-// ENOTFOUND.
+// ENOTFOUND. Like the card's, it expires with the link at the latest: a code read off a link
+// that was forwarded and then revoked stops working at the till when the link would have, not
+// qr.member_ttl (two years) later. (Stores check codes offline, so a revocation itself cannot
+// reach a code already shown.)
 func (h *Hub) CardQR(ctx context.Context, token string) (string, error) {
 	signer, err := h.cardSigner()
 	if err != nil {
 		return "", err
 	}
 	var member string
+	var exp time.Time
 	err = h.Store.View(ctx, func(tx Tx) error {
-		m, _, err := h.cardMember(ctx, tx, signer, token)
-		member = m.ID
+		m, e, err := h.cardMember(ctx, tx, signer, token)
+		member, exp = m.ID, e
 		return err
 	})
 	if err != nil {
 		return "", err
 	}
-	return h.MemberToken(ctx, member)
+	return h.memberToken(ctx, member, exp)
 }
 
 func tierName(p *loyalty.Program, id string) string {

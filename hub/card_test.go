@@ -406,7 +406,7 @@ func TestCard_QRDecodes(t *testing.T) {
 	c := openCardHub(t)
 	ctx := context.Background()
 	l := c.link(t, akAdminKey, "m1", "")
-	want, err := c.Hub.MemberToken(ctx, "m1") // the clock stands still: the very token the page signs
+	want, err := c.Hub.CardQR(ctx, strings.TrimPrefix(l.URLPath, hub.CardPathPrefix)) // the clock stands still: the very token the page signs
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -424,7 +424,7 @@ func TestCard_QRDecodes(t *testing.T) {
 
 // checkMemberToken checks that token is a member token for member that verifies with the hub's
 // public keys, as a store would check it.
-func checkMemberToken(t *testing.T, h *hub.Hub, token, member string) {
+func checkMemberToken(t *testing.T, h *hub.Hub, token, member string) qr.Claims {
 	t.Helper()
 	var keys []qr.PublicKey
 	err := h.Store.View(context.Background(), func(tx hub.Tx) error {
@@ -442,6 +442,7 @@ func checkMemberToken(t *testing.T, h *hub.Hub, token, member string) {
 	if err != nil || cl.Type != qr.TypeMember || cl.Member != member {
 		t.Fatalf("the decoded token %q: %+v, %v; want a member token of %s", token, cl, err, member)
 	}
+	return cl
 }
 
 // TestCard_JSONFields: the link's JSON answer has exactly the documented fields.
@@ -556,5 +557,37 @@ func TestCard_ZoneAndCurrency(t *testing.T) {
 	}
 	if !strings.Contains(body, "<td>23 Nov 2026</td><td>Purchase of 2,500 JPY") {
 		t.Errorf("the card's history does not show the purchase of 2,500 JPY on 23 Nov 2026:\n%s", body[strings.Index(body, `id="history-h"`):])
+	}
+}
+
+// TestCard_QREndsWithTheLink: the member code a card link shows (on the page and as qr.png)
+// expires with the link at the latest, so that a code read off a forwarded link that was then
+// revoked does not stay good at the till for qr.member_ttl (two years) more. A member code made
+// for an operator keeps qr.member_ttl.
+func TestCard_QREndsWithTheLink(t *testing.T) {
+	c := openCardHub(t)
+	ctx := context.Background()
+	l := c.link(t, akAdminKey, "m1", `{"ttl_hours":24}`)
+	token := strings.TrimPrefix(l.URLPath, hub.CardPathPrefix)
+	card, err := c.Hub.Card(ctx, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	png, err := c.Hub.CardQR(ctx, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := c.Hub.MemberToken(ctx, "m1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims := func(token string) qr.Claims { t.Helper(); return checkMemberToken(t, c.Hub, token, "m1") }
+	for name, code := range map[string]string{"the page's": card.QR, "qr.png's": png} {
+		if exp := claims(code).Expires; exp != l.ExpiresAt.Unix() {
+			t.Errorf("%s code expires at %v, want the link's expiry %v", name, time.Unix(exp, 0).UTC(), l.ExpiresAt)
+		}
+	}
+	if exp, want := claims(plain).Expires, c.Hub.Now().Add(c.Hub.MemberTokenTTL).Unix(); exp != want || c.Hub.MemberTokenTTL < 24*time.Hour {
+		t.Errorf("GET /v1/members/{id}/qr's code expires at %v, want %v (qr.member_ttl %v)", time.Unix(exp, 0).UTC(), time.Unix(want, 0).UTC(), c.Hub.MemberTokenTTL)
 	}
 }
