@@ -286,6 +286,60 @@ func TestPostgresFrozenWriterLosesTheLock(t *testing.T) {
 	}
 }
 
+// A hub process frozen in the moment between taking the writer lock and BEGIN (or between
+// COMMIT and giving the lock back) loses the lock when its session has been idle for
+// idle_session_timeout (PostgreSQL 14 and later): the other hub processes' writes go on. When it
+// resumes, its lane's dead connection is dropped and its next write works. Here a URL sets the
+// timeout to 1 s for the hub that stops.
+func TestPostgresWriterFrozenOutsideATransaction(t *testing.T) {
+	where := newDatabase(t)
+	sep := "?"
+	if strings.Contains(where, "?") {
+		sep = "&"
+	}
+	a, b := open(t, where+sep+"idle_session_timeout=1s"), open(t, where)
+	ctx := context.Background()
+	var server int
+	if err := b.pool.QueryRow(ctx, `SELECT current_setting('server_version_num')::int`).Scan(&server); err != nil {
+		t.Fatal(err)
+	}
+	if server < 140000 {
+		t.Skipf("PostgreSQL %d has no idle_session_timeout (14 and later do); the lanes go without it", server)
+	}
+	conn, err := b.take(ctx, &b.writes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got string
+	if err := conn.QueryRow(ctx, `SELECT current_setting('idle_session_timeout')`).Scan(&got); err != nil || got != laneIdleSession {
+		t.Errorf("a lane's idle_session_timeout is %q (%v), want %q", got, err, laneIdleSession)
+	}
+	b.give(conn, &b.writes)
+	var plain string
+	if err := b.pool.QueryRow(ctx, `SELECT current_setting('idle_session_timeout')`).Scan(&plain); err != nil || plain != "0" {
+		t.Errorf("the pool's idle_session_timeout is %q (%v), want 0: only the lanes end idle sessions", plain, err)
+	}
+
+	frozen, err := a.take(ctx, &a.writes) // the hub stops here, the lock held, no transaction begun
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A generous bound, so that the test fails instead of hanging; PostgreSQL ends the stopped
+	// session after 1 s.
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := b.Update(wctx, func(tx hub.Tx) error { _, err := tx.NextVersion(wctx); return err }); err != nil {
+		t.Fatalf("another hub's write while one hub is stopped holding the lock: %v", err)
+	}
+	a.give(frozen, &a.writes) // it resumes: its connection is gone
+	if err := a.Update(wctx, func(tx hub.Tx) error { _, err := tx.NextVersion(wctx); return err }); err != nil {
+		t.Fatalf("the resumed hub's next write: %v", err)
+	}
+	if v := version(t, b); v != 2 {
+		t.Errorf("version %d, want 2: one write of each hub", v)
+	}
+}
+
 // Errors that are not PostgreSQL refusing a transaction are returned at once; View is read-only.
 func TestPostgresNoRetryForOtherErrors(t *testing.T) {
 	s := open(t, newDatabase(t))

@@ -54,6 +54,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"math/rand/v2"
 	"net/url"
 	"slices"
@@ -110,9 +111,22 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
+	name := describe(cfg.ConnConfig)
+	var serverVersion int
+	if err := pool.QueryRow(ctx, `SELECT current_setting('server_version_num')::int`).Scan(&serverVersion); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: connect to %s: %w", name, err)
+	}
 	lcfg := cfg.Copy()
 	lcfg.MaxConns, lcfg.MinConns, lcfg.MinIdleConns = laneCount, 0, 0
-	for name, value := range laneSettings {
+	settings := maps.Clone(laneSettings)
+	if serverVersion >= 140000 { // the first with idle_session_timeout; an older one refuses to connect with it
+		settings["idle_session_timeout"] = laneIdleSession
+		// The pool closes a lane's spare connection before PostgreSQL would, so that an idle hub
+		// does not fill the server's log with sessions it ended.
+		lcfg.MaxConnIdleTime, lcfg.HealthCheckPeriod = 30*time.Second, 10*time.Second
+	}
+	for name, value := range settings {
 		if _, set := lcfg.ConnConfig.RuntimeParams[name]; !set {
 			lcfg.ConnConfig.RuntimeParams[name] = value
 		}
@@ -122,11 +136,7 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	s := &Store{pool: pool, lanes: lanePool, name: describe(cfg.ConnConfig), writes: newLane(writerLock), books: newLane(bookkeepingLock)}
-	if err := pool.Ping(ctx); err != nil {
-		s.Close()
-		return nil, fmt.Errorf("postgres: connect to %s: %w", s.name, err)
-	}
+	s := &Store{pool: pool, lanes: lanePool, name: name, writes: newLane(writerLock), books: newLane(bookkeepingLock)}
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("postgres: migrate %s: %w", s.name, err)
@@ -279,6 +289,14 @@ var laneSettings = map[string]string{
 	"tcp_keepalives_count":                "3",
 	"tcp_user_timeout":                    "60000",
 }
+
+// laneIdleSession is the lanes' idle_session_timeout, on PostgreSQL 14 and later: it covers the
+// moments outside a transaction when a lane's session holds its lock, between taking it and BEGIN
+// and between COMMIT and giving it back. Microseconds, but a process frozen in one of them held
+// every hub's writes for as long as it stayed frozen. A lane's connection is otherwise never idle
+// that long with the lock: waiting for the lock is not idle, and inside a transaction
+// idle_in_transaction_session_timeout applies.
+const laneIdleSession = "1min"
 
 // take takes a connection from the pool and, on it, l's lock, waiting for the transaction that
 // holds it to end. The lock is the session's, taken before the transaction begins, so that the
