@@ -226,6 +226,14 @@ func TestPostgresWritersQueue(t *testing.T) {
 	}
 }
 
+// withParam adds a parameter (name=value) to a connection URL's query.
+func withParam(url, param string) string {
+	if strings.Contains(url, "?") {
+		return url + "&" + param
+	}
+	return url + "?" + param
+}
+
 // A hub process that stops in the middle of a write transaction (frozen, or cut off from the
 // database) loses the writer lock when its transaction has waited on it for
 // idle_in_transaction_session_timeout: the other hub processes' writes go on, and the stopped
@@ -233,11 +241,7 @@ func TestPostgresWritersQueue(t *testing.T) {
 // the connection URL sets them; here a URL sets the timeout to 1 s for the hub that stops.
 func TestPostgresFrozenWriterLosesTheLock(t *testing.T) {
 	where := newDatabase(t)
-	sep := "?"
-	if strings.Contains(where, "?") {
-		sep = "&"
-	}
-	a, b := open(t, where+sep+"idle_in_transaction_session_timeout=1s"), open(t, where)
+	a, b := open(t, withParam(where, "idle_in_transaction_session_timeout=1s")), open(t, where)
 	ctx := context.Background()
 	conn, err := b.take(ctx, &b.writes)
 	if err != nil {
@@ -293,11 +297,7 @@ func TestPostgresFrozenWriterLosesTheLock(t *testing.T) {
 // timeout to 1 s for the hub that stops.
 func TestPostgresWriterFrozenOutsideATransaction(t *testing.T) {
 	where := newDatabase(t)
-	sep := "?"
-	if strings.Contains(where, "?") {
-		sep = "&"
-	}
-	a, b := open(t, where+sep+"idle_session_timeout=1s"), open(t, where)
+	a, b := open(t, withParam(where, "idle_session_timeout=1s")), open(t, where)
 	ctx := context.Background()
 	var server int
 	if err := b.pool.QueryRow(ctx, `SELECT current_setting('server_version_num')::int`).Scan(&server); err != nil {
