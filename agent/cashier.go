@@ -263,8 +263,33 @@ func (t *till) formIDs(v *view, nonce, code string) {
 	if len(nonce) != 12 || strings.Trim(nonce, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") != "" {
 		return // not a nonce this page made: the fresh ids stay
 	}
+	t.deriveIDs(v, "till order", nonce, code)
+}
+
+// tillOrderFields are the forms' hidden order ids, one to a form.
+var tillOrderFields = []string{"earn_order", "redeem_order", "voucher_order", "sale_order", "refund_id"}
+
+// nextIDs gives v, the page that answers an action's form, order ids derived from the form's
+// own: the same form sent again (Back and "send again", Reload), answered from what was
+// recorded the first time, shows the card with the same ids as the first time, so that a sale
+// rung up on that card again is the same sale, not a second one. A form without an order id
+// keeps the fresh ones.
+func (t *till) nextIDs(r *http.Request, v *view) {
+	seed := []string{r.URL.Path}
+	for _, name := range tillOrderFields {
+		if s := r.PostFormValue(name); s != "" && loyalty.ValidateOrderID(s) == nil {
+			seed = append(seed, name+"="+s)
+		}
+	}
+	if len(seed) > 1 {
+		t.deriveIDs(v, append([]string{"till next"}, seed...)...)
+	}
+}
+
+// deriveIDs sets v's order ids from the session and parts, one for each form.
+func (t *till) deriveIDs(v *view, parts ...string) {
 	id := func(purpose string) string {
-		return "T-" + base32.StdEncoding.EncodeToString(t.sess.Derive(v.sess, "till order", nonce, code, purpose))[:12]
+		return "T-" + base32.StdEncoding.EncodeToString(t.sess.Derive(v.sess, append(parts, purpose)...))[:12]
 	}
 	v.EarnOrder, v.RedeemOrder, v.VoucherOrder, v.SaleOrder, v.RefundID = id("earn"), id("redeem"), id("voucher"), id("sale"), id("refund")
 }
@@ -458,7 +483,9 @@ func (t *till) post(fn func(http.ResponseWriter, *http.Request, *view)) http.Han
 			t.refuseForm(w, r, sess)
 			return
 		}
-		fn(w, r, t.newView(r, sess))
+		v := t.newView(r, sess)
+		t.nextIDs(r, v)
+		fn(w, r, v)
 	}
 }
 

@@ -288,6 +288,53 @@ func TestTillCSRF(t *testing.T) {
 
 // TestTillEarnOnce: a double submit, or the back button and a re-post, of one sale form earns
 // once and shows the first receipt; the form's order id sent with another amount is refused.
+// TestTillBackAndSendAgain: the card under a receipt carries order ids derived from the form
+// that made the receipt, so that going Back to it and sending it again shows the card with the
+// same ids, and the next sale rung up on it again is the same sale: before, the card came back
+// with new ids and the second sale earned twice.
+func TestTillBackAndSendAgain(t *testing.T) {
+	ta := MustOpenPOSAgent(t, tillToken)
+	b := newTillBrowser(t, ta.HTTP.URL())
+	b.signIn(t, tillToken)
+	page := b.scan(t, ta.memberQR(t, "alice"))
+	first := url.Values{"qr": {hidden(t, page, "qr")}, "earn_order": {hidden(t, page, "earn_order")}, "amount": {"10.00"}, "csrf": {hidden(t, page, "csrf")}}
+	_, receipt := b.post(t, "/earn", first)
+	next := map[string]string{}
+	for _, name := range []string{"earn_order", "redeem_order", "voucher_order", "sale_order", "refund_id"} {
+		next[name] = hidden(t, receipt, name)
+		if next[name] == first.Get("earn_order") {
+			t.Errorf("the receipt's card has the sale's own id as %s", name)
+		}
+	}
+	second := url.Values{"qr": {hidden(t, receipt, "qr")}, "earn_order": {next["earn_order"]}, "amount": {"5.00"}}
+	if status, got := b.post(t, "/earn", second); status != 200 || balance(t, got) != "315" {
+		t.Fatalf("the second sale: %d, balance %s", status, balance(t, got))
+	}
+	// Back to the first receipt, sent again: answered as before, with the same card.
+	status, again := b.post(t, "/earn", first)
+	if status != 200 || balance(t, again) != "310" { // the receipt's balance, as the first time
+		t.Fatalf("the first sale sent again: %d, balance %s", status, balance(t, again))
+	}
+	for name, want := range next {
+		if got := hidden(t, again, name); got != want {
+			t.Errorf("the card sent again has %s %s, the first time %s: a sale rung up on it would be a new one", name, got, want)
+		}
+	}
+	second.Set("earn_order", hidden(t, again, "earn_order"))
+	second.Del("csrf")
+	if status, got := b.post(t, "/earn", second); status != 200 || balance(t, got) != "315" {
+		t.Errorf("the second sale rung up again from the card sent again: %d, balance %s, want 315 (not earned twice)", status, balance(t, got))
+	}
+	if st := ta.state(t); st.Stats.Outbox != 2 {
+		t.Errorf("outbox %d, want 2 sales", st.Stats.Outbox)
+	}
+	// Another member's sale on another form gets other ids.
+	page = b.scan(t, ta.memberQR(t, "alice"))
+	if hidden(t, page, "earn_order") == next["earn_order"] {
+		t.Error("a new scan's card has the ids of the receipt's")
+	}
+}
+
 func TestTillEarnOnce(t *testing.T) {
 	ta := MustOpenPOSAgent(t, tillToken)
 	b := newTillBrowser(t, ta.HTTP.URL())
