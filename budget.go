@@ -80,8 +80,8 @@ func (b Budget) Consumption(p *Program, d, orig *Delta) int64 {
 // order_value budget counts only what the order's amount adds to what the order already counted
 // (nothing, for a second reward on the same order), and the discounts of one order count at most
 // the order's amount in all. counted is the sum of the budget's charges for the order's other
-// redemptions that still stand (not reversed); the store's agent and the hub both pass it, from
-// their own records, so they count the same.
+// redemptions that still stand (not reversed) and share its order (SharesOrder); the store's
+// agent and the hub both pass it, from their own records, so they count the same.
 func (b Budget) OrderConsumption(p *Program, d *Delta, counted int64) int64 {
 	x := b.Consumption(p, d, nil)
 	if x <= 0 || d.Kind != KindRedeem || counted <= 0 {
@@ -96,6 +96,15 @@ func (b Budget) OrderConsumption(p *Program, d *Delta, counted int64) int64 {
 		}
 	}
 	return x
+}
+
+// SharesOrder reports whether redemption e's charges count toward the order of redemption d
+// (OrderConsumption's counted): another redemption of the same member under the same order id.
+// An order id is only the store's word for it: two members' redemptions under one id are two
+// orders to a budget, so that an order id used again for other members spends no less of it.
+// The store's agent and the hub both ask it of the order's entries they hold.
+func SharesOrder(d, e *Delta) bool {
+	return e.ID != d.ID && e.Kind == KindRedeem && d.Kind == KindRedeem && e.Member == d.Member
 }
 
 // Offline redemption policies of a reward.

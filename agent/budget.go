@@ -63,7 +63,7 @@ func orderConsumption(ctx context.Context, tx Tx, p *loyalty.Program, b *loyalty
 	}
 	var counted int64
 	for _, e := range es {
-		if e.ID == d.ID || e.Kind != loyalty.KindRedeem || e.Reversed() {
+		if !loyalty.SharesOrder(d, &e.Delta) || e.Reversed() {
 			continue
 		}
 		us, err := tx.LeaseUses(ctx, e.ID)

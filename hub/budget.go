@@ -413,8 +413,8 @@ func (a *applier) consumption(ctx context.Context, store string, p *loyalty.Prog
 	return b.OrderConsumption(p, d, counted), nil
 }
 
-// orderCounted sums what the other redemptions of d's order at store that still stand were
-// charged to budget.
+// orderCounted sums what the other redemptions of d's order at store that still stand, and share
+// it (loyalty.SharesOrder), were charged to budget.
 func (a *applier) orderCounted(ctx context.Context, store string, d *loyalty.Delta, budget string) (int64, error) {
 	es, err := a.tx.OrderDeltas(ctx, store, d.OrderID)
 	if err != nil {
@@ -422,7 +422,7 @@ func (a *applier) orderCounted(ctx context.Context, store string, d *loyalty.Del
 	}
 	var n int64
 	for _, e := range es {
-		if e.ID == d.ID || e.Kind != loyalty.KindRedeem {
+		if !loyalty.SharesOrder(d, &e.Delta) {
 			continue
 		}
 		if by, err := a.tx.ReversalOf(ctx, e.ID); err != nil {

@@ -247,12 +247,12 @@ func (a *applier) checkLeases(ctx context.Context, store string, d *loyalty.Delt
 		if err != nil {
 			return err
 		}
-		// What the delta adds to what its order already spent (an order's value counts once), as
-		// account will charge it.
-		x, err := a.consumption(ctx, store, p, &b, d)
-		if err != nil {
-			return err
-		}
+		// The delta must fit the lease as if it were alone on its order, as the store's agent
+		// checks it (docs/BUDGETS.md, "An order counts once"): what its order already spent
+		// lowers what account charges it, never whether it needs a lease. Skipping the check
+		// when the order had counted already let a store spend a budget with no lease at all,
+		// by naming one order again and again.
+		x := b.Consumption(p, d, nil)
 		if x <= 0 {
 			continue
 		}

@@ -373,18 +373,62 @@ func TestOrderCountedOnce(t *testing.T) {
 	}
 }
 
-// TestSecondRewardFitsAFullLease: a store's lease holds exactly one order's value; a second
-// reward on that order adds nothing to the budget, so the hub's lease check, like its
-// accounting, does not count the order's value again.
-func TestSecondRewardFitsAFullLease(t *testing.T) {
+// TestSecondRewardNeedsRoomForTheWholeOrder: the hub checks each redemption against the
+// store's lease as if it were alone on its order, as the store's agent does (docs/BUDGETS.md):
+// a second reward on an order whose value filled the lease is refused, though it would be
+// charged nothing more. (Checking only what it adds let an order id named again spend with no
+// lease at all: TestOrderIDUsedAgain.)
+func TestSecondRewardNeedsRoomForTheWholeOrder(t *testing.T) {
 	c := newLeaseClock(t, loyalty.Budget{ID: "orders", Metric: loyalty.MetricOrderValue, Limit: 100_000})
 	l := c.pull("s1", "orders")
 	for i, reward := range []string{"coffee", "five-off"} {
 		d := redeem("s1", "m1", reward, 50+50*int64(i))
 		d.RuleVersion, d.Amount, d.OrderID, d.Leases = 2, l.Granted, "A-1", map[string]string{"orders": l.ID}
-		mustApply(t, c.h, "s1", d)
+		if i == 0 {
+			mustApply(t, c.h, "s1", d)
+		} else {
+			mustReject(t, c.h, "s1", d, loyalty.EBUDGET)
+		}
 	}
 	if got := c.lease("s1", "orders").Consumed; got != l.Granted {
-		t.Fatalf("lease consumed %d after two rewards on one order of %d", got, l.Granted)
+		t.Fatalf("lease consumed %d after one reward on an order of %d", got, l.Granted)
 	}
+}
+
+// TestOrderIDUsedAgain: a hostile store names one order id for redemption after redemption.
+// Only the same member's redemptions share an order's budget count; and every redemption the
+// budget covers needs an active lease with room for it, even when its order had counted
+// already. Before, the eleventh 5.00 off on one order id went through 13 hours after the lease
+// had ended, the budget charged for the first alone.
+func TestOrderIDUsedAgain(t *testing.T) {
+	c := newLeaseClock(t, loyalty.Budget{ID: "discounts", Metric: loyalty.MetricDiscount, Reward: "five-off", Limit: 100_000,
+		LeaseTTL: loyalty.Duration(time.Hour)})
+	ctx := context.Background()
+	if _, err := c.h.CreateMember(ctx, loyalty.Member{ID: "m3", HomeStore: "s1"}); err != nil {
+		t.Fatal(err)
+	}
+	fund(t, c.h, "m3", 1_000_000)
+	l := c.pull("s1", "discounts")
+	five := func(member string, at time.Time, lease string) loyalty.Delta {
+		d := redeem("s1", member, "five-off", 100)
+		d.RuleVersion, d.Amount, d.OrderID, d.OccurredAt = 2, 500, "O-9", at
+		if lease != "" {
+			d.Leases = map[string]string{"discounts": lease}
+		}
+		return d
+	}
+	mustApply(t, c.h, "s1", five("m1", c.now, l.ID))
+	mustApply(t, c.h, "s1", five("m3", c.now, l.ID)) // another member: another order to the budget
+	if s := c.status("discounts"); s.Spent != 1_000 {
+		t.Errorf("two members' 5.00 off under one order id: spent %d, want 1000", s.Spent)
+	}
+	mustApply(t, c.h, "s1", five("m1", c.now, l.ID)) // the same member's order: counted once
+	if s := c.status("discounts"); s.Spent != 1_000 {
+		t.Errorf("a second 5.00 off on m1's order of 5.00: spent %d, want 1000 still", s.Spent)
+	}
+	late := c.now.Add(13 * time.Hour)
+	c.now = late
+	mustReject(t, c.h, "s1", five("m1", late, ""), loyalty.EBUDGET)
+	mustReject(t, c.h, "s1", five("m1", late, l.ID), loyalty.EBUDGET) // the lease had ended
+	mustReject(t, c.h, "s1", five("m3", late, ""), loyalty.EBUDGET)
 }

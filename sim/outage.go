@@ -335,14 +335,16 @@ func (o *outage) order(ctx context.Context, e event) error {
 	w := o.w
 	o.web++
 	id := fmt.Sprintf("o%d", o.web)
+	// One member's order: only the same member's rewards share an order's budget count
+	// (loyalty.SharesOrder).
+	key, member := "web/"+id, w.members[w.rng.IntN(len(w.members))]
+	if e.store != nil {
+		key = e.store.id + "/" + id
+		member = o.members[e.store.id][w.rng.IntN(len(o.members[e.store.id]))]
+	}
 	for _, reward := range []string{e.first, e.second} {
 		if reward == "" {
 			continue
-		}
-		key, member := "web/"+id, w.members[w.rng.IntN(len(w.members))]
-		if e.store != nil {
-			key = e.store.id + "/" + id
-			member = o.members[e.store.id][w.rng.IntN(len(o.members[e.store.id]))]
 		}
 		d := loyalty.Delta{Kind: loyalty.KindRedeem, Reward: reward, Amount: e.amount, OrderID: id}
 		room, use := o.room(key, &d)
