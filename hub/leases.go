@@ -311,7 +311,10 @@ func (a *applier) adjust(ctx context.Context, p *loyalty.Program, b *loyalty.Bud
 	have := told - l.Consumed
 	l.Wanted = 0
 	switch {
-	case have < sz.target-max(sz.need, sz.target/20): // short: top up to the target
+	case have < sz.need || have < sz.target-max(sz.need, sz.target/20):
+		// Short: top up to the target. Below one redemption's worth (need) always: a quiet
+		// store's target is little more than need, and the margin alone left it holding less
+		// than one reward, refused at the till, and never refilled.
 		told = l.Consumed + sz.target
 		if told > l.Granted {
 			extra := min(told-l.Granted, max(free, 0))

@@ -3,6 +3,7 @@ package hub_test
 import (
 	"context"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -431,4 +432,30 @@ func TestOrderIDUsedAgain(t *testing.T) {
 	mustReject(t, c.h, "s1", five("m1", late, ""), loyalty.EBUDGET)
 	mustReject(t, c.h, "s1", five("m1", late, l.ID), loyalty.EBUDGET) // the lease had ended
 	mustReject(t, c.h, "s1", five("m3", late, ""), loyalty.EBUDGET)
+}
+
+// TestQuietStoreKeepsOneRewardsWorth: a connected store that gives one 5.00 off a day is never
+// left holding less than one reward's worth of its discount lease. Its target sinks to about one
+// reward, and the refill's margin used to leave it 2.50 that no 5.00 off fits, never topped up:
+// eight days of ten it refused the reward with the budget nearly all free.
+func TestQuietStoreKeepsOneRewardsWorth(t *testing.T) {
+	c := newLeaseClock(t, loyalty.Budget{ID: "disc", Metric: loyalty.MetricDiscount, Reward: "five-off", Limit: 1_000_000})
+	c.connect("s1")
+	for day := range 10 {
+		for h := range 24 {
+			c.now = t0.Add(time.Duration(day*24+h) * time.Hour)
+			l := c.pull("s1", "disc")
+			if h != 12 {
+				continue
+			}
+			if room := l.Granted - c.lease("s1", "disc").Consumed; room < 500 {
+				t.Errorf("day %d: the store holds %d, less than one 5.00 off, with %d of the budget free", day, room, c.status("disc").Available)
+			}
+			d := redeem("s1", "m1", "five-off", 100)
+			d.RuleVersion, d.OccurredAt, d.OrderID, d.Amount, d.Leases = 2, c.now, "q"+strconv.Itoa(day), 2000, map[string]string{"disc": l.ID}
+			if r := pushOK(t, c.h, "s1", d).Results[0]; r.Status != lsync.StatusApplied {
+				t.Errorf("day %d: the 5.00 off was %s %s (%s)", day, r.Status, r.Code, r.Message)
+			}
+		}
+	}
 }
