@@ -508,20 +508,28 @@ func (a *Agent) spend(ctx context.Context, tx Tx, p *loyalty.Program, d *loyalty
 	}
 	var use []LeaseUse
 	if d.Kind == loyalty.KindReverse {
-		// A reversal gives back exactly what the original spent, to the leases it spent from that
-		// the store still holds, as the hub does: whatever the program says by now. A partial
-		// refund gives back nothing here: the hub gives back its share, and the full reversal of
-		// the rest gives back all of it; until then the store counts more spent, never less.
-		if orig == nil || d.Amount > 0 {
+		// A reversal gives back what the original spent, to the leases it spent from that the
+		// store still holds, as the hub does: whatever the program says by now. A partial refund
+		// of a sale gives back its share, a full reversal what the parts left
+		// (loyalty.RefundShare), exactly as the hub counts it: a store that counted more spent
+		// than the hub held a lease the hub took for roomy and never refilled.
+		if orig == nil {
 			return nil, nil
 		}
 		spent, err := tx.LeaseUses(ctx, orig.ID)
 		if err != nil {
 			return nil, err
 		}
+		entry := loyalty.OrderEntry{Delta: *orig}
+		if entry.Reversals, err = tx.Reversals(ctx, orig.ID); err != nil {
+			return nil, err
+		}
+		entry.Reversals = slices.DeleteFunc(entry.Reversals, func(r loyalty.Delta) bool { return r.ID == d.ID })
 		for _, u := range spent {
 			if u.Amount > 0 && slices.ContainsFunc(leases, func(l Lease) bool { return l.ID == u.Lease }) {
-				use = append(use, LeaseUse{Lease: u.Lease, Budget: u.Budget, Amount: -u.Amount})
+				if back := loyalty.RefundShare(entry, *d, u.Amount); back > 0 {
+					use = append(use, LeaseUse{Lease: u.Lease, Budget: u.Budget, Amount: -back})
+				}
 			}
 		}
 		if len(use) > 0 {

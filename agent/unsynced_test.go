@@ -3,6 +3,7 @@ package agent_test
 import (
 	"context"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/loyalty-edge-sync/loyalty"
@@ -184,4 +185,45 @@ func mustToken(t *testing.T, h *hub.Hub, member string) string {
 		t.Fatal(err)
 	}
 	return tok
+}
+
+// TestPartialRefundsGiveLeaseRoomBack: a partial refund gives its share of what the sale spent
+// back to the store's lease at the agent, as the hub does, so that both count the lease the same.
+// Before, the agent gave nothing back until a full reversal: after twenty sales of 200 points
+// refunded all but 1.00, it refused the next sale ("4000 of 4000"), while the hub counted 20
+// points spent and the store holding the rest, and refused online earns too.
+func TestPartialRefundsGiveLeaseRoomBack(t *testing.T) {
+	p := loyalty.DefaultProgram()
+	p.Budgets = []loyalty.Budget{{ID: "pts", Metric: loyalty.MetricPointsIssued, Limit: 4000}}
+	sp := openSyncPair(t, p)
+	ctx := context.Background()
+	for i := range 40 {
+		order := "o" + strconv.Itoa(i)
+		if _, err := sp.agent.Earn(ctx, loyalty.EarnRequest{OrderID: order, MemberID: "m1", Amount: 20000, Currency: "EUR"}); err != nil {
+			t.Fatalf("sale %d of 200 points, each refunded but 1.00 before the next: %v", i, err)
+		}
+		if _, err := sp.agent.Reverse(ctx, loyalty.ReverseRequest{OrderID: order, RefundID: "r" + order, Amount: 19900}); err != nil {
+			t.Fatal(err)
+		}
+		sp.push(t)
+		sp.pull(t)
+	}
+	st, err := sp.agent.Status(ctx)
+	if err != nil || len(st.Leases) != 1 {
+		t.Fatalf("leases %+v, %v", st.Leases, err)
+	}
+	var spent int64
+	if err := sp.store.View(ctx, func(tx agent.Tx) error {
+		spent, err = tx.LeaseSpent(ctx, st.Leases[0].ID)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	bs, err := sp.hub.Budgets(ctx)
+	if err != nil || len(bs) != 1 || len(bs[0].Leases) != 1 {
+		t.Fatalf("budgets %+v, %v", bs, err)
+	}
+	if consumed := bs[0].Leases[0].Consumed; spent != consumed || spent != 40 {
+		t.Errorf("the store counts %d spent of its lease, the hub %d; want both 40 (1 point kept of each sale)", spent, consumed)
+	}
 }
