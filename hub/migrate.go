@@ -278,6 +278,15 @@ func (a *applier) applyAdjust(ctx context.Context, d loyalty.Delta) (int64, erro
 		if err := a.tx.InsertCharge(ctx, c); err != nil {
 			return 0, err
 		}
+		if b := budgetByID(p, c.Budget); b != nil && c.Amount > 0 {
+			// budget.threshold and budget.exhausted, as for any spending: an adjustment that takes
+			// a budget to its limit is the last thing that can, and finance must hear of it.
+			spent, _, err := a.usage(ctx, c.Budget)
+			if err != nil {
+				return 0, err
+			}
+			a.emitBudget(c.Budget, spent, b.Limit)
+		}
 	}
 	return a.balances[d.Member], nil
 }

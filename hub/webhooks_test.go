@@ -969,3 +969,29 @@ func TestWebhooks_SlowEndpointHoldsUpOnlyItself(t *testing.T) {
 		t.Errorf("the fast endpoint got event %s twice", first)
 	}
 }
+
+// TestWebhooks_AdjustmentReachesABudget: a manual adjustment charged to a points_issued budget
+// sends budget.threshold and budget.exhausted as any spending does. An adjustment that took the
+// budget to its limit sent neither, and nothing after it could be charged to send them.
+func TestWebhooks_AdjustmentReachesABudget(t *testing.T) {
+	h, _ := webhookHub(t)
+	ctx := cliCtx()
+	withProgram(t, h, func(p *loyalty.Program) {
+		p.Budgets = []loyalty.Budget{{ID: "points", Metric: loyalty.MetricPointsIssued, Limit: 1_000}}
+	})
+	rcv := newReceiver(t, time.Now, 0)
+	nw := addWebhook(t, h, rcv.URL, hub.EventBudgetThreshold, hub.EventBudgetExhausted)
+	if _, err := h.CreateMember(ctx, loyalty.Member{ID: "ann", Email: "ann@example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Adjust(ctx, hub.AdjustRequest{AdjustID: "CS-1", MemberID: "ann", Points: 1_000, Reason: "migration fix"}); err != nil {
+		t.Fatal(err)
+	}
+	count := map[string]int{}
+	for _, d := range deliveries(t, h, nw.Webhook.ID, "") {
+		count[d.Type]++
+	}
+	if want := map[string]int{hub.EventBudgetThreshold: 1, hub.EventBudgetExhausted: 1}; !maps.Equal(count, want) {
+		t.Errorf("events %v, want %v", count, want)
+	}
+}
