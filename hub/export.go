@@ -254,11 +254,45 @@ func (ew *exportWriter) row(cells ...cell) {
 	rec := make([]string, len(cells))
 	for i, c := range cells {
 		rec[i] = c.s
-		if _, isText := c.v.(string); isText && c.s != "" && strings.ContainsRune("=+-@\t\r", rune(c.s[0])) {
-			rec[i] = "'" + c.s // not a formula when a spreadsheet opens the file
+		if _, isText := c.v.(string); isText {
+			rec[i] = spreadsheetSafe(c.s)
 		}
 	}
 	ew.csv.Write(rec)
+}
+
+// formulaStart are the characters that make a spreadsheet read a cell as a formula.
+const formulaStart = "=+-@\t\r"
+
+// spreadsheetSafe returns a text cell as it is exported to CSV: with a "'" in front when it
+// starts like a formula, and after every ";" followed by what starts one. A spreadsheet set to a
+// European locale splits a line at ";", and takes no quotes in the middle of a field as quotes:
+// "Ann;=HYPERLINK(…)" in a member's name made a cell of its own, a formula.
+func spreadsheetSafe(s string) string {
+	if s == "" {
+		return s
+	}
+	if strings.ContainsRune(formulaStart, rune(s[0])) {
+		s = "'" + s
+	}
+	if !strings.Contains(s, ";") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		b.WriteByte(s[i])
+		if s[i] != ';' {
+			continue
+		}
+		j := i + 1
+		for j < len(s) && s[j] == ' ' {
+			j++
+		}
+		if j < len(s) && strings.ContainsRune(formulaStart, rune(s[j])) {
+			b.WriteByte('\'')
+		}
+	}
+	return b.String()
 }
 
 // flush writes what is buffered.

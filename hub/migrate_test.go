@@ -469,3 +469,30 @@ func TestExport_FlushedBehindTheMetrics(t *testing.T) {
 		t.Errorf("the metrics saw %d requests, want 1: the wrapper was not in the way", m.requests.Load())
 	}
 }
+
+// TestExport_SemicolonLocale: a spreadsheet set to a European locale splits a CSV line at ";"
+// and takes no quotes inside a field as quotes; no piece of an exported line may then start as
+// a formula, whatever a member's name or an order id holds.
+func TestExport_SemicolonLocale(t *testing.T) {
+	h := openHub(t)
+	ctx := cliCtx()
+	for i, name := range []string{`Ann;=HYPERLINK("x")`, "Bob; +1", "Cy;;@SUM(A1)", "Di;-2;ok", "plain; text", "=lead"} {
+		if _, err := h.CreateMember(ctx, loyalty.Member{ID: fmt.Sprintf("sc%d", i), Name: name}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out bytes.Buffer
+	if err := h.Export(ctx, &out, hub.ExportMembers, hub.ExportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "plain; text") || !strings.Contains(out.String(), "'=lead") {
+		t.Errorf("the export changed harmless text, or no longer guards a leading formula:\n%s", out.String())
+	}
+	for _, line := range strings.Split(out.String(), "\n") {
+		for _, piece := range strings.Split(line, ";")[1:] {
+			if p := strings.TrimLeft(piece, " "); p != "" && strings.ContainsRune("=+-@\t\r", rune(p[0])) {
+				t.Errorf("a spreadsheet splitting at \";\" reads a formula %q in the line %q", piece, line)
+			}
+		}
+	}
+}
