@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -60,6 +61,23 @@ func AddSaturating(a, b int64) int64 {
 // change holding one, approved at a till, could never be applied at a hub on PostgreSQL.
 func ValidText(s string, max int) bool {
 	return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 && utf8.RuneCountInString(s) <= max
+}
+
+// Printable returns s with every control character (escape sequences, line breaks, tabs) and
+// every byte of invalid UTF-8 replaced by "?": for text from outside (a store's ids, a webhook
+// receiver's answer) shown on an operator's terminal, where an escape sequence could rewrite
+// the screen or a line break fake a row.
+func Printable(s string) string {
+	if utf8.ValidString(s) && !strings.ContainsFunc(s, unicode.IsControl) {
+		return s
+	}
+	s = strings.ToValidUTF8(s, "?")
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return '?'
+		}
+		return r
+	}, s)
 }
 
 func validID(id string) bool { return id != "" && ValidText(id, MaxIDLength) }

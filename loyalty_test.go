@@ -403,3 +403,17 @@ func TestAddSaturating(t *testing.T) {
 		t.Errorf("10M rows of %d points: sum %d, want it held at %d", int64(loyalty.MaxPoints), sum, int64(math.MaxInt64))
 	}
 }
+
+func TestPrintable(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                      "",
+		"plain ünïcode 日本":      "plain ünïcode 日本",
+		"\x1b[2Jrow\nfake\trow": "?[2Jrow?fake?row",
+		"bad \xff byte\r":       "bad ? byte?",
+		"bell\a and \u0085":     "bell? and ?",
+	} {
+		if got := loyalty.Printable(in); got != want {
+			t.Errorf("Printable(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/loyalty-edge-sync/loyalty"
@@ -145,5 +146,33 @@ func TestHostile_WebhookDescriptionCountsBytes(t *testing.T) {
 		if _, err := h.CreateWebhook(context.Background(), hub.WebhookRequest{URL: &u, Events: &events, Description: &d}); err != nil {
 			t.Errorf("a description of %d characters: %v", utf8.RuneCountInString(d), err)
 		}
+	}
+}
+
+// A receiver answers a failure with terminal escape sequences, line breaks and tabs: the hub
+// keeps its answer as last_error with each of them replaced, so that `loyalty webhook
+// deliveries` cannot clear an operator's screen, write their clipboard, or fake a row.
+func TestHostile_WebhookLastErrorControlCharacters(t *testing.T) {
+	h, _ := webhookHub(t)
+	answer := "\x1b[2J\x1b[H\x1b]52;c;ZXZpbA==\aok\nevt_fake\tpoints.earned\tdelivered\t1"
+	rx := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		w.Write([]byte(answer))
+	}))
+	t.Cleanup(rx.Close)
+	nw := addWebhook(t, h, rx.URL+"/hooks", hub.EventMemberCreated)
+	if _, err := h.CreateMember(cliCtx(), loyalty.Member{ID: "m-esc", Email: "e@example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := hub.NewWebhookSender(h).DeliverDue(context.Background()); err != nil || n != 1 {
+		t.Fatalf("DeliverDue: %d, %v", n, err)
+	}
+	ds := deliveries(t, h, nw.Webhook.ID, "")
+	if len(ds) != 1 {
+		t.Fatalf("deliveries %+v", ds)
+	}
+	got := ds[0].LastError
+	if strings.ContainsFunc(got, unicode.IsControl) || !strings.Contains(got, "HTTP 503: ?[2J?[H?]52;c;ZXZpbA==?ok?evt_fake?points.earned") {
+		t.Errorf("last_error %q: want the answer with every control character replaced by ?", got)
 	}
 }

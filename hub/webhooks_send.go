@@ -405,7 +405,8 @@ func (s *WebhookSender) send(ctx context.Context, a WebhookAttempt) attemptResul
 	r := attemptResult{at: at, status: resp.StatusCode, duration: d}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		r.reason = "status"
-		r.err = fmt.Sprintf("HTTP %d: %s", resp.StatusCode, strings.ToValidUTF8(strings.TrimSpace(string(b)), "?"))
+		// Printable: the answer is the receiver's, and is shown on operators' terminals.
+		r.err = fmt.Sprintf("HTTP %d: %s", resp.StatusCode, loyalty.Printable(strings.TrimSpace(string(b))))
 		if resp.StatusCode >= 300 && resp.StatusCode <= 399 {
 			r.err = fmt.Sprintf("HTTP %d: a redirect not followed (only 307 and 308, to the same scheme and host, at most %d; register the URL it leads to)",
 				resp.StatusCode, maxWebhookRedirects)

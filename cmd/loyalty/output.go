@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/internal/jsonapi"
 )
 
@@ -78,7 +79,7 @@ func (t *table) row(cells ...any) {
 				s[i] = v.UTC().Format(time.RFC3339)
 			}
 		case string:
-			s[i] = v
+			s[i] = loyalty.Printable(v) // ids a store chose, a webhook receiver's answer: never escape sequences
 			if v == "" {
 				s[i] = "-"
 			}
