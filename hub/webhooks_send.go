@@ -485,6 +485,7 @@ func (s *WebhookSender) record(ctx context.Context, claimed []WebhookAttempt, re
 		type run struct {
 			reset    bool
 			failures int
+			gaveUp   bool // an event of the round was given up on: it failed for retryFor
 		}
 		runs := map[string]*run{}
 		var order []string
@@ -504,6 +505,7 @@ func (s *WebhookSender) record(ctx context.Context, claimed []WebhookAttempt, re
 			} else {
 				r.failures++
 			}
+			r.gaveUp = r.gaveUp || outs[i].State == DeliveryFailed
 		}
 		var evs []WebhookEvent
 		for _, id := range order {
@@ -518,7 +520,11 @@ func (s *WebhookSender) record(ctx context.Context, claimed []WebhookAttempt, re
 				e.Failures = 0
 			}
 			e.Failures += r.failures
-			if e.Enabled() && e.Failures >= disableAfter {
+			// Disabled after disableAfter failures in a row, once they have gone on long enough
+			// to give an event up (retryFor). A count alone disabled an endpoint in one round of
+			// failed attempts, a blip of seconds with a hundred events waiting, until an operator
+			// enabled it again.
+			if e.Enabled() && e.Failures >= disableAfter && r.gaveUp {
 				now := h.Now().UTC().Truncate(time.Millisecond)
 				e.DisabledAt = now
 				e.DisabledReason = fmt.Sprintf("%d consecutive failed attempts", e.Failures)

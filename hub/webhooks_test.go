@@ -296,21 +296,26 @@ func TestWebhooks_RetriedForADayThenFailedAndDisabled(t *testing.T) {
 		t.Fatalf("a wait of %s, over the 1h cap", last)
 	}
 
-	// Disabling: a second endpoint hears of it.
+	// Disabling, once the failures in a row reach DisableAfter and have gone on long enough to
+	// give an event up (its 24 hours): a second endpoint hears of it.
 	up := newReceiver(t, time.Now, 0)
 	nwUp := addWebhook(t, h, up.URL, hub.EventEndpointDisabled)
 	up.setSecret(nwUp.Secret)
 	s.DisableAfter = 3
 	fund(t, h, "m1", 200)
-	for range 5 {
+	for round := range 14 {
 		if _, err := s.DeliverDue(ctx); err != nil {
 			t.Fatal(err)
+		}
+		if e, err := h.Webhook(ctx, nwDown.Webhook.ID); err != nil || round < 11 && !e.Enabled() {
+			t.Fatalf("round %d, %s after the event: endpoint %+v (%v), disabled before an event was given up",
+				round, time.Duration(round)*2*time.Hour, e, err)
 		}
 		clk.Add(2 * time.Hour)
 	}
 	e, err := h.Webhook(ctx, nwDown.Webhook.ID)
 	if err != nil || e.Enabled() {
-		t.Fatalf("endpoint %+v (%v), want disabled after 3 failures", e, err)
+		t.Fatalf("endpoint %+v (%v), want disabled after 3 failures and an event given up", e, err)
 	}
 	if got := up.types(); got[hub.EventEndpointDisabled] != 1 {
 		t.Fatalf("the other endpoint got %v, want one endpoint.disabled", got)
@@ -331,6 +336,8 @@ func TestWebhooks_RetriedForADayThenFailedAndDisabled(t *testing.T) {
 	if after != tries || len(down.attempts) != before {
 		t.Fatalf("a disabled endpoint was sent %d more attempts", after-tries)
 	}
+	// An event while it is disabled waits for it (the one that disabled it was given up).
+	fund(t, h, "m1", 300)
 	// Enabled again (and now answering), it gets its waiting delivery.
 	down.mu.Lock()
 	down.failFirst = 0
@@ -993,5 +1000,35 @@ func TestWebhooks_AdjustmentReachesABudget(t *testing.T) {
 	}
 	if want := map[string]int{hub.EventBudgetThreshold: 1, hub.EventBudgetExhausted: 1}; !maps.Equal(count, want) {
 		t.Errorf("events %v, want %v", count, want)
+	}
+}
+
+// TestWebhooks_ABlipDoesNotDisable: a receiver that refuses one round of a hundred and more
+// waiting events (a restart of a few seconds) stays enabled and gets every event after. Counting
+// attempts alone disabled it in that one round, until an operator enabled it again.
+func TestWebhooks_ABlipDoesNotDisable(t *testing.T) {
+	h, clk := webhookHub(t)
+	ctx := cliCtx()
+	rcv := newReceiver(t, time.Now, 1) // each event's first attempt refused
+	nw := addWebhook(t, h, rcv.URL, hub.EventMemberCreated)
+	rcv.setSecret(nw.Secret)
+	for i := range 120 {
+		if _, err := h.CreateMember(ctx, loyalty.Member{ID: fmt.Sprintf("blip%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := hub.NewWebhookSender(h)
+	if n, err := s.DeliverDue(context.Background()); err != nil || n != 100 {
+		t.Fatalf("the first round: %d claimed, %v; want a full batch of 100, every attempt refused", n, err)
+	}
+	if e, err := h.Webhook(ctx, nw.Webhook.ID); err != nil || !e.Enabled() || e.Failures != 100 {
+		t.Fatalf("after one refused round: %+v (%v); want enabled, 100 failures in a row", e, err)
+	}
+	drainHooks(t, h, s, clk, nw.Webhook.ID, time.Minute, 20)
+	if got := rcv.types(); got[hub.EventMemberCreated] != 120 {
+		t.Errorf("the receiver accepted %v, want the 120 member.created", got)
+	}
+	if e, _ := h.Webhook(ctx, nw.Webhook.ID); !e.Enabled() || e.Failures != 0 {
+		t.Errorf("after the deliveries: %+v; want enabled, no failures in a row", e)
 	}
 }
