@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -189,6 +190,7 @@ type memberCard struct {
 type rewardRow struct {
 	ID, Name, What string
 	Cost           int64
+	MinOrder       string // the smallest order it takes ("50.00 EUR"), if any
 }
 
 type punchRow struct {
@@ -292,6 +294,19 @@ func (t *till) deriveIDs(v *view, parts ...string) {
 		return "T-" + base32.StdEncoding.EncodeToString(t.sess.Derive(v.sess, append(parts, purpose)...))[:12]
 	}
 	v.EarnOrder, v.RedeemOrder, v.VoucherOrder, v.SaleOrder, v.RefundID = id("earn"), id("redeem"), id("voucher"), id("sale"), id("refund")
+}
+
+// tillOrderNumber reads an order number typed from a till's receipt: the till's own ids (T- and
+// 12 base32 characters) are upper case, so one typed in lower case is taken as the receipt's.
+// Other order ids (a POS's) are taken as typed: their case may matter.
+func tillOrderNumber(s string) string {
+	if len(s) == 14 && (s[0] == 't' || s[0] == 'T') && s[1] == '-' {
+		up := strings.ToUpper(s)
+		if strings.Trim(up[2:], "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") == "" {
+			return up
+		}
+	}
+	return s
 }
 
 // newOrderID returns a fresh order id for a form: short enough to read out for a refund, random
@@ -579,7 +594,14 @@ func memberCardOf(r *http.Request, t *till, res ScanResult, p *loyalty.Program) 
 		}
 	}
 	for _, rw := range res.Affordable {
-		c.Rewards = append(c.Rewards, rewardRow{ID: rw.ID, Name: rw.Name, Cost: rw.PointsCost, What: rewardWhat(rw, p.Currency)})
+		if len(rw.Tiers) > 0 && !slices.Contains(rw.Tiers, m.Tier) {
+			continue // not for this member's tier (as this store knows it): it would be refused
+		}
+		row := rewardRow{ID: rw.ID, Name: rw.Name, Cost: rw.PointsCost, What: rewardWhat(rw, p.Currency)}
+		if rw.MinOrder > 0 {
+			row.MinOrder = moneyIn(rw.MinOrder, p.Currency)
+		}
+		c.Rewards = append(c.Rewards, row)
 	}
 	if len(p.PunchCards) > 0 {
 		punches := map[string]int64{}
@@ -866,6 +888,9 @@ func (t *till) earn(w http.ResponseWriter, r *http.Request, v *view) {
 	}
 	rc, err := t.a.Earn(r.Context(), loyalty.EarnRequest{OrderID: order, Terminal: tillTerminal, QR: code, Amount: loyalty.Money(amount), Currency: cur, Lines: lines})
 	if err != nil {
+		if loyalty.ErrorCode(err) == loyalty.EBUDGET { // a points budget: said as the till's own case (refusal)
+			err = loyalty.Errorf(loyalty.EBUDGET, "%s%s", earnBudgetRefused, loyalty.ErrorMessage(err))
+		}
 		t.refused(w, r, v, err, "")
 		return
 	}
@@ -956,8 +981,16 @@ func (t *till) redeem(w http.ResponseWriter, r *http.Request, v *view) {
 
 func (t *till) refund(w http.ResponseWriter, r *http.Request, v *view) {
 	order, okOrder := field(r, "order", loyalty.MaxIDLength, v, "The order number")
+	order = tillOrderNumber(order)
 	cur := t.saleCurrency(r, order, v.Currency)
 	amount, ok := amountField(r, "refund_amount", "Amount given back", cur, false, v)
+	if ok && amount == 0 && v.Form["refund_amount"] != "" {
+		// Only an empty field means the whole order: a typed 0 (a return with nothing given
+		// back, a slip of the finger) undid every point and reward of the order, for good.
+		v.Errors["refund_amount"] = "Amount given back: type what was given back, more than " + web.MoneyOf(0, cur) +
+			"; or leave it empty to undo the whole order."
+		ok = false
+	}
 	if okOrder && order == "" {
 		v.Errors["order"] = "Type the order number from the receipt."
 		okOrder = false
@@ -1040,11 +1073,31 @@ func (t *till) refused(w http.ResponseWriter, r *http.Request, v *view, err erro
 	t.render(w, r, jsonapi.HTTPStatus(err), v)
 }
 
-// refusal is web.Refusal in a cashier's words for the till's own cases.
+// earnBudgetRefused starts the message of an earn a points budget refused (refusal).
+const earnBudgetRefused = "earn refused: "
+
+// refusal is web.Refusal in a cashier's words for the till's own cases. The agent's messages
+// speak to a POS developer (minor units, field names, budget ids); a cashier gets what to do.
 func (t *till) refusal(err error) *web.Flash {
 	f := web.Refusal(err)
 	msg := loyalty.ErrorMessage(err)
 	switch code := loyalty.ErrorCode(err); {
+	case code == loyalty.EBUDGET && strings.HasPrefix(msg, earnBudgetRefused):
+		f.Error = "No points can be given for this sale right now: this store's share of the chain's points budget is used up."
+		f.Hint = "Nothing was recorded. Ring the sale up as a sale without a member card, or try again once the store is online."
+	case code == loyalty.EBUDGET && strings.Contains(msg, "budget"):
+		f.Error = "This store's share of the chain's budget for this reward is used up for now."
+	case code == loyalty.EINVALID && strings.Contains(msg, " members only"):
+		f.Title, f.Error, f.Hint = "Not for this member.", "This reward is only for members of some tiers.", "Offer another reward."
+	case code == loyalty.EINVALID && strings.Contains(msg, "needs an order of at least"):
+		f.Error = "This reward needs a larger order."
+		f.Hint = "Type the order total in the reward's field: the reward's line says the smallest order it takes."
+	case code == loyalty.EINVALID && strings.Contains(msg, "send order_amount"):
+		f.Error = "This reward needs the order total."
+		f.Hint = "Type the order total in the reward's field, then choose the reward again."
+	case code == loyalty.EINVALID && strings.Contains(msg, "left of this sale"):
+		f.Error = "That is more than is left of this sale to refund."
+		f.Hint = "Type at most what was paid and not refunded yet, or leave the amount empty to undo the whole order."
 	case code == loyalty.ECONFLICT && strings.Contains(msg, "a new sale needs a new order id"):
 		f.Error = "This form was already used for a different sale."
 		f.Hint = "Nothing new was recorded. Scan the card again to start a new sale."

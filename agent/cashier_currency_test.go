@@ -54,4 +54,12 @@ func TestTillYenSaleAndRefund(t *testing.T) {
 	if status != 200 || balance(t, got) != "1,980" || !strings.Contains(got, "3,000 JPY") {
 		t.Errorf("3,000 JPY given back: %d, balance %s; want 20 points taken back, 1,980 left, and the amount on the receipt", status, balance(t, got))
 	}
+	// A sale without a member card in yen, from the page's own currency list.
+	if !strings.Contains(got, `<select id="sale_currency" name="currency">`) {
+		t.Fatalf("the sale form offers no currency:\n%s", got)
+	}
+	status, got = b.post(t, "/sale", url.Values{"sale_order": {hidden(t, got, "sale_order")}, "sale_amount": {"2,500"}, "currency": {"JPY"}})
+	if status != 200 || !strings.Contains(got, "2,500 JPY") {
+		t.Errorf("a sale of 2,500 JPY without a member: %d\n%.2000s", status, got)
+	}
 }

@@ -620,3 +620,58 @@ func TestTillSignInThrottle(t *testing.T) {
 	}
 	signedIn.scan(t, ta.memberQR(t, "alice"))
 }
+
+// TestTillInTheCashiersWords: the till offers no reward the member's tier may not have, says the
+// smallest order a reward takes, and answers in a cashier's words, never in a POS developer's
+// (minor units, field names, budget ids); a refund amount of 0 is refused, not taken for "undo
+// the whole order".
+func TestTillInTheCashiersWords(t *testing.T) {
+	ta := MustOpenPOSAgent(t, tillToken)
+	ctx := context.Background()
+	p := loyalty.DefaultProgram()
+	p.Version = 2
+	p.Tiers = &loyalty.TierRules{Basis: loyalty.BasisPoints, Window: loyalty.WindowCalendar, Tiers: []loyalty.Tier{{ID: "base", Name: "Base"}, {ID: "gold", Name: "Gold", Threshold: 1000}}}
+	p.Rewards = append(p.Rewards,
+		loyalty.Reward{ID: "vip", Name: "VIP gift", PointsCost: 10, Kind: "free_product", Tiers: []string{"gold"}},
+		loyalty.Reward{ID: "big", Name: "Big order gift", PointsCost: 10, Kind: "free_product", MinOrder: 5000})
+	if err := ta.Store.ApplyChanges(ctx, &lsync.Changes{Cursor: 11, Program: &p,
+		Members: []loyalty.Member{{ID: "alice", Name: "Alice", Balance: 300, Tier: "base", Version: 7}}}); err != nil {
+		t.Fatal(err)
+	}
+	b := newTillBrowser(t, ta.HTTP.URL())
+	b.signIn(t, tillToken)
+	page := b.scan(t, ta.memberQR(t, "alice"))
+	if strings.Contains(page, `value="vip"`) {
+		t.Error("a base member is offered the gold members' reward")
+	}
+	if !strings.Contains(page, "Big order gift: 10 points, on an order of 50.00 EUR or more") {
+		t.Errorf("the card does not say the big order gift's smallest order:\n%s", page)
+	}
+	form := url.Values{"qr": {hidden(t, page, "qr")}, "redeem_order": {hidden(t, page, "redeem_order")}, "use": {"reward"}}
+	for reward, says := range map[string]string{"big": "needs a larger order", "vip": "only for members of some tiers"} {
+		form.Set("reward", reward)
+		if status, got := b.post(t, "/redeem", form); status != http.StatusBadRequest || !strings.Contains(got, says) || strings.Contains(got, "minor units") || strings.Contains(got, "[gold]") {
+			t.Errorf("redeem %s: %d, want 400 saying %q in a cashier's words\n%.2000s", reward, status, says, got)
+		}
+		form.Del("csrf")
+	}
+	// A sale of 10.00, then refunds: of 90.00, and of 0.
+	page = b.scan(t, ta.memberQR(t, "alice"))
+	earn := url.Values{"qr": {hidden(t, page, "qr")}, "earn_order": {hidden(t, page, "earn_order")}, "amount": {"10.00"}}
+	if status, _ := b.post(t, "/earn", earn); status != 200 {
+		t.Fatalf("earn: %d", status)
+	}
+	order := earn.Get("earn_order")
+	before := ta.state(t)
+	for amount, says := range map[string]string{"90.00": "more than is left of this sale", "0": "leave it empty to undo the whole order", "0.00": "leave it empty"} {
+		status, got := b.post(t, "/refund", url.Values{"order": {strings.ToLower(order)}, "refund_id": {hidden(t, b.last, "refund_id")}, "refund_amount": {amount}})
+		if status != http.StatusBadRequest || !strings.Contains(got, says) || strings.Contains(got, "minor units") {
+			t.Errorf("a refund of %s: %d, want 400 saying %q\n%.2000s", amount, status, says, got)
+		}
+	}
+	assertPOSState(t, ta.state(t), before)
+	// The order number typed in lower case is the receipt's.
+	if status, got := b.post(t, "/refund", url.Values{"order": {strings.ToLower(order)}, "refund_id": {hidden(t, b.last, "refund_id")}, "refund_amount": {"4.00"}}); status != 200 || !strings.Contains(got, "Part of the order refunded") {
+		t.Errorf("a refund of 4.00 by the order number in lower case: %d\n%.2000s", status, got)
+	}
+}
