@@ -132,6 +132,11 @@ type Receipt struct {
 	// punch cards the order filled: free rewards the POS gives now.
 	Earn         *EarnResult `json:"earn,omitempty"`
 	PunchRewards []Reward    `json:"punch_rewards,omitempty"`
+	// Replayed is true on the answer to a retry (the same order id and body again): the first
+	// answer, and nothing was done this time. A POS, or the till, must not give the reward or
+	// the punch card's free product again for it. Over HTTP it is the header
+	// Idempotent-Replayed (jsonapi.MarkReplayed), so that the body stays the first answer's.
+	Replayed bool `json:"-"`
 }
 
 // Who checked a store's receipt (Receipt.CheckedBy).

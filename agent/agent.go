@@ -279,7 +279,11 @@ func (a *Agent) onceTx(ctx context.Context, op, orderID, part string, req any, f
 				return loyalty.Errorf(loyalty.ECONFLICT, "this %s of order %s was already done at this store, and its answer is no longer kept "+
 					"(pos.results_retention), so it is not done again; see the order's receipt, or ask head office for the member's account", op, orderID)
 			}
-			return json.Unmarshal(resp, &out)
+			if err := json.Unmarshal(resp, &out); err != nil {
+				return err
+			}
+			out.Replayed = true
+			return nil
 		}
 		if out, err = fn(tx, offline); err != nil {
 			return err

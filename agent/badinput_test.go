@@ -796,3 +796,28 @@ func TestSyncedAgentWrongToken(t *testing.T) {
 		t.Errorf("hub rejections: got %+v (err %v), want none", rej, err)
 	}
 }
+
+// TestPOSRetrySaysReplayed: the answer to a retry is the first answer, byte for byte, with the
+// header Idempotent-Replayed: true, so that a POS that lost the first answer knows nothing new
+// was done (and gives the reward once); the first answer has no such header.
+func TestPOSRetrySaysReplayed(t *testing.T) {
+	ta := MustOpenPOSAgent(t, "")
+	body := `{"order_id":"rp-1","qr":"` + ta.memberQR(t, "alice") + `","reward_id":"coffee"}`
+	var first string
+	for i := range 2 {
+		resp, err := http.Post(ta.HTTP.URL()+"/v1/redeem", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if got, want := resp.Header.Get("Idempotent-Replayed"), map[int]string{0: "", 1: "true"}[i]; resp.StatusCode != http.StatusOK || got != want {
+			t.Errorf("call %d: %d, Idempotent-Replayed %q, want %q", i+1, resp.StatusCode, got, want)
+		}
+		if i == 0 {
+			first = string(b)
+		} else if string(b) != first {
+			t.Errorf("the retry's body %s, want the first %s", b, first)
+		}
+	}
+}

@@ -214,6 +214,7 @@ type receipt struct {
 	Offline      bool
 	CheckedBy    string
 	Refundable   bool // say to keep the order number
+	Replayed     bool // the answer to a form sent again: nothing new was recorded
 }
 
 // newView starts a page for a signed-in cashier, with fresh order ids.
@@ -895,7 +896,7 @@ func (t *till) earn(w http.ResponseWriter, r *http.Request, v *view) {
 		return
 	}
 	v.Receipt = &receipt{Title: "Points earned", OrderID: rc.OrderID, Points: rc.Points, ShowPoints: true, Balance: rc.Balance, ShowBalance: true,
-		Amount: moneyIn(amount, cur), Offline: rc.Offline, CheckedBy: rc.CheckedBy, Refundable: true}
+		Amount: moneyIn(amount, cur), Offline: rc.Offline, CheckedBy: rc.CheckedBy, Refundable: true, Replayed: rc.Replayed}
 	if rc.Earn != nil && (rc.Earn.TierBonus != 0 || rc.Earn.CampaignBonus != 0) {
 		v.Receipt.Breakdown = web.Group(rc.Earn.Base) + " for the sale"
 		if rc.Earn.TierBonus != 0 {
@@ -968,7 +969,7 @@ func (t *till) redeem(w http.ResponseWriter, r *http.Request, v *view) {
 		return
 	}
 	v.Receipt = &receipt{Title: "Reward redeemed", OrderID: rc.OrderID, Points: rc.Points, ShowPoints: rc.Points != 0, Balance: rc.Balance, ShowBalance: true,
-		Offline: rc.Offline, CheckedBy: rc.CheckedBy, Refundable: true}
+		Offline: rc.Offline, CheckedBy: rc.CheckedBy, Refundable: true, Replayed: rc.Replayed}
 	if req.Voucher != "" {
 		v.Receipt.Title = "Voucher used"
 	}
@@ -1016,7 +1017,7 @@ func (t *till) refund(w http.ResponseWriter, r *http.Request, v *view) {
 		return
 	}
 	v.Receipt = &receipt{Title: "Order refunded", OrderID: order, Points: rc.Points, ShowPoints: true, Balance: rc.Balance, ShowBalance: rc.Member != "",
-		Offline: rc.Offline}
+		Offline: rc.Offline, Replayed: rc.Replayed}
 	if amount > 0 {
 		v.Receipt.Title, v.Receipt.Amount = "Part of the order refunded", moneyIn(amount, cur)
 	}

@@ -361,6 +361,13 @@ func TestTillEarnOnce(t *testing.T) {
 		}
 		rc := got[strings.Index(got, `id="receipt"`):]
 		rc = html.UnescapeString(rc[:strings.Index(rc, "</section>")])
+		// A form sent again says so above the receipt: nothing new was recorded.
+		if again := strings.Contains(rc, `id="receipt-again"`); again != (i > 0) || again && !strings.Contains(rc, "Nothing new was recorded") {
+			t.Errorf("post %d: the receipt says it was sent before: %v, want %v", i, again, i > 0)
+		}
+		if at := strings.Index(rc, `<p class="banner warn" id="receipt-again"`); at >= 0 {
+			rc = rc[:at] + rc[at+strings.Index(rc[at:], "</p>")+len("</p>\n"):]
+		}
 		if i == 0 {
 			first = rc
 			if !strings.Contains(rc, "+12") || !strings.Contains(rc, form.Get("earn_order")) {
@@ -494,8 +501,8 @@ func TestTillRedeemRefundSale(t *testing.T) {
 	order := redeem.Get("redeem_order")
 	// A re-post does not take the points twice.
 	redeem.Del("csrf")
-	if status, again := b.post(t, "/redeem", redeem); status != 200 || balance(t, again) != "250" {
-		t.Errorf("re-post of the redemption: %d, balance %s", status, balance(t, again))
+	if status, again := b.post(t, "/redeem", redeem); status != 200 || balance(t, again) != "250" || !strings.Contains(again, "do not give the reward again") {
+		t.Errorf("re-post of the redemption: %d, balance %s, or no warning not to give the coffee again", status, balance(t, again))
 	}
 	// Refund the order: the coffee's points come back.
 	if status, got = b.post(t, "/refund", url.Values{"order": {order}, "refund_id": {hidden(t, b.last, "refund_id")}}); status != 200 || !strings.Contains(got, "&#43;50") || balance(t, got) != "300" {

@@ -389,6 +389,7 @@ func handle[Req, Resp any](s *Server, fn func(context.Context, Req) (Resp, error
 			return
 		}
 		resp, err := fn(r.Context(), req)
+		jsonapi.MarkReplayed(w.Header(), resp)
 		s.reply(w, r, resp, err)
 	}
 }

@@ -400,3 +400,30 @@ func TestAPIKeys_ReportKeyAuditHidesWebhookURLs(t *testing.T) {
 		t.Errorf("a report key's audit hides the detail of other entries too: %v", got)
 	}
 }
+
+// TestOnlineRetrySaysReplayed: the online channel answers a retry with the first answer and the
+// header Idempotent-Replayed: true; the first answer has none.
+func TestOnlineRetrySaysReplayed(t *testing.T) {
+	a := openAKHub(t)
+	body := `{"order_id":"web-rp","member_id":"m1","amount":1250,"currency":"EUR"}`
+	var first string
+	for i := range 2 {
+		req, _ := http.NewRequest("POST", a.URL+"/v1/earn", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+akAdminKey)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if got, want := resp.Header.Get("Idempotent-Replayed"), map[int]string{0: "", 1: "true"}[i]; resp.StatusCode != http.StatusOK || got != want {
+			t.Errorf("call %d: %d %s, Idempotent-Replayed %q, want %q", i+1, resp.StatusCode, b, got, want)
+		}
+		if i == 0 {
+			first = string(b)
+		} else if string(b) != first {
+			t.Errorf("the retry's body %s, want the first %s", b, first)
+		}
+	}
+}

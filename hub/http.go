@@ -348,6 +348,7 @@ func call[Req, Resp any](s *Server, fn func(context.Context, Req) (Resp, error))
 		var req Req
 		if s.decode(w, r, &req) {
 			resp, err := fn(r.Context(), req)
+			jsonapi.MarkReplayed(w.Header(), resp)
 			s.reply(w, r, http.StatusOK, resp, err)
 		}
 	}

@@ -20,7 +20,10 @@ import (
 // gets the first result; the same order id with a different body is ECONFLICT. Only successful
 // results are remembered, so a refused call can be retried after fixing its cause.
 func (h *Hub) online(ctx context.Context, op, orderID, part string, req any, fn func(*applier) (any, error), out any) error {
-	_, err := h.onlineOnce(ctx, op, orderID, part, req, fn, out)
+	fresh, err := h.onlineOnce(ctx, op, orderID, part, req, fn, out)
+	if rc, ok := out.(*loyalty.Receipt); ok && err == nil && !fresh {
+		rc.Replayed = true // a retry's answer: nothing was done this time
+	}
 	return err
 }
 

@@ -287,3 +287,14 @@ func (w *StatusRecorder) Write(b []byte) (int, error) {
 }
 
 func (w *StatusRecorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// ReplayedHeader is set ("true") on the HTTP answer to a retry of an earn, redemption or
+// reversal (loyalty.Receipt.Replayed): the body is the first answer's, byte for byte.
+const ReplayedHeader = "Idempotent-Replayed"
+
+// MarkReplayed sets ReplayedHeader on h when resp is a replayed receipt.
+func MarkReplayed(h http.Header, resp any) {
+	if rc, ok := resp.(loyalty.Receipt); ok && rc.Replayed {
+		h.Set(ReplayedHeader, "true")
+	}
+}
