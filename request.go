@@ -139,6 +139,9 @@ type Receipt struct {
 	Replayed bool `json:"-"`
 }
 
+// WasReplayed reports Replayed (jsonapi.MarkReplayed).
+func (r Receipt) WasReplayed() bool { return r.Replayed }
+
 // Who checked a store's receipt (Receipt.CheckedBy).
 const (
 	CheckedByHub   = "hub"

@@ -401,14 +401,22 @@ func TestAPIKeys_ReportKeyAuditHidesWebhookURLs(t *testing.T) {
 	}
 }
 
-// TestOnlineRetrySaysReplayed: the online channel answers a retry with the first answer and the
-// header Idempotent-Replayed: true; the first answer has none.
+// TestOnlineRetrySaysReplayed: the online channel and the adjustments answer a retry with the
+// first answer and the header Idempotent-Replayed: true; the first answer has none.
 func TestOnlineRetrySaysReplayed(t *testing.T) {
 	a := openAKHub(t)
-	body := `{"order_id":"web-rp","member_id":"m1","amount":1250,"currency":"EUR"}`
+	replays(t, a, "/v1/earn", `{"order_id":"web-rp","member_id":"m1","amount":1250,"currency":"EUR"}`)
+	replays(t, a, "/v1/adjustments", `{"adjust_id":"CS-rp","member_id":"m1","points":5,"reason":"goodwill"}`)
+	replays(t, a, "/v1/adjustments/CS-rp/reverse", `{"reason":"wrong member"}`)
+}
+
+// replays posts body to path twice as the admin and checks that only the second answer says it
+// was replayed, with the first answer's body.
+func replays(t *testing.T, a *akHub, path, body string) {
+	t.Helper()
 	var first string
 	for i := range 2 {
-		req, _ := http.NewRequest("POST", a.URL+"/v1/earn", strings.NewReader(body))
+		req, _ := http.NewRequest("POST", a.URL+path, strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+akAdminKey)
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := http.DefaultClient.Do(req)
@@ -418,12 +426,12 @@ func TestOnlineRetrySaysReplayed(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if got, want := resp.Header.Get("Idempotent-Replayed"), map[int]string{0: "", 1: "true"}[i]; resp.StatusCode != http.StatusOK || got != want {
-			t.Errorf("call %d: %d %s, Idempotent-Replayed %q, want %q", i+1, resp.StatusCode, b, got, want)
+			t.Errorf("%s, call %d: %d %s, Idempotent-Replayed %q, want %q", path, i+1, resp.StatusCode, b, got, want)
 		}
 		if i == 0 {
 			first = string(b)
 		} else if string(b) != first {
-			t.Errorf("the retry's body %s, want the first %s", b, first)
+			t.Errorf("%s: the retry's body %s, want the first %s", path, b, first)
 		}
 	}
 }

@@ -104,9 +104,13 @@ type Adjustment struct {
 	Reverses string    `json:"reverses,omitempty"` // a reversal: the delta id of the adjustment it undoes
 	At       time.Time `json:"at"`
 	// Replayed is true when the answer repeats the first one under this adjust_id (a retry):
-	// nothing changed this time, and Balance is the balance right after the first.
-	Replayed bool `json:"replayed,omitempty"`
+	// nothing changed this time, and Balance is the balance right after the first. Over HTTP it
+	// is the header Idempotent-Replayed, the body the first answer's.
+	Replayed bool `json:"-"`
 }
+
+// WasReplayed reports Replayed (jsonapi.MarkReplayed).
+func (a Adjustment) WasReplayed() bool { return a.Replayed }
 
 // Idempotency scopes of adjustments and their reversals (Tx.Idempotent).
 const (

@@ -56,6 +56,7 @@ func (s *Server) migrateRoutes(admin router) {
 		}
 		if s.decode(w, r, &req) {
 			out, err := h.ReverseAdjustment(r.Context(), r.PathValue("id"), req.Reason)
+			jsonapi.MarkReplayed(w.Header(), out)
 			s.reply(w, r, http.StatusOK, out, err)
 		}
 	})

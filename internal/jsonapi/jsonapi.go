@@ -292,9 +292,10 @@ func (w *StatusRecorder) Unwrap() http.ResponseWriter { return w.ResponseWriter 
 // reversal (loyalty.Receipt.Replayed): the body is the first answer's, byte for byte.
 const ReplayedHeader = "Idempotent-Replayed"
 
-// MarkReplayed sets ReplayedHeader on h when resp is a replayed receipt.
+// MarkReplayed sets ReplayedHeader on h when resp is the answer to a retry: a replayed receipt,
+// or any answer that says it was (an adjustment).
 func MarkReplayed(h http.Header, resp any) {
-	if rc, ok := resp.(loyalty.Receipt); ok && rc.Replayed {
+	if r, ok := resp.(interface{ WasReplayed() bool }); ok && r.WasReplayed() {
 		h.Set(ReplayedHeader, "true")
 	}
 }
