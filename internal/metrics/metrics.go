@@ -82,10 +82,21 @@ func NewHub(h *hub.Hub, s *lsync.Server, logger *slog.Logger) *Hub {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "loyalty_hub_sync_sessions",
 			Help: "Stores' sync sessions live on this hub process."}, func() float64 { return float64(s.Sessions()) }))
 	}
-	m.reg.MustRegister(&budgetGauge{
+	m.reg.MustRegister(&labelGauge{
 		desc: prometheus.NewDesc("loyalty_hub_lease_quota_outstanding", "Quota leased to stores and not yet spent or settled (granted minus used), by budget.",
 			[]string{"budget"}, nil),
 		read: h.LeaseOutstanding,
+	}, &labelGauge{
+		desc: prometheus.NewDesc("loyalty_hub_webhook_endpoints", "Webhook endpoints, by state: enabled, or disabled (by an operator, or by the hub "+
+			"after failures that gave an event up); a disabled endpoint's events wait for it.", []string{"state"}, nil),
+		read: func(ctx context.Context) (map[string]int64, error) {
+			es, err := h.Webhooks(ctx)
+			n := map[string]int64{"enabled": 0, "disabled": 0}
+			for _, e := range es {
+				n[map[bool]string{true: "enabled", false: "disabled"}[e.Enabled()]]++
+			}
+			return n, err
+		},
 	})
 	m.logger = logger
 	return m
@@ -140,7 +151,7 @@ func NewAgent(a *agent.Agent, logger *slog.Logger) *Agent {
 		read: a.OutboxState,
 	}
 	m.reg.MustRegister(m.requests, outbox,
-		&budgetGauge{
+		&labelGauge{
 			desc: prometheus.NewDesc("loyalty_agent_lease_quota_outstanding", "Quota of this store's usable leases not spent yet, by budget.", []string{"budget"}, nil),
 			read: a.LeaseOutstanding,
 		},
@@ -185,15 +196,15 @@ func (e errorLog) Println(v ...any) {
 	}
 }
 
-// budgetGauge reads a gauge per budget at each scrape.
-type budgetGauge struct {
+// labelGauge reads a gauge per budget at each scrape.
+type labelGauge struct {
 	desc *prometheus.Desc
 	read func(context.Context) (map[string]int64, error)
 }
 
-func (g *budgetGauge) Describe(ch chan<- *prometheus.Desc) { ch <- g.desc }
+func (g *labelGauge) Describe(ch chan<- *prometheus.Desc) { ch <- g.desc }
 
-func (g *budgetGauge) Collect(ch chan<- prometheus.Metric) {
+func (g *labelGauge) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
 	defer cancel()
 	byBudget, err := g.read(ctx)

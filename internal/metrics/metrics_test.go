@@ -72,3 +72,30 @@ func TestHub_RegistryPerHub(t *testing.T) {
 		t.Errorf("the second hub's metrics count the first's, or a sync server it does not have:\n%s", other)
 	}
 }
+
+// TestHub_WebhookEndpoints: the endpoints by state, read at each scrape: an endpoint an operator
+// (or the hub) disabled shows at once.
+func TestHub_WebhookEndpoints(t *testing.T) {
+	h := openHub(t)
+	m := metrics.NewHub(h, nil, slog.New(slog.DiscardHandler))
+	ctx := context.Background()
+	var ids []string
+	for _, u := range []string{"http://127.0.0.1:9/a", "http://127.0.0.1:9/b"} {
+		url, events := u, []string{"*"}
+		nw, err := h.CreateWebhook(ctx, hub.WebhookRequest{URL: &url, Events: &events})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, nw.Webhook.ID)
+	}
+	off := false
+	if _, err := h.UpdateWebhook(ctx, ids[1], hub.WebhookRequest{Enabled: &off}); err != nil {
+		t.Fatal(err)
+	}
+	text := exposition(t, m)
+	for _, want := range []string{`loyalty_hub_webhook_endpoints{state="enabled"} 1`, `loyalty_hub_webhook_endpoints{state="disabled"} 1`} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the exposition text lacks %s", want)
+		}
+	}
+}
