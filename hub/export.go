@@ -265,9 +265,10 @@ func (ew *exportWriter) row(cells ...cell) {
 const formulaStart = "=+-@\t\r"
 
 // spreadsheetSafe returns a text cell as it is exported to CSV: with a "'" in front when it
-// starts like a formula, and after every ";" followed by what starts one. A spreadsheet set to a
-// European locale splits a line at ";", and takes no quotes in the middle of a field as quotes:
-// "Ann;=HYPERLINK(…)" in a member's name made a cell of its own, a formula.
+// starts like a formula, and after every ";" or line break followed by what starts one. A
+// spreadsheet set to a European locale splits a line at ";", and takes no quotes in the middle
+// of a field as quotes: "Ann;=HYPERLINK(…)" in a member's name made a cell of its own, a
+// formula, and a line break inside a quoted order id a row of its own.
 func spreadsheetSafe(s string) string {
 	if s == "" {
 		return s
@@ -275,13 +276,13 @@ func spreadsheetSafe(s string) string {
 	if strings.ContainsRune(formulaStart, rune(s[0])) {
 		s = "'" + s
 	}
-	if !strings.Contains(s, ";") {
+	if !strings.ContainsAny(s, ";\n\r") {
 		return s
 	}
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
 		b.WriteByte(s[i])
-		if s[i] != ';' {
+		if s[i] != ';' && s[i] != '\n' && s[i] != '\r' {
 			continue
 		}
 		j := i + 1

@@ -481,15 +481,24 @@ func TestExport_SemicolonLocale(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// An order id may hold a line break: in a quoted cell, to such a spreadsheet a new row.
+	for i, order := range []string{"x\n=cmd|' /C calc'!A0;", "y\r\n+1"} {
+		if _, err := h.Earn(ctx, loyalty.EarnRequest{OrderID: order, MemberID: fmt.Sprintf("sc%d", i), Amount: 1000, Currency: "EUR"}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	var out bytes.Buffer
 	if err := h.Export(ctx, &out, hub.ExportMembers, hub.ExportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Export(ctx, &out, hub.ExportLedger, hub.ExportOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "plain; text") || !strings.Contains(out.String(), "'=lead") {
 		t.Errorf("the export changed harmless text, or no longer guards a leading formula:\n%s", out.String())
 	}
-	for _, line := range strings.Split(out.String(), "\n") {
-		for _, piece := range strings.Split(line, ";")[1:] {
+	for _, line := range strings.FieldsFunc(out.String(), func(r rune) bool { return r == '\n' || r == '\r' }) {
+		for _, piece := range strings.Split(line, ";") {
 			if p := strings.TrimLeft(piece, " "); p != "" && strings.ContainsRune("=+-@\t\r", rune(p[0])) {
 				t.Errorf("a spreadsheet splitting at \";\" reads a formula %q in the line %q", piece, line)
 			}
