@@ -142,6 +142,9 @@ type Receipt struct {
 // WasReplayed reports Replayed (jsonapi.MarkReplayed).
 func (r Receipt) WasReplayed() bool { return r.Replayed }
 
+// SetReplayed marks the receipt as the answer to a retry.
+func (r *Receipt) SetReplayed() { r.Replayed = true }
+
 // Who checked a store's receipt (Receipt.CheckedBy).
 const (
 	CheckedByHub   = "hub"

@@ -21,7 +21,12 @@ type SaleReceipt struct {
 	OrderID string   `json:"order_id"`
 	Deltas  []string `json:"delta_ids"`
 	Offline bool     `json:"offline,omitempty"`
+	// Replayed: the answer to a retry, as Receipt.Replayed.
+	Replayed bool `json:"-"`
 }
+
+// WasReplayed reports Replayed (jsonapi.MarkReplayed).
+func (r SaleReceipt) WasReplayed() bool { return r.Replayed }
 
 // Validate checks a sale report.
 func (r *SaleRequest) Validate() error {

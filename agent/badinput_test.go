@@ -802,22 +802,33 @@ func TestSyncedAgentWrongToken(t *testing.T) {
 // was done (and gives the reward once); the first answer has no such header.
 func TestPOSRetrySaysReplayed(t *testing.T) {
 	ta := MustOpenPOSAgent(t, "")
-	body := `{"order_id":"rp-1","qr":"` + ta.memberQR(t, "alice") + `","reward_id":"coffee"}`
+	for path, body := range map[string]string{
+		"/v1/redeem": `{"order_id":"rp-1","qr":"` + ta.memberQR(t, "alice") + `","reward_id":"coffee"}`,
+		"/v1/sales":  `{"order_id":"rp-2","amount":1250,"currency":"EUR"}`,
+	} {
+		posReplays(t, ta, path, body)
+	}
+}
+
+// posReplays posts body to path twice and checks that only the second answer says it was
+// replayed, with the first answer's body.
+func posReplays(t *testing.T, ta *posAgent, path, body string) {
+	t.Helper()
 	var first string
 	for i := range 2 {
-		resp, err := http.Post(ta.HTTP.URL()+"/v1/redeem", "application/json", strings.NewReader(body))
+		resp, err := http.Post(ta.HTTP.URL()+path, "application/json", strings.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if got, want := resp.Header.Get("Idempotent-Replayed"), map[int]string{0: "", 1: "true"}[i]; resp.StatusCode != http.StatusOK || got != want {
-			t.Errorf("call %d: %d, Idempotent-Replayed %q, want %q", i+1, resp.StatusCode, got, want)
+			t.Errorf("%s, call %d: %d, Idempotent-Replayed %q, want %q", path, i+1, resp.StatusCode, got, want)
 		}
 		if i == 0 {
 			first = string(b)
 		} else if string(b) != first {
-			t.Errorf("the retry's body %s, want the first %s", b, first)
+			t.Errorf("%s: the retry's body %s, want the first %s", path, b, first)
 		}
 	}
 }

@@ -1057,7 +1057,7 @@ func (t *till) sale(w http.ResponseWriter, r *http.Request, v *view) {
 		t.refused(w, r, v, err, "sale")
 		return
 	}
-	v.Receipt = &receipt{Title: "Sale recorded, without a member", OrderID: rc.OrderID, Amount: moneyIn(amount, cur), Offline: rc.Offline}
+	v.Receipt = &receipt{Title: "Sale recorded, without a member", OrderID: rc.OrderID, Amount: moneyIn(amount, cur), Offline: rc.Offline, Replayed: rc.Replayed}
 	t.done(w, r, v, "")
 }
 

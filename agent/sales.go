@@ -36,5 +36,5 @@ func (a *Agent) Sale(ctx context.Context, req loyalty.SaleRequest) (loyalty.Sale
 		}
 		return loyalty.Receipt{Deltas: []string{d.ID}}, nil
 	})
-	return loyalty.SaleReceipt{OrderID: r.OrderID, Deltas: r.Deltas, Offline: r.Offline}, err
+	return loyalty.SaleReceipt{OrderID: r.OrderID, Deltas: r.Deltas, Offline: r.Offline, Replayed: r.Replayed}, err
 }

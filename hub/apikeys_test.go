@@ -405,9 +405,13 @@ func TestAPIKeys_ReportKeyAuditHidesWebhookURLs(t *testing.T) {
 // first answer and the header Idempotent-Replayed: true; the first answer has none.
 func TestOnlineRetrySaysReplayed(t *testing.T) {
 	a := openAKHub(t)
-	replays(t, a, "/v1/earn", `{"order_id":"web-rp","member_id":"m1","amount":1250,"currency":"EUR"}`)
+	withProgram(t, a.Hub, func(p *loyalty.Program) { p.Actions = []loyalty.ActionRule{{ID: "review", Points: 20}} })
+	replays(t, a, "/v1/earn", `{"order_id":"web-rp","member_id":"m1","amount":12500,"currency":"EUR"}`)
+	replays(t, a, "/v1/vouchers", `{"order_id":"web-rp-v","member_id":"m1","reward_id":"coffee"}`)
+	replays(t, a, "/v1/actions", `{"order_id":"web-rp-a","member_id":"m1","action":"review"}`)
 	replays(t, a, "/v1/adjustments", `{"adjust_id":"CS-rp","member_id":"m1","points":5,"reason":"goodwill"}`)
 	replays(t, a, "/v1/adjustments/CS-rp/reverse", `{"reason":"wrong member"}`)
+	replays(t, a, "/v1/reverse", `{"order_id":"web-rp"}`)
 }
 
 // replays posts body to path twice as the admin and checks that only the second answer says it

@@ -21,8 +21,8 @@ import (
 // results are remembered, so a refused call can be retried after fixing its cause.
 func (h *Hub) online(ctx context.Context, op, orderID, part string, req any, fn func(*applier) (any, error), out any) error {
 	fresh, err := h.onlineOnce(ctx, op, orderID, part, req, fn, out)
-	if rc, ok := out.(*loyalty.Receipt); ok && err == nil && !fresh {
-		rc.Replayed = true // a retry's answer: nothing was done this time
+	if rc, ok := out.(interface{ SetReplayed() }); ok && err == nil && !fresh {
+		rc.SetReplayed() // a retry's answer: nothing was done this time
 	}
 	return err
 }
@@ -603,7 +603,8 @@ func (h *Hub) Action(ctx context.Context, req loyalty.ActionRequest) (loyalty.Re
 			return loyalty.Receipt{}, err
 		}
 	}
-	out, _, err := h.action(ctx, req)
+	out, fresh, err := h.action(ctx, req)
+	out.Replayed = err == nil && !fresh
 	return out, err
 }
 

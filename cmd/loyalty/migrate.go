@@ -158,7 +158,11 @@ func adjustCommand() *cobra.Command {
 
 func printAdjustment(cmd *cobra.Command, a hub.Adjustment, what string) error {
 	if wantJSON(cmd) {
-		return writeJSON(cmd.OutOrStdout(), a)
+		// The API says a retry with a header; a script reading --json gets it as a field.
+		return writeJSON(cmd.OutOrStdout(), struct {
+			hub.Adjustment
+			Replayed bool `json:"replayed,omitempty"`
+		}{a, a.Replayed})
 	}
 	return say(cmd, a.DeltaID, what+"; the ledger entry's id follows")
 }

@@ -64,6 +64,13 @@ func TestCLI_ImportAdjustExport(t *testing.T) {
 	if _, _, err := run(t, "adjust", "reverse", "--adjust-id", "g1", "--reason", "again, otherwise", "--database", db); err == nil || !strings.Contains(err.Error(), "already reversed") {
 		t.Errorf("a second reversal: %v", err)
 	}
+	// With --json, a script reads whether the answer was a retry's.
+	for i := range 2 {
+		out, _ := mustRun(t, "adjust", "--member", ann, "--points", "1", "--reason", "rounding", "--adjust-id", "j1", "--json", "--database", db)
+		if again := strings.Contains(out, `"replayed": true`) || strings.Contains(out, `"replayed":true`); again != (i == 1) || !strings.Contains(out, `"adjust_id"`) {
+			t.Errorf("adjust --json, run %d: %s", i+1, out)
+		}
+	}
 	// Without --adjust-id, the same command run twice (its answer lost, say) adjusts once.
 	for i := range 2 {
 		_, said := mustRun(t, "adjust", "--member", ann, "--points", "5", "--reason", "late parcel", "--database", db)
@@ -72,7 +79,7 @@ func TestCLI_ImportAdjustExport(t *testing.T) {
 		}
 	}
 	out, _ = mustRun(t, "export", "members", "--database", db)
-	if !strings.HasPrefix(out, "member_id,email,name,balance,tier") || !strings.Contains(out, ann+",ann@example.com,,125,") {
+	if !strings.HasPrefix(out, "member_id,email,name,balance,tier") || !strings.Contains(out, ann+",ann@example.com,,126,") {
 		t.Errorf("export:\n%s", out)
 	}
 	if _, _, err := run(t, "export", "people", "--database", db); err == nil || !strings.Contains(err.Error(), "no export") {
