@@ -23,12 +23,7 @@ import (
 func TestHostile_WebhookLastErrorCutMidCharacter(t *testing.T) {
 	h, _ := webhookHub(t)
 	answer := strings.Repeat("a", 289) + strings.Repeat("é", 10) // "HTTP 500: " is 10 bytes: byte 300 splits an é
-	rx := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.WriteHeader(http.StatusInternalServerError)
-		w.Write([]byte(answer))
-	}))
-	t.Cleanup(rx.Close)
-	nw := addWebhook(t, h, rx.URL+"/hooks", hub.EventMemberCreated)
+	nw := addWebhook(t, h, answering(t, http.StatusInternalServerError, answer), hub.EventMemberCreated)
 	if _, err := h.CreateMember(cliCtx(), loyalty.Member{ID: "m-utf8", Email: "u@example.com"}); err != nil {
 		t.Fatal(err)
 	}
@@ -155,12 +150,7 @@ func TestHostile_WebhookDescriptionCountsBytes(t *testing.T) {
 func TestHostile_WebhookLastErrorControlCharacters(t *testing.T) {
 	h, _ := webhookHub(t)
 	answer := "\x1b[2J\x1b[H\x1b]52;c;ZXZpbA==\aok\nevt_fake\tpoints.earned\tdelivered\t1"
-	rx := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		w.Write([]byte(answer))
-	}))
-	t.Cleanup(rx.Close)
-	nw := addWebhook(t, h, rx.URL+"/hooks", hub.EventMemberCreated)
+	nw := addWebhook(t, h, answering(t, http.StatusServiceUnavailable, answer), hub.EventMemberCreated)
 	if _, err := h.CreateMember(cliCtx(), loyalty.Member{ID: "m-esc", Email: "e@example.com"}); err != nil {
 		t.Fatal(err)
 	}
@@ -175,4 +165,15 @@ func TestHostile_WebhookLastErrorControlCharacters(t *testing.T) {
 	if strings.ContainsFunc(got, unicode.IsControl) || !strings.Contains(got, "HTTP 503: ?[2J?[H?]52;c;ZXZpbA==?ok?evt_fake?points.earned") {
 		t.Errorf("last_error %q: want the answer with every control character replaced by ?", got)
 	}
+}
+
+// answering starts a receiver that answers every request with status and body, and returns its
+// URL.
+func answering(t *testing.T, status int, body string) string {
+	rx := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(status)
+		w.Write([]byte(body))
+	}))
+	t.Cleanup(rx.Close)
+	return rx.URL + "/hooks"
 }
