@@ -754,7 +754,10 @@ func (a *Agent) refundPart(ctx context.Context, req loyalty.ReverseRequest) (loy
 			return loyalty.Receipt{}, err
 		}
 		i := slices.IndexFunc(es, func(e loyalty.OrderEntry) bool { return e.Kind == loyalty.KindEarn })
-		if i < 0 {
+		if i < 0 && len(es) > 0 {
+			return loyalty.Receipt{}, loyalty.Errorf(loyalty.EINVALID, "order %s has only rewards at this store, no sale with points: "+
+				"a part of it cannot be refunded; refund it in full (without an amount) to give the rewards' points back", req.OrderID)
+		} else if i < 0 {
 			return loyalty.Receipt{}, loyalty.Errorf(loyalty.ENOTFOUND, "order %s has no sale with points at this store to refund "+
 				"(the store keeps an order for outbox.retain_acked after its last change)", req.OrderID)
 		}

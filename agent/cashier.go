@@ -1096,6 +1096,9 @@ func (t *till) refusal(err error) *web.Flash {
 	case code == loyalty.EINVALID && strings.Contains(msg, "send order_amount"):
 		f.Error = "This reward needs the order total."
 		f.Hint = "Type the order total in the reward's field, then choose the reward again."
+	case code == loyalty.EINVALID && strings.Contains(msg, "has only rewards at this store"):
+		f.Error = "This order has only rewards, no sale with points: a part of it cannot be refunded."
+		f.Hint = "Leave the amount empty to undo the whole order: the member gets the rewards' points back."
 	case code == loyalty.EINVALID && strings.Contains(msg, "left of this sale"):
 		f.Error = "That is more than is left of this sale to refund."
 		f.Hint = "Type at most what was paid and not refunded yet, or leave the amount empty to undo the whole order."

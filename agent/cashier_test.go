@@ -677,6 +677,15 @@ func TestTillInTheCashiersWords(t *testing.T) {
 		}
 	}
 	assertPOSState(t, ta.state(t), before)
+	// A part of an order that holds only a reward: refused, saying to undo it in full.
+	page = b.scan(t, ta.memberQR(t, "alice"))
+	redeem := url.Values{"qr": {hidden(t, page, "qr")}, "redeem_order": {hidden(t, page, "redeem_order")}, "use": {"reward"}, "reward": {"coffee"}}
+	if status, _ := b.post(t, "/redeem", redeem); status != 200 {
+		t.Fatalf("redeem a coffee: %d", status)
+	}
+	if status, got := b.post(t, "/refund", url.Values{"order": {redeem.Get("redeem_order")}, "refund_id": {hidden(t, b.last, "refund_id")}, "refund_amount": {"1.00"}}); status != http.StatusBadRequest || !strings.Contains(got, "only rewards, no sale with points") {
+		t.Errorf("a part of an order holding only a coffee: %d\n%.2000s", status, got)
+	}
 	// The order number typed in lower case is the receipt's.
 	if status, got := b.post(t, "/refund", url.Values{"order": {strings.ToLower(order)}, "refund_id": {hidden(t, b.last, "refund_id")}, "refund_amount": {"4.00"}}); status != 200 || !strings.Contains(got, "Part of the order refunded") {
 		t.Errorf("a refund of 4.00 by the order number in lower case: %d\n%.2000s", status, got)
