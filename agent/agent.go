@@ -524,8 +524,8 @@ func (a *Agent) spend(ctx context.Context, tx Tx, p *loyalty.Program, d *loyalty
 		if err != nil {
 			return nil, err
 		}
-		entry := loyalty.OrderEntry{Delta: *orig}
-		if entry.Reversals, err = tx.Reversals(ctx, orig.ID); err != nil {
+		entry, err := orderEntry(ctx, tx, *orig)
+		if err != nil {
 			return nil, err
 		}
 		entry.Reversals = slices.DeleteFunc(entry.Reversals, func(r loyalty.Delta) bool { return r.ID == d.ID })
@@ -689,13 +689,17 @@ func orderEntries(ctx context.Context, tx Tx, orderID string) ([]loyalty.OrderEn
 	}
 	out := make([]loyalty.OrderEntry, len(ds))
 	for i, d := range ds {
-		rs, err := tx.Reversals(ctx, d.ID)
-		if err != nil {
+		if out[i], err = orderEntry(ctx, tx, d); err != nil {
 			return nil, err
 		}
-		out[i] = loyalty.OrderEntry{Delta: d, Reversals: rs}
 	}
 	return out, nil
+}
+
+// orderEntry returns d with its reversals recorded at this store.
+func orderEntry(ctx context.Context, tx Tx, d loyalty.Delta) (loyalty.OrderEntry, error) {
+	rs, err := tx.Reversals(ctx, d.ID)
+	return loyalty.OrderEntry{Delta: d, Reversals: rs}, err
 }
 
 // stacks checks the program's stacking rule against the rewards standing on an order at this store.

@@ -1077,54 +1077,52 @@ func (t *till) refused(w http.ResponseWriter, r *http.Request, v *view, err erro
 // earnBudgetRefused starts the message of an earn a points budget refused (refusal).
 const earnBudgetRefused = "earn refused: "
 
-// refusal is web.Refusal in a cashier's words for the till's own cases. The agent's messages
-// speak to a POS developer (minor units, field names, budget ids); a cashier gets what to do.
+// tillWordings are the refusals the till says in its own words: the first whose code matches and
+// whose message holds says. An empty title, error or hint keeps web.Refusal's.
+var tillWordings = []struct{ code, says, title, error, hint string }{
+	{loyalty.EBUDGET, earnBudgetRefused, "", "No points can be given for this sale right now: this store's share of the chain's points budget is used up.",
+		"Nothing was recorded. Ring the sale up as a sale without a member card, or try again once the store is online."},
+	{loyalty.EBUDGET, "budget", "", "This store's share of the chain's budget for this reward is used up for now.", ""},
+	{loyalty.EINVALID, " members only", "Not for this member.", "This reward is only for members of some tiers.", "Offer another reward."},
+	{loyalty.EINVALID, "needs an order of at least", "", "This reward needs a larger order.",
+		"Type the order total in the reward's field: the reward's line says the smallest order it takes."},
+	{loyalty.EINVALID, "send order_amount", "", "This reward needs the order total.", "Type the order total in the reward's field, then choose the reward again."},
+	{loyalty.EINVALID, "has only rewards at this store", "", "This order has only rewards, no sale with points: a part of it cannot be refunded.",
+		"Leave the amount empty to undo the whole order: the member gets the rewards' points back."},
+	{loyalty.EINVALID, "left of this sale", "", "That is more than is left of this sale to refund.",
+		"Type at most what was paid and not refunded yet, or leave the amount empty to undo the whole order."},
+	{loyalty.ECONFLICT, "a new sale needs a new order id", "", "This form was already used for a different sale.",
+		"Nothing new was recorded. Scan the card again to start a new sale."},
+	{loyalty.ECONFLICT, "already reversed by a different request", "", "This order was already refunded.", "The first refund stands; nothing was taken twice."},
+	{loyalty.EINVALID, "this is a voucher", "This is a voucher, not a member card.", "A voucher is used on its own.", "Open \"Use a voucher\" below and scan it there."},
+	{loyalty.EINVALID, "this is a member code", "This is a member card, not a voucher.", "A member card is scanned in the scan field.", "Scan it in the scan field at the top."},
+	{loyalty.EUNAVAILABLE, "never synced", "", "", "This till has not reached head office yet. Check the network cable; cards work once it has."},
+	{loyalty.EUNAVAILABLE, "", "", "", "Offer another reward; this one works again when the store is back online."},
+	{loyalty.ENOTFOUND, "no loyalty activity", "", "This store has no points or rewards on that order.",
+		"Check the order number on the receipt. Orders older than the store keeps are refunded by head office."},
+	{loyalty.ENOTFOUND, "no sale with points", "", "This store has no points or rewards on that order.",
+		"Check the order number on the receipt. Orders older than the store keeps are refunded by head office."},
+}
+
+// refusal is web.Refusal in a cashier's words for the till's own cases (tillWordings, and a
+// code that was not accepted). The agent's messages speak to a POS developer (minor units,
+// field names, budget ids); a cashier gets what to do.
 func (t *till) refusal(err error) *web.Flash {
 	f := web.Refusal(err)
-	msg := loyalty.ErrorMessage(err)
-	switch code := loyalty.ErrorCode(err); {
-	case code == loyalty.EBUDGET && strings.HasPrefix(msg, earnBudgetRefused):
-		f.Error = "No points can be given for this sale right now: this store's share of the chain's points budget is used up."
-		f.Hint = "Nothing was recorded. Ring the sale up as a sale without a member card, or try again once the store is online."
-	case code == loyalty.EBUDGET && strings.Contains(msg, "budget"):
-		f.Error = "This store's share of the chain's budget for this reward is used up for now."
-	case code == loyalty.EINVALID && strings.Contains(msg, " members only"):
-		f.Title, f.Error, f.Hint = "Not for this member.", "This reward is only for members of some tiers.", "Offer another reward."
-	case code == loyalty.EINVALID && strings.Contains(msg, "needs an order of at least"):
-		f.Error = "This reward needs a larger order."
-		f.Hint = "Type the order total in the reward's field: the reward's line says the smallest order it takes."
-	case code == loyalty.EINVALID && strings.Contains(msg, "send order_amount"):
-		f.Error = "This reward needs the order total."
-		f.Hint = "Type the order total in the reward's field, then choose the reward again."
-	case code == loyalty.EINVALID && strings.Contains(msg, "has only rewards at this store"):
-		f.Error = "This order has only rewards, no sale with points: a part of it cannot be refunded."
-		f.Hint = "Leave the amount empty to undo the whole order: the member gets the rewards' points back."
-	case code == loyalty.EINVALID && strings.Contains(msg, "left of this sale"):
-		f.Error = "That is more than is left of this sale to refund."
-		f.Hint = "Type at most what was paid and not refunded yet, or leave the amount empty to undo the whole order."
-	case code == loyalty.ECONFLICT && strings.Contains(msg, "a new sale needs a new order id"):
-		f.Error = "This form was already used for a different sale."
-		f.Hint = "Nothing new was recorded. Scan the card again to start a new sale."
-	case code == loyalty.ECONFLICT && strings.Contains(msg, "already reversed by a different request"):
-		f.Error = "This order was already refunded."
-		f.Hint = "The first refund stands; nothing was taken twice."
-	case code == loyalty.EINVALID && strings.HasPrefix(msg, "this is a voucher"):
-		f.Title, f.Error, f.Hint = "This is a voucher, not a member card.", "A voucher is used on its own.", "Open \"Use a voucher\" below and scan it there."
-	case code == loyalty.EINVALID && strings.HasPrefix(msg, "this is a member code"):
-		f.Title, f.Error, f.Hint = "This is a member card, not a voucher.", "A member card is scanned in the scan field.", "Scan it in the scan field at the top."
+	msg, code := loyalty.ErrorMessage(err), loyalty.ErrorCode(err)
+	i := slices.IndexFunc(tillWordings, func(w struct{ code, says, title, error, hint string }) bool {
+		return w.code == code && strings.Contains(msg, w.says)
+	})
+	switch {
+	case i >= 0:
+		w := tillWordings[i]
+		f.Title, f.Error, f.Hint = cmp.Or(w.title, f.Title), cmp.Or(w.error, f.Error), cmp.Or(w.hint, f.Hint)
 	case code == loyalty.EINVALID && (strings.Contains(msg, "QR code") || strings.Contains(msg, "loyalty QR")):
 		f.Title, f.Error = "This card was not accepted.", "The code is damaged, or not a card of this chain."
 		if strings.Contains(msg, "expired") || strings.Contains(msg, "retired") {
 			f.Error = "The code has expired."
 		}
 		f.Hint = "Ask the member to open their card again and scan it once more; a photo or a copy of a card does not work."
-	case code == loyalty.EUNAVAILABLE && strings.Contains(msg, "never synced"):
-		f.Hint = "This till has not reached head office yet. Check the network cable; cards work once it has."
-	case code == loyalty.EUNAVAILABLE:
-		f.Hint = "Offer another reward; this one works again when the store is back online."
-	case code == loyalty.ENOTFOUND && strings.Contains(msg, "no loyalty activity"), code == loyalty.ENOTFOUND && strings.Contains(msg, "no sale with points"):
-		f.Error = "This store has no points or rewards on that order."
-		f.Hint = "Check the order number on the receipt. Orders older than the store keeps are refunded by head office."
 	}
 	if loyalty.ErrorCode(err) == loyalty.EINTERNAL || loyalty.ErrorCode(err) == "" {
 		t.log().Error("till page: an action failed", slog.Any("err", err))

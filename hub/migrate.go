@@ -112,6 +112,9 @@ type Adjustment struct {
 // WasReplayed reports Replayed (jsonapi.MarkReplayed).
 func (a Adjustment) WasReplayed() bool { return a.Replayed }
 
+// SetReplayed marks the adjustment as the answer to a retry (callOnline).
+func (a *Adjustment) SetReplayed() { a.Replayed = true }
+
 // Idempotency scopes of adjustments and their reversals (Tx.Idempotent).
 const (
 	scopeAdjust  = "adjust"
@@ -141,7 +144,7 @@ func (h *Hub) Adjust(ctx context.Context, req AdjustRequest) (Adjustment, error)
 		return out, loyalty.Errorf(loyalty.EINVALID, "adjust_id is required: at most %d characters, the idempotency key that makes a retry safe", loyalty.MaxIDLength)
 	}
 	key := ActorFrom(ctx).KeyID
-	fresh, err := h.onlineOnce(ctx, scopeAdjust, req.AdjustID, "", req, func(a *applier) (any, error) {
+	_, err := h.onlineOnce(ctx, scopeAdjust, req.AdjustID, "", req, func(a *applier) (any, error) {
 		d := loyalty.Delta{ID: loyalty.NewDeltaID(), Store: loyalty.HubStore, Terminal: key, Member: req.MemberID, Kind: loyalty.KindAdjust,
 			Points: req.Points, OrderID: req.AdjustID, Reason: req.Reason, OccurredAt: a.Now()}
 		bal, err := a.applyAdjust(ctx, d)
@@ -158,7 +161,6 @@ func (h *Hub) Adjust(ctx context.Context, req AdjustRequest) (Adjustment, error)
 	if code := loyalty.ErrorCode(err); code == loyalty.ECONFLICT {
 		return out, loyalty.Errorf(loyalty.ECONFLICT, "adjust_id %s was already used for a different adjustment; the first one stands (a new adjustment needs a new adjust_id)", req.AdjustID)
 	}
-	out.Replayed = err == nil && !fresh
 	return out, err
 }
 
@@ -180,7 +182,7 @@ func (h *Hub) ReverseAdjustment(ctx context.Context, adjustID, reason string) (A
 		AdjustID string `json:"adjust_id"`
 		Reason   string `json:"reason"`
 	}{adjustID, reason}
-	fresh, err := h.onlineOnce(ctx, scopeReverse, adjustID, "", req, func(a *applier) (any, error) {
+	_, err := h.onlineOnce(ctx, scopeReverse, adjustID, "", req, func(a *applier) (any, error) {
 		_, first, found, err := a.tx.Idempotent(ctx, scopeAdjust, adjustID)
 		if err != nil {
 			return nil, err
@@ -212,7 +214,6 @@ func (h *Hub) ReverseAdjustment(ctx context.Context, adjustID, reason string) (A
 	if loyalty.ErrorCode(err) == loyalty.ECONFLICT {
 		return out, loyalty.Errorf(loyalty.ECONFLICT, "adjustment %s was already reversed with another reason; the first reversal stands", adjustID)
 	}
-	out.Replayed = err == nil && !fresh
 	return out, err
 }
 

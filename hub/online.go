@@ -20,10 +20,7 @@ import (
 // gets the first result; the same order id with a different body is ECONFLICT. Only successful
 // results are remembered, so a refused call can be retried after fixing its cause.
 func (h *Hub) online(ctx context.Context, op, orderID, part string, req any, fn func(*applier) (any, error), out any) error {
-	fresh, err := h.onlineOnce(ctx, op, orderID, part, req, fn, out)
-	if rc, ok := out.(interface{ SetReplayed() }); ok && err == nil && !fresh {
-		rc.SetReplayed() // a retry's answer: nothing was done this time
-	}
+	_, err := h.onlineOnce(ctx, op, orderID, part, req, fn, out)
 	return err
 }
 
@@ -49,7 +46,13 @@ func (h *Hub) callOnline(ctx context.Context, c onlineCall, out any) (fresh bool
 	if err != nil {
 		return false, err
 	}
-	return fresh, json.Unmarshal(resp, out)
+	if err := json.Unmarshal(resp, out); err != nil {
+		return fresh, err
+	}
+	if r, ok := out.(interface{ SetReplayed() }); ok && !fresh {
+		r.SetReplayed() // a retry's answer: nothing was done this time (Idempotent-Replayed)
+	}
+	return fresh, nil
 }
 
 // onlineCall is one online request under its idempotency key: op and the key of the order or
@@ -603,8 +606,7 @@ func (h *Hub) Action(ctx context.Context, req loyalty.ActionRequest) (loyalty.Re
 			return loyalty.Receipt{}, err
 		}
 	}
-	out, fresh, err := h.action(ctx, req)
-	out.Replayed = err == nil && !fresh
+	out, _, err := h.action(ctx, req)
 	return out, err
 }
 

@@ -93,7 +93,11 @@ func NewHub(h *hub.Hub, s *lsync.Server, logger *slog.Logger) *Hub {
 			es, err := h.Webhooks(ctx)
 			n := map[string]int64{"enabled": 0, "disabled": 0}
 			for _, e := range es {
-				n[map[bool]string{true: "enabled", false: "disabled"}[e.Enabled()]]++
+				if e.Enabled() {
+					n["enabled"]++
+				} else {
+					n["disabled"]++
+				}
 			}
 			return n, err
 		},
@@ -196,7 +200,7 @@ func (e errorLog) Println(v ...any) {
 	}
 }
 
-// labelGauge reads a gauge per budget at each scrape.
+// labelGauge reads a gauge per value of its one label (a budget, a state) at each scrape.
 type labelGauge struct {
 	desc *prometheus.Desc
 	read func(context.Context) (map[string]int64, error)
@@ -207,12 +211,12 @@ func (g *labelGauge) Describe(ch chan<- *prometheus.Desc) { ch <- g.desc }
 func (g *labelGauge) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
 	defer cancel()
-	byBudget, err := g.read(ctx)
+	byLabel, err := g.read(ctx)
 	if err != nil {
 		ch <- prometheus.NewInvalidMetric(g.desc, err)
 		return
 	}
-	for b, n := range byBudget {
+	for b, n := range byLabel {
 		ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, float64(n), b)
 	}
 }
