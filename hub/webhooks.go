@@ -67,6 +67,9 @@ type WebhookConfig struct {
 	// OfflineAfter is how long a store's sync session may stay ended before the store is
 	// announced offline (store.offline); a store back within it is announced nothing. Zero: 5m.
 	OfflineAfter time.Duration
+	// ReplayBatch is about how many events a replay by time (ReplayWebhook with Since) queues
+	// in one write transaction, so that it never holds the writer for long. Zero: 1000.
+	ReplayBatch int
 }
 
 func (c WebhookConfig) threshold() float64 {
@@ -213,10 +216,15 @@ type WebhookTx interface {
 	// WebhookDeliveries returns up to limit of an endpoint's deliveries, newest first, of state
 	// state ("": any).
 	WebhookDeliveries(ctx context.Context, endpoint, state string, limit int) ([]WebhookDelivery, error)
-	// ReplayWebhook queues again, due at now, the delivery to an endpoint of the stored event
-	// event (if not ""), or of every stored event created at or after since that the endpoint
-	// takes; it returns how many it queued.
-	ReplayWebhook(ctx context.Context, endpoint, event string, since, now time.Time) (int, error)
+	// ReplayWebhookEvent queues again, due at now, the delivery to an endpoint of the stored
+	// event event if the endpoint takes its type; it returns how many it queued (0 or 1).
+	ReplayWebhookEvent(ctx context.Context, endpoint, event string, now time.Time) (int, error)
+	// ReplayWebhookSince queues again, due at now, the deliveries to an endpoint of the stored
+	// events created from from to until (both included) whose types it takes, oldest first, in
+	// one page: the events up to the created_at of the limit-th event from from, with every
+	// other event of that millisecond. It returns how many it queued and where the next page
+	// starts, zero when this page reached until.
+	ReplayWebhookSince(ctx context.Context, endpoint string, from, until, now time.Time, limit int) (queued int, next time.Time, err error)
 	// WebhookStoreTransitions finds the stores to announce: those disconnected since before
 	// offlineBefore and not announced offline yet, and those connected again after they were
 	// announced offline; it records each as announced and returns them.
@@ -726,25 +734,49 @@ func (h *Hub) ReplayWebhook(ctx context.Context, id string, req ReplayRequest) (
 		return 0, loyalty.Errorf(loyalty.ENOTFOUND, "no event %q for this webhook", loyalty.Truncate(req.Event, 40))
 	}
 	now := h.Now().UTC().Truncate(time.Millisecond)
-	var n int
-	err := h.Store.Update(ctx, func(tx Tx) error {
-		e, err := tx.WebhookEndpoint(ctx, id)
+	if req.Event != "" {
+		var n int
+		err := h.Store.Update(ctx, func(tx Tx) error {
+			e, err := tx.WebhookEndpoint(ctx, id)
+			if err != nil {
+				return err
+			}
+			if n, err = tx.ReplayWebhookEvent(ctx, e.ID, req.Event, now); err != nil {
+				return err
+			}
+			if n == 0 {
+				return loyalty.Errorf(loyalty.ENOTFOUND, "no event %q of a type this webhook takes is stored (the hub keeps events for webhooks.retention)", req.Event)
+			}
+			return h.audit(ctx, tx, AuditWebhookReplay, id, "event "+req.Event+": 1 queued")
+		})
+		return n, err
+	}
+	// By time, a page of events per transaction: a replay of a month of events must not hold
+	// the writer while it queues them all. The last page's transaction writes the audit entry.
+	total := 0
+	for from := req.Since.UTC(); !from.IsZero(); {
+		var n int
+		var next time.Time
+		err := h.Store.Update(ctx, func(tx Tx) error {
+			e, err := tx.WebhookEndpoint(ctx, id)
+			if err != nil {
+				return err
+			}
+			if n, next, err = tx.ReplayWebhookSince(ctx, e.ID, from, now, now, cmp.Or(h.WebhookEvents.ReplayBatch, 1000)); err != nil || !next.IsZero() {
+				return err
+			}
+			what := fmt.Sprintf("events since %s: %d queued", req.Since.UTC().Format(time.RFC3339), total+n)
+			return h.audit(ctx, tx, AuditWebhookReplay, id, what)
+		})
 		if err != nil {
-			return err
+			if total > 0 {
+				err = fmt.Errorf("%w (%d deliveries were queued again before this; replaying again queues them once more)", err, total)
+			}
+			return total, err
 		}
-		if n, err = tx.ReplayWebhook(ctx, e.ID, req.Event, req.Since, now); err != nil {
-			return err
-		}
-		if req.Event != "" && n == 0 {
-			return loyalty.Errorf(loyalty.ENOTFOUND, "no event %q of a type this webhook takes is stored (the hub keeps events for webhooks.retention)", req.Event)
-		}
-		what := "event " + req.Event
-		if req.Event == "" {
-			what = "events since " + req.Since.UTC().Format(time.RFC3339)
-		}
-		return h.audit(ctx, tx, AuditWebhookReplay, id, fmt.Sprintf("%s: %d queued", what, n))
-	})
-	return n, err
+		total, from = total+n, next
+	}
+	return total, nil
 }
 
 // ErasedDeliveryError replaces the last error of a delivery of an event whose personal data was

@@ -577,6 +577,76 @@ func TestWebhooks_ReplayRotateRemoveAudited(t *testing.T) {
 	}
 }
 
+// TestWebhooks_ReplayByTimeInPages: a replay by time queues its events a page per write
+// transaction. The pages end on a millisecond, so events made in the same millisecond as a page's
+// last are in that page, never lost or queued twice; events before since, or of types the
+// endpoint does not take, are not queued; the audit trail has one entry with the total.
+func TestWebhooks_ReplayByTimeInPages(t *testing.T) {
+	h, clk := webhookHub(t)
+	ctx := context.Background()
+	nw := addWebhook(t, h, "http://127.0.0.1:9/hooks", hub.EventPointsEarned)
+	addWebhookB(t, h) // stores member.created too, which nw does not take
+	fund(t, h, "m1", 50) // before since
+	clk.Add(time.Minute)
+	since := clk.Now()
+	fund(t, h, "m1", 100) // three in one millisecond, at since
+	fund(t, h, "m1", 200)
+	fund(t, h, "m2", 300)
+	clk.Add(time.Millisecond)
+	fund(t, h, "m2", 400)
+	if _, err := h.CreateMember(ctx, loyalty.Member{ID: "m9"}); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(time.Hour)
+	fund(t, h, "m1", 500)
+	until := clk.Now()
+
+	// The storage's pages, two events at a time: the first page takes the whole millisecond.
+	type page struct {
+		queued int
+		next   time.Time
+	}
+	var pages []page
+	for from := since; !from.IsZero(); {
+		var p page
+		if err := h.Store.Update(ctx, func(tx hub.Tx) error {
+			var err error
+			p.queued, p.next, err = tx.ReplayWebhookSince(ctx, nw.Webhook.ID, from, until, until, 2)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		pages, from = append(pages, p), p.next
+	}
+	ms := time.Millisecond
+	want := []page{{3, since.Add(ms)}, {1, since.Add(2 * ms)}, {1, time.Time{}}}
+	if !slices.EqualFunc(pages, want, func(a, b page) bool { return a.queued == b.queued && a.next.Equal(b.next) }) {
+		t.Fatalf("pages %+v, want %+v", pages, want)
+	}
+
+	h.WebhookEvents.ReplayBatch = 2
+	n, err := h.ReplayWebhook(ctx, nw.Webhook.ID, hub.ReplayRequest{Since: since})
+	if err != nil || n != 5 {
+		t.Fatalf("replay since in pages of 2 queued %d (%v), want the 5 points.earned since", n, err)
+	}
+	if ds := deliveries(t, h, nw.Webhook.ID, hub.DeliveryPending); len(ds) != 6 {
+		t.Fatalf("%d deliveries pending, want all 6 (the first never sent)", len(ds))
+	}
+	audit, err := h.Audit(ctx, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var replays []string
+	for _, e := range audit {
+		if e.Action == hub.AuditWebhookReplay {
+			replays = append(replays, e.Detail)
+		}
+	}
+	if len(replays) != 1 || !strings.HasSuffix(replays[0], ": 5 queued") {
+		t.Fatalf("audit entries of the replay %q, want one with the total", replays)
+	}
+}
+
 // TestWebhooks_RefusedInput: URLs that are not http(s), unknown event types, and long text.
 func TestWebhooks_RefusedInput(t *testing.T) {
 	h, _ := webhookHub(t)

@@ -234,18 +234,42 @@ func (t *tx) WebhookDeliveries(ctx context.Context, endpoint, state string, limi
 	return out, err
 }
 
-func (t *tx) ReplayWebhook(ctx context.Context, endpoint, event string, since, now time.Time) (int, error) {
-	tag, err := t.exec(ctx, `INSERT INTO webhook_deliveries (endpoint, event, state, attempts, created_at, next_at)
-		SELECT $1, v.id, 'pending', 0, $4, $4 FROM webhook_events v
-		WHERE (CASE WHEN $2 <> '' THEN v.id = $2 ELSE v.created_at >= $3 END)
-			AND EXISTS (SELECT 1 FROM webhook_subscriptions s WHERE s.endpoint = $1 AND s.type IN (v.type, '*'))
-		ON CONFLICT (endpoint, event) DO UPDATE SET state = 'pending', attempts = 0, created_at = excluded.created_at,
-			next_at = excluded.next_at, claimed_until = 0, last_status = 0, last_error = '', delivered_at = 0`,
-		endpoint, event, unixms.Of(since), unixms.Of(now))
+// replayUpsert queues a delivery again as new; its SELECT names the endpoint $1 and the time $2.
+const replayUpsert = `INSERT INTO webhook_deliveries (endpoint, event, state, attempts, created_at, next_at)
+	SELECT $1, v.id, 'pending', 0, $2, $2 FROM webhook_events v
+	WHERE EXISTS (SELECT 1 FROM webhook_subscriptions s WHERE s.endpoint = $1 AND s.type IN (v.type, '*')) AND `
+
+const replayConflict = ` ON CONFLICT (endpoint, event) DO UPDATE SET state = 'pending', attempts = 0, created_at = excluded.created_at,
+	next_at = excluded.next_at, claimed_until = 0, last_status = 0, last_error = '', delivered_at = 0`
+
+func (t *tx) ReplayWebhookEvent(ctx context.Context, endpoint, event string, now time.Time) (int, error) {
+	tag, err := t.exec(ctx, replayUpsert+`v.id = $3`+replayConflict, endpoint, unixms.Of(now), event)
 	if err != nil {
 		return 0, err
 	}
 	return int(tag.RowsAffected()), nil
+}
+
+func (t *tx) ReplayWebhookSince(ctx context.Context, endpoint string, from, until, now time.Time, limit int) (int, time.Time, error) {
+	if from.After(until) {
+		return 0, time.Time{}, nil
+	}
+	last, next := unixms.Of(until), time.Time{}
+	var at int64
+	err := t.queryRow(ctx, `SELECT created_at FROM webhook_events WHERE created_at >= $1 AND created_at <= $2
+		ORDER BY created_at LIMIT 1 OFFSET $3`, unixms.Of(from), last, int64(limit-1)).Scan(&at)
+	switch {
+	case err == nil && at < last:
+		last, next = at, unixms.Time(at+1)
+	case err != nil && !errors.Is(err, pgx.ErrNoRows):
+		return 0, time.Time{}, err
+	}
+	tag, err := t.exec(ctx, replayUpsert+`v.created_at >= $3 AND v.created_at <= $4`+replayConflict,
+		endpoint, unixms.Of(now), unixms.Of(from), last)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	return int(tag.RowsAffected()), next, nil
 }
 
 func (t *tx) WebhookStoreTransitions(ctx context.Context, offlineBefore time.Time) ([]hub.StoreTransition, error) {

@@ -270,19 +270,44 @@ func (t *tx) WebhookDeliveries(ctx context.Context, endpoint, state string, limi
 	return out, rows.Err()
 }
 
-func (t *tx) ReplayWebhook(ctx context.Context, endpoint, event string, since, now time.Time) (int, error) {
-	res, err := t.ExecContext(ctx, `INSERT INTO webhook_deliveries (endpoint, event, state, attempts, created_at, next_at)
-		SELECT ?1, v.id, 'pending', 0, ?4, ?4 FROM webhook_events v
-		WHERE (CASE WHEN ?2 <> '' THEN v.id = ?2 ELSE v.created_at >= ?3 END)
-			AND EXISTS (SELECT 1 FROM webhook_subscriptions s WHERE s.endpoint = ?1 AND s.type IN (v.type, '*'))
-		ON CONFLICT (endpoint, event) DO UPDATE SET state = 'pending', attempts = 0, created_at = excluded.created_at,
-			next_at = excluded.next_at, claimed_until = 0, last_status = 0, last_error = '', delivered_at = 0`,
-		endpoint, event, unixms.Of(since), unixms.Of(now))
+// replayUpsert queues a delivery again as new; its SELECT names the endpoint ?1 and the time ?2.
+const replayUpsert = `INSERT INTO webhook_deliveries (endpoint, event, state, attempts, created_at, next_at)
+	SELECT ?1, v.id, 'pending', 0, ?2, ?2 FROM webhook_events v
+	WHERE EXISTS (SELECT 1 FROM webhook_subscriptions s WHERE s.endpoint = ?1 AND s.type IN (v.type, '*')) AND `
+
+const replayConflict = ` ON CONFLICT (endpoint, event) DO UPDATE SET state = 'pending', attempts = 0, created_at = excluded.created_at,
+	next_at = excluded.next_at, claimed_until = 0, last_status = 0, last_error = '', delivered_at = 0`
+
+func (t *tx) ReplayWebhookEvent(ctx context.Context, endpoint, event string, now time.Time) (int, error) {
+	res, err := t.ExecContext(ctx, replayUpsert+`v.id = ?3`+replayConflict, endpoint, unixms.Of(now), event)
 	if err != nil {
 		return 0, err
 	}
 	n, err := res.RowsAffected()
 	return int(n), err
+}
+
+func (t *tx) ReplayWebhookSince(ctx context.Context, endpoint string, from, until, now time.Time, limit int) (int, time.Time, error) {
+	if from.After(until) {
+		return 0, time.Time{}, nil
+	}
+	last, next := unixms.Of(until), time.Time{}
+	var at int64
+	err := t.QueryRowContext(ctx, `SELECT created_at FROM webhook_events WHERE created_at >= ? AND created_at <= ?
+		ORDER BY created_at LIMIT 1 OFFSET ?`, unixms.Of(from), last, limit-1).Scan(&at)
+	switch {
+	case err == nil && at < last:
+		last, next = at, unixms.Time(at+1)
+	case err != nil && !errors.Is(err, sql.ErrNoRows):
+		return 0, time.Time{}, err
+	}
+	res, err := t.ExecContext(ctx, replayUpsert+`v.created_at >= ?3 AND v.created_at <= ?4`+replayConflict,
+		endpoint, unixms.Of(now), unixms.Of(from), last)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	n, err := res.RowsAffected()
+	return int(n), next, err
 }
 
 func (t *tx) WebhookStoreTransitions(ctx context.Context, offlineBefore time.Time) ([]hub.StoreTransition, error) {
