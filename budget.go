@@ -98,6 +98,35 @@ func (b Budget) OrderConsumption(p *Program, d *Delta, counted int64) int64 {
 	return x
 }
 
+// OrderCharge is what one redemption was charged of a budget, as the store's agent (its lease
+// use) and the hub (its budget charge) both record it: Amount when it was made; Spared what the
+// order, having counted already, spared it (Consumption − OrderConsumption); Carried what it
+// took over since from the order's redemptions that were reversed (CarryOver).
+type OrderCharge struct {
+	Amount, Spared, Carried int64
+}
+
+// Standing is what the charge counts toward its order while its redemption stands: what a
+// reversal of it frees, and what the order's later redemptions find counted.
+func (c OrderCharge) Standing() int64 { return c.Amount + c.Carried }
+
+// CarryOver splits what the reversal of a redemption frees of a budget (its Standing charge)
+// between the order's other redemptions that still stand and the budget. The others take over,
+// in the order given, as much as the order spared each of them, so that the order goes on
+// counting what they alone would have: a coffee reversed off an order that also had 5.00 off
+// leaves the order's value counted, by the 5.00 off. The rest goes back to the budget. It returns
+// what goes back, and what each of the others takes over (added to its Carried). The store's
+// agent and the hub both split every reversal with it, over the same others (SharesOrder, the
+// same lease, by delta id), so their counts of the lease agree.
+func CarryOver(freed int64, others []OrderCharge) (back int64, carried []int64) {
+	carried = make([]int64, len(others))
+	for i, o := range others {
+		take := min(max(o.Spared-o.Carried, 0), max(freed, 0))
+		carried[i], freed = take, freed-take
+	}
+	return max(freed, 0), carried
+}
+
 // SharesOrder reports whether redemption e's charges count toward the order of redemption d
 // (OrderConsumption's counted): another redemption of the same member under the same order id.
 // An order id is only the store's word for it: two members' redemptions under one id are two

@@ -2,6 +2,7 @@ package loyalty_test
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -81,6 +82,41 @@ func TestBudgetLeaseDurations(t *testing.T) {
 			t.Errorf("%s/%s: %v", tt.ttl, tt.outage, err)
 		case tt.bad != "" && (loyalty.ErrorCode(err) != loyalty.EINVALID || !strings.Contains(err.Error(), tt.bad)):
 			t.Errorf("%s/%s: %v, want EINVALID %q", tt.ttl, tt.outage, err, tt.bad)
+		}
+	}
+}
+
+// TestCarryOver: what a reversed redemption frees goes first to the order's standing redemptions
+// that the order spared, as far as it spared each and has not given them already, and the rest
+// back to the budget.
+func TestCarryOver(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		freed   int64
+		others  []loyalty.OrderCharge
+		back    int64
+		carried []int64
+	}{
+		{"alone on its order", 2000, nil, 2000, []int64{}},
+		{"order_value: the second takes the order over", 2000, []loyalty.OrderCharge{{Amount: 0, Spared: 2000}}, 0, []int64{2000}},
+		{"order_value: a larger second one had paid its difference", 2000, []loyalty.OrderCharge{{Amount: 500, Spared: 2000}}, 0, []int64{2000}},
+		{"order_value: a smaller second one", 2500, []loyalty.OrderCharge{{Amount: 0, Spared: 1500}}, 1000, []int64{1500}},
+		{"discount capped at a 10.00 order: 5.00 off, then 8.00 off charged 5.00", 500, []loyalty.OrderCharge{{Amount: 500, Spared: 300}}, 200, []int64{300}},
+		{"the first of two others takes it all", 2000, []loyalty.OrderCharge{{Spared: 2000}, {Spared: 2000}}, 0, []int64{2000, 0}},
+		{"one already carried what it was spared", 2000, []loyalty.OrderCharge{{Spared: 2000, Carried: 2000}, {Spared: 2000}}, 0, []int64{0, 2000}},
+		{"nothing spared: all back", 700, []loyalty.OrderCharge{{Amount: 700}}, 700, []int64{0}},
+		{"nothing freed", 0, []loyalty.OrderCharge{{Spared: 2000}}, 0, []int64{0}},
+	} {
+		back, carried := loyalty.CarryOver(tt.freed, tt.others)
+		if back != tt.back || !slices.Equal(carried, tt.carried) {
+			t.Errorf("%s: back %d, carried %v; want %d, %v", tt.name, back, carried, tt.back, tt.carried)
+		}
+		var sum int64
+		for _, c := range carried {
+			sum += c
+		}
+		if back+sum != tt.freed {
+			t.Errorf("%s: %d back and %d carried of %d freed", tt.name, back, sum, tt.freed)
 		}
 	}
 }

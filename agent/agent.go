@@ -530,10 +530,14 @@ func (a *Agent) spend(ctx context.Context, tx Tx, p *loyalty.Program, d *loyalty
 		}
 		entry.Reversals = slices.DeleteFunc(entry.Reversals, func(r loyalty.Delta) bool { return r.ID == d.ID })
 		for _, u := range spent {
-			if u.Amount > 0 && slices.ContainsFunc(leases, func(l Lease) bool { return l.ID == u.Lease }) {
-				if back := loyalty.RefundShare(entry, *d, u.Amount); back > 0 {
-					use = append(use, LeaseUse{Lease: u.Lease, Budget: u.Budget, Amount: -back})
-				}
+			// Of a redemption's, the order's other redemptions take over what the order spared
+			// them (carryOver), whether or not the store still holds the lease, as at the hub.
+			back, err := carryOver(ctx, tx, *orig, u, loyalty.RefundShare(entry, *d, u.Order().Standing()))
+			if err != nil {
+				return nil, err
+			}
+			if back > 0 && slices.ContainsFunc(leases, func(l Lease) bool { return l.ID == u.Lease }) {
+				use = append(use, LeaseUse{Lease: u.Lease, Budget: u.Budget, Amount: -back})
 			}
 		}
 		if len(use) > 0 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/loyalty-edge-sync/loyalty"
 )
@@ -45,7 +46,7 @@ func (a *Agent) budgetUses(ctx context.Context, tx Tx, p *loyalty.Program, d *lo
 				"this store's share of budget %s is used up (%d of %d%s); the hub refills it while the store is online", b.ID, spent, leases[i].Granted, more)}
 		}
 		// A use of 0 (the order counted already) still names the lease, as the hub requires.
-		use = append(use, LeaseUse{Lease: leases[i].ID, Budget: b.ID, Amount: charge})
+		use = append(use, LeaseUse{Lease: leases[i].ID, Budget: b.ID, Amount: charge, Spared: x - charge})
 	}
 	return use, nil
 }
@@ -72,9 +73,49 @@ func orderConsumption(ctx context.Context, tx Tx, p *loyalty.Program, b *loyalty
 		}
 		for _, u := range us {
 			if u.Budget == b.ID {
-				counted += u.Amount
+				counted += u.Order().Standing()
 			}
 		}
 	}
 	return b.OrderConsumption(p, d, counted), nil
+}
+
+// carryOver hands what the reversal of redemption orig frees of its use u (freed) to the other
+// redemptions of its order at this store that still stand, share it (loyalty.SharesOrder) and
+// spent the same lease, by delta id, as far as the order spared them (loyalty.CarryOver), exactly
+// as the hub does; it returns what goes back to the lease.
+func carryOver(ctx context.Context, tx Tx, orig loyalty.Delta, u LeaseUse, freed int64) (int64, error) {
+	if orig.Kind != loyalty.KindRedeem || orig.OrderID == "" || freed <= 0 {
+		return freed, nil
+	}
+	es, err := orderEntries(ctx, tx, orig.OrderID)
+	if err != nil {
+		return 0, err
+	}
+	slices.SortFunc(es, func(x, y loyalty.OrderEntry) int { return strings.Compare(x.ID, y.ID) })
+	var ids []string
+	var others []loyalty.OrderCharge
+	for _, e := range es {
+		if !loyalty.SharesOrder(&orig, &e.Delta) || e.Reversed() {
+			continue
+		}
+		us, err := tx.LeaseUses(ctx, e.ID)
+		if err != nil {
+			return 0, err
+		}
+		for _, o := range us {
+			if o.Budget == u.Budget && o.Lease == u.Lease {
+				ids, others = append(ids, e.ID), append(others, o.Order())
+			}
+		}
+	}
+	back, carried := loyalty.CarryOver(freed, others)
+	for i, x := range carried {
+		if x > 0 {
+			if err := tx.CarryLeaseUse(ctx, ids[i], u.Budget, x); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return back, nil
 }

@@ -63,6 +63,9 @@ type Tx interface {
 	LeaseSpent(ctx context.Context, lease string) (int64, error)
 	// LeaseUses returns what one delta spent of each lease.
 	LeaseUses(ctx context.Context, delta string) ([]LeaseUse, error)
+	// CarryLeaseUse adds x to what a delta's use of a budget took over from its order's reversed
+	// redemptions (LeaseUse.Carried).
+	CarryLeaseUse(ctx context.Context, delta, budget string, x int64) error
 	// Earned sums the points this store awarded a member for purchases (less reversals) since a
 	// time. Unsynced counts only what the member's synced copy does not include yet: deltas not
 	// acknowledged, or acknowledged at a newer version of the member than the copy's.
@@ -157,11 +160,20 @@ func (l Lease) Usable(now time.Time) bool {
 	return l.State == LeaseActive && now.Before(l.ValidUntil)
 }
 
-// LeaseUse is what one delta spends of one lease.
+// LeaseUse is what one delta spends of one lease. A redemption on an order that had counted
+// already records what that spared it, and what it took over since from the order's reversed
+// redemptions (loyalty.OrderCharge); a lease's spending is the sum of Amount.
 type LeaseUse struct {
-	Lease  string
-	Budget string
-	Amount int64
+	Lease   string
+	Budget  string
+	Amount  int64
+	Spared  int64
+	Carried int64
+}
+
+// Order is the use as the order core counts it.
+func (u LeaseUse) Order() loyalty.OrderCharge {
+	return loyalty.OrderCharge{Amount: u.Amount, Spared: u.Spared, Carried: u.Carried}
 }
 
 // Stats summarises the replica.

@@ -227,3 +227,66 @@ func TestPartialRefundsGiveLeaseRoomBack(t *testing.T) {
 		t.Errorf("the store counts %d spent of its lease, the hub %d; want both 40 (1 point kept of each sale)", spent, consumed)
 	}
 }
+
+// TestOrderReversalCarriesAsTheHubDoes: a coffee and a 5.00 off on one order of 20.00 count its
+// value once toward an order_value budget; the order's reversal undoes the coffee first, whose
+// count the 5.00 off takes over (loyalty.CarryOver), then the 5.00 off, which gives it all back.
+// The store and the hub split it the same way: both count the lease back at 0, and the 5.00 off's
+// use at the store carries the order's 20.00.
+func TestOrderReversalCarriesAsTheHubDoes(t *testing.T) {
+	p := loyalty.DefaultProgram()
+	for i := range p.Rewards {
+		p.Rewards[i].Stackable = true
+	}
+	p.Budgets = []loyalty.Budget{{ID: "orders", Metric: loyalty.MetricOrderValue, Limit: 1_000_000}}
+	sp := openSyncPair(t, p)
+	ctx := context.Background()
+	if _, err := sp.agent.Earn(ctx, loyalty.EarnRequest{OrderID: "fund", MemberID: "m1", Amount: 50000, Currency: "EUR"}); err != nil {
+		t.Fatal(err)
+	}
+	sp.push(t)
+	sp.pull(t)
+	for _, reward := range []string{"coffee", "five-off"} {
+		if _, err := sp.agent.Redeem(ctx, loyalty.RedeemRequest{OrderID: "A", MemberID: "m1", RewardID: reward, OrderAmount: 2000}); err != nil {
+			t.Fatalf("%s on order A: %v", reward, err)
+		}
+	}
+	if _, err := sp.agent.Reverse(ctx, loyalty.ReverseRequest{OrderID: "A"}); err != nil {
+		t.Fatal(err)
+	}
+	var second []agent.LeaseUse
+	var spent int64
+	st, err := sp.agent.Status(ctx)
+	if err != nil || len(st.Leases) != 1 {
+		t.Fatalf("leases %+v, %v", st.Leases, err)
+	}
+	if err := sp.store.View(ctx, func(tx agent.Tx) error {
+		ds, err := tx.OrderDeltas(ctx, "A")
+		if err != nil {
+			return err
+		}
+		for _, d := range ds {
+			if d.Kind == loyalty.KindRedeem && d.Reward == "five-off" {
+				if second, err = tx.LeaseUses(ctx, d.ID); err != nil {
+					return err
+				}
+			}
+		}
+		spent, err = tx.LeaseSpent(ctx, st.Leases[0].ID)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(second) != 1 || second[0].Amount != 0 || second[0].Spared != 2000 || second[0].Carried != 2000 {
+		t.Errorf("the 5.00 off's use %+v, want amount 0, spared 2000 and carried 2000 (the coffee's count)", second)
+	}
+	sp.push(t)
+	sp.pull(t)
+	bs, err := sp.hub.Budgets(ctx)
+	if err != nil || len(bs) != 1 || len(bs[0].Leases) != 1 {
+		t.Fatalf("budgets %+v, %v", bs, err)
+	}
+	if consumed := bs[0].Leases[0].Consumed; spent != 0 || consumed != 0 || bs[0].Spent != 0 {
+		t.Errorf("after the order's reversal the store counts %d spent of its lease, the hub %d (budget spent %d); want 0", spent, consumed, bs[0].Spent)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/loyalty-edge-sync/loyalty"
@@ -48,13 +49,27 @@ func (a *applier) account(ctx context.Context, store string, d loyalty.Delta) er
 		if err != nil {
 			return err
 		}
+		spared := b.Consumption(rules, &d, nil) - max(x, 0) // what its order, counted already, spared it
 		if x <= 0 {
+			if spared > 0 {
+				// Charged nothing, but the order's count may come to it when the redemption that
+				// counted it is reversed (loyalty.CarryOver): recorded with its lease.
+				charge := Charge{Delta: d.ID, Budget: b.ID, Spared: spared}
+				if !direct {
+					if charge.Lease, err = a.leaseOf(ctx, store, b.ID, d.Leases[b.ID]); err != nil {
+						return err
+					}
+				}
+				if err := a.tx.InsertCharge(ctx, charge); err != nil {
+					return err
+				}
+			}
 			continue
 		}
 		if err := a.tx.AddBudgetSpent(ctx, b.ID, x); err != nil {
 			return err
 		}
-		charge := Charge{Delta: d.ID, Budget: b.ID, Amount: x}
+		charge := Charge{Delta: d.ID, Budget: b.ID, Amount: x, Spared: spared}
 		if id := d.Leases[b.ID]; id != "" && !direct {
 			l, err := a.tx.Lease(ctx, id)
 			if loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
@@ -235,7 +250,11 @@ func (a *applier) refund(ctx context.Context, d loyalty.Delta) error {
 	for _, c := range charges {
 		// A partial refund of a sale gives back its share of what the sale was charged (the
 		// order core's RefundShare, as for its points); a full reversal the rest.
-		c.Amount = loyalty.RefundShare(e, d, c.Amount)
+		c.Amount = loyalty.RefundShare(e, d, c.Order().Standing())
+		// Of a redemption's, the order's other redemptions take over what the order spared them.
+		if c.Amount, err = a.carryOver(ctx, orig.Delta, c); err != nil {
+			return err
+		}
 		// Never below zero: what a budget never counted cannot be given back.
 		spent, err := a.tx.BudgetSpent(ctx, c.Budget)
 		if err != nil {
@@ -259,6 +278,66 @@ func (a *applier) refund(ctx context.Context, d loyalty.Delta) error {
 		}
 	}
 	return nil
+}
+
+// carryOver hands what the reversal of redemption orig frees of charge c (c.Amount) to the
+// other redemptions of its order that still stand, share it (loyalty.SharesOrder) and were
+// counted against the same lease, by delta id, as far as the order spared them
+// (loyalty.CarryOver), as the store's agent does; it returns what goes back to the budget.
+func (a *applier) carryOver(ctx context.Context, orig loyalty.Delta, c Charge) (int64, error) {
+	if orig.Kind != loyalty.KindRedeem || orig.OrderID == "" || c.Amount <= 0 {
+		return c.Amount, nil
+	}
+	es, err := a.tx.OrderDeltas(ctx, orig.Store, orig.OrderID)
+	if err != nil {
+		return 0, err
+	}
+	slices.SortFunc(es, func(x, y LedgerEntry) int { return strings.Compare(x.ID, y.ID) })
+	var ids []string
+	var others []loyalty.OrderCharge
+	for _, e := range es {
+		if !loyalty.SharesOrder(&orig, &e.Delta) {
+			continue
+		}
+		if by, err := a.tx.ReversalOf(ctx, e.ID); err != nil {
+			return 0, err
+		} else if by != "" {
+			continue
+		}
+		cs, err := a.tx.Charges(ctx, e.ID)
+		if loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
+			continue // applied before charges were recorded: nothing was recorded spared
+		} else if err != nil {
+			return 0, err
+		}
+		for _, o := range cs {
+			if o.Budget == c.Budget && o.Lease == c.Lease {
+				ids, others = append(ids, e.ID), append(others, o.Order())
+			}
+		}
+	}
+	back, carried := loyalty.CarryOver(c.Amount, others)
+	for i, x := range carried {
+		if x > 0 {
+			if err := a.tx.CarryCharge(ctx, ids[i], c.Budget, x); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return back, nil
+}
+
+// leaseOf is the lease id a store named for a budget, if it is that store's lease of it, and ""
+// otherwise.
+func (a *applier) leaseOf(ctx context.Context, store, budget, id string) (string, error) {
+	if id == "" {
+		return "", nil
+	}
+	l, err := a.tx.Lease(ctx, id)
+	if loyalty.ErrorCode(err) == loyalty.ENOTFOUND || err == nil && (l.Store != store || l.Budget != budget) {
+		return "", nil
+	}
+	return id, err
 }
 
 // legacyCharges works out what a delta applied before the hub recorded charges was charged: as
@@ -439,7 +518,7 @@ func (a *applier) orderCounted(ctx context.Context, store string, d *loyalty.Del
 		}
 		for _, c := range cs {
 			if c.Budget == budget {
-				n += c.Amount
+				n += c.Order().Standing()
 			}
 		}
 	}

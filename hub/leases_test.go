@@ -374,6 +374,47 @@ func TestOrderCountedOnce(t *testing.T) {
 	}
 }
 
+// TestOrderStillCountedAfterOneRewardReversed: a store reverses the first of two rewards on one
+// order, the one that counted the order's value toward an order_value budget, and the second
+// still stands. The order still counts, now by the second reward; reversing that gives it all
+// back. Before, the first's reversal gave the whole order back with the second standing: a store
+// reversing one reward of each such order spent the budget without counting it.
+func TestOrderStillCountedAfterOneRewardReversed(t *testing.T) {
+	c := newLeaseClock(t, loyalty.Budget{ID: "orders", Metric: loyalty.MetricOrderValue, Limit: 100_000})
+	l := c.pull("s1", "orders")
+	var rs []loyalty.Delta
+	for i, reward := range []string{"coffee", "five-off"} {
+		d := redeem("s1", "m1", reward, 50+50*int64(i))
+		d.RuleVersion, d.Amount, d.OrderID, d.Leases = 2, 2_000, "A-1", map[string]string{"orders": l.ID}
+		mustApply(t, c.h, "s1", d)
+		rs = append(rs, d)
+	}
+	reverse := func(r loyalty.Delta) {
+		t.Helper()
+		mustApply(t, c.h, "s1", loyalty.Delta{ID: loyalty.NewDeltaID(), Store: "s1", Member: r.Member, Kind: loyalty.KindReverse,
+			OrderID: r.OrderID, Points: -r.Points, Reverses: r.ID, RuleVersion: r.RuleVersion, Reward: r.Reward, OccurredAt: t0,
+			Leases: r.Leases})
+	}
+	counted := func(want int64, after string) {
+		t.Helper()
+		if s, cons := c.status("orders").Spent, c.lease("s1", "orders").Consumed; s != want || cons != want {
+			t.Fatalf("after %s: budget spent %d, lease consumed %d; want %d", after, s, cons, want)
+		}
+	}
+	counted(2_000, "two rewards on an order of 20.00")
+	reverse(rs[0])
+	counted(2_000, "the first reward reversed, the second standing")
+	// A third reward on the order finds it counted, by the second.
+	d := redeem("s1", "m1", "coffee", 50)
+	d.RuleVersion, d.Amount, d.OrderID, d.Leases = 2, 2_000, "A-1", map[string]string{"orders": l.ID}
+	mustApply(t, c.h, "s1", d)
+	counted(2_000, "a third reward on the order")
+	reverse(rs[1])
+	counted(2_000, "the second reversed too, the third standing")
+	reverse(d)
+	counted(0, "every reward reversed")
+}
+
 // TestSecondRewardNeedsRoomForTheWholeOrder: the hub checks each redemption against the
 // store's lease as if it were alone on its order, as the store's agent does (docs/BUDGETS.md):
 // a second reward on an order whose value filled the lease is refused, though it would be

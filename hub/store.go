@@ -231,6 +231,9 @@ type Tx interface {
 	AddBudgetSpent(ctx context.Context, budget string, x int64) error
 	// InsertCharge records what an applied delta charged to a budget, and from which lease.
 	InsertCharge(ctx context.Context, c Charge) error
+	// CarryCharge adds x to what an applied delta's charge to a budget took over from its order's
+	// reversed redemptions (Charge.Carried).
+	CarryCharge(ctx context.Context, delta, budget string, x int64) error
 	// Charges returns what an applied delta charged to budgets (none: an empty list). It returns
 	// ENOTFOUND for a delta applied before the hub recorded charges.
 	Charges(ctx context.Context, delta string) ([]Charge, error)
@@ -557,12 +560,21 @@ type LedgerEntry struct {
 }
 
 // Charge is what one applied delta spent of one budget: positive for an earn or redemption the
-// budget covers. Lease is the store's lease it was counted against, or "".
+// budget covers. Lease is the store's lease it was counted against, or "". A redemption on an
+// order that had counted already records what that spared it, and what it took over since from
+// the order's reversed redemptions (loyalty.OrderCharge).
 type Charge struct {
-	Delta  string
-	Budget string
-	Lease  string
-	Amount int64
+	Delta   string
+	Budget  string
+	Lease   string
+	Amount  int64
+	Spared  int64
+	Carried int64
+}
+
+// Order is the charge as the order core counts it.
+func (c Charge) Order() loyalty.OrderCharge {
+	return loyalty.OrderCharge{Amount: c.Amount, Spared: c.Spared, Carried: c.Carried}
 }
 
 // Voucher is a reward a member paid for online, to be used once, online or in a store.

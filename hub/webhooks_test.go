@@ -585,7 +585,7 @@ func TestWebhooks_ReplayByTimeInPages(t *testing.T) {
 	h, clk := webhookHub(t)
 	ctx := context.Background()
 	nw := addWebhook(t, h, "http://127.0.0.1:9/hooks", hub.EventPointsEarned)
-	addWebhookB(t, h) // stores member.created too, which nw does not take
+	addWebhookB(t, h)    // stores member.created too, which nw does not take
 	fund(t, h, "m1", 50) // before since
 	clk.Add(time.Minute)
 	since := clk.Now()

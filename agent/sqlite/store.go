@@ -420,8 +420,8 @@ func (t *tx) InsertDelta(ctx context.Context, d loyalty.Delta, at time.Time, use
 		return err
 	}
 	for _, u := range use {
-		if _, err := t.ExecContext(ctx, `INSERT INTO lease_use (delta_id, lease, budget, amount) VALUES (?, ?, ?, ?)`,
-			d.ID, u.Lease, u.Budget, u.Amount); err != nil {
+		if _, err := t.ExecContext(ctx, `INSERT INTO lease_use (delta_id, lease, budget, amount, spared, carried) VALUES (?, ?, ?, ?, ?, ?)`,
+			d.ID, u.Lease, u.Budget, u.Amount, u.Spared, u.Carried); err != nil {
 			return err
 		}
 	}
@@ -468,7 +468,7 @@ func (t *tx) LeaseSpent(ctx context.Context, lease string) (int64, error) {
 }
 
 func (t *tx) LeaseUses(ctx context.Context, delta string) ([]agent.LeaseUse, error) {
-	rows, err := t.QueryContext(ctx, `SELECT lease, budget, amount FROM lease_use WHERE delta_id = ? ORDER BY budget`, delta)
+	rows, err := t.QueryContext(ctx, `SELECT lease, budget, amount, spared, carried FROM lease_use WHERE delta_id = ? ORDER BY budget`, delta)
 	if err != nil {
 		return nil, err
 	}
@@ -476,12 +476,17 @@ func (t *tx) LeaseUses(ctx context.Context, delta string) ([]agent.LeaseUse, err
 	var out []agent.LeaseUse
 	for rows.Next() {
 		var u agent.LeaseUse
-		if err := rows.Scan(&u.Lease, &u.Budget, &u.Amount); err != nil {
+		if err := rows.Scan(&u.Lease, &u.Budget, &u.Amount, &u.Spared, &u.Carried); err != nil {
 			return nil, err
 		}
 		out = append(out, u)
 	}
 	return out, rows.Err()
+}
+
+func (t *tx) CarryLeaseUse(ctx context.Context, delta, budget string, x int64) error {
+	_, err := t.ExecContext(ctx, `UPDATE lease_use SET carried = carried + ? WHERE delta_id = ? AND budget = ?`, x, delta, budget)
+	return err
 }
 
 func (t *tx) OfflineRedemptions(ctx context.Context, member, reward string, since time.Time) (int64, error) {

@@ -799,7 +799,13 @@ func (t *tx) AddBudgetSpent(ctx context.Context, budget string, x int64) error {
 }
 
 func (t *tx) InsertCharge(ctx context.Context, c hub.Charge) error {
-	_, err := t.exec(ctx, `INSERT INTO budget_charges (delta, budget, lease, amount) VALUES ($1, $2, $3, $4)`, c.Delta, c.Budget, c.Lease, c.Amount)
+	_, err := t.exec(ctx, `INSERT INTO budget_charges (delta, budget, lease, amount, spared, carried) VALUES ($1, $2, $3, $4, $5, $6)`,
+		c.Delta, c.Budget, c.Lease, c.Amount, c.Spared, c.Carried)
+	return err
+}
+
+func (t *tx) CarryCharge(ctx context.Context, delta, budget string, x int64) error {
+	_, err := t.exec(ctx, `UPDATE budget_charges SET carried = carried + $1 WHERE delta = $2 AND budget = $3`, x, delta, budget)
 	return err
 }
 
@@ -813,9 +819,9 @@ func (t *tx) Charges(ctx context.Context, delta string) ([]hub.Charge, error) {
 		return nil, loyalty.Errorf(loyalty.ENOTFOUND, "no charges recorded for %s", delta)
 	}
 	cs := []hub.Charge{}
-	err = t.each(ctx, `SELECT budget, lease, amount FROM budget_charges WHERE delta = $1 ORDER BY budget`, []any{delta}, func(rows pgx.Rows) error {
+	err = t.each(ctx, `SELECT budget, lease, amount, spared, carried FROM budget_charges WHERE delta = $1 ORDER BY budget`, []any{delta}, func(rows pgx.Rows) error {
 		c := hub.Charge{Delta: delta}
-		err := rows.Scan(&c.Budget, &c.Lease, &c.Amount)
+		err := rows.Scan(&c.Budget, &c.Lease, &c.Amount, &c.Spared, &c.Carried)
 		cs = append(cs, c)
 		return err
 	})

@@ -1120,7 +1120,13 @@ func (t *tx) AddBudgetSpent(ctx context.Context, budget string, x int64) error {
 }
 
 func (t *tx) InsertCharge(ctx context.Context, c hub.Charge) error {
-	_, err := t.ExecContext(ctx, `INSERT INTO budget_charges (delta, budget, lease, amount) VALUES (?, ?, ?, ?)`, c.Delta, c.Budget, c.Lease, c.Amount)
+	_, err := t.ExecContext(ctx, `INSERT INTO budget_charges (delta, budget, lease, amount, spared, carried) VALUES (?, ?, ?, ?, ?, ?)`,
+		c.Delta, c.Budget, c.Lease, c.Amount, c.Spared, c.Carried)
+	return err
+}
+
+func (t *tx) CarryCharge(ctx context.Context, delta, budget string, x int64) error {
+	_, err := t.ExecContext(ctx, `UPDATE budget_charges SET carried = carried + ? WHERE delta = ? AND budget = ?`, x, delta, budget)
 	return err
 }
 
@@ -1133,7 +1139,7 @@ func (t *tx) Charges(ctx context.Context, delta string) ([]hub.Charge, error) {
 	if seq <= from {
 		return nil, loyalty.Errorf(loyalty.ENOTFOUND, "no charges recorded for %s", delta)
 	}
-	rows, err := t.QueryContext(ctx, `SELECT budget, lease, amount FROM budget_charges WHERE delta = ? ORDER BY budget`, delta)
+	rows, err := t.QueryContext(ctx, `SELECT budget, lease, amount, spared, carried FROM budget_charges WHERE delta = ? ORDER BY budget`, delta)
 	if err != nil {
 		return nil, err
 	}
@@ -1141,7 +1147,7 @@ func (t *tx) Charges(ctx context.Context, delta string) ([]hub.Charge, error) {
 	cs := []hub.Charge{}
 	for rows.Next() {
 		c := hub.Charge{Delta: delta}
-		if err := rows.Scan(&c.Budget, &c.Lease, &c.Amount); err != nil {
+		if err := rows.Scan(&c.Budget, &c.Lease, &c.Amount, &c.Spared, &c.Carried); err != nil {
 			return nil, err
 		}
 		cs = append(cs, c)
