@@ -58,26 +58,39 @@ func orderConsumption(ctx context.Context, tx Tx, p *loyalty.Program, b *loyalty
 	if d.Kind != loyalty.KindRedeem || d.OrderID == "" || (b.Metric != loyalty.MetricOrderValue && b.Metric != loyalty.MetricDiscount) {
 		return x, nil
 	}
+	_, us, err := siblingUses(ctx, tx, d, b.ID)
+	var counted int64
+	for _, u := range us {
+		counted += u.Order().Standing()
+	}
+	return b.OrderConsumption(p, d, counted), err
+}
+
+// siblingUses returns the uses of budget by the other redemptions of d's order at this store
+// that still stand and share it (loyalty.SharesOrder), by delta id, with those deltas' ids.
+func siblingUses(ctx context.Context, tx Tx, d *loyalty.Delta, budget string) ([]string, []LeaseUse, error) {
 	es, err := orderEntries(ctx, tx, d.OrderID)
 	if err != nil {
-		return 0, err
+		return nil, nil, err
 	}
-	var counted int64
+	slices.SortFunc(es, func(x, y loyalty.OrderEntry) int { return strings.Compare(x.ID, y.ID) })
+	var ids []string
+	var out []LeaseUse
 	for _, e := range es {
 		if !loyalty.SharesOrder(d, &e.Delta) || e.Reversed() {
 			continue
 		}
 		us, err := tx.LeaseUses(ctx, e.ID)
 		if err != nil {
-			return 0, err
+			return nil, nil, err
 		}
 		for _, u := range us {
-			if u.Budget == b.ID {
-				counted += u.Order().Standing()
+			if u.Budget == budget {
+				ids, out = append(ids, e.ID), append(out, u)
 			}
 		}
 	}
-	return b.OrderConsumption(p, d, counted), nil
+	return ids, out, nil
 }
 
 // carryOver hands what the reversal of redemption orig frees of its use u (freed) to the other
@@ -88,25 +101,16 @@ func carryOver(ctx context.Context, tx Tx, orig loyalty.Delta, u LeaseUse, freed
 	if orig.Kind != loyalty.KindRedeem || orig.OrderID == "" || freed <= 0 {
 		return freed, nil
 	}
-	es, err := orderEntries(ctx, tx, orig.OrderID)
+	ids, us, err := siblingUses(ctx, tx, &orig, u.Budget)
 	if err != nil {
 		return 0, err
 	}
-	slices.SortFunc(es, func(x, y loyalty.OrderEntry) int { return strings.Compare(x.ID, y.ID) })
-	var ids []string
 	var others []loyalty.OrderCharge
-	for _, e := range es {
-		if !loyalty.SharesOrder(&orig, &e.Delta) || e.Reversed() {
-			continue
-		}
-		us, err := tx.LeaseUses(ctx, e.ID)
-		if err != nil {
-			return 0, err
-		}
-		for _, o := range us {
-			if o.Budget == u.Budget && o.Lease == u.Lease {
-				ids, others = append(ids, e.ID), append(others, o.Order())
-			}
+	for i := range us {
+		if us[i].Lease == u.Lease {
+			others = append(others, us[i].Order())
+		} else {
+			others = append(others, loyalty.OrderCharge{}) // another lease's: takes nothing over
 		}
 	}
 	back, carried := loyalty.CarryOver(freed, others)

@@ -288,38 +288,19 @@ func (a *applier) carryOver(ctx context.Context, orig loyalty.Delta, c Charge) (
 	if orig.Kind != loyalty.KindRedeem || orig.OrderID == "" || c.Amount <= 0 {
 		return c.Amount, nil
 	}
-	es, err := a.tx.OrderDeltas(ctx, orig.Store, orig.OrderID)
+	cs, err := a.siblingCharges(ctx, orig.Store, &orig, c.Budget)
 	if err != nil {
 		return 0, err
 	}
-	slices.SortFunc(es, func(x, y LedgerEntry) int { return strings.Compare(x.ID, y.ID) })
-	var ids []string
-	var others []loyalty.OrderCharge
-	for _, e := range es {
-		if !loyalty.SharesOrder(&orig, &e.Delta) {
-			continue
-		}
-		if by, err := a.tx.ReversalOf(ctx, e.ID); err != nil {
-			return 0, err
-		} else if by != "" {
-			continue
-		}
-		cs, err := a.tx.Charges(ctx, e.ID)
-		if loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
-			continue // applied before charges were recorded: nothing was recorded spared
-		} else if err != nil {
-			return 0, err
-		}
-		for _, o := range cs {
-			if o.Budget == c.Budget && o.Lease == c.Lease {
-				ids, others = append(ids, e.ID), append(others, o.Order())
-			}
-		}
+	cs = slices.DeleteFunc(cs, func(o Charge) bool { return o.Lease != c.Lease })
+	others := make([]loyalty.OrderCharge, len(cs))
+	for i, o := range cs {
+		others[i] = o.Order()
 	}
 	back, carried := loyalty.CarryOver(c.Amount, others)
 	for i, x := range carried {
 		if x > 0 {
-			if err := a.tx.CarryCharge(ctx, ids[i], c.Budget, x); err != nil {
+			if err := a.tx.CarryCharge(ctx, cs[i].Delta, c.Budget, x); err != nil {
 				return 0, err
 			}
 		}
@@ -493,36 +474,48 @@ func (a *applier) consumption(ctx context.Context, store string, p *loyalty.Prog
 }
 
 // orderCounted sums what the other redemptions of d's order at store that still stand, and share
-// it (loyalty.SharesOrder), were charged to budget.
+// it (loyalty.SharesOrder), count of budget.
 func (a *applier) orderCounted(ctx context.Context, store string, d *loyalty.Delta, budget string) (int64, error) {
+	cs, err := a.siblingCharges(ctx, store, d, budget)
+	var n int64
+	for _, c := range cs {
+		n += c.Order().Standing()
+	}
+	return n, err
+}
+
+// siblingCharges returns the charges to budget of the other redemptions of d's order at store
+// that still stand and share it (loyalty.SharesOrder), by delta id.
+func (a *applier) siblingCharges(ctx context.Context, store string, d *loyalty.Delta, budget string) ([]Charge, error) {
 	es, err := a.tx.OrderDeltas(ctx, store, d.OrderID)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	var n int64
+	slices.SortFunc(es, func(x, y LedgerEntry) int { return strings.Compare(x.ID, y.ID) })
+	var out []Charge
 	for _, e := range es {
 		if !loyalty.SharesOrder(d, &e.Delta) {
 			continue
 		}
 		if by, err := a.tx.ReversalOf(ctx, e.ID); err != nil {
-			return 0, err
+			return nil, err
 		} else if by != "" {
 			continue
 		}
 		cs, err := a.tx.Charges(ctx, e.ID)
 		if loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
-			cs, err = a.legacyCharges(ctx, e.ID)
+			cs, err = a.legacyCharges(ctx, e.ID) // nothing spared or carried
 		}
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 		for _, c := range cs {
 			if c.Budget == budget {
-				n += c.Order().Standing()
+				out = append(out, c)
 			}
 		}
 	}
-	return n, nil
+	return out, nil
 }
 
 // recordDemand records what a store's lease of a budget was charged, for sizing its next
