@@ -26,7 +26,7 @@ func (a *Agent) budgetUses(ctx context.Context, tx Tx, p *loyalty.Program, d *lo
 			return nil, quotaError{loyalty.Errorf(loyalty.EBUDGET,
 				"this store holds no quota of budget %s right now (offline too long, or the budget is used up); try again when online", b.ID)}
 		}
-		charge, err := orderConsumption(ctx, tx, p, &b, d)
+		charge, err := orderConsumption(ctx, tx, p, &b, d, leases[i].ID)
 		if err != nil {
 			return nil, err
 		}
@@ -51,14 +51,15 @@ func (a *Agent) budgetUses(ctx context.Context, tx Tx, p *loyalty.Program, d *lo
 	return use, nil
 }
 
-// orderConsumption is what d uses of budget b when the order's other redemptions at this store
-// that still stand (neither reversed nor rejected by the hub) already spent some of it.
-func orderConsumption(ctx context.Context, tx Tx, p *loyalty.Program, b *loyalty.Budget, d *loyalty.Delta) (int64, error) {
+// orderConsumption is what d uses of budget b, from lease, when the order's other redemptions at
+// this store that still stand (neither reversed nor rejected by the hub) already spent some of
+// that lease.
+func orderConsumption(ctx context.Context, tx Tx, p *loyalty.Program, b *loyalty.Budget, d *loyalty.Delta, lease string) (int64, error) {
 	x := b.Consumption(p, d, nil)
 	if d.Kind != loyalty.KindRedeem || d.OrderID == "" || (b.Metric != loyalty.MetricOrderValue && b.Metric != loyalty.MetricDiscount) {
 		return x, nil
 	}
-	_, us, err := siblingUses(ctx, tx, d, b.ID)
+	_, us, err := siblingUses(ctx, tx, d, b.ID, lease)
 	var counted int64
 	for _, u := range us {
 		counted += u.Order().Standing()
@@ -66,9 +67,10 @@ func orderConsumption(ctx context.Context, tx Tx, p *loyalty.Program, b *loyalty
 	return b.OrderConsumption(p, d, counted), err
 }
 
-// siblingUses returns the uses of budget by the other redemptions of d's order at this store
-// that still stand and share it (loyalty.SharesOrder), by delta id, with those deltas' ids.
-func siblingUses(ctx context.Context, tx Tx, d *loyalty.Delta, budget string) ([]string, []LeaseUse, error) {
+// siblingUses returns the uses of budget, from lease, by the other redemptions of d's order at
+// this store that still stand and share it (loyalty.SharesOrder), by delta id, with those
+// deltas' ids. An order counts once per lease, as at the hub.
+func siblingUses(ctx context.Context, tx Tx, d *loyalty.Delta, budget, lease string) ([]string, []LeaseUse, error) {
 	es, err := orderEntries(ctx, tx, d.OrderID)
 	if err != nil {
 		return nil, nil, err
@@ -85,7 +87,7 @@ func siblingUses(ctx context.Context, tx Tx, d *loyalty.Delta, budget string) ([
 			return nil, nil, err
 		}
 		for _, u := range us {
-			if u.Budget == budget {
+			if u.Budget == budget && u.Lease == lease {
 				ids, out = append(ids, e.ID), append(out, u)
 			}
 		}
@@ -101,17 +103,13 @@ func carryOver(ctx context.Context, tx Tx, orig loyalty.Delta, u LeaseUse, freed
 	if orig.Kind != loyalty.KindRedeem || orig.OrderID == "" || freed <= 0 {
 		return freed, nil
 	}
-	ids, us, err := siblingUses(ctx, tx, &orig, u.Budget)
+	ids, us, err := siblingUses(ctx, tx, &orig, u.Budget, u.Lease)
 	if err != nil {
 		return 0, err
 	}
-	var others []loyalty.OrderCharge
+	others := make([]loyalty.OrderCharge, len(us))
 	for i := range us {
-		if us[i].Lease == u.Lease {
-			others = append(others, us[i].Order())
-		} else {
-			others = append(others, loyalty.OrderCharge{}) // another lease's: takes nothing over
-		}
+		others[i] = us[i].Order()
 	}
 	back, carried := loyalty.CarryOver(freed, others)
 	for i, x := range carried {

@@ -288,11 +288,10 @@ func (a *applier) carryOver(ctx context.Context, orig loyalty.Delta, c Charge) (
 	if orig.Kind != loyalty.KindRedeem || orig.OrderID == "" || c.Amount <= 0 {
 		return c.Amount, nil
 	}
-	cs, err := a.siblingCharges(ctx, orig.Store, &orig, c.Budget)
+	cs, err := a.siblingCharges(ctx, orig.Store, &orig, c.Budget, c.Lease)
 	if err != nil {
 		return 0, err
 	}
-	cs = slices.DeleteFunc(cs, func(o Charge) bool { return o.Lease != c.Lease })
 	others := make([]loyalty.OrderCharge, len(cs))
 	for i, o := range cs {
 		others[i] = o.Order()
@@ -466,17 +465,18 @@ func (a *applier) consumption(ctx context.Context, store string, p *loyalty.Prog
 	if x <= 0 || d.Kind != loyalty.KindRedeem || d.OrderID == "" || (b.Metric != loyalty.MetricOrderValue && b.Metric != loyalty.MetricDiscount) {
 		return x, nil
 	}
-	counted, err := a.orderCounted(ctx, store, d, b.ID)
+	counted, err := a.orderCounted(ctx, store, d, b.ID, d.Leases[b.ID])
 	if err != nil {
 		return 0, err
 	}
 	return b.OrderConsumption(p, d, counted), nil
 }
 
-// orderCounted sums what the other redemptions of d's order at store that still stand, and share
-// it (loyalty.SharesOrder), count of budget.
-func (a *applier) orderCounted(ctx context.Context, store string, d *loyalty.Delta, budget string) (int64, error) {
-	cs, err := a.siblingCharges(ctx, store, d, budget)
+// orderCounted sums what the other redemptions of d's order at store that still stand, share it
+// (loyalty.SharesOrder) and were counted against lease ("" for none: the online channel), count
+// of budget.
+func (a *applier) orderCounted(ctx context.Context, store string, d *loyalty.Delta, budget, lease string) (int64, error) {
+	cs, err := a.siblingCharges(ctx, store, d, budget, lease)
 	var n int64
 	for _, c := range cs {
 		n += c.Order().Standing()
@@ -484,9 +484,12 @@ func (a *applier) orderCounted(ctx context.Context, store string, d *loyalty.Del
 	return n, err
 }
 
-// siblingCharges returns the charges to budget of the other redemptions of d's order at store
-// that still stand and share it (loyalty.SharesOrder), by delta id.
-func (a *applier) siblingCharges(ctx context.Context, store string, d *loyalty.Delta, budget string) ([]Charge, error) {
+// siblingCharges returns the charges to budget, counted against lease, of the other redemptions
+// of d's order at store that still stand and share it (loyalty.SharesOrder), by delta id. An
+// order counts once per lease: a reward on an order whose others were counted against a lease
+// since ended is counted against its own lease in full, so that every count a reversal hands on
+// stays on the lease it was charged to.
+func (a *applier) siblingCharges(ctx context.Context, store string, d *loyalty.Delta, budget, lease string) ([]Charge, error) {
 	es, err := a.tx.OrderDeltas(ctx, store, d.OrderID)
 	if err != nil {
 		return nil, err
@@ -510,7 +513,7 @@ func (a *applier) siblingCharges(ctx context.Context, store string, d *loyalty.D
 			return nil, err
 		}
 		for _, c := range cs {
-			if c.Budget == budget {
+			if c.Budget == budget && c.Lease == lease {
 				out = append(out, c)
 			}
 		}

@@ -415,6 +415,45 @@ func TestOrderStillCountedAfterOneRewardReversed(t *testing.T) {
 	counted(0, "every reward reversed")
 }
 
+// TestOrderCountsOncePerLease: a store redeems a coffee on an order from one lease, waits for it
+// to end, and redeems a 5.00 off on the same order from its next lease. The order counts once per
+// lease: the 5.00 off is charged the order's value on the new lease, so reversing the coffee gives
+// its count back to the old one and leaves the order counted. (Counted across leases, the 5.00
+// off was charged nothing, and reversing the coffee left the order uncounted.)
+func TestOrderCountsOncePerLease(t *testing.T) {
+	c := newLeaseClock(t, loyalty.Budget{ID: "orders", Metric: loyalty.MetricOrderValue, Limit: 100_000,
+		LeaseTTL: loyalty.Duration(time.Hour)})
+	ctx := context.Background()
+	l1 := c.pull("s1", "orders")
+	coffee := redeem("s1", "m1", "coffee", 50)
+	coffee.RuleVersion, coffee.Amount, coffee.OrderID, coffee.OccurredAt, coffee.Leases = 2, 2_000, "A-1", c.now, map[string]string{"orders": l1.ID}
+	mustApply(t, c.h, "s1", coffee)
+	c.now = c.now.Add(3 * time.Hour)
+	if _, err := c.h.ExpireLeases(ctx); err != nil {
+		t.Fatal(err)
+	}
+	l2 := c.pull("s1", "orders")
+	if l2.ID == l1.ID {
+		t.Fatalf("the store was given lease %s again", l1.ID)
+	}
+	five := redeem("s1", "m1", "five-off", 100)
+	five.RuleVersion, five.Amount, five.OrderID, five.OccurredAt, five.Leases = 2, 2_000, "A-1", c.now, map[string]string{"orders": l2.ID}
+	mustApply(t, c.h, "s1", five)
+	if s := c.status("orders").Spent; s != 4_000 {
+		t.Fatalf("the order's two rewards on two leases: spent %d, want 4000 (once per lease)", s)
+	}
+	for _, tt := range []struct {
+		r    loyalty.Delta
+		want int64
+	}{{coffee, 2_000}, {five, 0}} {
+		mustApply(t, c.h, "s1", loyalty.Delta{ID: loyalty.NewDeltaID(), Store: "s1", Member: "m1", Kind: loyalty.KindReverse,
+			OrderID: "A-1", Points: -tt.r.Points, Reverses: tt.r.ID, RuleVersion: 2, Reward: tt.r.Reward, OccurredAt: c.now})
+		if s := c.status("orders").Spent; s != tt.want {
+			t.Fatalf("%s reversed: spent %d, want %d", tt.r.Reward, s, tt.want)
+		}
+	}
+}
+
 // TestSecondRewardNeedsRoomForTheWholeOrder: the hub checks each redemption against the
 // store's lease as if it were alone on its order, as the store's agent does (docs/BUDGETS.md):
 // a second reward on an order whose value filled the lease is refused, though it would be
