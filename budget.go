@@ -83,7 +83,12 @@ func (b Budget) Consumption(p *Program, d, orig *Delta) int64 {
 // redemptions that still stand (not reversed) and share its order (SharesOrder); the store's
 // agent and the hub both pass it, from their own records, so they count the same.
 func (b Budget) OrderConsumption(p *Program, d *Delta, counted int64) int64 {
-	x := b.Consumption(p, d, nil)
+	return b.OrderCharge(p, d, b.Consumption(p, d, nil), counted)
+}
+
+// OrderCharge is OrderConsumption for a redemption whose Consumption, alone on its order, was x:
+// what a store that recorded x when it made d counts of it again after the order changed.
+func (b Budget) OrderCharge(p *Program, d *Delta, x, counted int64) int64 {
 	if x <= 0 || d.Kind != KindRedeem || counted <= 0 {
 		return x
 	}

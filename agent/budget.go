@@ -121,3 +121,138 @@ func carryOver(ctx context.Context, tx Tx, orig loyalty.Delta, u LeaseUse, freed
 	}
 	return back, nil
 }
+
+// resplit splits again the orders the hub rejected a delta of (Tx.OrdersToResplit), before the
+// store spends its leases again: their deltas were counted with the rejected one, which the hub
+// never counted, and the store's count of its leases would otherwise drift from the hub's.
+func resplit(ctx context.Context, tx Tx, p *loyalty.Program) error {
+	for {
+		orders, err := tx.OrdersToResplit(ctx, 100)
+		if err != nil || len(orders) == 0 {
+			return err
+		}
+		for _, o := range orders {
+			if err := resplitOrder(ctx, tx, p, o); err != nil {
+				return err
+			}
+			if err := tx.OrderResplit(ctx, o); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// split is one delta of an order as resplitOrder counts it again.
+type split struct {
+	d        loyalty.Delta
+	uses     []LeaseUse // as counted again
+	reversed bool       // a redemption the replay has reached a reversal of
+}
+
+// resplitOrder counts again what the deltas of an order that the hub did not reject spend of
+// their leases, in the order the store made them, as the hub counted them: each redemption
+// counted with the order's redemptions standing before it (OrderCharge, from the Consumption it
+// recorded), and each reversal of one carried over to the others standing then (CarryOver).
+// Earns and their refunds do not depend on the rest of the order, and stay as they are.
+func resplitOrder(ctx context.Context, tx Tx, p *loyalty.Program, order string) error {
+	ds, err := tx.OrderDeltas(ctx, order)
+	if err != nil {
+		return err
+	}
+	leases, err := tx.Leases(ctx)
+	if err != nil {
+		return err
+	}
+	var made []*split
+	var redemptions []*split
+	for _, d := range ds {
+		us, err := tx.LeaseUses(ctx, d.ID)
+		if err != nil {
+			return err
+		}
+		s := &split{d: d, uses: slices.Clone(us)}
+		made = append(made, s)
+		switch d.Kind {
+		case loyalty.KindRedeem:
+			for i := range s.uses {
+				u := &s.uses[i]
+				k := slices.IndexFunc(p.Budgets, func(b loyalty.Budget) bool { return b.ID == u.Budget })
+				x := u.Amount + u.Spared // its Consumption alone on the order, as recorded
+				if k < 0 || x < 0 {
+					continue // a budget no longer in the program: as it was counted
+				}
+				b := &p.Budgets[k]
+				var counted int64
+				for _, o := range standingSiblings(redemptions, &s.d, u.Budget, u.Lease) {
+					counted += o.Order().Standing()
+				}
+				u.Amount = b.OrderCharge(p, &s.d, x, counted)
+				u.Spared, u.Carried = x-u.Amount, 0
+			}
+			redemptions = append(redemptions, s)
+		case loyalty.KindReverse:
+			i := slices.IndexFunc(redemptions, func(o *split) bool { return o.d.ID == d.Reverses })
+			if i < 0 {
+				continue // an earn's refund, or a reversal of a redemption gone from the store
+			}
+			orig := redemptions[i]
+			orig.reversed = true
+			for _, ou := range orig.uses {
+				others := standingSiblings(redemptions, &orig.d, ou.Budget, ou.Lease)
+				charges := make([]loyalty.OrderCharge, len(others))
+				for j, o := range others {
+					charges[j] = o.Order()
+				}
+				back, carried := loyalty.CarryOver(ou.Order().Standing(), charges)
+				for j, x := range carried {
+					others[j].Carried += x
+				}
+				if j := slices.IndexFunc(s.uses, func(u LeaseUse) bool { return u.Budget == ou.Budget }); j >= 0 {
+					s.uses[j].Amount = -back
+				} else if back > 0 && slices.ContainsFunc(leases, func(l Lease) bool { return l.ID == ou.Lease }) {
+					s.uses = append(s.uses, LeaseUse{Lease: ou.Lease, Budget: ou.Budget, Amount: -back})
+				}
+			}
+		}
+	}
+	for _, s := range made {
+		before, err := tx.LeaseUses(ctx, s.d.ID)
+		if err != nil {
+			return err
+		}
+		for _, u := range s.uses {
+			if !slices.Contains(before, u) {
+				if err := tx.SetLeaseUse(ctx, s.d.ID, u); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// standingSiblings returns the uses of budget from lease by the redemptions of ss that still
+// stand and share d's order (loyalty.SharesOrder), by delta id, as carryOver orders them.
+func standingSiblings(ss []*split, d *loyalty.Delta, budget, lease string) []*LeaseUse {
+	type use struct {
+		delta string
+		u     *LeaseUse
+	}
+	var found []use
+	for _, o := range ss {
+		if o.reversed || !loyalty.SharesOrder(d, &o.d) {
+			continue
+		}
+		for i := range o.uses {
+			if o.uses[i].Budget == budget && o.uses[i].Lease == lease {
+				found = append(found, use{o.d.ID, &o.uses[i]})
+			}
+		}
+	}
+	slices.SortFunc(found, func(a, b use) int { return strings.Compare(a.delta, b.delta) })
+	out := make([]*LeaseUse, len(found))
+	for i, f := range found {
+		out[i] = f.u
+	}
+	return out
+}

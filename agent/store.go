@@ -66,6 +66,12 @@ type Tx interface {
 	// CarryLeaseUse adds x to what a delta's use of a budget took over from its order's reversed
 	// redemptions (LeaseUse.Carried).
 	CarryLeaseUse(ctx context.Context, delta, budget string, x int64) error
+	// SetLeaseUse writes what a delta spends of a budget, in place of what it spent before.
+	SetLeaseUse(ctx context.Context, delta string, u LeaseUse) error
+	// OrdersToResplit returns up to limit of the orders whose uses must be split again because
+	// the hub rejected one of their deltas; OrderResplit says one was.
+	OrdersToResplit(ctx context.Context, limit int) ([]string, error)
+	OrderResplit(ctx context.Context, order string) error
 	// Earned sums the points this store awarded a member for purchases (less reversals) since a
 	// time. Unsynced counts only what the member's synced copy does not include yet: deltas not
 	// acknowledged, or acknowledged at a newer version of the member than the copy's.

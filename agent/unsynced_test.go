@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -288,5 +289,93 @@ func TestOrderReversalCarriesAsTheHubDoes(t *testing.T) {
 	}
 	if consumed := bs[0].Leases[0].Consumed; spent != 0 || consumed != 0 || bs[0].Spent != 0 {
 		t.Errorf("after the order's reversal the store counts %d spent of its lease, the hub %d (budget spent %d); want 0", spent, consumed, bs[0].Spent)
+	}
+}
+
+// TestRejectedRedemptionSplitsItsOrderAgain: a coffee and a 5.00 off on one order of 20.00, the
+// order reversed or not, and the hub rejects one of the two redemptions (here: pushed with its points
+// changed, as a hub whose tier history changed since would). The hub counted the order without
+// it; the store splits the order again without it before it spends its lease again, so both count
+// the lease the same. Before, the store counted -2000 spent when the coffee was rejected (2000
+// more than it was granted, for offline redemptions the hub would reject) and 2000 when the 5.00
+// off was; without the reversal, 0 for the 5.00 off the hub charged 2000.
+func TestRejectedRedemptionSplitsItsOrderAgain(t *testing.T) {
+	for _, tt := range []struct {
+		rejected string
+		reverse  bool
+	}{{"coffee", true}, {"five-off", true}, {"coffee", false}} {
+		rejected := tt.rejected
+		t.Run(fmt.Sprintf("%s,reversed=%v", rejected, tt.reverse), func(t *testing.T) {
+			p := loyalty.DefaultProgram()
+			for i := range p.Rewards {
+				p.Rewards[i].Stackable = true
+			}
+			p.Budgets = []loyalty.Budget{{ID: "orders", Metric: loyalty.MetricOrderValue, Limit: 1_000_000}}
+			sp := openSyncPair(t, p)
+			ctx := context.Background()
+			if _, err := sp.agent.Earn(ctx, loyalty.EarnRequest{OrderID: "fund", MemberID: "m1", Amount: 50000, Currency: "EUR"}); err != nil {
+				t.Fatal(err)
+			}
+			sp.push(t)
+			sp.pull(t)
+			for _, reward := range []string{"coffee", "five-off"} {
+				if _, err := sp.agent.Redeem(ctx, loyalty.RedeemRequest{OrderID: "A", MemberID: "m1", RewardID: reward, OrderAmount: 2000}); err != nil {
+					t.Fatalf("%s on order A: %v", reward, err)
+				}
+			}
+			if tt.reverse {
+				if _, err := sp.agent.Reverse(ctx, loyalty.ReverseRequest{OrderID: "A"}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			out, err := sp.store.Pending(ctx, 0, 500)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ds []loyalty.Delta
+			for _, o := range out {
+				if o.Delta.Kind == loyalty.KindRedeem && o.Delta.Reward == rejected {
+					o.Delta.Points-- // the hub finds another price for it: rejected
+				}
+				ds = append(ds, o.Delta)
+			}
+			ack, err := sp.hub.Push(ctx, "s1", ds)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var refused int
+			for _, r := range ack.Results {
+				if r.Status == lsync.StatusRejected {
+					refused++
+				}
+			}
+			if refused == 0 {
+				t.Fatalf("the hub rejected nothing of %+v", ack.Results)
+			}
+			if err := sp.store.ApplyAck(ctx, ack); err != nil {
+				t.Fatal(err)
+			}
+			if err := sp.agent.Maintain(ctx); err != nil {
+				t.Fatal(err)
+			}
+			st, err := sp.agent.Status(ctx)
+			if err != nil || len(st.Leases) != 1 {
+				t.Fatalf("leases %+v, %v", st.Leases, err)
+			}
+			var spent int64
+			if err := sp.store.View(ctx, func(tx agent.Tx) error {
+				spent, err = tx.LeaseSpent(ctx, st.Leases[0].ID)
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			bs, err := sp.hub.Budgets(ctx)
+			if err != nil || len(bs) != 1 || len(bs[0].Leases) != 1 {
+				t.Fatalf("budgets %+v, %v", bs, err)
+			}
+			if consumed := bs[0].Leases[0].Consumed; spent != consumed {
+				t.Errorf("%s rejected: the store counts %d spent of its lease, the hub %d", rejected, spent, consumed)
+			}
+		})
 	}
 }

@@ -484,6 +484,35 @@ func (t *tx) LeaseUses(ctx context.Context, delta string) ([]agent.LeaseUse, err
 	return out, rows.Err()
 }
 
+func (t *tx) SetLeaseUse(ctx context.Context, delta string, u agent.LeaseUse) error {
+	_, err := t.ExecContext(ctx, `INSERT INTO lease_use (delta_id, lease, budget, amount, spared, carried) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (delta_id, budget) DO UPDATE SET lease = excluded.lease, amount = excluded.amount, spared = excluded.spared,
+			carried = excluded.carried`, delta, u.Lease, u.Budget, u.Amount, u.Spared, u.Carried)
+	return err
+}
+
+func (t *tx) OrdersToResplit(ctx context.Context, limit int) ([]string, error) {
+	rows, err := t.QueryContext(ctx, `SELECT order_id FROM order_resplit ORDER BY order_id LIMIT ?+0`, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
+}
+
+func (t *tx) OrderResplit(ctx context.Context, order string) error {
+	_, err := t.ExecContext(ctx, `DELETE FROM order_resplit WHERE order_id = ?`, order)
+	return err
+}
+
 func (t *tx) CarryLeaseUse(ctx context.Context, delta, budget string, x int64) error {
 	_, err := t.ExecContext(ctx, `UPDATE lease_use SET carried = carried + ? WHERE delta_id = ? AND budget = ?`, x, delta, budget)
 	return err
@@ -791,6 +820,11 @@ func (s *Store) ApplyAck(ctx context.Context, ack *lsync.Ack) error {
 			case lsync.StatusRejected:
 				_, err = t.ExecContext(ctx, `UPDATE deltas SET state = 'rejected', code = ?, message = ? WHERE id = ? AND state = 'pending'`,
 					r.Code, r.Message, r.DeltaID)
+				if err == nil { // its order's other deltas were counted with it: split it again (agent.resplit)
+					_, err = t.ExecContext(ctx, `INSERT INTO order_resplit (order_id) SELECT order_id FROM deltas d
+						WHERE d.id = ? AND d.order_id != '' AND EXISTS (SELECT 1 FROM lease_use u WHERE u.delta_id IN
+							(SELECT id FROM deltas o WHERE o.order_id = d.order_id)) ON CONFLICT DO NOTHING`, r.DeltaID)
+				}
 			}
 			if err != nil {
 				return err
