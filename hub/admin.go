@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -356,9 +357,87 @@ func (h *Hub) setProgram(ctx context.Context, p loyalty.Program, base int64) (lo
 		if err := h.reschedule(ctx, tx, &cur, &p); err != nil {
 			return err
 		}
-		return h.audit(ctx, tx, AuditProgramPublish, "program", fmt.Sprintf("rule version %d, %d rewards", p.Version, len(p.Rewards)))
+		return h.audit(ctx, tx, AuditProgramPublish, "program", fmt.Sprintf("rule version %d, %d rewards%s", p.Version, len(p.Rewards), programChanges(&cur, &p)))
 	})
 	return p, err
+}
+
+// programChanges says, for the audit trail, what a new program p switched and changed against
+// cur: the rewards and campaigns switched off or on, added or removed, and the budgets added,
+// removed or given another limit. It is "" when none of that changed.
+func programChanges(cur, p *loyalty.Program) string {
+	var out []string
+	note := func(what string, ids []string) {
+		if len(ids) > 0 {
+			out = append(out, what+" "+strings.Join(ids, ", "))
+		}
+	}
+	type item struct{ disabled bool }
+	diff := func(kind string, old, now map[string]item) {
+		var off, on, added, removed []string
+		for _, id := range slices.Sorted(maps.Keys(now)) {
+			o, had := old[id]
+			switch {
+			case !had:
+				added = append(added, id)
+			case !o.disabled && now[id].disabled:
+				off = append(off, id)
+			case o.disabled && !now[id].disabled:
+				on = append(on, id)
+			}
+		}
+		for _, id := range slices.Sorted(maps.Keys(old)) {
+			if _, ok := now[id]; !ok {
+				removed = append(removed, id)
+			}
+		}
+		note(kind+" switched off:", off)
+		note(kind+" switched on:", on)
+		note(kind+" added:", added)
+		note(kind+" removed:", removed)
+	}
+	rewards := func(p *loyalty.Program) map[string]item {
+		m := map[string]item{}
+		for _, r := range p.Rewards {
+			m[r.ID] = item{r.Disabled}
+		}
+		return m
+	}
+	campaigns := func(p *loyalty.Program) map[string]item {
+		m := map[string]item{}
+		for _, c := range p.Campaigns {
+			m[c.ID] = item{c.Disabled}
+		}
+		return m
+	}
+	diff("rewards", rewards(cur), rewards(p))
+	diff("campaigns", campaigns(cur), campaigns(p))
+	limits := func(p *loyalty.Program) map[string]int64 {
+		m := map[string]int64{}
+		for _, b := range p.Budgets {
+			m[b.ID] = b.Limit
+		}
+		return m
+	}
+	was, is := limits(cur), limits(p)
+	var budgets []string
+	for _, id := range slices.Sorted(maps.Keys(is)) {
+		if old, had := was[id]; !had {
+			budgets = append(budgets, fmt.Sprintf("%s added (limit %d)", id, is[id]))
+		} else if old != is[id] {
+			budgets = append(budgets, fmt.Sprintf("%s limit %d to %d", id, old, is[id]))
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(was)) {
+		if _, ok := is[id]; !ok {
+			budgets = append(budgets, id+" removed")
+		}
+	}
+	note("budgets:", budgets)
+	if len(out) == 0 {
+		return ""
+	}
+	return "; " + strings.Join(out, "; ")
 }
 
 // reschedule makes the background jobs look at every member again when a new program changes

@@ -3,7 +3,6 @@ package hub
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"maps"
 	"regexp"
 	"slices"
@@ -133,17 +132,6 @@ func (h *Hub) audit(ctx context.Context, tx Tx, action, target, detail string) e
 	detail = loyalty.Truncate(detail, maxDetail)
 	return tx.InsertAudit(ctx, AuditEntry{At: h.Now().UTC().Truncate(time.Millisecond), KeyID: a.KeyID, KeyName: a.KeyName,
 		Action: action, Target: target, Detail: detail})
-}
-
-// RecordAudit records an admin change in a transaction of its own, right after the change
-// succeeded, for a change whose hub method runs its own transaction without recording it
-// (WriteOff). If the record cannot be written, the change stands and the failure is logged.
-func (h *Hub) RecordAudit(ctx context.Context, action, target, detail string) {
-	err := h.Store.Update(ctx, func(tx Tx) error { return h.audit(ctx, tx, action, target, detail) })
-	if err != nil {
-		h.Logger.Error("an admin change succeeded but its audit record could not be written",
-			slog.String("action", action), slog.String("target", target), slog.String("key_id", ActorFrom(ctx).KeyID), slog.Any("err", err))
-	}
 }
 
 // Audit returns up to limit audit entries, newest first.

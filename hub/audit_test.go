@@ -1,6 +1,7 @@
 package hub_test
 
 import (
+	"context"
 	"fmt"
 	"go/ast"
 	"go/parser"
@@ -12,7 +13,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/hub"
 )
 
@@ -134,5 +137,44 @@ func TestAuditActions_ListsEveryAction(t *testing.T) {
 	}
 	if len(found) < len(hub.AuditActions) {
 		t.Fatalf("found %d Audit constants (%v), and hub.AuditActions lists %d", len(found), found, len(hub.AuditActions))
+	}
+}
+
+// TestAudit_ProgramPublishSaysWhatChanged: a publication's entry names the rewards and campaigns
+// switched off or on, added or removed, and the budgets whose limits changed: the trail shows
+// which kill switch an operator pulled, not only that a version was published.
+func TestAudit_ProgramPublishSaysWhatChanged(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	withProgram(t, h, func(p *loyalty.Program) {
+		p.Budgets = []loyalty.Budget{{ID: "coffees", Metric: loyalty.MetricRedemptions, Reward: "coffee", Limit: 100}}
+	})
+	p, err := h.Program(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Rewards[0].Disabled = true
+	p.Budgets[0].Limit = 150
+	p.Campaigns = append(p.Campaigns, loyalty.Campaign{ID: "weekend", Name: "Weekend", Multiplier: 2000,
+		Start: t0, End: t0.Add(48 * time.Hour)})
+	if _, err := h.SetProgram(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	es, err := h.AuditPage(ctx, hub.AuditQuery{Limit: 1, Action: hub.AuditProgramPublish})
+	if err != nil || len(es) != 1 {
+		t.Fatalf("entries %+v, %v", es, err)
+	}
+	for _, want := range []string{"rewards switched off: " + p.Rewards[0].ID, "campaigns added: weekend", "budgets: coffees limit 100 to 150"} {
+		if !strings.Contains(es[0].Detail, want) {
+			t.Errorf("the publication's audit detail %q does not say %q", es[0].Detail, want)
+		}
+	}
+	p.Rewards[0].Disabled = false
+	if _, err := h.SetProgram(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if es, err = h.AuditPage(ctx, hub.AuditQuery{Limit: 1, Action: hub.AuditProgramPublish}); err != nil || len(es) != 1 ||
+		!strings.HasSuffix(es[0].Detail, "; rewards switched on: "+p.Rewards[0].ID) {
+		t.Fatalf("switched back on: %+v, %v", es, err)
 	}
 }

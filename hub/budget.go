@@ -610,7 +610,7 @@ func disabled(p *loyalty.Program, b *loyalty.Budget) bool {
 
 // WriteOff settles the ended leases of a store that will not come back (a closed store, a lost
 // device): their unspent quota returns to the budgets. It returns what went back, per budget. Whatever the store spent offline and never
-// delivered is then unaccounted for; that is the operator's call.
+// delivered is then unaccounted for; that is the operator's call. Audited, in the same transaction.
 func (h *Hub) WriteOff(ctx context.Context, store string) (map[string]int64, error) {
 	var returned map[string]int64
 	err := h.update(ctx, func(tx Tx) error {
@@ -633,7 +633,7 @@ func (h *Hub) WriteOff(ctx context.Context, store string) (map[string]int64, err
 				return err
 			}
 		}
-		return nil
+		return h.audit(ctx, tx, AuditStoreWriteOff, store, WriteOffDetail(returned))
 	})
 	return returned, err
 }

@@ -171,9 +171,6 @@ func (s *Server) routes(mux, admin router) {
 	s.reportRoutes(admin) // reports_http.go
 	admin.HandleFunc("POST /v1/stores/{id}/writeoff", func(w http.ResponseWriter, r *http.Request) {
 		n, err := h.WriteOff(r.Context(), r.PathValue("id"))
-		if err == nil { // WriteOff runs its own transaction: audited right after it succeeds
-			h.RecordAudit(r.Context(), AuditStoreWriteOff, r.PathValue("id"), WriteOffDetail(n))
-		}
 		s.reply(w, r, http.StatusOK, map[string]any{"store": r.PathValue("id"), "returned": n}, err)
 	})
 	admin.HandleFunc("GET /v1/expiring", func(w http.ResponseWriter, r *http.Request) {

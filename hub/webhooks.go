@@ -752,21 +752,32 @@ func (h *Hub) ReplayWebhook(ctx context.Context, id string, req ReplayRequest) (
 		return n, err
 	}
 	// By time, a page of events per transaction: a replay of a month of events must not hold
-	// the writer while it queues them all. The last page's transaction writes the audit entry.
+	// the writer while it queues them all. The last page's transaction writes the audit entry
+	// with the total; when there are more pages than one, the first writes one too, so that what
+	// is queued is in the trail even if a later page fails. A caller gone does not stop it half
+	// way.
+	ctx = context.WithoutCancel(ctx)
+	since := req.Since.UTC().Format(time.RFC3339)
 	total := 0
 	for from := req.Since.UTC(); !from.IsZero(); {
 		var n int
 		var next time.Time
+		first := total == 0 && from.Equal(req.Since.UTC())
 		err := h.Store.Update(ctx, func(tx Tx) error {
 			e, err := tx.WebhookEndpoint(ctx, id)
 			if err != nil {
 				return err
 			}
-			if n, next, err = tx.ReplayWebhookSince(ctx, e.ID, from, now, now, cmp.Or(h.WebhookEvents.ReplayBatch, 1000)); err != nil || !next.IsZero() {
+			if n, next, err = tx.ReplayWebhookSince(ctx, e.ID, from, now, now, cmp.Or(h.WebhookEvents.ReplayBatch, 1000)); err != nil {
 				return err
 			}
-			what := fmt.Sprintf("events since %s: %d queued", req.Since.UTC().Format(time.RFC3339), total+n)
-			return h.audit(ctx, tx, AuditWebhookReplay, id, what)
+			if !next.IsZero() {
+				if first {
+					return h.audit(ctx, tx, AuditWebhookReplay, id, fmt.Sprintf("events since %s: being queued, a page at a time", since))
+				}
+				return nil
+			}
+			return h.audit(ctx, tx, AuditWebhookReplay, id, fmt.Sprintf("events since %s: %d queued", since, total+n))
 		})
 		if err != nil {
 			if total > 0 {

@@ -580,7 +580,8 @@ func TestWebhooks_ReplayRotateRemoveAudited(t *testing.T) {
 // TestWebhooks_ReplayByTimeInPages: a replay by time queues its events a page per write
 // transaction. The pages end on a millisecond, so events made in the same millisecond as a page's
 // last are in that page, never lost or queued twice; events before since, or of types the
-// endpoint does not take, are not queued; the audit trail has one entry with the total.
+// endpoint does not take, are not queued; the audit trail says the replay began, at its first
+// page, and its total, at its last.
 func TestWebhooks_ReplayByTimeInPages(t *testing.T) {
 	h, clk := webhookHub(t)
 	ctx := context.Background()
@@ -642,8 +643,18 @@ func TestWebhooks_ReplayByTimeInPages(t *testing.T) {
 			replays = append(replays, e.Detail)
 		}
 	}
-	if len(replays) != 1 || !strings.HasSuffix(replays[0], ": 5 queued") {
-		t.Fatalf("audit entries of the replay %q, want one with the total", replays)
+	// Newest first: the total when it was done, and, as it took more than one page, that it began.
+	if len(replays) != 2 || !strings.HasSuffix(replays[0], ": 5 queued") || !strings.HasSuffix(replays[1], ": being queued, a page at a time") {
+		t.Fatalf("audit entries of the replay %q, want the total after that it began", replays)
+	}
+	// A replay in one page has one entry.
+	h.WebhookEvents.ReplayBatch = 0
+	if n, err := h.ReplayWebhook(ctx, nw.Webhook.ID, hub.ReplayRequest{Since: since}); err != nil || n != 5 {
+		t.Fatalf("replay in one page queued %d (%v), want 5", n, err)
+	}
+	if es, err := h.AuditPage(ctx, hub.AuditQuery{Limit: 3, Action: hub.AuditWebhookReplay}); err != nil || len(es) != 3 ||
+		!strings.HasSuffix(es[0].Detail, ": 5 queued") || !strings.HasSuffix(es[1].Detail, ": 5 queued") {
+		t.Fatalf("after a replay in one page: %+v, %v", es, err)
 	}
 }
 

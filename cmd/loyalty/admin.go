@@ -193,7 +193,6 @@ func storeCommands() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				h.RecordAudit(ctx, hub.AuditStoreWriteOff, id, hub.WriteOffDetail(n)) // WriteOff runs its own transaction: audited right after
 				if wantJSON(cmd) {
 					return writeJSON(cmd.OutOrStdout(), n)
 				}
