@@ -258,6 +258,23 @@ type MemberView struct {
 	Ledger   []LedgerEntry `json:"ledger"`
 }
 
+// ForScope is the view a key of scope may read. An online key (the web shop, the member app: an
+// edge, not the operator) reads neither the operator's notes on the member (Attributes) nor what
+// an operator wrote on an adjustment (its reason, and its terminal: the operator's key id).
+func (v MemberView) ForScope(scope Scope) MemberView {
+	if scope != ScopeOnline {
+		return v
+	}
+	v.Attributes = nil
+	v.Ledger = slices.Clone(v.Ledger)
+	for i := range v.Ledger {
+		if v.Ledger[i].Kind == loyalty.KindAdjust {
+			v.Ledger[i].Reason, v.Ledger[i].Terminal = "", ""
+		}
+	}
+	return v
+}
+
 // Member returns a member, with their birthday, and their newest ledger entries.
 func (h *Hub) Member(ctx context.Context, id string, ledger int) (MemberView, error) {
 	var v MemberView

@@ -439,3 +439,42 @@ func replays(t *testing.T, a *akHub, path, body string) {
 		}
 	}
 }
+
+// TestAPIKeys_OnlineKeyReadsNoOperatorNotes: the web shop and the member app read a member's
+// balance and ledger, not the operator's notes on the member, nor what an operator wrote on an
+// adjustment and which key made it. An admin key (and a report key) reads them all.
+func TestAPIKeys_OnlineKeyReadsNoOperatorNotes(t *testing.T) {
+	a := openAKHub(t)
+	shop := a.newKey(t, akAdminKey, "web shop", hub.ScopeOnline)
+	ops := a.newKey(t, akAdminKey, "care desk", hub.ScopeAdmin)
+	a.mustDo(t, ops.Key, "PATCH", "/v1/members/m1", `{"attributes":{"fraud.suspect":"chargeback ring"}}`, http.StatusOK, nil)
+	a.mustDo(t, ops.Key, "POST", "/v1/adjustments", `{"adjust_id":"adj-1","member_id":"m1","points":40,"reason":"goodwill, complaint by J. Doe"}`,
+		http.StatusOK, nil)
+	for _, tt := range []struct {
+		key   string
+		notes bool
+	}{{shop.Key, false}, {ops.Key, true}} {
+		for _, call := range [][2]string{{"GET", ""}, {"PATCH", `{"name":"Ann"}`}} {
+			_, b := a.do(t, tt.key, call[0], "/v1/members/m1", call[1])
+			var v hub.MemberView
+			if err := json.Unmarshal(b, &v); err != nil || v.ID != "m1" {
+				t.Fatalf("%s /v1/members/m1: %s (%v)", call[0], b, err)
+			}
+			if call[0] == "PATCH" { // answers with the member, not the ledger
+				if (v.Attributes["fraud.suspect"] != "") != tt.notes {
+					t.Errorf("PATCH /v1/members/m1: attributes %v", v.Attributes)
+				}
+				continue
+			}
+			for _, secret := range []string{"chargeback ring", "J. Doe", ops.ID} {
+				if bytes.Contains(b, []byte(secret)) != tt.notes {
+					t.Errorf("%s /v1/members/m1 with the %s key: holds %q is %v, want %v: %s", call[0],
+						map[bool]string{false: "online", true: "admin"}[tt.notes], secret, !tt.notes, tt.notes, b)
+				}
+			}
+			if v.Ledger[0].Kind != loyalty.KindAdjust || v.Ledger[0].Points != 40 {
+				t.Errorf("the ledger's newest entry %+v, want the adjustment of 40", v.Ledger[0])
+			}
+		}
+	}
+}

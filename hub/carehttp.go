@@ -14,7 +14,7 @@ func (s *Server) careRoutes(admin router) {
 		var p MemberPatch
 		if s.decode(w, r, &p) {
 			out, err := h.UpdateMember(r.Context(), r.PathValue("id"), p)
-			s.reply(w, r, http.StatusOK, out, err)
+			s.reply(w, r, http.StatusOK, out.ForScope(ActorFrom(r.Context()).Scope), err)
 		}
 	})
 	admin.HandleFunc("POST /v1/members/{id}/erase", func(w http.ResponseWriter, r *http.Request) {

@@ -111,7 +111,7 @@ func (s *Server) routes(mux, admin router) {
 			return
 		}
 		out, err := h.Member(r.Context(), r.PathValue("id"), limit)
-		s.reply(w, r, http.StatusOK, out, err)
+		s.reply(w, r, http.StatusOK, out.ForScope(ActorFrom(r.Context()).Scope), err)
 	})
 	admin.HandleFunc("GET /v1/members/{id}/qr", func(w http.ResponseWriter, r *http.Request) {
 		token, err := h.MemberToken(r.Context(), r.PathValue("id"))
