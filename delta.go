@@ -160,6 +160,10 @@ type Delta struct {
 	// Reason is why an operator adjusted a balance (an adjust delta, made by the hub: docs/API.md,
 	// "Adjustments"); its Terminal is then the API key id that made it.
 	Reason string `json:"reason,omitempty"`
+	// Key is the API key that made a change of the online channel (the hub sets it from the
+	// caller's credential; a caller's Terminal is only its word): which of the web shop's and the
+	// app's keys earned, redeemed or reversed. Stores never set it.
+	Key string `json:"key_id,omitempty"`
 
 	// Presence is the member's signed QR code as the store scanned it for this change: the proof
 	// that the member was at the store, which alone (or the member's home store) brings a member
@@ -289,8 +293,9 @@ func (d *Delta) Validate() error {
 		return Errorf(EINVALID, "member id must be 1 to %d characters of UTF-8 text without NUL (U+0000)", MaxIDLength)
 	case !ValidText(d.Terminal, MaxIDLength) || !ValidText(d.OrderID, MaxIDLength) || !ValidText(d.Reward, MaxIDLength) ||
 		!ValidText(d.Voucher, MaxIDLength) || !ValidText(d.Reverses, MaxIDLength) || !ValidText(d.Rule, MaxIDLength) ||
-		!ValidText(d.Tier, MaxIDLength) || !ValidText(d.Country, MaxIDLength) || !ValidText(d.TimeZone, MaxIDLength):
-		return Errorf(EINVALID, "terminal, order, reward, voucher, rule, tier, country and time zone ids must be UTF-8 text of at most %d characters, without NUL (U+0000)", MaxIDLength)
+		!ValidText(d.Tier, MaxIDLength) || !ValidText(d.Country, MaxIDLength) || !ValidText(d.TimeZone, MaxIDLength) ||
+		!ValidText(d.Key, MaxIDLength):
+		return Errorf(EINVALID, "terminal, order, reward, voucher, rule, tier, country, time zone and key ids must be UTF-8 text of at most %d characters, without NUL (U+0000)", MaxIDLength)
 	case !ValidText(d.Reason, MaxReasonLength):
 		return Errorf(EINVALID, "a reason must be UTF-8 text of at most %d characters, without NUL (U+0000)", MaxReasonLength)
 	case len(d.Presence) > MaxPresenceLength:

@@ -259,8 +259,9 @@ type MemberView struct {
 }
 
 // ForScope is the view a key of scope may read. An online key (the web shop, the member app: an
-// edge, not the operator) reads neither the operator's notes on the member (Attributes) nor what
-// an operator wrote on an adjustment (its reason, and its terminal: the operator's key id).
+// edge, not the operator) reads neither the operator's notes on the member (Attributes), nor what
+// an operator wrote on an adjustment (its reason, and its terminal: the operator's key id), nor
+// which key made an online change (Key).
 func (v MemberView) ForScope(scope Scope) MemberView {
 	if scope != ScopeOnline {
 		return v
@@ -268,6 +269,7 @@ func (v MemberView) ForScope(scope Scope) MemberView {
 	v.Attributes = nil
 	v.Ledger = slices.Clone(v.Ledger)
 	for i := range v.Ledger {
+		v.Ledger[i].Key = ""
 		if v.Ledger[i].Kind == loyalty.KindAdjust {
 			v.Ledger[i].Reason, v.Ledger[i].Terminal = "", ""
 		}

@@ -478,3 +478,33 @@ func TestAPIKeys_OnlineKeyReadsNoOperatorNotes(t *testing.T) {
 		}
 	}
 }
+
+// TestAPIKeys_OnlineChangesNameTheirKey: an online earn, redemption and reversal record the API
+// key that made them, whatever terminal the caller names (a key cannot pass its changes off as
+// another's); a store cannot set it; an online key does not read it.
+func TestAPIKeys_OnlineChangesNameTheirKey(t *testing.T) {
+	a := openAKHub(t)
+	shop := a.newKey(t, akAdminKey, "web shop", hub.ScopeOnline)
+	app := a.newKey(t, akAdminKey, "member app", hub.ScopeOnline)
+	a.mustDo(t, shop.Key, "POST", "/v1/earn", `{"order_id":"WEB-1","member_id":"m1","amount":10000,"currency":"EUR"}`, http.StatusOK, nil)
+	a.mustDo(t, app.Key, "POST", "/v1/reverse", `{"order_id":"WEB-1","terminal":"`+shop.ID+`"}`, http.StatusOK, nil)
+	var v hub.MemberView
+	a.mustDo(t, akAdminKey, "GET", "/v1/members/m1", "", http.StatusOK, &v)
+	by := map[loyalty.Kind]string{}
+	for _, e := range v.Ledger {
+		by[e.Kind] = e.Key
+	}
+	if by[loyalty.KindEarn] != shop.ID || by[loyalty.KindReverse] != app.ID {
+		t.Errorf("the earn was made by %q and its reversal by %q; want the shop's key %s and the app's %s",
+			by[loyalty.KindEarn], by[loyalty.KindReverse], shop.ID, app.ID)
+	}
+	_, b := a.do(t, shop.Key, "GET", "/v1/members/m1", "")
+	if bytes.Contains(b, []byte(`"key_id"`)) || bytes.Contains(b, []byte(app.ID)) {
+		t.Errorf("an online key reads which keys made the changes: %s", b)
+	}
+	d := earn("s1", "m1", 1000)
+	d.Key = shop.ID
+	if r := pushOK(t, a.Hub, "s1", d).Results[0]; r.Status != lsync.StatusRejected || r.Code != loyalty.EUNAUTHORIZED {
+		t.Errorf("a store's delta naming an API key: %+v, want rejected EUNAUTHORIZED", r)
+	}
+}

@@ -41,6 +41,7 @@ type applier struct {
 	changes    map[string]*memberChange // what the applied deltas change of members' schedules
 	clock      time.Time                // a job's run time, for the member state it computes (zero: Now)
 	quals      map[string]Qualification // what a job's batch read of its members' qualifying events, at clock
+	key        string                   // the API key of the online call being run (newDelta's Key)
 
 	// A pushed batch's reads, made once for the batch (prepare) or once per transaction.
 	known        map[string]*DeltaRef          // ids looked up in the ledger at the batch's start (nil: not there)
@@ -377,6 +378,9 @@ func (a *applier) identity(store string, d *loyalty.Delta) error {
 	}
 	if (d.Kind == loyalty.KindAdjust || d.Kind == loyalty.KindTier || d.Kind == loyalty.KindExpire) && store != loyalty.HubStore {
 		return loyalty.Errorf(loyalty.EUNAUTHORIZED, "only the hub makes %s deltas; store %s pushed one", d.Kind, store)
+	}
+	if d.Key != "" && store != loyalty.OnlineStore {
+		return loyalty.Errorf(loyalty.EUNAUTHORIZED, "key_id names the API key of an online change; the hub sets it, and store %s pushed one", store)
 	}
 	if d.Kind == loyalty.KindEarn && d.Rule != "" && store != loyalty.OnlineStore && store != loyalty.HubStore {
 		return loyalty.Errorf(loyalty.EUNAUTHORIZED, "stores award points for sales; action %q goes through the hub's API", d.Rule)

@@ -108,6 +108,10 @@ func (h *Hub) runOnline(ctx context.Context, tx Tx, c onlineCall, cur *loyalty.P
 
 // call runs a call that has no answer yet on a, and saves its answer under its idempotency key.
 func (a *applier) call(ctx context.Context, c onlineCall) ([]byte, error) {
+	a.key = ""
+	if actor := ActorFrom(ctx); actor != internalActor {
+		a.key = actor.KeyID // the hub's own awards (a birthday) name none
+	}
 	res, err := c.fn(a)
 	if err != nil {
 		return nil, err
@@ -237,7 +241,7 @@ func (h *Hub) memberOf(ctx context.Context, token, id string) (string, func() er
 
 func (a *applier) newDelta(orderID, member string, kind loyalty.Kind, terminal string) loyalty.Delta {
 	d := loyalty.Delta{ID: loyalty.NewDeltaID(), Store: loyalty.OnlineStore, Terminal: terminal, Member: member,
-		Kind: kind, OrderID: orderID, OccurredAt: a.Now()}
+		Kind: kind, OrderID: orderID, OccurredAt: a.Now(), Key: a.key}
 	if a.minted != nil {
 		a.minted[d.ID] = true
 	}
