@@ -149,6 +149,9 @@ func (d *dashboard) operator(r *http.Request) (*operator, error) {
 	if !ok {
 		return nil, nil
 	}
+	if ended, err := d.s.Hub.DashboardSessionEnded(r.Context(), sess.ID); err != nil || ended {
+		return nil, err // signed out: a copy of the cookie is worth nothing
+	}
 	var a Actor
 	if strings.HasPrefix(sess.Subject, ConfigActor.KeyID+".") {
 		if d.config == "" || !hmac.Equal([]byte(sess.Subject), []byte(d.config)) {
@@ -376,6 +379,10 @@ func (d *dashboard) signout(w http.ResponseWriter, r *http.Request) {
 	if sess, ok := d.sess.Get(r); ok {
 		if err := r.ParseForm(); err != nil || !d.sess.CheckCSRF(r, sess) {
 			d.refuse(w, nil, http.StatusForbidden, "This form is out of date or came from another site.", "Open the page again.")
+			return
+		}
+		if err := d.s.Hub.EndDashboardSession(r.Context(), sess.ID, sess.Expires); err != nil {
+			d.fail(w, r, nil, err)
 			return
 		}
 	}

@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/loyalty-edge-sync/loyalty"
 )
@@ -33,6 +34,23 @@ func (h *Hub) ResolveConflict(ctx context.Context, id int64) error {
 		}
 		return h.audit(ctx, tx, AuditConflictResolve, fmt.Sprint(id), "")
 	})
+}
+
+// EndDashboardSession signs dashboard session id out for good: its cookie, whose signature holds
+// until until, and every copy of it are refused from now on, by every hub process.
+func (h *Hub) EndDashboardSession(ctx context.Context, id string, until time.Time) error {
+	return h.Store.Update(ctx, func(tx Tx) error { return tx.EndSession(ctx, id, until, h.Now()) })
+}
+
+// DashboardSessionEnded reports whether dashboard session id was signed out.
+func (h *Hub) DashboardSessionEnded(ctx context.Context, id string) (bool, error) {
+	var ended bool
+	err := h.Store.View(ctx, func(tx Tx) error {
+		var err error
+		ended, err = tx.SessionEnded(ctx, id)
+		return err
+	})
+	return ended, err
 }
 
 // APIKeyByID returns an API key by its id, revoked or not (ENOTFOUND if there is none): a

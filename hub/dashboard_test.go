@@ -164,20 +164,30 @@ func TestDashboard_SignIn(t *testing.T) {
 	if a := b.post("/signin", url.Values{"key": {d.Admin.Key}}, "Sec-Fetch-Site", "cross-site"); a.Status != http.StatusForbidden {
 		t.Errorf("cross-site sign-in: %d", a.Status)
 	}
+	u, _ := url.Parse(d.URL)
 	for _, key := range []string{d.Admin.Key, d.Report.Key, akAdminKey} {
-		b := d.browser(t)
+		b, other := d.browser(t), d.browser(t)
 		b.signIn(key)
-		// Signing out ends the session.
+		other.signIn(key)
+		copied := b.c.Jar.Cookies(u) // someone read the cookie off the browser
+		// Signing out ends the session, and a copy of its cookie is refused.
 		if a := b.post("/signout", url.Values{"csrf": {b.csrf("/")}}); a.Status != http.StatusSeeOther || a.Location != "/signin" {
 			t.Errorf("sign out: %d %q", a.Status, a.Location)
 		}
 		if a := b.get("/"); a.Status != http.StatusSeeOther {
 			t.Errorf("GET / after signing out: %d", a.Status)
 		}
+		b.c.Jar.SetCookies(u, copied)
+		if a := b.get("/"); a.Status != http.StatusSeeOther || a.Location != "/signin" {
+			t.Errorf("GET / with a copy of the signed-out session's cookie: %d %q", a.Status, a.Location)
+		}
+		// The key's other sign-in goes on.
+		if a := other.get("/"); a.Status != http.StatusOK {
+			t.Errorf("another browser signed in with the same key, after the first signed out: %d", a.Status)
+		}
 	}
 	// A forged cookie is no session.
 	jar, _ := cookiejar.New(nil)
-	u, _ := url.Parse(d.URL)
 	jar.SetCookies(u, []*http.Cookie{{Name: "loyalty_dashboard", Value: "x.config." + strings.Repeat("A", 40)}})
 	b.c.Jar = jar
 	if a := b.get("/"); a.Status != http.StatusSeeOther {

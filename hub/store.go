@@ -813,4 +813,9 @@ type AccessTx interface {
 	InsertAudit(ctx context.Context, e AuditEntry) error
 	// Audit returns up to q.Limit audit entries that match q, newest first.
 	Audit(ctx context.Context, q AuditQuery) ([]AuditEntry, error)
+	// EndSession records that the dashboard session id was signed out; its cookie would be
+	// valid until until. It forgets the sessions ended whose cookies have expired by now.
+	EndSession(ctx context.Context, id string, until, now time.Time) error
+	// SessionEnded reports whether the dashboard session id was signed out.
+	SessionEnded(ctx context.Context, id string) (bool, error)
 }

@@ -89,3 +89,17 @@ func (t *tx) Audit(ctx context.Context, q hub.AuditQuery) ([]hub.AuditEntry, err
 		})
 	return out, err
 }
+
+func (t *tx) EndSession(ctx context.Context, id string, until, now time.Time) error {
+	if _, err := t.exec(ctx, `DELETE FROM ended_sessions WHERE until < $1`, unixms.Of(now)); err != nil {
+		return err
+	}
+	_, err := t.exec(ctx, `INSERT INTO ended_sessions (id, until) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING`, id, unixms.Of(until))
+	return err
+}
+
+func (t *tx) SessionEnded(ctx context.Context, id string) (bool, error) {
+	var ended bool
+	err := t.queryRow(ctx, `SELECT EXISTS (SELECT 1 FROM ended_sessions WHERE id = $1)`, id).Scan(&ended)
+	return ended, err
+}

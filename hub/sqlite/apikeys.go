@@ -104,3 +104,17 @@ func auditQuery(q hub.AuditQuery) (string, []any) {
 	where, args := q.Where(func(int) string { return "?" })
 	return `SELECT seq, at, key_id, key_name, action, target, detail FROM audit` + where + ` ORDER BY seq DESC LIMIT ?+0`, append(args, q.Limit)
 }
+
+func (t *tx) EndSession(ctx context.Context, id string, until, now time.Time) error {
+	if _, err := t.ExecContext(ctx, `DELETE FROM ended_sessions WHERE until < ?`, unixms.Of(now)); err != nil {
+		return err
+	}
+	_, err := t.ExecContext(ctx, `INSERT INTO ended_sessions (id, until) VALUES (?, ?) ON CONFLICT (id) DO NOTHING`, id, unixms.Of(until))
+	return err
+}
+
+func (t *tx) SessionEnded(ctx context.Context, id string) (bool, error) {
+	var ended bool
+	err := t.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM ended_sessions WHERE id = ?)`, id).Scan(&ended)
+	return ended, err
+}

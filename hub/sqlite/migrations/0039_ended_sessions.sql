@@ -1,0 +1,6 @@
+-- Dashboard sessions signed out before their cookie expires (until): a copy of the cookie, kept
+-- by someone who read it off the browser, is refused once its owner has signed out.
+CREATE TABLE ended_sessions (
+	id    TEXT PRIMARY KEY,
+	until INTEGER NOT NULL
+) WITHOUT ROWID;
