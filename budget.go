@@ -86,19 +86,50 @@ func (b Budget) OrderConsumption(p *Program, d *Delta, counted int64) int64 {
 	return b.OrderCharge(p, d, b.Consumption(p, d, nil), counted)
 }
 
-// OrderCharge is OrderConsumption for a redemption whose Consumption, alone on its order, was x:
-// what a store that recorded x when it made d counts of it again after the order changed.
+// OrderCharge is OrderConsumption for a redemption whose Consumption, alone on its order, was x.
 func (b Budget) OrderCharge(p *Program, d *Delta, x, counted int64) int64 {
-	if x <= 0 || d.Kind != KindRedeem || counted <= 0 {
-		return x
+	return b.OrderRuleOf(p, d).Charge(x, d.Amount, counted)
+}
+
+// OrderRule is how a redemption's charge to a budget depends on what its order's other
+// redemptions counted already (OrderConsumption). A store records it with the charge, so that it
+// can count the charge again when the order changes (the hub rejected one of its redemptions)
+// without the program the redemption was made under.
+type OrderRule string
+
+const (
+	OrderAlone    OrderRule = ""            // the order changes nothing: counted in full
+	OrderValue    OrderRule = "order_value" // counts what its order amount adds
+	OrderDiscount OrderRule = "discount"    // the order's discounts count at most its amount
+)
+
+// OrderRuleOf is the OrderRule of redemption d's charge to budget b under program p.
+func (b Budget) OrderRuleOf(p *Program, d *Delta) OrderRule {
+	if d.Kind != KindRedeem {
+		return OrderAlone
 	}
 	switch b.Metric {
 	case MetricOrderValue:
-		return max(x-counted, 0)
+		return OrderValue
 	case MetricDiscount:
 		if r, err := p.Reward(d.Reward); err == nil && d.Amount > 0 && (r.Kind == "amount_off" || r.Kind == "percent_off") {
-			return min(x, max(d.Amount-counted, 0))
+			return OrderDiscount
 		}
+	}
+	return OrderAlone
+}
+
+// Charge is what a redemption worth x alone, on an order of orderAmount whose other redemptions
+// counted counted already, is charged under the rule.
+func (r OrderRule) Charge(x, orderAmount, counted int64) int64 {
+	if x <= 0 || counted <= 0 {
+		return x
+	}
+	switch r {
+	case OrderValue:
+		return max(x-counted, 0)
+	case OrderDiscount:
+		return min(x, max(orderAmount-counted, 0))
 	}
 	return x
 }

@@ -420,7 +420,7 @@ func (a *Agent) Earn(ctx context.Context, req loyalty.EarnRequest) (loyalty.Rece
 // balance after them.
 func (a *Agent) write(ctx context.Context, tx Tx, p *loyalty.Program, offline bool, ds ...loyalty.Delta) (loyalty.Receipt, error) {
 	r := loyalty.Receipt{Deltas: []string{}}
-	if err := resplit(ctx, tx, p); err != nil { // what the hub rejected since counts no more
+	if err := resplit(ctx, tx); err != nil { // what the hub rejected since counts no more
 		return r, err
 	}
 	for _, d := range ds {

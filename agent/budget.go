@@ -46,7 +46,7 @@ func (a *Agent) budgetUses(ctx context.Context, tx Tx, p *loyalty.Program, d *lo
 				"this store's share of budget %s is used up (%d of %d%s); the hub refills it while the store is online", b.ID, spent, leases[i].Granted, more)}
 		}
 		// A use of 0 (the order counted already) still names the lease, as the hub requires.
-		use = append(use, LeaseUse{Lease: leases[i].ID, Budget: b.ID, Amount: charge, Spared: x - charge})
+		use = append(use, LeaseUse{Lease: leases[i].ID, Budget: b.ID, Amount: charge, Spared: x - charge, Rule: b.OrderRuleOf(p, d)})
 	}
 	return use, nil
 }
@@ -125,14 +125,14 @@ func carryOver(ctx context.Context, tx Tx, orig loyalty.Delta, u LeaseUse, freed
 // resplit splits again the orders the hub rejected a delta of (Tx.OrdersToResplit), before the
 // store spends its leases again: their deltas were counted with the rejected one, which the hub
 // never counted, and the store's count of its leases would otherwise drift from the hub's.
-func resplit(ctx context.Context, tx Tx, p *loyalty.Program) error {
+func resplit(ctx context.Context, tx Tx) error {
 	for {
 		orders, err := tx.OrdersToResplit(ctx, 100)
 		if err != nil || len(orders) == 0 {
 			return err
 		}
 		for _, o := range orders {
-			if err := resplitOrder(ctx, tx, p, o); err != nil {
+			if err := resplitOrder(ctx, tx, o); err != nil {
 				return err
 			}
 			if err := tx.OrderResplit(ctx, o); err != nil {
@@ -151,10 +151,11 @@ type split struct {
 
 // resplitOrder counts again what the deltas of an order that the hub did not reject spend of
 // their leases, in the order the store made them, as the hub counted them: each redemption
-// counted with the order's redemptions standing before it (OrderCharge, from the Consumption it
-// recorded), and each reversal of one carried over to the others standing then (CarryOver).
+// counted with the order's redemptions standing before it (by the OrderRule and the worth alone
+// it recorded when it was made), and each reversal of one carried over to the others standing
+// then (CarryOver).
 // Earns and their refunds do not depend on the rest of the order, and stay as they are.
-func resplitOrder(ctx context.Context, tx Tx, p *loyalty.Program, order string) error {
+func resplitOrder(ctx context.Context, tx Tx, order string) error {
 	ds, err := tx.OrderDeltas(ctx, order)
 	if err != nil {
 		return err
@@ -175,18 +176,15 @@ func resplitOrder(ctx context.Context, tx Tx, p *loyalty.Program, order string) 
 		switch d.Kind {
 		case loyalty.KindRedeem:
 			for i := range s.uses {
+				// From what it recorded, as it was made: its worth alone on the order and how the
+				// order counted toward it (not today's program).
 				u := &s.uses[i]
-				k := slices.IndexFunc(p.Budgets, func(b loyalty.Budget) bool { return b.ID == u.Budget })
-				x := u.Amount + u.Spared // its Consumption alone on the order, as recorded
-				if k < 0 || x < 0 {
-					continue // a budget no longer in the program: as it was counted
-				}
-				b := &p.Budgets[k]
+				x := u.Amount + u.Spared
 				var counted int64
 				for _, o := range standingSiblings(redemptions, &s.d, u.Budget, u.Lease) {
 					counted += o.Order().Standing()
 				}
-				u.Amount = b.OrderCharge(p, &s.d, x, counted)
+				u.Amount = u.Rule.Charge(x, s.d.Amount, counted)
 				u.Spared, u.Carried = x-u.Amount, 0
 			}
 			redemptions = append(redemptions, s)

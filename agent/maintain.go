@@ -93,10 +93,9 @@ func (a *Agent) Maintain(ctx context.Context) error {
 	if err != nil && loyalty.ErrorCode(err) != loyalty.EUNAVAILABLE { // never synced: no program, no limits
 		return err
 	}
-	if err == nil { // orders the hub rejected a delta of, split again before any can be pruned
-		if err := a.Store.Update(ctx, func(tx Tx) error { return resplit(ctx, tx, &p) }); err != nil {
-			return err
-		}
+	// Orders the hub rejected a delta of are split again (pruning keeps them until then).
+	if err := a.Store.Update(ctx, func(tx Tx) error { return resplit(ctx, tx) }); err != nil {
+		return err
 	}
 	// Members last seen before the oldest period still running of the program's limits and caps
 	// may go: their activity there counts no more (and the deltas it counts stay anyway).

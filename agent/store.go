@@ -168,13 +168,15 @@ func (l Lease) Usable(now time.Time) bool {
 
 // LeaseUse is what one delta spends of one lease. A redemption on an order that had counted
 // already records what that spared it, and what it took over since from the order's reversed
-// redemptions (loyalty.OrderCharge); a lease's spending is the sum of Amount.
+// redemptions (loyalty.OrderCharge), and how its charge depends on the order (Rule); a lease's
+// spending is the sum of Amount.
 type LeaseUse struct {
 	Lease   string
 	Budget  string
 	Amount  int64
 	Spared  int64
 	Carried int64
+	Rule    loyalty.OrderRule // how Amount depended on the order when it was made
 }
 
 // Order is the use as the order core counts it.

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/agent"
@@ -377,5 +379,92 @@ func TestRejectedRedemptionSplitsItsOrderAgain(t *testing.T) {
 				t.Errorf("%s rejected: the store counts %d spent of its lease, the hub %d", rejected, spent, consumed)
 			}
 		})
+	}
+}
+
+// TestResplitAsMadeThenPrunedOrder: the store splits an order again as its redemptions were made,
+// not by the program it has by the time the hub's rejection arrives; and pruning keeps an order
+// until it is split again. 6.00, 5.00 and 8.00 off on an order of 10.00 under a discount budget;
+// the hub rejects the 6.00 off (it counts 5.00 and then 5.00 of the 8.00); the program then drops
+// the 8.00 off before the store hears of the rejection, and the order is old enough to prune.
+// Before, the store recounted with today's program (1300 against the hub's 1000), and a prune
+// between the rejection and the recount kept the stale figures for good.
+func TestResplitAsMadeThenPrunedOrder(t *testing.T) {
+	p := loyalty.DefaultProgram()
+	p.Rewards = append(p.Rewards,
+		loyalty.Reward{ID: "six-off", Name: "6.00 off", PointsCost: 10, Kind: "amount_off", Value: 600, Stackable: true},
+		loyalty.Reward{ID: "eight-off", Name: "8.00 off", PointsCost: 10, Kind: "amount_off", Value: 800, Stackable: true})
+	for i := range p.Rewards {
+		p.Rewards[i].Stackable = true
+	}
+	p.Budgets = []loyalty.Budget{{ID: "disc", Metric: loyalty.MetricDiscount, Limit: 1_000_000}}
+	sp := openSyncPair(t, p)
+	ctx := context.Background()
+	if _, err := sp.agent.Earn(ctx, loyalty.EarnRequest{OrderID: "fund", MemberID: "m1", Amount: 50000, Currency: "EUR"}); err != nil {
+		t.Fatal(err)
+	}
+	sp.push(t)
+	sp.pull(t)
+	for _, reward := range []string{"six-off", "five-off", "eight-off"} {
+		if _, err := sp.agent.Redeem(ctx, loyalty.RedeemRequest{OrderID: "A", MemberID: "m1", RewardID: reward, OrderAmount: 1000}); err != nil {
+			t.Fatalf("%s on order A: %v", reward, err)
+		}
+	}
+	out, err := sp.store.Pending(ctx, 0, 500)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ds []loyalty.Delta
+	for _, o := range out {
+		if o.Delta.Reward == "six-off" {
+			o.Delta.Points--
+		}
+		ds = append(ds, o.Delta)
+	}
+	ack, err := sp.hub.Push(ctx, "s1", ds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur, err := sp.hub.Program(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur.Rewards = slices.DeleteFunc(cur.Rewards, func(r loyalty.Reward) bool { return r.ID == "eight-off" })
+	if _, err := sp.hub.SetProgram(ctx, cur); err != nil {
+		t.Fatal(err)
+	}
+	sp.pull(t)
+	if err := sp.store.ApplyAck(ctx, ack); err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.store.Update(ctx, func(tx agent.Tx) error {
+		r, err := tx.PruneOrders(ctx, agent.Prune{Before: time.Now().Add(24 * time.Hour)}, 0, 1000)
+		if err == nil && r.Orders != 1 { // the fund order goes; A stays until it is split again
+			t.Errorf("pruned %d orders, want 1 (the fund order)", r.Orders)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.agent.Maintain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st, err := sp.agent.Status(ctx)
+	if err != nil || len(st.Leases) != 1 {
+		t.Fatalf("leases %+v, %v", st.Leases, err)
+	}
+	var spent int64
+	if err := sp.store.View(ctx, func(tx agent.Tx) error {
+		spent, err = tx.LeaseSpent(ctx, st.Leases[0].ID)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	bs, err := sp.hub.Budgets(ctx)
+	if err != nil || len(bs) != 1 || len(bs[0].Leases) != 1 {
+		t.Fatalf("budgets %+v, %v", bs, err)
+	}
+	if consumed := bs[0].Leases[0].Consumed; spent != consumed || consumed != 1000 {
+		t.Errorf("the store counts %d spent of its lease, the hub %d; want both 1000", spent, consumed)
 	}
 }

@@ -172,7 +172,9 @@ func (t *tx) PruneOrders(ctx context.Context, p agent.Prune, after int64, limit 
 	}
 	for _, order := range orders {
 		var stays bool
-		err := t.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM deltas d WHERE d.order_id = ?1 AND d.state != 'rejected' AND (`+keep+`))`,
+		// So does an order the hub rejected a delta of, until it is split again (agent.resplit).
+		err := t.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM deltas d WHERE d.order_id = ?1 AND d.state != 'rejected' AND (`+keep+`))
+			OR EXISTS (SELECT 1 FROM order_resplit WHERE order_id = ?1)`,
 			order, before, string(rewards)).Scan(&stays)
 		if err != nil {
 			return out, err

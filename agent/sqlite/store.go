@@ -420,8 +420,8 @@ func (t *tx) InsertDelta(ctx context.Context, d loyalty.Delta, at time.Time, use
 		return err
 	}
 	for _, u := range use {
-		if _, err := t.ExecContext(ctx, `INSERT INTO lease_use (delta_id, lease, budget, amount, spared, carried) VALUES (?, ?, ?, ?, ?, ?)`,
-			d.ID, u.Lease, u.Budget, u.Amount, u.Spared, u.Carried); err != nil {
+		if _, err := t.ExecContext(ctx, `INSERT INTO lease_use (delta_id, lease, budget, amount, spared, carried, order_rule) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			d.ID, u.Lease, u.Budget, u.Amount, u.Spared, u.Carried, string(u.Rule)); err != nil {
 			return err
 		}
 	}
@@ -468,7 +468,7 @@ func (t *tx) LeaseSpent(ctx context.Context, lease string) (int64, error) {
 }
 
 func (t *tx) LeaseUses(ctx context.Context, delta string) ([]agent.LeaseUse, error) {
-	rows, err := t.QueryContext(ctx, `SELECT lease, budget, amount, spared, carried FROM lease_use WHERE delta_id = ? ORDER BY budget`, delta)
+	rows, err := t.QueryContext(ctx, `SELECT lease, budget, amount, spared, carried, order_rule FROM lease_use WHERE delta_id = ? ORDER BY budget`, delta)
 	if err != nil {
 		return nil, err
 	}
@@ -476,7 +476,7 @@ func (t *tx) LeaseUses(ctx context.Context, delta string) ([]agent.LeaseUse, err
 	var out []agent.LeaseUse
 	for rows.Next() {
 		var u agent.LeaseUse
-		if err := rows.Scan(&u.Lease, &u.Budget, &u.Amount, &u.Spared, &u.Carried); err != nil {
+		if err := rows.Scan(&u.Lease, &u.Budget, &u.Amount, &u.Spared, &u.Carried, &u.Rule); err != nil {
 			return nil, err
 		}
 		out = append(out, u)
@@ -485,9 +485,9 @@ func (t *tx) LeaseUses(ctx context.Context, delta string) ([]agent.LeaseUse, err
 }
 
 func (t *tx) SetLeaseUse(ctx context.Context, delta string, u agent.LeaseUse) error {
-	_, err := t.ExecContext(ctx, `INSERT INTO lease_use (delta_id, lease, budget, amount, spared, carried) VALUES (?, ?, ?, ?, ?, ?)
+	_, err := t.ExecContext(ctx, `INSERT INTO lease_use (delta_id, lease, budget, amount, spared, carried, order_rule) VALUES (?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (delta_id, budget) DO UPDATE SET lease = excluded.lease, amount = excluded.amount, spared = excluded.spared,
-			carried = excluded.carried`, delta, u.Lease, u.Budget, u.Amount, u.Spared, u.Carried)
+			carried = excluded.carried, order_rule = excluded.order_rule`, delta, u.Lease, u.Budget, u.Amount, u.Spared, u.Carried, string(u.Rule))
 	return err
 }
 

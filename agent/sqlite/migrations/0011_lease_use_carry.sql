@@ -5,8 +5,3 @@
 -- came from did not give back.
 ALTER TABLE lease_use ADD COLUMN spared INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE lease_use ADD COLUMN carried INTEGER NOT NULL DEFAULT 0;
--- The orders the hub rejected a delta of, whose uses the agent must split again without it, as
--- the hub counted them (agent.resplit), before it next spends a lease.
-CREATE TABLE order_resplit (
-	order_id TEXT PRIMARY KEY
-) WITHOUT ROWID;
