@@ -86,6 +86,57 @@ func (sp *syncPair) push(t *testing.T) {
 	}
 }
 
+// fundedPair is openSyncPair on the default program with every reward stackable, extra rewards
+// and budget b, with m1 given 500 points, synced.
+func fundedPair(t *testing.T, b loyalty.Budget, extra ...loyalty.Reward) *syncPair {
+	t.Helper()
+	p := loyalty.DefaultProgram()
+	p.Rewards = append(p.Rewards, extra...)
+	for i := range p.Rewards {
+		p.Rewards[i].Stackable = true
+	}
+	p.Budgets = []loyalty.Budget{b}
+	sp := openSyncPair(t, p)
+	if _, err := sp.agent.Earn(context.Background(), loyalty.EarnRequest{OrderID: "fund", MemberID: "m1", Amount: 50000, Currency: "EUR"}); err != nil {
+		t.Fatal(err)
+	}
+	sp.push(t)
+	sp.pull(t)
+	return sp
+}
+
+// redeemAll redeems rewards for m1 on order, of amount.
+func (sp *syncPair) redeemAll(t *testing.T, order string, amount loyalty.Money, rewards ...string) {
+	t.Helper()
+	for _, reward := range rewards {
+		if _, err := sp.agent.Redeem(context.Background(), loyalty.RedeemRequest{OrderID: order, MemberID: "m1", RewardID: reward, OrderAmount: amount}); err != nil {
+			t.Fatalf("%s on order %s: %v", reward, order, err)
+		}
+	}
+}
+
+// leaseCounts returns what the store counts spent of its one lease, and what the hub counts
+// consumed of it.
+func (sp *syncPair) leaseCounts(t *testing.T) (spent, consumed int64) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := sp.agent.Status(ctx)
+	if err != nil || len(st.Leases) != 1 {
+		t.Fatalf("leases %+v, %v", st.Leases, err)
+	}
+	if err := sp.store.View(ctx, func(tx agent.Tx) error {
+		spent, err = tx.LeaseSpent(ctx, st.Leases[0].ID)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	bs, err := sp.hub.Budgets(ctx)
+	if err != nil || len(bs) != 1 || len(bs[0].Leases) != 1 {
+		t.Fatalf("budgets %+v, %v", bs, err)
+	}
+	return spent, bs[0].Leases[0].Consumed
+}
+
 // pull applies the change feed until its last page.
 func (sp *syncPair) pull(t *testing.T) {
 	t.Helper()
@@ -211,22 +262,8 @@ func TestPartialRefundsGiveLeaseRoomBack(t *testing.T) {
 		sp.push(t)
 		sp.pull(t)
 	}
-	st, err := sp.agent.Status(ctx)
-	if err != nil || len(st.Leases) != 1 {
-		t.Fatalf("leases %+v, %v", st.Leases, err)
-	}
-	var spent int64
-	if err := sp.store.View(ctx, func(tx agent.Tx) error {
-		spent, err = tx.LeaseSpent(ctx, st.Leases[0].ID)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	bs, err := sp.hub.Budgets(ctx)
-	if err != nil || len(bs) != 1 || len(bs[0].Leases) != 1 {
-		t.Fatalf("budgets %+v, %v", bs, err)
-	}
-	if consumed := bs[0].Leases[0].Consumed; spent != consumed || spent != 40 {
+	spent, consumed := sp.leaseCounts(t)
+	if spent != consumed || spent != 40 {
 		t.Errorf("the store counts %d spent of its lease, the hub %d; want both 40 (1 point kept of each sale)", spent, consumed)
 	}
 }
@@ -237,23 +274,9 @@ func TestPartialRefundsGiveLeaseRoomBack(t *testing.T) {
 // The store and the hub split it the same way: both count the lease back at 0, and the 5.00 off's
 // use at the store carries the order's 20.00.
 func TestOrderReversalCarriesAsTheHubDoes(t *testing.T) {
-	p := loyalty.DefaultProgram()
-	for i := range p.Rewards {
-		p.Rewards[i].Stackable = true
-	}
-	p.Budgets = []loyalty.Budget{{ID: "orders", Metric: loyalty.MetricOrderValue, Limit: 1_000_000}}
-	sp := openSyncPair(t, p)
+	sp := fundedPair(t, loyalty.Budget{ID: "orders", Metric: loyalty.MetricOrderValue, Limit: 1_000_000})
 	ctx := context.Background()
-	if _, err := sp.agent.Earn(ctx, loyalty.EarnRequest{OrderID: "fund", MemberID: "m1", Amount: 50000, Currency: "EUR"}); err != nil {
-		t.Fatal(err)
-	}
-	sp.push(t)
-	sp.pull(t)
-	for _, reward := range []string{"coffee", "five-off"} {
-		if _, err := sp.agent.Redeem(ctx, loyalty.RedeemRequest{OrderID: "A", MemberID: "m1", RewardID: reward, OrderAmount: 2000}); err != nil {
-			t.Fatalf("%s on order A: %v", reward, err)
-		}
-	}
+	sp.redeemAll(t, "A", 2000, "coffee", "five-off")
 	if _, err := sp.agent.Reverse(ctx, loyalty.ReverseRequest{OrderID: "A"}); err != nil {
 		t.Fatal(err)
 	}
@@ -308,23 +331,9 @@ func TestRejectedRedemptionSplitsItsOrderAgain(t *testing.T) {
 	}{{"coffee", true}, {"five-off", true}, {"coffee", false}} {
 		rejected := tt.rejected
 		t.Run(fmt.Sprintf("%s,reversed=%v", rejected, tt.reverse), func(t *testing.T) {
-			p := loyalty.DefaultProgram()
-			for i := range p.Rewards {
-				p.Rewards[i].Stackable = true
-			}
-			p.Budgets = []loyalty.Budget{{ID: "orders", Metric: loyalty.MetricOrderValue, Limit: 1_000_000}}
-			sp := openSyncPair(t, p)
+			sp := fundedPair(t, loyalty.Budget{ID: "orders", Metric: loyalty.MetricOrderValue, Limit: 1_000_000})
 			ctx := context.Background()
-			if _, err := sp.agent.Earn(ctx, loyalty.EarnRequest{OrderID: "fund", MemberID: "m1", Amount: 50000, Currency: "EUR"}); err != nil {
-				t.Fatal(err)
-			}
-			sp.push(t)
-			sp.pull(t)
-			for _, reward := range []string{"coffee", "five-off"} {
-				if _, err := sp.agent.Redeem(ctx, loyalty.RedeemRequest{OrderID: "A", MemberID: "m1", RewardID: reward, OrderAmount: 2000}); err != nil {
-					t.Fatalf("%s on order A: %v", reward, err)
-				}
-			}
+			sp.redeemAll(t, "A", 2000, "coffee", "five-off")
 			if tt.reverse {
 				if _, err := sp.agent.Reverse(ctx, loyalty.ReverseRequest{OrderID: "A"}); err != nil {
 					t.Fatal(err)
@@ -360,22 +369,8 @@ func TestRejectedRedemptionSplitsItsOrderAgain(t *testing.T) {
 			if err := sp.agent.Maintain(ctx); err != nil {
 				t.Fatal(err)
 			}
-			st, err := sp.agent.Status(ctx)
-			if err != nil || len(st.Leases) != 1 {
-				t.Fatalf("leases %+v, %v", st.Leases, err)
-			}
-			var spent int64
-			if err := sp.store.View(ctx, func(tx agent.Tx) error {
-				spent, err = tx.LeaseSpent(ctx, st.Leases[0].ID)
-				return err
-			}); err != nil {
-				t.Fatal(err)
-			}
-			bs, err := sp.hub.Budgets(ctx)
-			if err != nil || len(bs) != 1 || len(bs[0].Leases) != 1 {
-				t.Fatalf("budgets %+v, %v", bs, err)
-			}
-			if consumed := bs[0].Leases[0].Consumed; spent != consumed {
+			spent, consumed := sp.leaseCounts(t)
+			if spent != consumed {
 				t.Errorf("%s rejected: the store counts %d spent of its lease, the hub %d", rejected, spent, consumed)
 			}
 		})
@@ -390,26 +385,11 @@ func TestRejectedRedemptionSplitsItsOrderAgain(t *testing.T) {
 // Before, the store recounted with today's program (1300 against the hub's 1000), and a prune
 // between the rejection and the recount kept the stale figures for good.
 func TestResplitAsMadeThenPrunedOrder(t *testing.T) {
-	p := loyalty.DefaultProgram()
-	p.Rewards = append(p.Rewards,
-		loyalty.Reward{ID: "six-off", Name: "6.00 off", PointsCost: 10, Kind: "amount_off", Value: 600, Stackable: true},
-		loyalty.Reward{ID: "eight-off", Name: "8.00 off", PointsCost: 10, Kind: "amount_off", Value: 800, Stackable: true})
-	for i := range p.Rewards {
-		p.Rewards[i].Stackable = true
-	}
-	p.Budgets = []loyalty.Budget{{ID: "disc", Metric: loyalty.MetricDiscount, Limit: 1_000_000}}
-	sp := openSyncPair(t, p)
+	sp := fundedPair(t, loyalty.Budget{ID: "disc", Metric: loyalty.MetricDiscount, Limit: 1_000_000},
+		loyalty.Reward{ID: "six-off", Name: "6.00 off", PointsCost: 10, Kind: "amount_off", Value: 600},
+		loyalty.Reward{ID: "eight-off", Name: "8.00 off", PointsCost: 10, Kind: "amount_off", Value: 800})
 	ctx := context.Background()
-	if _, err := sp.agent.Earn(ctx, loyalty.EarnRequest{OrderID: "fund", MemberID: "m1", Amount: 50000, Currency: "EUR"}); err != nil {
-		t.Fatal(err)
-	}
-	sp.push(t)
-	sp.pull(t)
-	for _, reward := range []string{"six-off", "five-off", "eight-off"} {
-		if _, err := sp.agent.Redeem(ctx, loyalty.RedeemRequest{OrderID: "A", MemberID: "m1", RewardID: reward, OrderAmount: 1000}); err != nil {
-			t.Fatalf("%s on order A: %v", reward, err)
-		}
-	}
+	sp.redeemAll(t, "A", 1000, "six-off", "five-off", "eight-off")
 	out, err := sp.store.Pending(ctx, 0, 500)
 	if err != nil {
 		t.Fatal(err)
@@ -449,22 +429,8 @@ func TestResplitAsMadeThenPrunedOrder(t *testing.T) {
 	if err := sp.agent.Maintain(ctx); err != nil {
 		t.Fatal(err)
 	}
-	st, err := sp.agent.Status(ctx)
-	if err != nil || len(st.Leases) != 1 {
-		t.Fatalf("leases %+v, %v", st.Leases, err)
-	}
-	var spent int64
-	if err := sp.store.View(ctx, func(tx agent.Tx) error {
-		spent, err = tx.LeaseSpent(ctx, st.Leases[0].ID)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	bs, err := sp.hub.Budgets(ctx)
-	if err != nil || len(bs) != 1 || len(bs[0].Leases) != 1 {
-		t.Fatalf("budgets %+v, %v", bs, err)
-	}
-	if consumed := bs[0].Leases[0].Consumed; spent != consumed || consumed != 1000 {
+	spent, consumed := sp.leaseCounts(t)
+	if spent != consumed || consumed != 1000 {
 		t.Errorf("the store counts %d spent of its lease, the hub %d; want both 1000", spent, consumed)
 	}
 }
