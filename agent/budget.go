@@ -180,12 +180,22 @@ func resplitOrder(ctx context.Context, tx Tx, order string) error {
 				// order counted toward it (not today's program).
 				u := &s.uses[i]
 				x := u.Amount + u.Spared
+				u.Carried = 0
+				if u.Rule == loyalty.OrderAlone && u.Spared > 0 {
+					// Spared, so not alone: made before uses recorded their rule (migration
+					// 0012). Its rule is the program's, if the budget is still in it.
+					if u.Rule, err = legacyRule(ctx, tx, &s.d, u.Budget); err != nil {
+						return err
+					} else if u.Rule == loyalty.OrderAlone {
+						continue // as it was counted
+					}
+				}
 				var counted int64
 				for _, o := range standingSiblings(redemptions, &s.d, u.Budget, u.Lease) {
 					counted += o.Order().Standing()
 				}
 				u.Amount = u.Rule.Charge(x, s.d.Amount, counted)
-				u.Spared, u.Carried = x-u.Amount, 0
+				u.Spared = x - u.Amount
 			}
 			redemptions = append(redemptions, s)
 		case loyalty.KindReverse:
@@ -227,6 +237,19 @@ func resplitOrder(ctx context.Context, tx Tx, order string) error {
 		}
 	}
 	return nil
+}
+
+// legacyRule is the OrderRule of redemption d's use of budget under the program the store has,
+// for a use recorded before uses recorded theirs; OrderAlone if the budget is gone.
+func legacyRule(ctx context.Context, tx Tx, d *loyalty.Delta, budget string) (loyalty.OrderRule, error) {
+	p, err := tx.Program(ctx)
+	if err != nil {
+		return loyalty.OrderAlone, err
+	}
+	if i := slices.IndexFunc(p.Budgets, func(b loyalty.Budget) bool { return b.ID == budget }); i >= 0 {
+		return p.Budgets[i].OrderRuleOf(&p, d), nil
+	}
+	return loyalty.OrderAlone, nil
 }
 
 // standingSiblings returns the uses of budget from lease by the redemptions of ss that still

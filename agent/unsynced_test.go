@@ -115,6 +115,34 @@ func (sp *syncPair) redeemAll(t *testing.T, order string, amount loyalty.Money, 
 	}
 }
 
+// pushRejecting pushes the whole outbox with the redemptions of reward priced one point more, so
+// that the hub rejects them, and records the hub's ack.
+func (sp *syncPair) pushRejecting(t *testing.T, reward string) {
+	t.Helper()
+	ctx := context.Background()
+	out, err := sp.store.Pending(ctx, 0, 500)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ds []loyalty.Delta
+	for _, o := range out {
+		if o.Delta.Kind == loyalty.KindRedeem && o.Delta.Reward == reward {
+			o.Delta.Points-- // the hub finds another price for it: rejected
+		}
+		ds = append(ds, o.Delta)
+	}
+	ack, err := sp.hub.Push(ctx, "s1", ds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(ack.Results, func(r lsync.Result) bool { return r.Status == lsync.StatusRejected }) {
+		t.Fatalf("the hub rejected nothing of %+v", ack.Results)
+	}
+	if err := sp.store.ApplyAck(ctx, ack); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // leaseCounts returns what the store counts spent of its one lease, and what the hub counts
 // consumed of it.
 func (sp *syncPair) leaseCounts(t *testing.T) (spent, consumed int64) {
@@ -339,33 +367,7 @@ func TestRejectedRedemptionSplitsItsOrderAgain(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			out, err := sp.store.Pending(ctx, 0, 500)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var ds []loyalty.Delta
-			for _, o := range out {
-				if o.Delta.Kind == loyalty.KindRedeem && o.Delta.Reward == rejected {
-					o.Delta.Points-- // the hub finds another price for it: rejected
-				}
-				ds = append(ds, o.Delta)
-			}
-			ack, err := sp.hub.Push(ctx, "s1", ds)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var refused int
-			for _, r := range ack.Results {
-				if r.Status == lsync.StatusRejected {
-					refused++
-				}
-			}
-			if refused == 0 {
-				t.Fatalf("the hub rejected nothing of %+v", ack.Results)
-			}
-			if err := sp.store.ApplyAck(ctx, ack); err != nil {
-				t.Fatal(err)
-			}
+			sp.pushRejecting(t, rejected)
 			if err := sp.agent.Maintain(ctx); err != nil {
 				t.Fatal(err)
 			}
@@ -432,5 +434,40 @@ func TestResplitAsMadeThenPrunedOrder(t *testing.T) {
 	spent, consumed := sp.leaseCounts(t)
 	if spent != consumed || consumed != 1000 {
 		t.Errorf("the store counts %d spent of its lease, the hub %d; want both 1000", spent, consumed)
+	}
+}
+
+// TestResplitOfUsesWithoutTheirRule: uses recorded before they recorded their OrderRule (a
+// second reward's with what its order spared it, but no rule) are counted again by the rule of
+// the program the store has. Before, such a use was counted again as if alone on its order: 4000
+// at the store against the hub's 2000.
+func TestResplitOfUsesWithoutTheirRule(t *testing.T) {
+	sp := fundedPair(t, loyalty.Budget{ID: "orders", Metric: loyalty.MetricOrderValue, Limit: 1_000_000})
+	ctx := context.Background()
+	sp.redeemAll(t, "A", 2000, "coffee", "five-off", "tote")
+	if err := sp.store.Update(ctx, func(tx agent.Tx) error {
+		ds, err := tx.OrderDeltas(ctx, "A")
+		for _, d := range ds {
+			us, err := tx.LeaseUses(ctx, d.ID)
+			if err != nil {
+				return err
+			}
+			for _, u := range us {
+				u.Rule = loyalty.OrderAlone // as migration 0012 leaves a use made before it
+				if err := tx.SetLeaseUse(ctx, d.ID, u); err != nil {
+					return err
+				}
+			}
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	sp.pushRejecting(t, "coffee")
+	if err := sp.agent.Maintain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if spent, consumed := sp.leaseCounts(t); spent != consumed || consumed != 2000 {
+		t.Errorf("the store counts %d spent of its lease, the hub %d; want both 2000", spent, consumed)
 	}
 }
