@@ -14,6 +14,7 @@
 package qr
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
@@ -91,7 +92,11 @@ func Sign(k PrivateKey, c Claims) (string, error) {
 	}
 	signed := Prefix + "." + k.ID + "." + base64.RawURLEncoding.EncodeToString(b)
 	sig := ed25519.Sign(k.Key, []byte(signed))
-	return signed + "." + base64.RawURLEncoding.EncodeToString(sig), nil
+	token := signed + "." + base64.RawURLEncoding.EncodeToString(sig)
+	if len(token) > MaxTokenLength { // no till would take it (Authentic)
+		return "", loyalty.Errorf(loyalty.EINVALID, "the ids in this code make it %d characters, more than a QR code holds here (%d)", len(token), MaxTokenLength)
+	}
+	return token, nil
 }
 
 // Verifier checks tokens against a set of public keys.
@@ -142,6 +147,12 @@ func (v *Verifier) Authentic(token string) (Claims, error) {
 	var c Claims
 	if err := json.Unmarshal(b, &c); err != nil || c.Member == "" || (c.Type != TypeMember && c.Type != TypeVoucher) {
 		return Claims{}, loyalty.Errorf(loyalty.EINVALID, "QR code payload is not a member or voucher token")
+	}
+	// Like the signature, the payload must be the one text Sign writes for its claims: the
+	// decoder takes other texts for the same claims (fields missing or twice, unknown fields,
+	// other escapes), and what verifies must be what the hub signed, byte for byte.
+	if canon, err := json.Marshal(c); err != nil || !bytes.Equal(canon, b) {
+		return Claims{}, loyalty.Errorf(loyalty.EINVALID, "QR code payload is not in the form the hub writes; do not accept it")
 	}
 	if c.Type == TypeVoucher && c.Voucher == "" {
 		return Claims{}, loyalty.Errorf(loyalty.EINVALID, "voucher QR code has no voucher id")

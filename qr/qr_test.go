@@ -1,6 +1,7 @@
 package qr_test
 
 import (
+	"crypto/ed25519"
 	"encoding/base64"
 	"os"
 	"os/exec"
@@ -157,4 +158,39 @@ func alterSignature(t *testing.T, token string) string {
 		t.Fatal("altering the signature left the token as it was")
 	}
 	return altered
+}
+
+// TestAuthentic_PayloadAsTheHubWritesIt: a token signed by a trusted key whose payload holds the
+// claims of a member in another text than Sign writes (a field left out, an unknown field, the
+// fields in another order, other escapes) is refused: what verifies is what the hub signed. And
+// Sign refuses claims whose code would be longer than any till takes.
+func TestAuthentic_PayloadAsTheHubWritesIt(t *testing.T) {
+	k, err := qr.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &qr.Verifier{Keys: []qr.PublicKey{k.Public()}}
+	good, err := qr.Sign(k, qr.Claims{Type: qr.TypeMember, Member: "m<1", IssuedAt: 100, Expires: 200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Authentic(good); err != nil {
+		t.Fatalf("the hub's own token: %v", err)
+	}
+	for _, payload := range []string{
+		`{"t":"m","m":"m\u003c1","iat":100}`,
+		`{"t":"m","m":"m\u003c1","iat":100,"exp":200,"x":1}`,
+		`{"m":"m\u003c1","t":"m","iat":100,"exp":200}`,
+		`{"t":"m","m":"m<1","iat":100,"exp":200}`,
+		`{"t":"m", "m":"m\u003c1","iat":100,"exp":200}`,
+	} {
+		signed := qr.Prefix + "." + k.ID + "." + base64.RawURLEncoding.EncodeToString([]byte(payload))
+		token := signed + "." + base64.RawURLEncoding.EncodeToString(ed25519.Sign(k.Key, []byte(signed)))
+		if _, err := v.Authentic(token); loyalty.ErrorCode(err) != loyalty.EINVALID {
+			t.Errorf("payload %s: %v, want EINVALID", payload, err)
+		}
+	}
+	if _, err := qr.Sign(k, qr.Claims{Type: qr.TypeMember, Member: strings.Repeat("\x01", 200)}); loyalty.ErrorCode(err) != loyalty.EINVALID {
+		t.Errorf("a code longer than a till takes: %v, want EINVALID", err)
+	}
 }
