@@ -114,7 +114,8 @@ func carryOver(ctx context.Context, tx Tx, orig loyalty.Delta, u LeaseUse, freed
 	back, carried := loyalty.CarryOver(freed, others)
 	for i, x := range carried {
 		if x > 0 {
-			if err := tx.CarryLeaseUse(ctx, ids[i], u.Budget, x); err != nil {
+			us[i].Carried += x
+			if err := tx.SetLeaseUse(ctx, ids[i], us[i]); err != nil {
 				return 0, err
 			}
 		}

@@ -63,9 +63,6 @@ type Tx interface {
 	LeaseSpent(ctx context.Context, lease string) (int64, error)
 	// LeaseUses returns what one delta spent of each lease.
 	LeaseUses(ctx context.Context, delta string) ([]LeaseUse, error)
-	// CarryLeaseUse adds x to what a delta's use of a budget took over from its order's reversed
-	// redemptions (LeaseUse.Carried).
-	CarryLeaseUse(ctx context.Context, delta, budget string, x int64) error
 	// SetLeaseUse writes what a delta spends of a budget, in place of what it spent before.
 	SetLeaseUse(ctx context.Context, delta string, u LeaseUse) error
 	// OrdersToResplit returns up to limit of the orders whose uses must be split again because

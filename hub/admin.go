@@ -391,17 +391,17 @@ func programChanges(cur, p *loyalty.Program) string {
 			out = append(out, what+" "+strings.Join(ids, ", "))
 		}
 	}
-	type item struct{ disabled bool }
-	diff := func(kind string, old, now map[string]item) {
+	// diff notes the ids switched, added and removed between two lists' disabled flags.
+	diff := func(kind string, old, now map[string]bool) {
 		var off, on, added, removed []string
 		for _, id := range slices.Sorted(maps.Keys(now)) {
-			o, had := old[id]
+			was, had := old[id]
 			switch {
 			case !had:
 				added = append(added, id)
-			case !o.disabled && now[id].disabled:
+			case !was && now[id]:
 				off = append(off, id)
-			case o.disabled && !now[id].disabled:
+			case was && !now[id]:
 				on = append(on, id)
 			}
 		}
@@ -415,17 +415,17 @@ func programChanges(cur, p *loyalty.Program) string {
 		note(kind+" added:", added)
 		note(kind+" removed:", removed)
 	}
-	rewards := func(p *loyalty.Program) map[string]item {
-		m := map[string]item{}
+	rewards := func(p *loyalty.Program) map[string]bool {
+		m := map[string]bool{}
 		for _, r := range p.Rewards {
-			m[r.ID] = item{r.Disabled}
+			m[r.ID] = r.Disabled
 		}
 		return m
 	}
-	campaigns := func(p *loyalty.Program) map[string]item {
-		m := map[string]item{}
+	campaigns := func(p *loyalty.Program) map[string]bool {
+		m := map[string]bool{}
 		for _, c := range p.Campaigns {
-			m[c.ID] = item{c.Disabled}
+			m[c.ID] = c.Disabled
 		}
 		return m
 	}

@@ -757,12 +757,13 @@ func (h *Hub) ReplayWebhook(ctx context.Context, id string, req ReplayRequest) (
 	// is queued is in the trail even if a later page fails. A caller gone does not stop it half
 	// way.
 	ctx = context.WithoutCancel(ctx)
-	since := req.Since.UTC().Format(time.RFC3339)
+	start := req.Since.UTC()
+	since := start.Format(time.RFC3339)
 	total := 0
-	for from := req.Since.UTC(); !from.IsZero(); {
+	for from := start; !from.IsZero(); {
 		var n int
 		var next time.Time
-		first := total == 0 && from.Equal(req.Since.UTC())
+		first := from.Equal(start)
 		err := h.Store.Update(ctx, func(tx Tx) error {
 			e, err := tx.WebhookEndpoint(ctx, id)
 			if err != nil {

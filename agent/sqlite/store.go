@@ -513,11 +513,6 @@ func (t *tx) OrderResplit(ctx context.Context, order string) error {
 	return err
 }
 
-func (t *tx) CarryLeaseUse(ctx context.Context, delta, budget string, x int64) error {
-	_, err := t.ExecContext(ctx, `UPDATE lease_use SET carried = carried + ? WHERE delta_id = ? AND budget = ?`, x, delta, budget)
-	return err
-}
-
 func (t *tx) OfflineRedemptions(ctx context.Context, member, reward string, since time.Time) (int64, error) {
 	var n int64
 	err := t.QueryRowContext(ctx, `SELECT COUNT(*) FROM deltas WHERE member = ? AND kind = 'redeem' AND reward = ? AND offline = 1
