@@ -39,7 +39,7 @@ func TestLotExpiry_Sweep(t *testing.T) {
 	}
 	sweep := func(wantExpired int, wantBalance int64) {
 		t.Helper()
-		n, _, err := h.ExpirePoints(ctx)
+		n, err := h.ExpirePoints(ctx)
 		if err != nil || n != wantExpired {
 			t.Fatalf("day %v: the sweep expired points of %d members (%v), want %d", now.Sub(day0).Hours()/24, n, err, wantExpired)
 		}
@@ -66,9 +66,10 @@ func TestLotExpiry_Sweep(t *testing.T) {
 	sweep(0, 130)
 
 	// Within remind_days of lot A's expiry: its remaining 50 points, with their date.
-	var soon []hub.Expiring
-	a.mustDo(t, akAdminKey, "GET", "/v1/expiring", "", http.StatusOK, &soon)
-	if len(soon) != 1 || soon[0].Member != "m1" || soon[0].Points != 50 || soon[0].Balance != 130 || !soon[0].ExpiresAt.Equal(day(30)) {
+	var page hub.ExpiringPage
+	a.mustDo(t, akAdminKey, "GET", "/v1/expiring", "", http.StatusOK, &page)
+	soon := page.Expiring
+	if page.Next != "" || len(soon) != 1 || soon[0].Member != "m1" || soon[0].Points != 50 || soon[0].Balance != 130 || !soon[0].ExpiresAt.Equal(day(30)) {
 		t.Fatalf("expiring on day 25: %+v, want m1's 50 points on day 30", soon)
 	}
 
@@ -92,7 +93,7 @@ func TestLotExpiry_Sweep(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			n, _, err := x.ExpirePoints(ctx)
+			n, err := x.ExpirePoints(ctx)
 			if err != nil {
 				t.Error(err)
 			}
@@ -144,7 +145,7 @@ func TestLotExpiry_LateRedemption(t *testing.T) {
 	syncStores(t, h)
 
 	now = day(30)
-	if n, _, err := h.ExpirePoints(ctx); err != nil || n != 1 || balance(t, h, "m1") != 50 {
+	if n, err := h.ExpirePoints(ctx); err != nil || n != 1 || balance(t, h, "m1") != 50 {
 		t.Fatalf("day 30: %d expired, %v, balance %d; want lot 1's 100 expired", n, err, balance(t, h, "m1"))
 	}
 	// The store redeemed 50 on day 29, offline; it arrives now.
@@ -158,7 +159,7 @@ func TestLotExpiry_LateRedemption(t *testing.T) {
 		t.Fatalf("after the late redemption: %d", b)
 	}
 	now = day(40)
-	if n, _, err := h.ExpirePoints(ctx); err != nil || n != 0 || balance(t, h, "m1") != 0 {
+	if n, err := h.ExpirePoints(ctx); err != nil || n != 0 || balance(t, h, "m1") != 0 {
 		t.Fatalf("day 40: %d expired, %v, balance %d; want nothing more expired", n, err, balance(t, h, "m1"))
 	}
 	mustCheck(t, h)

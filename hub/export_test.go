@@ -23,6 +23,10 @@ var BirthdayDays = birthdayDays
 // before its write transaction begins (runJob). Set it before a job runs.
 func (h *Hub) SetJobHook(ahead func()) { h.jobHooks.ahead = ahead }
 
+// SetExpiringScan sets how many due members a page of ExpiringSoonPage reads at most (0: the
+// default, expiringScan). Set it before the hub is used.
+func (h *Hub) SetExpiringScan(n int) { h.scanLimit = n }
+
 // SetCheckHooks sets Check's test hooks: started is called when a check begins reading, in the
 // goroutine that runs it; joined when a caller finds a check running and waits for it. Set them
 // before Check is called.

@@ -174,11 +174,19 @@ func (s *Server) routes(mux, admin router) {
 		s.reply(w, r, http.StatusOK, map[string]any{"store": r.PathValue("id"), "returned": n}, err)
 	})
 	admin.HandleFunc("GET /v1/expiring", func(w http.ResponseWriter, r *http.Request) {
-		soon, err := h.ExpiringSoon(r.Context())
-		if soon == nil {
-			soon = []Expiring{}
+		for k := range r.URL.Query() {
+			if k != "after" && k != "limit" {
+				jsonapi.Error(w, r, s.Logger, loyalty.Errorf(loyalty.EINVALID, "GET /v1/expiring takes after and limit; %q is neither", loyalty.Truncate(k, 40)))
+				return
+			}
 		}
-		s.reply(w, r, http.StatusOK, soon, err)
+		limit, err := intParam(r, "limit", 100, 1, MaxExpiringPage)
+		if err != nil {
+			jsonapi.Error(w, r, s.Logger, err)
+			return
+		}
+		page, err := h.ExpiringSoonPage(r.Context(), r.URL.Query().Get("after"), limit)
+		s.reply(w, r, http.StatusOK, page, err)
 	})
 	admin.HandleFunc("GET /v1/check", func(w http.ResponseWriter, r *http.Request) {
 		out, err := h.Check(r.Context())

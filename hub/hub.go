@@ -99,6 +99,7 @@ type Hub struct {
 	groups      groups                 // sessions' writes waiting for a group commit (group.go)
 	bookkeeping groups                 // sessions' claims and releases waiting for theirs
 	jobHooks    struct{ ahead func() } // tests: called with a batch read ahead, before its write (jobs.go)
+	scanLimit   int                    // tests: due members a page of ExpiringSoonPage reads (0: expiringScan)
 
 	healthMu sync.Mutex
 	health   map[string]Health

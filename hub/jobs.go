@@ -25,11 +25,14 @@ package hub
 
 import (
 	"context"
+	"encoding/base64"
 	"maps"
-	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/loyalty-edge-sync/loyalty"
+	"github.com/loyalty-edge-sync/loyalty/internal/unixms"
 )
 
 // DefaultJobBatch is how many members a job handles per write transaction: large enough that a
@@ -387,16 +390,12 @@ type Expiring struct {
 // ExpirePoints applies the program's expiry with ledgered expire deltas: in mode inactivity, a
 // member inactive for expiry.after_days loses their balance; in mode lot, the points of lots
 // earned more than after_days ago that were not spent first (loyalty.Expiry.LotExpiry). It
-// returns how many members lost points, and what expires within expiry.remind_days, for
-// reminders (ExpiringSoon, read after the run). Running it again expires nothing more. Without an
+// returns how many members lost points. Running it again expires nothing more. Without an
 // expiry rule it does nothing. Only members due for a look (Schedule.ExpireAt) are visited.
-func (h *Hub) ExpirePoints(ctx context.Context) (expired int, soon []Expiring, err error) {
+// What expires within expiry.remind_days is read apart: ExpiringSoonPage, RemindExpiring.
+func (h *Hub) ExpirePoints(ctx context.Context) (expired int, err error) {
 	r, err := h.ExpirePointsWith(ctx, JobOptions{})
-	if err != nil {
-		return r.Changed, nil, err
-	}
-	soon, err = h.ExpiringSoon(ctx)
-	return r.Changed, soon, err
+	return r.Changed, err
 }
 
 // ExpirePointsWith is ExpirePoints with options, and says what the run did; it does not list
@@ -479,25 +478,78 @@ func (a *applier) expire(ctx context.Context, p *loyalty.Program, member string,
 	return nil
 }
 
-// ExpiringSoon lists what expires within the program's remind_days, in member id order (a
-// member's lots oldest first), changing nothing: it reads, in one snapshot, only the members
-// whose earliest expiry (Schedule.ExpireAt) falls before the reminder horizon, and opens no
-// write transaction.
+// MaxExpiringPage is the most members one page of ExpiringSoonPage holds.
+const MaxExpiringPage = 1000
+
+// expiringScan is the most due members one page of ExpiringSoonPage reads: right after a
+// program change every member with points is due, and most have nothing within remind_days, so
+// a page stops after this many with a cursor, even if it holds fewer members than its limit.
+const expiringScan = 10 * MaxExpiringPage
+
+// ExpiringPage is a page of what expires soon (ExpiringSoonPage). Next, when not "", is where
+// the next page starts: more members may follow.
+type ExpiringPage struct {
+	Expiring []Expiring `json:"expiring"`
+	Next     string     `json:"next,omitempty"`
+}
+
+// ExpiringSoon lists everything that expires within the program's remind_days: the pages of
+// ExpiringSoonPage, each read in a snapshot of its own, held in memory together. It is for
+// tests and small programs; GET /v1/expiring and the reminders go a page at a time.
 func (h *Hub) ExpiringSoon(ctx context.Context) ([]Expiring, error) {
 	var soon []Expiring
-	err := h.Store.View(ctx, func(tx Tx) error {
-		soon = nil
+	for after := ""; ; {
+		p, err := h.ExpiringSoonPage(ctx, after, MaxExpiringPage)
+		if err != nil {
+			return nil, err
+		}
+		soon = append(soon, p.Expiring...)
+		if after = p.Next; after == "" {
+			return soon, nil
+		}
+	}
+}
+
+// ExpiringSoonPage lists what expires within the program's remind_days for up to limit members
+// (1 to MaxExpiringPage), starting after the cursor after ("": from the start). It only reads,
+// in one snapshot, and only the members whose earliest expiry (Schedule.ExpireAt) falls before
+// the reminder horizon, in the order of that time (members of the same time in an order of the
+// storage's), a member's lots oldest first. A page reads at most expiringScan due members, so
+// it may hold fewer than limit, even none, and still have a Next. A member whose schedule the
+// expiry job moves between two pages may be missed or listed twice; a reader who wants every
+// reminder reads from the start again after the next run.
+func (h *Hub) ExpiringSoonPage(ctx context.Context, after string, limit int) (ExpiringPage, error) {
+	if limit < 1 || limit > MaxExpiringPage {
+		return ExpiringPage{}, loyalty.Errorf(loyalty.EINVALID, "limit must be a whole number from 1 to %d", MaxExpiringPage)
+	}
+	from, err := parseExpiringCursor(after)
+	if err != nil {
+		return ExpiringPage{}, err
+	}
+	var page ExpiringPage
+	err = h.Store.View(ctx, func(tx Tx) error {
+		page = ExpiringPage{Expiring: []Expiring{}}
 		p, _, err := tx.Program(ctx)
 		if err != nil || p.Expiry == nil {
 			return err
 		}
+		if from.ID != "" {
+			// A cursor names the last member of its page; members are never deleted.
+			if _, err := tx.Member(ctx, from.ID); loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
+				return errExpiringCursor
+			} else if err != nil {
+				return err
+			}
+		}
 		now := h.Now()
-		remind := p.Expiry.RemindDays
-		horizon := now.AddDate(0, 0, remind)
-		const page = 1000
-		var cursor DueCursor
+		horizon := now.AddDate(0, 0, p.Expiry.RemindDays)
+		scan := expiringScan
+		if h.scanLimit > 0 {
+			scan = h.scanLimit
+		}
+		cursor, members, read := from, 0, 0
 		for {
-			due, err := tx.MembersDue(ctx, JobExpiry, horizon, cursor, page)
+			due, err := tx.MembersDue(ctx, JobExpiry, horizon, cursor, limit)
 			if err != nil {
 				return err
 			}
@@ -508,33 +560,76 @@ func (h *Hub) ExpiringSoon(ctx context.Context) ([]Expiring, error) {
 				}
 			}
 			for _, d := range due {
-				if d.Balance <= 0 {
-					continue
+				cursor = dueCursor(JobExpiry, d)
+				if soon := expiringOf(p.Expiry, d, lots[d.ID], now); len(soon) > 0 {
+					page.Expiring = append(page.Expiring, soon...)
+					members++
 				}
-				if p.Expiry.Mode == loyalty.ExpiryLot {
-					_, upcoming := p.Expiry.LotExpiry(lots[d.ID], d.Balance, now)
-					for _, x := range upcoming {
-						if now.Before(x.At.AddDate(0, 0, -remind)) {
-							break // oldest first: the rest are further away
-						}
-						soon = append(soon, Expiring{Member: d.ID, Balance: d.Balance, Points: x.Points, ExpiresAt: x.At})
-					}
-					continue
-				}
-				if d.LastActive.IsZero() {
-					continue
-				}
-				if at := p.Expiry.ExpiresAt(d.LastActive); now.Before(at) && !now.Before(at.AddDate(0, 0, -remind)) {
-					soon = append(soon, Expiring{Member: d.ID, Balance: d.Balance, Points: d.Balance, ExpiresAt: at})
+				if read++; members == limit || read == scan {
+					page.Next = expiringCursor(cursor)
+					return nil
 				}
 			}
-			if len(due) < page {
-				break
+			if len(due) < limit {
+				return nil // no one else is due
 			}
-			cursor = dueCursor(JobExpiry, due[len(due)-1])
 		}
-		sort.SliceStable(soon, func(i, j int) bool { return soon[i].Member < soon[j].Member })
-		return nil
 	})
-	return soon, err
+	return page, err
+}
+
+// expiringOf is what of member d's points expires within x.RemindDays of now: in mode lot, each
+// earned lot still holding points (lots, as LotsOf read them), oldest first; in mode
+// inactivity, the whole balance.
+func expiringOf(x *loyalty.Expiry, d DueMember, lots []loyalty.Lot, now time.Time) []Expiring {
+	if d.Balance <= 0 {
+		return nil
+	}
+	var soon []Expiring
+	if x.Mode == loyalty.ExpiryLot {
+		_, upcoming := x.LotExpiry(lots, d.Balance, now)
+		for _, u := range upcoming {
+			if now.Before(u.At.AddDate(0, 0, -x.RemindDays)) {
+				break // oldest first: the rest are further away
+			}
+			soon = append(soon, Expiring{Member: d.ID, Balance: d.Balance, Points: u.Points, ExpiresAt: u.At})
+		}
+		return soon
+	}
+	if d.LastActive.IsZero() {
+		return nil
+	}
+	if at := x.ExpiresAt(d.LastActive); now.Before(at) && !now.Before(at.AddDate(0, 0, -x.RemindDays)) {
+		soon = append(soon, Expiring{Member: d.ID, Balance: d.Balance, Points: d.Balance, ExpiresAt: at})
+	}
+	return soon
+}
+
+// errExpiringCursor refuses an after that no page of ExpiringSoonPage gave.
+var errExpiringCursor = loyalty.Errorf(loyalty.EINVALID, "after is not a cursor GET /v1/expiring gave: pass the previous page's next as it is, or leave after out to start from the first page")
+
+// expiringCursor is the text of the cursor after c: its time and member id, not the storage's
+// position (on SQLite the rowid, which MembersDue finds again from the id).
+func expiringCursor(c DueCursor) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(unixms.Of(c.At), 10) + ":" + c.ID))
+}
+
+// parseExpiringCursor reads an expiringCursor: "" is the start.
+func parseExpiringCursor(s string) (DueCursor, error) {
+	if s == "" {
+		return DueCursor{}, nil
+	}
+	if len(s) > 1024 { // a member id of MaxIDLength characters and a time fit
+		return DueCursor{}, errExpiringCursor
+	}
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return DueCursor{}, errExpiringCursor
+	}
+	at, id, ok := strings.Cut(string(b), ":")
+	ms, err := strconv.ParseInt(at, 10, 64)
+	if !ok || err != nil || id == "" || strconv.FormatInt(ms, 10) != at {
+		return DueCursor{}, errExpiringCursor
+	}
+	return DueCursor{At: unixms.Time(ms), ID: id}, nil
 }

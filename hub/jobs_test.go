@@ -1,16 +1,21 @@
 package hub_test
 
 import (
+	"cmp"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,6 +25,7 @@ import (
 	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/hub"
 	hubsqlite "github.com/loyalty-edge-sync/loyalty/hub/sqlite"
+	"github.com/loyalty-edge-sync/loyalty/internal/jsonapi/jsonapitest"
 	"github.com/loyalty-edge-sync/loyalty/internal/sqlitedb"
 	lsync "github.com/loyalty-edge-sync/loyalty/sync"
 )
@@ -427,12 +433,23 @@ func sameExpiring(a, b []hub.Expiring) bool {
 	if len(a) != len(b) {
 		return false
 	}
+	a, b = sortedExpiring(a), sortedExpiring(b)
 	for i := range a {
 		if a[i].Member != b[i].Member || a[i].Balance != b[i].Balance || a[i].Points != b[i].Points || !a[i].ExpiresAt.Equal(b[i].ExpiresAt) {
 			return false
 		}
 	}
 	return true
+}
+
+// sortedExpiring is a copy of soon by member and time: the hub lists members in the order of
+// their schedule, which a reference read from the ledger does not know.
+func sortedExpiring(soon []hub.Expiring) []hub.Expiring {
+	soon = slices.Clone(soon)
+	slices.SortStableFunc(soon, func(x, y hub.Expiring) int {
+		return cmp.Or(strings.Compare(x.Member, y.Member), x.ExpiresAt.Compare(y.ExpiresAt))
+	})
+	return soon
 }
 
 // TestExpiringSoon_OnlyReads: GET /v1/expiring and ExpiringSoon open no write transaction and
@@ -467,12 +484,12 @@ func TestExpiringSoon_OnlyReads(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				var viaHTTP []hub.Expiring
-				a.mustDo(t, akAdminKey, "GET", "/v1/expiring", "", http.StatusOK, &viaHTTP)
+				var viaHTTP hub.ExpiringPage
+				a.mustDo(t, akAdminKey, "GET", "/v1/expiring?limit=1000", "", http.StatusOK, &viaHTTP)
 				if updates.Load() != n || currentVersion(t, h) != before {
 					t.Errorf("%s: %d write transactions, version %d → %d", when, updates.Load()-n, before, currentVersion(t, h))
 				}
-				if !sameExpiring(got, want) || !sameExpiring(viaHTTP, want) {
+				if !sameExpiring(got, want) || !sameExpiring(viaHTTP.Expiring, want) || viaHTTP.Next != "" {
 					t.Errorf("%s: expiring soon %+v (over HTTP %+v), want %+v", when, got, viaHTTP, want)
 				}
 			}
@@ -492,6 +509,118 @@ func TestExpiringSoon_OnlyReads(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestExpiringSoon_Pages: GET /v1/expiring goes a page at a time: at most limit members a page,
+// a member's lots never split across two, every entry once, as one whole reading lists them.
+// Right after a program change everyone with points is due and few have anything to be reminded
+// of: a page stops after its scan with a next, however few members it holds. A cursor no page
+// gave, a parameter the endpoint does not take and a limit out of range are 400 EINVALID.
+func TestExpiringSoon_Pages(t *testing.T) {
+	for _, mode := range []string{loyalty.ExpiryInactivity, loyalty.ExpiryLot} {
+		t.Run(mode, func(t *testing.T) {
+			a := openAKHub(t)
+			h := a.Hub
+			day0 := t0
+			now := day0
+			h.Now = func() time.Time { return now }
+			withProgram(t, h, func(p *loyalty.Program) { p.Expiry = &loyalty.Expiry{Mode: mode, AfterDays: 30, RemindDays: 7} })
+			ids := manyMembers(t, h, 30) // a lot each on day 0
+			now = day0.AddDate(0, 0, 2)
+			for i, id := range ids {
+				if i%3 == 0 {
+					sale(t, h, "second-"+id, id, 200) // a second lot, expiring on day 32
+				}
+			}
+			now = day0.AddDate(0, 0, 20)
+			for i, id := range ids {
+				if i%5 == 0 {
+					sale(t, h, "late-"+id, id, 300) // active on day 20: expires on day 50 (inactivity)
+				}
+			}
+			now = day0.AddDate(0, 0, 26)
+			expirePoints(t, h, 0)
+			want := referenceExpiring(t, h)
+			if len(want) < 10 {
+				t.Fatalf("the ledger lists %d entries expiring soon, want some to page through", len(want))
+			}
+			if mode == loyalty.ExpiryLot && len(want) == len(entriesByMember(want)) {
+				t.Fatalf("no member has two lots expiring soon: %+v", want)
+			}
+
+			report := a.newKey(t, akAdminKey, "reminders", hub.ScopeReport).Key
+			pages := func(limit int) (all []hub.Expiring, n int, short bool) {
+				t.Helper()
+				seen := map[string]bool{}
+				for after := ""; ; n++ {
+					if n > 100 {
+						t.Fatalf("limit %d: still a next after %d pages", limit, n)
+					}
+					q := url.Values{"limit": {strconv.Itoa(limit)}}
+					if after != "" {
+						q.Set("after", after)
+					}
+					var page hub.ExpiringPage
+					a.mustDo(t, report, "GET", "/v1/expiring?"+q.Encode(), "", http.StatusOK, &page)
+					members := entriesByMember(page.Expiring)
+					if len(members) > limit {
+						t.Fatalf("limit %d: a page of %d members", limit, len(members))
+					}
+					for m := range members {
+						if seen[m] {
+							t.Fatalf("limit %d: member %s on two pages", limit, m)
+						}
+						seen[m] = true
+					}
+					all = append(all, page.Expiring...)
+					if page.Next == "" {
+						return all, n + 1, short
+					}
+					short = short || len(members) < limit
+					after = page.Next
+				}
+			}
+			for _, limit := range []int{1, 4, 1000} {
+				got, n, _ := pages(limit)
+				if !sameExpiring(got, want) {
+					t.Fatalf("limit %d: %d pages listed %+v, the ledger says %+v", limit, n, got, want)
+				}
+				if wantPages := (len(entriesByMember(want)) + limit - 1) / limit; n < wantPages {
+					t.Fatalf("limit %d: %d pages for %d members", limit, n, len(entriesByMember(want)))
+				}
+			}
+
+			// A program change makes every member with points due at once.
+			h.SetExpiringScan(7)
+			withProgram(t, h, func(p *loyalty.Program) { p.Expiry = &loyalty.Expiry{Mode: mode, AfterDays: 30, RemindDays: 5} })
+			want = referenceExpiring(t, h)
+			got, n, short := pages(1000)
+			if !sameExpiring(got, want) || n < 30/7 || !short {
+				t.Fatalf("after a program change, 7 due members read a page: %d pages (one short of its limit with a next: %v) listed %+v, the ledger says %+v",
+					n, short, got, want)
+			}
+
+			for _, q := range []string{
+				"after=" + url.QueryEscape("not a cursor"),
+				"after=" + base64.RawURLEncoding.EncodeToString([]byte("1000:nobody")), // names no member
+				"after=" + base64.RawURLEncoding.EncodeToString([]byte("01000:x01")),   // not as a page writes it
+				"after=" + strings.Repeat("A", 2000),
+				"limit=0", "limit=1001", "limit=ten", "member=x01",
+			} {
+				status, body := a.do(t, akAdminKey, "GET", "/v1/expiring?"+q, "")
+				jsonapitest.AssertError(t, status, body, http.StatusBadRequest, loyalty.EINVALID)
+			}
+		})
+	}
+}
+
+// entriesByMember counts the entries of each member in soon.
+func entriesByMember(soon []hub.Expiring) map[string]int {
+	out := map[string]int{}
+	for _, x := range soon {
+		out[x.Member]++
+	}
+	return out
 }
 
 // lapsedSilverMembers returns a hub whose program has rolling tiers and lots that expire after

@@ -489,7 +489,8 @@ type DueMember struct {
 
 // DueCursor is where a reading of due members stopped (Tx.MembersDue): the due time, Pos and ID
 // of the last member read. Members due at the same time come in an order of the storage's (on
-// SQLite Pos, on PostgreSQL ID).
+// SQLite Pos, on PostgreSQL ID). A cursor with an ID and no Pos (GET /v1/expiring's, which
+// shows no storage position) is found by its ID.
 type DueCursor struct {
 	At  time.Time
 	Pos int64

@@ -670,9 +670,11 @@ func (h *Hub) AnnounceStores(ctx context.Context) (int, error) {
 }
 
 // RemindExpiring emits points.expiring for what expires within the program's remind_days
-// (ExpiringSoon): one event per member and expiring lot (mode lot) or expiry time (mode
-// inactivity), however often it runs, since an event's id is derived from them. Without an
-// endpoint that takes points.expiring it reads nothing. It returns how many reminders it found.
+// (ExpiringSoonPage): one event per member and expiring lot (mode lot) or expiry time (mode
+// inactivity), however often it runs, since an event's id is derived from them. It reads a page
+// of members and queues its events, one write transaction a page, so that its memory does not
+// grow with the chain. Without an endpoint that takes points.expiring it reads nothing. It
+// returns how many reminders it found.
 func (h *Hub) RemindExpiring(ctx context.Context) (int, error) {
 	var subscribed bool
 	err := h.Store.View(ctx, func(tx Tx) error {
@@ -683,21 +685,28 @@ func (h *Hub) RemindExpiring(ctx context.Context) (int, error) {
 	if err != nil || !subscribed {
 		return 0, err
 	}
-	soon, err := h.ExpiringSoon(ctx)
-	if err != nil || len(soon) == 0 {
-		return 0, err
-	}
-	now := h.Now()
-	const page = 500
-	for i := 0; i < len(soon); i += page {
-		part := soon[i:min(i+page, len(soon))]
-		evs := make([]WebhookEvent, len(part))
-		for k, x := range part {
-			evs[k] = newWebhookEvent(EventPointsExpiring, now, x, x.Member, x.ExpiresAt.UTC().Format(time.RFC3339Nano))
+	found := 0
+	for after := ""; ; {
+		page, err := h.ExpiringSoonPage(ctx, after, remindPage)
+		if err != nil {
+			return found, err
 		}
-		if err := h.Store.Update(ctx, func(tx Tx) error { return emitEvents(ctx, tx, evs) }); err != nil {
-			return i, err
+		if len(page.Expiring) > 0 {
+			now := h.Now()
+			evs := make([]WebhookEvent, len(page.Expiring))
+			for k, x := range page.Expiring {
+				evs[k] = newWebhookEvent(EventPointsExpiring, now, x, x.Member, x.ExpiresAt.UTC().Format(time.RFC3339Nano))
+			}
+			if err := h.Store.Update(ctx, func(tx Tx) error { return emitEvents(ctx, tx, evs) }); err != nil {
+				return found, err
+			}
+			found += len(evs)
+		}
+		if after = page.Next; after == "" {
+			return found, nil
 		}
 	}
-	return len(soon), nil
 }
+
+// remindPage is how many members' reminders RemindExpiring queues in one write transaction.
+const remindPage = 500

@@ -710,7 +710,7 @@ func TestWebhooks_JobsStoresAndBudgets(t *testing.T) {
 		}
 	}
 	clk.Add(7 * 24 * time.Hour)
-	if n, _, err := h.ExpirePoints(ctx); err != nil || n != 1 {
+	if n, err := h.ExpirePoints(ctx); err != nil || n != 1 {
 		t.Fatalf("expired %d (%v)", n, err)
 	}
 	// An offline store's overdraft: a conflict.
@@ -932,6 +932,46 @@ func TestWebhooks_CloseRecordsWhatWasAnswered(t *testing.T) {
 		if d.State != hub.DeliveryDelivered || d.Attempts != 1 {
 			t.Errorf("delivery %+v: want each delivered at its one attempt", d)
 		}
+	}
+}
+
+// TestWebhooks_RemindersInPages: the expiry reminders are read and queued a page at a time (a
+// page ends after its scan of due members), each member's lots once, and once only however often
+// the job runs: 13 members, 2 lots each for some, read 3 due members a page.
+func TestWebhooks_RemindersInPages(t *testing.T) {
+	h, clk := webhookHub(t)
+	ctx := context.Background()
+	addWebhook(t, h, "https://example.com/hook", string(hub.EventPointsExpiring))
+	withProgram(t, h, func(p *loyalty.Program) {
+		p.Expiry = &loyalty.Expiry{Mode: loyalty.ExpiryLot, AfterDays: 30, RemindDays: 7}
+	})
+	want := 0
+	for i := range 13 {
+		m := fmt.Sprintf("r%02d", i)
+		if _, err := h.CreateMember(ctx, loyalty.Member{ID: m}); err != nil {
+			t.Fatal(err)
+		}
+		fund(t, h, m, 100)
+		want++
+		if i%4 == 0 {
+			clk.Add(time.Minute)
+			fund(t, h, m, 50) // a second lot, a minute younger
+			want++
+		}
+	}
+	h.SetExpiringScan(3)
+	clk.Add(25 * 24 * time.Hour)
+	for range 2 {
+		if n, err := h.RemindExpiring(ctx); err != nil || n != want {
+			t.Fatalf("reminders found %d (%v), want %d", n, err, want)
+		}
+	}
+	var events int
+	if err := openRaw(t, whereOf(t, h.Store)).QueryRow(`SELECT count(*) FROM webhook_events WHERE type = 'points.expiring'`).Scan(&events); err != nil {
+		t.Fatal(err)
+	}
+	if events != want {
+		t.Fatalf("%d points.expiring events queued, want %d: one per member and lot", events, want)
 	}
 }
 

@@ -211,7 +211,7 @@ func sweep(ctx context.Context, h *hub.Hub) (s sweepRun, err error) {
 	}
 	s.requalify = time.Since(t0)
 	t0 = time.Now()
-	if s.membersExpired, _, err = h.ExpirePoints(ctx); err != nil {
+	if s.membersExpired, err = h.ExpirePoints(ctx); err != nil {
 		return s, fmt.Errorf("expire points: %w", err)
 	}
 	s.expire = time.Since(t0)

@@ -218,13 +218,16 @@ func (m *HubMain) startJobs(ctx context.Context) {
 		}
 	})
 	m.every(ctx, jobInterval, "expire_points", func(ctx context.Context) {
-		if n, soon, err := m.Hub.ExpirePoints(ctx); err != nil {
+		if n, err := m.Hub.ExpirePoints(ctx); err != nil {
 			m.warn(ctx, "expire points", err)
-		} else if n > 0 || len(soon) > 0 {
-			m.Logger.Info("points expiry", slog.Int("expired", n), slog.Int("expiring_soon", len(soon)))
+		} else if n > 0 {
+			m.Logger.Info("points expired", slog.Int("members", n))
 		}
-		if _, err := m.Hub.RemindExpiring(ctx); err != nil { // points.expiring webhooks, once per lot
+		// points.expiring webhooks, once per lot; it reads nothing without an endpoint for them.
+		if n, err := m.Hub.RemindExpiring(ctx); err != nil {
 			m.warn(ctx, "points expiry reminders", err)
+		} else if n > 0 {
+			m.Logger.Info("points expiry reminders", slog.Int("expiring_soon", n))
 		}
 	})
 	m.every(ctx, jobInterval, "past_countries", func(ctx context.Context) {

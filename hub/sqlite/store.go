@@ -1779,15 +1779,21 @@ func (t *tx) MembersDue(ctx context.Context, job string, upTo time.Time, after h
 	if err != nil {
 		return nil, err
 	}
-	from := int64(math.MinInt64)
+	from, pos := int64(math.MinInt64), after.Pos
 	if after != (hub.DueCursor{}) {
 		from = unixms.Of(after.At)
+	}
+	if pos == 0 && after.ID != "" { // a cursor by member id (GET /v1/expiring's): find its rowid
+		err := t.QueryRowContext(ctx, `SELECT rowid FROM members WHERE id = ?`, after.ID).Scan(&pos)
+		if err != nil {
+			return nil, notFound(err, "member %s is not known to the hub", after.ID)
+		}
 	}
 	// The partial index members_review or members_expire, on the time (and, as every index, the
 	// rowid), serves both the range and the order; Pos is the rowid, the order of the table.
 	rows, err := t.QueryContext(ctx, `SELECT m.id, m.tier, m.balance, `+scheduleCols+`, m.rowid FROM members m
 		WHERE m.`+col+` <= ? AND (m.`+col+`, m.rowid) > (?, ?) ORDER BY m.`+col+`, m.rowid LIMIT ?+0`,
-		unixms.Of(upTo), from, after.Pos, limit)
+		unixms.Of(upTo), from, pos, limit)
 	if err != nil {
 		return nil, err
 	}
