@@ -37,3 +37,7 @@ func (h *Hub) SetCheckHooks(started, joined func()) {
 // SetUploadHook sets the test hook of uploads (upload.go): read is called after each read of an
 // upload's body that returned data. Set it before the server is opened.
 func (s *Server) SetUploadHook(read func()) { s.uploadHook = read }
+
+// ParseExpiringCursor is parseExpiringCursor, and ExpiringCursor expiringCursor: the text of
+// GET /v1/expiring's after and next.
+var ParseExpiringCursor, ExpiringCursor = parseExpiringCursor, expiringCursor

@@ -628,8 +628,9 @@ func parseExpiringCursor(s string) (DueCursor, error) {
 	}
 	at, id, ok := strings.Cut(string(b), ":")
 	ms, err := strconv.ParseInt(at, 10, 64)
-	if !ok || err != nil || id == "" || strconv.FormatInt(ms, 10) != at {
-		return DueCursor{}, errExpiringCursor
+	c := DueCursor{At: unixms.Time(ms), ID: id}
+	if !ok || err != nil || id == "" || expiringCursor(c) != s {
+		return DueCursor{}, errExpiringCursor // not as a page writes it
 	}
-	return DueCursor{At: unixms.Time(ms), ID: id}, nil
+	return c, nil
 }
