@@ -64,13 +64,17 @@ func (b Budget) Consumption(p *Program, d, orig *Delta) int64 {
 		return sign * d.Amount
 	case MetricDiscount:
 		r, err := p.Reward(d.Reward)
-		if err == nil && r.Kind == "gift_card" {
+		switch {
+		case err != nil:
+			return 0
+		case r.Kind == "gift_card", r.Kind == "amount_off" && d.Amount == 0:
 			return sign * r.Value
-		} else if err == nil && (r.Kind == "amount_off" && d.Amount == 0) {
-			return sign * r.Value
-		} else if err == nil {
-			return sign * r.Discount(d.Amount)
+		case r.Kind == "percent_off" && d.Amount == 0:
+			// No order amount: a voucher's purchase (Program.CheckVoucher), which counts the
+			// most it can give. A store's redemption must say its amount (CheckOrderAmount).
+			return sign * r.MaxValue
 		}
+		return sign * r.Discount(d.Amount)
 	}
 	return 0
 }

@@ -146,9 +146,23 @@ func (r Reward) Discount(orderAmount int64) int64 {
 // Redeemable checks that a member of tier may use the reward on an order of orderAmount (0: the
 // POS did not say). It returns EINVALID with a message for the cashier.
 func (r Reward) Redeemable(tier string, orderAmount int64) error {
+	if err := r.ForTier(tier); err != nil {
+		return err
+	}
+	return r.FitsOrder(orderAmount)
+}
+
+// ForTier checks that a member of tier may have the reward. It returns EINVALID.
+func (r Reward) ForTier(tier string) error {
 	if len(r.Tiers) > 0 && !slices.Contains(r.Tiers, tier) {
 		return Errorf(EINVALID, "%s is for %v members only", r.Name, r.Tiers)
 	}
+	return nil
+}
+
+// FitsOrder checks the reward's min_order against an order of orderAmount (0: the POS did not
+// say): where the reward is used, be it a redemption or a voucher's use. It returns EINVALID.
+func (r Reward) FitsOrder(orderAmount int64) error {
 	if r.MinOrder > 0 && orderAmount < r.MinOrder {
 		return Errorf(EINVALID, "%s needs an order of at least %d minor units (send order_amount)", r.Name, r.MinOrder)
 	}
@@ -173,6 +187,34 @@ func (p *Program) CheckOrderAmount(reward string, orderAmount int64) error {
 	for _, b := range p.Budgets {
 		if b.Metric == MetricOrderValue && (b.Reward == "" || b.Reward == reward) {
 			return Errorf(EINVALID, "%s counts toward a budget of order value: send order_amount, the order total in minor units", r.Name)
+		}
+	}
+	return nil
+}
+
+// CheckVoucher checks that reward may be sold as a voucher under the program's budgets. A
+// voucher counts toward its reward's budgets when it is bought, before the order it will be used
+// on exists, so it counts the most it can give (Budget.Consumption of a redemption without an
+// order amount): the value of an amount_off or gift_card reward, a percent_off reward's
+// max_value. A percent_off reward without a max_value under a discount budget, and any reward
+// under an order_value budget, depend on that order alone: they are not sold as vouchers, since
+// the budget would count what a caller claims instead of what is given. It returns EINVALID.
+func (p *Program) CheckVoucher(reward string) error {
+	r, err := p.Reward(reward)
+	if err != nil {
+		return nil // the caller reports the unknown reward
+	}
+	for _, b := range p.Budgets {
+		if b.Reward != "" && b.Reward != reward {
+			continue
+		}
+		switch {
+		case b.Metric == MetricOrderValue:
+			return Errorf(EINVALID, "%s counts toward budget %s of order value, and a voucher's order is not known when it is bought: "+
+				"it is not sold as a voucher (redeem it on the order instead)", r.Name, b.ID)
+		case b.Metric == MetricDiscount && r.Kind == "percent_off" && r.MaxValue <= 0:
+			return Errorf(EINVALID, "%s is a share of an order not known when a voucher is bought, and budget %s counts its discount: "+
+				"it is sold as a voucher only with a max_value", r.Name, b.ID)
 		}
 	}
 	return nil

@@ -669,6 +669,12 @@ func (a *Agent) useVoucher(ctx context.Context, req loyalty.RedeemRequest) (loya
 		if err != nil {
 			return loyalty.Receipt{}, err
 		}
+		// min_order holds for the order the voucher is used on (its purchase had none).
+		if r, err := p.Reward(c.Reward); err == nil {
+			if err := r.FitsOrder(int64(req.OrderAmount)); err != nil {
+				return loyalty.Receipt{}, err
+			}
+		}
 		// A voucher's reward stacks as a redemption of it would, whichever was scanned first.
 		if err := a.stacks(ctx, tx, &p, req.OrderID, c.Reward); err != nil {
 			return loyalty.Receipt{}, err

@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	gosync "sync"
 	"testing"
@@ -327,5 +328,34 @@ func TestOnline_RedemptionOfAMemberTheHubDoesNotCountAsTheStores(t *testing.T) {
 	rc, err := sp.agent.Redeem(ctx, loyalty.RedeemRequest{OrderID: "r2", QR: mustToken(t, sp.hub, "m9"), RewardID: "coffee"})
 	if err != nil || rc.CheckedBy != loyalty.CheckedByHub {
 		t.Fatalf("the same redemption with the member's code: %+v, %v", rc, err)
+	}
+}
+
+// TestVoucher_MinOrderAtTheTill: a reward's min_order holds for the order a voucher is used on,
+// at the till too, online and offline: the purchase had no order to check it against.
+func TestVoucher_MinOrderAtTheTill(t *testing.T) {
+	sp, link := onlinePair(t, func(p *loyalty.Program) {
+		for i := range p.Rewards {
+			if p.Rewards[i].ID == "five-off" {
+				p.Rewards[i].MinOrder = 5000
+			}
+		}
+	})
+	ctx := context.Background()
+	fundAt(t, sp.hub, "web-e", 100000)
+	vr, err := sp.hub.IssueVoucher(ctx, loyalty.RedeemRequest{OrderID: "v1", MemberID: "m1", RewardID: "five-off"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp.pull(t) // the store has the voucher keys and the program
+	for _, online := range []bool{true, false} {
+		link.setOnline(online)
+		_, err := sp.agent.Redeem(ctx, loyalty.RedeemRequest{OrderID: fmt.Sprintf("small-%v", online), Voucher: vr.Voucher.Token, OrderAmount: 100})
+		if loyalty.ErrorCode(err) != loyalty.EINVALID || !strings.Contains(err.Error(), "at least 5000") {
+			t.Fatalf("online %v: the voucher on an order of 1.00: %v, want EINVALID naming the minimum", online, err)
+		}
+	}
+	if _, err := sp.agent.Redeem(ctx, loyalty.RedeemRequest{OrderID: "big", Voucher: vr.Voucher.Token, OrderAmount: 5000}); err != nil {
+		t.Fatalf("the voucher on an order of 50.00, offline: %v", err)
 	}
 }

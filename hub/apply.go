@@ -504,11 +504,15 @@ func (a *applier) check(ctx context.Context, store string, d *loyalty.Delta) err
 			return loyalty.Errorf(loyalty.EINVALID, "reward %s costs %d points under rule version %d, not %d",
 				r.ID, r.PointsCost, d.RuleVersion, -d.Points)
 		}
-		if err := p.CheckOrderAmount(r.ID, d.Amount); err != nil {
-			return err
-		}
-		if r.MinOrder > 0 && d.Amount < r.MinOrder {
-			return loyalty.Errorf(loyalty.EINVALID, "%s needs an order of at least %d minor units", r.Name, r.MinOrder)
+		// The online channel checked its order amount itself (payReward): a voucher's purchase
+		// has none, and counts the most the voucher can give.
+		if store != loyalty.OnlineStore {
+			if err := p.CheckOrderAmount(r.ID, d.Amount); err != nil {
+				return err
+			}
+			if err := r.FitsOrder(d.Amount); err != nil {
+				return err
+			}
 		}
 		if claims != nil {
 			return a.storeReward(ctx, store, d, p, r, claims.floor)

@@ -348,7 +348,7 @@ func (h *Hub) Redeem(ctx context.Context, req loyalty.RedeemRequest) (loyalty.Re
 		if err := a.stacks(ctx, p, loyalty.OnlineStore, req.OrderID, req.RewardID); err != nil {
 			return nil, err
 		}
-		d, r, err := a.payReward(ctx, req, member)
+		d, r, err := a.payReward(ctx, req, member, false)
 		if err != nil {
 			return nil, err
 		}
@@ -357,8 +357,12 @@ func (h *Hub) Redeem(ctx context.Context, req loyalty.RedeemRequest) (loyalty.Re
 	return out, err
 }
 
-// payReward applies a redeem delta for req.RewardID if the member can afford it.
-func (a *applier) payReward(ctx context.Context, req loyalty.RedeemRequest, member string) (loyalty.Delta, loyalty.Reward, error) {
+// payReward applies a redeem delta for req.RewardID if the member can afford it: a redemption on
+// the order req names, or, with voucher, the purchase of a voucher, whose order is not known
+// until it is used. A purchase records no order amount, whatever the caller sent: its budgets
+// count the most the voucher can give (Program.CheckVoucher), and the reward's min_order is
+// checked where the voucher is used.
+func (a *applier) payReward(ctx context.Context, req loyalty.RedeemRequest, member string, voucher bool) (loyalty.Delta, loyalty.Reward, error) {
 	p, err := a.current(ctx)
 	if err != nil {
 		return loyalty.Delta{}, loyalty.Reward{}, err
@@ -374,10 +378,17 @@ func (a *applier) payReward(ctx context.Context, req loyalty.RedeemRequest, memb
 	if bal < r.PointsCost {
 		return loyalty.Delta{}, r, loyalty.Errorf(loyalty.EINSUFFICIENT, "member %s has %d points; %s costs %d", member, bal, r.Name, r.PointsCost)
 	}
-	if err := r.Redeemable(a.members[member].Tier, int64(req.OrderAmount)); err != nil {
+	if err := r.ForTier(a.members[member].Tier); err != nil {
 		return loyalty.Delta{}, r, err
 	}
-	if err := p.CheckOrderAmount(r.ID, int64(req.OrderAmount)); err != nil {
+	if voucher {
+		if err := p.CheckVoucher(r.ID); err != nil {
+			return loyalty.Delta{}, r, err
+		}
+		req.OrderAmount = 0
+	} else if err := r.FitsOrder(int64(req.OrderAmount)); err != nil {
+		return loyalty.Delta{}, r, err
+	} else if err := p.CheckOrderAmount(r.ID, int64(req.OrderAmount)); err != nil {
 		return loyalty.Delta{}, r, err
 	}
 	d := a.newDelta(req.OrderID, member, loyalty.KindRedeem, req.Terminal)
@@ -403,6 +414,12 @@ func (a *applier) useVoucher(ctx context.Context, req loyalty.RedeemRequest, c q
 	p, err := a.current(ctx)
 	if err != nil {
 		return nil, err
+	}
+	// min_order holds for the order the voucher is used on (its purchase had none).
+	if r, err := p.Reward(v.Reward); err == nil {
+		if err := r.FitsOrder(int64(req.OrderAmount)); err != nil {
+			return nil, err
+		}
 	}
 	// A voucher's reward stacks as a redemption of it would, whichever came first on the order.
 	if err := a.stacks(ctx, p, loyalty.OnlineStore, req.OrderID, v.Reward); err != nil {
@@ -443,11 +460,11 @@ func (h *Hub) IssueVoucher(ctx context.Context, req loyalty.RedeemRequest) (Vouc
 		return out, err
 	}
 	req.QR, req.MemberID = "", member
-	err = h.online(ctx, "voucher", req.OrderID, "", req, func(a *applier) (any, error) {
+	fresh, err := h.onlineOnce(ctx, "voucher", req.OrderID, "", req, func(a *applier) (any, error) {
 		if err := current(); err != nil {
 			return nil, err
 		}
-		d, r, err := a.payReward(ctx, req, member)
+		d, r, err := a.payReward(ctx, req, member, true)
 		if err != nil {
 			return nil, err
 		}
@@ -470,7 +487,35 @@ func (h *Hub) IssueVoucher(ctx context.Context, req loyalty.RedeemRequest) (Vouc
 		return VoucherReceipt{Receipt: loyalty.Receipt{OrderID: req.OrderID, Member: member, Deltas: []string{d.ID},
 			Points: d.Points, Balance: a.balances[member], Reward: &r}, Voucher: v}, nil
 	}, &out)
-	return out, err
+	if err == nil && !fresh {
+		err = h.sameBuyer(ctx, req.OrderID, out.Voucher.DeltaID)
+	}
+	if err != nil {
+		return VoucherReceipt{}, err
+	}
+	return out, nil
+}
+
+// sameBuyer refuses a retry of a voucher's purchase by another API key than the one that bought
+// it (recorded on its delta as Delta.Key): the retry's answer holds the voucher's code, which
+// spends what it paid for, and an online key can read any member's ledger, so it could write
+// any purchase's body again.
+func (h *Hub) sameBuyer(ctx context.Context, orderID, delta string) error {
+	caller := ActorFrom(ctx).KeyID
+	if ActorFrom(ctx) == internalActor {
+		caller = ""
+	}
+	return h.Store.View(ctx, func(tx Tx) error {
+		e, err := tx.Delta(ctx, delta)
+		if err != nil {
+			return err
+		}
+		if e.Key != caller {
+			return loyalty.Errorf(loyalty.ECONFLICT, "order %s bought a voucher with another API key: only that key is shown its code again",
+				loyalty.Truncate(orderID, 60))
+		}
+		return nil
+	})
 }
 
 // Reverse undoes every earn and redeem of an online order that is not reversed yet. Refunding the
