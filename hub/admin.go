@@ -540,10 +540,16 @@ func (h *Hub) insertNewKey(ctx context.Context, tx Tx) error {
 
 // Conflicts returns the newest recorded conflicts.
 func (h *Hub) Conflicts(ctx context.Context, limit int) ([]Conflict, error) {
+	return h.ConflictsBefore(ctx, 0, limit)
+}
+
+// ConflictsBefore returns up to limit conflicts with an id below before (0: the newest), newest
+// first: the page of GET /v1/conflicts that follows the one whose last id is before.
+func (h *Hub) ConflictsBefore(ctx context.Context, before int64, limit int) ([]Conflict, error) {
 	var out []Conflict
 	err := h.Store.View(ctx, func(tx Tx) error {
 		var err error
-		out, err = tx.Conflicts(ctx, limit)
+		out, err = tx.Conflicts(ctx, before, limit)
 		return err
 	})
 	return out, err

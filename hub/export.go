@@ -1,4 +1,4 @@
-// Streamed exports: members, the ledger, conflicts, budgets and leases as CSV or JSON lines, read
+// Streamed exports: members, the ledger, conflicts, rejections, budgets and leases as CSV or JSON lines, read
 // in pages of short read transactions, so that memory stays flat however large the table.
 
 package hub
@@ -19,17 +19,18 @@ import (
 
 // Exports and their formats.
 const (
-	ExportMembers   = "members"
-	ExportLedger    = "ledger"
-	ExportConflicts = "conflicts"
-	ExportBudgets   = "budgets"
+	ExportMembers    = "members"
+	ExportLedger     = "ledger"
+	ExportConflicts  = "conflicts"
+	ExportRejections = "rejections"
+	ExportBudgets    = "budgets"
 
 	FormatCSV   = "csv"
 	FormatJSONL = "jsonl"
 )
 
 // Exports lists what can be exported.
-var Exports = []string{ExportMembers, ExportLedger, ExportConflicts, ExportBudgets}
+var Exports = []string{ExportMembers, ExportLedger, ExportConflicts, ExportRejections, ExportBudgets}
 
 // ExportOptions says what to export (Hub.Export).
 type ExportOptions struct {
@@ -58,7 +59,7 @@ func ContentType(format string) string {
 func CheckExport(what string, o ExportOptions) error {
 	switch {
 	case !slices.Contains(Exports, what):
-		return loyalty.Errorf(loyalty.EINVALID, "there is no export %q: export members, ledger, conflicts or budgets", loyalty.Truncate(what, 30))
+		return loyalty.Errorf(loyalty.EINVALID, "there is no export %q: export members, ledger, conflicts, rejections or budgets", loyalty.Truncate(what, 30))
 	case o.Format != "" && o.Format != FormatCSV && o.Format != FormatJSONL:
 		return loyalty.Errorf(loyalty.EINVALID, "format must be csv or jsonl, not %q", loyalty.Truncate(o.Format, 20))
 	case !o.From.IsZero() && !o.To.IsZero() && !o.From.Before(o.To):
@@ -74,11 +75,13 @@ var (
 	memberColumns   = []string{"member_id", "email", "name", "balance", "tier", "home_store", "country", "created_at", "version"}
 	ledgerColumns   = []string{"seq", "delta_id", "member_id", "store", "terminal", "kind", "points", "amount", "currency", "reward", "voucher", "order_id", "reverses", "rule", "reason", "occurred_at", "received_at"}
 	conflictColumns = []string{"id", "kind", "member_id", "store", "delta_ids", "amount", "detail", "at", "flagged"}
+	rejectColumns   = []string{"at", "store", "delta_id", "member_id", "kind", "points", "amount", "currency", "reward", "order_id", "occurred_at", "code", "message"}
 	budgetColumns   = []string{"row", "budget", "metric", "limit", "spent", "outstanding", "available", "lease_id", "store", "granted", "consumed", "state", "expires_at"}
 )
 
 // Export writes an export to w, page by page: members in id order with their balances and tiers,
-// the ledger (of a date range of event times) in apply order, conflicts oldest first, or each
+// the ledger (of a date range of event times) in apply order, conflicts oldest first, the deltas
+// the hub refused oldest first (by when, then by store and delta id), or each
 // budget of the program followed by its leases that are not settled. CSV has a header row; JSON
 // lines have one object per row with the same keys. Text that a spreadsheet would read as a
 // formula (starting with =, +, - or @) is written with a leading apostrophe in CSV.
@@ -133,6 +136,22 @@ func (h *Hub) Export(ctx context.Context, w io.Writer, what string, o ExportOpti
 			return len(cs), func() {
 				if len(cs) > 0 {
 					after = cs[len(cs)-1].ID
+				}
+			}, err
+		})
+	case ExportRejections:
+		ew.header(rejectColumns)
+		var after RejectionKey
+		return pages(ctx, h, o, ew, func(tx Tx) (int, func(), error) {
+			rs, err := tx.RejectionsPage(ctx, after, o.PageSize)
+			for _, r := range rs {
+				d := r.Delta
+				ew.row(when(r.At), text(r.Store), text(d.ID), text(d.Member), text(string(d.Kind)), num(d.Points), num(d.Amount), text(d.Currency),
+					text(d.Reward), text(d.OrderID), when(d.OccurredAt), text(r.Code), text(r.Message))
+			}
+			return len(rs), func() {
+				if len(rs) > 0 {
+					after = rs[len(rs)-1].Key()
 				}
 			}, err
 		})

@@ -7,7 +7,9 @@ import (
 	"crypto/subtle"
 	"errors"
 	"log/slog"
+	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -157,11 +159,32 @@ func (s *Server) routes(mux, admin router) {
 	admin.HandleFunc("POST /v1/vouchers", call(s, h.IssueVoucher))
 	admin.HandleFunc("POST /v1/actions", call(s, h.Action))
 	admin.HandleFunc("GET /v1/conflicts", func(w http.ResponseWriter, r *http.Request) {
-		out, err := h.Conflicts(r.Context(), 500)
+		if !onlyParams(w, r, s, "limit", "before") {
+			return
+		}
+		limit, err := intParam(r, "limit", 500, 1, MaxListPage)
+		if err != nil {
+			jsonapi.Error(w, r, s.Logger, err)
+			return
+		}
+		before, err := intParam(r, "before", 0, 1, math.MaxInt)
+		if err != nil {
+			jsonapi.Error(w, r, s.Logger, err)
+			return
+		}
+		out, err := h.ConflictsBefore(r.Context(), int64(before), limit)
 		s.reply(w, r, http.StatusOK, out, err)
 	})
 	admin.HandleFunc("GET /v1/rejections", func(w http.ResponseWriter, r *http.Request) {
-		out, err := h.Rejections(r.Context(), 500)
+		if !onlyParams(w, r, s, "limit") {
+			return
+		}
+		limit, err := intParam(r, "limit", 500, 1, MaxListPage)
+		if err != nil {
+			jsonapi.Error(w, r, s.Logger, err)
+			return
+		}
+		out, err := h.Rejections(r.Context(), limit)
 		s.reply(w, r, http.StatusOK, out, err)
 	})
 	admin.HandleFunc("GET /v1/budgets", func(w http.ResponseWriter, r *http.Request) {
@@ -174,11 +197,8 @@ func (s *Server) routes(mux, admin router) {
 		s.reply(w, r, http.StatusOK, map[string]any{"store": r.PathValue("id"), "returned": n}, err)
 	})
 	admin.HandleFunc("GET /v1/expiring", func(w http.ResponseWriter, r *http.Request) {
-		for k := range r.URL.Query() {
-			if k != "after" && k != "limit" {
-				jsonapi.Error(w, r, s.Logger, loyalty.Errorf(loyalty.EINVALID, "GET /v1/expiring takes after and limit; %q is neither", loyalty.Truncate(k, 40)))
-				return
-			}
+		if !onlyParams(w, r, s, "after", "limit") {
+			return
 		}
 		limit, err := intParam(r, "limit", 100, 1, MaxExpiringPage)
 		if err != nil {
@@ -241,6 +261,21 @@ func (s *Server) routes(mux, admin router) {
 }
 
 // intParam reads an optional integer query parameter within [lo, hi]. It returns EINVALID.
+// MaxListPage is the most entries one page of GET /v1/conflicts or /v1/rejections holds.
+const MaxListPage = 1000
+
+// onlyParams answers 400 EINVALID, and returns false, if r's query has a parameter not in names.
+func onlyParams(w http.ResponseWriter, r *http.Request, s *Server, names ...string) bool {
+	for k := range r.URL.Query() {
+		if !slices.Contains(names, k) {
+			jsonapi.Error(w, r, s.Logger, loyalty.Errorf(loyalty.EINVALID, "%s %s takes %s; %q is none of them",
+				r.Method, r.URL.Path, strings.Join(names, ", "), loyalty.Truncate(k, 40)))
+			return false
+		}
+	}
+	return true
+}
+
 func intParam(r *http.Request, name string, def, lo, hi int) (int, error) {
 	v := r.URL.Query().Get(name)
 	if v == "" {

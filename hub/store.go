@@ -197,9 +197,15 @@ type Tx interface {
 	// RejectedAs returns, of the (store, delta id) pairs, those the hub rejected (InsertRejection),
 	// each as recorded, in one read.
 	RejectedAs(ctx context.Context, pairs [][2]string) (map[[2]string]Rejection, error)
+	// Rejections returns the newest limit rejections, newest first.
 	Rejections(ctx context.Context, limit int) ([]Rejection, error)
+	// RejectionsPage returns up to limit rejections after the one at after (the zero
+	// RejectionKey: from the start), oldest first: in the order of At, Store and Delta.ID.
+	RejectionsPage(ctx context.Context, after RejectionKey, limit int) ([]Rejection, error)
 	InsertConflict(ctx context.Context, c Conflict) (id int64, err error)
-	Conflicts(ctx context.Context, limit int) ([]Conflict, error)
+	// Conflicts returns up to limit conflicts with an id below before (0: the newest), newest
+	// first.
+	Conflicts(ctx context.Context, before int64, limit int) ([]Conflict, error)
 
 	// Program returns the newest program and the change version it was published at.
 	Program(ctx context.Context) (loyalty.Program, int64, error)
@@ -588,6 +594,19 @@ type Voucher struct {
 	CreatedAt time.Time `json:"created_at"`
 	ExpiresAt time.Time `json:"expires_at"`
 	VoidedAt  time.Time `json:"voided_at,omitzero"` // set when the order that bought it was refunded
+}
+
+// RejectionKey is where a reading of rejections stopped (Tx.RejectionsPage): the time, store and
+// delta id of the last one read, which are unique together.
+type RejectionKey struct {
+	At    time.Time
+	Store string
+	Delta string
+}
+
+// Key is the rejection's place in Tx.RejectionsPage's order.
+func (r Rejection) Key() RejectionKey {
+	return RejectionKey{At: r.At, Store: r.Store, Delta: r.Delta.ID}
 }
 
 // Rejection is a delta the hub refused to apply, kept for review.

@@ -1529,7 +1529,7 @@ func (w *world) snapshot(ctx context.Context) (snapshot, error) {
 			}
 			after = ms[len(ms)-1].ID
 		}
-		cs, err := tx.Conflicts(ctx, 1<<30)
+		cs, err := tx.Conflicts(ctx, 0, 1<<30)
 		s["conflicts"] = fmt.Sprint(len(cs))
 		return err
 	})

@@ -356,8 +356,8 @@ func (p *progress) done() {
 
 func exportCommand() *cobra.Command {
 	export := &cobra.Command{
-		Use:       "export members|ledger|conflicts|budgets",
-		Short:     "Export members, the ledger, conflicts or budgets and leases as CSV or JSON lines, streamed",
+		Use:       "export members|ledger|conflicts|rejections|budgets",
+		Short:     "Export members, the ledger, conflicts, rejections or budgets and leases as CSV or JSON lines, streamed",
 		Args:      cobra.ExactArgs(1),
 		ValidArgs: hub.Exports,
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -667,8 +668,23 @@ func (t *tx) RejectedAs(ctx context.Context, pairs [][2]string) (map[[2]string]h
 }
 
 func (t *tx) Rejections(ctx context.Context, n int) ([]hub.Rejection, error) {
+	return t.queryRejections(ctx, `ORDER BY at DESC, seq DESC LIMIT $1`, limit(n))
+}
+
+// RejectionsPage reads rejections_at for the time, and sorts the few of one time by store and id.
+func (t *tx) RejectionsPage(ctx context.Context, after hub.RejectionKey, n int) ([]hub.Rejection, error) {
+	from := int64(math.MinInt64)
+	if after != (hub.RejectionKey{}) {
+		from = unixms.Of(after.At)
+	}
+	return t.queryRejections(ctx, `WHERE at >= $1 AND (at, store, delta_id) > ($1, $2, $3) ORDER BY at, store, delta_id LIMIT $4`,
+		from, after.Store, after.Delta, limit(n))
+}
+
+// queryRejections reads the rejections that tail (a WHERE, ORDER BY and LIMIT) selects.
+func (t *tx) queryRejections(ctx context.Context, tail string, args ...any) ([]hub.Rejection, error) {
 	out := []hub.Rejection{}
-	err := t.each(ctx, `SELECT store, delta, code, message, at FROM rejections ORDER BY at DESC, seq DESC LIMIT $1`, []any{limit(n)},
+	err := t.each(ctx, `SELECT store, delta, code, message, at FROM rejections `+tail, args,
 		func(rows pgx.Rows) error {
 			var r hub.Rejection
 			var body string
@@ -693,10 +709,13 @@ func (t *tx) InsertConflict(ctx context.Context, c hub.Conflict) (int64, error) 
 	return id, err
 }
 
-func (t *tx) Conflicts(ctx context.Context, n int) ([]hub.Conflict, error) {
+func (t *tx) Conflicts(ctx context.Context, before int64, n int) ([]hub.Conflict, error) {
+	if before <= 0 {
+		before = math.MaxInt64
+	}
 	out := []hub.Conflict{}
-	err := t.each(ctx, `SELECT id, kind, member, store, deltas, amount, detail, at, flagged FROM conflicts ORDER BY id DESC LIMIT $1`,
-		[]any{limit(n)}, func(rows pgx.Rows) error {
+	err := t.each(ctx, `SELECT id, kind, member, store, deltas, amount, detail, at, flagged FROM conflicts WHERE id < $1 ORDER BY id DESC LIMIT $2`,
+		[]any{before, limit(n)}, func(rows pgx.Rows) error {
 			var c hub.Conflict
 			var at int64
 			err := rows.Scan(&c.ID, &c.Kind, &c.Member, &c.Store, &c.Deltas, &c.Amount, &c.Detail, &at, &c.Flagged)

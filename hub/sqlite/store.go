@@ -990,7 +990,22 @@ func (t *tx) RejectedAs(ctx context.Context, pairs [][2]string) (map[[2]string]h
 }
 
 func (t *tx) Rejections(ctx context.Context, limit int) ([]hub.Rejection, error) {
-	rows, err := t.QueryContext(ctx, `SELECT store, delta, code, message, at FROM rejections ORDER BY at DESC LIMIT ?+0`, limit)
+	return t.queryRejections(ctx, `ORDER BY at DESC LIMIT ?+0`, limit)
+}
+
+// RejectionsPage reads rejections_at for the time, and sorts the few of one time by store and id.
+func (t *tx) RejectionsPage(ctx context.Context, after hub.RejectionKey, limit int) ([]hub.Rejection, error) {
+	from := int64(math.MinInt64)
+	if after != (hub.RejectionKey{}) {
+		from = unixms.Of(after.At)
+	}
+	return t.queryRejections(ctx, `WHERE at >= ?1 AND (at, store, delta_id) > (?1, ?2, ?3) ORDER BY at, store, delta_id LIMIT ?4`,
+		from, after.Store, after.Delta, limit)
+}
+
+// queryRejections reads the rejections that tail (a WHERE, ORDER BY and LIMIT) selects.
+func (t *tx) queryRejections(ctx context.Context, tail string, args ...any) ([]hub.Rejection, error) {
+	rows, err := t.QueryContext(ctx, `SELECT store, delta, code, message, at FROM rejections `+tail, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -1021,8 +1036,11 @@ func (t *tx) InsertConflict(ctx context.Context, c hub.Conflict) (int64, error) 
 	return res.LastInsertId()
 }
 
-func (t *tx) Conflicts(ctx context.Context, limit int) ([]hub.Conflict, error) {
-	return t.queryConflicts(ctx, `ORDER BY id DESC LIMIT ?+0`, limit)
+func (t *tx) Conflicts(ctx context.Context, before int64, limit int) ([]hub.Conflict, error) {
+	if before <= 0 {
+		before = math.MaxInt64
+	}
+	return t.queryConflicts(ctx, `WHERE id < ? ORDER BY id DESC LIMIT ?+0`, before, limit)
 }
 
 // queryConflicts reads the conflicts that tail (a WHERE, ORDER BY and LIMIT) selects.
