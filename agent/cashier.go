@@ -13,7 +13,6 @@ import (
 	"html/template"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -421,16 +420,7 @@ func (t *till) index(w http.ResponseWriter, r *http.Request) {
 
 // sameSite reports whether a browser says the request comes from this page (Sec-Fetch-Site,
 // Origin), for the sign-in form, which has no session to bind a CSRF token to yet.
-func sameSite(r *http.Request) bool {
-	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
-		return false
-	}
-	if o := r.Header.Get("Origin"); o != "" && o != "null" {
-		u, err := url.Parse(o)
-		return err == nil && u.Host == r.Host
-	}
-	return true
-}
+func sameSite(r *http.Request) bool { return !web.CrossSite(r) }
 
 func (t *till) doSignIn(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxTillForm)
@@ -460,6 +450,10 @@ func (t *till) doSignIn(w http.ResponseWriter, r *http.Request) {
 
 func (t *till) doSignOut(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxTillForm)
+	if !sameSite(r) { // without a cookie (SameSite), another site's sign-out would delete it
+		t.renderSignIn(w, http.StatusForbidden, &web.Flash{Title: "Not signed out.", Error: "The sign-out did not come from this page."})
+		return
+	}
 	sess, ok := t.sess.Get(r)
 	if ok && (r.ParseForm() != nil || !t.sess.CheckCSRF(r, sess)) {
 		t.refuseForm(w, r, sess)

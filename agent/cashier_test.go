@@ -271,10 +271,30 @@ func TestTillCSRF(t *testing.T) {
 			t.Errorf("%s: %d, want 403", tc.name, status)
 		}
 	}
-	// A sign-in from another site is refused too (no session to bind a token to yet).
-	o := newTillBrowser(t, ta.HTTP.URL())
-	if status, _ := o.do(t, "POST", "/signin", url.Values{"token": {tillToken}}, map[string]string{"Sec-Fetch-Site": "cross-site"}); status != http.StatusForbidden {
-		t.Errorf("cross-site sign-in: %d, want 403", status)
+	// A sign-in from another site is refused too (no session to bind a token to yet), and so is a
+	// sign-out, which comes without the SameSite cookie: its answer would delete the cookie.
+	// Origin "null" is another site: plain HTTP to the till's name sends no Sec-Fetch-Site.
+	for _, hdr := range []map[string]string{{"Sec-Fetch-Site": "cross-site"}, {"Origin": "null"}} {
+		o := newTillBrowser(t, ta.HTTP.URL())
+		if status, _ := o.do(t, "POST", "/signin", url.Values{"token": {tillToken}}, hdr); status != http.StatusForbidden {
+			t.Errorf("sign-in with %v: %d, want 403", hdr, status)
+		}
+		req, err := http.NewRequest("POST", ta.HTTP.URL()+"/signout", strings.NewReader(""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden || len(resp.Cookies()) != 0 {
+			t.Errorf("sign-out with %v: %d, cookies %v; want 403 and none", hdr, resp.StatusCode, resp.Cookies())
+		}
 	}
 	assertPOSState(t, ta.state(t), before)
 	// The page's own form goes through.

@@ -51,12 +51,19 @@ type goneView struct {
 // cardRoutes registers the member's card, /m/{token}, and its QR code as PNG. Neither needs an
 // API key: the signed token in the path is the key.
 func (s *Server) cardRoutes(mux *http.ServeMux) {
-	mux.Handle("GET /m/{token}", web.Headers(http.HandlerFunc(s.cardPage)))
-	mux.Handle("GET /m/{token}/qr.png", web.Headers(http.HandlerFunc(s.cardPNG)))
+	// The card has no forms: its URL is its key and is sent to no one, not even this origin.
+	headers := func(h http.HandlerFunc) http.Handler {
+		return web.Headers(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Referrer-Policy", "no-referrer")
+			h(w, r)
+		}))
+	}
+	mux.Handle("GET /m/{token}", headers(s.cardPage))
+	mux.Handle("GET /m/{token}/qr.png", headers(s.cardPNG))
 	// Any other path under /m/ (no token, a token with more after it) is a link that does not work.
-	mux.Handle("GET /m/", web.Headers(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("GET /m/", headers(func(w http.ResponseWriter, r *http.Request) {
 		s.cardProblem(w, r, errNoCard)
-	})))
+	}))
 }
 
 func (s *Server) cardPage(w http.ResponseWriter, r *http.Request) {

@@ -329,16 +329,7 @@ func (d *dashboard) signinPage(w http.ResponseWriter, r *http.Request) {
 
 // crossSite reports whether the browser says r came from another site (the sign-in form has no
 // session to bind a CSRF token to: this stops another site signing a browser in).
-func crossSite(r *http.Request) bool {
-	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
-		return true
-	}
-	if o := r.Header.Get("Origin"); o != "" && o != "null" {
-		u, err := url.Parse(o)
-		return err != nil || u.Host != r.Host
-	}
-	return false
-}
+func crossSite(r *http.Request) bool { return web.CrossSite(r) }
 
 func (d *dashboard) signin(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 4096)
@@ -376,6 +367,10 @@ func (d *dashboard) signin(w http.ResponseWriter, r *http.Request) {
 
 func (d *dashboard) signout(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 4096)
+	if crossSite(r) { // without a cookie (SameSite), another site's sign-out would delete it
+		d.refuse(w, nil, http.StatusForbidden, "This form is out of date or came from another site.", "Open the page again.")
+		return
+	}
 	if sess, ok := d.sess.Get(r); ok {
 		if err := r.ParseForm(); err != nil || !d.sess.CheckCSRF(r, sess) {
 			d.refuse(w, nil, http.StatusForbidden, "This form is out of date or came from another site.", "Open the page again.")

@@ -369,6 +369,47 @@ func TestDashboard_CSRF(t *testing.T) {
 	}
 }
 
+// TestDashboard_SignInAndOutFromAnotherSite: a sign-in or a sign-out posted from another site is
+// refused, also where the browser sends no Sec-Fetch-Site (plain HTTP to a name other than
+// localhost) and the Origin is "null" (a sandboxed frame, a page without referrers): another
+// site signed a browser in with the attacker's report key, or signed an operator out. The pages
+// send their own Origin (Referrer-Policy: same-origin).
+func TestDashboard_SignInAndOutFromAnotherSite(t *testing.T) {
+	d := openDashHub(t)
+	b := d.browser(t)
+	b.signIn(d.Admin.Key)
+	for _, h := range [][]string{
+		{"Sec-Fetch-Site", "", "Origin", "null"},
+		{"Sec-Fetch-Site", "", "Origin", "https://evil.example"},
+		{"Sec-Fetch-Site", "cross-site"},
+	} {
+		if a := b.post("/signin", url.Values{"key": {d.Report.Key}}, h...); a.Status != http.StatusForbidden {
+			t.Errorf("a sign-in with headers %q: %d %q, want 403", h, a.Status, a.Location)
+		}
+		// A browser withholds the SameSite=Strict cookie from another site's POST: the sign-out
+		// comes without a session, and its answer must not delete the operator's cookie.
+		req, err := http.NewRequest("POST", d.URL+"/signout", strings.NewReader(""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for i := 0; i+1 < len(h); i += 2 {
+			req.Header.Set(h[i], h[i+1])
+		}
+		resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden || len(resp.Cookies()) != 0 {
+			t.Errorf("a sign-out with headers %q: %d, cookies %v; want 403 and none", h, resp.StatusCode, resp.Cookies())
+		}
+	}
+	if a := b.get("/dash/members/m1"); a.Status != http.StatusOK || !strings.Contains(a.Body, `action="/dash/members/m1/adjust"`) {
+		t.Errorf("after the other site's posts the operator is not signed in as admin: %d", a.Status)
+	}
+}
+
 // Every change made on the dashboard is in the audit trail with the operator's key id.
 func TestDashboard_ChangesAudited(t *testing.T) {
 	d := openDashHub(t)

@@ -101,14 +101,8 @@ func (s *Sessions) CSRF(sess Session) string {
 // site (Sec-Fetch-Site, or an Origin other than the request's host). Call it after
 // r.ParseForm or r.ParseMultipartForm.
 func (s *Sessions) CheckCSRF(r *http.Request, sess Session) bool {
-	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
+	if CrossSite(r) {
 		return false
-	}
-	if o := r.Header.Get("Origin"); o != "" && o != "null" {
-		u, err := url.Parse(o)
-		if err != nil || u.Host != r.Host {
-			return false
-		}
 	}
 	got := r.PostFormValue(CSRFField)
 	return got != "" && hmac.Equal([]byte(got), []byte(s.CSRF(sess)))
@@ -129,4 +123,20 @@ func hmacSum(key []byte, msg string) []byte {
 	m := hmac.New(sha256.New, key)
 	m.Write([]byte(msg))
 	return m.Sum(nil)
+}
+
+// CrossSite reports whether the browser says r came from another site: Sec-Fetch-Site other
+// than same-origin or none, or an Origin other than r's host. "Origin: null" (a sandboxed frame,
+// a page of another site with Referrer-Policy: no-referrer) is another site: the pages' own forms
+// send their origin (Referrer-Policy: same-origin), also where browsers send no Sec-Fetch-Site
+// (plain HTTP to a name other than localhost).
+func CrossSite(r *http.Request) bool {
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
+		return true
+	}
+	if o := r.Header.Get("Origin"); o != "" {
+		u, err := url.Parse(o)
+		return o == "null" || err != nil || u.Host != r.Host
+	}
+	return false
 }

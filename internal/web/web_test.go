@@ -204,3 +204,43 @@ func TestInABrowser(t *testing.T) {
 		}
 	}
 }
+
+// TestCrossSite: what a browser says of where a request comes from. Origin "null" is another
+// site (a sandboxed frame, a page that sends no referrer): the pages' own forms send their
+// origin, since their referrer policy is same-origin.
+func TestCrossSite(t *testing.T) {
+	for _, tt := range []struct {
+		site, origin string
+		cross        bool
+	}{
+		{"", "", false}, // no sign either way: an API client, an old browser
+		{"same-origin", "", false},
+		{"none", "", false}, // typed into the address bar
+		{"", "http://till.example:8081", false},
+		{"same-origin", "http://till.example:8081", false},
+		{"same-site", "", true},
+		{"cross-site", "", true},
+		{"", "null", true},
+		{"same-origin", "null", true},
+		{"", "http://evil.example", true},
+		{"", "http://till.example:8082", true},
+		{"", "http://[::1", true},
+	} {
+		r := httptest.NewRequest("POST", "http://till.example:8081/signout", nil)
+		if tt.site != "" {
+			r.Header.Set("Sec-Fetch-Site", tt.site)
+		}
+		if tt.origin != "" {
+			r.Header.Set("Origin", tt.origin)
+		}
+		if got := web.CrossSite(r); got != tt.cross {
+			t.Errorf("Sec-Fetch-Site %q, Origin %q: cross-site %v, want %v", tt.site, tt.origin, got, tt.cross)
+		}
+	}
+	// The pages' own forms send their Origin: no referrer policy may make it "null".
+	rec := httptest.NewRecorder()
+	web.Headers(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})).ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	if got := rec.Header().Get("Referrer-Policy"); got != "same-origin" {
+		t.Errorf("Referrer-Policy %q, want same-origin", got)
+	}
+}
