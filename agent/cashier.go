@@ -1058,6 +1058,9 @@ func (t *till) sale(w http.ResponseWriter, r *http.Request, v *view) {
 // refused shows a refusal of the agent, with the member's card again when one was scanned.
 func (t *till) refused(w http.ResponseWriter, r *http.Request, v *view, err error, open string) {
 	f := t.refusal(err)
+	if open == "voucher" && loyalty.ErrorCode(err) == loyalty.EINVALID && strings.Contains(loyalty.ErrorMessage(err), "needs an order of at least") {
+		f.Hint = "Type the order total under the voucher code, then use the voucher again: it is still valid."
+	}
 	code := v.Form["qr"]
 	t.keepOrders(r, v)
 	v.Open = open

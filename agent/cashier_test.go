@@ -711,3 +711,36 @@ func TestTillInTheCashiersWords(t *testing.T) {
 		t.Errorf("a refund of 4.00 by the order number in lower case: %d\n%.2000s", status, got)
 	}
 }
+
+// TestTillVoucherNeedsTheOrderTotal: a voucher whose reward takes only orders of 50.00 or more
+// is refused without the order total, and the till says where to type it (the voucher form has
+// no reward line to read); with the total, the same voucher goes through.
+func TestTillVoucherNeedsTheOrderTotal(t *testing.T) {
+	ta := MustOpenPOSAgent(t, tillToken)
+	prog := loyalty.DefaultProgram()
+	prog.Version++
+	for i := range prog.Rewards {
+		if prog.Rewards[i].ID == "five-off" {
+			prog.Rewards[i].MinOrder = 5000
+		}
+	}
+	if err := ta.Store.ApplyChanges(context.Background(), &lsync.Changes{Cursor: 11, Program: &prog}); err != nil {
+		t.Fatal(err)
+	}
+	b := newTillBrowser(t, ta.HTTP.URL())
+	b.signIn(t, tillToken)
+	page := b.scan(t, ta.memberQR(t, "alice"))
+	if !strings.Contains(html.UnescapeString(page), "needed when the voucher's reward takes only larger orders") {
+		t.Errorf("the voucher form does not say when the order total is needed")
+	}
+	v := ta.voucherQR(t, "v-min", "alice", "five-off")
+	form := url.Values{"use": {"voucher"}, "voucher": {v}, "voucher_order": {hidden(t, page, "voucher_order")}, "csrf": {hidden(t, page, "csrf")}}
+	status, got := b.post(t, "/redeem", form)
+	if got = html.UnescapeString(got); status != http.StatusBadRequest || !strings.Contains(got, "under the voucher code") {
+		t.Fatalf("a voucher for orders of 50.00 without the order total: %d, want 400 saying where to type it:\n%s", status, got)
+	}
+	form.Set("order_amount", "50.00")
+	if status, got := b.post(t, "/redeem", form); status != http.StatusOK {
+		t.Fatalf("the voucher with an order total of 50.00: %d\n%s", status, got)
+	}
+}

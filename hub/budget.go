@@ -489,7 +489,14 @@ func (a *applier) orderCounted(ctx context.Context, store string, d *loyalty.Del
 // order counts once per lease: a reward on an order whose others were counted against a lease
 // since ended is counted against its own lease in full, so that every count a reversal hands on
 // stays on the lease it was charged to.
+//
+// A voucher's purchase shares no order: it is charged the most the voucher can give, before the
+// order the voucher will be used on exists (Program.CheckVoucher), so it neither spares a
+// redemption under its order id nor takes over what one frees.
 func (a *applier) siblingCharges(ctx context.Context, store string, d *loyalty.Delta, budget, lease string) ([]Charge, error) {
+	if bought, err := a.buysVoucher(ctx, store, d.ID); err != nil || bought {
+		return nil, err
+	}
 	es, err := a.tx.OrderDeltas(ctx, store, d.OrderID)
 	if err != nil {
 		return nil, err
@@ -498,6 +505,11 @@ func (a *applier) siblingCharges(ctx context.Context, store string, d *loyalty.D
 	var out []Charge
 	for _, e := range es {
 		if !loyalty.SharesOrder(d, &e.Delta) {
+			continue
+		}
+		if bought, err := a.buysVoucher(ctx, store, e.ID); err != nil {
+			return nil, err
+		} else if bought {
 			continue
 		}
 		if by, err := a.tx.ReversalOf(ctx, e.ID); err != nil {
@@ -519,6 +531,19 @@ func (a *applier) siblingCharges(ctx context.Context, store string, d *loyalty.D
 		}
 	}
 	return out, nil
+}
+
+// buysVoucher reports whether delta id of store is a voucher's purchase: only the online channel
+// sells them.
+func (a *applier) buysVoucher(ctx context.Context, store, id string) (bool, error) {
+	if store != loyalty.OnlineStore {
+		return false, nil
+	}
+	_, err := a.tx.VoucherPaidBy(ctx, id)
+	if loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // recordDemand records what a store's lease of a budget was charged, for sizing its next

@@ -549,7 +549,9 @@ func (h *Hub) ExpiringSoonPage(ctx context.Context, after string, limit int) (Ex
 		}
 		cursor, members, read := from, 0, 0
 		for {
-			due, err := tx.MembersDue(ctx, JobExpiry, horizon, cursor, limit)
+			// At least 100 at a time: a page of one member may read thousands without a reminder.
+			batch := min(scan-read, max(limit, 100))
+			due, err := tx.MembersDue(ctx, JobExpiry, horizon, cursor, batch)
 			if err != nil {
 				return err
 			}
@@ -570,7 +572,7 @@ func (h *Hub) ExpiringSoonPage(ctx context.Context, after string, limit int) (Ex
 					return nil
 				}
 			}
-			if len(due) < limit {
+			if len(due) < batch {
 				return nil // no one else is due
 			}
 		}

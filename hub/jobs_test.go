@@ -590,9 +590,19 @@ func TestExpiringSoon_Pages(t *testing.T) {
 				}
 			}
 
-			// A program change makes every member with points due at once.
-			h.SetExpiringScan(7)
+			// A program change makes every member with points due at once. A page of one member
+			// reads them 100 at a time all the same, not one by one: 30 due, none to remind, one
+			// read.
+			withProgram(t, h, func(p *loyalty.Program) { p.Expiry = &loyalty.Expiry{Mode: mode, AfterDays: 30, RemindDays: 0} })
+			reads := new(atomic.Int64)
+			store := h.Store
+			h.Store = dueCountingStore{Store: store, reads: reads}
+			if p, err := h.ExpiringSoonPage(context.Background(), "", 1); err != nil || len(p.Expiring) != 0 || p.Next != "" || reads.Load() != 1 {
+				t.Fatalf("a page of 1 after a program change: %+v, %v, due members read %d times; want nothing to remind of, read once", p, err, reads.Load())
+			}
+			h.Store = store
 			withProgram(t, h, func(p *loyalty.Program) { p.Expiry = &loyalty.Expiry{Mode: mode, AfterDays: 30, RemindDays: 5} })
+			h.SetExpiringScan(7)
 			want = referenceExpiring(t, h)
 			got, n, short := pages(1000)
 			if !sameExpiring(got, want) || n < 30/7 || !short {
@@ -612,6 +622,26 @@ func TestExpiringSoon_Pages(t *testing.T) {
 			}
 		})
 	}
+}
+
+// dueCountingStore counts the readings of due members (Tx.MembersDue) in read transactions.
+type dueCountingStore struct {
+	hub.Store
+	reads *atomic.Int64
+}
+
+func (s dueCountingStore) View(ctx context.Context, fn func(hub.Tx) error) error {
+	return s.Store.View(ctx, func(tx hub.Tx) error { return fn(dueCountingTx{Tx: tx, reads: s.reads}) })
+}
+
+type dueCountingTx struct {
+	hub.Tx
+	reads *atomic.Int64
+}
+
+func (t dueCountingTx) MembersDue(ctx context.Context, job string, until time.Time, after hub.DueCursor, limit int) ([]hub.DueMember, error) {
+	t.reads.Add(1)
+	return t.Tx.MembersDue(ctx, job, until, after, limit)
 }
 
 // entriesByMember counts the entries of each member in soon.

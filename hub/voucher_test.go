@@ -137,3 +137,76 @@ func TestVoucher_RetryByAnotherKey(t *testing.T) {
 		}
 	}
 }
+
+// TestVoucher_PurchaseSharesNoOrder: a voucher bought under an order id does not spare a
+// redemption on that order, nor take over what one frees: it was counted the most it can give,
+// before any order. A 10 % voucher (at most 3.00) bought under SHOP-1 let a 5.00-off on SHOP-1's
+// 6.00 be counted 3.00, and a 5.00-off on an order of 3.00 nothing.
+func TestVoucher_PurchaseSharesNoOrder(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	withProgram(t, h, func(p *loyalty.Program) {
+		for i := range p.Rewards {
+			if p.Rewards[i].ID == "five-off" {
+				p.Rewards[i].Stackable = true
+			}
+		}
+		p.Rewards = append(p.Rewards,
+			loyalty.Reward{ID: "tenpct", Name: "10 % off", PointsCost: 10, Kind: "percent_off", Value: 10, MaxValue: 300, Stackable: true})
+		p.Budgets = []loyalty.Budget{{ID: "disc", Metric: loyalty.MetricDiscount, Limit: 100000}}
+	})
+	fund(t, h, "m1", 5000)
+	want := int64(0)
+	spent := func(what string, add int64) {
+		t.Helper()
+		want += add
+		if got := budgetsSpent(t, h)["disc"]; got != want {
+			t.Fatalf("%s: budget spent %d, want %d", what, got, want)
+		}
+	}
+	if _, err := h.IssueVoucher(ctx, loyalty.RedeemRequest{OrderID: "SHOP-1", MemberID: "m1", RewardID: "tenpct", OrderAmount: 600}); err != nil {
+		t.Fatal(err)
+	}
+	spent("the voucher", 300)
+	if _, err := h.Redeem(ctx, loyalty.RedeemRequest{OrderID: "SHOP-1", MemberID: "m1", RewardID: "five-off", OrderAmount: 600}); err != nil {
+		t.Fatal(err)
+	}
+	spent("5.00 off an order of 6.00 under the voucher's order id", 500)
+	if _, err := h.IssueVoucher(ctx, loyalty.RedeemRequest{OrderID: "SHOP-2", MemberID: "m1", RewardID: "five-off"}); err != nil {
+		t.Fatal(err)
+	}
+	spent("a 5.00-off voucher", 500)
+	if _, err := h.Redeem(ctx, loyalty.RedeemRequest{OrderID: "SHOP-2", MemberID: "m1", RewardID: "five-off", OrderAmount: 300}); err != nil {
+		t.Fatal(err)
+	}
+	spent("5.00 off an order of 3.00 under that voucher's order id", 300)
+	// Refunding the redemption gives back its own count; the voucher keeps its.
+	if _, err := h.Reverse(ctx, loyalty.ReverseRequest{OrderID: "SHOP-1", RefundID: "", Terminal: ""}); err != nil {
+		t.Fatal(err)
+	}
+	spent("SHOP-1 refunded: the voucher and the 5.00 off", -800)
+}
+
+// TestVoucher_RetryOfAPurchaseWithoutItsKey: a purchase recorded before deltas named their API
+// key cannot tell its buyer's retry from another key's: the code is not shown again, and the
+// refusal says how the member gets a voucher all the same.
+func TestVoucher_RetryOfAPurchaseWithoutItsKey(t *testing.T) {
+	a := openAKHub(t)
+	shop := a.newKey(t, akAdminKey, "web shop", hub.ScopeOnline)
+	fund(t, a.Hub, "m1", 500)
+	body := `{"order_id":"SHOP-78","terminal":"web","member_id":"m1","reward_id":"five-off"}`
+	var bought hub.VoucherReceipt
+	a.mustDo(t, shop.Key, "POST", "/v1/vouchers", body, http.StatusOK, &bought)
+	forget := `UPDATE deltas SET body = json_remove(body, '$.key_id') WHERE id = ?`
+	if onPostgres() {
+		forget = `UPDATE deltas SET body = (body::jsonb - 'key_id')::text WHERE id = $1`
+	}
+	if _, err := openRaw(t, whereOf(t, a.Hub.Store)).Exec(forget, bought.Voucher.DeltaID); err != nil {
+		t.Fatal(err)
+	}
+	status, b := a.do(t, shop.Key, "POST", "/v1/vouchers", body)
+	jsonapitest.AssertError(t, status, b, http.StatusConflict, loyalty.ECONFLICT)
+	if !strings.Contains(string(b), "POST /v1/reverse") || strings.Contains(string(b), bought.Voucher.Token) {
+		t.Fatalf("the retry of a purchase without its key: %s; want the way to a voucher, and no code", b)
+	}
+}
