@@ -71,6 +71,15 @@ func TestVoucher_BudgetCountsTheMostItGives(t *testing.T) {
 	}
 }
 
+// setReward changes the reward id of p with set.
+func setReward(p *loyalty.Program, id string, set func(*loyalty.Reward)) {
+	for i := range p.Rewards {
+		if p.Rewards[i].ID == id {
+			set(&p.Rewards[i])
+		}
+	}
+}
+
 // budgetsSpent is what each budget has spent, by budget id.
 func budgetsSpent(t *testing.T, h *hub.Hub) map[string]int64 {
 	t.Helper()
@@ -91,13 +100,7 @@ func budgetsSpent(t *testing.T, h *hub.Hub) map[string]int64 {
 func TestVoucher_MinOrderWhereUsed(t *testing.T) {
 	h := openHub(t)
 	ctx := context.Background()
-	withProgram(t, h, func(p *loyalty.Program) {
-		for i := range p.Rewards {
-			if p.Rewards[i].ID == "five-off" {
-				p.Rewards[i].MinOrder = 5000
-			}
-		}
-	})
+	withProgram(t, h, func(p *loyalty.Program) { setReward(p, "five-off", func(r *loyalty.Reward) { r.MinOrder = 5000 }) })
 	fund(t, h, "m1", 500)
 	v, err := h.IssueVoucher(ctx, loyalty.RedeemRequest{OrderID: "APP-1", MemberID: "m1", RewardID: "five-off"})
 	if err != nil {
@@ -146,11 +149,7 @@ func TestVoucher_PurchaseSharesNoOrder(t *testing.T) {
 	h := openHub(t)
 	ctx := context.Background()
 	withProgram(t, h, func(p *loyalty.Program) {
-		for i := range p.Rewards {
-			if p.Rewards[i].ID == "five-off" {
-				p.Rewards[i].Stackable = true
-			}
-		}
+		setReward(p, "five-off", func(r *loyalty.Reward) { r.Stackable = true })
 		p.Rewards = append(p.Rewards,
 			loyalty.Reward{ID: "tenpct", Name: "10 % off", PointsCost: 10, Kind: "percent_off", Value: 10, MaxValue: 300, Stackable: true})
 		p.Budgets = []loyalty.Budget{{ID: "disc", Metric: loyalty.MetricDiscount, Limit: 100000}}
