@@ -999,7 +999,7 @@ func (t *tx) RejectionsPage(ctx context.Context, after hub.RejectionKey, limit i
 	if after != (hub.RejectionKey{}) {
 		from = unixms.Of(after.At)
 	}
-	return t.queryRejections(ctx, `WHERE at >= ?1 AND (at, store, delta_id) > (?1, ?2, ?3) ORDER BY at, store, delta_id LIMIT ?4`,
+	return t.queryRejections(ctx, `WHERE at >= ?1 AND (at, store, delta_id) > (?1, ?2, ?3) ORDER BY at, store, delta_id LIMIT ?4+0`,
 		from, after.Store, after.Delta, limit)
 }
 
