@@ -613,7 +613,7 @@ type scannedCode struct {
 // changed since), and an order carries several rewards only if they stack.
 func (a *applier) storeReward(ctx context.Context, store string, d *loyalty.Delta, p *loyalty.Program, r loyalty.Reward, floor time.Time) error {
 	if len(r.Tiers) > 0 {
-		held, err := a.tiersHeld(ctx, a.members[d.Member], d.RuleVersion, floor, d.EventTime())
+		held, _, err := a.tiersHeld(ctx, a.members[d.Member], d.RuleVersion, floor, d.EventTime())
 		if err != nil {
 			return err
 		}
@@ -645,11 +645,10 @@ func (a *applier) holds(ctx context.Context, store, member string) (bool, error)
 // recompute computes a store's earn again from the delta's lines, the member's tier and
 // country (verified by checkClaims), the store's registered time zone loc and the event time.
 // An offline store's earn under the program version it had is accepted as long as that version
-// gives the same.
+// gives the same. A tier the version does not have (the program dropped or renamed it since the
+// member reached it, and the member has not been reviewed yet) earns as no tier, as the store
+// computed it; refused, it kept the member from earning anywhere until a review.
 func recompute(p *loyalty.Program, d *loyalty.Delta, loc *time.Location) (loyalty.EarnResult, error) {
-	if d.Tier != "" && (p.Tiers == nil || !slices.ContainsFunc(p.Tiers.Tiers, func(t loyalty.Tier) bool { return t.ID == d.Tier })) {
-		return loyalty.EarnResult{}, loyalty.Errorf(loyalty.EINVALID, "no tier %q in rule version %d", d.Tier, p.Version)
-	}
 	return p.ComputeEarn(loyalty.EarnInput{Member: loyalty.Member{Tier: d.Tier, Country: d.Country}, Amount: d.Amount,
 		Currency: d.Currency, Lines: d.Lines, At: d.EventTime(), Location: loc})
 }

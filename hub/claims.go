@@ -89,7 +89,7 @@ func (a *applier) checkClaims(ctx context.Context, store string, d *loyalty.Delt
 			}
 		}
 		if d.Tier != "" {
-			held, err := a.tiersHeld(ctx, m, d.RuleVersion, floor, at)
+			held, entry, err := a.tiersHeld(ctx, m, d.RuleVersion, floor, at)
 			if err != nil {
 				return nil, err
 			}
@@ -97,8 +97,8 @@ func (a *applier) checkClaims(ctx context.Context, store string, d *loyalty.Delt
 				return nil, loyalty.Errorf(loyalty.EINVALID, "the member was not in tier %q when this sale happened, nor when the store last synced", d.Tier)
 			}
 			// A stale tier is a copy the store kept: one that does not hold the member has none
-			// (held[0] is the entry tier, which needs no copy).
-			if d.Tier != m.Tier && d.Tier != held[0] {
+			// (the entry tier needs no copy).
+			if d.Tier != m.Tier && d.Tier != entry {
 				if in, err := a.holds(ctx, store, m.ID); err != nil {
 					return nil, err
 				} else if !in {
@@ -199,36 +199,41 @@ func (a *applier) checkVersion(ctx context.Context, info StoreInfo, v int64, flo
 }
 
 // tiersHeld returns the tiers a member held at some time between from and to, by the hub's
-// history of tier deltas, under rule version v (whose entry tier a member is placed in without a
-// ledgered change).
-func (a *applier) tiersHeld(ctx context.Context, m loyalty.Member, v int64, from, to time.Time) ([]string, error) {
+// history of tier deltas, under rule version v, and v's entry tier ("" without tiers). A member
+// is placed in the entry tier without a ledgered change, so it is held where the history leaves
+// room for it: before the member's first change, or never changed and in it now. A member whose
+// last change before from put them in another tier did not hold it: counting it always let a
+// store claim it for any member, and with it a campaign for the entry tier's members.
+func (a *applier) tiersHeld(ctx context.Context, m loyalty.Member, v int64, from, to time.Time) (held []string, entry string, err error) {
 	p, err := a.program(ctx, v)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	var held []string
 	if p.Tiers != nil && len(p.Tiers.Tiers) > 0 {
-		held = append(held, p.Tiers.Tiers[0].ID)
+		entry = p.Tiers.Tiers[0].ID
 	}
 	const history = 100 // tier changes are rare; a window holds far fewer than this
 	all, err := a.tx.TierChanges(ctx, m.ID, to, history)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if len(all) == 0 {
 		ever, err := a.tx.TierChanges(ctx, m.ID, a.Now().Add(a.Claims.MaxFuture), 1)
 		if err != nil || len(ever) > 0 {
-			return held, err // changed only after to: in the entry tier until then
+			return []string{entry}, entry, err // changed only after to: in the entry tier until then
 		}
-		return append(held, m.Tier), nil // never changed: as created or imported
+		return []string{cmp.Or(m.Tier, entry)}, entry, nil // never changed: as created, imported or placed
 	}
 	for _, c := range all { // newest first, none after to
 		held = append(held, c.Tier)
 		if !c.At.After(from) {
-			break // the tier the member had at from
+			return held, entry, nil // the tier the member had at from
 		}
 	}
-	return held, nil
+	if len(all) < history {
+		held = append(held, entry) // every change came after from: before the first, the entry tier
+	}
+	return held, entry, nil
 }
 
 // checkLeases checks the leases a store's delta spends from, for the budgets of its rule version.

@@ -260,7 +260,6 @@ func (s *Server) routes(mux, admin router) {
 	s.cardAPIRoutes(admin) // member card links (card.go)
 }
 
-// intParam reads an optional integer query parameter within [lo, hi]. It returns EINVALID.
 // MaxListPage is the most entries one page of GET /v1/conflicts or /v1/rejections holds.
 const MaxListPage = 1000
 
@@ -276,6 +275,7 @@ func onlyParams(w http.ResponseWriter, r *http.Request, s *Server, names ...stri
 	return true
 }
 
+// intParam reads an optional integer query parameter within [lo, hi]. It returns EINVALID.
 func intParam(r *http.Request, name string, def, lo, hi int) (int, error) {
 	v := r.URL.Query().Get(name)
 	if v == "" {

@@ -710,12 +710,13 @@ func (t *tx) InsertConflict(ctx context.Context, c hub.Conflict) (int64, error) 
 }
 
 func (t *tx) Conflicts(ctx context.Context, before int64, n int) ([]hub.Conflict, error) {
+	where, args := `WHERE id < $2`, []any{limit(n), before}
 	if before <= 0 {
-		before = math.MaxInt64
+		where, args = "", args[:1]
 	}
 	out := []hub.Conflict{}
-	err := t.each(ctx, `SELECT id, kind, member, store, deltas, amount, detail, at, flagged FROM conflicts WHERE id < $1 ORDER BY id DESC LIMIT $2`,
-		[]any{before, limit(n)}, func(rows pgx.Rows) error {
+	err := t.each(ctx, `SELECT id, kind, member, store, deltas, amount, detail, at, flagged FROM conflicts `+where+` ORDER BY id DESC LIMIT $1`,
+		args, func(rows pgx.Rows) error {
 			var c hub.Conflict
 			var at int64
 			err := rows.Scan(&c.ID, &c.Kind, &c.Member, &c.Store, &c.Deltas, &c.Amount, &c.Detail, &at, &c.Flagged)

@@ -1038,7 +1038,7 @@ func (t *tx) InsertConflict(ctx context.Context, c hub.Conflict) (int64, error) 
 
 func (t *tx) Conflicts(ctx context.Context, before int64, limit int) ([]hub.Conflict, error) {
 	if before <= 0 {
-		before = math.MaxInt64
+		return t.queryConflicts(ctx, `ORDER BY id DESC LIMIT ?+0`, limit)
 	}
 	return t.queryConflicts(ctx, `WHERE id < ? ORDER BY id DESC LIMIT ?+0`, before, limit)
 }

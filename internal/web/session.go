@@ -125,14 +125,16 @@ func hmacSum(key []byte, msg string) []byte {
 	return m.Sum(nil)
 }
 
-// CrossSite reports whether the browser says r came from another site: Sec-Fetch-Site other
-// than same-origin or none, or an Origin other than r's host. "Origin: null" (a sandboxed frame,
-// a page of another site with Referrer-Policy: no-referrer) is another site: the pages' own forms
-// send their origin (Referrer-Policy: same-origin), also where browsers send no Sec-Fetch-Site
-// (plain HTTP to a name other than localhost).
+// CrossSite reports whether the browser says r came from another site. Where it sends
+// Sec-Fetch-Site, that decides: anything but same-origin or none is another site (a proxy in
+// front that rewrites Host changes nothing). Where it does not (plain HTTP to a name other than
+// localhost, older browsers), the Origin must be r's host, and "Origin: null" (a sandboxed frame,
+// a page of another site that sends no referrer) is another site: the pages' own forms send
+// their origin (Referrer-Policy: same-origin). A request with neither is not marked, as an API
+// client's.
 func CrossSite(r *http.Request) bool {
-	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
-		return true
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
+		return site != "same-origin" && site != "none"
 	}
 	if o := r.Header.Get("Origin"); o != "" {
 		u, err := url.Parse(o)

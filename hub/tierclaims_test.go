@@ -1,0 +1,94 @@
+package hub_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/loyalty-edge-sync/loyalty"
+	lsync "github.com/loyalty-edge-sync/loyalty/sync"
+)
+
+// goldTiers is a program's tiers: base from 0, gold from 100.00 spent for ever.
+func goldTiers(p *loyalty.Program) {
+	p.Tiers = &loyalty.TierRules{Basis: loyalty.BasisSpend, Window: loyalty.WindowLifetime, Tiers: []loyalty.Tier{
+		{ID: "base", Threshold: 0, Multiplier: 1000}, {ID: "gold", Threshold: 10_000, Multiplier: 2000}}}
+}
+
+// TestTierClaims_EntryTierOnlyWhenHeld: a store may claim the entry tier for a member only if the
+// hub's history leaves room for it between the store's floor and the sale. It was always
+// allowed: a store could claim it for a member gold for long, and collect a campaign for the
+// entry tier's members.
+func TestTierClaims_EntryTierOnlyWhenHeld(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	now := t0
+	h.Now = func() time.Time { return now }
+	withProgram(t, h, func(p *loyalty.Program) {
+		goldTiers(p)
+		p.Campaigns = []loyalty.Campaign{{ID: "welcome", Name: "Reach gold!", Start: t0.Add(-time.Hour), End: t0.Add(30 * 24 * time.Hour),
+			Bonus: 500, Segment: loyalty.Segment{Tiers: []string{"base"}}}}
+	})
+	syncStores(t, h)
+	now = t0.Add(10 * time.Minute)
+	// m2 is placed in base by a first sale (no ledgered change), m1 reaches gold.
+	if _, err := h.Earn(ctx, loyalty.EarnRequest{OrderID: "first", MemberID: "m2", Amount: 1000, Currency: "EUR"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Earn(ctx, loyalty.EarnRequest{OrderID: "big", MemberID: "m1", Amount: 20_000, Currency: "EUR"}); err != nil {
+		t.Fatal(err)
+	}
+	// A day later s1 has pulled with nothing left to push: its floor is after m1's upgrade.
+	now = t0.Add(24 * time.Hour)
+	if _, err := h.Pull(ctx, "s1", lsync.Pull{Limit: 1000, Flushed: true}); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(time.Minute)
+	gold := earn("s1", "m1", 1000)
+	gold.RuleVersion, gold.Tier, gold.Points, gold.OccurredAt = 2, "base", 510, now
+	mustReject(t, h, "s1", gold, loyalty.EINVALID)
+	base := earn("s1", "m2", 1000)
+	base.RuleVersion, base.Tier, base.Points, base.OccurredAt = 2, "base", 510, now
+	mustApply(t, h, "s1", base)
+}
+
+// TestTierClaims_DroppedOrRenamedTier: a member in a tier the program has dropped or renamed
+// since earns as one without a tier, online and at a store, until a review places them: every
+// earn of theirs was refused ("no tier "gold" in rule version 3"), and an honest store's sale was
+// lost.
+func TestTierClaims_DroppedOrRenamedTier(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(p *loyalty.Program)
+	}{
+		{"dropped", func(p *loyalty.Program) {}},
+		{"renamed", func(p *loyalty.Program) {
+			goldTiers(p)
+			p.Tiers.Tiers[1].ID = "vip"
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := openHub(t)
+			ctx := context.Background()
+			now := t0
+			h.Now = func() time.Time { return now }
+			withProgram(t, h, goldTiers)
+			syncStores(t, h)
+			now = t0.Add(time.Minute)
+			if _, err := h.Earn(ctx, loyalty.EarnRequest{OrderID: "big", MemberID: "m1", Amount: 20_000, Currency: "EUR"}); err != nil {
+				t.Fatal(err)
+			}
+			now = t0.Add(2 * time.Minute)
+			withProgram(t, h, tc.edit) // version 3
+			syncStores(t, h)
+			now = t0.Add(3 * time.Minute)
+			d := earn("s1", "m1", 1000) // as the agent stamps it: its copy's tier, which earns 1x under version 3
+			d.RuleVersion, d.Tier, d.Points, d.OccurredAt = 3, "gold", 10, now
+			mustApply(t, h, "s1", d)
+			rc, err := h.Earn(ctx, loyalty.EarnRequest{OrderID: "small", MemberID: "m1", Amount: 1000, Currency: "EUR"})
+			if err != nil || rc.Points < 10 {
+				t.Fatalf("an online earn of 10.00 after version 3: %+v, %v; want at least 10 points", rc, err)
+			}
+		})
+	}
+}
