@@ -131,7 +131,7 @@ func counted(st *lsync.Standing, period string, at time.Time, find func(*lsync.S
 // counted, or, without a standing, this store's own awards.
 func (a *Agent) earned(ctx context.Context, tx Tx, st *lsync.Standing, member, period string, at time.Time) (int64, error) {
 	hub, ok := counted(st, period, at, func(s *lsync.Standing) (int64, bool) { return s.EarnedUnder(loyalty.RulePurchase, period) })
-	local, err := inPeriod(period, a.Now(), func(since time.Time) (int64, error) { return tx.Earned(ctx, member, since, ok) })
+	local, err := inPeriod(period, at, func(since time.Time) (int64, error) { return tx.Earned(ctx, member, since, ok) })
 	return hub + local, err
 }
 
@@ -144,7 +144,7 @@ func (a *Agent) withinLimits(ctx context.Context, tx Tx, p *loyalty.Program, st 
 			continue
 		}
 		hub, ok := counted(st, l.Period, at, func(s *lsync.Standing) (int64, bool) { return s.Redeemed(l.Reward, l.Period) })
-		local, err := inPeriod(l.Period, a.Now(), func(since time.Time) (int64, error) {
+		local, err := inPeriod(l.Period, at, func(since time.Time) (int64, error) {
 			return tx.Redemptions(ctx, m.ID, l.Reward, since, ok)
 		})
 		if err != nil {

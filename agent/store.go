@@ -69,13 +69,15 @@ type Tx interface {
 	// the hub rejected one of their deltas; OrderResplit says one was.
 	OrdersToResplit(ctx context.Context, limit int) ([]string, error)
 	OrderResplit(ctx context.Context, order string) error
-	// Earned sums the points this store awarded a member for purchases (less reversals) since a
-	// time. Unsynced counts only what the member's synced copy does not include yet: deltas not
-	// acknowledged, or acknowledged at a newer version of the member than the copy's.
+	// Earned sums the points this store awarded a member for purchases (less reversals) with an
+	// event time (Delta.EventTime, the hub's clock) since a time; a reversal counts at its sale's
+	// event time, as the hub counts it. Unsynced counts only what the member's synced copy does
+	// not include yet: deltas not acknowledged, or acknowledged at a newer version of the member
+	// than the copy's.
 	Earned(ctx context.Context, member string, since time.Time, unsynced bool) (int64, error)
 	// Redemptions counts a member's redemptions of reward (of any reward if empty) at this store
-	// since a time, leaving out voucher uses and reversed redemptions, as the hub's per-member
-	// limits count. Unsynced is as for Earned.
+	// with an event time since a time, leaving out voucher uses and reversed redemptions, as the
+	// hub's per-member limits count. Unsynced is as for Earned.
 	Redemptions(ctx context.Context, member, reward string, since time.Time, unsynced bool) (int64, error)
 	// OfflineRedemptions counts a member's redemptions of a reward approved offline at this store
 	// since a time.

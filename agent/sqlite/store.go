@@ -413,9 +413,9 @@ func (t *tx) InsertDelta(ctx context.Context, d loyalty.Delta, at time.Time, use
 	if err != nil {
 		return err
 	}
-	_, err = t.ExecContext(ctx, `INSERT INTO deltas (id, member, kind, points, order_id, reverses, voucher, body, created_at, offline, reward)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, d.ID, d.Member, d.Kind, d.Points, d.OrderID, d.Reverses, d.Voucher, string(b),
-		at.UnixMilli(), offline, d.Reward)
+	_, err = t.ExecContext(ctx, `INSERT INTO deltas (id, member, kind, points, order_id, reverses, voucher, body, created_at, offline, reward, event_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, d.ID, d.Member, d.Kind, d.Points, d.OrderID, d.Reverses, d.Voucher, string(b),
+		at.UnixMilli(), offline, d.Reward, d.EventTime().UnixMilli())
 	if err != nil {
 		return err
 	}
@@ -1045,10 +1045,12 @@ func (s *Store) ApplyMember(ctx context.Context, m *loyalty.Member) error {
 // unsyncedOnly narrows a query on deltas d to those the member's synced copy does not include.
 const unsyncedOnly = ` AND (d.state = 'pending' OR d.hub_version > 0)`
 
+// Earned counts, as the hub does, by event time (event_at), and a refund with its sale, by the
+// sale's: a refund made the next day gives back room in the sale's period, not in its own.
 func (t *tx) Earned(ctx context.Context, member string, since time.Time, unsynced bool) (int64, error) {
-	q := `SELECT COALESCE(SUM(points), 0) FROM deltas d WHERE member = ? AND state != 'rejected'
-		AND created_at >= ? AND (kind = 'earn' OR kind = 'reverse' AND points < 0 AND EXISTS
-			(SELECT 1 FROM deltas o WHERE o.id = d.reverses AND o.kind = 'earn'))`
+	q := `SELECT COALESCE(SUM(d.points), 0) FROM deltas d WHERE d.member = ?1 AND d.state != 'rejected'
+		AND (d.kind = 'earn' AND d.event_at >= ?2 OR d.kind = 'reverse' AND d.points < 0 AND EXISTS
+			(SELECT 1 FROM deltas o WHERE o.id = d.reverses AND o.kind = 'earn' AND o.event_at >= ?2))`
 	if unsynced {
 		q += unsyncedOnly
 	}
@@ -1059,7 +1061,7 @@ func (t *tx) Earned(ctx context.Context, member string, since time.Time, unsynce
 
 func (t *tx) Redemptions(ctx context.Context, member, reward string, since time.Time, unsynced bool) (int64, error) {
 	q := `SELECT COUNT(*) FROM deltas d WHERE d.member = ? AND d.kind = 'redeem' AND d.state != 'rejected'
-		AND d.created_at >= ? AND d.voucher = '' AND (? = '' OR d.reward = ?)
+		AND d.event_at >= ? AND d.voucher = '' AND (? = '' OR d.reward = ?)
 		AND NOT EXISTS (SELECT 1 FROM deltas r WHERE r.reverses = d.id AND r.state != 'rejected')`
 	if !unsynced {
 		var n int64
@@ -1074,7 +1076,7 @@ func (t *tx) Redemptions(ctx context.Context, member, reward string, since time.
 	}
 	err := t.QueryRowContext(ctx, `SELECT COUNT(*) FROM deltas d JOIN deltas o ON o.id = d.reverses
 		WHERE d.member = ? AND d.kind = 'reverse' AND d.state != 'rejected'`+unsyncedOnly+`
-		AND o.kind = 'redeem' AND o.state = 'acked' AND o.hub_version = 0 AND o.created_at >= ? AND o.voucher = ''
+		AND o.kind = 'redeem' AND o.state = 'acked' AND o.hub_version = 0 AND o.event_at >= ? AND o.voucher = ''
 		AND (? = '' OR o.reward = ?)`, member, since.UnixMilli(), reward, reward).Scan(&back)
 	return n - back, err
 }

@@ -401,7 +401,9 @@ func (c AgentConfig) Validate() error {
 		return fmt.Errorf("pos_token must be at least 16 characters, got %d (LOYALTY_POS_TOKEN): a short token can be guessed; "+
 			"make one with `head -c 24 /dev/urandom | base64`", len(c.POSToken))
 	}
-	if _, err := time.LoadLocation(c.TimeZone); err != nil {
+	// "Local" is a name LoadLocation takes, but it is this machine's zone, which the hub cannot
+	// know: it would read the store's campaign hours in its own.
+	if _, err := time.LoadLocation(c.TimeZone); err != nil || c.TimeZone == "Local" {
 		return fmt.Errorf("timezone must be an IANA zone such as Europe/Berlin, got %q", c.TimeZone)
 	}
 	if err := c.validateRetention(); err != nil {

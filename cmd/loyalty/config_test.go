@@ -116,6 +116,17 @@ func TestConfig_Rejects(t *testing.T) {
 	if err := a.Validate(); err != nil {
 		t.Errorf("sync.push_delay 0 (push every sale at once): %v", err)
 	}
+	// "Local" is this machine's zone, which the hub would read as its own.
+	for _, tz := range []string{"Local", "Mars/Olympus"} {
+		a.TimeZone = tz
+		if err := a.Validate(); err == nil || !strings.Contains(err.Error(), "timezone") {
+			t.Errorf("timezone %q: %v, want it refused", tz, err)
+		}
+	}
+	a.TimeZone = "Europe/Berlin"
+	if err := a.Validate(); err != nil {
+		t.Errorf("timezone Europe/Berlin: %v", err)
+	}
 }
 
 // TestConfig_POSExposure: a POS API beyond loopback needs a pos_token or the explicit
