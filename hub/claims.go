@@ -200,17 +200,44 @@ func (a *applier) checkVersion(ctx context.Context, info StoreInfo, v int64, flo
 
 // tiersHeld returns the tiers a member held at some time between from and to, by the hub's
 // history of tier deltas, under rule version v, and v's entry tier ("" without tiers). A member
-// is placed in the entry tier without a ledgered change, so it is held where the history leaves
-// room for it: before the member's first change, or never changed and in it now. A member whose
-// last change before from put them in another tier did not hold it: counting it always let a
-// store claim it for any member, and with it a campaign for the entry tier's members.
+// is placed in the entry tier without a ledgered change, so before the member's first change, or
+// while they never changed, the entry tier may be held: the one of the version the change was
+// made under, or of the one before it (a change that followed a program renaming the entry
+// tier), or of v. A member whose last change before from put them in another tier did not hold
+// it: counting the entry tier always let a store claim it for any member, and with it a campaign
+// for the entry tier's members.
 func (a *applier) tiersHeld(ctx context.Context, m loyalty.Member, v int64, from, to time.Time) (held []string, entry string, err error) {
-	p, err := a.program(ctx, v)
-	if err != nil {
+	entryOf := func(v int64) (string, error) {
+		p, err := a.program(ctx, v)
+		if loyalty.ErrorCode(err) == loyalty.ENOTFOUND && v != 0 {
+			return "", nil // before the first version
+		} else if err != nil || p.Tiers == nil || len(p.Tiers.Tiers) == 0 {
+			return "", err
+		}
+		return p.Tiers.Tiers[0].ID, nil
+	}
+	if entry, err = entryOf(v); err != nil {
 		return nil, "", err
 	}
-	if p.Tiers != nil && len(p.Tiers.Tiers) > 0 {
-		entry = p.Tiers.Tiers[0].ID
+	// before adds the entry tiers a member may have had before a first change made under version
+	// first (0: a change after to, or none).
+	before := func(first int64) error {
+		for _, x := range []int64{first - 1, first, v - 1} {
+			if x < 1 || x == v {
+				continue
+			}
+			e, err := entryOf(x)
+			if err != nil {
+				return err
+			}
+			if e != "" && !slices.Contains(held, e) {
+				held = append(held, e)
+			}
+		}
+		if entry != "" && !slices.Contains(held, entry) {
+			held = append(held, entry)
+		}
+		return nil
 	}
 	const history = 100 // tier changes are rare; a window holds far fewer than this
 	all, err := a.tx.TierChanges(ctx, m.ID, to, history)
@@ -219,10 +246,16 @@ func (a *applier) tiersHeld(ctx context.Context, m loyalty.Member, v int64, from
 	}
 	if len(all) == 0 {
 		ever, err := a.tx.TierChanges(ctx, m.ID, a.Now().Add(a.Claims.MaxFuture), 1)
-		if err != nil || len(ever) > 0 {
-			return []string{entry}, entry, err // changed only after to: in the entry tier until then
+		if err != nil {
+			return nil, "", err
 		}
-		return []string{cmp.Or(m.Tier, entry)}, entry, nil // never changed: as created, imported or placed
+		if len(ever) > 0 { // changed only after to: in an entry tier until then
+			return held, entry, before(0)
+		}
+		if m.Tier != "" {
+			held = append(held, m.Tier) // never changed: as placed, or as created or imported
+		}
+		return held, entry, nil
 	}
 	for _, c := range all { // newest first, none after to
 		held = append(held, c.Tier)
@@ -230,8 +263,8 @@ func (a *applier) tiersHeld(ctx context.Context, m loyalty.Member, v int64, from
 			return held, entry, nil // the tier the member had at from
 		}
 	}
-	if len(all) < history {
-		held = append(held, entry) // every change came after from: before the first, the entry tier
+	if len(all) < history { // every change came after from: before the first, an entry tier
+		return held, entry, before(all[len(all)-1].RuleVersion)
 	}
 	return held, entry, nil
 }

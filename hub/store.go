@@ -527,8 +527,9 @@ type SentProgram struct {
 
 // TierChange is one tier delta of a member's history.
 type TierChange struct {
-	At   time.Time
-	Tier string
+	At          time.Time
+	Tier        string
+	RuleVersion int64 // the program version the hub placed the member under
 }
 
 // Health is a store's sync health as the hub last saw it.

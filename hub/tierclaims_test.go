@@ -92,3 +92,35 @@ func TestTierClaims_DroppedOrRenamedTier(t *testing.T) {
 		})
 	}
 }
+
+// TestTierClaims_RenamedEntryTier: a program renames the entry tier, and the hourly review
+// ledgers its members' move to the new id; a store that has the new program but not the member's
+// move yet sells under the old id, at 1x as its agent computes: accepted. It was rejected, for
+// every entry-tier member at every store that had not synced since the review.
+func TestTierClaims_RenamedEntryTier(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	now := t0
+	h.Now = func() time.Time { return now }
+	withProgram(t, h, goldTiers) // version 2: base, gold
+	syncStores(t, h)
+	now = t0.Add(time.Minute)
+	if _, err := h.Earn(ctx, loyalty.EarnRequest{OrderID: "first", MemberID: "m2", Amount: 1000, Currency: "EUR"}); err != nil {
+		t.Fatal(err) // placed in base, which is not ledgered
+	}
+	now = t0.Add(2 * time.Minute)
+	withProgram(t, h, func(p *loyalty.Program) { goldTiers(p); p.Tiers.Tiers[0].ID = "bronze" }) // version 3
+	syncStores(t, h)                                                                             // s2 has version 3, and m2 in base
+	now = t0.Add(3 * time.Minute)
+	if n, err := h.Requalify(ctx); err != nil || n == 0 {
+		t.Fatalf("the review after the rename: %d changed, %v", n, err)
+	}
+	now = t0.Add(4 * time.Minute)
+	d := earn("s2", "m2", 1000)
+	d.RuleVersion, d.Tier, d.Points, d.OccurredAt = 3, "base", 10, now
+	mustApply(t, h, "s2", d)
+	// An id no version had is no tier the member held.
+	x := earn("s2", "m2", 1000)
+	x.RuleVersion, x.Tier, x.Points, x.OccurredAt = 3, "platinum", 10, now
+	mustReject(t, h, "s2", x, loyalty.EINVALID)
+}
