@@ -57,6 +57,11 @@ type TierRules struct {
 	Tiers  []Tier `json:"tiers"` // ascending thresholds; the first is the entry tier (threshold 0)
 }
 
+// HasTier reports whether the program has a tier of this id.
+func (p *Program) HasTier(id string) bool {
+	return p.Tiers != nil && slices.ContainsFunc(p.Tiers.Tiers, func(t Tier) bool { return t.ID == id })
+}
+
 // TierFor returns the tier a qualifying total earns, or the zero Tier if there are no tiers.
 func (r *TierRules) TierFor(total int64) Tier {
 	var t Tier

@@ -613,7 +613,7 @@ type scannedCode struct {
 // changed since), and an order carries several rewards only if they stack.
 func (a *applier) storeReward(ctx context.Context, store string, d *loyalty.Delta, p *loyalty.Program, r loyalty.Reward, floor time.Time) error {
 	if len(r.Tiers) > 0 {
-		held, _, err := a.tiersHeld(ctx, a.members[d.Member], d.RuleVersion, floor, d.EventTime())
+		held, err := a.tiersHeld(ctx, a.members[d.Member], p, floor, d.EventTime())
 		if err != nil {
 			return err
 		}

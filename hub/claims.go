@@ -88,8 +88,15 @@ func (a *applier) checkClaims(ctx context.Context, store string, d *loyalty.Delt
 				v.country = &m.Country
 			}
 		}
-		if d.Tier != "" {
-			held, entry, err := a.tiersHeld(ctx, m, d.RuleVersion, floor, at)
+		p, err := a.program(ctx, d.RuleVersion)
+		if err != nil {
+			return nil, err
+		}
+		// A tier the rule version does not have (dropped or renamed since the store's copy was
+		// made) earns as no tier, and no campaign or reward of the version names it
+		// (Program.Validate): it claims no more than "" does, which needs no check.
+		if d.Tier != "" && p.HasTier(d.Tier) {
+			held, err := a.tiersHeld(ctx, m, p, floor, at)
 			if err != nil {
 				return nil, err
 			}
@@ -97,8 +104,8 @@ func (a *applier) checkClaims(ctx context.Context, store string, d *loyalty.Delt
 				return nil, loyalty.Errorf(loyalty.EINVALID, "the member was not in tier %q when this sale happened, nor when the store last synced", d.Tier)
 			}
 			// A stale tier is a copy the store kept: one that does not hold the member has none
-			// (the entry tier needs no copy).
-			if d.Tier != m.Tier && d.Tier != entry {
+			// (it stamps "").
+			if d.Tier != m.Tier {
 				if in, err := a.holds(ctx, store, m.ID); err != nil {
 					return nil, err
 				} else if !in {
@@ -198,75 +205,51 @@ func (a *applier) checkVersion(ctx context.Context, info StoreInfo, v int64, flo
 	return nil
 }
 
-// tiersHeld returns the tiers a member held at some time between from and to, by the hub's
-// history of tier deltas, under rule version v, and v's entry tier ("" without tiers). A member
-// is placed in the entry tier without a ledgered change, so before the member's first change, or
-// while they never changed, the entry tier may be held: the one of the version the change was
-// made under, or of the one before it (a change that followed a program renaming the entry
-// tier), or of v. A member whose last change before from put them in another tier did not hold
-// it: counting the entry tier always let a store claim it for any member, and with it a campaign
-// for the entry tier's members.
-func (a *applier) tiersHeld(ctx context.Context, m loyalty.Member, v int64, from, to time.Time) (held []string, entry string, err error) {
-	entryOf := func(v int64) (string, error) {
-		p, err := a.program(ctx, v)
-		if loyalty.ErrorCode(err) == loyalty.ENOTFOUND && v != 0 {
-			return "", nil // before the first version
-		} else if err != nil || p.Tiers == nil || len(p.Tiers.Tiers) == 0 {
-			return "", err
-		}
-		return p.Tiers.Tiers[0].ID, nil
+// tiersHeld returns the tiers of program p a member held at some time between from and to, by
+// the hub's history of tier deltas. A member is placed in p's entry tier without a ledgered
+// change, so it may be held before the member's first change, or, by a member never changed and
+// not placed yet, if their qualifying total places them in it now (the hub places them on their
+// next change; a restore from a backup forgets a placement since). A member whose last change
+// before from put them in another tier did not hold it: counting the entry tier always let a
+// store claim it for any member, and with it a campaign for the entry tier's members.
+func (a *applier) tiersHeld(ctx context.Context, m loyalty.Member, p *loyalty.Program, from, to time.Time) ([]string, error) {
+	if p.Tiers == nil || len(p.Tiers.Tiers) == 0 {
+		return nil, nil
 	}
-	if entry, err = entryOf(v); err != nil {
-		return nil, "", err
-	}
-	// before adds the entry tiers a member may have had before a first change made under version
-	// first (0: a change after to, or none).
-	before := func(first int64) error {
-		for _, x := range []int64{first - 1, first, v - 1} {
-			if x < 1 || x == v {
-				continue
-			}
-			e, err := entryOf(x)
-			if err != nil {
-				return err
-			}
-			if e != "" && !slices.Contains(held, e) {
-				held = append(held, e)
-			}
-		}
-		if entry != "" && !slices.Contains(held, entry) {
-			held = append(held, entry)
-		}
-		return nil
-	}
+	entry := p.Tiers.Tiers[0].ID
 	const history = 100 // tier changes are rare; a window holds far fewer than this
 	all, err := a.tx.TierChanges(ctx, m.ID, to, history)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	if len(all) == 0 {
 		ever, err := a.tx.TierChanges(ctx, m.ID, a.Now().Add(a.Claims.MaxFuture), 1)
-		if err != nil {
-			return nil, "", err
+		switch {
+		case err != nil:
+			return nil, err
+		case len(ever) > 0:
+			return []string{entry}, nil // changed only after to: in the entry tier until then
+		case m.Tier != "":
+			return []string{m.Tier}, nil // never changed: as placed, or as created
 		}
-		if len(ever) > 0 { // changed only after to: in an entry tier until then
-			return held, entry, before(0)
+		start, end := p.Tiers.WindowBounds(to)
+		q, err := a.tx.Qualifying(ctx, m.ID, p.Tiers.Basis, start, end)
+		if err != nil || p.Tiers.TierFor(q.Total).ID != entry {
+			return nil, err
 		}
-		if m.Tier != "" {
-			held = append(held, m.Tier) // never changed: as placed, or as created or imported
-		}
-		return held, entry, nil
+		return []string{entry}, nil // not placed yet, and the entry tier is theirs
 	}
+	var held []string
 	for _, c := range all { // newest first, none after to
 		held = append(held, c.Tier)
 		if !c.At.After(from) {
-			return held, entry, nil // the tier the member had at from
+			return held, nil // the tier the member had at from
 		}
 	}
-	if len(all) < history { // every change came after from: before the first, an entry tier
-		return held, entry, before(all[len(all)-1].RuleVersion)
+	if len(all) < history {
+		held = append(held, entry) // every change came after from: before the first, the entry tier
 	}
-	return held, entry, nil
+	return held, nil
 }
 
 // checkLeases checks the leases a store's delta spends from, for the budgets of its rule version.

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/loyalty-edge-sync/loyalty"
+	"github.com/loyalty-edge-sync/loyalty/hub"
 	lsync "github.com/loyalty-edge-sync/loyalty/sync"
 )
 
@@ -119,8 +120,115 @@ func TestTierClaims_RenamedEntryTier(t *testing.T) {
 	d := earn("s2", "m2", 1000)
 	d.RuleVersion, d.Tier, d.Points, d.OccurredAt = 3, "base", 10, now
 	mustApply(t, h, "s2", d)
-	// An id no version had is no tier the member held.
+	// A tier of the version the member never held is refused; one the version does not have
+	// earns as no tier, which needs no history.
 	x := earn("s2", "m2", 1000)
-	x.RuleVersion, x.Tier, x.Points, x.OccurredAt = 3, "platinum", 10, now
+	x.RuleVersion, x.Tier, x.Points, x.OccurredAt = 3, "gold", 20, now
 	mustReject(t, h, "s2", x, loyalty.EINVALID)
+	y := earn("s2", "m2", 1000)
+	y.RuleVersion, y.Tier, y.Points, y.OccurredAt = 3, "platinum", 10, now
+	mustApply(t, h, "s2", y)
+}
+
+// TestTierClaims_RenamedEntryTierThenAnotherVersion: the entry tier is renamed, and another
+// version follows before the review moves the member: a store with the newest version and the
+// member's copy in the old id sells at 1x, before or after the review. It was refused: the old
+// id was the entry tier of neither version the hub looked at.
+func TestTierClaims_RenamedEntryTierThenAnotherVersion(t *testing.T) {
+	for _, reviewFirst := range []bool{false, true} {
+		t.Run(map[bool]string{false: "review after the sale", true: "review before the sale"}[reviewFirst], func(t *testing.T) {
+			h := openHub(t)
+			ctx := context.Background()
+			now := t0
+			h.Now = func() time.Time { return now }
+			withProgram(t, h, goldTiers) // version 2: base, gold
+			syncStores(t, h)
+			now = t0.Add(time.Minute)
+			if _, err := h.Earn(ctx, loyalty.EarnRequest{OrderID: "first", MemberID: "m2", Amount: 1000, Currency: "EUR"}); err != nil {
+				t.Fatal(err) // placed in base, not ledgered
+			}
+			now = t0.Add(2 * time.Minute)
+			bronze := func(p *loyalty.Program) { goldTiers(p); p.Tiers.Tiers[0].ID = "bronze" }
+			withProgram(t, h, bronze) // version 3
+			now = t0.Add(3 * time.Minute)
+			withProgram(t, h, func(p *loyalty.Program) { bronze(p); p.Tiers.Tiers[0].Name = "Bronze" }) // version 4
+			syncStores(t, h)                                                                            // s2 has version 4, and m2 in base
+			review := func() {
+				t.Helper()
+				if n, err := h.Requalify(ctx); err != nil || n == 0 {
+					t.Fatalf("the review: %d changed, %v", n, err)
+				}
+			}
+			now = t0.Add(4 * time.Minute)
+			if reviewFirst {
+				review()
+			}
+			now = t0.Add(5 * time.Minute)
+			d := earn("s2", "m2", 1000)
+			d.RuleVersion, d.Tier, d.Points, d.OccurredAt = 4, "base", 10, now
+			if !reviewFirst {
+				now = t0.Add(6 * time.Minute)
+				review()
+			}
+			mustApply(t, h, "s2", d)
+		})
+	}
+}
+
+// TestTierClaims_RestoredBeforePlacement: the hub is restored from a backup taken before a
+// member's placement in the entry tier, which is not ledgered; a store that pulled the placement
+// sends its sale stamped with it again, and it is accepted: the member's total places them there.
+func TestTierClaims_RestoredBeforePlacement(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	now := t0
+	h.Now = func() time.Time { return now }
+	withProgram(t, h, goldTiers)
+	syncStores(t, h)
+	backup := templateOf(t, h) // m2 not placed yet
+	now = t0.Add(time.Minute)
+	if _, err := h.Requalify(ctx); err != nil {
+		t.Fatal(err) // places m1 and m2 in base
+	}
+	syncStores(t, h)
+	if m, err := h.Member(ctx, "m2", 0); err != nil || m.Tier != "base" {
+		t.Fatalf("m2 after the review: %+v, %v; want base", m, err)
+	}
+	now = t0.Add(2 * time.Minute)
+	d := earn("s2", "m2", 1000)
+	d.RuleVersion, d.Tier, d.Points, d.OccurredAt = 2, "base", 10, now
+	now = t0.Add(10 * time.Minute)
+	h2 := hub.New(backup(t))
+	h2.KEK, h2.Logger, h2.Now = h.KEK, h.Logger, h.Now
+	if err := h2.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h2.Restored(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mustApply(t, h2, "s2", d)
+}
+
+// TestTierClaims_EntryTierOfAMemberNeverInIt: a member whose first placement was straight into
+// gold never held the entry tier; a store that does not hold them (its agent would stamp "")
+// claims it, and the entry tier's campaign with it: refused.
+func TestTierClaims_EntryTierOfAMemberNeverInIt(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	now := t0
+	h.Now = func() time.Time { return now }
+	withProgram(t, h, func(p *loyalty.Program) {
+		goldTiers(p)
+		p.Campaigns = []loyalty.Campaign{{ID: "welcome", Name: "Reach gold!", Start: t0.Add(-time.Hour), End: t0.Add(30 * 24 * time.Hour),
+			Bonus: 500, Segment: loyalty.Segment{Tiers: []string{"base"}}}}
+	})
+	syncStores(t, h)
+	now = t0.Add(10 * time.Minute)
+	if _, err := h.Earn(ctx, loyalty.EarnRequest{OrderID: "big", MemberID: "m1", Amount: 20_000, Currency: "EUR"}); err != nil {
+		t.Fatal(err) // from no tier to gold, ledgered
+	}
+	now = t0.Add(time.Hour)
+	forged := earn("s2", "m1", 1000)
+	forged.RuleVersion, forged.Tier, forged.Points, forged.OccurredAt = 2, "base", 510, now
+	mustReject(t, h, "s2", forged, loyalty.EINVALID)
 }
