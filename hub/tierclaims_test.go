@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/loyalty-edge-sync/loyalty"
+	"github.com/loyalty-edge-sync/loyalty/hub"
 	lsync "github.com/loyalty-edge-sync/loyalty/sync"
 )
 
@@ -15,13 +16,11 @@ func goldTiers(p *loyalty.Program) {
 		{ID: "base", Threshold: 0, Multiplier: 1000}, {ID: "gold", Threshold: 10_000, Multiplier: 2000}}}
 }
 
-// TestTierClaims_EntryTierOnlyWhenHeld: a store may claim the entry tier for a member only if the
-// hub's history leaves room for it between the store's floor and the sale. It was always
-// allowed: a store could claim it for a member gold for long, and collect a campaign for the
-// entry tier's members.
-func TestTierClaims_EntryTierOnlyWhenHeld(t *testing.T) {
+// welcomeHub is a hub on goldTiers with a campaign of 500 points for the entry tier's members,
+// synced with its stores at t0, and its clock.
+func welcomeHub(t *testing.T) (*hub.Hub, *time.Time) {
+	t.Helper()
 	h := openHub(t)
-	ctx := context.Background()
 	now := t0
 	h.Now = func() time.Time { return now }
 	withProgram(t, h, func(p *loyalty.Program) {
@@ -30,7 +29,17 @@ func TestTierClaims_EntryTierOnlyWhenHeld(t *testing.T) {
 			Bonus: 500, Segment: loyalty.Segment{Tiers: []string{"base"}}}}
 	})
 	syncStores(t, h)
-	now = t0.Add(10 * time.Minute)
+	return h, &now
+}
+
+// TestTierClaims_EntryTierOnlyWhenHeld: a store may claim the entry tier for a member only if the
+// hub's history leaves room for it between the store's floor and the sale. It was always
+// allowed: a store could claim it for a member gold for long, and collect a campaign for the
+// entry tier's members.
+func TestTierClaims_EntryTierOnlyWhenHeld(t *testing.T) {
+	h, now := welcomeHub(t)
+	ctx := context.Background()
+	*now = t0.Add(10 * time.Minute)
 	// m2 is placed in base by a first sale (no ledgered change), m1 reaches gold.
 	if _, err := h.Earn(ctx, loyalty.EarnRequest{OrderID: "first", MemberID: "m2", Amount: 1000, Currency: "EUR"}); err != nil {
 		t.Fatal(err)
@@ -39,16 +48,16 @@ func TestTierClaims_EntryTierOnlyWhenHeld(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A day later s1 has pulled with nothing left to push: its floor is after m1's upgrade.
-	now = t0.Add(24 * time.Hour)
+	*now = t0.Add(24 * time.Hour)
 	if _, err := h.Pull(ctx, "s1", lsync.Pull{Limit: 1000, Flushed: true}); err != nil {
 		t.Fatal(err)
 	}
-	now = now.Add(time.Minute)
+	*now = now.Add(time.Minute)
 	gold := earn("s1", "m1", 1000)
-	gold.RuleVersion, gold.Tier, gold.Points, gold.OccurredAt = 2, "base", 510, now
+	gold.RuleVersion, gold.Tier, gold.Points, gold.OccurredAt = 2, "base", 510, *now
 	mustReject(t, h, "s1", gold, loyalty.EINVALID)
 	base := earn("s1", "m2", 1000)
-	base.RuleVersion, base.Tier, base.Points, base.OccurredAt = 2, "base", 510, now
+	base.RuleVersion, base.Tier, base.Points, base.OccurredAt = 2, "base", 510, *now
 	mustApply(t, h, "s1", base)
 }
 
@@ -201,22 +210,14 @@ func TestTierClaims_RestoredBeforePlacement(t *testing.T) {
 // gold never held the entry tier; a store that does not hold them (its agent would stamp "")
 // claims it, and the entry tier's campaign with it: refused.
 func TestTierClaims_EntryTierOfAMemberNeverInIt(t *testing.T) {
-	h := openHub(t)
+	h, now := welcomeHub(t)
 	ctx := context.Background()
-	now := t0
-	h.Now = func() time.Time { return now }
-	withProgram(t, h, func(p *loyalty.Program) {
-		goldTiers(p)
-		p.Campaigns = []loyalty.Campaign{{ID: "welcome", Name: "Reach gold!", Start: t0.Add(-time.Hour), End: t0.Add(30 * 24 * time.Hour),
-			Bonus: 500, Segment: loyalty.Segment{Tiers: []string{"base"}}}}
-	})
-	syncStores(t, h)
-	now = t0.Add(10 * time.Minute)
+	*now = t0.Add(10 * time.Minute)
 	if _, err := h.Earn(ctx, loyalty.EarnRequest{OrderID: "big", MemberID: "m1", Amount: 20_000, Currency: "EUR"}); err != nil {
 		t.Fatal(err) // from no tier to gold, ledgered
 	}
-	now = t0.Add(time.Hour)
+	*now = t0.Add(time.Hour)
 	forged := earn("s2", "m1", 1000)
-	forged.RuleVersion, forged.Tier, forged.Points, forged.OccurredAt = 2, "base", 510, now
+	forged.RuleVersion, forged.Tier, forged.Points, forged.OccurredAt = 2, "base", 510, *now
 	mustReject(t, h, "s2", forged, loyalty.EINVALID)
 }
