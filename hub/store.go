@@ -527,9 +527,8 @@ type SentProgram struct {
 
 // TierChange is one tier delta of a member's history.
 type TierChange struct {
-	At          time.Time
-	Tier        string
-	RuleVersion int64 // the program version the hub placed the member under
+	At   time.Time
+	Tier string
 }
 
 // Health is a store's sync health as the hub last saw it.

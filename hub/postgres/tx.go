@@ -554,7 +554,7 @@ func (t *tx) TierChanges(ctx context.Context, member string, until time.Time, n 
 		if err := json.Unmarshal([]byte(body), &d); err != nil {
 			return err
 		}
-		out = append(out, hub.TierChange{At: unixms.Time(at), Tier: d.Tier, RuleVersion: d.RuleVersion})
+		out = append(out, hub.TierChange{At: unixms.Time(at), Tier: d.Tier})
 		return nil
 	})
 	return out, err

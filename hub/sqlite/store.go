@@ -357,7 +357,7 @@ func (t *tx) TierChanges(ctx context.Context, member string, until time.Time, li
 		if err := json.Unmarshal([]byte(body), &d); err != nil {
 			return nil, err
 		}
-		out = append(out, hub.TierChange{At: unixms.Time(at), Tier: d.Tier, RuleVersion: d.RuleVersion})
+		out = append(out, hub.TierChange{At: unixms.Time(at), Tier: d.Tier})
 	}
 	return out, rows.Err()
 }
