@@ -1,5 +1,7 @@
 package hub
 
+import "context"
+
 // SetGroupHooks sets the test hooks of the sessions' group commit (group.go): queued is called
 // when a write is queued, with the number of writes then waiting; committed when a group's
 // transaction committed, with its calls and pushed deltas. Set them before the hub is used.
@@ -41,3 +43,19 @@ func (s *Server) SetUploadHook(read func()) { s.uploadHook = read }
 // ParseExpiringCursor is parseExpiringCursor, and ExpiringCursor expiringCursor: the text of
 // GET /v1/expiring's after and next.
 var ParseExpiringCursor, ExpiringCursor = parseExpiringCursor, expiringCursor
+
+// ExpiringSoon lists everything that expires within the program's remind_days: the pages of
+// ExpiringSoonPage, each read in a snapshot of its own, held in memory together, for tests.
+func (h *Hub) ExpiringSoon(ctx context.Context) ([]Expiring, error) {
+	var soon []Expiring
+	for after := ""; ; {
+		p, err := h.ExpiringSoonPage(ctx, after, MaxExpiringPage)
+		if err != nil {
+			return nil, err
+		}
+		soon = append(soon, p.Expiring...)
+		if after = p.Next; after == "" {
+			return soon, nil
+		}
+	}
+}

@@ -493,23 +493,6 @@ type ExpiringPage struct {
 	Next     string     `json:"next,omitempty"`
 }
 
-// ExpiringSoon lists everything that expires within the program's remind_days: the pages of
-// ExpiringSoonPage, each read in a snapshot of its own, held in memory together. It is for
-// tests and small programs; GET /v1/expiring and the reminders go a page at a time.
-func (h *Hub) ExpiringSoon(ctx context.Context) ([]Expiring, error) {
-	var soon []Expiring
-	for after := ""; ; {
-		p, err := h.ExpiringSoonPage(ctx, after, MaxExpiringPage)
-		if err != nil {
-			return nil, err
-		}
-		soon = append(soon, p.Expiring...)
-		if after = p.Next; after == "" {
-			return soon, nil
-		}
-	}
-}
-
 // ExpiringSoonPage lists what expires within the program's remind_days for up to limit members
 // (1 to MaxExpiringPage), starting after the cursor after ("": from the start). It only reads,
 // in one snapshot, and only the members whose earliest expiry (Schedule.ExpireAt) falls before

@@ -32,6 +32,22 @@ func welcomeHub(t *testing.T) (*hub.Hub, *time.Time) {
 	return h, &now
 }
 
+// baseMemberHub is a hub on goldTiers (version 2), synced with its stores at t0, where m2 was
+// placed in base by a sale a minute later (which is not ledgered), and its clock.
+func baseMemberHub(t *testing.T) (*hub.Hub, *time.Time) {
+	t.Helper()
+	h := openHub(t)
+	now := t0
+	h.Now = func() time.Time { return now }
+	withProgram(t, h, goldTiers)
+	syncStores(t, h)
+	now = t0.Add(time.Minute)
+	if _, err := h.Earn(context.Background(), loyalty.EarnRequest{OrderID: "first", MemberID: "m2", Amount: 1000, Currency: "EUR"}); err != nil {
+		t.Fatal(err)
+	}
+	return h, &now
+}
+
 // TestTierClaims_EntryTierOnlyWhenHeld: a store may claim the entry tier for a member only if the
 // hub's history leaves room for it between the store's floor and the sale. It was always
 // allowed: a store could claim it for a member gold for long, and collect a campaign for the
@@ -107,34 +123,26 @@ func TestTierClaims_DroppedOrRenamedTier(t *testing.T) {
 // move yet sells under the old id, at 1x as its agent computes: accepted. It was rejected, for
 // every entry-tier member at every store that had not synced since the review.
 func TestTierClaims_RenamedEntryTier(t *testing.T) {
-	h := openHub(t)
+	h, now := baseMemberHub(t)
 	ctx := context.Background()
-	now := t0
-	h.Now = func() time.Time { return now }
-	withProgram(t, h, goldTiers) // version 2: base, gold
-	syncStores(t, h)
-	now = t0.Add(time.Minute)
-	if _, err := h.Earn(ctx, loyalty.EarnRequest{OrderID: "first", MemberID: "m2", Amount: 1000, Currency: "EUR"}); err != nil {
-		t.Fatal(err) // placed in base, which is not ledgered
-	}
-	now = t0.Add(2 * time.Minute)
+	*now = t0.Add(2 * time.Minute)
 	withProgram(t, h, func(p *loyalty.Program) { goldTiers(p); p.Tiers.Tiers[0].ID = "bronze" }) // version 3
 	syncStores(t, h)                                                                             // s2 has version 3, and m2 in base
-	now = t0.Add(3 * time.Minute)
+	*now = t0.Add(3 * time.Minute)
 	if n, err := h.Requalify(ctx); err != nil || n == 0 {
 		t.Fatalf("the review after the rename: %d changed, %v", n, err)
 	}
-	now = t0.Add(4 * time.Minute)
+	*now = t0.Add(4 * time.Minute)
 	d := earn("s2", "m2", 1000)
-	d.RuleVersion, d.Tier, d.Points, d.OccurredAt = 3, "base", 10, now
+	d.RuleVersion, d.Tier, d.Points, d.OccurredAt = 3, "base", 10, *now
 	mustApply(t, h, "s2", d)
 	// A tier of the version the member never held is refused; one the version does not have
 	// earns as no tier, which needs no history.
 	x := earn("s2", "m2", 1000)
-	x.RuleVersion, x.Tier, x.Points, x.OccurredAt = 3, "gold", 20, now
+	x.RuleVersion, x.Tier, x.Points, x.OccurredAt = 3, "gold", 20, *now
 	mustReject(t, h, "s2", x, loyalty.EINVALID)
 	y := earn("s2", "m2", 1000)
-	y.RuleVersion, y.Tier, y.Points, y.OccurredAt = 3, "platinum", 10, now
+	y.RuleVersion, y.Tier, y.Points, y.OccurredAt = 3, "platinum", 10, *now
 	mustApply(t, h, "s2", y)
 }
 
@@ -145,20 +153,12 @@ func TestTierClaims_RenamedEntryTier(t *testing.T) {
 func TestTierClaims_RenamedEntryTierThenAnotherVersion(t *testing.T) {
 	for _, reviewFirst := range []bool{false, true} {
 		t.Run(map[bool]string{false: "review after the sale", true: "review before the sale"}[reviewFirst], func(t *testing.T) {
-			h := openHub(t)
+			h, now := baseMemberHub(t)
 			ctx := context.Background()
-			now := t0
-			h.Now = func() time.Time { return now }
-			withProgram(t, h, goldTiers) // version 2: base, gold
-			syncStores(t, h)
-			now = t0.Add(time.Minute)
-			if _, err := h.Earn(ctx, loyalty.EarnRequest{OrderID: "first", MemberID: "m2", Amount: 1000, Currency: "EUR"}); err != nil {
-				t.Fatal(err) // placed in base, not ledgered
-			}
-			now = t0.Add(2 * time.Minute)
+			*now = t0.Add(2 * time.Minute)
 			bronze := func(p *loyalty.Program) { goldTiers(p); p.Tiers.Tiers[0].ID = "bronze" }
 			withProgram(t, h, bronze) // version 3
-			now = t0.Add(3 * time.Minute)
+			*now = t0.Add(3 * time.Minute)
 			withProgram(t, h, func(p *loyalty.Program) { bronze(p); p.Tiers.Tiers[0].Name = "Bronze" }) // version 4
 			syncStores(t, h)                                                                            // s2 has version 4, and m2 in base
 			review := func() {
@@ -167,15 +167,15 @@ func TestTierClaims_RenamedEntryTierThenAnotherVersion(t *testing.T) {
 					t.Fatalf("the review: %d changed, %v", n, err)
 				}
 			}
-			now = t0.Add(4 * time.Minute)
+			*now = t0.Add(4 * time.Minute)
 			if reviewFirst {
 				review()
 			}
-			now = t0.Add(5 * time.Minute)
+			*now = t0.Add(5 * time.Minute)
 			d := earn("s2", "m2", 1000)
-			d.RuleVersion, d.Tier, d.Points, d.OccurredAt = 4, "base", 10, now
+			d.RuleVersion, d.Tier, d.Points, d.OccurredAt = 4, "base", 10, *now
 			if !reviewFirst {
-				now = t0.Add(6 * time.Minute)
+				*now = t0.Add(6 * time.Minute)
 				review()
 			}
 			mustApply(t, h, "s2", d)
