@@ -26,7 +26,9 @@ func (t *tx) SearchMembers(ctx context.Context, f hub.MemberFilter, after string
 		add("m.email = $?", f.Email)
 	}
 	if f.Name != "" {
-		add(`m.name ILIKE $? ESCAPE '\'`, "%"+likeEscape(f.Name)+"%")
+		// Through member_names' trigram index; the planner reads it as a bitmap of the names
+		// that hold the text's trigrams, and checks each.
+		add(`m.id IN (SELECT n.id FROM member_names n WHERE n.name ILIKE $? ESCAPE '\')`, "%"+likeEscape(f.Name)+"%")
 	}
 	if f.Tier != "" {
 		add("m.tier = $?", f.Tier)

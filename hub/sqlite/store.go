@@ -55,6 +55,7 @@ const CheckpointPages = 16000
 // opts says otherwise.
 func OpenWith(ctx context.Context, path string, opts sqlitedb.Options) (*Store, error) {
 	opts.MemoryTemp = true
+	opts.SecureDelete = true
 	opts.CacheKiB = 64 << 10
 	if opts.CheckpointPages == 0 {
 		opts.CheckpointPages = CheckpointPages

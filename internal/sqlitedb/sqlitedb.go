@@ -231,6 +231,11 @@ type Options struct {
 	// to the same pages (members, the scope's per-store rows, index pages) copies fewer with a
 	// larger WAL, and the commit that checkpoints waits longer, more rarely.
 	CheckpointPages int
+	// SecureDelete has the writer overwrite with zeros what it deletes or moves, and the pages it
+	// frees (secure_delete ON), always: not only in Tx.SecureDelete's statements. An index that
+	// merges its segments in the background (the hub's FTS5 index of names) frees pages holding
+	// copies of what it indexes long before an erasure deletes it.
+	SecureDelete bool
 }
 
 // DSN returns the data source name for path with the project's pragmas: WAL, synchronous FULL
@@ -253,6 +258,9 @@ func DSN(path string, readOnly bool, opts Options) string {
 	}
 	if opts.CacheKiB > 0 && !readOnly {
 		q.Add("_pragma", fmt.Sprintf("cache_size(-%d)", opts.CacheKiB))
+	}
+	if opts.SecureDelete && !readOnly {
+		q.Add("_pragma", "secure_delete(1)")
 	}
 	if readOnly {
 		q.Add("_pragma", "query_only(1)")

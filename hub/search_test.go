@@ -1,0 +1,154 @@
+package hub_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/loyalty-edge-sync/loyalty"
+	"github.com/loyalty-edge-sync/loyalty/hub"
+)
+
+// A search by name goes through the names' trigram index, which follows every write of a name:
+// a new member, an imported one, a changed name, an erased one. The texts an index query could
+// read as its own syntax are plain text.
+func TestSearchMembers_ByNameFollowsEveryWrite(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	for i, name := range []string{`Ann "Nan" Lee`, "Zoë Öztürk", "50% off_Ann", `back\slash NEAR(x)`, "Bob OR Ann*"} {
+		if _, err := h.CreateMember(ctx, loyalty.Member{ID: fmt.Sprintf("x%d", i), Name: name, HomeStore: "s2"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	importCSV(t, h, "email,points,name\nimp1@example.com,5,Annabel Imported\nimp2@example.com,5,\n", hub.ImportOptions{ImportID: "i1", Reason: "migration"})
+	imported, err := h.SearchMembers(ctx, hub.MemberFilter{Email: "imp1@example.com"}, "", 10)
+	if err != nil || len(imported.Members) != 1 {
+		t.Fatalf("the imported member: %+v, %v", imported, err)
+	}
+	imp := imported.Members[0].ID
+
+	search := func(name string, after string, limit int) string {
+		t.Helper()
+		p, err := h.SearchMembers(ctx, hub.MemberFilter{Name: name}, after, limit)
+		if err != nil {
+			t.Fatalf("search %q: %v", name, err)
+		}
+		var out []string
+		for _, m := range p.Members {
+			out = append(out, strings.Replace(m.ID, imp, "imp1", 1))
+		}
+		return strings.Join(out, ",") + "|" + strings.Replace(p.Next, imp, "imp1", 1)
+	}
+	check := func(name, want string) {
+		t.Helper()
+		if got := search(name, "", 10); got != want {
+			t.Errorf("search %q: %s, want %s", name, got, want)
+		}
+	}
+	check("ann", "imp1,x0,x2,x4|") // the imported member's id, generated, comes first
+	check("nnabel imp", "imp1|")
+	check(`"nan"`, "x0|")
+	check(`n "n`, "x0|")
+	check("Öztürk", "x1|")
+	check("ZTü", "x1|")
+	check("öZTÜRK", "x1|") // every letter's case, on SQLite as on PostgreSQL
+	check("50%", "x2|")       // % and _ are plain characters
+	check("0_a", "|")          // _ is no wildcard
+	check(`k\s`, "x3|")       // nor is the backslash an escape
+	check("NEAR(x)", "x3|")   // index query syntax is plain text
+	check("OR Ann*", "x4|")   // so are its operators and prefix star
+	check("Ann AND Lee", "|") // and AND is a word like any other
+	check("nobody at all", "|")
+	if got := search("ann", "", 3); got != "imp1,x0,x2|x2" {
+		t.Errorf("page 1: %s", got)
+	}
+	if got := search("ann", "x2", 3); got != "x4|" {
+		t.Errorf("page 2: %s", got)
+	}
+
+	// A changed name is found by its new text only; an erased one by none.
+	if _, err := h.UpdateMember(ctx, "x0", hub.MemberPatch{Name: hub.Text{Set: true, Value: "Quentin Blake"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.EraseMember(ctx, "x4"); err != nil {
+		t.Fatal(err)
+	}
+	check("ann", "imp1,x2|")
+	check("quentin", "x0|")
+	check("Lee", "|")
+	check("Bob", "|")
+
+	for _, short := range []string{"an", "Ö", "Li"} {
+		_, err := h.SearchMembers(ctx, hub.MemberFilter{Name: short}, "", 10)
+		wantCode(t, err, loyalty.EINVALID, "at least 3 characters")
+	}
+
+	if !onPostgres() {
+		// The index agrees with the names it indexes, and the search reads it, not every member.
+		db := openRaw(t, whereOf(t, h.Store))
+		if _, err := db.Exec(`INSERT INTO member_names (member_names, rank) VALUES ('integrity-check', 1)`); err != nil {
+			t.Errorf("the names' index disagrees with the members: %v", err)
+		}
+		var plan []string
+		rows, err := db.Query(`EXPLAIN QUERY PLAN SELECT m.id FROM member_names n CROSS JOIN members m ON m.rowid = n.rowid
+			WHERE m.id > '' AND n.member_names MATCH '"ann"' AND lower(m.name) LIKE '%ann%' ORDER BY m.id LIMIT 11`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		rows.Close()
+		if p := strings.Join(plan, "; "); strings.Contains(p, "SCAN m") || !strings.Contains(p, "VIRTUAL TABLE INDEX 0:M") {
+			t.Errorf("the search's plan reads every member, or not the index: %s", p)
+		}
+	}
+}
+
+// An erased name leaves nothing in the names' index, not even its trigrams in the file: the index
+// deletes at once (FTS5's secure-delete), and the erasure's secure_delete overwrites the space.
+func TestSearchMembers_ErasedNameLeavesNoTrigrams(t *testing.T) {
+	skipOnPostgres(t, "the bytes of SQLite's file")
+	h := openHub(t)
+	ctx := context.Background()
+	// Trigrams no other text in the database holds; the index stores each term in lower case.
+	const name = "Qxjzv Wkqpy"
+	trigrams := []string{"qxj", "xjz", "jzv", "wkq", "kqp", "qpy"}
+	if _, err := h.CreateMember(ctx, loyalty.Member{ID: "e1", Name: name, HomeStore: "s1"}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		if _, err := h.CreateMember(ctx, loyalty.Member{ID: fmt.Sprintf("o%02d", i), Name: fmt.Sprintf("Other Member %d", i), HomeStore: "s1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	present := func() []string {
+		raw := storedBytes(t, whereOf(t, h.Store))
+		var found []string
+		for _, g := range trigrams {
+			if bytes.Contains(raw, []byte(g)) {
+				found = append(found, g)
+			}
+		}
+		return found
+	}
+	if len(present()) == 0 {
+		t.Fatal("no trigram of the name is in the file before the erasure: the test would prove nothing")
+	}
+	if _, err := h.EraseMember(ctx, "e1"); err != nil {
+		t.Fatal(err)
+	}
+	if left := present(); len(left) > 0 {
+		t.Errorf("the file still holds the erased name's trigrams %v", left)
+	}
+	if p, err := h.SearchMembers(ctx, hub.MemberFilter{Name: "qxjzv"}, "", 10); err != nil || len(p.Members) != 0 {
+		t.Errorf("the erased name is still found: %+v, %v", p, err)
+	}
+}
