@@ -249,7 +249,7 @@ type Tx interface {
 	Leases(ctx context.Context, store string) ([]Lease, error)
 	// BudgetLeases returns a budget's leases that are not settled.
 	BudgetLeases(ctx context.Context, budget string) ([]Lease, error)
-	// ExpiredLeases returns active leases whose expiry is before t.
+	// ExpiredLeases returns active leases whose expiry is before t, earliest first.
 	ExpiredLeases(ctx context.Context, t time.Time) ([]Lease, error)
 	// Wanted returns how much more of a budget its active leases' stores asked for at their
 	// last pulls than the hub could grant (Lease.Wanted, summed).

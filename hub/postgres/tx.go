@@ -967,7 +967,7 @@ func (t *tx) BudgetLeases(ctx context.Context, budget string) ([]hub.Lease, erro
 }
 
 func (t *tx) ExpiredLeases(ctx context.Context, at time.Time) ([]hub.Lease, error) {
-	return t.queryLeases(ctx, `state = 'active' AND expires_at < $1 ORDER BY id`, unixms.Of(at))
+	return t.queryLeases(ctx, `state = 'active' AND expires_at < $1 ORDER BY expires_at, id`, unixms.Of(at))
 }
 
 func (t *tx) PutLease(ctx context.Context, l hub.Lease, e hub.LeaseEvent) error {

@@ -118,3 +118,20 @@ func TestAuditFiltersUseTheirIndex(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenLeasesAndProgramsUseTheirIndex: the lease expiry job, a store's and a budget's open
+// leases, and a pull's look for unacknowledged rule versions search the open rows' indexes, not
+// every lease ever granted nor every version ever sent.
+func TestOpenLeasesAndProgramsUseTheirIndex(t *testing.T) {
+	s := openStore(t)
+	for _, tt := range []struct{ q, index string }{
+		{`SELECT id FROM leases WHERE state = 'active' AND expires_at < ? ORDER BY expires_at, id`, "INDEX leases_active_expiry (expires_at<?)"},
+		{`SELECT id FROM leases WHERE store = ? AND state != 'settled' ORDER BY created_at, id`, "INDEX leases_store_open (store=?)"},
+		{`SELECT id FROM leases WHERE budget = ? AND state != 'settled' ORDER BY store, id`, "INDEX leases_budget_open (budget=?)"},
+		{`SELECT EXISTS (SELECT 1 FROM store_programs WHERE store = ? AND received_at = 0)`, "INDEX store_programs_unreceived (store=?)"},
+	} {
+		if got := plan(t, s, tt.q, "x"); !strings.Contains(got, tt.index) || strings.Contains(got, "TEMP B-TREE") {
+			t.Errorf("%s: plan %s; want %s", tt.q, got, tt.index)
+		}
+	}
+}

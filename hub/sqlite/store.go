@@ -1215,7 +1215,7 @@ func (t *tx) BudgetLeases(ctx context.Context, budget string) ([]hub.Lease, erro
 }
 
 func (t *tx) ExpiredLeases(ctx context.Context, at time.Time) ([]hub.Lease, error) {
-	return t.queryLeases(ctx, `state = 'active' AND expires_at < ? ORDER BY id`, unixms.Of(at))
+	return t.queryLeases(ctx, `state = 'active' AND expires_at < ? ORDER BY expires_at, id`, unixms.Of(at))
 }
 
 func (t *tx) Wanted(ctx context.Context, budget string) (int64, error) {
