@@ -196,7 +196,8 @@ func importCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if o.ImportID == "" { // the same file is the same import: a re-run skips what it imported
+			derived := o.ImportID == ""
+			if derived { // the same file is the same import: a re-run skips what it imported
 				sum := sha256.New()
 				if _, err := io.Copy(sum, f); err != nil {
 					return err
@@ -218,9 +219,19 @@ func importCommand() *cobra.Command {
 					err = cerr
 				}
 				if err != nil {
+					if derived && !o.DryRun && loyalty.ErrorCode(err) != "" {
+						// The import stopped part way: the file fixed has another content, so
+						// without the id a run again would import the rows done a second time.
+						return loyalty.Errorf(loyalty.ErrorCode(err), "%s (this import's id: --import-id %s)", loyalty.ErrorMessage(err), o.ImportID)
+					}
 					return err
 				}
-				return printImport(cmd, rep, errs)
+				if rep.Bad == 0 {
+					if err := errs.removeStale(); err != nil {
+						return fmt.Errorf("the errors file of an earlier run, %s, could not be removed: %w", errs.path, err)
+					}
+				}
+				return printImport(cmd, rep, errs, derived)
 			})
 		},
 	}
@@ -248,8 +259,16 @@ type errorsFile struct {
 
 func (e *errorsFile) write(r hub.RowError) {
 	if e.f == nil {
-		f, err := os.Create(e.path)
+		// Its reasons quote the rows, members' emails among them: for the file's owner alone,
+		// as exports are, an earlier run's file included.
+		f, err := os.OpenFile(e.path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		if err == nil {
+			err = f.Chmod(0o600)
+		}
 		if err != nil {
+			if f != nil {
+				f.Close()
+			}
 			return // close reports it
 		}
 		e.f, e.w = f, hub.NewImportErrorsCSV(f)
@@ -257,6 +276,29 @@ func (e *errorsFile) write(r hub.RowError) {
 	e.n++
 	e.w.Add(r)
 }
+
+// removeStale removes the errors file an earlier run of the import left at the path, when this
+// run had no bad rows: its lines would be taken for this run's. Only a file that reads as an
+// errors file is removed.
+func (e *errorsFile) removeStale() error {
+	if e.n > 0 || e.f != nil {
+		return nil
+	}
+	b := make([]byte, len(errorsHeader))
+	f, err := os.Open(e.path)
+	if err != nil {
+		return nil // none: nothing to remove
+	}
+	_, err = io.ReadFull(f, b)
+	f.Close()
+	if err != nil || string(b) != errorsHeader {
+		return nil
+	}
+	return os.Remove(e.path)
+}
+
+// errorsHeader is how an errors file begins (hub.ImportErrorsCSV).
+const errorsHeader = "line,code,reason\n"
 
 func (e *errorsFile) close() error {
 	if e.f == nil {
@@ -270,7 +312,9 @@ func (e *errorsFile) close() error {
 	return err
 }
 
-func printImport(cmd *cobra.Command, rep hub.ImportReport, errs *errorsFile) error {
+// printImport prints an import's report. derived says the import's id was taken from the
+// file's content, which fixing its bad rows changes: the way to run it again names the id.
+func printImport(cmd *cobra.Command, rep hub.ImportReport, errs *errorsFile, derived bool) error {
 	if wantJSON(cmd) {
 		if err := writeJSON(cmd.OutOrStdout(), rep); err != nil {
 			return err
@@ -291,12 +335,17 @@ func printImport(cmd *cobra.Command, rep hub.ImportReport, errs *errorsFile) err
 	if rep.Bad > 0 {
 		// After the report, so that a script sees the counts and still exits 1: an import that
 		// left rows behind is not done.
-		verb := "were not imported"
-		if rep.DryRun {
-			verb = "would not be imported"
+		verb, again := "were not imported", "run the import again with the same --import-id (rows imported already are skipped)"
+		switch {
+		case rep.DryRun:
+			verb, again = "would not be imported", "run it again"
+		case derived:
+			// Without the id, the fixed file would be another import, and every row imported now
+			// would be imported a second time.
+			again = "run the import again with --import-id " + rep.ImportID + ": the rows imported already are then skipped"
 		}
-		return loyalty.Errorf(loyalty.EINVALID, "%d bad rows %s; their line numbers and reasons are in %s: fix them and run the same import again (rows imported already are skipped)",
-			rep.Bad, verb, errs.path)
+		return loyalty.Errorf(loyalty.EINVALID, "%d bad rows %s; their line numbers and reasons are in %s: fix them and %s",
+			rep.Bad, verb, errs.path, again)
 	}
 	return nil
 }

@@ -2,8 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -33,6 +35,9 @@ func TestCLI_ImportAdjustExport(t *testing.T) {
 	if err != nil || !strings.HasPrefix(string(errs), "line,code,reason\n3,EINVALID,") || !strings.Contains(string(errs), "write 52620, without one") {
 		t.Fatalf("errors file: %q, %v", errs, err)
 	}
+	if fi, err := os.Stat(filepath.Join(dir, "old.errors.csv")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("the errors file, which quotes members' emails: %v, %v; want mode 0600", fi, err)
+	}
 	var rep struct{ Imported, Skipped, Bad int }
 	for i, want := range []struct{ imported, skipped int }{{1, 0}, {0, 1}} {
 		out, _, err := run(t, "import", "members", file, "--reason", "migration", "--json", "--database", db)
@@ -42,6 +47,24 @@ func TestCLI_ImportAdjustExport(t *testing.T) {
 		if err := json.Unmarshal([]byte(out), &rep); err != nil || rep.Imported != want.imported || rep.Skipped != want.skipped || rep.Bad != 2 {
 			t.Fatalf("run %d: %s (%v)", i+1, out, err)
 		}
+	}
+	// The file fixed has another content: run with the id the refusal names, it imports the fixed
+	// row and skips the one imported before (without it, ann's 120 points would come again).
+	_, _, err = run(t, "import", "members", file, "--reason", "migration", "--database", db)
+	id := regexp.MustCompile(`run the import again with --import-id (file-[0-9a-f]{16}): the rows imported already are then skipped`).FindStringSubmatch(fmt.Sprint(err))
+	if id == nil {
+		t.Fatalf("the refusal does not name the import's id: %v", err)
+	}
+	if err := os.WriteFile(file, []byte("email,points\nann@example.com,120\nbob@example.com,52620\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, _ = mustRun(t, "import", "members", file, "--reason", "migration", "--import-id", id[1], "--json", "--database", db)
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || rep.Imported != 1 || rep.Skipped != 1 || rep.Bad != 0 {
+		t.Fatalf("the fixed file's run: %s (%v)", out, err)
+	}
+	// A run with no bad rows leaves no errors file of an earlier run to mislead.
+	if _, err := os.Stat(filepath.Join(dir, "old.errors.csv")); !os.IsNotExist(err) {
+		t.Errorf("the earlier run's errors file is still there after a clean run: %v", err)
 	}
 	var page struct {
 		Members []struct {
