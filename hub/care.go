@@ -241,9 +241,19 @@ func validEmail(s string) error {
 	return nil
 }
 
+// validName checks a member's name, saying which of its rules a name breaks: a name from a file
+// in another encoding than UTF-8 (Windows-1252, say) is no text, and one with a line break is
+// one a spreadsheet cell held on two lines.
 func validName(s string) error {
-	if !utf8.ValidString(s) || utf8.RuneCountInString(s) > MaxNameLength || strings.ContainsFunc(s, unicode.IsControl) {
-		return loyalty.Errorf(loyalty.EINVALID, "name must be at most %d characters of text without control characters", MaxNameLength)
+	switch {
+	case !utf8.ValidString(s):
+		return loyalty.Errorf(loyalty.EINVALID, "name is not UTF-8 text: a file from a spreadsheet must be saved as CSV UTF-8")
+	case strings.ContainsAny(s, "\r\n"):
+		return loyalty.Errorf(loyalty.EINVALID, "name holds a line break: write it on one line")
+	case strings.ContainsFunc(s, unicode.IsControl):
+		return loyalty.Errorf(loyalty.EINVALID, "name holds a control character (such as a tab): leave it out")
+	case utf8.RuneCountInString(s) > MaxNameLength:
+		return loyalty.Errorf(loyalty.EINVALID, "name must be at most %d characters", MaxNameLength)
 	}
 	return nil
 }

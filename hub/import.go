@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/loyalty-edge-sync/loyalty"
 )
@@ -174,7 +175,7 @@ func (h *Hub) Import(ctx context.Context, r io.Reader, o ImportOptions) (ImportR
 	if err != nil {
 		return rep, err
 	}
-	counter := &countingReader{r: r, max: MaxImportRowBytes, next: 1}
+	counter := &countingReader{r: &bomSkipper{r: r}, max: MaxImportRowBytes, next: 1}
 	cr := csv.NewReader(counter)
 	cr.FieldsPerRecord = -1 // a row with a column too many is reported, not fatal
 	cr.ReuseRecord = true
@@ -375,13 +376,16 @@ func (im *importer) flushErrors() {
 
 // readHeader maps the header's column names (any case, spaces around them ignored) to indexes.
 func readHeader(header []string) (map[string]int, []string, error) {
+	if err := fileFormat(header); err != nil {
+		return nil, nil, err
+	}
 	cols := make(map[string]int, len(importColumns))
 	for _, c := range importColumns {
 		cols[c] = -1
 	}
 	var ignored []string
 	for i, name := range header {
-		name = strings.ToLower(strings.TrimSpace(strings.TrimPrefix(name, "\ufeff"))) // a spreadsheet's byte order mark
+		name = strings.ToLower(strings.TrimSpace(name))
 		if j, ok := cols[name]; !ok {
 			if len(ignored) < MaxIgnoredColumns {
 				ignored = append(ignored, loyalty.Truncate(name, 40))
@@ -405,6 +409,25 @@ func readHeader(header []string) (map[string]int, []string, error) {
 
 // headerList is what a message quotes of a header row: its first 10 column names, each cut to
 // 40 bytes, and how many more there are.
+// fileFormat recognises, from its header row, a file saved in a form the import does not read,
+// and says how to save it instead: UTF-16 (a spreadsheet's "Unicode text"), lines that end with a
+// carriage return alone (old Mac spreadsheets), columns separated by semicolons (spreadsheets set
+// to languages that write a decimal comma).
+func fileFormat(header []string) error {
+	joined := strings.Join(header, ",")
+	switch {
+	case strings.HasPrefix(joined, "\xff\xfe") || strings.HasPrefix(joined, "\xfe\xff") || strings.ContainsRune(joined, 0):
+		return loyalty.Errorf(loyalty.EINVALID, "the file is in UTF-16, not UTF-8: save it as CSV UTF-8 (comma delimited)")
+	case !utf8.ValidString(joined):
+		return loyalty.Errorf(loyalty.EINVALID, "the header row is not UTF-8 text: save the file as CSV UTF-8 (comma delimited)")
+	case strings.Contains(joined, "\r"):
+		return loyalty.Errorf(loyalty.EINVALID, "the file's lines end with a carriage return alone, as old Mac spreadsheets write: save it as CSV UTF-8 (comma delimited)")
+	case len(header) == 1 && strings.Contains(joined, ";"):
+		return loyalty.Errorf(loyalty.EINVALID, "the columns are separated by semicolons: save the file as CSV with commas (comma delimited), such as email,points")
+	}
+	return nil
+}
+
 func headerList(header []string) string {
 	const n = 10
 	names := make([]string, 0, min(len(header), n))
@@ -483,7 +506,8 @@ func (im *importer) row(line int, rec []string) (importRow, bool) {
 	}
 	k := maphash.String(im.seed, r.key())
 	if first, ok := im.seen[k]; ok {
-		return fail("this member is on line %d already: a file names each member once", first)
+		im.bad(line, loyalty.EDUPLICATE, fmt.Sprintf("this member is on line %d already: a file names each member once", first))
+		return r, false
 	}
 	im.seen[k] = line
 	return r, true
@@ -860,6 +884,38 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	c.n += int64(n)
 	return n, err
 }
+
+// bomSkipper leaves out the byte order mark a spreadsheet writes at the start of a UTF-8 file,
+// before the CSV reader sees it: in front of a quoted first column name ("email", as tools that
+// quote every field write it), the mark makes the quote one in the middle of a field.
+type bomSkipper struct {
+	r       io.Reader
+	started bool
+	head    []byte // the first bytes read, not the mark, still to be returned
+}
+
+func (b *bomSkipper) Read(p []byte) (int, error) {
+	if !b.started {
+		b.started = true
+		head := make([]byte, len(utf8BOM))
+		n, err := io.ReadFull(b.r, head)
+		if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
+			return 0, err
+		}
+		if string(head[:n]) != utf8BOM {
+			b.head = head[:n]
+		}
+	}
+	if len(b.head) > 0 {
+		n := copy(p, b.head)
+		b.head = b.head[n:]
+		return n, nil
+	}
+	return b.r.Read(p)
+}
+
+// utf8BOM is the byte order mark in UTF-8.
+const utf8BOM = "\ufeff"
 
 // ImportErrorsCSV writes an import's bad rows as CSV, line,code,reason under a header row, as
 // they are found (ImportOptions.RowError): the errors file of the CLI and of the API.

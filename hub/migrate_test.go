@@ -221,6 +221,9 @@ func TestImport_BadRowsRerunAndSet(t *testing.T) {
 		if !strings.Contains(e.Reason, want[e.Line]) || want[e.Line] == "" {
 			t.Errorf("line %d: %q, want %q", e.Line, e.Reason, want[e.Line])
 		}
+		if code := map[bool]string{true: loyalty.EDUPLICATE, false: loyalty.EINVALID}[e.Line == 6]; e.Code != code {
+			t.Errorf("line %d: %s, want %s", e.Line, e.Code, code)
+		}
 		delete(want, e.Line)
 	}
 	if len(want) > 0 {
@@ -502,6 +505,77 @@ func TestExport_SemicolonLocale(t *testing.T) {
 			if p := strings.TrimLeft(piece, " "); p != "" && strings.ContainsRune("=+-@\t\r", rune(p[0])) {
 				t.Errorf("a spreadsheet splitting at \";\" reads a formula %q in the line %q", piece, line)
 			}
+		}
+	}
+}
+
+// A file that begins with a byte order mark imports as one without, its first column name quoted
+// or not, as tools that quote every field write it (PowerShell's Export-Csv, CRM exports). The
+// mark was left to the CSV reader, which took the quote after it for one in the middle of a field.
+func TestImport_ByteOrderMarkBeforeAQuotedHeader(t *testing.T) {
+	h := openHub(t)
+	for i, file := range []string{
+		"\ufeff\"email\",\"points\"\r\n\"bom1@example.com\",\"5\"\r\n",
+		"\ufeffemail,points\nbom2@example.com,5\n",
+		"\"email\",\"points\"\r\n\"bom3@example.com\",\"5\"\r\n",
+	} {
+		rep := importCSV(t, h, file, hub.ImportOptions{ImportID: fmt.Sprintf("bom%d", i), Reason: "migration"})
+		if rep.Imported != 1 || rep.Bad != 0 || len(rep.IgnoredColumns) != 0 {
+			t.Errorf("file %d: %+v", i+1, rep)
+		}
+	}
+	// Shorter than the mark, or the mark alone: read, and refused for what they are.
+	for _, file := range []string{"e", "\ufeff", "\xef\xbb"} {
+		_, err := h.Import(cliCtx(), strings.NewReader(file), hub.ImportOptions{ImportID: "short", Reason: "migration"})
+		if loyalty.ErrorCode(err) != loyalty.EINVALID {
+			t.Errorf("%q: %v, want EINVALID", file, err)
+		}
+	}
+}
+
+// A bad name says what is wrong with it: a file saved in another encoding than UTF-8, a line
+// break in a spreadsheet's cell, a tab, a name too long. All four said "at most 200 characters",
+// of names of 15.
+func TestImport_NamesSayWhatIsWrong(t *testing.T) {
+	h := openHub(t)
+	file := "email,points,name\n" +
+		"n1@example.com,5,\"Multi\r\nLine Name\"\n" +
+		"n2@example.com,5,J\xfcrgen M\xfcller\n" +
+		"n3@example.com,5,\"Tab\there\"\n" +
+		"n4@example.com,5," + strings.Repeat("x", hub.MaxNameLength+1) + "\n" +
+		"n5@example.com,5,Jürgen Müller\n"
+	rep := importCSV(t, h, file, hub.ImportOptions{ImportID: "names", Reason: "migration"})
+	want := []string{"line break", "not UTF-8 text: a file from a spreadsheet must be saved as CSV UTF-8", "control character", "at most 200 characters"}
+	if rep.Imported != 1 || len(rep.Errors) != len(want) {
+		t.Fatalf("%+v", rep)
+	}
+	for i, e := range rep.Errors {
+		if !strings.Contains(e.Reason, want[i]) {
+			t.Errorf("line %d: %q, want it to say %q", e.Line, e.Reason, want[i])
+		}
+	}
+}
+
+// A file saved in a form the import does not read is refused with how to save it, not with its
+// own bytes: UTF-16, a lone carriage return at the end of each line, semicolons between columns.
+func TestImport_FileFormatsSayHowToSave(t *testing.T) {
+	h := openHub(t)
+	utf16 := func(s string) string { // little-endian, with its byte order mark, as Excel writes it
+		b := []byte{0xff, 0xfe}
+		for _, r := range s {
+			b = append(b, byte(r), 0)
+		}
+		return string(b)
+	}
+	for _, tt := range []struct{ file, want string }{
+		{utf16("email,points\r\nu@example.com,5\r\n"), "the file is in UTF-16, not UTF-8"},
+		{"email,points\rcr1@example.com,10\rcr2@example.com,5\r", "end with a carriage return alone"},
+		{"email;points\nsc@example.com;5\n", "separated by semicolons"},
+		{"e\xe9mail,points\nx@example.com,5\n", "not UTF-8 text"},
+	} {
+		_, err := h.Import(cliCtx(), strings.NewReader(tt.file), hub.ImportOptions{ImportID: "formats", Reason: "migration"})
+		if loyalty.ErrorCode(err) != loyalty.EINVALID || !strings.Contains(err.Error(), tt.want) || strings.ContainsRune(err.Error(), 0) || strings.Contains(err.Error(), "example.com") {
+			t.Errorf("%q: %v, want EINVALID saying %q, without the file's content", tt.file, err, tt.want)
 		}
 	}
 }
