@@ -592,6 +592,7 @@ func TestOpenAPIRoutesAnswerAsDocumented(t *testing.T) {
 		c.json(with(H("GET", "/v1/reports/"+report), func(r *req) { r.query = rng }), nil)
 	}
 	c.json(H("POST", "/v1/keys/rotate"), nil)
+	c.json(H("GET", "/v1/keys"), nil)
 
 	// API keys and scopes.
 	newKey := func(name, scope string) (id, key string) {

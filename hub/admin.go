@@ -509,9 +509,16 @@ func (h *Hub) RotateKey(ctx context.Context) (qr.PublicKey, error) {
 	return k.Public(), nil
 }
 
-// RetireKey sets the time after which tokens signed by key id are refused everywhere.
+// RetireKey sets the time after which tokens signed by key id are refused everywhere. The key
+// the hub signs with now is not retired (EINVALID): a key being retired signs no new codes from
+// that moment, whatever the time, and the hub would fall back to an older key or have none.
 func (h *Hub) RetireKey(ctx context.Context, id string, at time.Time) error {
 	return h.update(ctx, func(tx Tx) error {
+		if k, err := tx.SigningKey(ctx); err != nil && loyalty.ErrorCode(err) != loyalty.ENOTFOUND {
+			return err
+		} else if err == nil && k.ID == id {
+			return loyalty.Errorf(loyalty.EINVALID, "key %s is the one new QR codes are signed with: rotate a new key in first (loyalty keys rotate), then retire this one", id)
+		}
 		v, err := tx.NextVersion(ctx)
 		if err != nil {
 			return err
@@ -536,6 +543,36 @@ func (h *Hub) insertNewKey(ctx context.Context, tx Tx) error {
 		return err
 	}
 	return tx.InsertKey(ctx, h.sealKey(k), v)
+}
+
+// KeyInfo is a QR signing key as an operator sees it: its id, whether new codes are signed with
+// it, and from when codes signed with it are refused (zero: not retired).
+type KeyInfo struct {
+	ID       string    `json:"kid"`
+	Signing  bool      `json:"signing"`
+	NotAfter time.Time `json:"not_after,omitzero"`
+}
+
+// Keys returns the QR signing keys, oldest first: the one that signs, and those that still
+// verify codes or no longer do.
+func (h *Hub) Keys(ctx context.Context) ([]KeyInfo, error) {
+	out := []KeyInfo{}
+	err := h.Store.View(ctx, func(tx Tx) error {
+		keys, err := tx.Keys(ctx)
+		if err != nil {
+			return err
+		}
+		signing, err := tx.SigningKey(ctx)
+		if err != nil && loyalty.ErrorCode(err) != loyalty.ENOTFOUND {
+			return err
+		}
+		out = out[:0]
+		for _, k := range keys {
+			out = append(out, KeyInfo{ID: k.ID, Signing: k.ID == signing.ID && signing.ID != "", NotAfter: k.NotAfter})
+		}
+		return nil
+	})
+	return out, err
 }
 
 // Conflicts returns the newest recorded conflicts.

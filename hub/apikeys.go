@@ -75,6 +75,7 @@ var routeScopes = map[string][]Scope{
 	"GET /v1/reports/cohorts": {ScopeReport},
 	"GET /v1/reports/stores":  {ScopeReport},
 
+	"GET /v1/keys":         nil,
 	"POST /v1/keys/rotate": nil,
 
 	"POST /v1/api-keys":        nil,

@@ -155,6 +155,7 @@ func TestAPIKeys_OnlineScope(t *testing.T) {
 		{"GET", "/v1/audit", ""},
 		{"GET", "/v1/stores", ""},
 		{"POST", "/v1/keys/rotate", ""},
+		{"GET", "/v1/keys", ""},
 	} {
 		status, body := a.do(t, shop.Key, c.method, c.path, c.body)
 		jsonapitest.AssertError(t, status, body, http.StatusForbidden, loyalty.EFORBIDDEN)

@@ -212,6 +212,10 @@ func (s *Server) routes(mux, admin router) {
 		out, err := h.Check(r.Context())
 		s.reply(w, r, http.StatusOK, out, err)
 	})
+	admin.HandleFunc("GET /v1/keys", func(w http.ResponseWriter, r *http.Request) {
+		out, err := h.Keys(r.Context())
+		s.reply(w, r, http.StatusOK, map[string]any{"keys": out}, err)
+	})
 	admin.HandleFunc("POST /v1/keys/rotate", func(w http.ResponseWriter, r *http.Request) {
 		k, err := h.RotateKey(r.Context())
 		s.reply(w, r, http.StatusOK, k, err)

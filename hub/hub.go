@@ -171,7 +171,9 @@ func (h *Hub) sessionTTL() time.Duration {
 // Init makes sure the hub has a program and a signing key, creating the defaults on first start,
 // and that its signing keys are sealed under KEK and open with it.
 func (h *Hub) Init(ctx context.Context) error {
-	return h.update(ctx, func(tx Tx) error {
+	var made string // a signing key made where every key had been retired
+	err := h.update(ctx, func(tx Tx) error {
+		made = ""
 		if h.KEK == nil {
 			// Without the key the hub cannot sign, nor make its first signing key: tools that
 			// do not sign may go on with a database that has one.
@@ -192,12 +194,35 @@ func (h *Hub) Init(ctx context.Context) error {
 			return err
 		}
 		if _, err := tx.SigningKey(ctx); loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
-			return h.insertNewKey(ctx, tx)
+			// The first key, or one to sign with where every key was retired (by an older
+			// version, which let the signing key be retired): in the audit trail either way.
+			keys, err := tx.Keys(ctx)
+			if err != nil {
+				return err
+			}
+			if err := h.insertNewKey(ctx, tx); err != nil {
+				return err
+			}
+			k, err := tx.SigningKey(ctx)
+			if err != nil {
+				return err
+			}
+			detail := "the hub's first QR signing key"
+			if len(keys) > 0 {
+				made, detail = k.ID, "every QR signing key was retired: a new one signs codes"
+			}
+			if err := h.audit(ctx, tx, AuditSigningKeyRotate, k.ID, detail); err != nil {
+				return err
+			}
 		} else if err != nil {
 			return err
 		}
 		return h.sealKeys(ctx, tx)
 	})
+	if err == nil && made != "" {
+		h.Logger.Warn("every QR signing key was retired, so the hub made a new one to sign codes with; agents receive it at their next sync", "key", made)
+	}
+	return err
 }
 
 // update runs fn in a write transaction and reports the newest change version to OnChange: in

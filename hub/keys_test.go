@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"io"
 	"log/slog"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -164,5 +165,96 @@ func TestRekey(t *testing.T) {
 	}
 	if _, err := reopen(t, path, next); err != nil {
 		t.Errorf("the new key-encryption key: %v", err)
+	}
+}
+
+// The key new codes are signed with is not retired: a key being retired signs nothing from that
+// moment, whatever its time, so retiring the key `rotate` had just printed (the obvious mistake)
+// left the hub with no key and every member's QR code refused with 404, or signing with an older
+// key. The list of keys says which signs and when each other's codes are refused.
+func TestSigningKey_RetiringTheOneThatSignsIsRefused(t *testing.T) {
+	ctx := hub.WithActor(context.Background(), hub.CLIActor)
+	h := openHub(t)
+	first, err := h.SigningKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := h.RotateKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = h.RetireKey(ctx, next.ID, t0.Add(720*time.Hour))
+	wantCode(t, err, loyalty.EINVALID, "rotate a new key in first")
+	wantCode(t, h.RetireKey(ctx, "nokey", t0), loyalty.ENOTFOUND, "no signing key")
+	until := t0.Add(720 * time.Hour).Truncate(time.Millisecond)
+	if err := h.RetireKey(ctx, first.ID, until); err != nil {
+		t.Fatal(err)
+	}
+	if k, err := h.SigningKey(ctx); err != nil || k.ID != next.ID {
+		t.Fatalf("signing with %v (%v), want %s", k.ID, err, next.ID)
+	}
+	keys, err := h.Keys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []hub.KeyInfo{{ID: first.ID, NotAfter: until}, {ID: next.ID, Signing: true}}
+	if len(keys) != 2 || keys[0].ID != want[0].ID || keys[0].Signing || !keys[0].NotAfter.Equal(until) || keys[1] != want[1] {
+		t.Errorf("keys %+v, want %+v", keys, want)
+	}
+	if _, err := h.MemberToken(ctx, "m1"); err != nil {
+		t.Errorf("a member's code after the old key's retirement: %v", err)
+	}
+}
+
+// A database whose every key was retired (an older version let the signing key be retired) gets
+// a new key at the hub's start, as before, and now an entry in the audit trail says so.
+func TestSigningKey_MadeAtStartIsAudited(t *testing.T) {
+	ctx := context.Background()
+	path := newDatabase(t)
+	kek := seal.NewRandom()
+	h, err := reopen(t, path, kek)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := h.SigningKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := openRaw(t, path)
+	if _, err := db.Exec(db.bind(`UPDATE signing_keys SET not_after = ?`), t0.UnixMilli()); err != nil {
+		t.Fatal(err)
+	}
+	h.Store.Close()
+	h, err = reopen(t, path, kek)
+	if err != nil {
+		t.Fatal(err)
+	}
+	made, err := h.SigningKey(ctx)
+	if err != nil || made.ID == first.ID {
+		t.Fatalf("the key after every key was retired: %v, %v", made.ID, err)
+	}
+	entries, err := h.AuditPage(ctx, hub.AuditQuery{Action: hub.AuditSigningKeyRotate, Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var details []string
+	for _, e := range entries {
+		details = append(details, e.Target+": "+e.Detail)
+	}
+	if len(entries) != 2 || entries[0].Target != made.ID || !strings.Contains(entries[0].Detail, "every QR signing key was retired") ||
+		entries[1].Target != first.ID || !strings.Contains(entries[1].Detail, "first QR signing key") {
+		t.Errorf("audit entries %q", details)
+	}
+}
+
+// GET /v1/keys lists the keys as Hub.Keys does, for an admin key.
+func TestSigningKey_ListedOnTheAPI(t *testing.T) {
+	a := openAKHub(t)
+	var rotated qr.PublicKey
+	a.mustDo(t, akAdminKey, "POST", "/v1/keys/rotate", "", http.StatusOK, &rotated)
+	var got struct{ Keys []hub.KeyInfo }
+	a.mustDo(t, akAdminKey, "GET", "/v1/keys", "", http.StatusOK, &got)
+	if len(got.Keys) != 2 || got.Keys[0].Signing || !got.Keys[1].Signing || got.Keys[1].ID != rotated.ID {
+		t.Errorf("GET /v1/keys: %+v, want two keys, the rotated one %s signing", got.Keys, rotated.ID)
 	}
 }

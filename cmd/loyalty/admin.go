@@ -436,13 +436,46 @@ func keysCommands() *cobra.Command {
 			})
 		},
 	}
-	retire.Flags().String("kid", "", "key id")
-	retire.Flags().Duration("after", 0, "grace period before tokens signed with it are refused")
+	retire.Flags().String("kid", "", "key id (loyalty keys list)")
+	retire.Flags().Duration("after", 0, "grace period before tokens signed with it are refused, such as 720h (0s: at once, for a key that leaked)")
 	retire.MarkFlagRequired("kid")
-	jsonFlag(rotate)
+	retire.MarkFlagRequired("after")
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List the QR signing keys: the one new codes are signed with, and when each other one's codes are refused",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
+				ks, err := h.Keys(ctx)
+				if err != nil {
+					return err
+				}
+				if wantJSON(cmd) {
+					return writeJSON(cmd.OutOrStdout(), ks)
+				}
+				t := newTable(cmd.OutOrStdout(), "kid", "state")
+				now := time.Now()
+				for _, k := range ks {
+					state := "verifies the codes it signed"
+					switch {
+					case k.Signing:
+						state = "signs new codes"
+					case !k.NotAfter.IsZero() && k.NotAfter.After(now):
+						state = "verifies the codes it signed until " + k.NotAfter.UTC().Format(time.RFC3339)
+					case !k.NotAfter.IsZero():
+						state = "retired: its codes are refused since " + k.NotAfter.UTC().Format(time.RFC3339)
+					}
+					t.row(k.ID, state)
+				}
+				return t.flush()
+			})
+		},
+	}
+	jsonFlag(rotate, list)
 	hubFlags(rotate)
 	hubFlags(retire)
-	keys.AddCommand(rotate, retire)
+	hubFlags(list)
+	keys.AddCommand(list, rotate, retire)
 	keys.AddCommand(kekCommands()...)
 	return keys
 }

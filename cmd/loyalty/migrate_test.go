@@ -124,3 +124,33 @@ func TestCLI_ImportAdjustExport(t *testing.T) {
 	}
 	mustRun(t, "store", "list", "--database", db)
 }
+
+// `loyalty keys list` names the key that signs and the others with when their codes are refused,
+// so that an operator retires the old key, not the one `rotate` just printed (refused); retire
+// needs --after, a grace period or 0s.
+func TestCLI_KeysListAndRetire(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "hub.db")
+	mustRun(t, "init", "--database", db)
+	out, _ := mustRun(t, "keys", "list", "--json", "--database", db)
+	var keys []struct {
+		Kid     string `json:"kid"`
+		Signing bool   `json:"signing"`
+	}
+	if err := json.Unmarshal([]byte(out), &keys); err != nil || len(keys) != 1 || !keys[0].Signing {
+		t.Fatalf("keys list --json: %s (%v)", out, err)
+	}
+	old := keys[0].Kid
+	next, _ := mustRun(t, "keys", "rotate", "--database", db)
+	next = strings.TrimSpace(next)
+	if _, _, err := run(t, "keys", "retire", "--kid", old, "--database", db); err == nil || !strings.Contains(err.Error(), `"after" not set`) {
+		t.Errorf("retire without --after: %v", err)
+	}
+	if _, _, err := run(t, "keys", "retire", "--kid", next, "--after", "720h", "--database", db); loyalty.ErrorCode(err) != loyalty.EINVALID {
+		t.Errorf("retiring the key that signs: %v", err)
+	}
+	mustRun(t, "keys", "retire", "--kid", old, "--after", "720h", "--database", db)
+	out, _ = mustRun(t, "keys", "list", "--database", db)
+	if !regexp.MustCompile(next+` +signs new codes`).MatchString(out) || !regexp.MustCompile(old+` +verifies the codes it signed until 20`).MatchString(out) {
+		t.Errorf("keys list:\n%s", out)
+	}
+}
