@@ -232,6 +232,10 @@ type WebhookTx interface {
 	// PruneWebhookDeliveries removes up to limit of the deliveries queued before before that wait
 	// for no attempt, oldest first, and returns how many it removed.
 	PruneWebhookDeliveries(ctx context.Context, before time.Time, limit int) (int, error)
+	// GiveUpDisabledDeliveries marks failed, with the reason as their last error, up to limit of
+	// the deliveries still pending for disabled endpoints that were queued before before, and
+	// returns how many.
+	GiveUpDisabledDeliveries(ctx context.Context, before time.Time, reason string, limit int) (int, error)
 	// PruneWebhookEvents removes up to limit of the events of type typ made from after (included)
 	// to before (excluded) that no delivery waits for, oldest first. It returns how many it
 	// removed and when the last of them was made (after when none).

@@ -582,6 +582,10 @@ func (s *WebhookSender) record(ctx context.Context, claimed []WebhookAttempt, re
 // budget.exhausted (once per budget and limit, for ever: a handful of rows), and points.expiring
 // until the points it announced have expired (expiry.remind_days after it was made). It returns
 // how many events it removed.
+// DisabledTooLong is the last error of a delivery given up because its endpoint stayed disabled
+// for longer than the delivery log is kept.
+const DisabledTooLong = "given up: the endpoint was disabled for longer than webhooks.retention"
+
 func (s *WebhookSender) Prune(ctx context.Context) (int, error) {
 	keep := s.Retention
 	if keep <= 0 {
@@ -590,6 +594,21 @@ func (s *WebhookSender) Prune(ctx context.Context) (int, error) {
 	batch := cmp.Or(s.PruneBatch, 1000)
 	now := s.Hub.Now()
 	before := now.Add(-keep)
+	// What waits for an endpoint disabled for longer than the retention is given up, so that a
+	// receiver gone for good does not keep every event since in the database.
+	for {
+		var n int
+		if err := s.Hub.Store.Update(Bookkeeping(ctx), func(tx Tx) error {
+			var err error
+			n, err = tx.GiveUpDisabledDeliveries(ctx, before, DisabledTooLong, batch)
+			return err
+		}); err != nil {
+			return 0, err
+		}
+		if n < batch {
+			break
+		}
+	}
 	for {
 		var n int
 		if err := s.Hub.Store.Update(Bookkeeping(ctx), func(tx Tx) error {

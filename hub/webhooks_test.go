@@ -1153,3 +1153,46 @@ func TestWebhooks_ABlipDoesNotDisable(t *testing.T) {
 		t.Errorf("after the deliveries: %+v; want enabled, no failures in a row", e)
 	}
 }
+
+// TestWebhooks_DisabledTooLongIsGivenUp: an endpoint disabled keeps its events queued, to go out
+// once it is enabled again, but not past the retention: then the hourly prune gives them up and
+// removes them with their events. Before, a receiver gone for good kept every event since in the
+// database, and each prune read them all again.
+func TestWebhooks_DisabledTooLongIsGivenUp(t *testing.T) {
+	h, clk := webhookHub(t)
+	ctx := hub.WithActor(context.Background(), hub.CLIActor)
+	gone := addWebhook(t, h, "http://127.0.0.1:9/gone", string(hub.EventPointsEarned))
+	paused := addWebhook(t, h, "http://127.0.0.1:9/paused", string(hub.EventPointsEarned))
+	off := false
+	if _, err := h.UpdateWebhook(ctx, gone.Webhook.ID, hub.WebhookRequest{Enabled: &off}); err != nil {
+		t.Fatal(err)
+	}
+	fund(t, h, "m1", 100)
+	fund(t, h, "m1", 200)
+	clk.Add(20 * 24 * time.Hour)
+	if _, err := h.UpdateWebhook(ctx, paused.Webhook.ID, hub.WebhookRequest{Enabled: &off}); err != nil {
+		t.Fatal(err)
+	}
+	fund(t, h, "m1", 300)
+	clk.Add(11 * 24 * time.Hour) // the first two events are 31 days old, the third 11
+	s := hub.NewWebhookSender(h)
+	s.PruneBatch = 1
+	if _, err := s.Prune(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := deliveries(t, h, gone.Webhook.ID, ""); len(d) != 1 || d[0].State != hub.DeliveryPending {
+		t.Errorf("the endpoint disabled for 31 days: %+v; want its 11-day-old delivery pending, the older ones gone", d)
+	}
+	// Disabled for 11 days only: its deliveries queued 31 days ago are given up too, as the
+	// retention counts from the queueing (enabled, they would have failed after retry_for).
+	if d := deliveries(t, h, paused.Webhook.ID, ""); len(d) != 1 || d[0].State != hub.DeliveryPending {
+		t.Errorf("the endpoint disabled for 11 days: %+v; want its 11-day-old delivery pending, the older ones gone", d)
+	}
+	var events int
+	if err := openRaw(t, whereOf(t, h.Store)).QueryRow(`SELECT count(*) FROM webhook_events`).Scan(&events); err != nil {
+		t.Fatal(err)
+	}
+	if events != 1 {
+		t.Errorf("%d events kept, want 1: the one still waiting", events)
+	}
+}

@@ -358,6 +358,19 @@ func (t *tx) PruneWebhookDeliveries(ctx context.Context, before time.Time, limit
 	return int(n), err
 }
 
+func (t *tx) GiveUpDisabledDeliveries(ctx context.Context, before time.Time, reason string, limit int) (int, error) {
+	// Each disabled endpoint's log (webhook_deliveries_log) up to before: what is older and done
+	// is pruned next, so that much is read once.
+	res, err := t.ExecContext(ctx, `UPDATE webhook_deliveries SET state = 'failed', last_error = ?, claimed_until = 0
+		WHERE rowid IN (SELECT d.rowid FROM webhook_endpoints e JOIN webhook_deliveries d ON d.endpoint = e.id
+			WHERE e.disabled_at <> 0 AND d.created_at < ? AND d.state = 'pending' LIMIT ?+0)`, reason, unixms.Of(before), limit)
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
+}
+
 func (t *tx) PruneWebhookEvents(ctx context.Context, typ string, after, before time.Time, limit int) (int, time.Time, error) {
 	rows, err := t.QueryContext(ctx, `DELETE FROM webhook_events WHERE id IN (SELECT v.id FROM webhook_events v
 		WHERE v.type = ? AND v.created_at >= ? AND v.created_at < ?
