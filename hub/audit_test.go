@@ -72,6 +72,20 @@ func TestAudit_PagesAndFilters(t *testing.T) {
 		t.Fatalf("the pages hold %d entries, the oldest %+v; want the whole trail: down to seq 1, the web shop key's, its %d sign-ups",
 			len(all), all[len(all)-1], signups)
 	}
+	var revoked, added int64 // the report key's revocation, and the second newest key's addition
+	var adds []int64
+	for _, e := range all {
+		switch e.Action {
+		case hub.AuditAPIKeyRevoke:
+			revoked = e.Seq
+		case hub.AuditAPIKeyAdd:
+			adds = append(adds, e.Seq)
+		}
+	}
+	if revoked == 0 || len(adds) < 2 {
+		t.Fatalf("the trail holds no revocation or fewer than two keys added: %+v", all)
+	}
+	added = adds[1] // all is newest first
 	for _, tt := range []struct {
 		query string
 		keep  func(hub.AuditEntry) bool
@@ -84,6 +98,12 @@ func TestAudit_PagesAndFilters(t *testing.T) {
 		{"action=member.add&before=" + fmt.Sprint(all[signups/2].Seq), func(e hub.AuditEntry) bool {
 			return e.Action == "member.add" && e.Seq < all[signups/2].Seq
 		}},
+		// A family's actions are read one by one and merged: the page is the newest of them all.
+		{"action=api_key.*&limit=1", func(e hub.AuditEntry) bool { return e.Action == "api_key.revoke" }},
+		{"action=api_key.*&limit=2&before=" + fmt.Sprint(revoked), func(e hub.AuditEntry) bool {
+			return e.Action == "api_key.add" && e.Seq < revoked && e.Seq >= added
+		}},
+		{"action=api_key.*&key_id=config", func(e hub.AuditEntry) bool { return strings.HasPrefix(e.Action, "api_key.") && e.KeyID == "config" }},
 	} {
 		es := page(tt.query)
 		if want := count(all, tt.keep); len(es) != want || count(es, tt.keep) != want || want == 0 {

@@ -53,9 +53,9 @@ func TestSearchMembers_ByNameFollowsEveryWrite(t *testing.T) {
 	check(`n "n`, "x0|")
 	check("Öztürk", "x1|")
 	check("ZTü", "x1|")
-	check("öZTÜRK", "x1|") // every letter's case, on SQLite as on PostgreSQL
+	check("öZTÜRK", "x1|")    // every letter's case, on SQLite as on PostgreSQL
 	check("50%", "x2|")       // % and _ are plain characters
-	check("0_a", "|")          // _ is no wildcard
+	check("0_a", "|")         // _ is no wildcard
 	check(`k\s`, "x3|")       // nor is the backslash an escape
 	check("NEAR(x)", "x3|")   // index query syntax is plain text
 	check("OR Ann*", "x4|")   // so are its operators and prefix star

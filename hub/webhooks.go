@@ -702,6 +702,17 @@ const MaxWebhookDeliveries = 1000
 
 // WebhookDeliveries lists up to limit of an endpoint's deliveries, newest first, of one state
 // ("": all).
+// DeliveryStateCond is the condition on the state of the deliveries d of a delivery log: "" for
+// any, else the state written out, which WebhookDeliveries checked is one of the three: a
+// parameter would keep the planner from the index of failed deliveries, a condition on it.
+func DeliveryStateCond(state string) string {
+	switch state {
+	case DeliveryPending, DeliveryDelivered, DeliveryFailed:
+		return " AND d.state = '" + state + "'"
+	}
+	return ""
+}
+
 func (h *Hub) WebhookDeliveries(ctx context.Context, id, state string, limit int) ([]WebhookDelivery, error) {
 	if limit < 1 || limit > MaxWebhookDeliveries {
 		return nil, loyalty.Errorf(loyalty.EINVALID, "limit must be a whole number from 1 to %d", MaxWebhookDeliveries)

@@ -225,8 +225,8 @@ func (t *tx) RecordWebhookOutcomes(ctx context.Context, outs []hub.WebhookOutcom
 func (t *tx) WebhookDeliveries(ctx context.Context, endpoint, state string, limit int) ([]hub.WebhookDelivery, error) {
 	var out []hub.WebhookDelivery
 	err := t.each(ctx, `SELECT `+deliveryCols+` FROM webhook_deliveries d LEFT JOIN webhook_events v ON v.id = d.event
-		WHERE d.endpoint = $1 AND ($2 = '' OR d.state = $2) ORDER BY d.created_at DESC, d.event DESC LIMIT $3`,
-		[]any{endpoint, state, int64(limit)}, func(rows pgx.Rows) error {
+		WHERE d.endpoint = $1`+hub.DeliveryStateCond(state)+` ORDER BY d.created_at DESC, d.event DESC LIMIT $2`,
+		[]any{endpoint, int64(limit)}, func(rows pgx.Rows) error {
 			d, err := scanDelivery(rows)
 			out = append(out, d)
 			return err

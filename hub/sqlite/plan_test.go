@@ -110,6 +110,7 @@ func TestAuditFiltersUseTheirIndex(t *testing.T) {
 	}{
 		{hub.AuditQuery{KeyID: "ak-1", Before: 10, Limit: 5}, "USING INDEX audit_key (key_id=? AND seq<?)"},
 		{hub.AuditQuery{Action: "member.add", Limit: 5}, "USING INDEX audit_action (action=?)"},
+		{hub.AuditQuery{Action: "member.add", KeyID: "ak-1", Before: 10, Limit: 5}, "USING INDEX audit_key_action (key_id=? AND action=? AND seq<?)"},
 		{hub.AuditQuery{Before: 3_000_000_000, Limit: 5}, "USING INTEGER PRIMARY KEY (rowid<?)"},
 	} {
 		q, args := auditQuery(tt.q)
@@ -133,5 +134,15 @@ func TestOpenLeasesAndProgramsUseTheirIndex(t *testing.T) {
 		if got := plan(t, s, tt.q, "x"); !strings.Contains(got, tt.index) || strings.Contains(got, "TEMP B-TREE") {
 			t.Errorf("%s: plan %s; want %s", tt.q, got, tt.index)
 		}
+	}
+}
+
+// TestFailedDeliveriesUseTheirIndex: an endpoint's failed deliveries are read from their own
+// index, newest first, not by reading its whole log.
+func TestFailedDeliveriesUseTheirIndex(t *testing.T) {
+	s := openStore(t)
+	q := `SELECT d.event FROM webhook_deliveries d WHERE d.endpoint = ?1` + hub.DeliveryStateCond(hub.DeliveryFailed) + ` ORDER BY d.created_at DESC, d.event DESC LIMIT ?2+0`
+	if got := plan(t, s, q, "wh-1", 10); !strings.Contains(got, "INDEX webhook_deliveries_failed (endpoint=?)") {
+		t.Errorf("plan: %s; want a search of webhook_deliveries_failed", got)
 	}
 }

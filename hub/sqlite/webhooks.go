@@ -254,7 +254,7 @@ func (t *tx) RecordWebhookOutcomes(ctx context.Context, outs []hub.WebhookOutcom
 
 func (t *tx) WebhookDeliveries(ctx context.Context, endpoint, state string, limit int) ([]hub.WebhookDelivery, error) {
 	rows, err := t.QueryContext(ctx, `SELECT `+deliveryCols+` FROM webhook_deliveries d LEFT JOIN webhook_events v ON v.id = d.event
-		WHERE d.endpoint = ?1 AND (?2 = '' OR d.state = ?2) ORDER BY d.created_at DESC, d.event DESC LIMIT ?3+0`, endpoint, state, limit)
+		WHERE d.endpoint = ?1`+hub.DeliveryStateCond(state)+` ORDER BY d.created_at DESC, d.event DESC LIMIT ?2+0`, endpoint, limit)
 	if err != nil {
 		return nil, err
 	}
