@@ -649,8 +649,8 @@ func (h *Hub) WriteOff(ctx context.Context, store string) (map[string]int64, err
 		}
 		for _, l := range ls {
 			if l.State != LeaseEnded {
-				return loyalty.Errorf(loyalty.ECONFLICT, "lease %s of store %s is still active until %s; write off after it expires",
-					l.ID, store, l.ExpiresAt.Format(time.RFC3339))
+				return loyalty.Errorf(loyalty.ECONFLICT, "store %s still holds an active lease of budget %s until %s; write off after it expires",
+					store, l.Budget, l.ExpiresAt.UTC().Format(time.RFC3339))
 			}
 			returned[l.Budget] += l.Outstanding()
 			l.State = LeaseSettled

@@ -41,7 +41,12 @@ one restored with loyalty restore --database <it> --replaced <the old one>.`,
 				return errPostgresBackup(cfg.Database)
 			}
 			if _, err := os.Stat(to); err == nil {
-				return fmt.Errorf("%s exists: a backup goes to a new file", to)
+				return loyalty.Errorf(loyalty.EDUPLICATE, "%s exists: a backup goes to a new file", to)
+			}
+			if dir := filepath.Dir(to); dir != "" {
+				if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+					return loyalty.Errorf(loyalty.EINVALID, "the folder %s of the backup does not exist: create it (mkdir -p %s), or name a file in a folder that does", dir, dir)
+				}
 			}
 			return withHubConfig(cmd, cfg, func(ctx context.Context, h *hub.Hub) error {
 				s, ok := h.Store.(*hubsqlite.Store)

@@ -249,8 +249,21 @@ func TestCLI_ConfigErrorsSayWhatToFix(t *testing.T) {
 	if _, _, err := run(t, "agent", "--check-config", "--store-id", "bad id"); err == nil || !strings.Contains(err.Error(), "store_id") {
 		t.Errorf("agent --check-config --store-id 'bad id': %v", err)
 	}
-	if _, _, err := run(t, "agent", "--check-config", "--store-id", "s1", "--database", filepath.Join(dir, "no-such-folder", "agent.db")); err != nil {
-		t.Errorf("--check-config does not open the database: %v", err)
+	// It says a database's folder is missing, with the mkdir, as a start would, for both
+	// commands; and it opens no database: none is made where the folder exists.
+	t.Setenv("LOYALTY_ADMIN_API_KEY", "check-config-admin-key-0123")
+	for cmd, flags := range map[string][]string{"agent": {"--store-id", "s1"}, "hub": nil} {
+		missing := filepath.Join(dir, "no-such-folder", cmd+".db")
+		if _, _, err := run(t, append([]string{cmd, "--check-config", "--database", missing}, flags...)...); err == nil || !strings.Contains(err.Error(), "mkdir -p "+filepath.Dir(missing)) {
+			t.Errorf("%s --check-config with a database in a missing folder: %v", cmd, err)
+		}
+		there := filepath.Join(dir, cmd+".db")
+		if _, _, err := run(t, append([]string{cmd, "--check-config", "--database", there}, flags...)...); err != nil {
+			t.Errorf("%s --check-config: %v", cmd, err)
+		}
+		if _, err := os.Stat(there); !os.IsNotExist(err) {
+			t.Errorf("%s --check-config made or opened the database: %v", cmd, err)
+		}
 	}
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/loyalty-edge-sync/loyalty/agent"
 	"github.com/loyalty-edge-sync/loyalty/hub"
 	"github.com/loyalty-edge-sync/loyalty/internal/clock"
+	"github.com/loyalty-edge-sync/loyalty/internal/sqlitedb"
 	lsync "github.com/loyalty-edge-sync/loyalty/sync"
 )
 
@@ -305,6 +306,11 @@ func (c HubConfig) Validate() error {
 			return fmt.Errorf("%s: %w", f[0], err) // before the database is opened or made
 		}
 	}
+	if !isPostgresURL(c.Database) {
+		if err := sqlitedb.CheckFolder(c.Database); err != nil { // --check-config says so too
+			return err
+		}
+	}
 	if err := checkListen(c.Listen); err != nil {
 		return err
 	}
@@ -363,6 +369,8 @@ func (c AgentConfig) Validate() error {
 	case isPostgresURL(c.Database):
 		return fmt.Errorf("database: the agent's replica is a SQLite file path, not a PostgreSQL URL (%s is for the hub; "+
 			"LOYALTY_DATABASE is read by both commands, so give the agent its own with --database or its config file)", databaseName(c.Database))
+	case sqlitedb.CheckFolder(c.Database) != nil: // --check-config says so too
+		return sqlitedb.CheckFolder(c.Database)
 	case c.Sync.MinBackoff <= 0 || c.Sync.MaxBackoff < c.Sync.MinBackoff || c.Sync.MaxBackoff > time.Hour:
 		return fmt.Errorf("sync.min_backoff must be positive and at most sync.max_backoff, which is at most 1h (a store that waits longer between attempts stays offline that long after the hub is back)")
 	case c.Sync.BatchSize < 1 || c.Sync.BatchSize > 10000:

@@ -154,3 +154,18 @@ func TestCLI_KeysListAndRetire(t *testing.T) {
 		t.Errorf("keys list:\n%s", out)
 	}
 }
+
+// `loyalty backup --to` into a folder that does not exist says so, with the mkdir, instead of
+// SQLite's "unable to open database file (14)"; onto a file that exists, EDUPLICATE.
+func TestCLI_BackupToAMissingFolder(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "hub.db")
+	mustRun(t, "init", "--database", db)
+	to := filepath.Join(dir, "nodir", "hub-backup.db")
+	if _, _, err := run(t, "backup", "--to", to, "--database", db); loyalty.ErrorCode(err) != loyalty.EINVALID || !strings.Contains(err.Error(), "mkdir -p "+filepath.Dir(to)) {
+		t.Errorf("backup into a missing folder: %v", err)
+	}
+	if _, _, err := run(t, "backup", "--to", db, "--database", db); loyalty.ErrorCode(err) != loyalty.EDUPLICATE {
+		t.Errorf("backup onto a file that exists: %v", err)
+	}
+}

@@ -177,9 +177,9 @@ Event types: ` + strings.Join(hub.WebhookEventTypes, ", ") + `, or "*" for all.`
 			var req hub.ReplayRequest
 			req.Event = event
 			if sinceText != "" {
-				since, err := time.Parse(time.RFC3339, sinceText)
+				since, err := hub.ParseDay("--since", sinceText) // a date, as report and export take, or a time
 				if err != nil {
-					return fmt.Errorf("--since must be an RFC 3339 time such as 2026-12-01T00:00:00Z: %w", err)
+					return err
 				}
 				req.Since = since
 			}
@@ -194,7 +194,7 @@ Event types: ` + strings.Join(hub.WebhookEventTypes, ", ") + `, or "*" for all.`
 		},
 	}
 	replay.Flags().String("event", "", "the event id to send again")
-	replay.Flags().String("since", "", "send every event since this RFC 3339 time again")
+	replay.Flags().String("since", "", "send every event since this date (2026-12-01, midnight UTC) or RFC 3339 time again")
 	for _, c := range []*cobra.Command{remove, deliveries, replay} {
 		c.Flags().String("id", "", "the webhook's id, as loyalty webhook list shows it")
 		c.MarkFlagRequired("id")

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/hub"
 )
 
@@ -38,6 +39,14 @@ func TestCLI_Webhooks(t *testing.T) {
 	_, errOut := mustRun(t, "webhook", "replay", "--database", db, "--id", id, "--since", time.Now().Add(-time.Hour).UTC().Format(time.RFC3339))
 	if !strings.Contains(errOut, "1 deliveries queued") {
 		t.Fatalf("replay said %q", errOut)
+	}
+	// A date, as report and export take it: midnight UTC (yesterday's, so the event is after it).
+	_, errOut = mustRun(t, "webhook", "replay", "--database", db, "--id", id, "--since", time.Now().UTC().AddDate(0, 0, -1).Format(time.DateOnly))
+	if !strings.Contains(errOut, "1 deliveries queued") {
+		t.Fatalf("replay --since a date said %q", errOut)
+	}
+	if _, _, err := run(t, "webhook", "replay", "--database", db, "--id", id, "--since", "yesterday"); loyalty.ErrorCode(err) != loyalty.EINVALID || !strings.Contains(err.Error(), "a date such as 2026-11-22") {
+		t.Fatalf("replay --since yesterday: %v", err)
 	}
 	if _, _, err := run(t, "webhook", "add", "--database", db, "--url", "ftp://x.example.com/"); err == nil || !strings.Contains(formatError(err), "EINVALID") {
 		t.Fatalf("a bad URL: %v", err)
