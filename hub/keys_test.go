@@ -100,20 +100,28 @@ func hexOf(b []byte) string {
 	return string(out)
 }
 
-// A database written before keys were sealed holds its key in clear: the hub seals it at start,
-// and the key goes on signing, with the same id.
-func TestClearKeyFromAnOlderVersionIsSealed(t *testing.T) {
-	ctx := context.Background()
+// keyedHub opens a new hub database under a new KEK, and returns the hub, where its database
+// is, the KEK and the signing key Init made.
+func keyedHub(t *testing.T) (*hub.Hub, string, *seal.Box, qr.PrivateKey) {
+	t.Helper()
 	path := newDatabase(t)
 	kek := seal.NewRandom()
 	h, err := reopen(t, path, kek)
 	if err != nil {
 		t.Fatal(err)
 	}
-	k, err := h.SigningKey(ctx)
+	k, err := h.SigningKey(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
+	return h, path, kek, k
+}
+
+// A database written before keys were sealed holds its key in clear: the hub seals it at start,
+// and the key goes on signing, with the same id.
+func TestClearKeyFromAnOlderVersionIsSealed(t *testing.T) {
+	ctx := context.Background()
+	h, path, kek, k := keyedHub(t)
 	h.Store.Close()
 	db := openRaw(t, path)
 	if _, err := db.Exec(`UPDATE signing_keys SET private_key = ? WHERE kid = ?`, []byte(k.Key), k.ID); err != nil {
@@ -210,22 +218,13 @@ func TestSigningKey_RetiringTheOneThatSignsIsRefused(t *testing.T) {
 // a new key at the hub's start, as before, and now an entry in the audit trail says so.
 func TestSigningKey_MadeAtStartIsAudited(t *testing.T) {
 	ctx := context.Background()
-	path := newDatabase(t)
-	kek := seal.NewRandom()
-	h, err := reopen(t, path, kek)
-	if err != nil {
-		t.Fatal(err)
-	}
-	first, err := h.SigningKey(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, path, kek, first := keyedHub(t)
 	db := openRaw(t, path)
 	if _, err := db.Exec(db.bind(`UPDATE signing_keys SET not_after = ?`), t0.UnixMilli()); err != nil {
 		t.Fatal(err)
 	}
 	h.Store.Close()
-	h, err = reopen(t, path, kek)
+	h, err := reopen(t, path, kek)
 	if err != nil {
 		t.Fatal(err)
 	}
