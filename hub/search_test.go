@@ -152,3 +152,44 @@ func TestSearchMembers_ErasedNameLeavesNoTrigrams(t *testing.T) {
 		t.Errorf("the erased name is still found: %+v, %v", p, err)
 	}
 }
+
+// TestIndexedLookupsPostgres: on PostgreSQL the search by name reads member_names' trigram index
+// and a member's rejections (their erasure, their export) rejections_member, not every row; the
+// planner is kept off sequential scans, as the tables of a test are too small to choose an index
+// on their own.
+func TestIndexedLookupsPostgres(t *testing.T) {
+	if !onPostgres() {
+		t.Skipf("needs a PostgreSQL server: run with %s=postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable go test ./hub/ -run Postgres", postgresEnv)
+	}
+	h := openHub(t)
+	ctx := context.Background()
+	conn, err := openRaw(t, whereOf(t, h.Store)).Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `SET enable_seqscan = off`); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ q, index string }{
+		{`SELECT n.id FROM member_names n WHERE n.name ILIKE '%ann%'`, "member_names_trigrams"},
+		{`SELECT delta_id FROM rejections WHERE (delta::jsonb ->> 'member') = 'm1'`, "rejections_member"},
+	} {
+		var plan []string
+		rows, err := conn.QueryContext(ctx, `EXPLAIN `+tt.q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var line string
+			if err := rows.Scan(&line); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, line)
+		}
+		rows.Close()
+		if p := strings.Join(plan, "\n"); !strings.Contains(p, tt.index) {
+			t.Errorf("%s:\n%s\nwant %s", tt.q, p, tt.index)
+		}
+	}
+}

@@ -101,13 +101,13 @@ func (t *tx) EraseMember(ctx context.Context, id string, at time.Time, version i
 			return err
 		}
 	}
-	if _, err := t.exec(ctx, `UPDATE rejections SET message = $1 WHERE strpos(delta, $2) > 0 AND message LIKE $3`,
-		hub.CountryMismatch, memberField(id), hub.OldCountryMismatch); err != nil {
+	if _, err := t.exec(ctx, `UPDATE rejections SET message = $1 WHERE `+rejectionMember+` = $2 AND message LIKE $3`,
+		hub.CountryMismatch, id, hub.OldCountryMismatch); err != nil {
 		return err
 	}
 	var stores, ids []string
 	bodies = nil
-	err = t.each(ctx, `SELECT store, delta_id, delta FROM rejections WHERE strpos(delta, $1) > 0`, []any{memberField(id)}, func(rows pgx.Rows) error {
+	err = t.each(ctx, `SELECT store, delta_id, delta FROM rejections WHERE `+rejectionMember+` = $1`, []any{id}, func(rows pgx.Rows) error {
 		var store, did, body string
 		if err := rows.Scan(&store, &did, &body); err != nil {
 			return err
@@ -153,11 +153,9 @@ func (t *tx) PastCountries(ctx context.Context, member string, since time.Time) 
 	return out, err
 }
 
-// memberField is how a delta's JSON names member id: what finds a member's rejected deltas.
-func memberField(id string) string {
-	b, _ := json.Marshal(id)
-	return `"member":` + string(b)
-}
+// rejectionMember is the member of a rejected delta, as the index rejections_member (migration
+// 0030) holds it: what finds a member's rejected deltas without reading them all.
+const rejectionMember = `(delta::jsonb ->> 'member')`
 
 // withoutCountry returns a delta's JSON without its country, and whether it was the member's
 // delta and had a country.
@@ -208,8 +206,8 @@ func (t *tx) MemberRecords(ctx context.Context, member string) (hub.MemberRecord
 			})
 	}
 	if err == nil {
-		err = t.each(ctx, `SELECT store, delta, code, message, at FROM rejections WHERE strpos(delta, $1) > 0 ORDER BY at, seq`,
-			[]any{memberField(member)}, func(rows pgx.Rows) error {
+		err = t.each(ctx, `SELECT store, delta, code, message, at FROM rejections WHERE `+rejectionMember+` = $1 ORDER BY at, seq`,
+			[]any{member}, func(rows pgx.Rows) error {
 				var j hub.Rejection
 				var body string
 				var at int64
