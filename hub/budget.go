@@ -436,20 +436,21 @@ func (a *applier) heldOnline(ctx context.Context, budget string) (int64, error) 
 	if err != nil {
 		return 0, err
 	}
+	// Which of the stores not connected here are connected to another hub process: one read
+	// for all of them, not one per lease, under the writer, at every refusal.
+	var elsewhere []string
+	for _, l := range ls {
+		if l.State == LeaseActive && a.session(l.Store).IsZero() {
+			elsewhere = append(elsewhere, l.Store)
+		}
+	}
+	live, err := a.tx.LiveSessions(ctx, elsewhere)
+	if err != nil {
+		return 0, err
+	}
 	var n int64
 	for _, l := range ls {
-		if l.State != LeaseActive {
-			continue
-		}
-		online := !a.session(l.Store).IsZero()
-		if !online { // connected to another hub process?
-			s, err := a.tx.Session(ctx, l.Store)
-			if err != nil && loyalty.ErrorCode(err) != loyalty.ENOTFOUND {
-				return 0, err
-			}
-			online = s.Owner != ""
-		}
-		if online {
+		if l.State == LeaseActive && (!a.session(l.Store).IsZero() || live[l.Store]) {
 			n += max(l.Told()-l.Consumed, 0)
 		}
 	}

@@ -2,6 +2,8 @@ package hub_test
 
 import (
 	"context"
+	"fmt"
+	"maps"
 	"reflect"
 	"strconv"
 	"strings"
@@ -537,5 +539,36 @@ func TestQuietStoreKeepsOneRewardsWorth(t *testing.T) {
 				t.Errorf("day %d: the 5.00 off was %s %s (%s)", day, r.Status, r.Code, r.Message)
 			}
 		}
+	}
+}
+
+// TestRefusalCountsQuotaHeldThroughAnotherHub: the quota that stores connected to another hub
+// process hold counts as held online in a refusal's message, found in one read of their sessions
+// (Tx.LiveSessions) however many leases the budget has; a store with no live session does not.
+func TestRefusalCountsQuotaHeldThroughAnotherHub(t *testing.T) {
+	c := newLeaseClock(t, loyalty.Budget{ID: "coffees", Metric: loyalty.MetricRedemptions, Reward: "coffee", Limit: 4,
+		LeaseTTL: loyalty.Duration(48 * time.Hour)})
+	c.h.Lease.Share = 1
+	l1 := c.pull("s1", "coffees")
+	c.pull("s2", "coffees")
+	ctx := context.Background()
+	if err := c.h.Store.Update(ctx, func(tx hub.Tx) error {
+		if _, err := tx.ClaimSession(ctx, hub.Session{Store: "s1", Owner: "another-hub", Started: c.now}, time.Hour); err != nil {
+			return err
+		}
+		live, err := tx.LiveSessions(ctx, []string{"s1", "s2", "s1", "nowhere"})
+		if err != nil {
+			return err
+		}
+		if want := map[string]bool{"s1": true, "s2": false, "nowhere": false}; !maps.Equal(live, want) {
+			t.Errorf("live sessions %v, want %v", live, want)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.h.Redeem(ctx, loyalty.RedeemRequest{OrderID: "web-1", MemberID: "m1", RewardID: "coffee"})
+	if want := fmt.Sprintf("; %d of it is held by stores that are online", l1.Granted); loyalty.ErrorCode(err) != loyalty.EBUDGET || !strings.Contains(err.Error(), want) {
+		t.Fatalf("online with every coffee leased: %v; want it to say %q", err, want)
 	}
 }

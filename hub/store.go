@@ -384,6 +384,9 @@ type Tx interface {
 	ExpireSessions(ctx context.Context) ([]Session, error)
 	// Session returns store's session, live or ended (ENOTFOUND if it never had one).
 	Session(ctx context.Context, store string) (Session, error)
+	// LiveSessions returns which of stores have a live session, held by any hub process, in one
+	// read.
+	LiveSessions(ctx context.Context, stores []string) (map[string]bool, error)
 	// Publish delivers ev to every listener on the database (Store.Listen) when the transaction
 	// commits, and never if it does not.
 	Publish(ctx context.Context, ev Event) error

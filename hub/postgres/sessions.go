@@ -81,6 +81,23 @@ func (t *tx) ExpireSessions(ctx context.Context) ([]hub.Session, error) {
 	return out, err
 }
 
+func (t *tx) LiveSessions(ctx context.Context, stores []string) (map[string]bool, error) {
+	out := make(map[string]bool, len(stores))
+	for _, s := range stores {
+		out[s] = false
+	}
+	if len(stores) == 0 {
+		return out, nil
+	}
+	err := t.each(ctx, `SELECT store FROM sessions WHERE store = ANY($1) AND owner <> ''`, []any{stores}, func(rows pgx.Rows) error {
+		var s string
+		err := rows.Scan(&s)
+		out[s] = true
+		return err
+	})
+	return out, err
+}
+
 func (t *tx) Session(ctx context.Context, store string) (hub.Session, error) {
 	s, err := scanSession(t.queryRow(ctx, `SELECT `+sessionCols+` FROM sessions WHERE store = $1`, store))
 	return s, notFound(err, "store %q has had no sync session", store)

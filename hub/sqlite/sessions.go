@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"sync"
 	"time"
@@ -88,6 +89,25 @@ func (t *tx) ExpireSessions(ctx context.Context) ([]hub.Session, error) {
 		}
 	}
 	return out, nil
+}
+
+func (t *tx) LiveSessions(ctx context.Context, stores []string) (map[string]bool, error) {
+	out := make(map[string]bool)
+	if len(stores) == 0 {
+		return out, nil
+	}
+	list, err := json.Marshal(stores)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range stores { // a store in a list many times is asked for once
+		out[s] = false
+	}
+	live, err := t.Strings(ctx, `SELECT store FROM sessions WHERE store IN (SELECT value FROM json_each(?)) AND owner <> ''`, string(list))
+	for _, s := range live {
+		out[s] = true
+	}
+	return out, err
 }
 
 func (t *tx) Session(ctx context.Context, store string) (hub.Session, error) {
