@@ -187,6 +187,7 @@ func (h *Hub) CreateMember(ctx context.Context, m loyalty.Member) (NewMember, er
 		}
 	}
 	m.ReferralPaid = false
+	m.Country = countryCode(m.Country)
 	if m.Country != "" {
 		if err := validCountry(m.Country); err != nil {
 			return fail(err)

@@ -163,6 +163,7 @@ func (p MemberPatch) apply(old Profile, today time.Time) (Profile, []string, err
 	}
 	email := strings.ToLower(strings.TrimSpace(p.Email.Value))
 	p.Email.Value = email
+	p.Country.Value = countryCode(p.Country.Value)
 	for _, f := range []struct {
 		name  string
 		t     Text
@@ -264,6 +265,17 @@ func validCountry(s string) error {
 	}
 	return nil
 }
+
+// countryCode returns a country as stored, in upper case: an import, the API and the command
+// line all take "de" for DE. Anything else is left as given, for validCountry to name.
+func countryCode(s string) string {
+	if len(s) == 2 && isASCIILetter(s[0]) && isASCIILetter(s[1]) {
+		return strings.ToUpper(s)
+	}
+	return s
+}
+
+func isASCIILetter(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
 
 // storeFields are the fields of a Profile that stores hold (loyalty.Member's, in their replicas):
 // a change of one of them gives the member a new change version, so that stores pull it.

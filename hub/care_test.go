@@ -72,7 +72,7 @@ func TestCare_UpdateMember(t *testing.T) {
 	for _, c := range []struct{ body, code string }{
 		{`{"email":"x@y.z"}`, ""}, // m2 takes an email; m1's own email is refused to m2 below
 		{`{"email":"not-an-email"}`, loyalty.EINVALID},
-		{`{"country":"gb"}`, loyalty.EINVALID},
+		{`{"country":"Britain"}`, loyalty.EINVALID},
 		{`{"birthday":"1990-02-30"}`, loyalty.EINVALID},
 		{`{"name":"a\u0007b"}`, loyalty.EINVALID},
 		{`{"name":"` + strings.Repeat("n", hub.MaxNameLength+1) + `"}`, loyalty.EINVALID},
@@ -450,5 +450,25 @@ func TestCare_EraseClearsWebhookDeliveryErrors(t *testing.T) {
 	}
 	if left := personalLeft(t, a.Hub, careEmail, careName); len(left) > 0 {
 		t.Errorf("after the second erasure the member's data is still in: %s", strings.Join(left, "; "))
+	}
+}
+
+// A country in lower case is read in upper case, by the API as by an import ("de" was refused
+// at POST /v1/members and PATCH, taken by the import); a name of a country is refused as given.
+func TestCare_CountryInAnyCase(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	if _, err := h.CreateMember(ctx, loyalty.Member{ID: "c1", Country: "de"}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := h.UpdateMember(ctx, "c1", hub.MemberPatch{Country: hub.Text{Set: true, Value: "fr"}})
+	if err != nil || v.Country != "FR" {
+		t.Fatalf("update to fr: %+v, %v", v.Country, err)
+	}
+	_, err = h.CreateMember(ctx, loyalty.Member{ID: "c2", Country: "Germany"})
+	wantCode(t, err, loyalty.EINVALID, `got "Germany"`)
+	rep := importCSV(t, h, "email,points,country\nc3@example.com,5,de\nc4@example.com,5,Germany\n", hub.ImportOptions{ImportID: "countries", Reason: "migration"})
+	if rep.Imported != 1 || len(rep.Errors) != 1 || !strings.Contains(rep.Errors[0].Reason, `got "Germany"`) {
+		t.Errorf("import: %+v", rep)
 	}
 }

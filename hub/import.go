@@ -486,7 +486,7 @@ func (im *importer) row(line int, rec []string) (importRow, bool) {
 	if im.o.Mode == ImportSet && r.points < 0 {
 		return fail("a balance cannot be negative: in mode set, points is the balance the member will have")
 	}
-	r.member = loyalty.Member{ID: r.id, Email: r.email, Name: get("name"), Country: strings.ToUpper(get("country")), HomeStore: get("home_store"),
+	r.member = loyalty.Member{ID: r.id, Email: r.email, Name: get("name"), Country: countryCode(get("country")), HomeStore: get("home_store"),
 		Birthday: get("birthday")}
 	if err := validName(r.member.Name); err != nil { // as the API checks a member's fields (care.go)
 		return fail("%s", loyalty.ErrorMessage(err))
