@@ -219,7 +219,7 @@ func importCommand() *cobra.Command {
 					err = cerr
 				}
 				if err != nil {
-					if derived && !o.DryRun && loyalty.ErrorCode(err) != "" {
+					if derived && !o.DryRun && rep.Imported > 0 && loyalty.ErrorCode(err) != "" {
 						// The import stopped part way: the file fixed has another content, so
 						// without the id a run again would import the rows done a second time.
 						return loyalty.Errorf(loyalty.ErrorCode(err), "%s (this import's id: --import-id %s)", loyalty.ErrorMessage(err), o.ImportID)
@@ -255,21 +255,34 @@ type errorsFile struct {
 	f    *os.File
 	w    *hub.ImportErrorsCSV
 	n    int
+	err  error // why the file could not be opened
+}
+
+// openErrorsFile opens the errors file at path. Its reasons quote the rows, members' emails among
+// them, so a file is for its owner alone (mode 0600), as exports are, an earlier run's file too
+// when this user owns it. What is not a file (--errors /dev/stderr, a pipe) is written to as it
+// is, never truncated nor given another mode.
+func openErrorsFile(path string) (*os.File, error) {
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+		return os.OpenFile(path, os.O_WRONLY, 0)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	f.Chmod(0o600) // an earlier file of another owner keeps its mode: its rows are written all the same
+	return f, nil
 }
 
 func (e *errorsFile) write(r hub.RowError) {
 	if e.f == nil {
-		// Its reasons quote the rows, members' emails among them: for the file's owner alone,
-		// as exports are, an earlier run's file included.
-		f, err := os.OpenFile(e.path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-		if err == nil {
-			err = f.Chmod(0o600)
+		if e.err != nil {
+			return
 		}
+		f, err := openErrorsFile(e.path)
 		if err != nil {
-			if f != nil {
-				f.Close()
-			}
-			return // close reports it
+			e.err = err // close reports it
+			return
 		}
 		e.f, e.w = f, hub.NewImportErrorsCSV(f)
 	}
@@ -282,6 +295,9 @@ func (e *errorsFile) write(r hub.RowError) {
 // errors file is removed.
 func (e *errorsFile) removeStale() error {
 	if e.n > 0 || e.f != nil {
+		return nil
+	}
+	if fi, err := os.Stat(e.path); err != nil || !fi.Mode().IsRegular() {
 		return nil
 	}
 	b := make([]byte, len(errorsHeader))
@@ -302,6 +318,9 @@ const errorsHeader = "line,code,reason\n"
 
 func (e *errorsFile) close() error {
 	if e.f == nil {
+		if e.err != nil {
+			return fmt.Errorf("cannot write the errors file: %w", e.err)
+		}
 		if e.n > 0 || e.path == "" {
 			return fmt.Errorf("cannot write the errors file %s", e.path)
 		}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/loyalty-edge-sync/loyalty"
@@ -167,5 +168,36 @@ func TestCLI_BackupToAMissingFolder(t *testing.T) {
 	}
 	if _, _, err := run(t, "backup", "--to", db, "--database", db); loyalty.ErrorCode(err) != loyalty.EDUPLICATE {
 		t.Errorf("backup onto a file that exists: %v", err)
+	}
+}
+
+// --errors naming what is not a file (a pipe here; /dev/stderr, /dev/null) is written to as it
+// is: never given mode 0600, which run as root on /dev/null broke it for every other user.
+func TestCLI_ImportErrorsToAPipe(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "hub.db")
+	mustRun(t, "init", "--database", db)
+	pipe := filepath.Join(dir, "errors.pipe")
+	if err := syscall.Mkfifo(pipe, 0o644); err != nil {
+		t.Skipf("no named pipes here: %v", err)
+	}
+	read := make(chan string, 1)
+	go func() {
+		b, _ := os.ReadFile(pipe) // until the import closes its end
+		read <- string(b)
+	}()
+	file := filepath.Join(dir, "in.csv")
+	if err := os.WriteFile(file, []byte("email,points\nok@example.com,5\nnot-an-email,5\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := run(t, "import", "members", file, "--reason", "migration", "--errors", pipe, "--database", db)
+	if loyalty.ErrorCode(err) != loyalty.EINVALID || !strings.Contains(err.Error(), "1 bad rows were not imported") {
+		t.Errorf("import: %v", err)
+	}
+	if got := <-read; !strings.HasPrefix(got, "line,code,reason\n3,EINVALID,") {
+		t.Errorf("the pipe read %q", got)
+	}
+	if fi, err := os.Stat(pipe); err != nil || fi.Mode().Perm() != 0o644 {
+		t.Errorf("the pipe after the import: %v, %v; want its mode 0644 left alone", fi, err)
 	}
 }
