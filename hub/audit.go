@@ -7,6 +7,7 @@ import (
 	"maps"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -162,12 +163,13 @@ func (q AuditQuery) actions() (exact, family string) {
 // Where returns the conditions q's filters make, for an audit query's WHERE ("" for none), with
 // their arguments, each placeholder written by place(n), n from 1: only the filters given, each a
 // condition of its own, so that the planner uses the index of those given (audit_action,
-// audit_key, audit_key_action) and seeks to before. A family of actions is not one: Hub.AuditPage
-// asks for each of its actions.
+// audit_key, audit_key_action) and seeks to before. A family of actions is a condition on the
+// action's prefix, which no index serves: Hub.AuditPage asks for each of the family's actions
+// instead.
 func (q AuditQuery) Where(place func(n int) string) (string, []any) {
 	var conds []string
 	var args []any
-	exact, _ := q.actions()
+	exact, family := q.actions()
 	for _, f := range []struct {
 		cond string
 		arg  any
@@ -175,6 +177,7 @@ func (q AuditQuery) Where(place func(n int) string) (string, []any) {
 	}{
 		{"seq < %s", q.Before, q.Before > 0},
 		{"action = %s", exact, exact != ""},
+		{"substr(action, 1, " + strconv.Itoa(len(family)) + ") = %s", family, family != ""},
 		{"key_id = %s", q.KeyID, q.KeyID != ""},
 	} {
 		if f.set {

@@ -483,9 +483,9 @@ func (d *dashboard) members(w http.ResponseWriter, r *http.Request, op *operator
 			return "members", http.StatusInternalServerError, data, web.Refusal(err)
 		}
 		add(pg.Members)
-		if err != nil && !data.Exact { // a name too short to search by, or an email that is none
+		if err != nil && !data.Exact { // an email that is none, say
 			return "members", http.StatusOK, data, &web.Flash{Title: "No search made.", Error: loyalty.ErrorMessage(err),
-				Hint: "Type a member id, a whole email address, or at least three letters of the name."}
+				Hint: "Type a member id, a whole email address, or a part of the name."}
 		}
 	}
 	if data.Exact && len(data.Members) == 1 && r.URL.Query().Get("list") == "" {

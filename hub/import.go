@@ -4,6 +4,7 @@
 package hub
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/csv"
@@ -175,7 +176,8 @@ func (h *Hub) Import(ctx context.Context, r io.Reader, o ImportOptions) (ImportR
 	if err != nil {
 		return rep, err
 	}
-	counter := &countingReader{r: &bomSkipper{r: r}, max: MaxImportRowBytes, next: 1}
+	skipper := &bomSkipper{r: r}
+	counter := &countingReader{r: skipper, max: MaxImportRowBytes, next: 1}
 	cr := csv.NewReader(counter)
 	cr.FieldsPerRecord = -1 // a row with a column too many is reported, not fatal
 	cr.ReuseRecord = true
@@ -183,6 +185,9 @@ func (h *Hub) Import(ctx context.Context, r io.Reader, o ImportOptions) (ImportR
 	if err == io.EOF {
 		return rep, loyalty.Errorf(loyalty.EINVALID, "the file is empty: it needs a header row such as email,points")
 	} else if errors.As(err, new(*rowTooLong)) {
+		if skipper.crOnly() { // the whole file one line: the CSV reader ends none at a lone CR
+			return rep, fileFormat([]string{"\r"})
+		}
 		return rep, loyalty.Errorf(loyalty.EINVALID, "the header row is longer than %d MiB: it is not the header of a members file (or a double quote in it is never closed)", MaxImportRowBytes>>20)
 	} else if err != nil {
 		var pe *csv.ParseError
@@ -407,8 +412,6 @@ func readHeader(header []string) (map[string]int, []string, error) {
 	return cols, ignored, nil
 }
 
-// headerList is what a message quotes of a header row: its first 10 column names, each cut to
-// 40 bytes, and how many more there are.
 // fileFormat recognises, from its header row, a file saved in a form the import does not read,
 // and says how to save it instead: UTF-16 (a spreadsheet's "Unicode text"), lines that end with a
 // carriage return alone (old Mac spreadsheets), columns separated by semicolons (spreadsheets set
@@ -428,6 +431,8 @@ func fileFormat(header []string) error {
 	return nil
 }
 
+// headerList is what a message quotes of a header row: its first 10 column names, each cut to
+// 40 bytes, and how many more there are.
 func headerList(header []string) string {
 	const n = 10
 	names := make([]string, 0, min(len(header), n))
@@ -892,6 +897,19 @@ type bomSkipper struct {
 	r       io.Reader
 	started bool
 	head    []byte // the first bytes read, not the mark, still to be returned
+	cr, lf  bool   // a carriage return and a line feed were read (looked for until the first LF)
+}
+
+// crOnly reports whether what was read has carriage returns and no line feed: lines that end
+// with a carriage return alone, which the CSV reader does not end a record at.
+func (b *bomSkipper) crOnly() bool { return b.cr && !b.lf }
+
+// see notes what p[:n] holds of line ends, until a line feed is found.
+func (b *bomSkipper) see(p []byte) {
+	if !b.lf {
+		b.lf = bytes.IndexByte(p, '\n') >= 0
+		b.cr = b.cr || bytes.IndexByte(p, '\r') >= 0
+	}
 }
 
 func (b *bomSkipper) Read(p []byte) (int, error) {
@@ -909,9 +927,12 @@ func (b *bomSkipper) Read(p []byte) (int, error) {
 	if len(b.head) > 0 {
 		n := copy(p, b.head)
 		b.head = b.head[n:]
+		b.see(p[:n])
 		return n, nil
 	}
-	return b.r.Read(p)
+	n, err := b.r.Read(p)
+	b.see(p[:n])
+	return n, err
 }
 
 // utf8BOM is the byte order mark in UTF-8.

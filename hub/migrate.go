@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/loyalty-edge-sync/loyalty"
 	lsync "github.com/loyalty-edge-sync/loyalty/sync"
@@ -40,14 +39,15 @@ type MigrateTx interface {
 // MemberFilter selects members (SearchMembers). Empty fields select every member.
 type MemberFilter struct {
 	Email        string    // the whole address, any case
-	Name         string    // a part of the name, any case: at least MinNameSearch characters
+	Name         string    // a part of the name, any case
 	Tier         string    // a tier id
 	HomeStore    string    // a store id
 	CreatedSince time.Time // created at or after
 }
 
-// MinNameSearch is the fewest characters a search by name takes: the names are indexed by their
-// trigrams (three characters in a row), and a shorter text would have to read every member.
+// MinNameSearch is the fewest characters of a name the names' index finds: it holds their
+// trigrams (three characters in a row). A shorter text (a name such as 王芳, or Li) is looked for
+// in every member's name.
 const MinNameSearch = 3
 
 // MaxMemberPage is the most members one page of SearchMembers returns.
@@ -71,9 +71,6 @@ func (h *Hub) SearchMembers(ctx context.Context, f MemberFilter, after string, l
 		if !storableKey(v) && v != "" || len(v) > 254 {
 			return out, loyalty.Errorf(loyalty.EINVALID, "search values must be UTF-8 of at most 254 bytes")
 		}
-	}
-	if f.Name != "" && utf8.RuneCountInString(f.Name) < MinNameSearch {
-		return out, loyalty.Errorf(loyalty.EINVALID, "a search by name needs at least %d characters of the name", MinNameSearch)
 	}
 	err := h.Store.View(ctx, func(tx Tx) error {
 		ms, err := tx.SearchMembers(ctx, f, after, limit+1)

@@ -579,3 +579,16 @@ func TestImport_FileFormatsSayHowToSave(t *testing.T) {
 		}
 	}
 }
+
+// A file of old Mac line endings longer than a row may be is one line to the CSV reader: it is
+// refused for its line endings, not as a header row too long.
+func TestImport_LongFileOfCarriageReturns(t *testing.T) {
+	h := openHub(t)
+	var b strings.Builder
+	b.WriteString("email,points\r")
+	for i := 0; b.Len() <= hub.MaxImportRowBytes; i++ {
+		fmt.Fprintf(&b, "cr%07d@example.com,10\r", i)
+	}
+	_, err := h.Import(cliCtx(), strings.NewReader(b.String()), hub.ImportOptions{ImportID: "cr", Reason: "migration"})
+	wantCode(t, err, loyalty.EINVALID, "end with a carriage return alone")
+}

@@ -233,8 +233,8 @@ type WebhookTx interface {
 	// for no attempt, oldest first, and returns how many it removed.
 	PruneWebhookDeliveries(ctx context.Context, before time.Time, limit int) (int, error)
 	// GiveUpDisabledDeliveries marks failed, with the reason as their last error, up to limit of
-	// the deliveries still pending for disabled endpoints that were queued before before, and
-	// returns how many.
+	// the deliveries still pending for endpoints disabled before before that were queued before
+	// before, and returns how many.
 	GiveUpDisabledDeliveries(ctx context.Context, before time.Time, reason string, limit int) (int, error)
 	// PruneWebhookEvents removes up to limit of the events of type typ made from after (included)
 	// to before (excluded) that no delivery waits for, oldest first. It returns how many it
@@ -700,8 +700,6 @@ func (h *Hub) RotateWebhookSecret(ctx context.Context, id string) (NewWebhook, e
 // MaxWebhookDeliveries is the most deliveries one call lists.
 const MaxWebhookDeliveries = 1000
 
-// WebhookDeliveries lists up to limit of an endpoint's deliveries, newest first, of one state
-// ("": all).
 // DeliveryStateCond is the condition on the state of the deliveries d of a delivery log: "" for
 // any, else the state written out, which WebhookDeliveries checked is one of the three: a
 // parameter would keep the planner from the index of failed deliveries, a condition on it.
@@ -713,6 +711,8 @@ func DeliveryStateCond(state string) string {
 	return ""
 }
 
+// WebhookDeliveries lists up to limit of an endpoint's deliveries, newest first, of one state
+// ("": all).
 func (h *Hub) WebhookDeliveries(ctx context.Context, id, state string, limit int) ([]WebhookDelivery, error) {
 	if limit < 1 || limit > MaxWebhookDeliveries {
 		return nil, loyalty.Errorf(loyalty.EINVALID, "limit must be a whole number from 1 to %d", MaxWebhookDeliveries)

@@ -573,6 +573,10 @@ func (s *WebhookSender) record(ctx context.Context, claimed []WebhookAttempt, re
 	return nil
 }
 
+// DisabledTooLong is the last error of a delivery given up because its endpoint stayed disabled
+// for longer than the delivery log is kept.
+const DisabledTooLong = "given up: the endpoint was disabled for longer than webhooks.retention"
+
 // Prune removes the deliveries and events older than Retention that wait for no attempt, in
 // batches of PruneBatch rows, each its own short transaction: a month of a busy chain's deliveries
 // is millions of rows, and one transaction deleting them all would hold up the sessions'
@@ -580,12 +584,9 @@ func (s *WebhookSender) record(ctx context.Context, claimed []WebhookAttempt, re
 // Two kinds of events stay longer, because the hub makes them again, under the same id, while
 // their cause lasts, and their receivers would be told twice: budget.threshold and
 // budget.exhausted (once per budget and limit, for ever: a handful of rows), and points.expiring
-// until the points it announced have expired (expiry.remind_days after it was made). It returns
-// how many events it removed.
-// DisabledTooLong is the last error of a delivery given up because its endpoint stayed disabled
-// for longer than the delivery log is kept.
-const DisabledTooLong = "given up: the endpoint was disabled for longer than webhooks.retention"
-
+// until the points it announced have expired (expiry.remind_days after it was made). Deliveries
+// that wait for an endpoint disabled past the retention are given up first (DisabledTooLong). It
+// returns how many events it removed.
 func (s *WebhookSender) Prune(ctx context.Context) (int, error) {
 	keep := s.Retention
 	if keep <= 0 {
@@ -594,8 +595,8 @@ func (s *WebhookSender) Prune(ctx context.Context) (int, error) {
 	batch := cmp.Or(s.PruneBatch, 1000)
 	now := s.Hub.Now()
 	before := now.Add(-keep)
-	// What waits for an endpoint disabled for longer than the retention is given up, so that a
-	// receiver gone for good does not keep every event since in the database.
+	// What waits for an endpoint disabled for longer than the retention, queued as long ago, is
+	// given up, so that a receiver gone for good does not keep every event since in the database.
 	for {
 		var n int
 		if err := s.Hub.Store.Update(Bookkeeping(ctx), func(tx Tx) error {

@@ -1183,16 +1183,29 @@ func TestWebhooks_DisabledTooLongIsGivenUp(t *testing.T) {
 	if d := deliveries(t, h, gone.Webhook.ID, ""); len(d) != 1 || d[0].State != hub.DeliveryPending {
 		t.Errorf("the endpoint disabled for 31 days: %+v; want its 11-day-old delivery pending, the older ones gone", d)
 	}
-	// Disabled for 11 days only: its deliveries queued 31 days ago are given up too, as the
-	// retention counts from the queueing (enabled, they would have failed after retry_for).
-	if d := deliveries(t, h, paused.Webhook.ID, ""); len(d) != 1 || d[0].State != hub.DeliveryPending {
-		t.Errorf("the endpoint disabled for 11 days: %+v; want its 11-day-old delivery pending, the older ones gone", d)
+	// Disabled for 11 days only: everything waits for it, the deliveries queued 31 days ago
+	// too, to be tried once more when it is enabled again.
+	if d := deliveries(t, h, paused.Webhook.ID, hub.DeliveryPending); len(d) != 3 {
+		t.Errorf("the endpoint disabled for 11 days: %+v; want its 3 deliveries pending", d)
 	}
 	var events int
 	if err := openRaw(t, whereOf(t, h.Store)).QueryRow(`SELECT count(*) FROM webhook_events`).Scan(&events); err != nil {
 		t.Fatal(err)
 	}
-	if events != 1 {
-		t.Errorf("%d events kept, want 1: the one still waiting", events)
+	if events != 3 {
+		t.Errorf("%d events kept, want the 3 the paused endpoint waits for", events)
+	}
+	// Once it too has been disabled past the retention, what waits for it goes, and the events.
+	clk.Add(20 * 24 * time.Hour)
+	if _, err := s.Prune(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{gone.Webhook.ID, paused.Webhook.ID} {
+		if d := deliveries(t, h, id, ""); len(d) != 0 {
+			t.Errorf("endpoint %s, disabled for over 30 days: %+v left", id, d)
+		}
+	}
+	if err := openRaw(t, whereOf(t, h.Store)).QueryRow(`SELECT count(*) FROM webhook_events`).Scan(&events); err != nil || events != 0 {
+		t.Errorf("%d events kept (%v), want none", events, err)
 	}
 }

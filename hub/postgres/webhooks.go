@@ -309,7 +309,7 @@ func (t *tx) PruneWebhookDeliveries(ctx context.Context, before time.Time, limit
 func (t *tx) GiveUpDisabledDeliveries(ctx context.Context, before time.Time, reason string, limit int) (int, error) {
 	tag, err := t.exec(ctx, `UPDATE webhook_deliveries SET state = 'failed', last_error = $1, claimed_until = 0
 		WHERE (endpoint, event) IN (SELECT d.endpoint, d.event FROM webhook_endpoints e JOIN webhook_deliveries d ON d.endpoint = e.id
-			WHERE e.disabled_at <> 0 AND d.created_at < $2 AND d.state = 'pending' LIMIT $3)`, reason, unixms.Of(before), limit)
+			WHERE e.disabled_at <> 0 AND e.disabled_at < $2 AND d.state = 'pending' AND d.created_at < $2 LIMIT $3)`, reason, unixms.Of(before), limit)
 	if err != nil {
 		return 0, err
 	}

@@ -6,6 +6,7 @@ import (
 	"math"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/hub"
@@ -16,12 +17,17 @@ import (
 
 func (t *tx) SearchMembers(ctx context.Context, f hub.MemberFilter, after string, limit int) ([]loyalty.Member, error) {
 	from, where, args := "members m", []string{"m.id > ?"}, []any{after}
-	if f.Name != "" {
+	switch {
+	case utf8.RuneCountInString(f.Name) >= hub.MinNameSearch:
 		// The members whose name holds the text, in any case, through the names' trigram index
 		// (migration 0040): the text as one phrase, its quotes doubled, is a substring match.
 		// CROSS JOIN keeps SQLite from walking every member in id order instead.
-		from = "member_names n CROSS JOIN members m ON m.rowid = n.rowid"
-		where, args = append(where, "n.member_names MATCH ?"), append(args, `"`+strings.ReplaceAll(f.Name, `"`, `""`)+`"`)
+		from = nameSearchFrom
+		where, args = append(where, nameMatch), append(args, `"`+strings.ReplaceAll(f.Name, `"`, `""`)+`"`)
+	case f.Name != "":
+		// Too short for a trigram: every member's name, in id order until the page is full.
+		// LIKE folds the case of A to Z only.
+		where, args = append(where, `m.name LIKE ? ESCAPE '\'`), append(args, "%"+likeEscape(f.Name)+"%")
 	}
 	if f.Email != "" {
 		where, args = append(where, "m.email = ?"), append(args, f.Email)
@@ -37,6 +43,17 @@ func (t *tx) SearchMembers(ctx context.Context, f hub.MemberFilter, after string
 	}
 	return t.queryMembers(ctx, `SELECT `+memberCols+` FROM `+from+` WHERE `+strings.Join(where, " AND ")+` ORDER BY m.id LIMIT ?+0`,
 		append(args, limit)...)
+}
+
+// nameSearchFrom and nameMatch are the search by name through the names' index (SearchMembers).
+const (
+	nameSearchFrom = "member_names n CROSS JOIN members m ON m.rowid = n.rowid"
+	nameMatch      = "n.member_names MATCH ?"
+)
+
+// likeEscape escapes LIKE's wildcards with a backslash.
+func likeEscape(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
 }
 
 func (t *tx) MembersByEmail(ctx context.Context, emails []string) (map[string]hub.ScheduledMember, error) {

@@ -126,10 +126,10 @@ func TestAuditFiltersUseTheirIndex(t *testing.T) {
 func TestOpenLeasesAndProgramsUseTheirIndex(t *testing.T) {
 	s := openStore(t)
 	for _, tt := range []struct{ q, index string }{
-		{`SELECT id FROM leases WHERE state = 'active' AND expires_at < ? ORDER BY expires_at, id`, "INDEX leases_active_expiry (expires_at<?)"},
-		{`SELECT id FROM leases WHERE store = ? AND state != 'settled' ORDER BY created_at, id`, "INDEX leases_store_open (store=?)"},
-		{`SELECT id FROM leases WHERE budget = ? AND state != 'settled' ORDER BY store, id`, "INDEX leases_budget_open (budget=?)"},
-		{`SELECT EXISTS (SELECT 1 FROM store_programs WHERE store = ? AND received_at = 0)`, "INDEX store_programs_unreceived (store=?)"},
+		{`SELECT ` + leaseCols + ` FROM leases WHERE ` + expiredLeases, "INDEX leases_active_expiry (expires_at<?)"},
+		{`SELECT ` + leaseCols + ` FROM leases WHERE ` + storeLeases, "INDEX leases_store_open (store=?)"},
+		{`SELECT ` + leaseCols + ` FROM leases WHERE ` + budgetLeases, "INDEX leases_budget_open (budget=?)"},
+		{programsUnreceived, "INDEX store_programs_unreceived (store=?)"},
 	} {
 		if got := plan(t, s, tt.q, "x"); !strings.Contains(got, tt.index) || strings.Contains(got, "TEMP B-TREE") {
 			t.Errorf("%s: plan %s; want %s", tt.q, got, tt.index)
@@ -144,5 +144,26 @@ func TestFailedDeliveriesUseTheirIndex(t *testing.T) {
 	q := `SELECT d.event FROM webhook_deliveries d WHERE d.endpoint = ?1` + hub.DeliveryStateCond(hub.DeliveryFailed) + ` ORDER BY d.created_at DESC, d.event DESC LIMIT ?2+0`
 	if got := plan(t, s, q, "wh-1", 10); !strings.Contains(got, "INDEX webhook_deliveries_failed (endpoint=?)") {
 		t.Errorf("plan: %s; want a search of webhook_deliveries_failed", got)
+	}
+}
+
+// TestDisabledPendingUseTheirIndex: the prune finds what waits for disabled endpoints endpoint by
+// endpoint (each one's log up to the retention, whose finished part the prune removes next), not
+// by reading every pending delivery of every endpoint.
+func TestDisabledPendingUseTheirIndex(t *testing.T) {
+	s := openStore(t)
+	got := plan(t, s, `SELECT d.rowid FROM `+disabledPending+` LIMIT ?3+0`, "", 10, 100)
+	if !strings.Contains(got, "SCAN e") || !strings.Contains(got, "SEARCH d USING INDEX webhook_deliveries_") || !strings.Contains(got, "(endpoint=?") {
+		t.Errorf("plan: %s; want the endpoints read, then each one's deliveries searched by endpoint", got)
+	}
+}
+
+// TestNameSearchUsesTheIndex: a search by name of 3 characters or more reads the names' index
+// and the members it finds, never every member.
+func TestNameSearchUsesTheIndex(t *testing.T) {
+	s := openStore(t)
+	got := plan(t, s, `SELECT `+memberCols+` FROM `+nameSearchFrom+` WHERE m.id > ? AND `+nameMatch+` ORDER BY m.id LIMIT ?+0`, "", `"ann"`, 11)
+	if strings.Contains(got, "SCAN m") || !strings.Contains(got, "VIRTUAL TABLE INDEX 0:M") {
+		t.Errorf("plan: %s; want the names' index read, and the members it finds", got)
 	}
 }

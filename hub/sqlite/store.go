@@ -269,9 +269,13 @@ func (t *tx) ProgramsReceived(ctx context.Context, store string, at time.Time) e
 	return err
 }
 
+// programsUnreceived asks whether a store has a rule version it has not acknowledged, through
+// the index of those alone (migration 0041).
+const programsUnreceived = `SELECT EXISTS (SELECT 1 FROM store_programs WHERE store = ? AND received_at = 0)`
+
 func (t *tx) ProgramsUnreceived(ctx context.Context, store string) (bool, error) {
 	var any bool
-	err := t.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM store_programs WHERE store = ? AND received_at = 0)`, store).Scan(&any)
+	err := t.QueryRowContext(ctx, programsUnreceived, store).Scan(&any)
 	return any, err
 }
 
@@ -1206,16 +1210,24 @@ func (t *tx) queryLeases(ctx context.Context, q string, args ...any) ([]hub.Leas
 	return out, rows.Err()
 }
 
+// The conditions of a store's and a budget's open leases, and of the active ones run out: each
+// searches an index of the open rows alone (migration 0041), not every lease ever granted.
+const (
+	storeLeases   = `store = ? AND state != 'settled' ORDER BY created_at, id`
+	budgetLeases  = `budget = ? AND state != 'settled' ORDER BY store, id`
+	expiredLeases = `state = 'active' AND expires_at < ? ORDER BY expires_at, id`
+)
+
 func (t *tx) Leases(ctx context.Context, store string) ([]hub.Lease, error) {
-	return t.queryLeases(ctx, `store = ? AND state != 'settled' ORDER BY created_at, id`, store)
+	return t.queryLeases(ctx, storeLeases, store)
 }
 
 func (t *tx) BudgetLeases(ctx context.Context, budget string) ([]hub.Lease, error) {
-	return t.queryLeases(ctx, `budget = ? AND state != 'settled' ORDER BY store, id`, budget)
+	return t.queryLeases(ctx, budgetLeases, budget)
 }
 
 func (t *tx) ExpiredLeases(ctx context.Context, at time.Time) ([]hub.Lease, error) {
-	return t.queryLeases(ctx, `state = 'active' AND expires_at < ? ORDER BY expires_at, id`, unixms.Of(at))
+	return t.queryLeases(ctx, expiredLeases, unixms.Of(at))
 }
 
 func (t *tx) Wanted(ctx context.Context, budget string) (int64, error) {

@@ -358,12 +358,15 @@ func (t *tx) PruneWebhookDeliveries(ctx context.Context, before time.Time, limit
 	return int(n), err
 }
 
+// disabledPending are the deliveries d pending for the endpoints disabled before ?2 that were
+// queued before ?2: the endpoints first (CROSS JOIN), then each one's deliveries by its index,
+// not every pending delivery of every endpoint.
+const disabledPending = `webhook_endpoints e CROSS JOIN webhook_deliveries d ON d.endpoint = e.id
+	WHERE e.disabled_at <> 0 AND e.disabled_at < ?2 AND d.state = 'pending' AND d.created_at < ?2`
+
 func (t *tx) GiveUpDisabledDeliveries(ctx context.Context, before time.Time, reason string, limit int) (int, error) {
-	// Each disabled endpoint's log (webhook_deliveries_log) up to before: what is older and done
-	// is pruned next, so that much is read once.
 	res, err := t.ExecContext(ctx, `UPDATE webhook_deliveries SET state = 'failed', last_error = ?, claimed_until = 0
-		WHERE rowid IN (SELECT d.rowid FROM webhook_endpoints e JOIN webhook_deliveries d ON d.endpoint = e.id
-			WHERE e.disabled_at <> 0 AND d.created_at < ? AND d.state = 'pending' LIMIT ?+0)`, reason, unixms.Of(before), limit)
+		WHERE rowid IN (SELECT d.rowid FROM `+disabledPending+` LIMIT ?+0)`, reason, unixms.Of(before), limit)
 	if err != nil {
 		return 0, err
 	}

@@ -3,7 +3,7 @@
 -- index holds no copy of the names (content='members'): the triggers below keep it in step with
 -- members.name, and only writes that change a name pay for it, not a sale's balance update.
 -- secure-delete takes an old name's entries out of the index at once, so that an erased name
--- leaves no trigrams behind (with secure_delete, which the erasure turns on, nor in the file).
+-- leaves no trigrams behind (and with the hub's secure_delete, none in the file either).
 CREATE VIRTUAL TABLE member_names USING fts5(name, content = 'members', content_rowid = 'rowid', columnsize = 0, tokenize = 'trigram case_sensitive 0');
 INSERT INTO member_names (member_names, rank) VALUES ('secure-delete', 1);
 INSERT INTO member_names (member_names) VALUES ('rebuild');
