@@ -103,7 +103,8 @@ type Segment struct {
 
 func (s Segment) matches(m *Member) bool {
 	return (len(s.Tiers) == 0 || slices.Contains(s.Tiers, m.Tier)) &&
-		(len(s.Countries) == 0 || slices.Contains(s.Countries, m.Country))
+		// In any case: a member's country is stored in upper case, and the hub reads "de" as DE.
+		(len(s.Countries) == 0 || m.Country != "" && slices.ContainsFunc(s.Countries, func(c string) bool { return strings.EqualFold(c, m.Country) }))
 }
 
 // Campaign is a bonus over a time window, on given days and hours in the store's time zone,

@@ -89,6 +89,23 @@ func TestComputeEarn(t *testing.T) {
 	}
 }
 
+// A segment's country in lower case selects the members of that country, whose country is stored
+// in upper case: "de" selected no one, while the hub reads a member's "de" as DE.
+func TestComputeEarn_SegmentCountryInAnyCase(t *testing.T) {
+	p := richProgram()
+	p.Campaigns[2].Segment.Countries = []string{"de"}
+	mon := time.Date(2026, 11, 23, 10, 0, 0, 0, berlin)
+	for _, tt := range []struct {
+		country string
+		want    int64
+	}{{"DE", 35}, {"FR", 10}, {"", 10}} {
+		r, err := p.ComputeEarn(loyalty.EarnInput{Member: loyalty.Member{Country: tt.country}, Amount: 1000, Currency: "EUR", At: mon, Location: berlin})
+		if err != nil || r.Points != tt.want {
+			t.Errorf("a member of %q: %d points (%v), want %d", tt.country, r.Points, err, tt.want)
+		}
+	}
+}
+
 func TestComputeEarn_PunchCard(t *testing.T) {
 	p := richProgram()
 	at := time.Date(2026, 11, 18, 10, 0, 0, 0, time.UTC)

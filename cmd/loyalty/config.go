@@ -263,6 +263,16 @@ func (c HubConfig) checkQR() error {
 	return nil
 }
 
+// folderMissing is sqlitedb.CheckFolder's answer when the database's folder is missing or is no
+// folder; a folder this user may not look into is the service's to open (--check-config is often
+// run by another user than the service's).
+func folderMissing(path string) error {
+	if err := sqlitedb.CheckFolder(path); err != nil && !errors.Is(err, fs.ErrPermission) {
+		return err
+	}
+	return nil
+}
+
 func (c HubConfig) Validate() error {
 	if err := checkDatabaseForm(c.Database); err != nil {
 		return err
@@ -307,7 +317,7 @@ func (c HubConfig) Validate() error {
 		}
 	}
 	if !isPostgresURL(c.Database) {
-		if err := sqlitedb.CheckFolder(c.Database); err != nil { // --check-config says so too
+		if err := folderMissing(c.Database); err != nil { // --check-config says so too
 			return err
 		}
 	}
@@ -369,8 +379,8 @@ func (c AgentConfig) Validate() error {
 	case isPostgresURL(c.Database):
 		return fmt.Errorf("database: the agent's replica is a SQLite file path, not a PostgreSQL URL (%s is for the hub; "+
 			"LOYALTY_DATABASE is read by both commands, so give the agent its own with --database or its config file)", databaseName(c.Database))
-	case sqlitedb.CheckFolder(c.Database) != nil: // --check-config says so too
-		return sqlitedb.CheckFolder(c.Database)
+	case folderMissing(c.Database) != nil: // --check-config says so too
+		return folderMissing(c.Database)
 	case c.Sync.MinBackoff <= 0 || c.Sync.MaxBackoff < c.Sync.MinBackoff || c.Sync.MaxBackoff > time.Hour:
 		return fmt.Errorf("sync.min_backoff must be positive and at most sync.max_backoff, which is at most 1h (a store that waits longer between attempts stays offline that long after the hub is back)")
 	case c.Sync.BatchSize < 1 || c.Sync.BatchSize > 10000:

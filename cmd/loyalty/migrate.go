@@ -219,14 +219,14 @@ func importCommand() *cobra.Command {
 					err = cerr
 				}
 				if err != nil {
-					if derived && !o.DryRun && rep.Imported > 0 && loyalty.ErrorCode(err) != "" {
+					if derived && !o.DryRun && rep.Imported+rep.Skipped > 0 && loyalty.ErrorCode(err) != "" {
 						// The import stopped part way: the file fixed has another content, so
 						// without the id a run again would import the rows done a second time.
 						return loyalty.Errorf(loyalty.ErrorCode(err), "%s (this import's id: --import-id %s)", loyalty.ErrorMessage(err), o.ImportID)
 					}
 					return err
 				}
-				if rep.Bad == 0 {
+				if rep.Bad == 0 && !o.DryRun { // a dry run changes nothing
 					if err := errs.removeStale(); err != nil {
 						return fmt.Errorf("the errors file of an earlier run, %s, could not be removed: %w", errs.path, err)
 					}
@@ -265,13 +265,14 @@ type errorsFile struct {
 func openErrorsFile(path string) (*os.File, error) {
 	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
 		return os.OpenFile(path, os.O_WRONLY, 0)
+	} else if err == nil {
+		// An earlier file: made the owner's alone before it is emptied and written, or refused
+		// (another user's file, which this one may not make private).
+		if err := os.Chmod(path, 0o600); err != nil {
+			return nil, fmt.Errorf("%s cannot be made readable by its owner alone (%w): name another file with --errors", path, err)
+		}
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	f.Chmod(0o600) // an earlier file of another owner keeps its mode: its rows are written all the same
-	return f, nil
+	return os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 }
 
 func (e *errorsFile) write(r hub.RowError) {

@@ -201,3 +201,25 @@ func TestCLI_ImportErrorsToAPipe(t *testing.T) {
 		t.Errorf("the pipe after the import: %v, %v; want its mode 0644 left alone", fi, err)
 	}
 }
+
+// A dry run changes nothing: not an earlier run's errors file either, bad rows or none.
+func TestCLI_ImportDryRunKeepsTheErrorsFile(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "hub.db")
+	mustRun(t, "init", "--database", db)
+	file, errs := filepath.Join(dir, "in.csv"), filepath.Join(dir, "in.errors.csv")
+	if err := os.WriteFile(file, []byte("email,points\nok@example.com,5\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(errs, []byte("line,code,reason\n3,EINVALID,an earlier run's\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, "import", "members", file, "--reason", "migration", "--dry-run", "--database", db)
+	if _, err := os.Stat(errs); err != nil {
+		t.Errorf("the dry run removed the earlier run's errors file: %v", err)
+	}
+	mustRun(t, "import", "members", file, "--reason", "migration", "--database", db)
+	if _, err := os.Stat(errs); !os.IsNotExist(err) {
+		t.Errorf("a clean run left the earlier run's errors file: %v", err)
+	}
+}

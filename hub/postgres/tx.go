@@ -633,9 +633,9 @@ func (t *tx) InsertRejection(ctx context.Context, r hub.Rejection) error {
 	}
 	// A rejection must be recorded whatever the delta holds, or its store would push it again
 	// forever: the key and message are made storable (the delta itself is JSON, escaped).
-	_, err = t.exec(ctx, `INSERT INTO rejections (delta_id, store, delta, code, message, at, hash) VALUES ($1, $2, $3, $4, $5, $6, $7)
+	_, err = t.exec(ctx, `INSERT INTO rejections (delta_id, store, delta, code, message, at, hash, member) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 		ON CONFLICT (store, delta_id) DO NOTHING`,
-		sanitize(r.Delta.ID), sanitize(r.Store), string(b), sanitize(r.Code), sanitize(r.Message), unixms.Of(r.At), r.Hash)
+		sanitize(r.Delta.ID), sanitize(r.Store), string(b), sanitize(r.Code), sanitize(r.Message), unixms.Of(r.At), r.Hash, sanitize(r.Delta.Member))
 	return err
 }
 

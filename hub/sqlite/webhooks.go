@@ -359,9 +359,10 @@ func (t *tx) PruneWebhookDeliveries(ctx context.Context, before time.Time, limit
 }
 
 // disabledPending are the deliveries d pending for the endpoints disabled before ?2 that were
-// queued before ?2: the endpoints first (CROSS JOIN), then each one's deliveries by its index,
-// not every pending delivery of every endpoint.
-const disabledPending = `webhook_endpoints e CROSS JOIN webhook_deliveries d ON d.endpoint = e.id
+// queued before ?2: the endpoints first (CROSS JOIN), then each one's pending deliveries by the
+// index of those alone, which a delivery given up leaves, so that a batch does not read again
+// what the batches before it gave up (nor every pending delivery of every endpoint).
+const disabledPending = `webhook_endpoints e CROSS JOIN webhook_deliveries d INDEXED BY webhook_deliveries_endpoint_due ON d.endpoint = e.id
 	WHERE e.disabled_at <> 0 AND e.disabled_at < ?2 AND d.state = 'pending' AND d.created_at < ?2`
 
 func (t *tx) GiveUpDisabledDeliveries(ctx context.Context, before time.Time, reason string, limit int) (int, error) {
