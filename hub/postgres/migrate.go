@@ -26,9 +26,7 @@ func (t *tx) SearchMembers(ctx context.Context, f hub.MemberFilter, after string
 		add("m.email = $?", f.Email)
 	}
 	if f.Name != "" {
-		// Through member_names' trigram index; the planner reads it as a bitmap of the names
-		// that hold the text's trigrams, and checks each.
-		add(`m.id IN (SELECT n.id FROM member_names n WHERE n.name ILIKE $? ESCAPE '\')`, "%"+likeEscape(f.Name)+"%")
+		add(nameIn, "%"+likeEscape(f.Name)+"%")
 	}
 	if f.Tier != "" {
 		add("m.tier = $?", f.Tier)
@@ -43,6 +41,11 @@ func (t *tx) SearchMembers(ctx context.Context, f hub.MemberFilter, after string
 	return t.queryMembers(ctx, `SELECT `+memberCols+` FROM members m WHERE `+strings.Join(where, " AND ")+` ORDER BY m.id LIMIT $`+strconv.Itoa(len(args)),
 		args...)
 }
+
+// nameIn is a search by name: through member_names' trigram index (migration 0026), which the
+// planner reads as a bitmap of the names that hold the text's trigrams, checking each. A text of
+// fewer than 3 characters has none, and reads member_names, narrower than members, whole.
+const nameIn = `m.id IN (SELECT n.id FROM member_names n WHERE n.name ILIKE $? ESCAPE '\')`
 
 // likeEscape escapes LIKE's wildcards with a backslash.
 func likeEscape(s string) string {

@@ -620,3 +620,47 @@ func TestPostgresIngestReadsPlannedPerCall(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestPostgresIndexedLookups: the search by name reads member_names' trigram index, and a
+// member's rejections (their erasure, their export) rejections_member: the queries as the code
+// writes them, planned with sequential scans off, as a test's tables are too small for the
+// planner to choose an index on its own.
+func TestPostgresIndexedLookups(t *testing.T) {
+	s := open(t, newDatabase(t))
+	ctx := context.Background()
+	err := s.View(ctx, func(htx hub.Tx) error {
+		conn := htx.(*tx).tx
+		if _, err := conn.Exec(ctx, `SET LOCAL enable_seqscan = off`); err != nil {
+			return err
+		}
+		for _, c := range []struct {
+			q     string
+			arg   string
+			index string
+		}{
+			{`SELECT m.id FROM members m WHERE ` + strings.ReplaceAll(nameIn, "$?", "$1"), "%ann%", "member_names_trigrams"},
+			{`SELECT delta_id FROM rejections WHERE ` + rejectionMember + ` = $1`, "m1", "rejections_member"},
+		} {
+			rows, err := conn.Query(ctx, `EXPLAIN `+c.q, c.arg)
+			if err != nil {
+				return err
+			}
+			var plan []string
+			for rows.Next() {
+				var line string
+				if err := rows.Scan(&line); err != nil {
+					return err
+				}
+				plan = append(plan, line)
+			}
+			rows.Close()
+			if p := strings.Join(plan, "\n"); !strings.Contains(p, c.index) {
+				t.Errorf("%s:\n%s\nwant %s", c.q, p, c.index)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
