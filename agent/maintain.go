@@ -202,11 +202,15 @@ func (a *Agent) unsubscribe(ctx context.Context) error {
 	if !ok {
 		return nil
 	}
-	for a.Sync.Status().Online {
+	for st := a.Sync.Status(); st.Online; st = a.Sync.Status() {
+		n := MaintenanceBatch
+		if st.MaxBatch > 0 { // the hub refuses more ids in one message than its max_batch
+			n = min(n, st.MaxBatch)
+		}
 		var batch []Evicted
 		err := a.Store.View(ctx, func(tx Tx) error {
 			var err error
-			batch, err = tx.Unsubscribes(ctx, MaintenanceBatch)
+			batch, err = tx.Unsubscribes(ctx, n)
 			return err
 		})
 		if err != nil || len(batch) == 0 {
@@ -262,7 +266,7 @@ func (a *Agent) unsubscribe(ctx context.Context) error {
 					slog.String("member", m), slog.Any("err", err))
 			}
 		}
-		if len(batch) < MaintenanceBatch {
+		if len(batch) < n {
 			return nil
 		}
 	}

@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -25,11 +26,21 @@ const day = 24 * time.Hour
 type scopeLink struct {
 	*hubLink
 	unsubscribed [][]string // every unsubscribe the hub took, in order
+	maxBatch     int        // the welcome's max_batch the link reports (0: none), refusing more as the hub does
+}
+
+func (l *scopeLink) Status() lsync.Status {
+	st := l.hubLink.Status()
+	st.MaxBatch = l.maxBatch
+	return st
 }
 
 func (l *scopeLink) Unsubscribe(ctx context.Context, members []string) error {
 	if !l.Status().Online {
 		return loyalty.Errorf(loyalty.EUNAVAILABLE, "offline")
+	}
+	if l.maxBatch > 0 && len(members) > l.maxBatch {
+		return loyalty.Errorf(loyalty.ETOOLARGE, "%d members in one unsubscribe, max_batch is %d", len(members), l.maxBatch)
 	}
 	if err := l.h.Unsubscribe(ctx, l.id, members); err != nil {
 		return err
@@ -262,6 +273,40 @@ func TestMaintain_EvictsMembersNotSeen(t *testing.T) {
 // The outbox never loses anything: a member with a delta the hub has not acknowledged stays in
 // the replica, and so does one whose acknowledged delta their copy does not include yet, however
 // long ago the store saw them. Once the hub's copy that includes it has arrived, they may go.
+// TestMaintain_UnsubscribesWithinMaxBatch: a hub whose max_batch is smaller than a maintenance
+// batch (it may be 1) is sent the evicted members that many at a time. Before, the agent sent up
+// to 500 ids in one message, which such a hub refuses: the evictions stayed pending for good, and
+// the feed kept carrying those members.
+func TestMaintain_UnsubscribesWithinMaxBatch(t *testing.T) {
+	cp := openClockedPair(t, loyalty.DefaultProgram(), agent.Retention{EvictAfter: 90 * day})
+	ctx := context.Background()
+	cp.link.maxBatch = 2
+	for _, id := range []string{"m2", "m3", "m4", "m5"} {
+		if _, err := cp.hub.CreateMember(ctx, loyalty.Member{ID: id, HomeStore: "s1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cp.pull(t) // home store s1: in its scope
+	for i, id := range []string{"m1", "m2", "m3", "m4", "m5"} {
+		if _, err := cp.agent.Earn(ctx, loyalty.EarnRequest{OrderID: fmt.Sprintf("o%d", i), MemberID: id, Amount: 2000, Currency: "EUR"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cp.push(t)
+	cp.pull(t)
+	cp.at(91 * day)
+	cp.maintain(t)
+	st := cp.status(t)
+	if st.EvictedTotal != 5 || st.UnsubscribedTotal != 5 || st.Unsubscribing != 0 {
+		t.Errorf("evicted %d, unsubscribed %d, unsubscribing %d; want 5, 5, 0", st.EvictedTotal, st.UnsubscribedTotal, st.Unsubscribing)
+	}
+	for _, u := range cp.link.unsubscribed {
+		if len(u) > 2 {
+			t.Errorf("an unsubscribe of %d members, max_batch 2: %v", len(u), u)
+		}
+	}
+}
+
 func TestMaintain_NoEvictionWithUnacknowledgedDeltas(t *testing.T) {
 	cp := openClockedPair(t, loyalty.DefaultProgram(), agent.Retention{EvictAfter: 90 * day, RetainAcked: 30 * day})
 	ctx := context.Background()

@@ -456,7 +456,7 @@ func TestClockSkewReported(t *testing.T) {
 	h := openHub(t)
 	ctx := context.Background()
 	for store, offset := range map[string]time.Duration{"s1": 2 * time.Second, "s2": -(hub.MaxClockSkew + time.Minute)} {
-		if err := h.Seen(ctx, store, lsync.Health{Connected: true, At: t0, ClockOffsetMS: offset.Milliseconds()}); err != nil {
+		if err := h.Seen(ctx, store, lsync.Health{Connected: true, Ping: true, At: t0, ClockOffsetMS: offset.Milliseconds()}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -185,7 +185,7 @@ func TestSessions_RenewalKeepsDeadlineAndHealth(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := sessionRow(t, a, "s1").Deadline
-	if err := a.Seen(ctx, "s1", lsync.Health{Connected: true, At: t0, Outbox: 7, ClockOffsetMS: 1500}); err != nil {
+	if err := a.Seen(ctx, "s1", lsync.Health{Connected: true, Ping: true, At: t0, Outbox: 7, ClockOffsetMS: 1500}); err != nil {
 		t.Fatal(err)
 	}
 	if h := storeHealth(t, b, "s1"); h.Outbox != 0 {
@@ -201,6 +201,20 @@ func TestSessions_RenewalKeepsDeadlineAndHealth(t *testing.T) {
 	}
 	if h := storeHealth(t, b, "s1"); !h.Connected || h.Outbox != 7 || h.ClockOffsetMS != 1500 {
 		t.Errorf("b sees s1 %+v after a renewed, want connected, outbox 7, clock offset 1500", h)
+	}
+	// A ping that says the outbox is empty and the clocks agree is news too: it was taken for a
+	// connect's, which measures nothing, and the drained store went on showing 7 waiting.
+	if err := a.Seen(ctx, "s1", lsync.Health{Connected: true, Ping: true, At: t0.Add(time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Seen(ctx, "s1", lsync.Health{Connected: true, At: t0.Add(2 * time.Second)}); err != nil { // a connect: no news
+		t.Fatal(err)
+	}
+	if err := a.RenewSessions(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if h := storeHealth(t, b, "s1"); h.Outbox != 0 || h.ClockOffsetMS != 0 {
+		t.Errorf("b sees s1 %+v after a ping of an empty outbox and no clock offset, want both 0", h)
 	}
 }
 

@@ -67,7 +67,7 @@ func (h *Hub) Seen(ctx context.Context, store string, s lsync.Health) error {
 	h.healthMu.Lock()
 	prev, known := h.health[store]
 	cur := Health{Connected: s.Connected, LastSeen: s.At, ClockOffsetMS: s.ClockOffsetMS, Outbox: s.Outbox}
-	if !s.Connected || s.ClockOffsetMS == 0 && s.Outbox == 0 {
+	if !s.Connected || !s.Ping { // a connect or a disconnect measures nothing: a ping's zeros are news
 		cur.ClockOffsetMS, cur.Outbox = prev.ClockOffsetMS, prev.Outbox
 	}
 	if cur.Unsynced = boundUnsynced(s.Unsynced, cur.ClockOffsetMS, s.At); cur.Unsynced == nil {

@@ -21,7 +21,7 @@ func TestReports_UnsyncedAsReported(t *testing.T) {
 	h := openHub(t)
 	ctx := context.Background()
 	oldest := t0.Add(-2*time.Hour - time.Minute) // the store's clock, a minute behind the hub's
-	if err := h.Seen(ctx, "s1", lsync.Health{Connected: true, At: t0, ClockOffsetMS: 60_000, Outbox: 3,
+	if err := h.Seen(ctx, "s1", lsync.Health{Connected: true, Ping: true, At: t0, ClockOffsetMS: 60_000, Outbox: 3,
 		Unsynced: &lsync.Unsynced{Deltas: 3, PointsEarned: 40, PointsRedeemed: 150, Budgets: map[string]int64{"coffees": 2}, OldestAt: oldest.UnixMilli()}}); err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +29,7 @@ func TestReports_UnsyncedAsReported(t *testing.T) {
 	for i := range 70 {
 		many[fmt.Sprintf("b%02d", i)] = -1
 	}
-	if err := h.Seen(ctx, "s2", lsync.Health{Connected: true, At: t0, Outbox: 1,
+	if err := h.Seen(ctx, "s2", lsync.Health{Connected: true, Ping: true, At: t0, Outbox: 1,
 		Unsynced: &lsync.Unsynced{Deltas: 1 << 62, PointsEarned: math.MaxInt64, PointsRedeemed: -5, Budgets: many, OldestAt: math.MaxInt64}}); err != nil {
 		t.Fatal(err)
 	}

@@ -61,6 +61,7 @@ type Faults struct {
 type Status struct {
 	Online          bool          `json:"online"`
 	Version         int           `json:"protocol_version,omitempty"`
+	MaxBatch        int           `json:"-"` // the most deltas or member ids the hub takes in one message (its welcome's max_batch; 0: not told)
 	ConnectedAt     time.Time     `json:"connected_at,omitzero"`
 	LastSync        time.Time     `json:"last_sync,omitzero"` // last change-feed page or ack applied
 	LastError       string        `json:"last_error,omitempty"`
@@ -565,6 +566,7 @@ func (s *clientSession) welcome(b []byte, sent time.Time) (time.Duration, error)
 	s.update(func(st *Status) {
 		st.Online = true
 		st.Version = w.Version
+		st.MaxBatch = w.MaxBatch
 		st.ConnectedAt = recv
 		st.LastError = ""
 		st.Sessions++

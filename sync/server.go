@@ -50,6 +50,7 @@ type Unsubscriber interface {
 type Health struct {
 	Connected     bool
 	At            time.Time
+	Ping          bool // a ping's measurements: ClockOffsetMS and Outbox hold what it said, zeros included
 	ClockOffsetMS int64
 	Outbox        int64
 	Unsynced      *Unsynced // as the agent's ping counted it (nil: it did not)
@@ -577,7 +578,7 @@ func (s *Server) handle(ctx context.Context, conn Conn, store string, b []byte) 
 		}
 		return s.send(ctx, conn, &Message{Type: TypeUnsubscribed, ID: m.ID, Unsubscribed: m.Unsubscribe})
 	case TypePing:
-		s.seen(ctx, store, Health{Connected: true, ClockOffsetMS: m.Ping.ClockOffsetMS, Outbox: m.Ping.Outbox, Unsynced: m.Ping.Unsynced})
+		s.seen(ctx, store, Health{Connected: true, Ping: true, ClockOffsetMS: m.Ping.ClockOffsetMS, Outbox: m.Ping.Outbox, Unsynced: m.Ping.Unsynced})
 		return s.send(ctx, conn, &Message{Type: TypePong, ID: m.ID, Pong: &Pong{SentAt: m.Ping.SentAt, HubTime: unixMilli(s.Now())}})
 	default:
 		return loyalty.Errorf(loyalty.EINVALID, "an agent may not send %s after hello", m.Type)
