@@ -36,15 +36,23 @@ func welcomeHub(t *testing.T) (*hub.Hub, *time.Time) {
 // placed in base by a sale a minute later (which is not ledgered), and its clock.
 func baseMemberHub(t *testing.T) (*hub.Hub, *time.Time) {
 	t.Helper()
+	h, now := goldHub(t)
+	*now = t0.Add(time.Minute)
+	if _, err := h.Earn(context.Background(), loyalty.EarnRequest{OrderID: "first", MemberID: "m2", Amount: 1000, Currency: "EUR"}); err != nil {
+		t.Fatal(err)
+	}
+	return h, now
+}
+
+// goldHub is a hub on a clock the test moves (from t0), with the gold tiers published and the
+// stores synced to them.
+func goldHub(t *testing.T) (*hub.Hub, *time.Time) {
+	t.Helper()
 	h := openHub(t)
 	now := t0
 	h.Now = func() time.Time { return now }
 	withProgram(t, h, goldTiers)
 	syncStores(t, h)
-	now = t0.Add(time.Minute)
-	if _, err := h.Earn(context.Background(), loyalty.EarnRequest{OrderID: "first", MemberID: "m2", Amount: 1000, Currency: "EUR"}); err != nil {
-		t.Fatal(err)
-	}
 	return h, &now
 }
 
@@ -93,22 +101,18 @@ func TestTierClaims_DroppedOrRenamedTier(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := openHub(t)
+			h, now := goldHub(t)
 			ctx := context.Background()
-			now := t0
-			h.Now = func() time.Time { return now }
-			withProgram(t, h, goldTiers)
-			syncStores(t, h)
-			now = t0.Add(time.Minute)
+			*now = t0.Add(time.Minute)
 			if _, err := h.Earn(ctx, loyalty.EarnRequest{OrderID: "big", MemberID: "m1", Amount: 20_000, Currency: "EUR"}); err != nil {
 				t.Fatal(err)
 			}
-			now = t0.Add(2 * time.Minute)
+			*now = t0.Add(2 * time.Minute)
 			withProgram(t, h, tc.edit) // version 3
 			syncStores(t, h)
-			now = t0.Add(3 * time.Minute)
+			*now = t0.Add(3 * time.Minute)
 			d := earn("s1", "m1", 1000) // as the agent stamps it: its copy's tier, which earns 1x under version 3
-			d.RuleVersion, d.Tier, d.Points, d.OccurredAt = 3, "gold", 10, now
+			d.RuleVersion, d.Tier, d.Points, d.OccurredAt = 3, "gold", 10, *now
 			mustApply(t, h, "s1", d)
 			rc, err := h.Earn(ctx, loyalty.EarnRequest{OrderID: "small", MemberID: "m1", Amount: 1000, Currency: "EUR"})
 			if err != nil || rc.Points < 10 {
@@ -188,13 +192,9 @@ func TestTierClaims_RenamedEntryTierThenAnotherVersion(t *testing.T) {
 // pulled the placement sends its sale stamped with it again: accepted, since the member's total
 // places them there. It was refused, and a rejection is final.
 func TestTierClaims_RestoredBeforePlacement(t *testing.T) {
-	h := openHub(t)
+	h, now := goldHub(t)
 	ctx := context.Background()
-	now := t0
-	h.Now = func() time.Time { return now }
-	withProgram(t, h, goldTiers)
-	syncStores(t, h)
-	now = t0.Add(10 * time.Minute)
+	*now = t0.Add(10 * time.Minute)
 	if _, err := h.Restored(ctx); err != nil {
 		t.Fatal(err)
 	}
