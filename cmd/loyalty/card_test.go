@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,8 +10,7 @@ import (
 // TestCLI_CardLink: loyalty member card-link prints a link with the base URL, as JSON with its
 // expiry, revokes, and refuses bad hours, a bad base URL and an unknown member.
 func TestCLI_CardLink(t *testing.T) {
-	db := filepath.Join(t.TempDir(), "hub.db")
-	mustRun(t, "init", "--database", db)
+	db := initHubDB(t)
 	mustRun(t, "member", "add", "--id", "m1", "--name", "Ann", "--database", db)
 
 	out, _ := mustRun(t, "member", "card-link", "m1", "--base-url", "https://loyalty.example.com/", "--database", db)

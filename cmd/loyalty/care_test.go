@@ -9,9 +9,8 @@ import (
 )
 
 func TestCLI_MemberCare(t *testing.T) {
-	dir := t.TempDir()
-	db := filepath.Join(dir, "hub.db")
-	mustRun(t, "init", "--database", db)
+	db := initHubDB(t)
+	dir := filepath.Dir(db)
 	mustRun(t, "member", "add", "--id", "m1", "--name", "Ann", "--email", "ann@example.org", "--database", db)
 
 	out, _ := mustRun(t, "member", "update", "m1", "--name", "Ann Lee", "--birthday", "07-14", "--attr", "tag=vip", "--attr", "shoe=38",

@@ -40,6 +40,15 @@ func mustRun(t *testing.T, args ...string) (stdout, stderr string) {
 	return stdout, stderr
 }
 
+// initHubDB makes a new hub database with `loyalty init` in a folder of t's own, and returns
+// its path.
+func initHubDB(t *testing.T) string {
+	t.Helper()
+	db := filepath.Join(t.TempDir(), "hub.db")
+	mustRun(t, "init", "--database", db)
+	return db
+}
+
 // TestCLI_AdminCommandsRefuseAMissingDatabase: a wrong --database (or running from another
 // folder) used to create a new, empty hub and report success, printing a token the running hub
 // had never heard of. Now it is an error naming the path and `loyalty init`, and nothing is created.
@@ -90,8 +99,7 @@ func TestCLI_AdminCommandsRefuseAMissingDatabase(t *testing.T) {
 // TestCLI_OneOutputStyle: a token alone on stdout with its explanation on stderr; tables by
 // default and JSON with --json; empty lists are [] (never null).
 func TestCLI_OneOutputStyle(t *testing.T) {
-	db := filepath.Join(t.TempDir(), "hub.db")
-	mustRun(t, "init", "--database", db)
+	db := initHubDB(t)
 
 	out, errOut := mustRun(t, "store", "add", "--id", "s1", "--name", "Main Street", "--database", db)
 	token := strings.TrimSpace(out)
@@ -297,8 +305,7 @@ func TestCLI_UnknownEnvironmentVariablesWarned(t *testing.T) {
 // TestCLI_AdminCommandsCheckCodeLifetimes: a command that signs codes refuses the lifetimes the
 // hub refuses; before, a negative member_ttl made a code that never expired.
 func TestCLI_AdminCommandsCheckCodeLifetimes(t *testing.T) {
-	db := filepath.Join(t.TempDir(), "hub.db")
-	mustRun(t, "init", "--database", db)
+	db := initHubDB(t)
 	mustRun(t, "member", "add", "--id", "m1", "--database", db)
 	t.Setenv("LOYALTY_QR_MEMBER_TTL", "-1h")
 	if _, _, err := run(t, "member", "qr", "--id", "m1", "--database", db); err == nil || !strings.Contains(err.Error(), "qr.member_ttl") {
@@ -311,9 +318,8 @@ func TestCLI_AdminCommandsCheckCodeLifetimes(t *testing.T) {
 // missing one is: an API key can still be listed and revoked, a store added. Before, every admin
 // command failed.
 func TestCLI_AdminCommandsGoOnWithAnotherKEK(t *testing.T) {
-	dir := t.TempDir()
-	db := filepath.Join(dir, "hub.db")
-	mustRun(t, "init", "--database", db)
+	db := initHubDB(t)
+	dir := filepath.Dir(db)
 	other := filepath.Join(dir, "other.kek")
 	if err := os.WriteFile(other, []byte(seal.Generate()), 0o600); err != nil {
 		t.Fatal(err)
@@ -337,8 +343,7 @@ func TestCLI_AdminCommandsGoOnWithAnotherKEK(t *testing.T) {
 // exclusively, refuse each other. Before, a restore replaced the database under a running import,
 // whose rows went with the replaced file.
 func TestCLI_AdminCommandsHoldTheDatabase(t *testing.T) {
-	db := filepath.Join(t.TempDir(), "hub.db")
-	mustRun(t, "init", "--database", db)
+	db := initHubDB(t)
 	unlock, err := lockDatabase(db, true) // a restore running
 	if err != nil {
 		t.Fatal(err)

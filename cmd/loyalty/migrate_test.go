@@ -17,9 +17,8 @@ import (
 // plain progress lines when stderr is no terminal, imports nothing twice when run again; an
 // adjustment and its reversal; the members exported with their balances.
 func TestCLI_ImportAdjustExport(t *testing.T) {
-	dir := t.TempDir()
-	db := filepath.Join(dir, "hub.db")
-	mustRun(t, "init", "--database", db)
+	db := initHubDB(t)
+	dir := filepath.Dir(db)
 	file := filepath.Join(dir, "old.csv")
 	if err := os.WriteFile(file, []byte("email,points\nann@example.com,120\na@b.c,52,620\nbob@example.com,\"52,620\"\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -130,8 +129,7 @@ func TestCLI_ImportAdjustExport(t *testing.T) {
 // so that an operator retires the old key, not the one `rotate` just printed (refused); retire
 // needs --after, a grace period or 0s.
 func TestCLI_KeysListAndRetire(t *testing.T) {
-	db := filepath.Join(t.TempDir(), "hub.db")
-	mustRun(t, "init", "--database", db)
+	db := initHubDB(t)
 	out, _ := mustRun(t, "keys", "list", "--json", "--database", db)
 	var keys []struct {
 		Kid     string `json:"kid"`
@@ -159,9 +157,8 @@ func TestCLI_KeysListAndRetire(t *testing.T) {
 // `loyalty backup --to` into a folder that does not exist says so, with the mkdir, instead of
 // SQLite's "unable to open database file (14)"; onto a file that exists, EDUPLICATE.
 func TestCLI_BackupToAMissingFolder(t *testing.T) {
-	dir := t.TempDir()
-	db := filepath.Join(dir, "hub.db")
-	mustRun(t, "init", "--database", db)
+	db := initHubDB(t)
+	dir := filepath.Dir(db)
 	to := filepath.Join(dir, "nodir", "hub-backup.db")
 	if _, _, err := run(t, "backup", "--to", to, "--database", db); loyalty.ErrorCode(err) != loyalty.EINVALID || !strings.Contains(err.Error(), "mkdir -p "+filepath.Dir(to)) {
 		t.Errorf("backup into a missing folder: %v", err)
@@ -174,9 +171,8 @@ func TestCLI_BackupToAMissingFolder(t *testing.T) {
 // --errors naming what is not a file (a pipe here; /dev/stderr, /dev/null) is written to as it
 // is: never given mode 0600, which run as root on /dev/null broke it for every other user.
 func TestCLI_ImportErrorsToAPipe(t *testing.T) {
-	dir := t.TempDir()
-	db := filepath.Join(dir, "hub.db")
-	mustRun(t, "init", "--database", db)
+	db := initHubDB(t)
+	dir := filepath.Dir(db)
 	pipe := filepath.Join(dir, "errors.pipe")
 	if err := syscall.Mkfifo(pipe, 0o644); err != nil {
 		t.Skipf("no named pipes here: %v", err)
@@ -204,9 +200,8 @@ func TestCLI_ImportErrorsToAPipe(t *testing.T) {
 
 // A dry run changes nothing: not an earlier run's errors file either, bad rows or none.
 func TestCLI_ImportDryRunKeepsTheErrorsFile(t *testing.T) {
-	dir := t.TempDir()
-	db := filepath.Join(dir, "hub.db")
-	mustRun(t, "init", "--database", db)
+	db := initHubDB(t)
+	dir := filepath.Dir(db)
 	file, errs := filepath.Join(dir, "in.csv"), filepath.Join(dir, "in.errors.csv")
 	if err := os.WriteFile(file, []byte("email,points\nok@example.com,5\n"), 0o644); err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/csv"
 	"encoding/json"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,8 +14,7 @@ import (
 // loyalty report prints the same report as a table, JSON or CSV, on the hub's database, and
 // refuses bad ranges and formats with codes.
 func TestCLI_Report(t *testing.T) {
-	db := filepath.Join(t.TempDir(), "hub.db")
-	mustRun(t, "init", "--database", db)
+	db := initHubDB(t)
 	mustRun(t, "store", "add", "--id", "s1", "--database", db)
 	mustRun(t, "member", "add", "--id", "m1", "--home-store", "s1", "--database", db)
 	today := time.Now().UTC()

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,8 +14,7 @@ import (
 // print JSON with --json, replay queues by time, remove removes; every change is audited as the
 // command line; a bad URL is refused with its code.
 func TestCLI_Webhooks(t *testing.T) {
-	db := filepath.Join(t.TempDir(), "hub.db")
-	mustRun(t, "init", "--database", db)
+	db := initHubDB(t)
 	secret, _ := mustRun(t, "webhook", "add", "--database", db, "--url", "https://crm.example.com/loyalty", "--events", "member.created,points.earned")
 	if s := strings.TrimSpace(secret); !strings.HasPrefix(s, "whsec_") || strings.Contains(s, "\n") {
 		t.Fatalf("webhook add printed %q on stdout, want the secret alone", secret)
