@@ -63,11 +63,8 @@ func (t *tx) SetMemberProfile(ctx context.Context, id string, p hub.Profile, ver
 }
 
 func (t *tx) EraseMember(ctx context.Context, id string, at time.Time, version int64) error {
-	restore, err := t.SecureDelete(ctx) // the email must not stay readable in the file
-	if err != nil {
-		return err
-	}
-	defer restore()
+	// The writer overwrites what it rewrites (OpenWith: secure_delete), so the email does not
+	// stay readable in the file.
 	res, err := t.ExecContext(ctx, `UPDATE members SET email = NULL, name = '', country = '', birthday = '', attributes = '',
 		erased_at = ?, version = ? WHERE id = ?`, unixms.Of(at), version, id)
 	if err != nil {
@@ -99,11 +96,7 @@ func (t *tx) NotePastCountry(ctx context.Context, member, country string, until 
 }
 
 func (t *tx) ForgetPastCountries(ctx context.Context, before time.Time) (int, error) {
-	restore, err := t.SecureDelete(ctx) // the countries must not stay readable in the file
-	if err != nil {
-		return 0, err
-	}
-	defer restore()
+	// Overwritten in the file as they are deleted (OpenWith: secure_delete).
 	res, err := t.ExecContext(ctx, `DELETE FROM member_countries WHERE until_at < ?`, unixms.Of(before))
 	if err != nil {
 		return 0, err

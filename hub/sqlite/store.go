@@ -48,8 +48,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 // 5,100-5,400 sales a second; nothing measured got slower.
 const CheckpointPages = 16000
 
-// OpenWith is Open with options (sqlitedb.Options.NoSync, for the simulator). The hub's store keeps
-// SQLite's temporary files in memory whatever opts says (sqlitedb.Options.MemoryTemp): a batch's
+// OpenWith is Open with options (sqlitedb.Options.NoSync, for the simulator). Its writer always
+// overwrites what it deletes or rewrites, and the pages it frees (sqlitedb.Options.SecureDelete):
+// an erasure's statements need nothing more. It keeps SQLite's temporary files in memory
+// whatever opts says (sqlitedb.Options.MemoryTemp): a batch's
 // inserts into the ledger, whose triggers keep the qualifying totals, would otherwise write a
 // statement journal to a file, a system call per page. Its WAL holds CheckpointPages pages unless
 // opts says otherwise.

@@ -405,17 +405,13 @@ func (t *tx) WebhookEventBody(ctx context.Context, id string) ([]byte, error) {
 }
 
 func (t *tx) SetWebhookEventBody(ctx context.Context, id string, body []byte) error {
-	restore, err := t.SecureDelete(ctx)
-	if err != nil {
-		return err
-	}
-	defer restore()
+	// The old body is overwritten in the file (OpenWith: secure_delete).
 	if _, err := t.ExecContext(ctx, `UPDATE webhook_events SET body = ? WHERE id = ?`, string(body), id); err != nil {
 		return err
 	}
 	// An attempt under way keeps no claim: its answer, which may quote the old body, is not
 	// recorded, and the delivery goes again, with the new one.
-	_, err = t.ExecContext(ctx, `UPDATE webhook_deliveries SET last_error = CASE WHEN last_error <> '' THEN ? ELSE '' END,
+	_, err := t.ExecContext(ctx, `UPDATE webhook_deliveries SET last_error = CASE WHEN last_error <> '' THEN ? ELSE '' END,
 		claimed_until = CASE WHEN state = 'pending' THEN 0 ELSE claimed_until END WHERE event = ?`, hub.ErasedDeliveryError, id)
 	return err
 }
