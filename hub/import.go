@@ -186,7 +186,7 @@ func (h *Hub) Import(ctx context.Context, r io.Reader, o ImportOptions) (ImportR
 		return rep, loyalty.Errorf(loyalty.EINVALID, "the file is empty: it needs a header row such as email,points")
 	} else if errors.As(err, new(*rowTooLong)) {
 		if skipper.crOnly() { // the whole file one line: the CSV reader ends none at a lone CR
-			return rep, fileFormat([]string{"\r"})
+			return rep, errCarriageReturns
 		}
 		return rep, loyalty.Errorf(loyalty.EINVALID, "the header row is longer than %d MiB: it is not the header of a members file (or a double quote in it is never closed)", MaxImportRowBytes>>20)
 	} else if err != nil {
@@ -412,6 +412,10 @@ func readHeader(header []string) (map[string]int, []string, error) {
 	return cols, ignored, nil
 }
 
+// errCarriageReturns refuses a file whose lines end with a carriage return alone, which the CSV
+// reader reads as one line.
+var errCarriageReturns = loyalty.Errorf(loyalty.EINVALID, "the file's lines end with a carriage return alone, as old Mac spreadsheets write: save it as CSV UTF-8 (comma delimited)")
+
 // fileFormat recognises, from its header row, a file saved in a form the import does not read,
 // and says how to save it instead: UTF-16 (a spreadsheet's "Unicode text"), lines that end with a
 // carriage return alone (old Mac spreadsheets), columns separated by semicolons (spreadsheets set
@@ -424,7 +428,7 @@ func fileFormat(header []string) error {
 	case !utf8.ValidString(joined):
 		return loyalty.Errorf(loyalty.EINVALID, "the header row is not UTF-8 text: save the file as CSV UTF-8 (comma delimited)")
 	case strings.Contains(joined, "\r"):
-		return loyalty.Errorf(loyalty.EINVALID, "the file's lines end with a carriage return alone, as old Mac spreadsheets write: save it as CSV UTF-8 (comma delimited)")
+		return errCarriageReturns
 	case len(header) == 1 && strings.Contains(joined, ";"):
 		return loyalty.Errorf(loyalty.EINVALID, "the columns are separated by semicolons: save the file as CSV with commas (comma delimited), such as email,points")
 	}
@@ -942,11 +946,13 @@ const utf8BOM = "\ufeff"
 // they are found (ImportOptions.RowError): the errors file of the CLI and of the API.
 type ImportErrorsCSV struct{ w *csv.Writer }
 
+// ImportErrorsHeader is the header row an errors file begins with, line end included.
+const ImportErrorsHeader = "line,code,reason\n"
+
 // NewImportErrorsCSV writes the header row to w and returns the writer of the rows.
 func NewImportErrorsCSV(w io.Writer) *ImportErrorsCSV {
-	e := &ImportErrorsCSV{csv.NewWriter(w)}
-	e.w.Write([]string{"line", "code", "reason"})
-	return e
+	io.WriteString(w, ImportErrorsHeader) // an error shows in Flush's, as the rows' do
+	return &ImportErrorsCSV{csv.NewWriter(w)}
 }
 
 // Add writes one bad row.

@@ -301,21 +301,18 @@ func (e *errorsFile) removeStale() error {
 	if fi, err := os.Stat(e.path); err != nil || !fi.Mode().IsRegular() {
 		return nil
 	}
-	b := make([]byte, len(errorsHeader))
+	b := make([]byte, len(hub.ImportErrorsHeader))
 	f, err := os.Open(e.path)
 	if err != nil {
 		return nil // none: nothing to remove
 	}
 	_, err = io.ReadFull(f, b)
 	f.Close()
-	if err != nil || string(b) != errorsHeader {
+	if err != nil || string(b) != hub.ImportErrorsHeader {
 		return nil
 	}
 	return os.Remove(e.path)
 }
-
-// errorsHeader is how an errors file begins (hub.ImportErrorsCSV).
-const errorsHeader = "line,code,reason\n"
 
 func (e *errorsFile) close() error {
 	if e.f == nil {
