@@ -595,33 +595,26 @@ func (s *WebhookSender) Prune(ctx context.Context) (int, error) {
 	batch := cmp.Or(s.PruneBatch, 1000)
 	now := s.Hub.Now()
 	before := now.Add(-keep)
-	// What waits for an endpoint disabled for longer than the retention, queued as long ago, is
-	// given up, so that a receiver gone for good does not keep every event since in the database.
-	for {
-		var n int
-		if err := s.Hub.Store.Update(Bookkeeping(ctx), func(tx Tx) error {
-			var err error
-			n, err = tx.GiveUpDisabledDeliveries(ctx, before, DisabledTooLong, batch)
-			return err
-		}); err != nil {
-			return 0, err
-		}
-		if n < batch {
-			break
+	// inBatches runs step, a transaction each, until it does less than a batch.
+	inBatches := func(step func(tx Tx) (int, error)) error {
+		for {
+			var n int
+			if err := s.Hub.Store.Update(Bookkeeping(ctx), func(tx Tx) error {
+				var err error
+				n, err = step(tx)
+				return err
+			}); err != nil || n < batch {
+				return err
+			}
 		}
 	}
-	for {
-		var n int
-		if err := s.Hub.Store.Update(Bookkeeping(ctx), func(tx Tx) error {
-			var err error
-			n, err = tx.PruneWebhookDeliveries(ctx, before, batch)
-			return err
-		}); err != nil {
-			return 0, err
-		}
-		if n < batch {
-			break
-		}
+	// What waits for an endpoint disabled for longer than the retention, queued as long ago, is
+	// given up, so that a receiver gone for good does not keep every event since in the database.
+	if err := inBatches(func(tx Tx) (int, error) { return tx.GiveUpDisabledDeliveries(ctx, before, DisabledTooLong, batch) }); err != nil {
+		return 0, err
+	}
+	if err := inBatches(func(tx Tx) (int, error) { return tx.PruneWebhookDeliveries(ctx, before, batch) }); err != nil {
+		return 0, err
 	}
 	p, err := s.Hub.Program(ctx)
 	if err != nil {
