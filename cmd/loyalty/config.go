@@ -379,8 +379,11 @@ func (c AgentConfig) Validate() error {
 	case isPostgresURL(c.Database):
 		return fmt.Errorf("database: the agent's replica is a SQLite file path, not a PostgreSQL URL (%s is for the hub; "+
 			"LOYALTY_DATABASE is read by both commands, so give the agent its own with --database or its config file)", databaseName(c.Database))
-	case folderMissing(c.Database) != nil: // --check-config says so too
-		return folderMissing(c.Database)
+	}
+	if err := folderMissing(c.Database); err != nil { // --check-config says so too
+		return err
+	}
+	switch {
 	case c.Sync.MinBackoff <= 0 || c.Sync.MaxBackoff < c.Sync.MinBackoff || c.Sync.MaxBackoff > time.Hour:
 		return fmt.Errorf("sync.min_backoff must be positive and at most sync.max_backoff, which is at most 1h (a store that waits longer between attempts stays offline that long after the hub is back)")
 	case c.Sync.BatchSize < 1 || c.Sync.BatchSize > 10000:
