@@ -626,7 +626,8 @@ type checkRun struct {
 // one runs gets its report (begun before the call) instead of starting another. It reads 1,000
 // members to a read-only transaction, so that it holds a reader connection, and on SQLite the
 // write-ahead log's checkpoints, for one page of members at a time rather than for the whole
-// database: each member is checked against their own ledger in one snapshot.
+// database: each member is checked against their own ledger, and their lots against it, in one
+// snapshot. The lots of ids between the pages' members (lots of no member) are compared too.
 func (h *Hub) Check(ctx context.Context) (CheckReport, error) {
 	h.checkMu.Lock()
 	run := h.checking
@@ -666,15 +667,19 @@ func (h *Hub) check(ctx context.Context) (CheckReport, error) {
 	if h.checkHooks.started != nil {
 		h.checkHooks.started()
 	}
+	const mostDrift = 1000 // lots listed that differ from the ledger, at most
 	r := CheckReport{Mismatches: []string{}}
+	var drift []string
+	cut := false
 	after := ""
 	for {
 		var ms []loyalty.Member
 		var page CheckReport // this page's figures, kept once its transaction is done (a retried one starts again)
+		var pageDrift []string
 		err := h.Store.View(ctx, func(tx Tx) error {
 			var err error
-			page = CheckReport{}
-			if ms, err = tx.Members(ctx, after, 1000); err != nil || len(ms) == 0 {
+			page, pageDrift = CheckReport{}, nil
+			if ms, err = tx.Members(ctx, after, 1000); err != nil {
 				return err
 			}
 			for _, m := range ms {
@@ -701,22 +706,34 @@ func (h *Hub) check(ctx context.Context) (CheckReport, error) {
 					}
 				}
 			}
-			return nil
+			if cut {
+				return nil
+			}
+			// The lots of the page's members, in the same snapshot: the ids after the page before,
+			// up to the page's last (the last page, with no members, has no upper bound: it finds
+			// lots of ids past every member).
+			last := ""
+			if len(ms) > 0 {
+				last = ms[len(ms)-1].ID
+			}
+			pageDrift, err = tx.LotsDrift(ctx, after, last, mostDrift-len(drift)+1)
+			return err
 		})
 		if err != nil {
 			return r, err
 		}
+		r.Members, r.Points, r.Mismatches = r.Members+page.Members, r.Points+page.Points, append(r.Mismatches, page.Mismatches...)
+		if drift = append(drift, pageDrift...); len(drift) > mostDrift {
+			drift, cut = drift[:mostDrift], true
+		}
 		if len(ms) == 0 {
 			break
 		}
-		r.Members, r.Points, r.Mismatches = r.Members+page.Members, r.Points+page.Points, append(r.Mismatches, page.Mismatches...)
 		after = ms[len(ms)-1].ID
 	}
-	var drift []string
-	err := h.Store.View(ctx, func(tx Tx) (err error) {
-		drift, err = tx.LotsDrift(ctx)
-		return err
-	})
+	if cut {
+		drift = append(drift, fmt.Sprintf("more lots differ from the ledger than the %d listed", mostDrift))
+	}
 	r.Mismatches = append(r.Mismatches, drift...)
-	return r, err
+	return r, nil
 }

@@ -225,11 +225,11 @@ func (t batchTx) LotsOf(ctx context.Context, members []string, since time.Time) 
 	return t.Tx.LotsOf(ctx, members, since)
 }
 
-func (t batchTx) LotsDrift(ctx context.Context) ([]string, error) {
+func (t batchTx) LotsDrift(ctx context.Context, after, last string, most int) ([]string, error) {
 	if err := t.a.flush(ctx); err != nil {
 		return nil, err
 	}
-	return t.Tx.LotsDrift(ctx)
+	return t.Tx.LotsDrift(ctx, after, last, most)
 }
 
 func (t batchTx) LedgerHead(ctx context.Context) (int64, error) {

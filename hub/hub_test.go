@@ -626,3 +626,68 @@ func TestCheck_Pages(t *testing.T) {
 		t.Errorf("check after a balance on the third page was changed: %+v, %v; want that one mismatch", r, err)
 	}
 }
+
+// TestCheck_LotsPageByPage: the lots are compared with the ledger a page of members at a time,
+// in the page's snapshot; the pages' ranges of ids leave no gap, so a lot changed on any page, one
+// of an id before the first member and one past the last are found; and the list stops at 1,000
+// lines and says there are more.
+func TestCheck_LotsPageByPage(t *testing.T) {
+	skipOnPostgres(t, "lots are kept apart from the ledger on SQLite only")
+	h := openHub(t)
+	var file strings.Builder
+	file.WriteString("member_id,points\n")
+	const n = 2345
+	for i := range n {
+		fmt.Fprintf(&file, "p%05d,%d\n", i, 1+i%7) // each a positive adjustment: a lot
+	}
+	if rep := importCSV(t, h, file.String(), hub.ImportOptions{ImportID: "lots", Reason: "check's lots"}); rep.Imported != n {
+		t.Fatalf("imported %d of %d", rep.Imported, n)
+	}
+	lots := func() []string {
+		t.Helper()
+		r, err := h.Check(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, m := range r.Mismatches {
+			if strings.Contains(m, ": lot of ") || strings.HasPrefix(m, "more lots") {
+				out = append(out, m)
+			} else {
+				t.Errorf("mismatch %q; want only the lots changed below", m)
+			}
+		}
+		return out
+	}
+	if ms := lots(); len(ms) != 0 {
+		t.Fatalf("check of an untouched ledger: %q", ms)
+	}
+	db := openRaw(t, whereOf(t, h.Store))
+	for _, q := range []string{
+		// m1, m2 and p00000 to p00997 are the first page: its last and the second's first
+		`UPDATE member_lots SET points = points + 1 WHERE member IN ('p00997', 'p00998')`,
+		`UPDATE member_lots SET points = points + 1 WHERE member = 'p02344'`, // the third page's last
+		`INSERT INTO member_lots (member, at, seq, points) VALUES ('a', 1, 999999001, 5), ('zzz', 1, 999999002, 7)`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := lots()
+	want := []string{"a: lot of ", "p00997: lot of ", "p00998: lot of ", "p02344: lot of ", "zzz: lot of "}
+	if len(got) != len(want) {
+		t.Fatalf("check found %q; want lots of %q", got, want)
+	}
+	for i := range want {
+		if !strings.HasPrefix(got[i], want[i]) {
+			t.Errorf("mismatch %d: %q; want %q…", i, got[i], want[i])
+		}
+	}
+	if _, err := db.Exec(`UPDATE member_lots SET points = points + 1`); err != nil {
+		t.Fatal(err)
+	}
+	got = lots()
+	if len(got) != 1001 || got[1000] != "more lots differ from the ledger than the 1000 listed" {
+		t.Errorf("check with every lot changed: %d lines, the last %q; want 1,000 and a line that says there are more", len(got), got[len(got)-1])
+	}
+}

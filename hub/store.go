@@ -348,10 +348,11 @@ type Tx interface {
 	LotsOf(ctx context.Context, members []string, since time.Time) (map[string][]loyalty.Lot, error)
 	// LotsDrift compares the lots a storage keeps apart from the ledger (SQLite's member_lots:
 	// every earn and positive adjustment with its time, ledger position and points less what
-	// reversals took back, those with nothing left too) with the ledger, and returns a line for
-	// each that differs, at most 1,000 (Hub.Check). A storage that reads lots from the ledger
-	// (PostgreSQL) has none to compare.
-	LotsDrift(ctx context.Context) ([]string, error)
+	// reversals took back, those with nothing left too) with the ledger, for the members with an
+	// id in (after, last] (no upper bound when last is ""), and returns a line for each lot that
+	// differs, at most most of them (Hub.Check, a page of members at a time). A storage that reads
+	// lots from the ledger (PostgreSQL) has none to compare.
+	LotsDrift(ctx context.Context, after, last string, most int) ([]string, error)
 	// MemberBirthday returns a member's birthday ("" when none is on file). Member and the other
 	// member reads leave it out, so that what goes to stores never carries it.
 	MemberBirthday(ctx context.Context, member string) (string, error)

@@ -1124,7 +1124,9 @@ func (t *tx) RuleCount(ctx context.Context, member, rule string, since, upTo tim
 }
 
 // LotsDrift finds nothing: lots are read from the ledger.
-func (t *tx) LotsDrift(ctx context.Context) ([]string, error) { return nil, nil }
+func (t *tx) LotsDrift(ctx context.Context, after, last string, most int) ([]string, error) {
+	return nil, nil
+}
 
 func (t *tx) Lots(ctx context.Context, member string, since time.Time) ([]loyalty.Lot, error) {
 	lots, err := t.LotsOf(ctx, []string{member}, since)

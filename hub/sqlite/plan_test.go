@@ -166,3 +166,24 @@ func TestNameSearchUsesTheIndex(t *testing.T) {
 		t.Errorf("plan: %s; want the names' index read, and the members it finds", got)
 	}
 }
+
+// TestLotsDriftReadsAPageOfMembers: the check's comparison of lots with the ledger reads the
+// page's range of members from the ledger's index on members and from member_lots' key, never a
+// whole table, so that a page's read-only snapshot (which holds the write-ahead log's checkpoints)
+// lasts as long as its members' ledgers take, not the whole database's.
+func TestLotsDriftReadsAPageOfMembers(t *testing.T) {
+	s := openStore(t)
+	for name, q := range map[string]struct {
+		upTo        bool
+		deltas, key string
+	}{
+		"a page":        {true, "deltas_member (member>? AND member<?)", "PRIMARY KEY (member>? AND member<?)"},
+		"the last page": {false, "deltas_member (member>?)", "PRIMARY KEY (member>?)"},
+	} {
+		got := plan(t, s, lotsDriftQuery(q.upTo), "m1", "m2", 10)
+		if !strings.Contains(got, "SEARCH d USING INDEX "+q.deltas) || !strings.Contains(got, "SEARCH k USING "+q.key) ||
+			strings.Contains(got, "SCAN d") || strings.Contains(got, "SCAN k") {
+			t.Errorf("%s: plan %s; want ranges of deltas_member and member_lots' key, and no scan", name, got)
+		}
+	}
+}

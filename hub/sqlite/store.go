@@ -1692,26 +1692,32 @@ func (t *tx) LotsOf(ctx context.Context, members []string, since time.Time) (map
 const lotsOfQuery = `SELECT l.member, l.at, l.points FROM json_each(?1) AS j
 	CROSS JOIN member_lots AS l ON l.member = j.value WHERE l.at >= ?2 AND l.points > 0`
 
-// ledgerLots are the rows of member_lots (member, at, seq, points) as the ledger makes them (the
-// 0032 migration's backfill).
-const ledgerLots = `SELECT d.member AS member, d.event_at AS at, d.seq AS seq,
-		d.points + COALESCE((SELECT SUM(r.points) FROM deltas r WHERE r.reverses = d.id AND r.reverses != ''), 0) AS points
-	FROM deltas d WHERE d.kind = 'earn' OR (d.kind = 'adjust' AND d.points > 0)`
+// lotsDriftQuery lists the lots of the members in (?1, ?2] (in (?1, ∞) when upTo is false) that
+// differ between member_lots and the ledger, in member and ledger order, at most ?3: the ledger's
+// lots of those members (deltas_member, a range of members) each looked up in member_lots by its
+// key, then member_lots' rows of those members (its key, the same range) each looked up in the
+// ledger by its position. A FULL JOIN would read one side whole for every row of the other. The
+// upper bound is left out of the text, not made optional in it, so that both ranges end there.
+func lotsDriftQuery(upTo bool) string {
+	dEnd, kEnd := "", ""
+	if upTo {
+		dEnd, kEnd = " AND d.member <= ?2", " AND k.member <= ?2"
+	}
+	return `SELECT * FROM (
+		SELECT l.member, l.at, l.seq, k.points, l.points FROM (SELECT d.member AS member, d.event_at AS at, d.seq AS seq,
+				d.points + COALESCE((SELECT SUM(r.points) FROM deltas r WHERE r.reverses = d.id AND r.reverses != ''), 0) AS points
+			FROM deltas d INDEXED BY deltas_member WHERE d.member > ?1` + dEnd + `
+				AND (d.kind = 'earn' OR (d.kind = 'adjust' AND d.points > 0))) AS l
+		LEFT JOIN member_lots AS k ON k.member = l.member AND k.at = l.at AND k.seq = l.seq WHERE k.points IS NOT l.points
+		UNION ALL
+		SELECT k.member, k.at, k.seq, k.points, NULL FROM member_lots AS k WHERE k.member > ?1` + kEnd + `
+			AND NOT EXISTS (SELECT 1 FROM deltas d WHERE d.seq = k.seq AND d.member = k.member AND d.event_at = k.at
+				AND (d.kind = 'earn' OR (d.kind = 'adjust' AND d.points > 0))))
+	ORDER BY 1, 3 LIMIT ?3+0`
+}
 
-func (t *tx) LotsDrift(ctx context.Context) ([]string, error) {
-	// Each lot either side has that the other has not as it is, in ledger order: one row more
-	// than is listed tells that the list was cut short.
-	const most = 1000
-	// The ledger's lots, each looked up in member_lots by its key; then member_lots' rows, each
-	// looked up in the ledger by its position (a FULL JOIN would read one side whole for every row
-	// of the other).
-	rows, err := t.QueryContext(ctx, `SELECT * FROM (
-			SELECT l.member, l.at, l.seq, k.points, l.points FROM (`+ledgerLots+`) AS l
-			LEFT JOIN member_lots AS k ON k.member = l.member AND k.at = l.at AND k.seq = l.seq WHERE k.points IS NOT l.points
-			UNION ALL
-			SELECT k.member, k.at, k.seq, k.points, NULL FROM member_lots AS k WHERE NOT EXISTS (SELECT 1 FROM deltas d
-				WHERE d.seq = k.seq AND d.member = k.member AND d.event_at = k.at AND (d.kind = 'earn' OR (d.kind = 'adjust' AND d.points > 0))))
-		ORDER BY 3 LIMIT ?+0`, most+1)
+func (t *tx) LotsDrift(ctx context.Context, after, last string, most int) ([]string, error) {
+	rows, err := t.QueryContext(ctx, lotsDriftQuery(last != ""), after, last, most)
 	if err != nil {
 		return nil, err
 	}
@@ -1732,10 +1738,6 @@ func (t *tx) LotsDrift(ctx context.Context) ([]string, error) {
 		var kept, in sql.NullInt64
 		if err := rows.Scan(&member, &at, &seq, &kept, &in); err != nil {
 			return nil, err
-		}
-		if len(out) == most {
-			out = append(out, fmt.Sprintf("more lots differ from the ledger than the %d listed", most))
-			break
 		}
 		out = append(out, fmt.Sprintf("%s: lot of %s (ledger position %d): kept %s, the ledger makes %s", member,
 			unixms.Time(at).Format(time.RFC3339Nano), seq, say(kept), say(in)))
