@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"os"
 	"strings"
@@ -102,13 +101,14 @@ sync and refuse the member's QR codes from then on. Take an export first if the 
 			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
 				var w io.Writer = cmd.OutOrStdout()
 				var f *os.File
+				var ferr error
 				open := func() {}
 				if out != "" {
-					// The file is created only once the member is found, readable by its owner only.
-					open = func() { f, _ = os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600) }
+					// The file is created only once the member is found (newPrivateFile).
+					open = func() { f, ferr = newPrivateFile(out, "out") }
 					w = writerFunc(func(b []byte) (int, error) {
 						if f == nil {
-							return 0, fmt.Errorf("could not create %s", out)
+							return 0, ferr
 						}
 						return f.Write(b)
 					})
@@ -119,7 +119,7 @@ sync and refuse the member's QR codes from then on. Take an export first if the 
 						err = cerr
 					}
 					if err != nil {
-						os.Remove(out) // no half export left behind
+						os.Remove(out) // no half export left behind (a file this run created)
 					}
 				}
 				if err == nil && out != "" {
@@ -129,7 +129,7 @@ sync and refuse the member's QR codes from then on. Take an export first if the 
 			})
 		},
 	}
-	export.Flags().String("out", "", "write to this file (created with mode 0600) instead of stdout")
+	export.Flags().String("out", "", "write to this new file (created with mode 0600) instead of stdout")
 	jsonFlag(update, erase)
 	cmds := []*cobra.Command{update, erase, export}
 	for _, c := range cmds {

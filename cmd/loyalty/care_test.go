@@ -42,6 +42,19 @@ func TestCLI_MemberCare(t *testing.T) {
 	if fi, _ := os.Stat(file); fi.Mode().Perm() != 0o600 {
 		t.Errorf("export file mode %v, want 0600", fi.Mode().Perm())
 	}
+	// --out names a new file: one that exists is refused and left as it was, the database
+	// above all (it was emptied, then removed when the export failed), and another export's file
+	// too (it kept its mode, 0644, with the member's data in it).
+	for _, existing := range []string{db, file} {
+		before, _ := os.ReadFile(existing)
+		if _, _, err := run(t, "member", "export", "m1", "--out", existing, "--database", db); err == nil ||
+			!strings.HasPrefix(formatError(err), "EINVALID") || !strings.Contains(err.Error(), "name a new file") {
+			t.Errorf("export over %s: %v; want EINVALID, name a new file", filepath.Base(existing), err)
+		}
+		if after, err := os.ReadFile(existing); err != nil || string(after) != string(before) {
+			t.Errorf("%s after an export over it: %d bytes, %v; want it as it was (%d bytes)", filepath.Base(existing), len(after), err, len(before))
+		}
+	}
 	missing := filepath.Join(dir, "nobody.json")
 	if _, _, err := run(t, "member", "export", "nobody", "--out", missing, "--database", db); err == nil {
 		t.Error("export of an unknown member succeeded")

@@ -444,43 +444,48 @@ func exportCommand() *cobra.Command {
 			if err := hub.CheckExport(args[0], o); err != nil {
 				return err
 			}
-			return withHub(cmd, func(ctx context.Context, h *hub.Hub) error {
+			return withHub(cmd, func(ctx context.Context, h *hub.Hub) (err error) {
 				w := cmd.OutOrStdout()
-				var f *os.File
 				if out != "" {
-					// A new file, readable by its owner alone (it holds members' personal data),
-					// never one that exists: --output naming the database would empty it.
-					var err error
-					if f, err = os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600); err != nil {
-						if errors.Is(err, fs.ErrExist) {
-							return loyalty.Errorf(loyalty.EINVALID, "--output %s exists: name a new file", out)
-						}
+					f, err := newPrivateFile(out, "output")
+					if err != nil {
 						return err
 					}
-					defer f.Close()
+					defer func() {
+						if cerr := f.Close(); err == nil {
+							err = cerr
+						}
+						if err != nil {
+							os.Remove(out) // no half export left behind (a file this run created)
+							return
+						}
+						tell(cmd, "%s exported to %s", args[0], out)
+					}()
 					w = f
 				}
 				bw := bufio.NewWriterSize(w, 1<<20)
 				if err := h.Export(ctx, bw, args[0], o); err != nil {
 					return err
 				}
-				if err := bw.Flush(); err != nil {
-					return err
-				}
-				if f != nil {
-					if err := f.Close(); err != nil {
-						return err
-					}
-					tell(cmd, "%s exported to %s", args[0], out)
-				}
-				return nil
+				return bw.Flush()
 			})
 		},
 	}
 	export.Flags().String("format", hub.FormatCSV, "csv or jsonl")
 	export.Flags().String("from", "", "the ledger: from this date (2026-11-01) or time, event times at or after it")
 	export.Flags().String("to", "", "the ledger: to this date or time, event times before it")
-	export.Flags().String("output", "", "write to this file instead of stdout")
+	export.Flags().String("output", "", "write to this new file (created with mode 0600) instead of stdout")
 	hubFlags(export)
 	return export
+}
+
+// newPrivateFile creates path for an export, readable by its owner alone (it holds members'
+// personal data), and never opens one that exists: a flag naming the database, or its key
+// file, would empty it. flag is the flag that named the file, for the refusal.
+func newPrivateFile(path, flag string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return nil, loyalty.Errorf(loyalty.EINVALID, "--%s %s exists: name a new file", flag, path)
+	}
+	return f, err
 }
