@@ -294,7 +294,11 @@ func (a *Agent) onceTx(ctx context.Context, op, orderID, part string, req any, f
 			return err
 		}
 		fresh = true
-		return tx.SavePosResult(ctx, op, key, hash, b, a.Now())
+		at, err := a.keptAt(ctx, tx)
+		if err != nil {
+			return err
+		}
+		return tx.SavePosResult(ctx, op, key, hash, b, at)
 	})
 	if err == nil && fresh {
 		a.Sync.Kick()
@@ -322,6 +326,21 @@ func (a *Agent) clockOffset(ctx context.Context, tx Tx) (int64, error) {
 		return now, tx.SetClockOffset(ctx, now)
 	}
 	return kept, nil
+}
+
+// keptAt is the time to record for how long the replica keeps what is written now (a POS
+// answer, a member's last sighting): the later of this device's clock and the hub's, so that a
+// clock that was behind, and is set right later, does not make what was just written look old
+// enough to prune. (Maintenance's own now, maintenanceNow, is the earlier of the clocks, so a
+// clock that runs ahead prunes nothing early either.) Pruning deltas reads the later of their
+// two times, created_at and event_at, for the same reason.
+func (a *Agent) keptAt(ctx context.Context, tx Tx) (time.Time, error) {
+	kept, err := tx.ClockOffset(ctx)
+	now := a.Now()
+	if offset := a.offsetNow(kept); offset > 0 {
+		now = now.Add(time.Duration(offset) * time.Millisecond)
+	}
+	return now, err
 }
 
 // offsetNow is the clock offset to use, in ms, given the one the replica kept: the one measured in
@@ -434,7 +453,11 @@ func (a *Agent) write(ctx context.Context, tx Tx, p *loyalty.Program, offline bo
 		if err := tx.InsertDelta(ctx, d, a.Now(), use, offline); err != nil {
 			return r, err
 		}
-		if err := tx.Touch(ctx, d.Member, a.Now()); err != nil { // seen here: not evicted for a while
+		at, err := a.keptAt(ctx, tx)
+		if err != nil {
+			return r, err
+		}
+		if err := tx.Touch(ctx, d.Member, at); err != nil { // seen here: not evicted for a while
 			return r, err
 		}
 		r.Member, r.Points = d.Member, r.Points+d.Points

@@ -371,7 +371,13 @@ func (a *Agent) MaintenanceStats() MaintenanceStats {
 // touch records that the store saw member now, for eviction. A failure only makes the member's
 // last-seen time older: it is logged, and the POS call goes on.
 func (a *Agent) touch(ctx context.Context, member string) {
-	err := a.Store.Update(ctx, func(tx Tx) error { return tx.Touch(ctx, member, a.Now()) })
+	err := a.Store.Update(ctx, func(tx Tx) error {
+		at, err := a.keptAt(ctx, tx)
+		if err != nil {
+			return err
+		}
+		return tx.Touch(ctx, member, at)
+	})
 	if err != nil {
 		a.Logger.Warn("could not record when the member was last seen", slog.String("member", member), slog.Any("err", err))
 	}

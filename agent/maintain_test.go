@@ -921,3 +921,37 @@ func TestMaintain_ClockSetWeeksAhead(t *testing.T) {
 			st.PrunedDeltasTotal, st.PrunedResultsTotal, st.EvictedTotal)
 	}
 }
+
+// TestMaintain_ClockBehindThenSetRight: the till's clock is two months behind (a flat clock
+// battery), the hub's sessions measure it, and the till's sales are dated right on the hub's
+// clock; then the clock is set right. An order made a minute before is kept with its answer and
+// its member, and a POS retry of it gets its first answer. Before, what was written went by the
+// device's clock alone: the order, its answer and the member looked two months old, maintenance
+// deleted them, and the retry earned again under a new delta id, which the hub applied.
+func TestMaintain_ClockBehindThenSetRight(t *testing.T) {
+	ctx := context.Background()
+	clock := now.Add(-70 * day) // the device's clock; the true time is now
+	ca := newClocked(t, &clock, loyalty.DefaultProgram())
+	ca.Sync = &fakeSync{status: lsync.Status{Sessions: 1, ClockOffset: 70 * day, ClockOffsetMS: (70 * day).Milliseconds()}}
+	req := loyalty.EarnRequest{OrderID: "o1", QR: mustSign(t, ca.key, "m1"), Amount: 1000, Currency: "EUR"}
+	r, err := ca.Earn(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca.ack(t)                    // applied at the hub, and in the member's copy
+	clock = now.Add(time.Minute) // set right, a minute after the sale; the agent restarts
+	ca = ca.restart(t, false)
+	ca.Sync = &fakeSync{status: lsync.Status{Sessions: 1}} // the new session measures no offset
+	ca.Retention = agent.Retention{RetainAcked: 30 * day, ResultsRetention: 7 * day, EvictAfter: 30 * day}
+	if err := ca.Maintain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := ca.MaintenanceStats(); st.PrunedDeltasTotal != 0 || st.PrunedResultsTotal != 0 || st.EvictedTotal != 0 {
+		t.Errorf("maintenance after the clock was set right pruned %d deltas and %d answers and evicted %d members; want none",
+			st.PrunedDeltasTotal, st.PrunedResultsTotal, st.EvictedTotal)
+	}
+	again, err := ca.Earn(ctx, req)
+	if err != nil || len(again.Deltas) != 1 || again.Deltas[0] != r.Deltas[0] {
+		t.Fatalf("the POS retry of order o1, a minute after it: %+v, %v; want its first answer (delta %s)", again, err, r.Deltas[0])
+	}
+}

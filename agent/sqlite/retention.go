@@ -134,7 +134,7 @@ func (t *tx) PruneOrders(ctx context.Context, p agent.Prune, after int64, limit 
 		return out, err
 	}
 	rows, err := t.QueryContext(ctx, `SELECT seq, order_id FROM deltas WHERE seq > ? AND state = 'acked' AND hub_version = 0
-		AND created_at < ? ORDER BY seq LIMIT ?+0`, after, before, limit)
+		AND MAX(created_at, event_at) < ? ORDER BY seq LIMIT ?+0`, after, before, limit)
 	if err != nil {
 		return out, err
 	}
@@ -158,7 +158,7 @@ func (t *tx) PruneOrders(ctx context.Context, p agent.Prune, after int64, limit 
 		return out, err
 	}
 	// An order stays if any of its deltas (rejected ones aside) is not done with.
-	keep := `d.state = 'pending' OR d.hub_version > 0 OR d.created_at >= ?2`
+	keep := `d.state = 'pending' OR d.hub_version > 0 OR MAX(d.created_at, d.event_at) >= ?2`
 	if p.KeepEarns {
 		keep += ` OR d.kind = 'earn'`
 	}
