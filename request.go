@@ -199,8 +199,13 @@ func (r *EarnRequest) Validate() error {
 	return ValidateCurrency(r.Currency)
 }
 
-// IdempotencyConflict is the error for an order id reused with a different request body.
-func IdempotencyConflict(op, orderID string) error {
+// IdempotencyConflict is the error for an order id reused with a different request body; part
+// is the call's part of the order (PartKey: a reward, a voucher, a refund id), "" for none.
+func IdempotencyConflict(op, orderID, part string) error {
+	if op == "reverse" && part != "" {
+		return Errorf(ECONFLICT, "refund %s of order %s was already made with a different amount or lines; the first refund stands. "+
+			"Resend it unchanged, or give another refund of the order a new refund_id", part, orderID)
+	}
 	if op == "reverse" {
 		return Errorf(ECONFLICT, "order %s was already reversed by a different request; the first reversal stands", orderID)
 	}

@@ -104,7 +104,7 @@ func (a *Agent) Scan(ctx context.Context, req ScanRequest) (ScanResult, error) {
 	if c.Type != qr.TypeMember {
 		return ScanResult{}, loyalty.Errorf(loyalty.EINVALID, "this is a voucher; use it with a redeem call")
 	}
-	if err := a.refuseErased(ctx, c.Member); err != nil { // care.go
+	if err := a.Store.View(ctx, func(tx Tx) error { return refuseErased(ctx, tx, c.Member) }); err != nil { // care.go
 		return ScanResult{}, err
 	}
 	a.lookup(ctx, c.Member, "", req.QR) // online: the hub's balance and punch cards (a refusal changes nothing shown)
@@ -187,13 +187,22 @@ type identity struct {
 	inReplica bool         // named by id, and found in the replica
 }
 
-// current checks that the code is still valid. It runs only for a new request, so that a retry
-// of a call approved just before the code expired gets its first answer.
-func (i identity) current() error {
+// current checks that the code is still valid, and that a member's code does not name a member
+// erased at the hub, as the replica holds them in tx: a lookup at the hub for this call may just
+// have brought the erased copy in. It runs only for a new request, so that a retry of a call
+// approved just before the code expired, or before the store heard of the erasure, gets its first
+// answer.
+func (i identity) current(ctx context.Context, tx Tx) error {
 	if i.v == nil {
 		return nil
 	}
-	return i.v.Current(i.claims)
+	if err := i.v.Current(i.claims); err != nil {
+		return err
+	}
+	if i.claims.Type != qr.TypeMember {
+		return nil
+	}
+	return refuseErased(ctx, tx, i.claims.Member) // care.go
 }
 
 // identify resolves the member of a POS call: a QR token with a valid signature, or an id in
@@ -208,11 +217,6 @@ func (a *Agent) identify(ctx context.Context, token, id, want string) (identity,
 			return identity{}, loyalty.Errorf(loyalty.EINVALID, "this is a voucher, not a member code; send it as \"voucher\"")
 		} else if c.Type != want {
 			return identity{}, loyalty.Errorf(loyalty.EINVALID, "this is a member code, not a voucher")
-		}
-		if c.Type == qr.TypeMember {
-			if err := a.refuseErased(ctx, c.Member); err != nil { // care.go
-				return identity{}, err
-			}
 		}
 		return identity{member: c.Member, token: token, claims: c, v: v}, nil
 	}
@@ -273,7 +277,7 @@ func (a *Agent) onceTx(ctx context.Context, op, orderID, part string, req any, f
 		}
 		if found {
 			if prev != hash {
-				return loyalty.IdempotencyConflict(op, orderID)
+				return loyalty.IdempotencyConflict(op, orderID, part)
 			}
 			if len(resp) == 0 { // the answer was dropped after pos.results_retention; the order is remembered
 				return loyalty.Errorf(loyalty.ECONFLICT, "this %s of order %s was already done at this store, and its answer is no longer kept "+
@@ -368,7 +372,7 @@ func (a *Agent) Earn(ctx context.Context, req loyalty.EarnRequest) (loyalty.Rece
 	}
 	req.QR, req.MemberID = "", member
 	return a.once(ctx, "earn", req.OrderID, req, func(tx Tx, offline bool) (loyalty.Receipt, error) {
-		if err := who.current(); err != nil {
+		if err := who.current(ctx, tx); err != nil {
 			return loyalty.Receipt{}, err
 		}
 		p, err := tx.Program(ctx)
@@ -617,15 +621,15 @@ func (a *Agent) Redeem(ctx context.Context, req loyalty.RedeemRequest) (loyalty.
 	}
 	member := who.member
 	st, refused := a.lookup(ctx, member, "", who.token) // online: the hub's balance and per-member limits count
-	if refused != nil {
-		return loyalty.Receipt{}, loyalty.Errorf(loyalty.EUNAUTHORIZED, "the hub does not count member %s as this store's, so it would refuse "+
-			"this redemption of their points; scan the member's QR code, then try again", member)
-	}
 	req.QR, req.MemberID = "", member
 	// Each reward on an order is its own idempotent call: an order may carry stackable rewards.
 	return a.onceFor(ctx, "redeem", req.OrderID, req.RewardID, req, func(tx Tx, offline bool) (loyalty.Receipt, error) {
-		if err := who.current(); err != nil {
+		if err := who.current(ctx, tx); err != nil {
 			return loyalty.Receipt{}, err
+		}
+		if refused != nil { // a new request only: a retry of one approved before gets its first answer
+			return loyalty.Receipt{}, loyalty.Errorf(loyalty.EUNAUTHORIZED, "the hub does not count member %s as this store's, so it would refuse "+
+				"this redemption of their points; scan the member's QR code, then try again", member)
 		}
 		p, err := tx.Program(ctx)
 		if err != nil {
@@ -677,7 +681,7 @@ func (a *Agent) useVoucher(ctx context.Context, req loyalty.RedeemRequest) (loya
 	req.Voucher = c.Voucher
 	st, _ := a.lookup(ctx, c.Member, c.Voucher, who.token) // online: whether it was used at another store or online (a voucher needs no scope)
 	return a.onceFor(ctx, "redeem", req.OrderID, c.Voucher, req, func(tx Tx, offline bool) (loyalty.Receipt, error) {
-		if err := who.current(); err != nil {
+		if err := who.current(ctx, tx); err != nil {
 			return loyalty.Receipt{}, err
 		}
 		if order, err := tx.VoucherUse(ctx, c.Voucher); err != nil {

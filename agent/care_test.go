@@ -88,3 +88,54 @@ func TestErasedMember_NothingLeftInTheFiles(t *testing.T) {
 		t.Errorf("once the replica is closed, %s holds the erased member's email or name", f)
 	}
 }
+
+// TestErasedMember_RetryGetsTheFirstAnswer: a sale recorded with a member's code before the
+// store pulled their erasure, retried unchanged afterwards, gets its first answer: the sale was
+// made, and the POS must be able to tell. A new sale with the code is refused. Before, the
+// erasure was checked ahead of the order's stored answer: the retry was ENOTFOUND.
+func TestErasedMember_RetryGetsTheFirstAnswer(t *testing.T) {
+	ta := newTestAgent(t)
+	ctx := context.Background()
+	token := ta.token(t, "m1")
+	req := loyalty.EarnRequest{OrderID: "o1", QR: token, Amount: 1000, Currency: "EUR"}
+	first, err := ta.Earn(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ta.store.ApplyMember(ctx, &loyalty.Member{ID: "m1", Balance: 120, Version: 6, Erased: true}); err != nil {
+		t.Fatal(err)
+	}
+	again, err := ta.Earn(ctx, req)
+	if err != nil || len(again.Deltas) != 1 || again.Deltas[0] != first.Deltas[0] || !again.Replayed {
+		t.Fatalf("retry of a recorded sale after the erasure synced: %+v, %v; want the first answer (delta %s)", again, err, first.Deltas[0])
+	}
+	if _, err := ta.Earn(ctx, loyalty.EarnRequest{OrderID: "o2", QR: token, Amount: 1000, Currency: "EUR"}); loyalty.ErrorCode(err) != loyalty.ENOTFOUND {
+		t.Errorf("a new sale with the erased member's code: %v, want ENOTFOUND", err)
+	}
+}
+
+// TestErasedMember_RefusedByAConnectedStoreThatDidNotHoldThem: a connected store that never held
+// a member erased at the hub is shown their code (signed before the erasure, unexpired). The
+// earn's and the redemption's lookups at the hub bring the erased copy in, and the call is
+// refused, as the hub's own online channel refuses it. Before, the erasure was checked before
+// the lookup, against a replica without the member: the sale was recorded, "checked by the hub".
+func TestErasedMember_RefusedByAConnectedStoreThatDidNotHoldThem(t *testing.T) {
+	sp, _ := onlinePair(t, func(p *loyalty.Program) {})
+	ctx := context.Background()
+	if _, err := sp.hub.CreateMember(ctx, loyalty.Member{ID: "m9", HomeStore: "s2"}); err != nil {
+		t.Fatal(err)
+	}
+	code := mustToken(t, sp.hub, "m9") // the member's app showed it before the erasure
+	if _, err := sp.hub.EraseMember(ctx, "m9"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sp.hub.Earn(ctx, loyalty.EarnRequest{OrderID: "web-1", QR: code, Amount: 1000, Currency: "EUR"}); loyalty.ErrorCode(err) != loyalty.ENOTFOUND {
+		t.Fatalf("the hub's online channel: %v, want ENOTFOUND", err)
+	}
+	if rc, err := sp.agent.Earn(ctx, loyalty.EarnRequest{OrderID: "e1", QR: code, Amount: 1000, Currency: "EUR"}); loyalty.ErrorCode(err) != loyalty.ENOTFOUND {
+		t.Errorf("a sale at the store: %+v, %v; want ENOTFOUND", rc, err)
+	}
+	if rc, err := sp.agent.Redeem(ctx, loyalty.RedeemRequest{OrderID: "r1", QR: code, RewardID: "coffee"}); loyalty.ErrorCode(err) != loyalty.ENOTFOUND {
+		t.Errorf("a redemption at the store: %+v, %v; want ENOTFOUND", rc, err)
+	}
+}

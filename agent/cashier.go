@@ -1091,6 +1091,8 @@ var tillWordings = []struct{ code, says, title, error, hint string }{
 	{loyalty.ECONFLICT, "a new sale needs a new order id", "", "This form was already used for a different sale.",
 		"Nothing new was recorded. Scan the card again to start a new sale."},
 	{loyalty.ECONFLICT, "already reversed by a different request", "", "This order was already refunded.", "The first refund stands; nothing was taken twice."},
+	{loyalty.ECONFLICT, "was already made with a different amount", "", "This refund form was already used for a different amount.",
+		"The first refund stands; nothing was taken twice. To refund more of the order, type its order number in the refund field again."},
 	{loyalty.EINVALID, "this is a voucher", "This is a voucher, not a member card.", "A voucher is used on its own.", "Open \"Use a voucher\" below and scan it there."},
 	{loyalty.EINVALID, "this is a member code", "This is a member card, not a voucher.", "A member card is scanned in the scan field.", "Scan it in the scan field at the top."},
 	{loyalty.EUNAVAILABLE, "never synced", "", "", "This till has not reached head office yet. Check the network cable; cards work once it has."},

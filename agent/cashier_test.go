@@ -707,8 +707,15 @@ func TestTillInTheCashiersWords(t *testing.T) {
 		t.Errorf("a part of an order holding only a coffee: %d\n%.2000s", status, got)
 	}
 	// The order number typed in lower case is the receipt's.
-	if status, got := b.post(t, "/refund", url.Values{"order": {strings.ToLower(order)}, "refund_id": {hidden(t, b.last, "refund_id")}, "refund_amount": {"4.00"}}); status != 200 || !strings.Contains(got, "Part of the order refunded") {
+	refundID := hidden(t, b.last, "refund_id")
+	if status, got := b.post(t, "/refund", url.Values{"order": {strings.ToLower(order)}, "refund_id": {refundID}, "refund_amount": {"4.00"}}); status != 200 || !strings.Contains(got, "Part of the order refunded") {
 		t.Errorf("a refund of 4.00 by the order number in lower case: %d\n%.2000s", status, got)
+	}
+	// The same form sent again with another amount (Back, a new amount, Refund): refused, and
+	// the till does not say the whole order was refunded (it was not).
+	if status, got := b.post(t, "/refund", url.Values{"order": {order}, "refund_id": {refundID}, "refund_amount": {"5.00"}}); status != http.StatusConflict ||
+		!strings.Contains(got, "This refund form was already used for a different amount.") || strings.Contains(got, "This order was already refunded") {
+		t.Errorf("the refund form sent again with 5.00: %d\n%.2000s", status, got)
 	}
 }
 

@@ -359,3 +359,41 @@ func TestVoucher_MinOrderAtTheTill(t *testing.T) {
 		t.Fatalf("the voucher on an order of 50.00, offline: %v", err)
 	}
 }
+
+// TestOnline_RedeemRetryAfterScopeLossGetsTheFirstAnswer: a redemption by member id, approved
+// (offline here) and so spent in the outbox, is retried unchanged after the hub stopped counting
+// the member as the store's (a restore from an older backup, or a race with an eviction): the
+// retry gets its first answer. A new redemption by id is refused until the member's code is
+// scanned. Before, the hub's refusal was checked ahead of the order's stored answer: the retry
+// was refused, though its points were spent.
+func TestOnline_RedeemRetryAfterScopeLossGetsTheFirstAnswer(t *testing.T) {
+	sp, link := onlinePair(t, func(p *loyalty.Program) {})
+	ctx := context.Background()
+	if _, err := sp.hub.CreateMember(ctx, loyalty.Member{ID: "m9", HomeStore: "s2"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sp.hub.Earn(ctx, loyalty.EarnRequest{OrderID: "web-9", MemberID: "m9", Amount: 20000, Currency: "EUR"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sp.agent.Scan(ctx, agent.ScanRequest{QR: mustToken(t, sp.hub, "m9")}); err != nil {
+		t.Fatal(err)
+	}
+	link.setOnline(false)
+	req := loyalty.RedeemRequest{OrderID: "r1", MemberID: "m9", RewardID: "coffee"}
+	first, err := sp.agent.Redeem(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	link.setOnline(true)
+	if err := sp.hub.Unsubscribe(ctx, "s1", []string{"m9"}); err != nil {
+		t.Fatal(err)
+	}
+	again, err := sp.agent.Redeem(ctx, req) // the POS lost the answer and retries, unchanged
+	if err != nil || len(again.Deltas) != 1 || again.Deltas[0] != first.Deltas[0] || !again.Replayed {
+		t.Fatalf("retry of an approved redemption: %+v, %v; want the first answer (delta %s)", again, err, first.Deltas[0])
+	}
+	_, err = sp.agent.Redeem(ctx, loyalty.RedeemRequest{OrderID: "r2", MemberID: "m9", RewardID: "coffee"})
+	if loyalty.ErrorCode(err) != loyalty.EUNAUTHORIZED || !strings.Contains(err.Error(), "scan the member's QR code") {
+		t.Errorf("a new redemption by id: %v; want EUNAUTHORIZED, scan the member's QR code", err)
+	}
+}

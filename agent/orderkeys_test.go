@@ -9,6 +9,7 @@ import (
 	"context"
 	"database/sql"
 	"maps"
+	"strings"
 	"testing"
 	"time"
 
@@ -224,5 +225,28 @@ func TestOrderKeys_MigrationRewritesOldPartKeys(t *testing.T) {
 	want := map[string]int{"reverse " + loyalty.PartKey("INV", "2"): 0, "reverse X/r1": 0, "redeem o1/coffee": 1, "earn E/1": 0}
 	if !maps.Equal(got, want) {
 		t.Errorf("keys after the migrations: %v, want %v", got, want)
+	}
+}
+
+// TestOrderKeys_RefundIDReusedForAnotherAmount: a refund id sent again with another amount is
+// refused, and the refusal says the refund id was used, not that the order was reversed: the
+// order can still be refunded, in full or under a new refund id. Before, it said "order o1 was
+// already reversed".
+func TestOrderKeys_RefundIDReusedForAnotherAmount(t *testing.T) {
+	ta := newTestAgent(t)
+	ctx := context.Background()
+	if _, err := ta.Earn(ctx, loyalty.EarnRequest{OrderID: "o1", MemberID: "m1", Amount: 8000, Currency: "EUR"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ta.Reverse(ctx, loyalty.ReverseRequest{OrderID: "o1", RefundID: "R-1", Amount: 750}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := ta.Reverse(ctx, loyalty.ReverseRequest{OrderID: "o1", RefundID: "R-1", Amount: 1000})
+	if loyalty.ErrorCode(err) != loyalty.ECONFLICT || !strings.Contains(err.Error(), "refund R-1 of order o1 was already made with a different amount") ||
+		strings.Contains(err.Error(), "already reversed") {
+		t.Fatalf("refund id R-1 reused with another amount: %v; want ECONFLICT naming the refund id, not a reversed order", err)
+	}
+	if _, err := ta.Reverse(ctx, loyalty.ReverseRequest{OrderID: "o1", RefundID: "R-2", Amount: 1000}); err != nil {
+		t.Errorf("another refund of o1 under a new refund id: %v", err)
 	}
 }

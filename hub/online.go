@@ -59,6 +59,7 @@ func (h *Hub) callOnline(ctx context.Context, c onlineCall, out any) (fresh bool
 // of one part of it (loyalty.PartKey), and the hash of the request, which a retry must match.
 type onlineCall struct {
 	op, orderID, hash string
+	part              string // the call's part of the order (loyalty.PartKey), "" for none
 	key, legacy       string // legacy: the part's key as versions before PartKey kept it
 	fn                func(*applier) (any, error)
 }
@@ -81,7 +82,7 @@ func newOnlineCall(op, orderID, part string, req any, fn func(*applier) (any, er
 	if err := loyalty.ValidateOrderID(orderID); err != nil {
 		return onlineCall{}, err
 	}
-	c := onlineCall{op: op, orderID: orderID, key: loyalty.PartKey(orderID, part), hash: loyalty.RequestHash(req), fn: fn}
+	c := onlineCall{op: op, orderID: orderID, part: part, key: loyalty.PartKey(orderID, part), hash: loyalty.RequestHash(req), fn: fn}
 	if part != "" {
 		c.legacy = loyalty.LegacyPartKey(orderID, part)
 	}
@@ -163,7 +164,7 @@ func (c onlineCall) answered(ctx context.Context, tx Tx) (prev []byte, found boo
 		return nil, false, err
 	}
 	if prevHash != c.hash {
-		return nil, true, loyalty.IdempotencyConflict(c.op, c.orderID)
+		return nil, true, loyalty.IdempotencyConflict(c.op, c.orderID, c.part)
 	}
 	return prev, true, nil
 }
