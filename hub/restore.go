@@ -151,11 +151,15 @@ func (a *applier) adopt(ctx context.Context, store, id string, p *loyalty.Progra
 }
 
 // CarryOver brings into a restored database what the database it replaces knew of revoked
-// credentials, so a restore never revives them: API keys revoked since the backup, signing keys
-// retired since, and store tokens rotated since (the newer token stands). It returns what it
-// changed, a line each.
+// credentials and of members' wishes, so a restore never revives them: API keys revoked since
+// the backup, signing keys retired since, store tokens rotated since (the newer token stands),
+// members erased since (their personal data would come back, and go to the stores that hold
+// them) and card links revoked since. It returns what it changed, a line each.
 func (h *Hub) CarryOver(ctx context.Context, from *Hub) ([]string, error) {
-	var out []string
+	out, err := h.carryOverMembers(ctx, from)
+	if err != nil {
+		return out, err
+	}
 	old, err := from.APIKeys(ctx)
 	if err != nil {
 		return nil, err
@@ -217,4 +221,82 @@ func (h *Hub) CarryOver(ctx context.Context, from *Hub) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// carryOverMembers erases again the members the replaced database erased and the restored one
+// has not, and revokes again their card links where the replaced database had revoked more
+// often. The candidates are the replaced database's audit entries of erasures and revocations
+// (an index of actions), each checked against both databases' members; a member the backup
+// does not have (added after it) has nothing to erase or revoke.
+func (h *Hub) carryOverMembers(ctx context.Context, from *Hub) ([]string, error) {
+	var out []string
+	done := map[string]bool{}
+	for _, action := range []string{AuditMemberErase, AuditCardRevoke} {
+		for before := int64(0); ; {
+			page, err := from.AuditPage(ctx, AuditQuery{Action: action, Before: before, Limit: MaxAuditLimit})
+			if err != nil {
+				return out, err
+			}
+			for _, e := range page {
+				if done[action+" "+e.Target] {
+					continue
+				}
+				done[action+" "+e.Target] = true
+				line, err := h.carryOverMember(ctx, from, action, e.Target)
+				if err != nil {
+					return out, err
+				}
+				if line != "" {
+					out = append(out, line)
+				}
+			}
+			if len(page) < MaxAuditLimit {
+				break
+			}
+			before = page[len(page)-1].Seq
+		}
+	}
+	return out, nil
+}
+
+// carryOverMember does carryOverMembers' work for one member and action, and says what it did
+// ("" for nothing).
+func (h *Hub) carryOverMember(ctx context.Context, from *Hub, action, member string) (string, error) {
+	var was, now Profile
+	var wasEpoch, nowEpoch int64
+	err := from.Store.View(ctx, func(tx Tx) (err error) {
+		if was, err = tx.MemberProfile(ctx, member); err != nil {
+			return err
+		}
+		wasEpoch, err = tx.CardEpoch(ctx, member)
+		return err
+	})
+	if err == nil {
+		err = h.Store.View(ctx, func(tx Tx) (err error) {
+			if now, err = tx.MemberProfile(ctx, member); err != nil {
+				return err
+			}
+			nowEpoch, err = tx.CardEpoch(ctx, member)
+			return err
+		})
+	}
+	switch {
+	case loyalty.ErrorCode(err) == loyalty.ENOTFOUND:
+		return "", nil // not in one of them: nothing to carry over
+	case err != nil:
+		return "", err
+	case action == AuditMemberErase && !was.ErasedAt.IsZero() && now.ErasedAt.IsZero():
+		if _, err := h.EraseMember(ctx, member); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("member %s erased again (erased on %s, after the backup)", member, was.ErasedAt.UTC().Format(time.RFC3339)), nil
+	case action == AuditCardRevoke && wasEpoch > nowEpoch:
+		for range wasEpoch - nowEpoch {
+			if _, err := h.RevokeCardLinks(ctx, member); err != nil {
+				return "", err
+			}
+		}
+		return fmt.Sprintf("member %s's card links revoked again (revoked after the backup)", member), nil
+	}
+	return "", nil
 }

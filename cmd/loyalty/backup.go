@@ -267,7 +267,7 @@ func restorePostgres(ctx context.Context, cfg HubConfig, replaced string) (int64
 
 // carryByHand is what an operator does when a restore cannot carry over what the replaced
 // database knew.
-const carryByHand = "revoke again any API key, retire again any signing key and rotate again any store token revoked since the backup"
+const carryByHand = "revoke again any API key, retire again any signing key, rotate again any store token, erase again any member and revoke again any card links revoked or erased since the backup (the replaced database's audit trail lists them)"
 
 // holdPostgres opens the PostgreSQL hub database at the URL database and takes its serving lock
 // exclusively.

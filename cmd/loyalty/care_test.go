@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/loyalty-edge-sync/loyalty/hub"
 )
 
 func TestCLI_MemberCare(t *testing.T) {
@@ -83,5 +86,58 @@ func TestCLI_MemberCare(t *testing.T) {
 	out, _ = mustRun(t, "audit", "--json", "--database", db)
 	if !strings.Contains(out, `"member.erase"`) || !strings.Contains(out, `"cli"`) || strings.Contains(out, "Ann") {
 		t.Errorf("audit trail after the erasure: %s", out)
+	}
+}
+
+// TestCLI_RestoreKeepsErasuresAndCardRevocations: a member erased after the backup stays erased
+// after `loyalty restore` (their name and email would come back, and go to the stores that hold
+// them), and a card link revoked after the backup stays revoked; the restore says so. A member
+// erased before the backup, and one revoked before it, change nothing.
+func TestCLI_RestoreKeepsErasuresAndCardRevocations(t *testing.T) {
+	db := initHubDB(t)
+	backup := filepath.Join(filepath.Dir(db), "backup.db")
+	mustRun(t, "member", "add", "--id", "m1", "--name", "Ann Secret", "--email", "ann@example.org", "--database", db)
+	mustRun(t, "member", "add", "--id", "m2", "--name", "Bo Early", "--database", db)
+	mustRun(t, "member", "erase", "m2", "--yes", "--database", db) // before the backup
+	out, _ := mustRun(t, "member", "card-link", "m1", "--json", "--database", db)
+	var link struct {
+		URLPath string `json:"url_path"`
+	}
+	if err := json.Unmarshal([]byte(out), &link); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, "backup", "--to", backup, "--database", db)
+
+	// After the backup: the member's forwarded card link is revoked, then they ask to be erased.
+	mustRun(t, "member", "card-link", "m1", "--revoke", "--database", db)
+	mustRun(t, "member", "erase", "m1", "--yes", "--database", db)
+
+	_, said := mustRun(t, "restore", "--from", backup, "--database", db)
+	if !strings.Contains(said, "member m1 erased again") || !strings.Contains(said, "member m1's card links revoked again") || strings.Contains(said, "m2") {
+		t.Errorf("restore said %q; want m1 erased again and their card links revoked again, and nothing of m2", said)
+	}
+	if out, _ := mustRun(t, "member", "show", "--id", "m1", "--json", "--database", db); strings.Contains(out, "Ann Secret") || strings.Contains(out, "ann@example.org") {
+		t.Errorf("the restore brought back the personal data of a member erased after the backup: %s", out)
+	}
+	ctx := context.Background()
+	cfg := DefaultHubConfig()
+	cfg.Database = db
+	s, err := openHub(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	h := hub.New(s)
+	if h.KEK, err = openKEK(ctx, cfg, s, nil); err != nil {
+		t.Fatal(err)
+	}
+	if epoch, err := func() (n int64, err error) {
+		err = s.View(ctx, func(tx hub.Tx) (err error) { n, err = tx.CardEpoch(ctx, "m1"); return err })
+		return n, err
+	}(); err != nil || epoch != 1 {
+		t.Errorf("m1's card epoch after the restore: %d, %v; want 1, as before it", epoch, err)
+	}
+	if c, err := h.Card(ctx, strings.TrimPrefix(link.URLPath, hub.CardPathPrefix)); err == nil {
+		t.Errorf("a card link revoked after the backup works again after the restore: card of %q, balance %d", c.Name, c.Balance)
 	}
 }
