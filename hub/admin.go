@@ -177,7 +177,7 @@ func (h *Hub) CreateMember(ctx context.Context, m loyalty.Member) (NewMember, er
 	}
 	if m.ReferredBy != "" {
 		ref, err := h.Member(ctx, m.ReferredBy, 0)
-		if loyalty.ErrorCode(err) == loyalty.ENOTFOUND {
+		if loyalty.ErrorCode(err) == loyalty.ENOTFOUND || err == nil && ref.Erased { // an erased member's code names no one
 			return fail(loyalty.Errorf(loyalty.EINVALID, "referral code %q belongs to no member", m.ReferredBy))
 		} else if err != nil {
 			return fail(err)

@@ -35,11 +35,20 @@ func (a *applier) referral(ctx context.Context, d loyalty.Delta) error {
 	if value, err := p.ProgramAmount(d.Amount, d.Currency); err != nil || value < p.Referral.MinAmount {
 		return nil
 	}
+	// A referrer erased since (or gone) gets nothing: their account's codes name no one any more,
+	// so the points could never be spent, and nothing new is tied to an account that asked to be
+	// forgotten. The referred member still gets theirs.
+	get := p.Referral.Get
+	if _, err := a.balance(ctx, m.ReferredBy); loyalty.ErrorCode(err) == loyalty.ENOTFOUND || err == nil && a.members[m.ReferredBy].Erased {
+		get = 0
+	} else if err != nil {
+		return err
+	}
 	var bonuses []loyalty.Delta
 	for _, bonus := range []struct {
 		member string
 		points int64
-	}{{m.ID, p.Referral.Give}, {m.ReferredBy, p.Referral.Get}} {
+	}{{m.ID, p.Referral.Give}, {m.ReferredBy, get}} {
 		if bonus.points == 0 {
 			continue
 		}

@@ -2,6 +2,7 @@ package hub_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/loyalty-edge-sync/loyalty"
@@ -122,5 +123,27 @@ func TestReferral_SpentBonusTakenBack(t *testing.T) {
 	}
 	if len(cs) != 1 || cs[0].Kind != hub.ConflictOverdraft || cs[0].Member != "ann" || cs[0].Amount != 50 {
 		t.Errorf("conflicts %+v, want one overdraft of ann's 50 points", cs)
+	}
+}
+
+// TestReferral_ErasedReferrer: an erased member's id is no referral code (the same refusal as an
+// unknown one), and a member referred before their referrer was erased still gets their bonus at
+// their first qualifying purchase, while the erased referrer gets none: their codes name no one,
+// so the points could never be spent. Before, both sign-up and bonus went through.
+func TestReferral_ErasedReferrer(t *testing.T) {
+	h := referredHub(t)
+	ctx := context.Background()
+	if _, err := h.EraseMember(ctx, "ann"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := h.CreateMember(ctx, loyalty.Member{ID: "dan", Email: "dan@example.com", ReferredBy: "ann"})
+	if loyalty.ErrorCode(err) != loyalty.EINVALID || !strings.Contains(err.Error(), "belongs to no member") {
+		t.Errorf("a sign-up referred by an erased member: %v; want EINVALID, the code belongs to no member", err)
+	}
+	if _, err := h.Earn(ctx, loyalty.EarnRequest{OrderID: "web-c", MemberID: "cid", Amount: 2000, Currency: "EUR"}); err != nil {
+		t.Fatal(err)
+	}
+	if a, c := balance(t, h, "ann"), balance(t, h, "cid"); a != 0 || c != 20+50 {
+		t.Errorf("after cid's qualifying purchase: ann (erased) %d, cid %d; want 0 and 70", a, c)
 	}
 }
