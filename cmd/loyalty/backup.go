@@ -53,11 +53,8 @@ one restored with loyalty restore --database <it> --replaced <the old one>.`,
 				if !ok {
 					return errPostgresBackup(cfg.Database)
 				}
-				if err := s.Backup(ctx, to); err != nil {
+				if err := s.Backup(ctx, to); err != nil { // a file for its owner alone: it holds members' personal data
 					return fmt.Errorf("backup to %s: %w", to, err)
-				}
-				if err := os.Chmod(to, 0o600); err != nil { // it holds members' personal data
-					return err
 				}
 				tell(cmd, "backed up to %s. It holds no key that can sign QR codes: keep the key-encryption key (keys.kek_file) backed up apart from it", to)
 				return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"os"
 	"time"
 
 	"github.com/loyalty-edge-sync/loyalty/hub"
@@ -45,8 +46,22 @@ func (t *tx) NewEpoch(ctx context.Context, at time.Time) (int64, error) {
 }
 
 // Backup writes a consistent copy of the database to path (VACUUM INTO), while the hub runs.
-// path must not exist.
+// path must not exist. The file is made empty first, readable by its owner alone (it holds
+// members' personal data), and the copy written into it, so that no other user can open it
+// while it is written (a copy made by VACUUM INTO alone has the process's default mode until
+// changed). A failed copy removes it.
 func (s *Store) Backup(ctx context.Context, path string) error {
-	_, err := s.db.W.ExecContext(ctx, `VACUUM INTO ?`, path)
-	return err
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(path)
+		return err
+	}
+	if _, err := s.db.W.ExecContext(ctx, `VACUUM INTO ?`, path); err != nil {
+		os.Remove(path)
+		return err
+	}
+	return nil
 }
