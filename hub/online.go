@@ -5,7 +5,8 @@ package hub
 
 import (
 	"context"
-	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
 	"encoding/json"
 	"slices"
 	"strings"
@@ -474,7 +475,7 @@ func (h *Hub) IssueVoucher(ctx context.Context, req loyalty.RedeemRequest) (Vouc
 			return nil, err
 		}
 		now := a.Now().UTC().Truncate(time.Millisecond)
-		v := Voucher{ID: "v" + strings.ToLower(rand.Text()[:16]), Member: member, Reward: r.ID, DeltaID: d.ID,
+		v := Voucher{ID: voucherID(req.OrderID), Member: member, Reward: r.ID, DeltaID: d.ID,
 			CreatedAt: now, ExpiresAt: now.Add(a.VoucherTokenTTL)}
 		if v.Token, err = qr.Sign(k, qr.Claims{Type: qr.TypeVoucher, Member: member, Voucher: v.ID, Reward: r.ID,
 			IssuedAt: now.Unix(), Expires: v.ExpiresAt.Unix()}); err != nil {
@@ -495,6 +496,17 @@ func (h *Hub) IssueVoucher(ctx context.Context, req loyalty.RedeemRequest) (Vouc
 		return VoucherReceipt{}, err
 	}
 	return out, nil
+}
+
+// voucherID is the id of the voucher bought by the online order orderID: made from the order id,
+// so that the online channel's resend of the purchase after a restore from a backup older than it
+// (README, "Backup and restore") makes the voucher the member holds again, not another one. The
+// member's code, signed with the voucher's id, is then honoured as before, and the resend leaves
+// no second voucher paid for once. An order buys one voucher at most (its idempotency key is kept
+// for good), so no two vouchers share an id; an id gives nothing without the signed code.
+func voucherID(orderID string) string {
+	sum := sha256.Sum256([]byte("voucher\x1f" + orderID))
+	return "v" + strings.ToLower(base32.StdEncoding.EncodeToString(sum[:10]))
 }
 
 // sameBuyer refuses a retry of a voucher's purchase by another API key than the one that bought
