@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/loyalty-edge-sync/loyalty"
 	"github.com/loyalty-edge-sync/loyalty/hub"
@@ -136,5 +137,56 @@ func TestSearchMembers_ErasedNameLeavesNoTrigrams(t *testing.T) {
 	}
 	if p, err := h.SearchMembers(ctx, hub.MemberFilter{Name: "qxjzv"}, "", 10); err != nil || len(p.Members) != 0 {
 		t.Errorf("the erased name is still found: %+v, %v", p, err)
+	}
+}
+
+// TestSearchMembers_ByHomeStoreAndTierFollowEveryWrite: a search by home store or by tier reads
+// an index of its own (on PostgreSQL a table kept by triggers), which follows every write: a new
+// member, imported ones, a tier reached by a sale. Pages go on after the page before.
+func TestSearchMembers_ByHomeStoreAndTierFollowEveryWrite(t *testing.T) {
+	h, now := goldHub(t)
+	ctx := context.Background()
+	for _, m := range []loyalty.Member{{ID: "a1", HomeStore: "s1"}, {ID: "a2", HomeStore: "s2"}, {ID: "a3", HomeStore: "s1"}} {
+		if _, err := h.CreateMember(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	importCSV(t, h, "member_id,points,home_store\nb1,5,s1\nb2,5,s2\n", hub.ImportOptions{ImportID: "groups", Reason: "migration"})
+	*now = now.Add(time.Minute)
+	if _, err := h.Earn(ctx, loyalty.EarnRequest{OrderID: "big", MemberID: "a3", Amount: 20_000, Currency: "EUR"}); err != nil {
+		t.Fatal(err) // a3 reaches gold
+	}
+	search := func(f hub.MemberFilter, after string, limit int) string {
+		t.Helper()
+		p, err := h.SearchMembers(ctx, f, after, limit)
+		if err != nil {
+			t.Fatalf("search %+v: %v", f, err)
+		}
+		var out []string
+		for _, m := range p.Members {
+			out = append(out, m.ID)
+		}
+		return strings.Join(out, ",") + "|" + p.Next
+	}
+	for _, c := range []struct {
+		f     hub.MemberFilter
+		after string
+		limit int
+		want  string
+	}{
+		{hub.MemberFilter{HomeStore: "s1"}, "", 10, "a1,a3,b1,m1|"}, // m1 and m2: goldHub's
+		{hub.MemberFilter{HomeStore: "s1"}, "", 2, "a1,a3|a3"},
+		{hub.MemberFilter{HomeStore: "s1"}, "a3", 2, "b1,m1|"},
+		{hub.MemberFilter{HomeStore: "s1"}, "m1", 2, "|"},
+		{hub.MemberFilter{HomeStore: "s2"}, "", 10, "a2,b2,m2|"},
+		{hub.MemberFilter{Tier: "gold"}, "", 10, "a3|"},
+		{hub.MemberFilter{Tier: "gold", HomeStore: "s1"}, "a1", 10, "a3|"},
+		{hub.MemberFilter{Tier: "gold", HomeStore: "s1"}, "a3", 10, "|"},
+		{hub.MemberFilter{Tier: "gold", HomeStore: "s2"}, "", 10, "|"},
+		{hub.MemberFilter{HomeStore: "nowhere"}, "", 10, "|"},
+	} {
+		if got := search(c.f, c.after, c.limit); got != c.want {
+			t.Errorf("search %+v after %q, %d a page: %s; want %s", c.f, c.after, c.limit, got, c.want)
+		}
 	}
 }

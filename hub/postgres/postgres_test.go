@@ -633,15 +633,20 @@ func TestPostgresIndexedLookups(t *testing.T) {
 		if _, err := conn.Exec(ctx, `SET LOCAL enable_seqscan = off`); err != nil {
 			return err
 		}
+		byStore, storeArgs := searchMembersQuery(hub.MemberFilter{HomeStore: "s1"}, "m1", 100)
+		byTier, tierArgs := searchMembersQuery(hub.MemberFilter{Tier: "gold", CreatedSince: time.Unix(1, 0)}, "m1", 100)
 		for _, c := range []struct {
 			q     string
-			arg   string
+			args  []any
 			index string
 		}{
-			{`SELECT m.id FROM members m WHERE ` + strings.ReplaceAll(nameIn, "$?", "$1"), "%ann%", "member_names_trigrams"},
-			{`SELECT delta_id FROM rejections WHERE ` + rejectionMember + ` = $1`, "m1", "rejections_member"},
+			{`SELECT m.id FROM members m WHERE ` + strings.ReplaceAll(nameIn, "$?", "$1"), []any{"%ann%"}, "member_names_trigrams"},
+			{`SELECT delta_id FROM rejections WHERE ` + rejectionMember + ` = $1`, []any{"m1"}, "rejections_member"},
+			// By home store and by tier: that index, in id order after the page before, no sort.
+			{byStore, storeArgs, "Index Cond: ((home_store = 's1'::text) AND (id > 'm1'::text))"},
+			{byTier, tierArgs, "Index Cond: ((tier = 'gold'::text) AND (id > 'm1'::text))"},
 		} {
-			rows, err := conn.Query(ctx, `EXPLAIN `+c.q, c.arg)
+			rows, err := conn.Query(ctx, `EXPLAIN `+c.q, c.args...)
 			if err != nil {
 				return err
 			}
@@ -654,7 +659,7 @@ func TestPostgresIndexedLookups(t *testing.T) {
 				plan = append(plan, line)
 			}
 			rows.Close()
-			if p := strings.Join(plan, "\n"); !strings.Contains(p, c.index) {
+			if p := strings.Join(plan, "\n"); !strings.Contains(p, c.index) || strings.Contains(p, "Sort") {
 				t.Errorf("%s:\n%s\nwant %s", c.q, p, c.index)
 			}
 		}

@@ -16,6 +16,15 @@ import (
 // Member search, bulk imports and exports (hub.MigrateTx).
 
 func (t *tx) SearchMembers(ctx context.Context, f hub.MemberFilter, after string, limit int) ([]loyalty.Member, error) {
+	q, args := searchMembersQuery(f, after, limit)
+	return t.queryMembers(ctx, q, args...)
+}
+
+// searchMembersQuery is SearchMembers' query and its arguments. Each filter is a condition of its
+// own, so that the planner reads the index of the one that finds fewest: the names' trigram
+// index, the unique index on emails, or members_home_store and members_tier (migration 0044),
+// each in id order after the page before.
+func searchMembersQuery(f hub.MemberFilter, after string, limit int) (string, []any) {
 	from, where, args := "members m", []string{"m.id > ?"}, []any{after}
 	switch {
 	case utf8.RuneCountInString(f.Name) >= hub.MinNameSearch:
@@ -41,8 +50,7 @@ func (t *tx) SearchMembers(ctx context.Context, f hub.MemberFilter, after string
 	if !f.CreatedSince.IsZero() {
 		where, args = append(where, "m.created_at >= ?"), append(args, unixms.Of(f.CreatedSince))
 	}
-	return t.queryMembers(ctx, `SELECT `+memberCols+` FROM `+from+` WHERE `+strings.Join(where, " AND ")+` ORDER BY m.id LIMIT ?+0`,
-		append(args, limit)...)
+	return `SELECT ` + memberCols + ` FROM ` + from + ` WHERE ` + strings.Join(where, " AND ") + ` ORDER BY m.id LIMIT ?+0`, append(args, limit)
 }
 
 // nameSearchFrom and nameMatch are the search by name through the names' index (SearchMembers).

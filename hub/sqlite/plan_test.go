@@ -161,7 +161,8 @@ func TestDisabledPendingUseTheirIndex(t *testing.T) {
 // and the members it finds, never every member.
 func TestNameSearchUsesTheIndex(t *testing.T) {
 	s := openStore(t)
-	got := plan(t, s, `SELECT `+memberCols+` FROM `+nameSearchFrom+` WHERE m.id > ? AND `+nameMatch+` ORDER BY m.id LIMIT ?+0`, "", `"ann"`, 11)
+	q, args := searchMembersQuery(hub.MemberFilter{Name: "ann"}, "", 11)
+	got := plan(t, s, q, args...)
 	if strings.Contains(got, "SCAN m") || !strings.Contains(got, "VIRTUAL TABLE INDEX 0:M") {
 		t.Errorf("plan: %s; want the names' index read, and the members it finds", got)
 	}
@@ -184,6 +185,27 @@ func TestLotsDriftReadsAPageOfMembers(t *testing.T) {
 		if !strings.Contains(got, "SEARCH d USING INDEX "+q.deltas) || !strings.Contains(got, "SEARCH k USING "+q.key) ||
 			strings.Contains(got, "SCAN d") || strings.Contains(got, "SCAN k") {
 			t.Errorf("%s: plan %s; want ranges of deltas_member and member_lots' key, and no scan", name, got)
+		}
+	}
+}
+
+// TestSearchByHomeStoreOrTierReadsWhatItFinds: a search by home store or by tier reads that
+// store's or tier's members from its index in id order, after the page before, with no sort:
+// not every member in id order until the page is full.
+func TestSearchByHomeStoreOrTierReadsWhatItFinds(t *testing.T) {
+	s := openStore(t)
+	for name, tt := range map[string]struct {
+		f    hub.MemberFilter
+		want string
+	}{
+		"home store":       {hub.MemberFilter{HomeStore: "s1"}, "SEARCH m USING INDEX members_home_store (home_store=? AND id>?)"},
+		"tier":             {hub.MemberFilter{Tier: "gold"}, "SEARCH m USING INDEX members_tier (tier=? AND id>?)"},
+		"tier, short name": {hub.MemberFilter{Tier: "gold", Name: "Li"}, "SEARCH m USING INDEX members_tier (tier=? AND id>?)"},
+	} {
+		q, args := searchMembersQuery(tt.f, "m1", 100)
+		got := plan(t, s, q, args...)
+		if !strings.Contains(got, tt.want) || strings.Contains(got, "SCAN") || strings.Contains(got, "TEMP B-TREE") {
+			t.Errorf("%s: plan %s; want %s, and no scan or sort", name, got, tt.want)
 		}
 	}
 }
