@@ -333,17 +333,6 @@ func TestSearchMembers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ids := func(f hub.MemberFilter, after string, limit int) string {
-		p, err := h.SearchMembers(ctx, f, after, limit)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out []string
-		for _, m := range p.Members {
-			out = append(out, m.ID)
-		}
-		return strings.Join(out, ",") + "|" + p.Next
-	}
 	for _, tt := range []struct {
 		f     hub.MemberFilter
 		after string
@@ -359,7 +348,7 @@ func TestSearchMembers(t *testing.T) {
 		{hub.MemberFilter{CreatedSince: t0.Add(time.Millisecond)}, "", 10, "|"},
 		{hub.MemberFilter{CreatedSince: t0}, "", 3, "m1,m2,x0|x0"},
 	} {
-		if got := ids(tt.f, tt.after, tt.limit); got != tt.want {
+		if got := searchIDs(t, h, tt.f, tt.after, tt.limit); got != tt.want {
 			t.Errorf("%+v after %q: %s, want %s", tt.f, tt.after, got, tt.want)
 		}
 	}

@@ -156,18 +156,6 @@ func TestSearchMembers_ByHomeStoreAndTierFollowEveryWrite(t *testing.T) {
 	if _, err := h.Earn(ctx, loyalty.EarnRequest{OrderID: "big", MemberID: "a3", Amount: 20_000, Currency: "EUR"}); err != nil {
 		t.Fatal(err) // a3 reaches gold
 	}
-	search := func(f hub.MemberFilter, after string, limit int) string {
-		t.Helper()
-		p, err := h.SearchMembers(ctx, f, after, limit)
-		if err != nil {
-			t.Fatalf("search %+v: %v", f, err)
-		}
-		var out []string
-		for _, m := range p.Members {
-			out = append(out, m.ID)
-		}
-		return strings.Join(out, ",") + "|" + p.Next
-	}
 	for _, c := range []struct {
 		f     hub.MemberFilter
 		after string
@@ -185,8 +173,22 @@ func TestSearchMembers_ByHomeStoreAndTierFollowEveryWrite(t *testing.T) {
 		{hub.MemberFilter{Tier: "gold", HomeStore: "s2"}, "", 10, "|"},
 		{hub.MemberFilter{HomeStore: "nowhere"}, "", 10, "|"},
 	} {
-		if got := search(c.f, c.after, c.limit); got != c.want {
+		if got := searchIDs(t, h, c.f, c.after, c.limit); got != c.want {
 			t.Errorf("search %+v after %q, %d a page: %s; want %s", c.f, c.after, c.limit, got, c.want)
 		}
 	}
+}
+
+// searchIDs is a page of h.SearchMembers as its members' ids and its next, "x0,x1|x1".
+func searchIDs(t *testing.T, h *hub.Hub, f hub.MemberFilter, after string, limit int) string {
+	t.Helper()
+	p, err := h.SearchMembers(context.Background(), f, after, limit)
+	if err != nil {
+		t.Fatalf("search %+v: %v", f, err)
+	}
+	var out []string
+	for _, m := range p.Members {
+		out = append(out, m.ID)
+	}
+	return strings.Join(out, ",") + "|" + p.Next
 }
