@@ -104,12 +104,14 @@ func (a *Agent) Scan(ctx context.Context, req ScanRequest) (ScanResult, error) {
 	if c.Type != qr.TypeMember {
 		return ScanResult{}, loyalty.Errorf(loyalty.EINVALID, "this is a voucher; use it with a redeem call")
 	}
-	if err := a.Store.View(ctx, func(tx Tx) error { return refuseErased(ctx, tx, c.Member) }); err != nil { // care.go
-		return ScanResult{}, err
-	}
 	a.lookup(ctx, c.Member, "", req.QR) // online: the hub's balance and punch cards (a refusal changes nothing shown)
 	var res ScanResult
 	err = a.Store.View(ctx, func(tx Tx) error {
+		// Erased as the replica holds the member now: the look-up may just have brought the
+		// erased copy of a member this store never held.
+		if err := refuseErased(ctx, tx, c.Member); err != nil { // care.go
+			return err
+		}
 		m, known, bal, pending, err := a.balance(ctx, tx, c.Member)
 		if err != nil {
 			return err

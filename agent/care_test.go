@@ -116,8 +116,8 @@ func TestErasedMember_RetryGetsTheFirstAnswer(t *testing.T) {
 
 // TestErasedMember_RefusedByAConnectedStoreThatDidNotHoldThem: a connected store that never held
 // a member erased at the hub is shown their code (signed before the erasure, unexpired). The
-// earn's and the redemption's lookups at the hub bring the erased copy in, and the call is
-// refused, as the hub's own online channel refuses it. Before, the erasure was checked before
+// scan's, the earn's and the redemption's lookups at the hub bring the erased copy in, and the
+// call is refused, as the hub's own online channel refuses it. Before, the erasure was checked before
 // the lookup, against a replica without the member: the sale was recorded, "checked by the hub".
 func TestErasedMember_RefusedByAConnectedStoreThatDidNotHoldThem(t *testing.T) {
 	sp, _ := onlinePair(t, func(p *loyalty.Program) {})
@@ -131,6 +131,9 @@ func TestErasedMember_RefusedByAConnectedStoreThatDidNotHoldThem(t *testing.T) {
 	}
 	if _, err := sp.hub.Earn(ctx, loyalty.EarnRequest{OrderID: "web-1", QR: code, Amount: 1000, Currency: "EUR"}); loyalty.ErrorCode(err) != loyalty.ENOTFOUND {
 		t.Fatalf("the hub's online channel: %v, want ENOTFOUND", err)
+	}
+	if r, err := sp.agent.Scan(ctx, agent.ScanRequest{QR: code}); loyalty.ErrorCode(err) != loyalty.ENOTFOUND {
+		t.Errorf("a scan at the store: %+v, %v; want ENOTFOUND", r, err)
 	}
 	if rc, err := sp.agent.Earn(ctx, loyalty.EarnRequest{OrderID: "e1", QR: code, Amount: 1000, Currency: "EUR"}); loyalty.ErrorCode(err) != loyalty.ENOTFOUND {
 		t.Errorf("a sale at the store: %+v, %v; want ENOTFOUND", rc, err)

@@ -156,10 +156,17 @@ func (a *applier) adopt(ctx context.Context, store, id string, p *loyalty.Progra
 // members erased since (their personal data would come back, and go to the stores that hold
 // them) and card links revoked since. It returns what it changed, a line each.
 func (h *Hub) CarryOver(ctx context.Context, from *Hub) ([]string, error) {
-	out, err := h.carryOverMembers(ctx, from)
+	out, err := h.carryOverCredentials(ctx, from) // first: a failure with members leaves them carried
 	if err != nil {
 		return out, err
 	}
+	members, err := h.carryOverMembers(ctx, from)
+	return append(out, members...), err
+}
+
+// carryOverCredentials is CarryOver's part for API keys, signing keys and store tokens.
+func (h *Hub) carryOverCredentials(ctx context.Context, from *Hub) ([]string, error) {
+	var out []string
 	old, err := from.APIKeys(ctx)
 	if err != nil {
 		return nil, err
@@ -262,27 +269,37 @@ func (h *Hub) carryOverMembers(ctx context.Context, from *Hub) ([]string, error)
 // carryOverMember does carryOverMembers' work for one member and action, and says what it did
 // ("" for nothing).
 func (h *Hub) carryOverMember(ctx context.Context, from *Hub, action, member string) (string, error) {
-	var was, now Profile
-	var wasEpoch, nowEpoch int64
-	err := from.Store.View(ctx, func(tx Tx) (err error) {
-		if was, err = tx.MemberProfile(ctx, member); err != nil {
-			return err
-		}
-		wasEpoch, err = tx.CardEpoch(ctx, member)
-		return err
-	})
-	if err == nil {
-		err = h.Store.View(ctx, func(tx Tx) (err error) {
-			if now, err = tx.MemberProfile(ctx, member); err != nil {
+	type side struct {
+		m     loyalty.Member
+		p     Profile
+		epoch int64
+	}
+	read := func(of *Hub) (s side, err error) {
+		err = of.Store.View(ctx, func(tx Tx) (err error) {
+			if s.m, err = tx.Member(ctx, member); err != nil {
 				return err
 			}
-			nowEpoch, err = tx.CardEpoch(ctx, member)
+			if s.p, err = tx.MemberProfile(ctx, member); err != nil {
+				return err
+			}
+			s.epoch, err = tx.CardEpoch(ctx, member)
 			return err
 		})
+		return s, err
 	}
+	old, err := read(from)
+	var cur side
+	if err == nil {
+		cur, err = read(h)
+	}
+	was, now, wasEpoch, nowEpoch := old.p, cur.p, old.epoch, cur.epoch
 	switch {
 	case loyalty.ErrorCode(err) == loyalty.ENOTFOUND:
 		return "", nil // not in one of them: nothing to carry over
+	case err == nil && !old.m.CreatedAt.Equal(cur.m.CreatedAt):
+		// Not the same member: a --replaced database of another hub (a staging copy) names its
+		// own members with the same ids. An erasure cannot be undone, so nothing is done.
+		return fmt.Sprintf("member %s left as restored: the replaced database's member of that id was created at another time, so it is not the same member", member), nil
 	case err != nil:
 		return "", err
 	case action == AuditMemberErase && !was.ErasedAt.IsZero() && now.ErasedAt.IsZero():

@@ -2,6 +2,7 @@ package hub_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -177,4 +178,50 @@ func TestRestoreTakesRedemptionsOfLostScopes(t *testing.T) {
 	}
 	now = now.Add(time.Minute)
 	mustReject(t, h, "s1", tote(now), loyalty.EUNAUTHORIZED)
+}
+
+// TestCarryOver_ErasesOnlyTheSameMember: a restore carries over an erasure only to the member the
+// replaced database erased: one of the same id created at another time (a --replaced database of
+// another hub, a staging copy) is left as restored, and the restore says so; an erasure cannot be
+// undone. The same member, erased since the backup, is erased again.
+func TestCarryOver_ErasesOnlyTheSameMember(t *testing.T) {
+	ctx := context.Background()
+	replaced, restored := openHub(t), openHub(t)
+	at := t0.Add(time.Hour)
+	restored.Now = func() time.Time { return at }
+	for _, h := range []*hub.Hub{replaced, restored} {
+		if _, err := h.CreateMember(ctx, loyalty.Member{ID: "x1", Name: "Ann", HomeStore: "s1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := replaced.EraseMember(ctx, "x1"); err != nil {
+		t.Fatal(err)
+	}
+	said, err := restored.CarryOver(ctx, replaced)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := restored.Member(ctx, "x1", 0); err != nil || m.Erased || m.Name != "Ann" {
+		t.Errorf("another hub's x1 after the carry-over: %+v, %v; want it as it was", m, err)
+	}
+	if !strings.Contains(strings.Join(said, "\n"), "member x1 left as restored") {
+		t.Errorf("the carry-over said %q; want that x1 was left as restored", said)
+	}
+	// The same member (created at the same time in both), erased since: erased again.
+	if _, err := replaced.CreateMember(ctx, loyalty.Member{ID: "x2", Name: "Bo", HomeStore: "s1"}); err != nil {
+		t.Fatal(err)
+	}
+	restored.Now = replaced.Now
+	if _, err := restored.CreateMember(ctx, loyalty.Member{ID: "x2", Name: "Bo", HomeStore: "s1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := replaced.EraseMember(ctx, "x2"); err != nil {
+		t.Fatal(err)
+	}
+	if said, err = restored.CarryOver(ctx, replaced); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := restored.Member(ctx, "x2", 0); err != nil || !m.Erased || m.Name != "" {
+		t.Errorf("x2 after the carry-over: %+v, %v (said %q); want it erased again", m, err, said)
+	}
 }

@@ -447,9 +447,9 @@ func exportCommand() *cobra.Command {
 			return withHub(cmd, func(ctx context.Context, h *hub.Hub) (err error) {
 				w := cmd.OutOrStdout()
 				if out != "" {
-					f, err := newPrivateFile(out, "output")
-					if err != nil {
-						return err
+					f, ferr := newPrivateFile(out, "output") // not err: the deferred call reads the result's
+					if ferr != nil {
+						return ferr
 					}
 					defer func() {
 						if cerr := f.Close(); err == nil {

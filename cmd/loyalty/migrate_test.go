@@ -1,6 +1,7 @@
 package main
 
 import (
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -216,5 +217,32 @@ func TestCLI_ImportDryRunKeepsTheErrorsFile(t *testing.T) {
 	mustRun(t, "import", "members", file, "--reason", "migration", "--database", db)
 	if _, err := os.Stat(errs); !os.IsNotExist(err) {
 		t.Errorf("a clean run left the earlier run's errors file: %v", err)
+	}
+}
+
+// TestCLI_ExportOutputRemovedOnFailure: an export to --output that fails after making its file
+// removes it, and does not say it exported. Before, the file was left half written, with the
+// line "members exported to …" beside the error.
+func TestCLI_ExportOutputRemovedOnFailure(t *testing.T) {
+	db := initHubDB(t)
+	mustRun(t, "member", "add", "--id", "m1", "--database", db)
+	raw, err := sql.Open("sqlite", db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := raw.Exec(`UPDATE members SET balance = 'not a number' WHERE id = 'm1'`); err != nil {
+		t.Fatal(err)
+	}
+	raw.Close()
+	file := filepath.Join(filepath.Dir(db), "members.csv")
+	_, said, err := run(t, "export", "members", "--output", file, "--database", db)
+	if err == nil {
+		t.Fatal("the export of a member whose balance is not a number succeeded")
+	}
+	if _, serr := os.Stat(file); serr == nil {
+		t.Errorf("the failed export (%v) left %s behind", err, file)
+	}
+	if strings.Contains(said, "exported to") {
+		t.Errorf("the failed export said %q", said)
 	}
 }
