@@ -1158,3 +1158,51 @@ func TestReverseVoucherPurchase(t *testing.T) {
 	jsonapitest.AssertError(t, status, body, http.StatusConflict, loyalty.ECONFLICT)
 	fx.assertState(t, used)
 }
+
+// TestSyncHelloIsReadSmall: before a session is authenticated, the hub reads at most
+// lsync.MaxHelloBytes of its first message, refuses a store id that is no id before looking it up,
+// and answers and logs a short refusal: a hello padded to the full message size was read whole
+// and its store id quoted twice in the answer and the log, so anyone who could reach /v1/sync
+// wrote twice what they sent into the hub's log. After the welcome the session's messages may be
+// as large as the hub's own limit again.
+func TestSyncHelloIsReadSmall(t *testing.T) {
+	fx := newBadFixture(t)
+	for _, tt := range []struct {
+		name  string
+		store string
+		code  string
+	}{
+		{"a store id of 12 KiB", strings.Repeat("a", 12<<10), loyalty.EINVALID},
+		{"a store id with a space", "s 1", loyalty.EINVALID},
+	} {
+		c := fx.dial(t)
+		b := biJSON(wsHello(tt.store, fx.Tokens["s1"]))
+		wsSendRaw(t, c, []byte(b))
+		c.SetReadDeadline(time.Now().Add(biTimeout))
+		_, answer, err := c.ReadMessage()
+		if err != nil {
+			t.Fatalf("%s: no answer: %v", tt.name, err)
+		}
+		m, err := lsync.Decode(answer)
+		if err != nil || m.Type != lsync.TypeError || m.Error.Code != tt.code || len(answer) > 512 {
+			t.Errorf("%s: answered %d bytes (%.200s), %v; want a short %s refusal", tt.name, len(answer), answer, err, tt.code)
+		}
+		c.Close()
+	}
+	// A hello over the limit is not read: the connection is closed as a message too big.
+	c := fx.dial(t)
+	wsSendRaw(t, c, []byte(biJSON(wsHello(strings.Repeat("a", lsync.MaxHelloBytes), fx.Tokens["s1"]))))
+	c.SetReadDeadline(time.Now().Add(biTimeout))
+	var ce *websocket.CloseError
+	if _, answer, err := c.ReadMessage(); !errors.As(err, &ce) || ce.Code != websocket.CloseMessageTooBig {
+		t.Errorf("a hello of %d bytes: answered %.200s, %v; want the connection closed as a message too big", lsync.MaxHelloBytes, answer, err)
+	}
+	// After the welcome, a message larger than a hello is read (here a push of about 30 KiB,
+	// whose delta is rejected for its terminal's length, as a message of its own).
+	s := fx.session(t, "s1", fx.Tokens["s1"])
+	d := biEarn("d-big", "s1", "alice", 1000)
+	d.Terminal = strings.Repeat("x", 30<<10)
+	if ack := wsPush(t, s, d); ack.Results[0].Status != lsync.StatusRejected {
+		t.Errorf("a push of 30 KiB after the welcome: %+v; want it read and its delta rejected", ack.Results[0])
+	}
+}

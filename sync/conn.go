@@ -42,6 +42,17 @@ type Flusher interface {
 	Writing() bool
 }
 
+// ReadLimiter is implemented by a Conn whose largest message can be changed between reads (0:
+// back to the Conn's own limit): the hub reads a session's hello under MaxHelloBytes, and its
+// messages after the welcome under the Conn's own limit (sync.max_message_bytes), so that a peer
+// not yet authenticated cannot make it read, hold and answer a message of the full size.
+type ReadLimiter interface {
+	SetReadLimit(bytes int64)
+}
+
+// MaxHelloBytes is the largest hello a hub reads: a real one is a few hundred bytes.
+const MaxHelloBytes = 16 << 10
+
 // Addresser is implemented by a Conn that knows its peer's network address. The hub names it in
 // its logs and tells a store whose session another connection took over where that one came from.
 type Addresser interface {

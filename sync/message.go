@@ -330,7 +330,7 @@ func Decode(b []byte) (*Message, error) {
 	case TypeError:
 		ok = m.Error != nil
 	default:
-		return nil, loyalty.Errorf(loyalty.EINVALID, "unknown message type %q", m.Type)
+		return nil, loyalty.Errorf(loyalty.EINVALID, "unknown message type %q", loyalty.Truncate(m.Type, 40))
 	}
 	if !ok {
 		return nil, loyalty.Errorf(loyalty.EINVALID, "%s message without its %s body", m.Type, m.Type)
@@ -388,6 +388,9 @@ func Negotiate(theirs []int) (int, error) {
 				return v, nil
 			}
 		}
+	}
+	if len(theirs) > 8 { // a hostile hello's list is not answered back whole
+		theirs = theirs[:8]
 	}
 	return 0, loyalty.Errorf(loyalty.EVERSION,
 		"agent speaks protocol versions %v, hub speaks %v: upgrade the older side", theirs, Versions)

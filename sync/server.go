@@ -484,6 +484,10 @@ func (s *Server) handshake(ctx context.Context, conn Conn) (store, token string,
 	late := loyalty.Errorf(loyalty.EUNAUTHORIZED, "no hello within %s", s.HelloTimeout)
 	hctx, cancel := context.WithTimeoutCause(ctx, s.HelloTimeout, late)
 	defer cancel()
+	if l, ok := conn.(ReadLimiter); ok {
+		l.SetReadLimit(MaxHelloBytes)
+		defer l.SetReadLimit(0) // the Conn's own, before the session's first read
+	}
 	b, err := conn.Read(hctx)
 	if err != nil {
 		if ctx.Err() == nil && context.Cause(hctx) == late {
@@ -506,6 +510,9 @@ func (s *Server) hello(ctx context.Context, conn Conn, b []byte) (store, token s
 	}
 	h := m.Hello
 	if version, err = Negotiate(h.Versions); err != nil {
+		return "", "", 0, err
+	}
+	if err := loyalty.ValidateID("store", h.Store); err != nil { // before it is looked up, or quoted in the refusal
 		return "", "", 0, err
 	}
 	if err := s.Handler.Authenticate(ctx, h.Store, h.Token); err != nil {

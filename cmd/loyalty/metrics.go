@@ -51,6 +51,11 @@ func listenMetrics(addr string) (net.Listener, error) {
 	return ln, nil
 }
 
+// metricsIdleTimeout closes a metrics connection that waits this long for its next request: a
+// scraper asks every 15 to 60 seconds, and with no deadline a client that asked once and then
+// idled held its connection (a goroutine, buffers, a file descriptor) for good.
+const metricsIdleTimeout = 2 * time.Minute
+
 // serveMetrics serves metrics on ln (nil: nothing, and a nil server) until Close.
 func serveMetrics(ln net.Listener, metrics http.Handler, logger *slog.Logger) *metricsServer {
 	if ln == nil {
@@ -63,7 +68,8 @@ func serveMetrics(ln net.Listener, metrics http.Handler, logger *slog.Logger) *m
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", metrics)
 	s := &metricsServer{ln: ln, done: make(chan struct{}),
-		srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second}}
+		srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+			WriteTimeout: 30 * time.Second, IdleTimeout: metricsIdleTimeout, MaxHeaderBytes: 8 << 10}}
 	go func() {
 		defer close(s.done)
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

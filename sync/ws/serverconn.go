@@ -90,6 +90,14 @@ func newServerConn(c *websocket.Conn, opts Options) *serverConn {
 	return conn
 }
 
+// SetReadLimit implements lsync.ReadLimiter. It is called between reads.
+func (c *serverConn) SetReadLimit(bytes int64) {
+	if bytes <= 0 {
+		bytes = c.opts.ReadLimit
+	}
+	c.ws.SetReadLimit(bytes)
+}
+
 // LastHeard implements lsync.Hearer.
 func (c *serverConn) LastHeard() time.Time { return time.Unix(0, c.heard.Load()) }
 
