@@ -202,15 +202,25 @@ func (s *Server) refuseSync(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
-// Close ends agent sessions and stops the server. It is safe to call more than once.
+// Close ends agent sessions and stops the server: it stops taking connections and waits for the
+// requests under way to finish, as long as an answer may take (Limits.WriteTimeout), then closes
+// the connections of those still running, with a warning, so that the database is not closed
+// under them. It is safe to call more than once.
 func (s *Server) Close() error {
 	if s.srv == nil {
 		return nil
 	}
 	s.Sync.Close() // hijacked websocket connections are not tracked by Shutdown
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	grace := s.lim.WriteTimeout
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
-	if err := s.srv.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	err := s.srv.Shutdown(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		s.Logger.Warn("requests still under way at shutdown were cut off: they had run longer than an answer may take (http.write_timeout)",
+			slog.Duration("grace", grace))
+		err = s.srv.Close()
+	}
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil

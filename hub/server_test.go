@@ -11,6 +11,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -19,6 +20,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -440,5 +442,49 @@ func TestServerTLSOpenErrors(t *testing.T) {
 		} else if !strings.Contains(err.Error(), "tls.cert_file") || !strings.Contains(err.Error(), "tls.key_file") {
 			t.Errorf("%s: %v, want a message naming tls.cert_file and tls.key_file", tt.name, err)
 		}
+	}
+}
+
+// TestServerCloseCutsOffAfterTheGrace: a shutdown waits for the requests under way as long as an
+// answer may take (http.write_timeout), then closes their connections and returns without an
+// error, so that the process exits 0 and the database is closed after them. Before, it waited a
+// fixed 5 seconds and then returned the deadline's error (the hub exited 1, a failed unit to
+// systemd) with the request still running.
+func TestServerCloseCutsOffAfterTheGrace(t *testing.T) {
+	th := MustOpenBIHub(t)
+	srv := srvOpen(t, th, hub.Limits{WriteTimeout: 200 * time.Millisecond, ReadTimeout: time.Hour}, 0, "", "")
+	underWay, release := make(chan struct{}), make(chan struct{})
+	defer close(release)
+	var once sync.Once
+	srv.SetUploadHook(func() { // the upload's handler stays under way, whatever its deadlines
+		once.Do(func() { close(underWay) })
+		<-release
+	})
+	conn, err := net.Dial("tcp", srv.ListenAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /v1/imports?import_id=slow&reason=slow+upload HTTP/1.1\r\nHost: hub\r\nAuthorization: Bearer %s\r\n"+
+		"Content-Type: text/csv\r\nContent-Length: 1000000\r\n\r\nmember_id,points\nm1,5\n", biAdminKey)
+	select {
+	case <-underWay:
+	case <-time.After(srvSafety):
+		t.Fatal("the upload did not start")
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- srv.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Errorf("close with an upload under way: %v; want nil once the grace is over", err)
+		}
+	case <-time.After(srvSafety):
+		t.Fatal("close did not return")
+	}
+	// The upload's connection was closed under it: a read ends at once.
+	conn.SetReadDeadline(time.Now().Add(srvSafety))
+	if _, err := io.ReadAll(conn); err != nil {
+		t.Errorf("the upload's connection: %v; want it closed by the hub", err)
 	}
 }
