@@ -234,6 +234,7 @@ func TestCLI_ConfigErrorsSayWhatToFix(t *testing.T) {
 		{"duration without a unit", "sync:\n  heartbeat: 10\n", nil, "10 has no unit"},
 		{"bad duration", "", []string{"LOYALTY_LEASES_TTL", "15 minutes"}, `LOYALTY_LEASES_TTL): "15 minutes" is not a duration`},
 		{"number with a separator", "", []string{"LOYALTY_SYNC_MAX_BATCH", "1,000"}, `"1,000" is not a whole number`},
+		{"whole number with a fraction", "sync:\n  max_batch: 500.9\n", nil, `sync.max_batch (LOYALTY_SYNC_MAX_BATCH): 500.9 is not a whole number`}, // was read as 500
 		{"missing admin key", "", nil, "admin_api_key is required"},
 		{"short admin key", "admin_api_key: short\n", nil, "at least 16 characters, got 5"},
 		{"listen without a host part", "admin_api_key: 0123456789abcdef\nlisten: \"8080\"\n", nil, "listen must be host:port"},

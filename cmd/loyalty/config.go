@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"maps"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -574,9 +575,14 @@ func checkValue(key string, def, raw any) error {
 			}
 		}
 	case int, int64:
-		if x, ok := raw.(string); ok {
+		switch x := raw.(type) {
+		case string:
 			if _, err := strconv.ParseInt(strings.TrimSpace(x), 10, 64); err != nil {
 				return fmt.Errorf("%s: %q is not a whole number", where, x)
+			}
+		case float64, float32: // from a file (YAML 500.9): decoding would drop the fraction
+			if f := reflect.ValueOf(x).Float(); f != math.Trunc(f) {
+				return fmt.Errorf("%s: %v is not a whole number", where, x)
 			}
 		}
 	case float64:

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -51,6 +52,11 @@ func openHubStore(ctx context.Context, database string) (hub.Store, error) {
 	return s, nil
 }
 
+// keywordConnString matches a libpq connection string of keywords ("host=db user=loyalty
+// password=…"), which the hub would otherwise take for a SQLite file's name: a new empty database
+// under that name, and the password in the logs.
+var keywordConnString = regexp.MustCompile(`(^|\s)(host|hostaddr|port|dbname|user|password|passfile|sslmode|service)\s*=`)
+
 // checkDatabaseForm checks the form of a hub database setting, without opening anything: a
 // SQLite file path, or a PostgreSQL URL that pgx can read. Any other URL is refused, rather than
 // taken for a file path.
@@ -63,6 +69,11 @@ func checkDatabaseForm(database string) error {
 			return redactErr(fmt.Errorf("database %s is not a PostgreSQL URL pgx can read: %w", databaseName(database), err), database)
 		}
 		return nil
+	}
+	if keywordConnString.MatchString(database) {
+		// Not quoted: it may hold a password, and it is no file path anyone meant.
+		return fmt.Errorf("database: the setting looks like a PostgreSQL connection string of keywords (host=… dbname=…), which the hub does not take: " +
+			"write it as a URL, postgres://user:password@host:5432/dbname?sslmode=require")
 	}
 	if scheme, _, ok := strings.Cut(database, "://"); ok && !strings.ContainsAny(scheme, `/\`) {
 		return fmt.Errorf("database %s: the only URLs the hub takes are postgres:// and postgresql:// (in lower case); anything else is a SQLite file path",

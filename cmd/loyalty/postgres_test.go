@@ -338,7 +338,10 @@ func TestConfig_DatabaseURL(t *testing.T) {
 	}
 
 	// Other URLs, and PostgreSQL URLs pgx cannot read, are refused, not taken for file paths.
-	for _, bad := range []string{"mysql://loyalty@db/loyalty", "sqlite://hub.db", "postgres://loyalty:s3cr%40t-pw@db.example.com:port/loyalty", ""} {
+	// So is a connection string of keywords, which was taken for a SQLite file's name (a new empty
+	// database, its password printed by --check-config and logged at start).
+	for _, bad := range []string{"mysql://loyalty@db/loyalty", "sqlite://hub.db", "postgres://loyalty:s3cr%40t-pw@db.example.com:port/loyalty", "",
+		"host=db user=loyalty password=s3cr-pw dbname=loyalty", "dbname=loyalty password = s3cr-pw"} {
 		c := h
 		c.Database = bad
 		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "database") {
