@@ -219,7 +219,13 @@ func (h *Hub) carryOverCredentials(ctx context.Context, from *Hub) ([]string, er
 	}
 	for _, s := range oldStores {
 		for _, c := range curStores {
-			if c.ID == s.ID && c.TokenHash != s.TokenHash {
+			switch {
+			case c.ID != s.ID || c.TokenHash == s.TokenHash:
+			case !c.CreatedAt.Equal(s.CreatedAt):
+				// Not the same store: a --replaced database of another hub names its own stores
+				// with the same ids, and taking its token would lock this store's agent out.
+				out = append(out, fmt.Sprintf("store %s left as restored: the replaced database's store of that id was added at another time, so it is not the same store", s.ID))
+			default:
 				if err := h.Store.Update(ctx, func(tx Tx) error { return tx.SetStoreToken(ctx, s.ID, s.TokenHash) }); err != nil {
 					return out, err
 				}

@@ -180,11 +180,12 @@ func TestRestoreTakesRedemptionsOfLostScopes(t *testing.T) {
 	mustReject(t, h, "s1", tote(now), loyalty.EUNAUTHORIZED)
 }
 
-// TestCarryOver_ErasesOnlyTheSameMember: a restore carries over an erasure only to the member the
-// replaced database erased: one of the same id created at another time (a --replaced database of
-// another hub, a staging copy) is left as restored, and the restore says so; an erasure cannot be
-// undone. The same member, erased since the backup, is erased again.
-func TestCarryOver_ErasesOnlyTheSameMember(t *testing.T) {
+// TestCarryOver_OnlyTheSameMembersAndStores: a restore carries over an erasure only to the member
+// the replaced database erased, and a store's token only to that store: a member or store of the
+// same id created at another time (a --replaced database of another hub, a staging copy) is left
+// as restored, and the restore says so (an erasure cannot be undone; another hub's token would
+// lock the store's agent out). The same member, erased since the backup, is erased again.
+func TestCarryOver_OnlyTheSameMembersAndStores(t *testing.T) {
 	ctx := context.Background()
 	replaced, restored := openHub(t), openHub(t)
 	at := t0.Add(time.Hour)
@@ -206,6 +207,23 @@ func TestCarryOver_ErasesOnlyTheSameMember(t *testing.T) {
 	}
 	if !strings.Contains(strings.Join(said, "\n"), "member x1 left as restored") {
 		t.Errorf("the carry-over said %q; want that x1 was left as restored", said)
+	}
+	// Nor a store of the same id added at another time: its token is the restored hub's own.
+	// (openHub's stores s1 and s2 were added at t0 in both: they carry over as they are.)
+	_, theirs, err := replaced.CreateStoreIn(ctx, "zz1", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ours, err := restored.CreateStoreIn(ctx, "zz1", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if said, err = restored.CarryOver(ctx, replaced); err != nil {
+		t.Fatal(err)
+	}
+	if restored.Authenticate(ctx, "zz1", ours) != nil || restored.Authenticate(ctx, "zz1", theirs) == nil ||
+		!strings.Contains(strings.Join(said, "\n"), "store zz1 left as restored") {
+		t.Errorf("another hub's store zz1 after the carry-over (said %q): want the restored hub's own token kept, and a line that says so", said)
 	}
 	// The same member (created at the same time in both), erased since: erased again.
 	if _, err := replaced.CreateMember(ctx, loyalty.Member{ID: "x2", Name: "Bo", HomeStore: "s1"}); err != nil {

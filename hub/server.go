@@ -204,8 +204,9 @@ func (s *Server) refuseSync(w http.ResponseWriter, r *http.Request) bool {
 
 // Close ends agent sessions and stops the server: it stops taking connections and waits for the
 // requests under way to finish, as long as an answer may take (Limits.WriteTimeout), then closes
-// the connections of those still running, with a warning, so that the database is not closed
-// under them. It is safe to call more than once.
+// the connections of those still running, with a warning, and returns: their handlers see their
+// requests' contexts end, and a write they make after the caller closes the database fails, its
+// transaction undone whole. It is safe to call more than once.
 func (s *Server) Close() error {
 	if s.srv == nil {
 		return nil

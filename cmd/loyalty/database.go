@@ -159,6 +159,9 @@ func checkPostgresHub(ctx context.Context, database string, create bool) (bool, 
 // databaseName is a hub database setting as messages and logs show it: a SQLite path as it is,
 // a PostgreSQL URL with its password (in the user part, or a password parameter) masked.
 func databaseName(database string) string {
+	if keywordConnString.MatchString(database) {
+		return "(a PostgreSQL connection string of keywords, not shown: it may hold a password)"
+	}
 	return redact(database, databaseSecrets(database))
 }
 

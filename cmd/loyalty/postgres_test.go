@@ -688,3 +688,11 @@ func TestPostgresServingLockKept(t *testing.T) {
 		t.Errorf("the hub stopped with %v, want an error saying the database is being restored", err)
 	}
 }
+
+// TestDatabaseName_KeywordStringNotShown: a connection string of keywords is never shown in a
+// message, whichever setting names it (--replaced of a restore quoted it, password and all).
+func TestDatabaseName_KeywordStringNotShown(t *testing.T) {
+	if name := databaseName("host=db user=loyalty password=s3cr-pw dbname=loyalty"); strings.Contains(name, "s3cr") {
+		t.Errorf("databaseName of a keyword string = %q; want it not shown", name)
+	}
+}

@@ -2,9 +2,9 @@
 -- home_store= or ?tier=, the dashboard's search) reads the members it finds instead of every
 -- member in id order until a page is full: a store with a hundred members among millions took
 -- seconds a page. They are in a table of their own, kept in step with members by the triggers
--- below: a sale's update of a member row is not a HOT update (members.version is indexed), so an
--- index on members itself would take a new entry for every sale; this one changes only when a
--- member's home store or tier does. It names no foreign key: rows come only from members, which
+-- below: a sale's update of a member row is seldom a HOT update (it moves review_at or expire_at,
+-- which are indexed), so an index on members itself would take a new entry for most sales; this
+-- one changes only when a member's home store or tier does. It names no foreign key: rows come only from members, which
 -- are never deleted, and the check of one on every insert made an import a fifth slower.
 CREATE TABLE member_groups (
 	id         text COLLATE "C" PRIMARY KEY,
