@@ -177,6 +177,31 @@ func TestSearchMembers_ByHomeStoreAndTierFollowEveryWrite(t *testing.T) {
 			t.Errorf("search %+v after %q, %d a page: %s; want %s", c.f, c.after, c.limit, got, c.want)
 		}
 	}
+	// A tier review that moves members (those never placed go into the entry tier) moves them in
+	// the search too: each tier's search finds the members who hold it, and only them.
+	if got := searchIDs(t, h, hub.MemberFilter{Tier: "base"}, "", 10); got != "b1,b2|" {
+		t.Fatalf("base before the review: %s; want only the imported members, placed by the import", got)
+	}
+	*now = now.AddDate(2, 0, 0)
+	if _, err := h.Requalify(ctx); err != nil {
+		t.Fatal(err)
+	}
+	byTier := map[string][]string{}
+	for _, id := range []string{"a1", "a2", "a3", "b1", "b2", "m1", "m2"} {
+		m, err := h.Member(ctx, id, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		byTier[m.Tier] = append(byTier[m.Tier], id)
+	}
+	if len(byTier["base"]) < 4 {
+		t.Fatalf("members by tier after the review: %v; want most placed in base", byTier)
+	}
+	for tier, ids := range byTier {
+		if got, want := searchIDs(t, h, hub.MemberFilter{Tier: tier}, "", 10), strings.Join(ids, ",")+"|"; got != want {
+			t.Errorf("tier %q after the review: %s; want %s", tier, got, want)
+		}
+	}
 }
 
 // searchIDs is a page of h.SearchMembers as its members' ids and its next, "x0,x1|x1".
