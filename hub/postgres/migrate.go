@@ -23,13 +23,14 @@ func (t *tx) SearchMembers(ctx context.Context, f hub.MemberFilter, after string
 
 // searchMembersQuery is SearchMembers' query and its arguments. Each filter is a condition of its
 // own, so that the planner reads the index of the one that finds fewest: the unique index on
-// emails, the names' trigram index (nameIn), or member_groups' indexes by home store and by tier
-// (migration 0031), in id order after the page before; the page's start is put on the column of
-// the table read in order, as the planner does not carry an inequality across a join.
+// emails, the names' trigram index (nameIn), or member_homes' index by home store (migration
+// 0031), in id order after the page before; the page's start is put on the column of the table
+// read in order, as the planner does not carry an inequality across a join. A tier alone is read
+// in id order until the page is full (the migration says why it has no index here).
 func searchMembersQuery(f hub.MemberFilter, after string, n int) (string, []any) {
 	from, key := "members m", "m.id"
-	if f.HomeStore != "" || f.Tier != "" {
-		from, key = "member_groups g JOIN members m ON m.id = g.id", "g.id"
+	if f.HomeStore != "" {
+		from, key = "member_homes g JOIN members m ON m.id = g.id", "g.id"
 	}
 	where, args := []string{key + " > $1"}, []any{after}
 	add := func(cond string, arg any) {
@@ -43,7 +44,7 @@ func searchMembersQuery(f hub.MemberFilter, after string, n int) (string, []any)
 		add(nameIn, "%"+likeEscape(f.Name)+"%")
 	}
 	if f.Tier != "" {
-		add("g.tier = $?", f.Tier)
+		add("m.tier = $?", f.Tier)
 	}
 	if f.HomeStore != "" {
 		add("g.home_store = $?", f.HomeStore)

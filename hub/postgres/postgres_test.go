@@ -634,7 +634,7 @@ func TestPostgresIndexedLookups(t *testing.T) {
 			return err
 		}
 		byStore, storeArgs := searchMembersQuery(hub.MemberFilter{HomeStore: "s1"}, "m1", 100)
-		byTier, tierArgs := searchMembersQuery(hub.MemberFilter{Tier: "gold", CreatedSince: time.Unix(1, 0)}, "m1", 100)
+		byTier, tierArgs := searchMembersQuery(hub.MemberFilter{Tier: "gold", HomeStore: "s1", CreatedSince: time.Unix(1, 0)}, "m1", 100)
 		for _, c := range []struct {
 			q     string
 			args  []any
@@ -642,9 +642,9 @@ func TestPostgresIndexedLookups(t *testing.T) {
 		}{
 			{`SELECT m.id FROM members m WHERE ` + strings.ReplaceAll(nameIn, "$?", "$1"), []any{"%ann%"}, "member_names_trigrams"},
 			{`SELECT delta_id FROM rejections WHERE ` + rejectionMember + ` = $1`, []any{"m1"}, "rejections_member"},
-			// By home store and by tier: that index, in id order after the page before, no sort.
+			// By home store, alone or with a tier: its index, in id order after the page before, no sort.
 			{byStore, storeArgs, "Index Cond: ((home_store = 's1'::text) AND (id > 'm1'::text))"},
-			{byTier, tierArgs, "Index Cond: ((tier = 'gold'::text) AND (id > 'm1'::text))"},
+			{byTier, tierArgs, "Index Cond: ((home_store = 's1'::text) AND (id > 'm1'::text))"},
 		} {
 			rows, err := conn.Query(ctx, `EXPLAIN `+c.q, c.args...)
 			if err != nil {

@@ -179,25 +179,8 @@ func (t *tx) UpdateMembers(ctx context.Context, us []hub.MemberUpdate) error {
 		if err != nil {
 			return err
 		}
-		if set&hub.FieldTier != 0 {
-			if err := t.groupTiers(ctx, g); err != nil {
-				return err
-			}
-		}
 	}
 	return nil
-}
-
-// groupTiers writes us' tiers into member_groups, the search's index of members by tier
-// (migration 0031), in one statement: only the rows whose tier changed are written.
-func (t *tx) groupTiers(ctx context.Context, us []hub.MemberUpdate) error {
-	ids, tiers := make([]string, len(us)), make([]string, len(us))
-	for i, u := range us {
-		ids[i], tiers[i] = u.Member, u.Tier
-	}
-	_, err := t.exec(ctx, `UPDATE member_groups AS g SET tier = v.tier FROM unnest($1::text[], $2::text[]) AS v(id, tier)
-		WHERE g.id = v.id AND g.tier <> v.tier`, ids, tiers)
-	return err
 }
 
 // jobColumn is the members column that schedules a job.
