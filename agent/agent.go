@@ -342,11 +342,15 @@ func (a *Agent) clockOffset(ctx context.Context, tx Tx) (int64, error) {
 // two times, created_at and event_at, for the same reason.
 func (a *Agent) keptAt(ctx context.Context, tx Tx) (time.Time, error) {
 	kept, err := tx.ClockOffset(ctx)
-	now := a.Now()
-	if offset := a.offsetNow(kept); offset > 0 {
-		now = now.Add(time.Duration(offset) * time.Millisecond)
+	return laterClock(a.Now(), a.offsetNow(kept)), err
+}
+
+// laterClock is the later of now, on this device's clock, and the hub's clock offsetMS from it.
+func laterClock(now time.Time, offsetMS int64) time.Time {
+	if offsetMS > 0 {
+		return now.Add(time.Duration(offsetMS) * time.Millisecond)
 	}
-	return now, err
+	return now
 }
 
 // offsetNow is the clock offset to use, in ms, given the one the replica kept: the one measured in
@@ -459,11 +463,9 @@ func (a *Agent) write(ctx context.Context, tx Tx, p *loyalty.Program, offline bo
 		if err := tx.InsertDelta(ctx, d, a.Now(), use, offline); err != nil {
 			return r, err
 		}
-		at, err := a.keptAt(ctx, tx)
-		if err != nil {
-			return r, err
-		}
-		if err := tx.Touch(ctx, d.Member, at); err != nil { // seen here: not evicted for a while
+		// Seen here: not evicted for a while. The delta carries the clock offset keptAt would
+		// read again.
+		if err := tx.Touch(ctx, d.Member, laterClock(a.Now(), d.ClockOffsetMS)); err != nil {
 			return r, err
 		}
 		r.Member, r.Points = d.Member, r.Points+d.Points

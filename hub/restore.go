@@ -298,7 +298,6 @@ func (h *Hub) carryOverMember(ctx context.Context, from *Hub, action, member str
 	if err == nil {
 		cur, err = read(h)
 	}
-	was, now, wasEpoch, nowEpoch := old.p, cur.p, old.epoch, cur.epoch
 	switch {
 	case loyalty.ErrorCode(err) == loyalty.ENOTFOUND:
 		return "", nil // not in one of them: nothing to carry over
@@ -308,13 +307,13 @@ func (h *Hub) carryOverMember(ctx context.Context, from *Hub, action, member str
 		return fmt.Sprintf("member %s left as restored: the replaced database's member of that id was created at another time, so it is not the same member", member), nil
 	case err != nil:
 		return "", err
-	case action == AuditMemberErase && !was.ErasedAt.IsZero() && now.ErasedAt.IsZero():
+	case action == AuditMemberErase && !old.p.ErasedAt.IsZero() && cur.p.ErasedAt.IsZero():
 		if _, err := h.EraseMember(ctx, member); err != nil {
 			return "", err
 		}
-		return fmt.Sprintf("member %s erased again (erased on %s, after the backup)", member, was.ErasedAt.UTC().Format(time.RFC3339)), nil
-	case action == AuditCardRevoke && wasEpoch > nowEpoch:
-		for range wasEpoch - nowEpoch {
+		return fmt.Sprintf("member %s erased again (erased on %s, after the backup)", member, old.p.ErasedAt.UTC().Format(time.RFC3339)), nil
+	case action == AuditCardRevoke && old.epoch > cur.epoch:
+		for range old.epoch - cur.epoch {
 			if _, err := h.RevokeCardLinks(ctx, member); err != nil {
 				return "", err
 			}
