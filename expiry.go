@@ -105,3 +105,153 @@ func addSat(a, b int64) int64 {
 	const limit = MaxBalance + 1
 	return min(min(a, limit)+min(b, limit), limit)
 }
+
+// Giving back what an expiry should not have taken.
+//
+// The hourly sweep expires what the hub knows when it runs. A change can reach the hub after an
+// expiry it predates (a store that was offline), or take back points an expiry already took (a
+// refund of a sale whose lot had expired). Then the expiry took too much: the member would lose
+// the points twice, or be short by what the late redemption spent of the expired lot. The hub
+// replays each expiry it wrote with what it knows now (ExpiryReplay), and gives back the
+// difference with an expire delta of positive points. It never takes more this way: points that
+// should expire and have not are the next sweep's.
+
+// ExpiryEntry is one ledger entry of a member, as the replay of their expiries reads it.
+type ExpiryEntry struct {
+	ID       string
+	Reverses string
+	Kind     Kind
+	Points   int64
+	At       time.Time // the event time
+	// Rule is the expiry rule an expiry (kind expire, negative points) was written under; nil
+	// when that rule is not known: the replay then keeps what that expiry took.
+	Rule *Expiry
+}
+
+// ExpiryReplay returns how many of the points a member's expiries took they should not have,
+// given the member's whole ledger as it stands (entries, in any order): each expiry is replayed
+// at its time, under its rule, with every change dated up to that time, lots at what refunds
+// left of them. An expiry in mode lot takes, as the sweep does, what the balance holds beyond
+// the lots that have not expired yet; one in mode inactivity takes the whole balance, if no
+// earn or redemption is dated within after_days before it. Whatever the replay takes less than
+// the expiries did, net of what was given back before, is the answer (0 when nothing is owed).
+//
+// A lot is an earn or an adjustment with positive points; a reversal that names one reduces it
+// (at the lot's time: points refunded after they expired are the expiry's, not the member's
+// newer points). Every other change but tier changes and expiries counts at its own time.
+func ExpiryReplay(entries []ExpiryEntry) int64 {
+	isLot := func(e ExpiryEntry) bool { return e.Kind == KindEarn || (e.Kind == KindAdjust && e.Points > 0) }
+	lotOf := make(map[string]int, len(entries))
+	for i, e := range entries {
+		if isLot(e) && e.ID != "" {
+			lotOf[e.ID] = i
+		}
+	}
+	type dated struct {
+		at     time.Time
+		points int64
+	}
+	net := make(map[int]int64)
+	var others, active []dated
+	type instant struct {
+		at   time.Time
+		rule *Expiry
+		took int64
+	}
+	var instants []instant
+	var written int64 // taken, net of what was given back
+	for i, e := range entries {
+		e.Points = min(max(e.Points, -MaxPoints), MaxPoints) // as a delta carries at most
+		switch {
+		case e.Kind == KindExpire:
+			written = satAdd(written, -e.Points)
+			if e.Points < 0 {
+				instants = append(instants, instant{e.At, e.Rule, -e.Points})
+			}
+			continue
+		case e.Kind == KindTier:
+			continue
+		case isLot(e):
+			net[i] = satAdd(net[i], e.Points) // reversals listed before it may have counted already
+		default:
+			if j, ok := lotOf[e.Reverses]; ok && e.Reverses != "" && j != i {
+				net[j] = satAdd(net[j], e.Points)
+			} else {
+				others = append(others, dated{e.At, e.Points})
+			}
+		}
+		if e.Kind == KindEarn || e.Kind == KindRedeem {
+			active = append(active, dated{at: e.At})
+		}
+	}
+	if written <= 0 || len(instants) == 0 {
+		return 0
+	}
+	lots := make([]dated, 0, len(net))
+	for i, n := range net {
+		lots = append(lots, dated{entries[i].At, n})
+	}
+	byTime := func(a, b dated) int { return a.at.Compare(b.at) }
+	slices.SortFunc(lots, byTime)
+	slices.SortFunc(others, byTime)
+	slices.SortFunc(active, byTime)
+	// An expiry written at one instant in several deltas (each at most MaxPoints) is one sweep's.
+	slices.SortStableFunc(instants, func(a, b instant) int { return a.at.Compare(b.at) })
+	merged := instants[:0]
+	for _, x := range instants {
+		if n := len(merged); n > 0 && merged[n-1].at.Equal(x.at) {
+			merged[n-1].took = satAdd(merged[n-1].took, x.took)
+			continue
+		}
+		merged = append(merged, x)
+	}
+	// Prefix sums: upTo(xs, t) counts the entries dated at or before t.
+	prefix := func(xs []dated, keep func(int64) int64) []int64 {
+		p := make([]int64, len(xs)+1)
+		for i, x := range xs {
+			p[i+1] = satAdd(p[i], keep(x.points))
+		}
+		return p
+	}
+	all := func(n int64) int64 { return n }
+	upTo := func(xs []dated, t time.Time) int {
+		i, _ := slices.BinarySearchFunc(xs, t, func(x dated, t time.Time) int {
+			if x.at.After(t) {
+				return 1
+			}
+			return -1
+		})
+		return i
+	}
+	lotSum, heldSum, otherSum := prefix(lots, all), prefix(lots, func(n int64) int64 { return max(n, 0) }), prefix(others, all)
+	var taken int64 // what the replay took so far
+	for _, x := range merged {
+		n := upTo(lots, x.at)
+		balance := satAdd(satAdd(lotSum[n], otherSum[upTo(others, x.at)]), -taken)
+		var due int64
+		switch {
+		case x.rule == nil:
+			due = x.took
+		case x.rule.Mode == ExpiryLot:
+			// The lots that have not expired at x.at: those earned after LotsSince(x.at).
+			since := upTo(lots, x.rule.LotsSince(x.at))
+			due = max(0, satAdd(balance, -satAdd(heldSum[n], -heldSum[since])))
+		default:
+			last := upTo(active, x.at)
+			if last > 0 && !x.at.Before(x.rule.ExpiresAt(active[last-1].at)) {
+				due = max(0, balance)
+			}
+		}
+		taken = satAdd(taken, due)
+	}
+	return max(0, satAdd(written, -taken))
+}
+
+// satLimit bounds the replay's sums (satAdd): 4·10¹⁸, so that two of them add up without overflow.
+const satLimit = 4_000_000_000_000_000_000
+
+// satAdd adds two numbers of at most satLimit each, saturating at ±satLimit: a hostile ledger's
+// sums cannot wrap around.
+func satAdd(a, b int64) int64 {
+	return min(max(a+b, -satLimit), satLimit)
+}

@@ -33,15 +33,16 @@ type applier struct {
 	programs   map[int64]*loyalty.Program  // rule versions are immutable once published
 	subscribed map[[2]string]bool
 	stores     map[string]StoreInfo
-	cur        *loyalty.Program         // the newest program, for budgets and limits
-	leasesPut  int                      // leases written (putLease)
-	storeCount int                      // registered stores, once read (newStoreShare; 0: not yet)
-	epochInfo  *EpochInfo               // read once per transaction: it changes only with a restore
-	schedules  map[string]Schedule      // members' job schedules as read in this transaction
-	changes    map[string]*memberChange // what the applied deltas change of members' schedules
-	clock      time.Time                // a job's run time, for the member state it computes (zero: Now)
-	quals      map[string]Qualification // what a job's batch read of its members' qualifying events, at clock
-	key        string                   // the API key of the online call being run (newDelta's Key)
+	cur        *loyalty.Program                 // the newest program, for budgets and limits
+	leasesPut  int                              // leases written (putLease)
+	storeCount int                              // registered stores, once read (newStoreShare; 0: not yet)
+	epochInfo  *EpochInfo                       // read once per transaction: it changes only with a restore
+	schedules  map[string]Schedule              // members' job schedules as read in this transaction
+	changes    map[string]*memberChange         // what the applied deltas change of members' schedules
+	clock      time.Time                        // a job's run time, for the member state it computes (zero: Now)
+	quals      map[string]Qualification         // what a job's batch read of its members' qualifying events, at clock
+	key        string                           // the API key of the online call being run (newDelta's Key)
+	replays    map[string][]loyalty.ExpiryEntry // members' ledgers as expireBack read them, and applied since
 
 	// A pushed batch's reads, made once for the batch (prepare) or once per transaction.
 	known        map[string]*DeltaRef          // ids looked up in the ledger at the batch's start (nil: not there)
@@ -334,6 +335,14 @@ func (a *applier) apply(ctx context.Context, store string, d loyalty.Delta) (lsy
 	bal += d.Points
 	a.balances[d.Member] = bal
 	a.noteChange(d)
+	if err := a.replayed(ctx, d); err != nil {
+		return lsync.Result{}, err
+	}
+	back, err := a.expireBack(ctx, d)
+	if err != nil {
+		return lsync.Result{}, err
+	}
+	bal += back
 	if len(d.Punches) > 0 {
 		ps := a.punches[d.Member]
 		for card, n := range d.Punches {
@@ -963,7 +972,7 @@ func (a *applier) noteChange(d loyalty.Delta) {
 // and balance were computed at now (jobs.go), given the schedule old they had: the next tier
 // review, the last activity, and the earliest time some of their points may expire.
 func (a *applier) schedule(p *loyalty.Program, member, tier string, q Qualification, old Schedule, now time.Time) Schedule {
-	s := Schedule{LastActive: old.LastActive}
+	s := Schedule{LastActive: old.LastActive, ExpiredAt: old.ExpiredAt}
 	if p.Tiers != nil && len(p.Tiers.Tiers) > 0 {
 		s.ReviewAt = reviewAt(p.Tiers, tier, q, now)
 	}
@@ -986,6 +995,9 @@ func (s Schedule) changed(old Schedule) MemberField {
 	}
 	if !s.LastActive.Equal(old.LastActive) {
 		f |= FieldLastActive
+	}
+	if !s.ExpiredAt.Equal(old.ExpiredAt) {
+		f |= FieldExpiredAt
 	}
 	return f
 }

@@ -440,6 +440,9 @@ func ledgerWords(d loyalty.Delta, p *loyalty.Program, where, currency string) st
 		}
 		return "Tier changed"
 	case loyalty.KindExpire:
+		if d.Points > 0 {
+			return "Expired points given back"
+		}
 		return "Points expired"
 	}
 	return "Points changed"

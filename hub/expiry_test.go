@@ -2,6 +2,7 @@ package hub_test
 
 import (
 	"context"
+	"database/sql"
 	"flag"
 	"fmt"
 	"net/http"
@@ -123,9 +124,9 @@ func TestLotExpiry_Sweep(t *testing.T) {
 }
 
 // TestLotExpiry_LateRedemption: an offline store's redemption that arrives after the expiry it
-// predates leaves the balance short (lot 1 expired in full although the redemption had spent
-// half of it); the next expiry is that much smaller (lot 2's points stand for it), so the member
-// loses no more in total than if the redemption had arrived in time.
+// predates spent half of the lot that expired; the hub gives that half back with the
+// redemption, in its transaction, so the member is not short and no overdraft is recorded; lot 2
+// expires in full later, as it would have had the redemption arrived in time.
 func TestLotExpiry_LateRedemption(t *testing.T) {
 	h := openHub(t)
 	ctx := context.Background()
@@ -155,14 +156,184 @@ func TestLotExpiry_LateRedemption(t *testing.T) {
 	if r := pushOK(t, h, "s1", late).Results[0]; r.Status != "applied" {
 		t.Fatalf("the late redemption: %+v", r)
 	}
-	if b := balance(t, h, "m1"); b != 0 {
-		t.Fatalf("after the late redemption: %d", b)
+	if b := balance(t, h, "m1"); b != 50 {
+		t.Fatalf("after the late redemption: %d, want 50 (lot 1's other half expired, lot 2 whole)", b)
 	}
-	now = day(40)
-	if n, err := h.ExpirePoints(ctx); err != nil || n != 0 || balance(t, h, "m1") != 0 {
-		t.Fatalf("day 40: %d expired, %v, balance %d; want nothing more expired", n, err, balance(t, h, "m1"))
+	if cs, err := h.Conflicts(ctx, 10); err != nil || len(cs) != 0 {
+		t.Fatalf("conflicts %+v, %v; want none: the expired points paid for the redemption", cs, err)
+	}
+	v, err := h.Member(ctx, "m1", 1)
+	if err != nil || v.Ledger[0].Kind != loyalty.KindExpire || v.Ledger[0].Points != 50 || v.Ledger[0].Store != loyalty.HubStore {
+		t.Fatalf("the newest ledger entry: %+v, %v; want the hub's expire of +50", v.Ledger, err)
+	}
+	// Pushed again (its acknowledgement lost), it gives back nothing more.
+	if r := pushOK(t, h, "s1", late).Results[0]; r.Status != "duplicate" || balance(t, h, "m1") != 50 {
+		t.Fatalf("the redemption again: %+v, balance %d", r, balance(t, h, "m1"))
 	}
 	mustCheck(t, h)
+	now = day(40)
+	if n, err := h.ExpirePoints(ctx); err != nil || n != 1 || balance(t, h, "m1") != 0 {
+		t.Fatalf("day 40: %d expired, %v, balance %d; want lot 2's 50 expired", n, err, balance(t, h, "m1"))
+	}
+	mustCheck(t, h)
+}
+
+// TestExpiry_GivesBack: each change review found an expiry took points for wrongly, on the
+// embedded and the PostgreSQL backend alike: an offline sale dated before an inactivity expiry
+// (the member was active after all), a refund of a sale whose lot had expired, the reversal of
+// an adjustment whose points had expired. Each gives back in the change's own transaction, once.
+func TestExpiry_GivesBack(t *testing.T) {
+	ctx := context.Background()
+	day0 := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	day := func(n int) time.Time { return day0.AddDate(0, 0, n) }
+	setup := func(t *testing.T, x loyalty.Expiry) (*hub.Hub, *time.Time) {
+		h := openHub(t)
+		now := day0
+		h.Now = func() time.Time { return now }
+		withProgram(t, h, func(p *loyalty.Program) { p.Expiry = &x })
+		syncStores(t, h)
+		return h, &now
+	}
+	expire := func(t *testing.T, h *hub.Hub, want int) {
+		t.Helper()
+		if n, err := h.ExpirePoints(ctx); err != nil || n != want {
+			t.Fatalf("the sweep expired points of %d members (%v), want %d", n, err, want)
+		}
+	}
+	want := func(t *testing.T, h *hub.Hub, b int64) {
+		t.Helper()
+		if got := balance(t, h, "m1"); got != b {
+			t.Fatalf("balance %d, want %d", got, b)
+		}
+		if cs, err := h.Conflicts(ctx, 10); err != nil || len(cs) != 0 {
+			t.Fatalf("conflicts %+v, %v; want none", cs, err)
+		}
+		mustCheck(t, h)
+	}
+
+	t.Run("inactivity: an offline sale dated before the expiry", func(t *testing.T) {
+		h, now := setup(t, loyalty.Expiry{Mode: loyalty.ExpiryInactivity, AfterDays: 30})
+		e := earn("s1", "m1", 10000) // 100 points on day 0
+		e.RuleVersion, e.OccurredAt = 2, *now
+		pushOK(t, h, "s1", e)
+		*now = day(31)
+		expire(t, h, 1)
+		want(t, h, 0)
+		// Store s2 sold to the member on day 20, offline; it arrives on day 31. The member was
+		// active within 30 days of day 31: the 100 points stay theirs, with the 20 new ones.
+		late := earn("s2", "m1", 2000)
+		late.RuleVersion, late.OccurredAt = 2, day(20)
+		syncStores(t, h)
+		if r := pushOK(t, h, "s2", late).Results[0]; r.Status != "applied" {
+			t.Fatalf("the late sale: %+v", r)
+		}
+		want(t, h, 120)
+		expire(t, h, 0) // the activity of day 20 keeps them until day 50
+		*now = day(50)
+		expire(t, h, 1)
+		want(t, h, 0)
+	})
+	t.Run("inactivity: an offline redemption dated before the expiry", func(t *testing.T) {
+		h, now := setup(t, loyalty.Expiry{Mode: loyalty.ExpiryInactivity, AfterDays: 30})
+		e := earn("s1", "m1", 10000)
+		e.RuleVersion, e.OccurredAt = 2, *now
+		pushOK(t, h, "s1", e)
+		*now = day(31)
+		expire(t, h, 1)
+		late := redeem("s1", "m1", "coffee", 50)
+		late.RuleVersion, late.OccurredAt = 2, day(29)
+		syncStores(t, h)
+		if r := pushOK(t, h, "s1", late).Results[0]; r.Status != "applied" {
+			t.Fatalf("the late redemption: %+v", r)
+		}
+		want(t, h, 50) // not -50, and no overdraft
+	})
+	t.Run("inactivity: two late redemptions in one push", func(t *testing.T) {
+		h, now := setup(t, loyalty.Expiry{Mode: loyalty.ExpiryInactivity, AfterDays: 30})
+		e := earn("s1", "m1", 10000)
+		e.RuleVersion, e.OccurredAt = 2, *now
+		pushOK(t, h, "s1", e)
+		*now = day(31)
+		expire(t, h, 1)
+		r1, r2 := redeem("s1", "m1", "coffee", 50), redeem("s1", "m1", "coffee", 50)
+		r1.RuleVersion, r1.OccurredAt = 2, day(25)
+		r2.RuleVersion, r2.OccurredAt = 2, day(26)
+		syncStores(t, h)
+		for _, r := range pushOK(t, h, "s1", r1, r2).Results {
+			if r.Status != "applied" {
+				t.Fatalf("a late redemption: %+v", r)
+			}
+		}
+		want(t, h, 0) // the expiry given back once, both redemptions spent, no overdraft
+		v, err := h.Member(ctx, "m1", 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back int
+		for _, e := range v.Ledger {
+			if e.Kind == loyalty.KindExpire && e.Points > 0 {
+				back++
+			}
+		}
+		if back != 1 {
+			t.Fatalf("%d give-backs in the ledger, want 1: %+v", back, v.Ledger)
+		}
+	})
+	t.Run("lot: a refund of a sale whose points expired", func(t *testing.T) {
+		h, now := setup(t, loyalty.Expiry{Mode: loyalty.ExpiryLot, AfterDays: 30})
+		if _, err := h.Earn(ctx, loyalty.EarnRequest{OrderID: "W-1", MemberID: "m1", Amount: 10000, Currency: "EUR"}); err != nil {
+			t.Fatal(err)
+		}
+		*now = day(10)
+		if _, err := h.Earn(ctx, loyalty.EarnRequest{OrderID: "W-2", MemberID: "m1", Amount: 10000, Currency: "EUR"}); err != nil {
+			t.Fatal(err)
+		}
+		*now = day(30)
+		expire(t, h, 1)
+		want(t, h, 100)
+		// The first sale is refunded: its 100 points had expired, so the member keeps the second's.
+		if _, err := h.Reverse(ctx, loyalty.ReverseRequest{OrderID: "W-1"}); err != nil {
+			t.Fatal(err)
+		}
+		want(t, h, 100)
+		*now = day(40)
+		expire(t, h, 1)
+		want(t, h, 0)
+	})
+	t.Run("lot: the reversal of an adjustment whose points expired", func(t *testing.T) {
+		h, now := setup(t, loyalty.Expiry{Mode: loyalty.ExpiryLot, AfterDays: 30})
+		_, err := h.Adjust(ctx, hub.AdjustRequest{AdjustID: "ADJ-1", MemberID: "m1", Points: 100, Reason: "goodwill"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		*now = day(10)
+		if _, err := h.Earn(ctx, loyalty.EarnRequest{OrderID: "W-2", MemberID: "m1", Amount: 5000, Currency: "EUR"}); err != nil {
+			t.Fatal(err)
+		}
+		*now = day(30)
+		expire(t, h, 1)
+		want(t, h, 50)
+		if _, err := h.ReverseAdjustment(ctx, "ADJ-1", "entered twice"); err != nil {
+			t.Fatal(err)
+		}
+		want(t, h, 50)
+	})
+	t.Run("no give-back for a change dated after the expiry", func(t *testing.T) {
+		h, now := setup(t, loyalty.Expiry{Mode: loyalty.ExpiryLot, AfterDays: 30})
+		if _, err := h.Earn(ctx, loyalty.EarnRequest{OrderID: "W-1", MemberID: "m1", Amount: 10000, Currency: "EUR"}); err != nil {
+			t.Fatal(err)
+		}
+		*now = day(30)
+		expire(t, h, 1)
+		*now = day(31)
+		if _, err := h.Earn(ctx, loyalty.EarnRequest{OrderID: "W-2", MemberID: "m1", Amount: 5000, Currency: "EUR"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.Reverse(ctx, loyalty.ReverseRequest{OrderID: "W-2"}); err != nil {
+			t.Fatal(err)
+		}
+		want(t, h, 0)
+	})
 }
 
 // TestLots_NetOfRefunds: the store's lots are earns and positive adjustments from the given time
@@ -527,6 +698,44 @@ func TestExpiry_MigrationMakesTakenBackGiftsDue(t *testing.T) {
 		due := at >= before.Add(-time.Second).UnixMilli() && at <= after.Add(time.Second).UnixMilli()
 		if want := m == "m1"; due != want || !due && at != later.UnixMilli() {
 			t.Errorf("%s: expire_at %s after the migration; due now: %v, want %v", m, time.UnixMilli(at).UTC(), due, want)
+		}
+	}
+}
+
+// TestExpiry_MigrationFindsTheLastExpiry: the upgrade that keeps when a member's points last
+// expired takes it from the ledger: the latest expiry that took points (not a give-back after
+// it), and nothing for a member whose points never expired.
+func TestExpiry_MigrationFindsTheLastExpiry(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	t1, t2, t3 := t0.AddDate(0, 0, 30), t0.AddDate(0, 0, 60), t0.AddDate(0, 0, 61)
+	err := h.Store.Update(ctx, func(tx hub.Tx) error {
+		return insertAll(ctx, tx, t0, []loyalty.Delta{
+			{ID: "x1", Member: "m1", Kind: loyalty.KindExpire, Points: -10, OccurredAt: t1},
+			{ID: "x2", Member: "m1", Kind: loyalty.KindExpire, Points: -20, OccurredAt: t2},
+			{ID: "x3", Member: "m1", Kind: loyalty.KindExpire, Points: 5, OccurredAt: t3},
+			{ID: "g2", Member: "m2", Kind: loyalty.KindAdjust, Points: 40, OccurredAt: t3},
+		}, func(d *loyalty.Delta) { d.Store = loyalty.HubStore })
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := openRaw(t, whereOf(t, h.Store))
+	if _, err := db.Exec(`UPDATE members SET expired_at = NULL`); err != nil {
+		t.Fatal(err)
+	}
+	file := "sqlite/migrations/0045_member_expired_at.sql"
+	if db.postgres {
+		file = "postgres/migrations/0032_member_expired_at.sql"
+	}
+	migratetest.Rerun(t, db.DB, file)
+	for m, want := range map[string]sql.NullInt64{"m1": {Int64: t2.UnixMilli(), Valid: true}, "m2": {}} {
+		var at sql.NullInt64
+		if err := db.QueryRow(`SELECT expired_at FROM members WHERE id = ?`, m).Scan(&at); err != nil {
+			t.Fatal(err)
+		}
+		if at != want {
+			t.Errorf("%s: expired_at %+v after the migration, want %+v", m, at, want)
 		}
 	}
 }

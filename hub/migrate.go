@@ -241,9 +241,14 @@ func (a *applier) applyAdjust(ctx context.Context, d loyalty.Delta) (int64, erro
 	} else if err != nil {
 		return 0, err
 	}
-	if bal+d.Points < 0 {
-		return 0, loyalty.Errorf(loyalty.EINVALID, "this adjustment would take member %s's balance to %d; their balance is %d points, and an adjustment never takes it below zero",
-			d.Member, bal+d.Points, bal)
+	below := func(to int64) error {
+		return loyalty.Errorf(loyalty.EINVALID, "this adjustment would take member %s's balance to %d; their balance is %d points, and an adjustment never takes it below zero",
+			d.Member, to, bal)
+	}
+	// A reversal's points may have expired already: the expiry gives them back as the reversal
+	// is applied (expireBack), so its balance is judged after.
+	if bal+d.Points < 0 && d.Reverses == "" {
+		return 0, below(bal + d.Points)
 	}
 	p, err := a.current(ctx)
 	if err != nil {
@@ -280,6 +285,9 @@ func (a *applier) applyAdjust(ctx context.Context, d loyalty.Delta) (int64, erro
 	}
 	if r.Status != lsync.StatusApplied {
 		return 0, loyalty.Errorf(r.Code, "%s", r.Message)
+	}
+	if to := a.balances[d.Member]; to < 0 {
+		return 0, below(to) // the caller's transaction is rolled back
 	}
 	for _, c := range charges {
 		if err := a.tx.AddBudgetSpent(ctx, c.Budget, c.Amount); err != nil {

@@ -451,6 +451,7 @@ const (
 	FieldReviewAt                           // Schedule.ReviewAt
 	FieldExpireAt                           // Schedule.ExpireAt
 	FieldLastActive                         // Schedule.LastActive
+	FieldExpiredAt                          // Schedule.ExpiredAt
 )
 
 // Background jobs, by the member time that schedules them (Schedule).
@@ -474,6 +475,9 @@ type Schedule struct {
 	// LastActive is the event time of the member's last earn or redemption in the ledger (zero
 	// if none).
 	LastActive time.Time
+	// ExpiredAt is the event time of the last expiry that took points of the member (zero if
+	// none): a change dated at or before it may make an expiry give points back (expireBack).
+	ExpiredAt time.Time
 }
 
 // Qualification is what Tx.Qualifying finds of a member's qualifying events: their total in the

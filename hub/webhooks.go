@@ -43,6 +43,7 @@ const (
 	EventTierChanged       = "tier.changed"
 	EventPointsExpiring    = "points.expiring" // a reminder: points expire within the program's remind_days
 	EventPointsExpired     = "points.expired"
+	EventExpiryReversed    = "points.expiry_reversed" // an expiry gave back points it should not have taken
 	EventVoucherIssued     = "voucher.issued"
 	EventVoucherUsed       = "voucher.used"
 	EventConflictRecorded  = "conflict.recorded"
@@ -56,7 +57,7 @@ const (
 
 // WebhookEventTypes lists the event types an endpoint may subscribe to ("*" takes them all).
 var WebhookEventTypes = []string{EventMemberCreated, EventPointsEarned, EventPointsRedeemed, EventPointsAdjusted,
-	EventTierChanged, EventPointsExpiring, EventPointsExpired, EventVoucherIssued, EventVoucherUsed, EventConflictRecorded,
+	EventTierChanged, EventPointsExpiring, EventPointsExpired, EventExpiryReversed, EventVoucherIssued, EventVoucherUsed, EventConflictRecorded,
 	EventBudgetThreshold, EventBudgetExhausted, EventStoreOffline, EventStoreOnline, EventEndpointDisabled}
 
 // WebhookConfig is how the hub emits and sends webhooks.

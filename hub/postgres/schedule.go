@@ -46,14 +46,14 @@ func fromNullMS(v *int64) time.Time {
 	return time.UnixMilli(*v).UTC()
 }
 
-const scheduleCols = `m.review_at, m.expire_at, m.last_active`
+const scheduleCols = `m.review_at, m.expire_at, m.last_active, m.expired_at`
 
 func (t *tx) MemberWithSchedule(ctx context.Context, id string) (loyalty.Member, hub.Schedule, error) {
 	var s hub.Schedule
-	var review, expire *int64
+	var review, expire, expired *int64
 	var active int64
-	m, err := scanMember(t.queryRow(ctx, `SELECT `+memberCols+`, `+scheduleCols+` FROM members m WHERE id = $1`, id), &review, &expire, &active)
-	s.ReviewAt, s.ExpireAt, s.LastActive = fromNullMS(review), fromNullMS(expire), unixms.Time(active)
+	m, err := scanMember(t.queryRow(ctx, `SELECT `+memberCols+`, `+scheduleCols+` FROM members m WHERE id = $1`, id), &review, &expire, &active, &expired)
+	s.ReviewAt, s.ExpireAt, s.LastActive, s.ExpiredAt = fromNullMS(review), fromNullMS(expire), unixms.Time(active), fromNullMS(expired)
 	return m, s, notFound(err, "member %s is not known to the hub", id)
 }
 
@@ -70,10 +70,10 @@ func (t *tx) scheduledMembers(ctx context.Context, column string, keys []string,
 	}
 	err := t.each(ctx, `SELECT `+memberCols+`, `+scheduleCols+` FROM members m WHERE m.`+column+` = ANY ($1)`, []any{keys}, func(rows pgx.Rows) error {
 		var s hub.Schedule
-		var review, expire *int64
+		var review, expire, expired *int64
 		var active int64
-		m, err := scanMember(rows, &review, &expire, &active)
-		s.ReviewAt, s.ExpireAt, s.LastActive = fromNullMS(review), fromNullMS(expire), unixms.Time(active)
+		m, err := scanMember(rows, &review, &expire, &active, &expired)
+		s.ReviewAt, s.ExpireAt, s.LastActive, s.ExpiredAt = fromNullMS(review), fromNullMS(expire), unixms.Time(active), fromNullMS(expired)
 		out[keyOf(m)] = hub.ScheduledMember{Member: m, Schedule: s}
 		return err
 	})
@@ -92,6 +92,7 @@ var memberColumns = []struct {
 	{hub.FieldReviewAt, []string{"review_at"}, []string{"bigint"}},
 	{hub.FieldExpireAt, []string{"expire_at"}, []string{"bigint"}},
 	{hub.FieldLastActive, []string{"last_active"}, []string{"bigint"}},
+	{hub.FieldExpiredAt, []string{"expired_at"}, []string{"bigint"}},
 }
 
 func punchesText(p map[string]int64) string {
@@ -156,12 +157,15 @@ func (t *tx) UpdateMembers(ctx context.Context, us []hub.MemberUpdate) error {
 					punches[i] = punchesText(u.Punches)
 				}
 				add("punches", "text", punches)
-			case hub.FieldReviewAt, hub.FieldExpireAt:
+			case hub.FieldReviewAt, hub.FieldExpireAt, hub.FieldExpiredAt:
 				times := make([]*int64, len(g))
 				for i, u := range g {
 					at := u.ReviewAt
-					if c.field == hub.FieldExpireAt {
+					switch c.field {
+					case hub.FieldExpireAt:
 						at = u.ExpireAt
+					case hub.FieldExpiredAt:
+						at = u.ExpiredAt
 					}
 					times[i] = nullMS(at)
 				}
@@ -223,10 +227,10 @@ func (t *tx) MembersDue(ctx context.Context, job string, upTo time.Time, after h
 		WHERE m.`+col+` <= $1 AND (m.`+col+`, m.id) > ($2, $3) ORDER BY m.`+col+`, m.id LIMIT $4`,
 		[]any{unixms.Of(upTo), from, after.ID, limit(n)}, func(rows pgx.Rows) error {
 			var d hub.DueMember
-			var review, expire *int64
+			var review, expire, expired *int64
 			var active int64
-			err := rows.Scan(&d.ID, &d.Tier, &d.Balance, &review, &expire, &active)
-			d.ReviewAt, d.ExpireAt, d.LastActive = fromNullMS(review), fromNullMS(expire), unixms.Time(active)
+			err := rows.Scan(&d.ID, &d.Tier, &d.Balance, &review, &expire, &active, &expired)
+			d.ReviewAt, d.ExpireAt, d.LastActive, d.ExpiredAt = fromNullMS(review), fromNullMS(expire), unixms.Time(active), fromNullMS(expired)
 			out = append(out, d)
 			return err
 		})

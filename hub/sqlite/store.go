@@ -470,11 +470,11 @@ func (t *tx) Member(ctx context.Context, id string) (loyalty.Member, error) {
 
 func (t *tx) MemberWithSchedule(ctx context.Context, id string) (loyalty.Member, hub.Schedule, error) {
 	var sc hub.Schedule
-	var review, expire sql.NullInt64
+	var review, expire, expired sql.NullInt64
 	var active int64
 	m, err := scanMember(extraCols{t.QueryRowContext(ctx, `SELECT `+memberCols+`, `+scheduleCols+` FROM members m WHERE id = ?`, id),
-		[]any{&review, &expire, &active}})
-	sc.ReviewAt, sc.ExpireAt, sc.LastActive = fromNullMS(review), fromNullMS(expire), unixms.Time(active)
+		[]any{&review, &expire, &active, &expired}})
+	sc.ReviewAt, sc.ExpireAt, sc.LastActive, sc.ExpiredAt = fromNullMS(review), fromNullMS(expire), unixms.Time(active), fromNullMS(expired)
 	return m, sc, notFound(err, "member %s is not known to the hub", id)
 }
 
@@ -500,13 +500,13 @@ func (t *tx) scheduledMembers(ctx context.Context, column string, keys []string,
 	defer rows.Close()
 	for rows.Next() {
 		var sc hub.Schedule
-		var review, expire sql.NullInt64
+		var review, expire, expired sql.NullInt64
 		var active int64
-		m, err := scanMember(extraCols{rows, []any{&review, &expire, &active}})
+		m, err := scanMember(extraCols{rows, []any{&review, &expire, &active, &expired}})
 		if err != nil {
 			return nil, err
 		}
-		sc.ReviewAt, sc.ExpireAt, sc.LastActive = fromNullMS(review), fromNullMS(expire), unixms.Time(active)
+		sc.ReviewAt, sc.ExpireAt, sc.LastActive, sc.ExpiredAt = fromNullMS(review), fromNullMS(expire), unixms.Time(active), fromNullMS(expired)
 		out[keyOf(m)] = hub.ScheduledMember{Member: m, Schedule: sc}
 	}
 	return out, rows.Err()
@@ -531,6 +531,7 @@ var memberColumns = []struct {
 	{hub.FieldReviewAt, []string{"review_at"}},
 	{hub.FieldExpireAt, []string{"expire_at"}},
 	{hub.FieldLastActive, []string{"last_active"}},
+	{hub.FieldExpiredAt, []string{"expired_at"}},
 }
 
 // memberValues returns the values of the columns u.Set names, in memberColumns' order.
@@ -558,6 +559,9 @@ func memberValues(u hub.MemberUpdate) []any {
 	}
 	if u.Set&hub.FieldLastActive != 0 {
 		out = append(out, unixms.Of(u.LastActive))
+	}
+	if u.Set&hub.FieldExpiredAt != 0 {
+		out = append(out, nullMS(u.ExpiredAt))
 	}
 	return out
 }
@@ -1793,7 +1797,7 @@ func jobColumn(job string) (string, error) {
 	return "", fmt.Errorf("no background job %q", job)
 }
 
-const scheduleCols = `m.review_at, m.expire_at, m.last_active`
+const scheduleCols = `m.review_at, m.expire_at, m.last_active, m.expired_at`
 
 func (t *tx) ScheduleAll(ctx context.Context, job string, at time.Time) error {
 	col, err := jobColumn(job)
@@ -1836,12 +1840,12 @@ func (t *tx) MembersDue(ctx context.Context, job string, upTo time.Time, after h
 	var out []hub.DueMember
 	for rows.Next() {
 		var d hub.DueMember
-		var review, expire sql.NullInt64
+		var review, expire, expired sql.NullInt64
 		var active int64
-		if err := rows.Scan(&d.ID, &d.Tier, &d.Balance, &review, &expire, &active, &d.Pos); err != nil {
+		if err := rows.Scan(&d.ID, &d.Tier, &d.Balance, &review, &expire, &active, &expired, &d.Pos); err != nil {
 			return nil, err
 		}
-		d.ReviewAt, d.ExpireAt, d.LastActive = fromNullMS(review), fromNullMS(expire), unixms.Time(active)
+		d.ReviewAt, d.ExpireAt, d.LastActive, d.ExpiredAt = fromNullMS(review), fromNullMS(expire), unixms.Time(active), fromNullMS(expired)
 		out = append(out, d)
 	}
 	return out, rows.Err()

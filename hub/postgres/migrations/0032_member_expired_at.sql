@@ -1,0 +1,9 @@
+-- When points of a member last expired (the event time of their last expiry that took points;
+-- NULL: never). A change that reaches the hub dated at or before it, or that takes back a lot,
+-- makes the hub replay the member's expiries and give back what they should not have taken
+-- (hub/jobs.go, expireBack). An existing database takes it from its ledger, in one pass. The
+-- column has no index, so a sale's update of a member stays as it was.
+ALTER TABLE members ADD COLUMN expired_at bigint;
+UPDATE members AS m SET expired_at = x.at
+FROM (SELECT member, max(event_at) AS at FROM deltas WHERE kind = 'expire' AND points < 0 GROUP BY member) AS x
+WHERE m.id = x.member;
