@@ -211,22 +211,35 @@ func TestExpiry_GivesBack(t *testing.T) {
 		mustCheck(t, h)
 	}
 
-	t.Run("inactivity: an offline sale dated before the expiry", func(t *testing.T) {
+	// expiredSale: 100 points earned at s1 on day 0, expired in mode inactivity (30 days) on day 31.
+	expiredSale := func(t *testing.T) (*hub.Hub, *time.Time) {
 		h, now := setup(t, loyalty.Expiry{Mode: loyalty.ExpiryInactivity, AfterDays: 30})
-		e := earn("s1", "m1", 10000) // 100 points on day 0
+		e := earn("s1", "m1", 10000)
 		e.RuleVersion, e.OccurredAt = 2, *now
 		pushOK(t, h, "s1", e)
 		*now = day(31)
 		expire(t, h, 1)
 		want(t, h, 0)
+		return h, now
+	}
+	// pushLate pushes changes made offline, dated as they were, and checks they were applied.
+	pushLate := func(t *testing.T, h *hub.Hub, store string, ds ...loyalty.Delta) {
+		t.Helper()
+		syncStores(t, h)
+		for _, r := range pushOK(t, h, store, ds...).Results {
+			if r.Status != "applied" {
+				t.Fatalf("a late change: %+v", r)
+			}
+		}
+	}
+
+	t.Run("inactivity: an offline sale dated before the expiry", func(t *testing.T) {
+		h, now := expiredSale(t)
 		// Store s2 sold to the member on day 20, offline; it arrives on day 31. The member was
 		// active within 30 days of day 31: the 100 points stay theirs, with the 20 new ones.
 		late := earn("s2", "m1", 2000)
 		late.RuleVersion, late.OccurredAt = 2, day(20)
-		syncStores(t, h)
-		if r := pushOK(t, h, "s2", late).Results[0]; r.Status != "applied" {
-			t.Fatalf("the late sale: %+v", r)
-		}
+		pushLate(t, h, "s2", late)
 		want(t, h, 120)
 		expire(t, h, 0) // the activity of day 20 keeps them until day 50
 		*now = day(50)
@@ -234,36 +247,18 @@ func TestExpiry_GivesBack(t *testing.T) {
 		want(t, h, 0)
 	})
 	t.Run("inactivity: an offline redemption dated before the expiry", func(t *testing.T) {
-		h, now := setup(t, loyalty.Expiry{Mode: loyalty.ExpiryInactivity, AfterDays: 30})
-		e := earn("s1", "m1", 10000)
-		e.RuleVersion, e.OccurredAt = 2, *now
-		pushOK(t, h, "s1", e)
-		*now = day(31)
-		expire(t, h, 1)
+		h, _ := expiredSale(t)
 		late := redeem("s1", "m1", "coffee", 50)
 		late.RuleVersion, late.OccurredAt = 2, day(29)
-		syncStores(t, h)
-		if r := pushOK(t, h, "s1", late).Results[0]; r.Status != "applied" {
-			t.Fatalf("the late redemption: %+v", r)
-		}
+		pushLate(t, h, "s1", late)
 		want(t, h, 50) // not -50, and no overdraft
 	})
 	t.Run("inactivity: two late redemptions in one push", func(t *testing.T) {
-		h, now := setup(t, loyalty.Expiry{Mode: loyalty.ExpiryInactivity, AfterDays: 30})
-		e := earn("s1", "m1", 10000)
-		e.RuleVersion, e.OccurredAt = 2, *now
-		pushOK(t, h, "s1", e)
-		*now = day(31)
-		expire(t, h, 1)
+		h, _ := expiredSale(t)
 		r1, r2 := redeem("s1", "m1", "coffee", 50), redeem("s1", "m1", "coffee", 50)
 		r1.RuleVersion, r1.OccurredAt = 2, day(25)
 		r2.RuleVersion, r2.OccurredAt = 2, day(26)
-		syncStores(t, h)
-		for _, r := range pushOK(t, h, "s1", r1, r2).Results {
-			if r.Status != "applied" {
-				t.Fatalf("a late redemption: %+v", r)
-			}
-		}
+		pushLate(t, h, "s1", r1, r2)
 		want(t, h, 0) // the expiry given back once, both redemptions spent, no overdraft
 		v, err := h.Member(ctx, "m1", 10)
 		if err != nil {
