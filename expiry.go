@@ -124,7 +124,8 @@ type ExpiryEntry struct {
 	Points   int64
 	At       time.Time // the event time
 	// Rule is the expiry rule an expiry (kind expire, negative points) was written under; nil
-	// when that rule is not known: the replay then keeps what that expiry took.
+	// for one not to be replayed (written before give-backs, or under a rule no longer known):
+	// the replay keeps what that expiry took.
 	Rule *Expiry
 }
 

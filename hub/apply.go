@@ -33,16 +33,16 @@ type applier struct {
 	programs   map[int64]*loyalty.Program  // rule versions are immutable once published
 	subscribed map[[2]string]bool
 	stores     map[string]StoreInfo
-	cur        *loyalty.Program                 // the newest program, for budgets and limits
-	leasesPut  int                              // leases written (putLease)
-	storeCount int                              // registered stores, once read (newStoreShare; 0: not yet)
-	epochInfo  *EpochInfo                       // read once per transaction: it changes only with a restore
-	schedules  map[string]Schedule              // members' job schedules as read in this transaction
-	changes    map[string]*memberChange         // what the applied deltas change of members' schedules
-	clock      time.Time                        // a job's run time, for the member state it computes (zero: Now)
-	quals      map[string]Qualification         // what a job's batch read of its members' qualifying events, at clock
-	key        string                           // the API key of the online call being run (newDelta's Key)
-	replays    map[string][]loyalty.ExpiryEntry // members' ledgers as expireBack read them, and applied since
+	cur        *loyalty.Program         // the newest program, for budgets and limits
+	leasesPut  int                      // leases written (putLease)
+	storeCount int                      // registered stores, once read (newStoreShare; 0: not yet)
+	epochInfo  *EpochInfo               // read once per transaction: it changes only with a restore
+	schedules  map[string]Schedule      // members' job schedules as read in this transaction
+	changes    map[string]*memberChange // what the applied deltas change of members' schedules
+	clock      time.Time                // a job's run time, for the member state it computes (zero: Now)
+	quals      map[string]Qualification // what a job's batch read of its members' qualifying events, at clock
+	key        string                   // the API key of the online call being run (newDelta's Key)
+	replayed   map[string]*memberReplay // members whose expiries this transaction replayed (giveback.go)
 
 	// A pushed batch's reads, made once for the batch (prepare) or once per transaction.
 	known        map[string]*DeltaRef          // ids looked up in the ledger at the batch's start (nil: not there)
@@ -324,6 +324,14 @@ func (a *applier) apply(ctx context.Context, store string, d loyalty.Delta) (lsy
 			return lsync.Result{}, err
 		}
 	}
+	// A change dated before the member's last expiry may give back what it took (expireBack) only
+	// with proof that the member was there, which forget takes off the change.
+	proven := false
+	if d.Presence != "" && a.lateForExpiry(d) {
+		if proven, err = a.codeShows(ctx, store, &d); err != nil {
+			return lsync.Result{}, err
+		}
+	}
 	a.forget(&d)
 	seq, inserted, err := a.insert(ctx, d, hash)
 	if err != nil {
@@ -335,10 +343,10 @@ func (a *applier) apply(ctx context.Context, store string, d loyalty.Delta) (lsy
 	bal += d.Points
 	a.balances[d.Member] = bal
 	a.noteChange(d)
-	if err := a.replayed(ctx, d); err != nil {
+	if err := a.noteReplay(ctx, d); err != nil {
 		return lsync.Result{}, err
 	}
-	back, err := a.expireBack(ctx, d)
+	back, err := a.expireBack(ctx, store, d, proven)
 	if err != nil {
 		return lsync.Result{}, err
 	}
@@ -580,10 +588,16 @@ func (a *applier) mayRedeem(ctx context.Context, store string, d *loyalty.Delta)
 // sale a store invents shows nothing. A code that shows nothing (forged, another member's, one
 // that had expired) is no error: the change is judged on its own, as one without a code.
 func (a *applier) present(ctx context.Context, store string, d *loyalty.Delta) (bool, error) {
-	m, ok := a.members[d.Member]
-	if ok && m.HomeStore == store {
+	if m, ok := a.members[d.Member]; ok && m.HomeStore == store {
 		return true, nil
 	}
+	return a.codeShows(ctx, store, d)
+}
+
+// codeShows reports whether d carries its member's code as store scanned it (Delta.Presence),
+// authentic and valid at the change's time: proof that the member was at the till.
+func (a *applier) codeShows(ctx context.Context, store string, d *loyalty.Delta) (bool, error) {
+	m, ok := a.members[d.Member]
 	if d.Presence == "" || !ok || m.Erased { // an erased member's codes name no one any more (care.go)
 		return false, nil
 	}
@@ -793,6 +807,9 @@ func (a *applier) finish(ctx context.Context) ([]lsync.Balance, error) {
 
 // finishMembers is finish but for the webhook events.
 func (a *applier) finishMembers(ctx context.Context) ([]lsync.Balance, error) {
+	if err := a.giveBackDeferred(ctx); err != nil {
+		return nil, err
+	}
 	if err := a.flush(ctx); err != nil {
 		return nil, err
 	}

@@ -149,9 +149,10 @@ func TestLotExpiry_LateRedemption(t *testing.T) {
 	if n, err := h.ExpirePoints(ctx); err != nil || n != 1 || balance(t, h, "m1") != 50 {
 		t.Fatalf("day 30: %d expired, %v, balance %d; want lot 1's 100 expired", n, err, balance(t, h, "m1"))
 	}
-	// The store redeemed 50 on day 29, offline; it arrives now.
+	// The store redeemed 50 on day 29, offline, from the member's code; it arrives now.
 	late := redeem("s1", "m1", "coffee", 50)
 	late.RuleVersion, late.OccurredAt = 2, day(29)
+	late.Presence = codeAt(t, h, &now, "m1", day(29))
 	syncStores(t, h)
 	if r := pushOK(t, h, "s1", late).Results[0]; r.Status != "applied" {
 		t.Fatalf("the late redemption: %+v", r)
@@ -222,9 +223,13 @@ func TestExpiry_GivesBack(t *testing.T) {
 		want(t, h, 0)
 		return h, now
 	}
-	// pushLate pushes changes made offline, dated as they were, and checks they were applied.
-	pushLate := func(t *testing.T, h *hub.Hub, store string, ds ...loyalty.Delta) {
+	// pushLate pushes changes made offline from the member's code, dated as they were, and checks
+	// they were applied.
+	pushLate := func(t *testing.T, h *hub.Hub, now *time.Time, store string, ds ...loyalty.Delta) {
 		t.Helper()
+		for i := range ds {
+			ds[i].Presence = codeAt(t, h, now, ds[i].Member, ds[i].OccurredAt)
+		}
 		syncStores(t, h)
 		for _, r := range pushOK(t, h, store, ds...).Results {
 			if r.Status != "applied" {
@@ -239,7 +244,7 @@ func TestExpiry_GivesBack(t *testing.T) {
 		// active within 30 days of day 31: the 100 points stay theirs, with the 20 new ones.
 		late := earn("s2", "m1", 2000)
 		late.RuleVersion, late.OccurredAt = 2, day(20)
-		pushLate(t, h, "s2", late)
+		pushLate(t, h, now, "s2", late)
 		want(t, h, 120)
 		expire(t, h, 0) // the activity of day 20 keeps them until day 50
 		*now = day(50)
@@ -247,18 +252,18 @@ func TestExpiry_GivesBack(t *testing.T) {
 		want(t, h, 0)
 	})
 	t.Run("inactivity: an offline redemption dated before the expiry", func(t *testing.T) {
-		h, _ := expiredSale(t)
+		h, now := expiredSale(t)
 		late := redeem("s1", "m1", "coffee", 50)
 		late.RuleVersion, late.OccurredAt = 2, day(29)
-		pushLate(t, h, "s1", late)
+		pushLate(t, h, now, "s1", late)
 		want(t, h, 50) // not -50, and no overdraft
 	})
 	t.Run("inactivity: two late redemptions in one push", func(t *testing.T) {
-		h, _ := expiredSale(t)
+		h, now := expiredSale(t)
 		r1, r2 := redeem("s1", "m1", "coffee", 50), redeem("s1", "m1", "coffee", 50)
 		r1.RuleVersion, r1.OccurredAt = 2, day(25)
 		r2.RuleVersion, r2.OccurredAt = 2, day(26)
-		pushLate(t, h, "s1", r1, r2)
+		pushLate(t, h, now, "s1", r1, r2)
 		want(t, h, 0) // the expiry given back once, both redemptions spent, no overdraft
 		v, err := h.Member(ctx, "m1", 10)
 		if err != nil {
@@ -273,6 +278,83 @@ func TestExpiry_GivesBack(t *testing.T) {
 		if back != 1 {
 			t.Fatalf("%d give-backs in the ledger, want 1: %+v", back, v.Ledger)
 		}
+	})
+	t.Run("an expiry written before give-backs is kept as written", func(t *testing.T) {
+		// Before this version an operator set a member right by hand, with an adjustment the
+		// replay cannot tell from any other: such an expiry (no reason) is never replayed.
+		h, now := expiredSale(t)
+		db := openRaw(t, whereOf(t, h.Store))
+		strip := `UPDATE deltas SET body = json_remove(body, '$.reason') WHERE kind = 'expire'`
+		if db.postgres {
+			strip = `UPDATE deltas SET body = (body::jsonb - 'reason')::text WHERE kind = 'expire'`
+		}
+		if _, err := db.Exec(strip); err != nil {
+			t.Fatal(err)
+		}
+		late := earn("s2", "m1", 2000)
+		late.RuleVersion, late.OccurredAt = 2, day(20)
+		pushLate(t, h, now, "s2", late)
+		want(t, h, 20)
+	})
+	t.Run("a late sale without the member's code gives nothing back", func(t *testing.T) {
+		// A store can invent a sale; dated before an expiry, it would bring back points nobody
+		// paid for. Without the member's code (or with another member's) it is applied as it
+		// stands, and the expiry stands.
+		h, now := expiredSale(t)
+		forged := earn("s2", "m1", 1)
+		forged.RuleVersion, forged.OccurredAt = 2, day(30)
+		other := earn("s2", "m1", 1)
+		other.RuleVersion, other.OccurredAt = 2, day(30)
+		other.Presence = codeAt(t, h, now, "m2", day(30))
+		syncStores(t, h)
+		for _, r := range pushOK(t, h, "s2", forged, other).Results {
+			if r.Status != "applied" {
+				t.Fatalf("a late sale: %+v", r)
+			}
+		}
+		want(t, h, 0)
+	})
+	t.Run("lot: many late redemptions in one push", func(t *testing.T) {
+		// The member's first hub.MaxReplays late redemptions each get back what they spent of
+		// the expired lot as they are applied; past those, the replay waits for the end of the
+		// push, and the redemptions before it are overdrafts for a while (conflicts an operator
+		// sees: so many late changes for one member at once are worth a look). The member ends
+		// where they would have had the redemptions arrived in time.
+		h, now := setup(t, loyalty.Expiry{Mode: loyalty.ExpiryLot, AfterDays: 30})
+		e := earn("s1", "m1", 5000*(hub.MaxReplays+4)) // enough for every redemption below
+		e.RuleVersion, e.OccurredAt = 2, *now
+		pushOK(t, h, "s1", e)
+		*now = day(30)
+		expire(t, h, 1)
+		var ds []loyalty.Delta
+		for i := range hub.MaxReplays + 4 {
+			r := redeem("s1", "m1", "coffee", 50)
+			r.RuleVersion, r.OccurredAt = 2, day(20).Add(time.Duration(i)*time.Minute)
+			ds = append(ds, r)
+		}
+		pushLate(t, h, now, "s1", ds...)
+		if b := balance(t, h, "m1"); b != 0 {
+			t.Fatalf("balance %d, want 0: every redemption spent the lot before it expired", b)
+		}
+		cs, err := h.Conflicts(ctx, 100)
+		if err != nil || len(cs) != 4 {
+			t.Fatalf("conflicts %+v, %v; want the 4 redemptions past the first %d", cs, err, hub.MaxReplays)
+		}
+		v, err := h.Member(ctx, "m1", 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back, given int64
+		for _, e := range v.Ledger {
+			if e.Kind == loyalty.KindExpire && e.Points > 0 {
+				back++
+				given += e.Points
+			}
+		}
+		if back != hub.MaxReplays+1 || given != 50*int64(hub.MaxReplays+4) {
+			t.Fatalf("%d give-backs of %d points in all, want %d of %d", back, given, hub.MaxReplays+1, 50*(hub.MaxReplays+4))
+		}
+		mustCheck(t, h)
 	})
 	t.Run("lot: a refund of a sale whose points expired", func(t *testing.T) {
 		h, now := setup(t, loyalty.Expiry{Mode: loyalty.ExpiryLot, AfterDays: 30})
@@ -372,6 +454,20 @@ func TestLots_NetOfRefunds(t *testing.T) {
 }
 
 var lotsSeed = flag.Uint64("lots.seed", 0, "replay TestLotsMatchTheLedger with this seed (0: a new one)")
+
+// codeAt returns member's code as a till would have scanned it at at: minted then, with the hub's
+// clock (*now) set back to it meanwhile.
+func codeAt(t *testing.T, h *hub.Hub, now *time.Time, member string, at time.Time) string {
+	t.Helper()
+	was := *now
+	*now = at
+	defer func() { *now = was }()
+	c, err := h.MemberToken(context.Background(), member)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
 
 // insertAll writes ds into the ledger as they are, each completed by fill and normalised, received
 // at received: for ledgers that apply would refuse or write in another order.

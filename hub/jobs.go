@@ -469,7 +469,7 @@ func (a *applier) expire(ctx context.Context, p *loyalty.Program, member string,
 	for rest := points; rest > 0; {
 		n := min(rest, loyalty.MaxPoints)
 		d := loyalty.Delta{ID: loyalty.NewDeltaID(), Store: loyalty.HubStore, Member: member, Kind: loyalty.KindExpire,
-			Points: -n, RuleVersion: p.Version, OccurredAt: now}
+			Points: -n, RuleVersion: p.Version, OccurredAt: now, Reason: ReasonExpired}
 		d.Normalize()
 		if _, _, err := a.insert(ctx, d, d.Hash()); err != nil {
 			return err
@@ -478,106 +478,6 @@ func (a *applier) expire(ctx context.Context, p *loyalty.Program, member string,
 	}
 	return nil
 }
-
-// expireBack gives back, with expire deltas of positive points, what the member's expiries took
-// that they should not have, now that d is applied (loyalty.ExpiryReplay), and returns how many
-// points. Only two kinds of change can make an expiry wrong: one dated at or before the member's
-// last expiry (Schedule.ExpiredAt: a store that was offline, its sale or redemption reaching the
-// hub late), and one that takes points back from a lot (a refund, an adjustment's reversal),
-// whose points may have expired already. For those the member's whole ledger is read and every
-// expiry replayed; any other change costs a comparison. It runs before d's conflicts are
-// recorded, so that a late redemption the expired points paid for is no overdraft.
-func (a *applier) expireBack(ctx context.Context, d loyalty.Delta) (int64, error) {
-	sc := a.schedules[d.Member]
-	if sc.ExpiredAt.IsZero() || d.Kind == loyalty.KindExpire || d.Kind == loyalty.KindTier {
-		return 0, nil
-	}
-	late := !d.EventTime().UTC().Truncate(time.Millisecond).After(sc.ExpiredAt)
-	if !late && (d.Reverses == "" || d.Points >= 0) {
-		return 0, nil
-	}
-	entries, ok := a.replays[d.Member]
-	if !ok { // read once per transaction; apply adds what it applies after (replayed)
-		for after := int64(0); ; {
-			page, err := a.tx.LedgerAfter(ctx, d.Member, after, ledgerReadPage)
-			if err != nil {
-				return 0, err
-			}
-			for _, e := range page {
-				x, err := a.replayEntry(ctx, e.Delta)
-				if err != nil {
-					return 0, err
-				}
-				entries = append(entries, x)
-			}
-			if len(page) < ledgerReadPage {
-				break
-			}
-			after = page[len(page)-1].Seq
-		}
-	}
-	// What is given back is at most what the expiries took; a balance is still bounded.
-	back := min(loyalty.ExpiryReplay(entries), max(loyalty.MaxBalance-a.balances[d.Member], 0))
-	if a.replays == nil {
-		a.replays = make(map[string][]loyalty.ExpiryEntry)
-	}
-	defer func() { a.replays[d.Member] = entries }()
-	if back <= 0 {
-		return 0, nil
-	}
-	p, err := a.current(ctx)
-	if err != nil {
-		return 0, err
-	}
-	now := a.now()
-	for rest := back; rest > 0; {
-		n := min(rest, loyalty.MaxPoints)
-		g := loyalty.Delta{ID: loyalty.NewDeltaID(), Store: loyalty.HubStore, Member: d.Member, Kind: loyalty.KindExpire,
-			Points: n, RuleVersion: p.Version, OccurredAt: now}
-		g.Normalize()
-		if _, _, err := a.insert(ctx, g, g.Hash()); err != nil {
-			return 0, err
-		}
-		a.noteChange(g)
-		entries = append(entries, loyalty.ExpiryEntry{ID: g.ID, Kind: g.Kind, Points: g.Points, At: g.EventTime()})
-		rest -= n
-	}
-	bal := a.balances[d.Member] + back
-	a.balances[d.Member] = bal
-	a.emit(EventExpiryReversed, map[string]any{"member_id": d.Member, "points": back, "balance": bal,
-		"occurred_at": now.UTC().Truncate(time.Millisecond)}, d.Member, "back", d.ID)
-	return back, nil
-}
-
-// replayEntry is a ledger entry as the replay of expiries reads it, with the rule an expiry was
-// written under (none when the hub no longer has that version).
-func (a *applier) replayEntry(ctx context.Context, d loyalty.Delta) (loyalty.ExpiryEntry, error) {
-	x := loyalty.ExpiryEntry{ID: d.ID, Reverses: d.Reverses, Kind: d.Kind, Points: d.Points, At: d.EventTime()}
-	if d.Kind == loyalty.KindExpire && d.Points < 0 {
-		p, err := a.program(ctx, d.RuleVersion)
-		if err != nil && loyalty.ErrorCode(err) != loyalty.ENOTFOUND {
-			return x, err
-		} else if err == nil {
-			x.Rule = p.Expiry
-		}
-	}
-	return x, nil
-}
-
-// replayed adds an applied delta to its member's ledger as expireBack read it in this
-// transaction, if it did.
-func (a *applier) replayed(ctx context.Context, d loyalty.Delta) error {
-	entries, ok := a.replays[d.Member]
-	if !ok {
-		return nil
-	}
-	x, err := a.replayEntry(ctx, d)
-	a.replays[d.Member] = append(entries, x)
-	return err
-}
-
-// ledgerReadPage is how many ledger entries expireBack reads at a time.
-const ledgerReadPage = 1000
 
 // MaxExpiringPage is the most members one page of ExpiringSoonPage holds.
 const MaxExpiringPage = 1000
