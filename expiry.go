@@ -1,6 +1,7 @@
 package loyalty
 
 import (
+	"cmp"
 	"slices"
 	"time"
 )
@@ -141,19 +142,6 @@ type ExpiryEntry struct {
 // (at the lot's time: points refunded after they expired are the expiry's, not the member's
 // newer points). Every other change but tier changes and expiries counts at its own time.
 func ExpiryReplay(entries []ExpiryEntry) int64 {
-	isLot := func(e ExpiryEntry) bool { return e.Kind == KindEarn || (e.Kind == KindAdjust && e.Points > 0) }
-	lotOf := make(map[string]int, len(entries))
-	for i, e := range entries {
-		if isLot(e) && e.ID != "" {
-			lotOf[e.ID] = i
-		}
-	}
-	type dated struct {
-		at     time.Time
-		points int64
-	}
-	net := make(map[int]int64)
-	var others, active []dated
 	type instant struct {
 		at   time.Time
 		rule *Expiry
@@ -161,38 +149,63 @@ func ExpiryReplay(entries []ExpiryEntry) int64 {
 	}
 	var instants []instant
 	var written int64 // taken, net of what was given back
-	for i, e := range entries {
-		e.Points = min(max(e.Points, -MaxPoints), MaxPoints) // as a delta carries at most
-		switch {
-		case e.Kind == KindExpire:
-			written = satAdd(written, -e.Points)
-			if e.Points < 0 {
-				instants = append(instants, instant{e.At, e.Rule, -e.Points})
+	for _, e := range entries {
+		if e.Kind == KindExpire {
+			p := min(max(e.Points, -MaxPoints), MaxPoints) // as a delta carries at most
+			written = satAdd(written, -p)
+			if p < 0 {
+				instants = append(instants, instant{e.At, e.Rule, -p})
 			}
-			continue
-		case e.Kind == KindTier:
-			continue
-		case isLot(e):
-			net[i] = satAdd(net[i], e.Points) // reversals listed before it may have counted already
-		default:
-			if j, ok := lotOf[e.Reverses]; ok && e.Reverses != "" && j != i {
-				net[j] = satAdd(net[j], e.Points)
-			} else {
-				others = append(others, dated{e.At, e.Points})
-			}
-		}
-		if e.Kind == KindEarn || e.Kind == KindRedeem {
-			active = append(active, dated{at: e.At})
 		}
 	}
 	if written <= 0 || len(instants) == 0 {
 		return 0
 	}
-	lots := make([]dated, 0, len(net))
-	for i, n := range net {
-		lots = append(lots, dated{entries[i].At, n})
+	isLot := func(e ExpiryEntry) bool { return e.Kind == KindEarn || (e.Kind == KindAdjust && e.Points > 0) }
+	lotCount := 0
+	for _, e := range entries {
+		if isLot(e) {
+			lotCount++
+		}
 	}
-	byTime := func(a, b dated) int { return a.at.Compare(b.at) }
+	lotOf := make(map[string]int, lotCount)
+	for i, e := range entries {
+		if isLot(e) && e.ID != "" {
+			lotOf[e.ID] = i
+		}
+	}
+	// Times in milliseconds (the ledger's precision), points clamped as a delta's are.
+	type dated struct {
+		at     int64
+		points int64
+	}
+	net := make([]int64, len(entries)) // each lot's points less its reversals', by its index
+	others, active := make([]dated, 0, len(entries)-lotCount), make([]dated, 0, len(entries))
+	for i, e := range entries {
+		p := min(max(e.Points, -MaxPoints), MaxPoints)
+		switch {
+		case e.Kind == KindExpire || e.Kind == KindTier:
+			continue
+		case isLot(e):
+			net[i] = satAdd(net[i], p) // reversals listed before it may have counted already
+		default:
+			if j, ok := lotOf[e.Reverses]; ok && e.Reverses != "" && j != i {
+				net[j] = satAdd(net[j], p)
+			} else {
+				others = append(others, dated{e.At.UnixMilli(), p})
+			}
+		}
+		if e.Kind == KindEarn || e.Kind == KindRedeem {
+			active = append(active, dated{at: e.At.UnixMilli()})
+		}
+	}
+	lots := make([]dated, 0, lotCount)
+	for i, e := range entries {
+		if isLot(e) {
+			lots = append(lots, dated{e.At.UnixMilli(), net[i]})
+		}
+	}
+	byTime := func(a, b dated) int { return cmp.Compare(a.at, b.at) }
 	slices.SortFunc(lots, byTime)
 	slices.SortFunc(others, byTime)
 	slices.SortFunc(active, byTime)
@@ -216,8 +229,9 @@ func ExpiryReplay(entries []ExpiryEntry) int64 {
 	}
 	all := func(n int64) int64 { return n }
 	upTo := func(xs []dated, t time.Time) int {
-		i, _ := slices.BinarySearchFunc(xs, t, func(x dated, t time.Time) int {
-			if x.at.After(t) {
+		ms := t.UnixMilli()
+		i, _ := slices.BinarySearchFunc(xs, ms, func(x dated, t int64) int {
+			if x.at > t {
 				return 1
 			}
 			return -1
@@ -239,7 +253,7 @@ func ExpiryReplay(entries []ExpiryEntry) int64 {
 			due = max(0, satAdd(balance, -satAdd(heldSum[n], -heldSum[since])))
 		default:
 			last := upTo(active, x.at)
-			if last > 0 && !x.at.Before(x.rule.ExpiresAt(active[last-1].at)) {
+			if last > 0 && !x.at.Before(x.rule.ExpiresAt(time.UnixMilli(active[last-1].at).UTC())) {
 				due = max(0, balance)
 			}
 		}

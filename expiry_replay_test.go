@@ -316,3 +316,36 @@ func FuzzExpiryReplay(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkExpiryReplay: one replay of a member's whole ledger (a third earns, a fifth
+// redemptions, refunds and expiries among them), at two sizes; a give-back costs one of these
+// after the ledger's read.
+func BenchmarkExpiryReplay(b *testing.B) {
+	for _, n := range []int{1_000, 20_000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			rng := rand.New(rand.NewPCG(1, 2))
+			rule := &loyalty.Expiry{Mode: loyalty.ExpiryLot, AfterDays: 30}
+			entries := make([]loyalty.ExpiryEntry, 0, n)
+			for i := range n {
+				e := loyalty.ExpiryEntry{ID: fmt.Sprintf("d%d", i), At: lotDay0.Add(time.Duration(i) * time.Hour)}
+				switch k := rng.IntN(15); {
+				case k < 5:
+					e.Kind, e.Points = loyalty.KindEarn, 1+rng.Int64N(200)
+				case k < 8:
+					e.Kind, e.Points = loyalty.KindRedeem, -1-rng.Int64N(100)
+				case k < 9 && i > 0:
+					e.Kind, e.Points, e.Reverses = loyalty.KindReverse, -1, fmt.Sprintf("d%d", rng.IntN(i))
+				case k < 10:
+					e.Kind, e.Points, e.Rule = loyalty.KindExpire, -1-rng.Int64N(50), rule
+				default:
+					e.Kind = loyalty.KindTier
+				}
+				entries = append(entries, e)
+			}
+			b.ResetTimer()
+			for b.Loop() {
+				loyalty.ExpiryReplay(entries)
+			}
+		})
+	}
+}
