@@ -2,6 +2,7 @@ package loyalty
 
 import (
 	"cmp"
+	"math"
 	"slices"
 	"time"
 )
@@ -124,6 +125,9 @@ type ExpiryEntry struct {
 	Kind     Kind
 	Points   int64
 	At       time.Time // the event time
+	// Known, when after At, is when the hub learned of the change, and the replay counts it from
+	// then only: a store's change that reached the hub late without proof that it happened then.
+	Known time.Time
 	// Rule is the expiry rule an expiry (kind expire, negative points) was written under; nil
 	// for one not to be replayed (written before give-backs, or under a rule no longer known):
 	// the replay keeps what that expiry took.
@@ -174,13 +178,20 @@ func ExpiryReplay(entries []ExpiryEntry) int64 {
 			lotOf[e.ID] = i
 		}
 	}
-	// Times in milliseconds (the ledger's precision), points clamped as a delta's are.
-	type dated struct {
-		at     int64
-		points int64
+	// Times in milliseconds (the ledger's precision): at is the event time, from the time from
+	// which the hub counts the change (the later of the event time and Known).
+	type item struct {
+		from, at, points int64
+		rank             int // a lot's place in the order of event times (the tree below)
+	}
+	fromOf := func(e ExpiryEntry) int64 {
+		if e.Known.After(e.At) {
+			return e.Known.UnixMilli()
+		}
+		return e.At.UnixMilli()
 	}
 	net := make([]int64, len(entries)) // each lot's points less its reversals', by its index
-	others, active := make([]dated, 0, len(entries)-lotCount), make([]dated, 0, len(entries))
+	others, active := make([]item, 0, len(entries)-lotCount), make([]item, 0, len(entries))
 	for i, e := range entries {
 		p := min(max(e.Points, -MaxPoints), MaxPoints)
 		switch {
@@ -190,25 +201,45 @@ func ExpiryReplay(entries []ExpiryEntry) int64 {
 			net[i] = satAdd(net[i], p) // reversals listed before it may have counted already
 		default:
 			if j, ok := lotOf[e.Reverses]; ok && e.Reverses != "" && j != i {
-				net[j] = satAdd(net[j], p)
+				net[j] = satAdd(net[j], p) // at the lot's time, from when the hub counts the lot
 			} else {
-				others = append(others, dated{e.At.UnixMilli(), p})
+				others = append(others, item{from: fromOf(e), points: p})
 			}
 		}
 		if e.Kind == KindEarn || e.Kind == KindRedeem {
-			active = append(active, dated{at: e.At.UnixMilli()})
+			active = append(active, item{from: fromOf(e), at: e.At.UnixMilli()})
 		}
 	}
-	lots := make([]dated, 0, lotCount)
+	lots := make([]item, 0, lotCount)
 	for i, e := range entries {
 		if isLot(e) {
-			lots = append(lots, dated{e.At.UnixMilli(), net[i]})
+			lots = append(lots, item{from: fromOf(e), at: e.At.UnixMilli(), points: net[i]})
 		}
 	}
-	byTime := func(a, b dated) int { return cmp.Compare(a.at, b.at) }
-	slices.SortFunc(lots, byTime)
-	slices.SortFunc(others, byTime)
-	slices.SortFunc(active, byTime)
+	// The lots by event time, each with its rank: a Fenwick tree over the ranks sums what the
+	// counted lots earned before a time.
+	slices.SortFunc(lots, func(a, b item) int { return cmp.Compare(a.at, b.at) })
+	ats := make([]int64, len(lots))
+	for i := range lots {
+		lots[i].rank, ats[i] = i, lots[i].at
+	}
+	tree := make([]int64, len(lots)+1)
+	add := func(rank int, n int64) {
+		for i := rank + 1; i < len(tree); i += i & -i {
+			tree[i] = satAdd(tree[i], n)
+		}
+	}
+	sumBelow := func(count int) int64 { // the counted lots among the first count by event time
+		var s int64
+		for i := count; i > 0; i -= i & -i {
+			s = satAdd(s, tree[i])
+		}
+		return s
+	}
+	byFrom := func(a, b item) int { return cmp.Compare(a.from, b.from) }
+	slices.SortStableFunc(lots, byFrom)
+	slices.SortFunc(others, byFrom)
+	slices.SortFunc(active, byFrom)
 	// An expiry written at one instant in several deltas (each at most MaxPoints) is one sweep's.
 	slices.SortStableFunc(instants, func(a, b instant) int { return a.at.Compare(b.at) })
 	merged := instants[:0]
@@ -219,41 +250,35 @@ func ExpiryReplay(entries []ExpiryEntry) int64 {
 		}
 		merged = append(merged, x)
 	}
-	// Prefix sums: upTo(xs, t) counts the entries dated at or before t.
-	prefix := func(xs []dated, keep func(int64) int64) []int64 {
-		p := make([]int64, len(xs)+1)
-		for i, x := range xs {
-			p[i+1] = satAdd(p[i], keep(x.points))
-		}
-		return p
-	}
-	all := func(n int64) int64 { return n }
-	upTo := func(xs []dated, t time.Time) int {
-		ms := t.UnixMilli()
-		i, _ := slices.BinarySearchFunc(xs, ms, func(x dated, t int64) int {
-			if x.at > t {
-				return 1
-			}
-			return -1
-		})
-		return i
-	}
-	lotSum, heldSum, otherSum := prefix(lots, all), prefix(lots, func(n int64) int64 { return max(n, 0) }), prefix(others, all)
-	var taken int64 // what the replay took so far
+	// The instants in order, counting the changes the hub counts by each: what the lots and the
+	// other changes add up to, the lots' points still held, the last earn or redemption.
+	var li, oi, ai int
+	var lotSum, heldSum, otherSum, taken int64
+	last := int64(math.MinInt64)
 	for _, x := range merged {
-		n := upTo(lots, x.at)
-		balance := satAdd(satAdd(lotSum[n], otherSum[upTo(others, x.at)]), -taken)
+		s := x.at.UnixMilli()
+		for ; li < len(lots) && lots[li].from <= s; li++ {
+			lotSum = satAdd(lotSum, lots[li].points)
+			heldSum = satAdd(heldSum, max(lots[li].points, 0))
+			add(lots[li].rank, max(lots[li].points, 0))
+		}
+		for ; oi < len(others) && others[oi].from <= s; oi++ {
+			otherSum = satAdd(otherSum, others[oi].points)
+		}
+		for ; ai < len(active) && active[ai].from <= s; ai++ {
+			last = max(last, active[ai].at)
+		}
+		balance := satAdd(satAdd(lotSum, otherSum), -taken)
 		var due int64
 		switch {
 		case x.rule == nil:
 			due = x.took
 		case x.rule.Mode == ExpiryLot:
 			// The lots that have not expired at x.at: those earned after LotsSince(x.at).
-			since := upTo(lots, x.rule.LotsSince(x.at))
-			due = max(0, satAdd(balance, -satAdd(heldSum[n], -heldSum[since])))
+			since, _ := slices.BinarySearch(ats, x.rule.LotsSince(x.at).UnixMilli()+1)
+			due = max(0, satAdd(balance, -satAdd(heldSum, -sumBelow(since))))
 		default:
-			last := upTo(active, x.at)
-			if last > 0 && !x.at.Before(x.rule.ExpiresAt(time.UnixMilli(active[last-1].at).UTC())) {
+			if ai > 0 && !x.at.Before(x.rule.ExpiresAt(time.UnixMilli(last).UTC())) {
 				due = max(0, balance)
 			}
 		}

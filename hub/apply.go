@@ -328,7 +328,7 @@ func (a *applier) apply(ctx context.Context, store string, d loyalty.Delta) (lsy
 	// with proof that the member was there, which forget takes off the change.
 	proven := false
 	if d.Presence != "" && a.lateForExpiry(d) {
-		if proven, err = a.codeShows(ctx, store, &d); err != nil {
+		if proven, err = a.codeProvesLate(ctx, store, &d); err != nil {
 			return lsync.Result{}, err
 		}
 	}
@@ -343,7 +343,12 @@ func (a *applier) apply(ctx context.Context, store string, d loyalty.Delta) (lsy
 	bal += d.Points
 	a.balances[d.Member] = bal
 	a.noteChange(d)
-	if err := a.noteReplay(ctx, d); err != nil {
+	if proven {
+		if err := a.tx.ProveLate(ctx, d.Member, d.ID); err != nil {
+			return lsync.Result{}, err
+		}
+	}
+	if err := a.noteReplay(ctx, d, proven); err != nil {
 		return lsync.Result{}, err
 	}
 	back, err := a.expireBack(ctx, store, d, proven)

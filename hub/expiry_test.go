@@ -314,6 +314,78 @@ func TestExpiry_GivesBack(t *testing.T) {
 		}
 		want(t, h, 0)
 	})
+	t.Run("an invented late sale counts from when it arrived, in every later replay", func(t *testing.T) {
+		// Without proof the sale is applied and the expiry stands; its store's refund of it then
+		// replays the expiry (a refund of a lot dated before it), still without the sale as
+		// activity on day 30: nothing was bought, nothing comes back.
+		h, now := expiredSale(t)
+		*now = now.Add(time.Minute)
+		forged := earn("s2", "m1", 100)
+		forged.RuleVersion, forged.OccurredAt = 2, day(30)
+		syncStores(t, h)
+		if r := pushOK(t, h, "s2", forged).Results[0]; r.Status != "applied" {
+			t.Fatalf("the forged sale: %+v", r)
+		}
+		want(t, h, 1)
+		refund := loyalty.Delta{ID: loyalty.NewDeltaID(), Store: "s2", Member: "m1", Kind: loyalty.KindReverse, Points: -1,
+			Reverses: forged.ID, RuleVersion: 2, OccurredAt: *now}
+		if r := pushOK(t, h, "s2", refund).Results[0]; r.Status != "applied" {
+			t.Fatalf("its refund: %+v", r)
+		}
+		want(t, h, 0)
+	})
+	t.Run("a code issued after the change proves nothing of it", func(t *testing.T) {
+		h, now := expiredSale(t)
+		late := earn("s2", "m1", 100)
+		late.RuleVersion, late.OccurredAt = 2, day(30)
+		late.Presence = codeAt(t, h, now, "m1", day(31)) // shown on day 31, after the expiry
+		syncStores(t, h)
+		if r := pushOK(t, h, "s2", late).Results[0]; r.Status != "applied" {
+			t.Fatalf("the late sale: %+v", r)
+		}
+		want(t, h, 1)
+	})
+	t.Run("a code kept from a visit long before proves nothing of the change", func(t *testing.T) {
+		h, now := expiredSale(t)
+		late := earn("s2", "m1", 100)
+		late.RuleVersion, late.OccurredAt = 2, day(30)
+		late.Presence = codeAt(t, h, now, "m1", day(30).Add(-31*24*time.Hour)) // more than claims.max_offline before
+		syncStores(t, h)
+		if r := pushOK(t, h, "s2", late).Results[0]; r.Status != "applied" {
+			t.Fatalf("the late sale: %+v", r)
+		}
+		want(t, h, 1)
+	})
+	t.Run("when points last expired outlives the member's next change", func(t *testing.T) {
+		h, now := expiredSale(t)
+		*now = now.Add(time.Hour)
+		if _, err := h.Earn(ctx, loyalty.EarnRequest{OrderID: "W-9", MemberID: "m1", Amount: 100, Currency: "EUR"}); err != nil {
+			t.Fatal(err)
+		}
+		late := earn("s2", "m1", 2000)
+		late.RuleVersion, late.OccurredAt = 2, day(20)
+		pushLate(t, h, now, "s2", late)
+		want(t, h, 121)
+	})
+	t.Run("lot: late redemptions with proof in two pushes", func(t *testing.T) {
+		// The first push's proof is kept: the second push's replay counts its redemption on its
+		// date too, and each gets back what it spent of the expired lot.
+		h, now := setup(t, loyalty.Expiry{Mode: loyalty.ExpiryLot, AfterDays: 30})
+		e := earn("s1", "m1", 10000)
+		e.RuleVersion, e.OccurredAt = 2, *now
+		pushOK(t, h, "s1", e)
+		*now = day(30)
+		expire(t, h, 1)
+		r1, r2 := redeem("s1", "m1", "coffee", 50), redeem("s1", "m1", "coffee", 50)
+		r1.RuleVersion, r1.OccurredAt = 2, day(25)
+		r2.RuleVersion, r2.OccurredAt = 2, day(26)
+		*now = now.Add(time.Minute)
+		pushLate(t, h, now, "s1", r1)
+		want(t, h, 0)
+		*now = now.Add(time.Minute)
+		pushLate(t, h, now, "s1", r2)
+		want(t, h, 0) // both spent the lot before it expired: nothing expired, nothing owed
+	})
 	t.Run("lot: many late redemptions in one push", func(t *testing.T) {
 		// The member's first hub.MaxReplays late redemptions each get back what they spent of
 		// the expired lot as they are applied; past those, the replay waits for the end of the

@@ -84,13 +84,17 @@ func (a *applier) giveBack(ctx context.Context, member string) (int64, error) {
 	r := a.replayed[member]
 	if r == nil {
 		r = &memberReplay{}
+		proofs, err := a.tx.LateProofs(ctx, member)
+		if err != nil {
+			return 0, err
+		}
 		for after := int64(0); ; {
 			page, err := a.tx.LedgerAfter(ctx, member, after, ledgerReadPage)
 			if err != nil {
 				return 0, err
 			}
 			for _, e := range page {
-				x, err := a.replayEntry(ctx, e.Delta)
+				x, err := a.replayEntry(ctx, e.Delta, e.ReceivedAt, proofs[e.ID])
 				if err != nil {
 					return 0, err
 				}
@@ -162,11 +166,16 @@ func (a *applier) giveBackDeferred(ctx context.Context) error {
 	return nil
 }
 
-// replayEntry is a ledger entry as the replay of expiries reads it. An expiry the expiry job
-// wrote carries the rule it was written under; one without ReasonExpired (written before give-
-// backs, or under a rule version the hub no longer has) is kept as written.
-func (a *applier) replayEntry(ctx context.Context, d loyalty.Delta) (loyalty.ExpiryEntry, error) {
+// replayEntry is a ledger entry as the replay of expiries reads it. A store's change counts from
+// when the hub received it, unless it came with proof that it happened when it says (proven:
+// ProveLate): a store can date an invented sale before an expiry. An expiry the expiry job wrote
+// carries the rule it was written under; one without ReasonExpired (written before give-backs,
+// or under a rule version the hub no longer has) is kept as written.
+func (a *applier) replayEntry(ctx context.Context, d loyalty.Delta, received time.Time, proven bool) (loyalty.ExpiryEntry, error) {
 	x := loyalty.ExpiryEntry{ID: d.ID, Reverses: d.Reverses, Kind: d.Kind, Points: d.Points, At: d.EventTime()}
+	if d.Store != loyalty.HubStore && d.Store != loyalty.OnlineStore && !proven {
+		x.Known = received
+	}
 	if d.Kind == loyalty.KindExpire && d.Points < 0 && d.Reason == ReasonExpired {
 		p, err := a.program(ctx, d.RuleVersion)
 		if err != nil && loyalty.ErrorCode(err) != loyalty.ENOTFOUND {
@@ -180,18 +189,31 @@ func (a *applier) replayEntry(ctx context.Context, d loyalty.Delta) (loyalty.Exp
 
 // noteReplay adds a change apply made to its member's ledger as giveBack read it in this
 // transaction, if it did.
-func (a *applier) noteReplay(ctx context.Context, d loyalty.Delta) error {
+func (a *applier) noteReplay(ctx context.Context, d loyalty.Delta, proven bool) error {
 	r := a.replayed[d.Member]
 	if r == nil {
 		return nil
 	}
-	x, err := a.replayEntry(ctx, d)
+	x, err := a.replayEntry(ctx, d, a.Now(), proven)
 	r.entries = append(r.entries, x)
 	return err
 }
 
 // ledgerReadPage is how many ledger entries giveBack reads at a time.
 const ledgerReadPage = 1000
+
+// codeProvesLate reports whether d, a store's change dated at or before its member's last
+// expiry, proves that it happened when it says: it carries the member's code (codeShows), issued
+// before the change (a code shown later proves no earlier visit) and at most Claims.MaxOffline
+// before it (a code a store kept from an old visit proves nothing of a new one). The hub's clock
+// issued the code and the store's clock dated the change: they may differ by Claims.MaxFuture.
+func (a *applier) codeProvesLate(ctx context.Context, store string, d *loyalty.Delta) (bool, error) {
+	if ok, err := a.codeShows(ctx, store, d); !ok || err != nil {
+		return false, err
+	}
+	issued, at := time.Unix(a.scannedCodes[d.Presence].IssuedAt, 0), d.EventTime()
+	return !issued.After(at.Add(a.Claims.MaxFuture)) && !issued.Before(at.Add(-a.Claims.MaxOffline)), nil
+}
 
 // lateForExpiry reports whether d is dated at or before its member's last expiry.
 func (a *applier) lateForExpiry(d loyalty.Delta) bool {

@@ -344,6 +344,11 @@ type Tx interface {
 	// positive adjustments with their event time, each less what reversals of it took back; those
 	// with nothing left are left out. Oldest first.
 	Lots(ctx context.Context, member string, since time.Time) ([]loyalty.Lot, error)
+	// ProveLate records that a store's change of member, dated at or before the member's last
+	// points expiry, carried the member's code (giveback.go); recording it again changes nothing.
+	ProveLate(ctx context.Context, member, delta string) error
+	// LateProofs returns the ids of member's changes ProveLate recorded.
+	LateProofs(ctx context.Context, member string) (map[string]bool, error)
 	// LotsOf is Lots for many members at once (a job's batch).
 	LotsOf(ctx context.Context, members []string, since time.Time) (map[string][]loyalty.Lot, error)
 	// LotsDrift compares the lots a storage keeps apart from the ledger (SQLite's member_lots:

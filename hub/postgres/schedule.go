@@ -338,6 +338,22 @@ func (t *tx) QualifyingOf(ctx context.Context, members []string, basis string, s
 	return out, nil
 }
 
+func (t *tx) ProveLate(ctx context.Context, member, delta string) error {
+	_, err := t.exec(ctx, `INSERT INTO late_proofs (member, delta) VALUES ($1, $2) ON CONFLICT DO NOTHING`, member, delta)
+	return err
+}
+
+func (t *tx) LateProofs(ctx context.Context, member string) (map[string]bool, error) {
+	out := map[string]bool{}
+	err := t.each(ctx, `SELECT delta FROM late_proofs WHERE member = $1`, []any{member}, func(rows pgx.Rows) error {
+		var id string
+		err := rows.Scan(&id)
+		out[id] = true
+		return err
+	})
+	return out, err
+}
+
 func (t *tx) LotsOf(ctx context.Context, members []string, since time.Time) (map[string][]loyalty.Lot, error) {
 	// Lots' query for every member of $1 at once.
 	out := make(map[string][]loyalty.Lot, len(members))

@@ -1663,6 +1663,28 @@ func (t *tx) Lots(ctx context.Context, member string, since time.Time) ([]loyalt
 	return lots[member], err
 }
 
+func (t *tx) ProveLate(ctx context.Context, member, delta string) error {
+	_, err := t.ExecContext(ctx, `INSERT INTO late_proofs (member, delta) VALUES (?, ?) ON CONFLICT DO NOTHING`, member, delta)
+	return err
+}
+
+func (t *tx) LateProofs(ctx context.Context, member string) (map[string]bool, error) {
+	rows, err := t.QueryContext(ctx, `SELECT delta FROM late_proofs WHERE member = ?`, member)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]bool{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		out[id] = true
+	}
+	return out, rows.Err()
+}
+
 // LotsOf reads the members' lots kept in member_lots: one search of its key per member, each
 // once and in key order, a member's lots in the order they are read (their time, then their
 // ledger position).
