@@ -313,6 +313,9 @@ func FuzzExpiryReplay(f *testing.F) {
 			if e.Kind == loyalty.KindExpire && data[i]%2 == 0 {
 				e.Rule = rule
 			}
+			if data[i]%5 == 4 { // known later (a store's change without proof), or earlier
+				e.Known = e.At.Add(time.Duration(int(data[i+1])-100) * time.Hour)
+			}
 			if e.Kind == loyalty.KindExpire {
 				written -= max(min(e.Points, loyalty.MaxPoints), -loyalty.MaxPoints)
 			}
