@@ -127,6 +127,8 @@ type ExpiryEntry struct {
 	At       time.Time // the event time
 	// Known, when after At, is when the hub learned of the change, and the replay counts it from
 	// then only: a store's change that reached the hub late without proof that it happened then.
+	// An expiry's Known is when its sweep read the balances (its received time): what the hub had
+	// counted by then, the replay counts at the expiry.
 	Known time.Time
 	// Rule is the expiry rule an expiry (kind expire, negative points) was written under; nil
 	// for one not to be replayed (written before give-backs, or under a rule no longer known):
@@ -146,8 +148,11 @@ type ExpiryEntry struct {
 // (at the lot's time: points refunded after they expired are the expiry's, not the member's
 // newer points). Every other change but tier changes and expiries counts at its own time.
 func ExpiryReplay(entries []ExpiryEntry) int64 {
+	// An expiry is judged at its time (at) with what the hub had counted when it was written
+	// (seen, in milliseconds: its Known, when the sweep's batch read the balances, if later).
 	type instant struct {
 		at   time.Time
+		seen int64
 		rule *Expiry
 		took int64
 	}
@@ -158,7 +163,7 @@ func ExpiryReplay(entries []ExpiryEntry) int64 {
 			p := min(max(e.Points, -MaxPoints), MaxPoints) // as a delta carries at most
 			written = satAdd(written, -p)
 			if p < 0 {
-				instants = append(instants, instant{e.At, e.Rule, -p})
+				instants = append(instants, instant{e.At, max(e.At.UnixMilli(), e.Known.UnixMilli()), e.Rule, -p})
 			}
 		}
 	}
@@ -240,11 +245,27 @@ func ExpiryReplay(entries []ExpiryEntry) int64 {
 	slices.SortStableFunc(lots, byFrom)
 	slices.SortFunc(others, byFrom)
 	slices.SortFunc(active, byFrom)
-	// An expiry written at one instant in several deltas (each at most MaxPoints) is one sweep's.
-	slices.SortStableFunc(instants, func(a, b instant) int { return a.at.Compare(b.at) })
+	// An expiry written at one instant in several deltas (each at most MaxPoints) is one sweep's:
+	// those of the same time, seen at the same time under the same rule are one. The order of the
+	// others does not depend on the entries' (rules compared by what they say).
+	ruleKey := func(r *Expiry) (int, int) {
+		if r == nil {
+			return 0, 0
+		}
+		if r.Mode == ExpiryLot {
+			return 1, r.AfterDays
+		}
+		return 2, r.AfterDays
+	}
+	byInstant := func(a, b instant) int {
+		am, ad := ruleKey(a.rule)
+		bm, bd := ruleKey(b.rule)
+		return cmp.Or(a.at.Compare(b.at), cmp.Compare(a.seen, b.seen), cmp.Compare(am, bm), cmp.Compare(ad, bd))
+	}
+	slices.SortStableFunc(instants, byInstant)
 	merged := instants[:0]
 	for _, x := range instants {
-		if n := len(merged); n > 0 && merged[n-1].at.Equal(x.at) {
+		if n := len(merged); n > 0 && byInstant(merged[n-1], x) == 0 {
 			merged[n-1].took = satAdd(merged[n-1].took, x.took)
 			continue
 		}
@@ -256,7 +277,9 @@ func ExpiryReplay(entries []ExpiryEntry) int64 {
 	var lotSum, heldSum, otherSum, taken int64
 	last := int64(math.MinInt64)
 	for _, x := range merged {
-		s := x.at.UnixMilli()
+		// The instants are in order of time, and seen grows with it but for a batch that read
+		// before another's time: counting up to the largest seen so far keeps the passes one-way.
+		s := x.seen
 		for ; li < len(lots) && lots[li].from <= s; li++ {
 			lotSum = satAdd(lotSum, lots[li].points)
 			heldSum = satAdd(heldSum, max(lots[li].points, 0))

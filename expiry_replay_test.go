@@ -365,3 +365,25 @@ func BenchmarkExpiryReplay(b *testing.B) {
 		})
 	}
 }
+
+// TestExpiryReplay_SameInstantOtherRules: two expiries of one instant, one kept as written (no
+// rule) and one replayed, are two expiries whatever their order in the ledger.
+func TestExpiryReplay_SameInstantOtherRules(t *testing.T) {
+	rule := &loyalty.Expiry{Mode: loyalty.ExpiryInactivity, AfterDays: 30}
+	entries := []loyalty.ExpiryEntry{
+		{ID: "e", Kind: loyalty.KindEarn, Points: 100, At: day(0)},
+		{ID: "x1", Kind: loyalty.KindExpire, Points: -60, At: day(40)},
+		{ID: "x2", Kind: loyalty.KindExpire, Points: -40, At: day(40), Rule: rule},
+		{ID: "r", Kind: loyalty.KindRedeem, Points: -10, At: day(20)},
+	}
+	want := loyalty.ExpiryReplay(entries)
+	for range 20 {
+		rand.Shuffle(len(entries), func(i, j int) { entries[i], entries[j] = entries[j], entries[i] })
+		if got := loyalty.ExpiryReplay(entries); got != want {
+			t.Fatalf("%d given back, %d in another order: %+v", got, want, entries)
+		}
+	}
+	if want != 40 { // the kept 60 stands; the replayed one finds the member active on day 20
+		t.Fatalf("%d given back, want 40", want)
+	}
+}

@@ -386,6 +386,38 @@ func TestExpiry_GivesBack(t *testing.T) {
 		pushLate(t, h, now, "s1", r2)
 		want(t, h, 0) // both spent the lot before it expired: nothing expired, nothing owed
 	})
+	t.Run("lot: a redemption received while the sweep runs", func(t *testing.T) {
+		// The sweep dates its expiries when its run starts, and reads m1's balance after a
+		// redemption of day 25 (with m1's code) arrived between two of its batches: not late then,
+		// so no proof was kept for it. The replay counts what the sweep's batch had counted: a
+		// later redemption of day 26 gets back the 50 points it spent of the expired lot.
+		h, now := setup(t, loyalty.Expiry{Mode: loyalty.ExpiryLot, AfterDays: 30})
+		for _, m := range []string{"m2", "m1"} { // m2 due first
+			e := earn("s1", m, 10000)
+			e.RuleVersion, e.OccurredAt = 2, *now
+			pushOK(t, h, "s1", e)
+			*now = now.Add(time.Minute)
+		}
+		*now = day(30).Add(2 * time.Minute)
+		batches := 0
+		run, err := h.ExpirePointsWith(ctx, hub.JobOptions{Batch: 1, OnBatch: func(int) {
+			if batches++; batches == 1 {
+				*now = now.Add(time.Minute)
+				r1 := redeem("s1", "m1", "coffee", 50)
+				r1.RuleVersion, r1.OccurredAt = 2, day(25)
+				pushLate(t, h, now, "s1", r1)
+			}
+		}})
+		if err != nil || run.Changed != 2 {
+			t.Fatalf("the sweep: %+v, %v; want both members' points expired", run, err)
+		}
+		want(t, h, 0) // 100: 50 spent on day 25, 50 expired
+		*now = day(31)
+		r2 := redeem("s1", "m1", "coffee", 50)
+		r2.RuleVersion, r2.OccurredAt = 2, day(26)
+		pushLate(t, h, now, "s1", r2)
+		want(t, h, 0)
+	})
 	t.Run("lot: many late redemptions in one push", func(t *testing.T) {
 		// The member's first hub.MaxReplays late redemptions each get back what they spent of
 		// the expired lot as they are applied; past those, the replay waits for the end of the

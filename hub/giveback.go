@@ -177,6 +177,10 @@ func (a *applier) replayEntry(ctx context.Context, d loyalty.Delta, received tim
 		x.Known = received
 	}
 	if d.Kind == loyalty.KindExpire && d.Points < 0 && d.Reason == ReasonExpired {
+		// The job dates its expiries when its run starts, and reads each batch's balances when
+		// the batch's transaction does (the expiry's received time): the changes the hub had
+		// counted by then, the replay counts too.
+		x.Known = received
 		p, err := a.program(ctx, d.RuleVersion)
 		if err != nil && loyalty.ErrorCode(err) != loyalty.ENOTFOUND {
 			return x, err
