@@ -223,6 +223,16 @@ func TestExpiry_GivesBack(t *testing.T) {
 		want(t, h, 0)
 		return h, now
 	}
+	// pushApplied pushes changes and checks they were applied.
+	pushApplied := func(t *testing.T, h *hub.Hub, store string, ds ...loyalty.Delta) {
+		t.Helper()
+		syncStores(t, h)
+		for _, r := range pushOK(t, h, store, ds...).Results {
+			if r.Status != "applied" {
+				t.Fatalf("a late change: %+v", r)
+			}
+		}
+	}
 	// pushLate pushes changes made offline from the member's code, dated as they were, and checks
 	// they were applied.
 	pushLate := func(t *testing.T, h *hub.Hub, now *time.Time, store string, ds ...loyalty.Delta) {
@@ -230,12 +240,7 @@ func TestExpiry_GivesBack(t *testing.T) {
 		for i := range ds {
 			ds[i].Presence = codeAt(t, h, now, ds[i].Member, ds[i].OccurredAt)
 		}
-		syncStores(t, h)
-		for _, r := range pushOK(t, h, store, ds...).Results {
-			if r.Status != "applied" {
-				t.Fatalf("a late change: %+v", r)
-			}
-		}
+		pushApplied(t, h, store, ds...)
 	}
 
 	t.Run("inactivity: an offline sale dated before the expiry", func(t *testing.T) {
@@ -306,12 +311,7 @@ func TestExpiry_GivesBack(t *testing.T) {
 		other := earn("s2", "m1", 1)
 		other.RuleVersion, other.OccurredAt = 2, day(30)
 		other.Presence = codeAt(t, h, now, "m2", day(30))
-		syncStores(t, h)
-		for _, r := range pushOK(t, h, "s2", forged, other).Results {
-			if r.Status != "applied" {
-				t.Fatalf("a late sale: %+v", r)
-			}
-		}
+		pushApplied(t, h, "s2", forged, other)
 		want(t, h, 0)
 	})
 	t.Run("an invented late sale counts from when it arrived, in every later replay", func(t *testing.T) {
@@ -322,16 +322,11 @@ func TestExpiry_GivesBack(t *testing.T) {
 		*now = now.Add(time.Minute)
 		forged := earn("s2", "m1", 100)
 		forged.RuleVersion, forged.OccurredAt = 2, day(30)
-		syncStores(t, h)
-		if r := pushOK(t, h, "s2", forged).Results[0]; r.Status != "applied" {
-			t.Fatalf("the forged sale: %+v", r)
-		}
+		pushApplied(t, h, "s2", forged)
 		want(t, h, 1)
 		refund := loyalty.Delta{ID: loyalty.NewDeltaID(), Store: "s2", Member: "m1", Kind: loyalty.KindReverse, Points: -1,
 			Reverses: forged.ID, RuleVersion: 2, OccurredAt: *now}
-		if r := pushOK(t, h, "s2", refund).Results[0]; r.Status != "applied" {
-			t.Fatalf("its refund: %+v", r)
-		}
+		pushApplied(t, h, "s2", refund)
 		want(t, h, 0)
 	})
 	t.Run("a code issued after the change proves nothing of it", func(t *testing.T) {
@@ -339,10 +334,7 @@ func TestExpiry_GivesBack(t *testing.T) {
 		late := earn("s2", "m1", 100)
 		late.RuleVersion, late.OccurredAt = 2, day(30)
 		late.Presence = codeAt(t, h, now, "m1", day(31)) // shown on day 31, after the expiry
-		syncStores(t, h)
-		if r := pushOK(t, h, "s2", late).Results[0]; r.Status != "applied" {
-			t.Fatalf("the late sale: %+v", r)
-		}
+		pushApplied(t, h, "s2", late)
 		want(t, h, 1)
 	})
 	t.Run("a code kept from a visit long before proves nothing of the change", func(t *testing.T) {
@@ -350,10 +342,7 @@ func TestExpiry_GivesBack(t *testing.T) {
 		late := earn("s2", "m1", 100)
 		late.RuleVersion, late.OccurredAt = 2, day(30)
 		late.Presence = codeAt(t, h, now, "m1", day(30).Add(-31*24*time.Hour)) // more than claims.max_offline before
-		syncStores(t, h)
-		if r := pushOK(t, h, "s2", late).Results[0]; r.Status != "applied" {
-			t.Fatalf("the late sale: %+v", r)
-		}
+		pushApplied(t, h, "s2", late)
 		want(t, h, 1)
 	})
 	t.Run("when points last expired outlives the member's next change", func(t *testing.T) {
