@@ -22,7 +22,7 @@ const (
 // maxReplays is how many times one transaction replays one member's expiries as their changes
 // are applied; the member's further changes that call for it are replayed once, when the
 // transaction ends (giveBackDeferred). A push of hundreds of late changes for one member costs
-// a few replays, not hundreds, each of which reads the member's whole ledger in memory.
+// at most maxReplays + 1 replays, not hundreds, each a pass over the member's whole ledger.
 const maxReplays = 16
 
 // expireBack gives back what the member's expiries took that they should not have, now that d
@@ -30,7 +30,7 @@ const maxReplays = 16
 //
 //   - one dated at or before the member's last expiry (Schedule.ExpiredAt): a store that was
 //     offline, its sale or redemption reaching the hub late. From a store, it counts only with
-//     the member's code as the store scanned it (proven: Delta.Presence, checked by codeShows):
+//     the member's code as the store scanned it (proven: Delta.Presence, codeProvesLate):
 //     a sale a store invents, dated before an expiry, would otherwise bring back points it never
 //     paid for. The hub's own changes and the online channel's are dated by the hub.
 //   - one that takes points back from a lot dated at or before the last expiry (a refund, an
