@@ -30,7 +30,9 @@ type verified struct {
 //   - the rule version was sent to the store, was published by the event time, and had not been
 //     replaced before the store's floor (an older version that pays more cannot be chosen);
 //   - an earn's tier is one the member held in the hub's history between the floor and the event
-//     time (a stale tier the store had is accepted, if the store holds the member) or "" (a
+//     time plus Claims.MaxFuture (a stale tier the store had is accepted, if the store holds the
+//     member; a tier reached a moment after the event, by the store's estimate of the hub's
+//     clock, is accepted as a rule version published then is) or "" (a
 //     member the store did not know), and its country is the member's or "", or one the member
 //     had after the floor, claimed by a store that holds them (a store that has not pulled the
 //     change yet), or another one that does not change the sale's points (a store that has not
@@ -205,8 +207,13 @@ func (a *applier) checkVersion(ctx context.Context, info StoreInfo, v int64, flo
 	return nil
 }
 
-// tiersHeld returns the tiers of program p a member held at some time between from and to, by
-// the hub's history of tier deltas. A member is placed in p's entry tier without a ledgered
+// tiersHeld returns the tiers of program p a member held at some time between from and a store's
+// event time to, by the hub's history of tier deltas, counting changes up to Claims.MaxFuture
+// after to, as checkVersion counts a rule version's publication: a store dates its changes on
+// the hub's clock as it estimates it from a round trip, which under load runs behind by as much
+// as half the trip, so a sale made just after the store heard of an upgrade may be dated just
+// before it. (A store gains nothing by it: it may date a change up to Claims.MaxFuture after the
+// hub's clock anyway.) A member is placed in p's entry tier without a ledgered
 // change, so it may be held before the member's first change, or, by a member never changed and
 // not placed yet, if their qualifying total places them in it now (the hub places them on their
 // next change; a restore from a backup forgets a placement since). A member whose last change
@@ -217,6 +224,7 @@ func (a *applier) tiersHeld(ctx context.Context, m loyalty.Member, p *loyalty.Pr
 		return nil, nil
 	}
 	entry := p.Tiers.Tiers[0].ID
+	to = to.Add(a.Claims.MaxFuture)
 	const history = 100 // tier changes are rare; a window holds far fewer than this
 	all, err := a.tx.TierChanges(ctx, m.ID, to, history)
 	if err != nil {

@@ -221,3 +221,27 @@ func TestTierClaims_EntryTierOfAMemberNeverInIt(t *testing.T) {
 	forged.RuleVersion, forged.Tier, forged.Points, forged.OccurredAt = 2, "base", 510, *now
 	mustReject(t, h, "s2", forged, loyalty.EINVALID)
 }
+
+// TestTierClaims_UpgradeAMomentAfterTheSale: a store dates its changes on the hub's clock as it
+// estimates it from a round trip, which under load may run behind the hub's by as much as the
+// round trip took. A sale made just after the store heard of a member's upgrade can then be dated
+// just before the upgrade. The store's claim is honest and stands within the clock error the hub
+// allows a store (claims.max_future, as for a rule version published a moment after the sale);
+// it was rejected, and the member's sale lost. Beyond it, the claim is not the store's to make.
+func TestTierClaims_UpgradeAMomentAfterTheSale(t *testing.T) {
+	h, now := goldHub(t)
+	ctx := context.Background()
+	*now = t0.Add(10 * time.Minute)
+	if _, err := h.Earn(ctx, loyalty.EarnRequest{OrderID: "big", MemberID: "m1", Amount: 20_000, Currency: "EUR"}); err != nil {
+		t.Fatal(err)
+	}
+	upgraded := *now
+	*now = now.Add(50 * time.Millisecond)
+	sale := earn("s1", "m1", 1000)
+	sale.RuleVersion, sale.Tier, sale.Points, sale.OccurredAt = 2, "gold", 20, upgraded.Add(-200*time.Millisecond)
+	mustApply(t, h, "s1", sale)
+
+	far := earn("s1", "m1", 1000)
+	far.RuleVersion, far.Tier, far.Points, far.OccurredAt = 2, "gold", 20, upgraded.Add(-h.Claims.MaxFuture-time.Second)
+	mustReject(t, h, "s1", far, loyalty.EINVALID)
+}

@@ -111,6 +111,8 @@ type demoOptions struct {
 	Verbose bool
 	Seed    uint64 // 0: pick one at random
 	TempDir string // where the demo's temporary directory goes; "": the system's
+
+	dateError time.Duration // the agents' AgentMain.DateError (tests only)
 }
 
 // runDemo runs the demo and writes its story (or, with JSON, the summary) to w. It fails if the
@@ -120,7 +122,8 @@ func runDemo(ctx context.Context, o demoOptions, w io.Writer) (DemoSummary, erro
 	if seed == 0 {
 		seed = mrand.Uint64()
 	}
-	d := &demo{out: w, verbose: o.Verbose, keepLog: o.Verbose, tempDir: o.TempDir, rng: mrand.New(mrand.NewPCG(seed, seed)), seed: seed}
+	d := &demo{out: w, verbose: o.Verbose, keepLog: o.Verbose, tempDir: o.TempDir, rng: mrand.New(mrand.NewPCG(seed, seed)), seed: seed,
+		dateError: o.dateError}
 	if o.JSON {
 		d.out, d.verbose = io.Discard, false
 	}
@@ -242,14 +245,15 @@ Engineering detail
 }
 
 type demo struct {
-	out     io.Writer
-	verbose bool // tell the engineering detail too
-	keepLog bool // log at info level and keep the log file
-	tempDir string
-	logger  *slog.Logger
-	rng     *mrand.Rand
-	seed    uint64
-	dir     string
+	out       io.Writer
+	verbose   bool // tell the engineering detail too
+	keepLog   bool // log at info level and keep the log file
+	tempDir   string
+	logger    *slog.Logger
+	dateError time.Duration // demoOptions.dateError
+	rng       *mrand.Rand
+	seed      uint64
+	dir       string
 
 	program loyalty.Program
 	hubCfg  HubConfig
@@ -474,7 +478,7 @@ func plural(n int, one, many string) string {
 }
 
 func (d *demo) startAgent(ctx context.Context, id string, beforeAck func(*lsync.Ack) error) error {
-	m := &AgentMain{Config: d.cfgs[id], Logger: d.logger, BeforeAck: beforeAck}
+	m := &AgentMain{Config: d.cfgs[id], Logger: d.logger, BeforeAck: beforeAck, DateError: d.dateError}
 	if err := m.Open(ctx); err != nil {
 		return err
 	}
@@ -984,6 +988,30 @@ func (d *demo) unexpected(id string) {
 		id, e.Kind, e.Store, e.OrderID, e.Member, e.Points, e.Reward, e.Reverses, e.OccurredAt.Format(time.RFC3339Nano))
 }
 
+// lost tells, under --verbose and in the log, why an approved delta is not in the hub's ledger:
+// set aside by the hub (and why), and which store's agent keeps it as refused.
+func (d *demo) lost(ctx context.Context, id string) {
+	why := "the hub has no record of it"
+	if rs, err := d.hub.Hub.Rejections(ctx, 1000); err == nil {
+		for _, r := range rs {
+			if r.Delta.ID == id {
+				why = fmt.Sprintf("the hub set it aside from %s: %s %s", r.Store, r.Code, r.Message)
+			}
+		}
+	}
+	d.detail("lost: the approved delta %s is not in the hub's ledger: %s", id, why)
+	d.logger.Warn("demo: an approved delta is not in the hub's ledger", slog.String("delta", id), slog.String("why", why))
+	for store, a := range d.agents {
+		if rs, err := a.Agent.Rejected(ctx, 1000); err == nil {
+			for _, r := range rs {
+				if r.Delta.ID == id {
+					d.detail("lost: %s keeps %s as refused: %s %s", store, id, r.Code, r.Message)
+				}
+			}
+		}
+	}
+}
+
 // checkBudget records the most of the free-coffee budget ever spent or held by stores, and whether
 // it ever went over its limit.
 func (d *demo) checkBudget(ctx context.Context) error {
@@ -1015,6 +1043,7 @@ func (d *demo) verify(ctx context.Context) error {
 		seen[id] = true
 		if counts[id] == 0 {
 			d.sum.Lost++
+			d.lost(ctx, id)
 		}
 	}
 	d.sum.DeltasCreated, d.sum.TierUpgrades = len(seen), tiers
