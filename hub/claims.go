@@ -305,7 +305,10 @@ func (a *applier) checkLeases(ctx context.Context, store string, d *loyalty.Delt
 		// In the restore window the backup's figures for a lease are older than the store's: its
 		// renewals, and one lease's worth of refills, may have been lost. (A lease adopted at the
 		// restore was sized as the hub grants: no more.)
-		active := !at.Before(l.CreatedAt.Add(-a.Lease.Margin)) && !at.After(l.ExpiresAt)
+		// Granted by the event time give or take the store's clock error, as for a tier
+		// (tiersHeld): a store's first spend from a lease just granted can be dated a moment
+		// before the grant. leases.margin may be 0; Claims.MaxFuture is at least a minute.
+		active := !at.Before(l.CreatedAt.Add(-max(a.Lease.Margin, a.Claims.MaxFuture))) && !at.After(l.ExpiresAt)
 		granted := l.Granted
 		if restore {
 			e, err := a.epoch(ctx)

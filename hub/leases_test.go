@@ -572,3 +572,29 @@ func TestRefusalCountsQuotaHeldThroughAnotherHub(t *testing.T) {
 		t.Fatalf("online with every coffee leased: %v; want it to say %q", err, want)
 	}
 }
+
+// TestLeases_SpentAMomentAfterTheGrant: a store's first spend from a lease it was just granted,
+// dated 200 ms before the grant by its estimate of the hub's clock (which on a busy machine runs
+// behind by up to half a round trip). The grant's only leeway was leases.margin, which a hub may
+// set to 0: the honest redemption was refused EBUDGET "not active when it happened". Now the
+// leeway is claims.max_future when that is longer; a spend dated before it is still refused.
+func TestLeases_SpentAMomentAfterTheGrant(t *testing.T) {
+	for _, margin := range []time.Duration{time.Minute /* the default */, 0} {
+		t.Run(margin.String(), func(t *testing.T) {
+			c := newLeaseClock(t, loyalty.Budget{ID: "coffees", Metric: loyalty.MetricRedemptions, Reward: "coffee", Limit: 100})
+			c.h.Lease.Margin = margin
+			c.now = t0.Add(time.Hour)
+			l := c.pull("s1", "coffees")
+			granted := c.now
+			c.now = c.now.Add(50 * time.Millisecond)
+			d := redeem("s1", "m1", "coffee", 50)
+			d.RuleVersion, d.OccurredAt, d.Leases = 2, granted.Add(-200*time.Millisecond), map[string]string{"coffees": l.ID}
+			mustApply(t, c.h, "s1", d)
+
+			early := redeem("s1", "m1", "coffee", 50)
+			early.RuleVersion, early.Leases = 2, map[string]string{"coffees": l.ID}
+			early.OccurredAt = granted.Add(-max(margin, c.h.Claims.MaxFuture) - time.Second)
+			mustReject(t, c.h, "s1", early, loyalty.EBUDGET)
+		})
+	}
+}

@@ -277,10 +277,14 @@ func (s *session) replacedBefore(v int64, t time.Time) bool {
 	return ok && next.published.Before(t)
 }
 
+// grantLeeway is how long before a lease's grant the hub takes a spend from it: the store's clock
+// error, leases.margin or claims.max_future, whichever is longer.
+func (w *world) grantLeeway() time.Duration { return max(leaseMargin, w.hub.Claims.MaxFuture) }
+
 // activeLease returns the store's active lease of budget, if one is active at event time at.
 func (w *world) activeLease(s *session, budget string, at time.Time) (hub.Lease, bool) {
 	for _, l := range s.leases {
-		if l.Budget == budget && l.State == hub.LeaseActive && !at.Before(l.CreatedAt.Add(-leaseMargin)) && !at.After(l.ExpiresAt) {
+		if l.Budget == budget && l.State == hub.LeaseActive && !at.Before(l.CreatedAt.Add(-w.grantLeeway())) && !at.After(l.ExpiresAt) {
 			return l, true
 		}
 	}
@@ -1022,7 +1026,7 @@ func (w *world) forgeLease(ctx context.Context, s *session, k Forgery) (forged, 
 			}
 			var at time.Time
 			var note string
-			if before := l.CreatedAt.Add(-leaseMargin - time.Millisecond); before.After(s.floorHigh) && w.rng.IntN(2) == 0 {
+			if before := l.CreatedAt.Add(-w.grantLeeway() - time.Millisecond); before.After(s.floorHigh) && w.rng.IntN(2) == 0 {
 				at = s.floorHigh.Add(time.Millisecond + time.Duration(w.rng.Int64N(int64(before.Sub(s.floorHigh)))))
 				note = fmt.Sprintf("occurred %s before lease %s was granted", l.CreatedAt.Sub(at), l.ID)
 			} else if after := l.ExpiresAt.Add(time.Millisecond); !after.After(now.Add(w.hub.Claims.MaxFuture)) {
