@@ -212,8 +212,9 @@ func (a *applier) checkVersion(ctx context.Context, info StoreInfo, v int64, flo
 // after to, as checkVersion counts a rule version's publication: a store dates its changes on
 // the hub's clock as it estimates it from a round trip, which under load runs behind by as much
 // as half the trip, so a sale made just after the store heard of an upgrade may be dated just
-// before it. (A store gains nothing by it: it may date a change up to Claims.MaxFuture after the
-// hub's clock anyway.) A member is placed in p's entry tier without a ledgered
+// before it. (A hostile store gains little by it: it may date a sale that much later anyway to
+// claim the new tier; what it gains is the two together, the new tier and a campaign of the
+// minutes before the upgrade, as a rule version's leeway allows already.) A member is placed in p's entry tier without a ledgered
 // change, so it may be held before the member's first change, or, by a member never changed and
 // not placed yet, if their qualifying total places them in it now (the hub places them on their
 // next change; a restore from a backup forgets a placement since). A member whose last change
