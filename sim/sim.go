@@ -116,13 +116,19 @@ type store struct {
 	link bool
 	w    *world
 	live *liveSession // a session kept open, as a connected agent keeps it (outage profile); nil: one session per sync
+	// offsetMS is the agent's estimate of the hub's clock less the hub's clock, in ms, as its last
+	// session measured it from a round trip: off by up to half a trip on a busy machine, either
+	// way (clockError). The agent dates its changes on the hub's clock by it.
+	offsetMS int64
 }
 
 // Kick implements agent.Syncer; the simulator decides when stores sync.
 func (s *store) Kick() {}
 
 // Status implements agent.Syncer.
-func (s *store) Status() lsync.Status { return lsync.Status{Online: s.link} }
+func (s *store) Status() lsync.Status {
+	return lsync.Status{Online: s.link, Sessions: 1, ClockOffsetMS: s.offsetMS}
+}
 
 // Subscribe implements agent.Syncer: Lookup without a voucher or a scanned code.
 func (s *store) Subscribe(ctx context.Context, member string) (*loyalty.Member, error) {
@@ -218,6 +224,20 @@ func (w *world) clock() time.Time { return w.now }
 func (w *world) serverClock() time.Time {
 	w.ticks++
 	return w.now.Add(time.Duration(w.ticks))
+}
+
+// clockError draws the error of an agent's estimate of the hub's clock at a session: none half
+// the time, else up to 6 s either way (half of a 12 s round trip: a store on a poor mobile link;
+// a step of the simulation moves the clock 1 to 5 s, so a change in the step after the store
+// heard of something can be dated before it). An honest store's change dated by it must be
+// taken as one dated right: the hub's checks of times it told the store (a tier reached, a lease
+// granted, a rule version published) give a store's clock that leeway. A sale made just after
+// the store heard of a member's upgrade, dated just before it, was refused once.
+func (w *world) clockError() int64 {
+	if w.rng.IntN(2) == 0 {
+		return 0
+	}
+	return w.rng.Int64N(12_001) - 6_000
 }
 
 func (w *world) violate(format string, args ...any) {
@@ -589,6 +609,7 @@ func (w *world) syncWith(ctx context.Context, s *store, faults bool) error {
 	if !s.link {
 		return nil
 	}
+	s.offsetMS = w.clockError()
 	c := lsync.NewClient("sim://"+s.id, s.id, w.storeTokens[s.id], nil, s.st)
 	c.Logger, c.Now, c.BatchSize, c.AgentVersion = quiet, w.clock, 1+w.rng.IntN(20), "sim"
 	c.Faults.BeforeAck = func(ack *lsync.Ack) error {

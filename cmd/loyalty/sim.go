@@ -19,8 +19,8 @@ func simCommand() *cobra.Command {
 		Short: "Run the deterministic fault simulator over many seeds and check every guarantee",
 		Long: `sim runs the real hub and agent logic on SQLite files with a virtual clock and network:
 random sales, redemptions, vouchers and refunds at stores and online; partitions, duplicated and
-late messages, agent crashes between the hub's commit and the ack, hub restarts, lease expiry and
-kill switches. After every step it checks that no budget's spent + leased quota exceeds its limit;
+late messages, agent crashes between the hub's commit and the ack, hub restarts, lease expiry,
+kill switches and agents whose estimate of the hub's clock is off by up to 6 s. After every step it checks that no budget's spent + leased quota exceeds its limit;
 after healing, that nothing was lost or applied twice, that every view converged, that every
 conflict was recorded and that offline limits held. A failing seed is printed with the invariant it
 broke and replays exactly with --seed.
