@@ -225,7 +225,7 @@ func (p *Program) PunchCardsOf() func(Line) []string {
 	return func(l Line) []string {
 		var out []string
 		for _, c := range p.PunchCards {
-			if c.SKU != "" && l.SKU == c.SKU || c.Category != "" && l.Category == c.Category {
+			if c.Counts(l) {
 				out = append(out, c.ID)
 			}
 		}

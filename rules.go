@@ -155,6 +155,22 @@ type PunchCard struct {
 	Reward   string `json:"reward"` // the reward given free when the card is full
 }
 
+// Counts reports whether a line of an order counts on the card: its SKU is the card's, or its
+// category is.
+func (c PunchCard) Counts(l Line) bool {
+	return c.SKU != "" && l.SKU == c.SKU || c.Category != "" && l.Category == c.Category
+}
+
+// Punches reports whether some line of an order counts on one of the program's punch cards.
+func (p *Program) Punches(lines []Line) bool {
+	for _, c := range p.PunchCards {
+		if slices.ContainsFunc(lines, c.Counts) {
+			return true
+		}
+	}
+	return false
+}
+
 // Fills returns how many times the card is filled by units more punches on a count of have:
 // the multiples of Buy the count passes.
 func (c PunchCard) Fills(have, units int64) int64 {
@@ -443,7 +459,7 @@ func (p *Program) ComputeEarn(in EarnInput) (EarnResult, error) {
 	for _, card := range p.PunchCards {
 		var units int64
 		for _, l := range lines {
-			if card.SKU != "" && l.SKU == card.SKU || card.Category != "" && l.Category == card.Category {
+			if card.Counts(l) {
 				units += l.Qty
 			}
 		}

@@ -72,7 +72,7 @@ func (a *Agent) earnAsksHub(ctx context.Context, who identity, req loyalty.EarnR
 		if err != nil {
 			return err
 		}
-		if p.HasEarnCap(loyalty.RulePurchase) || len(p.PunchCards) > 0 && len(req.Lines) > 0 {
+		if p.HasEarnCap(loyalty.RulePurchase) || p.Punches(req.Lines) {
 			return nil
 		}
 		if who.inReplica { // identify has just read it

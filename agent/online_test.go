@@ -291,7 +291,25 @@ func TestOnline_EarnAsksTheHubOnlyWhenItsFiguresCount(t *testing.T) {
 			t.Error("an earn without lines asked the hub although no punch card can count it")
 		}
 		if _, asked := earn(t, sp, link, "o3", []loyalty.Line{{SKU: "espresso", Qty: 1, Amount: 1000}}); !asked {
-			t.Error("an earn whose lines may punch a card did not ask the hub")
+			t.Error("an earn whose lines punch a card did not ask the hub")
+		}
+		// Lines that punch no card (a card counts a SKU, or a category): the store's copy decides,
+		// with no round trip the cashier waits for.
+		groceries := []loyalty.Line{{SKU: "bread", Category: "bakery", Qty: 2, Amount: 600}, {SKU: "milk", Qty: 1, Amount: 400}}
+		if _, asked := earn(t, sp, link, "o4", groceries); asked {
+			t.Error("an earn whose lines punch no card asked the hub")
+		}
+	})
+	t.Run("punch card by category", func(t *testing.T) {
+		sp, link := onlinePair(t, func(p *loyalty.Program) {
+			p.PunchCards = []loyalty.PunchCard{{ID: "coffee", Name: "Coffee card", Category: "coffee", Buy: 5, Reward: "coffee"}}
+		})
+		earn(t, sp, link, "o1", nil)
+		if _, asked := earn(t, sp, link, "o2", []loyalty.Line{{SKU: "espresso", Qty: 1, Amount: 1000}}); asked {
+			t.Error("an earn whose line is not in the card's category asked the hub")
+		}
+		if _, asked := earn(t, sp, link, "o3", []loyalty.Line{{SKU: "latte", Category: "coffee", Qty: 1, Amount: 1000}}); !asked {
+			t.Error("an earn whose line is in the card's category did not ask the hub")
 		}
 	})
 }
