@@ -316,6 +316,41 @@ type clientSession struct {
 	maxBytes    int
 	epoch       int64     // the hub's, from the welcome (0: a hub that names none)
 	resendSince time.Time // hub clock
+	offsets     offsetSamples
+}
+
+// offsetSamples keeps a session's last measurements of the hub's clock (the welcome's, then each
+// pong's) and picks the one with the shortest round trip, as NTP does. A measurement's error is at
+// most half its round trip, and on a busy machine one round trip in a few takes tens or hundreds
+// of milliseconds (the agent's goroutine waits for a core): taking each as it came, the agent
+// dated its changes that far off until the next heartbeat. Clocks drift by parts per million,
+// so the best of the last few heartbeats is still current; a new session starts afresh (the
+// device's clock may have been set meanwhile).
+type offsetSamples struct {
+	rtt    [offsetWindow]time.Duration
+	offset [offsetWindow]time.Duration
+	n      int // samples kept, up to offsetWindow
+	next   int // where the next one goes
+}
+
+// offsetWindow is how many measurements offsetSamples keeps: at the default heartbeat, a few
+// minutes' worth.
+const offsetWindow = 8
+
+// add keeps a measurement and returns the offset of the one with the shortest round trip kept
+// (the newest of equals).
+func (o *offsetSamples) add(rtt, offset time.Duration) time.Duration {
+	o.rtt[o.next], o.offset[o.next] = max(rtt, 0), offset
+	o.next = (o.next + 1) % offsetWindow
+	o.n = min(o.n+1, offsetWindow)
+	best := -1
+	for k := range o.n { // oldest first
+		i := (o.next - o.n + k + offsetWindow) % offsetWindow
+		if best < 0 || o.rtt[i] <= o.rtt[best] {
+			best = i
+		}
+	}
+	return o.offset[best]
 }
 
 func (c *Client) session(ctx context.Context) (err error) {
@@ -562,6 +597,8 @@ func (s *clientSession) welcome(b []byte, sent time.Time) (time.Duration, error)
 		s.Logger.Warn("the hub's clock is beyond any real clock's error from this one; its time is ignored",
 			slog.Int64("hub_time", w.HubTime), slog.Duration("offset", offset))
 		offset = s.Status().ClockOffset
+	} else {
+		offset = s.offsets.add(recv.Sub(sent), offset)
 	}
 	s.update(func(st *Status) {
 		st.Online = true
@@ -685,6 +722,7 @@ func (s *clientSession) handle(ctx context.Context, b []byte) error {
 				slog.Int64("sent_at", m.Pong.SentAt), slog.Int64("hub_time", m.Pong.HubTime))
 			return nil
 		}
+		offset = s.offsets.add(recv.Sub(sent), offset)
 		s.update(func(st *Status) { st.ClockOffset = offset })
 		return nil
 	case TypeError:
