@@ -161,10 +161,11 @@ func (c PunchCard) Counts(l Line) bool {
 	return c.SKU != "" && l.SKU == c.SKU || c.Category != "" && l.Category == c.Category
 }
 
-// Punches reports whether some line of an order counts on one of the program's punch cards.
+// Punches reports whether some line of an order punches one of the program's punch cards: it
+// counts on the card, with units.
 func (p *Program) Punches(lines []Line) bool {
 	for _, c := range p.PunchCards {
-		if slices.ContainsFunc(lines, c.Counts) {
+		if slices.ContainsFunc(lines, func(l Line) bool { return l.Qty > 0 && c.Counts(l) }) {
 			return true
 		}
 	}

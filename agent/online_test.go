@@ -299,6 +299,9 @@ func TestOnline_EarnAsksTheHubOnlyWhenItsFiguresCount(t *testing.T) {
 		if _, asked := earn(t, sp, link, "o4", groceries); asked {
 			t.Error("an earn whose lines punch no card asked the hub")
 		}
+		if _, asked := earn(t, sp, link, "o5", []loyalty.Line{{SKU: "espresso", Amount: 1000}}); asked {
+			t.Error("an earn whose card's line has no units (it punches nothing) asked the hub")
+		}
 	})
 	t.Run("punch card by category", func(t *testing.T) {
 		sp, link := onlinePair(t, func(p *loyalty.Program) {

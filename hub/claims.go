@@ -212,9 +212,11 @@ func (a *applier) checkVersion(ctx context.Context, info StoreInfo, v int64, flo
 // after to, as checkVersion counts a rule version's publication: a store dates its changes on
 // the hub's clock as it estimates it from a round trip, which under load runs behind by as much
 // as half the trip, so a sale made just after the store heard of an upgrade may be dated just
-// before it. (A hostile store gains little by it: it may date a sale that much later anyway to
-// claim the new tier; what it gains is the two together, the new tier and a campaign of the
-// minutes before the upgrade, as a rule version's leeway allows already.) A member is placed in p's entry tier without a ledgered
+// before it. What a hostile store gains by it is a combination within that window: a tier the
+// member reaches (or drops to) up to Claims.MaxFuture after the sale's date, with what held at
+// that date (a campaign that ended in between, a rule version replaced since), as a rule
+// version's leeway allows already; it can bring the upgrade about itself, with a sale it makes
+// up, whose points it could have made up anyway. A member is placed in p's entry tier without a ledgered
 // change, so it may be held before the member's first change, or, by a member never changed and
 // not placed yet, if their qualifying total places them in it now (the hub places them on their
 // next change; a restore from a backup forgets a placement since). A member whose last change
@@ -225,9 +227,8 @@ func (a *applier) tiersHeld(ctx context.Context, m loyalty.Member, p *loyalty.Pr
 		return nil, nil
 	}
 	entry := p.Tiers.Tiers[0].ID
-	to = to.Add(a.Claims.MaxFuture)
 	const history = 100 // tier changes are rare; a window holds far fewer than this
-	all, err := a.tx.TierChanges(ctx, m.ID, to, history)
+	all, err := a.tx.TierChanges(ctx, m.ID, to.Add(a.Claims.MaxFuture), history)
 	if err != nil {
 		return nil, err
 	}
@@ -237,11 +238,11 @@ func (a *applier) tiersHeld(ctx context.Context, m loyalty.Member, p *loyalty.Pr
 		case err != nil:
 			return nil, err
 		case len(ever) > 0:
-			return []string{entry}, nil // changed only after to: in the entry tier until then
+			return []string{entry}, nil // changed only after to and its leeway: in the entry tier until then
 		case m.Tier != "":
 			return []string{m.Tier}, nil // never changed: as placed, or as created
 		}
-		start, end := p.Tiers.WindowBounds(to)
+		start, end := p.Tiers.WindowBounds(to) // the event's window, not the leeway's: a year's last minutes are that year's
 		q, err := a.tx.Qualifying(ctx, m.ID, p.Tiers.Basis, start, end)
 		if err != nil || p.Tiers.TierFor(q.Total).ID != entry {
 			return nil, err
@@ -249,7 +250,7 @@ func (a *applier) tiersHeld(ctx context.Context, m loyalty.Member, p *loyalty.Pr
 		return []string{entry}, nil // not placed yet, and the entry tier is theirs
 	}
 	var held []string
-	for _, c := range all { // newest first, none after to
+	for _, c := range all { // newest first, none after to and its leeway
 		held = append(held, c.Tier)
 		if !c.At.After(from) {
 			return held, nil // the tier the member had at from

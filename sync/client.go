@@ -323,9 +323,11 @@ type clientSession struct {
 // pong's) and picks the one with the shortest round trip, as NTP does. A measurement's error is at
 // most half its round trip, and on a busy machine one round trip in a few takes tens or hundreds
 // of milliseconds (the agent's goroutine waits for a core): taking each as it came, the agent
-// dated its changes that far off until the next heartbeat. Clocks drift by parts per million,
-// so the best of the last few heartbeats is still current; a new session starts afresh (the
-// device's clock may have been set meanwhile).
+// dated its changes that far off until the next heartbeat. Clocks drift by parts per million, so
+// the best of the last few heartbeats is still current, unless a clock was set meanwhile (a till
+// that booted with its clock behind, then NTP stepped it; the hub's clock set right): then the new
+// measurement's bounds and the best one's do not meet, and the kept ones are dropped. A new
+// session starts afresh.
 type offsetSamples struct {
 	rtt    [offsetWindow]time.Duration
 	offset [offsetWindow]time.Duration
@@ -333,16 +335,40 @@ type offsetSamples struct {
 	next   int // where the next one goes
 }
 
-// offsetWindow is how many measurements offsetSamples keeps: at the default heartbeat, a few
-// minutes' worth.
+// offsetWindow is how many measurements offsetSamples keeps: at the default heartbeat, about a
+// minute and a half's worth.
 const offsetWindow = 8
 
+// offsetSlack is what the hub's and the agent's clock readings, in whole milliseconds on the
+// wire, may add to a measurement's error beyond half its round trip.
+const offsetSlack = 2 * time.Millisecond
+
 // add keeps a measurement and returns the offset of the one with the shortest round trip kept
-// (the newest of equals).
+// (the newest of equals). A measurement whose bounds (offset ± half its round trip) do not meet
+// the best one's means a clock was set: the others are dropped. One with a negative round trip
+// (a clock set back during it) is used as it is, and kept by none.
 func (o *offsetSamples) add(rtt, offset time.Duration) time.Duration {
-	o.rtt[o.next], o.offset[o.next] = max(rtt, 0), offset
+	if rtt < 0 {
+		o.n = 0
+		return offset
+	}
+	if o.n > 0 {
+		b := o.offset[o.best()] - offset
+		if b < 0 {
+			b = -b
+		}
+		if b > (rtt+o.rtt[o.best()])/2+offsetSlack {
+			o.n = 0
+		}
+	}
+	o.rtt[o.next], o.offset[o.next] = rtt, offset
 	o.next = (o.next + 1) % offsetWindow
 	o.n = min(o.n+1, offsetWindow)
+	return o.offset[o.best()]
+}
+
+// best is the index of the kept measurement with the shortest round trip, the newest of equals.
+func (o *offsetSamples) best() int {
 	best := -1
 	for k := range o.n { // oldest first
 		i := (o.next - o.n + k + offsetWindow) % offsetWindow
@@ -350,7 +376,7 @@ func (o *offsetSamples) add(rtt, offset time.Duration) time.Duration {
 			best = i
 		}
 	}
-	return o.offset[best]
+	return best
 }
 
 func (c *Client) session(ctx context.Context) (err error) {

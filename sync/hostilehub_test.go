@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -137,5 +138,65 @@ func TestClient_TinyMaxMessageBytes(t *testing.T) {
 	defer a.mu.Unlock()
 	if len(a.status) != 0 {
 		t.Errorf("outcomes %v before any ack: the agent set changes aside itself", a.status)
+	}
+}
+
+// The agent's estimate of the hub's clock through a session (offsetSamples): a till whose clock
+// was a quarter of an hour behind at the welcome, then set right, follows the first pong after,
+// rather than dating its changes beyond claims.max_future until the welcome's measurement aged
+// out; a pong with a slow round trip does not move the estimate the quick one made.
+func TestClient_ClockOffsetThroughASession(t *testing.T) {
+	enc := func(m *lsync.Message) []byte {
+		b, err := lsync.Encode(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	conn := newListConn(t)
+	conn.msgs = make(chan []byte, 8)
+	conn.msgs <- enc(&lsync.Message{Type: lsync.TypeWelcome, Welcome: &lsync.Welcome{Version: lsync.Version, Store: "s1",
+		HubTime: time.Now().UnixMilli(), MaxBatch: 10}})
+	var set atomic.Bool
+	c := lsync.NewClient("scripted://", "s1", "secret", listDialer{conn}, newAgentFake(0))
+	c.Now = func() time.Time {
+		if set.Load() {
+			return time.Now()
+		}
+		return time.Now().Add(-15 * time.Minute)
+	}
+	warned := make(warnings, 16)
+	c.Logger = slog.New(warned)
+	run(t, c)
+	eventually(t, "the welcome", func() bool { return c.Status().Sessions > 0 })
+	if off := c.Status().ClockOffset; off < 14*time.Minute {
+		t.Fatalf("offset %s at the welcome; want about 15m", off)
+	}
+	set.Store(true)
+	// pong sends a pong, then one that is no measurement (sent_at 0): its warning says the one
+	// before it was handled.
+	pong := func(sentAt, hubTime int64) {
+		t.Helper()
+		conn.msgs <- enc(&lsync.Message{Type: lsync.TypePong, Pong: &lsync.Pong{SentAt: sentAt, HubTime: hubTime}})
+		conn.msgs <- enc(&lsync.Message{Type: lsync.TypePong, Pong: &lsync.Pong{SentAt: 0, HubTime: hubTime}})
+		eventually(t, "the pong", func() bool {
+			select {
+			case <-warned:
+				return true
+			default:
+				return false
+			}
+		})
+	}
+	now := time.Now().UnixMilli()
+	pong(now-2, now)
+	quick := c.Status().ClockOffset
+	if quick > time.Minute || quick < -time.Minute {
+		t.Fatalf("offset %s after the clock was set and a pong came; want about 0", quick)
+	}
+	now = time.Now().UnixMilli()
+	pong(now-5000, now-2400) // a 5 s round trip; the hub's clock read 100 ms past its middle
+	if off := c.Status().ClockOffset; off != quick {
+		t.Errorf("offset %s after a slow pong; want the quick one's %s", off, quick)
 	}
 }
