@@ -208,20 +208,20 @@ func (a *applier) checkVersion(ctx context.Context, info StoreInfo, v int64, flo
 }
 
 // tiersHeld returns the tiers of program p a member held at some time between from and a store's
-// event time to, by the hub's history of tier deltas, counting changes up to Claims.MaxFuture
-// after to, as checkVersion counts a rule version's publication: a store dates its changes on
-// the hub's clock as it estimates it from a round trip, which under load runs behind by as much
-// as half the trip, so a sale made just after the store heard of an upgrade may be dated just
-// before it. What a hostile store gains by it is a combination within that window: a tier the
-// member reaches (or drops to) up to Claims.MaxFuture after the sale's date, with what held at
-// that date (a campaign that ended in between, a rule version replaced since), as a rule
-// version's leeway allows already; it can bring the upgrade about itself, with a sale it makes
-// up, whose points it could have made up anyway. A member is placed in p's entry tier without a ledgered
-// change, so it may be held before the member's first change, or, by a member never changed and
-// not placed yet, if their qualifying total places them in it now (the hub places them on their
-// next change; a restore from a backup forgets a placement since). A member whose last change
-// before from put them in another tier did not hold it: counting the entry tier always let a
-// store claim it for any member, and with it a campaign for the entry tier's members.
+// event time to, by the hub's history of tier deltas, counting changes up to Claims.MaxFuture after
+// to, as checkVersion counts a rule version's publication: a store dates its changes on the hub's
+// clock as it estimates it from a round trip, which under load runs behind by as much as half the
+// trip, so a sale made just after the store heard of an upgrade may be dated just before it. What a
+// hostile store gains by it is a combination within that window: a tier the member reaches (or
+// drops to) up to Claims.MaxFuture after the sale's date, with what held at that date (a campaign
+// that ended in between, a rule version replaced since), as a rule version's leeway allows already;
+// it can bring the upgrade about itself, with a sale it makes up, whose points it could have made
+// up anyway. A member is placed in p's entry tier without a ledgered change, so it may be held
+// before the member's first change, or, by a member never changed and not placed yet, if their
+// qualifying total places them in it now (the hub places them on their next change; a restore from
+// a backup forgets a placement since). A member whose last change before from put them in another
+// tier did not hold it: counting the entry tier always let a store claim it for any member, and
+// with it a campaign for the entry tier's members.
 func (a *applier) tiersHeld(ctx context.Context, m loyalty.Member, p *loyalty.Program, from, to time.Time) ([]string, error) {
 	if p.Tiers == nil || len(p.Tiers.Tiers) == 0 {
 		return nil, nil

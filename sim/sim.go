@@ -116,9 +116,9 @@ type store struct {
 	link bool
 	w    *world
 	live *liveSession // a session kept open, as a connected agent keeps it (outage profile); nil: one session per sync
-	// offsetMS is the agent's estimate of the hub's clock less the hub's clock, in ms, as its last
-	// session measured it from a round trip: off by up to half a trip on a busy machine, either
-	// way (clockError). The agent dates its changes on the hub's clock by it.
+	// offsetMS is the agent's clock offset (hub's clock minus its own, in ms) as its last session
+	// measured it from a round trip. The hub and the agents share the virtual clock, so all of it
+	// is the measurement's error (clockError); the agent dates its changes by it.
 	offsetMS int64
 }
 
