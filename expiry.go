@@ -10,7 +10,8 @@ import (
 // Points expiry per earned lot, first in first out (Expiry mode "lot").
 //
 // Every credit of a member is a lot: an earn (a sale, an action, a referral bonus) or an
-// operator's positive adjustment, less what refunds of that earn took back since (a refunded
+// operator's positive adjustment (not the reversal of a negative one: IsLot), less what refunds
+// of that earn took back since (a refunded
 // sale is no lot, a partly refunded one a smaller lot). A lot expires AfterDays days after it
 // was earned (its event time), unless it was spent first; every debit (a redemption, an
 // earlier expiry, a negative adjustment, the reversal of a redemption's refund) spends the
@@ -34,6 +35,14 @@ import (
 // redemption that arrives after the expiry it predates can leave an overdraft, recorded as a
 // conflict like any other; later expiries are that much smaller, so the member loses no more in
 // total.
+
+// IsLot reports whether a ledger entry of kind, points and reverses is a lot: an earn, or a
+// positive adjustment that is no reversal. The reversal of a negative adjustment gives back
+// points a debit took: it undoes the debit, as a refunded redemption does, and the points are as
+// old as the lots they came from (a new lot would have kept them from expiring as long again).
+func IsLot(kind Kind, points int64, reverses string) bool {
+	return kind == KindEarn || kind == KindAdjust && points > 0 && reverses == ""
+}
 
 // Lot is the points of one earn, net of the refunds of that earn, and when it was earned.
 type Lot struct {
@@ -170,7 +179,7 @@ func ExpiryReplay(entries []ExpiryEntry) int64 {
 	if written <= 0 || len(instants) == 0 {
 		return 0
 	}
-	isLot := func(e ExpiryEntry) bool { return e.Kind == KindEarn || (e.Kind == KindAdjust && e.Points > 0) }
+	isLot := func(e ExpiryEntry) bool { return IsLot(e.Kind, e.Points, e.Reverses) }
 	lotCount := 0
 	for _, e := range entries {
 		if isLot(e) {

@@ -57,7 +57,7 @@ func (w *replayWorld) sweep(now time.Time) {
 		var order []string
 		at := map[string]time.Time{}
 		for _, e := range w.ledger {
-			if e.Kind == loyalty.KindEarn || (e.Kind == loyalty.KindAdjust && e.Points > 0) {
+			if loyalty.IsLot(e.Kind, e.Points, e.Reverses) {
 				net[e.ID] += e.Points
 				order, at[e.ID] = append(order, e.ID), e.At
 			}

@@ -981,7 +981,7 @@ func (a *applier) noteChange(d loyalty.Delta) {
 	}
 	switch {
 	case d.Points <= 0:
-	case d.Kind == loyalty.KindEarn || d.Kind == loyalty.KindAdjust: // a lot (Tx.Lots)
+	case loyalty.IsLot(d.Kind, d.Points, d.Reverses): // a lot (Tx.Lots)
 		if c.lot.IsZero() || at.Before(c.lot) {
 			c.lot = at
 		}
@@ -1087,7 +1087,7 @@ func leavesWindow(r *loyalty.TierRules, e time.Time) time.Time {
 // old that held before: zero for nothing to expire. In mode inactivity it is exact: the last
 // activity plus after_days. In mode lot it may be early, never late: a new lot's expiry may come
 // before old; debits and refunds of earns spend or shrink lots, which leaves the oldest lot the
-// balance holds as old as it was or newer; a credit that is no lot (a refunded redemption) may make
+// balance holds as old as it was or newer; a credit that is no lot (a refunded redemption, a deduction's reversal) may make
 // the balance hold older lots again, so the job looks at once (the expiry job computes the exact
 // time when it looks).
 func nextExpiry(e *loyalty.Expiry, old, active time.Time, balance int64, c *memberChange, now time.Time) time.Time {

@@ -603,7 +603,7 @@ func ledgerLots(ctx context.Context, tx hub.Tx, member string, since time.Time) 
 	var lots []loyalty.Lot
 	for _, e := range entries {
 		at := time.UnixMilli(e.EventTime().UnixMilli()).UTC()
-		if !(e.Kind == loyalty.KindEarn || e.Kind == loyalty.KindAdjust && e.Points > 0) || at.Before(since) {
+		if !loyalty.IsLot(e.Kind, e.Points, e.Reverses) || at.Before(since) {
 			continue
 		}
 		rs, err := tx.Reversals(ctx, e.ID)
@@ -789,7 +789,8 @@ func TestLotsMatchTheLedger(t *testing.T) {
 		return // lots are read from the ledger: nothing is kept apart
 	}
 
-	// The migration's backfill, from the same ledger, makes the same rows as the triggers did.
+	// The migrations' backfill, from the same ledger, makes the same rows as the triggers did:
+	// 0032's, less the deductions' reversals 0047 takes out.
 	db := openRaw(t, whereOf(t, h.Store))
 	rows := func() string {
 		t.Helper()
@@ -814,6 +815,7 @@ func TestLotsMatchTheLedger(t *testing.T) {
 	}
 	kept := rows()
 	backfill(t, db, "sqlite/migrations/0032_member_lots.sql", "member_lots")
+	migratetest.Rerun(t, db.DB, "sqlite/migrations/0047_deduction_reversals_no_lot.sql")
 	if filled := rows(); filled != kept || kept == "" {
 		t.Errorf("seed %d: the migration's backfill makes\n%s\nthe triggers kept\n%s", seed, filled, kept)
 	}
@@ -886,6 +888,73 @@ func TestExpiry_MigrationMakesTakenBackGiftsDue(t *testing.T) {
 	}
 }
 
+// TestExpiry_MigrationDeductionReversalsNoLot runs the migration that stops a deduction's
+// reversal from counting as a lot, on the backend the suite runs on: a member with points and
+// such a reversal is due for expiry at once, and on SQLite its lot row is gone while a gift's and
+// a sale's stay; a member with a gift alone, and one without points, keep their times.
+func TestExpiry_MigrationDeductionReversalsNoLot(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	later := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	err := h.Store.Update(ctx, func(tx hub.Tx) error {
+		if err := tx.InsertMember(ctx, loyalty.Member{ID: "m3", CreatedAt: t0}); err != nil {
+			return err
+		}
+		return insertAll(ctx, tx, t0, []loyalty.Delta{
+			{ID: "sale1", Member: "m1", Kind: loyalty.KindEarn, Points: 70, Amount: 7000, Currency: "EUR", RuleVersion: 1},
+			{ID: "take1", Member: "m1", Kind: loyalty.KindAdjust, Points: -30},
+			{ID: "back1", Member: "m1", Kind: loyalty.KindAdjust, Points: 30, Reverses: "take1"},
+			{ID: "gift2", Member: "m2", Kind: loyalty.KindAdjust, Points: 40},
+			{ID: "take3", Member: "m3", Kind: loyalty.KindAdjust, Points: -30},
+			{ID: "back3", Member: "m3", Kind: loyalty.KindAdjust, Points: 30, Reverses: "take3"},
+		}, func(d *loyalty.Delta) { d.Store, d.OccurredAt = loyalty.HubStore, t0 })
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := openRaw(t, whereOf(t, h.Store))
+	if _, err := db.Exec(`UPDATE members SET balance = CASE WHEN id = 'm3' THEN 0 ELSE 100 END, expire_at = ?`, later.UnixMilli()); err != nil {
+		t.Fatal(err)
+	}
+	file := "sqlite/migrations/0047_deduction_reversals_no_lot.sql"
+	if db.postgres {
+		file = "postgres/migrations/0034_deduction_reversals_no_lot.sql"
+	} else if _, err := db.Exec(`INSERT INTO member_lots (member, at, seq, points) SELECT member, event_at, seq, points FROM deltas WHERE id = 'back1'`); err != nil {
+		t.Fatal(err) // the row the old trigger wrote
+	}
+	before := time.Now()
+	migratetest.Rerun(t, db.DB, file)
+	after := time.Now()
+	for _, m := range []string{"m1", "m2", "m3"} {
+		var at int64
+		if err := db.QueryRow(`SELECT expire_at FROM members WHERE id = ?`, m).Scan(&at); err != nil {
+			t.Fatal(err)
+		}
+		due := at >= before.Add(-time.Second).UnixMilli() && at <= after.Add(time.Second).UnixMilli()
+		if want := m == "m1"; due != want || !due && at != later.UnixMilli() {
+			t.Errorf("%s: expire_at %s after the migration; due now: %v, want %v", m, time.UnixMilli(at).UTC(), due, want)
+		}
+	}
+	if !db.postgres {
+		var lots []string
+		rows, err := db.Query(`SELECT d.id FROM member_lots l JOIN deltas d ON d.seq = l.seq ORDER BY d.id`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				t.Fatal(err)
+			}
+			lots = append(lots, id)
+		}
+		rows.Close()
+		if strings.Join(lots, " ") != "gift2 sale1" {
+			t.Errorf("lots after the migration: %v; want the gift's and the sale's", lots)
+		}
+	}
+}
+
 // TestExpiry_MigrationFindsTheLastExpiry: the upgrade that keeps when a member's points last
 // expired takes it from the ledger: the latest expiry that took points (not a give-back after
 // it), and nothing for a member whose points never expired.
@@ -921,5 +990,48 @@ func TestExpiry_MigrationFindsTheLastExpiry(t *testing.T) {
 		if at != want {
 			t.Errorf("%s: expired_at %+v after the migration, want %+v", m, at, want)
 		}
+	}
+}
+
+// TestLotExpiry_DeductionTakenBack: points taken away by an operator and given back (a
+// negative adjustment, then its reversal) are as old as the lot they came from, and expire with
+// it. The reversal made a lot of its own, dated at the reversal: the 100 points of day 0 lived
+// to day 50 instead of day 30. A gift's reversal and a sale stay as they were.
+func TestLotExpiry_DeductionTakenBack(t *testing.T) {
+	h := openHub(t)
+	ctx := context.Background()
+	day0 := time.Date(2026, 1, 1, 9, 0, 0, 0, time.UTC)
+	now := day0
+	h.Now = func() time.Time { return now }
+	day := func(n int) time.Time { return day0.AddDate(0, 0, n) }
+	withProgram(t, h, func(p *loyalty.Program) {
+		p.Expiry = &loyalty.Expiry{Mode: loyalty.ExpiryLot, AfterDays: 30}
+	})
+	if _, err := h.Earn(ctx, loyalty.EarnRequest{OrderID: "A", MemberID: "m1", Amount: 10000, Currency: "EUR"}); err != nil {
+		t.Fatal(err) // 100 points on day 0: they expire on day 30
+	}
+	now = day(10)
+	if _, err := h.Adjust(ctx, hub.AdjustRequest{AdjustID: "fix", MemberID: "m1", Points: -100, Reason: "keyed twice"}); err != nil {
+		t.Fatal(err)
+	}
+	now = day(20)
+	if _, err := h.ReverseAdjustment(ctx, "fix", "it was right after all"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Earn(ctx, loyalty.EarnRequest{OrderID: "B", MemberID: "m1", Amount: 4000, Currency: "EUR"}); err != nil {
+		t.Fatal(err) // 40 points on day 20: they expire on day 50
+	}
+	for _, step := range []struct {
+		day     int
+		members int
+		balance int64
+	}{{29, 0, 140}, {30, 1, 40}, {49, 0, 40}, {50, 1, 0}} {
+		now = day(step.day)
+		n, err := h.ExpirePoints(ctx)
+		if err != nil || n != step.members || balance(t, h, "m1") != step.balance {
+			t.Fatalf("day %d: the sweep expired points of %d members (%v), balance %d; want %d and %d",
+				step.day, n, err, balance(t, h, "m1"), step.members, step.balance)
+		}
+		mustCheck(t, h)
 	}
 }

@@ -54,8 +54,7 @@ func (a *applier) expireBack(ctx context.Context, store string, d loyalty.Delta,
 		} else if err != nil {
 			return 0, err
 		}
-		lot := orig.Kind == loyalty.KindEarn || (orig.Kind == loyalty.KindAdjust && orig.Points > 0)
-		if !lot || orig.EventTime().UTC().Truncate(time.Millisecond).After(sc.ExpiredAt) {
+		if !loyalty.IsLot(orig.Kind, orig.Points, orig.Reverses) || orig.EventTime().UTC().Truncate(time.Millisecond).After(sc.ExpiredAt) {
 			return 0, nil
 		}
 	}

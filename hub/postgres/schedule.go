@@ -362,7 +362,7 @@ func (t *tx) LotsOf(ctx context.Context, members []string, since time.Time) (map
 			FROM deltas d WHERE d.member = ANY ($1) AND d.kind = 'earn' AND d.event_at >= $2
 			UNION ALL
 			SELECT d.member, d.seq, d.event_at, d.points + COALESCE((SELECT sum(r.points) FROM deltas r WHERE r.reverses = d.id AND r.reverses <> ''), 0)::bigint AS net
-			FROM deltas d WHERE d.member = ANY ($1) AND d.kind = 'adjust' AND d.points > 0 AND d.event_at >= $2
+			FROM deltas d WHERE d.member = ANY ($1) AND d.kind = 'adjust' AND d.points > 0 AND d.reverses = '' AND d.event_at >= $2
 		) AS credits
 		WHERE net > 0 ORDER BY member, event_at, seq`, []any{members, unixms.Of(since)}, func(rows pgx.Rows) error {
 		var m string

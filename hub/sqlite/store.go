@@ -1733,12 +1733,12 @@ func lotsDriftQuery(upTo bool) string {
 		SELECT l.member, l.at, l.seq, k.points, l.points FROM (SELECT d.member AS member, d.event_at AS at, d.seq AS seq,
 				d.points + COALESCE((SELECT SUM(r.points) FROM deltas r WHERE r.reverses = d.id AND r.reverses != ''), 0) AS points
 			FROM deltas d INDEXED BY deltas_member WHERE d.member > ?1` + dEnd + `
-				AND (d.kind = 'earn' OR (d.kind = 'adjust' AND d.points > 0))) AS l
+				AND (d.kind = 'earn' OR (d.kind = 'adjust' AND d.points > 0 AND d.reverses = ''))) AS l
 		LEFT JOIN member_lots AS k ON k.member = l.member AND k.at = l.at AND k.seq = l.seq WHERE k.points IS NOT l.points
 		UNION ALL
 		SELECT k.member, k.at, k.seq, k.points, NULL FROM member_lots AS k WHERE k.member > ?1` + kEnd + `
 			AND NOT EXISTS (SELECT 1 FROM deltas d WHERE d.seq = k.seq AND d.member = k.member AND d.event_at = k.at
-				AND (d.kind = 'earn' OR (d.kind = 'adjust' AND d.points > 0))))
+				AND (d.kind = 'earn' OR (d.kind = 'adjust' AND d.points > 0 AND d.reverses = ''))))
 	ORDER BY 1, 3 LIMIT ?3+0`
 }
 
