@@ -153,7 +153,7 @@ type ExpiryEntry struct {
 // earn or redemption is dated within after_days before it. Whatever the replay takes less than
 // the expiries did, net of what was given back before, is the answer (0 when nothing is owed).
 //
-// A lot is an earn or an adjustment with positive points; a reversal that names one reduces it
+// A lot is an earn or a positive adjustment that reverses nothing (IsLot); a reversal that names one reduces it
 // (at the lot's time: points refunded after they expired are the expiry's, not the member's
 // newer points). Every other change but tier changes and expiries counts at its own time.
 func ExpiryReplay(entries []ExpiryEntry) int64 {

@@ -98,11 +98,12 @@ type change struct {
 }
 
 // replayHistory generates a member's changes over 100 days: earns, gifts, redemptions,
-// deductions, refunds of earns (in part or in full) and cancelled redemptions; with late, a
-// third of them reach the hub up to 20 days after their event time.
+// deductions, refunds of earns (in part or in full), cancelled redemptions and deductions taken
+// back (no lot: loyalty.IsLot); with late, a third of them reach the hub up to 20 days after
+// their event time.
 func replayHistory(rng *rand.Rand, late bool) []change {
 	var out []change
-	var earns, redeems []change
+	var earns, redeems, deductions []change
 	refunded := map[string]int64{}
 	for i := range 40 + rng.IntN(40) {
 		t := lotDay0.Add(time.Duration(rng.Int64N(int64(100*24*time.Hour))) / time.Millisecond * time.Millisecond)
@@ -126,6 +127,11 @@ func replayHistory(rng *rand.Rand, late bool) []change {
 			refunded[o.ID] += n
 			e.Kind, e.Points, e.Reverses = loyalty.KindReverse, -n, o.ID
 			e.At = later(e.At, o.At)
+		case len(deductions) > 0 && rng.IntN(3) == 0: // a deduction taken back, after it
+			o := deductions[rng.IntN(len(deductions))]
+			deductions = slices.DeleteFunc(deductions, func(c change) bool { return c.e.ID == o.e.ID })
+			e.Kind, e.Points, e.Reverses = loyalty.KindAdjust, -o.e.Points, o.e.ID
+			e.At = later(e.At, o.e.At)
 		case len(redeems) > 0: // a cancelled redemption, after it
 			o := redeems[rng.IntN(len(redeems))]
 			redeems = slices.DeleteFunc(redeems, func(c change) bool { return c.e.ID == o.e.ID })
@@ -144,6 +150,10 @@ func replayHistory(rng *rand.Rand, late bool) []change {
 			earns = append(earns, c)
 		case loyalty.KindRedeem:
 			redeems = append(redeems, c)
+		case loyalty.KindAdjust:
+			if e.Points < 0 && e.Reverses == "" {
+				deductions = append(deductions, c)
+			}
 		}
 		out = append(out, c)
 	}

@@ -82,8 +82,8 @@ type sentKey struct {
 // schedule (memberState).
 type memberChange struct {
 	active time.Time // the latest event time of an earn or a redemption
-	lot    time.Time // the earliest event time of a new lot (an earn or a positive adjustment)
-	credit bool      // points that are no lot came back (a refunded redemption): the balance may hold older lots again
+	lot    time.Time // the earliest event time of a new lot (loyalty.IsLot)
+	credit bool      // points that are no lot came back (a refunded redemption, a deduction's reversal): the balance may hold older lots again
 }
 
 func (h *Hub) newApplier(tx Tx) *applier {

@@ -592,7 +592,7 @@ func ledgerLastActivity(ctx context.Context, tx hub.Tx, member string) (time.Tim
 }
 
 // ledgerLots computes member's lots from their ledger in Go, as Tx.Lots documents them: every
-// earn, and every adjustment of positive points, from since on, less what the deltas that
+// earn, and every adjustment of positive points that reverses nothing, from since on, less what the deltas that
 // reverse it took back, those with points left, oldest first (ledger order within a time).
 func ledgerLots(ctx context.Context, tx hub.Tx, member string, since time.Time) ([]loyalty.Lot, error) {
 	entries, err := tx.Ledger(ctx, member, 1<<30)
@@ -847,6 +847,21 @@ func TestLotsMatchTheLedger(t *testing.T) {
 // taken back is due for expiry at once (their next expiry time may have been set by the gift's
 // lot); one whose gift stands, and one without points, keep their times.
 func TestExpiry_MigrationMakesTakenBackGiftsDue(t *testing.T) {
+	migrationMakesDue(t, []loyalty.Delta{
+		{ID: "gift1", Member: "m1", Kind: loyalty.KindAdjust, Points: 40},
+		{ID: "back1", Member: "m1", Kind: loyalty.KindAdjust, Points: -40, Reverses: "gift1"},
+		{ID: "gift2", Member: "m2", Kind: loyalty.KindAdjust, Points: 40},
+		{ID: "gift3", Member: "m3", Kind: loyalty.KindAdjust, Points: 40},
+		{ID: "back3", Member: "m3", Kind: loyalty.KindAdjust, Points: -40, Reverses: "gift3"},
+	}, "sqlite/migrations/0033_adjustment_reversals_expire.sql", "postgres/migrations/0018_adjustment_reversals_expire.sql", nil)
+}
+
+// migrationMakesDue writes ds (m3 a member of its own) as an earlier version did, gives m1 and m2
+// 100 points and m3 none, all with a next expiry time years away, runs before (if set) and then a
+// migration's statements on the backend the suite runs on, and checks that m1 alone is due for
+// expiry now and the others keep their times. It returns the database for further checks.
+func migrationMakesDue(t *testing.T, ds []loyalty.Delta, sqliteFile, postgresFile string, before func(rawDB)) rawDB {
+	t.Helper()
 	h := openHub(t)
 	ctx := context.Background()
 	later := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -854,13 +869,7 @@ func TestExpiry_MigrationMakesTakenBackGiftsDue(t *testing.T) {
 		if err := tx.InsertMember(ctx, loyalty.Member{ID: "m3", CreatedAt: t0}); err != nil {
 			return err
 		}
-		return insertAll(ctx, tx, t0, []loyalty.Delta{
-			{ID: "gift1", Member: "m1", Kind: loyalty.KindAdjust, Points: 40},
-			{ID: "back1", Member: "m1", Kind: loyalty.KindAdjust, Points: -40, Reverses: "gift1"},
-			{ID: "gift2", Member: "m2", Kind: loyalty.KindAdjust, Points: 40},
-			{ID: "gift3", Member: "m3", Kind: loyalty.KindAdjust, Points: 40},
-			{ID: "back3", Member: "m3", Kind: loyalty.KindAdjust, Points: -40, Reverses: "gift3"},
-		}, func(d *loyalty.Delta) { d.Store, d.OccurredAt = loyalty.HubStore, t0 })
+		return insertAll(ctx, tx, t0, ds, func(d *loyalty.Delta) { d.Store, d.OccurredAt = loyalty.HubStore, t0 })
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -869,23 +878,27 @@ func TestExpiry_MigrationMakesTakenBackGiftsDue(t *testing.T) {
 	if _, err := db.Exec(`UPDATE members SET balance = CASE WHEN id = 'm3' THEN 0 ELSE 100 END, expire_at = ?`, later.UnixMilli()); err != nil {
 		t.Fatal(err)
 	}
-	file := "sqlite/migrations/0033_adjustment_reversals_expire.sql"
+	file := sqliteFile
 	if db.postgres {
-		file = "postgres/migrations/0018_adjustment_reversals_expire.sql"
+		file = postgresFile
 	}
-	before := time.Now()
+	if before != nil {
+		before(db)
+	}
+	start := time.Now()
 	migratetest.Rerun(t, db.DB, file)
-	after := time.Now()
+	end := time.Now()
 	for _, m := range []string{"m1", "m2", "m3"} {
 		var at int64
 		if err := db.QueryRow(`SELECT expire_at FROM members WHERE id = ?`, m).Scan(&at); err != nil {
 			t.Fatal(err)
 		}
-		due := at >= before.Add(-time.Second).UnixMilli() && at <= after.Add(time.Second).UnixMilli()
+		due := at >= start.Add(-time.Second).UnixMilli() && at <= end.Add(time.Second).UnixMilli()
 		if want := m == "m1"; due != want || !due && at != later.UnixMilli() {
 			t.Errorf("%s: expire_at %s after the migration; due now: %v, want %v", m, time.UnixMilli(at).UTC(), due, want)
 		}
 	}
+	return db
 }
 
 // TestExpiry_MigrationDeductionReversalsNoLot runs the migration that stops a deduction's
@@ -893,48 +906,21 @@ func TestExpiry_MigrationMakesTakenBackGiftsDue(t *testing.T) {
 // such a reversal is due for expiry at once, and on SQLite its lot row is gone while a gift's and
 // a sale's stay; a member with a gift alone, and one without points, keep their times.
 func TestExpiry_MigrationDeductionReversalsNoLot(t *testing.T) {
-	h := openHub(t)
-	ctx := context.Background()
-	later := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	err := h.Store.Update(ctx, func(tx hub.Tx) error {
-		if err := tx.InsertMember(ctx, loyalty.Member{ID: "m3", CreatedAt: t0}); err != nil {
-			return err
+	db := migrationMakesDue(t, []loyalty.Delta{
+		{ID: "sale1", Member: "m1", Kind: loyalty.KindEarn, Points: 70, Amount: 7000, Currency: "EUR", RuleVersion: 1},
+		{ID: "take1", Member: "m1", Kind: loyalty.KindAdjust, Points: -30},
+		{ID: "back1", Member: "m1", Kind: loyalty.KindAdjust, Points: 30, Reverses: "take1"},
+		{ID: "gift2", Member: "m2", Kind: loyalty.KindAdjust, Points: 40},
+		{ID: "take3", Member: "m3", Kind: loyalty.KindAdjust, Points: -30},
+		{ID: "back3", Member: "m3", Kind: loyalty.KindAdjust, Points: 30, Reverses: "take3"},
+	}, "sqlite/migrations/0047_deduction_reversals_no_lot.sql", "postgres/migrations/0034_deduction_reversals_no_lot.sql", func(db rawDB) {
+		if db.postgres {
+			return
 		}
-		return insertAll(ctx, tx, t0, []loyalty.Delta{
-			{ID: "sale1", Member: "m1", Kind: loyalty.KindEarn, Points: 70, Amount: 7000, Currency: "EUR", RuleVersion: 1},
-			{ID: "take1", Member: "m1", Kind: loyalty.KindAdjust, Points: -30},
-			{ID: "back1", Member: "m1", Kind: loyalty.KindAdjust, Points: 30, Reverses: "take1"},
-			{ID: "gift2", Member: "m2", Kind: loyalty.KindAdjust, Points: 40},
-			{ID: "take3", Member: "m3", Kind: loyalty.KindAdjust, Points: -30},
-			{ID: "back3", Member: "m3", Kind: loyalty.KindAdjust, Points: 30, Reverses: "take3"},
-		}, func(d *loyalty.Delta) { d.Store, d.OccurredAt = loyalty.HubStore, t0 })
+		if _, err := db.Exec(`INSERT INTO member_lots (member, at, seq, points) SELECT member, event_at, seq, points FROM deltas WHERE id = 'back1'`); err != nil {
+			t.Fatal(err) // the row the old trigger wrote
+		}
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := openRaw(t, whereOf(t, h.Store))
-	if _, err := db.Exec(`UPDATE members SET balance = CASE WHEN id = 'm3' THEN 0 ELSE 100 END, expire_at = ?`, later.UnixMilli()); err != nil {
-		t.Fatal(err)
-	}
-	file := "sqlite/migrations/0047_deduction_reversals_no_lot.sql"
-	if db.postgres {
-		file = "postgres/migrations/0034_deduction_reversals_no_lot.sql"
-	} else if _, err := db.Exec(`INSERT INTO member_lots (member, at, seq, points) SELECT member, event_at, seq, points FROM deltas WHERE id = 'back1'`); err != nil {
-		t.Fatal(err) // the row the old trigger wrote
-	}
-	before := time.Now()
-	migratetest.Rerun(t, db.DB, file)
-	after := time.Now()
-	for _, m := range []string{"m1", "m2", "m3"} {
-		var at int64
-		if err := db.QueryRow(`SELECT expire_at FROM members WHERE id = ?`, m).Scan(&at); err != nil {
-			t.Fatal(err)
-		}
-		due := at >= before.Add(-time.Second).UnixMilli() && at <= after.Add(time.Second).UnixMilli()
-		if want := m == "m1"; due != want || !due && at != later.UnixMilli() {
-			t.Errorf("%s: expire_at %s after the migration; due now: %v, want %v", m, time.UnixMilli(at).UTC(), due, want)
-		}
-	}
 	if !db.postgres {
 		var lots []string
 		rows, err := db.Query(`SELECT d.id FROM member_lots l JOIN deltas d ON d.seq = l.seq ORDER BY d.id`)

@@ -33,8 +33,8 @@ const maxReplays = 16
 //     the member's code as the store scanned it (proven: Delta.Presence, codeProvesLate):
 //     a sale a store invents, dated before an expiry, would otherwise bring back points it never
 //     paid for. The hub's own changes and the online channel's are dated by the hub.
-//   - one that takes points back from a lot dated at or before the last expiry (a refund, an
-//     adjustment's reversal): the lot's points may have expired already.
+//   - one that takes points back from a lot dated at or before the last expiry (a refund, a
+//     positive adjustment's reversal): the lot's points may have expired already.
 //
 // Any other change costs a comparison. It runs before d's conflicts are judged, so that a late
 // redemption paid for by expired points is no overdraft.

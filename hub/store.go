@@ -341,8 +341,8 @@ type Tx interface {
 	// less reversals of them, with an event time in [since, until). A zero until has no end.
 	MemberEarned(ctx context.Context, member, rule string, since, until time.Time) (int64, error)
 	// Lots returns a member's lots earned at or after since, for points expiry per lot: earns and
-	// positive adjustments with their event time, each less what reversals of it took back; those
-	// with nothing left are left out. Oldest first.
+	// positive adjustments that reverse nothing (loyalty.IsLot) with their event time, each less
+	// what reversals of it took back; those with nothing left are left out. Oldest first.
 	Lots(ctx context.Context, member string, since time.Time) ([]loyalty.Lot, error)
 	// ProveLate records that a store's change of member, dated at or before the member's last
 	// points expiry, carried the member's code (giveback.go); recording it again changes nothing.
@@ -352,7 +352,7 @@ type Tx interface {
 	// LotsOf is Lots for many members at once (a job's batch).
 	LotsOf(ctx context.Context, members []string, since time.Time) (map[string][]loyalty.Lot, error)
 	// LotsDrift compares the lots a storage keeps apart from the ledger (SQLite's member_lots:
-	// every earn and positive adjustment with its time, ledger position and points less what
+	// every lot (loyalty.IsLot) with its time, ledger position and points less what
 	// reversals took back, those with nothing left too) with the ledger, for the members with an
 	// id in (after, last] (no upper bound when last is ""), and returns a line for each lot that
 	// differs, at most most of them (Hub.Check, a page of members at a time). A storage that reads
